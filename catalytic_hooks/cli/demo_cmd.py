@@ -1,0 +1,177 @@
+"""`catalytic demo` (the main job, end to end on a throwaway repository) and `catalytic init`."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import CatalyticError, ErrorCode
+from ..gitrepo import clean_env
+from .common import JsonOpt
+from .output import emit_json, envelope, handled, say
+
+DEMO_POLICY = """\
+durable_roots = ["outputs"]
+tmp_roots = ["_tmp"]
+protected_roots = ["."]
+run_roots = ["_runs"]
+trusted_validators = ".catalytic/allowed_validators"
+"""
+
+INIT_TEMPLATE = """\
+# catalytic-hooks policy (see README: "Adopting catalytic-hooks")
+durable_roots = []      # paths a run may create, modify or delete
+tmp_roots = []          # scratch paths that must be empty when an operation ends
+exclusions = []         # ignored entirely
+protected_roots = ["."] # must not change outside durable roots
+run_roots = ["_runs"]   # where run bundles live
+"""
+
+
+@dataclass
+class Demo:
+    repo: Path
+    json_mode: bool
+    steps: list[dict[str, object]] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        env = clean_env({"GIT_AUTHOR_NAME": "Demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid",
+                         "GIT_COMMITTER_NAME": "Demo",
+                         "GIT_COMMITTER_EMAIL": "demo@example.invalid"})
+        # The demo runs this installation's catalytic, whatever PATH says.
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        return env
+
+    def sh(self, *cmd: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(cmd), cwd=self.repo, env=self.env(), text=True,
+                              input=stdin, capture_output=True)
+
+    def cat(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.sh(sys.executable, "-m", "catalytic_hooks", *args)
+
+    def step(self, title: str, proc: subprocess.CompletedProcess[str], expect: int,
+             shown: str) -> bool:
+        ok = proc.returncode == expect
+        self.steps.append({"step": title, "command": shown, "exit": proc.returncode,
+                           "expected_exit": expect, "ok": ok})
+        if not self.json_mode:
+            mark = "ok  " if ok else "FAIL"
+            say(f"[{mark}] {title}")
+            say(f"       $ {shown}  -> exit {proc.returncode} (expected {expect})")
+            text = (proc.stdout + proc.stderr).strip()
+            for line in text.splitlines()[:8]:
+                say(f"       | {line}")
+        return ok
+
+    def run_cat(self, title: str, args: list[str], expect: int = 0) -> bool:
+        return self.step(title, self.cat(*args), expect, "catalytic " + shlex.join(args))
+
+    def run_sh(self, title: str, cmd: list[str], expect: int = 0) -> bool:
+        return self.step(title, self.sh(*cmd), expect, shlex.join(cmd))
+
+
+def write(repo: Path, rel: str, text: str) -> None:
+    p = repo / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+
+
+def scenario(d: Demo) -> None:
+    r = d.repo
+    d.run_sh("create a repository", ["git", "init", "-q", "-b", "main"])
+    write(r, ".catalytic.toml", DEMO_POLICY)
+    write(r, "data/raw/measurements.csv", "id,value\n1,0.5\n2,0.75\n")
+    write(r, "analysis.py", DEMO_SCRIPT)
+    write(r, ".gitignore", "_tmp/\n")
+    d.run_sh("commit the baseline", ["git", "add", "-A"])
+    d.run_sh("commit the baseline", ["git", "commit", "-q", "-m", "baseline"])
+    d.run_cat("PRE digest of the working tree", ["digest", "--output", "../pre.json"])
+    # A catalytic operation by hand: scratch in _tmp, output in outputs/.
+    write(r, "_tmp/scratch.bin", "scratch")
+    write(r, "outputs/summary.txt", "mean=0.625\n")
+    os.remove(r / "_tmp/scratch.bin")
+    d.run_cat("POST digest after a clean operation", ["digest", "--output", "../post.json"])
+    d.run_cat("purity scan: PASS", ["purity-scan", "../pre.json", "../post.json",
+                                    "--output", "../purity.json"])
+    d.run_cat("restore proof: PASS", ["restore-proof", "../pre.json", "../post.json",
+                                      "../purity.json"])
+    write(r, "data/raw/measurements.csv", "id,value\n1,0.5\n2,0.99\n")
+    d.run_cat("POST digest after a dirty operation", ["digest", "--output", "../post.json"])
+    d.run_cat("purity scan: FAIL (a protected file changed)",
+              ["purity-scan", "../pre.json", "../post.json", "--output",
+               "../purity.json"], expect=1)
+    d.run_sh("undo the damage", ["git", "checkout", "--", "data/raw/measurements.csv"])
+
+
+DEMO_SCRIPT = """\
+import csv, json, os, pathlib, random
+random.seed(int(os.environ.get("CATALYTIC_SEED", "0")))
+rows = list(csv.DictReader(open("data/raw/measurements.csv")))
+values = [float(r["value"]) for r in rows]
+pathlib.Path("_tmp").mkdir(exist_ok=True)
+pathlib.Path("_tmp/checkpoint.bin").write_bytes(os.urandom(64))
+pathlib.Path("outputs").mkdir(exist_ok=True)
+mean = sum(values) / len(values)
+pathlib.Path("outputs/summary.txt").write_text(f"mean={mean}\\n")
+pathlib.Path("outputs/metrics.json").write_text(json.dumps({"mean": mean, "n": len(values)}))
+"""
+
+
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the throwaway repository.")] = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Run the whole lifecycle on a throwaway repository and print each step's verdict."""
+    with handled(json_mode):
+        base = Path(tempfile.mkdtemp(prefix="catalytic-demo-"))
+        d = Demo(base / "repo", json_mode)
+        d.repo.mkdir()
+        if not json_mode:
+            say(f"catalytic demo in {d.repo}")
+        try:
+            scenario(d)
+        finally:
+            if not keep:
+                import shutil
+
+                shutil.rmtree(base, ignore_errors=True)
+        ok = all(bool(s["ok"]) for s in d.steps)
+        if json_mode:
+            emit_json(envelope(ok, "PASS" if ok else "FAIL",
+                               {"steps": d.steps, "repository": str(d.repo) if keep else None}))
+        else:
+            say("")
+            say("summary")
+            for s in d.steps:
+                say(f"  {'PASS' if s['ok'] else 'FAIL'}  {s['step']}")
+            say(f"verdict: {'PASS' if ok else 'FAIL'} ({len(d.steps)} steps)")
+        raise typer.Exit(0 if ok else 1)
+
+
+def init(
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Write a commented `.catalytic.toml` at the repository root."""
+    from .common import open_repo
+
+    with handled(json_mode):
+        repo = open_repo(None)
+        target = repo.top / ".catalytic.toml"
+        if target.exists() and not force:
+            raise CatalyticError(ErrorCode.USAGE, f"{target} exists (use --force)")
+        from ..fsio import atomic_write
+
+        atomic_write(target, INIT_TEMPLATE.encode())
+        if json_mode:
+            emit_json(envelope(True, "OK", {"path": str(target)}))
+        else:
+            say(f"wrote {target}")

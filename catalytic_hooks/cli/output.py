@@ -1,0 +1,70 @@
+"""Rendering in one place: JSON documents on stdout, human text, diagnostics on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+
+from ..canonical import canonical_bytes
+from ..errors import EXIT_BUG, CatalyticError, exit_code_for
+
+
+def emit_json(doc: dict[str, Any]) -> None:
+    sys.stdout.write(canonical_bytes(doc).decode("utf-8") + "\n")
+    sys.stdout.flush()
+
+
+def envelope(ok: bool, code: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": ok, "code": code, "details": details}
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def result(json_mode: bool, ok: bool, code: str, details: dict[str, Any],
+           human: Callable[[], None], exit_code: int | None = None) -> None:
+    if json_mode:
+        emit_json(envelope(ok, code, details))
+    else:
+        human()
+    raise typer.Exit(exit_code if exit_code is not None else (0 if ok else 1))
+
+
+@contextmanager
+def handled(json_mode: bool, on_error: Callable[[CatalyticError], None] | None = None
+            ) -> Iterator[None]:
+    """The one place where exceptions become exit codes and error documents."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except CatalyticError as exc:
+        if on_error is not None:
+            on_error(exc)
+        if json_mode:
+            emit_json(exc.to_dict())
+        else:
+            warn(f"error: {exc.code.value}: {exc.message}")
+            if exc.details:
+                warn("  details: " + json.dumps(exc.details, sort_keys=True, default=str))
+        raise typer.Exit(exit_code_for(exc.code)) from None
+    except KeyboardInterrupt:
+        warn("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # an unexpected failure is a bug: say so, never print locals
+        if json_mode:
+            emit_json({"ok": False, "code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}",
+                       "details": {}})
+        else:
+            warn(f"internal error (a bug in catalytic-hooks): {type(exc).__name__}: {exc}")
+        raise typer.Exit(EXIT_BUG) from None

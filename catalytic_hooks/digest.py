@@ -1,0 +1,62 @@
+"""Tree digests (FORMATS.md §1) over a view under a policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .canonical import canonical_hash, sha256_hex
+from .errors import CatalyticError, ErrorCode
+from .hashing import HashCache, resolve_contents
+from .policy import Policy
+from .views import View
+
+MODULE_VERSION = "catalytic-hooks/0.1.0"
+MODULE_VERSION_HASH = sha256_hex(MODULE_VERSION.encode())
+
+
+@dataclass(frozen=True)
+class TreeDigest:
+    digest: str
+    manifest: dict[str, str]
+
+    @property
+    def file_count(self) -> int:
+        return len(self.manifest)
+
+
+def manifest_digest(manifest: dict[str, str]) -> str:
+    """sha256 of `path:hash\\n` records sorted by code point (FORMATS.md §1)."""
+    for path in manifest:
+        _check_record_path(path)
+    text = "".join(f"{p}:{manifest[p]}\n" for p in sorted(manifest))
+    try:
+        return sha256_hex(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise CatalyticError(
+            ErrorCode.DIGEST_COMPUTATION_FAILED, f"a path is not valid UTF-8: {exc}"
+        ) from exc
+
+
+def _check_record_path(path: str) -> None:
+    # A newline in a name would let one crafted file impersonate two records.
+    for ch, name in (("\n", "newline"), ("\r", "carriage return"), ("\x00", "NUL")):
+        if ch in path:
+            raise CatalyticError(
+                ErrorCode.DIGEST_COMPUTATION_FAILED,
+                f"path {path!r} contains a {name}; the digest would be ambiguous",
+                path=path,
+            )
+
+
+def exclusions_spec_hash(policy: Policy) -> str:
+    return canonical_hash(policy.spec_roots())
+
+
+def tree_digest(view: View, policy: Policy, cache: HashCache | None = None) -> TreeDigest:
+    cache = cache if cache is not None else HashCache(None)
+    chosen = [e for e in view.entries if policy.digested(e.path)]
+    for e in chosen:
+        _check_record_path(e.path)
+    values = resolve_contents(view, chosen, cache)
+    cache.save()
+    return TreeDigest(manifest_digest(values), dict(sorted(values.items())))

@@ -1,0 +1,148 @@
+"""Stable error codes and the one exception type for expected failures.
+
+Code values are part of the public interface (JSON output, receipts, tests): append new
+members, never rename or reuse one.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_ERROR = 2
+EXIT_BUG = 3
+
+
+class ErrorCode(str, Enum):
+    # usage and configuration
+    USAGE = "USAGE"
+    CONFIG_INVALID = "CONFIG_INVALID"
+    NOT_A_REPOSITORY = "NOT_A_REPOSITORY"
+    GIT_FAILED = "GIT_FAILED"
+    PATH_INVALID = "PATH_INVALID"
+    JSON_INVALID = "JSON_INVALID"
+    IO_ERROR = "IO_ERROR"
+    # seed "Phase 1.5B" receipt codes (frozen there)
+    DIGEST_COMPUTATION_FAILED = "DIGEST_COMPUTATION_FAILED"
+    HASH_FAILED = "HASH_FAILED"
+    PURITY_SCAN_FAILED = "PURITY_SCAN_FAILED"
+    RESTORE_PROOF_GENERATION_FAILED = "RESTORE_PROOF_GENERATION_FAILED"
+    # SPECTRUM-05 verification
+    ARTIFACT_MISSING = "ARTIFACT_MISSING"
+    ARTIFACT_EXTRA = "ARTIFACT_EXTRA"
+    ARTIFACT_MALFORMED = "ARTIFACT_MALFORMED"
+    FIELD_EXTRA = "FIELD_EXTRA"
+    FIELD_MISSING = "FIELD_MISSING"
+    ALGORITHM_UNSUPPORTED = "ALGORITHM_UNSUPPORTED"
+    KEY_INVALID = "KEY_INVALID"
+    IDENTITY_INVALID = "IDENTITY_INVALID"
+    BUNDLE_ROOT_MISMATCH = "BUNDLE_ROOT_MISMATCH"
+    DECISION_INVALID = "DECISION_INVALID"
+    IDENTITY_MISMATCH = "IDENTITY_MISMATCH"
+    SIGNATURE_INCOMPLETE = "SIGNATURE_INCOMPLETE"
+    SIGNATURE_MALFORMED = "SIGNATURE_MALFORMED"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    RESTORATION_FAILED = "RESTORATION_FAILED"
+    FORBIDDEN_ARTIFACT = "FORBIDDEN_ARTIFACT"
+    PATH_ESCAPE_DETECTED = "PATH_ESCAPE_DETECTED"
+    OUTPUT_MISSING = "OUTPUT_MISSING"
+    HASH_MISMATCH = "HASH_MISMATCH"
+    CHAIN_EMPTY = "CHAIN_EMPTY"
+    CHAIN_DUPLICATE_RUN = "CHAIN_DUPLICATE_RUN"
+    UNTRUSTED = "UNTRUSTED"
+    # keys, signing, runs
+    KEY_EXISTS = "KEY_EXISTS"
+    ALREADY_SIGNED = "ALREADY_SIGNED"
+    RUN_EXISTS = "RUN_EXISTS"
+    RUN_FAILED = "RUN_FAILED"
+    RESTORE_UNDO_REFUSED = "RESTORE_UNDO_REFUSED"
+    # SPECTRUM-06 restore
+    RESTORE_INELIGIBLE = "RESTORE_INELIGIBLE"
+    RESTORE_TARGET_INVALID = "RESTORE_TARGET_INVALID"
+    SOURCE_MISSING = "SOURCE_MISSING"
+    TARGET_EXISTS = "TARGET_EXISTS"
+    COPY_INTEGRITY_FAILED = "COPY_INTEGRITY_FAILED"
+    RESTORE_VERIFICATION_FAILED = "RESTORE_VERIFICATION_FAILED"
+    CHAIN_RESTORE_FAILED = "CHAIN_RESTORE_FAILED"
+    RESTORE_LOCKED = "RESTORE_LOCKED"
+    WORKTREE_FAILED = "WORKTREE_FAILED"
+    # install
+    HOOK_EXISTS = "HOOK_EXISTS"
+    # replay and chronicle
+    REPLAY_FAILED = "REPLAY_FAILED"
+    ENV_MISMATCH = "ENV_MISMATCH"
+    CHRONICLE_INVALID = "CHRONICLE_INVALID"
+    # verdict of a check (findings), not an error of the tool
+    CHECK_FAILED = "CHECK_FAILED"
+    INTERNAL = "INTERNAL"
+
+
+# Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not
+# do what was asked). Decided here and nowhere else.
+_VERDICT_CODES = frozenset(
+    {
+        ErrorCode.ARTIFACT_MISSING,
+        ErrorCode.ARTIFACT_EXTRA,
+        ErrorCode.ARTIFACT_MALFORMED,
+        ErrorCode.FIELD_EXTRA,
+        ErrorCode.FIELD_MISSING,
+        ErrorCode.ALGORITHM_UNSUPPORTED,
+        ErrorCode.KEY_INVALID,
+        ErrorCode.IDENTITY_INVALID,
+        ErrorCode.BUNDLE_ROOT_MISMATCH,
+        ErrorCode.DECISION_INVALID,
+        ErrorCode.IDENTITY_MISMATCH,
+        ErrorCode.SIGNATURE_INCOMPLETE,
+        ErrorCode.SIGNATURE_MALFORMED,
+        ErrorCode.SIGNATURE_INVALID,
+        ErrorCode.RESTORATION_FAILED,
+        ErrorCode.FORBIDDEN_ARTIFACT,
+        ErrorCode.PATH_ESCAPE_DETECTED,
+        ErrorCode.OUTPUT_MISSING,
+        ErrorCode.HASH_MISMATCH,
+        ErrorCode.CHAIN_EMPTY,
+        ErrorCode.CHAIN_DUPLICATE_RUN,
+        ErrorCode.UNTRUSTED,
+        ErrorCode.RUN_FAILED,
+        ErrorCode.RESTORE_INELIGIBLE,
+        ErrorCode.RESTORE_TARGET_INVALID,
+        ErrorCode.SOURCE_MISSING,
+        ErrorCode.TARGET_EXISTS,
+        ErrorCode.COPY_INTEGRITY_FAILED,
+        ErrorCode.RESTORE_VERIFICATION_FAILED,
+        ErrorCode.CHAIN_RESTORE_FAILED,
+        ErrorCode.REPLAY_FAILED,
+        ErrorCode.ENV_MISMATCH,
+        ErrorCode.CHRONICLE_INVALID,
+        ErrorCode.CHECK_FAILED,
+    }
+)
+
+
+class CatalyticError(Exception):
+    """An expected failure: a stable code, a message a person can act on, details as data."""
+
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": False,
+            "code": self.code.value,
+            "message": self.message,
+            "details": self.details,
+        }
+
+    def __repr__(self) -> str:
+        return f"CatalyticError({self.code.value}, {self.message!r}, {self.details!r})"
+
+
+def exit_code_for(code: ErrorCode) -> int:
+    if code is ErrorCode.INTERNAL:
+        return EXIT_BUG
+    return EXIT_FAIL if code in _VERDICT_CODES else EXIT_ERROR

@@ -1,0 +1,154 @@
+"""Tree views (DESIGN.md §2): a revision's tree, the index, the working tree, a plain directory.
+
+A view is a list of entries naming a path, its kind and, where git knows it, the object id;
+contents are resolved later (hashing.py) so a clean file is never re-read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from .errors import CatalyticError, ErrorCode
+from .gitrepo import MODE_GITLINK, MODE_LINK, Repo
+
+Kind = Literal["file", "symlink", "gitlink"]
+
+
+class ViewKind(str, Enum):
+    REV = "rev"
+    INDEX = "index"
+    WORKTREE = "worktree"
+    DIR = "dir"
+
+
+@dataclass(frozen=True)
+class ViewEntry:
+    path: str
+    kind: Kind
+    # Git object id when git vouches for the content (a cache key), else None.
+    oid: str | None
+    # True when the bytes on disk at the path *are* the content (worktree/dir views); False when
+    # the disk is only a fast candidate that must match `oid` (index/rev views).
+    trust_disk: bool
+
+
+@dataclass(frozen=True)
+class View:
+    kind: ViewKind
+    root: Path  # where disk paths resolve (repository top or the plain directory)
+    entries: tuple[ViewEntry, ...]
+    repo: Repo | None
+    has_disk: bool = True
+
+
+def _kind_of_mode(mode: str) -> Kind:
+    if mode == MODE_LINK:
+        return "symlink"
+    if mode == MODE_GITLINK:
+        return "gitlink"
+    return "file"
+
+
+def rev_view(repo: Repo, rev: str) -> View:
+    repo.tree_of(rev)  # clear error for an unknown revision
+    entries = tuple(
+        ViewEntry(e.path, _kind_of_mode(e.mode), e.oid, False) for e in repo.ls_tree(rev)
+    )
+    return View(ViewKind.REV, repo.top, entries, repo)
+
+
+def index_view(repo: Repo) -> View:
+    seen: dict[str, ViewEntry] = {}
+    for e in repo.ls_index():
+        if e.stage not in (0, 2) or e.path in seen and e.stage != 0:
+            continue  # conflicted paths: take "ours" (stage 2) unless resolved (stage 0)
+        seen[e.path] = ViewEntry(e.path, _kind_of_mode(e.mode), e.oid, False)
+    return View(ViewKind.INDEX, repo.top, tuple(seen.values()), repo)
+
+
+def worktree_view(repo: Repo, *, ignored: bool = False) -> View:
+    """Tracked files plus untracked, not ignored ones (`ignored=True` adds ignored files)."""
+    st = repo.status(ignored=ignored)
+    out: dict[str, ViewEntry] = {}
+    for e in repo.ls_index():
+        path = e.path
+        if path in out or path in st.deleted:
+            continue
+        kind = _kind_of_mode(e.mode)
+        if kind == "gitlink":
+            oid = repo.submodule_head(path) if path in st.submodule_moved else e.oid
+            out[path] = ViewEntry(path, "gitlink", oid or e.oid, True)
+        elif path in st.modified or e.stage != 0:
+            out[path] = _disk_entry(repo.top, path)
+        else:
+            out[path] = ViewEntry(path, kind, e.oid, True)
+    for path in (*st.untracked, *st.ignored):
+        if path.endswith("/"):
+            # A nested repository git will not descend into: record it like a submodule.
+            head = repo.submodule_head(path.rstrip("/"))
+            if head:
+                out[path.rstrip("/")] = ViewEntry(path.rstrip("/"), "gitlink", head, True)
+            continue
+        out[path] = _disk_entry(repo.top, path)
+    return View(ViewKind.WORKTREE, repo.top, tuple(out.values()), repo)
+
+
+def _disk_entry(top: Path, path: str) -> ViewEntry:
+    try:
+        mode = os.lstat(top / path).st_mode
+    except FileNotFoundError:
+        # Vanished between git's listing and now: a file that is not there is not in the view.
+        return ViewEntry(path, "file", None, True)
+    kind: Kind = "symlink" if stat.S_ISLNK(mode) else "file"
+    return ViewEntry(path, kind, None, True)
+
+
+def dir_view(root: Path) -> View:
+    """Every regular file and symlink below `root`; `.git` and other file types are skipped."""
+    if not root.is_dir():
+        raise CatalyticError(ErrorCode.PATH_INVALID, f"{root} is not a directory")
+    entries: list[ViewEntry] = []
+    stack = [("", os.fspath(root))]
+    while stack:
+        rel, absdir = stack.pop()
+        try:
+            it = os.scandir(absdir)
+        except OSError as exc:
+            raise CatalyticError(
+                ErrorCode.DIGEST_COMPUTATION_FAILED, f"cannot list {absdir}: {exc}",
+                path=rel or ".",
+            ) from exc
+        with it:
+            for de in it:
+                if de.name == ".git":
+                    continue
+                path = f"{rel}/{de.name}" if rel else de.name
+                if de.is_symlink():
+                    entries.append(ViewEntry(path, "symlink", None, True))
+                elif de.is_dir(follow_symlinks=False):
+                    stack.append((path, de.path))
+                elif de.is_file(follow_symlinks=False):
+                    entries.append(ViewEntry(path, "file", None, True))
+    return View(ViewKind.DIR, root, tuple(entries), None)
+
+
+def tmp_residue_on_disk(root: Path, tmp_roots: tuple[str, ...]) -> list[str]:
+    """Every file (symlinks included, never followed) under the tmp roots, sorted."""
+    found: list[str] = []
+    for troot in tmp_roots:
+        base = root / troot if troot != "." else root
+        try:
+            st = os.lstat(base)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            found.append(troot)
+            continue
+        for e in dir_view(base).entries:
+            found.append(f"{troot}/{e.path}" if troot != "." else e.path)
+    return sorted(set(found))

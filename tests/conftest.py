@@ -1,0 +1,100 @@
+"""Factory fixtures: real git repositories in tmp_path, isolated from the user's git config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from catalytic_hooks.gitrepo import GIT_ENV_VARS
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+if not SHARED.is_dir():
+    SHARED = ROOT / "shared"
+CONFORMANCE = SHARED / "conformance"
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+                 ) -> Iterator[None]:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    monkeypatch.setenv("PRE_COMMIT_HOME", str(home / ".cache-pre-commit"))
+    for k in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        monkeypatch.setenv(k, "Test")
+    for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(k, "test@example.invalid")
+    for k in (*GIT_ENV_VARS, "PRE_COMMIT_FROM_REF", "PRE_COMMIT_TO_REF", "SKIP"):
+        monkeypatch.delenv(k, raising=False)
+    (home / ".gitconfig").write_text(
+        "[init]\n\tdefaultBranch = main\n[protocol \"file\"]\n\tallow = always\n"
+        "[advice]\n\tdetachedHead = false\n"
+    )
+    yield
+
+
+def git(cwd: Path, *args: str, check: bool = True, input: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=input,
+                          env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {args} failed: {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> None:
+    for rel, content in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+
+
+MakeRepo = Callable[..., Path]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> MakeRepo:
+    """make_repo(files, policy=None, commit=True, name="repo") -> path of a real git repo."""
+    counter = [0]
+
+    def factory(files: dict[str, str | bytes] | None = None, *, policy: str | None = None,
+                commit: bool = True, name: str | None = None) -> Path:
+        counter[0] += 1
+        repo = tmp_path / (name or f"repo{counter[0]}")
+        repo.mkdir(parents=True)
+        git(repo, "init", "-q", "-b", "main")
+        if policy is not None:
+            (repo / ".catalytic.toml").write_text(policy)
+        write_files(repo, files or {})
+        if commit:
+            git(repo, "add", "-A")
+            git(repo, "commit", "-q", "-m", "initial", "--allow-empty")
+        return repo
+
+    return factory
+
+
+def catalytic(*args: str, cwd: Path, input: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "catalytic_hooks", *args], cwd=cwd,
+                          capture_output=True, text=True, input=input,
+                          env=env if env is not None else dict(os.environ))
+
+
+DEFAULT_POLICY = """\
+durable_roots = ["outputs"]
+tmp_roots = ["_tmp"]
+run_roots = ["_runs"]
+"""
