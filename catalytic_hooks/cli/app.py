@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import typer
 
-from . import receipts_cmd
+from . import hooks_cmd, receipts_cmd
 
 app = typer.Typer(
     name="catalytic",
@@ -19,6 +19,10 @@ app = typer.Typer(
 app.command("digest")(receipts_cmd.digest)
 app.command("purity-scan")(receipts_cmd.purity_scan_cmd)
 app.command("restore-proof")(receipts_cmd.restore_proof_cmd)
+app.command("check")(hooks_cmd.check)
+app.command("hook")(hooks_cmd.hook)
+app.command("install")(hooks_cmd.install_cmd)
+app.command("uninstall")(hooks_cmd.uninstall_cmd)
 
 
 def _register() -> None:

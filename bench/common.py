@@ -1,0 +1,85 @@
+"""Shared helpers for the benchmarks: a seeded synthetic repository and a median timer."""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+CATALYTIC = [sys.executable, "-m", "catalytic_hooks"]
+
+
+def size_mix(rng: random.Random) -> int:
+    """Realistic mix: mostly small sources and configs, some medium data, a few large blobs
+    (mean about 12 KB, so 100,000 files come to about 1.2 GB)."""
+    r = rng.random()
+    if r < 0.70:
+        return rng.randint(200, 6_000)
+    if r < 0.97:
+        return rng.randint(6_000, 40_000)
+    if r < 0.998:
+        return rng.randint(40_000, 800_000)
+    return rng.randint(800_000, 4_000_000)
+
+
+def build_repo(path: Path, files: int, seed: int = 1234, policy: str = "") -> Path:
+    marker = path / ".bench-complete"
+    if marker.exists() and marker.read_text() == f"{files} {seed}":
+        return path
+    if path.exists():
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    path.mkdir(parents=True)
+    rng = random.Random(seed)
+    block = rng.randbytes(1 << 22)
+    for i in range(files):
+        d = path / f"d{i % 100:02d}" / f"s{(i // 100) % 50:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        n = size_mix(rng)
+        off = rng.randrange(0, len(block) - n) if n < len(block) else 0
+        (d / f"f{i}.dat").write_bytes(f"{i}\n".encode() + block[off:off + n])
+    if policy:
+        (path / ".catalytic.toml").write_text(policy)
+    run(["git", "init", "-q", "-b", "main"], path)
+    run(["git", "config", "core.untrackedCache", "true"], path)
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-q", "-m", "corpus"], path)
+    run(["git", "status", "--porcelain"], path)  # settle the index stat data
+    marker.write_text(f"{files} {seed}")
+    run(["git", "update-index", "--assume-unchanged", ".bench-complete"], path, check=False)
+    return path
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, stdin: bytes | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(cmd, cwd=cwd, check=check, input=stdin, capture_output=True,
+                          env=env or GIT_ENV)
+
+
+def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], object] | None = None
+                ) -> float:
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def table(rows: list[tuple[str, float, str]]) -> str:
+    out = ["| measurement | median | ratio |", "|---|---:|---|"]
+    for name, secs, ratio in rows:
+        out.append(f"| {name} | {secs * 1000:.0f} ms | {ratio} |")
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""Run bundles: model, keys and signing, verification, trust (FORMATS.md §3–§4)."""

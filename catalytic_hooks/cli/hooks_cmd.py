@@ -1,0 +1,112 @@
+"""`check`, `hook`, `install`, `uninstall`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import CatalyticError, ErrorCode
+from ..hooks import (
+    check_range,
+    check_staged,
+    framework_range,
+    summary,
+)
+from ..install import HOOK_TYPES, install, uninstall
+from ..policy import load_policy
+from .common import JsonOpt, RepoOpt, open_repo
+from .output import emit_json, envelope, handled, result, say, warn
+
+
+def check(
+    staged: Annotated[bool, typer.Option("--staged", help="The pre-commit check: HEAD vs "
+                                         "index, plus tmp residue.")] = False,
+    from_ref: Annotated[str | None, typer.Option("--from-ref", help="Range start (excluded)."
+                                                 )] = None,
+    to_ref: Annotated[str | None, typer.Option("--to-ref", help="Range end (the pushed tip)."
+                                               )] = None,
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Run the commit check (--staged) or the push check over a range (CI mode)."""
+    with handled(json_mode):
+        if (from_ref is None) != (to_ref is None):
+            raise CatalyticError(ErrorCode.USAGE, "give both --from-ref and --to-ref")
+        if staged and from_ref is not None:
+            raise CatalyticError(ErrorCode.USAGE, "--staged and a range are exclusive")
+        r = open_repo(repo)
+        policy = load_policy(r.top)
+        rng = (from_ref, to_ref) if from_ref is not None else (None if staged else
+                                                               framework_range())
+        if rng is None:
+            findings = check_staged(r, policy)
+            mode, what = {"mode": "staged"}, "commit"
+        else:
+            from ..bundle.prepush import check_bundles
+
+            assert rng[0] is not None and rng[1] is not None
+            findings = check_range(r, policy, rng[0], rng[1], check_bundles)
+            mode, what = {"mode": "range", "from_ref": rng[0], "to_ref": rng[1]}, "push"
+        ok = not findings
+        details = {**mode, "findings": [f.to_dict() for f in findings]}
+
+        def human() -> None:
+            for f in findings:
+                say(f.line())
+            if ok:
+                say("catalytic: no findings")
+            else:
+                warn(summary(findings, what, "catalytic check ... --json"))
+
+        result(json_mode, ok, "PASS" if ok else "CHECK_FAILED", details, human)
+
+
+def hook(
+    hook_type: Annotated[str, typer.Argument(help="pre-commit or pre-push")],
+    args: Annotated[list[str] | None, typer.Argument(help="What git passes (remote, url).")
+                    ] = None,
+) -> None:
+    """The entry point git runs (normally dispatched before this CLI loads)."""
+    from ..hookmain import main as hook_main
+
+    raise typer.Exit(hook_main([hook_type, *(args or [])]))
+
+
+def install_cmd(
+    hook_type: Annotated[list[str] | None, typer.Option("--hook-type", "-t",
+                         help="pre-commit and/or pre-push (default: both).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a foreign hook, keeping it "
+                                        "chained (run first) as <hook>.catalytic-chained.")
+                     ] = False,
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Install native git hooks (honours core.hooksPath)."""
+    with handled(json_mode):
+        results = install(open_repo(repo), list(hook_type or HOOK_TYPES), force)
+        details = {"hooks": [r.__dict__ for r in results]}
+        if json_mode:
+            emit_json(envelope(True, "OK", details))
+        else:
+            for r in results:
+                say(f"{r.hook}: {r.action} ({r.path})")
+
+
+def uninstall_cmd(
+    hook_type: Annotated[list[str] | None, typer.Option("--hook-type", "-t")] = None,
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Remove the hooks catalytic installed (and only those)."""
+    with handled(json_mode):
+        results = uninstall(open_repo(repo), list(hook_type or HOOK_TYPES))
+        if json_mode:
+            emit_json(envelope(True, "OK", {"hooks": [r.__dict__ for r in results]}))
+        else:
+            for r in results:
+                say(f"{r.hook}: {r.action} ({r.path})")
+
+
+__all__ = ["Path", "check", "hook", "install_cmd", "uninstall_cmd"]
