@@ -51,7 +51,6 @@ def build_repo(path: Path, files: int, seed: int = 1234, policy: str = "") -> Pa
     if policy:
         (path / ".catalytic.toml").write_text(policy)
     run(["git", "init", "-q", "-b", "main"], path)
-    run(["git", "config", "core.untrackedCache", "true"], path)
     run(["git", "add", "-A"], path)
     run(["git", "commit", "-q", "-m", "corpus"], path)
     run(["git", "status", "--porcelain"], path)  # settle the index stat data

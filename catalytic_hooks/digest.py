@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .canonical import canonical_hash, sha256_hex
 from .errors import CatalyticError, ErrorCode
 from .hashing import HashCache, resolve_contents
-from .policy import Policy
+from .policy import PathClass, Policy
 from .views import View
 
 MODULE_VERSION = "catalytic-hooks/0.1.0"
@@ -26,15 +27,24 @@ class TreeDigest:
 
 def manifest_digest(manifest: dict[str, str]) -> str:
     """sha256 of `path:hash\\n` records sorted by code point (FORMATS.md §1)."""
-    for path in manifest:
-        _check_record_path(path)
-    text = "".join(f"{p}:{manifest[p]}\n" for p in sorted(manifest))
+    check_record_paths(manifest)
+    keys = sorted(manifest)
+    text = "".join(map("{}:{}\n".format, keys, map(manifest.__getitem__, keys)))
     try:
         return sha256_hex(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise CatalyticError(
             ErrorCode.DIGEST_COMPUTATION_FAILED, f"a path is not valid UTF-8: {exc}"
         ) from exc
+
+
+def check_record_paths(paths: Iterable[str]) -> None:
+    """Fail closed on any path that would make the records ambiguous (one C-level scan of all
+    names; the slow per-path check runs only to name the offender)."""
+    joined = "/".join(paths)
+    if "\n" in joined or "\r" in joined or "\x00" in joined:
+        for path in paths:
+            _check_record_path(path)
 
 
 def _check_record_path(path: str) -> None:
@@ -54,9 +64,9 @@ def exclusions_spec_hash(policy: Policy) -> str:
 
 def tree_digest(view: View, policy: Policy, cache: HashCache | None = None) -> TreeDigest:
     cache = cache if cache is not None else HashCache(None)
-    chosen = [e for e in view.entries if policy.digested(e.path)]
-    for e in chosen:
-        _check_record_path(e.path)
+    classify = policy.classifier()
+    protected = PathClass.PROTECTED
+    chosen = [e for e in view.entries if classify(e.path) is protected]
     values = resolve_contents(view, chosen, cache)
     cache.save()
     return TreeDigest(manifest_digest(values), dict(sorted(values.items())))

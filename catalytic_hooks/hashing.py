@@ -11,9 +11,9 @@ import contextlib
 import hashlib
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import CatalyticError, ErrorCode
 from .fsio import atomic_write
@@ -88,16 +88,25 @@ class DiskHash:
     git_oid: str | None  # blob id of the bytes read (None if the file changed while reading)
 
 
-def hash_disk(repo: Repo | None, abspath: str) -> DiskHash:
-    """Hash a file or symlink at `abspath` without following links."""
+def _oid_hasher(fmt: str | None, size: int) -> Any:
+    if fmt is None:
+        return None
+    h = hashlib.sha256() if fmt == "sha256" else hashlib.sha1()
+    h.update(b"blob %d\x00" % size)
+    return h
+
+
+def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
+    """Hash a file or symlink at `abspath` without following links; with `fmt` (the
+    repository's object format) also compute the git blob id of exactly the bytes read."""
     st = os.lstat(abspath)
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(os.fsencode(abspath))
-        oid = repo.blob_oid_hasher(len(target)) if repo else None
-        if oid is not None:
-            oid.update(target)
+        g = _oid_hasher(fmt, len(target))
+        if g is not None:
+            g.update(target)
         return DiskHash("symlink", hashlib.sha256(target).hexdigest(),
-                        oid.hexdigest() if oid is not None else None)
+                        g.hexdigest() if g is not None else None)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"not a regular file or symlink: {abspath}")
     fd = os.open(abspath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -106,7 +115,7 @@ def hash_disk(repo: Repo | None, abspath: str) -> DiskHash:
         if not stat.S_ISREG(fst.st_mode):
             raise OSError(f"not a regular file: {abspath}")
         h = hashlib.sha256()
-        g = repo.blob_oid_hasher(fst.st_size) if repo else None
+        g = _oid_hasher(fmt, fst.st_size)
         total = 0
         while True:
             chunk = os.read(fd, _CHUNK)
@@ -122,6 +131,43 @@ def hash_disk(repo: Repo | None, abspath: str) -> DiskHash:
     return DiskHash("file", h.hexdigest(), git_oid)
 
 
+_Result = tuple[DiskHash | None, str | None]
+
+
+def _hash_batch(job: tuple[str, str | None, list[str]]) -> list[_Result]:
+    root, fmt, paths = job
+    out: list[_Result] = []
+    for p in paths:
+        try:
+            out.append((hash_disk(fmt, os.path.join(root, p)), None))
+        except OSError as exc:
+            out.append((None, str(exc)))
+    return out
+
+
+# Below this many files a pool costs more (fork, pickling) than it saves.
+_POOL_MIN_FILES = 2000
+_BATCH = 256
+
+
+def hash_paths(root: str, fmt: str | None, paths: list[str]) -> list[_Result]:
+    """Hash many files on all cores. Processes, not threads: per-file work is mostly Python
+    bytecode holding the GIL, so threads measured barely faster than one core."""
+    workers = _workers()
+    if len(paths) < _POOL_MIN_FILES or workers == 1:
+        return _hash_batch((root, fmt, paths))
+    import multiprocessing
+
+    jobs = [(root, fmt, paths[i:i + _BATCH]) for i in range(0, len(paths), _BATCH)]
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform
+        return _hash_batch((root, fmt, paths))
+    with ctx.Pool(workers) as pool:
+        batches = pool.map(_hash_batch, jobs, chunksize=1)
+    return [r for batch in batches for r in batch]
+
+
 def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -131,43 +177,34 @@ def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache) -> 
     `gitlink:<commit>` for submodules. Never follows a symlink; fails closed on unreadable data."""
     values: dict[str, str] = {}
     pending: list[ViewEntry] = []
+    get = cache.entries.get
     for e in entries:
         if e.kind == "gitlink":
             values[e.path] = f"gitlink:{e.oid}"
             continue
-        cached = cache.get(e.oid) if e.oid else None
+        cached = get(e.oid) if e.oid else None
         if cached is not None:
-            values[e.path] = _tag(e.kind, cached)
+            values[e.path] = f"symlink:{cached}" if e.kind == "symlink" else cached
         else:
             pending.append(e)
     if not pending:
         return values
 
     repo = view.repo
-    root = os.fspath(view.root)
-
-    def work(e: ViewEntry) -> tuple[ViewEntry, DiskHash | None, BaseException | None]:
-        if not view.has_disk:
-            return e, None, None
-        try:
-            return e, hash_disk(repo, os.path.join(root, e.path)), None
-        except OSError as exc:
-            return e, None, exc
-
-    if len(pending) > 64:
-        with ThreadPoolExecutor(_workers()) as pool:
-            results = list(pool.map(work, pending, chunksize=64))
+    fmt = repo.object_format if repo is not None else None
+    if view.has_disk:
+        results = hash_paths(os.fspath(view.root), fmt, [e.path for e in pending])
     else:
-        results = [work(e) for e in pending]
+        results = [(None, "no working tree")] * len(pending)
 
-    for e, dh, exc in results:
+    for e, (dh, err) in zip(pending, results, strict=True):
         if dh is not None and e.oid is not None and dh.git_oid == e.oid:
             cache.put(e.oid, dh.sha256)
             values[e.path] = _tag(e.kind if not e.trust_disk else dh.kind, dh.sha256)
         elif e.trust_disk:
             if dh is None:
                 raise CatalyticError(
-                    ErrorCode.HASH_FAILED, f"cannot read {e.path}: {exc}", path=e.path,
+                    ErrorCode.HASH_FAILED, f"cannot read {e.path}: {err}", path=e.path,
                 )
             values[e.path] = _tag(dh.kind, dh.sha256)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -51,6 +52,33 @@ class Policy:
     @property
     def effective_durable(self) -> tuple[str, ...]:
         return tuple(sorted(set(self.durable_roots) | set(self.implicit_durable)))
+
+    def classifier(self) -> Callable[[str], PathClass]:
+        """A fast `classify` for many paths: files in one directory share every root that is a
+        proper prefix, so the slow decision is made once per directory (and for the rare path
+        that is itself a root)."""
+        roots = {*self.exclusions, *self.tmp_roots, *self.effective_durable,
+                 *self.protected_roots, ".git"}
+        memo: dict[str, PathClass] = {}
+        slow = self.classify
+
+        def fast(path: str) -> PathClass:
+            if path in roots:
+                return slow(path)
+            cut = path.rfind("/")
+            d = path[:cut] if cut >= 0 else ""
+            got = memo.get(d)
+            if got is None:
+                got = memo[d] = self._classify_dir(d)
+            return got
+
+        return fast
+
+    def _classify_dir(self, d: str) -> PathClass:
+        """The class every file directly inside directory `d` ("" = top) gets from its
+        ancestors (roots equal to the file itself are handled by the caller)."""
+        probe = f"{d}/\x00" if d else "\x00"
+        return self.classify(probe)
 
     def classify(self, path: str) -> PathClass:
         """Precedence: exclusions, then tmp, then durable, then protected (DESIGN.md §3)."""

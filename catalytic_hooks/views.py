@@ -11,7 +11,7 @@ import stat
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import CatalyticError, ErrorCode
 from .gitrepo import MODE_GITLINK, MODE_LINK, Repo
@@ -26,8 +26,7 @@ class ViewKind(str, Enum):
     DIR = "dir"
 
 
-@dataclass(frozen=True)
-class ViewEntry:
+class ViewEntry(NamedTuple):
     path: str
     kind: Kind
     # Git object id when git vouches for the content (a cache key), else None.
@@ -73,20 +72,27 @@ def index_view(repo: Repo) -> View:
 
 def worktree_view(repo: Repo, *, ignored: bool = False) -> View:
     """Tracked files plus untracked, not ignored ones (`ignored=True` adds ignored files)."""
-    st = repo.status(ignored=ignored)
+    status_proc = repo.status_start(ignored=ignored)
+    index_proc = repo.ls_index_start()
+    index = repo.parse_index(repo.finish(index_proc))
+    st = repo.parse_status(repo.finish(status_proc))
     out: dict[str, ViewEntry] = {}
-    for e in repo.ls_index():
-        path = e.path
-        if path in out or path in st.deleted:
-            continue
-        kind = _kind_of_mode(e.mode)
-        if kind == "gitlink":
-            oid = repo.submodule_head(path) if path in st.submodule_moved else e.oid
-            out[path] = ViewEntry(path, "gitlink", oid or e.oid, True)
-        elif path in st.modified or e.stage != 0:
-            out[path] = _disk_entry(repo.top, path)
+    touched = st.modified | st.deleted  # usually tiny: the hot loop is one set lookup
+    new = tuple.__new__  # a NamedTuple built without its Python-level __new__ (hot loop)
+    for mode, oid, stage, path in index:
+        if path in touched or stage != 0 or mode in (MODE_LINK, MODE_GITLINK):
+            if path in out or path in st.deleted:
+                continue
+            kind = _kind_of_mode(mode)
+            if kind == "gitlink":
+                head = repo.submodule_head(path) if path in st.submodule_moved else oid
+                out[path] = ViewEntry(path, "gitlink", head or oid, True)
+            elif path in st.modified or stage != 0:
+                out[path] = _disk_entry(repo.top, path)
+            else:
+                out[path] = ViewEntry(path, kind, oid, True)
         else:
-            out[path] = ViewEntry(path, kind, e.oid, True)
+            out[path] = new(ViewEntry, (path, "file", oid, True))
     for path in (*st.untracked, *st.ignored):
         if path.endswith("/"):
             # A nested repository git will not descend into: record it like a submodule.
