@@ -6,7 +6,7 @@ members, never rename or reuse one.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 EXIT_OK = 0
@@ -15,7 +15,7 @@ EXIT_ERROR = 2
 EXIT_BUG = 3
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     # usage and configuration
     USAGE = "USAGE"
     CONFIG_INVALID = "CONFIG_INVALID"

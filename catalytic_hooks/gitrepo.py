@@ -103,7 +103,8 @@ class Repo:
         except subprocess.CalledProcessError as exc:
             raise CatalyticError(
                 ErrorCode.NOT_A_REPOSITORY,
-                f"{cwd} is not inside a git working tree: {exc.stderr.decode(errors='replace').strip()}",
+                f"{cwd} is not inside a git working tree: "
+                f"{exc.stderr.decode(errors='replace').strip()}",
             ) from exc
         except FileNotFoundError as exc:
             raise CatalyticError(ErrorCode.GIT_FAILED, "git is not installed") from exc

@@ -35,7 +35,8 @@ if [ -x "$PY" ]; then
 elif command -v catalytic >/dev/null 2>&1; then
     set -- catalytic hook "$HOOK" "$@"
 else
-    echo "catalytic-hooks: $PY is gone and no 'catalytic' on PATH; reinstall with 'catalytic install'" >&2
+    echo "catalytic-hooks: $PY is gone and no 'catalytic' on PATH;" \
+         "reinstall with 'catalytic install'" >&2
     exit 1
 fi
 if [ -x "$CHAINED" ]; then

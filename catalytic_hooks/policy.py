@@ -6,7 +6,7 @@ import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ CONFIG_FILE = ".catalytic.toml"
 STATE_DIR = ".catalytic"
 
 
-class PathClass(str, Enum):
+class PathClass(StrEnum):
     EXCLUDED = "excluded"
     TMP = "tmp"
     DURABLE = "durable"

@@ -30,7 +30,9 @@ def diff_manifests(pre: dict[str, str], post: dict[str, str]) -> dict[str, list[
     }
 
 
-def purity_scan(pre: dict[str, Any], post: dict[str, Any], tmp_residue: list[str]) -> dict[str, Any]:
+def purity_scan(
+    pre: dict[str, Any], post: dict[str, Any], tmp_residue: list[str]
+) -> dict[str, Any]:
     diff = diff_manifests(pre["file_manifest"], post["file_manifest"])
     violations = sorted(set(diff["added"]) | set(diff["removed"]) | set(diff["changed"]))
     failed = bool(tmp_residue) or pre["digest"] != post["digest"]
@@ -89,8 +91,8 @@ def _require(doc: Any, fields: dict[str, type], what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: not a JSON object")
     for name, typ in fields.items():
-        if name not in doc or not isinstance(doc[name], typ) or isinstance(doc[name], bool) \
-                and typ is not bool:
+        if name not in doc or not isinstance(doc[name], typ) or (isinstance(doc[name], bool) \
+                and typ is not bool):
             raise CatalyticError(
                 ErrorCode.JSON_INVALID, f"{what}: field '{name}' missing or not {typ.__name__}",
                 field=name,
@@ -105,7 +107,8 @@ def load_digest_receipt(path: Path) -> dict[str, Any]:
         str(path),
     )
     if not all(isinstance(v, str) for v in doc["file_manifest"].values()):
-        raise CatalyticError(ErrorCode.JSON_INVALID, f"{path}: file_manifest values must be strings")
+        raise CatalyticError(ErrorCode.JSON_INVALID,
+                             f"{path}: file_manifest values must be strings")
     return doc
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -19,7 +19,7 @@ from .gitrepo import MODE_GITLINK, MODE_LINK, Repo
 Kind = Literal["file", "symlink", "gitlink"]
 
 
-class ViewKind(str, Enum):
+class ViewKind(StrEnum):
     REV = "rev"
     INDEX = "index"
     WORKTREE = "worktree"
@@ -64,7 +64,7 @@ def rev_view(repo: Repo, rev: str) -> View:
 def index_view(repo: Repo) -> View:
     seen: dict[str, ViewEntry] = {}
     for e in repo.ls_index():
-        if e.stage not in (0, 2) or e.path in seen and e.stage != 0:
+        if e.stage not in (0, 2) or (e.path in seen and e.stage != 0):
             continue  # conflicted paths: take "ours" (stage 2) unless resolved (stage 0)
         seen[e.path] = ViewEntry(e.path, _kind_of_mode(e.mode), e.oid, False)
     return View(ViewKind.INDEX, repo.top, tuple(seen.values()), repo)

@@ -416,12 +416,12 @@ def framework_repo(make_repo, tmp_path: Path) -> tuple[Path, Path]:
     framework_config(r)
     git(r, "add", "-A")
     git(r, "commit", "-q", "-m", "config")
-    proc = pre_commit_cmd(r, "install", "--hook-type", "pre-commit", "--hook-type", "pre-push")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     remote = tmp_path / "fw.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(r, "remote", "add", "origin", str(remote))
-    git(r, "push", "-q", "origin", "main")
+    git(r, "push", "-q", "origin", "main")  # the baseline, before the hooks exist
+    proc = pre_commit_cmd(r, "install", "--hook-type", "pre-commit", "--hook-type", "pre-push")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     return r, remote
 
 

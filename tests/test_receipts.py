@@ -67,7 +67,7 @@ def test_failure_mode_table(make_repo, tmp_path: Path, row: str) -> None:
     scan_doc = json.loads(purity.read_text())
     assert scan_doc["verdict"] == verdict
     assert scan_doc["tmp_residue"] == residue
-    expected_violations = sorted(sum((diff or {}).values(), []))
+    expected_violations = sorted(p for paths in (diff or {}).values() for p in paths)
     assert scan_doc["violations"] == expected_violations
     res = catalytic("restore-proof", str(pre), str(post), str(purity), "--output", str(proof),
                     cwd=repo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,10 +38,9 @@ def _config_snapshot(args: dict[str, Any]) -> dict[str, Any]:
 def _fail_closed(operation: str, error_path: Path, config: dict[str, Any], exc: CatalyticError
                  ) -> None:
     receipt = error_receipt(exc.code, operation, exc, config)
-    try:
+    # If even the error receipt cannot be written, the error itself is still reported.
+    with contextlib.suppress(CatalyticError):
         atomic_write(error_path.resolve(), canonical_bytes(receipt))
-    except CatalyticError:
-        pass  # the error itself is still reported; nothing more can be written
 
 
 def _write(path: Path | None, doc: dict[str, Any]) -> None:
