@@ -109,6 +109,22 @@ def scenario(d: Demo) -> None:
               ["purity-scan", "../pre.json", "../post.json", "--output",
                "../purity.json"], expect=1)
     d.run_sh("undo the damage", ["git", "checkout", "--", "data/raw/measurements.csv"])
+    hooks(d)
+
+
+def hooks(d: Demo) -> None:
+    r = d.repo
+    d.run_cat("install the native git hooks", ["install"])
+    write(r, "data/raw/measurements.csv", "id,value\n1,0.5\n2,0.99\n")
+    d.run_sh("stage a change to protected raw data", ["git", "add", "data/raw/measurements.csv"])
+    d.run_sh("the pre-commit hook refuses the bad commit",
+             ["git", "commit", "-q", "-m", "tweak raw data"], expect=1)
+    d.run_sh("unstage and restore the raw data",
+             ["git", "restore", "--staged", "--worktree", "data/raw/measurements.csv"])
+    write(r, "outputs/summary.txt", "mean=0.625\n")
+    d.run_sh("stage a durable output", ["git", "add", "outputs/summary.txt"])
+    d.run_sh("the pre-commit hook accepts the clean commit",
+             ["git", "commit", "-q", "-m", "add summary"])
 
 
 DEMO_SCRIPT = """\
