@@ -90,3 +90,10 @@ def loads_strict(data: bytes, *, what: str = "JSON") -> Any:
     except ValueError as exc:  # JSONDecodeError is a ValueError
         raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: {exc}") from exc
     return value
+
+
+def proof_hash(proof_without_hash: dict[str, Any]) -> str:
+    """FORMATS.md §3 `proof_hash`: the one hash computed with ASCII escaping on (the format's
+    historical quirk). Kept here so every hashed byte still comes from this module."""
+    text = json.dumps(proof_without_hash, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return sha256_hex(text.encode("ascii"))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import typer
 
-from . import hooks_cmd, receipts_cmd
+from . import bundle_cmd, hooks_cmd, receipts_cmd
 
 app = typer.Typer(
     name="catalytic",
@@ -23,6 +23,12 @@ app.command("check")(hooks_cmd.check)
 app.command("hook")(hooks_cmd.hook)
 app.command("install")(hooks_cmd.install_cmd)
 app.command("uninstall")(hooks_cmd.uninstall_cmd)
+app.command("run", context_settings={"allow_interspersed_args": False})(bundle_cmd.run)
+app.command("keygen")(bundle_cmd.keygen)
+app.command("sign")(bundle_cmd.sign)
+app.command("verify")(bundle_cmd.verify)
+app.command("env")(bundle_cmd.env)
+app.add_typer(bundle_cmd.trust_app, name="trust")
 
 
 def _register() -> None:
@@ -38,17 +44,19 @@ _register()
 def run_app(args: Sequence[str]) -> int:
     try:
         rv = app(args=list(args), prog_name="catalytic", standalone_mode=False)
-    except SystemExit as exc:  # typer.Exit surfaces as click's exit in non-standalone mode
+    except SystemExit as exc:
         return int(exc.code or 0)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            return int(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
+        # Typer vendors its own click, so its exceptions are recognised by shape: usage errors
+        # can `show()` themselves, `Exit` carries an exit code, `Abort` is an interrupt.
+        code = getattr(exc, "exit_code", None)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+            return int(code if code is not None else 2)
+        if code is not None:
+            return int(code)
+        if type(exc).__name__ == "Abort":
             return 130
         raise
     return rv if isinstance(rv, int) else 0

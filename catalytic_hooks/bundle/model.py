@@ -1,0 +1,238 @@
+"""Run bundles (FORMATS.md §3): artifact names, roots, and where a bundle's bytes come from.
+
+A bundle is read through a *source*: a directory on disk, or a directory inside a git commit's
+tree (what pre-push verifies). Both never follow a symlink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..canonical import canonical_bytes, sha256_hex
+from ..errors import CatalyticError, ErrorCode
+from ..fsio import DIR_FLAGS
+from ..gitrepo import Repo
+from ..paths import relpath_problem
+
+TASK_SPEC = "TASK_SPEC.json"
+STATUS = "STATUS.json"
+OUTPUT_HASHES = "OUTPUT_HASHES.json"
+PROOF = "PROOF.json"
+IDENTITY = "VALIDATOR_IDENTITY.json"
+PAYLOAD = "SIGNED_PAYLOAD.json"
+SIGNATURE = "SIGNATURE.json"
+ARTIFACTS = (TASK_SPEC, STATUS, OUTPUT_HASHES, PROOF, IDENTITY, PAYLOAD, SIGNATURE)
+SIGNING_ARTIFACTS = (IDENTITY, PAYLOAD, SIGNATURE)
+FORBIDDEN = ("logs", "tmp", "transcript.json")
+STORE_DIR = "objects"
+RECEIPTS = ("PRE_DIGEST.json", "POST_DIGEST.json", "PURITY_SCAN.json", "RESTORE_PROOF.json",
+            "RESTORE_UNDO.json")
+SIGNING_DOMAIN = b"CAT-DPT-SPECTRUM-04-v1:BUNDLE:"
+
+HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+HEX128 = re.compile(r"^[0-9a-f]{128}\Z")
+SHA256_REF = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+
+
+def bundle_root(task_spec_raw: bytes, status: dict[str, Any], hashes: dict[str, str]) -> str:
+    return sha256_hex(canonical_bytes({
+        "output_hashes": hashes, "status": status, "task_spec_hash": sha256_hex(task_spec_raw),
+    }))
+
+
+def chain_root(bundle_roots: list[str], run_ids: list[str]) -> str:
+    return sha256_hex(canonical_bytes({"bundle_roots": bundle_roots, "run_ids": run_ids}))
+
+
+def signed_message(payload: dict[str, Any]) -> bytes:
+    return SIGNING_DOMAIN + canonical_bytes(payload)
+
+
+def store_path(sha_ref: str) -> str:
+    hexd = sha_ref.removeprefix("sha256:")
+    return f"{STORE_DIR}/sha256/{hexd[:2]}/{hexd[2:]}"
+
+
+@dataclass(frozen=True)
+class OutputRead:
+    """What a source found for an output key: a regular file's SHA-256, or why not."""
+
+    sha256: str | None
+    problem: str | None = None
+
+
+class BundleSource(Protocol):
+    run_id: str
+    label: str
+
+    def entries(self) -> dict[str, str]:
+        """Names directly in the run directory → "file" | "dir" | "symlink" | "other"."""
+        ...
+
+    def read(self, name: str) -> bytes: ...
+
+    def output(self, key: str) -> OutputRead:
+        """Hash the output `key` (content store first, then the project root)."""
+        ...
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "other"
+
+
+def _hash_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    while chunk := os.read(fd, 1 << 20):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def open_beneath(root: Path, rel: str) -> int:
+    """Open regular file `rel` below `root` one component at a time with O_NOFOLLOW, so neither
+    the file nor any directory on the way may be a symlink. Raises OSError otherwise."""
+    parts = rel.split("/")
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, DIR_FLAGS, dir_fd=dfd)
+            os.close(dfd)
+            dfd = nfd
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{rel} is not a regular file")
+    return fd
+
+
+class DirSource:
+    """A run directory on disk; outputs from its content store, else under `project_root`."""
+
+    def __init__(self, run_dir: Path, project_root: Path):
+        self.run_dir = run_dir
+        self.project_root = project_root
+        self.run_id = run_dir.name
+        self.label = str(run_dir)
+        self.hashes: dict[str, str] = {}  # set by the verifier once OUTPUT_HASHES is parsed
+
+    def entries(self) -> dict[str, str]:
+        try:
+            with os.scandir(self.run_dir) as it:
+                return {e.name: _kind(e.stat(follow_symlinks=False).st_mode) for e in it}
+        except OSError as exc:
+            raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"cannot read run directory "
+                                 f"{self.run_dir}: {exc.strerror}", artifact=str(self.run_dir)
+                                 ) from exc
+
+    def read(self, name: str) -> bytes:
+        fd = open_beneath(self.run_dir, name)
+        try:
+            if os.fstat(fd).st_size > 64 * 1024 * 1024:
+                raise OSError(f"{name} is larger than 64 MiB")
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def locate(self, key: str) -> tuple[Path, str] | None:
+        """(base, relative path) of the bytes for output `key`, or None when missing.
+        Raises OSError for something that is there but is not a regular file."""
+        expected = self.hashes.get(key)
+        candidates = []
+        if expected and SHA256_REF.match(expected):
+            candidates.append((self.run_dir, store_path(expected)))
+        candidates.append((self.project_root, key))
+        for base, rel in candidates:
+            try:
+                os.close(open_beneath(base, rel))
+            except FileNotFoundError:
+                continue
+            return base, rel
+        return None
+
+    def output(self, key: str) -> OutputRead:
+        try:
+            where = self.locate(key)
+            if where is None:
+                return OutputRead(None, "missing")
+            fd = open_beneath(*where)
+        except OSError as exc:
+            return OutputRead(None, f"not a regular file ({exc.strerror or exc})")
+        try:
+            return OutputRead(_hash_fd(fd))
+        finally:
+            os.close(fd)
+
+
+class GitSource:
+    """A run directory inside a commit's tree; outputs from the same tree."""
+
+    def __init__(self, repo: Repo, commit: str, run_path: str):
+        self.repo = repo
+        self.commit = commit
+        self.run_path = run_path
+        self.run_id = run_path.rsplit("/", 1)[-1]
+        self.label = f"{commit[:10]}:{run_path}"
+        self._listing: dict[str, tuple[str, str]] | None = None
+        self.hashes: dict[str, str] = {}
+
+    def _entries_raw(self) -> dict[str, tuple[str, str]]:
+        if self._listing is None:
+            out = self.repo.git("ls-tree", "-z", self.commit, "--", self.run_path + "/")
+            listing = {}
+            for rec in out.decode("utf-8", "surrogateescape").split("\0"):
+                if rec:
+                    meta, path = rec.split("\t", 1)
+                    mode, _typ, oid = meta.split(" ")
+                    listing[path.rsplit("/", 1)[-1]] = (mode, oid)
+            self._listing = listing
+        return self._listing
+
+    def entries(self) -> dict[str, str]:
+        kinds = {"100644": "file", "100755": "file", "040000": "dir", "120000": "symlink"}
+        return {n: kinds.get(m, "other") for n, (m, _) in self._entries_raw().items()}
+
+    def read(self, name: str) -> bytes:
+        mode, oid = self._entries_raw()[name]
+        if mode not in ("100644", "100755"):
+            raise OSError(f"{name} is not a regular file")
+        return self.repo.read_blob(oid)
+
+    def output(self, key: str) -> OutputRead:
+        expected = self.hashes.get(key)
+        candidates = []
+        if expected and SHA256_REF.match(expected):
+            candidates.append(f"{self.run_path}/{store_path(expected)}")
+        candidates.append(key)
+        for path in candidates:
+            out = self.repo.git("ls-tree", "-z", self.commit, "--", path)
+            rec = out.decode("utf-8", "surrogateescape").rstrip("\0")
+            if not rec:
+                continue
+            meta, found = rec.split("\t", 1)
+            mode, _typ, oid = meta.split(" ")
+            if found != path:
+                continue
+            if mode not in ("100644", "100755"):
+                return OutputRead(None, "not a regular file")
+            return OutputRead(hashlib.sha256(self.repo.read_blob(oid)).hexdigest())
+        return OutputRead(None, "missing")
+
+
+def unsafe_key(key: str) -> str | None:
+    return relpath_problem(key)

@@ -1,0 +1,70 @@
+"""`catalytic sign`: write VALIDATOR_IDENTITY, SIGNED_PAYLOAD and SIGNATURE for a run directory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..canonical import canonical_bytes, loads_strict
+from ..errors import CatalyticError, ErrorCode
+from ..fsio import atomic_write
+from .keys import Signer
+from .model import (
+    IDENTITY,
+    OUTPUT_HASHES,
+    PAYLOAD,
+    SIGNATURE,
+    SIGNING_ARTIFACTS,
+    STATUS,
+    TASK_SPEC,
+    bundle_root,
+    signed_message,
+)
+
+
+def compute_root(run_dir: Path) -> str:
+    def read(name: str) -> bytes:
+        try:
+            return (run_dir / name).read_bytes()
+        except OSError as exc:
+            raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{run_dir / name}: "
+                                 f"{exc.strerror}", artifact=name) from exc
+
+    task_raw = read(TASK_SPEC)
+    loads_strict(task_raw, what=TASK_SPEC)
+    status = loads_strict(read(STATUS), what=STATUS)
+    hashes_doc = loads_strict(read(OUTPUT_HASHES), what=OUTPUT_HASHES)
+    if not isinstance(status, dict) or not isinstance(hashes_doc, dict) \
+            or not isinstance(hashes_doc.get("hashes"), dict):
+        raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, "STATUS/OUTPUT_HASHES are malformed")
+    return bundle_root(task_raw, status, hashes_doc["hashes"])
+
+
+def sign_run_dir(run_dir: Path, signer: Signer, *, force: bool = False,
+                 signed_at: str | None = None) -> dict[str, Any]:
+    if not run_dir.is_dir():
+        raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{run_dir} is not a run directory")
+    present = [n for n in SIGNING_ARTIFACTS if (run_dir / n).exists()]
+    if present and not force:
+        raise CatalyticError(ErrorCode.ALREADY_SIGNED, f"{run_dir} is already signed "
+                             f"({', '.join(present)}); use --force to re-sign",
+                             run_dir=str(run_dir))
+    root = compute_root(run_dir)
+    identity = {"algorithm": "ed25519", "public_key": signer.public_hex,
+                "validator_id": signer.validator_id}
+    payload = {"bundle_root": root, "decision": "ACCEPT", "validator_id": signer.validator_id}
+    signature = {
+        "payload_type": "BUNDLE",
+        "signature": signer.sign(signed_message(payload)),
+        "validator_id": signer.validator_id,
+        "signed_at": signed_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    # The signature goes last: an interrupted signing leaves an incomplete (rejected) bundle,
+    # never one that verifies with a stale signature.
+    if force:
+        (run_dir / SIGNATURE).unlink(missing_ok=True)
+    atomic_write(run_dir / IDENTITY, canonical_bytes(identity))
+    atomic_write(run_dir / PAYLOAD, canonical_bytes(payload))
+    atomic_write(run_dir / SIGNATURE, canonical_bytes(signature))
+    return {"bundle_root": root, "validator_id": signer.validator_id}

@@ -1,0 +1,184 @@
+"""Trusted validators, in a file modelled on git's SSH `allowed_signers`.
+
+One validator per line: `<name> <key> [valid-after=DATE] [valid-before=DATE]`, where `<key>` is
+`ed25519:<64-hex public key>`, `ssh-ed25519 <base64>` (an OpenSSH public key) or
+`id:<64-hex validator id>`; DATE is `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC). `#` starts a
+comment. The file lives in the repository, so trust changes are reviewed like code.
+A key is trusted only inside its validity window, judged at verification time (the bundle's
+`signed_at` is not signed, so it cannot be used for this).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import CatalyticError, ErrorCode
+from ..fsio import atomic_write
+from ..policy import STATE_DIR, Policy
+from .model import HEX64
+
+DEFAULT_FILE = f"{STATE_DIR}/allowed_validators"
+HEADER = ("# catalytic trusted validators: <name> <key> [valid-after=DATE] [valid-before=DATE]\n"
+          "# key: ed25519:<hex public key> | ssh-ed25519 <base64> | id:<hex validator id>\n")
+
+
+@dataclass(frozen=True)
+class Validator:
+    name: str
+    validator_id: str
+    key_text: str
+    valid_after: datetime | None = None
+    valid_before: datetime | None = None
+
+    def valid_at(self, when: datetime) -> bool:
+        if self.valid_after is not None and when < self.valid_after:
+            return False
+        return not (self.valid_before is not None and when >= self.valid_before)
+
+    def line(self) -> str:
+        parts = [self.name, self.key_text]
+        if self.valid_after:
+            parts.append("valid-after=" + _fmt(self.valid_after))
+        if self.valid_before:
+            parts.append("valid-before=" + _fmt(self.valid_before))
+        return " ".join(parts)
+
+
+def _fmt(d: datetime) -> str:
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_date(text: str) -> datetime:
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d", "%Y%m%d"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise CatalyticError(ErrorCode.CONFIG_INVALID, f"bad date {text!r} (use YYYY-MM-DD)")
+
+
+def validator_id_of_key(key_text: str) -> str:
+    """Validator id (sha256 of the raw 32-byte public key) of a key in any accepted spelling."""
+    if key_text.startswith("id:"):
+        vid = key_text[3:]
+        if not HEX64.match(vid):
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"bad validator id {vid!r}")
+        return vid
+    if key_text.startswith("ed25519:"):
+        hexkey = key_text[8:]
+        if not HEX64.match(hexkey):
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, "ed25519: key must be 64 lowercase hex")
+        return hashlib.sha256(bytes.fromhex(hexkey)).hexdigest()
+    if key_text.startswith("ssh-ed25519 "):
+        try:
+            blob = base64.b64decode(key_text.split()[1], validate=True)
+        except (ValueError, IndexError) as exc:
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, "bad ssh-ed25519 key") from exc
+        # SSH wire format: string "ssh-ed25519", string <32-byte key>
+        if len(blob) != 51 or blob[:15] != b"\x00\x00\x00\x0bssh-ed25519":
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, "bad ssh-ed25519 key")
+        return hashlib.sha256(blob[19:]).hexdigest()
+    raise CatalyticError(ErrorCode.CONFIG_INVALID, f"unknown key spelling {key_text[:20]!r}")
+
+
+def parse(text: str, source: str = "trusted validators") -> list[Validator]:
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        tokens = line.split()
+        if len(tokens) < 2:
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{source}:{n}: need <name> <key>")
+        name = tokens[0]
+        if tokens[1] == "ssh-ed25519" and len(tokens) >= 3:
+            key_text, rest = f"ssh-ed25519 {tokens[2]}", tokens[3:]
+        else:
+            key_text, rest = tokens[1], tokens[2:]
+        after = before = None
+        for opt in rest:
+            k, _, v = opt.partition("=")
+            if k == "valid-after":
+                after = parse_date(v)
+            elif k == "valid-before":
+                before = parse_date(v)
+            else:
+                raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{source}:{n}: unknown option "
+                                     f"{opt!r}")
+        try:
+            vid = validator_id_of_key(key_text)
+        except CatalyticError as exc:
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{source}:{n}: {exc.message}") \
+                from exc
+        out.append(Validator(name, vid, key_text, after, before))
+    return out
+
+
+@dataclass(frozen=True)
+class TrustSet:
+    validators: list[Validator]
+    source: str
+
+    def lookup(self, validator_id: str, when: datetime | None = None) -> tuple[bool, str]:
+        """(trusted, why)."""
+        when = when or datetime.now(UTC)
+        known = [v for v in self.validators if v.validator_id == validator_id]
+        if not known:
+            return False, f"validator {validator_id[:16]}… is not in {self.source}"
+        for v in known:
+            if v.valid_at(when):
+                return True, f"trusted as {v.name!r} ({self.source})"
+        return False, f"validator {known[0].name!r} is outside its validity window"
+
+
+def trust_file(policy: Policy, root: Path) -> Path:
+    tv = policy.trusted_validators
+    return root / (tv if isinstance(tv, str) else DEFAULT_FILE)
+
+
+def load_trust(policy: Policy, root: Path) -> TrustSet:
+    tv = policy.trusted_validators
+    if isinstance(tv, tuple):
+        return TrustSet([Validator(f"id{i}", v, f"id:{v}") for i, v in enumerate(tv)],
+                        "the policy's trusted_validators list")
+    path = trust_file(policy, root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return TrustSet([], f"{path.name} (absent)")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read {path}: {exc}") from exc
+    return TrustSet(parse(text, str(path.relative_to(root)) if path.is_relative_to(root)
+                          else str(path)), path.name)
+
+
+def add(path: Path, v: Validator) -> None:
+    existing = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    current = parse(existing, str(path))
+    if any(x.name == v.name or x.validator_id == v.validator_id for x in current):
+        raise CatalyticError(ErrorCode.USAGE, f"{v.name!r} or its key is already trusted; "
+                             "remove it first")
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (existing + v.line() + "\n").encode())
+
+
+def remove(path: Path, name_or_id: str) -> int:
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept, removed = [], 0
+    for line in lines:
+        parsed = parse(line, str(path))
+        if parsed and name_or_id in (parsed[0].name, parsed[0].validator_id):
+            removed += 1
+        else:
+            kept.append(line)
+    if removed:
+        atomic_write(path, "".join(kept).encode())
+    return removed

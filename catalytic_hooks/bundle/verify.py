@@ -1,0 +1,336 @@
+"""SPECTRUM-05 verification (FORMATS.md §4): a flat, ordered pipeline; the first failure wins.
+
+Verification *raises* a CatalyticError carrying the specification's code and details; it never
+returns False. Trust is decided separately (trust.py): a bundle can be valid and untrusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..canonical import loads_strict, proof_hash, sha256_hex
+from ..errors import CatalyticError, ErrorCode
+from .model import (
+    ARTIFACTS,
+    FORBIDDEN,
+    HEX64,
+    HEX128,
+    IDENTITY,
+    OUTPUT_HASHES,
+    PAYLOAD,
+    PROOF,
+    RECEIPTS,
+    SHA256_REF,
+    SIGNATURE,
+    STATUS,
+    TASK_SPEC,
+    BundleSource,
+    bundle_root,
+    chain_root,
+    signed_message,
+    unsafe_key,
+)
+
+_IDENTITY_FIELDS = frozenset({"algorithm", "public_key", "validator_id"})
+_PAYLOAD_FIELDS = frozenset({"bundle_root", "decision", "validator_id"})
+_SIGNATURE_REQUIRED = ("payload_type", "signature", "validator_id")
+
+
+@dataclass(frozen=True)
+class Verified:
+    run_id: str
+    bundle_root: str
+    validator_id: str
+    public_key: str
+    proof_covered: bool
+    hashes: dict[str, str] = field(default_factory=dict)
+    task_spec: Any = None
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def _fail(code: ErrorCode, message: str, **details: Any) -> CatalyticError:
+    return CatalyticError(code, message, **details)
+
+
+def _exact_fields(doc: dict[str, Any], expected: frozenset[str], artifact: str) -> None:
+    extra = sorted(set(doc) - expected)
+    if extra:
+        raise _fail(ErrorCode.FIELD_EXTRA, f"{artifact}: unexpected field '{extra[0]}'",
+                    artifact=artifact, field=extra[0])
+    missing = sorted(expected - set(doc))
+    if missing:
+        raise _fail(ErrorCode.FIELD_MISSING, f"{artifact}: missing field '{missing[0]}'",
+                    artifact=artifact, field=missing[0])
+
+
+def verify_bundle(src: BundleSource) -> Verified:
+    # 1. presence (and the hardening: no second identity/payload/signature, no directories)
+    entries = src.entries()
+    for name in ARTIFACTS:
+        if name not in entries:
+            raise _fail(ErrorCode.ARTIFACT_MISSING, f"{name} is missing", artifact=name)
+    for name in sorted(entries):
+        if name not in ARTIFACTS and name.startswith(("VALIDATOR_IDENTITY", "SIGNED_PAYLOAD",
+                                                      "SIGNATURE")):
+            raise _fail(ErrorCode.ARTIFACT_EXTRA, f"unexpected signing artifact {name}",
+                        artifact=name)
+    for name in ARTIFACTS:
+        if entries[name] != "file":
+            raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"{name} is a {entries[name]}, not a file",
+                        artifact=name)
+
+    # 2. parse, in the same order
+    raw: dict[str, bytes] = {}
+    docs: dict[str, Any] = {}
+    for name in ARTIFACTS:
+        try:
+            raw[name] = src.read(name)
+            docs[name] = loads_strict(raw[name], what=name)
+        except CatalyticError as exc:
+            raise _fail(ErrorCode.ARTIFACT_MALFORMED, exc.message, artifact=name) from exc
+        except OSError as exc:
+            raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"{name}: {exc}", artifact=name) from exc
+        if name != TASK_SPEC and not isinstance(docs[name], dict):
+            raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"{name} is not a JSON object",
+                        artifact=name)
+
+    # 3. identity
+    ident = docs[IDENTITY]
+    _exact_fields(ident, _IDENTITY_FIELDS, IDENTITY)
+    if ident["algorithm"] != "ed25519":
+        raise _fail(ErrorCode.ALGORITHM_UNSUPPORTED, f"algorithm {ident['algorithm']!r} is not "
+                    "supported (only ed25519)", algorithm=ident["algorithm"])
+    pub_hex = ident["public_key"]
+    if not isinstance(pub_hex, str) or not HEX64.match(pub_hex):
+        raise _fail(ErrorCode.KEY_INVALID, "public_key must be 64 lowercase hex (32 bytes)")
+    pub_raw = bytes.fromhex(pub_hex)
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(pub_raw)
+    except ValueError as exc:
+        raise _fail(ErrorCode.KEY_INVALID, f"public_key is not an Ed25519 key: {exc}") from exc
+    validator_id = hashlib.sha256(pub_raw).hexdigest()
+    if ident["validator_id"] != validator_id:
+        raise _fail(ErrorCode.IDENTITY_INVALID, "validator_id is not sha256(public_key)",
+                    expected=validator_id, actual=ident["validator_id"])
+
+    # 4. bundle root
+    hashes_doc = docs[OUTPUT_HASHES]
+    if "hashes" not in hashes_doc:
+        raise _fail(ErrorCode.FIELD_MISSING, "OUTPUT_HASHES.json: missing field 'hashes'",
+                    artifact=OUTPUT_HASHES, field="hashes")
+    hashes = hashes_doc["hashes"]
+    if not isinstance(hashes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()
+    ):
+        raise _fail(ErrorCode.ARTIFACT_MALFORMED, "OUTPUT_HASHES.hashes must map strings to "
+                    "strings", artifact=OUTPUT_HASHES)
+    bad = sorted(k for k, v in hashes.items() if not SHA256_REF.match(v))
+    if bad:
+        raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"hash of {bad[0]!r} is not "
+                    "'sha256:' + 64 lowercase hex", artifact=OUTPUT_HASHES, path=bad[0])
+    status = docs[STATUS]
+    root = bundle_root(raw[TASK_SPEC], status, hashes)
+
+    # 5. signed payload
+    payload = docs[PAYLOAD]
+    _exact_fields(payload, _PAYLOAD_FIELDS, PAYLOAD)
+    if payload["bundle_root"] != root:
+        raise _fail(ErrorCode.BUNDLE_ROOT_MISMATCH, "the signed bundle_root does not match the "
+                    "bundle", expected=root, actual=payload["bundle_root"])
+    if payload["decision"] != "ACCEPT":
+        raise _fail(ErrorCode.DECISION_INVALID, f"decision is {payload['decision']!r}, not "
+                    "'ACCEPT'", artifact=PAYLOAD)
+    if payload["validator_id"] != validator_id:
+        raise _fail(ErrorCode.IDENTITY_MISMATCH, "SIGNED_PAYLOAD names another validator",
+                    artifact=PAYLOAD)
+
+    # 6. signature
+    sig = docs[SIGNATURE]
+    for name in _SIGNATURE_REQUIRED:
+        if name not in sig:
+            raise _fail(ErrorCode.SIGNATURE_INCOMPLETE, f"SIGNATURE.json: missing '{name}'",
+                        field=name)
+    if sig["payload_type"] != "BUNDLE" or not isinstance(sig["signature"], str) \
+            or not HEX128.match(sig["signature"]):
+        raise _fail(ErrorCode.SIGNATURE_MALFORMED, "SIGNATURE.json: payload_type must be "
+                    "'BUNDLE' and signature 128 lowercase hex")
+    if sig["validator_id"] != validator_id:
+        raise _fail(ErrorCode.IDENTITY_MISMATCH, "SIGNATURE names another validator",
+                    artifact=SIGNATURE)
+    try:
+        public_key.verify(bytes.fromhex(sig["signature"]), signed_message(payload))
+    except InvalidSignature as exc:
+        raise _fail(ErrorCode.SIGNATURE_INVALID, "the Ed25519 signature does not verify") \
+            from exc
+
+    # 7. proof (and, hardening, the hashes STATUS records for PROOF and the receipts)
+    proof = docs[PROOF]
+    if "proof_hash" in proof:
+        rest = {k: v for k, v in proof.items() if k != "proof_hash"}
+        if proof["proof_hash"] != proof_hash(rest):
+            raise _fail(ErrorCode.ARTIFACT_MALFORMED, "PROOF.json: proof_hash does not match",
+                        artifact=PROOF)
+    if "restoration_result" not in proof:
+        raise _fail(ErrorCode.FIELD_MISSING, "PROOF.json: missing 'restoration_result'",
+                    artifact=PROOF, field="restoration_result")
+    rr = proof["restoration_result"]
+    if not isinstance(rr, dict) or rr.get("verified") is not True:
+        raise _fail(ErrorCode.RESTORATION_FAILED, "PROOF.json: restoration_result.verified is "
+                    "not true")
+    covered = _check_covered(src, status, raw[PROOF], entries)
+
+    # 8. forbidden artifacts
+    for name in FORBIDDEN:
+        if name in entries:
+            raise _fail(ErrorCode.FORBIDDEN_ARTIFACT, f"forbidden artifact {name!r} in the run "
+                        "directory", artifact=name)
+
+    # 9. acceptance, decided before any output is read
+    if status.get("status") != "success" or status.get("cmp01") != "pass":
+        raise _fail(ErrorCode.DECISION_INVALID, "STATUS is not status=success, cmp01=pass",
+                    status=status.get("status"), cmp01=status.get("cmp01"))
+
+    # 10. outputs, in sorted key order
+    if hasattr(src, "hashes"):
+        src.hashes = hashes
+    for key in sorted(hashes):
+        problem = unsafe_key(key)
+        if problem is not None:
+            raise _fail(ErrorCode.PATH_ESCAPE_DETECTED, f"output key {key!r}: {problem}",
+                        path=key, reason=problem)
+        found = src.output(key)
+        if found.sha256 is None:
+            raise _fail(ErrorCode.OUTPUT_MISSING, f"output {key} is {found.problem}", path=key)
+        actual = "sha256:" + found.sha256
+        if actual != hashes[key]:
+            raise _fail(ErrorCode.HASH_MISMATCH, f"output {key} does not match its hash",
+                        path=key, expected=hashes[key], actual=actual)
+    return Verified(src.run_id, root, validator_id, pub_hex, covered, dict(hashes),
+                    docs[TASK_SPEC], status)
+
+
+def _check_covered(src: BundleSource, status: dict[str, Any], proof_raw: bytes,
+                   entries: dict[str, str]) -> bool:
+    """catalytic-hooks records PROOF's and the receipts' hashes in STATUS (which the bundle root
+    covers). Check them when present; report whether the proof is covered."""
+    recorded = status.get("proof_sha256")
+    if recorded is None:
+        return False
+    if recorded != "sha256:" + sha256_hex(proof_raw):
+        raise _fail(ErrorCode.ARTIFACT_MALFORMED, "PROOF.json does not match the proof_sha256 "
+                    "recorded in STATUS.json", artifact=PROOF)
+    receipts = status.get("receipts", {})
+    if not isinstance(receipts, dict):
+        raise _fail(ErrorCode.ARTIFACT_MALFORMED, "STATUS.receipts must be an object",
+                    artifact=STATUS)
+    for name, ref in sorted(receipts.items()):
+        if name not in RECEIPTS:
+            raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"STATUS.receipts names {name!r}",
+                        artifact=STATUS)
+        if entries.get(name) != "file":
+            raise _fail(ErrorCode.ARTIFACT_MISSING, f"receipt {name} is missing", artifact=name)
+        try:
+            data = src.read(name)
+        except OSError as exc:
+            raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"{name}: {exc}", artifact=name) from exc
+        if ref != "sha256:" + sha256_hex(data):
+            raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"receipt {name} does not match its hash "
+                        "in STATUS.json", artifact=name)
+    return True
+
+
+@dataclass(frozen=True)
+class ChainVerified:
+    chain_root: str
+    bundles: list[Verified]
+
+
+def verify_chain(sources: list[BundleSource]) -> ChainVerified:
+    if not sources:
+        raise _fail(ErrorCode.CHAIN_EMPTY, "the chain is empty")
+    ids = [s.run_id for s in sources]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise _fail(ErrorCode.CHAIN_DUPLICATE_RUN, f"run id {dup[0]!r} appears twice",
+                    run_id=dup[0])
+    verified = []
+    for s in sources:
+        try:
+            verified.append(verify_bundle(s))
+        except CatalyticError as exc:
+            exc.details["run_id"] = s.run_id
+            raise
+    # from the roots already verified, never by re-reading files
+    root = chain_root([v.bundle_root for v in verified], [v.run_id for v in verified])
+    return ChainVerified(root, verified)
+
+
+def _project_root_for(run_dir: Path, explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit.resolve()
+    from ..gitrepo import Repo
+
+    repo = Repo.find(run_dir.parent if run_dir.parent.is_dir() else None)
+    return repo.top if repo is not None else Path.cwd().resolve()
+
+
+def verify_many(run_dirs: list[Path], *, chain: bool, project_root: Path | None,
+                allow_untrusted: bool) -> dict[str, Any]:
+    """The report behind `catalytic verify`: per-bundle validity and trust, chain root."""
+    from ..policy import load_policy
+    from .model import DirSource
+    from .trust import TrustSet, load_trust
+
+    dirs = [d.resolve() for d in run_dirs]
+    root = _project_root_for(dirs[0], project_root) if dirs else Path.cwd()
+    try:
+        trust = load_trust(load_policy(root), root)
+    except CatalyticError:
+        trust = TrustSet([], "no readable policy")
+    sources = [DirSource(d, _project_root_for(d, project_root)) for d in dirs]
+    results: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"results": results, "chain_root": None}
+    if chain:
+        try:
+            cv = verify_chain(list(sources))
+            verified: list[Verified | CatalyticError] = list(cv.bundles)
+            report["chain_root"] = cv.chain_root
+        except CatalyticError as exc:
+            report.update(ok=False, code=exc.code.value, message=exc.message,
+                          error_details=exc.details)
+            verified = [exc]
+            sources = [s for s in sources if s.run_id == exc.details.get("run_id")] or sources[:1]
+    else:
+        verified = []
+        for s in sources:
+            try:
+                verified.append(verify_bundle(s))
+            except CatalyticError as exc:
+                verified.append(exc)
+    for s, v in zip(sources, verified, strict=False):
+        row: dict[str, Any] = {"run_dir": s.label, "run_id": s.run_id}
+        if isinstance(v, CatalyticError):
+            row.update(valid=False, trusted=False, code=v.code.value, message=v.message,
+                       error_details=v.details)
+        else:
+            ok_trust, why = trust.lookup(v.validator_id)
+            row.update(valid=True, trusted=ok_trust, trust=why, validator_id=v.validator_id,
+                       bundle_root=v.bundle_root, proof_covered=v.proof_covered,
+                       code="PASS" if ok_trust else "UNTRUSTED")
+        results.append(row)
+    if "ok" not in report:
+        invalid = [r for r in results if not r["valid"]]
+        untrusted = [r for r in results if r["valid"] and not r["trusted"]]
+        if invalid:
+            report.update(ok=False, code=invalid[0]["code"])
+        elif untrusted and not allow_untrusted:
+            report.update(ok=False, code="UNTRUSTED")
+        else:
+            report.update(ok=True, code="PASS")
+    return report

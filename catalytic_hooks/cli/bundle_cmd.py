@@ -1,0 +1,279 @@
+"""`run`, `keygen`, `trust`, `sign`, `verify`, `env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import CatalyticError, ErrorCode
+from ..gitrepo import Repo
+from ..policy import Policy, load_policy
+from .common import JsonOpt, RepoOpt, open_repo
+from .output import emit_json, envelope, handled, result, say, warn
+
+KeyOpt = Annotated[Path, typer.Option("--key", help="Ed25519 private key (from `catalytic "
+                                      "keygen`, or an OpenSSH ed25519 key).")]
+
+
+def run(
+    run_id: Annotated[str, typer.Option("--run-id", help="Name of the run directory.")],
+    command: Annotated[list[str] | None, typer.Argument(help="The command, after `--`.")] = None,
+    restore: Annotated[bool, typer.Option("--restore", help="Snapshot protected state and undo "
+                                          "every non-durable mutation afterwards.")] = False,
+    pack: Annotated[bool, typer.Option("--pack", help="Copy outputs into the bundle's content "
+                                       "store.")] = False,
+    sign: Annotated[Path | None, typer.Option("--sign", help="Sign at once with this key.")
+                    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Kill the command after S seconds.")
+                       ] = None,
+    seed: Annotated[int, typer.Option(help="Seed exported as CATALYTIC_SEED/PYTHONHASHSEED.")
+                    ] = 0,
+    metrics: Annotated[list[str] | None, typer.Option("--metrics", help="Declare a metrics "
+                       "JSON file (repository-relative) for replay; repeatable.")] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Run COMMAND as a catalytic operation and record it as a run bundle."""
+    from ..bundle.keys import load_signer
+    from ..bundle.run import RunOptions, run_operation
+
+    with handled(json_mode):
+        repo = open_repo(None)
+        policy = load_policy(repo.top)
+        signer = load_signer(sign) if sign is not None else None
+        res = run_operation(repo, policy, RunOptions(
+            run_id=run_id, command=list(command or []), restore=restore, pack=pack,
+            signer=signer, timeout=timeout, seed=seed, metrics=list(metrics or []),
+        ))
+        _chronicle(repo, policy, "run", {"run_id": run_id, "status": res.status,
+                                          "proof_verdict": res.proof_verdict,
+                                          "signed": res.signed})
+        details = {"run_dir": str(res.run_dir), "status": res.status, "exit_code": res.exit_code,
+                   "proof_verdict": res.proof_verdict, "outputs": res.outputs,
+                   "signed": res.signed, "undo": res.undo}
+
+        def human() -> None:
+            warn(f"catalytic: run {run_id}: status {res.status} (command exit "
+                 f"{res.exit_code}), restore proof {res.proof_verdict}, "
+                 f"{len(res.outputs)} output(s){', signed' if res.signed else ''}")
+            warn(f"catalytic: bundle written to {res.run_dir}")
+            if res.undo and res.undo["refused"]:
+                for r in res.undo["refused"]:
+                    warn(f"  undo refused for {r['path']}: {r['reason']}")
+
+        result(json_mode, res.ok, "PASS" if res.ok else "RUN_FAILED", details, human)
+
+
+def _chronicle(repo: Repo, policy: Policy, kind: str, record: dict[str, Any]) -> None:
+    from ..chronicle import append
+
+    append(repo.top / policy.chronicle, kind, record)
+
+
+def keygen(
+    out: Annotated[Path | None, typer.Option("--out", help="Private key path (default: "
+                                             "$XDG_CONFIG_HOME/catalytic/validator_ed25519).")
+                   ] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Create an Ed25519 key pair (private key mode 0600, never printed)."""
+    from ..bundle.keys import default_key_path
+    from ..bundle.keys import keygen as make
+
+    with handled(json_mode):
+        path = (out or default_key_path()).expanduser()
+        s = make(path)
+        details = {"private_key": str(path), "public_key_file": str(path) + ".pub",
+                   "public_key": s.public_hex, "validator_id": s.validator_id}
+        if json_mode:
+            emit_json(envelope(True, "OK", details))
+        else:
+            say(f"private key:  {path} (mode 0600; keep it secret)")
+            say(f"public key:   {path}.pub")
+            say(f"validator id: {s.validator_id}")
+            say(f"trust it in a repository with: catalytic trust add NAME {path}.pub")
+
+
+def sign(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    key: KeyOpt,
+    force: Annotated[bool, typer.Option("--force", help="Re-sign a signed bundle.")] = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Sign a run directory: VALIDATOR_IDENTITY, SIGNED_PAYLOAD, SIGNATURE."""
+    from ..bundle.keys import load_signer
+    from ..bundle.sign import sign_run_dir
+
+    with handled(json_mode):
+        info = sign_run_dir(run_dir.resolve(), load_signer(key), force=force)
+        repo = Repo.find(run_dir.resolve())
+        if repo is not None:
+            _chronicle(repo, load_policy(repo.top), "sign", {"run_id": run_dir.name, **info})
+        if json_mode:
+            emit_json(envelope(True, "OK", info))
+        else:
+            say(f"signed {run_dir}: bundle_root {info['bundle_root']}")
+            say(f"validator id {info['validator_id']}")
+
+
+def verify(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories.")],
+    chain: Annotated[bool, typer.Option("--chain", help="Verify them as one chain, in order.")
+                     ] = False,
+    project_root: Annotated[Path | None, typer.Option("--project-root", help="Where outputs "
+                            "live (default: the repository containing the run directory).")
+                            ] = None,
+    allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted", help="Exit 0 for a valid "
+                               "bundle whatever its signer.")] = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Verify run bundles (SPECTRUM-05), single or as a chain, and report trust."""
+    from ..bundle.verify import verify_many
+
+    with handled(json_mode):
+        report = verify_many(run_dirs, chain=chain, project_root=project_root,
+                             allow_untrusted=allow_untrusted)
+        repo = Repo.find(run_dirs[0].resolve().parent) if run_dirs else None
+        if repo is not None:
+            _chronicle(repo, load_policy(repo.top), "verify", {
+                "run_ids": [r["run_id"] for r in report["results"]], "ok": report["ok"],
+                "code": report["code"]})
+
+        def human() -> None:
+            for r in report["results"]:
+                if r["valid"]:
+                    trust = "trusted" if r["trusted"] else "UNTRUSTED"
+                    say(f"{r['run_dir']}: valid, {trust} ({r['trust']}); bundle_root "
+                        f"{r['bundle_root']}; proof covered: {r['proof_covered']}")
+                else:
+                    say(f"{r['run_dir']}: REJECTED {r['code']}: {r['message']}")
+            if report.get("chain_root"):
+                say(f"chain_root {report['chain_root']}")
+
+        result(json_mode, report["ok"], report["code"], report, human)
+
+
+def env(
+    compare: Annotated[Path | None, typer.Option("--compare", help="Compare with a run's "
+                                                 "recorded fingerprint.")] = None,
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Print the environment fingerprint (and differences from a recorded run)."""
+    from ..canonical import loads_strict
+    from ..envfp import compare as cmp
+    from ..envfp import fingerprint
+
+    with handled(json_mode):
+        r = Repo.find(None if repo is None else repo.resolve())
+        root = r.top if r else Path.cwd()
+        policy = load_policy(root)
+        fp = fingerprint(root, policy.lock_files, 0)
+        details: dict[str, Any] = {"fingerprint": fp}
+        ok = True
+        if compare is not None:
+            try:
+                spec = loads_strict((compare / "TASK_SPEC.json").read_bytes())
+            except OSError as exc:
+                raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{compare}/TASK_SPEC.json: "
+                                     f"{exc.strerror}") from exc
+            recorded = spec.get("environment") if isinstance(spec, dict) else None
+            if isinstance(recorded, dict) and "determinism" in recorded:
+                fp = fingerprint(root, tuple(recorded.get("lock_files", {})), 0)
+            details["differences"] = cmp(recorded, fp)
+            ok = not details["differences"]
+
+        def human() -> None:
+            for k in ("python_implementation", "python_version", "platform", "machine",
+                      "distributions_sha256"):
+                say(f"{k}: {fp[k]}")
+            say(f"distributions: {len(fp['distributions'])}")
+            for d in details.get("differences", []):
+                say(f"differs: {d['field']}: recorded {d['recorded']} now {d['current']}")
+
+        result(json_mode, ok, "PASS" if ok else "ENV_MISMATCH", details, human)
+
+
+trust_app = typer.Typer(help="Manage the repository's trusted validators.",
+                        no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+def _trust_target(repo: RepoOpt) -> tuple[Path, Policy, Path]:
+    from ..bundle.trust import trust_file
+
+    r = open_repo(repo)
+    policy = load_policy(r.top)
+    if isinstance(policy.trusted_validators, tuple):
+        raise CatalyticError(ErrorCode.USAGE, "trusted_validators is an inline list in the "
+                             "configuration; edit it there (or point it at a file)")
+    return r.top, policy, trust_file(policy, r.top)
+
+
+@trust_app.command("add")
+def trust_add(
+    name: Annotated[str, typer.Argument(help="A name for the validator.")],
+    key: Annotated[str, typer.Argument(help="A public key file (.pub), `ed25519:<hex>`, "
+                                       "`ssh-ed25519 <base64>` or `id:<validator id>`.")],
+    valid_after: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    valid_before: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Trust a validator (commit the file so the change is reviewed)."""
+    from ..bundle.trust import Validator, add, parse_date, validator_id_of_key
+
+    with handled(json_mode):
+        _, _, path = _trust_target(repo)
+        text = key
+        if Path(key).is_file():
+            parts = Path(key).read_text().split()
+            text = " ".join(parts[:2]) if parts[:1] == ["ssh-ed25519"] else parts[0]
+        if any(c.isspace() for c in name) or not name:
+            raise CatalyticError(ErrorCode.USAGE, "the name must be one word")
+        v = Validator(name, validator_id_of_key(text), text,
+                      parse_date(valid_after) if valid_after else None,
+                      parse_date(valid_before) if valid_before else None)
+        add(path, v)
+        details = {"file": str(path), "name": name, "validator_id": v.validator_id}
+        if json_mode:
+            emit_json(envelope(True, "OK", details))
+        else:
+            say(f"trusted {name} ({v.validator_id}) in {path}")
+
+
+@trust_app.command("list")
+def trust_list(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
+    """List trusted validators."""
+    from ..bundle.trust import load_trust
+
+    with handled(json_mode):
+        r = open_repo(repo)
+        ts = load_trust(load_policy(r.top), r.top)
+        rows = [{"name": v.name, "validator_id": v.validator_id, "line": v.line()}
+                for v in ts.validators]
+        if json_mode:
+            emit_json(envelope(True, "OK", {"source": ts.source, "validators": rows}))
+        else:
+            for row in rows:
+                say(f"{row['name']}\t{row['validator_id']}\t{row['line']}")
+
+
+@trust_app.command("remove")
+def trust_remove(
+    name_or_id: Annotated[str, typer.Argument(help="Name or validator id.")],
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Stop trusting a validator."""
+    from ..bundle.trust import remove
+
+    with handled(json_mode):
+        _, _, path = _trust_target(repo)
+        n = remove(path, name_or_id)
+        if n == 0:
+            raise CatalyticError(ErrorCode.USAGE, f"{name_or_id!r} is not in {path}")
+        if json_mode:
+            emit_json(envelope(True, "OK", {"removed": n, "file": str(path)}))
+        else:
+            say(f"removed {n} entr{'y' if n == 1 else 'ies'} from {path}")
