@@ -104,8 +104,8 @@ def load_signer(path: Path) -> Signer:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID, f"cannot read key {path}: {exc.strerror}",
-                             path=str(path)) from exc
+        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID,
+                             f"cannot read key {path}: {exc.strerror}", path=str(path)) from exc
     pw = os.environ.get(PASSPHRASE_ENV)
     password = pw.encode() if pw else None
     key: Any = None
@@ -119,9 +119,11 @@ def load_signer(path: Path) -> Signer:
     if key is None:
         hint = f" (encrypted? set {PASSPHRASE_ENV})" if b"ENCRYPTED" in data or b"bcrypt" in \
             data else ""
-        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID, f"{path} is not a readable Ed25519 private "
-                             f"key{hint}", path=str(path))
+        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID,
+                             f"{path} is not a readable Ed25519 private key{hint}",
+                             path=str(path))
     if not isinstance(key, Ed25519PrivateKey):
-        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID, f"{path} is not an Ed25519 key "
-                             f"({type(key).__name__})", path=str(path))
+        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID,
+                             f"{path} is not an Ed25519 key ({type(key).__name__})",
+                             path=str(path))
     return _signer(key)
