@@ -125,6 +125,32 @@ def hooks(d: Demo) -> None:
     d.run_sh("stage a durable output", ["git", "add", "outputs/summary.txt"])
     d.run_sh("the pre-commit hook accepts the clean commit",
              ["git", "commit", "-q", "-m", "add summary"])
+    bundles(d)
+
+
+def bundles(d: Demo) -> None:
+    r = d.repo
+    key = str(r.parent / "keys" / "demo_ed25519")
+    d.run_cat("create a throwaway signing key", ["keygen", "--out", key])
+    d.run_cat("trust it in this repository", ["trust", "add", "demo", key + ".pub"])
+    d.run_sh("commit the trust file", ["git", "add", ".catalytic/allowed_validators"])
+    d.run_sh("commit the trust file", ["git", "commit", "-q", "-m", "trust the demo key"])
+    d.run_cat("a messy command run catalytically (--restore undoes its side effects)",
+              ["run", "--run-id", "demo-001", "--restore", "--sign", key,
+               "--metrics", "outputs/metrics.json", "--", sys.executable, "analysis.py"])
+    d.run_sh("the raw data is untouched", ["git", "diff", "--exit-code", "--",
+                                           "data/raw/measurements.csv"])
+    d.run_cat("verify the signed bundle", ["verify", "_runs/demo-001"])
+    d.run_sh("commit the bundle and its outputs", ["git", "add", "_runs", "outputs"])
+    d.run_sh("commit the bundle and its outputs", ["git", "commit", "-q", "-m", "run demo-001"])
+    import shutil
+
+    tampered = r.parent / "tampered" / "demo-001"
+    shutil.copytree(r / "_runs/demo-001", tampered)
+    status = tampered / "STATUS.json"
+    status.write_bytes(status.read_bytes().replace(b'"success"', b'"Success"'))
+    d.run_cat("a tampered copy is rejected", ["verify", str(tampered), "--project-root", str(r)],
+              expect=1)
 
 
 DEMO_SCRIPT = """\
@@ -132,6 +158,9 @@ import csv, json, os, pathlib, random
 random.seed(int(os.environ.get("CATALYTIC_SEED", "0")))
 rows = list(csv.DictReader(open("data/raw/measurements.csv")))
 values = [float(r["value"]) for r in rows]
+# A messy pipeline: it "cleans" its input in place and leaves a checkpoint in scratch space.
+with open("data/raw/measurements.csv", "a") as fh:
+    fh.write("3,nan\\n")
 pathlib.Path("_tmp").mkdir(exist_ok=True)
 pathlib.Path("_tmp/checkpoint.bin").write_bytes(os.urandom(64))
 pathlib.Path("outputs").mkdir(exist_ok=True)
