@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import typer
 
-from . import bundle_cmd, hooks_cmd, receipts_cmd
+from . import bundle_cmd, hooks_cmd, receipts_cmd, restore_cmd
 
 app = typer.Typer(
     name="catalytic",
@@ -29,6 +29,7 @@ app.command("sign")(bundle_cmd.sign)
 app.command("verify")(bundle_cmd.verify)
 app.command("env")(bundle_cmd.env)
 app.add_typer(bundle_cmd.trust_app, name="trust")
+app.add_typer(restore_cmd.restore_app, name="restore")
 
 
 def _register() -> None:
