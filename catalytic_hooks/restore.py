@@ -313,7 +313,13 @@ def place(rfd: int, staging: str, keys: list[str], created_dirs: list[str]) -> N
                 finally:
                     os.close(pfd)
             src_dir = open_dir_chain(sfd, parents, create=False)
-            dst_dir = open_dir_chain(rfd, parents, create=False)  # ELOOP on a planted symlink
+            try:
+                dst_dir = open_dir_chain(rfd, parents, create=False)
+            except OSError as exc:  # ELOOP/ENOTDIR: a directory was swapped for a symlink
+                os.close(src_dir)
+                raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "EXECUTE", f"a directory on the path "
+                           f"of {key} was replaced during the restore ({exc.strerror})",
+                           "SYMLINK_ESCAPE", path=key) from exc
             try:
                 os.link(name, name, src_dir_fd=src_dir, dst_dir_fd=dst_dir,
                         follow_symlinks=False)
@@ -595,12 +601,15 @@ def _execute_locked(rfd: int, plan: Plan, hooks: Hooks) -> dict[str, Any]:
         os.fsync(rfd)
         journal["committed"] = True
         _write_journal(rfd, jname, journal)  # the commit point
-    except BaseException:
+    except BaseException as exc:
         rollback(rfd, journal)
         if journal_written:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(jname, dir_fd=rfd)
         os.fsync(rfd)
+        if isinstance(exc, OSError):  # e.g. ENOSPC: report it, after rolling back
+            raise fail(ErrorCode.IO_ERROR, "EXECUTE", f"restore failed and was rolled back: "
+                       f"{exc}", "IO_ERROR") from exc
         raise
     remove_tree_at(rfd, staging)
     os.unlink(jname, dir_fd=rfd)

@@ -1,0 +1,153 @@
+"""Crash safety: SIGKILL a real restore at many moments; after recovery the restore root is
+byte-identical to before, or completely restored when the kill came after the commit point."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from catalytic_hooks.restore import recover, restore_bundle
+
+from .bundles import make_bundle
+from .conftest import catalytic
+from .test_restore import tree
+
+# Every call that changes the disk; the child is killed right before the N-th one.
+MUTATING = ("mkdir", "link", "write", "fsync", "rename", "unlink", "rmdir", "fchmod")
+
+
+def bundle_with_many_files(base: Path, n: int) -> Path:
+    rng = random.Random(7)
+    files = {f"out/d{i % 5}/s{i % 3}/f{i:03d}.bin": rng.randbytes(rng.randint(0, 3000))
+             for i in range(n)}
+    make_bundle(base / "_runs/r1", base, files)
+    return base
+
+
+def run_child_killed_at(n: int, proj: Path, root: Path) -> int:
+    """Fork; in the child, SIGKILL itself before the n-th mutating call (fault injection at an
+    exact instant, which no timer can hit reliably). Returns the child's wait status."""
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            count = [0]
+            for name in MUTATING:
+                real = getattr(os, name)
+
+                def wrapper(*a, _real=real, **kw):  # type: ignore[no-untyped-def]
+                    count[0] += 1
+                    if count[0] == n:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return _real(*a, **kw)
+
+                setattr(os, name, wrapper)
+            restore_bundle(proj / "_runs/r1", root, project_root=proj, allow_untrusted=True)
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def assert_untouched_or_complete(root: Path, before: dict, complete: dict) -> str:
+    now = tree(root)
+    assert not [k for k in now if ".spectrum06" in k], now.keys()
+    if now == before:
+        return "untouched"
+    assert now == complete, "partial state after recovery"
+    return "complete"
+
+
+def test_sigkill_at_every_filesystem_step(tmp_path: Path) -> None:
+    proj = bundle_with_many_files(tmp_path / "proj", 24)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (reference / "keep.txt").write_bytes(b"mine\n")
+    restore_bundle(proj / "_runs/r1", reference, project_root=proj, allow_untrusted=True)
+    complete = tree(reference)
+    outcomes = []
+    n = 1
+    while True:
+        root = tmp_path / f"t{n}"
+        root.mkdir()
+        (root / "keep.txt").write_bytes(b"mine\n")
+        before = tree(root)
+        status = run_child_killed_at(n, proj, root)
+        if os.WIFEXITED(status):
+            assert os.WEXITSTATUS(status) == 0
+            assert tree(root) == complete
+            break
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        recover(root)
+        outcomes.append(assert_untouched_or_complete(root, before, complete))
+        # the next restore into a recovered root works
+        if outcomes[-1] == "untouched" and n % 25 == 0:
+            restore_bundle(proj / "_runs/r1", root, project_root=proj, allow_untrusted=True)
+            assert tree(root) == complete
+        n += 1
+    assert len(outcomes) > 100  # the kill points really covered the whole restore
+    assert "untouched" in outcomes and "complete" in outcomes
+
+
+def test_automatic_recovery_on_next_restore(tmp_path: Path) -> None:
+    proj = bundle_with_many_files(tmp_path / "proj", 10)
+    root = tmp_path / "root"
+    root.mkdir()
+    status = run_child_killed_at(40, proj, root)  # dies mid-way, before the commit point
+    assert os.WIFSIGNALED(status)
+    assert any(p.name.startswith(".spectrum06") for p in root.iterdir())
+    restore_bundle(proj / "_runs/r1", root, project_root=proj, allow_untrusted=True)
+    assert not any(p.name.startswith(".spectrum06") for p in root.iterdir())
+    assert (root / "RESTORE_MANIFEST.json").exists()
+
+
+def _timed_kill_trials(tmp_path: Path, n_files: int, delays: list[float]) -> list[str]:
+    proj = bundle_with_many_files(tmp_path / "proj", n_files)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    restore_bundle(proj / "_runs/r1", reference, project_root=proj, allow_untrusted=True)
+    complete = tree(reference)
+    outcomes = []
+    for i, delay in enumerate(delays):
+        root = tmp_path / f"k{i}"
+        root.mkdir()
+        proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "restore", "bundle",
+                                 str(proj / "_runs/r1"), "--project-root", str(proj),
+                                 "--restore-root", str(root), "--allow-untrusted", "--json"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rec = catalytic("restore", "recover", str(root), cwd=tmp_path)
+        assert rec.returncode == 0, rec.stderr
+        outcomes.append(assert_untouched_or_complete(root, {}, complete))
+    return outcomes
+
+
+def test_sigkill_real_cli_process_at_timed_moments(tmp_path: Path) -> None:
+    # Measure how long a whole run takes, then spread kills over it.
+    proj = bundle_with_many_files(tmp_path / "m", 150)
+    root = tmp_path / "m-root"
+    root.mkdir()
+    t0 = time.perf_counter()
+    catalytic("restore", "bundle", str(proj / "_runs/r1"), "--project-root", str(proj),
+              "--restore-root", str(root), "--allow-untrusted", cwd=tmp_path)
+    total = time.perf_counter() - t0
+    delays = [total * f for f in (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.2)]
+    outcomes = _timed_kill_trials(tmp_path, 150, delays)
+    assert set(outcomes) <= {"untouched", "complete"}
+
+
+@pytest.mark.slow
+def test_sigkill_stress_many_trials(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    delays = [rng.uniform(0.1, 1.5) for _ in range(60)]
+    outcomes = _timed_kill_trials(tmp_path, 600, delays)
+    assert set(outcomes) <= {"untouched", "complete"}
