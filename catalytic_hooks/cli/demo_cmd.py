@@ -151,6 +151,14 @@ def bundles(d: Demo) -> None:
     status.write_bytes(status.read_bytes().replace(b'"success"', b'"Success"'))
     d.run_cat("a tampered copy is rejected", ["verify", str(tampered), "--project-root", str(r)],
               expect=1)
+    restore(d)
+
+
+def restore(d: Demo) -> None:
+    wt = d.repo.parent / "restored"
+    d.run_cat("restore the bundle into a fresh worktree at the recorded commit",
+              ["restore", "bundle", "_runs/demo-001", "--worktree", str(wt)])
+    d.run_sh("the restore manifest", ["cat", str(wt / "RESTORE_MANIFEST.json")])
 
 
 DEMO_SCRIPT = """\
