@@ -96,8 +96,9 @@ def scenario(d: Demo) -> None:
     d.run_cat("PRE digest of the working tree", ["digest", "--output", "../pre.json"])
     # A catalytic operation by hand: scratch in _tmp, output in outputs/.
     write(r, "_tmp/scratch.bin", "scratch")
-    write(r, "outputs/summary.txt", "mean=0.625\n")
+    write(r, "outputs/draft.txt", "draft\n")
     os.remove(r / "_tmp/scratch.bin")
+    os.remove(r / "outputs/draft.txt")
     d.run_cat("POST digest after a clean operation", ["digest", "--output", "../post.json"])
     d.run_cat("purity scan: PASS", ["purity-scan", "../pre.json", "../post.json",
                                     "--output", "../purity.json"])
@@ -121,10 +122,10 @@ def hooks(d: Demo) -> None:
              ["git", "commit", "-q", "-m", "tweak raw data"], expect=1)
     d.run_sh("unstage and restore the raw data",
              ["git", "restore", "--staged", "--worktree", "data/raw/measurements.csv"])
-    write(r, "outputs/summary.txt", "mean=0.625\n")
-    d.run_sh("stage a durable output", ["git", "add", "outputs/summary.txt"])
+    write(r, "outputs/README.txt", "results of the analysis runs\n")
+    d.run_sh("stage a durable output", ["git", "add", "outputs/README.txt"])
     d.run_sh("the pre-commit hook accepts the clean commit",
-             ["git", "commit", "-q", "-m", "add summary"])
+             ["git", "commit", "-q", "-m", "add outputs readme"])
     bundles(d)
 
 
