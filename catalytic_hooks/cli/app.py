@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import typer
 
-from . import bundle_cmd, hooks_cmd, receipts_cmd, restore_cmd
+from . import bundle_cmd, hooks_cmd, receipts_cmd, replay_cmd, restore_cmd
 
 app = typer.Typer(
     name="catalytic",
@@ -30,6 +30,8 @@ app.command("verify")(bundle_cmd.verify)
 app.command("env")(bundle_cmd.env)
 app.add_typer(bundle_cmd.trust_app, name="trust")
 app.add_typer(restore_cmd.restore_app, name="restore")
+app.command("replay")(replay_cmd.replay)
+app.add_typer(replay_cmd.chronicle_app, name="chronicle")
 
 
 def _register() -> None:

@@ -66,7 +66,7 @@ class Demo:
             mark = "ok  " if ok else "FAIL"
             say(f"[{mark}] {title}")
             say(f"       $ {shown}  -> exit {proc.returncode} (expected {expect})")
-            text = (proc.stdout + proc.stderr).strip()
+            text = (proc.stdout + proc.stderr).strip("\n")
             for line in text.splitlines()[:8]:
                 say(f"       | {line}")
         return ok
@@ -91,7 +91,7 @@ def scenario(d: Demo) -> None:
     write(r, "data/raw/measurements.csv", "id,value\n1,0.5\n2,0.75\n")
     write(r, "analysis.py", DEMO_SCRIPT)
     write(r, ".gitignore", "_tmp/\n")
-    d.run_sh("commit the baseline", ["git", "add", "-A"])
+    d.run_sh("stage the baseline", ["git", "add", "-A"])
     d.run_sh("commit the baseline", ["git", "commit", "-q", "-m", "baseline"])
     d.run_cat("PRE digest of the working tree", ["digest", "--output", "../pre.json"])
     # A catalytic operation by hand: scratch in _tmp, output in outputs/.
@@ -134,7 +134,7 @@ def bundles(d: Demo) -> None:
     key = str(r.parent / "keys" / "demo_ed25519")
     d.run_cat("create a throwaway signing key", ["keygen", "--out", key])
     d.run_cat("trust it in this repository", ["trust", "add", "demo", key + ".pub"])
-    d.run_sh("commit the trust file", ["git", "add", ".catalytic/allowed_validators"])
+    d.run_sh("stage the trust file", ["git", "add", ".catalytic/allowed_validators"])
     d.run_sh("commit the trust file", ["git", "commit", "-q", "-m", "trust the demo key"])
     d.run_cat("a messy command run catalytically (--restore undoes its side effects)",
               ["run", "--run-id", "demo-001", "--restore", "--sign", key,
@@ -142,7 +142,7 @@ def bundles(d: Demo) -> None:
     d.run_sh("the raw data is untouched", ["git", "diff", "--exit-code", "--",
                                            "data/raw/measurements.csv"])
     d.run_cat("verify the signed bundle", ["verify", "_runs/demo-001"])
-    d.run_sh("commit the bundle and its outputs", ["git", "add", "_runs", "outputs"])
+    d.run_sh("stage the bundle and its outputs", ["git", "add", "_runs", "outputs"])
     d.run_sh("commit the bundle and its outputs", ["git", "commit", "-q", "-m", "run demo-001"])
     import shutil
 
@@ -160,6 +160,10 @@ def restore(d: Demo) -> None:
     d.run_cat("restore the bundle into a fresh worktree at the recorded commit",
               ["restore", "bundle", "_runs/demo-001", "--worktree", str(wt)])
     d.run_sh("the restore manifest", ["cat", str(wt / "RESTORE_MANIFEST.json")])
+    d.run_cat("replay the run at its recorded commit: verdict exact",
+              ["replay", "_runs/demo-001"])
+    d.run_cat("verify the chronicle of everything above", ["chronicle", "verify"])
+    d.run_cat("the chronicle", ["chronicle", "show"])
 
 
 DEMO_SCRIPT = """\

@@ -1,0 +1,104 @@
+"""`replay` and `chronicle verify|show`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import CatalyticError, ErrorCode
+from ..policy import load_policy
+from .common import JsonOpt, RepoOpt, open_repo
+from .output import emit_json, envelope, handled, result, say
+
+
+def replay(
+    run_dir: Annotated[Path, typer.Argument(help="The archived run directory.")],
+    worktree: Annotated[Path | None, typer.Option("--worktree", help="Where to create the clean "
+                        "worktree (default: a temporary directory).")] = None,
+    strict_env: Annotated[bool, typer.Option("--strict-env", help="Fail when the environment "
+                          "differs from the recorded one.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Kill the command after S seconds.")
+                       ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the worktree(s) afterwards.")
+                    ] = False,
+    no_quarantine: Annotated[bool, typer.Option("--no-quarantine", help="Leave a corrupt "
+                             "bundle in place.")] = False,
+    allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted")] = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Re-execute an archived run at its recorded commit and judge whether it reproduces."""
+    from ..chronicle import append
+    from ..replay import PASSING, ReplayOptions
+    from ..replay import replay as do_replay
+
+    with handled(json_mode):
+        repo = open_repo(None)
+        policy = load_policy(repo.top)
+        opts = ReplayOptions(worktree=worktree.absolute() if worktree else None,
+                             strict_env=strict_env, timeout=timeout, keep=keep,
+                             quarantine=not no_quarantine, allow_untrusted=allow_untrusted)
+        try:
+            rep = do_replay(repo, policy, run_dir, opts)
+        except CatalyticError as exc:
+            if exc.code is ErrorCode.REPLAY_FAILED:
+                append(repo.top / policy.chronicle, "replay", {
+                    "run_id": run_dir.name, "verdict": "failed",
+                    "reason": str(exc.details.get("reason")),
+                    "quarantine": exc.details.get("quarantine")})
+            raise
+        append(repo.top / policy.chronicle, "replay", {
+            "run_id": rep["run_id"], "verdict": rep["verdict"], "bundle_root": rep["bundle_root"],
+            "report": rep["report_json"]})
+        ok = rep["verdict"] in PASSING
+
+        def human() -> None:
+            for d in rep["environment"]["differences"]:
+                say(f"environment differs: {d['field']}: recorded {d['recorded']}, now "
+                    f"{d['current']}")
+            for o in rep.get("outputs", []):
+                say(f"  {'=' if o['match'] else '≠'} {o['path']}")
+            say(f"replay {rep['run_id']}: {rep['verdict']}"
+                + (f" ({rep['reason']})" if rep.get("reason") else ""))
+            say(f"report: {rep['report_md']}")
+
+        result(json_mode, ok, rep["verdict"].upper().replace("-", "_"), rep, human)
+
+
+chronicle_app = typer.Typer(help="The hash-chained ledger of runs, verifications, restores and "
+                            "replays.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+@chronicle_app.command("verify")
+def chronicle_verify(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
+    """Check every line's hash chain; name the first bad line."""
+    from ..chronicle import verify
+
+    with handled(json_mode):
+        r = open_repo(repo)
+        path = r.top / load_policy(r.top).chronicle
+        check = verify(path)
+        details: dict[str, Any] = {"path": str(path), "records": check.records,
+                                   "bad_line": check.bad_line, "reason": check.reason}
+        result(json_mode, check.ok, "PASS" if check.ok else "CHRONICLE_INVALID", details,
+               lambda: say(f"chronicle OK: {check.records} record(s)" if check.ok else
+                           f"chronicle INVALID at line {check.bad_line}: {check.reason}"))
+
+
+@chronicle_app.command("show")
+def chronicle_show(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
+    """List the chronicle's records."""
+    from ..chronicle import read
+
+    with handled(json_mode):
+        r = open_repo(repo)
+        records = read(r.top / load_policy(r.top).chronicle)
+        if json_mode:
+            emit_json(envelope(True, "OK", {"records": records}))
+            return
+        for rec in records:
+            data = rec.get("data", {})
+            summary = ", ".join(f"{k}={data[k]}" for k in sorted(data)
+                                if not isinstance(data[k], dict | list))
+            say(f"{rec['seq']:>5}  {rec['time'][:19]}  {rec['kind']:<8} {summary}")

@@ -1,0 +1,291 @@
+"""Replay verdicts, reports, quarantine, environment comparison; the chronicle."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from catalytic_hooks.bundle.keys import signer_from_seed
+from catalytic_hooks.bundle.sign import sign_run_dir
+from catalytic_hooks.chronicle import append, head_path, read, verify
+from catalytic_hooks.replay import compare_metrics, flatten
+
+from .bundles import SEED_A, signer
+from .conftest import catalytic, git
+from .test_bundle_run import key_file
+
+POLICY = """\
+durable_roots = ["outputs"]
+tmp_roots = ["_tmp"]
+run_roots = ["_runs"]
+trusted_validators = ".catalytic/allowed_validators"
+"""
+
+DETERMINISTIC = """\
+import json, os, random, pathlib
+random.seed(int(os.environ["CATALYTIC_SEED"]))
+xs = [random.random() for _ in range(1000)]
+out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
+(out / "sample.txt").write_text("\\n".join(f"{x:.17g}" for x in xs[:10]))
+(out / "metrics.json").write_text(json.dumps({"mean": sum(xs) / len(xs),
+                                              "nested": {"max": max(xs), "n": len(xs)}}))
+"""
+
+NOISY_METRIC = """\
+import json, pathlib, random
+noise = random.SystemRandom().random() * 1e-12  # differs at the 12th significant digit
+out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
+(out / "model.txt").write_text("weights 1 2 3\\n")
+(out / "metrics.json").write_text(json.dumps({"loss": 0.123456789012 + noise}))
+"""
+
+WALL_CLOCK = """\
+import pathlib, time
+out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
+(out / "stamp.txt").write_text(str(time.time_ns()))
+"""
+
+UNTRACKED_INPUT = """\
+import pathlib
+src = pathlib.Path("local-input.txt")
+text = src.read_text() if src.exists() else "no input"
+out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
+(out / "derived.txt").write_text(text.upper())
+"""
+
+
+@pytest.fixture
+def repo(make_repo) -> Path:
+    r = make_repo({"job.py": DETERMINISTIC, ".gitignore": "_tmp/\nlocal-input.txt\n"},
+                  policy=POLICY)
+    a = signer(SEED_A)
+    assert catalytic("trust", "add", "ci", f"ed25519:{a.public_hex}", cwd=r).returncode == 0
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "trust")
+    return r
+
+
+def run_and_commit(repo: Path, tmp_path: Path, run_id: str, script: str | None = None,
+                   metrics: bool = True) -> Path:
+    import sys
+
+    if script is not None:
+        (repo / "job.py").write_text(script)
+        git(repo, "add", "job.py")
+        git(repo, "commit", "-q", "-m", f"script for {run_id}")
+    args = ["run", "--run-id", run_id, "--sign", str(key_file(tmp_path)), "--seed", "7"]
+    if metrics:
+        args += ["--metrics", "outputs/metrics.json"]
+    proc = catalytic(*args, "--", sys.executable, "job.py", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"run {run_id}")
+    return repo / "_runs" / run_id
+
+
+def replay(repo: Path, run_id: str, *extra: str) -> tuple[int, dict]:
+    proc = catalytic("replay", f"_runs/{run_id}", "--json", *extra, cwd=repo)
+    doc = json.loads(proc.stdout)
+    return proc.returncode, doc
+
+
+def test_deterministic_run_replays_exact(repo: Path, tmp_path: Path) -> None:
+    run_and_commit(repo, tmp_path, "det")
+    code, doc = replay(repo, "det")
+    assert code == 0 and doc["code"] == "EXACT", doc
+    rep = doc["details"]
+    assert rep["verdict"] == "exact" and rep["replays"] == 1
+    assert {o["path"] for o in rep["outputs"]} == {"outputs/metrics.json", "outputs/sample.txt"}
+    assert all(m["within_tolerance"] and m["delta"] == 0 for m in rep["metrics"])
+    assert json.loads(Path(rep["report_json"]).read_text())["verdict"] == "exact"
+    md = Path(rep["report_md"]).read_text()
+    assert "**exact**" in md and "## Environment" in md and "## Metrics" in md
+    assert not Path(rep["worktree"]).exists()  # removed without --keep
+    assert str(Path(rep["worktree"])) not in git(repo, "worktree", "list").stdout
+    kinds = [r["kind"] for r in read(repo / ".catalytic/chronicle.jsonl")]
+    assert kinds == ["run", "replay"]
+    assert catalytic("chronicle", "verify", cwd=repo).returncode == 0
+
+
+def test_metric_noise_in_12th_digit_is_within_tolerance(repo: Path, tmp_path: Path) -> None:
+    run_and_commit(repo, tmp_path, "noisy", NOISY_METRIC)
+    code, doc = replay(repo, "noisy")
+    rep = doc["details"]
+    assert code == 0 and rep["verdict"] == "within-tolerance", rep
+    row = rep["metrics"][0]
+    assert row["key"] == "loss" and 0 < row["delta"] < 1e-8
+
+
+def test_wall_clock_output_is_nondeterministic(repo: Path, tmp_path: Path) -> None:
+    run_and_commit(repo, tmp_path, "clock", WALL_CLOCK, metrics=False)
+    code, doc = replay(repo, "clock")
+    assert code == 1 and doc["details"]["verdict"] == "nondeterministic"
+    assert doc["details"]["replays"] == 2
+
+
+def test_real_difference_is_drift_verified(repo: Path, tmp_path: Path) -> None:
+    (repo / "local-input.txt").write_text("present only on the original machine")
+    run_and_commit(repo, tmp_path, "drift", UNTRACKED_INPUT, metrics=False)
+    code, doc = replay(repo, "drift")
+    rep = doc["details"]
+    assert code == 1 and rep["verdict"] == "drift-verified"
+    out = rep["outputs"][0]
+    assert out["replay1"] == out["replay2"] != out["expected"]
+
+
+def test_code_changed_after_the_run_still_reproduces(repo: Path, tmp_path: Path) -> None:
+    run_and_commit(repo, tmp_path, "v1")
+    (repo / "job.py").write_text(DETERMINISTIC.replace("range(1000)", "range(5)"))
+    git(repo, "commit", "-q", "-am", "change the job after the run")
+    code, doc = replay(repo, "v1", "--keep")
+    assert code == 0 and doc["details"]["verdict"] == "exact"
+    wt = Path(doc["details"]["worktree"])
+    assert "range(1000)" in (wt / "job.py").read_text()  # the recorded commit, not HEAD
+
+
+def test_tampered_output_is_quarantined(repo: Path, tmp_path: Path) -> None:
+    run = run_and_commit(repo, tmp_path, "bad")
+    (repo / "outputs/sample.txt").write_text("tampered")
+    nq = catalytic("replay", "_runs/bad", "--no-quarantine", "--json", cwd=repo)
+    assert nq.returncode == 1 and run.is_dir()
+    code, doc = replay(repo, "bad")
+    assert code == 1 and doc["code"] == "REPLAY_FAILED"
+    assert doc["details"]["reason"] == "HASH_MISMATCH"
+    assert not run.exists()
+    moved = Path(doc["details"]["quarantine"])
+    assert moved.is_dir() and (moved / "SIGNATURE.json").exists()  # moved, never deleted
+    reports = list((repo / ".catalytic/quarantine").glob("*.QUARANTINE_REPORT.json"))
+    assert json.loads(reports[0].read_text())["reason"] == "HASH_MISMATCH"
+    last = read(repo / ".catalytic/chronicle.jsonl")[-1]
+    assert last["kind"] == "replay" and last["data"]["verdict"] == "failed"
+
+
+def test_environment_mismatch_reported_and_strict_fails(repo: Path, tmp_path: Path) -> None:
+    run = run_and_commit(repo, tmp_path, "env")
+    spec = json.loads((run / "TASK_SPEC.json").read_text())
+    dists = spec["environment"]["distributions"]
+    i = next(i for i, d in enumerate(dists) if d.startswith("cryptography=="))
+    dists[i] = "cryptography==0.0.1"
+    (run / "TASK_SPEC.json").write_text(json.dumps(spec, sort_keys=True, separators=(",", ":")))
+    sign_run_dir(run, signer_from_seed(SEED_A), force=True)
+    code, doc = replay(repo, "env")
+    fields = [d["field"] for d in doc["details"]["environment"]["differences"]]
+    assert code == 0 and "distribution cryptography" in fields
+    assert doc["details"]["verdict"] == "exact"
+    code, doc = replay(repo, "env", "--strict-env")
+    assert code == 1 and doc["details"]["verdict"] == "failed"
+    assert "strict-env" in doc["details"]["reason"]
+    cmp = catalytic("env", "--compare", str(run), "--json", cwd=repo)
+    assert cmp.returncode == 1 and json.loads(cmp.stdout)["code"] == "ENV_MISMATCH"
+
+
+def test_untrusted_bundle_is_refused_not_quarantined(repo: Path, tmp_path: Path) -> None:
+    run = run_and_commit(repo, tmp_path, "trusted")
+    catalytic("trust", "remove", "ci", cwd=repo)
+    code, doc = replay(repo, "trusted")
+    assert code == 1 and doc["details"]["reason"] == "UNTRUSTED" and run.is_dir()
+
+
+def test_metric_comparison_helpers() -> None:
+    assert flatten({"a": {"b": 1, "c": {"d": 2.5}}, "e": 3}) == {"a.b": 1, "a.c.d": 2.5, "e": 3}
+    rows = compare_metrics({"x": 1.0, "y": 2, "s": "a"}, {"x": 1.0 + 5e-9, "y": 2.1, "z": 1},
+                           1e-8)
+    by = {r["key"]: r["within_tolerance"] for r in rows}
+    assert by == {"x": True, "y": False, "s": False, "z": False}
+
+
+# -- chronicle --------------------------------------------------------------------------------
+
+def _make_chronicle(path: Path, n: int) -> None:
+    for i in range(n):
+        append(path, "run", {"i": i, "name": f"run-{i}"})
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(2, 8), op=st.sampled_from(["edit", "delete", "swap", "truncate",
+                                                 "insert", "drop-newline"]),
+       pick=st.floats(0, 1, exclude_max=True), pick2=st.floats(0, 1, exclude_max=True),
+       mask=st.integers(1, 255))
+def test_any_single_line_change_is_detected(tmp_path: Path, n: int, op: str, pick: float,
+                                            pick2: float, mask: int) -> None:
+    path = tmp_path / f"c-{n}-{op}-{pick}-{pick2}-{mask}.jsonl"
+    _make_chronicle(path, n)
+    assert verify(path).ok
+    lines = path.read_bytes().split(b"\n")[:-1]
+    i = int(pick * n)
+    if op == "edit":
+        line = bytearray(lines[i])
+        line[int(pick2 * len(line))] ^= mask
+        if bytes(line) == lines[i]:
+            return
+        lines[i] = bytes(line)
+        data = b"\n".join(lines) + b"\n"
+    elif op == "delete":
+        del lines[i]
+        data = b"\n".join(lines) + (b"\n" if lines else b"")
+    elif op == "swap":
+        j = (i + 1 + int(pick2 * (n - 1))) % n
+        lines[i], lines[j] = lines[j], lines[i]
+        data = b"\n".join(lines) + b"\n"
+    elif op == "insert":
+        lines.insert(i, lines[int(pick2 * n)])
+        data = b"\n".join(lines) + b"\n"
+    elif op == "truncate":
+        full = b"\n".join(lines) + b"\n"
+        data = full[: int(pick2 * (len(full) - 1))]
+    else:
+        data = b"\n".join(lines)
+    path.write_bytes(data)
+    check = verify(path)
+    assert not check.ok, (op, i)
+    assert check.bad_line is not None and 1 <= check.bad_line <= n + 1
+
+
+def test_append_refuses_a_damaged_chronicle(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    _make_chronicle(path, 3)
+    path.write_bytes(path.read_bytes()[:-10])  # torn
+    with pytest.raises(Exception) as err:
+        append(path, "run", {})
+    assert "does not match its head" in str(err.value)
+    head_path(path).unlink()
+    assert not verify(path).ok
+
+
+def _appender(path: str, who: str, count: int) -> None:
+    for i in range(count):
+        append(Path(path), "run", {"who": who, "i": i})
+
+
+def test_concurrent_appenders_keep_a_valid_chain(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_appender, args=(str(path), who, 300)) for who in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    check = verify(path)
+    assert check.ok and check.records == 600
+    seen = {(r["data"]["who"], r["data"]["i"]) for r in read(path)}
+    assert seen == {(w, i) for w in ("a", "b") for i in range(300)}
+
+
+def test_chronicle_cli(repo: Path) -> None:
+    path = repo / ".catalytic/chronicle.jsonl"
+    _make_chronicle(path, 2)
+    show = json.loads(catalytic("chronicle", "show", "--json", cwd=repo).stdout)
+    assert [r["seq"] for r in show["details"]["records"]] == [1, 2]
+    path.write_text(path.read_text().replace("run-1", "run-9"))
+    proc = catalytic("chronicle", "verify", "--json", cwd=repo)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["details"]["bad_line"] == 2
+    assert os.path.exists(head_path(path))
