@@ -64,17 +64,17 @@ def main() -> None:
     for label, files, size in (("1 GiB in 1,000 files", int(1000 * args.scale), 1 << 20),
                                ("20,000 small files", int(20000 * args.scale), 2048)):
         proj = build(args.corpus / f"restore-{files}-{size}", files, size)
-        target = args.corpus / "restore-target"
-
-        def fresh() -> None:
+        def fresh(target: Path = args.corpus / "restore-target") -> None:
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
 
-        def restore(proj: Path = proj) -> None:
+        target = args.corpus / "restore-target"
+
+        def restore(proj: Path = proj, target: Path = target) -> None:
             run([*CATALYTIC, "restore", "bundle", str(proj / "_runs/bench"), "--project-root",
                  str(proj), "--restore-root", str(target), "--allow-untrusted"], proj)
 
-        def cp_sha(proj: Path = proj) -> None:
+        def cp_sha(proj: Path = proj, target: Path = target) -> None:
             run(["bash", "-c", f"cp -r '{proj}/out' '{target}/out' && "
                  f"find '{target}/out' -type f -print0 | xargs -0 sha256sum > /dev/null"], proj)
 
