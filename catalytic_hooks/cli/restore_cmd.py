@@ -93,6 +93,16 @@ def _worktree(run_dir: Path, path: Path, rev: str | None) -> tuple[Repo, str]:
     return repo, commit
 
 
+def _record(run_dir: Path, data: dict[str, Any]) -> None:
+    """Append the restore to the chronicle of the repository holding the bundle, if any."""
+    from ..policy import load_policy
+    from .bundle_cmd import _chronicle
+
+    repo = Repo.find(run_dir.resolve().parent)
+    if repo is not None:
+        _chronicle(repo, load_policy(repo.top), "restore", data)
+
+
 def _remove_worktree(repo: Repo, path: Path) -> None:
     repo.git("worktree", "remove", "--force", str(path), check=False)
     repo.git("worktree", "prune", check=False)
@@ -148,11 +158,9 @@ def bundle(
             raise
         if repo is not None:
             doc.update(worktree=str(target), rev=commit)
-            from ..policy import load_policy
-            from .bundle_cmd import _chronicle
-
-            _chronicle(repo, load_policy(repo.top), "restore", {
-                "run_id": v.run_id, "bundle_root": v.bundle_root, "worktree": str(target)})
+        if not dry_run:
+            _record(run_dir, {"run_id": v.run_id, "bundle_root": v.bundle_root,
+                              "target": str(target)})
         result(json_mode, True, "PASS", doc, lambda: _human(doc))
 
 
@@ -173,6 +181,9 @@ def chain(
             raise CatalyticError(ErrorCode.USAGE, "--restore-root is required")
         doc = restore_chain(run_dirs, restore_root, project_root=project_root,
                             allow_untrusted=allow_untrusted, dry_run=dry_run)
+        if not dry_run:
+            _record(run_dirs[0], {"run_ids": [d.resolve().name for d in run_dirs],
+                                  "chain_root": doc["chain_root"], "target": str(restore_root)})
         result(json_mode, True, "PASS", doc, lambda: _human({**doc, "result_root":
                                                             str(restore_root)}))
 
