@@ -12,9 +12,19 @@ from __future__ import annotations
 import argparse
 import platform
 import shutil
+import sys
 from pathlib import Path
 
 from common import CATALYTIC, build_repo, median_time, run, table
+
+LIBRARY = (
+    "from catalytic_hooks.gitrepo import Repo\n"
+    "from catalytic_hooks.policy import load_policy\n"
+    "from catalytic_hooks.hashing import HashCache\n"
+    "from catalytic_hooks.fastdigest import worktree_digest\n"
+    "r = Repo.discover(); print(worktree_digest(r, load_policy(r.top), "
+    "HashCache.for_repo(r)).digest)\n"
+)
 
 
 def main() -> None:
@@ -52,6 +62,9 @@ def main() -> None:
         rows.append((f"catalytic digest {view} (warm cache)", warm,
                      f"{warm / status:.2f}× git status, {warm / status_uc:.2f}× with "
                      "untracked cache"))
+    lib = median_time(lambda: run([sys.executable, "-c", LIBRARY], repo), args.repeat)
+    rows.append(("worktree digest via the Python API (no Typer CLI; what `catalytic run` uses)",
+                 lib, f"{lib / status:.2f}× git status"))
     text = (f"### digest_bench: {args.files} files, {platform.machine()}, "
             f"{platform.python_version()}\n\n" + table(rows))
     print(text)

@@ -25,13 +25,18 @@ class TreeDigest:
         return len(self.manifest)
 
 
-def manifest_digest(manifest: dict[str, str]) -> str:
-    """sha256 of `path:hash\\n` records sorted by code point (FORMATS.md §1)."""
+def manifest_digest(manifest: dict[str, str], *, presorted: bool = False) -> str:
+    """sha256 of `path:hash\\n` records sorted by code point (FORMATS.md §1). `presorted`:
+    the caller guarantees the dict is already in code-point order."""
     check_record_paths(manifest)
-    keys = sorted(manifest)
-    text = "".join(map("{}:{}\n".format, keys, map(manifest.__getitem__, keys)))
+    keys = list(manifest) if presorted else sorted(manifest)
+    return text_digest("".join(map("{}:{}\n".format, keys, map(manifest.__getitem__, keys))))
+
+
+def text_digest(records: str) -> str:
+    """SHA-256 of the rendered records; a name that is not valid UTF-8 fails closed."""
     try:
-        return sha256_hex(text.encode("utf-8"))
+        return sha256_hex(records.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise CatalyticError(
             ErrorCode.DIGEST_COMPUTATION_FAILED, f"a path is not valid UTF-8: {exc}"

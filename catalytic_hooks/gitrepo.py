@@ -234,15 +234,28 @@ class Repo:
         return entries
 
     def status_start(self, *, ignored: bool) -> subprocess.Popen[bytes]:
-        args = ["--no-optional-locks", "status", "--porcelain=v2", "-z", "--untracked-files=all",
-                "--no-renames", "--ignore-submodules=none"]
+        # Untracked directories are listed collapsed ("dir/", measurably faster than -uall on a
+        # large tree) and expanded afterwards by `finish_status`.
+        args = ["--no-optional-locks", "status", "--porcelain=v2", "-z", "--no-renames",
+                "--ignore-submodules=none",
+                "--untracked-files=all" if ignored else "--untracked-files=normal"]
         if ignored:
             # "traditional" with -uall lists every file inside an ignored directory.
             args.append("--ignored=traditional")
         return self.start(*args)
 
+    def finish_status(self, proc: subprocess.Popen[bytes]) -> WorktreeStatus:
+        st = self.parse_status(self.finish(proc))
+        dirs = [p for p in st.untracked if p.endswith("/")]
+        if dirs:
+            out = self.git("ls-files", "-o", "--exclude-standard", "-z", "--",
+                           *(f":(literal){d}" for d in dirs))
+            expanded = [os.fsdecode(p) for p in out.split(b"\0") if p]
+            st.untracked = [p for p in st.untracked if not p.endswith("/")] + expanded
+        return st
+
     def status(self, *, ignored: bool) -> WorktreeStatus:
-        return self.parse_status(self.finish(self.status_start(ignored=ignored)))
+        return self.finish_status(self.status_start(ignored=ignored))
 
     @staticmethod
     def parse_status(out: bytes) -> WorktreeStatus:

@@ -30,10 +30,15 @@ class HashCache:
 
     def __init__(self, path: Path | None):
         self.path = path
-        self.entries: dict[str, str] = {}
+        self._entries: dict[str, str] | None = None if path is not None else {}
         self.dirty = False
-        if path is not None:
-            self.entries = _load_cache(path)
+
+    @property
+    def entries(self) -> dict[str, str]:
+        # Loaded on first use: a digest answered from the index snapshot never needs it.
+        if self._entries is None:
+            self._entries = _load_cache(self.path) if self.path is not None else {}
+        return self._entries
 
     @classmethod
     def for_repo(cls, repo: Repo) -> HashCache:
@@ -177,7 +182,8 @@ def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache) -> 
     `gitlink:<commit>` for submodules. Never follows a symlink; fails closed on unreadable data."""
     values: dict[str, str] = {}
     pending: list[ViewEntry] = []
-    get = cache.entries.get
+    empty: dict[str, str] = {}
+    get = (cache.entries if any(e.oid for e in entries) else empty).get
     for e in entries:
         if e.kind == "gitlink":
             values[e.path] = f"gitlink:{e.oid}"

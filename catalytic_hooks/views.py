@@ -75,7 +75,7 @@ def worktree_view(repo: Repo, *, ignored: bool = False) -> View:
     status_proc = repo.status_start(ignored=ignored)
     index_proc = repo.ls_index_start()
     index = repo.parse_index(repo.finish(index_proc))
-    st = repo.parse_status(repo.finish(status_proc))
+    st = repo.finish_status(status_proc)
     out: dict[str, ViewEntry] = {}
     touched = st.modified | st.deleted  # usually tiny: the hot loop is one set lookup
     new = tuple.__new__  # a NamedTuple built without its Python-level __new__ (hot loop)

@@ -16,9 +16,9 @@ from typing import Any
 
 from .. import __version__
 from ..canonical import canonical_bytes, proof_hash, sha256_hex
-from ..digest import tree_digest
 from ..envfp import determinism_env, fingerprint
 from ..errors import CatalyticError, ErrorCode
+from ..fastdigest import worktree_digest
 from ..fsio import atomic_write, fsync_dir
 from ..gitrepo import Repo
 from ..hashing import HashCache
@@ -140,14 +140,13 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
 
     cache = HashCache.for_repo(repo)
     started = _now()
-    pre_view = worktree_view(repo)
-    pre_td = tree_digest(pre_view, policy, cache)
+    pre_td = worktree_digest(repo, policy, cache)
     pre = digest_receipt(pre_td, policy)
     durable_before = _durable_state(top, policy)
     tmp_existed = {t for t in policy.tmp_roots if (top / t).is_dir()}
     snap = None
     if opts.restore:
-        chosen = [e for e in pre_view.entries if e.path in pre_td.manifest]
+        chosen = [e for e in worktree_view(repo).entries if e.path in pre_td.manifest]
         snap = take(repo, chosen)
 
     status, exit_code = _execute(opts, cwd)
@@ -155,10 +154,10 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
     undo_report: UndoReport | None = None
     if snap is not None:
         undo_report = UndoReport()
-        mid = tree_digest(worktree_view(repo), policy, cache)
+        mid = worktree_digest(repo, policy, cache)
         undo(repo, snap, pre_td.manifest, mid.manifest, undo_report)
         empty_tmp_roots(top, policy.tmp_roots, tmp_existed, undo_report)
-    post_td = tree_digest(worktree_view(repo), policy, cache)
+    post_td = worktree_digest(repo, policy, cache)
     post = digest_receipt(post_td, policy)
     scan = purity_scan(pre, post, tmp_residue_on_disk(top, policy.tmp_roots))
     proof_receipt = restore_proof(pre, post, scan, policy)

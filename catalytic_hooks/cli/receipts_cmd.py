@@ -21,7 +21,7 @@ from ..receipts import (
     purity_scan,
     restore_proof,
 )
-from ..views import dir_view, index_view, rev_view, tmp_residue_on_disk, worktree_view
+from ..views import View, dir_view, rev_view, tmp_residue_on_disk
 from .common import JsonOpt, ListOpt, RepoOpt, repo_and_policy, split_roots
 from .output import handled, result, say
 
@@ -84,6 +84,7 @@ def digest(
             dir.resolve() if dir is not None and repo is None else repo,
             exclusions, durable_roots, tmp_roots,
         )
+        view: View | None
         if dir is not None:
             view = dir_view(dir.resolve())
             cache = HashCache(None)
@@ -95,18 +96,22 @@ def digest(
                 view, cache = dir_view(root), HashCache(None)
             else:
                 cache = HashCache.for_repo(git)
-                if rev is not None:
-                    view = rev_view(git, rev)
-                elif index:
-                    view = index_view(git)
-                else:
-                    view = worktree_view(git, ignored=ignored)
+                view = rev_view(git, rev) if rev is not None else None
         from ..digest import tree_digest
+        from ..fastdigest import index_digest, worktree_digest
 
-        receipt = digest_receipt(tree_digest(view, policy, cache), policy)
+        if view is not None:
+            td, kind = tree_digest(view, policy, cache), view.kind.value
+        elif git is None:
+            raise CatalyticError(ErrorCode.INTERNAL, "no view and no repository")
+        elif index:
+            td, kind = index_digest(git, policy, cache), "index"
+        else:
+            td, kind = worktree_digest(git, policy, cache, ignored=ignored), "worktree"
+        receipt = digest_receipt(td, policy)
         _write(targets[0] if targets else None, receipt)
         result(json_mode, True, "PASS", receipt, lambda: say(
-            f"{receipt['digest']}  ({receipt['file_count']} files, {view.kind.value} view)"))
+            f"{receipt['digest']}  ({receipt['file_count']} files, {kind} view)"))
 
 
 def _on_error(operation: str, path: Path, config: dict[str, Any], exc: CatalyticError) -> None:
