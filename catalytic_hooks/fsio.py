@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import CatalyticError, ErrorCode
@@ -53,15 +51,6 @@ def write_all(fd: int, data: bytes) -> None:
     _write_all(fd, data)
 
 
-@contextlib.contextmanager
-def open_dir(path: Path | str, *, dir_fd: int | None = None) -> Iterator[int]:
-    fd = os.open(path, DIR_FLAGS, dir_fd=dir_fd)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 def open_dir_chain(root_fd: int, parts: list[str], *, create: bool) -> int:
     """Walk (and optionally create) `parts` below `root_fd` one component at a time with
     O_NOFOLLOW, so a symlink anywhere on the way fails instead of redirecting. Returns a new fd."""
@@ -80,11 +69,14 @@ def open_dir_chain(root_fd: int, parts: list[str], *, create: bool) -> int:
         raise
 
 
-def is_regular_nofollow(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
+def read_fd(fd: int, limit: int | None = None) -> bytes:
+    """All bytes from an open file; OSError when it is larger than `limit`."""
+    if limit is not None and os.fstat(fd).st_size > limit:
+        raise OSError(f"larger than {limit} bytes")
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _load_syncfs() -> object | None:

@@ -17,7 +17,7 @@ from typing import Any
 from .canonical import canonical_bytes, loads_strict
 from .envfp import compare, determinism_env, fingerprint
 from .errors import CatalyticError, ErrorCode
-from .fsio import atomic_write
+from .fsio import atomic_write, read_fd
 from .gitrepo import Repo, clean_env
 from .policy import Policy
 
@@ -210,10 +210,7 @@ def archived_bytes(source: Any, key: str) -> bytes | None:
     except OSError:
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_fd(fd)
     finally:
         os.close(fd)
 

@@ -26,7 +26,15 @@ from typing import Any
 
 from .canonical import canonical_bytes, loads_strict
 from .errors import CatalyticError, ErrorCode
-from .fsio import DIR_FLAGS, HAVE_SYNCFS, DirFds, open_dir_chain, sync_filesystem, write_all
+from .fsio import (
+    DIR_FLAGS,
+    HAVE_SYNCFS,
+    DirFds,
+    open_dir_chain,
+    read_fd,
+    sync_filesystem,
+    write_all,
+)
 from .paths import relpath_problem
 
 MANIFEST = "RESTORE_MANIFEST.json"
@@ -427,9 +435,7 @@ def recover(root: Path, *, locked_fd: int | None = None) -> dict[str, Any]:
 def recover_journal(rfd: int, name: str, report: dict[str, Any]) -> None:
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=rfd)
     try:
-        data = b""
-        while chunk := os.read(fd, _CHUNK):
-            data += chunk
+        data = read_fd(fd)
     finally:
         os.close(fd)
     try:

@@ -52,3 +52,21 @@ def rewrite(path: Path, mutate: Any) -> None:
 
 def resign(run_dir: Path, seed: bytes = SEED_A) -> None:
     sign_run_dir(run_dir, signer(seed), force=True)
+
+
+def key_file(directory: Path, seed: bytes = SEED_A) -> Path:
+    """The test key as a PKCS#8 PEM file (mode 0600), for `--sign` / `--key`."""
+    import os
+
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    p = directory / f"key-{seed[:2].hex()}.pem"
+    if not p.exists():
+        p.write_bytes(signer(seed).key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                     NoEncryption()))
+        os.chmod(p, 0o600)
+    return p

@@ -16,7 +16,7 @@ from catalytic_hooks.bundle.model import DirSource
 from catalytic_hooks.bundle.verify import verify_bundle
 from catalytic_hooks.errors import CatalyticError
 
-from .bundles import SEED_A, SEED_B, signer
+from .bundles import SEED_A, SEED_B, key_file, signer
 from .conftest import catalytic, git
 from .test_hooks import snapshot
 
@@ -36,21 +36,6 @@ mkdir -p outputs && echo result > outputs/result.txt
 echo newfile > stray.txt
 ln -s /etc/passwd _tmp/link
 """
-
-
-def key_file(tmp_path: Path, seed: bytes = SEED_A) -> Path:
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
-
-    p = tmp_path / f"key-{seed[:2].hex()}.pem"
-    if not p.exists():
-        p.write_bytes(signer(seed).key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
-                                                     NoEncryption()))
-        os.chmod(p, 0o600)
-    return p
 
 
 @pytest.fixture

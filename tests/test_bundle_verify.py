@@ -18,7 +18,7 @@ from catalytic_hooks.bundle.verify import verify_bundle, verify_chain
 from catalytic_hooks.errors import CatalyticError
 
 from . import independent
-from .bundles import SEED_A, SEED_B, make_bundle, resign, rewrite, signer
+from .bundles import SEED_B, key_file, make_bundle, resign, rewrite, signer
 from .conftest import CONFORMANCE, catalytic
 
 VECTOR = CONFORMANCE / "spectrum-single" / "project_root"
@@ -79,23 +79,9 @@ def test_conformance_vector_via_cli(tmp_path: Path) -> None:
 RUN_POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nrun_roots = ["_runs"]\n'
 
 
-def _key_file(tmp_path: Path, seed: bytes = SEED_A) -> Path:
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
-
-    p = tmp_path / f"key-{seed[:2].hex()}.pem"
-    if not p.exists():
-        p.write_bytes(signer(seed).key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
-                                                     NoEncryption()))
-    return p
-
-
 def test_run_sign_bundle_accepted_by_independent_checker(make_repo, tmp_path: Path) -> None:
     repo = make_repo({"in.txt": "data"}, policy=RUN_POLICY)
-    proc = catalytic("run", "--run-id", "r1", "--sign", str(_key_file(tmp_path)), "--",
+    proc = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--",
                      "sh", "-c", "mkdir -p outputs && echo résumé > outputs/o.txt", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = independent.check(repo / "_runs/r1", repo)

@@ -16,9 +16,8 @@ from catalytic_hooks.bundle.sign import sign_run_dir
 from catalytic_hooks.chronicle import append, head_path, read, verify
 from catalytic_hooks.replay import compare_metrics, flatten
 
-from .bundles import SEED_A, signer
+from .bundles import SEED_A, key_file, signer
 from .conftest import catalytic, git
-from .test_bundle_run import key_file
 
 POLICY = """\
 durable_roots = ["outputs"]

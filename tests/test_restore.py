@@ -332,7 +332,7 @@ RUN_POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
 
 
 def _key(tmp_path: Path) -> Path:
-    from .test_bundle_run import key_file
+    from .bundles import key_file
 
     return key_file(tmp_path)
 

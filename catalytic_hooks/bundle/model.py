@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..canonical import canonical_bytes, sha256_hex
 from ..errors import CatalyticError, ErrorCode
-from ..fsio import DIR_FLAGS
+from ..fsio import DIR_FLAGS, read_fd
 from ..gitrepo import Repo
 from ..paths import relpath_problem
 
@@ -140,12 +140,7 @@ class DirSource:
     def read(self, name: str) -> bytes:
         fd = open_beneath(self.run_dir, name)
         try:
-            if os.fstat(fd).st_size > 64 * 1024 * 1024:
-                raise OSError(f"{name} is larger than 64 MiB")
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return read_fd(fd, 64 * 1024 * 1024)
         finally:
             os.close(fd)
 
