@@ -11,18 +11,13 @@ from typing import Any
 
 from .canonical import loads_strict
 from .errors import CatalyticError, ErrorCode
-from .restore import (
+from .restore import build_plan, check_keys, check_target, dry_run_report, eligible, execute
+from .restore_tx import (
     CHAIN_PREFIX,
     Hooks,
     Plan,
     _lstat_at,
     _write_journal,
-    build_plan,
-    check_keys,
-    check_target,
-    dry_run_report,
-    eligible,
-    execute,
     fail,
     recover,
     remove_tree_at,
