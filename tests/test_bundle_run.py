@@ -313,3 +313,18 @@ def test_pre_push_verifies_bundles(repo: Path, tmp_path: Path) -> None:
                               "--json", cwd=repo).stdout)
     assert [(f["path"], f["code"]) for f in ci["details"]["findings"]] == \
         [("_runs/mallory", "UNTRUSTED")]
+
+
+def test_restore_refuses_what_it_cannot_undo_and_loses_nothing(repo: Path) -> None:
+    script = "rm src/keep.py && mkdir -p src/keep.py && echo inner > src/keep.py/inner.txt"
+    proc = catalytic("run", "--run-id", "dir", "--restore", "--json", "--", "sh", "-c", script,
+                     cwd=repo)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)["details"]
+    assert doc["proof_verdict"] == "FAIL" and doc["status"] == "failure"
+    refused = doc["undo"]["refused"]
+    assert [r["path"] for r in refused] == ["src/keep.py"]
+    removed = {r["path"]: r["saved_blob"] for r in doc["undo"]["removed"]}
+    assert git(repo, "cat-file", "-p", removed["src/keep.py/inner.txt"]).stdout == "inner\n"
+    assert json.loads((repo / "_runs/dir/PROOF.json").read_text())[
+        "restoration_result"]["verified"] is False

@@ -309,3 +309,13 @@ def test_index_view_without_worktree_files_reads_odb(repo: Path, spy: Counter) -
     spy.odb = 0
     assert tree_digest(rev_view(r, "HEAD"), policy, HashCache(None)).digest == expected
     assert spy.odb == 2
+
+
+def test_untracked_directory_where_a_tracked_file_was(repo: Path) -> None:
+    # git status in its default untracked mode hides this directory; the digest must not.
+    (repo / "src/b.py").unlink()
+    (repo / "src/b.py").mkdir()
+    (repo / "src/b.py/inner.txt").write_text("inner\n")
+    for args in ((), ("--dir", ".")):
+        manifest = digest_of(repo, *args)["file_manifest"]
+        assert "src/b.py/inner.txt" in manifest and "src/b.py" not in manifest
