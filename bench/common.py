@@ -55,7 +55,6 @@ def build_repo(path: Path, files: int, seed: int = 1234, policy: str = "") -> Pa
     run(["git", "commit", "-q", "-m", "corpus"], path)
     run(["git", "status", "--porcelain"], path)  # settle the index stat data
     marker.write_text(f"{files} {seed}")
-    run(["git", "update-index", "--assume-unchanged", ".bench-complete"], path, check=False)
     return path
 
 

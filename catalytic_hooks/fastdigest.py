@@ -60,7 +60,7 @@ def _snapshot_file(repo: Repo, policy: Policy) -> Path:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class IndexDigest:
     """Sorted keys, their values, and the rendered `path:value` records (one per key)."""
 
     digest: str
@@ -72,7 +72,7 @@ class Snapshot:
         return TreeDigest(self.digest, dict(zip(self.keys, self.vals, strict=True)))
 
 
-def _load(path: Path, ident: str) -> Snapshot | None:
+def _load(path: Path, ident: str) -> IndexDigest | None:
     try:
         data = path.read_bytes()
     except OSError:
@@ -91,14 +91,14 @@ def _load(path: Path, ident: str) -> Snapshot | None:
     if stored_ident != ident:
         return None
     if not keys:
-        return Snapshot(digest, [], [], [])
-    snap = Snapshot(digest, keys.split("\0"), vals.split("\0"), text.split("\n")[:-1])
+        return IndexDigest(digest, [], [], [])
+    snap = IndexDigest(digest, keys.split("\0"), vals.split("\0"), text.split("\n")[:-1])
     if not len(snap.keys) == len(snap.vals) == len(snap.records):
         return None
     return snap
 
 
-def _save(path: Path, ident: str, snap: Snapshot) -> None:
+def _save(path: Path, ident: str, snap: IndexDigest) -> None:
     text = "".join(r + "\n" for r in snap.records)
     body = "\0\0".join([ident, snap.digest, "\0".join(snap.keys), "\0".join(snap.vals),
                         text]).encode("utf-8", "surrogateescape")
@@ -108,16 +108,16 @@ def _save(path: Path, ident: str, snap: Snapshot) -> None:
         atomic_write(path, _MAGIC + hashlib.sha256(body).digest() + body)
 
 
-def _build(values: dict[str, str]) -> Snapshot:
+def _build(values: dict[str, str]) -> IndexDigest:
     keys = sorted(values)
     vals = [values[k] for k in keys]
     records = list(map("{}:{}".format, keys, vals))
     text = "".join(r + "\n" for r in records)
     check_record_paths(keys)
-    return Snapshot(text_digest(text), keys, vals, records)
+    return IndexDigest(text_digest(text), keys, vals, records)
 
 
-def index_snapshot(repo: Repo, policy: Policy, cache: HashCache) -> Snapshot:
+def index_snapshot(repo: Repo, policy: Policy, cache: HashCache) -> IndexDigest:
     """Digest values of every protected entry of the index, from the snapshot when the index is
     unchanged, else computed (and the snapshot refreshed)."""
     ident = _identity(repo)
@@ -183,7 +183,7 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
     return _patched(base, removed, added)
 
 
-def _patched(base: Snapshot, removed: set[str], added: dict[str, str]) -> TreeDigest:
+def _patched(base: IndexDigest, removed: set[str], added: dict[str, str]) -> TreeDigest:
     """The base (sorted) with a few paths removed or replaced and a few added, spliced into the
     sorted lists instead of re-sorting and re-rendering 100,000 records."""
     keys, vals, records = list(base.keys), list(base.vals), list(base.records)

@@ -6,6 +6,7 @@ import cost is the hook's start-up cost.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,8 +53,6 @@ def pre_push(args: Sequence[str]) -> int:
         findings = check_range(repo, policy, rng[0], rng[1], check_bundles)
         inspect = f"catalytic check --from-ref {rng[0]} --to-ref {rng[1]} --json"
     else:
-        import os
-
         remote = args[0] if args else os.environ.get("PRE_COMMIT_REMOTE_NAME")
         lines = framework_root_push(repo) if os.environ.get("PRE_COMMIT") else None
         if lines is None:

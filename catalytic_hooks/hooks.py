@@ -126,9 +126,8 @@ def _commit_findings(repo: Repo, policy: Policy, oid: str, parents: list[str]) -
 def _tip_findings(repo: Repo, policy: Policy, tip: str) -> list[Finding]:
     if not policy.tmp_roots:
         return []
-    entries = repo.ls_tree(tip, literal(r for r in policy.tmp_roots if r != "."))
-    if "." in policy.tmp_roots:
-        entries = repo.ls_tree(tip)
+    specs = [] if "." in policy.tmp_roots else literal(policy.tmp_roots)
+    entries = repo.ls_tree(tip, specs)
     subject = repo.commit_subject(tip) if entries else ""
     return [Finding(e.path, TMP_RESIDUE, "tmp residue in the pushed tree", tip, subject)
             for e in entries if policy.classify(e.path) is PathClass.TMP]

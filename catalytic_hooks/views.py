@@ -108,7 +108,7 @@ def _disk_entry(top: Path, path: str) -> ViewEntry:
     try:
         mode = os.lstat(top / path).st_mode
     except FileNotFoundError:
-        # Vanished between git's listing and now: a file that is not there is not in the view.
+        # Vanished between git's listing and now: hashing it fails closed (HASH_FAILED).
         return ViewEntry(path, "file", None, True)
     kind: Kind = "symlink" if stat.S_ISLNK(mode) else "file"
     return ViewEntry(path, kind, None, True)

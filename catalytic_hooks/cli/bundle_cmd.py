@@ -10,7 +10,7 @@ import typer
 from ..errors import CatalyticError, ErrorCode
 from ..gitrepo import Repo
 from ..policy import Policy, load_policy
-from .common import JsonOpt, RepoOpt, open_repo
+from .common import JsonOpt, RepoOpt, open_repo, record
 from .output import emit_json, envelope, handled, result, say, warn
 
 KeyOpt = Annotated[Path, typer.Option("--key", help="Ed25519 private key (from `catalytic "
@@ -46,7 +46,7 @@ def run(
             run_id=run_id, command=list(command or []), restore=restore, pack=pack,
             signer=signer, timeout=timeout, seed=seed, metrics=list(metrics or []),
         ))
-        _chronicle(repo, policy, "run", {"run_id": run_id, "status": res.status,
+        record(repo, policy, "run", {"run_id": run_id, "status": res.status,
                                           "proof_verdict": res.proof_verdict,
                                           "signed": res.signed})
         details = {"run_dir": str(res.run_dir), "status": res.status, "exit_code": res.exit_code,
@@ -63,12 +63,6 @@ def run(
                     warn(f"  undo refused for {r['path']}: {r['reason']}")
 
         result(json_mode, res.ok, "PASS" if res.ok else "RUN_FAILED", details, human)
-
-
-def _chronicle(repo: Repo, policy: Policy, kind: str, record: dict[str, Any]) -> None:
-    from ..chronicle import append
-
-    append(repo.top / policy.chronicle, kind, record)
 
 
 def keygen(
@@ -109,7 +103,7 @@ def sign(
         info = sign_run_dir(run_dir.resolve(), load_signer(key), force=force)
         repo = Repo.find(run_dir.resolve())
         if repo is not None:
-            _chronicle(repo, load_policy(repo.top), "sign", {"run_id": run_dir.name, **info})
+            record(repo, load_policy(repo.top), "sign", {"run_id": run_dir.name, **info})
         if json_mode:
             emit_json(envelope(True, "OK", info))
         else:
@@ -136,7 +130,7 @@ def verify(
                              allow_untrusted=allow_untrusted)
         repo = Repo.find(run_dirs[0].resolve().parent) if run_dirs else None
         if repo is not None:
-            _chronicle(repo, load_policy(repo.top), "verify", {
+            record(repo, load_policy(repo.top), "verify", {
                 "run_ids": [r["run_id"] for r in report["results"]], "ok": report["ok"],
                 "code": report["code"]})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,3 +50,10 @@ def repo_and_policy(
         tmp_roots=split_roots(tmp_roots),
     )
     return repo, root, policy
+
+
+def record(repo: Repo, policy: Policy, kind: str, data: dict[str, Any]) -> None:
+    """Append one record to the repository's chronicle."""
+    from ..chronicle import append
+
+    append(repo.top / policy.chronicle, kind, data)

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import CatalyticError, ErrorCode
 from ..policy import load_policy
-from .common import JsonOpt, RepoOpt, open_repo
+from .common import JsonOpt, RepoOpt, open_repo, record
 from .output import emit_json, envelope, handled, result, say
 
 
@@ -29,7 +29,6 @@ def replay(
     json_mode: JsonOpt = False,
 ) -> None:
     """Re-execute an archived run at its recorded commit and judge whether it reproduces."""
-    from ..chronicle import append
     from ..replay import PASSING, ReplayOptions
     from ..replay import replay as do_replay
 
@@ -43,12 +42,12 @@ def replay(
             rep = do_replay(repo, policy, run_dir, opts)
         except CatalyticError as exc:
             if exc.code is ErrorCode.REPLAY_FAILED:
-                append(repo.top / policy.chronicle, "replay", {
+                record(repo, policy, "replay", {
                     "run_id": run_dir.name, "verdict": "failed",
                     "reason": str(exc.details.get("reason")),
                     "quarantine": exc.details.get("quarantine")})
             raise
-        append(repo.top / policy.chronicle, "replay", {
+        record(repo, policy, "replay", {
             "run_id": rep["run_id"], "verdict": rep["verdict"], "bundle_root": rep["bundle_root"],
             "report": rep["report_json"]})
         ok = rep["verdict"] in PASSING

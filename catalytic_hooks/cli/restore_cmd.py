@@ -96,11 +96,11 @@ def _worktree(run_dir: Path, path: Path, rev: str | None) -> tuple[Repo, str]:
 def _record(run_dir: Path, data: dict[str, Any]) -> None:
     """Append the restore to the chronicle of the repository holding the bundle, if any."""
     from ..policy import load_policy
-    from .bundle_cmd import _chronicle
+    from .common import record
 
     repo = Repo.find(run_dir.resolve().parent)
     if repo is not None:
-        _chronicle(repo, load_policy(repo.top), "restore", data)
+        record(repo, load_policy(repo.top), "restore", data)
 
 
 def _remove_worktree(repo: Repo, path: Path) -> None:
