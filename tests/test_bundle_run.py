@@ -328,3 +328,22 @@ def test_restore_refuses_what_it_cannot_undo_and_loses_nothing(repo: Path) -> No
     assert git(repo, "cat-file", "-p", removed["src/keep.py/inner.txt"]).stdout == "inner\n"
     assert json.loads((repo / "_runs/dir/PROOF.json").read_text())[
         "restoration_result"]["verified"] is False
+
+
+def test_bad_invocations_are_clean_errors(repo: Path, tmp_path: Path) -> None:
+    cases = [
+        (["keygen", "--out", "/proc/no/such/dir/key"], 2, "IO_ERROR"),
+        (["replay", "_runs/does-not-exist"], 1, "REPLAY_FAILED"),
+        (["sign", str(tmp_path / "nope"), "--key", str(tmp_path / "nokey")], 2,
+         "SIGNING_KEY_INVALID"),
+        (["run", "--run-id", "x"], 2, "USAGE"),
+        (["trust", "add", "x", "not-a-key"], 2, "CONFIG_INVALID"),
+    ]
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts)
+    for args, code, err in cases:
+        proc = catalytic(*args, "--json", cwd=repo)
+        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+        assert json.loads(proc.stdout)["code"] == err, args
+        assert "Traceback" not in proc.stderr
+    after = sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts)
+    assert after == before  # bad input changes nothing on disk

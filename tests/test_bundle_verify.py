@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from catalytic_hooks.bundle.keys import signer_from_seed
 from catalytic_hooks.bundle.model import DirSource, signed_message
@@ -334,3 +336,49 @@ def test_chain_root_and_chain_codes(tmp_path: Path) -> None:
 def test_cli_empty_chain_is_usage_error(tmp_path: Path) -> None:
     proc = catalytic("verify", "--chain", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+# -- fuzz: hostile content never crashes the verifier -----------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+ARTIFACT_NAMES = ["TASK_SPEC.json", "STATUS.json", "OUTPUT_HASHES.json", "PROOF.json",
+                  "VALIDATOR_IDENTITY.json", "SIGNED_PAYLOAD.json", "SIGNATURE.json"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fuzz") / "proj"
+    make_bundle(root / "_runs" / "r1", root)
+    return root
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(ARTIFACT_NAMES), value=JSON, raw=st.binary(max_size=64),
+       use_raw=st.booleans(), field=st.sampled_from(["", "hashes", "signature", "public_key",
+                                                     "restoration_result", "status"]))
+def test_hostile_artifacts_never_crash(fuzz_bundle: Path, name: str, value: object, raw: bytes,
+                                       use_raw: bool, field: str) -> None:
+    run = fuzz_bundle / "_runs" / "r1"
+    path = run / name
+    original = path.read_bytes()
+    try:
+        if use_raw:
+            path.write_bytes(raw)
+        elif field:
+            doc = json.loads(original)
+            doc[field] = value
+            path.write_text(json.dumps(doc))
+        else:
+            path.write_text(json.dumps(value))
+        try:
+            verify_bundle(DirSource(run, fuzz_bundle))
+        except CatalyticError:
+            pass  # a coded rejection is the only acceptable failure
+    finally:
+        path.write_bytes(original)

@@ -67,7 +67,11 @@ def keygen(path: Path) -> Signer:
         if p.exists() or p.is_symlink():
             raise CatalyticError(ErrorCode.KEY_EXISTS, f"{p} exists; refusing to overwrite a key",
                                  path=str(p))
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.IO_ERROR, f"cannot create {path.parent}: {exc.strerror}"
+                             ) from exc
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     signer = _signer(key)

@@ -41,7 +41,9 @@ def replay(
         try:
             rep = do_replay(repo, policy, run_dir, opts)
         except CatalyticError as exc:
-            if exc.code is ErrorCode.REPLAY_FAILED:
+            # A bundle that exists and failed is part of the record; a mistyped path is not.
+            if exc.code is ErrorCode.REPLAY_FAILED and (run_dir.is_dir() or
+                                                        exc.details.get("quarantine")):
                 record(repo, policy, "replay", {
                     "run_id": run_dir.name, "verdict": "failed",
                     "reason": str(exc.details.get("reason")),
