@@ -188,17 +188,13 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
             )
         kwargs["metrics_tolerance"] = float(tol)
     policy = Policy(**kwargs)
-    state_roots = {
-        STATE_DIR,
-        *(_parent(p) for p in (policy.chronicle, policy.reports_dir, policy.quarantine_dir)),
-    }
+    # Exactly the tool's own outputs are durable, not all of .catalytic/: the trusted-validators
+    # file lives there too and must stay protected, so that no run can trust itself.
+    state_roots = {policy.chronicle, policy.chronicle + ".head", policy.reports_dir,
+                   policy.quarantine_dir}
     return replace(
         policy, implicit_durable=tuple(sorted(set(policy.run_roots) | state_roots))
     )
-
-
-def _parent(path: str) -> str:
-    return path.rsplit("/", 1)[0] if "/" in path else path
 
 
 def load_policy(repo_root: Path) -> Policy:

@@ -347,3 +347,21 @@ def test_bad_invocations_are_clean_errors(repo: Path, tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
     after = sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts)
     assert after == before  # bad input changes nothing on disk
+
+
+def test_a_run_cannot_trust_itself(repo: Path, tmp_path: Path) -> None:
+    mallory = signer(SEED_B)
+    line = f"mallory ed25519:{mallory.public_hex}"
+    proc = catalytic("run", "--run-id", "evil", "--sign", str(key_file(tmp_path, SEED_B)),
+                     "--json", "--", "sh", "-c",
+                     f"mkdir -p .catalytic && echo '{line}' >> .catalytic/allowed_validators",
+                     cwd=repo)
+    assert proc.returncode == 1
+    rp = json.loads((repo / "_runs/evil/RESTORE_PROOF.json").read_text())
+    assert rp["diff_summary"]["added"] == [".catalytic/allowed_validators"]
+    # and committing a trust change is a protected mutation the hook puts in front of a human
+    assert catalytic("install", "-t", "pre-commit", cwd=repo).returncode == 0
+    git(repo, "add", ".catalytic/allowed_validators")
+    hook = git(repo, "commit", "-m", "trust mallory", check=False)
+    assert hook.returncode == 1
+    assert ".catalytic/allowed_validators: protected path added" in hook.stderr

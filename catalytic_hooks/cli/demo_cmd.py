@@ -91,6 +91,11 @@ def scenario(d: Demo) -> None:
     write(r, "data/raw/measurements.csv", "id,value\n1,0.5\n2,0.75\n")
     write(r, "analysis.py", DEMO_SCRIPT)
     write(r, ".gitignore", "_tmp/\n")
+    key = demo_key(r)
+    d.run_cat("create a throwaway signing key", ["keygen", "--out", key])
+    # The trust file is protected: trust changes go through review, never through a run.
+    d.run_cat("trust it in this repository (part of the reviewed baseline)",
+              ["trust", "add", "demo", key + ".pub"])
     d.run_sh("stage the baseline", ["git", "add", "-A"])
     d.run_sh("commit the baseline", ["git", "commit", "-q", "-m", "baseline"])
     d.run_cat("PRE digest of the working tree", ["digest", "--output", "../pre.json"])
@@ -129,13 +134,13 @@ def hooks(d: Demo) -> None:
     bundles(d)
 
 
+def demo_key(repo: Path) -> str:
+    return str(repo.parent / "keys" / "demo_ed25519")
+
+
 def bundles(d: Demo) -> None:
     r = d.repo
-    key = str(r.parent / "keys" / "demo_ed25519")
-    d.run_cat("create a throwaway signing key", ["keygen", "--out", key])
-    d.run_cat("trust it in this repository", ["trust", "add", "demo", key + ".pub"])
-    d.run_sh("stage the trust file", ["git", "add", ".catalytic/allowed_validators"])
-    d.run_sh("commit the trust file", ["git", "commit", "-q", "-m", "trust the demo key"])
+    key = demo_key(r)
     d.run_cat("a messy command run catalytically (--restore undoes its side effects)",
               ["run", "--run-id", "demo-001", "--restore", "--sign", key,
                "--metrics", "outputs/metrics.json", "--", sys.executable, "analysis.py"])
