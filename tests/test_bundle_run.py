@@ -279,11 +279,11 @@ def test_pre_push_verifies_bundles(repo: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(repo, "remote", "add", "origin", str(remote))
-    git(repo, "push", "-q", "origin", "main")
     a = signer(SEED_A)
     assert catalytic("trust", "add", "alice", f"ed25519:{a.public_hex}", cwd=repo).returncode == 0
     git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "trust alice", "--no-verify")
+    git(repo, "commit", "-q", "-m", "trust alice")
+    git(repo, "push", "-q", "origin", "main")  # the reviewed baseline, before the hook exists
     assert catalytic("install", "-t", "pre-push", cwd=repo).returncode == 0
     assert catalytic("run", "--run-id", "good", "--sign", str(key_file(tmp_path)), "--", "sh",
                      "-c", "mkdir -p outputs; echo good > outputs/g.txt", cwd=repo
