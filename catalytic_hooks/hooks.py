@@ -146,9 +146,16 @@ def check_commits(repo: Repo, policy: Policy, tip: str, exclude: Sequence[str],
 
 
 def _remote_exclusions(repo: Repo, remote: str | None) -> list[str]:
-    if remote and repo.config_get(f"remote.{remote}.url") is not None:
+    """What the remote already has, for a new branch: that remote's tracking refs; for a push by
+    URL (or to a remote never fetched), every remote-tracking ref, since what is on any remote was
+    checked when it got there. With none at all, the whole history is new (bootstrapping)."""
+    def has_refs(pattern: str) -> bool:
+        return bool(repo.git("for-each-ref", "--count=1", "--format=%(refname)", pattern).strip())
+
+    if remote and repo.config_get(f"remote.{remote}.url") is not None \
+            and has_refs(f"refs/remotes/{remote}/"):
         return [f"--remotes={remote}"]
-    return []
+    return ["--remotes"] if has_refs("refs/remotes/") else []
 
 
 def _exists(repo: Repo, oid: str) -> bool:

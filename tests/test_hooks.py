@@ -471,3 +471,20 @@ def test_framework_pre_push(framework_repo: tuple[Path, Path]) -> None:
 
 
 __all__ = ["DEFAULT_POLICY"]
+
+
+def test_new_branch_pushed_by_url_checks_only_new_commits(pushable: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    r, remote = pushable
+    git(r, "fetch", "-q", "origin")
+    other = tmp_path / "other.git"
+    git(tmp_path, "clone", "-q", "--bare", str(remote), str(other))
+    git(r, "checkout", "-q", "-b", "by-url")
+    (r / "outputs/u.txt").write_text("u")
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "clean commit")
+    proc = git(r, "push", str(other), "by-url", check=False)
+    assert proc.returncode == 0, proc.stderr
+    bad_branch(r, "bad-by-url")
+    proc = git(r, "push", str(other), "bad-by-url", check=False)
+    assert proc.returncode != 0 and "src/a.py" in proc.stderr
