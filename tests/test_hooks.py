@@ -488,3 +488,22 @@ def test_new_branch_pushed_by_url_checks_only_new_commits(pushable: tuple[Path, 
     bad_branch(r, "bad-by-url")
     proc = git(r, "push", str(other), "bad-by-url", check=False)
     assert proc.returncode != 0 and "src/a.py" in proc.stderr
+
+
+def test_framework_push_of_a_root_commit(make_repo, tmp_path: Path) -> None:
+    # The framework passes no range for a history that starts with a root commit, only the
+    # branch names; the hook then judges the whole history (the bootstrapping case).
+    r = make_repo(BASE, policy=POLICY)
+    framework_config(r)
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "config", "--no-verify")
+    proc = pre_commit_cmd(r, "install", "--hook-type", "pre-push")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    remote = tmp_path / "root.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(r, "remote", "add", "origin", str(remote))
+    proc = git(r, "push", "origin", "main", check=False)
+    assert proc.returncode != 0
+    assert "src/a.py: protected path added outside durable roots" in proc.stdout + proc.stderr
+    assert remote_ref(remote, "refs/heads/main") == ""
+    assert git(r, "push", "-q", "--no-verify", "origin", "main", check=False).returncode == 0

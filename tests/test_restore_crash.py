@@ -151,3 +151,55 @@ def test_sigkill_stress_many_trials(tmp_path: Path) -> None:
     delays = [rng.uniform(0.1, 1.5) for _ in range(60)]
     outcomes = _timed_kill_trials(tmp_path, 600, delays)
     assert set(outcomes) <= {"untouched", "complete"}
+
+
+def run_chain_child_killed_at(n: int, proj: Path, runs: list[Path], root: Path) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            from catalytic_hooks.restore_chain import restore_chain
+
+            count = [0]
+            for name in MUTATING:
+                real = getattr(os, name)
+
+                def wrapper(*a, _real=real, **kw):  # type: ignore[no-untyped-def]
+                    count[0] += 1
+                    if count[0] == n:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return _real(*a, **kw)
+
+                setattr(os, name, wrapper)
+            restore_chain(runs, root, project_root=proj, allow_untrusted=True)
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def test_chain_restore_sigkill_then_recover(tmp_path: Path) -> None:
+    from catalytic_hooks.restore_chain import restore_chain
+
+    proj = tmp_path / "proj"
+    for rid in ("a", "b", "c"):
+        make_bundle(proj / "_runs" / rid, proj, {f"out/{rid}/{i}.txt": f"{rid}{i}".encode()
+                                                  for i in range(4)})
+    runs = [proj / "_runs" / rid for rid in ("a", "b", "c")]
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    restore_chain(runs, reference, project_root=proj, allow_untrusted=True)
+    complete = tree(reference)
+    outcomes = []
+    n = 1
+    while True:
+        root = tmp_path / f"c{n}"
+        root.mkdir()
+        status = run_chain_child_killed_at(n, proj, runs, root)
+        if os.WIFEXITED(status):
+            assert os.WEXITSTATUS(status) == 0 and tree(root) == complete
+            break
+        recover(root)
+        outcomes.append(assert_untouched_or_complete(root, {}, complete))
+        n += 3  # every third filesystem call across three bundles
+    assert len(outcomes) > 20 and "untouched" in outcomes
