@@ -25,8 +25,8 @@ from .canonical import canonical_bytes, loads_strict
 from .errors import CatalyticError, ErrorCode
 from .fsio import (
     DIR_FLAGS,
-    HAVE_SYNCFS,
     DirFds,
+    have_syncfs,
     open_dir_chain,
     read_fd,
     sync_filesystem,
@@ -199,7 +199,7 @@ def stage(rfd: int, staging: str, plan: Plan, hooks: Hooks) -> None:
                     try:
                         actual, size = _copy_hash(src, out)
                         os.fchmod(out, mode)
-                        if not HAVE_SYNCFS:
+                        if not have_syncfs():
                             os.fsync(out)
                     finally:
                         os.close(out)
@@ -213,7 +213,7 @@ def stage(rfd: int, staging: str, plan: Plan, hooks: Hooks) -> None:
                 done_bytes += size
                 if hooks.progress is not None:
                     hooks.progress(done_files, done_bytes)
-            if not HAVE_SYNCFS:
+            if not have_syncfs():
                 for fd in dirs.fds.values():
                     os.fsync(fd)
     finally:
@@ -255,7 +255,7 @@ def place(rfd: int, staging: str, keys: list[str], created_dirs: list[str]) -> N
                     raise fail(ErrorCode.TARGET_EXISTS, "EXECUTE", f"{key} appeared in the "
                                "restore root during the restore; nothing was overwritten",
                                "RACE", path=key) from exc
-                if not HAVE_SYNCFS:
+                if not have_syncfs():
                     os.fsync(dst_dir)
     finally:
         os.close(sfd)

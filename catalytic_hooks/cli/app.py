@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import typer
 
 from . import bundle_cmd, hooks_cmd, receipts_cmd, replay_cmd, restore_cmd
+from .output import CommandExit
 
 app = typer.Typer(
     name="catalytic",
@@ -47,6 +48,8 @@ _register()
 def run_app(args: Sequence[str]) -> int:
     try:
         rv = app(args=list(args), prog_name="catalytic", standalone_mode=False)
+    except CommandExit as exc:
+        return exc.code
     except SystemExit as exc:
         return int(exc.code or 0)
     except Exception as exc:

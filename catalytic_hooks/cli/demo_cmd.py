@@ -16,7 +16,7 @@ import typer
 from ..errors import CatalyticError, ErrorCode
 from ..gitrepo import clean_env
 from .common import JsonOpt
-from .output import emit_json, envelope, handled, say
+from .output import CommandExit, emit_json, envelope, handled, say
 
 DEMO_POLICY = """\
 durable_roots = ["outputs"]
@@ -216,7 +216,7 @@ def demo(
             for s in d.steps:
                 say(f"  {'PASS' if s['ok'] else 'FAIL'}  {s['step']}")
             say(f"verdict: {'PASS' if ok else 'FAIL'} ({len(d.steps)} steps)")
-        raise typer.Exit(0 if ok else 1)
+        raise CommandExit(0 if ok else 1)
 
 
 def init(

@@ -17,7 +17,7 @@ from ..hooks import (
 from ..install import HOOK_TYPES, install, uninstall
 from ..policy import load_policy
 from .common import JsonOpt, RepoOpt, open_repo
-from .output import emit_json, envelope, handled, result, say, warn
+from .output import CommandExit, emit_json, envelope, handled, result, say, warn
 
 
 def check(
@@ -71,7 +71,7 @@ def hook(
     """The entry point git runs (normally dispatched before this CLI loads)."""
     from ..hookmain import main as hook_main
 
-    raise typer.Exit(hook_main([hook_type, *(args or [])]))
+    raise CommandExit(hook_main([hook_type, *(args or [])]))
 
 
 def install_cmd(

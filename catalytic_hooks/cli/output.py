@@ -1,4 +1,6 @@
-"""Rendering in one place: JSON documents on stdout, human text, diagnostics on stderr."""
+"""Rendering in one place: JSON documents on stdout, human text, diagnostics on stderr.
+
+Typer-free on purpose: the start-up fast path (fastpath.py) renders through it too."""
 
 from __future__ import annotations
 
@@ -8,10 +10,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import typer
-
 from ..canonical import canonical_bytes
 from ..errors import EXIT_BUG, CatalyticError, exit_code_for
+
+
+class CommandExit(Exception):
+    """Ends a command with an exit code (turned into the process status by the entry point)."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
 
 
 def emit_json(doc: dict[str, Any]) -> None:
@@ -37,7 +45,7 @@ def result(json_mode: bool, ok: bool, code: str, details: dict[str, Any],
         emit_json(envelope(ok, code, details))
     else:
         human()
-    raise typer.Exit(exit_code if exit_code is not None else (0 if ok else 1))
+    raise CommandExit(exit_code if exit_code is not None else (0 if ok else 1))
 
 
 @contextmanager
@@ -46,7 +54,7 @@ def handled(json_mode: bool, on_error: Callable[[CatalyticError], None] | None =
     """The one place where exceptions become exit codes and error documents."""
     try:
         yield
-    except typer.Exit:
+    except CommandExit:
         raise
     except CatalyticError as exc:
         if on_error is not None:
@@ -57,14 +65,14 @@ def handled(json_mode: bool, on_error: Callable[[CatalyticError], None] | None =
             warn(f"error: {exc.code.value}: {exc.message}")
             if exc.details:
                 warn("  details: " + json.dumps(exc.details, sort_keys=True, default=str))
-        raise typer.Exit(exit_code_for(exc.code)) from None
+        raise CommandExit(exit_code_for(exc.code)) from None
     except KeyboardInterrupt:
         warn("interrupted")
-        raise typer.Exit(130) from None
+        raise CommandExit(130) from None
     except Exception as exc:  # an unexpected failure is a bug: say so, never print locals
         if json_mode:
             emit_json({"ok": False, "code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}",
                        "details": {}})
         else:
             warn(f"internal error (a bug in catalytic-hooks): {type(exc).__name__}: {exc}")
-        raise typer.Exit(EXIT_BUG) from None
+        raise CommandExit(EXIT_BUG) from None

@@ -1,0 +1,46 @@
+"""Repository, policy and chronicle helpers for commands (no Typer: the fast path uses them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import CatalyticError, ErrorCode
+from ..gitrepo import Repo
+from ..policy import Policy, load_policy
+
+
+def split_roots(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+def open_repo(repo: Path | None) -> Repo:
+    return Repo.discover(None if repo is None else repo.resolve())
+
+
+def repo_and_policy(
+    repo_path: Path | None,
+    exclusions: list[str] | None = None,
+    durable_roots: list[str] | None = None,
+    tmp_roots: list[str] | None = None,
+) -> tuple[Repo | None, Path, Policy]:
+    """The repository (None outside one), its root and the policy with command-line overrides."""
+    repo = Repo.find(None if repo_path is None else repo_path.resolve())
+    if repo is None and repo_path is not None and not repo_path.is_dir():
+        raise CatalyticError(ErrorCode.PATH_INVALID, f"{repo_path} is not a directory")
+    root = repo.top if repo else (repo_path or Path.cwd()).resolve()
+    policy = load_policy(root).with_roots(
+        exclusions=split_roots(exclusions),
+        durable_roots=split_roots(durable_roots),
+        tmp_roots=split_roots(tmp_roots),
+    )
+    return repo, root, policy
+
+
+def record(repo: Repo, policy: Policy, kind: str, data: dict[str, Any]) -> None:
+    """Append one record to the repository's chronicle."""
+    from ..chronicle import append
+
+    append(repo.top / policy.chronicle, kind, data)

@@ -1,0 +1,85 @@
+"""The digest fast path reads exactly the Typer command's options and behaves identically."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from catalytic_hooks.cli.app import app
+from catalytic_hooks.cli.fastpath import DIGEST_OPTIONS, parse_digest
+
+from .conftest import DEFAULT_POLICY, catalytic
+
+
+def test_option_table_is_the_typer_commands() -> None:
+    cmd = typer.main.get_command(app).commands["digest"]  # type: ignore[attr-defined]
+    typer_table = {}
+    for p in cmd.params:
+        kind = "flag" if p.is_flag else "list" if p.multiple else \
+            "str" if p.name == "rev" else "path"
+        for opt in (*p.opts, *p.secondary_opts):
+            typer_table[opt] = (p.name, kind)
+    assert typer_table == DIGEST_OPTIONS
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--bogus"], ["positional"], ["--rev"],
+                                  ["--json=yes"], ["--", "--index"]])
+def test_anything_unusual_goes_to_typer(argv: list[str]) -> None:
+    assert parse_digest(argv) is None
+
+
+CASES = [
+    [],
+    ["--json"],
+    ["--index"],
+    ["--worktree", "--json"],
+    ["--rev", "HEAD", "--json"],
+    ["--rev=HEAD"],
+    ["--dir", "src", "--json"],
+    ["--exclusions", "src", "--exclusions", "a.txt,b", "--json"],
+    ["--durable-roots=outputs", "--tmp-roots", "_tmp", "--json"],
+    ["--index", "--worktree", "--json"],
+    ["--rev", "no-such-rev", "--json"],
+    ["--output", "OUT.json"],
+    ["--pre-digest", "PRE.json", "--json"],
+]
+
+
+@pytest.mark.parametrize("argv", CASES, ids=[" ".join(c) or "(none)" for c in CASES])
+def test_fast_and_typer_paths_agree(make_repo, tmp_path: Path, argv: list[str]) -> None:
+    repo = make_repo({"src/a.py": "a", "b.txt": "b", "outputs/o": "o"}, policy=DEFAULT_POLICY)
+    (repo / "untracked.txt").write_text("u")
+    results = []
+    for fast in (True, False):
+        env = dict(os.environ)
+        if not fast:
+            env["CATALYTIC_NO_FASTPATH"] = "1"
+        err = tmp_path / f"err-{fast}.json"
+        proc = catalytic("digest", *argv, "--error-receipt", str(err), cwd=repo, env=env)
+        written = {}
+        for name in ("OUT.json", "PRE.json"):
+            if (repo / name).exists():
+                written[name] = (repo / name).read_bytes()
+                (repo / name).unlink()
+        receipt = json.loads(err.read_text()) if err.exists() else None
+        if receipt:
+            receipt["config_snapshot"].pop("error_receipt_path", None)
+        results.append((proc.returncode, proc.stdout, written, receipt))
+    assert results[0] == results[1]
+
+
+def test_digest_fast_path_imports_no_cli_framework(make_repo) -> None:
+    repo = make_repo({"a.txt": "a"}, policy=DEFAULT_POLICY)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "digest"],
+                          cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0
+    loaded = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+              if line.startswith("import time:")}
+    for heavy in ("typer", "rich", "click", "pydantic"):
+        assert heavy not in loaded, heavy
