@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,10 @@ def bundle_with_many_files(base: Path, n: int) -> Path:
     return base
 
 
-def run_child_killed_at(n: int, proj: Path, root: Path) -> int:
-    """Fork; in the child, SIGKILL itself before the n-th mutating call (fault injection at an
-    exact instant, which no timer can hit reliably). Returns the child's wait status."""
+def killed_at(n: int, work: Callable[[], object]) -> int:
+    """Fork; in the child, SIGKILL itself before the n-th mutating call and otherwise run `work`
+    (fault injection at an exact instant, which no timer can hit reliably). Returns the child's
+    wait status."""
     pid = os.fork()
     if pid == 0:  # child
         try:
@@ -48,12 +50,17 @@ def run_child_killed_at(n: int, proj: Path, root: Path) -> int:
                     return _real(*a, **kw)
 
                 setattr(os, name, wrapper)
-            restore_bundle(proj / "_runs/r1", root, project_root=proj, allow_untrusted=True)
+            work()
             os._exit(0)
         except BaseException:
             os._exit(3)
     _, status = os.waitpid(pid, 0)
     return status
+
+
+def run_child_killed_at(n: int, proj: Path, root: Path) -> int:
+    return killed_at(n, lambda: restore_bundle(proj / "_runs/r1", root, project_root=proj,
+                                               allow_untrusted=True))
 
 
 def assert_untouched_or_complete(root: Path, before: dict, complete: dict) -> str:
@@ -153,31 +160,6 @@ def test_sigkill_stress_many_trials(tmp_path: Path) -> None:
     assert set(outcomes) <= {"untouched", "complete"}
 
 
-def run_chain_child_killed_at(n: int, proj: Path, runs: list[Path], root: Path) -> int:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            from catalytic_hooks.restore_chain import restore_chain
-
-            count = [0]
-            for name in MUTATING:
-                real = getattr(os, name)
-
-                def wrapper(*a, _real=real, **kw):  # type: ignore[no-untyped-def]
-                    count[0] += 1
-                    if count[0] == n:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    return _real(*a, **kw)
-
-                setattr(os, name, wrapper)
-            restore_chain(runs, root, project_root=proj, allow_untrusted=True)
-            os._exit(0)
-        except BaseException:
-            os._exit(3)
-    _, status = os.waitpid(pid, 0)
-    return status
-
-
 def test_chain_restore_sigkill_then_recover(tmp_path: Path) -> None:
     from catalytic_hooks.restore_chain import restore_chain
 
@@ -195,7 +177,8 @@ def test_chain_restore_sigkill_then_recover(tmp_path: Path) -> None:
     while True:
         root = tmp_path / f"c{n}"
         root.mkdir()
-        status = run_chain_child_killed_at(n, proj, runs, root)
+        status = killed_at(n, lambda root=root: restore_chain(  # type: ignore[misc]
+            runs, root, project_root=proj, allow_untrusted=True))
         if os.WIFEXITED(status):
             assert os.WEXITSTATUS(status) == 0 and tree(root) == complete
             break
