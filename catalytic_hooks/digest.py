@@ -25,11 +25,10 @@ class TreeDigest:
         return len(self.manifest)
 
 
-def manifest_digest(manifest: dict[str, str], *, presorted: bool = False) -> str:
-    """sha256 of `path:hash\\n` records sorted by code point (FORMATS.md §1). `presorted`:
-    the caller guarantees the dict is already in code-point order."""
+def manifest_digest(manifest: dict[str, str]) -> str:
+    """sha256 of `path:hash\\n` records sorted by code point (FORMATS.md §1)."""
     check_record_paths(manifest)
-    keys = list(manifest) if presorted else sorted(manifest)
+    keys = sorted(manifest)
     return text_digest("".join(map("{}:{}\n".format, keys, map(manifest.__getitem__, keys))))
 
 

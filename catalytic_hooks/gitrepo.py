@@ -246,9 +246,6 @@ class Repo:
     def finish_status(self, proc: subprocess.Popen[bytes]) -> WorktreeStatus:
         return self.parse_status(self.finish(proc))
 
-    def status(self, *, ignored: bool) -> WorktreeStatus:
-        return self.finish_status(self.status_start(ignored=ignored))
-
     @staticmethod
     def parse_status(out: bytes) -> WorktreeStatus:
         st = WorktreeStatus()
@@ -295,19 +292,6 @@ class Repo:
             data: bytes = self._repo2()[oid].data
         except (KeyError, ValueError) as exc:
             raise CatalyticError(ErrorCode.GIT_FAILED, f"object {oid} is missing") from exc
-        return data
-
-    def read_path(self, rev: str, path: str) -> bytes | None:
-        """Bytes of a blob at `path` in commit `rev`, or None when absent or not a blob."""
-        try:
-            commit = self._repo2().revparse_single(rev).peel(None)
-            tree = commit.tree if hasattr(commit, "tree") else commit
-            obj = tree[path]
-        except (KeyError, ValueError):
-            return None
-        if obj.type_str != "blob" or obj.filemode not in (0o100644, 0o100755):
-            return None
-        data: bytes = obj.data
         return data
 
     def commit_subject(self, oid: str) -> str:

@@ -92,10 +92,6 @@ class Policy:
             return PathClass.PROTECTED
         return PathClass.UNPROTECTED
 
-    def digested(self, path: str) -> bool:
-        """Whether a path takes part in the tree digest (FORMATS.md §1)."""
-        return self.classify(path) is PathClass.PROTECTED
-
     def with_roots(
         self,
         *,
