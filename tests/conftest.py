@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from catalytic_hooks.gitrepo import GIT_ENV_VARS
+from catalytic_hooks.git.repo import GIT_ENV_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-if not SHARED.is_dir():
-    SHARED = ROOT / "shared"
-CONFORMANCE = SHARED / "conformance"
+# Golden vectors live inside the checkout (tests/vectors/README.md): a fresh clone alone must
+# pass every test, so nothing here may read beside the repository.
+CONFORMANCE = ROOT / "tests" / "vectors"
 
 
 @pytest.fixture(autouse=True)

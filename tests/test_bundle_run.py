@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from catalytic_hooks.bundle.model import DirSource
 from catalytic_hooks.bundle.verify import verify_bundle
-from catalytic_hooks.errors import CatalyticError
+from catalytic_hooks.core.errors import CatalyticError
 
 from .bundles import SEED_A, SEED_B, key_file, signer
 from .conftest import catalytic, git

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from catalytic_hooks.bundle.keys import signer_from_seed
 from catalytic_hooks.bundle.model import DirSource, signed_message
 from catalytic_hooks.bundle.verify import verify_bundle, verify_chain
-from catalytic_hooks.errors import CatalyticError
+from catalytic_hooks.core.errors import CatalyticError
 
 from . import independent
 from .bundles import SEED_B, key_file, make_bundle, resign, rewrite, signer

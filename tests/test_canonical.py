@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from catalytic_hooks.canonical import canonical_bytes, loads_strict
-from catalytic_hooks.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 
 GOLDEN = [
     ({"b": 1, "a": [True, False, None]}, b'{"a":[true,false,null],"b":1}'),

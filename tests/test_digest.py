@@ -11,12 +11,12 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from catalytic_hooks import hashing
-from catalytic_hooks.digest import tree_digest
-from catalytic_hooks.gitrepo import Repo
-from catalytic_hooks.hashing import HashCache
-from catalytic_hooks.policy import load_policy
-from catalytic_hooks.views import index_view, rev_view, worktree_view
+from catalytic_hooks.git import hashing
+from catalytic_hooks.core.digest import tree_digest
+from catalytic_hooks.core.policy import load_policy
+from catalytic_hooks.git.hashing import HashCache
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.views import index_view, rev_view, worktree_view
 
 from .conftest import DEFAULT_POLICY, catalytic, git
 

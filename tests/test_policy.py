@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from catalytic_hooks.errors import CatalyticError, ErrorCode
-from catalytic_hooks.policy import PathClass, load_policy
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import PathClass, load_policy
 
 from .conftest import catalytic
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from catalytic_hooks.bundle.keys import signer_from_seed
 from catalytic_hooks.bundle.sign import sign_run_dir
-from catalytic_hooks.chronicle import append, head_path, read, verify
-from catalytic_hooks.replay import compare_metrics, flatten
+from catalytic_hooks.provenance.chronicle import append, head_path, read, verify
+from catalytic_hooks.replay.runner import compare_metrics, flatten
 
 from .bundles import SEED_A, key_file, signer
 from .conftest import catalytic, git

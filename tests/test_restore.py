@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from catalytic_hooks.errors import CatalyticError
-from catalytic_hooks.restore import Hooks, Plan, restore_bundle, root_lock
-from catalytic_hooks.restore_chain import restore_chain
+from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.restore.chain import restore_chain
+from catalytic_hooks.restore.engine import Hooks, Plan, restore_bundle, root_lock
 
 from .bundles import SEED_B, make_bundle, resign, rewrite
 from .conftest import CONFORMANCE, catalytic, git

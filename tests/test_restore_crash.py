@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from catalytic_hooks.restore import recover, restore_bundle
+from catalytic_hooks.restore.engine import recover, restore_bundle
 
 from .bundles import make_bundle
 from .conftest import catalytic
@@ -161,7 +161,7 @@ def test_sigkill_stress_many_trials(tmp_path: Path) -> None:
 
 
 def test_chain_restore_sigkill_then_recover(tmp_path: Path) -> None:
-    from catalytic_hooks.restore_chain import restore_chain
+    from catalytic_hooks.restore.chain import restore_chain
 
     proj = tmp_path / "proj"
     for rid in ("a", "b", "c"):

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CatalyticError, ErrorCode
-from ..fsio import fsync_dir, write_all
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import fsync_dir, write_all
 
 PASSPHRASE_ENV = "CATALYTIC_KEY_PASSPHRASE"
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..canonical import canonical_bytes, sha256_hex
-from ..errors import CatalyticError, ErrorCode
-from ..fsio import DIR_FLAGS, read_fd
-from ..gitrepo import Repo
-from ..paths import relpath_problem
+from catalytic_hooks.core.canonical import canonical_bytes, sha256_hex
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import relpath_problem
+from catalytic_hooks.fs.files import DIR_FLAGS, read_fd
+from catalytic_hooks.git.repo import Repo
 
 TASK_SPEC = "TASK_SPEC.json"
 STATUS = "STATUS.json"

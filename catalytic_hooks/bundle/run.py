@@ -14,22 +14,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..canonical import canonical_bytes, proof_hash, sha256_hex
-from ..envfp import determinism_env, fingerprint
-from ..errors import CatalyticError, ErrorCode
-from ..fastdigest import worktree_digest
-from ..fsio import atomic_write, fsync_dir
-from ..gitrepo import Repo
-from ..hashing import HashCache
-from ..paths import relpath_problem, under_any
-from ..policy import STATE_DIR, Policy
-from ..receipts import digest_receipt, purity_scan, restore_proof
-from ..snapshot import UndoReport, empty_tmp_roots, take, undo
-from ..views import tmp_residue_on_disk, worktree_view
-from .keys import Signer
-from .model import OUTPUT_HASHES, PROOF, STATUS, TASK_SPEC, store_path
-from .sign import sign_run_dir
+from catalytic_hooks import __version__
+from catalytic_hooks.bundle.keys import Signer
+from catalytic_hooks.bundle.model import OUTPUT_HASHES, PROOF, STATUS, TASK_SPEC, store_path
+from catalytic_hooks.bundle.sign import sign_run_dir
+from catalytic_hooks.bundle.undo import UndoReport, empty_tmp_roots, take, undo
+from catalytic_hooks.core.canonical import canonical_bytes, proof_hash, sha256_hex
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import relpath_problem, under_any
+from catalytic_hooks.core.policy import STATE_DIR, Policy
+from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
+from catalytic_hooks.fs.files import atomic_write, fsync_dir
+from catalytic_hooks.git.digests import worktree_digest
+from catalytic_hooks.git.hashing import HashCache
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
+from catalytic_hooks.provenance.environment import determinism_env, fingerprint
 
 
 @dataclass

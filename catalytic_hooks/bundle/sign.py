@@ -6,11 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..canonical import canonical_bytes, loads_strict
-from ..errors import CatalyticError, ErrorCode
-from ..fsio import atomic_write
-from .keys import Signer
-from .model import (
+from catalytic_hooks.bundle.keys import Signer
+from catalytic_hooks.bundle.model import (
     IDENTITY,
     OUTPUT_HASHES,
     PAYLOAD,
@@ -21,6 +18,9 @@ from .model import (
     bundle_root,
     signed_message,
 )
+from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import atomic_write
 
 
 def compute_root(run_dir: Path) -> str:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import CatalyticError, ErrorCode
-from ..fsio import atomic_write
-from ..policy import STATE_DIR, Policy
-from .model import HEX64
+from catalytic_hooks.bundle.model import HEX64
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import STATE_DIR, Policy
+from catalytic_hooks.fs.files import atomic_write
 
 DEFAULT_FILE = f"{STATE_DIR}/allowed_validators"
 HEADER = ("# catalytic trusted validators: <name> <key> [valid-after=DATE] [valid-before=DATE]\n"

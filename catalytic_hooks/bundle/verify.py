@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..canonical import loads_strict, proof_hash, sha256_hex
-from ..errors import CatalyticError, ErrorCode
-from .model import (
+from catalytic_hooks.bundle.model import (
     ARTIFACTS,
     FORBIDDEN,
     HEX64,
@@ -34,6 +32,8 @@ from .model import (
     signed_message,
     unsafe_key,
 )
+from catalytic_hooks.core.canonical import loads_strict, proof_hash, sha256_hex
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 
 _IDENTITY_FIELDS = frozenset({"algorithm", "public_key", "validator_id"})
 _PAYLOAD_FIELDS = frozenset({"bundle_root", "decision", "validator_id"})
@@ -296,7 +296,7 @@ def verify_chain(sources: list[BundleSource]) -> ChainVerified:
 def _project_root_for(run_dir: Path, explicit: Path | None) -> Path:
     if explicit is not None:
         return explicit.resolve()
-    from ..gitrepo import Repo
+    from catalytic_hooks.git.repo import Repo
 
     repo = Repo.find(run_dir.parent if run_dir.parent.is_dir() else None)
     return repo.top if repo is not None else Path.cwd().resolve()
@@ -305,9 +305,9 @@ def _project_root_for(run_dir: Path, explicit: Path | None) -> Path:
 def verify_many(run_dirs: list[Path], *, chain: bool, project_root: Path | None,
                 allow_untrusted: bool) -> dict[str, Any]:
     """The report behind `catalytic verify`: per-bundle validity and trust, chain root."""
-    from ..policy import load_policy
-    from .model import DirSource
-    from .trust import TrustSet, load_trust
+    from catalytic_hooks.bundle.model import DirSource
+    from catalytic_hooks.bundle.trust import TrustSet, load_trust
+    from catalytic_hooks.core.policy import load_policy
 
     dirs = [d.resolve() for d in run_dirs]
     root = _project_root_for(dirs[0], project_root) if dirs else Path.cwd()

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
-        from ..hookmain import main as hook_main
+        from catalytic_hooks.enforce.hookmain import main as hook_main
 
         return hook_main(args[1:])
     if args[:1] == ["digest"] and not os.environ.get("CATALYTIC_NO_FASTPATH"):
-        from .fastpath import fast_digest
+        from catalytic_hooks.cli.fastpath import fast_digest
 
         code = fast_digest(args[1:])
         if code is not None:
             return code
-    from .app import run_app
+    from catalytic_hooks.cli.app import run_app
 
     return run_app(args)

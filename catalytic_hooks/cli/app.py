@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import typer
 
-from . import bundle_cmd, hooks_cmd, receipts_cmd, replay_cmd, restore_cmd
-from .output import CommandExit
+from catalytic_hooks.cli import bundle_cmd, hooks_cmd, receipts_cmd, replay_cmd, restore_cmd
+from catalytic_hooks.cli.output import CommandExit
 
 app = typer.Typer(
     name="catalytic",
@@ -36,7 +36,7 @@ app.add_typer(replay_cmd.chronicle_app, name="chronicle")
 
 
 def _register() -> None:
-    from . import demo_cmd
+    from catalytic_hooks.cli import demo_cmd
 
     app.command("demo")(demo_cmd.demo)
     app.command("init")(demo_cmd.init)

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import CatalyticError, ErrorCode
-from ..gitrepo import Repo
-from ..policy import Policy, load_policy
-from .common import JsonOpt, RepoOpt, open_repo, record
-from .output import emit_json, envelope, handled, result, say, warn
+from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo, record
+from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say, warn
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import Policy, load_policy
+from catalytic_hooks.git.repo import Repo
 
 KeyOpt = Annotated[Path, typer.Option("--key", help="Ed25519 private key (from `catalytic "
                                       "keygen`, or an OpenSSH ed25519 key).")]
@@ -35,8 +35,8 @@ def run(
     json_mode: JsonOpt = False,
 ) -> None:
     """Run COMMAND as a catalytic operation and record it as a run bundle."""
-    from ..bundle.keys import load_signer
-    from ..bundle.run import RunOptions, run_operation
+    from catalytic_hooks.bundle.keys import load_signer
+    from catalytic_hooks.bundle.run import RunOptions, run_operation
 
     with handled(json_mode):
         repo = open_repo(None)
@@ -72,8 +72,8 @@ def keygen(
     json_mode: JsonOpt = False,
 ) -> None:
     """Create an Ed25519 key pair (private key mode 0600, never printed)."""
-    from ..bundle.keys import default_key_path
-    from ..bundle.keys import keygen as make
+    from catalytic_hooks.bundle.keys import default_key_path
+    from catalytic_hooks.bundle.keys import keygen as make
 
     with handled(json_mode):
         path = (out or default_key_path()).expanduser()
@@ -96,8 +96,8 @@ def sign(
     json_mode: JsonOpt = False,
 ) -> None:
     """Sign a run directory: VALIDATOR_IDENTITY, SIGNED_PAYLOAD, SIGNATURE."""
-    from ..bundle.keys import load_signer
-    from ..bundle.sign import sign_run_dir
+    from catalytic_hooks.bundle.keys import load_signer
+    from catalytic_hooks.bundle.sign import sign_run_dir
 
     with handled(json_mode):
         info = sign_run_dir(run_dir.resolve(), load_signer(key), force=force)
@@ -123,7 +123,7 @@ def verify(
     json_mode: JsonOpt = False,
 ) -> None:
     """Verify run bundles (SPECTRUM-05), single or as a chain, and report trust."""
-    from ..bundle.verify import verify_many
+    from catalytic_hooks.bundle.verify import verify_many
 
     with handled(json_mode):
         report = verify_many(run_dirs, chain=chain, project_root=project_root,
@@ -155,9 +155,9 @@ def env(
     json_mode: JsonOpt = False,
 ) -> None:
     """Print the environment fingerprint (and differences from a recorded run)."""
-    from ..canonical import loads_strict
-    from ..envfp import compare as cmp
-    from ..envfp import fingerprint
+    from catalytic_hooks.core.canonical import loads_strict
+    from catalytic_hooks.provenance.environment import compare as cmp
+    from catalytic_hooks.provenance.environment import fingerprint
 
     with handled(json_mode):
         r = Repo.find(None if repo is None else repo.resolve())
@@ -194,7 +194,7 @@ trust_app = typer.Typer(help="Manage the repository's trusted validators.",
 
 
 def _trust_target(repo: RepoOpt) -> tuple[Path, Policy, Path]:
-    from ..bundle.trust import trust_file
+    from catalytic_hooks.bundle.trust import trust_file
 
     r = open_repo(repo)
     policy = load_policy(r.top)
@@ -215,7 +215,7 @@ def trust_add(
     json_mode: JsonOpt = False,
 ) -> None:
     """Trust a validator (commit the file so the change is reviewed)."""
-    from ..bundle.trust import Validator, add, parse_date, validator_id_of_key
+    from catalytic_hooks.bundle.trust import Validator, add, parse_date, validator_id_of_key
 
     with handled(json_mode):
         _, _, path = _trust_target(repo)
@@ -239,7 +239,7 @@ def trust_add(
 @trust_app.command("list")
 def trust_list(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
     """List trusted validators."""
-    from ..bundle.trust import load_trust
+    from catalytic_hooks.bundle.trust import load_trust
 
     with handled(json_mode):
         r = open_repo(repo)
@@ -260,7 +260,7 @@ def trust_remove(
     json_mode: JsonOpt = False,
 ) -> None:
     """Stop trusting a validator."""
-    from ..bundle.trust import remove
+    from catalytic_hooks.bundle.trust import remove
 
     with handled(json_mode):
         _, _, path = _trust_target(repo)

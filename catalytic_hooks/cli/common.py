@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .context import open_repo, record, repo_and_policy, split_roots
+from catalytic_hooks.cli.context import open_repo, record, repo_and_policy, split_roots
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 RepoOpt = Annotated[

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import CatalyticError, ErrorCode
-from ..gitrepo import Repo
-from ..policy import Policy, load_policy
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import Policy, load_policy
+from catalytic_hooks.git.repo import Repo
 
 
 def split_roots(values: list[str] | None) -> list[str] | None:
@@ -41,6 +41,6 @@ def repo_and_policy(
 
 def record(repo: Repo, policy: Policy, kind: str, data: dict[str, Any]) -> None:
     """Append one record to the repository's chronicle."""
-    from ..chronicle import append
+    from catalytic_hooks.provenance.chronicle import append
 
     append(repo.top / policy.chronicle, kind, data)

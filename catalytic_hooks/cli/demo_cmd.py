@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 
-from ..errors import CatalyticError, ErrorCode
-from ..gitrepo import clean_env
-from .common import JsonOpt
-from .output import CommandExit, emit_json, envelope, handled, say
+from catalytic_hooks.cli.common import JsonOpt
+from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, say
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.git.repo import clean_env
 
 DEMO_POLICY = """\
 durable_roots = ["outputs"]
@@ -224,14 +224,14 @@ def init(
     json_mode: JsonOpt = False,
 ) -> None:
     """Write a commented `.catalytic.toml` at the repository root."""
-    from .common import open_repo
+    from catalytic_hooks.cli.common import open_repo
 
     with handled(json_mode):
         repo = open_repo(None)
         target = repo.top / ".catalytic.toml"
         if target.exists() and not force:
             raise CatalyticError(ErrorCode.USAGE, f"{target} exists (use --force)")
-        from ..fsio import atomic_write
+        from catalytic_hooks.fs.files import atomic_write
 
         atomic_write(target, INIT_TEMPLATE.encode())
         if json_mode:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .output import CommandExit
-from .receipts_impl import DigestArgs, run_digest
+from catalytic_hooks.cli.output import CommandExit
+from catalytic_hooks.cli.receipts_impl import DigestArgs, run_digest
 
 # option spelling → (DigestArgs field, kind): "flag", "str", "path" or "list" (repeatable)
 DIGEST_OPTIONS: dict[str, tuple[str, str]] = {

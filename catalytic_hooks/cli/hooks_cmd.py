@@ -7,17 +7,17 @@ from typing import Annotated
 
 import typer
 
-from ..errors import CatalyticError, ErrorCode
-from ..hooks import (
+from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
+from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say, warn
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import load_policy
+from catalytic_hooks.enforce.checks import (
     check_range,
     check_staged,
     framework_range,
     summary,
 )
-from ..install import HOOK_TYPES, install, uninstall
-from ..policy import load_policy
-from .common import JsonOpt, RepoOpt, open_repo
-from .output import CommandExit, emit_json, envelope, handled, result, say, warn
+from catalytic_hooks.enforce.install import HOOK_TYPES, install, uninstall
 
 
 def check(
@@ -44,7 +44,7 @@ def check(
             findings = check_staged(r, policy)
             mode, what = {"mode": "staged"}, "commit"
         else:
-            from ..bundle.prepush import check_bundles
+            from catalytic_hooks.enforce.bundles import check_bundles
 
             assert rng[0] is not None and rng[1] is not None
             findings = check_range(r, policy, rng[0], rng[1], check_bundles)
@@ -69,7 +69,7 @@ def hook(
                     ] = None,
 ) -> None:
     """The entry point git runs (normally dispatched before this CLI loads)."""
-    from ..hookmain import main as hook_main
+    from catalytic_hooks.enforce.hookmain import main as hook_main
 
     raise CommandExit(hook_main([hook_type, *(args or [])]))
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..canonical import canonical_bytes
-from ..errors import EXIT_BUG, CatalyticError, exit_code_for
+from catalytic_hooks.core.canonical import canonical_bytes
+from catalytic_hooks.core.errors import EXIT_BUG, CatalyticError, exit_code_for
 
 
 class CommandExit(Exception):

@@ -7,24 +7,24 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import EXIT_ERROR
-from ..policy import Policy
-from ..receipts import (
-    load_digest_receipt,
-    load_purity_receipt,
-    purity_scan,
-    restore_proof,
-)
-from ..views import tmp_residue_on_disk
-from .common import JsonOpt, ListOpt, RepoOpt, repo_and_policy, split_roots
-from .output import handled, result, say
-from .receipts_impl import (
+from catalytic_hooks.cli.common import JsonOpt, ListOpt, RepoOpt, repo_and_policy, split_roots
+from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.cli.receipts_impl import (
     DigestArgs,
     config_snapshot,
     on_error,
     run_digest,
     write_receipt,
 )
+from catalytic_hooks.core.errors import EXIT_ERROR
+from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.core.receipts import (
+    load_digest_receipt,
+    load_purity_receipt,
+    purity_scan,
+    restore_proof,
+)
+from catalytic_hooks.git.views import tmp_residue_on_disk
 
 OutputOpt = Annotated[Path | None, typer.Option("--output", help="Write the receipt (canonical "
                                                 "JSON, atomically) to this file.")]

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..canonical import canonical_bytes
-from ..errors import CatalyticError, ErrorCode
-from ..fsio import atomic_write
-from ..hashing import HashCache
-from ..receipts import digest_receipt, error_receipt
-from ..views import View, dir_view, rev_view
-from .context import repo_and_policy, split_roots
-from .output import handled, result, say
+from catalytic_hooks.cli.context import repo_and_policy, split_roots
+from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.core.canonical import canonical_bytes
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.receipts import digest_receipt, error_receipt
+from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.git.hashing import HashCache
+from catalytic_hooks.git.views import View, dir_view, rev_view
 
 
 @dataclass
@@ -99,8 +99,8 @@ def run_digest(args: DigestArgs) -> None:
             else:
                 cache = HashCache.for_repo(git)
                 view = rev_view(git, rev) if rev is not None else None
-        from ..digest import tree_digest
-        from ..fastdigest import index_digest, worktree_digest
+        from catalytic_hooks.core.digest import tree_digest
+        from catalytic_hooks.git.digests import index_digest, worktree_digest
 
         if view is not None:
             td, kind = tree_digest(view, policy, cache), view.kind.value

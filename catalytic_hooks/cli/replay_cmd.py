@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import CatalyticError, ErrorCode
-from ..policy import load_policy
-from .common import JsonOpt, RepoOpt, open_repo, record
-from .output import emit_json, envelope, handled, result, say
+from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo, record
+from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import load_policy
 
 
 def replay(
@@ -29,8 +29,8 @@ def replay(
     json_mode: JsonOpt = False,
 ) -> None:
     """Re-execute an archived run at its recorded commit and judge whether it reproduces."""
-    from ..replay import PASSING, ReplayOptions
-    from ..replay import replay as do_replay
+    from catalytic_hooks.replay.runner import PASSING, ReplayOptions
+    from catalytic_hooks.replay.runner import replay as do_replay
 
     with handled(json_mode):
         repo = open_repo(None)
@@ -74,7 +74,7 @@ chronicle_app = typer.Typer(help="The hash-chained ledger of runs, verifications
 @chronicle_app.command("verify")
 def chronicle_verify(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
     """Check every line's hash chain; name the first bad line."""
-    from ..chronicle import verify
+    from catalytic_hooks.provenance.chronicle import verify
 
     with handled(json_mode):
         r = open_repo(repo)
@@ -90,7 +90,7 @@ def chronicle_verify(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
 @chronicle_app.command("show")
 def chronicle_show(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
     """List the chronicle's records."""
-    from ..chronicle import read
+    from catalytic_hooks.provenance.chronicle import read
 
     with handled(json_mode):
         r = open_repo(repo)

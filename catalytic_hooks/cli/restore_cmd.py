@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import CatalyticError, ErrorCode
-from ..gitrepo import Repo, clean_env
-from ..restore import Hooks
-from .common import JsonOpt
-from .output import handled, result, say
+from catalytic_hooks.cli.common import JsonOpt
+from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.git.repo import Repo, clean_env
+from catalytic_hooks.restore.engine import Hooks
 
 restore_app = typer.Typer(help="Restore verified bundle outputs (SPECTRUM-06).",
                           no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -95,8 +95,8 @@ def _worktree(run_dir: Path, path: Path, rev: str | None) -> tuple[Repo, str]:
 
 def _record(run_dir: Path, data: dict[str, Any]) -> None:
     """Append the restore to the chronicle of the repository holding the bundle, if any."""
-    from ..policy import load_policy
-    from .common import record
+    from catalytic_hooks.cli.common import record
+    from catalytic_hooks.core.policy import load_policy
 
     repo = Repo.find(run_dir.resolve().parent)
     if repo is not None:
@@ -122,7 +122,14 @@ def bundle(
     json_mode: JsonOpt = False,
 ) -> None:
     """Restore one bundle's outputs into an empty target, all or nothing."""
-    from ..restore import build_plan, check_keys, check_target, dry_run_report, eligible, execute
+    from catalytic_hooks.restore.engine import (
+        build_plan,
+        check_keys,
+        check_target,
+        dry_run_report,
+        eligible,
+        execute,
+    )
 
     with handled(json_mode):
         if (restore_root is None) == (worktree is None):
@@ -174,7 +181,7 @@ def chain(
     json_mode: JsonOpt = False,
 ) -> None:
     """Restore a chain into per-run subfolders, all or nothing."""
-    from ..restore_chain import restore_chain
+    from catalytic_hooks.restore.chain import restore_chain
 
     with handled(json_mode):
         if restore_root is None:
@@ -194,7 +201,7 @@ def recover_cmd(
     json_mode: JsonOpt = False,
 ) -> None:
     """Undo (or finish) a restore that was interrupted, and remove stale staging."""
-    from ..restore import recover
+    from catalytic_hooks.restore.engine import recover
 
     with handled(json_mode):
         doc = recover(root)

@@ -1,0 +1,196 @@
+"""`catalytic run --restore`: snapshot the protected state into git's object database before a
+command, and undo every non-durable mutation afterwards.
+
+The undo never writes through a symlink (directory file descriptors with O_NOFOLLOW), never
+touches durable roots, and never destroys bytes it could not give back: everything it overwrites
+or deletes is first stored as a blob, and its id is reported in RESTORE_UNDO.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import open_dir_chain, write_all
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.views import ViewEntry
+
+
+@dataclass(frozen=True)
+class Saved:
+    kind: str  # "file" | "exec" | "symlink"
+    oid: str | None  # blob id for files
+    target: bytes | None = None  # link target for symlinks
+
+
+@dataclass
+class UndoReport:
+    restored: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    tmp_removed: list[str] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"restored": self.restored, "removed": self.removed,
+                "tmp_removed": sorted(self.tmp_removed), "refused": self.refused}
+
+
+def _store_paths(repo: Repo, paths: list[str]) -> list[str]:
+    """`git hash-object -w` without filters: the exact bytes on disk go into the object DB."""
+    if not paths:
+        return []
+    out = repo.git("hash-object", "-w", "--no-filters", "--stdin-paths",
+                   input="".join(p + "\n" for p in paths).encode())
+    oids = out.decode().split()
+    if len(oids) != len(paths):
+        raise CatalyticError(ErrorCode.GIT_FAILED,
+                             "git hash-object returned the wrong number of ids")
+    return oids
+
+
+def take(repo: Repo, entries: list[ViewEntry]) -> dict[str, Saved]:
+    """Snapshot `entries` (protected files of the PRE view). Clean tracked files are already in
+    the object DB under their index id; everything else is written there now."""
+    snap: dict[str, Saved] = {}
+    to_store: list[str] = []
+    for e in entries:
+        if e.kind == "gitlink":
+            continue
+        full = repo.top / e.path
+        st = os.lstat(full)
+        if stat.S_ISLNK(st.st_mode):
+            snap[e.path] = Saved("symlink", None, os.readlink(os.fsencode(full)))
+            continue
+        kind = "exec" if st.st_mode & 0o111 else "file"
+        if e.oid is not None:
+            snap[e.path] = Saved(kind, e.oid)
+        else:
+            snap[e.path] = Saved(kind, None)
+            to_store.append(e.path)
+    for path, oid in zip(to_store, _store_paths(repo, to_store), strict=True):
+        snap[path] = Saved(snap[path].kind, oid)
+    return snap
+
+
+def _parent_fd(top: Path, path: str) -> tuple[int, str]:
+    parts = path.split("/")
+    root = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_dir_chain(root, parts[:-1], create=True), parts[-1]
+    finally:
+        os.close(root)
+
+
+def _save_current(repo: Repo, path: str) -> str | None:
+    full = repo.top / path
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(os.fsencode(full))
+        return repo.git("hash-object", "-w", "--stdin", input=target).decode().strip()
+    if stat.S_ISREG(st.st_mode):
+        return _store_paths(repo, [path])[0]
+    return None
+
+
+def _put(repo: Repo, path: str, saved: Saved) -> None:
+    dfd, name = _parent_fd(repo.top, path)
+    tmp = f".{name}.catalytic-{uuid.uuid4().hex}"
+    try:
+        try:
+            st = os.lstat(name, dir_fd=dfd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(f"{path} is now a directory")
+        except FileNotFoundError:
+            pass
+        if saved.kind == "symlink":
+            assert saved.target is not None
+            os.symlink(saved.target, tmp, dir_fd=dfd)
+        else:
+            assert saved.oid is not None
+            data = repo.read_blob(saved.oid)
+            mode = 0o755 if saved.kind == "exec" else 0o644
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode,
+                         dir_fd=dfd)
+            try:
+                write_all(fd, data)
+                os.fchmod(fd, mode)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dfd)
+        raise
+    finally:
+        os.close(dfd)
+
+
+def _delete(top: Path, path: str) -> None:
+    parts = path.split("/")
+    root = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        dfd = open_dir_chain(root, parts[:-1], create=False)
+    finally:
+        os.close(root)
+    try:
+        os.unlink(parts[-1], dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
+def undo(repo: Repo, snap: dict[str, Saved], pre: dict[str, str], post: dict[str, str],
+         report: UndoReport) -> None:
+    """Bring every protected path back to its PRE state (manifests: path → digest value)."""
+    for path in sorted(set(pre) | set(post)):
+        if pre.get(path) == post.get(path):
+            continue
+        try:
+            saved_now = _save_current(repo, path)
+            if path in snap:
+                _put(repo, path, snap[path])
+                report.restored.append({"path": path, "saved_blob": saved_now})
+            elif path in post:
+                _delete(repo.top, path)
+                report.removed.append({"path": path, "saved_blob": saved_now})
+        except (OSError, CatalyticError) as exc:
+            report.refused.append({"path": path, "reason": str(exc)})
+
+
+def empty_tmp_roots(top: Path, tmp_roots: tuple[str, ...], existed: set[str],
+                    report: UndoReport) -> None:
+    """Remove everything under the tmp roots (never following links); a tmp root directory that
+    did not exist before the operation is removed too."""
+    for troot in tmp_roots:
+        base = top / troot
+        try:
+            st = os.lstat(base)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(base)
+            report.tmp_removed.append(troot)
+            continue
+        for dirpath, dirnames, filenames in os.walk(base, topdown=False, followlinks=False):
+            rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
+            for name in filenames:
+                os.unlink(os.path.join(dirpath, name))
+                report.tmp_removed.append(f"{rel}/{name}")
+            for name in dirnames:
+                p = os.path.join(dirpath, name)
+                if os.path.islink(p):
+                    os.unlink(p)
+                    report.tmp_removed.append(f"{rel}/{name}")
+                else:
+                    os.rmdir(p)
+        if troot not in existed:
+            os.rmdir(base)

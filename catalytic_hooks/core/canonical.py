@@ -1,0 +1,99 @@
+"""Canonical JSON (FORMATS.md §0): the only producer of hashed or signed bytes.
+
+Also strict loading, which rejects what the stdlib parser quietly accepts: duplicate keys,
+NaN/Infinity, a BOM, invalid UTF-8 and lone surrogates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+
+MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 200
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    """CJ: sorted keys, no whitespace, UTF-8, no trailing newline."""
+    try:
+        text = json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        return text.encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        raise CatalyticError(
+            ErrorCode.JSON_INVALID, f"value cannot be canonicalised: {exc}"
+        ) from exc
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_hash(obj: Any) -> str:
+    return sha256_hex(canonical_bytes(obj))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _has_lone_surrogate(value: Any, depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        raise ValueError("JSON nested too deeply")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(
+            _has_lone_surrogate(k, depth + 1) or _has_lone_surrogate(v, depth + 1)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v, depth + 1) for v in value)
+    return False
+
+
+def loads_strict(data: bytes, *, what: str = "JSON") -> Any:
+    """Parse UTF-8 JSON strictly; raise CatalyticError(JSON_INVALID) with the reason."""
+    if len(data) > MAX_JSON_BYTES:
+        raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: larger than {MAX_JSON_BYTES} bytes")
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: starts with a UTF-8 BOM")
+    try:
+        text = data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: invalid UTF-8 ({exc})") from exc
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+        )
+        if _has_lone_surrogate(value):
+            raise ValueError("lone surrogate in a string")
+    except RecursionError as exc:
+        raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError is a ValueError
+        raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: {exc}") from exc
+    return value
+
+
+def proof_hash(proof_without_hash: dict[str, Any]) -> str:
+    """FORMATS.md §3 `proof_hash`: the one hash computed with ASCII escaping on (the format's
+    historical quirk). Kept here so every hashed byte still comes from this module."""
+    text = json.dumps(proof_without_hash, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return sha256_hex(text.encode("ascii"))

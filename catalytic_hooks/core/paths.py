@@ -1,0 +1,74 @@
+"""Repository-relative path rules (FORMATS.md §0), used wherever a path enters the program.
+
+A path that normalisation would change is rejected, never rewritten: an ambiguity rejects.
+"""
+
+from __future__ import annotations
+
+import re
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def relpath_problem(path: str) -> str | None:
+    """Why `path` is not a safe relative POSIX path, or None when it is."""
+    if not isinstance(path, str):
+        return "not a string"
+    if path == "":
+        return "empty path"
+    if "\x00" in path:
+        return "NUL byte"
+    if "\\" in path:
+        return "backslash"
+    if path.startswith("/"):
+        return "absolute path"
+    if _DRIVE.match(path):
+        return "drive path"
+    for part in path.split("/"):
+        if part == "":
+            return "empty component"
+        if part in (".", ".."):
+            return f"'{part}' component"
+    return None
+
+
+def check_relpath(path: str, *, what: str = "path") -> str:
+    problem = relpath_problem(path)
+    if problem is not None:
+        raise CatalyticError(
+            ErrorCode.PATH_INVALID, f"{what} {path!r} is not a safe relative path: {problem}",
+            path=path, reason=problem,
+        )
+    return path
+
+
+def normalise_root(root: str) -> str:
+    """Normalise a configured root (`cache/`, `./cache` → `cache`; `.` stays `.`).
+
+    Roots are configuration written by people, so harmless spellings are accepted; anything
+    absolute, with `..`, or empty is a configuration error.
+    """
+    if not isinstance(root, str) or root.strip() == "":
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"root {root!r} is empty", root=root)
+    if "\x00" in root or "\n" in root or "\r" in root:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"root {root!r} has a control character")
+    text = root.replace("\\", "/")
+    if text.startswith("/") or _DRIVE.match(text):
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"root {root!r} is absolute", root=root)
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"root {root!r} contains '..'", root=root)
+    return "/".join(parts) if parts else "."
+
+
+def under(path: str, root: str) -> bool:
+    """Whole-component prefix match: `out` covers `out` and `out/a`, never `outputs/a`."""
+    if root == ".":
+        return True
+    return path == root or path.startswith(root + "/")
+
+
+def under_any(path: str, roots: tuple[str, ...]) -> bool:
+    return any(under(path, r) for r in roots)

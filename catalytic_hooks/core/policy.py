@@ -1,0 +1,231 @@
+"""Repository policy (DESIGN.md §3): loading, validation and path classification."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import normalise_root, under_any
+
+CONFIG_FILE = ".catalytic.toml"
+STATE_DIR = ".catalytic"
+
+
+class PathClass(StrEnum):
+    EXCLUDED = "excluded"
+    TMP = "tmp"
+    DURABLE = "durable"
+    PROTECTED = "protected"
+    UNPROTECTED = "unprotected"
+
+
+_LIST_KEYS = ("durable_roots", "tmp_roots", "exclusions", "protected_roots", "run_roots")
+_KNOWN_KEYS = frozenset(
+    (*_LIST_KEYS, "trusted_validators", "metrics_tolerance", "lock_files", "chronicle",
+     "reports_dir", "quarantine_dir")
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    durable_roots: tuple[str, ...] = ()
+    tmp_roots: tuple[str, ...] = ()
+    exclusions: tuple[str, ...] = ()
+    protected_roots: tuple[str, ...] = (".",)
+    run_roots: tuple[str, ...] = ("_runs",)
+    trusted_validators: tuple[str, ...] | str | None = None
+    metrics_tolerance: float = 1e-8
+    lock_files: tuple[str, ...] = ()
+    chronicle: str = f"{STATE_DIR}/chronicle.jsonl"
+    reports_dir: str = f"{STATE_DIR}/reports"
+    quarantine_dir: str = f"{STATE_DIR}/quarantine"
+    source: str = "defaults"
+    # Roots that are durable without being declared: run bundles and the tool's own state.
+    implicit_durable: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def effective_durable(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.durable_roots) | set(self.implicit_durable)))
+
+    def classifier(self) -> Callable[[str], PathClass]:
+        """A fast `classify` for many paths: files in one directory share every root that is a
+        proper prefix, so the slow decision is made once per directory (and for the rare path
+        that is itself a root)."""
+        roots = {*self.exclusions, *self.tmp_roots, *self.effective_durable,
+                 *self.protected_roots, ".git"}
+        memo: dict[str, PathClass] = {}
+        slow = self.classify
+
+        def fast(path: str) -> PathClass:
+            if path in roots:
+                return slow(path)
+            cut = path.rfind("/")
+            d = path[:cut] if cut >= 0 else ""
+            got = memo.get(d)
+            if got is None:
+                got = memo[d] = self._classify_dir(d)
+            return got
+
+        return fast
+
+    def _classify_dir(self, d: str) -> PathClass:
+        """The class every file directly inside directory `d` ("" = top) gets from its
+        ancestors (roots equal to the file itself are handled by the caller)."""
+        probe = f"{d}/\x00" if d else "\x00"
+        return self.classify(probe)
+
+    def classify(self, path: str) -> PathClass:
+        """Precedence: exclusions, then tmp, then durable, then protected (DESIGN.md §3)."""
+        if path == ".git" or path.startswith(".git/") or under_any(path, self.exclusions):
+            return PathClass.EXCLUDED
+        if under_any(path, self.tmp_roots):
+            return PathClass.TMP
+        if under_any(path, self.effective_durable):
+            return PathClass.DURABLE
+        if under_any(path, self.protected_roots):
+            return PathClass.PROTECTED
+        return PathClass.UNPROTECTED
+
+    def with_roots(
+        self,
+        *,
+        exclusions: list[str] | None,
+        durable_roots: list[str] | None,
+        tmp_roots: list[str] | None,
+    ) -> Policy:
+        """Seed-compatible override: explicit lists replace the configured ones entirely."""
+        if exclusions is None and durable_roots is None and tmp_roots is None:
+            return self
+        return replace(
+            self,
+            exclusions=_roots(exclusions or [], "exclusions"),
+            durable_roots=_roots(durable_roots or [], "durable_roots"),
+            tmp_roots=_roots(tmp_roots or [], "tmp_roots"),
+            implicit_durable=(),
+            source="command line",
+        )
+
+    def spec_roots(self) -> list[str]:
+        """The list behind exclusions_spec_hash: everything a digest leaves out."""
+        return sorted(set(self.exclusions) | set(self.effective_durable) | set(self.tmp_roots))
+
+
+def _roots(values: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"'{key}' must be a list of strings", key=key
+        )
+    out = []
+    for v in values:
+        try:
+            out.append(normalise_root(v))
+        except CatalyticError as exc:
+            raise CatalyticError(
+                ErrorCode.CONFIG_INVALID, f"'{key}': {exc.message}", key=key, root=v
+            ) from exc
+    return tuple(sorted(set(out)))
+
+
+def _single_path(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}' must be a string", key=key)
+    return _roots([value], key)[0]
+
+
+def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
+    unknown = sorted(set(data) - _KNOWN_KEYS)
+    if unknown:
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID,
+            f"{source}: unknown key '{unknown[0]}' (known: {', '.join(sorted(_KNOWN_KEYS))})",
+            key=unknown[0],
+        )
+    kwargs: dict[str, Any] = {"source": source}
+    for key in _LIST_KEYS:
+        if key in data:
+            kwargs[key] = _roots(data[key], key)
+    if "lock_files" in data:
+        kwargs["lock_files"] = _roots(data["lock_files"], "lock_files")
+    for key in ("chronicle", "reports_dir", "quarantine_dir"):
+        if key in data:
+            kwargs[key] = _single_path(data[key], key)
+    if "trusted_validators" in data:
+        tv = data["trusted_validators"]
+        if isinstance(tv, str):
+            kwargs["trusted_validators"] = _single_path(tv, "trusted_validators")
+        elif isinstance(tv, list) and all(isinstance(v, str) for v in tv):
+            for v in tv:
+                if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
+                    raise CatalyticError(
+                        ErrorCode.CONFIG_INVALID,
+                        f"'trusted_validators': {v!r} is not a 64-hex lowercase validator id",
+                        key="trusted_validators",
+                    )
+            kwargs["trusted_validators"] = tuple(tv)
+        else:
+            raise CatalyticError(
+                ErrorCode.CONFIG_INVALID,
+                "'trusted_validators' must be a list of validator ids or a file path",
+                key="trusted_validators",
+            )
+    if "metrics_tolerance" in data:
+        tol = data["metrics_tolerance"]
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) \
+                or tol < 0:
+            raise CatalyticError(
+                ErrorCode.CONFIG_INVALID,
+                "'metrics_tolerance' must be a non-negative number", key="metrics_tolerance",
+            )
+        kwargs["metrics_tolerance"] = float(tol)
+    policy = Policy(**kwargs)
+    # Exactly the tool's own outputs are durable, not all of .catalytic/: the trusted-validators
+    # file lives there too and must stay protected, so that no run can trust itself.
+    state_roots = {policy.chronicle, policy.chronicle + ".head", policy.reports_dir,
+                   policy.quarantine_dir}
+    return replace(
+        policy, implicit_durable=tuple(sorted(set(policy.run_roots) | state_roots))
+    )
+
+
+def load_policy(repo_root: Path) -> Policy:
+    """Read `[tool.catalytic]` from pyproject.toml or `.catalytic.toml` (never both)."""
+    pyproject = repo_root / "pyproject.toml"
+    dotfile = repo_root / CONFIG_FILE
+    section: dict[str, Any] | None = None
+    source = "defaults"
+    if pyproject.is_file():
+        doc = _read_toml(pyproject)
+        tool = doc.get("tool", {})
+        if isinstance(tool, dict) and "catalytic" in tool:
+            if not isinstance(tool["catalytic"], dict):
+                raise CatalyticError(
+                    ErrorCode.CONFIG_INVALID, "pyproject.toml: [tool.catalytic] must be a table"
+                )
+            section, source = tool["catalytic"], "pyproject.toml [tool.catalytic]"
+    if dotfile.is_file():
+        if section is not None:
+            raise CatalyticError(
+                ErrorCode.CONFIG_INVALID,
+                f"both pyproject.toml [tool.catalytic] and {CONFIG_FILE} configure catalytic; "
+                "keep one",
+            )
+        section, source = _read_toml(dotfile), CONFIG_FILE
+    return policy_from_mapping(section or {}, source)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"{path.name}: invalid TOML: {exc}", file=str(path)
+        ) from exc
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read {path}: {exc}") from exc

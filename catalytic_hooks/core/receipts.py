@@ -1,0 +1,129 @@
+"""Seed-compatible receipts (FORMATS.md §2): PRE/POST digest, purity scan, restore proof, error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.canonical import loads_strict
+from catalytic_hooks.core.digest import (
+    MODULE_VERSION,
+    MODULE_VERSION_HASH,
+    TreeDigest,
+    exclusions_spec_hash,
+)
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import Policy
+
+
+def digest_receipt(td: TreeDigest, policy: Policy) -> dict[str, Any]:
+    return {
+        "digest": td.digest,
+        "file_count": td.file_count,
+        "file_manifest": td.manifest,
+        "exclusions_spec_hash": exclusions_spec_hash(policy),
+        "module_version": MODULE_VERSION,
+        "module_version_hash": MODULE_VERSION_HASH,
+    }
+
+
+def diff_manifests(pre: dict[str, str], post: dict[str, str]) -> dict[str, list[str]]:
+    return {
+        "added": sorted(set(post) - set(pre)),
+        "removed": sorted(set(pre) - set(post)),
+        "changed": sorted(p for p in set(pre) & set(post) if pre[p] != post[p]),
+    }
+
+
+def purity_scan(
+    pre: dict[str, Any], post: dict[str, Any], tmp_residue: list[str]
+) -> dict[str, Any]:
+    diff = diff_manifests(pre["file_manifest"], post["file_manifest"])
+    violations = sorted(set(diff["added"]) | set(diff["removed"]) | set(diff["changed"]))
+    failed = bool(tmp_residue) or pre["digest"] != post["digest"]
+    return {
+        "verdict": "FAIL" if failed else "PASS",
+        "violations": violations,
+        "tmp_residue": sorted(tmp_residue),
+        "scan_module_version_hash": MODULE_VERSION_HASH,
+        "module_version": MODULE_VERSION,
+    }
+
+
+def restore_proof(
+    pre: dict[str, Any], post: dict[str, Any], purity: dict[str, Any], policy: Policy
+) -> dict[str, Any]:
+    if pre["exclusions_spec_hash"] != post["exclusions_spec_hash"]:
+        raise CatalyticError(
+            ErrorCode.RESTORE_PROOF_GENERATION_FAILED,
+            "PRE and POST digests were computed under different exclusions "
+            "(exclusions_spec_hash differs); they cannot be compared",
+            pre=pre["exclusions_spec_hash"], post=post["exclusions_spec_hash"],
+        )
+    passed = pre["digest"] == post["digest"] and purity["verdict"] == "PASS"
+    proof: dict[str, Any] = {
+        "verdict": "PASS" if passed else "FAIL",
+        "pre_digest": pre["digest"],
+        "post_digest": post["digest"],
+        "tmp_roots": sorted(policy.tmp_roots),
+        "durable_roots": sorted(policy.effective_durable),
+        "exclusions": sorted(policy.exclusions),
+        "exclusions_spec_hash": pre["exclusions_spec_hash"],
+        "proof_module_version_hash": MODULE_VERSION_HASH,
+        "module_version": MODULE_VERSION,
+    }
+    if not passed:
+        proof["diff_summary"] = diff_manifests(pre["file_manifest"], post["file_manifest"])
+    return proof
+
+
+def error_receipt(
+    code: ErrorCode, operation: str, exc: BaseException, config: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "verdict": "ERROR",
+        "error_code": code.value,
+        "operation": operation,
+        "exception_type": type(exc).__name__,
+        "exception_message": str(exc),
+        "module_version": MODULE_VERSION,
+        "module_version_hash": MODULE_VERSION_HASH,
+        "config_snapshot": config,
+    }
+
+
+def _require(doc: Any, fields: dict[str, type], what: str) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: not a JSON object")
+    for name, typ in fields.items():
+        if name not in doc or not isinstance(doc[name], typ) or (isinstance(doc[name], bool) \
+                and typ is not bool):
+            raise CatalyticError(
+                ErrorCode.JSON_INVALID, f"{what}: field '{name}' missing or not {typ.__name__}",
+                field=name,
+            )
+    return doc
+
+
+def load_digest_receipt(path: Path) -> dict[str, Any]:
+    doc = _require(
+        loads_strict(_read(path), what=str(path)),
+        {"digest": str, "file_manifest": dict, "exclusions_spec_hash": str},
+        str(path),
+    )
+    if not all(isinstance(v, str) for v in doc["file_manifest"].values()):
+        raise CatalyticError(ErrorCode.JSON_INVALID,
+                             f"{path}: file_manifest values must be strings")
+    return doc
+
+
+def load_purity_receipt(path: Path) -> dict[str, Any]:
+    return _require(loads_strict(_read(path), what=str(path)), {"verdict": str}, str(path))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read {path}: {exc.strerror}",
+                             path=str(path)) from exc

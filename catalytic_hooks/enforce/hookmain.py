@@ -1,0 +1,79 @@
+"""What git runs: `catalytic hook pre-commit` and `catalytic hook pre-push REMOTE URL`.
+
+Dispatched before Typer/rich are imported and without pygit2 on a clean run: this module's
+import cost is the hook's start-up cost.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from catalytic_hooks.core.errors import EXIT_BUG, EXIT_ERROR, EXIT_FAIL, EXIT_OK, CatalyticError
+from catalytic_hooks.core.policy import load_policy
+from catalytic_hooks.enforce.checks import (
+    Finding,
+    check_push,
+    check_range,
+    check_staged,
+    framework_range,
+    framework_root_push,
+    parse_push_lines,
+    summary,
+)
+from catalytic_hooks.git.repo import Repo
+
+USAGE = "usage: catalytic hook pre-commit | catalytic hook pre-push [REMOTE [URL]]"
+
+
+def _report(findings: list[Finding], what: str, inspect: str) -> int:
+    if not findings:
+        return EXIT_OK
+    out = sys.stderr
+    for f in findings:
+        print(f.line(), file=out)
+    print(summary(findings, what, inspect), file=out)
+    return EXIT_FAIL
+
+
+def pre_commit() -> int:
+    repo = Repo.discover()
+    return _report(check_staged(repo, load_policy(repo.top)), "commit",
+                   "catalytic check --staged --json")
+
+
+def pre_push(args: Sequence[str]) -> int:
+    from catalytic_hooks.enforce.bundles import check_bundles
+
+    repo = Repo.discover()
+    policy = load_policy(repo.top)
+    rng = framework_range()
+    if rng is not None:
+        findings = check_range(repo, policy, rng[0], rng[1], check_bundles)
+        inspect = f"catalytic check --from-ref {rng[0]} --to-ref {rng[1]} --json"
+    else:
+        remote = args[0] if args else os.environ.get("PRE_COMMIT_REMOTE_NAME")
+        lines = framework_root_push(repo) if os.environ.get("PRE_COMMIT") else None
+        if lines is None:
+            lines = parse_push_lines(sys.stdin.read() if not sys.stdin.isatty() else "")
+        findings = check_push(repo, policy, lines, remote, check_bundles)
+        inspect = "catalytic check --from-ref <remote tip> --to-ref <local tip> --json"
+    return _report(findings, "push", inspect)
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        if argv[:1] == ["pre-commit"]:
+            return pre_commit()
+        if argv[:1] == ["pre-push"]:
+            return pre_push(argv[1:])
+        print(USAGE, file=sys.stderr)
+        return EXIT_ERROR
+    except CatalyticError as exc:
+        # Fail closed: a hook that cannot decide blocks, and says why.
+        print(f"catalytic: error: {exc.code.value}: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        print(f"catalytic: internal error (a bug): {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BUG

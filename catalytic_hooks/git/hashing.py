@@ -1,0 +1,228 @@
+"""Content hashing for views: a blob-id → SHA-256 cache, verified disk reads, parallel hashing.
+
+A git blob id fixes the content, so a cache keyed by blob id can never be stale; entries are only
+ever added after the bytes read were checked against that blob id, so a racy file or a wrong
+listing can never poison it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.views import Kind, View, ViewEntry
+
+_CACHE_MAGIC = "catalytic-blob-sha256 v1"
+_CHUNK = 1 << 20
+
+
+class HashCache:
+    """`<git common dir>/catalytic/blob-sha256`: header line with count and checksum, then
+    `<blob id> <sha256>` lines. Anything that does not check out is discarded and rebuilt."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._entries: dict[str, str] | None = None if path is not None else {}
+        self.dirty = False
+
+    @property
+    def entries(self) -> dict[str, str]:
+        # Loaded on first use: a digest answered from the index snapshot never needs it.
+        if self._entries is None:
+            self._entries = _load_cache(self.path) if self.path is not None else {}
+        return self._entries
+
+    @classmethod
+    def for_repo(cls, repo: Repo) -> HashCache:
+        return cls(repo.common_dir / "catalytic" / "blob-sha256")
+
+    def get(self, oid: str) -> str | None:
+        return self.entries.get(oid)
+
+    def put(self, oid: str, sha: str) -> None:
+        if self.entries.get(oid) != sha:
+            self.entries[oid] = sha
+            self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        body = "".join(f"{k} {v}\n" for k, v in self.entries.items()).encode()
+        header = f"{_CACHE_MAGIC} {len(self.entries)} {hashlib.sha256(body).hexdigest()}\n"
+        # A cache we cannot write is only slower, never wrong.
+        with contextlib.suppress(CatalyticError, OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, header.encode() + body)
+        self.dirty = False
+
+
+def _load_cache(path: Path) -> dict[str, str]:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return {}
+    head, sep, body = data.partition(b"\n")
+    parts = head.decode("ascii", "replace").rsplit(" ", 2)
+    if not sep or len(parts) != 3 or parts[0] != _CACHE_MAGIC:
+        return {}
+    try:
+        count = int(parts[1])
+    except ValueError:
+        return {}
+    if hashlib.sha256(body).hexdigest() != parts[2]:
+        return {}
+    tokens = body.decode("ascii", "replace").split()
+    if len(tokens) != 2 * count:
+        return {}
+    it = iter(tokens)
+    return dict(zip(it, it, strict=True))
+
+
+@dataclass(frozen=True)
+class DiskHash:
+    kind: Kind
+    sha256: str
+    git_oid: str | None  # blob id of the bytes read (None if the file changed while reading)
+
+
+def _oid_hasher(fmt: str | None, size: int) -> Any:
+    if fmt is None:
+        return None
+    h = hashlib.sha256() if fmt == "sha256" else hashlib.sha1()
+    h.update(b"blob %d\x00" % size)
+    return h
+
+
+def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
+    """Hash a file or symlink at `abspath` without following links; with `fmt` (the
+    repository's object format) also compute the git blob id of exactly the bytes read."""
+    st = os.lstat(abspath)
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(os.fsencode(abspath))
+        g = _oid_hasher(fmt, len(target))
+        if g is not None:
+            g.update(target)
+        return DiskHash("symlink", hashlib.sha256(target).hexdigest(),
+                        g.hexdigest() if g is not None else None)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"not a regular file or symlink: {abspath}")
+    fd = os.open(abspath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):
+            raise OSError(f"not a regular file: {abspath}")
+        h = hashlib.sha256()
+        g = _oid_hasher(fmt, fst.st_size)
+        total = 0
+        while True:
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            total += len(chunk)
+            h.update(chunk)
+            if g is not None:
+                g.update(chunk)
+    finally:
+        os.close(fd)
+    git_oid = g.hexdigest() if g is not None and total == fst.st_size else None
+    return DiskHash("file", h.hexdigest(), git_oid)
+
+
+_Result = tuple[DiskHash | None, str | None]
+
+
+def _hash_batch(job: tuple[str, str | None, list[str]]) -> list[_Result]:
+    root, fmt, paths = job
+    out: list[_Result] = []
+    for p in paths:
+        try:
+            out.append((hash_disk(fmt, os.path.join(root, p)), None))
+        except OSError as exc:
+            out.append((None, str(exc)))
+    return out
+
+
+# Below this many files a pool costs more (fork, pickling) than it saves.
+_POOL_MIN_FILES = 2000
+_BATCH = 256
+
+
+def hash_paths(root: str, fmt: str | None, paths: list[str]) -> list[_Result]:
+    """Hash many files on all cores. Processes, not threads: per-file work is mostly Python
+    bytecode holding the GIL, so threads measured barely faster than one core."""
+    workers = _workers()
+    if len(paths) < _POOL_MIN_FILES or workers == 1:
+        return _hash_batch((root, fmt, paths))
+    import multiprocessing
+
+    jobs = [(root, fmt, paths[i:i + _BATCH]) for i in range(0, len(paths), _BATCH)]
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform
+        return _hash_batch((root, fmt, paths))
+    with ctx.Pool(workers) as pool:
+        batches = pool.map(_hash_batch, jobs, chunksize=1)
+    return [r for batch in batches for r in batch]
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache) -> dict[str, str]:
+    """Manifest values for `entries`: 64 hex for files, `symlink:<hex>` for links,
+    `gitlink:<commit>` for submodules. Never follows a symlink; fails closed on unreadable data."""
+    values: dict[str, str] = {}
+    pending: list[ViewEntry] = []
+    empty: dict[str, str] = {}
+    get = (cache.entries if any(e.oid for e in entries) else empty).get
+    for e in entries:
+        if e.kind == "gitlink":
+            values[e.path] = f"gitlink:{e.oid}"
+            continue
+        cached = get(e.oid) if e.oid else None
+        if cached is not None:
+            values[e.path] = f"symlink:{cached}" if e.kind == "symlink" else cached
+        else:
+            pending.append(e)
+    if not pending:
+        return values
+
+    repo = view.repo
+    fmt = repo.object_format if repo is not None else None
+    if view.has_disk:
+        results = hash_paths(os.fspath(view.root), fmt, [e.path for e in pending])
+    else:
+        results = [(None, "no working tree")] * len(pending)
+
+    for e, (dh, err) in zip(pending, results, strict=True):
+        if dh is not None and e.oid is not None and dh.git_oid == e.oid:
+            cache.put(e.oid, dh.sha256)
+            values[e.path] = _tag(e.kind if not e.trust_disk else dh.kind, dh.sha256)
+        elif e.trust_disk:
+            if dh is None:
+                raise CatalyticError(
+                    ErrorCode.HASH_FAILED, f"cannot read {e.path}: {err}", path=e.path,
+                )
+            values[e.path] = _tag(dh.kind, dh.sha256)
+        else:
+            if repo is None or e.oid is None:
+                raise CatalyticError(ErrorCode.HASH_FAILED, f"no content for {e.path}",
+                                     path=e.path)
+            data = repo.read_blob(e.oid)
+            sha = hashlib.sha256(data).hexdigest()
+            cache.put(e.oid, sha)
+            values[e.path] = _tag(e.kind, sha)
+    return values
+
+
+def _tag(kind: Kind, sha: str) -> str:
+    return f"symlink:{sha}" if kind == "symlink" else sha

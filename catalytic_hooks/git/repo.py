@@ -1,0 +1,326 @@
+"""All access to git: the only module that imports pygit2 or runs the git CLI.
+
+Listings come from the git CLI (`ls-files -s -z`, `status --porcelain=v2`, `diff-index`), which
+measures several times faster than iterating the index through pygit2; object contents come from
+pygit2's object database. pygit2 is imported lazily so hook start-up does not pay for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+
+# Variables git sets for a hook; honoured for the repository being committed to, stripped
+# before touching any other repository or worktree.
+GIT_ENV_VARS = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_NAMESPACE",
+    "GIT_QUARANTINE_PATH", "GIT_EXEC_PATH_OVERRIDE",
+)
+
+MODE_LINK = "120000"
+MODE_GITLINK = "160000"
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in GIT_ENV_VARS}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def is_zero_oid(oid: str) -> bool:
+    return len(oid) in (40, 64) and set(oid) == {"0"}
+
+
+class IndexEntry(NamedTuple):
+    mode: str
+    oid: str
+    stage: int
+    path: str
+
+
+class TreeEntry(NamedTuple):
+    mode: str
+    oid: str
+    path: str
+
+
+@dataclass(frozen=True)
+class RawChange:
+    """One line of `git diff --raw`: status letter A/D/M/T, old and new mode and oid."""
+
+    status: str
+    old_mode: str
+    new_mode: str
+    old_oid: str
+    new_oid: str
+    path: str
+
+
+@dataclass
+class WorktreeStatus:
+    modified: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
+    submodule_moved: set[str] = field(default_factory=set)
+    untracked: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+class Repo:
+    """A repository as git sees it from `top` (its working tree) with a given environment."""
+
+    def __init__(self, top: Path, git_dir: Path, common_dir: Path, env: dict[str, str]):
+        self.top = top
+        self.git_dir = git_dir
+        self.common_dir = common_dir
+        self.env = env
+        self._pygit2: Any = None
+        self._object_format: str | None = None
+
+    # -- discovery -------------------------------------------------------------------------
+    @classmethod
+    def discover(cls, start: Path | None = None) -> Repo:
+        """Find the repository. From the current directory git's environment (GIT_DIR,
+        GIT_INDEX_FILE, ...) is honoured, as in a hook; an explicit other path strips it."""
+        env = dict(os.environ) if start is None else clean_env()
+        cwd = Path.cwd() if start is None else Path(start)
+        if not cwd.is_dir():
+            raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} is not a directory")
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir",
+                 "--git-common-dir"],
+                cwd=cwd, env=env, capture_output=True, check=True,
+            ).stdout
+        except subprocess.CalledProcessError as exc:
+            raise CatalyticError(
+                ErrorCode.NOT_A_REPOSITORY,
+                f"{cwd} is not inside a git working tree: "
+                f"{exc.stderr.decode(errors='replace').strip()}",
+            ) from exc
+        except FileNotFoundError as exc:
+            raise CatalyticError(ErrorCode.GIT_FAILED, "git is not installed") from exc
+        lines = os.fsdecode(out).splitlines()
+        if len(lines) != 3 or not lines[0]:
+            raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} has no working tree")
+        top, git_dir = Path(lines[0]), Path(lines[1])
+        common = Path(lines[2])
+        if not common.is_absolute():
+            common = (cwd / common).resolve()
+        return cls(top, git_dir, common, env)
+
+    @staticmethod
+    def find(start: Path | None = None) -> Repo | None:
+        try:
+            return Repo.discover(start)
+        except CatalyticError:
+            return None
+
+    # -- running git ------------------------------------------------------------------------
+    def git(self, *args: str, input: bytes | None = None, check: bool = True,
+            extra_env: dict[str, str] | None = None) -> bytes:
+        env = self.env if not extra_env else {**self.env, **extra_env}
+        proc = subprocess.run(
+            ["git", *args], cwd=self.top, env=env, input=input, capture_output=True,
+        )
+        if check and proc.returncode != 0:
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                f"git {' '.join(args[:3])} failed: "
+                f"{proc.stderr.decode(errors='replace').strip()}",
+                returncode=proc.returncode,
+            )
+        return proc.stdout
+
+    def git_ok(self, *args: str) -> bool:
+        proc = subprocess.run(["git", *args], cwd=self.top, env=self.env, capture_output=True)
+        return proc.returncode == 0
+
+    @property
+    def object_format(self) -> str:
+        if self._object_format is None:
+            out = self.git("rev-parse", "--show-object-format", check=False).strip()
+            self._object_format = out.decode() or "sha1"
+        return self._object_format
+
+    def empty_tree(self) -> str:
+        algo = hashlib.sha256 if self.object_format == "sha256" else hashlib.sha1
+        return algo(b"tree 0\x00").hexdigest()
+
+    def rev_parse(self, rev: str) -> str | None:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"],
+            cwd=self.top, env=self.env, capture_output=True,
+        )
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def tree_of(self, rev: str) -> str:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{tree}"],
+            cwd=self.top, env=self.env, capture_output=True,
+        )
+        if proc.returncode != 0:
+            raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {rev!r}", rev=rev)
+        return proc.stdout.decode().strip()
+
+    def head(self) -> str | None:
+        return self.rev_parse("HEAD")
+
+    def config_get(self, key: str) -> str | None:
+        proc = subprocess.run(
+            ["git", "config", "--get", key], cwd=self.top, env=self.env, capture_output=True
+        )
+        return proc.stdout.decode().strip() if proc.returncode == 0 else None
+
+    # -- listings ---------------------------------------------------------------------------
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start a git command whose output is collected later with `finish`, so independent
+        listings run concurrently."""
+        return subprocess.Popen(["git", *args], cwd=self.top, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    @staticmethod
+    def finish(proc: subprocess.Popen[bytes]) -> bytes:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                f"git {' '.join(str(a) for a in proc.args[1:4])} failed: "  # type: ignore[index]
+                f"{err.decode(errors='replace').strip()}",
+                returncode=proc.returncode,
+            )
+        return out
+
+    def ls_index_start(self, pathspecs: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        args = ["ls-files", "-s", "-z", "--full-name"]
+        if pathspecs:
+            args += ["--", *(f":(literal){p}" for p in pathspecs)]
+        return self.start(*args)
+
+    @staticmethod
+    def parse_index(out: bytes) -> list[IndexEntry]:
+        # "<mode> <oid> <stage>\t<path>": mode is always 6 digits and stage 1 digit, so
+        # slicing beats splitting on a 100,000-entry index.
+        entries = []
+        for rec in out.decode("utf-8", "surrogateescape").split("\0"):
+            if rec:
+                tab = rec.index("\t")
+                entries.append(IndexEntry(rec[:6], rec[7:tab - 2], int(rec[tab - 1]),
+                                          rec[tab + 1:]))
+        return entries
+
+    def ls_index(self, pathspecs: Sequence[str] = ()) -> list[IndexEntry]:
+        return self.parse_index(self.finish(self.ls_index_start(pathspecs)))
+
+    def ls_tree(self, rev: str, pathspecs: Sequence[str] = ()) -> list[TreeEntry]:
+        args = ["ls-tree", "-r", "-z", "--full-tree", rev]
+        if pathspecs:
+            args += ["--", *pathspecs]
+        out = self.git(*args)
+        entries = []
+        for rec in out.decode("utf-8", "surrogateescape").split("\0"):
+            if rec:
+                tab = rec.index("\t")
+                mode, _typ, oid = rec[:tab].split(" ")
+                entries.append(TreeEntry(mode, oid, rec[tab + 1:]))
+        return entries
+
+    def status_start(self, *, ignored: bool) -> subprocess.Popen[bytes]:
+        # -uall, not the faster default: in "normal" mode git omits an untracked directory that
+        # stands where a deleted tracked file was, and a digest must never miss a file.
+        args = ["--no-optional-locks", "status", "--porcelain=v2", "-z", "--no-renames",
+                "--ignore-submodules=none", "--untracked-files=all"]
+        if ignored:
+            # "traditional" with -uall lists every file inside an ignored directory.
+            args.append("--ignored=traditional")
+        return self.start(*args)
+
+    def finish_status(self, proc: subprocess.Popen[bytes]) -> WorktreeStatus:
+        return self.parse_status(self.finish(proc))
+
+    @staticmethod
+    def parse_status(out: bytes) -> WorktreeStatus:
+        st = WorktreeStatus()
+        for rec in out.split(b"\0"):
+            if not rec:
+                continue
+            kind = rec[:1]
+            if kind in (b"1", b"u"):
+                fields = rec.split(b" ", 8 if kind == b"1" else 10)
+                xy, sub, path = fields[1].decode(), fields[2].decode(), os.fsdecode(fields[-1])
+                if kind == b"u" or xy[1] != ".":
+                    st.modified.add(path)
+                if xy[1] == "D":
+                    st.deleted.add(path)
+                if sub.startswith("S") and sub[1] == "C":
+                    st.submodule_moved.add(path)
+            elif kind == b"?":
+                st.untracked.append(os.fsdecode(rec[2:]))
+            elif kind == b"!":
+                st.ignored.append(os.fsdecode(rec[2:]))
+        return st
+
+    def diff_raw(self, old: str, new: str | None, pathspecs: Sequence[str] = ()) -> list[RawChange]:
+        """Changed paths between two trees (new=None: the index)."""
+        if new is None:
+            args = ["diff-index", "--cached", "--raw", "-z", "--no-renames", "-r",
+                    "--ignore-submodules=none", old]
+        else:
+            args = ["diff-tree", "-r", "--raw", "-z", "--no-renames", old, new]
+        if pathspecs:
+            args += ["--", *pathspecs]
+        return _parse_raw(self.git(*args))
+
+    # -- objects ----------------------------------------------------------------------------
+    def _repo2(self) -> Any:
+        if self._pygit2 is None:
+            import pygit2
+
+            self._pygit2 = pygit2.Repository(str(self.git_dir))
+        return self._pygit2
+
+    def read_blob(self, oid: str) -> bytes:
+        try:
+            data: bytes = self._repo2()[oid].data
+        except (KeyError, ValueError) as exc:
+            raise CatalyticError(ErrorCode.GIT_FAILED, f"object {oid} is missing") from exc
+        return data
+
+    def commit_subject(self, oid: str) -> str:
+        return self.git("log", "-1", "--format=%s", oid).decode(errors="replace").strip()
+
+    def submodule_head(self, path: str) -> str | None:
+        sub = self.top / path
+        if not (sub / ".git").exists():
+            return None
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=sub, env=clean_env(),
+                              capture_output=True)
+        return proc.stdout.decode().strip() if proc.returncode == 0 else None
+
+
+def _parse_raw(out: bytes) -> list[RawChange]:
+    changes = []
+    parts = out.split(b"\0")
+    i = 0
+    while i < len(parts):
+        meta = parts[i]
+        if not meta.startswith(b":"):
+            i += 1
+            continue
+        old_mode, new_mode, old_oid, new_oid, status = meta[1:].decode().split(" ")
+        path = os.fsdecode(parts[i + 1])
+        changes.append(RawChange(status[0], old_mode, new_mode, old_oid, new_oid, path))
+        i += 2
+    return changes
+
+
+def literal(paths: Iterable[str]) -> list[str]:
+    return [f":(literal){p}" for p in paths]

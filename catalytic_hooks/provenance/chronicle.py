@@ -1,0 +1,166 @@
+"""The chronicle (DESIGN.md §8): an append-only, hash-chained ledger of runs, signings,
+verifications, restores and replays.
+
+Each line is canonical JSON with `seq` (its position), `prev` (the SHA-256 of the previous line's
+bytes) and `self` (the SHA-256 of the record without `self`), so an edit anywhere, a deletion,
+insertion or reordering breaks the chain at a line `verify` names. The last line has no successor
+to vouch for it, so a head file beside the chronicle (`<chronicle>.head`) records the last `seq`
+and line hash: deleting or replacing the last line is detected too. Appends take an exclusive lock
+and are fsynced; a torn final line (a crash mid-write) is reported, never silently extended.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.canonical import canonical_bytes, canonical_hash, loads_strict, sha256_hex
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import atomic_write, write_all
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class ChronicleCheck:
+    ok: bool
+    records: int
+    bad_line: int | None = None
+    reason: str | None = None
+
+
+def _bad(line: int, reason: str) -> CatalyticError:
+    return CatalyticError(ErrorCode.CHRONICLE_INVALID, f"line {line}: {reason}", line=line)
+
+
+def _parse_line(line: bytes, n: int, prev: str) -> dict[str, Any]:
+    try:
+        doc = loads_strict(line, what=f"line {n}")
+    except CatalyticError as exc:
+        raise _bad(n, f"not a JSON record ({exc.message})") from exc
+    if not isinstance(doc, dict) or canonical_bytes(doc) != line:
+        raise _bad(n, "not a canonical record (edited)")
+    body = {k: v for k, v in doc.items() if k != "self"}
+    if doc.get("self") != canonical_hash(body):
+        raise _bad(n, "its content does not match its own hash (edited)")
+    if doc.get("seq") != n:
+        raise _bad(n, f"has seq {doc.get('seq')!r} (lines inserted, deleted or reordered)")
+    if doc.get("prev") != prev:
+        raise _bad(n, "does not chain to the line before it (edited, inserted, deleted or "
+                      "reordered)")
+    return doc
+
+
+def head_path(path: Path) -> Path:
+    return path.with_name(path.name + ".head")
+
+
+def _read_head(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = loads_strict(head_path(path).read_bytes(), what="chronicle head")
+    except FileNotFoundError:
+        return None
+    except (OSError, CatalyticError) as exc:
+        raise CatalyticError(ErrorCode.CHRONICLE_INVALID, f"the chronicle head is unreadable: "
+                             f"{exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("seq"), int):
+        raise CatalyticError(ErrorCode.CHRONICLE_INVALID, "the chronicle head is malformed")
+    return doc
+
+
+def _read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read {path}: {exc.strerror}") from exc
+    lines = data.split(b"\n")
+    if lines[-1] != b"":
+        raise _bad(len(lines), "torn (no final newline: an interrupted append or a truncation)")
+    records, hashes = [], []
+    prev = GENESIS
+    for n, line in enumerate(lines[:-1], 1):
+        records.append(_parse_line(line, n, prev))
+        prev = sha256_hex(line)
+        hashes.append(prev)
+    return records, hashes
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    """Every record, checked against the chain and the head; raises CHRONICLE_INVALID naming
+    the first bad line."""
+    records, hashes = _read_lines(path)
+    head = _read_head(path)
+    n = len(records)
+    if head is None:
+        if n:
+            raise _bad(n, "the chronicle head is missing")
+        return records
+    if head["seq"] > n:
+        raise _bad(n + 1, f"missing: the head says {head['seq']} record(s) (deleted or "
+                          "truncated)")
+    if head["seq"] < n:
+        raise _bad(head["seq"] + 1, "beyond the head (appended without advancing the head: an "
+                                    "interrupted append, or an insertion)")
+    if n and head.get("line_sha256") != hashes[-1]:
+        raise _bad(n, "does not match the head (the last line was replaced)")
+    return records
+
+
+def verify(path: Path) -> ChronicleCheck:
+    try:
+        records = read(path)
+    except CatalyticError as exc:
+        return ChronicleCheck(False, 0, exc.details.get("line"), exc.message)
+    return ChronicleCheck(True, len(records))
+
+
+def _last_line(fd: int) -> bytes | None:
+    """The last complete line (without its newline), read backwards from the end; None for an
+    empty file. A torn tail (no final newline) is returned as is, so it fails the head check."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    end = size - 1 if os.pread(fd, 1, size - 1) == b"\n" else size
+    buf, pos = b"", end
+    while pos > 0:
+        step = min(65536, pos)
+        pos -= step
+        buf = os.pread(fd, step, pos) + buf
+        cut = buf.rfind(b"\n")
+        if cut >= 0:
+            return buf[cut + 1:]
+    return buf
+
+
+def append(path: Path, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # serialises appenders across processes
+        head = _read_head(path)
+        last = _last_line(fd)
+        last_hash = sha256_hex(last) if last is not None else GENESIS
+        count = head["seq"] if head is not None else 0
+        # Never extend a chronicle whose tail does not match its head (torn, truncated, edited).
+        if (head is None) != (last is None) or (head is not None and
+                                                head.get("line_sha256") != last_hash):
+            raise CatalyticError(ErrorCode.CHRONICLE_INVALID, "the chronicle does not match its "
+                                 "head; run `catalytic chronicle verify` before appending")
+        body = {"seq": count + 1, "prev": last_hash,
+                "kind": kind, "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "data": data}
+        record = {**body, "self": canonical_hash(body)}
+        line = canonical_bytes(record)
+        write_all(fd, line + b"\n")
+        os.fsync(fd)
+        atomic_write(head_path(path), canonical_bytes({"seq": record["seq"],
+                                                       "line_sha256": sha256_hex(line)}))
+    finally:
+        os.close(fd)  # closing releases the lock
+    return record

@@ -1,0 +1,76 @@
+"""Environment fingerprint (recorded by `catalytic run`, compared by replay) and the determinism
+settings both apply to the command they run."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.canonical import canonical_hash
+
+DETERMINISM_VARS = ("PYTHONHASHSEED", "CATALYTIC_SEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+
+
+def determinism_env(seed: int) -> dict[str, str]:
+    return {
+        "PYTHONHASHSEED": str(seed),
+        "CATALYTIC_SEED": str(seed),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    }
+
+
+def distributions() -> list[str]:
+    """Installed distributions as sorted `name==version` (importlib.metadata, not pip)."""
+    seen = set()
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").strip()
+        if name:
+            seen.add(f"{name.lower().replace('_', '-')}=={dist.version}")
+    return sorted(seen)
+
+
+def fingerprint(root: Path, lock_files: tuple[str, ...], seed: int) -> dict[str, Any]:
+    dists = distributions()
+    locks: dict[str, str | None] = {}
+    for rel in lock_files:
+        try:
+            locks[rel] = "sha256:" + hashlib.sha256((root / rel).read_bytes()).hexdigest()
+        except OSError:
+            locks[rel] = None
+    return {
+        "python_implementation": platform.python_implementation(),
+        "python_version": platform.python_version(),
+        "platform": platform.system(),
+        "platform_release": platform.release(),
+        "machine": platform.machine(),
+        "distributions": dists,
+        "distributions_sha256": canonical_hash(dists),
+        "lock_files": locks,
+        "determinism": determinism_env(seed),
+    }
+
+
+def compare(recorded: Any, current: dict[str, Any]) -> list[dict[str, Any]]:
+    """Differences between a recorded fingerprint and the current one (empty when equal)."""
+    if not isinstance(recorded, dict):
+        return [{"field": "environment", "recorded": None, "current": "present"}]
+    diffs: list[dict[str, Any]] = []
+    for key in ("python_implementation", "python_version", "platform", "machine",
+                "lock_files", "distributions_sha256"):
+        if recorded.get(key) != current.get(key):
+            diffs.append({"field": key, "recorded": recorded.get(key),
+                          "current": current.get(key)})
+    old = {d.split("==")[0]: d for d in recorded.get("distributions", []) if isinstance(d, str)}
+    new = {d.split("==")[0]: d for d in current["distributions"]}
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            diffs.append({"field": f"distribution {name}", "recorded": old.get(name),
+                          "current": new.get(name)})
+    return diffs

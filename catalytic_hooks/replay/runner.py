@@ -1,0 +1,345 @@
+"""Replay (DESIGN.md §7): re-execute an archived run in a clean worktree and show whether it
+reproduces: `exact`, `within-tolerance`, `drift-verified`, `nondeterministic` or `failed`."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.fs.files import atomic_write, read_fd
+from catalytic_hooks.git.repo import Repo, clean_env
+from catalytic_hooks.provenance.environment import compare, determinism_env, fingerprint
+
+EXACT, WITHIN, DRIFT, NONDET, FAILED = ("exact", "within-tolerance", "drift-verified",
+                                        "nondeterministic", "failed")
+PASSING = (EXACT, WITHIN)
+
+# Verification failures that mean the bundle's own bytes are corrupt (quarantined), as opposed to
+# an honest failed run, a missing output, or an untrusted signer (refused, left in place).
+CORRUPT = frozenset({
+    "ARTIFACT_EXTRA", "ARTIFACT_MALFORMED", "FIELD_EXTRA", "FIELD_MISSING",
+    "ALGORITHM_UNSUPPORTED", "KEY_INVALID", "IDENTITY_INVALID", "BUNDLE_ROOT_MISMATCH",
+    "IDENTITY_MISMATCH", "SIGNATURE_INCOMPLETE", "SIGNATURE_MALFORMED", "SIGNATURE_INVALID",
+    "HASH_MISMATCH", "PATH_ESCAPE_DETECTED", "FORBIDDEN_ARTIFACT",
+})
+
+
+@dataclass
+class ReplayOptions:
+    worktree: Path | None = None
+    strict_env: bool = False
+    timeout: float | None = None
+    keep: bool = False
+    quarantine: bool = True
+    allow_untrusted: bool = False
+
+
+@dataclass
+class Attempt:
+    ok: bool
+    reason: str | None
+    hashes: dict[str, str | None] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested metrics objects as `a.b.c` → leaf value."""
+    if isinstance(doc, dict):
+        out: dict[str, Any] = {}
+        for k, v in doc.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: doc}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def compare_metrics(archived: dict[str, Any], replayed: dict[str, Any], tol: float
+                    ) -> list[dict[str, Any]]:
+    rows = []
+    for key in sorted(set(archived) | set(replayed)):
+        a, b = archived.get(key), replayed.get(key)
+        if isinstance(a, int | float) and isinstance(b, int | float) and _number(a) \
+                and _number(b):
+            delta = abs(float(a) - float(b))
+            ok = delta <= tol or (math.isnan(delta) and a == b)
+        else:
+            delta, ok = None, a == b
+        rows.append({"key": key, "archived": a, "replayed": b, "delta": delta,
+                     "within_tolerance": ok})
+    return rows
+
+
+def _sha(path: Path) -> str | None:
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        return "sha256:" + h.hexdigest()
+    except OSError:
+        return None
+
+
+def _load_json(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return loads_strict(data)
+    except CatalyticError:
+        return None
+
+
+class Replayer:
+    def __init__(self, repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions):
+        self.repo = repo
+        self.policy = policy
+        self.run_dir = run_dir.resolve()
+        self.opts = opts
+        self.git = Repo(repo.top, repo.git_dir, repo.common_dir, clean_env())
+
+    # -- 1. verification and quarantine -------------------------------------------------------
+    def verify(self) -> Any:
+        from catalytic_hooks.bundle.model import DirSource
+        from catalytic_hooks.bundle.trust import load_trust
+        from catalytic_hooks.bundle.verify import verify_bundle
+
+        src = DirSource(self.run_dir, self.repo.top)
+        try:
+            v = verify_bundle(src)
+        except CatalyticError as exc:
+            if exc.code.value in CORRUPT and self.opts.quarantine:
+                where = self.quarantine(exc)
+                raise CatalyticError(ErrorCode.REPLAY_FAILED, f"bundle is corrupt "
+                                     f"({exc.code.value}: {exc.message}); moved to {where}",
+                                     reason=exc.code.value, quarantine=str(where),
+                                     verification=exc.to_dict()) from exc
+            raise CatalyticError(ErrorCode.REPLAY_FAILED, f"bundle does not verify: "
+                                 f"{exc.code.value}: {exc.message}", reason=exc.code.value,
+                                 verification=exc.to_dict()) from exc
+        if not self.opts.allow_untrusted:
+            ok, why = load_trust(self.policy, self.repo.top).lookup(v.validator_id)
+            if not ok:
+                raise CatalyticError(ErrorCode.REPLAY_FAILED, f"untrusted bundle: {why}",
+                                     reason="UNTRUSTED")
+        self.source = src
+        return v
+
+    def quarantine(self, exc: CatalyticError) -> Path:
+        """Move (never delete) the bundle aside, with a report saying why."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        qdir = self.repo.top / self.policy.quarantine_dir
+        qdir.mkdir(parents=True, exist_ok=True)
+        dest = qdir / f"{self.run_dir.name}-{stamp}"
+        os.rename(self.run_dir, dest)
+        report = {"run_id": self.run_dir.name, "original_path": str(self.run_dir),
+                  "quarantined_at": stamp, "reason": exc.code.value, "message": exc.message,
+                  "details": exc.details}
+        atomic_write(qdir / f"{dest.name}.QUARANTINE_REPORT.json", canonical_bytes(report))
+        return dest
+
+    # -- 2. + 4. worktree and execution ---------------------------------------------------------
+    def worktree(self, commit: str, path: Path | None) -> Path:
+        if path is None:
+            path = Path(tempfile.mkdtemp(prefix="catalytic-replay-")) / "wt"
+        elif path.exists():
+            raise CatalyticError(ErrorCode.USAGE, f"{path} exists; --worktree needs a new path")
+        self.git.git("worktree", "add", "--detach", "-q", str(path), commit)
+        return path.resolve()
+
+    def remove_worktree(self, path: Path) -> None:
+        self.git.git("worktree", "remove", "--force", str(path), check=False)
+        self.git.git("worktree", "prune", check=False)
+        if path.name == "wt" and path.parent.name.startswith("catalytic-replay-"):
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+    def attempt(self, spec: dict[str, Any], commit: str, path: Path | None,
+                hashes: dict[str, str], metrics_files: list[str]) -> tuple[Attempt, Path]:
+        wt = self.worktree(commit, path)
+        cwd = wt / spec.get("cwd", ".")
+        seed = spec.get("seed", 0)
+        env = {**clean_env(), **determinism_env(seed if isinstance(seed, int) else 0),
+               "CATALYTIC_RUN_ID": str(spec.get("task_id", self.run_dir.name)),
+               "CATALYTIC_REPLAY": "1"}
+        timeout = self.opts.timeout or spec.get("timeout_seconds")
+        try:
+            proc = subprocess.run(spec["command"], cwd=cwd, env=env, timeout=timeout,
+                                  capture_output=True)
+        except subprocess.TimeoutExpired:
+            return Attempt(False, f"timed out after {timeout} s"), wt
+        except OSError as exc:
+            return Attempt(False, f"cannot start the command: {exc.strerror}"), wt
+        if proc.returncode != 0:
+            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            return Attempt(False, f"command exited {proc.returncode}: {' | '.join(tail)}",
+                           exit_code=proc.returncode), wt
+        got = {k: _sha(wt / k) for k in hashes}
+        mets = {m: _load_json((wt / m).read_bytes() if (wt / m).is_file() else None)
+                for m in metrics_files}
+        return Attempt(True, None, got, mets, 0), wt
+
+
+def archived_bytes(source: Any, key: str) -> bytes | None:
+    from catalytic_hooks.bundle.model import open_beneath
+
+    try:
+        where = source.locate(key)
+        if where is None:
+            return None
+        fd = open_beneath(*where)
+    except OSError:
+        return None
+    try:
+        return read_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
+    r = Replayer(repo, policy, run_dir, opts)
+    started = _now()
+    v = r.verify()
+    spec = v.task_spec if isinstance(v.task_spec, dict) else {}
+    command = spec.get("command")
+    commit = spec.get("git_commit")
+    if not (isinstance(command, list) and command and all(isinstance(c, str) for c in command)):
+        raise CatalyticError(ErrorCode.REPLAY_FAILED, "TASK_SPEC records no command to replay",
+                             reason="NO_COMMAND")
+    if not isinstance(commit, str) or r.git.rev_parse(commit) is None:
+        raise CatalyticError(ErrorCode.REPLAY_FAILED, f"recorded commit {commit!r} is not in "
+                             "this repository", reason="NO_COMMIT")
+    metrics_files = [m for m in spec.get("metrics", []) if isinstance(m, str)]
+    recorded_env = spec.get("environment")
+    lock_files = tuple(recorded_env.get("lock_files", {})) if isinstance(recorded_env, dict) \
+        else policy.lock_files
+    env_diffs = compare(recorded_env, fingerprint(repo.top, lock_files, 0))
+    report: dict[str, Any] = {
+        "run_id": v.run_id, "bundle_root": v.bundle_root, "commit": commit,
+        "command": command, "tolerance": policy.metrics_tolerance,
+        "environment": {"differences": env_diffs, "strict": opts.strict_env},
+        "started_at": started,
+    }
+    worktrees: list[Path] = []
+    try:
+        if env_diffs and opts.strict_env:
+            report.update(verdict=FAILED, reason="environment differs from the recorded one "
+                          "(--strict-env)", replays=0, outputs=[], metrics=[])
+            return report
+        first, wt = r.attempt(spec, commit, opts.worktree, v.hashes, metrics_files)
+        worktrees.append(wt)
+        report["worktree"] = str(wt)
+        if not first.ok:
+            report.update(verdict=FAILED, reason=first.reason, replays=1, outputs=[],
+                          metrics=[])
+            return report
+        _judge(report, r, v, spec, commit, first, metrics_files, policy, worktrees)
+        return report
+    finally:
+        report["finished_at"] = _now()
+        if not opts.keep:
+            for wt in worktrees:
+                r.remove_worktree(wt)
+        _write_reports(repo, policy, report)
+
+
+def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], commit: str,
+           first: Attempt, metrics_files: list[str], policy: Policy,
+           worktrees: list[Path]) -> None:
+    archived_metrics = {m: _load_json(archived_bytes(r.source, m)) for m in metrics_files}
+    outputs = [{"path": k, "expected": v.hashes[k], "replay1": first.hashes[k],
+                "match": first.hashes[k] == v.hashes[k]} for k in sorted(v.hashes)]
+    metric_rows: list[dict[str, Any]] = []
+    for m in metrics_files:
+        for row in compare_metrics(flatten(archived_metrics[m]), flatten(first.metrics.get(m)),
+                                   policy.metrics_tolerance):
+            metric_rows.append({"file": m, **row})
+    report.update(outputs=outputs, metrics=metric_rows, replays=1)
+    mismatched = [o["path"] for o in outputs if not o["match"]]
+    if not mismatched:
+        report["verdict"] = EXACT
+        return
+    metric_ok = {m: all(r_["within_tolerance"] for r_ in metric_rows if r_["file"] == m)
+                 for m in metrics_files}
+    if all(p in metric_ok and metric_ok[p] and archived_metrics[p] is not None
+           for p in mismatched):
+        report["verdict"] = WITHIN
+        return
+    # A difference: replay once more to tell nondeterminism from a real change.
+    second, wt2 = r.attempt(spec, commit, None, v.hashes, metrics_files)
+    worktrees.append(wt2)
+    report["replays"] = 2
+    if not second.ok:
+        report.update(verdict=FAILED, reason=f"second replay: {second.reason}")
+        return
+    for o in outputs:
+        o["replay2"] = second.hashes[o["path"]]
+    if all(first.hashes[k] == second.hashes[k] for k in v.hashes):
+        report.update(verdict=DRIFT, reason=f"both replays agree with each other but not with "
+                      f"the archive for {len(mismatched)} output(s)")
+    else:
+        report.update(verdict=NONDET, reason="the two replays differ from each other")
+
+
+def _write_reports(repo: Repo, policy: Policy, report: dict[str, Any]) -> None:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    rdir = repo.top / policy.reports_dir
+    rdir.mkdir(parents=True, exist_ok=True)
+    base = rdir / f"replay-{report['run_id']}-{stamp}"
+    report["report_json"] = str(base.with_suffix(".json"))
+    report["report_md"] = str(base.with_suffix(".md"))
+    atomic_write(base.with_suffix(".json"), canonical_bytes(report))
+    atomic_write(base.with_suffix(".md"), render_markdown(report).encode())
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    lines = [f"# Replay of {rep['run_id']}: **{rep.get('verdict', '?')}**", ""]
+    if rep.get("reason"):
+        lines += [f"Reason: {rep['reason']}", ""]
+    lines += [f"- bundle root: `{rep['bundle_root']}`", f"- commit: `{rep['commit']}`",
+              f"- command: `{' '.join(rep['command'])}`",
+              f"- replays: {rep.get('replays', 0)}; metric tolerance {rep['tolerance']}",
+              f"- started {rep['started_at']}, finished {rep.get('finished_at', '')}", "",
+              "## Environment", ""]
+    diffs = rep["environment"]["differences"]
+    if not diffs:
+        lines.append("Same as recorded.")
+    else:
+        lines += ["| field | recorded | now |", "|---|---|---|"]
+        lines += [f"| {d['field']} | {d['recorded']} | {d['current']} |" for d in diffs]
+    lines += ["", "## Outputs", "", "| path | archived | replay 1 | replay 2 | match |",
+              "|---|---|---|---|---|"]
+    for o in rep.get("outputs", []):
+        lines.append(f"| {o['path']} | `{o['expected'][7:19]}` | "
+                     f"`{(o['replay1'] or 'missing')[7:19]}` | "
+                     f"`{(o.get('replay2') or '-')[7:19]}` | {'yes' if o['match'] else 'no'} |")
+    rows = [m for m in rep.get("metrics", []) if m["delta"] is not None]
+    if rep.get("metrics"):
+        lines += ["", "## Metrics (largest deltas first)", "",
+                  "| file | key | archived | replayed | delta | within tolerance |",
+                  "|---|---|---|---|---|---|"]
+        ordered = sorted(rows, key=lambda m: -m["delta"]) + [m for m in rep["metrics"]
+                                                             if m["delta"] is None]
+        for m in ordered:
+            lines.append(f"| {m['file']} | {m['key']} | {m['archived']} | {m['replayed']} | "
+                         f"{m['delta']} | {'yes' if m['within_tolerance'] else 'no'} |")
+    return "\n".join(lines) + "\n"
