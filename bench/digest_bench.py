@@ -18,10 +18,10 @@ from pathlib import Path
 from common import CATALYTIC, build_repo, median_time, run, table
 
 LIBRARY = (
-    "from catalytic_hooks.gitrepo import Repo\n"
-    "from catalytic_hooks.policy import load_policy\n"
-    "from catalytic_hooks.hashing import HashCache\n"
-    "from catalytic_hooks.fastdigest import worktree_digest\n"
+    "from catalytic_hooks.git.repo import Repo\n"
+    "from catalytic_hooks.core.policy import load_policy\n"
+    "from catalytic_hooks.git.hashing import HashCache\n"
+    "from catalytic_hooks.git.digests import worktree_digest\n"
     "r = Repo.discover(); print(worktree_digest(r, load_policy(r.top), "
     "HashCache.for_repo(r)).digest)\n"
 )

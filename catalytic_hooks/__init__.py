@@ -1,3 +1,14 @@
 """catalytic-hooks: make catalytic work in a git repository provable."""
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing the package (the hook's start-up) does not load importlib.metadata.
+    if name == "__version__":
+        from catalytic_hooks.core.version import version
+
+        return version()
+    raise AttributeError(name)

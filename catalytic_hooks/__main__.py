@@ -1,5 +1,5 @@
 import sys
 
-from catalytic_hooks.cli import main
+from catalytic_hooks.cli.main import main
 
 sys.exit(main())

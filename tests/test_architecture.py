@@ -1,4 +1,6 @@
-"""Imports point downwards only, and the hook entry points stay light."""
+"""The layering of docs/ARCHITECTURE.md, enforced from the imports: no upward import, no cycle,
+pygit2 and the git CLI only in `git/`, Typer and rich only in `cli/`; and the hook entry point
+stays light."""
 
 from __future__ import annotations
 
@@ -10,34 +12,181 @@ from pathlib import Path
 from .conftest import DEFAULT_POLICY, ROOT
 
 PACKAGE = ROOT / "catalytic_hooks"
+NAME = "catalytic_hooks"
+
+# Lower rank = lower layer. A module may import its own layer or a strictly lower one; layers of
+# equal rank (replay, enforce) are siblings and may not import each other.
+LAYERS = {"core": 0, "fs": 1, "git": 2, "provenance": 3, "bundle": 4, "restore": 5,
+          "replay": 6, "enforce": 6, "cli": 7}
+ENTRY_RANK = 8  # catalytic_hooks/__init__.py and __main__.py sit above everything
+ONLY_IN = {"pygit2": "git", "typer": "cli", "rich": "cli", "click": "cli"}
+# The demo plays a user at a terminal: the git commands it runs are the user's, shown on screen,
+# not the tool's own access to a repository.
+GIT_CLI_EXEMPT = {"cli/demo_cmd.py"}
 
 
-def imported_modules(path: Path) -> set[str]:
+def module_name(pkg_dir: Path, path: Path) -> str:
+    rel = path.relative_to(pkg_dir).with_suffix("")
+    parts = [pkg_dir.name, *rel.parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(pkg_dir: Path, path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module) for every import, lazy ones inside functions included."""
     tree = ast.parse(path.read_text())
-    found: set[str] = set()
+    here = module_name(pkg_dir, path).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]
+    found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
+            found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            found.add(("." * node.level) + mod)
+            if node.level:
+                base = here[:len(here) - node.level + 1]
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                mod = node.module or ""
+            found.append((node.lineno, mod))
+            # `from pkg import submodule` imports the submodule too
+            found += [(node.lineno, f"{mod}.{a.name}") for a in node.names
+                      if (pkg_dir.parent / (mod + "." + a.name).replace(".", "/")).with_suffix(
+                          ".py").exists()]
     return found
 
 
-def test_core_never_imports_the_cli_layer() -> None:
-    for path in PACKAGE.rglob("*.py"):
-        if "cli" in path.relative_to(PACKAGE).parts or path.name == "__main__.py":
-            continue  # the CLI layer itself, and the entry point above it
-        for mod in imported_modules(path):
-            top = mod.lstrip(".").split(".")[0]
-            assert top not in ("typer", "rich", "click"), (path, mod)
-            assert not mod.lstrip(".").startswith("cli"), (path, mod)
+def layer_of(pkg_dir: Path, module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else None
 
 
-def test_only_gitrepo_imports_pygit2() -> None:
-    users = {p.name for p in PACKAGE.rglob("*.py")
-             if any(m.split(".")[0] == "pygit2" for m in imported_modules(p))}
-    assert users == {"gitrepo.py"}
+def runs_git(path: Path) -> list[int]:
+    """Lines where a list or tuple literal starts with the string "git" (a git command line)."""
+    tree = ast.parse(path.read_text())
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.List | ast.Tuple) and n.elts
+            and isinstance(n.elts[0], ast.Constant) and n.elts[0].value == "git"]
+
+
+def violations(pkg_dir: Path) -> list[str]:
+    name = pkg_dir.name
+    problems: list[str] = []
+    graph: dict[str, set[str]] = {}
+    for path in sorted(pkg_dir.rglob("*.py")):
+        rel = path.relative_to(pkg_dir).as_posix()
+        me = module_name(pkg_dir, path)
+        my_layer = layer_of(pkg_dir, me)
+        my_rank = LAYERS[my_layer] if my_layer in LAYERS else ENTRY_RANK
+        graph[me] = set()
+        for line, mod in imports_of(pkg_dir, path):
+            top = mod.split(".")[0]
+            if top in ONLY_IN and my_layer != ONLY_IN[top]:
+                problems.append(f"{rel}:{line}: imports {top} outside {ONLY_IN[top]}/")
+            if top != name:
+                continue
+            graph[me].add(mod)
+            other = layer_of(pkg_dir, mod)
+            if other is None or other == my_layer:
+                continue
+            if LAYERS[other] >= my_rank:
+                problems.append(f"{rel}:{line}: {my_layer or 'entry'} imports {mod} "
+                                f"({other} is not below {my_layer or 'entry'})")
+        if my_layer != "git" and rel not in GIT_CLI_EXEMPT:
+            problems += [f"{rel}:{line}: runs the git CLI outside git/" for line in runs_git(path)]
+    problems += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
+    return problems
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every module that can reach itself through imports, with one such path."""
+    edges = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+    found: list[list[str]] = []
+    seen_cycles: set[frozenset[str]] = set()
+    for start in sorted(edges):
+        stack = [(start, [start])]
+        visited: set[str] = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in sorted(edges[node]):
+                if nxt == start:
+                    key = frozenset(path)
+                    if key not in seen_cycles:
+                        seen_cycles.add(key)
+                        found.append([*path, start])
+                elif nxt not in visited:
+                    visited.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    return found
+
+
+def test_the_package_obeys_its_layering() -> None:
+    assert violations(PACKAGE) == []
+
+
+def test_every_package_directory_is_a_known_layer() -> None:
+    dirs = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert dirs == set(LAYERS)
+
+
+def _synthetic(tmp_path: Path, files: dict[str, str]) -> Path:
+    pkg = tmp_path / NAME
+    for rel, text in {"__init__.py": "", **files}.items():
+        p = pkg / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return pkg
+
+
+def test_an_upward_import_is_caught(tmp_path: Path) -> None:
+    pkg = _synthetic(tmp_path, {
+        "core/__init__.py": "", "core/policy.py": "from catalytic_hooks.cli.output import say\n",
+        "cli/__init__.py": "", "cli/output.py": "def say(): ...\n",
+    })
+    assert violations(pkg) == [
+        "core/policy.py:1: core imports catalytic_hooks.cli.output (cli is not below core)"]
+
+
+def test_a_lazy_relative_upward_import_is_caught(tmp_path: Path) -> None:
+    pkg = _synthetic(tmp_path, {
+        "fs/__init__.py": "", "fs/files.py": "def f():\n    from ..bundle import run\n",
+        "bundle/__init__.py": "", "bundle/run.py": "",
+    })
+    assert violations(pkg) == [
+        "fs/files.py:2: fs imports catalytic_hooks.bundle (bundle is not below fs)",
+        "fs/files.py:2: fs imports catalytic_hooks.bundle.run (bundle is not below fs)"]
+
+
+def test_sibling_layers_may_not_import_each_other(tmp_path: Path) -> None:
+    pkg = _synthetic(tmp_path, {
+        "replay/__init__.py": "", "replay/runner.py": "import catalytic_hooks.enforce.checks\n",
+        "enforce/__init__.py": "", "enforce/checks.py": "",
+    })
+    assert violations(pkg) == ["replay/runner.py:1: replay imports "
+                               "catalytic_hooks.enforce.checks (enforce is not below replay)"]
+
+
+def test_a_cycle_inside_a_layer_is_caught(tmp_path: Path) -> None:
+    pkg = _synthetic(tmp_path, {
+        "restore/__init__.py": "",
+        "restore/engine.py": "from catalytic_hooks.restore.transaction import x\n",
+        "restore/transaction.py": "def x():\n    from catalytic_hooks.restore import chain\n",
+        "restore/chain.py": "from catalytic_hooks.restore.engine import y\n",
+    })
+    assert violations(pkg) == ["import cycle: catalytic_hooks.restore.chain -> "
+                               "catalytic_hooks.restore.engine -> "
+                               "catalytic_hooks.restore.transaction -> "
+                               "catalytic_hooks.restore.chain"]
+
+
+def test_pygit2_typer_and_the_git_cli_stay_in_their_layers(tmp_path: Path) -> None:
+    pkg = _synthetic(tmp_path, {
+        "bundle/__init__.py": "",
+        "bundle/run.py": "import pygit2\nimport rich.console\n"
+                         "def f(sp):\n    sp.run(['git', 'status'])\n",
+        "git/__init__.py": "", "git/repo.py": "import pygit2\nCMD = ('git', 'status')\n",
+    })
+    assert violations(pkg) == ["bundle/run.py:1: imports pygit2 outside git/",
+                               "bundle/run.py:2: imports rich outside cli/",
+                               "bundle/run.py:4: runs the git CLI outside git/"]
 
 
 def test_hook_entry_point_imports_no_heavy_modules(make_repo) -> None:

@@ -12,7 +12,7 @@ import pygit2
 import pytest
 
 from catalytic_hooks.git import hashing
-from catalytic_hooks.core.digest import tree_digest
+from catalytic_hooks.git.digests import tree_digest
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
@@ -166,7 +166,7 @@ def test_unreadable_file_fails_closed(repo: Path, tmp_path: Path,
     target.write_text("x = 1\n")
     os.chmod(target, 0)
     readable = os.access(target, os.R_OK)  # root reads anything: inject the fault instead
-    from catalytic_hooks.cli import main
+    from catalytic_hooks.cli.main import main
 
     if readable:
         real_open = os.open

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from catalytic_hooks.git import hashing
-from catalytic_hooks.core.digest import tree_digest
+from catalytic_hooks.git.digests import tree_digest
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git.digests import _snapshot_file, index_digest, worktree_digest
 from catalytic_hooks.git.hashing import HashCache

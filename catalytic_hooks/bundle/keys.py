@@ -131,3 +131,49 @@ def load_signer(path: Path) -> Signer:
                              f"{path} is not an Ed25519 key ({type(key).__name__})",
                              path=str(path))
     return _signer(key)
+
+
+# -- public key hygiene (a hardening beyond the format) ----------------------------------------
+# Edwards25519: -x^2 + y^2 = 1 + d x^2 y^2 over GF(p). A small-order public key lets a forger
+# make one signature that verifies for many messages under some libraries' rules, and a
+# non-canonical encoding gives one key several validator ids; both are refused.
+_P = 2**255 - 19
+_D = (-121665 * pow(121666, _P - 2, _P)) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _decode_point(raw: bytes) -> tuple[int, int] | str:
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    sign = raw[31] >> 7
+    if y >= _P:
+        return "not canonically encoded (y >= p)"
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    if x2 == 0:
+        return "not canonically encoded (negative zero)" if sign else (0, y)
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P:
+        return "not a point on the curve"
+    return (_P - x if x & 1 != sign else x), y
+
+
+def _double(pt: tuple[int, int]) -> tuple[int, int]:
+    x, y = pt
+    t = _D * x * x * y * y % _P
+    return ((2 * x * y) * pow(1 + t, _P - 2, _P) % _P,
+            (y * y + x * x) * pow(1 - t, _P - 2, _P) % _P)
+
+
+def weak_public_key(raw: bytes) -> str | None:
+    """Why a 32-byte Ed25519 public key must be refused, or None."""
+    if len(raw) != 32:
+        return "not 32 bytes"
+    pt = _decode_point(raw)
+    if isinstance(pt, str):
+        return pt
+    for _ in range(3):  # 8·P is the identity exactly for the points of small order
+        pt = _double(pt)
+    if pt == (0, 1):
+        return "a point of small order"
+    return None

@@ -16,8 +16,9 @@ from typing import Any, Protocol
 
 from catalytic_hooks.core.canonical import canonical_bytes, sha256_hex
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.paths import relpath_problem
-from catalytic_hooks.fs.files import DIR_FLAGS, read_fd
+from catalytic_hooks.core.paths import has_git_component, relpath_problem
+from catalytic_hooks.fs.dirfd import open_beneath
+from catalytic_hooks.fs.files import read_fd, sha256_fd
 from catalytic_hooks.git.repo import Repo
 
 TASK_SPEC = "TASK_SPEC.json"
@@ -92,32 +93,6 @@ def _kind(mode: int) -> str:
     return "other"
 
 
-def _hash_fd(fd: int) -> str:
-    h = hashlib.sha256()
-    while chunk := os.read(fd, 1 << 20):
-        h.update(chunk)
-    return h.hexdigest()
-
-
-def open_beneath(root: Path, rel: str) -> int:
-    """Open regular file `rel` below `root` one component at a time with O_NOFOLLOW, so neither
-    the file nor any directory on the way may be a symlink. Raises OSError otherwise."""
-    parts = rel.split("/")
-    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in parts[:-1]:
-            nfd = os.open(part, DIR_FLAGS, dir_fd=dfd)
-            os.close(dfd)
-            dfd = nfd
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-    finally:
-        os.close(dfd)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(f"{rel} is not a regular file")
-    return fd
-
-
 class DirSource:
     """A run directory on disk; outputs from its content store, else under `project_root`."""
 
@@ -169,7 +144,7 @@ class DirSource:
         except OSError as exc:
             return OutputRead(None, f"not a regular file ({exc.strerror or exc})")
         try:
-            return OutputRead(_hash_fd(fd))
+            return OutputRead(sha256_fd(fd))
         finally:
             os.close(fd)
 
@@ -230,4 +205,18 @@ class GitSource:
 
 
 def unsafe_key(key: str) -> str | None:
-    return relpath_problem(key)
+    """Why an output key may not be used (docs/FORMATS.md §0, plus: never git's own
+    directory), or None."""
+    problem = relpath_problem(key)
+    if problem is None and has_git_component(key):
+        return "names git's own directory (.git)"
+    return problem
+
+
+def project_root_for(run_dir: Path, explicit: Path | None) -> Path:
+    """Where a bundle's outputs live: the explicit project root, else the top of the
+    repository containing the run directory, else the current directory."""
+    if explicit is not None:
+        return explicit.resolve()
+    repo = Repo.find(run_dir.parent if run_dir.parent.is_dir() else None)
+    return repo.top if repo is not None else Path.cwd().resolve()

@@ -1,34 +1,40 @@
-"""`catalytic run`: a catalytic operation recorded as a run bundle (DESIGN.md §5)."""
+"""`catalytic run`: a catalytic operation recorded as a run bundle.
+
+Phases, in order: PRE (digest, durable stat state, snapshot for --restore) → execute → POST
+(undo, digest, purity scan, restore proof) → proof → bundle (staged beside its final place, then
+renamed) → chronicle.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks import __version__
 from catalytic_hooks.bundle.keys import Signer
 from catalytic_hooks.bundle.model import OUTPUT_HASHES, PROOF, STATUS, TASK_SPEC, store_path
 from catalytic_hooks.bundle.sign import sign_run_dir
-from catalytic_hooks.bundle.undo import UndoReport, empty_tmp_roots, take, undo
+from catalytic_hooks.bundle.undo import Saved, UndoReport, empty_tmp_roots, take, undo
 from catalytic_hooks.core.canonical import canonical_bytes, proof_hash, sha256_hex
+from catalytic_hooks.core.clock import stamp_seconds
+from catalytic_hooks.core.digest import TreeDigest
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import relpath_problem, under_any
 from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
-from catalytic_hooks.fs.files import atomic_write, fsync_dir
+from catalytic_hooks.core.version import generator
+from catalytic_hooks.fs.files import atomic_write, fsync_dir, sha256_path
 from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
+from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import determinism_env, fingerprint
 
 
@@ -60,8 +66,27 @@ class RunResult:
         return self.status == "success"
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass
+class _Pre:
+    """What the PRE phase recorded."""
+
+    started: str
+    digest: TreeDigest
+    receipt: dict[str, Any]
+    durable: dict[str, tuple[int, int, int, int]]
+    tmp_existed: set[str]
+    snapshot: dict[str, Saved] | None
+
+
+@dataclass
+class _Post:
+    """What the POST phase found."""
+
+    receipt: dict[str, Any]
+    scan: dict[str, Any]
+    proof_receipt: dict[str, Any]
+    verdict: str
+    undo: UndoReport | None
 
 
 def _durable_state(top: Path, policy: Policy) -> dict[str, tuple[int, int, int, int]]:
@@ -78,21 +103,44 @@ def _durable_state(top: Path, policy: Policy) -> dict[str, tuple[int, int, int, 
             dirnames[:] = [d for d in dirnames if not under_any(f"{rel_dir}/{d}", skip)]
             for name in filenames:
                 rel = f"{rel_dir}/{name}"
-                if under_any(rel, skip):
-                    continue
                 st = os.lstat(os.path.join(dirpath, name))
-                if os.path.islink(os.path.join(dirpath, name)):
+                if under_any(rel, skip) or not os.path.isfile(os.path.join(dirpath, name)) \
+                        or os.path.islink(os.path.join(dirpath, name)):
                     continue  # outputs are regular files; a link is not an output
                 state[rel] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     return state
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def _validate(repo: Repo, policy: Policy, opts: RunOptions) -> tuple[Path, Path]:
+    """The run directory (must not exist) and the working directory (inside the repository)."""
+    if relpath_problem(opts.run_id) is not None or "/" in opts.run_id \
+            or opts.run_id.startswith("."):
+        raise CatalyticError(ErrorCode.USAGE, f"run id {opts.run_id!r} must be one safe path "
+                             "component")
+    if not opts.command:
+        raise CatalyticError(ErrorCode.USAGE, "no command given (catalytic run --run-id ID -- "
+                             "COMMAND...)")
+    run_dir = repo.top / policy.run_roots[0] / opts.run_id
+    if run_dir.exists() or run_dir.is_symlink():
+        raise CatalyticError(ErrorCode.RUN_EXISTS, f"{run_dir} exists; choose another run id",
+                             run_dir=str(run_dir))
+    for m in opts.metrics:
+        if relpath_problem(m) is not None:
+            raise CatalyticError(ErrorCode.USAGE, f"metrics file {m!r} must be a relative path")
+    cwd = (opts.cwd or Path.cwd()).resolve()
+    return run_dir, cwd if cwd.is_relative_to(repo.top) else repo.top
+
+
+def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -> _Pre:
+    started = stamp_seconds()
+    pre_td = worktree_digest(repo, policy, cache)
+    snap = None
+    if opts.restore:
+        chosen = [e for e in worktree_view(repo).entries if e.path in pre_td.manifest]
+        snap = take(repo, chosen)
+    return _Pre(started, pre_td, digest_receipt(pre_td, policy),
+                _durable_state(repo.top, policy),
+                {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap)
 
 
 def _execute(opts: RunOptions, cwd: Path) -> tuple[str, int | None]:
@@ -117,134 +165,134 @@ def _execute(opts: RunOptions, cwd: Path) -> tuple[str, int | None]:
     return ("success" if code == 0 else "failure"), code
 
 
-def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
-    if relpath_problem(opts.run_id) is not None or "/" in opts.run_id \
-            or opts.run_id.startswith("."):
-        raise CatalyticError(ErrorCode.USAGE, f"run id {opts.run_id!r} must be one safe path "
-                             "component")
-    if not opts.command:
-        raise CatalyticError(ErrorCode.USAGE, "no command given (catalytic run --run-id ID -- "
-                             "COMMAND...)")
-    top = repo.top
-    run_root = policy.run_roots[0]
-    run_dir = top / run_root / opts.run_id
-    if run_dir.exists() or run_dir.is_symlink():
-        raise CatalyticError(ErrorCode.RUN_EXISTS, f"{run_dir} exists; choose another run id",
-                             run_dir=str(run_dir))
-    cwd = (opts.cwd or Path.cwd()).resolve()
-    if not cwd.is_relative_to(top):
-        cwd = top
-    for m in opts.metrics:
-        if relpath_problem(m) is not None:
-            raise CatalyticError(ErrorCode.USAGE, f"metrics file {m!r} must be a relative path")
-
-    cache = HashCache.for_repo(repo)
-    started = _now()
-    pre_td = worktree_digest(repo, policy, cache)
-    pre = digest_receipt(pre_td, policy)
-    durable_before = _durable_state(top, policy)
-    tmp_existed = {t for t in policy.tmp_roots if (top / t).is_dir()}
-    snap = None
-    if opts.restore:
-        chosen = [e for e in worktree_view(repo).entries if e.path in pre_td.manifest]
-        snap = take(repo, chosen)
-
-    status, exit_code = _execute(opts, cwd)
-
+def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre) -> _Post:
     undo_report: UndoReport | None = None
-    if snap is not None:
+    if pre.snapshot is not None:
         undo_report = UndoReport()
         mid = worktree_digest(repo, policy, cache)
-        undo(repo, snap, pre_td.manifest, mid.manifest, undo_report)
-        empty_tmp_roots(top, policy.tmp_roots, tmp_existed, undo_report)
-    post_td = worktree_digest(repo, policy, cache)
-    post = digest_receipt(post_td, policy)
-    scan = purity_scan(pre, post, tmp_residue_on_disk(top, policy.tmp_roots))
-    proof_receipt = restore_proof(pre, post, scan, policy)
+        undo(repo, pre.snapshot, pre.digest.manifest, mid.manifest, undo_report)
+        empty_tmp_roots(repo.top, policy.tmp_roots, pre.tmp_existed, undo_report)
+    post = digest_receipt(worktree_digest(repo, policy, cache), policy)
+    scan = purity_scan(pre.receipt, post, tmp_residue_on_disk(repo.top, policy.tmp_roots))
+    proof_receipt = restore_proof(pre.receipt, post, scan, policy)
     verdict = proof_receipt["verdict"]
     if undo_report is not None and undo_report.refused:
         verdict = "FAIL"
+    return _Post(post, scan, proof_receipt, verdict, undo_report)
 
-    durable_after = _durable_state(top, policy)
-    outputs = {p: "sha256:" + _sha256_file(top / p) for p, st in sorted(durable_after.items())
-               if durable_before.get(p) != st}
 
-    # Build the bundle in a staging directory beside its final place, then rename: a crash
-    # never leaves a half-written run directory under the run root.
-    stage = top / run_root / f".{opts.run_id}.staging-{uuid.uuid4().hex}"
+def _proof_doc(pre: _Pre, post: _Post) -> bytes:
+    doc: dict[str, Any] = {
+        "proof_version": "1.0.0",
+        "restoration_result": {
+            "verified": post.verdict == "PASS",
+            "condition": "RESTORED_IDENTICAL" if post.verdict == "PASS" else "NOT_RESTORED",
+        },
+        "pre_digest": pre.receipt["digest"],
+        "post_digest": post.receipt["digest"],
+        "restore_proof_verdict": post.verdict,
+    }
+    doc["proof_hash"] = proof_hash(doc)
+    return canonical_bytes(doc)
+
+
+def _task_spec(repo: Repo, policy: Policy, opts: RunOptions, cwd: Path,
+               outputs: dict[str, str]) -> dict[str, Any]:
+    return {
+        "task_id": opts.run_id,
+        "command": opts.command,
+        "cwd": cwd.relative_to(repo.top).as_posix(),
+        "git_commit": repo.head(),
+        "seed": opts.seed,
+        "environment": fingerprint(repo.top, policy.lock_files, opts.seed),
+        "outputs": {"durable_paths": sorted(outputs)},
+        "metrics": sorted(opts.metrics),
+        "restore": opts.restore,
+        "timeout_seconds": None if opts.timeout is None else int(-(-opts.timeout // 1)),
+        "generator": generator(),
+    }
+
+
+def _receipts(pre: _Pre, post: _Post) -> dict[str, bytes]:
+    receipts = {
+        "PRE_DIGEST.json": canonical_bytes(pre.receipt),
+        "POST_DIGEST.json": canonical_bytes(post.receipt),
+        "PURITY_SCAN.json": canonical_bytes(post.scan),
+        "RESTORE_PROOF.json": canonical_bytes(post.proof_receipt),
+    }
+    if post.undo is not None:
+        receipts["RESTORE_UNDO.json"] = canonical_bytes(post.undo.to_dict())
+    return receipts
+
+
+def _status_doc(opts: RunOptions, pre: _Pre, post: _Post, status: str, exit_code: int | None,
+                proof_raw: bytes, receipts: dict[str, bytes]) -> dict[str, Any]:
+    return {
+        "status": status if post.verdict == "PASS" or status != "success" else "failure",
+        "cmp01": "pass" if post.verdict == "PASS" else "fail",
+        "run_id": opts.run_id,
+        "exit_code": exit_code,
+        "proof_verdict": post.verdict,
+        "proof_sha256": "sha256:" + sha256_hex(proof_raw),
+        "receipts": {n: "sha256:" + sha256_hex(d) for n, d in sorted(receipts.items())},
+        "started_at": pre.started,
+        "finished_at": stamp_seconds(),
+    }
+
+
+def _pack(top: Path, stage: Path, outputs: dict[str, str]) -> None:
+    for key, ref in outputs.items():
+        dest = stage / store_path(ref)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(top / key, dest, follow_symlinks=False)
+        if "sha256:" + sha256_path(dest) != ref:
+            raise CatalyticError(ErrorCode.IO_ERROR, f"{key} changed while packing")
+
+
+def _write_bundle(stage: Path, files: dict[str, bytes], signer: Signer | None) -> None:
+    """The signed artifacts last: STATUS (which covers PROOF and the receipts), then signing."""
+    for name, data in files.items():
+        atomic_write(stage / name, data)
+    if signer is not None:
+        sign_run_dir(stage, signer)
+
+
+def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
+    run_dir, cwd = _validate(repo, policy, opts)
+    cache = HashCache.for_repo(repo)
+    pre = _pre_phase(repo, policy, cache, opts)
+    status, exit_code = _execute(opts, cwd)
+    post = _post_phase(repo, policy, cache, pre)
+    after = _durable_state(repo.top, policy)
+    outputs = {p: "sha256:" + sha256_path(repo.top / p) for p, st in sorted(after.items())
+               if pre.durable.get(p) != st}
+    # Built in a staging directory beside its final place, then renamed: a crash never leaves
+    # a half-written run directory under the run root.
+    stage = run_dir.parent / f".{opts.run_id}.staging-{uuid.uuid4().hex}"
     stage.mkdir(parents=True)
     try:
-        receipts: dict[str, bytes] = {
-            "PRE_DIGEST.json": canonical_bytes(pre),
-            "POST_DIGEST.json": canonical_bytes(post),
-            "PURITY_SCAN.json": canonical_bytes(scan),
-            "RESTORE_PROOF.json": canonical_bytes(proof_receipt),
-        }
-        if undo_report is not None:
-            receipts["RESTORE_UNDO.json"] = canonical_bytes(undo_report.to_dict())
-        for name, data in receipts.items():
-            atomic_write(stage / name, data)
+        receipts = _receipts(pre, post)
         if opts.pack:
-            for key, ref in outputs.items():
-                dest = stage / store_path(ref)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(top / key, dest)
-                if "sha256:" + _sha256_file(dest) != ref:
-                    raise CatalyticError(ErrorCode.IO_ERROR, f"{key} changed while packing")
-        proof_doc: dict[str, Any] = {
-            "proof_version": "1.0.0",
-            "restoration_result": {
-                "verified": verdict == "PASS",
-                "condition": "RESTORED_IDENTICAL" if verdict == "PASS" else "NOT_RESTORED",
-            },
-            "pre_digest": pre["digest"],
-            "post_digest": post["digest"],
-            "restore_proof_verdict": verdict,
-        }
-        proof_doc["proof_hash"] = proof_hash(proof_doc)
-        proof_raw = canonical_bytes(proof_doc)
-        task_spec = {
-            "task_id": opts.run_id,
-            "command": opts.command,
-            "cwd": cwd.relative_to(top).as_posix(),
-            "git_commit": repo.head(),
-            "seed": opts.seed,
-            "environment": fingerprint(top, policy.lock_files, opts.seed),
-            "outputs": {"durable_paths": sorted(outputs)},
-            "metrics": sorted(opts.metrics),
-            "restore": opts.restore,
-            "timeout_seconds": None if opts.timeout is None else int(-(-opts.timeout // 1)),
-            "generator": f"catalytic-hooks {__version__}",
-        }
-        final_status = status if verdict == "PASS" or status != "success" else "failure"
-        status_doc = {
-            "status": final_status,
-            "cmp01": "pass" if verdict == "PASS" else "fail",
-            "run_id": opts.run_id,
-            "exit_code": exit_code,
-            "proof_verdict": verdict,
-            "proof_sha256": "sha256:" + sha256_hex(proof_raw),
-            "receipts": {n: "sha256:" + sha256_hex(d) for n, d in sorted(receipts.items())},
-            "started_at": started,
-            "finished_at": _now(),
-        }
-        atomic_write(stage / PROOF, proof_raw)
-        atomic_write(stage / TASK_SPEC, canonical_bytes(task_spec))
-        atomic_write(stage / OUTPUT_HASHES, canonical_bytes({
-            "hashes": outputs, "run_id": opts.run_id,
-            "generator": f"catalytic-hooks {__version__}",
-        }))
-        atomic_write(stage / STATUS, canonical_bytes(status_doc))
-        if opts.signer is not None:
-            sign_run_dir(stage, opts.signer)
+            _pack(repo.top, stage, outputs)
+        proof_raw = _proof_doc(pre, post)
+        status_doc = _status_doc(opts, pre, post, status, exit_code, proof_raw, receipts)
+        _write_bundle(stage, {**receipts, PROOF: proof_raw,
+                              TASK_SPEC: canonical_bytes(_task_spec(repo, policy, opts, cwd,
+                                                                    outputs)),
+                              OUTPUT_HASHES: canonical_bytes({"hashes": outputs,
+                                                              "run_id": opts.run_id,
+                                                              "generator": generator()}),
+                              STATUS: canonical_bytes(status_doc)}, opts.signer)
         os.rename(stage, run_dir)
         fsync_dir(run_dir.parent)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    return RunResult(run_dir, final_status, exit_code, verdict, outputs,
-                     opts.signer is not None,
-                     undo_report.to_dict() if undo_report is not None else None)
+    res = RunResult(run_dir, status_doc["status"], exit_code, post.verdict, outputs,
+                    opts.signer is not None, post.undo.to_dict() if post.undo else None)
+    record(repo.top, policy, "run", {"run_id": opts.run_id, "status": res.status,
+                                     "proof_verdict": res.proof_verdict, "signed": res.signed})
+    return res
 
 
 __all__ = ["RunOptions", "RunResult", "run_operation"]

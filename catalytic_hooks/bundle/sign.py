@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from catalytic_hooks.bundle.model import (
     signed_message,
 )
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
+from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.fs.files import atomic_write
 
@@ -58,7 +58,7 @@ def sign_run_dir(run_dir: Path, signer: Signer, *, force: bool = False,
         "payload_type": "BUNDLE",
         "signature": signer.sign(signed_message(payload)),
         "validator_id": signer.validator_id,
-        "signed_at": signed_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "signed_at": signed_at or stamp_seconds(),
     }
     # The signature goes last: an interrupted signing leaves an incomplete (rejected) bundle,
     # never one that verifies with a stale signature.
@@ -68,3 +68,13 @@ def sign_run_dir(run_dir: Path, signer: Signer, *, force: bool = False,
     atomic_write(run_dir / PAYLOAD, canonical_bytes(payload))
     atomic_write(run_dir / SIGNATURE, canonical_bytes(signature))
     return {"bundle_root": root, "validator_id": signer.validator_id}
+
+
+def sign_and_record(run_dir: Path, signer: Signer, *, force: bool = False) -> dict[str, Any]:
+    """`catalytic sign`: sign, then record the signing in the chronicle of the repository
+    holding the run directory (if any)."""
+    from catalytic_hooks.provenance.chronicle import record_for
+
+    info = sign_run_dir(run_dir, signer, force=force)
+    record_for(run_dir, "sign", {"run_id": run_dir.name, **info})
+    return info

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from catalytic_hooks.bundle.model import HEX64
+from catalytic_hooks.core.clock import now
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.fs.files import atomic_write
@@ -125,7 +126,7 @@ class TrustSet:
 
     def lookup(self, validator_id: str, when: datetime | None = None) -> tuple[bool, str]:
         """(trusted, why)."""
-        when = when or datetime.now(UTC)
+        when = when or now()
         known = [v for v in self.validators if v.validator_id == validator_id]
         if not known:
             return False, f"validator {validator_id[:16]}… is not in {self.source}"
@@ -182,3 +183,48 @@ def remove(path: Path, name_or_id: str) -> int:
     if removed:
         atomic_write(path, "".join(kept).encode())
     return removed
+
+
+# -- the one place where "do we act on this signer?" is decided -------------------------------
+
+@dataclass(frozen=True)
+class TrustDecision:
+    accepted: bool  # act on the bundle (restore, replay, push, exit 0 for verify)
+    trusted: bool  # the signer is in the trust anchor and inside its validity window
+    reason: str
+
+
+class TrustPolicy:
+    """Accept exactly the signers of a trust anchor (the caller's trusted-validators file)."""
+
+    def __init__(self, anchor: TrustSet):
+        self.anchor = anchor
+
+    def decide(self, validator_id: str) -> TrustDecision:
+        ok, why = self.anchor.lookup(validator_id)
+        return TrustDecision(ok, ok, why)
+
+
+class UnsafeAnySignerPolicy(TrustPolicy):
+    """`--allow-untrusted`: accept any valid signature, still reporting whether the signer is in
+    the anchor. Named loudly: a bundle signed by anyone at all passes."""
+
+    def decide(self, validator_id: str) -> TrustDecision:
+        ok, why = self.anchor.lookup(validator_id)
+        return TrustDecision(True, ok, why if ok else f"{why}; accepted anyway "
+                             "(--allow-untrusted)")
+
+
+def trust_policy(anchor: TrustSet, *, allow_untrusted: bool) -> TrustPolicy:
+    return UnsafeAnySignerPolicy(anchor) if allow_untrusted else TrustPolicy(anchor)
+
+
+def anchor_at(root: Path) -> TrustSet:
+    """The trust anchor of the repository or directory at `root`; an unreadable policy trusts
+    nobody (fail closed)."""
+    from catalytic_hooks.core.policy import load_policy
+
+    try:
+        return load_trust(load_policy(root), root)
+    except CatalyticError:
+        return TrustSet([], "no readable policy")

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.files import open_dir_chain, write_all
+from catalytic_hooks.fs.dirfd import open_dir_chain
+from catalytic_hooks.fs.files import write_all
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.views import ViewEntry
 

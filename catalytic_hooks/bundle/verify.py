@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.bundle.keys import weak_public_key
 from catalytic_hooks.bundle.model import (
     ARTIFACTS,
     FORBIDDEN,
@@ -34,6 +34,7 @@ from catalytic_hooks.bundle.model import (
 )
 from catalytic_hooks.core.canonical import loads_strict, proof_hash, sha256_hex
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.workers import worker_count
 
 _IDENTITY_FIELDS = frozenset({"algorithm", "public_key", "validator_id"})
 _PAYLOAD_FIELDS = frozenset({"bundle_root", "decision", "validator_id"})
@@ -68,7 +69,24 @@ def _exact_fields(doc: dict[str, Any], expected: frozenset[str], artifact: str) 
 
 
 def verify_bundle(src: BundleSource) -> Verified:
-    # 1. presence (and the hardening: no second identity/payload/signature, no directories)
+    """docs/FORMATS.md §4, steps 1–10 in order; the first failure raises."""
+    entries = _presence(src)  # 1
+    raw, docs = _parse(src)  # 2
+    public_key, validator_id = _identity(docs[IDENTITY])  # 3
+    hashes, root = _bundle_root(raw, docs)  # 4
+    _signed_payload(docs[PAYLOAD], root, validator_id)  # 5
+    _signature(docs[SIGNATURE], docs[PAYLOAD], public_key, validator_id)  # 6
+    covered = _proof(src, docs, raw[PROOF], entries)  # 7
+    _forbidden(entries)  # 8
+    _acceptance(docs[STATUS])  # 9
+    _outputs(src, hashes)  # 10
+    return Verified(src.run_id, root, validator_id, docs[IDENTITY]["public_key"], covered,
+                    dict(hashes), docs[TASK_SPEC], docs[STATUS])
+
+
+def _presence(src: BundleSource) -> dict[str, str]:
+    """1. every artifact present; hardening: no second identity/payload/signature, no
+    directory where a file is expected."""
     entries = src.entries()
     for name in ARTIFACTS:
         if name not in entries:
@@ -82,8 +100,12 @@ def verify_bundle(src: BundleSource) -> Verified:
         if entries[name] != "file":
             raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"{name} is a {entries[name]}, not a file",
                         artifact=name)
+    return entries
 
-    # 2. parse, in the same order
+
+def _parse(src: BundleSource) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """2. parse each artifact strictly, in the same order. The bytes read here are the only
+    ones used afterwards (TASK_SPEC is never read twice)."""
     raw: dict[str, bytes] = {}
     docs: dict[str, Any] = {}
     for name in ARTIFACTS:
@@ -97,9 +119,12 @@ def verify_bundle(src: BundleSource) -> Verified:
         if name != TASK_SPEC and not isinstance(docs[name], dict):
             raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"{name} is not a JSON object",
                         artifact=name)
+    return raw, docs
 
-    # 3. identity
-    ident = docs[IDENTITY]
+
+def _identity(ident: dict[str, Any]) -> tuple[Any, str]:
+    """3. exact fields, algorithm, key format (hardening: canonical, not of small order),
+    derived validator id."""
     _exact_fields(ident, _IDENTITY_FIELDS, IDENTITY)
     if ident["algorithm"] != "ed25519":
         raise _fail(ErrorCode.ALGORITHM_UNSUPPORTED, f"algorithm {ident['algorithm']!r} is not "
@@ -108,7 +133,9 @@ def verify_bundle(src: BundleSource) -> Verified:
     if not isinstance(pub_hex, str) or not HEX64.match(pub_hex):
         raise _fail(ErrorCode.KEY_INVALID, "public_key must be 64 lowercase hex (32 bytes)")
     pub_raw = bytes.fromhex(pub_hex)
-    from cryptography.exceptions import InvalidSignature
+    problem = weak_public_key(pub_raw)
+    if problem is not None:
+        raise _fail(ErrorCode.KEY_INVALID, f"public_key is {problem}")
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
@@ -119,8 +146,11 @@ def verify_bundle(src: BundleSource) -> Verified:
     if ident["validator_id"] != validator_id:
         raise _fail(ErrorCode.IDENTITY_INVALID, "validator_id is not sha256(public_key)",
                     expected=validator_id, actual=ident["validator_id"])
+    return public_key, validator_id
 
-    # 4. bundle root
+
+def _bundle_root(raw: dict[str, bytes], docs: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """4. the bundle root over TASK_SPEC's raw bytes, STATUS and OUTPUT_HASHES.hashes."""
     hashes_doc = docs[OUTPUT_HASHES]
     if "hashes" not in hashes_doc:
         raise _fail(ErrorCode.FIELD_MISSING, "OUTPUT_HASHES.json: missing field 'hashes'",
@@ -135,11 +165,11 @@ def verify_bundle(src: BundleSource) -> Verified:
     if bad:
         raise _fail(ErrorCode.ARTIFACT_MALFORMED, f"hash of {bad[0]!r} is not "
                     "'sha256:' + 64 lowercase hex", artifact=OUTPUT_HASHES, path=bad[0])
-    status = docs[STATUS]
-    root = bundle_root(raw[TASK_SPEC], status, hashes)
+    return hashes, bundle_root(raw[TASK_SPEC], docs[STATUS], hashes)
 
-    # 5. signed payload
-    payload = docs[PAYLOAD]
+
+def _signed_payload(payload: dict[str, Any], root: str, validator_id: str) -> None:
+    """5. exact fields, the bundle root it signs, the decision, the validator."""
     _exact_fields(payload, _PAYLOAD_FIELDS, PAYLOAD)
     if payload["bundle_root"] != root:
         raise _fail(ErrorCode.BUNDLE_ROOT_MISMATCH, "the signed bundle_root does not match the "
@@ -151,8 +181,12 @@ def verify_bundle(src: BundleSource) -> Verified:
         raise _fail(ErrorCode.IDENTITY_MISMATCH, "SIGNED_PAYLOAD names another validator",
                     artifact=PAYLOAD)
 
-    # 6. signature
-    sig = docs[SIGNATURE]
+
+def _signature(sig: dict[str, Any], payload: dict[str, Any], public_key: Any,
+               validator_id: str) -> None:
+    """6. complete, well-formed, same validator, and the Ed25519 signature verifies."""
+    from cryptography.exceptions import InvalidSignature
+
     for name in _SIGNATURE_REQUIRED:
         if name not in sig:
             raise _fail(ErrorCode.SIGNATURE_INCOMPLETE, f"SIGNATURE.json: missing '{name}'",
@@ -170,7 +204,11 @@ def verify_bundle(src: BundleSource) -> Verified:
         raise _fail(ErrorCode.SIGNATURE_INVALID, "the Ed25519 signature does not verify") \
             from exc
 
-    # 7. proof (and, hardening, the hashes STATUS records for PROOF and the receipts)
+
+def _proof(src: BundleSource, docs: dict[str, Any], proof_raw: bytes,
+           entries: dict[str, str]) -> bool:
+    """7. proof_hash, restoration_result.verified; hardening: the hashes STATUS records for
+    PROOF and the receipts. Returns whether the proof is covered by the signature."""
     proof = docs[PROOF]
     if "proof_hash" in proof:
         rest = {k: v for k, v in proof.items() if k != "proof_hash"}
@@ -184,20 +222,26 @@ def verify_bundle(src: BundleSource) -> Verified:
     if not isinstance(rr, dict) or rr.get("verified") is not True:
         raise _fail(ErrorCode.RESTORATION_FAILED, "PROOF.json: restoration_result.verified is "
                     "not true")
-    covered = _check_covered(src, status, raw[PROOF], entries)
+    return _check_covered(src, docs[STATUS], proof_raw, entries)
 
-    # 8. forbidden artifacts
+
+def _forbidden(entries: dict[str, str]) -> None:
+    """8. no `logs`, `tmp` or `transcript.json` in the run directory."""
     for name in FORBIDDEN:
         if name in entries:
             raise _fail(ErrorCode.FORBIDDEN_ARTIFACT, f"forbidden artifact {name!r} in the run "
                         "directory", artifact=name)
 
-    # 9. acceptance, decided before any output is read
+
+def _acceptance(status: dict[str, Any]) -> None:
+    """9. status=success and cmp01=pass, decided before any output is read."""
     if status.get("status") != "success" or status.get("cmp01") != "pass":
         raise _fail(ErrorCode.DECISION_INVALID, "STATUS is not status=success, cmp01=pass",
                     status=status.get("status"), cmp01=status.get("cmp01"))
 
-    # 10. outputs, in sorted key order
+
+def _outputs(src: BundleSource, hashes: dict[str, str]) -> None:
+    """10. outputs in sorted key order: safe key, present, regular, matching hash."""
     if hasattr(src, "hashes"):
         src.hashes = hashes
     keys = sorted(hashes)
@@ -214,8 +258,6 @@ def verify_bundle(src: BundleSource) -> Verified:
         if actual != hashes[key]:
             raise _fail(ErrorCode.HASH_MISMATCH, f"output {key} does not match its hash",
                         path=key, expected=hashes[key], actual=actual)
-    return Verified(src.run_id, root, validator_id, pub_hex, covered, dict(hashes),
-                    docs[TASK_SPEC], status)
 
 
 def _hash_outputs(src: BundleSource, keys: list[str]) -> dict[str, Any]:
@@ -233,7 +275,7 @@ def _hash_outputs(src: BundleSource, keys: list[str]) -> dict[str, Any]:
     if len(keys) < 8 or sizes < 64 * 1024 * min(len(keys), 64):
         return {k: src.output(k) for k in keys}
 
-    with ThreadPoolExecutor(max(2, min(8, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(worker_count(2)) as pool:
         return dict(zip(keys, pool.map(src.output, keys), strict=True))
 
 
@@ -291,68 +333,3 @@ def verify_chain(sources: list[BundleSource]) -> ChainVerified:
     # from the roots already verified, never by re-reading files
     root = chain_root([v.bundle_root for v in verified], [v.run_id for v in verified])
     return ChainVerified(root, verified)
-
-
-def _project_root_for(run_dir: Path, explicit: Path | None) -> Path:
-    if explicit is not None:
-        return explicit.resolve()
-    from catalytic_hooks.git.repo import Repo
-
-    repo = Repo.find(run_dir.parent if run_dir.parent.is_dir() else None)
-    return repo.top if repo is not None else Path.cwd().resolve()
-
-
-def verify_many(run_dirs: list[Path], *, chain: bool, project_root: Path | None,
-                allow_untrusted: bool) -> dict[str, Any]:
-    """The report behind `catalytic verify`: per-bundle validity and trust, chain root."""
-    from catalytic_hooks.bundle.model import DirSource
-    from catalytic_hooks.bundle.trust import TrustSet, load_trust
-    from catalytic_hooks.core.policy import load_policy
-
-    dirs = [d.resolve() for d in run_dirs]
-    root = _project_root_for(dirs[0], project_root) if dirs else Path.cwd()
-    try:
-        trust = load_trust(load_policy(root), root)
-    except CatalyticError:
-        trust = TrustSet([], "no readable policy")
-    sources = [DirSource(d, _project_root_for(d, project_root)) for d in dirs]
-    results: list[dict[str, Any]] = []
-    report: dict[str, Any] = {"results": results, "chain_root": None}
-    if chain:
-        try:
-            cv = verify_chain(list(sources))
-            verified: list[Verified | CatalyticError] = list(cv.bundles)
-            report["chain_root"] = cv.chain_root
-        except CatalyticError as exc:
-            report.update(ok=False, code=exc.code.value, message=exc.message,
-                          error_details=exc.details)
-            verified = [exc]
-            sources = [s for s in sources if s.run_id == exc.details.get("run_id")] or sources[:1]
-    else:
-        verified = []
-        for s in sources:
-            try:
-                verified.append(verify_bundle(s))
-            except CatalyticError as exc:
-                verified.append(exc)
-    for s, v in zip(sources, verified, strict=False):
-        row: dict[str, Any] = {"run_dir": s.label, "run_id": s.run_id}
-        if isinstance(v, CatalyticError):
-            row.update(valid=False, trusted=False, code=v.code.value, message=v.message,
-                       error_details=v.details)
-        else:
-            ok_trust, why = trust.lookup(v.validator_id)
-            row.update(valid=True, trusted=ok_trust, trust=why, validator_id=v.validator_id,
-                       bundle_root=v.bundle_root, proof_covered=v.proof_covered,
-                       code="PASS" if ok_trust else "UNTRUSTED")
-        results.append(row)
-    if "ok" not in report:
-        invalid = [r for r in results if not r["valid"]]
-        untrusted = [r for r in results if r["valid"] and not r["trusted"]]
-        if invalid:
-            report.update(ok=False, code=invalid[0]["code"])
-        elif untrusted and not allow_untrusted:
-            report.update(ok=False, code="UNTRUSTED")
-        else:
-            report.update(ok=True, code="PASS")
-    return report

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo, record
+from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say, warn
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy, load_policy
@@ -46,9 +46,6 @@ def run(
             run_id=run_id, command=list(command or []), restore=restore, pack=pack,
             signer=signer, timeout=timeout, seed=seed, metrics=list(metrics or []),
         ))
-        record(repo, policy, "run", {"run_id": run_id, "status": res.status,
-                                          "proof_verdict": res.proof_verdict,
-                                          "signed": res.signed})
         details = {"run_dir": str(res.run_dir), "status": res.status, "exit_code": res.exit_code,
                    "proof_verdict": res.proof_verdict, "outputs": res.outputs,
                    "signed": res.signed, "undo": res.undo}
@@ -97,13 +94,10 @@ def sign(
 ) -> None:
     """Sign a run directory: VALIDATOR_IDENTITY, SIGNED_PAYLOAD, SIGNATURE."""
     from catalytic_hooks.bundle.keys import load_signer
-    from catalytic_hooks.bundle.sign import sign_run_dir
+    from catalytic_hooks.bundle.sign import sign_and_record
 
     with handled(json_mode):
-        info = sign_run_dir(run_dir.resolve(), load_signer(key), force=force)
-        repo = Repo.find(run_dir.resolve())
-        if repo is not None:
-            record(repo, load_policy(repo.top), "sign", {"run_id": run_dir.name, **info})
+        info = sign_and_record(run_dir.resolve(), load_signer(key), force=force)
         if json_mode:
             emit_json(envelope(True, "OK", info))
         else:
@@ -123,16 +117,15 @@ def verify(
     json_mode: JsonOpt = False,
 ) -> None:
     """Verify run bundles (SPECTRUM-05), single or as a chain, and report trust."""
-    from catalytic_hooks.bundle.verify import verify_many
+    from catalytic_hooks.bundle.model import project_root_for
+    from catalytic_hooks.bundle.report import verify_report
+    from catalytic_hooks.bundle.trust import anchor_at, trust_policy
 
     with handled(json_mode):
-        report = verify_many(run_dirs, chain=chain, project_root=project_root,
-                             allow_untrusted=allow_untrusted)
-        repo = Repo.find(run_dirs[0].resolve().parent) if run_dirs else None
-        if repo is not None:
-            record(repo, load_policy(repo.top), "verify", {
-                "run_ids": [r["run_id"] for r in report["results"]], "ok": report["ok"],
-                "code": report["code"]})
+        anchor_root = project_root_for(run_dirs[0].resolve(), project_root) if run_dirs \
+            else Path.cwd()
+        trust = trust_policy(anchor_at(anchor_root), allow_untrusted=allow_untrusted)
+        report = verify_report(run_dirs, chain=chain, project_root=project_root, trust=trust)
 
         def human() -> None:
             for r in report["results"]:

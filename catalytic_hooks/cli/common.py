@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from catalytic_hooks.cli.context import open_repo, record, repo_and_policy, split_roots
+from catalytic_hooks.cli.context import open_repo, repo_and_policy, split_roots
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 RepoOpt = Annotated[
@@ -20,5 +20,4 @@ ListOpt = Annotated[
     typer.Option(help="Comma-separated roots; repeatable. Overrides the configuration."),
 ]
 
-__all__ = ["JsonOpt", "ListOpt", "RepoOpt", "open_repo", "record", "repo_and_policy",
-           "split_roots"]
+__all__ = ["JsonOpt", "ListOpt", "RepoOpt", "open_repo", "repo_and_policy", "split_roots"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy, load_policy
@@ -37,10 +36,3 @@ def repo_and_policy(
         tmp_roots=split_roots(tmp_roots),
     )
     return repo, root, policy
-
-
-def record(repo: Repo, policy: Policy, kind: str, data: dict[str, Any]) -> None:
-    """Append one record to the repository's chronicle."""
-    from catalytic_hooks.provenance.chronicle import append
-
-    append(repo.top / policy.chronicle, kind, data)

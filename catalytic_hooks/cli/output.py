@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from catalytic_hooks.core.canonical import canonical_bytes
-from catalytic_hooks.core.errors import EXIT_BUG, CatalyticError, exit_code_for
+from catalytic_hooks.core.errors import CatalyticError, debug_enabled, exit_code_for, failure
 
 
 class CommandExit(Exception):
@@ -66,13 +66,15 @@ def handled(json_mode: bool, on_error: Callable[[CatalyticError], None] | None =
             if exc.details:
                 warn("  details: " + json.dumps(exc.details, sort_keys=True, default=str))
         raise CommandExit(exit_code_for(exc.code)) from None
-    except KeyboardInterrupt:
-        warn("interrupted")
-        raise CommandExit(130) from None
-    except Exception as exc:  # an unexpected failure is a bug: say so, never print locals
-        if json_mode:
-            emit_json({"ok": False, "code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}",
+    except (Exception, KeyboardInterrupt) as exc:  # an unexpected failure is a bug: say so
+        code, message, bug = failure(exc)
+        if bug and debug_enabled():
+            import traceback
+
+            traceback.print_exc()  # a traceback, never locals
+        if json_mode and bug:
+            emit_json({"ok": False, "code": "INTERNAL", "message": message.split(": ", 1)[1],
                        "details": {}})
         else:
-            warn(f"internal error (a bug in catalytic-hooks): {type(exc).__name__}: {exc}")
-        raise CommandExit(EXIT_BUG) from None
+            warn(message)
+        raise CommandExit(code) from None

@@ -28,8 +28,9 @@ from catalytic_hooks.git.views import tmp_residue_on_disk
 
 OutputOpt = Annotated[Path | None, typer.Option("--output", help="Write the receipt (canonical "
                                                 "JSON, atomically) to this file.")]
-ErrorReceiptOpt = Annotated[Path, typer.Option("--error-receipt", help="Where an error receipt "
-                                               "goes when the computation cannot complete.")]
+ErrorReceiptOpt = Annotated[Path | None, typer.Option(
+    "--error-receipt", help="Write an error receipt here when the computation cannot complete "
+    "(none by default).")]
 
 
 def digest(
@@ -48,7 +49,7 @@ def digest(
                                              "--output for a PRE_DIGEST.")] = None,
     post: Annotated[Path | None, typer.Option("--post", "--post-digest", help="Seed alias of "
                                               "--output for a POST_DIGEST.")] = None,
-    error_receipt_path: ErrorReceiptOpt = Path("ERROR_RECEIPT.json"),
+    error_receipt_path: ErrorReceiptOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Compute a tree digest receipt (PRE_DIGEST / POST_DIGEST format)."""
@@ -66,7 +67,7 @@ def purity_scan_cmd(
     tmp_roots: ListOpt = None,
     repo: RepoOpt = None,
     output: OutputOpt = None,
-    error_receipt_path: ErrorReceiptOpt = Path("ERROR_RECEIPT.json"),
+    error_receipt_path: ErrorReceiptOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Compare two digests and scan the tmp roots for residue (PURITY_SCAN format)."""
@@ -98,7 +99,7 @@ def restore_proof_cmd(
     tmp_roots: ListOpt = None,
     repo: RepoOpt = None,
     output: OutputOpt = None,
-    error_receipt_path: ErrorReceiptOpt = Path("ERROR_RECEIPT.json"),
+    error_receipt_path: ErrorReceiptOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Decide PASS/FAIL from PRE, POST and the purity scan (RESTORE_PROOF format)."""

@@ -37,7 +37,7 @@ class DigestArgs:
     output: Path | None = None
     pre: Path | None = None
     post: Path | None = None
-    error_receipt_path: Path = Path("ERROR_RECEIPT.json")
+    error_receipt_path: Path | None = None  # written only where asked
     json_mode: bool = False
 
 
@@ -58,8 +58,9 @@ def write_receipt(path: Path | None, doc: dict[str, Any]) -> None:
         atomic_write(path.resolve(), canonical_bytes(doc))
 
 
-def on_error(operation: str, path: Path, config: dict[str, Any], exc: CatalyticError) -> None:
-    if exc.code not in (ErrorCode.USAGE,):
+def on_error(operation: str, path: Path | None, config: dict[str, Any], exc: CatalyticError
+             ) -> None:
+    if path is not None and exc.code not in (ErrorCode.USAGE,):
         _fail_closed(operation, path, config, exc)
 
 
@@ -99,8 +100,7 @@ def run_digest(args: DigestArgs) -> None:
             else:
                 cache = HashCache.for_repo(git)
                 view = rev_view(git, rev) if rev is not None else None
-        from catalytic_hooks.core.digest import tree_digest
-        from catalytic_hooks.git.digests import index_digest, worktree_digest
+        from catalytic_hooks.git.digests import index_digest, tree_digest, worktree_digest
 
         if view is not None:
             td, kind = tree_digest(view, policy, cache), view.kind.value

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo, record
+from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import load_policy
 
 
@@ -38,20 +37,7 @@ def replay(
         opts = ReplayOptions(worktree=worktree.absolute() if worktree else None,
                              strict_env=strict_env, timeout=timeout, keep=keep,
                              quarantine=not no_quarantine, allow_untrusted=allow_untrusted)
-        try:
-            rep = do_replay(repo, policy, run_dir, opts)
-        except CatalyticError as exc:
-            # A bundle that exists and failed is part of the record; a mistyped path is not.
-            if exc.code is ErrorCode.REPLAY_FAILED and (run_dir.is_dir() or
-                                                        exc.details.get("quarantine")):
-                record(repo, policy, "replay", {
-                    "run_id": run_dir.name, "verdict": "failed",
-                    "reason": str(exc.details.get("reason")),
-                    "quarantine": exc.details.get("quarantine")})
-            raise
-        record(repo, policy, "replay", {
-            "run_id": rep["run_id"], "verdict": rep["verdict"], "bundle_root": rep["bundle_root"],
-            "report": rep["report_json"]})
+        rep = do_replay(repo, policy, run_dir, opts)
         ok = rep["verdict"] in PASSING
 
         def human() -> None:

@@ -13,8 +13,7 @@ import typer
 from catalytic_hooks.cli.common import JsonOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.git.repo import Repo, clean_env
-from catalytic_hooks.restore.engine import Hooks
+from catalytic_hooks.restore.transaction import Hooks, Plan
 
 restore_app = typer.Typer(help="Restore verified bundle outputs (SPECTRUM-06).",
                           no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -30,9 +29,10 @@ PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 
 
 @contextlib.contextmanager
-def progress(json_mode: bool, total_files: int, total_bytes: int) -> Iterator[Hooks]:
-    """A rich progress bar (files and bytes) on a terminal for large restores; none otherwise."""
-    if json_mode or not sys.stderr.isatty() or total_bytes < PROGRESS_MIN_BYTES:
+def progress(json_mode: bool) -> Iterator[Hooks]:
+    """A rich progress bar (files and bytes) on a terminal for large restores, started once the
+    engine has its plan; none in --json mode or when stderr is not a terminal."""
+    if json_mode or not sys.stderr.isatty():
         yield Hooks()
         return
     from rich.console import Console
@@ -44,16 +44,27 @@ def progress(json_mode: bool, total_files: int, total_bytes: int) -> Iterator[Ho
         TextColumn,
     )
 
-    with Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), DownloadColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        files = bar.add_task("files", total=total_files)
-        data = bar.add_task("bytes", total=total_bytes, visible=False)
+    bar = Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), DownloadColumn(),
+                   console=Console(stderr=True), transient=True)
+    tasks: list[Any] = []
 
-        def update(done_files: int, done_bytes: int) -> None:
-            bar.update(files, completed=done_files)
-            bar.update(data, completed=done_bytes)
+    def planned(plan: Plan) -> None:
+        if plan.total_bytes < PROGRESS_MIN_BYTES:
+            return
+        if not tasks:
+            bar.start()
+        tasks[:] = [bar.add_task("files", total=len(plan.entries)),
+                    bar.add_task("bytes", total=plan.total_bytes, visible=False)]
 
-        yield Hooks(progress=update)
+    def update(done_files: int, done_bytes: int) -> None:
+        if tasks:
+            bar.update(tasks[0], completed=done_files)
+            bar.update(tasks[1], completed=done_bytes)
+
+    try:
+        yield Hooks(progress=update, planned=planned)
+    finally:
+        bar.stop()
 
 
 def _human(doc: dict[str, Any]) -> None:
@@ -67,45 +78,6 @@ def _human(doc: dict[str, Any]) -> None:
         f"{doc.get('result_root') or doc.get('restore_root')}")
     if doc.get("worktree"):
         say(f"worktree: {doc['worktree']} at {doc['rev']}")
-
-
-def _worktree(run_dir: Path, path: Path, rev: str | None) -> tuple[Repo, str]:
-    """A new linked worktree at REV (default: the bundle's recorded commit, else HEAD). Git's
-    variables from a calling hook are not inherited."""
-    import json
-
-    if path.exists() or path.is_symlink():
-        raise CatalyticError(ErrorCode.RESTORE_TARGET_INVALID, f"{path} exists; --worktree "
-                             "needs a new path", phase="PREFLIGHT", reason="WORKTREE_EXISTS")
-    repo = Repo.discover(run_dir.resolve().parent)
-    repo.env = clean_env()
-    if rev is None:
-        try:
-            spec = json.loads((run_dir / "TASK_SPEC.json").read_bytes())
-            recorded = spec.get("git_commit") if isinstance(spec, dict) else None
-        except (OSError, ValueError):
-            recorded = None
-        rev = recorded if isinstance(recorded, str) and repo.rev_parse(recorded) else "HEAD"
-    commit = repo.rev_parse(rev)
-    if commit is None:
-        raise CatalyticError(ErrorCode.WORKTREE_FAILED, f"unknown revision {rev!r}")
-    repo.git("worktree", "add", "--detach", "-q", str(path), commit)
-    return repo, commit
-
-
-def _record(run_dir: Path, data: dict[str, Any]) -> None:
-    """Append the restore to the chronicle of the repository holding the bundle, if any."""
-    from catalytic_hooks.cli.common import record
-    from catalytic_hooks.core.policy import load_policy
-
-    repo = Repo.find(run_dir.resolve().parent)
-    if repo is not None:
-        record(repo, load_policy(repo.top), "restore", data)
-
-
-def _remove_worktree(repo: Repo, path: Path) -> None:
-    repo.git("worktree", "remove", "--force", str(path), check=False)
-    repo.git("worktree", "prune", check=False)
 
 
 @restore_app.command("bundle")
@@ -122,52 +94,20 @@ def bundle(
     json_mode: JsonOpt = False,
 ) -> None:
     """Restore one bundle's outputs into an empty target, all or nothing."""
-    from catalytic_hooks.restore.engine import (
-        build_plan,
-        check_keys,
-        check_target,
-        dry_run_report,
-        eligible,
-        execute,
-    )
+    from catalytic_hooks.restore.engine import WorktreeTarget, restore_bundle
 
     with handled(json_mode):
-        if (restore_root is None) == (worktree is None):
+        target: Path | WorktreeTarget
+        if restore_root is not None and worktree is None:
+            target = restore_root
+        elif worktree is not None and restore_root is None:
+            target = WorktreeTarget(worktree, rev)
+        else:
             raise CatalyticError(ErrorCode.USAGE, "give exactly one of --restore-root and "
                                  "--worktree")
-        v, src = eligible(run_dir, project_root, allow_untrusted)
-        check_keys(list(v.hashes))
-        repo = commit = None
-        if worktree is not None:
-            target = worktree.absolute()
-            if not dry_run:
-                repo, commit = _worktree(run_dir, target, rev)
-        else:
-            assert restore_root is not None
-            target = restore_root
-        doc: dict[str, Any]
-        try:
-            if dry_run and worktree is not None:
-                # The worktree does not exist yet, so every target is new.
-                plan = build_plan(src, v, target, probe=False)
-                doc = {**dry_run_report(plan), "bundle_root": v.bundle_root}
-            else:
-                check_target(target)
-                plan = build_plan(src, v, target)
-                if dry_run:
-                    doc = {**dry_run_report(plan), "bundle_root": v.bundle_root}
-                else:
-                    with progress(json_mode, len(plan.entries), plan.total_bytes) as hooks:
-                        doc = execute(plan, hooks)
-        except BaseException:
-            if repo is not None:
-                _remove_worktree(repo, target)
-            raise
-        if repo is not None:
-            doc.update(worktree=str(target), rev=commit)
-        if not dry_run:
-            _record(run_dir, {"run_id": v.run_id, "bundle_root": v.bundle_root,
-                              "target": str(target)})
+        with progress(json_mode) as hooks:
+            doc = restore_bundle(run_dir, target, project_root=project_root,
+                                 allow_untrusted=allow_untrusted, dry_run=dry_run, hooks=hooks)
         result(json_mode, True, "PASS", doc, lambda: _human(doc))
 
 
@@ -186,11 +126,9 @@ def chain(
     with handled(json_mode):
         if restore_root is None:
             raise CatalyticError(ErrorCode.USAGE, "--restore-root is required")
-        doc = restore_chain(run_dirs, restore_root, project_root=project_root,
-                            allow_untrusted=allow_untrusted, dry_run=dry_run)
-        if not dry_run:
-            _record(run_dirs[0], {"run_ids": [d.resolve().name for d in run_dirs],
-                                  "chain_root": doc["chain_root"], "target": str(restore_root)})
+        with progress(json_mode) as hooks:
+            doc = restore_chain(run_dirs, restore_root, project_root=project_root,
+                                allow_untrusted=allow_untrusted, dry_run=dry_run, hooks=hooks)
         result(json_mode, True, "PASS", doc, lambda: _human({**doc, "result_root":
                                                             str(restore_root)}))
 
@@ -201,7 +139,7 @@ def recover_cmd(
     json_mode: JsonOpt = False,
 ) -> None:
     """Undo (or finish) a restore that was interrupted, and remove stale staging."""
-    from catalytic_hooks.restore.engine import recover
+    from catalytic_hooks.restore.recovery import recover
 
     with handled(json_mode):
         doc = recover(root)
@@ -210,6 +148,8 @@ def recover_cmd(
             for k in ("rolled_back", "completed", "stale_staging_removed"):
                 for item in doc[k]:
                     say(f"{k.replace('_', ' ')}: {item}")
+            for item in doc["refused"]:
+                say(f"left alone (not this tool's): {item['name']}: {item['reason']}")
             if not any(doc.values()):
                 say("nothing to recover")
 

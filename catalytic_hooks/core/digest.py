@@ -1,4 +1,6 @@
-"""Tree digests (FORMATS.md §1) over a view under a policy."""
+"""The tree digest formula (docs/FORMATS.md §1): records, their hash, the exclusions hash.
+
+Pure: the views and the hashing that produce a manifest live in the git layer (git/digests.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,7 @@ from dataclasses import dataclass
 
 from catalytic_hooks.core.canonical import canonical_hash, sha256_hex
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.policy import PathClass, Policy
-from catalytic_hooks.git.hashing import HashCache, resolve_contents
-from catalytic_hooks.git.views import View
-
-MODULE_VERSION = "catalytic-hooks/0.1.0"
-MODULE_VERSION_HASH = sha256_hex(MODULE_VERSION.encode())
+from catalytic_hooks.core.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -64,13 +61,3 @@ def _check_record_path(path: str) -> None:
 
 def exclusions_spec_hash(policy: Policy) -> str:
     return canonical_hash(policy.spec_roots())
-
-
-def tree_digest(view: View, policy: Policy, cache: HashCache | None = None) -> TreeDigest:
-    cache = cache if cache is not None else HashCache(None)
-    classify = policy.classifier()
-    protected = PathClass.PROTECTED
-    chosen = [e for e in view.entries if classify(e.path) is protected]
-    values = resolve_contents(view, chosen, cache)
-    cache.save()
-    return TreeDigest(manifest_digest(values), dict(sorted(values.items())))

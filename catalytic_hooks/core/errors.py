@@ -13,6 +13,8 @@ EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_ERROR = 2
 EXIT_BUG = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+DEBUG_ENV = "CATALYTIC_DEBUG"
 
 
 class ErrorCode(StrEnum):
@@ -77,6 +79,8 @@ class ErrorCode(StrEnum):
     # verdict of a check (findings), not an error of the tool
     CHECK_FAILED = "CHECK_FAILED"
     INTERNAL = "INTERNAL"
+    # appended after the first release
+    GIT_MISSING = "GIT_MISSING"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not
@@ -146,3 +150,21 @@ def exit_code_for(code: ErrorCode) -> int:
     if code is ErrorCode.INTERNAL:
         return EXIT_BUG
     return EXIT_FAIL if code in _VERDICT_CODES else EXIT_ERROR
+
+
+def failure(exc: BaseException) -> tuple[int, str, bool]:
+    """The one mapping from an exception to (exit code, one-line message, is it a bug), shared
+    by the CLI and the hook entry point."""
+    if isinstance(exc, CatalyticError):
+        return exit_code_for(exc.code), f"{exc.code.value}: {exc.message}", False
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted", False
+    return (EXIT_BUG, f"internal error (a bug in catalytic-hooks): {type(exc).__name__}: {exc}",
+            True)
+
+
+def debug_enabled() -> bool:
+    """`CATALYTIC_DEBUG=1`: show the traceback of an internal error (never locals)."""
+    import os
+
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")

@@ -72,3 +72,15 @@ def under(path: str, root: str) -> bool:
 
 def under_any(path: str, roots: tuple[str, ...]) -> bool:
     return any(under(path, r) for r in roots)
+
+
+def has_git_component(path: str) -> bool:
+    """Whether some component of `path` would be git's own directory on some filesystem:
+    `.git` in any case, with trailing dots or spaces (Windows strips them), or its 8.3 short
+    name `git~1` (NTFS). Such an output would let a bundle write into a repository's hooks or
+    config when restored into a worktree."""
+    for part in path.split("/"):
+        low = part.lower().rstrip(". ")
+        if low == ".git" or low == "git~1":
+            return True
+    return False

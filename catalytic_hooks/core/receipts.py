@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.core.canonical import loads_strict
-from catalytic_hooks.core.digest import (
-    MODULE_VERSION,
-    MODULE_VERSION_HASH,
-    TreeDigest,
-    exclusions_spec_hash,
-)
+from catalytic_hooks.core.canonical import loads_strict, sha256_hex
+from catalytic_hooks.core.digest import TreeDigest, exclusions_spec_hash
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.core.version import module_version
+
+
+def _versions() -> tuple[str, str]:
+    mv = module_version()
+    return mv, sha256_hex(mv.encode())
 
 
 def digest_receipt(td: TreeDigest, policy: Policy) -> dict[str, Any]:
@@ -22,8 +23,8 @@ def digest_receipt(td: TreeDigest, policy: Policy) -> dict[str, Any]:
         "file_count": td.file_count,
         "file_manifest": td.manifest,
         "exclusions_spec_hash": exclusions_spec_hash(policy),
-        "module_version": MODULE_VERSION,
-        "module_version_hash": MODULE_VERSION_HASH,
+        "module_version": _versions()[0],
+        "module_version_hash": _versions()[1],
     }
 
 
@@ -45,8 +46,8 @@ def purity_scan(
         "verdict": "FAIL" if failed else "PASS",
         "violations": violations,
         "tmp_residue": sorted(tmp_residue),
-        "scan_module_version_hash": MODULE_VERSION_HASH,
-        "module_version": MODULE_VERSION,
+        "scan_module_version_hash": _versions()[1],
+        "module_version": _versions()[0],
     }
 
 
@@ -69,8 +70,8 @@ def restore_proof(
         "durable_roots": sorted(policy.effective_durable),
         "exclusions": sorted(policy.exclusions),
         "exclusions_spec_hash": pre["exclusions_spec_hash"],
-        "proof_module_version_hash": MODULE_VERSION_HASH,
-        "module_version": MODULE_VERSION,
+        "proof_module_version_hash": _versions()[1],
+        "module_version": _versions()[0],
     }
     if not passed:
         proof["diff_summary"] = diff_manifests(pre["file_manifest"], post["file_manifest"])
@@ -86,8 +87,8 @@ def error_receipt(
         "operation": operation,
         "exception_type": type(exc).__name__,
         "exception_message": str(exc),
-        "module_version": MODULE_VERSION,
-        "module_version_hash": MODULE_VERSION_HASH,
+        "module_version": _versions()[0],
+        "module_version_hash": _versions()[1],
         "config_snapshot": config,
     }
 

@@ -29,14 +29,14 @@ def changed_run_dirs(repo: Repo, policy: Policy, commits: list[str]) -> dict[str
 
 def check_bundles(repo: Repo, policy: Policy, tip: str, commits: list[str]) -> list[Finding]:
     from catalytic_hooks.bundle.model import GitSource
-    from catalytic_hooks.bundle.trust import load_trust
+    from catalytic_hooks.bundle.trust import TrustPolicy, load_trust
     from catalytic_hooks.bundle.verify import verify_bundle
 
     findings: list[Finding] = []
     dirs = changed_run_dirs(repo, policy, commits)
     if not dirs:
         return findings
-    trust = load_trust(policy, repo.top)
+    trust = TrustPolicy(load_trust(policy, repo.top))
     for run_path, commit in sorted(dirs.items()):
         src = GitSource(repo, commit, run_path)
         names = src.entries()
@@ -51,8 +51,8 @@ def check_bundles(repo: Repo, policy: Policy, tip: str, commits: list[str]) -> l
             findings.append(Finding(run_path, BUNDLE, f"run bundle rejected: {exc.code.value}: "
                                     f"{exc.message}", commit, subject, exc.code.value))
             continue
-        trusted, why = trust.lookup(v.validator_id)
-        if not trusted:
-            findings.append(Finding(run_path, BUNDLE, f"run bundle is valid but untrusted: {why}",
-                                    commit, subject, "UNTRUSTED"))
+        decision = trust.decide(v.validator_id)
+        if not decision.accepted:
+            findings.append(Finding(run_path, BUNDLE, "run bundle is valid but untrusted: "
+                                    f"{decision.reason}", commit, subject, "UNTRUSTED"))
     return findings

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from catalytic_hooks.core.errors import EXIT_BUG, EXIT_ERROR, EXIT_FAIL, EXIT_OK, CatalyticError
+from catalytic_hooks.core.errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, debug_enabled, failure
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.enforce.checks import (
     Finding,
@@ -70,10 +70,13 @@ def main(argv: Sequence[str]) -> int:
             return pre_push(argv[1:])
         print(USAGE, file=sys.stderr)
         return EXIT_ERROR
-    except CatalyticError as exc:
-        # Fail closed: a hook that cannot decide blocks, and says why.
-        print(f"catalytic: error: {exc.code.value}: {exc.message}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as exc:
-        print(f"catalytic: internal error (a bug): {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_BUG
+    except (Exception, KeyboardInterrupt) as exc:
+        # Fail closed: a hook that cannot decide blocks, and says why (same mapping as the CLI).
+        code, message, bug = failure(exc)
+        if bug and debug_enabled():
+            import traceback
+
+            traceback.print_exc()
+        print(f"catalytic: {'error: ' if not bug and code != 130 else ''}{message}",
+              file=sys.stderr)
+        return code

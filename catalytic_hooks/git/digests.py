@@ -1,4 +1,5 @@
-"""Fast index and working-tree digests from a per-index snapshot of digest values.
+"""Digests of views: any view in full (`tree_digest`), and fast index and working-tree digests
+from a per-index snapshot of digest values.
 
 The index file ends with a checksum of its whole content, so an unchanged checksum means the same
 entries with the same blob ids. The digest values of every protected index entry are kept under
@@ -18,15 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalytic_hooks.core.canonical import canonical_hash
-from catalytic_hooks.core.digest import TreeDigest, check_record_paths, text_digest
+from catalytic_hooks.core.digest import TreeDigest, check_record_paths, manifest_digest, text_digest
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.core.policy import PathClass, Policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.hashing import HashCache, resolve_contents
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.views import ViewEntry, _disk_entry, index_view
+from catalytic_hooks.git.views import View, ViewEntry, ViewKind, disk_entry, index_view
 
 _MAGIC = b"catalytic-index-digest v1\n"
+
+
+def tree_digest(view: View, policy: Policy, cache: HashCache | None = None) -> TreeDigest:
+    """The digest of a whole view: every protected entry resolved (cache, disk or object DB)."""
+    cache = cache if cache is not None else HashCache(None)
+    classify = policy.classifier()
+    protected = PathClass.PROTECTED
+    chosen = [e for e in view.entries if classify(e.path) is protected]
+    values = resolve_contents(view, chosen, cache)
+    cache.save()
+    return TreeDigest(manifest_digest(values), dict(sorted(values.items())))
 
 
 def _index_file(repo: Repo) -> Path:
@@ -164,7 +176,7 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
             head = repo.submodule_head(path) if path in st.submodule_moved else None
             added[path] = f"gitlink:{head}" if head else old
         else:
-            fresh.append(_disk_entry(repo.top, path))
+            fresh.append(disk_entry(repo.top, path))
     for path in (*st.untracked, *st.ignored):
         if path.endswith("/"):
             head = repo.submodule_head(path.rstrip("/"))
@@ -172,11 +184,9 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
                 added[path.rstrip("/")] = f"gitlink:{head}"
             continue
         if classify(path) is PathClass.PROTECTED:
-            fresh.append(_disk_entry(repo.top, path))
+            fresh.append(disk_entry(repo.top, path))
     check_record_paths(e.path for e in fresh)
     if fresh:
-        from catalytic_hooks.git.views import View, ViewKind
-
         added.update(resolve_contents(View(ViewKind.WORKTREE, repo.top, tuple(fresh), repo),
                                       fresh, cache))
     cache.save()

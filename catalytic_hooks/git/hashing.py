@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.core.workers import worker_count
+from catalytic_hooks.fs.files import atomic_write, feed_fd
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.views import Kind, View, ViewEntry
 
 _CACHE_MAGIC = "catalytic-blob-sha256 v1"
-_CHUNK = 1 << 20
 
 
 class HashCache:
@@ -114,22 +114,14 @@ def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
                         g.hexdigest() if g is not None else None)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"not a regular file or symlink: {abspath}")
-    fd = os.open(abspath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(abspath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode):
             raise OSError(f"not a regular file: {abspath}")
         h = hashlib.sha256()
         g = _oid_hasher(fmt, fst.st_size)
-        total = 0
-        while True:
-            chunk = os.read(fd, _CHUNK)
-            if not chunk:
-                break
-            total += len(chunk)
-            h.update(chunk)
-            if g is not None:
-                g.update(chunk)
+        total = feed_fd(fd, *(x for x in (h, g) if x is not None))
     finally:
         os.close(fd)
     git_oid = g.hexdigest() if g is not None and total == fst.st_size else None
@@ -158,7 +150,7 @@ _BATCH = 256
 def hash_paths(root: str, fmt: str | None, paths: list[str]) -> list[_Result]:
     """Hash many files on all cores. Processes, not threads: per-file work is mostly Python
     bytecode holding the GIL, so threads measured barely faster than one core."""
-    workers = _workers()
+    workers = worker_count()
     if len(paths) < _POOL_MIN_FILES or workers == 1:
         return _hash_batch((root, fmt, paths))
     import multiprocessing
@@ -171,10 +163,6 @@ def hash_paths(root: str, fmt: str | None, paths: list[str]) -> list[_Result]:
     with ctx.Pool(workers) as pool:
         batches = pool.map(_hash_batch, jobs, chunksize=1)
     return [r for batch in batches for r in batch]
-
-
-def _workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache) -> dict[str, str]:

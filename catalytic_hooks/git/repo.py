@@ -29,6 +29,19 @@ MODE_LINK = "120000"
 MODE_GITLINK = "160000"
 
 
+def _git_missing() -> CatalyticError:
+    return CatalyticError(ErrorCode.GIT_MISSING, "git is not installed (no `git` on PATH); "
+                          "install git 2.38 or newer")
+
+
+def _run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    """subprocess.run for git, with a missing git reported as such (not as a bug)."""
+    try:
+        return subprocess.run(args, capture_output=True, **kw)
+    except FileNotFoundError as exc:
+        raise _git_missing() from exc
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in GIT_ENV_VARS}
     if extra:
@@ -107,7 +120,7 @@ class Repo:
                 f"{exc.stderr.decode(errors='replace').strip()}",
             ) from exc
         except FileNotFoundError as exc:
-            raise CatalyticError(ErrorCode.GIT_FAILED, "git is not installed") from exc
+            raise _git_missing() from exc
         lines = os.fsdecode(out).splitlines()
         if len(lines) != 3 or not lines[0]:
             raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} has no working tree")
@@ -128,9 +141,7 @@ class Repo:
     def git(self, *args: str, input: bytes | None = None, check: bool = True,
             extra_env: dict[str, str] | None = None) -> bytes:
         env = self.env if not extra_env else {**self.env, **extra_env}
-        proc = subprocess.run(
-            ["git", *args], cwd=self.top, env=env, input=input, capture_output=True,
-        )
+        proc = _run(["git", *args], cwd=self.top, env=env, input=input)
         if check and proc.returncode != 0:
             raise CatalyticError(
                 ErrorCode.GIT_FAILED,
@@ -141,7 +152,7 @@ class Repo:
         return proc.stdout
 
     def git_ok(self, *args: str) -> bool:
-        proc = subprocess.run(["git", *args], cwd=self.top, env=self.env, capture_output=True)
+        proc = _run(["git", *args], cwd=self.top, env=self.env)
         return proc.returncode == 0
 
     @property
@@ -156,17 +167,13 @@ class Repo:
         return algo(b"tree 0\x00").hexdigest()
 
     def rev_parse(self, rev: str) -> str | None:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"],
-            cwd=self.top, env=self.env, capture_output=True,
-        )
+        proc = _run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+                     rev + "^{commit}"], cwd=self.top, env=self.env)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
     def tree_of(self, rev: str) -> str:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{tree}"],
-            cwd=self.top, env=self.env, capture_output=True,
-        )
+        proc = _run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+                     rev + "^{tree}"], cwd=self.top, env=self.env)
         if proc.returncode != 0:
             raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {rev!r}", rev=rev)
         return proc.stdout.decode().strip()
@@ -175,17 +182,18 @@ class Repo:
         return self.rev_parse("HEAD")
 
     def config_get(self, key: str) -> str | None:
-        proc = subprocess.run(
-            ["git", "config", "--get", key], cwd=self.top, env=self.env, capture_output=True
-        )
+        proc = _run(["git", "config", "--get", key], cwd=self.top, env=self.env)
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
     # -- listings ---------------------------------------------------------------------------
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         """Start a git command whose output is collected later with `finish`, so independent
         listings run concurrently."""
-        return subprocess.Popen(["git", *args], cwd=self.top, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            return subprocess.Popen(["git", *args], cwd=self.top, env=self.env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError as exc:
+            raise _git_missing() from exc
 
     @staticmethod
     def finish(proc: subprocess.Popen[bytes]) -> bytes:
@@ -301,8 +309,7 @@ class Repo:
         sub = self.top / path
         if not (sub / ".git").exists():
             return None
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=sub, env=clean_env(),
-                              capture_output=True)
+        proc = _run(["git", "rev-parse", "HEAD"], cwd=sub, env=clean_env())
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 

@@ -88,7 +88,7 @@ def worktree_view(repo: Repo, *, ignored: bool = False) -> View:
                 head = repo.submodule_head(path) if path in st.submodule_moved else oid
                 out[path] = ViewEntry(path, "gitlink", head or oid, True)
             elif path in st.modified or stage != 0:
-                out[path] = _disk_entry(repo.top, path)
+                out[path] = disk_entry(repo.top, path)
             else:
                 out[path] = ViewEntry(path, kind, oid, True)
         else:
@@ -100,11 +100,11 @@ def worktree_view(repo: Repo, *, ignored: bool = False) -> View:
             if head:
                 out[path.rstrip("/")] = ViewEntry(path.rstrip("/"), "gitlink", head, True)
             continue
-        out[path] = _disk_entry(repo.top, path)
+        out[path] = disk_entry(repo.top, path)
     return View(ViewKind.WORKTREE, repo.top, tuple(out.values()), repo)
 
 
-def _disk_entry(top: Path, path: str) -> ViewEntry:
+def disk_entry(top: Path, path: str) -> ViewEntry:
     try:
         mode = os.lstat(top / path).st_mode
     except FileNotFoundError:

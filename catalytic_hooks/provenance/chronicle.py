@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.canonical import canonical_bytes, canonical_hash, loads_strict, sha256_hex
+from catalytic_hooks.core.clock import stamp_micros
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.files import atomic_write, write_all
+from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.fs.dirfd import open_regular_at
+from catalytic_hooks.fs.files import atomic_write, read_fd, write_all
 
 GENESIS = "0" * 64
 
@@ -55,6 +58,14 @@ def _parse_line(line: bytes, n: int, prev: str) -> dict[str, Any]:
     return doc
 
 
+def open_regular_at_path(path: Path) -> int:
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_regular_at(dfd, path.name)
+    finally:
+        os.close(dfd)
+
+
 def head_path(path: Path) -> Path:
     return path.with_name(path.name + ".head")
 
@@ -74,11 +85,17 @@ def _read_head(path: Path) -> dict[str, Any] | None:
 
 def _read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     try:
-        data = path.read_bytes()
+        fd = open_regular_at_path(path)
     except FileNotFoundError:
         return [], []
     except OSError as exc:
+        raise CatalyticError(ErrorCode.CHRONICLE_INVALID, f"cannot read {path}: {exc}") from exc
+    try:
+        data = read_fd(fd)
+    except OSError as exc:
         raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
     lines = data.split(b"\n")
     if lines[-1] != b"":
         raise _bad(len(lines), "torn (no final newline: an interrupted append or a truncation)")
@@ -140,8 +157,17 @@ def _last_line(fd: int) -> bytes | None:
 
 def append(path: Path, kind: str, data: dict[str, Any]) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    # O_NOFOLLOW and a regular-file check: a chronicle committed as a symlink (or a FIFO) must
+    # not redirect the append to a file of the attacker's choosing, nor hang it.
     try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+                     | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.CHRONICLE_INVALID, f"cannot open the chronicle {path}: "
+                             f"{exc.strerror} (a symlink is never followed)") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CatalyticError(ErrorCode.CHRONICLE_INVALID, f"{path} is not a regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)  # serialises appenders across processes
         head = _read_head(path)
         last = _last_line(fd)
@@ -153,7 +179,7 @@ def append(path: Path, kind: str, data: dict[str, Any]) -> dict[str, Any]:
             raise CatalyticError(ErrorCode.CHRONICLE_INVALID, "the chronicle does not match its "
                                  "head; run `catalytic chronicle verify` before appending")
         body = {"seq": count + 1, "prev": last_hash,
-                "kind": kind, "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "kind": kind, "time": stamp_micros(),
                 "data": data}
         record = {**body, "self": canonical_hash(body)}
         line = canonical_bytes(record)
@@ -164,3 +190,19 @@ def append(path: Path, kind: str, data: dict[str, Any]) -> dict[str, Any]:
     finally:
         os.close(fd)  # closing releases the lock
     return record
+
+
+def record(repo_top: Path, policy: Policy, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Append one record to the chronicle of the repository at `repo_top` (the engines call
+    this themselves, so a library caller cannot skip the ledger)."""
+    return append(repo_top / policy.chronicle, kind, data)
+
+
+def record_for(start: Path, kind: str, data: dict[str, Any]) -> None:
+    """Record into the chronicle of the repository containing `start`, if there is one."""
+    from catalytic_hooks.core.policy import load_policy
+    from catalytic_hooks.git.repo import Repo
+
+    repo = Repo.find(start)
+    if repo is not None:
+        record(repo.top, load_policy(repo.top), kind, data)

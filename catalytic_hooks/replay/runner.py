@@ -1,24 +1,33 @@
-"""Replay (DESIGN.md §7): re-execute an archived run in a clean worktree and show whether it
-reproduces: `exact`, `within-tolerance`, `drift-verified`, `nondeterministic` or `failed`."""
+"""Replay: re-execute an archived run in a clean worktree and show whether it reproduces:
+`exact`, `within-tolerance`, `drift-verified`, `nondeterministic` or `failed`.
+
+Steps: 1 verify (trusted) → 2 clean worktree at the recorded commit → 3 compare the environment →
+4 run the recorded command → 5 compare outputs and metrics (replay once more on drift) → 6 write
+reports → 7 chronicle."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.bundle.model import DirSource
+from catalytic_hooks.bundle.trust import TrustPolicy, load_trust, trust_policy
+from catalytic_hooks.bundle.verify import verify_bundle
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
+from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
-from catalytic_hooks.fs.files import atomic_write, read_fd
+from catalytic_hooks.fs.dirfd import open_beneath
+from catalytic_hooks.fs.files import atomic_write, read_fd, sha256_path
 from catalytic_hooks.git.repo import Repo, clean_env
+from catalytic_hooks.git.worktree import add_worktree, neutral, remove_worktree
+from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import compare, determinism_env, fingerprint
 
 EXACT, WITHIN, DRIFT, NONDET, FAILED = ("exact", "within-tolerance", "drift-verified",
@@ -43,6 +52,7 @@ class ReplayOptions:
     keep: bool = False
     quarantine: bool = True
     allow_untrusted: bool = False
+    trust: TrustPolicy | None = None  # default: the replaying repository's trust anchor
 
 
 @dataclass
@@ -52,10 +62,6 @@ class Attempt:
     hashes: dict[str, str | None] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
@@ -90,13 +96,7 @@ def compare_metrics(archived: dict[str, Any], replayed: dict[str, Any], tol: flo
 
 def _sha(path: Path) -> str | None:
     try:
-        if path.is_symlink() or not path.is_file():
-            return None
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-        return "sha256:" + h.hexdigest()
+        return "sha256:" + sha256_path(path)
     except OSError:
         return None
 
@@ -116,14 +116,10 @@ class Replayer:
         self.policy = policy
         self.run_dir = run_dir.resolve()
         self.opts = opts
-        self.git = Repo(repo.top, repo.git_dir, repo.common_dir, clean_env())
+        self.git = neutral(repo)
 
     # -- 1. verification and quarantine -------------------------------------------------------
     def verify(self) -> Any:
-        from catalytic_hooks.bundle.model import DirSource
-        from catalytic_hooks.bundle.trust import load_trust
-        from catalytic_hooks.bundle.verify import verify_bundle
-
         src = DirSource(self.run_dir, self.repo.top)
         try:
             v = verify_bundle(src)
@@ -137,17 +133,18 @@ class Replayer:
             raise CatalyticError(ErrorCode.REPLAY_FAILED, f"bundle does not verify: "
                                  f"{exc.code.value}: {exc.message}", reason=exc.code.value,
                                  verification=exc.to_dict()) from exc
-        if not self.opts.allow_untrusted:
-            ok, why = load_trust(self.policy, self.repo.top).lookup(v.validator_id)
-            if not ok:
-                raise CatalyticError(ErrorCode.REPLAY_FAILED, f"untrusted bundle: {why}",
-                                     reason="UNTRUSTED")
+        trust = self.opts.trust or trust_policy(load_trust(self.policy, self.repo.top),
+                                                allow_untrusted=self.opts.allow_untrusted)
+        decision = trust.decide(v.validator_id)
+        if not decision.accepted:
+            raise CatalyticError(ErrorCode.REPLAY_FAILED, f"untrusted bundle: {decision.reason}",
+                                 reason="UNTRUSTED")
         self.source = src
         return v
 
     def quarantine(self, exc: CatalyticError) -> Path:
         """Move (never delete) the bundle aside, with a report saying why."""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = stamp_compact()
         qdir = self.repo.top / self.policy.quarantine_dir
         qdir.mkdir(parents=True, exist_ok=True)
         dest = qdir / f"{self.run_dir.name}-{stamp}"
@@ -164,12 +161,10 @@ class Replayer:
             path = Path(tempfile.mkdtemp(prefix="catalytic-replay-")) / "wt"
         elif path.exists():
             raise CatalyticError(ErrorCode.USAGE, f"{path} exists; --worktree needs a new path")
-        self.git.git("worktree", "add", "--detach", "-q", str(path), commit)
-        return path.resolve()
+        return add_worktree(self.repo, path, commit)
 
     def remove_worktree(self, path: Path) -> None:
-        self.git.git("worktree", "remove", "--force", str(path), check=False)
-        self.git.git("worktree", "prune", check=False)
+        remove_worktree(self.repo, path)
         if path.name == "wt" and path.parent.name.startswith("catalytic-replay-"):
             shutil.rmtree(path.parent, ignore_errors=True)
 
@@ -200,8 +195,6 @@ class Replayer:
 
 
 def archived_bytes(source: Any, key: str) -> bytes | None:
-    from catalytic_hooks.bundle.model import open_beneath
-
     try:
         where = source.locate(key)
         if where is None:
@@ -216,8 +209,27 @@ def archived_bytes(source: Any, key: str) -> bytes | None:
 
 
 def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
+    """Replay and record the result in the chronicle (a bundle that exists and failed is part
+    of the record too; a mistyped path is not)."""
+    try:
+        rep = _replay(repo, policy, run_dir, opts)
+    except CatalyticError as exc:
+        if exc.code is ErrorCode.REPLAY_FAILED and (run_dir.is_dir() or
+                                                    exc.details.get("quarantine")):
+            record(repo.top, policy, "replay", {
+                "run_id": run_dir.name, "verdict": "failed",
+                "reason": str(exc.details.get("reason")),
+                "quarantine": exc.details.get("quarantine")})
+        raise
+    record(repo.top, policy, "replay", {
+        "run_id": rep["run_id"], "verdict": rep["verdict"], "bundle_root": rep["bundle_root"],
+        "report": rep["report_json"]})
+    return rep
+
+
+def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
     r = Replayer(repo, policy, run_dir, opts)
-    started = _now()
+    started = stamp_seconds()
     v = r.verify()
     spec = v.task_spec if isinstance(v.task_spec, dict) else {}
     command = spec.get("command")
@@ -255,7 +267,7 @@ def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> di
         _judge(report, r, v, spec, commit, first, metrics_files, policy, worktrees)
         return report
     finally:
-        report["finished_at"] = _now()
+        report["finished_at"] = stamp_seconds()
         if not opts.keep:
             for wt in worktrees:
                 r.remove_worktree(wt)
@@ -301,7 +313,7 @@ def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], co
 
 
 def _write_reports(repo: Repo, policy: Policy, report: dict[str, Any]) -> None:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = stamp_compact()
     rdir = repo.top / policy.reports_dir
     rdir.mkdir(parents=True, exist_ok=True)
     base = rdir / f"replay-{report['run_id']}-{stamp}"

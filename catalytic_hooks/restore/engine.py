@@ -1,9 +1,10 @@
-"""SPECTRUM-06 restore (FORMATS.md §5), transactional and crash-safe (DESIGN.md §6).
+"""SPECTRUM-06 restore (docs/FORMATS.md §5), transactional and crash-safe.
 
-Order: PREFLIGHT (eligibility, target, path safety) → PLAN (sources, reject-if-exists) →
+Order: PREFLIGHT (eligibility, path safety, target) → PLAN (sources, reject-if-exists) →
 EXECUTE (lock, recover leftovers, stage with copy+hash in one pass, journal, place) → VERIFY
-(re-hash every target) → result artifacts → commit point → cleanup. The transaction mechanics
-live in restore_tx.py.
+(re-hash every target) → result artifacts → commit point → cleanup → chronicle. `restore_bundle`
+is the one entry point for a single bundle, into a directory or a new worktree: the CLI, the
+library and the crash tests all go through it. The transaction mechanics are in transaction.py.
 """
 
 from __future__ import annotations
@@ -11,15 +12,25 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.bundle.model import DirSource, project_root_for
+from catalytic_hooks.bundle.trust import TrustPolicy, anchor_at, trust_policy
+from catalytic_hooks.bundle.verify import Verified, verify_bundle
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.paths import relpath_problem
-from catalytic_hooks.fs.files import DIR_FLAGS, write_all
+from catalytic_hooks.core.paths import has_git_component, relpath_problem
+from catalytic_hooks.fs.dirfd import DIR_FLAGS, lstat_at, open_beneath, remove_tree_at
+from catalytic_hooks.fs.durable import durable
+from catalytic_hooks.fs.files import write_all
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.worktree import add_worktree, remove_worktree
+from catalytic_hooks.provenance.chronicle import record_for
+from catalytic_hooks.restore.chain_journal import CHAIN_PREFIX
+from catalytic_hooks.restore.recovery import recover
 from catalytic_hooks.restore.transaction import (
-    CHAIN_PREFIX,
     JOURNAL_PREFIX,
     MANIFEST,
     REPORT,
@@ -27,20 +38,16 @@ from catalytic_hooks.restore.transaction import (
     Hooks,
     Plan,
     PlanEntry,
-    _lstat_at,
-    _write_journal,
     check_target,
-    durable,
     fail,
     new_attempt_names,
     place,
-    recover,
-    remove_tree_at,
     rollback,
     root_lock,
     stage,
     utf8_key,
     verify_targets,
+    write_journal,
 )
 
 __all__ = ["Hooks", "Plan", "PlanEntry", "build_plan", "check_keys", "check_target",
@@ -48,14 +55,19 @@ __all__ = ["Hooks", "Plan", "PlanEntry", "build_plan", "check_keys", "check_targ
            "root_lock"]
 
 
+# -- PREFLIGHT --------------------------------------------------------------------------------
+
 def check_keys(keys: list[str]) -> None:
-    """Path safety (§4.2, FORMATS.md §0): rejected, never rewritten."""
+    """Path safety (§4.2, docs/FORMATS.md §0): rejected, never rewritten."""
     for key in sorted(keys, key=utf8_key):
         problem = relpath_problem(key)
         if problem is not None:
             reason = "NULL_BYTE" if "\x00" in key else "UNSAFE_PATH"
             raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PREFLIGHT",
                        f"output key {key!r}: {problem}", reason, path=key)
+        if has_git_component(key):
+            raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PREFLIGHT", f"output key {key!r} "
+                       "names git's own directory", "GIT_DIRECTORY", path=key)
         if key in (MANIFEST, REPORT) or key.split("/")[0].startswith(
                 (STAGING_PREFIX, JOURNAL_PREFIX, CHAIN_PREFIX)):
             raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PREFLIGHT",
@@ -70,67 +82,13 @@ def check_keys(keys: list[str]) -> None:
                            f"output {key!r} lies under output {'/'.join(parts[:i])!r}",
                            "PATH_CONFLICT", path=key)
 
-def probe_targets(root: Path, keys: list[str]) -> list[str]:
-    """Reject-if-exists and no symlink on any target's path; returns the directories that
-    would have to be created (parents first)."""
-    new_dirs: list[str] = []
-    seen_new: set[str] = set()
-    rfd = os.open(root, DIR_FLAGS)
-    try:
-        for key in sorted(keys, key=utf8_key):
-            parts = key.split("/")
-            dfd = os.dup(rfd)
-            try:
-                for i, part in enumerate(parts):
-                    sub = "/".join(parts[:i + 1])
-                    if sub in seen_new:
-                        continue
-                    st = _lstat_at(dfd, part)
-                    last = i == len(parts) - 1
-                    if st is None:
-                        if last:
-                            break
-                        seen_new.add(sub)
-                        new_dirs.append(sub)
-                        continue
-                    if stat.S_ISLNK(st.st_mode):
-                        raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PLAN",
-                                   f"{sub} under the restore root is a symlink",
-                                   "SYMLINK_ESCAPE", path=key)
-                    if last:
-                        raise fail(ErrorCode.TARGET_EXISTS, "PLAN",
-                                   f"{key} already exists in the restore root", path=key)
-                    if not stat.S_ISDIR(st.st_mode):
-                        raise fail(ErrorCode.TARGET_EXISTS, "PLAN",
-                                   f"{sub} exists and is not a directory", "PARENT_NOT_DIRECTORY",
-                                   path=key)
-                    nfd = os.open(part, DIR_FLAGS, dir_fd=dfd)
-                    os.close(dfd)
-                    dfd = nfd
-            finally:
-                os.close(dfd)
-        for name in (MANIFEST, REPORT):
-            if _lstat_at(rfd, name) is not None:
-                raise fail(ErrorCode.TARGET_EXISTS, "PLAN",
-                           f"{name} already exists in the restore root", path=name)
-    finally:
-        os.close(rfd)
-    return new_dirs
 
-
-# -- EXECUTE: lock, journal, staging, placement -----------------------------------------------
-
-def eligible(run_dir: Path, project_root: Path | None, allow_untrusted: bool) -> tuple[Any, Any]:
+def eligible(run_dir: Path, project_root: Path | None, trust: TrustPolicy) -> tuple[Verified,
+                                                                                     DirSource]:
     """Step 1.1: full SPECTRUM-05 verification, a verified proof, at least one output, and (as
-    catalytic's policy) a trusted validator unless allowed otherwise."""
-    from catalytic_hooks.bundle.model import DirSource
-    from catalytic_hooks.bundle.trust import TrustSet, load_trust
-    from catalytic_hooks.bundle.verify import _project_root_for, verify_bundle
-    from catalytic_hooks.core.policy import load_policy
-
+    catalytic's policy) a signer the trust policy accepts."""
     run_dir = run_dir.resolve()
-    proot = _project_root_for(run_dir, project_root)
-    src = DirSource(run_dir, proot)
+    src = DirSource(run_dir, project_root_for(run_dir, project_root))
     try:
         v = verify_bundle(src)
     except CatalyticError as exc:
@@ -141,22 +99,67 @@ def eligible(run_dir: Path, project_root: Path | None, allow_untrusted: bool) ->
     if not v.hashes:
         raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", "OUTPUT_HASHES.hashes is empty",
                    "HASHES_EMPTY")
-    if not allow_untrusted:
-        try:
-            trust = load_trust(load_policy(proot), proot)
-        except CatalyticError:
-            trust = TrustSet([], "no readable policy")
-        ok, why = trust.lookup(v.validator_id)
-        if not ok:
-            raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", f"untrusted bundle: {why} "
-                       "(use --allow-untrusted to restore it anyway)", "UNTRUSTED",
-                       validator_id=v.validator_id)
+    decision = trust.decide(v.validator_id)
+    if not decision.accepted:
+        raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", f"untrusted bundle: "
+                   f"{decision.reason} (use --allow-untrusted to restore it anyway)", "UNTRUSTED",
+                   validator_id=v.validator_id)
     return v, src
 
 
-def build_plan(src: Any, v: Any, result_root: Path, *, probe: bool = True) -> Plan:
-    from catalytic_hooks.bundle.model import open_beneath
+# -- PLAN -------------------------------------------------------------------------------------
 
+def _probe_key(rfd: int, key: str, seen_new: set[str], new_dirs: list[str]) -> None:
+    """Walk one key's components, each looked up in its own parent directory; once a parent
+    is missing, everything below it is new too (never looked up elsewhere)."""
+    parts = key.split("/")
+    dfd = os.dup(rfd)
+    try:
+        for i, part in enumerate(parts):
+            sub, last = "/".join(parts[:i + 1]), i == len(parts) - 1
+            st = None if sub in seen_new else lstat_at(dfd, part)
+            if st is None:
+                for j in range(i, len(parts) - 1):  # this parent and those below are created
+                    d = "/".join(parts[:j + 1])
+                    if d not in seen_new:
+                        seen_new.add(d)
+                        new_dirs.append(d)
+                return
+            if stat.S_ISLNK(st.st_mode):
+                raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PLAN", f"{sub} under the restore "
+                           "root is a symlink", "SYMLINK_ESCAPE", path=key)
+            if last:
+                raise fail(ErrorCode.TARGET_EXISTS, "PLAN", f"{key} already exists in the "
+                           "restore root", path=key)
+            if not stat.S_ISDIR(st.st_mode):
+                raise fail(ErrorCode.TARGET_EXISTS, "PLAN", f"{sub} exists and is not a "
+                           "directory", "PARENT_NOT_DIRECTORY", path=key)
+            nfd = os.open(part, DIR_FLAGS, dir_fd=dfd)
+            os.close(dfd)
+            dfd = nfd
+    finally:
+        os.close(dfd)
+
+
+def probe_targets(root: Path, keys: list[str]) -> list[str]:
+    """Reject-if-exists and no symlink on any target's path; returns the directories that
+    would have to be created (parents first)."""
+    new_dirs: list[str] = []
+    seen_new: set[str] = set()
+    rfd = os.open(root, DIR_FLAGS)
+    try:
+        for key in sorted(keys, key=utf8_key):
+            _probe_key(rfd, key, seen_new, new_dirs)
+        for name in (MANIFEST, REPORT):
+            if lstat_at(rfd, name) is not None:
+                raise fail(ErrorCode.TARGET_EXISTS, "PLAN",
+                           f"{name} already exists in the restore root", path=name)
+    finally:
+        os.close(rfd)
+    return new_dirs
+
+
+def build_plan(src: DirSource, v: Verified, result_root: Path, *, probe: bool = True) -> Plan:
     entries = []
     for key in sorted(v.hashes, key=utf8_key):
         try:
@@ -200,6 +203,8 @@ def artifacts(plan: Plan) -> tuple[bytes, bytes]:
     return manifest, report
 
 
+# -- EXECUTE ----------------------------------------------------------------------------------
+
 def execute(plan: Plan, hooks: Hooks, *, locked_fd: int | None = None) -> dict[str, Any]:
     if locked_fd is None:
         with root_lock(plan.root) as rfd:
@@ -209,49 +214,61 @@ def execute(plan: Plan, hooks: Hooks, *, locked_fd: int | None = None) -> dict[s
     return _execute_locked(locked_fd, plan, hooks)
 
 
+def _write_artifacts(rfd: int, staging: str, plan: Plan) -> None:
+    sfd = os.open(staging, DIR_FLAGS, dir_fd=rfd)
+    try:
+        for name, data in zip((MANIFEST, REPORT), artifacts(plan), strict=True):
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
+                         dir_fd=sfd)
+            try:
+                write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.fsync(sfd)
+    finally:
+        os.close(sfd)
+
+
+def _transact(rfd: int, plan: Plan, hooks: Hooks, jname: str, journal: dict[str, Any]) -> None:
+    """Stage, journal, place, verify, commit. The journal is durable before the first
+    placement, and `committed` is the commit point."""
+    staging, keys = journal["staging"], [e.key for e in plan.entries]
+    stage(rfd, staging, plan, hooks)
+    _write_artifacts(rfd, staging, plan)
+    durable(rfd)
+    if hooks.after_stage is not None:
+        hooks.after_stage(plan)
+    write_journal(rfd, jname, journal)
+    journal["journal_written"] = True
+    created: list[str] = []
+    place(rfd, staging, keys, created)
+    if hooks.after_place is not None:
+        hooks.after_place(plan)
+    verify_targets(rfd, plan)
+    place(rfd, staging, [MANIFEST, REPORT], created)
+    durable(rfd)
+    journal["committed"] = True
+    del journal["journal_written"]
+    write_journal(rfd, jname, journal)
+
+
 def _execute_locked(rfd: int, plan: Plan, hooks: Hooks) -> dict[str, Any]:
     if hooks.after_plan is not None:
         hooks.after_plan(plan)
+    if hooks.planned is not None:
+        hooks.planned(plan)
     staging, jname = new_attempt_names()
-    keys = [e.key for e in plan.entries]
     journal: dict[str, Any] = {"bundle_root": plan.bundle_root, "committed": False,
-                               "dirs": plan.new_dirs, "placed": [*keys, MANIFEST, REPORT],
+                               "dirs": plan.new_dirs,
+                               "placed": [*(e.key for e in plan.entries), MANIFEST, REPORT],
                                "staging": staging}
     os.mkdir(staging, 0o700, dir_fd=rfd)
-    journal_written = False
     try:
-        stage(rfd, staging, plan, hooks)
-        manifest, report = artifacts(plan)
-        sfd = os.open(staging, DIR_FLAGS, dir_fd=rfd)
-        try:
-            for name, data in ((MANIFEST, manifest), (REPORT, report)):
-                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
-                             dir_fd=sfd)
-                try:
-                    write_all(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            os.fsync(sfd)
-        finally:
-            os.close(sfd)
-        durable(rfd)
-        if hooks.after_stage is not None:
-            hooks.after_stage(plan)
-        _write_journal(rfd, jname, journal)  # before the first placement
-        journal_written = True
-        created: list[str] = []
-        place(rfd, staging, keys, created)
-        if hooks.after_place is not None:
-            hooks.after_place(plan)
-        verify_targets(rfd, plan)
-        place(rfd, staging, [MANIFEST, REPORT], created)
-        durable(rfd)
-        journal["committed"] = True
-        _write_journal(rfd, jname, journal)  # the commit point
+        _transact(rfd, plan, hooks, jname, journal)
     except BaseException as exc:
         rollback(rfd, journal)
-        if journal_written:
+        if journal.pop("journal_written", False):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(jname, dir_fd=rfd)
         os.fsync(rfd)
@@ -266,13 +283,70 @@ def _execute_locked(rfd: int, plan: Plan, hooks: Hooks) -> dict[str, Any]:
             "chain_root": plan.chain_root, "restored_files_count": len(plan.entries),
             "restored_bytes": plan.total_bytes}
 
-def restore_bundle(run_dir: Path, restore_root: Path, *, project_root: Path | None = None,
-                   allow_untrusted: bool = False, dry_run: bool = False,
+
+# -- the whole single-bundle restore ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorktreeTarget:
+    """Restore into a new linked worktree at `rev` (default: the bundle's recorded commit, else
+    HEAD) of the repository holding the bundle."""
+
+    path: Path
+    rev: str | None = None
+
+
+def _worktree_commit(repo: Repo, v: Verified, rev: str | None) -> str:
+    if rev is None:
+        recorded = v.task_spec.get("git_commit") if isinstance(v.task_spec, dict) else None
+        rev = recorded if isinstance(recorded, str) and repo.rev_parse(recorded) else "HEAD"
+    commit = repo.rev_parse(rev)
+    if commit is None:
+        raise CatalyticError(ErrorCode.WORKTREE_FAILED, f"unknown revision {rev!r}")
+    return commit
+
+
+def _into_worktree(run_dir: Path, v: Verified, src: DirSource, wt: WorktreeTarget,
+                   dry_run: bool, hooks: Hooks) -> dict[str, Any]:
+    target = wt.path.absolute()
+    if target.exists() or target.is_symlink():
+        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT", f"{target} exists; "
+                   "--worktree needs a new path", "WORKTREE_EXISTS")
+    if dry_run:  # the worktree does not exist yet, so every target is new
+        return {**dry_run_report(build_plan(src, v, target, probe=False)),
+                "bundle_root": v.bundle_root}
+    repo = Repo.discover(run_dir.resolve().parent)
+    commit = _worktree_commit(repo, v, wt.rev)
+    add_worktree(repo, target, commit)
+    try:
+        check_target(target)
+        doc = execute(build_plan(src, v, target), hooks)
+    except BaseException:
+        remove_worktree(repo, target)
+        raise
+    return {**doc, "worktree": str(target), "rev": commit}
+
+
+def restore_bundle(run_dir: Path, restore_root: Path | WorktreeTarget, *,
+                   project_root: Path | None = None, allow_untrusted: bool = False,
+                   trust: TrustPolicy | None = None, dry_run: bool = False,
                    hooks: Hooks | None = None) -> dict[str, Any]:
-    v, src = eligible(run_dir, project_root, allow_untrusted)
-    check_target(restore_root)
+    """Restore one bundle's outputs into an existing directory or a new worktree."""
+    hooks = hooks or Hooks()
+    if trust is None:
+        anchor = anchor_at(project_root_for(run_dir.resolve(), project_root))
+        trust = trust_policy(anchor, allow_untrusted=allow_untrusted)
+    v, src = eligible(run_dir, project_root, trust)
     check_keys(list(v.hashes))
-    plan = build_plan(src, v, restore_root)
-    if dry_run:
-        return {**dry_run_report(plan), "bundle_root": v.bundle_root}
-    return execute(plan, hooks or Hooks())
+    if isinstance(restore_root, WorktreeTarget):
+        doc = _into_worktree(run_dir, v, src, restore_root, dry_run, hooks)
+    else:
+        check_target(restore_root)
+        plan = build_plan(src, v, restore_root)
+        doc = {**dry_run_report(plan), "bundle_root": v.bundle_root} if dry_run \
+            else execute(plan, hooks)
+    if not dry_run:
+        record_for(run_dir.resolve().parent, "restore", {
+            "run_id": v.run_id, "bundle_root": v.bundle_root,
+            "target": doc.get("worktree") or str(doc["result_root"])})
+    return doc
+

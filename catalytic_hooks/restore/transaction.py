@@ -10,10 +10,10 @@ descriptors opened with O_NOFOLLOW, so a symlink planted under the root can neve
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import os
+import re
 import stat
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,22 +23,24 @@ from typing import Any
 
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.files import (
+from catalytic_hooks.core.paths import has_git_component, relpath_problem
+from catalytic_hooks.core.workers import worker_count
+from catalytic_hooks.fs.dirfd import (
     DIR_FLAGS,
     DirFds,
-    have_syncfs,
+    lstat_at,
+    open_beneath,
     open_dir_chain,
-    read_fd,
-    sync_filesystem,
-    write_all,
+    open_regular_at,
+    remove_tree_at,
 )
+from catalytic_hooks.fs.durable import have_syncfs
+from catalytic_hooks.fs.files import CHUNK, feed_fd, read_fd, write_all
 
 MANIFEST = "RESTORE_MANIFEST.json"
 REPORT = "RESTORE_REPORT.json"
 STAGING_PREFIX = ".spectrum06_staging_"
 JOURNAL_PREFIX = ".spectrum06_journal_"
-CHAIN_PREFIX = ".spectrum06_chain_"
-_CHUNK = 1 << 20
 
 
 def fail(code: ErrorCode, phase: str, message: str, reason: str | None = None,
@@ -81,6 +83,7 @@ class Hooks:
     after_stage: Callable[[Plan], None] | None = None
     after_place: Callable[[Plan], None] | None = None
     progress: Callable[[int, int], None] | None = None  # (files done, bytes done)
+    planned: Callable[[Plan], None] | None = None  # the final plan, before staging starts
 
 
 def utf8_key(p: str) -> bytes:
@@ -109,12 +112,6 @@ def check_target(root: Path) -> None:
                    f"restore root {root} is not writable", "NOT_WRITABLE")
 
 
-def _lstat_at(dfd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.lstat(name, dir_fd=dfd)
-    except FileNotFoundError:
-        return None
-
 @contextlib.contextmanager
 def root_lock(root: Path) -> Iterator[int]:
     """An exclusive lock on the restore root directory itself (no lock file is left behind)."""
@@ -130,7 +127,7 @@ def root_lock(root: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def _write_journal(rfd: int, name: str, doc: dict[str, Any]) -> None:
+def write_journal(rfd: int, name: str, doc: dict[str, Any]) -> None:
     tmp = name + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=rfd)
     try:
@@ -145,7 +142,7 @@ def _write_journal(rfd: int, name: str, doc: dict[str, Any]) -> None:
 def _copy_hash(src_fd: int, dst_fd: int) -> tuple[str, int]:
     h = hashlib.sha256()
     total = 0
-    while chunk := os.read(src_fd, _CHUNK):
+    while chunk := os.read(src_fd, CHUNK):
         h.update(chunk)
         write_all(dst_fd, chunk)
         total += len(chunk)
@@ -153,21 +150,16 @@ def _copy_hash(src_fd: int, dst_fd: int) -> tuple[str, int]:
 
 
 def _hash_at(dfd: int, name: str) -> str:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    fd = open_regular_at(dfd, name)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
         h = hashlib.sha256()
-        while chunk := os.read(fd, _CHUNK):
-            h.update(chunk)
+        feed_fd(fd, h)
         return "sha256:" + h.hexdigest()
     finally:
         os.close(fd)
 
 
 def _open_source(e: PlanEntry) -> int:
-    from catalytic_hooks.bundle.model import open_beneath
-
     try:
         return open_beneath(e.source_base, e.source_rel)
     except OSError as exc:
@@ -220,13 +212,6 @@ def stage(rfd: int, staging: str, plan: Plan, hooks: Hooks) -> None:
         os.close(sfd)
 
 
-def durable(fd: int) -> None:
-    """Everything written so far on the root's filesystem is on disk: staged files and their
-    directories before the first placement, placed links before the commit point."""
-    if not sync_filesystem(fd):
-        os.fsync(fd)
-
-
 def place(rfd: int, staging: str, keys: list[str], created_dirs: list[str]) -> None:
     """Hard-link each staged file into place; link(2) never replaces an existing target."""
     sfd = os.open(staging, DIR_FLAGS, dir_fd=rfd)
@@ -273,30 +258,12 @@ def _same_inode(rfd: int, staging: str, key: str) -> bool:
         os.close(a)
         return False
     try:
-        sa, sb = _lstat_at(a, name), _lstat_at(b, name)
+        sa, sb = lstat_at(a, name), lstat_at(b, name)
         return sa is not None and sb is not None and (sa.st_ino, sa.st_dev) == \
             (sb.st_ino, sb.st_dev)
     finally:
         os.close(a)
         os.close(b)
-
-
-def remove_tree_at(dfd: int, name: str) -> None:
-    """rm -r below a directory fd without following symlinks."""
-    try:
-        st = os.lstat(name, dir_fd=dfd)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=dfd)
-        return
-    sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
-    try:
-        for entry in os.listdir(sub):
-            remove_tree_at(sub, entry)
-    finally:
-        os.close(sub)
-    os.rmdir(name, dir_fd=dfd)
 
 
 def rollback(rfd: int, journal: dict[str, Any]) -> None:
@@ -326,47 +293,53 @@ def rollback(rfd: int, journal: dict[str, Any]) -> None:
     remove_tree_at(rfd, staging)
 
 
-def recover(root: Path, *, locked_fd: int | None = None) -> dict[str, Any]:
-    """Finish or undo whatever an interrupted restore left in `root` (and chain roots)."""
-    report: dict[str, Any] = {"rolled_back": [], "completed": [], "stale_staging_removed": []}
+_TAG = re.compile(r"[0-9a-f]{32}\Z")
 
-    def work(rfd: int) -> None:
-        for name in sorted(os.listdir(rfd)):
-            if name.startswith(CHAIN_PREFIX) and name.endswith(".json"):
-                from catalytic_hooks.restore.chain import recover_chain
 
-                recover_chain(rfd, name, report)
-        for name in sorted(os.listdir(rfd)):
-            if name.startswith(JOURNAL_PREFIX) and name.endswith(".json"):
-                recover_journal(rfd, name, report)
-        for name in sorted(os.listdir(rfd)):
-            if name.startswith(STAGING_PREFIX) or (
-                    name.startswith((JOURNAL_PREFIX, CHAIN_PREFIX)) and name.endswith(".tmp")):
-                remove_tree_at(rfd, name)
-                report["stale_staging_removed"].append(name)
+def journal_tag(name: str, prefix: str) -> str | None:
+    """The attempt tag of a journal name this tool generates (`<prefix><32 hex>.json`)."""
+    if not (name.startswith(prefix) and name.endswith(".json")):
+        return None
+    tag = name[len(prefix):-len(".json")]
+    return tag if _TAG.match(tag) else None
 
-    if locked_fd is not None:
-        work(locked_fd)
-    else:
-        check_target(root)
-        with root_lock(root) as fd:
-            work(fd)
-    return report
+
+def _safe_keys(values: Any) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(v, str) and relpath_problem(v) is None and not has_git_component(v)
+        for v in values)
+
+
+def journal_problem(name: str, journal: Any) -> str | None:
+    """Why a journal found in a restore root is not one of this tool's, or None. A journal is
+    bookkeeping read from the target, so it is hostile until it proves it belongs: a generated
+    name, its own staging directory (same tag, one component), safe relative keys only."""
+    tag = journal_tag(name, JOURNAL_PREFIX)
+    if tag is None:
+        return "not a name this tool generates"
+    if not isinstance(journal, dict):
+        return "not a journal"
+    if journal.get("staging") != STAGING_PREFIX + tag:
+        return "its staging directory is not its own"
+    if not _safe_keys(journal.get("placed")) or not _safe_keys(journal.get("dirs")):
+        return "it names paths that are not safe relative paths"
+    return None
 
 
 def recover_journal(rfd: int, name: str, report: dict[str, Any]) -> None:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=rfd)
     try:
-        data = read_fd(fd)
-    finally:
-        os.close(fd)
-    try:
-        journal = loads_strict(data, what=name)
-    except CatalyticError:
+        fd = open_regular_at(rfd, name)
+        try:
+            data = read_fd(fd, 1 << 26)
+        finally:
+            os.close(fd)
+        journal: Any = loads_strict(data, what=name)
+    except (OSError, CatalyticError):
         journal = None
-    if not isinstance(journal, dict) or "staging" not in journal:
-        os.unlink(name, dir_fd=rfd)  # torn before its rename: nothing was placed yet
-        return
+    problem = journal_problem(name, journal)
+    if problem is not None:
+        report["refused"].append({"name": name, "reason": problem})
+        return  # not ours: reported and left alone
     if journal.get("committed"):
         remove_tree_at(rfd, journal["staging"])
         report["completed"].append(journal.get("bundle_root"))
@@ -381,8 +354,6 @@ def new_attempt_names() -> tuple[str, str]:
     tag = uuid.uuid4().hex
     return STAGING_PREFIX + tag, JOURNAL_PREFIX + tag + ".json"
 
-
-# -- the whole single-bundle restore ----------------------------------------------------------
 
 def verify_targets(rfd: int, plan: Plan) -> None:
     """VERIFY: re-hash every target through directory fds, never following links (on all
@@ -406,7 +377,7 @@ def verify_targets(rfd: int, plan: Plan) -> None:
                 return f"unreadable ({exc.strerror or exc})"
 
         if plan.total_bytes >= 64 * 1024 * len(work):  # threads pay off on large files only
-            with ThreadPoolExecutor(max(2, min(8, os.cpu_count() or 1))) as pool:
+            with ThreadPoolExecutor(worker_count(2)) as pool:
                 actuals = list(pool.map(one, work))
         else:
             actuals = [one(w) for w in work]

@@ -1,0 +1,26 @@
+"""Console entry point. `catalytic hook ...` is dispatched before Typer and rich are imported,
+because git runs it on every commit and push and start-up time is the hook's whole cost;
+`catalytic digest` too when its options are plain (see fastpath.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["hook"]:
+        from catalytic_hooks.enforce.hookmain import main as hook_main
+
+        return hook_main(args[1:])
+    if args[:1] == ["digest"] and not os.environ.get("CATALYTIC_NO_FASTPATH"):
+        from catalytic_hooks.cli.fastpath import fast_digest
+
+        code = fast_digest(args[1:])
+        if code is not None:
+            return code
+    from catalytic_hooks.cli.app import run_app
+
+    return run_app(args)
