@@ -1,21 +1,18 @@
-"""Factory fixtures: real git repositories in tmp_path, isolated from the user's git config."""
+"""Fixtures: real git repositories in tmp_path, isolated from the user's git config. Plain
+helpers live in helpers.py."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from catalytic_hooks.git.repo import GIT_ENV_VARS
 
-ROOT = Path(__file__).resolve().parent.parent
-# Golden vectors live inside the checkout (tests/vectors/README.md): a fresh clone alone must
-# pass every test, so nothing here may read beside the repository.
-CONFORMANCE = ROOT / "tests" / "vectors"
+from .helpers import MakeRepo, git, write_files
 
 
 @pytest.fixture(autouse=True)
@@ -44,28 +41,6 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     yield
 
 
-def git(cwd: Path, *args: str, check: bool = True, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=input,
-                          env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {args} failed: {proc.stdout}{proc.stderr}")
-    return proc
-
-
-def write_files(root: Path, files: dict[str, str | bytes]) -> None:
-    for rel, content in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            p.write_bytes(content)
-        else:
-            p.write_text(content)
-
-
-MakeRepo = Callable[..., Path]
-
-
 @pytest.fixture
 def make_repo(tmp_path: Path) -> MakeRepo:
     """make_repo(files, policy=None, commit=True, name="repo") -> path of a real git repo."""
@@ -87,17 +62,3 @@ def make_repo(tmp_path: Path) -> MakeRepo:
 
     return factory
 
-
-def catalytic(*args: str, cwd: Path, input: str | None = None,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "catalytic_hooks", *args], cwd=cwd,
-                          capture_output=True, text=True, input=input,
-                          env=env if env is not None else dict(os.environ))
-
-
-DEFAULT_POLICY = """\
-durable_roots = ["outputs"]
-tmp_roots = ["_tmp"]
-run_roots = ["_runs"]
-"""

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import DEFAULT_POLICY, ROOT
+from .helpers import DEFAULT_POLICY, ROOT
 
 PACKAGE = ROOT / "catalytic_hooks"
 NAME = "catalytic_hooks"
@@ -75,7 +75,7 @@ def violations(pkg_dir: Path) -> list[str]:
         rel = path.relative_to(pkg_dir).as_posix()
         me = module_name(pkg_dir, path)
         my_layer = layer_of(pkg_dir, me)
-        my_rank = LAYERS[my_layer] if my_layer in LAYERS else ENTRY_RANK
+        my_rank = LAYERS.get(my_layer or "", ENTRY_RANK)
         graph[me] = set()
         for line, mod in imports_of(pkg_dir, path):
             top = mod.split(".")[0]

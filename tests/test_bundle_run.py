@@ -16,8 +16,7 @@ from catalytic_hooks.bundle.model import DirSource
 from catalytic_hooks.bundle.verify import verify_bundle
 from catalytic_hooks.core.errors import CatalyticError
 
-from .bundles import SEED_A, SEED_B, key_file, signer
-from .conftest import catalytic, git
+from .helpers import SEED_A, SEED_B, catalytic, git, key_file, signer
 from .test_hooks import snapshot
 
 POLICY = """\
@@ -262,13 +261,14 @@ def test_any_single_byte_flip_is_rejected(signed_run: Path, which: str, pos: flo
 
 def test_informational_bytes_are_really_not_hashed(signed_run: Path) -> None:
     run = signed_run / "_runs/t"
+    root = verify_bundle(DirSource(run, signed_run)).bundle_root
     for name, field in (("OUTPUT_HASHES.json", "generator"), ("SIGNATURE.json", "signed_at")):
         original = (run / name).read_bytes()
         doc = json.loads(original)
         doc[field] = "changed"
         (run / name).write_text(json.dumps(doc))
         try:
-            verify_bundle(DirSource(run, signed_run))
+            assert verify_bundle(DirSource(run, signed_run)).bundle_root == root
         finally:
             (run / name).write_bytes(original)
 

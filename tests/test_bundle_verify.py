@@ -21,8 +21,7 @@ from catalytic_hooks.bundle.verify import verify_bundle, verify_chain
 from catalytic_hooks.core.errors import CatalyticError
 
 from . import independent
-from .bundles import SEED_B, key_file, make_bundle, resign, rewrite, signer
-from .conftest import CONFORMANCE, catalytic
+from .helpers import CONFORMANCE, SEED_B, catalytic, key_file, make_bundle, resign, rewrite, signer
 
 VECTOR = CONFORMANCE / "spectrum-single" / "project_root"
 VECTOR_RUN = VECTOR / "LAW/CONTRACTS/_runs/run-single-001"
@@ -292,8 +291,13 @@ def test_content_store_consulted_first(tmp_path: Path) -> None:
     store = run / "objects" / "sha256" / hexd[:2] / hexd[2:]
     store.parent.mkdir(parents=True)
     store.write_bytes(data)
+    before = verify_bundle(DirSource(run, root))
     (root / "out/result.txt").unlink()
-    verify_bundle(DirSource(run, root))
+    src = DirSource(run, root)
+    after = verify_bundle(src)
+    assert after.bundle_root == before.bundle_root
+    assert after.hashes == {"out/result.txt": "sha256:" + hexd}
+    assert src.locate("out/result.txt") == (run, f"objects/sha256/{hexd[:2]}/{hexd[2:]}")
 
 
 def test_hostile_huge_and_deep_json(tmp_path: Path) -> None:

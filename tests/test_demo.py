@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .conftest import catalytic
+from .helpers import catalytic
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:

@@ -11,14 +11,14 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git import hashing
 from catalytic_hooks.git.digests import tree_digest
-from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.views import index_view, rev_view, worktree_view
 
-from .conftest import DEFAULT_POLICY, catalytic, git
+from .helpers import DEFAULT_POLICY, catalytic, git
 
 FILES: dict[str, str | bytes] = {
     "src/a.py": "print('a')\n",

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from catalytic_hooks.git import hashing
-from catalytic_hooks.git.digests import tree_digest
 from catalytic_hooks.core.policy import load_policy
-from catalytic_hooks.git.digests import _snapshot_file, index_digest, worktree_digest
+from catalytic_hooks.git import hashing
+from catalytic_hooks.git.digests import _snapshot_file, index_digest, tree_digest, worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.views import index_view, worktree_view
 
-from .conftest import DEFAULT_POLICY, git
+from .helpers import DEFAULT_POLICY, git
 
 FILES = {f"src/m{i}.py": f"x = {i}\n" for i in range(30)} | {
     "data/raw.csv": "1,2\n", "outputs/o.txt": "o\n", "é/ü.txt": "u\n", "z.txt": "z\n"}

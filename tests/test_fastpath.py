@@ -14,7 +14,7 @@ import typer.main
 from catalytic_hooks.cli.app import app
 from catalytic_hooks.cli.fastpath import DIGEST_OPTIONS, parse_digest
 
-from .conftest import DEFAULT_POLICY, catalytic
+from .helpers import DEFAULT_POLICY, catalytic
 
 
 def test_option_table_is_the_typer_commands() -> None:

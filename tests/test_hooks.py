@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import DEFAULT_POLICY, ROOT, catalytic, git
+from .helpers import DEFAULT_POLICY, ROOT, catalytic, git
 
 POLICY = """\
 durable_roots = ["outputs"]

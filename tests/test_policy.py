@@ -8,7 +8,7 @@ import pytest
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import PathClass, load_policy
 
-from .conftest import catalytic
+from .helpers import catalytic
 
 
 def test_defaults(tmp_path: Path) -> None:

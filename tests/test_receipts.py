@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DEFAULT_POLICY, catalytic
+from .helpers import DEFAULT_POLICY, catalytic
 
 
 def _add(r: Path) -> None:

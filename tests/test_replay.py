@@ -16,8 +16,7 @@ from catalytic_hooks.bundle.sign import sign_run_dir
 from catalytic_hooks.provenance.chronicle import append, head_path, read, verify
 from catalytic_hooks.replay.runner import compare_metrics, flatten
 
-from .bundles import SEED_A, key_file, signer
-from .conftest import catalytic, git
+from .helpers import SEED_A, catalytic, git, key_file, signer
 
 POLICY = """\
 durable_roots = ["outputs"]

@@ -18,28 +18,13 @@ from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.restore.chain import restore_chain
 from catalytic_hooks.restore.engine import Hooks, Plan, restore_bundle, root_lock
 
-from .bundles import SEED_B, make_bundle, resign, rewrite
-from .conftest import CONFORMANCE, catalytic, git
+from .helpers import CONFORMANCE, SEED_B, catalytic, git, make_bundle, resign, rewrite, tree
 
 VECTOR = CONFORMANCE / "spectrum-single" / "project_root"
 VECTOR_RUN = VECTOR / "LAW/CONTRACTS/_runs/run-single-001"
 EXPECTED = CONFORMANCE / "spectrum-single" / "expected_restore"
 
 FILES = {"out/a.txt": b"alpha\n", "out/deep/b.bin": bytes(range(256)) * 8, "c.txt": b""}
-
-
-def tree(root: Path) -> dict[str, bytes | str]:
-    """Everything under root: file bytes, symlink targets, empty directories."""
-    out: dict[str, bytes | str] = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.is_symlink():
-            out[rel] = "-> " + os.readlink(p)
-        elif p.is_file():
-            out[rel] = p.read_bytes()
-        elif p.is_dir() and not any(p.iterdir()):
-            out[rel + "/"] = "dir"
-    return out
 
 
 @pytest.fixture
@@ -332,7 +317,7 @@ RUN_POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
 
 
 def _key(tmp_path: Path) -> Path:
-    from .bundles import key_file
+    from .helpers import key_file
 
     return key_file(tmp_path)
 

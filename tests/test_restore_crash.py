@@ -16,9 +16,7 @@ import pytest
 
 from catalytic_hooks.restore.engine import recover, restore_bundle
 
-from .bundles import make_bundle
-from .conftest import catalytic
-from .test_restore import tree
+from .helpers import catalytic, make_bundle, tree
 
 # Every call that changes the disk; the child is killed right before the N-th one.
 MUTATING = ("mkdir", "link", "write", "fsync", "rename", "unlink", "rmdir", "fchmod")

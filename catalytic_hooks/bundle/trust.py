@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from catalytic_hooks.bundle.model import HEX64
-from catalytic_hooks.core.clock import now
+from catalytic_hooks.core.clock import now, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.fs.files import atomic_write
@@ -50,7 +50,7 @@ class Validator:
 
 
 def _fmt(d: datetime) -> str:
-    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp_seconds(d)
 
 
 def parse_date(text: str) -> datetime:

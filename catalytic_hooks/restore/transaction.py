@@ -35,7 +35,7 @@ from catalytic_hooks.fs.dirfd import (
     remove_tree_at,
 )
 from catalytic_hooks.fs.durable import have_syncfs
-from catalytic_hooks.fs.files import CHUNK, feed_fd, read_fd, write_all
+from catalytic_hooks.fs.files import CHUNK, read_fd, sha256_fd, write_all
 
 MANIFEST = "RESTORE_MANIFEST.json"
 REPORT = "RESTORE_REPORT.json"
@@ -152,9 +152,7 @@ def _copy_hash(src_fd: int, dst_fd: int) -> tuple[str, int]:
 def _hash_at(dfd: int, name: str) -> str:
     fd = open_regular_at(dfd, name)
     try:
-        h = hashlib.sha256()
-        feed_fd(fd, h)
-        return "sha256:" + h.hexdigest()
+        return "sha256:" + sha256_fd(fd)
     finally:
         os.close(fd)
 

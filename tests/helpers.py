@@ -1,14 +1,79 @@
-"""Factories for run bundles used across the bundle, restore and replay tests."""
+"""Shared test helpers (one module): real git repositories, the real console entry point, run
+bundles signed with fixed test-only keys, directory snapshots. Fixtures are in conftest.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.bundle.keys import Signer, signer_from_seed
 from catalytic_hooks.bundle.sign import sign_run_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+# Golden vectors live inside the checkout (tests/vectors/README.md): a fresh clone alone must
+# pass every test, so nothing here may read beside the repository.
+CONFORMANCE = ROOT / "tests" / "vectors"
+
+
+def git(cwd: Path, *args: str, check: bool = True, input: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=input,
+                          env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {args} failed: {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> None:
+    for rel, content in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+
+
+MakeRepo = Callable[..., Path]
+
+
+def catalytic(*args: str, cwd: Path, input: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "catalytic_hooks", *args], cwd=cwd,
+                          capture_output=True, text=True, input=input,
+                          env=env if env is not None else dict(os.environ))
+
+
+DEFAULT_POLICY = """\
+durable_roots = ["outputs"]
+tmp_roots = ["_tmp"]
+run_roots = ["_runs"]
+"""
+
+
+
+def tree(root: Path) -> dict[str, bytes | str]:
+    """Everything under root: file bytes, symlink targets, empty directories."""
+    out: dict[str, bytes | str] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            out[rel] = "-> " + os.readlink(p)
+        elif p.is_file():
+            out[rel] = p.read_bytes()
+        elif p.is_dir() and not any(p.iterdir()):
+            out[rel + "/"] = "dir"
+    return out
+
+
+# -- run bundles -----------------------------------------------------------------------------
 
 SEED_A = hashlib.sha256(b"catalytic_hooks/tests/validator-A").digest()
 SEED_B = hashlib.sha256(b"catalytic_hooks/tests/validator-B").digest()
@@ -56,8 +121,6 @@ def resign(run_dir: Path, seed: bytes = SEED_A) -> None:
 
 def key_file(directory: Path, seed: bytes = SEED_A) -> Path:
     """The test key as a PKCS#8 PEM file (mode 0600), for `--sign` / `--key`."""
-    import os
-
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         NoEncryption,
