@@ -1,4 +1,4 @@
-"""A minimal SPECTRUM-04/05 producer and checker written only from FORMATS.md.
+"""A minimal SPECTRUM-04/05 producer and checker written only from docs/FORMATS.md.
 
 It deliberately shares no code with catalytic_hooks (only the standard library and the
 `cryptography` package), so agreement between the two is evidence of interoperability.

@@ -210,7 +210,8 @@ def signed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def exempt_bytes(name: str, data: bytes) -> set[int]:
-    """Byte offsets FORMATS.md says are not hashed, in catalytic's canonical files: OUTPUT_HASHES
+    """Byte offsets docs/FORMATS.md says are not hashed, in catalytic's canonical files:
+    OUTPUT_HASHES
     outside its `hashes` member, and SIGNATURE's informational `signed_at` member. Every other
     byte of every file (the seven, PROOF, the receipts, the output) must matter."""
     if name == "OUTPUT_HASHES.json":

@@ -32,7 +32,7 @@ FILES: dict[str, str | bytes] = {
 
 
 def independent_digest(records: dict[str, bytes], links: dict[str, str] | None = None) -> str:
-    """FORMATS.md §1 written out by hand, sharing no code with the package."""
+    """docs/FORMATS.md §1 written out by hand, sharing no code with the package."""
     lines = []
     for path, content in records.items():
         lines.append((path, hashlib.sha256(content).hexdigest()))

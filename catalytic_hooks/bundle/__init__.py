@@ -1,1 +1,1 @@
-"""Run bundles: model, keys and signing, verification, trust (FORMATS.md §3–§4)."""
+"""Run bundles: model, keys and signing, verification, trust (docs/FORMATS.md §3–§4)."""

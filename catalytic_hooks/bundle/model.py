@@ -1,4 +1,4 @@
-"""Run bundles (FORMATS.md §3): artifact names, roots, and where a bundle's bytes come from.
+"""Run bundles (docs/FORMATS.md §3): artifact names, roots, and where a bundle's bytes come from.
 
 A bundle is read through a *source*: a directory on disk, or a directory inside a git commit's
 tree (what pre-push verifies). Both never follow a symlink.

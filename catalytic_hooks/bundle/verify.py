@@ -1,4 +1,4 @@
-"""SPECTRUM-05 verification (FORMATS.md §4): a flat, ordered pipeline; the first failure wins.
+"""SPECTRUM-05 verification (docs/FORMATS.md §4): a flat, ordered pipeline; the first failure wins.
 
 Verification *raises* a CatalyticError carrying the specification's code and details; it never
 returns False. Trust is decided separately (trust.py): a bundle can be valid and untrusted.

@@ -1,4 +1,4 @@
-"""Canonical JSON (FORMATS.md §0): the only producer of hashed or signed bytes.
+"""Canonical JSON (docs/FORMATS.md §0): the only producer of hashed or signed bytes.
 
 Also strict loading, which rejects what the stdlib parser quietly accepts: duplicate keys,
 NaN/Infinity, a BOM, invalid UTF-8 and lone surrogates.
@@ -41,6 +41,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name} is not allowed")
 
 
+def _finite_float(text: str) -> float:
+    # `1e400` parses to inf without ever spelling "Infinity": refused like the constant itself.
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text} is not finite")
+    return value
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -81,7 +89,8 @@ def loads_strict(data: bytes, *, what: str = "JSON") -> Any:
         raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: invalid UTF-8 ({exc})") from exc
     try:
         value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+            parse_float=_finite_float,
         )
         if _has_lone_surrogate(value):
             raise ValueError("lone surrogate in a string")
@@ -93,7 +102,7 @@ def loads_strict(data: bytes, *, what: str = "JSON") -> Any:
 
 
 def proof_hash(proof_without_hash: dict[str, Any]) -> str:
-    """FORMATS.md §3 `proof_hash`: the one hash computed with ASCII escaping on (the format's
+    """docs/FORMATS.md §3 `proof_hash`: the one hash computed with ASCII escaping on (the format's
     historical quirk). Kept here so every hashed byte still comes from this module."""
     text = json.dumps(proof_without_hash, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return sha256_hex(text.encode("ascii"))

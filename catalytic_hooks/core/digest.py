@@ -23,7 +23,7 @@ class TreeDigest:
 
 
 def manifest_digest(manifest: dict[str, str]) -> str:
-    """sha256 of `path:hash\\n` records sorted by code point (FORMATS.md §1)."""
+    """sha256 of `path:hash\\n` records sorted by code point (docs/FORMATS.md §1)."""
     check_record_paths(manifest)
     keys = sorted(manifest)
     return text_digest("".join(map("{}:{}\n".format, keys, map(manifest.__getitem__, keys))))

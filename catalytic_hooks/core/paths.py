@@ -1,4 +1,4 @@
-"""Repository-relative path rules (FORMATS.md §0), used wherever a path enters the program.
+"""Repository-relative path rules (docs/FORMATS.md §0), used wherever a path enters the program.
 
 A path that normalisation would change is rejected, never rewritten: an ambiguity rejects.
 """

@@ -1,4 +1,4 @@
-"""Repository policy (DESIGN.md §3): loading, validation and path classification."""
+"""Repository policy (README: "Configuration"): loading, validation and path classification."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ class Policy:
         return self.classify(probe)
 
     def classify(self, path: str) -> PathClass:
-        """Precedence: exclusions, then tmp, then durable, then protected (DESIGN.md §3)."""
+        """Precedence: exclusions, then tmp, then durable, then protected (README:
+        "Configuration")."""
         if path == ".git" or path.startswith(".git/") or under_any(path, self.exclusions):
             return PathClass.EXCLUDED
         if under_any(path, self.tmp_roots):

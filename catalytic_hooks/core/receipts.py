@@ -1,4 +1,5 @@
-"""Seed-compatible receipts (FORMATS.md §2): PRE/POST digest, purity scan, restore proof, error."""
+"""Seed-compatible receipts (docs/FORMATS.md §2): PRE/POST digest, purity scan, restore proof,
+error."""
 
 from __future__ import annotations
 

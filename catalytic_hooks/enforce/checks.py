@@ -1,4 +1,5 @@
-"""Commit and push enforcement (DESIGN.md §4): pure decisions over git's object ids.
+"""Commit and push enforcement (README: "What the hooks check"): pure decisions over git's object
+ids.
 
 Nothing here hashes file contents: git's raw diffs already say which paths changed, and the
 hooks never modify the index, the working tree, HEAD or any ref.

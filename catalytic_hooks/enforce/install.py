@@ -1,4 +1,5 @@
-"""Native git hooks for users without the pre-commit framework (DESIGN.md §4, Installation).
+"""Native git hooks for users without the pre-commit framework (README: "Route 2: native git
+hooks").
 
 A hook we write carries a marker line; anything without it is foreign. A foreign hook is never
 overwritten unless forced, and then it is kept beside ours as `<hook>.catalytic-chained` and run

@@ -1,4 +1,5 @@
-"""Tree views (DESIGN.md §2): a revision's tree, the index, the working tree, a plain directory.
+"""Tree views (README: "Concepts"): a revision's tree, the index, the working tree, a plain
+directory.
 
 A view is a list of entries naming a path, its kind and, where git knows it, the object id;
 contents are resolved later (hashing.py) so a clean file is never re-read.

@@ -1,4 +1,4 @@
-"""The chronicle (DESIGN.md §8): an append-only, hash-chained ledger of runs, signings,
+"""The chronicle (docs/FORMATS.md §6): an append-only, hash-chained ledger of runs, signings,
 verifications, restores and replays.
 
 Each line is canonical JSON with `seq` (its position), `prev` (the SHA-256 of the previous line's
