@@ -228,3 +228,27 @@ def anchor_at(root: Path) -> TrustSet:
         return load_trust(load_policy(root), root)
     except CatalyticError:
         return TrustSet([], "no readable policy")
+
+
+def load_trust_file(path: Path) -> TrustSet:
+    """An explicit trusted-validators file (`--trust-file`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read trust file {path}: {exc}"
+                             ) from exc
+    return TrustSet(parse(text, str(path)), str(path))
+
+
+def caller_anchor(trust_file: Path | None = None) -> TrustSet:
+    """The trust anchor of whoever runs the command: an explicit `--trust-file`, else the
+    repository the command runs in. Never the repository or directory that holds the bundle: a
+    bundle downloaded with its own trusted-validators file must not vouch for itself."""
+    if trust_file is not None:
+        return load_trust_file(trust_file)
+    from catalytic_hooks.git.repo import Repo
+
+    repo = Repo.find(None)
+    if repo is None:
+        return TrustSet([], "no repository here and no --trust-file")
+    return anchor_at(repo.top)

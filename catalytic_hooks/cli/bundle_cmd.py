@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
+from catalytic_hooks.cli.common import JsonOpt, RepoOpt, TrustFileOpt, open_repo
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say, warn
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy, load_policy
@@ -114,17 +114,15 @@ def verify(
                             ] = None,
     allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted", help="Exit 0 for a valid "
                                "bundle whatever its signer.")] = False,
+    trust_file: TrustFileOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Verify run bundles (SPECTRUM-05), single or as a chain, and report trust."""
-    from catalytic_hooks.bundle.model import project_root_for
     from catalytic_hooks.bundle.report import verify_report
-    from catalytic_hooks.bundle.trust import anchor_at, trust_policy
+    from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
 
     with handled(json_mode):
-        anchor_root = project_root_for(run_dirs[0].resolve(), project_root) if run_dirs \
-            else Path.cwd()
-        trust = trust_policy(anchor_at(anchor_root), allow_untrusted=allow_untrusted)
+        trust = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted)
         report = verify_report(run_dirs, chain=chain, project_root=project_root, trust=trust)
 
         def human() -> None:

@@ -15,9 +15,15 @@ RepoOpt = Annotated[
     typer.Option("--repo", "--repo-root", help="Repository (default: the one containing the "
                  "current directory)."),
 ]
+TrustFileOpt = Annotated[
+    Path | None,
+    typer.Option("--trust-file", help="Trusted-validators file to judge signers by (default: "
+                 "the one of the repository this command runs in, never the bundle's own)."),
+]
 ListOpt = Annotated[
     list[str] | None,
     typer.Option(help="Comma-separated roots; repeatable. Overrides the configuration."),
 ]
 
-__all__ = ["JsonOpt", "ListOpt", "RepoOpt", "open_repo", "repo_and_policy", "split_roots"]
+__all__ = ["JsonOpt", "ListOpt", "RepoOpt", "TrustFileOpt", "open_repo", "repo_and_policy",
+           "split_roots"]

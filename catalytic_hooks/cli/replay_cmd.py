@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
+from catalytic_hooks.cli.common import JsonOpt, RepoOpt, TrustFileOpt, open_repo
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.core.policy import load_policy
 
@@ -25,9 +25,11 @@ def replay(
     no_quarantine: Annotated[bool, typer.Option("--no-quarantine", help="Leave a corrupt "
                              "bundle in place.")] = False,
     allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted")] = False,
+    trust_file: TrustFileOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Re-execute an archived run at its recorded commit and judge whether it reproduces."""
+    from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
     from catalytic_hooks.replay.runner import PASSING, ReplayOptions
     from catalytic_hooks.replay.runner import replay as do_replay
 
@@ -36,7 +38,9 @@ def replay(
         policy = load_policy(repo.top)
         opts = ReplayOptions(worktree=worktree.absolute() if worktree else None,
                              strict_env=strict_env, timeout=timeout, keep=keep,
-                             quarantine=not no_quarantine, allow_untrusted=allow_untrusted)
+                             quarantine=not no_quarantine, allow_untrusted=allow_untrusted,
+                             trust=trust_policy(caller_anchor(trust_file),
+                                                allow_untrusted=allow_untrusted))
         rep = do_replay(repo, policy, run_dir, opts)
         ok = rep["verdict"] in PASSING
 

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from catalytic_hooks.cli.common import JsonOpt
+from catalytic_hooks.bundle.trust import TrustPolicy, caller_anchor, trust_policy
+from catalytic_hooks.cli.common import JsonOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.restore.transaction import Hooks, Plan
@@ -67,6 +68,10 @@ def progress(json_mode: bool) -> Iterator[Hooks]:
         bar.stop()
 
 
+def _trust(trust_file: Path | None, allow_untrusted: bool) -> TrustPolicy:
+    return trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted)
+
+
 def _human(doc: dict[str, Any]) -> None:
     if doc.get("dry_run"):
         say(f"dry run: would restore {doc['would_restore_files_count']} file(s), "
@@ -91,6 +96,7 @@ def bundle(
     dry_run: DryOpt = False,
     allow_untrusted: UntrustedOpt = False,
     project_root: ProjectOpt = None,
+    trust_file: TrustFileOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Restore one bundle's outputs into an empty target, all or nothing."""
@@ -107,7 +113,8 @@ def bundle(
                                  "--worktree")
         with progress(json_mode) as hooks:
             doc = restore_bundle(run_dir, target, project_root=project_root,
-                                 allow_untrusted=allow_untrusted, dry_run=dry_run, hooks=hooks)
+                                 trust=_trust(trust_file, allow_untrusted), dry_run=dry_run,
+                                 hooks=hooks)
         result(json_mode, True, "PASS", doc, lambda: _human(doc))
 
 
@@ -118,6 +125,7 @@ def chain(
     dry_run: DryOpt = False,
     allow_untrusted: UntrustedOpt = False,
     project_root: ProjectOpt = None,
+    trust_file: TrustFileOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Restore a chain into per-run subfolders, all or nothing."""
@@ -128,7 +136,8 @@ def chain(
             raise CatalyticError(ErrorCode.USAGE, "--restore-root is required")
         with progress(json_mode) as hooks:
             doc = restore_chain(run_dirs, restore_root, project_root=project_root,
-                                allow_untrusted=allow_untrusted, dry_run=dry_run, hooks=hooks)
+                                trust=_trust(trust_file, allow_untrusted), dry_run=dry_run,
+                                hooks=hooks)
         result(json_mode, True, "PASS", doc, lambda: _human({**doc, "result_root":
                                                             str(restore_root)}))
 

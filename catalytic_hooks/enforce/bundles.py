@@ -16,6 +16,7 @@ def changed_run_dirs(repo: Repo, policy: Policy, commits: list[str]) -> dict[str
     last: dict[str, str] = {}
     for oid in commits:  # oldest first, so later commits win
         out = repo.git("diff-tree", "-r", "-z", "--name-only", "--no-commit-id", "--root", "-m",
+                       "--ignore-submodules=none",
                        oid, "--", *policy.run_roots)
         for path in out.decode("utf-8", "surrogateescape").split("\0"):
             for root in policy.run_roots:

@@ -31,27 +31,26 @@ PY={python}
 HOOK={hook}
 HERE=$(dirname "$0")
 CHAINED="$HERE/$HOOK{suffix}"
-if [ -x "$PY" ]; then
-    set -- "$PY" -m catalytic_hooks hook "$HOOK" "$@"
-elif command -v catalytic >/dev/null 2>&1; then
-    set -- catalytic hook "$HOOK" "$@"
-else
-    echo "catalytic-hooks: $PY is gone and no 'catalytic' on PATH;" \
-         "reinstall with 'catalytic install'" >&2
-    exit 1
-fi
+# A chained hook runs first with git's exact arguments and (for pre-push) the same stdin.
 if [ -x "$CHAINED" ]; then
     if [ "$HOOK" = pre-push ]; then
         STDIN=$(mktemp) || exit 1
-        trap 'rm -f "$STDIN"' EXIT
         cat > "$STDIN"
-        "$CHAINED" "$3" "$4" < "$STDIN" || exit $?
-        "$@" < "$STDIN"
-        exit $?
+        "$CHAINED" "$@" < "$STDIN" || {{ rc=$?; rm -f "$STDIN"; exit $rc; }}
+        exec 0< "$STDIN"
+        rm -f "$STDIN"
+    else
+        "$CHAINED" "$@" || exit $?
     fi
-    "$CHAINED" || exit $?
 fi
-exec "$@"
+if [ -x "$PY" ]; then
+    exec "$PY" -m catalytic_hooks hook "$HOOK" "$@"
+elif command -v catalytic >/dev/null 2>&1; then
+    exec catalytic hook "$HOOK" "$@"
+fi
+echo "catalytic-hooks: $PY is gone and no 'catalytic' on PATH;" \
+     "reinstall with 'catalytic install'" >&2
+exit 1
 """
 
 

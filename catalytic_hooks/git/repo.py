@@ -282,7 +282,8 @@ class Repo:
             args = ["diff-index", "--cached", "--raw", "-z", "--no-renames", "-r",
                     "--ignore-submodules=none", old]
         else:
-            args = ["diff-tree", "-r", "--raw", "-z", "--no-renames", old, new]
+            args = ["diff-tree", "-r", "--raw", "-z", "--no-renames",
+                    "--ignore-submodules=none", old, new]
         if pathspecs:
             args += ["--", *pathspecs]
         return _parse_raw(self.git(*args))

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.bundle.model import DirSource, chain_root, project_root_for
-from catalytic_hooks.bundle.trust import TrustPolicy, anchor_at, trust_policy
+from catalytic_hooks.bundle.model import DirSource, chain_root
+from catalytic_hooks.bundle.trust import TrustPolicy, caller_anchor, trust_policy
 from catalytic_hooks.bundle.verify import Verified
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.fs.dirfd import lstat_at
@@ -113,8 +113,7 @@ def restore_chain(run_dirs: list[Path], restore_root: Path, *, project_root: Pat
     if not run_dirs:
         raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", "the chain is empty", "CHAIN_EMPTY")
     if trust is None:
-        anchor = anchor_at(project_root_for(Path(run_dirs[0]).resolve(), project_root))
-        trust = trust_policy(anchor, allow_untrusted=allow_untrusted)
+        trust = trust_policy(caller_anchor(), allow_untrusted=allow_untrusted)
     checked = _eligible_chain(run_dirs, project_root, trust)
     croot = chain_root([v.bundle_root for v, _ in checked], [v.run_id for v, _ in checked])
     check_target(restore_root)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.bundle.model import DirSource, project_root_for
-from catalytic_hooks.bundle.trust import TrustPolicy, anchor_at, trust_policy
+from catalytic_hooks.bundle.trust import TrustPolicy, caller_anchor, trust_policy
 from catalytic_hooks.bundle.verify import Verified, verify_bundle
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -333,8 +333,7 @@ def restore_bundle(run_dir: Path, restore_root: Path | WorktreeTarget, *,
     """Restore one bundle's outputs into an existing directory or a new worktree."""
     hooks = hooks or Hooks()
     if trust is None:
-        anchor = anchor_at(project_root_for(run_dir.resolve(), project_root))
-        trust = trust_policy(anchor, allow_untrusted=allow_untrusted)
+        trust = trust_policy(caller_anchor(), allow_untrusted=allow_untrusted)
     v, src = eligible(run_dir, project_root, trust)
     check_keys(list(v.hashes))
     if isinstance(restore_root, WorktreeTarget):
