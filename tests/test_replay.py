@@ -287,3 +287,38 @@ def test_chronicle_cli(repo: Path) -> None:
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["details"]["bad_line"] == 2
     assert os.path.exists(head_path(path))
+
+
+READS_SECRET = """\
+import os, pathlib
+out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
+(out / "env.txt").write_text(os.environ.get("SECRET_TOKEN", "absent"))
+"""
+
+
+def test_replay_does_not_hand_the_callers_secrets_to_the_command(repo: Path, tmp_path: Path
+                                                                 ) -> None:
+    run_and_commit(repo, tmp_path, "sec", READS_SECRET, metrics=False)
+    env = {**os.environ, "SECRET_TOKEN": "hunter2"}
+    proc = catalytic("replay", "_runs/sec", "--json", "--keep", cwd=repo, env=env)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0 and doc["code"] == "EXACT", doc
+    assert (Path(doc["details"]["worktree"]) / "outputs/env.txt").read_text() == "absent"
+    passed = catalytic("replay", "_runs/sec", "--json", "--env", "SECRET_TOKEN", cwd=repo,
+                       env=env)
+    assert json.loads(passed.stdout)["code"] == "DRIFT_VERIFIED"  # only when asked for
+
+
+def test_replay_refuses_a_cwd_outside_its_worktree(repo: Path, tmp_path: Path) -> None:
+    from .helpers import resign
+
+    run = run_and_commit(repo, tmp_path, "cwd", metrics=False)
+    spec = json.loads((run / "TASK_SPEC.json").read_text())
+    spec["cwd"] = "../.."
+    spec["command"] = ["sh", "-c", "touch escaped-marker"]
+    (run / "TASK_SPEC.json").write_text(json.dumps(spec))
+    resign(run)
+    code, doc = replay(repo, "cwd")
+    assert code == 1 and doc["code"] == "REPLAY_FAILED"
+    assert doc["details"]["reason"] == "UNSAFE_PATH"
+    assert not list(tmp_path.rglob("escaped-marker"))

@@ -33,7 +33,8 @@ def test_a_downloaded_bundle_cannot_trust_itself(make_repo, tmp_path: Path) -> N
     download = tmp_path / "download"
     make_bundle(download / "_runs/r1", download, {"out/x.txt": b"evil\n"}, seed=SEED_B)
     # The download carries a policy and a trust file that trust its own signer.
-    write_files(download, {".catalytic.toml": "",
+    write_files(download, {
+        ".catalytic.toml": "",
                            ".catalytic/allowed_validators": f"mallory id:{attacker.validator_id}\n"})
     mine = make_repo({"a.txt": "a"}, policy=POLICY)
     verify = catalytic("verify", str(download / "_runs/r1"), "--project-root", str(download),

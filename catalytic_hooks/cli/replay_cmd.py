@@ -26,6 +26,10 @@ def replay(
                              "bundle in place.")] = False,
     allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted")] = False,
     trust_file: TrustFileOpt = None,
+    pass_env: Annotated[list[str] | None, typer.Option("--env", help="Pass this variable of "
+                        "your environment to the replayed command (repeatable); by default it "
+                        "sees only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TERM, "
+                        "TZ and TMPDIR.")] = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Re-execute an archived run at its recorded commit and judge whether it reproduces."""
@@ -40,7 +44,8 @@ def replay(
                              strict_env=strict_env, timeout=timeout, keep=keep,
                              quarantine=not no_quarantine, allow_untrusted=allow_untrusted,
                              trust=trust_policy(caller_anchor(trust_file),
-                                                allow_untrusted=allow_untrusted))
+                                                allow_untrusted=allow_untrusted),
+                             pass_env=list(pass_env or []))
         rep = do_replay(repo, policy, run_dir, opts)
         ok = rep["verdict"] in PASSING
 

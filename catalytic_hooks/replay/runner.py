@@ -22,6 +22,7 @@ from catalytic_hooks.bundle.verify import verify_bundle
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.dirfd import open_beneath
 from catalytic_hooks.fs.files import atomic_write, read_fd, sha256_path
@@ -53,6 +54,29 @@ class ReplayOptions:
     quarantine: bool = True
     allow_untrusted: bool = False
     trust: TrustPolicy | None = None  # default: the replaying repository's trust anchor
+    pass_env: list[str] = field(default_factory=list)  # `--env NAME`: more variables to pass
+
+
+# What a replayed command sees of the caller's environment: enough to find programs and run in
+# a locale, never the caller's secrets (tokens, keys, cloud credentials). `--env NAME` adds more.
+ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ",
+             "TMPDIR")
+
+
+def replay_env(extra: list[str]) -> dict[str, str]:
+    keep = set(ENV_ALLOW) | set(extra)
+    return {k: v for k, v in clean_env().items() if k in keep or k.startswith("LC_")}
+
+
+def spec_path(value: Any, what: str) -> str:
+    """A TASK_SPEC path (cwd, metrics) obeys the path rules: it stays inside the worktree."""
+    if value == ".":
+        return "."
+    if not isinstance(value, str) or relpath_problem(value) is not None \
+            or has_git_component(value):
+        raise CatalyticError(ErrorCode.REPLAY_FAILED, f"TASK_SPEC {what} {value!r} is not a "
+                             "safe relative path", reason="UNSAFE_PATH")
+    return value
 
 
 @dataclass
@@ -171,9 +195,10 @@ class Replayer:
     def attempt(self, spec: dict[str, Any], commit: str, path: Path | None,
                 hashes: dict[str, str], metrics_files: list[str]) -> tuple[Attempt, Path]:
         wt = self.worktree(commit, path)
-        cwd = wt / spec.get("cwd", ".")
+        cwd = wt / spec_path(spec.get("cwd", "."), "cwd")
         seed = spec.get("seed", 0)
-        env = {**clean_env(), **determinism_env(seed if isinstance(seed, int) else 0),
+        env = {**replay_env(self.opts.pass_env),
+               **determinism_env(seed if isinstance(seed, int) else 0),
                "CATALYTIC_RUN_ID": str(spec.get("task_id", self.run_dir.name)),
                "CATALYTIC_REPLAY": "1"}
         timeout = self.opts.timeout or spec.get("timeout_seconds")
@@ -240,7 +265,8 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
     if not isinstance(commit, str) or r.git.rev_parse(commit) is None:
         raise CatalyticError(ErrorCode.REPLAY_FAILED, f"recorded commit {commit!r} is not in "
                              "this repository", reason="NO_COMMIT")
-    metrics_files = [m for m in spec.get("metrics", []) if isinstance(m, str)]
+    metrics_files = [spec_path(m, "metrics") for m in spec.get("metrics", [])]
+    spec_path(spec.get("cwd", "."), "cwd")
     recorded_env = spec.get("environment")
     lock_files = tuple(recorded_env.get("lock_files", {})) if isinstance(recorded_env, dict) \
         else policy.lock_files
