@@ -35,7 +35,7 @@ def test_a_downloaded_bundle_cannot_trust_itself(make_repo, tmp_path: Path) -> N
     # The download carries a policy and a trust file that trust its own signer.
     write_files(download, {
         ".catalytic.toml": "",
-                           ".catalytic/allowed_validators": f"mallory id:{attacker.validator_id}\n"})
+        ".catalytic/allowed_validators": f"mallory id:{attacker.validator_id}\n"})
     mine = make_repo({"a.txt": "a"}, policy=POLICY)
     verify = catalytic("verify", str(download / "_runs/r1"), "--project-root", str(download),
                        "--json", cwd=mine)
