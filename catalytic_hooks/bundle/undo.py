@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.dirfd import open_dir_chain
+from catalytic_hooks.fs.dirfd import open_parent
 from catalytic_hooks.fs.files import write_all
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.views import ViewEntry
@@ -79,15 +79,6 @@ def take(repo: Repo, entries: list[ViewEntry]) -> dict[str, Saved]:
     return snap
 
 
-def _parent_fd(top: Path, path: str) -> tuple[int, str]:
-    parts = path.split("/")
-    root = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return open_dir_chain(root, parts[:-1], create=True), parts[-1]
-    finally:
-        os.close(root)
-
-
 def _save_current(repo: Repo, path: str) -> str | None:
     full = repo.top / path
     try:
@@ -103,7 +94,7 @@ def _save_current(repo: Repo, path: str) -> str | None:
 
 
 def _put(repo: Repo, path: str, saved: Saved) -> None:
-    dfd, name = _parent_fd(repo.top, path)
+    dfd, name = open_parent(repo.top, path, create=True)
     tmp = f".{name}.catalytic-{uuid.uuid4().hex}"
     try:
         try:
@@ -137,14 +128,9 @@ def _put(repo: Repo, path: str, saved: Saved) -> None:
 
 
 def _delete(top: Path, path: str) -> None:
-    parts = path.split("/")
-    root = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dfd, name = open_parent(top, path, create=False)
     try:
-        dfd = open_dir_chain(root, parts[:-1], create=False)
-    finally:
-        os.close(root)
-    try:
-        os.unlink(parts[-1], dir_fd=dfd)
+        os.unlink(name, dir_fd=dfd)
     finally:
         os.close(dfd)
 

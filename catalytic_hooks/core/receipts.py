@@ -6,16 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.core.canonical import loads_strict, sha256_hex
+from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.digest import TreeDigest, exclusions_spec_hash
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
-from catalytic_hooks.core.version import module_version
-
-
-def _versions() -> tuple[str, str]:
-    mv = module_version()
-    return mv, sha256_hex(mv.encode())
+from catalytic_hooks.core.version import module_version, module_version_hash
 
 
 def digest_receipt(td: TreeDigest, policy: Policy) -> dict[str, Any]:
@@ -24,8 +19,8 @@ def digest_receipt(td: TreeDigest, policy: Policy) -> dict[str, Any]:
         "file_count": td.file_count,
         "file_manifest": td.manifest,
         "exclusions_spec_hash": exclusions_spec_hash(policy),
-        "module_version": _versions()[0],
-        "module_version_hash": _versions()[1],
+        "module_version": module_version(),
+        "module_version_hash": module_version_hash(),
     }
 
 
@@ -47,8 +42,8 @@ def purity_scan(
         "verdict": "FAIL" if failed else "PASS",
         "violations": violations,
         "tmp_residue": sorted(tmp_residue),
-        "scan_module_version_hash": _versions()[1],
-        "module_version": _versions()[0],
+        "scan_module_version_hash": module_version_hash(),
+        "module_version": module_version(),
     }
 
 
@@ -71,8 +66,8 @@ def restore_proof(
         "durable_roots": sorted(policy.effective_durable),
         "exclusions": sorted(policy.exclusions),
         "exclusions_spec_hash": pre["exclusions_spec_hash"],
-        "proof_module_version_hash": _versions()[1],
-        "module_version": _versions()[0],
+        "proof_module_version_hash": module_version_hash(),
+        "module_version": module_version(),
     }
     if not passed:
         proof["diff_summary"] = diff_manifests(pre["file_manifest"], post["file_manifest"])
@@ -88,8 +83,8 @@ def error_receipt(
         "operation": operation,
         "exception_type": type(exc).__name__,
         "exception_message": str(exc),
-        "module_version": _versions()[0],
-        "module_version_hash": _versions()[1],
+        "module_version": module_version(),
+        "module_version_hash": module_version_hash(),
         "config_snapshot": config,
     }
 

@@ -27,6 +27,14 @@ def module_version() -> str:
     return f"{DISTRIBUTION}/{version()}"
 
 
+@cache
+def module_version_hash() -> str:
+    """sha256 hex of `module_version()`, as receipts record it."""
+    import hashlib
+
+    return hashlib.sha256(module_version().encode()).hexdigest()
+
+
 def generator() -> str:
     """What bundles record as their `generator`."""
     return f"{DISTRIBUTION} {version()}"

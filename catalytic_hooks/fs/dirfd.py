@@ -53,17 +53,23 @@ def open_regular_at(dfd: int, name: str) -> int:
     return fd
 
 
-def open_beneath(root: Path, rel: str) -> int:
-    """Open regular file `rel` below `root`: neither the file nor any directory on the way may
-    be a symlink, and the file must be regular. Raises OSError otherwise."""
+def open_parent(root: Path, rel: str, *, create: bool) -> tuple[int, str]:
+    """(fd of the directory holding `rel` below `root`, the last component), walked with
+    O_NOFOLLOW (missing directories created when `create`). The caller closes the fd."""
     parts = rel.split("/")
     rfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        dfd = open_dir_chain(rfd, parts[:-1], create=False)
+        return open_dir_chain(rfd, parts[:-1], create=create), parts[-1]
     finally:
         os.close(rfd)
+
+
+def open_beneath(root: Path, rel: str) -> int:
+    """Open regular file `rel` below `root`: neither the file nor any directory on the way may
+    be a symlink, and the file must be regular. Raises OSError otherwise."""
+    dfd, name = open_parent(root, rel, create=False)
     try:
-        return open_regular_at(dfd, parts[-1])
+        return open_regular_at(dfd, name)
     finally:
         os.close(dfd)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,6 @@ def sha256_fd(fd: int) -> str:
 def sha256_path(path: Path | str) -> str:
     """SHA-256 (hex) of a regular file, never following a final symlink, never blocking on a
     FIFO; OSError otherwise."""
-    import stat
-
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

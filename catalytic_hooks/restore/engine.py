@@ -239,8 +239,7 @@ def _transact(rfd: int, plan: Plan, hooks: Hooks, jname: str, journal: dict[str,
     durable(rfd)
     if hooks.after_stage is not None:
         hooks.after_stage(plan)
-    write_journal(rfd, jname, journal)
-    journal["journal_written"] = True
+    write_journal(rfd, jname, journal)  # before the first placement
     created: list[str] = []
     place(rfd, staging, keys, created)
     if hooks.after_place is not None:
@@ -249,8 +248,7 @@ def _transact(rfd: int, plan: Plan, hooks: Hooks, jname: str, journal: dict[str,
     place(rfd, staging, [MANIFEST, REPORT], created)
     durable(rfd)
     journal["committed"] = True
-    del journal["journal_written"]
-    write_journal(rfd, jname, journal)
+    write_journal(rfd, jname, journal)  # the commit point
 
 
 def _execute_locked(rfd: int, plan: Plan, hooks: Hooks) -> dict[str, Any]:
@@ -268,9 +266,8 @@ def _execute_locked(rfd: int, plan: Plan, hooks: Hooks) -> dict[str, Any]:
         _transact(rfd, plan, hooks, jname, journal)
     except BaseException as exc:
         rollback(rfd, journal)
-        if journal.pop("journal_written", False):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(jname, dir_fd=rfd)
+        with contextlib.suppress(FileNotFoundError):  # absent if it failed before the journal
+            os.unlink(jname, dir_fd=rfd)
         os.fsync(rfd)
         if isinstance(exc, OSError):  # e.g. ENOSPC: report it, after rolling back
             raise fail(ErrorCode.IO_ERROR, "EXECUTE", f"restore failed and was rolled back: "
