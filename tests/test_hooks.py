@@ -81,15 +81,28 @@ def test_ignored_tmp_residue_blocks_until_removed(repo: Path) -> None:
     assert commit(repo).returncode == 0
 
 
-def test_staged_tmp_file_and_removal_and_first_commit(make_repo) -> None:
+def test_first_commit_is_judged_by_the_empty_default_policy(make_repo) -> None:
+    # No HEAD, so no committed policy: the policy on disk (and in the index) does not judge the
+    # commit that introduces it; the default protects everything and has no tmp roots.
     r = make_repo({"a.txt": "a", "_tmp/x": "x"}, policy=POLICY, commit=False)
     assert catalytic("install", cwd=r).returncode == 0
     git(r, "add", "-A")
     git(r, "rm", "-q", "--cached", "a.txt")
-    proc = commit(r)  # first commit: the baseline is the empty tree
+    proc = commit(r)
+    assert proc.returncode == 1
+    assert ".catalytic.toml: protected path added outside durable roots" in proc.stderr
+    assert ".catalytic.toml: policy changed (.catalytic.toml)" in proc.stderr
+    assert "_tmp/x: protected path added outside durable roots" in proc.stderr
+    assert "tmp residue" not in proc.stderr
+
+
+def test_staged_tmp_file(repo: Path) -> None:
+    (repo / "_tmp").mkdir()
+    (repo / "_tmp/x").write_text("x")
+    git(repo, "add", "-f", "_tmp/x")
+    proc = commit(repo)
     assert proc.returncode == 1
     assert "_tmp/x: tmp residue staged in the index" in proc.stderr
-    assert ".catalytic.toml: protected path added outside durable roots" in proc.stderr
 
 
 def test_check_staged_json(repo: Path) -> None:
@@ -152,10 +165,18 @@ def test_hook_works_without_catalytic_on_path(repo: Path) -> None:
 
 
 def test_invalid_config_fails_closed(repo: Path) -> None:
+    # Staged, an invalid policy is a policy change like any other (the base judges it) ...
     (repo / ".catalytic.toml").write_text('durable_roots = ["/abs"]\n')
     git(repo, "add", "-A")
     proc = commit(repo)
-    assert proc.returncode != 0
+    assert proc.returncode == 1
+    assert ".catalytic.toml: policy changed" in proc.stderr
+    # ... and once committed (with the escape hatch), every later check fails closed on it.
+    assert commit(repo, "--no-verify").returncode == 0
+    (repo / "outputs/keep.txt").write_text("new\n")
+    git(repo, "add", "-A")
+    proc = commit(repo)
+    assert proc.returncode != 0  # git reports any hook failure as 1; the hook said 2
     assert "CONFIG_INVALID" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -283,16 +304,25 @@ def test_two_refs_at_once_second_bad(pushable: tuple[Path, Path]) -> None:
 
 
 def test_tmp_in_pushed_tree_and_root_commit(make_repo, tmp_path: Path) -> None:
-    r = make_repo({"a.txt": "a", "_tmp/left": "x"}, policy=POLICY)  # root commit has residue
+    r = make_repo({"a.txt": "a"}, policy=POLICY)
     remote = tmp_path / "r.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(r, "remote", "add", "origin", str(remote))
     assert catalytic("install", "-t", "pre-push", cwd=r).returncode == 0
     proc = git(r, "push", "origin", "main", check=False)
     assert proc.returncode != 0
-    assert "_tmp/left: tmp residue in the pushed tree" in proc.stderr
-    # root commit against the empty tree: every protected file is "added"
+    # A root push has no base: the empty default policy judges it, and the root commit is
+    # compared with the empty tree, so every file (the policy too) is "added".
     assert "a.txt: protected path added outside durable roots" in proc.stderr
+    assert ".catalytic.toml: policy changed" in proc.stderr
+    git(r, "push", "-q", "--no-verify", "origin", "main")  # bootstrapping (README)
+    (r / "_tmp").mkdir()
+    (r / "_tmp/left").write_text("x")
+    git(r, "add", "-f", "_tmp/left")
+    git(r, "commit", "-q", "--no-verify", "-m", "residue")
+    proc = git(r, "push", "origin", "main", check=False)
+    assert proc.returncode != 0
+    assert "_tmp/left: tmp residue in the pushed tree" in proc.stderr
 
 
 def test_merge_judged_only_on_paths_differing_from_every_parent(pushable: tuple[Path, Path]

@@ -192,17 +192,20 @@ def test_a_chained_pre_push_hook_gets_gits_arguments_and_stdin(make_repo, tmp_pa
     git(tmp_path, "init", "-q", "--bare", str(remote))
     repo = make_repo({"a.txt": "a"}, policy='protected_roots = ["data"]\n')
     git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "origin", "main")  # the baseline, pushed before the hooks
+    old = git(repo, "rev-parse", "HEAD").stdout.strip()
     record = tmp_path / "record"
     hook = repo / ".git/hooks/pre-push"
     hook.write_text(f'#!/bin/sh\necho "$1|$2" > {record}\ncat >> {record}\n')
     hook.chmod(0o755)
     assert catalytic("install", "--force", cwd=repo).returncode == 0
+    git(repo, "commit", "-q", "--allow-empty", "-m", "next")
     push = git(repo, "push", "-q", "origin", "main", check=False)
     assert push.returncode == 0, push.stderr
     lines = record.read_text().splitlines()
     head = git(repo, "rev-parse", "HEAD").stdout.strip()
     assert lines[0] == f"origin|{remote}"
-    assert lines[1] == f"refs/heads/main {head} refs/heads/main {'0' * 40}"
+    assert lines[1] == f"refs/heads/main {head} refs/heads/main {old}"
 
 
 # -- 10. small holes ------------------------------------------------------------------------------

@@ -163,7 +163,8 @@ class GitSource:
 
     def _entries_raw(self) -> dict[str, tuple[str, str]]:
         if self._listing is None:
-            out = self.repo.git("ls-tree", "-z", self.commit, "--", self.run_path + "/")
+            out = self.repo.git("ls-tree", "-z", "--full-tree", self.commit, "--",
+                                f":(literal){self.run_path}/")
             listing = {}
             for rec in out.decode("utf-8", "surrogateescape").split("\0"):
                 if rec:
@@ -190,7 +191,8 @@ class GitSource:
             candidates.append(f"{self.run_path}/{store_path(expected)}")
         candidates.append(key)
         for path in candidates:
-            out = self.repo.git("ls-tree", "-z", self.commit, "--", path)
+            out = self.repo.git("ls-tree", "-z", "--full-tree", self.commit, "--",
+                                f":(literal){path}")
             rec = out.decode("utf-8", "surrogateescape").rstrip("\0")
             if not rec:
                 continue

@@ -19,10 +19,10 @@ from pathlib import Path
 from catalytic_hooks.bundle.model import HEX64
 from catalytic_hooks.core.clock import now, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.policy import STATE_DIR, Policy
+from catalytic_hooks.core.policy import DEFAULT_TRUST_FILE, Policy
 from catalytic_hooks.fs.files import atomic_write
 
-DEFAULT_FILE = f"{STATE_DIR}/allowed_validators"
+DEFAULT_FILE = DEFAULT_TRUST_FILE
 HEADER = ("# catalytic trusted validators: <name> <key> [valid-after=DATE] [valid-before=DATE]\n"
           "# key: ed25519:<hex public key> | ssh-ed25519 <base64> | id:<hex validator id>\n")
 
@@ -137,24 +137,39 @@ class TrustSet:
 
 
 def trust_file(policy: Policy, root: Path) -> Path:
-    tv = policy.trusted_validators
-    return root / (tv if isinstance(tv, str) else DEFAULT_FILE)
+    return root / (policy.trust_path or DEFAULT_FILE)
 
 
 def load_trust(policy: Policy, root: Path) -> TrustSet:
+    """The trust anchor a policy names, read from the working tree at `root`."""
+    if policy.trust_path is None:
+        return trust_from_bytes(policy, None, "")
+    path = trust_file(policy, root)
+    try:
+        data: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read {path}: {exc}") from exc
+    return trust_from_bytes(policy, data, str(path.relative_to(root))
+                            if path.is_relative_to(root) else str(path))
+
+
+def trust_from_bytes(policy: Policy, data: bytes | None, label: str) -> TrustSet:
+    """The trust anchor of a policy given the trust file's bytes (None: absent), wherever they
+    were read (the working tree, or a commit's tree for the hooks)."""
     tv = policy.trusted_validators
     if isinstance(tv, tuple):
         return TrustSet([Validator(f"id{i}", v, f"id:{v}") for i, v in enumerate(tv)],
                         "the policy's trusted_validators list")
-    path = trust_file(policy, root)
+    name = label.rsplit("/", 1)[-1] or DEFAULT_FILE
+    if data is None:
+        return TrustSet([], f"{name} (absent)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return TrustSet([], f"{path.name} (absent)")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read {path}: {exc}") from exc
-    return TrustSet(parse(text, str(path.relative_to(root)) if path.is_relative_to(root)
-                          else str(path)), path.name)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read {label}: {exc}") from exc
+    return TrustSet(parse(text, label), name)
 
 
 def add(path: Path, v: Validator) -> None:

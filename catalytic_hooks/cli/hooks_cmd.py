@@ -10,13 +10,8 @@ import typer
 from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
 from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say, warn
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.policy import load_policy
-from catalytic_hooks.enforce.checks import (
-    check_range,
-    check_staged,
-    framework_range,
-    summary,
-)
+from catalytic_hooks.enforce.checks import check_range, check_staged, framework_range
+from catalytic_hooks.enforce.findings import summary
 from catalytic_hooks.enforce.install import HOOK_TYPES, install, uninstall
 
 
@@ -37,17 +32,16 @@ def check(
         if staged and from_ref is not None:
             raise CatalyticError(ErrorCode.USAGE, "--staged and a range are exclusive")
         r = open_repo(repo)
-        policy = load_policy(r.top)
         rng = (from_ref, to_ref) if from_ref is not None else (None if staged else
                                                                framework_range())
         if rng is None:
-            findings = check_staged(r, policy)
+            findings = check_staged(r)
             mode, what = {"mode": "staged"}, "commit"
         else:
             from catalytic_hooks.enforce.bundles import check_bundles
 
             assert rng[0] is not None and rng[1] is not None
-            findings = check_range(r, policy, rng[0], rng[1], check_bundles)
+            findings = check_range(r, rng[0], rng[1], check_bundles)
             mode, what = {"mode": "range", "from_ref": rng[0], "to_ref": rng[1]}, "push"
         ok = not findings
         details = {**mode, "findings": [f.to_dict() for f in findings]}

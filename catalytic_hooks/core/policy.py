@@ -15,6 +15,7 @@ from catalytic_hooks.core.paths import normalise_root, under_any
 
 CONFIG_FILE = ".catalytic.toml"
 STATE_DIR = ".catalytic"
+DEFAULT_TRUST_FILE = f"{STATE_DIR}/allowed_validators"
 
 
 class PathClass(StrEnum):
@@ -48,6 +49,14 @@ class Policy:
     source: str = "defaults"
     # Roots that are durable without being declared: run bundles and the tool's own state.
     implicit_durable: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def trust_path(self) -> str | None:
+        """The trusted-validators file, relative to the top (None: an inline list of ids)."""
+        tv = self.trusted_validators
+        if isinstance(tv, tuple):
+            return None
+        return tv if tv is not None else DEFAULT_TRUST_FILE
 
     @property
     def effective_durable(self) -> tuple[str, ...]:
@@ -189,44 +198,81 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
     # file lives there too and must stay protected, so that no run can trust itself.
     state_roots = {policy.chronicle, policy.chronicle + ".head", policy.reports_dir,
                    policy.quarantine_dir}
-    return replace(
+    policy = replace(
         policy, implicit_durable=tuple(sorted(set(policy.run_roots) | state_roots))
     )
+    trust = policy.trust_path
+    if trust is not None and policy.classify(trust) in _UNJUDGED:
+        # A trust file that runs may write, or that no check looks at, lets a change vouch for
+        # itself: refuse the policy rather than judge with it.
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID,
+            f"{source}: the trusted-validators file {trust} lies under a "
+            f"{policy.classify(trust).value} root; keep it protected",
+            key="trusted_validators",
+        )
+    return policy
+
+
+_UNJUDGED = (PathClass.EXCLUDED, PathClass.TMP, PathClass.DURABLE)
+
+
+PYPROJECT = "pyproject.toml"
+POLICY_SOURCES = (PYPROJECT, CONFIG_FILE)
 
 
 def load_policy(repo_root: Path) -> Policy:
-    """Read `[tool.catalytic]` from pyproject.toml or `.catalytic.toml` (never both)."""
-    pyproject = repo_root / "pyproject.toml"
-    dotfile = repo_root / CONFIG_FILE
+    """Read `[tool.catalytic]` from pyproject.toml or `.catalytic.toml` (never both) on disk: the
+    policy of local commands. What the hooks judge by comes from git objects (enforce.baseline)."""
+    return policy_from_sources({name: _read_file(repo_root / name) for name in POLICY_SOURCES})
+
+
+def catalytic_table(pyproject: bytes, label: str = PYPROJECT) -> dict[str, Any] | None:
+    """The `[tool.catalytic]` table of a pyproject.toml (None: the file configures nothing)."""
+    tool = _parse_toml(pyproject, label).get("tool", {})
+    if not isinstance(tool, dict) or "catalytic" not in tool:
+        return None
+    if not isinstance(tool["catalytic"], dict):
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"{label}: [tool.catalytic] must be a table"
+        )
+    return tool["catalytic"]
+
+
+def policy_from_sources(files: dict[str, bytes | None], where: str = "") -> Policy:
+    """The policy given the contents of its two possible sources (None: file absent)."""
     section: dict[str, Any] | None = None
     source = "defaults"
-    if pyproject.is_file():
-        doc = _read_toml(pyproject)
-        tool = doc.get("tool", {})
-        if isinstance(tool, dict) and "catalytic" in tool:
-            if not isinstance(tool["catalytic"], dict):
-                raise CatalyticError(
-                    ErrorCode.CONFIG_INVALID, "pyproject.toml: [tool.catalytic] must be a table"
-                )
-            section, source = tool["catalytic"], "pyproject.toml [tool.catalytic]"
-    if dotfile.is_file():
+    pyproject, dotfile = files.get(PYPROJECT), files.get(CONFIG_FILE)
+    if pyproject is not None:
+        section = catalytic_table(pyproject, PYPROJECT + where)
+        if section is not None:
+            source = f"{PYPROJECT}{where} [tool.catalytic]"
+    if dotfile is not None:
         if section is not None:
             raise CatalyticError(
                 ErrorCode.CONFIG_INVALID,
-                f"both pyproject.toml [tool.catalytic] and {CONFIG_FILE} configure catalytic; "
+                f"both {PYPROJECT} [tool.catalytic] and {CONFIG_FILE} configure catalytic{where}; "
                 "keep one",
             )
-        section, source = _read_toml(dotfile), CONFIG_FILE
+        section, source = _parse_toml(dotfile, CONFIG_FILE + where), CONFIG_FILE + where
     return policy_from_mapping(section or {}, source)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_file(path: Path) -> bytes | None:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalyticError(
-            ErrorCode.CONFIG_INVALID, f"{path.name}: invalid TOML: {exc}", file=str(path)
-        ) from exc
+            return fh.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
     except OSError as exc:
         raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read {path}: {exc}") from exc
+
+
+def _parse_toml(data: bytes, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"{label}: invalid TOML: {exc}", file=label
+        ) from exc

@@ -1,50 +1,74 @@
 """Bundle verification at push time: every run bundle added or changed by the pushed commits is
 verified from the commit that last changed it (its own commit tree, not the working tree), and
-its validator must be trusted."""
+its validator must be in the trust file committed at the push's base.
+
+A bundle is any directory under a run root that holds a bundle artifact, however deep and
+whatever its name (dot-directories included): exactly what `verify` and `restore` would accept
+when pointed at it.
+"""
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from catalytic_hooks.bundle.model import ARTIFACTS
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.core.policy import Policy
-from catalytic_hooks.enforce.checks import BUNDLE, Finding
-from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.enforce.baseline import Baseline
+from catalytic_hooks.enforce.findings import BUNDLE, Finding
+from catalytic_hooks.git.history import entries_at
+from catalytic_hooks.git.repo import Repo, literal
+
+
+def _candidates(path: str, roots: tuple[str, ...]) -> list[str]:
+    """Every directory between a run root (included) and the changed path (excluded)."""
+    out = []
+    for root in roots:
+        prefix = "" if root == "." else root + "/"
+        if not path.startswith(prefix):
+            continue
+        parts = path[len(prefix):].split("/")[:-1]
+        base = root if root != "." else ""
+        out.append(root)
+        for part in parts:
+            base = f"{base}/{part}" if base else part
+            out.append(base)
+    return out
 
 
 def changed_run_dirs(repo: Repo, policy: Policy, commits: list[str]) -> dict[str, str]:
-    """run directory path → the newest pushed commit that changed something inside it."""
+    """bundle directory → the newest pushed commit that changed something inside it."""
     last: dict[str, str] = {}
     for oid in commits:  # oldest first, so later commits win
         out = repo.git("diff-tree", "-r", "-z", "--name-only", "--no-commit-id", "--root", "-m",
-                       "--ignore-submodules=none",
-                       oid, "--", *policy.run_roots)
+                       "--ignore-submodules=none", oid, "--", *literal(policy.run_roots))
         for path in out.decode("utf-8", "surrogateescape").split("\0"):
-            for root in policy.run_roots:
-                prefix = root + "/" if root != "." else ""
-                if path.startswith(prefix):
-                    run_id = path[len(prefix):].split("/", 1)[0]
-                    if run_id and not run_id.startswith("."):
-                        last[prefix + run_id] = oid
-    return last
+            for d in _candidates(path, policy.run_roots) if path else ():
+                last[d] = oid
+    by_commit: dict[str, list[str]] = defaultdict(list)
+    for d, oid in last.items():
+        by_commit[oid].append(d)
+    bundles: dict[str, str] = {}
+    for oid, dirs in by_commit.items():
+        probes = [f"{d}/{name}" if d != "." else name for d in dirs for name in ARTIFACTS]
+        for path in entries_at(repo, oid, probes):
+            d = path.rsplit("/", 1)[0] if "/" in path else "."
+            bundles[d] = oid
+    return bundles
 
 
-def check_bundles(repo: Repo, policy: Policy, tip: str, commits: list[str]) -> list[Finding]:
+def check_bundles(repo: Repo, base: Baseline, tip: str, commits: list[str]) -> list[Finding]:
     from catalytic_hooks.bundle.model import GitSource
-    from catalytic_hooks.bundle.trust import TrustPolicy, load_trust
+    from catalytic_hooks.bundle.trust import TrustPolicy
     from catalytic_hooks.bundle.verify import verify_bundle
 
     findings: list[Finding] = []
-    dirs = changed_run_dirs(repo, policy, commits)
+    dirs = changed_run_dirs(repo, base.policy, commits)
     if not dirs:
         return findings
-    trust = TrustPolicy(load_trust(policy, repo.top))
+    trust = TrustPolicy(base.trust())
     for run_path, commit in sorted(dirs.items()):
         src = GitSource(repo, commit, run_path)
-        names = src.entries()
-        if not names:
-            continue  # the bundle was deleted: nothing to verify
-        if not any(n in names for n in ARTIFACTS):
-            continue
         subject = repo.commit_subject(commit)
         try:
             v = verify_bundle(src)

@@ -1,5 +1,5 @@
 """Commit and push enforcement (README: "What the hooks check"): pure decisions over git's object
-ids.
+ids, judged by the policy committed at the base (enforce.baseline).
 
 Nothing here hashes file contents: git's raw diffs already say which paths changed, and the
 hooks never modify the index, the working tree, HEAD or any ref.
@@ -9,59 +9,51 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import PathClass, Policy
+from catalytic_hooks.enforce.baseline import (
+    Baseline,
+    baseline_at,
+    chronicle_findings,
+    policy_findings,
+)
+from catalytic_hooks.enforce.findings import MUTATION, TMP_RESIDUE, Finding, sort_findings
+from catalytic_hooks.git.history import first_parent_base, merge_of
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
 from catalytic_hooks.git.views import tmp_residue_on_disk
-
-MUTATION = "mutation"
-TMP_RESIDUE = "tmp-residue"
-BUNDLE = "bundle"
 
 _VERBS = {"A": "added", "D": "removed", "M": "changed", "T": "type changed"}
 
 
-@dataclass(frozen=True)
-class Finding:
-    path: str
-    kind: str
-    reason: str
-    commit: str | None = None
-    subject: str | None = None
-    code: str | None = None
-
-    def line(self) -> str:
-        where = f' (commit {self.commit[:10]} "{self.subject}")' if self.commit else ""
-        return f"{self.path}: {self.reason}{where}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
-    return sorted(set(findings), key=lambda f: (f.path, f.kind, f.commit or "", f.reason))
-
-
-def mutation_findings(changes: Iterable[RawChange], policy: Policy,
-                      commit: str | None = None, subject: str | None = None) -> list[Finding]:
+def mutation_findings(changes: Iterable[RawChange], policy: Policy, against: str = "",
+                      conflicted: Iterable[str] = ()) -> list[Finding]:
     out = []
+    classify = policy.classifier()
+    skip = set(conflicted)
     for ch in changes:
-        if policy.classify(ch.path) is PathClass.PROTECTED:
+        if ch.path not in skip and classify(ch.path) is PathClass.PROTECTED:
             verb = _VERBS.get(ch.status, "changed")
             out.append(Finding(ch.path, MUTATION,
-                               f"protected path {verb} outside durable roots", commit, subject))
+                               f"protected path {verb} outside durable roots{against}"))
+    for path in sorted(skip):
+        if classify(path) is PathClass.PROTECTED:
+            out.append(Finding(path, MUTATION, "protected path conflicted in git's merge of "
+                               "the parents"))
     return out
 
 
 # -- pre-commit -------------------------------------------------------------------------------
 
-def check_staged(repo: Repo, policy: Policy) -> list[Finding]:
-    """HEAD (or the empty tree) against the index, plus tmp residue in the index and on disk."""
-    base = repo.head() or repo.empty_tree()
-    findings = mutation_findings(repo.diff_raw(base, None), policy)
+def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
+    """HEAD (or the empty tree) against the index, judged by HEAD's committed policy, plus tmp
+    residue in the index and on disk."""
+    head = repo.head()
+    base = base if base is not None else baseline_at(repo, head)
+    policy = base.policy
+    changes = repo.diff_raw(head or repo.empty_tree(), None)
+    findings = mutation_findings(changes, policy) + policy_findings(repo, base, changes)
     if policy.tmp_roots:
         staged = {e.path for e in repo.ls_index(policy.tmp_roots)
                   if policy.classify(e.path) is PathClass.TMP}
@@ -75,7 +67,7 @@ def check_staged(repo: Repo, policy: Policy) -> list[Finding]:
 
 # -- pre-push and ranges -----------------------------------------------------------------------
 
-BundleChecker = Callable[[Repo, Policy, str, list[str]], list[Finding]]
+BundleChecker = Callable[[Repo, Baseline, str, list[str]], list[Finding]]
 
 
 @dataclass(frozen=True)
@@ -108,41 +100,55 @@ def _commits(repo: Repo, tip: str, exclude: Sequence[str]) -> list[tuple[str, li
     return result
 
 
-def _commit_findings(repo: Repo, policy: Policy, oid: str, parents: list[str]) -> list[Finding]:
-    if not parents:
-        changes = repo.diff_raw(repo.empty_tree(), oid)
-    else:
-        per_parent = [repo.diff_raw(p, oid) for p in parents]
-        # A merge is judged only on paths that differ from every parent: what the merge itself
-        # introduced, not what one side already brought in (and was checked there).
-        common = set.intersection(*({c.path for c in d} for d in per_parent))
-        changes = [c for c in per_parent[0] if c.path in common]
-    found = mutation_findings(changes, policy, oid)
+def _changes(repo: Repo, oid: str, parents: list[str]) -> tuple[list[RawChange], set[str], str]:
+    """What a commit itself changed: against its parent (a root against the empty tree); a merge
+    of two against git's own merge of them, with the paths that conflicted there; an octopus
+    merge against its first parent (so everything the merge brought in is judged)."""
+    if len(parents) <= 1:
+        return repo.diff_raw(parents[0] if parents else repo.empty_tree(), oid), set(), ""
+    if len(parents) == 2:
+        tree, conflicted = merge_of(repo, parents[0], parents[1])
+        return repo.diff_raw(tree, oid), conflicted, " (vs git's merge of the parents)"
+    return repo.diff_raw(parents[0], oid), set(), " (octopus merge, vs its first parent)"
+
+
+def _commit_findings(repo: Repo, base: Baseline, oid: str, parents: list[str]) -> list[Finding]:
+    changes, conflicted, against = _changes(repo, oid, parents)
+    found = mutation_findings(changes, base.policy, against, conflicted)
+    found += policy_findings(repo, base, changes)
+    chronicle = base.policy.chronicle
+    if len(parents) > 1 or any(c.path == chronicle for c in changes):
+        found += chronicle_findings(repo, chronicle, parents[0] if parents else None, oid,
+                                    "vs the commit's first parent")
     if not found:
         return []
     subject = repo.commit_subject(oid)
-    return [Finding(f.path, f.kind, f.reason, oid, subject) for f in found]
+    return [f.at(oid, subject) for f in found]
 
 
-def _tip_findings(repo: Repo, policy: Policy, tip: str) -> list[Finding]:
-    if not policy.tmp_roots:
+def _tip_findings(repo: Repo, base: Baseline, tip: str) -> list[Finding]:
+    policy = base.policy
+    found = chronicle_findings(repo, policy.chronicle, base.rev, tip, "pushed tip vs its base")
+    if policy.tmp_roots:
+        specs = [] if "." in policy.tmp_roots else literal(policy.tmp_roots)
+        found += [Finding(e.path, TMP_RESIDUE, "tmp residue in the pushed tree")
+                  for e in repo.ls_tree(tip, specs) if policy.classify(e.path) is PathClass.TMP]
+    if not found:
         return []
-    specs = [] if "." in policy.tmp_roots else literal(policy.tmp_roots)
-    entries = repo.ls_tree(tip, specs)
-    subject = repo.commit_subject(tip) if entries else ""
-    return [Finding(e.path, TMP_RESIDUE, "tmp residue in the pushed tree", tip, subject)
-            for e in entries if policy.classify(e.path) is PathClass.TMP]
+    subject = repo.commit_subject(tip)
+    return [f.at(tip, subject) for f in found]
 
 
-def check_commits(repo: Repo, policy: Policy, tip: str, exclude: Sequence[str],
+def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
                   bundles: BundleChecker | None = None) -> list[Finding]:
+    """Every commit reachable from `tip` and not from `exclude`, judged by `base`."""
     findings: list[Finding] = []
     commits = _commits(repo, tip, exclude)
     for oid, parents in commits:
-        findings += _commit_findings(repo, policy, oid, parents)
-    findings += _tip_findings(repo, policy, tip)
+        findings += _commit_findings(repo, base, oid, parents)
+    findings += _tip_findings(repo, base, tip)
     if bundles is not None and commits:
-        findings += bundles(repo, policy, tip, [c for c, _ in commits])
+        findings += bundles(repo, base, tip, [c for c, _ in commits])
     return findings
 
 
@@ -163,35 +169,40 @@ def _exists(repo: Repo, oid: str) -> bool:
     return repo.git_ok("cat-file", "-e", f"{oid}^{{commit}}")
 
 
-def check_push(repo: Repo, policy: Policy, lines: Sequence[PushLine], remote: str | None,
+def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
                bundles: BundleChecker | None = None) -> list[Finding]:
+    """Each pushed ref, judged by the policy at the remote's old tip (for a new branch: where
+    its first-parent line meets what the remote already has)."""
     findings: list[Finding] = []
     for pl in lines:
         if is_zero_oid(pl.local_oid):
             continue  # deleting a remote ref is always allowed
         if not is_zero_oid(pl.remote_oid) and _exists(repo, pl.remote_oid):
-            exclude = [pl.remote_oid]
+            exclude, base = [pl.remote_oid], pl.remote_oid
         else:
             # New branch (or a remote tip we do not have): whatever no remote-tracking ref of
             # this remote already reaches is new to the remote.
             exclude = _remote_exclusions(repo, remote)
-        findings += check_commits(repo, policy, pl.local_oid, exclude, bundles)
+            base = first_parent_base(repo, pl.local_oid, exclude) if exclude else None
+        findings += check_commits(repo, baseline_at(repo, base), pl.local_oid, exclude, bundles)
     return sort_findings(findings)
 
 
-def check_range(repo: Repo, policy: Policy, from_ref: str, to_ref: str,
+def check_range(repo: Repo, from_ref: str, to_ref: str,
                 bundles: BundleChecker | None = None) -> list[Finding]:
+    """CI mode: the commits of `to_ref` that `from_ref` lacks, judged by `from_ref`'s policy
+    (an empty or all-zero `from_ref`: the whole history, by the empty default policy)."""
     tip = repo.rev_parse(to_ref)
     if tip is None:
         raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {to_ref!r}", rev=to_ref)
-    exclude = []
+    base: str | None = None
     if from_ref and not is_zero_oid(from_ref):
         base = repo.rev_parse(from_ref)
         if base is None:
             raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {from_ref!r}",
                                  rev=from_ref)
-        exclude = [base]
-    return sort_findings(check_commits(repo, policy, tip, exclude, bundles))
+    exclude = [base] if base else []
+    return sort_findings(check_commits(repo, baseline_at(repo, base), tip, exclude, bundles))
 
 
 def framework_range() -> tuple[str, str] | None:
@@ -212,9 +223,3 @@ def framework_root_push(repo: Repo) -> list[PushLine] | None:
         return None
     zero = "0" * len(oid)
     return [PushLine(local, oid, os.environ.get("PRE_COMMIT_REMOTE_BRANCH", ""), zero)]
-
-
-def summary(findings: Sequence[Finding], what: str, inspect: str) -> str:
-    n = len(findings)
-    return (f"catalytic: {n} finding{'s' if n != 1 else ''} block{'s' if n == 1 else ''} this "
-            f"{what}; inspect with `{inspect}`")

@@ -11,17 +11,15 @@ import sys
 from collections.abc import Sequence
 
 from catalytic_hooks.core.errors import EXIT_ERROR, EXIT_FAIL, EXIT_OK, debug_enabled, failure
-from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.enforce.checks import (
-    Finding,
     check_push,
     check_range,
     check_staged,
     framework_range,
     framework_root_push,
     parse_push_lines,
-    summary,
 )
+from catalytic_hooks.enforce.findings import Finding, summary
 from catalytic_hooks.git.repo import Repo
 
 USAGE = "usage: catalytic hook pre-commit | catalytic hook pre-push [REMOTE [URL]]"
@@ -39,7 +37,7 @@ def _report(findings: list[Finding], what: str, inspect: str) -> int:
 
 def pre_commit() -> int:
     repo = Repo.discover()
-    return _report(check_staged(repo, load_policy(repo.top)), "commit",
+    return _report(check_staged(repo), "commit",
                    "catalytic check --staged --json")
 
 
@@ -47,17 +45,16 @@ def pre_push(args: Sequence[str]) -> int:
     from catalytic_hooks.enforce.bundles import check_bundles
 
     repo = Repo.discover()
-    policy = load_policy(repo.top)
     rng = framework_range()
     if rng is not None:
-        findings = check_range(repo, policy, rng[0], rng[1], check_bundles)
+        findings = check_range(repo, rng[0], rng[1], check_bundles)
         inspect = f"catalytic check --from-ref {rng[0]} --to-ref {rng[1]} --json"
     else:
         remote = args[0] if args else os.environ.get("PRE_COMMIT_REMOTE_NAME")
         lines = framework_root_push(repo) if os.environ.get("PRE_COMMIT") else None
         if lines is None:
             lines = parse_push_lines(sys.stdin.read() if not sys.stdin.isatty() else "")
-        findings = check_push(repo, policy, lines, remote, check_bundles)
+        findings = check_push(repo, lines, remote, check_bundles)
         inspect = "catalytic check --from-ref <remote tip> --to-ref <local tip> --json"
     return _report(findings, "push", inspect)
 

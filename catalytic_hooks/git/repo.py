@@ -152,8 +152,11 @@ class Repo:
         return proc.stdout
 
     def git_ok(self, *args: str) -> bool:
-        proc = _run(["git", *args], cwd=self.top, env=self.env)
-        return proc.returncode == 0
+        return self.git_proc(*args).returncode == 0
+
+    def git_proc(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """Run git and hand back the whole result, for commands whose exit code is an answer."""
+        return _run(["git", *args], cwd=self.top, env=self.env)
 
     @property
     def object_format(self) -> str:

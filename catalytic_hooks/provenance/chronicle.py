@@ -96,6 +96,14 @@ def _read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read {path}: {exc.strerror}") from exc
     finally:
         os.close(fd)
+    return parse_chain(data)
+
+
+def parse_chain(data: bytes) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records of a chronicle's bytes and each line's hash; raises CHRONICLE_INVALID naming
+    the first line that breaks the chain (without the head, which only a local file has)."""
+    if not data:
+        return [], []
     lines = data.split(b"\n")
     if lines[-1] != b"":
         raise _bad(len(lines), "torn (no final newline: an interrupted append or a truncation)")

@@ -1,0 +1,43 @@
+"""What a check reports: one finding per path and reason, naming the commit where it was made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+MUTATION = "mutation"
+TMP_RESIDUE = "tmp-residue"
+BUNDLE = "bundle"
+POLICY = "policy"
+CHRONICLE = "chronicle"
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    kind: str
+    reason: str
+    commit: str | None = None
+    subject: str | None = None
+    code: str | None = None
+
+    def line(self) -> str:
+        where = f' (commit {self.commit[:10]} "{self.subject}")' if self.commit else ""
+        return f"{self.path}: {self.reason}{where}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def at(self, commit: str, subject: str) -> Finding:
+        return replace(self, commit=commit, subject=subject)
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(set(findings), key=lambda f: (f.path, f.kind, f.commit or "", f.reason))
+
+
+def summary(findings: Sequence[Finding], what: str, inspect: str) -> str:
+    n = len(findings)
+    return (f"catalytic: {n} finding{'s' if n != 1 else ''} block{'s' if n == 1 else ''} this "
+            f"{what}; inspect with `{inspect}`")
