@@ -177,6 +177,7 @@ def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
     for pl in lines:
         if is_zero_oid(pl.local_oid):
             continue  # deleting a remote ref is always allowed
+        base: str | None
         if not is_zero_oid(pl.remote_oid) and _exists(repo, pl.remote_oid):
             exclude, base = [pl.remote_oid], pl.remote_oid
         else:
