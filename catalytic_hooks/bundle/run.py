@@ -33,6 +33,7 @@ from catalytic_hooks.fs.files import atomic_write, fsync_dir, sha256_path
 from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.state import flagged_entries, git_state, pinned, state_changes
 from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
 from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import determinism_env, fingerprint
@@ -60,6 +61,7 @@ class RunResult:
     outputs: dict[str, str]
     signed: bool
     undo: dict[str, Any] | None
+    git_state_changed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -76,6 +78,8 @@ class _Pre:
     durable: dict[str, tuple[int, int, int, int]]
     tmp_existed: set[str]
     snapshot: dict[str, Saved] | None
+    flagged: frozenset[str]  # index entries git status would not look at (git.state)
+    git_state: dict[str, str]
 
 
 @dataclass
@@ -133,14 +137,18 @@ def _validate(repo: Repo, policy: Policy, opts: RunOptions) -> tuple[Path, Path]
 
 def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -> _Pre:
     started = stamp_seconds()
-    pre_td = worktree_digest(repo, policy, cache)
+    state = git_state(repo)
+    flagged = flagged_entries(repo)
+    pre_td = worktree_digest(repo, policy, cache, rehash=flagged)
     snap = None
     if opts.restore:
-        chosen = [e for e in worktree_view(repo).entries if e.path in pre_td.manifest]
+        # A flagged entry's disk bytes may differ from its index id: store them, never the id.
+        chosen = [e._replace(oid=None) if e.path in flagged else e
+                  for e in worktree_view(repo).entries if e.path in pre_td.manifest]
         snap = take(repo, chosen)
     return _Pre(started, pre_td, digest_receipt(pre_td, policy),
                 _durable_state(repo.top, policy),
-                {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap)
+                {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap, flagged, state)
 
 
 def _execute(opts: RunOptions, cwd: Path) -> tuple[str, int | None]:
@@ -165,15 +173,19 @@ def _execute(opts: RunOptions, cwd: Path) -> tuple[str, int | None]:
     return ("success" if code == 0 else "failure"), code
 
 
-def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre) -> _Post:
+def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
+                state_after: dict[str, str]) -> _Post:
+    """`state_after`: the git state right after the command, before anything here touched it."""
+    rehash = pre.flagged | flagged_entries(repo)
     undo_report: UndoReport | None = None
     if pre.snapshot is not None:
         undo_report = UndoReport()
-        mid = worktree_digest(repo, policy, cache)
+        mid = worktree_digest(repo, policy, cache, rehash=rehash)
         undo(repo, pre.snapshot, pre.digest.manifest, mid.manifest, undo_report)
         empty_tmp_roots(repo.top, policy.tmp_roots, pre.tmp_existed, undo_report)
-    post = digest_receipt(worktree_digest(repo, policy, cache), policy)
-    scan = purity_scan(pre.receipt, post, tmp_residue_on_disk(repo.top, policy.tmp_roots))
+    post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash), policy)
+    scan = purity_scan(pre.receipt, post, tmp_residue_on_disk(repo.top, policy.tmp_roots),
+                       state_changes(pre.git_state, state_after))
     proof_receipt = restore_proof(pre.receipt, post, scan, policy)
     verdict = proof_receipt["verdict"]
     if undo_report is not None and undo_report.refused:
@@ -259,10 +271,11 @@ def _write_bundle(stage: Path, files: dict[str, bytes], signer: Signer | None) -
 
 def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
     run_dir, cwd = _validate(repo, policy, opts)
+    repo = pinned(repo)
     cache = HashCache.for_repo(repo)
     pre = _pre_phase(repo, policy, cache, opts)
     status, exit_code = _execute(opts, cwd)
-    post = _post_phase(repo, policy, cache, pre)
+    post = _post_phase(repo, policy, cache, pre, git_state(repo))
     after = _durable_state(repo.top, policy)
     outputs = {p: "sha256:" + sha256_path(repo.top / p) for p, st in sorted(after.items())
                if pre.durable.get(p) != st}
@@ -289,7 +302,8 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     res = RunResult(run_dir, status_doc["status"], exit_code, post.verdict, outputs,
-                    opts.signer is not None, post.undo.to_dict() if post.undo else None)
+                    opts.signer is not None, post.undo.to_dict() if post.undo else None,
+                    post.scan.get("git_state_changed", []))
     record(repo.top, policy, "run", {"run_id": opts.run_id, "status": res.status,
                                      "proof_verdict": res.proof_verdict, "signed": res.signed})
     return res

@@ -48,13 +48,17 @@ def run(
         ))
         details = {"run_dir": str(res.run_dir), "status": res.status, "exit_code": res.exit_code,
                    "proof_verdict": res.proof_verdict, "outputs": res.outputs,
-                   "signed": res.signed, "undo": res.undo}
+                   "signed": res.signed, "undo": res.undo,
+                   "git_state_changed": res.git_state_changed}
 
         def human() -> None:
             warn(f"catalytic: run {run_id}: status {res.status} (command exit "
                  f"{res.exit_code}), restore proof {res.proof_verdict}, "
                  f"{len(res.outputs)} output(s){', signed' if res.signed else ''}")
             warn(f"catalytic: bundle written to {res.run_dir}")
+            if res.git_state_changed:
+                warn("catalytic: the command changed git state that can hide changes from the "
+                     f"POST digest (FAIL): {', '.join(res.git_state_changed)}")
             if res.undo and res.undo["refused"]:
                 for r in res.undo["refused"]:
                     warn(f"  undo refused for {r['path']}: {r['reason']}")

@@ -33,18 +33,24 @@ def diff_manifests(pre: dict[str, str], post: dict[str, str]) -> dict[str, list[
 
 
 def purity_scan(
-    pre: dict[str, Any], post: dict[str, Any], tmp_residue: list[str]
+    pre: dict[str, Any], post: dict[str, Any], tmp_residue: list[str],
+    git_state_changed: list[str] | None = None,
 ) -> dict[str, Any]:
+    """`git_state_changed`: the git state a run's command changed (git.state), which could hide
+    mutations from the POST digest; any at all fails the scan."""
     diff = diff_manifests(pre["file_manifest"], post["file_manifest"])
     violations = sorted(set(diff["added"]) | set(diff["removed"]) | set(diff["changed"]))
-    failed = bool(tmp_residue) or pre["digest"] != post["digest"]
-    return {
+    failed = bool(tmp_residue) or pre["digest"] != post["digest"] or bool(git_state_changed)
+    scan: dict[str, Any] = {
         "verdict": "FAIL" if failed else "PASS",
         "violations": violations,
         "tmp_residue": sorted(tmp_residue),
         "scan_module_version_hash": module_version_hash(),
         "module_version": module_version(),
     }
+    if git_state_changed:
+        scan["git_state_changed"] = sorted(git_state_changed)
+    return scan
 
 
 def restore_proof(

@@ -154,11 +154,17 @@ def index_digest(repo: Repo, policy: Policy, cache: HashCache) -> TreeDigest:
     return td
 
 
-def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bool = False
-                    ) -> TreeDigest:
+def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bool = False,
+                    rehash: frozenset[str] = frozenset()) -> TreeDigest:
+    """`rehash`: index entries whose disk state git status does not report (skip-worktree,
+    assume-unchanged) and that must be read from disk anyway (absent there: deleted)."""
     status_proc = repo.status_start(ignored=ignored)  # runs while the index values load
     base = index_snapshot(repo, policy, cache)
     st = repo.finish_status(status_proc)
+    for path in rehash:
+        st.modified.add(path)
+        if not os.path.lexists(repo.top / path):
+            st.deleted.add(path)
     if not (st.modified or st.deleted or st.untracked or st.ignored):
         return base.tree_digest()  # a clean working tree is exactly the index
     removed: set[str] = set()

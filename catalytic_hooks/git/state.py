@@ -1,0 +1,94 @@
+"""The git state a run's command could use to hide its mutations from the POST digest.
+
+`git status` trusts the index flags (`skip-worktree`, `assume-unchanged`), the ignore rules
+(`.git/info/exclude`, `core.excludesFile`), `core.fsmonitor` and the untracked cache. A command
+run by `catalytic run` can change every one of them. So the run's digests come from a repository
+view with fsmonitor, the untracked cache and `core.ignoreStat` switched off on the command line
+(which outranks every config file), entries flagged at PRE or POST are re-hashed from disk, and a
+fingerprint of the git state taken before the command is compared with one taken after it: any
+difference fails the run, naming what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from catalytic_hooks.git.repo import Repo
+
+# Outrank whatever the repository, the user or the command configured.
+_PINNED = (("core.fsmonitor", "false"), ("core.untrackedCache", "false"),
+           ("core.ignoreStat", "false"))
+
+
+def pinned(repo: Repo) -> Repo:
+    """The same repository with the settings above forced for every git call (GIT_CONFIG_COUNT
+    is git's documented way to pass `-c` through the environment)."""
+    env = dict(repo.env)
+    n = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
+    for key, value in _PINNED:
+        env[f"GIT_CONFIG_KEY_{n}"] = key
+        env[f"GIT_CONFIG_VALUE_{n}"] = value
+        n += 1
+    env["GIT_CONFIG_COUNT"] = str(n)
+    return Repo(repo.top, repo.git_dir, repo.common_dir, env)
+
+
+def flagged_entries(repo: Repo) -> frozenset[str]:
+    """Index entries git status would not look at: skip-worktree (tag S) or assume-unchanged
+    (a lower-case tag)."""
+    out = repo.git("ls-files", "-v", "-z", "--full-name")
+    flagged = set()
+    for rec in out.decode("utf-8", "surrogateescape").split("\0"):
+        if len(rec) > 2 and (rec[0] == "S" or rec[0].islower()):
+            flagged.add(rec[2:])
+    return frozenset(flagged)
+
+
+def _hash_tree(base: Path, label: str, into: dict[str, str]) -> None:
+    """Every file (and symlink) under `base`, by content; a directory that is absent is not."""
+    if not base.is_dir() or base.is_symlink():
+        if base.is_symlink() or base.exists():
+            into[label] = _file_hash(base)
+        return
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath, name)
+            into[f"{label}/{p.relative_to(base).as_posix()}"] = _file_hash(p)
+
+
+def _file_hash(p: Path) -> str:
+    try:
+        if p.is_symlink():
+            return "link:" + os.readlink(p)
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+
+
+def git_state(repo: Repo) -> dict[str, str]:
+    """Name → fingerprint of the configuration (every level, as git resolves it), the repository's
+    config files, `info/`, hooks, the global excludes file and the index flags."""
+    state: dict[str, str] = {}
+    config = repo.git_proc("config", "--list", "--show-origin", "-z").stdout
+    state["git config (all levels)"] = hashlib.sha256(config).hexdigest()
+    dirs = {repo.common_dir, repo.git_dir}
+    for d in sorted(dirs):
+        prefix = ".git" if d == repo.common_dir else f".git/worktrees/{d.name}"
+        for name in ("config", "config.worktree", "info", "hooks"):
+            _hash_tree(d / name, f"{prefix}/{name}", state)
+    excludes = repo.config_get("core.excludesFile")
+    if excludes is None:
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        excludes = os.path.join(xdg, "git", "ignore")
+    _hash_tree(Path(os.path.expanduser(excludes)), "core.excludesFile", state)
+    flags = "\0".join(sorted(flagged_entries(repo)))
+    state["index flags (skip-worktree, assume-unchanged)"] = hashlib.sha256(
+        flags.encode("utf-8", "surrogateescape")).hexdigest()
+    return state
+
+
+def state_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

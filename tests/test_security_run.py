@@ -1,0 +1,100 @@
+"""A run cannot hide its mutations from the POST digest (SECURITY.md, issue "Trust model", point
+5): each test runs a real command through `catalytic run` that mutates protected files and then
+tampers with the git state `git status` trusts, and asserts the run FAILs, names what changed,
+and (with --restore) still puts the protected bytes back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.state import pinned
+
+from .helpers import catalytic, git
+
+POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
+FILES = {"src/a.py": "a = 1\n", "src/b.py": "b = 1\n", "data/x.csv": "1\n"}
+
+ATTACKS = {
+    "skip-worktree": "echo evil >> src/a.py && git update-index --skip-worktree src/a.py",
+    "assume-unchanged": "echo evil >> src/a.py && git update-index --assume-unchanged src/a.py",
+    "info-exclude": "echo evil > src/new.py && echo src/new.py >> .git/info/exclude",
+    "fsmonitor-config": "echo evil >> src/a.py && git config core.fsmonitor true",
+    "global-excludes": "echo evil > src/new.py && mkdir -p \"$XDG_CONFIG_HOME/git\" && "
+                       "echo src/new.py > \"$XDG_CONFIG_HOME/git/ignore\"",
+}
+CHANGED = {
+    "skip-worktree": "index flags (skip-worktree, assume-unchanged)",
+    "assume-unchanged": "index flags (skip-worktree, assume-unchanged)",
+    "info-exclude": ".git/info/exclude",
+    "fsmonitor-config": "git config (all levels)",
+    "global-excludes": "core.excludesFile",
+}
+
+
+@pytest.fixture
+def repo(make_repo) -> Path:
+    return make_repo(FILES, policy=POLICY)
+
+
+def _run(repo: Path, script: str, *extra: str) -> tuple[subprocess.CompletedProcess[str],
+                                                        dict[str, object]]:
+    proc = catalytic("run", "--run-id", "r1", *extra, "--json", "--", "sh", "-c", script,
+                     cwd=repo)
+    return proc, json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_hidden_mutation_fails_the_run(repo: Path, attack: str) -> None:
+    proc, doc = _run(repo, ATTACKS[attack])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    details = doc["details"]
+    assert isinstance(details, dict)
+    assert details["proof_verdict"] == "FAIL"
+    assert CHANGED[attack] in details["git_state_changed"]
+    scan = json.loads((repo / "_runs/r1/PURITY_SCAN.json").read_text())
+    assert scan["verdict"] == "FAIL" and CHANGED[attack] in scan["git_state_changed"]
+    proof = json.loads((repo / "_runs/r1/PROOF.json").read_text())
+    assert proof["restoration_result"]["condition"] == "NOT_RESTORED"
+
+
+@pytest.mark.parametrize("attack", ["skip-worktree", "assume-unchanged"])
+def test_restore_still_puts_flagged_files_back(repo: Path, attack: str) -> None:
+    proc, doc = _run(repo, ATTACKS[attack], "--restore")
+    assert proc.returncode == 1
+    assert (repo / "src/a.py").read_text() == FILES["src/a.py"]
+    undo = doc["details"]["undo"]  # type: ignore[index]
+    assert [r["path"] for r in undo["restored"]] == ["src/a.py"]
+
+
+def test_a_file_already_flagged_before_the_run_is_still_digested(repo: Path) -> None:
+    # The flag predates the run (so it is no change of git state): the entry is re-hashed from
+    # disk before and after, and the mutation is seen and undone.
+    git(repo, "update-index", "--assume-unchanged", "src/b.py")
+    proc, doc = _run(repo, "echo evil >> src/b.py", "--restore")
+    assert doc["details"]["git_state_changed"] == []  # type: ignore[index]
+    assert (repo / "src/b.py").read_text() == FILES["src/b.py"]
+    assert proc.returncode == 0, proc.stdout  # undone, so the proof holds
+    undo = doc["details"]["undo"]  # type: ignore[index]
+    assert [r["path"] for r in undo["restored"]] == ["src/b.py"]
+
+
+def test_an_honest_run_changes_no_git_state(repo: Path) -> None:
+    proc, doc = _run(repo, "mkdir -p outputs && echo r > outputs/r.txt")
+    assert proc.returncode == 0, proc.stdout
+    assert doc["details"]["git_state_changed"] == []  # type: ignore[index]
+
+
+def test_the_run_view_switches_off_what_the_repository_configured(repo: Path) -> None:
+    git(repo, "config", "core.fsmonitor", "true")
+    git(repo, "config", "core.untrackedCache", "true")
+    view = pinned(Repo.discover(repo))
+    for key in ("core.fsmonitor", "core.untrackedCache", "core.ignoreStat"):
+        assert view.git("config", "--get", key).decode().strip() == "false", key
+    env_count = int(view.env["GIT_CONFIG_COUNT"])
+    assert env_count == 3 and "GIT_CONFIG_COUNT" not in os.environ
