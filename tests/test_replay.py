@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from catalytic_hooks.bundle.keys import signer_from_seed
 from catalytic_hooks.bundle.sign import sign_run_dir
 from catalytic_hooks.provenance.chronicle import append, head_path, read, verify
-from catalytic_hooks.replay.runner import compare_metrics, flatten
+from catalytic_hooks.replay.runner import CORRUPT, compare_metrics, flatten
 
 from .helpers import SEED_A, catalytic, git, key_file, signer
 
@@ -147,19 +147,33 @@ def test_code_changed_after_the_run_still_reproduces(repo: Path, tmp_path: Path)
     assert "range(1000)" in (wt / "job.py").read_text()  # the recorded commit, not HEAD
 
 
-def test_tampered_output_is_quarantined(repo: Path, tmp_path: Path) -> None:
+def test_an_output_edited_after_the_run_is_reported_not_quarantined(repo: Path, tmp_path: Path
+                                                                     ) -> None:
+    run = run_and_commit(repo, tmp_path, "edited")
+    (repo / "outputs/sample.txt").write_text("edited later")
+    code, doc = replay(repo, "edited")
+    assert code == 1 and doc["code"] == "REPLAY_FAILED"
+    assert doc["details"]["reason"] == "OUTPUT_EDITED"
+    assert "outputs/sample.txt was changed after the run" in doc["message"]
+    assert doc["details"]["verification"]["code"] == "HASH_MISMATCH"
+    assert run.is_dir() and not (repo / ".catalytic/quarantine").exists()
+
+
+def test_a_corrupt_bundle_is_quarantined(repo: Path, tmp_path: Path) -> None:
     run = run_and_commit(repo, tmp_path, "bad")
-    (repo / "outputs/sample.txt").write_text("tampered")
+    status = run / "STATUS.json"
+    status.write_bytes(status.read_bytes().replace(b'"success"', b'"succes5"'))
     nq = catalytic("replay", "_runs/bad", "--no-quarantine", "--json", cwd=repo)
     assert nq.returncode == 1 and run.is_dir()
     code, doc = replay(repo, "bad")
     assert code == 1 and doc["code"] == "REPLAY_FAILED"
-    assert doc["details"]["reason"] == "HASH_MISMATCH"
+    reason = doc["details"]["reason"]
+    assert reason in CORRUPT
     assert not run.exists()
     moved = Path(doc["details"]["quarantine"])
     assert moved.is_dir() and (moved / "SIGNATURE.json").exists()  # moved, never deleted
     reports = list((repo / ".catalytic/quarantine").glob("*.QUARANTINE_REPORT.json"))
-    assert json.loads(reports[0].read_text())["reason"] == "HASH_MISMATCH"
+    assert json.loads(reports[0].read_text())["reason"] == reason
     last = read(repo / ".catalytic/chronicle.jsonl")[-1]
     assert last["kind"] == "replay" and last["data"]["verdict"] == "failed"
 

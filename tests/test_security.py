@@ -208,6 +208,26 @@ def test_a_chained_pre_push_hook_gets_gits_arguments_and_stdin(make_repo, tmp_pa
     assert lines[1] == f"refs/heads/main {head} refs/heads/main {old}"
 
 
+# -- 9. an edited output is not a corrupt bundle ---------------------------------------------------
+
+def test_where_a_mismatching_output_was_read_decides_corrupt_or_edited(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    run = make_bundle(proj / "_runs/r1", proj, {"out/a.txt": b"a\n"})
+    (proj / "out/a.txt").write_bytes(b"edited\n")
+    with pytest.raises(CatalyticError) as edited:
+        verify_bundle(DirSource(run, proj))
+    assert edited.value.code.value == "HASH_MISMATCH"
+    assert edited.value.details["source"] == "project"
+    # The same mismatch in the bundle's own content store is the bundle's bytes: corrupt.
+    ref = "sha256:" + hashlib.sha256(b"a\n").hexdigest()
+    stored = run / "objects/sha256" / ref[7:9] / ref[9:]
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"rotted\n")
+    with pytest.raises(CatalyticError) as corrupt:
+        verify_bundle(DirSource(run, proj))
+    assert corrupt.value.details["source"] == "bundle store"
+
+
 # -- 10. small holes ------------------------------------------------------------------------------
 
 def test_a_fifo_output_does_not_hang_verification(tmp_path: Path) -> None:

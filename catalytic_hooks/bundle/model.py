@@ -66,6 +66,9 @@ class OutputRead:
 
     sha256: str | None
     problem: str | None = None
+    # Read from the bundle's own content store (a mismatch there is a corrupt bundle), not from
+    # the project (a mismatch there is an output edited after the run).
+    in_store: bool = False
 
 
 class BundleSource(Protocol):
@@ -144,7 +147,7 @@ class DirSource:
         except OSError as exc:
             return OutputRead(None, f"not a regular file ({exc.strerror or exc})")
         try:
-            return OutputRead(sha256_fd(fd))
+            return OutputRead(sha256_fd(fd), in_store=where[0] == self.run_dir)
         finally:
             os.close(fd)
 
@@ -202,7 +205,8 @@ class GitSource:
                 continue
             if mode not in ("100644", "100755"):
                 return OutputRead(None, "not a regular file")
-            return OutputRead(hashlib.sha256(self.repo.read_blob(oid)).hexdigest())
+            return OutputRead(hashlib.sha256(self.repo.read_blob(oid)).hexdigest(),
+                              in_store=path != key)
         return OutputRead(None, "missing")
 
 

@@ -256,8 +256,10 @@ def _outputs(src: BundleSource, hashes: dict[str, str]) -> None:
             raise _fail(ErrorCode.OUTPUT_MISSING, f"output {key} is {found.problem}", path=key)
         actual = "sha256:" + found.sha256
         if actual != hashes[key]:
-            raise _fail(ErrorCode.HASH_MISMATCH, f"output {key} does not match its hash",
-                        path=key, expected=hashes[key], actual=actual)
+            raise _fail(ErrorCode.HASH_MISMATCH, f"output {key} does not match its hash"
+                        f"{' (in the bundle store)' if found.in_store else ''}",
+                        path=key, expected=hashes[key], actual=actual,
+                        source="bundle store" if found.in_store else "project")
 
 
 def _hash_outputs(src: BundleSource, keys: list[str]) -> dict[str, Any]:

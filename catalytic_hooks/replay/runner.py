@@ -45,6 +45,12 @@ CORRUPT = frozenset({
 })
 
 
+def _edited_output(exc: CatalyticError) -> bool:
+    """A project output that no longer matches: someone edited it after the run. The bundle's
+    own bytes are fine, so this is reported, never quarantined."""
+    return exc.code is ErrorCode.HASH_MISMATCH and exc.details.get("source") == "project"
+
+
 @dataclass
 class ReplayOptions:
     worktree: Path | None = None
@@ -148,6 +154,12 @@ class Replayer:
         try:
             v = verify_bundle(src)
         except CatalyticError as exc:
+            if _edited_output(exc):
+                raise CatalyticError(ErrorCode.REPLAY_FAILED, f"output {exc.details['path']} "
+                                     "was changed after the run (it no longer matches the "
+                                     "signed hash); the bundle itself is intact and stays "
+                                     "where it is", reason="OUTPUT_EDITED",
+                                     verification=exc.to_dict()) from exc
             if exc.code.value in CORRUPT and self.opts.quarantine:
                 where = self.quarantine(exc)
                 raise CatalyticError(ErrorCode.REPLAY_FAILED, f"bundle is corrupt "
