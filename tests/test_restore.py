@@ -69,14 +69,22 @@ def test_conformance_vector_byte_identical(tmp_path: Path) -> None:
 
 
 def test_single_restore_contents_and_modes(proj: Path, target: Path) -> None:
-    os.chmod(proj / "out/a.txt", 0o4755)  # setuid on the source must not be copied
+    # The source's mode is unsigned metadata: neither setuid nor the executable bit is copied;
+    # the restoring user's umask decides (files 0666 & ~umask, directories 0777 & ~umask).
+    os.chmod(proj / "out/a.txt", 0o4755)
     resign(proj / "_runs/r1")
-    doc = restore(proj, target)
+    old = os.umask(0o027)
+    try:
+        doc = restore(proj, target)
+    finally:
+        os.umask(old)
     assert doc["restored_files_count"] == 3
     for k, v in FILES.items():
         assert (target / k).read_bytes() == v
-    assert stat.S_IMODE(os.stat(target / "out/a.txt").st_mode) == 0o755
-    assert stat.S_IMODE(os.stat(target / "c.txt").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(target / "out/a.txt").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(target / "c.txt").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(target / "out/deep").st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(target / "RESTORE_MANIFEST.json").st_mode) == 0o640
     manifest = json.loads((target / "RESTORE_MANIFEST.json").read_text())
     assert [e["relative_path"] for e in manifest["entries"]] == ["c.txt", "out/a.txt",
                                                                  "out/deep/b.bin"]

@@ -29,7 +29,7 @@ def open_dir_chain(root_fd: int, parts: list[str], *, create: bool) -> int:
         for part in parts:
             if create:
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o755, dir_fd=fd)
+                    os.mkdir(part, 0o777, dir_fd=fd)  # the umask decides
             nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = nfd
@@ -109,7 +109,7 @@ class DirFds:
             parent = self.get(parts[:-1])
             if self.create:
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(parts[-1], 0o755, dir_fd=parent)
+                    os.mkdir(parts[-1], 0o777, dir_fd=parent)
             fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent)
             self.fds[key] = fd
         return fd

@@ -84,7 +84,7 @@ def _restore_runs(rfd: int, plans: list[tuple[str, Plan]], croot: str, hooks: Ho
         for rid, plan in plans:
             journal["created"].append(rid)
             write_journal(rfd, jname, journal)  # recorded before it exists
-            os.mkdir(rid, 0o755, dir_fd=rfd)
+            os.mkdir(rid, 0o777, dir_fd=rfd)  # the umask decides
             plan.new_dirs = []
             try:
                 results.append({"run_id": rid, **execute(plan, hooks)})

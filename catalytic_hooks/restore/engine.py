@@ -175,8 +175,7 @@ def build_plan(src: DirSource, v: Verified, result_root: Path, *, probe: bool = 
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        entries.append(PlanEntry(key, v.hashes[key], where[0], where[1], st.st_size,
-                                 bool(st.st_mode & 0o111)))
+        entries.append(PlanEntry(key, v.hashes[key], where[0], where[1], st.st_size))
     plan = Plan(result_root, entries, v.bundle_root)
     if probe:
         plan.new_dirs = probe_targets(result_root, [e.key for e in entries])
@@ -218,7 +217,7 @@ def _write_artifacts(rfd: int, staging: str, plan: Plan) -> None:
     sfd = os.open(staging, DIR_FLAGS, dir_fd=rfd)
     try:
         for name, data in zip((MANIFEST, REPORT), artifacts(plan), strict=True):
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666,
                          dir_fd=sfd)
             try:
                 write_all(fd, data)

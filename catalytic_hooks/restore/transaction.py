@@ -58,7 +58,6 @@ class PlanEntry:
     source_base: Path
     source_rel: str
     size: int
-    executable: bool
 
 
 @dataclass
@@ -183,12 +182,12 @@ def stage(rfd: int, staging: str, plan: Plan, hooks: Hooks) -> None:
                 dfd = dirs.get(parents)
                 src = _open_source(e)
                 try:
-                    mode = 0o755 if e.executable else 0o644  # never setuid/setgid bits
+                    # The umask decides the mode: a source's mode bits (executable, setuid) are
+                    # unsigned metadata, so nothing of them is copied.
                     out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
-                                  os.O_CLOEXEC, mode, dir_fd=dfd)
+                                  os.O_CLOEXEC, 0o666, dir_fd=dfd)
                     try:
                         actual, size = _copy_hash(src, out)
-                        os.fchmod(out, mode)
                         if not have_syncfs():
                             os.fsync(out)
                     finally:
@@ -222,7 +221,7 @@ def place(rfd: int, staging: str, keys: list[str], created_dirs: list[str]) -> N
                         if "/".join(parents[:i + 1]) in dst_dirs.fds:
                             continue
                         try:
-                            os.mkdir(parents[i], 0o755, dir_fd=dst_dirs.get(parents[:i]))
+                            os.mkdir(parents[i], 0o777, dir_fd=dst_dirs.get(parents[:i]))
                             created_dirs.append("/".join(parents[:i + 1]))
                         except FileExistsError:
                             pass
