@@ -132,6 +132,17 @@ def test_pyproject_is_policy_only_in_its_catalytic_table(make_repo) -> None:
     assert "pyproject.toml: policy changed (pyproject.toml [tool.catalytic])" in proc.stderr
 
 
+@pytest.mark.parametrize("hide", ['exclusions = [".catalytic.toml"]',
+                                  'durable_roots = [".catalytic.toml"]'])
+def test_no_root_hides_a_policy_change(make_repo, hide: str) -> None:
+    repo = make_repo({"a.txt": "a"}, policy=hide + "\n")
+    (repo / ".catalytic.toml").write_text(hide + '\nprotected_roots = ["nothing"]\n')
+    git(repo, "add", "-A")
+    proc = catalytic("check", "--staged", "--json", cwd=repo)
+    assert proc.returncode == 1
+    assert _findings(proc) == {(".catalytic.toml", "policy")}
+
+
 @pytest.mark.parametrize("policy", [
     'durable_roots = [".catalytic"]\n',
     'tmp_roots = [".catalytic"]\n',
