@@ -12,7 +12,8 @@ from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.checks import check_range, check_staged, framework_range
 from catalytic_hooks.enforce.findings import summary
-from catalytic_hooks.enforce.install import HOOK_TYPES, install, uninstall
+from catalytic_hooks.enforce.install import HOOK_TYPES, SERVER_HOOK_TYPES, install, uninstall
+from catalytic_hooks.git.repo import Repo
 
 
 def check(
@@ -68,18 +69,34 @@ def hook(
     raise CommandExit(hook_main([hook_type, *(args or [])]))
 
 
+def _hook_repo(repo: Path | None, server: bool, git_dir: Path | None) -> Repo:
+    if server or git_dir is not None:
+        return Repo.discover_bare(git_dir or repo or Path.cwd())
+    return open_repo(repo)
+
+
+ServerOpt = Annotated[bool, typer.Option("--server", help="Server-side gate in a bare "
+                                         "repository: pre-receive (or --hook-type update).")]
+GitDirOpt = Annotated[Path | None, typer.Option("--git-dir", help="The (bare) repository "
+                                                "for --server (default: here).")]
+
+
 def install_cmd(
     hook_type: Annotated[list[str] | None, typer.Option("--hook-type", "-t",
-                         help="pre-commit and/or pre-push (default: both).")] = None,
+                         help="pre-commit and/or pre-push (default: both); with --server "
+                         "pre-receive (default) or update.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a foreign hook, keeping it "
                                         "chained (run first) as <hook>.catalytic-chained.")
                      ] = False,
+    server: ServerOpt = False,
+    git_dir: GitDirOpt = None,
     repo: RepoOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Install native git hooks (honours core.hooksPath)."""
     with handled(json_mode):
-        results = install(open_repo(repo), list(hook_type or HOOK_TYPES), force)
+        default = ["pre-receive"] if server or git_dir is not None else list(HOOK_TYPES)
+        results = install(_hook_repo(repo, server, git_dir), list(hook_type or default), force)
         details = {"hooks": [r.__dict__ for r in results]}
         if json_mode:
             emit_json(envelope(True, "OK", details))
@@ -90,12 +107,16 @@ def install_cmd(
 
 def uninstall_cmd(
     hook_type: Annotated[list[str] | None, typer.Option("--hook-type", "-t")] = None,
+    server: ServerOpt = False,
+    git_dir: GitDirOpt = None,
     repo: RepoOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Remove the hooks catalytic installed (and only those)."""
     with handled(json_mode):
-        results = uninstall(open_repo(repo), list(hook_type or HOOK_TYPES))
+        bare = server or git_dir is not None
+        results = uninstall(_hook_repo(repo, server, git_dir),
+                            list(hook_type or (SERVER_HOOK_TYPES if bare else HOOK_TYPES)))
         if json_mode:
             emit_json(envelope(True, "OK", {"hooks": [r.__dict__ for r in results]}))
         else:

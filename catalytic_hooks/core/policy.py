@@ -29,7 +29,7 @@ class PathClass(StrEnum):
 _LIST_KEYS = ("durable_roots", "tmp_roots", "exclusions", "protected_roots", "run_roots")
 _KNOWN_KEYS = frozenset(
     (*_LIST_KEYS, "trusted_validators", "metrics_tolerance", "lock_files", "chronicle",
-     "reports_dir", "quarantine_dir")
+     "reports_dir", "quarantine_dir", "baseline")
 )
 
 
@@ -46,6 +46,8 @@ class Policy:
     chronicle: str = f"{STATE_DIR}/chronicle.jsonl"
     reports_dir: str = f"{STATE_DIR}/reports"
     quarantine_dir: str = f"{STATE_DIR}/quarantine"
+    # The commit `catalytic adopt` started from: history reachable from it predates the policy.
+    baseline: str | None = None
     source: str = "defaults"
     # Roots that are durable without being declared: run bundles and the tool's own state.
     implicit_durable: tuple[str, ...] = field(default=(), compare=False)
@@ -184,6 +186,13 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
                 "'trusted_validators' must be a list of validator ids or a file path",
                 key="trusted_validators",
             )
+    if "baseline" in data:
+        b = data["baseline"]
+        if not isinstance(b, str) or len(b) not in (40, 64) or \
+                any(c not in "0123456789abcdef" for c in b):
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, "'baseline' must be a full commit id "
+                                 "(40 or 64 lowercase hex)", key="baseline")
+        kwargs["baseline"] = b
     if "metrics_tolerance" in data:
         tol = data["metrics_tolerance"]
         if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) \

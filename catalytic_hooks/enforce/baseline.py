@@ -142,3 +142,39 @@ def chronicle_findings(repo: Repo, path: str, old_rev: str | None, new_rev: str,
     data = blobs(repo, (e.oid for e in (old, new) if e is not None and e.regular))
     problem = chronicle_problem(old, new, data)
     return [Finding(path, CHRONICLE, f"{problem} ({what})")] if problem else []
+
+
+# -- adoption: where a history without any base starts to be judged --------------------------
+
+ADOPTION = "adoption"
+
+
+def find_adoption(repo: Repo, tip: str) -> str | None:
+    """The adoption commit on `tip`'s first-parent line: the oldest commit whose committed policy
+    names its own first parent as `baseline` (what `catalytic adopt` writes). Only the oldest
+    counts: a later commit cannot move the baseline forward without a policy change that the
+    adoption's policy judges."""
+    out = repo.git("rev-list", "--first-parent", "--reverse", "--parents", tip, "--",
+                   *POLICY_SOURCES).decode().split("\n")
+    for line in out:
+        oids = line.split()
+        if len(oids) < 2:
+            continue
+        try:
+            policy = baseline_at(repo, oids[0]).policy
+        except CatalyticError:
+            continue
+        if policy.baseline == oids[1]:
+            return oids[0]
+    return None
+
+
+def adoption_findings(repo: Repo, adoption: str, base: Baseline) -> list[Finding]:
+    """The adoption commit may only add the policy and the trust file to its baseline."""
+    parent = repo.rev_parse(adoption + "^1")
+    if parent is None:
+        return []
+    allowed = base.watched
+    return [Finding(c.path, ADOPTION, "the adoption commit may change only the policy and the "
+                    "trust file")
+            for c in repo.diff_raw(parent, adoption) if c.path not in allowed]

@@ -15,12 +15,14 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import PathClass, Policy
 from catalytic_hooks.enforce.baseline import (
     Baseline,
+    adoption_findings,
     baseline_at,
     chronicle_findings,
+    find_adoption,
     policy_findings,
 )
 from catalytic_hooks.enforce.findings import MUTATION, TMP_RESIDUE, Finding, sort_findings
-from catalytic_hooks.git.history import first_parent_base, merge_of
+from catalytic_hooks.git.history import first_parent_base, merge_changes
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
 from catalytic_hooks.git.views import tmp_residue_on_disk
 
@@ -107,8 +109,8 @@ def _changes(repo: Repo, oid: str, parents: list[str]) -> tuple[list[RawChange],
     if len(parents) <= 1:
         return repo.diff_raw(parents[0] if parents else repo.empty_tree(), oid), set(), ""
     if len(parents) == 2:
-        tree, conflicted = merge_of(repo, parents[0], parents[1])
-        return repo.diff_raw(tree, oid), conflicted, " (vs git's merge of the parents)"
+        changes, conflicted = merge_changes(repo, parents[0], parents[1], oid)
+        return changes, conflicted, " (vs git's merge of the parents)"
     return repo.diff_raw(parents[0], oid), set(), " (octopus merge, vs its first parent)"
 
 
@@ -169,6 +171,24 @@ def _exists(repo: Repo, oid: str) -> bool:
     return repo.git_ok("cat-file", "-e", f"{oid}^{{commit}}")
 
 
+def anchor(repo: Repo, tip: str, exclude: list[str]) -> tuple[str | None, list[str],
+                                                                list[Finding]]:
+    """Base, exclusions and findings of its own for history the other side lacks: where the
+    first-parent line meets what it has; with nothing in common (an empty remote, a new mirror,
+    an unrelated branch), the adoption commit `catalytic adopt` made (everything reachable from
+    it predates the policy, and it may only add the policy and trust file); with no adoption
+    either, no base at all (the default policy judges everything, down to the root)."""
+    base = first_parent_base(repo, tip, exclude) if exclude else None
+    if base is not None:
+        return base, exclude, []
+    adoption = find_adoption(repo, tip)
+    if adoption is None:
+        return None, exclude, []
+    found = adoption_findings(repo, adoption, baseline_at(repo, adoption))
+    subject = repo.commit_subject(adoption) if found else ""
+    return adoption, [*exclude, adoption], [f.at(adoption, subject) for f in found]
+
+
 def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
                bundles: BundleChecker | None = None) -> list[Finding]:
     """Each pushed ref, judged by the policy at the remote's old tip (for a new branch: where
@@ -183,8 +203,8 @@ def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
         else:
             # New branch (or a remote tip we do not have): whatever no remote-tracking ref of
             # this remote already reaches is new to the remote.
-            exclude = _remote_exclusions(repo, remote)
-            base = first_parent_base(repo, pl.local_oid, exclude) if exclude else None
+            base, exclude, own = anchor(repo, pl.local_oid, _remote_exclusions(repo, remote))
+            findings += own
         findings += check_commits(repo, baseline_at(repo, base), pl.local_oid, exclude, bundles)
     return sort_findings(findings)
 
@@ -192,18 +212,22 @@ def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
 def check_range(repo: Repo, from_ref: str, to_ref: str,
                 bundles: BundleChecker | None = None) -> list[Finding]:
     """CI mode: the commits of `to_ref` that `from_ref` lacks, judged by `from_ref`'s policy
-    (an empty or all-zero `from_ref`: the whole history, by the empty default policy)."""
+    (an empty or all-zero `from_ref`: everything after the adoption commit, judged by its policy;
+    without one, the whole history by the empty default policy)."""
     tip = repo.rev_parse(to_ref)
     if tip is None:
         raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {to_ref!r}", rev=to_ref)
-    base: str | None = None
+    own: list[Finding] = []
     if from_ref and not is_zero_oid(from_ref):
         base = repo.rev_parse(from_ref)
         if base is None:
             raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {from_ref!r}",
                                  rev=from_ref)
-    exclude = [base] if base else []
-    return sort_findings(check_commits(repo, baseline_at(repo, base), tip, exclude, bundles))
+        exclude = [base]
+    else:
+        base, exclude, own = anchor(repo, tip, [])
+    return sort_findings(own + check_commits(repo, baseline_at(repo, base), tip, exclude,
+                                             bundles))
 
 
 def framework_range() -> tuple[str, str] | None:

@@ -22,7 +22,8 @@ from catalytic_hooks.enforce.checks import (
 from catalytic_hooks.enforce.findings import Finding, summary
 from catalytic_hooks.git.repo import Repo
 
-USAGE = "usage: catalytic hook pre-commit | catalytic hook pre-push [REMOTE [URL]]"
+USAGE = ("usage: catalytic hook pre-commit | pre-push [REMOTE [URL]] | pre-receive | "
+         "update REF OLD NEW")
 
 
 def _report(findings: list[Finding], what: str, inspect: str) -> int:
@@ -59,12 +60,32 @@ def pre_push(args: Sequence[str]) -> int:
     return _report(findings, "push", inspect)
 
 
+def receive(hook: str, args: Sequence[str]) -> int:
+    """pre-receive (stdin lines) or update (`<ref> <old> <new>` as arguments)."""
+    from catalytic_hooks.enforce.bundles import check_bundles
+    from catalytic_hooks.enforce.server import RefUpdate, check_receive, parse_receive_lines
+
+    repo = Repo.discover_bare()
+    if hook == "update":
+        if len(args) != 3:
+            print("usage: catalytic hook update REF OLD NEW", file=sys.stderr)
+            return EXIT_ERROR
+        updates = [RefUpdate(args[1], args[2], args[0])]
+    else:
+        updates = parse_receive_lines(sys.stdin.read())
+    findings = check_receive(repo, updates, check_bundles)
+    return _report(findings, "push", "catalytic check --from-ref <old> --to-ref <new> --json "
+                   "(in a clone)")
+
+
 def main(argv: Sequence[str]) -> int:
     try:
         if argv[:1] == ["pre-commit"]:
             return pre_commit()
         if argv[:1] == ["pre-push"]:
             return pre_push(argv[1:])
+        if argv[:1] in (["pre-receive"], ["update"]):
+            return receive(argv[0], argv[1:])
         print(USAGE, file=sys.stderr)
         return EXIT_ERROR
     except (Exception, KeyboardInterrupt) as exc:

@@ -22,6 +22,7 @@ from catalytic_hooks.git.repo import Repo
 MARKER = "# managed-by: catalytic-hooks"
 CHAIN_SUFFIX = ".catalytic-chained"
 HOOK_TYPES = ("pre-commit", "pre-push")
+SERVER_HOOK_TYPES = ("pre-receive", "update")
 
 _TEMPLATE = """\
 #!/bin/sh
@@ -31,9 +32,10 @@ PY={python}
 HOOK={hook}
 HERE=$(dirname "$0")
 CHAINED="$HERE/$HOOK{suffix}"
-# A chained hook runs first with git's exact arguments and (for pre-push) the same stdin.
+# A chained hook runs first with git's exact arguments and (pre-push, pre-receive) the same
+# stdin.
 if [ -x "$CHAINED" ]; then
-    if [ "$HOOK" = pre-push ]; then
+    if [ "$HOOK" = pre-push ] || [ "$HOOK" = pre-receive ]; then
         STDIN=$(mktemp) || exit 1
         cat > "$STDIN"
         "$CHAINED" "$@" < "$STDIN" || {{ rc=$?; rm -f "$STDIN"; exit $rc; }}
@@ -82,9 +84,9 @@ def render(hook: str) -> str:
 
 def install(repo: Repo, hook_types: list[str], force: bool) -> list[InstallResult]:
     for h in hook_types:
-        if h not in HOOK_TYPES:
-            raise CatalyticError(ErrorCode.USAGE, f"unknown hook type {h!r} "
-                                 f"(choose from {', '.join(HOOK_TYPES)})")
+        if h not in (*HOOK_TYPES, *SERVER_HOOK_TYPES):
+            raise CatalyticError(ErrorCode.USAGE, f"unknown hook type {h!r} (choose from "
+                                 f"{', '.join((*HOOK_TYPES, *SERVER_HOOK_TYPES))})")
     directory = hooks_dir(repo)
     directory.mkdir(parents=True, exist_ok=True)
     plans = []

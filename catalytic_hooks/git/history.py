@@ -9,11 +9,12 @@ the hooks do not pay pygit2's import.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.git.repo import Repo, literal
+from catalytic_hooks.git.repo import RawChange, Repo, literal
 
 MODE_REGULAR = ("100644", "100755")
 
@@ -62,19 +63,34 @@ def blobs(repo: Repo, oids: Iterable[str]) -> dict[str, bytes]:
     return found
 
 
-def merge_of(repo: Repo, first: str, second: str) -> tuple[str, set[str]]:
-    """git's automatic merge of two commits: the tree it writes and the paths that conflict."""
-    proc = repo.git_proc("merge-tree", "--write-tree", "-z", "--name-only", "--no-messages",
-                         "--allow-unrelated-histories", first, second)
-    if proc.returncode not in (0, 1):
-        raise CatalyticError(
-            ErrorCode.GIT_FAILED,
-            f"git merge-tree failed: {proc.stderr.decode(errors='replace').strip()}",
-            returncode=proc.returncode,
-        )
-    parts = proc.stdout.split(b"\0")
-    conflicted = {os.fsdecode(p) for p in parts[1:] if p}
-    return parts[0].decode().strip(), conflicted
+def merge_changes(repo: Repo, first: str, second: str, commit: str
+                  ) -> tuple[list[RawChange], set[str]]:
+    """How `commit` differs from git's automatic merge of `first` and `second`, and the paths
+    that conflict in that merge.
+
+    `merge-tree --write-tree` writes the merged tree; it goes to a scratch object directory
+    (the repository's objects, and a push's quarantine, stay readable as alternates) that is
+    removed afterwards: a check never writes into the repository it judges.
+    """
+    with tempfile.TemporaryDirectory(prefix="catalytic-merge-") as scratch:
+        env = repo.env
+        alternates = [p for p in (env.get("GIT_OBJECT_DIRECTORY") or
+                                  str(repo.common_dir / "objects"),
+                                  env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")) if p]
+        view = Repo(repo.top, repo.git_dir, repo.common_dir,
+                    {**env, "GIT_OBJECT_DIRECTORY": scratch,
+                     "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)})
+        proc = view.git_proc("merge-tree", "--write-tree", "-z", "--name-only", "--no-messages",
+                             "--allow-unrelated-histories", first, second)
+        if proc.returncode not in (0, 1):
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                f"git merge-tree failed: {proc.stderr.decode(errors='replace').strip()}",
+                returncode=proc.returncode,
+            )
+        parts = proc.stdout.split(b"\0")
+        conflicted = {os.fsdecode(p) for p in parts[1:] if p}
+        return view.diff_raw(parts[0].decode().strip(), commit), conflicted
 
 
 def first_parent_base(repo: Repo, tip: str, exclude: Sequence[str]) -> str | None:

@@ -130,6 +130,27 @@ class Repo:
             common = (cwd / common).resolve()
         return cls(top, git_dir, common, env)
 
+    @classmethod
+    def discover_bare(cls, start: Path | None = None) -> Repo:
+        """A repository without a working tree (a server's bare repository, where pre-receive
+        runs): git is run from the git directory, with git's environment when `start` is None
+        (the quarantine variables of receive-pack included)."""
+        env = dict(os.environ) if start is None else clean_env()
+        cwd = Path.cwd() if start is None else Path(start)
+        proc = _run(["git", "rev-parse", "--absolute-git-dir", "--git-common-dir"], cwd=cwd,
+                    env=env)
+        lines = os.fsdecode(proc.stdout).splitlines()
+        if proc.returncode != 0 or len(lines) != 2:
+            raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} is not a git repository: "
+                                 f"{proc.stderr.decode(errors='replace').strip()}")
+        git_dir = Path(lines[0])
+        common = Path(lines[1])
+        if not common.is_absolute():
+            common = (cwd / common).resolve()
+        if env.get("GIT_DIR") and not Path(env["GIT_DIR"]).is_absolute():
+            env["GIT_DIR"] = str(git_dir)  # git is run from the git directory, not from cwd
+        return cls(git_dir, git_dir, common, env)
+
     @staticmethod
     def find(start: Path | None = None) -> Repo | None:
         try:
@@ -303,7 +324,12 @@ class Repo:
         try:
             data: bytes = self._repo2()[oid].data
         except (KeyError, ValueError) as exc:
-            raise CatalyticError(ErrorCode.GIT_FAILED, f"object {oid} is missing") from exc
+            # pygit2 does not see objects that only git's environment points to (a push still in
+            # receive-pack's quarantine, GIT_ALTERNATE_OBJECT_DIRECTORIES): ask git itself.
+            proc = self.git_proc("cat-file", "blob", oid)
+            if proc.returncode != 0:
+                raise CatalyticError(ErrorCode.GIT_FAILED, f"object {oid} is missing") from exc
+            return proc.stdout
         return data
 
     def commit_subject(self, oid: str) -> str:

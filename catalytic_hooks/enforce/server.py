@@ -1,0 +1,75 @@
+"""The server-side gate (README: "Server-side gate"): `pre-receive` (and `update`, for hosts that
+only run per-ref hooks) in a bare repository.
+
+git runs it inside receive-pack's quarantine: the pushed objects are visible only through
+GIT_OBJECT_DIRECTORY / GIT_ALTERNATE_OBJECT_DIRECTORIES, which every git call here inherits, and
+nothing here writes an object or a ref (git's own merge of a merge's parents goes to a scratch
+object directory). Each ref is judged with the policy and trust file at its old tip; a new ref by
+the default branch's tip; an empty repository by the adoption rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.enforce.baseline import baseline_at
+from catalytic_hooks.enforce.checks import BundleChecker, anchor, check_commits
+from catalytic_hooks.enforce.findings import Finding, sort_findings
+from catalytic_hooks.git.repo import Repo, is_zero_oid
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    old: str
+    new: str
+    ref: str
+
+
+def parse_receive_lines(text: str) -> list[RefUpdate]:
+    """`<old> <new> <ref>` per line (pre-receive's stdin)."""
+    updates = []
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        parts = raw.split(" ", 2)
+        if len(parts) != 3 or not all(parts):
+            raise CatalyticError(ErrorCode.USAGE, f"malformed pre-receive line: {raw!r}")
+        updates.append(RefUpdate(*parts))
+    return updates
+
+
+def _has_refs(repo: Repo) -> bool:
+    return bool(repo.git("for-each-ref", "--count=1", "--format=%(refname)").strip())
+
+
+def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None) -> list[Finding]:
+    if is_zero_oid(u.new):
+        return []  # deleting a ref judges no history
+    tip = repo.rev_parse(u.new)
+    if tip is None:
+        return []  # a tag of a tree or blob carries no commits to judge
+    old = None if is_zero_oid(u.old) else repo.rev_parse(u.old)
+    own: list[Finding] = []
+    if old is not None:
+        base: str | None = old
+        exclude = [old]
+    elif _has_refs(repo):
+        # A new ref: what the repository already has (every ref: the push is not applied yet)
+        # was judged when it arrived; the default branch's policy judges the rest.
+        exclude = ["--all"]
+        base = repo.rev_parse("HEAD")
+        if base is None:
+            base, exclude, own = anchor(repo, tip, exclude)
+    else:
+        base, exclude, own = anchor(repo, tip, [])
+    return own + check_commits(repo, baseline_at(repo, base), tip, exclude, bundles)
+
+
+def check_receive(repo: Repo, updates: Sequence[RefUpdate],
+                  bundles: BundleChecker | None = None) -> list[Finding]:
+    findings: list[Finding] = []
+    for u in updates:
+        findings += [f for f in _judge(repo, u, bundles)]
+    return sort_findings(findings)
