@@ -86,6 +86,21 @@ def validator_id_of_key(key_text: str) -> str:
     raise CatalyticError(ErrorCode.CONFIG_INVALID, f"unknown key spelling {key_text[:20]!r}")
 
 
+def key_text_of(arg: str) -> str:
+    """A key as given on the command line: a public key file (OpenSSH `.pub` or one-token
+    spelling) or the key text itself."""
+    p = Path(arg)
+    if not p.is_file():
+        return arg
+    try:
+        parts = p.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalyticError(ErrorCode.USAGE, f"cannot read key file {arg}: {exc}") from exc
+    if not parts:
+        raise CatalyticError(ErrorCode.USAGE, f"key file {arg} is empty")
+    return " ".join(parts[:2]) if parts[0] == "ssh-ed25519" else parts[0]
+
+
 def parse(text: str, source: str = "trusted validators") -> list[Validator]:
     out = []
     for n, raw in enumerate(text.splitlines(), 1):

@@ -210,14 +210,17 @@ def trust_add(
     json_mode: JsonOpt = False,
 ) -> None:
     """Trust a validator (commit the file so the change is reviewed)."""
-    from catalytic_hooks.bundle.trust import Validator, add, parse_date, validator_id_of_key
+    from catalytic_hooks.bundle.trust import (
+        Validator,
+        add,
+        key_text_of,
+        parse_date,
+        validator_id_of_key,
+    )
 
     with handled(json_mode):
         _, _, path = _trust_target(repo)
-        text = key
-        if Path(key).is_file():
-            parts = Path(key).read_text().split()
-            text = " ".join(parts[:2]) if parts[:1] == ["ssh-ed25519"] else parts[0]
+        text = key_text_of(key)
         if any(c.isspace() for c in name) or not name:
             raise CatalyticError(ErrorCode.USAGE, "the name must be one word")
         v = Validator(name, validator_id_of_key(text), text,

@@ -124,4 +124,45 @@ def uninstall_cmd(
                 say(f"{r.hook}: {r.action} ({r.path})")
 
 
-__all__ = ["Path", "check", "hook", "install_cmd", "uninstall_cmd"]
+
+
+def adopt_cmd(
+    durable_roots: Annotated[list[str] | None, typer.Option("--durable-roots", help="Durable "
+                             "roots (default: proposed from the directories found).")] = None,
+    tmp_roots: Annotated[list[str] | None, typer.Option("--tmp-roots", help="Tmp roots "
+                         "(default: proposed).")] = None,
+    trust: Annotated[list[str] | None, typer.Option("--trust", help="NAME=KEY (a .pub file or "
+                     "key text) to trust from the start; repeatable.")] = None,
+    no_commit: Annotated[bool, typer.Option("--no-commit", help="Write the files, do not "
+                         "commit them.")] = False,
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Start governing an existing repository: policy with baseline = HEAD, trust file, and the
+    adoption commit."""
+    from catalytic_hooks.enforce.adopt import adopt
+
+    with handled(json_mode):
+        pairs = []
+        for item in trust or []:
+            name, sep, key = item.partition("=")
+            if not sep:
+                raise CatalyticError(ErrorCode.USAGE, f"--trust {item!r}: use NAME=KEY")
+            pairs.append((name, key))
+        a = adopt(open_repo(repo), durable=durable_roots, tmp=tmp_roots, validators=pairs,
+                  commit=not no_commit)
+        details = a.__dict__
+
+        def human() -> None:
+            say(f"baseline: {a.baseline} (history up to here is not judged)")
+            say(f"durable roots: {', '.join(a.durable_roots) or '(none)'}; tmp roots: "
+                f"{', '.join(a.tmp_roots) or '(none)'}; protected: everything else")
+            say(f"trusted validators: {', '.join(a.validators) or '(none yet)'}")
+            say(f"adoption commit: {a.commit}" if a.commit else
+                f"wrote {', '.join(a.files)}; commit exactly these on top of the baseline")
+            say("next: `catalytic install` here, `catalytic install --server` on the server")
+
+        result(json_mode, True, "OK", details, human)
+
+
+__all__ = ["Path", "adopt_cmd", "check", "hook", "install_cmd", "uninstall_cmd"]

@@ -154,18 +154,15 @@ def find_adoption(repo: Repo, tip: str) -> str | None:
     names its own first parent as `baseline` (what `catalytic adopt` writes). Only the oldest
     counts: a later commit cannot move the baseline forward without a policy change that the
     adoption's policy judges."""
-    out = repo.git("rev-list", "--first-parent", "--reverse", "--parents", tip, "--",
-                   *POLICY_SOURCES).decode().split("\n")
-    for line in out:
-        oids = line.split()
-        if len(oids) < 2:
-            continue
+    # Path-limited, so `--parents` would name rewritten parents: the real one is asked for.
+    out = repo.git("rev-list", "--first-parent", "--reverse", tip, "--", *POLICY_SOURCES)
+    for oid in out.decode().split():
         try:
-            policy = baseline_at(repo, oids[0]).policy
+            policy = baseline_at(repo, oid).policy
         except CatalyticError:
             continue
-        if policy.baseline == oids[1]:
-            return oids[0]
+        if policy.baseline is not None and policy.baseline == repo.rev_parse(oid + "^1"):
+            return oid
     return None
 
 

@@ -171,22 +171,25 @@ def _exists(repo: Repo, oid: str) -> bool:
     return repo.git_ok("cat-file", "-e", f"{oid}^{{commit}}")
 
 
-def anchor(repo: Repo, tip: str, exclude: list[str]) -> tuple[str | None, list[str],
-                                                                list[Finding]]:
-    """Base, exclusions and findings of its own for history the other side lacks: where the
-    first-parent line meets what it has; with nothing in common (an empty remote, a new mirror,
-    an unrelated branch), the adoption commit `catalytic adopt` made (everything reachable from
-    it predates the policy, and it may only add the policy and trust file); with no adoption
-    either, no base at all (the default policy judges everything, down to the root)."""
-    base = first_parent_base(repo, tip, exclude) if exclude else None
-    if base is not None:
-        return base, exclude, []
+def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str]
+                ) -> tuple[Baseline, list[str], list[Finding]]:
+    """The baseline that judges `tip --not exclude`, the final exclusions, and findings of its
+    own. A base without any policy (an empty remote, a new mirror, a remote that predates
+    adoption) gives way to the adoption commit `catalytic adopt` made on the tip's first-parent
+    line: everything reachable from it predates the policy and is not judged, it may only add
+    the policy and the trust file, and its policy judges what follows. With no adoption either,
+    the empty default policy judges everything, down to the root."""
+    judge = baseline_at(repo, base)
+    if judge.policy.source != "defaults":
+        return judge, exclude, []
     adoption = find_adoption(repo, tip)
-    if adoption is None:
-        return None, exclude, []
-    found = adoption_findings(repo, adoption, baseline_at(repo, adoption))
+    if adoption is None or (base is not None and not repo.git_ok(
+            "merge-base", "--is-ancestor", base, adoption)):
+        return judge, exclude, []
+    judge = baseline_at(repo, adoption)
+    found = adoption_findings(repo, adoption, judge)
     subject = repo.commit_subject(adoption) if found else ""
-    return adoption, [*exclude, adoption], [f.at(adoption, subject) for f in found]
+    return judge, [*exclude, adoption], [f.at(adoption, subject) for f in found]
 
 
 def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
@@ -203,9 +206,10 @@ def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
         else:
             # New branch (or a remote tip we do not have): whatever no remote-tracking ref of
             # this remote already reaches is new to the remote.
-            base, exclude, own = anchor(repo, pl.local_oid, _remote_exclusions(repo, remote))
-            findings += own
-        findings += check_commits(repo, baseline_at(repo, base), pl.local_oid, exclude, bundles)
+            exclude = _remote_exclusions(repo, remote)
+            base = first_parent_base(repo, pl.local_oid, exclude) if exclude else None
+        judge, exclude, own = judged_from(repo, base, pl.local_oid, exclude)
+        findings += own + check_commits(repo, judge, pl.local_oid, exclude, bundles)
     return sort_findings(findings)
 
 
@@ -217,17 +221,14 @@ def check_range(repo: Repo, from_ref: str, to_ref: str,
     tip = repo.rev_parse(to_ref)
     if tip is None:
         raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {to_ref!r}", rev=to_ref)
-    own: list[Finding] = []
+    base: str | None = None
     if from_ref and not is_zero_oid(from_ref):
         base = repo.rev_parse(from_ref)
         if base is None:
             raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {from_ref!r}",
                                  rev=from_ref)
-        exclude = [base]
-    else:
-        base, exclude, own = anchor(repo, tip, [])
-    return sort_findings(own + check_commits(repo, baseline_at(repo, base), tip, exclude,
-                                             bundles))
+    judge, exclude, own = judged_from(repo, base, tip, [base] if base else [])
+    return sort_findings(own + check_commits(repo, judge, tip, exclude, bundles))
 
 
 def framework_range() -> tuple[str, str] | None:

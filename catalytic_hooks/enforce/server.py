@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.enforce.baseline import baseline_at
-from catalytic_hooks.enforce.checks import BundleChecker, anchor, check_commits
+from catalytic_hooks.enforce.checks import BundleChecker, check_commits, judged_from
 from catalytic_hooks.enforce.findings import Finding, sort_findings
+from catalytic_hooks.git.history import first_parent_base
 from catalytic_hooks.git.repo import Repo, is_zero_oid
 
 
@@ -51,20 +51,15 @@ def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None) -> list[Find
     if tip is None:
         return []  # a tag of a tree or blob carries no commits to judge
     old = None if is_zero_oid(u.old) else repo.rev_parse(u.old)
-    own: list[Finding] = []
-    if old is not None:
-        base: str | None = old
-        exclude = [old]
-    elif _has_refs(repo):
+    base: str | None = old
+    exclude = [old] if old else []
+    if old is None and _has_refs(repo):
         # A new ref: what the repository already has (every ref: the push is not applied yet)
         # was judged when it arrived; the default branch's policy judges the rest.
         exclude = ["--all"]
-        base = repo.rev_parse("HEAD")
-        if base is None:
-            base, exclude, own = anchor(repo, tip, exclude)
-    else:
-        base, exclude, own = anchor(repo, tip, [])
-    return own + check_commits(repo, baseline_at(repo, base), tip, exclude, bundles)
+        base = repo.rev_parse("HEAD") or first_parent_base(repo, tip, exclude)
+    judge, exclude, own = judged_from(repo, base, tip, exclude)
+    return own + check_commits(repo, judge, tip, exclude, bundles)
 
 
 def check_receive(repo: Repo, updates: Sequence[RefUpdate],
