@@ -11,7 +11,7 @@ from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
 from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say, warn
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.checks import check_range, check_staged, framework_range
-from catalytic_hooks.enforce.findings import summary
+from catalytic_hooks.enforce.findings import blocking, summary
 from catalytic_hooks.enforce.install import HOOK_TYPES, SERVER_HOOK_TYPES, install, uninstall
 from catalytic_hooks.git.repo import Repo
 
@@ -44,16 +44,18 @@ def check(
             assert rng[0] is not None and rng[1] is not None
             findings = check_range(r, rng[0], rng[1], check_bundles)
             mode, what = {"mode": "range", "from_ref": rng[0], "to_ref": rng[1]}, "push"
-        ok = not findings
-        details = {**mode, "findings": [f.to_dict() for f in findings]}
+        stop = blocking(findings)
+        ok = not stop
+        details = {**mode, "findings": [f.to_dict() for f in stop],
+                   "amendments": [f.to_dict() for f in findings if not f.blocking]}
 
         def human() -> None:
             for f in findings:
-                say(f.line())
+                say(f.line() if f.blocking else f"accepted: {f.line()}")
             if ok:
                 say("catalytic: no findings")
             else:
-                warn(summary(findings, what, "catalytic check ... --json"))
+                warn(summary(stop, what, "catalytic check ... --json"))
 
         result(json_mode, ok, "PASS" if ok else "CHECK_FAILED", details, human)
 

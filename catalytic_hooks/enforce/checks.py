@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import PathClass, Policy
@@ -21,7 +21,14 @@ from catalytic_hooks.enforce.baseline import (
     find_adoption,
     policy_findings,
 )
-from catalytic_hooks.enforce.findings import MUTATION, TMP_RESIDUE, Finding, sort_findings
+from catalytic_hooks.enforce.findings import (
+    AMENDED,
+    MUTATION,
+    POLICY,
+    TMP_RESIDUE,
+    Finding,
+    sort_findings,
+)
 from catalytic_hooks.git.history import first_parent_base, merge_changes
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
 from catalytic_hooks.git.views import tmp_residue_on_disk
@@ -125,7 +132,28 @@ def _commit_findings(repo: Repo, base: Baseline, oid: str, parents: list[str]) -
     if not found:
         return []
     subject = repo.commit_subject(oid)
-    return [f.at(oid, subject) for f in found]
+    return [f.at(oid, subject) for f in _amended(repo, base, oid, found)]
+
+
+def _amended(repo: Repo, base: Baseline, oid: str, found: list[Finding]) -> list[Finding]:
+    """Mutation and policy findings of a signed amendment the base's trust file accepts become
+    reports; a refused amendment says why on each finding."""
+    amendable = [f for f in found if f.kind in (MUTATION, POLICY)]
+    if not amendable:
+        return found
+    from catalytic_hooks.enforce.amend import verify_amendment
+
+    verdict = verify_amendment(repo, oid, base)
+    if verdict is None:
+        return found
+    out = [f for f in found if f.kind not in (MUTATION, POLICY)]
+    for f in amendable:
+        if verdict.accepted:
+            out.append(replace(f, kind=AMENDED, blocking=False, reason=f"accepted amendment by "
+                               f"{verdict.signer} ({f.reason}): {verdict.reason}"))
+        else:
+            out.append(replace(f, reason=f"{f.reason}; {verdict.reason}"))
+    return out
 
 
 def _tip_findings(repo: Repo, base: Baseline, tip: str) -> list[Finding]:

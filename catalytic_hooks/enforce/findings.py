@@ -11,6 +11,7 @@ TMP_RESIDUE = "tmp-residue"
 BUNDLE = "bundle"
 POLICY = "policy"
 CHRONICLE = "chronicle"
+AMENDED = "amended"  # an accepted signed amendment: reported, never blocking
 
 
 @dataclass(frozen=True)
@@ -21,13 +22,15 @@ class Finding:
     commit: str | None = None
     subject: str | None = None
     code: str | None = None
+    blocking: bool = True
 
     def line(self) -> str:
         where = f' (commit {self.commit[:10]} "{self.subject}")' if self.commit else ""
         return f"{self.path}: {self.reason}{where}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items()
+                if v is not None and not (k == "blocking" and v)}
 
     def at(self, commit: str, subject: str) -> Finding:
         return replace(self, commit=commit, subject=subject)
@@ -35,6 +38,10 @@ class Finding:
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(set(findings), key=lambda f: (f.path, f.kind, f.commit or "", f.reason))
+
+
+def blocking(findings: Iterable[Finding]) -> list[Finding]:
+    return [f for f in findings if f.blocking]
 
 
 def summary(findings: Sequence[Finding], what: str, inspect: str) -> str:

@@ -19,7 +19,7 @@ from catalytic_hooks.enforce.checks import (
     framework_root_push,
     parse_push_lines,
 )
-from catalytic_hooks.enforce.findings import Finding, summary
+from catalytic_hooks.enforce.findings import Finding, blocking, summary
 from catalytic_hooks.git.repo import Repo
 
 USAGE = ("usage: catalytic hook pre-commit | pre-push [REMOTE [URL]] | pre-receive | "
@@ -27,12 +27,13 @@ USAGE = ("usage: catalytic hook pre-commit | pre-push [REMOTE [URL]] | pre-recei
 
 
 def _report(findings: list[Finding], what: str, inspect: str) -> int:
-    if not findings:
-        return EXIT_OK
     out = sys.stderr
     for f in findings:
-        print(f.line(), file=out)
-    print(summary(findings, what, inspect), file=out)
+        print(f.line() if f.blocking else f"catalytic: {f.line()}", file=out)
+    stop = blocking(findings)
+    if not stop:
+        return EXIT_OK
+    print(summary(stop, what, inspect), file=out)
     return EXIT_FAIL
 
 
@@ -63,7 +64,12 @@ def pre_push(args: Sequence[str]) -> int:
 def receive(hook: str, args: Sequence[str]) -> int:
     """pre-receive (stdin lines) or update (`<ref> <old> <new>` as arguments)."""
     from catalytic_hooks.enforce.bundles import check_bundles
-    from catalytic_hooks.enforce.server import RefUpdate, check_receive, parse_receive_lines
+    from catalytic_hooks.enforce.server import (
+        RefUpdate,
+        check_receive,
+        log_amendments,
+        parse_receive_lines,
+    )
 
     repo = Repo.discover_bare()
     if hook == "update":
@@ -74,8 +80,11 @@ def receive(hook: str, args: Sequence[str]) -> int:
     else:
         updates = parse_receive_lines(sys.stdin.read())
     findings = check_receive(repo, updates, check_bundles)
-    return _report(findings, "push", "catalytic check --from-ref <old> --to-ref <new> --json "
+    code = _report(findings, "push", "catalytic check --from-ref <old> --to-ref <new> --json "
                    "(in a clone)")
+    if code == EXIT_OK:
+        log_amendments(repo, findings)
+    return code
 
 
 def main(argv: Sequence[str]) -> int:

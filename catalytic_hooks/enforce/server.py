@@ -68,3 +68,15 @@ def check_receive(repo: Repo, updates: Sequence[RefUpdate],
     for u in updates:
         findings += [f for f in _judge(repo, u, bundles)]
     return sort_findings(findings)
+
+
+def log_amendments(repo: Repo, findings: Sequence[Finding]) -> None:
+    """Accepted amendments of an accepted push go to the server's own chronicle
+    (`<git dir>/catalytic/chronicle.jsonl`: outside any working tree, never an object or a ref)."""
+    from catalytic_hooks.enforce.findings import AMENDED
+    from catalytic_hooks.provenance.chronicle import append
+
+    for f in findings:
+        if f.kind == AMENDED:
+            append(repo.git_dir / "catalytic" / "chronicle.jsonl", "amendment",
+                   {"commit": f.commit, "path": f.path, "reason": f.reason})

@@ -1,0 +1,83 @@
+"""Signed amendments: the reviewed way to change a protected path, the policy or the trust file.
+
+A commit is an amendment when it carries a `Catalytic-Amend: <reason>` trailer. It is accepted
+when git itself verifies its SSH signature (`gpg.format=ssh`, `git commit -S`) against an
+allowed-signers file generated from the base's trust file, and the signer is inside its validity
+window now. The git configuration that decides how signatures are checked is forced on the
+command line, so the judged repository cannot swap the verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from dataclasses import dataclass
+
+from catalytic_hooks.core.clock import now
+from catalytic_hooks.enforce.baseline import Baseline
+from catalytic_hooks.git.repo import Repo
+
+TRAILER = "Catalytic-Amend"
+_SSH_PREFIX = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20"
+
+_STATUS = {
+    "N": "it is not signed",
+    "B": "its signature is bad (the commit was altered after signing)",
+    "U": "it is signed by a key that is not in the base's trust file",
+    "X": "its signature has expired",
+    "Y": "it is signed by an expired key",
+    "R": "it is signed by a revoked key",
+    "E": "its signature cannot be checked (is ssh-keygen installed?)",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: str  # the trailer's reason when accepted, else why the amendment was refused
+    signer: str | None = None
+
+
+def trailer(repo: Repo, commit: str) -> str | None:
+    out = repo.git("log", "-1", f"--format=%(trailers:key={TRAILER},valueonly,"
+                   "separator=%x1f)", commit).decode("utf-8", "replace").strip()
+    reasons = [r.strip() for r in out.split("\x1f") if r.strip()]
+    return "; ".join(reasons) if reasons else None
+
+
+def allowed_signers(base: Baseline) -> str:
+    """The base's trust file as OpenSSH allowed_signers lines (keys given only as `id:` cannot
+    sign: they have no public key to check with)."""
+    lines = []
+    for v in base.trust().validators:
+        if v.key_text.startswith("ssh-ed25519 "):
+            blob = v.key_text.split()[1]
+        elif v.key_text.startswith("ed25519:"):
+            blob = base64.b64encode(_SSH_PREFIX + bytes.fromhex(v.key_text[8:])).decode()
+        else:
+            continue
+        lines.append(f'{v.name} namespaces="git" ssh-ed25519 {blob}\n')
+    return "".join(lines)
+
+
+def verify_amendment(repo: Repo, commit: str, base: Baseline) -> Verdict | None:
+    """None when `commit` is no amendment (no trailer); else whether it is accepted."""
+    reason = trailer(repo, commit)
+    if reason is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="catalytic-signers-") as d:
+        path = os.path.join(d, "allowed_signers")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(allowed_signers(base))
+        out = repo.git("-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={path}",
+                       "-c", "gpg.ssh.program=ssh-keygen", "log", "-1",
+                       "--format=%G?%x00%GS", commit).decode("utf-8", "replace")
+    status, _, principal = out.strip().partition("\0")
+    if status != "G":
+        return Verdict(False, f"amendment refused: {_STATUS.get(status, 'unverifiable')}")
+    when_ok = [v for v in base.trust().validators if v.name == principal]
+    if not any(v.valid_at(now()) for v in when_ok):
+        return Verdict(False, f"amendment refused: signer {principal!r} is outside its validity "
+                       "window", principal)
+    return Verdict(True, reason, principal)
