@@ -81,6 +81,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"
     # appended after the first release
     GIT_MISSING = "GIT_MISSING"
+    CI_BASE_MISSING = "CI_BASE_MISSING"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not

@@ -48,3 +48,17 @@ def summary(findings: Sequence[Finding], what: str, inspect: str) -> str:
     n = len(findings)
     return (f"catalytic: {n} finding{'s' if n != 1 else ''} block{'s' if n == 1 else ''} this "
             f"{what}; inspect with `{inspect}`")
+
+
+def _escape(text: str, prop: bool = False) -> str:
+    out = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return out.replace(":", "%3A").replace(",", "%2C") if prop else out
+
+
+def github_annotation(f: Finding) -> str:
+    """A GitHub Actions workflow command: an error on the file for a blocking finding, a notice
+    for an accepted amendment."""
+    level = "error" if f.blocking else "notice"
+    where = f" (commit {f.commit[:10]})" if f.commit else ""
+    return (f"::{level} file={_escape(f.path, True)},title={_escape('catalytic ' + f.kind, True)}"
+            f"::{_escape(f.reason + where)}")

@@ -39,8 +39,25 @@ def _report(findings: list[Finding], what: str, inspect: str) -> int:
 
 def pre_commit() -> int:
     repo = Repo.discover()
+    from catalytic_hooks.enforce.ci import outside_a_commit
+
+    if outside_a_commit(repo):
+        return ci_range(repo)
     return _report(check_staged(repo), "commit",
                    "catalytic check --staged --json")
+
+
+def ci_range(repo: Repo) -> int:
+    """`pre-commit run` with nothing staged (CI): the proposed range, not the empty index."""
+    from catalytic_hooks.enforce.bundles import check_bundles
+    from catalytic_hooks.enforce.ci import detect, ensure_fetched
+
+    rng = detect(repo)
+    ensure_fetched(repo, rng)
+    print(f"catalytic: checking {rng.from_ref or '(no base)'}..{rng.to_ref} ({rng.why})",
+          file=sys.stderr)
+    return _report(check_range(repo, rng.from_ref, rng.to_ref, check_bundles), "change",
+                   "catalytic check --ci --json")
 
 
 def pre_push(args: Sequence[str]) -> int:
