@@ -122,3 +122,24 @@ def test_adopt_refuses_cleanly(tmp_path: Path, legacy: Path, state: str) -> None
     after = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
                            text=True).stdout
     assert before == after
+
+
+def test_doctor_names_each_problem_and_its_fix(legacy: Path, tmp_path: Path) -> None:
+    proc = catalytic("doctor", "--json", cwd=legacy)
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["details"]["checks"]}
+    assert not checks["pre-commit hook"]["ok"]
+    assert checks["pre-commit hook"]["fix"] == "catalytic install --hook-type pre-commit"
+    assert not checks["policy"]["ok"] and checks["policy"]["fix"] == "catalytic adopt"
+    _adopt(legacy, tmp_path)
+    assert catalytic("install", cwd=legacy).returncode == 0
+    proc = catalytic("doctor", "--json", cwd=legacy)
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["details"]["checks"]}
+    assert proc.returncode == 0, checks
+    assert checks["baseline"]["detail"].startswith("adopted at")
+    assert "1 trusted validator(s)" in checks["trust file"]["detail"]
+    # an uncommitted policy edit is pointed out: the hooks judge by the committed policy
+    with (legacy / ".catalytic.toml").open("a") as fh:
+        fh.write('exclusions = ["data"]\n')
+    proc = catalytic("doctor", cwd=legacy)
+    assert proc.returncode == 1 and "FIX  committed policy" in proc.stdout

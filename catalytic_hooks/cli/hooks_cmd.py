@@ -190,4 +190,27 @@ def adopt_cmd(
         result(json_mode, True, "OK", details, human)
 
 
-__all__ = ["Path", "adopt_cmd", "check", "hook", "install_cmd", "uninstall_cmd"]
+
+
+def doctor_cmd(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
+    """Is this repository governed? Hooks, interpreter, policy, trust file, baseline, git and
+    ssh-keygen, with a fix for each problem."""
+    from catalytic_hooks.enforce.doctor import diagnose
+
+    with handled(json_mode):
+        checks = diagnose(open_repo(repo))
+        ok = all(c.ok for c in checks)
+
+        def human() -> None:
+            for c in checks:
+                say(f"{'ok ' if c.ok else 'FIX'}  {c.name}: {c.detail}")
+                if c.fix:
+                    say(f"     -> {c.fix}")
+            say("catalytic: all good" if ok else "catalytic: problems found (FIX lines)")
+
+        result(json_mode, ok, "OK" if ok else "DOCTOR_PROBLEMS",
+               {"checks": [c.to_dict() for c in checks]}, human)
+
+
+__all__ = ["Path", "adopt_cmd", "check", "doctor_cmd", "hook", "install_cmd",
+           "uninstall_cmd"]

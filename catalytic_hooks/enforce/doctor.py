@@ -1,0 +1,107 @@
+"""`catalytic doctor`: one screen on whether this repository is really governed, with a fix for
+each problem."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.core.policy import load_policy
+from catalytic_hooks.enforce.baseline import baseline_at, find_adoption
+from catalytic_hooks.enforce.install import CHAIN_SUFFIX, HOOK_TYPES, hooks_dir, is_ours
+from catalytic_hooks.git.repo import Repo
+
+MIN_GIT = (2, 38)  # merge-tree --write-tree
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _hook(repo: Repo, hook: str) -> list[Check]:
+    path = hooks_dir(repo) / hook
+    chained = path.with_name(hook + CHAIN_SUFFIX)
+    out = []
+    if not path.exists():
+        return [Check(f"{hook} hook", False, f"{path} is absent",
+                      f"catalytic install --hook-type {hook}")]
+    if not is_ours(path):
+        return [Check(f"{hook} hook", False, f"{path} is somebody else's hook",
+                      f"catalytic install --force --hook-type {hook} (keeps it, chained)")]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    m = re.search(r"^PY=(.*)$", text, re.MULTILINE)
+    python = m.group(1).strip("'\"") if m else ""
+    usable = bool(python) and os.access(python, os.X_OK)
+    out.append(Check(f"{hook} hook", usable, f"catalytic's, run with {python or '?'}"
+                     + ("" if usable else " (gone)"),
+                     "" if usable else f"catalytic install --hook-type {hook}"))
+    if chained.exists():
+        out.append(Check(f"{hook} chained hook", os.access(chained, os.X_OK),
+                         f"{chained} runs first", "" if os.access(chained, os.X_OK)
+                         else f"chmod +x {chained}"))
+    return out
+
+
+def _policy(repo: Repo) -> list[Check]:
+    try:
+        disk = load_policy(repo.top)
+    except CatalyticError as exc:
+        return [Check("policy", False, exc.message, "fix the named key")]
+    out = [Check("policy", disk.source != "defaults", f"from {disk.source}",
+                 "" if disk.source != "defaults" else "catalytic adopt")]
+    head = repo.head()
+    try:
+        committed = baseline_at(repo, head)
+    except CatalyticError as exc:
+        return [*out, Check("committed policy", False, exc.message,
+                            "fix it in a signed amendment")]
+    if replace(committed.policy, source="") != replace(disk, source=""):
+        out.append(Check("committed policy", False, "the working tree's policy differs from "
+                         "HEAD's (the hooks judge by the committed one)",
+                         "commit it as a signed amendment, or `git restore` it"))
+    try:
+        n = len(committed.trust().validators)
+        out.append(Check("trust file", n > 0, f"{n} trusted validator(s) in "
+                         f"{committed.trust_label}", "" if n else "catalytic trust add NAME KEY"
+                         " (in a signed amendment once adopted)"))
+    except CatalyticError as exc:
+        out.append(Check("trust file", False, exc.message, "fix the named line"))
+    adoption = find_adoption(repo, head) if head else None
+    out.append(Check("baseline", adoption is not None,
+                     f"adopted at {adoption[:12]} (baseline {committed.policy.baseline})"
+                     if adoption else "no adoption commit: a push to an empty remote or a new "
+                     "mirror judges the whole history",
+                     "" if adoption else "catalytic adopt (in an ungoverned repository)"))
+    return out
+
+
+def _tools() -> list[Check]:
+    out = []
+    version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
+    nums = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
+    out.append(Check("git", nums >= MIN_GIT, version.strip(), "" if nums >= MIN_GIT else
+                     "install git 2.38 or newer (merge checks use merge-tree --write-tree)"))
+    ssh = shutil.which("ssh-keygen")
+    out.append(Check("ssh-keygen", ssh is not None, ssh or "not found", "" if ssh else
+                     "install OpenSSH (needed to verify signed amendments)"))
+    return out
+
+
+def diagnose(repo: Repo) -> list[Check]:
+    hooks_path = repo.config_get("core.hooksPath")
+    checks = [Check("core.hooksPath", True, hooks_path or "(unset: .git/hooks)")]
+    for hook in HOOK_TYPES:
+        checks += _hook(repo, hook)
+    return checks + _policy(repo) + _tools()
