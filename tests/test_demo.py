@@ -16,3 +16,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     titles = [s["step"] for s in doc["details"]["steps"]]
     assert "the pre-commit hook refuses the bad commit" in titles
     assert "the pre-commit hook accepts the clean commit" in titles
+    # the team-level gate: the server refuses a --no-verify push, accepts a signed amendment
+    server = {s["step"]: s for s in doc["details"]["steps"]}
+    assert server["the server refuses the --no-verify push"]["exit"] == 1
+    assert server["the server accepts the signed amendment"]["exit"] == 0
+    assert server["the first push of the adopted history is accepted"]["exit"] == 0

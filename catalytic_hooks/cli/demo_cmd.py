@@ -18,14 +18,6 @@ from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.repo import clean_env
 
-DEMO_POLICY = """\
-durable_roots = ["outputs"]
-tmp_roots = ["_tmp"]
-protected_roots = ["."]
-run_roots = ["_runs"]
-trusted_validators = ".catalytic/allowed_validators"
-"""
-
 INIT_TEMPLATE = """\
 # catalytic-hooks policy (see README: "Adopting catalytic-hooks")
 durable_roots = []      # paths a run may create, modify or delete
@@ -87,17 +79,21 @@ def write(repo: Path, rel: str, text: str) -> None:
 def scenario(d: Demo) -> None:
     r = d.repo
     d.run_sh("create a repository", ["git", "init", "-q", "-b", "main"])
-    write(r, ".catalytic.toml", DEMO_POLICY)
     write(r, "data/raw/measurements.csv", "id,value\n1,0.5\n2,0.75\n")
     write(r, "analysis.py", DEMO_SCRIPT)
     write(r, ".gitignore", "_tmp/\n")
+    d.run_sh("stage the project as it was before catalytic", ["git", "add", "-A"])
+    d.run_sh("commit it", ["git", "commit", "-q", "-m", "the project before catalytic"])
     key = demo_key(r)
-    d.run_cat("create a throwaway signing key", ["keygen", "--out", key])
-    # The trust file is protected: trust changes go through review, never through a run.
-    d.run_cat("trust it in this repository (part of the reviewed baseline)",
-              ["trust", "add", "demo", key + ".pub"])
-    d.run_sh("stage the baseline", ["git", "add", "-A"])
-    d.run_sh("commit the baseline", ["git", "commit", "-q", "-m", "baseline"])
+    d.run_cat("create a throwaway signing key for runs", ["keygen", "--out", key])
+    d.run_sh("create a maintainer's SSH key (for signed amendments)",
+             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "maintainer", "-f",
+              maintainer_key(r)])
+    # Adoption writes the policy and the trust file in one commit on top of the history: the
+    # history is the baseline, everything after it is judged.
+    d.run_cat("adopt catalytic-hooks (policy, trust file, baseline)",
+              ["adopt", "--durable-roots", "outputs", "--tmp-roots", "_tmp",
+               "--trust", f"demo={key}.pub", "--trust", f"maintainer={maintainer_key(r)}.pub"])
     d.run_cat("PRE digest of the working tree", ["digest", "--output", "../pre.json"])
     # A catalytic operation by hand: scratch in _tmp, output in outputs/.
     write(r, "_tmp/scratch.bin", "scratch")
@@ -138,6 +134,10 @@ def demo_key(repo: Path) -> str:
     return str(repo.parent / "keys" / "demo_ed25519")
 
 
+def maintainer_key(repo: Path) -> str:
+    return str(repo.parent / "keys" / "maintainer_ssh_ed25519")
+
+
 def bundles(d: Demo) -> None:
     r = d.repo
     key = demo_key(r)
@@ -169,6 +169,30 @@ def restore(d: Demo) -> None:
               ["replay", "_runs/demo-001"])
     d.run_cat("verify the chronicle of everything above", ["chronicle", "verify"])
     d.run_cat("the chronicle", ["chronicle", "show"])
+    server(d)
+
+
+def server(d: Demo) -> None:
+    r = d.repo
+    bare = str(r.parent / "server.git")
+    raw = "data/raw/measurements.csv"
+    d.run_sh("create the team's server (a bare repository)", ["git", "init", "-q", "--bare",
+                                                                bare])
+    d.run_cat("install the server-side gate", ["install", "--server", "--git-dir", bare])
+    d.run_sh("the first push of the adopted history is accepted", ["git", "push", "-q", bare,
+                                                                   "main"])
+    write(r, raw, "id,value\n1,0.5\n2,0.99\n")
+    d.run_sh("forge the raw data, skipping the local hook",
+             ["git", "commit", "-q", "--no-verify", "-am", "tweak raw data"])
+    d.run_sh("the server refuses the --no-verify push", ["git", "push", "-q", "--no-verify",
+                                                         bare, "main"], expect=1)
+    d.run_sh("drop the forged commit", ["git", "reset", "-q", "--hard", "HEAD~1"])
+    write(r, raw, "id,value\n1,0.5\n2,0.8\n")
+    d.run_sh("a reviewed correction, signed by the maintainer with a Catalytic-Amend trailer",
+             ["git", "-c", "gpg.format=ssh", "-c", f"user.signingkey={maintainer_key(r)}",
+              "commit", "-q", "--no-verify", "-S", "-am", "correct sensor 2",
+              "--trailer", "Catalytic-Amend: sensor 2 recalibrated (ticket 7)"])
+    d.run_sh("the server accepts the signed amendment", ["git", "push", bare, "main"])
 
 
 DEMO_SCRIPT = """\
