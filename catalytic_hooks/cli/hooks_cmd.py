@@ -84,8 +84,10 @@ def check(
 
 
 def hook(
-    hook_type: Annotated[str, typer.Argument(help="pre-commit or pre-push")],
-    args: Annotated[list[str] | None, typer.Argument(help="What git passes (remote, url).")
+    hook_type: Annotated[str, typer.Argument(help="pre-commit, pre-push, pre-receive or "
+                                             "update")],
+    args: Annotated[list[str] | None, typer.Argument(help="What git passes (pre-push: remote "
+                                                     "and URL; update: ref, old, new).")
                     ] = None,
 ) -> None:
     """The entry point git runs (normally dispatched before this CLI loads)."""
