@@ -320,15 +320,26 @@ def test_restore_refuses_what_it_cannot_undo_and_loses_nothing(repo: Path) -> No
     script = "rm src/keep.py && mkdir -p src/keep.py && echo inner > src/keep.py/inner.txt"
     proc = catalytic("run", "--run-id", "dir", "--restore", "--json", "--", "sh", "-c", script,
                      cwd=repo)
-    assert proc.returncode == 1
-    doc = json.loads(proc.stdout)["details"]
-    assert doc["proof_verdict"] == "FAIL" and doc["status"] == "failure"
-    refused = doc["undo"]["refused"]
-    assert [r["path"] for r in refused] == ["src/keep.py"]
-    removed = {r["path"]: r["saved_blob"] for r in doc["undo"]["removed"]}
+    assert proc.returncode == 2
+    doc = json.loads(proc.stdout)
+    assert doc["code"] == "UNDO_INCOMPLETE" and doc["details"]["paths"] == ["src/keep.py"]
+    assert "catalytic recover" in doc["message"]
+    undo = json.loads((repo / "_runs/dir/RESTORE_UNDO.json").read_text())
+    assert [r["path"] for r in undo["refused"]] == ["src/keep.py"]
+    removed = {r["path"]: r["saved_blob"] for r in undo["removed"]}
     assert git(repo, "cat-file", "-p", removed["src/keep.py/inner.txt"]).stdout == "inner\n"
     assert json.loads((repo / "_runs/dir/PROOF.json").read_text())[
         "restoration_result"]["verified"] is False
+    # The pending undo is never taken as a baseline ...
+    again = catalytic("run", "--run-id", "next", "--restore", "--json", "--", "true", cwd=repo)
+    assert again.returncode == 2 and json.loads(again.stdout)["code"] == "RUN_UNDO_PENDING"
+    # ... until the cause is fixed and `catalytic recover` completes it.
+    (repo / "src/keep.py").rmdir()  # the undo already removed what the command put inside
+    rec = catalytic("recover", "--json", cwd=repo)
+    assert rec.returncode == 0, rec.stdout
+    assert (repo / "src/keep.py").read_text() == "k\n"
+    assert catalytic("recover", "--json", cwd=repo).returncode == 0  # idempotent
+    assert not list((repo / ".git/catalytic/runs").iterdir())
 
 
 def test_bad_invocations_are_clean_errors(repo: Path, tmp_path: Path) -> None:

@@ -7,16 +7,20 @@ renamed) → chronicle.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.bundle.guard import Guard, Outcome
+from catalytic_hooks.bundle.journal import (
+    RunJournal,
+    begin,
+    finish,
+    process_start,
+)
 from catalytic_hooks.bundle.keys import Signer
 from catalytic_hooks.bundle.model import OUTPUT_HASHES, PROOF, STATUS, TASK_SPEC, store_path
 from catalytic_hooks.bundle.sign import sign_run_dir
@@ -26,6 +30,7 @@ from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.digest import TreeDigest
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import relpath_problem, under_any
+from catalytic_hooks.core.pending import refuse_if_pending
 from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
 from catalytic_hooks.core.version import generator
@@ -62,6 +67,7 @@ class RunResult:
     signed: bool
     undo: dict[str, Any] | None
     git_state_changed: list[str] = field(default_factory=list)
+    signal: int | None = None  # the signal that interrupted the run (exit 128 + it)
 
     @property
     def ok(self) -> bool:
@@ -149,28 +155,6 @@ def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -
     return _Pre(started, pre_td, digest_receipt(pre_td, policy),
                 _durable_state(repo.top, policy),
                 {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap, flagged, state)
-
-
-def _execute(opts: RunOptions, cwd: Path) -> tuple[str, int | None]:
-    env = {**os.environ, **determinism_env(opts.seed), "CATALYTIC_RUN_ID": opts.run_id}
-    try:
-        proc = subprocess.Popen(opts.command, cwd=cwd, env=env, start_new_session=True)
-    except OSError as exc:
-        print(f"catalytic: cannot start {opts.command[0]!r}: {exc.strerror}", flush=True)
-        return "failure", 127
-    try:
-        code = proc.wait(timeout=opts.timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return "timeout", None
-    except KeyboardInterrupt:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
-        raise
-    return ("success" if code == 0 else "failure"), code
 
 
 def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
@@ -269,13 +253,54 @@ def _write_bundle(stage: Path, files: dict[str, bytes], signer: Signer | None) -
         sign_run_dir(stage, signer)
 
 
+def _command_env(opts: RunOptions) -> dict[str, str]:
+    return {**os.environ, **determinism_env(opts.seed), "CATALYTIC_RUN_ID": opts.run_id}
+
+
+def _started(journal: RunJournal | None, pid: int) -> None:
+    """Record the command's process group, so that recovery can stop what is left of it."""
+    if journal is not None:
+        journal.data["command_pgid"] = pid
+        journal.data["command_start"] = process_start(pid)
+        journal.write()
+
+
 def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
+    refuse_if_pending(repo.git_dir, "catalytic run")
     run_dir, cwd = _validate(repo, policy, opts)
     repo = pinned(repo)
     cache = HashCache.for_repo(repo)
     pre = _pre_phase(repo, policy, cache, opts)
-    status, exit_code = _execute(opts, cwd)
-    post = _post_phase(repo, policy, cache, pre, git_state(repo))
+    with Guard() as guard:
+        journal = None
+        if pre.snapshot is not None:
+            journal = begin(repo, policy, opts.run_id, pre.snapshot, pre.digest.manifest,
+                            pre.tmp_existed)
+        outcome = guard.run(opts.command, cwd, _command_env(opts), opts.timeout,
+                            lambda pid: _started(journal, pid))
+        post = _post_phase(repo, policy, cache, pre, git_state(repo))
+        res = _bundle(repo, policy, opts, run_dir, cwd, pre, post, outcome)
+        if post.undo is not None and post.undo.refused:
+            raise _incomplete(post.undo)
+        if journal is not None:
+            finish(repo, journal)
+    record(repo.top, policy, "run", {"run_id": opts.run_id, "status": res.status,
+                                     "proof_verdict": res.proof_verdict, "signed": res.signed})
+    return res
+
+
+def _incomplete(report: UndoReport) -> CatalyticError:
+    paths = [r["path"] for r in report.refused]
+    why = "; ".join(f"{r['path']}: {r['reason']}" for r in report.refused[:5])
+    return CatalyticError(
+        ErrorCode.UNDO_INCOMPLETE,
+        f"the undo could not restore {len(paths)} path(s), still changed: {', '.join(paths)} "
+        f"({why}); fix the cause (for example free disk space) and run `catalytic recover`",
+        paths=paths)
+
+
+def _bundle(repo: Repo, policy: Policy, opts: RunOptions, run_dir: Path, cwd: Path, pre: _Pre,
+            post: _Post, outcome: Outcome) -> RunResult:
     after = _durable_state(repo.top, policy)
     outputs = {p: "sha256:" + sha256_path(repo.top / p) for p, st in sorted(after.items())
                if pre.durable.get(p) != st}
@@ -288,7 +313,8 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
         if opts.pack:
             _pack(repo.top, stage, outputs)
         proof_raw = _proof_doc(pre, post)
-        status_doc = _status_doc(opts, pre, post, status, exit_code, proof_raw, receipts)
+        status_doc = _status_doc(opts, pre, post, outcome.status, outcome.exit_code, proof_raw,
+                                 receipts)
         _write_bundle(stage, {**receipts, PROOF: proof_raw,
                               TASK_SPEC: canonical_bytes(_task_spec(repo, policy, opts, cwd,
                                                                     outputs)),
@@ -301,12 +327,9 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    res = RunResult(run_dir, status_doc["status"], exit_code, post.verdict, outputs,
-                    opts.signer is not None, post.undo.to_dict() if post.undo else None,
-                    post.scan.get("git_state_changed", []))
-    record(repo.top, policy, "run", {"run_id": opts.run_id, "status": res.status,
-                                     "proof_verdict": res.proof_verdict, "signed": res.signed})
-    return res
+    return RunResult(run_dir, status_doc["status"], outcome.exit_code, post.verdict, outputs,
+                     opts.signer is not None, post.undo.to_dict() if post.undo else None,
+                     post.scan.get("git_state_changed", []), outcome.signal)
 
 
 __all__ = ["RunOptions", "RunResult", "run_operation"]

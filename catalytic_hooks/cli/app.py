@@ -33,6 +33,7 @@ app.command("verify")(bundle_cmd.verify)
 app.command("env")(bundle_cmd.env)
 app.add_typer(bundle_cmd.trust_app, name="trust")
 app.add_typer(restore_cmd.restore_app, name="restore")
+app.command("recover")(restore_cmd.recover_all)
 app.command("replay")(replay_cmd.replay)
 app.add_typer(replay_cmd.chronicle_app, name="chronicle")
 

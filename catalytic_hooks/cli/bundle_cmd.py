@@ -63,7 +63,10 @@ def run(
                 for r in res.undo["refused"]:
                     warn(f"  undo refused for {r['path']}: {r['reason']}")
 
-        result(json_mode, res.ok, "PASS" if res.ok else "RUN_FAILED", details, human)
+        # Interrupted by a signal: exit as a shell user expects (130 for Ctrl-C, 143 for TERM).
+        result(json_mode, res.ok, "PASS" if res.ok else "RUN_FAILED",
+               {**details, "signal": res.signal}, human,
+               exit_code=128 + res.signal if res.signal else None)
 
 
 def keygen(

@@ -109,6 +109,9 @@ def run_digest(args: DigestArgs) -> None:
         elif index:
             td, kind = index_digest(git, policy, cache), "index"
         else:
+            from catalytic_hooks.core.pending import refuse_if_pending
+
+            refuse_if_pending(git.git_dir, "a working-tree digest")
             td, kind = worktree_digest(git, policy, cache, ignored=ignored), "worktree"
         receipt = digest_receipt(td, policy)
         write_receipt(targets[0] if targets else None, receipt)

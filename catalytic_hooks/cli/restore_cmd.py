@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from catalytic_hooks.bundle.trust import TrustPolicy, caller_anchor, trust_policy
-from catalytic_hooks.cli.common import JsonOpt, TrustFileOpt
+from catalytic_hooks.cli.common import JsonOpt, RepoOpt, TrustFileOpt, open_repo
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.restore.transaction import Hooks, Plan
@@ -163,3 +163,42 @@ def recover_cmd(
                 say("nothing to recover")
 
         result(json_mode, True, "PASS", doc, human)
+
+
+def recover_all(
+    restore_root: Annotated[list[Path] | None, typer.Option("--restore-root", help="Also "
+                            "recover an interrupted restore into this root (repeatable).")
+                            ] = None,
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Finish or roll back whatever was interrupted here: the undo of killed `catalytic run
+    --restore` commands, and restores into this repository (and any --restore-root)."""
+    from catalytic_hooks.bundle.run_recovery import recover_runs
+    from catalytic_hooks.restore.recovery import recover
+
+    with handled(json_mode):
+        r = open_repo(repo)
+        runs = recover_runs(r)
+        restores = {str(root): recover(root) for root in [r.top, *(restore_root or [])]}
+        ok = all(x["status"] == "recovered" for x in runs)
+        details = {"runs": runs, "restores": restores}
+
+        def human() -> None:
+            for x in runs:
+                say(f"run {x.get('run_id')} ({x['journal']}): {x['status']}")
+                for k in ("restored", "removed"):
+                    for item in x.get(k, []):
+                        say(f"  {k}: {item['path']}")
+                for item in x.get("refused", []) if isinstance(x.get("refused"), list) else []:
+                    say(f"  still changed: {item['path']}: {item['reason']}")
+                if x["status"] == "refused":
+                    say(f"  left alone: {x['reason']}")
+            for root, doc in restores.items():
+                for k in ("rolled_back", "completed", "stale_staging_removed"):
+                    for item in doc[k]:
+                        say(f"restore into {root}: {k.replace('_', ' ')}: {item}")
+            if not runs and not any(any(d.values()) for d in restores.values()):
+                say("nothing to recover")
+
+        result(json_mode, ok, "PASS" if ok else "UNDO_INCOMPLETE", details, human)

@@ -82,6 +82,8 @@ class ErrorCode(StrEnum):
     # appended after the first release
     GIT_MISSING = "GIT_MISSING"
     CI_BASE_MISSING = "CI_BASE_MISSING"
+    RUN_UNDO_PENDING = "RUN_UNDO_PENDING"
+    UNDO_INCOMPLETE = "UNDO_INCOMPLETE"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not

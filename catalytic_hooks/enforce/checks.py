@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.pending import refuse_if_pending
 from catalytic_hooks.core.policy import PathClass, Policy
 from catalytic_hooks.enforce.baseline import (
     Baseline,
@@ -58,6 +59,7 @@ def mutation_findings(changes: Iterable[RawChange], policy: Policy, against: str
 def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
     """HEAD (or the empty tree) against the index, judged by HEAD's committed policy, plus tmp
     residue in the index and on disk."""
+    refuse_if_pending(repo.git_dir, "the commit check")
     head = repo.head()
     base = base if base is not None else baseline_at(repo, head)
     policy = base.policy

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -14,7 +13,7 @@ from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.enforce.baseline import baseline_at, find_adoption
 from catalytic_hooks.enforce.install import CHAIN_SUFFIX, HOOK_TYPES, hooks_dir, is_ours
-from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.repo import Repo, git_version
 
 MIN_GIT = (2, 38)  # merge-tree --write-tree
 
@@ -89,9 +88,9 @@ def _policy(repo: Repo) -> list[Check]:
 
 def _tools() -> list[Check]:
     out = []
-    version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
+    version = git_version()
     nums = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
-    out.append(Check("git", nums >= MIN_GIT, version.strip(), "" if nums >= MIN_GIT else
+    out.append(Check("git", nums >= MIN_GIT, version or "not found", "" if nums >= MIN_GIT else
                      "install git 2.38 or newer (merge checks use merge-tree --write-tree)"))
     ssh = shutil.which("ssh-keygen")
     out.append(Check("ssh-keygen", ssh is not None, ssh or "not found", "" if ssh else

@@ -359,5 +359,13 @@ def _parse_raw(out: bytes) -> list[RawChange]:
     return changes
 
 
+def git_version() -> str:
+    """`git --version` as git prints it ("" when git is missing)."""
+    try:
+        return subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
+    except FileNotFoundError:
+        return ""
+
+
 def literal(paths: Iterable[str]) -> list[str]:
     return [f":(literal){p}" for p in paths]

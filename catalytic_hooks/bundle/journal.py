@@ -1,0 +1,150 @@
+"""The run journal: what `run --restore` needs to undo a command even when catalytic itself is
+killed (README: "Interrupted runs and `catalytic recover`").
+
+Before the command starts, `<git dir>/catalytic/runs/run-<32 hex>.json` records the run id, the
+roots the digest used, the PRE manifest and the snapshot (every protected file's original blob,
+pinned under `refs/catalytic/runs/<32 hex>` so that `git gc` cannot collect it), and is fsynced.
+It is removed only after the undo has completed and the bundle is written. Recovery acts only on
+journals this tool named, whose content passes the same path rules as everything else; the
+working tree (which the command controls) never supplies one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.bundle.undo import Saved
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import has_git_component, relpath_problem
+from catalytic_hooks.core.pending import JOURNAL_RE
+from catalytic_hooks.core.pending import journal_dir as pending_dir
+from catalytic_hooks.core.pending import pending as pending_in
+from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.fs.files import atomic_write, fsync_dir
+from catalytic_hooks.git.repo import Repo
+
+REF_PREFIX = "refs/catalytic/runs/"
+_OID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_ROOT_KEYS = ("exclusions", "tmp_roots", "durable_roots", "protected_roots", "implicit_durable")
+
+
+def journal_dir(repo: Repo) -> Path:
+    return pending_dir(repo.git_dir)
+
+
+def pending(repo: Repo) -> list[Path]:
+    return pending_in(repo.git_dir)
+
+
+@dataclass
+class RunJournal:
+    path: Path
+    token: str
+    data: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return REF_PREFIX + self.token
+
+    def write(self) -> None:
+        atomic_write(self.path, json.dumps(self.data, sort_keys=True).encode())
+        fsync_dir(self.path.parent)
+
+
+def _pin(repo: Repo, token: str, snap: dict[str, Saved]) -> None:
+    """One tree holding every snapshot blob (and link target), under a ref of our own."""
+    lines = []
+    for i, (_path, s) in enumerate(sorted(snap.items())):
+        if s.oid is not None:
+            lines.append(f"100644 blob {s.oid}\t{i}\n")
+    tree = repo.git("mktree", "--missing", input="".join(lines).encode()).decode().strip()
+    repo.git("update-ref", REF_PREFIX + token, tree)
+
+
+def begin(repo: Repo, policy: Policy, run_id: str, snap: dict[str, Saved],
+          pre_manifest: dict[str, str], tmp_existed: set[str]) -> RunJournal:
+    token = uuid.uuid4().hex
+    _pin(repo, token, snap)
+    directory = journal_dir(repo)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {
+        "version": 1, "run_id": run_id, "phase": "command", "command_pgid": None,
+        "command_start": None,
+        "roots": {k: list(getattr(policy, k)) for k in _ROOT_KEYS},
+        "pre_manifest": pre_manifest, "tmp_existed": sorted(tmp_existed),
+        "snapshot": {p: [s.kind, s.oid, s.target.hex() if s.target is not None else None]
+                     for p, s in sorted(snap.items())},
+    }
+    j = RunJournal(directory / f"run-{token}.json", token, data)
+    j.write()
+    return j
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of a process (field 22 of /proc/PID/stat): with the pid, an
+    identity that pid reuse cannot fake."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()[19]
+
+
+def finish(repo: Repo, j: RunJournal) -> None:
+    j.path.unlink(missing_ok=True)
+    fsync_dir(j.path.parent)
+    repo.git_proc("update-ref", "-d", j.ref)
+
+
+def _bad(path: Path, why: str) -> CatalyticError:
+    return CatalyticError(ErrorCode.RUN_UNDO_PENDING, f"{path.name}: not a journal this tool "
+                          f"wrote ({why}); left alone", journal=str(path))
+
+
+def load(path: Path) -> RunJournal:
+    """A journal, validated: our name, our shape, only safe relative paths and object ids."""
+    m = JOURNAL_RE.match(path.name)
+    if m is None or path.is_symlink():
+        raise _bad(path, "name")
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise _bad(path, f"unreadable: {exc}") from exc
+    if not isinstance(data, dict) or data.get("version") != 1:
+        raise _bad(path, "shape")
+    snap, pre = data.get("snapshot"), data.get("pre_manifest")
+    if not isinstance(snap, dict) or not isinstance(pre, dict):
+        raise _bad(path, "shape")
+    for p in (*snap, *pre, *data.get("tmp_existed", [])):
+        if not isinstance(p, str) or relpath_problem(p) is not None or has_git_component(p):
+            raise _bad(path, f"unsafe path {p!r}")
+    for entry in snap.values():
+        if not (isinstance(entry, list) and len(entry) == 3
+                and entry[0] in ("file", "exec", "symlink")
+                and (entry[1] is None or (isinstance(entry[1], str) and _OID.match(entry[1])))):
+            raise _bad(path, "snapshot entry")
+    return RunJournal(path, m.group(1), data)
+
+
+def snapshot_of(j: RunJournal) -> dict[str, Saved]:
+    return {p: Saved(e[0], e[1], bytes.fromhex(e[2]) if e[2] is not None else None)
+            for p, e in j.data["snapshot"].items()}
+
+
+def policy_of(j: RunJournal) -> Policy:
+    """The roots the run's digests used (the command may have edited the policy file)."""
+    roots = j.data.get("roots", {})
+    kwargs = {k: tuple(str(v) for v in roots.get(k, [])) for k in _ROOT_KEYS}
+    for k, values in kwargs.items():
+        for v in values:
+            if v != "." and relpath_problem(v) is not None:
+                raise _bad(j.path, f"unsafe root {v!r} in {k}")
+    return Policy(exclusions=kwargs["exclusions"], tmp_roots=kwargs["tmp_roots"],
+                  durable_roots=kwargs["durable_roots"],
+                  protected_roots=kwargs["protected_roots"],
+                  implicit_durable=kwargs["implicit_durable"], source="run journal")

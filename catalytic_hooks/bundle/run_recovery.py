@@ -1,0 +1,72 @@
+"""Finishing the undo of runs that were killed (`catalytic recover`).
+
+For each journal this tool wrote (bundle.journal): stop what is left of the command (its process
+group, if the recorded process is still the one that started it), digest the working tree as the
+run's own roots see it, and undo back to the PRE manifest from the pinned snapshot. A journal is
+removed only when nothing was refused, so running `recover` again after fixing the cause (a full
+disk) completes the job; a second run on a clean state changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from typing import Any
+
+from catalytic_hooks.bundle.journal import (
+    RunJournal,
+    finish,
+    load,
+    pending,
+    policy_of,
+    process_start,
+    snapshot_of,
+)
+from catalytic_hooks.bundle.undo import UndoReport, empty_tmp_roots, undo
+from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.git.digests import worktree_digest
+from catalytic_hooks.git.hashing import HashCache
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.state import flagged_entries, pinned
+
+
+def stop_leftover(j: RunJournal) -> bool:
+    pgid, start = j.data.get("command_pgid"), j.data.get("command_start")
+    if not isinstance(pgid, int) or pgid <= 1 or start is None or process_start(pgid) != start:
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+        return True
+    return False
+
+
+def undo_to_pre(repo: Repo, j: RunJournal) -> UndoReport:
+    """Bring every protected path back to the journal's PRE manifest."""
+    policy = policy_of(j)
+    view = pinned(repo)
+    cache = HashCache.for_repo(view)
+    now = worktree_digest(view, policy, cache, rehash=flagged_entries(view))
+    report = UndoReport()
+    undo(view, snapshot_of(j), j.data["pre_manifest"], now.manifest, report)
+    empty_tmp_roots(view.top, policy.tmp_roots, set(j.data.get("tmp_existed", [])), report)
+    return report
+
+
+def recover_runs(repo: Repo) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for path in pending(repo):
+        try:
+            j = load(path)
+        except CatalyticError as exc:
+            results.append({"journal": path.name, "status": "refused", "reason": exc.message})
+            continue
+        killed = stop_leftover(j)
+        report = undo_to_pre(repo, j)
+        done = not report.refused
+        if done:
+            finish(repo, j)
+        results.append({"journal": path.name, "run_id": j.data.get("run_id"),
+                        "status": "recovered" if done else "incomplete",
+                        "killed_command": killed, **report.to_dict()})
+    return results
