@@ -22,6 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from catalytic_hooks.git.repo import isolated_children
+
 GRACE_SECONDS = 5.0
 GUARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -48,9 +50,12 @@ class Guard:
     def __enter__(self) -> Guard:
         for s in GUARDED:
             self._old[s] = signal.signal(s, self._handler)
+        self._isolation = isolated_children()
+        self._isolation.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._isolation.__exit__(None, None, None)
         for s, old in self._old.items():
             signal.signal(s, old)
 
@@ -80,9 +85,10 @@ class Guard:
             while True:
                 try:
                     code = proc.wait(timeout=0.1)
-                    return Outcome("success" if code == 0 else "failure", code)
                 except subprocess.TimeoutExpired:
-                    pass
+                    code = None
+                if code is not None and not self.received:
+                    return Outcome("success" if code == 0 else "failure", code)
                 if self.received:
                     self._stop(proc, None, signal.Signals(self.received[0]).name)
                     return Outcome("interrupted", None, self.received[0])

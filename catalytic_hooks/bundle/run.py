@@ -279,8 +279,19 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
         outcome = guard.run(opts.command, cwd, _command_env(opts), opts.timeout,
                             lambda pid: _started(journal, pid))
         post = _post_phase(repo, policy, cache, pre, git_state(repo))
-        res = _bundle(repo, policy, opts, run_dir, cwd, pre, post, outcome)
-        if post.undo is not None and post.undo.refused:
+        refused = post.undo is not None and bool(post.undo.refused)
+        try:
+            res = _bundle(repo, policy, opts, run_dir, cwd, pre, post, outcome)
+        except (OSError, CatalyticError) as exc:
+            why = exc.message if isinstance(exc, CatalyticError) else str(exc)
+            if refused and post.undo is not None:
+                raise _incomplete(post.undo, f"; the bundle could not be written either: {why}"
+                                  ) from exc
+            raise CatalyticError(ErrorCode.IO_ERROR, f"the undo is complete, but the bundle "
+                                 f"could not be written: {why}; run `catalytic recover` to clear "
+                                 "the pending run" if journal else f"cannot write the bundle: "
+                                 f"{why}") from exc
+        if refused and post.undo is not None:
             raise _incomplete(post.undo)
         if journal is not None:
             finish(repo, journal)
@@ -289,14 +300,14 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
     return res
 
 
-def _incomplete(report: UndoReport) -> CatalyticError:
+def _incomplete(report: UndoReport, more: str = "") -> CatalyticError:
     paths = [r["path"] for r in report.refused]
     why = "; ".join(f"{r['path']}: {r['reason']}" for r in report.refused[:5])
     return CatalyticError(
         ErrorCode.UNDO_INCOMPLETE,
         f"the undo could not restore {len(paths)} path(s), still changed: {', '.join(paths)} "
-        f"({why}); fix the cause (for example free disk space) and run `catalytic recover`",
-        paths=paths)
+        f"({why}){more}; fix the cause (for example free disk space) and run "
+        "`catalytic recover`", paths=paths)
 
 
 def _bundle(repo: Repo, policy: Policy, opts: RunOptions, run_dir: Path, cwd: Path, pre: _Pre,

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 from typing import Any
 
 from catalytic_hooks.bundle.journal import (
+    REF_PREFIX,
     RunJournal,
     finish,
+    journal_dir,
     load,
     pending,
     policy_of,
@@ -53,7 +56,27 @@ def undo_to_pre(repo: Repo, j: RunJournal) -> UndoReport:
     return report
 
 
+_STALE_TMP = re.compile(r"^\.run-[0-9a-f]{32}\.json\.[0-9a-f]{32}\.tmp$")
+
+
+def _sweep(repo: Repo) -> None:
+    """What a run killed before its journal existed leaves: a half-written journal (our
+    atomic_write's temp name) and its snapshot ref. The command never started then, so there is
+    nothing to undo."""
+    d = journal_dir(repo)
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(d):
+            if _STALE_TMP.match(name):
+                (d / name).unlink(missing_ok=True)
+    out = repo.git("for-each-ref", "--format=%(refname)", REF_PREFIX).decode().split()
+    for ref in out:
+        token = ref[len(REF_PREFIX):]
+        if re.fullmatch(r"[0-9a-f]{32}", token) and not (d / f"run-{token}.json").exists():
+            repo.git_proc("update-ref", "-d", ref)
+
+
 def recover_runs(repo: Repo) -> list[dict[str, Any]]:
+    _sweep(repo)
     results: list[dict[str, Any]] = []
     for path in pending(repo):
         try:

@@ -9,6 +9,7 @@ or deletes is first stored as a blob, and its id is reported in RESTORE_UNDO.jso
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import uuid
@@ -93,7 +94,45 @@ def _save_current(repo: Repo, path: str) -> str | None:
     return None
 
 
+def _no_space(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+
+
+def _overwrite_in_place(dfd: int, name: str, data: bytes, mode: int) -> None:
+    """The disk is full, so a second copy for an atomic rename does not fit: truncate the
+    regular file that is there and write the original bytes into it (the journal survives a
+    crash in between, so `catalytic recover` finishes the job)."""
+    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOSPC, "no space left, and not a regular file to overwrite")
+        os.ftruncate(fd, 0)
+        write_all(fd, data)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _put(repo: Repo, path: str, saved: Saved) -> None:
+    try:
+        _put_atomic(repo, path, saved)
+    except OSError as exc:
+        if not _no_space(exc) or saved.kind == "symlink" or saved.oid is None:
+            raise
+        dfd, name = open_parent(repo.top, path, create=False)
+        try:
+            _overwrite_in_place(dfd, name, repo.read_blob(saved.oid),
+                                0o755 if saved.kind == "exec" else 0o644)
+        except FileNotFoundError:
+            raise exc from None
+        finally:
+            os.close(dfd)
+
+
+def _put_atomic(repo: Repo, path: str, saved: Saved) -> None:
     dfd, name = open_parent(repo.top, path, create=True)
     tmp = f".{name}.catalytic-{uuid.uuid4().hex}"
     try:
@@ -142,7 +181,14 @@ def undo(repo: Repo, snap: dict[str, Saved], pre: dict[str, str], post: dict[str
         if pre.get(path) == post.get(path):
             continue
         try:
-            saved_now = _save_current(repo, path)
+            try:
+                saved_now = _save_current(repo, path)
+            except (OSError, CatalyticError) as exc:
+                if not _no_space(exc):
+                    raise
+                # Giving the user's data back comes first: the command's bytes for a path it
+                # was not allowed to change are not kept when there is no room for them.
+                saved_now = None
             if path in snap:
                 _put(repo, path, snap[path])
                 report.restored.append({"path": path, "saved_blob": saved_now})

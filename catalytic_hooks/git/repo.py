@@ -7,10 +7,12 @@ pygit2's object database. pygit2 is imported lazily so hook start-up does not pa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,10 +36,44 @@ def _git_missing() -> CatalyticError:
                           "install git 2.38 or newer")
 
 
-def _run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
+# While a run's undo must finish, git's children get a process group of their own: a terminal's
+# Ctrl-C (sent to the whole foreground group) must not kill the `git hash-object` the undo needs.
+_ISOLATE = [False]
+
+
+@contextlib.contextmanager
+def isolated_children() -> Iterator[None]:
+    _ISOLATE[0] = True
+    try:
+        yield
+    finally:
+        _ISOLATE[0] = False
+
+
+def _popen(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    if not _ISOLATE[0]:
+        return subprocess.Popen(args, **kw)
+    # A group of its own, and the terminal signals ignored until it is in it: the child
+    # inherits SIG_IGN through fork, so one arriving before setpgid cannot kill it either.
+    guarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in guarded}
+    try:
+        return subprocess.Popen(args, process_group=0, **kw)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _run(args: list[str], input: bytes | None = None, **kw: Any
+         ) -> subprocess.CompletedProcess[bytes]:
     """subprocess.run for git, with a missing git reported as such (not as a bug)."""
     try:
-        return subprocess.run(args, capture_output=True, **kw)
+        if not _ISOLATE[0]:
+            return subprocess.run(args, capture_output=True, input=input, **kw)
+        proc = _popen(args, stdin=subprocess.PIPE if input is not None else None,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+        out, err = proc.communicate(input)
+        return subprocess.CompletedProcess(args, proc.returncode, out, err)
     except FileNotFoundError as exc:
         raise _git_missing() from exc
 
@@ -214,8 +250,8 @@ class Repo:
         """Start a git command whose output is collected later with `finish`, so independent
         listings run concurrently."""
         try:
-            return subprocess.Popen(["git", *args], cwd=self.top, env=self.env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return _popen(["git", *args], cwd=self.top, env=self.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError as exc:
             raise _git_missing() from exc
 

@@ -1,0 +1,203 @@
+"""A run's undo survives Ctrl-C, SIGTERM, SIGKILL and a full disk: real processes, real signals,
+a real tmpfs. After each fault, the tracked and the untracked protected file are byte-identical
+to before after at most one `catalytic recover`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from catalytic_hooks.bundle.run import RunOptions, run_operation
+from catalytic_hooks.core.policy import load_policy
+from catalytic_hooks.git.repo import Repo
+
+from .helpers import catalytic, git
+
+POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
+RAW, NOTES = b"id,value\n1,0.5\n", b"my notes, never committed\n"
+# Changes a tracked and an untracked protected file, says it started, then keeps running.
+MESSY = ("echo $$ > ../cmd.pid; echo tampered >> data/raw.csv; echo gone > data/notes.txt; "
+         "mkdir -p _tmp && echo s > _tmp/s; touch ../started; sleep 60")
+
+
+@pytest.fixture
+def repo(make_repo) -> Path:
+    r = make_repo({"data/raw.csv": RAW, "src/a.py": "a = 1\n"}, policy=POLICY)
+    (r / "data/notes.txt").write_bytes(NOTES)  # untracked, protected
+    return r
+
+
+def intact(repo: Path) -> bool:
+    return ((repo / "data/raw.csv").read_bytes() == RAW
+            and (repo / "data/notes.txt").read_bytes() == NOTES
+            and not (repo / "_tmp").exists())
+
+
+def no_journal(repo: Path) -> bool:
+    d = repo / ".git/catalytic/runs"
+    return not d.exists() or not list(d.iterdir())
+
+
+def start(repo: Path, *extra: str) -> subprocess.Popen[str]:
+    """`catalytic run --restore` as its own process group (as a shell starts a foreground job),
+    returned once the command is running."""
+    (repo.parent / "started").unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "run", "--run-id", "r1",
+                             "--restore", *extra, "--", "sh", "-c", MESSY], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (repo.parent / "started").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc
+
+
+def command_gone(repo: Path) -> bool:
+    pid = int((repo.parent / "cmd.pid").read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie of a reaped-by-init process may linger a moment.
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                           (signal.SIGHUP, 129)])
+def test_a_signal_stops_the_command_and_undoes_it(repo: Path, sig: int, code: int) -> None:
+    proc = start(repo)
+    os.killpg(proc.pid, sig)  # a terminal's Ctrl-C goes to the whole foreground group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, out + err
+    assert intact(repo) and no_journal(repo) and command_gone(repo)
+    status = (repo / "_runs/r1/STATUS.json").read_text()
+    assert '"status":"interrupted"' in status
+    assert "then undoing its changes" in err
+
+
+def test_a_second_ctrl_c_does_not_abort_the_undo(repo: Path) -> None:
+    many = "for i in $(seq 1 1500); do echo $i > src/f$i.py; done; "
+    git(repo, "add", "-A")
+    (repo / "src").mkdir(exist_ok=True)
+    for i in range(1, 1501):
+        (repo / f"src/f{i}.py").write_text("original\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "many files")
+    (repo.parent / "started").unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "run", "--run-id", "r1",
+                             "--restore", "--", "sh", "-c", many + MESSY], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    while not (repo.parent / "started").exists():
+        assert proc.poll() is None
+        time.sleep(0.05)
+    journal = repo / ".git/catalytic/runs"
+    # Keep pressing Ctrl-C through the stop and the whole undo, until the journal is gone.
+    while proc.poll() is None and (not journal.exists() or list(journal.iterdir())):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert proc.returncode == 130, out + err
+    assert "cannot be interrupted" in err
+    assert intact(repo) and no_journal(repo)
+    assert all((repo / f"src/f{i}.py").read_text() == "original\n" for i in (1, 750, 1500))
+
+
+def test_timeout_takes_the_same_path(repo: Path) -> None:
+    proc = start(repo, "--timeout", "1")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert intact(repo) and no_journal(repo) and command_gone(repo)
+    assert '"status":"timeout"' in (repo / "_runs/r1/STATUS.json").read_text()
+
+
+def test_sigkill_during_the_command_then_recover(repo: Path) -> None:
+    proc = start(repo)
+    os.kill(proc.pid, signal.SIGKILL)  # catalytic only: the command runs on in its session
+    proc.communicate()
+    assert not intact(repo) and not no_journal(repo)
+    # A pending undo is never taken as the next baseline.
+    nxt = catalytic("run", "--run-id", "r2", "--restore", "--json", "--", "true", cwd=repo)
+    assert nxt.returncode == 2 and '"RUN_UNDO_PENDING"' in nxt.stdout
+    assert "catalytic recover" in nxt.stdout
+    git(repo, "add", "src/a.py")
+    hook = catalytic("check", "--staged", "--json", cwd=repo)
+    assert hook.returncode == 2 and '"RUN_UNDO_PENDING"' in hook.stdout
+    digest = catalytic("digest", "--worktree", "--json", cwd=repo)
+    assert digest.returncode == 2 and '"RUN_UNDO_PENDING"' in digest.stdout
+    rec = catalytic("recover", cwd=repo)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "restored: data/raw.csv" in rec.stdout and "restored: data/notes.txt" in rec.stdout
+    assert intact(repo) and no_journal(repo) and command_gone(repo)
+    again = catalytic("recover", cwd=repo)
+    assert again.returncode == 0 and "nothing to recover" in again.stdout
+    assert git(repo, "for-each-ref", "refs/catalytic/").stdout == ""
+
+
+# -- SIGKILL at every filesystem step, in-process (an exact instant no timer can hit) ------------
+
+MUTATING = ("mkdir", "link", "write", "fsync", "rename", "replace", "unlink", "rmdir", "fchmod",
+            "ftruncate")
+
+
+def _run_killed_at(repo: Path, n: int) -> int:
+    """Fork; the child runs `catalytic run --restore` in-process and SIGKILLs itself right
+    before its n-th mutating call. Returns the wait status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            count = [0]
+            for name in MUTATING:
+                real = getattr(os, name)
+
+                def wrapper(*a, _real=real, **kw):  # type: ignore[no-untyped-def]
+                    count[0] += 1
+                    if count[0] == n:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return _real(*a, **kw)
+
+                setattr(os, name, wrapper)
+            os.chdir(repo)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            r = Repo.discover(repo)
+            run_operation(r, load_policy(r.top), RunOptions(
+                run_id="r1", restore=True, command=["sh", "-c", MESSY.replace("sleep 60", "")]))
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def test_sigkill_at_every_step_is_recovered(repo: Path, tmp_path: Path) -> None:
+    template = repo
+    killed = 0
+    n = 1
+    while True:
+        work = tmp_path / f"k{n}" / "repo"
+        shutil.copytree(template, work, symlinks=True)
+        status = _run_killed_at(work, n)
+        if os.WIFEXITED(status):
+            assert os.WEXITSTATUS(status) == 0
+            assert intact(work) and no_journal(work)
+            break
+        killed += 1
+        rec = catalytic("recover", "--json", cwd=work)
+        assert rec.returncode == 0, (n, rec.stdout)
+        assert intact(work), n
+        assert no_journal(work), n
+        assert git(work, "for-each-ref", "refs/catalytic/").stdout == "", n
+        shutil.rmtree(work.parent)
+        n += 1 if n < 20 else 3  # every early step (journal, command), then a sample
+    assert killed > 10
