@@ -4,12 +4,14 @@ to before after at most one `catalytic recover`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,86 @@ def test_sigkill_at_every_step_is_recovered(repo: Path, tmp_path: Path) -> None:
         shutil.rmtree(work.parent)
         n += 1 if n < 20 else 3  # every early step (journal, command), then a sample
     assert killed > 10
+
+
+# -- a full disk: a small tmpfs (needs root; skipped with the reason otherwise) -----------------
+
+def _can_mount() -> str | None:
+    if os.geteuid() != 0:
+        return "mounting a small tmpfs needs root (CI runs as root)"
+    if shutil.which("mount") is None:
+        return "no mount(8) here"
+    return None
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    why = _can_mount()
+    if why:
+        pytest.skip(why)
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+BIG = bytes(range(256)) * 4800  # 1.2 MB of protected data
+FILL = "dd if=/dev/zero of=outputs/fill bs=64k 2>/dev/null; "
+
+
+def _disk_repo(root: Path) -> Path:
+    repo = root / "repo"
+    git(root, "init", "-q", "-b", "main", str(repo))
+    (repo / "data").mkdir()
+    (repo / "data/big.bin").write_bytes(BIG)
+    (repo / "data/small.txt").write_text("small\n")
+    (repo / ".catalytic.toml").write_text(POLICY)
+    (repo / "outputs").mkdir()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    git(repo, "gc", "-q")  # packed: the loose copies would not fit twice
+    return repo
+
+
+def test_a_full_disk_during_the_undo_overwrites_in_place(small_disk: Path) -> None:
+    repo = _disk_repo(small_disk)
+    script = "head -c 1228800 /dev/urandom > data/big.bin; " + FILL
+    proc = catalytic("run", "--run-id", "full", "--restore", "--json", "--", "sh", "-c",
+                     script, cwd=repo)
+    # The undo put the data back although no second copy fitted; the bundle did not fit.
+    assert (repo / "data/big.bin").read_bytes() == BIG
+    assert proc.returncode == 2, proc.stdout
+    assert "catalytic recover" in proc.stdout
+    (repo / "outputs/fill").unlink()
+    rec = catalytic("recover", "--json", cwd=repo)
+    assert rec.returncode == 0, rec.stdout
+    assert no_journal(repo) and (repo / "data/big.bin").read_bytes() == BIG
+    ok = catalytic("run", "--run-id", "after", "--restore", "--json", "--", "true", cwd=repo)
+    assert ok.returncode == 0, ok.stdout
+
+
+def test_what_cannot_be_undone_on_a_full_disk_is_listed_and_recovered(small_disk: Path
+                                                                      ) -> None:
+    repo = _disk_repo(small_disk)
+    script = "rm data/big.bin data/small.txt; " + FILL
+    proc = catalytic("run", "--run-id", "full", "--restore", "--json", "--", "sh", "-c",
+                     script, cwd=repo)
+    assert proc.returncode == 2, proc.stdout
+    doc = json.loads(proc.stdout)
+    assert doc["code"] == "UNDO_INCOMPLETE"
+    assert "data/big.bin" in doc["details"]["paths"]
+    assert "catalytic recover" in doc["message"]
+    blocked = catalytic("recover", "--json", cwd=repo)  # the disk is still full
+    assert blocked.returncode == 1 and not no_journal(repo)
+    (repo / "outputs/fill").unlink()
+    rec = catalytic("recover", "--json", cwd=repo)
+    assert rec.returncode == 0, rec.stdout
+    assert (repo / "data/big.bin").read_bytes() == BIG
+    assert (repo / "data/small.txt").read_text() == "small\n"
+    assert no_journal(repo)
