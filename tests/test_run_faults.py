@@ -286,3 +286,20 @@ def test_what_cannot_be_undone_on_a_full_disk_is_listed_and_recovered(small_disk
     assert (repo / "data/big.bin").read_bytes() == BIG
     assert (repo / "data/small.txt").read_text() == "small\n"
     assert no_journal(repo)
+
+
+def test_a_planted_run_journal_is_refused_and_nothing_outside_is_touched(repo: Path,
+                                                                          tmp_path: Path
+                                                                          ) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    runs = repo / ".git/catalytic/runs"
+    runs.mkdir(parents=True)
+    (runs / f"run-{'a' * 32}.json").write_text(json.dumps({
+        "version": 1, "run_id": "x", "roots": {}, "tmp_existed": [],
+        "pre_manifest": {}, "snapshot": {"../victim.txt": ["file", None, None]}}))
+    rec = catalytic("recover", "--json", cwd=repo)
+    assert rec.returncode == 1
+    (run,) = json.loads(rec.stdout)["details"]["runs"]
+    assert run["status"] == "refused" and "unsafe path" in run["reason"]
+    assert victim.read_text() == "keep me\n" and intact(repo)
