@@ -97,4 +97,4 @@ def test_the_run_view_switches_off_what_the_repository_configured(repo: Path) ->
     for key in ("core.fsmonitor", "core.untrackedCache", "core.ignoreStat"):
         assert view.git("config", "--get", key).decode().strip() == "false", key
     env_count = int(view.env["GIT_CONFIG_COUNT"])
-    assert env_count == 3 and "GIT_CONFIG_COUNT" not in os.environ
+    assert env_count == 4 and "GIT_CONFIG_COUNT" not in os.environ

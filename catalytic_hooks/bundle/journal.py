@@ -125,7 +125,7 @@ def load(path: Path) -> RunJournal:
             raise _bad(path, f"unsafe path {p!r}")
     for entry in snap.values():
         if not (isinstance(entry, list) and len(entry) == 3
-                and entry[0] in ("file", "exec", "symlink")
+                and entry[0] in ("file", "exec", "symlink", "absent")
                 and (entry[1] is None or (isinstance(entry[1], str) and _OID.match(entry[1])))):
             raise _bad(path, "snapshot entry")
     return RunJournal(path, m.group(1), data)

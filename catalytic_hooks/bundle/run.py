@@ -38,7 +38,14 @@ from catalytic_hooks.fs.files import atomic_write, fsync_dir, sha256_path
 from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.state import flagged_entries, git_state, pinned, state_changes
+from catalytic_hooks.git.state import (
+    IndexFlags,
+    filtered_paths,
+    flagged_entries,
+    git_state,
+    pinned,
+    state_changes,
+)
 from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
 from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import determinism_env, fingerprint
@@ -84,7 +91,7 @@ class _Pre:
     durable: dict[str, tuple[int, int, int, int]]
     tmp_existed: set[str]
     snapshot: dict[str, Saved] | None
-    flagged: frozenset[str]  # index entries git status would not look at (git.state)
+    flagged: IndexFlags  # index entries git status would not look at (git.state)
     git_state: dict[str, str]
 
 
@@ -141,26 +148,36 @@ def _validate(repo: Repo, policy: Policy, opts: RunOptions) -> tuple[Path, Path]
     return run_dir, cwd if cwd.is_relative_to(repo.top) else repo.top
 
 
+def _snapshot(repo: Repo, manifest: dict[str, str], flags: IndexFlags) -> dict[str, Saved]:
+    """The PRE state of every protected path, for the undo. The index id stands for the bytes
+    only where git vouches for them: flagged entries and filtered paths (LFS, eol, ...) are
+    stored from disk, and an entry outside the sparse checkout is recorded as absent."""
+    entries = [e for e in worktree_view(repo).entries if e.path in manifest]
+    raw = flags.all | filtered_paths(repo, [e.path for e in entries])
+    chosen, absent = [], set()
+    for e in entries:
+        if e.path in flags.sparse and not os.path.lexists(repo.top / e.path):
+            absent.add(e.path)
+        else:
+            chosen.append(e._replace(oid=None) if e.path in raw and e.kind != "gitlink" else e)
+    return take(repo, chosen, absent)
+
+
 def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -> _Pre:
     started = stamp_seconds()
     state = git_state(repo)
-    flagged = flagged_entries(repo)
-    pre_td = worktree_digest(repo, policy, cache, rehash=flagged)
-    snap = None
-    if opts.restore:
-        # A flagged entry's disk bytes may differ from its index id: store them, never the id.
-        chosen = [e._replace(oid=None) if e.path in flagged else e
-                  for e in worktree_view(repo).entries if e.path in pre_td.manifest]
-        snap = take(repo, chosen)
+    flags = flagged_entries(repo)
+    pre_td = worktree_digest(repo, policy, cache, rehash=flags)
+    snap = _snapshot(repo, pre_td.manifest, flags) if opts.restore else None
     return _Pre(started, pre_td, digest_receipt(pre_td, policy),
                 _durable_state(repo.top, policy),
-                {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap, flagged, state)
+                {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap, flags, state)
 
 
 def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
                 state_after: dict[str, str]) -> _Post:
     """`state_after`: the git state right after the command, before anything here touched it."""
-    rehash = pre.flagged | flagged_entries(repo)
+    rehash = pre.flagged.union(flagged_entries(repo))
     undo_report: UndoReport | None = None
     if pre.snapshot is not None:
         undo_report = UndoReport()

@@ -26,7 +26,7 @@ from catalytic_hooks.git.views import ViewEntry
 
 @dataclass(frozen=True)
 class Saved:
-    kind: str  # "file" | "exec" | "symlink"
+    kind: str  # "file" | "exec" | "symlink" | "absent" (outside a sparse checkout)
     oid: str | None  # blob id for files
     target: bytes | None = None  # link target for symlinks
 
@@ -56,10 +56,12 @@ def _store_paths(repo: Repo, paths: list[str]) -> list[str]:
     return oids
 
 
-def take(repo: Repo, entries: list[ViewEntry]) -> dict[str, Saved]:
+def take(repo: Repo, entries: list[ViewEntry], absent: set[str] | None = None
+         ) -> dict[str, Saved]:
     """Snapshot `entries` (protected files of the PRE view). Clean tracked files are already in
-    the object DB under their index id; everything else is written there now."""
-    snap: dict[str, Saved] = {}
+    the object DB under their index id; everything else is written there now. `absent`: paths
+    outside a sparse checkout, not on disk before (the undo removes what appears there)."""
+    snap: dict[str, Saved] = {p: Saved("absent", None) for p in absent or ()}
     to_store: list[str] = []
     for e in entries:
         if e.kind == "gitlink":
@@ -189,7 +191,11 @@ def undo(repo: Repo, snap: dict[str, Saved], pre: dict[str, str], post: dict[str
                 # Giving the user's data back comes first: the command's bytes for a path it
                 # was not allowed to change are not kept when there is no room for them.
                 saved_now = None
-            if path in snap:
+            if path in snap and snap[path].kind == "absent":
+                if saved_now is not None or os.path.lexists(repo.top / path):
+                    _delete(repo.top, path)
+                    report.removed.append({"path": path, "saved_blob": saved_now})
+            elif path in snap:
                 _put(repo, path, snap[path])
                 report.restored.append({"path": path, "saved_blob": saved_now})
             elif path in post:

@@ -12,7 +12,13 @@ from typing import Any
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.enforce.baseline import baseline_at, find_adoption
-from catalytic_hooks.enforce.install import CHAIN_SUFFIX, HOOK_TYPES, hooks_dir, is_ours
+from catalytic_hooks.enforce.install import (
+    CHAIN_SUFFIX,
+    HOOK_TYPES,
+    hooks_dir,
+    is_ours,
+    manager_of,
+)
 from catalytic_hooks.git.repo import Repo, git_version
 
 MIN_GIT = (2, 38)  # merge-tree --write-tree
@@ -98,9 +104,29 @@ def _tools() -> list[Check]:
     return out
 
 
+def _lfs(repo: Repo) -> list[Check]:
+    attributes = repo.top / ".gitattributes"
+    used = repo.config_get("filter.lfs.process") is not None or (
+        attributes.is_file() and "filter=lfs" in attributes.read_text(errors="replace"))
+    if not used:
+        return []
+    proc = repo.git_proc("lfs", "version")
+    if proc.returncode != 0:
+        return [Check("git-lfs", False, "the repository uses LFS but git-lfs is not installed",
+                      "install git-lfs (apt-get install git-lfs), then `git lfs install`")]
+    hook = hooks_dir(repo) / "pre-push"
+    chained = hook.with_name("pre-push" + CHAIN_SUFFIX)
+    runs = (chained.exists() and manager_of(chained) == "git-lfs") or \
+        (hook.exists() and manager_of(hook) == "git-lfs")
+    return [Check("git-lfs", runs, proc.stdout.decode(errors="replace").strip() +
+                  ("; its pre-push hook runs (uploads LFS objects)" if runs else
+                   "; its pre-push hook is missing: pushes would not upload LFS objects"),
+                  "" if runs else "git lfs install --force, then catalytic install")]
+
+
 def diagnose(repo: Repo) -> list[Check]:
     hooks_path = repo.config_get("core.hooksPath")
     checks = [Check("core.hooksPath", True, hooks_path or "(unset: .git/hooks)")]
     for hook in HOOK_TYPES:
         checks += _hook(repo, hook)
-    return checks + _policy(repo) + _tools()
+    return checks + _policy(repo) + _lfs(repo) + _tools()

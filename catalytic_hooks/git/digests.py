@@ -25,6 +25,7 @@ from catalytic_hooks.core.policy import PathClass, Policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.hashing import HashCache, resolve_contents
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.state import IndexFlags
 from catalytic_hooks.git.views import View, ViewEntry, ViewKind, disk_entry, index_view
 
 _MAGIC = b"catalytic-index-digest v1\n"
@@ -155,15 +156,19 @@ def index_digest(repo: Repo, policy: Policy, cache: HashCache) -> TreeDigest:
 
 
 def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bool = False,
-                    rehash: frozenset[str] = frozenset()) -> TreeDigest:
-    """`rehash`: index entries whose disk state git status does not report (skip-worktree,
-    assume-unchanged) and that must be read from disk anyway (absent there: deleted)."""
+                    rehash: IndexFlags | None = None) -> TreeDigest:
+    """`rehash`: index entries whose disk state git status does not report, read from disk
+    anyway. Absent from disk, an assume-unchanged entry is deleted; a skip-worktree entry is
+    outside the sparse checkout, so it keeps its index value (neither deleted nor read)."""
     status_proc = repo.status_start(ignored=ignored)  # runs while the index values load
     base = index_snapshot(repo, policy, cache)
     st = repo.finish_status(status_proc)
-    for path in rehash:
-        st.modified.add(path)
-        if not os.path.lexists(repo.top / path):
+    flags = rehash or IndexFlags()
+    for path in flags.all:
+        if os.path.lexists(repo.top / path):
+            st.modified.add(path)
+        elif path not in flags.sparse:
+            st.modified.add(path)
             st.deleted.add(path)
     if not (st.modified or st.deleted or st.untracked or st.ignored):
         return base.tree_digest()  # a clean working tree is exactly the index

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from catalytic_hooks.git.repo import Repo
 
 # Outrank whatever the repository, the user or the command configured.
+# `sparse.expectFilesOutsideOfPatterns`: keep the skip-worktree bit of a file that appears
+# outside the sparse cone (git would otherwise drop it while reading the index), so such a write
+# is seen and undone like any other instead of looking like a change of index flags.
 _PINNED = (("core.fsmonitor", "false"), ("core.untrackedCache", "false"),
-           ("core.ignoreStat", "false"))
+           ("core.ignoreStat", "false"), ("sparse.expectFilesOutsideOfPatterns", "true"))
 
 
 def pinned(repo: Repo) -> Repo:
@@ -35,15 +39,32 @@ def pinned(repo: Repo) -> Repo:
     return Repo(repo.top, repo.git_dir, repo.common_dir, env)
 
 
-def flagged_entries(repo: Repo) -> frozenset[str]:
-    """Index entries git status would not look at: skip-worktree (tag S) or assume-unchanged
-    (a lower-case tag)."""
+@dataclass(frozen=True)
+class IndexFlags:
+    """Index entries git status does not look at: `assumed` (assume-unchanged, a lower-case
+    tag of `ls-files -v`) and `sparse` (skip-worktree, tag S: outside a sparse checkout)."""
+
+    assumed: frozenset[str] = frozenset()
+    sparse: frozenset[str] = frozenset()
+
+    @property
+    def all(self) -> frozenset[str]:
+        return self.assumed | self.sparse
+
+    def union(self, other: IndexFlags) -> IndexFlags:
+        return IndexFlags(self.assumed | other.assumed, self.sparse | other.sparse)
+
+
+def flagged_entries(repo: Repo) -> IndexFlags:
     out = repo.git("ls-files", "-v", "-z", "--full-name")
-    flagged = set()
+    assumed, sparse = set(), set()
     for rec in out.decode("utf-8", "surrogateescape").split("\0"):
-        if len(rec) > 2 and (rec[0] == "S" or rec[0].islower()):
-            flagged.add(rec[2:])
-    return frozenset(flagged)
+        if len(rec) > 2:
+            if rec[0] == "S":
+                sparse.add(rec[2:])
+            elif rec[0].islower():
+                assumed.add(rec[2:])
+    return IndexFlags(frozenset(assumed), frozenset(sparse))
 
 
 def _hash_tree(base: Path, label: str, into: dict[str, str]) -> None:
@@ -84,7 +105,7 @@ def git_state(repo: Repo) -> dict[str, str]:
         xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
         excludes = os.path.join(xdg, "git", "ignore")
     _hash_tree(Path(os.path.expanduser(excludes)), "core.excludesFile", state)
-    flags = "\0".join(sorted(flagged_entries(repo)))
+    flags = "\0".join(sorted(flagged_entries(repo).all))
     state["index flags (skip-worktree, assume-unchanged)"] = hashlib.sha256(
         flags.encode("utf-8", "surrogateescape")).hexdigest()
     return state
@@ -92,3 +113,24 @@ def git_state(repo: Repo) -> dict[str, str]:
 
 def state_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def filtered_paths(repo: Repo, paths: list[str]) -> frozenset[str]:
+    """Paths whose bytes on disk may differ from their blob (a clean/smudge filter such as
+    git-lfs, eol=crlf, ident, working-tree-encoding, core.autocrlf): restoring them from the
+    blob would not give back the same bytes, so their snapshot is taken from disk."""
+    if not paths:
+        return frozenset()
+    if (repo.config_get("core.autocrlf") or "").lower() in ("true", "input"):
+        return frozenset(paths)
+    out = repo.git("check-attr", "-z", "--stdin", "filter", "eol", "ident",
+                   "working-tree-encoding",
+                   input="".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"))
+    parts = out.decode("utf-8", "surrogateescape").split("\0")
+    found = set()
+    for i in range(0, len(parts) - 2, 3):
+        path, attr, value = parts[i], parts[i + 1], parts[i + 2]
+        if value in ("unspecified", "unset") or (attr == "eol" and value == "lf"):
+            continue
+        found.add(path)
+    return frozenset(found)
