@@ -84,6 +84,7 @@ class ErrorCode(StrEnum):
     CI_BASE_MISSING = "CI_BASE_MISSING"
     RUN_UNDO_PENDING = "RUN_UNDO_PENDING"
     UNDO_INCOMPLETE = "UNDO_INCOMPLETE"
+    HISTORY_INCOMPLETE = "HISTORY_INCOMPLETE"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not

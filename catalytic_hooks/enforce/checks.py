@@ -171,11 +171,29 @@ def _tip_findings(repo: Repo, base: Baseline, tip: str) -> list[Finding]:
     return [f.at(tip, subject) for f in found]
 
 
+def _refuse_shallow_boundary(repo: Repo, commits: list[tuple[str, list[str]]]) -> None:
+    """A commit at the edge of a shallow clone has parents this clone lacks: judged against the
+    empty tree it would look like it added every file. Say how to deepen instead."""
+    try:
+        cut = set((repo.common_dir / "shallow").read_text().split())
+    except OSError:
+        return
+    for oid, _ in commits:
+        if oid in cut:
+            raise CatalyticError(
+                ErrorCode.HISTORY_INCOMPLETE,
+                f"commit {oid[:12]} is at the edge of this shallow clone: its parents are not "
+                "here, so what it changed cannot be judged; deepen the clone (`git fetch "
+                "--deepen=100`, or `git fetch --unshallow`; in CI: `fetch-depth: 0`) and retry",
+                commit=oid)
+
+
 def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
                   bundles: BundleChecker | None = None) -> list[Finding]:
     """Every commit reachable from `tip` and not from `exclude`, judged by `base`."""
     findings: list[Finding] = []
     commits = _commits(repo, tip, exclude)
+    _refuse_shallow_boundary(repo, commits)
     for oid, parents in commits:
         findings += _commit_findings(repo, base, oid, parents)
     findings += _tip_findings(repo, base, tip)

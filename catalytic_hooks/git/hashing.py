@@ -191,6 +191,10 @@ def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache) -> 
     else:
         results = [(None, "no working tree")] * len(pending)
 
+    from_db = [e.oid for e, (dh, _) in zip(pending, results, strict=True)
+               if e.oid is not None and not e.trust_disk and (dh is None or dh.git_oid != e.oid)]
+    if from_db and repo is not None:
+        repo.prefetch(from_db)
     for e, (dh, err) in zip(pending, results, strict=True):
         if dh is not None and e.oid is not None and dh.git_oid == e.oid:
             cache.put(e.oid, dh.sha256)
