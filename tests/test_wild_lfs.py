@@ -147,3 +147,49 @@ def test_the_pre_commit_framework_over_git_lfs(lfs_repo: tuple[Path, Path]) -> N
     push = git(repo, "push", "origin", "main", check=False)
     assert push.returncode == 0, push.stdout + push.stderr
     assert _remote_has_lfs_object(remote)
+
+
+def test_runs_with_lfs_inputs_and_outputs_push_verify_replay_restore(
+        lfs_repo: tuple[Path, Path], tmp_path: Path) -> None:
+    from catalytic_hooks.bundle.keys import signer_from_seed
+
+    from .helpers import SEED_A, key_file
+
+    repo, remote = lfs_repo
+    git(repo, "lfs", "track", "outputs/*.bin")
+    (repo / ".catalytic/allowed_validators").parent.mkdir()
+    (repo / ".catalytic/allowed_validators").write_text(
+        f"ci id:{signer_from_seed(SEED_A).validator_id}\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "track outputs, trust ci")
+    git(repo, "push", "-q", "origin", "main")
+    assert catalytic("install", cwd=repo).returncode == 0
+    job = "mkdir -p outputs && tac < data/raw.bin > outputs/model.bin"
+    run = catalytic("run", "--run-id", "r1", "--restore", "--sign", str(key_file(tmp_path)),
+                    "--json", "--", "sh", "-c", job, cwd=repo)
+    assert run.returncode == 0, run.stdout + run.stderr
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "run r1")
+    blob = git(repo, "cat-file", "blob", "HEAD:outputs/model.bin").stdout
+    assert blob.startswith("version https://git-lfs")  # the commit holds a pointer
+    push = git(repo, "push", "origin", "main", check=False)  # verified from the pointer
+    assert push.returncode == 0, push.stderr
+    assert catalytic("verify", "_runs/r1", cwd=repo).returncode == 0
+    replay = catalytic("replay", "_runs/r1", "--json", cwd=repo)
+    assert replay.returncode == 0, replay.stdout
+    assert json.loads(replay.stdout)["details"]["verdict"] == "exact"
+    wt = tmp_path / "restored"
+    restore = catalytic("restore", "bundle", "_runs/r1", "--worktree", str(wt), "--json",
+                        cwd=repo)
+    assert restore.returncode == 0, restore.stdout
+    # Without the LFS content, verification says so precisely.
+    clone = tmp_path / "skipped"
+    subprocess.run(["git", "clone", "-q", remote.as_uri(), str(clone)], check=True,
+                   env={**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"})
+    (clone / ".catalytic/allowed_validators").write_text(
+        f"ci id:{signer_from_seed(SEED_A).validator_id}\n")
+    proc = catalytic("verify", "_runs/r1", "--json", cwd=clone)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and doc["code"] == "OUTPUT_MISSING", doc
+    (result,) = doc["details"]["results"]
+    assert "an LFS pointer" in result["message"] and "git lfs pull" in result["message"]

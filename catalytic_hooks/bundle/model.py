@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from catalytic_hooks.core.canonical import canonical_bytes, sha256_hex
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.lfs import MAX_POINTER, pointer_oid
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.fs.dirfd import open_beneath
 from catalytic_hooks.fs.files import read_fd, sha256_fd
@@ -147,6 +148,12 @@ class DirSource:
         except OSError as exc:
             return OutputRead(None, f"not a regular file ({exc.strerror or exc})")
         try:
+            if os.fstat(fd).st_size <= MAX_POINTER:
+                lfs = pointer_oid(read_fd(fd))
+                if lfs is not None and self.hashes.get(key) == "sha256:" + lfs:
+                    return OutputRead(None, "an LFS pointer: its content is not here (run "
+                                      "`git lfs pull`)")
+                os.lseek(fd, 0, os.SEEK_SET)
             return OutputRead(sha256_fd(fd), in_store=where[0] == self.run_dir)
         finally:
             os.close(fd)
@@ -205,8 +212,11 @@ class GitSource:
                 continue
             if mode not in ("100644", "100755"):
                 return OutputRead(None, "not a regular file")
-            return OutputRead(hashlib.sha256(self.repo.read_blob(oid)).hexdigest(),
-                              in_store=path != key)
+            data = self.repo.read_blob(oid)
+            # An LFS-tracked output is committed as a pointer, which names the SHA-256 of the
+            # content: that is the output's hash, content present or not.
+            lfs = pointer_oid(data) if path == key else None
+            return OutputRead(lfs or hashlib.sha256(data).hexdigest(), in_store=path != key)
         return OutputRead(None, "missing")
 
 
