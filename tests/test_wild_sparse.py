@@ -60,3 +60,25 @@ def test_hooks_work_in_a_sparse_checkout(sparse: Path) -> None:
     git(sparse, "add", "src/a.py")
     proc = git(sparse, "commit", "-m", "protected", check=False)
     assert proc.returncode != 0 and "src/a.py: protected path changed" in proc.stderr
+
+
+def test_replay_in_a_sparse_checkout_sees_the_whole_commit(sparse: Path, tmp_path: Path) -> None:
+    from catalytic_hooks.bundle.keys import signer_from_seed
+
+    from .helpers import SEED_A, key_file
+
+    (sparse / ".catalytic").mkdir(exist_ok=True)
+    (sparse / ".catalytic/allowed_validators").write_text(
+        f"ci id:{signer_from_seed(SEED_A).validator_id}\n")
+    git(sparse, "add", "--sparse", "-A")
+    git(sparse, "commit", "-q", "-m", "trust")
+    # The job reads protected data that lies outside this checkout's cone.
+    job = "mkdir -p outputs && git show HEAD:data/raw.csv | tr 1 9 > outputs/r.txt"
+    run = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--json", "--",
+                    "sh", "-c", job, cwd=sparse)
+    assert run.returncode == 0, run.stdout
+    git(sparse, "add", "--sparse", "-A")
+    git(sparse, "commit", "-q", "-m", "run")
+    replay = catalytic("replay", "_runs/r1", "--json", cwd=sparse)
+    assert replay.returncode == 0, replay.stdout
+    assert json.loads(replay.stdout)["details"]["verdict"] == "exact"
