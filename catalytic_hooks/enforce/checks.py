@@ -8,6 +8,7 @@ hooks never modify the index, the working tree, HEAD or any ref.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -30,7 +31,8 @@ from catalytic_hooks.enforce.findings import (
     Finding,
     sort_findings,
 )
-from catalytic_hooks.git.history import first_parent_base, merge_changes
+from catalytic_hooks.git.history import first_parent_base
+from catalytic_hooks.git.rangediff import RangeDiffer, iter_changes, range_commits
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
 from catalytic_hooks.git.views import tmp_residue_on_disk
 
@@ -101,34 +103,15 @@ def parse_push_lines(text: str) -> list[PushLine]:
     return lines
 
 
-def _commits(repo: Repo, tip: str, exclude: Sequence[str]) -> list[tuple[str, list[str]]]:
-    out = repo.git("rev-list", "--parents", "--topo-order", "--reverse", tip, "--not", *exclude,
-                   "--").decode()
-    result = []
-    for line in out.splitlines():
-        oids = line.split()
-        result.append((oids[0], oids[1:]))
-    return result
-
-
-def _changes(repo: Repo, oid: str, parents: list[str]) -> tuple[list[RawChange], set[str], str]:
-    """What a commit itself changed: against its parent (a root against the empty tree); a merge
-    of two against git's own merge of them, with the paths that conflicted there; an octopus
-    merge against its first parent (so everything the merge brought in is judged)."""
-    if len(parents) <= 1:
-        return repo.diff_raw(parents[0] if parents else repo.empty_tree(), oid), set(), ""
-    if len(parents) == 2:
-        changes, conflicted = merge_changes(repo, parents[0], parents[1], oid)
-        return changes, conflicted, " (vs git's merge of the parents)"
-    return repo.diff_raw(parents[0], oid), set(), " (octopus merge, vs its first parent)"
-
-
-def _commit_findings(repo: Repo, base: Baseline, oid: str, parents: list[str]) -> list[Finding]:
-    changes, conflicted, against = _changes(repo, oid, parents)
+def _judge_commit(repo: Repo, differ: RangeDiffer, base: Baseline, oid: str,
+                  parents: list[str], changes: list[RawChange], conflicted: frozenset[str],
+                  against: str) -> list[Finding]:
     found = mutation_findings(changes, base.policy, against, conflicted)
     found += policy_findings(repo, base, changes)
     chronicle = base.policy.chronicle
-    if len(parents) > 1 or any(c.path == chronicle for c in changes):
+    if any(c.path == chronicle for c in changes) or (
+            len(parents) > 1 and differ.entry(oid, chronicle) != differ.entry(parents[0],
+                                                                             chronicle)):
         found += chronicle_findings(repo, chronicle, parents[0] if parents else None, oid,
                                     "vs the commit's first parent")
     if not found:
@@ -190,16 +173,40 @@ def _refuse_shallow_boundary(repo: Repo, commits: list[tuple[str, list[str]]]) -
 
 def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
                   bundles: BundleChecker | None = None) -> list[Finding]:
-    """Every commit reachable from `tip` and not from `exclude`, judged by `base`."""
+    """Every commit reachable from `tip` and not from `exclude`, judged by `base`: one batch
+    engine (git.rangediff), one commit's diff in memory at a time."""
     findings: list[Finding] = []
-    commits = _commits(repo, tip, exclude)
+    commits = range_commits(repo, tip, exclude)
     _refuse_shallow_boundary(repo, commits)
-    for oid, parents in commits:
-        findings += _commit_findings(repo, base, oid, parents)
+    progress = _Progress(len(commits))
+    with RangeDiffer(repo) as differ:
+        for n, (oid, parents, changes, conflicted, against) in enumerate(
+                iter_changes(differ, commits), 1):
+            findings += _judge_commit(repo, differ, base, oid, parents, changes, conflicted,
+                                      against)
+            progress.step(n)
+    progress.done()
     findings += _tip_findings(repo, base, tip)
     if bundles is not None and commits:
         findings += bundles(repo, base, tip, [c for c, _ in commits])
     return findings
+
+
+class _Progress:
+    """`judged N/M commits` on a terminal, for long ranges only."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.show = total >= 500 and sys.stderr.isatty()
+
+    def step(self, n: int) -> None:
+        if self.show and (n % 250 == 0 or n == self.total):
+            print(f"\rcatalytic: judged {n}/{self.total} commits", end="", file=sys.stderr,
+                  flush=True)
+
+    def done(self) -> None:
+        if self.show:
+            print(file=sys.stderr)
 
 
 def _remote_exclusions(repo: Repo, remote: str | None) -> list[str]:

@@ -1,5 +1,5 @@
-"""Reading committed state straight from git objects: files at a revision, blobs, git's own
-merge of two commits, and where a new branch leaves the history a remote already has.
+"""Reading committed state straight from git objects: files at a revision, blobs, and where a
+new branch leaves the history a remote already has.
 
 The hooks judge a change by what is committed at its base, never by the working tree (which the
 change under judgement, or whoever stages it, controls). Everything here uses the git CLI, so
@@ -8,13 +8,11 @@ the hooks do not pay pygit2's import.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.git.repo import RawChange, Repo, literal
+from catalytic_hooks.git.repo import Repo, literal
 
 MODE_REGULAR = ("100644", "100755")
 
@@ -61,36 +59,6 @@ def blobs(repo: Repo, oids: Iterable[str]) -> dict[str, bytes]:
         found[oid] = out[nl + 1:nl + 1 + size]
         pos = nl + 1 + size + 1
     return found
-
-
-def merge_changes(repo: Repo, first: str, second: str, commit: str
-                  ) -> tuple[list[RawChange], set[str]]:
-    """How `commit` differs from git's automatic merge of `first` and `second`, and the paths
-    that conflict in that merge.
-
-    `merge-tree --write-tree` writes the merged tree; it goes to a scratch object directory
-    (the repository's objects, and a push's quarantine, stay readable as alternates) that is
-    removed afterwards: a check never writes into the repository it judges.
-    """
-    with tempfile.TemporaryDirectory(prefix="catalytic-merge-") as scratch:
-        env = repo.env
-        alternates = [p for p in (env.get("GIT_OBJECT_DIRECTORY") or
-                                  str(repo.common_dir / "objects"),
-                                  env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")) if p]
-        view = Repo(repo.top, repo.git_dir, repo.common_dir,
-                    {**env, "GIT_OBJECT_DIRECTORY": scratch,
-                     "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)})
-        proc = view.git_proc("merge-tree", "--write-tree", "-z", "--name-only", "--no-messages",
-                             "--allow-unrelated-histories", first, second)
-        if proc.returncode not in (0, 1):
-            raise CatalyticError(
-                ErrorCode.GIT_FAILED,
-                f"git merge-tree failed: {proc.stderr.decode(errors='replace').strip()}",
-                returncode=proc.returncode,
-            )
-        parts = proc.stdout.split(b"\0")
-        conflicted = {os.fsdecode(p) for p in parts[1:] if p}
-        return view.diff_raw(parts[0].decode().strip(), commit), conflicted
 
 
 def first_parent_base(repo: Repo, tip: str, exclude: Sequence[str]) -> str | None:

@@ -356,6 +356,10 @@ class Repo:
             self._pygit2 = pygit2.Repository(str(self.git_dir))
         return self._pygit2
 
+    def pygit2_repository(self) -> Any:
+        """libgit2's view of the object database (SHA-1 repositories only)."""
+        return self._repo2()
+
     def promisor_remote(self) -> str | None:
         """The remote a partial clone fetches promised objects from (None: not partial)."""
         out = self.git_proc("config", "--get-regexp", r"^remote\..*\.promisor$").stdout
@@ -371,7 +375,10 @@ class Repo:
         remote = self.promisor_remote()
         if remote is None:
             return
-        odb = self._repo2()
+        try:
+            odb = self._repo2()
+        except Exception:  # libgit2 cannot open it (SHA-256): git fetches lazily
+            return
         missing = [o for o in set(oids) if o not in odb]
         if missing:
             self.git("-c", "fetch.negotiationAlgorithm=noop", "-c", "core.hooksPath=/dev/null",
@@ -382,9 +389,10 @@ class Repo:
     def read_blob(self, oid: str) -> bytes:
         try:
             data: bytes = self._repo2()[oid].data
-        except (KeyError, ValueError) as exc:
-            # pygit2 does not see objects that only git's environment points to (a push still in
-            # receive-pack's quarantine, GIT_ALTERNATE_OBJECT_DIRECTORIES): ask git itself.
+        except Exception as exc:
+            # libgit2 does not see objects that only git's environment points to (a push still
+            # in receive-pack's quarantine, GIT_ALTERNATE_OBJECT_DIRECTORIES), promised objects
+            # of a partial clone, nor SHA-256 repositories at all: ask git itself.
             proc = self.git_proc("cat-file", "blob", oid)
             if proc.returncode != 0:
                 raise CatalyticError(ErrorCode.GIT_FAILED, f"object {oid} is missing") from exc
