@@ -17,7 +17,7 @@ from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.enforce.baseline import Baseline
 from catalytic_hooks.enforce.findings import BUNDLE, Finding
 from catalytic_hooks.git.history import entries_at
-from catalytic_hooks.git.repo import Repo, literal
+from catalytic_hooks.git.repo import Repo
 
 
 def _candidates(path: str, roots: tuple[str, ...]) -> list[str]:
@@ -36,15 +36,13 @@ def _candidates(path: str, roots: tuple[str, ...]) -> list[str]:
     return out
 
 
-def changed_run_dirs(repo: Repo, policy: Policy, commits: list[str]) -> dict[str, str]:
-    """bundle directory → the newest pushed commit that changed something inside it."""
+def changed_run_dirs(repo: Repo, policy: Policy, touched: dict[str, str]) -> dict[str, str]:
+    """bundle directory → the newest pushed commit that changed something inside it, from the
+    paths under the run roots that the range's commits changed (path → newest commit)."""
     last: dict[str, str] = {}
-    for oid in commits:  # oldest first, so later commits win
-        out = repo.git("diff-tree", "-r", "-z", "--name-only", "--no-commit-id", "--root", "-m",
-                       "--ignore-submodules=none", oid, "--", *literal(policy.run_roots))
-        for path in out.decode("utf-8", "surrogateescape").split("\0"):
-            for d in _candidates(path, policy.run_roots) if path else ():
-                last[d] = oid
+    for path, oid in touched.items():
+        for d in _candidates(path, policy.run_roots):
+            last[d] = oid
     by_commit: dict[str, list[str]] = defaultdict(list)
     for d, oid in last.items():
         by_commit[oid].append(d)
@@ -57,13 +55,14 @@ def changed_run_dirs(repo: Repo, policy: Policy, commits: list[str]) -> dict[str
     return bundles
 
 
-def check_bundles(repo: Repo, base: Baseline, tip: str, commits: list[str]) -> list[Finding]:
+def check_bundles(repo: Repo, base: Baseline, tip: str, touched: dict[str, str]
+                  ) -> list[Finding]:
     from catalytic_hooks.bundle.model import GitSource
     from catalytic_hooks.bundle.trust import TrustPolicy
     from catalytic_hooks.bundle.verify import verify_bundle
 
     findings: list[Finding] = []
-    dirs = changed_run_dirs(repo, base.policy, commits)
+    dirs = changed_run_dirs(repo, base.policy, touched)
     if not dirs:
         return findings
     trust = TrustPolicy(base.trust())

@@ -32,7 +32,7 @@ from catalytic_hooks.enforce.findings import (
     sort_findings,
 )
 from catalytic_hooks.git.history import first_parent_base
-from catalytic_hooks.git.rangediff import RangeDiffer, iter_changes, range_commits
+from catalytic_hooks.git.rangediff import RangeDiffer, range_commits
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
 from catalytic_hooks.git.views import tmp_residue_on_disk
 
@@ -80,7 +80,8 @@ def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
 
 # -- pre-push and ranges -----------------------------------------------------------------------
 
-BundleChecker = Callable[[Repo, Baseline, str, list[str]], list[Finding]]
+# (repo, base, tip, {changed path under a run root: newest commit changing it}) -> findings
+BundleChecker = Callable[[Repo, Baseline, str, dict[str, str]], list[Finding]]
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,12 @@ def _judge_commit(repo: Repo, differ: RangeDiffer, base: Baseline, oid: str,
                                     "vs the commit's first parent")
     if not found:
         return []
-    subject = repo.commit_subject(oid)
-    return [f.at(oid, subject) for f in _amended(repo, base, oid, found)]
+    from catalytic_hooks.enforce.amend import TRAILER
+
+    subject, trailer = differ.describe(oid, TRAILER)
+    if trailer is not None:
+        found = _amended(repo, base, oid, found)
+    return [f.at(oid, subject) for f in found]
 
 
 def _amended(repo: Repo, base: Baseline, oid: str, found: list[Finding]) -> list[Finding]:
@@ -154,14 +159,14 @@ def _tip_findings(repo: Repo, base: Baseline, tip: str) -> list[Finding]:
     return [f.at(tip, subject) for f in found]
 
 
-def _refuse_shallow_boundary(repo: Repo, commits: list[tuple[str, list[str]]]) -> None:
+def _refuse_shallow_boundary(repo: Repo, commits: list[tuple[str, str, list[str]]]) -> None:
     """A commit at the edge of a shallow clone has parents this clone lacks: judged against the
     empty tree it would look like it added every file. Say how to deepen instead."""
     try:
         cut = set((repo.common_dir / "shallow").read_text().split())
     except OSError:
         return
-    for oid, _ in commits:
+    for oid, _, _ in commits:
         if oid in cut:
             raise CatalyticError(
                 ErrorCode.HISTORY_INCOMPLETE,
@@ -179,16 +184,21 @@ def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
     commits = range_commits(repo, tip, exclude)
     _refuse_shallow_boundary(repo, commits)
     progress = _Progress(len(commits))
+    run_roots = base.policy.run_roots
+    touched: dict[str, str] = {}
     with RangeDiffer(repo) as differ:
         for n, (oid, parents, changes, conflicted, against) in enumerate(
-                iter_changes(differ, commits), 1):
+                differ.diff_all(commits), 1):
             findings += _judge_commit(repo, differ, base, oid, parents, changes, conflicted,
                                       against)
+            for c in changes:
+                if any(r == "." or c.path.startswith(r + "/") for r in run_roots):
+                    touched[c.path] = oid
             progress.step(n)
     progress.done()
     findings += _tip_findings(repo, base, tip)
-    if bundles is not None and commits:
-        findings += bundles(repo, base, tip, [c for c, _ in commits])
+    if bundles is not None and touched:
+        findings += bundles(repo, base, tip, touched)
     return findings
 
 
