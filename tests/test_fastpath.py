@@ -83,3 +83,35 @@ def test_digest_fast_path_imports_no_cli_framework(make_repo) -> None:
               if line.startswith("import time:")}
     for heavy in ("typer", "rich", "click", "pydantic"):
         assert heavy not in loaded, heavy
+
+
+def test_check_option_table_is_the_typer_commands() -> None:
+    from catalytic_hooks.cli.fastpath import CHECK_OPTIONS
+
+    cmd = typer.main.get_command(app).commands["check"]  # type: ignore[attr-defined]
+    typer_table = {}
+    for p in cmd.params:
+        kind = "flag" if p.is_flag else "path" if p.name == "repo" else "str"
+        for opt in (*p.opts, *p.secondary_opts):
+            typer_table[opt] = (p.name, kind)
+    assert typer_table == CHECK_OPTIONS
+
+
+CHECK_CASES = [["--staged", "--json"], ["--from-ref", "HEAD~1", "--to-ref", "HEAD", "--json"],
+               ["--from-ref=HEAD~1", "--to-ref=HEAD", "--format", "github"],
+               ["--ci", "--json"], ["--format", "bogus"], ["--staged", "--ci", "--json"]]
+
+
+@pytest.mark.parametrize("argv", CHECK_CASES, ids=[" ".join(c) for c in CHECK_CASES])
+def test_check_fast_and_typer_paths_agree(make_repo, argv: list[str]) -> None:
+    repo = make_repo({"src/a.py": "a", "outputs/o": "o"}, policy=DEFAULT_POLICY)
+    (repo / "src/a.py").write_text("changed")
+    subprocess.run(["git", "commit", "-qam", "mutate", "--no-verify"], cwd=repo, check=True)
+    results = []
+    for fast in (True, False):
+        env = dict(os.environ)
+        if not fast:
+            env["CATALYTIC_NO_FASTPATH"] = "1"
+        proc = catalytic("check", *argv, cwd=repo, env=env)
+        results.append((proc.returncode, proc.stdout, proc.stderr))
+    assert results[0] == results[1]

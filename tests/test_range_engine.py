@@ -45,3 +45,17 @@ def test_a_pre_push_of_the_whole_history_agrees(tmp_path: Path) -> None:
     assert push.returncode != 0
     for _, path in list(expected)[:5]:
         assert f"remote: {path}:" in push.stderr
+
+
+def test_chunked_diffs_give_the_same_findings(tmp_path: Path, monkeypatch) -> None:
+    from catalytic_hooks.enforce.bundles import check_bundles
+    from catalytic_hooks.enforce.checks import check_range
+    from catalytic_hooks.git import rangediff
+    from catalytic_hooks.git.repo import Repo
+
+    repo = tmp_path / "history"
+    generate(repo, 250, seed=5)
+    monkeypatch.setattr(rangediff, "CHUNK", 37)  # many diff-tree processes, odd boundaries
+    found = check_range(Repo.discover(repo), "root", "main", check_bundles)
+    assert {(f.commit, f.path) for f in found if f.kind == "mutation"} == \
+        oracle(repo, "root", "main")

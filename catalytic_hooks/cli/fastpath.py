@@ -1,4 +1,4 @@
-"""Start-up fast path for `catalytic digest`.
+"""Start-up fast path for `catalytic digest` and `catalytic check`.
 
 Typer 0.29 builds a pydantic validator for every option of a command on every call (about
 100-150 ms here), which would be most of a warm digest's time. This module reads the same options
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from catalytic_hooks.cli.output import CommandExit
-from catalytic_hooks.cli.receipts_impl import DigestArgs, run_digest
 
 # option spelling → (DigestArgs field, kind): "flag", "str", "path" or "list" (repeatable)
 DIGEST_OPTIONS: dict[str, tuple[str, str]] = {
@@ -38,13 +38,26 @@ DIGEST_OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def parse_digest(argv: Sequence[str]) -> DigestArgs | None:
-    args = DigestArgs()
+CHECK_OPTIONS: dict[str, tuple[str, str]] = {
+    "--staged": ("staged", "flag"),
+    "--from-ref": ("from_ref", "str"),
+    "--to-ref": ("to_ref", "str"),
+    "--ci": ("ci", "flag"),
+    "--format": ("fmt", "str"),
+    "--repo": ("repo", "path"),
+    "--repo-root": ("repo", "path"),
+    "--json": ("json_mode", "flag"),
+}
+
+
+def parse_options(argv: Sequence[str], table: dict[str, tuple[str, str]], args: Any
+                  ) -> Any | None:
+    """Fill `args` from `argv` by `table`; None for anything not recognised exactly."""
     i = 0
     while i < len(argv):
         token = argv[i]
         name, eq, inline = token.partition("=")
-        spec = DIGEST_OPTIONS.get(name)
+        spec = table.get(name)
         if spec is None:
             return None
         field, kind = spec
@@ -70,12 +83,32 @@ def parse_digest(argv: Sequence[str]) -> DigestArgs | None:
     return args
 
 
-def fast_digest(argv: Sequence[str]) -> int | None:
-    parsed = parse_digest(argv)
+def parse_digest(argv: Sequence[str]) -> Any | None:
+    from catalytic_hooks.cli.receipts_impl import DigestArgs
+
+    return parse_options(argv, DIGEST_OPTIONS, DigestArgs())
+
+
+def parse_check(argv: Sequence[str]) -> Any | None:
+    from catalytic_hooks.cli.check_impl import CheckArgs
+
+    return parse_options(argv, CHECK_OPTIONS, CheckArgs())
+
+
+def fast(command: str, argv: Sequence[str]) -> int | None:
+    """Run `digest` or `check` without Typer when every option is plain; None: use Typer."""
+    parsed = parse_digest(argv) if command == "digest" else parse_check(argv)
     if parsed is None:
         return None
     try:
-        run_digest(parsed)
+        if command == "digest":
+            from catalytic_hooks.cli.receipts_impl import run_digest
+
+            run_digest(parsed)
+        else:
+            from catalytic_hooks.cli.check_impl import run_check
+
+            run_check(parsed)
     except CommandExit as exc:
         return exc.code
     return 0

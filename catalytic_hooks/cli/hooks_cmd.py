@@ -7,35 +7,12 @@ from typing import Annotated
 
 import typer
 
+from catalytic_hooks.cli.check_impl import CheckArgs, run_check
 from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
-from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say, warn
+from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.enforce.checks import check_range, check_staged, framework_range
-from catalytic_hooks.enforce.findings import Finding, blocking, github_annotation, summary
 from catalytic_hooks.enforce.install import HOOK_TYPES, SERVER_HOOK_TYPES, install, uninstall
 from catalytic_hooks.git.repo import Repo
-
-
-def _select(r: Repo, staged: bool, rng: tuple[str, str] | None, ci: bool
-            ) -> tuple[list[Finding], dict[str, str], str]:
-    if ci:
-        from catalytic_hooks.enforce.ci import detect, ensure_fetched
-
-        found = detect(r)
-        ensure_fetched(r, found)
-        warn(f"catalytic: checking {found.from_ref or '(no base)'}..{found.to_ref} "
-             f"({found.why})")
-        rng = (found.from_ref, found.to_ref)
-        mode = {"mode": "ci", "from_ref": found.from_ref, "to_ref": found.to_ref,
-                "why": found.why}
-    else:
-        rng = rng if rng is not None else (None if staged else framework_range())
-        mode = {"mode": "range", "from_ref": rng[0], "to_ref": rng[1]} if rng else {}
-    if rng is None:
-        return check_staged(r), {"mode": "staged"}, "commit"
-    from catalytic_hooks.enforce.bundles import check_bundles
-
-    return check_range(r, rng[0], rng[1], check_bundles), mode, "push"
 
 
 def check(
@@ -54,33 +31,7 @@ def check(
     json_mode: JsonOpt = False,
 ) -> None:
     """Run the commit check (--staged) or the push check over a range (CI mode)."""
-    json_mode = json_mode or fmt == "json"
-    with handled(json_mode):
-        if fmt not in ("text", "json", "github"):
-            raise CatalyticError(ErrorCode.USAGE, f"--format {fmt!r}: choose text, json or "
-                                 "github")
-        if (from_ref is None) != (to_ref is None):
-            raise CatalyticError(ErrorCode.USAGE, "give both --from-ref and --to-ref")
-        if sum((staged, from_ref is not None, ci)) > 1:
-            raise CatalyticError(ErrorCode.USAGE, "--staged, a range and --ci are exclusive")
-        rng = (from_ref, to_ref) if from_ref is not None and to_ref is not None else None
-        findings, mode, what = _select(open_repo(repo), staged, rng, ci)
-        stop = blocking(findings)
-        ok = not stop
-        details = {**mode, "findings": [f.to_dict() for f in stop],
-                   "amendments": [f.to_dict() for f in findings if not f.blocking]}
-
-        def human() -> None:
-            for f in findings:
-                if fmt == "github":
-                    say(github_annotation(f))
-                say(f.line() if f.blocking else f"accepted: {f.line()}")
-            if ok:
-                say("catalytic: no findings")
-            else:
-                warn(summary(stop, what, "catalytic check ... --json"))
-
-        result(json_mode, ok, "PASS" if ok else "CHECK_FAILED", details, human)
+    run_check(CheckArgs(staged, from_ref, to_ref, ci, fmt, repo, json_mode))
 
 
 def hook(

@@ -20,6 +20,10 @@ from catalytic_hooks.git.repo import RawChange, Repo
 
 MERGE_AGAINST = " (vs git's merge of the parents)"
 OCTOPUS_AGAINST = " (octopus merge, vs its first parent)"
+# Work per git process, so that git's memory stays flat however long the range: diff-tree
+# and merge-tree both need about 1 MB more per large commit or merge they handle (measured).
+CHUNK = 250
+MERGE_CHUNK = 50
 
 
 def range_commits(repo: Repo, tip: str, exclude: Sequence[str]
@@ -62,7 +66,12 @@ class RangeDiffer:
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
 
     def merge_all(self, merges: Sequence[tuple[str, str, str]]) -> None:
-        """git's merge of each (merge commit, first parent, second parent), in one process."""
+        """git's merge of each (merge commit, first parent, second parent): one process per
+        MERGE_CHUNK merges (git's memory grows with the merges one process makes)."""
+        for start in range(0, len(merges), MERGE_CHUNK):
+            self._merge_chunk(merges[start:start + MERGE_CHUNK])
+
+    def _merge_chunk(self, merges: Sequence[tuple[str, str, str]]) -> None:
         if not merges:
             return
         lines = "".join(f"{p1} {p2}\n" for _, p1, p2 in merges).encode()
@@ -148,9 +157,15 @@ class RangeDiffer:
         """(commit, parents, changes, conflicted, against) for every commit, in order: what the
         commit itself changed against its parent (a root against the empty tree), a two-parent
         merge against git's merge of its parents (with the paths that conflicted there), an
-        octopus merge against its first parent. One `diff-tree --stdin` process for all."""
+        octopus merge against its first parent. One `diff-tree --stdin` process per CHUNK
+        commits, so that neither git's memory nor ours grows with the length of the range."""
         self.merge_all([(oid, ps[0], ps[1]) for oid, _, ps in commits if len(ps) == 2])
         sentinel = self._sentinel() if self.merged else ""
+        for start in range(0, len(commits), CHUNK):
+            yield from self._diff_chunk(commits[start:start + CHUNK], sentinel)
+
+    def _diff_chunk(self, commits: Sequence[tuple[str, str, list[str]]], sentinel: str
+                    ) -> Iterator[tuple[str, list[str], list[RawChange], frozenset[str], str]]:
         requests = []
         for oid, tree, parents in commits:
             if len(parents) == 2:
