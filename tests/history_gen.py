@@ -54,10 +54,10 @@ def _touch(state: dict[str, str], path: str, n: int) -> dict[str, str]:
 
 
 def _topic(g: Gen, main: dict[str, str], base: int, k: int, n: int
-           ) -> tuple[int, dict[str, str], set[str]]:
+           ) -> tuple[int, dict[str, str]]:
     """A topic branch of k commits on durable files (sometimes a rename, or a whole directory
-    renamed), from `base`; returns its tip, state and the paths it touched."""
-    state, tip, touched = dict(main), base, set()
+    renamed), from `base`; returns its tip and state."""
+    state, tip = dict(main), base
     for j in range(k):
         r = g.rng.random()
         movable = [p for p in state if p.startswith("outputs/t") and p.count("/") == 2]
@@ -67,21 +67,18 @@ def _topic(g: Gen, main: dict[str, str], base: int, k: int, n: int
             moved = {p: p.replace(old_dir, new_dir, 1) for p in state if
                      p.startswith(old_dir + "/")}
             new = {moved.get(p, p): t for p, t in state.items()}
-            touched |= set(moved) | set(moved.values())
             g.count("directory-rename")
         elif r < 0.2 and movable:
             src = movable[-1]
             new = {(f"outputs/renamed{n}{j}.txt" if p == src else p): t
                    for p, t in state.items()}
-            touched |= {src, f"outputs/renamed{n}{j}.txt"}
             g.count("rename")
         else:
             path = f"outputs/t{n}/f{j}.txt"
             new = _touch(state, path, j)
-            touched.add(path)
         tip = g.commit(f"refs/heads/topic{n}", [tip], state, new, f"topic {n} commit {j}")
         state = new
-    return tip, state, touched
+    return tip, state
 
 
 def generate(repo: Path, commits: int, seed: int = 7) -> dict[str, int]:
@@ -115,7 +112,7 @@ def generate(repo: Path, commits: int, seed: int = 7) -> dict[str, int]:
 
 def _merge(g: Gen, main: dict[str, str], tip: int, n: int) -> tuple[int, dict[str, str]]:
     base, base_state = tip, main
-    ttip, tstate, touched = _topic(g, base_state, base, g.rng.randint(1, 4), n)
+    ttip, tstate = _topic(g, base_state, base, g.rng.randint(1, 4), n)
     # main moves on meanwhile, on other files
     mpath = f"outputs/side{n}.txt"
     mstate = _touch(base_state, mpath, n)
@@ -157,8 +154,8 @@ def _merge(g: Gen, main: dict[str, str], tip: int, n: int) -> tuple[int, dict[st
 def _subtree_or_octopus(g: Gen, main: dict[str, str], tip: int, n: int
                         ) -> tuple[int, dict[str, str]]:
     if g.rng.random() < 0.5:
-        a, astate, _ = _topic(g, main, tip, 1, n * 100)
-        b, bstate, _ = _topic(g, main, tip, 1, n * 100 + 1)
+        a, astate = _topic(g, main, tip, 1, n * 100)
+        b, bstate = _topic(g, main, tip, 1, n * 100 + 1)
         merged = {**astate, **{p: t for p, t in bstate.items() if p not in main}}
         g.count("octopus")
         return g.commit("refs/heads/main", [tip, a, b], main, merged, f"octopus {n}"), merged

@@ -21,7 +21,7 @@ from catalytic_hooks.enforce.install import (
 )
 from catalytic_hooks.git.repo import Repo, git_version
 
-MIN_GIT = (2, 38)  # merge-tree --write-tree
+MIN_GIT = (2, 39)  # merge-tree --write-tree --stdin
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def _tools() -> list[Check]:
     version = git_version()
     nums = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
     out.append(Check("git", nums >= MIN_GIT, version or "not found", "" if nums >= MIN_GIT else
-                     "install git 2.38 or newer (merge checks use merge-tree --write-tree)"))
+                     "install git 2.39 or newer (merge checks use merge-tree --write-tree --stdin)"))
     ssh = shutil.which("ssh-keygen")
     out.append(Check("ssh-keygen", ssh is not None, ssh or "not found", "" if ssh else
                      "install OpenSSH (needed to verify signed amendments)"))

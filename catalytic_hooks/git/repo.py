@@ -33,7 +33,7 @@ MODE_GITLINK = "160000"
 
 def _git_missing() -> CatalyticError:
     return CatalyticError(ErrorCode.GIT_MISSING, "git is not installed (no `git` on PATH); "
-                          "install git 2.38 or newer")
+                          "install git 2.39 or newer")
 
 
 # While a run's undo must finish, git's children get a process group of their own: a terminal's
