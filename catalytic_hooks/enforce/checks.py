@@ -29,6 +29,7 @@ from catalytic_hooks.enforce.findings import (
     POLICY,
     TMP_RESIDUE,
     Finding,
+    report,
     sort_findings,
 )
 from catalytic_hooks.git.history import first_parent_base
@@ -188,9 +189,11 @@ def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
     touched: dict[str, str] = {}
     with RangeDiffer(repo) as differ:
         for n, (oid, parents, changes, conflicted, against) in enumerate(
-                differ.diff_all(commits), 1):
-            findings += _judge_commit(repo, differ, base, oid, parents, changes, conflicted,
-                                      against)
+                differ.diff_all(commits, _unjudged_roots(base)), 1):
+            judged = _judge_commit(repo, differ, base, oid, parents, changes, conflicted,
+                                   against)
+            report(judged)
+            findings += judged
             for c in changes:
                 if any(r == "." or c.path.startswith(r + "/") for r in run_roots):
                     touched[c.path] = oid
@@ -200,6 +203,16 @@ def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
     if bundles is not None and touched:
         findings += bundles(repo, base, tip, touched)
     return findings
+
+
+def _unjudged_roots(base: Baseline) -> list[str]:
+    """Roots whose changes no rule looks at (durable, tmp, excluded), minus any that holds
+    something a rule does look at (a run root, the chronicle, a policy source, the trust file):
+    git leaves them out of the diffs."""
+    p = base.policy
+    watched = [*p.run_roots, p.chronicle, *base.watched]
+    return sorted(r for r in {*p.durable_roots, *p.tmp_roots, *p.exclusions} if r != "." and
+                  not any(w == r or w.startswith(r + "/") for w in watched))
 
 
 class _Progress:

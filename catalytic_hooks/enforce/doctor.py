@@ -96,8 +96,9 @@ def _tools() -> list[Check]:
     out = []
     version = git_version()
     nums = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
-    out.append(Check("git", nums >= MIN_GIT, version or "not found", "" if nums >= MIN_GIT else
-                     "install git 2.39 or newer (merge checks use merge-tree --write-tree --stdin)"))
+    fix = "install git 2.39 or newer (range checks use merge-tree --write-tree --stdin)"
+    out.append(Check("git", nums >= MIN_GIT, version or "not found",
+                     "" if nums >= MIN_GIT else fix))
     ssh = shutil.which("ssh-keygen")
     out.append(Check("ssh-keygen", ssh is not None, ssh or "not found", "" if ssh else
                      "install OpenSSH (needed to verify signed amendments)"))

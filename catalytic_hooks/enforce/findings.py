@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -34,6 +34,21 @@ class Finding:
 
     def at(self, commit: str, subject: str) -> Finding:
         return replace(self, commit=commit, subject=subject)
+
+
+# Where findings go as soon as they are found (the hooks print them while a long range is still
+# being judged); None: they are only returned.
+_REPORTER: list[Callable[[Finding], None]] = []
+
+
+def set_reporter(fn: Callable[[Finding], None] | None) -> None:
+    _REPORTER[:] = [fn] if fn is not None else []
+
+
+def report(found: Iterable[Finding]) -> None:
+    for fn in _REPORTER:
+        for f in found:
+            fn(f)
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

@@ -19,17 +19,28 @@ from catalytic_hooks.enforce.checks import (
     framework_root_push,
     parse_push_lines,
 )
-from catalytic_hooks.enforce.findings import Finding, blocking, summary
+from catalytic_hooks.enforce.findings import Finding, blocking, set_reporter, summary
 from catalytic_hooks.git.repo import Repo
 
 USAGE = ("usage: catalytic hook pre-commit | pre-push [REMOTE [URL]] | pre-receive | "
          "update REF OLD NEW")
 
 
+_SHOWN: set[Finding] = set()
+
+
+def _show(f: Finding) -> None:
+    """Print a finding the moment it is found (long ranges), once."""
+    if f not in _SHOWN:
+        _SHOWN.add(f)
+        print(f.line() if f.blocking else f"catalytic: {f.line()}", file=sys.stderr,
+              flush=True)
+
+
 def _report(findings: list[Finding], what: str, inspect: str) -> int:
     out = sys.stderr
     for f in findings:
-        print(f.line() if f.blocking else f"catalytic: {f.line()}", file=out)
+        _show(f)
     stop = blocking(findings)
     if not stop:
         return EXIT_OK
@@ -105,6 +116,7 @@ def receive(hook: str, args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
+    set_reporter(_show)
     try:
         if argv[:1] == ["pre-commit"]:
             return pre_commit()

@@ -152,19 +152,22 @@ class RangeDiffer:
                                  f"{proc.stderr.decode(errors='replace').strip()}")
         return proc.stdout.decode().strip()
 
-    def diff_all(self, commits: Sequence[tuple[str, str, list[str]]]
+    def diff_all(self, commits: Sequence[tuple[str, str, list[str]]],
+                 skip: Sequence[str] = ()
                  ) -> Iterator[tuple[str, list[str], list[RawChange], frozenset[str], str]]:
         """(commit, parents, changes, conflicted, against) for every commit, in order: what the
         commit itself changed against its parent (a root against the empty tree), a two-parent
         merge against git's merge of its parents (with the paths that conflicted there), an
         octopus merge against its first parent. One `diff-tree --stdin` process per CHUNK
-        commits, so that neither git's memory nor ours grows with the length of the range."""
+        commits, so that neither git's memory nor ours grows with the length of the range.
+        `skip`: roots whose changes cannot matter (git leaves them out of the diffs)."""
         self.merge_all([(oid, ps[0], ps[1]) for oid, _, ps in commits if len(ps) == 2])
         sentinel = self._sentinel() if self.merged else ""
         for start in range(0, len(commits), CHUNK):
-            yield from self._diff_chunk(commits[start:start + CHUNK], sentinel)
+            yield from self._diff_chunk(commits[start:start + CHUNK], sentinel, skip)
 
-    def _diff_chunk(self, commits: Sequence[tuple[str, str, list[str]]], sentinel: str
+    def _diff_chunk(self, commits: Sequence[tuple[str, str, list[str]]], sentinel: str,
+                    skip: Sequence[str]
                     ) -> Iterator[tuple[str, list[str], list[RawChange], frozenset[str], str]]:
         requests = []
         for oid, tree, parents in commits:
@@ -174,8 +177,9 @@ class RangeDiffer:
                 requests.append(f"{oid} {parents[0]}\n")
             else:
                 requests.append(f"{oid}\n")
+        spec = ["--", ".", *(f":(exclude,literal){r}" for r in skip)] if skip else []
         proc = subprocess.run(["git", "diff-tree", "--stdin", "-r", "-z", "--always", "--root",
-                               "--no-renames", "--ignore-submodules=none"],
+                               "--no-renames", "--ignore-submodules=none", *spec],
                               input="".join(requests).encode(), capture_output=True,
                               cwd=self.repo.top, env=self._view_env())
         if proc.returncode != 0:
