@@ -3,11 +3,14 @@ bundles signed with fixed test-only keys, directory snapshots. Fixtures are in c
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,19 @@ from catalytic_hooks.bundle.keys import Signer, signer_from_seed
 from catalytic_hooks.bundle.sign import sign_run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-# Golden vectors live inside the checkout (tests/vectors/README.md): a fresh clone alone must
-# pass every test, so nothing here may read beside the repository.
-CONFORMANCE = ROOT / "tests" / "vectors"
+
+
+def _vectors_copy() -> Path:
+    """The golden vectors live inside the checkout (tests/vectors/README.md: a fresh clone alone
+    must pass every test). Tests use a copy outside any repository, so that verifying or
+    restoring them never writes into the checkout (its chronicle, for one)."""
+    base = Path(tempfile.mkdtemp(prefix="catalytic-vectors-"))
+    atexit.register(shutil.rmtree, base, True)
+    shutil.copytree(ROOT / "tests" / "vectors", base / "vectors", symlinks=True)
+    return base / "vectors"
+
+
+CONFORMANCE = _vectors_copy()
 
 
 def git(cwd: Path, *args: str, check: bool = True, input: str | None = None,
