@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.bundle import sshsig
 from catalytic_hooks.bundle.keys import Signer
 from catalytic_hooks.bundle.model import (
     IDENTITY,
@@ -17,6 +18,7 @@ from catalytic_hooks.bundle.model import (
     bundle_root,
     signed_message,
 )
+from catalytic_hooks.bundle.sshsig import SSHSIG_FILE
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -64,9 +66,14 @@ def sign_run_dir(run_dir: Path, signer: Signer, *, force: bool = False,
     # never one that verifies with a stale signature.
     if force:
         (run_dir / SIGNATURE).unlink(missing_ok=True)
+        (run_dir / SSHSIG_FILE).unlink(missing_ok=True)
+    payload_raw = canonical_bytes(payload)
     atomic_write(run_dir / IDENTITY, canonical_bytes(identity))
-    atomic_write(run_dir / PAYLOAD, canonical_bytes(payload))
+    atomic_write(run_dir / PAYLOAD, payload_raw)
     atomic_write(run_dir / SIGNATURE, canonical_bytes(signature))
+    # The same decision, signed for OpenSSH: `ssh-keygen -Y verify -n catalytic` checks it
+    # against the trusted-validators file (README: "Verifying with OpenSSH").
+    atomic_write(run_dir / SSHSIG_FILE, sshsig.sign(signer, payload_raw).encode())
     return {"bundle_root": root, "validator_id": signer.validator_id}
 
 

@@ -1,9 +1,11 @@
-"""Trusted validators, in a file modelled on git's SSH `allowed_signers`.
+"""Trusted validators, in a file that is also a valid OpenSSH `allowed_signers` file.
 
-One validator per line: `<name> <key> [valid-after=DATE] [valid-before=DATE]`, where `<key>` is
-`ed25519:<64-hex public key>`, `ssh-ed25519 <base64>` (an OpenSSH public key) or
-`id:<64-hex validator id>`; DATE is `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC). `#` starts a
-comment. The file lives in the repository, so trust changes are reviewed like code.
+One validator per line, OpenSSH's syntax: `<name> [options] ssh-ed25519 <base64> [comment]`, the
+options `namespaces="catalytic,git"` (which signatures the key may make: bundles, amendments),
+`valid-after="YYYYMMDD[HHMMSS]Z"`, `valid-before=...`. The format of earlier versions is read
+too: `<name> <key> [valid-after=DATE] [valid-before=DATE]` with `<key>` `ed25519:<64 hex>`,
+`ssh-ed25519 <base64>` or `id:<64-hex validator id>` (`catalytic trust migrate` rewrites it).
+`#` starts a comment. The file lives in the repository, so trust changes are reviewed like code.
 A key is trusted only inside its validity window, judged at verification time (the bundle's
 `signed_at` is not signed, so it cannot be used for this).
 """
@@ -23,8 +25,10 @@ from catalytic_hooks.core.policy import DEFAULT_TRUST_FILE, Policy
 from catalytic_hooks.fs.files import atomic_write
 
 DEFAULT_FILE = DEFAULT_TRUST_FILE
-HEADER = ("# catalytic trusted validators: <name> <key> [valid-after=DATE] [valid-before=DATE]\n"
-          "# key: ed25519:<hex public key> | ssh-ed25519 <base64> | id:<hex validator id>\n")
+HEADER = ("# catalytic trusted validators, an OpenSSH allowed_signers file:\n"
+          "# <name> namespaces=\"catalytic,git\"[,valid-after=\"DATE\"][,valid-before=\"DATE\"] "
+          "ssh-ed25519 <base64>\n")
+_KEY_START = ("ssh-ed25519", "ed25519:", "id:")
 
 
 @dataclass(frozen=True)
@@ -34,27 +38,46 @@ class Validator:
     key_text: str
     valid_after: datetime | None = None
     valid_before: datetime | None = None
+    namespaces: tuple[str, ...] | None = None  # None: any (a line in the earlier format)
 
     def valid_at(self, when: datetime) -> bool:
         if self.valid_after is not None and when < self.valid_after:
             return False
         return not (self.valid_before is not None and when >= self.valid_before)
 
+    def allows(self, namespace: str) -> bool:
+        return self.namespaces is None or namespace in self.namespaces
+
     def line(self) -> str:
-        parts = [self.name, self.key_text]
+        """The allowed_signers line (an `id:` key, which has no public key, keeps the earlier
+        format: OpenSSH cannot use it)."""
+        if self.key_text.startswith("id:"):
+            parts = [self.name, self.key_text]
+            if self.valid_after:
+                parts.append("valid-after=" + stamp_seconds(self.valid_after))
+            if self.valid_before:
+                parts.append("valid-before=" + stamp_seconds(self.valid_before))
+            return " ".join(parts)
+        opts = [f'namespaces="{",".join(self.namespaces or ("catalytic", "git"))}"']
         if self.valid_after:
-            parts.append("valid-after=" + _fmt(self.valid_after))
+            opts.append(f'valid-after="{self.valid_after.strftime("%Y%m%d%H%M%S")}Z"')
         if self.valid_before:
-            parts.append("valid-before=" + _fmt(self.valid_before))
-        return " ".join(parts)
+            opts.append(f'valid-before="{self.valid_before.strftime("%Y%m%d%H%M%S")}Z"')
+        return f"{self.name} {','.join(opts)} {ssh_key_text(self.key_text)}"
 
 
-def _fmt(d: datetime) -> str:
-    return stamp_seconds(d)
+def ssh_key_text(key_text: str) -> str:
+    """`ssh-ed25519 <base64>` for a key in either spelling."""
+    if key_text.startswith("ed25519:"):
+        from catalytic_hooks.bundle.sshsig import public_line
+
+        return public_line(key_text[8:])
+    return key_text
 
 
 def parse_date(text: str) -> datetime:
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d", "%Y%m%d"):
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d", "%Y%m%d", "%Y%m%d%H%M%SZ", "%Y%m%d%H%M%S",
+                "%Y%m%d%H%MZ", "%Y%m%d%H%M", "%Y%m%dZ"):
         try:
             return datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
@@ -101,37 +124,84 @@ def key_text_of(arg: str) -> str:
     return " ".join(parts[:2]) if parts[0] == "ssh-ed25519" else parts[0]
 
 
+def _options(token: str, where: str) -> dict[str, str]:
+    """OpenSSH's option list: `name="value"` or `name=value`, comma-separated."""
+    out: dict[str, str] = {}
+    key, value, quoted, in_value = "", "", False, False
+    for ch in token + ",":
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            if key:
+                out[key.lower()] = value
+            key, value, in_value = "", "", False
+        elif ch == "=" and not in_value and not quoted:
+            in_value = True
+        elif in_value:
+            value += ch
+        else:
+            key += ch
+    if quoted:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: unbalanced quote")
+    return out
+
+
+def _parse_line(line: str, where: str) -> Validator:
+    tokens = line.split()
+    if len(tokens) < 2:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: need <name> <key>")
+    name, rest = tokens[0], tokens[1:]
+    opts = _options(rest.pop(0), where) if not rest[0].startswith(_KEY_START) else {}
+    if not rest:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: no key")
+    if rest[0] == "ssh-ed25519" and len(rest) >= 2:
+        key_text, rest = f"ssh-ed25519 {rest[1]}", rest[2:]
+    else:
+        key_text, rest = rest[0], rest[1:]
+    for opt in rest:  # the earlier format's options after the key (else: a comment)
+        k, eq, v = opt.partition("=")
+        if eq and k in ("valid-after", "valid-before"):
+            opts[k] = v
+        elif eq and not opts.get("namespaces"):
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: unknown option {opt!r}")
+    unknown = set(opts) - {"valid-after", "valid-before", "namespaces", "cert-authority"}
+    if unknown or "cert-authority" in opts:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: unsupported option "
+                             f"{sorted(unknown or {'cert-authority'})[0]!r}")
+    try:
+        vid = validator_id_of_key(key_text)
+    except CatalyticError as exc:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: {exc.message}") from exc
+    ns = tuple(n.strip() for n in opts["namespaces"].split(",")) if "namespaces" in opts \
+        else None
+    return Validator(name, vid, key_text,
+                     parse_date(opts["valid-after"]) if "valid-after" in opts else None,
+                     parse_date(opts["valid-before"]) if "valid-before" in opts else None, ns)
+
+
 def parse(text: str, source: str = "trusted validators") -> list[Validator]:
     out = []
     for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        tokens = line.split()
-        if len(tokens) < 2:
-            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{source}:{n}: need <name> <key>")
-        name = tokens[0]
-        if tokens[1] == "ssh-ed25519" and len(tokens) >= 3:
-            key_text, rest = f"ssh-ed25519 {tokens[2]}", tokens[3:]
-        else:
-            key_text, rest = tokens[1], tokens[2:]
-        after = before = None
-        for opt in rest:
-            k, _, v = opt.partition("=")
-            if k == "valid-after":
-                after = parse_date(v)
-            elif k == "valid-before":
-                before = parse_date(v)
-            else:
-                raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{source}:{n}: unknown option "
-                                     f"{opt!r}")
-        try:
-            vid = validator_id_of_key(key_text)
-        except CatalyticError as exc:
-            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{source}:{n}: {exc.message}") \
-                from exc
-        out.append(Validator(name, vid, key_text, after, before))
+        line = raw.split("#", 1)[0].strip() if raw.lstrip().startswith("#") else raw.strip()
+        if line:
+            out.append(_parse_line(line, f"{source}:{n}"))
     return out
+
+
+def migrate(text: str, source: str) -> str:
+    """The same validators in OpenSSH's allowed_signers syntax (comments kept)."""
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            out.append(raw)
+            continue
+        v = _parse_line(raw.strip(), f"{source}:{n}")
+        if v.key_text.startswith("id:"):
+            raise CatalyticError(ErrorCode.USAGE, f"{source}:{n}: {v.name!r} is trusted by "
+                                 "validator id only; OpenSSH needs its public key: replace it "
+                                 "with `catalytic trust add NAME KEY.pub`")
+        out.append(v.line())
+    return "\n".join(out) + "\n"
 
 
 @dataclass(frozen=True)
@@ -142,7 +212,8 @@ class TrustSet:
     def lookup(self, validator_id: str, when: datetime | None = None) -> tuple[bool, str]:
         """(trusted, why)."""
         when = when or now()
-        known = [v for v in self.validators if v.validator_id == validator_id]
+        known = [v for v in self.validators if v.validator_id == validator_id and
+                 v.allows("catalytic")]
         if not known:
             return False, f"validator {validator_id[:16]}… is not in {self.source}"
         for v in known:

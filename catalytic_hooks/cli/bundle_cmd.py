@@ -272,3 +272,26 @@ def trust_remove(
             emit_json(envelope(True, "OK", {"removed": n, "file": str(path)}))
         else:
             say(f"removed {n} entr{'y' if n == 1 else 'ies'} from {path}")
+
+
+@trust_app.command("migrate")
+def trust_migrate(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
+    """Rewrite the trusted-validators file in OpenSSH's allowed_signers syntax (commit it)."""
+    from catalytic_hooks.bundle.trust import migrate
+    from catalytic_hooks.fs.files import atomic_write
+
+    with handled(json_mode):
+        _, _, path = _trust_target(repo)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise CatalyticError(ErrorCode.USAGE, f"{path} does not exist") from exc
+        new = migrate(text, str(path))
+        changed = new != text
+        if changed:
+            atomic_write(path, new.encode())
+        details = {"file": str(path), "changed": changed}
+        if json_mode:
+            emit_json(envelope(True, "OK", details))
+        else:
+            say(f"{'rewrote' if changed else 'already in allowed_signers syntax:'} {path}")

@@ -9,7 +9,6 @@ command line, so the judged repository cannot swap the verifier.
 
 from __future__ import annotations
 
-import base64
 import os
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from catalytic_hooks.enforce.baseline import Baseline
 from catalytic_hooks.git.repo import Repo
 
 TRAILER = "Catalytic-Amend"
-_SSH_PREFIX = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20"
 
 _STATUS = {
     "N": "it is not signed",
@@ -49,15 +47,12 @@ def trailer(repo: Repo, commit: str) -> str | None:
 def allowed_signers(base: Baseline) -> str:
     """The base's trust file as OpenSSH allowed_signers lines (keys given only as `id:` cannot
     sign: they have no public key to check with)."""
+    from catalytic_hooks.bundle.trust import ssh_key_text
+
     lines = []
     for v in base.trust().validators:
-        if v.key_text.startswith("ssh-ed25519 "):
-            blob = v.key_text.split()[1]
-        elif v.key_text.startswith("ed25519:"):
-            blob = base64.b64encode(_SSH_PREFIX + bytes.fromhex(v.key_text[8:])).decode()
-        else:
-            continue
-        lines.append(f'{v.name} namespaces="git" ssh-ed25519 {blob}\n')
+        if v.key_text.startswith(("ssh-ed25519 ", "ed25519:")) and v.allows("git"):
+            lines.append(f'{v.name} namespaces="git" {ssh_key_text(v.key_text)}\n')
     return "".join(lines)
 
 
