@@ -147,6 +147,10 @@ def bundles(d: Demo) -> None:
     d.run_sh("the raw data is untouched", ["git", "diff", "--exit-code", "--",
                                            "data/raw/measurements.csv"])
     d.run_cat("verify the signed bundle", ["verify", "_runs/demo-001"])
+    d.run_sh("verify who signed it with OpenSSH alone (the trust file is an allowed_signers file)",
+             ["sh", "-c", "ssh-keygen -Y verify -f .catalytic/allowed_validators -I demo "
+              "-n catalytic -s _runs/demo-001/ssh-signature.sig "
+              "< _runs/demo-001/SIGNED_PAYLOAD.json"])
     d.run_sh("stage the bundle and its outputs", ["git", "add", "_runs", "outputs"])
     d.run_sh("commit the bundle and its outputs", ["git", "commit", "-q", "-m", "run demo-001"])
     import shutil
