@@ -55,7 +55,8 @@ def test_adopt_writes_the_policy_and_commits_only_it(legacy: Path, tmp_path: Pat
     assert changed == [".catalytic.toml", ".catalytic/allowed_validators"]
     policy = (legacy / ".catalytic.toml").read_text()
     assert f'baseline = "{head}"' in policy
-    assert "alice ed25519:" in (legacy / ".catalytic/allowed_validators").read_text()
+    assert 'alice namespaces="catalytic,git" ssh-ed25519 AAAA' in \
+        (legacy / ".catalytic/allowed_validators").read_text()
 
 
 def test_first_push_to_an_empty_server_passes_and_later_work_is_judged(legacy: Path,
