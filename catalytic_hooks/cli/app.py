@@ -30,6 +30,7 @@ app.command("run", context_settings={"allow_interspersed_args": False})(bundle_c
 app.command("keygen")(bundle_cmd.keygen)
 app.command("sign")(bundle_cmd.sign)
 app.command("verify")(bundle_cmd.verify)
+app.command("attest")(bundle_cmd.attest)
 app.command("env")(bundle_cmd.env)
 app.add_typer(bundle_cmd.trust_app, name="trust")
 app.add_typer(restore_cmd.restore_app, name="restore")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.cli.common import JsonOpt, RepoOpt, TrustFileOpt, open_repo
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say, warn
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -122,6 +123,8 @@ def verify(
     allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted", help="Exit 0 for a valid "
                                "bundle whatever its signer.")] = False,
     trust_file: TrustFileOpt = None,
+    attestation: Annotated[Path | None, typer.Option("--attestation", help="Also verify this "
+                           "in-toto attestation (DSSE envelope) of the run.")] = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Verify run bundles (SPECTRUM-05), single or as a chain, and report trust."""
@@ -130,6 +133,8 @@ def verify(
 
     with handled(json_mode):
         trust = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted)
+        if attestation is not None:
+            _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
         report = verify_report(run_dirs, chain=chain, project_root=project_root, trust=trust)
 
         def human() -> None:
@@ -144,6 +149,54 @@ def verify(
                 say(f"chain_root {report['chain_root']}")
 
         result(json_mode, report["ok"], report["code"], report, human)
+
+
+def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | None,
+                        trust: TrustPolicy, json_mode: bool) -> None:
+    from catalytic_hooks.bundle.attest import verify_envelope
+    from catalytic_hooks.bundle.model import project_root_for
+    from catalytic_hooks.core.canonical import loads_strict
+
+    if len(run_dirs) != 1:
+        raise CatalyticError(ErrorCode.USAGE, "--attestation verifies one run directory")
+    run_dir = run_dirs[0].resolve()
+    try:
+        doc = loads_strict(path.read_bytes(), what=str(path))
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.USAGE, f"cannot read {path}: {exc.strerror}") from exc
+    info = verify_envelope(doc, run_dir, project_root_for(run_dir, project_root), trust)
+    result(json_mode, True, "PASS", {"attestation": str(path), **info}, lambda: say(
+        f"{path}: valid in-toto attestation of {run_dir} by {info['keyid'][:16]}… "
+        f"({'trusted' if info['trusted'] else 'UNTRUSTED'}), {info['subjects']} subject(s)"))
+
+
+def attest(
+    run_dir: Annotated[Path, typer.Argument(help="A signed run directory.")],
+    key: Annotated[Path, typer.Option("--sign", help="The validator's private key.")],
+    output: Annotated[Path | None, typer.Option("--output", help="Where to write the envelope "
+                      "(default: RUN_DIR/attestation.intoto.json).")] = None,
+    project_root: Annotated[Path | None, typer.Option("--project-root")] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Write an in-toto Statement v1 of a signed run in a DSSE envelope."""
+    from catalytic_hooks.bundle.attest import ATTESTATION_FILE, envelope, statement
+    from catalytic_hooks.bundle.keys import load_signer
+    from catalytic_hooks.bundle.model import project_root_for
+    from catalytic_hooks.core.canonical import canonical_bytes
+    from catalytic_hooks.fs.files import atomic_write
+
+    with handled(json_mode):
+        rd = run_dir.resolve()
+        signer = load_signer(key)
+        stmt = statement(rd, project_root_for(rd, project_root))
+        if stmt["predicate"]["validator_id"] != signer.validator_id:
+            raise CatalyticError(ErrorCode.USAGE, "the attestation must be signed with the key "
+                                 "that signed the bundle")
+        target = output or rd / ATTESTATION_FILE
+        atomic_write(target, canonical_bytes(envelope(stmt, signer)) + b"\n")
+        result(json_mode, True, "OK", {"attestation": str(target),
+                                       "subjects": len(stmt["subject"])},
+               lambda: say(f"wrote {target} ({len(stmt['subject'])} subject(s))"))
 
 
 def env(

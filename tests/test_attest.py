@@ -1,0 +1,116 @@
+"""in-toto attestations: the envelope `catalytic attest` writes verifies with securesystemslib's
+DSSE implementation (a real, independent library), an envelope signed by that library for our
+statement verifies with `catalytic verify --attestation`, and any changed byte is caught."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from catalytic_hooks.bundle.keys import signer_from_seed
+
+from .helpers import SEED_A, SEED_B, catalytic, key_file
+
+dsse = pytest.importorskip("securesystemslib.dsse", reason="test extra securesystemslib missing")
+sslib_signer = pytest.importorskip("securesystemslib.signer")
+
+POLICY = 'durable_roots = ["outputs"]\n'
+
+
+@pytest.fixture
+def attested(make_repo, tmp_path: Path) -> Path:
+    repo = make_repo({"data/x.csv": "1\n"}, policy=POLICY)
+    (repo / ".catalytic").mkdir()
+    (repo / ".catalytic/allowed_validators").write_text(
+        f"alice id:{signer_from_seed(SEED_A).validator_id}\n")
+    run = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--", "sh",
+                    "-c", "mkdir -p outputs && echo r > outputs/r.txt && echo s > outputs/s.txt",
+                    cwd=repo)
+    assert run.returncode == 0, run.stderr
+    proc = catalytic("attest", "_runs/r1", "--sign", str(key_file(tmp_path)), cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return repo
+
+
+def _sslib_key() -> object:
+    s = signer_from_seed(SEED_A)
+    return sslib_signer.SSlibKey(s.validator_id, "ed25519", "ed25519", {"public": s.public_hex})
+
+
+def test_securesystemslib_verifies_our_envelope(attested: Path) -> None:
+    doc = json.loads((attested / "_runs/r1/attestation.intoto.json").read_text())
+    env = dsse.Envelope.from_dict(doc)
+    assert env.payload_type == "application/vnd.in-toto+json"
+    verified = env.verify([_sslib_key()], 1)
+    assert list(verified) == [signer_from_seed(SEED_A).validator_id]
+    stmt = json.loads(env.pae().split(b" ", 4)[4])
+    assert stmt["_type"] == "https://in-toto.io/Statement/v1"
+    names = {s["name"]: s["digest"] for s in stmt["subject"]}
+    assert set(names) == {"outputs/r.txt", "outputs/s.txt", "source"}
+    import hashlib
+
+    assert names["outputs/r.txt"]["sha256"] == hashlib.sha256(b"r\n").hexdigest()
+    assert stmt["predicate"]["purity_verdict"] == "PASS"
+    ok = catalytic("verify", "_runs/r1", "--attestation", "_runs/r1/attestation.intoto.json",
+                   "--json", cwd=attested)
+    assert ok.returncode == 0, ok.stdout
+
+
+def test_an_envelope_signed_by_securesystemslib_verifies_with_catalytic(attested: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from .helpers import SEED_A as seed
+
+    ours = json.loads((attested / "_runs/r1/attestation.intoto.json").read_text())
+    payload = base64.b64decode(ours["payload"])
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    signer = sslib_signer.CryptoSigner(key, _sslib_key())
+    env = dsse.Envelope(payload, "application/vnd.in-toto+json", {})
+    env.sign(signer)
+    path = attested / "theirs.json"
+    path.write_text(json.dumps(env.to_dict()))
+    proc = catalytic("verify", "_runs/r1", "--attestation", str(path), "--json", cwd=attested)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_an_attestation_by_an_untrusted_or_other_key_is_refused(attested: Path,
+                                                                tmp_path: Path) -> None:
+    (attested / ".catalytic/allowed_validators").write_text("")
+    proc = catalytic("verify", "_runs/r1", "--attestation", "_runs/r1/attestation.intoto.json",
+                     "--json", cwd=attested)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == "UNTRUSTED"
+    other = catalytic("attest", "_runs/r1", "--sign", str(key_file(tmp_path, SEED_B)),
+                      "--output", str(tmp_path / "b.json"), "--json", cwd=attested)
+    assert other.returncode == 2 and json.loads(other.stdout)["code"] == "USAGE"
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(part=st.sampled_from(["payload", "sig", "subject"]), pos=st.floats(0, 1))
+def test_any_changed_byte_is_caught(attested: Path, part: str, pos: float) -> None:
+    doc = json.loads((attested / "_runs/r1/attestation.intoto.json").read_text())
+    if part == "subject":
+        stmt = json.loads(base64.b64decode(doc["payload"]))
+        digest = stmt["subject"][0]["digest"]["sha256"]
+        i = int(pos * (len(digest) - 1))
+        stmt["subject"][0]["digest"]["sha256"] = digest[:i] + ("0" if digest[i] != "0" else
+                                                               "1") + digest[i + 1:]
+        doc["payload"] = base64.b64encode(json.dumps(stmt).encode()).decode()
+    else:
+        field = doc["payload"] if part == "payload" else doc["signatures"][0]["sig"]
+        raw = bytearray(base64.b64decode(field))
+        raw[int(pos * (len(raw) - 1))] ^= 0x01
+        value = base64.b64encode(bytes(raw)).decode()
+        if part == "payload":
+            doc["payload"] = value
+        else:
+            doc["signatures"][0]["sig"] = value
+    path = attested / "tampered.json"
+    path.write_text(json.dumps(doc))
+    proc = catalytic("verify", "_runs/r1", "--attestation", str(path), "--json", cwd=attested)
+    assert proc.returncode != 0
