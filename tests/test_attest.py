@@ -114,3 +114,38 @@ def test_any_changed_byte_is_caught(attested: Path, part: str, pos: float) -> No
     path.write_text(json.dumps(doc))
     proc = catalytic("verify", "_runs/r1", "--attestation", str(path), "--json", cwd=attested)
     assert proc.returncode != 0
+
+
+def test_the_in_toto_package_reads_and_verifies_the_envelope(attested: Path) -> None:
+    metadata = pytest.importorskip("in_toto.models.metadata",
+                                   reason="test extra in-toto missing")
+    doc = json.loads((attested / "_runs/r1/attestation.intoto.json").read_text())
+    env = metadata.Envelope.from_dict(doc)
+    assert env.payload_type == metadata.ENVELOPE_PAYLOAD_TYPE
+    s = signer_from_seed(SEED_A)
+    key = {"keyid": s.validator_id, "keytype": "ed25519", "scheme": "ed25519",
+           "keyval": {"public": s.public_hex}}
+    env.verify_signature(key)  # raises SignatureVerificationError on a bad signature
+    other = signer_from_seed(SEED_B)
+    with pytest.raises(metadata.SignatureVerificationError):
+        env.verify_signature({**key, "keyid": s.validator_id,
+                              "keyval": {"public": other.public_hex}})
+    assert json.loads(env.payload)["predicateType"] == "https://github.com/catalytic-hooks/run/v1"
+
+
+def test_run_attest_and_a_chain_of_attestations(attested: Path, tmp_path: Path) -> None:
+    run = catalytic("run", "--run-id", "r2", "--sign", str(key_file(tmp_path)), "--attest",
+                    "--json", "--", "sh", "-c", "echo q > outputs/q.txt", cwd=attested)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert Path(json.loads(run.stdout)["details"]["attestation"]).is_file()
+    chain = tmp_path / "chain.intoto.jsonl"
+    proc = catalytic("attest", "_runs/r1", "_runs/r2", "--sign", str(key_file(tmp_path)),
+                     "--output", str(chain), cwd=attested)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(chain.read_text().splitlines()) == 2
+    ok = catalytic("verify", "_runs/r1", "_runs/r2", "--attestation", str(chain), "--json",
+                   cwd=attested)
+    assert ok.returncode == 0, ok.stdout
+    swapped = catalytic("verify", "_runs/r2", "_runs/r1", "--attestation", str(chain), "--json",
+                        cwd=attested)
+    assert swapped.returncode == 1  # each envelope is bound to its own run

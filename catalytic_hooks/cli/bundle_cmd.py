@@ -33,6 +33,8 @@ def run(
                     ] = 0,
     metrics: Annotated[list[str] | None, typer.Option("--metrics", help="Declare a metrics "
                        "JSON file (repository-relative) for replay; repeatable.")] = None,
+    attest: Annotated[bool, typer.Option("--attest", help="With --sign: also write the run's "
+                      "in-toto attestation (attestation.intoto.json).")] = False,
     json_mode: JsonOpt = False,
 ) -> None:
     """Run COMMAND as a catalytic operation and record it as a run bundle."""
@@ -42,6 +44,8 @@ def run(
     with handled(json_mode):
         repo = open_repo(None)
         policy = load_policy(repo.top)
+        if attest and sign is None:
+            raise CatalyticError(ErrorCode.USAGE, "--attest needs --sign KEY")
         signer = load_signer(sign) if sign is not None else None
         res = run_operation(repo, policy, RunOptions(
             run_id=run_id, command=list(command or []), restore=restore, pack=pack,
@@ -51,6 +55,9 @@ def run(
                    "proof_verdict": res.proof_verdict, "outputs": res.outputs,
                    "signed": res.signed, "undo": res.undo,
                    "git_state_changed": res.git_state_changed}
+        if attest and sign is not None and res.ok:
+            # Only a successful run verifies, and only a verified bundle is attested.
+            details["attestation"] = str(write_attestations([res.run_dir], sign, None, None)[0])
 
         def human() -> None:
             warn(f"catalytic: run {run_id}: status {res.status} (command exit "
@@ -153,50 +160,72 @@ def verify(
 
 def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | None,
                         trust: TrustPolicy, json_mode: bool) -> None:
+    """One envelope for one run directory; a `.intoto.jsonl` file holds one per line, for the
+    run directories given, in order (a chain)."""
     from catalytic_hooks.bundle.attest import verify_envelope
     from catalytic_hooks.bundle.model import project_root_for
     from catalytic_hooks.core.canonical import loads_strict
 
-    if len(run_dirs) != 1:
-        raise CatalyticError(ErrorCode.USAGE, "--attestation verifies one run directory")
-    run_dir = run_dirs[0].resolve()
     try:
-        doc = loads_strict(path.read_bytes(), what=str(path))
+        raw = path.read_bytes()
     except OSError as exc:
         raise CatalyticError(ErrorCode.USAGE, f"cannot read {path}: {exc.strerror}") from exc
-    info = verify_envelope(doc, run_dir, project_root_for(run_dir, project_root), trust)
-    result(json_mode, True, "PASS", {"attestation": str(path), **info}, lambda: say(
-        f"{path}: valid in-toto attestation of {run_dir} by {info['keyid'][:16]}… "
-        f"({'trusted' if info['trusted'] else 'UNTRUSTED'}), {info['subjects']} subject(s)"))
+    docs = [loads_strict(line, what=str(path)) for line in raw.splitlines() if line.strip()]
+    if len(docs) != len(run_dirs):
+        raise CatalyticError(ErrorCode.USAGE, f"{path} holds {len(docs)} attestation(s) for "
+                             f"{len(run_dirs)} run director{'y' if len(run_dirs) == 1 else 'ies'}")
+    infos = []
+    for doc, run_dir in zip(docs, run_dirs, strict=True):
+        rd = run_dir.resolve()
+        infos.append({"run_dir": str(rd),
+                      **verify_envelope(doc, rd, project_root_for(rd, project_root), trust)})
+
+    def human() -> None:
+        for i in infos:
+            say(f"{i['run_dir']}: valid in-toto attestation by {i['keyid'][:16]}… "
+                f"({'trusted' if i['trusted'] else 'UNTRUSTED'}), {i['subjects']} subject(s)")
+
+    result(json_mode, True, "PASS", {"attestation": str(path), "results": infos}, human)
 
 
-def attest(
-    run_dir: Annotated[Path, typer.Argument(help="A signed run directory.")],
-    key: Annotated[Path, typer.Option("--sign", help="The validator's private key.")],
-    output: Annotated[Path | None, typer.Option("--output", help="Where to write the envelope "
-                      "(default: RUN_DIR/attestation.intoto.json).")] = None,
-    project_root: Annotated[Path | None, typer.Option("--project-root")] = None,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Write an in-toto Statement v1 of a signed run in a DSSE envelope."""
+def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
+                       project_root: Path | None) -> tuple[Path, int]:
     from catalytic_hooks.bundle.attest import ATTESTATION_FILE, envelope, statement
     from catalytic_hooks.bundle.keys import load_signer
     from catalytic_hooks.bundle.model import project_root_for
     from catalytic_hooks.core.canonical import canonical_bytes
     from catalytic_hooks.fs.files import atomic_write
 
-    with handled(json_mode):
+    if len(run_dirs) > 1 and output is None:
+        raise CatalyticError(ErrorCode.USAGE, "give --output FILE.intoto.jsonl for a chain")
+    signer = load_signer(key)
+    lines = []
+    for run_dir in run_dirs:
         rd = run_dir.resolve()
-        signer = load_signer(key)
         stmt = statement(rd, project_root_for(rd, project_root))
         if stmt["predicate"]["validator_id"] != signer.validator_id:
-            raise CatalyticError(ErrorCode.USAGE, "the attestation must be signed with the key "
-                                 "that signed the bundle")
-        target = output or rd / ATTESTATION_FILE
-        atomic_write(target, canonical_bytes(envelope(stmt, signer)) + b"\n")
-        result(json_mode, True, "OK", {"attestation": str(target),
-                                       "subjects": len(stmt["subject"])},
-               lambda: say(f"wrote {target} ({len(stmt['subject'])} subject(s))"))
+            raise CatalyticError(ErrorCode.USAGE, f"{rd}: the attestation must be signed with "
+                                 "the key that signed the bundle")
+        lines.append(canonical_bytes(envelope(stmt, signer)) + b"\n")
+    target = output or run_dirs[0].resolve() / ATTESTATION_FILE
+    atomic_write(target, b"".join(lines))
+    return target, len(lines)
+
+
+def attest(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Signed run directories (several: a "
+                        "chain, one envelope per line).")],
+    key: Annotated[Path, typer.Option("--sign", help="The validator's private key.")],
+    output: Annotated[Path | None, typer.Option("--output", help="Where to write (default: "
+                      "RUN_DIR/attestation.intoto.json; required for a chain).")] = None,
+    project_root: Annotated[Path | None, typer.Option("--project-root")] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Write in-toto Statements v1 of signed runs in DSSE envelopes."""
+    with handled(json_mode):
+        target, n = write_attestations(run_dirs, key, output, project_root)
+        result(json_mode, True, "OK", {"attestation": str(target), "envelopes": n},
+               lambda: say(f"wrote {target} ({n} envelope{'s' if n != 1 else ''})"))
 
 
 def env(

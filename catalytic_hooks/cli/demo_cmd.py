@@ -147,6 +147,11 @@ def bundles(d: Demo) -> None:
     d.run_sh("the raw data is untouched", ["git", "diff", "--exit-code", "--",
                                            "data/raw/measurements.csv"])
     d.run_cat("verify the signed bundle", ["verify", "_runs/demo-001"])
+    d.run_cat("export the run's in-toto attestation (DSSE envelope)",
+              ["attest", "_runs/demo-001", "--sign", key])
+    d.run_cat("verify the attestation against the bundle and the files on disk",
+              ["verify", "_runs/demo-001", "--attestation",
+               "_runs/demo-001/attestation.intoto.json"])
     d.run_sh("verify who signed it with OpenSSH alone (the trust file is an allowed_signers file)",
              ["sh", "-c", "ssh-keygen -Y verify -f .catalytic/allowed_validators -I demo "
               "-n catalytic -s _runs/demo-001/ssh-signature.sig "
