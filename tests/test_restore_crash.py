@@ -30,15 +30,15 @@ def bundle_with_many_files(base: Path, n: int) -> Path:
     return base
 
 
-def killed_at(n: int, work: Callable[[], object]) -> int:
-    """Fork; in the child, SIGKILL itself before the n-th mutating call and otherwise run `work`
-    (fault injection at an exact instant, which no timer can hit reliably). Returns the child's
-    wait status."""
+def killed_at(n: int, work: Callable[[], object], names: tuple[str, ...] = MUTATING) -> int:
+    """Fork; in the child, SIGKILL itself before the n-th call of `names` (the os functions that
+    change the disk) and otherwise run `work` (fault injection at an exact instant, which no
+    timer can hit reliably). Returns the child's wait status."""
     pid = os.fork()
     if pid == 0:  # child
         try:
             count = [0]
-            for name in MUTATING:
+            for name in names:
                 real = getattr(os, name)
 
                 def wrapper(*a, _real=real, **kw):  # type: ignore[no-untyped-def]

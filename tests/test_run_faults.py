@@ -21,6 +21,7 @@ from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git.repo import Repo
 
 from .helpers import catalytic, git
+from .test_restore_crash import killed_at
 
 POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
 RAW, NOTES = b"id,value\n1,0.5\n", b"my notes, never committed\n"
@@ -152,34 +153,18 @@ MUTATING = ("mkdir", "link", "write", "fsync", "rename", "replace", "unlink", "r
 
 
 def _run_killed_at(repo: Path, n: int) -> int:
-    """Fork; the child runs `catalytic run --restore` in-process and SIGKILLs itself right
-    before its n-th mutating call. Returns the wait status."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            count = [0]
-            for name in MUTATING:
-                real = getattr(os, name)
+    """The child runs `catalytic run --restore` in-process and SIGKILLs itself right before its
+    n-th mutating call (test_restore_crash.killed_at). Returns the wait status."""
+    def work() -> None:
+        os.chdir(repo)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        r = Repo.discover(repo)
+        run_operation(r, load_policy(r.top), RunOptions(
+            run_id="r1", restore=True, command=["sh", "-c", MESSY.replace("sleep 60", "")]))
 
-                def wrapper(*a, _real=real, **kw):  # type: ignore[no-untyped-def]
-                    count[0] += 1
-                    if count[0] == n:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    return _real(*a, **kw)
-
-                setattr(os, name, wrapper)
-            os.chdir(repo)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            r = Repo.discover(repo)
-            run_operation(r, load_policy(r.top), RunOptions(
-                run_id="r1", restore=True, command=["sh", "-c", MESSY.replace("sleep 60", "")]))
-            os._exit(0)
-        except BaseException:
-            os._exit(3)
-    _, status = os.waitpid(pid, 0)
-    return status
+    return killed_at(n, work, MUTATING)
 
 
 def test_sigkill_at_every_step_is_recovered(repo: Path, tmp_path: Path) -> None:
