@@ -19,7 +19,7 @@ from catalytic_hooks.enforce.install import (
     is_ours,
     manager_of,
 )
-from catalytic_hooks.git.repo import Repo, git_version
+from catalytic_hooks.git.repo import Repo, git_version, ssh_version
 
 MIN_GIT = (2, 39)  # merge-tree --write-tree --stdin
 
@@ -100,15 +100,19 @@ def _tools() -> list[Check]:
     out.append(Check("git", nums >= MIN_GIT, version or "not found",
                      "" if nums >= MIN_GIT else fix))
     ssh = shutil.which("ssh-keygen")
-    out.append(Check("ssh-keygen", ssh is not None, ssh or "not found", "" if ssh else
+    out.append(Check("ssh-keygen", ssh is not None,
+                     f"{ssh} ({ssh_version() or 'version unknown'})" if ssh else "not found",
+                     "" if ssh else
                      "install OpenSSH (needed to verify signed amendments)"))
     return out
 
 
 def _lfs(repo: Repo) -> list[Check]:
-    attributes = repo.top / ".gitattributes"
-    used = repo.config_get("filter.lfs.process") is not None or (
-        attributes.is_file() and "filter=lfs" in attributes.read_text(errors="replace"))
+    # Whether this repository tracks files with LFS (a global `git lfs install` alone does not
+    # make it an LFS repository).
+    attributes = [repo.top / ".gitattributes", repo.git_dir / "info" / "attributes"]
+    used = any(a.is_file() and "filter=lfs" in a.read_text(errors="replace")
+               for a in attributes)
     if not used:
         return []
     proc = repo.git_proc("lfs", "version")

@@ -434,5 +434,14 @@ def git_version() -> str:
         return ""
 
 
+def ssh_version() -> str:
+    """OpenSSH's version (`ssh -V` prints it on stderr; ssh-keygen has no version option)."""
+    try:
+        proc = subprocess.run(["ssh", "-V"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return ""
+    return (proc.stderr or proc.stdout).strip()
+
+
 def literal(paths: Iterable[str]) -> list[str]:
     return [f":(literal){p}" for p in paths]
