@@ -20,6 +20,17 @@ GIT_ENV = {
 CATALYTIC = [sys.executable, "-m", "catalytic_hooks"]
 
 
+def compile_package() -> None:
+    """Write the package's bytecode, as a pip install of the wheel does: an editable install
+    under PYTHONDONTWRITEBYTECODE=1 (as in this project's CI image) would otherwise compile every
+    module on every call, which is not what users run."""
+    import catalytic_hooks
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                    str(Path(catalytic_hooks.__file__).parent)], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+
+
 def size_mix(rng: random.Random) -> int:
     """Realistic mix: mostly small sources and configs, some medium data, a few large blobs
     (mean about 12 KB, so 100,000 files come to about 1.2 GB)."""

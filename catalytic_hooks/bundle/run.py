@@ -35,11 +35,18 @@ from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
 from catalytic_hooks.core.version import generator
 from catalytic_hooks.fs.files import atomic_write, fsync_dir, sha256_path
-from catalytic_hooks.git.digests import worktree_digest
+from catalytic_hooks.git.digests import (
+    Snapshot,
+    current_snapshot,
+    index_snapshot,
+    worktree_digest,
+)
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.state import (
     IndexFlags,
+    cache_state,
+    drop_caches,
     filtered_paths,
     flagged_entries,
     git_state,
@@ -93,6 +100,8 @@ class _Pre:
     snapshot: dict[str, Saved] | None
     flagged: IndexFlags  # index entries git status would not look at (git.state)
     git_state: dict[str, str]
+    index: Snapshot  # the index's digest records, reused by POST while the index is unchanged
+    caches: list[str]  # git.state.cache_state once PRE wrote its caches
 
 
 @dataclass
@@ -167,24 +176,36 @@ def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -
     started = stamp_seconds()
     state = git_state(repo)
     flags = flagged_entries(repo)
-    pre_td = worktree_digest(repo, policy, cache, rehash=flags)
+    index = index_snapshot(repo, policy, cache)
+    pre_td = worktree_digest(repo, policy, cache, rehash=flags, base=index)
     snap = _snapshot(repo, pre_td.manifest, flags) if opts.restore else None
     return _Pre(started, pre_td, digest_receipt(pre_td, policy),
                 _durable_state(repo.top, policy),
-                {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap, flags, state)
+                {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap, flags, state,
+                # Last, after this process wrote its caches: only the command changes them now.
+                index, cache_state(repo))
 
 
 def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
-                state_after: dict[str, str]) -> _Post:
-    """`state_after`: the git state right after the command, before anything here touched it."""
+                state_after: dict[str, str], caches_after: list[str]) -> _Post:
+    """`state_after`, `caches_after`: the git state and cache identity right after the command,
+    before anything here touched them."""
     rehash = pre.flagged.union(flagged_entries(repo))
+    if caches_after != pre.caches:
+        # Written by the command (say a nested `catalytic digest`, or a forger): never trusted,
+        # by this run (an empty cache, the PRE snapshot held in memory) or by a later one.
+        drop_caches(repo)
+        cache = HashCache(None)
     undo_report: UndoReport | None = None
     if pre.snapshot is not None:
         undo_report = UndoReport()
-        mid = worktree_digest(repo, policy, cache, rehash=rehash)
+        mid = worktree_digest(repo, policy, cache, rehash=rehash,
+                              base=current_snapshot(repo, policy, pre.index))
         undo(repo, pre.snapshot, pre.digest.manifest, mid.manifest, undo_report)
         empty_tmp_roots(repo.top, policy.tmp_roots, pre.tmp_existed, undo_report)
-    post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash), policy)
+    post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash,
+                                          base=current_snapshot(repo, policy, pre.index)),
+                          policy)
     scan = purity_scan(pre.receipt, post, tmp_residue_on_disk(repo.top, policy.tmp_roots),
                        state_changes(pre.git_state, state_after))
     proof_receipt = restore_proof(pre.receipt, post, scan, policy)
@@ -295,7 +316,7 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
                             pre.tmp_existed)
         outcome = guard.run(opts.command, cwd, _command_env(opts), opts.timeout,
                             lambda pid: _started(journal, pid))
-        post = _post_phase(repo, policy, cache, pre, git_state(repo))
+        post = _post_phase(repo, policy, cache, pre, git_state(repo), cache_state(repo))
         refused = post.undo is not None and bool(post.undo.refused)
         try:
             res = _bundle(repo, policy, opts, run_dir, cwd, pre, post, outcome)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -17,16 +18,33 @@ MAX_DEPTH = 200
 
 
 def canonical_bytes(obj: Any) -> bytes:
-    """CJ: sorted keys, no whitespace, UTF-8, no trailing newline."""
+    """CJ: sorted keys, no whitespace, UTF-8, no trailing newline.
+
+    A value with a `canonical_json()` method (a compact manifest, core.records) renders itself:
+    it stands in as a string carrying a random token and its bytes are spliced in, so a
+    100,000-entry manifest is never turned into a dict just to be serialised."""
+    rendered: list[bytes] = []
+    token = os.urandom(12).hex()
+
+    def default(value: Any) -> str:
+        render = getattr(value, "canonical_json", None)
+        if render is None:
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        rendered.append(render())
+        return f"{token}:{len(rendered) - 1}"
+
     try:
         text = json.dumps(
-            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        return text.encode("utf-8")
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+            default=default,
+        ).encode("utf-8")
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         raise CatalyticError(
             ErrorCode.JSON_INVALID, f"value cannot be canonicalised: {exc}"
         ) from exc
+    for i, data in enumerate(rendered):
+        text = text.replace(f'"{token}:{i}"'.encode(), data, 1)
+    return text
 
 
 def sha256_hex(data: bytes) -> str:

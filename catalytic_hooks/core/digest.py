@@ -4,22 +4,50 @@ Pure: the views and the hashing that produce a manifest live in the git layer (g
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
 from catalytic_hooks.core.canonical import canonical_hash, sha256_hex
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.core.records import Overlay, Records
 
 
-@dataclass(frozen=True)
 class TreeDigest:
-    digest: str
-    manifest: dict[str, str]
+    """A digest and its manifest. `records` is the compact form (core.records); `manifest`, a
+    dict, is built on first use only: most digests never need 100,000 string pairs."""
+
+    __slots__ = ("_dict", "digest", "records")
+
+    def __init__(self, records: Overlay, digest: str | None = None):
+        self.records = records
+        self.digest = digest if digest is not None else records.digest()
+        self._dict: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, values: Mapping[str, str]) -> TreeDigest:
+        check_record_paths(values)
+        return cls(Overlay(Records.from_values(values)))
+
+    @property
+    def manifest(self) -> dict[str, str]:
+        if self._dict is None:
+            self._dict = self.records.to_dict()
+        return self._dict
 
     @property
     def file_count(self) -> int:
-        return len(self.manifest)
+        return len(self.records)
+
+    def __eq__(self, other: object) -> bool:
+        """Same digest over the same records (byte for byte), however each was computed."""
+        if not isinstance(other, TreeDigest):
+            return NotImplemented
+        return self.digest == other.digest and self.records.text() == other.records.text()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TreeDigest({self.digest}, {self.file_count} records)"
 
 
 def manifest_digest(manifest: dict[str, str]) -> str:

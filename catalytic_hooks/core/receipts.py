@@ -3,6 +3,7 @@ error."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.digest import TreeDigest, exclusions_spec_hash
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.core.records import Overlay
+from catalytic_hooks.core.records import diff as overlay_diff
 from catalytic_hooks.core.version import module_version, module_version_hash
 
 
@@ -17,14 +20,16 @@ def digest_receipt(td: TreeDigest, policy: Policy) -> dict[str, Any]:
     return {
         "digest": td.digest,
         "file_count": td.file_count,
-        "file_manifest": td.manifest,
+        "file_manifest": td.records,
         "exclusions_spec_hash": exclusions_spec_hash(policy),
         "module_version": module_version(),
         "module_version_hash": module_version_hash(),
     }
 
 
-def diff_manifests(pre: dict[str, str], post: dict[str, str]) -> dict[str, list[str]]:
+def diff_manifests(pre: Mapping[str, str], post: Mapping[str, str]) -> dict[str, list[str]]:
+    if isinstance(pre, Overlay) and isinstance(post, Overlay):
+        return overlay_diff(pre, post)
     return {
         "added": sorted(set(post) - set(pre)),
         "removed": sorted(set(pre) - set(post)),
@@ -38,7 +43,12 @@ def purity_scan(
 ) -> dict[str, Any]:
     """`git_state_changed`: the git state a run's command changed (git.state), which could hide
     mutations from the POST digest; any at all fails the scan."""
-    diff = diff_manifests(pre["file_manifest"], post["file_manifest"])
+    pm, qm = pre["file_manifest"], post["file_manifest"]
+    if isinstance(pm, Overlay) and isinstance(qm, Overlay) and pre["digest"] == post["digest"]:
+        # Computed here, not read from a file: equal digests are equal records, no diff needed.
+        diff: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+    else:
+        diff = diff_manifests(pm, qm)
     violations = sorted(set(diff["added"]) | set(diff["removed"]) | set(diff["changed"]))
     failed = bool(tmp_residue) or pre["digest"] != post["digest"] or bool(git_state_changed)
     scan: dict[str, Any] = {
