@@ -174,10 +174,11 @@ def _snapshot(repo: Repo, manifest: dict[str, str], flags: IndexFlags) -> dict[s
 
 def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -> _Pre:
     started = stamp_seconds()
+    status = repo.status_start(ignored=False)  # the slowest part: git runs it meanwhile
     state = git_state(repo)
     flags = flagged_entries(repo)
     index = index_snapshot(repo, policy, cache)
-    pre_td = worktree_digest(repo, policy, cache, rehash=flags, base=index)
+    pre_td = worktree_digest(repo, policy, cache, rehash=flags, base=index, status=status)
     snap = _snapshot(repo, pre_td.manifest, flags) if opts.restore else None
     return _Pre(started, pre_td, digest_receipt(pre_td, policy),
                 _durable_state(repo.top, policy),
@@ -190,6 +191,7 @@ def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
                 state_after: dict[str, str], caches_after: list[str]) -> _Post:
     """`state_after`, `caches_after`: the git state and cache identity right after the command,
     before anything here touched them."""
+    status = repo.status_start(ignored=False) if pre.snapshot is None else None
     rehash = pre.flagged.union(flagged_entries(repo))
     if caches_after != pre.caches:
         # Written by the command (say a nested `catalytic digest`, or a forger): never trusted,
@@ -204,8 +206,8 @@ def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
         undo(repo, pre.snapshot, pre.digest.manifest, mid.manifest, undo_report)
         empty_tmp_roots(repo.top, policy.tmp_roots, pre.tmp_existed, undo_report)
     post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash,
-                                          base=current_snapshot(repo, policy, pre.index)),
-                          policy)
+                                          base=current_snapshot(repo, policy, pre.index),
+                                          status=status), policy)
     scan = purity_scan(pre.receipt, post, tmp_residue_on_disk(repo.top, policy.tmp_roots),
                        state_changes(pre.git_state, state_after))
     proof_receipt = restore_proof(pre.receipt, post, scan, policy)

@@ -9,7 +9,7 @@ import typer
 
 from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.cli.common import JsonOpt, RepoOpt, TrustFileOpt, open_repo
-from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say, warn
+from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy, load_policy
 from catalytic_hooks.git.repo import Repo
@@ -38,43 +38,11 @@ def run(
     json_mode: JsonOpt = False,
 ) -> None:
     """Run COMMAND as a catalytic operation and record it as a run bundle."""
-    from catalytic_hooks.bundle.keys import load_signer
-    from catalytic_hooks.bundle.run import RunOptions, run_operation
+    from catalytic_hooks.cli.run_impl import RunArgs, run_run
 
-    with handled(json_mode):
-        repo = open_repo(None)
-        policy = load_policy(repo.top)
-        if attest and sign is None:
-            raise CatalyticError(ErrorCode.USAGE, "--attest needs --sign KEY")
-        signer = load_signer(sign) if sign is not None else None
-        res = run_operation(repo, policy, RunOptions(
-            run_id=run_id, command=list(command or []), restore=restore, pack=pack,
-            signer=signer, timeout=timeout, seed=seed, metrics=list(metrics or []),
-        ))
-        details = {"run_dir": str(res.run_dir), "status": res.status, "exit_code": res.exit_code,
-                   "proof_verdict": res.proof_verdict, "outputs": res.outputs,
-                   "signed": res.signed, "undo": res.undo,
-                   "git_state_changed": res.git_state_changed}
-        if attest and sign is not None and res.ok:
-            # Only a successful run verifies, and only a verified bundle is attested.
-            details["attestation"] = str(write_attestations([res.run_dir], sign, None, None)[0])
-
-        def human() -> None:
-            warn(f"catalytic: run {run_id}: status {res.status} (command exit "
-                 f"{res.exit_code}), restore proof {res.proof_verdict}, "
-                 f"{len(res.outputs)} output(s){', signed' if res.signed else ''}")
-            warn(f"catalytic: bundle written to {res.run_dir}")
-            if res.git_state_changed:
-                warn("catalytic: the command changed git state that can hide changes from the "
-                     f"POST digest (FAIL): {', '.join(res.git_state_changed)}")
-            if res.undo and res.undo["refused"]:
-                for r in res.undo["refused"]:
-                    warn(f"  undo refused for {r['path']}: {r['reason']}")
-
-        # Interrupted by a signal: exit as a shell user expects (130 for Ctrl-C, 143 for TERM).
-        result(json_mode, res.ok, "PASS" if res.ok else "RUN_FAILED",
-               {**details, "signal": res.signal}, human,
-               exit_code=128 + res.signal if res.signal else None)
+    run_run(RunArgs(run_id=run_id, command=list(command or []), restore=restore, pack=pack,
+                    sign=sign, timeout=timeout, seed=seed, metrics=list(metrics or []),
+                    attest=attest, json_mode=json_mode))
 
 
 def keygen(
@@ -188,30 +156,6 @@ def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | N
     result(json_mode, True, "PASS", {"attestation": str(path), "results": infos}, human)
 
 
-def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
-                       project_root: Path | None) -> tuple[Path, int]:
-    from catalytic_hooks.bundle.attest import ATTESTATION_FILE, envelope, statement
-    from catalytic_hooks.bundle.keys import load_signer
-    from catalytic_hooks.bundle.model import project_root_for
-    from catalytic_hooks.core.canonical import canonical_bytes
-    from catalytic_hooks.fs.files import atomic_write
-
-    if len(run_dirs) > 1 and output is None:
-        raise CatalyticError(ErrorCode.USAGE, "give --output FILE.intoto.jsonl for a chain")
-    signer = load_signer(key)
-    lines = []
-    for run_dir in run_dirs:
-        rd = run_dir.resolve()
-        stmt = statement(rd, project_root_for(rd, project_root))
-        if stmt["predicate"]["validator_id"] != signer.validator_id:
-            raise CatalyticError(ErrorCode.USAGE, f"{rd}: the attestation must be signed with "
-                                 "the key that signed the bundle")
-        lines.append(canonical_bytes(envelope(stmt, signer)) + b"\n")
-    target = output or run_dirs[0].resolve() / ATTESTATION_FILE
-    atomic_write(target, b"".join(lines))
-    return target, len(lines)
-
-
 def attest(
     run_dirs: Annotated[list[Path], typer.Argument(help="Signed run directories (several: a "
                         "chain, one envelope per line).")],
@@ -223,6 +167,8 @@ def attest(
 ) -> None:
     """Write in-toto Statements v1 of signed runs in DSSE envelopes."""
     with handled(json_mode):
+        from catalytic_hooks.cli.run_impl import write_attestations
+
         target, n = write_attestations(run_dirs, key, output, project_root)
         result(json_mode, True, "OK", {"attestation": str(target), "envelopes": n},
                lambda: say(f"wrote {target} ({n} envelope{'s' if n != 1 else ''})"))

@@ -1,16 +1,17 @@
-"""Start-up fast path for `catalytic digest` and `catalytic check`.
+"""One start-up fast path for the hot commands: `digest`, `check` and `run`.
 
-Typer 0.29 builds a pydantic validator for every option of a command on every call (about
-100-150 ms here), which would be most of a warm digest's time. This module reads the same options
-from the same table of names as the Typer command (a test checks that they are identical) and calls
-the same implementation; anything it does not recognise exactly (`--help`, an unknown or
-malformed option, a positional argument) returns None and goes through Typer, which then reports
-it as usual. `CATALYTIC_NO_FASTPATH=1` disables it.
+Typer 0.29 imports pydantic and builds a validator for every option of a command on every call
+(about 100-250 ms here), which would be most of a warm digest's time and a fifth of a run's. This
+module reads the same options from a table of names per command (a test checks each table against
+the Typer command's) and calls the same implementation; anything it does not recognise exactly
+(`--help`, an unknown or malformed option, a positional argument, a number that does not parse)
+returns None and goes through Typer, which then reports it as usual. `CATALYTIC_NO_FASTPATH=1`
+disables it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,31 @@ CHECK_OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def parse_options(argv: Sequence[str], table: dict[str, tuple[str, str]], args: Any
-                  ) -> Any | None:
-    """Fill `args` from `argv` by `table`; None for anything not recognised exactly."""
+RUN_OPTIONS: dict[str, tuple[str, str]] = {
+    "--run-id": ("run_id", "str"),
+    "--restore": ("restore", "flag"),
+    "--pack": ("pack", "flag"),
+    "--sign": ("sign", "path"),
+    "--timeout": ("timeout", "float"),
+    "--seed": ("seed", "int"),
+    "--metrics": ("metrics", "list"),
+    "--attest": ("attest", "flag"),
+    "--json": ("json_mode", "flag"),
+}
+_NUMBER = {"int": int, "float": float}
+
+
+def parse_options(argv: Sequence[str], table: dict[str, tuple[str, str]], args: Any,
+                  rest: str | None = None) -> Any | None:
+    """Fill `args` from `argv` by `table`; None for anything not recognised exactly. `rest`:
+    the field that takes every argument after `--` (the commands with no positional
+    arguments have none)."""
     i = 0
     while i < len(argv):
         token = argv[i]
+        if token == "--" and rest is not None:
+            setattr(args, rest, list(argv[i + 1:]))
+            return args
         name, eq, inline = token.partition("=")
         spec = table.get(name)
         if spec is None:
@@ -78,6 +98,11 @@ def parse_options(argv: Sequence[str], table: dict[str, tuple[str, str]], args: 
         if kind == "list":
             current = getattr(args, field) or []
             setattr(args, field, [*current, value])
+        elif kind in _NUMBER:
+            try:
+                setattr(args, field, _NUMBER[kind](value))
+            except ValueError:
+                return None
         else:
             setattr(args, field, Path(value) if kind == "path" else value)
     return args
@@ -95,20 +120,47 @@ def parse_check(argv: Sequence[str]) -> Any | None:
     return parse_options(argv, CHECK_OPTIONS, CheckArgs())
 
 
+def parse_run(argv: Sequence[str]) -> Any | None:
+    from catalytic_hooks.cli.run_impl import RunArgs
+
+    args = parse_options(argv, RUN_OPTIONS, RunArgs(), rest="command")
+    # --run-id is required: without it Typer says so.
+    return args if args is not None and args.run_id is not None else None
+
+
+def _run_digest(args: Any) -> None:
+    from catalytic_hooks.cli.receipts_impl import run_digest
+
+    run_digest(args)
+
+
+def _run_check(args: Any) -> None:
+    from catalytic_hooks.cli.check_impl import run_check
+
+    run_check(args)
+
+
+def _run_run(args: Any) -> None:
+    from catalytic_hooks.cli.run_impl import run_run
+
+    run_run(args)
+
+
+COMMANDS: dict[str, tuple[Callable[[Sequence[str]], Any | None], Callable[[Any], None]]] = {
+    "digest": (parse_digest, _run_digest),
+    "check": (parse_check, _run_check),
+    "run": (parse_run, _run_run),
+}
+
+
 def fast(command: str, argv: Sequence[str]) -> int | None:
-    """Run `digest` or `check` without Typer when every option is plain; None: use Typer."""
-    parsed = parse_digest(argv) if command == "digest" else parse_check(argv)
+    """Run a hot command without Typer when every option is plain; None: use Typer."""
+    parse, execute = COMMANDS[command]
+    parsed = parse(argv)
     if parsed is None:
         return None
     try:
-        if command == "digest":
-            from catalytic_hooks.cli.receipts_impl import run_digest
-
-            run_digest(parsed)
-        else:
-            from catalytic_hooks.cli.check_impl import run_check
-
-            run_check(parsed)
+        execute(parsed)
     except CommandExit as exc:
         return exc.code
     return 0

@@ -1,6 +1,6 @@
 """Console entry point. `catalytic hook ...` is dispatched before Typer and rich are imported,
 because git runs it on every commit and push and start-up time is the hook's whole cost;
-`catalytic digest` and `catalytic check` too when their options are plain (see fastpath.py)."""
+`catalytic digest`, `check` and `run` too when their options are plain (see fastpath.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from catalytic_hooks.enforce.hookmain import main as hook_main
 
         return hook_main(args[1:])
-    if args[:1] in (["digest"], ["check"]) and not os.environ.get("CATALYTIC_NO_FASTPATH"):
+    if args[:1] in (["digest"], ["check"], ["run"]) and not os.environ.get(
+            "CATALYTIC_NO_FASTPATH"):
         from catalytic_hooks.cli.fastpath import fast
 
         code = fast(args[0], args[1:])

@@ -25,6 +25,9 @@ _JSON_PLAIN = bytes(b for b in range(256)
                     if not ((b < 0x20 and b != 0x0A) or b in (0x22, 0x5C, 0x7F)))
 
 
+_json_memo: dict[str, bytes] = {}
+
+
 def _utf8(path: str) -> bytes:
     try:
         return path.encode("utf-8")
@@ -156,7 +159,12 @@ class Overlay(Mapping[str, str]):
         return isinstance(path, str) and self.get(path) is not None
 
     def canonical_json(self) -> bytes:
-        return self.json()
+        # A run renders PRE and POST, which are usually the same records: render them once.
+        digest = self.digest()
+        if digest not in _json_memo:
+            _json_memo.clear()
+            _json_memo[digest] = self.json()
+        return _json_memo[digest]
 
     @property
     def touched(self) -> frozenset[str]:

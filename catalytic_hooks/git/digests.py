@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,14 +110,16 @@ def current_snapshot(repo: Repo, policy: Policy, known: Snapshot) -> Snapshot:
 
 
 def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bool = False,
-                    rehash: IndexFlags | None = None, base: Snapshot | None = None
-                    ) -> TreeDigest:
+                    rehash: IndexFlags | None = None, base: Snapshot | None = None,
+                    status: subprocess.Popen[bytes] | None = None) -> TreeDigest:
     """The index snapshot (`base`, else loaded) patched with what `git status` reports.
 
     `rehash`: index entries whose disk state git status does not report, read from disk
     anyway. Absent from disk, an assume-unchanged entry is deleted; a skip-worktree entry is
-    outside the sparse checkout, so it keeps its index value (neither deleted nor read)."""
-    status_proc = repo.status_start(ignored=ignored)  # runs while the index values load
+    outside the sparse checkout, so it keeps its index value (neither deleted nor read).
+    `status`: the caller's `repo.status_start(ignored=...)`, started before other work."""
+    # git status runs while the index values load
+    status_proc = status or repo.status_start(ignored=ignored)
     records = (base or index_snapshot(repo, policy, cache)).records
     st = repo.finish_status(status_proc)
     flags = rehash or IndexFlags()

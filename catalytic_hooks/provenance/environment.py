@@ -4,8 +4,9 @@ settings both apply to the command they run."""
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
+import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,68 @@ def determinism_env(seed: int) -> dict[str, str]:
 
 
 def distributions() -> list[str]:
-    """Installed distributions as sorted `name==version` (importlib.metadata, not pip)."""
-    seen = set()
-    for dist in importlib.metadata.distributions():
-        name = (dist.metadata["Name"] or "").strip()
-        if name:
-            seen.add(f"{name.lower().replace('_', '-')}=={dist.version}")
+    """Installed distributions as sorted `name==version`: what importlib.metadata reports, read
+    from the metadata files' headers directly (parsing 250 METADATA files as e-mail messages
+    cost 0.3 s of every run). Anything unusual on sys.path takes importlib.metadata's path."""
+    seen = _from_headers()
+    if seen is None:
+        import importlib.metadata
+
+        seen = set()
+        for dist in importlib.metadata.distributions():
+            name = (dist.metadata["Name"] or "").strip()
+            if name:
+                seen.add(f"{name.lower().replace('_', '-')}=={dist.version}")
     return sorted(seen)
+
+
+def _from_headers() -> set[str] | None:
+    seen: set[str] = set()
+    for entry in sys.path:
+        base = entry or "."
+        if os.path.isfile(base):
+            return None  # a zip archive: importlib.metadata knows how to read those
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".dist-info"):
+                meta = os.path.join(base, n, "METADATA")
+            elif n.endswith(".egg-info"):
+                meta = os.path.join(base, n)
+                meta = os.path.join(meta, "PKG-INFO") if os.path.isdir(meta) else meta
+            else:
+                continue
+            fields = _header(meta)
+            if fields is None:
+                return None
+            if fields.get("name"):
+                seen.add(f"{fields['name'].lower().replace('_', '-')}=={fields.get('version')}")
+    return seen
+
+
+def _header(path: str) -> dict[str, str] | None:
+    """Name and Version from an RFC 822 header block (None: not the plain form expected)."""
+    fields: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                if line in ("\n", "\r\n"):
+                    break
+                if line[:1] in (" ", "\t"):
+                    continue  # a folded continuation line (Name and Version are never folded)
+                key, sep, value = line.partition(":")
+                key = key.lower()
+                if sep and key in ("name", "version") and key not in fields:
+                    fields[key] = value.strip()
+                if len(fields) == 2:
+                    break
+    except FileNotFoundError:
+        return {}  # importlib.metadata would skip it as well, with no Name
+    except OSError:
+        return None
+    return fields
 
 
 def fingerprint(root: Path, lock_files: tuple[str, ...], seed: int) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""The run command's implementation, without Typer: `catalytic run` reaches it both from the
+Typer command (bundle_cmd.py) and from the start-up fast path (fastpath.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalytic_hooks.cli.context import open_repo
+from catalytic_hooks.cli.output import handled, result, warn
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import load_policy
+
+
+@dataclass
+class RunArgs:
+    """The options of `catalytic run`, whichever parser read them."""
+
+    run_id: str | None = None
+    command: list[str] = field(default_factory=list)
+    restore: bool = False
+    pack: bool = False
+    sign: Path | None = None
+    timeout: float | None = None
+    seed: int = 0
+    metrics: list[str] = field(default_factory=list)
+    attest: bool = False
+    json_mode: bool = False
+
+
+def run_run(args: RunArgs) -> None:
+    """Run the command as a catalytic operation; ends with CommandExit."""
+    from catalytic_hooks.bundle.keys import load_signer
+    from catalytic_hooks.bundle.run import RunOptions, run_operation
+
+    run_id, sign, attest, json_mode = args.run_id or "", args.sign, args.attest, args.json_mode
+    with handled(json_mode):
+        repo = open_repo(None)
+        policy = load_policy(repo.top)
+        if attest and sign is None:
+            raise CatalyticError(ErrorCode.USAGE, "--attest needs --sign KEY")
+        signer = load_signer(sign) if sign is not None else None
+        res = run_operation(repo, policy, RunOptions(
+            run_id=run_id, command=list(args.command), restore=args.restore, pack=args.pack,
+            signer=signer, timeout=args.timeout, seed=args.seed, metrics=list(args.metrics),
+        ))
+        details = {"run_dir": str(res.run_dir), "status": res.status, "exit_code": res.exit_code,
+                   "proof_verdict": res.proof_verdict, "outputs": res.outputs,
+                   "signed": res.signed, "undo": res.undo,
+                   "git_state_changed": res.git_state_changed}
+        if attest and sign is not None and res.ok:
+            # Only a successful run verifies, and only a verified bundle is attested.
+            details["attestation"] = str(write_attestations([res.run_dir], sign, None, None)[0])
+
+        def human() -> None:
+            warn(f"catalytic: run {run_id}: status {res.status} (command exit "
+                 f"{res.exit_code}), restore proof {res.proof_verdict}, "
+                 f"{len(res.outputs)} output(s){', signed' if res.signed else ''}")
+            warn(f"catalytic: bundle written to {res.run_dir}")
+            if res.git_state_changed:
+                warn("catalytic: the command changed git state that can hide changes from the "
+                     f"POST digest (FAIL): {', '.join(res.git_state_changed)}")
+            if res.undo and res.undo["refused"]:
+                for r in res.undo["refused"]:
+                    warn(f"  undo refused for {r['path']}: {r['reason']}")
+
+        # Interrupted by a signal: exit as a shell user expects (130 for Ctrl-C, 143 for TERM).
+        result(json_mode, res.ok, "PASS" if res.ok else "RUN_FAILED",
+               {**details, "signal": res.signal}, human,
+               exit_code=128 + res.signal if res.signal else None)
+
+
+def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
+                       project_root: Path | None) -> tuple[Path, int]:
+    from catalytic_hooks.bundle.attest import ATTESTATION_FILE, envelope, statement
+    from catalytic_hooks.bundle.keys import load_signer
+    from catalytic_hooks.bundle.model import project_root_for
+    from catalytic_hooks.core.canonical import canonical_bytes
+    from catalytic_hooks.fs.files import atomic_write
+
+    if len(run_dirs) > 1 and output is None:
+        raise CatalyticError(ErrorCode.USAGE, "give --output FILE.intoto.jsonl for a chain")
+    signer = load_signer(key)
+    lines = []
+    for run_dir in run_dirs:
+        rd = run_dir.resolve()
+        stmt = statement(rd, project_root_for(rd, project_root))
+        if stmt["predicate"]["validator_id"] != signer.validator_id:
+            raise CatalyticError(ErrorCode.USAGE, f"{rd}: the attestation must be signed with "
+                                 "the key that signed the bundle")
+        lines.append(canonical_bytes(envelope(stmt, signer)) + b"\n")
+    target = output or run_dirs[0].resolve() / ATTESTATION_FILE
+    atomic_write(target, b"".join(lines))
+    return target, len(lines)
