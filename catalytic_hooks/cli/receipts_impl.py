@@ -39,6 +39,9 @@ class DigestArgs:
     post: Path | None = None
     error_receipt_path: Path | None = None  # written only where asked
     json_mode: bool = False
+    # `git status` started by the fast path for the current directory's repository (only
+    # for --worktree without --repo): the digest's own would be the same command.
+    status: Any = None
 
 
 def config_snapshot(args: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +70,15 @@ def on_error(operation: str, path: Path | None, config: dict[str, Any], exc: Cat
 
 def run_digest(args: DigestArgs) -> None:
     """Compute a tree digest receipt; ends with CommandExit."""
+    try:
+        _run_digest(args)
+    finally:
+        if args.status is not None:  # an early `git status` nobody read (an error, say)
+            args.status.kill()
+            args.status.wait()
+
+
+def _run_digest(args: DigestArgs) -> None:
     rev, index, worktree, dir, repo = args.rev, args.index, args.worktree, args.dir, args.repo
     exclusions, durable_roots, tmp_roots = args.exclusions, args.durable_roots, args.tmp_roots
     output, pre, post, json_mode = args.output, args.pre, args.post, args.json_mode
@@ -112,7 +124,9 @@ def run_digest(args: DigestArgs) -> None:
             from catalytic_hooks.core.pending import refuse_if_pending
 
             refuse_if_pending(git.git_dir, "a working-tree digest")
-            td, kind = worktree_digest(git, policy, cache, ignored=ignored), "worktree"
+            early, args.status = args.status, None
+            td, kind = worktree_digest(git, policy, cache, ignored=ignored,
+                                       status=early if repo is None else None), "worktree"
         receipt = digest_receipt(td, policy)
         write_receipt(targets[0] if targets else None, receipt)
         result(json_mode, True, "PASS", receipt, lambda: say(

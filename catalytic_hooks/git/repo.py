@@ -64,6 +64,29 @@ def _popen(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
             signal.signal(s, handler)
 
 
+def status_args(ignored: bool) -> list[str]:
+    # -uall, not the faster default: in "normal" mode git omits an untracked directory that
+    # stands where a deleted tracked file was, and a digest must never miss a file.
+    args = ["--no-optional-locks", "status", "--porcelain=v2", "-z", "--no-renames",
+            "--ignore-submodules=none", "--untracked-files=all"]
+    if ignored:
+        # "traditional" with -uall lists every file inside an ignored directory.
+        args.append("--ignored=traditional")
+    return args
+
+
+def early_status(ignored: bool) -> subprocess.Popen[bytes] | None:
+    """`git status` of the repository containing the current directory, with git's environment
+    as is: exactly what `Repo.discover().status_start()` starts, begun before the interpreter
+    has imported the rest of the tool (the caller checks it is that repository, else kills it).
+    None when git cannot be started (the normal path then reports why)."""
+    try:
+        return _popen(["git", *status_args(ignored)], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
+    except OSError:
+        return None
+
+
 def _run(args: list[str], input: bytes | None = None, **kw: Any
          ) -> subprocess.CompletedProcess[bytes]:
     """subprocess.run for git, with a missing git reported as such (not as a bug)."""
@@ -146,7 +169,7 @@ class Repo:
         try:
             out = subprocess.run(
                 ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir",
-                 "--git-common-dir"],
+                 "--git-common-dir", "--show-object-format"],
                 cwd=cwd, env=env, capture_output=True, check=True,
             ).stdout
         except subprocess.CalledProcessError as exc:
@@ -158,13 +181,15 @@ class Repo:
         except FileNotFoundError as exc:
             raise _git_missing() from exc
         lines = os.fsdecode(out).splitlines()
-        if len(lines) != 3 or not lines[0]:
+        if len(lines) != 4 or not lines[0]:
             raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} has no working tree")
         top, git_dir = Path(lines[0]), Path(lines[1])
         common = Path(lines[2])
         if not common.is_absolute():
             common = (cwd / common).resolve()
-        return cls(top, git_dir, common, env)
+        repo = cls(top, git_dir, common, env)
+        repo._object_format = lines[3] or "sha1"  # asked in the same call: one process less
+        return repo
 
     @classmethod
     def discover_bare(cls, start: Path | None = None) -> Repo:
@@ -302,14 +327,7 @@ class Repo:
         return entries
 
     def status_start(self, *, ignored: bool) -> subprocess.Popen[bytes]:
-        # -uall, not the faster default: in "normal" mode git omits an untracked directory that
-        # stands where a deleted tracked file was, and a digest must never miss a file.
-        args = ["--no-optional-locks", "status", "--porcelain=v2", "-z", "--no-renames",
-                "--ignore-submodules=none", "--untracked-files=all"]
-        if ignored:
-            # "traditional" with -uall lists every file inside an ignored directory.
-            args.append("--ignored=traditional")
-        return self.start(*args)
+        return self.start(*status_args(ignored))
 
     def finish_status(self, proc: subprocess.Popen[bytes]) -> WorktreeStatus:
         return self.parse_status(self.finish(proc))

@@ -37,7 +37,9 @@ def pinned(repo: Repo) -> Repo:
         env[f"GIT_CONFIG_VALUE_{n}"] = value
         n += 1
     env["GIT_CONFIG_COUNT"] = str(n)
-    return Repo(repo.top, repo.git_dir, repo.common_dir, env)
+    view = Repo(repo.top, repo.git_dir, repo.common_dir, env)
+    view._object_format = repo._object_format  # a repository's format never changes
+    return view
 
 
 @dataclass(frozen=True)
