@@ -17,7 +17,30 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
-CATALYTIC = [sys.executable, "-m", "catalytic_hooks"]
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path(__file__).resolve().parent / "_corpus"
+
+
+def _tool() -> list[str]:
+    """The tool as users run it: `pip install` of this checkout (not editable, so bytecode is
+    compiled and no editable-import finder runs at every start) into a virtual environment of
+    its own under bench/_corpus, reinstalled from the checkout on every bench run.
+    CATALYTIC_BENCH_DEV=1 measures the development install instead."""
+    if os.environ.get("CATALYTIC_BENCH_DEV"):
+        return [sys.executable, "-m", "catalytic_hooks"]
+    venv_dir = CORPUS / "venv-tool"
+    py = venv_dir / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT)], check=True, env=env)
+    else:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+                        str(ROOT)], check=True, env=env, capture_output=True)
+    return [str(venv_dir / "bin" / "catalytic")]
+
+
+CATALYTIC = _tool()
 
 
 def compile_package() -> None:

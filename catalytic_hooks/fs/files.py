@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import os
 import stat
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ def write_all(fd: int, data: bytes) -> None:
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Temp file in the same directory + fsync + os.replace: readers see old or new, never half."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(16).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      mode)
