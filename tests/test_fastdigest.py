@@ -9,9 +9,10 @@ import pytest
 
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git import hashing
-from catalytic_hooks.git.digests import _snapshot_file, index_digest, tree_digest, worktree_digest
+from catalytic_hooks.git.digests import index_digest, tree_digest, worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.snapshot import _snapshot_file
 from catalytic_hooks.git.views import index_view, worktree_view
 
 from .helpers import DEFAULT_POLICY, git

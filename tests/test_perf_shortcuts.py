@@ -38,14 +38,14 @@ FORGE = """
 import json, sys
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.core.records import Records
-from catalytic_hooks.git.digests import _snapshot_file
+from catalytic_hooks.git.snapshot import _save, _snapshot_file
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.state import index_identity
 r = Repo.discover(); p = load_policy(r.top)
 old = json.load(open(sys.argv[1]))["file_manifest"]
 path = _snapshot_file(r, p); path.parent.mkdir(exist_ok=True)
-path.write_bytes(Records.from_values(old).dump(index_identity(r)))
+_save(path, index_identity(r), None, Records.from_values(old))
 c = HashCache.for_repo(r); new = r.git("rev-parse", ":src/a.py").decode().strip()
 c.put(new, old["src/a.py"]); c.save()
 """
@@ -151,7 +151,8 @@ def test_fast_and_typer_runs_write_the_same_bundle(repo: Path, fast: bool) -> No
     assert details["outputs"] == {"outputs/o.txt": "sha256:" + hashlib.sha256(
         b"out\n").hexdigest()}
     spec = json.loads((repo / "_runs/r1/TASK_SPEC.json").read_text())
-    assert spec["seed"] == 3 and spec["command"] == ["sh", "-c", "mkdir -p outputs && echo out > outputs/o.txt"]
+    assert spec["seed"] == 3
+    assert spec["command"] == ["sh", "-c", "mkdir -p outputs && echo out > outputs/o.txt"]
 
 
 def test_distributions_are_what_importlib_metadata_reports() -> None:

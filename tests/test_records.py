@@ -56,15 +56,46 @@ def test_overlay_equals_the_dict_it_stands_for(base: dict[str, str], removed: li
 @given(MANIFESTS)
 def test_stored_form_round_trips_and_rejects_any_other_bytes(values: dict[str, str]) -> None:
     r = Records.from_values(values)
-    data = r.dump("ident-1")
-    back = Records.load(data, "ident-1")
-    assert back is not None and back.text == r.text and back.digest == r.digest
+    index, text = r.dump("ident-1")
+    loaded = Records.load(index, text)
+    assert loaded is not None and loaded[0] == "ident-1"
+    back = loaded[1]
+    assert back.text == r.text and back.digest == r.digest
     assert list(back.starts) == list(r.starts) and list(back.klens) == list(r.klens)
-    assert Records.load(data, "ident-2") is None  # another index
-    assert Records.load(data[:-1], "ident-1") is None  # truncated
-    flipped = bytearray(data)
-    flipped[-1] ^= 1
-    assert Records.load(bytes(flipped), "ident-1") is None
+    assert Records.load(index[:-1], text) is None  # truncated
+    for part in (0, 1):
+        if (index, text)[part]:
+            flipped = [bytearray(index), bytearray(text)]
+            flipped[part][-1] ^= 1
+            assert Records.load(bytes(flipped[0]), bytes(flipped[1])) is None
+    other = Records.from_values({**values, "zz-extra": "0" * 64})
+    assert Records.load(index, other.dump("x")[1]) is None  # records of another snapshot
+
+
+@settings(max_examples=200, deadline=None)
+@given(MANIFESTS, st.lists(PATHS, max_size=6), st.dictionaries(PATHS, VALUES, max_size=6))
+def test_materialized_overlay_is_the_records_of_its_dict(base: dict[str, str], removed: list[str],
+                                                         added: dict[str, str]) -> None:
+    expected = {k: v for k, v in base.items() if k not in removed}
+    expected.update(added)
+    got = Overlay(Records.from_values(base), frozenset(removed), added).materialize()
+    want = Records.from_values(expected)
+    assert (got.text, got.digest) == (want.text, want.digest)
+    assert list(got.starts) == list(want.starts) and list(got.klens) == list(want.klens)
+
+
+@settings(max_examples=100, deadline=None)
+@given(MANIFESTS, st.integers(min_value=1, max_value=5))
+def test_concatenated_chunks_are_the_records_of_the_whole(values: dict[str, str], n: int) -> None:
+    keys = sorted(values, key=lambda k: k.encode())
+    parts = [Records.from_values({k: values[k] for k in keys[i::n]}) for i in range(n)]  # unordered
+    ordered = [Records.from_values({k: values[k] for k in keys[i * len(keys) // n:
+                                                                (i + 1) * len(keys) // n]})
+               for i in range(n)]
+    want = Records.from_values(values)
+    for got in (Records.concat(parts), Records.concat(ordered)):
+        assert (got.text, got.digest, list(got.starts), list(got.klens)) == \
+            (want.text, want.digest, list(want.starts), list(want.klens))
 
 
 def test_digest_is_the_formula_on_a_realistic_manifest() -> None:

@@ -35,14 +35,10 @@ from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
 from catalytic_hooks.core.version import generator
 from catalytic_hooks.fs.files import atomic_write, fsync_dir, sha256_path
-from catalytic_hooks.git.digests import (
-    Snapshot,
-    current_snapshot,
-    index_snapshot,
-    worktree_digest,
-)
+from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.snapshot import Snapshot, current_snapshot, index_snapshot
 from catalytic_hooks.git.state import (
     IndexFlags,
     cache_state,

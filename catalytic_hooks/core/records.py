@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import accumulate
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -42,7 +42,8 @@ class Records:
 
     __slots__ = ("digest", "klens", "starts", "text")
 
-    def __init__(self, text: bytes, starts: array[int], klens: array[int], digest: str):
+    def __init__(self, text: bytes | bytearray, starts: array[int], klens: array[int],
+                 digest: str):
         self.text, self.starts, self.klens, self.digest = text, starts, klens, digest
 
     @classmethod
@@ -66,7 +67,7 @@ class Records:
     def __len__(self) -> int:
         return len(self.klens)
 
-    def key(self, i: int) -> bytes:
+    def key(self, i: int) -> bytes | bytearray:
         s = self.starts[i]
         return self.text[s:s + self.klens[i]]
 
@@ -95,38 +96,61 @@ class Records:
             s, k = starts[i], klens[i]
             yield text[s:s + k].decode(), text[s + k + 1:starts[i + 1] - 1].decode()
 
-    def dump(self, ident: str) -> bytes:
-        """File form: magic, SHA-256 of the body, body (identity, digest, arrays, text)."""
-        head = json.dumps([ident, self.digest, len(self.klens)]).encode()
-        body = (len(head).to_bytes(8, "little") + head + self.starts.tobytes()
-                + self.klens.tobytes() + self.text)
-        return _MAGIC + hashlib.sha256(body).digest() + body
+    def dump(self, meta: str) -> tuple[bytes, bytes]:
+        """File form, in two parts so that loading copies nothing: the index (magic, SHA-256 of
+        the rest, the caller's `meta` text, the digest, the arrays) and the records themselves
+        (checked on load against the digest, which is their SHA-256)."""
+        head = json.dumps([meta, self.digest, len(self.klens)]).encode()
+        body = len(head).to_bytes(8, "little") + head + self.starts.tobytes() + \
+            self.klens.tobytes()
+        return _MAGIC + hashlib.sha256(body).digest() + body, bytes(self.text)
 
     @classmethod
-    def load(cls, data: bytes, ident: str) -> Records | None:
-        """None for anything that is not exactly what `dump(ident)` wrote."""
+    def load(cls, index: bytes, text: bytes) -> tuple[str, Records] | None:
+        """(meta, records), or None for anything that is not exactly what `dump` wrote."""
         n0 = len(_MAGIC) + 32
-        if not data.startswith(_MAGIC) or len(data) < n0 + 8:
+        if not index.startswith(_MAGIC) or len(index) < n0 + 8:
             return None
-        view = memoryview(data)
-        if hashlib.sha256(view[n0:]).digest() != data[len(_MAGIC):n0]:
+        view = memoryview(index)
+        if hashlib.sha256(view[n0:]).digest() != index[len(_MAGIC):n0]:
             return None  # corrupt or truncated: never trusted, rebuilt by the caller
-        hlen = int.from_bytes(data[n0:n0 + 8], "little")
+        hlen = int.from_bytes(index[n0:n0 + 8], "little")
         try:
-            stored, digest, n = json.loads(data[n0 + 8:n0 + 8 + hlen])
+            meta, digest, n = json.loads(index[n0 + 8:n0 + 8 + hlen])
         except ValueError:
             return None
-        if stored != ident or not isinstance(n, int):
+        if not isinstance(meta, str) or not isinstance(digest, str) or not isinstance(n, int):
             return None
         pos = n0 + 8 + hlen
         starts, klens = array("Q"), array("Q")
         size = starts.itemsize
-        starts.frombytes(view[pos:pos + (n + 1) * size])
-        klens.frombytes(view[pos + (n + 1) * size:pos + (2 * n + 1) * size])
-        text = data[pos + (2 * n + 1) * size:]
-        if len(starts) != n + 1 or len(klens) != n or starts[n] != len(text):
+        if len(index) != pos + (2 * n + 1) * size:
             return None
-        return cls(text, starts, klens, digest)
+        starts.frombytes(view[pos:pos + (n + 1) * size])
+        klens.frombytes(view[pos + (n + 1) * size:])
+        if starts[n] != len(text) or hashlib.sha256(text).hexdigest() != digest:
+            return None
+        return meta, cls(text, starts, klens, digest)
+
+    @classmethod
+    def concat(cls, parts: Iterable[Records]) -> Records:
+        """Records of consecutive key ranges joined in one buffer (each part sorted, the parts
+        in order; parts are consumed one by one, so a caller can stream them); anything out
+        of order is sorted as a whole instead."""
+        text, starts, klens = bytearray(), array("Q", [0]), array("Q")
+        last: bytes | bytearray | None = None
+        ordered = True
+        for p in parts:
+            if not len(p):
+                continue
+            ordered = ordered and (last is None or last < p.key(0))
+            last = p.key(len(p) - 1)
+            base = len(text)
+            starts.extend(s + base for s in p.starts[1:])
+            klens.extend(p.klens)
+            text += p.text
+        whole = cls(text, starts, klens, hashlib.sha256(text).hexdigest())
+        return whole if ordered else cls.from_values(dict(Overlay(whole).items()))
 
 
 class Overlay(Mapping[str, str]):
@@ -220,7 +244,30 @@ class Overlay(Mapping[str, str]):
     def to_dict(self) -> dict[str, str]:
         return dict(self.items())
 
-    def text(self) -> bytes:
+    def materialize(self) -> Records:
+        """The manifest as Records of its own (the base's unchanged records shifted)."""
+        if not self.touched:
+            return self.base
+        b = self.base
+        starts, klens = array("Q", [0]), array("Q")
+        pos, shift = 0, 0
+        for first, end, path, value in self._cuts():
+            starts.extend(s + shift for s in b.starts[pos + 1:first + 1])
+            klens.extend(b.klens[pos:first])
+            shift -= b.starts[end] - b.starts[first]
+            if value is not None:
+                kb = _utf8(path)
+                rec_len = len(kb) + len(value) + 2
+                starts.append(starts[-1] + rec_len)
+                klens.append(len(kb))
+                shift += rec_len
+            pos = end
+        starts.extend(s + shift for s in b.starts[pos + 1:])
+        klens.extend(b.klens[pos:])
+        text = self.text()
+        return Records(text, starts, klens, hashlib.sha256(text).hexdigest())
+
+    def text(self) -> bytes | bytearray:
         """The records of the manifest, as the digest hashes them."""
         if not self.touched:
             return self.base.text

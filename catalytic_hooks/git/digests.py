@@ -11,22 +11,17 @@ re-classifying 100,000 index entries on every run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
 
-from catalytic_hooks.core.canonical import canonical_hash
 from catalytic_hooks.core.digest import TreeDigest, check_record_paths
-from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.core.policy import PathClass, Policy
-from catalytic_hooks.core.records import Overlay, Records
-from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.core.records import Overlay
 from catalytic_hooks.git.hashing import HashCache, resolve_contents
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.state import IndexFlags, index_identity
-from catalytic_hooks.git.views import View, ViewEntry, ViewKind, disk_entry, index_view
+from catalytic_hooks.git.snapshot import Snapshot, index_snapshot
+from catalytic_hooks.git.state import IndexFlags
+from catalytic_hooks.git.views import View, ViewEntry, ViewKind, disk_entry
 
 
 def tree_digest(view: View, policy: Policy, cache: HashCache | None = None) -> TreeDigest:
@@ -40,73 +35,8 @@ def tree_digest(view: View, policy: Policy, cache: HashCache | None = None) -> T
     return TreeDigest.of(values)
 
 
-def _snapshot_file(repo: Repo, policy: Policy) -> Path:
-    key = canonical_hash([repo.object_format, list(policy.protected_roots),
-                          list(policy.exclusions), list(policy.tmp_roots),
-                          list(policy.effective_durable)])
-    return repo.git_dir / "catalytic" / f"index-digest-{key[:32]}"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The digest records of every protected index entry, and the index identity they belong
-    to (None: no index file yet)."""
-
-    ident: str | None
-    records: Records
-
-
-def _load(path: Path, ident: str) -> Records | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return Records.load(data, ident)
-
-
-def _save(path: Path, ident: str, records: Records) -> None:
-    # A snapshot we cannot write only costs speed.
-    with contextlib.suppress(OSError, CatalyticError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, records.dump(ident))
-
-
-def index_snapshot(repo: Repo, policy: Policy, cache: HashCache, *, stored: bool = True
-                   ) -> Snapshot:
-    """Digest records of every protected entry of the index, from the stored snapshot when the
-    index is unchanged, else computed (and the snapshot refreshed). `stored=False` never reads
-    the stored snapshot (a run's POST phase after its command changed the index)."""
-    ident = index_identity(repo)
-    snap_path = _snapshot_file(repo, policy)
-    if ident is not None and stored:
-        hit = _load(snap_path, ident)
-        if hit is not None:
-            return Snapshot(ident, hit)
-    view = index_view(repo)
-    classify = policy.classifier()
-    chosen = [e for e in view.entries if classify(e.path) is PathClass.PROTECTED]
-    del view
-    check_record_paths(e.path for e in chosen)
-    records = Records.from_values(resolve_contents(
-        View(ViewKind.INDEX, repo.top, tuple(chosen), repo), chosen, cache))
-    if ident is not None and ident == index_identity(repo):
-        _save(snap_path, ident, records)
-    return Snapshot(ident, records)
-
-
 def index_digest(repo: Repo, policy: Policy, cache: HashCache) -> TreeDigest:
-    td = TreeDigest(Overlay(index_snapshot(repo, policy, cache).records))
-    cache.save()
-    return td
-
-
-def current_snapshot(repo: Repo, policy: Policy, known: Snapshot) -> Snapshot:
-    """`known` while the index is still the one it was taken from; else the index digested
-    afresh, with an empty hash cache and without the stored snapshot (whoever changed the index
-    may have written those as well)."""
-    if known.ident is not None and known.ident == index_identity(repo):
-        return known
-    return index_snapshot(repo, policy, HashCache(None), stored=False)
+    return TreeDigest(Overlay(index_snapshot(repo, policy, cache).records))
 
 
 def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bool = False,

@@ -147,25 +147,53 @@ _POOL_MIN_FILES = 2000
 _BATCH = 256
 
 
-def hash_paths(root: str, fmt: str | None, paths: list[str]) -> list[_Result]:
+class HashPool:
+    """Worker processes for hashing, started on first use and shared by every call made
+    inside the `with` block (a build digesting 1,000,000 files in chunks forks once)."""
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+
+    def __enter__(self) -> HashPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+    def map(self, jobs: list[tuple[str, str | None, list[str]]]) -> list[list[_Result]] | None:
+        """None: no pool on this platform (the caller hashes in-process)."""
+        if self._pool is None:
+            import multiprocessing
+
+            try:
+                ctx = multiprocessing.get_context("fork")
+            except ValueError:  # no fork on this platform
+                return None
+            self._pool = ctx.Pool(worker_count())
+        result: list[list[_Result]] = self._pool.map(_hash_batch, jobs, chunksize=1)
+        return result
+
+
+def hash_paths(root: str, fmt: str | None, paths: list[str], pool: HashPool | None = None
+               ) -> list[_Result]:
     """Hash many files on all cores. Processes, not threads: per-file work is mostly Python
     bytecode holding the GIL, so threads measured barely faster than one core."""
-    workers = worker_count()
-    if len(paths) < _POOL_MIN_FILES or workers == 1:
+    if len(paths) < _POOL_MIN_FILES or worker_count() == 1:
         return _hash_batch((root, fmt, paths))
-    import multiprocessing
-
     jobs = [(root, fmt, paths[i:i + _BATCH]) for i in range(0, len(paths), _BATCH)]
-    try:
-        ctx = multiprocessing.get_context("fork")
-    except ValueError:  # no fork on this platform
-        return _hash_batch((root, fmt, paths))
-    with ctx.Pool(workers) as pool:
-        batches = pool.map(_hash_batch, jobs, chunksize=1)
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(HashPool())
+        batches = pool.map(jobs)
+        if batches is None:
+            return _hash_batch((root, fmt, paths))
     return [r for batch in batches for r in batch]
 
 
-def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache) -> dict[str, str]:
+def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache,
+                     pool: HashPool | None = None) -> dict[str, str]:
     """Manifest values for `entries`: 64 hex for files, `symlink:<hex>` for links,
     `gitlink:<commit>` for submodules. Never follows a symlink; fails closed on unreadable data."""
     values: dict[str, str] = {}
@@ -187,7 +215,7 @@ def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache) -> 
     repo = view.repo
     fmt = repo.object_format if repo is not None else None
     if view.has_disk:
-        results = hash_paths(os.fspath(view.root), fmt, [e.path for e in pending])
+        results = hash_paths(os.fspath(view.root), fmt, [e.path for e in pending], pool)
     else:
         results = [(None, "no working tree")] * len(pending)
 

@@ -13,10 +13,11 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.git.repo import RawChange, Repo
+from catalytic_hooks.git.repo import RawChange, Repo, scratch_objects_env
 
 MERGE_AGAINST = " (vs git's merge of the parents)"
 OCTOPUS_AGAINST = " (octopus merge, vs its first parent)"
@@ -58,12 +59,7 @@ class RangeDiffer:
 
     def _view_env(self) -> dict[str, str]:
         assert self._scratch is not None
-        env = self.repo.env
-        alternates = [p for p in (env.get("GIT_OBJECT_DIRECTORY") or
-                                  str(self.repo.common_dir / "objects"),
-                                  env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")) if p]
-        return {**env, "GIT_OBJECT_DIRECTORY": self._scratch.name,
-                "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
+        return scratch_objects_env(self.repo, Path(self._scratch.name))
 
     def merge_all(self, merges: Sequence[tuple[str, str, str]]) -> None:
         """git's merge of each (merge commit, first parent, second parent): one process per

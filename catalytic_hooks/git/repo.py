@@ -64,6 +64,17 @@ def _popen(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
             signal.signal(s, handler)
 
 
+def scratch_objects_env(repo: Repo, scratch: Path) -> dict[str, str]:
+    """The repository's environment with new objects going to `scratch` and its own object
+    directories (a quarantine's included) read as alternates: git can then write trees
+    without writing to the repository."""
+    env = repo.env
+    alternates = [p for p in (env.get("GIT_OBJECT_DIRECTORY") or str(repo.common_dir / "objects"),
+                              env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")) if p]
+    return {**env, "GIT_OBJECT_DIRECTORY": str(scratch),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
+
+
 def status_args(ignored: bool) -> list[str]:
     # -uall, not the faster default: in "normal" mode git omits an untracked directory that
     # stands where a deleted tracked file was, and a digest must never miss a file.
@@ -271,6 +282,17 @@ class Repo:
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
     # -- listings ---------------------------------------------------------------------------
+    def run_env(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+        """A git command with another environment (a scratch object store); not checked."""
+        return _run(["git", *args], cwd=self.top, env=env)
+
+    def start_env(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+        try:
+            return _popen(["git", *args], cwd=self.top, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+        except FileNotFoundError as exc:
+            raise _git_missing() from exc
+
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         """Start a git command whose output is collected later with `finish`, so independent
         listings run concurrently."""

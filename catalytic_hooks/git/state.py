@@ -58,7 +58,7 @@ class IndexFlags:
         return IndexFlags(self.assumed | other.assumed, self.sparse | other.sparse)
 
 
-def _index_file(repo: Repo) -> Path:
+def index_file(repo: Repo) -> Path:
     env = repo.env.get("GIT_INDEX_FILE")
     if env:
         p = Path(env)
@@ -68,7 +68,7 @@ def _index_file(repo: Repo) -> Path:
 
 def index_identity(repo: Repo) -> str | None:
     """Size, inode, mtime and trailing checksum of the index file (None: no index yet)."""
-    path = _index_file(repo)
+    path = index_file(repo)
     try:
         with path.open("rb") as fh:
             st = os.fstat(fh.fileno())
