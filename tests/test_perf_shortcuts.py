@@ -178,3 +178,25 @@ def test_flagged_entries_are_found_among_plain_ones(repo: Path) -> None:
     subprocess.run(["git", "update-index", "--no-assume-unchanged", "src/b.py"], cwd=repo,
                    check=True)
     assert flagged_entries(Repo.discover(repo)).assumed == frozenset()
+
+
+def test_staged_tmp_residue_is_what_the_index_holds(repo: Path) -> None:
+    """The commit check derives the index entries under tmp roots from HEAD's tree and the
+    staged diff instead of reading the index twice; it must name exactly what ls-files does."""
+    from catalytic_hooks.enforce.checks import check_staged
+
+    (repo / "_tmp").mkdir()
+    for name in ("a", "b", "c"):
+        (repo / "_tmp" / name).write_text(name)
+    git(repo, "add", "-f", "_tmp")
+    git(repo, "commit", "-qm", "residue", "--no-verify")
+    git(repo, "rm", "-q", "--cached", "_tmp/a")
+    (repo / "_tmp/d").write_text("d")
+    (repo / "_tmp/b").write_text("b2")
+    git(repo, "add", "-f", "_tmp/d", "_tmp/b")
+    for name in ("a", "b", "c", "d"):
+        (repo / "_tmp" / name).unlink()
+    listed = set(git(repo, "ls-files", "--", "_tmp").stdout.split())
+    assert listed == {"_tmp/b", "_tmp/c", "_tmp/d"}
+    found = {f.path for f in check_staged(Repo.discover(repo)) if f.kind == "tmp-residue"}
+    assert found == listed

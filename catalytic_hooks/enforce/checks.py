@@ -64,19 +64,35 @@ def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
     residue in the index and on disk."""
     refuse_if_pending(repo.git_dir, "the commit check")
     head = repo.head()
-    base = base if base is not None else baseline_at(repo, head)
+    staged = repo.staged_start(head or repo.empty_tree())  # runs while the policy is read
+    try:
+        base = base if base is not None else baseline_at(repo, head)
+    finally:
+        changes = repo.staged_finish(staged)
     policy = base.policy
-    changes = repo.diff_raw(head or repo.empty_tree(), None)
     findings = mutation_findings(changes, policy) + policy_findings(repo, base, changes)
     if policy.tmp_roots:
-        staged = {e.path for e in repo.ls_index(policy.tmp_roots)
-                  if policy.classify(e.path) is PathClass.TMP}
-        for path in staged:
+        in_index = _tmp_in_index(repo, head, changes, policy)
+        for path in in_index:
             findings.append(Finding(path, TMP_RESIDUE, "tmp residue staged in the index"))
         for path in tmp_residue_on_disk(repo.top, policy.tmp_roots):
-            if path not in staged:
+            if path not in in_index:
                 findings.append(Finding(path, TMP_RESIDUE, "tmp residue left on disk"))
     return sort_findings(findings)
+
+
+def _tmp_in_index(repo: Repo, head: str | None, changes: list[RawChange], policy: Policy
+                  ) -> set[str]:
+    """Index entries under the tmp roots, without reading the index a second time: HEAD's
+    entries there (from its trees) as the staged changes leave them."""
+    present = {e.path for e in repo.ls_tree(head, literal(policy.tmp_roots))
+               } if head else set()
+    for ch in changes:
+        if ch.status == "D":
+            present.discard(ch.path)
+        else:
+            present.add(ch.path)
+    return {p for p in present if policy.classify(p) is PathClass.TMP}
 
 
 # -- pre-push and ranges -----------------------------------------------------------------------
