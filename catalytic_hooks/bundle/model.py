@@ -6,6 +6,7 @@ tree (what pre-push verifies). Both never follow a symlink.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -18,7 +19,7 @@ from catalytic_hooks.core.canonical import canonical_bytes, sha256_hex
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.lfs import MAX_POINTER, pointer_oid
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
-from catalytic_hooks.fs.dirfd import open_beneath
+from catalytic_hooks.fs.dirfd import DirFds, open_beneath, open_regular_at
 from catalytic_hooks.fs.files import read_fd, sha256_fd
 from catalytic_hooks.git.repo import Repo
 
@@ -106,6 +107,37 @@ class DirSource:
         self.run_id = run_dir.name
         self.label = str(run_dir)
         self.hashes: dict[str, str] = {}  # set by the verifier once OUTPUT_HASHES is parsed
+        # Directory fds per base, opened once each (O_NOFOLLOW, component by component): a
+        # 20,000-output bundle otherwise walks every directory chain several times per file.
+        self._dirs: dict[Path, DirFds] = {}
+        self._missing: set[tuple[Path, str]] = set()  # directories found absent, once each
+
+    def open_at(self, base: Path, rel: str) -> int:
+        """`open_beneath(base, rel)` through cached directory fds."""
+        dirs = self._dirs.get(base)
+        if dirs is None:
+            rfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            dirs = self._dirs[base] = DirFds(rfd, create=False, limit=256)
+        parts = rel.split("/")
+        parent = (base, "/".join(parts[:-1]))
+        if parent in self._missing:
+            raise FileNotFoundError(rel)
+        try:
+            dfd = dirs.get(parts[:-1])
+        except FileNotFoundError:
+            self._missing.add(parent)
+            raise
+        return open_regular_at(dfd, parts[-1])
+
+    def close(self) -> None:
+        for dirs in self._dirs.values():
+            dirs.close()
+            os.close(dirs.root_fd)
+        self._dirs.clear()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def entries(self) -> dict[str, str]:
         try:
@@ -123,8 +155,8 @@ class DirSource:
         finally:
             os.close(fd)
 
-    def locate(self, key: str) -> tuple[Path, str] | None:
-        """(base, relative path) of the bytes for output `key`, or None when missing.
+    def find(self, key: str) -> tuple[Path, str, int] | None:
+        """(base, relative path, open fd) of the bytes for output `key`, or None when missing.
         Raises OSError for something that is there but is not a regular file."""
         expected = self.hashes.get(key)
         candidates = []
@@ -133,18 +165,26 @@ class DirSource:
         candidates.append((self.project_root, key))
         for base, rel in candidates:
             try:
-                os.close(open_beneath(base, rel))
+                return base, rel, self.open_at(base, rel)
             except FileNotFoundError:
                 continue
-            return base, rel
         return None
+
+    def locate(self, key: str) -> tuple[Path, str] | None:
+        """(base, relative path) of the bytes for output `key`, or None when missing.
+        Raises OSError for something that is there but is not a regular file."""
+        found = self.find(key)
+        if found is None:
+            return None
+        os.close(found[2])
+        return found[0], found[1]
 
     def output(self, key: str) -> OutputRead:
         try:
-            where = self.locate(key)
-            if where is None:
+            found = self.find(key)
+            if found is None:
                 return OutputRead(None, "missing")
-            fd = open_beneath(*where)
+            base, _, fd = found
         except OSError as exc:
             return OutputRead(None, f"not a regular file ({exc.strerror or exc})")
         try:
@@ -154,7 +194,7 @@ class DirSource:
                     return OutputRead(None, "an LFS pointer: its content is not here (run "
                                       "`git lfs pull`)")
                 os.lseek(fd, 0, os.SEEK_SET)
-            return OutputRead(sha256_fd(fd), in_store=where[0] == self.run_dir)
+            return OutputRead(sha256_fd(fd), in_store=base == self.run_dir)
         finally:
             os.close(fd)
 

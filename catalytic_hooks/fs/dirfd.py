@@ -95,9 +95,10 @@ class DirFds:
     """Directory fds below a root, opened once each, component by component with O_NOFOLLOW;
     a write through one can never land outside the root."""
 
-    def __init__(self, root_fd: int, *, create: bool):
+    def __init__(self, root_fd: int, *, create: bool, limit: int | None = None):
         self.root_fd = root_fd
         self.create = create
+        self.limit = limit  # at most this many cached fds (then all are closed and reopened)
         self.fds: dict[str, int] = {}
 
     def get(self, parts: list[str]) -> int:
@@ -105,6 +106,8 @@ class DirFds:
             return self.root_fd
         key = "/".join(parts)
         fd = self.fds.get(key)
+        if fd is None and self.limit is not None and len(self.fds) >= self.limit:
+            self.close()
         if fd is None:
             parent = self.get(parts[:-1])
             if self.create:

@@ -22,7 +22,7 @@ from catalytic_hooks.bundle.verify import Verified, verify_bundle
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
-from catalytic_hooks.fs.dirfd import DIR_FLAGS, lstat_at, open_beneath, remove_tree_at
+from catalytic_hooks.fs.dirfd import DIR_FLAGS, lstat_at, remove_tree_at
 from catalytic_hooks.fs.durable import durable
 from catalytic_hooks.fs.files import write_all
 from catalytic_hooks.git.repo import Repo
@@ -163,10 +163,10 @@ def build_plan(src: DirSource, v: Verified, result_root: Path, *, probe: bool = 
     entries = []
     for key in sorted(v.hashes, key=utf8_key):
         try:
-            where = src.locate(key)
-            if where is None:
+            found = src.find(key)
+            if found is None:
                 raise FileNotFoundError(key)
-            fd = open_beneath(*where)
+            base, rel, fd = found
         except OSError as exc:
             raise fail(ErrorCode.SOURCE_MISSING, "PLAN", f"source of {key} is missing or not a "
                        "regular file", "MISSING" if isinstance(exc, FileNotFoundError)
@@ -175,8 +175,8 @@ def build_plan(src: DirSource, v: Verified, result_root: Path, *, probe: bool = 
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        entries.append(PlanEntry(key, v.hashes[key], where[0], where[1], st.st_size))
-    plan = Plan(result_root, entries, v.bundle_root)
+        entries.append(PlanEntry(key, v.hashes[key], base, rel, st.st_size))
+    plan = Plan(result_root, entries, v.bundle_root, opener=src.open_at)
     if probe:
         plan.new_dirs = probe_targets(result_root, [e.key for e in entries])
     return plan

@@ -67,6 +67,9 @@ class Plan:
     bundle_root: str
     chain_root: str | None = None
     new_dirs: list[str] = field(default_factory=list)  # directories below root to be created
+    # Opens a source (base, relative path) like open_beneath; a bundle's source passes one
+    # that keeps its directory fds (thousands of outputs in a few directories).
+    opener: Callable[[Path, str], int] = open_beneath
 
     @property
     def total_bytes(self) -> int:
@@ -156,9 +159,9 @@ def _hash_at(dfd: int, name: str) -> str:
         os.close(fd)
 
 
-def _open_source(e: PlanEntry) -> int:
+def _open_source(plan: Plan, e: PlanEntry) -> int:
     try:
-        return open_beneath(e.source_base, e.source_rel)
+        return plan.opener(e.source_base, e.source_rel)
     except OSError as exc:
         raise fail(ErrorCode.SOURCE_MISSING, "EXECUTE", f"source of {e.key} vanished or is not "
                    "a regular file", "SOURCE_CHANGED", path=e.key) from exc
@@ -180,7 +183,7 @@ def stage(rfd: int, staging: str, plan: Plan, hooks: Hooks) -> None:
             for e in plan.entries:
                 parents, name = _split(e.key)
                 dfd = dirs.get(parents)
-                src = _open_source(e)
+                src = _open_source(plan, e)
                 try:
                     # The umask decides the mode: a source's mode bits (executable, setuid) are
                     # unsigned metadata, so nothing of them is copied.
