@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
 
-
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # Lazy, so that importing the package (the hook's start-up) does not load importlib.metadata.
     if name == "__version__":
         from catalytic_hooks.core.version import version

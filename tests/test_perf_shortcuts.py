@@ -200,3 +200,22 @@ def test_staged_tmp_residue_is_what_the_index_holds(repo: Path) -> None:
     assert listed == {"_tmp/b", "_tmp/c", "_tmp/d"}
     found = {f.path for f in check_staged(Repo.discover(repo)) if f.kind == "tmp-residue"}
     assert found == listed
+
+
+def test_early_status_gives_the_digest_of_the_normal_path(repo: Path, tmp_path: Path) -> None:
+    """`digest --worktree` starts git status before its imports; from a subdirectory, with
+    untracked and ignored files, and outside any repository it must answer exactly what the
+    Typer path (which starts git itself, later) answers."""
+    (repo / "src/new.py").write_text("n\n")
+    (repo / ".gitignore").write_text("*.log\n")
+    (repo / "src/x.log").write_text("l\n")
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    for cwd, argv in ((repo / "src", ["--worktree", "--json"]),
+                      (repo, ["--worktree", "--ignored", "--json"]),
+                      (outside, ["--worktree", "--json"])):
+        fast = catalytic("digest", *argv, cwd=cwd)
+        slow = catalytic("digest", *argv, cwd=cwd,
+                         env={**os.environ, "CATALYTIC_NO_FASTPATH": "1"})
+        assert (fast.returncode, fast.stdout) == (slow.returncode, slow.stdout), cwd
+    assert json.loads(fast.stdout)["code"] == "NOT_A_REPOSITORY"

@@ -153,23 +153,10 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], Any | None], Callable[[Any],
 }
 
 
-def _early_status(command: str, argv: Sequence[str]) -> Any | None:
-    """A working-tree digest of the current repository spends most of its time in `git status`:
-    start it before importing the rest (run_digest uses it only for exactly that repository)."""
-    if command != "digest" or "--worktree" not in argv:
-        return None
-    other = ("--repo", "--repo-root", "--dir", "--rev", "--index")
-    if any(a.partition("=")[0] in other for a in argv):
-        return None
-    from catalytic_hooks.git.repo import early_status
-
-    return early_status("--ignored" in argv)
-
-
-def fast(command: str, argv: Sequence[str]) -> int | None:
-    """Run a hot command without Typer when every option is plain; None: use Typer."""
+def fast(command: str, argv: Sequence[str], status: Any = None) -> int | None:
+    """Run a hot command without Typer when every option is plain; None: use Typer.
+    `status`: a working-tree digest's `git status`, started by the entry point (git.early)."""
     parse, execute = COMMANDS[command]
-    status = _early_status(command, argv)
     try:
         parsed = parse(argv)
         if parsed is None:

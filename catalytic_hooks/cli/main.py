@@ -17,9 +17,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return hook_main(args[1:])
     if args[:1] in (["digest"], ["check"], ["run"]) and not os.environ.get(
             "CATALYTIC_NO_FASTPATH"):
+        early = None
+        if args[0] == "digest":
+            from catalytic_hooks.git.early import early_status
+
+            early = early_status(args[1:])  # before the imports below: git runs meanwhile
         from catalytic_hooks.cli.fastpath import fast
 
-        code = fast(args[0], args[1:])
+        code = fast(args[0], args[1:], early)
         if code is not None:
             return code
     from catalytic_hooks.cli.app import run_app

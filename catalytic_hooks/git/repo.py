@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.git.early import status_args
 
 # Variables git sets for a hook; honoured for the repository being committed to, stripped
 # before touching any other repository or worktree.
@@ -73,29 +74,6 @@ def scratch_objects_env(repo: Repo, scratch: Path) -> dict[str, str]:
                               env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")) if p]
     return {**env, "GIT_OBJECT_DIRECTORY": str(scratch),
             "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
-
-
-def status_args(ignored: bool) -> list[str]:
-    # -uall, not the faster default: in "normal" mode git omits an untracked directory that
-    # stands where a deleted tracked file was, and a digest must never miss a file.
-    args = ["--no-optional-locks", "status", "--porcelain=v2", "-z", "--no-renames",
-            "--ignore-submodules=none", "--untracked-files=all"]
-    if ignored:
-        # "traditional" with -uall lists every file inside an ignored directory.
-        args.append("--ignored=traditional")
-    return args
-
-
-def early_status(ignored: bool) -> subprocess.Popen[bytes] | None:
-    """`git status` of the repository containing the current directory, with git's environment
-    as is: exactly what `Repo.discover().status_start()` starts, begun before the interpreter
-    has imported the rest of the tool (the caller checks it is that repository, else kills it).
-    None when git cannot be started (the normal path then reports why)."""
-    try:
-        return _popen(["git", *status_args(ignored)], stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE)
-    except OSError:
-        return None
 
 
 def _run(args: list[str], input: bytes | None = None, **kw: Any
