@@ -41,6 +41,9 @@ def _tool() -> list[str]:
 
 
 CATALYTIC = _tool()
+# The interpreter the tool runs on (the venv's, or this one for CATALYTIC_BENCH_DEV=1).
+PYTHON = sys.executable if CATALYTIC[0] == sys.executable else str(
+    Path(CATALYTIC[0]).parent / "python")
 
 
 def compile_package() -> None:

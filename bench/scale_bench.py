@@ -24,12 +24,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import CATALYTIC, CORPUS, build_small_repo, median_time, run
+from common import CATALYTIC, CORPUS, PYTHON, build_small_repo, median_time, run
 
 POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
-PYTHON = str(Path(CATALYTIC[0]).parent / "python") if not CATALYTIC[0].endswith("python") \
-    else CATALYTIC[0]
-RSS = ("import resource, sys\nfrom catalytic_hooks.cli.main import main\ncode = main(sys.argv[1:])\n"
+RSS = ("import resource, sys\nfrom catalytic_hooks.cli.main import main\n"
+       "code = main(sys.argv[1:])\n"
        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
 
 
