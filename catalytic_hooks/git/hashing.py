@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,8 +163,10 @@ class HashPool:
             self._pool.terminate()
             self._pool.join()
 
-    def map(self, jobs: list[tuple[str, str | None, list[str]]]) -> list[list[_Result]] | None:
-        """None: no pool on this platform (the caller hashes in-process)."""
+    def submit(self, jobs: list[tuple[str, str | None, list[str]]]
+               ) -> Callable[[], list[list[_Result]]] | None:
+        """Start hashing `jobs`; returns what waits for the results (None: no pool on this
+        platform, the caller hashes in-process)."""
         if self._pool is None:
             import multiprocessing
 
@@ -172,76 +175,106 @@ class HashPool:
             except ValueError:  # no fork on this platform
                 return None
             self._pool = ctx.Pool(worker_count())
-        result: list[list[_Result]] = self._pool.map(_hash_batch, jobs, chunksize=1)
-        return result
+        pending = self._pool.map_async(_hash_batch, jobs, chunksize=1)
+
+        def wait() -> list[list[_Result]]:
+            result: list[list[_Result]] = pending.get()
+            return result
+
+        return wait
+
+
+def start_hashing(root: str, fmt: str | None, paths: list[str], pool: HashPool | None = None
+                  ) -> Callable[[], list[_Result]]:
+    """Hash many files on all cores; returns what waits for the results, in order. Processes,
+    not threads: per-file work is mostly Python bytecode holding the GIL, so threads measured
+    barely faster than one core. Without a `pool` the hashing is done before returning."""
+    if len(paths) < _POOL_MIN_FILES or worker_count() == 1:
+        done = _hash_batch((root, fmt, paths))
+        return lambda: done
+    jobs = [(root, fmt, paths[i:i + _BATCH]) for i in range(0, len(paths), _BATCH)]
+    with contextlib.ExitStack() as stack:
+        own = pool is None
+        if pool is None:
+            pool = stack.enter_context(HashPool())
+        wait = pool.submit(jobs)
+        if wait is None:
+            done = _hash_batch((root, fmt, paths))
+            return lambda: done
+        if own:
+            batches = wait()
+            return lambda: [r for batch in batches for r in batch]
+    return lambda: [r for batch in wait() for r in batch]
 
 
 def hash_paths(root: str, fmt: str | None, paths: list[str], pool: HashPool | None = None
                ) -> list[_Result]:
-    """Hash many files on all cores. Processes, not threads: per-file work is mostly Python
-    bytecode holding the GIL, so threads measured barely faster than one core."""
-    if len(paths) < _POOL_MIN_FILES or worker_count() == 1:
-        return _hash_batch((root, fmt, paths))
-    jobs = [(root, fmt, paths[i:i + _BATCH]) for i in range(0, len(paths), _BATCH)]
-    with contextlib.ExitStack() as stack:
-        if pool is None:
-            pool = stack.enter_context(HashPool())
-        batches = pool.map(jobs)
-        if batches is None:
-            return _hash_batch((root, fmt, paths))
-    return [r for batch in batches for r in batch]
+    return start_hashing(root, fmt, paths, pool)()
+
+
+class Resolution:
+    """`resolve_contents` in two halves: the constructor answers what the cache knows and starts
+    hashing the rest (on `pool`, without waiting), `finish` waits and resolves what is left,
+    so a caller can prepare its next chunk while the workers hash this one."""
+
+    def __init__(self, view: View, entries: list[ViewEntry], cache: HashCache,
+                 pool: HashPool | None = None):
+        self.view, self.cache = view, cache
+        self.values: dict[str, str] = {}
+        self.pending: list[ViewEntry] = []
+        empty: dict[str, str] = {}
+        get = (cache.entries if any(e.oid for e in entries) else empty).get
+        for e in entries:
+            if e.kind == "gitlink":
+                self.values[e.path] = f"gitlink:{e.oid}"
+                continue
+            cached = get(e.oid) if e.oid else None
+            if cached is not None:
+                self.values[e.path] = f"symlink:{cached}" if e.kind == "symlink" else cached
+            else:
+                self.pending.append(e)
+        repo = view.repo
+        fmt = repo.object_format if repo is not None else None
+        no_disk: list[_Result] = [(None, "no working tree")] * len(self.pending)
+        self._results = (start_hashing(os.fspath(view.root), fmt,
+                                       [e.path for e in self.pending], pool)
+                         if self.pending and view.has_disk else lambda: no_disk)
+
+    def finish(self) -> dict[str, str]:
+        if not self.pending:
+            return self.values
+        results = self._results()
+        repo, cache, values = self.view.repo, self.cache, self.values
+        from_db = [e.oid for e, (dh, _) in zip(self.pending, results, strict=True)
+                   if e.oid is not None and not e.trust_disk
+                   and (dh is None or dh.git_oid != e.oid)]
+        if from_db and repo is not None:
+            repo.prefetch(from_db)
+        for e, (dh, err) in zip(self.pending, results, strict=True):
+            if dh is not None and e.oid is not None and dh.git_oid == e.oid:
+                cache.put(e.oid, dh.sha256)
+                values[e.path] = _tag(e.kind if not e.trust_disk else dh.kind, dh.sha256)
+            elif e.trust_disk:
+                if dh is None:
+                    raise CatalyticError(
+                        ErrorCode.HASH_FAILED, f"cannot read {e.path}: {err}", path=e.path,
+                    )
+                values[e.path] = _tag(dh.kind, dh.sha256)
+            else:
+                if repo is None or e.oid is None:
+                    raise CatalyticError(ErrorCode.HASH_FAILED, f"no content for {e.path}",
+                                         path=e.path)
+                sha = hashlib.sha256(repo.read_blob(e.oid)).hexdigest()
+                cache.put(e.oid, sha)
+                values[e.path] = _tag(e.kind, sha)
+        return values
 
 
 def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache,
                      pool: HashPool | None = None) -> dict[str, str]:
     """Manifest values for `entries`: 64 hex for files, `symlink:<hex>` for links,
     `gitlink:<commit>` for submodules. Never follows a symlink; fails closed on unreadable data."""
-    values: dict[str, str] = {}
-    pending: list[ViewEntry] = []
-    empty: dict[str, str] = {}
-    get = (cache.entries if any(e.oid for e in entries) else empty).get
-    for e in entries:
-        if e.kind == "gitlink":
-            values[e.path] = f"gitlink:{e.oid}"
-            continue
-        cached = get(e.oid) if e.oid else None
-        if cached is not None:
-            values[e.path] = f"symlink:{cached}" if e.kind == "symlink" else cached
-        else:
-            pending.append(e)
-    if not pending:
-        return values
-
-    repo = view.repo
-    fmt = repo.object_format if repo is not None else None
-    if view.has_disk:
-        results = hash_paths(os.fspath(view.root), fmt, [e.path for e in pending], pool)
-    else:
-        results = [(None, "no working tree")] * len(pending)
-
-    from_db = [e.oid for e, (dh, _) in zip(pending, results, strict=True)
-               if e.oid is not None and not e.trust_disk and (dh is None or dh.git_oid != e.oid)]
-    if from_db and repo is not None:
-        repo.prefetch(from_db)
-    for e, (dh, err) in zip(pending, results, strict=True):
-        if dh is not None and e.oid is not None and dh.git_oid == e.oid:
-            cache.put(e.oid, dh.sha256)
-            values[e.path] = _tag(e.kind if not e.trust_disk else dh.kind, dh.sha256)
-        elif e.trust_disk:
-            if dh is None:
-                raise CatalyticError(
-                    ErrorCode.HASH_FAILED, f"cannot read {e.path}: {err}", path=e.path,
-                )
-            values[e.path] = _tag(dh.kind, dh.sha256)
-        else:
-            if repo is None or e.oid is None:
-                raise CatalyticError(ErrorCode.HASH_FAILED, f"no content for {e.path}",
-                                     path=e.path)
-            data = repo.read_blob(e.oid)
-            sha = hashlib.sha256(data).hexdigest()
-            cache.put(e.oid, sha)
-            values[e.path] = _tag(e.kind, sha)
-    return values
+    return Resolution(view, entries, cache, pool).finish()
 
 
 def _tag(kind: Kind, sha: str) -> str:

@@ -29,7 +29,7 @@ from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.core.policy import PathClass, Policy
 from catalytic_hooks.core.records import Overlay, Records
 from catalytic_hooks.fs.files import atomic_write
-from catalytic_hooks.git.hashing import HashCache, HashPool, resolve_contents
+from catalytic_hooks.git.hashing import HashCache, HashPool, Resolution, resolve_contents
 from catalytic_hooks.git.repo import MODE_GITLINK, MODE_LINK, Repo, scratch_objects_env
 from catalytic_hooks.git.state import index_file, index_identity
 from catalytic_hooks.git.views import Kind, View, ViewEntry, ViewKind
@@ -194,12 +194,18 @@ def _full(repo: Repo, policy: Policy, tree: str | None) -> Records:
     classify = policy.classifier()
 
     def parts(pool: HashPool) -> Iterator[Records]:
+        # One chunk is hashed by the workers while this process lists the next one.
+        running: Resolution | None = None
         for chunk in _index_chunks(repo, tree):
             chosen = [e for e in chunk if classify(e.path) is PathClass.PROTECTED]
             check_record_paths(e.path for e in chosen)
-            yield Records.from_values(resolve_contents(
-                View(ViewKind.INDEX, repo.top, tuple(chosen), repo), chosen, HashCache(None),
-                pool=pool))
+            started = Resolution(View(ViewKind.INDEX, repo.top, tuple(chosen), repo), chosen,
+                                 HashCache(None), pool)
+            if running is not None:
+                yield Records.from_values(running.finish())
+            running = started
+        if running is not None:
+            yield Records.from_values(running.finish())
 
     with HashPool() as pool:
         return Records.concat(parts(pool))
