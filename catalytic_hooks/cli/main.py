@@ -12,6 +12,11 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
+        if args[1:] == ["pre-commit"] and not os.environ.get("CATALYTIC_NO_FASTPATH"):
+            from catalytic_hooks.enforce.quickcommit import quick_accept
+
+            if quick_accept():  # provably no finding; anything else: the full check below
+                return 0
         from catalytic_hooks.enforce.hookmain import main as hook_main
 
         return hook_main(args[1:])

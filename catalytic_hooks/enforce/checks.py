@@ -7,6 +7,7 @@ hooks never modify the index, the working tree, HEAD or any ref.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -66,7 +67,9 @@ def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
     head = repo.head()
     staged = repo.staged_start(head or repo.empty_tree())  # runs while the policy is read
     try:
-        base = base if base is not None else baseline_at(repo, head)
+        if base is None:
+            base = baseline_at(repo, head)
+            _remember(repo, base)
     finally:
         changes = repo.staged_finish(staged)
     policy = base.policy
@@ -79,6 +82,28 @@ def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
             if path not in in_index:
                 findings.append(Finding(path, TMP_RESIDUE, "tmp residue left on disk"))
     return sort_findings(findings)
+
+
+def _remember(repo: Repo, base: Baseline) -> None:
+    """What the hook's quick path (enforce/quickcommit.py) needs to recognise this base's policy
+    without parsing it: HEAD's policy sources and trust file as `git ls-tree` lists them, and
+    the roots they give. Rewritten only when it changes; a cache we cannot write costs speed."""
+    from catalytic_hooks.enforce.quickcommit import CACHE_NAME, encode, listing_args
+    from catalytic_hooks.fs.files import atomic_write
+
+    if base.rev is None:
+        return
+    watched = sorted(base.watched)
+    p = base.policy
+    data = encode(repo.git(*listing_args(base.rev, watched)), watched, {
+        "exclusions": list(p.exclusions), "tmp": list(p.tmp_roots),
+        "durable": list(p.effective_durable), "protected": list(p.protected_roots)})
+    path = repo.git_dir / "catalytic" / CACHE_NAME
+    with contextlib.suppress(OSError, CatalyticError):
+        if path.exists() and path.read_bytes() == data:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
 
 
 def _tmp_in_index(repo: Repo, head: str | None, changes: list[RawChange], policy: Policy

@@ -82,6 +82,11 @@ class Spawned:
             self._close(fd)
 
 
+def spawn_git(*args: str) -> Spawned:
+    """`git ARGS` in the current directory with git's environment as is, started now."""
+    return Spawned(["git", *args])
+
+
 def early_status(argv: list[str]) -> Spawned | None:
     """For `digest` arguments naming the current repository's working tree only: its `git
     status`, started now. None otherwise, or when git cannot be started (the normal path then
