@@ -13,10 +13,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
         if args[1:] == ["pre-commit"] and not os.environ.get("CATALYTIC_NO_FASTPATH"):
-            from catalytic_hooks.enforce.quickcommit import quick_accept
+            from catalytic_hooks.enforce.quick import quick_accept
 
             if quick_accept():  # provably no finding; anything else: the full check below
                 return 0
+        if args[1:2] == ["pre-push"] and not os.environ.get("CATALYTIC_NO_FASTPATH") and \
+                not sys.stdin.isatty():
+            from catalytic_hooks.enforce.quick import quick_push
+
+            data = sys.stdin.buffer.read()
+            if quick_push(data):
+                return 0
+            import io
+
+            sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding=sys.stdin.encoding,
+                                         errors=sys.stdin.errors)  # for the full check
         from catalytic_hooks.enforce.hookmain import main as hook_main
 
         return hook_main(args[1:])

@@ -85,19 +85,20 @@ def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
 
 
 def _remember(repo: Repo, base: Baseline) -> None:
-    """What the hook's quick path (enforce/quickcommit.py) needs to recognise this base's policy
+    """What the hook's quick path (enforce.quick.py) needs to recognise this base's policy
     without parsing it: HEAD's policy sources and trust file as `git ls-tree` lists them, and
     the roots they give. Rewritten only when it changes; a cache we cannot write costs speed."""
-    from catalytic_hooks.enforce.quickcommit import CACHE_NAME, encode, listing_args
+    from catalytic_hooks.enforce.quick import CACHE_NAME, encode, listing_args
     from catalytic_hooks.fs.files import atomic_write
 
-    if base.rev is None:
-        return
-    watched = sorted(base.watched)
     p = base.policy
+    if base.rev is None or p.source == "defaults":
+        return  # no policy committed: a push may be judged by an adoption commit instead
+    watched = sorted(base.watched)
     data = encode(repo.git(*listing_args(base.rev, watched)), watched, {
         "exclusions": list(p.exclusions), "tmp": list(p.tmp_roots),
-        "durable": list(p.effective_durable), "protected": list(p.protected_roots)})
+        "durable": list(p.effective_durable), "protected": list(p.protected_roots),
+        "special": sorted({*p.run_roots, p.chronicle, *p.implicit_durable})})
     path = repo.git_dir / "catalytic" / CACHE_NAME
     with contextlib.suppress(OSError, CatalyticError):
         if path.exists() and path.read_bytes() == data:

@@ -1,4 +1,4 @@
-"""The commit hook's quick path (enforce/quickcommit.py) accepts only what the full check finds
+"""The commit hook's quick path (enforce.quick.py) accepts only what the full check finds
 nothing in: every kind of staged change is judged both ways with real git, and wherever the
 quick path accepts, the full check must report no finding."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from catalytic_hooks.enforce.checks import check_staged
-from catalytic_hooks.enforce.quickcommit import CACHE_NAME, quick_accept
+from catalytic_hooks.enforce.quick import CACHE_NAME, quick_accept
 from catalytic_hooks.git.repo import Repo
 
 from .helpers import catalytic, git
@@ -125,3 +125,106 @@ def test_real_commits_through_the_installed_hook(repo: Path) -> None:
     full = catalytic("hook", "pre-commit", cwd=repo, env=env)
     quick = catalytic("hook", "pre-commit", cwd=repo)
     assert (quick.returncode, quick.stderr) == (full.returncode, full.stderr)
+
+
+# -- pre-push ---------------------------------------------------------------------------------
+
+def _push_both(repo: Path, line: str) -> tuple[bool, list[str] | str]:
+    from catalytic_hooks.enforce.bundles import check_bundles
+    from catalytic_hooks.enforce.checks import check_push, parse_push_lines
+    from catalytic_hooks.enforce.quick import quick_push
+
+    quick = quick_push(line.encode())
+    try:
+        full: list[str] | str = [
+            f"{f.kind}:{f.path}" for f in check_push(Repo.discover(repo), parse_push_lines(line),
+                                                      "origin", check_bundles) if f.blocking]
+    except Exception as exc:
+        full = type(exc).__name__
+    return quick, full
+
+
+def _line(repo: Path, old: str = "HEAD~1", new: str = "HEAD") -> str:
+    o = git(repo, "rev-parse", old).stdout.strip()
+    n = git(repo, "rev-parse", new).stdout.strip()
+    return f"refs/heads/main {n} refs/heads/main {o}\n"
+
+
+PUSHES = {
+    "one durable commit": ("echo 2 > outputs/n.txt && git add outputs/n.txt && "
+                           "git commit -qm d --no-verify", True),
+    "one unprotected commit": ("echo 2 > docs/n.md && git add docs/n.md && "
+                               "git commit -qm u --no-verify", True),
+    "protected change": ("echo b >> src/a.py && git commit -qam p --no-verify", False),
+    "tmp committed": ("mkdir -p _tmp && echo t > _tmp/t && git add -f _tmp/t && "
+                      "git commit -qm t --no-verify", False),
+    "a run bundle": ("mkdir -p _runs/r && echo {} > _runs/r/STATUS.json && git add _runs && "
+                     "git commit -qm r --no-verify", False),
+    "chronicle": ("mkdir -p .catalytic && echo x > .catalytic/chronicle.jsonl && "
+                  "git add .catalytic && git commit -qm c --no-verify", False),
+    "policy change": ("echo 'run_roots = [\"r2\"]' >> .catalytic.toml && "
+                      "git commit -qam pol --no-verify", False),
+}
+
+
+@pytest.mark.parametrize("case", list(PUSHES))
+def test_quick_push_accepts_only_what_the_full_check_finds_clean(repo: Path, case: str) -> None:
+    script, accepted = PUSHES[case]
+    _sh(repo, script)
+    quick, full = _push_both(repo, _line(repo))
+    assert quick is accepted, (case, full)
+    if quick:
+        assert full == [], case
+
+
+def test_quick_push_leaves_anything_unusual_to_the_full_check(repo: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    from catalytic_hooks.enforce.quick import quick_push
+
+    _sh(repo, "echo 2 > outputs/a && git add outputs/a && git commit -qm a --no-verify && "
+              "echo 3 > outputs/b && git add outputs/b && git commit -qm b --no-verify")
+    zero = "0" * 40
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    assert quick_push(_line(repo, "HEAD~2").encode()) is False  # two commits
+    assert quick_push(f"refs/heads/x {head} refs/heads/x {zero}\n".encode()) is False  # new
+    assert quick_push(f"(delete) {zero} refs/heads/x {head}\n".encode()) is False
+    assert quick_push((_line(repo) * 2).encode()) is False  # two refs
+    _sh(repo, "git checkout -qb side HEAD~1 && echo s > outputs/s && git add outputs/s && "
+              "git commit -qm s --no-verify && git checkout -q main && "
+              "git merge -q --no-edit --no-verify side")
+    assert quick_push(_line(repo).encode()) is False  # a merge
+    assert quick_push(_line(repo, "HEAD~1", "HEAD~1").encode()) is False  # nothing new
+    monkeypatch.setenv("PRE_COMMIT", "1")
+    assert quick_push(_line(repo, "HEAD^2", "HEAD^2").encode()) is False
+
+
+def test_the_old_tip_s_policy_must_be_the_recorded_one(repo: Path) -> None:
+    """Recorded at HEAD after a policy commit, the roots do not describe the remote's older
+    tip: pushing both is judged in full, by the old tip's policy."""
+    _sh(repo, "printf 'durable_roots = [\"src\"]\\n' > .catalytic.toml && "
+              "git commit -qam 'policy' --no-verify")
+    check_staged(Repo.discover(repo))  # records HEAD's (new) roots
+    _sh(repo, "echo b >> src/a.py && git commit -qam p --no-verify")
+    from catalytic_hooks.enforce.quick import quick_push
+
+    assert quick_push(_line(repo, "HEAD~2").encode()) is False
+    assert _push_both(repo, _line(repo)) == (True, [])  # HEAD~1 has the recorded policy
+
+
+def test_real_pushes_through_the_installed_hook(repo: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    catalytic("install", "--hook-type", "pre-push", "--force", cwd=repo)
+    _sh(repo, "echo 9 > outputs/o.txt && git commit -qam durable --no-verify")
+    ok = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=repo, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stderr
+    _sh(repo, "echo evil >> src/a.py && git commit -qam evil --no-verify")
+    refused = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=repo,
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "src/a.py" in refused.stderr  # the full check, fed stdin
+    remote_tip = git(bare, "rev-parse", "main").stdout.strip()
+    assert remote_tip == git(repo, "rev-parse", "HEAD~1").stdout.strip()

@@ -1,5 +1,6 @@
-"""The commit hook's quick path: accept, in a few milliseconds, a staged change that provably has
-no finding; anything else goes to the full check (`checks.check_staged`), which decides.
+"""The hooks' quick paths: accept, in a few milliseconds, a staged change (pre-commit) or a pushed
+commit (pre-push) that provably has no finding; anything else goes to the full check
+(`checks.check_staged`, `checks.check_push`), which decides.
 
 On a repository of 10,000 files git needs 3 ms to compare the index with HEAD, while the full
 check pays about 60 ms for the standard library it imports (typing, dataclasses, pathlib,
@@ -17,6 +18,11 @@ subprocess, tomllib, ...). This module imports only `os` and `zlib` (and git.ear
 
 Those are exactly the conditions under which `check_staged` finds nothing (tests compare the two
 on every kind of change); whenever one cannot be shown, the full check runs.
+
+A push is accepted quickly only as one ref moved forward by exactly one commit whose parent is
+the remote's old tip (which must be here, in a complete clone), judged by the policy recorded for
+the old tip's policy blobs, touching nothing under a run root, the chronicle, the policy or the
+trust file, nothing protected or tmp, and leaving nothing under a tmp root in the pushed tree.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import zlib
 
 from catalytic_hooks.git.early import Spawned, spawn_git
 
-_MAGIC = "catalytic-commit-check v1"
+_MAGIC = "catalytic-commit-check v2"
+# "special": what a push check looks at beyond the roots (run roots, the chronicle): never quick
+_ROOTS = ("exclusions", "tmp", "durable", "protected", "special")
 CACHE_NAME = "commit-check"
 
 
@@ -39,7 +47,7 @@ def encode(listing: bytes, watched: list[str], roots: dict[str, list[str]]) -> b
     """The cache file: magic, the listing, the watched paths and the roots, NUL-separated (no
     git path holds a NUL), then a CRC of the rest against accidental damage."""
     fields = [_MAGIC, listing.hex(), "\0".join(watched),
-              *("\0".join(roots[k]) for k in ("exclusions", "tmp", "durable", "protected"))]
+              *("\0".join(roots[k]) for k in _ROOTS)]
     body = "\n\0\n".join(fields).encode("utf-8", "surrogateescape")
     return body + b"\n\0\n" + b"%08x" % zlib.crc32(body)
 
@@ -49,7 +57,7 @@ def _decode(data: bytes) -> tuple[bytes, list[str], list[list[str]]] | None:
     if not sep or crc != b"%08x" % zlib.crc32(body):
         return None
     fields = body.decode("utf-8", "surrogateescape").split("\n\0\n")
-    if len(fields) != 7 or fields[0] != _MAGIC:
+    if len(fields) != 3 + len(_ROOTS) or fields[0] != _MAGIC:
         return None
     lists = [f.split("\0") if f else [] for f in fields[2:]]
     try:
@@ -111,22 +119,11 @@ def _judge(where: Spawned, staged: Spawned) -> bool:
     if len(lines) != 4 or lines[3] != "":
         return False
     git_dir, top, head = lines[0], lines[1], lines[2]
-    state = os.path.join(git_dir, "catalytic")
-    try:
-        if os.listdir(os.path.join(state, "runs")):
-            return False  # a run journal: the full check refuses or recovers
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    try:
-        with open(os.path.join(state, CACHE_NAME), "rb") as fh:
-            cached = _decode(fh.read())
-    except OSError:
-        return False
+    cached = _cached(git_dir)
     if cached is None:
         return False
-    listing, watched, (exclusions, tmp, durable, protected) = cached
+    listing, watched, roots = cached
+    tmp = roots[1]
     probes = [spawn_git(*listing_args(head, watched))]
     if tmp:
         probes.append(spawn_git("ls-tree", "-r", "-z", "--full-tree", "--name-only", head, "--",
@@ -139,14 +136,21 @@ def _judge(where: Spawned, staged: Spawned) -> bool:
             proc.kill()
             proc.wait()
     diff = _output(staged)
-    if diff is None:
+    if diff is None or not _clean(diff, watched, cached[2]):
         return False
+    return not _tmp_on_disk(top, tmp)
+
+
+def _clean(diff: bytes, watched: list[str], roots: list[list[str]]) -> bool:
+    """Whether no changed path (NUL-separated) is a finding: watched, special, tmp or protected
+    (classified as core.policy does: exclusions, then tmp, then durable, then protected)."""
+    exclusions, tmp, durable, protected, special = roots
     watched_set = set(watched)
     for raw in diff.split(b"\0"):
         if not raw:
             continue
         path = raw.decode("utf-8", "surrogateescape")
-        if path in watched_set:
+        if path in watched_set or _under_any(path, special):
             return False
         if path == ".git" or path.startswith(".git/") or _under_any(path, exclusions):
             continue
@@ -156,4 +160,68 @@ def _judge(where: Spawned, staged: Spawned) -> bool:
             continue
         if _under_any(path, protected):
             return False
-    return not _tmp_on_disk(top, tmp)
+    return True
+
+
+def _cached(git_dir: str) -> tuple[bytes, list[str], list[list[str]]] | None:
+    state = os.path.join(git_dir, "catalytic")
+    try:
+        if os.listdir(os.path.join(state, "runs")):
+            return None  # a run journal: the full check refuses or recovers
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        with open(os.path.join(state, CACHE_NAME), "rb") as fh:
+            return _decode(fh.read())
+    except OSError:
+        return None
+
+
+def quick_push(stdin: bytes) -> bool:
+    """True only when the push provably has no finding (see the module docstring)."""
+    if os.environ.get("PRE_COMMIT"):
+        return False  # the framework's ranges and names: the full check reads them
+    lines = stdin.decode("utf-8", "surrogateescape").splitlines()
+    if len(lines) != 1:
+        return False
+    parts = lines[0].rsplit(maxsplit=3)
+    if len(parts) != 4:
+        return False
+    new, old = parts[1], parts[3]
+    if not all(c in "0123456789abcdef" for c in new + old) or len(new) != len(old) \
+            or new.strip("0") == "" or old.strip("0") == "":
+        return False  # a deletion or a new branch: the full check
+    where = spawn_git("rev-parse", "--absolute-git-dir", "--git-common-dir")
+    commits = spawn_git("rev-list", "--parents", "-n", "2", new, "--not", old, "--")
+    changed = spawn_git("diff-tree", "-r", "-z", "--no-renames", "--name-only",
+                        "--ignore-submodules=none", old, new, "--")
+    procs = [where, commits, changed]
+    try:
+        out = _output(where)
+        dirs = out.decode("utf-8", "surrogateescape").split("\n") if out else []
+        if len(dirs) != 3 or _output(commits) != f"{new} {old}\n".encode():
+            return False
+        common = os.path.join(dirs[0], dirs[1]) if not os.path.isabs(dirs[1]) else dirs[1]
+        if os.path.lexists(os.path.join(common, "shallow")):
+            return False  # a shallow clone: the full check knows where its history ends
+        cached = _cached(dirs[0])
+        if cached is None:
+            return False
+        listing, watched, roots = cached
+        tmp = roots[1]
+        if "." in tmp:
+            return False
+        procs.append(spawn_git(*listing_args(old, watched)))
+        if tmp:
+            procs.append(spawn_git("ls-tree", "-r", "-z", "--full-tree", "--name-only", new,
+                                   "--", *(f":(literal){r}" for r in tmp)))
+        if _output(procs[3]) != listing or (tmp and _output(procs[4]) != b""):
+            return False
+        diff = _output(changed)
+        return diff is not None and _clean(diff, watched, roots)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
