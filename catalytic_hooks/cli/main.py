@@ -9,25 +9,38 @@ import sys
 from collections.abc import Sequence
 
 
+def _quick_hook(args: list[str]) -> bool:
+    """The hooks' quick paths (enforce/quick.py), which import almost nothing and only accept.
+    A pre-push hook's stdin is read here; the full check then gets the same bytes."""
+    if os.environ.get("CATALYTIC_NO_FASTPATH"):
+        return False
+    if args == ["pre-commit"]:
+        from catalytic_hooks.enforce.quick import quick_accept
+
+        return quick_accept()
+    if args[:1] == ["pre-push"] and not sys.stdin.isatty():
+        from catalytic_hooks.enforce.quick import quick_push
+
+        data = sys.stdin.buffer.read()
+        if quick_push(data):
+            return True
+        import io
+
+        sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding=sys.stdin.encoding,
+                                     errors=sys.stdin.errors)
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
-        if args[1:] == ["pre-commit"] and not os.environ.get("CATALYTIC_NO_FASTPATH"):
-            from catalytic_hooks.enforce.quick import quick_accept
+        try:
+            if _quick_hook(args[1:]):
+                return 0  # provably no finding; anything else: the full check below
+        except KeyboardInterrupt as exc:
+            from catalytic_hooks.enforce.hookmain import report_failure
 
-            if quick_accept():  # provably no finding; anything else: the full check below
-                return 0
-        if args[1:2] == ["pre-push"] and not os.environ.get("CATALYTIC_NO_FASTPATH") and \
-                not sys.stdin.isatty():
-            from catalytic_hooks.enforce.quick import quick_push
-
-            data = sys.stdin.buffer.read()
-            if quick_push(data):
-                return 0
-            import io
-
-            sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding=sys.stdin.encoding,
-                                         errors=sys.stdin.errors)  # for the full check
+            return report_failure(exc)
         from catalytic_hooks.enforce.hookmain import main as hook_main
 
         return hook_main(args[1:])

@@ -127,12 +127,16 @@ def main(argv: Sequence[str]) -> int:
         print(USAGE, file=sys.stderr)
         return EXIT_ERROR
     except (Exception, KeyboardInterrupt) as exc:
-        # Fail closed: a hook that cannot decide blocks, and says why (same mapping as the CLI).
-        code, message, bug = failure(exc)
-        if bug and debug_enabled():
-            import traceback
+        return report_failure(exc)
 
-            traceback.print_exc()
-        print(f"catalytic: {'error: ' if not bug and code != 130 else ''}{message}",
-              file=sys.stderr)
-        return code
+
+def report_failure(exc: BaseException) -> int:
+    """Fail closed: a hook that cannot decide blocks, and says why (same mapping as the CLI)."""
+    code, message, bug = failure(exc)
+    if bug and debug_enabled():
+        import traceback
+
+        traceback.print_exc()
+    print(f"catalytic: {'error: ' if not bug and code != 130 else ''}{message}",
+          file=sys.stderr)
+    return code

@@ -98,7 +98,15 @@ def _output(proc: Spawned) -> bytes | None:
 
 
 def quick_accept() -> bool:
-    """True only when the staged change provably has no finding (see the module docstring)."""
+    """True only when the staged change provably has no finding (see the module docstring);
+    anything going wrong (no git, say) is for the full check to report."""
+    try:
+        return _quick_accept()
+    except OSError:
+        return False
+
+
+def _quick_accept() -> bool:
     env = os.environ
     if env.get("PRE_COMMIT") and not env.get("GIT_INDEX_FILE"):
         return False  # maybe the framework outside a commit: the full check decides
@@ -180,7 +188,15 @@ def _cached(git_dir: str) -> tuple[bytes, list[str], list[list[str]]] | None:
 
 
 def quick_push(stdin: bytes) -> bool:
-    """True only when the push provably has no finding (see the module docstring)."""
+    """True only when the push provably has no finding (see the module docstring); anything
+    going wrong (no git, say) is for the full check to report."""
+    try:
+        return _quick_push(stdin)
+    except OSError:
+        return False
+
+
+def _quick_push(stdin: bytes) -> bool:
     if os.environ.get("PRE_COMMIT"):
         return False  # the framework's ranges and names: the full check reads them
     lines = stdin.decode("utf-8", "surrogateescape").splitlines()
