@@ -103,3 +103,34 @@ def test_corrupt_snapshot_is_rebuilt_and_index_change_invalidates(make_repo) -> 
     after = index_digest(r, policy, HashCache.for_repo(r))
     assert after != good
     assert after == tree_digest(index_view(r), policy, HashCache(None))
+
+
+def test_untracked_files_git_status_does_not_list_one_by_one(make_repo) -> None:
+    """`git status` in its normal untracked mode (the one its untracked cache serves) shows an
+    untracked directory as `dir/` and omits a directory standing where a deleted tracked file
+    was; the digest must still hold every such file, and nothing ignored."""
+    repo = make_repo(FILES, policy=DEFAULT_POLICY)
+    (repo / "src/m6.py").unlink()
+    (repo / "src/m6.py").mkdir()
+    (repo / "src/m6.py/inner.txt").write_text("hidden by git status\n")
+    (repo / "fresh/a/b").mkdir(parents=True)
+    (repo / "fresh/a/b/deep.txt").write_text("deep\n")
+    (repo / "fresh/top.txt").write_text("top\n")
+    (repo / "fresh/skip.log").write_text("ignored\n")
+    (repo / ".gitignore").write_text("*.log\n")
+    nested = repo / "fresh/nested"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    git(nested, "commit", "-q", "--allow-empty", "-m", "n")
+    head = git(nested, "rev-parse", "HEAD").stdout.strip()
+    status = git(repo, "status", "--porcelain=v2", "-unormal").stdout
+    assert "fresh/\n" in status and "inner.txt" not in status  # what git alone shows
+    r = Repo.discover(repo)
+    policy = load_policy(repo)
+    for digest in (worktree_digest(r, policy, HashCache.for_repo(r)),
+                   tree_digest(worktree_view(r), policy, HashCache(None))):
+        m = digest.manifest
+        assert "src/m6.py/inner.txt" in m and "src/m6.py" not in m
+        assert {"fresh/a/b/deep.txt", "fresh/top.txt", ".gitignore"} <= m.keys()
+        assert m["fresh/nested"] == f"gitlink:{head}"
+        assert "fresh/skip.log" not in m

@@ -13,15 +13,18 @@ import contextlib
 import os
 import select
 
-# -uall, not the faster default: in "normal" mode git omits an untracked directory that stands
-# where a deleted tracked file was, and a digest must never miss a file.
+# "normal" untracked mode, the one git's untracked cache serves (-uall walks every directory
+# again): it shows an untracked directory as "dir/", and omits one standing where a deleted
+# tracked file was; the digest lists both kinds itself (git.digests.expand_untracked).
 STATUS_ARGS = ("--no-optional-locks", "status", "--porcelain=v2", "-z", "--no-renames",
-               "--ignore-submodules=none", "--untracked-files=all")
+               "--ignore-submodules=none")
 
 
 def status_args(ignored: bool) -> list[str]:
     # "traditional" with -uall lists every file inside an ignored directory.
-    return [*STATUS_ARGS, "--ignored=traditional"] if ignored else list(STATUS_ARGS)
+    if ignored:
+        return [*STATUS_ARGS, "--untracked-files=all", "--ignored=traditional"]
+    return [*STATUS_ARGS, "--untracked-files=normal"]
 
 
 class Spawned:

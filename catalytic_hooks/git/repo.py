@@ -330,7 +330,25 @@ class Repo:
         return self.start(*status_args(ignored))
 
     def finish_status(self, proc: subprocess.Popen[bytes]) -> WorktreeStatus:
-        return self.parse_status(self.finish(proc))
+        st = self.parse_status(self.finish(proc))
+        if "--untracked-files=normal" in proc.args:  # type: ignore[operator]
+            self._expand_untracked(st)
+        return st
+
+    def _expand_untracked(self, st: WorktreeStatus) -> None:
+        """Untracked files that `git status` in its normal mode does not list one by one: inside
+        an untracked directory it shows `dir/` (a nested repository looks the same and is left
+        as it is), and a directory standing where a deleted tracked file was it omits. Both are
+        listed by `git ls-files -o` (the same ignore rules) in one call."""
+        hidden = [p for p in st.deleted
+                  if os.path.isdir(self.top / p) and not os.path.islink(self.top / p)]
+        collapsed = [p for p in st.untracked if p.endswith("/")
+                     and not (self.top / p / ".git").exists()]
+        if not (hidden or collapsed):
+            return
+        listed = self.untracked_under([*collapsed, *(p + "/" for p in hidden)])
+        gone = set(collapsed)
+        st.untracked = sorted({*(p for p in st.untracked if p not in gone), *listed})
 
     @staticmethod
     def parse_status(out: bytes) -> WorktreeStatus:
@@ -428,6 +446,12 @@ class Repo:
 
     def commit_subject(self, oid: str) -> str:
         return self.git("log", "-1", "--format=%s", oid).decode(errors="replace").strip()
+
+    def untracked_under(self, dirs: Sequence[str]) -> list[str]:
+        """Every untracked, not ignored path below `dirs` (a nested repository as `dir/`)."""
+        out = self.git("ls-files", "-o", "-z", "--exclude-standard", "--full-name", "--",
+                       *(f":(literal){d}" for d in dirs))
+        return [os.fsdecode(p) for p in out.split(b"\0") if p]
 
     def submodule_head(self, path: str) -> str | None:
         sub = self.top / path
