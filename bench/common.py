@@ -142,6 +142,17 @@ def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], objec
     return statistics.median(times)
 
 
+def interleaved(fns: list[Callable[[], object]], repeat: int) -> list[float]:
+    """Median wall time of each function, run one after the other in every round."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, acc in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
 def table(rows: list[tuple[str, float, str]]) -> str:
     out = ["| measurement | median | ratio |", "|---|---:|---|"]
     for name, secs, ratio in rows:

@@ -22,6 +22,7 @@ from common import (
     PYTHON,
     build_repo,
     compile_package,
+    interleaved,
     median_time,
     run,
     table,
@@ -94,21 +95,29 @@ def main() -> None:
         ("hashing limit: SHA-256 + git blob id of every file, all cores", limit2,
          f"{limit2 / limit:.2f}× limit"),
     ]
-    for view in ("--index", "--worktree"):
-        cmd = [*CATALYTIC, "digest", view]
+    warm_cmds = {view: [*CATALYTIC, "digest", view] for view in ("--index", "--worktree")}
+    for view, cmd in warm_cmds.items():
         cold = median_time(lambda cmd=cmd: run(cmd, repo), max(1, args.repeat // 2),
                            setup=drop_cache)
-        run(cmd, repo)
-        warm = median_time(lambda cmd=cmd: run(cmd, repo), args.repeat)
         rows.append((f"catalytic digest {view} (cold cache)", cold,
                      f"{cold / limit:.2f}× limit, {cold / limit2:.2f}× SHA-256 + blob id, "
                      f"{sha / cold:.2f}× faster than sha256sum"))
-        rows.append((f"catalytic digest {view} (warm cache)", warm,
-                     f"{warm / status:.2f}× git status, {warm / status_uc:.2f}× with "
-                     "untracked cache"))
+    for cmd in warm_cmds.values():
+        run(cmd, repo)
+    # Warm rows interleaved with their reference, one of each per round: this machine's
+    # speed drifts, and a ratio of two medians taken minutes apart drifts with it.
+    warm = interleaved([lambda: run(["git", "status", "--porcelain"], repo),
+                        *(lambda cmd=cmd: run(cmd, repo) for cmd in warm_cmds.values())],
+                       3 * args.repeat)
+    status2 = warm[0]
+    rows.append(("git status --porcelain (interleaved with the two rows below)", status2,
+                 "1.00× git status"))
+    for view, t in zip(warm_cmds, warm[1:], strict=True):
+        rows.append((f"catalytic digest {view} (warm cache)", t,
+                     f"{t / status2:.2f}× git status"))
     lib = median_time(lambda: run([PYTHON, "-c", LIBRARY], repo), args.repeat)
     rows.append(("worktree digest via the Python API (no Typer CLI; what `catalytic run` uses)",
-                 lib, f"{lib / status:.2f}× git status"))
+                 lib, f"{lib / status2:.2f}× git status"))
     text = (f"### digest_bench: {args.files} files, {platform.machine()}, "
             f"{platform.python_version()}\n\n" + table(rows))
     print(text)
