@@ -21,12 +21,24 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "_corpus"
 
 
+def compile_package() -> None:
+    """Write the package's bytecode, as a pip install of the wheel does: an editable install
+    under PYTHONDONTWRITEBYTECODE=1 (as in this project's CI image) would otherwise compile every
+    module on every call, which is not what users run."""
+    import catalytic_hooks
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                    str(Path(catalytic_hooks.__file__).parent)], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+
+
 def _tool() -> list[str]:
     """The tool as users run it: `pip install` of this checkout (not editable, so bytecode is
     compiled and no editable-import finder runs at every start) into a virtual environment of
     its own under bench/_corpus, reinstalled from the checkout on every bench run.
     CATALYTIC_BENCH_DEV=1 measures the development install instead."""
     if os.environ.get("CATALYTIC_BENCH_DEV"):
+        compile_package()
         return [sys.executable, "-m", "catalytic_hooks"]
     venv_dir = CORPUS / "venv-tool"
     py = venv_dir / "bin" / "python"
@@ -44,17 +56,6 @@ CATALYTIC = _tool()
 # The interpreter the tool runs on (the venv's, or this one for CATALYTIC_BENCH_DEV=1).
 PYTHON = sys.executable if CATALYTIC[0] == sys.executable else str(
     Path(CATALYTIC[0]).parent / "python")
-
-
-def compile_package() -> None:
-    """Write the package's bytecode, as a pip install of the wheel does: an editable install
-    under PYTHONDONTWRITEBYTECODE=1 (as in this project's CI image) would otherwise compile every
-    module on every call, which is not what users run."""
-    import catalytic_hooks
-
-    subprocess.run([sys.executable, "-m", "compileall", "-q",
-                    str(Path(catalytic_hooks.__file__).parent)], check=True,
-                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
 
 
 def size_mix(rng: random.Random) -> int:

@@ -21,7 +21,6 @@ from common import (
     CATALYTIC,
     PYTHON,
     build_repo,
-    compile_package,
     interleaved,
     median_time,
     run,
@@ -71,7 +70,6 @@ def main() -> None:
     args = ap.parse_args()
     repo = build_repo(args.corpus, args.files)
     cache = repo / ".git" / "catalytic"
-    compile_package()
 
     def drop_cache() -> None:
         shutil.rmtree(cache, ignore_errors=True)

@@ -18,7 +18,7 @@ import sys
 import venv
 from pathlib import Path
 
-from common import CATALYTIC, build_repo, compile_package, median_time, run, table
+from common import CATALYTIC, build_repo, median_time, run, table
 
 POLICY = 'durable_roots = ["out"]\ntmp_roots = ["tmp"]\n'
 WRITE10 = "mkdir -p out && for i in 0 1 2 3 4 5 6 7 8 9; do date +%s%N > out/f$i; done"
@@ -52,7 +52,6 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--corpus", type=Path, default=Path(__file__).parent / "_corpus" / "run")
     args = ap.parse_args()
-    compile_package()
     repo = build_repo(args.corpus, args.files, policy=POLICY)
     work = args.corpus.parent / "run-work"
     shutil.rmtree(work, ignore_errors=True)

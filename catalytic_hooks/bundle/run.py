@@ -173,7 +173,7 @@ def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -
     status = repo.status_start(ignored=False)  # the slowest part: git runs it meanwhile
     state = git_state(repo)
     flags = flagged_entries(repo)
-    index = index_snapshot(repo, policy, cache)
+    index = index_snapshot(repo, policy)
     pre_td = worktree_digest(repo, policy, cache, rehash=flags, base=index, status=status)
     snap = _snapshot(repo, pre_td.manifest, flags) if opts.restore else None
     return _Pre(started, pre_td, digest_receipt(pre_td, policy),

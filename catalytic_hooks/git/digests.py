@@ -36,7 +36,7 @@ def tree_digest(view: View, policy: Policy, cache: HashCache | None = None) -> T
 
 
 def index_digest(repo: Repo, policy: Policy, cache: HashCache) -> TreeDigest:
-    return TreeDigest(Overlay(index_snapshot(repo, policy, cache).records))
+    return TreeDigest(Overlay(index_snapshot(repo, policy).records))
 
 
 def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bool = False,
@@ -50,7 +50,7 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
     `status`: the caller's `repo.status_start(ignored=...)`, started before other work."""
     # git status runs while the index values load
     status_proc = status or repo.status_start(ignored=ignored)
-    records = (base or index_snapshot(repo, policy, cache)).records
+    records = (base or index_snapshot(repo, policy)).records
     st = repo.finish_status(status_proc)
     flags = rehash or IndexFlags()
     for path in flags.all:

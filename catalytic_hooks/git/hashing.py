@@ -207,11 +207,6 @@ def start_hashing(root: str, fmt: str | None, paths: list[str], pool: HashPool |
     return lambda: [r for batch in wait() for r in batch]
 
 
-def hash_paths(root: str, fmt: str | None, paths: list[str], pool: HashPool | None = None
-               ) -> list[_Result]:
-    return start_hashing(root, fmt, paths, pool)()
-
-
 class Resolution:
     """`resolve_contents` in two halves: the constructor answers what the cache knows and starts
     hashing the rest (on `pool`, without waiting), `finish` waits and resolves what is left,

@@ -211,12 +211,12 @@ def _full(repo: Repo, policy: Policy, tree: str | None) -> Records:
         return Records.concat(parts(pool))
 
 
-def index_snapshot(repo: Repo, policy: Policy, cache: HashCache | None = None, *,
-                   stored: bool = True) -> Snapshot:
+def index_snapshot(repo: Repo, policy: Policy, *, stored: bool = True) -> Snapshot:
     """Digest records of every protected entry of the index: the stored snapshot when the index
     is unchanged, else the stored one patched by the trees' difference, else built in full (and
     stored). `stored=False` never reads a stored snapshot (a run's POST phase after its command
-    changed the index). `cache` is accepted for callers' symmetry; snapshots never use it."""
+    changed the index). The blob cache is not consulted: a patch resolves a few entries, and a
+    full build is the first digest of a policy."""
     ident = index_identity(repo)
     snap_path = _snapshot_file(repo, policy)
     prev = _load(snap_path) if stored else None
