@@ -125,6 +125,19 @@ def build_small_repo(path: Path, files: int, seed: int = 99, policy: str = "") -
     return path
 
 
+def stager(repo: Path) -> Callable[[], None]:
+    """A function that stages a fresh one-file change under `outputs/` at every call."""
+    (repo / "outputs").mkdir(exist_ok=True)
+    counter = [0]
+
+    def change() -> None:
+        counter[0] += 1
+        (repo / "outputs" / "result.txt").write_text(f"run {counter[0]}\n")
+        run(["git", "add", "outputs/result.txt"], repo)
+
+    return change
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, stdin: bytes | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(cmd, cwd=cwd, check=check, input=stdin, capture_output=True,

@@ -13,7 +13,7 @@ import argparse
 import platform
 from pathlib import Path
 
-from common import CATALYTIC, build_repo, median_time, run, table
+from common import CATALYTIC, build_repo, median_time, run, stager, table
 
 POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
 
@@ -30,13 +30,7 @@ def main() -> None:
         run(["git", "add", ".catalytic.toml"], repo)
         run(["git", "commit", "-q", "--no-verify", "-m", "policy"], repo)
     run([*CATALYTIC, "install", "--hook-type", "pre-commit", "--force"], repo)
-    (repo / "outputs").mkdir(exist_ok=True)
-    counter = [0]
-
-    def change() -> None:
-        counter[0] += 1
-        (repo / "outputs" / "result.txt").write_text(f"run {counter[0]}\n")
-        run(["git", "add", "outputs/result.txt"], repo)
+    change = stager(repo)
 
     status = median_time(lambda: run(["git", "status", "--porcelain"], repo), args.repeat)
     plain = median_time(lambda: run(["git", "commit", "-q", "--no-verify", "-m", "x"], repo),

@@ -24,7 +24,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import CATALYTIC, CORPUS, PYTHON, build_small_repo, interleaved, median_time, run
+from common import (
+    CATALYTIC,
+    CORPUS,
+    PYTHON,
+    build_small_repo,
+    interleaved,
+    median_time,
+    run,
+    stager,
+)
 
 POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
 RSS = ("import resource, sys\nfrom catalytic_hooks.cli.main import main\n"
@@ -40,13 +49,7 @@ def peak_mb(repo: Path, *args: str) -> float:
 
 def measure(n: int, repeat: int) -> list[tuple[str, str, str, str]]:
     repo = build_small_repo(CORPUS / f"scale-{n}", n, policy=POLICY)
-    (repo / "outputs").mkdir(exist_ok=True)
-    counter = [0]
-
-    def change() -> None:
-        counter[0] += 1
-        (repo / "outputs" / "result.txt").write_text(f"run {counter[0]}\n")
-        run(["git", "add", "outputs/result.txt"], repo)
+    change = stager(repo)
 
     rows = []
     change()

@@ -26,6 +26,12 @@ VALUES = HEX | HEX.map(lambda h: "symlink:" + h) | st.binary(min_size=20, max_si
 MANIFESTS = st.dictionaries(PATHS, VALUES, max_size=25)
 
 
+def _expected(base: dict[str, str], removed: list[str], added: dict[str, str]
+              ) -> dict[str, str]:
+    """The dict an Overlay(base, removed, added) stands for."""
+    return {**{k: v for k, v in base.items() if k not in removed}, **added}
+
+
 def _cj(d: dict[str, str]) -> bytes:
     return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -34,8 +40,7 @@ def _cj(d: dict[str, str]) -> bytes:
 @given(MANIFESTS, st.lists(PATHS, max_size=6), st.dictionaries(PATHS, VALUES, max_size=6))
 def test_overlay_equals_the_dict_it_stands_for(base: dict[str, str], removed: list[str],
                                                added: dict[str, str]) -> None:
-    expected = {k: v for k, v in base.items() if k not in removed}
-    expected.update(added)
+    expected = _expected(base, removed, added)
     o = Overlay(Records.from_values(base), frozenset(removed), added)
     assert o.digest() == manifest_digest(expected)
     assert len(o) == len(expected)
@@ -76,8 +81,7 @@ def test_stored_form_round_trips_and_rejects_any_other_bytes(values: dict[str, s
 @given(MANIFESTS, st.lists(PATHS, max_size=6), st.dictionaries(PATHS, VALUES, max_size=6))
 def test_materialized_overlay_is_the_records_of_its_dict(base: dict[str, str], removed: list[str],
                                                          added: dict[str, str]) -> None:
-    expected = {k: v for k, v in base.items() if k not in removed}
-    expected.update(added)
+    expected = _expected(base, removed, added)
     got = Overlay(Records.from_values(base), frozenset(removed), added).materialize()
     want = Records.from_values(expected)
     assert (got.text, got.digest) == (want.text, want.digest)
