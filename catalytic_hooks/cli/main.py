@@ -48,9 +48,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "CATALYTIC_NO_FASTPATH"):
         early = None
         if args[0] == "digest":
-            from catalytic_hooks.git.early import early_status
+            from catalytic_hooks.git.early import early_status, early_where
 
-            early = early_status(args[1:])  # before the imports below: git runs meanwhile
+            # before the imports below: git runs meanwhile
+            early, where = early_status(args[1:]), early_where(args[1:])
+            from catalytic_hooks.git.quickdigest import quick_digest
+
+            line = quick_digest(args[1:], early, where)
+            if line is not None:
+                print(line, flush=True)
+                if argv is None:
+                    # The console command: nothing of the tool's is left to tear down (no
+                    # file, pool or temporary directory is open), so skip the interpreter's.
+                    os._exit(0)
+                return 0
         from catalytic_hooks.cli.fastpath import fast
 
         code = fast(args[0], args[1:], early)

@@ -7,6 +7,7 @@ from the start-up fast path (fastpath.py), so the two can never behave different
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,12 @@ def _run_digest(args: DigestArgs) -> None:
             early, args.status = args.status, None
             td, kind = worktree_digest(git, policy, cache, ignored=ignored,
                                        status=early if repo is None else None), "worktree"
+        if git is not None and (index or worktree) and repo is None and not ignored \
+                and exclusions is None and durable_roots is None and tmp_roots is None \
+                and not os.environ.get("GIT_INDEX_FILE"):
+            from catalytic_hooks.git.digests import remember_quick
+
+            remember_quick(git)  # what the next plain digest here needs to answer quickly
         receipt = digest_receipt(td, policy)
         write_receipt(targets[0] if targets else None, receipt)
         result(json_mode, True, "PASS", receipt, lambda: say(

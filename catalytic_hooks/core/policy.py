@@ -233,7 +233,12 @@ POLICY_SOURCES = (PYPROJECT, CONFIG_FILE)
 def load_policy(repo_root: Path) -> Policy:
     """Read `[tool.catalytic]` from pyproject.toml or `.catalytic.toml` (never both) on disk: the
     policy of local commands. What the hooks judge by comes from git objects (enforce.baseline)."""
-    return policy_from_sources({name: _read_file(repo_root / name) for name in POLICY_SOURCES})
+    return policy_from_sources(read_sources(repo_root))
+
+
+def read_sources(repo_root: Path) -> dict[str, bytes | None]:
+    """The bytes of each possible policy source on disk (None: absent)."""
+    return {name: _read_file(repo_root / name) for name in POLICY_SOURCES}
 
 
 def catalytic_table(pyproject: bytes, label: str = PYPROJECT) -> dict[str, Any] | None:

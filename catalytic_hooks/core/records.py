@@ -17,8 +17,6 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import accumulate
 
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-
 _MAGIC = b"catalytic-records v2\n"
 # Every byte json.dumps(ensure_ascii=False) leaves as it is (the newline is the records' own).
 _JSON_PLAIN = bytes(b for b in range(256)
@@ -28,12 +26,18 @@ _JSON_PLAIN = bytes(b for b in range(256)
 _json_memo: dict[str, bytes] = {}
 
 
+def _not_utf8(exc: UnicodeEncodeError) -> Exception:
+    # Imported here: the digest's quick path loads records without the error machinery (enum).
+    from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+
+    return CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED, f"a path is not valid UTF-8: {exc}")
+
+
 def _utf8(path: str) -> bytes:
     try:
         return path.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED,
-                             f"a path is not valid UTF-8: {exc}") from exc
+        raise _not_utf8(exc) from exc
 
 
 class Records:
@@ -53,8 +57,7 @@ class Records:
         try:
             text = "".join(map("{}:{}\n".format, keys, vals)).encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED,
-                                 f"a path is not valid UTF-8: {exc}") from exc
+            raise _not_utf8(exc) from exc
         if len(text) == sum(map(len, keys)) + sum(map(len, vals)) + 2 * len(keys):
             klens = array("Q", map(len, keys))  # all ASCII: characters are bytes
         else:

@@ -15,11 +15,14 @@ import os
 import subprocess
 
 from catalytic_hooks.core.digest import TreeDigest, check_record_paths
-from catalytic_hooks.core.policy import PathClass, Policy
+from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.core.policy import PathClass, Policy, policy_from_sources, read_sources
 from catalytic_hooks.core.records import Overlay
+from catalytic_hooks.core.version import VERSION
 from catalytic_hooks.git.hashing import HashCache, resolve_contents
+from catalytic_hooks.git.quickdigest import encode, remember
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.snapshot import Snapshot, index_snapshot
+from catalytic_hooks.git.snapshot import Snapshot, index_snapshot, snapshot_name
 from catalytic_hooks.git.state import IndexFlags
 from catalytic_hooks.git.views import View, ViewEntry, ViewKind, disk_entry
 
@@ -89,3 +92,19 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
     cache.save()
     check_record_paths(added)
     return TreeDigest(Overlay(records, frozenset(removed), added))
+
+
+def remember_quick(repo: Repo) -> None:
+    """Record what git.quickdigest needs to answer the next plain digest of this repository:
+    the roots given by the policy sources' bytes read now (not the ones this digest used, which
+    may have changed since: the record binds roots to exactly the bytes they come from)."""
+    sources = read_sources(repo.top)
+    try:
+        policy = policy_from_sources(sources)
+    except CatalyticError:
+        return
+    roots = {"exclusions": list(policy.exclusions), "tmp": list(policy.tmp_roots),
+             "durable": list(policy.effective_durable),
+             "protected": list(policy.protected_roots)}
+    remember(str(repo.git_dir), encode(VERSION, str(repo.top), sources,
+                                       snapshot_name(repo, policy), roots))

@@ -103,3 +103,18 @@ def early_status(argv: list[str]) -> Spawned | None:
         return Spawned(["git", *status_args("--ignored" in argv)])
     except OSError:
         return None
+
+
+# The digest arguments git.quickdigest may answer.
+QUICK_DIGEST = (["--worktree"], ["--index"])
+WHERE_ARGS = ("rev-parse", "--absolute-git-dir", "--show-toplevel")
+
+
+def early_where(argv: list[str]) -> Spawned | None:
+    """For arguments git.quickdigest may answer: where the repository is, asked now."""
+    if argv not in QUICK_DIGEST:
+        return None
+    try:
+        return spawn_git(*WHERE_ARGS)
+    except OSError:
+        return None

@@ -47,11 +47,16 @@ class Snapshot:
     records: Records
 
 
-def _snapshot_file(repo: Repo, policy: Policy) -> Path:
+def snapshot_name(repo: Repo, policy: Policy) -> str:
+    """The snapshot's file name in `<git dir>/catalytic/`: one per object format and roots."""
     key = canonical_hash([repo.object_format, list(policy.protected_roots),
                           list(policy.exclusions), list(policy.tmp_roots),
                           list(policy.effective_durable)])
-    return repo.git_dir / "catalytic" / f"index-digest-{key[:32]}"
+    return f"index-digest-{key[:32]}"
+
+
+def _snapshot_file(repo: Repo, policy: Policy) -> Path:
+    return repo.git_dir / "catalytic" / snapshot_name(repo, policy)
 
 
 def _scratch(repo: Repo) -> Path:

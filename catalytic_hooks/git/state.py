@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from catalytic_hooks.git.indexid import identity_of
 from catalytic_hooks.git.repo import Repo
 
 # Outrank whatever the repository, the user or the command configured.
@@ -68,19 +69,7 @@ def index_file(repo: Repo) -> Path:
 
 def index_identity(repo: Repo) -> str | None:
     """Size, inode, mtime and trailing checksum of the index file (None: no index yet)."""
-    path = index_file(repo)
-    try:
-        with path.open("rb") as fh:
-            st = os.fstat(fh.fileno())
-            if st.st_size < 64:
-                return None
-            fh.seek(-32, os.SEEK_END)
-            tail = fh.read(32)
-    except OSError:
-        return None
-    if tail.count(0) == len(tail):
-        return None  # index.skipHash: no checksum, so nothing ties a snapshot to this content
-    return f"{path}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}|{tail.hex()}"
+    return identity_of(str(index_file(repo)))
 
 
 _flag_memo: dict[tuple[Path, str], IndexFlags] = {}
@@ -155,12 +144,17 @@ def git_state(repo: Repo) -> dict[str, str]:
     return state
 
 
+# The blob cache, the digest's quick-path record (git.quickdigest) and the commit hook's
+# (enforce.quick): each lets a later command skip work on the strength of what it says.
+_CACHE_NAMES = ("blob-sha256", "digest-quick", "commit-check")
+
+
 def _cache_files(repo: Repo) -> list[Path]:
     found = []
     for d in sorted({repo.common_dir / "catalytic", repo.git_dir / "catalytic"}):
         with contextlib.suppress(OSError):
             found += [d / n for n in sorted(os.listdir(d))
-                      if n == "blob-sha256" or n.startswith("index-digest-")]
+                      if n in _CACHE_NAMES or n.startswith("index-digest-")]
     return found
 
 

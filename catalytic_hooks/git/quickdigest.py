@@ -1,0 +1,288 @@
+"""`catalytic digest --worktree` and `--index`, answered without loading the rest of the tool.
+
+A warm working-tree digest is git's `git status` plus the stored index snapshot patched with what
+it reports. The full path also imports the policy parser, the repository layer and the receipt
+code (typing, dataclasses, pathlib, tomllib, json, subprocess: about 80 ms of CPU) while `git
+status` already keeps both cores of a small machine busy, so the digest ended 60-100 ms after
+git did. This module imports `os`, `hashlib`, `zlib` and the records; it answers only when
+
+- the last full digest of this repository (the plain command, run from inside it) recorded its
+  roots here (`<git dir>/catalytic/digest-quick`), for policy sources whose bytes on disk still
+  hash the same, under this version of the tool and the same top directory;
+- the stored index snapshot belongs to the index file as it is now (git.snapshot), and no
+  interrupted run is pending;
+- `git status` reports only plain entries: no submodule, no nested repository, no unmerged
+  entry, no special file, no name a digest cannot hold, and at most `_MAX_FRESH` files to read.
+
+Anything else returns None and the full path decides, with the same `git status` output
+(tests/test_quick_digest.py compares both paths on every kind of change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import zlib
+
+from catalytic_hooks.core.records import Overlay, Records
+from catalytic_hooks.git.early import QUICK_DIGEST, Spawned, spawn_git
+from catalytic_hooks.git.indexid import identity_of
+
+RECORD_NAME = "digest-quick"
+_MAGIC = "catalytic-digest-quick v1"
+# core.policy.POLICY_SOURCES, in that order (not imported: tomllib comes with it; a test pins it)
+SOURCES = ("pyproject.toml", ".catalytic.toml")
+ROOTS = ("exclusions", "tmp", "durable", "protected")
+_SEP = "\n\0\n"
+_MAX_FRESH = 1000  # files read here; the full path hashes more on all cores
+
+
+def fingerprint(data: bytes | None) -> str:
+    return "absent" if data is None else hashlib.sha256(data).hexdigest()
+
+
+def encode(version: str, top: str, sources: dict[str, bytes | None], snapshot: str,
+           roots: dict[str, list[str]]) -> bytes:
+    """The record: magic, version, top, the sources' fingerprints, the snapshot's file name and
+    the roots (NUL-separated: no git path holds a NUL), then a CRC against accidental damage."""
+    fields = [_MAGIC, version, top, *(fingerprint(sources.get(n)) for n in SOURCES), snapshot,
+              *("\0".join(roots[k]) for k in ROOTS)]
+    body = _SEP.join(fields).encode("utf-8", "surrogateescape")
+    return body + _SEP.encode() + b"%08x" % zlib.crc32(body)
+
+
+def _decode(data: bytes) -> list[str] | None:
+    body, sep, crc = data.rpartition(_SEP.encode())
+    if not sep or crc != b"%08x" % zlib.crc32(body):
+        return None
+    fields = body.decode("utf-8", "surrogateescape").split(_SEP)
+    if len(fields) != 4 + len(SOURCES) + len(ROOTS) or fields[0] != _MAGIC:
+        return None
+    return fields[1:]
+
+
+def remember(git_dir: str, record: bytes) -> None:
+    """Store `record` (from `encode`) unless it is already there. Best effort: without it the
+    next digest takes the full path. Called by the full path only (contextlib: not on the
+    quick one's imports)."""
+    import contextlib
+
+    path = os.path.join(git_dir, "catalytic", RECORD_NAME)
+    with contextlib.suppress(OSError), open(path, "rb") as fh:
+        if fh.read() == record:
+            return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(record)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def quick_digest(argv: list[str], status: Spawned | None, where: Spawned | None) -> str | None:
+    """The line `catalytic digest` prints for `argv`, or None: the full path decides (and reads
+    `status`, which this only ever waits for). `where`: git.early.early_where's process."""
+    if argv not in QUICK_DIGEST or where is None or os.environ.get("GIT_INDEX_FILE"):
+        return None
+    worktree = argv == ["--worktree"]
+    if worktree and status is None:
+        return None
+    try:
+        return _quick(worktree, status, where)
+    except (OSError, ValueError):  # UnicodeError included: the full path names the problem
+        return None
+    finally:
+        where.kill()
+        where.wait()
+
+
+def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None:
+    out, _ = where.communicate()
+    lines = out.decode("utf-8", "surrogateescape").split("\n")
+    if where.returncode != 0 or len(lines) != 3 or lines[2] or not lines[1]:
+        return None
+    git_dir, top = lines[0], lines[1]
+    fields = _record(git_dir, top)
+    if fields is None:
+        return None
+    snap = os.path.join(git_dir, "catalytic", fields[2 + len(SOURCES)])
+    records = _snapshot(snap, os.path.join(git_dir, "index"))
+    if records is None:
+        return None
+    if not worktree:
+        return _line(records.digest, len(records), "index")
+    assert status is not None
+    out, _ = status.communicate()
+    roots = [f.split("\0") if f else [] for f in fields[-len(ROOTS):]]
+    patch = status.returncode == 0 and _patch(top, out, records, roots)
+    if not patch:
+        return None
+    overlay = Overlay(records, frozenset(patch[0]), patch[1])
+    return _line(overlay.digest(), len(overlay), "worktree")
+
+
+def _line(digest: str, count: int, kind: str) -> str:
+    return f"{digest}  ({count} files, {kind} view)"
+
+
+def _record(git_dir: str, top: str) -> list[str] | None:
+    """The record's fields when it applies here (version, top and policy sources as they are
+    now, no pending run); else None."""
+    from catalytic_hooks.core.version import VERSION
+
+    state = os.path.join(git_dir, "catalytic")
+    try:
+        if os.listdir(os.path.join(state, "runs")):
+            return None  # maybe an interrupted run: the full path refuses or names it
+    except FileNotFoundError:
+        pass
+    with open(os.path.join(state, RECORD_NAME), "rb") as fh:
+        fields = _decode(fh.read())
+    if fields is None or fields[0] != VERSION or fields[1] != top:
+        return None
+    for name, want in zip(SOURCES, fields[2:], strict=False):
+        try:
+            with open(os.path.join(top, name), "rb") as fh:
+                data: bytes | None = fh.read()
+        except FileNotFoundError:
+            data = None
+        if fingerprint(data) != want:
+            return None
+    return fields
+
+
+def _snapshot(path: str, index: str) -> Records | None:
+    """The stored snapshot's records if it belongs to the index file as it is now."""
+    import json
+
+    ident = identity_of(index)
+    if ident is None:
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read()
+    with open(path + ".records", "rb") as fh:
+        text = fh.read()
+    loaded = Records.load(head, text)
+    if loaded is None:
+        return None
+    meta = json.loads(loaded[0])
+    return loaded[1] if isinstance(meta, dict) and meta.get("ident") == ident else None
+
+
+def _protected(path: str, roots: list[list[str]]) -> bool:
+    """core.policy.Policy.classify(path) is PROTECTED: exclusions, then tmp, then durable,
+    then protected, each a whole-component prefix (core.paths.under)."""
+    exclusions, tmp, durable, protected = roots
+    if path == ".git" or path.startswith(".git/"):
+        return False
+    for group in (exclusions, tmp, durable):
+        if any(r == "." or path == r or path.startswith(r + "/") for r in group):
+            return False
+    return any(r == "." or path == r or path.startswith(r + "/") for r in protected)
+
+
+def _changes(out: bytes) -> tuple[set[str], set[str], list[str]] | None:
+    """(modified, deleted, untracked) from `git status --porcelain=v2 -z`, as
+    git.repo.Repo.parse_status reads them; None for any entry this path leaves to the full one
+    (unmerged, submodule, ignored, a name that is not UTF-8: a ValueError)."""
+    modified: set[str] = set()
+    deleted: set[str] = set()
+    untracked: list[str] = []
+    for rec in out.split(b"\0"):
+        if not rec:
+            continue
+        if rec[:2] == b"1 ":
+            fields = rec.split(b" ", 8)
+            if len(fields) != 9 or fields[2] != b"N...":
+                return None
+            path, y = fields[8].decode(), fields[1][1:2]
+            if y != b".":
+                modified.add(path)
+            if y == b"D":
+                deleted.add(path)
+        elif rec[:2] == b"? ":
+            untracked.append(rec[2:].decode())
+        else:
+            return None
+    return modified, deleted, untracked
+
+
+def _expand(top: str, deleted: set[str], untracked: list[str]) -> list[str] | None:
+    """git.repo.Repo._expand_untracked: the files inside a collapsed untracked directory and in a
+    directory standing where a deleted tracked file was, from one `git ls-files -o`. None: a
+    nested repository (the full path records it as a gitlink)."""
+    hidden = [p for p in deleted if os.path.lexists(os.path.join(top, p))]
+    collapsed = [p for p in untracked if p.endswith("/")]
+    if not (hidden or collapsed):
+        return untracked
+    if any(os.path.lexists(os.path.join(top, p, ".git")) for p in collapsed):
+        return None
+    if any(not os.path.isdir(os.path.join(top, p)) or os.path.islink(os.path.join(top, p))
+           for p in hidden):
+        return None
+    lister = spawn_git("-C", top, "ls-files", "-o", "-z", "--exclude-standard", "--full-name",
+                       "--", *(f":(literal){d}" for d in [*collapsed, *(p + "/" for p in hidden)]))
+    out, _ = lister.communicate()
+    if lister.returncode != 0:
+        return None
+    listed = [p.decode() for p in out.split(b"\0") if p]
+    if any(p.endswith("/") for p in listed):
+        return None
+    gone = set(collapsed)
+    return sorted({*(p for p in untracked if p not in gone), *listed})
+
+
+def _patch(top: str, out: bytes, records: Records, roots: list[list[str]]
+           ) -> tuple[set[str], dict[str, str]] | None:
+    """(removed, added) for git.digests.worktree_digest's overlay, or None."""
+    changes = _changes(out)
+    if changes is None:
+        return None
+    modified, deleted, untracked = changes
+    listed = _expand(top, deleted, untracked)
+    if listed is None:
+        return None
+    removed: set[str] = set()
+    fresh: list[str] = []
+    for path in sorted(modified | deleted):
+        old = records.get(path)
+        if old is not None:
+            if old.startswith("gitlink:"):
+                return None
+            removed.add(path)
+        if path not in deleted and _protected(path, roots):
+            fresh.append(path)
+    fresh += [p for p in listed if _protected(p, roots)]
+    if len(fresh) > _MAX_FRESH or any("\n" in p or "\r" in p for p in fresh):
+        return None
+    added: dict[str, str] = {}
+    for path in fresh:
+        value = _hash(os.path.join(top, path))
+        if value is None:
+            return None
+        added[path] = value
+    return removed, added
+
+
+def _hash(abspath: str) -> str | None:
+    """git.hashing.hash_disk's value: SHA-256 of a regular file's bytes, `symlink:` and the
+    SHA-256 of a link's target; None for anything else (the full path reports it)."""
+    st = os.lstat(abspath)
+    if stat.S_ISLNK(st.st_mode):
+        return "symlink:" + hashlib.sha256(os.readlink(os.fsencode(abspath))).hexdigest()
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    fd = os.open(abspath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+    finally:
+        os.close(fd)
+    return h.hexdigest()

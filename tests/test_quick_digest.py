@@ -1,0 +1,239 @@
+"""The digest's quick path (git/quickdigest.py) answers only with the line the full path prints:
+every kind of working-tree change is digested both ways with real git and real files, and
+whatever the quick path cannot show it leaves to the full path (None)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from catalytic_hooks.core.policy import POLICY_SOURCES
+from catalytic_hooks.core.version import VERSION
+from catalytic_hooks.enforce.quick import CACHE_NAME
+from catalytic_hooks.git import quickdigest
+from catalytic_hooks.git.early import early_status, early_where
+from catalytic_hooks.git.state import _CACHE_NAMES
+
+from .helpers import catalytic, git
+
+POLICY = ('durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nexclusions = ["vendor"]\n'
+          'protected_roots = ["src", "data", "new", "top.txt", "l"]\n')
+FILES = {"src/a.py": "a\n", "src/b.py": "b\n", "data/x.csv": "1\n", "docs/readme.md": "r\n",
+         "outputs/o.txt": "o\n", "vendor/v.c": "v\n", "top.txt": "t\n", "src/sub/c.py": "c\n"}
+FULL = {**os.environ, "CATALYTIC_NO_FASTPATH": "1"}
+
+
+def _sh(repo: Path, script: str) -> None:
+    subprocess.run(["sh", "-c", script], cwd=repo, check=True, capture_output=True)
+
+
+def _full(repo: Path, view: str = "--worktree") -> str:
+    """The full path's line (it also records what the quick path needs)."""
+    proc = catalytic("digest", view, cwd=repo, env=FULL)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.rstrip("\n")
+
+
+def _quick(view: str = "--worktree") -> str | None:
+    argv = [view]
+    return quickdigest.quick_digest(argv, early_status(argv), early_where(argv))
+
+
+@pytest.fixture
+def repo(make_repo, monkeypatch: pytest.MonkeyPatch) -> Path:
+    r = make_repo(FILES, policy=POLICY)
+    (r / "l").symlink_to("top.txt")
+    git(r, "add", "l")
+    git(r, "commit", "-qm", "link")
+    monkeypatch.chdir(r)
+    monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
+    _full(r)
+    assert (r / ".git/catalytic" / quickdigest.RECORD_NAME).exists()
+    return r
+
+
+ANSWERED = {
+    "clean": "true",
+    "modified": "echo changed >> src/a.py",
+    "modified durable, excluded, unprotected": "echo x >> outputs/o.txt; echo x >> vendor/v.c; "
+                                               "echo x >> docs/readme.md",
+    "deleted": "rm src/b.py",
+    "deleted symlink": "rm l",
+    "untracked": "echo n > src/new.py",
+    "untracked everywhere": "mkdir -p _tmp && echo t > _tmp/t; echo o > outputs/p.txt; "
+                            "echo v > vendor/w.c; echo d > docs/new.md",
+    "untracked directory": "mkdir -p new/deep && echo 1 > new/deep/f && echo 2 > new/g",
+    "directory where a file was": "rm src/b.py && mkdir src/b.py && echo in > src/b.py/f",
+    "symlink retargeted": "ln -sfn src/a.py l",
+    "file became symlink": "rm top.txt && ln -s src/a.py top.txt",
+    "executable bit": "chmod +x src/a.py",
+    "empty file": ": > src/empty",
+    "non-ascii name": "echo e > src/é.txt",
+    "untracked special file (git lists none)": "mkfifo src/pipe",
+    "in a new subdirectory of a protected one": "mkdir src/z && echo z > src/z/z.py",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ANSWERED))
+def test_the_quick_path_answers_what_the_full_path_computes(repo: Path, case: str) -> None:
+    _sh(repo, ANSWERED[case])
+    quick = _quick()
+    assert quick is not None, "the quick path should answer this"
+    assert quick == _full(repo)
+
+
+def test_from_a_subdirectory_and_for_the_index(repo: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    _sh(repo, "echo n > src/new.py && echo x >> src/a.py")
+    monkeypatch.chdir(repo / "src" / "sub")
+    assert _quick() == _full(repo)
+    assert _quick("--index") == _full(repo, "--index")
+
+
+def _fifo(repo: Path) -> None:
+    (repo / "src/b.py").unlink()
+    os.mkfifo(repo / "src/b.py")
+
+
+def _nested(repo: Path) -> None:
+    git(repo / "src", "init", "-q", "nested")
+    (repo / "src/nested/f").write_text("f\n")
+
+
+def _write_name(name: bytes) -> Callable[[Path], None]:
+    def make(repo: Path) -> None:
+        with open(os.path.join(os.fsencode(repo), b"src", name), "wb") as fh:
+            fh.write(b"x\n")
+    return make
+
+
+LEFT = {
+    "staged change (another index)": lambda r: _sh(r, "echo s >> src/a.py && git add src/a.py"),
+    "policy edited": lambda r: _sh(r, "echo '# same roots' >> .catalytic.toml"),
+    "a second policy source appears": lambda r: _sh(
+        r, "printf '[project]\\nname = \"x\"\\n' > pyproject.toml"),
+    "tracked file became a special file": _fifo,
+    "nested repository": _nested,
+    "newline in a name": _write_name(b"two\nlines"),
+    "name not UTF-8": _write_name(b"caf\xe9"),
+    "pending run": lambda r: _sh(r, "mkdir -p .git/catalytic/runs && "
+                                    "echo {} > .git/catalytic/runs/run-" + "0" * 32 + ".json"),
+    "damaged record": lambda r: _sh(r, "printf x >> .git/catalytic/" + quickdigest.RECORD_NAME),
+    "damaged snapshot": lambda r: _sh(r, "for f in .git/catalytic/index-digest-*.records; do "
+                                         "printf x >> $f; done"),
+    "unmerged entry": lambda r: _sh(
+        r, "git checkout -qb other && echo o > src/a.py && git commit -qam o && "
+           "git checkout -q main && echo m > src/a.py && git commit -qam m && "
+           "git merge -q other || true"),
+}
+
+
+# Cases that change the index: the full path digests the new index first, so that what sends
+# them to the full path is the case itself, not the stale snapshot.
+REDIGESTED = {"unmerged entry"}
+
+
+@pytest.mark.parametrize("case", sorted(LEFT))
+def test_anything_unusual_is_left_to_the_full_path(repo: Path, case: str) -> None:
+    LEFT[case](repo)
+    if case in REDIGESTED:
+        catalytic("digest", "--worktree", cwd=repo, env=FULL)
+    assert _quick() is None
+    quick_cli = catalytic("digest", "--worktree", cwd=repo)
+    full_cli = catalytic("digest", "--worktree", cwd=repo, env=FULL)
+    # The same answer or the same error, whichever path gave it.
+    assert (quick_cli.returncode, quick_cli.stdout) == (full_cli.returncode, full_cli.stdout)
+
+
+def test_too_many_files_to_read_are_left_to_the_full_path(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _sh(repo, "echo 1 > src/n1 && echo 2 > src/n2 && echo 3 > src/n3")
+    monkeypatch.setattr(quickdigest, "_MAX_FRESH", 2)
+    assert _quick() is None
+    monkeypatch.setattr(quickdigest, "_MAX_FRESH", 3)
+    assert _quick() == _full(repo)
+
+
+def test_a_record_is_used_only_for_its_version_top_and_git_index(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = repo / ".git/catalytic" / quickdigest.RECORD_NAME
+    good = record.read_bytes()
+    fields = good.split(b"\n\0\n")
+    assert fields[1] == VERSION.encode() and fields[2] == os.fsencode(repo)
+    for forged in (good.replace(b"\n\0\n" + VERSION.encode(), b"\n\0\n0.0.0-other"),
+                   good.replace(os.fsencode(repo), os.fsencode(repo.parent))):
+        body = forged.rpartition(b"\n\0\n")[0]
+        import zlib
+
+        record.write_bytes(body + b"\n\0\n" + b"%08x" % zlib.crc32(body))
+        assert _quick() is None
+    record.write_bytes(good)
+    assert _quick() is not None
+    monkeypatch.setenv("GIT_INDEX_FILE", str(repo / ".git/index"))
+    assert _quick() is None
+
+
+def test_new_policy_roots_are_never_judged_by_the_recorded_ones(repo: Path) -> None:
+    """The record binds roots to the bytes of the policy sources they came from: an edit that
+    makes `docs` protected is not digested with the old roots, before or after the full path
+    records the new ones."""
+    _sh(repo, "echo x >> docs/readme.md")
+    before = _full(repo)
+    (repo / ".catalytic.toml").write_text(POLICY.replace('"l"]', '"l", "docs"]'))
+    assert _quick() is None
+    after = _full(repo)
+    assert after != before and after.endswith("(7 files, worktree view)")
+    assert _quick() == after
+
+
+# Run by the attacking command: a record for the policy as it is, with no root protected.
+FORGE = """
+import os
+from pathlib import Path
+from catalytic_hooks.core.policy import read_sources
+from catalytic_hooks.core.version import VERSION
+from catalytic_hooks.git import quickdigest as q
+top = os.getcwd()
+snap = [n for n in os.listdir(".git/catalytic")
+        if n.startswith("index-digest-") and not n.endswith(".records")][0]
+none = {"exclusions": [], "tmp": [], "durable": [], "protected": []}
+q.remember(".git", q.encode(VERSION, top, read_sources(Path(top)), snap, none))
+"""
+
+
+def test_the_record_and_the_hook_record_are_caches_a_run_cannot_keep(repo: Path) -> None:
+    """A run's command that forges the digest's record (every root unprotected, so a modified
+    file would simply vanish from the digest) gets the caches dropped, like a forged snapshot
+    (tests/test_perf_shortcuts.py): a later digest is the full path's."""
+    assert quickdigest.RECORD_NAME in _CACHE_NAMES and CACHE_NAME in _CACHE_NAMES
+    forge = repo.parent / "forge.py"
+    forge.write_text(FORGE)
+    proc = catalytic("run", "--run-id", "r1", "--", "sh", "-c",
+                     f"echo evil > src/a.py && {sys.executable} {forge}", cwd=repo)
+    assert proc.returncode != 0  # the mutation itself fails the run
+    assert not (repo / ".git/catalytic" / quickdigest.RECORD_NAME).exists()
+    assert "evil" in (repo / "src/a.py").read_text()
+    later = catalytic("digest", "--worktree", cwd=repo).stdout.rstrip("\n")
+    assert later == _full(repo)
+
+
+def test_the_quick_path_reads_the_policy_sources_the_policy_does() -> None:
+    assert quickdigest.SOURCES == POLICY_SOURCES
+
+
+def test_the_console_command_takes_the_quick_path(repo: Path) -> None:
+    """Through the `catalytic` script pip installed (scripts/catalytic): the same line as the
+    full path."""
+    _sh(repo, "echo x >> src/a.py")
+    script = Path(sys.executable).with_name("catalytic")
+    assert script.read_text().splitlines()[1:] == \
+        (Path(__file__).parent.parent / "scripts/catalytic").read_text().splitlines()[1:]
+    proc = subprocess.run([str(script), "digest", "--worktree"], cwd=repo, capture_output=True,
+                          text=True)
+    assert (proc.returncode, proc.stdout.rstrip("\n")) == (0, _full(repo))
+    assert proc.stderr == ""
