@@ -85,6 +85,27 @@ def test_the_quick_path_answers_what_the_full_path_computes(repo: Path, case: st
     quick = _quick()
     assert quick is not None, "the quick path should answer this"
     assert quick == _full(repo)
+    # again, now from the guess the first answer left (git.quickdigest.GUESS_NAME)
+    assert (repo / ".git/catalytic" / quickdigest.GUESS_NAME).exists()
+    assert _quick() == quick
+
+
+@pytest.mark.parametrize("guess", [
+    b"\0\0src/new.py", b"src/a.py\0\0src/a.py", b"\0\0../outside\0src/new.py",
+    b"\0\0src/pipe", b"\xff\xfe", b"no separator", b"\0\0" + b"src/x\0" * 2000,
+])
+def test_a_wrong_or_hostile_guess_never_changes_the_answer(repo: Path, guess: bytes) -> None:
+    """The guess names paths to read while git status runs; it is used only when git status
+    names exactly those paths, with values read from disk."""
+    (repo.parent / "outside").write_text("outside\n")
+    os.mkfifo(repo / "src/pipe")
+    _sh(repo, "echo n > src/new.py && echo x >> src/a.py")
+    (repo / ".git/catalytic" / quickdigest.GUESS_NAME).write_bytes(guess)
+    assert _quick() == _full(repo)
+    # the answer left the right guess behind, and it is used
+    assert _quick() == _full(repo)
+    assert (repo / ".git/catalytic" / quickdigest.GUESS_NAME).read_bytes() == \
+        b"src/a.py\0\0src/a.py\0src/new.py"
 
 
 def test_from_a_subdirectory_and_for_the_index(repo: Path, monkeypatch: pytest.MonkeyPatch

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,4 +99,70 @@ def test_the_run_view_switches_off_what_the_repository_configured(repo: Path) ->
     for key in ("core.fsmonitor", "core.untrackedCache", "core.ignoreStat"):
         assert view.git("config", "--get", key).decode().strip() == "false", key
     env_count = int(view.env["GIT_CONFIG_COUNT"])
-    assert env_count == 4 and "GIT_CONFIG_COUNT" not in os.environ
+    assert env_count == 6 and "GIT_CONFIG_COUNT" not in os.environ
+
+
+# Run by the attacking command: src/a.py rewritten, then the index rewritten so that its entry
+# keeps the original blob id but carries the modified file's stat data (its mtime set back so
+# git does not see it as racy): `git status` and `git diff` then show a clean tree.
+FORGE_STAT = """
+import hashlib, os, subprocess, time
+def rev(spec):
+    return subprocess.run(["git", "rev-parse", spec], capture_output=True, text=True,
+                          check=True).stdout.strip()
+orig = rev(":src/a.py")
+with open("src/a.py", "w") as fh:
+    fh.write("evil\\n")
+os.utime("src/a.py", (time.time() - 100, time.time() - 100))
+subprocess.run(["git", "add", "src/a.py"], check=True)
+data = bytearray(open(".git/index", "rb").read())
+at = data.index(bytes.fromhex(rev(":src/a.py")))
+data[at:at + 20] = bytes.fromhex(orig)
+body = bytes(data[:-20])
+open(".git/index", "wb").write(body + hashlib.sha1(body).digest())
+"""
+
+
+@pytest.mark.parametrize("restore", [False, True])
+def test_forged_index_stat_data_cannot_hide_a_mutation(repo: Path, restore: bool) -> None:
+    """The index entry keeps its blob id and gets the modified file's stat data, so git status
+    calls the file unchanged; the run reads every entry from disk once the index was rewritten."""
+    forge = repo.parent / "forge_stat.py"
+    forge.write_text(FORGE_STAT)
+    proc, doc = _run(repo, f"{sys.executable} {forge}", *(["--restore"] if restore else []))
+    details = doc["details"]
+    assert isinstance(details, dict)
+    if restore:  # seen and undone, so the proof holds
+        assert [r["path"] for r in details["undo"]["restored"]] == ["src/a.py"]
+        assert (repo / "src/a.py").read_text() == FILES["src/a.py"]
+        assert proc.returncode == 0, proc.stdout
+        return
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert details["proof_verdict"] == "FAIL"
+    scan = json.loads((repo / "_runs/r1/PURITY_SCAN.json").read_text())
+    assert scan["violations"] == ["src/a.py"]
+    # the forgery itself worked: git sees nothing
+    assert (repo / "src/a.py").read_text() == "evil\n"
+    assert git(repo, "status", "--porcelain", "--", "src").stdout == ""
+
+
+def test_relaxed_stat_checks_cannot_hide_a_mutation(repo: Path) -> None:
+    """With `core.trustctime=false` configured, a rewrite that keeps size, inode and mtime would
+    look unchanged to git status; the run's view compares the ctime anyway."""
+    git(repo, "config", "core.trustctime", "false")
+    git(repo, "config", "core.checkStat", "minimal")
+    # An mtime well before the index's, so that git does not re-read the file as racily clean.
+    os.utime(repo / "src/a.py", (1_600_000_000, 1_600_000_000))
+    git(repo, "update-index", "--refresh")
+    # git compares ctimes to the second: the rewrite must fall in a later second than the one
+    # the index recorded (as it does for any file not written in the last second).
+    time.sleep(1.1)
+    script = ("python3 -c \"import os; st = os.stat('src/a.py'); "
+              "f = open('src/a.py', 'r+'); f.write('b'); f.close(); "
+              "os.utime('src/a.py', ns=(st.st_atime_ns, st.st_mtime_ns))\"")
+    proc, _ = _run(repo, script)
+    assert (repo / "src/a.py").read_text() == "b = 1\n"
+    assert git(repo, "status", "--porcelain", "--", "src").stdout == ""  # git is fooled
+    assert proc.returncode == 1, proc.stdout
+    scan = json.loads((repo / "_runs/r1/PURITY_SCAN.json").read_text())
+    assert scan["violations"] == ["src/a.py"]

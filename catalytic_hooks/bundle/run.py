@@ -194,15 +194,20 @@ def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
         # by this run (an empty cache, the PRE snapshot held in memory) or by a later one.
         drop_caches(repo)
         cache = HashCache(None)
+    base = current_snapshot(repo, policy, pre.index)
+    if base is not pre.index:
+        # The command rewrote the index, and with it the stat data `git status` compares a file
+        # against to call it unchanged: an entry can keep its blob id and be given a modified
+        # file's stat data. So every entry is read from disk, none is taken from git status.
+        rehash = rehash.union(IndexFlags(assumed=frozenset(p for p, _ in base.records.items())))
     undo_report: UndoReport | None = None
     if pre.snapshot is not None:
         undo_report = UndoReport()
-        mid = worktree_digest(repo, policy, cache, rehash=rehash,
-                              base=current_snapshot(repo, policy, pre.index))
+        mid = worktree_digest(repo, policy, cache, rehash=rehash, base=base)
         undo(repo, pre.snapshot, pre.digest.manifest, mid.manifest, undo_report)
         empty_tmp_roots(repo.top, policy.tmp_roots, pre.tmp_existed, undo_report)
-    post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash,
-                                          base=current_snapshot(repo, policy, pre.index),
+        base = current_snapshot(repo, policy, base)
+    post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash, base=base,
                                           status=status), policy)
     scan = purity_scan(pre.receipt, post, tmp_residue_on_disk(repo.top, policy.tmp_roots),
                        state_changes(pre.git_state, state_after))

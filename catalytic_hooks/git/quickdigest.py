@@ -116,12 +116,24 @@ def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None
     if not worktree:
         return _line(records.digest, len(records), "index")
     assert status is not None
-    out, _ = status.communicate()
     roots = [f.split("\0") if f else [] for f in fields[-len(ROOTS):]]
-    patch = status.returncode == 0 and _patch(top, out, records, roots)
-    if not patch:
+    state = os.path.join(git_dir, "catalytic")
+    guess = _guess(state, top, records)  # while git status runs
+    out, _ = status.communicate()
+    changed = _changed(top, out, records, roots) if status.returncode == 0 else None
+    if changed is None:
         return None
-    overlay = Overlay(records, frozenset(patch[0]), patch[1])
+    removed, fresh = changed
+    if guess is not None and guess[0] == removed and guess[1] == fresh:
+        return _line(guess[2], guess[3], "worktree")
+    added: dict[str, str] = {}
+    for path in sorted(fresh):
+        value = _hash(os.path.join(top, path))
+        if value is None:
+            return None
+        added[path] = value
+    overlay = Overlay(records, removed, added)
+    _remember_guess(state, removed, fresh)
     return _line(overlay.digest(), len(overlay), "worktree")
 
 
@@ -236,9 +248,10 @@ def _expand(top: str, deleted: set[str], untracked: list[str]) -> list[str] | No
     return sorted({*(p for p in untracked if p not in gone), *listed})
 
 
-def _patch(top: str, out: bytes, records: Records, roots: list[list[str]]
-           ) -> tuple[set[str], dict[str, str]] | None:
-    """(removed, added) for git.digests.worktree_digest's overlay, or None."""
+def _changed(top: str, out: bytes, records: Records, roots: list[list[str]]
+             ) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The overlay's paths for git.digests.worktree_digest: (removed: index entries git status
+    reports changed, fresh: protected files to read from disk), or None."""
     changes = _changes(out)
     if changes is None:
         return None
@@ -247,25 +260,83 @@ def _patch(top: str, out: bytes, records: Records, roots: list[list[str]]
     if listed is None:
         return None
     removed: set[str] = set()
-    fresh: list[str] = []
-    for path in sorted(modified | deleted):
+    fresh: set[str] = set()
+    for path in modified | deleted:
         old = records.get(path)
         if old is not None:
             if old.startswith("gitlink:"):
                 return None
             removed.add(path)
         if path not in deleted and _protected(path, roots):
-            fresh.append(path)
-    fresh += [p for p in listed if _protected(p, roots)]
+            fresh.add(path)
+    fresh.update(p for p in listed if _protected(p, roots))
     if len(fresh) > _MAX_FRESH or any("\n" in p or "\r" in p for p in fresh):
         return None
+    return frozenset(removed), frozenset(fresh)
+
+
+# The paths of the last answer, re-read while the next `git status` runs: in a working tree that
+# keeps the same changes, the digest is then ready when git is done. Only a guess: used when git
+# status names exactly these paths, every value read from disk here, so whatever the file says
+# cannot change an answer (and it is not one of the caches a run must drop).
+GUESS_NAME = "digest-quick-last"
+
+
+def _guess(state: str, top: str, records: Records
+           ) -> tuple[frozenset[str], frozenset[str], str, int] | None:
+    """(removed, fresh, digest, count) of the overlay the last answer's paths give now."""
+    try:
+        with open(os.path.join(state, GUESS_NAME), "rb") as fh:
+            parts = fh.read().decode().split("\0\0")
+    except (OSError, ValueError):
+        return None
+    if len(parts) != 2:
+        return None
+    removed, fresh = (frozenset(p for p in part.split("\0") if p) for part in parts)
+    if len(fresh) > _MAX_FRESH or not all(map(_plain, fresh)):
+        return None
     added: dict[str, str] = {}
-    for path in fresh:
-        value = _hash(os.path.join(top, path))
+    for path in sorted(fresh):
+        try:
+            value = _hash(os.path.join(top, path))
+        except OSError:
+            return None
         if value is None:
             return None
         added[path] = value
-    return removed, added
+    overlay = Overlay(records, removed, added)
+    return removed, fresh, overlay.digest(), len(overlay)
+
+
+def _plain(path: str) -> bool:
+    """A path git status could name: relative, no `.`/`..`/empty component, no CR or LF."""
+    parts = path.split("/")
+    return not ("\n" in path or "\r" in path or "" in parts or "." in parts or ".." in parts)
+
+
+def _remember_guess(state: str, removed: frozenset[str], fresh: frozenset[str]) -> None:
+    data = ("\0".join(sorted(removed)) + "\0\0" + "\0".join(sorted(fresh))).encode()
+    path = os.path.join(state, GUESS_NAME)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read() == data:
+                return
+    except OSError:
+        pass
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        _unlink(tmp)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        return
 
 
 def _hash(abspath: str) -> str | None:

@@ -24,8 +24,12 @@ from catalytic_hooks.git.repo import Repo
 # `sparse.expectFilesOutsideOfPatterns`: keep the skip-worktree bit of a file that appears
 # outside the sparse cone (git would otherwise drop it while reading the index), so such a write
 # is seen and undone like any other instead of looking like a change of index flags.
+# `core.trustctime`, `core.checkStat`: with either relaxed by the repository's configuration, a
+# command could rewrite a file keeping its size, inode and mtime (which anyone can set back) and
+# `git status` would call it unchanged; the ctime is what a write cannot put back.
 _PINNED = (("core.fsmonitor", "false"), ("core.untrackedCache", "false"),
-           ("core.ignoreStat", "false"), ("sparse.expectFilesOutsideOfPatterns", "true"))
+           ("core.ignoreStat", "false"), ("sparse.expectFilesOutsideOfPatterns", "true"),
+           ("core.trustctime", "true"), ("core.checkStat", "default"))
 
 
 def pinned(repo: Repo) -> Repo:
