@@ -30,7 +30,6 @@ from common import (
     PYTHON,
     build_small_repo,
     interleaved,
-    median_time,
     run,
     stager,
 )
@@ -53,20 +52,25 @@ def measure(n: int, repeat: int) -> list[tuple[str, str, str, str]]:
 
     rows = []
     change()
-    py = median_time(lambda: run([PYTHON, "-c", "pass"], repo), repeat)
-    floor = median_time(lambda: run(["git", "diff-index", "--cached", "--quiet", "HEAD"], repo,
-                                    check=False), repeat) + py
-    hook = median_time(lambda: run([*CATALYTIC, "hook", "pre-commit"], repo), repeat)
+    # Each hook interleaved with its floor's two parts, one of each per round: this machine's
+    # speed drifts, and so would a ratio of medians taken minutes apart.
+    py, diff, hook = interleaved([
+        lambda: run([PYTHON, "-c", "pass"], repo),
+        lambda: run(["git", "diff-index", "--cached", "--quiet", "HEAD"], repo, check=False),
+        lambda: run([*CATALYTIC, "hook", "pre-commit"], repo)], 3 * repeat)
+    floor = py + diff
     rows.append((f"{n:,}", "hook pre-commit (one staged file)", f"{hook * 1000:.0f} ms",
                  f"{hook / floor:.2f}× diff-index + python ({floor * 1000:.0f} ms)"))
     run(["git", "commit", "-q", "--no-verify", "-m", "bench"], repo)
     new = run(["git", "rev-parse", "HEAD"], repo).stdout.decode().strip()
     old = run(["git", "rev-parse", "HEAD~1"], repo).stdout.decode().strip()
     line = f"refs/heads/main {new} refs/heads/main {old}\n".encode()
-    push_floor = median_time(lambda: run(["git", "diff-tree", "-r", "--quiet", old, new], repo,
-                                         check=False), repeat) + py
-    push = median_time(lambda: run([*CATALYTIC, "hook", "pre-push", "origin", "/dev/null"],
-                                   repo, stdin=line), repeat)
+    py, tree, push = interleaved([
+        lambda: run([PYTHON, "-c", "pass"], repo),
+        lambda: run(["git", "diff-tree", "-r", "--quiet", old, new], repo, check=False),
+        lambda: run([*CATALYTIC, "hook", "pre-push", "origin", "/dev/null"], repo,
+                    stdin=line)], 3 * repeat)
+    push_floor = py + tree
     rows.append((f"{n:,}", "hook pre-push (one commit)", f"{push * 1000:.0f} ms",
                  f"{push / push_floor:.2f}× diff-tree + python ({push_floor * 1000:.0f} ms)"))
     run([*CATALYTIC, "digest", "--worktree"], repo)

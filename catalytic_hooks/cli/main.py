@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 
 
 def _quick_hook(args: list[str]) -> bool:
@@ -31,7 +30,7 @@ def _quick_hook(args: list[str]) -> bool:
     return False
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
         try:

@@ -1,15 +1,15 @@
 """`git status` started at the first instruction of `catalytic digest --worktree`.
 
 A warm working-tree digest is mostly git's own `git status`; Python's start-up and imports (tens of
-milliseconds) would otherwise come before it. This module imports nothing but `os` and `select`,
-so the console entry point can start git before loading anything else. The process is handed to
-the digest, which uses it only for the repository it was started in (the current directory's,
-with git's environment as is: exactly what `Repo.discover()` sees), or killed.
+milliseconds) would otherwise come before it. This module imports nothing but `os` and `select`
+(not even contextlib, 2 ms), so the console entry point can start git before loading anything
+else. The process is handed to the digest, which uses it only for the repository it was started
+in (the current directory's, with git's environment as is: exactly what `Repo.discover()` sees),
+or killed. The hooks' quick paths (enforce/quick.py) start their git commands with it too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 
@@ -79,10 +79,16 @@ class Spawned:
 
     def kill(self) -> None:
         if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, 9)
+            _kill(self.pid)
         for fd in (self._out, self._err):
             self._close(fd)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:  # already gone (and not yet reaped: the pid is still ours)
+        return
 
 
 def spawn_git(*args: str) -> Spawned:
