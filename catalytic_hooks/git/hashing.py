@@ -214,13 +214,16 @@ class Resolution:
     hashing the rest (on `pool`, without waiting), `finish` waits and resolves what is left,
     so a caller can prepare its next chunk while the workers hash this one."""
 
-    def __init__(self, view: View, entries: list[ViewEntry], cache: HashCache,
+    def __init__(self, view: View, entries: list[ViewEntry], cache: HashCache | None,
                  pool: HashPool | None = None):
+        """`cache` None: neither consulted nor filled (a snapshot built from nothing, whose
+        entries are looked up once)."""
         self.view, self.cache = view, cache
         self.values: dict[str, str] = {}
         self.pending: list[ViewEntry] = []
         empty: dict[str, str] = {}
-        get = (cache.entries if any(e.oid for e in entries) else empty).get
+        get = (cache.entries if cache is not None and any(e.oid for e in entries)
+               else empty).get
         for e in entries:
             if e.kind == "gitlink":
                 self.values[e.path] = f"gitlink:{e.oid}"
@@ -249,7 +252,8 @@ class Resolution:
             repo.prefetch(from_db)
         for e, (kind, sha, oid) in zip(self.pending, results, strict=True):
             if kind is not None and e.oid is not None and oid == e.oid:
-                cache.put(e.oid, sha)
+                if cache is not None:
+                    cache.put(e.oid, sha)
                 values[e.path] = _tag(e.kind if not e.trust_disk else kind, sha)
             elif e.trust_disk:
                 if kind is None:
@@ -262,7 +266,8 @@ class Resolution:
                     raise CatalyticError(ErrorCode.HASH_FAILED, f"no content for {e.path}",
                                          path=e.path)
                 sha = hashlib.sha256(repo.read_blob(e.oid)).hexdigest()
-                cache.put(e.oid, sha)
+                if cache is not None:
+                    cache.put(e.oid, sha)
                 values[e.path] = _tag(e.kind, sha)
         return values
 

@@ -205,7 +205,7 @@ def _full(repo: Repo, policy: Policy, tree: str | None) -> Records:
             chosen = [e for e in chunk if classify(e.path) is PathClass.PROTECTED]
             check_record_paths(e.path for e in chosen)
             started = Resolution(View(ViewKind.INDEX, repo.top, tuple(chosen), repo), chosen,
-                                 HashCache(None), pool)
+                                 None, pool)
             if running is not None:
                 yield Records.from_values(running.finish())
             running = started
