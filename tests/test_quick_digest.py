@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
@@ -256,7 +257,7 @@ def test_the_console_command_takes_the_quick_path(repo: Path) -> None:
     """Through the `catalytic` script pip installed (scripts/catalytic): the same line as the
     full path."""
     _sh(repo, "echo x >> src/a.py")
-    script = Path(sys.executable).with_name("catalytic")
+    script = Path(sysconfig.get_path("scripts")) / "catalytic"  # where pip put it
     assert script.read_text().splitlines()[1:] == \
         (Path(__file__).parent.parent / "scripts/catalytic").read_text().splitlines()[1:]
     proc = subprocess.run([str(script), "digest", "--worktree"], cwd=repo, capture_output=True,
