@@ -84,6 +84,21 @@ def test_run_receipts_equal_the_full_view_digests(repo: Path) -> None:
     assert json.loads(expected)["file_manifest"]["link"].startswith("symlink:")
 
 
+def test_a_command_that_changes_the_index_gets_the_full_view_digest(repo: Path) -> None:
+    """POST after an index change reads every tracked file from disk (SECURITY.md: the index's
+    stat data could be forged); for an honest command that stages a durable output and
+    refreshes the index, the receipts must still be exactly the full views' digests."""
+    (repo / "src/a.py").write_text("a = 2\n")  # modified before the run: PRE differs from HEAD
+    doc = _run(repo, "r1", "mkdir -p outputs && echo o > outputs/o.txt && "
+                           "git add outputs/o.txt && git update-index --refresh >/dev/null || true")
+    assert doc["ok"] is True, doc
+    r = Repo.discover(repo)
+    full = tree_digest(worktree_view(r), load_policy(repo), HashCache(None))
+    expected = canonical_bytes(digest_receipt(full, load_policy(repo)))
+    assert (repo / "_runs/r1/POST_DIGEST.json").read_bytes() == expected
+    assert (repo / "_runs/r1/PRE_DIGEST.json").read_bytes() == expected
+
+
 def test_a_forged_snapshot_and_cache_cannot_hide_a_mutation(repo: Path) -> None:
     catalytic("digest", "--worktree", cwd=repo)
     pre = repo.parent / "pre.json"
