@@ -264,3 +264,19 @@ def test_the_console_command_takes_the_quick_path(repo: Path) -> None:
                           text=True)
     assert (proc.returncode, proc.stdout.rstrip("\n")) == (0, _full(repo))
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("env", [{}, {"CATALYTIC_NO_FASTPATH": "1"}], ids=["quick", "full"])
+def test_a_reader_that_went_away_gets_no_traceback(repo: Path, env: dict[str, str]) -> None:
+    """`catalytic digest --worktree | head -0`: the write fails with EPIPE; the command exits
+    141, as git does under a shell, and says nothing of a bug."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write
+    try:
+        proc = subprocess.run([sys.executable, "-m", "catalytic_hooks", "digest", "--worktree"],
+                              cwd=repo, stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **env})
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141
+    assert "Traceback" not in proc.stderr and "bug" not in proc.stderr

@@ -30,6 +30,17 @@ def _quick_hook(args: list[str]) -> bool:
     return False
 
 
+def stdout_gone() -> None:
+    """Stdout's reader went away (`catalytic digest | head`): point stdout at /dev/null, so that
+    neither this process nor the interpreter's exit tries to write to the closed pipe again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        return
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
@@ -55,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
 
             line = quick_digest(args[1:], early, where)
             if line is not None:
-                print(line, flush=True)
+                try:
+                    print(line, flush=True)
+                except BrokenPipeError:
+                    stdout_gone()
+                    return 141  # core.errors.EXIT_PIPE (not imported: enum)
                 if argv is None:
                     # The console command: nothing of the tool's is left to tear down (no
                     # file, pool or temporary directory is open), so skip the interpreter's.

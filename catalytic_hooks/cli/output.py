@@ -11,7 +11,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from catalytic_hooks.core.canonical import canonical_bytes
-from catalytic_hooks.core.errors import CatalyticError, debug_enabled, exit_code_for, failure
+from catalytic_hooks.core.errors import (
+    EXIT_PIPE,
+    CatalyticError,
+    debug_enabled,
+    exit_code_for,
+    failure,
+)
 
 
 class CommandExit(Exception):
@@ -66,6 +72,11 @@ def handled(json_mode: bool, on_error: Callable[[CatalyticError], None] | None =
             if exc.details:
                 warn("  details: " + json.dumps(exc.details, sort_keys=True, default=str))
         raise CommandExit(exit_code_for(exc.code)) from None
+    except BrokenPipeError:
+        from catalytic_hooks.cli.main import stdout_gone
+
+        stdout_gone()
+        raise CommandExit(EXIT_PIPE) from None
     except (Exception, KeyboardInterrupt) as exc:  # an unexpected failure is a bug: say so
         code, message, bug = failure(exc)
         if bug and debug_enabled():

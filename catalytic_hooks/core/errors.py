@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_ERROR = 2
 EXIT_BUG = 3
+EXIT_PIPE = 141  # stdout's reader went away (`| head`): what a shell reports for git
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 DEBUG_ENV = "CATALYTIC_DEBUG"
 
@@ -163,6 +164,8 @@ def failure(exc: BaseException) -> tuple[int, str, bool]:
         return exit_code_for(exc.code), f"{exc.code.value}: {exc.message}", False
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted", False
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_PIPE, "output pipe closed by its reader", False
     return (EXIT_BUG, f"internal error (a bug in catalytic-hooks): {type(exc).__name__}: {exc}",
             True)
 
