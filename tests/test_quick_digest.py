@@ -192,8 +192,10 @@ def test_a_record_is_used_only_for_its_version_top_and_git_index(
     good = record.read_bytes()
     fields = good.split(b"\n\0\n")
     assert fields[1] == VERSION.encode() and fields[2] == os.fsencode(repo)
+    snapshot = next(f for f in fields if f.startswith(b"index-digest-"))
     for forged in (good.replace(b"\n\0\n" + VERSION.encode(), b"\n\0\n0.0.0-other"),
-                   good.replace(os.fsencode(repo), os.fsencode(repo.parent))):
+                   good.replace(os.fsencode(repo), os.fsencode(repo.parent)),
+                   good.replace(snapshot, b"../catalytic/" + snapshot)):
         body = forged.rpartition(b"\n\0\n")[0]
         import zlib
 

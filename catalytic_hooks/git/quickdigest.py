@@ -109,7 +109,11 @@ def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None
     fields = _record(git_dir, top)
     if fields is None:
         return None
-    snap = os.path.join(git_dir, "catalytic", fields[2 + len(SOURCES)])
+    name = fields[2 + len(SOURCES)]
+    if not (name.startswith("index-digest-") and len(name) == 45
+            and all(c in "0123456789abcdef" for c in name[13:])):
+        return None  # only ever a snapshot of git.snapshot's naming, in that directory
+    snap = os.path.join(git_dir, "catalytic", name)
     records = _snapshot(snap, os.path.join(git_dir, "index"))
     if records is None:
         return None
