@@ -5,9 +5,11 @@ whatever the quick path cannot show it leaves to the full path (None)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -282,3 +284,28 @@ def test_a_reader_that_went_away_gets_no_traceback(repo: Path, env: dict[str, st
         os.close(write_end)
     assert proc.returncode == 141
     assert "Traceback" not in proc.stderr and "bug" not in proc.stderr
+
+
+def test_ctrl_c_while_git_status_runs(repo: Path) -> None:
+    """SIGINT while the quick path waits for `git status` (held up by a slow fsmonitor hook of
+    the repository's own): exit 130, "interrupted", no traceback, git killed."""
+    started = repo.parent / "hook-started"
+    hook = repo.parent / "slow-fsmonitor"
+    hook.write_text(f"#!/bin/sh\necho $$ > {started}.tmp && mv {started}.tmp {started}\n"
+                    "exec sleep 60\n")
+    hook.chmod(0o755)
+    git(repo, "config", "core.fsmonitor", str(hook))
+    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "digest", "--worktree"],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline, "git status never ran the fsmonitor hook"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        os.kill(int(started.read_text()), signal.SIGKILL)  # the hook's sleep, git's child
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted" and out == ""

@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import sys
 
+# os and select only: nothing here may cost the hooks' quick paths their start-up
+from catalytic_hooks.git.early import Spawned, early_status, early_where
+
 
 def _quick_hook(args: list[str]) -> bool:
     """The hooks' quick paths (enforce/quick.py), which import almost nothing and only accept.
@@ -41,6 +44,34 @@ def stdout_gone() -> None:
         return
 
 
+def _quick_digest(args: list[str], early: Spawned | None, where: Spawned | None, *,
+                  console: bool) -> int | None:
+    """git.quickdigest's answer printed, and the exit code; None: the full path decides.
+    Exit codes as core.errors maps them (not imported: enum)."""
+    try:
+        from catalytic_hooks.git.quickdigest import quick_digest
+
+        line = quick_digest(args, early, where)
+    except KeyboardInterrupt:
+        if early is not None:
+            early.kill()
+            early.wait()
+        print("interrupted", file=sys.stderr)
+        return 130
+    if line is None:
+        return None
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        stdout_gone()
+        return 141
+    if console:
+        # The console command: nothing of the tool's is left to tear down (no file, pool or
+        # temporary directory is open), so skip the interpreter's.
+        os._exit(0)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
@@ -58,24 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             "CATALYTIC_NO_FASTPATH"):
         early = None
         if args[0] == "digest":
-            from catalytic_hooks.git.early import early_status, early_where
-
             # before the imports below: git runs meanwhile
             early, where = early_status(args[1:]), early_where(args[1:])
-            from catalytic_hooks.git.quickdigest import quick_digest
-
-            line = quick_digest(args[1:], early, where)
-            if line is not None:
-                try:
-                    print(line, flush=True)
-                except BrokenPipeError:
-                    stdout_gone()
-                    return 141  # core.errors.EXIT_PIPE (not imported: enum)
-                if argv is None:
-                    # The console command: nothing of the tool's is left to tear down (no
-                    # file, pool or temporary directory is open), so skip the interpreter's.
-                    os._exit(0)
-                return 0
+            answered = _quick_digest(args[1:], early, where, console=argv is None)
+            if answered is not None:
+                return answered
         from catalytic_hooks.cli.fastpath import fast
 
         code = fast(args[0], args[1:], early)
