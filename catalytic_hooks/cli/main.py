@@ -8,6 +8,7 @@ import os
 import sys
 
 # os and select only: nothing here may cost the hooks' quick paths their start-up
+from catalytic_hooks.cli.pipes import stdout_gone
 from catalytic_hooks.git.early import Spawned, early_status, early_where
 
 
@@ -31,17 +32,6 @@ def _quick_hook(args: list[str]) -> bool:
         sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding=sys.stdin.encoding,
                                      errors=sys.stdin.errors)
     return False
-
-
-def stdout_gone() -> None:
-    """Stdout's reader went away (`catalytic digest | head`): point stdout at /dev/null, so that
-    neither this process nor the interpreter's exit tries to write to the closed pipe again."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError):
-        return
 
 
 def _quick_digest(args: list[str], early: Spawned | None, where: Spawned | None, *,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from catalytic_hooks.cli.pipes import stdout_gone
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.errors import (
     EXIT_PIPE,
@@ -73,8 +74,6 @@ def handled(json_mode: bool, on_error: Callable[[CatalyticError], None] | None =
                 warn("  details: " + json.dumps(exc.details, sort_keys=True, default=str))
         raise CommandExit(exit_code_for(exc.code)) from None
     except BrokenPipeError:
-        from catalytic_hooks.cli.main import stdout_gone
-
         stdout_gone()
         raise CommandExit(EXIT_PIPE) from None
     except (Exception, KeyboardInterrupt) as exc:  # an unexpected failure is a bug: say so
