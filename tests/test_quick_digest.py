@@ -101,7 +101,8 @@ def test_the_quick_path_answers_what_the_full_path_computes(repo: Path, case: st
 @pytest.mark.parametrize("guess", [
     b"\0\0src/new.py", b"src/a.py\0\0src/a.py", b"\0\0../outside\0src/new.py",
     b"\0\0src/pipe", b"\xff\xfe", b"no separator", b"\0\0" + b"src/x\0" * 2000,
-])
+], ids=["a subset", "a removed path read back", "outside the top", "a fifo", "not UTF-8",
+        "no separator", "too many paths"])
 def test_a_wrong_or_hostile_guess_never_changes_the_answer(repo: Path, guess: bytes) -> None:
     """The guess names paths to read while git status runs; it is used only when git status
     names exactly those paths, with values read from disk."""
