@@ -63,24 +63,30 @@ def _decode(data: bytes) -> list[str] | None:
 
 
 def remember(git_dir: str, record: bytes) -> None:
-    """Store `record` (from `encode`) unless it is already there. Best effort: without it the
-    next digest takes the full path. Called by the full path only (contextlib: not on the
-    quick one's imports)."""
-    import contextlib
+    """Store `record` (from `encode`) for the next plain digest (called by the full path)."""
+    _store(os.path.join(git_dir, "catalytic", RECORD_NAME), record)
 
-    path = os.path.join(git_dir, "catalytic", RECORD_NAME)
-    with contextlib.suppress(OSError), open(path, "rb") as fh:
-        if fh.read() == record:
-            return
+
+def _store(path: str, data: bytes) -> None:
+    """Write `data` to `path` atomically unless it is already there. Best effort: without the
+    file the next digest is only slower."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read() == data:
+                return
+    except OSError:
+        pass
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(tmp, "wb") as fh:
-            fh.write(record)
+            fh.write(data)
         os.replace(tmp, path)
     except OSError:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            return
 
 
 def quick_digest(argv: list[str], status: Spawned | None, where: Spawned | None) -> str | None:
@@ -320,27 +326,7 @@ def _plain(path: str) -> bool:
 
 def _remember_guess(state: str, removed: frozenset[str], fresh: frozenset[str]) -> None:
     data = ("\0".join(sorted(removed)) + "\0\0" + "\0".join(sorted(fresh))).encode()
-    path = os.path.join(state, GUESS_NAME)
-    try:
-        with open(path, "rb") as fh:
-            if fh.read() == data:
-                return
-    except OSError:
-        pass
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        _unlink(tmp)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        return
+    _store(os.path.join(state, GUESS_NAME), data)
 
 
 def _hash(abspath: str) -> str | None:
