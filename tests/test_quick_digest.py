@@ -4,6 +4,8 @@ whatever the quick path cannot show it leaves to the full path (None)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from catalytic_hooks.cli.main import main
 from catalytic_hooks.core.policy import POLICY_SOURCES
 from catalytic_hooks.core.version import VERSION
 from catalytic_hooks.enforce.quick import CACHE_NAME
@@ -36,10 +39,20 @@ def _sh(repo: Path, script: str) -> None:
 
 
 def _full(repo: Path, view: str = "--worktree") -> str:
-    """The full path's line (it also records what the quick path needs)."""
-    proc = catalytic("digest", view, cwd=repo, env=FULL)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.rstrip("\n")
+    """The full path's line, computed in this process from `repo` (through Typer, as
+    CATALYTIC_NO_FASTPATH=1 makes the command do; it also records what the quick path needs)."""
+    out = io.StringIO()
+    cwd = os.getcwd()
+    os.environ["CATALYTIC_NO_FASTPATH"] = "1"
+    try:
+        os.chdir(repo)
+        with contextlib.redirect_stdout(out):
+            code = main(["digest", view])
+    finally:
+        os.chdir(cwd)
+        del os.environ["CATALYTIC_NO_FASTPATH"]
+    assert code == 0, out.getvalue()
+    return out.getvalue().rstrip("\n")
 
 
 def _quick(view: str = "--worktree") -> str | None:
