@@ -71,13 +71,21 @@ def size_mix(rng: random.Random) -> int:
     return rng.randint(800_000, 4_000_000)
 
 
+def _built(marker: Path, tag: str) -> bool:
+    """Whether the corpus whose completion `marker` records is there as `tag` says; if not,
+    its directory is emptied for a fresh build."""
+    if marker.exists() and marker.read_text() == tag:
+        return True
+    if marker.parent.exists():
+        subprocess.run(["rm", "-rf", str(marker.parent)], check=True)
+    marker.parent.mkdir(parents=True)
+    return False
+
+
 def build_repo(path: Path, files: int, seed: int = 1234, policy: str = "") -> Path:
     marker = path / ".bench-complete"
-    if marker.exists() and marker.read_text() == f"{files} {seed}":
+    if _built(marker, f"{files} {seed}"):
         return path
-    if path.exists():
-        subprocess.run(["rm", "-rf", str(path)], check=True)
-    path.mkdir(parents=True)
     rng = random.Random(seed)
     block = rng.randbytes(1 << 22)
     for i in range(files):
@@ -101,11 +109,8 @@ def build_small_repo(path: Path, files: int, seed: int = 99, policy: str = "") -
     two levels: a monorepo's file count without its gigabytes. Written through `git
     fast-import` (one pass, no 1M calls to `git add`), then checked out."""
     marker = path / ".bench-complete"
-    if marker.exists() and marker.read_text() == f"small {files} {seed}":
+    if _built(marker, f"small {files} {seed}"):
         return path
-    if path.exists():
-        subprocess.run(["rm", "-rf", str(path)], check=True)
-    path.mkdir(parents=True)
     run(["git", "init", "-q", "-b", "main"], path)
     rng = random.Random(seed)
     stream = [b"commit refs/heads/main\ncommitter bench <bench@example.invalid> 0 +0000\n"

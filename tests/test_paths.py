@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.paths import check_relpath, normalise_root, relpath_problem, under
+from catalytic_hooks.core.paths import check_relpath, normalise_root, relpath_problem
+from catalytic_hooks.core.roots import under
 
 BAD = ["", "/a", "a//b", "a/", "./a", "a/./b", "../a", "a/..", "a\\b", "C:x", "c:/x", "a\x00b"]
 

@@ -29,10 +29,11 @@ from catalytic_hooks.core.canonical import canonical_bytes, proof_hash, sha256_h
 from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.digest import TreeDigest
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.paths import relpath_problem, under_any
+from catalytic_hooks.core.paths import relpath_problem
 from catalytic_hooks.core.pending import refuse_if_pending
 from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
+from catalytic_hooks.core.roots import under_any
 from catalytic_hooks.core.version import generator
 from catalytic_hooks.fs.files import atomic_write, fsync_dir, sha256_path
 from catalytic_hooks.git.digests import worktree_digest

@@ -63,15 +63,6 @@ def normalise_root(root: str) -> str:
     return "/".join(parts) if parts else "."
 
 
-def under(path: str, root: str) -> bool:
-    """Whole-component prefix match: `out` covers `out` and `out/a`, never `outputs/a`."""
-    if root == ".":
-        return True
-    return path == root or path.startswith(root + "/")
-
-
-def under_any(path: str, roots: tuple[str, ...]) -> bool:
-    return any(under(path, r) for r in roots)
 
 
 def has_git_component(path: str) -> bool:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.paths import normalise_root, under_any
+from catalytic_hooks.core.paths import normalise_root
+from catalytic_hooks.core.roots import class_of
 
 CONFIG_FILE = ".catalytic.toml"
 STATE_DIR = ".catalytic"
@@ -94,15 +95,8 @@ class Policy:
     def classify(self, path: str) -> PathClass:
         """Precedence: exclusions, then tmp, then durable, then protected (README:
         "Configuration")."""
-        if path == ".git" or path.startswith(".git/") or under_any(path, self.exclusions):
-            return PathClass.EXCLUDED
-        if under_any(path, self.tmp_roots):
-            return PathClass.TMP
-        if under_any(path, self.effective_durable):
-            return PathClass.DURABLE
-        if under_any(path, self.protected_roots):
-            return PathClass.PROTECTED
-        return PathClass.UNPROTECTED
+        return PathClass(class_of(path, self.exclusions, self.tmp_roots,
+                                  self.effective_durable, self.protected_roots))
 
     def with_roots(
         self,

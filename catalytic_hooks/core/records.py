@@ -215,14 +215,19 @@ class Overlay(Mapping[str, str]):
         if not self.touched:
             return self.base.digest
         h = hashlib.sha256()
+        for piece in self._pieces():
+            h.update(piece)
+        return h.hexdigest()
+
+    def _pieces(self) -> Iterator[bytes | memoryview]:
+        """The records' text in order: runs of the base, no copy, and the added records."""
         view, starts, pos = memoryview(self.base.text), self.base.starts, 0
         for first, end, path, value in self._cuts():
-            h.update(view[starts[pos]:starts[first]])
+            yield view[starts[pos]:starts[first]]
             if value is not None:
-                h.update(_utf8(path) + b":" + value.encode("ascii") + b"\n")
+                yield _utf8(path) + b":" + value.encode("ascii") + b"\n"
             pos = end
-        h.update(view[starts[pos]:])
-        return h.hexdigest()
+        yield view[starts[pos]:]
 
     def count(self) -> int:
         return len(self.base) + sum((v is not None) - (end - first)
@@ -274,15 +279,7 @@ class Overlay(Mapping[str, str]):
         """The records of the manifest, as the digest hashes them."""
         if not self.touched:
             return self.base.text
-        view, starts, pos = memoryview(self.base.text), self.base.starts, 0
-        parts: list[bytes | memoryview] = []
-        for first, end, path, value in self._cuts():
-            parts.append(view[starts[pos]:starts[first]])
-            if value is not None:
-                parts.append(_utf8(path) + b":" + value.encode("ascii") + b"\n")
-            pos = end
-        parts.append(view[starts[pos]:])
-        return b"".join(parts)
+        return b"".join(self._pieces())
 
     def json(self) -> bytes:
         """The canonical JSON of the manifest object (sorted keys, no spaces, UTF-8): the bytes

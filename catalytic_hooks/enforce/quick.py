@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import zlib
 
+from catalytic_hooks.core.roots import class_of, under_any
 from catalytic_hooks.git.early import Spawned, spawn_git
 
 _MAGIC = "catalytic-commit-check v2"
@@ -64,11 +65,6 @@ def _decode(data: bytes) -> tuple[bytes, list[str], list[list[str]]] | None:
         return bytes.fromhex(fields[1]), lists[0], lists[1:]
     except ValueError:
         return None
-
-
-def _under_any(path: str, roots: list[str]) -> bool:
-    # The same whole-component prefix rule as core.paths.under.
-    return any(r == "." or path == r or path.startswith(r + "/") for r in roots)
 
 
 def _tmp_on_disk(top: str, tmp: list[str]) -> bool:
@@ -158,15 +154,9 @@ def _clean(diff: bytes, watched: list[str], roots: list[list[str]]) -> bool:
         if not raw:
             continue
         path = raw.decode("utf-8", "surrogateescape")
-        if path in watched_set or _under_any(path, special):
+        if path in watched_set or under_any(path, special):
             return False
-        if path == ".git" or path.startswith(".git/") or _under_any(path, exclusions):
-            continue
-        if _under_any(path, tmp):
-            return False
-        if _under_any(path, durable):
-            continue
-        if _under_any(path, protected):
+        if class_of(path, exclusions, tmp, durable, protected) in ("tmp", "protected"):
             return False
     return True
 

@@ -26,6 +26,7 @@ import stat
 import zlib
 
 from catalytic_hooks.core.records import Overlay, Records
+from catalytic_hooks.core.roots import class_of
 from catalytic_hooks.git.early import QUICK_DIGEST, Spawned, spawn_git
 from catalytic_hooks.git.indexid import identity_of
 
@@ -196,15 +197,7 @@ def _snapshot(path: str, index: str) -> Records | None:
 
 
 def _protected(path: str, roots: list[list[str]]) -> bool:
-    """core.policy.Policy.classify(path) is PROTECTED: exclusions, then tmp, then durable,
-    then protected, each a whole-component prefix (core.paths.under)."""
-    exclusions, tmp, durable, protected = roots
-    if path == ".git" or path.startswith(".git/"):
-        return False
-    for group in (exclusions, tmp, durable):
-        if any(r == "." or path == r or path.startswith(r + "/") for r in group):
-            return False
-    return any(r == "." or path == r or path.startswith(r + "/") for r in protected)
+    return class_of(path, *roots) == "protected"
 
 
 def _changes(out: bytes) -> tuple[set[str], set[str], list[str]] | None:
