@@ -33,7 +33,8 @@ def _not_utf8(exc: UnicodeEncodeError) -> Exception:
     return CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED, f"a path is not valid UTF-8: {exc}")
 
 
-def _utf8(path: str) -> bytes:
+def encode_path(path: str) -> bytes:
+    """A path's record key; the digest's error for a path that is not UTF-8."""
     try:
         return path.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -67,6 +68,15 @@ class Records:
                                        initial=0))
         return cls(text, starts, klens, hashlib.sha256(text).hexdigest())
 
+    @classmethod
+    def from_arrays(cls, text: bytes, starts: bytes, klens: bytes) -> Records:
+        """Records rendered and sorted elsewhere (a hashing worker's piece of a listing), with
+        their arrays as array("Q") bytes."""
+        s, k = array("Q"), array("Q")
+        s.frombytes(starts)
+        k.frombytes(klens)
+        return cls(text, s, k, hashlib.sha256(text).hexdigest())
+
     def __len__(self) -> int:
         return len(self.klens)
 
@@ -89,7 +99,7 @@ class Records:
         return lo
 
     def get(self, path: str) -> str | None:
-        kb = _utf8(path)
+        kb = encode_path(path)
         i = self.find(kb)
         return self.value(i) if i < len(self.klens) and self.key(i) == kb else None
 
@@ -203,7 +213,7 @@ class Overlay(Mapping[str, str]):
         cuts: list[tuple[int, int, str, str | None]] = []
         b = self.base
         for path in sorted(self.touched):
-            kb = _utf8(path)
+            kb = encode_path(path)
             i = b.find(kb)
             present = i < len(b) and b.key(i) == kb
             value = self.added.get(path)
@@ -225,7 +235,7 @@ class Overlay(Mapping[str, str]):
         for first, end, path, value in self._cuts():
             yield view[starts[pos]:starts[first]]
             if value is not None:
-                yield _utf8(path) + b":" + value.encode("ascii") + b"\n"
+                yield encode_path(path) + b":" + value.encode("ascii") + b"\n"
             pos = end
         yield view[starts[pos]:]
 
@@ -264,7 +274,7 @@ class Overlay(Mapping[str, str]):
             klens.extend(b.klens[pos:first])
             shift -= b.starts[end] - b.starts[first]
             if value is not None:
-                kb = _utf8(path)
+                kb = encode_path(path)
                 rec_len = len(kb) + len(value) + 2
                 starts.append(starts[-1] + rec_len)
                 klens.append(len(kb))

@@ -13,15 +13,17 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.workers import worker_count
-from catalytic_hooks.fs.files import atomic_write, feed_fd
+from catalytic_hooks.fs.files import CHUNK, atomic_write, feed_fd
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.views import Kind, View, ViewEntry
 
 _CACHE_MAGIC = "catalytic-blob-sha256 v1"
+_J = TypeVar("_J")
+_R = TypeVar("_R")
 
 
 class HashCache:
@@ -100,30 +102,43 @@ def _oid_hasher(fmt: str | None, size: int) -> Any:
     return h
 
 
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
 def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
     """Hash a file or symlink at `abspath` without following links; with `fmt` (the
     repository's object format) also compute the git blob id of exactly the bytes read."""
-    st = os.lstat(abspath)
-    if stat.S_ISLNK(st.st_mode):
+    # Open first, lstat only when that fails: O_NOFOLLOW refuses a symlink, and a cold digest
+    # of 100,000 files pays for every system call and every object made per file.
+    try:
+        fd = os.open(abspath, _OPEN_FLAGS)
+    except OSError:
+        if not stat.S_ISLNK(os.lstat(abspath).st_mode):
+            raise
         target = os.readlink(os.fsencode(abspath))
         g = _oid_hasher(fmt, len(target))
         if g is not None:
             g.update(target)
         return DiskHash("symlink", hashlib.sha256(target).hexdigest(),
                         g.hexdigest() if g is not None else None)
-    if not stat.S_ISREG(st.st_mode):
-        raise OSError(f"not a regular file or symlink: {abspath}")
-    fd = os.open(abspath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode):
-            raise OSError(f"not a regular file: {abspath}")
-        h = hashlib.sha256()
-        g = _oid_hasher(fmt, fst.st_size)
-        total = feed_fd(fd, *(x for x in (h, g) if x is not None))
+            raise OSError(f"not a regular file or symlink: {abspath}")
+        size = fst.st_size
+        # One read of the size announced plus one byte (not a 1 MiB buffer per small file);
+        # the loop still reads to the end, so a file that grew or shrank is noticed.
+        data = os.read(fd, size + 1 if size < CHUNK else CHUNK)
+        h = hashlib.sha256(data)
+        g = _oid_hasher(fmt, size)
+        total = len(data)
+        if g is not None:
+            g.update(data)
+        if data:
+            total += feed_fd(fd, *(x for x in (h, g) if x is not None))
     finally:
         os.close(fd)
-    git_oid = g.hexdigest() if g is not None and total == fst.st_size else None
+    git_oid = g.hexdigest() if g is not None and total == size else None
     return DiskHash("file", h.hexdigest(), git_oid)
 
 
@@ -165,19 +180,35 @@ class HashPool:
             self._pool.terminate()
             self._pool.join()
 
-    def submit(self, jobs: list[tuple[str, str | None, list[str]]]
-               ) -> Callable[[], list[list[_Result]]] | None:
-        """Start hashing `jobs`; returns what waits for the results (None: no pool on this
-        platform, the caller hashes in-process)."""
+    def _started(self) -> Any:
+        """The worker pool, started now if need be (None: no fork on this platform)."""
         if self._pool is None:
             import multiprocessing
 
             try:
                 ctx = multiprocessing.get_context("fork")
-            except ValueError:  # no fork on this platform
+            except ValueError:
                 return None
             self._pool = ctx.Pool(worker_count())
-        pending = self._pool.map_async(_hash_batch, jobs, chunksize=1)
+        return self._pool
+
+    def apply(self, fn: Callable[[_J], _R], job: _J) -> Callable[[], _R] | None:
+        """Start `fn(job)` in a worker; returns what waits for its result (None: no pool on
+        this platform, the caller runs it in-process)."""
+        pool = self._started()
+        if pool is None:
+            return None
+        waiter: Callable[[], _R] = pool.apply_async(fn, (job,)).get
+        return waiter
+
+    def submit(self, jobs: list[tuple[str, str | None, list[str]]]
+               ) -> Callable[[], list[list[_Result]]] | None:
+        """Start hashing `jobs`; returns what waits for the results (None: no pool on this
+        platform, the caller hashes in-process)."""
+        pool = self._started()
+        if pool is None:
+            return None
+        pending = pool.map_async(_hash_batch, jobs, chunksize=1)
 
         def wait() -> list[list[_Result]]:
             result: list[list[_Result]] = pending.get()

@@ -16,6 +16,7 @@ chunks, so memory stays proportional to the records, not to 1,000,000 parsed ent
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -25,11 +26,12 @@ from pathlib import Path
 
 from catalytic_hooks.core.canonical import canonical_hash
 from catalytic_hooks.core.digest import check_record_paths
-from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import PathClass, Policy
-from catalytic_hooks.core.records import Overlay, Records
+from catalytic_hooks.core.records import Overlay, Records, encode_path
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.hashing import HashCache, HashPool, Resolution, resolve_contents
+from catalytic_hooks.git.listing import Listed, digest_listing
 from catalytic_hooks.git.repo import MODE_GITLINK, MODE_LINK, Repo, scratch_objects_env
 from catalytic_hooks.git.state import index_file, index_identity
 from catalytic_hooks.git.views import Kind, View, ViewEntry, ViewKind
@@ -156,15 +158,10 @@ def _kind(mode: str) -> Kind:
     return "symlink" if mode == MODE_LINK else "gitlink" if mode == MODE_GITLINK else "file"
 
 
-def _index_chunks(repo: Repo, tree: str | None) -> Iterator[list[ViewEntry]]:
-    """The index's entries CHUNK at a time, in path order: from the index's tree when there is
-    one (the same entries a patch works from, so both give the same records), else from the
-    index itself (stage 0, or stage 2, "ours", for a conflicted path)."""
-    if tree:
-        proc = repo.start_env(scratch_objects_env(repo, _scratch(repo)), "ls-tree", "-r", "-z",
-                              "--full-tree", tree)
-    else:
-        proc = repo.start("ls-files", "-s", "-z", "--full-name")
+def _index_chunks(repo: Repo) -> Iterator[list[ViewEntry]]:
+    """The index's entries CHUNK at a time, in path order, from the index itself (stage 0, or
+    stage 2, "ours", for a conflicted path): when it has no tree to list."""
+    proc = repo.start("ls-files", "-s", "-z", "--full-name")
     assert proc.stdout is not None
     rest, batch, last = b"", [], None
     while True:
@@ -176,15 +173,11 @@ def _index_chunks(repo: Repo, tree: str | None) -> Iterator[list[ViewEntry]]:
                 continue
             rec = raw.decode("utf-8", "surrogateescape")
             tab = rec.index("\t")
-            path = rec[tab + 1:]
-            if tree:  # "<mode> <type> <oid>\t<path>"
-                oid = rec[rec.rindex(" ", 0, tab) + 1:tab]
-            else:  # "<mode> <oid> <stage>\t<path>"
-                if rec[tab - 1] not in "02" or path == last:
-                    continue  # conflicted: "ours" unless resolved; stages sort 0 < 1 < 2 < 3
-                oid = rec[7:tab - 2]
+            path = rec[tab + 1:]  # "<mode> <oid> <stage>\t<path>"
+            if rec[tab - 1] not in "02" or path == last:
+                continue  # conflicted: "ours" unless resolved; stages sort 0 < 1 < 2 < 3
             last = path
-            batch.append(ViewEntry(path, _kind(rec[:6]), oid, False))
+            batch.append(ViewEntry(path, _kind(rec[:6]), rec[7:tab - 2], False))
             if len(batch) >= CHUNK:
                 yield batch
                 batch = []
@@ -195,13 +188,13 @@ def _index_chunks(repo: Repo, tree: str | None) -> Iterator[list[ViewEntry]]:
     repo.finish(proc)
 
 
-def _full(repo: Repo, policy: Policy, tree: str | None) -> Records:
+def _full_from_index(repo: Repo, policy: Policy) -> Records:
     classify = policy.classifier()
 
     def parts(pool: HashPool) -> Iterator[Records]:
         # One chunk is hashed by the workers while this process lists the next one.
         running: Resolution | None = None
-        for chunk in _index_chunks(repo, tree):
+        for chunk in _index_chunks(repo):
             chosen = [e for e in chunk if classify(e.path) is PathClass.PROTECTED]
             check_record_paths(e.path for e in chosen)
             started = Resolution(View(ViewKind.INDEX, repo.top, tuple(chosen), repo), chosen,
@@ -214,6 +207,66 @@ def _full(repo: Repo, policy: Policy, tree: str | None) -> Records:
 
     with HashPool() as pool:
         return Records.concat(parts(pool))
+
+
+def _full(repo: Repo, policy: Policy, tree: str | None) -> Records:
+    """Every protected entry of the index digested: from the index's tree when there is one (the
+    same entries a patch works from, so both give the same records), listed and hashed by the
+    workers (git.listing)."""
+    if not tree:
+        return _full_from_index(repo, policy)
+    proc = repo.start_env(scratch_objects_env(repo, _scratch(repo)), "ls-tree", "-r", "-z",
+                          "--full-tree", tree)
+    assert proc.stdout is not None
+    try:
+        with HashPool() as pool:
+            records = Records.concat(_resolved(repo, digest_listing(
+                proc.stdout, os.fspath(repo.top), repo.object_format, policy, pool)))
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    repo.finish(proc)
+    return records
+
+
+def _resolved(repo: Repo, listed: Iterator[Listed]) -> Iterator[Records]:
+    """Each listed piece as records, its left-over entries read from the object database; about
+    CHUNK entries' pieces at a time, so a partial clone fetches what it lacks in few batches."""
+    group: list[Listed] = []
+    size = 0
+    for item in listed:
+        if item[4] is not None:
+            _refuse(item[4])
+        group.append(item)
+        size += len(item[2]) // 8 + len(item[3])
+        if size >= CHUNK:
+            yield from _group_records(repo, group)
+            group, size = [], 0
+    yield from _group_records(repo, group)
+
+
+def _group_records(repo: Repo, group: list[Listed]) -> Iterator[Records]:
+    left = [oid for item in group for _, _, oid in item[3]]
+    if left:
+        repo.prefetch(left)
+    for text, starts, klens, rest, _ in group:
+        part = Records.from_arrays(text, starts, klens)
+        if rest:
+            values = dict(part.items())
+            for path, mode, oid in rest:
+                sha = hashlib.sha256(repo.read_blob(oid)).hexdigest()
+                values[path] = f"symlink:{sha}" if mode == MODE_LINK else sha
+            part = Records.from_values(values)
+        yield part
+
+
+def _refuse(path: str) -> None:
+    """Raise the error for a path no record can hold (a worker found it)."""
+    check_record_paths([path])
+    encode_path(path)
+    raise CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED, f"cannot digest {path!r}",
+                         path=path)
 
 
 def index_snapshot(repo: Repo, policy: Policy, *, stored: bool = True) -> Snapshot:
