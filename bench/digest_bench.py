@@ -61,6 +61,28 @@ LIBRARY = (
     "HashCache.for_repo(r)).digest)\n"
 )
 
+# The decomposition of a cold digest: the same build with the blob id not computed, every file's
+# bytes simply taken as its index entry's blob (what trusting git's stat data would allow; unsafe,
+# SECURITY.md "Caches", so it exists only here). The index's blob ids are listed first, inside
+# the timed process: an upper bound.
+NO_BLOB_ID = (
+    "import subprocess\n"
+    "from catalytic_hooks.core.policy import load_policy\n"
+    "from catalytic_hooks.git import listing\n"
+    "from catalytic_hooks.git.hashing import hash_disk\n"
+    "from catalytic_hooks.git.repo import Repo\n"
+    "from catalytic_hooks.git.snapshot import index_snapshot\n"
+    "r = Repo.discover()\n"
+    "top = str(r.top) + '/'\n"
+    "out = subprocess.run(['git', 'ls-files', '-s', '-z'], capture_output=True).stdout\n"
+    "oids = {x[x.index(b'\\t') + 1:].decode(): x[7:47].decode() for x in out.split(b'\\0') if x}\n"
+    "def taken(fmt, path):\n"
+    "    kind, sha, _ = hash_disk(None, path)\n"
+    "    return kind, sha, oids[path[len(top):]]\n"
+    "listing.hash_disk = taken\n"
+    "print(index_snapshot(r, load_policy(r.top)).records.digest)\n"
+)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -100,6 +122,11 @@ def main() -> None:
         rows.append((f"catalytic digest {view} (cold cache)", cold,
                      f"{cold / limit:.2f}× limit, {cold / limit2:.2f}× SHA-256 + blob id, "
                      f"{sha / cold:.2f}× faster than sha256sum"))
+    unsafe = median_time(lambda: run([PYTHON, "-c", NO_BLOB_ID], repo),
+                         max(1, args.repeat // 2), setup=drop_cache)
+    rows.append(("the same cold --index build without the blob id (bench-only, unsafe)", unsafe,
+                 f"{unsafe / limit:.2f}× limit"))
+    drop_cache()  # nothing the unsafe build stored is used by the rows below
     for cmd in warm_cmds.values():
         run(cmd, repo)
     # Warm rows interleaved with their reference, one of each per round: this machine's
