@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 def build(base: Path, files: int, size: int) -> Path:
     marker = base / ".complete"
     if marker.exists() and marker.read_text() == f"{files} {size}":
+        _own_repository(base)
         return base
     shutil.rmtree(base, ignore_errors=True)
     rng = random.Random(files)
@@ -51,7 +53,15 @@ def build(base: Path, files: int, size: int) -> Path:
     (run_dir / "PROOF.json").write_text('{"restoration_result":{"verified":true}}')
     sign_run_dir(run_dir, signer_from_seed(b"\x01" * 32))
     marker.write_text(f"{files} {size}")
+    _own_repository(base)
     return base
+
+
+def _own_repository(base: Path) -> None:
+    # A restore records itself in the chronicle of the repository holding the project; without
+    # a repository of its own the corpus would record into this checkout's.
+    if not (base / ".git").exists():
+        subprocess.run(["git", "init", "-q", str(base)], check=True)
 
 
 def main() -> None:

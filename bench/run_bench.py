@@ -18,7 +18,7 @@ import sys
 import venv
 from pathlib import Path
 
-from common import CATALYTIC, build_repo, median_time, run, table
+from common import CATALYTIC, build_repo, interleaved, run, table
 
 POLICY = 'durable_roots = ["out"]\ntmp_roots = ["tmp"]\n'
 WRITE10 = "mkdir -p out && for i in 0 1 2 3 4 5 6 7 8 9; do date +%s%N > out/f$i; done"
@@ -78,8 +78,10 @@ def main() -> None:
     rows: list[tuple[str, float, str]] = []
     for label, cmd in (("a command that changes nothing", "true"),
                        ("a command writing 10 durable outputs", WRITE10)):
-        ref = median_time(lambda cmd=cmd: theirs(cmd), args.repeat, setup=tidy)
-        mine = median_time(lambda cmd=cmd: ours(cmd), args.repeat, setup=tidy)
+        # One of each per round: this machine's speed drifts by more than 20 % within minutes,
+        # and two medians taken a minute apart drift with it.
+        ref, mine = interleaved([lambda cmd=cmd: (tidy(), theirs(cmd)),
+                                 lambda cmd=cmd: (tidy(), ours(cmd))], args.repeat)
         rows.append((f"in-toto-run, {label}", ref, "1.00× in-toto-run"))
         rows.append((f"catalytic run --sign, {label}", mine,
                      f"{ref / mine:.1f}× faster than in-toto-run"))
