@@ -102,11 +102,14 @@ def awkward(make_repo) -> Path:
     return repo
 
 
-@pytest.mark.parametrize("where", ["in-process", "pool"])
+@pytest.mark.parametrize("where", ["in-process", "pool", "one core"])
 def test_built_records_are_the_hand_written_ones(awkward: Path, where: str,
-                                                 request: pytest.FixtureRequest) -> None:
-    if where == "pool":
+                                                 request: pytest.FixtureRequest,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if where != "in-process":
         request.getfixturevalue("cut_small")
+    if where == "one core":  # every piece digested here, one at a time
+        monkeypatch.setattr(listing, "worker_count", lambda: 1)
     lines = by_hand(awkward)
     want = text_of(lines)
     got = built(awkward)

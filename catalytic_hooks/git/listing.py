@@ -104,12 +104,16 @@ def digest_listing(stream: IO[bytes], root: str, fmt: str | None, policy: Policy
     bounded number in flight, or in this process for a listing too small to be worth it."""
     root = os.path.join(root, "")
     pieces = _pieces(stream)
+    if worker_count() == 1:
+        for piece in pieces:
+            yield digest_piece((root, fmt, policy, piece))
+        return
     first: list[bytes] = []
     size = 0
     for piece in pieces:
         first.append(piece)
         size += len(piece)
-        if size >= _POOL_MIN_BYTES and worker_count() > 1:
+        if size >= _POOL_MIN_BYTES:
             break
     else:
         if first:
