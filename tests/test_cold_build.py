@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -145,3 +146,31 @@ def test_the_default_pool_path_through_the_command(make_repo) -> None:
     proc = catalytic("digest", "--index", "--json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["details"]["digest"] == want
+
+
+def test_special_files_standing_for_entries_are_never_opened(
+        make_repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO, and (as root) a character device, where the index has files: the build takes
+    those entries from the object database and never opens the nodes (opening a device can act:
+    a tape rewinds, a line hangs up). os.open is wrapped to watch, not replaced."""
+    repo = make_repo(FILES, policy=DEFAULT_POLICY)
+    (repo / "src/m1.py").unlink()
+    os.mkfifo(repo / "src/m1.py")
+    specials = [str(repo / "src/m1.py")]
+    if os.geteuid() == 0:
+        (repo / "src/m2.py").unlink()
+        os.mknod(repo / "src/m2.py", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # like /dev/null
+        specials.append(str(repo / "src/m2.py"))
+    opened: list[str] = []
+    real_open = os.open
+
+    def watched(path, flags, *a, **kw):  # type: ignore[no-untyped-def]
+        opened.append(os.fspath(path))
+        return real_open(path, flags, *a, **kw)
+
+    monkeypatch.setattr(os, "open", watched)
+    got = built(repo)
+    monkeypatch.undo()
+    assert bytes(got.text) == text_of(by_hand(repo))
+    assert any(p.endswith("src/m0.py") for p in opened)  # the watch sees the files it reads
+    assert not set(opened) & set(specials)

@@ -108,19 +108,19 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
     """Hash a file or symlink at `abspath` without following links; with `fmt` (the
     repository's object format) also compute the git blob id of exactly the bytes read."""
-    # Open first, lstat only when that fails: O_NOFOLLOW refuses a symlink, and a cold digest
-    # of 100,000 files pays for every system call and every object made per file.
-    try:
-        fd = os.open(abspath, _OPEN_FLAGS)
-    except OSError:
-        if not stat.S_ISLNK(os.lstat(abspath).st_mode):
-            raise
+    # lstat before opening: opening a device node can do something (a tape rewinds, a line
+    # hangs up), and a working tree is not trusted to hold only files and links.
+    st = os.lstat(abspath)
+    if stat.S_ISLNK(st.st_mode):
         target = os.readlink(os.fsencode(abspath))
         g = _oid_hasher(fmt, len(target))
         if g is not None:
             g.update(target)
         return DiskHash("symlink", hashlib.sha256(target).hexdigest(),
                         g.hexdigest() if g is not None else None)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"not a regular file or symlink: {abspath}")
+    fd = os.open(abspath, _OPEN_FLAGS)
     try:
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode):
