@@ -102,9 +102,6 @@ def _oid_hasher(fmt: str | None, size: int) -> Any:
     return h
 
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-
-
 def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
     """Hash a file or symlink at `abspath` without following links; with `fmt` (the
     repository's object format) also compute the git blob id of exactly the bytes read."""
@@ -120,7 +117,7 @@ def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
                         g.hexdigest() if g is not None else None)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"not a regular file or symlink: {abspath}")
-    fd = os.open(abspath, _OPEN_FLAGS)
+    fd = os.open(abspath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode):

@@ -75,12 +75,17 @@ def digest_piece(job: Piece) -> Listed:
             if got != oid:
                 left.append((path, mode, oid))
                 continue
-            value = "symlink:" + sha if mode == MODE_LINK else sha
+            value = tagged(mode, sha)
         parts.append(f"{path}:{value}\n")
         pos += klen + len(value) + 2
         starts.append(pos)
         klens.append(klen)
     return "".join(parts).encode("utf-8"), starts.tobytes(), klens.tobytes(), left, None
+
+
+def tagged(mode: str, sha: str) -> str:
+    """The record value of a file or symlink entry whose content hashes to `sha`."""
+    return "symlink:" + sha if mode == MODE_LINK else sha
 
 
 def _pieces(stream: IO[bytes]) -> Iterator[bytes]:

@@ -31,7 +31,7 @@ from catalytic_hooks.core.policy import PathClass, Policy
 from catalytic_hooks.core.records import Overlay, Records, encode_path
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.hashing import HashCache, HashPool, Resolution, resolve_contents
-from catalytic_hooks.git.listing import Listed, digest_listing
+from catalytic_hooks.git.listing import Listed, digest_listing, tagged
 from catalytic_hooks.git.repo import MODE_GITLINK, MODE_LINK, Repo, scratch_objects_env
 from catalytic_hooks.git.state import index_file, index_identity
 from catalytic_hooks.git.views import Kind, View, ViewEntry, ViewKind
@@ -255,8 +255,7 @@ def _group_records(repo: Repo, group: list[Listed]) -> Iterator[Records]:
         if rest:
             values = dict(part.items())
             for path, mode, oid in rest:
-                sha = hashlib.sha256(repo.read_blob(oid)).hexdigest()
-                values[path] = f"symlink:{sha}" if mode == MODE_LINK else sha
+                values[path] = tagged(mode, hashlib.sha256(repo.read_blob(oid)).hexdigest())
             part = Records.from_values(values)
         yield part
 
