@@ -1,0 +1,1 @@
+"""Recorded environments rebuilt (DESIGN §13): rebuild, cache, export."""

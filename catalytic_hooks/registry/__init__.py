@@ -1,0 +1,1 @@
+"""Runs shared through an OCI registry (DESIGN §15): push, pull, the verified cache."""
