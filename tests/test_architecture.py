@@ -199,3 +199,31 @@ def test_hook_entry_point_imports_no_heavy_modules(make_repo) -> None:
               if line.startswith("import time:")}
     for heavy in ("typer", "rich", "pygit2", "click", "pydantic", "cryptography"):
         assert heavy not in loaded, heavy
+
+
+def _modules_section() -> str:
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    return doc.split("\n## Modules\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_module_is_named_in_architecture_md() -> None:
+    import re
+
+    named = set(re.findall(r"^- `([\w/]+\.py)`:", _modules_section(), re.M))
+    actual = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+              if p.name != "__init__.py"}
+    assert sorted(actual - named) == [], "modules missing from docs/ARCHITECTURE.md ## Modules"
+    assert sorted(named - actual) == [], "docs/ARCHITECTURE.md names modules that do not exist"
+
+
+def test_every_error_code_is_documented_with_its_exit_class() -> None:
+    import re
+
+    from catalytic_hooks.core.errors import ErrorCode, exit_code_for
+
+    table = (ROOT / "docs" / "CODES.md").read_text()
+    rows = {m[0]: int(m[1]) for m in re.findall(r"^\| `([A-Z_]+)` \| (\d) \|", table, re.M)}
+    codes = {c.value: exit_code_for(c) for c in ErrorCode}
+    assert sorted(set(codes) - set(rows)) == [], "codes missing from docs/CODES.md"
+    assert sorted(set(rows) - set(codes)) == [], "docs/CODES.md documents unknown codes"
+    assert {c: rows[c] for c in codes if rows[c] != codes[c]} == {}, "wrong exit class"
