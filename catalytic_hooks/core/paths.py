@@ -63,15 +63,28 @@ def normalise_root(root: str) -> str:
     return "/".join(parts) if parts else "."
 
 
+# Code points HFS+ ignores in a file name (git's utf8.c next_hfs_char): `.g\u200cit` is `.git`
+# there.
+_HFS_IGNORED = frozenset((0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
+                          0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF))
+
+
+def is_git_name(name: str) -> bool:
+    """Whether one path component names git's own directory on some filesystem git protects
+    (git's `is_ntfs_dotgit` and `is_hfs_dotgit`): `.git` in any case; followed by dots or spaces
+    (Windows strips them) or by `:` (an NTFS stream, `.git::$INDEX_ALLOCATION`); its 8.3 short
+    name `git~1`; with code points HFS+ ignores. Stricter than git where the rules combine."""
+    low = "".join(c for c in name if ord(c) not in _HFS_IGNORED).lower()
+    for stem in (".git", "git~1"):
+        if low.startswith(stem):
+            rest = low[len(stem):].split(":", 1)[0]
+            if rest.strip(". ") == "":
+                return True
+    return False
 
 
 def has_git_component(path: str) -> bool:
-    """Whether some component of `path` would be git's own directory on some filesystem:
-    `.git` in any case, with trailing dots or spaces (Windows strips them), or its 8.3 short
-    name `git~1` (NTFS). Such an output would let a bundle write into a repository's hooks or
-    config when restored into a worktree."""
-    for part in path.split("/"):
-        low = part.lower().rstrip(". ")
-        if low == ".git" or low == "git~1":
-            return True
-    return False
+    """Whether some component of `path` would be git's own directory on some filesystem
+    (is_git_name). Such an output would let a bundle write into a repository's hooks or config
+    when restored into a worktree; such a root would let a run or a recovery delete it."""
+    return any(is_git_name(part) for part in path.split("/"))

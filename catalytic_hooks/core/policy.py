@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.paths import normalise_root
+from catalytic_hooks.core.paths import has_git_component, normalise_root
 from catalytic_hooks.core.roots import class_of
 
 CONFIG_FILE = ".catalytic.toml"
@@ -130,12 +130,31 @@ def _roots(values: Any, key: str) -> tuple[str, ...]:
     out = []
     for v in values:
         try:
-            out.append(normalise_root(v))
+            root = normalise_root(v)
         except CatalyticError as exc:
             raise CatalyticError(
                 ErrorCode.CONFIG_INVALID, f"'{key}': {exc.message}", key=key, root=v
             ) from exc
+        problem = root_problem(key, root)
+        if problem is not None:
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}': root {v!r} {problem}",
+                                 key=key, root=v)
+        out.append(root)
     return tuple(sorted(set(out)))
+
+
+def root_problem(key: str, root: str) -> str | None:
+    """Why a normalised root may not stand under `key`, or None. The tool deletes what lies
+    under the tmp roots and writes under the others, so none may reach into git's directory
+    (in any spelling git treats as `.git`, SECURITY.md "Deletion"), and `.` is never a tmp root
+    (it would empty the working tree). Exclusions only take paths out of every view, which git's
+    directory already is: the seed's own examples exclude `.git`."""
+    if key != "exclusions" and has_git_component(root):
+        return "names git's own directory (.git in some spelling); nothing may be written or " \
+            "deleted there"
+    if key == "tmp_roots" and root == ".":
+        return "is the whole working tree; a tmp root is emptied after every run --restore"
+    return None
 
 
 def _single_path(value: Any, key: str) -> str:
