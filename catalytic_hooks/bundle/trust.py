@@ -6,8 +6,11 @@ options `namespaces="catalytic,git"` (which signatures the key may make: bundles
 too: `<name> <key> [valid-after=DATE] [valid-before=DATE]` with `<key>` `ed25519:<64 hex>`,
 `ssh-ed25519 <base64>` or `id:<64-hex validator id>` (`catalytic trust migrate` rewrites it).
 `#` starts a comment. The file lives in the repository, so trust changes are reviewed like code.
-A key is trusted only inside its validity window, judged at verification time (the bundle's
-`signed_at` is not signed, so it cannot be used for this).
+A validity window belongs to the key on its line, never to the name: with OpenSSH-style rotation
+(the old key kept under a name with `valid-before`, the new key added under the same name) only the
+new key is trusted, whatever the old one signs. The window is judged at verification time, never
+at a time the signer chose (a bundle's `signed_at` is not signed; a commit's date is the
+committer's to pick).
 """
 
 from __future__ import annotations
@@ -64,6 +67,16 @@ class Validator:
         if self.valid_before:
             opts.append(f'valid-before="{self.valid_before.strftime("%Y%m%d%H%M%S")}Z"')
         return f"{self.name} {','.join(opts)} {ssh_key_text(self.key_text)}"
+
+
+def ssh_fingerprint(key_text: str) -> str | None:
+    """OpenSSH's fingerprint of a key (`SHA256:<base64, unpadded>`, what `ssh-keygen -l` and
+    git's `%GF` print), None for a key given only by its validator id."""
+    text = ssh_key_text(key_text)
+    if not text.startswith("ssh-ed25519 "):
+        return None
+    blob = base64.b64decode(text.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def ssh_key_text(key_text: str) -> str:
@@ -209,17 +222,34 @@ class TrustSet:
     validators: list[Validator]
     source: str
 
-    def lookup(self, validator_id: str, when: datetime | None = None) -> tuple[bool, str]:
-        """(trusted, why)."""
-        when = when or now()
+    def signer(self, validator_id: str, namespace: str = "catalytic"
+               ) -> tuple[Validator | None, str]:
+        """The line that makes this key a signer for `namespace` now (None: no line does), and
+        why. Only lines holding this very key count: another key under the same name (a
+        rotation) vouches for nothing this key signed. The clock is the verifier's, so no caller
+        can pass a time the signer chose."""
+        when = now()
         known = [v for v in self.validators if v.validator_id == validator_id and
-                 v.allows("catalytic")]
+                 v.allows(namespace)]
         if not known:
-            return False, f"validator {validator_id[:16]}… is not in {self.source}"
+            return None, f"validator {validator_id[:16]}… is not in {self.source}"
         for v in known:
             if v.valid_at(when):
-                return True, f"trusted as {v.name!r} ({self.source})"
-        return False, f"validator {known[0].name!r} is outside its validity window"
+                return v, f"trusted as {v.name!r} ({self.source})"
+        return None, (f"validator {known[0].name!r} (key {validator_id[:16]}…) is outside its "
+                      "validity window")
+
+    def lookup(self, validator_id: str) -> tuple[bool, str]:
+        """(trusted for bundles now, why)."""
+        v, why = self.signer(validator_id)
+        return v is not None, why
+
+    def by_fingerprint(self, fingerprint: str) -> str | None:
+        """The validator id of the key with this OpenSSH fingerprint, if the anchor holds it."""
+        for v in self.validators:
+            if ssh_fingerprint(v.key_text) == fingerprint:
+                return v.validator_id
+        return None
 
 
 def trust_file(policy: Policy, root: Path) -> Path:

@@ -2,9 +2,13 @@
 
 A commit is an amendment when it carries a `Catalytic-Amend: <reason>` trailer. It is accepted
 when git itself verifies its SSH signature (`gpg.format=ssh`, `git commit -S`) against an
-allowed-signers file generated from the base's trust file, and the signer is inside its validity
-window now. The git configuration that decides how signatures are checked is forced on the
-command line, so the judged repository cannot swap the verifier.
+allowed-signers file generated from the base's trust file, and the key that signed (its
+fingerprint, as git reports it) is on a line of that file that is inside its validity window now.
+The window is never judged by name: after an OpenSSH-style rotation the revoked key and the new
+one share a name. Nor by git: git would judge it at the commit's date, which the signer chose, so
+the generated file carries no windows and git checks only the signature. The git configuration
+that decides how signatures are checked is forced on the command line, so the judged repository
+cannot swap the verifier.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from catalytic_hooks.core.clock import now
 from catalytic_hooks.enforce.baseline import Baseline
 from catalytic_hooks.git.repo import Repo
 
@@ -67,12 +70,14 @@ def verify_amendment(repo: Repo, commit: str, base: Baseline) -> Verdict | None:
             fh.write(allowed_signers(base))
         out = repo.git("-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={path}",
                        "-c", "gpg.ssh.program=ssh-keygen", "log", "-1",
-                       "--format=%G?%x00%GS", commit).decode("utf-8", "replace")
-    status, _, principal = out.strip().partition("\0")
+                       "--format=%G?%x00%GS%x00%GF", commit).decode("utf-8", "replace")
+    status, principal, fingerprint = [*out.strip().split("\0"), "", ""][:3]
     if status != "G":
         return Verdict(False, f"amendment refused: {_STATUS.get(status, 'unverifiable')}")
-    when_ok = [v for v in base.trust().validators if v.name == principal]
-    if not any(v.valid_at(now()) for v in when_ok):
-        return Verdict(False, f"amendment refused: signer {principal!r} is outside its validity "
-                       "window", principal)
-    return Verdict(True, reason, principal)
+    trust = base.trust()
+    key = trust.by_fingerprint(fingerprint)
+    signer, why = trust.signer(key, "git") if key is not None else (
+        None, "it is signed by a key that is not in the base's trust file")
+    if signer is None:
+        return Verdict(False, f"amendment refused: {why} (signed by {fingerprint})", principal)
+    return Verdict(True, reason, signer.name)
