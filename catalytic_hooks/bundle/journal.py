@@ -3,7 +3,8 @@ killed (README: "Interrupted runs and `catalytic recover`").
 
 Before the command starts, `<git dir>/catalytic/runs/run-<32 hex>.json` records the run id, the
 roots the digest used, the PRE manifest and the snapshot (every protected file's original blob,
-pinned under `refs/catalytic/runs/<32 hex>` so that `git gc` cannot collect it), and is fsynced.
+pinned under a ref naming this worktree, git.statefiles.pin_ref, so that `git gc` in any worktree
+cannot collect it), and is fsynced.
 It is removed only after the undo has completed and the bundle is written. Recovery acts only on
 journals this tool named, whose content passes the same path rules as everything else; the
 working tree (which the command controls) never supplies one.
@@ -27,8 +28,8 @@ from catalytic_hooks.core.pending import pending as pending_in
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.files import atomic_write, fsync_dir
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.statefiles import pin_ref, pin_refs
 
-REF_PREFIX = "refs/catalytic/runs/"
 _OID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _ROOT_KEYS = ("exclusions", "tmp_roots", "durable_roots", "protected_roots", "implicit_durable")
 
@@ -47,10 +48,6 @@ class RunJournal:
     token: str
     data: dict[str, Any]
 
-    @property
-    def ref(self) -> str:
-        return REF_PREFIX + self.token
-
     def write(self) -> None:
         atomic_write(self.path, json.dumps(self.data, sort_keys=True).encode())
         fsync_dir(self.path.parent)
@@ -63,7 +60,7 @@ def _pin(repo: Repo, token: str, snap: dict[str, Saved]) -> None:
         if s.oid is not None:
             lines.append(f"100644 blob {s.oid}\t{i}\n")
     tree = repo.git("mktree", "--missing", input="".join(lines).encode()).decode().strip()
-    repo.git("update-ref", REF_PREFIX + token, tree)
+    repo.git("update-ref", pin_ref(str(repo.git_dir), str(repo.common_dir), token), tree)
 
 
 def begin(repo: Repo, policy: Policy, run_id: str, snap: dict[str, Saved],
@@ -98,7 +95,8 @@ def process_start(pid: int) -> str | None:
 def finish(repo: Repo, j: RunJournal) -> None:
     j.path.unlink(missing_ok=True)
     fsync_dir(j.path.parent)
-    repo.git_proc("update-ref", "-d", j.ref)
+    for ref in pin_refs(str(repo.git_dir), str(repo.common_dir), j.token):
+        repo.git_proc("update-ref", "-d", ref)
 
 
 def _bad(path: Path, why: str) -> CatalyticError:

@@ -16,7 +16,6 @@ import signal
 from typing import Any
 
 from catalytic_hooks.bundle.journal import (
-    REF_PREFIX,
     RunJournal,
     finish,
     journal_dir,
@@ -32,6 +31,7 @@ from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.state import flagged_entries, pinned
+from catalytic_hooks.git.statefiles import PIN_PREFIX, orphan_pin
 
 
 def stop_leftover(j: RunJournal) -> bool:
@@ -62,16 +62,16 @@ _STALE_TMP = re.compile(r"^\.run-[0-9a-f]{32}\.json\.[0-9a-f]{32}\.tmp$")
 def _sweep(repo: Repo) -> None:
     """What a run killed before its journal existed leaves: a half-written journal (our
     atomic_write's temp name) and its snapshot ref. The command never started then, so there is
-    nothing to undo."""
+    nothing to undo. Another worktree's pins are its own (its run may be pending, or starting
+    now): swept only once that worktree is gone (git.statefiles.orphan_pin)."""
     d = journal_dir(repo)
     with contextlib.suppress(FileNotFoundError):
         for name in os.listdir(d):
             if _STALE_TMP.match(name):
                 (d / name).unlink(missing_ok=True)
-    out = repo.git("for-each-ref", "--format=%(refname)", REF_PREFIX).decode().split()
+    out = repo.git("for-each-ref", "--format=%(refname)", PIN_PREFIX).decode().split()
     for ref in out:
-        token = ref[len(REF_PREFIX):]
-        if re.fullmatch(r"[0-9a-f]{32}", token) and not (d / f"run-{token}.json").exists():
+        if orphan_pin(ref, str(repo.git_dir), str(repo.common_dir)):
             repo.git_proc("update-ref", "-d", ref)
 
 

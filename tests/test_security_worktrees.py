@@ -1,0 +1,103 @@
+"""Linked worktrees are separate owners (issue 26, class 5): one worktree's `catalytic recover`
+never takes away what pins another worktree's interrupted run, and a run's command cannot leave
+behind a record that another worktree's hooks or digest would trust. Real linked worktrees, a
+real SIGKILL, a real `git gc --prune=now`, real hooks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import catalytic, git
+
+POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nprotected_roots = ["data"]\n'
+RAW, NOTES = b"id,value\n1,0.5\n", b"my notes, never committed\n"
+
+
+@pytest.fixture
+def pair(make_repo, tmp_path: Path) -> tuple[Path, Path]:
+    """(main worktree, linked worktree) of one repository, each with an untracked protected
+    file of its own."""
+    main = make_repo({"data/raw.csv": RAW, "outputs/.keep": ""}, policy=POLICY, name="main")
+    linked = tmp_path / "linked"
+    git(main, "worktree", "add", "-q", "-b", "side", str(linked))
+    for top in (main, linked):
+        (top / "data/notes.txt").write_bytes(NOTES)
+    return main, linked
+
+
+def _interrupted_run(top: Path) -> None:
+    """`catalytic run --restore` in `top` whose command changed protected files, SIGKILLed (the
+    command is left running, as after a crash)."""
+    started = top.parent / f"started-{top.name}"
+    script = (f"echo $$ > ../cmd-{top.name}.pid; echo tampered >> data/raw.csv; "
+              f"echo gone > data/notes.txt; touch {started}; sleep 60")
+    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "run", "--run-id", "r1",
+                             "--restore", "--", "sh", "-c", script], cwd=top,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # no pipe: the command outlives catalytic
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert proc.poll() is None
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (top / "data/notes.txt").read_bytes() == b"gone\n"
+
+
+def _pins(top: Path) -> list[str]:
+    return git(top, "for-each-ref", "--format=%(refname)", "refs/catalytic/").stdout.split()
+
+
+@pytest.mark.parametrize("interrupted", ["main", "linked"])
+def test_recover_in_one_worktree_keeps_another_worktrees_snapshot(
+        pair: tuple[Path, Path], interrupted: str) -> None:
+    """The attack: a run interrupted in worktree A; `catalytic recover` in worktree B (nothing
+    of its own to recover) used to delete A's snapshot ref as a leftover; after `git gc
+    --prune=now` A's uncommitted protected file was gone for good."""
+    a, b = pair if interrupted == "main" else pair[::-1]
+    _interrupted_run(a)
+    pinned = _pins(a)
+    assert len(pinned) == 1
+    other = catalytic("recover", cwd=b)
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert "nothing to recover" in other.stdout
+    assert _pins(b) == pinned  # A's pin is not B's to sweep
+    assert (b / "data/notes.txt").read_bytes() == NOTES  # and B's files were never touched
+    git(b, "gc", "-q", "--prune=now")
+    own = catalytic("recover", cwd=a)
+    assert own.returncode == 0, own.stdout + own.stderr
+    assert "restored: data/notes.txt" in own.stdout
+    assert (a / "data/notes.txt").read_bytes() == NOTES
+    assert (a / "data/raw.csv").read_bytes() == RAW
+    assert _pins(a) == []
+
+
+def test_pins_are_swept_only_by_their_owner_or_once_it_is_gone(pair: tuple[Path, Path]) -> None:
+    """A linked worktree's pin survives `recover` in the main worktree until `git worktree
+    remove` took the linked worktree (and its journals) away; a pin of the older, unowned form
+    is swept only when no worktree holds its journal."""
+    main, linked = pair
+    tree = git(main, "mktree", input="").stdout.strip()
+    token, legacy = "1" * 32, "2" * 32
+    wid = Path(git(linked, "rev-parse", "--absolute-git-dir").stdout.strip()).name
+    theirs = f"refs/catalytic/runs/worktrees/{wid}/{token}"
+    mine = f"refs/catalytic/runs/main/{token}"
+    for ref in (theirs, mine, f"refs/catalytic/runs/{legacy}"):
+        git(main, "update-ref", ref, tree)
+    runs = Path(git(linked, "rev-parse", "--absolute-git-dir").stdout.strip()) / "catalytic/runs"
+    runs.mkdir(parents=True)
+    (runs / f"run-{legacy}.json").write_text("{}")  # the linked worktree's, never main's to judge
+    assert catalytic("recover", cwd=main).returncode == 0
+    assert _pins(main) == [f"refs/catalytic/runs/{legacy}", theirs]  # main's own: swept
+    (runs / f"run-{legacy}.json").unlink()
+    git(main, "worktree", "remove", "--force", str(linked))
+    assert catalytic("recover", cwd=main).returncode == 0
+    assert _pins(main) == []
