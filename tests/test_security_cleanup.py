@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import has_git_component
+from catalytic_hooks.core.policy import policy_from_mapping
 
 from .helpers import catalytic, git
 
@@ -25,10 +27,7 @@ def _repo_ok(repo: Path) -> bool:
 
 # -- the policy: a tmp root (or any root but an exclusion) never names git's directory, nor "." --
 
-@pytest.mark.parametrize("root", [".git", ".GIT", ".", "a/.git/b", ".git.", ".git ", "git~1",
-                                  "GIT~1", ".git::$INDEX_ALLOCATION", ".g\u200cit"],
-                         ids=["dotgit", "upper", "dot", "inner", "ntfs-dot", "ntfs-space",
-                              "ntfs-short", "ntfs-short-upper", "ntfs-stream", "hfs-ignorable"])
+@pytest.mark.parametrize("root", [".git", ".GIT", ".", "a/.git/b"])
 def test_a_tmp_root_in_gits_directory_or_the_top_is_refused(make_repo, root: str) -> None:
     policy = f"tmp_roots = [{json.dumps(root)}]\n"
     repo = make_repo({"data/raw.csv": RAW, "src/a.py": "a = 1\n"}, policy=policy)
@@ -41,11 +40,16 @@ def test_a_tmp_root_in_gits_directory_or_the_top_is_refused(make_repo, root: str
     assert not (repo / "_runs").exists()
 
 
-@pytest.mark.parametrize("key", ["durable_roots", "protected_roots", "run_roots", "lock_files"])
-def test_no_other_root_names_gits_directory(make_repo, key: str) -> None:
-    repo = make_repo({"data/raw.csv": RAW}, policy=f'{key} = [".Git/hooks"]\n')
-    proc = catalytic("digest", "--worktree", "--json", cwd=repo)
-    assert proc.returncode == 2 and json.loads(proc.stdout)["code"] == "CONFIG_INVALID"
+@pytest.mark.parametrize("root", [".git.", ".git ", "git~1", "GIT~1", ".git::$INDEX_ALLOCATION",
+                                  ".g\u200cit", "x/.Git"],
+                         ids=["ntfs-dot", "ntfs-space", "ntfs-short", "ntfs-short-upper",
+                              "ntfs-stream", "hfs-ignorable", "inner-case"])
+@pytest.mark.parametrize("key", ["tmp_roots", "durable_roots", "protected_roots", "run_roots",
+                                 "lock_files"])
+def test_no_root_names_gits_directory_in_any_spelling(key: str, root: str) -> None:
+    with pytest.raises(CatalyticError) as err:
+        policy_from_mapping({key: [root]}, "test")
+    assert err.value.code is ErrorCode.CONFIG_INVALID and key in err.value.message
 
 
 def test_excluding_gits_directory_stays_allowed(make_repo) -> None:
@@ -61,3 +65,62 @@ def test_excluding_gits_directory_stays_allowed(make_repo) -> None:
 ])
 def test_every_spelling_git_treats_as_its_directory(name: str, is_git: bool) -> None:
     assert has_git_component(f"a/{name}/b") is is_git
+
+
+# -- emptying the tmp roots: never through a link, never into a repository ---------------------
+
+def _run(repo: Path, script: str) -> dict[str, object]:
+    proc = catalytic("run", "--run-id", "r1", "--restore", "--json", "--", "sh", "-c", script,
+                     cwd=repo)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    return json.loads(proc.stdout)["details"]  # type: ignore[no-any-return]
+
+
+def test_a_link_inside_a_tmp_root_is_removed_not_followed(make_repo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "precious.txt").write_text("keep me\n")
+    (outside / "sub/deep.txt").write_text("keep me too\n")
+    repo = make_repo({"data/raw.csv": RAW}, policy='tmp_roots = ["_tmp"]\n')
+    details = _run(repo, f"mkdir _tmp && ln -s {outside} _tmp/dir && "
+                         f"ln -s {outside}/precious.txt _tmp/file && echo s > _tmp/scratch")
+    assert details["status"] == "success" and details["proof_verdict"] == "PASS", details
+    assert (outside / "precious.txt").read_text() == "keep me\n"
+    assert (outside / "sub/deep.txt").read_text() == "keep me too\n"
+    assert not (repo / "_tmp").exists() and _repo_ok(repo)
+
+
+def test_a_tmp_root_reached_through_a_link_is_not_emptied(make_repo, tmp_path: Path) -> None:
+    """The command makes a directory on the way to a tmp root a link to somewhere else: the
+    undo must not empty (or remove) what the link points at."""
+    outside = tmp_path / "outside"
+    (outside / "tmp").mkdir(parents=True)
+    (outside / "tmp/precious.txt").write_text("keep me\n")
+    repo = make_repo({"data/raw.csv": RAW},
+                     policy='durable_roots = ["build"]\ntmp_roots = ["build/tmp"]\n')
+    details = _run(repo, f"ln -s {outside} build")
+    assert (outside / "tmp/precious.txt").read_text() == "keep me\n"
+    undo = details["undo"]
+    assert isinstance(undo, dict)
+    assert [k["path"] for k in undo["tmp_kept"]] == ["build/tmp"], undo
+    assert details["proof_verdict"] == "FAIL"  # the tmp root is not empty: not a PASS
+
+
+def test_a_repository_inside_a_tmp_root_is_not_descended(make_repo) -> None:
+    repo = make_repo({"data/raw.csv": RAW}, policy='tmp_roots = ["_tmp"]\n')
+    details = _run(repo, "mkdir -p _tmp/scratch && echo s > _tmp/scratch/s && "
+                         "git init -q _tmp/nested && echo work > _tmp/nested/work.txt && "
+                         "git init -q --bare _tmp/bare.git && "
+                         "mkdir _tmp/wt && echo 'gitdir: /elsewhere' > _tmp/wt/.git && "
+                         "echo w > _tmp/wt/w.txt")
+    assert (repo / "_tmp/nested/.git/HEAD").is_file()
+    assert (repo / "_tmp/nested/work.txt").read_text() == "work\n"
+    assert (repo / "_tmp/bare.git/HEAD").is_file() and (repo / "_tmp/bare.git/objects").is_dir()
+    assert (repo / "_tmp/wt/.git").is_file() and (repo / "_tmp/wt/w.txt").is_file()
+    assert not (repo / "_tmp/scratch").exists()
+    undo = details["undo"]
+    assert isinstance(undo, dict)
+    assert sorted(k["path"] for k in undo["tmp_kept"]) == ["_tmp/bare.git", "_tmp/nested",
+                                                          "_tmp/wt"]
+    assert "_tmp/scratch/s" in undo["tmp_removed"]
+    assert details["proof_verdict"] == "FAIL" and _repo_ok(repo)

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.dirfd import open_parent
+from catalytic_hooks.core.paths import has_git_component, relpath_problem
+from catalytic_hooks.fs.dirfd import (
+    DIR_FLAGS,
+    Emptied,
+    empty_dir_at,
+    lstat_at,
+    open_parent,
+    repository_reason,
+)
 from catalytic_hooks.fs.files import write_all
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.views import ViewEntry
@@ -37,10 +45,16 @@ class UndoReport:
     removed: list[dict[str, Any]] = field(default_factory=list)
     tmp_removed: list[str] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
+    # What emptying the tmp roots left on purpose ({path, reason}): never a link's target, a
+    # repository or git directory, another filesystem.
+    tmp_kept: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"restored": self.restored, "removed": self.removed,
-                "tmp_removed": sorted(self.tmp_removed), "refused": self.refused}
+        doc = {"restored": self.restored, "removed": self.removed,
+               "tmp_removed": sorted(self.tmp_removed), "refused": self.refused}
+        if self.tmp_kept:
+            doc["tmp_kept"] = sorted(self.tmp_kept, key=lambda k: k["path"])
+        return doc
 
 
 def _store_paths(repo: Repo, paths: list[str]) -> list[str]:
@@ -207,29 +221,54 @@ def undo(repo: Repo, snap: dict[str, Saved], pre: dict[str, str], post: dict[str
 
 def empty_tmp_roots(top: Path, tmp_roots: tuple[str, ...], existed: set[str],
                     report: UndoReport) -> None:
-    """Remove everything under the tmp roots (never following links); a tmp root directory that
-    did not exist before the operation is removed too."""
+    """Remove everything under the tmp roots (a tmp root that did not exist before the
+    operation is removed too), by directory fd from the top: a link is removed, never followed,
+    and neither is a link on the way to a root (that root is kept and reported); a nested
+    repository, a linked worktree, a git directory or another filesystem is left whole and
+    reported in `tmp_kept` (the tmp residue then fails the proof). The roots are checked by
+    core.policy.root_problem wherever they come from, so none lies in git's directory."""
     for troot in tmp_roots:
-        base = top / troot
+        if troot == "." or has_git_component(troot) or relpath_problem(troot) is not None:
+            report.tmp_kept.append({"path": troot, "reason": "not a tmp root this tool empties"})
+            continue
         try:
-            st = os.lstat(base)
+            pfd, name = open_parent(top, troot, create=False)
         except FileNotFoundError:
             continue
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(base)
-            report.tmp_removed.append(troot)
+        except OSError:
+            report.tmp_kept.append({"path": troot, "reason": "a directory on the way to it is a "
+                                    "symbolic link or not a directory: not followed"})
             continue
-        for dirpath, dirnames, filenames in os.walk(base, topdown=False, followlinks=False):
-            rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
-            for name in filenames:
-                os.unlink(os.path.join(dirpath, name))
-                report.tmp_removed.append(f"{rel}/{name}")
-            for name in dirnames:
-                p = os.path.join(dirpath, name)
-                if os.path.islink(p):
-                    os.unlink(p)
-                    report.tmp_removed.append(f"{rel}/{name}")
-                else:
-                    os.rmdir(p)
-        if troot not in existed:
-            os.rmdir(base)
+        try:
+            _empty_root(pfd, name, troot, troot in existed, report)
+        finally:
+            os.close(pfd)
+
+
+def _empty_root(pfd: int, name: str, troot: str, existed: bool, report: UndoReport) -> None:
+    out = Emptied()
+    st = lstat_at(pfd, name)
+    try:
+        if st is None:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=pfd)
+            out.removed.append(troot)
+            return
+        fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        try:
+            why = repository_reason(fd)
+            if why is not None:
+                out.kept.append({"path": troot, "reason": why})
+                return
+            empty = empty_dir_at(fd, troot, out)
+        finally:
+            os.close(fd)
+        if empty and not existed:
+            os.rmdir(name, dir_fd=pfd)
+    except OSError as exc:
+        out.failed.append({"path": troot, "reason": exc.strerror or str(exc)})
+    finally:
+        report.tmp_removed.extend(out.removed)
+        report.tmp_kept.extend(out.kept)
+        report.refused.extend(out.failed)

@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from catalytic_hooks.core.paths import is_git_name
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted where a file is expected must not hang the process.
@@ -89,6 +92,86 @@ def remove_tree_at(dfd: int, name: str) -> None:
     finally:
         os.close(sub)
     os.rmdir(name, dir_fd=dfd)
+
+
+# Deeper than this, a tree under a tmp root is left in place (and reported) rather than walked:
+# one fd and one stack frame per level.
+MAX_EMPTY_DEPTH = 256
+
+
+@dataclass
+class Emptied:
+    """What emptying a directory did: `removed` files and links (paths with the caller's
+    prefix), `kept` what it deliberately left (`{path, reason}`), `failed` what it could not
+    remove (`{path, reason}`)."""
+
+    removed: list[str] = field(default_factory=list)
+    kept: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+
+def repository_reason(dfd: int) -> str | None:
+    """Why the directory open at `dfd` belongs to git and must not be emptied, or None: a work
+    tree's top (a `.git` entry in any spelling: a nested repository, a linked worktree, a
+    submodule), or a git directory itself (HEAD beside objects or refs, a bare repository; HEAD
+    beside commondir or gitdir, a linked worktree's administrative directory)."""
+    names = os.listdir(dfd)
+    if any(is_git_name(n) for n in names):
+        return "a git work tree (it holds .git): not descended"
+    have = set(names)
+    if "HEAD" in have and have & {"objects", "refs", "commondir", "gitdir"}:
+        return "a git directory: not descended"
+    return None
+
+
+def empty_dir_at(dfd: int, prefix: str, out: Emptied, depth: int = 0) -> bool:
+    """Remove everything inside the directory open at `dfd` (paths reported as `prefix/name`),
+    walking by directory fd: a link is removed, never followed; a directory that belongs to git
+    (repository_reason) or lies on another filesystem is left whole. True when it is now
+    empty."""
+    dev = os.fstat(dfd).st_dev
+    empty = True
+    for name in sorted(os.listdir(dfd)):
+        path = f"{prefix}/{name}"
+        st = lstat_at(dfd, name)
+        if st is None:
+            continue
+        try:
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=dfd)
+                out.removed.append(path)
+            elif _empty_subdir(dfd, name, st, dev, path, out, depth + 1):
+                os.rmdir(name, dir_fd=dfd)
+            else:
+                empty = False
+        except OSError as exc:
+            out.failed.append({"path": path, "reason": exc.strerror or str(exc)})
+            empty = False
+    return empty
+
+
+def _empty_subdir(dfd: int, name: str, st: os.stat_result, dev: int, path: str, out: Emptied,
+                  depth: int) -> bool:
+    why = None
+    if st.st_dev != dev:
+        why = "another filesystem is mounted here: not descended"
+    elif depth > MAX_EMPTY_DEPTH:
+        why = f"deeper than {MAX_EMPTY_DEPTH} directories: not descended"
+    if why is not None:
+        out.kept.append({"path": path, "reason": why})
+        return False
+    sub = os.open(name, DIR_FLAGS, dir_fd=dfd)  # O_NOFOLLOW: a link swapped in fails here
+    try:
+        now = os.fstat(sub)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise OSError(f"{path} was replaced while it was being emptied")
+        why = repository_reason(sub)
+        if why is not None:
+            out.kept.append({"path": path, "reason": why})
+            return False
+        return empty_dir_at(sub, path, out, depth)
+    finally:
+        os.close(sub)
 
 
 class DirFds:
