@@ -23,7 +23,7 @@ from catalytic_hooks.core.version import VERSION
 from catalytic_hooks.enforce.quick import CACHE_NAME
 from catalytic_hooks.git import quickdigest
 from catalytic_hooks.git.early import early_status, early_where
-from catalytic_hooks.git.state import _CACHE_NAMES
+from catalytic_hooks.git.statefiles import TRUSTED as _CACHE_NAMES
 
 from .helpers import catalytic, git
 

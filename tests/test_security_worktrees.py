@@ -101,3 +101,49 @@ def test_pins_are_swept_only_by_their_owner_or_once_it_is_gone(pair: tuple[Path,
     git(main, "worktree", "remove", "--force", str(linked))
     assert catalytic("recover", cwd=main).returncode == 0
     assert _pins(main) == []
+
+
+# Run by the attacking command in the main worktree: every record of every other worktree
+# rewritten with no root at all (nothing protected), its CRC recomputed.
+FORGE = r"""
+import os, sys, zlib
+sep = b"\n\0\n"
+for path in sys.argv[1:]:
+    fields = open(path, "rb").read().split(sep)[:-1]
+    if fields[0].startswith(b"catalytic-commit-check"):
+        fields[3:8] = [b""] * 5      # exclusions, tmp, durable, protected, special
+    else:
+        fields[-4:] = [b""] * 4      # exclusions, tmp, durable, protected
+    body = sep.join(fields)
+    with open(path, "wb") as fh:
+        fh.write(body + sep + b"%08x" % zlib.crc32(body))
+"""
+
+
+def test_a_run_cannot_leave_another_worktree_a_forged_record(pair: tuple[Path, Path]) -> None:
+    """The attack: a command under `catalytic run` in the main worktree rewrites the linked
+    worktree's quick-path records (the hooks' `commit-check`, the digest's `digest-quick`) so
+    that nothing is protected. The run did not see it; afterwards the linked worktree's
+    pre-commit hook accepted a protected change and its digest left protected files out. Now
+    the run drops every worktree's records when its command wrote any of them."""
+    main, linked = pair
+    catalytic("install", "--hook-type", "pre-commit", "--force", cwd=main)
+    state = Path(git(linked, "rev-parse", "--absolute-git-dir").stdout.strip()) / "catalytic"
+    full = {**os.environ, "CATALYTIC_NO_FASTPATH": "1"}
+    assert catalytic("check", "--staged", cwd=linked, env=full).returncode == 0
+    honest = catalytic("digest", "--worktree", cwd=linked, env=full)
+    records = [state / "commit-check", state / "digest-quick"]
+    assert all(r.exists() for r in records)
+    forge = main.parent / "forge.py"
+    forge.write_text(FORGE)
+    run = catalytic("run", "--run-id", "r1", "--", sys.executable, str(forge), *map(str, records),
+                    cwd=main)
+    assert run.returncode == 0, run.stdout + run.stderr  # the main worktree itself is unchanged
+    assert not any(r.exists() for r in records)
+    assert catalytic("digest", "--worktree", cwd=linked).stdout == honest.stdout
+    (linked / "data/raw.csv").write_text("evil\n")
+    git(linked, "add", "data/raw.csv")
+    commit = subprocess.run(["git", "commit", "-qm", "evil"], cwd=linked, capture_output=True,
+                            text=True)
+    assert commit.returncode != 0 and "data/raw.csv" in commit.stderr
+    assert git(linked, "log", "-1", "--format=%s").stdout.strip() == "initial"

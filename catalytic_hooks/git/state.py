@@ -19,6 +19,7 @@ from pathlib import Path
 
 from catalytic_hooks.git.indexid import identity_of
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.statefiles import trusted_files
 
 # Outrank whatever the repository, the user or the command configured.
 # `sparse.expectFilesOutsideOfPatterns`: keep the skip-worktree bit of a file that appears
@@ -148,34 +149,27 @@ def git_state(repo: Repo) -> dict[str, str]:
     return state
 
 
-# The blob cache, the digest's quick-path record (git.quickdigest) and the commit hook's
-# (enforce.quick): each lets a later command skip work on the strength of what it says.
-_CACHE_NAMES = ("blob-sha256", "digest-quick", "commit-check")
-
-
 def _cache_files(repo: Repo) -> list[Path]:
-    found = []
-    for d in sorted({repo.common_dir / "catalytic", repo.git_dir / "catalytic"}):
-        with contextlib.suppress(OSError):
-            found += [d / n for n in sorted(os.listdir(d))
-                      if n in _CACHE_NAMES or n.startswith("index-digest-")]
-    return found
+    """What a later digest or hook of any worktree of this repository trusts
+    (git.statefiles.trusted_files): a command run in one worktree can write another's."""
+    return [Path(p) for p in trusted_files(str(repo.common_dir))]
 
 
 def cache_state(repo: Repo) -> list[str]:
-    """Identity of the hash cache and the index snapshots (size, inode, mtime, ctime: a write
-    cannot put the ctime back). Taken just before and just after a run's command: a command
+    """Identity of every trusted state file of every worktree (size, inode, mtime, ctime: a
+    write cannot put the ctime back). Taken just before and just after a run's command: a command
     that wrote them could make this or a later digest trust values it chose."""
     sig = []
     for p in _cache_files(repo):
         with contextlib.suppress(OSError):
             st = os.lstat(p)
-            sig.append(f"{p.name}:{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+            sig.append(f"{p}:{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}")
     return sig
 
 
 def drop_caches(repo: Repo) -> None:
-    """Remove the hash cache and index snapshots (rebuilt from git objects and disk later)."""
+    """Remove every worktree's trusted state files (rebuilt from git objects and disk later;
+    never a run journal)."""
     for p in _cache_files(repo):
         with contextlib.suppress(OSError):
             p.unlink()

@@ -39,7 +39,7 @@ DIGEST_RECORD = "digest-quick"
 DIGEST_GUESS = "digest-quick-last"
 COMMIT_RECORD = "commit-check"
 RUNS = "runs"
-_TRUSTED = (BLOB_CACHE, DIGEST_RECORD, COMMIT_RECORD)
+TRUSTED = (BLOB_CACHE, DIGEST_RECORD, COMMIT_RECORD)
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -174,7 +174,7 @@ def trusted_files(common_dir: str) -> list[str]:
         except OSError:
             continue
         found += [os.path.join(d, n) for n in names
-                  if n in _TRUSTED or n.startswith(SNAPSHOT_PREFIX)]
+                  if n in TRUSTED or n.startswith(SNAPSHOT_PREFIX)]
     return found
 
 
