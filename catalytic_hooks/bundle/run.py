@@ -337,9 +337,20 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
             raise _incomplete(post.undo)
         if journal is not None:
             finish(repo, journal)
+    # What the report shows of a run comes from the chronicle alone (a bundle may since have
+    # moved to quarantine or an archive): the commit, command, signer and outputs, capped so a
+    # run with 100,000 outputs does not make a megabyte line.
+    shown = dict(sorted(res.outputs.items())[:RECORDED_OUTPUTS])
     record(repo.top, policy, "run", {"run_id": opts.run_id, "status": res.status,
-                                     "proof_verdict": res.proof_verdict, "signed": res.signed})
+                                     "proof_verdict": res.proof_verdict, "signed": res.signed,
+                                     "commit": repo.head(), "command": opts.command,
+                                     "signer": opts.signer.validator_id if opts.signer else None,
+                                     "metrics": sorted(opts.metrics), "outputs": shown,
+                                     "output_count": len(res.outputs)})
     return res
+
+
+RECORDED_OUTPUTS = 200  # outputs named in the chronicle's run record (all are counted)
 
 
 def _incomplete(report: UndoReport, more: str = "") -> CatalyticError:

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 import typer
 
-from catalytic_hooks.cli import bundle_cmd, hooks_cmd, receipts_cmd, replay_cmd, restore_cmd
+from catalytic_hooks.cli import (
+    bundle_cmd,
+    hooks_cmd,
+    receipts_cmd,
+    replay_cmd,
+    report_cmd,
+    restore_cmd,
+)
 from catalytic_hooks.cli.output import CommandExit
 
 app = typer.Typer(
@@ -37,6 +44,8 @@ app.add_typer(restore_cmd.restore_app, name="restore")
 app.command("recover")(restore_cmd.recover_all)
 app.command("replay")(replay_cmd.replay)
 app.add_typer(replay_cmd.chronicle_app, name="chronicle")
+app.command("validate")(report_cmd.validate)
+app.command("report")(report_cmd.report)
 
 
 def _register() -> None:

@@ -91,4 +91,9 @@ def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
         lines.append(canonical_bytes(envelope(stmt, signer)) + b"\n")
     target = output or run_dirs[0].resolve() / ATTESTATION_FILE
     atomic_write(target, b"".join(lines))
+    from catalytic_hooks.provenance.chronicle import record_for
+
+    record_for(run_dirs[0].resolve().parent, "attest", {
+        "run_ids": [rd.resolve().name for rd in run_dirs], "keyid": signer.validator_id,
+        "file": target.name, "envelopes": len(lines)})
     return target, len(lines)

@@ -86,6 +86,7 @@ class ErrorCode(StrEnum):
     RUN_UNDO_PENDING = "RUN_UNDO_PENDING"
     UNDO_INCOMPLETE = "UNDO_INCOMPLETE"
     HISTORY_INCOMPLETE = "HISTORY_INCOMPLETE"
+    FEATURE_UNAVAILABLE = "FEATURE_UNAVAILABLE"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not

@@ -83,49 +83,99 @@ def _read_head(path: Path) -> dict[str, Any] | None:
     return doc
 
 
-def _read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def _read_bytes(path: Path) -> bytes:
     try:
         fd = open_regular_at_path(path)
     except FileNotFoundError:
-        return [], []
+        return b""
     except OSError as exc:
         raise CatalyticError(ErrorCode.CHRONICLE_INVALID, f"cannot read {path}: {exc}") from exc
     try:
-        data = read_fd(fd)
+        return read_fd(fd)
     except OSError as exc:
         raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read {path}: {exc.strerror}") from exc
     finally:
         os.close(fd)
-    return parse_chain(data)
+
+
+def _read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    return parse_chain(_read_bytes(path))
 
 
 def parse_chain(data: bytes) -> tuple[list[dict[str, Any]], list[str]]:
     """The records of a chronicle's bytes and each line's hash; raises CHRONICLE_INVALID naming
     the first line that breaks the chain (without the head, which only a local file has)."""
+    records, hashes, error = _parse_prefix(data)
+    if error is not None:
+        raise error
+    return records, hashes
+
+
+def _parse_prefix(data: bytes) -> tuple[list[dict[str, Any]], list[str], CatalyticError | None]:
+    """The records up to the first line that breaks the chain, and that line's error."""
     if not data:
-        return [], []
+        return [], [], None
     lines = data.split(b"\n")
-    if lines[-1] != b"":
-        raise _bad(len(lines), "torn (no final newline: an interrupted append or a truncation)")
-    records, hashes = [], []
+    records: list[dict[str, Any]] = []
+    hashes: list[str] = []
     prev = GENESIS
     for n, line in enumerate(lines[:-1], 1):
-        records.append(_parse_line(line, n, prev))
+        try:
+            records.append(_parse_line(line, n, prev))
+        except CatalyticError as exc:
+            return records, hashes, exc
         prev = sha256_hex(line)
         hashes.append(prev)
-    return records, hashes
+    if lines[-1] != b"":
+        return records, hashes, _bad(len(lines), "torn (no final newline: an interrupted "
+                                                 "append or a truncation)")
+    return records, hashes, None
 
 
 def read(path: Path) -> list[dict[str, Any]]:
     """Every record, checked against the chain and the head; raises CHRONICLE_INVALID naming
     the first bad line."""
     records, hashes = _read_lines(path)
+    _check_head(path, records, hashes)
+    return records
+
+
+@dataclass(frozen=True)
+class ChronicleView:
+    """What a reader may show of a chronicle: every record when it verifies, else only the
+    records before the first bad line (nothing after it is vouched for)."""
+
+    records: list[dict[str, Any]]
+    check: ChronicleCheck
+    sha256: str  # of the bytes read
+    lines: int  # lines in the file (a torn tail counts as one)
+
+
+def inspect(path: Path) -> ChronicleView:
+    """One read of the chronicle: the verified records and the verdict, for reports."""
+    data = _read_bytes(path)
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    records, hashes, error = _parse_prefix(data)
+    if error is None:
+        try:
+            _check_head(path, records, hashes)
+        except CatalyticError as exc:
+            error = exc
+    if error is None:
+        return ChronicleView(records, ChronicleCheck(True, len(records)), sha256_hex(data), lines)
+    bad = error.details.get("line")
+    keep = records[:bad - 1] if isinstance(bad, int) and bad >= 1 else []
+    return ChronicleView(keep, ChronicleCheck(False, len(keep), bad if isinstance(bad, int)
+                                              else None, error.message), sha256_hex(data), lines)
+
+
+def _check_head(path: Path, records: list[dict[str, Any]], hashes: list[str]) -> None:
     head = _read_head(path)
     n = len(records)
     if head is None:
         if n:
             raise _bad(n, "the chronicle head is missing")
-        return records
+        return
     if head["seq"] > n:
         raise _bad(n + 1, f"missing: the head says {head['seq']} record(s) (deleted or "
                           "truncated)")
@@ -134,7 +184,6 @@ def read(path: Path) -> list[dict[str, Any]]:
                                     "interrupted append, or an insertion)")
     if n and head.get("line_sha256") != hashes[-1]:
         raise _bad(n, "does not match the head (the last line was replaced)")
-    return records
 
 
 def verify(path: Path) -> ChronicleCheck:

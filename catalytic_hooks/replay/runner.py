@@ -30,6 +30,7 @@ from catalytic_hooks.git.repo import Repo, clean_env
 from catalytic_hooks.git.worktree import add_worktree, neutral, remove_worktree
 from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import compare, determinism_env, fingerprint
+from catalytic_hooks.report.replay_html import render_replay_html
 
 EXACT, WITHIN, DRIFT, NONDET, FAILED = ("exact", "within-tolerance", "drift-verified",
                                         "nondeterministic", "failed")
@@ -61,6 +62,7 @@ class ReplayOptions:
     allow_untrusted: bool = False
     trust: TrustPolicy | None = None  # default: the replaying repository's trust anchor
     pass_env: list[str] = field(default_factory=list)  # `--env NAME`: more variables to pass
+    validation: str | None = None  # the `validate` this replay belongs to (chronicle, reports)
 
 
 # What a replayed command sees of the caller's environment: enough to find programs and run in
@@ -256,12 +258,29 @@ def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> di
             record(repo.top, policy, "replay", {
                 "run_id": run_dir.name, "verdict": "failed",
                 "reason": str(exc.details.get("reason")),
-                "quarantine": exc.details.get("quarantine")})
+                "quarantine": exc.details.get("quarantine"), "validation": opts.validation})
         raise
     record(repo.top, policy, "replay", {
         "run_id": rep["run_id"], "verdict": rep["verdict"], "bundle_root": rep["bundle_root"],
-        "report": rep["report_json"]})
+        "report": rep["report_json"], **chronicled(rep), "validation": opts.validation})
     return rep
+
+
+RECORDED_METRICS = 1000  # metric rows a replay's chronicle record carries
+
+
+def chronicled(rep: dict[str, Any]) -> dict[str, Any]:
+    """What the report draws from a replay, kept in the chronicle itself (a report file beside
+    it is not hash-chained): the commit, the tolerance, every numeric metric's drift and the
+    environment's differences."""
+    rows = [{k: m.get(k) for k in ("file", "key", "archived", "replayed", "delta",
+                                   "within_tolerance")}
+            for m in rep.get("metrics", []) if m.get("delta") is not None]
+    return {"commit": rep.get("commit"), "tolerance": rep.get("tolerance"),
+            "replays": rep.get("replays", 0), "reason": rep.get("reason"),
+            "metrics": rows[:RECORDED_METRICS],
+            "environment_differences": rep.get("environment", {}).get("differences", []),
+            "started_at": rep.get("started_at"), "finished_at": rep.get("finished_at")}
 
 
 def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
@@ -357,8 +376,10 @@ def _write_reports(repo: Repo, policy: Policy, report: dict[str, Any]) -> None:
     base = rdir / f"replay-{report['run_id']}-{stamp}"
     report["report_json"] = str(base.with_suffix(".json"))
     report["report_md"] = str(base.with_suffix(".md"))
+    report["report_html"] = str(base.with_suffix(".html"))
     atomic_write(base.with_suffix(".json"), canonical_bytes(report))
     atomic_write(base.with_suffix(".md"), render_markdown(report).encode())
+    atomic_write(base.with_suffix(".html"), render_replay_html(report))
 
 
 def render_markdown(rep: dict[str, Any]) -> str:

@@ -1,0 +1,271 @@
+"""`catalytic validate`: replay a seeded, stable sample of the archive and say what still
+reproduces (DESIGN §14, the seed's §XII nightly task).
+
+The pick (README, "Validating the archive nightly"):
+- *rank*: every candidate run gets `HMAC-SHA256(key=seed, msg=run_id)` (UTF-8, hex); candidates
+  are ordered by (rank, run id, path).
+- *sample* (`--sample N`): the first N of that order. The seed defaults to the UTC date, so a
+  nightly job needs no state; the same seed and sources give the same pick on any machine, and a
+  run added to the archive changes the pick only if its rank falls among the first N (it then
+  displaces one old pick).
+- *coverage* (`--coverage --sample N`): the order is cut into P = ceil(runs / N) slices of N;
+  night d (days since 1970-01-01 of `--date`, default today in UTC) replays slice d mod P, so P
+  consecutive nights replay every run exactly once while the set of runs stays the same. The seed
+  must then stay fixed across nights: it defaults to `coverage`.
+- *shards* (`--shard I/N`): shard I takes the picks at positions I-1, I-1+N, I-1+2N, ... of the
+  pick, so N jobs together replay it exactly once.
+
+Sources resolve to a list of `Candidate`s (run id, path, kind); replaying one is `replay()` on
+its path. A new source kind (archive files, an archive store) adds a branch to `_expand` and a
+`kind`; sampling, sharding, the summary and the chronicle do not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.canonical import canonical_bytes
+from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.provenance.chronicle import record
+from catalytic_hooks.replay.runner import PASSING, ReplayOptions, replay
+from catalytic_hooks.report.replay_html import render_validation_html
+
+RUN_MARKER = "TASK_SPEC.json"  # what makes a directory a run directory
+COVERAGE_SEED = "coverage"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run_id: str
+    path: Path
+    kind: str = "dir"
+
+
+@dataclass
+class ValidateOptions:
+    sample: int | None = None
+    seed: str | None = None
+    coverage: bool = False
+    date: str | None = None  # coverage: the night (YYYY-MM-DD, UTC); default today
+    shard: tuple[int, int] | None = None
+    jobs: int = 1
+    rebuild_env: bool = False
+    replay: ReplayOptions | None = None
+
+
+def _is_run(p: Path) -> bool:
+    return p.is_dir() and not p.is_symlink() and (p / RUN_MARKER).is_file()
+
+
+def _expand(p: Path) -> list[Candidate]:
+    """One source → its runs: a run directory, or a directory holding run directories."""
+    if _is_run(p):
+        return [Candidate(p.name, p)]
+    if p.is_dir() and not p.is_symlink():
+        # Hidden entries are staging directories of runs being written, never runs.
+        return [Candidate(c.name, c) for c in sorted(p.iterdir())
+                if not c.name.startswith(".") and _is_run(c)]
+    if p.is_file() and p.name.endswith(".zip"):
+        raise CatalyticError(ErrorCode.FEATURE_UNAVAILABLE, f"{p}: archive files are not yet "
+                             "a validate source in this version; give run directories",
+                             path=str(p))
+    raise CatalyticError(ErrorCode.PATH_INVALID, f"{p} is neither a run directory nor a "
+                         "directory holding runs", path=str(p))
+
+
+def resolve_sources(repo: Repo, policy: Policy, sources: list[Path]) -> list[Candidate]:
+    """Every candidate run of the sources (default: every run under the run roots)."""
+    if not sources:
+        roots = [repo.top / r for r in policy.run_roots]
+        found = [c for r in roots if r.is_dir() for c in _expand(r)]
+    else:
+        found = [c for s in sources for c in _expand(s.absolute())]
+    seen: set[Path] = set()
+    out = []
+    for c in found:
+        key = c.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def rank(seed: str, run_id: str) -> str:
+    return hmac.new(seed.encode(), run_id.encode(), hashlib.sha256).hexdigest()
+
+
+def ordered(cands: list[Candidate], seed: str) -> list[Candidate]:
+    return sorted(cands, key=lambda c: (rank(seed, c.run_id), c.run_id, c.path.name,
+                                        c.path.as_posix()))
+
+
+def pick_sample(cands: list[Candidate], n: int | None, seed: str) -> list[Candidate]:
+    order = ordered(cands, seed)
+    return order if n is None else order[:n]
+
+
+def night_of(day: str | None) -> int:
+    try:
+        d = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    except ValueError as exc:
+        raise CatalyticError(ErrorCode.USAGE, f"--date {day!r} is not YYYY-MM-DD") from exc
+    return (d - date(1970, 1, 1)).days
+
+
+def pick_coverage(cands: list[Candidate], n: int, seed: str, night: int) -> list[Candidate]:
+    order = ordered(cands, seed)
+    if not order:
+        return []
+    slices = math.ceil(len(order) / n)
+    k = night % slices
+    return order[k * n:(k + 1) * n]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise CatalyticError(ErrorCode.USAGE, f"--shard {text!r}: expected I/N with "
+                             "1 <= I <= N, e.g. 2/4")
+    return i, n
+
+
+def shard(picks: list[Candidate], i: int, n: int) -> list[Candidate]:
+    return picks[i - 1::n]
+
+
+def default_seed(coverage: bool) -> str:
+    return COVERAGE_SEED if coverage else datetime.now(UTC).date().isoformat()
+
+
+def plan(cands: list[Candidate], opts: ValidateOptions) -> tuple[str, list[Candidate]]:
+    """The seed used and this job's picks."""
+    seed = opts.seed if opts.seed is not None else default_seed(opts.coverage)
+    if opts.sample is not None and opts.sample < 1:
+        raise CatalyticError(ErrorCode.USAGE, "--sample must be at least 1")
+    if opts.coverage:
+        if opts.sample is None:
+            raise CatalyticError(ErrorCode.USAGE, "--coverage needs --sample N (runs a night)")
+        picks = pick_coverage(cands, opts.sample, seed, night_of(opts.date))
+    else:
+        picks = pick_sample(cands, opts.sample, seed)
+    if opts.shard is not None:
+        picks = shard(picks, *opts.shard)
+    return seed, picks
+
+
+def _row(c: Candidate, rep: dict[str, Any] | None, exc: CatalyticError | None,
+         seconds: float) -> dict[str, Any]:
+    if rep is None:
+        assert exc is not None
+        return {"run_id": c.run_id, "source": str(c.path), "verdict": "failed",
+                "passing": False, "largest_drift": None, "environment": "unknown",
+                "reason": f"{exc.details.get('reason') or exc.code.value}: {exc.message}",
+                "quarantine": exc.details.get("quarantine"), "seconds": round(seconds, 3)}
+    deltas = [float(m["delta"]) for m in rep.get("metrics", [])
+              if isinstance(m.get("delta"), int | float)]
+    diffs = rep["environment"]["differences"]
+    return {"run_id": rep["run_id"], "source": str(c.path), "verdict": rep["verdict"],
+            "passing": rep["verdict"] in PASSING,
+            "largest_drift": max(deltas) if deltas else None,
+            "environment": "match" if not diffs else f"differs ({len(diffs)})",
+            "reason": rep.get("reason"), "report": rep.get("report_json"),
+            "seconds": round(seconds, 3)}
+
+
+def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions) -> dict[str, Any]:
+    t0 = time.monotonic()
+    try:
+        rep = replay(repo, policy, c.path, ropts)
+    except CatalyticError as exc:
+        recorded = exc.code is ErrorCode.REPLAY_FAILED and (
+            c.path.is_dir() or bool(exc.details.get("quarantine")))
+        if not recorded:  # replay() records only what it could start on; every pick counts
+            record(repo.top, policy, "replay", {
+                "run_id": c.run_id, "verdict": "failed", "reason": exc.code.value,
+                "quarantine": None, "validation": ropts.validation})
+        return _row(c, None, exc, time.monotonic() - t0)
+    return _row(c, rep, None, time.monotonic() - t0)
+
+
+def validate(repo: Repo, policy: Policy, sources: list[Path], opts: ValidateOptions
+             ) -> dict[str, Any]:
+    if opts.rebuild_env:
+        raise CatalyticError(ErrorCode.FEATURE_UNAVAILABLE, "--rebuild-env is not available "
+                             "in this version (rebuilding a run's environment is not built "
+                             "yet); validate without it to replay in the current environment")
+    if opts.jobs < 1:
+        raise CatalyticError(ErrorCode.USAGE, "--jobs must be at least 1")
+    cands = resolve_sources(repo, policy, sources)
+    seed, picks = plan(cands, opts)
+    stamp = stamp_compact()
+    vid = f"validate-{stamp}"
+    ropts = replace(opts.replay or ReplayOptions(), worktree=None, validation=vid)
+    started = stamp_seconds()
+    # Each replay makes its own worktree in its own temporary directory; threads suffice, the
+    # work is in the replayed processes.
+    with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
+        results = list(pool.map(lambda c: _one(repo, policy, c, ropts), picks))
+    ok = all(r["passing"] for r in results)
+    summary: dict[str, Any] = {
+        "validation": vid, "ok": ok, "seed": seed,
+        "mode": "coverage" if opts.coverage else "sample", "sample": opts.sample,
+        "night": night_of(opts.date) if opts.coverage else None,
+        "shard": f"{opts.shard[0]}/{opts.shard[1]}" if opts.shard else None,
+        "candidates": len(cands), "jobs": opts.jobs, "results": results,
+        "started_at": started, "finished_at": stamp_seconds()}
+    _write(repo, policy, summary, stamp)
+    record(repo.top, policy, "validate", {
+        "validation": vid, "ok": ok, "seed": seed, "mode": summary["mode"],
+        "sample": opts.sample, "shard": summary["shard"], "candidates": len(cands),
+        "results": [{k: r[k] for k in ("run_id", "verdict", "largest_drift", "environment",
+                                        "seconds")} for r in results]})
+    return summary
+
+
+def _write(repo: Repo, policy: Policy, summary: dict[str, Any], stamp: str) -> None:
+    rdir = repo.top / policy.reports_dir
+    rdir.mkdir(parents=True, exist_ok=True)
+    base = rdir / f"validate-{stamp}"
+    summary.update(report_json=str(base.with_suffix(".json")),
+                   report_md=str(base.with_suffix(".md")),
+                   report_html=str(base.with_suffix(".html")))
+    atomic_write(base.with_suffix(".json"), canonical_bytes(summary))
+    atomic_write(base.with_suffix(".md"), render_markdown(summary).encode())
+    atomic_write(base.with_suffix(".html"), render_validation_html(summary))
+
+
+def _cell(v: Any) -> str:
+    # Markdown table cells: a `|` or a newline in a run id or reason would break the table.
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    res = summary["results"]
+    bad = [r["run_id"] for r in res if not r["passing"]]
+    head = ("**PASS**: every replayed run reproduces" if summary["ok"] else
+            f"**FAIL**: {len(bad)} run(s) no longer reproduce: {', '.join(map(_cell, bad))}")
+    lines = [f"# Validation {summary['validation']}", "", head, "",
+             f"- seed `{_cell(summary['seed'])}`, mode {summary['mode']}, shard "
+             f"{summary['shard'] or 'all'}; {len(res)} of {summary['candidates']} run(s)",
+             "", "| run | verdict | largest metric drift | environment | time |",
+             "|---|---|---|---|---|"]
+    for r in res:
+        drift = "-" if r["largest_drift"] is None else f"{r['largest_drift']:.3g}"
+        lines.append(f"| {_cell(r['run_id'])} | {r['verdict']} | {drift} | "
+                     f"{r['environment']} | {r['seconds']:.1f} s |")
+    return "\n".join(lines) + "\n"

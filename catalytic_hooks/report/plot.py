@@ -1,0 +1,186 @@
+"""A metric's drift across replays as an inline SVG: log scale, the tolerance as a line, each
+point shaped (not only coloured) by its replay's verdict, the first night a step appeared
+marked; with a one-sentence summary and a table carrying the same numbers."""
+
+from __future__ import annotations
+
+import math
+
+from catalytic_hooks.report.model import Point, Series
+from catalytic_hooks.report.page import SYMBOL, esc, fmt_num, table, verdict_badge
+
+W, H = 720, 300
+LEFT, RIGHT, TOP, BOTTOM = 76, 16, 18, 56
+# Colours are a second cue only; the shape and the legend carry the verdict.
+STYLE = {"exact": ("circle", "#0b7a2a"), "within-tolerance": ("square", "#1f4fa8"),
+         "drift-verified": ("triangle", "#b3261e"), "nondeterministic": ("diamond", "#7a4f00"),
+         "failed": ("cross", "#5a1a8a")}
+OTHER = ("circle", "#444444")
+
+
+def _f(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def shape_path(shape: str, x: float, y: float) -> str:
+    r = 5.5
+    if shape == "square":
+        return f"M{_f(x - r)} {_f(y - r)}h{_f(2 * r)}v{_f(2 * r)}h{_f(-2 * r)}Z"
+    if shape == "triangle":
+        return f"M{_f(x)} {_f(y - r - 1)}L{_f(x + r + 1)} {_f(y + r)}L{_f(x - r - 1)} {_f(y + r)}Z"
+    if shape == "diamond":
+        return f"M{_f(x)} {_f(y - r - 1)}L{_f(x + r + 1)} {_f(y)}L{_f(x)} {_f(y + r + 1)}" \
+               f"L{_f(x - r - 1)} {_f(y)}Z"
+    if shape == "cross":
+        return f"M{_f(x - r)} {_f(y - r)}L{_f(x + r)} {_f(y + r)}M{_f(x + r)} {_f(y - r)}" \
+               f"L{_f(x - r)} {_f(y + r)}"
+    return f"M{_f(x - r)} {_f(y)}a{_f(r)} {_f(r)} 0 1 0 {_f(2 * r)} 0a{_f(r)} {_f(r)} 0 1 0 " \
+           f"{_f(-2 * r)} 0Z"
+
+
+class Scale:
+    """log10 on the y axis; a drift of exactly 0 sits on the bottom row, labelled 0."""
+
+    def __init__(self, values: list[float]):
+        pos = [v for v in values if v > 0]
+        lo = math.floor(math.log10(min(pos))) if pos else -12
+        hi = math.ceil(math.log10(max(pos))) if pos else -6
+        if hi <= lo:
+            hi = lo + 1
+        self.zero = lo - 1  # the row for 0
+        self.lo, self.hi = self.zero, hi
+
+    def y(self, v: float) -> float:
+        lv = math.log10(v) if v > 0 else self.zero
+        return TOP + (self.hi - lv) / (self.hi - self.lo) * (H - TOP - BOTTOM)
+
+    def ticks(self) -> list[int]:
+        step = max(1, math.ceil((self.hi - self.lo) / 8))
+        return list(range(self.hi, self.lo - 1, -step))
+
+
+def _x(i: int, n: int) -> float:
+    return LEFT + (i + 0.5) * (W - LEFT - RIGHT) / max(n, 1)
+
+
+def svg(s: Series) -> str:
+    pts = s.points
+    tols = [p.tolerance for p in pts if p.tolerance is not None]
+    sc = Scale([p.delta for p in pts] + [t for t in tols if t > 0])
+    out = [f"<svg class=\"plot\" viewBox=\"0 0 {W} {H}\" role=\"img\" "
+           f"aria-labelledby=\"{s.anchor}-t {s.anchor}-d\" xmlns=\"http://www.w3.org/2000/svg\">",
+           f"<title id=\"{s.anchor}-t\">Drift of {esc(s.key)} in {esc(s.file)} of run "
+           f"{esc(s.run_id)}</title>", f"<desc id=\"{s.anchor}-d\">{esc(summary(s))}</desc>"]
+    base = H - BOTTOM
+    out.append(f"<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#333\"/>"
+               f"<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{W - RIGHT}\" y2=\"{base}\" "
+               "stroke=\"#333\"/>")
+    for t in sc.ticks():
+        y = _f(sc.y(10.0 ** t) if t != sc.zero else sc.y(0.0))
+        label = "0" if t == sc.zero else f"1e{t}"
+        out.append(f"<line x1=\"{LEFT - 4}\" y1=\"{y}\" x2=\"{W - RIGHT}\" y2=\"{y}\" "
+                   f"stroke=\"#e2e2e2\"/><text x=\"{LEFT - 8}\" y=\"{y}\" font-size=\"12\" "
+                   f"text-anchor=\"end\" dominant-baseline=\"middle\" fill=\"#333\">{label}</text>")
+    out.append(f"<text x=\"14\" y=\"{_f((TOP + base) / 2)}\" font-size=\"12\" fill=\"#333\" "
+               f"transform=\"rotate(-90 14 {_f((TOP + base) / 2)})\" text-anchor=\"middle\">"
+               "|drift| (log scale)</text>")
+    out += _tolerance(pts, sc)
+    out += _dates(pts)
+    step = s.step()
+    if step is not None:
+        x = _f(_x(step, len(pts)))
+        out.append(f"<line class=\"step\" x1=\"{x}\" y1=\"{TOP}\" x2=\"{x}\" y2=\"{base}\" "
+                   "stroke=\"#b3261e\" stroke-dasharray=\"2 3\"/>"
+                   f"<text x=\"{x}\" y=\"{TOP - 4}\" font-size=\"12\" text-anchor=\"middle\" "
+                   f"fill=\"#8a1010\">step {esc(pts[step].time[:10])}</text>")
+    ident = f"data-run=\"{esc(s.run_id)}\" data-key=\"{esc(s.key)}\""
+    for i, p in enumerate(pts):
+        shape, colour = STYLE.get(p.verdict, OTHER)
+        fill = "none" if shape == "cross" else colour
+        out.append(f"<path class=\"pt\" d=\"{shape_path(shape, _x(i, len(pts)), sc.y(p.delta))}\""
+                   f" fill=\"{fill}\" stroke=\"{colour}\" stroke-width=\"2\" "
+                   f"{ident} data-seq=\"{p.seq}\" data-delta=\"{p.delta!r}\" "
+                   f"data-verdict=\"{esc(p.verdict)}\" data-y=\"{_f(sc.y(p.delta))}\">"
+                   f"<title>{esc(p.time[:19])}: drift {esc(fmt_num(p.delta))}, "
+                   f"{esc(p.verdict)}</title></path>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _tolerance(pts: list[Point], sc: Scale) -> list[str]:
+    """A step line through each replay's tolerance (it can change with the policy)."""
+    xs = [(i, p.tolerance) for i, p in enumerate(pts) if p.tolerance is not None]
+    if not xs:
+        return []
+    half = (W - LEFT - RIGHT) / max(len(pts), 1) / 2
+    d: list[str] = []
+    for i, t in xs:
+        y = _f(sc.y(t))
+        d.append(f"{'M' if not d else 'L'}{_f(_x(i, len(pts)) - half)} {y}"
+                 f"L{_f(_x(i, len(pts)) + half)} {y}")
+    last = xs[-1][1]
+    return [f"<path class=\"tol\" d=\"{''.join(d)}\" fill=\"none\" stroke=\"#333\" "
+            "stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>",
+            f"<text x=\"{W - RIGHT - 4}\" y=\"{_f(sc.y(last) - 6)}\" font-size=\"12\" "
+            f"text-anchor=\"end\" fill=\"#333\">tolerance {esc(fmt_num(last))}</text>"]
+
+
+def _dates(pts: list[Point]) -> list[str]:
+    n = len(pts)
+    if not n:
+        return []
+    every = max(1, math.ceil(n / 6))
+    idx = sorted(set(range(0, n, every)) | {n - 1})
+    return [f"<text x=\"{_f(_x(i, n))}\" y=\"{H - BOTTOM + 18}\" font-size=\"12\" "
+            f"text-anchor=\"middle\" fill=\"#333\">{esc(pts[i].time[:10])}</text>"
+            for i in idx] + [f"<text x=\"{_f((LEFT + W - RIGHT) / 2)}\" y=\"{H - 10}\" "
+                             "font-size=\"12\" text-anchor=\"middle\" fill=\"#333\">"
+                             "replays, oldest first (UTC date)</text>"]
+
+
+def summary(s: Series) -> str:
+    """One sentence a person reads instead of the plot."""
+    pts = s.points
+    if not pts:
+        return f"{s.key} has no replay with a numeric drift."
+    worst = max(pts, key=lambda p: p.delta)
+    tol = pts[-1].tolerance
+    span = (f"{len(pts)} replay{'s' if len(pts) != 1 else ''} from {pts[0].time[:10]} to "
+            f"{pts[-1].time[:10]}")
+    beyond = [p for p in pts if p.beyond]
+    step = s.step()
+    if not beyond:
+        return (f"{s.key}: {span}; every drift within the tolerance {fmt_num(tol)} "
+                f"(largest {fmt_num(worst.delta)} on {worst.time[:10]}).")
+    since = f"; a step first appeared on {pts[step].time[:10]}" if step is not None else ""
+    now = "still beyond it" if pts[-1].beyond else "back within it"
+    return (f"{s.key}: {span}; {len(beyond)} beyond the tolerance {fmt_num(tol)}, largest "
+            f"{fmt_num(worst.delta)} on {worst.time[:10]}{since}; the latest replay is {now}.")
+
+
+def legend() -> str:
+    items = []
+    for verdict, (shape, colour) in STYLE.items():
+        fill = "none" if shape == "cross" else colour
+        items.append(f"<li><svg width=\"16\" height=\"16\" viewBox=\"0 0 16 16\" "
+                     f"aria-hidden=\"true\" focusable=\"false\"><path "
+                     f"d=\"{shape_path(shape, 8, 8)}\" fill=\"{fill}\" stroke=\"{colour}\" "
+                     f"stroke-width=\"2\"/></svg> {esc(SYMBOL[verdict])} {esc(verdict)} "
+                     f"({shape})</li>")
+    return ("<ul class=\"legend\" aria-label=\"Point shapes\">" + "".join(items) +
+            "<li>dashed line: the tolerance; dotted red line: the first night a step appeared"
+            "</li></ul>")
+
+
+def figure(s: Series) -> str:
+    rows = [f"<tr data-kind=\"{esc(p.verdict)}\"><td class=\"num\">{p.seq}</td>"
+            f"<td>{esc(p.time[:19])}</td><td class=\"mono\">{esc(str(p.archived))}</td>"
+            f"<td class=\"mono\">{esc(str(p.replayed))}</td>"
+            f"<td class=\"num\" data-sort=\"{p.delta!r}\">{esc(fmt_num(p.delta))}</td>"
+            f"<td class=\"num\">{esc(fmt_num(p.tolerance))}</td>"
+            f"<td>{verdict_badge(p.verdict)}</td></tr>\n" for p in s.points]
+    return (f"<figure id=\"{s.anchor}\" aria-labelledby=\"{s.anchor}-cap\">{svg(s)}"
+            f"<figcaption id=\"{s.anchor}-cap\">{esc(summary(s))}</figcaption></figure>"
+            + table(f"{s.anchor}-table", f"Drift of {s.key} ({s.file}, run {s.run_id})",
+                    ["seq", "time", "archived", "replayed", "drift", "tolerance", "verdict"],
+                    rows, numeric=frozenset({0, 4, 5})))

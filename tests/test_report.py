@@ -1,0 +1,218 @@
+"""`catalytic report` without a browser: deterministic bytes, escaping, the CSP's hashes, the
+integrity banner, the drift plot's numbers, everything readable without JavaScript. The same
+page in headless Chromium is tests/test_report_browser.py."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.provenance.chronicle import append, read
+from catalytic_hooks.report.chronicle_html import render
+from catalytic_hooks.report.page import CSS, SCRIPT
+from catalytic_hooks.report.plot import Scale
+
+from .helpers import catalytic, git
+
+HOSTILE_RUN = "<img src=x onerror=\"document.title='pwned-run'\">"
+HOSTILE_KEY = "</script><script>document.title='pwned-key'</script>"
+TOL = 1e-8
+# A metric that is exact, then noisy within the tolerance, then steps beyond it at replay 4.
+DELTAS = [0.0, 1e-12, 3e-12, 2e-6, 3e-6, 2.5e-6]
+
+
+def _verdict(d: float) -> str:
+    return "exact" if d == 0 else "within-tolerance" if d <= TOL else "drift-verified"
+
+
+def build_chronicle(top: Path) -> Path:
+    """A chronicle written by the real appender: runs (one with a hostile id), an attestation,
+    replays drifting over time, a quarantine and a validation."""
+    path = top / ".catalytic/chronicle.jsonl"
+    for rid, cmd in (("train", ["python", "train.py"]), (HOSTILE_RUN, ["sh", "-c", HOSTILE_KEY])):
+        append(path, "run", {"run_id": rid, "status": "success", "proof_verdict": "PASS",
+                             "signed": True, "commit": "a" * 40, "command": cmd,
+                             "signer": "b" * 64, "metrics": ["outputs/m.json"],
+                             "outputs": {"outputs/m.json": "sha256:" + "c" * 64},
+                             "output_count": 1})
+    append(path, "attest", {"run_ids": ["train"], "keyid": "b" * 64,
+                            "file": "attestation.intoto.json", "envelopes": 1})
+    for d in DELTAS:
+        rows = [{"file": "outputs/m.json", "key": "loss", "archived": 0.5, "replayed": 0.5 + d,
+                 "delta": d, "within_tolerance": d <= TOL},
+                {"file": "outputs/m.json", "key": HOSTILE_KEY, "archived": 1, "replayed": 1,
+                 "delta": d / 2, "within_tolerance": d / 2 <= TOL}]
+        append(path, "replay", {"run_id": "train", "verdict": _verdict(d), "tolerance": TOL,
+                                "metrics": rows, "environment_differences": [
+                                    {"field": "python_version", "recorded": "3.11.7",
+                                     "current": HOSTILE_RUN}] if d else [],
+                                "replays": 1 if d <= TOL else 2, "validation": None})
+    append(path, "replay", {"run_id": HOSTILE_RUN, "verdict": "failed",
+                            "reason": "BUNDLE_ROOT_MISMATCH",
+                            "quarantine": f"/q/{HOSTILE_RUN}-1"})
+    append(path, "validate", {"validation": "validate-1", "ok": False, "seed": HOSTILE_KEY,
+                              "mode": "sample", "sample": 2, "shard": None, "candidates": 2,
+                              "results": [{"run_id": HOSTILE_RUN, "verdict": "failed",
+                                           "largest_drift": None, "environment": "unknown",
+                                           "seconds": 0.1}]})
+    return path
+
+
+class Doc(HTMLParser):
+    """The parts of the page the tests read, as a browser without JavaScript would."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.raw: dict[str, str] = {"style": "", "script": ""}
+        self._in: str | None = None
+        self.h3: list[str] = []
+        self._h3 = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag in self.raw:
+            self._in = tag
+        if tag == "h3":
+            self._h3, self._buf = True, ""
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in = None
+        if tag == "h3":
+            self._h3 = False
+            self.h3.append(self._buf)
+
+    def handle_data(self, data: str) -> None:
+        if self._in:
+            self.raw[self._in] += data
+        self.text.append(data)
+        if self._h3:
+            self._buf += data
+
+
+def parse(html: bytes) -> Doc:
+    d = Doc()
+    d.feed(html.decode())
+    return d
+
+
+def points(doc: Doc) -> list[dict[str, Any]]:
+    return [a for t, a in doc.tags if t == "path" and a.get("class") == "pt"]
+
+
+def _sha(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+def test_report_is_deterministic_escaped_and_self_contained(make_repo) -> None:
+    repo = make_repo({"a.txt": "a\n"})
+    build_chronicle(repo)
+    proc = catalytic("report", "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads(proc.stdout)["details"]
+    html = Path(first["path"]).read_bytes()
+    assert Path(first["path"]) == repo / ".catalytic/reports/report.html"
+    out = repo.parent / "elsewhere"
+    again = json.loads(catalytic("report", "--out", str(out), "--json", cwd=repo).stdout)
+    # Byte-identical for the same chronicle, wherever it is written.
+    assert (out / "report.html").read_bytes() == html
+    assert again["details"]["sha256"] == first["sha256"]
+    assert hashlib.sha256(html).hexdigest() == first["sha256"]
+    doc = parse(html)
+    # Escaping: the hostile strings are text, never markup.
+    assert not any(t == "img" for t, _ in doc.tags)
+    assert sum(t == "script" for t, _ in doc.tags) == 1 and doc.raw["script"] == SCRIPT
+    assert HOSTILE_RUN.encode() not in html and HOSTILE_KEY.encode() not in html
+    assert HOSTILE_RUN in "".join(doc.text) and HOSTILE_KEY in "".join(doc.text)
+    # The CSP forbids everything but our own style and script, by hash.
+    csp = next(a["content"] for t, a in doc.tags if t == "meta"
+               and a.get("http-equiv") == "Content-Security-Policy")
+    assert csp is not None and csp.startswith("default-src 'none';")
+    assert f"style-src '{_sha(doc.raw['style'])}'" in csp and doc.raw["style"] == CSS
+    assert f"script-src '{_sha(doc.raw['script'])}'" in csp
+    # Nothing is loaded: no src/href pointing anywhere but an anchor of this page.
+    for tag, attrs in doc.tags:
+        assert "style" not in attrs and not any(k.startswith("on") for k in attrs), tag
+        assert "src" not in attrs, tag
+        href = attrs.get("href")
+        assert href is None or href.startswith("#"), (tag, href)
+    assert not re.search(rb"https?://(?!www\.w3\.org/2000/svg)", html)
+
+
+def test_every_run_and_point_is_in_the_static_page(tmp_path: Path) -> None:
+    path = build_chronicle(tmp_path)
+    from catalytic_hooks.provenance.chronicle import inspect
+
+    html = render(inspect(path))
+    doc = parse(html)
+    records = read(path)
+    run_ids = list(dict.fromkeys(r["data"]["run_id"] for r in records if "run_id" in r["data"]))
+    assert [h.removeprefix("Run ") for h in doc.h3] == run_ids
+    text = "".join(doc.text)
+    assert "✓ Chronicle verified: 11 records" in text
+    # The plot's points are the replays' recorded drifts, in order, with their verdicts.
+    pts = points(doc)
+    recorded = [(m["delta"], r["data"]["verdict"]) for r in records if r["kind"] == "replay"
+                for m in r["data"].get("metrics", []) if m["key"] == "loss"]
+    loss = [p for p in pts if p["data-key"] == "loss" and p["data-run"] == "train"]
+    assert [(float(p["data-delta"] or "nan"), p["data-verdict"]) for p in loss] == recorded
+    assert len(pts) == 2 * len(DELTAS)
+    # Log scale: each point's height is log10 of its drift (0 on the bottom row).
+    sc = Scale([*DELTAS, TOL])
+    assert [float(p["data-y"] or 0) for p in loss] == [round(sc.y(d), 2) for d in DELTAS]
+    # The step is marked at the first replay beyond the tolerance, and said in words.
+    assert sum(1 for t, a in doc.tags if t == "line" and a.get("class") == "step") == 2
+    assert "a step first appeared on" in text and "the latest replay is still beyond it" in text
+    assert "tolerance 1e-08" in text
+    # Quarantine and validations have their sections.
+    assert "BUNDLE_ROOT_MISMATCH" in text and "Quarantined bundles" in text
+    assert "Validations" in text
+
+
+def test_a_broken_chronicle_is_named_first_and_only_its_verified_part_shown(make_repo) -> None:
+    repo = make_repo({"a.txt": "a\n"})
+    path = build_chronicle(repo)
+    lines = path.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b'"exact"', b'"EXACT"')  # line 4 edited
+    path.write_bytes(b"\n".join(lines))
+    proc = catalytic("report", "--json", cwd=repo)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["code"] == "CHRONICLE_INVALID" and doc["details"]["bad_line"] == 4
+    html = Path(doc["details"]["path"]).read_bytes()
+    page = parse(html)
+    text = "".join(page.text)
+    banner = text.index("Chronicle INVALID at line 4")
+    assert banner < text.index("Timeline")  # first on the page
+    assert "Only the 3 records before it are shown; 8 line(s) from there on are not." in text
+    assert "EXACT" not in text
+    human = catalytic("report", cwd=repo)
+    assert human.returncode == 1 and "chronicle INVALID at line 4" in human.stdout
+
+
+def test_replay_writes_its_report_as_html_too(make_repo, tmp_path: Path) -> None:
+    from .helpers import SEED_A, signer
+    from .test_validate import POLICY, make_runs  # the same real signed runs
+
+    repo = make_repo({"README": "x\n"}, policy=POLICY)
+    assert catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}",
+                     cwd=repo).returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "trust")
+    make_runs(repo, ["solo"])
+    proc = catalytic("replay", "_runs/solo", "--json", cwd=repo)
+    rep = json.loads(proc.stdout)["details"]
+    html = Path(rep["report_html"]).read_bytes()
+    assert Path(rep["report_html"]).with_suffix(".md").exists()
+    page = parse(html)
+    assert "Replay of solo" in "".join(page.text) and "✓ exact" in "".join(page.text)
+    rec = read(repo / ".catalytic/chronicle.jsonl")[-1]["data"]
+    assert rec["environment_differences"] == [] and rec["commit"] == rep["commit"]
+    report = catalytic("report", cwd=repo)
+    assert report.returncode == 0 and "report.html" in report.stdout

@@ -1,0 +1,206 @@
+"""`catalytic validate`: the seeded pick, shards, parallel replays, the summary, the exit code and
+the chronicle. Runs are real signed bundles replayed by the real command in real worktrees."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from catalytic_hooks.core.canonical import canonical_bytes
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.provenance.chronicle import read
+from catalytic_hooks.provenance.environment import fingerprint
+from catalytic_hooks.replay.validate import (
+    Candidate,
+    ValidateOptions,
+    night_of,
+    parse_shard,
+    pick_coverage,
+    pick_sample,
+    plan,
+    rank,
+    shard,
+)
+
+from .helpers import SEED_A, catalytic, git, make_bundle, signer
+
+POLICY = """\
+durable_roots = ["outputs"]
+run_roots = ["_runs"]
+trusted_validators = ".catalytic/allowed_validators"
+"""
+
+IDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+
+
+def _writer(rid: str) -> list[str]:
+    return [sys.executable, "-c", "import pathlib; p = pathlib.Path('outputs'); "
+            f"p.mkdir(exist_ok=True); (p / {rid + '.txt'!r}).write_text('result {rid}')"]
+
+
+def make_runs(repo: Path, ids: list[str], drifted: frozenset[str] = frozenset()) -> None:
+    """Signed runs whose command writes outputs/<id>.txt; a drifted run recorded other bytes
+    than its command produces (as if an input changed since)."""
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    env = fingerprint(repo, (), 7)
+    for rid in ids:
+        spec = {"task_id": rid, "command": _writer(rid), "cwd": ".", "git_commit": head,
+                "seed": 7, "environment": env, "metrics": []}
+        data = b"recorded long ago" if rid in drifted else f"result {rid}".encode()
+        make_bundle(repo / "_runs" / rid, repo, {f"outputs/{rid}.txt": data},
+                    task_spec=canonical_bytes(spec))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "runs")
+
+
+@pytest.fixture
+def repo(make_repo) -> Path:
+    r = make_repo({"README": "x\n"}, policy=POLICY)
+    a = signer(SEED_A)
+    assert catalytic("trust", "add", "ci", f"ed25519:{a.public_hex}", cwd=r).returncode == 0
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "trust")
+    return r
+
+
+def validate(repo: Path, *args: str) -> tuple[int, dict]:
+    proc = catalytic("validate", *args, "--json", cwd=repo)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def picked(doc: dict) -> list[str]:
+    return [r["run_id"] for r in doc["details"]["results"]]
+
+
+def test_sample_is_stable_and_shards_replay_it_exactly_once(repo: Path) -> None:
+    make_runs(repo, IDS)
+    code, first = validate(repo, "--sample", "3", "--seed", "7", "--jobs", "2")
+    assert code == 0 and first["code"] == "PASS"
+    # The documented rule, computed independently: the 3 lowest HMAC-SHA256(seed, run id).
+    import hashlib
+    import hmac
+
+    expect = sorted(IDS, key=lambda r: hmac.new(b"7", r.encode(), hashlib.sha256).hexdigest())
+    assert picked(first) == expect[:3]
+    s1 = validate(repo, "--sample", "3", "--seed", "7", "--shard", "1/2")[1]
+    s2 = validate(repo, "--sample", "3", "--seed", "7", "--shard", "2/2")[1]
+    # The second and third invocations picked the same 3 runs, and split them between them.
+    assert picked(s1) + picked(s2) != [] and sorted(picked(s1) + picked(s2)) == sorted(
+        expect[:3])
+    assert not set(picked(s1)) & set(picked(s2))
+    for row in first["details"]["results"]:
+        assert row["verdict"] == "exact" and row["environment"] == "match"
+        assert row["seconds"] > 0
+    # One chronicle record per replay plus one per validation, linked by the validation id.
+    records = read(repo / ".catalytic/chronicle.jsonl")
+    assert [r["kind"] for r in records] == ["replay"] * 3 + ["validate"] + ["replay"] * 2 + [
+        "validate"] + ["replay"] + ["validate"]
+    vid = first["details"]["validation"]
+    assert sorted(r["data"]["run_id"] for r in records if r["data"].get("validation") == vid
+                  and r["kind"] == "replay") == sorted(expect[:3])
+    assert records[3]["data"]["results"][0]["run_id"] == expect[0]
+    # The summary is written as JSON, Markdown and HTML.
+    det = first["details"]
+    assert json.loads(Path(det["report_json"]).read_text())["results"] == det["results"]
+    md = Path(det["report_md"]).read_text()
+    assert "**PASS**" in md and all(f"| {r} |" in md for r in expect[:3])
+    assert b"Content-Security-Policy" in Path(det["report_html"]).read_bytes()
+
+
+def test_a_drifted_run_fails_the_validation_and_is_named(repo: Path, tmp_path: Path) -> None:
+    make_runs(repo, ["good", "moved"], drifted=frozenset({"moved"}))
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier step\n")
+    proc = catalytic("validate", "--summary", str(summary), cwd=repo)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "drift-verified    moved" in proc.stdout
+    assert proc.stdout.rstrip().splitlines()[-2].endswith("FAIL (moved)")
+    text = summary.read_text()
+    assert text.startswith("earlier step\n")  # appended, as a CI job summary is
+    assert "**FAIL**: 1 run(s) no longer reproduce: moved" in text
+    assert "| moved | drift-verified |" in text and "| good | exact |" in text
+    last = read(repo / ".catalytic/chronicle.jsonl")[-1]
+    assert last["kind"] == "validate" and last["data"]["ok"] is False
+
+
+def test_a_corrupt_bundle_is_quarantined_and_counted_as_a_failure(repo: Path) -> None:
+    make_runs(repo, ["fine", "broken"])
+    status = repo / "_runs/broken/STATUS.json"
+    status.write_bytes(status.read_bytes().replace(b"success", b"succe55"))
+    code, doc = validate(repo, "_runs")
+    assert code == 1 and doc["code"] == "VALIDATION_FAILED"
+    rows = {r["run_id"]: r for r in doc["details"]["results"]}
+    assert rows["fine"]["verdict"] == "exact"
+    assert rows["broken"]["verdict"] == "failed" and rows["broken"]["quarantine"]
+    assert not (repo / "_runs/broken").exists()
+    assert Path(rows["broken"]["quarantine"]).is_dir()  # moved, never deleted
+    kinds = [(r["kind"], r["data"].get("verdict")) for r in
+             read(repo / ".catalytic/chronicle.jsonl")]
+    assert sorted(kinds[:2]) == [("replay", "exact"), ("replay", "failed")]
+    assert kinds[2][0] == "validate"
+
+
+def test_sources_and_refusals(repo: Path, tmp_path: Path) -> None:
+    make_runs(repo, ["one", "two"])
+    code, doc = validate(repo, "_runs/two")
+    assert code == 0 and picked(doc) == ["two"]
+    for args, code_ in ((["--rebuild-env"], "FEATURE_UNAVAILABLE"),
+                        (["--shard", "3/2"], "USAGE"),
+                        ([str(tmp_path / "nowhere")], "PATH_INVALID")):
+        proc = catalytic("validate", *args, "--json", cwd=repo)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert json.loads(proc.stdout)["code"] == code_, args
+        assert "Traceback" not in proc.stderr
+    for bad in ("x", "0/2", "1/0", "1/2/3"):
+        with pytest.raises(CatalyticError) as err:
+            parse_shard(bad)
+        assert err.value.code is ErrorCode.USAGE
+    for opts in (ValidateOptions(sample=0), ValidateOptions(coverage=True),
+                 ValidateOptions(coverage=True, sample=1, date="yesterday")):
+        with pytest.raises(CatalyticError) as err:
+            plan(cands(3), opts)
+        assert err.value.code is ErrorCode.USAGE
+
+
+def cands(n: int) -> list[Candidate]:
+    return [Candidate(f"run-{i:04d}", Path(f"/a/run-{i:04d}")) for i in range(n)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(n_runs=st.integers(0, 60), sample=st.one_of(st.none(), st.integers(1, 70)),
+       shards=st.integers(1, 9), seed=st.text(max_size=12))
+def test_shards_partition_every_sample(n_runs: int, sample: int | None, shards: int,
+                                       seed: str) -> None:
+    pick = pick_sample(cands(n_runs), sample, seed)
+    parts = [shard(pick, i, shards) for i in range(1, shards + 1)]
+    flat = [c for p in parts for c in p]
+    assert sorted(flat, key=lambda c: c.run_id) == sorted(pick, key=lambda c: c.run_id)
+    assert len(flat) == len(set(flat)) == len(pick)
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+
+
+@settings(max_examples=50, deadline=None)
+@given(n_runs=st.integers(1, 50), per_night=st.integers(1, 12), start=st.integers(0, 40000))
+def test_coverage_replays_every_run_within_ceil_runs_over_n_nights(n_runs: int, per_night: int,
+                                                                   start: int) -> None:
+    import math
+
+    nights = math.ceil(n_runs / per_night)
+    seen = [c for d in range(start, start + nights)
+            for c in pick_coverage(cands(n_runs), per_night, "coverage", d)]
+    assert sorted(c.run_id for c in seen) == sorted(c.run_id for c in cands(n_runs))
+
+
+def test_adding_runs_changes_few_old_picks() -> None:
+    before = pick_sample(cands(1000), 10, "2026-12-01")
+    after = pick_sample(cands(1100), 10, "2026-12-01")
+    # A pick changes only where a new run ranks lower; here at most the new runs' share.
+    assert len(set(before) - set(after)) <= 3
+    assert rank("7", "alpha") == rank("7", "alpha") != rank("8", "alpha")
+    assert night_of("1970-01-02") == 1
