@@ -124,3 +124,54 @@ def test_a_repository_inside_a_tmp_root_is_not_descended(make_repo) -> None:
                                                           "_tmp/wt"]
     assert "_tmp/scratch/s" in undo["tmp_removed"]
     assert details["proof_verdict"] == "FAIL" and _repo_ok(repo)
+
+
+# -- recovery: a journal's own words never decide what is deleted -----------------------------
+
+def _plant(repo: Path, roots: dict[str, list[str]]) -> Path:
+    runs = repo / ".git/catalytic/runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    path = runs / f"run-{'b' * 32}.json"
+    path.write_text(json.dumps({
+        "version": 1, "run_id": "planted", "phase": "command", "command_pgid": None,
+        "command_start": None, "roots": {"protected_roots": [], **roots},
+        "pre_manifest": {}, "tmp_existed": [], "snapshot": {}}))
+    return path
+
+
+@pytest.mark.parametrize("root", [".git", ".GIT", ".", "a/.git/b", "git~1"])
+def test_a_planted_journal_with_a_git_tmp_root_is_refused(make_repo, root: str) -> None:
+    repo = make_repo({"data/raw.csv": RAW}, policy='tmp_roots = ["_tmp"]\n')
+    (repo / "notes.txt").write_text("untracked, mine\n")
+    journal = _plant(repo, {"tmp_roots": [root]})
+    # What the commit hook tells the user to run.
+    assert "catalytic recover" in catalytic("check", "--staged", cwd=repo).stderr
+    rec = catalytic("recover", "--json", cwd=repo)
+    assert rec.returncode == 1, rec.stdout + rec.stderr
+    doc = json.loads(rec.stdout)
+    assert doc["code"] == "JOURNAL_REFUSED", doc
+    (run,) = doc["details"]["runs"]
+    assert run["status"] == "refused" and "tmp_roots" in run["reason"], run
+    assert _repo_ok(repo) and (repo / "notes.txt").read_text() == "untracked, mine\n"
+    assert journal.exists()  # not ours: left alone for a person to look at
+
+
+def test_a_planted_journal_empties_no_root_the_committed_policy_does_not(make_repo) -> None:
+    """A journal whose roots pass every rule still decides nothing alone: recovery empties only
+    tmp roots that the policy committed at HEAD declares."""
+    repo = make_repo({"data/raw.csv": RAW, "src/a.py": "a = 1\n"},
+                     policy='tmp_roots = ["_tmp"]\n')
+    (repo / "src/draft.py").write_text("untracked work\n")
+    (repo / "_tmp").mkdir()
+    (repo / "_tmp/scratch").write_text("s\n")
+    _plant(repo, {"tmp_roots": ["src", "_tmp/x"]})
+    (repo / "_tmp/x").mkdir()
+    (repo / "_tmp/x/y").write_text("y\n")
+    rec = catalytic("recover", "--json", cwd=repo)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    (run,) = json.loads(rec.stdout)["details"]["runs"]
+    assert (repo / "src/draft.py").read_text() == "untracked work\n"
+    assert (repo / "src/a.py").read_text() == "a = 1\n"
+    assert [k["path"] for k in run["tmp_kept"]] == ["src"], run
+    assert run["tmp_removed"] == ["_tmp/x/y"]  # under the committed tmp root _tmp: emptied
+    assert (repo / "_tmp/scratch").read_text() == "s\n"

@@ -25,7 +25,7 @@ from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.pending import JOURNAL_RE
 from catalytic_hooks.core.pending import journal_dir as pending_dir
 from catalytic_hooks.core.pending import pending as pending_in
-from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.core.policy import Policy, root_problem
 from catalytic_hooks.fs.files import atomic_write, fsync_dir
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.statefiles import pin_ref, pin_refs
@@ -126,7 +126,9 @@ def load(path: Path) -> RunJournal:
                 and entry[0] in ("file", "exec", "symlink", "absent")
                 and (entry[1] is None or (isinstance(entry[1], str) and _OID.match(entry[1])))):
             raise _bad(path, "snapshot entry")
-    return RunJournal(path, m.group(1), data)
+    j = RunJournal(path, m.group(1), data)
+    policy_of(j)  # its roots, checked before anything acts on the journal
+    return j
 
 
 def snapshot_of(j: RunJournal) -> dict[str, Saved]:
@@ -135,13 +137,22 @@ def snapshot_of(j: RunJournal) -> dict[str, Saved]:
 
 
 def policy_of(j: RunJournal) -> Policy:
-    """The roots the run's digests used (the command may have edited the policy file)."""
+    """The roots the run's digests used (the command may have edited the policy file), held to
+    the policy's own root rules: a journal naming a root that no policy could (in git's
+    directory, `.` as a tmp root) is not one this tool wrote. Which of its tmp roots are emptied
+    is decided by recovery from the committed policy, never by the journal alone."""
     roots = j.data.get("roots", {})
+    if not isinstance(roots, dict) or not all(isinstance(roots.get(k, []), list)
+                                              for k in _ROOT_KEYS):
+        raise _bad(j.path, "shape")
     kwargs = {k: tuple(str(v) for v in roots.get(k, [])) for k in _ROOT_KEYS}
     for k, values in kwargs.items():
         for v in values:
-            if v != "." and relpath_problem(v) is not None:
-                raise _bad(j.path, f"unsafe root {v!r} in {k}")
+            problem = None if v == "." else relpath_problem(v)
+            problem = problem or root_problem("durable_roots" if k == "implicit_durable" else k,
+                                              v)
+            if problem is not None:
+                raise _bad(j.path, f"unsafe root {v!r} in {k}: {problem}")
     return Policy(exclusions=kwargs["exclusions"], tmp_roots=kwargs["tmp_roots"],
                   durable_roots=kwargs["durable_roots"],
                   protected_roots=kwargs["protected_roots"],

@@ -27,8 +27,11 @@ from catalytic_hooks.bundle.journal import (
 )
 from catalytic_hooks.bundle.undo import UndoReport, empty_tmp_roots, undo
 from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.core.policy import POLICY_SOURCES, policy_from_sources
+from catalytic_hooks.core.roots import under_any
 from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
+from catalytic_hooks.git.history import blobs, entries_at
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.state import flagged_entries, pinned
 from catalytic_hooks.git.statefiles import PIN_PREFIX, orphan_pin
@@ -45,15 +48,42 @@ def stop_leftover(j: RunJournal) -> bool:
 
 
 def undo_to_pre(repo: Repo, j: RunJournal) -> UndoReport:
-    """Bring every protected path back to the journal's PRE manifest."""
+    """Bring every protected path back to the journal's PRE manifest. A journal is only words
+    anyone who can write the git directory could have written (SECURITY.md "Deletion"), so
+    nothing here destroys bytes on its say alone: every file the undo overwrites or removes is
+    stored as a blob first (and not touched when it cannot be), and of its tmp roots only those
+    under a tmp root of the policy committed at HEAD are emptied."""
     policy = policy_of(j)
     view = pinned(repo)
     cache = HashCache.for_repo(view)
     now = worktree_digest(view, policy, cache, rehash=flagged_entries(view))
     report = UndoReport()
-    undo(view, snapshot_of(j), j.data["pre_manifest"], now.manifest, report)
-    empty_tmp_roots(view.top, policy.tmp_roots, set(j.data.get("tmp_existed", [])), report)
+    undo(view, snapshot_of(j), j.data["pre_manifest"], now.manifest, report, unsaved_ok=False)
+    committed, where = committed_tmp_roots(view)
+    allowed = tuple(r for r in policy.tmp_roots if under_any(r, committed))
+    report.tmp_kept.extend({"path": r, "reason": f"not a tmp root of the policy committed at "
+                            f"{where}: the journal alone never decides what is deleted"}
+                           for r in policy.tmp_roots if r not in allowed)
+    empty_tmp_roots(view.top, allowed, set(j.data.get("tmp_existed", [])), report)
     return report
+
+
+def committed_tmp_roots(repo: Repo) -> tuple[tuple[str, ...], str]:
+    """The tmp roots of the policy committed at HEAD (the one the hooks judge by), and where
+    that is. None where there is no commit, or its policy is unusable."""
+    head = repo.head()
+    if head is None:
+        return (), "HEAD (no commit yet)"
+    where = f"HEAD ({head[:10]})"
+    found = entries_at(repo, head, POLICY_SOURCES)
+    if any(not e.regular for e in found.values()):
+        return (), where
+    data = blobs(repo, (e.oid for e in found.values()))
+    try:
+        policy = policy_from_sources({p: data[e.oid] for p, e in found.items()}, f" at {where}")
+    except CatalyticError:
+        return (), where
+    return policy.tmp_roots, where
 
 
 _STALE_TMP = re.compile(r"^\.run-[0-9a-f]{32}\.json\.[0-9a-f]{32}\.tmp$")

@@ -191,8 +191,11 @@ def _delete(top: Path, path: str) -> None:
 
 
 def undo(repo: Repo, snap: dict[str, Saved], pre: dict[str, str], post: dict[str, str],
-         report: UndoReport) -> None:
-    """Bring every protected path back to its PRE state (manifests: path → digest value)."""
+         report: UndoReport, *, unsaved_ok: bool = True) -> None:
+    """Bring every protected path back to its PRE state (manifests: path → digest value).
+    `unsaved_ok`: on a full disk, a path is restored even when the bytes it replaces could not be
+    stored first (a run's own undo: the user's data first); recovery, acting on a journal that
+    might be planted, refuses instead."""
     for path in sorted(set(pre) | set(post)):
         if pre.get(path) == post.get(path):
             continue
@@ -200,7 +203,7 @@ def undo(repo: Repo, snap: dict[str, Saved], pre: dict[str, str], post: dict[str
             try:
                 saved_now = _save_current(repo, path)
             except (OSError, CatalyticError) as exc:
-                if not _no_space(exc):
+                if not _no_space(exc) or not unsaved_ok:
                     raise
                 # Giving the user's data back comes first: the command's bytes for a path it
                 # was not allowed to change are not kept when there is no room for them.

@@ -182,6 +182,10 @@ def recover_all(
         runs = recover_runs(r)
         restores = {str(root): recover(root) for root in [r.top, *(restore_root or [])]}
         ok = all(x["status"] == "recovered" for x in runs)
+        # A journal this tool did not write (or that names what no policy could) is left alone
+        # and named by its own code: nothing of it was acted on.
+        code = "PASS" if ok else "UNDO_INCOMPLETE" if any(
+            x["status"] == "incomplete" for x in runs) else "JOURNAL_REFUSED"
         details = {"runs": runs, "restores": restores}
 
         def human() -> None:
@@ -201,4 +205,4 @@ def recover_all(
             if not runs and not any(any(d.values()) for d in restores.values()):
                 say("nothing to recover")
 
-        result(json_mode, ok, "PASS" if ok else "UNDO_INCOMPLETE", details, human)
+        result(json_mode, ok, code, details, human)

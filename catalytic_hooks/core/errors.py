@@ -87,6 +87,7 @@ class ErrorCode(StrEnum):
     UNDO_INCOMPLETE = "UNDO_INCOMPLETE"
     HISTORY_INCOMPLETE = "HISTORY_INCOMPLETE"
     FEATURE_UNAVAILABLE = "FEATURE_UNAVAILABLE"
+    JOURNAL_REFUSED = "JOURNAL_REFUSED"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not
@@ -127,6 +128,7 @@ _VERDICT_CODES = frozenset(
         ErrorCode.ENV_MISMATCH,
         ErrorCode.CHRONICLE_INVALID,
         ErrorCode.CHECK_FAILED,
+        ErrorCode.JOURNAL_REFUSED,
     }
 )
 
