@@ -323,3 +323,40 @@ def test_ctrl_c_while_git_status_runs(repo: Path) -> None:
         os.kill(int(started.read_text()), signal.SIGKILL)  # the hook's sleep, git's child
     assert proc.returncode == 130, err
     assert err.strip() == "interrupted" and out == ""
+
+
+# -- a git command between `git status` and the snapshot (issue 26, class 10) ---------------------
+
+def _exited(pid: int) -> None:
+    """Wait until the process has exited, without reaping it: its output stays readable."""
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+def test_an_index_changed_after_git_status_read_it_never_gives_a_stale_digest(repo: Path
+                                                                               ) -> None:
+    """The interleaving forced: `git status` runs to its end on the index as it is; then `git
+    rm --cached src/b.py` (the file stays on disk: untracked, protected) and a digest that
+    stores the new index's snapshot; only then does the quick path read git status's output.
+    That output and the new snapshot together left src/b.py out of the digest."""
+    argv = ["--worktree"]
+    status, where = early_status(argv), early_where(argv)
+    assert status is not None and where is not None
+    _exited(status.pid)
+    git(repo, "rm", "-q", "--cached", "src/b.py")
+    fresh = _full(repo)
+    assert quickdigest.quick_digest(argv, status, where) is None
+    assert _quick() == fresh  # and once the index has settled, the quick path answers again
+
+
+def test_the_full_path_asks_git_again_when_the_index_changed(repo: Path) -> None:
+    from catalytic_hooks.core.policy import load_policy
+    from catalytic_hooks.git.digests import worktree_digest
+    from catalytic_hooks.git.hashing import HashCache
+    from catalytic_hooks.git.repo import Repo
+
+    r = Repo.discover(repo)
+    status = r.status_start(ignored=False)
+    _exited(status.pid)
+    git(repo, "rm", "-q", "--cached", "src/b.py")
+    got = worktree_digest(r, load_policy(repo), HashCache(None), status=status)
+    assert f"{got.digest}  ({len(got.manifest)} files, worktree view)" == _full(repo)

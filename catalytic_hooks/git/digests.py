@@ -15,15 +15,16 @@ import os
 import subprocess
 
 from catalytic_hooks.core.digest import TreeDigest, check_record_paths
-from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import PathClass, Policy, policy_from_sources, read_sources
 from catalytic_hooks.core.records import Overlay
 from catalytic_hooks.core.version import VERSION
 from catalytic_hooks.git.hashing import HashCache, resolve_contents
+from catalytic_hooks.git.indexid import identity_of, settled
 from catalytic_hooks.git.quickdigest import encode, remember
-from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.repo import Repo, WorktreeStatus
 from catalytic_hooks.git.snapshot import Snapshot, index_snapshot, snapshot_name
-from catalytic_hooks.git.state import IndexFlags
+from catalytic_hooks.git.state import IndexFlags, index_file
 from catalytic_hooks.git.views import View, ViewEntry, ViewKind, disk_entry
 
 
@@ -53,8 +54,11 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
     `status`: the caller's `repo.status_start(ignored=...)`, started before other work."""
     # git status runs while the index values load
     status_proc = status or repo.status_start(ignored=ignored)
-    records = (base or index_snapshot(repo, policy)).records
+    snap = base or index_snapshot(repo, policy)
     st = repo.finish_status(status_proc)
+    snap, st = _same_index(repo, policy, snap, st, getattr(status_proc, "started_ns", 0),
+                           ignored=ignored, fixed=base is not None)
+    records = snap.records
     flags = rehash or IndexFlags()
     for path in flags.all:
         if os.path.lexists(repo.top / path):
@@ -92,6 +96,32 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
     cache.save()
     check_record_paths(added)
     return TreeDigest(Overlay(records, frozenset(removed), added))
+
+
+def _same_index(repo: Repo, policy: Policy, snap: Snapshot, st: WorktreeStatus, since: int, *,
+                ignored: bool, fixed: bool) -> tuple[Snapshot, WorktreeStatus]:
+    """`snap` and a `git status` (`st`, started at `since`) that compared the working tree with
+    the very index `snap` describes. A `git add` while the first status ran, or just before, may
+    have given git another index than the snapshot's: then git is asked again, with the index's
+    identity taken before and after, and the snapshot taken again (unless the caller `fixed`
+    it: then the digest fails rather than mix two indexes)."""
+    index = str(index_file(repo))
+    if settled(index, snap.ident, since):
+        return snap, st
+    for _ in range(3):
+        before = identity_of(index)
+        if before != snap.ident:
+            if fixed:
+                break
+            snap = index_snapshot(repo, policy)
+            if snap.ident != before:
+                continue
+        st = repo.finish_status(repo.status_start(ignored=ignored))
+        if identity_of(index) == before:
+            return snap, st
+    raise CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED,
+                         "the index changed while the working tree was digested (another git "
+                         "command is running here?); digest again once it is done")
 
 
 def remember_quick(repo: Repo) -> None:

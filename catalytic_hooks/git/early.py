@@ -1,8 +1,8 @@
 """`git status` started at the first instruction of `catalytic digest --worktree`.
 
 A warm working-tree digest is mostly git's own `git status`; Python's start-up and imports (tens of
-milliseconds) would otherwise come before it. This module imports nothing but `os` and `select`
-(not even contextlib, 2 ms), so the console entry point can start git before loading anything
+milliseconds) would otherwise come before it. This module imports nothing but `os`, `select` and
+`time` (not even contextlib, 2 ms), so the console entry point can start git before loading anything
 else. The process is handed to the digest, which uses it only for the repository it was started
 in (the current directory's, with git's environment as is: exactly what `Repo.discover()` sees),
 or killed. The hooks' quick paths (enforce/quick.py) start their git commands with it too.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import select
+import time  # built in: no file to load
 
 # "normal" untracked mode, the one git's untracked cache serves (-uall walks every directory
 # again): it shows an untracked directory as "dir/", and omits one standing where a deleted
@@ -34,6 +35,9 @@ class Spawned:
     def __init__(self, args: list[str]):
         self.args = args
         self.returncode: int | None = None
+        # Before the child exists: what it reads of the index, it read after this instant
+        # (git.indexid.settled).
+        self.started_ns = time.time_ns()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:

@@ -11,6 +11,8 @@ git did. This module imports `os`, `hashlib`, `zlib` and the records; it answers
   hash the same, under this version of the tool and the same top directory;
 - the stored index snapshot belongs to the index file as it is now (git.snapshot), and no
   interrupted run is pending;
+- that index file was in place since before `git status` started (git.indexid.settled), so
+  git compared the working tree with the index the snapshot describes;
 - `git status` reports only plain entries: no submodule, no nested repository, no unmerged
   entry, no special file, no name a digest cannot hold, and at most `_MAX_FRESH` files to read.
 
@@ -28,7 +30,7 @@ import zlib
 from catalytic_hooks.core.records import Overlay, Records
 from catalytic_hooks.core.roots import class_of
 from catalytic_hooks.git.early import QUICK_DIGEST, Spawned, spawn_git
-from catalytic_hooks.git.indexid import identity_of
+from catalytic_hooks.git.indexid import identity_of, settled
 
 RECORD_NAME = "digest-quick"
 _MAGIC = "catalytic-digest-quick v1"
@@ -121,9 +123,11 @@ def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None
             and all(c in "0123456789abcdef" for c in name[13:])):
         return None  # only ever a snapshot of git.snapshot's naming, in that directory
     snap = os.path.join(git_dir, "catalytic", name)
-    records = _snapshot(snap, os.path.join(git_dir, "index"))
-    if records is None:
+    index = os.path.join(git_dir, "index")
+    found = _snapshot(snap, index)
+    if found is None:
         return None
+    ident, records = found
     if not worktree:
         return _line(records.digest, len(records), "index")
     assert status is not None
@@ -131,6 +135,8 @@ def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None
     state = os.path.join(git_dir, "catalytic")
     guess = _guess(state, top, records)  # while git status runs
     out, _ = status.communicate()
+    if not settled(index, ident, status.started_ns):
+        return None  # git status may have read another index (a `git add` meanwhile)
     changed = _changed(top, out, records, roots) if status.returncode == 0 else None
     if changed is None:
         return None
@@ -178,8 +184,9 @@ def _record(git_dir: str, top: str) -> list[str] | None:
     return fields
 
 
-def _snapshot(path: str, index: str) -> Records | None:
-    """The stored snapshot's records if it belongs to the index file as it is now."""
+def _snapshot(path: str, index: str) -> tuple[str, Records] | None:
+    """The index file's identity and the stored snapshot's records, if they belong to the index
+    file as it is now."""
     import json
 
     ident = identity_of(index)
@@ -193,7 +200,7 @@ def _snapshot(path: str, index: str) -> Records | None:
     if loaded is None:
         return None
     meta = json.loads(loaded[0])
-    return loaded[1] if isinstance(meta, dict) and meta.get("ident") == ident else None
+    return (ident, loaded[1]) if isinstance(meta, dict) and meta.get("ident") == ident else None
 
 
 def _protected(path: str, roots: list[list[str]]) -> bool:

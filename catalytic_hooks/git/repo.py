@@ -12,6 +12,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,7 +328,10 @@ class Repo:
         return entries
 
     def status_start(self, *, ignored: bool) -> subprocess.Popen[bytes]:
-        return self.start(*status_args(ignored))
+        started = time.time_ns()  # as git.early.Spawned records it (git.indexid.settled)
+        proc = self.start(*status_args(ignored))
+        proc.started_ns = started  # type: ignore[attr-defined]
+        return proc
 
     def finish_status(self, proc: subprocess.Popen[bytes]) -> WorktreeStatus:
         st = self.parse_status(self.finish(proc))
