@@ -16,7 +16,7 @@ from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.provenance.chronicle import ChronicleView, inspect
 from catalytic_hooks.report import plot
-from catalytic_hooks.report.model import Model, RunView, build, data_of, run_ids_of, text
+from catalytic_hooks.report.model import Model, RunView, build, data_of, run_ids_of, text, when
 from catalytic_hooks.report.page import (
     PASSING,
     esc,
@@ -80,7 +80,7 @@ def timeline(m: Model) -> str:
         more = len(run_ids_of(rec)) - 20
         links += f" and {more} more" if more > 0 else ""
         rows.append(f"<tr data-kind=\"{esc(kind)}\"><td class=\"num\">{esc(rec.get('seq'))}"
-                    f"</td><td>{esc(text(rec.get('time'))[:19])}</td><td>{esc(kind)}</td>"
+                    f"</td><td>{esc(when(rec.get('time')))}</td><td>{esc(kind)}</td>"
                     f"<td>{links}</td><td>{_summary(rec)}</td></tr>\n")
     return ("<section aria-labelledby=\"timeline-h\"><h2 id=\"timeline-h\">Timeline</h2>"
             "<p>Runs, signings, verifications, attestations, restores, replays and validations, "
@@ -155,7 +155,7 @@ def run_section(m: Model, v: RunView) -> str:
         d = data_of(rec)
         rows.append(f"<tr data-kind=\"{esc(text(d.get('verdict')))}\">"
                     f"<td class=\"num\">{esc(rec.get('seq'))}</td>"
-                    f"<td>{esc(text(rec.get('time'))[:19])}</td>"
+                    f"<td>{esc(when(rec.get('time')))}</td>"
                     f"<td>{verdict_badge(d.get('verdict'))}</td>"
                     f"<td>{esc(text(d.get('reason')))}</td><td>{_env(d)}</td></tr>\n")
     replays = (table(f"{v.anchor}-replays", f"Replays of {v.run_id}",
@@ -178,7 +178,7 @@ def _validations(m: Model) -> str:
         res: list[Any] = raw if isinstance(raw, list) else []
         bad = [r for r in res if isinstance(r, dict) and r.get("verdict") not in PASSING]
         rows.append(f"<tr><td class=\"num\">{esc(rec.get('seq'))}</td>"
-                    f"<td>{esc(text(rec.get('time'))[:19])}</td>"
+                    f"<td>{esc(when(rec.get('time')))}</td>"
                     f"<td>{verdict_badge('exact' if d.get('ok') is True else 'failed')}</td>"
                     f"<td>{esc(text(d.get('seed')))}</td><td>{esc(text(d.get('shard')))}</td>"
                     f"<td class=\"num\">{len(res)}</td><td>"
@@ -191,7 +191,7 @@ def _validations(m: Model) -> str:
 
 def _quarantine(m: Model) -> str:
     rows = [f"<tr><td class=\"num\">{esc(rec.get('seq'))}</td>"
-            f"<td>{esc(text(rec.get('time'))[:19])}</td>"
+            f"<td>{esc(when(rec.get('time')))}</td>"
             f"<td>{_run_link(m, text(data_of(rec).get('run_id')))}</td>"
             f"<td>{esc(text(data_of(rec).get('reason')))}</td>"
             f"<td><code>{esc(text(data_of(rec).get('quarantine')))}</code></td></tr>\n"

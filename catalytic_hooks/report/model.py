@@ -15,6 +15,11 @@ def text(v: Any) -> str:
     return v if isinstance(v, str) else "" if v is None else str(v)
 
 
+def when(v: Any) -> str:
+    """A record's time as people read it: `2026-12-04 20:06:50` (UTC)."""
+    return text(v)[:19].replace("T", " ")
+
+
 def number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from catalytic_hooks.report.model import Point, Series
+from catalytic_hooks.report.model import Point, Series, when
 from catalytic_hooks.report.page import SYMBOL, esc, fmt_num, table, verdict_badge
 
 W, H = 720, 300
@@ -56,7 +56,8 @@ class Scale:
 
     def ticks(self) -> list[int]:
         step = max(1, math.ceil((self.hi - self.lo) / 8))
-        return list(range(self.hi, self.lo - 1, -step))
+        decades = [t for t in range(self.hi, self.zero, -step) if t - self.zero >= step]
+        return [*decades, self.zero]  # the 0 row is always labelled
 
 
 def _x(i: int, n: int) -> float:
@@ -174,7 +175,7 @@ def legend() -> str:
 
 def figure(s: Series) -> str:
     rows = [f"<tr data-kind=\"{esc(p.verdict)}\"><td class=\"num\">{p.seq}</td>"
-            f"<td>{esc(p.time[:19])}</td><td class=\"mono\">{esc(str(p.archived))}</td>"
+            f"<td>{esc(when(p.time))}</td><td class=\"mono\">{esc(str(p.archived))}</td>"
             f"<td class=\"mono\">{esc(str(p.replayed))}</td>"
             f"<td class=\"num\" data-sort=\"{p.delta!r}\">{esc(fmt_num(p.delta))}</td>"
             f"<td class=\"num\">{esc(fmt_num(p.tolerance))}</td>"

@@ -1,0 +1,209 @@
+"""The report in a real browser: headless Chromium from the distribution's packages, driven by
+Selenium through the matching chromedriver (nothing downloaded), loading the page from disk.
+
+Checked against the chronicle: every run, every verdict, every plotted point; no network request
+(Chrome's performance log), no console error (a CSP violation would be one), the injected markup
+inert, sorting and filtering by keyboard, no horizontal overflow at a phone's width, axe-core
+(WCAG 2.1 A and AA) clean. Screenshots at 1280 px and 390 px go to $CATALYTIC_TEST_ARTIFACTS
+(default: the test's temporary directory).
+
+Skipped, with the reason, only where Chromium, chromedriver or Selenium are not installed
+(`.ci/run` installs them); the axe test also needs axe-core from npm (`.ci/run` installs it and
+sets CATALYTIC_AXE_JS; tests/.axe/node_modules/axe-core/axe.min.js is looked at too)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalytic_hooks.provenance.chronicle import inspect, read
+from catalytic_hooks.report.chronicle_html import render
+
+from .helpers import ROOT
+from .test_report import DELTAS, HOSTILE_KEY, HOSTILE_RUN, build_chronicle
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+try:
+    import selenium  # noqa: F401
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    HAVE_SELENIUM = True
+except ImportError:
+    HAVE_SELENIUM = False
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER and HAVE_SELENIUM),
+    reason="needs chromium, chromium-driver (distribution packages) and selenium (test extras); "
+           f"found chromium={CHROMIUM}, chromedriver={DRIVER}, selenium={HAVE_SELENIUM}")
+
+
+def axe_source() -> Path | None:
+    for cand in (os.environ.get("CATALYTIC_AXE_JS"),
+                 ROOT / "tests/.axe/node_modules/axe-core/axe.min.js"):
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    return None
+
+
+def artifacts(tmp_path: Path) -> Path:
+    d = Path(os.environ.get("CATALYTIC_TEST_ARTIFACTS") or tmp_path / "artifacts")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, list]]:
+    """One browser for the module, on the report of the test chronicle."""
+    from selenium.webdriver.chrome.service import Service
+
+    top = tmp_path_factory.mktemp("report")
+    chronicle = build_chronicle(top)
+    html = top / "report.html"
+    html.write_bytes(render(inspect(chronicle)))
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM or ""
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1280,900", "--no-first-run", "--disable-extensions",
+              "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--disable-default-apps"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=DRIVER or ""))
+    try:
+        driver.get(html.as_uri())
+        yield driver, html, read(chronicle)
+    finally:
+        driver.quit()
+
+
+def test_network_console_and_injection(page: tuple[Any, Path, list]) -> None:
+    driver, html, _ = page
+    requests = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            requests.append(msg["params"]["request"]["url"])
+    # The page itself is the only load: no network request, no CDN, no font, no image.
+    assert requests == [html.as_uri()], requests
+    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
+    # Injected markup rendered as text and ran nothing.
+    assert driver.title == "Chronicle report"
+    assert driver.find_elements(By.TAG_NAME, "img") == []
+    assert len(driver.find_elements(By.TAG_NAME, "script")) == 1
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert HOSTILE_RUN in body and HOSTILE_KEY in body
+    assert driver.execute_script("return document.readyState") == "complete"
+
+
+def test_runs_verdicts_and_points_match_the_chronicle(page: tuple[Any, Path, list]) -> None:
+    driver, _, records = page
+    banner = driver.find_element(By.ID, "integrity").text
+    assert banner.startswith("✓ Chronicle verified: 11 records")
+    heads = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "section.run h3")]
+    run_ids = list(dict.fromkeys(r["data"]["run_id"] for r in records if "run_id" in r["data"]))
+    assert heads == [f"Run {r}" for r in run_ids]
+    # Each run's replay table lists its replays' verdicts in order.
+    for i, rid in enumerate(run_ids, 1):
+        cells = driver.find_elements(By.CSS_SELECTOR, f"#run-{i}-replays tbody td:nth-child(3)")
+        want = [r["data"]["verdict"] for r in records
+                if r["kind"] == "replay" and r["data"]["run_id"] == rid]
+        assert [c.text.split(" ", 1)[1] for c in cells] == want
+    # The plotted points are the recorded drifts (per metric, in order), drawn on a log scale.
+    pts = driver.execute_script(
+        "return Array.from(document.querySelectorAll('path.pt')).map(p => "
+        "[p.dataset.run, p.dataset.key, Number(p.dataset.delta), p.dataset.verdict, "
+        "p.getBBox().y + p.getBBox().height / 2])")
+    for key in ("loss", HOSTILE_KEY):
+        got = [p for p in pts if p[0] == "train" and p[1] == key]
+        want = [(m["delta"], r["data"]["verdict"]) for r in records if r["kind"] == "replay"
+                for m in r["data"].get("metrics", []) if m["key"] == key]
+        assert [(p[2], p[3]) for p in got] == want
+        ys = [p[4] for p in got]
+        # Higher drift is higher on the page (smaller y); equal drifts at equal height.
+        for a, b in zip(got, ys, strict=True):
+            for c, d in zip(got, ys, strict=True):
+                if a[2] > c[2]:
+                    assert b < d
+    assert len(pts) == 2 * len(DELTAS)
+
+
+def test_sorting_and_filtering_by_keyboard(page: tuple[Any, Path, list]) -> None:
+    driver, _, records = page
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    first = driver.switch_to.active_element
+    assert first.text == "Skip to the content"
+    # Sort the timeline by seq, descending (Enter twice on the header button).
+    button = driver.find_element(By.CSS_SELECTOR, "#timeline thead th:nth-child(1) button")
+    assert button.is_displayed()
+    button.send_keys(Keys.ENTER)
+    button.send_keys(Keys.ENTER)
+    seqs = [int(c.text) for c in driver.find_elements(
+        By.CSS_SELECTOR, "#timeline tbody td:nth-child(1)")]
+    assert seqs == sorted((r["seq"] for r in records), reverse=True)
+    th = driver.find_element(By.CSS_SELECTOR, "#timeline thead th:nth-child(1)")
+    assert th.get_attribute("aria-sort") == "descending"
+    # Filter by kind: only the replays stay visible.
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, "timeline-kind")).select_by_value("replay")
+    visible = [r for r in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
+               if r.is_displayed()]
+    assert len(visible) == sum(r["kind"] == "replay" for r in records)
+    box = driver.find_element(By.ID, "timeline-q")
+    box.send_keys("BUNDLE_ROOT")
+    visible = [r for r in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
+               if r.is_displayed()]
+    assert len(visible) == 1
+    box.clear()
+    box.send_keys(" ")
+    box.send_keys(Keys.BACKSPACE)
+    Select(driver.find_element(By.ID, "timeline-kind")).select_by_value("")
+
+
+def test_screenshots_and_phone_width(page: tuple[Any, Path, list], tmp_path: Path) -> None:
+    driver, _, _ = page
+    out = artifacts(tmp_path)
+    for name, width, height in (("desktop", 1280, 900), ("phone", 390, 844)):
+        driver.set_window_size(width, height)
+        inner = driver.execute_script("return window.innerWidth")
+        # Nothing forces horizontal scrolling of the page (wide tables scroll in their region).
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= inner
+        shot = out / f"report-{name}.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 1000
+    driver.set_window_size(1280, 900)
+
+
+def test_axe_core_finds_no_wcag_a_or_aa_violation(page: tuple[Any, Path, list]) -> None:
+    src = axe_source()
+    if src is None and os.environ.get("CI"):
+        pytest.fail("CI: axe-core should have been installed by .ci/run (npm install --prefix "
+                    "tests/.axe axe-core); it was not found")
+    if src is None:
+        pytest.skip("axe-core not installed (npm install --prefix tests/.axe axe-core, or set "
+                    "CATALYTIC_AXE_JS); .ci/run installs it")
+    driver, _, _ = page
+    driver.set_window_size(1280, 900)
+    # Evaluated by the driver (DevTools), which page CSP does not govern; the page's own policy
+    # still forbids any script of its own but the hashed one.
+    driver.execute_script(src.read_text())
+    driver.set_script_timeout(60)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: "
+        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+        ".then(r => done({violations: r.violations.map(v => ({id: v.id, impact: v.impact, "
+        "nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})), passes: r.passes.length}))"
+        ".catch(e => done({error: String(e)}));")
+    assert "error" not in result, result
+    assert result["violations"] == [], result["violations"]
+    assert result["passes"] > 10
