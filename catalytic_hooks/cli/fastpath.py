@@ -1,12 +1,11 @@
 """One start-up fast path for the hot commands: `digest`, `check` and `run`.
 
-Typer 0.29 imports pydantic and builds a validator for every option of a command on every call
-(about 100-250 ms here), which would be most of a warm digest's time and a fifth of a run's. This
-module reads the same options from a table of names per command (a test checks each table against
-the Typer command's) and calls the same implementation; anything it does not recognise exactly
-(`--help`, an unknown or malformed option, a positional argument, a number that does not parse)
-returns None and goes through Typer, which then reports it as usual. `CATALYTIC_NO_FASTPATH=1`
-disables it.
+Typer builds a validator for every option of a command on every call, which would be most of
+a warm digest's time (docs/decisions/0003). This module reads the same options from a table of
+names per command (a test checks each table against the Typer command's) and calls the same
+implementation; anything it does not recognise exactly (`--help`, an unknown or malformed option,
+a positional argument, a number that does not parse) returns None and goes through Typer, which
+then reports it as usual. `CATALYTIC_NO_FASTPATH=1` disables it.
 """
 
 from __future__ import annotations

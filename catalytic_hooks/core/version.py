@@ -1,6 +1,6 @@
 """The one version source: `VERSION` here, which pyproject.toml reads (setuptools `attr:`,
-parsed without importing the package). A constant, because asking importlib.metadata cost ~35 ms
-of every digest and run."""
+parsed without importing the package). A constant, because asking importlib.metadata costs
+start-up time on every digest and run (docs/decisions/0003)."""
 
 from __future__ import annotations
 

@@ -33,9 +33,9 @@ def have_syncfs() -> bool:
 
 
 def sync_filesystem(fd: int) -> bool:
-    """Make every write to the filesystem holding `fd` durable with one syncfs(2) (measured:
-    20,000 fsyncs cost 10 s here, one syncfs ~50 ms). Returns False where syncfs is unavailable,
-    so the caller fsyncs file by file."""
+    """Make every write to the filesystem holding `fd` durable with one syncfs(2)
+    (docs/decisions/0004). Returns False where syncfs is unavailable, so the caller fsyncs file
+    by file."""
     fn = _syncfs()
     if fn is None:
         return False

@@ -139,9 +139,9 @@ def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
     return DiskHash("file", h.hexdigest(), git_oid)
 
 
-# What a worker sends back for each path: a DiskHash's fields as a plain tuple (a tuple of
-# strings pickles ten times faster than a named one or a dataclass: at 100,000 files that was
-# most of the cost of getting results back), or (None, the error, None).
+# What a worker sends back for each path: a DiskHash's fields as a plain tuple, because
+# pickling anything richer dominated getting results back (docs/decisions/0005), or
+# (None, the error, None).
 _Result = tuple[Kind | None, str, str | None]
 
 

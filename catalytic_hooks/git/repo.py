@@ -1,8 +1,8 @@
 """All access to git: the only module that imports pygit2 or runs the git CLI.
 
-Listings come from the git CLI (`ls-files -s -z`, `status --porcelain=v2`, `diff-index`), which
-measures several times faster than iterating the index through pygit2; object contents come from
-pygit2's object database. pygit2 is imported lazily so hook start-up does not pay for it.
+Listings come from the git CLI (`ls-files -s -z`, `status --porcelain=v2`, `diff-index`);
+object contents come from pygit2's object database, imported lazily so hook start-up does not pay
+for it (docs/decisions/0001).
 """
 
 from __future__ import annotations
