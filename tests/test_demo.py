@@ -21,3 +21,11 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert server["the server refuses the --no-verify push"]["exit"] == 1
     assert server["the server accepts the signed amendment"]["exit"] == 0
     assert server["the first push of the adopted history is accepted"]["exit"] == 0
+    # It ends with the chronicle's report, kept outside the removed repository.
+    report = Path(doc["details"]["report"])
+    assert titles[-1].startswith("render the chronicle as one HTML page")
+    html = report.read_bytes()
+    assert b"Chronicle verified" in html and b"demo-001" in html
+    import shutil
+
+    shutil.rmtree(report.parent)

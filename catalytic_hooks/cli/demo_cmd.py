@@ -230,10 +230,14 @@ def demo(
         base = Path(tempfile.mkdtemp(prefix="catalytic-demo-"))
         d = Demo(base / "repo", json_mode)
         d.repo.mkdir()
+        # The report outlives the throwaway repository: it is the demo's result to look at.
+        report = Path(tempfile.mkdtemp(prefix="catalytic-demo-report-")) / "report.html"
         if not json_mode:
             say(f"catalytic demo in {d.repo}")
         try:
             scenario(d)
+            d.run_cat("render the chronicle as one HTML page (opens from disk, no network)",
+                      ["report", "--out", str(report.parent)])
         finally:
             if not keep:
                 import shutil
@@ -242,13 +246,16 @@ def demo(
         ok = all(bool(s["ok"]) for s in d.steps)
         if json_mode:
             emit_json(envelope(ok, "PASS" if ok else "FAIL",
-                               {"steps": d.steps, "repository": str(d.repo) if keep else None}))
+                               {"steps": d.steps, "repository": str(d.repo) if keep else None,
+                                "report": str(report) if report.exists() else None}))
         else:
             say("")
             say("summary")
             for s in d.steps:
                 say(f"  {'PASS' if s['ok'] else 'FAIL'}  {s['step']}")
             say(f"verdict: {'PASS' if ok else 'FAIL'} ({len(d.steps)} steps)")
+            if report.exists():
+                say(f"report: {report}")
         raise CommandExit(0 if ok else 1)
 
 
