@@ -67,14 +67,16 @@ def _clone(origin: Path, tmp_path: Path, branch: str) -> Path:
 
 def _github_env(tmp_path: Path, base: str) -> dict[str, str]:
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"base": {"sha": base, "ref": "main"}}}))
+    event.write_text(json.dumps({"pull_request": {"base": {"sha": base, "ref": "main"}},
+                                 "repository": {"default_branch": "main"}}))
     return {**os.environ, "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request",
             "GITHUB_EVENT_PATH": str(event), "GITHUB_BASE_REF": "main", "CI": "true"}
 
 
 def _gitlab_env(base: str) -> dict[str, str]:
     return {**os.environ, "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event",
-            "CI_MERGE_REQUEST_DIFF_BASE_SHA": base, "CI": "true"}
+            "CI_MERGE_REQUEST_DIFF_BASE_SHA": base, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+            "CI_DEFAULT_BRANCH": "main", "CI": "true"}
 
 
 def _run(cmds: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -117,7 +119,8 @@ def test_pre_commit_run_all_files_checks_the_range(origin: tuple[Path, str], tmp
 def test_check_ci_says_which_range_and_why(origin: tuple[Path, str], tmp_path: Path) -> None:
     bare, base = origin
     clone = _clone(bare, tmp_path, "good")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GITHUB_", "CI_", "GITLAB_")) and k != "CI"}
     proc = catalytic("check", "--ci", "--json", cwd=clone, env=env)
     details = json.loads(proc.stdout)["details"]
     # no CI variables: the clone's upstream branch (the range is empty, so it passes)

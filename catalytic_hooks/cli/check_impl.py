@@ -28,15 +28,15 @@ class CheckArgs:
 def _select(r: Repo, staged: bool, rng: tuple[str, str] | None, ci: bool
             ) -> tuple[list[Finding], dict[str, str], str]:
     if ci:
-        from catalytic_hooks.enforce.ci import detect, ensure_fetched
+        from catalytic_hooks.enforce.bundles import check_bundles
+        from catalytic_hooks.enforce.ci import check_ci, prepare
 
-        found = detect(r)
-        ensure_fetched(r, found)
+        found = prepare(r)
         warn(f"catalytic: checking {found.from_ref or '(no base)'}..{found.to_ref} "
              f"({found.why})")
-        rng = (found.from_ref, found.to_ref)
         mode = {"mode": "ci", "from_ref": found.from_ref, "to_ref": found.to_ref,
-                "why": found.why}
+                "why": found.why, "policy_ref": found.policy_ref or found.from_ref}
+        return check_ci(r, found, check_bundles), mode, "push"
     else:
         rng = rng if rng is not None else (None if staged else framework_range())
         mode = {"mode": "range", "from_ref": rng[0], "to_ref": rng[1]} if rng else {}

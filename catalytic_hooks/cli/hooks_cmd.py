@@ -145,13 +145,17 @@ def adopt_cmd(
 
 
 
-def doctor_cmd(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
+def doctor_cmd(server: ServerOpt = False, git_dir: GitDirOpt = None, repo: RepoOpt = None,
+               json_mode: JsonOpt = False) -> None:
     """Is this repository governed? Hooks, interpreter, policy, trust file, baseline, git and
-    ssh-keygen, with a fix for each problem."""
-    from catalytic_hooks.enforce.doctor import diagnose
+    ssh-keygen, with a fix for each problem; with --server, a bare repository's gate and HEAD."""
+    from catalytic_hooks.enforce.doctor import diagnose, diagnose_server
 
     with handled(json_mode):
-        checks = diagnose(open_repo(repo))
+        if server or git_dir is not None:
+            checks = diagnose_server(_hook_repo(repo, server, git_dir))
+        else:
+            checks = diagnose(open_repo(repo))
         ok = all(c.ok for c in checks)
 
         def human() -> None:

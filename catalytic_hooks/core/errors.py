@@ -88,6 +88,7 @@ class ErrorCode(StrEnum):
     HISTORY_INCOMPLETE = "HISTORY_INCOMPLETE"
     FEATURE_UNAVAILABLE = "FEATURE_UNAVAILABLE"
     JOURNAL_REFUSED = "JOURNAL_REFUSED"
+    NO_GOVERNING_POLICY = "NO_GOVERNING_POLICY"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not

@@ -33,6 +33,7 @@ from catalytic_hooks.enforce.findings import (
     report,
     sort_findings,
 )
+from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.git.history import first_parent_base
 from catalytic_hooks.git.rangediff import RangeDiffer, range_commits
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
@@ -291,17 +292,32 @@ def _exists(repo: Repo, oid: str) -> bool:
     return repo.git_ok("cat-file", "-e", f"{oid}^{{commit}}")
 
 
-def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str]
+def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str],
+                governance: Governance | None = None, *, new_ref: bool = False
                 ) -> tuple[Baseline, list[str], list[Finding]]:
     """The baseline that judges `tip --not exclude`, the final exclusions, and findings of its
-    own. A base without any policy (an empty remote, a new mirror, a remote that predates
-    adoption) gives way to the adoption commit `catalytic adopt` made on the tip's first-parent
-    line: everything reachable from it predates the policy and is not judged, it may only add
-    the policy and the trust file, and its policy judges what follows. With no adoption either,
-    the empty default policy judges everything, down to the root."""
-    judge = baseline_at(repo, base)
-    if judge.policy.source != "defaults":
-        return judge, exclude, []
+    own.
+
+    In a governed repository (`governance` finds a policy on some ref: enforce.governing) a new
+    ref, and a ref whose base carries no policy, are judged by the default branch's policy
+    (`base` still gives the chronicle the tip must extend); the adoption rule never applies
+    there, so nobody chooses the policy that judges them. Only where no ref carries a policy
+    (an empty remote, a new mirror, a remote that predates adoption) does a base without any
+    policy give way to the adoption commit `catalytic adopt` made on the tip's first-parent line:
+    everything reachable from it predates the policy and is not judged, it may only add the
+    policy and the trust file, and its policy judges what follows. With no adoption either, the
+    empty default policy judges everything, down to the root."""
+    judge: Baseline | None = None
+    if governance is None or not new_ref:
+        judge = baseline_at(repo, base)
+        if judge.policy.source != "defaults":
+            return judge, exclude, []
+    governing = governance.default() if governance is not None else None
+    if governance is not None and governing is not None:
+        return replace(governance.baseline(governing.rev),
+                       rev=base if base is not None else governing.rev), exclude, []
+    if judge is None:
+        judge = baseline_at(repo, base)
     adoption = find_adoption(repo, tip)
     if adoption is None or (base is not None and not repo.git_ok(
             "merge-base", "--is-ancestor", base, adoption)):
@@ -314,30 +330,37 @@ def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str]
 
 def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
                bundles: BundleChecker | None = None) -> list[Finding]:
-    """Each pushed ref, judged by the policy at the remote's old tip (for a new branch: where
-    its first-parent line meets what the remote already has)."""
+    """Each pushed ref, judged by the policy at the remote's old tip; a new branch, or one whose
+    remote tip carries no policy, by the remote's default branch's policy once the remote is
+    governed (enforce.governing, from its tracking refs), as the server gate will."""
     findings: list[Finding] = []
+    governance = Governance(repo, Refs.of_remote(repo, remote))
     for pl in lines:
         if is_zero_oid(pl.local_oid):
-            continue  # deleting a remote ref is always allowed
+            continue  # deleting a remote ref: the server decides (enforce.server)
         base: str | None
         if not is_zero_oid(pl.remote_oid) and _exists(repo, pl.remote_oid):
-            exclude, base = [pl.remote_oid], pl.remote_oid
+            exclude, base, new_ref = [pl.remote_oid], pl.remote_oid, False
         else:
             # New branch (or a remote tip we do not have): whatever no remote-tracking ref of
             # this remote already reaches is new to the remote.
             exclude = _remote_exclusions(repo, remote)
             base = first_parent_base(repo, pl.local_oid, exclude) if exclude else None
-        judge, exclude, own = judged_from(repo, base, pl.local_oid, exclude)
+            new_ref = True
+        judge, exclude, own = judged_from(repo, base, pl.local_oid, exclude, governance,
+                                          new_ref=new_ref)
         findings += own + check_commits(repo, judge, pl.local_oid, exclude, bundles)
     return sort_findings(findings)
 
 
 def check_range(repo: Repo, from_ref: str, to_ref: str,
-                bundles: BundleChecker | None = None) -> list[Finding]:
-    """CI mode: the commits of `to_ref` that `from_ref` lacks, judged by `from_ref`'s policy
-    (an empty or all-zero `from_ref`: everything after the adoption commit, judged by its policy;
-    without one, the whole history by the empty default policy)."""
+                bundles: BundleChecker | None = None, *, policy_ref: str = "",
+                governance: Governance | None = None) -> list[Finding]:
+    """CI mode: the commits of `to_ref` that `from_ref` lacks, judged by `from_ref`'s policy, or
+    by `policy_ref`'s where given (CI judges a branch other than the default one by the default
+    branch's policy) unless that carries none. An empty or all-zero `from_ref`: everything after
+    the adoption commit, judged by its policy (without one, the whole history by the empty
+    default policy), unless `governance` finds a policy on another ref (enforce.governing)."""
     tip = repo.rev_parse(to_ref)
     if tip is None:
         raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {to_ref!r}", rev=to_ref)
@@ -347,7 +370,19 @@ def check_range(repo: Repo, from_ref: str, to_ref: str,
         if base is None:
             raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {from_ref!r}",
                                  rev=from_ref)
-    judge, exclude, own = judged_from(repo, base, tip, [base] if base else [])
+    exclude = [base] if base else []
+    if policy_ref:
+        policy = repo.rev_parse(policy_ref)
+        if policy is None:
+            raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {policy_ref!r}",
+                                 rev=policy_ref)
+        judge = baseline_at(repo, policy)
+        if judge.policy.source != "defaults":
+            return sort_findings(check_commits(repo, replace(judge, rev=base), tip, exclude,
+                                               bundles))
+        # The default branch carries no policy yet: nothing governs; the adoption rule may.
+    judge, exclude, own = judged_from(repo, base, tip, exclude, governance,
+                                      new_ref=governance is not None)
     return sort_findings(own + check_commits(repo, judge, tip, exclude, bundles))
 
 

@@ -135,3 +135,43 @@ def diagnose(repo: Repo) -> list[Check]:
     for hook in HOOK_TYPES:
         checks += _hook(repo, hook)
     return checks + _policy(repo) + _lfs(repo) + _tools()
+
+
+# -- a server's bare repository ----------------------------------------------------------------
+
+def _server_head(repo: Repo) -> list[Check]:
+    """HEAD must lead to the branch that carries the policy: it names the default branch whose
+    policy judges new, re-created and pre-adoption refs (enforce.governing)."""
+    from catalytic_hooks.enforce.governing import HEAD_FIX, Governance, Refs
+
+    governance = Governance(repo, Refs.of_server(repo))
+    refs = governance.refs
+    head = refs.head
+    if head is not None and head in refs.commits and governance.is_governed(refs.commits[head]):
+        return [Check("HEAD", True, f"names {head}, which carries the policy")]
+    try:
+        found = governance.default()
+    except CatalyticError as exc:
+        return [Check("HEAD", False, exc.message, HEAD_FIX)]
+    if found is None:
+        return [Check("HEAD", False, f"names {head or 'no branch'}; no ref carries a policy yet, "
+                      "so the next push that brings an adoption commit decides the policy",
+                      "push the adopted default branch yourself (catalytic adopt; git push) "
+                      "before anyone else can push")]
+    problem = found.why.split(": ", 1)[-1]
+    return [Check("HEAD", False, f"{problem}: new refs are judged by the newest governed policy "
+                  f"({found.ref}) instead of the default branch's",
+                  f"git symbolic-ref HEAD {found.ref}")]
+
+
+def diagnose_server(repo: Repo) -> list[Check]:
+    """A bare repository that receives pushes: its gate hooks and its HEAD."""
+    from catalytic_hooks.enforce.install import SERVER_HOOK_TYPES
+
+    hooks_path = repo.config_get("core.hooksPath")
+    checks = [Check("core.hooksPath", True, hooks_path or "(unset: hooks/)")]
+    for hook in SERVER_HOOK_TYPES[:1]:
+        checks += [replace(c, fix=c.fix.replace(
+            "catalytic install", f"catalytic install --server --git-dir {repo.git_dir}"))
+            for c in _hook(repo, hook)]
+    return checks + _server_head(repo) + _tools()[:1]

@@ -61,13 +61,12 @@ def pre_commit() -> int:
 def ci_range(repo: Repo) -> int:
     """`pre-commit run` with nothing staged (CI): the proposed range, not the empty index."""
     from catalytic_hooks.enforce.bundles import check_bundles
-    from catalytic_hooks.enforce.ci import detect, ensure_fetched
+    from catalytic_hooks.enforce.ci import check_ci, prepare
 
-    rng = detect(repo)
-    ensure_fetched(repo, rng)
+    rng = prepare(repo)
     print(f"catalytic: checking {rng.from_ref or '(no base)'}..{rng.to_ref} ({rng.why})",
           file=sys.stderr)
-    return _report(check_range(repo, rng.from_ref, rng.to_ref, check_bundles), "change",
+    return _report(check_ci(repo, rng, check_bundles), "change",
                    "catalytic check --ci --json")
 
 

@@ -1,0 +1,95 @@
+"""Refs and how commits relate, as the gate reads them: which refs exist (peeled to commits),
+where a symbolic ref such as HEAD points, merge bases and ancestry, and files at many commits in
+one process.
+
+On a server these run inside receive-pack's quarantine before any ref of the push has moved, so
+the refs they list are the repository as it was before the push.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.git.repo import Repo, literal
+
+
+def ref_commits(repo: Repo, patterns: Sequence[str] = ()) -> dict[str, str]:
+    """Every ref (or those under `patterns`, e.g. `refs/remotes/origin/`) that leads to a commit,
+    with that commit; a tag is peeled, a ref to a tree or a blob is left out."""
+    out = repo.git("for-each-ref", "--format=%(objecttype) %(objectname) %(*objecttype) "
+                   "%(*objectname) %(refname)", *patterns)
+    found: dict[str, str] = {}
+    nested: list[str] = []
+    for line in out.decode("utf-8", "surrogateescape").splitlines():
+        typ, oid, ptyp, poid, ref = line.split(" ", 4)
+        if typ == "commit":
+            found[ref] = oid
+        elif typ == "tag" and ptyp == "commit":
+            found[ref] = poid
+        elif typ == "tag" and ptyp == "tag":
+            nested.append(ref)  # a tag of a tag: peeled all the way below
+    for ref in nested:
+        commit = repo.rev_parse(ref)
+        if commit is not None:
+            found[ref] = commit
+    return found
+
+
+def symbolic_target(repo: Repo, name: str = "HEAD") -> str | None:
+    """The ref a symbolic ref names (`refs/heads/main` for HEAD), whether or not that ref
+    exists; None for a detached or absent one."""
+    proc = repo.git_proc("symbolic-ref", "-q", name)
+    target = proc.stdout.decode("utf-8", "surrogateescape").strip()
+    return target if proc.returncode == 0 and target else None
+
+
+def is_ancestor(repo: Repo, ancestor: str, descendant: str) -> bool:
+    return repo.git_ok("merge-base", "--is-ancestor", ancestor, descendant)
+
+
+def merge_base(repo: Repo, a: str, b: str) -> str | None:
+    """The best common ancestor of two commits (None: unrelated histories)."""
+    proc = repo.git_proc("merge-base", a, b)
+    out = proc.stdout.decode().split()
+    return out[0] if proc.returncode == 0 and out else None
+
+
+def independent(repo: Repo, commits: Iterable[str]) -> list[str]:
+    """The commits of `commits` that no other one of them contains (sorted)."""
+    wanted = sorted(set(commits))
+    if len(wanted) < 2:
+        return wanted
+    return sorted(repo.git("merge-base", "--independent", *wanted).decode().split())
+
+
+def first_parent_touching(repo: Repo, tip: str, paths: Iterable[str]) -> list[str]:
+    """The commits of `tip`'s first-parent line that change any of `paths` against their first
+    parent (a merge included), newest first."""
+    out = repo.git("rev-list", "--first-parent", tip, "--", *literal(sorted(set(paths))))
+    return out.decode().split()
+
+
+def files_at(repo: Repo, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bytes | None]:
+    """The contents of (commit, path) pairs in one `git cat-file --batch` (None: no such path;
+    whatever object is there, a tree included, is given as it is)."""
+    keys = sorted(set(wanted))
+    if not keys:
+        return {}
+    for commit, path in keys:
+        if "\n" in path or not commit.isalnum():
+            raise CatalyticError(ErrorCode.GIT_FAILED, f"cannot ask git for {commit}:{path!r}")
+    out = repo.git("cat-file", "--batch", input="".join(f"{c}:{p}\n" for c, p in keys).encode())
+    found: dict[tuple[str, str], bytes | None] = {}
+    pos = 0
+    for key in keys:
+        nl = out.index(b"\n", pos)
+        header = out[pos:nl].decode("utf-8", "surrogateescape")
+        if header.endswith(" missing") or header.endswith(" ambiguous"):
+            found[key] = None
+            pos = nl + 1
+            continue
+        size = int(header.rsplit(" ", 1)[1])
+        found[key] = out[nl + 1:nl + 1 + size]
+        pos = nl + 1 + size + 1
+    return found
