@@ -88,6 +88,7 @@ def test_a_branch_whose_tip_predates_adoption_is_judged_by_the_default_branch(
     assert _rev(bare, "refs/heads/fresh") == ""
 
 
+@pytest.mark.slow
 def test_the_local_pre_push_hook_judges_it_the_same_way(legacy: tuple[Path, str],
                                                          tmp_path: Path) -> None:
     repo, baseline = legacy
@@ -150,6 +151,7 @@ def test_head_does_not_resolve_delete_main_and_push_new_history(legacy: tuple[Pa
     assert "ok   HEAD: names refs/heads/main, which carries the policy" in doctor.stdout
 
 
+@pytest.mark.slow
 def test_a_second_policy_branch_still_judges_a_re_created_main(legacy: tuple[Path, str],
                                                                tmp_path: Path) -> None:
     repo, _ = legacy
@@ -164,6 +166,7 @@ def test_a_second_policy_branch_still_judges_a_re_created_main(legacy: tuple[Pat
     assert _rev(bare, "refs/heads/main") == ""
 
 
+@pytest.mark.slow
 def test_head_resolves_deleting_or_rewinding_main_is_refused(legacy: tuple[Path, str],
                                                              tmp_path: Path) -> None:
     repo, baseline = legacy
@@ -196,6 +199,7 @@ def _policy_commit(repo: Path, durable: str, message: str) -> str:
     return _commit(repo, {".catalytic.toml": "\n".join(lines) + "\n"}, message)
 
 
+@pytest.mark.slow
 def test_newest_is_the_policy_change_not_the_commit_date(legacy: tuple[Path, str],
                                                          tmp_path: Path) -> None:
     """HEAD does not resolve; `old` forked before main tightened its policy (data was durable,
@@ -221,6 +225,7 @@ def test_newest_is_the_policy_change_not_the_commit_date(legacy: tuple[Path, str
     assert _rev(bare, "refs/heads/fresh") == ""
 
 
+@pytest.mark.slow
 def test_refs_that_disagree_with_no_default_branch_refuse_with_a_code(
         legacy: tuple[Path, str], tmp_path: Path) -> None:
     repo, _ = legacy

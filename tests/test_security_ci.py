@@ -46,7 +46,8 @@ def _ci_clone(origin: Path, into: Path, branch: str) -> Path:
     return into
 
 
-@pytest.mark.parametrize("provider", ["github", "gitlab"])
+@pytest.mark.parametrize("provider", [
+    "github", pytest.param("gitlab", marks=pytest.mark.slow)])
 def test_a_branch_that_widened_its_own_policy_never_passes(make_repo, tmp_path: Path,
                                                            provider: str) -> None:
     work = make_repo({"data/x.csv": "1\n", "outputs/k.txt": "k\n"},
