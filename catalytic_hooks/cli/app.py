@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import typer
 
 from catalytic_hooks.cli import (
+    archive_cmd,
     bundle_cmd,
     hooks_cmd,
     receipts_cmd,
@@ -46,6 +47,7 @@ app.command("replay")(replay_cmd.replay)
 app.add_typer(replay_cmd.chronicle_app, name="chronicle")
 app.command("validate")(report_cmd.validate)
 app.command("report")(report_cmd.report)
+app.add_typer(archive_cmd.archive_app, name="archive")
 
 
 def _register() -> None:

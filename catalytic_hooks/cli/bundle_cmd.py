@@ -89,7 +89,7 @@ def sign(
 
 
 def verify(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories.")],
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, or archive files.")],
     chain: Annotated[bool, typer.Option("--chain", help="Verify them as one chain, in order.")
                      ] = False,
     project_root: Annotated[Path | None, typer.Option("--project-root", help="Where outputs "
@@ -108,9 +108,14 @@ def verify(
 
     with handled(json_mode):
         trust = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted)
-        if attestation is not None:
-            _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
-        report = verify_report(run_dirs, chain=chain, project_root=project_root, trust=trust)
+        archives = [d for d in run_dirs if d.is_file()]
+        if archives:
+            report = _verify_archives(run_dirs, archives, chain, attestation, trust)
+        else:
+            if attestation is not None:
+                _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
+            report = verify_report(run_dirs, chain=chain, project_root=project_root,
+                                   trust=trust)
 
         def human() -> None:
             for r in report["results"]:
@@ -124,6 +129,17 @@ def verify(
                 say(f"chain_root {report['chain_root']}")
 
         result(json_mode, report["ok"], report["code"], report, human)
+
+
+def _verify_archives(run_dirs: list[Path], archives: list[Path], chain: bool,
+                     attestation: Path | None, trust: TrustPolicy) -> dict[str, Any]:
+    from catalytic_hooks.archive.verify import verify_archives
+    from catalytic_hooks.cli.archive_cmd import caller_limits
+
+    if len(archives) != len(run_dirs) or chain or attestation is not None:
+        raise CatalyticError(ErrorCode.USAGE, "archive files are verified on their own (not "
+                             "mixed with run directories, as a chain or with --attestation)")
+    return verify_archives(archives, trust=trust, limits=caller_limits())
 
 
 def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | None,

@@ -13,7 +13,8 @@ from catalytic_hooks.core.policy import load_policy
 
 
 def replay(
-    run_dir: Annotated[Path, typer.Argument(help="The archived run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="The archived run directory, or an archive "
+                                            "file.")],
     worktree: Annotated[Path | None, typer.Option("--worktree", help="Where to create the clean "
                         "worktree (default: a temporary directory).")] = None,
     strict_env: Annotated[bool, typer.Option("--strict-env", help="Fail when the environment "
@@ -30,6 +31,9 @@ def replay(
                         "your environment to the replayed command (repeatable); by default it "
                         "sees only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TERM, "
                         "TZ and TMPDIR.")] = None,
+    replay_dir: Annotated[Path | None, typer.Option("--replay-dir", help="For an archive: the "
+                          "new directory to unpack and replay in (default: "
+                          "<replays_dir>/<run_id>-<UTC time>).")] = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Re-execute an archived run at its recorded commit and judge whether it reproduces."""
@@ -38,15 +42,17 @@ def replay(
     from catalytic_hooks.replay.runner import replay as do_replay
 
     with handled(json_mode):
-        repo = open_repo(None)
-        policy = load_policy(repo.top)
         opts = ReplayOptions(worktree=worktree.absolute() if worktree else None,
                              strict_env=strict_env, timeout=timeout, keep=keep,
                              quarantine=not no_quarantine, allow_untrusted=allow_untrusted,
                              trust=trust_policy(caller_anchor(trust_file),
                                                 allow_untrusted=allow_untrusted),
                              pass_env=list(pass_env or []))
-        rep = do_replay(repo, policy, run_dir, opts)
+        if run_dir.is_file():
+            rep = _replay_archive(run_dir, opts, replay_dir, no_quarantine)
+        else:
+            repo = open_repo(None)
+            rep = do_replay(repo, load_policy(repo.top), run_dir, opts)
         ok = rep["verdict"] in PASSING
 
         def human() -> None:
@@ -60,6 +66,20 @@ def replay(
             say(f"report: {rep['report_md']}")
 
         result(json_mode, ok, rep["verdict"].upper().replace("-", "_"), rep, human)
+
+
+def _replay_archive(path: Path, opts: Any, replay_dir: Path | None, no_quarantine: bool
+                    ) -> dict[str, Any]:
+    from catalytic_hooks.archive.read import limits_for
+    from catalytic_hooks.cli.archive_cmd import caller
+    from catalytic_hooks.core.policy import Policy
+    from catalytic_hooks.replay.archived import replay_archive
+
+    here = caller()
+    policy = here[1] if here else Policy()
+    qdir = here[0] / policy.quarantine_dir if here else Path.cwd() / "quarantine"
+    return replay_archive(path, opts, caller=here, replay_dir=replay_dir, quarantine_dir=qdir,
+                          limits=limits_for(policy), quarantine=not no_quarantine)
 
 
 chronicle_app = typer.Typer(help="The hash-chained ledger of runs, verifications, restores and "

@@ -87,10 +87,11 @@ def _human(doc: dict[str, Any]) -> None:
 
 @restore_app.command("bundle")
 def bundle(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="The run directory, or an archive file.")],
     restore_root: RootOpt = None,
     worktree: Annotated[Path | None, typer.Option("--worktree", help="Create a new git worktree "
-                        "here and restore into it.")] = None,
+                        "here and restore into it (from an archive: a standalone repository "
+                        "at the recorded commit).")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="Worktree revision (default: the "
                    "bundle's recorded commit, else HEAD).")] = None,
     dry_run: DryOpt = False,
@@ -112,9 +113,16 @@ def bundle(
             raise CatalyticError(ErrorCode.USAGE, "give exactly one of --restore-root and "
                                  "--worktree")
         with progress(json_mode) as hooks:
-            doc = restore_bundle(run_dir, target, project_root=project_root,
-                                 trust=_trust(trust_file, allow_untrusted), dry_run=dry_run,
-                                 hooks=hooks)
+            if run_dir.is_file():
+                from catalytic_hooks.cli.archive_cmd import caller_limits
+                from catalytic_hooks.restore.archived import restore_archive
+
+                doc = restore_archive(run_dir, target, trust=_trust(trust_file, allow_untrusted),
+                                      limits=caller_limits(), dry_run=dry_run, hooks=hooks)
+            else:
+                doc = restore_bundle(run_dir, target, project_root=project_root,
+                                     trust=_trust(trust_file, allow_untrusted),
+                                     dry_run=dry_run, hooks=hooks)
         result(json_mode, True, "PASS", doc, lambda: _human(doc))
 
 

@@ -89,6 +89,7 @@ class ErrorCode(StrEnum):
     FEATURE_UNAVAILABLE = "FEATURE_UNAVAILABLE"
     JOURNAL_REFUSED = "JOURNAL_REFUSED"
     NO_GOVERNING_POLICY = "NO_GOVERNING_POLICY"
+    ARCHIVE_INVALID = "ARCHIVE_INVALID"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not
@@ -130,6 +131,7 @@ _VERDICT_CODES = frozenset(
         ErrorCode.CHRONICLE_INVALID,
         ErrorCode.CHECK_FAILED,
         ErrorCode.JOURNAL_REFUSED,
+        ErrorCode.ARCHIVE_INVALID,
     }
 )
 

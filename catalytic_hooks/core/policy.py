@@ -30,7 +30,8 @@ class PathClass(StrEnum):
 _LIST_KEYS = ("durable_roots", "tmp_roots", "exclusions", "protected_roots", "run_roots")
 _KNOWN_KEYS = frozenset(
     (*_LIST_KEYS, "trusted_validators", "metrics_tolerance", "lock_files", "chronicle",
-     "reports_dir", "quarantine_dir", "baseline")
+     "reports_dir", "quarantine_dir", "baseline", "archive_dir", "replays_dir",
+     "archive_max_entries", "archive_max_bytes")
 )
 
 
@@ -47,6 +48,12 @@ class Policy:
     chronicle: str = f"{STATE_DIR}/chronicle.jsonl"
     reports_dir: str = f"{STATE_DIR}/reports"
     quarantine_dir: str = f"{STATE_DIR}/quarantine"
+    archive_dir: str = f"{STATE_DIR}/archives"
+    replays_dir: str = "replays"
+    # Limits on an archive being read (README "Archives"); no ZIP64, so at most 65,534 entries
+    # and 4 GiB.
+    archive_max_entries: int = 50_000
+    archive_max_bytes: int = 4 * 1024**3 - 1
     # The commit `catalytic adopt` started from: history reachable from it predates the policy.
     baseline: str | None = None
     source: str = "defaults"
@@ -177,7 +184,7 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
             kwargs[key] = _roots(data[key], key)
     if "lock_files" in data:
         kwargs["lock_files"] = _roots(data["lock_files"], "lock_files")
-    for key in ("chronicle", "reports_dir", "quarantine_dir"):
+    for key in ("chronicle", "reports_dir", "quarantine_dir", "archive_dir", "replays_dir"):
         if key in data:
             kwargs[key] = _single_path(data[key], key)
     if "trusted_validators" in data:
@@ -206,6 +213,13 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
             raise CatalyticError(ErrorCode.CONFIG_INVALID, "'baseline' must be a full commit id "
                                  "(40 or 64 lowercase hex)", key="baseline")
         kwargs["baseline"] = b
+    for key, top in (("archive_max_entries", 65_534), ("archive_max_bytes", 4 * 1024**3 - 1)):
+        if key in data:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= top:
+                raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}' must be an integer "
+                                     f"from 1 to {top}", key=key)
+            kwargs[key] = value
     if "metrics_tolerance" in data:
         tol = data["metrics_tolerance"]
         if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) \
@@ -219,7 +233,7 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
     # Exactly the tool's own outputs are durable, not all of .catalytic/: the trusted-validators
     # file lives there too and must stay protected, so that no run can trust itself.
     state_roots = {policy.chronicle, policy.chronicle + ".head", policy.reports_dir,
-                   policy.quarantine_dir}
+                   policy.quarantine_dir, policy.archive_dir}
     policy = replace(
         policy, implicit_durable=tuple(sorted(set(policy.run_roots) | state_roots))
     )

@@ -63,6 +63,15 @@ class ReplayOptions:
     trust: TrustPolicy | None = None  # default: the replaying repository's trust anchor
     pass_env: list[str] = field(default_factory=list)  # `--env NAME`: more variables to pass
     validation: str | None = None  # the `validate` this replay belongs to (chronicle, reports)
+    # A replay of an archive (replay/archived.py): outputs come from the extracted content store
+    # (`project_root`), reports and the chronicle belong to the caller (`home`: its top and
+    # policy, or None for no chronicle and reports under `reports_root`), and the report names
+    # its source archive.
+    project_root: Path | None = None
+    home: tuple[Path, Policy] | None = None
+    reports_root: Path | None = None
+    source_archive: dict[str, Any] | None = None
+    restoration_id: str | None = None
 
 
 # What a replayed command sees of the caller's environment: enough to find programs and run in
@@ -152,7 +161,7 @@ class Replayer:
 
     # -- 1. verification and quarantine -------------------------------------------------------
     def verify(self) -> Any:
-        src = DirSource(self.run_dir, self.repo.top)
+        src = DirSource(self.run_dir, self.opts.project_root or self.repo.top)
         try:
             v = verify_bundle(src)
         except CatalyticError as exc:
@@ -250,19 +259,23 @@ def archived_bytes(source: Any, key: str) -> bytes | None:
 def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
     """Replay and record the result in the chronicle (a bundle that exists and failed is part
     of the record too; a mistyped path is not)."""
+    home = opts.home if opts.source_archive is not None else (repo.top, policy)
     try:
         rep = _replay(repo, policy, run_dir, opts)
     except CatalyticError as exc:
-        if exc.code is ErrorCode.REPLAY_FAILED and (run_dir.is_dir() or
-                                                    exc.details.get("quarantine")):
-            record(repo.top, policy, "replay", {
+        if home is not None and exc.code is ErrorCode.REPLAY_FAILED and (
+                run_dir.is_dir() or exc.details.get("quarantine")):
+            record(home[0], home[1], "replay", {
                 "run_id": run_dir.name, "verdict": "failed",
                 "reason": str(exc.details.get("reason")),
-                "quarantine": exc.details.get("quarantine"), "validation": opts.validation})
+                "quarantine": exc.details.get("quarantine"), "validation": opts.validation,
+                **({"source_archive": opts.source_archive} if opts.source_archive else {})})
         raise
-    record(repo.top, policy, "replay", {
-        "run_id": rep["run_id"], "verdict": rep["verdict"], "bundle_root": rep["bundle_root"],
-        "report": rep["report_json"], **chronicled(rep), "validation": opts.validation})
+    if home is not None:
+        record(home[0], home[1], "replay", {
+            "run_id": rep["run_id"], "verdict": rep["verdict"],
+            "bundle_root": rep["bundle_root"], "report": rep["report_json"], **chronicled(rep),
+            "validation": opts.validation, **{k: rep[k] for k in SEED_FIELDS}})
     return rep
 
 
@@ -283,6 +296,25 @@ def chronicled(rep: dict[str, Any]) -> dict[str, Any]:
             "started_at": rep.get("started_at"), "finished_at": rep.get("finished_at")}
 
 
+
+# The restoration record of the seed specification (§VII), in every replay's report and
+# chronicle record.
+SEED_FIELDS = ("source_archive", "restoration_id", "restored_at", "environment_hash",
+               "metric_drift", "verified")
+
+
+def _seed_fields(report: dict[str, Any], opts: ReplayOptions, current_env: dict[str, Any]
+                 ) -> None:
+    deltas = [m["delta"] for m in report.get("metrics", []) if m.get("delta") is not None]
+    report.update(
+        source_archive=opts.source_archive,
+        restoration_id=opts.restoration_id or f"replay-{report['run_id']}-{stamp_compact()}",
+        restored_at=report["started_at"],
+        environment_hash=current_env.get("distributions_sha256"),
+        metric_drift=max(deltas) if deltas else None,
+        verified=report.get("verdict") in PASSING)
+
+
 def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
     r = Replayer(repo, policy, run_dir, opts)
     started = stamp_seconds()
@@ -301,7 +333,8 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
     recorded_env = spec.get("environment")
     lock_files = tuple(recorded_env.get("lock_files", {})) if isinstance(recorded_env, dict) \
         else policy.lock_files
-    env_diffs = compare(recorded_env, fingerprint(repo.top, lock_files, 0))
+    current_env = fingerprint(repo.top, lock_files, 0)
+    env_diffs = compare(recorded_env, current_env)
     report: dict[str, Any] = {
         "run_id": v.run_id, "bundle_root": v.bundle_root, "commit": commit,
         "command": command, "tolerance": policy.metrics_tolerance,
@@ -325,10 +358,13 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
         return report
     finally:
         report["finished_at"] = stamp_seconds()
+        _seed_fields(report, opts, current_env)
         if not opts.keep:
             for wt in worktrees:
                 r.remove_worktree(wt)
-        _write_reports(repo, policy, report)
+        home = opts.home if opts.source_archive is not None else (repo.top, policy)
+        _write_reports(home[0] if home else (opts.reports_root or repo.top),
+                       home[1] if home else policy, report)
 
 
 def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], commit: str,
@@ -369,9 +405,9 @@ def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], co
         report.update(verdict=NONDET, reason="the two replays differ from each other")
 
 
-def _write_reports(repo: Repo, policy: Policy, report: dict[str, Any]) -> None:
+def _write_reports(top: Path, policy: Policy, report: dict[str, Any]) -> None:
     stamp = stamp_compact()
-    rdir = repo.top / policy.reports_dir
+    rdir = top / policy.reports_dir
     rdir.mkdir(parents=True, exist_ok=True)
     base = rdir / f"replay-{report['run_id']}-{stamp}"
     report["report_json"] = str(base.with_suffix(".json"))
@@ -389,7 +425,13 @@ def render_markdown(rep: dict[str, Any]) -> str:
     lines += [f"- bundle root: `{rep['bundle_root']}`", f"- commit: `{rep['commit']}`",
               f"- command: `{' '.join(rep['command'])}`",
               f"- replays: {rep.get('replays', 0)}; metric tolerance {rep['tolerance']}",
-              f"- started {rep['started_at']}, finished {rep.get('finished_at', '')}", "",
+              f"- started {rep['started_at']}, finished {rep.get('finished_at', '')}"]
+    src = rep.get("source_archive")
+    if src:
+        lines.append(f"- source archive: `{src['name']}` (SHA-256 `{src['sha256']}`)")
+    lines += [f"- restoration id: `{rep.get('restoration_id')}`; environment hash "
+              f"`{rep.get('environment_hash')}`; metric drift {rep.get('metric_drift')}; "
+              f"verified: {'yes' if rep.get('verified') else 'no'}", "",
               "## Environment", ""]
     diffs = rep["environment"]["differences"]
     if not diffs:

@@ -1,0 +1,102 @@
+"""The archive's RO-Crate (RO-Crate 1.1, Process Run Crate profile 0.5): one CreateAction for the
+run, with its command (the instrument), start and end time, agent (the validator that signed the
+bundle), result (every output with its SHA-256) and actionStatus.
+
+Rendered only from the signed bundle (TASK_SPEC, STATUS, OUTPUT_HASHES, the validator's id), as
+canonical JSON: the reader renders it again from what it extracted and requires the same bytes,
+so the crate says nothing the signature does not cover.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+from urllib.parse import quote
+
+from catalytic_hooks.core.canonical import canonical_bytes
+
+CONTEXT = "https://w3id.org/ro/crate/1.1/context"
+RO_CRATE = "https://w3id.org/ro/crate/1.1"
+PROFILE = "https://w3id.org/ro/wfrun/process/0.5"
+COMPLETED = "http://schema.org/CompletedActionStatus"
+FAILED = "http://schema.org/FailedActionStatus"
+
+
+def _ref(i: str) -> dict[str, str]:
+    return {"@id": i}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _iso(value: Any) -> str | None:
+    """STATUS's `2026-11-30T21:17:33Z` as `2026-11-30T21:17:33+00:00` (the profile's form)."""
+    if not isinstance(value, str):
+        return None
+    return value[:-1] + "+00:00" if value.endswith("Z") else value
+
+
+def render_crate(*, run_id: str, task_spec: Any, status: Any, hashes: dict[str, str],
+                 sizes: dict[str, int], validator_id: str, commit: str | None,
+                 store_paths: dict[str, str]) -> bytes:
+    """`store_paths`: output key → its path inside the crate (the content store)."""
+    spec = task_spec if isinstance(task_spec, dict) else {}
+    st = status if isinstance(status, dict) else {}
+    command = spec.get("command")
+    argv = [c for c in command if isinstance(c, str)] if isinstance(command, list) else []
+    action_id = f"#run-{quote(run_id, safe='')}"
+    agent_id = f"#validator-{validator_id}"
+    # One File per stored blob: outputs with the same bytes share one content-store file, so
+    # its `name` is the first of their keys and `alternateName` lists the others.
+    by_path: dict[str, list[str]] = {}
+    for key in sorted(hashes):
+        by_path.setdefault(store_paths[key], []).append(key)
+    files = []
+    for path, keys in sorted(by_path.items()):
+        entity: dict[str, Any] = {
+            "@id": quote(path), "@type": "File", "name": keys[0],
+            "contentSize": str(sizes[keys[0]]),
+            "sha256": hashes[keys[0]].removeprefix("sha256:")}
+        if len(keys) > 1:
+            entity["alternateName"] = keys[1:]
+        files.append(entity)
+    ok = st.get("status") == "success" and st.get("cmp01") == "pass"
+    action: dict[str, Any] = {
+        "@id": action_id, "@type": "CreateAction", "name": f"catalytic run {run_id}",
+        "description": f"The command {shlex.join(argv)!r} run at commit {commit} as a "
+                       "catalytic operation; its outputs are the result.",
+        "instrument": _ref("#command"), "agent": _ref(agent_id),
+        "result": [_ref(f["@id"]) for f in files],
+        "actionStatus": COMPLETED if ok else FAILED,
+    }
+    for key, field in (("startTime", "started_at"), ("endTime", "finished_at")):
+        when = _iso(st.get(field))
+        if when:
+            action[key] = when
+    root = {
+        "@id": "./", "@type": "Dataset", "name": f"catalytic run {run_id}",
+        "description": f"Archive of the signed catalytic-hooks run {run_id}: the run bundle, "
+                       "the bytes of every output and the source commit as git objects.",
+        "datePublished": _iso(st.get("finished_at")) or "1980-01-01T00:00:00+00:00",
+        "license": _ref("#license"), "conformsTo": _ref(PROFILE), "mentions": _ref(action_id),
+        "hasPart": [_ref(f["@id"]) for f in files],
+    }
+    graph: list[dict[str, Any]] = [
+        {"@id": "ro-crate-metadata.json", "@type": "CreativeWork", "about": _ref("./"),
+         "conformsTo": _ref(RO_CRATE)},
+        root,
+        {"@id": PROFILE, "@type": "CreativeWork", "name": "Process Run Crate",
+         "version": "0.5"},
+        {"@id": "#license", "@type": "CreativeWork", "name": "not recorded",
+         "description": "The run records no licence for its outputs; ask whoever published "
+                        "the archive."},
+        action,
+        {"@id": "#command", "@type": "SoftwareApplication",
+         "name": argv[0] if argv else "(no command)",
+         "description": shlex.join(argv), "softwareVersion": commit or "unknown"},
+        {"@id": agent_id, "@type": "Person", "name": f"validator {validator_id[:16]}",
+         "identifier": validator_id},
+        *files,
+    ]
+    return canonical_bytes({"@context": CONTEXT, "@graph": graph})

@@ -1,0 +1,208 @@
+"""`archive create`: one deterministic file for a run (docs/FORMATS.md §9).
+
+The bundle must verify (valid; trust is the reader's business) before it is archived. Every
+byte comes from the run directory, the outputs (content store first, then the project, as the
+verifier reads them) and the commit's objects; nothing from the clock, the locale, the umask or
+the files' metadata, so two archives of one run are the same bytes on any machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.archive.crate import render_crate
+from catalytic_hooks.archive.layout import (
+    ARCHIVE_JSON,
+    CRATE,
+    PACK,
+    SUFFIX,
+    Item,
+    name_key,
+    render_archive_json,
+    run_path,
+    tag_files,
+)
+from catalytic_hooks.archive.zipfmt import ZipWriter
+from catalytic_hooks.bundle.model import DirSource, project_root_for, store_path
+from catalytic_hooks.bundle.verify import Verified, verify_bundle
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import relpath_problem
+from catalytic_hooks.fs.dirfd import open_regular_at
+from catalytic_hooks.fs.files import CHUNK, fsync_dir
+from catalytic_hooks.git.pack import write_pack
+from catalytic_hooks.git.repo import Repo
+
+
+@dataclass
+class _Source:
+    """Where one payload entry's bytes come from: in-memory bytes, or a file opened later."""
+
+    name: str
+    data: bytes | None = None
+    path: Path | None = None
+    expected: str | None = None  # the SHA-256 the bytes must have (an output's)
+    opener: Any = None
+
+
+def _run_files(run_dir: Path) -> list[tuple[str, Path]]:
+    """Every regular file of the run directory, relative, sorted; a symlink or special file
+    is refused (an archive carries bytes, never links)."""
+    found: list[tuple[str, Path]] = []
+    for top, dirs, files in os.walk(run_dir, followlinks=False):
+        for name in sorted(dirs + files):
+            p = Path(top) / name
+            st = os.lstat(p)
+            rel = p.relative_to(run_dir).as_posix()
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{rel} in the run directory "
+                                     "is not a regular file; an archive holds only files",
+                                     artifact=rel)
+            found.append((rel, p))
+    return sorted(found, key=lambda x: name_key(x[0]))
+
+
+def default_output(run_id: str, archive_dir: Path) -> Path:
+    return archive_dir / f"{run_id}{SUFFIX}"
+
+
+def _sources(run_dir: Path, v: Verified, src: DirSource) -> tuple[list[_Source], dict[str, int]]:
+    run_id = run_dir.name
+    sources = [_Source(run_path(run_id, rel), path=p) for rel, p in _run_files(run_dir)]
+    have = {s.name for s in sources}
+    sizes: dict[str, int] = {}
+    for key in sorted(v.hashes):
+        ref = v.hashes[key]
+        name = run_path(run_id, store_path(ref))
+        found = src.find(key)
+        if found is None:
+            raise CatalyticError(ErrorCode.OUTPUT_MISSING, f"output {key} is missing", path=key)
+        base, rel, fd = found
+        try:
+            sizes[key] = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if name not in have:
+            have.add(name)
+            sources.append(_Source(name, path=base / rel, expected=ref.removeprefix("sha256:")))
+    return sources, sizes
+
+
+def _write_entry(w: ZipWriter, zip_name: str, s: _Source) -> Item:
+    h = hashlib.sha256()
+    w.begin(zip_name)
+    if s.data is not None:
+        w.write(s.data)
+        h.update(s.data)
+    else:
+        assert s.path is not None
+        dfd = os.open(s.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = open_regular_at(dfd, s.path.name)
+        finally:
+            os.close(dfd)
+        try:
+            while chunk := os.read(fd, CHUNK):
+                w.write(chunk)
+                h.update(chunk)
+        finally:
+            os.close(fd)
+    entry = w.end()
+    digest = h.hexdigest()
+    if s.expected is not None and digest != s.expected:
+        raise CatalyticError(ErrorCode.HASH_MISMATCH, f"{s.path} changed while it was archived "
+                             "(or is an LFS pointer: run `git lfs pull`)", path=str(s.path))
+    return Item(s.name, entry.size, digest)
+
+
+def create_archive(run_dir: Path, output: Path, *, history: bool = False,
+                   project_root: Path | None = None) -> dict[str, Any]:
+    """Write the archive of `run_dir` to `output` (which must not exist)."""
+    run_dir = run_dir.resolve()
+    run_id = run_dir.name
+    if relpath_problem(run_id) is not None or "/" in run_id:
+        raise CatalyticError(ErrorCode.USAGE, f"run id {run_id!r} cannot name an archive")
+    src = DirSource(run_dir, project_root_for(run_dir, project_root))
+    v = verify_bundle(src)
+    commit = v.task_spec.get("git_commit") if isinstance(v.task_spec, dict) else None
+    if output.exists() or output.is_symlink():
+        raise CatalyticError(ErrorCode.USAGE, f"{output} exists; an archive is never "
+                             "overwritten", path=str(output))
+    sources, sizes = _sources(run_dir, v, src)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{run_id}.", suffix=".tmp", dir=output.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as out:
+            info = _write(out, run_dir, v, src, sources, sizes, commit, history)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(tmp, output)  # never replaces an archive that appeared meanwhile
+        fsync_dir(output.parent)
+    except FileExistsError as exc:
+        raise CatalyticError(ErrorCode.USAGE, f"{output} exists; an archive is never "
+                             "overwritten", path=str(output)) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return {**info, "archive": str(output), "run_id": run_id, "bundle_root": v.bundle_root}
+
+
+def _write(out: Any, run_dir: Path, v: Verified, src: DirSource, sources: list[_Source],
+           sizes: dict[str, int], commit: Any, history: bool) -> dict[str, Any]:
+    run_id = run_dir.name
+    w = ZipWriter(out)
+    items: list[Item] = []
+    pack_info = None
+    with tempfile.TemporaryFile() as packf:
+        if isinstance(commit, str):
+            repo = Repo.discover(run_dir.parent)
+            if repo.rev_parse(commit) is None:
+                raise CatalyticError(ErrorCode.GIT_FAILED, f"the recorded commit {commit} is not "
+                                     f"in {repo.top}")
+            pack_info = write_pack(repo, commit, packf, history=history)
+            packf.seek(0)
+        crate = render_crate(
+            run_id=run_id, task_spec=v.task_spec, status=v.status, hashes=v.hashes, sizes=sizes,
+            validator_id=v.validator_id, commit=commit if isinstance(commit, str) else None,
+            store_paths={k: run_path(run_id, store_path(h)).removeprefix("data/")
+                         for k, h in v.hashes.items()})
+        payload = [*sources, _Source(CRATE, data=crate)]
+        if pack_info is not None:
+            payload.append(_Source(PACK, opener=packf))
+        for s in sorted(payload, key=lambda s: name_key(s.name)):
+            if s.opener is not None:
+                items.append(_write_stream(w, f"{run_id}/{s.name}", s.name, s.opener))
+            else:
+                items.append(_write_entry(w, f"{run_id}/{s.name}", s))
+    tags = tag_files(run_id, items, v.status)
+    for name, data in tags:
+        w.add(f"{run_id}/{name}", data)
+        items.append(Item(name, len(data), hashlib.sha256(data).hexdigest()))
+    doc = render_archive_json(
+        run_id=run_id, commit=pack_info.commit if pack_info else None,
+        tree=pack_info.tree if pack_info else None,
+        object_format=pack_info.object_format if pack_info else None, history=history,
+        bundle_root=v.bundle_root, validator_id=v.validator_id, items=items)
+    w.add(f"{run_id}/{ARCHIVE_JSON}", doc)
+    size = w.finish()
+    return {"size": size, "entries": len(items) + 1, "commit": pack_info.commit if pack_info
+            else None, "git_objects": pack_info.objects if pack_info else 0}
+
+
+def _write_stream(w: ZipWriter, name: str, bag_name: str, fh: Any) -> Item:
+    h = hashlib.sha256()
+    w.begin(name)
+    while chunk := fh.read(CHUNK):
+        w.write(chunk)
+        h.update(chunk)
+    entry = w.end()
+    return Item(bag_name, entry.size, h.hexdigest())

@@ -1,0 +1,124 @@
+"""What an archive holds and in which order (docs/FORMATS.md §9): the BagIt bag's names, its tag
+files, and ARCHIVE.json. Pure functions: the writer renders these, the reader renders them again
+from what it extracted and requires the same bytes, so none of them can say something the signed
+bundle and the entries do not.
+
+Inside the zip, one top-level directory `<run_id>/` (the bag):
+
+    data/git/objects.pack             the commit and its whole tree (git/pack.py), if recorded
+    data/ro-crate-metadata.json       the RO-Crate (crate.py)
+    data/runs/<run_id>/...            the run directory, byte for byte, with every output in its
+                                      content store objects/sha256/<2 hex>/<62 hex>
+    bagit.txt, bag-info.txt, manifest-sha256.txt, tagmanifest-sha256.txt
+    ARCHIVE.json                      every other entry with its size and SHA-256
+
+Payload entries come first, sorted by the UTF-8 bytes of their names, then the tag files in the
+order above, ARCHIVE.json last.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from catalytic_hooks.core.canonical import canonical_bytes
+
+FORMAT = "catalytic-archive"
+FORMAT_VERSION = 1
+SUFFIX = ".catalytic.zip"
+ARCHIVE_JSON = "ARCHIVE.json"
+PACK = "data/git/objects.pack"
+CRATE = "data/ro-crate-metadata.json"
+RUNS = "data/runs"
+BAGIT = "bagit.txt"
+BAG_INFO = "bag-info.txt"
+MANIFEST = "manifest-sha256.txt"
+TAGMANIFEST = "tagmanifest-sha256.txt"
+TAG_ORDER = (BAGIT, BAG_INFO, MANIFEST, TAGMANIFEST)
+BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+AGENT = f"catalytic-hooks ({FORMAT} {FORMAT_VERSION})"
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})T")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of the bag: its path inside the bag, size and SHA-256 (hex)."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+def name_key(name: str) -> bytes:
+    return name.encode("utf-8")
+
+
+def run_path(run_id: str, rel: str = "") -> str:
+    return f"{RUNS}/{run_id}" + (f"/{rel}" if rel else "")
+
+
+def canonical_order(names: list[str]) -> list[str]:
+    """Payload sorted by UTF-8 bytes, then the tag files, then ARCHIVE.json."""
+    payload = sorted((n for n in names if n not in (*TAG_ORDER, ARCHIVE_JSON)), key=name_key)
+    tags = [n for n in TAG_ORDER if n in names]
+    return [*payload, *tags, *([ARCHIVE_JSON] if ARCHIVE_JSON in names else [])]
+
+
+def _encode_path(path: str) -> str:
+    """RFC 8493 §2.1.3: CR, LF and % in a manifest path are percent-encoded."""
+    return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def render_manifest(items: list[Item]) -> bytes:
+    lines = [f"{i.sha256}  {_encode_path(i.name)}\n"
+             for i in sorted(items, key=lambda i: name_key(i.name))]
+    return "".join(lines).encode("utf-8")
+
+
+def bagging_date(status: Any) -> str | None:
+    """The day the run finished (STATUS.finished_at), never the day the archive was made, so
+    two archives of one run are the same bytes."""
+    finished = status.get("finished_at") if isinstance(status, dict) else None
+    m = _DATE.match(finished) if isinstance(finished, str) else None
+    return m.group(1) if m else None
+
+
+def render_bag_info(run_id: str, payload: list[Item], status: Any) -> bytes:
+    lines = [f"Bag-Software-Agent: {AGENT}"]
+    date = bagging_date(status)
+    if date:
+        lines.append(f"Bagging-Date: {date}")
+    lines += [f"External-Identifier: {run_id}",
+              f"Payload-Oxum: {sum(i.size for i in payload)}.{len(payload)}"]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def render_archive_json(*, run_id: str, commit: str | None, tree: str | None,
+                        object_format: str | None, history: bool, bundle_root: str,
+                        validator_id: str, items: list[Item]) -> bytes:
+    return canonical_bytes({
+        "bundle_root": bundle_root,
+        "commit": commit,
+        "entries": [{"name": i.name, "sha256": i.sha256, "size": i.size}
+                    for i in sorted(items, key=lambda i: name_key(i.name))],
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "history": history,
+        "object_format": object_format,
+        "run_id": run_id,
+        "tree": tree,
+        "validator_id": validator_id,
+    })
+
+
+def tag_files(run_id: str, payload: list[Item], status: Any
+              ) -> list[tuple[str, bytes]]:
+    """bagit.txt, bag-info.txt, manifest-sha256.txt and tagmanifest-sha256.txt, in order."""
+    import hashlib
+
+    out = [(BAGIT, BAGIT_TXT), (BAG_INFO, render_bag_info(run_id, payload, status)),
+           (MANIFEST, render_manifest(payload))]
+    tags = [Item(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in out]
+    out.append((TAGMANIFEST, render_manifest(tags)))
+    return out

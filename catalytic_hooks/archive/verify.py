@@ -1,0 +1,65 @@
+"""`verify FILE`: an archive checked (read.py), its commit proven from its own objects, then its
+run directory verified exactly like any other (SPECTRUM-05), with the caller's trust."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.archive.read import Opened, opened_archive
+from catalytic_hooks.archive.zipfmt import Limits, invalid
+from catalytic_hooks.bundle.report import verify_report
+from catalytic_hooks.bundle.trust import TrustPolicy
+from catalytic_hooks.core.canonical import loads_strict
+from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.git.pack import Imported
+
+
+def recorded_commit(opened: Opened) -> str | None:
+    """TASK_SPEC's `git_commit`, read from the extracted bundle (the signed source of truth)."""
+    try:
+        spec = loads_strict((opened.run_dir / "TASK_SPEC.json").read_bytes())
+    except (OSError, CatalyticError):
+        return None
+    commit = spec.get("git_commit") if isinstance(spec, dict) else None
+    return commit if isinstance(commit, str) else None
+
+
+def check_commit(opened: Opened, proved: Imported | None) -> None:
+    """The commit git computed from the archive's objects is the one TASK_SPEC records."""
+    recorded = recorded_commit(opened)
+    got = proved.commit if proved is not None else None
+    if recorded != got:
+        raise invalid("GIT_OBJECTS", f"the archive's objects give commit {got}, TASK_SPEC "
+                      f"records {recorded}")
+
+
+def _refused(path: Path, exc: CatalyticError) -> dict[str, Any]:
+    return {"archive": str(path), "run_dir": str(path), "run_id": None, "valid": False,
+            "trusted": False, "accepted": False, "code": exc.code.value, "message": exc.message,
+            "error_details": exc.details}
+
+
+def verify_archives(paths: list[Path], *, trust: TrustPolicy, limits: Limits
+                    ) -> dict[str, Any]:
+    """One row per archive, as `verify_report` gives for run directories; an archive refused
+    by the reader is a row with ARCHIVE_INVALID."""
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            with opened_archive(path, limits) as (opened, proved):
+                check_commit(opened, proved)
+                rep = verify_report([opened.run_dir], chain=False,
+                                    project_root=opened.project_root, trust=trust)
+                for row in rep["results"]:
+                    row.update(archive=str(path), run_dir=str(path),
+                               source_archive=opened.source_info(),
+                               commit=proved.commit if proved else None,
+                               tree=proved.tree if proved else None)
+                    rows.append(row)
+        except CatalyticError as exc:
+            rows.append(_refused(path, exc))
+    invalid_rows = [r for r in rows if not r["valid"]]
+    refused = [r for r in rows if r["valid"] and not r["accepted"]]
+    code = invalid_rows[0]["code"] if invalid_rows else "UNTRUSTED" if refused else "PASS"
+    return {"results": rows, "chain_root": None, "ok": code == "PASS", "code": code}

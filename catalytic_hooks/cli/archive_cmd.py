@@ -1,0 +1,142 @@
+"""`archive create|list|show|import`, and the helpers the other commands use to take an archive
+file wherever they take a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
+from catalytic_hooks.cli.common import JsonOpt, TrustFileOpt, open_repo
+from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.core.policy import Policy, load_policy
+from catalytic_hooks.git.repo import Repo
+
+archive_app = typer.Typer(help="Portable run archives: one file that verifies, restores and "
+                          "replays anywhere.", no_args_is_help=True,
+                          pretty_exceptions_show_locals=False)
+
+
+def is_archive(path: Path) -> bool:
+    """A path names an archive when it is a file (a run directory is a directory)."""
+    return path.is_file()
+
+
+def caller() -> tuple[Path, Policy] | None:
+    """The repository the command runs in (its top and policy), or None outside one."""
+    repo = Repo.find(None)
+    return (repo.top, load_policy(repo.top)) if repo is not None else None
+
+
+def caller_limits() -> Any:
+    from catalytic_hooks.archive.read import limits_for
+
+    here = caller()
+    return limits_for(here[1] if here else Policy())
+
+
+@archive_app.command("create")
+def create(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="The archive file "
+                      "(default: <archive_dir>/<run_id>.catalytic.zip in a repository, else "
+                      "./<run_id>.catalytic.zip).")] = None,
+    history: Annotated[bool, typer.Option("--history", help="Also carry the commit's "
+                       "ancestry.")] = False,
+    project_root: Annotated[Path | None, typer.Option("--project-root", help="Where outputs "
+                            "live (default: the repository of the run directory).")] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Write one deterministic archive of a run: bundle, outputs, commit objects, BagIt and
+    RO-Crate metadata."""
+    from catalytic_hooks.archive.create import create_archive, default_output
+
+    with handled(json_mode):
+        if output is None:
+            repo = Repo.find(run_dir.resolve().parent if run_dir.is_dir() else None)
+            base = repo.top / load_policy(repo.top).archive_dir if repo else Path.cwd()
+            output = default_output(run_dir.resolve().name, base)
+        info = create_archive(run_dir, output, history=history, project_root=project_root)
+        result(json_mode, True, "OK", info, lambda: say(
+            f"archived {info['run_id']} to {info['archive']} ({info['size']} bytes, "
+            f"{info['entries']} entries, {info['git_objects']} git objects)"))
+
+
+@archive_app.command("show")
+def show_cmd(
+    archive: Annotated[Path, typer.Argument(help="The archive file.")],
+    json_mode: JsonOpt = False,
+) -> None:
+    """Print an archive's manifest without unpacking it (every structural and hash check
+    runs)."""
+    from catalytic_hooks.archive.store import show
+
+    with handled(json_mode):
+        doc = show(archive, caller_limits())
+
+        def human() -> None:
+            m = doc["manifest"]
+            say(f"{archive}: run {m['run_id']}, commit {m['commit']} ({m['object_format']}), "
+                f"history {'yes' if m['history'] else 'no'}")
+            say(f"  sha256 {doc['sha256']}, {doc['size']} bytes, {len(m['entries'])} entries")
+            say(f"  bundle root {m['bundle_root']}, signed by validator {m['validator_id']}")
+            for e in m["entries"]:
+                say(f"  {e['size']:>12}  {e['sha256'][:16]}…  {e['name']}")
+
+        result(json_mode, True, "OK", doc, human)
+
+
+@archive_app.command("list")
+def list_cmd(
+    directory: Annotated[Path | None, typer.Argument(help="The store (default: the "
+                         "repository's archive_dir, else the current directory).")] = None,
+    trust_file: TrustFileOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """List a store's archives: run id, commit, signer, size, hash, verified or not."""
+    from catalytic_hooks.archive.store import list_store
+
+    with handled(json_mode):
+        here = caller()
+        if directory is None:
+            directory = here[0] / here[1].archive_dir if here else Path.cwd()
+        doc = list_store(directory, trust=trust_policy(caller_anchor(trust_file),
+                                                       allow_untrusted=False),
+                         limits=caller_limits())
+
+        def human() -> None:
+            for r in doc["archives"]:
+                if r["valid"]:
+                    say(f"{r['archive']}: {r['run_id']} commit {(r['commit'] or '-')[:12]} "
+                        f"signer {r['signer'][:16]}… {r['size']} bytes sha256 "
+                        f"{r['sha256'][:16]}… {'verified' if r['verified'] else 'UNTRUSTED'}")
+                else:
+                    say(f"{r['archive']}: NOT VERIFIED {r['code']}: {r.get('message')}")
+            if not doc["archives"]:
+                say(f"no archive in {doc['store']}")
+
+        result(json_mode, True, "OK", doc, human)
+
+
+@archive_app.command("import")
+def import_cmd(
+    archive: Annotated[Path, typer.Argument(help="The archive file.")],
+    allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted")] = False,
+    trust_file: TrustFileOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Verify an archive, add its commit's objects to this repository and place the run under
+    the first run root."""
+    from catalytic_hooks.archive.read import limits_for
+    from catalytic_hooks.archive.store import import_archive
+
+    with handled(json_mode):
+        repo = open_repo(None)
+        policy = load_policy(repo.top)
+        info = import_archive(archive, repo, policy, limits=limits_for(policy),
+                              trust=trust_policy(caller_anchor(trust_file),
+                                                 allow_untrusted=allow_untrusted))
+        result(json_mode, True, "OK", info, lambda: say(
+            f"imported {info['run_id']} into {info['run_dir']} (commit {info['commit']})"))

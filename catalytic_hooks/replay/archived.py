@@ -1,0 +1,103 @@
+"""`replay FILE`: an isolated replay of an archive (seed steps 2–3, §IX).
+
+The archive is checked and unpacked into its own directory, `<replays_dir>/<run_id>-<UTC time>/`
+(or `--replay-dir`, which must not exist): `archive/` (the bag), `repo/` (a standalone repository
+built from the archive's objects, whose commit git computes) and `worktree/` (the replay). The
+replay is judged like any other, its report and chronicle record (the caller's repository's,
+if any) name the source archive, and the directory is removed unless `--keep`. An archive that
+fails integrity is moved, never deleted, to the quarantine directory with a report naming the
+first rule it broke and the file's SHA-256, unless `--no-quarantine`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.archive.read import extract, file_sha256, inspect_doc, prove_objects
+from catalytic_hooks.archive.verify import check_commit
+from catalytic_hooks.archive.zipfmt import Limits
+from catalytic_hooks.core.canonical import canonical_bytes
+from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.replay.runner import CORRUPT, ReplayOptions, replay
+
+
+def quarantine_archive(path: Path, qdir: Path, exc: CatalyticError) -> Path:
+    """Move (never delete) an archive that failed integrity, with a report beside it."""
+    stamp = stamp_compact()
+    qdir.mkdir(parents=True, exist_ok=True)
+    dest = qdir / f"{path.name}-{stamp}"
+    digest = file_sha256(path)
+    os.rename(path, dest)
+    reason = exc.details.get("reason") or exc.code.value
+    report = {"archive": path.name, "original_path": str(path.absolute()), "sha256": digest,
+              "quarantined_at": stamp_seconds(), "code": exc.code.value, "reason": reason,
+              "message": exc.message, "details": exc.details, "moved_to": str(dest)}
+    atomic_write(qdir / f"{dest.name}.QUARANTINE_REPORT.json", canonical_bytes(report))
+    return dest
+
+
+def _integrity_failure(exc: CatalyticError) -> bool:
+    if exc.code is ErrorCode.ARCHIVE_INVALID:
+        return True
+    return exc.code is ErrorCode.REPLAY_FAILED and exc.details.get("reason") in CORRUPT
+
+
+def replay_archive(path: Path, opts: ReplayOptions, *, caller: tuple[Path, Policy] | None,
+                   replay_dir: Path | None, quarantine_dir: Path, limits: Limits,
+                   quarantine: bool = True) -> dict[str, Any]:
+    """Replay the archive at `path`; `caller` is the repository the command runs in (its top
+    and policy: reports and chronicle go there), or None outside one."""
+    try:
+        return _replay_archive(path, opts, caller, replay_dir, limits)
+    except CatalyticError as exc:
+        if quarantine and _integrity_failure(exc) and path.is_file():
+            where = quarantine_archive(path, quarantine_dir, exc)
+            exc.details["quarantine"] = str(where)
+            exc.message += f"; the archive was moved to {where}"
+        raise
+
+
+def _replay_archive(path: Path, opts: ReplayOptions, caller: tuple[Path, Policy] | None,
+                    replay_dir: Path | None, limits: Limits) -> dict[str, Any]:
+    run_id = inspect_doc(path, limits)["run_id"]
+    stamp = stamp_compact()
+    if replay_dir is None:
+        base = (caller[0] / caller[1].replays_dir) if caller else Path.cwd() / "replays"
+        base.mkdir(parents=True, exist_ok=True)
+        replay_dir = base / f"{run_id}-{stamp}"
+    replay_dir = replay_dir.absolute()
+    try:
+        os.mkdir(replay_dir, 0o700)
+    except FileExistsError as exc:
+        raise CatalyticError(ErrorCode.USAGE, f"{replay_dir} exists; a replay directory must "
+                             "be new", path=str(replay_dir)) from exc
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.USAGE, f"cannot create {replay_dir}: {exc.strerror}"
+                             ) from exc
+    try:
+        opened = extract(path, replay_dir / "archive", limits)
+        proved = prove_objects(opened, replay_dir / "repo", bare=False)
+        check_commit(opened, proved)
+        repo = Repo.discover(replay_dir / "repo")
+        # Outside a repository the reports go beside the replay directories, never into it.
+        policy = caller[1] if caller else Policy(reports_dir="reports")
+        run_opts = replace(opts, worktree=replay_dir / "worktree", quarantine=False,
+                           project_root=opened.project_root, home=caller,
+                           reports_root=replay_dir.parent,
+                           source_archive={"name": path.name, "sha256": opened.sha256},
+                           restoration_id=replay_dir.name)
+        rep = replay(repo, policy, opened.run_dir, run_opts)
+        rep["replay_dir"] = str(replay_dir)
+        rep["kept"] = opts.keep
+        return rep
+    finally:
+        if not opts.keep:
+            shutil.rmtree(replay_dir, ignore_errors=True)

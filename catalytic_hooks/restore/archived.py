@@ -1,0 +1,81 @@
+"""`restore bundle FILE`: restore from an archive, with no repository anywhere.
+
+`--restore-root DIR`: the extracted run directory is restored like any other (its outputs come
+from its content store). `--worktree DIR`: a standalone repository is created at DIR from the
+archive's own objects, checked out at the commit git computes from them (which must be the one
+TASK_SPEC records, never ARCHIVE.json's word), and the outputs are restored into it; on any
+failure DIR is removed again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.archive.read import Opened, opened_archive, prove_objects, remove_tree
+from catalytic_hooks.archive.verify import check_commit
+from catalytic_hooks.archive.zipfmt import Limits
+from catalytic_hooks.bundle.trust import TrustPolicy
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.git.pack import checkout_detached
+from catalytic_hooks.restore.engine import (
+    WorktreeTarget,
+    build_plan,
+    check_keys,
+    check_target,
+    dry_run_report,
+    eligible,
+    execute,
+    fail,
+    restore_bundle,
+)
+from catalytic_hooks.restore.transaction import Hooks
+
+
+def _into_standalone(opened: Opened, wt: WorktreeTarget, trust: TrustPolicy, dry_run: bool,
+                     hooks: Hooks) -> dict[str, Any]:
+    v, src = eligible(opened.run_dir, opened.project_root, trust)
+    check_keys(list(v.hashes))
+    target = wt.path.absolute()
+    if target.exists() or target.is_symlink():
+        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT", f"{target} exists; "
+                   "--worktree needs a new path", "WORKTREE_EXISTS")
+    if dry_run:
+        return {**dry_run_report(build_plan(src, v, target, probe=False)),
+                "bundle_root": v.bundle_root}
+    if not target.parent.is_dir():
+        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT", f"{target.parent} is not a "
+                   "directory", "NOT_A_DIRECTORY")
+    try:
+        proved = prove_objects(opened, target, bare=False)
+        if proved is None:
+            raise CatalyticError(ErrorCode.WORKTREE_FAILED, "the archive records no commit to "
+                                 "check out")
+        check_commit(opened, proved)
+        if wt.rev is not None and wt.rev != proved.commit:
+            raise CatalyticError(ErrorCode.USAGE, "--rev: an archive holds only its recorded "
+                                 f"commit {proved.commit}")
+        from catalytic_hooks.git.repo import Repo
+
+        checkout_detached(Repo.discover(target), proved.commit)
+        check_target(target)
+        doc = execute(build_plan(src, v, target), hooks)
+    except BaseException:
+        remove_tree(target)
+        raise
+    return {**doc, "worktree": str(target), "rev": proved.commit, "tree": proved.tree,
+            "standalone": True}
+
+
+def restore_archive(path: Path, target: Path | WorktreeTarget, *, trust: TrustPolicy,
+                    limits: Limits, dry_run: bool = False, hooks: Hooks | None = None
+                    ) -> dict[str, Any]:
+    hooks = hooks or Hooks()
+    with opened_archive(path, limits) as (opened, proved):
+        check_commit(opened, proved)
+        if isinstance(target, WorktreeTarget):
+            doc = _into_standalone(opened, target, trust, dry_run, hooks)
+        else:
+            doc = restore_bundle(opened.run_dir, target, project_root=opened.project_root,
+                                 trust=trust, dry_run=dry_run, hooks=hooks)
+        return {**doc, "source_archive": opened.source_info(), "run_id": opened.run_id}

@@ -1,0 +1,367 @@
+"""Portable run archives (issue 28): a run leaves its repository as one file that verifies,
+restores and replays in an empty directory with only a trust file; two archives of one run are
+the same bytes; the bag and the crate pass their own communities' validators."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from catalytic_hooks.provenance.chronicle import read
+
+from .helpers import catalytic, git, write_files
+
+POLICY = """\
+durable_roots = ["outputs"]
+tmp_roots = ["_tmp"]
+run_roots = ["_runs"]
+trusted_validators = ".catalytic/allowed_validators"
+"""
+
+JOB = """\
+import json, os, random, pathlib
+random.seed(int(os.environ["CATALYTIC_SEED"]))
+xs = [random.random() for _ in range(1000)]
+out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
+(out / "sample.txt").write_text("\\n".join(f"{x:.17g}" for x in xs[:10]))
+(out / "metrics.json").write_text(json.dumps({"mean": sum(xs) / len(xs)}))
+(out / "same.txt").write_text("twice")
+(out / "again.txt").write_text("twice")
+"""
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    """A private environment for a module-scoped fixture (the autouse isolation is per test)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1",
+               GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_AUTHOR_NAME="Test",
+               GIT_COMMITTER_NAME="Test", GIT_AUTHOR_EMAIL="t@example.invalid",
+               GIT_COMMITTER_EMAIL="t@example.invalid",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A repository with a signed run of a deterministic job, and its archive."""
+    base = tmp_path_factory.mktemp("archive")
+    home = base / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    env = _env(home)
+    repo = base / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", env=env)
+    write_files(repo, {".catalytic.toml": POLICY, "job.py": JOB, ".gitignore": "_tmp/\n",
+                       "data/input.csv": "a,b\n1,2\n"})
+    key = base / "key"
+    assert inproc("keygen", "--out", str(key), cwd=repo).returncode == 0
+    assert inproc("trust", "add", "ci", f"{key}.pub", cwd=repo).returncode == 0
+    git(repo, "add", "-A", env=env)
+    git(repo, "commit", "-qm", "job", env=env)
+    proc = catalytic("run", "--run-id", "r1", "--sign", str(key), "--seed", "7", "--metrics",
+                     "outputs/metrics.json", "--", sys.executable, "job.py", cwd=repo, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    git(repo, "add", "-A", env=env)
+    git(repo, "commit", "-qm", "run r1", env=env)
+    proc = inproc("archive", "create", "_runs/r1", "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    archive = Path(json.loads(proc.stdout)["details"]["archive"])
+    assert archive == repo / ".catalytic/archives/r1.catalytic.zip"
+    return {"repo": repo, "archive": archive, "trust": repo / ".catalytic/allowed_validators",
+            "key": key, "home": home}
+
+
+@pytest.fixture
+def empty(made: dict[str, Path], tmp_path: Path) -> Path:
+    """An empty directory outside any repository holding only the archive and a trust file."""
+    d = tmp_path / "elsewhere"
+    d.mkdir()
+    shutil.copyfile(made["archive"], d / "r1.catalytic.zip")
+    shutil.copyfile(made["trust"], d / "allowed_signers")
+    return d
+
+
+def _json(proc: object) -> dict:
+    return json.loads(proc.stdout)  # type: ignore[attr-defined]
+
+
+class _Done:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def inproc(*args: str, cwd: Path) -> _Done:
+    """The command line run in this process (the same Typer app and exit mapping as the
+    console script, without paying an interpreter start per call on a loaded machine)."""
+    import contextlib
+    import io
+
+    from catalytic_hooks.cli.app import run_app
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_app(list(args))
+    finally:
+        os.chdir(here)
+    return _Done(code, out.getvalue(), err.getvalue())
+
+
+def test_with_only_the_archive_and_a_trust_file_everything_works(made: dict[str, Path],
+                                                                 empty: Path) -> None:
+    assert git(empty, "rev-parse", "--git-dir", check=False).returncode != 0
+    v = catalytic("verify", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json",
+                  cwd=empty)
+    assert v.returncode == 0, v.stdout + v.stderr
+    row = _json(v)["details"]["results"][0]
+    assert row["valid"] and row["trusted"] and row["run_id"] == "r1"
+    commit = git(made["repo"], "rev-parse", "HEAD~1").stdout.strip()
+    assert row["commit"] == commit
+    assert row["source_archive"]["sha256"] == hashlib.sha256(
+        (empty / "r1.catalytic.zip").read_bytes()).hexdigest()
+
+    (empty / "out").mkdir()
+    r = inproc("restore", "bundle", "r1.catalytic.zip", "--restore-root", str(empty / "out"),
+               "--trust-file", "allowed_signers", "--json", cwd=empty)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ("sample.txt", "metrics.json", "same.txt", "again.txt"):
+        assert (empty / "out/outputs" / name).read_bytes() == \
+            (made["repo"] / "outputs" / name).read_bytes()
+
+    w = inproc("restore", "bundle", "r1.catalytic.zip", "--worktree", "wt", "--trust-file",
+               "allowed_signers", "--json", cwd=empty)
+    assert w.returncode == 0, w.stdout + w.stderr
+    assert git(empty / "wt", "rev-parse", "HEAD").stdout.strip() == commit
+    assert (empty / "wt/data/input.csv").read_text() == "a,b\n1,2\n"
+    assert (empty / "wt/outputs/sample.txt").read_bytes() == \
+        (made["repo"] / "outputs/sample.txt").read_bytes()
+
+    p = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json",
+               cwd=empty)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rep = _json(p)["details"]
+    assert rep["verdict"] == "exact" and rep["verified"] is True
+    assert rep["source_archive"] == {"name": "r1.catalytic.zip",
+                                     "sha256": row["source_archive"]["sha256"]}
+    for k in ("restoration_id", "restored_at", "environment_hash"):
+        assert rep[k], k
+    assert rep["metric_drift"] == 0
+    replay_dir = Path(rep["replay_dir"])
+    assert replay_dir.parent == empty / "replays" and replay_dir.name.startswith("r1-")
+    assert not replay_dir.exists()  # removed without --keep
+    assert json.loads(Path(rep["report_json"]).read_text())["verdict"] == "exact"
+    assert sorted(p.name for p in empty.iterdir()) == [
+        "allowed_signers", "out", "r1.catalytic.zip", "replays", "wt"]
+
+
+def test_trust_comes_from_the_caller_never_the_archive(empty: Path) -> None:
+    v = inproc("verify", "r1.catalytic.zip", "--json", cwd=empty)
+    assert v.returncode == 1 and _json(v)["code"] == "UNTRUSTED"
+    (empty / "out").mkdir()
+    r = inproc("restore", "bundle", "r1.catalytic.zip", "--restore-root", str(empty / "out"),
+               "--json", cwd=empty)
+    assert r.returncode == 1 and _json(r)["details"]["reason"] == "UNTRUSTED"
+    assert list((empty / "out").iterdir()) == []
+
+
+def test_replay_inside_a_repository_records_the_seed_fields(made: dict[str, Path]) -> None:
+    repo = made["repo"]
+    p = inproc("replay", str(made["archive"]), "--keep", "--json", cwd=repo)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rep = _json(p)["details"]
+    kept = Path(rep["replay_dir"])
+    assert kept.parent == repo / "replays" and (kept / "archive/r1/bagit.txt").is_file()
+    assert Path(rep["report_json"]).parent == repo / ".catalytic/reports"
+    last = read(repo / ".catalytic/chronicle.jsonl")[-1]
+    assert last["kind"] == "replay"
+    for k in ("source_archive", "restoration_id", "restored_at", "environment_hash",
+              "metric_drift", "verified"):
+        assert k in last["data"], k
+    assert last["data"]["source_archive"]["name"] == "r1.catalytic.zip"
+    again = inproc("replay", str(made["archive"]), "--replay-dir", str(kept), "--json",
+                   cwd=repo)
+    assert again.returncode == 2 and "exists" in _json(again)["message"]
+    shutil.rmtree(kept)
+
+
+def test_two_archives_of_one_run_are_the_same_bytes(made: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    repo = made["repo"]
+    os.utime(repo / "outputs/sample.txt", (1_000_000, 1_000_000))
+    os.utime(repo / "_runs/r1/TASK_SPEC.json", (2_000_000_000, 2_000_000_000))
+    a = catalytic("archive", "create", "_runs/r1", "-o", str(tmp_path / "a.zip"), cwd=repo,
+                  env=_env(made["home"], TZ="Pacific/Kiritimati", LC_ALL="C", LANG="C"))
+    assert a.returncode == 0, a.stderr
+    import time
+
+    old_umask, old_tz = os.umask(0o077), os.environ.get("TZ")
+    os.environ["TZ"] = "America/Adak"
+    time.tzset()
+    try:
+        b = inproc("archive", "create", "_runs/r1", "-o", str(tmp_path / "b.zip"), cwd=repo)
+        os.umask(0o002)
+        c = inproc("archive", "create", "_runs/r1", "-o", str(tmp_path / "c.zip"), cwd=repo)
+    finally:
+        os.umask(old_umask)
+        if old_tz is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old_tz
+        time.tzset()
+    assert b.returncode == 0 and c.returncode == 0, b.stderr + c.stderr
+    data = (tmp_path / "a.zip").read_bytes()
+    assert data == (tmp_path / "b.zip").read_bytes() == (tmp_path / "c.zip").read_bytes() \
+        == made["archive"].read_bytes()
+    again = inproc("archive", "create", "_runs/r1", "-o", str(tmp_path / "a.zip"), cwd=repo)
+    assert again.returncode == 2 and (tmp_path / "a.zip").read_bytes() == data
+
+
+def test_the_archive_is_a_canonical_stored_zip_and_a_valid_bag(made: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    bagit = pytest.importorskip("bagit")
+    with zipfile.ZipFile(made["archive"]) as zf:
+        infos = zf.infolist()
+        assert all(i.compress_type == zipfile.ZIP_STORED and i.date_time == (1980, 1, 1, 0, 0, 0)
+                   and i.external_attr == 0o100644 << 16 and not i.extra and not i.comment
+                   for i in infos)
+        assert {i.filename.split("/")[0] for i in infos} == {"r1"}  # one top-level directory
+        zf.extractall(tmp_path)
+    bag = bagit.Bag(str(tmp_path / "r1"))
+    bag.validate()  # every payload and tag manifest checksum, Payload-Oxum
+    assert bag.info["External-Identifier"] == "r1"
+    manifest = json.loads((tmp_path / "r1/ARCHIVE.json").read_bytes())
+    names = {e["name"] for e in manifest["entries"]}
+    assert names == {i.filename[3:] for i in infos} - {"ARCHIVE.json"}
+    for e in manifest["entries"]:
+        data = (tmp_path / "r1" / e["name"]).read_bytes()
+        assert len(data) == e["size"] and hashlib.sha256(data).hexdigest() == e["sha256"]
+
+
+def _crate(made: dict[str, Path], tmp_path: Path) -> Path:
+    with zipfile.ZipFile(made["archive"]) as zf:
+        zf.extractall(tmp_path)
+    return tmp_path / "r1/data"
+
+
+def test_the_crate_is_a_process_run_crate(made: dict[str, Path], tmp_path: Path) -> None:
+    rocrate = pytest.importorskip("rocrate.rocrate")
+    crate = rocrate.ROCrate(str(_crate(made, tmp_path)))
+    actions = [e for e in crate.get_entities() if e.type == "CreateAction"]
+    assert len(actions) == 1
+    action = actions[0]
+    assert action["actionStatus"] == "http://schema.org/CompletedActionStatus"
+    assert action["startTime"].endswith("+00:00") and action["endTime"].endswith("+00:00")
+    assert action["instrument"]["description"] == f"{sys.executable} job.py"
+    assert action["agent"].type == "Person"
+    hashes = json.loads((made["repo"] / "_runs/r1/OUTPUT_HASHES.json").read_text())["hashes"]
+    results = {}
+    for r in action["result"]:
+        for name in [r["name"], *(r.get("alternateName") or [])]:
+            results[name] = r["sha256"]
+    assert results == {k: v.removeprefix("sha256:") for k, v in hashes.items()}
+    assert len(action["result"]) == 3  # same.txt and again.txt share one stored blob
+    profile = crate.root_dataset["conformsTo"]
+    assert profile.id == "https://w3id.org/ro/wfrun/process/0.5"
+
+
+@pytest.mark.slow
+def test_the_crate_passes_the_ro_crate_validator(made: dict[str, Path], tmp_path: Path) -> None:
+    """roc-validator with the Process Run Crate profile, every REQUIRED check. The network is
+    unreachable here, so the RO-Crate JSON-LD context it would download is served from the copy
+    the `rocrate` package ships (the 1.3 context, a superset of 1.1's terms)."""
+    validator = pytest.importorskip("rocrate_validator")
+    import requests
+    import rocrate
+    from rocrate_validator import models, services
+    from rocrate_validator.utils import document_loader, http
+
+    ctx = (Path(rocrate.__file__).parent / "data/ro-crate.jsonld").read_bytes()
+
+    def local(self: object, url: str, *args: object, **kwargs: object) -> requests.Response:
+        assert url.startswith("https://w3id.org/ro/crate/"), url
+        resp = requests.Response()
+        resp.status_code, resp._content, resp.url = 200, ctx, url
+        resp.headers["Content-Type"] = "application/ld+json"
+        return resp
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(http.HttpRequester, "get", local, raising=False)
+    mp.setattr(document_loader, "_fetch_json_ld", lambda url: json.loads(ctx))
+    try:
+        settings = services.ValidationSettings(rocrate_uri=str(_crate(made, tmp_path)),
+                                               profile_identifier="process-run-crate",
+                                               requirement_severity=models.Severity.REQUIRED)
+        result = services.validate(settings)
+    finally:
+        mp.undo()
+    issues = [i.message for i in result.get_issues()]
+    assert result.passed(), issues
+    assert validator is not None
+
+
+def test_store_list_show_and_import(made: dict[str, Path], tmp_path: Path,
+                                    make_repo) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.copyfile(made["archive"], store / "r1.catalytic.zip")
+    (store / "broken.zip").write_bytes(made["archive"].read_bytes()[:-5])
+    lst = inproc("archive", "list", str(store), "--trust-file", str(made["trust"]), "--json",
+                    cwd=tmp_path)
+    assert lst.returncode == 0, lst.stderr
+    rows = {r["archive"]: r for r in _json(lst)["details"]["archives"]}
+    good = rows["r1.catalytic.zip"]
+    assert good["verified"] and good["run_id"] == "r1" and good["size"] > 0
+    assert good["sha256"] == hashlib.sha256(made["archive"].read_bytes()).hexdigest()
+    assert not rows["broken.zip"]["verified"] and rows["broken.zip"]["code"] == "ARCHIVE_INVALID"
+
+    show = inproc("archive", "show", str(store / "r1.catalytic.zip"), "--json", cwd=tmp_path)
+    doc = _json(show)["details"]
+    assert show.returncode == 0 and doc["manifest"]["run_id"] == "r1"
+    assert doc["manifest"]["format_version"] == 1 and doc["manifest"]["history"] is False
+
+    other = make_repo({".catalytic.toml": POLICY}, name="importer")
+    (other / ".catalytic").mkdir(exist_ok=True)
+    shutil.copyfile(made["trust"], other / ".catalytic/allowed_validators")
+    imp = inproc("archive", "import", str(store / "r1.catalytic.zip"), "--json", cwd=other)
+    assert imp.returncode == 0, imp.stdout + imp.stderr
+    commit = _json(imp)["details"]["commit"]
+    assert git(other, "cat-file", "-t", commit).stdout.strip() == "commit"
+    v = inproc("verify", "_runs/r1", "--json", cwd=other)
+    assert v.returncode == 0, v.stdout  # a native run now: outputs from its content store
+    dup = inproc("archive", "import", str(store / "r1.catalytic.zip"), "--json", cwd=other)
+    assert dup.returncode == 2 and _json(dup)["code"] == "RUN_EXISTS"
+
+
+def test_a_corrupt_archive_is_quarantined_with_a_sha_report(made: dict[str, Path],
+                                                            empty: Path) -> None:
+    path = empty / "r1.catalytic.zip"
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(b"weights") if b"weights" in data else \
+        bytes(data).index(b"twice")
+    data[at] ^= 0x20  # one output byte
+    path.write_bytes(bytes(data))
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    nq = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers",
+                   "--no-quarantine", "--json", cwd=empty)
+    assert nq.returncode == 1 and _json(nq)["code"] == "ARCHIVE_INVALID" and path.exists()
+    p = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json",
+               cwd=empty)
+    doc = _json(p)
+    assert p.returncode == 1 and doc["code"] == "ARCHIVE_INVALID"
+    assert doc["details"]["reason"] == "CRC_MISMATCH"
+    assert not path.exists()
+    moved = Path(doc["details"]["quarantine"])
+    assert moved.read_bytes() == bytes(data)  # moved, never deleted
+    report = json.loads(Path(str(moved) + ".QUARANTINE_REPORT.json").read_text())
+    assert report["sha256"] == digest and report["reason"] == "CRC_MISMATCH"
+    assert not any((empty / "replays").iterdir())  # nothing unpacked stays behind
