@@ -354,19 +354,28 @@ def _check_local(fd: int, e: Entry) -> None:
                       name=e.name)
 
 
-def _check_tiling(entries: list[Entry], cd_off: int) -> None:
-    """Entries tile the file from offset 0 to the central directory, in central directory
-    order: no byte is unaccounted for and none belongs to two entries."""
+def _check_overlap(entries: list[Entry], cd_off: int) -> None:
+    """No byte belongs to two entries (nor to an entry and the central directory), and the
+    central directory lists the entries in file order: a "quoted" entry, whose local header
+    sits inside another entry's data, or two records naming one entry, are refused here."""
     at = 0
     for e in entries:
-        if e.offset < at:
+        if e.offset < at or e.offset >= cd_off:
             raise invalid("OVERLAP", f"{e.name!r} overlaps the entry before it", name=e.name)
+        at = e.end
+    if at > cd_off:
+        raise invalid("OVERLAP", "the last entry overlaps the central directory")
+
+
+def _check_gaps(entries: list[Entry], cd_off: int) -> None:
+    """Entries tile the file from offset 0 to the central directory: no byte before, between
+    or after them belongs to no entry (a prepended stub, hidden data)."""
+    at = 0
+    for e in entries:
         if e.offset > at:
             raise invalid("PREPENDED_DATA" if at == 0 else "GAP", f"{e.offset - at} bytes "
                           f"before {e.name!r} belong to no entry", name=e.name)
         at = e.end
-    if at > cd_off:
-        raise invalid("OVERLAP", "the last entry overlaps the central directory")
     if at < cd_off:
         raise invalid("GAP", "bytes between the last entry and the central directory")
 
@@ -381,11 +390,8 @@ def parse(fd: int, size: int, limits: Limits) -> list[Entry]:
     if total > limits.max_total_bytes:
         raise invalid("TOTAL_TOO_LARGE", f"entries declare {total} bytes, over the limit of "
                       f"{limits.max_total_bytes}", declared=total)
-    for e in entries:
-        if e.offset >= cd_off:
-            raise invalid("OVERLAP", f"{e.name!r} starts inside the central directory",
-                          name=e.name)
-    _check_tiling(entries, cd_off)
+    _check_overlap(entries, cd_off)
     for e in entries:
         _check_local(fd, e)
+    _check_gaps(entries, cd_off)
     return entries

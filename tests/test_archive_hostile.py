@@ -1,0 +1,137 @@
+"""Hostile archives (issue 28, item 6): every crafted file of the corpus (tests/archive_corpus.py)
+is refused with ARCHIVE_INVALID and the class in `details.reason`, leaves nothing behind and
+prints no traceback; and the test says how many the standard library's `extractall` takes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from catalytic_hooks.archive.create import create_archive
+from catalytic_hooks.archive.read import opened_archive
+from catalytic_hooks.archive.zipfmt import Limits
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.git.pack import write_pack
+from catalytic_hooks.git.repo import Repo
+
+from .archive_corpus import corpus
+from .helpers import git, make_bundle
+
+# What `zipfile.ZipFile(f).extractall(d)` (Python 3.11.7) did with the corpus when this test was
+# written: it accepted (extracted without an error) this many of the crafted files. The test
+# measures it again and prints it; the exact count is asserted so a change is noticed.
+STDLIB_ACCEPTED = 58
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes, str,
+                                                                    Limits | None]]:
+    base = tmp_path_factory.mktemp("hostile")
+    plain_run = make_bundle(base / "plain" / "_runs" / "h1", base / "plain",
+                            {"out/a.txt": b"alpha\n", "out/b.txt": b"beta\n"})
+    create_archive(plain_run, base / "plain.zip", project_root=base / "plain")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_AUTHOR_NAME="T",
+               GIT_COMMITTER_NAME="T", GIT_AUTHOR_EMAIL="t@e.invalid",
+               GIT_COMMITTER_EMAIL="t@e.invalid")
+    repo = base / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", env=env)
+    (repo / "src.txt").write_text("one\n")
+    git(repo, "add", "-A", env=env)
+    git(repo, "commit", "-qm", "one", env=env)
+    first = git(repo, "rev-parse", "HEAD", env=env).stdout.strip()
+    (repo / "src.txt").write_text("two\n")
+    git(repo, "commit", "-qam", "two", env=env)
+    second = git(repo, "rev-parse", "HEAD", env=env).stdout.strip()
+    run = make_bundle(repo / "_runs" / "g1", repo, {"out/c.txt": b"gamma\n"},
+                      task_spec=json.dumps({"task_id": "g1", "git_commit": second}).encode())
+    create_archive(run, base / "git.zip", project_root=repo)
+    other = io.BytesIO()
+    write_pack(Repo.discover(repo), first, other)
+    return corpus((base / "plain.zip").read_bytes(), (base / "git.zip").read_bytes(),
+                  other.getvalue())
+
+
+def test_the_corpus_is_large_and_covers_every_class(cases: list) -> None:
+    assert len(cases) >= 40
+    reasons = {c[2] for c in cases}
+    for cls in ("NAME_ABSOLUTE", "NAME_TRAVERSAL", "NAME_BACKSLASH", "NAME_DRIVE", "NAME_CONTROL",
+                "NAME_NOT_UTF8", "NAME_NOT_NFC", "NAME_DUPLICATE", "NAME_COLLISION", "LINK",
+                "SPECIAL_FILE", "ENCRYPTED", "DATA_DESCRIPTOR", "OVERLAP", "LOCAL_HEADER_MISMATCH",
+                "PREPENDED_DATA", "GAP", "TRAILING_DATA", "COMMENT", "NOT_IN_MANIFEST",
+                "MANIFEST_MISMATCH", "TOO_MANY_ENTRIES", "ENTRY_TOO_LARGE", "TOTAL_TOO_LARGE",
+                "RATIO", "GIT_OBJECTS", "TRUNCATED", "CRC_MISMATCH"):
+        assert cls in reasons, cls
+
+
+def test_every_hostile_archive_is_refused_and_leaves_nothing(cases: list,
+                                                              tmp_path: Path) -> None:
+    wrong = []
+    for cid, data, reason, limits in cases:
+        path = tmp_path / f"{cid}.zip"
+        path.write_bytes(data)
+        sandbox = tmp_path / f"sandbox-{cid}"
+        sandbox.mkdir()
+        try:
+            with opened_archive(path, limits or Limits(), parent=sandbox):
+                wrong.append((cid, "accepted"))
+        except CatalyticError as exc:
+            if exc.code is not ErrorCode.ARCHIVE_INVALID or exc.details.get("reason") != reason:
+                wrong.append((cid, exc.code.value, exc.details.get("reason"), exc.message))
+        assert list(sandbox.iterdir()) == [], cid  # nothing left inside the target
+        path.unlink()
+    assert wrong == []
+    # nothing written outside the targets either (traversal, absolute names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"sandbox-{c[0]}" for c in cases)
+
+
+def test_the_command_line_refuses_them_without_a_traceback(cases: list,
+                                                           tmp_path: Path) -> None:
+    from .test_archive import inproc
+
+    # One case of each kind through the whole command (the reader's own test above covers all).
+    chosen = {"truncated", "comment", "quoted-overlap", "local-crc-differs", "symlink",
+              "encrypted", "traversal", "case-collision", "ratio-bomb", "declared-1-tib",
+              "content-differs-from-manifest", "crate-edited", "pack-of-another-commit"}
+    for cid, data, reason, _ in cases:
+        if cid not in chosen:
+            continue
+        path = tmp_path / f"{cid}.zip"
+        path.write_bytes(data)
+        got = inproc("verify", str(path), "--json", cwd=tmp_path)
+        assert got.returncode == 1, (cid, got.stdout, got.stderr)
+        assert "Traceback" not in got.stderr
+        row = json.loads(got.stdout)["details"]["results"][0]
+        assert (row["code"], row["error_details"]["reason"]) == ("ARCHIVE_INVALID", reason), cid
+        path.unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_how_many_the_standard_library_would_accept(cases: list, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The same files given to `zipfile.ZipFile(f).extractall(d)`; the 100,000-entry one is
+    only opened (its 100,000 empty files would be extracted as well)."""
+    accepted = []
+    for cid, data, _, _ in cases:
+        target = tmp_path / cid
+        target.mkdir()
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                if cid == "100000-entries":
+                    assert len(zf.infolist()) == 100_000
+                else:
+                    zf.extractall(target)
+            accepted.append(cid)
+        except Exception:
+            pass
+    with capsys.disabled():
+        print(f"\nzipfile.extractall accepted {len(accepted)} of {len(cases)} hostile archives "
+              f"that catalytic refuses: {', '.join(accepted)}")
+    assert len(accepted) == STDLIB_ACCEPTED
