@@ -72,3 +72,54 @@ def test_bad_config_exits_2_naming_the_key(make_repo, text: str, key: str) -> No
     assert doc["ok"] is False and doc["code"] == "CONFIG_INVALID"
     assert key in doc["message"]
     assert "Traceback" not in proc.stderr
+
+
+# -- what the caches record (issue 27: one contract for the fast paths) ----------------------------
+
+# A value for each key a policy file may set that differs from the default.
+_CHANGED = {"durable_roots": ["out"], "tmp_roots": ["scratch"], "exclusions": ["vendor"],
+            "protected_roots": ["src"], "run_roots": ["runs"],
+            "trusted_validators": "keys/allowed", "chronicle": "log/chronicle.jsonl",
+            "reports_dir": "log/reports", "quarantine_dir": "log/quarantine",
+            "metrics_tolerance": 0.5, "lock_files": ["uv.lock"], "baseline": "a" * 40}
+
+
+def test_every_policy_field_is_carried_by_the_caches_or_declared_irrelevant() -> None:
+    """A new Policy field that decides anything must reach the quick paths' records and the
+    index snapshot's name (Policy.cache_key), or be declared irrelevant to them with a reason:
+    otherwise a quick path would decide by a record that lacks it."""
+    from dataclasses import fields
+
+    from catalytic_hooks.core.policy import CACHE_CARRIED, CACHE_IRRELEVANT, Policy
+
+    names = {f.name for f in fields(Policy)}
+    assert not CACHE_CARRIED & set(CACHE_IRRELEVANT)
+    assert names == CACHE_CARRIED | set(CACHE_IRRELEVANT), \
+        "add the new field to Policy.cache_key (and CACHE_CARRIED) or to CACHE_IRRELEVANT"
+
+
+@pytest.mark.parametrize("key", sorted(_CHANGED))
+def test_a_carried_field_changes_the_cache_key_and_no_other_does(key: str) -> None:
+    from catalytic_hooks.core.policy import CACHE_CARRIED, policy_from_mapping
+
+    default = policy_from_mapping({}, "test")
+    changed = policy_from_mapping({key: _CHANGED[key]}, "test")
+    assert getattr(changed, key) != getattr(default, key)
+    assert (changed.cache_key() != default.cache_key()) is (key in CACHE_CARRIED)
+
+
+def test_every_settable_key_has_a_changed_value_above() -> None:
+    from catalytic_hooks.core.policy import _KNOWN_KEYS
+
+    assert set(_CHANGED) == set(_KNOWN_KEYS)
+
+
+def test_the_quick_paths_record_what_the_cache_key_names() -> None:
+    """The quick paths cannot import core.policy (tomllib): their field lists are pinned here."""
+    from catalytic_hooks.core.policy import policy_from_mapping
+    from catalytic_hooks.enforce import quick
+    from catalytic_hooks.git import quickdigest
+
+    keys = list(policy_from_mapping({}, "test").cache_key())
+    assert list(quick._ROOTS) == [k for k in keys if k != "watched"]
+    assert list(quickdigest.ROOTS) == keys[:4]  # a digest classifies by the four roots only

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from catalytic_hooks.enforce.checks import check_staged
-from catalytic_hooks.enforce.quick import CACHE_NAME, quick_accept
+from catalytic_hooks.enforce.quick import quick_accept
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.statefiles import COMMIT_RECORD as CACHE_NAME
 
 from .helpers import catalytic, git
 
@@ -62,8 +63,11 @@ CASES = {
                       "git add .catalytic.toml", False),
     "trust file added": ("mkdir -p .catalytic && echo x > .catalytic/allowed_validators && "
                          "git add .catalytic/allowed_validators", False),
-    "pending run": ("mkdir -p .git/catalytic/runs && echo {} > .git/catalytic/runs/run-x.json",
-                    False),
+    "pending run": ("mkdir -p .git/catalytic/runs && "
+                    "echo {} > .git/catalytic/runs/run-" + "0" * 32 + ".json", False),
+    # not a name this tool gives a journal: nothing is pending, for either path
+    "stray file among the journals": ("mkdir -p .git/catalytic/runs && "
+                                      "echo {} > .git/catalytic/runs/run-x.json", True),
 }
 
 

@@ -20,10 +20,9 @@ import pytest
 from catalytic_hooks.cli.main import main
 from catalytic_hooks.core.policy import POLICY_SOURCES
 from catalytic_hooks.core.version import VERSION
-from catalytic_hooks.enforce.quick import CACHE_NAME
 from catalytic_hooks.git import quickdigest
 from catalytic_hooks.git.early import early_status, early_where
-from catalytic_hooks.git.statefiles import TRUSTED as _CACHE_NAMES
+from catalytic_hooks.git.statefiles import COMMIT_RECORD, DIGEST_GUESS, DIGEST_RECORD, TRUSTED
 
 from .helpers import catalytic, git
 
@@ -69,7 +68,7 @@ def repo(make_repo, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(r)
     monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
     _full(r)
-    assert (r / ".git/catalytic" / quickdigest.RECORD_NAME).exists()
+    assert (r / ".git/catalytic" / DIGEST_RECORD).exists()
     return r
 
 
@@ -106,8 +105,8 @@ def test_the_quick_path_answers_what_the_full_path_computes(repo: Path, case: st
     quick = _quick()
     assert quick is not None, "the quick path should answer this"
     assert quick == _full(repo)
-    # again, now from the guess the first answer left (git.quickdigest.GUESS_NAME)
-    assert (repo / ".git/catalytic" / quickdigest.GUESS_NAME).exists()
+    # again, now from the guess the first answer left (git.DIGEST_GUESS)
+    assert (repo / ".git/catalytic" / DIGEST_GUESS).exists()
     assert _quick() == quick
 
 
@@ -122,11 +121,11 @@ def test_a_wrong_or_hostile_guess_never_changes_the_answer(repo: Path, guess: by
     (repo.parent / "outside").write_text("outside\n")
     os.mkfifo(repo / "src/pipe")
     _sh(repo, "echo n > src/new.py && echo x >> src/a.py")
-    (repo / ".git/catalytic" / quickdigest.GUESS_NAME).write_bytes(guess)
+    (repo / ".git/catalytic" / DIGEST_GUESS).write_bytes(guess)
     assert _quick() == _full(repo)
     # the answer left the right guess behind, and it is used
     assert _quick() == _full(repo)
-    assert (repo / ".git/catalytic" / quickdigest.GUESS_NAME).read_bytes() == \
+    assert (repo / ".git/catalytic" / DIGEST_GUESS).read_bytes() == \
         b"src/a.py\0\0src/a.py\0src/new.py"
 
 
@@ -166,7 +165,7 @@ LEFT = {
     "name not UTF-8": _write_name(b"caf\xe9"),
     "pending run": lambda r: _sh(r, "mkdir -p .git/catalytic/runs && "
                                     "echo {} > .git/catalytic/runs/run-" + "0" * 32 + ".json"),
-    "damaged record": lambda r: _sh(r, "printf x >> .git/catalytic/" + quickdigest.RECORD_NAME),
+    "damaged record": lambda r: _sh(r, "printf x >> .git/catalytic/" + DIGEST_RECORD),
     "damaged snapshot": lambda r: _sh(r, "for f in .git/catalytic/index-digest-*.records; do "
                                          "printf x >> $f; done"),
     "unmerged entry": lambda r: _sh(
@@ -204,7 +203,7 @@ def test_too_many_files_to_read_are_left_to_the_full_path(
 
 def test_a_record_is_used_only_for_its_version_top_and_git_index(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    record = repo / ".git/catalytic" / quickdigest.RECORD_NAME
+    record = repo / ".git/catalytic" / DIGEST_RECORD
     good = record.read_bytes()
     fields = good.split(b"\n\0\n")
     assert fields[1] == VERSION.encode() and fields[2] == os.fsencode(repo)
@@ -255,13 +254,13 @@ def test_the_record_and_the_hook_record_are_caches_a_run_cannot_keep(repo: Path)
     """A run's command that forges the digest's record (every root unprotected, so a modified
     file would simply vanish from the digest) gets the caches dropped, like a forged snapshot
     (tests/test_perf_shortcuts.py): a later digest is the full path's."""
-    assert quickdigest.RECORD_NAME in _CACHE_NAMES and CACHE_NAME in _CACHE_NAMES
+    assert DIGEST_RECORD in TRUSTED and COMMIT_RECORD in TRUSTED
     forge = repo.parent / "forge.py"
     forge.write_text(FORGE)
     proc = catalytic("run", "--run-id", "r1", "--", "sh", "-c",
                      f"echo evil > src/a.py && {sys.executable} {forge}", cwd=repo)
     assert proc.returncode != 0  # the mutation itself fails the run
-    assert not (repo / ".git/catalytic" / quickdigest.RECORD_NAME).exists()
+    assert not (repo / ".git/catalytic" / DIGEST_RECORD).exists()
     assert "evil" in (repo / "src/a.py").read_text()
     later = catalytic("digest", "--worktree", cwd=repo).stdout.rstrip("\n")
     assert later == _full(repo)

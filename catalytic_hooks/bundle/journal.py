@@ -22,24 +22,22 @@ from typing import Any
 from catalytic_hooks.bundle.undo import Saved
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
-from catalytic_hooks.core.pending import JOURNAL_RE
-from catalytic_hooks.core.pending import journal_dir as pending_dir
-from catalytic_hooks.core.pending import pending as pending_in
 from catalytic_hooks.core.policy import Policy, root_problem
 from catalytic_hooks.fs.files import atomic_write, fsync_dir
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.statefiles import pin_ref, pin_refs
+from catalytic_hooks.git.statefiles import journal_name, journal_token, pin_ref, pin_refs, runs_dir
+from catalytic_hooks.git.statefiles import pending as pending_names
 
 _OID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _ROOT_KEYS = ("exclusions", "tmp_roots", "durable_roots", "protected_roots", "implicit_durable")
 
 
 def journal_dir(repo: Repo) -> Path:
-    return pending_dir(repo.git_dir)
+    return Path(runs_dir(str(repo.git_dir)))
 
 
 def pending(repo: Repo) -> list[Path]:
-    return pending_in(repo.git_dir)
+    return [journal_dir(repo) / n for n in pending_names(str(repo.git_dir))]
 
 
 @dataclass
@@ -77,7 +75,7 @@ def begin(repo: Repo, policy: Policy, run_id: str, snap: dict[str, Saved],
         "snapshot": {p: [s.kind, s.oid, s.target.hex() if s.target is not None else None]
                      for p, s in sorted(snap.items())},
     }
-    j = RunJournal(directory / f"run-{token}.json", token, data)
+    j = RunJournal(directory / journal_name(token), token, data)
     j.write()
     return j
 
@@ -106,8 +104,8 @@ def _bad(path: Path, why: str) -> CatalyticError:
 
 def load(path: Path) -> RunJournal:
     """A journal, validated: our name, our shape, only safe relative paths and object ids."""
-    m = JOURNAL_RE.match(path.name)
-    if m is None or path.is_symlink():
+    token = journal_token(path.name)
+    if token is None or path.is_symlink():
         raise _bad(path, "name")
     try:
         data = json.loads(path.read_bytes())
@@ -126,7 +124,7 @@ def load(path: Path) -> RunJournal:
                 and entry[0] in ("file", "exec", "symlink", "absent")
                 and (entry[1] is None or (isinstance(entry[1], str) and _OID.match(entry[1])))):
             raise _bad(path, "snapshot entry")
-    j = RunJournal(path, m.group(1), data)
+    j = RunJournal(path, token, data)
     policy_of(j)  # its roots, checked before anything acts on the journal
     return j
 

@@ -30,7 +30,6 @@ from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.digest import TreeDigest
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import relpath_problem
-from catalytic_hooks.core.pending import refuse_if_pending
 from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
 from catalytic_hooks.core.roots import under_any
@@ -50,6 +49,7 @@ from catalytic_hooks.git.state import (
     pinned,
     state_changes,
 )
+from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
 from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import determinism_env, fingerprint

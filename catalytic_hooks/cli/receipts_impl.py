@@ -122,7 +122,7 @@ def _run_digest(args: DigestArgs) -> None:
         elif index:
             td, kind = index_digest(git, policy, cache), "index"
         else:
-            from catalytic_hooks.core.pending import refuse_if_pending
+            from catalytic_hooks.git.statefiles import refuse_if_pending
 
             refuse_if_pending(git.git_dir, "a working-tree digest")
             early, args.status = args.status, None

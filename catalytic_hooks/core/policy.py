@@ -128,6 +128,37 @@ class Policy:
         """The list behind exclusions_spec_hash: everything a digest leaves out."""
         return sorted(set(self.exclusions) | set(self.effective_durable) | set(self.tmp_roots))
 
+    def watched(self) -> list[str]:
+        """Paths whose change is always a `policy` finding: the policy sources and the trust
+        file."""
+        return sorted(p for p in (*POLICY_SOURCES, self.trust_path) if p)
+
+    def cache_key(self) -> dict[str, list[str]]:
+        """Everything a cache of this policy's decisions must record (the quick paths' records,
+        the index snapshot's name): the roots of each class, in core.roots.class_of's order;
+        `special`, what a push check looks at beyond the roots (run roots, the chronicle, the
+        tool's own state); `watched`. Every field of Policy is in CACHE_CARRIED (and changes
+        this) or in CACHE_IRRELEVANT (tests/test_policy.py), so that a new field that decides
+        anything reaches every cache, or a test fails."""
+        return {"exclusions": list(self.exclusions), "tmp": list(self.tmp_roots),
+                "durable": list(self.effective_durable), "protected": list(self.protected_roots),
+                "special": sorted({*self.run_roots, self.chronicle, *self.implicit_durable}),
+                "watched": self.watched()}
+
+
+# The fields Policy.cache_key carries (implicit_durable is derived from run_roots, chronicle,
+# reports_dir and quarantine_dir), and those no cache of path decisions needs, with why.
+CACHE_CARRIED = frozenset({"durable_roots", "tmp_roots", "exclusions", "protected_roots",
+                           "run_roots", "trusted_validators", "chronicle", "reports_dir",
+                           "quarantine_dir", "implicit_durable"})
+CACHE_IRRELEVANT = {
+    "metrics_tolerance": "replay's comparison of metrics, never a path's class or a finding",
+    "lock_files": "the environment fingerprint of a run, never a path's class or a finding",
+    "baseline": "the adoption rule, applied only where no policy is committed, and no record "
+                "is written for a base without one",
+    "source": "where the policy came from, for messages",
+}
+
 
 def _roots(values: Any, key: str) -> tuple[str, ...]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):

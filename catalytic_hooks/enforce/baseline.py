@@ -50,7 +50,7 @@ class Baseline:
     @property
     def watched(self) -> frozenset[str]:
         """Paths whose change is always a `policy` finding."""
-        return frozenset(p for p in (*POLICY_SOURCES, self.policy.trust_path) if p)
+        return frozenset(self.policy.watched())
 
 
 def _regular(repo: Repo, found: dict[str, Committed], where: str) -> dict[str, bytes | None]:

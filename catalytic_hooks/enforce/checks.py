@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.pending import refuse_if_pending
 from catalytic_hooks.core.policy import PathClass, Policy
 from catalytic_hooks.enforce.baseline import (
     Baseline,
@@ -37,6 +36,7 @@ from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.git.history import first_parent_base
 from catalytic_hooks.git.rangediff import RangeDiffer, range_commits
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
+from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import tmp_residue_on_disk
 
 _VERBS = {"A": "added", "D": "removed", "M": "changed", "T": "type changed"}
@@ -88,24 +88,16 @@ def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
 def _remember(repo: Repo, base: Baseline) -> None:
     """What the hook's quick path (enforce.quick.py) needs to recognise this base's policy
     without parsing it: HEAD's policy sources and trust file as `git ls-tree` lists them, and
-    the roots they give. Rewritten only when it changes; a cache we cannot write costs speed."""
-    from catalytic_hooks.enforce.quick import CACHE_NAME, encode, listing_args
-    from catalytic_hooks.fs.files import atomic_write
+    what the policy decides by (Policy.cache_key). A cache we cannot write costs speed."""
+    from catalytic_hooks.enforce.quick import encode, listing_args, remember
 
-    p = base.policy
-    if base.rev is None or p.source == "defaults":
+    if base.rev is None or base.policy.source == "defaults":
         return  # no policy committed: a push may be judged by an adoption commit instead
-    watched = sorted(base.watched)
-    data = encode(repo.git(*listing_args(base.rev, watched)), watched, {
-        "exclusions": list(p.exclusions), "tmp": list(p.tmp_roots),
-        "durable": list(p.effective_durable), "protected": list(p.protected_roots),
-        "special": sorted({*p.run_roots, p.chronicle, *p.implicit_durable})})
-    path = repo.git_dir / "catalytic" / CACHE_NAME
-    with contextlib.suppress(OSError, CatalyticError):
-        if path.exists() and path.read_bytes() == data:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
+    key = base.policy.cache_key()
+    watched = key.pop("watched")
+    with contextlib.suppress(CatalyticError):
+        remember(str(repo.git_dir), encode(repo.git(*listing_args(base.rev, watched)), watched,
+                                           key))
 
 
 def _tmp_in_index(repo: Repo, head: str | None, changes: list[RawChange], policy: Policy

@@ -4,12 +4,13 @@ commit (pre-push) that provably has no finding; anything else goes to the full c
 
 On a repository of 10,000 files git needs 3 ms to compare the index with HEAD, while the full
 check pays about 60 ms for the standard library it imports (typing, dataclasses, pathlib,
-subprocess, tomllib, ...). This module imports only `os` and `zlib` (and git.early: `os`,
-`select`). It never rejects and never reports: it returns True only when
+subprocess, tomllib, ...). This module imports only `os` (and git.early: `os`, `select`,
+`time`; git.statefiles: `os`, `zlib`). It never rejects and never reports: it returns True
+only when
 
 - the full check recorded, for HEAD's policy sources and trust file exactly as HEAD holds them
   now (same paths, modes and blob ids, compared byte for byte with `git ls-tree`), the roots
-  that policy gives (`<git dir>/catalytic/commit-check`, written by the full check);
+  that policy gives (git.statefiles.COMMIT_RECORD, written by the full check);
 - no interrupted run is pending, and the hook runs inside a commit (not the pre-commit
   framework's CI mode);
 - every staged path is excluded, durable or unprotected by those roots, and none is a policy
@@ -28,15 +29,25 @@ trust file, nothing protected or tmp, and leaving nothing under a tmp root in th
 from __future__ import annotations
 
 import os
-import zlib
 
 from catalytic_hooks.core.roots import class_of, under_any
 from catalytic_hooks.git.early import Spawned, spawn_git
+from catalytic_hooks.git.statefiles import (
+    COMMIT_RECORD,
+    frame,
+    join_list,
+    pending,
+    read,
+    split_list,
+    store,
+    unframe,
+)
+from catalytic_hooks.git.statefiles import path as state_path
 
 _MAGIC = "catalytic-commit-check v2"
-# "special": what a push check looks at beyond the roots (run roots, the chronicle): never quick
+# core.policy.Policy.cache_roots's keys, in this order (a test pins them); "special": what a push
+# check looks at beyond the roots (run roots, the chronicle): never quick
 _ROOTS = ("exclusions", "tmp", "durable", "protected", "special")
-CACHE_NAME = "commit-check"
 
 
 def listing_args(rev: str, watched: list[str]) -> list[str]:
@@ -45,26 +56,25 @@ def listing_args(rev: str, watched: list[str]) -> list[str]:
 
 
 def encode(listing: bytes, watched: list[str], roots: dict[str, list[str]]) -> bytes:
-    """The cache file: magic, the listing, the watched paths and the roots, NUL-separated (no
-    git path holds a NUL), then a CRC of the rest against accidental damage."""
-    fields = [_MAGIC, listing.hex(), "\0".join(watched),
-              *("\0".join(roots[k]) for k in _ROOTS)]
-    body = "\n\0\n".join(fields).encode("utf-8", "surrogateescape")
-    return body + b"\n\0\n" + b"%08x" % zlib.crc32(body)
+    """The record (git.statefiles.frame): the listing, the watched paths and the roots."""
+    return frame(_MAGIC, [listing.hex(), join_list(watched),
+                          *(join_list(roots[k]) for k in _ROOTS)])
 
 
 def _decode(data: bytes) -> tuple[bytes, list[str], list[list[str]]] | None:
-    body, sep, crc = data.rpartition(b"\n\0\n")
-    if not sep or crc != b"%08x" % zlib.crc32(body):
+    fields = unframe(data, _MAGIC, 2 + len(_ROOTS))
+    if fields is None:
         return None
-    fields = body.decode("utf-8", "surrogateescape").split("\n\0\n")
-    if len(fields) != 3 + len(_ROOTS) or fields[0] != _MAGIC:
-        return None
-    lists = [f.split("\0") if f else [] for f in fields[2:]]
+    lists = [split_list(f) for f in fields[1:]]
     try:
-        return bytes.fromhex(fields[1]), lists[0], lists[1:]
+        return bytes.fromhex(fields[0]), lists[0], lists[1:]
     except ValueError:
         return None
+
+
+def remember(git_dir: str, record: bytes) -> None:
+    """Store `record` (from `encode`) for the next commit or push (called by the full check)."""
+    store(state_path(git_dir, COMMIT_RECORD), record)
 
 
 def _tmp_on_disk(top: str, tmp: list[str]) -> bool:
@@ -162,19 +172,10 @@ def _clean(diff: bytes, watched: list[str], roots: list[list[str]]) -> bool:
 
 
 def _cached(git_dir: str) -> tuple[bytes, list[str], list[list[str]]] | None:
-    state = os.path.join(git_dir, "catalytic")
-    try:
-        if os.listdir(os.path.join(state, "runs")):
-            return None  # a run journal: the full check refuses or recovers
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return None
-    try:
-        with open(os.path.join(state, CACHE_NAME), "rb") as fh:
-            return _decode(fh.read())
-    except OSError:
-        return None
+    if pending(git_dir):
+        return None  # a run journal: the full check refuses and names it
+    data = read(state_path(git_dir, COMMIT_RECORD))
+    return _decode(data) if data is not None else None
 
 
 def quick_push(stdin: bytes) -> bool:

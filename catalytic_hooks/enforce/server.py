@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.checks import BundleChecker, check_commits, judged_from
@@ -21,6 +22,8 @@ from catalytic_hooks.enforce.findings import Finding, sort_findings
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.git.history import first_parent_base
 from catalytic_hooks.git.repo import Repo, is_zero_oid
+from catalytic_hooks.git.statefiles import SERVER_CHRONICLE
+from catalytic_hooks.git.statefiles import path as state_path
 
 
 @dataclass(frozen=True)
@@ -82,5 +85,5 @@ def log_amendments(repo: Repo, findings: Sequence[Finding]) -> None:
 
     for f in findings:
         if f.kind == AMENDED:
-            append(repo.git_dir / "catalytic" / "chronicle.jsonl", "amendment",
+            append(Path(state_path(str(repo.git_dir), SERVER_CHRONICLE)), "amendment",
                    {"commit": f.commit, "path": f.path, "reason": f.reason})

@@ -133,8 +133,5 @@ def remember_quick(repo: Repo) -> None:
         policy = policy_from_sources(sources)
     except CatalyticError:
         return
-    roots = {"exclusions": list(policy.exclusions), "tmp": list(policy.tmp_roots),
-             "durable": list(policy.effective_durable),
-             "protected": list(policy.protected_roots)}
     remember(str(repo.git_dir), encode(VERSION, str(repo.top), sources,
-                                       snapshot_name(repo, policy), roots))
+                                       snapshot_name(repo, policy), policy.cache_key()))

@@ -19,6 +19,8 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.workers import worker_count
 from catalytic_hooks.fs.files import CHUNK, atomic_write, feed_fd
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.statefiles import BLOB_CACHE
+from catalytic_hooks.git.statefiles import path as state_path
 from catalytic_hooks.git.views import Kind, View, ViewEntry
 
 _CACHE_MAGIC = "catalytic-blob-sha256 v1"
@@ -44,7 +46,7 @@ class HashCache:
 
     @classmethod
     def for_repo(cls, repo: Repo) -> HashCache:
-        return cls(repo.common_dir / "catalytic" / "blob-sha256")
+        return cls(Path(state_path(str(repo.common_dir), BLOB_CACHE)))
 
     def get(self, oid: str) -> str | None:
         return self.entries.get(oid)

@@ -4,10 +4,10 @@ A warm working-tree digest is git's `git status` plus the stored index snapshot 
 it reports. The full path also imports the policy parser, the repository layer and the receipt
 code (typing, dataclasses, pathlib, tomllib, json, subprocess: about 80 ms of CPU) while `git
 status` already keeps both cores of a small machine busy, so the digest ended 60-100 ms after
-git did. This module imports `os`, `hashlib`, `zlib` and the records; it answers only when
+git did. This module imports `os`, `hashlib`, the records and git.statefiles; it answers only when
 
 - the last full digest of this repository (the plain command, run from inside it) recorded its
-  roots here (`<git dir>/catalytic/digest-quick`), for policy sources whose bytes on disk still
+  roots here (git.statefiles.DIGEST_RECORD), for policy sources whose bytes on disk still
   hash the same, under this version of the tool and the same top directory;
 - the stored index snapshot belongs to the index file as it is now (git.snapshot), and no
   interrupted run is pending;
@@ -25,19 +25,31 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import zlib
 
 from catalytic_hooks.core.records import Overlay, Records
 from catalytic_hooks.core.roots import class_of
 from catalytic_hooks.git.early import QUICK_DIGEST, Spawned, spawn_git
 from catalytic_hooks.git.indexid import identity_of, settled
+from catalytic_hooks.git.statefiles import (
+    DIGEST_GUESS,
+    DIGEST_RECORD,
+    frame,
+    is_snapshot_name,
+    join_list,
+    pending,
+    read,
+    split_list,
+    store,
+    unframe,
+)
+from catalytic_hooks.git.statefiles import path as state_path
 
-RECORD_NAME = "digest-quick"
 _MAGIC = "catalytic-digest-quick v1"
 # core.policy.POLICY_SOURCES, in that order (not imported: tomllib comes with it; a test pins it)
 SOURCES = ("pyproject.toml", ".catalytic.toml")
+# core.policy.Policy.cache_roots's keys this digest classifies by (a test pins them)
 ROOTS = ("exclusions", "tmp", "durable", "protected")
-_SEP = "\n\0\n"
+_FIELDS = 3 + len(SOURCES) + len(ROOTS)
 _MAX_FRESH = 1000  # files read here; the full path hashes more on all cores
 
 
@@ -47,49 +59,15 @@ def fingerprint(data: bytes | None) -> str:
 
 def encode(version: str, top: str, sources: dict[str, bytes | None], snapshot: str,
            roots: dict[str, list[str]]) -> bytes:
-    """The record: magic, version, top, the sources' fingerprints, the snapshot's file name and
-    the roots (NUL-separated: no git path holds a NUL), then a CRC against accidental damage."""
-    fields = [_MAGIC, version, top, *(fingerprint(sources.get(n)) for n in SOURCES), snapshot,
-              *("\0".join(roots[k]) for k in ROOTS)]
-    body = _SEP.join(fields).encode("utf-8", "surrogateescape")
-    return body + _SEP.encode() + b"%08x" % zlib.crc32(body)
-
-
-def _decode(data: bytes) -> list[str] | None:
-    body, sep, crc = data.rpartition(_SEP.encode())
-    if not sep or crc != b"%08x" % zlib.crc32(body):
-        return None
-    fields = body.decode("utf-8", "surrogateescape").split(_SEP)
-    if len(fields) != 4 + len(SOURCES) + len(ROOTS) or fields[0] != _MAGIC:
-        return None
-    return fields[1:]
+    """The record (git.statefiles.frame): version, top, the sources' fingerprints, the
+    snapshot's file name and the roots."""
+    return frame(_MAGIC, [version, top, *(fingerprint(sources.get(n)) for n in SOURCES),
+                          snapshot, *(join_list(roots[k]) for k in ROOTS)])
 
 
 def remember(git_dir: str, record: bytes) -> None:
     """Store `record` (from `encode`) for the next plain digest (called by the full path)."""
-    _store(os.path.join(git_dir, "catalytic", RECORD_NAME), record)
-
-
-def _store(path: str, data: bytes) -> None:
-    """Write `data` to `path` atomically unless it is already there. Best effort: without the
-    file the next digest is only slower."""
-    try:
-        with open(path, "rb") as fh:
-            if fh.read() == data:
-                return
-    except OSError:
-        pass
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            return
+    store(state_path(git_dir, DIGEST_RECORD), record)
 
 
 def quick_digest(argv: list[str], status: Spawned | None, where: Spawned | None) -> str | None:
@@ -119,10 +97,9 @@ def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None
     if fields is None:
         return None
     name = fields[2 + len(SOURCES)]
-    if not (name.startswith("index-digest-") and len(name) == 45
-            and all(c in "0123456789abcdef" for c in name[13:])):
+    if not is_snapshot_name(name):
         return None  # only ever a snapshot of git.snapshot's naming, in that directory
-    snap = os.path.join(git_dir, "catalytic", name)
+    snap = state_path(git_dir, name)
     index = os.path.join(git_dir, "index")
     found = _snapshot(snap, index)
     if found is None:
@@ -131,9 +108,8 @@ def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None
     if not worktree:
         return _line(records.digest, len(records), "index")
     assert status is not None
-    roots = [f.split("\0") if f else [] for f in fields[-len(ROOTS):]]
-    state = os.path.join(git_dir, "catalytic")
-    guess = _guess(state, top, records)  # while git status runs
+    roots = [split_list(f) for f in fields[-len(ROOTS):]]
+    guess = _guess(git_dir, top, records)  # while git status runs
     out, _ = status.communicate()
     if not settled(index, ident, status.started_ns):
         return None  # git status may have read another index (a `git add` meanwhile)
@@ -150,7 +126,7 @@ def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None
             return None
         added[path] = value
     overlay = Overlay(records, removed, added)
-    _remember_guess(state, removed, fresh)
+    _remember_guess(git_dir, removed, fresh)
     return _line(overlay.digest(), len(overlay), "worktree")
 
 
@@ -163,14 +139,10 @@ def _record(git_dir: str, top: str) -> list[str] | None:
     now, no pending run); else None."""
     from catalytic_hooks.core.version import VERSION
 
-    state = os.path.join(git_dir, "catalytic")
-    try:
-        if os.listdir(os.path.join(state, "runs")):
-            return None  # maybe an interrupted run: the full path refuses or names it
-    except FileNotFoundError:
-        pass
-    with open(os.path.join(state, RECORD_NAME), "rb") as fh:
-        fields = _decode(fh.read())
+    if pending(git_dir):
+        return None  # an interrupted run: the full path refuses and names it
+    raw = read(state_path(git_dir, DIGEST_RECORD))
+    fields = unframe(raw, _MAGIC, _FIELDS) if raw is not None else None
     if fields is None or fields[0] != VERSION or fields[1] != top:
         return None
     for name, want in zip(SOURCES, fields[2:], strict=False):
@@ -285,20 +257,19 @@ def _changed(top: str, out: bytes, records: Records, roots: list[list[str]]
     return frozenset(removed), frozenset(fresh)
 
 
-# The paths of the last answer, re-read while the next `git status` runs: in a working tree that
-# keeps the same changes, the digest is then ready when git is done. Only a guess: used when git
-# status names exactly these paths, every value read from disk here, so whatever the file says
-# cannot change an answer (and it is not one of the caches a run must drop).
-GUESS_NAME = "digest-quick-last"
+# The paths of the last answer (git.statefiles.DIGEST_GUESS), re-read while the next `git
+# status` runs: in a working tree that keeps the same changes, the digest is then ready when git
+# is done. Only a guess: used when git status names exactly these paths, every value read from
+# disk here, so whatever the file says cannot change an answer (and it is not one of the caches
+# a run must drop).
 
-
-def _guess(state: str, top: str, records: Records
+def _guess(git_dir: str, top: str, records: Records
            ) -> tuple[frozenset[str], frozenset[str], str, int] | None:
     """(removed, fresh, digest, count) of the overlay the last answer's paths give now."""
+    data = read(state_path(git_dir, DIGEST_GUESS))
     try:
-        with open(os.path.join(state, GUESS_NAME), "rb") as fh:
-            parts = fh.read().decode().split("\0\0")
-    except (OSError, ValueError):
+        parts = data.decode().split("\0\0") if data is not None else []
+    except ValueError:
         return None
     if len(parts) != 2:
         return None
@@ -324,9 +295,9 @@ def _plain(path: str) -> bool:
     return not ("\n" in path or "\r" in path or "" in parts or "." in parts or ".." in parts)
 
 
-def _remember_guess(state: str, removed: frozenset[str], fresh: frozenset[str]) -> None:
+def _remember_guess(git_dir: str, removed: frozenset[str], fresh: frozenset[str]) -> None:
     data = ("\0".join(sorted(removed)) + "\0\0" + "\0".join(sorted(fresh))).encode()
-    _store(os.path.join(state, GUESS_NAME), data)
+    store(state_path(git_dir, DIGEST_GUESS), data)
 
 
 def _hash(abspath: str) -> str | None:

@@ -34,6 +34,8 @@ from catalytic_hooks.git.hashing import HashCache, HashPool, Resolution, resolve
 from catalytic_hooks.git.listing import Listed, digest_listing, tagged
 from catalytic_hooks.git.repo import MODE_GITLINK, MODE_LINK, Repo, scratch_objects_env
 from catalytic_hooks.git.state import index_file, index_identity
+from catalytic_hooks.git.statefiles import SNAPSHOT_PREFIX, SNAPSHOT_RECORDS, TREES
+from catalytic_hooks.git.statefiles import path as state_path
 from catalytic_hooks.git.views import Kind, View, ViewEntry, ViewKind
 
 CHUNK = 20_000  # index entries resolved at a time by a full build
@@ -51,18 +53,18 @@ class Snapshot:
 
 def snapshot_name(repo: Repo, policy: Policy) -> str:
     """The snapshot's file name in `<git dir>/catalytic/`: one per object format and roots."""
-    key = canonical_hash([repo.object_format, list(policy.protected_roots),
-                          list(policy.exclusions), list(policy.tmp_roots),
-                          list(policy.effective_durable)])
-    return f"index-digest-{key[:32]}"
+    roots = policy.cache_key()
+    key = canonical_hash([repo.object_format, roots["protected"], roots["exclusions"],
+                          roots["tmp"], roots["durable"]])
+    return f"{SNAPSHOT_PREFIX}{key[:32]}"
 
 
 def _snapshot_file(repo: Repo, policy: Policy) -> Path:
-    return repo.git_dir / "catalytic" / snapshot_name(repo, policy)
+    return Path(state_path(str(repo.git_dir), snapshot_name(repo, policy)))
 
 
 def _scratch(repo: Repo) -> Path:
-    return repo.git_dir / "catalytic" / "trees"
+    return Path(state_path(str(repo.git_dir), TREES))
 
 
 def _load(path: Path) -> tuple[dict[str, str], Records] | None:
@@ -80,7 +82,7 @@ def _load(path: Path) -> tuple[dict[str, str], Records] | None:
 
 
 def _records_file(path: Path) -> Path:
-    return path.with_name(path.name + ".records")
+    return path.with_name(path.name + SNAPSHOT_RECORDS)
 
 
 def _save(path: Path, ident: str, tree: str | None, records: Records) -> None:

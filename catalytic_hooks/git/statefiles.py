@@ -39,6 +39,7 @@ DIGEST_RECORD = "digest-quick"
 DIGEST_GUESS = "digest-quick-last"
 COMMIT_RECORD = "commit-check"
 RUNS = "runs"
+SERVER_CHRONICLE = "chronicle.jsonl"  # a bare repository's: amendments accepted at the gate
 TRUSTED = (BLOB_CACHE, DIGEST_RECORD, COMMIT_RECORD)
 
 _HEX = frozenset("0123456789abcdef")
@@ -58,6 +59,11 @@ def is_snapshot_name(name: str) -> bool:
 
 def _hex(s: str) -> bool:
     return bool(s) and all(c in _HEX for c in s)
+
+
+def path(git_dir: str, name: str) -> str:
+    """`<git dir>/catalytic/<name>` (`git_dir`: the common directory for `BLOB_CACHE`)."""
+    return os.path.join(git_dir, STATE, name)
 
 
 # -- the quick paths' records: magic, fields, CRC ------------------------------------------------
@@ -139,12 +145,26 @@ def runs_dir(git_dir: str) -> str:
 def pending(git_dir: str) -> list[str]:
     """The names of this worktree's run journals: an interrupted `run --restore` whose undo
     `catalytic recover` has still to finish. One directory listing, so every commit hook, digest
-    and run asks (quick paths included)."""
+    and run asks, the quick paths included. An unreadable directory raises OSError (a quick
+    path then leaves the decision to the full path, which reports it)."""
     try:
         names = os.listdir(runs_dir(git_dir))
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(n for n in names if journal_token(n) is not None)
+
+
+def refuse_if_pending(git_dir: str | os.PathLike[str], what: str) -> None:
+    """A pending undo is never taken as a baseline: refuse until `catalytic recover` ran."""
+    found = pending(os.fspath(git_dir))
+    if found:
+        from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+
+        journal = os.path.join(runs_dir(os.fspath(git_dir)), found[0])
+        raise CatalyticError(
+            ErrorCode.RUN_UNDO_PENDING,
+            f"{what} refused: an interrupted `catalytic run --restore` still has to be undone "
+            f"({found[0]}); run `catalytic recover` first", journal=journal)
 
 
 # -- worktrees: who owns what ---------------------------------------------------------------------
