@@ -131,12 +131,17 @@ def _dates(pts: list[Point]) -> list[str]:
     if not n:
         return []
     every = max(1, math.ceil(n / 6))
-    idx = sorted(set(range(0, n, every)) | {n - 1})
-    return [f"<text x=\"{_f(_x(i, n))}\" y=\"{H - BOTTOM + 18}\" font-size=\"12\" "
-            f"text-anchor=\"middle\" fill=\"#333\">{esc(pts[i].time[:10])}</text>"
-            for i in idx] + [f"<text x=\"{_f((LEFT + W - RIGHT) / 2)}\" y=\"{H - 10}\" "
-                             "font-size=\"12\" text-anchor=\"middle\" fill=\"#333\">"
-                             "replays, oldest first (UTC date)</text>"]
+    regular = list(range(0, n, every))
+    if len(regular) > 1 and (n - 1) - regular[-1] < every / 2:
+        regular.pop()  # too close to the last label: they would overlap
+    idx = sorted(set(regular) | {n - 1})
+    # The last label ends at its point (centred, it would run off the right edge).
+    return [f"<text x=\"{_f(_x(i, n) + (6 if i == n - 1 and n > 1 else 0))}\" "
+            f"y=\"{H - BOTTOM + 18}\" font-size=\"12\" "
+            f"text-anchor=\"{'end' if i == n - 1 and n > 1 else 'middle'}\" fill=\"#333\">"
+            f"{esc(pts[i].time[:10])}</text>" for i in idx] + [
+        f"<text x=\"{_f((LEFT + W - RIGHT) / 2)}\" y=\"{H - 10}\" font-size=\"12\" "
+        "text-anchor=\"middle\" fill=\"#333\">replays, oldest first (UTC date)</text>"]
 
 
 def summary(s: Series) -> str:
