@@ -19,8 +19,9 @@ from catalytic_hooks.core.canonical import canonical_bytes, sha256_hex
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.lfs import MAX_POINTER, pointer_oid
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
-from catalytic_hooks.fs.dirfd import DirFds, open_beneath, open_regular_at
+from catalytic_hooks.fs.dirfd import DirFds, open_regular_at
 from catalytic_hooks.fs.files import read_fd, sha256_fd
+from catalytic_hooks.fs.untrusted import read_beneath
 from catalytic_hooks.git.repo import Repo
 
 TASK_SPEC = "TASK_SPEC.json"
@@ -149,11 +150,9 @@ class DirSource:
                                  ) from exc
 
     def read(self, name: str) -> bytes:
-        fd = open_beneath(self.run_dir, name)
-        try:
-            return read_fd(fd, 64 * 1024 * 1024)
-        finally:
-            os.close(fd)
+        """An artifact's bytes through the safe reader: a FIFO, a device or a link where an
+        artifact should be is refused before it is opened (OSError)."""
+        return read_beneath(self.run_dir, name)
 
     def find(self, key: str) -> tuple[Path, str, int] | None:
         """(base, relative path, open fd) of the bytes for output `key`, or None when missing.

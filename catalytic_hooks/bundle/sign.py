@@ -23,15 +23,21 @@ from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.fs.untrusted import read_beneath
 
 
 def compute_root(run_dir: Path) -> str:
     def read(name: str) -> bytes:
+        # The safe reader: a run directory to sign may have come from elsewhere, and a FIFO or a
+        # link to a device in it must not hang or exhaust the signer.
         try:
-            return (run_dir / name).read_bytes()
+            return read_beneath(run_dir, name)
+        except FileNotFoundError as exc:
+            raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{run_dir}/{exc}",
+                                 artifact=name) from exc
         except OSError as exc:
-            raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{run_dir / name}: "
-                                 f"{exc.strerror}", artifact=name) from exc
+            raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{run_dir}/{exc}",
+                                 artifact=name) from exc
 
     task_raw = read(TASK_SPEC)
     loads_strict(task_raw, what=TASK_SPEC)

@@ -26,12 +26,14 @@ from catalytic_hooks.core.clock import now, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import DEFAULT_TRUST_FILE, Policy
 from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.fs.untrusted import read_beneath
 
 DEFAULT_FILE = DEFAULT_TRUST_FILE
 HEADER = ("# catalytic trusted validators, an OpenSSH allowed_signers file:\n"
           "# <name> namespaces=\"catalytic,git\"[,valid-after=\"DATE\"][,valid-before=\"DATE\"] "
           "ssh-ed25519 <base64>\n")
 _KEY_START = ("ssh-ed25519", "ed25519:", "id:")
+MAX_TRUST_FILE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -261,8 +263,11 @@ def load_trust(policy: Policy, root: Path) -> TrustSet:
     if policy.trust_path is None:
         return trust_from_bytes(policy, None, "")
     path = trust_file(policy, root)
+    # The safe reader: the file comes with the repository (a clone), so it may be a link to
+    # /dev/zero or a FIFO; neither is followed or read, and the anchor then trusts nobody.
     try:
-        data: bytes | None = path.read_bytes()
+        data: bytes | None = read_beneath(root, policy.trust_path or DEFAULT_FILE,
+                                          MAX_TRUST_FILE)
     except FileNotFoundError:
         data = None
     except OSError as exc:

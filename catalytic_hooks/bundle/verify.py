@@ -51,6 +51,9 @@ class Verified:
     hashes: dict[str, str] = field(default_factory=dict)
     task_spec: Any = None
     status: dict[str, Any] = field(default_factory=dict)
+    # Every artifact as parsed from the bytes that were verified: what a caller builds on (an
+    # attestation's statement) must never come from a second, unverified read.
+    docs: dict[str, Any] = field(default_factory=dict)
 
 
 def _fail(code: ErrorCode, message: str, **details: Any) -> CatalyticError:
@@ -81,7 +84,7 @@ def verify_bundle(src: BundleSource) -> Verified:
     _acceptance(docs[STATUS])  # 9
     _outputs(src, hashes)  # 10
     return Verified(src.run_id, root, validator_id, docs[IDENTITY]["public_key"], covered,
-                    dict(hashes), docs[TASK_SPEC], docs[STATUS])
+                    dict(hashes), docs[TASK_SPEC], docs[STATUS], docs)
 
 
 def _presence(src: BundleSource) -> dict[str, str]:

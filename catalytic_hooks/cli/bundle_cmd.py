@@ -146,15 +146,10 @@ def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | N
                         trust: TrustPolicy, json_mode: bool) -> None:
     """One envelope for one run directory; a `.intoto.jsonl` file holds one per line, for the
     run directories given, in order (a chain)."""
-    from catalytic_hooks.bundle.attest import verify_envelope
+    from catalytic_hooks.bundle.attest import load_envelopes, verify_envelope
     from catalytic_hooks.bundle.model import project_root_for
-    from catalytic_hooks.core.canonical import loads_strict
 
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CatalyticError(ErrorCode.USAGE, f"cannot read {path}: {exc.strerror}") from exc
-    docs = [loads_strict(line, what=str(path)) for line in raw.splitlines() if line.strip()]
+    docs = load_envelopes(path)
     if len(docs) != len(run_dirs):
         raise CatalyticError(ErrorCode.USAGE, f"{path} holds {len(docs)} attestation(s) for "
                              f"{len(run_dirs)} run director{'y' if len(run_dirs) == 1 else 'ies'}")
@@ -197,9 +192,12 @@ def env(
     json_mode: JsonOpt = False,
 ) -> None:
     """Print the environment fingerprint (and differences from a recorded run)."""
-    from catalytic_hooks.core.canonical import loads_strict
     from catalytic_hooks.provenance.environment import compare as cmp
-    from catalytic_hooks.provenance.environment import fingerprint
+    from catalytic_hooks.provenance.environment import (
+        fingerprint,
+        recorded_environment,
+        recorded_lock_files,
+    )
 
     with handled(json_mode):
         r = Repo.find(None if repo is None else repo.resolve())
@@ -209,14 +207,9 @@ def env(
         details: dict[str, Any] = {"fingerprint": fp}
         ok = True
         if compare is not None:
-            try:
-                spec = loads_strict((compare / "TASK_SPEC.json").read_bytes())
-            except OSError as exc:
-                raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{compare}/TASK_SPEC.json: "
-                                     f"{exc.strerror}") from exc
-            recorded = spec.get("environment") if isinstance(spec, dict) else None
+            recorded = recorded_environment(compare)
             if isinstance(recorded, dict) and "determinism" in recorded:
-                fp = fingerprint(root, tuple(recorded.get("lock_files", {})), 0)
+                fp = fingerprint(root, recorded_lock_files(recorded), 0)
             details["differences"] = cmp(recorded, fp)
             ok = not details["differences"]
 

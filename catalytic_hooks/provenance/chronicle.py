@@ -24,6 +24,7 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.dirfd import open_regular_at
 from catalytic_hooks.fs.files import atomic_write, read_fd, write_all
+from catalytic_hooks.fs.untrusted import read_named
 
 GENESIS = "0" * 64
 
@@ -72,7 +73,9 @@ def head_path(path: Path) -> Path:
 
 def _read_head(path: Path) -> dict[str, Any] | None:
     try:
-        doc = loads_strict(head_path(path).read_bytes(), what="chronicle head")
+        # The safe reader: `verify` records into the chronicle of the repository holding the
+        # bundle, which may be a download whose head is a link to /dev/zero or a FIFO.
+        doc = loads_strict(read_named(head_path(path), 1 << 20), what="chronicle head")
     except FileNotFoundError:
         return None
     except (OSError, CatalyticError) as exc:

@@ -3,14 +3,15 @@ settings both apply to the command they run."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import sys
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.core.canonical import canonical_hash
+from catalytic_hooks.core.canonical import canonical_hash, loads_strict
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.untrusted import read_beneath, rel_problem, sha256_beneath
 
 DETERMINISM_VARS = ("PYTHONHASHSEED", "CATALYTIC_SEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                     "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
@@ -93,11 +94,14 @@ def _header(path: str) -> dict[str, str] | None:
 
 
 def fingerprint(root: Path, lock_files: tuple[str, ...], seed: int) -> dict[str, Any]:
+    """The environment now. A lock file is hashed through the safe reader (a link, a FIFO or a
+    device is not read: null, like a missing file), the same way when a run records it and when a
+    replay or `env --compare` checks it, so the two stay comparable."""
     dists = distributions()
     locks: dict[str, str | None] = {}
     for rel in lock_files:
         try:
-            locks[rel] = "sha256:" + hashlib.sha256((root / rel).read_bytes()).hexdigest()
+            locks[rel] = "sha256:" + sha256_beneath(root, rel)
         except OSError:
             locks[rel] = None
     return {
@@ -113,10 +117,50 @@ def fingerprint(root: Path, lock_files: tuple[str, ...], seed: int) -> dict[str,
     }
 
 
+def _malformed(message: str, **details: Any) -> CatalyticError:
+    return CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"TASK_SPEC.json: {message}",
+                          artifact="TASK_SPEC.json", **details)
+
+
+def recorded_environment(run_dir: Path) -> Any:
+    """The fingerprint a run directory's TASK_SPEC.json recorded (None: none), read through the
+    safe reader: `env --compare` reads a run nobody has verified."""
+    try:
+        spec = loads_strict(read_beneath(run_dir, "TASK_SPEC.json"), what="TASK_SPEC.json")
+    except FileNotFoundError as exc:
+        raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{run_dir}/{exc}",
+                             artifact="TASK_SPEC.json") from exc
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{run_dir}/{exc}",
+                             artifact="TASK_SPEC.json") from exc
+    except CatalyticError as exc:
+        raise _malformed(exc.message) from exc
+    return spec.get("environment") if isinstance(spec, dict) else None
+
+
+def recorded_lock_files(recorded: dict[str, Any]) -> tuple[str, ...]:
+    """The lock files a recorded fingerprint names, to be hashed again below the caller's root.
+    A bundle chooses these names, so each must be a safe relative path (core/paths.py: never
+    absolute, never `..`, never git's directory): otherwise any file or device on the machine
+    would be hashed (a hash oracle) or read without end."""
+    locks = recorded.get("lock_files", {})
+    if not isinstance(locks, dict):
+        raise _malformed("environment.lock_files must be an object (path -> hash)")
+    for rel in locks:
+        problem = rel_problem(rel)
+        if problem is not None:
+            raise _malformed(f"lock file {rel!r} is not a safe relative path: {problem}",
+                             path=rel, reason=problem)
+    return tuple(locks)
+
+
 def compare(recorded: Any, current: dict[str, Any]) -> list[dict[str, Any]]:
-    """Differences between a recorded fingerprint and the current one (empty when equal)."""
+    """Differences between a recorded fingerprint and the current one (empty when equal); a
+    recorded fingerprint of the wrong shape is ARTIFACT_MALFORMED."""
     if not isinstance(recorded, dict):
         return [{"field": "environment", "recorded": None, "current": "present"}]
+    if not isinstance(recorded.get("distributions", []), list):
+        raise _malformed("environment.distributions must be a list")
     diffs: list[dict[str, Any]] = []
     for key in ("python_implementation", "python_version", "platform", "machine",
                 "lock_files", "distributions_sha256"):

@@ -25,11 +25,17 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.dirfd import open_beneath
-from catalytic_hooks.fs.files import atomic_write, read_fd, sha256_path
+from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.fs.untrusted import read_beneath, read_capped, sha256_beneath
 from catalytic_hooks.git.repo import Repo, clean_env
 from catalytic_hooks.git.worktree import add_worktree, neutral, remove_worktree
 from catalytic_hooks.provenance.chronicle import record
-from catalytic_hooks.provenance.environment import compare, determinism_env, fingerprint
+from catalytic_hooks.provenance.environment import (
+    compare,
+    determinism_env,
+    fingerprint,
+    recorded_lock_files,
+)
 from catalytic_hooks.report.replay_html import render_replay_html
 
 EXACT, WITHIN, DRIFT, NONDET, FAILED = ("exact", "within-tolerance", "drift-verified",
@@ -135,9 +141,18 @@ def compare_metrics(archived: dict[str, Any], replayed: dict[str, Any], tol: flo
     return rows
 
 
-def _sha(path: Path) -> str | None:
+# What the replayed command left in its worktree is read like a bundle: never through a link
+# (to a secret whose hash the report would show), a FIFO or a device, and metrics size-capped.
+def _sha(wt: Path, key: str) -> str | None:
     try:
-        return "sha256:" + sha256_path(path)
+        return "sha256:" + sha256_beneath(wt, key)
+    except OSError:
+        return None
+
+
+def _read(wt: Path, rel: str) -> bytes | None:
+    try:
+        return read_beneath(wt, rel)
     except OSError:
         return None
 
@@ -236,9 +251,8 @@ class Replayer:
             tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
             return Attempt(False, f"command exited {proc.returncode}: {' | '.join(tail)}",
                            exit_code=proc.returncode), wt
-        got = {k: _sha(wt / k) for k in hashes}
-        mets = {m: _load_json((wt / m).read_bytes() if (wt / m).is_file() else None)
-                for m in metrics_files}
+        got = {k: _sha(wt, k) for k in hashes}
+        mets = {m: _load_json(_read(wt, m)) for m in metrics_files}
         return Attempt(True, None, got, mets, 0), wt
 
 
@@ -251,7 +265,9 @@ def archived_bytes(source: Any, key: str) -> bytes | None:
     except OSError:
         return None
     try:
-        return read_fd(fd)
+        return read_capped(fd, key)
+    except OSError:
+        return None
     finally:
         os.close(fd)
 
@@ -331,10 +347,15 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
     metrics_files = [spec_path(m, "metrics") for m in spec.get("metrics", [])]
     spec_path(spec.get("cwd", "."), "cwd")
     recorded_env = spec.get("environment")
-    lock_files = tuple(recorded_env.get("lock_files", {})) if isinstance(recorded_env, dict) \
-        else policy.lock_files
-    current_env = fingerprint(repo.top, lock_files, 0)
-    env_diffs = compare(recorded_env, current_env)
+    try:  # the lock files a bundle names obey the path rules, like its cwd and metrics
+        lock_files = recorded_lock_files(recorded_env) if isinstance(recorded_env, dict) \
+            else policy.lock_files
+        current_env = fingerprint(repo.top, lock_files, 0)
+        env_diffs = compare(recorded_env, current_env)
+    except CatalyticError as exc:
+        unsafe = exc.details.get("path") is not None
+        raise CatalyticError(ErrorCode.REPLAY_FAILED, exc.message,
+                             reason="UNSAFE_PATH" if unsafe else exc.code.value) from exc
     report: dict[str, Any] = {
         "run_id": v.run_id, "bundle_root": v.bundle_root, "commit": commit,
         "command": command, "tolerance": policy.metrics_tolerance,
