@@ -126,7 +126,12 @@ def test_timeout_takes_the_same_path(repo: Path) -> None:
 def test_sigkill_during_the_command_then_recover(repo: Path) -> None:
     proc = start(repo)
     os.kill(proc.pid, signal.SIGKILL)  # catalytic only: the command runs on in its session
-    proc.communicate()
+    # Not communicate(): the orphaned command still holds catalytic's stdout and stderr, so
+    # reading them to the end would wait for its `sleep 60`; `recover` below is what ends it.
+    proc.wait()
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
     assert not intact(repo) and not no_journal(repo)
     # A pending undo is never taken as the next baseline.
     nxt = catalytic("run", "--run-id", "r2", "--restore", "--json", "--", "true", cwd=repo)

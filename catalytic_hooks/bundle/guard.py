@@ -6,6 +6,12 @@ process group (it runs in a session of its own, so a terminal's Ctrl-C reaches o
 what is still alive after a grace period is killed; then the undo runs and the run is recorded as
 `interrupted`, exiting 128 + the signal number as a shell would. During the undo a signal only
 prints that the undo will finish. `--timeout` takes the same path (SIGTERM, grace, SIGKILL).
+
+A run ends when everything its command started has ended (bundle.proctree): once the command
+exits, whatever it left running (a `&` job, a daemon, a `setsid` child) gets the same grace
+period to end on its own; what still runs then is killed, listed as `survivors`, and the run is
+not a PASS. Only then does POST look at the tree, so nothing the command started can change it
+afterwards. The same sweep follows a signal or a timeout.
 """
 
 from __future__ import annotations
@@ -17,11 +23,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from catalytic_hooks.bundle.proctree import (
+    Proc,
+    can_walk,
+    children_now,
+    descendants,
+    describe,
+    kill_tree,
+    reap_adopted,
+    set_subreaper,
+)
 from catalytic_hooks.git.repo import isolated_children
 
 GRACE_SECONDS = 5.0
@@ -33,6 +49,9 @@ class Outcome:
     status: str  # success | failure | timeout | interrupted
     exit_code: int | None
     signal: int | None = None
+    # Processes the command started that were still running when the run ended, and were
+    # killed: `{pid, command}`, sorted by pid. Any at all fails the run.
+    survivors: tuple[dict[str, Any], ...] = ()
 
 
 def _say(text: str) -> None:
@@ -73,11 +92,23 @@ class Guard:
             on_start: Callable[[int], None]) -> Outcome:
         if self.received:
             return Outcome("interrupted", None, self.received[0])
+        before = children_now()  # not the command's: left alone by every sweep
+        was = set_subreaper(True)
         try:
-            proc = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
-        except OSError as exc:
-            _say(f"cannot start {command[0]!r}: {exc.strerror}")
-            return Outcome("failure", 127)
+            try:
+                proc = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
+            except OSError as exc:
+                _say(f"cannot start {command[0]!r}: {exc.strerror}")
+                return Outcome("failure", 127)
+            outcome = self._watch(proc, timeout, on_start, before)
+            return replace(outcome, survivors=tuple(sorted(
+                (*outcome.survivors, *self._sweep(proc.pid, before)), key=lambda d: d["pid"])))
+        finally:
+            if was is not None:
+                set_subreaper(was)
+
+    def _watch(self, proc: subprocess.Popen[bytes], timeout: float | None,
+               on_start: Callable[[int], None], before: frozenset[int]) -> Outcome:
         self.pgid = proc.pid
         try:
             on_start(proc.pid)
@@ -88,7 +119,8 @@ class Guard:
                 except subprocess.TimeoutExpired:
                     code = None
                 if code is not None and not self.received:
-                    return Outcome("success" if code == 0 else "failure", code)
+                    return Outcome("success" if code == 0 else "failure", code,
+                                   survivors=self._drain(proc.pid, before))
                 if self.received:
                     self._stop(proc, None, signal.Signals(self.received[0]).name)
                     return Outcome("interrupted", None, self.received[0])
@@ -98,9 +130,49 @@ class Guard:
         finally:
             self.pgid = None
 
+    def _left(self, pgid: int, before: frozenset[int]) -> list[Proc]:
+        """What the command started that still runs (the command itself has been waited for)."""
+        if can_walk():
+            reap_adopted(before)
+            return descendants(os.getpid(), before)
+        try:
+            os.killpg(pgid, 0)  # no /proc: only the command's own process group can be seen
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [Proc(pgid, os.getpid(), "?", "?")]
+
+    def _drain(self, pgid: int, before: frozenset[int]) -> tuple[dict[str, Any], ...]:
+        """The command exited: what it left running gets the grace period to end on its own
+        (a signal for catalytic cuts it short); whatever still runs then is killed."""
+        end = time.monotonic() + self.grace
+        left = self._left(pgid, before)
+        while left and not self.received and time.monotonic() < end:
+            time.sleep(0.05)
+            left = self._left(pgid, before)
+        if not left:
+            return ()
+        _say(f"the command exited, but {len(left)} process(es) it started still ran "
+             f"{self.grace:g} s later: killing them (a run with survivors does not pass)")
+        return self._sweep(pgid, before, left)
+
+    def _sweep(self, pgid: int, before: frozenset[int], left: list[Proc] | None = None
+               ) -> tuple[dict[str, Any], ...]:
+        """Kill everything the command started that is still there, and say what it was."""
+        found = {p.pid: describe(p.pid) for p in (left if left is not None
+                                                  else self._left(pgid, before))}
+        if can_walk():
+            for pid, cmd in kill_tree(os.getpid(), before).items():
+                found.setdefault(pid, cmd)
+            reap_adopted(before)
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        return tuple({"pid": pid, "command": cmd} for pid, cmd in sorted(found.items()))
+
     def _stop(self, proc: subprocess.Popen[bytes], first: int | None, why: str) -> None:
         """The signal already went to the group (or `first` goes now); after the grace period
-        whatever remains of the group is killed, then the undo runs."""
+        whatever remains of the group is killed, then the undo runs (run() then kills what
+        left the group)."""
         _say(f"{why}: stopping the command (grace {self.grace:g} s), then undoing its changes")
         pgid = proc.pid
         if first is not None:

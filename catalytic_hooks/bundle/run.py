@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.bundle.guard import Guard, Outcome
+from catalytic_hooks.bundle.guard import GRACE_SECONDS, Guard, Outcome
 from catalytic_hooks.bundle.journal import (
     RunJournal,
     begin,
@@ -66,6 +66,7 @@ class RunOptions:
     seed: int = 0
     metrics: list[str] = field(default_factory=list)
     cwd: Path | None = None
+    grace: float = GRACE_SECONDS  # what a stopped command, or what it left running, gets
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class RunResult:
     undo: dict[str, Any] | None
     git_state_changed: list[str] = field(default_factory=list)
     signal: int | None = None  # the signal that interrupted the run (exit 128 + it)
+    survivors: list[dict[str, Any]] = field(default_factory=list)  # killed when the run ended
 
     @property
     def ok(self) -> bool:
@@ -147,6 +149,8 @@ def _validate(repo: Repo, policy: Policy, opts: RunOptions) -> tuple[Path, Path]
     if run_dir.exists() or run_dir.is_symlink():
         raise CatalyticError(ErrorCode.RUN_EXISTS, f"{run_dir} exists; choose another run id",
                              run_dir=str(run_dir))
+    if not 0 <= opts.grace <= 3600:  # NaN fails too
+        raise CatalyticError(ErrorCode.USAGE, "--grace must be between 0 and 3600 seconds")
     for m in opts.metrics:
         if relpath_problem(m) is not None:
             raise CatalyticError(ErrorCode.USAGE, f"metrics file {m!r} must be a relative path")
@@ -185,9 +189,11 @@ def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -
 
 
 def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
-                state_after: dict[str, str], caches_after: list[str]) -> _Post:
-    """`state_after`, `caches_after`: the git state and cache identity right after the command,
-    before anything here touched them."""
+                state_after: dict[str, str], caches_after: list[str],
+                survivors: tuple[dict[str, Any], ...] = ()) -> _Post:
+    """`state_after`, `caches_after`: the git state and cache identity right after the command
+    (and everything it started) ended, before anything here touched them; `survivors`: what the
+    command left running, killed by the guard (bundle.guard)."""
     status = repo.status_start(ignored=False) if pre.snapshot is None else None
     rehash = pre.flagged.union(flagged_entries(repo))
     if caches_after != pre.caches:
@@ -211,7 +217,7 @@ def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
     post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash, base=base,
                                           status=status), policy)
     scan = purity_scan(pre.receipt, post, tmp_residue_on_disk(repo.top, policy.tmp_roots),
-                       state_changes(pre.git_state, state_after))
+                       state_changes(pre.git_state, state_after), list(survivors))
     proof_receipt = restore_proof(pre.receipt, post, scan, policy)
     verdict = proof_receipt["verdict"]
     if undo_report is not None and undo_report.refused:
@@ -313,14 +319,15 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
     repo = pinned(repo)
     cache = HashCache.for_repo(repo)
     pre = _pre_phase(repo, policy, cache, opts)
-    with Guard() as guard:
+    with Guard(opts.grace) as guard:
         journal = None
         if pre.snapshot is not None:
             journal = begin(repo, policy, opts.run_id, pre.snapshot, pre.digest.manifest,
                             pre.tmp_existed)
         outcome = guard.run(opts.command, cwd, _command_env(opts), opts.timeout,
                             lambda pid: _started(journal, pid))
-        post = _post_phase(repo, policy, cache, pre, git_state(repo), cache_state(repo))
+        post = _post_phase(repo, policy, cache, pre, git_state(repo), cache_state(repo),
+                           outcome.survivors)
         refused = post.undo is not None and bool(post.undo.refused)
         try:
             res = _bundle(repo, policy, opts, run_dir, cwd, pre, post, outcome)
@@ -393,7 +400,8 @@ def _bundle(repo: Repo, policy: Policy, opts: RunOptions, run_dir: Path, cwd: Pa
         raise
     return RunResult(run_dir, status_doc["status"], outcome.exit_code, post.verdict, outputs,
                      opts.signer is not None, post.undo.to_dict() if post.undo else None,
-                     post.scan.get("git_state_changed", []), outcome.signal)
+                     post.scan.get("git_state_changed", []), outcome.signal,
+                     list(outcome.survivors))
 
 
 __all__ = ["RunOptions", "RunResult", "run_operation"]

@@ -29,6 +29,9 @@ def run(
                     ] = None,
     timeout: Annotated[float | None, typer.Option(help="Kill the command after S seconds.")
                        ] = None,
+    grace: Annotated[float, typer.Option(help="Seconds a stopped command, and whatever it "
+                     "left running after it exited, get to end before they are killed.")
+                     ] = 5.0,
     seed: Annotated[int, typer.Option(help="Seed exported as CATALYTIC_SEED/PYTHONHASHSEED.")
                     ] = 0,
     metrics: Annotated[list[str] | None, typer.Option("--metrics", help="Declare a metrics "
@@ -42,7 +45,7 @@ def run(
 
     run_run(RunArgs(run_id=run_id, command=list(command or []), restore=restore, pack=pack,
                     sign=sign, timeout=timeout, seed=seed, metrics=list(metrics or []),
-                    attest=attest, json_mode=json_mode))
+                    attest=attest, json_mode=json_mode, grace=grace))
 
 
 def keygen(

@@ -56,6 +56,7 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--pack": ("pack", "flag"),
     "--sign": ("sign", "path"),
     "--timeout": ("timeout", "float"),
+    "--grace": ("grace", "float"),
     "--seed": ("seed", "int"),
     "--metrics": ("metrics", "list"),
     "--attest": ("attest", "flag"),

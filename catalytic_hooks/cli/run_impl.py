@@ -22,6 +22,7 @@ class RunArgs:
     pack: bool = False
     sign: Path | None = None
     timeout: float | None = None
+    grace: float = 5.0
     seed: int = 0
     metrics: list[str] = field(default_factory=list)
     attest: bool = False
@@ -43,11 +44,12 @@ def run_run(args: RunArgs) -> None:
         res = run_operation(repo, policy, RunOptions(
             run_id=run_id, command=list(args.command), restore=args.restore, pack=args.pack,
             signer=signer, timeout=args.timeout, seed=args.seed, metrics=list(args.metrics),
+            grace=args.grace,
         ))
         details = {"run_dir": str(res.run_dir), "status": res.status, "exit_code": res.exit_code,
                    "proof_verdict": res.proof_verdict, "outputs": res.outputs,
                    "signed": res.signed, "undo": res.undo,
-                   "git_state_changed": res.git_state_changed}
+                   "git_state_changed": res.git_state_changed, "survivors": res.survivors}
         if attest and sign is not None and res.ok:
             # Only a successful run verifies, and only a verified bundle is attested.
             details["attestation"] = str(write_attestations([res.run_dir], sign, None, None)[0])
@@ -60,6 +62,10 @@ def run_run(args: RunArgs) -> None:
             if res.git_state_changed:
                 warn("catalytic: the command changed git state that can hide changes from the "
                      f"POST digest (FAIL): {', '.join(res.git_state_changed)}")
+            if res.survivors:
+                warn(f"catalytic: the command left {len(res.survivors)} process(es) running "
+                     "after it ended; they were killed and the run does not pass (FAIL): "
+                     + ", ".join(f"{s['pid']} {s['command']}" for s in res.survivors))
             if res.undo and res.undo["refused"]:
                 for r in res.undo["refused"]:
                     warn(f"  undo refused for {r['path']}: {r['reason']}")

@@ -40,9 +40,12 @@ def diff_manifests(pre: Mapping[str, str], post: Mapping[str, str]) -> dict[str,
 def purity_scan(
     pre: dict[str, Any], post: dict[str, Any], tmp_residue: list[str],
     git_state_changed: list[str] | None = None,
+    survivors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`git_state_changed`: the git state a run's command changed (git.state), which could hide
-    mutations from the POST digest; any at all fails the scan."""
+    mutations from the POST digest; `survivors`: processes the command started that were still
+    running when it ended (killed: they could have changed the tree after POST); any of either
+    fails the scan."""
     pm, qm = pre["file_manifest"], post["file_manifest"]
     if isinstance(pm, Overlay) and isinstance(qm, Overlay) and pre["digest"] == post["digest"]:
         # Computed here, not read from a file: equal digests are equal records, no diff needed.
@@ -50,7 +53,8 @@ def purity_scan(
     else:
         diff = diff_manifests(pm, qm)
     violations = sorted(set(diff["added"]) | set(diff["removed"]) | set(diff["changed"]))
-    failed = bool(tmp_residue) or pre["digest"] != post["digest"] or bool(git_state_changed)
+    failed = bool(tmp_residue) or pre["digest"] != post["digest"] or bool(git_state_changed) \
+        or bool(survivors)
     scan: dict[str, Any] = {
         "verdict": "FAIL" if failed else "PASS",
         "violations": violations,
@@ -60,6 +64,8 @@ def purity_scan(
     }
     if git_state_changed:
         scan["git_state_changed"] = sorted(git_state_changed)
+    if survivors:
+        scan["survivors"] = sorted(survivors, key=lambda d: d["pid"])
     return scan
 
 
