@@ -42,12 +42,13 @@ class Demo:
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         return env
 
-    def sh(self, *cmd: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(list(cmd), cwd=self.repo, env=self.env(), text=True,
+    def sh(self, *cmd: str, stdin: str | None = None, cwd: Path | None = None
+           ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(cmd), cwd=cwd or self.repo, env=self.env(), text=True,
                               input=stdin, capture_output=True)
 
-    def cat(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.sh(sys.executable, "-m", "catalytic_hooks", *args)
+    def cat(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return self.sh(sys.executable, "-m", "catalytic_hooks", *args, cwd=cwd)
 
     def step(self, title: str, proc: subprocess.CompletedProcess[str], expect: int,
              shown: str) -> bool:
@@ -176,9 +177,26 @@ def restore(d: Demo) -> None:
     d.run_sh("the restore manifest", ["cat", str(wt / "RESTORE_MANIFEST.json")])
     d.run_cat("replay the run at its recorded commit: verdict exact",
               ["replay", "_runs/demo-001"])
+    handoff(d)
     d.run_cat("verify the chronicle of everything above", ["chronicle", "verify"])
     d.run_cat("the chronicle", ["chronicle", "show"])
     server(d)
+
+
+def handoff(d: Demo) -> None:
+    """Hand the run to someone else: one archive file and a trust file, replayed in a directory
+    outside any repository."""
+    import shutil
+
+    away = d.repo.parent / "elsewhere"
+    away.mkdir()
+    shutil.copyfile(d.repo / ".catalytic/allowed_validators", away / "allowed_signers")
+    archive = away / "demo-001.catalytic.zip"
+    d.run_cat("archive the run into one deterministic file (bundle, outputs, commit objects)",
+              ["archive", "create", "_runs/demo-001", "-o", str(archive)])
+    args = ["replay", archive.name, "--trust-file", "allowed_signers"]
+    d.step("replay it from the file outside the repository, with a trust file only: exact",
+           d.cat(*args, cwd=away), 0, f"(cd {away}) catalytic {shlex.join(args)}")
 
 
 def server(d: Demo) -> None:
