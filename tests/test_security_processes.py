@@ -126,3 +126,29 @@ def test_a_command_that_leaves_nothing_behind_still_passes(repo: Path) -> None:
     code, doc = run(repo, "sleep 0.2 & wait; mkdir -p outputs && echo r > outputs/r.txt")
     assert code == 0 and doc["details"]["survivors"] == [], doc  # type: ignore[index]
     assert "survivors" not in scan(repo)
+
+
+# -- recovery kills only what a run started ----------------------------------------------------
+
+def test_a_planted_journal_cannot_make_recover_kill_a_bystander(repo: Path) -> None:
+    """A journal naming some other process group of the user (its pid and start time are
+    readable in /proc) must not get it killed: only a process started for that journal is."""
+    import subprocess
+
+    from catalytic_hooks.bundle.journal import process_start
+
+    bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        runs = repo / ".git/catalytic/runs"
+        runs.mkdir(parents=True)
+        (runs / f"run-{'c' * 32}.json").write_text(json.dumps({
+            "version": 1, "run_id": "planted", "phase": "command",
+            "command_pgid": bystander.pid, "command_start": process_start(bystander.pid),
+            "roots": {}, "pre_manifest": {}, "tmp_existed": [], "snapshot": {}}))
+        rec = catalytic("recover", "--json", cwd=repo)
+        (run,) = json.loads(rec.stdout)["details"]["runs"]
+        assert run["killed_command"] is False, run
+        assert bystander.poll() is None  # still running
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -28,6 +28,9 @@ from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.statefiles import journal_name, journal_token, pin_ref, pin_refs, runs_dir
 from catalytic_hooks.git.statefiles import pending as pending_names
 
+# Set in the command's environment to its journal's token: recovery kills only a process started
+# with it (bundle.run_recovery.stop_leftover).
+TOKEN_ENV = "CATALYTIC_RUN_TOKEN"
 _OID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _ROOT_KEYS = ("exclusions", "tmp_roots", "durable_roots", "protected_roots", "implicit_durable")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from catalytic_hooks.bundle.guard import GRACE_SECONDS, Guard, Outcome
 from catalytic_hooks.bundle.journal import (
+    TOKEN_ENV,
     RunJournal,
     begin,
     finish,
@@ -324,7 +325,10 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
         if pre.snapshot is not None:
             journal = begin(repo, policy, opts.run_id, pre.snapshot, pre.digest.manifest,
                             pre.tmp_existed)
-        outcome = guard.run(opts.command, cwd, _command_env(opts), opts.timeout,
+        env = _command_env(opts)
+        if journal is not None:
+            env[TOKEN_ENV] = journal.token
+        outcome = guard.run(opts.command, cwd, env, opts.timeout,
                             lambda pid: _started(journal, pid))
         post = _post_phase(repo, policy, cache, pre, git_state(repo), cache_state(repo),
                            outcome.survivors)

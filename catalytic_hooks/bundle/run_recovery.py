@@ -16,6 +16,7 @@ import signal
 from typing import Any
 
 from catalytic_hooks.bundle.journal import (
+    TOKEN_ENV,
     RunJournal,
     finish,
     journal_dir,
@@ -38,8 +39,18 @@ from catalytic_hooks.git.statefiles import PIN_PREFIX, orphan_pin
 
 
 def stop_leftover(j: RunJournal) -> bool:
+    """Kill the run's command group if its leader is still the process started for this journal:
+    the same start time, and the journal's token in the environment it was started with
+    (TOKEN_ENV). A journal's pid and start time alone could name any process of the user's."""
     pgid, start = j.data.get("command_pgid"), j.data.get("command_start")
     if not isinstance(pgid, int) or pgid <= 1 or start is None or process_start(pgid) != start:
+        return False
+    try:
+        with open(f"/proc/{pgid}/environ", "rb") as fh:
+            environ = fh.read().split(b"\0")
+    except OSError:
+        return False
+    if f"{TOKEN_ENV}={j.token}".encode() not in environ:
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
