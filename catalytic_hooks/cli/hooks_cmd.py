@@ -11,7 +11,13 @@ from catalytic_hooks.cli.check_impl import CheckArgs, run_check
 from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
 from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.enforce.install import HOOK_TYPES, SERVER_HOOK_TYPES, install, uninstall
+from catalytic_hooks.enforce.install import (
+    HOOK_TYPES,
+    SERVER_DEFAULT,
+    SERVER_HOOK_TYPES,
+    install,
+    uninstall,
+)
 from catalytic_hooks.git.repo import Repo
 
 
@@ -54,7 +60,8 @@ def _hook_repo(repo: Path | None, server: bool, git_dir: Path | None) -> Repo:
 
 
 ServerOpt = Annotated[bool, typer.Option("--server", help="Server-side gate in a bare "
-                                         "repository: pre-receive (or --hook-type update).")]
+                                         "repository: pre-receive and post-receive (or "
+                                         "--hook-type update).")]
 GitDirOpt = Annotated[Path | None, typer.Option("--git-dir", help="The (bare) repository "
                                                 "for --server (default: here).")]
 
@@ -62,7 +69,7 @@ GitDirOpt = Annotated[Path | None, typer.Option("--git-dir", help="The (bare) re
 def install_cmd(
     hook_type: Annotated[list[str] | None, typer.Option("--hook-type", "-t",
                          help="pre-commit and/or pre-push (default: both); with --server "
-                         "pre-receive (default) or update.")] = None,
+                         "pre-receive and post-receive (default), or update.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a foreign hook, keeping it "
                                         "chained (run first) as <hook>.catalytic-chained.")
                      ] = False,
@@ -73,7 +80,7 @@ def install_cmd(
 ) -> None:
     """Install native git hooks (honours core.hooksPath)."""
     with handled(json_mode):
-        default = ["pre-receive"] if server or git_dir is not None else list(HOOK_TYPES)
+        default = list(SERVER_DEFAULT if server or git_dir is not None else HOOK_TYPES)
         results = install(_hook_repo(repo, server, git_dir), list(hook_type or default), force)
         details = {"hooks": [r.__dict__ for r in results]}
         if json_mode:

@@ -170,7 +170,10 @@ def diagnose_server(repo: Repo) -> list[Check]:
 
     hooks_path = repo.config_get("core.hooksPath")
     checks = [Check("core.hooksPath", True, hooks_path or "(unset: hooks/)")]
-    for hook in SERVER_HOOK_TYPES[:1]:
+    # The gate is pre-receive, or update where a host runs only per-ref hooks; post-receive
+    # records the amendments that landed.
+    gate = "update" if is_ours(hooks_dir(repo) / "update") else SERVER_HOOK_TYPES[0]
+    for hook in (gate, "post-receive"):
         checks += [replace(c, fix=c.fix.replace(
             "catalytic install", f"catalytic install --server --git-dir {repo.git_dir}"))
             for c in _hook(repo, hook)]

@@ -23,7 +23,7 @@ from catalytic_hooks.enforce.findings import Finding, blocking, set_reporter, su
 from catalytic_hooks.git.repo import Repo
 
 USAGE = ("usage: catalytic hook pre-commit | pre-push [REMOTE [URL]] | pre-receive | "
-         "update REF OLD NEW")
+         "update REF OLD NEW | post-receive")
 
 
 _SHOWN: set[Finding] = set()
@@ -89,13 +89,16 @@ def pre_push(args: Sequence[str]) -> int:
 
 
 def receive(hook: str, args: Sequence[str]) -> int:
-    """pre-receive (stdin lines) or update (`<ref> <old> <new>` as arguments)."""
+    """pre-receive and post-receive (stdin lines) or update (`<ref> <old> <new>` as
+    arguments)."""
     from catalytic_hooks.enforce.bundles import check_bundles
+    from catalytic_hooks.enforce.findings import sort_findings
     from catalytic_hooks.enforce.server import (
         RefUpdate,
-        check_receive,
-        log_amendments,
+        judge_receive,
         parse_receive_lines,
+        record_landed,
+        stash_amendments,
     )
 
     repo = Repo.discover_bare()
@@ -106,11 +109,15 @@ def receive(hook: str, args: Sequence[str]) -> int:
         updates = [RefUpdate(args[1], args[2], args[0])]
     else:
         updates = parse_receive_lines(sys.stdin.read())
-    findings = check_receive(repo, updates, check_bundles)
-    code = _report(findings, "push", "catalytic check --from-ref <old> --to-ref <new> --json "
-                   "(in a clone)")
+    if hook == "post-receive":
+        # The refs have moved: only now is an accepted amendment a fact worth recording.
+        record_landed(repo, updates)
+        return EXIT_OK
+    judged = judge_receive(repo, updates, check_bundles)
+    code = _report(sort_findings(f for _, found in judged for f in found), "push",
+                   "catalytic check --from-ref <old> --to-ref <new> --json (in a clone)")
     if code == EXIT_OK:
-        log_amendments(repo, findings)
+        stash_amendments(repo, judged)
     return code
 
 
@@ -121,7 +128,7 @@ def main(argv: Sequence[str]) -> int:
             return pre_commit()
         if argv[:1] == ["pre-push"]:
             return pre_push(argv[1:])
-        if argv[:1] in (["pre-receive"], ["update"]):
+        if argv[:1] in (["pre-receive"], ["update"], ["post-receive"]):
             return receive(argv[0], argv[1:])
         print(USAGE, file=sys.stderr)
         return EXIT_ERROR

@@ -22,7 +22,9 @@ from catalytic_hooks.git.repo import Repo
 MARKER = "# managed-by: catalytic-hooks"
 CHAIN_SUFFIX = ".catalytic-chained"
 HOOK_TYPES = ("pre-commit", "pre-push")
-SERVER_HOOK_TYPES = ("pre-receive", "update")
+SERVER_HOOK_TYPES = ("pre-receive", "update", "post-receive")
+# What `install --server` installs by default: the gate, and the ledger of what landed.
+SERVER_DEFAULT = ("pre-receive", "post-receive")
 
 _TEMPLATE = """\
 #!/bin/sh
@@ -32,10 +34,10 @@ PY={python}
 HOOK={hook}
 HERE=$(dirname "$0")
 CHAINED="$HERE/$HOOK{suffix}"
-# A chained hook runs first with git's exact arguments and (pre-push, pre-receive) the same
-# stdin.
+# A chained hook runs first with git's exact arguments and (pre-push, pre-receive,
+# post-receive) the same stdin.
 if [ -x "$CHAINED" ]; then
-    if [ "$HOOK" = pre-push ] || [ "$HOOK" = pre-receive ]; then
+    if [ "$HOOK" = pre-push ] || [ "$HOOK" = pre-receive ] || [ "$HOOK" = post-receive ]; then
         STDIN=$(mktemp) || exit 1
         cat > "$STDIN"
         "$CHAINED" "$@" < "$STDIN" || {{ rc=$?; rm -f "$STDIN"; exit $rc; }}

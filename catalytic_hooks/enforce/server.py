@@ -1,5 +1,6 @@
 """The server-side gate (README: "Server-side gate"): `pre-receive` (and `update`, for hosts that
-only run per-ref hooks) in a bare repository.
+only run per-ref hooks) in a bare repository, and `post-receive`, which records in the server's
+chronicle the amendments of the updates that landed.
 
 git runs it inside receive-pack's quarantine: the pushed objects are visible only through
 GIT_OBJECT_DIRECTORY / GIT_ALTERNATE_OBJECT_DIRECTORIES, which every git call here inherits, and
@@ -12,17 +13,23 @@ branch that carries the policy is a finding.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.checks import BundleChecker, check_commits, judged_from
-from catalytic_hooks.enforce.findings import Finding, sort_findings
+from catalytic_hooks.enforce.findings import AMENDED, Finding, sort_findings
 from catalytic_hooks.enforce.governing import Governance, Refs
+from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.history import first_parent_base
 from catalytic_hooks.git.repo import Repo, is_zero_oid
-from catalytic_hooks.git.statefiles import SERVER_CHRONICLE
+from catalytic_hooks.git.statefiles import SERVER_CHRONICLE, SERVER_PENDING
 from catalytic_hooks.git.statefiles import path as state_path
 
 
@@ -66,24 +73,88 @@ def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: 
     return own + check_commits(repo, judge, tip, exclude, bundles)
 
 
-def check_receive(repo: Repo, updates: Sequence[RefUpdate],
-                  bundles: BundleChecker | None = None) -> list[Finding]:
+def judge_receive(repo: Repo, updates: Sequence[RefUpdate],
+                  bundles: BundleChecker | None = None) -> list[tuple[RefUpdate, list[Finding]]]:
+    """Each update with its findings (the whole push is refused if any blocks)."""
     governance = Governance(repo, Refs.of_server(repo))
-    findings = governance.carrier_findings([
+    carriers = governance.carrier_findings([
         (u.ref, None if is_zero_oid(u.old) else repo.rev_parse(u.old),
          None if is_zero_oid(u.new) else repo.rev_parse(u.new)) for u in updates])
-    for u in updates:
-        findings += _judge(repo, u, bundles, governance)
-    return sort_findings(findings)
+    return [(u, [f for f in carriers if f.path == u.ref] + _judge(repo, u, bundles, governance))
+            for u in updates]
 
 
-def log_amendments(repo: Repo, findings: Sequence[Finding]) -> None:
-    """Accepted amendments of an accepted push go to the server's own chronicle
-    (`<git dir>/catalytic/chronicle.jsonl`: outside any working tree, never an object or a ref)."""
-    from catalytic_hooks.enforce.findings import AMENDED
+def check_receive(repo: Repo, updates: Sequence[RefUpdate],
+                  bundles: BundleChecker | None = None) -> list[Finding]:
+    return sort_findings(f for _, found in judge_receive(repo, updates, bundles) for f in found)
+
+
+# -- the ledger: what landed, recorded after it landed ------------------------------------------
+#
+# pre-receive (or update) knows which amendments a push carries but not whether the push will
+# land: a site `update` hook may still decline a ref, and of concurrent pushes to one branch only
+# one moves it. So the verdict waits in `<git dir>/catalytic/pending-amendments/`, one file per
+# (ref, old, new), and post-receive, which git runs with the refs that actually moved, records
+# exactly those in the server's chronicle and drops the file. A file left behind by a push that
+# did not land is overwritten by the next judgement of the same update and swept after a day.
+
+_STALE_S = 86400
+
+
+def _pending(repo: Repo, u: RefUpdate) -> Path:
+    key = hashlib.sha256(f"{u.ref}\0{u.old}\0{u.new}".encode("utf-8", "surrogateescape"))
+    return Path(state_path(str(repo.git_dir), SERVER_PENDING)) / key.hexdigest()
+
+
+def stash_amendments(repo: Repo, judged: Sequence[tuple[RefUpdate, Sequence[Finding]]]) -> None:
+    """An accepted push's amendments, per ref update, until post-receive says it landed."""
+    for u, findings in judged:
+        path = _pending(repo, u)
+        amended = [{"commit": f.commit, "path": f.path, "reason": f.reason}
+                   for f in findings if f.kind == AMENDED]
+        if not amended:
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, canonical_bytes({"ref": u.ref, "old": u.old, "new": u.new,
+                                            "amendments": amended}))
+
+
+def record_landed(repo: Repo, updates: Sequence[RefUpdate]) -> int:
+    """post-receive: the stashed amendments of the updates that landed go to the server's own
+    chronicle (`<git dir>/catalytic/chronicle.jsonl`: outside any working tree, never an object
+    or a ref), each with the ref, its old and its new id. Returns how many were recorded."""
     from catalytic_hooks.provenance.chronicle import append
 
-    for f in findings:
-        if f.kind == AMENDED:
+    count = 0
+    for u in updates:
+        path = _pending(repo, u)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        stashed = loads_strict(data, what=str(path))
+        if not isinstance(stashed, dict) or [stashed.get(k) for k in ("ref", "old", "new")] != [
+                u.ref, u.old, u.new] or not isinstance(stashed.get("amendments"), list):
+            raise CatalyticError(ErrorCode.JSON_INVALID, f"{path} is not the verdict of this "
+                                 f"update ({u.ref} {u.old} {u.new}); nothing was recorded")
+        for a in stashed["amendments"]:
             append(Path(state_path(str(repo.git_dir), SERVER_CHRONICLE)), "amendment",
-                   {"commit": f.commit, "path": f.path, "reason": f.reason})
+                   {**a, "ref": u.ref, "old": u.old, "new": u.new})
+            count += 1
+        path.unlink(missing_ok=True)
+    _sweep(Path(state_path(str(repo.git_dir), SERVER_PENDING)))
+    return count
+
+
+def _sweep(directory: Path) -> None:
+    """Verdicts of pushes that never landed."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    cutoff = time.time() - _STALE_S
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)

@@ -40,6 +40,7 @@ DIGEST_GUESS = "digest-quick-last"
 COMMIT_RECORD = "commit-check"
 RUNS = "runs"
 SERVER_CHRONICLE = "chronicle.jsonl"  # a bare repository's: amendments accepted at the gate
+SERVER_PENDING = "pending-amendments"  # a bare repository's: verdicts waiting for post-receive
 TRUSTED = (BLOB_CACHE, DIGEST_RECORD, COMMIT_RECORD)
 
 _HEX = frozenset("0123456789abcdef")
