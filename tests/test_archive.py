@@ -365,3 +365,32 @@ def test_a_corrupt_archive_is_quarantined_with_a_sha_report(made: dict[str, Path
     report = json.loads(Path(str(moved) + ".QUARANTINE_REPORT.json").read_text())
     assert report["sha256"] == digest and report["reason"] == "CRC_MISMATCH"
     assert not any((empty / "replays").iterdir())  # nothing unpacked stays behind
+
+
+def test_attest_and_verify_an_attestation_of_an_archive(made: dict[str, Path],
+                                                        empty: Path) -> None:
+    a = inproc("attest", "r1.catalytic.zip", "--sign", str(made["key"]), "--json", cwd=empty)
+    assert a.returncode == 0, a.stdout + a.stderr
+    att = empty / "r1.intoto.json"
+    assert Path(_json(a)["details"]["attestation"]) == att and att.is_file()
+    v = inproc("verify", "r1.catalytic.zip", "--attestation", str(att), "--trust-file",
+               "allowed_signers", "--json", cwd=empty)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert _json(v)["details"]["results"][0]["trusted"] is True
+    other = make_other_statement(att)
+    bad = inproc("verify", "r1.catalytic.zip", "--attestation", str(other), "--trust-file",
+                 "allowed_signers", "--json", cwd=empty)
+    assert bad.returncode == 1, bad.stdout
+
+
+def make_other_statement(att: Path) -> Path:
+    """The same envelope with one byte of its signature changed."""
+    import base64
+
+    doc = json.loads(att.read_text())
+    sig = bytearray(base64.b64decode(doc["signatures"][0]["sig"]))
+    sig[0] ^= 1
+    doc["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    out = att.with_name("tampered.intoto.json")
+    out.write_text(json.dumps(doc))
+    return out

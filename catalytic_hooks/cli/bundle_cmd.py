@@ -112,6 +112,8 @@ def verify(
     with handled(json_mode):
         trust = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted)
         archives = [d for d in run_dirs if d.is_file()]
+        if archives and attestation is not None:
+            _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
         if archives:
             report = _verify_archives(run_dirs, archives, chain, attestation, trust)
         else:
@@ -139,9 +141,9 @@ def _verify_archives(run_dirs: list[Path], archives: list[Path], chain: bool,
     from catalytic_hooks.archive.verify import verify_archives
     from catalytic_hooks.cli.archive_cmd import caller_limits
 
-    if len(archives) != len(run_dirs) or chain or attestation is not None:
+    if len(archives) != len(run_dirs) or chain:
         raise CatalyticError(ErrorCode.USAGE, "archive files are verified on their own (not "
-                             "mixed with run directories, as a chain or with --attestation)")
+                             "mixed with run directories or as a chain)")
     return verify_archives(archives, trust=trust, limits=caller_limits())
 
 
@@ -156,11 +158,17 @@ def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | N
     if len(docs) != len(run_dirs):
         raise CatalyticError(ErrorCode.USAGE, f"{path} holds {len(docs)} attestation(s) for "
                              f"{len(run_dirs)} run director{'y' if len(run_dirs) == 1 else 'ies'}")
+    import contextlib
+
+    from catalytic_hooks.cli.run_impl import archived_run
+
     infos = []
-    for doc, run_dir in zip(docs, run_dirs, strict=True):
-        rd = run_dir.resolve()
-        infos.append({"run_dir": str(rd),
-                      **verify_envelope(doc, rd, project_root_for(rd, project_root), trust)})
+    with contextlib.ExitStack() as stack:
+        for doc, run_dir in zip(docs, run_dirs, strict=True):
+            rd, proot = archived_run(stack, run_dir) or (
+                run_dir.resolve(), project_root_for(run_dir.resolve(), project_root))
+            infos.append({"run_dir": str(run_dir.resolve()),
+                          **verify_envelope(doc, rd, proot, trust)})
 
     def human() -> None:
         for i in infos:

@@ -3,6 +3,7 @@ Typer command (bundle_cmd.py) and from the start-up fast path (fastpath.py)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,20 @@ def run_run(args: RunArgs) -> None:
                exit_code=128 + res.signal if res.signal else None)
 
 
+def archived_run(stack: contextlib.ExitStack, path: Path) -> tuple[Path, Path] | None:
+    """For an archive file: its extracted run directory and (empty) project root, valid until
+    `stack` closes; None for a run directory."""
+    if not path.is_file():
+        return None
+    from catalytic_hooks.archive.read import opened_archive
+    from catalytic_hooks.archive.verify import check_commit
+    from catalytic_hooks.cli.archive_cmd import caller_limits
+
+    opened, proved = stack.enter_context(opened_archive(path, caller_limits()))
+    check_commit(opened, proved)
+    return opened.run_dir, opened.project_root
+
+
 def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
                        project_root: Path | None) -> tuple[Path, int]:
     from catalytic_hooks.bundle.attest import ATTESTATION_FILE, envelope, statement
@@ -88,14 +103,21 @@ def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
         raise CatalyticError(ErrorCode.USAGE, "give --output FILE.intoto.jsonl for a chain")
     signer = load_signer(key)
     lines = []
-    for run_dir in run_dirs:
-        rd = run_dir.resolve()
-        stmt = statement(rd, project_root_for(rd, project_root))
-        if stmt["predicate"]["validator_id"] != signer.validator_id:
-            raise CatalyticError(ErrorCode.USAGE, f"{rd}: the attestation must be signed with "
-                                 "the key that signed the bundle")
-        lines.append(canonical_bytes(envelope(stmt, signer)) + b"\n")
-    target = output or run_dirs[0].resolve() / ATTESTATION_FILE
+    with contextlib.ExitStack() as stack:
+        located = [archived_run(stack, d) or (d.resolve(), project_root_for(d.resolve(),
+                                                                            project_root))
+                   for d in run_dirs]
+        for rd, proot in located:
+            stmt = statement(rd, proot)
+            if stmt["predicate"]["validator_id"] != signer.validator_id:
+                raise CatalyticError(ErrorCode.USAGE, f"{rd}: the attestation must be signed "
+                                     "with the key that signed the bundle")
+            lines.append(canonical_bytes(envelope(stmt, signer)) + b"\n")
+    first = run_dirs[0]
+    # An archive is never rewritten: its attestation goes beside it.
+    default = first.resolve().parent / f"{located[0][0].name}.intoto.json" if first.is_file() \
+        else first.resolve() / ATTESTATION_FILE
+    target = output or default
     atomic_write(target, b"".join(lines))
     from catalytic_hooks.provenance.chronicle import record_for
 
