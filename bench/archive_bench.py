@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CATALYTIC, CORPUS, GIT_ENV, interleaved  # noqa: E402
+from common import CATALYTIC, CORPUS, GIT_ENV, interleaved
 
 JOB = """\
 import os, random, sys, pathlib
