@@ -394,3 +394,68 @@ def make_other_statement(att: Path) -> Path:
     out = att.with_name("tampered.intoto.json")
     out.write_text(json.dumps(doc))
     return out
+
+
+def test_history_and_a_submodule_travel_as_git_objects(make_repo, tmp_path: Path) -> None:
+    """--history carries the ancestry; a submodule is recorded as its gitlink (its commit is
+    another repository's) and the standalone checkout shows it as such."""
+    from catalytic_hooks.archive.create import create_archive
+    from catalytic_hooks.archive.read import opened_archive
+    from catalytic_hooks.archive.zipfmt import Limits
+
+    from .helpers import make_bundle
+
+    sub = make_repo({"lib.txt": "library\n"}, name="sub")
+    repo = make_repo({"a.txt": "one\n"}, name="main")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "vendor/sub")
+    git(repo, "commit", "-qm", "add submodule")
+    (repo / "a.txt").write_text("two\n")
+    git(repo, "commit", "-qam", "two")
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    run = make_bundle(repo / "_runs" / "s1", repo, {"out/x.txt": b"x\n"},
+                      task_spec=json.dumps({"task_id": "s1", "git_commit": head}).encode())
+    for history in (False, True):
+        out = tmp_path / f"s1-{history}.zip"
+        info = create_archive(run, out, history=history, project_root=repo)
+        reached = git(repo, "rev-list", "--objects", *([] if history else ["--no-walk"]),
+                      head).stdout.split("\n")
+        assert info["git_objects"] == len([r for r in reached if r]), history
+        with opened_archive(out, Limits()) as (_, proved):
+            assert proved is not None and proved.commit == head
+            assert proved.objects == info["git_objects"]
+    wt = tmp_path / "checkout"
+    r = inproc("restore", "bundle", str(tmp_path / "s1-False.zip"), "--worktree", str(wt),
+               "--allow-untrusted", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert git(wt, "rev-parse", "HEAD").stdout.strip() == head
+    listing = git(wt, "ls-tree", "HEAD", "vendor/sub").stdout
+    assert listing.startswith("160000 commit ")
+    assert git(wt, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+
+
+@pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed here")
+def test_a_git_lfs_output_carries_its_content_never_its_pointer(make_repo,
+                                                                tmp_path: Path) -> None:
+    from catalytic_hooks.archive.create import create_archive
+    from catalytic_hooks.core.errors import CatalyticError
+
+    from .helpers import make_bundle
+
+    repo = make_repo({}, name="lfs")
+    git(repo, "lfs", "install", "--local")
+    git(repo, "lfs", "track", "outputs/*.bin")
+    content = b"\x00model weights\n" * 1000
+    run = make_bundle(repo / "_runs" / "l1", repo, {"outputs/model.bin": content}, sign=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "lfs output")
+    pointer = git(repo, "cat-file", "blob", "HEAD:outputs/model.bin").stdout.encode()
+    assert pointer.startswith(b"version https://git-lfs")  # git holds the pointer
+    out = tmp_path / "l1.zip"
+    create_archive(run, out, project_root=repo)
+    with zipfile.ZipFile(out) as zf:
+        stored = [n for n in zf.namelist() if "/objects/sha256/" in n]
+        assert [zf.read(n) for n in stored] == [content]
+    (repo / "outputs/model.bin").write_bytes(pointer)  # a clone that never pulled the content
+    with pytest.raises(CatalyticError) as err:
+        create_archive(run, tmp_path / "l1-again.zip", project_root=repo)
+    assert "git lfs pull" in err.value.message and not (tmp_path / "l1-again.zip").exists()
