@@ -49,6 +49,12 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A repository with a signed run of a deterministic job, and its archive."""
@@ -76,6 +82,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     archive = Path(json.loads(proc.stdout)["details"]["archive"])
     assert archive == repo / ".catalytic/archives/r1.catalytic.zip"
+    assert archive.stat().st_mode & 0o777 == 0o666 & ~_umask()
     return {"repo": repo, "archive": archive, "trust": repo / ".catalytic/allowed_validators",
             "key": key, "home": home}
 

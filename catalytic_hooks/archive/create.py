@@ -140,6 +140,9 @@ def create_archive(run_dir: Path, output: Path, *, history: bool = False,
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{run_id}.", suffix=".tmp", dir=output.parent)
     tmp = Path(tmp_name)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # an ordinary file (mkstemp's is private)
     try:
         with os.fdopen(fd, "w+b") as out:
             info = _write(out, run_dir, v, src, sources, sizes, commit, history)
