@@ -37,6 +37,7 @@ from catalytic_hooks.bundle.proctree import (
     kill_tree,
     reap_adopted,
     set_subreaper,
+    snapshot,
 )
 from catalytic_hooks.git.repo import isolated_children
 
@@ -59,6 +60,10 @@ def _say(text: str) -> None:
 
 
 class Guard:
+    """One guarded command per process at a time (signal handlers live in the main thread):
+    everything below this process that was not already running when the command started is
+    taken for the command's, so a child another thread starts meanwhile would be too."""
+
     def __init__(self, grace: float = GRACE_SECONDS):
         self.grace = grace
         self.received: list[int] = []
@@ -100,9 +105,22 @@ class Guard:
             except OSError as exc:
                 _say(f"cannot start {command[0]!r}: {exc.strerror}")
                 return Outcome("failure", 127)
-            outcome = self._watch(proc, timeout, on_start, before)
-            return replace(outcome, survivors=tuple(sorted(
-                (*outcome.survivors, *self._sweep(proc.pid, before)), key=lambda d: d["pid"])))
+            try:
+                outcome = self._watch(proc, timeout, on_start, before)
+            except BaseException:
+                # Nothing started here outlives catalytic's own failure (a journal it could not
+                # write, say): the group and what left it are killed before the error goes on.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                self._sweep(proc.pid, before)
+                raise
+            if outcome.status in ("success", "failure"):
+                return outcome  # _drain already waited for, or ended, everything else
+            # Stopped by a signal or the timeout: the group is dead, not what left it.
+            more = self._sweep(proc.pid, before)
+            return replace(outcome, survivors=tuple(sorted((*outcome.survivors, *more),
+                                                           key=lambda d: d["pid"])))
         finally:
             if was is not None:
                 set_subreaper(was)
@@ -119,8 +137,11 @@ class Guard:
                 except subprocess.TimeoutExpired:
                     code = None
                 if code is not None and not self.received:
+                    survivors = self._drain(proc.pid, before)
+                    if self.received:  # a signal for catalytic while it waited for them
+                        return Outcome("interrupted", code, self.received[0], survivors)
                     return Outcome("success" if code == 0 else "failure", code,
-                                   survivors=self._drain(proc.pid, before))
+                                   survivors=survivors)
                 if self.received:
                     self._stop(proc, None, signal.Signals(self.received[0]).name)
                     return Outcome("interrupted", None, self.received[0])
@@ -133,8 +154,9 @@ class Guard:
     def _left(self, pgid: int, before: frozenset[int]) -> list[Proc]:
         """What the command started that still runs (the command itself has been waited for)."""
         if can_walk():
-            reap_adopted(before)
-            return descendants(os.getpid(), before)
+            procs = snapshot()
+            reap_adopted(before, procs)
+            return descendants(os.getpid(), before, procs)
         try:
             os.killpg(pgid, 0)  # no /proc: only the command's own process group can be seen
         except (ProcessLookupError, PermissionError):

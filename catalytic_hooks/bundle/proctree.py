@@ -71,14 +71,23 @@ def can_walk() -> bool:
     return os.path.isdir(f"{_PROC}/self/task")
 
 
-def descendants(root: int, exclude: frozenset[int] = frozenset()) -> list[Proc]:
-    """Every live process below `root` (zombies left out), except the subtrees of `exclude`."""
-    children: dict[int, list[Proc]] = {}
+def snapshot() -> list[Proc]:
+    """Every process in /proc, once."""
+    found = []
     for name in os.listdir(_PROC):
         if name.isdigit():
             p = _stat(int(name))
             if p is not None:
-                children.setdefault(p.ppid, []).append(p)
+                found.append(p)
+    return found
+
+
+def descendants(root: int, exclude: frozenset[int] = frozenset(),
+                procs: list[Proc] | None = None) -> list[Proc]:
+    """Every live process below `root` (zombies left out), except the subtrees of `exclude`."""
+    children: dict[int, list[Proc]] = {}
+    for p in procs if procs is not None else snapshot():
+        children.setdefault(p.ppid, []).append(p)
     found: list[Proc] = []
     todo = [root]
     while todo:
@@ -121,16 +130,13 @@ def signal_proc(p: Proc, sig: int) -> None:
             os.close(fd)
 
 
-def reap_adopted(exclude: frozenset[int]) -> None:
+def reap_adopted(exclude: frozenset[int], procs: list[Proc] | None = None) -> None:
     """Collect the exit status of every child this process adopted that has ended (the
     orphans re-parented here). Only children found dead are waited for, by pid: a child
     started elsewhere in this process keeps its status for its own owner."""
     me = os.getpid()
-    for name in os.listdir(_PROC):
-        if not name.isdigit() or int(name) in exclude:
-            continue
-        p = _stat(int(name))
-        if p is not None and p.ppid == me and p.state == "Z":
+    for p in procs if procs is not None else snapshot():
+        if p.ppid == me and p.state == "Z" and p.pid not in exclude:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(p.pid, os.WNOHANG)
 
@@ -160,10 +166,4 @@ def children_now() -> frozenset[int]:
     if not can_walk():
         return frozenset()
     me = os.getpid()
-    out = set()
-    for name in os.listdir(_PROC):
-        if name.isdigit():
-            p = _stat(int(name))
-            if p is not None and p.ppid == me:
-                out.add(p.pid)
-    return frozenset(out)
+    return frozenset(p.pid for p in snapshot() if p.ppid == me)
