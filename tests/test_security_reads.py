@@ -224,3 +224,27 @@ def test_replay_never_hashes_a_lock_file_outside_the_tree(attested: Path) -> Non
     rc, doc, _ = run("replay", "_runs/r2", cwd=attested)
     assert (rc, doc["code"], doc["details"]["reason"]) == (1, "REPLAY_FAILED", "UNSAFE_PATH"), doc
     assert "/dev/zero" in doc["message"]
+
+
+@pytest.mark.parametrize("planted", ["zero", pytest.param("fifo", marks=pytest.mark.slow)])
+def test_receipt_commands_read_a_bundles_receipts_safely(attested: Path, planted: str) -> None:
+    """`purity-scan` and `restore-proof` are often pointed at a bundle's receipts."""
+    run_dir = attested / "_runs/r1"
+    for name in ("PRE_DIGEST.json", "POST_DIGEST.json"):
+        (run_dir / name).write_text("{}")
+    _plant(run_dir / "PRE_DIGEST.json", planted)
+    rc, doc, _ = run("purity-scan", "_runs/r1/PRE_DIGEST.json", "_runs/r1/POST_DIGEST.json",
+                     cwd=attested)
+    assert (rc, doc["code"]) == (2, "IO_ERROR"), doc
+
+
+@pytest.mark.parametrize("command", [["trust", "add", "bob", "id:" + "b" * 64],
+                                     pytest.param(["trust", "migrate"], marks=pytest.mark.slow)])
+def test_trust_edits_never_read_a_planted_trust_file(attested: Path, command: list[str]
+                                                     ) -> None:
+    path = attested / ".catalytic/allowed_validators"
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    rc, doc, _ = run(*command, cwd=attested)
+    assert (rc, doc["code"]) == (2, "CONFIG_INVALID"), doc
+    assert path.is_symlink() and os.readlink(path) == "/dev/zero"

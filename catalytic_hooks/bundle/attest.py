@@ -104,7 +104,7 @@ def load_envelopes(path: Path) -> list[Any]:
     try:
         raw = read_named(path)
     except FileNotFoundError as exc:
-        raise CatalyticError(ErrorCode.USAGE, f"cannot read {path}: {exc}") from exc
+        raise CatalyticError(ErrorCode.USAGE, f"cannot read the attestation: {exc}") from exc
     except OSError as exc:
         raise _fail(ErrorCode.ARTIFACT_MALFORMED, str(exc)) from exc
     try:

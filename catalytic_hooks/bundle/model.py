@@ -20,7 +20,7 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.lfs import MAX_POINTER, pointer_oid
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.fs.dirfd import DirFds, open_regular_at
-from catalytic_hooks.fs.files import read_fd, sha256_fd
+from catalytic_hooks.fs.files import sha256_fd
 from catalytic_hooks.fs.untrusted import read_beneath
 from catalytic_hooks.git.repo import Repo
 
@@ -188,11 +188,11 @@ class DirSource:
             return OutputRead(None, f"not a regular file ({exc.strerror or exc})")
         try:
             if os.fstat(fd).st_size <= MAX_POINTER:
-                lfs = pointer_oid(read_fd(fd))
+                # pread, capped: a file that grows after the fstat is never read whole here
+                lfs = pointer_oid(os.pread(fd, MAX_POINTER + 1, 0))
                 if lfs is not None and self.hashes.get(key) == "sha256:" + lfs:
                     return OutputRead(None, "an LFS pointer: its content is not here (run "
                                       "`git lfs pull`)")
-                os.lseek(fd, 0, os.SEEK_SET)
             return OutputRead(sha256_fd(fd), in_store=base == self.run_dir)
         finally:
             os.close(fd)

@@ -26,7 +26,7 @@ from catalytic_hooks.core.clock import now, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import DEFAULT_TRUST_FILE, Policy
 from catalytic_hooks.fs.files import atomic_write
-from catalytic_hooks.fs.untrusted import read_beneath
+from catalytic_hooks.fs.untrusted import read_beneath, read_named
 
 DEFAULT_FILE = DEFAULT_TRUST_FILE
 HEADER = ("# catalytic trusted validators, an OpenSSH allowed_signers file:\n"
@@ -293,8 +293,20 @@ def trust_from_bytes(policy: Policy, data: bytes | None, label: str) -> TrustSet
     return TrustSet(parse(text, label), name)
 
 
+def read_text(path: Path) -> str | None:
+    """The trust file `trust add/remove/migrate` edit (None: absent), through the safe reader:
+    it comes with the repository, and a clone may hold a link to /dev/zero or a FIFO there."""
+    try:
+        return read_named(path, MAX_TRUST_FILE).decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read {path}: {exc}") from exc
+
+
 def add(path: Path, v: Validator) -> None:
-    existing = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    existing = read_text(path)
+    existing = HEADER if existing is None else existing
     current = parse(existing, str(path))
     if any(x.name == v.name or x.validator_id == v.validator_id for x in current):
         raise CatalyticError(ErrorCode.USAGE, f"{v.name!r} or its key is already trusted; "
@@ -306,9 +318,10 @@ def add(path: Path, v: Validator) -> None:
 
 
 def remove(path: Path, name_or_id: str) -> int:
-    if not path.exists():
+    text = read_text(path)
+    if text is None:
         return 0
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = text.splitlines(keepends=True)
     kept, removed = [], 0
     for line in lines:
         parsed = parse(line, str(path))

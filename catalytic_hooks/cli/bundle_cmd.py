@@ -325,15 +325,14 @@ def trust_remove(
 @trust_app.command("migrate")
 def trust_migrate(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
     """Rewrite the trusted-validators file in OpenSSH's allowed_signers syntax (commit it)."""
-    from catalytic_hooks.bundle.trust import migrate
+    from catalytic_hooks.bundle.trust import migrate, read_text
     from catalytic_hooks.fs.files import atomic_write
 
     with handled(json_mode):
         _, _, path = _trust_target(repo)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise CatalyticError(ErrorCode.USAGE, f"{path} does not exist") from exc
+        text = read_text(path)
+        if text is None:
+            raise CatalyticError(ErrorCode.USAGE, f"{path} does not exist")
         new = migrate(text, str(path))
         changed = new != text
         if changed:

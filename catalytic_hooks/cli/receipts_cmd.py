@@ -16,7 +16,7 @@ from catalytic_hooks.cli.receipts_impl import (
     run_digest,
     write_receipt,
 )
-from catalytic_hooks.core.errors import EXIT_ERROR
+from catalytic_hooks.core.errors import EXIT_ERROR, CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.core.receipts import (
     load_digest_receipt,
@@ -59,6 +59,18 @@ def digest(
                           error_receipt_path=error_receipt_path, json_mode=json_mode))
 
 
+def _receipt_bytes(path: Path) -> bytes:
+    """A receipt named on the command line, often a bundle's: read through the safe reader (a
+    FIFO, a device or a link there is refused unread, and it is size-capped)."""
+    from catalytic_hooks.fs.untrusted import read_named
+
+    try:
+        return read_named(path)
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read the receipt: {exc}",
+                             path=str(path)) from exc
+
+
 def purity_scan_cmd(
     pre: Annotated[Path, typer.Argument(help="PRE_DIGEST.json")],
     post: Annotated[Path, typer.Argument(help="POST_DIGEST.json")],
@@ -75,7 +87,8 @@ def purity_scan_cmd(
                                "repo": repo})
     with handled(json_mode, lambda e: on_error("purity_scan", error_receipt_path, config, e)):
         _, root, policy = repo_and_policy(repo, exclusions, durable_roots, tmp_roots)
-        pre_doc, post_doc = load_digest_receipt(pre), load_digest_receipt(post)
+        pre_doc = load_digest_receipt(_receipt_bytes(pre), str(pre))
+        post_doc = load_digest_receipt(_receipt_bytes(post), str(post))
         scan = purity_scan(pre_doc, post_doc, tmp_residue_on_disk(root, policy.tmp_roots))
         write_receipt(output, scan)
         ok = scan["verdict"] == "PASS"
@@ -106,8 +119,9 @@ def restore_proof_cmd(
     config = config_snapshot({"pre": pre, "post": post, "purity": purity, "repo": repo})
     with handled(json_mode, lambda e: on_error("restore_proof", error_receipt_path, config, e)):
         _, _, policy = repo_and_policy(repo, exclusions, durable_roots, tmp_roots)
-        proof = restore_proof(load_digest_receipt(pre), load_digest_receipt(post),
-                              load_purity_receipt(purity), policy)
+        proof = restore_proof(load_digest_receipt(_receipt_bytes(pre), str(pre)),
+                              load_digest_receipt(_receipt_bytes(post), str(post)),
+                              load_purity_receipt(_receipt_bytes(purity), str(purity)), policy)
         write_receipt(output, proof)
         ok = proof["verdict"] == "PASS"
         result(json_mode, ok, proof["verdict"], proof, lambda: _human_proof(proof))

@@ -4,7 +4,6 @@ error."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.canonical import loads_strict
@@ -124,25 +123,19 @@ def _require(doc: Any, fields: dict[str, type], what: str) -> dict[str, Any]:
     return doc
 
 
-def load_digest_receipt(path: Path) -> dict[str, Any]:
+def load_digest_receipt(data: bytes, what: str) -> dict[str, Any]:
+    """A PRE or POST digest receipt from its bytes (the caller reads them: a receipt may come
+    from a bundle, so the CLI uses the safe reader, which core cannot import)."""
     doc = _require(
-        loads_strict(_read(path), what=str(path)),
+        loads_strict(data, what=what),
         {"digest": str, "file_manifest": dict, "exclusions_spec_hash": str},
-        str(path),
+        what,
     )
     if not all(isinstance(v, str) for v in doc["file_manifest"].values()):
         raise CatalyticError(ErrorCode.JSON_INVALID,
-                             f"{path}: file_manifest values must be strings")
+                             f"{what}: file_manifest values must be strings")
     return doc
 
 
-def load_purity_receipt(path: Path) -> dict[str, Any]:
-    return _require(loads_strict(_read(path), what=str(path)), {"verdict": str}, str(path))
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read {path}: {exc.strerror}",
-                             path=str(path)) from exc
+def load_purity_receipt(data: bytes, what: str) -> dict[str, Any]:
+    return _require(loads_strict(data, what=what), {"verdict": str}, what)
