@@ -139,7 +139,8 @@ def _plant(repo: Path, roots: dict[str, list[str]]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("root", [".git", ".GIT", ".", "a/.git/b", "git~1"])
+@pytest.mark.parametrize("root", [".git", ".", *(pytest.param(r, marks=pytest.mark.slow)
+                                                   for r in (".GIT", "a/.git/b", "git~1"))])
 def test_a_planted_journal_with_a_git_tmp_root_is_refused(make_repo, root: str) -> None:
     repo = make_repo({"data/raw.csv": RAW}, policy='tmp_roots = ["_tmp"]\n')
     (repo / "notes.txt").write_text("untracked, mine\n")
