@@ -204,3 +204,26 @@ def test_adding_runs_changes_few_old_picks() -> None:
     assert len(set(before) - set(after)) <= 3
     assert rank("7", "alpha") == rank("7", "alpha") != rank("8", "alpha")
     assert night_of("1970-01-02") == 1
+
+
+def test_an_archive_store_is_a_source_and_a_corrupt_archive_is_quarantined(
+        repo: Path, tmp_path: Path) -> None:
+    make_runs(repo, ["packed", "spoiled"])
+    store = tmp_path / "store"
+    for rid in ("packed", "spoiled"):
+        proc = catalytic("archive", "create", f"_runs/{rid}", "-o",
+                         str(store / f"{rid}.catalytic.zip"), cwd=repo)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    bad = store / "spoiled.catalytic.zip"
+    data = bytearray(bad.read_bytes())
+    i = data.index(b"result spoiled")
+    data[i] ^= 0x20  # one output byte flipped inside the archive
+    bad.write_bytes(bytes(data))
+    code, doc = validate(repo, str(store))
+    assert code == 1 and doc["code"] == "VALIDATION_FAILED"
+    rows = {r["run_id"]: r for r in doc["details"]["results"]}
+    assert rows["packed"]["verdict"] == "exact"
+    assert rows["spoiled"]["verdict"] == "failed" and rows["spoiled"]["quarantine"]
+    assert not bad.exists() and Path(rows["spoiled"]["quarantine"]).is_file()  # moved
+    replays = [r for r in read(repo / ".catalytic/chronicle.jsonl") if r["kind"] == "replay"]
+    assert sorted(r["data"]["run_id"] for r in replays) == ["packed", "spoiled"]

@@ -15,9 +15,11 @@ The pick (README, "Validating the archive nightly"):
 - *shards* (`--shard I/N`): shard I takes the picks at positions I-1, I-1+N, I-1+2N, ... of the
   pick, so N jobs together replay it exactly once.
 
-Sources resolve to a list of `Candidate`s (run id, path, kind); replaying one is `replay()` on
-its path. A new source kind (archive files, an archive store) adds a branch to `_expand` and a
-`kind`; sampling, sharding, the summary and the chronicle do not change.
+Sources resolve to a list of `Candidate`s (run id, path, kind): run directories (`replay()` in
+a worktree of this repository) and archive files (`replay_archive()`, unpacked into their own
+replay directory), from the paths given or the directories holding them. A new source kind (a
+registry) adds a branch to `_expand` and `_replay_one`; sampling, sharding, the summary and the
+chronicle do not change.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.archive.read import inspect_doc, limits_for
+from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -39,6 +43,7 @@ from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.provenance.chronicle import record
+from catalytic_hooks.replay.archived import replay_archive
 from catalytic_hooks.replay.runner import PASSING, ReplayOptions, replay
 from catalytic_hooks.report.replay_html import render_validation_html
 
@@ -69,29 +74,46 @@ def _is_run(p: Path) -> bool:
     return p.is_dir() and not p.is_symlink() and (p / RUN_MARKER).is_file()
 
 
-def _expand(p: Path) -> list[Candidate]:
-    """One source → its runs: a run directory, or a directory holding run directories."""
+def _is_archive(p: Path) -> bool:
+    return p.name.endswith(".zip") and p.is_file() and not p.is_symlink()
+
+
+def _archive(p: Path, limits: Limits) -> Candidate:
+    """An archive ranks by the run id of its ARCHIVE.json (structure checked, nothing
+    extracted); one too broken to say is still a candidate, by its file name, so that it is
+    picked, fails and is quarantined like any corrupt bundle."""
+    try:
+        run_id = inspect_doc(p, limits).get("run_id")
+    except CatalyticError:
+        run_id = None
+    name = p.name.removesuffix(".zip").removesuffix(".catalytic")
+    return Candidate(run_id if isinstance(run_id, str) and run_id else name, p, "archive")
+
+
+def _expand(p: Path, limits: Limits) -> list[Candidate]:
+    """One source → its runs: a run directory, an archive file, or a directory holding either
+    (run roots, an archive store)."""
     if _is_run(p):
         return [Candidate(p.name, p)]
+    if _is_archive(p):
+        return [_archive(p, limits)]
     if p.is_dir() and not p.is_symlink():
         # Hidden entries are staging directories of runs being written, never runs.
-        return [Candidate(c.name, c) for c in sorted(p.iterdir())
-                if not c.name.startswith(".") and _is_run(c)]
-    if p.is_file() and p.name.endswith(".zip"):
-        raise CatalyticError(ErrorCode.FEATURE_UNAVAILABLE, f"{p}: archive files are not yet "
-                             "a validate source in this version; give run directories",
-                             path=str(p))
-    raise CatalyticError(ErrorCode.PATH_INVALID, f"{p} is neither a run directory nor a "
-                         "directory holding runs", path=str(p))
+        kids = [c for c in sorted(p.iterdir()) if not c.name.startswith(".")]
+        return [Candidate(c.name, c) if _is_run(c) else _archive(c, limits)
+                for c in kids if _is_run(c) or _is_archive(c)]
+    raise CatalyticError(ErrorCode.PATH_INVALID, f"{p} is neither a run directory, an archive "
+                         "nor a directory holding them", path=str(p))
 
 
 def resolve_sources(repo: Repo, policy: Policy, sources: list[Path]) -> list[Candidate]:
     """Every candidate run of the sources (default: every run under the run roots)."""
+    limits = limits_for(policy)
     if not sources:
         roots = [repo.top / r for r in policy.run_roots]
-        found = [c for r in roots if r.is_dir() for c in _expand(r)]
+        found = [c for r in roots if r.is_dir() for c in _expand(r, limits)]
     else:
-        found = [c for s in sources for c in _expand(s.absolute())]
+        found = [c for s in sources for c in _expand(s.absolute(), limits)]
     seen: set[Path] = set()
     out = []
     for c in found:
@@ -187,13 +209,25 @@ def _row(c: Candidate, rep: dict[str, Any] | None, exc: CatalyticError | None,
             "seconds": round(seconds, 3)}
 
 
+def _replay_one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions
+                ) -> dict[str, Any]:
+    if c.kind == "archive":
+        # Unpacked into its own replays/<run_id>-<time>/ and replayed there (replay FILE).
+        return replay_archive(c.path, ropts, caller=(repo.top, policy), replay_dir=None,
+                              quarantine_dir=repo.top / policy.quarantine_dir,
+                              limits=limits_for(policy), quarantine=ropts.quarantine)
+    return replay(repo, policy, c.path, ropts)
+
+
 def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
-        rep = replay(repo, policy, c.path, ropts)
+        rep = _replay_one(repo, policy, c, ropts)
     except CatalyticError as exc:
+        # replay() records what it could start on: a run directory that exists or was
+        # quarantined; for an archive, what got as far as the extracted bundle.
         recorded = exc.code is ErrorCode.REPLAY_FAILED and (
-            c.path.is_dir() or bool(exc.details.get("quarantine")))
+            c.kind == "archive" or c.path.is_dir() or bool(exc.details.get("quarantine")))
         if not recorded:  # replay() records only what it could start on; every pick counts
             record(repo.top, policy, "replay", {
                 "run_id": c.run_id, "verdict": "failed", "reason": exc.code.value,
