@@ -15,7 +15,6 @@ from typing import Any
 from catalytic_hooks.provenance.chronicle import append, read
 from catalytic_hooks.report.chronicle_html import render
 from catalytic_hooks.report.page import CSS, SCRIPT
-from catalytic_hooks.report.plot import Scale
 
 from .helpers import catalytic, git
 
@@ -102,8 +101,37 @@ def parse(html: bytes) -> Doc:
     return d
 
 
-def points(doc: Doc) -> list[dict[str, Any]]:
-    return [a for t, a in doc.tags if t == "path" and a.get("class") == "pt"]
+def drift_of(y: float, svg: dict[str, Any]) -> float:
+    """The drift a point's height stands for, from the scale the plot declares (log10 between
+    data-zero, the row of 0, and data-hi)."""
+    hi, zero = int(svg["data-hi"]), int(svg["data-zero"])
+    top, bottom = float(svg["data-top"]), float(svg["data-bottom"])
+    if abs(y - bottom) < 1e-9:
+        return 0.0
+    return float(10 ** (hi - (y - top) / (bottom - top) * (hi - zero)))
+
+
+def plotted(doc: Doc) -> dict[tuple[str, str], list[tuple[float, str]]]:
+    """Each plot's points, left to right: (drift read back from the height, verdict)."""
+    out: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
+    svg: dict[str, Any] = {}
+    for tag, a in doc.tags:
+        if tag == "svg" and a.get("class") == "plot":
+            svg = a
+            out[(str(a["data-run"]), str(a["data-key"]))] = []
+        elif tag == "polyline" and a.get("class") == "pts":
+            for xy in str(a["points"]).split():
+                x, y = map(float, xy.split(","))
+                out[(str(svg["data-run"]), str(svg["data-key"]))].append(
+                    (x, drift_of(y, svg), str(a["data-verdict"])))
+    return {k: [(d, v) for _, d, v in sorted(pts)] for k, pts in out.items()}
+
+
+def same_drifts(got: list[tuple[float, str]], want: list[tuple[float, str]]) -> bool:
+    """Equal verdicts, zeros exact, other drifts within the 0.01 px rounding of the plot."""
+    return len(got) == len(want) and all(
+        gv == wv and (gd == wd == 0 or (wd > 0 and abs(gd - wd) <= 1e-3 * wd))
+        for (gd, gv), (wd, wv) in zip(got, want, strict=True))
 
 
 def _sha(text: str) -> str:
@@ -156,16 +184,16 @@ def test_every_run_and_point_is_in_the_static_page(tmp_path: Path) -> None:
     assert [h.removeprefix("Run ") for h in doc.h3] == run_ids
     text = "".join(doc.text)
     assert "✓ Chronicle verified: 11 records" in text
-    # The plot's points are the replays' recorded drifts, in order, with their verdicts.
-    pts = points(doc)
-    recorded = [(m["delta"], r["data"]["verdict"]) for r in records if r["kind"] == "replay"
-                for m in r["data"].get("metrics", []) if m["key"] == "loss"]
-    loss = [p for p in pts if p["data-key"] == "loss" and p["data-run"] == "train"]
-    assert [(float(p["data-delta"] or "nan"), p["data-verdict"]) for p in loss] == recorded
-    assert len(pts) == 2 * len(DELTAS)
-    # Log scale: each point's height is log10 of its drift (0 on the bottom row).
-    sc = Scale([*DELTAS, TOL])
-    assert [float(p["data-y"] or 0) for p in loss] == [round(sc.y(d), 2) for d in DELTAS]
+    # The plot's points are the replays' recorded drifts, in order, with their verdicts: read
+    # back from where they are drawn on the log scale.
+    plots = plotted(doc)
+    assert set(plots) == {("train", "loss"), ("train", HOSTILE_KEY)}
+    for key, pts in plots.items():
+        recorded = [(m["delta"], r["data"]["verdict"]) for r in records
+                    if r["kind"] == "replay" for m in r["data"].get("metrics", [])
+                    if m["key"] == key[1]]
+        assert same_drifts(pts, recorded), (key, pts, recorded)
+    assert sum(len(p) for p in plots.values()) == 2 * len(DELTAS)
     # The step is marked at the first replay beyond the tolerance, and said in words.
     assert sum(1 for t, a in doc.tags if t == "line" and a.get("class") == "step") == 2
     assert "a step first appeared on" in text and "the latest replay is still beyond it" in text

@@ -26,7 +26,7 @@ from catalytic_hooks.provenance.chronicle import inspect, read
 from catalytic_hooks.report.chronicle_html import render
 
 from .helpers import ROOT
-from .test_report import DELTAS, HOSTILE_KEY, HOSTILE_RUN, build_chronicle
+from .test_report import HOSTILE_KEY, HOSTILE_RUN, build_chronicle, drift_of, same_drifts
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -118,23 +118,29 @@ def test_runs_verdicts_and_points_match_the_chronicle(page: tuple[Any, Path, lis
         want = [r["data"]["verdict"] for r in records
                 if r["kind"] == "replay" and r["data"]["run_id"] == rid]
         assert [c.text.split(" ", 1)[1] for c in cells] == want
-    # The plotted points are the recorded drifts (per metric, in order), drawn on a log scale.
-    pts = driver.execute_script(
-        "return Array.from(document.querySelectorAll('path.pt')).map(p => "
-        "[p.dataset.run, p.dataset.key, Number(p.dataset.delta), p.dataset.verdict, "
-        "p.getBBox().y + p.getBBox().height / 2])")
-    for key in ("loss", HOSTILE_KEY):
-        got = [p for p in pts if p[0] == "train" and p[1] == key]
+    # The plotted points are the recorded drifts (per metric, in order), read back from where
+    # the browser draws them: each marker's centre on the plot's log scale.
+    plots = driver.execute_script(
+        "return Array.from(document.querySelectorAll('svg.plot')).map(s => [s.dataset.run, "
+        "s.dataset.key, s.dataset.hi, s.dataset.zero, s.dataset.top, s.dataset.bottom, "
+        "Array.from(s.querySelectorAll('polyline.pts')).flatMap(p => "
+        "Array.from(p.points).map(q => [q.x, q.y, p.dataset.verdict]))])")
+    assert {(p[0], p[1]) for p in plots} == {("train", "loss"), ("train", HOSTILE_KEY)}
+    for _run, key, hi, zero, top, bottom, pts in plots:
+        svg = {"data-hi": hi, "data-zero": zero, "data-top": top, "data-bottom": bottom}
+        got = [(drift_of(y, svg), v) for _, y, v in sorted(pts)]
         want = [(m["delta"], r["data"]["verdict"]) for r in records if r["kind"] == "replay"
                 for m in r["data"].get("metrics", []) if m["key"] == key]
-        assert [(p[2], p[3]) for p in got] == want
-        ys = [p[4] for p in got]
-        # Higher drift is higher on the page (smaller y); equal drifts at equal height.
-        for a, b in zip(got, ys, strict=True):
-            for c, d in zip(got, ys, strict=True):
-                if a[2] > c[2]:
-                    assert b < d
-    assert len(pts) == 2 * len(DELTAS)
+        assert same_drifts(got, want), (key, got, want)
+    # Every vertex is drawn by its verdict's marker: the computed style names it and it is a
+    # marker of this page.
+    marks = driver.execute_script(
+        "return Array.from(document.querySelectorAll('polyline.pts')).map(p => {"
+        "const st = getComputedStyle(p);"
+        "const id = st.markerMid.replace(/^url\\(\"?#|\"?\\)$/g, '');"
+        "return [p.dataset.verdict, st.markerStart === st.markerMid && st.markerMid === "
+        "st.markerEnd, (document.getElementById(id) || {}).tagName];})")
+    assert marks and all(same and tag == "marker" for _, same, tag in marks), marks
 
 
 def test_sorting_and_filtering_by_keyboard(page: tuple[Any, Path, list]) -> None:

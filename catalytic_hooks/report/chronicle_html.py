@@ -59,35 +59,56 @@ def _scalars(d: dict[str, Any], skip: set[str]) -> str:
     return ", ".join(parts)
 
 
-def _summary(rec: dict[str, Any]) -> str:
+def _validation_summary(m: Model, d: dict[str, Any]) -> str:
+    raw = d.get("results")
+    res = [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
+    counts: dict[str, int] = {}
+    for r in res:
+        counts[text(r.get("verdict"))] = counts.get(text(r.get("verdict")), 0) + 1
+    bad = [text(r.get("run_id")) for r in res if r.get("verdict") not in PASSING]
+    ok = d.get("ok") is True
+    return (f"{verdict_badge('exact' if ok else 'failed')} {len(res)} replay"
+            f"{'s' if len(res) != 1 else ''} (" + esc(", ".join(
+                f"{n} {v}" for v, n in sorted(counts.items()))) + ")"
+            + (", not reproducing: " + ", ".join(_run_link(m, b) for b in bad[:20])
+               if bad else "")
+            + esc(f"; seed {text(d.get('seed'))}"
+                  + (f", shard {text(d.get('shard'))}" if d.get("shard") else "")))
+
+
+def _summary(m: Model, rec: dict[str, Any]) -> str:
     kind, d = text(rec.get("kind")), data_of(rec)
     if kind == "replay":
-        return f"{verdict_badge(d.get('verdict'))} " + esc(_scalars(
-            d, {"run_id", "verdict", "report", "bundle_root", "commit", "started_at",
-                "finished_at"}))
+        extra = "; ".join(x for x in (text(d.get("reason")),
+                                      "quarantined" if d.get("quarantine") else "") if x)
+        return f"{verdict_badge(d.get('verdict'))} {esc(extra)}".rstrip()
     if kind == "validate":
-        ok = d.get("ok") is True
-        return (f"{verdict_badge('exact' if ok else 'failed')} "
-                + esc(_scalars(d, {"validation", "ok"})))
+        return _validation_summary(m, d)
     return esc(_scalars(d, {"run_id"}))
 
 
 def timeline(m: Model) -> str:
+    """Every record, oldest first, except the replays a validation made: the validation's row
+    counts them (a nightly job makes thousands) and each is in its run's section."""
+    folded = {text(data_of(r).get("validation")) for r in m.validations} - {""}
     rows = []
     for rec in m.records:
         kind = text(rec.get("kind"))
-        links = ", ".join(_run_link(m, r) for r in run_ids_of(rec)[:20])
-        more = len(run_ids_of(rec)) - 20
-        links += f" and {more} more" if more > 0 else ""
-        rows.append(f"<tr data-kind=\"{esc(kind)}\"><td class=\"num\">{esc(rec.get('seq'))}"
-                    f"</td><td>{esc(when(rec.get('time')))}</td><td>{esc(kind)}</td>"
-                    f"<td>{links}</td><td>{_summary(rec)}</td></tr>\n")
+        if kind == "replay" and text(data_of(rec).get("validation")) in folded:
+            continue
+        ids = run_ids_of(rec) if kind != "validate" else []
+        links = ", ".join(_run_link(m, r) for r in ids[:20])
+        links += f" and {len(ids) - 20} more" if len(ids) > 20 else ""
+        rows.append(f"<tr><td>{esc(rec.get('seq'))}</td><td>{esc(when(rec.get('time')))}</td>"
+                    f"<td>{esc(kind)}</td><td>{links}</td><td>{_summary(m, rec)}</td></tr>\n")
     return ("<section aria-labelledby=\"timeline-h\"><h2 id=\"timeline-h\">Timeline</h2>"
             "<p>Runs, signings, verifications, attestations, restores, replays and validations, "
-            "oldest first.</p>" + filter_controls("timeline", "Filter records", m.kinds)
-            + table("timeline", "Every record of the chronicle",
+            "oldest first. A validation's row counts the replays it made; each of them is listed "
+            "in its run's section.</p>"
+            + filter_controls("timeline", "Filter records", m.kinds, column=2)
+            + table("timeline", "The chronicle's records",
                     ["seq", "time (UTC)", "kind", "run", "summary"], rows,
-                    numeric=frozenset({0})) + "</section>")
+                    numeric=frozenset({0}), cls="seqcol") + "</section>")
 
 
 def _facts(pairs: list[tuple[str, str]]) -> str:
@@ -142,7 +163,7 @@ def _env(d: dict[str, Any]) -> str:
     if not isinstance(diffs, list):
         return "<span class=\"muted\">not recorded</span>"
     if not diffs:
-        return "same as recorded"
+        return "same"
     return "<ul>" + "".join(
         f"<li>{esc(text(x.get('field')))}: recorded <code>{esc(text(x.get('recorded')))}"
         f"</code>, then <code>{esc(text(x.get('current')))}</code></li>"
@@ -150,24 +171,54 @@ def _env(d: dict[str, Any]) -> str:
 
 
 def run_section(m: Model, v: RunView) -> str:
+    """The run's facts, its replays (one row each, with each declared metric's drift: the
+    numbers of the run's plots) and the plots."""
+    drift = m.series_of(v.run_id)
+    tid = f"{v.anchor}-replays"
     rows = []
     for rec in v.of("replay"):
         d = data_of(rec)
-        rows.append(f"<tr data-kind=\"{esc(text(d.get('verdict')))}\">"
-                    f"<td class=\"num\">{esc(rec.get('seq'))}</td>"
-                    f"<td>{esc(when(rec.get('time')))}</td>"
+        got = {(text(r.get("file")), text(r.get("key"))): r.get("delta")
+               for r in d.get("metrics", []) if isinstance(r, dict)} \
+            if isinstance(d.get("metrics"), list) else {}
+        cells = "".join(f"<td>{esc(fmt_num(got[(s.file, s.key)]))}</td>"
+                        if isinstance(got.get((s.file, s.key)), int | float) else "<td>-</td>"
+                        for s in drift)
+        rows.append(f"<tr><td>{esc(rec.get('seq'))}</td><td>{esc(when(rec.get('time')))}</td>"
                     f"<td>{verdict_badge(d.get('verdict'))}</td>"
-                    f"<td>{esc(text(d.get('reason')))}</td><td>{_env(d)}</td></tr>\n")
-    replays = (table(f"{v.anchor}-replays", f"Replays of {v.run_id}",
-                     ["seq", "time (UTC)", "verdict", "reason", "environment"], rows,
-                     numeric=frozenset({0}))
+                    f"<td>{esc(text(d.get('reason')))}</td><td>{_env(d)}</td>{cells}</tr>\n")
+    heads = ["seq", "time (UTC)", "verdict", "reason", "environment",
+             *(f"drift of {s.key}" for s in drift)]
+    replays = (table(tid, f"Replays of {v.run_id}" + (" and the drift of each metric"
+                                                       if drift else ""), heads, rows,
+                     numeric=frozenset({0, *range(5, len(heads))}), cls="seqcol replays")
                if rows else "<p>Never replayed.</p>")
-    drift = [s for s in m.series if s.run_id == v.run_id]
-    links = ("<p>Metric drift: " + ", ".join(f"<a href=\"#{s.anchor}\">{esc(s.key)}</a>"
-                                              for s in drift) + "</p>") if drift else ""
+    plots = "".join(plot.figure(s, tid) for s in drift)
     return (f"<section id=\"{v.anchor}\" class=\"run\" aria-labelledby=\"{v.anchor}-h\">"
             f"<h3 id=\"{v.anchor}-h\">Run <span class=\"mono\">{esc(v.run_id)}</span></h3>"
-            f"{_run_facts(v)}{replays}{links}</section>\n")
+            f"{_run_facts(v)}{replays}{plots}</section>\n")
+
+
+def drift_overview(m: Model) -> str:
+    """One row per plotted metric: where drift stands at a glance, each linked to its plot."""
+    rows = []
+    for s in m.series:
+        worst = max(p.delta for p in s.points)
+        beyond = sum(1 for p in s.points if p.beyond)
+        step = s.step()
+        last = s.points[-1]
+        rows.append(f"<tr><td>{_run_link(m, s.run_id)}</td>"
+                    f"<td><a href=\"#{s.anchor}\">{esc(s.key)}</a></td>"
+                    f"<td class=\"mono\">{esc(s.file)}</td><td>{len(s.points)}</td>"
+                    f"<td>{esc(fmt_num(worst))}</td><td>{beyond}</td>"
+                    f"<td>{esc(s.points[step].time[:10]) if step is not None else '-'}</td>"
+                    f"<td>{verdict_badge(last.verdict)}</td></tr>\n")
+    verdicts = sorted({p.verdict for s in m.series for p in s.points[-1:]})
+    return (plot.legend() + filter_controls("drift", "Filter metrics", verdicts,
+                                            "Latest verdict", column=7)
+            + table("drift", "Every declared metric across its replays",
+                    ["run", "metric", "file", "replays", "largest drift", "beyond tolerance",
+                     "step first seen", "latest"], rows, numeric=frozenset({3, 4, 5})))
 
 
 def _validations(m: Model) -> str:
@@ -205,8 +256,8 @@ def render(view: ChronicleView) -> bytes:
     m = build(view.records)
     replays = [r for r in m.records if r.get("kind") == "replay"]
     passing = sum(1 for r in replays if data_of(r).get("verdict") in PASSING)
-    nav = [("integrity", "Integrity"), ("timeline-h", "Timeline"), ("runs-h", "Runs"),
-           ("drift-h", "Metric drift"), ("validations-h", "Validations"),
+    nav = [("integrity", "Integrity"), ("timeline-h", "Timeline"), ("drift-h", "Metric drift"),
+           ("runs-h", "Runs"), ("validations-h", "Validations"),
            ("quarantine-h", "Quarantine")]
     body = [
         "<header><h1>Chronicle report</h1>", _banner(view),
@@ -217,12 +268,12 @@ def render(view: ChronicleView) -> bytes:
         f"{len(m.quarantined)} quarantined.</p>",
         "<nav aria-label=\"Sections\"><ul>" + "".join(
             f"<li><a href=\"#{a}\">{esc(t)}</a></li>" for a, t in nav) + "</ul></nav></header>",
-        "<main id=\"main\">", timeline(m),
+        "<main id=\"main\">", plot.defs(), timeline(m),
+        "<section aria-labelledby=\"drift-h\"><h2 id=\"drift-h\">Metric drift</h2>",
+        drift_overview(m) if m.series
+        else "<p>No replay has compared a numeric metric yet.</p>", "</section>",
         "<section aria-labelledby=\"runs-h\"><h2 id=\"runs-h\">Runs</h2>",
         "".join(run_section(m, v) for v in m.runs) or "<p>No run recorded.</p>", "</section>",
-        "<section aria-labelledby=\"drift-h\"><h2 id=\"drift-h\">Metric drift</h2>",
-        (plot.legend() + "".join(plot.figure(s) for s in m.series)) if m.series
-        else "<p>No replay has compared a numeric metric yet.</p>", "</section>",
         "<section aria-labelledby=\"validations-h\"><h2 id=\"validations-h\">Validations</h2>",
         _validations(m), "</section>",
         "<section aria-labelledby=\"quarantine-h\"><h2 id=\"quarantine-h\">Quarantine</h2>",

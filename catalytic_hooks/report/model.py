@@ -98,8 +98,14 @@ class Model:
     def run(self, run_id: str) -> RunView | None:
         return self._index.get(run_id)
 
+    def series_of(self, run_id: str) -> list[Series]:
+        return self._series.get(run_id, [])
+
     def __post_init__(self) -> None:
         self._index = {r.run_id: r for r in self.runs}
+        self._series: dict[str, list[Series]] = {}
+        for s in self.series:
+            self._series.setdefault(s.run_id, []).append(s)
 
 
 def build(records: list[dict[str, Any]]) -> Model:

@@ -45,7 +45,9 @@ th,td{border:1px solid var(--line);padding:.25rem .5rem;text-align:left;vertical
 th{background:var(--soft)}
 th button{font:inherit;font-weight:600;background:none;border:0;padding:0;cursor:pointer;
 color:var(--fg)}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,.seqcol td:first-child,.replays td:nth-child(n+6){text-align:right;
+font-variant-numeric:tabular-nums}
+svg.defs{position:absolute;width:0;height:0;overflow:hidden}
 code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;
 overflow-wrap:anywhere}
 .v{display:inline-block;padding:0 .4em;border:1px solid;border-radius:3px;font-weight:600;
@@ -75,9 +77,9 @@ SCRIPT = """\
 (function(){
 "use strict";
 function key(cell){var s=cell.getAttribute("data-sort");return s===null?cell.textContent:s;}
-function cmp(a,b){var x=parseFloat(a),y=parseFloat(b);
-if(!isNaN(x)&&!isNaN(y)&&String(x)===a.trim()&&String(y)===b.trim()){return x-y;}
-return a<b?-1:a>b?1:0;}
+function num(s){s=s.trim();return s===""?NaN:Number(s);}
+function cmp(a,b){var x=num(a),y=num(b);
+if(!isNaN(x)&&!isNaN(y)){return x-y;}return a<b?-1:a>b?1:0;}
 document.querySelectorAll("table.sortable").forEach(function(table){
 var heads=table.querySelectorAll("thead th");
 heads.forEach(function(th,i){var b=th.querySelector("button");if(!b){return;}
@@ -91,11 +93,13 @@ rows.sort(function(r1,r2){var c=cmp(key(r1.cells[i]),key(r2.cells[i]));return as
 rows.forEach(function(r){body.appendChild(r);});});});});
 document.querySelectorAll(".controls[data-for]").forEach(function(box){
 var table=document.getElementById(box.getAttribute("data-for"));if(!table){return;}
+var col=parseInt(box.getAttribute("data-col"),10)||0;
 var text=box.querySelector("input"),pick=box.querySelector("select"),
 out=box.querySelector("output");box.hidden=false;
 function apply(){var q=text.value.toLowerCase(),k=pick?pick.value:"",n=0;
 Array.prototype.forEach.call(table.tBodies[0].rows,function(r){
-var show=(!q||r.textContent.toLowerCase().indexOf(q)>=0)&&(!k||r.getAttribute("data-kind")===k);
+var c=r.cells[col],kind=c?c.textContent.trim().replace(/^[^a-z]+ /,""):"";
+var show=(!q||r.textContent.toLowerCase().indexOf(q)>=0)&&(!k||kind===k);
 r.hidden=!show;if(show){n++;}});if(out){out.textContent=n+" shown";}}
 text.addEventListener("input",apply);if(pick){pick.addEventListener("change",apply);}});
 })();
@@ -145,35 +149,37 @@ def verdict_badge(verdict: object) -> str:
 
 
 def table(table_id: str, caption: str, heads: list[str], rows: list[str], *,
-          sortable: bool = True, numeric: frozenset[int] = frozenset()) -> str:
+          sortable: bool = True, numeric: frozenset[int] = frozenset(), cls: str = "") -> str:
     """A table in a keyboard-scrollable region; `rows` are finished `<tr>` markup."""
+    classes = " ".join(c for c in ("sortable" if sortable else "", cls) if c)
     ths = []
     for i, h in enumerate(heads):
-        cls = " class=\"num\"" if i in numeric else ""
+        num = " class=\"num\"" if i in numeric else ""
         if sortable:
             # The button appears only with JavaScript (sorting needs it); the plain label serves
             # everyone else.
-            ths.append(f"<th scope=\"col\"{cls}><span class=\"label\">{esc(h)}</span>"
+            ths.append(f"<th scope=\"col\"{num}><span class=\"label\">{esc(h)}</span>"
                        f"<button type=\"button\" hidden>{esc(h)}</button></th>")
         else:
-            ths.append(f"<th scope=\"col\"{cls}>{esc(h)}</th>")
-    cls = " class=\"sortable\"" if sortable else ""
+            ths.append(f"<th scope=\"col\"{num}>{esc(h)}</th>")
+    attr = f" class=\"{classes}\"" if classes else ""
     return (f"<div class=\"scroll\" role=\"region\" tabindex=\"0\" "
             f"aria-labelledby=\"{table_id}-cap\">"
-            f"<table id=\"{table_id}\"{cls}><caption id=\"{table_id}-cap\">{esc(caption)}"
+            f"<table id=\"{table_id}\"{attr}><caption id=\"{table_id}-cap\">{esc(caption)}"
             f"</caption><thead><tr>{''.join(ths)}</tr></thead>"
             f"<tbody>\n{''.join(rows)}</tbody></table></div>\n")
 
 
 def filter_controls(table_id: str, label: str, kinds: list[str] | None = None,
-                    kind_label: str = "Kind") -> str:
-    """Text (and optional kind) filter for a table, hidden until the script shows it."""
+                    kind_label: str = "Kind", column: int = 0) -> str:
+    """Text (and optional kind) filter for a table, hidden until the script shows it; a row's
+    kind is the text of its cell `column` (without a leading verdict symbol)."""
     pick = ""
     if kinds:
         opts = "".join(f"<option value=\"{esc(k)}\">{esc(k)}</option>" for k in kinds)
         pick = (f"<label>{esc(kind_label)} <select id=\"{table_id}-kind\">"
                 f"<option value=\"\">all</option>{opts}</select></label>")
-    return (f"<div class=\"controls\" data-for=\"{table_id}\" hidden>"
+    return (f"<div class=\"controls\" data-for=\"{table_id}\" data-col=\"{column}\" hidden>"
             f"<label>{esc(label)} <input type=\"search\" id=\"{table_id}-q\"></label>{pick}"
             f"<output aria-live=\"polite\" for=\"{table_id}-q\"></output></div>\n")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
-from catalytic_hooks.report.model import Point, Series, when
-from catalytic_hooks.report.page import SYMBOL, esc, fmt_num, table, verdict_badge
+from catalytic_hooks.report.model import Point, Series
+from catalytic_hooks.report.page import SYMBOL, esc, fmt_num
 
 W, H = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 76, 16, 18, 56
@@ -36,6 +36,24 @@ def shape_path(shape: str, x: float, y: float) -> str:
                f"L{_f(x - r)} {_f(y + r)}"
     return f"M{_f(x - r)} {_f(y)}a{_f(r)} {_f(r)} 0 1 0 {_f(2 * r)} 0a{_f(r)} {_f(r)} 0 1 0 " \
            f"{_f(-2 * r)} 0Z"
+
+
+def marker_id(verdict: str) -> str:
+    return f"m-{verdict}" if verdict in STYLE else "m-other"
+
+
+def defs() -> str:
+    """One marker per verdict, once per page: a plot draws its points as the vertices of one
+    invisible polyline per verdict, each vertex marked (a few bytes a point, for thousands)."""
+    marks = []
+    for verdict, (shape, colour) in [*STYLE.items(), ("other", OTHER)]:
+        fill = "none" if shape == "cross" else colour
+        marks.append(f"<marker id=\"m-{verdict}\" viewBox=\"-8 -8 16 16\" markerWidth=\"16\" "
+                     "markerHeight=\"16\" markerUnits=\"userSpaceOnUse\" refX=\"0\" "
+                     f"refY=\"0\" overflow=\"visible\"><path d=\"{shape_path(shape, 0, 0)}\" "
+                     f"fill=\"{fill}\" stroke=\"{colour}\" stroke-width=\"2\"/></marker>")
+    return ("<svg class=\"defs\" width=\"0\" height=\"0\" aria-hidden=\"true\" "
+            "focusable=\"false\"><defs>" + "".join(marks) + "</defs></svg>")
 
 
 class Scale:
@@ -68,20 +86,25 @@ def svg(s: Series) -> str:
     pts = s.points
     tols = [p.tolerance for p in pts if p.tolerance is not None]
     sc = Scale([p.delta for p in pts] + [t for t in tols if t > 0])
+    base = H - BOTTOM
+    # The scale is in the data attributes, so a reader (the tests) can turn a point's y back
+    # into the drift it stands for.
     out = [f"<svg class=\"plot\" viewBox=\"0 0 {W} {H}\" role=\"img\" "
-           f"aria-labelledby=\"{s.anchor}-t {s.anchor}-d\" xmlns=\"http://www.w3.org/2000/svg\">",
+           f"aria-labelledby=\"{s.anchor}-t {s.anchor}-d\" xmlns=\"http://www.w3.org/2000/svg\" "
+           f"data-run=\"{esc(s.run_id)}\" data-file=\"{esc(s.file)}\" data-key=\"{esc(s.key)}\" "
+           f"data-hi=\"{sc.hi}\" data-zero=\"{sc.zero}\" data-top=\"{TOP}\" "
+           f"data-bottom=\"{base}\">",
            f"<title id=\"{s.anchor}-t\">Drift of {esc(s.key)} in {esc(s.file)} of run "
            f"{esc(s.run_id)}</title>", f"<desc id=\"{s.anchor}-d\">{esc(summary(s))}</desc>"]
-    base = H - BOTTOM
-    out.append(f"<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#333\"/>"
-               f"<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{W - RIGHT}\" y2=\"{base}\" "
-               "stroke=\"#333\"/>")
-    for t in sc.ticks():
-        y = _f(sc.y(10.0 ** t) if t != sc.zero else sc.y(0.0))
-        label = "0" if t == sc.zero else f"1e{t}"
-        out.append(f"<line x1=\"{LEFT - 4}\" y1=\"{y}\" x2=\"{W - RIGHT}\" y2=\"{y}\" "
-                   f"stroke=\"#e2e2e2\"/><text x=\"{LEFT - 8}\" y=\"{y}\" font-size=\"12\" "
-                   f"text-anchor=\"end\" dominant-baseline=\"middle\" fill=\"#333\">{label}</text>")
+    ticks = [(_f(sc.y(10.0 ** t) if t != sc.zero else sc.y(0.0)),
+              "0" if t == sc.zero else f"1e{t}") for t in sc.ticks()]
+    # Shared attributes on groups: a report draws hundreds of plots.
+    out.append(f"<path d=\"{''.join(f'M{LEFT - 4} {y}H{W - RIGHT}' for y, _ in ticks)}\" "
+               f"stroke=\"#e2e2e2\"/><path d=\"M{LEFT} {TOP}V{base}H{W - RIGHT}\" "
+               "fill=\"none\" stroke=\"#333\"/><g font-size=\"12\" fill=\"#333\" "
+               "text-anchor=\"end\" dominant-baseline=\"middle\">"
+               + "".join(f"<text x=\"{LEFT - 8}\" y=\"{y}\">{label}</text>"
+                         for y, label in ticks) + "</g>")
     out.append(f"<text x=\"14\" y=\"{_f((TOP + base) / 2)}\" font-size=\"12\" fill=\"#333\" "
                f"transform=\"rotate(-90 14 {_f((TOP + base) / 2)})\" text-anchor=\"middle\">"
                "|drift| (log scale)</text>")
@@ -94,31 +117,33 @@ def svg(s: Series) -> str:
                    "stroke=\"#b3261e\" stroke-dasharray=\"2 3\"/>"
                    f"<text x=\"{x}\" y=\"{TOP - 4}\" font-size=\"12\" text-anchor=\"middle\" "
                    f"fill=\"#8a1010\">step {esc(pts[step].time[:10])}</text>")
-    ident = f"data-run=\"{esc(s.run_id)}\" data-key=\"{esc(s.key)}\""
+    # Points grouped by verdict, in replay order: the vertices of one unstroked polyline per
+    # verdict, each drawn by the verdict's marker (shape and colour).
+    groups: dict[str, list[str]] = {}
     for i, p in enumerate(pts):
-        shape, colour = STYLE.get(p.verdict, OTHER)
-        fill = "none" if shape == "cross" else colour
-        out.append(f"<path class=\"pt\" d=\"{shape_path(shape, _x(i, len(pts)), sc.y(p.delta))}\""
-                   f" fill=\"{fill}\" stroke=\"{colour}\" stroke-width=\"2\" "
-                   f"{ident} data-seq=\"{p.seq}\" data-delta=\"{p.delta!r}\" "
-                   f"data-verdict=\"{esc(p.verdict)}\" data-y=\"{_f(sc.y(p.delta))}\">"
-                   f"<title>{esc(p.time[:19])}: drift {esc(fmt_num(p.delta))}, "
-                   f"{esc(p.verdict)}</title></path>")
+        groups.setdefault(p.verdict, []).append(f"{_f(_x(i, len(pts)))},{_f(sc.y(p.delta))}")
+    for verdict in sorted(groups):
+        url = f"url(#{marker_id(verdict)})"
+        out.append(f"<polyline class=\"pts\" data-verdict=\"{esc(verdict)}\" "
+                   f"points=\"{' '.join(groups[verdict])}\" fill=\"none\" stroke=\"none\" "
+                   f"marker-start=\"{url}\" marker-mid=\"{url}\" marker-end=\"{url}\"/>")
     out.append("</svg>")
     return "".join(out)
 
 
 def _tolerance(pts: list[Point], sc: Scale) -> list[str]:
-    """A step line through each replay's tolerance (it can change with the policy)."""
+    """The tolerance as a dashed line, stepping where a replay had another one (the policy can
+    change it)."""
     xs = [(i, p.tolerance) for i, p in enumerate(pts) if p.tolerance is not None]
     if not xs:
         return []
     half = (W - LEFT - RIGHT) / max(len(pts), 1) / 2
     d: list[str] = []
-    for i, t in xs:
-        y = _f(sc.y(t))
-        d.append(f"{'M' if not d else 'L'}{_f(_x(i, len(pts)) - half)} {y}"
-                 f"L{_f(_x(i, len(pts)) + half)} {y}")
+    for k, (i, t) in enumerate(xs):
+        if k == 0 or t != xs[k - 1][1]:
+            d.append(f"{'M' if not d else 'L'}{_f(_x(i, len(pts)) - half)} {_f(sc.y(t))}")
+        if k == len(xs) - 1 or xs[k + 1][1] != t:
+            d.append(f"H{_f(_x(i, len(pts)) + half)}")
     last = xs[-1][1]
     return [f"<path class=\"tol\" d=\"{''.join(d)}\" fill=\"none\" stroke=\"#333\" "
             "stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>",
@@ -178,15 +203,10 @@ def legend() -> str:
             "</li></ul>")
 
 
-def figure(s: Series) -> str:
-    rows = [f"<tr data-kind=\"{esc(p.verdict)}\"><td class=\"num\">{p.seq}</td>"
-            f"<td>{esc(when(p.time))}</td><td class=\"mono\">{esc(str(p.archived))}</td>"
-            f"<td class=\"mono\">{esc(str(p.replayed))}</td>"
-            f"<td class=\"num\" data-sort=\"{p.delta!r}\">{esc(fmt_num(p.delta))}</td>"
-            f"<td class=\"num\">{esc(fmt_num(p.tolerance))}</td>"
-            f"<td>{verdict_badge(p.verdict)}</td></tr>\n" for p in s.points]
+def figure(s: Series, table_id: str) -> str:
+    """The plot and its sentence; its numbers are the drift column of the run's replay table
+    (`table_id`), one row per point."""
     return (f"<figure id=\"{s.anchor}\" aria-labelledby=\"{s.anchor}-cap\">{svg(s)}"
-            f"<figcaption id=\"{s.anchor}-cap\">{esc(summary(s))}</figcaption></figure>"
-            + table(f"{s.anchor}-table", f"Drift of {s.key} ({s.file}, run {s.run_id})",
-                    ["seq", "time", "archived", "replayed", "drift", "tolerance", "verdict"],
-                    rows, numeric=frozenset({0, 4, 5})))
+            f"<figcaption id=\"{s.anchor}-cap\">{esc(summary(s))} "
+            f"<a href=\"#{table_id}\">The numbers: the table of replays above.</a>"
+            "</figcaption></figure>\n")
