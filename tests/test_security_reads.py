@@ -92,7 +92,8 @@ def test_verify_attestation_never_reads_an_unverified_identity(attested: Path, w
 
 @pytest.mark.parametrize(("what", "code"), [
     pytest.param("fifo", "ARTIFACT_MALFORMED", id="fifo"),
-    pytest.param("zero", "ARTIFACT_MALFORMED", id="symlink-to-dev-zero"),
+    pytest.param("zero", "ARTIFACT_MALFORMED", id="symlink-to-dev-zero",
+                 marks=pytest.mark.slow),
     pytest.param("{not json", "ARTIFACT_MALFORMED", id="not-json", marks=pytest.mark.slow),
 ])
 def test_a_hostile_envelope_file_is_refused(attested: Path, what: str, code: str) -> None:
@@ -138,7 +139,8 @@ def _spec(run_dir: Path, environment: Any) -> None:
 
 @pytest.mark.parametrize(("what", "code"), [
     pytest.param("fifo", "ARTIFACT_MALFORMED", id="fifo"),
-    pytest.param("zero", "ARTIFACT_MALFORMED", id="symlink-to-dev-zero"),
+    pytest.param("zero", "ARTIFACT_MALFORMED", id="symlink-to-dev-zero",
+                 marks=pytest.mark.slow),
     pytest.param("{not json", "ARTIFACT_MALFORMED", id="not-json", marks=pytest.mark.slow),
 ])
 def test_env_compare_reads_the_task_spec_safely(make_repo, tmp_path: Path, what: str,
@@ -154,7 +156,7 @@ def test_env_compare_reads_the_task_spec_safely(make_repo, tmp_path: Path, what:
     pytest.param("/dev/zero", id="absolute-device"),
     pytest.param("/etc/passwd", id="absolute-file", marks=pytest.mark.slow),
     pytest.param("../../../../../../etc/passwd", id="dotdot", marks=pytest.mark.slow),
-    pytest.param(".git/config", id="git-dir"),
+    pytest.param(".git/config", id="git-dir", marks=pytest.mark.slow),
 ])
 def test_env_compare_never_hashes_a_path_outside_the_tree(make_repo, tmp_path: Path,
                                                           lock: str) -> None:
