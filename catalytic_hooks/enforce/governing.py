@@ -55,10 +55,14 @@ class Refs:
     commits: dict[str, str]
     head: str | None
     pointer: str  # "HEAD", or "refs/remotes/origin/HEAD" on a client
+    fix: str = HEAD_FIX  # how to point it at the branch that carries the policy
 
     @classmethod
     def of_server(cls, repo: Repo) -> Refs:
-        return cls(ref_commits(repo), symbolic_target(repo, "HEAD"), "HEAD")
+        """Branches and tags: the refs a policy is carried on (not notes, replace refs or any
+        namespace a host keeps for itself)."""
+        return cls(ref_commits(repo, ["refs/heads/", "refs/tags/"]),
+                   symbolic_target(repo, "HEAD"), "HEAD")
 
     @classmethod
     def of_remote(cls, repo: Repo, remote: str | None) -> Refs:
@@ -69,10 +73,11 @@ class Refs:
             if own:
                 pointer = f"refs/remotes/{remote}/HEAD"
                 own.pop(pointer, None)
-                return cls(own, symbolic_target(repo, pointer), pointer)
+                return cls(own, symbolic_target(repo, pointer), pointer,
+                           f"git remote set-head {remote} --auto")
         every = {r: c for r, c in ref_commits(repo, ["refs/remotes/"]).items()
                  if not r.endswith("/HEAD")}
-        return cls(every, None, "the remote's HEAD")
+        return cls(every, None, "the remote's HEAD", "push to a named remote, fetched first")
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ class Governance:
                     ErrorCode.NO_GOVERNING_POLICY,
                     f"{self._pointer_problem()}, and the refs carrying a policy disagree on it "
                     f"({', '.join(refs)}): no policy can judge this ref; point HEAD at the "
-                    f"branch that carries the policy (`{HEAD_FIX}`)", refs=refs)
+                    f"branch that carries the policy (`{self.refs.fix}`)", refs=refs)
             winners = {t for t in tips if points[t] == top[0]}
         ref = min(r for r, c in carrying.items() if c in winners)
         return Governing(carrying[ref], ref, f"the newest governed policy ({ref}): "
@@ -221,7 +226,7 @@ class Governance:
         return [Finding(ref, POLICY, f"{self._pointer_problem()}, so the newest governed policy "
                         f"({before.ref}) judges new refs; this update would change or remove "
                         f"it without a judged commit (point HEAD at the policy branch: "
-                        f"`{HEAD_FIX}`)") for ref, _, _ in moved]
+                        f"`{self.refs.fix}`)") for ref, _, _ in moved]
 
     def _default_moved(self, old: str, new: str | None) -> str | None:
         if new is None:

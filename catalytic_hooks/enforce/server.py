@@ -28,6 +28,7 @@ from catalytic_hooks.enforce.findings import AMENDED, Finding, sort_findings
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.history import first_parent_base
+from catalytic_hooks.git.refs import ref_commits
 from catalytic_hooks.git.repo import Repo, is_zero_oid
 from catalytic_hooks.git.statefiles import SERVER_CHRONICLE, SERVER_PENDING
 from catalytic_hooks.git.statefiles import path as state_path
@@ -53,6 +54,10 @@ def parse_receive_lines(text: str) -> list[RefUpdate]:
     return updates
 
 
+def _has_refs(repo: Repo) -> bool:
+    return bool(ref_commits(repo))
+
+
 def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: Governance
            ) -> list[Finding]:
     if is_zero_oid(u.new):
@@ -63,7 +68,7 @@ def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: 
     old = None if is_zero_oid(u.old) else repo.rev_parse(u.old)
     base: str | None = old
     exclude = [old] if old else []
-    if old is None and governance.refs.commits:
+    if old is None and (governance.refs.commits or _has_refs(repo)):
         # A new ref: what the repository already has (every ref: the push is not applied yet)
         # was judged when it arrived; the default branch's policy judges the rest.
         exclude = ["--all"]
