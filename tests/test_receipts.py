@@ -78,7 +78,7 @@ def test_failure_mode_table(make_repo, tmp_path: Path, row: str) -> None:
     assert proof_doc["tmp_roots"] == ["_tmp"]
     assert proof_doc["durable_roots"] == sorted([
         "outputs", "_runs", ".catalytic/chronicle.jsonl", ".catalytic/chronicle.jsonl.head",
-        ".catalytic/reports", ".catalytic/quarantine"])
+        ".catalytic/reports", ".catalytic/quarantine", ".catalytic/archives"])
     # receipts are canonical JSON bytes
     raw = proof.read_bytes()
     assert raw == json.dumps(proof_doc, sort_keys=True, separators=(",", ":"),
