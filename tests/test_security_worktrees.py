@@ -56,7 +56,8 @@ def _pins(top: Path) -> list[str]:
     return git(top, "for-each-ref", "--format=%(refname)", "refs/catalytic/").stdout.split()
 
 
-@pytest.mark.parametrize("interrupted", ["main", "linked"])
+# The other direction (interrupted in the linked worktree) takes the same code path: -m slow.
+@pytest.mark.parametrize("interrupted", ["main", pytest.param("linked", marks=pytest.mark.slow)])
 def test_recover_in_one_worktree_keeps_another_worktrees_snapshot(
         pair: tuple[Path, Path], interrupted: str) -> None:
     """The attack: a run interrupted in worktree A; `catalytic recover` in worktree B (nothing
