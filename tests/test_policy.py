@@ -81,7 +81,9 @@ _CHANGED = {"durable_roots": ["out"], "tmp_roots": ["scratch"], "exclusions": ["
             "protected_roots": ["src"], "run_roots": ["runs"],
             "trusted_validators": "keys/allowed", "chronicle": "log/chronicle.jsonl",
             "reports_dir": "log/reports", "quarantine_dir": "log/quarantine",
-            "metrics_tolerance": 0.5, "lock_files": ["uv.lock"], "baseline": "a" * 40}
+            "metrics_tolerance": 0.5, "lock_files": ["uv.lock"], "baseline": "a" * 40,
+            "archive_dir": "log/archives", "replays_dir": "elsewhere/replays",
+            "archive_max_entries": 10, "archive_max_bytes": 1000}
 
 
 def test_every_policy_field_is_carried_by_the_caches_or_declared_irrelevant() -> None:

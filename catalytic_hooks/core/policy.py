@@ -147,16 +147,20 @@ class Policy:
 
 
 # The fields Policy.cache_key carries (implicit_durable is derived from run_roots, chronicle,
-# reports_dir and quarantine_dir), and those no cache of path decisions needs, with why.
+# reports_dir, quarantine_dir and archive_dir), and those no cache of path decisions needs, with
+# why.
 CACHE_CARRIED = frozenset({"durable_roots", "tmp_roots", "exclusions", "protected_roots",
                            "run_roots", "trusted_validators", "chronicle", "reports_dir",
-                           "quarantine_dir", "implicit_durable"})
+                           "quarantine_dir", "archive_dir", "implicit_durable"})
 CACHE_IRRELEVANT = {
     "metrics_tolerance": "replay's comparison of metrics, never a path's class or a finding",
     "lock_files": "the environment fingerprint of a run, never a path's class or a finding",
     "baseline": "the adoption rule, applied only where no policy is committed, and no record "
                 "is written for a base without one",
     "source": "where the policy came from, for messages",
+    "replays_dir": "where replays put their work, never a root of the policy",
+    "archive_max_entries": "a limit of the archive reader, never a path's class or a finding",
+    "archive_max_bytes": "a limit of the archive reader, never a path's class or a finding",
 }
 
 
