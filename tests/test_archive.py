@@ -466,3 +466,26 @@ def test_a_git_lfs_output_carries_its_content_never_its_pointer(make_repo,
     with pytest.raises(CatalyticError) as err:
         create_archive(run, tmp_path / "l1-again.zip", project_root=repo)
     assert "git lfs pull" in err.value.message and not (tmp_path / "l1-again.zip").exists()
+
+
+@pytest.mark.parametrize("edited", ["out/a.txt", "out/b.txt"])
+def test_an_output_edited_after_the_run_is_never_archived(tmp_path: Path, edited: str) -> None:
+    """Outputs are hashed once, as they are written into the archive (b.txt has a.txt's bytes,
+    so it is only checked, never stored twice): an edited one refuses the archive."""
+    from catalytic_hooks.archive.create import create_archive
+    from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+
+    from .helpers import make_bundle
+
+    run = make_bundle(tmp_path / "_runs" / "e1", tmp_path,
+                      {"out/a.txt": b"same\n", "out/b.txt": b"same\n"})
+    ok = create_archive(run, tmp_path / "ok.zip", project_root=tmp_path)
+    with zipfile.ZipFile(tmp_path / "ok.zip") as zf:
+        assert sum("/objects/sha256/" in n for n in zf.namelist()) == 1
+    assert ok["entries"] > 0
+    (tmp_path / edited).write_bytes(b"SAME\n")
+    with pytest.raises(CatalyticError) as err:
+        create_archive(run, tmp_path / "bad.zip", project_root=tmp_path)
+    assert err.value.code is ErrorCode.HASH_MISMATCH
+    assert not (tmp_path / "bad.zip").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "ok.zip", "out"]
