@@ -16,7 +16,7 @@ NAME = "catalytic_hooks"
 
 # Lower rank = lower layer. A module may import its own layer or a strictly lower one; layers of
 # equal rank (replay, enforce) are siblings and may not import each other.
-LAYERS = {"core": 0, "fs": 1, "git": 2, "provenance": 3, "bundle": 4, "archive": 5,
+LAYERS = {"core": 0, "fs": 1, "git": 2, "provenance": 3, "bundle": 4, "archive": 5, "run": 5,
           "environment": 6, "registry": 6, "report": 6, "restore": 6,
           "replay": 7, "enforce": 7, "cli": 9}
 ENTRY_RANK = 10  # catalytic_hooks/__init__.py and __main__.py sit above everything

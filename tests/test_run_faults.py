@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from catalytic_hooks.bundle.run import RunOptions, run_operation
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.run.engine import RunOptions, run_operation
 
 from .helpers import catalytic, git
 from .test_restore_crash import killed_at

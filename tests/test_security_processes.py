@@ -135,7 +135,7 @@ def test_a_planted_journal_cannot_make_recover_kill_a_bystander(repo: Path) -> N
     readable in /proc) must not get it killed: only a process started for that journal is."""
     import subprocess
 
-    from catalytic_hooks.bundle.journal import process_start
+    from catalytic_hooks.run.journal import process_start
 
     bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:

@@ -182,8 +182,8 @@ def recover_all(
 ) -> None:
     """Finish or roll back whatever was interrupted here: the undo of killed `catalytic run
     --restore` commands, and restores into this repository (and any --restore-root)."""
-    from catalytic_hooks.bundle.run_recovery import recover_runs
     from catalytic_hooks.restore.recovery import recover
+    from catalytic_hooks.run.recovery import recover_runs
 
     with handled(json_mode):
         r = open_repo(repo)

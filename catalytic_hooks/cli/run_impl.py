@@ -33,7 +33,7 @@ class RunArgs:
 def run_run(args: RunArgs) -> None:
     """Run the command as a catalytic operation; ends with CommandExit."""
     from catalytic_hooks.bundle.keys import load_signer
-    from catalytic_hooks.bundle.run import RunOptions, run_operation
+    from catalytic_hooks.run.engine import RunOptions, run_operation
 
     run_id, sign, attest, json_mode = args.run_id or "", args.sign, args.attest, args.json_mode
     with handled(json_mode):

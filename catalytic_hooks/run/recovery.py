@@ -1,6 +1,6 @@
 """Finishing the undo of runs that were killed (`catalytic recover`).
 
-For each journal this tool wrote (bundle.journal): stop what is left of the command (its process
+For each journal this tool wrote (run.journal): stop what is left of the command (its process
 group, if the recorded process is still the one that started it), digest the working tree as the
 run's own roots see it, and undo back to the PRE manifest from the pinned snapshot. A journal is
 removed only when nothing was refused, so running `recover` again after fixing the cause (a full
@@ -15,7 +15,16 @@ import re
 import signal
 from typing import Any
 
-from catalytic_hooks.bundle.journal import (
+from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.core.policy import POLICY_SOURCES, policy_from_sources
+from catalytic_hooks.core.roots import under_any
+from catalytic_hooks.git.digests import worktree_digest
+from catalytic_hooks.git.hashing import HashCache
+from catalytic_hooks.git.history import blobs, entries_at
+from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.state import flagged_entries, pinned
+from catalytic_hooks.git.statefiles import PIN_PREFIX, orphan_pin
+from catalytic_hooks.run.journal import (
     TOKEN_ENV,
     RunJournal,
     finish,
@@ -26,16 +35,7 @@ from catalytic_hooks.bundle.journal import (
     process_start,
     snapshot_of,
 )
-from catalytic_hooks.bundle.undo import UndoReport, empty_tmp_roots, undo
-from catalytic_hooks.core.errors import CatalyticError
-from catalytic_hooks.core.policy import POLICY_SOURCES, policy_from_sources
-from catalytic_hooks.core.roots import under_any
-from catalytic_hooks.git.digests import worktree_digest
-from catalytic_hooks.git.hashing import HashCache
-from catalytic_hooks.git.history import blobs, entries_at
-from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.state import flagged_entries, pinned
-from catalytic_hooks.git.statefiles import PIN_PREFIX, orphan_pin
+from catalytic_hooks.run.undo import UndoReport, empty_tmp_roots, undo
 
 
 def stop_leftover(j: RunJournal) -> bool:

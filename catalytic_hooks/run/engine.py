@@ -14,18 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.bundle.guard import GRACE_SECONDS, Guard, Outcome
-from catalytic_hooks.bundle.journal import (
-    TOKEN_ENV,
-    RunJournal,
-    begin,
-    finish,
-    process_start,
-)
 from catalytic_hooks.bundle.keys import Signer
 from catalytic_hooks.bundle.model import OUTPUT_HASHES, PROOF, STATUS, TASK_SPEC, store_path
 from catalytic_hooks.bundle.sign import sign_run_dir
-from catalytic_hooks.bundle.undo import Saved, UndoReport, empty_tmp_roots, take, undo
 from catalytic_hooks.core.canonical import canonical_bytes, proof_hash, sha256_hex
 from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.digest import TreeDigest
@@ -54,6 +45,15 @@ from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
 from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import determinism_env, fingerprint
+from catalytic_hooks.run.guard import GRACE_SECONDS, Guard, Outcome
+from catalytic_hooks.run.journal import (
+    TOKEN_ENV,
+    RunJournal,
+    begin,
+    finish,
+    process_start,
+)
+from catalytic_hooks.run.undo import Saved, UndoReport, empty_tmp_roots, take, undo
 
 
 @dataclass
@@ -194,7 +194,7 @@ def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
                 survivors: tuple[dict[str, Any], ...] = ()) -> _Post:
     """`state_after`, `caches_after`: the git state and cache identity right after the command
     (and everything it started) ended, before anything here touched them; `survivors`: what the
-    command left running, killed by the guard (bundle.guard)."""
+    command left running, killed by the guard (run.guard)."""
     status = repo.status_start(ignored=False) if pre.snapshot is None else None
     rehash = pre.flagged.union(flagged_entries(repo))
     if caches_after != pre.caches:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.bundle.undo import Saved
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.policy import Policy, root_problem
@@ -27,9 +26,10 @@ from catalytic_hooks.fs.files import atomic_write, fsync_dir
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.statefiles import journal_name, journal_token, pin_ref, pin_refs, runs_dir
 from catalytic_hooks.git.statefiles import pending as pending_names
+from catalytic_hooks.run.undo import Saved
 
 # Set in the command's environment to its journal's token: recovery kills only a process started
-# with it (bundle.run_recovery.stop_leftover).
+# with it (run.recovery.stop_leftover).
 TOKEN_ENV = "CATALYTIC_RUN_TOKEN"
 _OID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _ROOT_KEYS = ("exclusions", "tmp_roots", "durable_roots", "protected_roots", "implicit_durable")

@@ -7,7 +7,7 @@ what is still alive after a grace period is killed; then the undo runs and the r
 `interrupted`, exiting 128 + the signal number as a shell would. During the undo a signal only
 prints that the undo will finish. `--timeout` takes the same path (SIGTERM, grace, SIGKILL).
 
-A run ends when everything its command started has ended (bundle.proctree): once the command
+A run ends when everything its command started has ended (run.proctree): once the command
 exits, whatever it left running (a `&` job, a daemon, a `setsid` child) gets the same grace
 period to end on its own; what still runs then is killed, listed as `survivors`, and the run is
 not a PASS. Only then does POST look at the tree, so nothing the command started can change it
@@ -28,7 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from catalytic_hooks.bundle.proctree import (
+from catalytic_hooks.git.repo import isolated_children
+from catalytic_hooks.run.proctree import (
     Proc,
     can_walk,
     children_now,
@@ -39,7 +40,6 @@ from catalytic_hooks.bundle.proctree import (
     set_subreaper,
     snapshot,
 )
-from catalytic_hooks.git.repo import isolated_children
 
 GRACE_SECONDS = 5.0
 GUARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
