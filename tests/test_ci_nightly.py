@@ -123,6 +123,7 @@ def test_github_nightly_commands_replay_the_sample_once_over_the_shards(repo: Pa
     assert sorted(r for p in picks for r in p) == sorted(RUNS)  # each run exactly once
 
 
+@pytest.mark.slow  # the same commands as the GitHub template's, run in the default suite
 def test_gitlab_nightly_commands_replay_the_sample_once_over_the_copies(repo: Path) -> None:
     job = load("nightly-gitlab.yml")["catalytic-nightly"]
     assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "schedule"'

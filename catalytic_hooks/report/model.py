@@ -61,10 +61,7 @@ class Point:
     replayed: Any
     verdict: str
     tolerance: float | None
-
-    @property
-    def beyond(self) -> bool:
-        return self.tolerance is not None and self.delta > self.tolerance
+    beyond: bool  # the drift exceeds the tolerance
 
 
 @dataclass
@@ -153,6 +150,7 @@ def _add_points(series: dict[tuple[str, str, str], Series], rec: dict[str, Any],
         s = series.get(k)
         if s is None:
             s = series[k] = Series(*k, anchor="")
-        s.points.append(Point(seq if isinstance(seq, int) else 0, text(rec.get("time")), abs(delta),
-                              row.get("archived"), row.get("replayed"),
-                              text(d.get("verdict")), number(d.get("tolerance"))))
+        tol = number(d.get("tolerance"))
+        s.points.append(Point(seq if isinstance(seq, int) else 0, text(rec.get("time")),
+                              abs(delta), row.get("archived"), row.get("replayed"),
+                              text(d.get("verdict")), tol, tol is not None and abs(delta) > tol))
