@@ -334,6 +334,48 @@ def remove(path: Path, name_or_id: str) -> int:
     return removed
 
 
+# -- what `trust add|remove|migrate` do to a repository's file ---------------------------------
+
+def editable_trust_file(policy: Policy, root: Path) -> Path:
+    """The file `trust add|remove|migrate` edit; an inline list is edited in the configuration."""
+    if isinstance(policy.trusted_validators, tuple):
+        raise CatalyticError(ErrorCode.USAGE, "trusted_validators is an inline list in the "
+                             "configuration; edit it there (or point it at a file)")
+    return trust_file(policy, root)
+
+
+def trust_validator(path: Path, name: str, key: str, valid_after: str | None,
+                    valid_before: str | None) -> Validator:
+    """Add a validator to the file at `path` (`key` as `trust add` takes it)."""
+    text = key_text_of(key)
+    if any(c.isspace() for c in name) or not name:
+        raise CatalyticError(ErrorCode.USAGE, "the name must be one word")
+    v = Validator(name, validator_id_of_key(text), text,
+                  parse_date(valid_after) if valid_after else None,
+                  parse_date(valid_before) if valid_before else None)
+    add(path, v)
+    return v
+
+
+def untrust(path: Path, name_or_id: str) -> int:
+    """Remove every line naming `name_or_id`; refused when none does."""
+    n = remove(path, name_or_id)
+    if n == 0:
+        raise CatalyticError(ErrorCode.USAGE, f"{name_or_id!r} is not in {path}")
+    return n
+
+
+def migrate_file(path: Path) -> bool:
+    """Rewrite the file at `path` in allowed_signers syntax; whether anything changed."""
+    text = read_text(path)
+    if text is None:
+        raise CatalyticError(ErrorCode.USAGE, f"{path} does not exist")
+    new = migrate(text, str(path))
+    if new != text:
+        atomic_write(path, new.encode())
+    return new != text
+
+
 # -- the one place where "do we act on this signer?" is decided -------------------------------
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.cli.common import JsonOpt, RepoOpt, TrustFileOpt, open_repo
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.policy import Policy, load_policy
+from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git.repo import Repo
 
 KeyOpt = Annotated[Path, typer.Option("--key", help="Ed25519 private key (from `catalytic "
@@ -149,26 +149,10 @@ def _verify_archives(run_dirs: list[Path], archives: list[Path], chain: bool,
 
 def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | None,
                         trust: TrustPolicy, json_mode: bool) -> None:
-    """One envelope for one run directory; a `.intoto.jsonl` file holds one per line, for the
-    run directories given, in order (a chain)."""
-    from catalytic_hooks.bundle.attest import load_envelopes, verify_envelope
-    from catalytic_hooks.bundle.model import project_root_for
+    from catalytic_hooks.archive.runs import verify_attestations
+    from catalytic_hooks.cli.archive_cmd import caller_limits
 
-    docs = load_envelopes(path)
-    if len(docs) != len(run_dirs):
-        raise CatalyticError(ErrorCode.USAGE, f"{path} holds {len(docs)} attestation(s) for "
-                             f"{len(run_dirs)} run director{'y' if len(run_dirs) == 1 else 'ies'}")
-    import contextlib
-
-    from catalytic_hooks.cli.run_impl import archived_run
-
-    infos = []
-    with contextlib.ExitStack() as stack:
-        for doc, run_dir in zip(docs, run_dirs, strict=True):
-            rd, proot = archived_run(stack, run_dir) or (
-                run_dir.resolve(), project_root_for(run_dir.resolve(), project_root))
-            infos.append({"run_dir": str(run_dir.resolve()),
-                          **verify_envelope(doc, rd, proot, trust)})
+    infos = verify_attestations(path, run_dirs, project_root, trust, caller_limits)
 
     def human() -> None:
         for i in infos:
@@ -239,15 +223,11 @@ trust_app = typer.Typer(help="Manage the repository's trusted validators.",
                         no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
-def _trust_target(repo: RepoOpt) -> tuple[Path, Policy, Path]:
-    from catalytic_hooks.bundle.trust import trust_file
+def _trust_target(repo: RepoOpt) -> Path:
+    from catalytic_hooks.bundle.trust import editable_trust_file
 
     r = open_repo(repo)
-    policy = load_policy(r.top)
-    if isinstance(policy.trusted_validators, tuple):
-        raise CatalyticError(ErrorCode.USAGE, "trusted_validators is an inline list in the "
-                             "configuration; edit it there (or point it at a file)")
-    return r.top, policy, trust_file(policy, r.top)
+    return editable_trust_file(load_policy(r.top), r.top)
 
 
 @trust_app.command("add")
@@ -261,23 +241,11 @@ def trust_add(
     json_mode: JsonOpt = False,
 ) -> None:
     """Trust a validator (commit the file so the change is reviewed)."""
-    from catalytic_hooks.bundle.trust import (
-        Validator,
-        add,
-        key_text_of,
-        parse_date,
-        validator_id_of_key,
-    )
+    from catalytic_hooks.bundle.trust import trust_validator
 
     with handled(json_mode):
-        _, _, path = _trust_target(repo)
-        text = key_text_of(key)
-        if any(c.isspace() for c in name) or not name:
-            raise CatalyticError(ErrorCode.USAGE, "the name must be one word")
-        v = Validator(name, validator_id_of_key(text), text,
-                      parse_date(valid_after) if valid_after else None,
-                      parse_date(valid_before) if valid_before else None)
-        add(path, v)
+        path = _trust_target(repo)
+        v = trust_validator(path, name, key, valid_after, valid_before)
         details = {"file": str(path), "name": name, "validator_id": v.validator_id}
         if json_mode:
             emit_json(envelope(True, "OK", details))
@@ -309,13 +277,11 @@ def trust_remove(
     json_mode: JsonOpt = False,
 ) -> None:
     """Stop trusting a validator."""
-    from catalytic_hooks.bundle.trust import remove
+    from catalytic_hooks.bundle.trust import untrust
 
     with handled(json_mode):
-        _, _, path = _trust_target(repo)
-        n = remove(path, name_or_id)
-        if n == 0:
-            raise CatalyticError(ErrorCode.USAGE, f"{name_or_id!r} is not in {path}")
+        path = _trust_target(repo)
+        n = untrust(path, name_or_id)
         if json_mode:
             emit_json(envelope(True, "OK", {"removed": n, "file": str(path)}))
         else:
@@ -325,18 +291,11 @@ def trust_remove(
 @trust_app.command("migrate")
 def trust_migrate(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
     """Rewrite the trusted-validators file in OpenSSH's allowed_signers syntax (commit it)."""
-    from catalytic_hooks.bundle.trust import migrate, read_text
-    from catalytic_hooks.fs.files import atomic_write
+    from catalytic_hooks.bundle.trust import migrate_file
 
     with handled(json_mode):
-        _, _, path = _trust_target(repo)
-        text = read_text(path)
-        if text is None:
-            raise CatalyticError(ErrorCode.USAGE, f"{path} does not exist")
-        new = migrate(text, str(path))
-        changed = new != text
-        if changed:
-            atomic_write(path, new.encode())
+        path = _trust_target(repo)
+        changed = migrate_file(path)
         details = {"file": str(path), "changed": changed}
         if json_mode:
             emit_json(envelope(True, "OK", details))

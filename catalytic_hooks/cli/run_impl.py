@@ -3,7 +3,6 @@ Typer command (bundle_cmd.py) and from the start-up fast path (fastpath.py)."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,51 +76,10 @@ def run_run(args: RunArgs) -> None:
                exit_code=128 + res.signal if res.signal else None)
 
 
-def archived_run(stack: contextlib.ExitStack, path: Path) -> tuple[Path, Path] | None:
-    """For an archive file: its extracted run directory and (empty) project root, valid until
-    `stack` closes; None for a run directory."""
-    if not path.is_file():
-        return None
-    from catalytic_hooks.archive.read import opened_archive
-    from catalytic_hooks.archive.verify import check_commit
-    from catalytic_hooks.cli.archive_cmd import caller_limits
-
-    opened, proved = stack.enter_context(opened_archive(path, caller_limits()))
-    check_commit(opened, proved)
-    return opened.run_dir, opened.project_root
-
-
 def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
                        project_root: Path | None) -> tuple[Path, int]:
-    from catalytic_hooks.bundle.attest import ATTESTATION_FILE, envelope, statement
-    from catalytic_hooks.bundle.keys import load_signer
-    from catalytic_hooks.bundle.model import project_root_for
-    from catalytic_hooks.core.canonical import canonical_bytes
-    from catalytic_hooks.fs.files import atomic_write
+    """`attest` and `run --attest`: archive files read with the caller's limits."""
+    from catalytic_hooks.archive.runs import write_attestations as write
+    from catalytic_hooks.cli.archive_cmd import caller_limits
 
-    if len(run_dirs) > 1 and output is None:
-        raise CatalyticError(ErrorCode.USAGE, "give --output FILE.intoto.jsonl for a chain")
-    signer = load_signer(key)
-    lines = []
-    with contextlib.ExitStack() as stack:
-        located = [archived_run(stack, d) or (d.resolve(), project_root_for(d.resolve(),
-                                                                            project_root))
-                   for d in run_dirs]
-        for rd, proot in located:
-            stmt = statement(rd, proot)
-            if stmt["predicate"]["validator_id"] != signer.validator_id:
-                raise CatalyticError(ErrorCode.USAGE, f"{rd}: the attestation must be signed "
-                                     "with the key that signed the bundle")
-            lines.append(canonical_bytes(envelope(stmt, signer)) + b"\n")
-    first = run_dirs[0]
-    # An archive is never rewritten: its attestation goes beside it.
-    default = first.resolve().parent / f"{located[0][0].name}.intoto.json" if first.is_file() \
-        else first.resolve() / ATTESTATION_FILE
-    target = output or default
-    atomic_write(target, b"".join(lines))
-    from catalytic_hooks.provenance.chronicle import record_for
-
-    record_for(run_dirs[0].resolve().parent, "attest", {
-        "run_ids": [rd.resolve().name for rd in run_dirs], "keyid": signer.validator_id,
-        "file": target.name, "envelopes": len(lines)})
-    return target, len(lines)
+    return write(run_dirs, key, output, project_root, caller_limits)
