@@ -1,11 +1,14 @@
 """Linked worktrees are separate owners (issue 26, class 5): one worktree's `catalytic recover`
 never takes away what pins another worktree's interrupted run, and a run's command cannot leave
-behind a record that another worktree's hooks or digest would trust. Real linked worktrees, a
+behind a record (or a tree in the snapshot's store) that a later hook or digest, in this
+worktree or another, would trust. Real linked worktrees, a
 real SIGKILL, a real `git gc --prune=now`, real hooks."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,3 +151,64 @@ def test_a_run_cannot_leave_another_worktree_a_forged_record(pair: tuple[Path, P
                             text=True)
     assert commit.returncode != 0 and "data/raw.csv" in commit.stderr
     assert git(linked, "log", "-1", "--format=%s").stdout.strip() == "initial"
+
+
+# Run by the attacking command: the tree the index will have once src/a.py is changed and
+# staged (computed in an object directory of its own), written into the snapshot's scratch
+# store under the name of the index's tree as it is now.
+FORGE_TREE = r"""
+import os, shutil, subprocess, sys, tempfile, zlib
+git_dir = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+store = os.path.join(git_dir, "catalytic", "trees")
+tmp = tempfile.mkdtemp()
+index = os.path.join(tmp, "index")
+shutil.copyfile(os.path.join(git_dir, "index"), index)
+env = {**os.environ, "GIT_OBJECT_DIRECTORY": tmp,
+       "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.path.join(git_dir, "objects")}
+now = subprocess.run(["git", "write-tree"], env={**env, "GIT_INDEX_FILE": index},
+                     capture_output=True, text=True, check=True).stdout.strip()
+blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input=sys.argv[1].encode(),
+                      env=env, capture_output=True, check=True).stdout.decode().strip()
+subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},src/a.py"],
+               env={**env, "GIT_INDEX_FILE": index}, check=True)
+later = subprocess.run(["git", "write-tree"], env={**env, "GIT_INDEX_FILE": index},
+                       capture_output=True, text=True, check=True).stdout.strip()
+body = subprocess.run(["git", "cat-file", "tree", later], env=env, capture_output=True,
+                      check=True).stdout
+target = os.path.join(store, now[:2], now[2:])
+os.makedirs(os.path.dirname(target), exist_ok=True)
+if os.path.exists(target):
+    os.chmod(target, 0o644)
+with open(target, "wb") as fh:
+    fh.write(zlib.compress(b"tree %d\0" % len(body) + body))
+"""
+
+
+def test_a_run_cannot_leave_a_forged_tree_in_the_snapshot_store(make_repo) -> None:
+    """The attack: the index's tree is kept in `catalytic/trees` so that the next digest patches
+    its snapshot with `git diff-tree`, and git reads a loose tree there without checking its
+    hash. A command under `catalytic run` rewrites that tree to look like the tree the index
+    will have once src/a.py is changed: the user's later staged change to src/a.py was then
+    invisible to every digest (and a later run whose command reverted it passed)."""
+    repo = make_repo({"src/a.py": "a\n", "src/b.py": "b\n"}, policy=POLICY.replace(
+        '["data"]', '["src"]'))
+    (repo / "src/b.py").write_text("staged\n")  # the index's tree is in no commit
+    git(repo, "add", "src/b.py")
+    full = {**os.environ, "CATALYTIC_NO_FASTPATH": "1"}
+    assert catalytic("digest", "--worktree", cwd=repo, env=full).returncode == 0
+    forge = repo.parent / "forge_tree.py"
+    forge.write_text(FORGE_TREE)
+    run = catalytic("run", "--run-id", "r1", "--", sys.executable, str(forge), "changed\n",
+                    cwd=repo)
+    assert run.returncode == 0, run.stdout + run.stderr  # the working tree is untouched
+    (repo / "src/a.py").write_text("changed\n")
+    git(repo, "add", "src/a.py")
+    later = catalytic("digest", "--worktree", "--json", cwd=repo, env=full)
+    shutil.rmtree(git_dir(repo) / "catalytic")
+    honest = catalytic("digest", "--worktree", "--json", cwd=repo, env=full)
+    assert json.loads(later.stdout) == json.loads(honest.stdout), later.stdout + honest.stdout
+
+
+def git_dir(top: Path) -> Path:
+    return Path(git(top, "rev-parse", "--absolute-git-dir").stdout.strip())

@@ -1,5 +1,5 @@
 """The index snapshot patched from the previous one (git write-tree into the tool's scratch store,
-git diff-tree between the trees) gives exactly the records of a full build, over a sequence of
+the trees compared where they differ) gives exactly the records of a full build, over a sequence of
 real index changes; and whatever git cannot compare falls back to the full build."""
 
 from __future__ import annotations

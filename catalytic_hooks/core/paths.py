@@ -74,7 +74,10 @@ def is_git_name(name: str) -> bool:
     (git's `is_ntfs_dotgit` and `is_hfs_dotgit`): `.git` in any case; followed by dots or spaces
     (Windows strips them) or by `:` (an NTFS stream, `.git::$INDEX_ALLOCATION`); its 8.3 short
     name `git~1`; with code points HFS+ ignores. Stricter than git where the rules combine."""
-    low = "".join(c for c in name if ord(c) not in _HFS_IGNORED).lower()
+    # Every code point HFS+ ignores is outside ASCII: an ASCII name (nearly all) skips the
+    # per-character filter, which was a quarter of `archive create` on 10,000 outputs.
+    low = name.lower() if name.isascii() else \
+        "".join(c for c in name if ord(c) not in _HFS_IGNORED).lower()
     for stem in (".git", "git~1"):
         if low.startswith(stem):
             rest = low[len(stem):].split(":", 1)[0]

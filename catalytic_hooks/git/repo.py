@@ -261,9 +261,10 @@ class Repo:
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
     # -- listings ---------------------------------------------------------------------------
-    def run_env(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    def run_env(self, env: dict[str, str], *args: str, input: bytes | None = None
+                ) -> subprocess.CompletedProcess[bytes]:
         """A git command with another environment (a scratch object store); not checked."""
-        return _run(["git", *args], cwd=self.top, env=env)
+        return _run(["git", *args], cwd=self.top, env=env, input=input)
 
     def start_env(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
         try:

@@ -5,9 +5,12 @@ When the index has changed (every commit, `git add`, checkout), the stored snaps
 instead of rebuilt: it also records the tree of the index it describes, written by `git
 write-tree` from a copy of the index into a scratch object directory of this tool's own
 (`<git dir>/catalytic/trees`, with the repository's objects as alternates, so neither the index nor
-the object database of the repository is written). `git diff-tree` between that tree and the
-current index's tree names exactly the entries that changed; only those are resolved. At 1,000,000
-entries this is the difference between a second or more and tens of milliseconds.
+the object database of the repository is written). Comparing that tree with the current index's
+tree, level by level and only where they differ (`_tree_changes`, what `git diff-tree -r` gives,
+with every tree read checked against its name: git does not check a loose tree's bytes, and the
+store is writable by a run's command), names exactly the entries that changed; only those are
+resolved. At 1,000,000 entries this is the difference between a second or more and tens of
+milliseconds.
 
 Without a stored snapshot (first use, a policy change) the index is listed and digested in
 chunks, so memory stays proportional to the records, not to 1,000,000 parsed entries.
@@ -20,9 +23,11 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from catalytic_hooks.core.canonical import canonical_hash
 from catalytic_hooks.core.digest import check_record_paths
@@ -99,23 +104,46 @@ def _save(path: Path, ident: str, tree: str | None, records: Records) -> None:
 def index_tree(repo: Repo) -> str | None:
     """The tree of the index as it is now, written to the scratch store from a copy of the
     index (write-tree would otherwise refresh the real index's cache-tree and rewrite it).
-    None when git cannot (unmerged entries, a split index it cannot follow, ...)."""
+    None when git cannot (unmerged entries, a split index it cannot follow, ...).
+
+    git reads a loose tree without checking that its bytes have its name, and whoever can
+    write the git directory (a run's command) can write the store. So the trees are written into
+    an empty directory with only the repository's objects beside it (none is taken from the
+    store because it is already there) and then moved into the store, replacing what was there;
+    the store is read after the repository (`_read_env`), and a patch checks every tree it reads
+    (`_tree_changes`)."""
     scratch = _scratch(repo)
     try:
         scratch.mkdir(parents=True, exist_ok=True)
         _trim(scratch)
-        tmp = scratch / f"index-{os.urandom(8).hex()}"
-        shutil.copyfile(index_file(repo), tmp)
+        fresh = Path(tempfile.mkdtemp(prefix="new-", dir=scratch))
     except OSError:
         return None
     try:
-        env = {**scratch_objects_env(repo, scratch), "GIT_INDEX_FILE": str(tmp)}
+        tmp = fresh / "index"
+        shutil.copyfile(index_file(repo), tmp)
+        env = {**scratch_objects_env(repo, fresh), "GIT_INDEX_FILE": str(tmp)}
         proc = repo.run_env(env, "write-tree")
         tree = proc.stdout.decode().strip()
-        return tree if proc.returncode == 0 and tree else None
+        if proc.returncode != 0 or not tree:
+            return None
+        for d in os.scandir(fresh):
+            if len(d.name) == 2 and d.is_dir(follow_symlinks=False):
+                (scratch / d.name).mkdir(exist_ok=True)
+                for f in os.scandir(d.path):
+                    os.replace(f.path, scratch / d.name / f.name)
+        return tree
+    except OSError:
+        return None
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def _read_env(repo: Repo) -> dict[str, str]:
+    """The repository's objects first, then the scratch store (for trees of no commit)."""
+    env = repo.env
+    extra = [p for p in (env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES"), str(_scratch(repo))) if p]
+    return {**env, "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(extra)}
 
 
 def _trim(scratch: Path) -> None:
@@ -133,27 +161,97 @@ def _trim(scratch: Path) -> None:
 def _patch(repo: Repo, policy: Policy, old: Records, old_tree: str, new_tree: str
            ) -> Records | None:
     """The old records with exactly the entries that differ between the two trees resolved
-    again (None: git could not compare them, say the old tree was trimmed)."""
-    env = scratch_objects_env(repo, _scratch(repo))
-    proc = repo.run_env(env, "diff-tree", "-r", "-z", "--raw", "--no-renames", old_tree,
-                        new_tree)
-    if proc.returncode != 0:
+    again (None: the trees could not be compared, say the old one was trimmed or is not what
+    its name says)."""
+    changes = _tree_changes(repo, old_tree, new_tree)
+    if changes is None:
         return None
-    fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
     classify = policy.classifier()
     removed: set[str] = set()
     changed: list[ViewEntry] = []
-    for i in range(0, len(fields) - 1, 2):
-        meta, path = fields[i], fields[i + 1]
-        # ":<old mode> <new mode> <old oid> <new oid> <status>"
-        _old_mode, new_mode, _old_oid, new_oid, status = meta[1:].split(" ")
+    for path, new in changes:
         removed.add(path)
-        if status != "D" and classify(path) is PathClass.PROTECTED:
-            changed.append(ViewEntry(path, _kind(new_mode), new_oid, False))
+        if new is not None and classify(path) is PathClass.PROTECTED:
+            changed.append(ViewEntry(path, _kind(new[0]), new[1], False))
     check_record_paths(e.path for e in changed)
     values = resolve_contents(View(ViewKind.INDEX, repo.top, tuple(changed), repo), changed,
                               HashCache(None))
     return Overlay(old, frozenset(removed), values).materialize()
+
+
+_TREE_MODE = "40000"
+_MAX_TREES = 20_000  # trees read by one patch; a larger change is built in full
+
+
+def _tree_changes(repo: Repo, old_tree: str, new_tree: str
+                  ) -> list[tuple[str, tuple[str, str] | None]] | None:
+    """What `git diff-tree -r` of the two trees reports, as (path, (new mode, new id) or None
+    when deleted), from trees read level by level and each checked against its name (git
+    itself does not check a loose tree's bytes, and the scratch store is writable by anyone
+    who can write the git directory). None: a tree is missing, is not what its name says, or
+    the difference spans more than _MAX_TREES trees."""
+    algo = hashlib.sha256 if repo.object_format == "sha256" else hashlib.sha1
+    size = algo().digest_size
+    out: list[tuple[str, tuple[str, str] | None]] = []
+    level: list[tuple[str, str | None, str | None]] = [("", old_tree, new_tree)]
+    read = 0
+    while level:
+        wanted = sorted({t for _, a, b in level for t in (a, b) if t is not None})
+        read += len(wanted)
+        if read > _MAX_TREES:
+            return None
+        trees = _read_trees(repo, wanted, algo, size)
+        if trees is None:
+            return None
+        deeper: list[tuple[str, str | None, str | None]] = []
+        for prefix, a, b in level:
+            before = trees[a] if a is not None else {}
+            after = trees[b] if b is not None else {}
+            for name in sorted(before.keys() | after.keys()):
+                x, y = before.get(name), after.get(name)
+                if x == y:
+                    continue
+                x_tree = x is not None and x[0] == _TREE_MODE
+                y_tree = y is not None and y[0] == _TREE_MODE
+                if x_tree or y_tree:
+                    deeper.append((f"{prefix}{name}/", x[1] if x and x_tree else None,
+                                   y[1] if y and y_tree else None))
+                if (x is not None and not x_tree) or (y is not None and not y_tree):
+                    out.append((prefix + name, y if y is not None and not y_tree else None))
+        level = deeper
+    return out
+
+
+def _read_trees(repo: Repo, oids: list[str], algo: Callable[..., Any], size: int
+                ) -> dict[str, dict[str, tuple[str, str]]] | None:
+    """Each tree's entries (name → (mode, id)), read with `git cat-file --batch` and checked
+    against its name; None if any is missing, not a tree, or not what its name says."""
+    proc = repo.run_env(_read_env(repo), "cat-file", "--batch",
+                        input="".join(o + "\n" for o in oids).encode())
+    if proc.returncode != 0:
+        return None
+    data, pos = proc.stdout, 0
+    trees: dict[str, dict[str, tuple[str, str]]] = {}
+    for oid in oids:
+        eol = data.find(b"\n", pos)
+        head = data[pos:eol].split(b" ")
+        if eol < 0 or len(head) != 3 or head[0].decode() != oid or head[1] != b"tree":
+            return None
+        n = int(head[2])
+        body = data[eol + 1:eol + 1 + n]
+        pos = eol + 2 + n
+        if len(body) != n or algo(b"tree %d\0" % n + body).hexdigest() != oid:
+            return None
+        entries: dict[str, tuple[str, str]] = {}
+        i = 0
+        while i < n:
+            sp = body.index(b" ", i)
+            nul = body.index(b"\0", sp)
+            entries[body[sp + 1:nul].decode("utf-8", "surrogateescape")] = (
+                body[i:sp].decode(), body[nul + 1:nul + 1 + size].hex())
+            i = nul + 1 + size
+        trees[oid] = entries
+    return trees
 
 
 def _kind(mode: str) -> Kind:
@@ -217,7 +315,7 @@ def _full(repo: Repo, policy: Policy, tree: str | None) -> Records:
     workers (git.listing)."""
     if not tree:
         return _full_from_index(repo, policy)
-    proc = repo.start_env(scratch_objects_env(repo, _scratch(repo)), "ls-tree", "-r", "-z",
+    proc = repo.start_env(_read_env(repo), "ls-tree", "-r", "-z",
                           "--full-tree", tree)
     assert proc.stdout is not None
     try:
