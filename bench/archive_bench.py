@@ -168,17 +168,24 @@ def main() -> None:
     ap.add_argument("--kib", type=int, default=20)
     ap.add_argument("--verify-mib", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", default="create,verify,replay,memory",
+                    help="comma-separated measures to run")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     t0 = time.time()
     many = build("many", args.files, args.kib * 1024)
     few = build("many", max(args.files // 10, 1), args.kib * 1024)
-    big = build("big", 64, args.verify_mib * 2**20 // 64)
+    big = build("big", 64, args.verify_mib * 2**20 // 64) if "verify" in only else many
     rows = ["| measure | catalytic | reference (same run) | ratio | target |",
             "|---|---|---|---|---|"]
-    rows += bench_create(many, args.repeat)
-    rows += bench_verify(big, args.repeat)
-    rows += bench_replay(many, args.repeat)
-    rows += bench_memory(few, many)
+    if "create" in only:
+        rows += bench_create(many, args.repeat)
+    if "verify" in only:
+        rows += bench_verify(big, args.repeat)
+    if "replay" in only:
+        rows += bench_replay(many, args.repeat)
+    if "memory" in only:
+        rows += bench_memory(few, many)
     print("\n".join(rows))
     print(f"\n({time.time() - t0:.0f} s in all)")
 

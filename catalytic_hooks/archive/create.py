@@ -144,32 +144,51 @@ def _check_only(path: Path, expected: str) -> None:
         os.close(fd)
 
 
-def _write_entry(w: ZipWriter, zip_name: str, s: _Source) -> Item:
+def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Item:
     h = hashlib.sha256()
-    w.begin(zip_name)
     if s.data is not None:
-        w.write(s.data)
         h.update(s.data)
+        entry = w.add(zip_name, s.data)
     else:
         assert s.path is not None
-        dfd = os.open(s.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = _open_source(s, src)
         try:
-            fd = open_regular_at(dfd, s.path.name)
-        finally:
-            os.close(dfd)
-        try:
-            while chunk := os.read(fd, CHUNK):
-                w.write(chunk)
-                h.update(chunk)
+            first = os.read(fd, CHUNK)
+            more = os.read(fd, CHUNK) if len(first) == CHUNK else b""
+            if not more:  # the whole file in hand: written once, never patched
+                h.update(first)
+                entry = w.add(zip_name, first)
+            else:
+                w.begin(zip_name)
+                for chunk in (first, more):
+                    w.write(chunk)
+                    h.update(chunk)
+                while chunk := os.read(fd, CHUNK):
+                    w.write(chunk)
+                    h.update(chunk)
+                entry = w.end()
         finally:
             os.close(fd)
-    entry = w.end()
     digest = h.hexdigest()
     if s.expected is not None and digest != s.expected:
         raise CatalyticError(ErrorCode.HASH_MISMATCH, f"{s.path} does not match its signed hash "
                              "(changed after the run, or while it was archived)",
                              path=str(s.path))
     return Item(s.name, entry.size, digest)
+
+
+def _open_source(s: _Source, src: DirSource) -> int:
+    """An output through the verifier's cached directory fds (no symlink followed on the way);
+    a run directory file through its parent."""
+    assert s.path is not None
+    for base in (src.run_dir, src.project_root):
+        if s.path.is_relative_to(base):
+            return src.open_at(base, s.path.relative_to(base).as_posix())
+    dfd = os.open(s.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_regular_at(dfd, s.path.name)
+    finally:
+        os.close(dfd)
 
 
 def create_archive(run_dir: Path, output: Path, *, history: bool = False,
@@ -236,7 +255,7 @@ def _write(out: Any, run_dir: Path, v: Verified, src: DirSource, sources: list[_
             if s.opener is not None:
                 items.append(_write_stream(w, f"{run_id}/{s.name}", s.name, s.opener))
             else:
-                items.append(_write_entry(w, f"{run_id}/{s.name}", s))
+                items.append(_write_entry(w, f"{run_id}/{s.name}", s, src))
     tags = tag_files(run_id, items, v.status)
     for name, data in tags:
         w.add(f"{run_id}/{name}", data)

@@ -124,9 +124,18 @@ class ZipWriter:
         return entry
 
     def add(self, name: str, data: bytes) -> Entry:
-        self.begin(name)
-        self.write(data)
-        return self.end()
+        """A whole entry at once: its header is written final, nothing is patched (most
+        entries are small, and a patch is two seeks that flush the buffer)."""
+        raw = name.encode()
+        entry = Entry(name, self.pos, len(data), zlib.crc32(data))
+        if entry.size > MAX_U32 or self.pos + LOCAL_LEN + len(raw) + len(data) > MAX_U32:
+            raise CatalyticError(ErrorCode.USAGE, "the archive would exceed 4 GiB, the limit of "
+                                 "this format version (no ZIP64)")
+        self.out.write(self._local(raw, entry.crc, entry.size))
+        self.out.write(data)
+        self.pos += LOCAL_LEN + len(raw) + len(data)
+        self.entries.append(entry)
+        return entry
 
     def finish(self) -> int:
         """Central directory and end record; returns the archive's size."""
