@@ -135,7 +135,8 @@ def test_run_option_table_is_the_typer_commands() -> None:
         if p.name == "command":
             continue
         kind = ("flag" if p.is_flag else "list" if p.multiple else "path" if p.name == "sign"
-                else "float" if p.name == "timeout" else "int" if p.name == "seed" else "str")
+                else "float" if p.name in ("timeout", "grace") else "int" if p.name == "seed"
+                else "str")
         for opt in (*p.opts, *p.secondary_opts):
             table[opt] = (p.name if p.name != "json_mode" else "json_mode", kind)
     assert table == RUN_OPTIONS
