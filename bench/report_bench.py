@@ -172,6 +172,15 @@ def repo_with_chronicle(base: Path, records: int) -> Path:
     return repo
 
 
+REFERENCE = [sys.executable, "-c", "sum(range(10 ** 7))"]  # 0.25 s on this machine when idle
+
+
+def slowdown(rounds: int = 3) -> float:
+    """How much slower than idle this machine runs right now (shared cores): the reference
+    loop's median time over its idle time. Figures divided by it estimate an idle machine."""
+    return statistics.median(timed(REFERENCE, Path.cwd()) for _ in range(rounds)) / 0.25
+
+
 def bench_report(cat: list[str], base: Path, records: int, rounds: int
                  ) -> tuple[Path, list[float], list[float]]:
     repo = repo_with_chronicle(base, records)
@@ -263,8 +272,11 @@ def main() -> None:
     cat = list(CATALYTIC)
     base = Path(tempfile.mkdtemp(prefix="catalytic-report-bench-"))
     try:
+        slow = slowdown()
         html, rep, cpu = bench_report(cat, base, args.records, args.rounds)
-        print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        slow = (slow + slowdown()) / 2
+        print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; the reference "
+              f"loop ran {slow:.2f}x its idle time")
         print(f"| catalytic report, {args.records:,} records | {statistics.median(rep):.2f} s "
               f"(runs: {', '.join(f'{x:.2f}' for x in rep)}); CPU "
               f"{statistics.median(cpu):.2f} s | target 2 s |")
