@@ -41,7 +41,7 @@ from catalytic_hooks.core.records import Records
 from catalytic_hooks.git.snapshot import _save, _snapshot_file
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.state import index_identity
+from catalytic_hooks.git.runstate import index_identity
 r = Repo.discover(); p = load_policy(r.top)
 old = json.load(open(sys.argv[1]))["file_manifest"]
 path = _snapshot_file(r, p); path.parent.mkdir(exist_ok=True)
@@ -185,7 +185,7 @@ def test_the_version_constant_is_the_installed_distributions() -> None:
 
 
 def test_flagged_entries_are_found_among_plain_ones(repo: Path) -> None:
-    from catalytic_hooks.git.state import flagged_entries
+    from catalytic_hooks.git.runstate import flagged_entries
 
     git(repo, "update-index", "--assume-unchanged", "src/b.py")
     git(repo, "update-index", "--skip-worktree", "data/x.csv")

@@ -119,7 +119,7 @@ def test_every_settable_key_has_a_changed_value_above() -> None:
 def test_the_quick_paths_record_what_the_cache_key_names() -> None:
     """The quick paths cannot import core.policy (tomllib): their field lists are pinned here."""
     from catalytic_hooks.core.policy import policy_from_mapping
-    from catalytic_hooks.enforce import quick
+    from catalytic_hooks.enforce import quickaccept as quick
     from catalytic_hooks.git import quickdigest
 
     keys = list(policy_from_mapping({}, "test").cache_key())

@@ -1,4 +1,4 @@
-"""The commit hook's quick path (enforce.quick.py) accepts only what the full check finds
+"""The commit hook's quick path (enforce.quickaccept.py) accepts only what the full check finds
 nothing in: every kind of staged change is judged both ways with real git, and wherever the
 quick path accepts, the full check must report no finding."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from catalytic_hooks.enforce.checks import check_staged
-from catalytic_hooks.enforce.quick import quick_accept
+from catalytic_hooks.enforce.quickaccept import quick_accept
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.statefiles import COMMIT_RECORD as CACHE_NAME
 
@@ -136,7 +136,7 @@ def test_real_commits_through_the_installed_hook(repo: Path) -> None:
 def _push_both(repo: Path, line: str) -> tuple[bool, list[str] | str]:
     from catalytic_hooks.enforce.bundles import check_bundles
     from catalytic_hooks.enforce.checks import check_push, parse_push_lines
-    from catalytic_hooks.enforce.quick import quick_push
+    from catalytic_hooks.enforce.quickaccept import quick_push
 
     quick = quick_push(line.encode())
     try:
@@ -184,7 +184,7 @@ def test_quick_push_accepts_only_what_the_full_check_finds_clean(repo: Path, cas
 def test_quick_push_leaves_anything_unusual_to_the_full_check(repo: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
-    from catalytic_hooks.enforce.quick import quick_push
+    from catalytic_hooks.enforce.quickaccept import quick_push
 
     _sh(repo, "echo 2 > outputs/a && git add outputs/a && git commit -qm a --no-verify && "
               "echo 3 > outputs/b && git add outputs/b && git commit -qm b --no-verify")
@@ -210,7 +210,7 @@ def test_the_old_tip_s_policy_must_be_the_recorded_one(repo: Path) -> None:
               "git commit -qam 'policy' --no-verify")
     check_staged(Repo.discover(repo))  # records HEAD's (new) roots
     _sh(repo, "echo b >> src/a.py && git commit -qam p --no-verify")
-    from catalytic_hooks.enforce.quick import quick_push
+    from catalytic_hooks.enforce.quickaccept import quick_push
 
     assert quick_push(_line(repo, "HEAD~2").encode()) is False
     assert _push_both(repo, _line(repo)) == (True, [])  # HEAD~1 has the recorded policy

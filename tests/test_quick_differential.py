@@ -3,8 +3,8 @@
 policies, staged and unstaged edits, deletes, mode and type changes, renames into and out of
 roots, policy edits and tmp residue. Wherever a quick path answers, the full path agrees:
 
-- enforce.quick.quick_accept → enforce.checks.check_staged finds nothing blocking;
-- enforce.quick.quick_push → enforce.checks.check_push finds nothing blocking;
+- enforce.quickaccept.quick_accept → enforce.checks.check_staged finds nothing blocking;
+- enforce.quickaccept.quick_push → enforce.checks.check_push finds nothing blocking;
 - git.quickdigest.quick_digest → the full `catalytic digest` prints the same line.
 
 Real git, real files, the full paths in this process. A few derandomized examples by default;
@@ -29,9 +29,9 @@ from catalytic_hooks.cli.fastpath import fast
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.enforce.bundles import check_bundles
 from catalytic_hooks.enforce.checks import check_push, check_staged, parse_push_lines
-from catalytic_hooks.enforce.quick import quick_accept, quick_push
+from catalytic_hooks.enforce.quickaccept import quick_accept, quick_push
 from catalytic_hooks.git import quickdigest
-from catalytic_hooks.git.early import early_status, early_where
+from catalytic_hooks.git.earlyspawn import early_status, early_where
 from catalytic_hooks.git.repo import Repo
 
 from .helpers import git

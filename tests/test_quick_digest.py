@@ -21,7 +21,7 @@ from catalytic_hooks.cli.main import main
 from catalytic_hooks.core.policy import POLICY_SOURCES
 from catalytic_hooks.core.version import VERSION
 from catalytic_hooks.git import quickdigest
-from catalytic_hooks.git.early import early_status, early_where
+from catalytic_hooks.git.earlyspawn import early_status, early_where
 from catalytic_hooks.git.statefiles import COMMIT_RECORD, DIGEST_GUESS, DIGEST_RECORD, TRUSTED
 
 from .helpers import catalytic, git

@@ -16,7 +16,7 @@ import pytest
 
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.restore.chain import restore_chain
-from catalytic_hooks.restore.engine import Hooks, Plan, restore_bundle, root_lock
+from catalytic_hooks.restore.engine import Callbacks, Plan, restore_bundle, root_lock
 
 from .helpers import CONFORMANCE, SEED_B, catalytic, git, make_bundle, resign, rewrite, tree
 
@@ -178,8 +178,8 @@ def test_symlinked_source_refused(proj: Path, target: Path, tmp_path: Path) -> N
 
 def test_source_missing_after_verification(proj: Path, target: Path) -> None:
     before = tree(target)
-    hooks = Hooks(after_plan=lambda plan: (proj / "out/a.txt").unlink())
-    e = expect_code("SOURCE_MISSING", restore, proj, target, hooks=hooks)
+    callbacks = Callbacks(after_plan=lambda plan: (proj / "out/a.txt").unlink())
+    e = expect_code("SOURCE_MISSING", restore, proj, target, callbacks=callbacks)
     assert e.details["phase"] == "EXECUTE"
     assert tree(target) == before
 
@@ -199,7 +199,7 @@ def test_target_appearing_during_restore_is_not_clobbered(proj: Path, target: Pa
         (target / "out/deep").mkdir(exist_ok=True)
         (target / "out/deep/b.bin").write_bytes(b"someone else's")
 
-    e = expect_code("TARGET_EXISTS", restore, proj, target, hooks=Hooks(after_stage=sneak))
+    e = expect_code("TARGET_EXISTS", restore, proj, target, callbacks=Callbacks(after_stage=sneak))
     assert e.details["reason"] == "RACE"
     assert (target / "out/deep/b.bin").read_bytes() == b"someone else's"
     assert not (target / "out/a.txt").exists() and not (target / "c.txt").exists()
@@ -208,8 +208,8 @@ def test_target_appearing_during_restore_is_not_clobbered(proj: Path, target: Pa
 
 def test_copy_integrity(proj: Path, target: Path) -> None:
     before = tree(target)
-    hooks = Hooks(after_plan=lambda plan: (proj / "out/a.txt").write_bytes(b"changed!"))
-    e = expect_code("COPY_INTEGRITY_FAILED", restore, proj, target, hooks=hooks)
+    callbacks = Callbacks(after_plan=lambda plan: (proj / "out/a.txt").write_bytes(b"changed!"))
+    e = expect_code("COPY_INTEGRITY_FAILED", restore, proj, target, callbacks=callbacks)
     assert e.details["path"] == "out/a.txt"
     assert tree(target) == before
 
@@ -222,7 +222,7 @@ def test_post_restore_verification(proj: Path, target: Path) -> None:
             fh.write(b"X")
 
     e = expect_code("RESTORE_VERIFICATION_FAILED", restore, proj, target,
-                    hooks=Hooks(after_place=corrupt))
+                    callbacks=Callbacks(after_place=corrupt))
     assert e.details["phase"] == "VERIFY"
     assert tree(target) == before
 
@@ -238,7 +238,7 @@ def test_directory_swapped_for_symlink_during_restore(proj: Path, target: Path,
         os.symlink(outside, target / "out")
 
     with pytest.raises(CatalyticError):
-        restore(proj, target, hooks=Hooks(after_stage=swap))
+        restore(proj, target, callbacks=Callbacks(after_stage=swap))
     assert tree(outside) == {}
     assert (target / "keep.txt").read_bytes() == b"pre-existing\n"
     assert not (target / "c.txt").exists() and not (target / "RESTORE_MANIFEST.json").exists()
@@ -296,7 +296,7 @@ def test_chain_failure_rolls_back_every_run(chain_proj: Path, target: Path) -> N
     runs = [chain_proj / "_runs/a", chain_proj / "_runs/b"]
     e = expect_code("CHAIN_RESTORE_FAILED", restore_chain, runs, target,
                     project_root=chain_proj, allow_untrusted=True,
-                    hooks=Hooks(after_plan=fail_second))
+                    callbacks=Callbacks(after_plan=fail_second))
     assert calls == ["a", "b"]
     assert e.details["reason"] == "COPY_INTEGRITY_FAILED" and e.details["run_id"] == "b"
     assert tree(target) == before

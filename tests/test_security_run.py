@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.state import pinned
+from catalytic_hooks.git.runstate import pinned
 
 from .helpers import catalytic, git
 

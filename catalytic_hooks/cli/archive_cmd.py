@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
-from catalytic_hooks.cli.common import JsonOpt, TrustFileOpt, open_repo
+from catalytic_hooks.cli.context import open_repo
+from catalytic_hooks.cli.options import JsonOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.policy import Policy, load_policy
 from catalytic_hooks.git.repo import Repo

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from catalytic_hooks.cli.common import JsonOpt
+from catalytic_hooks.cli.options import JsonOpt
 from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.repo import clean_env
@@ -282,7 +282,7 @@ def init(
     json_mode: JsonOpt = False,
 ) -> None:
     """Write a commented `.catalytic.toml` at the repository root."""
-    from catalytic_hooks.cli.common import open_repo
+    from catalytic_hooks.cli.context import open_repo
 
     with handled(json_mode):
         repo = open_repo(None)

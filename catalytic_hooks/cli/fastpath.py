@@ -155,7 +155,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], Any | None], Callable[[Any],
 
 def fast(command: str, argv: Sequence[str], status: Any = None) -> int | None:
     """Run a hot command without Typer when every option is plain; None: use Typer.
-    `status`: a working-tree digest's `git status`, started by the entry point (git.early)."""
+    `status`: a working-tree digest's `git status`, started by the entry point (git.earlyspawn)."""
     parse, execute = COMMANDS[command]
     try:
         parsed = parse(argv)

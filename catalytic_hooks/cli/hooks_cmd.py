@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from catalytic_hooks.cli.check_impl import CheckArgs, run_check
-from catalytic_hooks.cli.common import JsonOpt, RepoOpt, open_repo
+from catalytic_hooks.cli.context import open_repo
+from catalytic_hooks.cli.options import JsonOpt, RepoOpt
 from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.install import (

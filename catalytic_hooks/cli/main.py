@@ -9,20 +9,20 @@ import sys
 
 # os and select only: nothing here may cost the hooks' quick paths their start-up
 from catalytic_hooks.cli.pipes import stdout_gone
-from catalytic_hooks.git.early import Spawned, early_status, early_where
+from catalytic_hooks.git.earlyspawn import Spawned, early_status, early_where
 
 
 def _quick_hook(args: list[str]) -> bool:
-    """The hooks' quick paths (enforce/quick.py), which import almost nothing and only accept.
+    """The hooks' quick paths (enforce/quickaccept.py), which import almost nothing and only accept.
     A pre-push hook's stdin is read here; the full check then gets the same bytes."""
     if os.environ.get("CATALYTIC_NO_FASTPATH"):
         return False
     if args == ["pre-commit"]:
-        from catalytic_hooks.enforce.quick import quick_accept
+        from catalytic_hooks.enforce.quickaccept import quick_accept
 
         return quick_accept()
     if args[:1] == ["pre-push"] and not sys.stdin.isatty():
-        from catalytic_hooks.enforce.quick import quick_push
+        from catalytic_hooks.enforce.quickaccept import quick_push
 
         data = sys.stdin.buffer.read()
         if quick_push(data):

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from catalytic_hooks.cli.common import JsonOpt, ListOpt, RepoOpt, repo_and_policy, split_roots
+from catalytic_hooks.cli.context import repo_and_policy, split_roots
+from catalytic_hooks.cli.options import JsonOpt, ListOpt, RepoOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.cli.receipts_impl import (
     DigestArgs,

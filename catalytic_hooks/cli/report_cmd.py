@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from catalytic_hooks.cli.common import JsonOpt, RepoOpt, TrustFileOpt, open_repo
+from catalytic_hooks.cli.context import open_repo
+from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import load_policy

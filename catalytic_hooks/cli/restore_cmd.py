@@ -11,10 +11,11 @@ from typing import Annotated, Any
 import typer
 
 from catalytic_hooks.bundle.trust import TrustPolicy, caller_anchor, trust_policy
-from catalytic_hooks.cli.common import JsonOpt, RepoOpt, TrustFileOpt, open_repo
+from catalytic_hooks.cli.context import open_repo
+from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.restore.transaction import Hooks, Plan
+from catalytic_hooks.restore.transaction import Callbacks, Plan
 
 restore_app = typer.Typer(help="Restore verified bundle outputs (SPECTRUM-06).",
                           no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -30,11 +31,11 @@ PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 
 
 @contextlib.contextmanager
-def progress(json_mode: bool) -> Iterator[Hooks]:
+def progress(json_mode: bool) -> Iterator[Callbacks]:
     """A rich progress bar (files and bytes) on a terminal for large restores, started once the
     engine has its plan; none in --json mode or when stderr is not a terminal."""
     if json_mode or not sys.stderr.isatty():
-        yield Hooks()
+        yield Callbacks()
         return
     from rich.console import Console
     from rich.progress import (
@@ -63,7 +64,7 @@ def progress(json_mode: bool) -> Iterator[Hooks]:
             bar.update(tasks[1], completed=done_bytes)
 
     try:
-        yield Hooks(progress=update, planned=planned)
+        yield Callbacks(progress=update, planned=planned)
     finally:
         bar.stop()
 
@@ -112,17 +113,17 @@ def bundle(
         else:
             raise CatalyticError(ErrorCode.USAGE, "give exactly one of --restore-root and "
                                  "--worktree")
-        with progress(json_mode) as hooks:
+        with progress(json_mode) as callbacks:
             if run_dir.is_file():
                 from catalytic_hooks.cli.archive_cmd import caller_limits
                 from catalytic_hooks.restore.archived import restore_archive
 
                 doc = restore_archive(run_dir, target, trust=_trust(trust_file, allow_untrusted),
-                                      limits=caller_limits(), dry_run=dry_run, hooks=hooks)
+                                      limits=caller_limits(), dry_run=dry_run, callbacks=callbacks)
             else:
                 doc = restore_bundle(run_dir, target, project_root=project_root,
                                      trust=_trust(trust_file, allow_untrusted),
-                                     dry_run=dry_run, hooks=hooks)
+                                     dry_run=dry_run, callbacks=callbacks)
         result(json_mode, True, "PASS", doc, lambda: _human(doc))
 
 
@@ -142,10 +143,10 @@ def chain(
     with handled(json_mode):
         if restore_root is None:
             raise CatalyticError(ErrorCode.USAGE, "--restore-root is required")
-        with progress(json_mode) as hooks:
+        with progress(json_mode) as callbacks:
             doc = restore_chain(run_dirs, restore_root, project_root=project_root,
                                 trust=_trust(trust_file, allow_untrusted), dry_run=dry_run,
-                                hooks=hooks)
+                                callbacks=callbacks)
         result(json_mode, True, "PASS", doc, lambda: _human({**doc, "result_root":
                                                             str(restore_root)}))
 

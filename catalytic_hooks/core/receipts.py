@@ -41,7 +41,7 @@ def purity_scan(
     git_state_changed: list[str] | None = None,
     survivors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """`git_state_changed`: the git state a run's command changed (git.state), which could hide
+    """`git_state_changed`: the git state a run's command changed (git.runstate), which could hide
     mutations from the POST digest; `survivors`: processes the command started that were still
     running when it ended (killed: they could have changed the tree after POST); any of either
     fails the scan."""

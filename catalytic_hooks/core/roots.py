@@ -1,5 +1,5 @@
 """The whole-component root rule and the policy's precedence, importing nothing: core.paths and
-core.policy use it, and so do the quick paths (enforce.quick, git.quickdigest), which cannot
+core.policy use it, and so do the quick paths (enforce.quickaccept, git.quickdigest), which cannot
 afford core.paths' imports (re, the error machinery)."""
 
 from __future__ import annotations

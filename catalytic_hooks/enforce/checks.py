@@ -86,10 +86,10 @@ def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
 
 
 def _remember(repo: Repo, base: Baseline) -> None:
-    """What the hook's quick path (enforce.quick.py) needs to recognise this base's policy
+    """What the hook's quick path (enforce.quickaccept.py) needs to recognise this base's policy
     without parsing it: HEAD's policy sources and trust file as `git ls-tree` lists them, and
     what the policy decides by (Policy.cache_key). A cache we cannot write costs speed."""
-    from catalytic_hooks.enforce.quick import encode, listing_args, remember
+    from catalytic_hooks.enforce.quickaccept import encode, listing_args, remember
 
     if base.rev is None or base.policy.source == "defaults":
         return  # no policy committed: a push may be judged by an adoption commit instead

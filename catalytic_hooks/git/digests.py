@@ -23,8 +23,8 @@ from catalytic_hooks.git.hashing import HashCache, resolve_contents
 from catalytic_hooks.git.indexid import identity_of, settled
 from catalytic_hooks.git.quickdigest import encode, remember
 from catalytic_hooks.git.repo import Repo, WorktreeStatus
+from catalytic_hooks.git.runstate import IndexFlags, index_file
 from catalytic_hooks.git.snapshot import Snapshot, index_snapshot, snapshot_name
-from catalytic_hooks.git.state import IndexFlags, index_file
 from catalytic_hooks.git.views import View, ViewEntry, ViewKind, disk_entry
 
 

@@ -1,5 +1,5 @@
 """The identity of an index file, with nothing but `os` imported: the digest's quick path
-(git.quickdigest) and the index snapshot (git.snapshot, through git.state) must compute the
+(git.quickdigest) and the index snapshot (git.snapshot, through git.runstate) must compute the
 same string for the same file."""
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import stat
 
 from catalytic_hooks.core.records import Overlay, Records
 from catalytic_hooks.core.roots import class_of
-from catalytic_hooks.git.early import QUICK_DIGEST, Spawned, spawn_git
+from catalytic_hooks.git.earlyspawn import QUICK_DIGEST, Spawned, spawn_git
 from catalytic_hooks.git.indexid import identity_of, settled
 from catalytic_hooks.git.statefiles import (
     DIGEST_GUESS,
@@ -72,7 +72,7 @@ def remember(git_dir: str, record: bytes) -> None:
 
 def quick_digest(argv: list[str], status: Spawned | None, where: Spawned | None) -> str | None:
     """The line `catalytic digest` prints for `argv`, or None: the full path decides (and reads
-    `status`, which this only ever waits for). `where`: git.early.early_where's process."""
+    `status`, which this only ever waits for). `where`: git.earlyspawn.early_where's process."""
     if argv not in QUICK_DIGEST or where is None or os.environ.get("GIT_INDEX_FILE"):
         return None
     worktree = argv == ["--worktree"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.git.early import status_args
+from catalytic_hooks.git.earlyspawn import status_args
 
 # Variables git sets for a hook; honoured for the repository being committed to, stripped
 # before touching any other repository or worktree.
@@ -329,7 +329,7 @@ class Repo:
         return entries
 
     def status_start(self, *, ignored: bool) -> subprocess.Popen[bytes]:
-        started = time.time_ns()  # as git.early.Spawned records it (git.indexid.settled)
+        started = time.time_ns()  # as git.earlyspawn.Spawned records it (git.indexid.settled)
         proc = self.start(*status_args(ignored))
         proc.started_ns = started  # type: ignore[attr-defined]
         return proc

@@ -38,7 +38,7 @@ from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.hashing import HashCache, HashPool, Resolution, resolve_contents
 from catalytic_hooks.git.listing import Listed, digest_listing, tagged
 from catalytic_hooks.git.repo import MODE_GITLINK, MODE_LINK, Repo, scratch_objects_env
-from catalytic_hooks.git.state import index_file, index_identity
+from catalytic_hooks.git.runstate import index_file, index_identity
 from catalytic_hooks.git.statefiles import SNAPSHOT_PREFIX, SNAPSHOT_RECORDS, TREES
 from catalytic_hooks.git.statefiles import path as state_path
 from catalytic_hooks.git.views import Kind, View, ViewEntry, ViewKind

@@ -1,6 +1,6 @@
 """Every file this tool keeps in a git directory, and the refs that pin a run's snapshot: their
 names, their framing, who owns them and which of them a later command trusts. The quick paths
-(git.quickdigest, enforce.quick) and the full paths read and write them through this module
+(git.quickdigest, enforce.quickaccept) and the full paths read and write them through this module
 only, so it imports nothing but `os` and `zlib`.
 
 Layout (`<git dir>` is a worktree's own: `.git` for the main worktree, `.git/worktrees/<id>` for
@@ -21,7 +21,7 @@ a linked one; `<common dir>` is `.git` for all of them):
 
 A git directory's files are trusted as much as the repository they describe, never across a
 run's command (which can write any of them, in any worktree): a run compares `trusted_files` of
-every worktree before and after its command and drops them all on any change (git.state). The
+every worktree before and after its command and drops them all on any change (git.runstate). The
 framing's CRC only catches accidental damage; it is not integrity.
 """
 

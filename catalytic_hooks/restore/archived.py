@@ -29,11 +29,11 @@ from catalytic_hooks.restore.engine import (
     fail,
     restore_bundle,
 )
-from catalytic_hooks.restore.transaction import Hooks
+from catalytic_hooks.restore.transaction import Callbacks
 
 
 def _into_standalone(opened: Opened, wt: WorktreeTarget, trust: TrustPolicy, dry_run: bool,
-                     hooks: Hooks) -> dict[str, Any]:
+                     callbacks: Callbacks) -> dict[str, Any]:
     v, src = eligible(opened.run_dir, opened.project_root, trust)
     check_keys(list(v.hashes))
     target = wt.path.absolute()
@@ -59,7 +59,7 @@ def _into_standalone(opened: Opened, wt: WorktreeTarget, trust: TrustPolicy, dry
 
         checkout_detached(Repo.discover(target), proved.commit)
         check_target(target)
-        doc = execute(build_plan(src, v, target), hooks)
+        doc = execute(build_plan(src, v, target), callbacks)
     except BaseException:
         remove_tree(target)
         raise
@@ -68,14 +68,14 @@ def _into_standalone(opened: Opened, wt: WorktreeTarget, trust: TrustPolicy, dry
 
 
 def restore_archive(path: Path, target: Path | WorktreeTarget, *, trust: TrustPolicy,
-                    limits: Limits, dry_run: bool = False, hooks: Hooks | None = None
+                    limits: Limits, dry_run: bool = False, callbacks: Callbacks | None = None
                     ) -> dict[str, Any]:
-    hooks = hooks or Hooks()
+    callbacks = callbacks or Callbacks()
     with opened_archive(path, limits) as (opened, proved):
         check_commit(opened, proved)
         if isinstance(target, WorktreeTarget):
-            doc = _into_standalone(opened, target, trust, dry_run, hooks)
+            doc = _into_standalone(opened, target, trust, dry_run, callbacks)
         else:
             doc = restore_bundle(opened.run_dir, target, project_root=opened.project_root,
-                                 trust=trust, dry_run=dry_run, hooks=hooks)
+                                 trust=trust, dry_run=dry_run, callbacks=callbacks)
         return {**doc, "source_archive": opened.source_info(), "run_id": opened.run_id}

@@ -24,7 +24,7 @@ from catalytic_hooks.restore.engine import (
     execute,
 )
 from catalytic_hooks.restore.recovery import recover
-from catalytic_hooks.restore.transaction import Hooks, Plan, fail, root_lock, write_journal
+from catalytic_hooks.restore.transaction import Callbacks, Plan, fail, root_lock, write_journal
 
 
 def _eligible_chain(run_dirs: list[Path], project_root: Path | None, trust: TrustPolicy
@@ -69,7 +69,7 @@ def _dry_run(plans: list[tuple[str, Plan]], croot: str) -> dict[str, Any]:
                                         "would_restore_paths"]]}
 
 
-def _restore_runs(rfd: int, plans: list[tuple[str, Plan]], croot: str, hooks: Hooks
+def _restore_runs(rfd: int, plans: list[tuple[str, Plan]], croot: str, callbacks: Callbacks
                   ) -> list[dict[str, Any]]:
     for rid, _ in plans:
         if lstat_at(rfd, rid) is not None:
@@ -87,7 +87,7 @@ def _restore_runs(rfd: int, plans: list[tuple[str, Plan]], croot: str, hooks: Ho
             os.mkdir(rid, 0o777, dir_fd=rfd)  # the umask decides
             plan.new_dirs = []
             try:
-                results.append({"run_id": rid, **execute(plan, hooks)})
+                results.append({"run_id": rid, **execute(plan, callbacks)})
             except CatalyticError as exc:
                 raise fail(ErrorCode.CHAIN_RESTORE_FAILED, str(exc.details.get("phase",
                            "EXECUTE")), f"restoring {rid} failed: {exc.message}; every run "
@@ -108,8 +108,8 @@ def _restore_runs(rfd: int, plans: list[tuple[str, Plan]], croot: str, hooks: Ho
 
 def restore_chain(run_dirs: list[Path], restore_root: Path, *, project_root: Path | None = None,
                   allow_untrusted: bool = False, trust: TrustPolicy | None = None,
-                  dry_run: bool = False, hooks: Hooks | None = None) -> dict[str, Any]:
-    hooks = hooks or Hooks()
+                  dry_run: bool = False, callbacks: Callbacks | None = None) -> dict[str, Any]:
+    callbacks = callbacks or Callbacks()
     if not run_dirs:
         raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", "the chain is empty", "CHAIN_EMPTY")
     if trust is None:
@@ -122,7 +122,7 @@ def restore_chain(run_dirs: list[Path], restore_root: Path, *, project_root: Pat
         return _dry_run(plans, croot)
     with root_lock(restore_root) as rfd:
         recover(restore_root, locked_fd=rfd)
-        results = _restore_runs(rfd, plans, croot, hooks)
+        results = _restore_runs(rfd, plans, croot, callbacks)
     record_for(Path(run_dirs[0]).resolve().parent, "restore", {
         "run_ids": [rid for rid, _ in plans], "chain_root": croot, "target": str(restore_root)})
     return {"ok": True, "chain_root": croot, "runs": results,

@@ -35,7 +35,7 @@ from catalytic_hooks.restore.transaction import (
     MANIFEST,
     REPORT,
     STAGING_PREFIX,
-    Hooks,
+    Callbacks,
     Plan,
     PlanEntry,
     check_target,
@@ -50,7 +50,7 @@ from catalytic_hooks.restore.transaction import (
     write_journal,
 )
 
-__all__ = ["Hooks", "Plan", "PlanEntry", "build_plan", "check_keys", "check_target",
+__all__ = ["Callbacks", "Plan", "PlanEntry", "build_plan", "check_keys", "check_target",
            "dry_run_report", "eligible", "execute", "fail", "recover", "restore_bundle",
            "root_lock"]
 
@@ -204,13 +204,13 @@ def artifacts(plan: Plan) -> tuple[bytes, bytes]:
 
 # -- EXECUTE ----------------------------------------------------------------------------------
 
-def execute(plan: Plan, hooks: Hooks, *, locked_fd: int | None = None) -> dict[str, Any]:
+def execute(plan: Plan, callbacks: Callbacks, *, locked_fd: int | None = None) -> dict[str, Any]:
     if locked_fd is None:
         with root_lock(plan.root) as rfd:
             recover(plan.root, locked_fd=rfd)  # a crashed earlier attempt is undone first
             plan.new_dirs = probe_targets(plan.root, [e.key for e in plan.entries])
-            return _execute_locked(rfd, plan, hooks)
-    return _execute_locked(locked_fd, plan, hooks)
+            return _execute_locked(rfd, plan, callbacks)
+    return _execute_locked(locked_fd, plan, callbacks)
 
 
 def _write_artifacts(rfd: int, staging: str, plan: Plan) -> None:
@@ -229,20 +229,21 @@ def _write_artifacts(rfd: int, staging: str, plan: Plan) -> None:
         os.close(sfd)
 
 
-def _transact(rfd: int, plan: Plan, hooks: Hooks, jname: str, journal: dict[str, Any]) -> None:
+def _transact(rfd: int, plan: Plan, callbacks: Callbacks, jname: str,
+              journal: dict[str, Any]) -> None:
     """Stage, journal, place, verify, commit. The journal is durable before the first
     placement, and `committed` is the commit point."""
     staging, keys = journal["staging"], [e.key for e in plan.entries]
-    stage(rfd, staging, plan, hooks)
+    stage(rfd, staging, plan, callbacks)
     _write_artifacts(rfd, staging, plan)
     durable(rfd)
-    if hooks.after_stage is not None:
-        hooks.after_stage(plan)
+    if callbacks.after_stage is not None:
+        callbacks.after_stage(plan)
     write_journal(rfd, jname, journal)  # before the first placement
     created: list[str] = []
     place(rfd, staging, keys, created)
-    if hooks.after_place is not None:
-        hooks.after_place(plan)
+    if callbacks.after_place is not None:
+        callbacks.after_place(plan)
     verify_targets(rfd, plan)
     place(rfd, staging, [MANIFEST, REPORT], created)
     durable(rfd)
@@ -250,11 +251,11 @@ def _transact(rfd: int, plan: Plan, hooks: Hooks, jname: str, journal: dict[str,
     write_journal(rfd, jname, journal)  # the commit point
 
 
-def _execute_locked(rfd: int, plan: Plan, hooks: Hooks) -> dict[str, Any]:
-    if hooks.after_plan is not None:
-        hooks.after_plan(plan)
-    if hooks.planned is not None:
-        hooks.planned(plan)
+def _execute_locked(rfd: int, plan: Plan, callbacks: Callbacks) -> dict[str, Any]:
+    if callbacks.after_plan is not None:
+        callbacks.after_plan(plan)
+    if callbacks.planned is not None:
+        callbacks.planned(plan)
     staging, jname = new_attempt_names()
     journal: dict[str, Any] = {"bundle_root": plan.bundle_root, "committed": False,
                                "dirs": plan.new_dirs,
@@ -262,7 +263,7 @@ def _execute_locked(rfd: int, plan: Plan, hooks: Hooks) -> dict[str, Any]:
                                "staging": staging}
     os.mkdir(staging, 0o700, dir_fd=rfd)
     try:
-        _transact(rfd, plan, hooks, jname, journal)
+        _transact(rfd, plan, callbacks, jname, journal)
     except BaseException as exc:
         rollback(rfd, journal)
         with contextlib.suppress(FileNotFoundError):  # absent if it failed before the journal
@@ -302,7 +303,7 @@ def _worktree_commit(repo: Repo, v: Verified, rev: str | None) -> str:
 
 
 def _into_worktree(run_dir: Path, v: Verified, src: DirSource, wt: WorktreeTarget,
-                   dry_run: bool, hooks: Hooks) -> dict[str, Any]:
+                   dry_run: bool, callbacks: Callbacks) -> dict[str, Any]:
     target = wt.path.absolute()
     if target.exists() or target.is_symlink():
         raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT", f"{target} exists; "
@@ -315,7 +316,7 @@ def _into_worktree(run_dir: Path, v: Verified, src: DirSource, wt: WorktreeTarge
     add_worktree(repo, target, commit)
     try:
         check_target(target)
-        doc = execute(build_plan(src, v, target), hooks)
+        doc = execute(build_plan(src, v, target), callbacks)
     except BaseException:
         remove_worktree(repo, target)
         raise
@@ -325,20 +326,20 @@ def _into_worktree(run_dir: Path, v: Verified, src: DirSource, wt: WorktreeTarge
 def restore_bundle(run_dir: Path, restore_root: Path | WorktreeTarget, *,
                    project_root: Path | None = None, allow_untrusted: bool = False,
                    trust: TrustPolicy | None = None, dry_run: bool = False,
-                   hooks: Hooks | None = None) -> dict[str, Any]:
+                   callbacks: Callbacks | None = None) -> dict[str, Any]:
     """Restore one bundle's outputs into an existing directory or a new worktree."""
-    hooks = hooks or Hooks()
+    callbacks = callbacks or Callbacks()
     if trust is None:
         trust = trust_policy(caller_anchor(), allow_untrusted=allow_untrusted)
     v, src = eligible(run_dir, project_root, trust)
     check_keys(list(v.hashes))
     if isinstance(restore_root, WorktreeTarget):
-        doc = _into_worktree(run_dir, v, src, restore_root, dry_run, hooks)
+        doc = _into_worktree(run_dir, v, src, restore_root, dry_run, callbacks)
     else:
         check_target(restore_root)
         plan = build_plan(src, v, restore_root)
         doc = {**dry_run_report(plan), "bundle_root": v.bundle_root} if dry_run \
-            else execute(plan, hooks)
+            else execute(plan, callbacks)
     if not dry_run:
         record_for(run_dir.resolve().parent, "restore", {
             "run_id": v.run_id, "bundle_root": v.bundle_root,

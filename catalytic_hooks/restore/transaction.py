@@ -77,9 +77,11 @@ class Plan:
 
 
 @dataclass
-class Hooks:
-    """Test seams for fault injection (a source changing after verification, a directory
-    swapped for a symlink between staging and placement); no-ops in normal use."""
+class Callbacks:
+    """What a caller is told at a restore's phases: the final plan and the copy's progress (the
+    command's progress bar), and the test seams for fault injection (a source changing after
+    verification, a directory swapped for a symlink between staging and placement); each is
+    optional. Not git hooks."""
 
     after_plan: Callable[[Plan], None] | None = None
     after_stage: Callable[[Plan], None] | None = None
@@ -172,7 +174,7 @@ def _split(key: str) -> tuple[list[str], str]:
     return parts[:-1], parts[-1]
 
 
-def stage(rfd: int, staging: str, plan: Plan, hooks: Hooks) -> None:
+def stage(rfd: int, staging: str, plan: Plan, callbacks: Callbacks) -> None:
     """Copy every source into the staging directory, hashing while copying (one read). Raises
     COPY_INTEGRITY_FAILED when a staged copy does not match. Durability comes afterwards from
     one filesystem barrier (`durable`)."""
@@ -203,8 +205,8 @@ def stage(rfd: int, staging: str, plan: Plan, hooks: Hooks) -> None:
                                expected=e.expected, actual=actual)
                 done_files += 1
                 done_bytes += size
-                if hooks.progress is not None:
-                    hooks.progress(done_files, done_bytes)
+                if callbacks.progress is not None:
+                    callbacks.progress(done_files, done_bytes)
             if not have_syncfs():
                 for fd in dirs.fds.values():
                     os.fsync(fd)

@@ -30,8 +30,7 @@ from catalytic_hooks.fs.files import atomic_write, fsync_dir, sha256_path
 from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.snapshot import Snapshot, current_snapshot, index_snapshot
-from catalytic_hooks.git.state import (
+from catalytic_hooks.git.runstate import (
     IndexFlags,
     cache_state,
     drop_caches,
@@ -41,6 +40,7 @@ from catalytic_hooks.git.state import (
     pinned,
     state_changes,
 )
+from catalytic_hooks.git.snapshot import Snapshot, current_snapshot, index_snapshot
 from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
 from catalytic_hooks.provenance.chronicle import record
@@ -98,10 +98,10 @@ class _Pre:
     durable: dict[str, tuple[int, int, int, int]]
     tmp_existed: set[str]
     snapshot: dict[str, Saved] | None
-    flagged: IndexFlags  # index entries git status would not look at (git.state)
+    flagged: IndexFlags  # index entries git status would not look at (git.runstate)
     git_state: dict[str, str]
     index: Snapshot  # the index's digest records, reused by POST while the index is unchanged
-    caches: list[str]  # git.state.cache_state once PRE wrote its caches
+    caches: list[str]  # git.runstate.cache_state once PRE wrote its caches
 
 
 @dataclass

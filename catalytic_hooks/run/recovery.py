@@ -22,7 +22,7 @@ from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.history import blobs, entries_at
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.state import flagged_entries, pinned
+from catalytic_hooks.git.runstate import flagged_entries, pinned
 from catalytic_hooks.git.statefiles import PIN_PREFIX, orphan_pin
 from catalytic_hooks.run.journal import (
     TOKEN_ENV,

@@ -5,7 +5,7 @@ milliseconds) would otherwise come before it. This module imports nothing but `o
 `time` (not even contextlib, 2 ms), so the console entry point can start git before loading anything
 else. The process is handed to the digest, which uses it only for the repository it was started
 in (the current directory's, with git's environment as is: exactly what `Repo.discover()` sees),
-or killed. The hooks' quick paths (enforce/quick.py) start their git commands with it too.
+or killed. The hooks' quick paths (enforce/quickaccept.py) start their git commands with it too.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Typer option types shared by several commands (the helpers they use are in context.py)."""
+"""Typer option types shared by several commands (the repository and policy helpers they use,
+Typer-free, are in context.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from catalytic_hooks.cli.context import open_repo, repo_and_policy, split_roots
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 RepoOpt = Annotated[
@@ -25,5 +24,3 @@ ListOpt = Annotated[
     typer.Option(help="Comma-separated roots; repeatable. Overrides the configuration."),
 ]
 
-__all__ = ["JsonOpt", "ListOpt", "RepoOpt", "TrustFileOpt", "open_repo", "repo_and_policy",
-           "split_roots"]

@@ -4,7 +4,7 @@ commit (pre-push) that provably has no finding; anything else goes to the full c
 
 On a repository of 10,000 files git needs 3 ms to compare the index with HEAD, while the full
 check pays about 60 ms for the standard library it imports (typing, dataclasses, pathlib,
-subprocess, tomllib, ...). This module imports only `os` (and git.early: `os`, `select`,
+subprocess, tomllib, ...). This module imports only `os` (and git.earlyspawn: `os`, `select`,
 `time`; git.statefiles: `os`, `zlib`). It never rejects and never reports: it returns True
 only when
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 
 from catalytic_hooks.core.roots import class_of, under_any
-from catalytic_hooks.git.early import Spawned, spawn_git
+from catalytic_hooks.git.earlyspawn import Spawned, spawn_git
 from catalytic_hooks.git.statefiles import (
     COMMIT_RECORD,
     frame,
