@@ -11,6 +11,7 @@ from catalytic_hooks.cli import (
     bundle_cmd,
     hooks_cmd,
     receipts_cmd,
+    registry_cmd,
     replay_cmd,
     report_cmd,
     restore_cmd,
@@ -47,6 +48,8 @@ app.command("replay")(replay_cmd.replay)
 app.add_typer(replay_cmd.chronicle_app, name="chronicle")
 app.command("validate")(report_cmd.validate)
 app.command("report")(report_cmd.report)
+archive_cmd.archive_app.command("push")(registry_cmd.push_cmd)
+archive_cmd.archive_app.command("pull")(registry_cmd.pull_cmd)
 app.add_typer(archive_cmd.archive_app, name="archive")
 
 

@@ -11,6 +11,7 @@ from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
+from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git.repo import Repo
@@ -104,37 +105,55 @@ def verify(
     trust_file: TrustFileOpt = None,
     attestation: Annotated[Path | None, typer.Option("--attestation", help="Also verify this "
                            "in-toto attestation (DSSE envelope) of the run.")] = None,
+    registry_config: RegistryConfigOpt = None,
+    insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Verify run bundles (SPECTRUM-05), single or as a chain, and report trust."""
+    """Verify run bundles (SPECTRUM-05), single or as a chain, and report trust; archive
+    files and oci:// references too."""
+    from catalytic_hooks.cli.registry_cmd import options, resolved
+
+    with handled(json_mode), resolved(run_dirs, options(registry_config, insecure)) as (
+            local, pulled):
+        _verify(local, pulled, chain, project_root, allow_untrusted, trust_file, attestation,
+                json_mode)
+
+
+def _verify(run_dirs: list[Path], pulled: list[dict[str, Any]], chain: bool,
+            project_root: Path | None, allow_untrusted: bool, trust_file: Path | None,
+            attestation: Path | None, json_mode: bool) -> None:
     from catalytic_hooks.bundle.report import verify_report
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
 
-    with handled(json_mode):
-        trust = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted)
-        archives = [d for d in run_dirs if d.is_file()]
-        if archives and attestation is not None:
+    trust = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted)
+    archives = [d for d in run_dirs if d.is_file()]
+    if archives and attestation is not None:
+        _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
+    if archives:
+        report = _verify_archives(run_dirs, archives, chain, attestation, trust)
+    else:
+        if attestation is not None:
             _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
-        if archives:
-            report = _verify_archives(run_dirs, archives, chain, attestation, trust)
-        else:
-            if attestation is not None:
-                _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
-            report = verify_report(run_dirs, chain=chain, project_root=project_root,
-                                   trust=trust)
+        report = verify_report(run_dirs, chain=chain, project_root=project_root,
+                               trust=trust)
+    if pulled:
+        from catalytic_hooks.cli.registry_cmd import name_pulled
 
-        def human() -> None:
-            for r in report["results"]:
-                if r["valid"]:
-                    trust = "trusted" if r["trusted"] else "UNTRUSTED"
-                    say(f"{r['run_dir']}: valid, {trust} ({r['trust']}); bundle_root "
-                        f"{r['bundle_root']}; proof covered: {r['proof_covered']}")
-                else:
-                    say(f"{r['run_dir']}: REJECTED {r['code']}: {r['message']}")
-            if report.get("chain_root"):
-                say(f"chain_root {report['chain_root']}")
+        name_pulled(report["results"], pulled)
+        report["pulled"] = pulled
 
-        result(json_mode, report["ok"], report["code"], report, human)
+    def human() -> None:
+        for r in report["results"]:
+            if r["valid"]:
+                trust = "trusted" if r["trusted"] else "UNTRUSTED"
+                say(f"{r['run_dir']}: valid, {trust} ({r['trust']}); bundle_root "
+                    f"{r['bundle_root']}; proof covered: {r['proof_covered']}")
+            else:
+                say(f"{r['run_dir']}: REJECTED {r['code']}: {r['message']}")
+        if report.get("chain_root"):
+            say(f"chain_root {report['chain_root']}")
+
+    result(json_mode, report["ok"], report["code"], report, human)
 
 
 def _verify_archives(run_dirs: list[Path], archives: list[Path], chain: bool,

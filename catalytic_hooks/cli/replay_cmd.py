@@ -10,6 +10,7 @@ import typer
 from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
+from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.policy import load_policy
 
 
@@ -35,14 +36,19 @@ def replay(
     replay_dir: Annotated[Path | None, typer.Option("--replay-dir", help="For an archive: the "
                           "new directory to unpack and replay in (default: "
                           "<replays_dir>/<run_id>-<UTC time>).")] = None,
+    registry_config: RegistryConfigOpt = None,
+    insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Re-execute an archived run at its recorded commit and judge whether it reproduces."""
+    """Re-execute an archived run at its recorded commit and judge whether it reproduces (a
+    run directory, an archive file or an oci:// reference)."""
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
+    from catalytic_hooks.cli.registry_cmd import options, resolved
     from catalytic_hooks.replay.runner import PASSING, ReplayOptions
     from catalytic_hooks.replay.runner import replay as do_replay
 
-    with handled(json_mode):
+    with handled(json_mode), resolved([run_dir], options(registry_config, insecure)) as (
+            (run_dir,), pulled):
         opts = ReplayOptions(worktree=worktree.absolute() if worktree else None,
                              strict_env=strict_env, timeout=timeout, keep=keep,
                              quarantine=not no_quarantine, allow_untrusted=allow_untrusted,
@@ -54,6 +60,8 @@ def replay(
         else:
             repo = open_repo(None)
             rep = do_replay(repo, load_policy(repo.top), run_dir, opts)
+        if pulled:
+            rep["pulled"] = pulled[0]
         ok = rep["verdict"] in PASSING
 
         def human() -> None:

@@ -10,6 +10,7 @@ import typer
 from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import load_policy
 
@@ -50,8 +51,9 @@ def report(
 
 
 def validate(
-    sources: Annotated[list[Path] | None, typer.Argument(help="Run directories or directories "
-                       "holding them (default: every run under the run roots).")] = None,
+    sources: Annotated[list[Path] | None, typer.Argument(help="Run directories, archive files, "
+                       "directories holding them, or oci:// references (default: every run "
+                       "under the run roots).")] = None,
     sample: Annotated[int | None, typer.Option("--sample", help="Replay N runs, picked by "
                       "rank of HMAC-SHA256(seed, run id).")] = None,
     seed: Annotated[str | None, typer.Option("--seed", help="The pick's key (default: today's "
@@ -74,11 +76,14 @@ def validate(
                              "bundles in place.")] = False,
     allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted")] = False,
     trust_file: TrustFileOpt = None,
+    registry_config: RegistryConfigOpt = None,
+    insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
 ) -> None:
     """Replay a seeded, stable sample of the archived runs; exit 1 unless every one reproduces
-    (exact or within tolerance)."""
+    (exact or within tolerance). Sources may be oci:// references (a repository: its tags)."""
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
+    from catalytic_hooks.cli.registry_cmd import options
     from catalytic_hooks.replay.runner import ReplayOptions
     from catalytic_hooks.replay.validate import (
         ValidateOptions,
@@ -96,7 +101,8 @@ def validate(
                                                  allow_untrusted=allow_untrusted))
         opts = ValidateOptions(sample=sample, seed=seed, coverage=coverage, date=day,
                                shard=parse_shard(shard_spec) if shard_spec else None,
-                               jobs=jobs, rebuild_env=rebuild_env, replay=ropts)
+                               jobs=jobs, rebuild_env=rebuild_env, replay=ropts,
+                               registry=options(registry_config, insecure))
         summary = do_validate(r, policy, list(sources or []), opts)
         if summary_file is not None:
             try:

@@ -14,6 +14,7 @@ from catalytic_hooks.bundle.trust import TrustPolicy, caller_anchor, trust_polic
 from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.restore.transaction import Callbacks, Plan
 
@@ -99,12 +100,17 @@ def bundle(
     allow_untrusted: UntrustedOpt = False,
     project_root: ProjectOpt = None,
     trust_file: TrustFileOpt = None,
+    registry_config: RegistryConfigOpt = None,
+    insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Restore one bundle's outputs into an empty target, all or nothing."""
+    """Restore one bundle's outputs into an empty target, all or nothing (a run directory, an
+    archive file or an oci:// reference)."""
+    from catalytic_hooks.cli.registry_cmd import options, resolved
     from catalytic_hooks.restore.engine import WorktreeTarget, restore_bundle
 
-    with handled(json_mode):
+    with handled(json_mode), resolved([run_dir], options(registry_config, insecure)) as (
+            (run_dir,), pulled):
         target: Path | WorktreeTarget
         if restore_root is not None and worktree is None:
             target = restore_root
@@ -124,6 +130,8 @@ def bundle(
                 doc = restore_bundle(run_dir, target, project_root=project_root,
                                      trust=_trust(trust_file, allow_untrusted),
                                      dry_run=dry_run, callbacks=callbacks)
+        if pulled:
+            doc["pulled"] = pulled[0]
         result(json_mode, True, "PASS", doc, lambda: _human(doc))
 
 

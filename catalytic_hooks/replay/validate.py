@@ -17,9 +17,9 @@ The pick (README, "Validating the archive nightly"):
 
 Sources resolve to a list of `Candidate`s (run id, path, kind): run directories (`replay()` in
 a worktree of this repository) and archive files (`replay_archive()`, unpacked into their own
-replay directory), from the paths given or the directories holding them. A new source kind (a
-registry) adds a branch to `_expand` and `_replay_one`; sampling, sharding, the summary and the
-chronicle do not change.
+replay directory), from the paths given or the directories holding them, and registry
+references (`oci://`: a tag or digest, or a repository whose tags are its runs), pulled only when
+picked; sampling, sharding, the summary and the chronicle are the same for every kind.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.provenance.chronicle import record
+from catalytic_hooks.registry.pull import Options as RegistryOptions
+from catalytic_hooks.registry.pull import pulled_archive, repository_tags
+from catalytic_hooks.registry.reference import parse as parse_reference
 from catalytic_hooks.replay.archived import replay_archive
 from catalytic_hooks.replay.runner import PASSING, ReplayOptions, replay
 from catalytic_hooks.report.replay_html import render_validation_html
@@ -56,6 +59,7 @@ class Candidate:
     run_id: str
     path: Path
     kind: str = "dir"
+    ref: str | None = None  # kind "oci": the registry reference, pulled only when picked
 
 
 @dataclass
@@ -68,6 +72,7 @@ class ValidateOptions:
     jobs: int = 1
     rebuild_env: bool = False
     replay: ReplayOptions | None = None
+    registry: RegistryOptions | None = None  # how oci:// sources are reached
 
 
 def _is_run(p: Path) -> bool:
@@ -106,18 +111,36 @@ def _expand(p: Path, limits: Limits) -> list[Candidate]:
                          "nor a directory holding them", path=str(p))
 
 
-def resolve_sources(repo: Repo, policy: Policy, sources: list[Path]) -> list[Candidate]:
-    """Every candidate run of the sources (default: every run under the run roots)."""
+def _registry(text: str, registry: RegistryOptions) -> list[Candidate]:
+    """A registry source: one tag or digest, or a repository (each of its runs' tags, which
+    rank as run ids: a push tags with the run id). Nothing is pulled before the pick."""
+    ref = parse_reference(text)
+    pairs = repository_tags(text, registry) if ref.is_repository else \
+        [(ref.tag or ref.digest or text, text)]
+    return [Candidate(tag, Path(r.replace("://", "/")), "oci", r) for tag, r in pairs]
+
+
+def resolve_sources(repo: Repo, policy: Policy, sources: list[Path | str],
+                    registry: RegistryOptions | None = None) -> list[Candidate]:
+    """Every candidate run of the sources (default: every run under the run roots); a source
+    given as `oci://...` (a string, or a Path that folded its `//`) is a registry's."""
     limits = limits_for(policy)
     if not sources:
         roots = [repo.top / r for r in policy.run_roots]
         found = [c for r in roots if r.is_dir() for c in _expand(r, limits)]
     else:
-        found = [c for s in sources for c in _expand(s.absolute(), limits)]
-    seen: set[Path] = set()
+        found = []
+        for s in sources:
+            text = str(s)
+            if text.startswith("oci:/"):
+                text = "oci://" + text.removeprefix("oci://").removeprefix("oci:/")
+                found += _registry(text, registry or RegistryOptions())
+            else:
+                found += _expand(Path(s).absolute(), limits)
+    seen: set[Path | str] = set()
     out = []
     for c in found:
-        key = c.path.resolve()
+        key: Path | str = c.ref if c.ref is not None else c.path.resolve()
         if key not in seen:
             seen.add(key)
             out.append(c)
@@ -192,16 +215,17 @@ def plan(cands: list[Candidate], opts: ValidateOptions) -> tuple[str, list[Candi
 
 def _row(c: Candidate, rep: dict[str, Any] | None, exc: CatalyticError | None,
          seconds: float) -> dict[str, Any]:
+    source = c.ref or str(c.path)
     if rep is None:
         assert exc is not None
-        return {"run_id": c.run_id, "source": str(c.path), "verdict": "failed",
+        return {"run_id": c.run_id, "source": source, "verdict": "failed",
                 "passing": False, "largest_drift": None, "environment": "unknown",
                 "reason": f"{exc.details.get('reason') or exc.code.value}: {exc.message}",
                 "quarantine": exc.details.get("quarantine"), "seconds": round(seconds, 3)}
     deltas = [float(m["delta"]) for m in rep.get("metrics", [])
               if isinstance(m.get("delta"), int | float)]
     diffs = rep["environment"]["differences"]
-    return {"run_id": rep["run_id"], "source": str(c.path), "verdict": rep["verdict"],
+    return {"run_id": rep["run_id"], "source": source, "verdict": rep["verdict"],
             "passing": rep["verdict"] in PASSING,
             "largest_drift": max(deltas) if deltas else None,
             "environment": "match" if not diffs else f"differs ({len(diffs)})",
@@ -209,8 +233,12 @@ def _row(c: Candidate, rep: dict[str, Any] | None, exc: CatalyticError | None,
             "seconds": round(seconds, 3)}
 
 
-def _replay_one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions
-                ) -> dict[str, Any]:
+def _replay_one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions,
+                registry: RegistryOptions | None = None) -> dict[str, Any]:
+    if c.kind == "oci" and c.ref is not None:
+        # Pulled (checked, into the verified cache) only now that it is picked.
+        with pulled_archive(c.ref, registry or RegistryOptions()) as (path, _):
+            return _replay_one(repo, policy, Candidate(c.run_id, path, "archive"), ropts)
     if c.kind == "archive":
         # Unpacked into its own replays/<run_id>-<time>/ and replayed there (replay FILE).
         return replay_archive(c.path, ropts, caller=(repo.top, policy), replay_dir=None,
@@ -219,15 +247,17 @@ def _replay_one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions
     return replay(repo, policy, c.path, ropts)
 
 
-def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions) -> dict[str, Any]:
+def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions,
+         registry: RegistryOptions | None = None) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
-        rep = _replay_one(repo, policy, c, ropts)
+        rep = _replay_one(repo, policy, c, ropts, registry)
     except CatalyticError as exc:
         # replay() records what it could start on: a run directory that exists or was
         # quarantined; for an archive, what got as far as the extracted bundle.
         recorded = exc.code is ErrorCode.REPLAY_FAILED and (
-            c.kind == "archive" or c.path.is_dir() or bool(exc.details.get("quarantine")))
+            c.kind in ("archive", "oci") or c.path.is_dir() or
+            bool(exc.details.get("quarantine")))
         if not recorded:  # replay() records only what it could start on; every pick counts
             record(repo.top, policy, "replay", {
                 "run_id": c.run_id, "verdict": "failed", "reason": exc.code.value,
@@ -236,7 +266,7 @@ def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions) -> dict
     return _row(c, rep, None, time.monotonic() - t0)
 
 
-def validate(repo: Repo, policy: Policy, sources: list[Path], opts: ValidateOptions
+def validate(repo: Repo, policy: Policy, sources: list[Path | str], opts: ValidateOptions
              ) -> dict[str, Any]:
     if opts.rebuild_env:
         raise CatalyticError(ErrorCode.FEATURE_UNAVAILABLE, "--rebuild-env is not available "
@@ -244,7 +274,7 @@ def validate(repo: Repo, policy: Policy, sources: list[Path], opts: ValidateOpti
                              "yet); validate without it to replay in the current environment")
     if opts.jobs < 1:
         raise CatalyticError(ErrorCode.USAGE, "--jobs must be at least 1")
-    cands = resolve_sources(repo, policy, sources)
+    cands = resolve_sources(repo, policy, sources, opts.registry)
     seed, picks = plan(cands, opts)
     stamp = stamp_compact()
     vid = f"validate-{stamp}"
@@ -253,7 +283,7 @@ def validate(repo: Repo, policy: Policy, sources: list[Path], opts: ValidateOpti
     # Each replay makes its own worktree in its own temporary directory; threads suffice, the
     # work is in the replayed processes.
     with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
-        results = list(pool.map(lambda c: _one(repo, policy, c, ropts), picks))
+        results = list(pool.map(lambda c: _one(repo, policy, c, ropts, opts.registry), picks))
     ok = all(r["passing"] for r in results)
     summary: dict[str, Any] = {
         "validation": vid, "ok": ok, "seed": seed,

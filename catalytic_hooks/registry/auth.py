@@ -1,0 +1,204 @@
+"""Registry credentials: the Docker/OCI `config.json` the user already has, and the two
+challenge schemes registries use (README, "Dependencies", says why this is not `oras`).
+
+Where credentials come from, in Docker's own order: `--registry-config FILE`, else
+`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; within it `credHelpers[host]` (a
+`docker-credential-<name> get` program), else `auths[host].auth` (base64 `user:password`), else
+`credsStore`. Only the one file is read: an explicit config isolates from the user's default.
+
+A credential is a secret: it is held in a `Credential` whose repr hides it, it is sent only in an
+`Authorization` header (never in a URL), Basic credentials go over plain HTTP only to a loopback
+host or with `--insecure`, and no message, log line, report or chronicle record is built from it
+or from a helper's output.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import subprocess
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+
+MAX_CONFIG = 1024 * 1024
+MAX_TOKEN_RESPONSE = 1024 * 1024
+HELPER_TIMEOUT = 30
+_HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Credential:
+    username: str
+    secret: str = field(repr=False)
+
+    def basic(self) -> str:
+        raw = f"{self.username}:{self.secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+def auth_error(message: str, **details: object) -> CatalyticError:
+    return CatalyticError(ErrorCode.REGISTRY_AUTH, message, **details)
+
+
+def config_file(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    base = os.environ.get("DOCKER_CONFIG")
+    path = Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
+    return path if path.is_file() else None
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG + 1)
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read the registry config "
+                             f"{path}: {exc.strerror}", path=str(path)) from exc
+    if len(raw) > MAX_CONFIG:
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"the registry config {path} is larger "
+                             f"than {MAX_CONFIG} bytes", path=str(path))
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        # Never quote the parser's message: it can show a piece of the file, a secret.
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"the registry config {path} is not "
+                             "valid JSON", path=str(path)) from exc
+    if not isinstance(doc, dict):
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"the registry config {path} is not a "
+                             "JSON object", path=str(path))
+    return doc
+
+
+def _keys(host: str) -> list[str]:
+    """The spellings a config.json may file a registry under."""
+    keys = [host, f"https://{host}", f"http://{host}", f"https://{host}/v2/"]
+    for a, b in (("localhost", "127.0.0.1"), ("127.0.0.1", "localhost")):
+        if host == a or host.startswith(a + ":"):
+            keys.append(b + host[len(a):])
+    return keys
+
+
+def _from_auth_field(entry: object, host: str) -> Credential | None:
+    if not isinstance(entry, dict):
+        return None
+    encoded = entry.get("auth")
+    if isinstance(encoded, str) and encoded:
+        try:
+            user, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise auth_error(f"the registry config's `auth` entry for {host} is not base64 "
+                              "of user:password") from exc
+        if not sep:
+            raise auth_error(f"the registry config's `auth` entry for {host} is not "
+                              "user:password")
+        return Credential(user, secret)
+    name, password = entry.get("username"), entry.get("password")
+    if isinstance(name, str) and isinstance(password, str) and name:
+        return Credential(name, password)
+    return None
+
+
+def helper_credential(helper: str, host: str) -> Credential | None:
+    """`docker-credential-<helper> get` (the credential-helper protocol): the server on stdin,
+    `{"Username", "Secret"}` on stdout; None when it has nothing for this server."""
+    if not _HELPER_NAME.match(helper):
+        raise auth_error(f"credential helper name {helper!r} is not a plain name")
+    program = f"docker-credential-{helper}"
+    try:
+        proc = subprocess.run([program, "get"], input=host.encode(), capture_output=True,
+                              timeout=HELPER_TIMEOUT, check=False)
+    except FileNotFoundError as exc:
+        raise auth_error(f"credential helper {program} is not on PATH", helper=program
+                          ) from exc
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise auth_error(f"credential helper {program} could not run", helper=program
+                          ) from exc
+    if proc.returncode != 0:
+        if b"credentials not found" in proc.stdout.lower() + proc.stderr.lower():
+            return None
+        # Its output is not quoted: a helper's message may carry what it was asked to hide.
+        raise auth_error(f"credential helper {program} failed (exit {proc.returncode})",
+                          helper=program)
+    try:
+        doc = json.loads(proc.stdout)
+        user, secret = doc["Username"], doc["Secret"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise auth_error(f"credential helper {program} did not answer with Username and "
+                          "Secret", helper=program) from exc
+    if not isinstance(user, str) or not isinstance(secret, str):
+        raise auth_error(f"credential helper {program} answered with a non-string",
+                          helper=program)
+    return Credential(user, secret)
+
+
+def find_credential(host: str, config: Path | None) -> Credential | None:
+    path = config_file(config)
+    if path is None:
+        return None
+    doc = _read_config(path)
+    helpers, auths, store = doc.get("credHelpers"), doc.get("auths"), doc.get("credsStore")
+    for key in _keys(host):
+        if isinstance(helpers, dict) and isinstance(helpers.get(key), str):
+            return helper_credential(helpers[key], key)
+    for key in _keys(host):
+        if isinstance(auths, dict) and key in auths:
+            found = _from_auth_field(auths[key], host)
+            if found is not None:
+                return found
+    if isinstance(store, str) and store:
+        return helper_credential(store, host)
+    return None
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # "basic" or "bearer", lowercased
+    params: dict[str, str]
+
+
+def parse_challenge(header: str) -> Challenge:
+    scheme, _, rest = header.strip().partition(" ")
+    return Challenge(scheme.lower(), dict(_PARAM.findall(rest)))
+
+
+def realm_allowed(realm: str, insecure: bool) -> bool:
+    """Credentials go to a token service over HTTPS, or plain HTTP on loopback/--insecure."""
+    from catalytic_hooks.registry.reference import is_loopback
+
+    url = urllib.parse.urlsplit(realm)
+    if url.scheme == "https":
+        return bool(url.hostname)
+    return url.scheme == "http" and (insecure or is_loopback(url.hostname or ""))
+
+
+def token_request(challenge: Challenge, credential: Credential | None
+                  ) -> tuple[str, dict[str, str]]:
+    """(URL, headers) of the token request the distribution's token auth specifies."""
+    realm = challenge.params.get("realm", "")
+    query = [(k, challenge.params[k]) for k in ("service", "scope") if k in challenge.params]
+    url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query) if query \
+        else realm
+    headers = {"Accept": "application/json"}
+    if credential is not None:
+        headers["Authorization"] = credential.basic()
+    return url, headers
+
+
+def token_from(body: bytes) -> str:
+    try:
+        doc = json.loads(body)
+        token = doc.get("token") or doc.get("access_token")
+    except (ValueError, AttributeError) as exc:
+        raise auth_error("the registry's token service answered with something other than "
+                          "a token") from exc
+    if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
+        raise auth_error("the registry's token service gave no usable token")
+    return token

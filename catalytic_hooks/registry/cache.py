@@ -1,0 +1,161 @@
+"""The verified cache: blobs by digest, never a byte served that was not checked.
+
+Layout (`$XDG_CACHE_HOME/catalytic/oci`, default `~/.cache/catalytic/oci`):
+`blobs/sha256/<hex>` holds bytes whose SHA-256 and size were checked while they streamed in;
+`tmp/` holds downloads in progress (`<hex>.<random>.part`), renamed into `blobs/` only after the
+check, so an interrupted or refused pull leaves nothing a reader could take. Reading checks again
+(the digest of the file as it is now): a corrupted entry is removed and fetched anew. Views
+(`view`) are hard links in a private directory, checked after linking, so what a consumer opens
+is the inode that was checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import CHUNK, fsync_dir, write_all
+from catalytic_hooks.registry.client import Response
+from catalytic_hooks.registry.reference import DIGEST
+
+STALE_PART = 24 * 3600  # an abandoned download older than this is removed
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "catalytic" / "oci"
+
+
+def _mismatch(message: str, reason: str, **details: object) -> CatalyticError:
+    return CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, message, reason=reason, **details)
+
+
+class Cache:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or cache_root()
+        self.blobs = self.root / "blobs" / "sha256"
+        self.tmp = self.root / "tmp"
+
+    def _ensure(self) -> None:
+        try:
+            self.blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise CatalyticError(ErrorCode.IO_ERROR, f"cannot create the registry cache "
+                                 f"{self.root}: {exc.strerror}") from exc
+        self._sweep()
+
+    def _sweep(self) -> None:
+        now = time.time()
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.tmp):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > STALE_PART:
+                        if entry.is_dir(follow_symlinks=False):
+                            shutil.rmtree(entry.path, ignore_errors=True)
+                        else:
+                            os.unlink(entry.path)
+
+    def path(self, digest: str) -> Path:
+        if not DIGEST.match(digest):
+            raise CatalyticError(ErrorCode.REGISTRY_INVALID, f"{digest!r} is not a sha256 "
+                                 "digest", reason="DESCRIPTOR")
+        return self.blobs / digest.split(":", 1)[1]
+
+    def check(self, path: Path, digest: str, size: int) -> bool:
+        """Whether the file at `path` is now exactly `size` bytes hashing to `digest`."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+                return False
+            h = hashlib.sha256()
+            while chunk := os.read(fd, CHUNK):
+                h.update(chunk)
+            return f"sha256:{h.hexdigest()}" == digest
+        finally:
+            os.close(fd)
+
+    def get(self, digest: str, size: int) -> Path | None:
+        """The cached blob, checked now; a corrupted entry is removed (and so fetched again)."""
+        path = self.path(digest)
+        if not os.path.lexists(path):
+            return None
+        if self.check(path, digest, size):
+            return path
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return None
+
+    def store(self, resp: Response, digest: str, size: int) -> Path:
+        """Stream a registry answer into the cache, checking digest and size on the raw bytes
+        as they arrive; only bytes that passed are ever renamed into `blobs/`."""
+        self._ensure()
+        final = self.path(digest)
+        fd, tmp = tempfile.mkstemp(prefix=f"{final.name}.", suffix=".part", dir=self.tmp)
+        try:
+            h, got = hashlib.sha256(), 0
+            try:
+                while chunk := resp.read(min(CHUNK, size + 1 - got)):
+                    got += len(chunk)
+                    if got > size:
+                        raise _mismatch(f"the registry sent more than the {size} bytes the "
+                                        f"descriptor of {digest} declares", "SIZE",
+                                        digest=digest)
+                    h.update(chunk)
+                    write_all(fd, chunk)
+            finally:
+                resp.close()
+            if got != size:
+                raise _mismatch(f"the registry sent {got} of the {size} bytes of {digest} (a "
+                                "truncated body)", "TRUNCATED", digest=digest)
+            actual = f"sha256:{h.hexdigest()}"
+            if actual != digest:
+                raise _mismatch(f"the registry's bytes for {digest} hash to {actual}: the "
+                                "stored blob was changed or damaged in transit; nothing was "
+                                "cached", "DIGEST", digest=digest, actual=actual)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, final)
+            fsync_dir(self.blobs)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return final
+
+    @contextlib.contextmanager
+    def view(self, digest: str, size: int, name: str) -> Iterator[Path]:
+        """A private path named `name` for a cached blob, checked after it was linked, removed
+        afterwards."""
+        self._ensure()
+        src = self.path(digest)
+        d = Path(tempfile.mkdtemp(prefix="view-", dir=self.tmp))
+        try:
+            dest = d / name
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copyfile(src, dest, follow_symlinks=False)
+            if not self.check(dest, digest, size):
+                with contextlib.suppress(OSError):
+                    os.unlink(src)
+                raise _mismatch(f"the cached blob {digest} changed on disk; pull again",
+                                "CACHE", digest=digest)
+            yield dest
+        finally:
+            shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,427 @@
+"""An OCI distribution client over http.client: the requests push and pull need, streamed.
+
+Scope: one repository of one registry per `Client`. Each request goes out with the
+authorization the registry last asked for (auth.py); a 401 answers a challenge once and retries.
+Plain HTTP is used for a loopback host or with `--insecure`, HTTPS (the system's trust store)
+otherwise. Every failure is a CatalyticError with a REGISTRY_* code; no message is built from a
+header we sent.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import ssl
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.registry import auth
+from catalytic_hooks.registry.reference import Reference, is_loopback
+
+BLOCK = 1 << 20
+MAX_MANIFEST = 4 * 1024 * 1024  # distribution's own limit on a manifest
+MAX_ERROR_BODY = 64 * 1024
+REDIRECTS = (301, 302, 303, 307, 308)
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+_CODE = re.compile(r"^[A-Z_]{1,40}\Z")
+
+Body = bytes | Callable[[], tuple[IO[bytes], int]] | None
+
+
+@dataclass
+class Counters:
+    """What a client did, for the "second push uploads nothing" promise and the bench."""
+
+    requests: int = 0
+    blob_uploads: int = 0
+    blobs_skipped: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    manifests_put: int = 0
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    raw: http.client.HTTPResponse
+    url: str
+    _owner: Client = field(repr=False)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def read(self, n: int) -> bytes:
+        try:
+            data = self.raw.read(n)
+        except http.client.IncompleteRead as exc:
+            self._owner.drop()
+            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, "the registry's answer "
+                                 "ended before its declared length (a truncated body)",
+                                 reason="TRUNCATED", url=self.url) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self._owner.drop()
+            raise CatalyticError(ErrorCode.REGISTRY_UNREACHABLE, "the connection to the "
+                                 "registry broke during a transfer", reason="INTERRUPTED",
+                                 url=self.url) from exc
+        self._owner.counters.bytes_down += len(data)
+        return data
+
+    def read_capped(self, cap: int, what: str) -> bytes:
+        length = self.header("content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            self.close()
+            raise CatalyticError(ErrorCode.REGISTRY_INVALID, f"the registry's {what} is "
+                                 f"{length} bytes, more than the {cap} this client accepts",
+                                 reason="TOO_LARGE", url=self.url)
+        chunks, total = [], 0
+        while chunk := self.read(min(BLOCK, cap + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                self.close()
+                raise CatalyticError(ErrorCode.REGISTRY_INVALID, f"the registry's {what} is "
+                                     f"more than the {cap} bytes this client accepts",
+                                     reason="TOO_LARGE", url=self.url)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        # Unread bytes would desynchronise a kept-alive connection: drop it instead.
+        if not self.raw.isclosed():
+            self._owner.drop()
+        self.raw.close()
+
+
+class _Counting:
+    """A file whose reads are counted (the upload's bytes), handed to http.client."""
+
+    def __init__(self, fh: IO[bytes], counters: Counters) -> None:
+        self.fh, self.counters = fh, counters
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.counters.bytes_up += len(data)
+        return data
+
+
+class Client:
+    def __init__(self, ref: Reference, *, config: Path | None = None, insecure: bool = False,
+                 timeout: float = 60.0) -> None:
+        self.ref = ref
+        self.insecure = insecure
+        self.scheme = "http" if insecure or is_loopback(ref.hostname) else "https"
+        self.timeout = timeout
+        self.config = config
+        self.counters = Counters()
+        self._conn: http.client.HTTPConnection | None = None
+        self._authorization: str | None = None
+        self._credential: auth.Credential | None = None
+        self._credential_loaded = False
+
+    # -- transport ------------------------------------------------------------------------
+
+    def base(self) -> str:
+        return f"{self.scheme}://{self.ref.host}"
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self.drop()
+
+    def _connection(self, url: urllib.parse.SplitResult) -> http.client.HTTPConnection:
+        same = (url.scheme, url.netloc) == (self.scheme, self.ref.host)
+        if same and self._conn is not None:
+            return self._conn
+        host, port = url.hostname or "", url.port
+        conn: http.client.HTTPConnection
+        if url.scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
+                                               context=ssl.create_default_context(),
+                                               blocksize=BLOCK)
+        elif url.scheme == "http" and (self.insecure or is_loopback(host)):
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
+        else:
+            raise CatalyticError(ErrorCode.REGISTRY_FAILED, f"the registry sent this client to "
+                                 f"a {url.scheme or 'schemeless'} URL on {host}, which it does "
+                                 "not follow without --insecure", reason="INSECURE_REDIRECT")
+        if same:
+            self._conn = conn
+        return conn
+
+    def _once(self, method: str, url: str, headers: dict[str, str], body: Body
+              ) -> Response:
+        parts = urllib.parse.urlsplit(url)
+        conn = self._connection(parts)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        payload: Any = None
+        if callable(body):
+            fh, size = body()
+            payload = _Counting(fh, self.counters)
+            headers = {**headers, "Content-Length": str(size)}
+        elif body is not None:
+            payload = body
+            headers = {**headers, "Content-Length": str(len(body))}
+            self.counters.bytes_up += len(body)
+        elif method in ("PUT", "POST", "PATCH"):
+            headers = {**headers, "Content-Length": "0"}
+        self.counters.requests += 1
+        try:
+            try:
+                conn.request(method, target, body=payload, headers=headers)
+                raw = conn.getresponse()
+            finally:
+                if callable(body):
+                    payload.fh.close()
+        except (OSError, http.client.HTTPException) as exc:
+            self.drop()
+            conn.close()
+            reason = ("TIMEOUT" if isinstance(exc, socket.timeout) else
+                      "TLS" if isinstance(exc, ssl.SSLError) else "CONNECT")
+            where = f"{parts.scheme}://{parts.netloc}"
+            raise CatalyticError(ErrorCode.REGISTRY_UNREACHABLE, f"cannot reach the registry "
+                                 f"at {where}: {_why(exc)}", reason=reason, registry=where
+                                 ) from exc
+        hdrs = {k.lower(): v for k, v in raw.getheaders()}
+        return Response(raw.status, hdrs, raw, url, self)
+
+    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                body: Body = None, ok: tuple[int, ...] = (200,), what: str = "request"
+                ) -> Response:
+        """One request; `path` is `/v2/...` or an absolute URL the registry gave (an upload
+        location, a redirect). Answers a challenge once; follows redirects of GET and HEAD,
+        sending credentials only to the registry's own host."""
+        url = path if "://" in path else self.base() + path
+        sent_auth = False
+        for _ in range(6):
+            hdrs = dict(headers or {})
+            own = urllib.parse.urlsplit(url).netloc == self.ref.host
+            if own and self._authorization is not None:
+                hdrs["Authorization"] = self._authorization
+            resp = self._once(method, url, hdrs, body)
+            if resp.status == 401 and own and not sent_auth:
+                challenge = resp.header("www-authenticate")
+                _drain(resp)
+                self._authenticate(challenge)
+                sent_auth = True
+                continue
+            if resp.status in REDIRECTS and method in ("GET", "HEAD"):
+                location = resp.header("location")
+                _drain(resp)
+                if not location:
+                    break
+                url = urllib.parse.urljoin(url, location)
+                continue
+            if resp.status in ok:
+                return resp
+            raise self._failure(resp, what)
+        raise CatalyticError(ErrorCode.REGISTRY_FAILED, f"the registry's {what} went round "
+                             "in redirects or challenges", reason="LOOP")
+
+    # -- authentication -------------------------------------------------------------------
+
+    def credential(self) -> auth.Credential | None:
+        if not self._credential_loaded:
+            self._credential = auth.find_credential(self.ref.host, self.config)
+            self._credential_loaded = True
+        return self._credential
+
+    def _authenticate(self, header: str | None) -> None:
+        if not header:
+            raise auth.auth_error(f"the registry {self.ref.host} refused the request (401) "
+                                   "without saying how to authenticate")
+        challenge = auth.parse_challenge(header)
+        cred = self.credential()
+        if challenge.scheme == "basic":
+            if cred is None:
+                raise _needs_login(self.ref.host)
+            if self.scheme == "http" and not (self.insecure or is_loopback(self.ref.hostname)):
+                raise auth.auth_error("refusing to send a password over plain HTTP")
+            self._authorization = cred.basic()
+            return
+        if challenge.scheme != "bearer":
+            raise auth.auth_error(f"the registry {self.ref.host} asks for {challenge.scheme} "
+                                   "authentication, which this client does not speak")
+        realm = challenge.params.get("realm", "")
+        if not auth.realm_allowed(realm, self.insecure):
+            raise auth.auth_error(f"the registry {self.ref.host} names a token service that "
+                                   "is not HTTPS; refusing to send credentials there")
+        url, hdrs = auth.token_request(challenge, cred)
+        resp = self._once("GET", url, hdrs, None)
+        if resp.status in (401, 403):
+            _drain(resp)
+            raise _needs_login(self.ref.host) if cred is None else _refused(self.ref.host)
+        if resp.status != 200:
+            _drain(resp)
+            raise auth.auth_error(f"the registry's token service answered {resp.status}")
+        self._authorization = "Bearer " + auth.token_from(
+            resp.read_capped(auth.MAX_TOKEN_RESPONSE, "token"))
+
+    def _failure(self, resp: Response, what: str) -> CatalyticError:
+        try:
+            body = resp.read_capped(MAX_ERROR_BODY, "error")
+        except CatalyticError:
+            body = b""
+        codes = _error_codes(body)
+        status = resp.status
+        details: dict[str, Any] = {"status": status, "registry_codes": codes}
+        if status == 401:
+            return _needs_login(self.ref.host) if self.credential() is None \
+                else _refused(self.ref.host)
+        if status == 403:
+            return auth.auth_error(f"the registry {self.ref.host} denied the {what} (403): "
+                                    "the account lacks access to this repository", **details)
+        if status == 404:
+            return CatalyticError(ErrorCode.REGISTRY_NOT_FOUND, f"the registry has no such "
+                                  f"{what} ({', '.join(codes) or 'not found'})", **details)
+        return CatalyticError(ErrorCode.REGISTRY_FAILED, f"the registry answered the {what} "
+                              f"with {status} ({', '.join(codes) or 'no error code'})",
+                              **details)
+
+    # -- the distribution API -------------------------------------------------------------
+
+    def _repo(self, tail: str) -> str:
+        return f"/v2/{self.ref.name}/{tail}"
+
+    def ping(self) -> None:
+        _drain(self.request("GET", "/v2/", what="API check"))
+
+    def blob_size(self, digest: str) -> int | None:
+        """The size the registry holds for a blob, or None when it has none."""
+        resp = self.request("HEAD", self._repo(f"blobs/{digest}"), ok=(200, 404),
+                            what="blob check")
+        _drain(resp)
+        if resp.status == 404:
+            return None
+        length = resp.header("content-length")
+        return int(length) if length and length.isdigit() else -1
+
+    def upload_blob(self, digest: str, size: int, body: Body) -> None:
+        """POST to open an upload, then one streamed PUT with the digest (the monolithic
+        upload of the distribution spec); the registry checks the digest before it commits."""
+        resp = self.request("POST", self._repo("blobs/uploads/"), ok=(202,),
+                            what="blob upload")
+        location = resp.header("location")
+        _drain(resp)
+        if not location:
+            raise CatalyticError(ErrorCode.REGISTRY_FAILED, "the registry opened an upload "
+                                 "without a Location", reason="NO_LOCATION")
+        url = urllib.parse.urljoin(self.base() + self._repo("blobs/uploads/"), location)
+        sep = "&" if urllib.parse.urlsplit(url).query else "?"
+        url += sep + urllib.parse.urlencode({"digest": digest})
+        put = self.request("PUT", url, body=body, ok=(201,), what="blob upload",
+                           headers={"Content-Type": "application/octet-stream"})
+        _drain(put)
+        got = put.header("docker-content-digest")
+        if got is not None and got != digest:
+            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the registry stored "
+                                 f"the blob as {got}, not {digest}", reason="DIGEST")
+        self.counters.blob_uploads += 1
+
+    def get_blob(self, digest: str) -> Response:
+        return self.request("GET", self._repo(f"blobs/{digest}"), what=f"blob {digest}")
+
+    def get_manifest(self, reference: str) -> tuple[bytes, str, str | None]:
+        """(bytes, media type, the registry's Docker-Content-Digest) of a manifest or index,
+        capped before it is read."""
+        resp = self.request("GET", self._repo(f"manifests/{reference}"),
+                            headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
+                            what=f"manifest {reference}")
+        data = resp.read_capped(MAX_MANIFEST, "manifest")
+        media = (resp.header("content-type") or "").split(";")[0].strip()
+        return data, media, resp.header("docker-content-digest")
+
+    def manifest_digest(self, reference: str) -> str | None:
+        resp = self.request("HEAD", self._repo(f"manifests/{reference}"), ok=(200, 404),
+                            headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
+                            what=f"manifest {reference}")
+        _drain(resp)
+        return None if resp.status == 404 else resp.header("docker-content-digest")
+
+    def put_manifest(self, reference: str, data: bytes, media_type: str) -> Response:
+        resp = self.request("PUT", self._repo(f"manifests/{reference}"), body=data,
+                            headers={"Content-Type": media_type}, ok=(201,),
+                            what=f"manifest {reference}")
+        _drain(resp)
+        self.counters.manifests_put += 1
+        return resp
+
+    def referrers(self, digest: str) -> bytes | None:
+        """The referrers API's index for `digest`, or None where the registry lacks the API."""
+        resp = self.request("GET", self._repo(f"referrers/{digest}"), ok=(200, 404),
+                            headers={"Accept": OCI_INDEX}, what="referrers")
+        if resp.status == 404:
+            _drain(resp)
+            return None
+        return resp.read_capped(MAX_MANIFEST, "referrers index")
+
+    def tags(self) -> list[str]:
+        """Every tag of the repository, following the `Link` pagination."""
+        out: list[str] = []
+        path: str | None = self._repo("tags/list?n=1000")
+        while path is not None:
+            resp = self.request("GET", path, what="tag list")
+            link = resp.header("link")
+            try:
+                doc = json.loads(resp.read_capped(MAX_MANIFEST, "tag list"))
+                tags = doc.get("tags") or []
+            except (ValueError, AttributeError) as exc:
+                raise CatalyticError(ErrorCode.REGISTRY_INVALID, "the registry's tag list is "
+                                     "not JSON", reason="TAG_LIST") from exc
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise CatalyticError(ErrorCode.REGISTRY_INVALID, "the registry's tag list is "
+                                     "not a list of strings", reason="TAG_LIST")
+            out.extend(tags)
+            m = re.match(r"<([^>]+)>;\s*rel=\"?next\"?", link or "")
+            path = urllib.parse.urljoin(self.base() + "/", m.group(1)) if m else None
+            if path is not None and urllib.parse.urlsplit(path).netloc != self.ref.host:
+                path = None
+        return out
+
+
+def _drain(resp: Response) -> None:
+    """Read a small answer to its end so the connection can be reused."""
+    try:
+        resp.read_capped(MAX_ERROR_BODY, "answer")
+    except CatalyticError:
+        resp.close()
+
+
+def _error_codes(body: bytes) -> list[str]:
+    """The registry's error codes, only when they look like codes (nothing else is quoted)."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        codes = [e.get("code") for e in errors if isinstance(e, dict)]
+    except (ValueError, AttributeError):
+        return []
+    return [c for c in codes if isinstance(c, str) and _CODE.match(c)][:5]
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed ({exc.reason or 'handshake'})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
+def _needs_login(host: str) -> CatalyticError:
+    return auth.auth_error(f"the registry {host} requires authentication and no credentials "
+                            f"are configured for it: `docker login {host}` (or give "
+                            "--registry-config FILE)", reason="REQUIRED")
+
+
+def _refused(host: str) -> CatalyticError:
+    return auth.auth_error(f"the registry {host} refused the configured credentials",
+                            reason="REFUSED")

@@ -1,0 +1,193 @@
+"""Pulling a run from a registry, and `oci://` as a source for every consumer.
+
+A reference resolves to the archive's manifest (fetched capped, its bytes checked against the
+digest asked for, or the one the registry names for a tag), which must be our artifact type;
+a tag pinned beside a digest must still name that digest. The one layer then comes from the
+verified cache (cache.py) or streams into it, checked. Consumers get a private path to the
+checked bytes (`pulled_archive`); the registry is storage only, and what the archive is worth is
+decided by the consumer, with the caller's trust, exactly as for a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import CHUNK, fsync_dir, write_all
+from catalytic_hooks.registry import artifact, referrers
+from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Manifest
+from catalytic_hooks.registry.cache import Cache
+from catalytic_hooks.registry.client import Client
+from catalytic_hooks.registry.reference import Reference, parse
+
+MAX_ARCHIVE = 4 * 1024**3 - 1  # format version 1: no ZIP64
+MAX_ENVELOPE = 16 * 1024 * 1024
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
+_FALLBACK = re.compile(r"^sha256-[0-9a-f]{64}\Z")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to reach registries: `--registry-config`, `--insecure`, the cache's root."""
+
+    config: Path | None = None
+    insecure: bool = False
+    cache_root: Path | None = None
+
+    def client(self, ref: Reference) -> Client:
+        return Client(ref, config=self.config, insecure=self.insecure)
+
+    def cache(self) -> Cache:
+        return Cache(self.cache_root)
+
+
+def resolve(client: Client, ref: Reference, expect: str = ARCHIVE_TYPE) -> Manifest:
+    if ref.digest is not None:
+        data, _, _ = client.get_manifest(ref.digest)
+        artifact.check_bytes(data, ref.digest, "manifest")
+        digest = ref.digest
+        if ref.tag is not None:
+            now = client.manifest_digest(ref.tag)
+            if now != ref.digest:
+                raise CatalyticError(ErrorCode.REGISTRY_TAG_MOVED, f"the tag {ref.tag} now "
+                                     f"names {now or 'nothing'}, not the pinned {ref.digest}",
+                                     tag=ref.tag, pinned=ref.digest, now=now)
+    elif ref.tag is not None:
+        data, _, named = client.get_manifest(ref.tag)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if named is not None and named != digest:
+            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the registry names the "
+                                 f"manifest of {ref.tag} {named}, its bytes hash to {digest}",
+                                 reason="DIGEST", digest=named, actual=digest)
+    else:
+        raise CatalyticError(ErrorCode.USAGE, f"{ref} names a repository; give :TAG or "
+                             "@sha256:DIGEST")
+    return artifact.parse_manifest(data, digest, expect=expect, max_blob=MAX_ARCHIVE)
+
+
+def fetch(client: Client, cache: Cache, digest: str, size: int) -> Path:
+    """The checked blob, from the cache (checked again) or streamed into it."""
+    found = cache.get(digest, size)
+    if found is not None:
+        return found
+    return cache.store(client.get_blob(digest), digest, size)
+
+
+def archive_name(m: Manifest) -> str:
+    run_id = m.annotations.get(artifact.A_RUN_ID, "")
+    stem = run_id if _SAFE_NAME.match(run_id) else m.layer.digest.split(":")[1][:16]
+    return f"{stem}.catalytic.zip"
+
+
+@contextlib.contextmanager
+def pulled_archive(text: str, options: Options) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(a private path to the checked archive, what was pulled) for `verify`, `restore
+    bundle`, `replay` and `validate`; the path is removed afterwards."""
+    ref = parse(text)
+    client, cache = options.client(ref), options.cache()
+    try:
+        m = resolve(client, ref)
+        fetch(client, cache, m.layer.digest, m.layer.size)
+    finally:
+        client.close()
+    with cache.view(m.layer.digest, m.layer.size, archive_name(m)) as path:
+        yield path, _info(ref, m)
+
+
+def _info(ref: Reference, m: Manifest) -> dict[str, Any]:
+    return {"reference": str(ref.with_digest(m.digest)), "digest": m.digest,
+            "run_id": m.annotations.get(artifact.A_RUN_ID), "archive": {
+                "digest": m.layer.digest, "size": m.layer.size}}
+
+
+def _write_new(src: Path, dest: Path, digest: str) -> None:
+    """Copy checked bytes to `dest` (never overwritten), hashing them again on the way."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        h = hashlib.sha256()
+        with open(src, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                h.update(chunk)
+                write_all(fd, chunk)
+        if "sha256:" + h.hexdigest() != digest:
+            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the cached {digest} "
+                                 "changed while it was copied", reason="CACHE")
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        os.fsync(fd)
+        os.link(tmp, dest)
+        fsync_dir(dest.parent)
+    except FileExistsError as exc:
+        raise CatalyticError(ErrorCode.USAGE, f"{dest} exists; a pull never overwrites",
+                             path=str(dest)) from exc
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def pull(text: str, options: Options, output: Path | None, *, attestations: bool = True
+         ) -> dict[str, Any]:
+    ref = parse(text)
+    client, cache = options.client(ref), options.cache()
+    try:
+        m = resolve(client, ref)
+        out = output or Path.cwd() / archive_name(m)
+        if out.exists() or out.is_symlink():
+            raise CatalyticError(ErrorCode.USAGE, f"{out} exists; a pull never overwrites",
+                                 path=str(out))
+        blob = fetch(client, cache, m.layer.digest, m.layer.size)
+        envelopes = _attestations(client, cache, ref, m) if attestations else []
+    finally:
+        client.close()
+    _write_new(blob, out, m.layer.digest)
+    written = []
+    stem = out.name.removesuffix(".zip").removesuffix(".catalytic")
+    for i, (path, digest, size) in enumerate(envelopes):
+        name = f"{stem}.intoto.json" if len(envelopes) == 1 else f"{stem}.{i + 1}.intoto.json"
+        dest = out.with_name(name)
+        _write_new(path, dest, digest)
+        written.append({"file": str(dest), "digest": digest, "size": size})
+    return {**_info(ref, m), "archive_file": str(out), "attestations": written,
+            "bytes_downloaded": client.counters.bytes_down}
+
+
+def _attestations(client: Client, cache: Cache, ref: Reference, m: Manifest
+                  ) -> list[tuple[Path, str, int]]:
+    """Every attestation whose subject is this archive's manifest (each checked as the archive
+    is: its manifest's digest, its type, its subject, its layer's digest and size)."""
+    found, _ = referrers.listed(client, m.digest)
+    out = []
+    for d in found:
+        if d.artifact_type not in (None, ATTESTATION_TYPE):
+            continue
+        data, _, _ = client.get_manifest(d.digest)
+        artifact.check_bytes(data, d.digest, "attestation manifest")
+        am = artifact.parse_manifest(data, d.digest, expect=ATTESTATION_TYPE,
+                                     max_blob=MAX_ENVELOPE)
+        if am.subject is None or am.subject.digest != m.digest:
+            continue
+        out.append((fetch(client, cache, am.layer.digest, am.layer.size), am.layer.digest,
+                    am.layer.size))
+    return out
+
+
+def repository_tags(text: str, options: Options) -> list[tuple[str, str]]:
+    """(tag, reference) of every run in a repository: its tags except the fallback tags of
+    referrers (`sha256-<hex>`). Nothing is pulled; `validate` pulls only what it picks."""
+    ref = parse(text)
+    client = options.client(ref)
+    try:
+        tags = client.tags()
+    finally:
+        client.close()
+    return [(t, str(ref.with_tag(t))) for t in sorted(set(tags)) if not _FALLBACK.match(t)]

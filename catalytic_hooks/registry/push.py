@@ -1,0 +1,153 @@
+"""`archive push FILE|RUN_DIR oci://HOST[:PORT]/NAME[:TAG]`: the archive as one OCI artifact,
+its attestation as a second one whose subject is the archive's manifest.
+
+The archive is checked (every structural and hash rule of the reader) before anything is sent,
+and its SHA-256 from that pass is the blob's digest. A blob the registry already holds is not
+sent again (HEAD first): archives are deterministic, so pushing a run twice uploads no blob.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from catalytic_hooks.archive.layout import run_path
+from catalytic_hooks.archive.read import inspect, open_file
+from catalytic_hooks.archive.zipfmt import Limits, parse
+from catalytic_hooks.core.canonical import loads_strict
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.untrusted import read_named
+from catalytic_hooks.registry import artifact, referrers
+from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, Descriptor
+from catalytic_hooks.registry.client import OCI_MANIFEST, Client
+from catalytic_hooks.registry.reference import TAG, Reference
+
+MAX_STATUS = 1024 * 1024
+MAX_ENVELOPE = 16 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def _archive_of(source: Path) -> Iterator[tuple[Path, Path | None]]:
+    """(archive file, the attestation beside it or None): a file as it is; a run directory
+    archived into a temporary file first (the same bytes `archive create` writes)."""
+    if source.is_file():
+        yield source, None
+        return
+    if not source.is_dir():
+        raise CatalyticError(ErrorCode.PATH_INVALID, f"{source} is neither an archive file nor "
+                             "a run directory", path=str(source))
+    from catalytic_hooks.archive.create import create_archive
+    from catalytic_hooks.bundle.attest import ATTESTATION_FILE
+
+    with tempfile.TemporaryDirectory(prefix="catalytic-push-") as d:
+        run_dir = source.resolve()
+        out = Path(d) / f"{run_dir.name}.catalytic.zip"
+        create_archive(run_dir, out)
+        att = run_dir / ATTESTATION_FILE
+        yield out, att if att.is_file() else None
+
+
+def _run_time(path: Path, run_id: str, limits: Limits) -> str | None:
+    """STATUS.json's `finished_at` (else `started_at`), read from its entry."""
+    fd, size = open_file(path)
+    try:
+        want = f"{run_id}/{run_path(run_id, 'STATUS.json')}"
+        for e in parse(fd, size, limits):
+            if e.name == want and e.size <= MAX_STATUS:
+                doc = loads_strict(os.pread(fd, e.size, e.data_offset), what="STATUS.json")
+                if isinstance(doc, dict):
+                    t = doc.get("finished_at") or doc.get("started_at")
+                    return t if isinstance(t, str) else None
+        return None
+    except CatalyticError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _envelope(path: Path, run_id: str) -> tuple[bytes, str | None]:
+    """The attestation's bytes as they are, after checking that they are one DSSE envelope of
+    an in-toto statement about this run (so a wrong file is never published next to it)."""
+    try:
+        raw = read_named(path, limit=MAX_ENVELOPE)
+    except OSError as exc:
+        raise CatalyticError(ErrorCode.USAGE, f"cannot read the attestation {path}: {exc}"
+                             ) from exc
+    try:
+        doc = loads_strict(raw, what=str(path))
+        stmt = loads_strict(base64.b64decode(doc["payload"], validate=True),
+                            what="the attestation's statement")
+        about = stmt["predicate"]["run_id"]
+    except (CatalyticError, KeyError, TypeError, ValueError) as exc:
+        raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{path} is not one DSSE envelope "
+                             "of a catalytic in-toto statement", path=str(path)) from exc
+    if about != run_id:
+        raise CatalyticError(ErrorCode.USAGE, f"{path} attests run {about!r}, not {run_id!r}",
+                             path=str(path))
+    predicate = stmt.get("predicateType")
+    return raw, predicate if isinstance(predicate, str) else None
+
+
+def ensure_blob(client: Client, digest: str, size: int, body: Any) -> bool:
+    """Upload unless the registry already holds it; True when bytes were sent."""
+    if client.blob_size(digest) == size:
+        client.counters.blobs_skipped += 1
+        return False
+    client.upload_blob(digest, size, body)
+    return True
+
+
+def _opener(path: Path, size: int) -> Any:
+    return lambda: (open(path, "rb"), size)  # the client closes it
+
+
+def push(source: Path, ref: Reference, client: Client, *, limits: Limits,
+         attestation: Path | None = None, with_attestation: bool = True) -> dict[str, Any]:
+    if ref.digest is not None:
+        raise CatalyticError(ErrorCode.USAGE, "push to a tag (oci://HOST/NAME[:TAG]); the "
+                             "digest is what the push prints")
+    with _archive_of(source) as (path, beside):
+        doc, sha, size = inspect(path, limits)
+        run_id = str(doc["run_id"])
+        tag = ref.tag or run_id
+        if not TAG.match(tag):
+            raise CatalyticError(ErrorCode.USAGE, f"run id {run_id!r} is not a valid OCI tag; "
+                                 "give one: oci://HOST/NAME:TAG")
+        if attestation is None and with_attestation:
+            guess = beside or path.parent / f"{run_id}.intoto.json"
+            attestation = guess if guess.is_file() else None
+        envelope = _envelope(attestation, run_id) if with_attestation and attestation else None
+        blob = Descriptor(ARCHIVE_TYPE, f"sha256:{sha}", size)
+        sent = [ensure_blob(client, artifact.EMPTY_DIGEST, len(artifact.EMPTY_DATA),
+                            artifact.EMPTY_DATA),
+                ensure_blob(client, blob.digest, size, _opener(path, size))]
+        manifest = artifact.archive_manifest(
+            blob, run_id=run_id, commit=doc["commit"], signer=str(doc["validator_id"]),
+            bundle_root=str(doc["bundle_root"]), created=_run_time(path, run_id, limits))
+        mdesc = artifact.descriptor_of(manifest, OCI_MANIFEST, artifact_type=ARCHIVE_TYPE)
+        resp = client.put_manifest(tag, manifest, OCI_MANIFEST)
+        stored = resp.header("docker-content-digest")
+        if stored is not None and stored != mdesc.digest:
+            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the registry stored "
+                                 f"the manifest as {stored}, not {mdesc.digest}",
+                                 reason="DIGEST")
+        att_info = None
+        if envelope is not None:
+            raw, predicate = envelope
+            edesc = artifact.descriptor_of(raw, artifact.DSSE_LAYER)
+            sent.append(ensure_blob(client, edesc.digest, edesc.size, raw))
+            amanifest = artifact.attestation_manifest(edesc, mdesc, predicate)
+            adesc = artifact.descriptor_of(amanifest, OCI_MANIFEST,
+                                           artifact_type=artifact.ATTESTATION_TYPE)
+            how = referrers.attach(client, amanifest, adesc, mdesc.digest)
+            att_info = {"file": str(attestation), "digest": adesc.digest, "via": how,
+                        "reference": str(ref.with_digest(adesc.digest))}
+    return {"reference": str(ref.with_digest(mdesc.digest)), "tag": tag,
+            "tagged": str(ref.with_tag(tag)), "digest": mdesc.digest, "run_id": run_id,
+            "archive": {"digest": blob.digest, "size": size}, "attestation": att_info,
+            "blobs_uploaded": sum(sent), "blobs_skipped": len(sent) - sum(sent)}

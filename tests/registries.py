@@ -1,0 +1,246 @@
+"""Registries for the tests: Debian's `docker-registry` (distribution 2.8) started on a loopback
+port with a temporary storage directory, and a minimal OCI 1.1 registry served here (the
+referrers API, which no registry installable on this machine implements, and faults on demand).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+DISTRIBUTION = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Distribution:
+    """`docker-registry serve` on 127.0.0.1:<free port>, storage under `root`; with `users`,
+    htpasswd basic authentication (bcrypt hashes made by `htpasswd -B`)."""
+
+    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.storage = root / "storage"
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.log = root / "registry.log"
+        auth = ""
+        if users:
+            lines = [subprocess.run(["htpasswd", "-Bbn", u, p], capture_output=True, text=True,
+                                    check=True).stdout.strip() for u, p in users.items()]
+            (root / "htpasswd").write_text("\n".join(lines) + "\n")
+            auth = (f"auth:\n  htpasswd:\n    realm: test\n    path: {root / 'htpasswd'}\n")
+        (root / "config.yml").write_text(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Distribution:
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([DISTRIBUTION, "serve", str(self.root / "config.yml")],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).close()
+                return self
+            except urllib.error.HTTPError:
+                return self  # 401: up, and wants credentials
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"docker-registry did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def requests(self, method: str, fragment: str) -> int:
+        """How many requests of `method` whose path contains `fragment` the registry's own
+        access log records."""
+        n = 0
+        for line in self.log.read_text(errors="replace").splitlines():
+            if f'"{method} ' in line and fragment in line and "HTTP/1.1\"" in line:
+                n += 1
+        return n
+
+    def blob_data(self, digest: str) -> Path:
+        hexd = digest.split(":")[1]
+        return (self.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data")
+
+
+class _State:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, tuple[bytes, str]] = {}
+        self.tags: dict[str, str] = {}
+        self.referrers: dict[str, list[dict[str, Any]]] = {}
+        self.uploads: dict[str, bytearray] = {}
+        self.referrers_api = True
+        self.faults: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: _State
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+              length: int | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _error(self, status: int, code: str) -> None:
+        self._send(status, json.dumps({"errors": [{"code": code, "message": code}]}).encode(),
+                   {"Content-Type": "application/json"})
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _parts(self) -> tuple[str, str, str]:
+        path = self.path.split("?")[0]
+        for kind in ("/blobs/uploads/", "/blobs/", "/manifests/", "/referrers/", "/tags/"):
+            if kind in path:
+                name, _, rest = path[len("/v2/"):].partition(kind)
+                return name, kind.strip("/"), rest
+        return "", "", ""
+
+    def do_GET(self) -> None:
+        s = self.state
+        if self.path.rstrip("/") == "/v2":
+            return self._send(200, b"{}")
+        name, kind, rest = self._parts()
+        if kind == "blobs":
+            data = s.blobs.get(rest)
+            if data is None:
+                return self._error(404, "BLOB_UNKNOWN")
+            if rest in s.faults.get("flip", set()):
+                data = bytes([data[0] ^ 1]) + data[1:]
+            if rest in s.faults.get("truncate", set()):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return None
+            return self._send(200, data, {"Content-Type": "application/octet-stream",
+                                          "Docker-Content-Digest": rest})
+        if kind == "manifests":
+            if rest in s.faults.get("manifest", {}):
+                body, media = s.faults["manifest"][rest]
+                return self._send(200, body, {"Content-Type": media})
+            digest = s.tags.get(rest, rest)
+            if digest not in s.manifests:
+                return self._error(404, "MANIFEST_UNKNOWN")
+            body, media = s.manifests[digest]
+            return self._send(200, body, {"Content-Type": media,
+                                          "Docker-Content-Digest": digest})
+        if kind == "referrers" and s.referrers_api:
+            idx = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": s.referrers.get(rest, [])}
+            return self._send(200, json.dumps(idx).encode(),
+                              {"Content-Type": "application/vnd.oci.image.index.v1+json"})
+        if kind == "tags":
+            tags = sorted(s.tags)
+            return self._send(200, json.dumps({"name": name, "tags": tags}).encode())
+        return self._send(404, b"404 page not found")
+
+    def do_HEAD(self) -> None:
+        s = self.state
+        _name, kind, rest = self._parts()
+        if kind == "blobs":
+            if rest in s.blobs:
+                return self._send(200, b"", length=len(s.blobs[rest]))
+            return self._send(404)
+        if kind == "manifests":
+            digest = s.tags.get(rest, rest)
+            if digest in s.manifests:
+                return self._send(200, b"", {"Docker-Content-Digest": digest},
+                                  length=len(s.manifests[digest][0]))
+        return self._send(404)
+
+    def do_POST(self) -> None:
+        name, _kind, _ = self._parts()
+        self._body()
+        uid = uuid.uuid4().hex
+        self.state.uploads[uid] = bytearray()
+        self._send(202, b"", {"Location": f"/v2/{name}/blobs/uploads/{uid}"})
+
+    def do_PUT(self) -> None:
+        s = self.state
+        _name, kind, rest = self._parts()
+        body = self._body()
+        if kind == "blobs/uploads":
+            digest = self.path.split("digest=")[1].replace("%3A", ":")
+            data = bytes(s.uploads.pop(rest, bytearray())) + body
+            if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                return self._error(400, "DIGEST_INVALID")
+            s.blobs[digest] = data
+            return self._send(201, b"", {"Docker-Content-Digest": digest})
+        if kind == "manifests":
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            media = self.headers.get("Content-Type", "")
+            headers = {"Docker-Content-Digest": digest}
+            with s.lock:
+                s.manifests[digest] = (body, media)
+                if not rest.startswith("sha256:"):
+                    s.tags[rest] = digest
+                doc = json.loads(body)
+                subject = doc.get("subject")
+                if subject and s.referrers_api:
+                    entry = {"mediaType": media, "digest": digest, "size": len(body),
+                             "artifactType": doc.get("artifactType")}
+                    if doc.get("annotations"):
+                        entry["annotations"] = doc["annotations"]
+                    s.referrers.setdefault(subject["digest"], []).append(entry)
+                    headers["OCI-Subject"] = subject["digest"]
+            return self._send(201, b"", headers)
+        return self._send(404)
+
+
+class MiniRegistry:
+    """An in-memory OCI 1.1 registry on 127.0.0.1 (tests only): blobs, manifests, tags, the
+    referrers API; `state.faults` serves flipped or truncated blobs and planted manifests."""
+
+    def __init__(self, referrers_api: bool = True) -> None:
+        self.state = _State()
+        self.state.referrers_api = referrers_api
+        handler = type("H", (_Handler,), {"state": self.state})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> MiniRegistry:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
