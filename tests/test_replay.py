@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from catalytic_hooks.bundle.keys import signer_from_seed
 from catalytic_hooks.bundle.sign import sign_run_dir
+from catalytic_hooks.core.errors import BUNDLE_CORRUPT
 from catalytic_hooks.provenance.chronicle import append, head_path, read, verify
-from catalytic_hooks.replay.runner import CORRUPT, compare_metrics, flatten
+from catalytic_hooks.replay.runner import compare_metrics, flatten
 
 from .helpers import SEED_A, catalytic, git, key_file, signer
 
@@ -168,7 +169,7 @@ def test_a_corrupt_bundle_is_quarantined(repo: Path, tmp_path: Path) -> None:
     code, doc = replay(repo, "bad")
     assert code == 1 and doc["code"] == "REPLAY_FAILED"
     reason = doc["details"]["reason"]
-    assert reason in CORRUPT
+    assert reason in BUNDLE_CORRUPT
     assert not run.exists()
     moved = Path(doc["details"]["quarantine"])
     assert moved.is_dir() and (moved / "SIGNATURE.json").exists()  # moved, never deleted

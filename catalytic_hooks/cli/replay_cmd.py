@@ -44,7 +44,8 @@ def replay(
     run directory, an archive file or an oci:// reference)."""
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
     from catalytic_hooks.cli.registry_cmd import options, resolved
-    from catalytic_hooks.replay.runner import PASSING, ReplayOptions
+    from catalytic_hooks.core.outcomes import PASSING
+    from catalytic_hooks.replay.runner import ReplayOptions
     from catalytic_hooks.replay.runner import replay as do_replay
 
     with handled(json_mode), resolved([run_dir], options(registry_config, insecure)) as (

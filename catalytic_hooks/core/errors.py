@@ -19,6 +19,12 @@ DEBUG_ENV = "CATALYTIC_DEBUG"
 
 
 class ErrorCode(StrEnum):
+    @property
+    def corrupts_bundle(self) -> bool:
+        """A verification failure that means the bundle's own bytes are corrupt: a replay
+        quarantines it (BUNDLE_CORRUPT below)."""
+        return self in BUNDLE_CORRUPT
+
     # usage and configuration
     USAGE = "USAGE"
     CONFIG_INVALID = "CONFIG_INVALID"
@@ -165,6 +171,25 @@ class CatalyticError(Exception):
 
     def __repr__(self) -> str:
         return f"CatalyticError({self.code.value}, {self.message!r}, {self.details!r})"
+
+
+# What a failed verification (FORMATS §4) says of the bundle: its own bytes are corrupt (a replay
+# moves it to quarantine), or it is intact and refused for another reason: an honest failed run, a
+# missing output, a chain given wrongly (left where it is; an untrusted signer is refused before
+# either). Every code bundle/verify.py raises is in exactly one of the two
+# (tests/test_typed_results.py), so a new verification code cannot fall through silently.
+BUNDLE_CORRUPT = frozenset({
+    ErrorCode.ARTIFACT_EXTRA, ErrorCode.ARTIFACT_MALFORMED, ErrorCode.FIELD_EXTRA,
+    ErrorCode.FIELD_MISSING, ErrorCode.ALGORITHM_UNSUPPORTED, ErrorCode.KEY_INVALID,
+    ErrorCode.IDENTITY_INVALID, ErrorCode.BUNDLE_ROOT_MISMATCH, ErrorCode.IDENTITY_MISMATCH,
+    ErrorCode.SIGNATURE_INCOMPLETE, ErrorCode.SIGNATURE_MALFORMED, ErrorCode.SIGNATURE_INVALID,
+    ErrorCode.HASH_MISMATCH, ErrorCode.PATH_ESCAPE_DETECTED, ErrorCode.FORBIDDEN_ARTIFACT,
+})
+BUNDLE_INTACT = frozenset({
+    ErrorCode.ARTIFACT_MISSING, ErrorCode.DECISION_INVALID, ErrorCode.RESTORATION_FAILED,
+    ErrorCode.OUTPUT_MISSING, ErrorCode.CHAIN_EMPTY, ErrorCode.CHAIN_DUPLICATE_RUN,
+    ErrorCode.UNTRUSTED,
+})
 
 
 def exit_code_for(code: ErrorCode) -> int:

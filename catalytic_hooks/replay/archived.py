@@ -22,11 +22,11 @@ from catalytic_hooks.archive.verify import check_commit
 from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import BUNDLE_CORRUPT, CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.replay.runner import CORRUPT, ReplayOptions, replay
+from catalytic_hooks.replay.runner import ReplayOptions, replay
 
 
 def quarantine_archive(path: Path, qdir: Path, exc: CatalyticError) -> Path:
@@ -47,7 +47,8 @@ def quarantine_archive(path: Path, qdir: Path, exc: CatalyticError) -> Path:
 def _integrity_failure(exc: CatalyticError) -> bool:
     if exc.code is ErrorCode.ARCHIVE_INVALID:
         return True
-    return exc.code is ErrorCode.REPLAY_FAILED and exc.details.get("reason") in CORRUPT
+    # the reason is the verification code's value (a replay's details are JSON data)
+    return exc.code is ErrorCode.REPLAY_FAILED and exc.details.get("reason") in BUNDLE_CORRUPT
 
 
 def replay_archive(path: Path, opts: ReplayOptions, *, caller: tuple[Path, Policy] | None,

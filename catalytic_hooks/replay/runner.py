@@ -22,6 +22,7 @@ from catalytic_hooks.bundle.verify import verify_bundle
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import PASSING, Verdict
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.dirfd import open_beneath
@@ -37,19 +38,6 @@ from catalytic_hooks.provenance.environment import (
     recorded_lock_files,
 )
 from catalytic_hooks.report.replay_html import render_replay_html
-
-EXACT, WITHIN, DRIFT, NONDET, FAILED = ("exact", "within-tolerance", "drift-verified",
-                                        "nondeterministic", "failed")
-PASSING = (EXACT, WITHIN)
-
-# Verification failures that mean the bundle's own bytes are corrupt (quarantined), as opposed to
-# an honest failed run, a missing output, or an untrusted signer (refused, left in place).
-CORRUPT = frozenset({
-    "ARTIFACT_EXTRA", "ARTIFACT_MALFORMED", "FIELD_EXTRA", "FIELD_MISSING",
-    "ALGORITHM_UNSUPPORTED", "KEY_INVALID", "IDENTITY_INVALID", "BUNDLE_ROOT_MISMATCH",
-    "IDENTITY_MISMATCH", "SIGNATURE_INCOMPLETE", "SIGNATURE_MALFORMED", "SIGNATURE_INVALID",
-    "HASH_MISMATCH", "PATH_ESCAPE_DETECTED", "FORBIDDEN_ARTIFACT",
-})
 
 
 def _edited_output(exc: CatalyticError) -> bool:
@@ -186,7 +174,7 @@ class Replayer:
                                      "signed hash); the bundle itself is intact and stays "
                                      "where it is", reason="OUTPUT_EDITED",
                                      verification=exc.to_dict()) from exc
-            if exc.code.value in CORRUPT and self.opts.quarantine:
+            if exc.code.corrupts_bundle and self.opts.quarantine:
                 where = self.quarantine(exc)
                 raise CatalyticError(ErrorCode.REPLAY_FAILED, f"bundle is corrupt "
                                      f"({exc.code.value}: {exc.message}); moved to {where}",
@@ -282,7 +270,7 @@ def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> di
         if home is not None and exc.code is ErrorCode.REPLAY_FAILED and (
                 run_dir.is_dir() or exc.details.get("quarantine")):
             record(home[0], home[1], "replay", {
-                "run_id": run_dir.name, "verdict": "failed",
+                "run_id": run_dir.name, "verdict": Verdict.FAILED,
                 "reason": str(exc.details.get("reason")),
                 "quarantine": exc.details.get("quarantine"), "validation": opts.validation,
                 **({"source_archive": opts.source_archive} if opts.source_archive else {})})
@@ -365,14 +353,14 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
     worktrees: list[Path] = []
     try:
         if env_diffs and opts.strict_env:
-            report.update(verdict=FAILED, reason="environment differs from the recorded one "
-                          "(--strict-env)", replays=0, outputs=[], metrics=[])
+            report.update(verdict=Verdict.FAILED, reason="environment differs from the recorded "
+                          "one (--strict-env)", replays=0, outputs=[], metrics=[])
             return report
         first, wt = r.attempt(spec, commit, opts.worktree, v.hashes, metrics_files)
         worktrees.append(wt)
         report["worktree"] = str(wt)
         if not first.ok:
-            report.update(verdict=FAILED, reason=first.reason, replays=1, outputs=[],
+            report.update(verdict=Verdict.FAILED, reason=first.reason, replays=1, outputs=[],
                           metrics=[])
             return report
         _judge(report, r, v, spec, commit, first, metrics_files, policy, worktrees)
@@ -402,28 +390,28 @@ def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], co
     report.update(outputs=outputs, metrics=metric_rows, replays=1)
     mismatched = [o["path"] for o in outputs if not o["match"]]
     if not mismatched:
-        report["verdict"] = EXACT
+        report["verdict"] = Verdict.EXACT
         return
     metric_ok = {m: all(r_["within_tolerance"] for r_ in metric_rows if r_["file"] == m)
                  for m in metrics_files}
     if all(p in metric_ok and metric_ok[p] and archived_metrics[p] is not None
            for p in mismatched):
-        report["verdict"] = WITHIN
+        report["verdict"] = Verdict.WITHIN
         return
     # A difference: replay once more to tell nondeterminism from a real change.
     second, wt2 = r.attempt(spec, commit, None, v.hashes, metrics_files)
     worktrees.append(wt2)
     report["replays"] = 2
     if not second.ok:
-        report.update(verdict=FAILED, reason=f"second replay: {second.reason}")
+        report.update(verdict=Verdict.FAILED, reason=f"second replay: {second.reason}")
         return
     for o in outputs:
         o["replay2"] = second.hashes[o["path"]]
     if all(first.hashes[k] == second.hashes[k] for k in v.hashes):
-        report.update(verdict=DRIFT, reason=f"both replays agree with each other but not with "
-                      f"the archive for {len(mismatched)} output(s)")
+        report.update(verdict=Verdict.DRIFT, reason=f"both replays agree with each other but not "
+                      f"with the archive for {len(mismatched)} output(s)")
     else:
-        report.update(verdict=NONDET, reason="the two replays differ from each other")
+        report.update(verdict=Verdict.NONDET, reason="the two replays differ from each other")
 
 
 def _write_reports(top: Path, policy: Policy, report: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import PASSING, Verdict
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.repo import Repo
@@ -47,7 +48,7 @@ from catalytic_hooks.registry.pull import Options as RegistryOptions
 from catalytic_hooks.registry.pull import pulled_archive, repository_tags
 from catalytic_hooks.registry.reference import parse as parse_reference
 from catalytic_hooks.replay.archived import replay_archive
-from catalytic_hooks.replay.runner import PASSING, ReplayOptions, replay
+from catalytic_hooks.replay.runner import ReplayOptions, replay
 from catalytic_hooks.report.replay_html import render_validation_html
 
 RUN_MARKER = "TASK_SPEC.json"  # what makes a directory a run directory
@@ -218,7 +219,7 @@ def _row(c: Candidate, rep: dict[str, Any] | None, exc: CatalyticError | None,
     source = c.ref or str(c.path)
     if rep is None:
         assert exc is not None
-        return {"run_id": c.run_id, "source": source, "verdict": "failed",
+        return {"run_id": c.run_id, "source": source, "verdict": Verdict.FAILED,
                 "passing": False, "largest_drift": None, "environment": "unknown",
                 "reason": f"{exc.details.get('reason') or exc.code.value}: {exc.message}",
                 "quarantine": exc.details.get("quarantine"), "seconds": round(seconds, 3)}
@@ -260,7 +261,7 @@ def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions,
             bool(exc.details.get("quarantine")))
         if not recorded:  # replay() records only what it could start on; every pick counts
             record(repo.top, policy, "replay", {
-                "run_id": c.run_id, "verdict": "failed", "reason": exc.code.value,
+                "run_id": c.run_id, "verdict": Verdict.FAILED, "reason": exc.code.value,
                 "quarantine": None, "validation": ropts.validation})
         return _row(c, None, exc, time.monotonic() - t0)
     return _row(c, rep, None, time.monotonic() - t0)

@@ -1,0 +1,45 @@
+"""Typed results: replay verdicts, the quarantine decision and the hooks' findings are typed
+values with one spelling each, and a new verification code or verdict cannot slip past them."""
+
+from __future__ import annotations
+
+import re
+
+from catalytic_hooks.core.canonical import canonical_bytes
+from catalytic_hooks.core.errors import BUNDLE_CORRUPT, BUNDLE_INTACT, ErrorCode
+from catalytic_hooks.core.outcomes import PASSING, Verdict
+
+from .helpers import ROOT
+
+
+def test_every_verification_code_says_whether_the_bundle_is_corrupt() -> None:
+    """A code bundle/verify.py raises must be in BUNDLE_CORRUPT (a replay quarantines the bundle)
+    or BUNDLE_INTACT (left in place): a new one that is in neither fails here."""
+    source = (ROOT / "catalytic_hooks" / "bundle" / "verify.py").read_text()
+    raised = {ErrorCode[name] for name in re.findall(r"ErrorCode\.([A-Z_]+)", source)}
+    assert raised  # the pattern still finds the codes
+    assert sorted(raised - BUNDLE_CORRUPT - BUNDLE_INTACT) == []
+    assert not BUNDLE_CORRUPT & BUNDLE_INTACT
+    assert ErrorCode.SIGNATURE_INVALID.corrupts_bundle
+    assert not ErrorCode.OUTPUT_MISSING.corrupts_bundle
+    assert "HASH_MISMATCH" in BUNDLE_CORRUPT  # a reason read back from JSON details is a str
+
+
+def test_verdicts_keep_their_spellings_and_render_as_them() -> None:
+    assert [v.value for v in Verdict] == ["exact", "within-tolerance", "drift-verified",
+                                          "nondeterministic", "failed"]
+    assert sorted(v for v in Verdict if v.passing) == ["exact", "within-tolerance"]
+    assert "exact" in PASSING and "failed" not in PASSING
+    assert canonical_bytes({"verdict": Verdict.WITHIN}) == b'{"verdict":"within-tolerance"}'
+    assert f"{Verdict.DRIFT}" == "drift-verified"
+
+
+def test_the_report_pages_know_every_verdict() -> None:
+    """The HTML report styles verdicts by their values: each one has a symbol, a plot marker and
+    a side (passing or failing), the same side as `Verdict.passing`."""
+    from catalytic_hooks.report import page, plot
+
+    assert set(page.SYMBOL) == set(Verdict)
+    assert set(plot.STYLE) == set(Verdict)
+    assert set(page.PASSING) == {v for v in Verdict if v.passing}
+    assert set(page.FAILING) == {v for v in Verdict if not v.passing}
