@@ -95,6 +95,8 @@ class _State:
         self.referrers_api = True
         self.faults: dict[str, Any] = {}
         self.lock = threading.Lock()
+        self.stalled = threading.Event()  # a "stall" fault sent half a blob and waits
+        self.release = threading.Event()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -141,6 +143,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(404, "BLOB_UNKNOWN")
             if rest in s.faults.get("flip", set()):
                 data = bytes([data[0] ^ 1]) + data[1:]
+            if rest in s.faults.get("stall", set()):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                s.stalled.set()
+                s.release.wait(60)
+                self.close_connection = True
+                return None
             if rest in s.faults.get("truncate", set()):
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
@@ -233,6 +245,8 @@ class MiniRegistry:
         self.state.referrers_api = referrers_api
         handler = type("H", (_Handler,), {"state": self.state})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        # A client that hangs up mid-answer (the faults) is expected, not worth a traceback.
+        self.server.handle_error = lambda *a: None  # type: ignore[method-assign]
         self.server.daemon_threads = True
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

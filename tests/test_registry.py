@@ -9,19 +9,27 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .helpers import catalytic, git
-from .registries import Distribution
+from catalytic_hooks.provenance.chronicle import read
+
+from .helpers import git
+from .registries import Distribution, MiniRegistry, free_port
 from .test_archive import _env, inproc, made  # noqa: F401 (the module fixture)
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists() and
                                 shutil.which("docker-registry") is None,
                                 reason="docker-registry is not installed (.ci/run installs it)")
+
+
+EMPTY_HEX = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 
 def _json(proc: object) -> dict:
@@ -193,8 +201,8 @@ def test_a_corrupted_cache_entry_is_fetched_again(shared: dict[str, Path],
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
 
 
-def test_credentials_from_a_docker_config_and_never_shown(shared: dict[str, Path],
-                                                          tmp_path: Path) -> None:
+def test_credentials_from_a_docker_config_and_never_shown(
+        shared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "s3cr3t-Pa55word"
     (tmp_path / "authreg").mkdir()
     reg = Distribution(tmp_path / "authreg", {"ci": secret}).start()
@@ -214,26 +222,22 @@ def test_credentials_from_a_docker_config_and_never_shown(shared: dict[str, Path
         good = tmp_path / "config.json"
         good.write_text(json.dumps({"auths": {reg.host: {"auth": encoded}}}))
         outputs = [none.stdout + none.stderr, refused.stdout + refused.stderr]
-        proc = catalytic("archive", "push", str(shared["archive_file"]), ref,
-                         "--registry-config", str(good), cwd=tmp_path,
-                         env={**os.environ, "CATALYTIC_DEBUG": "1"})
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        outputs.append(proc.stdout + proc.stderr)
-        for args in (["archive", "pull", f"{ref}:r1", "-o", "p.zip", "--json"],
-                     ["verify", f"{ref}:r1", "--trust-file", str(shared["trust"])]):
+        monkeypatch.setenv("CATALYTIC_DEBUG", "1")
+        for args in (["archive", "push", str(shared["archive_file"]), ref],
+                     ["archive", "pull", f"{ref}:r1", "-o", "p.zip", "--json"]):
             done = inproc(*args, "--registry-config", str(good), cwd=tmp_path)
             assert done.returncode == 0, done.stdout + done.stderr
             outputs.append(done.stdout + done.stderr)
-        # A replay in a repository writes a report and a chronicle record.
-        os.environ["DOCKER_CONFIG"] = str(tmp_path)  # the same file, found the other way
-        try:
-            rp = inproc("replay", f"{ref}:r1", "--json", cwd=shared["repo"])
-        finally:
-            del os.environ["DOCKER_CONFIG"]
+        # In a repository a replay writes a report and a chronicle record; DOCKER_CONFIG finds
+        # the same file the other way.
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+        rp = inproc("replay", f"{ref}:r1", "--json", cwd=shared["repo"])
         assert rp.returncode == 0, rp.stdout + rp.stderr
         outputs.append(rp.stdout + rp.stderr)
         outputs.append(Path(_json(rp)["details"]["report_json"]).read_text())
-        outputs.append((shared["repo"] / ".catalytic/chronicle.jsonl").read_text())
+        chronicle = shared["repo"] / ".catalytic/chronicle.jsonl"
+        assert read(chronicle)[-1]["kind"] == "replay"
+        outputs.append(chronicle.read_text())
         for text in outputs:
             assert secret not in text and encoded not in text
     finally:
@@ -255,3 +259,217 @@ def test_validate_samples_a_repository_and_pulls_only_its_pick(
     assert doc["results"][0]["verdict"] == "exact"
     assert doc["results"][0]["source"].startswith(f"{ref}:r1")
     assert registry.requests("GET", "/v2/team/nightly/blobs/") == blob_gets + 1
+
+
+# -- faults, on the minimal registry (which serves them on demand) -------------------------------
+
+@pytest.fixture
+def mini() -> Iterator[MiniRegistry]:
+    reg = MiniRegistry().start()
+    yield reg
+    reg.stop()
+
+
+def _push_mini(shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path,
+               *extra: str) -> dict:
+    p = inproc("archive", "push", str(shared["archive_file"]), f"oci://{mini.host}/t/runs",
+               "--json", *extra, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return _json(p)["details"]
+
+
+def _nothing_kept(tmp_path: Path) -> None:
+    root = Path(os.environ["HOME"]) / ".cache/catalytic/oci"
+    assert not any(p.name.endswith(".part") for p in (root / "tmp").glob("*"))
+    assert not (tmp_path / "out.zip").exists()
+
+
+def test_the_referrers_api_is_used_where_the_registry_has_it(shared: dict[str, Path],
+                                                             mini: MiniRegistry,
+                                                             tmp_path: Path) -> None:
+    info = _push_mini(shared, mini, tmp_path)
+    assert info["attestation"]["via"] == "referrers-api"
+    assert not any(t.startswith("sha256-") for t in mini.state.tags)  # no fallback tag
+    got = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json",
+                 cwd=tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert (tmp_path / "out.intoto.json").read_bytes() == shared["attestation"].read_bytes()
+
+
+FAULTS = {
+    "flipped-byte": ("flip", "REGISTRY_DIGEST_MISMATCH", "DIGEST"),
+    "truncated-body": ("truncate", "REGISTRY_DIGEST_MISMATCH", "TRUNCATED"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_bad_blob_bytes_are_refused_and_nothing_is_cached(fault: str, shared: dict[str, Path],
+                                                          mini: MiniRegistry,
+                                                          tmp_path: Path) -> None:
+    kind, code, reason = FAULTS[fault]
+    info = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    mini.state.faults[kind] = {info["archive"]["digest"]}
+    bad = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json",
+                 cwd=tmp_path)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert (_json(bad)["code"], _json(bad)["details"]["reason"]) == (code, reason)
+    assert info["archive"]["digest"].split(":")[1] not in _cache_blobs()
+    _nothing_kept(tmp_path)
+
+
+def _planted(mini: MiniRegistry, body: bytes, media: str = "application/vnd.oci.image."
+             "manifest.v1+json") -> str:
+    mini.state.faults.setdefault("manifest", {})["bad"] = (body, media)
+    return f"oci://{mini.host}/t/runs:bad"
+
+
+HELM = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json",
+                   "digest": "sha256:" + "0" * 64, "size": 2},
+        "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                    "digest": "sha256:" + "1" * 64, "size": 10}]}
+MANIFESTS = {
+    "another-artifact-type": (json.dumps(HELM).encode(), "ARTIFACT_TYPE"),
+    "huge": (b"{" + b" " * (5 * 1024 * 1024) + b"}", "TOO_LARGE"),
+    "not-json": (b"{\"schemaVersion\": 2,", "MALFORMED"),
+    "duplicate-keys": (b'{"schemaVersion": 2, "schemaVersion": 2}', "MALFORMED"),
+    "two-layers": (json.dumps({**HELM, "artifactType": "application/vnd.catalytic.archive.v1"
+                               "+zip", "layers": HELM["layers"] * 2}).encode(), "LAYERS"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFESTS))
+def test_a_bad_manifest_is_refused(case: str, mini: MiniRegistry, tmp_path: Path) -> None:
+    body, reason = MANIFESTS[case]
+    bad = inproc("archive", "pull", _planted(mini, body), "-o", "out.zip", "--json",
+                 cwd=tmp_path)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert (_json(bad)["code"], _json(bad)["details"]["reason"]) == ("REGISTRY_INVALID", reason)
+    assert not (tmp_path / "out.zip").exists()
+
+
+def test_a_tag_moved_after_a_digest_was_pinned(shared: dict[str, Path], mini: MiniRegistry,
+                                               tmp_path: Path) -> None:
+    info = _push_mini(shared, mini, tmp_path)
+    mini.state.tags["r1"] = info["attestation"]["digest"]  # someone re-tagged r1
+    moved = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1@{info['digest']}", "-o",
+                   "out.zip", "--json", cwd=tmp_path)
+    assert moved.returncode == 1 and _json(moved)["code"] == "REGISTRY_TAG_MOVED"
+    pinned = inproc("archive", "pull", f"oci://{mini.host}/t/runs@{info['digest']}", "-o",
+                    "out.zip", "--json", cwd=tmp_path)
+    assert pinned.returncode == 0, pinned.stdout  # the digest alone still pins those bytes
+
+
+def test_unreachable_unknown_and_bad_references(mini: MiniRegistry, tmp_path: Path) -> None:
+    port = free_port()
+    cases = [(f"oci://127.0.0.1:{port}/t/runs:r1", 2, "REGISTRY_UNREACHABLE"),
+             (f"oci://{mini.host}/t/runs:nope", 2, "REGISTRY_NOT_FOUND"),
+             (f"oci://{mini.host}/T/Runs:r1", 2, "USAGE"),
+             (f"oci://{mini.host}/t/runs", 2, "USAGE"),
+             ("oci://user:pw@host/t:r1", 2, "USAGE")]
+    for ref, rc, code in cases:
+        got = inproc("archive", "pull", ref, "--json", cwd=tmp_path)
+        assert (got.returncode, _json(got)["code"]) == (rc, code), (ref, got.stdout)
+
+
+def test_plain_http_only_for_loopback_or_insecure() -> None:
+    from catalytic_hooks.registry.client import Client
+    from catalytic_hooks.registry.reference import parse
+
+    assert Client(parse("oci://127.0.0.1:5000/a:b")).scheme == "http"
+    assert Client(parse("oci://localhost/a:b")).scheme == "http"
+    assert Client(parse("oci://[::1]:5000/a:b")).scheme == "http"
+    assert Client(parse("oci://registry.example.com/a:b")).scheme == "https"
+    assert Client(parse("oci://10.0.0.1:5000/a:b"), insecure=True).scheme == "http"
+
+
+def test_an_interrupted_pull_leaves_nothing_that_is_used(shared: dict[str, Path],
+                                                        mini: MiniRegistry,
+                                                        tmp_path: Path) -> None:
+    """A pull killed mid-blob: its partial file is never taken for the blob."""
+    info = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    digest = info["archive"]["digest"]
+    mini.state.faults["stall"] = {digest}
+    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "archive", "pull",
+                             f"oci://{mini.host}/t/runs:r1", "-o", "out.zip"], cwd=tmp_path,
+                            env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    assert mini.state.stalled.wait(60), "the pull never reached the blob"
+    root = Path(os.environ["HOME"]) / ".cache/catalytic/oci"
+    deadline = time.monotonic() + 60
+    while not list((root / "tmp").glob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    mini.state.faults.clear()
+    mini.state.release.set()
+    assert list((root / "tmp").glob("*.part"))  # the half download, left by the killed pull
+    assert _cache_blobs() in ([], [EMPTY_HEX]) and not (tmp_path / "out.zip").exists()
+    again = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip",
+                   "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
+
+
+# -- concurrent attachers on a registry without conditional writes -------------------------------
+
+def _attach_concurrently(registry: Distribution, name: str, n: int) -> None:
+    """`n` clients attach `n` different attestations to one archive manifest at once; the
+    fallback index must list every one of them afterwards."""
+    import threading
+
+    from catalytic_hooks.registry import artifact, referrers
+    from catalytic_hooks.registry.client import OCI_MANIFEST, Client
+    from catalytic_hooks.registry.push import ensure_blob
+    from catalytic_hooks.registry.reference import parse
+
+    ref = parse(f"oci://{registry.host}/{name}:subject")
+    setup = Client(ref)
+    ensure_blob(setup, artifact.EMPTY_DIGEST, 2, artifact.EMPTY_DATA)
+    blob = artifact.descriptor_of(name.encode(), artifact.ARCHIVE_TYPE)
+    ensure_blob(setup, blob.digest, blob.size, name.encode())
+    subject = artifact.archive_manifest(blob, run_id=name.replace("/", "-"), commit=None,
+                                        signer="0" * 64, bundle_root="0" * 64, created=None)
+    sdesc = artifact.descriptor_of(subject, OCI_MANIFEST, artifact_type=artifact.ARCHIVE_TYPE)
+    setup.put_manifest("subject", subject, OCI_MANIFEST)
+    setup.close()
+    barrier = threading.Barrier(n)
+    digests: list[str] = []
+    errors: list[BaseException] = []
+
+    def attacher(i: int) -> None:
+        try:
+            client = Client(ref)
+            env = json.dumps({"payloadType": "application/vnd.in-toto+json", "payload": "",
+                              "signatures": [], "n": i}).encode()
+            edesc = artifact.descriptor_of(env, artifact.DSSE_LAYER)
+            ensure_blob(client, edesc.digest, edesc.size, env)
+            m = artifact.attestation_manifest(edesc, sdesc, None)
+            mdesc = artifact.descriptor_of(m, OCI_MANIFEST,
+                                           artifact_type=artifact.ATTESTATION_TYPE)
+            digests.append(mdesc.digest)
+            barrier.wait()
+            assert referrers.attach(client, m, mdesc, sdesc.digest) == "fallback-tag"
+            client.close()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attacher, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    listed = {d["digest"] for d in _index_via_registry(registry, name, sdesc.digest)
+              ["manifests"]}
+    assert listed == set(digests) and len(listed) == n
+
+
+def test_eight_concurrent_attachers_lose_no_referrer(registry: Distribution) -> None:
+    _attach_concurrently(registry, "team/concurrent", 8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(20))
+def test_eight_concurrent_attachers_twenty_trials(registry: Distribution, trial: int) -> None:
+    _attach_concurrently(registry, f"team/trial{trial}", 8)

@@ -37,14 +37,26 @@ def listed(client: Client, subject: str) -> tuple[list[Descriptor], str]:
     return _fallback(client, subject), "fallback-tag"
 
 
-def _fallback(client: Client, subject: str) -> list[Descriptor]:
-    try:
-        data, _, _ = client.get_manifest(fallback_tag(subject))
-    except CatalyticError as exc:
-        if exc.code is ErrorCode.REGISTRY_NOT_FOUND:
-            return []
-        raise
-    return artifact.parse_index(data)
+def _transient(exc: CatalyticError) -> bool:
+    """A 5xx: distribution's filesystem storage answers 500 to a read of a tag that another
+    client is writing at that moment (it reads the half-written link file)."""
+    status = exc.details.get("status")
+    return exc.code is ErrorCode.REGISTRY_FAILED and isinstance(status, int) and status >= 500
+
+
+def _fallback(client: Client, subject: str, tries: int = 5) -> list[Descriptor]:
+    for attempt in range(tries):
+        try:
+            data, _, _ = client.get_manifest(fallback_tag(subject))
+        except CatalyticError as exc:
+            if exc.code is ErrorCode.REGISTRY_NOT_FOUND:
+                return []
+            if not _transient(exc) or attempt == tries - 1:
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+            continue
+        return artifact.parse_index(data)
+    raise AssertionError("unreachable")
 
 
 def attach(client: Client, manifest: bytes, ref: Descriptor, subject: str,
@@ -58,13 +70,17 @@ def attach(client: Client, manifest: bytes, ref: Descriptor, subject: str,
     settle = MIN_SETTLE
     for _ in range(attempts):
         t0 = time.monotonic()
-        current = _fallback(client, subject)
-        if not any(d.digest == ref.digest for d in current):
-            client.put_manifest(tag, artifact.index([*current, ref]), OCI_INDEX)
-        # A stale writer's read-to-write window is about as long as ours: wait three of them.
-        settle = max(MIN_SETTLE, 3 * (time.monotonic() - t0))
-        if _present_twice(client, subject, ref.digest, settle):
-            return "fallback-tag"
+        try:
+            current = _fallback(client, subject)
+            if not any(d.digest == ref.digest for d in current):
+                client.put_manifest(tag, artifact.index([*current, ref]), OCI_INDEX)
+            # A stale writer's read-to-write window is about as long as ours: wait three.
+            settle = max(MIN_SETTLE, 3 * (time.monotonic() - t0))
+            if _present_twice(client, subject, ref.digest, settle):
+                return "fallback-tag"
+        except CatalyticError as exc:
+            if not _transient(exc):
+                raise
         time.sleep(random.uniform(0, settle))
     raise CatalyticError(ErrorCode.REGISTRY_FAILED, f"the attestation {ref.digest} was "
                          f"overwritten in the fallback tag {tag} by concurrent attachers "
