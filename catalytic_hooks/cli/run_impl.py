@@ -49,10 +49,19 @@ def run_run(args: RunArgs) -> None:
         details = {"run_dir": str(res.run_dir), "status": res.status, "exit_code": res.exit_code,
                    "proof_verdict": res.proof_verdict, "outputs": res.outputs,
                    "signed": res.signed, "undo": res.undo,
-                   "git_state_changed": res.git_state_changed, "survivors": res.survivors}
+                   "git_state_changed": res.git_state_changed, "survivors": res.survivors,
+                   "untracked": res.untracked}
         if attest and sign is not None and res.ok:
             # Only a successful run verifies, and only a verified bundle is attested.
             details["attestation"] = str(write_attestations([res.run_dir], sign, None, None)[0])
+
+        if res.untracked:
+            # On stderr in --json mode too: it is a warning about the record, not output.
+            shown = ", ".join(res.untracked[:10])
+            more = f" and {len(res.untracked) - 10} more" if len(res.untracked) > 10 else ""
+            warn(f"catalytic: warning: {len(res.untracked)} untracked path(s) that the recorded "
+                 f"commit does not hold (a replay will not see them): {shown}{more}; recorded "
+                 "in TASK_SPEC workspace.untracked (commit or ignore them)")
 
         def human() -> None:
             warn(f"catalytic: run {run_id}: status {res.status} (command exit "

@@ -103,6 +103,12 @@ class ErrorCode(StrEnum):
     REGISTRY_INVALID = "REGISTRY_INVALID"
     REGISTRY_DIGEST_MISMATCH = "REGISTRY_DIGEST_MISMATCH"
     REGISTRY_TAG_MOVED = "REGISTRY_TAG_MOVED"
+    # environments (DESIGN §13)
+    ENV_PYTHON_MISSING = "ENV_PYTHON_MISSING"
+    ENV_REBUILD_FAILED = "ENV_REBUILD_FAILED"
+    ENV_HASH_REFUSED = "ENV_HASH_REFUSED"
+    ENV_NO_WHEEL = "ENV_NO_WHEEL"
+    ENV_PIN_INVALID = "ENV_PIN_INVALID"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not
@@ -148,6 +154,8 @@ _VERDICT_CODES = frozenset(
         ErrorCode.REGISTRY_INVALID,
         ErrorCode.REGISTRY_DIGEST_MISMATCH,
         ErrorCode.REGISTRY_TAG_MOVED,
+        ErrorCode.ENV_HASH_REFUSED,
+        ErrorCode.ENV_PIN_INVALID,
     }
 )
 

@@ -27,11 +27,14 @@ class PathClass(StrEnum):
     UNPROTECTED = "unprotected"
 
 
+# Where `env rebuild` and `replay --rebuild-env` find the interpreter and the wheels (README
+# "Rebuilding the environment").
+_ENV_KEYS = ("env_python", "env_index", "env_fallback_indexes", "env_find_links")
 _LIST_KEYS = ("durable_roots", "tmp_roots", "exclusions", "protected_roots", "run_roots")
 _KNOWN_KEYS = frozenset(
     (*_LIST_KEYS, "trusted_validators", "metrics_tolerance", "lock_files", "chronicle",
      "reports_dir", "quarantine_dir", "baseline", "archive_dir", "replays_dir",
-     "archive_max_entries", "archive_max_bytes")
+     "archive_max_entries", "archive_max_bytes", *_ENV_KEYS)
 )
 
 
@@ -56,6 +59,10 @@ class Policy:
     archive_max_bytes: int = 4 * 1024**3 - 1
     # The commit `catalytic adopt` started from: history reachable from it predates the policy.
     baseline: str | None = None
+    env_python: str | None = None
+    env_index: str | None = None
+    env_fallback_indexes: tuple[str, ...] = ()
+    env_find_links: tuple[str, ...] = ()
     source: str = "defaults"
     # Roots that are durable without being declared: run bundles and the tool's own state.
     implicit_durable: tuple[str, ...] = field(default=(), compare=False)
@@ -255,6 +262,7 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
                 raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}' must be an integer "
                                      f"from 1 to {top}", key=key)
             kwargs[key] = value
+    kwargs.update(_env_keys(data))
     if "metrics_tolerance" in data:
         tol = data["metrics_tolerance"]
         if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) \
@@ -283,6 +291,36 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
             key="trusted_validators",
         )
     return policy
+
+
+def _env_value(key: str, value: Any, *, url: bool) -> str:
+    """A location handed to an installer: never empty, never option-like (a value starting with
+    '-' would be read as an option), no control characters; URLs are http(s) or file."""
+    if not isinstance(value, str) or not value or value.startswith("-") or \
+            any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}': {value!r} is not a usable "
+                             "location", key=key)
+    if url and not value.startswith(("http://", "https://", "file://")):
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}': {value!r} must be an http(s) "
+                             "or file URL", key=key)
+    return value
+
+
+def _env_keys(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "env_python" in data:
+        out["env_python"] = _env_value("env_python", data["env_python"], url=False)
+    if "env_index" in data:
+        out["env_index"] = _env_value("env_index", data["env_index"], url=True)
+    for key in ("env_fallback_indexes", "env_find_links"):
+        if key in data:
+            values = data[key]
+            if not isinstance(values, list):
+                raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}' must be a list of "
+                                     "strings", key=key)
+            out[key] = tuple(_env_value(key, v, url=key == "env_fallback_indexes")
+                             for v in values)
+    return out
 
 
 _UNJUDGED = (PathClass.EXCLUDED, PathClass.TMP, PathClass.DURABLE)

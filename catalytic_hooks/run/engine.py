@@ -44,7 +44,7 @@ from catalytic_hooks.git.snapshot import Snapshot, current_snapshot, index_snaps
 from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
 from catalytic_hooks.provenance.chronicle import record
-from catalytic_hooks.provenance.environment import determinism_env, fingerprint
+from catalytic_hooks.provenance.environment import EnvironmentProbe, determinism_env
 from catalytic_hooks.run.guard import GRACE_SECONDS, Guard, Outcome
 from catalytic_hooks.run.journal import (
     TOKEN_ENV,
@@ -70,6 +70,26 @@ class RunOptions:
     grace: float = GRACE_SECONDS  # what a stopped command, or what it left running, gets
 
 
+@dataclass
+class _Seen:
+    """What the command saw besides the commit (DESIGN §13), recorded in TASK_SPEC: its
+    environment, the durable and tmp roots that existed as directories, and the untracked
+    inputs a replay at the recorded commit will not have."""
+
+    environment: dict[str, Any]
+    lock_contents: dict[str, bytes]
+    root_dirs: list[str]
+    untracked: list[str]
+
+    def workspace(self) -> dict[str, Any]:
+        shown = self.untracked[:MAX_UNTRACKED]
+        return {"root_dirs": self.root_dirs, "untracked": shown,
+                "untracked_count": len(self.untracked)}
+
+
+MAX_UNTRACKED = 1000
+
+
 @dataclass(frozen=True)
 class RunResult:
     run_dir: Path
@@ -82,6 +102,7 @@ class RunResult:
     git_state_changed: list[str] = field(default_factory=list)
     signal: int | None = None  # the signal that interrupted the run (exit 128 + it)
     survivors: list[dict[str, Any]] = field(default_factory=list)  # killed when the run ended
+    untracked: list[str] = field(default_factory=list)  # inputs outside the recorded commit
 
     @property
     def ok(self) -> bool:
@@ -241,15 +262,42 @@ def _proof_doc(pre: _Pre, post: _Post) -> bytes:
     return canonical_bytes(doc)
 
 
-def _task_spec(repo: Repo, policy: Policy, opts: RunOptions, cwd: Path,
-               outputs: dict[str, str]) -> dict[str, Any]:
+def _start_seen(repo: Repo, policy: Policy, opts: RunOptions, cwd: Path, env: dict[str, str]
+                ) -> tuple[EnvironmentProbe, list[Any]]:
+    """Started before the PRE phase, which hides their cost: the interpreter query, the
+    system probe, and git's listings of what the recorded commit will not hold."""
+    probe = EnvironmentProbe(repo.top, opts.command, env, cwd, policy.env_python)
+    procs = [repo.start("ls-files", "-o", "-z", "--exclude-standard", "--directory",
+                        "--full-name")]
+    if repo.head() is not None:
+        procs.append(repo.start("diff", "--cached", "--name-only", "-z", "--no-renames",
+                                "--diff-filter=A", "HEAD", "--"))
+    return probe, procs
+
+
+def _finish_seen(repo: Repo, policy: Policy, opts: RunOptions, probe: EnvironmentProbe,
+                 procs: list[Any]) -> _Seen:
+    env = probe.finish(policy.lock_files, opts.seed)
+    found: set[str] = set()
+    for proc in procs:
+        found.update(os.fsdecode(p) for p in repo.finish(proc).split(b"\0") if p)
+    own = (*policy.run_roots, STATE_DIR, *policy.exclusions)
+    untracked = sorted(p for p in found if not under_any(p.rstrip("/"), own))
+    roots = sorted(r for r in {*policy.durable_roots, *policy.tmp_roots}
+                   if r != "." and (repo.top / r).is_dir() and not (repo.top / r).is_symlink())
+    return _Seen(env, probe.lock_contents, roots, untracked)
+
+
+def _task_spec(repo: Repo, opts: RunOptions, cwd: Path, outputs: dict[str, str],
+               seen: _Seen) -> dict[str, Any]:
     return {
         "task_id": opts.run_id,
         "command": opts.command,
         "cwd": cwd.relative_to(repo.top).as_posix(),
         "git_commit": repo.head(),
         "seed": opts.seed,
-        "environment": fingerprint(repo.top, policy.lock_files, opts.seed),
+        "environment": seen.environment,
+        "workspace": seen.workspace(),
         "outputs": {"durable_paths": sorted(outputs)},
         "metrics": sorted(opts.metrics),
         "restore": opts.restore,
@@ -302,6 +350,16 @@ def _write_bundle(stage: Path, files: dict[str, bytes], signer: Signer | None) -
         sign_run_dir(stage, signer)
 
 
+def _pack_locks(stage: Path, contents: dict[str, bytes]) -> None:
+    """Declared lock files travel in the content store, addressed by the SHA-256 that TASK_SPEC
+    records for them: the bundle root covers TASK_SPEC, so the signature covers their bytes,
+    and verification of bundles (FORMATS §4) is unchanged."""
+    for data in contents.values():
+        dest = stage / store_path("sha256:" + sha256_hex(data))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest, data)
+
+
 def _command_env(opts: RunOptions) -> dict[str, str]:
     return {**os.environ, **determinism_env(opts.seed), "CATALYTIC_RUN_ID": opts.run_id}
 
@@ -319,13 +377,24 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
     run_dir, cwd = _validate(repo, policy, opts)
     repo = pinned(repo)
     cache = HashCache.for_repo(repo)
-    pre = _pre_phase(repo, policy, cache, opts)
+    command_env = _command_env(opts)
+    probe, listings = _start_seen(repo, policy, opts, cwd, command_env)
+    try:
+        pre = _pre_phase(repo, policy, cache, opts)
+        # Read before the command starts: what it installs is not what it ran in.
+        seen = _finish_seen(repo, policy, opts, probe, listings)
+    finally:
+        probe.close()
+        for proc in listings:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     with Guard(opts.grace) as guard:
         journal = None
         if pre.snapshot is not None:
             journal = begin(repo, policy, opts.run_id, pre.snapshot, pre.digest.manifest,
                             pre.tmp_existed)
-        env = _command_env(opts)
+        env = dict(command_env)
         if journal is not None:
             env[TOKEN_ENV] = journal.token
         outcome = guard.run(opts.command, cwd, env, opts.timeout,
@@ -334,7 +403,7 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
                            outcome.survivors)
         refused = post.undo is not None and bool(post.undo.refused)
         try:
-            res = _bundle(repo, policy, opts, run_dir, cwd, pre, post, outcome)
+            res = _bundle(repo, policy, opts, run_dir, cwd, pre, post, outcome, seen)
         except (OSError, CatalyticError) as exc:
             why = exc.message if isinstance(exc, CatalyticError) else str(exc)
             if refused and post.undo is not None:
@@ -375,7 +444,7 @@ def _incomplete(report: UndoReport, more: str = "") -> CatalyticError:
 
 
 def _bundle(repo: Repo, policy: Policy, opts: RunOptions, run_dir: Path, cwd: Path, pre: _Pre,
-            post: _Post, outcome: Outcome) -> RunResult:
+            post: _Post, outcome: Outcome, seen: _Seen) -> RunResult:
     after = _durable_state(repo.top, policy)
     outputs = {p: "sha256:" + sha256_path(repo.top / p) for p, st in sorted(after.items())
                if pre.durable.get(p) != st}
@@ -387,12 +456,13 @@ def _bundle(repo: Repo, policy: Policy, opts: RunOptions, run_dir: Path, cwd: Pa
         receipts = _receipts(pre, post)
         if opts.pack:
             _pack(repo.top, stage, outputs)
+        _pack_locks(stage, seen.lock_contents)
         proof_raw = _proof_doc(pre, post)
         status_doc = _status_doc(opts, pre, post, outcome.status, outcome.exit_code, proof_raw,
                                  receipts)
         _write_bundle(stage, {**receipts, PROOF: proof_raw,
-                              TASK_SPEC: canonical_bytes(_task_spec(repo, policy, opts, cwd,
-                                                                    outputs)),
+                              TASK_SPEC: canonical_bytes(_task_spec(repo, opts, cwd, outputs,
+                                                                    seen)),
                               OUTPUT_HASHES: canonical_bytes({"hashes": outputs,
                                                               "run_id": opts.run_id,
                                                               "generator": generator()}),
@@ -405,7 +475,7 @@ def _bundle(repo: Repo, policy: Policy, opts: RunOptions, run_dir: Path, cwd: Pa
     return RunResult(run_dir, status_doc["status"], outcome.exit_code, post.verdict, outputs,
                      opts.signer is not None, post.undo.to_dict() if post.undo else None,
                      post.scan.get("git_state_changed", []), outcome.signal,
-                     list(outcome.survivors))
+                     list(outcome.survivors), seen.untracked)
 
 
 __all__ = ["RunOptions", "RunResult", "run_operation"]
