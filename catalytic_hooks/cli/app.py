@@ -9,6 +9,7 @@ import typer
 from catalytic_hooks.cli import (
     archive_cmd,
     bundle_cmd,
+    env_cmd,
     hooks_cmd,
     receipts_cmd,
     registry_cmd,
@@ -40,7 +41,7 @@ app.command("keygen")(bundle_cmd.keygen)
 app.command("sign")(bundle_cmd.sign)
 app.command("verify")(bundle_cmd.verify)
 app.command("attest")(bundle_cmd.attest)
-app.command("env")(bundle_cmd.env)
+app.add_typer(env_cmd.env_app, name="env")
 app.add_typer(bundle_cmd.trust_app, name="trust")
 app.add_typer(restore_cmd.restore_app, name="restore")
 app.command("recover")(restore_cmd.recover_all)

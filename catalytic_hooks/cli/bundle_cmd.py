@@ -1,4 +1,4 @@
-"""`run`, `keygen`, `trust`, `sign`, `verify`, `env`."""
+"""`run`, `keygen`, `trust`, `sign`, `verify`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import load_policy
-from catalytic_hooks.git.repo import Repo
 
 KeyOpt = Annotated[Path, typer.Option("--key", help="Ed25519 private key (from `catalytic "
                                       "keygen`, or an OpenSSH ed25519 key).")]
@@ -198,45 +197,6 @@ def attest(
         target, n = write_attestations(run_dirs, key, output, project_root)
         result(json_mode, True, "OK", {"attestation": str(target), "envelopes": n},
                lambda: say(f"wrote {target} ({n} envelope{'s' if n != 1 else ''})"))
-
-
-def env(
-    compare: Annotated[Path | None, typer.Option("--compare", help="Compare with a run's "
-                                                 "recorded fingerprint.")] = None,
-    repo: RepoOpt = None,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Print the environment fingerprint (and differences from a recorded run)."""
-    from catalytic_hooks.provenance.environment import compare as cmp
-    from catalytic_hooks.provenance.environment import (
-        fingerprint,
-        recorded_environment,
-        recorded_lock_files,
-    )
-
-    with handled(json_mode):
-        r = Repo.find(None if repo is None else repo.resolve())
-        root = r.top if r else Path.cwd()
-        policy = load_policy(root)
-        fp = fingerprint(root, policy.lock_files, 0)
-        details: dict[str, Any] = {"fingerprint": fp}
-        ok = True
-        if compare is not None:
-            recorded = recorded_environment(compare)
-            if isinstance(recorded, dict) and "determinism" in recorded:
-                fp = fingerprint(root, recorded_lock_files(recorded), 0)
-            details["differences"] = cmp(recorded, fp)
-            ok = not details["differences"]
-
-        def human() -> None:
-            for k in ("python_implementation", "python_version", "platform", "machine",
-                      "distributions_sha256"):
-                say(f"{k}: {fp[k]}")
-            say(f"distributions: {len(fp['distributions'])}")
-            for d in details.get("differences", []):
-                say(f"differs: {d['field']}: recorded {d['recorded']} now {d['current']}")
-
-        result(json_mode, ok, "PASS" if ok else "ENV_MISMATCH", details, human)
 
 
 trust_app = typer.Typer(help="Manage the repository's trusted validators.",

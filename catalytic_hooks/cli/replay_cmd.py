@@ -8,6 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from catalytic_hooks.cli.context import open_repo
+from catalytic_hooks.cli.env_cmd import (
+    FallbackOpt,
+    FindLinksOpt,
+    IndexOpt,
+    InstallerOpt,
+    OfflineOpt,
+    PythonOpt,
+    rebuild_options,
+)
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
@@ -38,6 +47,15 @@ def replay(
                           "<replays_dir>/<run_id>-<UTC time>).")] = None,
     registry_config: RegistryConfigOpt = None,
     insecure: InsecureOpt = False,
+    rebuild_env: Annotated[bool, typer.Option("--rebuild-env", help="Rebuild the recorded "
+                           "environment (exact pins, hash-checked; cached) and run the command "
+                           "in it.")] = False,
+    offline: OfflineOpt = False,
+    index: IndexOpt = None,
+    fallback_index: FallbackOpt = None,
+    find_links: FindLinksOpt = None,
+    python: PythonOpt = None,
+    installer: InstallerOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Re-execute an archived run at its recorded commit and judge whether it reproduces (a
@@ -50,7 +68,17 @@ def replay(
 
     with handled(json_mode), resolved([run_dir], options(registry_config, insecure)) as (
             (run_dir,), pulled):
-        opts = ReplayOptions(worktree=worktree.absolute() if worktree else None,
+        rebuild = None
+        if rebuild_env:
+            from catalytic_hooks.cli.archive_cmd import caller
+            from catalytic_hooks.core.policy import Policy
+
+            here = caller()
+            top, policy = here if here else (Path.cwd(), Policy())
+            rebuild = rebuild_options(top, policy, offline=offline, index=index,
+                                      fallbacks=fallback_index, find_links=find_links,
+                                      python=python, installer=installer)
+        opts = ReplayOptions(rebuild=rebuild, worktree=worktree.absolute() if worktree else None,
                              strict_env=strict_env, timeout=timeout, keep=keep,
                              quarantine=not no_quarantine, allow_untrusted=allow_untrusted,
                              trust=trust_policy(caller_anchor(trust_file),
@@ -69,8 +97,18 @@ def replay(
             for d in rep["environment"]["differences"]:
                 say(f"environment differs: {d['field']}: recorded {d['recorded']}, now "
                     f"{d['current']}")
+            rebuilt = rep["environment"].get("rebuilt")
+            if rebuilt:
+                for p in rebuilt["packages"]:
+                    say(f"  env: {p['name']}=={p['version']} from {p['source']} {p['file']}")
+                for e in rebuilt["events"]:
+                    say(f"  env: {e['package']}: {e['source']} {e['event']}")
+                say(f"environment rebuilt{' (cached)' if rebuilt['cached'] else ''}: "
+                    f"{rebuilt['environment_hash']}")
             for o in rep.get("outputs", []):
                 say(f"  {'=' if o['match'] else '≠'} {o['path']}")
+            for p in (rep.get("likely_causes") or {}).get("untracked_inputs", []):
+                say(f"  likely cause: untracked input {p} was not in the recorded commit")
             say(f"replay {rep['run_id']}: {rep['verdict']}"
                 + (f" ({rep['reason']})" if rep.get("reason") else ""))
             say(f"report: {rep['report_md']}")

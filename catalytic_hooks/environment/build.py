@@ -35,7 +35,7 @@ from catalytic_hooks.environment.sources import Served, Source, make_sources, se
 from catalytic_hooks.environment.tags import describe_platform, supported_tags
 from catalytic_hooks.provenance.environment import compare_distributions, environment_hash
 from catalytic_hooks.provenance.locks import normalise
-from catalytic_hooks.provenance.pyquery import Interpreter, query
+from catalytic_hooks.provenance.pyquery import Interpreter, own_facts, query
 
 INSTALLERS = ("uv", "pip")
 INSTALL_TIMEOUT = 3600.0
@@ -103,6 +103,10 @@ def find_python(plan: Plan, override: str | None) -> tuple[str, dict[str, Any], 
     if override:
         cands = [shutil.which(override) or override]
     else:
+        own = own_facts()
+        if (own["implementation"], own["version"]) == (plan.implementation,
+                                                       plan.python_version):
+            return sys.executable, own, True  # this interpreter: nothing to search or start
         for name in (f"python{plan.minor}", "python3", "python"):
             found = shutil.which(name)
             if found:
@@ -265,15 +269,33 @@ def _serve_all(plan: Plan, sources: list[Source], facts: dict[str, Any], into: P
 
 
 def _rebuilt_hash(venv: Path) -> tuple[str, list[str]]:
-    facts = query(Interpreter(str(venv / "bin" / "python"), "rebuilt"), _quiet_env(), venv)
-    if "error" in facts:
-        raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, f"the rebuilt environment's "
-                             f"interpreter does not answer: {facts['error']}")
-    pins = []
-    for d in facts.get("distributions", []):
-        if isinstance(d, dict) and d.get("name"):
-            pins.append((normalise(str(d["name"])), str(d.get("version", ""))))
-    return environment_hash(pins), [f"{n}=={v}" for n, v in sorted(pins)]
+    """The rebuilt environment's pins, read from its site-packages: a venv made here with no
+    system site-packages imports distributions from nowhere else (starting its interpreter to
+    ask would cost more than the rest of a cached rebuild). A replay asks the interpreter as
+    well, when it compares the environment the command runs in."""
+    pins: dict[str, str] = {}
+    for site in sorted(venv.glob("lib/*/site-packages")):
+        for meta in sorted(site.glob("*.dist-info/METADATA")) + sorted(
+                site.glob("*.egg-info/PKG-INFO")):
+            fields = _header(meta)
+            if fields.get("name"):
+                pins.setdefault(normalise(fields["name"]), fields.get("version", ""))
+    listed = sorted(pins.items())
+    return environment_hash(listed), [f"{n}=={v}" for n, v in listed]
+
+
+def _header(path: Path) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            if line in ("\n", "\r\n"):
+                break
+            key, sep, value = line.partition(":")
+            key = key.lower()
+            if sep and line[:1] not in (" ", "\t") and key in ("name", "version") \
+                    and key not in fields:
+                fields[key] = value.strip()
+    return fields
 
 
 def build(plan: Plan, recorded_dists: Any, venv: Path, opts: RebuildOptions,

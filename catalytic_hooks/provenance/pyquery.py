@@ -185,6 +185,28 @@ def finish_query(proc: subprocess.Popen[bytes] | str) -> dict[str, Any]:
     return doc
 
 
+def own_facts() -> dict[str, Any]:
+    """What QUERY_SCRIPT's facts-only run would print for this very interpreter, without
+    starting one (a rebuild for the interpreter the tool runs on needs no search)."""
+    import platform
+    import sys
+    import sysconfig
+
+    try:
+        libc: str | None = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        libc = None
+    return {
+        "executable": sys.executable, "implementation": sys.implementation.name,
+        "version": platform.python_version(), "version_info": list(sys.version_info[:3]),
+        "soabi": sysconfig.get_config_var("SOABI"), "abiflags": getattr(sys, "abiflags", ""),
+        "platform": sysconfig.get_platform(), "libc": libc,
+        "mac_ver": platform.mac_ver()[0] if sys.platform == "darwin" else None,
+        "prefix": sys.prefix, "base_prefix": sys.base_prefix,
+        "bits": 64 if sys.maxsize > 2 ** 32 else 32, "distributions": [],
+    }
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()

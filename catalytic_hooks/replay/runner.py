@@ -25,17 +25,19 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.outcomes import PASSING, Verdict
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.environment.build import RebuildOptions
 from catalytic_hooks.fs.dirfd import open_beneath
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.fs.untrusted import read_beneath, read_capped, sha256_beneath
 from catalytic_hooks.git.repo import Repo, clean_env
 from catalytic_hooks.git.worktree import add_worktree, neutral, remove_worktree
 from catalytic_hooks.provenance.chronicle import record
-from catalytic_hooks.provenance.environment import (
-    compare,
-    determinism_env,
-    fingerprint,
-    recorded_lock_files,
+from catalytic_hooks.provenance.environment import determinism_env
+from catalytic_hooks.replay.envstep import (
+    EnvStep,
+    likely_causes,
+    markdown_lines,
+    prepare_worktree,
 )
 from catalytic_hooks.report.replay_html import render_replay_html
 
@@ -66,6 +68,7 @@ class ReplayOptions:
     reports_root: Path | None = None
     source_archive: dict[str, Any] | None = None
     restoration_id: str | None = None
+    rebuild: RebuildOptions | None = None  # `--rebuild-env`: where the environment comes from
 
 
 # What a replayed command sees of the caller's environment: enough to find programs and run in
@@ -218,15 +221,23 @@ class Replayer:
         if path.name == "wt" and path.parent.name.startswith("catalytic-replay-"):
             shutil.rmtree(path.parent, ignore_errors=True)
 
-    def attempt(self, spec: dict[str, Any], commit: str, path: Path | None,
-                hashes: dict[str, str], metrics_files: list[str]) -> tuple[Attempt, Path]:
-        wt = self.worktree(commit, path)
-        cwd = wt / spec_path(spec.get("cwd", "."), "cwd")
+    def command_env(self, spec: dict[str, Any], envstep: EnvStep) -> dict[str, str]:
         seed = spec.get("seed", 0)
-        env = {**replay_env(self.opts.pass_env),
-               **determinism_env(seed if isinstance(seed, int) else 0),
-               "CATALYTIC_RUN_ID": str(spec.get("task_id", self.run_dir.name)),
-               "CATALYTIC_REPLAY": "1"}
+        return envstep.command_env({
+            **replay_env(self.opts.pass_env), **determinism_env(seed if isinstance(seed, int)
+                                                                else 0),
+            "CATALYTIC_RUN_ID": str(spec.get("task_id", self.run_dir.name)),
+            "CATALYTIC_REPLAY": "1"})
+
+    def attempt(self, spec: dict[str, Any], commit: str, path: Path | None,
+                hashes: dict[str, str], metrics_files: list[str], envstep: EnvStep,
+                ready: Path | None = None) -> tuple[Attempt, Path]:
+        """One replay in a new worktree (`ready`: one made already, for the rebuild)."""
+        wt = ready or self.worktree(commit, path)
+        if ready is None:
+            prepare_worktree(wt, spec)
+        cwd = wt / spec_path(spec.get("cwd", "."), "cwd")
+        env = self.command_env(spec, envstep)
         timeout = self.opts.timeout or spec.get("timeout_seconds")
         try:
             proc = subprocess.run(spec["command"], cwd=cwd, env=env, timeout=timeout,
@@ -314,9 +325,22 @@ def _seed_fields(report: dict[str, Any], opts: ReplayOptions, current_env: dict[
         source_archive=opts.source_archive,
         restoration_id=opts.restoration_id or f"replay-{report['run_id']}-{stamp_compact()}",
         restored_at=report["started_at"],
-        environment_hash=current_env.get("distributions_sha256"),
+        environment_hash=current_env.get("environment_hash") or current_env.get(
+            "distributions_sha256"),
         metric_drift=max(deltas) if deltas else None,
         verified=report.get("verdict") in PASSING)
+
+
+def _environment(r: Replayer, spec: dict[str, Any], envstep: EnvStep
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Step 3: the environment the command runs in and its differences from the recorded one.
+    The lock files a bundle names obey the path rules, like its cwd and metrics."""
+    try:
+        return envstep.differences(r.command_env(spec, envstep))
+    except CatalyticError as exc:
+        unsafe = exc.details.get("path") is not None
+        raise CatalyticError(ErrorCode.REPLAY_FAILED, exc.message,
+                             reason="UNSAFE_PATH" if unsafe else exc.code.value) from exc
 
 
 def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
@@ -334,16 +358,11 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
                              "this repository", reason="NO_COMMIT")
     metrics_files = [spec_path(m, "metrics") for m in spec.get("metrics", [])]
     spec_path(spec.get("cwd", "."), "cwd")
-    recorded_env = spec.get("environment")
-    try:  # the lock files a bundle names obey the path rules, like its cwd and metrics
-        lock_files = recorded_lock_files(recorded_env) if isinstance(recorded_env, dict) \
-            else policy.lock_files
-        current_env = fingerprint(repo.top, lock_files, 0)
-        env_diffs = compare(recorded_env, current_env)
-    except CatalyticError as exc:
-        unsafe = exc.details.get("path") is not None
-        raise CatalyticError(ErrorCode.REPLAY_FAILED, exc.message,
-                             reason="UNSAFE_PATH" if unsafe else exc.code.value) from exc
+    envstep = EnvStep(repo, policy, spec, opts.rebuild)
+    current_env: dict[str, Any] = {}
+    env_diffs: list[dict[str, Any]] = []
+    if not envstep.rebuilding:
+        current_env, env_diffs = _environment(r, spec, envstep)
     report: dict[str, Any] = {
         "run_id": v.run_id, "bundle_root": v.bundle_root, "commit": commit,
         "command": command, "tolerance": policy.metrics_tolerance,
@@ -352,24 +371,43 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
     }
     worktrees: list[Path] = []
     try:
+        ready = None
+        if envstep.rebuilding:
+            # Rebuilt (editable installs from this worktree) and checked before anything runs;
+            # a failure stops the replay with the environment's own code.
+            ready = r.worktree(commit, opts.worktree)
+            worktrees.append(ready)
+            prepare_worktree(ready, spec)
+            try:
+                envstep.build(ready)
+            except CatalyticError as exc:
+                report["environment"]["rebuild_error"] = exc.to_dict()
+                raise
+            current_env, env_diffs = _environment(r, spec, envstep)
+        report["environment"] = envstep.report(env_diffs, opts.strict_env)
         if env_diffs and opts.strict_env:
             report.update(verdict=Verdict.FAILED, reason="environment differs from the recorded "
                           "one (--strict-env)", replays=0, outputs=[], metrics=[])
             return report
-        first, wt = r.attempt(spec, commit, opts.worktree, v.hashes, metrics_files)
+        first, wt = r.attempt(spec, commit, opts.worktree, v.hashes, metrics_files, envstep,
+                              ready)
         worktrees.append(wt)
         report["worktree"] = str(wt)
         if not first.ok:
             report.update(verdict=Verdict.FAILED, reason=first.reason, replays=1, outputs=[],
                           metrics=[])
-            return report
-        _judge(report, r, v, spec, commit, first, metrics_files, policy, worktrees)
+        else:
+            _judge(report, r, v, spec, commit, first, metrics_files, policy, worktrees,
+                   envstep)
+        if report["verdict"] not in PASSING and likely_causes(spec):
+            report["likely_causes"] = likely_causes(spec)
         return report
     finally:
+        envstep.release()
         report["finished_at"] = stamp_seconds()
         _seed_fields(report, opts, current_env)
         if not opts.keep:
-            for wt in worktrees:
+            for wt in dict.fromkeys(worktrees):
                 r.remove_worktree(wt)
         home = opts.home if opts.source_archive is not None else (repo.top, policy)
         _write_reports(home[0] if home else (opts.reports_root or repo.top),
@@ -378,7 +416,7 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
 
 def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], commit: str,
            first: Attempt, metrics_files: list[str], policy: Policy,
-           worktrees: list[Path]) -> None:
+           worktrees: list[Path], envstep: EnvStep) -> None:
     archived_metrics = {m: _load_json(archived_bytes(r.source, m)) for m in metrics_files}
     outputs = [{"path": k, "expected": v.hashes[k], "replay1": first.hashes[k],
                 "match": first.hashes[k] == v.hashes[k]} for k in sorted(v.hashes)]
@@ -399,7 +437,7 @@ def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], co
         report["verdict"] = Verdict.WITHIN
         return
     # A difference: replay once more to tell nondeterminism from a real change.
-    second, wt2 = r.attempt(spec, commit, None, v.hashes, metrics_files)
+    second, wt2 = r.attempt(spec, commit, None, v.hashes, metrics_files, envstep)
     worktrees.append(wt2)
     report["replays"] = 2
     if not second.ok:
@@ -448,6 +486,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     else:
         lines += ["| field | recorded | now |", "|---|---|---|"]
         lines += [f"| {d['field']} | {d['recorded']} | {d['current']} |" for d in diffs]
+    lines += markdown_lines(rep)
     lines += ["", "## Outputs", "", "| path | archived | replay 1 | replay 2 | match |",
               "|---|---|---|---|---|"]
     for o in rep.get("outputs", []):

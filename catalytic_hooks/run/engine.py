@@ -267,8 +267,10 @@ def _start_seen(repo: Repo, policy: Policy, opts: RunOptions, cwd: Path, env: di
     """Started before the PRE phase, which hides their cost: the interpreter query, the
     system probe, and git's listings of what the recorded commit will not hold."""
     probe = EnvironmentProbe(repo.top, opts.command, env, cwd, policy.env_python)
+    # Untracked directories collapsed to `dir/`; empty ones left out (they hold no input, and
+    # the durable and tmp roots among them are recorded as root_dirs).
     procs = [repo.start("ls-files", "-o", "-z", "--exclude-standard", "--directory",
-                        "--full-name")]
+                        "--no-empty-directory", "--full-name")]
     if repo.head() is not None:
         procs.append(repo.start("diff", "--cached", "--name-only", "-z", "--no-renames",
                                 "--diff-filter=A", "HEAD", "--"))

@@ -1,0 +1,485 @@
+"""Environments (DESIGN §13): what a run records is the command's interpreter's environment;
+`replay --rebuild-env` and `env rebuild` rebuild it exactly, hash-checked, from a wheelhouse, a
+primary index and fallbacks; faults have stable codes; the cache is re-checked before reuse.
+
+Real parts only: wheels written in the tests, PEP 503 indexes served over HTTP on 127.0.0.1,
+real virtual environments made by uv and by pip, catalytic run in this interpreter while the
+command runs the project's venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalytic_hooks.bundle.model import store_path
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.environment.build import RebuildOptions, rebuild
+from catalytic_hooks.environment.cache import cache_root, prune
+from catalytic_hooks.provenance.environment import HASH_ONE_LINER, fingerprint
+
+from .helpers import SEED_A, catalytic, git, key_file, signer
+from .wheels import (
+    closed_port_url,
+    make_venv,
+    make_wheel,
+    pip_freeze,
+    serve,
+    sha256_file,
+    simple_index,
+    uv_bin,
+)
+
+JOB = """\
+import pathlib, tinylib, helper_pkg
+out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
+(out / "value.txt").write_text(tinylib.VALUE + str(helper_pkg.X))
+"""
+
+POLICY = """\
+durable_roots = ["outputs"]
+tmp_roots = ["_tmp"]
+run_roots = ["_runs"]
+lock_files = ["requirements.lock"]
+trusted_validators = ".catalytic/allowed_validators"
+"""
+
+
+@dataclass
+class Kit:
+    base: Path
+    lib1: Path
+    lib2: Path
+    helper: Path
+    helper_other: Path  # same name and version, other bytes
+    wheelhouse: Path
+    lock: str
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
+    base = tmp_path_factory.mktemp("envkit")
+    built = base / "built"
+    lib1 = make_wheel(built / "1", "tinylib", "1.0", {"tinylib/__init__.py": 'VALUE = "one"\n'})
+    lib2 = make_wheel(built / "2", "tinylib", "2.0", {"tinylib/__init__.py": 'VALUE = "two"\n'})
+    helper = make_wheel(built / "h", "Helper.Pkg", "1.0", {"helper_pkg/__init__.py": "X = 1\n"})
+    other = make_wheel(built / "o", "Helper.Pkg", "1.0", {"helper_pkg/__init__.py": "X = 1\n"},
+                       extra="rebuilt elsewhere")
+    house = base / "wheelhouse"
+    house.mkdir()
+    for w in (lib1, helper):
+        shutil.copyfile(w, house / w.name)
+    lock = (f"tinylib==1.0 \\\n    --hash={sha256_file(lib1)}\n"
+            f"helper-pkg==1.0 \\\n    --hash={sha256_file(helper)}\n")
+    return Kit(base, lib1, lib2, helper, other, house, lock)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+@pytest.fixture(scope="module")
+def recorded(kit: Kit) -> dict[str, Any]:
+    """An environment as a run records it: a uv venv holding tinylib 1.0 and helper-pkg 1.0,
+    hashes from the declared lock file."""
+    venv = make_venv(kit.base / "recorded-venv", [kit.lib1, kit.helper])
+    top = kit.base / "recorded-top"
+    top.mkdir()
+    (top / "requirements.lock").write_text(kit.lock)
+    env = {**os.environ, "PATH": f"{venv}{os.pathsep}{os.environ['PATH']}"}
+    return fingerprint(top, ("requirements.lock",), 0, env=env, command=["python", "job.py"])
+
+
+def _project(make_repo: Any, kit: Kit) -> Path:
+    repo = make_repo({"job.py": JOB, "requirements.lock": kit.lock, ".gitignore": "_tmp/\n"},
+                     policy=POLICY)
+    assert catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}",
+                     cwd=repo).returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "trust")
+    return repo
+
+
+def _with(venv_bin: Path) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
+
+
+# -- recording ----------------------------------------------------------------------------------
+
+def test_the_commands_environment_is_recorded_not_the_tools(recorded: dict[str, Any],
+                                                            kit: Kit) -> None:
+    py = recorded["python"]
+    assert py["executable"] == str(kit.base / "recorded-venv" / "bin" / "python")
+    assert py["found_by"] == "command" and py["venv"] is True
+    assert (py["implementation"], py["version"]) == ("cpython", ".".join(
+        map(str, sys.version_info[:3])))
+    # catalytic's own dependencies (cryptography, typer, ...) are not in the command's venv
+    assert recorded["distributions"] == ["helper-pkg==1.0", "tinylib==1.0"]
+    pkgs = {p["name"]: p for p in recorded["packages"]}
+    assert pkgs["tinylib"]["hashes"] == [sha256_file(kit.lib1)]  # from the lock file
+    assert pkgs["helper-pkg"]["hashes"] == [sha256_file(kit.helper)]
+    assert pkgs["tinylib"]["installer"] == "uv" and pkgs["tinylib"]["wheel_tags"] == [
+        "py3-none-any"]
+    assert recorded["lock_files"] == {"requirements.lock": "sha256:" + __import__(
+        "hashlib").sha256(kit.lock.encode()).hexdigest()}
+    assert recorded["system"]["os"] == "Linux" and recorded["system"]["libc"]
+
+
+def test_the_documented_one_liner_reproduces_the_environment_hash(recorded: dict[str, Any],
+                                                                   kit: Kit) -> None:
+    venv = kit.base / "recorded-venv" / "bin"
+    out = subprocess.run(["bash", "-c", HASH_ONE_LINER], capture_output=True, text=True,
+                         env=_with(venv), cwd=kit.base, check=True).stdout
+    assert "sha256:" + out.split()[0] == recorded["environment_hash"]
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert HASH_ONE_LINER in readme
+
+
+@pytest.mark.slow
+def test_pip_and_uv_installs_of_one_lock_hash_equal_while_pip_freeze_differs(kit: Kit) -> None:
+    """The same wheels installed by pip and by uv from different paths: pip freeze names each
+    machine's path (and pip's hash fragment), the canonical environment hash does not."""
+    a, b = kit.base / "copy-a", kit.base / "copy-b"
+    for d in (a, b):
+        d.mkdir()
+        for w in (kit.lib1, kit.helper):
+            shutil.copyfile(w, d / w.name)
+    by_pip = make_venv(kit.base / "by-pip", sorted(a.iterdir()), installer="pip")
+    by_uv = make_venv(kit.base / "by-uv", sorted(b.iterdir()), installer="uv")
+    fps = [fingerprint(kit.base, (), 0, env=_with(v)) for v in (by_pip, by_uv)]
+    assert fps[0]["environment_hash"] == fps[1]["environment_hash"]
+    freezes = [pip_freeze(v) for v in (by_pip, by_uv)]
+    assert freezes[0] != freezes[1] and b"@ file://" in freezes[0]
+    # the seed's value is recorded beside it, as `pip freeze | sha256sum` computes it
+    for fp, frozen in zip(fps, freezes, strict=True):
+        assert fp["pip_freeze_sha256"] == sha256_of(frozen)
+    assert fps[0]["pip_freeze_sha256"] != fps[1]["pip_freeze_sha256"]
+    pkgs = {p["name"]: p for p in fps[0]["packages"]}  # pip records the wheel's hash
+    assert pkgs["tinylib"]["hashes"] == [sha256_file(kit.lib1)]
+
+
+def sha256_of(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# -- the must-show end to end ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_rebuild_env_replays_exact_after_the_users_environment_changed(
+        make_repo: Any, kit: Kit, tmp_path: Path) -> None:
+    repo = _project(make_repo, kit)
+    venv = make_venv(tmp_path / "project-venv", [kit.lib1, kit.helper])
+    proc = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--",
+                     "python", "job.py", cwd=repo, env=_with(venv))
+    assert proc.returncode == 0, proc.stderr
+    assert "untracked path" not in proc.stderr
+    run = repo / "_runs" / "r1"
+    spec = json.loads((run / "TASK_SPEC.json").read_text())
+    env = spec["environment"]
+    assert env["python"]["executable"] == str(venv / "python")
+    assert env["distributions"] == ["helper-pkg==1.0", "tinylib==1.0"]
+    # the declared lock file travels in the bundle, covered by TASK_SPEC (and so signed)
+    assert (run / store_path(env["lock_files"]["requirements.lock"])).read_text() == kit.lock
+    assert catalytic("verify", str(run), "--json", cwd=repo).returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "run r1")
+
+    # the user's environment moves on
+    subprocess.run([uv_bin(), "pip", "install", "-q", "--no-config", "--python",
+                    str(venv / "python"), "--offline", str(kit.lib2)], check=True)
+    proc = catalytic("replay", "_runs/r1", "--json", cwd=repo, env=_with(venv))
+    plain = json.loads(proc.stdout)["details"]
+    fields = {d["field"] for d in plain["environment"]["differences"]}
+    assert {"distribution tinylib", "environment_hash"} <= fields
+    assert plain["verdict"] == "drift-verified" and proc.returncode == 1
+
+    proc = catalytic("replay", "_runs/r1", "--rebuild-env", "--offline", "--find-links",
+                     str(kit.wheelhouse), "--json", cwd=repo, env=_with(venv))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = json.loads(proc.stdout)["details"]
+    assert rep["verdict"] == "exact"
+    rebuilt = rep["environment"]["rebuilt"]
+    assert rebuilt["environment_hash"] == env["environment_hash"]
+    assert rep["environment"]["differences"] == []
+    assert [(p["name"], p["source"], p["file"], p["sha256"], p["hash_checked"])
+            for p in rebuilt["packages"]] == [
+        ("helper-pkg", "find-links", kit.helper.name, sha256_file(kit.helper), True),
+        ("tinylib", "find-links", kit.lib1.name, sha256_file(kit.lib1), True)]
+    assert "| tinylib | 1.0 | find-links" in Path(rep["report_md"]).read_text()
+    # the second replay reuses the cached environment after re-checking it
+    proc = catalytic("replay", "_runs/r1", "--rebuild-env", "--offline", "--find-links",
+                     str(kit.wheelhouse), "--json", cwd=repo, env=_with(venv))
+    again = json.loads(proc.stdout)["details"]
+    assert again["verdict"] == "exact" and again["environment"]["rebuilt"]["cached"] is True
+    assert again["environment"]["rebuilt"]["packages"] == rebuilt["packages"]
+
+
+# -- sources ----------------------------------------------------------------------------------
+
+def _opts(**kw: Any) -> RebuildOptions:
+    return RebuildOptions(**{"cache": False, **kw})
+
+
+def _code(exc: pytest.ExceptionInfo[CatalyticError]) -> ErrorCode:
+    return exc.value.code
+
+
+@pytest.mark.slow
+def test_primary_down_or_lacking_a_package_the_fallback_serves_it(recorded: dict[str, Any],
+                                                                   kit: Kit,
+                                                                   tmp_path: Path) -> None:
+    primary = tmp_path / "primary"
+    simple_index(primary, [kit.lib1])  # has tinylib only
+    fallback = tmp_path / "fallback"
+    simple_index(fallback, [kit.lib1, kit.helper])
+    with serve(primary) as p_url, serve(fallback) as f_url:
+        done = rebuild(recorded, _opts(into=tmp_path / "e1", index=f"{p_url}/simple",
+                                       fallbacks=[f"{f_url}/simple"]))
+        by = {p["name"]: p for p in done.report["packages"]}
+        assert by["tinylib"]["source"] == "primary"
+        assert by["helper-pkg"]["source"] == "fallback 1"
+        assert by["helper-pkg"]["location"] == f"{f_url}/simple"
+        assert done.report["events"] == [{"package": "helper-pkg", "source": "primary",
+                                          "event": "does not have helper-pkg"}]
+        # primary down: everything from the fallback, and the report says so
+        down = closed_port_url()
+        done2 = rebuild(recorded, _opts(into=tmp_path / "e2", index=down,
+                                        fallbacks=[f"{f_url}/simple"]))
+        assert {p["source"] for p in done2.report["packages"]} == {"fallback 1"}
+        assert {e["event"] for e in done2.report["events"]} == {
+            "unreachable (connection refused)"}
+        # byte-identical report when rebuilt again
+        done3 = rebuild(recorded, _opts(into=tmp_path / "e3", index=down,
+                                        fallbacks=[f"{f_url}/simple"]))
+        assert json.dumps(done3.report["packages"]) == json.dumps(done2.report["packages"])
+        assert done3.report["events"] == done2.report["events"]
+        # all down: the package is named
+        with pytest.raises(CatalyticError) as exc:
+            rebuild(recorded, _opts(into=tmp_path / "e4", index=down,
+                                    fallbacks=[closed_port_url()]))
+        assert _code(exc) is ErrorCode.ENV_REBUILD_FAILED
+        assert exc.value.details["package"] == "helper-pkg"
+        assert not (tmp_path / "e4").exists()
+
+
+def test_a_fallback_offering_other_bytes_for_a_recorded_pin_is_refused(
+        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    primary = tmp_path / "primary"
+    simple_index(primary, [kit.lib1])
+    confused = tmp_path / "confused"
+    simple_index(confused, [kit.helper_other])
+    with serve(primary) as p_url, serve(confused) as f_url, \
+            pytest.raises(CatalyticError) as exc:
+        rebuild(recorded, _opts(into=tmp_path / "e", index=f"{p_url}/simple",
+                                fallbacks=[f"{f_url}/simple"]))
+    assert _code(exc) is ErrorCode.ENV_HASH_REFUSED
+    d = exc.value.details
+    assert (d["package"], d["source"]) == ("helper-pkg", "fallback 1")
+    assert d["offered"] == [{"file": kit.helper_other.name,
+                             "sha256": sha256_file(kit.helper_other)}]
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_tampered_wheel_in_the_wheelhouse_is_refused_before_install(
+        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    house.mkdir()
+    shutil.copyfile(kit.lib1, house / kit.lib1.name)
+    shutil.copyfile(kit.helper_other, house / kit.helper.name)  # the recorded name, other bytes
+    with pytest.raises(CatalyticError) as exc:
+        rebuild(recorded, _opts(into=tmp_path / "e", offline=True, find_links=[str(house)]))
+    assert _code(exc) is ErrorCode.ENV_HASH_REFUSED
+    assert exc.value.details["offered"][0]["sha256"] == sha256_file(kit.helper_other)
+    assert not (tmp_path / "e").exists()  # no environment was even created
+
+
+def test_no_wheel_for_this_platform_names_package_version_and_platform(
+        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    make_wheel(house, "tinylib", "1.0", {"tinylib/__init__.py": ""}, tag="cp27-cp27m-win32")
+    shutil.copyfile(kit.helper, house / kit.helper.name)
+    with pytest.raises(CatalyticError) as exc:
+        rebuild(recorded, _opts(into=tmp_path / "e", offline=True, find_links=[str(house)]))
+    assert _code(exc) is ErrorCode.ENV_NO_WHEEL
+    assert "tinylib 1.0" in exc.value.message and "cp311" in exc.value.message
+    assert exc.value.details["platform"].startswith("cpython")
+
+
+def test_a_package_missing_everywhere_is_named(recorded: dict[str, Any], kit: Kit,
+                                               tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    house.mkdir()
+    shutil.copyfile(kit.lib1, house / kit.lib1.name)
+    with pytest.raises(CatalyticError) as exc:
+        rebuild(recorded, _opts(into=tmp_path / "e", offline=True, find_links=[str(house)]))
+    assert _code(exc) is ErrorCode.ENV_REBUILD_FAILED
+    assert exc.value.details["package"] == "helper-pkg"
+    assert "find-links: does not have helper-pkg" in exc.value.message
+
+
+HOSTILE = [
+    ("name", "--index-url=http://evil.invalid"),
+    ("name", "tinylib ; rm -rf /"),
+    ("name", "Tinylib"),  # not normalised: a name this tool did not write
+    ("version", "-1"),
+    ("version", "1.0 --hash=sha256:" + "0" * 64),
+    ("version", "1.0\n--index-url http://evil.invalid"),
+    ("hashes", ["md5:0123"]),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), HOSTILE, ids=[repr(v)[:30] for _, v in HOSTILE])
+def test_a_hostile_pin_is_refused_before_any_installer_runs(
+        recorded: dict[str, Any], field: str, value: Any, tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(recorded))
+    doc["packages"][0][field] = value
+    with pytest.raises(CatalyticError) as exc:
+        rebuild(doc, _opts(into=tmp_path / "e", offline=True, find_links=[str(tmp_path)]))
+    assert _code(exc) is ErrorCode.ENV_PIN_INVALID
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_missing_interpreter_names_the_version(recorded: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(recorded))
+    doc["python"]["version"] = "3.4.9"
+    with pytest.raises(CatalyticError) as exc:
+        rebuild(doc, _opts(into=tmp_path / "e", offline=True))
+    assert _code(exc) is ErrorCode.ENV_PYTHON_MISSING
+    assert "3.4.9" in exc.value.message and exc.value.details["needed"] == "3.4.9"
+
+
+# -- the cache ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_cache_is_rechecked_before_reuse_and_pruned(recorded: dict[str, Any],
+                                                        kit: Kit) -> None:
+    opts = RebuildOptions(offline=True, find_links=[str(kit.wheelhouse)])
+    first = rebuild(recorded, opts)
+    first.release()
+    assert not first.cached and first.venv.is_relative_to(cache_root())
+    second = rebuild(recorded, opts)
+    second.release()
+    assert second.cached and second.venv == first.venv
+    # a file changed inside it is detected: rebuilt, not reused
+    module = next(first.venv.glob("lib/python*/site-packages/tinylib/__init__.py"))
+    module.write_text('VALUE = "edited"\n')
+    third = rebuild(recorded, opts)
+    third.release()
+    assert not third.cached and module.read_text() == 'VALUE = "one"\n'
+    # in use (a replay holds it): prune keeps it; released: prune removes it
+    held = rebuild(recorded, opts)
+    assert prune()["in_use"] == [held.venv.parent.name]
+    held.release()
+    assert prune()["removed"] == [held.venv.parent.name]
+    assert not held.venv.exists()
+
+
+@pytest.mark.slow
+def test_concurrent_rebuilds_of_one_environment_do_not_corrupt_it(
+        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    spec = tmp_path / "env.json"
+    spec.write_text(json.dumps(recorded))
+    script = ("import json,sys; from pathlib import Path; "
+              "from catalytic_hooks.environment.build import rebuild, RebuildOptions; "
+              "r = rebuild(json.loads(Path(sys.argv[1]).read_text()), "
+              "RebuildOptions(offline=True, find_links=[sys.argv[2]])); "
+              "print(json.dumps([str(r.venv), r.cached])); r.release()")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(spec), str(kit.wheelhouse)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [json.loads(p.communicate()[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len({o[0] for o in outs}) == 1 and sorted(o[1] for o in outs) == [False, True, True]
+    again = rebuild(recorded, RebuildOptions(offline=True, find_links=[str(kit.wheelhouse)]))
+    again.release()
+    assert again.cached
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_rebuild_leaves_no_partial_environment(
+        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    spec = tmp_path / "env.json"
+    spec.write_text(json.dumps(recorded))
+    index = tmp_path / "slow"
+    simple_index(index, [kit.lib1, kit.helper])
+    script = ("import json,sys; from pathlib import Path; "
+              "from catalytic_hooks.environment.build import rebuild, RebuildOptions; "
+              "print('started', flush=True); "
+              "rebuild(json.loads(Path(sys.argv[1]).read_text()), "
+              "RebuildOptions(index=sys.argv[2]))")
+    with serve(index, delay=5.0) as url:
+        proc = subprocess.Popen([sys.executable, "-c", script, str(spec), f"{url}/simple"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        deadline = time.monotonic() + 30
+        while not any(cache_root().glob("*/")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(p.is_dir() for p in cache_root().iterdir()), "the rebuild never started"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert [p.name for p in cache_root().iterdir() if p.is_dir()] == []
+
+
+# -- what the command saw -------------------------------------------------------------------
+
+UNTRACKED_READ = """\
+import pathlib
+out = pathlib.Path("outputs")
+(out / "copy.txt").write_text(pathlib.Path("notes/input.txt").read_text().upper())
+"""
+
+
+@pytest.mark.slow
+def test_untracked_durable_directory_replays_exact_and_untracked_input_is_named(
+        make_repo: Any, tmp_path: Path) -> None:
+    policy = POLICY.replace('lock_files = ["requirements.lock"]\n', "")
+    repo = make_repo({"job.py": UNTRACKED_READ, ".gitignore": "_tmp/\n"}, policy=policy)
+    assert catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}",
+                     cwd=repo).returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "trust")
+    (repo / "outputs").mkdir()  # exists, empty and untracked, when the run starts
+    (repo / "notes").mkdir()
+    (repo / "notes" / "input.txt").write_text("only on this machine\n")
+    proc = catalytic("run", "--run-id", "u1", "--sign", str(key_file(tmp_path)), "--",
+                     sys.executable, "job.py", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "untracked path(s)" in proc.stderr and "notes/" in proc.stderr
+    spec = json.loads((repo / "_runs/u1/TASK_SPEC.json").read_text())
+    assert spec["workspace"] == {"root_dirs": ["outputs"], "untracked": ["notes/"],
+                                 "untracked_count": 1}
+    git(repo, "add", "_runs")
+    git(repo, "commit", "-q", "-m", "run u1")
+    proc = catalytic("replay", "_runs/u1", "--json", cwd=repo)
+    rep = json.loads(proc.stdout)["details"]
+    assert rep["verdict"] == "failed" and proc.returncode == 1
+    assert rep["likely_causes"]["untracked_inputs"] == ["notes/"]
+    assert "`notes/`" in Path(rep["report_md"]).read_text()
+
+    # committed input, output directory still untracked and empty: the replay has it, exact
+    (repo / "outputs" / "copy.txt").unlink()
+    git(repo, "add", "notes")
+    git(repo, "commit", "-q", "-m", "the input")
+    proc = catalytic("run", "--run-id", "u2", "--sign", str(key_file(tmp_path)), "--",
+                     sys.executable, "job.py", cwd=repo)
+    assert proc.returncode == 0 and "untracked path" not in proc.stderr, proc.stderr
+    git(repo, "add", "_runs")
+    git(repo, "commit", "-q", "-m", "run u2")
+    proc = catalytic("replay", "_runs/u2", "--json", cwd=repo)
+    rep = json.loads(proc.stdout)["details"]
+    assert rep["verdict"] == "exact", rep.get("reason")
+    assert "likely_causes" not in rep
