@@ -96,10 +96,12 @@ def env(
     """Print the environment a command run here would record (and differences from a run's)."""
     if ctx.invoked_subcommand is not None:
         return
-    from catalytic_hooks.bundle.model import DirSource
-    from catalytic_hooks.core.canonical import loads_strict
     from catalytic_hooks.provenance.environment import compare as cmp
-    from catalytic_hooks.provenance.environment import fingerprint
+    from catalytic_hooks.provenance.environment import (
+        fingerprint,
+        recorded_lock_files,
+        recorded_spec,
+    )
 
     with handled(json_mode):
         root, policy = _repo_policy(repo)
@@ -108,15 +110,15 @@ def env(
         if compare is None:
             fp = fingerprint(root, policy.lock_files, 0, env_python=policy.env_python)
         else:
-            try:
-                raw = DirSource(compare.resolve(), root).read("TASK_SPEC.json")
-            except OSError as exc:
-                raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{compare}/TASK_SPEC.json: "
-                                     f"{exc.strerror or exc}") from exc
-            spec = loads_strict(raw, what="TASK_SPEC.json")
+            # Not verified: read like any hostile file, lock files only at safe paths.
+            spec = recorded_spec(compare)
             recorded = spec.get("environment") if isinstance(spec, dict) else None
             command = spec.get("command") if isinstance(spec, dict) else None
-            locks = tuple(recorded.get("lock_files", {})) if isinstance(recorded, dict) \
+            if not (isinstance(command, list) and command and isinstance(command[0], str)
+                    and "/" not in command[0]):
+                # A path an unverified run names is never executed to ask it anything.
+                command = None
+            locks = recorded_lock_files(recorded) if isinstance(recorded, dict) \
                 else policy.lock_files
             fp = fingerprint(root, locks, 0, env_python=policy.env_python,
                              command=command if isinstance(command, list) else None)
