@@ -224,6 +224,23 @@ def test_rebuild_env_replays_exact_after_the_users_environment_changed(
     again = json.loads(proc.stdout)["details"]
     assert again["verdict"] == "exact" and again["environment"]["rebuilt"]["cached"] is True
     assert again["environment"]["rebuilt"]["packages"] == rebuilt["packages"]
+    # the nightly validation replays in the rebuilt environment too
+    proc = catalytic("validate", "--rebuild-env", "--offline", "--find-links",
+                     str(kit.wheelhouse), "--json", cwd=repo, env=_with(venv))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [r["verdict"] for r in json.loads(proc.stdout)["details"]["results"]] == ["exact"]
+    # from an archive file too: export its lock, rebuild it (the cached one, re-checked)
+    archive = tmp_path / "r1.catalytic.zip"
+    assert catalytic("archive", "create", "_runs/r1", "-o", str(archive), cwd=repo
+                     ).returncode == 0
+    proc = catalytic("env", "export", str(archive), cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert f"tinylib==1.0 \\\n    --hash={sha256_file(kit.lib1)}" in proc.stdout
+    proc = catalytic("env", "rebuild", str(archive), "--offline", "--find-links",
+                     str(kit.wheelhouse), "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    done = json.loads(proc.stdout)["details"]
+    assert done["cached"] is True and done["environment_hash"] == env["environment_hash"]
 
 
 # -- sources ----------------------------------------------------------------------------------
@@ -483,3 +500,98 @@ def test_untracked_durable_directory_replays_exact_and_untracked_input_is_named(
     rep = json.loads(proc.stdout)["details"]
     assert rep["verdict"] == "exact", rep.get("reason")
     assert "likely_causes" not in rep
+
+
+# -- export -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_exported_lock_installs_exactly_with_pip_and_with_uv(recorded: dict[str, Any],
+                                                                  kit: Kit,
+                                                                  tmp_path: Path) -> None:
+    from catalytic_hooks.environment.export import export
+
+    text, unhashed = export(recorded, "requirements", "r1")
+    assert unhashed == []
+    lock = tmp_path / "exported.txt"
+    lock.write_text(text)
+    by_pip = make_venv(tmp_path / "pip-venv", installer="pip")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(by_pip / "python"), "install",
+                    "-q", "--no-deps", "--require-hashes", "--no-index", "--find-links",
+                    str(kit.wheelhouse), "-r", str(lock)], check=True,
+                   env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+    by_uv = make_venv(tmp_path / "uv-venv")
+    subprocess.run([uv_bin(), "pip", "sync", "-q", "--no-config", "--python",
+                    str(by_uv / "python"), "--require-hashes", "--offline", "--no-index",
+                    "--find-links", str(kit.wheelhouse), str(lock)], check=True)
+    for venv in (by_pip, by_uv):
+        assert fingerprint(tmp_path, (), 0, env=_with(venv))["environment_hash"] == \
+            recorded["environment_hash"]
+    pylock, _ = export(recorded, "pylock", "r1")
+    import tomllib
+
+    doc = tomllib.loads(pylock)
+    assert doc["lock-version"] == "1.0"
+    assert [(p["name"], p["version"], p["wheels"][0]["hashes"]["sha256"])
+            for p in doc["packages"]] == [
+        ("helper-pkg", "1.0", sha256_file(kit.helper)[7:]),
+        ("tinylib", "1.0", sha256_file(kit.lib1)[7:])]
+
+
+# -- parsers ------------------------------------------------------------------------------
+
+SMI_QUERY = "NVIDIA H200, 550.54.15\nNVIDIA H200, 550.54.15\n"
+SMI_TABLE = """\
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 550.54.15              Driver Version: 550.54.15      CUDA Version: 12.4     |
+|-----------------------------------------+------------------------+----------------------+
+"""
+
+
+def test_the_gpu_manifest_from_nvidia_smi() -> None:
+    from catalytic_hooks.provenance.system import compare_system, parse_smi
+
+    got = parse_smi(SMI_QUERY, SMI_TABLE)
+    assert got == {"gpus": ["NVIDIA H200", "NVIDIA H200"], "gpu_driver": "550.54.15",
+                   "cuda_version": "12.4"}
+    assert parse_smi(None, None) == {"gpus": [], "gpu_driver": None, "cuda_version": None}
+    recorded = {"os": "Linux", "gpus": ["NVIDIA H200"], "cuda_version": "12.4",
+                "cpu_count": 16}
+    now = {"os": "Linux", "gpus": [], "cuda_version": None, "cpu_count": 2}
+    assert [d["field"] for d in compare_system(recorded, now)] == [
+        "system gpus", "system cuda_version"]
+
+
+def test_lock_files_give_wheel_hashes() -> None:
+    from catalytic_hooks.provenance.locks import wheel_hashes
+
+    h1, h2 = "a" * 64, "b" * 64
+    req = (f"# comment\nZope.Interface==5.0 \\\n    --hash=sha256:{h1} \\\n"
+           f"    --hash=sha256:{h2}\nother>=1\n-e .\n")
+    assert wheel_hashes("requirements.txt", req.encode()) == {
+        ("zope-interface", "5.0"): {f"sha256:{h1}", f"sha256:{h2}"}}
+    pylock = (f'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.17.0"\n'
+              f'[[packages.wheels]]\nname = "six-1.17.0-py2.py3-none-any.whl"\n'
+              f'hashes = {{ sha256 = "{h1}" }}\n')
+    assert wheel_hashes("pylock.toml", pylock.encode()) == {("six", "1.17.0"): {f"sha256:{h1}"}}
+    uvlock = (f'version = 1\n[[package]]\nname = "six"\nversion = "1.17.0"\n'
+              f'wheels = [{{ url = "https://x.invalid/six.whl", hash = "sha256:{h2}" }}]\n'
+              f'sdist = {{ url = "https://x.invalid/six.tar.gz", hash = "sha256:{h1}" }}\n')
+    assert wheel_hashes("uv.lock", uvlock.encode()) == {("six", "1.17.0"): {f"sha256:{h2}"}}
+    assert wheel_hashes("environment.yml", b"dependencies: [python=3.11]\n") == {}
+
+
+def test_the_gpu_manifest_from_the_kernel_modules_files(tmp_path: Path) -> None:
+    from catalytic_hooks.provenance.system import parse_proc_version, proc_nvidia
+
+    assert parse_proc_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  "
+                              "Tue Mar  5 22:23:56 UTC 2024\n") == "550.54.15"
+    assert parse_proc_version("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  "
+                              "570.86.15  Release Build\n") == "570.86.15"
+    root = tmp_path / "nvidia"
+    for bus in ("0000:1b:00.0", "0000:0a:00.0"):
+        (root / "gpus" / bus).mkdir(parents=True)
+        (root / "gpus" / bus / "information").write_text(
+            "Model: \t\t NVIDIA H200\nIRQ:   \t\t 17\n")
+    (root / "version").write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15\n")
+    assert proc_nvidia(str(root)) == (["NVIDIA H200", "NVIDIA H200"], "550.54.15")
+    assert proc_nvidia(str(tmp_path / "absent")) is None

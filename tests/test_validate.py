@@ -150,8 +150,7 @@ def test_sources_and_refusals(repo: Path, tmp_path: Path) -> None:
     make_runs(repo, ["one", "two"])
     code, doc = validate(repo, "_runs/two")
     assert code == 0 and picked(doc) == ["two"]
-    for args, code_ in ((["--rebuild-env"], "FEATURE_UNAVAILABLE"),
-                        (["--shard", "3/2"], "USAGE"),
+    for args, code_ in ((["--shard", "3/2"], "USAGE"),
                         ([str(tmp_path / "nowhere")], "PATH_INVALID")):
         proc = catalytic("validate", *args, "--json", cwd=repo)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)

@@ -40,6 +40,9 @@ class Demo:
                          "GIT_COMMITTER_EMAIL": "demo@example.invalid"})
         # The demo runs this installation's catalytic, whatever PATH says.
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        # Rebuilt environments (and uv's cache) stay in the throwaway directory.
+        env["XDG_CACHE_HOME"] = str(self.repo.parent / "cache")
+        env["PIP_CONFIG_FILE"] = os.devnull
         return env
 
     def sh(self, *cmd: str, stdin: str | None = None, cwd: Path | None = None
@@ -139,12 +142,71 @@ def maintainer_key(repo: Path) -> str:
     return str(repo.parent / "keys" / "maintainer_ssh_ed25519")
 
 
+def wheelhouse(repo: Path) -> Path:
+    return repo.parent / "wheelhouse"
+
+
+def _demo_wheel(house: Path) -> Path:
+    """A real wheel (PEP 427: METADATA, WHEEL, RECORD with every file's hash) of the tiny library
+    the analysis imports, written here: the demo needs no network and no index."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = "demo_stats-1.0.dist-info"
+    files = {"demo_stats/__init__.py": b"def mean(xs):\n    return sum(xs) / len(xs)\n",
+             f"{info}/METADATA": b"Metadata-Version: 2.1\nName: demo-stats\nVersion: 1.0\n\n",
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: catalytic demo\n"
+                              b"Root-Is-Purelib: true\nTag: py3-none-any\n\n"}
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    record = "".join(f"{p},sha256={b64(d)},{len(d)}\n" for p, d in files.items())
+    record += f"{info}/RECORD,,\n"
+    files[f"{info}/RECORD"] = record.encode()
+    house.mkdir(parents=True, exist_ok=True)
+    target = house / "demo_stats-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(target, "w") as z:
+        for p, data in files.items():
+            z.writestr(zipfile.ZipInfo(p, (2020, 1, 1, 0, 0, 0)), data)
+    return target
+
+
+def project_env(d: Demo) -> str:
+    """The project's own virtual environment, apart from catalytic's: the analysis imports a
+    library installed there from a wheelhouse. Returns the environment's python."""
+    import hashlib
+
+    from catalytic_hooks.environment.build import _uv
+
+    wheel = _demo_wheel(wheelhouse(d.repo))
+    venv = d.repo.parent / "project-venv"
+    py = str(venv / "bin" / "python")
+    uv = _uv()
+    if uv is not None:
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        d.run_sh("the project's own environment (uv venv), apart from catalytic's",
+                 [uv, "venv", "--no-config", "-q", "--python", sys.executable, str(venv)])
+        d.run_sh("install its library from the wheelhouse, hash-pinned",
+                 [uv, "pip", "install", "--no-config", "-q", "--python", py, "--offline",
+                  f"demo-stats @ {wheel.as_uri()}#sha256={digest}"])
+    else:
+        d.run_sh("the project's own environment (python -m venv), apart from catalytic's",
+                 [sys.executable, "-m", "venv", "--without-pip", str(venv)])
+        d.run_sh("install its library from the wheelhouse",
+                 [sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps",
+                  "--no-index", str(wheel)])
+    return py
+
+
 def bundles(d: Demo) -> None:
     r = d.repo
     key = demo_key(r)
-    d.run_cat("a messy command run catalytically (--restore undoes its side effects)",
+    python = project_env(d)
+    d.run_cat("a messy command run catalytically in the project's environment (--restore "
+              "undoes its side effects; the environment is recorded)",
               ["run", "--run-id", "demo-001", "--restore", "--sign", key,
-               "--metrics", "outputs/metrics.json", "--", sys.executable, "analysis.py"])
+               "--metrics", "outputs/metrics.json", "--", python, "analysis.py"])
     d.run_sh("the raw data is untouched", ["git", "diff", "--exit-code", "--",
                                            "data/raw/measurements.csv"])
     d.run_cat("verify the signed bundle", ["verify", "_runs/demo-001"])
@@ -177,6 +239,10 @@ def restore(d: Demo) -> None:
     d.run_sh("the restore manifest", ["cat", str(wt / "RESTORE_MANIFEST.json")])
     d.run_cat("replay the run at its recorded commit: verdict exact",
               ["replay", "_runs/demo-001"])
+    d.run_cat("replay it in a rebuilt copy of its recorded environment (exact pins, "
+              "hash-checked), offline from the wheelhouse: exact",
+              ["replay", "_runs/demo-001", "--rebuild-env", "--offline", "--find-links",
+               str(wheelhouse(d.repo))])
     handoff(d)
     d.run_cat("verify the chronicle of everything above", ["chronicle", "verify"])
     d.run_cat("the chronicle", ["chronicle", "show"])
@@ -224,6 +290,7 @@ def server(d: Demo) -> None:
 
 DEMO_SCRIPT = """\
 import csv, json, os, pathlib, random
+from demo_stats import mean
 random.seed(int(os.environ.get("CATALYTIC_SEED", "0")))
 rows = list(csv.DictReader(open("data/raw/measurements.csv")))
 values = [float(r["value"]) for r in rows]
@@ -233,9 +300,9 @@ with open("data/raw/measurements.csv", "a") as fh:
 pathlib.Path("_tmp").mkdir(exist_ok=True)
 pathlib.Path("_tmp/checkpoint.bin").write_bytes(os.urandom(64))
 pathlib.Path("outputs").mkdir(exist_ok=True)
-mean = sum(values) / len(values)
-pathlib.Path("outputs/summary.txt").write_text(f"mean={mean}\\n")
-pathlib.Path("outputs/metrics.json").write_text(json.dumps({"mean": mean, "n": len(values)}))
+m = mean(values)
+pathlib.Path("outputs/summary.txt").write_text(f"mean={m}\\n")
+pathlib.Path("outputs/metrics.json").write_text(json.dumps({"mean": m, "n": len(values)}))
 """
 
 

@@ -63,17 +63,29 @@ def run_environment(run: Path, trust_file: Path | None, allow_untrusted: bool,
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
     from catalytic_hooks.bundle.verify import verify_bundle
 
-    rd = run.resolve()
-    if not rd.is_dir():
-        raise CatalyticError(ErrorCode.USAGE, f"{run} is not a run directory")
-    v = verify_bundle(DirSource(rd, project_root_for(rd, None)))
+    if run.is_file():  # an archive: checked, extracted aside, its commit proven, then verified
+        from catalytic_hooks.archive.read import opened_archive
+        from catalytic_hooks.archive.verify import check_commit
+        from catalytic_hooks.cli.archive_cmd import caller_limits
+
+        with opened_archive(run, caller_limits()) as (opened, proved):
+            check_commit(opened, proved)
+            v = verify_bundle(DirSource(opened.run_dir, opened.project_root))
+            name = opened.run_id
+    else:
+        rd = run.resolve()
+        if not rd.is_dir():
+            raise CatalyticError(ErrorCode.USAGE, f"{run} is neither a run directory nor an "
+                                 "archive file")
+        v = verify_bundle(DirSource(rd, project_root_for(rd, None)))
+        name = rd.name
     decision = trust_policy(caller_anchor(trust_file),
                             allow_untrusted=allow_untrusted).decide(v.validator_id)
     if need_trust and not decision.accepted:
         raise CatalyticError(ErrorCode.UNTRUSTED, f"{run}: untrusted bundle "
                              f"({decision.reason}); give --allow-untrusted to act on it anyway")
     spec = v.task_spec if isinstance(v.task_spec, dict) else {}
-    return spec.get("environment"), rd.name, decision.accepted
+    return spec.get("environment"), name, decision.accepted
 
 
 def _repo_policy(repo: Path | None) -> tuple[Path, Policy]:
@@ -147,7 +159,7 @@ def env(
 
 @env_app.command("rebuild")
 def rebuild_cmd(
-    run: Annotated[Path, typer.Argument(help="The run directory.")],
+    run: Annotated[Path, typer.Argument(help="The run directory, or an archive file.")],
     into: Annotated[Path | None, typer.Option("--into", help="A new directory for the "
                     "environment (default: the cache, $XDG_CACHE_HOME/catalytic/envs).")] = None,
     offline: OfflineOpt = False,
@@ -195,7 +207,7 @@ def rebuild_cmd(
 
 @env_app.command("export")
 def export_cmd(
-    run: Annotated[Path, typer.Argument(help="The run directory.")],
+    run: Annotated[Path, typer.Argument(help="The run directory, or an archive file.")],
     fmt: Annotated[str, typer.Option("--format", help="requirements (hashed; pip and uv "
                    "install it) or pylock (PEP 751).")] = "requirements",
     output: Annotated[Path | None, typer.Option("--output", help="Write here instead of "

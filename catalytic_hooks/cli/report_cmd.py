@@ -8,6 +8,15 @@ from typing import Annotated
 import typer
 
 from catalytic_hooks.cli.context import open_repo
+from catalytic_hooks.cli.env_cmd import (
+    FallbackOpt,
+    FindLinksOpt,
+    IndexOpt,
+    InstallerOpt,
+    OfflineOpt,
+    PythonOpt,
+    rebuild_options,
+)
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
@@ -66,8 +75,15 @@ def validate(
     shard_spec: Annotated[str | None, typer.Option("--shard", help="I/N: replay this job's "
                           "share of the pick (positions I-1, I-1+N, ...).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Replays at once.")] = 1,
-    rebuild_env: Annotated[bool, typer.Option("--rebuild-env", help="Not available yet: "
-                           "refused with FEATURE_UNAVAILABLE.")] = False,
+    rebuild_env: Annotated[bool, typer.Option("--rebuild-env", help="Replay each run in a "
+                           "rebuilt copy of its recorded environment (cached by hash).")
+                           ] = False,
+    offline: OfflineOpt = False,
+    index: IndexOpt = None,
+    fallback_index: FallbackOpt = None,
+    find_links: FindLinksOpt = None,
+    python: PythonOpt = None,
+    installer: InstallerOpt = None,
     timeout: Annotated[float | None, typer.Option(help="Kill each replayed command after S "
                        "seconds.")] = None,
     summary_file: Annotated[Path | None, typer.Option("--summary", help="Also append the "
@@ -95,7 +111,10 @@ def validate(
     with handled(json_mode):
         r = open_repo(None)
         policy = load_policy(r.top)
-        ropts = ReplayOptions(timeout=timeout, quarantine=not no_quarantine,
+        rebuild = rebuild_options(r.top, policy, offline=offline, index=index,
+                                  fallbacks=fallback_index, find_links=find_links,
+                                  python=python, installer=installer) if rebuild_env else None
+        ropts = ReplayOptions(rebuild=rebuild, timeout=timeout, quarantine=not no_quarantine,
                               allow_untrusted=allow_untrusted,
                               trust=trust_policy(caller_anchor(trust_file),
                                                  allow_untrusted=allow_untrusted))

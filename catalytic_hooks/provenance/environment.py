@@ -130,8 +130,11 @@ def _source(du: dict[str, Any], top: Path) -> tuple[dict[str, Any], list[str]]:
         algs = _obj(info.get("hashes"))
         legacy = info.get("hash") if isinstance(info.get("hash"), str) else ""
         assert isinstance(legacy, str)
+        # uv keeps the hash only as the URL's `#sha256=` fragment
+        frag = urlsplit(url).fragment
         for value in (algs.get("sha256"), legacy.removeprefix("sha256=")
-                      if legacy.startswith("sha256=") else None):
+                      if legacy.startswith("sha256=") else None,
+                      frag.removeprefix("sha256=") if frag.startswith("sha256=") else None):
             if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value):
                 hashes.append("sha256:" + value)
     src: dict[str, Any] = {"kind": kind, "url": url}

@@ -4,11 +4,17 @@ rebuilt: a replay on other hardware is told so, it is not refused."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
+
+from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.fs.files import atomic_write
 
 SMI_TIMEOUT = 20.0
 # Fields compared on replay (the rest, such as the CPU count, are informational).
@@ -16,12 +22,62 @@ COMPARED = ("os", "os_release", "distribution", "machine", "libc", "cpu_model", 
             "gpu_driver", "cuda_version")
 
 
+PROC_NVIDIA = "/proc/driver/nvidia"
+
+
+def proc_nvidia(root: str = PROC_NVIDIA) -> tuple[list[str], str | None] | None:
+    """(GPU models, driver version) from the kernel module's /proc files, read in a millisecond
+    (nvidia-smi takes a few hundred); None without them."""
+    try:
+        with open(os.path.join(root, "version"), encoding="utf-8", errors="replace") as fh:
+            version = fh.read()
+        names = sorted(os.listdir(os.path.join(root, "gpus")))
+    except OSError:
+        return None
+    return [m for n in names for m in [_model(os.path.join(root, "gpus", n, "information"))]
+            if m], parse_proc_version(version)
+
+
+def parse_proc_version(text: str) -> str | None:
+    m = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9][0-9.]*)", text)
+    return m.group(1) if m else None
+
+
+def _model(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "Model":
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def _cuda_cache(driver: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "catalytic" / f"nvidia-{driver}-cuda"
+
+
 class SystemProbe:
-    """Started before the PRE phase (nvidia-smi can take a few hundred milliseconds), read
-    after it."""
+    """Started before the PRE phase, read after it. GPU models and the driver come from /proc;
+    the CUDA version (the highest the driver supports, a property of the driver) from
+    nvidia-smi once per driver version, then from a cache file named by that version, so a
+    run on a GPU machine does not wait for nvidia-smi. Without /proc's files, nvidia-smi is
+    asked for everything."""
 
     def __init__(self, env: dict[str, str]):
         self._smi: list[subprocess.Popen[bytes]] = []
+        self._proc = proc_nvidia()
+        self._cuda: str | None = None
+        if self._proc is not None and self._proc[1] is not None:
+            try:
+                self._cuda = _cuda_cache(self._proc[1]).read_text().strip() or None
+            except OSError:
+                self._cuda = None
+            if self._cuda is not None:
+                return
         smi = shutil.which("nvidia-smi", path=env.get("PATH", os.defpath))
         if smi is None:
             return
@@ -53,7 +109,16 @@ class SystemProbe:
                 proc.communicate()
                 outs.append(None)
         self._smi = []
-        doc.update(parse_smi(outs[0] if outs else None, outs[1] if len(outs) > 1 else None))
+        smi = parse_smi(outs[0] if outs else None, outs[1] if len(outs) > 1 else None)
+        if self._proc is not None and self._proc[0]:
+            gpus, driver = self._proc
+            cuda = self._cuda or smi["cuda_version"]
+            if cuda and driver and self._cuda is None:
+                with contextlib.suppress(OSError, CatalyticError):
+                    _cuda_cache(driver).parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(_cuda_cache(driver), cuda.encode())
+            smi = {"gpus": gpus, "gpu_driver": driver, "cuda_version": cuda}
+        doc.update(smi)
         return doc
 
 

@@ -41,6 +41,7 @@ from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.outcomes import PASSING, Verdict
 from catalytic_hooks.core.policy import Policy
+from catalytic_hooks.environment.build import RebuildOptions
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.provenance.chronicle import record
@@ -269,10 +270,6 @@ def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions,
 
 def validate(repo: Repo, policy: Policy, sources: list[Path | str], opts: ValidateOptions
              ) -> dict[str, Any]:
-    if opts.rebuild_env:
-        raise CatalyticError(ErrorCode.FEATURE_UNAVAILABLE, "--rebuild-env is not available "
-                             "in this version (rebuilding a run's environment is not built "
-                             "yet); validate without it to replay in the current environment")
     if opts.jobs < 1:
         raise CatalyticError(ErrorCode.USAGE, "--jobs must be at least 1")
     cands = resolve_sources(repo, policy, sources, opts.registry)
@@ -280,6 +277,8 @@ def validate(repo: Repo, policy: Policy, sources: list[Path | str], opts: Valida
     stamp = stamp_compact()
     vid = f"validate-{stamp}"
     ropts = replace(opts.replay or ReplayOptions(), worktree=None, validation=vid)
+    if opts.rebuild_env and ropts.rebuild is None:
+        ropts = replace(ropts, rebuild=RebuildOptions())  # the policy's sources: the CLI's
     started = stamp_seconds()
     # Each replay makes its own worktree in its own temporary directory; threads suffice, the
     # work is in the replayed processes.
