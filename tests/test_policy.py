@@ -83,7 +83,10 @@ _CHANGED = {"durable_roots": ["out"], "tmp_roots": ["scratch"], "exclusions": ["
             "reports_dir": "log/reports", "quarantine_dir": "log/quarantine",
             "metrics_tolerance": 0.5, "lock_files": ["uv.lock"], "baseline": "a" * 40,
             "archive_dir": "log/archives", "replays_dir": "elsewhere/replays",
-            "archive_max_entries": 10, "archive_max_bytes": 1000}
+            "archive_max_entries": 10, "archive_max_bytes": 1000,
+            "env_python": ".venv/bin/python", "env_index": "https://mirror.example/simple",
+            "env_fallback_indexes": ["https://pypi.org/simple"],
+            "env_find_links": ["wheelhouse"]}
 
 
 def test_every_policy_field_is_carried_by_the_caches_or_declared_irrelevant() -> None:
@@ -125,3 +128,20 @@ def test_the_quick_paths_record_what_the_cache_key_names() -> None:
     keys = list(policy_from_mapping({}, "test").cache_key())
     assert list(quick._ROOTS) == [k for k in keys if k != "watched"]
     assert list(quickdigest.ROOTS) == keys[:4]  # a digest classifies by the four roots only
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("env_index", "-i http://evil.invalid"),
+    ("env_index", "ftp://mirror.invalid/simple"),
+    ("env_fallback_indexes", ["https://ok.invalid/simple", "--extra-index-url=x"]),
+    ("env_find_links", "wheelhouse"),
+    ("env_find_links", ["dir\nwith newline"]),
+    ("env_python", ""),
+], ids=["option-like-index", "ftp-index", "option-like-fallback", "not-a-list",
+        "control-character", "empty-python"])
+def test_environment_sources_are_locations_never_options(key: str, value: object) -> None:
+    from catalytic_hooks.core.policy import policy_from_mapping
+
+    with pytest.raises(CatalyticError) as err:
+        policy_from_mapping({key: value}, "test")
+    assert err.value.code is ErrorCode.CONFIG_INVALID and err.value.details["key"] == key

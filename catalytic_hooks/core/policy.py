@@ -168,6 +168,10 @@ CACHE_IRRELEVANT = {
     "replays_dir": "where replays put their work, never a root of the policy",
     "archive_max_entries": "a limit of the archive reader, never a path's class or a finding",
     "archive_max_bytes": "a limit of the archive reader, never a path's class or a finding",
+    "env_python": "which interpreter a run records, never a path's class or a finding",
+    "env_index": "where a rebuild fetches wheels, never a path's class or a finding",
+    "env_fallback_indexes": "where a rebuild fetches wheels, never a path's class or a finding",
+    "env_find_links": "where a rebuild fetches wheels, never a path's class or a finding",
 }
 
 
