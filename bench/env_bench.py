@@ -160,7 +160,7 @@ def main() -> None:
 
 def _recording(work: Path, run_env: dict[str, str], rounds: int) -> dict[str, list[float]]:
     """The query alone, and what a run waits for after its PRE phase."""
-    from catalytic_hooks.bundle.run import RunOptions, _finish_seen, _pre_phase, _start_seen
+    from catalytic_hooks.run.engine import RunOptions, _finish_seen, _pre_phase, _start_seen
     from catalytic_hooks.core.policy import load_policy
     from catalytic_hooks.git.hashing import HashCache
     from catalytic_hooks.git.repo import Repo
