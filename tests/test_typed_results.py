@@ -43,3 +43,35 @@ def test_the_report_pages_know_every_verdict() -> None:
     assert set(plot.STYLE) == set(Verdict)
     assert set(page.PASSING) == {v for v in Verdict if v.passing}
     assert set(page.FAILING) == {v for v in Verdict if not v.passing}
+
+
+def test_findings_render_once_each_and_reporters_hold_their_own_state() -> None:
+    from catalytic_hooks.enforce import findings
+    from catalytic_hooks.enforce.findings import AMENDED, MUTATION, CheckReport, Finding, Reporter
+
+    bad = Finding("out/a, b.txt", MUTATION, "protected file modified", commit="0123456789abcdef",
+                  subject="edit")
+    ok = Finding("policy.toml", AMENDED, "signed amendment by alice", blocking=False)
+    report = CheckReport([bad, ok], "push")
+    assert (report.ok, report.blocking) == (False, [bad])
+    assert report.to_dict() == {
+        "findings": [{"path": "out/a, b.txt", "kind": "mutation",
+                      "reason": "protected file modified", "commit": "0123456789abcdef",
+                      "subject": "edit"}],
+        "amendments": [{"path": "policy.toml", "kind": "amended",
+                        "reason": "signed amendment by alice", "blocking": False}]}
+    assert bad.line() == 'out/a, b.txt: protected file modified (commit 0123456789 "edit")'
+    assert bad.annotation() == ("::error file=out/a%2C b.txt,title=catalytic mutation::"
+                                "protected file modified (commit 0123456789)")
+    assert ok.annotation() == "::notice file=policy.toml,title=catalytic amended::signed " \
+                              "amendment by alice"
+    assert report.summary("catalytic check --json") == (
+        "catalytic: 1 finding blocks this push; inspect with `catalytic check --json`")
+    # No module-level reporter: each hook run passes its own, which shows a finding once.
+    assert not [n for n in vars(findings) if n.isupper() and n.startswith("_")]
+    seen: list[Finding] = []
+    first, second = Reporter(seen.append), Reporter(seen.append)
+    first.found([bad, ok])
+    first.found([bad])
+    second.found([bad])
+    assert seen == [bad, ok, bad]

@@ -10,7 +10,7 @@ from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.output import handled, result, say, warn
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.checks import check_range, check_staged, framework_range
-from catalytic_hooks.enforce.findings import Finding, blocking, github_annotation, summary
+from catalytic_hooks.enforce.findings import CheckReport, Finding
 from catalytic_hooks.git.repo import Repo
 
 
@@ -60,19 +60,17 @@ def run_check(a: CheckArgs) -> None:
         rng = (a.from_ref, a.to_ref) if a.from_ref is not None and a.to_ref is not None \
             else None
         findings, mode, what = _select(open_repo(a.repo), a.staged, rng, a.ci)
-        stop = blocking(findings)
-        ok = not stop
-        details = {**mode, "findings": [f.to_dict() for f in stop],
-                   "amendments": [f.to_dict() for f in findings if not f.blocking]}
+        report = CheckReport(findings, what)
 
         def human() -> None:
-            for f in findings:
+            for f in report.findings:
                 if a.fmt == "github":
-                    say(github_annotation(f))
+                    say(f.annotation())
                 say(f.line() if f.blocking else f"accepted: {f.line()}")
-            if ok:
+            if report.ok:
                 say("catalytic: no findings")
             else:
-                warn(summary(stop, what, "catalytic check ... --json"))
+                warn(report.summary("catalytic check ... --json"))
 
-        result(json_mode, ok, "PASS" if ok else "CHECK_FAILED", details, human)
+        result(json_mode, report.ok, "PASS" if report.ok else "CHECK_FAILED",
+               {**mode, **report.to_dict()}, human)

@@ -29,7 +29,7 @@ from catalytic_hooks.enforce.findings import (
     POLICY,
     TMP_RESIDUE,
     Finding,
-    report,
+    Reporter,
     sort_findings,
 )
 from catalytic_hooks.enforce.governing import Governance, Refs
@@ -213,9 +213,11 @@ def _refuse_shallow_boundary(repo: Repo, commits: list[tuple[str, str, list[str]
 
 
 def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
-                  bundles: BundleChecker | None = None) -> list[Finding]:
+                  bundles: BundleChecker | None = None, *, reporter: Reporter | None = None
+                  ) -> list[Finding]:
     """Every commit reachable from `tip` and not from `exclude`, judged by `base`: one batch
-    engine (git.rangediff), one commit's diff in memory at a time."""
+    engine (git.rangediff), one commit's diff in memory at a time; each commit's findings go to
+    `reporter` as soon as they are known."""
     findings: list[Finding] = []
     commits = range_commits(repo, tip, exclude)
     _refuse_shallow_boundary(repo, commits)
@@ -227,7 +229,8 @@ def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
                 differ.diff_all(commits, _unjudged_roots(base)), 1):
             judged = _judge_commit(repo, differ, base, oid, parents, changes, conflicted,
                                    against)
-            report(judged)
+            if reporter is not None:
+                reporter.found(judged)
             findings += judged
             for c in changes:
                 if any(r == "." or c.path.startswith(r + "/") for r in run_roots):
@@ -321,7 +324,8 @@ def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str],
 
 
 def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
-               bundles: BundleChecker | None = None) -> list[Finding]:
+               bundles: BundleChecker | None = None, *, reporter: Reporter | None = None
+               ) -> list[Finding]:
     """Each pushed ref, judged by the policy at the remote's old tip; a new branch, or one whose
     remote tip carries no policy, by the remote's default branch's policy once the remote is
     governed (enforce.governing, from its tracking refs), as the server gate will."""
@@ -341,13 +345,15 @@ def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
             new_ref = True
         judge, exclude, own = judged_from(repo, base, pl.local_oid, exclude, governance,
                                           new_ref=new_ref)
-        findings += own + check_commits(repo, judge, pl.local_oid, exclude, bundles)
+        findings += own + check_commits(repo, judge, pl.local_oid, exclude, bundles,
+                                        reporter=reporter)
     return sort_findings(findings)
 
 
 def check_range(repo: Repo, from_ref: str, to_ref: str,
                 bundles: BundleChecker | None = None, *, policy_ref: str = "",
-                governance: Governance | None = None) -> list[Finding]:
+                governance: Governance | None = None, reporter: Reporter | None = None
+                ) -> list[Finding]:
     """CI mode: the commits of `to_ref` that `from_ref` lacks, judged by `from_ref`'s policy, or
     by `policy_ref`'s where given (CI judges a branch other than the default one by the default
     branch's policy) unless that carries none. An empty or all-zero `from_ref`: everything after
@@ -371,11 +377,12 @@ def check_range(repo: Repo, from_ref: str, to_ref: str,
         judge = baseline_at(repo, policy)
         if judge.policy.source != "defaults":
             return sort_findings(check_commits(repo, replace(judge, rev=base), tip, exclude,
-                                               bundles))
+                                               bundles, reporter=reporter))
         # The default branch carries no policy yet: nothing governs; the adoption rule may.
     judge, exclude, own = judged_from(repo, base, tip, exclude, governance,
                                       new_ref=governance is not None)
-    return sort_findings(own + check_commits(repo, judge, tip, exclude, bundles))
+    return sort_findings(own + check_commits(repo, judge, tip, exclude, bundles,
+                                             reporter=reporter))
 
 
 def framework_range() -> tuple[str, str] | None:

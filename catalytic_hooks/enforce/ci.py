@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.checks import BundleChecker, check_range
-from catalytic_hooks.enforce.findings import Finding
+from catalytic_hooks.enforce.findings import Finding, Reporter
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.git.refs import merge_base
 from catalytic_hooks.git.repo import Repo, is_zero_oid
@@ -205,7 +205,8 @@ def prepare(repo: Repo, env: Mapping[str, str] | None = None) -> CiRange:
     return ensure_fetched(repo, detect(repo, env))
 
 
-def check_ci(repo: Repo, rng: CiRange, bundles: BundleChecker | None = None) -> list[Finding]:
+def check_ci(repo: Repo, rng: CiRange, bundles: BundleChecker | None = None, *,
+             reporter: Reporter | None = None) -> list[Finding]:
     governance = None
     if rng.bootstrap:
         # The default branch has no base here; another branch of origin that carries a policy
@@ -214,7 +215,7 @@ def check_ci(repo: Repo, rng: CiRange, bundles: BundleChecker | None = None) -> 
         others = {r: c for r, c in refs.commits.items() if r != rng.bootstrap}
         governance = Governance(repo, Refs(others, None, "the default branch"))
     return check_range(repo, rng.from_ref, rng.to_ref, bundles, policy_ref=rng.policy_ref,
-                       governance=governance)
+                       governance=governance, reporter=reporter)
 
 
 def outside_a_commit(repo: Repo, env: Mapping[str, str] | None = None) -> bool:

@@ -35,20 +35,29 @@ class Finding:
     def at(self, commit: str, subject: str) -> Finding:
         return replace(self, commit=commit, subject=subject)
 
+    def annotation(self) -> str:
+        """A GitHub Actions workflow command: an error on the file for a blocking finding, a
+        notice for an accepted amendment."""
+        level = "error" if self.blocking else "notice"
+        where = f" (commit {self.commit[:10]})" if self.commit else ""
+        return (f"::{level} file={_escape(self.path, True)},"
+                f"title={_escape('catalytic ' + self.kind, True)}::{_escape(self.reason + where)}")
 
-# Where findings go as soon as they are found (the hooks print them while a long range is still
-# being judged); None: they are only returned.
-_REPORTER: list[Callable[[Finding], None]] = []
 
+class Reporter:
+    """Where a hook's findings go the moment they are found (a long range is still being judged),
+    each shown once. Passed down explicitly to the checks that find them; no reporter: findings
+    are only returned."""
 
-def set_reporter(fn: Callable[[Finding], None] | None) -> None:
-    _REPORTER[:] = [fn] if fn is not None else []
+    def __init__(self, show: Callable[[Finding], None]) -> None:
+        self._show = show
+        self._shown: set[Finding] = set()
 
-
-def report(found: Iterable[Finding]) -> None:
-    for fn in _REPORTER:
-        for f in found:
-            fn(f)
+    def found(self, findings: Iterable[Finding]) -> None:
+        for f in findings:
+            if f not in self._shown:
+                self._shown.add(f)
+                self._show(f)
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
@@ -57,6 +66,30 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 def blocking(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.blocking]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The findings of one check, rendered once for each output: a finding's `line()` (human),
+    `to_dict()` (JSON) and `annotation()` (GitHub); the report's `to_dict()` and `summary()`."""
+
+    findings: Sequence[Finding]
+    what: str  # what a blocking finding stops: "commit", "push", "change"
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return blocking(self.findings)
+
+    @property
+    def ok(self) -> bool:
+        return not self.blocking
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"findings": [f.to_dict() for f in self.blocking],
+                "amendments": [f.to_dict() for f in self.findings if not f.blocking]}
+
+    def summary(self, inspect: str) -> str:
+        return summary(self.blocking, self.what, inspect)
 
 
 def summary(findings: Sequence[Finding], what: str, inspect: str) -> str:
@@ -68,12 +101,3 @@ def summary(findings: Sequence[Finding], what: str, inspect: str) -> str:
 def _escape(text: str, prop: bool = False) -> str:
     out = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return out.replace(":", "%3A").replace(",", "%2C") if prop else out
-
-
-def github_annotation(f: Finding) -> str:
-    """A GitHub Actions workflow command: an error on the file for a blocking finding, a notice
-    for an accepted amendment."""
-    level = "error" if f.blocking else "notice"
-    where = f" (commit {f.commit[:10]})" if f.commit else ""
-    return (f"::{level} file={_escape(f.path, True)},title={_escape('catalytic ' + f.kind, True)}"
-            f"::{_escape(f.reason + where)}")

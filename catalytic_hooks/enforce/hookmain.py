@@ -19,46 +19,37 @@ from catalytic_hooks.enforce.checks import (
     framework_root_push,
     parse_push_lines,
 )
-from catalytic_hooks.enforce.findings import Finding, blocking, set_reporter, summary
+from catalytic_hooks.enforce.findings import CheckReport, Finding, Reporter
 from catalytic_hooks.git.repo import Repo
 
 USAGE = ("usage: catalytic hook pre-commit | pre-push [REMOTE [URL]] | pre-receive | "
          "update REF OLD NEW | post-receive")
 
 
-_SHOWN: set[Finding] = set()
-
-
 def _show(f: Finding) -> None:
-    """Print a finding the moment it is found (long ranges), once."""
-    if f not in _SHOWN:
-        _SHOWN.add(f)
-        print(f.line() if f.blocking else f"catalytic: {f.line()}", file=sys.stderr,
-              flush=True)
+    """A hook's finding on stderr, the moment it is found (long ranges)."""
+    print(f.line() if f.blocking else f"catalytic: {f.line()}", file=sys.stderr, flush=True)
 
 
-def _report(findings: list[Finding], what: str, inspect: str) -> int:
-    out = sys.stderr
-    for f in findings:
-        _show(f)
-    stop = blocking(findings)
-    if not stop:
+def _report(reporter: Reporter, report: CheckReport, inspect: str) -> int:
+    reporter.found(report.findings)
+    if report.ok:
         return EXIT_OK
-    print(summary(stop, what, inspect), file=out)
+    print(report.summary(inspect), file=sys.stderr)
     return EXIT_FAIL
 
 
-def pre_commit() -> int:
+def pre_commit(reporter: Reporter) -> int:
     repo = Repo.discover()
     from catalytic_hooks.enforce.ci import outside_a_commit
 
     if outside_a_commit(repo):
-        return ci_range(repo)
-    return _report(check_staged(repo), "commit",
+        return ci_range(repo, reporter)
+    return _report(reporter, CheckReport(check_staged(repo), "commit"),
                    "catalytic check --staged --json")
 
 
-def ci_range(repo: Repo) -> int:
+def ci_range(repo: Repo, reporter: Reporter) -> int:
     """`pre-commit run` with nothing staged (CI): the proposed range, not the empty index."""
     from catalytic_hooks.enforce.bundles import check_bundles
     from catalytic_hooks.enforce.ci import check_ci, prepare
@@ -66,29 +57,29 @@ def ci_range(repo: Repo) -> int:
     rng = prepare(repo)
     print(f"catalytic: checking {rng.from_ref or '(no base)'}..{rng.to_ref} ({rng.why})",
           file=sys.stderr)
-    return _report(check_ci(repo, rng, check_bundles), "change",
-                   "catalytic check --ci --json")
+    return _report(reporter, CheckReport(check_ci(repo, rng, check_bundles, reporter=reporter),
+                                         "change"), "catalytic check --ci --json")
 
 
-def pre_push(args: Sequence[str]) -> int:
+def pre_push(args: Sequence[str], reporter: Reporter) -> int:
     from catalytic_hooks.enforce.bundles import check_bundles
 
     repo = Repo.discover()
     rng = framework_range()
     if rng is not None:
-        findings = check_range(repo, rng[0], rng[1], check_bundles)
+        findings = check_range(repo, rng[0], rng[1], check_bundles, reporter=reporter)
         inspect = f"catalytic check --from-ref {rng[0]} --to-ref {rng[1]} --json"
     else:
         remote = args[0] if args else os.environ.get("PRE_COMMIT_REMOTE_NAME")
         lines = framework_root_push(repo) if os.environ.get("PRE_COMMIT") else None
         if lines is None:
             lines = parse_push_lines(sys.stdin.read() if not sys.stdin.isatty() else "")
-        findings = check_push(repo, lines, remote, check_bundles)
+        findings = check_push(repo, lines, remote, check_bundles, reporter=reporter)
         inspect = "catalytic check --from-ref <remote tip> --to-ref <local tip> --json"
-    return _report(findings, "push", inspect)
+    return _report(reporter, CheckReport(findings, "push"), inspect)
 
 
-def receive(hook: str, args: Sequence[str]) -> int:
+def receive(hook: str, args: Sequence[str], reporter: Reporter) -> int:
     """pre-receive and post-receive (stdin lines) or update (`<ref> <old> <new>` as
     arguments)."""
     from catalytic_hooks.enforce.bundles import check_bundles
@@ -113,8 +104,9 @@ def receive(hook: str, args: Sequence[str]) -> int:
         # The refs have moved: only now is an accepted amendment a fact worth recording.
         record_landed(repo, updates)
         return EXIT_OK
-    judged = judge_receive(repo, updates, check_bundles)
-    code = _report(sort_findings(f for _, found in judged for f in found), "push",
+    judged = judge_receive(repo, updates, check_bundles, reporter=reporter)
+    code = _report(reporter, CheckReport(sort_findings(f for _, found in judged for f in found),
+                                         "push"),
                    "catalytic check --from-ref <old> --to-ref <new> --json (in a clone)")
     if code == EXIT_OK:
         stash_amendments(repo, judged)
@@ -122,14 +114,14 @@ def receive(hook: str, args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    set_reporter(_show)
+    reporter = Reporter(_show)
     try:
         if argv[:1] == ["pre-commit"]:
-            return pre_commit()
+            return pre_commit(reporter)
         if argv[:1] == ["pre-push"]:
-            return pre_push(argv[1:])
+            return pre_push(argv[1:], reporter)
         if argv[:1] in (["pre-receive"], ["update"], ["post-receive"]):
-            return receive(argv[0], argv[1:])
+            return receive(argv[0], argv[1:], reporter)
         print(USAGE, file=sys.stderr)
         return EXIT_ERROR
     except (Exception, KeyboardInterrupt) as exc:

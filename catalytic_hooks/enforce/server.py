@@ -24,7 +24,7 @@ from pathlib import Path
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.checks import BundleChecker, check_commits, judged_from
-from catalytic_hooks.enforce.findings import AMENDED, Finding, sort_findings
+from catalytic_hooks.enforce.findings import AMENDED, Finding, Reporter, sort_findings
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.history import first_parent_base
@@ -58,8 +58,8 @@ def _has_refs(repo: Repo) -> bool:
     return bool(ref_commits(repo))
 
 
-def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: Governance
-           ) -> list[Finding]:
+def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: Governance,
+           reporter: Reporter | None) -> list[Finding]:
     if is_zero_oid(u.new):
         return []  # deleting a ref judges no history (Governance.carrier_findings judges the act)
     tip = repo.rev_parse(u.new)
@@ -75,18 +75,20 @@ def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: 
         base = repo.rev_parse("HEAD") or first_parent_base(repo, tip, exclude)
     judge, exclude, own = judged_from(repo, base, tip, exclude, governance,
                                       new_ref=old is None)
-    return own + check_commits(repo, judge, tip, exclude, bundles)
+    return own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
 
 
 def judge_receive(repo: Repo, updates: Sequence[RefUpdate],
-                  bundles: BundleChecker | None = None) -> list[tuple[RefUpdate, list[Finding]]]:
-    """Each update with its findings (the whole push is refused if any blocks)."""
+                  bundles: BundleChecker | None = None, *, reporter: Reporter | None = None
+                  ) -> list[tuple[RefUpdate, list[Finding]]]:
+    """Each update with its findings (the whole push is refused if any blocks); a commit's
+    findings go to `reporter` as soon as they are known."""
     governance = Governance(repo, Refs.of_server(repo))
     carriers = governance.carrier_findings([
         (u.ref, None if is_zero_oid(u.old) else repo.rev_parse(u.old),
          None if is_zero_oid(u.new) else repo.rev_parse(u.new)) for u in updates])
-    return [(u, [f for f in carriers if f.path == u.ref] + _judge(repo, u, bundles, governance))
-            for u in updates]
+    return [(u, [f for f in carriers if f.path == u.ref]
+             + _judge(repo, u, bundles, governance, reporter)) for u in updates]
 
 
 def check_receive(repo: Repo, updates: Sequence[RefUpdate],
