@@ -113,6 +113,47 @@ def test_a_carried_field_changes_the_cache_key_and_no_other_does(key: str) -> No
     assert (changed.cache_key() != default.cache_key()) is (key in CACHE_CARRIED)
 
 
+def _probes() -> list[str]:
+    """Paths every key's changed value names (each as given and one level below), and the
+    defaults' paths: where a key that decides a path's class would show it."""
+    named: list[str] = [".catalytic/chronicle.jsonl", ".catalytic/allowed_validators",
+                        "_runs/r1/STATUS.json", "src/a.py", "a.txt"]
+    for value in _CHANGED.values():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and "://" not in v:
+                named += [v, f"{v}/x"]
+    return named
+
+
+@pytest.mark.parametrize("key", sorted(_CHANGED))
+def test_a_key_that_changes_a_decision_is_carried_by_the_caches(key: str) -> None:
+    """A field declared irrelevant to the caches must not change how any path is classified or
+    what a push check watches: a quick path would otherwise accept by a record that lacks it."""
+    from catalytic_hooks.core.policy import CACHE_CARRIED, policy_from_mapping
+
+    default = policy_from_mapping({}, "test")
+    changed = policy_from_mapping({key: _CHANGED[key]}, "test")
+    decides = [p for p in _probes() if default.classify(p) != changed.classify(p)]
+    decides += ["watched"] if default.watched() != changed.watched() else []
+    decides += ["run_roots"] if default.run_roots != changed.run_roots else []
+    if decides:
+        assert key in CACHE_CARRIED, f"{key} decides {decides}: carry it in Policy.cache_key"
+
+
+@pytest.mark.parametrize("key", sorted(_CHANGED))
+def test_a_run_journal_keeps_every_root_the_cache_key_carries(key: str, tmp_path: Path) -> None:
+    """The run journal is a cache of the policy too: recovery undoes a killed run by the roots
+    it recorded, so they must classify as the run's policy did."""
+    from catalytic_hooks.core.policy import policy_from_mapping
+    from catalytic_hooks.run.journal import RunJournal, policy_of, recorded_roots
+
+    policy = policy_from_mapping({key: _CHANGED[key]}, "test")
+    rebuilt = policy_of(RunJournal(tmp_path / "j", "t", {"roots": recorded_roots(policy)}))
+    classes = ("exclusions", "tmp", "durable", "protected")
+    assert {k: rebuilt.cache_key()[k] for k in classes} == \
+        {k: policy.cache_key()[k] for k in classes}
+
+
 def test_every_settable_key_has_a_changed_value_above() -> None:
     from catalytic_hooks.core.policy import _KNOWN_KEYS
 

@@ -64,6 +64,12 @@ def _pin(repo: Repo, token: str, snap: dict[str, Saved]) -> None:
     repo.git("update-ref", pin_ref(str(repo.git_dir), str(repo.common_dir), token), tree)
 
 
+def recorded_roots(policy: Policy) -> dict[str, list[str]]:
+    """What a journal records of the run's policy: enough for `policy_of` to classify every path
+    as the run did (tests/test_policy.py ties it to Policy.cache_key)."""
+    return {k: list(getattr(policy, k)) for k in _ROOT_KEYS}
+
+
 def begin(repo: Repo, policy: Policy, run_id: str, snap: dict[str, Saved],
           pre_manifest: dict[str, str], tmp_existed: set[str]) -> RunJournal:
     token = uuid.uuid4().hex
@@ -73,7 +79,7 @@ def begin(repo: Repo, policy: Policy, run_id: str, snap: dict[str, Saved],
     data = {
         "version": 1, "run_id": run_id, "phase": "command", "command_pgid": None,
         "command_start": None,
-        "roots": {k: list(getattr(policy, k)) for k in _ROOT_KEYS},
+        "roots": recorded_roots(policy),
         "pre_manifest": pre_manifest, "tmp_existed": sorted(tmp_existed),
         "snapshot": {p: [s.kind, s.oid, s.target.hex() if s.target is not None else None]
                      for p, s in sorted(snap.items())},
