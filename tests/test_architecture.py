@@ -1,6 +1,6 @@
 """The layering of docs/ARCHITECTURE.md, enforced from the imports: no upward import, no cycle,
-pygit2 and the git CLI only in `git/`, Typer and rich only in `cli/`; and the hook entry point
-stays light."""
+pygit2 and the git CLI only in `git/` (a git command line is built only by git/invoke.py, and
+composed only in `git/`), Typer and rich only in `cli/`; and the hook entry point stays light."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ ONLY_IN = {"pygit2": "git", "typer": "cli", "rich": "cli", "click": "cli"}
 # The demo plays a user at a terminal: the git commands it runs are the user's, shown on screen,
 # not the tool's own access to a repository.
 GIT_CLI_EXEMPT = {"cli/demo_cmd.py"}
+# The one module that turns git arguments into a command line (replacement, grafts and hooks off).
+GIT_ARGV_HOME = "git/invoke.py"
+# What runs a git command line its caller composes (git.repo.Repo's methods, git.earlyspawn's
+# spawner): called only inside git/, where each command has a name every other layer calls.
+GIT_RUNNERS = frozenset({"git", "git_ok", "git_proc", "run_env", "start_env", "spawn_git",
+                         "Spawned"})
 
 
 def module_name(pkg_dir: Path, path: Path) -> str:
@@ -68,6 +74,24 @@ def runs_git(path: Path) -> list[int]:
             and isinstance(n.elts[0], ast.Constant) and n.elts[0].value == "git"]
 
 
+def composes_git(path: Path) -> list[int]:
+    """Lines that call a git runner (GIT_RUNNERS, or `.start(...)` given git arguments: a string
+    literal or a starred list first)."""
+    tree = ast.parse(path.read_text())
+    found = []
+    for n in ast.walk(tree):
+        if not isinstance(n, ast.Call):
+            continue
+        f = n.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+        first = n.args[0] if n.args else None
+        gitlike = isinstance(first, ast.Starred) or (
+            isinstance(first, ast.Constant) and isinstance(first.value, str))
+        if name in GIT_RUNNERS or (name == "start" and gitlike):
+            found.append(n.lineno)
+    return found
+
+
 def violations(pkg_dir: Path) -> list[str]:
     name = pkg_dir.name
     problems: list[str] = []
@@ -91,8 +115,12 @@ def violations(pkg_dir: Path) -> list[str]:
             if LAYERS[other] >= my_rank:
                 problems.append(f"{rel}:{line}: {my_layer or 'entry'} imports {mod} "
                                 f"({other} is not below {my_layer or 'entry'})")
+        if rel not in GIT_CLI_EXEMPT and rel != GIT_ARGV_HOME:
+            where = "outside git/" if my_layer != "git" else f"outside {GIT_ARGV_HOME}"
+            problems += [f"{rel}:{line}: runs the git CLI {where}" for line in runs_git(path)]
         if my_layer != "git" and rel not in GIT_CLI_EXEMPT:
-            problems += [f"{rel}:{line}: runs the git CLI outside git/" for line in runs_git(path)]
+            problems += [f"{rel}:{line}: composes a git command outside git/ (name it in git/)"
+                         for line in composes_git(path)]
     problems += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
     return problems
 
@@ -183,11 +211,44 @@ def test_pygit2_typer_and_the_git_cli_stay_in_their_layers(tmp_path: Path) -> No
         "bundle/__init__.py": "",
         "bundle/run.py": "import pygit2\nimport rich.console\n"
                          "def f(sp):\n    sp.run(['git', 'status'])\n",
-        "git/__init__.py": "", "git/repo.py": "import pygit2\nCMD = ('git', 'status')\n",
+        "git/__init__.py": "", "git/repo.py": "import pygit2\n",
+        "git/invoke.py": "def argv(args):\n    return ['git', *args]\n",
     })
     assert violations(pkg) == ["bundle/run.py:1: imports pygit2 outside git/",
                                "bundle/run.py:2: imports rich outside cli/",
                                "bundle/run.py:4: runs the git CLI outside git/"]
+
+
+def test_a_git_command_line_is_built_only_by_the_invocation_home(tmp_path: Path) -> None:
+    # Inside git/ too: a module starting git on its own would skip replacement, grafts and hooks.
+    pkg = _synthetic(tmp_path, {
+        "git/__init__.py": "", "git/invoke.py": "def argv(args):\n    return ['git', *args]\n",
+        "git/rangediff.py": "import subprocess\n"
+                            "def f():\n    subprocess.run(['git', 'diff-tree', '--stdin'])\n",
+    })
+    assert violations(pkg) == ["git/rangediff.py:3: runs the git CLI outside git/invoke.py"]
+
+
+def test_a_git_command_composed_outside_git_is_caught(tmp_path: Path) -> None:
+    pkg = _synthetic(tmp_path, {
+        "git/__init__.py": "", "git/invoke.py": "",
+        "git/refs.py": "def has_refs(repo):\n    return repo.git('for-each-ref', '--count=1')\n",
+        "enforce/__init__.py": "",
+        "enforce/server.py": "from catalytic_hooks.git.refs import has_refs\n"
+                             "def a(repo):\n    return repo.git('for-each-ref', '--count=1')\n"
+                             "def b(repo, args):\n    return repo.git_ok(*args)\n"
+                             "def c(repo):\n    return repo.start('status', '-z')\n"
+                             "def d(repo):\n    return repo.run_env({}, 'write-tree')\n"
+                             "def e(bar):\n    bar.start()\n    return has_refs(bar)\n",
+        "enforce/quick.py": "from catalytic_hooks.git.early import spawn_git\n"
+                            "def f():\n    return spawn_git('rev-parse', 'HEAD')\n",
+    })
+    assert violations(pkg) == [
+        "enforce/quick.py:3: composes a git command outside git/ (name it in git/)",
+        "enforce/server.py:3: composes a git command outside git/ (name it in git/)",
+        "enforce/server.py:5: composes a git command outside git/ (name it in git/)",
+        "enforce/server.py:7: composes a git command outside git/ (name it in git/)",
+        "enforce/server.py:9: composes a git command outside git/ (name it in git/)"]
 
 
 def test_hook_entry_point_imports_no_heavy_modules(make_repo) -> None:

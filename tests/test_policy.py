@@ -86,7 +86,8 @@ _CHANGED = {"durable_roots": ["out"], "tmp_roots": ["scratch"], "exclusions": ["
             "archive_max_entries": 10, "archive_max_bytes": 1000,
             "env_python": ".venv/bin/python", "env_index": "https://mirror.example/simple",
             "env_fallback_indexes": ["https://pypi.org/simple"],
-            "env_find_links": ["wheelhouse"]}
+            "env_find_links": ["wheelhouse"],
+            "ref_namespaces": ["refs/heads/", "refs/notes/"]}
 
 
 def test_every_policy_field_is_carried_by_the_caches_or_declared_irrelevant() -> None:
@@ -186,3 +187,14 @@ def test_environment_sources_are_locations_never_options(key: str, value: object
     with pytest.raises(CatalyticError) as err:
         policy_from_mapping({key: value}, "test")
     assert err.value.code is ErrorCode.CONFIG_INVALID and err.value.details["key"] == key
+
+
+@pytest.mark.parametrize("value", [["refs/heads"], ["heads/"], ["refs//x/"], ["refs/../x/"],
+                                   ["refs/a b/"], "refs/heads/", [1]])
+def test_ref_namespaces_must_be_ref_prefixes(value: object) -> None:
+    from catalytic_hooks.core.policy import policy_from_mapping
+
+    with pytest.raises(CatalyticError) as err:
+        policy_from_mapping({"ref_namespaces": value}, "test")
+    assert err.value.code is ErrorCode.CONFIG_INVALID
+    assert err.value.details["key"] == "ref_namespaces"

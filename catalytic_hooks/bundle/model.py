@@ -22,6 +22,7 @@ from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.fs.dirfd import DirFds, open_regular_at
 from catalytic_hooks.fs.files import sha256_fd
 from catalytic_hooks.fs.untrusted import read_beneath
+from catalytic_hooks.git.history import children_at, entries_at
 from catalytic_hooks.git.repo import Repo
 
 TASK_SPEC = "TASK_SPEC.json"
@@ -212,15 +213,8 @@ class GitSource:
 
     def _entries_raw(self) -> dict[str, tuple[str, str]]:
         if self._listing is None:
-            out = self.repo.git("ls-tree", "-z", "--full-tree", self.commit, "--",
-                                f":(literal){self.run_path}/")
-            listing = {}
-            for rec in out.decode("utf-8", "surrogateescape").split("\0"):
-                if rec:
-                    meta, path = rec.split("\t", 1)
-                    mode, _typ, oid = meta.split(" ")
-                    listing[path.rsplit("/", 1)[-1]] = (mode, oid)
-            self._listing = listing
+            self._listing = {name: (e.mode, e.oid) for name, e in
+                             children_at(self.repo, self.commit, self.run_path).items()}
         return self._listing
 
     def entries(self) -> dict[str, str]:
@@ -240,15 +234,10 @@ class GitSource:
             candidates.append(f"{self.run_path}/{store_path(expected)}")
         candidates.append(key)
         for path in candidates:
-            out = self.repo.git("ls-tree", "-z", "--full-tree", self.commit, "--",
-                                f":(literal){path}")
-            rec = out.decode("utf-8", "surrogateescape").rstrip("\0")
-            if not rec:
+            entry = entries_at(self.repo, self.commit, [path]).get(path)
+            if entry is None:
                 continue
-            meta, found = rec.split("\t", 1)
-            mode, _typ, oid = meta.split(" ")
-            if found != path:
-                continue
+            mode, oid = entry
             if mode not in ("100644", "100755"):
                 return OutputRead(None, "not a regular file")
             data = self.repo.read_blob(oid)

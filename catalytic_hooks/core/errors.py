@@ -109,6 +109,8 @@ class ErrorCode(StrEnum):
     ENV_HASH_REFUSED = "ENV_HASH_REFUSED"
     ENV_NO_WHEEL = "ENV_NO_WHEEL"
     ENV_PIN_INVALID = "ENV_PIN_INVALID"
+    REF_FORBIDDEN = "REF_FORBIDDEN"
+    REF_NOT_A_COMMIT = "REF_NOT_A_COMMIT"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not
@@ -156,6 +158,8 @@ _VERDICT_CODES = frozenset(
         ErrorCode.REGISTRY_TAG_MOVED,
         ErrorCode.ENV_HASH_REFUSED,
         ErrorCode.ENV_PIN_INVALID,
+        ErrorCode.REF_FORBIDDEN,
+        ErrorCode.REF_NOT_A_COMMIT,
     }
 )
 

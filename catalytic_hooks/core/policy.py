@@ -34,8 +34,11 @@ _LIST_KEYS = ("durable_roots", "tmp_roots", "exclusions", "protected_roots", "ru
 _KNOWN_KEYS = frozenset(
     (*_LIST_KEYS, "trusted_validators", "metrics_tolerance", "lock_files", "chronicle",
      "reports_dir", "quarantine_dir", "baseline", "archive_dir", "replays_dir",
-     "archive_max_entries", "archive_max_bytes", *_ENV_KEYS)
+     "archive_max_entries", "archive_max_bytes", "ref_namespaces", *_ENV_KEYS)
 )
+# Where a push may create, move or delete refs at the server gate (enforce.server). Never
+# `refs/replace/`, whatever the policy says: a replace ref changes what every reader sees.
+DEFAULT_REF_NAMESPACES = ("refs/heads/", "refs/tags/")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Policy:
     env_index: str | None = None
     env_fallback_indexes: tuple[str, ...] = ()
     env_find_links: tuple[str, ...] = ()
+    ref_namespaces: tuple[str, ...] = DEFAULT_REF_NAMESPACES
     source: str = "defaults"
     # Roots that are durable without being declared: run bundles and the tool's own state.
     implicit_durable: tuple[str, ...] = field(default=(), compare=False)
@@ -172,6 +176,8 @@ CACHE_IRRELEVANT = {
     "env_index": "where a rebuild fetches wheels, never a path's class or a finding",
     "env_fallback_indexes": "where a rebuild fetches wheels, never a path's class or a finding",
     "env_find_links": "where a rebuild fetches wheels, never a path's class or a finding",
+    "ref_namespaces": "which refs a push may write, decided only by the server gate from the "
+                      "default branch's committed policy; no cache or quick path looks at refs",
 }
 
 
@@ -216,6 +222,21 @@ def _single_path(value: Any, key: str) -> str:
     return _roots([value], key)[0]
 
 
+def _namespaces(values: Any) -> tuple[str, ...]:
+    key = "ref_namespaces"
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}' must be a list of strings",
+                             key=key)
+    for v in values:
+        parts = v.split("/")
+        if not v.startswith("refs/") or not v.endswith("/") or "" in parts[:-1] \
+                or any(p in (".", "..") for p in parts) or any(c.isspace() for c in v):
+            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}': {v!r} is not a ref "
+                                 "namespace (`refs/<name>/`, ending in a slash)", key=key,
+                                 namespace=v)
+    return tuple(sorted(set(values)))
+
+
 def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
@@ -252,6 +273,8 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
                 "'trusted_validators' must be a list of validator ids or a file path",
                 key="trusted_validators",
             )
+    if "ref_namespaces" in data:
+        kwargs["ref_namespaces"] = _namespaces(data["ref_namespaces"])
     if "baseline" in data:
         b = data["baseline"]
         if not isinstance(b, str) or len(b) not in (40, 64) or \

@@ -16,6 +16,7 @@ from catalytic_hooks.core.paths import normalise_root
 from catalytic_hooks.core.policy import CONFIG_FILE, DEFAULT_TRUST_FILE, load_policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.store import commit_paths
 
 DURABLE_NAMES = ("outputs", "output", "results", "artifacts", "models", "figures", "reports")
 TMP_NAMES = ("_tmp", "tmp", ".tmp", "scratch")
@@ -67,8 +68,7 @@ def _preconditions(repo: Repo) -> str:
     if load_policy(repo.top).source != "defaults":
         raise CatalyticError(ErrorCode.USAGE, "this repository already has a catalytic policy; "
                              "adopt only starts governing an ungoverned one")
-    dirty = repo.git("status", "--porcelain", "--untracked-files=no").strip()
-    if dirty:
+    if repo.has_tracked_changes():
         raise CatalyticError(ErrorCode.USAGE, "commit or stash your changes first: the adoption "
                              "commit must hold only the policy and the trust file")
     return head
@@ -105,10 +105,6 @@ def adopt(repo: Repo, *, durable: list[str] | None, tmp: list[str] | None,
     a.files = [CONFIG_FILE, DEFAULT_TRUST_FILE]
     load_policy(repo.top)  # what was written must load (a bad root raises here)
     if commit:
-        repo.git("add", "-f", "--", *a.files)
-        # The adoption commit is this tool's own, fixed change: the hooks would rightly call it a
-        # policy change, so they are not asked.
-        repo.git("commit", "-q", "--no-verify", "-m",
-                 f"Adopt catalytic-hooks (baseline {head[:12]})", "--", *a.files)
+        commit_paths(repo, a.files, f"Adopt catalytic-hooks (baseline {head[:12]})")
         a.commit = repo.head()
     return a

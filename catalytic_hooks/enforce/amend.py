@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 
 from catalytic_hooks.enforce.baseline import Baseline
+from catalytic_hooks.git.history import ssh_signature, trailer_values
 from catalytic_hooks.git.repo import Repo
 
 TRAILER = "Catalytic-Amend"
@@ -41,9 +42,7 @@ class Verdict:
 
 
 def trailer(repo: Repo, commit: str) -> str | None:
-    out = repo.git("log", "-1", f"--format=%(trailers:key={TRAILER},valueonly,"
-                   "separator=%x1f)", commit).decode("utf-8", "replace").strip()
-    reasons = [r.strip() for r in out.split("\x1f") if r.strip()]
+    reasons = trailer_values(repo, commit, TRAILER)
     return "; ".join(reasons) if reasons else None
 
 
@@ -68,10 +67,7 @@ def verify_amendment(repo: Repo, commit: str, base: Baseline) -> Verdict | None:
         path = os.path.join(d, "allowed_signers")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(allowed_signers(base))
-        out = repo.git("-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={path}",
-                       "-c", "gpg.ssh.program=ssh-keygen", "log", "-1",
-                       "--format=%G?%x00%GS%x00%GF", commit).decode("utf-8", "replace")
-    status, principal, fingerprint = [*out.strip().split("\0"), "", ""][:3]
+        status, principal, fingerprint = ssh_signature(repo, commit, path)
     if status != "G":
         return Verdict(False, f"amendment refused: {_STATUS.get(status, 'unverifiable')}")
     trust = base.trust()

@@ -25,7 +25,7 @@ from catalytic_hooks.core.policy import (
     policy_from_sources,
 )
 from catalytic_hooks.enforce.findings import CHRONICLE, POLICY, Finding
-from catalytic_hooks.git.history import Committed, blobs, entries_at
+from catalytic_hooks.git.history import Committed, blobs, commits_touching, entries_at
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid
 
 if TYPE_CHECKING:
@@ -155,8 +155,7 @@ def find_adoption(repo: Repo, tip: str) -> str | None:
     counts: a later commit cannot move the baseline forward without a policy change that the
     adoption's policy judges."""
     # Path-limited, so `--parents` would name rewritten parents: the real one is asked for.
-    out = repo.git("rev-list", "--first-parent", "--reverse", tip, "--", *POLICY_SOURCES)
-    for oid in out.decode().split():
+    for oid in commits_touching(repo, tip, POLICY_SOURCES):
         try:
             policy = baseline_at(repo, oid).policy
         except CatalyticError:

@@ -33,8 +33,13 @@ from catalytic_hooks.enforce.findings import (
     sort_findings,
 )
 from catalytic_hooks.enforce.governing import Governance, Refs
-from catalytic_hooks.git.history import first_parent_base
+from catalytic_hooks.git.history import (
+    commit_exists,
+    first_parent_base,
+    policy_listing,
+)
 from catalytic_hooks.git.rangediff import RangeDiffer, range_commits
+from catalytic_hooks.git.refs import has_refs, is_ancestor
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
 from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import tmp_residue_on_disk
@@ -89,14 +94,14 @@ def _remember(repo: Repo, base: Baseline) -> None:
     """What the hook's quick path (enforce.quickaccept.py) needs to recognise this base's policy
     without parsing it: HEAD's policy sources and trust file as `git ls-tree` lists them, and
     what the policy decides by (Policy.cache_key). A cache we cannot write costs speed."""
-    from catalytic_hooks.enforce.quickaccept import encode, listing_args, remember
+    from catalytic_hooks.enforce.quickaccept import encode, remember
 
     if base.rev is None or base.policy.source == "defaults":
         return  # no policy committed: a push may be judged by an adoption commit instead
     key = base.policy.cache_key()
     watched = key.pop("watched")
     with contextlib.suppress(CatalyticError):
-        remember(str(repo.git_dir), encode(repo.git(*listing_args(base.rev, watched)), watched,
+        remember(str(repo.git_dir), encode(policy_listing(repo, base.rev, watched), watched,
                                            key))
 
 
@@ -274,17 +279,10 @@ def _remote_exclusions(repo: Repo, remote: str | None) -> list[str]:
     """What the remote already has, for a new branch: that remote's tracking refs; for a push by
     URL (or to a remote never fetched), every remote-tracking ref, since what is on any remote was
     checked when it got there. With none at all, the whole history is new (bootstrapping)."""
-    def has_refs(pattern: str) -> bool:
-        return bool(repo.git("for-each-ref", "--count=1", "--format=%(refname)", pattern).strip())
-
     if remote and repo.config_get(f"remote.{remote}.url") is not None \
-            and has_refs(f"refs/remotes/{remote}/"):
+            and has_refs(repo, f"refs/remotes/{remote}/"):
         return [f"--remotes={remote}"]
-    return ["--remotes"] if has_refs("refs/remotes/") else []
-
-
-def _exists(repo: Repo, oid: str) -> bool:
-    return repo.git_ok("cat-file", "-e", f"{oid}^{{commit}}")
+    return ["--remotes"] if has_refs(repo, "refs/remotes/") else []
 
 
 def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str],
@@ -314,8 +312,7 @@ def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str],
     if judge is None:
         judge = baseline_at(repo, base)
     adoption = find_adoption(repo, tip)
-    if adoption is None or (base is not None and not repo.git_ok(
-            "merge-base", "--is-ancestor", base, adoption)):
+    if adoption is None or (base is not None and not is_ancestor(repo, base, adoption)):
         return judge, exclude, []
     judge = baseline_at(repo, adoption)
     found = adoption_findings(repo, adoption, judge)
@@ -335,7 +332,7 @@ def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
         if is_zero_oid(pl.local_oid):
             continue  # deleting a remote ref: the server decides (enforce.server)
         base: str | None
-        if not is_zero_oid(pl.remote_oid) and _exists(repo, pl.remote_oid):
+        if not is_zero_oid(pl.remote_oid) and commit_exists(repo, pl.remote_oid):
             exclude, base, new_ref = [pl.remote_oid], pl.remote_oid, False
         else:
             # New branch (or a remote tip we do not have): whatever no remote-tracking ref of

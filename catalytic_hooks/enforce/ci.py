@@ -19,11 +19,9 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.checks import BundleChecker, check_range
 from catalytic_hooks.enforce.findings import Finding, Reporter
 from catalytic_hooks.enforce.governing import Governance, Refs
+from catalytic_hooks.git.history import commits_between, upstream_exists
 from catalytic_hooks.git.refs import merge_base
 from catalytic_hooks.git.repo import Repo, is_zero_oid
-
-# A fetch made for the check must not run the repository's hooks (reference-transaction).
-_NEUTRAL = ("-c", "core.hooksPath=/dev/null")
 
 
 @dataclass(frozen=True)
@@ -148,8 +146,7 @@ def detect(repo: Repo, env: Mapping[str, str] | None = None) -> CiRange:
     if env.get("CI"):
         raise _no_base("a CI job this tool does not recognise (CI is set, but neither GitHub "
                        "Actions' nor GitLab's variables)")
-    upstream = repo.git_proc("rev-parse", "--verify", "--quiet", "@{upstream}")
-    if upstream.returncode == 0 and upstream.stdout.strip():
+    if upstream_exists(repo):
         return CiRange("@{upstream}", "HEAD", "the upstream branch")
     raise _no_base("no CI variables and no upstream branch")
 
@@ -160,8 +157,7 @@ def _shallow_in_range(repo: Repo, frm: str, to: str) -> bool:
         cut = set(shallow.read_text().split())
     except OSError:
         return False
-    new = set(repo.git("rev-list", to, "--not", frm, "--").decode().split())
-    return bool(cut & new) or not repo.git_ok("merge-base", frm, to)
+    return bool(cut & commits_between(repo, frm, to)) or merge_base(repo, frm, to) is None
 
 
 def ensure_fetched(repo: Repo, rng: CiRange) -> CiRange:
@@ -174,13 +170,13 @@ def ensure_fetched(repo: Repo, rng: CiRange) -> CiRange:
     if repo.rev_parse(rng.from_ref) is None:
         ref = rng.from_ref
         spec = f"{ref[len('origin/'):]}:refs/remotes/{ref}" if ref.startswith("origin/") else ref
-        repo.git_proc(*_NEUTRAL, "fetch", "--no-tags", "--quiet", "origin", spec)
+        repo.fetch("origin", spec)
     base = repo.rev_parse(rng.from_ref)
-    if base is not None and repo.git("rev-parse", "--is-shallow-repository").strip() == b"true":
+    if base is not None and repo.is_shallow():
         for args in (("--deepen=200",), ("--unshallow",)):
             if not _shallow_in_range(repo, base, rng.to_ref):
                 break
-            repo.git_proc(*_NEUTRAL, "fetch", "--no-tags", "--quiet", *args, "origin")
+            repo.fetch("origin", *args)
         if _shallow_in_range(repo, base, rng.to_ref):
             base = None
     if base is None:
@@ -226,4 +222,4 @@ def outside_a_commit(repo: Repo, env: Mapping[str, str] | None = None) -> bool:
     if not env.get("PRE_COMMIT") or env.get("GIT_INDEX_FILE"):
         return False
     head = repo.head()
-    return head is not None and repo.git_ok("diff-index", "--cached", "--quiet", head, "--")
+    return head is not None and repo.index_matches(head)

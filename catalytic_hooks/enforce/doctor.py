@@ -115,15 +115,15 @@ def _lfs(repo: Repo) -> list[Check]:
                for a in attributes)
     if not used:
         return []
-    proc = repo.git_proc("lfs", "version")
-    if proc.returncode != 0:
+    lfs = repo.lfs_version()
+    if lfs is None:
         return [Check("git-lfs", False, "the repository uses LFS but git-lfs is not installed",
                       "install git-lfs (apt-get install git-lfs), then `git lfs install`")]
     hook = hooks_dir(repo) / "pre-push"
     chained = hook.with_name("pre-push" + CHAIN_SUFFIX)
     runs = (chained.exists() and manager_of(chained) == "git-lfs") or \
         (hook.exists() and manager_of(hook) == "git-lfs")
-    return [Check("git-lfs", runs, proc.stdout.decode(errors="replace").strip() +
+    return [Check("git-lfs", runs, lfs +
                   ("; its pre-push hook runs (uploads LFS objects)" if runs else
                    "; its pre-push hook is missing: pushes would not upload LFS objects"),
                   "" if runs else "git lfs install --force, then catalytic install")]
@@ -177,4 +177,44 @@ def diagnose_server(repo: Repo) -> list[Check]:
         checks += [replace(c, fix=c.fix.replace(
             "catalytic install", f"catalytic install --server --git-dir {repo.git_dir}"))
             for c in _hook(repo, hook)]
-    return checks + _server_head(repo) + _tools()[:1]
+    return checks + _server_head(repo) + replace_ref_checks(repo) + _tools()[:1]
+
+
+def _hides_replace_refs(values: list[str]) -> bool:
+    """Whether `receive.hideRefs`/`transfer.hideRefs` values make git refuse pushes to
+    `refs/replace/*` (a later `!` entry can expose them again)."""
+    hidden = False
+    for v in values:
+        neg = v.startswith("!")
+        name = v.lstrip("!^").rstrip("/")
+        if name in ("refs", "refs/replace") or (neg and name.startswith("refs/replace")):
+            hidden = not neg
+    return hidden
+
+
+def replace_ref_checks(repo: Repo) -> list[Check]:
+    """A server (bare repository) must not accept pushed replace refs: the gate refuses them, or
+    git does (`receive.hideRefs`); one already there is shown to whoever reads this repository
+    with git (never to this tool, which reads objects with replacement off)."""
+    from catalytic_hooks.enforce.install import SERVER_HOOK_TYPES
+    from catalytic_hooks.git.refs import replace_refs
+
+    gated = [h for h in SERVER_HOOK_TYPES if is_ours(hooks_dir(repo) / h)]
+    hidden = _hides_replace_refs(repo.config_get_all("transfer.hideRefs")
+                                 + repo.config_get_all("receive.hideRefs"))
+    where = f"--git-dir {repo.git_dir}"
+    if gated or hidden:
+        detail = "refused by " + " and ".join(
+            [*(f"catalytic's {h} hook" for h in gated[:1]), *(["receive.hideRefs"] * hidden)])
+        out = [Check("replace refs", True, detail)]
+    else:
+        out = [Check("replace refs", False, "a push may create refs/replace/*: git would then show "
+                     "every reader of this repository other objects than the ones named",
+                     f"catalytic install --server {where}; or `git {where} config --add "
+                     "receive.hideRefs refs/replace`")]
+    present = sorted(replace_refs(repo))
+    if present:
+        out.append(Check("replace refs present", False, f"{len(present)} replace ref(s): "
+                         f"{', '.join(present[:3])}{' ...' if len(present) > 3 else ''}",
+                         f"review, then `git {where} update-ref -d REF` for each"))
+    return out

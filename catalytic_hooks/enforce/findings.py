@@ -12,6 +12,7 @@ BUNDLE = "bundle"
 POLICY = "policy"
 CHRONICLE = "chronicle"
 AMENDED = "amended"  # an accepted signed amendment: reported, never blocking
+REF = "ref"  # a ref the server gate refuses whatever it points to (enforce.server.ref_findings)
 
 
 @dataclass(frozen=True)

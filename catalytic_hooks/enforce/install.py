@@ -66,9 +66,7 @@ class InstallResult:
 
 
 def hooks_dir(repo: Repo) -> Path:
-    out = repo.git("rev-parse", "--git-path", "hooks").decode().strip()
-    p = Path(out)
-    return p if p.is_absolute() else (repo.top / p)
+    return repo.hooks_dir()
 
 
 def is_ours(path: Path) -> bool:

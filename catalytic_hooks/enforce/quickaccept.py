@@ -5,8 +5,8 @@ commit (pre-push) that provably has no finding; anything else goes to the full c
 On a repository of 10,000 files git needs 3 ms to compare the index with HEAD, while the full
 check pays about 60 ms for the standard library it imports (typing, dataclasses, pathlib,
 subprocess, tomllib, ...). This module imports only `os` (and git.earlyspawn: `os`, `select`,
-`time`; git.statefiles: `os`, `zlib`). It never rejects and never reports: it returns True
-only when
+`time`, git.invoke; git.statefiles: `os`, `zlib`), and starts git only through git.earlyspawn's
+named commands. It never rejects and never reports: it returns True only when
 
 - the full check recorded, for HEAD's policy sources and trust file exactly as HEAD holds them
   now (same paths, modes and blob ids, compared byte for byte with `git ls-tree`), the roots
@@ -31,7 +31,16 @@ from __future__ import annotations
 import os
 
 from catalytic_hooks.core.roots import class_of, under_any
-from catalytic_hooks.git.earlyspawn import Spawned, spawn_git
+from catalytic_hooks.git.earlyspawn import (
+    Spawned,
+    spawn_changed_names,
+    spawn_git_dirs,
+    spawn_names_under,
+    spawn_new_commits,
+    spawn_policy_listing,
+    spawn_staged_names,
+    spawn_where_head,
+)
 from catalytic_hooks.git.statefiles import (
     COMMIT_RECORD,
     frame,
@@ -48,11 +57,6 @@ _MAGIC = "catalytic-commit-check v2"
 # core.policy.Policy.cache_roots's keys, in this order (a test pins them); "special": what a push
 # check looks at beyond the roots (run roots, the chronicle): never quick
 _ROOTS = ("exclusions", "tmp", "durable", "protected", "special")
-
-
-def listing_args(rev: str, watched: list[str]) -> list[str]:
-    """The git command whose output fingerprints the policy sources and trust file at `rev`."""
-    return ["ls-tree", "-z", "--full-tree", rev, "--", *(f":(literal){p}" for p in watched)]
 
 
 def encode(listing: bytes, watched: list[str], roots: dict[str, list[str]]) -> bytes:
@@ -116,9 +120,8 @@ def _quick_accept() -> bool:
     env = os.environ
     if env.get("PRE_COMMIT") and not env.get("GIT_INDEX_FILE"):
         return False  # maybe the framework outside a commit: the full check decides
-    where = spawn_git("rev-parse", "--absolute-git-dir", "--show-toplevel", "HEAD")
-    staged = spawn_git("diff-index", "--cached", "-z", "--name-only", "--no-renames", "-r",
-                       "--ignore-submodules=none", "HEAD")
+    where = spawn_where_head()
+    staged = spawn_staged_names("HEAD")
     try:
         return _judge(where, staged)
     finally:
@@ -138,10 +141,9 @@ def _judge(where: Spawned, staged: Spawned) -> bool:
         return False
     listing, watched, roots = cached
     tmp = roots[1]
-    probes = [spawn_git(*listing_args(head, watched))]
+    probes = [spawn_policy_listing(head, watched)]
     if tmp:
-        probes.append(spawn_git("ls-tree", "-r", "-z", "--full-tree", "--name-only", head, "--",
-                                *(f":(literal){r}" for r in tmp)))
+        probes.append(spawn_names_under(head, tmp))
     try:
         if _output(probes[0]) != listing or (tmp and _output(probes[1]) != b""):
             return False
@@ -200,10 +202,9 @@ def _quick_push(stdin: bytes) -> bool:
     if not all(c in "0123456789abcdef" for c in new + old) or len(new) != len(old) \
             or new.strip("0") == "" or old.strip("0") == "":
         return False  # a deletion or a new branch: the full check
-    where = spawn_git("rev-parse", "--absolute-git-dir", "--git-common-dir")
-    commits = spawn_git("rev-list", "--parents", "-n", "2", new, "--not", old, "--")
-    changed = spawn_git("diff-tree", "-r", "-z", "--no-renames", "--name-only",
-                        "--ignore-submodules=none", old, new, "--")
+    where = spawn_git_dirs()
+    commits = spawn_new_commits(new, old, 2)
+    changed = spawn_changed_names(old, new)
     procs = [where, commits, changed]
     try:
         out = _output(where)
@@ -220,10 +221,9 @@ def _quick_push(stdin: bytes) -> bool:
         tmp = roots[1]
         if "." in tmp:
             return False
-        procs.append(spawn_git(*listing_args(old, watched)))
+        procs.append(spawn_policy_listing(old, watched))
         if tmp:
-            procs.append(spawn_git("ls-tree", "-r", "-z", "--full-tree", "--name-only", new,
-                                   "--", *(f":(literal){r}" for r in tmp)))
+            procs.append(spawn_names_under(new, tmp))
         if _output(procs[3]) != listing or (tmp and _output(procs[4]) != b""):
             return False
         diff = _output(changed)

@@ -9,6 +9,14 @@ object directory). Each ref is judged with the policy and trust file at its old 
 or one whose old tip carries no policy, by the default branch's (enforce.governing); only a
 repository where no ref carries a policy yet by the adoption rule. Deleting or rewinding the
 branch that carries the policy is a finding.
+
+Before any history is judged, the refs themselves: a push may create, move or delete refs only in
+the namespaces the default branch's policy allows (`ref_namespaces`: branches and tags unless it
+says more), never a replace ref (`refs/replace/*` would make git show every reader of this
+repository another object in place of the one named: the judged commit or the base's policy
+blob), and a ref may only point to a commit (or a tag of one): a tree or a blob carries no history
+to judge. Every git command here reads objects with replacement and grafts off (git.invoke), so
+a replace ref or graft that reached the repository some other way changes nothing judged.
 """
 
 from __future__ import annotations
@@ -23,12 +31,13 @@ from pathlib import Path
 
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.enforce.checks import BundleChecker, check_commits, judged_from
-from catalytic_hooks.enforce.findings import AMENDED, Finding, Reporter, sort_findings
+from catalytic_hooks.enforce.findings import AMENDED, REF, Finding, Reporter, sort_findings
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.fs.files import atomic_write
-from catalytic_hooks.git.history import first_parent_base
-from catalytic_hooks.git.refs import ref_commits
+from catalytic_hooks.git.history import first_parent_base, object_type
+from catalytic_hooks.git.refs import REPLACE_PREFIX, ref_commits
 from catalytic_hooks.git.repo import Repo, is_zero_oid
 from catalytic_hooks.git.statefiles import SERVER_CHRONICLE, SERVER_PENDING
 from catalytic_hooks.git.statefiles import path as state_path
@@ -78,16 +87,55 @@ def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: 
     return own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
 
 
+def _refused(u: RefUpdate, code: ErrorCode, why: str) -> Finding:
+    return Finding(u.ref, REF, f"ref refused: {code.value}: {why}", code=code.value)
+
+
+def ref_findings(repo: Repo, u: RefUpdate, policy: Policy) -> list[Finding]:
+    """Whether the ref itself may be written (module docstring), whatever history it carries."""
+    verb = "delete" if is_zero_oid(u.new) else "create" if is_zero_oid(u.old) else "move"
+    if u.ref.startswith(REPLACE_PREFIX):
+        return [_refused(u, ErrorCode.REF_FORBIDDEN, f"a push may not {verb} a replace ref: "
+                         "git would show every reader another object in place of the one it "
+                         "names")]
+    if not any(u.ref.startswith(ns) for ns in policy.ref_namespaces):
+        return [_refused(u, ErrorCode.REF_FORBIDDEN, f"a push may not {verb} a ref outside "
+                         f"{', '.join(n + '*' for n in policy.ref_namespaces)} (the policy's "
+                         "`ref_namespaces`)")]
+    if not is_zero_oid(u.new) and repo.rev_parse(u.new) is None:
+        kind = object_type(repo, u.new) or "missing object"
+        if kind == "tag":
+            kind = f"tag of a {object_type(repo, u.new + '^{}') or 'missing object'}"
+        return [_refused(u, ErrorCode.REF_NOT_A_COMMIT, f"it would point to a {kind}, not to a "
+                         "commit (or a tag of one): it carries no history that can be judged")]
+    return []
+
+
+def _namespaces_policy(governance: Governance) -> Policy:
+    """The policy whose `ref_namespaces` apply: the default branch's as it is before this push
+    (nothing pushed is applied yet, so a push cannot widen them for itself); the defaults where
+    no policy governs yet or the refs disagree on it (the judging then says so)."""
+    try:
+        found = governance.default()
+    except CatalyticError:
+        return Policy()
+    return governance.baseline(found.rev).policy if found is not None else Policy()
+
+
 def judge_receive(repo: Repo, updates: Sequence[RefUpdate],
                   bundles: BundleChecker | None = None, *, reporter: Reporter | None = None
                   ) -> list[tuple[RefUpdate, list[Finding]]]:
-    """Each update with its findings (the whole push is refused if any blocks); a commit's
+    """Each update with its findings (the whole push is refused if any blocks): first whether
+    the ref may be written at all (ref_findings), then the history it brings; a commit's
     findings go to `reporter` as soon as they are known."""
     governance = Governance(repo, Refs.of_server(repo))
+    policy = _namespaces_policy(governance)
+    refused = {u: ref_findings(repo, u, policy) for u in updates}
     carriers = governance.carrier_findings([
         (u.ref, None if is_zero_oid(u.old) else repo.rev_parse(u.old),
-         None if is_zero_oid(u.new) else repo.rev_parse(u.new)) for u in updates])
-    return [(u, [f for f in carriers if f.path == u.ref]
+         None if is_zero_oid(u.new) else repo.rev_parse(u.new))
+        for u in updates if not refused[u]])
+    return [(u, refused[u] or [f for f in carriers if f.path == u.ref]
              + _judge(repo, u, bundles, governance, reporter)) for u in updates]
 
 

@@ -15,7 +15,6 @@ link). The caller then compares the ids git computed with what the signed bundle
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -29,7 +28,6 @@ from catalytic_hooks.git.repo import Repo, _run, clean_env
 _TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 _ORDER = {"commit": 0, "tree": 1, "blob": 2, "tag": 3}
 _STORED_MAX = 65535  # the largest stored deflate block
-NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}")
 
 
 @dataclass(frozen=True)
@@ -129,11 +127,7 @@ class _BatchReader:
     """One long-lived `git cat-file --batch`: ids in, (type, bytes) out."""
 
     def __init__(self, repo: Repo):
-        import subprocess
-
-        self.proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=repo.top, env=repo.env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = repo.start_batch("cat-file", "--batch")
 
     def read(self, oid: str) -> tuple[str, bytes]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -156,15 +150,15 @@ class _BatchReader:
 # -- the receiving side ------------------------------------------------------------------------
 
 def init_repository(path: Path, object_format: str, *, bare: bool) -> Repo:
-    """A new, empty repository at `path` (created), with hooks disabled for whatever this tool
-    runs in it and no inherited git variable."""
+    """A new, empty repository at `path` (created), with no inherited git variable (and, as for
+    every git command of this tool, hooks disabled: git.invoke)."""
     if object_format not in ("sha1", "sha256"):
         raise CatalyticError(ErrorCode.GIT_FAILED, f"object format {object_format!r} is not "
                              "supported")
-    args = ["git", *NO_HOOKS, "init", "-q", f"--object-format={object_format}"]
+    args = ["init", "-q", f"--object-format={object_format}"]
     if bare:
         args.append("--bare")
-    proc = _run([*args, str(path)], env=clean_env())
+    proc = _run([*args, str(path)], clean_env())
     if proc.returncode != 0:
         raise CatalyticError(ErrorCode.GIT_FAILED, f"git init failed: "
                              f"{proc.stderr.decode(errors='replace').strip()}")
@@ -192,8 +186,7 @@ def import_pack(repo: Repo, pack: Path, commit: str, *, history: bool,
         with open(repo.git_dir / "shallow", "w", encoding="ascii") as fh:
             fh.write(commit + "\n")
     with open(pack, "rb") as fh:
-        proc = _run(["git", *NO_HOOKS, "index-pack", "--strict", "--stdin"], cwd=repo.git_dir,
-                    env=repo.env, stdin=fh)
+        proc = _run(["index-pack", "--strict", "--stdin"], repo.env, cwd=repo.git_dir, stdin=fh)
     if proc.returncode != 0:
         raise problem("GIT_OBJECTS", "the archive's git objects are invalid: "
                       f"{proc.stderr.decode(errors='replace').strip()[:300]}")
@@ -222,16 +215,15 @@ def _pack_count(pack: Path) -> int:
 
 def checkout_detached(repo: Repo, commit: str) -> None:
     """Point HEAD at `commit` and check it out (a standalone repository's first checkout)."""
-    repo.git(*NO_HOOKS, "update-ref", "--no-deref", "HEAD", commit)
-    repo.git(*NO_HOOKS, "reset", "-q", "--hard", commit)
+    repo.git("update-ref", "--no-deref", "HEAD", commit)
+    repo.git("reset", "-q", "--hard", commit)
 
 
 def add_objects(repo: Repo, pack: Path) -> None:
     """Add a pack's objects to an existing repository (`archive import`, after the archive was
     verified in a scratch repository)."""
     with open(pack, "rb") as fh:
-        proc = _run(["git", *NO_HOOKS, "index-pack", "--stdin"], cwd=repo.top, env=repo.env,
-                    stdin=fh)
+        proc = _run(["index-pack", "--stdin"], repo.env, cwd=repo.top, stdin=fh)
     if proc.returncode != 0:
         raise CatalyticError(ErrorCode.GIT_FAILED, "git index-pack failed: "
                              f"{proc.stderr.decode(errors='replace').strip()}")

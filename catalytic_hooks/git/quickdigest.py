@@ -28,7 +28,7 @@ import stat
 
 from catalytic_hooks.core.records import Overlay, Records
 from catalytic_hooks.core.roots import class_of
-from catalytic_hooks.git.earlyspawn import QUICK_DIGEST, Spawned, spawn_git
+from catalytic_hooks.git.earlyspawn import QUICK_DIGEST, Spawned, spawn_untracked_under
 from catalytic_hooks.git.indexid import identity_of, settled
 from catalytic_hooks.git.statefiles import (
     DIGEST_GUESS,
@@ -218,8 +218,7 @@ def _expand(top: str, deleted: set[str], untracked: list[str]) -> list[str] | No
     if any(not os.path.isdir(os.path.join(top, p)) or os.path.islink(os.path.join(top, p))
            for p in hidden):
         return None
-    lister = spawn_git("-C", top, "ls-files", "-o", "-z", "--exclude-standard", "--full-name",
-                       "--", *(f":(literal){d}" for d in [*collapsed, *(p + "/" for p in hidden)]))
+    lister = spawn_untracked_under(top, [*collapsed, *(p + "/" for p in hidden)])
     out, _ = lister.communicate()
     if lister.returncode != 0:
         return None

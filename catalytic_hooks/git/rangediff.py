@@ -10,13 +10,13 @@ on the generated histories). Diffs are parsed and judged one commit at a time.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.git.invoke import DIFF_FLAGS
 from catalytic_hooks.git.repo import RawChange, Repo, scratch_objects_env
 
 MERGE_AGAINST = " (vs git's merge of the parents)"
@@ -71,10 +71,9 @@ class RangeDiffer:
         if not merges:
             return
         lines = "".join(f"{p1} {p2}\n" for _, p1, p2 in merges).encode()
-        proc = subprocess.run(["git", "merge-tree", "--write-tree", "--stdin", "--name-only",
-                               "--no-messages", "--allow-unrelated-histories"],
-                              input=lines, capture_output=True, cwd=self.repo.top,
-                              env=self._view_env())
+        proc = self.repo.run_env(self._view_env(), "merge-tree", "--write-tree", "--stdin",
+                                 "--name-only", "--no-messages", "--allow-unrelated-histories",
+                                 input=lines)
         if proc.returncode not in (0, 1):
             raise CatalyticError(ErrorCode.GIT_FAILED, "git merge-tree --stdin failed: "
                                  f"{proc.stderr.decode(errors='replace').strip()}")
@@ -137,12 +136,12 @@ class RangeDiffer:
     def _sentinel(self) -> str:
         """A commit with an empty diff, written to the scratch directory: its header marks where
         the (headerless) output of a tree-pair request ends."""
-        proc = subprocess.run(["git", "commit-tree", "-m", "catalytic sentinel",
-                               self.repo.empty_tree()], capture_output=True, cwd=self.repo.top,
-                              env={**self._view_env(), "GIT_AUTHOR_NAME": "catalytic",
-                                   "GIT_AUTHOR_EMAIL": "catalytic@invalid",
-                                   "GIT_COMMITTER_NAME": "catalytic",
-                                   "GIT_COMMITTER_EMAIL": "catalytic@invalid"})
+        proc = self.repo.run_env({**self._view_env(), "GIT_AUTHOR_NAME": "catalytic",
+                                  "GIT_AUTHOR_EMAIL": "catalytic@invalid",
+                                  "GIT_COMMITTER_NAME": "catalytic",
+                                  "GIT_COMMITTER_EMAIL": "catalytic@invalid"},
+                                 "commit-tree", "-m", "catalytic sentinel",
+                                 self.repo.empty_tree())
         if proc.returncode != 0:
             raise CatalyticError(ErrorCode.GIT_FAILED, "git commit-tree failed: "
                                  f"{proc.stderr.decode(errors='replace').strip()}")
@@ -174,10 +173,9 @@ class RangeDiffer:
             else:
                 requests.append(f"{oid}\n")
         spec = ["--", ".", *(f":(exclude,literal){r}" for r in skip)] if skip else []
-        proc = subprocess.run(["git", "diff-tree", "--stdin", "-r", "-z", "--always", "--root",
-                               "--no-renames", "--ignore-submodules=none", *spec],
-                              input="".join(requests).encode(), capture_output=True,
-                              cwd=self.repo.top, env=self._view_env())
+        proc = self.repo.run_env(self._view_env(), "diff-tree", "--stdin", *DIFF_FLAGS,
+                                 "--always", "--root", *spec,
+                                 input="".join(requests).encode())
         if proc.returncode != 0:
             raise CatalyticError(ErrorCode.GIT_FAILED, "git diff-tree --stdin failed: "
                                  f"{proc.stderr.decode(errors='replace').strip()}")

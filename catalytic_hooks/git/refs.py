@@ -4,14 +4,76 @@ one process.
 
 On a server these run inside receive-pack's quarantine before any ref of the push has moved, so
 the refs they list are the repository as it was before the push.
+
+The few refs this tool writes (a run's snapshot pin) or puts back (replace refs a run's command
+created) are written here too. `refs/replace/*` are listed only to be watched and undone:
+git.invoke turns replacement off for every git command of this tool, so no replace ref changes
+what the tool reads.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.repo import Repo, literal
+
+REPLACE_PREFIX = "refs/replace/"
+
+
+def has_refs(repo: Repo, prefix: str = "") -> bool:
+    """Whether any ref exists (under `prefix`, a `for-each-ref` pattern, when given)."""
+    args = ["for-each-ref", "--count=1", "--format=%(refname)"]
+    return bool(repo.git(*args, *([prefix] if prefix else [])).strip())
+
+
+def refs_under(repo: Repo, *prefixes: str) -> dict[str, str]:
+    """Ref name → object id of every ref under `prefixes` (loose and packed alike)."""
+    out = repo.git("for-each-ref", "--format=%(objectname) %(refname)", *prefixes)
+    found: dict[str, str] = {}
+    for line in os.fsdecode(out).splitlines():
+        oid, _, name = line.partition(" ")
+        if name:
+            found[name] = oid
+    return found
+
+
+def replace_prefixes() -> list[str]:
+    """Where git looks for replace refs: `refs/replace/`, or GIT_REPLACE_REF_BASE when the
+    caller's environment names another namespace (a user's own git would honour it)."""
+    base = os.environ.get("GIT_REPLACE_REF_BASE")
+    prefixes = [REPLACE_PREFIX]
+    if base and base.startswith("refs/"):
+        prefixes.append(base if base.endswith("/") else base + "/")
+    return sorted(set(prefixes))
+
+
+def replace_refs(repo: Repo) -> dict[str, str]:
+    """Every replace ref (name → the object it substitutes with) git would honour."""
+    return refs_under(repo, *replace_prefixes())
+
+
+def put_back_replace_refs(repo: Repo, before: dict[str, str]) -> list[str]:
+    """Make the replace refs what they were (`before`, from `replace_refs`): a ref created since
+    is deleted, one moved or deleted is set back. The refs changed, sorted."""
+    now = replace_refs(repo)
+    changed = sorted(r for r in now.keys() | before.keys() if now.get(r) != before.get(r))
+    for ref in changed:
+        if ref in before:
+            set_ref(repo, ref, before[ref])
+        else:
+            delete_ref(repo, ref)
+    return changed
+
+
+def set_ref(repo: Repo, ref: str, oid: str) -> None:
+    repo.git("update-ref", "--no-deref", ref, oid)
+
+
+def delete_ref(repo: Repo, ref: str) -> bool:
+    """Delete `ref` (True: it is gone)."""
+    return repo.git_ok("update-ref", "--no-deref", "-d", ref)
 
 
 def ref_commits(repo: Repo, patterns: Sequence[str] = ()) -> dict[str, str]:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.git.earlyspawn import status_args
+from catalytic_hooks.git.earlyspawn import status_args, untracked_args
+from catalytic_hooks.git.invoke import DIFF_FLAGS, git_argv, git_env, shown
 
 # Variables git sets for a hook; honoured for the repository being committed to, stripped
 # before touching any other repository or worktree.
@@ -52,15 +53,18 @@ def isolated_children() -> Iterator[None]:
         _ISOLATE[0] = False
 
 
-def _popen(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+def _popen(args: Sequence[str], env: dict[str, str], config_read: bool = False, **kw: Any
+           ) -> subprocess.Popen[bytes]:
+    """`git ARGS` started as git.invoke builds it."""
+    argv, env = git_argv(args, config_read=config_read), git_env(env)
     if not _ISOLATE[0]:
-        return subprocess.Popen(args, **kw)
+        return subprocess.Popen(argv, env=env, **kw)
     # A group of its own, and the terminal signals ignored until it is in it: the child
     # inherits SIG_IGN through fork, so one arriving before setpgid cannot kill it either.
     guarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     old = {s: signal.signal(s, signal.SIG_IGN) for s in guarded}
     try:
-        return subprocess.Popen(args, process_group=0, **kw)
+        return subprocess.Popen(argv, env=env, process_group=0, **kw)
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
@@ -77,16 +81,19 @@ def scratch_objects_env(repo: Repo, scratch: Path) -> dict[str, str]:
             "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
 
 
-def _run(args: list[str], input: bytes | None = None, **kw: Any
-         ) -> subprocess.CompletedProcess[bytes]:
-    """subprocess.run for git, with a missing git reported as such (not as a bug)."""
+def _run(args: Sequence[str], env: dict[str, str], input: bytes | None = None,
+         config_read: bool = False, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    """`git ARGS` run to completion as git.invoke builds it, with a missing git reported as such
+    (not as a bug)."""
     try:
         if not _ISOLATE[0]:
-            return subprocess.run(args, capture_output=True, input=input, **kw)
-        proc = _popen(args, stdin=subprocess.PIPE if input is not None else None,
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+            return subprocess.run(git_argv(args, config_read=config_read), env=git_env(env),
+                                  capture_output=True, input=input, **kw)
+        stdin = subprocess.PIPE if input is not None else kw.pop("stdin", None)
+        proc = _popen(args, env, config_read, stdin=stdin, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, **kw)
         out, err = proc.communicate(input)
-        return subprocess.CompletedProcess(args, proc.returncode, out, err)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     except FileNotFoundError as exc:
         raise _git_missing() from exc
 
@@ -156,20 +163,15 @@ class Repo:
         cwd = Path.cwd() if start is None else Path(start)
         if not cwd.is_dir():
             raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} is not a directory")
-        try:
-            out = subprocess.run(
-                ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir",
-                 "--git-common-dir", "--show-object-format"],
-                cwd=cwd, env=env, capture_output=True, check=True,
-            ).stdout
-        except subprocess.CalledProcessError as exc:
+        proc = _run(["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir",
+                     "--show-object-format"], env, cwd=cwd)
+        if proc.returncode != 0:
             raise CatalyticError(
                 ErrorCode.NOT_A_REPOSITORY,
                 f"{cwd} is not inside a git working tree: "
-                f"{exc.stderr.decode(errors='replace').strip()}",
-            ) from exc
-        except FileNotFoundError as exc:
-            raise _git_missing() from exc
+                f"{proc.stderr.decode(errors='replace').strip()}",
+            )
+        out = proc.stdout
         lines = os.fsdecode(out).splitlines()
         if len(lines) != 4 or not lines[0]:
             raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} has no working tree")
@@ -188,8 +190,7 @@ class Repo:
         (the quarantine variables of receive-pack included)."""
         env = dict(os.environ) if start is None else clean_env()
         cwd = Path.cwd() if start is None else Path(start)
-        proc = _run(["git", "rev-parse", "--absolute-git-dir", "--git-common-dir"], cwd=cwd,
-                    env=env)
+        proc = _run(["rev-parse", "--absolute-git-dir", "--git-common-dir"], env, cwd=cwd)
         lines = os.fsdecode(proc.stdout).splitlines()
         if proc.returncode != 0 or len(lines) != 2:
             raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} is not a git repository: "
@@ -213,7 +214,7 @@ class Repo:
     def git(self, *args: str, input: bytes | None = None, check: bool = True,
             extra_env: dict[str, str] | None = None) -> bytes:
         env = self.env if not extra_env else {**self.env, **extra_env}
-        proc = _run(["git", *args], cwd=self.top, env=env, input=input)
+        proc = _run(args, env, input, cwd=self.top)
         if check and proc.returncode != 0:
             raise CatalyticError(
                 ErrorCode.GIT_FAILED,
@@ -228,7 +229,7 @@ class Repo:
 
     def git_proc(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         """Run git and hand back the whole result, for commands whose exit code is an answer."""
-        return _run(["git", *args], cwd=self.top, env=self.env)
+        return _run(args, self.env, cwd=self.top)
 
     @property
     def object_format(self) -> str:
@@ -242,13 +243,13 @@ class Repo:
         return algo(b"tree 0\x00").hexdigest()
 
     def rev_parse(self, rev: str) -> str | None:
-        proc = _run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
-                     rev + "^{commit}"], cwd=self.top, env=self.env)
+        proc = _run(["rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"],
+                    self.env, cwd=self.top)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
     def tree_of(self, rev: str) -> str:
-        proc = _run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
-                     rev + "^{tree}"], cwd=self.top, env=self.env)
+        proc = _run(["rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{tree}"],
+                    self.env, cwd=self.top)
         if proc.returncode != 0:
             raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {rev!r}", rev=rev)
         return proc.stdout.decode().strip()
@@ -257,18 +258,38 @@ class Repo:
         return self.rev_parse("HEAD")
 
     def config_get(self, key: str) -> str | None:
-        proc = _run(["git", "config", "--get", key], cwd=self.top, env=self.env)
+        proc = _run(["config", "--get", key], self.env, config_read=True, cwd=self.top)
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
+
+    def config_get_all(self, key: str) -> list[str]:
+        """Every value of a multi-valued key, in git's order."""
+        proc = _run(["config", "--get-all", key], self.env, config_read=True, cwd=self.top)
+        return proc.stdout.decode(errors="replace").splitlines() if proc.returncode == 0 else []
+
+    def config_list(self) -> bytes:
+        """Every configuration entry with its origin, as git resolves them (NUL-separated)."""
+        return _run(["config", "--list", "--show-origin", "-z"], self.env, config_read=True,
+                    cwd=self.top).stdout
+
+    def hooks_dir(self) -> Path:
+        """Where git looks for this repository's hooks (`core.hooksPath` honoured)."""
+        proc = _run(["rev-parse", "--git-path", "hooks"], self.env, config_read=True,
+                    cwd=self.top)
+        if proc.returncode != 0:
+            raise CatalyticError(ErrorCode.GIT_FAILED, "git rev-parse --git-path hooks failed: "
+                                 f"{proc.stderr.decode(errors='replace').strip()}")
+        p = Path(os.fsdecode(proc.stdout.strip()))
+        return p if p.is_absolute() else self.top / p
 
     # -- listings ---------------------------------------------------------------------------
     def run_env(self, env: dict[str, str], *args: str, input: bytes | None = None
                 ) -> subprocess.CompletedProcess[bytes]:
         """A git command with another environment (a scratch object store); not checked."""
-        return _run(["git", *args], cwd=self.top, env=env, input=input)
+        return _run(args, env, input, cwd=self.top)
 
     def start_env(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
         try:
-            return _popen(["git", *args], cwd=self.top, env=env, stdout=subprocess.PIPE,
+            return _popen(args, env, cwd=self.top, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE)
         except FileNotFoundError as exc:
             raise _git_missing() from exc
@@ -277,8 +298,17 @@ class Repo:
         """Start a git command whose output is collected later with `finish`, so independent
         listings run concurrently."""
         try:
-            return _popen(["git", *args], cwd=self.top, env=self.env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return _popen(args, self.env, cwd=self.top, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+        except FileNotFoundError as exc:
+            raise _git_missing() from exc
+
+    def start_batch(self, *args: str) -> subprocess.Popen[bytes]:
+        """A long-lived git command fed on stdin and read on stdout as it answers (`cat-file
+        --batch`); its stderr is dropped."""
+        try:
+            return _popen(args, self.env, cwd=self.top, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except FileNotFoundError as exc:
             raise _git_missing() from exc
 
@@ -288,7 +318,7 @@ class Repo:
         if proc.returncode != 0:
             raise CatalyticError(
                 ErrorCode.GIT_FAILED,
-                f"git {' '.join(str(a) for a in proc.args[1:4])} failed: "  # type: ignore[index]
+                f"git {shown(proc.args)} failed: "  # type: ignore[arg-type]
                 f"{err.decode(errors='replace').strip()}",
                 returncode=proc.returncode,
             )
@@ -380,8 +410,7 @@ class Repo:
     def staged_start(self, old: str) -> subprocess.Popen[bytes]:
         """`diff_raw(old, None)` started now, read with `staged_finish` (it reads the whole
         index: in a large repository the slowest thing a commit check asks)."""
-        return self.start("diff-index", "--cached", "--raw", "-z", "--no-renames", "-r",
-                          "--ignore-submodules=none", old)
+        return self.start("diff-index", "--cached", "--raw", *DIFF_FLAGS, old)
 
     def staged_finish(self, proc: subprocess.Popen[bytes]) -> list[RawChange]:
         return _parse_raw(self.finish(proc))
@@ -389,11 +418,9 @@ class Repo:
     def diff_raw(self, old: str, new: str | None, pathspecs: Sequence[str] = ()) -> list[RawChange]:
         """Changed paths between two trees (new=None: the index)."""
         if new is None:
-            args = ["diff-index", "--cached", "--raw", "-z", "--no-renames", "-r",
-                    "--ignore-submodules=none", old]
+            args = ["diff-index", "--cached", "--raw", *DIFF_FLAGS, old]
         else:
-            args = ["diff-tree", "-r", "--raw", "-z", "--no-renames",
-                    "--ignore-submodules=none", old, new]
+            args = ["diff-tree", "--raw", *DIFF_FLAGS, old, new]
         if pathspecs:
             args += ["--", *pathspecs]
         return _parse_raw(self.git(*args))
@@ -412,7 +439,8 @@ class Repo:
 
     def promisor_remote(self) -> str | None:
         """The remote a partial clone fetches promised objects from (None: not partial)."""
-        out = self.git_proc("config", "--get-regexp", r"^remote\..*\.promisor$").stdout
+        out = _run(["config", "--get-regexp", r"^remote\..*\.promisor$"], self.env,
+                   config_read=True, cwd=self.top).stdout
         for line in out.decode(errors="replace").splitlines():
             key, _, value = line.partition(" ")
             if value.strip().lower() == "true":
@@ -431,9 +459,9 @@ class Repo:
             return
         missing = [o for o in set(oids) if o not in odb]
         if missing:
-            self.git("-c", "fetch.negotiationAlgorithm=noop", "-c", "core.hooksPath=/dev/null",
-                     "fetch", remote, "--no-tags", "--no-write-fetch-head",
-                     "--recurse-submodules=no", "--filter=blob:none", "--stdin",
+            self.git("-c", "fetch.negotiationAlgorithm=noop", "fetch", remote, "--no-tags",
+                     "--no-write-fetch-head", "--recurse-submodules=no", "--filter=blob:none",
+                     "--stdin",
                      input="".join(o + "\n" for o in missing).encode())
 
     def read_blob(self, oid: str) -> bytes:
@@ -449,20 +477,41 @@ class Repo:
             return proc.stdout
         return data
 
+    def has_tracked_changes(self) -> bool:
+        """Whether a tracked file differs from HEAD, in the index or on disk."""
+        return bool(self.git("status", "--porcelain", "--untracked-files=no").strip())
+
+    def index_matches(self, rev: str) -> bool:
+        """Whether the index holds exactly `rev`'s tree (nothing staged)."""
+        return self.git_ok("diff-index", "--cached", "--quiet", *DIFF_FLAGS, rev, "--")
+
+    def is_shallow(self) -> bool:
+        return self.git("rev-parse", "--is-shallow-repository").strip() == b"true"
+
+    def fetch(self, remote: str, *what: str) -> bool:
+        """`git fetch --no-tags --quiet` of `what` (refspecs, `--deepen=N`, `--unshallow`) from
+        `remote`; whether it succeeded."""
+        return self.git_ok("fetch", "--no-tags", "--quiet", *[w for w in what if w.startswith(
+            "--")], remote, *[w for w in what if not w.startswith("--")])
+
+    def lfs_version(self) -> str | None:
+        """`git lfs version` (None: git-lfs is not installed)."""
+        proc = self.git_proc("lfs", "version")
+        return proc.stdout.decode(errors="replace").strip() if proc.returncode == 0 else None
+
     def commit_subject(self, oid: str) -> str:
         return self.git("log", "-1", "--format=%s", oid).decode(errors="replace").strip()
 
     def untracked_under(self, dirs: Sequence[str]) -> list[str]:
         """Every untracked, not ignored path below `dirs` (a nested repository as `dir/`)."""
-        out = self.git("ls-files", "-o", "-z", "--exclude-standard", "--full-name", "--",
-                       *(f":(literal){d}" for d in dirs))
+        out = self.git(*untracked_args(dirs))
         return [os.fsdecode(p) for p in out.split(b"\0") if p]
 
     def submodule_head(self, path: str) -> str | None:
         sub = self.top / path
         if not (sub / ".git").exists():
             return None
-        proc = _run(["git", "rev-parse", "HEAD"], cwd=sub, env=clean_env())
+        proc = _run(["rev-parse", "HEAD"], clean_env(), cwd=sub)
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 
@@ -485,8 +534,8 @@ def _parse_raw(out: bytes) -> list[RawChange]:
 def git_version() -> str:
     """`git --version` as git prints it ("" when git is missing)."""
     try:
-        return subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
-    except FileNotFoundError:
+        return _run(["--version"], dict(os.environ)).stdout.decode(errors="replace").strip()
+    except CatalyticError:
         return ""
 
 

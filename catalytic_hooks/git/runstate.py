@@ -14,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.indexid import identity_of
+from catalytic_hooks.git.refs import put_back_replace_refs, replace_refs
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.statefiles import trusted_files
 
@@ -131,7 +134,7 @@ def git_state(repo: Repo) -> dict[str, str]:
     """Name → fingerprint of the configuration (every level, as git resolves it), the repository's
     config files, `info/`, hooks, the global excludes file and the index flags."""
     state: dict[str, str] = {}
-    config = repo.git_proc("config", "--list", "--show-origin", "-z").stdout
+    config = repo.config_list()
     state["git config (all levels)"] = hashlib.sha256(config).hexdigest()
     dirs = {repo.common_dir, repo.git_dir}
     for d in sorted(dirs):
@@ -146,7 +149,72 @@ def git_state(repo: Repo) -> dict[str, str]:
     flags = "\0".join(sorted(flagged_entries(repo).all))
     state["index flags (skip-worktree, assume-unchanged)"] = hashlib.sha256(
         flags.encode("utf-8", "surrogateescape")).hexdigest()
+    # What makes the user's own git show other objects than the ones named (this tool reads with
+    # both off: git.invoke): a replace ref would make `git show` and `git checkout -- PATH` hand
+    # out bytes of the command's choosing for a protected file. `info/grafts` is under info/.
+    for ref, oid in replace_refs(repo).items():
+        state[f"replace ref {ref}"] = oid
+    graft_file = os.environ.get("GIT_GRAFT_FILE")
+    if graft_file:
+        _hash_tree(Path(graft_file), "GIT_GRAFT_FILE", state)
     return state
+
+
+@dataclass(frozen=True)
+class Substitutions:
+    """The replace refs and graft files as they were (a graft file's bytes, None: absent)."""
+
+    replace: dict[str, str]
+    grafts: dict[str, bytes | None]
+
+
+def _graft_files(repo: Repo) -> list[Path]:
+    files = [repo.common_dir / "info" / "grafts"]
+    if os.environ.get("GIT_GRAFT_FILE"):
+        files.append(Path(os.environ["GIT_GRAFT_FILE"]))
+    return files
+
+
+_NOT_REGULAR = object()
+
+
+def _graft_state(path: Path) -> bytes | object | None:
+    """A graft file's bytes, None when absent, _NOT_REGULAR for anything else (left alone)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return _NOT_REGULAR
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _NOT_REGULAR
+
+
+def substitutions(repo: Repo) -> Substitutions:
+    """The replace refs and the graft files (plain files or absent ones: anything else is not
+    this tool's to put back) as they are now."""
+    grafts: dict[str, bytes | None] = {}
+    for p in _graft_files(repo):
+        got = _graft_state(p)
+        if got is None or isinstance(got, bytes):
+            grafts[str(p)] = got
+    return Substitutions(replace_refs(repo), grafts)
+
+
+def put_back_substitutions(repo: Repo, before: Substitutions) -> list[str]:
+    """Undo a run's command's replace refs and grafts (`before`: from `substitutions` at PRE);
+    what was put back, by name."""
+    done = put_back_replace_refs(repo, before.replace)
+    for path, data in sorted(before.grafts.items()):
+        now = _graft_state(Path(path))
+        if now == data:
+            continue
+        if data is None:
+            os.unlink(path)  # a file or link the command made: never what a link points to
+        else:
+            atomic_write(Path(path), data)  # replaces a link, never writes through it
+        done.append(path)
+    return sorted(done)
 
 
 def _cache_files(repo: Repo) -> list[Path]:

@@ -32,13 +32,16 @@ from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.runstate import (
     IndexFlags,
+    Substitutions,
     cache_state,
     drop_caches,
     filtered_paths,
     flagged_entries,
     git_state,
     pinned,
+    put_back_substitutions,
     state_changes,
+    substitutions,
 )
 from catalytic_hooks.git.snapshot import Snapshot, current_snapshot, index_snapshot
 from catalytic_hooks.git.statefiles import refuse_if_pending
@@ -123,6 +126,7 @@ class _Pre:
     git_state: dict[str, str]
     index: Snapshot  # the index's digest records, reused by POST while the index is unchanged
     caches: list[str]  # git.runstate.cache_state once PRE wrote its caches
+    substitutions: Substitutions | None = None  # replace refs and grafts, for --restore
 
 
 @dataclass
@@ -207,7 +211,7 @@ def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -
                 _durable_state(repo.top, policy),
                 {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap, flags, state,
                 # Last, after this process wrote its caches: only the command changes them now.
-                index, cache_state(repo))
+                index, cache_state(repo), substitutions(repo) if opts.restore else None)
 
 
 def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
@@ -235,6 +239,8 @@ def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
         mid = worktree_digest(repo, policy, cache, rehash=rehash, base=base)
         undo(repo, pre.snapshot, pre.digest.manifest, mid.manifest, undo_report)
         empty_tmp_roots(repo.top, policy.tmp_roots, pre.tmp_existed, undo_report)
+        if pre.substitutions is not None:
+            _put_back_substitutions(repo, pre.substitutions, undo_report)
         base = current_snapshot(repo, policy, base)
     post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash, base=base,
                                           status=status), policy)
@@ -245,6 +251,16 @@ def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
     if undo_report is not None and undo_report.refused:
         verdict = "FAIL"
     return _Post(post, scan, proof_receipt, verdict, undo_report)
+
+
+def _put_back_substitutions(repo: Repo, before: Substitutions, report: UndoReport) -> None:
+    """Replace refs and grafts the command made are undone too: the run already fails (they are
+    git state), and left in place they would make the user's own `git show` or `git checkout --
+    PATH` hand out bytes of the command's choosing for a protected file."""
+    try:
+        report.substitutions = put_back_substitutions(repo, before)
+    except (OSError, CatalyticError) as exc:
+        report.refused.append({"path": "refs/replace/, info/grafts", "reason": str(exc)})
 
 
 def _proof_doc(pre: _Pre, post: _Post) -> bytes:

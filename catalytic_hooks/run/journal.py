@@ -23,9 +23,11 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.policy import Policy, root_problem
 from catalytic_hooks.fs.files import atomic_write, fsync_dir
+from catalytic_hooks.git.refs import delete_ref, set_ref
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.statefiles import journal_name, journal_token, pin_ref, pin_refs, runs_dir
 from catalytic_hooks.git.statefiles import pending as pending_names
+from catalytic_hooks.git.store import tree_of_blobs
 from catalytic_hooks.run.undo import Saved
 
 # Set in the command's environment to its journal's token: recovery kills only a process started
@@ -56,12 +58,8 @@ class RunJournal:
 
 def _pin(repo: Repo, token: str, snap: dict[str, Saved]) -> None:
     """One tree holding every snapshot blob (and link target), under a ref of our own."""
-    lines = []
-    for i, (_path, s) in enumerate(sorted(snap.items())):
-        if s.oid is not None:
-            lines.append(f"100644 blob {s.oid}\t{i}\n")
-    tree = repo.git("mktree", "--missing", input="".join(lines).encode()).decode().strip()
-    repo.git("update-ref", pin_ref(str(repo.git_dir), str(repo.common_dir), token), tree)
+    tree = tree_of_blobs(repo, [s.oid for _path, s in sorted(snap.items()) if s.oid is not None])
+    set_ref(repo, pin_ref(str(repo.git_dir), str(repo.common_dir), token), tree)
 
 
 def recorded_roots(policy: Policy) -> dict[str, list[str]]:
@@ -103,7 +101,7 @@ def finish(repo: Repo, j: RunJournal) -> None:
     j.path.unlink(missing_ok=True)
     fsync_dir(j.path.parent)
     for ref in pin_refs(str(repo.git_dir), str(repo.common_dir), j.token):
-        repo.git_proc("update-ref", "-d", ref)
+        delete_ref(repo, ref)
 
 
 def _bad(path: Path, why: str) -> CatalyticError:

@@ -21,6 +21,7 @@ from catalytic_hooks.core.roots import under_any
 from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.history import blobs, entries_at
+from catalytic_hooks.git.refs import delete_ref, refs_under
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.runstate import flagged_entries, pinned
 from catalytic_hooks.git.statefiles import PIN_PREFIX, orphan_pin
@@ -110,10 +111,9 @@ def _sweep(repo: Repo) -> None:
         for name in os.listdir(d):
             if _STALE_TMP.match(name):
                 (d / name).unlink(missing_ok=True)
-    out = repo.git("for-each-ref", "--format=%(refname)", PIN_PREFIX).decode().split()
-    for ref in out:
+    for ref in refs_under(repo, PIN_PREFIX):
         if orphan_pin(ref, str(repo.git_dir), str(repo.common_dir)):
-            repo.git_proc("update-ref", "-d", ref)
+            delete_ref(repo, ref)
 
 
 def recover_runs(repo: Repo) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.fs.dirfd import (
     DIR_FLAGS,
@@ -29,6 +29,7 @@ from catalytic_hooks.fs.dirfd import (
 )
 from catalytic_hooks.fs.files import write_all
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.store import store_bytes, store_files
 from catalytic_hooks.git.views import ViewEntry
 
 
@@ -48,26 +49,17 @@ class UndoReport:
     # What emptying the tmp roots left on purpose ({path, reason}): never a link's target, a
     # repository or git directory, another filesystem.
     tmp_kept: list[dict[str, str]] = field(default_factory=list)
+    # Replace refs and graft files the command changed, put back (git.runstate.Substitutions).
+    substitutions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         doc = {"restored": self.restored, "removed": self.removed,
                "tmp_removed": sorted(self.tmp_removed), "refused": self.refused}
         if self.tmp_kept:
             doc["tmp_kept"] = sorted(self.tmp_kept, key=lambda k: k["path"])
+        if self.substitutions:
+            doc["substitutions_restored"] = sorted(self.substitutions)
         return doc
-
-
-def _store_paths(repo: Repo, paths: list[str]) -> list[str]:
-    """`git hash-object -w` without filters: the exact bytes on disk go into the object DB."""
-    if not paths:
-        return []
-    out = repo.git("hash-object", "-w", "--no-filters", "--stdin-paths",
-                   input="".join(p + "\n" for p in paths).encode())
-    oids = out.decode().split()
-    if len(oids) != len(paths):
-        raise CatalyticError(ErrorCode.GIT_FAILED,
-                             "git hash-object returned the wrong number of ids")
-    return oids
 
 
 def take(repo: Repo, entries: list[ViewEntry], absent: set[str] | None = None
@@ -91,7 +83,7 @@ def take(repo: Repo, entries: list[ViewEntry], absent: set[str] | None = None
         else:
             snap[e.path] = Saved(kind, None)
             to_store.append(e.path)
-    for path, oid in zip(to_store, _store_paths(repo, to_store), strict=True):
+    for path, oid in zip(to_store, store_files(repo, to_store), strict=True):
         snap[path] = Saved(snap[path].kind, oid)
     return snap
 
@@ -104,9 +96,9 @@ def _save_current(repo: Repo, path: str) -> str | None:
         return None
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(os.fsencode(full))
-        return repo.git("hash-object", "-w", "--stdin", input=target).decode().strip()
+        return store_bytes(repo, target)
     if stat.S_ISREG(st.st_mode):
-        return _store_paths(repo, [path])[0]
+        return store_files(repo, [path])[0]
     return None
 
 
