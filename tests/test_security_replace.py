@@ -216,3 +216,35 @@ def test_planted_grafts_change_nothing_judged(make_repo, tmp_path: Path) -> None
                revert).stdout == ""  # git obeys the graft
     proc = catalytic("check", "--from-ref", before, "--to-ref", revert, cwd=repo)
     assert proc.returncode == 1 and "data/x.csv" in proc.stdout + proc.stderr
+
+
+def test_doctor_reports_a_server_that_accepts_replace_refs(make_repo, tmp_path: Path) -> None:
+    repo = make_repo(BASE, policy=POLICY)
+    bare = tmp_path / "server.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(repo, "push", "-q", str(bare), "main")
+
+    def checks() -> dict[str, dict[str, object]]:
+        proc = catalytic("doctor", "--git-dir", str(bare), "--json", cwd=tmp_path)
+        return {c["name"]: c for c in json.loads(proc.stdout)["details"]["checks"]}
+
+    found = checks()["replace refs"]
+    assert found["ok"] is False
+    assert f"catalytic install --server --git-dir {bare}" in str(found["fix"])
+    assert "receive.hideRefs refs/replace" in str(found["fix"])
+    # git's own refusal is a fix too: a push of a replace ref is then denied by git.
+    git(bare, "config", "--add", "receive.hideRefs", "refs/replace")
+    assert checks()["replace refs"]["ok"] is True
+    head = _rev(repo, "HEAD")
+    git(repo, "replace", head, git(repo, "commit-tree", "-m", "x", head + "^{tree}").stdout.strip())
+    proc = git(repo, "push", str(bare), f"refs/replace/{head}", check=False)
+    assert proc.returncode != 0 and "deny updating a hidden ref" in proc.stderr
+    # One already there (put there by hand) is reported, with how to remove it.
+    git(bare, "config", "--unset-all", "receive.hideRefs")
+    assert catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
+    other = git(bare, "commit-tree", "-m", "x", head + "^{tree}").stdout.strip()
+    git(bare, "update-ref", f"refs/replace/{head}", other)
+    found = checks()
+    assert found["replace refs"]["ok"] is True
+    assert found["replace refs present"]["ok"] is False
+    assert f"refs/replace/{head}" in str(found["replace refs present"]["detail"])
