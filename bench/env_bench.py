@@ -160,11 +160,11 @@ def main() -> None:
 
 def _recording(work: Path, run_env: dict[str, str], rounds: int) -> dict[str, list[float]]:
     """The query alone, and what a run waits for after its PRE phase."""
-    from catalytic_hooks.run.engine import RunOptions, _finish_seen, _pre_phase, _start_seen
     from catalytic_hooks.core.policy import load_policy
     from catalytic_hooks.git.hashing import HashCache
     from catalytic_hooks.git.repo import Repo
     from catalytic_hooks.provenance.pyquery import Interpreter, query
+    from catalytic_hooks.run.engine import RunOptions, _finish_seen, _pre_phase, _start_seen
 
     out: dict[str, list[float]] = {"query": [], "query_tool": [], "exposed": [], "tool_n": []}
     repo_dir = work / "repo"

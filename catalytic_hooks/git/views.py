@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -159,3 +160,16 @@ def tmp_residue_on_disk(root: Path, tmp_roots: tuple[str, ...]) -> list[str]:
         for e in dir_view(base).entries:
             found.append(f"{troot}/{e.path}" if troot != "." else e.path)
     return sorted(set(found))
+
+
+def start_unrecorded_listings(repo: Repo) -> list[subprocess.Popen[bytes]]:
+    """Start git's listings of what the working tree holds that HEAD's commit does not: untracked
+    files not ignored (untracked directories collapsed to `dir/`, empty ones left out) and files
+    staged as added since HEAD; each output is NUL-separated paths, collected with
+    `Repo.finish`."""
+    procs = [repo.start("ls-files", "-o", "-z", "--exclude-standard", "--directory",
+                        "--no-empty-directory", "--full-name")]
+    if repo.head() is not None:
+        procs.append(repo.start("diff", "--cached", "--name-only", "-z", "--no-renames",
+                                "--diff-filter=A", "HEAD", "--"))
+    return procs

@@ -45,7 +45,11 @@ from catalytic_hooks.git.runstate import (
 )
 from catalytic_hooks.git.snapshot import Snapshot, current_snapshot, index_snapshot
 from catalytic_hooks.git.statefiles import refuse_if_pending
-from catalytic_hooks.git.views import tmp_residue_on_disk, worktree_view
+from catalytic_hooks.git.views import (
+    start_unrecorded_listings,
+    tmp_residue_on_disk,
+    worktree_view,
+)
 from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import EnvironmentProbe, determinism_env
 from catalytic_hooks.run.guard import GRACE_SECONDS, Guard, Outcome
@@ -283,14 +287,9 @@ def _start_seen(repo: Repo, policy: Policy, opts: RunOptions, cwd: Path, env: di
     """Started before the PRE phase, which hides their cost: the interpreter query, the
     system probe, and git's listings of what the recorded commit will not hold."""
     probe = EnvironmentProbe(repo.top, opts.command, env, cwd, policy.env_python)
-    # Untracked directories collapsed to `dir/`; empty ones left out (they hold no input, and
-    # the durable and tmp roots among them are recorded as root_dirs).
-    procs = [repo.start("ls-files", "-o", "-z", "--exclude-standard", "--directory",
-                        "--no-empty-directory", "--full-name")]
-    if repo.head() is not None:
-        procs.append(repo.start("diff", "--cached", "--name-only", "-z", "--no-renames",
-                                "--diff-filter=A", "HEAD", "--"))
-    return probe, procs
+    # Empty untracked directories are left out: they hold no input, and the durable and tmp
+    # roots among them are recorded as root_dirs.
+    return probe, list(start_unrecorded_listings(repo))
 
 
 def _finish_seen(repo: Repo, policy: Policy, opts: RunOptions, probe: EnvironmentProbe,
