@@ -172,7 +172,10 @@ def _run_killed_at(repo: Path, n: int) -> int:
     return killed_at(n, work, MUTATING)
 
 
-def test_sigkill_at_every_step_is_recovered(repo: Path, tmp_path: Path) -> None:
+# Every early step (journal, command), then a sample of the rest: every 9th step in the default
+# run, every 3rd with `-m slow` (the default run has a 10-minute budget on 2 cores).
+@pytest.mark.parametrize("stride", [9, pytest.param(3, marks=pytest.mark.slow)])
+def test_sigkill_at_every_step_is_recovered(repo: Path, tmp_path: Path, stride: int) -> None:
     template = repo
     killed = 0
     n = 1
@@ -191,7 +194,7 @@ def test_sigkill_at_every_step_is_recovered(repo: Path, tmp_path: Path) -> None:
         assert no_journal(work), n
         assert git(work, "for-each-ref", "refs/catalytic/").stdout == "", n
         shutil.rmtree(work.parent)
-        n += 1 if n < 20 else 3  # every early step (journal, command), then a sample
+        n += 1 if n < 20 else stride
     assert killed > 10
 
 
