@@ -49,8 +49,9 @@ def sh(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
 
 def peak_rss_mib(cmd: list[str], cwd: Path) -> float:
     """Peak resident memory of one command (wait4's rusage of that child alone)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=GIT_ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"{cmd} failed")
@@ -60,8 +61,9 @@ def peak_rss_mib(cmd: list[str], cwd: Path) -> float:
 def cpu_seconds(cmd: list[str], cwd: Path) -> float:
     """User + system CPU time of one command and its children (wait4 per child), which the
     load of a shared machine does not inflate the way it inflates wall time."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=GIT_ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"{cmd} failed")
@@ -77,16 +79,31 @@ def build(name: str, files: int, size: int) -> Path:
     repo = root / "repo"
     repo.mkdir(parents=True)
     sh(["git", "init", "-q"], repo)
-    (repo / ".catalytic.toml").write_text('durable_roots = ["outputs"]\n'
-                                          'trusted_validators = ".catalytic/allowed_validators"\n')
+    (repo / ".catalytic.toml").write_text(
+        'durable_roots = ["outputs"]\ntrusted_validators = ".catalytic/allowed_validators"\n'
+    )
     (repo / "job.py").write_text(JOB)
     key = root / "key"
     sh([*CATALYTIC, "keygen", "--out", str(key)], repo)
     sh([*CATALYTIC, "trust", "add", "bench", f"{key}.pub"], repo)
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "job"], repo)
-    sh([*CATALYTIC, "run", "--run-id", "big", "--sign", str(key), "--", sys.executable,
-        "job.py", str(files), str(size)], repo)
+    sh(
+        [
+            *CATALYTIC,
+            "run",
+            "--run-id",
+            "big",
+            "--sign",
+            str(key),
+            "--",
+            sys.executable,
+            "job.py",
+            str(files),
+            str(size),
+        ],
+        repo,
+    )
     (root / "done").write_text("ok\n")
     return root
 
@@ -110,19 +127,22 @@ def bench_create(root: Path, repeat: int) -> list[str]:
     cpu_ours, cpu_ref = [], []
     for _ in range(repeat):
         out.unlink(missing_ok=True)
-        cpu_ours.append(cpu_seconds([*CATALYTIC, "archive", "create", "_runs/big", "-o",
-                                     str(out)], repo))
+        cpu_ours.append(
+            cpu_seconds([*CATALYTIC, "archive", "create", "_runs/big", "-o", str(out)], repo)
+        )
         ref_zip.unlink(missing_ok=True)
         ref_bundle.unlink(missing_ok=True)
-        cpu_ref.append(cpu_seconds(["zip", "-0", "-X", "-qr", str(ref_zip), "_runs/big",
-                                    "outputs"], repo)
-                       + cpu_seconds(["git", "bundle", "create", "-q", str(ref_bundle), "HEAD"],
-                                     repo))
+        cpu_ref.append(
+            cpu_seconds(["zip", "-0", "-X", "-qr", str(ref_zip), "_runs/big", "outputs"], repo)
+            + cpu_seconds(["git", "bundle", "create", "-q", str(ref_bundle), "HEAD"], repo)
+        )
     c_ours, c_ref = sorted(cpu_ours)[repeat // 2], sorted(cpu_ref)[repeat // 2]
-    return [f"| archive create ({root.name}), wall | {t_ours:.2f} s | zip -0 -X -qr + git "
-            f"bundle create: {t_ref:.2f} s | {t_ours / t_ref:.2f}× | ≤ 1.2× |",
-            f"| archive create ({root.name}), CPU (user + sys) | {c_ours:.2f} s | "
-            f"{c_ref:.2f} s | {c_ours / c_ref:.2f}× | ≤ 1.2× |"]
+    return [
+        f"| archive create ({root.name}), wall | {t_ours:.2f} s | zip -0 -X -qr + git "
+        f"bundle create: {t_ref:.2f} s | {t_ours / t_ref:.2f}× | ≤ 1.2× |",
+        f"| archive create ({root.name}), CPU (user + sys) | {c_ours:.2f} s | "
+        f"{c_ref:.2f} s | {c_ours / c_ref:.2f}× | ≤ 1.2× |",
+    ]
 
 
 def bench_verify(root: Path, repeat: int) -> list[str]:
@@ -140,8 +160,10 @@ def bench_verify(root: Path, repeat: int) -> list[str]:
 
     t_ours, t_ref = interleaved([ours, reference], repeat)
     mib = archive.stat().st_size / 2**20
-    return [f"| verify FILE ({mib:.0f} MiB) | {t_ours:.2f} s | sha256sum of the file: "
-            f"{t_ref:.2f} s | {t_ours / t_ref:.2f}× | ≤ 1.1× |"]
+    return [
+        f"| verify FILE ({mib:.0f} MiB) | {t_ours:.2f} s | sha256sum of the file: "
+        f"{t_ref:.2f} s | {t_ours / t_ref:.2f}× | ≤ 1.1× |"
+    ]
 
 
 def bench_replay(root: Path, repeat: int) -> list[str]:
@@ -152,6 +174,7 @@ def bench_replay(root: Path, repeat: int) -> list[str]:
     trust = repo / ".catalytic/allowed_validators"
     away = Path(tempfile.mkdtemp(prefix="archive-bench-"))
     try:
+
         def from_file() -> None:
             sh([*CATALYTIC, "replay", str(archive), "--trust-file", str(trust)], away)
 
@@ -167,9 +190,11 @@ def bench_replay(root: Path, repeat: int) -> list[str]:
     finally:
         shutil.rmtree(away, ignore_errors=True)
     extra = t_file - t_repo
-    return [f"| replay FILE − replay RUN_DIR ({root.name}) | {extra:.2f} s ({t_file:.2f} − "
-            f"{t_repo:.2f}) | unzip -q of the file: {t_unzip:.2f} s | {extra / t_unzip:.2f}× | "
-            "≤ 1.2× |"]
+    return [
+        f"| replay FILE − replay RUN_DIR ({root.name}) | {extra:.2f} s ({t_file:.2f} − "
+        f"{t_repo:.2f}) | unzip -q of the file: {t_unzip:.2f} s | {extra / t_unzip:.2f}× | "
+        "≤ 1.2× |"
+    ]
 
 
 def bench_memory(small: Path, large: Path) -> list[str]:
@@ -178,12 +203,21 @@ def bench_memory(small: Path, large: Path) -> list[str]:
         repo = root / "repo"
         out = root / "memory.zip"
         out.unlink(missing_ok=True)
-        create = peak_rss_mib([*CATALYTIC, "archive", "create", "_runs/big", "-o", str(out)],
-                              repo)
-        verify = peak_rss_mib([*CATALYTIC, "verify", str(out), "--trust-file",
-                               str(repo / ".catalytic/allowed_validators")], root)
-        rows.append(f"| peak RSS, {root.name} | create {create:.0f} MiB | verify "
-                    f"{verify:.0f} MiB | | flat |")
+        create = peak_rss_mib([*CATALYTIC, "archive", "create", "_runs/big", "-o", str(out)], repo)
+        verify = peak_rss_mib(
+            [
+                *CATALYTIC,
+                "verify",
+                str(out),
+                "--trust-file",
+                str(repo / ".catalytic/allowed_validators"),
+            ],
+            root,
+        )
+        rows.append(
+            f"| peak RSS, {root.name} | create {create:.0f} MiB | verify "
+            f"{verify:.0f} MiB | | flat |"
+        )
     return rows
 
 
@@ -193,16 +227,19 @@ def main() -> None:
     ap.add_argument("--kib", type=int, default=20)
     ap.add_argument("--verify-mib", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", default="create,verify,replay,memory",
-                    help="comma-separated measures to run")
+    ap.add_argument(
+        "--only", default="create,verify,replay,memory", help="comma-separated measures to run"
+    )
     args = ap.parse_args()
     only = set(args.only.split(","))
     t0 = time.time()
     many = build("many", args.files, args.kib * 1024)
     few = build("many", max(args.files // 10, 1), args.kib * 1024)
     big = build("big", 64, args.verify_mib * 2**20 // 64) if "verify" in only else many
-    rows = ["| measure | catalytic | reference (same run) | ratio | target |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| measure | catalytic | reference (same run) | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
     if "create" in only:
         rows += bench_create(many, args.repeat)
     if "verify" in only:

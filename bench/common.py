@@ -13,8 +13,10 @@ from pathlib import Path
 
 GIT_ENV = {
     **os.environ,
-    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +29,11 @@ def compile_package() -> None:
     module on every call, which is not what users run."""
     import catalytic_hooks
 
-    subprocess.run([sys.executable, "-m", "compileall", "-q",
-                    str(Path(catalytic_hooks.__file__).parent)], check=True,
-                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(catalytic_hooks.__file__).parent)],
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )
 
 
 def _tool() -> list[str]:
@@ -47,15 +51,20 @@ def _tool() -> list[str]:
         subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT)], check=True, env=env)
     else:
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
-                        str(ROOT)], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(ROOT)],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
     return [str(venv_dir / "bin" / "catalytic")]
 
 
 CATALYTIC = _tool()
 # The interpreter the tool runs on (the venv's, or this one for CATALYTIC_BENCH_DEV=1).
-PYTHON = sys.executable if CATALYTIC[0] == sys.executable else str(
-    Path(CATALYTIC[0]).parent / "python")
+PYTHON = (
+    sys.executable if CATALYTIC[0] == sys.executable else str(Path(CATALYTIC[0]).parent / "python")
+)
 
 
 def size_mix(rng: random.Random) -> int:
@@ -93,7 +102,7 @@ def build_repo(path: Path, files: int, seed: int = 1234, policy: str = "") -> Pa
         d.mkdir(parents=True, exist_ok=True)
         n = size_mix(rng)
         off = rng.randrange(0, len(block) - n) if n < len(block) else 0
-        (d / f"f{i}.dat").write_bytes(f"{i}\n".encode() + block[off:off + n])
+        (d / f"f{i}.dat").write_bytes(f"{i}\n".encode() + block[off : off + n])
     if policy:
         (path / ".catalytic.toml").write_text(policy)
     run(["git", "init", "-q", "-b", "main"], path)
@@ -113,8 +122,9 @@ def build_small_repo(path: Path, files: int, seed: int = 99, policy: str = "") -
         return path
     run(["git", "init", "-q", "-b", "main"], path)
     rng = random.Random(seed)
-    stream = [b"commit refs/heads/main\ncommitter bench <bench@example.invalid> 0 +0000\n"
-              b"data 7\ncorpus\n"]
+    stream = [
+        b"commit refs/heads/main\ncommitter bench <bench@example.invalid> 0 +0000\ndata 7\ncorpus\n"
+    ]
     if policy:
         data = policy.encode()
         stream.append(b"M 100644 inline .catalytic.toml\ndata %d\n%s\n" % (len(data), data))
@@ -122,8 +132,9 @@ def build_small_repo(path: Path, files: int, seed: int = 99, policy: str = "") -
         name = f"m{i // 100_000:02d}/d{(i // 1000) % 100:02d}/f{i:07d}.txt".encode()
         data = b"%d %s\n" % (i, rng.randbytes(rng.randint(10, 200)).hex().encode())
         stream.append(b"M 100644 inline %s\ndata %d\n%s\n" % (name, len(data), data))
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=path, input=b"".join(stream),
-                   check=True, env=GIT_ENV)
+    subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=path, input=b"".join(stream), check=True, env=GIT_ENV
+    )
     run(["git", "checkout", "-q", "-f", "main"], path)
     run(["git", "status", "--porcelain"], path)  # settle the index stat data
     marker.write_text(f"small {files} {seed}")
@@ -143,14 +154,21 @@ def stager(repo: Path) -> Callable[[], None]:
     return change
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, stdin: bytes | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(cmd, cwd=cwd, check=check, input=stdin, capture_output=True,
-                          env=env or GIT_ENV)
+def run(
+    cmd: list[str],
+    cwd: Path,
+    check: bool = True,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        cmd, cwd=cwd, check=check, input=stdin, capture_output=True, env=env or GIT_ENV
+    )
 
 
-def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], object] | None = None
-                ) -> float:
+def median_time(
+    fn: Callable[[], object], repeat: int, setup: Callable[[], object] | None = None
+) -> float:
     times = []
     for _ in range(repeat):
         if setup is not None:

@@ -98,10 +98,14 @@ def main() -> None:
 
     status = median_time(lambda: run(["git", "status", "--porcelain"], repo), args.repeat)
     run(["git", "-c", "core.untrackedCache=true", "status", "--porcelain"], repo)
-    status_uc = median_time(lambda: run(["git", "-c", "core.untrackedCache=true", "status",
-                                         "--porcelain"], repo), args.repeat)
-    sha = median_time(lambda: run(["bash", "-c", "git ls-files -z | xargs -0 sha256sum"],
-                                  repo), max(1, args.repeat // 2))
+    status_uc = median_time(
+        lambda: run(["git", "-c", "core.untrackedCache=true", "status", "--porcelain"], repo),
+        args.repeat,
+    )
+    sha = median_time(
+        lambda: run(["bash", "-c", "git ls-files -z | xargs -0 sha256sum"], repo),
+        max(1, args.repeat // 2),
+    )
     warm_cmds = {view: [*CATALYTIC, "digest", view] for view in ("--index", "--worktree")}
 
     def cold(cmd: list[str]) -> None:
@@ -111,45 +115,84 @@ def main() -> None:
     # The hashing limits and the cold builds interleaved, one of each per round, like the warm
     # rows: a ratio of medians taken minutes apart moves with this machine's speed.
     limit, limit2, *colds, unsafe = interleaved(
-        [lambda: run([sys.executable, "-c", HASH_LIMIT, "sha256"], repo),
-         lambda: run([sys.executable, "-c", HASH_LIMIT, "both"], repo),
-         *(lambda cmd=cmd: cold(cmd) for cmd in warm_cmds.values()),
-         lambda: cold([PYTHON, "-c", NO_BLOB_ID])], args.repeat)
+        [
+            lambda: run([sys.executable, "-c", HASH_LIMIT, "sha256"], repo),
+            lambda: run([sys.executable, "-c", HASH_LIMIT, "both"], repo),
+            *(lambda cmd=cmd: cold(cmd) for cmd in warm_cmds.values()),
+            lambda: cold([PYTHON, "-c", NO_BLOB_ID]),
+        ],
+        args.repeat,
+    )
     rows: list[tuple[str, float, str]] = [
         ("git status --porcelain", status, "1.00× git status"),
-        ("git status --porcelain (core.untrackedCache=true)", status_uc,
-         f"{status_uc / status:.2f}× git status"),
+        (
+            "git status --porcelain (core.untrackedCache=true)",
+            status_uc,
+            f"{status_uc / status:.2f}× git status",
+        ),
         ("git ls-files -z | xargs -0 sha256sum", sha, f"{sha / status:.2f}× git status"),
-        ("hashing limit: hashlib SHA-256 of every file, all cores (interleaved with the "
-         "rows below)", limit, "1.00× limit"),
-        ("hashing limit: SHA-256 + git blob id of every file, all cores", limit2,
-         f"{limit2 / limit:.2f}× limit"),
+        (
+            "hashing limit: hashlib SHA-256 of every file, all cores (interleaved with the "
+            "rows below)",
+            limit,
+            "1.00× limit",
+        ),
+        (
+            "hashing limit: SHA-256 + git blob id of every file, all cores",
+            limit2,
+            f"{limit2 / limit:.2f}× limit",
+        ),
     ]
     for view, t in zip(warm_cmds, colds, strict=True):
-        rows.append((f"catalytic digest {view} (cold cache)", t,
-                     f"{t / limit:.2f}× limit, {t / limit2:.2f}× SHA-256 + blob id, "
-                     f"{sha / t:.2f}× faster than sha256sum"))
-    rows.append(("the same cold --index build without the blob id (bench-only, unsafe)", unsafe,
-                 f"{unsafe / limit:.2f}× limit"))
+        rows.append(
+            (
+                f"catalytic digest {view} (cold cache)",
+                t,
+                f"{t / limit:.2f}× limit, {t / limit2:.2f}× SHA-256 + blob id, "
+                f"{sha / t:.2f}× faster than sha256sum",
+            )
+        )
+    rows.append(
+        (
+            "the same cold --index build without the blob id (bench-only, unsafe)",
+            unsafe,
+            f"{unsafe / limit:.2f}× limit",
+        )
+    )
     drop_cache()  # nothing the unsafe build stored is used by the rows below
     for cmd in warm_cmds.values():
         run(cmd, repo)
     # Warm rows interleaved with their reference, one of each per round: this machine's
     # speed drifts, and a ratio of two medians taken minutes apart drifts with it.
-    warm = interleaved([lambda: run(["git", "status", "--porcelain"], repo),
-                        *(lambda cmd=cmd: run(cmd, repo) for cmd in warm_cmds.values())],
-                       3 * args.repeat)
+    warm = interleaved(
+        [
+            lambda: run(["git", "status", "--porcelain"], repo),
+            *(lambda cmd=cmd: run(cmd, repo) for cmd in warm_cmds.values()),
+        ],
+        3 * args.repeat,
+    )
     status2 = warm[0]
-    rows.append(("git status --porcelain (interleaved with the two rows below)", status2,
-                 "1.00× git status"))
+    rows.append(
+        (
+            "git status --porcelain (interleaved with the two rows below)",
+            status2,
+            "1.00× git status",
+        )
+    )
     for view, t in zip(warm_cmds, warm[1:], strict=True):
-        rows.append((f"catalytic digest {view} (warm cache)", t,
-                     f"{t / status2:.2f}× git status"))
+        rows.append((f"catalytic digest {view} (warm cache)", t, f"{t / status2:.2f}× git status"))
     lib = median_time(lambda: run([PYTHON, "-c", LIBRARY], repo), args.repeat)
-    rows.append(("worktree digest via the Python API (no Typer CLI; what `catalytic run` uses)",
-                 lib, f"{lib / status2:.2f}× git status"))
-    text = (f"### digest_bench: {args.files} files, {platform.machine()}, "
-            f"{platform.python_version()}\n\n" + table(rows))
+    rows.append(
+        (
+            "worktree digest via the Python API (no Typer CLI; what `catalytic run` uses)",
+            lib,
+            f"{lib / status2:.2f}× git status",
+        )
+    )
+    text = (
+        f"### digest_bench: {args.files} files, {platform.machine()}, "
+        f"{platform.python_version()}\n\n" + table(rows)
+    )
     print(text)
 
 

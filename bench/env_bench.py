@@ -43,7 +43,8 @@ def _wheelhouse() -> Path:
     seen: set[str] = set()
     if MIRROR.is_dir():
         for w in sorted(MIRROR.glob("*-py3-none-any.whl")) + sorted(
-                MIRROR.glob("*-py2.py3-none-any.whl")):
+            MIRROR.glob("*-py2.py3-none-any.whl")
+        ):
             name = w.name.split("-")[0].lower()
             if name in seen or name in ("pip", "setuptools", "wheel"):
                 continue
@@ -60,12 +61,13 @@ def _generated(house: Path, name: str) -> None:
     import base64
 
     info = f"{name}-1.0.dist-info"
-    files = {f"{name}/m{j}.py": (f"# module {j}\n" + "x = 1\n" * 200).encode()
-             for j in range(20)}
+    files = {f"{name}/m{j}.py": (f"# module {j}\n" + "x = 1\n" * 200).encode() for j in range(20)}
     files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n\n".encode()
     files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n"
-    rec = "".join(f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"  # noqa: E501
-                  for p, d in files.items())
+    rec = "".join(
+        f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
+        for p, d in files.items()
+    )
     files[f"{info}/RECORD"] = (rec + f"{info}/RECORD,,\n").encode()
     with zipfile.ZipFile(house / f"{name}-1.0-py3-none-any.whl", "w") as z:
         for p, d in files.items():
@@ -73,9 +75,9 @@ def _generated(house: Path, name: str) -> None:
 
 
 def _quiet() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PIP_", "UV_", "VIRTUAL_ENV"))} | {
-        "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "VIRTUAL_ENV"))
+    } | {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
 def main() -> None:
@@ -100,9 +102,24 @@ def main() -> None:
     # The recorded environment: the same wheels installed by uv, recorded as a run records them.
     src = work / "recorded"
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(src)], check=True, env=env)
-    subprocess.run([uv, "pip", "sync", "-q", "--python", str(src / "bin/python"), "--offline",
-                    "--no-index", "--find-links", str(house), "--require-hashes", str(reqs)],
-                   check=True, env=env)
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "sync",
+            "-q",
+            "--python",
+            str(src / "bin/python"),
+            "--offline",
+            "--no-index",
+            "--find-links",
+            str(house),
+            "--require-hashes",
+            str(reqs),
+        ],
+        check=True,
+        env=env,
+    )
     (work / "top").mkdir()
     shutil.copyfile(reqs, work / "top" / "requirements.txt")
     run_env = {**os.environ, "PATH": f"{src / 'bin'}{os.pathsep}{os.environ['PATH']}"}
@@ -112,25 +129,65 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in ("rebuild", "uv", "pip", "cached")}
     for r in range(rounds):
         t = time.perf_counter()
-        rebuild(recorded, RebuildOptions(into=work / f"rb{r}", offline=True,
-                                         find_links=[str(house)]))
+        rebuild(
+            recorded, RebuildOptions(into=work / f"rb{r}", offline=True, find_links=[str(house)])
+        )
         times["rebuild"].append(time.perf_counter() - t)
 
         t = time.perf_counter()
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(work / f"uv{r}")],
-                       check=True, env=env)
-        subprocess.run([uv, "pip", "sync", "-q", "--python", str(work / f"uv{r}/bin/python"),
-                        "--offline", "--no-index", "--find-links", str(house),
-                        "--require-hashes", "--link-mode", "copy", str(reqs)], check=True,
-                       env=env)
+        subprocess.run(
+            [uv, "venv", "-q", "--python", sys.executable, str(work / f"uv{r}")],
+            check=True,
+            env=env,
+        )
+        subprocess.run(
+            [
+                uv,
+                "pip",
+                "sync",
+                "-q",
+                "--python",
+                str(work / f"uv{r}/bin/python"),
+                "--offline",
+                "--no-index",
+                "--find-links",
+                str(house),
+                "--require-hashes",
+                "--link-mode",
+                "copy",
+                str(reqs),
+            ],
+            check=True,
+            env=env,
+        )
         times["uv"].append(time.perf_counter() - t)
 
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(work / f"pip{r}")],
-                       check=True, env=env)
-        subprocess.run([sys.executable, "-m", "pip", "--python", str(work / f"pip{r}/bin/python"),
-                        "install", "-q", "--no-index", "--find-links", str(house),
-                        "--require-hashes", "--no-deps", "-r", str(reqs)], check=True, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(work / f"pip{r}")],
+            check=True,
+            env=env,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(work / f"pip{r}/bin/python"),
+                "install",
+                "-q",
+                "--no-index",
+                "--find-links",
+                str(house),
+                "--require-hashes",
+                "--no-deps",
+                "-r",
+                str(reqs),
+            ],
+            check=True,
+            env=env,
+        )
         times["pip"].append(time.perf_counter() - t)
 
         if r == 0:
@@ -143,18 +200,28 @@ def main() -> None:
 
     rec_times = _recording(work, run_env, rounds)
     med = {k: statistics.median(v) * 1000 for k, v in {**times, **rec_times}.items()}
-    print(f"| env rebuild --offline, {N} packages (uncached) | {med['rebuild']:.0f} ms | "
-          f"{med['rebuild'] / med['uv']:.2f}× uv pip sync |")
-    print(f"| uv venv + uv pip sync --offline --require-hashes --link-mode copy | "
-          f"{med['uv']:.0f} ms | 1.00× |")
-    print(f"| python -m venv + pip install --no-index --require-hashes --no-deps | "
-          f"{med['pip']:.0f} ms | rebuild {med['pip'] / med['rebuild']:.1f}× faster |")
+    print(
+        f"| env rebuild --offline, {N} packages (uncached) | {med['rebuild']:.0f} ms | "
+        f"{med['rebuild'] / med['uv']:.2f}× uv pip sync |"
+    )
+    print(
+        f"| uv venv + uv pip sync --offline --require-hashes --link-mode copy | "
+        f"{med['uv']:.0f} ms | 1.00× |"
+    )
+    print(
+        f"| python -m venv + pip install --no-index --require-hashes --no-deps | "
+        f"{med['pip']:.0f} ms | rebuild {med['pip'] / med['rebuild']:.1f}× faster |"
+    )
     print(f"| env rebuild, cached (seal re-checked) | {med['cached']:.0f} ms | |")
     print(f"| interpreter query alone, {N} packages | {med['query']:.0f} ms | |")
-    print(f"| interpreter query alone, this interpreter ({med['tool_n']:.0f} packages) | "
-          f"{med['query_tool']:.0f} ms | |")
-    print(f"| run: waiting for the recording after PRE (small repository) | "
-          f"{med['exposed']:.0f} ms | |")
+    print(
+        f"| interpreter query alone, this interpreter ({med['tool_n']:.0f} packages) | "
+        f"{med['query_tool']:.0f} ms | |"
+    )
+    print(
+        f"| run: waiting for the recording after PRE (small repository) | "
+        f"{med['exposed']:.0f} ms | |"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -169,8 +236,13 @@ def _recording(work: Path, run_env: dict[str, str], rounds: int) -> dict[str, li
     out: dict[str, list[float]] = {"query": [], "query_tool": [], "exposed": [], "tool_n": []}
     repo_dir = work / "repo"
     repo_dir.mkdir()
-    genv = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x.invalid",
-            "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x.invalid"}
+    genv = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x.invalid",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x.invalid",
+    }
     subprocess.run(["git", "init", "-q", str(repo_dir)], check=True, env=genv)
     for i in range(200):
         (repo_dir / f"f{i}.txt").write_text(f"{i}\n")

@@ -33,22 +33,31 @@ def main() -> None:
     change = stager(repo)
 
     status = median_time(lambda: run(["git", "status", "--porcelain"], repo), args.repeat)
-    plain = median_time(lambda: run(["git", "commit", "-q", "--no-verify", "-m", "x"], repo),
-                        args.repeat, setup=change)
-    hooked = median_time(lambda: run(["git", "commit", "-q", "-m", "x"], repo), args.repeat,
-                         setup=change)
+    plain = median_time(
+        lambda: run(["git", "commit", "-q", "--no-verify", "-m", "x"], repo),
+        args.repeat,
+        setup=change,
+    )
+    hooked = median_time(
+        lambda: run(["git", "commit", "-q", "-m", "x"], repo), args.repeat, setup=change
+    )
     change()
     hook_alone = median_time(lambda: run([*CATALYTIC, "hook", "pre-commit"], repo), args.repeat)
     run(["git", "commit", "-q", "--no-verify", "-m", "x"], repo)
     rows = [
         ("git status --porcelain", status, "1.00× git status"),
         ("git commit (no hook)", plain, f"{plain / status:.2f}× git status"),
-        ("git commit (pre-commit hook)", hooked,
-         f"hook adds {(hooked - plain) / status:.2f}× git status"),
+        (
+            "git commit (pre-commit hook)",
+            hooked,
+            f"hook adds {(hooked - plain) / status:.2f}× git status",
+        ),
         ("catalytic hook pre-commit alone", hook_alone, f"{hook_alone / status:.2f}× git status"),
     ]
-    print(f"### hook_bench: {args.files} files, {platform.machine()}, "
-          f"{platform.python_version()}\n\n" + table(rows))
+    print(
+        f"### hook_bench: {args.files} files, {platform.machine()}, "
+        f"{platform.python_version()}\n\n" + table(rows)
+    )
 
 
 if __name__ == "__main__":

@@ -31,32 +31,56 @@ def plumbing(repo: Path) -> None:
     """What git itself needs for the same answer: list the range, diff every commit, merge every
     merge's parents (into a fresh object directory, as the check does, so that no run finds the
     previous run's trees already written)."""
-    listed = subprocess.run(["git", "rev-list", "--parents", "main", "^root"], cwd=repo,
-                            capture_output=True, check=True).stdout
-    subprocess.run(["git", "diff-tree", "--stdin", "-r", "-m"], cwd=repo, input=listed,
-                   capture_output=True, check=True)
-    merges = b"".join(b" ".join(line.split()[1:3]) + b"\n" for line in listed.splitlines()
-                      if len(line.split()) == 3)
+    listed = subprocess.run(
+        ["git", "rev-list", "--parents", "main", "^root"], cwd=repo, capture_output=True, check=True
+    ).stdout
+    subprocess.run(
+        ["git", "diff-tree", "--stdin", "-r", "-m"],
+        cwd=repo,
+        input=listed,
+        capture_output=True,
+        check=True,
+    )
+    merges = b"".join(
+        b" ".join(line.split()[1:3]) + b"\n"
+        for line in listed.splitlines()
+        if len(line.split()) == 3
+    )
     with tempfile.TemporaryDirectory() as scratch:
-        env = {**GIT_ENV, "GIT_OBJECT_DIRECTORY": scratch,
-               "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo / ".git" / "objects")}
-        subprocess.run(["git", "merge-tree", "--stdin", "--write-tree",
-                        "--allow-unrelated-histories"], cwd=repo, input=merges,
-                       capture_output=True, check=True, env=env)
+        env = {
+            **GIT_ENV,
+            "GIT_OBJECT_DIRECTORY": scratch,
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo / ".git" / "objects"),
+        }
+        subprocess.run(
+            ["git", "merge-tree", "--stdin", "--write-tree", "--allow-unrelated-histories"],
+            cwd=repo,
+            input=merges,
+            capture_output=True,
+            check=True,
+            env=env,
+        )
     subprocess.run([sys.executable, "-c", "pass"], check=True)
 
 
-HWM = ("import atexit, sys\n"
-       "atexit.register(lambda: print([l.split()[1] for l in open('/proc/self/status')"
-       " if l.startswith('VmHWM')][0], file=sys.stderr))\n"
-       "from catalytic_hooks.cli.main import main\n"
-       "sys.exit(main(sys.argv[1:]))\n")
+HWM = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print([l.split()[1] for l in open('/proc/self/status')"
+    " if l.startswith('VmHWM')][0], file=sys.stderr))\n"
+    "from catalytic_hooks.cli.main import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 
 
 def peak_rss_mb(args: list[str], cwd: Path) -> tuple[float, float]:
     """(the check's own peak RSS, the peak of it and every git process it waited for)."""
-    proc = subprocess.Popen([sys.executable, "-c", HWM, *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=GIT_ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HWM, *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=GIT_ENV,
+    )
     assert proc.stderr is not None
     err = proc.stderr.read().decode()
     _, _, usage = os.wait4(proc.pid, 0)
@@ -79,18 +103,26 @@ def main() -> None:
             repo.parent.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
             generate(repo, size)
-            print(f"generated {size} commits in {time.perf_counter() - t0:.1f} s",
-                  file=sys.stderr)
+            print(f"generated {size} commits in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         ref = median_time(lambda repo=repo: plumbing(repo), args.repeat)
-        ours = median_time(lambda repo=repo: subprocess.run(check, cwd=repo, env=GIT_ENV,
-                                                            capture_output=True), args.repeat)
+        ours = median_time(
+            lambda repo=repo: subprocess.run(check, cwd=repo, env=GIT_ENV, capture_output=True),
+            args.repeat,
+        )
         own, tree = peak_rss_mb(check[3:], repo)
         rows.append((f"git plumbing + python -c pass, {size} commits", ref, "1.00× reference"))
-        rows.append((f"catalytic check, {size} commits", ours,
-                     f"{ours / ref:.2f}× reference, peak RSS {own:.0f} MB "
-                     f"({tree:.0f} MB with its git children)"))
-    print(f"### range_bench: generated histories, {platform.machine()}, "
-          f"{platform.python_version()}\n\n" + table(rows))
+        rows.append(
+            (
+                f"catalytic check, {size} commits",
+                ours,
+                f"{ours / ref:.2f}× reference, peak RSS {own:.0f} MB "
+                f"({tree:.0f} MB with its git children)",
+            )
+        )
+    print(
+        f"### range_bench: generated histories, {platform.machine()}, "
+        f"{platform.python_version()}\n\n" + table(rows)
+    )
 
 
 if __name__ == "__main__":

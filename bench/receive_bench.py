@@ -20,15 +20,16 @@ from common import CATALYTIC, build_repo, median_time, run, table
 POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
 
 
-def commits(bare: Path, parent: str, n: int, tag: str,
-            files: dict[str, str] | None = None) -> str:
+def commits(bare: Path, parent: str, n: int, tag: str, files: dict[str, str] | None = None) -> str:
     """n commits on top of `parent`, each adding one durable file (or, for n=1 with `files`,
     exactly those files), via fast-import: no hooks, no working tree."""
     lines = []
     for i in range(n):
-        lines.append(f"commit refs/bench/{tag}\nmark :{i + 1}\n"
-                     f"committer bench <bench@example.invalid> {1700000000 + i} +0000\n"
-                     f"data 6\nbench\n")
+        lines.append(
+            f"commit refs/bench/{tag}\nmark :{i + 1}\n"
+            f"committer bench <bench@example.invalid> {1700000000 + i} +0000\n"
+            f"data 6\nbench\n"
+        )
         lines.append(f"from {parent}\n" if i == 0 else f"from :{i}\n")
         for path, text in (files or {f"outputs/{tag}/{i}.txt": f"{tag} {i}\n"}).items():
             lines.append(f"M 100644 inline {path}\ndata {len(text.encode())}\n{text}\n")
@@ -62,13 +63,18 @@ def main() -> None:
         new = commits(bare, old, n, f"push{n}")
         line = f"{old} {new} refs/heads/main\n".encode()
         ref = median_time(lambda new=new: reference(bare, old, new), args.repeat)
-        gate = median_time(lambda line=line: run([*CATALYTIC, "hook", "pre-receive"], bare,
-                                                 stdin=line), args.repeat)
+        gate = median_time(
+            lambda line=line: run([*CATALYTIC, "hook", "pre-receive"], bare, stdin=line),
+            args.repeat,
+        )
         rows.append((f"rev-list + diff-tree, {n} commit(s)", ref, "1.00× reference"))
-        rows.append((f"catalytic hook pre-receive, {n} commit(s)", gate,
-                     f"{gate / ref:.2f}× reference"))
-    print(f"### receive_bench: {args.files} files, {platform.machine()}, "
-          f"{platform.python_version()}\n\n" + table(rows))
+        rows.append(
+            (f"catalytic hook pre-receive, {n} commit(s)", gate, f"{gate / ref:.2f}× reference")
+        )
+    print(
+        f"### receive_bench: {args.files} files, {platform.machine()}, "
+        f"{platform.python_version()}\n\n" + table(rows)
+    )
 
 
 if __name__ == "__main__":

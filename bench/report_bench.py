@@ -46,16 +46,22 @@ class Writer:
         self.path, self.lines, self.prev = path, [], GENESIS
 
     def add(self, kind: str, when: datetime, data: dict[str, Any]) -> None:
-        body = {"seq": len(self.lines) + 1, "prev": self.prev, "kind": kind,
-                "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "data": data}
+        body = {
+            "seq": len(self.lines) + 1,
+            "prev": self.prev,
+            "kind": kind,
+            "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "data": data,
+        }
         line = canonical_bytes({**body, "self": canonical_hash(body)})
         self.lines.append(line)
         self.prev = sha256_hex(line)
 
     def close(self) -> None:
         self.path.write_bytes(b"".join(x + b"\n" for x in self.lines))
-        head_path(self.path).write_bytes(canonical_bytes({"seq": len(self.lines),
-                                                          "line_sha256": self.prev}))
+        head_path(self.path).write_bytes(
+            canonical_bytes({"seq": len(self.lines), "line_sha256": self.prev})
+        )
 
 
 def synthetic(path: Path, records: int, runs: int, seed: int = 5) -> None:
@@ -67,15 +73,34 @@ def synthetic(path: Path, records: int, runs: int, seed: int = 5) -> None:
     steps = {rid: rng.randrange(10, 200) for rid in ids[::7]}
     for i, rid in enumerate(ids):
         t = START + timedelta(minutes=7 * i)
-        w.add("run", t, {"run_id": rid, "status": "success", "proof_verdict": "PASS",
-                         "signed": True, "commit": f"{rng.getrandbits(160):040x}",
-                         "command": ["python", "train.py", "--config", f"cfg/{i % 9}.toml"],
-                         "signer": "5" * 64, "metrics": ["outputs/metrics.json"],
-                         "outputs": {f"outputs/{n}": f"sha256:{rng.getrandbits(256):064x}"
-                                     for n in ("metrics.json", "model.bin", "log.txt")},
-                         "output_count": 3})
-        w.add("sign", t, {"run_id": rid, "validator_id": "5" * 64,
-                          "bundle_root": f"{rng.getrandbits(256):064x}"})
+        w.add(
+            "run",
+            t,
+            {
+                "run_id": rid,
+                "status": "success",
+                "proof_verdict": "PASS",
+                "signed": True,
+                "commit": f"{rng.getrandbits(160):040x}",
+                "command": ["python", "train.py", "--config", f"cfg/{i % 9}.toml"],
+                "signer": "5" * 64,
+                "metrics": ["outputs/metrics.json"],
+                "outputs": {
+                    f"outputs/{n}": f"sha256:{rng.getrandbits(256):064x}"
+                    for n in ("metrics.json", "model.bin", "log.txt")
+                },
+                "output_count": 3,
+            },
+        )
+        w.add(
+            "sign",
+            t,
+            {
+                "run_id": rid,
+                "validator_id": "5" * 64,
+                "bundle_root": f"{rng.getrandbits(256):064x}",
+            },
+        )
     night = 0
     while len(w.lines) < records - 1:
         night += 1
@@ -91,20 +116,57 @@ def synthetic(path: Path, records: int, runs: int, seed: int = 5) -> None:
                 d = rng.choice([0.0, 0.0, rng.uniform(1e-13, 5e-10)])
                 if stepped and key == "loss":
                     d = rng.uniform(2e-6, 4e-6)
-                rows.append({"file": "outputs/metrics.json", "key": key, "archived": 0.25,
-                             "replayed": 0.25 + d, "delta": d, "within_tolerance": d <= 1e-8})
-            verdict = "drift-verified" if stepped else (
-                "exact" if all(r["delta"] == 0 for r in rows) else "within-tolerance")
-            w.add("replay", t, {"run_id": rid, "verdict": verdict, "tolerance": 1e-8,
-                                "metrics": rows, "environment_differences": [],
-                                "replays": 2 if stepped else 1,
-                                "validation": f"validate-{night}"})
-            results.append({"run_id": rid, "verdict": verdict, "largest_drift": max(
-                r["delta"] for r in rows), "environment": "match", "seconds": 1.5})
-        w.add("validate", t, {"validation": f"validate-{night}", "ok": all(
-            r["verdict"] in ("exact", "within-tolerance") for r in results),
-            "seed": t.date().isoformat(), "mode": "sample", "sample": 8, "shard": None,
-            "candidates": len(ids), "results": results})
+                rows.append(
+                    {
+                        "file": "outputs/metrics.json",
+                        "key": key,
+                        "archived": 0.25,
+                        "replayed": 0.25 + d,
+                        "delta": d,
+                        "within_tolerance": d <= 1e-8,
+                    }
+                )
+            verdict = (
+                "drift-verified"
+                if stepped
+                else ("exact" if all(r["delta"] == 0 for r in rows) else "within-tolerance")
+            )
+            w.add(
+                "replay",
+                t,
+                {
+                    "run_id": rid,
+                    "verdict": verdict,
+                    "tolerance": 1e-8,
+                    "metrics": rows,
+                    "environment_differences": [],
+                    "replays": 2 if stepped else 1,
+                    "validation": f"validate-{night}",
+                },
+            )
+            results.append(
+                {
+                    "run_id": rid,
+                    "verdict": verdict,
+                    "largest_drift": max(r["delta"] for r in rows),
+                    "environment": "match",
+                    "seconds": 1.5,
+                }
+            )
+        w.add(
+            "validate",
+            t,
+            {
+                "validation": f"validate-{night}",
+                "ok": all(r["verdict"] in ("exact", "within-tolerance") for r in results),
+                "seed": t.date().isoformat(),
+                "mode": "sample",
+                "sample": 8,
+                "shard": None,
+                "candidates": len(ids),
+                "results": results,
+            },
+        )
     w.close()
 
 
@@ -115,16 +177,30 @@ def example(path: Path) -> None:
     ids = ["baseline-resnet", "ablation-no-aug", "sweep-lr-3e-4"]
     for i, rid in enumerate(ids):
         t = START + timedelta(hours=i)
-        w.add("run", t, {"run_id": rid, "status": "success", "proof_verdict": "PASS",
-                         "signed": True, "commit": f"{rng.getrandbits(160):040x}",
-                         "command": ["python", "train.py", f"--exp={rid}"], "signer": "5" * 64,
-                         "metrics": ["outputs/metrics.json"],
-                         "outputs": {"outputs/metrics.json": f"sha256:{rng.getrandbits(256):064x}",
-                                     "outputs/model.pt": f"sha256:{rng.getrandbits(256):064x}"},
-                         "output_count": 2})
-    w.add("attest", START + timedelta(hours=4), {"run_ids": [ids[0]], "keyid": "5" * 64,
-                                                 "file": "attestation.intoto.json",
-                                                 "envelopes": 1})
+        w.add(
+            "run",
+            t,
+            {
+                "run_id": rid,
+                "status": "success",
+                "proof_verdict": "PASS",
+                "signed": True,
+                "commit": f"{rng.getrandbits(160):040x}",
+                "command": ["python", "train.py", f"--exp={rid}"],
+                "signer": "5" * 64,
+                "metrics": ["outputs/metrics.json"],
+                "outputs": {
+                    "outputs/metrics.json": f"sha256:{rng.getrandbits(256):064x}",
+                    "outputs/model.pt": f"sha256:{rng.getrandbits(256):064x}",
+                },
+                "output_count": 2,
+            },
+        )
+    w.add(
+        "attest",
+        START + timedelta(hours=4),
+        {"run_ids": [ids[0]], "keyid": "5" * 64, "file": "attestation.intoto.json", "envelopes": 1},
+    )
     for night in range(1, 43):
         t = START + timedelta(days=night)
         rid = ids[night % 3] if night % 2 else ids[0]
@@ -132,20 +208,58 @@ def example(path: Path) -> None:
         if rid == ids[0] and night >= 29:
             d = rng.uniform(2e-6, 3e-6)  # the night a dependency changed
         verdict = "drift-verified" if d > 1e-8 else "exact" if d == 0 else "within-tolerance"
-        w.add("replay", t, {"run_id": rid, "verdict": verdict, "tolerance": 1e-8,
-                            "metrics": [{"file": "outputs/metrics.json", "key": "loss",
-                                         "archived": 0.3182, "replayed": 0.3182 + d,
-                                         "delta": d, "within_tolerance": d <= 1e-8}],
-                            "environment_differences": [] if night < 29 else [
-                                {"field": "distribution numpy", "recorded": "numpy==1.26.4",
-                                 "current": "numpy==2.1.0"}],
-                            "replays": 2 if d > 1e-8 else 1, "validation": f"validate-{night}"})
-        w.add("validate", t, {"validation": f"validate-{night}", "ok": d <= 1e-8,
-                              "seed": t.date().isoformat(), "mode": "sample", "sample": 1,
-                              "shard": None, "candidates": 3,
-                              "results": [{"run_id": rid, "verdict": verdict,
-                                           "largest_drift": d, "environment": "match",
-                                           "seconds": 2.1}]})
+        w.add(
+            "replay",
+            t,
+            {
+                "run_id": rid,
+                "verdict": verdict,
+                "tolerance": 1e-8,
+                "metrics": [
+                    {
+                        "file": "outputs/metrics.json",
+                        "key": "loss",
+                        "archived": 0.3182,
+                        "replayed": 0.3182 + d,
+                        "delta": d,
+                        "within_tolerance": d <= 1e-8,
+                    }
+                ],
+                "environment_differences": []
+                if night < 29
+                else [
+                    {
+                        "field": "distribution numpy",
+                        "recorded": "numpy==1.26.4",
+                        "current": "numpy==2.1.0",
+                    }
+                ],
+                "replays": 2 if d > 1e-8 else 1,
+                "validation": f"validate-{night}",
+            },
+        )
+        w.add(
+            "validate",
+            t,
+            {
+                "validation": f"validate-{night}",
+                "ok": d <= 1e-8,
+                "seed": t.date().isoformat(),
+                "mode": "sample",
+                "sample": 1,
+                "shard": None,
+                "candidates": 3,
+                "results": [
+                    {
+                        "run_id": rid,
+                        "verdict": verdict,
+                        "largest_drift": d,
+                        "environment": "match",
+                        "seconds": 2.1,
+                    }
+                ],
+            },
+        )
     w.close()
 
 
@@ -181,8 +295,9 @@ def slowdown(rounds: int = 3) -> float:
     return statistics.median(timed(REFERENCE, Path.cwd()) for _ in range(rounds)) / 0.25
 
 
-def bench_report(cat: list[str], base: Path, records: int, rounds: int
-                 ) -> tuple[Path, list[float], list[float]]:
+def bench_report(
+    cat: list[str], base: Path, records: int, rounds: int
+) -> tuple[Path, list[float], list[float]]:
     repo = repo_with_chronicle(base, records)
     times, cpu = [], []
     for _ in range(rounds):
@@ -196,8 +311,13 @@ def bench_browser(html: Path, rounds: int) -> list[float]:
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1280,900"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ):
         opts.add_argument(a)
     driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver") or ""))
     try:
@@ -205,32 +325,45 @@ def bench_browser(html: Path, rounds: int) -> list[float]:
         for _ in range(rounds):
             driver.get("about:blank")
             driver.get(html.as_uri())
-            out.append(driver.execute_script(
-                "const n = performance.getEntriesByType('navigation')[0];"
-                "return n.domContentLoadedEventEnd - n.startTime;") / 1000)
+            out.append(
+                driver.execute_script(
+                    "const n = performance.getEntriesByType('navigation')[0];"
+                    "return n.domContentLoadedEventEnd - n.startTime;"
+                )
+                / 1000
+            )
         return out
     finally:
         driver.quit()
 
 
-BURN = ("import os, pathlib; n = 0\n"
-        "for i in range(int(os.environ.get('BENCH_LOOPS', '6000000'))): n += i * i\n"
-        "p = pathlib.Path('outputs'); p.mkdir(exist_ok=True)\n"
-        "(p / (os.environ['CATALYTIC_RUN_ID'] + '.txt')).write_text(str(n))\n")
+BURN = (
+    "import os, pathlib; n = 0\n"
+    "for i in range(int(os.environ.get('BENCH_LOOPS', '6000000'))): n += i * i\n"
+    "p = pathlib.Path('outputs'); p.mkdir(exist_ok=True)\n"
+    "(p / (os.environ['CATALYTIC_RUN_ID'] + '.txt')).write_text(str(n))\n"
+)
 
 
 def runs_repo(cat: list[str], base: Path, n: int) -> Path:
     repo = base / "runs-repo"
     repo.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.invalid",
-           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.invalid"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@example.invalid",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@example.invalid",
+    }
 
     def sh(*cmd: str) -> None:
         subprocess.run(list(cmd), cwd=repo, env=env, check=True, capture_output=True)
 
     sh("git", "init", "-q", "-b", "main")
-    (repo / ".catalytic.toml").write_text('durable_roots = ["outputs"]\nrun_roots = ["_runs"]\n'
-                                          'trusted_validators = ".catalytic/allowed_validators"\n')
+    (repo / ".catalytic.toml").write_text(
+        'durable_roots = ["outputs"]\nrun_roots = ["_runs"]\n'
+        'trusted_validators = ".catalytic/allowed_validators"\n'
+    )
     (repo / "burn.py").write_text(BURN)
     key = base / "key"
     sh(*cat, "keygen", "--out", str(key))
@@ -238,8 +371,7 @@ def runs_repo(cat: list[str], base: Path, n: int) -> Path:
     sh("git", "add", "-A")
     sh("git", "commit", "-q", "-m", "setup")
     for i in range(n):
-        sh(*cat, "run", "--run-id", f"cpu-{i}", "--sign", str(key), "--", sys.executable,
-           "burn.py")
+        sh(*cat, "run", "--run-id", f"cpu-{i}", "--sign", str(key), "--", sys.executable, "burn.py")
     sh("git", "add", "-A")
     sh("git", "commit", "-q", "-m", "runs")
     return repo
@@ -249,8 +381,9 @@ def bench_validate(cat: list[str], base: Path, n: int, rounds: int) -> dict[str,
     repo = runs_repo(cat, base, n)
     res: dict[str, list[float]] = {"replays": [], "jobs1": [], "jobs2": []}
     for _ in range(rounds):  # interleaved: one of each per round
-        res["replays"].append(sum(timed([*cat, "replay", f"_runs/cpu-{i}"], repo)
-                                  for i in range(n)))
+        res["replays"].append(
+            sum(timed([*cat, "replay", f"_runs/cpu-{i}"], repo) for i in range(n))
+        )
         res["jobs1"].append(timed([*cat, "validate", "--jobs", "1"], repo))
         res["jobs2"].append(timed([*cat, "validate", "--jobs", "2"], repo))
     return res
@@ -275,23 +408,33 @@ def main() -> None:
         slow = slowdown()
         html, rep, cpu = bench_report(cat, base, args.records, args.rounds)
         slow = (slow + slowdown()) / 2
-        print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; the reference "
-              f"loop ran {slow:.2f}x its idle time")
-        print(f"| catalytic report, {args.records:,} records | {statistics.median(rep):.2f} s "
-              f"(runs: {', '.join(f'{x:.2f}' for x in rep)}); CPU "
-              f"{statistics.median(cpu):.2f} s | target 2 s |")
+        print(
+            f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; the reference "
+            f"loop ran {slow:.2f}x its idle time"
+        )
+        print(
+            f"| catalytic report, {args.records:,} records | {statistics.median(rep):.2f} s "
+            f"(runs: {', '.join(f'{x:.2f}' for x in rep)}); CPU "
+            f"{statistics.median(cpu):.2f} s | target 2 s |"
+        )
         print(f"| page weight | {html.stat().st_size / 1e6:.2f} MB | target 5 MB |")
         if not args.skip_browser:
             dcl = bench_browser(html, args.rounds + 2)
-            print(f"| DOMContentLoaded, headless Chromium | {statistics.median(dcl):.2f} s "
-                  f"(runs: {', '.join(f'{x:.2f}' for x in dcl)}) | target 1 s |")
+            print(
+                f"| DOMContentLoaded, headless Chromium | {statistics.median(dcl):.2f} s "
+                f"(runs: {', '.join(f'{x:.2f}' for x in dcl)}) | target 1 s |"
+            )
         v = bench_validate(cat, base, args.runs, args.rounds)
         r, j1, j2 = (statistics.median(v[k]) for k in ("replays", "jobs1", "jobs2"))
         print(f"| {args.runs} `catalytic replay` one by one | {r:.2f} s | |")
-        print(f"| validate --jobs 1, the same {args.runs} runs | {j1:.2f} s | "
-              f"{(j1 / r - 1) * 100:+.1f} % (target < +10 %) |")
-        print(f"| validate --jobs 2 | {j2:.2f} s | {j1 / j2:.2f}x faster than --jobs 1 "
-              "(target 1.6x) |")
+        print(
+            f"| validate --jobs 1, the same {args.runs} runs | {j1:.2f} s | "
+            f"{(j1 / r - 1) * 100:+.1f} % (target < +10 %) |"
+        )
+        print(
+            f"| validate --jobs 2 | {j2:.2f} s | {j1 / j2:.2f}x faster than --jobs 1 "
+            "(target 1.6x) |"
+        )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -39,7 +39,7 @@ def build(base: Path, files: int, size: int) -> Path:
         rel = f"out/d{i % 50:02d}/f{i:05d}.bin"
         p = base / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        data = f"{i}".encode() + block[i % 4096:i % 4096 + size]
+        data = f"{i}".encode() + block[i % 4096 : i % 4096 + size]
         p.write_bytes(data)
         hashes[rel] = "sha256:" + hashlib.sha256(data).hexdigest()
     from catalytic_hooks.bundle.keys import signer_from_seed
@@ -71,9 +71,12 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=Path(__file__).parent / "_corpus")
     args = ap.parse_args()
     rows = []
-    for label, files, size in (("1 GiB in 1,000 files", int(1000 * args.scale), 1 << 20),
-                               ("20,000 small files", int(20000 * args.scale), 2048)):
+    for label, files, size in (
+        ("1 GiB in 1,000 files", int(1000 * args.scale), 1 << 20),
+        ("20,000 small files", int(20000 * args.scale), 2048),
+    ):
         proj = build(args.corpus / f"restore-{files}-{size}", files, size)
+
         def fresh(target: Path = args.corpus / "restore-target") -> None:
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
@@ -81,21 +84,43 @@ def main() -> None:
         target = args.corpus / "restore-target"
 
         def restore(proj: Path = proj, target: Path = target) -> None:
-            run([*CATALYTIC, "restore", "bundle", str(proj / "_runs/bench"), "--project-root",
-                 str(proj), "--restore-root", str(target), "--allow-untrusted"], proj)
+            run(
+                [
+                    *CATALYTIC,
+                    "restore",
+                    "bundle",
+                    str(proj / "_runs/bench"),
+                    "--project-root",
+                    str(proj),
+                    "--restore-root",
+                    str(target),
+                    "--allow-untrusted",
+                ],
+                proj,
+            )
 
         def cp_sha(proj: Path = proj, target: Path = target) -> None:
-            run(["bash", "-c", f"cp -r '{proj}/out' '{target}/out' && "
-                 f"find '{target}/out' -type f -print0 | xargs -0 sha256sum > /dev/null"], proj)
+            run(
+                [
+                    "bash",
+                    "-c",
+                    f"cp -r '{proj}/out' '{target}/out' && "
+                    f"find '{target}/out' -type f -print0 | xargs -0 sha256sum > /dev/null",
+                ],
+                proj,
+            )
 
         t_cat = median_time(restore, args.repeat, setup=fresh)
         t_ref = median_time(cp_sha, args.repeat, setup=fresh)
         rows.append((f"{label}: cp -r + sha256sum", t_ref, "1.00×"))
-        rows.append((f"{label}: catalytic restore bundle", t_cat,
-                     f"{t_cat / t_ref:.2f}× cp -r + sha256sum"))
+        rows.append(
+            (f"{label}: catalytic restore bundle", t_cat, f"{t_cat / t_ref:.2f}× cp -r + sha256sum")
+        )
         shutil.rmtree(target, ignore_errors=True)
-    print(f"### restore_bench: {platform.machine()}, {platform.python_version()}, "
-          f"{os.cpu_count()} cores\n\n" + table(rows))
+    print(
+        f"### restore_bench: {platform.machine()}, {platform.python_version()}, "
+        f"{os.cpu_count()} cores\n\n" + table(rows)
+    )
 
 
 if __name__ == "__main__":

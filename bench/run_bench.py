@@ -28,10 +28,14 @@ def intoto_venv(where: Path) -> Path:
     exe = where / "bin" / "in-toto-run"
     if not exe.exists():
         venv.create(where, with_pip=True, clear=True)
-        subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "-q", "in-toto"],
-                       check=True)
-        subprocess.run([str(where / "bin" / "python"), "-m", "compileall", "-q", str(where)],
-                       check=False, capture_output=True)
+        subprocess.run(
+            [str(where / "bin" / "python"), "-m", "pip", "install", "-q", "in-toto"], check=True
+        )
+        subprocess.run(
+            [str(where / "bin" / "python"), "-m", "compileall", "-q", str(where)],
+            check=False,
+            capture_output=True,
+        )
     return exe
 
 
@@ -40,9 +44,13 @@ def pem_key(path: Path) -> Path:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     if not path.exists():
-        path.write_bytes(Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+        path.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     return path
 
 
@@ -65,30 +73,71 @@ def main() -> None:
 
     def ours(cmd: str) -> None:
         counter[0] += 1
-        run([*CATALYTIC, "run", "--run-id", f"b{counter[0]}", "--sign", str(key), "--",
-             "sh", "-c", cmd], repo)
+        run(
+            [
+                *CATALYTIC,
+                "run",
+                "--run-id",
+                f"b{counter[0]}",
+                "--sign",
+                str(key),
+                "--",
+                "sh",
+                "-c",
+                cmd,
+            ],
+            repo,
+        )
 
     def theirs(cmd: str) -> None:
-        run([str(intoto), "-n", "step", "--signing-key", str(pem), "-m", ".", "-p", ".",
-             "--exclude", ".git", "_runs", "-d", str(work), "--", "sh", "-c", cmd], repo)
+        run(
+            [
+                str(intoto),
+                "-n",
+                "step",
+                "--signing-key",
+                str(pem),
+                "-m",
+                ".",
+                "-p",
+                ".",
+                "--exclude",
+                ".git",
+                "_runs",
+                "-d",
+                str(work),
+                "--",
+                "sh",
+                "-c",
+                cmd,
+            ],
+            repo,
+        )
 
     def tidy() -> None:
         shutil.rmtree(repo / "out", ignore_errors=True)
 
     rows: list[tuple[str, float, str]] = []
-    for label, cmd in (("a command that changes nothing", "true"),
-                       ("a command writing 10 durable outputs", WRITE10)):
+    for label, cmd in (
+        ("a command that changes nothing", "true"),
+        ("a command writing 10 durable outputs", WRITE10),
+    ):
         # One of each per round: this machine's speed drifts by more than 20 % within minutes,
         # and two medians taken a minute apart drift with it.
-        ref, mine = interleaved([lambda cmd=cmd: (tidy(), theirs(cmd)),
-                                 lambda cmd=cmd: (tidy(), ours(cmd))], args.repeat)
+        ref, mine = interleaved(
+            [lambda cmd=cmd: (tidy(), theirs(cmd)), lambda cmd=cmd: (tidy(), ours(cmd))],
+            args.repeat,
+        )
         rows.append((f"in-toto-run, {label}", ref, "1.00× in-toto-run"))
-        rows.append((f"catalytic run --sign, {label}", mine,
-                     f"{ref / mine:.1f}× faster than in-toto-run"))
+        rows.append(
+            (f"catalytic run --sign, {label}", mine, f"{ref / mine:.1f}× faster than in-toto-run")
+        )
     shutil.rmtree(repo / "_runs", ignore_errors=True)
     tidy()
-    print(f"### run_bench: {args.files} files, {platform.machine()}, "
-          f"{platform.python_version()}, in-toto from {intoto.parent.parent}\n\n" + table(rows))
+    print(
+        f"### run_bench: {args.files} files, {platform.machine()}, "
+        f"{platform.python_version()}, in-toto from {intoto.parent.parent}\n\n" + table(rows)
+    )
 
 
 if __name__ == "__main__":

@@ -50,10 +50,19 @@ class E:
     disk: int = 0
 
 
-def build(entries: list[E], *, prefix: bytes = b"", gaps: dict[int, bytes] | None = None,
-          before_cd: bytes = b"", comment: bytes = b"", suffix: bytes = b"",
-          count: int | None = None, eocd_disk: int = 0, zip64_locator: bool = False,
-          cd_order: list[int] | None = None) -> bytes:
+def build(
+    entries: list[E],
+    *,
+    prefix: bytes = b"",
+    gaps: dict[int, bytes] | None = None,
+    before_cd: bytes = b"",
+    comment: bytes = b"",
+    suffix: bytes = b"",
+    count: int | None = None,
+    eocd_disk: int = 0,
+    zip64_locator: bool = False,
+    cd_order: list[int] | None = None,
+) -> bytes:
     out = io.BytesIO()
     out.write(prefix)
     offsets = []
@@ -63,12 +72,36 @@ def build(entries: list[E], *, prefix: bytes = b"", gaps: dict[int, bytes] | Non
         csize = len(e.data) if e.csize is None else e.csize
         usize = len(e.data) if e.usize is None else e.usize
         lname = e.name if e.local_name is None else e.local_name
-        f = {"needed": e.needed, "flags": e.flags, "method": e.method, "time": e.time,
-             "date": e.date, "crc": crc, "csize": csize, "usize": usize, **e.local}
-        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, f["needed"], f["flags"], f["method"],
-                              f["time"], f["date"], f["crc"] & 0xFFFFFFFF,
-                              f["csize"] & 0xFFFFFFFF, f["usize"] & 0xFFFFFFFF, len(lname),
-                              len(e.local_extra)) + lname + e.local_extra + e.data)
+        f = {
+            "needed": e.needed,
+            "flags": e.flags,
+            "method": e.method,
+            "time": e.time,
+            "date": e.date,
+            "crc": crc,
+            "csize": csize,
+            "usize": usize,
+            **e.local,
+        }
+        out.write(
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                f["needed"],
+                f["flags"],
+                f["method"],
+                f["time"],
+                f["date"],
+                f["crc"] & 0xFFFFFFFF,
+                f["csize"] & 0xFFFFFFFF,
+                f["usize"] & 0xFFFFFFFF,
+                len(lname),
+                len(e.local_extra),
+            )
+            + lname
+            + e.local_extra
+            + e.data
+        )
         if gaps and i in gaps:
             out.write(gaps[i])
     out.write(before_cd)
@@ -78,18 +111,49 @@ def build(entries: list[E], *, prefix: bytes = b"", gaps: dict[int, bytes] | Non
         crc = zlib.crc32(e.data) if e.crc is None else e.crc
         csize = len(e.data) if e.csize is None else e.csize
         usize = len(e.data) if e.usize is None else e.usize
-        out.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, e.made_by, e.needed, e.flags,
-                              e.method, e.time, e.date, crc & 0xFFFFFFFF, csize & 0xFFFFFFFF,
-                              usize & 0xFFFFFFFF, len(e.name), len(e.extra), len(e.comment),
-                              e.disk, e.internal, e.external,
-                              offsets[i] if e.offset is None else e.offset)
-                  + e.name + e.extra + e.comment)
+        out.write(
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                e.made_by,
+                e.needed,
+                e.flags,
+                e.method,
+                e.time,
+                e.date,
+                crc & 0xFFFFFFFF,
+                csize & 0xFFFFFFFF,
+                usize & 0xFFFFFFFF,
+                len(e.name),
+                len(e.extra),
+                len(e.comment),
+                e.disk,
+                e.internal,
+                e.external,
+                offsets[i] if e.offset is None else e.offset,
+            )
+            + e.name
+            + e.extra
+            + e.comment
+        )
     cd_size = out.tell() - cd_start
     if zip64_locator:
         out.write(struct.pack("<IIQI", 0x07064B50, 0, 0, 1))
     n = len(entries) if count is None else count
-    out.write(struct.pack("<IHHHHIIH", 0x06054B50, eocd_disk, 0, min(n, 0xFFFF),
-                          min(n, 0xFFFF), cd_size, cd_start, len(comment)) + comment)
+    out.write(
+        struct.pack(
+            "<IHHHHIIH",
+            0x06054B50,
+            eocd_disk,
+            0,
+            min(n, 0xFFFF),
+            min(n, 0xFFFF),
+            cd_size,
+            cd_start,
+            len(comment),
+        )
+        + comment
+    )
     out.write(suffix)
     return out.getvalue()
 
@@ -99,25 +163,33 @@ def entries_of(archive: bytes) -> list[E]:
         return [E(i.filename.encode(), zf.read(i)) for i in zf.infolist()]
 
 
-def repack(files: dict[str, bytes], run_id: str, *, doc: dict[str, Any] | None = None,
-           tags: dict[str, bytes] | None = None) -> bytes:
+def repack(
+    files: dict[str, bytes],
+    run_id: str,
+    *,
+    doc: dict[str, Any] | None = None,
+    tags: dict[str, bytes] | None = None,
+) -> bytes:
     """A consistent archive around `files` (bag names → bytes; tag files and ARCHIVE.json are
     recomputed unless given), as anyone with this project's layout functions could write it."""
-    payload = {n: d for n, d in files.items() if n not in (*layout.TAG_ORDER,
-                                                           layout.ARCHIVE_JSON)}
+    payload = {n: d for n, d in files.items() if n not in (*layout.TAG_ORDER, layout.ARCHIVE_JSON)}
     items = [layout.Item(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in payload.items()]
     old = json.loads(files[layout.ARCHIVE_JSON])
     status = json.loads(files[layout.run_path(run_id, "STATUS.json")])
     all_files = dict(payload)
     for name, data in layout.tag_files(run_id, items, status):
         all_files[name] = (tags or {}).get(name, data)
-    everything = [layout.Item(n, len(d), hashlib.sha256(d).hexdigest())
-                  for n, d in all_files.items()]
-    fields = {k: old[k] for k in ("commit", "tree", "object_format", "history", "bundle_root",
-                                  "validator_id")}
+    everything = [
+        layout.Item(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in all_files.items()
+    ]
+    fields = {
+        k: old[k]
+        for k in ("commit", "tree", "object_format", "history", "bundle_root", "validator_id")
+    }
     fields.update(doc or {})
-    all_files[layout.ARCHIVE_JSON] = layout.render_archive_json(run_id=run_id, items=everything,
-                                                                **fields)
+    all_files[layout.ARCHIVE_JSON] = layout.render_archive_json(
+        run_id=run_id, items=everything, **fields
+    )
     order = layout.canonical_order(list(all_files))
     return build([E(f"{run_id}/{n}".encode(), all_files[n]) for n in order])
 
@@ -125,11 +197,12 @@ def repack(files: dict[str, bytes], run_id: str, *, doc: dict[str, Any] | None =
 def bag_files(archive: bytes) -> tuple[str, dict[str, bytes]]:
     ents = entries_of(archive)
     run_id = ents[0].name.decode().split("/")[0]
-    return run_id, {e.name.decode()[len(run_id) + 1:]: e.data for e in ents}
+    return run_id, {e.name.decode()[len(run_id) + 1 :]: e.data for e in ents}
 
 
-def corpus(valid: bytes, with_git: bytes, other_pack: bytes) -> list[tuple[str, bytes, str,
-                                                                             Limits | None]]:
+def corpus(
+    valid: bytes, with_git: bytes, other_pack: bytes
+) -> list[tuple[str, bytes, str, Limits | None]]:
     """Every case: (id, bytes, expected reason, limits). `other_pack` is the deterministic pack
     of another commit of the same repository as `with_git`."""
     base = entries_of(valid)
@@ -153,7 +226,7 @@ def corpus(valid: bytes, with_git: bytes, other_pack: bytes) -> list[tuple[str, 
     case("not-a-zip", b"PK this is not a zip" * 10, "TRUNCATED")
     case("empty-file", b"", "TRUNCATED")
     case("truncated", valid[:-30], "TRUNCATED")
-    case("truncated-in-data", valid[:len(valid) // 2], "TRUNCATED")
+    case("truncated-in-data", valid[: len(valid) // 2], "TRUNCATED")
     case("comment", build(base, comment=b"hello"), "COMMENT")
     case("trailing-data", valid + b"\0" * 64, "TRAILING_DATA")
     case("prepended-stub", build(base, prefix=b"#!/bin/sh\nexit 0\n"), "PREPENDED_DATA")
@@ -168,46 +241,55 @@ def corpus(valid: bytes, with_git: bytes, other_pack: bytes) -> list[tuple[str, 
     # "quoted overlap": entry 1's data holds a whole local header that entry 2 points into
     inner = E(rid + b"/data/zz-inner", b"payload")
     quoted = build([inner])
-    quoted_local = quoted[:30 + len(inner.name) + len(inner.data)]
+    quoted_local = quoted[: 30 + len(inner.name) + len(inner.data)]
     ents = [replace(base[0], data=base[0].data + quoted_local), *base[1:]]
     raw = build(ents)
     at = raw.index(quoted_local)
     ents.insert(1, replace(inner, offset=at))
     case("quoted-overlap", build(ents, cd_order=list(range(len(ents)))), "OVERLAP")
     case("central-out-of-order", build(base, cd_order=[1, 0, *range(2, len(base))]), "OVERLAP")
-    case("local-name-differs", build(with_first(local_name=base[0].name[:-1] + b"X")),
-         "LOCAL_HEADER_MISMATCH")
+    case(
+        "local-name-differs",
+        build(with_first(local_name=base[0].name[:-1] + b"X")),
+        "LOCAL_HEADER_MISMATCH",
+    )
     case("local-crc-differs", build(with_first(local={"crc": 1})), "LOCAL_HEADER_MISMATCH")
-    case("local-size-differs", build(with_first(local={"usize": 1})),
-         "LOCAL_HEADER_MISMATCH")
-    case("local-extra-field", build(with_first(local_extra=b"\x55\x54\x05\x00\x01\0\0\0\0")),
-         "EXTRA_FIELD")
-    case("extra-field", build(with_first(extra=b"\x55\x54\x05\x00\x01\0\0\0\0")),
-         "EXTRA_FIELD")
+    case("local-size-differs", build(with_first(local={"usize": 1})), "LOCAL_HEADER_MISMATCH")
+    case(
+        "local-extra-field",
+        build(with_first(local_extra=b"\x55\x54\x05\x00\x01\0\0\0\0")),
+        "EXTRA_FIELD",
+    )
+    case("extra-field", build(with_first(extra=b"\x55\x54\x05\x00\x01\0\0\0\0")), "EXTRA_FIELD")
     case("entry-comment", build(with_first(comment=b"note")), "ENTRY_COMMENT")
     case("encrypted", build(with_first(flags=0x0801)), "ENCRYPTED")
     case("aes-encrypted", build(with_first(method=99)), "ENCRYPTED")
     case("data-descriptor", build(with_first(flags=0x0808)), "DATA_DESCRIPTOR")
     deflated = zlib.compressobj(9, zlib.DEFLATED, -15)
     small = deflated.compress(base[0].data) + deflated.flush()
-    case("deflated", build(with_first(method=8, data=small, usize=len(base[0].data),
-                                      crc=zlib.crc32(base[0].data))), "COMPRESSED")
+    case(
+        "deflated",
+        build(
+            with_first(method=8, data=small, usize=len(base[0].data), crc=zlib.crc32(base[0].data))
+        ),
+        "COMPRESSED",
+    )
     bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
     zeros = bomb.compress(b"\0" * 10_000_000) + bomb.flush()
-    case("ratio-bomb", build(with_first(method=8, data=zeros, usize=10_000_000, crc=0)),
-         "RATIO")
+    case("ratio-bomb", build(with_first(method=8, data=zeros, usize=10_000_000, crc=0)), "RATIO")
     case("symlink", build(with_first(external=(0o120777 << 16))), "LINK")
-    case("hardlink", build(with_first(extra=b"\x0d\x00\x0c\x00" + b"\0" * 8 + b"../x")),
-         "LINK")
+    case("hardlink", build(with_first(extra=b"\x0d\x00\x0c\x00" + b"\0" * 8 + b"../x")), "LINK")
     case("device", build(with_first(external=(0o020644 << 16))), "SPECIAL_FILE")
     case("fifo", build(with_first(external=(0o010644 << 16))), "SPECIAL_FILE")
     case("directory-entry", named(rid + b"/data/dir/"), "DIRECTORY_ENTRY")
     case("non-canonical-time", build(with_first(time=0x6000)), "NOT_CANONICAL")
     case("executable-mode", build(with_first(external=(0o100755 << 16))), "NOT_CANONICAL")
     case("crc-mismatch", build(with_first(crc=zlib.crc32(base[0].data) ^ 1)), "CRC_MISMATCH")
-    case("stored-sizes-differ", build(with_first(csize=len(base[0].data),
-                                                 usize=len(base[0].data) + 1)),
-         "SIZE_MISMATCH")
+    case(
+        "stored-sizes-differ",
+        build(with_first(csize=len(base[0].data), usize=len(base[0].data) + 1)),
+        "SIZE_MISMATCH",
+    )
     # -- names ------------------------------------------------------------------------------
     case("absolute-path", named(b"/etc/cron.d/evil"), "NAME_ABSOLUTE")
     case("traversal", named(rid + b"/../../evil.sh"), "NAME_TRAVERSAL")
@@ -220,64 +302,115 @@ def corpus(valid: bytes, with_git: bytes, other_pack: bytes) -> list[tuple[str, 
     case("not-nfc", named(rid.decode().encode() + "/data/e\u0301".encode()), "NAME_NOT_NFC")
     case("dot-git", named(rid + b"/.git/hooks/post-checkout"), "NAME_UNSAFE")
     case("deep-nesting", named(rid + b"/" + b"d/" * 600 + b"f"), "NAME_UNSAFE")
-    case("duplicate-name", build([*base[:1], replace(base[0], data=b"other"), *base[1:]]),
-         "NAME_DUPLICATE")
+    case(
+        "duplicate-name",
+        build([*base[:1], replace(base[0], data=b"other"), *base[1:]]),
+        "NAME_DUPLICATE",
+    )
     case("case-collision", named(base[0].name.upper()), "NAME_COLLISION")
-    case("compatibility-collision", build([E(rid + "/data/\ufb01le".encode(), b"x"),
-                                           E(rid + b"/data/file", b"y"), *base]),
-         "NAME_COLLISION")
+    case(
+        "compatibility-collision",
+        build([E(rid + "/data/\ufb01le".encode(), b"x"), E(rid + b"/data/file", b"y"), *base]),
+        "NAME_COLLISION",
+    )
     case("outside-the-bag", named(b"other/file"), "LAYOUT")
     # -- counts and sizes (limits checked on what is there, never trusted from a header) -----
     many = [E(b"m/%06d" % i, b"") for i in range(100_000)]
     case("100000-entries", build(many), "TOO_MANY_ENTRIES")
     tib = struct.pack("<HHQQ", 0x0001, 16, 1 << 40, 1 << 40)
-    case("declared-1-tib", build(with_first(csize=0xFFFFFFFF, usize=0xFFFFFFFF, extra=tib)),
-         "ENTRY_TOO_LARGE")
-    case("entry-over-limit", valid, "ENTRY_TOO_LARGE",
-         Limits(max_entry_bytes=max(len(e.data) for e in base) - 1))
-    case("total-over-limit", valid, "TOTAL_TOO_LARGE",
-         Limits(max_total_bytes=sum(len(e.data) for e in base) - 1))
+    case(
+        "declared-1-tib",
+        build(with_first(csize=0xFFFFFFFF, usize=0xFFFFFFFF, extra=tib)),
+        "ENTRY_TOO_LARGE",
+    )
+    case(
+        "entry-over-limit",
+        valid,
+        "ENTRY_TOO_LARGE",
+        Limits(max_entry_bytes=max(len(e.data) for e in base) - 1),
+    )
+    case(
+        "total-over-limit",
+        valid,
+        "TOTAL_TOO_LARGE",
+        Limits(max_total_bytes=sum(len(e.data) for e in base) - 1),
+    )
     case("entries-over-limit", valid, "TOO_MANY_ENTRIES", Limits(max_entries=len(base) - 1))
     case("nested-zip", repack({**files, "data/inner.zip": valid}, run_id), "LAYOUT")
     # -- ARCHIVE.json and the derived files ----------------------------------------------------
     doc_name = f"{run_id}/{layout.ARCHIVE_JSON}".encode()
     no_doc = [e for e in base if e.name != doc_name]
     case("no-archive-json", build(no_doc), "LAYOUT")
-    case("extra-entry-not-listed", build([E(rid + b"/data/runs/" + rid + b"/extra.txt", b"hi"),
-                                          *base]), "NOT_IN_MANIFEST")
-    case("listed-entry-missing", build([e for e in base if not e.name.endswith(
-        b"/PROOF.json")]), "MISSING_ENTRY")
+    case(
+        "extra-entry-not-listed",
+        build([E(rid + b"/data/runs/" + rid + b"/extra.txt", b"hi"), *base]),
+        "NOT_IN_MANIFEST",
+    )
+    case(
+        "listed-entry-missing",
+        build([e for e in base if not e.name.endswith(b"/PROOF.json")]),
+        "MISSING_ENTRY",
+    )
     swapped = [replace(e) for e in base]
     proof_at = next(i for i, e in enumerate(base) if e.name.endswith(b"/PROOF.json"))
-    swapped[proof_at] = replace(base[proof_at], data=base[proof_at].data.replace(b"true",
-                                                                                 b"tru3"))
+    swapped[proof_at] = replace(base[proof_at], data=base[proof_at].data.replace(b"true", b"tru3"))
     case("content-differs-from-manifest", build(swapped), "MANIFEST_MISMATCH")
     doc = files[layout.ARCHIVE_JSON]
-    case("archive-json-not-canonical", build([*base[:-1], replace(base[-1], data=doc + b" ")]),
-         "MANIFEST_INVALID")
-    case("archive-json-duplicate-key", build([*base[:-1], replace(
-        base[-1], data=b'{"format":1,' + doc[1:])]), "MANIFEST_INVALID")
+    case(
+        "archive-json-not-canonical",
+        build([*base[:-1], replace(base[-1], data=doc + b" ")]),
+        "MANIFEST_INVALID",
+    )
+    case(
+        "archive-json-duplicate-key",
+        build([*base[:-1], replace(base[-1], data=b'{"format":1,' + doc[1:])]),
+        "MANIFEST_INVALID",
+    )
     newer = doc.replace(b'"format_version":1', b'"format_version":2')
-    case("unsupported-version", build([*base[:-1], replace(base[-1], data=newer)]),
-         "UNSUPPORTED_VERSION")
+    case(
+        "unsupported-version",
+        build([*base[:-1], replace(base[-1], data=newer)]),
+        "UNSUPPORTED_VERSION",
+    )
     case("not-canonical-order", build([base[1], base[0], *base[2:]]), "NOT_CANONICAL")
-    case("bag-info-edited", repack(files, run_id, tags={
-        layout.BAG_INFO: files[layout.BAG_INFO] + b"Contact-Name: someone\n"}),
-        "METADATA_MISMATCH")
-    case("crate-edited", repack({**files, layout.CRATE: files[layout.CRATE].replace(
-        b"CompletedActionStatus", b"FailedActionStatus")}, run_id), "METADATA_MISMATCH")
-    case("bundle-root-claimed", repack(files, run_id, doc={"bundle_root": "0" * 64}),
-         "METADATA_MISMATCH")
+    case(
+        "bag-info-edited",
+        repack(
+            files,
+            run_id,
+            tags={layout.BAG_INFO: files[layout.BAG_INFO] + b"Contact-Name: someone\n"},
+        ),
+        "METADATA_MISMATCH",
+    )
+    case(
+        "crate-edited",
+        repack(
+            {
+                **files,
+                layout.CRATE: files[layout.CRATE].replace(
+                    b"CompletedActionStatus", b"FailedActionStatus"
+                ),
+            },
+            run_id,
+        ),
+        "METADATA_MISMATCH",
+    )
+    case(
+        "bundle-root-claimed",
+        repack(files, run_id, doc={"bundle_root": "0" * 64}),
+        "METADATA_MISMATCH",
+    )
     # -- git objects ----------------------------------------------------------------------------
     grid, gfiles = bag_files(with_git)
-    case("pack-of-another-commit", repack({**gfiles, layout.PACK: other_pack}, grid),
-         "GIT_OBJECTS")
+    case("pack-of-another-commit", repack({**gfiles, layout.PACK: other_pack}, grid), "GIT_OBJECTS")
     gdoc = json.loads(gfiles[layout.ARCHIVE_JSON])
-    case("tree-claimed", repack(gfiles, grid, doc={"tree": "1" * len(gdoc["tree"])}),
-         "GIT_OBJECTS")
+    case("tree-claimed", repack(gfiles, grid, doc={"tree": "1" * len(gdoc["tree"])}), "GIT_OBJECTS")
     pack = bytearray(gfiles[layout.PACK])
     pack[40] ^= 0xFF
     case("pack-corrupted", repack({**gfiles, layout.PACK: bytes(pack)}, grid), "GIT_OBJECTS")
-    case("commit-claimed", repack(gfiles, grid, doc={"commit": "2" * len(gdoc["commit"])}),
-         "METADATA_MISMATCH")
+    case(
+        "commit-claimed",
+        repack(gfiles, grid, doc={"commit": "2" * len(gdoc["commit"])}),
+        "METADATA_MISMATCH",
+    )
     return out

@@ -16,8 +16,9 @@ from .helpers import MakeRepo, git, write_files
 
 
 @pytest.fixture(autouse=True)
-def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-                 ) -> Iterator[None]:
+def isolated_git(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
@@ -26,8 +27,9 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("PRE_COMMIT_HOME", str(home / ".cache-pre-commit"))
     # The console scripts of this interpreter (catalytic, pre-commit) must be found by git hooks
     # and by the framework even where pip put them outside PATH.
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep +
-                       os.environ.get("PATH", ""))
+    monkeypatch.setenv(
+        "PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    )
     for k in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
         monkeypatch.setenv(k, "Test")
     for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
@@ -35,7 +37,7 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     for k in (*GIT_ENV_VARS, "PRE_COMMIT_FROM_REF", "PRE_COMMIT_TO_REF", "SKIP"):
         monkeypatch.delenv(k, raising=False)
     (home / ".gitconfig").write_text(
-        "[init]\n\tdefaultBranch = main\n[protocol \"file\"]\n\tallow = always\n"
+        '[init]\n\tdefaultBranch = main\n[protocol "file"]\n\tallow = always\n'
         "[advice]\n\tdetachedHead = false\n"
     )
     yield
@@ -46,8 +48,13 @@ def make_repo(tmp_path: Path) -> MakeRepo:
     """make_repo(files, policy=None, commit=True, name="repo") -> path of a real git repo."""
     counter = [0]
 
-    def factory(files: dict[str, str | bytes] | None = None, *, policy: str | None = None,
-                commit: bool = True, name: str | None = None) -> Path:
+    def factory(
+        files: dict[str, str | bytes] | None = None,
+        *,
+        policy: str | None = None,
+        commit: bool = True,
+        name: str | None = None,
+    ) -> Path:
         counter[0] += 1
         repo = tmp_path / (name or f"repo{counter[0]}")
         repo.mkdir(parents=True)
@@ -61,4 +68,3 @@ def make_repo(tmp_path: Path) -> MakeRepo:
         return repo
 
     return factory
-

@@ -34,10 +34,16 @@ def _vectors_copy() -> Path:
 CONFORMANCE = _vectors_copy()
 
 
-def git(cwd: Path, *args: str, check: bool = True, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=input,
-                          env=env)
+def git(
+    cwd: Path,
+    *args: str,
+    check: bool = True,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, input=input, env=env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"git {args} failed: {proc.stdout}{proc.stderr}")
     return proc
@@ -56,12 +62,18 @@ def write_files(root: Path, files: dict[str, str | bytes]) -> None:
 MakeRepo = Callable[..., Path]
 
 
-def catalytic(*args: str, cwd: Path, input: str | None = None,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def catalytic(
+    *args: str, cwd: Path, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real console entry point in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "catalytic_hooks", *args], cwd=cwd,
-                          capture_output=True, text=True, input=input,
-                          env=env if env is not None else dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "catalytic_hooks", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        input=input,
+        env=env if env is not None else dict(os.environ),
+    )
 
 
 DEFAULT_POLICY = """\
@@ -69,7 +81,6 @@ durable_roots = ["outputs"]
 tmp_roots = ["_tmp"]
 run_roots = ["_runs"]
 """
-
 
 
 def tree(root: Path) -> dict[str, bytes | str]:
@@ -96,10 +107,18 @@ def signer(seed: bytes = SEED_A) -> Signer:
     return signer_from_seed(seed)
 
 
-def make_bundle(run_dir: Path, project_root: Path, outputs: dict[str, bytes] | None = None, *,
-                status: dict[str, Any] | None = None, proof: dict[str, Any] | None = None,
-                task_spec: bytes | None = None, sign: bool = True, seed: bytes = SEED_A,
-                hashes: dict[str, str] | None = None) -> Path:
+def make_bundle(
+    run_dir: Path,
+    project_root: Path,
+    outputs: dict[str, bytes] | None = None,
+    *,
+    status: dict[str, Any] | None = None,
+    proof: dict[str, Any] | None = None,
+    task_spec: bytes | None = None,
+    sign: bool = True,
+    seed: bytes = SEED_A,
+    hashes: dict[str, str] | None = None,
+) -> Path:
     """Write a bundle (outputs under project_root) and sign it with the package's signer."""
     outputs = {"out/result.txt": b"hello\n"} if outputs is None else outputs
     run_dir.mkdir(parents=True)
@@ -110,13 +129,17 @@ def make_bundle(run_dir: Path, project_root: Path, outputs: dict[str, bytes] | N
         p.write_bytes(data)
         computed[key] = "sha256:" + hashlib.sha256(data).hexdigest()
     (run_dir / "TASK_SPEC.json").write_bytes(
-        task_spec if task_spec is not None else json.dumps({"task_id": run_dir.name}).encode())
-    (run_dir / "STATUS.json").write_text(json.dumps(
-        status if status is not None else {"status": "success", "cmp01": "pass"}))
-    (run_dir / "OUTPUT_HASHES.json").write_text(json.dumps(
-        {"hashes": hashes if hashes is not None else computed}))
-    (run_dir / "PROOF.json").write_text(json.dumps(
-        proof if proof is not None else {"restoration_result": {"verified": True}}))
+        task_spec if task_spec is not None else json.dumps({"task_id": run_dir.name}).encode()
+    )
+    (run_dir / "STATUS.json").write_text(
+        json.dumps(status if status is not None else {"status": "success", "cmp01": "pass"})
+    )
+    (run_dir / "OUTPUT_HASHES.json").write_text(
+        json.dumps({"hashes": hashes if hashes is not None else computed})
+    )
+    (run_dir / "PROOF.json").write_text(
+        json.dumps(proof if proof is not None else {"restoration_result": {"verified": True}})
+    )
     if sign:
         sign_run_dir(run_dir, signer(seed))
     return run_dir
@@ -142,7 +165,8 @@ def key_file(directory: Path, seed: bytes = SEED_A) -> Path:
 
     p = directory / f"key-{seed[:2].hex()}.pem"
     if not p.exists():
-        p.write_bytes(signer(seed).key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
-                                                     NoEncryption()))
+        p.write_bytes(
+            signer(seed).key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        )
         os.chmod(p, 0o600)
     return p

@@ -26,13 +26,23 @@ class Gen:
     time: int = 1_700_000_000
     planted: dict[str, int] = field(default_factory=dict)  # what was generated, by kind
 
-    def commit(self, ref: str, parents: list[int | str], before: dict[str, str],
-               after: dict[str, str], message: str) -> int:
+    def commit(
+        self,
+        ref: str,
+        parents: list[int | str],
+        before: dict[str, str],
+        after: dict[str, str],
+        message: str,
+    ) -> int:
         self.marks += 1
         self.time += 1
-        out = [f"commit {ref}", f"mark :{self.marks}",
-               f"committer gen <gen@example.invalid> {self.time} +0000",
-               f"data {len(message.encode())}", message]
+        out = [
+            f"commit {ref}",
+            f"mark :{self.marks}",
+            f"committer gen <gen@example.invalid> {self.time} +0000",
+            f"data {len(message.encode())}",
+            message,
+        ]
         for i, p in enumerate(parents):
             ref_p = f":{p}" if isinstance(p, int) else p
             out.append(f"{'from' if i == 0 else 'merge'} {ref_p}")
@@ -53,8 +63,7 @@ def _touch(state: dict[str, str], path: str, n: int) -> dict[str, str]:
     return {**state, path: f"{path} v{n}\n"}
 
 
-def _topic(g: Gen, main: dict[str, str], base: int, k: int, n: int
-           ) -> tuple[int, dict[str, str]]:
+def _topic(g: Gen, main: dict[str, str], base: int, k: int, n: int) -> tuple[int, dict[str, str]]:
     """A topic branch of k commits on durable files (sometimes a rename, or a whole directory
     renamed), from `base`; returns its tip and state."""
     state, tip = dict(main), base
@@ -64,14 +73,14 @@ def _topic(g: Gen, main: dict[str, str], base: int, k: int, n: int
         if r < 0.1 and movable:
             old_dir = movable[0].rsplit("/", 1)[0]
             new_dir = f"outputs/moved{n}{j}"
-            moved = {p: p.replace(old_dir, new_dir, 1) for p in state if
-                     p.startswith(old_dir + "/")}
+            moved = {
+                p: p.replace(old_dir, new_dir, 1) for p in state if p.startswith(old_dir + "/")
+            }
             new = {moved.get(p, p): t for p, t in state.items()}
             g.count("directory-rename")
         elif r < 0.2 and movable:
             src = movable[-1]
-            new = {(f"outputs/renamed{n}{j}.txt" if p == src else p): t
-                   for p, t in state.items()}
+            new = {(f"outputs/renamed{n}{j}.txt" if p == src else p): t for p, t in state.items()}
             g.count("rename")
         else:
             path = f"outputs/t{n}/f{j}.txt"
@@ -86,8 +95,12 @@ def generate(repo: Path, commits: int, seed: int = 7) -> dict[str, int]:
     planted counts. refs: `main` (the tip), `root` (the first commit)."""
     g = Gen(random.Random(seed))
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    main = {".catalytic.toml": POLICY, **{f"data/d{i}.csv": f"data {i}\n" for i in range(40)},
-            **{f"src/s{i}.py": f"s{i} = 1\n" for i in range(20)}, "outputs/k.txt": "k\n"}
+    main = {
+        ".catalytic.toml": POLICY,
+        **{f"data/d{i}.csv": f"data {i}\n" for i in range(40)},
+        **{f"src/s{i}.py": f"s{i} = 1\n" for i in range(20)},
+        "outputs/k.txt": "k\n",
+    }
     tip = g.commit("refs/heads/main", [], {}, main, "root")
     g.lines.append(f"reset refs/heads/root\nfrom :{tip}\n")
     n = 0
@@ -95,8 +108,9 @@ def generate(repo: Path, commits: int, seed: int = 7) -> dict[str, int]:
         n += 1
         r = g.rng.random()
         if r < 0.45:  # a linear commit on main, sometimes a violation
-            path = (f"data/d{g.rng.randrange(40)}.csv" if g.rng.random() < 0.05
-                    else f"outputs/m{n}.txt")
+            path = (
+                f"data/d{g.rng.randrange(40)}.csv" if g.rng.random() < 0.05 else f"outputs/m{n}.txt"
+            )
             new = _touch(main, path, n)
             g.count("violation" if path.startswith("data/") else "clean-commit")
             tip, main = g.commit("refs/heads/main", [tip], main, new, f"main {n}"), new
@@ -104,8 +118,9 @@ def generate(repo: Path, commits: int, seed: int = 7) -> dict[str, int]:
             tip, main = _merge(g, main, tip, n)
         else:
             tip, main = _subtree_or_octopus(g, main, tip, n)
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, check=True,
-                   input="".join(g.lines).encode())
+    subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=repo, check=True, input="".join(g.lines).encode()
+    )
     subprocess.run(["git", "reset", "-q", "--hard", "main"], cwd=repo, check=True)
     return g.planted
 
@@ -151,8 +166,9 @@ def _merge(g: Gen, main: dict[str, str], tip: int, n: int) -> tuple[int, dict[st
     return tip, merged
 
 
-def _subtree_or_octopus(g: Gen, main: dict[str, str], tip: int, n: int
-                        ) -> tuple[int, dict[str, str]]:
+def _subtree_or_octopus(
+    g: Gen, main: dict[str, str], tip: int, n: int
+) -> tuple[int, dict[str, str]]:
     if g.rng.random() < 0.5:
         a, astate = _topic(g, main, tip, 1, n * 100)
         b, bstate = _topic(g, main, tip, 1, n * 100 + 1)
@@ -171,9 +187,9 @@ def oracle(repo: Path, frm: str, to: str) -> set[tuple[str, str]]:
     """(commit, path) of every protected path a commit changed, with git alone: a commit vs its
     parent (a root vs the empty tree), a merge vs `git merge-tree --write-tree` of its parents
     (conflicted protected paths included), an octopus merge vs its first parent."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True
-                              ).stdout
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout
 
     def protected(path: str) -> bool:
         return not (path == "outputs" or path.startswith("outputs/"))
@@ -183,9 +199,20 @@ def oracle(repo: Path, frm: str, to: str) -> set[tuple[str, str]]:
         oid, *parents = line.split()
         conflicted: set[str] = set()
         if len(parents) == 2:
-            out = subprocess.run(["git", "merge-tree", "--write-tree", "--name-only",
-                                  "--no-messages", "--allow-unrelated-histories", *parents],
-                                 cwd=repo, capture_output=True, text=True).stdout.split("\n")
+            out = subprocess.run(
+                [
+                    "git",
+                    "merge-tree",
+                    "--write-tree",
+                    "--name-only",
+                    "--no-messages",
+                    "--allow-unrelated-histories",
+                    *parents,
+                ],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+            ).stdout.split("\n")
             against, conflicted = out[0], {p for p in out[1:] if p}
             diff = git("diff-tree", "-r", "--no-renames", "--name-only", against, oid)
         elif not parents:

@@ -14,8 +14,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 DOMAIN = b"CAT-DPT-SPECTRUM-04-v1:BUNDLE:"
-SEVEN = ["TASK_SPEC.json", "STATUS.json", "OUTPUT_HASHES.json", "PROOF.json",
-         "VALIDATOR_IDENTITY.json", "SIGNED_PAYLOAD.json", "SIGNATURE.json"]
+SEVEN = [
+    "TASK_SPEC.json",
+    "STATUS.json",
+    "OUTPUT_HASHES.json",
+    "PROOF.json",
+    "VALIDATOR_IDENTITY.json",
+    "SIGNED_PAYLOAD.json",
+    "SIGNATURE.json",
+]
 
 
 def cj(obj: object) -> bytes:
@@ -36,16 +43,26 @@ def check(run_dir: Path, project_root: Path) -> str:
     assert ident["algorithm"] == "ed25519"
     raw_key = bytes.fromhex(ident["public_key"])
     assert ident["validator_id"] == h(raw_key)
-    root = h(cj({"output_hashes": docs["OUTPUT_HASHES.json"]["hashes"],
-                 "status": docs["STATUS.json"],
-                 "task_spec_hash": h((run_dir / "TASK_SPEC.json").read_bytes())}))
+    root = h(
+        cj(
+            {
+                "output_hashes": docs["OUTPUT_HASHES.json"]["hashes"],
+                "status": docs["STATUS.json"],
+                "task_spec_hash": h((run_dir / "TASK_SPEC.json").read_bytes()),
+            }
+        )
+    )
     payload = docs["SIGNED_PAYLOAD.json"]
-    assert payload == {"bundle_root": root, "decision": "ACCEPT",
-                       "validator_id": ident["validator_id"]}
+    assert payload == {
+        "bundle_root": root,
+        "decision": "ACCEPT",
+        "validator_id": ident["validator_id"],
+    }
     sig = docs["SIGNATURE.json"]
     assert sig["payload_type"] == "BUNDLE" and sig["validator_id"] == ident["validator_id"]
-    Ed25519PublicKey.from_public_bytes(raw_key).verify(bytes.fromhex(sig["signature"]),
-                                                       DOMAIN + cj(payload))
+    Ed25519PublicKey.from_public_bytes(raw_key).verify(
+        bytes.fromhex(sig["signature"]), DOMAIN + cj(payload)
+    )
     assert docs["PROOF.json"]["restoration_result"]["verified"] is True
     status = docs["STATUS.json"]
     assert status["status"] == "success" and status["cmp01"] == "pass"
@@ -78,10 +95,17 @@ def produce(run_dir: Path, project_root: Path, outputs: dict[str, bytes], seed: 
     vid = h(raw)
     root = h(cj({"output_hashes": hashes, "status": status, "task_spec_hash": h(task)}))
     payload = {"bundle_root": root, "decision": "ACCEPT", "validator_id": vid}
-    (run_dir / "VALIDATOR_IDENTITY.json").write_text(json.dumps(
-        {"algorithm": "ed25519", "public_key": raw.hex(), "validator_id": vid}, indent=1))
+    (run_dir / "VALIDATOR_IDENTITY.json").write_text(
+        json.dumps({"algorithm": "ed25519", "public_key": raw.hex(), "validator_id": vid}, indent=1)
+    )
     (run_dir / "SIGNED_PAYLOAD.json").write_text(json.dumps(payload, indent=3))
-    (run_dir / "SIGNATURE.json").write_text(json.dumps(
-        {"payload_type": "BUNDLE", "signature": key.sign(DOMAIN + cj(payload)).hex(),
-         "validator_id": vid}))
+    (run_dir / "SIGNATURE.json").write_text(
+        json.dumps(
+            {
+                "payload_type": "BUNDLE",
+                "signature": key.sign(DOMAIN + cj(payload)).hex(),
+                "validator_id": vid,
+            }
+        )
+    )
     return root

@@ -40,21 +40,29 @@ class Distribution:
         self.log = root / "registry.log"
         auth = ""
         if users:
-            lines = [subprocess.run(["htpasswd", "-Bbn", u, p], capture_output=True, text=True,
-                                    check=True).stdout.strip() for u, p in users.items()]
+            lines = [
+                subprocess.run(
+                    ["htpasswd", "-Bbn", u, p], capture_output=True, text=True, check=True
+                ).stdout.strip()
+                for u, p in users.items()
+            ]
             (root / "htpasswd").write_text("\n".join(lines) + "\n")
-            auth = (f"auth:\n  htpasswd:\n    realm: test\n    path: {root / 'htpasswd'}\n")
+            auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {root / 'htpasswd'}\n"
         (root / "config.yml").write_text(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}")
+            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Distribution:
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([DISTRIBUTION, "serve", str(self.root / "config.yml")],
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [DISTRIBUTION, "serve", str(self.root / "config.yml")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -76,13 +84,13 @@ class Distribution:
         access log records."""
         n = 0
         for line in self.log.read_text(errors="replace").splitlines():
-            if f'"{method} ' in line and fragment in line and "HTTP/1.1\"" in line:
+            if f'"{method} ' in line and fragment in line and 'HTTP/1.1"' in line:
                 n += 1
         return n
 
     def blob_data(self, digest: str) -> Path:
         hexd = digest.split(":")[1]
-        return (self.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data")
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
 
 
 class _State:
@@ -106,8 +114,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              length: int | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        length: int | None = None,
+    ) -> None:
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -117,8 +130,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _error(self, status: int, code: str) -> None:
-        self._send(status, json.dumps({"errors": [{"code": code, "message": code}]}).encode(),
-                   {"Content-Type": "application/json"})
+        self._send(
+            status,
+            json.dumps({"errors": [{"code": code, "message": code}]}).encode(),
+            {"Content-Type": "application/json"},
+        )
 
     def _body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
@@ -128,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         for kind in ("/blobs/uploads/", "/blobs/", "/manifests/", "/referrers/", "/tags/"):
             if kind in path:
-                name, _, rest = path[len("/v2/"):].partition(kind)
+                name, _, rest = path[len("/v2/") :].partition(kind)
                 return name, kind.strip("/"), rest
         return "", "", ""
 
@@ -161,8 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.close_connection = True
                 return None
-            return self._send(200, data, {"Content-Type": "application/octet-stream",
-                                          "Docker-Content-Digest": rest})
+            return self._send(
+                200,
+                data,
+                {"Content-Type": "application/octet-stream", "Docker-Content-Digest": rest},
+            )
         if kind == "manifests":
             if rest in s.faults.get("manifest", {}):
                 body, media = s.faults["manifest"][rest]
@@ -171,13 +190,18 @@ class _Handler(BaseHTTPRequestHandler):
             if digest not in s.manifests:
                 return self._error(404, "MANIFEST_UNKNOWN")
             body, media = s.manifests[digest]
-            return self._send(200, body, {"Content-Type": media,
-                                          "Docker-Content-Digest": digest})
+            return self._send(200, body, {"Content-Type": media, "Docker-Content-Digest": digest})
         if kind == "referrers" and s.referrers_api:
-            idx = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                   "manifests": s.referrers.get(rest, [])}
-            return self._send(200, json.dumps(idx).encode(),
-                              {"Content-Type": "application/vnd.oci.image.index.v1+json"})
+            idx = {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": s.referrers.get(rest, []),
+            }
+            return self._send(
+                200,
+                json.dumps(idx).encode(),
+                {"Content-Type": "application/vnd.oci.image.index.v1+json"},
+            )
         if kind == "tags":
             tags = sorted(s.tags)
             return self._send(200, json.dumps({"name": name, "tags": tags}).encode())
@@ -193,8 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "manifests":
             digest = s.tags.get(rest, rest)
             if digest in s.manifests:
-                return self._send(200, b"", {"Docker-Content-Digest": digest},
-                                  length=len(s.manifests[digest][0]))
+                return self._send(
+                    200, b"", {"Docker-Content-Digest": digest}, length=len(s.manifests[digest][0])
+                )
         return self._send(404)
 
     def do_POST(self) -> None:
@@ -226,8 +251,12 @@ class _Handler(BaseHTTPRequestHandler):
                 doc = json.loads(body)
                 subject = doc.get("subject")
                 if subject and s.referrers_api:
-                    entry = {"mediaType": media, "digest": digest, "size": len(body),
-                             "artifactType": doc.get("artifactType")}
+                    entry = {
+                        "mediaType": media,
+                        "digest": digest,
+                        "size": len(body),
+                        "artifactType": doc.get("artifactType"),
+                    }
                     if doc.get("annotations"):
                         entry["annotations"] = doc["annotations"]
                     s.referrers.setdefault(subject["digest"], []).append(entry)

@@ -55,12 +55,15 @@ def test_adopt_writes_the_policy_and_commits_only_it(legacy: Path, tmp_path: Pat
     assert changed == [".catalytic.toml", ".catalytic/allowed_validators"]
     policy = (legacy / ".catalytic.toml").read_text()
     assert f'baseline = "{head}"' in policy
-    assert 'alice namespaces="catalytic,git" ssh-ed25519 AAAA' in \
-        (legacy / ".catalytic/allowed_validators").read_text()
+    assert (
+        'alice namespaces="catalytic,git" ssh-ed25519 AAAA'
+        in (legacy / ".catalytic/allowed_validators").read_text()
+    )
 
 
-def test_first_push_to_an_empty_server_passes_and_later_work_is_judged(legacy: Path,
-                                                                       tmp_path: Path) -> None:
+def test_first_push_to_an_empty_server_passes_and_later_work_is_judged(
+    legacy: Path, tmp_path: Path
+) -> None:
     _adopt(legacy, tmp_path)
     assert catalytic("install", cwd=legacy).returncode == 0
     bare = _server(tmp_path)
@@ -76,8 +79,7 @@ def test_first_push_to_an_empty_server_passes_and_later_work_is_judged(legacy: P
     # a fresh mirror of the forged history is judged the same way
     mirror = tmp_path / "mirror.git"
     git(tmp_path, "init", "-q", "--bare", str(mirror))
-    assert catalytic("install", "--server", "--git-dir", str(mirror), cwd=tmp_path
-                     ).returncode == 0
+    assert catalytic("install", "--server", "--git-dir", str(mirror), cwd=tmp_path).returncode == 0
     push = git(legacy, "push", "--no-verify", str(mirror), "main", check=False)
     assert push.returncode != 0 and "remote: data/raw.csv" in push.stderr
 
@@ -95,8 +97,7 @@ def test_an_adoption_commit_that_smuggles_data_is_refused(legacy: Path, tmp_path
     assert "remote: data/raw.csv: the adoption commit may change only the policy" in push.stderr
 
 
-def test_a_server_that_predates_adoption_accepts_the_adoption(legacy: Path, tmp_path: Path
-                                                              ) -> None:
+def test_a_server_that_predates_adoption_accepts_the_adoption(legacy: Path, tmp_path: Path) -> None:
     bare = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(legacy, "push", "-q", str(bare), "main")  # the history, before any policy
@@ -116,12 +117,14 @@ def test_adopt_refuses_cleanly(tmp_path: Path, legacy: Path, state: str) -> None
         (repo / ".catalytic.toml").write_text("durable_roots = []\n")
     else:
         (repo / "src/a.py").write_text("uncommitted\n")
-    before = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
-                            text=True).stdout
+    before = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True
+    ).stdout
     proc = catalytic("adopt", "--json", cwd=repo)
     assert proc.returncode == 2 and json.loads(proc.stdout)["code"] == "USAGE"
-    after = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
-                           text=True).stdout
+    after = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True
+    ).stdout
     assert before == after
 
 

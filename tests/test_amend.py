@@ -15,16 +15,19 @@ from catalytic_hooks.provenance.chronicle import read
 
 from .helpers import catalytic, git
 
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None,
-                                reason="signed amendments need ssh-keygen (OpenSSH), not found")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ssh-keygen") is None,
+    reason="signed amendments need ssh-keygen (OpenSSH), not found",
+)
 
 POLICY = 'durable_roots = ["outputs"]\n'
 
 
 def _key(directory: Path, name: str) -> Path:
     key = directory / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+    )
     return key
 
 
@@ -32,8 +35,14 @@ def _key(directory: Path, name: str) -> Path:
 def team(make_repo, tmp_path: Path) -> dict[str, Path]:
     alice, mallory = _key(tmp_path, "alice"), _key(tmp_path, "mallory")
     pub = " ".join((tmp_path / "alice.pub").read_text().split()[:2])
-    repo = make_repo({"data/x.csv": "1\n", "outputs/k.txt": "k\n",
-                      ".catalytic/allowed_validators": f"alice {pub}\n"}, policy=POLICY)
+    repo = make_repo(
+        {
+            "data/x.csv": "1\n",
+            "outputs/k.txt": "k\n",
+            ".catalytic/allowed_validators": f"alice {pub}\n",
+        },
+        policy=POLICY,
+    )
     git(repo, "config", "gpg.format", "ssh")
     bare = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
@@ -64,7 +73,8 @@ def test_a_signed_trusted_amendment_is_accepted_everywhere(team: dict[str, Path]
     assert ci.returncode == 0, ci.stdout
     amendments = json.loads(ci.stdout)["details"]["amendments"]
     assert [(a["path"], a["kind"], a["commit"]) for a in amendments] == [
-        ("data/x.csv", "amended", commit)]
+        ("data/x.csv", "amended", commit)
+    ]
     assert "accepted amendment by alice" in amendments[0]["reason"]
     assert "sensor 3 recalibrated (ticket 42)" in amendments[0]["reason"]
     push = git(repo, "push", "origin", "main", check=False)  # pre-push, then pre-receive
@@ -75,14 +85,21 @@ def test_a_signed_trusted_amendment_is_accepted_everywhere(team: dict[str, Path]
     assert [(r["kind"], r["data"]["commit"]) for r in logged] == [("amendment", commit)]
 
 
-@pytest.mark.parametrize(("signer", "trailer", "why"), [
-    (None, "no review", "amendment refused: it is not signed"),
-    ("mallory", "trust me", "amendment refused: it is signed by a key that is not in the base's "
-                            "trust file"),
-    ("alice", None, "protected path changed outside durable roots"),
-])
+@pytest.mark.parametrize(
+    ("signer", "trailer", "why"),
+    [
+        (None, "no review", "amendment refused: it is not signed"),
+        (
+            "mallory",
+            "trust me",
+            "amendment refused: it is signed by a key that is not in the base's trust file",
+        ),
+        ("alice", None, "protected path changed outside durable roots"),
+    ],
+)
 def test_an_unsigned_untrusted_or_unmarked_amendment_is_refused(
-        team: dict[str, Path], signer: str | None, trailer: str | None, why: str) -> None:
+    team: dict[str, Path], signer: str | None, trailer: str | None, why: str
+) -> None:
     repo, bare = team["repo"], team["bare"]
     before = git(bare, "rev-parse", "main").stdout.strip()
     _amend(repo, team[signer] if signer else None, trailer)
@@ -94,23 +111,40 @@ def test_an_unsigned_untrusted_or_unmarked_amendment_is_refused(
     assert not (bare / "catalytic/chronicle.jsonl").exists()
 
 
-def test_a_trust_change_by_amendment_needs_a_key_already_trusted(team: dict[str, Path]
-                                                                 ) -> None:
+def test_a_trust_change_by_amendment_needs_a_key_already_trusted(team: dict[str, Path]) -> None:
     repo = team["repo"]
     base = git(repo, "rev-parse", "HEAD").stdout.strip()
     pub = " ".join((team["mallory"].parent / "mallory.pub").read_text().split()[:2])
     with (repo / ".catalytic/allowed_validators").open("a") as fh:
         fh.write(f"mallory {pub}\n")
     # Mallory signs her own addition: the base's trust file does not know her.
-    git(repo, "commit", "-q", "--no-verify", "-am", "add mallory", "-S",
-        f"--gpg-sign={team['mallory']}", "--trailer", "Catalytic-Amend: new team member")
+    git(
+        repo,
+        "commit",
+        "-q",
+        "--no-verify",
+        "-am",
+        "add mallory",
+        "-S",
+        f"--gpg-sign={team['mallory']}",
+        "--trailer",
+        "Catalytic-Amend: new team member",
+    )
     ci = catalytic("check", "--from-ref", base, "--to-ref", "HEAD", "--json", cwd=repo)
     assert ci.returncode == 1
     findings = json.loads(ci.stdout)["details"]["findings"]
     assert {f["kind"] for f in findings} == {"policy", "mutation"}
     assert all("not in the base's trust file" in f["reason"] for f in findings)
     # Alice, already trusted, signing the same change makes it an accepted amendment.
-    git(repo, "commit", "-q", "--no-verify", "--amend", "--no-edit", "-S",
-        f"--gpg-sign={team['alice']}")
+    git(
+        repo,
+        "commit",
+        "-q",
+        "--no-verify",
+        "--amend",
+        "--no-edit",
+        "-S",
+        f"--gpg-sign={team['alice']}",
+    )
     ci = catalytic("check", "--from-ref", base, "--to-ref", "HEAD", "--json", cwd=repo)
     assert ci.returncode == 0, ci.stdout

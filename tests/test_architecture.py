@@ -16,9 +16,22 @@ NAME = "catalytic_hooks"
 
 # Lower rank = lower layer. A module may import its own layer or a strictly lower one; layers of
 # equal rank (replay, enforce) are siblings and may not import each other.
-LAYERS = {"core": 0, "fs": 1, "git": 2, "provenance": 3, "bundle": 4, "archive": 5, "run": 5,
-          "environment": 6, "registry": 6, "report": 6, "restore": 6,
-          "replay": 7, "enforce": 7, "cli": 9}
+LAYERS = {
+    "core": 0,
+    "fs": 1,
+    "git": 2,
+    "provenance": 3,
+    "bundle": 4,
+    "archive": 5,
+    "run": 5,
+    "environment": 6,
+    "registry": 6,
+    "report": 6,
+    "restore": 6,
+    "replay": 7,
+    "enforce": 7,
+    "cli": 9,
+}
 ENTRY_RANK = 10  # catalytic_hooks/__init__.py and __main__.py sit above everything
 ONLY_IN = {"pygit2": "git", "typer": "cli", "rich": "cli", "click": "cli"}
 # The demo plays a user at a terminal: the git commands it runs are the user's, shown on screen,
@@ -28,8 +41,9 @@ GIT_CLI_EXEMPT = {"cli/demo_cmd.py"}
 GIT_ARGV_HOME = "git/invoke.py"
 # What runs a git command line its caller composes (git.repo.Repo's methods, git.earlyspawn's
 # spawner): called only inside git/, where each command has a name every other layer calls.
-GIT_RUNNERS = frozenset({"git", "git_ok", "git_proc", "run_env", "start_env", "spawn_git",
-                         "Spawned"})
+GIT_RUNNERS = frozenset(
+    {"git", "git_ok", "git_proc", "run_env", "start_env", "spawn_git", "Spawned"}
+)
 
 
 def module_name(pkg_dir: Path, path: Path) -> str:
@@ -50,15 +64,19 @@ def imports_of(pkg_dir: Path, path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = here[:len(here) - node.level + 1]
+                base = here[: len(here) - node.level + 1]
                 mod = ".".join([*base, *([node.module] if node.module else [])])
             else:
                 mod = node.module or ""
             found.append((node.lineno, mod))
             # `from pkg import submodule` imports the submodule too
-            found += [(node.lineno, f"{mod}.{a.name}") for a in node.names
-                      if (pkg_dir.parent / (mod + "." + a.name).replace(".", "/")).with_suffix(
-                          ".py").exists()]
+            found += [
+                (node.lineno, f"{mod}.{a.name}")
+                for a in node.names
+                if (pkg_dir.parent / (mod + "." + a.name).replace(".", "/"))
+                .with_suffix(".py")
+                .exists()
+            ]
     return found
 
 
@@ -70,8 +88,14 @@ def layer_of(pkg_dir: Path, module: str) -> str | None:
 def runs_git(path: Path) -> list[int]:
     """Lines where a list or tuple literal starts with the string "git" (a git command line)."""
     tree = ast.parse(path.read_text())
-    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.List | ast.Tuple) and n.elts
-            and isinstance(n.elts[0], ast.Constant) and n.elts[0].value == "git"]
+    return [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.List | ast.Tuple)
+        and n.elts
+        and isinstance(n.elts[0], ast.Constant)
+        and n.elts[0].value == "git"
+    ]
 
 
 def composes_git(path: Path) -> list[int]:
@@ -86,7 +110,8 @@ def composes_git(path: Path) -> list[int]:
         name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
         first = n.args[0] if n.args else None
         gitlike = isinstance(first, ast.Starred) or (
-            isinstance(first, ast.Constant) and isinstance(first.value, str))
+            isinstance(first, ast.Constant) and isinstance(first.value, str)
+        )
         if name in GIT_RUNNERS or (name == "start" and gitlike):
             found.append(n.lineno)
     return found
@@ -113,14 +138,18 @@ def violations(pkg_dir: Path) -> list[str]:
             if other is None or other == my_layer:
                 continue
             if LAYERS[other] >= my_rank:
-                problems.append(f"{rel}:{line}: {my_layer or 'entry'} imports {mod} "
-                                f"({other} is not below {my_layer or 'entry'})")
+                problems.append(
+                    f"{rel}:{line}: {my_layer or 'entry'} imports {mod} "
+                    f"({other} is not below {my_layer or 'entry'})"
+                )
         if rel not in GIT_CLI_EXEMPT and rel != GIT_ARGV_HOME:
             where = "outside git/" if my_layer != "git" else f"outside {GIT_ARGV_HOME}"
             problems += [f"{rel}:{line}: runs the git CLI {where}" for line in runs_git(path)]
         if my_layer != "git" and rel not in GIT_CLI_EXEMPT:
-            problems += [f"{rel}:{line}: composes a git command outside git/ (name it in git/)"
-                         for line in composes_git(path)]
+            problems += [
+                f"{rel}:{line}: composes a git command outside git/ (name it in git/)"
+                for line in composes_git(path)
+            ]
     problems += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
     return problems
 
@@ -166,98 +195,146 @@ def _synthetic(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_an_upward_import_is_caught(tmp_path: Path) -> None:
-    pkg = _synthetic(tmp_path, {
-        "core/__init__.py": "", "core/policy.py": "from catalytic_hooks.cli.output import say\n",
-        "cli/__init__.py": "", "cli/output.py": "def say(): ...\n",
-    })
+    pkg = _synthetic(
+        tmp_path,
+        {
+            "core/__init__.py": "",
+            "core/policy.py": "from catalytic_hooks.cli.output import say\n",
+            "cli/__init__.py": "",
+            "cli/output.py": "def say(): ...\n",
+        },
+    )
     assert violations(pkg) == [
-        "core/policy.py:1: core imports catalytic_hooks.cli.output (cli is not below core)"]
+        "core/policy.py:1: core imports catalytic_hooks.cli.output (cli is not below core)"
+    ]
 
 
 def test_a_lazy_relative_upward_import_is_caught(tmp_path: Path) -> None:
-    pkg = _synthetic(tmp_path, {
-        "fs/__init__.py": "", "fs/files.py": "def f():\n    from ..bundle import run\n",
-        "bundle/__init__.py": "", "bundle/run.py": "",
-    })
+    pkg = _synthetic(
+        tmp_path,
+        {
+            "fs/__init__.py": "",
+            "fs/files.py": "def f():\n    from ..bundle import run\n",
+            "bundle/__init__.py": "",
+            "bundle/run.py": "",
+        },
+    )
     assert violations(pkg) == [
         "fs/files.py:2: fs imports catalytic_hooks.bundle (bundle is not below fs)",
-        "fs/files.py:2: fs imports catalytic_hooks.bundle.run (bundle is not below fs)"]
+        "fs/files.py:2: fs imports catalytic_hooks.bundle.run (bundle is not below fs)",
+    ]
 
 
 def test_sibling_layers_may_not_import_each_other(tmp_path: Path) -> None:
-    pkg = _synthetic(tmp_path, {
-        "replay/__init__.py": "", "replay/runner.py": "import catalytic_hooks.enforce.checks\n",
-        "enforce/__init__.py": "", "enforce/checks.py": "",
-    })
-    assert violations(pkg) == ["replay/runner.py:1: replay imports "
-                               "catalytic_hooks.enforce.checks (enforce is not below replay)"]
+    pkg = _synthetic(
+        tmp_path,
+        {
+            "replay/__init__.py": "",
+            "replay/runner.py": "import catalytic_hooks.enforce.checks\n",
+            "enforce/__init__.py": "",
+            "enforce/checks.py": "",
+        },
+    )
+    assert violations(pkg) == [
+        "replay/runner.py:1: replay imports "
+        "catalytic_hooks.enforce.checks (enforce is not below replay)"
+    ]
 
 
 def test_a_cycle_inside_a_layer_is_caught(tmp_path: Path) -> None:
-    pkg = _synthetic(tmp_path, {
-        "restore/__init__.py": "",
-        "restore/engine.py": "from catalytic_hooks.restore.transaction import x\n",
-        "restore/transaction.py": "def x():\n    from catalytic_hooks.restore import chain\n",
-        "restore/chain.py": "from catalytic_hooks.restore.engine import y\n",
-    })
-    assert violations(pkg) == ["import cycle: catalytic_hooks.restore.chain -> "
-                               "catalytic_hooks.restore.engine -> "
-                               "catalytic_hooks.restore.transaction -> "
-                               "catalytic_hooks.restore.chain"]
+    pkg = _synthetic(
+        tmp_path,
+        {
+            "restore/__init__.py": "",
+            "restore/engine.py": "from catalytic_hooks.restore.transaction import x\n",
+            "restore/transaction.py": "def x():\n    from catalytic_hooks.restore import chain\n",
+            "restore/chain.py": "from catalytic_hooks.restore.engine import y\n",
+        },
+    )
+    assert violations(pkg) == [
+        "import cycle: catalytic_hooks.restore.chain -> "
+        "catalytic_hooks.restore.engine -> "
+        "catalytic_hooks.restore.transaction -> "
+        "catalytic_hooks.restore.chain"
+    ]
 
 
 def test_pygit2_typer_and_the_git_cli_stay_in_their_layers(tmp_path: Path) -> None:
-    pkg = _synthetic(tmp_path, {
-        "bundle/__init__.py": "",
-        "bundle/run.py": "import pygit2\nimport rich.console\n"
-                         "def f(sp):\n    sp.run(['git', 'status'])\n",
-        "git/__init__.py": "", "git/repo.py": "import pygit2\n",
-        "git/invoke.py": "def argv(args):\n    return ['git', *args]\n",
-    })
-    assert violations(pkg) == ["bundle/run.py:1: imports pygit2 outside git/",
-                               "bundle/run.py:2: imports rich outside cli/",
-                               "bundle/run.py:4: runs the git CLI outside git/"]
+    pkg = _synthetic(
+        tmp_path,
+        {
+            "bundle/__init__.py": "",
+            "bundle/run.py": "import pygit2\nimport rich.console\n"
+            "def f(sp):\n    sp.run(['git', 'status'])\n",
+            "git/__init__.py": "",
+            "git/repo.py": "import pygit2\n",
+            "git/invoke.py": "def argv(args):\n    return ['git', *args]\n",
+        },
+    )
+    assert violations(pkg) == [
+        "bundle/run.py:1: imports pygit2 outside git/",
+        "bundle/run.py:2: imports rich outside cli/",
+        "bundle/run.py:4: runs the git CLI outside git/",
+    ]
 
 
 def test_a_git_command_line_is_built_only_by_the_invocation_home(tmp_path: Path) -> None:
     # Inside git/ too: a module starting git on its own would skip replacement, grafts and hooks.
-    pkg = _synthetic(tmp_path, {
-        "git/__init__.py": "", "git/invoke.py": "def argv(args):\n    return ['git', *args]\n",
-        "git/rangediff.py": "import subprocess\n"
-                            "def f():\n    subprocess.run(['git', 'diff-tree', '--stdin'])\n",
-    })
+    pkg = _synthetic(
+        tmp_path,
+        {
+            "git/__init__.py": "",
+            "git/invoke.py": "def argv(args):\n    return ['git', *args]\n",
+            "git/rangediff.py": "import subprocess\n"
+            "def f():\n    subprocess.run(['git', 'diff-tree', '--stdin'])\n",
+        },
+    )
     assert violations(pkg) == ["git/rangediff.py:3: runs the git CLI outside git/invoke.py"]
 
 
 def test_a_git_command_composed_outside_git_is_caught(tmp_path: Path) -> None:
-    pkg = _synthetic(tmp_path, {
-        "git/__init__.py": "", "git/invoke.py": "",
-        "git/refs.py": "def has_refs(repo):\n    return repo.git('for-each-ref', '--count=1')\n",
-        "enforce/__init__.py": "",
-        "enforce/server.py": "from catalytic_hooks.git.refs import has_refs\n"
-                             "def a(repo):\n    return repo.git('for-each-ref', '--count=1')\n"
-                             "def b(repo, args):\n    return repo.git_ok(*args)\n"
-                             "def c(repo):\n    return repo.start('status', '-z')\n"
-                             "def d(repo):\n    return repo.run_env({}, 'write-tree')\n"
-                             "def e(bar):\n    bar.start()\n    return has_refs(bar)\n",
-        "enforce/quick.py": "from catalytic_hooks.git.early import spawn_git\n"
-                            "def f():\n    return spawn_git('rev-parse', 'HEAD')\n",
-    })
+    pkg = _synthetic(
+        tmp_path,
+        {
+            "git/__init__.py": "",
+            "git/invoke.py": "",
+            "git/refs.py": (
+                "def has_refs(repo):\n    return repo.git('for-each-ref', '--count=1')\n"
+            ),
+            "enforce/__init__.py": "",
+            "enforce/server.py": "from catalytic_hooks.git.refs import has_refs\n"
+            "def a(repo):\n    return repo.git('for-each-ref', '--count=1')\n"
+            "def b(repo, args):\n    return repo.git_ok(*args)\n"
+            "def c(repo):\n    return repo.start('status', '-z')\n"
+            "def d(repo):\n    return repo.run_env({}, 'write-tree')\n"
+            "def e(bar):\n    bar.start()\n    return has_refs(bar)\n",
+            "enforce/quick.py": "from catalytic_hooks.git.early import spawn_git\n"
+            "def f():\n    return spawn_git('rev-parse', 'HEAD')\n",
+        },
+    )
     assert violations(pkg) == [
         "enforce/quick.py:3: composes a git command outside git/ (name it in git/)",
         "enforce/server.py:3: composes a git command outside git/ (name it in git/)",
         "enforce/server.py:5: composes a git command outside git/ (name it in git/)",
         "enforce/server.py:7: composes a git command outside git/ (name it in git/)",
-        "enforce/server.py:9: composes a git command outside git/ (name it in git/)"]
+        "enforce/server.py:9: composes a git command outside git/ (name it in git/)",
+    ]
 
 
 def test_hook_entry_point_imports_no_heavy_modules(make_repo) -> None:
     repo = make_repo({"a.txt": "a"}, policy=DEFAULT_POLICY)
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "hook",
-                           "pre-commit"], cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "hook", "pre-commit"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
-    loaded = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
-              if line.startswith("import time:")}
+    loaded = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     for heavy in ("typer", "rich", "pygit2", "click", "pydantic", "cryptography"):
         assert heavy not in loaded, heavy
 
@@ -271,8 +348,9 @@ def test_every_module_is_named_in_architecture_md() -> None:
     import re
 
     named = set(re.findall(r"^- `([\w/]+\.py)`:", _modules_section(), re.M))
-    actual = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
-              if p.name != "__init__.py"}
+    actual = {
+        p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"
+    }
     assert sorted(actual - named) == [], "modules missing from docs/ARCHITECTURE.md ## Modules"
     assert sorted(named - actual) == [], "docs/ARCHITECTURE.md names modules that do not exist"
 

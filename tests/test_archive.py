@@ -40,11 +40,17 @@ out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
 def _env(home: Path, **extra: str) -> dict[str, str]:
     """A private environment for a module-scoped fixture (the autouse isolation is per test)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1",
-               GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_AUTHOR_NAME="Test",
-               GIT_COMMITTER_NAME="Test", GIT_AUTHOR_EMAIL="t@example.invalid",
-               GIT_COMMITTER_EMAIL="t@example.invalid",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+        GIT_AUTHOR_NAME="Test",
+        GIT_COMMITTER_NAME="Test",
+        GIT_AUTHOR_EMAIL="t@example.invalid",
+        GIT_COMMITTER_EMAIL="t@example.invalid",
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    )
     env.update(extra)
     return env
 
@@ -66,15 +72,36 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     repo = base / "repo"
     repo.mkdir()
     git(repo, "init", "-q", env=env)
-    write_files(repo, {".catalytic.toml": POLICY, "job.py": JOB, ".gitignore": "_tmp/\n",
-                       "data/input.csv": "a,b\n1,2\n"})
+    write_files(
+        repo,
+        {
+            ".catalytic.toml": POLICY,
+            "job.py": JOB,
+            ".gitignore": "_tmp/\n",
+            "data/input.csv": "a,b\n1,2\n",
+        },
+    )
     key = base / "key"
     assert inproc("keygen", "--out", str(key), cwd=repo).returncode == 0
     assert inproc("trust", "add", "ci", f"{key}.pub", cwd=repo).returncode == 0
     git(repo, "add", "-A", env=env)
     git(repo, "commit", "-qm", "job", env=env)
-    proc = catalytic("run", "--run-id", "r1", "--sign", str(key), "--seed", "7", "--metrics",
-                     "outputs/metrics.json", "--", sys.executable, "job.py", cwd=repo, env=env)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--sign",
+        str(key),
+        "--seed",
+        "7",
+        "--metrics",
+        "outputs/metrics.json",
+        "--",
+        sys.executable,
+        "job.py",
+        cwd=repo,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     git(repo, "add", "-A", env=env)
     git(repo, "commit", "-qm", "run r1", env=env)
@@ -83,8 +110,13 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     archive = Path(json.loads(proc.stdout)["details"]["archive"])
     assert archive == repo / ".catalytic/archives/r1.catalytic.zip"
     assert archive.stat().st_mode & 0o777 == 0o666 & ~_umask()
-    return {"repo": repo, "archive": archive, "trust": repo / ".catalytic/allowed_validators",
-            "key": key, "home": home}
+    return {
+        "repo": repo,
+        "archive": archive,
+        "trust": repo / ".catalytic/allowed_validators",
+        "key": key,
+        "home": home,
+    }
 
 
 @pytest.fixture
@@ -124,42 +156,67 @@ def inproc(*args: str, cwd: Path) -> _Done:
     return _Done(code, out.getvalue(), err.getvalue())
 
 
-def test_with_only_the_archive_and_a_trust_file_everything_works(made: dict[str, Path],
-                                                                 empty: Path) -> None:
+def test_with_only_the_archive_and_a_trust_file_everything_works(
+    made: dict[str, Path], empty: Path
+) -> None:
     assert git(empty, "rev-parse", "--git-dir", check=False).returncode != 0
-    v = catalytic("verify", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json",
-                  cwd=empty)
+    v = catalytic(
+        "verify", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json", cwd=empty
+    )
     assert v.returncode == 0, v.stdout + v.stderr
     row = _json(v)["details"]["results"][0]
     assert row["valid"] and row["trusted"] and row["run_id"] == "r1"
     commit = git(made["repo"], "rev-parse", "HEAD~1").stdout.strip()
     assert row["commit"] == commit
-    assert row["source_archive"]["sha256"] == hashlib.sha256(
-        (empty / "r1.catalytic.zip").read_bytes()).hexdigest()
+    assert (
+        row["source_archive"]["sha256"]
+        == hashlib.sha256((empty / "r1.catalytic.zip").read_bytes()).hexdigest()
+    )
 
     (empty / "out").mkdir()
-    r = inproc("restore", "bundle", "r1.catalytic.zip", "--restore-root", str(empty / "out"),
-               "--trust-file", "allowed_signers", "--json", cwd=empty)
+    r = inproc(
+        "restore",
+        "bundle",
+        "r1.catalytic.zip",
+        "--restore-root",
+        str(empty / "out"),
+        "--trust-file",
+        "allowed_signers",
+        "--json",
+        cwd=empty,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     for name in ("sample.txt", "metrics.json", "same.txt", "again.txt"):
-        assert (empty / "out/outputs" / name).read_bytes() == \
-            (made["repo"] / "outputs" / name).read_bytes()
+        assert (empty / "out/outputs" / name).read_bytes() == (
+            made["repo"] / "outputs" / name
+        ).read_bytes()
 
-    w = inproc("restore", "bundle", "r1.catalytic.zip", "--worktree", "wt", "--trust-file",
-               "allowed_signers", "--json", cwd=empty)
+    w = inproc(
+        "restore",
+        "bundle",
+        "r1.catalytic.zip",
+        "--worktree",
+        "wt",
+        "--trust-file",
+        "allowed_signers",
+        "--json",
+        cwd=empty,
+    )
     assert w.returncode == 0, w.stdout + w.stderr
     assert git(empty / "wt", "rev-parse", "HEAD").stdout.strip() == commit
     assert (empty / "wt/data/input.csv").read_text() == "a,b\n1,2\n"
-    assert (empty / "wt/outputs/sample.txt").read_bytes() == \
-        (made["repo"] / "outputs/sample.txt").read_bytes()
+    assert (empty / "wt/outputs/sample.txt").read_bytes() == (
+        made["repo"] / "outputs/sample.txt"
+    ).read_bytes()
 
-    p = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json",
-               cwd=empty)
+    p = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json", cwd=empty)
     assert p.returncode == 0, p.stdout + p.stderr
     rep = _json(p)["details"]
     assert rep["verdict"] == "exact" and rep["verified"] is True
-    assert rep["source_archive"] == {"name": "r1.catalytic.zip",
-                                     "sha256": row["source_archive"]["sha256"]}
+    assert rep["source_archive"] == {
+        "name": "r1.catalytic.zip",
+        "sha256": row["source_archive"]["sha256"],
+    }
     for k in ("restoration_id", "restored_at", "environment_hash"):
         assert rep[k], k
     assert rep["metric_drift"] == 0
@@ -168,15 +225,27 @@ def test_with_only_the_archive_and_a_trust_file_everything_works(made: dict[str,
     assert not replay_dir.exists()  # removed without --keep
     assert json.loads(Path(rep["report_json"]).read_text())["verdict"] == "exact"
     assert sorted(p.name for p in empty.iterdir()) == [
-        "allowed_signers", "out", "r1.catalytic.zip", "replays", "wt"]
+        "allowed_signers",
+        "out",
+        "r1.catalytic.zip",
+        "replays",
+        "wt",
+    ]
 
 
 def test_trust_comes_from_the_caller_never_the_archive(empty: Path) -> None:
     v = inproc("verify", "r1.catalytic.zip", "--json", cwd=empty)
     assert v.returncode == 1 and _json(v)["code"] == "UNTRUSTED"
     (empty / "out").mkdir()
-    r = inproc("restore", "bundle", "r1.catalytic.zip", "--restore-root", str(empty / "out"),
-               "--json", cwd=empty)
+    r = inproc(
+        "restore",
+        "bundle",
+        "r1.catalytic.zip",
+        "--restore-root",
+        str(empty / "out"),
+        "--json",
+        cwd=empty,
+    )
     assert r.returncode == 1 and _json(r)["details"]["reason"] == "UNTRUSTED"
     assert list((empty / "out").iterdir()) == []
 
@@ -191,23 +260,34 @@ def test_replay_inside_a_repository_records_the_seed_fields(made: dict[str, Path
     assert Path(rep["report_json"]).parent == repo / ".catalytic/reports"
     last = read(repo / ".catalytic/chronicle.jsonl")[-1]
     assert last["kind"] == "replay"
-    for k in ("source_archive", "restoration_id", "restored_at", "environment_hash",
-              "metric_drift", "verified"):
+    for k in (
+        "source_archive",
+        "restoration_id",
+        "restored_at",
+        "environment_hash",
+        "metric_drift",
+        "verified",
+    ):
         assert k in last["data"], k
     assert last["data"]["source_archive"]["name"] == "r1.catalytic.zip"
-    again = inproc("replay", str(made["archive"]), "--replay-dir", str(kept), "--json",
-                   cwd=repo)
+    again = inproc("replay", str(made["archive"]), "--replay-dir", str(kept), "--json", cwd=repo)
     assert again.returncode == 2 and "exists" in _json(again)["message"]
     shutil.rmtree(kept)
 
 
-def test_two_archives_of_one_run_are_the_same_bytes(made: dict[str, Path],
-                                                    tmp_path: Path) -> None:
+def test_two_archives_of_one_run_are_the_same_bytes(made: dict[str, Path], tmp_path: Path) -> None:
     repo = made["repo"]
     os.utime(repo / "outputs/sample.txt", (1_000_000, 1_000_000))
     os.utime(repo / "_runs/r1/TASK_SPEC.json", (2_000_000_000, 2_000_000_000))
-    a = catalytic("archive", "create", "_runs/r1", "-o", str(tmp_path / "a.zip"), cwd=repo,
-                  env=_env(made["home"], TZ="Pacific/Kiritimati", LC_ALL="C", LANG="C"))
+    a = catalytic(
+        "archive",
+        "create",
+        "_runs/r1",
+        "-o",
+        str(tmp_path / "a.zip"),
+        cwd=repo,
+        env=_env(made["home"], TZ="Pacific/Kiritimati", LC_ALL="C", LANG="C"),
+    )
     assert a.returncode == 0, a.stderr
     import time
 
@@ -227,20 +307,30 @@ def test_two_archives_of_one_run_are_the_same_bytes(made: dict[str, Path],
         time.tzset()
     assert b.returncode == 0 and c.returncode == 0, b.stderr + c.stderr
     data = (tmp_path / "a.zip").read_bytes()
-    assert data == (tmp_path / "b.zip").read_bytes() == (tmp_path / "c.zip").read_bytes() \
+    assert (
+        data
+        == (tmp_path / "b.zip").read_bytes()
+        == (tmp_path / "c.zip").read_bytes()
         == made["archive"].read_bytes()
+    )
     again = inproc("archive", "create", "_runs/r1", "-o", str(tmp_path / "a.zip"), cwd=repo)
     assert again.returncode == 2 and (tmp_path / "a.zip").read_bytes() == data
 
 
-def test_the_archive_is_a_canonical_stored_zip_and_a_valid_bag(made: dict[str, Path],
-                                                             tmp_path: Path) -> None:
+def test_the_archive_is_a_canonical_stored_zip_and_a_valid_bag(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
     bagit = pytest.importorskip("bagit")
     with zipfile.ZipFile(made["archive"]) as zf:
         infos = zf.infolist()
-        assert all(i.compress_type == zipfile.ZIP_STORED and i.date_time == (1980, 1, 1, 0, 0, 0)
-                   and i.external_attr == 0o100644 << 16 and not i.extra and not i.comment
-                   for i in infos)
+        assert all(
+            i.compress_type == zipfile.ZIP_STORED
+            and i.date_time == (1980, 1, 1, 0, 0, 0)
+            and i.external_attr == 0o100644 << 16
+            and not i.extra
+            and not i.comment
+            for i in infos
+        )
         assert {i.filename.split("/")[0] for i in infos} == {"r1"}  # one top-level directory
         zf.extractall(tmp_path)
     bag = bagit.Bag(str(tmp_path / "r1"))
@@ -305,9 +395,11 @@ def test_the_crate_passes_the_ro_crate_validator(made: dict[str, Path], tmp_path
     mp.setattr(http.HttpRequester, "get", local, raising=False)
     mp.setattr(document_loader, "_fetch_json_ld", lambda url: json.loads(ctx))
     try:
-        settings = services.ValidationSettings(rocrate_uri=str(_crate(made, tmp_path)),
-                                               profile_identifier="process-run-crate",
-                                               requirement_severity=models.Severity.REQUIRED)
+        settings = services.ValidationSettings(
+            rocrate_uri=str(_crate(made, tmp_path)),
+            profile_identifier="process-run-crate",
+            requirement_severity=models.Severity.REQUIRED,
+        )
         result = services.validate(settings)
     finally:
         mp.undo()
@@ -316,14 +408,14 @@ def test_the_crate_passes_the_ro_crate_validator(made: dict[str, Path], tmp_path
     assert validator is not None
 
 
-def test_store_list_show_and_import(made: dict[str, Path], tmp_path: Path,
-                                    make_repo) -> None:
+def test_store_list_show_and_import(made: dict[str, Path], tmp_path: Path, make_repo) -> None:
     store = tmp_path / "store"
     store.mkdir()
     shutil.copyfile(made["archive"], store / "r1.catalytic.zip")
     (store / "broken.zip").write_bytes(made["archive"].read_bytes()[:-5])
-    lst = inproc("archive", "list", str(store), "--trust-file", str(made["trust"]), "--json",
-                    cwd=tmp_path)
+    lst = inproc(
+        "archive", "list", str(store), "--trust-file", str(made["trust"]), "--json", cwd=tmp_path
+    )
     assert lst.returncode == 0, lst.stderr
     rows = {r["archive"]: r for r in _json(lst)["details"]["archives"]}
     good = rows["r1.catalytic.zip"]
@@ -349,20 +441,26 @@ def test_store_list_show_and_import(made: dict[str, Path], tmp_path: Path,
     assert dup.returncode == 2 and _json(dup)["code"] == "RUN_EXISTS"
 
 
-def test_a_corrupt_archive_is_quarantined_with_a_sha_report(made: dict[str, Path],
-                                                            empty: Path) -> None:
+def test_a_corrupt_archive_is_quarantined_with_a_sha_report(
+    made: dict[str, Path], empty: Path
+) -> None:
     path = empty / "r1.catalytic.zip"
     data = bytearray(path.read_bytes())
-    at = bytes(data).index(b"weights") if b"weights" in data else \
-        bytes(data).index(b"twice")
+    at = bytes(data).index(b"weights") if b"weights" in data else bytes(data).index(b"twice")
     data[at] ^= 0x20  # one output byte
     path.write_bytes(bytes(data))
     digest = hashlib.sha256(bytes(data)).hexdigest()
-    nq = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers",
-                   "--no-quarantine", "--json", cwd=empty)
+    nq = inproc(
+        "replay",
+        "r1.catalytic.zip",
+        "--trust-file",
+        "allowed_signers",
+        "--no-quarantine",
+        "--json",
+        cwd=empty,
+    )
     assert nq.returncode == 1 and _json(nq)["code"] == "ARCHIVE_INVALID" and path.exists()
-    p = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json",
-               cwd=empty)
+    p = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json", cwd=empty)
     doc = _json(p)
     assert p.returncode == 1 and doc["code"] == "ARCHIVE_INVALID"
     assert doc["details"]["reason"] == "CRC_MISMATCH"
@@ -374,19 +472,34 @@ def test_a_corrupt_archive_is_quarantined_with_a_sha_report(made: dict[str, Path
     assert not any((empty / "replays").iterdir())  # nothing unpacked stays behind
 
 
-def test_attest_and_verify_an_attestation_of_an_archive(made: dict[str, Path],
-                                                        empty: Path) -> None:
+def test_attest_and_verify_an_attestation_of_an_archive(made: dict[str, Path], empty: Path) -> None:
     a = inproc("attest", "r1.catalytic.zip", "--sign", str(made["key"]), "--json", cwd=empty)
     assert a.returncode == 0, a.stdout + a.stderr
     att = empty / "r1.intoto.json"
     assert Path(_json(a)["details"]["attestation"]) == att and att.is_file()
-    v = inproc("verify", "r1.catalytic.zip", "--attestation", str(att), "--trust-file",
-               "allowed_signers", "--json", cwd=empty)
+    v = inproc(
+        "verify",
+        "r1.catalytic.zip",
+        "--attestation",
+        str(att),
+        "--trust-file",
+        "allowed_signers",
+        "--json",
+        cwd=empty,
+    )
     assert v.returncode == 0, v.stdout + v.stderr
     assert _json(v)["details"]["results"][0]["trusted"] is True
     other = make_other_statement(att)
-    bad = inproc("verify", "r1.catalytic.zip", "--attestation", str(other), "--trust-file",
-                 "allowed_signers", "--json", cwd=empty)
+    bad = inproc(
+        "verify",
+        "r1.catalytic.zip",
+        "--attestation",
+        str(other),
+        "--trust-file",
+        "allowed_signers",
+        "--json",
+        cwd=empty,
+    )
     assert bad.returncode == 1, bad.stdout
 
 
@@ -419,20 +532,33 @@ def test_history_and_a_submodule_travel_as_git_objects(make_repo, tmp_path: Path
     (repo / "a.txt").write_text("two\n")
     git(repo, "commit", "-qam", "two")
     head = git(repo, "rev-parse", "HEAD").stdout.strip()
-    run = make_bundle(repo / "_runs" / "s1", repo, {"out/x.txt": b"x\n"},
-                      task_spec=json.dumps({"task_id": "s1", "git_commit": head}).encode())
+    run = make_bundle(
+        repo / "_runs" / "s1",
+        repo,
+        {"out/x.txt": b"x\n"},
+        task_spec=json.dumps({"task_id": "s1", "git_commit": head}).encode(),
+    )
     for history in (False, True):
         out = tmp_path / f"s1-{history}.zip"
         info = create_archive(run, out, history=history, project_root=repo)
-        reached = git(repo, "rev-list", "--objects", *([] if history else ["--no-walk"]),
-                      head).stdout.split("\n")
+        reached = git(
+            repo, "rev-list", "--objects", *([] if history else ["--no-walk"]), head
+        ).stdout.split("\n")
         assert info["git_objects"] == len([r for r in reached if r]), history
         with opened_archive(out, Limits()) as (_, proved):
             assert proved is not None and proved.commit == head
             assert proved.objects == info["git_objects"]
     wt = tmp_path / "checkout"
-    r = inproc("restore", "bundle", str(tmp_path / "s1-False.zip"), "--worktree", str(wt),
-               "--allow-untrusted", "--json", cwd=tmp_path)
+    r = inproc(
+        "restore",
+        "bundle",
+        str(tmp_path / "s1-False.zip"),
+        "--worktree",
+        str(wt),
+        "--allow-untrusted",
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert git(wt, "rev-parse", "HEAD").stdout.strip() == head
     listing = git(wt, "ls-tree", "HEAD", "vendor/sub").stdout
@@ -441,8 +567,7 @@ def test_history_and_a_submodule_travel_as_git_objects(make_repo, tmp_path: Path
 
 
 @pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed here")
-def test_a_git_lfs_output_carries_its_content_never_its_pointer(make_repo,
-                                                                tmp_path: Path) -> None:
+def test_a_git_lfs_output_carries_its_content_never_its_pointer(make_repo, tmp_path: Path) -> None:
     from catalytic_hooks.archive.create import create_archive
     from catalytic_hooks.core.errors import CatalyticError
 
@@ -477,8 +602,9 @@ def test_an_output_edited_after_the_run_is_never_archived(tmp_path: Path, edited
 
     from .helpers import make_bundle
 
-    run = make_bundle(tmp_path / "_runs" / "e1", tmp_path,
-                      {"out/a.txt": b"same\n", "out/b.txt": b"same\n"})
+    run = make_bundle(
+        tmp_path / "_runs" / "e1", tmp_path, {"out/a.txt": b"same\n", "out/b.txt": b"same\n"}
+    )
     ok = create_archive(run, tmp_path / "ok.zip", project_root=tmp_path)
     with zipfile.ZipFile(tmp_path / "ok.zip") as zf:
         assert sum("/objects/sha256/" in n for n in zf.namelist()) == 1

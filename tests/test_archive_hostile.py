@@ -29,16 +29,23 @@ STDLIB_ACCEPTED = 58
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes, str,
-                                                                    Limits | None]]:
+def cases(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes, str, Limits | None]]:
     base = tmp_path_factory.mktemp("hostile")
-    plain_run = make_bundle(base / "plain" / "_runs" / "h1", base / "plain",
-                            {"out/a.txt": b"alpha\n", "out/b.txt": b"beta\n"})
+    plain_run = make_bundle(
+        base / "plain" / "_runs" / "h1",
+        base / "plain",
+        {"out/a.txt": b"alpha\n", "out/b.txt": b"beta\n"},
+    )
     create_archive(plain_run, base / "plain.zip", project_root=base / "plain")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_AUTHOR_NAME="T",
-               GIT_COMMITTER_NAME="T", GIT_AUTHOR_EMAIL="t@e.invalid",
-               GIT_COMMITTER_EMAIL="t@e.invalid")
+    env.update(
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_AUTHOR_NAME="T",
+        GIT_COMMITTER_NAME="T",
+        GIT_AUTHOR_EMAIL="t@e.invalid",
+        GIT_COMMITTER_EMAIL="t@e.invalid",
+    )
     repo = base / "repo"
     repo.mkdir()
     git(repo, "init", "-q", env=env)
@@ -49,29 +56,57 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes, st
     (repo / "src.txt").write_text("two\n")
     git(repo, "commit", "-qam", "two", env=env)
     second = git(repo, "rev-parse", "HEAD", env=env).stdout.strip()
-    run = make_bundle(repo / "_runs" / "g1", repo, {"out/c.txt": b"gamma\n"},
-                      task_spec=json.dumps({"task_id": "g1", "git_commit": second}).encode())
+    run = make_bundle(
+        repo / "_runs" / "g1",
+        repo,
+        {"out/c.txt": b"gamma\n"},
+        task_spec=json.dumps({"task_id": "g1", "git_commit": second}).encode(),
+    )
     create_archive(run, base / "git.zip", project_root=repo)
     other = io.BytesIO()
     write_pack(Repo.discover(repo), first, other)
-    return corpus((base / "plain.zip").read_bytes(), (base / "git.zip").read_bytes(),
-                  other.getvalue())
+    return corpus(
+        (base / "plain.zip").read_bytes(), (base / "git.zip").read_bytes(), other.getvalue()
+    )
 
 
 def test_the_corpus_is_large_and_covers_every_class(cases: list) -> None:
     assert len(cases) >= 40
     reasons = {c[2] for c in cases}
-    for cls in ("NAME_ABSOLUTE", "NAME_TRAVERSAL", "NAME_BACKSLASH", "NAME_DRIVE", "NAME_CONTROL",
-                "NAME_NOT_UTF8", "NAME_NOT_NFC", "NAME_DUPLICATE", "NAME_COLLISION", "LINK",
-                "SPECIAL_FILE", "ENCRYPTED", "DATA_DESCRIPTOR", "OVERLAP", "LOCAL_HEADER_MISMATCH",
-                "PREPENDED_DATA", "GAP", "TRAILING_DATA", "COMMENT", "NOT_IN_MANIFEST",
-                "MANIFEST_MISMATCH", "TOO_MANY_ENTRIES", "ENTRY_TOO_LARGE", "TOTAL_TOO_LARGE",
-                "RATIO", "GIT_OBJECTS", "TRUNCATED", "CRC_MISMATCH"):
+    for cls in (
+        "NAME_ABSOLUTE",
+        "NAME_TRAVERSAL",
+        "NAME_BACKSLASH",
+        "NAME_DRIVE",
+        "NAME_CONTROL",
+        "NAME_NOT_UTF8",
+        "NAME_NOT_NFC",
+        "NAME_DUPLICATE",
+        "NAME_COLLISION",
+        "LINK",
+        "SPECIAL_FILE",
+        "ENCRYPTED",
+        "DATA_DESCRIPTOR",
+        "OVERLAP",
+        "LOCAL_HEADER_MISMATCH",
+        "PREPENDED_DATA",
+        "GAP",
+        "TRAILING_DATA",
+        "COMMENT",
+        "NOT_IN_MANIFEST",
+        "MANIFEST_MISMATCH",
+        "TOO_MANY_ENTRIES",
+        "ENTRY_TOO_LARGE",
+        "TOTAL_TOO_LARGE",
+        "RATIO",
+        "GIT_OBJECTS",
+        "TRUNCATED",
+        "CRC_MISMATCH",
+    ):
         assert cls in reasons, cls
 
 
-def test_every_hostile_archive_is_refused_and_leaves_nothing(cases: list,
-                                                              tmp_path: Path) -> None:
+def test_every_hostile_archive_is_refused_and_leaves_nothing(cases: list, tmp_path: Path) -> None:
     wrong = []
     for cid, data, reason, limits in cases:
         path = tmp_path / f"{cid}.zip"
@@ -88,18 +123,28 @@ def test_every_hostile_archive_is_refused_and_leaves_nothing(cases: list,
         path.unlink()
     assert wrong == []
     # nothing written outside the targets either (traversal, absolute names)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"sandbox-{c[0]}" for c in cases)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"sandbox-{c[0]}" for c in cases)
 
 
-def test_the_command_line_refuses_them_without_a_traceback(cases: list,
-                                                           tmp_path: Path) -> None:
+def test_the_command_line_refuses_them_without_a_traceback(cases: list, tmp_path: Path) -> None:
     from .test_archive import inproc
 
     # One case of each kind through the whole command (the reader's own test above covers all).
-    chosen = {"truncated", "comment", "quoted-overlap", "local-crc-differs", "symlink",
-              "encrypted", "traversal", "case-collision", "ratio-bomb", "declared-1-tib",
-              "content-differs-from-manifest", "crate-edited", "pack-of-another-commit"}
+    chosen = {
+        "truncated",
+        "comment",
+        "quoted-overlap",
+        "local-crc-differs",
+        "symlink",
+        "encrypted",
+        "traversal",
+        "case-collision",
+        "ratio-bomb",
+        "declared-1-tib",
+        "content-differs-from-manifest",
+        "crate-edited",
+        "pack-of-another-commit",
+    }
     for cid, data, reason, _ in cases:
         if cid not in chosen:
             continue
@@ -114,8 +159,9 @@ def test_the_command_line_refuses_them_without_a_traceback(cases: list,
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_how_many_the_standard_library_would_accept(cases: list, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_how_many_the_standard_library_would_accept(
+    cases: list, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The same files given to `zipfile.ZipFile(f).extractall(d)`; the 100,000-entry one is
     only opened (its 100,000 empty files would be extracted as well)."""
     accepted = []
@@ -132,6 +178,8 @@ def test_how_many_the_standard_library_would_accept(cases: list, tmp_path: Path,
         except Exception:
             pass
     with capsys.disabled():
-        print(f"\nzipfile.extractall accepted {len(accepted)} of {len(cases)} hostile archives "
-              f"that catalytic refuses: {', '.join(accepted)}")
+        print(
+            f"\nzipfile.extractall accepted {len(accepted)} of {len(cases)} hostile archives "
+            f"that catalytic refuses: {', '.join(accepted)}"
+        )
     assert len(accepted) == STDLIB_ACCEPTED

@@ -27,10 +27,20 @@ def attested(make_repo, tmp_path: Path) -> Path:
     repo = make_repo({"data/x.csv": "1\n"}, policy=POLICY)
     (repo / ".catalytic").mkdir()
     (repo / ".catalytic/allowed_validators").write_text(
-        f"alice id:{signer_from_seed(SEED_A).validator_id}\n")
-    run = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--", "sh",
-                    "-c", "mkdir -p outputs && echo r > outputs/r.txt && echo s > outputs/s.txt",
-                    cwd=repo)
+        f"alice id:{signer_from_seed(SEED_A).validator_id}\n"
+    )
+    run = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p outputs && echo r > outputs/r.txt && echo s > outputs/s.txt",
+        cwd=repo,
+    )
     assert run.returncode == 0, run.stderr
     proc = catalytic("attest", "_runs/r1", "--sign", str(key_file(tmp_path)), cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -56,8 +66,14 @@ def test_securesystemslib_verifies_our_envelope(attested: Path) -> None:
 
     assert names["outputs/r.txt"]["sha256"] == hashlib.sha256(b"r\n").hexdigest()
     assert stmt["predicate"]["purity_verdict"] == "PASS"
-    ok = catalytic("verify", "_runs/r1", "--attestation", "_runs/r1/attestation.intoto.json",
-                   "--json", cwd=attested)
+    ok = catalytic(
+        "verify",
+        "_runs/r1",
+        "--attestation",
+        "_runs/r1/attestation.intoto.json",
+        "--json",
+        cwd=attested,
+    )
     assert ok.returncode == 0, ok.stdout
 
 
@@ -78,19 +94,35 @@ def test_an_envelope_signed_by_securesystemslib_verifies_with_catalytic(attested
     assert proc.returncode == 0, proc.stdout
 
 
-def test_an_attestation_by_an_untrusted_or_other_key_is_refused(attested: Path,
-                                                                tmp_path: Path) -> None:
+def test_an_attestation_by_an_untrusted_or_other_key_is_refused(
+    attested: Path, tmp_path: Path
+) -> None:
     (attested / ".catalytic/allowed_validators").write_text("")
-    proc = catalytic("verify", "_runs/r1", "--attestation", "_runs/r1/attestation.intoto.json",
-                     "--json", cwd=attested)
+    proc = catalytic(
+        "verify",
+        "_runs/r1",
+        "--attestation",
+        "_runs/r1/attestation.intoto.json",
+        "--json",
+        cwd=attested,
+    )
     assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == "UNTRUSTED"
-    other = catalytic("attest", "_runs/r1", "--sign", str(key_file(tmp_path, SEED_B)),
-                      "--output", str(tmp_path / "b.json"), "--json", cwd=attested)
+    other = catalytic(
+        "attest",
+        "_runs/r1",
+        "--sign",
+        str(key_file(tmp_path, SEED_B)),
+        "--output",
+        str(tmp_path / "b.json"),
+        "--json",
+        cwd=attested,
+    )
     assert other.returncode == 2 and json.loads(other.stdout)["code"] == "USAGE"
 
 
-@settings(max_examples=12, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(part=st.sampled_from(["payload", "sig", "subject"]), pos=st.floats(0, 1))
 def test_any_changed_byte_is_caught(attested: Path, part: str, pos: float) -> None:
     doc = json.loads((attested / "_runs/r1/attestation.intoto.json").read_text())
@@ -98,8 +130,9 @@ def test_any_changed_byte_is_caught(attested: Path, part: str, pos: float) -> No
         stmt = json.loads(base64.b64decode(doc["payload"]))
         digest = stmt["subject"][0]["digest"]["sha256"]
         i = int(pos * (len(digest) - 1))
-        stmt["subject"][0]["digest"]["sha256"] = digest[:i] + ("0" if digest[i] != "0" else
-                                                               "1") + digest[i + 1:]
+        stmt["subject"][0]["digest"]["sha256"] = (
+            digest[:i] + ("0" if digest[i] != "0" else "1") + digest[i + 1 :]
+        )
         doc["payload"] = base64.b64encode(json.dumps(stmt).encode()).decode()
     else:
         field = doc["payload"] if part == "payload" else doc["signatures"][0]["sig"]
@@ -117,35 +150,61 @@ def test_any_changed_byte_is_caught(attested: Path, part: str, pos: float) -> No
 
 
 def test_the_in_toto_package_reads_and_verifies_the_envelope(attested: Path) -> None:
-    metadata = pytest.importorskip("in_toto.models.metadata",
-                                   reason="test extra in-toto missing")
+    metadata = pytest.importorskip("in_toto.models.metadata", reason="test extra in-toto missing")
     doc = json.loads((attested / "_runs/r1/attestation.intoto.json").read_text())
     env = metadata.Envelope.from_dict(doc)
     assert env.payload_type == metadata.ENVELOPE_PAYLOAD_TYPE
     s = signer_from_seed(SEED_A)
-    key = {"keyid": s.validator_id, "keytype": "ed25519", "scheme": "ed25519",
-           "keyval": {"public": s.public_hex}}
+    key = {
+        "keyid": s.validator_id,
+        "keytype": "ed25519",
+        "scheme": "ed25519",
+        "keyval": {"public": s.public_hex},
+    }
     env.verify_signature(key)  # raises SignatureVerificationError on a bad signature
     other = signer_from_seed(SEED_B)
     with pytest.raises(metadata.SignatureVerificationError):
-        env.verify_signature({**key, "keyid": s.validator_id,
-                              "keyval": {"public": other.public_hex}})
+        env.verify_signature(
+            {**key, "keyid": s.validator_id, "keyval": {"public": other.public_hex}}
+        )
     assert json.loads(env.payload)["predicateType"] == "https://github.com/catalytic-hooks/run/v1"
 
 
 def test_run_attest_and_a_chain_of_attestations(attested: Path, tmp_path: Path) -> None:
-    run = catalytic("run", "--run-id", "r2", "--sign", str(key_file(tmp_path)), "--attest",
-                    "--json", "--", "sh", "-c", "echo q > outputs/q.txt", cwd=attested)
+    run = catalytic(
+        "run",
+        "--run-id",
+        "r2",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--attest",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo q > outputs/q.txt",
+        cwd=attested,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert Path(json.loads(run.stdout)["details"]["attestation"]).is_file()
     chain = tmp_path / "chain.intoto.jsonl"
-    proc = catalytic("attest", "_runs/r1", "_runs/r2", "--sign", str(key_file(tmp_path)),
-                     "--output", str(chain), cwd=attested)
+    proc = catalytic(
+        "attest",
+        "_runs/r1",
+        "_runs/r2",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--output",
+        str(chain),
+        cwd=attested,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(chain.read_text().splitlines()) == 2
-    ok = catalytic("verify", "_runs/r1", "_runs/r2", "--attestation", str(chain), "--json",
-                   cwd=attested)
+    ok = catalytic(
+        "verify", "_runs/r1", "_runs/r2", "--attestation", str(chain), "--json", cwd=attested
+    )
     assert ok.returncode == 0, ok.stdout
-    swapped = catalytic("verify", "_runs/r2", "_runs/r1", "--attestation", str(chain), "--json",
-                        cwd=attested)
+    swapped = catalytic(
+        "verify", "_runs/r2", "_runs/r1", "--attestation", str(chain), "--json", cwd=attested
+    )
     assert swapped.returncode == 1  # each envelope is bound to its own run

@@ -39,8 +39,16 @@ ln -s /etc/passwd _tmp/link
 
 @pytest.fixture
 def repo(make_repo) -> Path:
-    r = make_repo({"data/raw/x.csv": "1,2\n", "src/gone.py": "x = 1\n", "src/keep.py": "k\n",
-                   "tool.sh": "#!/bin/sh\n", ".gitignore": "_tmp/\n"}, policy=POLICY)
+    r = make_repo(
+        {
+            "data/raw/x.csv": "1,2\n",
+            "src/gone.py": "x = 1\n",
+            "src/keep.py": "k\n",
+            "tool.sh": "#!/bin/sh\n",
+            ".gitignore": "_tmp/\n",
+        },
+        policy=POLICY,
+    )
     os.chmod(r / "tool.sh", 0o755)
     git(r, "add", "-A")
     git(r, "commit", "-q", "-m", "exec bit")
@@ -49,14 +57,29 @@ def repo(make_repo) -> Path:
 
 def protected_files(repo: Path) -> dict[str, tuple[bytes, int]]:
     _, files = snapshot(repo)
-    return {p: (b, os.stat(repo / p).st_mode & 0o777) for p, b in files.items()
-            if not p.startswith(("outputs/", "_runs/", ".catalytic/", "_tmp/"))}
+    return {
+        p: (b, os.stat(repo / p).st_mode & 0o777)
+        for p, b in files.items()
+        if not p.startswith(("outputs/", "_runs/", ".catalytic/", "_tmp/"))
+    }
 
 
 def test_run_restore_undoes_a_messy_command(repo: Path, tmp_path: Path) -> None:
     before = protected_files(repo)
-    proc = catalytic("run", "--run-id", "messy", "--restore", "--sign", str(key_file(tmp_path)),
-                     "--json", "--", "sh", "-c", MESSY, cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "messy",
+        "--restore",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        MESSY,
+        cwd=repo,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)["details"]
     assert doc["status"] == "success" and doc["proof_verdict"] == "PASS"
@@ -89,8 +112,11 @@ def test_run_without_restore_records_an_honest_failure(repo: Path) -> None:
     assert status["status"] == "failure" and status["cmp01"] == "fail"
     assert proof["restoration_result"]["verified"] is False
     rp = json.loads((run / "RESTORE_PROOF.json").read_text())
-    assert rp["diff_summary"] == {"added": ["stray.txt"], "changed": ["data/raw/x.csv"],
-                                  "removed": ["src/gone.py"]}
+    assert rp["diff_summary"] == {
+        "added": ["stray.txt"],
+        "changed": ["data/raw/x.csv"],
+        "removed": ["src/gone.py"],
+    }
     assert not (run / "SIGNATURE.json").exists()
 
 
@@ -110,9 +136,20 @@ def test_failing_command_and_timeout(repo: Path) -> None:
 
 
 def test_run_passes_output_and_records_task_spec(repo: Path) -> None:
-    proc = catalytic("run", "--run-id", "io", "--seed", "42", "--pack", "--", "sh", "-c",
-                     'echo "seed=$CATALYTIC_SEED hash=$PYTHONHASHSEED"; echo err >&2; '
-                     "mkdir -p outputs; echo $CATALYTIC_SEED > outputs/seed.txt", cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "io",
+        "--seed",
+        "42",
+        "--pack",
+        "--",
+        "sh",
+        "-c",
+        'echo "seed=$CATALYTIC_SEED hash=$PYTHONHASHSEED"; echo err >&2; '
+        "mkdir -p outputs; echo $CATALYTIC_SEED > outputs/seed.txt",
+        cwd=repo,
+    )
     assert proc.returncode == 0
     assert "seed=42 hash=42" in proc.stdout and "err" in proc.stderr
     spec = json.loads((repo / "_runs/io/TASK_SPEC.json").read_text())
@@ -126,6 +163,7 @@ def test_run_passes_output_and_records_task_spec(repo: Path) -> None:
 
 
 # -- keys -------------------------------------------------------------------------------------
+
 
 def test_keygen_mode_refusal_and_never_printed(tmp_path: Path) -> None:
     key = tmp_path / "keys" / "v"
@@ -145,35 +183,80 @@ def test_openssh_key_signs(repo: Path, tmp_path: Path) -> None:
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     assert catalytic("trust", "add", "ssh-user", str(key) + ".pub", cwd=repo).returncode == 0
-    proc = catalytic("run", "--run-id", "ssh", "--sign", str(key), "--", "sh", "-c",
-                     "mkdir -p outputs; echo x > outputs/x", cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "ssh",
+        "--sign",
+        str(key),
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p outputs; echo x > outputs/x",
+        cwd=repo,
+    )
     assert proc.returncode == 0, proc.stderr
     assert catalytic("verify", "_runs/ssh", cwd=repo).returncode == 0  # trusted via .pub
 
 
 # -- trust ------------------------------------------------------------------------------------
 
+
 def test_unknown_key_is_valid_but_untrusted_and_windows(repo: Path, tmp_path: Path) -> None:
-    proc = catalytic("run", "--run-id", "r", "--sign", str(key_file(tmp_path, SEED_B)), "--",
-                     "sh", "-c", "mkdir -p outputs; echo y > outputs/y", cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r",
+        "--sign",
+        str(key_file(tmp_path, SEED_B)),
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p outputs; echo y > outputs/y",
+        cwd=repo,
+    )
     assert proc.returncode == 0
     v = json.loads(catalytic("verify", "_runs/r", "--json", cwd=repo).stdout)
     assert v["ok"] is False and v["code"] == "UNTRUSTED"
     assert v["details"]["results"][0]["valid"] is True
     assert catalytic("verify", "_runs/r", "--allow-untrusted", cwd=repo).returncode == 0
     b = signer(SEED_B)
-    assert catalytic("trust", "add", "bee", f"ed25519:{b.public_hex}", "--valid-before",
-                     "2020-01-01", cwd=repo).returncode == 0
+    assert (
+        catalytic(
+            "trust",
+            "add",
+            "bee",
+            f"ed25519:{b.public_hex}",
+            "--valid-before",
+            "2020-01-01",
+            cwd=repo,
+        ).returncode
+        == 0
+    )
     expired = json.loads(catalytic("verify", "_runs/r", "--json", cwd=repo).stdout)
     assert expired["code"] == "UNTRUSTED"
     assert "validity window" in expired["details"]["results"][0]["trust"]
     assert catalytic("trust", "remove", "bee", cwd=repo).returncode == 0
-    assert catalytic("trust", "add", "bee", f"id:{b.validator_id}", "--valid-after",
-                     "2099-01-01", cwd=repo).returncode == 0
+    assert (
+        catalytic(
+            "trust", "add", "bee", f"id:{b.validator_id}", "--valid-after", "2099-01-01", cwd=repo
+        ).returncode
+        == 0
+    )
     assert catalytic("verify", "_runs/r", cwd=repo).returncode == 1  # not yet valid
     catalytic("trust", "remove", b.validator_id, cwd=repo)
-    assert catalytic("trust", "add", "bee", f"ed25519:{b.public_hex}", "--valid-after",
-                     "2020-01-01", cwd=repo).returncode == 0
+    assert (
+        catalytic(
+            "trust",
+            "add",
+            "bee",
+            f"ed25519:{b.public_hex}",
+            "--valid-after",
+            "2020-01-01",
+            cwd=repo,
+        ).returncode
+        == 0
+    )
     assert catalytic("verify", "_runs/r", cwd=repo).returncode == 0
     listing = json.loads(catalytic("trust", "list", "--json", cwd=repo).stdout)
     assert [x["name"] for x in listing["details"]["validators"]] == ["bee"]
@@ -182,19 +265,40 @@ def test_unknown_key_is_valid_but_untrusted_and_windows(repo: Path, tmp_path: Pa
 def test_inline_trusted_ids_in_policy(make_repo, tmp_path: Path) -> None:
     vid = signer(SEED_A).validator_id
     r = make_repo({"a": "a"}, policy=f'durable_roots=["outputs"]\ntrusted_validators=["{vid}"]\n')
-    assert catalytic("run", "--run-id", "x", "--sign", str(key_file(tmp_path)), "--", "sh", "-c",
-                     "mkdir -p outputs; echo 1 > outputs/1", cwd=r).returncode == 0
+    assert (
+        catalytic(
+            "run",
+            "--run-id",
+            "x",
+            "--sign",
+            str(key_file(tmp_path)),
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p outputs; echo 1 > outputs/1",
+            cwd=r,
+        ).returncode
+        == 0
+    )
     assert catalytic("verify", "_runs/x", cwd=r).returncode == 0
 
 
 # -- tampering --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def signed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("tamper")
-    env = {**os.environ, "HOME": str(base), "GIT_CONFIG_GLOBAL": str(base / "gc"),
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x.invalid"}
+    env = {
+        **os.environ,
+        "HOME": str(base),
+        "GIT_CONFIG_GLOBAL": str(base / "gc"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x.invalid",
+    }
     r = base / "repo"
     r.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=r, check=True, env=env)
@@ -202,9 +306,19 @@ def signed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (r / "in.txt").write_text("in")
     subprocess.run(["git", "add", "-A"], cwd=r, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "i"], cwd=r, check=True, env=env)
-    proc = catalytic("run", "--run-id", "t", "--sign", str(key_file(base)), "--", "sh", "-c",
-                     "mkdir -p outputs; printf 'some output bytes' > outputs/o.bin", cwd=r,
-                     env=env)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "t",
+        "--sign",
+        str(key_file(base)),
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p outputs; printf 'some output bytes' > outputs/o.bin",
+        cwd=r,
+        env=env,
+    )
     assert proc.returncode == 0
     return r
 
@@ -216,8 +330,9 @@ def exempt_bytes(name: str, data: bytes) -> set[int]:
     byte of every file (the seven, PROOF, the receipts, the output) must matter."""
     if name == "OUTPUT_HASHES.json":
         doc = json.loads(data)
-        member = b'"hashes":' + json.dumps(doc["hashes"], sort_keys=True,
-                                           separators=(",", ":")).encode()
+        member = (
+            b'"hashes":' + json.dumps(doc["hashes"], sort_keys=True, separators=(",", ":")).encode()
+        )
         start = data.index(member)
         return set(range(len(data))) - set(range(start, start + len(member)))
     if name == "SIGNATURE.json":
@@ -228,18 +343,31 @@ def exempt_bytes(name: str, data: bytes) -> set[int]:
     return set()
 
 
-FILES = ["TASK_SPEC.json", "STATUS.json", "OUTPUT_HASHES.json", "PROOF.json",
-         "VALIDATOR_IDENTITY.json", "SIGNED_PAYLOAD.json", "SIGNATURE.json",
-         "PRE_DIGEST.json", "POST_DIGEST.json", "PURITY_SCAN.json", "RESTORE_PROOF.json",
-         "outputs/o.bin"]
+FILES = [
+    "TASK_SPEC.json",
+    "STATUS.json",
+    "OUTPUT_HASHES.json",
+    "PROOF.json",
+    "VALIDATOR_IDENTITY.json",
+    "SIGNED_PAYLOAD.json",
+    "SIGNATURE.json",
+    "PRE_DIGEST.json",
+    "POST_DIGEST.json",
+    "PURITY_SCAN.json",
+    "RESTORE_PROOF.json",
+    "outputs/o.bin",
+]
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(which=st.sampled_from(FILES), pos=st.floats(0, 1, exclude_max=True),
-       mask=st.integers(1, 255))
-def test_any_single_byte_flip_is_rejected(signed_run: Path, which: str, pos: float,
-                                          mask: int) -> None:
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    which=st.sampled_from(FILES), pos=st.floats(0, 1, exclude_max=True), mask=st.integers(1, 255)
+)
+def test_any_single_byte_flip_is_rejected(
+    signed_run: Path, which: str, pos: float, mask: int
+) -> None:
     run = signed_run / "_runs/t"
     path = signed_run / which if which.startswith("outputs/") else run / which
     original = path.read_bytes()
@@ -276,6 +404,7 @@ def test_informational_bytes_are_really_not_hashed(signed_run: Path) -> None:
 
 # -- pre-push verifies bundles from the pushed commits ----------------------------------------
 
+
 def test_pre_push_verifies_bundles(repo: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
@@ -286,9 +415,21 @@ def test_pre_push_verifies_bundles(repo: Path, tmp_path: Path) -> None:
     git(repo, "commit", "-q", "-m", "trust alice")
     git(repo, "push", "-q", "origin", "main")  # the reviewed baseline, before the hook exists
     assert catalytic("install", "-t", "pre-push", cwd=repo).returncode == 0
-    assert catalytic("run", "--run-id", "good", "--sign", str(key_file(tmp_path)), "--", "sh",
-                     "-c", "mkdir -p outputs; echo good > outputs/g.txt", cwd=repo
-                     ).returncode == 0
+    assert (
+        catalytic(
+            "run",
+            "--run-id",
+            "good",
+            "--sign",
+            str(key_file(tmp_path)),
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p outputs; echo good > outputs/g.txt",
+            cwd=repo,
+        ).returncode
+        == 0
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "good run")
     proc = git(repo, "push", "origin", "main", check=False)
@@ -296,30 +437,48 @@ def test_pre_push_verifies_bundles(repo: Path, tmp_path: Path) -> None:
     # a later commit that tampers with the bundle's output is refused
     git(repo, "checkout", "-q", "-b", "tamper")
     (repo / "_runs/good/STATUS.json").write_text(
-        (repo / "_runs/good/STATUS.json").read_text().replace("success", "succes5"))
+        (repo / "_runs/good/STATUS.json").read_text().replace("success", "succes5")
+    )
     git(repo, "commit", "-q", "-am", "tamper status")
     proc = git(repo, "push", "origin", "tamper", check=False)
     assert proc.returncode != 0
     assert "_runs/good: run bundle rejected: BUNDLE_ROOT_MISMATCH" in proc.stderr
     # an untrusted signer is refused too
     git(repo, "checkout", "-q", "main")
-    assert catalytic("run", "--run-id", "mallory", "--sign", str(key_file(tmp_path, SEED_B)),
-                     "--", "sh", "-c", "mkdir -p outputs; echo m > outputs/m.txt", cwd=repo
-                     ).returncode == 0
+    assert (
+        catalytic(
+            "run",
+            "--run-id",
+            "mallory",
+            "--sign",
+            str(key_file(tmp_path, SEED_B)),
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p outputs; echo m > outputs/m.txt",
+            cwd=repo,
+        ).returncode
+        == 0
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "mallory run")
     proc = git(repo, "push", "origin", "main", check=False)
     assert proc.returncode != 0 and "valid but untrusted" in proc.stderr
-    ci = json.loads(catalytic("check", "--from-ref", "origin/main", "--to-ref", "main",
-                              "--json", cwd=repo).stdout)
-    assert [(f["path"], f["code"]) for f in ci["details"]["findings"]] == \
-        [("_runs/mallory", "UNTRUSTED")]
+    ci = json.loads(
+        catalytic(
+            "check", "--from-ref", "origin/main", "--to-ref", "main", "--json", cwd=repo
+        ).stdout
+    )
+    assert [(f["path"], f["code"]) for f in ci["details"]["findings"]] == [
+        ("_runs/mallory", "UNTRUSTED")
+    ]
 
 
 def test_restore_refuses_what_it_cannot_undo_and_loses_nothing(repo: Path) -> None:
     script = "rm src/keep.py && mkdir -p src/keep.py && echo inner > src/keep.py/inner.txt"
-    proc = catalytic("run", "--run-id", "dir", "--restore", "--json", "--", "sh", "-c", script,
-                     cwd=repo)
+    proc = catalytic(
+        "run", "--run-id", "dir", "--restore", "--json", "--", "sh", "-c", script, cwd=repo
+    )
     assert proc.returncode == 2
     doc = json.loads(proc.stdout)
     assert doc["code"] == "UNDO_INCOMPLETE" and doc["details"]["paths"] == ["src/keep.py"]
@@ -328,8 +487,10 @@ def test_restore_refuses_what_it_cannot_undo_and_loses_nothing(repo: Path) -> No
     assert [r["path"] for r in undo["refused"]] == ["src/keep.py"]
     removed = {r["path"]: r["saved_blob"] for r in undo["removed"]}
     assert git(repo, "cat-file", "-p", removed["src/keep.py/inner.txt"]).stdout == "inner\n"
-    assert json.loads((repo / "_runs/dir/PROOF.json").read_text())[
-        "restoration_result"]["verified"] is False
+    assert (
+        json.loads((repo / "_runs/dir/PROOF.json").read_text())["restoration_result"]["verified"]
+        is False
+    )
     # The pending undo is never taken as a baseline ...
     again = catalytic("run", "--run-id", "next", "--restore", "--json", "--", "true", cwd=repo)
     assert again.returncode == 2 and json.loads(again.stdout)["code"] == "RUN_UNDO_PENDING"
@@ -346,8 +507,11 @@ def test_bad_invocations_are_clean_errors(repo: Path, tmp_path: Path) -> None:
     cases = [
         (["keygen", "--out", "/proc/no/such/dir/key"], 2, "IO_ERROR"),
         (["replay", "_runs/does-not-exist"], 1, "REPLAY_FAILED"),
-        (["sign", str(tmp_path / "nope"), "--key", str(tmp_path / "nokey")], 2,
-         "SIGNING_KEY_INVALID"),
+        (
+            ["sign", str(tmp_path / "nope"), "--key", str(tmp_path / "nokey")],
+            2,
+            "SIGNING_KEY_INVALID",
+        ),
         (["run", "--run-id", "x"], 2, "USAGE"),
         (["trust", "add", "x", "not-a-key"], 2, "CONFIG_INVALID"),
     ]
@@ -364,10 +528,19 @@ def test_bad_invocations_are_clean_errors(repo: Path, tmp_path: Path) -> None:
 def test_a_run_cannot_trust_itself(repo: Path, tmp_path: Path) -> None:
     mallory = signer(SEED_B)
     line = f"mallory ed25519:{mallory.public_hex}"
-    proc = catalytic("run", "--run-id", "evil", "--sign", str(key_file(tmp_path, SEED_B)),
-                     "--json", "--", "sh", "-c",
-                     f"mkdir -p .catalytic && echo '{line}' >> .catalytic/allowed_validators",
-                     cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "evil",
+        "--sign",
+        str(key_file(tmp_path, SEED_B)),
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        f"mkdir -p .catalytic && echo '{line}' >> .catalytic/allowed_validators",
+        cwd=repo,
+    )
     assert proc.returncode == 1
     rp = json.loads((repo / "_runs/evil/RESTORE_PROOF.json").read_text())
     assert rp["diff_summary"]["added"] == [".catalytic/allowed_validators"]

@@ -30,11 +30,14 @@ VECTOR_SEED = bytes.fromhex("f3f8c2c72bd1c944b57b4a072ca0b4b8b9e7c5d46bcd44aa029
 
 # -- conformance ------------------------------------------------------------------------------
 
+
 def test_conformance_vector_reproduces() -> None:
     assert hashlib.sha256(b"catalytic_hooks/ags-vector/validator-A").digest() == VECTOR_SEED
     v = verify_bundle(DirSource(VECTOR_RUN, VECTOR))
-    assert hashlib.sha256((VECTOR_RUN / "TASK_SPEC.json").read_bytes()).hexdigest() == \
-        "af5e2753722d30c595e04bdd866aea4bf72cfbde13f11651249921b434b3d850"
+    assert (
+        hashlib.sha256((VECTOR_RUN / "TASK_SPEC.json").read_bytes()).hexdigest()
+        == "af5e2753722d30c595e04bdd866aea4bf72cfbde13f11651249921b434b3d850"
+    )
     assert v.bundle_root == "281d1c831be59d9ebc45fcf87a4e6afd8361c6015af9cf1097435458f7082f4a"
     assert v.public_key == "3adba5d658aa2a7f3c05ca8d673e4d1447b8178e4f10bcb7223cd96fd8af56fc"
     assert v.validator_id == "58c7900df69984ed9393f77e3a710e6a1252fe3aee2f4cecf737384f09a06788"
@@ -66,13 +69,21 @@ def test_resigning_vector_with_test_seed_is_identical(tmp_path: Path) -> None:
 
 
 def test_conformance_vector_via_cli(tmp_path: Path) -> None:
-    proc = catalytic("verify", str(VECTOR_RUN), "--project-root", str(VECTOR), "--json",
-                     cwd=tmp_path)
+    proc = catalytic(
+        "verify", str(VECTOR_RUN), "--project-root", str(VECTOR), "--json", cwd=tmp_path
+    )
     assert proc.returncode == 1  # valid but not trusted here
     row = json.loads(proc.stdout)["details"]["results"][0]
     assert row["valid"] is True and row["trusted"] is False and row["code"] == "UNTRUSTED"
-    ok = catalytic("verify", str(VECTOR_RUN), "--project-root", str(VECTOR), "--json",
-                   "--allow-untrusted", cwd=tmp_path)
+    ok = catalytic(
+        "verify",
+        str(VECTOR_RUN),
+        "--project-root",
+        str(VECTOR),
+        "--json",
+        "--allow-untrusted",
+        cwd=tmp_path,
+    )
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
 
 
@@ -83,8 +94,18 @@ RUN_POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nrun_roots = ["_
 
 def test_run_sign_bundle_accepted_by_independent_checker(make_repo, tmp_path: Path) -> None:
     repo = make_repo({"in.txt": "data"}, policy=RUN_POLICY)
-    proc = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--",
-                     "sh", "-c", "mkdir -p outputs && echo résumé > outputs/o.txt", cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p outputs && echo résumé > outputs/o.txt",
+        cwd=repo,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = independent.check(repo / "_runs/r1", repo)
     assert root == verify_bundle(DirSource(repo / "_runs/r1", repo)).bundle_root
@@ -92,11 +113,19 @@ def test_run_sign_bundle_accepted_by_independent_checker(make_repo, tmp_path: Pa
 
 def test_independent_bundle_accepted_by_package(tmp_path: Path) -> None:
     run = tmp_path / "proj" / "runs" / "ext-1"
-    root = independent.produce(run, tmp_path / "proj", {"a/b.bin": b"\x00\x01", "c.txt": b"c"},
-                               SEED_B)
+    root = independent.produce(
+        run, tmp_path / "proj", {"a/b.bin": b"\x00\x01", "c.txt": b"c"}, SEED_B
+    )
     assert verify_bundle(DirSource(run, tmp_path / "proj")).bundle_root == root
-    proc = catalytic("verify", str(run), "--project-root", str(tmp_path / "proj"),
-                     "--allow-untrusted", "--json", cwd=tmp_path)
+    proc = catalytic(
+        "verify",
+        str(run),
+        "--project-root",
+        str(tmp_path / "proj"),
+        "--allow-untrusted",
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0
 
 
@@ -114,6 +143,7 @@ def _set(name: str, fn: Callable[[dict], None], sign_again: bool = False) -> Mut
         rewrite(run / name, fn)
         if sign_again:
             resign(run)
+
     return mut
 
 
@@ -141,13 +171,16 @@ def _nan(run: Path, root: Path) -> None:
 def _bad_sig_bytes(run: Path, root: Path) -> None:
     def fn(d: dict) -> None:
         d["signature"] = d["signature"][:-2] + ("00" if d["signature"][-2:] != "00" else "11")
+
     rewrite(run / "SIGNATURE.json", fn)
 
 
 def _swap_identity(run: Path, root: Path) -> None:
     other = signer(SEED_B)
-    rewrite(run / "VALIDATOR_IDENTITY.json", lambda d: d.update(
-        public_key=other.public_hex, validator_id=other.validator_id))
+    rewrite(
+        run / "VALIDATOR_IDENTITY.json",
+        lambda d: d.update(public_key=other.public_hex, validator_id=other.validator_id),
+    )
 
 
 def _forbidden(run: Path, root: Path) -> None:
@@ -156,9 +189,11 @@ def _forbidden(run: Path, root: Path) -> None:
 
 def _escape_key(key: str) -> Mut:
     def mut(run: Path, root: Path) -> None:
-        rewrite(run / "OUTPUT_HASHES.json", lambda d: d["hashes"].update({key: "sha256:" +
-                                                                          "0" * 64}))
+        rewrite(
+            run / "OUTPUT_HASHES.json", lambda d: d["hashes"].update({key: "sha256:" + "0" * 64})
+        )
         resign(run)
+
     return mut
 
 
@@ -193,57 +228,91 @@ CODES: dict[str, tuple[Mut, str]] = {
     "duplicate-keys": (_dup_keys, "ARTIFACT_MALFORMED"),
     "non-object": (_non_object, "ARTIFACT_MALFORMED"),
     "nan": (_nan, "ARTIFACT_MALFORMED"),
-    "identity-extra-field": (_set("VALIDATOR_IDENTITY.json", lambda d: d.update(x=1)),
-                             "FIELD_EXTRA"),
-    "identity-missing-field": (_set("VALIDATOR_IDENTITY.json", lambda d: d.pop("algorithm")),
-                               "FIELD_MISSING"),
-    "algorithm": (_set("VALIDATOR_IDENTITY.json", lambda d: d.update(algorithm="rsa")),
-                  "ALGORITHM_UNSUPPORTED"),
-    "key-uppercase-hex": (_set("VALIDATOR_IDENTITY.json",
-                               lambda d: d.update(public_key=d["public_key"].upper())),
-                          "KEY_INVALID"),
-    "key-short": (_set("VALIDATOR_IDENTITY.json", lambda d: d.update(public_key="ab")),
-                  "KEY_INVALID"),
-    "identity-derivation": (_set("VALIDATOR_IDENTITY.json",
-                                 lambda d: d.update(validator_id="0" * 64)), "IDENTITY_INVALID"),
+    "identity-extra-field": (
+        _set("VALIDATOR_IDENTITY.json", lambda d: d.update(x=1)),
+        "FIELD_EXTRA",
+    ),
+    "identity-missing-field": (
+        _set("VALIDATOR_IDENTITY.json", lambda d: d.pop("algorithm")),
+        "FIELD_MISSING",
+    ),
+    "algorithm": (
+        _set("VALIDATOR_IDENTITY.json", lambda d: d.update(algorithm="rsa")),
+        "ALGORITHM_UNSUPPORTED",
+    ),
+    "key-uppercase-hex": (
+        _set("VALIDATOR_IDENTITY.json", lambda d: d.update(public_key=d["public_key"].upper())),
+        "KEY_INVALID",
+    ),
+    "key-short": (
+        _set("VALIDATOR_IDENTITY.json", lambda d: d.update(public_key="ab")),
+        "KEY_INVALID",
+    ),
+    "identity-derivation": (
+        _set("VALIDATOR_IDENTITY.json", lambda d: d.update(validator_id="0" * 64)),
+        "IDENTITY_INVALID",
+    ),
     "hashes-missing": (_set("OUTPUT_HASHES.json", lambda d: d.pop("hashes")), "FIELD_MISSING"),
-    "hashes-not-strings": (_set("OUTPUT_HASHES.json", lambda d: d.update(hashes={"a": 1})),
-                           "ARTIFACT_MALFORMED"),
-    "hash-uppercase": (_set("OUTPUT_HASHES.json", lambda d: d["hashes"].update(
-        {k: v.upper().replace("SHA256:", "sha256:") for k, v in d["hashes"].items()})),
-        "ARTIFACT_MALFORMED"),
-    "payload-extra": (_set("SIGNED_PAYLOAD.json", lambda d: d.update(extra=True)),
-                      "FIELD_EXTRA"),
-    "payload-missing": (_set("SIGNED_PAYLOAD.json", lambda d: d.pop("decision")),
-                        "FIELD_MISSING"),
-    "status-changed": (_set("STATUS.json", lambda d: d.update(note="x")),
-                       "BUNDLE_ROOT_MISMATCH"),
-    "decision": (_set("SIGNED_PAYLOAD.json", lambda d: d.update(decision="REJECT")),
-                 "DECISION_INVALID"),
-    "payload-identity": (_set("SIGNED_PAYLOAD.json", lambda d: d.update(validator_id="1" * 64)),
-                         "IDENTITY_MISMATCH"),
-    "signature-incomplete": (_set("SIGNATURE.json", lambda d: d.pop("signature")),
-                             "SIGNATURE_INCOMPLETE"),
-    "signature-type": (_set("SIGNATURE.json", lambda d: d.update(payload_type="OTHER")),
-                       "SIGNATURE_MALFORMED"),
-    "signature-uppercase": (_set("SIGNATURE.json",
-                                 lambda d: d.update(signature=d["signature"].upper())),
-                            "SIGNATURE_MALFORMED"),
-    "signature-identity": (_set("SIGNATURE.json", lambda d: d.update(validator_id="2" * 64)),
-                           "IDENTITY_MISMATCH"),
+    "hashes-not-strings": (
+        _set("OUTPUT_HASHES.json", lambda d: d.update(hashes={"a": 1})),
+        "ARTIFACT_MALFORMED",
+    ),
+    "hash-uppercase": (
+        _set(
+            "OUTPUT_HASHES.json",
+            lambda d: d["hashes"].update(
+                {k: v.upper().replace("SHA256:", "sha256:") for k, v in d["hashes"].items()}
+            ),
+        ),
+        "ARTIFACT_MALFORMED",
+    ),
+    "payload-extra": (_set("SIGNED_PAYLOAD.json", lambda d: d.update(extra=True)), "FIELD_EXTRA"),
+    "payload-missing": (_set("SIGNED_PAYLOAD.json", lambda d: d.pop("decision")), "FIELD_MISSING"),
+    "status-changed": (_set("STATUS.json", lambda d: d.update(note="x")), "BUNDLE_ROOT_MISMATCH"),
+    "decision": (
+        _set("SIGNED_PAYLOAD.json", lambda d: d.update(decision="REJECT")),
+        "DECISION_INVALID",
+    ),
+    "payload-identity": (
+        _set("SIGNED_PAYLOAD.json", lambda d: d.update(validator_id="1" * 64)),
+        "IDENTITY_MISMATCH",
+    ),
+    "signature-incomplete": (
+        _set("SIGNATURE.json", lambda d: d.pop("signature")),
+        "SIGNATURE_INCOMPLETE",
+    ),
+    "signature-type": (
+        _set("SIGNATURE.json", lambda d: d.update(payload_type="OTHER")),
+        "SIGNATURE_MALFORMED",
+    ),
+    "signature-uppercase": (
+        _set("SIGNATURE.json", lambda d: d.update(signature=d["signature"].upper())),
+        "SIGNATURE_MALFORMED",
+    ),
+    "signature-identity": (
+        _set("SIGNATURE.json", lambda d: d.update(validator_id="2" * 64)),
+        "IDENTITY_MISMATCH",
+    ),
     "signature-invalid": (_bad_sig_bytes, "SIGNATURE_INVALID"),
     "self-declared-other-key": (_swap_identity, "IDENTITY_MISMATCH"),
-    "proof-hash-wrong": (_set("PROOF.json", lambda d: d.update(proof_hash="0" * 64)),
-                         "ARTIFACT_MALFORMED"),
-    "proof-missing-result": (_set("PROOF.json", lambda d: d.pop("restoration_result")),
-                             "FIELD_MISSING"),
-    "proof-not-verified": (_set("PROOF.json", lambda d: d.update(
-        restoration_result={"verified": "true"})), "RESTORATION_FAILED"),
+    "proof-hash-wrong": (
+        _set("PROOF.json", lambda d: d.update(proof_hash="0" * 64)),
+        "ARTIFACT_MALFORMED",
+    ),
+    "proof-missing-result": (
+        _set("PROOF.json", lambda d: d.pop("restoration_result")),
+        "FIELD_MISSING",
+    ),
+    "proof-not-verified": (
+        _set("PROOF.json", lambda d: d.update(restoration_result={"verified": "true"})),
+        "RESTORATION_FAILED",
+    ),
     "forbidden-tmp": (_forbidden, "FORBIDDEN_ARTIFACT"),
-    "status-not-success": (_set("STATUS.json", lambda d: d.update(status="failure"), True),
-                           "DECISION_INVALID"),
-    "cmp01-fail": (_set("STATUS.json", lambda d: d.update(cmp01="fail"), True),
-                   "DECISION_INVALID"),
+    "status-not-success": (
+        _set("STATUS.json", lambda d: d.update(status="failure"), True),
+        "DECISION_INVALID",
+    ),
+    "cmp01-fail": (_set("STATUS.json", lambda d: d.update(cmp01="fail"), True), "DECISION_INVALID"),
     "absolute-key": (_escape_key("/etc/passwd"), "PATH_ESCAPE_DETECTED"),
     "dotdot-key": (_escape_key("../outside.txt"), "PATH_ESCAPE_DETECTED"),
     "backslash-key": (_escape_key("a\\b"), "PATH_ESCAPE_DETECTED"),
@@ -313,15 +382,18 @@ def test_hostile_huge_and_deep_json(tmp_path: Path) -> None:
 
 # -- chains -----------------------------------------------------------------------------------
 
+
 def test_chain_root_and_chain_codes(tmp_path: Path) -> None:
     root = tmp_path / "proj"
     a = make_bundle(root / "_runs" / "a", root, {"out/a.txt": b"a"})
     b = make_bundle(root / "_runs" / "b", root, {"out/b.txt": b"b"})
     cv = verify_chain([DirSource(a, root), DirSource(b, root)])
     roots = [v.bundle_root for v in cv.bundles]
-    expected = hashlib.sha256(json.dumps({"bundle_roots": roots, "run_ids": ["a", "b"]},
-                                         sort_keys=True, separators=(",", ":")).encode()
-                              ).hexdigest()
+    expected = hashlib.sha256(
+        json.dumps(
+            {"bundle_roots": roots, "run_ids": ["a", "b"]}, sort_keys=True, separators=(",", ":")
+        ).encode()
+    ).hexdigest()
     assert cv.chain_root == expected
     with pytest.raises(CatalyticError) as err:
         verify_chain([])
@@ -333,8 +405,9 @@ def test_chain_root_and_chain_codes(tmp_path: Path) -> None:
     with pytest.raises(CatalyticError) as err:
         verify_chain([DirSource(a, root), DirSource(b, root)])
     assert err.value.code.value == "HASH_MISMATCH" and err.value.details["run_id"] == "b"
-    proc = catalytic("verify", "--chain", str(a), str(a), "--project-root", str(root), "--json",
-                     cwd=tmp_path)
+    proc = catalytic(
+        "verify", "--chain", str(a), str(a), "--project-root", str(root), "--json", cwd=tmp_path
+    )
     assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == "CHAIN_DUPLICATE_RUN"
 
 
@@ -347,12 +420,20 @@ def test_cli_empty_chain_is_usage_error(tmp_path: Path) -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-ARTIFACT_NAMES = ["TASK_SPEC.json", "STATUS.json", "OUTPUT_HASHES.json", "PROOF.json",
-                  "VALIDATOR_IDENTITY.json", "SIGNED_PAYLOAD.json", "SIGNATURE.json"]
+ARTIFACT_NAMES = [
+    "TASK_SPEC.json",
+    "STATUS.json",
+    "OUTPUT_HASHES.json",
+    "PROOF.json",
+    "VALIDATOR_IDENTITY.json",
+    "SIGNED_PAYLOAD.json",
+    "SIGNATURE.json",
+]
 
 
 @pytest.fixture(scope="module")
@@ -362,13 +443,21 @@ def fuzz_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(ARTIFACT_NAMES), value=JSON, raw=st.binary(max_size=64),
-       use_raw=st.booleans(), field=st.sampled_from(["", "hashes", "signature", "public_key",
-                                                     "restoration_result", "status"]))
-def test_hostile_artifacts_never_crash(fuzz_bundle: Path, name: str, value: object, raw: bytes,
-                                       use_raw: bool, field: str) -> None:
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(ARTIFACT_NAMES),
+    value=JSON,
+    raw=st.binary(max_size=64),
+    use_raw=st.booleans(),
+    field=st.sampled_from(
+        ["", "hashes", "signature", "public_key", "restoration_result", "status"]
+    ),
+)
+def test_hostile_artifacts_never_crash(
+    fuzz_bundle: Path, name: str, value: object, raw: bytes, use_raw: bool, field: str
+) -> None:
     run = fuzz_bundle / "_runs" / "r1"
     path = run / name
     original = path.read_bytes()

@@ -13,8 +13,7 @@ GOLDEN = [
     ({"big": 12345678901234567890}, b'{"big":12345678901234567890}'),
     ({"quote": 'a"b\\c\n'}, b'{"quote":"a\\"b\\\\c\\n"}'),
     # code-point order: uppercase before lowercase, U+00E9 after ASCII, astral last
-    ({"a": 1, "B": 2, "\u00e9": 3, "\U0001f600": 4},
-     '{"B":2,"a":1,"é":3,"\U0001f600":4}'.encode()),
+    ({"a": 1, "B": 2, "\u00e9": 3, "\U0001f600": 4}, '{"B":2,"a":1,"é":3,"\U0001f600":4}'.encode()),
     ({"ctrl": "\u0001"}, b'{"ctrl":"\\u0001"}'),
 ]
 
@@ -30,7 +29,7 @@ REJECT = {
     "nested-duplicate": b'{"x":{"k":1,"k":1}}',
     "nan": b'{"a":NaN}',
     "infinity": b'{"a":Infinity}',
-    "neg-infinity": b'[-Infinity]',
+    "neg-infinity": b"[-Infinity]",
     "bom": b'\xef\xbb\xbf{"a":1}',
     "invalid-utf8": b'{"a":"\xff"}',
     "lone-surrogate": b'{"a":"\\ud800"}',

@@ -44,8 +44,14 @@ def origin(make_repo, tmp_path: Path) -> tuple[Path, str]:
     for branch, change in (("good", {"outputs/r.txt": "r\n"}), ("bad", {"data/x.csv": "2\n"})):
         git(work, "checkout", "-q", "-b", branch, base)
         write_files(work, change)
-        git(work, "commit", "-q", "-am" if branch == "bad" else "-m", f"{branch} change",
-            *([] if branch == "bad" else ["--allow-empty"]))
+        git(
+            work,
+            "commit",
+            "-q",
+            "-am" if branch == "bad" else "-m",
+            f"{branch} change",
+            *([] if branch == "bad" else ["--allow-empty"]),
+        )
         if branch == "good":
             git(work, "add", "-A")
             git(work, "commit", "-q", "-m", "good output")
@@ -67,16 +73,34 @@ def _clone(origin: Path, tmp_path: Path, branch: str) -> Path:
 
 def _github_env(tmp_path: Path, base: str) -> dict[str, str]:
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"base": {"sha": base, "ref": "main"}},
-                                 "repository": {"default_branch": "main"}}))
-    return {**os.environ, "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request",
-            "GITHUB_EVENT_PATH": str(event), "GITHUB_BASE_REF": "main", "CI": "true"}
+    event.write_text(
+        json.dumps(
+            {
+                "pull_request": {"base": {"sha": base, "ref": "main"}},
+                "repository": {"default_branch": "main"},
+            }
+        )
+    )
+    return {
+        **os.environ,
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_BASE_REF": "main",
+        "CI": "true",
+    }
 
 
 def _gitlab_env(base: str) -> dict[str, str]:
-    return {**os.environ, "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event",
-            "CI_MERGE_REQUEST_DIFF_BASE_SHA": base, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
-            "CI_DEFAULT_BRANCH": "main", "CI": "true"}
+    return {
+        **os.environ,
+        "GITLAB_CI": "true",
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA": base,
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+        "CI_DEFAULT_BRANCH": "main",
+        "CI": "true",
+    }
 
 
 def _run(cmds: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -86,7 +110,8 @@ def _run(cmds: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 @pytest.mark.parametrize("template", ["github-actions.yml", "gitlab-ci.yml"])
 def test_a_template_fails_a_bad_change_and_passes_a_good_one(
-        origin: tuple[Path, str], tmp_path: Path, template: str) -> None:
+    origin: tuple[Path, str], tmp_path: Path, template: str
+) -> None:
     bare, base = origin
     cmds = template_commands(template)
     for branch, expect in (("bad", 1), ("good", 0)):
@@ -103,14 +128,19 @@ def test_a_template_fails_a_bad_change_and_passes_a_good_one(
                 assert "::error file=data/x.csv,title=catalytic mutation::" in proc.stdout
 
 
-def test_pre_commit_run_all_files_checks_the_range(origin: tuple[Path, str], tmp_path: Path
-                                                   ) -> None:
+def test_pre_commit_run_all_files_checks_the_range(
+    origin: tuple[Path, str], tmp_path: Path
+) -> None:
     bare, base = origin
     for branch, expect in (("bad", 1), ("good", 0)):
         clone = _clone(bare, tmp_path, branch)
-        proc = subprocess.run(["pre-commit", "run", "--all-files", "catalytic-purity"],
-                              cwd=clone, capture_output=True, text=True,
-                              env={**_github_env(tmp_path, base), "PIP_NO_INDEX": "1"})
+        proc = subprocess.run(
+            ["pre-commit", "run", "--all-files", "catalytic-purity"],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            env={**_github_env(tmp_path, base), "PIP_NO_INDEX": "1"},
+        )
         assert proc.returncode == expect, (branch, proc.stdout, proc.stderr)
         if branch == "bad":
             assert "data/x.csv: protected path changed" in proc.stdout
@@ -119,13 +149,19 @@ def test_pre_commit_run_all_files_checks_the_range(origin: tuple[Path, str], tmp
 def test_check_ci_says_which_range_and_why(origin: tuple[Path, str], tmp_path: Path) -> None:
     bare, base = origin
     clone = _clone(bare, tmp_path, "good")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GITHUB_", "CI_", "GITLAB_")) and k != "CI"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "CI_", "GITLAB_")) and k != "CI"
+    }
     proc = catalytic("check", "--ci", "--json", cwd=clone, env=env)
     details = json.loads(proc.stdout)["details"]
     # no CI variables: the clone's upstream branch (the range is empty, so it passes)
     assert (details["mode"], details["from_ref"], details["why"]) == (
-        "ci", "@{upstream}", "the upstream branch")
+        "ci",
+        "@{upstream}",
+        "the upstream branch",
+    )
     assert proc.returncode == 0
     proc = catalytic("check", "--ci", "--json", cwd=clone, env=_gitlab_env(base))
     details = json.loads(proc.stdout)["details"]

@@ -38,12 +38,16 @@ def schema(name: str) -> dict[str, Any]:
     return json.loads((vendor / name).read_text())
 
 
-@pytest.mark.parametrize(("template", "schema_file"), [
-    ("nightly-github.yml", "github-workflows.json"),
-    ("github-actions.yml", "github-workflows.json"),
-    ("nightly-gitlab.yml", "gitlab-ci.json"), ("gitlab-ci.yml", "gitlab-ci.json")])
-def test_templates_are_valid_against_the_published_schemas(template: str, schema_file: str
-                                                           ) -> None:
+@pytest.mark.parametrize(
+    ("template", "schema_file"),
+    [
+        ("nightly-github.yml", "github-workflows.json"),
+        ("github-actions.yml", "github-workflows.json"),
+        ("nightly-gitlab.yml", "gitlab-ci.json"),
+        ("gitlab-ci.yml", "gitlab-ci.json"),
+    ],
+)
+def test_templates_are_valid_against_the_published_schemas(template: str, schema_file: str) -> None:
     s = schema(schema_file)
     validator = jsonschema.validators.validator_for(s)(s)
     doc = load(template)
@@ -60,8 +64,10 @@ def test_templates_are_valid_against_the_published_schemas(template: str, schema
 @pytest.fixture
 def repo(make_repo) -> Path:
     r = make_repo({"README": "x\n"}, policy=POLICY)
-    assert catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}",
-                     cwd=r).returncode == 0
+    assert (
+        catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}", cwd=r).returncode
+        == 0
+    )
     git(r, "add", "-A")
     git(r, "commit", "-q", "-m", "trust")
     make_runs(r, RUNS)
@@ -70,8 +76,9 @@ def repo(make_repo) -> Path:
 
 def bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # GitHub's default `run` shell is `bash -e {0}`; GitLab's script lines run in bash too.
-    return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True,
-                          text=True)
+    return subprocess.run(
+        ["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True
+    )
 
 
 def offline(lines: list[str]) -> list[str]:
@@ -82,12 +89,16 @@ def offline(lines: list[str]) -> list[str]:
 
 def validated(repo: Path) -> list[list[str]]:
     """The run ids each validation replayed, from the chronicle."""
-    return [[r["run_id"] for r in rec["data"]["results"]]
-            for rec in read(repo / ".catalytic/chronicle.jsonl") if rec["kind"] == "validate"]
+    return [
+        [r["run_id"] for r in rec["data"]["results"]]
+        for rec in read(repo / ".catalytic/chronicle.jsonl")
+        if rec["kind"] == "validate"
+    ]
 
 
-def test_github_nightly_commands_replay_the_sample_once_over_the_shards(repo: Path,
-                                                                        tmp_path: Path) -> None:
+def test_github_nightly_commands_replay_the_sample_once_over_the_shards(
+    repo: Path, tmp_path: Path
+) -> None:
     doc = load("nightly-github.yml")
     assert doc["on"]["schedule"][0]["cron"]
     out = tmp_path / "github_output"
@@ -100,17 +111,24 @@ def test_github_nightly_commands_replay_the_sample_once_over_the_shards(repo: Pa
     shards = job["strategy"]["matrix"]["shard"]
     assert str(len(shards)) == job["env"]["SHARDS"]
     runs = [s["run"] for s in job["steps"] if "run" in s]
-    uploads = [s for s in job["steps"] if str(s.get("uses", "")).startswith(
-        "actions/upload-artifact")]
+    uploads = [
+        s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact")
+    ]
     for shard in shards:
         summary = tmp_path / f"step-summary-{shard}.md"
-        env = {**os.environ, **job["env"], "GITHUB_STEP_SUMMARY": str(summary), "CI": "true",
-               "GITHUB_ACTIONS": "true"}
+        env = {
+            **os.environ,
+            **job["env"],
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+        }
         # Every shard runs the validation; the report (the same command in every shard, over
         # the same chronicle here) is rendered by the last one only, to keep the test short.
         for cmd in offline(runs)[:1] if shard != shards[-1] else offline(runs):
             cmd = cmd.replace("${{ matrix.shard }}", str(shard)).replace(
-                "${{ needs.seed.outputs.seed }}", seed)
+                "${{ needs.seed.outputs.seed }}", seed
+            )
             assert "${{" not in cmd, cmd
             proc = bash(cmd, repo, env)
             assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
@@ -129,9 +147,16 @@ def test_gitlab_nightly_commands_replay_the_sample_once_over_the_copies(repo: Pa
     assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "schedule"'
     total = job["parallel"]
     for index in range(1, total + 1):
-        env = {**os.environ, **job["variables"], "CI": "true", "GITLAB_CI": "true",
-               "CI_PIPELINE_SOURCE": "schedule", "CI_NODE_INDEX": str(index),
-               "CI_NODE_TOTAL": str(total), "CI_PIPELINE_CREATED_AT": "2026-12-04T03:17:09Z"}
+        env = {
+            **os.environ,
+            **job["variables"],
+            "CI": "true",
+            "GITLAB_CI": "true",
+            "CI_PIPELINE_SOURCE": "schedule",
+            "CI_NODE_INDEX": str(index),
+            "CI_NODE_TOTAL": str(total),
+            "CI_PIPELINE_CREATED_AT": "2026-12-04T03:17:09Z",
+        }
         last = index == total  # the report: rendered by the last copy only (as above)
         for cmd in offline(job["script"]) + (job["after_script"] if last else []):
             proc = bash(cmd, repo, env)

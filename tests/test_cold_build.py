@@ -53,8 +53,9 @@ def by_hand(repo: Path) -> list[tuple[str, str]]:
         if mode == "160000":
             lines.append((path, f"gitlink:{oid}"))
             continue
-        blob = subprocess.run(["git", "cat-file", "blob", oid], cwd=repo, check=True,
-                              capture_output=True).stdout
+        blob = subprocess.run(
+            ["git", "cat-file", "blob", oid], cwd=repo, check=True, capture_output=True
+        ).stdout
         sha = hashlib.sha256(blob).hexdigest()
         lines.append((path, f"symlink:{sha}" if mode == "120000" else sha))
     return sorted(lines)
@@ -104,9 +105,9 @@ def awkward(make_repo) -> Path:
 
 
 @pytest.mark.parametrize("where", ["in-process", "pool", "one core"])
-def test_built_records_are_the_hand_written_ones(awkward: Path, where: str,
-                                                 request: pytest.FixtureRequest,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_built_records_are_the_hand_written_ones(
+    awkward: Path, where: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if where != "in-process":
         request.getfixturevalue("cut_small")
     if where == "one core":  # every piece digested here, one at a time
@@ -117,7 +118,7 @@ def test_built_records_are_the_hand_written_ones(awkward: Path, where: str,
     assert bytes(got.text) == want
     assert got.digest == hashlib.sha256(want).hexdigest()
     assert list(got.klens) == [len(p.encode()) for p, _ in lines]
-    assert list(got.starts) == [0, *(len(text_of(lines[:i + 1])) for i in range(len(lines)))]
+    assert list(got.starts) == [0, *(len(text_of(lines[: i + 1])) for i in range(len(lines)))]
     assert b"src/m3.py:" in want and b"vendor/sub:gitlink:" in want  # left-overs were kept
 
 
@@ -135,8 +136,7 @@ def test_a_path_no_record_can_hold_fails_closed_on_the_pool(make_repo, name: byt
 
 def test_the_default_pool_path_through_the_command(make_repo) -> None:
     """Enough files for the worker pool with the shipped thresholds, one of them modified."""
-    files: dict[str, str | bytes] = {f"d{i % 25}/f{i}.txt": f"{i}\n" * (i % 7)
-                                     for i in range(3000)}
+    files: dict[str, str | bytes] = {f"d{i % 25}/f{i}.txt": f"{i}\n" * (i % 7) for i in range(3000)}
     repo = make_repo(files, policy=DEFAULT_POLICY)
     (repo / "d3/f3.txt").write_text("changed on disk\n")
     listed = git(repo, "ls-files", "-s", "-z").stdout
@@ -149,7 +149,8 @@ def test_the_default_pool_path_through_the_command(make_repo) -> None:
 
 
 def test_special_files_standing_for_entries_are_never_opened(
-        make_repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A FIFO, and (as root) a character device, where the index has files: the build takes
     those entries from the object database and never opens the nodes (opening a device can act:
     a tape rewinds, a line hangs up). os.open is wrapped to watch, not replaced."""

@@ -155,13 +155,21 @@ def test_newline_in_name_fails_closed(repo: Path, tmp_path: Path) -> None:
     assert receipt["verdict"] == "ERROR"
     assert receipt["error_code"] == "DIGEST_COMPUTATION_FAILED"
     assert receipt["operation"] == "digest"
-    assert set(receipt) == {"verdict", "error_code", "operation", "exception_type",
-                            "exception_message", "module_version", "module_version_hash",
-                            "config_snapshot"}
+    assert set(receipt) == {
+        "verdict",
+        "error_code",
+        "operation",
+        "exception_type",
+        "exception_message",
+        "module_version",
+        "module_version_hash",
+        "config_snapshot",
+    }
 
 
-def test_unreadable_file_fails_closed(repo: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_file_fails_closed(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = repo / "src/secret.py"
     target.write_text("x = 1\n")
     os.chmod(target, 0)
@@ -216,8 +224,10 @@ def test_git_environment_is_honoured(repo: Path, tmp_path: Path) -> None:
     assert json.loads(alt.stdout)["details"]["digest"] == digest_of(repo, "--worktree")["digest"]
     env2 = {**os.environ, "GIT_DIR": str(repo / ".git"), "GIT_WORK_TREE": str(repo)}
     via_gitdir = catalytic("digest", "--rev", "HEAD", "--json", cwd=tmp_path, env=env2)
-    assert json.loads(via_gitdir.stdout)["details"]["digest"] == \
-        digest_of(repo, "--rev", "HEAD")["digest"]
+    assert (
+        json.loads(via_gitdir.stdout)["details"]["digest"]
+        == digest_of(repo, "--rev", "HEAD")["digest"]
+    )
 
 
 def test_pygit2_built_repository(tmp_path: Path) -> None:

@@ -72,14 +72,21 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     lib1 = make_wheel(built / "1", "tinylib", "1.0", {"tinylib/__init__.py": 'VALUE = "one"\n'})
     lib2 = make_wheel(built / "2", "tinylib", "2.0", {"tinylib/__init__.py": 'VALUE = "two"\n'})
     helper = make_wheel(built / "h", "Helper.Pkg", "1.0", {"helper_pkg/__init__.py": "X = 1\n"})
-    other = make_wheel(built / "o", "Helper.Pkg", "1.0", {"helper_pkg/__init__.py": "X = 1\n"},
-                       extra="rebuilt elsewhere")
+    other = make_wheel(
+        built / "o",
+        "Helper.Pkg",
+        "1.0",
+        {"helper_pkg/__init__.py": "X = 1\n"},
+        extra="rebuilt elsewhere",
+    )
     house = base / "wheelhouse"
     house.mkdir()
     for w in (lib1, helper):
         shutil.copyfile(w, house / w.name)
-    lock = (f"tinylib==1.0 \\\n    --hash={sha256_file(lib1)}\n"
-            f"helper-pkg==1.0 \\\n    --hash={sha256_file(helper)}\n")
+    lock = (
+        f"tinylib==1.0 \\\n    --hash={sha256_file(lib1)}\n"
+        f"helper-pkg==1.0 \\\n    --hash={sha256_file(helper)}\n"
+    )
     return Kit(base, lib1, lib2, helper, other, house, lock)
 
 
@@ -101,10 +108,13 @@ def recorded(kit: Kit) -> dict[str, Any]:
 
 
 def _project(make_repo: Any, kit: Kit) -> Path:
-    repo = make_repo({"job.py": JOB, "requirements.lock": kit.lock, ".gitignore": "_tmp/\n"},
-                     policy=POLICY)
-    assert catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}",
-                     cwd=repo).returncode == 0
+    repo = make_repo(
+        {"job.py": JOB, "requirements.lock": kit.lock, ".gitignore": "_tmp/\n"}, policy=POLICY
+    )
+    assert (
+        catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}", cwd=repo).returncode
+        == 0
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "trust")
     return repo
@@ -116,30 +126,43 @@ def _with(venv_bin: Path) -> dict[str, str]:
 
 # -- recording ----------------------------------------------------------------------------------
 
-def test_the_commands_environment_is_recorded_not_the_tools(recorded: dict[str, Any],
-                                                            kit: Kit) -> None:
+
+def test_the_commands_environment_is_recorded_not_the_tools(
+    recorded: dict[str, Any], kit: Kit
+) -> None:
     py = recorded["python"]
     assert py["executable"] == str(kit.base / "recorded-venv" / "bin" / "python")
     assert py["found_by"] == "command" and py["venv"] is True
-    assert (py["implementation"], py["version"]) == ("cpython", ".".join(
-        map(str, sys.version_info[:3])))
+    assert (py["implementation"], py["version"]) == (
+        "cpython",
+        ".".join(map(str, sys.version_info[:3])),
+    )
     # catalytic's own dependencies (cryptography, typer, ...) are not in the command's venv
     assert recorded["distributions"] == ["helper-pkg==1.0", "tinylib==1.0"]
     pkgs = {p["name"]: p for p in recorded["packages"]}
     assert pkgs["tinylib"]["hashes"] == [sha256_file(kit.lib1)]  # from the lock file
     assert pkgs["helper-pkg"]["hashes"] == [sha256_file(kit.helper)]
     assert pkgs["tinylib"]["installer"] == "uv" and pkgs["tinylib"]["wheel_tags"] == [
-        "py3-none-any"]
-    assert recorded["lock_files"] == {"requirements.lock": "sha256:" + __import__(
-        "hashlib").sha256(kit.lock.encode()).hexdigest()}
+        "py3-none-any"
+    ]
+    assert recorded["lock_files"] == {
+        "requirements.lock": "sha256:" + __import__("hashlib").sha256(kit.lock.encode()).hexdigest()
+    }
     assert recorded["system"]["os"] == "Linux" and recorded["system"]["libc"]
 
 
-def test_the_documented_one_liner_reproduces_the_environment_hash(recorded: dict[str, Any],
-                                                                   kit: Kit) -> None:
+def test_the_documented_one_liner_reproduces_the_environment_hash(
+    recorded: dict[str, Any], kit: Kit
+) -> None:
     venv = kit.base / "recorded-venv" / "bin"
-    out = subprocess.run(["bash", "-c", HASH_ONE_LINER], capture_output=True, text=True,
-                         env=_with(venv), cwd=kit.base, check=True).stdout
+    out = subprocess.run(
+        ["bash", "-c", HASH_ONE_LINER],
+        capture_output=True,
+        text=True,
+        env=_with(venv),
+        cwd=kit.base,
+        check=True,
+    ).stdout
     assert "sha256:" + out.split()[0] == recorded["environment_hash"]
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert HASH_ONE_LINER in readme
@@ -176,13 +199,25 @@ def sha256_of(data: bytes) -> str:
 
 # -- the must-show end to end ---------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_rebuild_env_replays_exact_after_the_users_environment_changed(
-        make_repo: Any, kit: Kit, tmp_path: Path) -> None:
+    make_repo: Any, kit: Kit, tmp_path: Path
+) -> None:
     repo = _project(make_repo, kit)
     venv = make_venv(tmp_path / "project-venv", [kit.lib1, kit.helper])
-    proc = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--",
-                     "python", "job.py", cwd=repo, env=_with(venv))
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--",
+        "python",
+        "job.py",
+        cwd=repo,
+        env=_with(venv),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "untracked path" not in proc.stderr
     run = repo / "_runs" / "r1"
@@ -197,53 +232,102 @@ def test_rebuild_env_replays_exact_after_the_users_environment_changed(
     git(repo, "commit", "-q", "-m", "run r1")
 
     # the user's environment moves on
-    subprocess.run([uv_bin(), "pip", "install", "-q", "--no-config", "--python",
-                    str(venv / "python"), "--offline", str(kit.lib2)], check=True)
+    subprocess.run(
+        [
+            uv_bin(),
+            "pip",
+            "install",
+            "-q",
+            "--no-config",
+            "--python",
+            str(venv / "python"),
+            "--offline",
+            str(kit.lib2),
+        ],
+        check=True,
+    )
     proc = catalytic("replay", "_runs/r1", "--json", cwd=repo, env=_with(venv))
     plain = json.loads(proc.stdout)["details"]
     fields = {d["field"] for d in plain["environment"]["differences"]}
     assert {"distribution tinylib", "environment_hash"} <= fields
     assert plain["verdict"] == "drift-verified" and proc.returncode == 1
 
-    proc = catalytic("replay", "_runs/r1", "--rebuild-env", "--offline", "--find-links",
-                     str(kit.wheelhouse), "--json", cwd=repo, env=_with(venv))
+    proc = catalytic(
+        "replay",
+        "_runs/r1",
+        "--rebuild-env",
+        "--offline",
+        "--find-links",
+        str(kit.wheelhouse),
+        "--json",
+        cwd=repo,
+        env=_with(venv),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rep = json.loads(proc.stdout)["details"]
     assert rep["verdict"] == "exact"
     rebuilt = rep["environment"]["rebuilt"]
     assert rebuilt["environment_hash"] == env["environment_hash"]
     assert rep["environment"]["differences"] == []
-    assert [(p["name"], p["source"], p["file"], p["sha256"], p["hash_checked"])
-            for p in rebuilt["packages"]] == [
+    assert [
+        (p["name"], p["source"], p["file"], p["sha256"], p["hash_checked"])
+        for p in rebuilt["packages"]
+    ] == [
         ("helper-pkg", "find-links", kit.helper.name, sha256_file(kit.helper), True),
-        ("tinylib", "find-links", kit.lib1.name, sha256_file(kit.lib1), True)]
+        ("tinylib", "find-links", kit.lib1.name, sha256_file(kit.lib1), True),
+    ]
     assert "| tinylib | 1.0 | find-links" in Path(rep["report_md"]).read_text()
     # the second replay reuses the cached environment after re-checking it
-    proc = catalytic("replay", "_runs/r1", "--rebuild-env", "--offline", "--find-links",
-                     str(kit.wheelhouse), "--json", cwd=repo, env=_with(venv))
+    proc = catalytic(
+        "replay",
+        "_runs/r1",
+        "--rebuild-env",
+        "--offline",
+        "--find-links",
+        str(kit.wheelhouse),
+        "--json",
+        cwd=repo,
+        env=_with(venv),
+    )
     again = json.loads(proc.stdout)["details"]
     assert again["verdict"] == "exact" and again["environment"]["rebuilt"]["cached"] is True
     assert again["environment"]["rebuilt"]["packages"] == rebuilt["packages"]
     # the nightly validation replays in the rebuilt environment too
-    proc = catalytic("validate", "--rebuild-env", "--offline", "--find-links",
-                     str(kit.wheelhouse), "--json", cwd=repo, env=_with(venv))
+    proc = catalytic(
+        "validate",
+        "--rebuild-env",
+        "--offline",
+        "--find-links",
+        str(kit.wheelhouse),
+        "--json",
+        cwd=repo,
+        env=_with(venv),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [r["verdict"] for r in json.loads(proc.stdout)["details"]["results"]] == ["exact"]
     # from an archive file too: export its lock, rebuild it (the cached one, re-checked)
     archive = tmp_path / "r1.catalytic.zip"
-    assert catalytic("archive", "create", "_runs/r1", "-o", str(archive), cwd=repo
-                     ).returncode == 0
+    assert catalytic("archive", "create", "_runs/r1", "-o", str(archive), cwd=repo).returncode == 0
     proc = catalytic("env", "export", str(archive), cwd=repo)
     assert proc.returncode == 0, proc.stderr
     assert f"tinylib==1.0 \\\n    --hash={sha256_file(kit.lib1)}" in proc.stdout
-    proc = catalytic("env", "rebuild", str(archive), "--offline", "--find-links",
-                     str(kit.wheelhouse), "--json", cwd=repo)
+    proc = catalytic(
+        "env",
+        "rebuild",
+        str(archive),
+        "--offline",
+        "--find-links",
+        str(kit.wheelhouse),
+        "--json",
+        cwd=repo,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     done = json.loads(proc.stdout)["details"]
     assert done["cached"] is True and done["environment_hash"] == env["environment_hash"]
 
 
 # -- sources ----------------------------------------------------------------------------------
+
 
 def _opts(**kw: Any) -> RebuildOptions:
     return RebuildOptions(**{"cache": False, **kw})
@@ -254,63 +338,72 @@ def _code(exc: pytest.ExceptionInfo[CatalyticError]) -> ErrorCode:
 
 
 @pytest.mark.slow
-def test_primary_down_or_lacking_a_package_the_fallback_serves_it(recorded: dict[str, Any],
-                                                                   kit: Kit,
-                                                                   tmp_path: Path) -> None:
+def test_primary_down_or_lacking_a_package_the_fallback_serves_it(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
     primary = tmp_path / "primary"
     simple_index(primary, [kit.lib1])  # has tinylib only
     fallback = tmp_path / "fallback"
     simple_index(fallback, [kit.lib1, kit.helper])
     with serve(primary) as p_url, serve(fallback) as f_url:
-        done = rebuild(recorded, _opts(into=tmp_path / "e1", index=f"{p_url}/simple",
-                                       fallbacks=[f"{f_url}/simple"]))
+        done = rebuild(
+            recorded,
+            _opts(into=tmp_path / "e1", index=f"{p_url}/simple", fallbacks=[f"{f_url}/simple"]),
+        )
         by = {p["name"]: p for p in done.report["packages"]}
         assert by["tinylib"]["source"] == "primary"
         assert by["helper-pkg"]["source"] == "fallback 1"
         assert by["helper-pkg"]["location"] == f"{f_url}/simple"
-        assert done.report["events"] == [{"package": "helper-pkg", "source": "primary",
-                                          "event": "does not have helper-pkg"}]
+        assert done.report["events"] == [
+            {"package": "helper-pkg", "source": "primary", "event": "does not have helper-pkg"}
+        ]
         # primary down: everything from the fallback, and the report says so
         down = closed_port_url()
-        done2 = rebuild(recorded, _opts(into=tmp_path / "e2", index=down,
-                                        fallbacks=[f"{f_url}/simple"]))
+        done2 = rebuild(
+            recorded, _opts(into=tmp_path / "e2", index=down, fallbacks=[f"{f_url}/simple"])
+        )
         assert {p["source"] for p in done2.report["packages"]} == {"fallback 1"}
-        assert {e["event"] for e in done2.report["events"]} == {
-            "unreachable (connection refused)"}
+        assert {e["event"] for e in done2.report["events"]} == {"unreachable (connection refused)"}
         # byte-identical report when rebuilt again
-        done3 = rebuild(recorded, _opts(into=tmp_path / "e3", index=down,
-                                        fallbacks=[f"{f_url}/simple"]))
+        done3 = rebuild(
+            recorded, _opts(into=tmp_path / "e3", index=down, fallbacks=[f"{f_url}/simple"])
+        )
         assert json.dumps(done3.report["packages"]) == json.dumps(done2.report["packages"])
         assert done3.report["events"] == done2.report["events"]
         # all down: the package is named
         with pytest.raises(CatalyticError) as exc:
-            rebuild(recorded, _opts(into=tmp_path / "e4", index=down,
-                                    fallbacks=[closed_port_url()]))
+            rebuild(
+                recorded, _opts(into=tmp_path / "e4", index=down, fallbacks=[closed_port_url()])
+            )
         assert _code(exc) is ErrorCode.ENV_REBUILD_FAILED
         assert exc.value.details["package"] == "helper-pkg"
         assert not (tmp_path / "e4").exists()
 
 
 def test_a_fallback_offering_other_bytes_for_a_recorded_pin_is_refused(
-        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
     primary = tmp_path / "primary"
     simple_index(primary, [kit.lib1])
     confused = tmp_path / "confused"
     simple_index(confused, [kit.helper_other])
-    with serve(primary) as p_url, serve(confused) as f_url, \
-            pytest.raises(CatalyticError) as exc:
-        rebuild(recorded, _opts(into=tmp_path / "e", index=f"{p_url}/simple",
-                                fallbacks=[f"{f_url}/simple"]))
+    with serve(primary) as p_url, serve(confused) as f_url, pytest.raises(CatalyticError) as exc:
+        rebuild(
+            recorded,
+            _opts(into=tmp_path / "e", index=f"{p_url}/simple", fallbacks=[f"{f_url}/simple"]),
+        )
     assert _code(exc) is ErrorCode.ENV_HASH_REFUSED
     d = exc.value.details
     assert (d["package"], d["source"]) == ("helper-pkg", "fallback 1")
-    assert d["offered"] == [{"file": kit.helper_other.name,
-                             "sha256": sha256_file(kit.helper_other)}]
+    assert d["offered"] == [
+        {"file": kit.helper_other.name, "sha256": sha256_file(kit.helper_other)}
+    ]
     assert not (tmp_path / "e").exists()
 
 
 def test_a_tampered_wheel_in_the_wheelhouse_is_refused_before_install(
-        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
     house = tmp_path / "house"
     house.mkdir()
     shutil.copyfile(kit.lib1, house / kit.lib1.name)
@@ -323,7 +416,8 @@ def test_a_tampered_wheel_in_the_wheelhouse_is_refused_before_install(
 
 
 def test_no_wheel_for_this_platform_names_package_version_and_platform(
-        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
     house = tmp_path / "house"
     make_wheel(house, "tinylib", "1.0", {"tinylib/__init__.py": ""}, tag="cp27-cp27m-win32")
     shutil.copyfile(kit.helper, house / kit.helper.name)
@@ -334,8 +428,9 @@ def test_no_wheel_for_this_platform_names_package_version_and_platform(
     assert exc.value.details["platform"].startswith("cpython")
 
 
-def test_a_package_missing_everywhere_is_named(recorded: dict[str, Any], kit: Kit,
-                                               tmp_path: Path) -> None:
+def test_a_package_missing_everywhere_is_named(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
     house = tmp_path / "house"
     house.mkdir()
     shutil.copyfile(kit.lib1, house / kit.lib1.name)
@@ -359,7 +454,8 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("field", "value"), HOSTILE, ids=[repr(v)[:30] for _, v in HOSTILE])
 def test_a_hostile_pin_is_refused_before_any_installer_runs(
-        recorded: dict[str, Any], field: str, value: Any, tmp_path: Path) -> None:
+    recorded: dict[str, Any], field: str, value: Any, tmp_path: Path
+) -> None:
     doc = json.loads(json.dumps(recorded))
     doc["packages"][0][field] = value
     with pytest.raises(CatalyticError) as exc:
@@ -368,8 +464,7 @@ def test_a_hostile_pin_is_refused_before_any_installer_runs(
     assert not (tmp_path / "e").exists()
 
 
-def test_a_missing_interpreter_names_the_version(recorded: dict[str, Any],
-                                                 tmp_path: Path) -> None:
+def test_a_missing_interpreter_names_the_version(recorded: dict[str, Any], tmp_path: Path) -> None:
     doc = json.loads(json.dumps(recorded))
     doc["python"]["version"] = "3.4.9"
     with pytest.raises(CatalyticError) as exc:
@@ -380,9 +475,9 @@ def test_a_missing_interpreter_names_the_version(recorded: dict[str, Any],
 
 # -- the cache ------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-def test_the_cache_is_rechecked_before_reuse_and_pruned(recorded: dict[str, Any],
-                                                        kit: Kit) -> None:
+def test_the_cache_is_rechecked_before_reuse_and_pruned(recorded: dict[str, Any], kit: Kit) -> None:
     opts = RebuildOptions(offline=True, find_links=[str(kit.wheelhouse)])
     first = rebuild(recorded, opts)
     first.release()
@@ -406,16 +501,25 @@ def test_the_cache_is_rechecked_before_reuse_and_pruned(recorded: dict[str, Any]
 
 @pytest.mark.slow
 def test_concurrent_rebuilds_of_one_environment_do_not_corrupt_it(
-        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
     spec = tmp_path / "env.json"
     spec.write_text(json.dumps(recorded))
-    script = ("import json,sys; from pathlib import Path; "
-              "from catalytic_hooks.environment.build import rebuild, RebuildOptions; "
-              "r = rebuild(json.loads(Path(sys.argv[1]).read_text()), "
-              "RebuildOptions(offline=True, find_links=[sys.argv[2]])); "
-              "print(json.dumps([str(r.venv), r.cached])); r.release()")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(spec), str(kit.wheelhouse)],
-                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    script = (
+        "import json,sys; from pathlib import Path; "
+        "from catalytic_hooks.environment.build import rebuild, RebuildOptions; "
+        "r = rebuild(json.loads(Path(sys.argv[1]).read_text()), "
+        "RebuildOptions(offline=True, find_links=[sys.argv[2]])); "
+        "print(json.dumps([str(r.venv), r.cached])); r.release()"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(spec), str(kit.wheelhouse)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outs = [json.loads(p.communicate()[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert len({o[0] for o in outs}) == 1 and sorted(o[1] for o in outs) == [False, True, True]
@@ -426,19 +530,26 @@ def test_concurrent_rebuilds_of_one_environment_do_not_corrupt_it(
 
 @pytest.mark.slow
 def test_ctrl_c_during_a_rebuild_leaves_no_partial_environment(
-        recorded: dict[str, Any], kit: Kit, tmp_path: Path) -> None:
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
     spec = tmp_path / "env.json"
     spec.write_text(json.dumps(recorded))
     index = tmp_path / "slow"
     simple_index(index, [kit.lib1, kit.helper])
-    script = ("import json,sys; from pathlib import Path; "
-              "from catalytic_hooks.environment.build import rebuild, RebuildOptions; "
-              "print('started', flush=True); "
-              "rebuild(json.loads(Path(sys.argv[1]).read_text()), "
-              "RebuildOptions(index=sys.argv[2]))")
+    script = (
+        "import json,sys; from pathlib import Path; "
+        "from catalytic_hooks.environment.build import rebuild, RebuildOptions; "
+        "print('started', flush=True); "
+        "rebuild(json.loads(Path(sys.argv[1]).read_text()), "
+        "RebuildOptions(index=sys.argv[2]))"
+    )
     with serve(index, delay=5.0) as url:
-        proc = subprocess.Popen([sys.executable, "-c", script, str(spec), f"{url}/simple"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, str(spec), f"{url}/simple"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None and proc.stdout.readline() == "started\n"
         deadline = time.monotonic() + 30
         while not any(cache_root().glob("*/")) and time.monotonic() < deadline:
@@ -462,23 +573,38 @@ out = pathlib.Path("outputs")
 
 @pytest.mark.slow
 def test_untracked_durable_directory_replays_exact_and_untracked_input_is_named(
-        make_repo: Any, tmp_path: Path) -> None:
+    make_repo: Any, tmp_path: Path
+) -> None:
     policy = POLICY.replace('lock_files = ["requirements.lock"]\n', "")
     repo = make_repo({"job.py": UNTRACKED_READ, ".gitignore": "_tmp/\n"}, policy=policy)
-    assert catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}",
-                     cwd=repo).returncode == 0
+    assert (
+        catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}", cwd=repo).returncode
+        == 0
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "trust")
     (repo / "outputs").mkdir()  # exists, empty and untracked, when the run starts
     (repo / "notes").mkdir()
     (repo / "notes" / "input.txt").write_text("only on this machine\n")
-    proc = catalytic("run", "--run-id", "u1", "--sign", str(key_file(tmp_path)), "--",
-                     sys.executable, "job.py", cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "u1",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--",
+        sys.executable,
+        "job.py",
+        cwd=repo,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "untracked path(s)" in proc.stderr and "notes/" in proc.stderr
     spec = json.loads((repo / "_runs/u1/TASK_SPEC.json").read_text())
-    assert spec["workspace"] == {"root_dirs": ["outputs"], "untracked": ["notes/"],
-                                 "untracked_count": 1}
+    assert spec["workspace"] == {
+        "root_dirs": ["outputs"],
+        "untracked": ["notes/"],
+        "untracked_count": 1,
+    }
     git(repo, "add", "_runs")
     git(repo, "commit", "-q", "-m", "run u1")
     proc = catalytic("replay", "_runs/u1", "--json", cwd=repo)
@@ -491,8 +617,17 @@ def test_untracked_durable_directory_replays_exact_and_untracked_input_is_named(
     (repo / "outputs" / "copy.txt").unlink()
     git(repo, "add", "notes")
     git(repo, "commit", "-q", "-m", "the input")
-    proc = catalytic("run", "--run-id", "u2", "--sign", str(key_file(tmp_path)), "--",
-                     sys.executable, "job.py", cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "u2",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--",
+        sys.executable,
+        "job.py",
+        cwd=repo,
+    )
     assert proc.returncode == 0 and "untracked path" not in proc.stderr, proc.stderr
     git(repo, "add", "_runs")
     git(repo, "commit", "-q", "-m", "run u2")
@@ -504,10 +639,11 @@ def test_untracked_durable_directory_replays_exact_and_untracked_input_is_named(
 
 # -- export -------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-def test_the_exported_lock_installs_exactly_with_pip_and_with_uv(recorded: dict[str, Any],
-                                                                  kit: Kit,
-                                                                  tmp_path: Path) -> None:
+def test_the_exported_lock_installs_exactly_with_pip_and_with_uv(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
     from catalytic_hooks.environment.export import export
 
     text, unhashed = export(recorded, "requirements", "r1")
@@ -515,26 +651,61 @@ def test_the_exported_lock_installs_exactly_with_pip_and_with_uv(recorded: dict[
     lock = tmp_path / "exported.txt"
     lock.write_text(text)
     by_pip = make_venv(tmp_path / "pip-venv", installer="pip")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(by_pip / "python"), "install",
-                    "-q", "--no-deps", "--require-hashes", "--no-index", "--find-links",
-                    str(kit.wheelhouse), "-r", str(lock)], check=True,
-                   env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(by_pip / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--require-hashes",
+            "--no-index",
+            "--find-links",
+            str(kit.wheelhouse),
+            "-r",
+            str(lock),
+        ],
+        check=True,
+        env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+    )
     by_uv = make_venv(tmp_path / "uv-venv")
-    subprocess.run([uv_bin(), "pip", "sync", "-q", "--no-config", "--python",
-                    str(by_uv / "python"), "--require-hashes", "--offline", "--no-index",
-                    "--find-links", str(kit.wheelhouse), str(lock)], check=True)
+    subprocess.run(
+        [
+            uv_bin(),
+            "pip",
+            "sync",
+            "-q",
+            "--no-config",
+            "--python",
+            str(by_uv / "python"),
+            "--require-hashes",
+            "--offline",
+            "--no-index",
+            "--find-links",
+            str(kit.wheelhouse),
+            str(lock),
+        ],
+        check=True,
+    )
     for venv in (by_pip, by_uv):
-        assert fingerprint(tmp_path, (), 0, env=_with(venv))["environment_hash"] == \
-            recorded["environment_hash"]
+        assert (
+            fingerprint(tmp_path, (), 0, env=_with(venv))["environment_hash"]
+            == recorded["environment_hash"]
+        )
     pylock, _ = export(recorded, "pylock", "r1")
     import tomllib
 
     doc = tomllib.loads(pylock)
     assert doc["lock-version"] == "1.0"
-    assert [(p["name"], p["version"], p["wheels"][0]["hashes"]["sha256"])
-            for p in doc["packages"]] == [
+    assert [
+        (p["name"], p["version"], p["wheels"][0]["hashes"]["sha256"]) for p in doc["packages"]
+    ] == [
         ("helper-pkg", "1.0", sha256_file(kit.helper)[7:]),
-        ("tinylib", "1.0", sha256_file(kit.lib1)[7:])]
+        ("tinylib", "1.0", sha256_file(kit.lib1)[7:]),
+    ]
 
 
 # -- parsers ------------------------------------------------------------------------------
@@ -551,31 +722,42 @@ def test_the_gpu_manifest_from_nvidia_smi() -> None:
     from catalytic_hooks.provenance.system import compare_system, parse_smi
 
     got = parse_smi(SMI_QUERY, SMI_TABLE)
-    assert got == {"gpus": ["NVIDIA H200", "NVIDIA H200"], "gpu_driver": "550.54.15",
-                   "cuda_version": "12.4"}
+    assert got == {
+        "gpus": ["NVIDIA H200", "NVIDIA H200"],
+        "gpu_driver": "550.54.15",
+        "cuda_version": "12.4",
+    }
     assert parse_smi(None, None) == {"gpus": [], "gpu_driver": None, "cuda_version": None}
-    recorded = {"os": "Linux", "gpus": ["NVIDIA H200"], "cuda_version": "12.4",
-                "cpu_count": 16}
+    recorded = {"os": "Linux", "gpus": ["NVIDIA H200"], "cuda_version": "12.4", "cpu_count": 16}
     now = {"os": "Linux", "gpus": [], "cuda_version": None, "cpu_count": 2}
     assert [d["field"] for d in compare_system(recorded, now)] == [
-        "system gpus", "system cuda_version"]
+        "system gpus",
+        "system cuda_version",
+    ]
 
 
 def test_lock_files_give_wheel_hashes() -> None:
     from catalytic_hooks.provenance.locks import wheel_hashes
 
     h1, h2 = "a" * 64, "b" * 64
-    req = (f"# comment\nZope.Interface==5.0 \\\n    --hash=sha256:{h1} \\\n"
-           f"    --hash=sha256:{h2}\nother>=1\n-e .\n")
+    req = (
+        f"# comment\nZope.Interface==5.0 \\\n    --hash=sha256:{h1} \\\n"
+        f"    --hash=sha256:{h2}\nother>=1\n-e .\n"
+    )
     assert wheel_hashes("requirements.txt", req.encode()) == {
-        ("zope-interface", "5.0"): {f"sha256:{h1}", f"sha256:{h2}"}}
-    pylock = (f'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.17.0"\n'
-              f'[[packages.wheels]]\nname = "six-1.17.0-py2.py3-none-any.whl"\n'
-              f'hashes = {{ sha256 = "{h1}" }}\n')
+        ("zope-interface", "5.0"): {f"sha256:{h1}", f"sha256:{h2}"}
+    }
+    pylock = (
+        f'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.17.0"\n'
+        f'[[packages.wheels]]\nname = "six-1.17.0-py2.py3-none-any.whl"\n'
+        f'hashes = {{ sha256 = "{h1}" }}\n'
+    )
     assert wheel_hashes("pylock.toml", pylock.encode()) == {("six", "1.17.0"): {f"sha256:{h1}"}}
-    uvlock = (f'version = 1\n[[package]]\nname = "six"\nversion = "1.17.0"\n'
-              f'wheels = [{{ url = "https://x.invalid/six.whl", hash = "sha256:{h2}" }}]\n'
-              f'sdist = {{ url = "https://x.invalid/six.tar.gz", hash = "sha256:{h1}" }}\n')
+    uvlock = (
+        f'version = 1\n[[package]]\nname = "six"\nversion = "1.17.0"\n'
+        f'wheels = [{{ url = "https://x.invalid/six.whl", hash = "sha256:{h2}" }}]\n'
+        f'sdist = {{ url = "https://x.invalid/six.tar.gz", hash = "sha256:{h1}" }}\n'
+    )
     assert wheel_hashes("uv.lock", uvlock.encode()) == {("six", "1.17.0"): {f"sha256:{h2}"}}
     assert wheel_hashes("environment.yml", b"dependencies: [python=3.11]\n") == {}
 
@@ -583,15 +765,25 @@ def test_lock_files_give_wheel_hashes() -> None:
 def test_the_gpu_manifest_from_the_kernel_modules_files(tmp_path: Path) -> None:
     from catalytic_hooks.provenance.system import parse_proc_version, proc_nvidia
 
-    assert parse_proc_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  "
-                              "Tue Mar  5 22:23:56 UTC 2024\n") == "550.54.15"
-    assert parse_proc_version("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  "
-                              "570.86.15  Release Build\n") == "570.86.15"
+    assert (
+        parse_proc_version(
+            "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  "
+            "Tue Mar  5 22:23:56 UTC 2024\n"
+        )
+        == "550.54.15"
+    )
+    assert (
+        parse_proc_version(
+            "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build\n"
+        )
+        == "570.86.15"
+    )
     root = tmp_path / "nvidia"
     for bus in ("0000:1b:00.0", "0000:0a:00.0"):
         (root / "gpus" / bus).mkdir(parents=True)
         (root / "gpus" / bus / "information").write_text(
-            "Model: \t\t NVIDIA H200\nIRQ:   \t\t 17\n")
+            "Model: \t\t NVIDIA H200\nIRQ:   \t\t 17\n"
+        )
     (root / "version").write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15\n")
     assert proc_nvidia(str(root)) == (["NVIDIA H200", "NVIDIA H200"], "550.54.15")
     assert proc_nvidia(str(tmp_path / "absent")) is None

@@ -37,9 +37,14 @@ def test_missing_git_is_not_a_missing_repository(make_repo, tmp_path: Path) -> N
 
 def _interrupt(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Start a real process blocked on its stdin, send it SIGINT as a terminal's Ctrl-C would."""
-    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", *args], cwd=cwd,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catalytic_hooks", *args],
+        cwd=cwd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)  # let it reach the blocking read
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
@@ -63,9 +68,12 @@ def _bug_injector(tmp_path: Path) -> dict[str, str]:
         "def boom(*a, **k):\n    raise RuntimeError('injected bug')\n"
         "c.check_staged = boom\n"
         "import catalytic_hooks.enforce.hookmain as h\n"
-        "h.check_staged = boom\n")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(d), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        "h.check_staged = boom\n"
+    )
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(d), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
 
 
 def test_internal_error_traceback_only_with_debug(make_repo, tmp_path: Path) -> None:

@@ -18,7 +18,11 @@ from catalytic_hooks.git.views import index_view, worktree_view
 from .helpers import DEFAULT_POLICY, git
 
 FILES = {f"src/m{i}.py": f"x = {i}\n" for i in range(30)} | {
-    "data/raw.csv": "1,2\n", "outputs/o.txt": "o\n", "é/ü.txt": "u\n", "z.txt": "z\n"}
+    "data/raw.csv": "1,2\n",
+    "outputs/o.txt": "o\n",
+    "é/ü.txt": "u\n",
+    "z.txt": "z\n",
+}
 
 
 def both(repo: Path) -> None:
@@ -41,9 +45,12 @@ STEPS = [
     lambda r: (r / "new.txt").write_text("untracked\n"),
     lambda r: (r / "aaa-first.txt").write_text("sorts first\n"),
     lambda r: (r / "newdir/deep").mkdir(parents=True) or (r / "newdir/deep/f.txt").write_text("f"),
-    lambda r: (r / ".gitignore").write_text("*.log\nignored-dir/\n") or
-    (r / "newdir/x.log").write_text("ignored") or (r / "ignored-dir").mkdir() or
-    (r / "ignored-dir/i.txt").write_text("i"),
+    lambda r: (
+        (r / ".gitignore").write_text("*.log\nignored-dir/\n")
+        or (r / "newdir/x.log").write_text("ignored")
+        or (r / "ignored-dir").mkdir()
+        or (r / "ignored-dir/i.txt").write_text("i")
+    ),
     lambda r: os.symlink("src/m1.py", r / "link"),
     lambda r: git(r, "add", "-A"),
     lambda r: (r / "outputs/o.txt").write_text("durable change\n"),
@@ -61,9 +68,9 @@ def test_snapshot_path_equals_full_views(make_repo) -> None:
         both(repo)
 
 
-def test_warm_clean_repo_reads_nothing_and_skips_the_index(make_repo,
-                                                           monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
+def test_warm_clean_repo_reads_nothing_and_skips_the_index(
+    make_repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = make_repo(FILES, policy=DEFAULT_POLICY)
     r = Repo.discover(repo)
     policy = load_policy(repo)
@@ -127,8 +134,10 @@ def test_untracked_files_git_status_does_not_list_one_by_one(make_repo) -> None:
     assert "fresh/\n" in status and "inner.txt" not in status  # what git alone shows
     r = Repo.discover(repo)
     policy = load_policy(repo)
-    for digest in (worktree_digest(r, policy, HashCache.for_repo(r)),
-                   tree_digest(worktree_view(r), policy, HashCache(None))):
+    for digest in (
+        worktree_digest(r, policy, HashCache.for_repo(r)),
+        tree_digest(worktree_view(r), policy, HashCache(None)),
+    ):
         m = digest.manifest
         assert "src/m6.py/inner.txt" in m and "src/m6.py" not in m
         assert {"fresh/a/b/deep.txt", "fresh/top.txt", ".gitignore"} <= m.keys()

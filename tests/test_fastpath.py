@@ -21,15 +21,17 @@ def test_option_table_is_the_typer_commands() -> None:
     cmd = typer.main.get_command(app).commands["digest"]  # type: ignore[attr-defined]
     typer_table = {}
     for p in cmd.params:
-        kind = "flag" if p.is_flag else "list" if p.multiple else \
-            "str" if p.name == "rev" else "path"
+        kind = (
+            "flag" if p.is_flag else "list" if p.multiple else "str" if p.name == "rev" else "path"
+        )
         for opt in (*p.opts, *p.secondary_opts):
             typer_table[opt] = (p.name, kind)
     assert typer_table == DIGEST_OPTIONS
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--bogus"], ["positional"], ["--rev"],
-                                  ["--json=yes"], ["--", "--index"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--bogus"], ["positional"], ["--rev"], ["--json=yes"], ["--", "--index"]]
+)
 def test_anything_unusual_goes_to_typer(argv: list[str]) -> None:
     assert parse_digest(argv) is None
 
@@ -76,11 +78,18 @@ def test_fast_and_typer_paths_agree(make_repo, tmp_path: Path, argv: list[str]) 
 
 def test_digest_fast_path_imports_no_cli_framework(make_repo) -> None:
     repo = make_repo({"a.txt": "a"}, policy=DEFAULT_POLICY)
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "digest"],
-                          cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "digest"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0
-    loaded = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
-              if line.startswith("import time:")}
+    loaded = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     for heavy in ("typer", "rich", "click", "pydantic"):
         assert heavy not in loaded, heavy
 
@@ -97,9 +106,14 @@ def test_check_option_table_is_the_typer_commands() -> None:
     assert typer_table == CHECK_OPTIONS
 
 
-CHECK_CASES = [["--staged", "--json"], ["--from-ref", "HEAD~1", "--to-ref", "HEAD", "--json"],
-               ["--from-ref=HEAD~1", "--to-ref=HEAD", "--format", "github"],
-               ["--ci", "--json"], ["--format", "bogus"], ["--staged", "--ci", "--json"]]
+CHECK_CASES = [
+    ["--staged", "--json"],
+    ["--from-ref", "HEAD~1", "--to-ref", "HEAD", "--json"],
+    ["--from-ref=HEAD~1", "--to-ref=HEAD", "--format", "github"],
+    ["--ci", "--json"],
+    ["--format", "bogus"],
+    ["--staged", "--ci", "--json"],
+]
 
 
 @pytest.mark.parametrize("argv", CHECK_CASES, ids=[" ".join(c) for c in CHECK_CASES])

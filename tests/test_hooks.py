@@ -19,8 +19,12 @@ durable_roots = ["outputs"]
 tmp_roots = ["_tmp"]
 protected_roots = ["."]
 """
-BASE = {"data/raw/x.csv": "1,2\n", "src/a.py": "a = 1\n", "outputs/keep.txt": "k\n",
-        ".gitignore": "_tmp/\n"}
+BASE = {
+    "data/raw/x.csv": "1,2\n",
+    "src/a.py": "a = 1\n",
+    "outputs/keep.txt": "k\n",
+    ".gitignore": "_tmp/\n",
+}
 
 
 def snapshot(repo: Path) -> tuple[str, dict[str, bytes]]:
@@ -41,8 +45,9 @@ def repo(make_repo) -> Path:
     return r
 
 
-def commit(repo: Path, *args: str, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def commit(
+    repo: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return git(repo, "commit", "-m", "change", *args, check=False, env=env)
 
 
@@ -114,10 +119,16 @@ def test_check_staged_json(repo: Path) -> None:
     doc = json.loads(proc.stdout)
     assert doc["ok"] is False and doc["code"] == "CHECK_FAILED"
     assert doc["details"]["findings"] == [
-        {"kind": "mutation", "path": "src/a.py",
-         "reason": "protected path removed outside durable roots"},
-        {"kind": "mutation", "path": "src/link",
-         "reason": "protected path added outside durable roots"},
+        {
+            "kind": "mutation",
+            "path": "src/a.py",
+            "reason": "protected path removed outside durable roots",
+        },
+        {
+            "kind": "mutation",
+            "path": "src/link",
+            "reason": "protected path added outside durable roots",
+        },
     ]
 
 
@@ -182,10 +193,11 @@ def test_invalid_config_fails_closed(repo: Path) -> None:
 
 # -- install / uninstall ----------------------------------------------------------------------
 
+
 def test_install_refuses_foreign_then_chains_and_uninstall_restores(make_repo) -> None:
     r = make_repo(BASE, policy=POLICY)
     hooks = r / ".git/hooks"
-    foreign = "#!/bin/sh\necho foreign-ran >> \"$(git rev-parse --git-dir)/foreign.log\"\nexit 0\n"
+    foreign = '#!/bin/sh\necho foreign-ran >> "$(git rev-parse --git-dir)/foreign.log"\nexit 0\n'
     (hooks / "pre-commit").write_text(foreign)
     os.chmod(hooks / "pre-commit", 0o755)
     proc = catalytic("install", "--json", cwd=r)
@@ -232,6 +244,7 @@ def test_install_honours_core_hooks_path_and_uninstall_leaves_foreign(make_repo)
 
 # -- pre-push ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def pushable(make_repo, tmp_path: Path) -> tuple[Path, Path]:
     r = make_repo(BASE, policy=POLICY)
@@ -262,8 +275,11 @@ def test_push_refuses_bad_second_to_last_commit(pushable: tuple[Path, Path]) -> 
     bad_branch(r, "feature")
     proc = git(r, "push", "origin", "feature", check=False)
     assert proc.returncode != 0
-    assert re.search(r'src/a.py: protected path changed outside durable roots '
-                     r'\(commit [0-9a-f]{10} "mutate protected"\)', proc.stderr)
+    assert re.search(
+        r"src/a.py: protected path changed outside durable roots "
+        r'\(commit [0-9a-f]{10} "mutate protected"\)',
+        proc.stderr,
+    )
     assert remote_ref(remote, "refs/heads/feature") == ""
     # existing branch: same bad history fast-forwarded onto main
     git(r, "merge", "-q", "--ff-only", "feature")
@@ -325,8 +341,9 @@ def test_tmp_in_pushed_tree_and_root_commit(make_repo, tmp_path: Path) -> None:
     assert "_tmp/left: tmp residue in the pushed tree" in proc.stderr
 
 
-def test_merge_judged_only_on_paths_differing_from_every_parent(pushable: tuple[Path, Path]
-                                                                ) -> None:
+def test_merge_judged_only_on_paths_differing_from_every_parent(
+    pushable: tuple[Path, Path],
+) -> None:
     r, _ = pushable
     base = git(r, "rev-parse", "HEAD").stdout.strip()
     git(r, "checkout", "-q", "-b", "side")
@@ -338,8 +355,9 @@ def test_merge_judged_only_on_paths_differing_from_every_parent(pushable: tuple[
     git(r, "commit", "-q", "-m", "main durable")
     git(r, "merge", "-q", "--no-edit", "--no-verify", "side")
     merge = git(r, "rev-parse", "HEAD").stdout.strip()
-    doc = json.loads(catalytic("check", "--from-ref", base, "--to-ref", merge, "--json",
-                               cwd=r).stdout)
+    doc = json.loads(
+        catalytic("check", "--from-ref", base, "--to-ref", merge, "--json", cwd=r).stdout
+    )
     commits = {(f["path"], f["subject"]) for f in doc["details"]["findings"]}
     assert commits == {("src/a.py", "side mutates")}  # blamed on the side commit, not the merge
     # an evil merge that changes a path relative to both parents is flagged on the merge
@@ -348,10 +366,12 @@ def test_merge_judged_only_on_paths_differing_from_every_parent(pushable: tuple[
     (r / "data/raw/x.csv").write_text("evil\n")
     git(r, "add", "-A")
     git(r, "commit", "-q", "-m", "evil merge", "--no-verify")
-    doc = json.loads(catalytic("check", "--from-ref", base, "--to-ref", "evil", "--json",
-                               cwd=r).stdout)
-    assert ("data/raw/x.csv", "evil merge") in {(f["path"], f["subject"])
-                                                for f in doc["details"]["findings"]}
+    doc = json.loads(
+        catalytic("check", "--from-ref", base, "--to-ref", "evil", "--json", cwd=r).stdout
+    )
+    assert ("data/raw/x.csv", "evil merge") in {
+        (f["path"], f["subject"]) for f in doc["details"]["findings"]
+    }
 
 
 def test_check_range_matches_pre_push(pushable: tuple[Path, Path]) -> None:
@@ -360,18 +380,28 @@ def test_check_range_matches_pre_push(pushable: tuple[Path, Path]) -> None:
     main = git(r, "rev-parse", "main").stdout.strip()
     tip = git(r, "rev-parse", "feature").stdout.strip()
     zero = "0" * 40
-    hook = catalytic("hook", "pre-push", "origin", "unused-url", cwd=r,
-                     input=f"refs/heads/feature {tip} refs/heads/feature {zero}\n")
+    hook = catalytic(
+        "hook",
+        "pre-push",
+        "origin",
+        "unused-url",
+        cwd=r,
+        input=f"refs/heads/feature {tip} refs/heads/feature {zero}\n",
+    )
     assert hook.returncode == 1
     ci = catalytic("check", "--from-ref", main, "--to-ref", tip, "--json", cwd=r)
     assert ci.returncode == 1
-    lines = [f"{f['path']}: {f['reason']} (commit {f['commit'][:10]} \"{f['subject']}\")"
-             for f in json.loads(ci.stdout)["details"]["findings"]]
+    lines = [
+        f'{f["path"]}: {f["reason"]} (commit {f["commit"][:10]} "{f["subject"]}")'
+        for f in json.loads(ci.stdout)["details"]["findings"]
+    ]
     assert hook.stderr.splitlines()[:-1] == lines
     env = {**os.environ, "PRE_COMMIT_FROM_REF": main, "PRE_COMMIT_TO_REF": tip}
     via_env = catalytic("check", "--json", cwd=r, env=env)
-    assert json.loads(via_env.stdout)["details"]["findings"] == \
-        json.loads(ci.stdout)["details"]["findings"]
+    assert (
+        json.loads(via_env.stdout)["details"]["findings"]
+        == json.loads(ci.stdout)["details"]["findings"]
+    )
 
 
 def test_pre_push_zero_ids_and_sha256_repository(tmp_path: Path) -> None:
@@ -384,11 +414,13 @@ def test_pre_push_zero_ids_and_sha256_repository(tmp_path: Path) -> None:
     tip = git(r, "rev-parse", "HEAD").stdout.strip()
     assert len(tip) == 64
     zero = "0" * 64
-    delete = catalytic("hook", "pre-push", "origin", cwd=r,
-                       input=f"(delete) {zero} refs/heads/old {tip}\n")
+    delete = catalytic(
+        "hook", "pre-push", "origin", cwd=r, input=f"(delete) {zero} refs/heads/old {tip}\n"
+    )
     assert delete.returncode == 0, delete.stderr
-    create = catalytic("hook", "pre-push", "origin", cwd=r,
-                       input=f"refs/heads/main {tip} refs/heads/main {zero}\n")
+    create = catalytic(
+        "hook", "pre-push", "origin", cwd=r, input=f"refs/heads/main {tip} refs/heads/main {zero}\n"
+    )
     assert create.returncode == 1 and "a.txt: protected path added" in create.stderr
     remote = tmp_path / "s256.git"
     git(tmp_path, "init", "-q", "--bare", "--object-format=sha256", str(remote))
@@ -401,6 +433,7 @@ def test_pre_push_zero_ids_and_sha256_repository(tmp_path: Path) -> None:
 
 
 # -- the pre-commit framework -----------------------------------------------------------------
+
 
 def manifest() -> list[dict[str, object]]:
     return yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
@@ -432,12 +465,18 @@ def framework_config(repo: Path) -> None:
         local["language"] = "system"
         hooks.append(local)
     (repo / ".pre-commit-config.yaml").write_text(
-        yaml.safe_dump({"repos": [{"repo": "local", "hooks": hooks}]}))
+        yaml.safe_dump({"repos": [{"repo": "local", "hooks": hooks}]})
+    )
 
 
 def pre_commit_cmd(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["pre-commit", *args], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "PIP_NO_INDEX": "1"})
+    return subprocess.run(
+        ["pre-commit", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PIP_NO_INDEX": "1"},
+    )
 
 
 @pytest.fixture
@@ -503,8 +542,9 @@ def test_framework_pre_push(framework_repo: tuple[Path, Path]) -> None:
 __all__ = ["DEFAULT_POLICY"]
 
 
-def test_new_branch_pushed_by_url_checks_only_new_commits(pushable: tuple[Path, Path],
-                                                         tmp_path: Path) -> None:
+def test_new_branch_pushed_by_url_checks_only_new_commits(
+    pushable: tuple[Path, Path], tmp_path: Path
+) -> None:
     r, remote = pushable
     git(r, "fetch", "-q", "origin")
     other = tmp_path / "other.git"

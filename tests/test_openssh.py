@@ -14,18 +14,39 @@ from catalytic_hooks.bundle.keys import signer_from_seed
 
 from .helpers import SEED_A, SEED_B, catalytic, key_file
 
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None,
-                                reason="needs OpenSSH's ssh-keygen, not found")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen, not found"
+)
 
 POLICY = 'durable_roots = ["outputs"]\n'
 
 
-def ssh_verify(repo: Path, principal: str, run: str = "_runs/r1",
-               allowed: str = ".catalytic/allowed_validators") -> subprocess.CompletedProcess[str]:
+def ssh_verify(
+    repo: Path,
+    principal: str,
+    run: str = "_runs/r1",
+    allowed: str = ".catalytic/allowed_validators",
+) -> subprocess.CompletedProcess[str]:
     with (repo / run / "SIGNED_PAYLOAD.json").open() as payload:
-        return subprocess.run(["ssh-keygen", "-Y", "verify", "-f", allowed, "-I", principal,
-                               "-n", "catalytic", "-s", f"{run}/ssh-signature.sig"],
-                              cwd=repo, stdin=payload, capture_output=True, text=True)
+        return subprocess.run(
+            [
+                "ssh-keygen",
+                "-Y",
+                "verify",
+                "-f",
+                allowed,
+                "-I",
+                principal,
+                "-n",
+                "catalytic",
+                "-s",
+                f"{run}/ssh-signature.sig",
+            ],
+            cwd=repo,
+            stdin=payload,
+            capture_output=True,
+            text=True,
+        )
 
 
 @pytest.fixture
@@ -34,14 +55,23 @@ def signed(make_repo, tmp_path: Path) -> Path:
     pub = tmp_path / "alice.pub"
     pub.write_text(f"ed25519:{signer_from_seed(SEED_A).public_hex}\n")
     assert catalytic("trust", "add", "alice", str(pub), cwd=repo).returncode == 0
-    run = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--", "sh",
-                    "-c", "mkdir -p outputs && echo r > outputs/r.txt", cwd=repo)
+    run = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p outputs && echo r > outputs/r.txt",
+        cwd=repo,
+    )
     assert run.returncode == 0, run.stderr
     return repo
 
 
-def test_ssh_keygen_verifies_a_trusted_signer_and_nobody_else(signed: Path, tmp_path: Path
-                                                              ) -> None:
+def test_ssh_keygen_verifies_a_trusted_signer_and_nobody_else(signed: Path, tmp_path: Path) -> None:
     ok = ssh_verify(signed, "alice")
     assert ok.returncode == 0 and 'Good "catalytic" signature for alice' in ok.stdout
     assert ssh_verify(signed, "mallory").returncode != 0
@@ -61,8 +91,11 @@ def test_ssh_keygen_verifies_a_trusted_signer_and_nobody_else(signed: Path, tmp_
 
 
 def test_the_trust_file_is_an_allowed_signers_file(signed: Path) -> None:
-    line = [ln for ln in (signed / ".catalytic/allowed_validators").read_text().splitlines()
-            if ln and not ln.startswith("#")]
+    line = [
+        ln
+        for ln in (signed / ".catalytic/allowed_validators").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    ]
     assert line[0].startswith('alice namespaces="catalytic,git" ssh-ed25519 AAAA')
     assert catalytic("verify", "_runs/r1", cwd=signed).returncode == 0
 
@@ -70,10 +103,15 @@ def test_the_trust_file_is_an_allowed_signers_file(signed: Path) -> None:
 def test_an_expired_window_fails_both_ways(signed: Path, tmp_path: Path) -> None:
     pub = tmp_path / "alice.pub"
     assert catalytic("trust", "remove", "alice", cwd=signed).returncode == 0
-    assert catalytic("trust", "add", "alice", str(pub), "--valid-before", "2020-01-01",
-                     cwd=signed).returncode == 0
-    assert 'valid-before="20200101000000Z"' in (
-        signed / ".catalytic/allowed_validators").read_text()
+    assert (
+        catalytic(
+            "trust", "add", "alice", str(pub), "--valid-before", "2020-01-01", cwd=signed
+        ).returncode
+        == 0
+    )
+    assert (
+        'valid-before="20200101000000Z"' in (signed / ".catalytic/allowed_validators").read_text()
+    )
     assert ssh_verify(signed, "alice").returncode != 0
     proc = catalytic("verify", "_runs/r1", "--json", cwd=signed)
     assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == "UNTRUSTED"
@@ -89,8 +127,7 @@ def test_a_key_limited_to_git_namespace_does_not_vouch_for_bundles(signed: Path)
 
 def test_migrate_rewrites_the_earlier_format(signed: Path) -> None:
     path = signed / ".catalytic/allowed_validators"
-    legacy = f"# team\nalice ed25519:{signer_from_seed(SEED_A).public_hex} " \
-             "valid-after=2020-01-01\n"
+    legacy = f"# team\nalice ed25519:{signer_from_seed(SEED_A).public_hex} valid-after=2020-01-01\n"
     path.write_text(legacy)
     assert catalytic("verify", "_runs/r1", cwd=signed).returncode == 0  # still read
     proc = catalytic("trust", "migrate", cwd=signed)

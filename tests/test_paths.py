@@ -22,8 +22,10 @@ def test_safe_relpaths(path: str) -> None:
     assert check_relpath(path) == path
 
 
-@pytest.mark.parametrize(("root", "norm"), [("cache/", "cache"), ("./cache", "cache"),
-                                            ("a//b/", "a/b"), (".", "."), ("./", ".")])
+@pytest.mark.parametrize(
+    ("root", "norm"),
+    [("cache/", "cache"), ("./cache", "cache"), ("a//b/", "a/b"), (".", "."), ("./", ".")],
+)
 def test_root_normalisation(root: str, norm: str) -> None:
     assert normalise_root(root) == norm
 

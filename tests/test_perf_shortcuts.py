@@ -89,8 +89,12 @@ def test_a_command_that_changes_the_index_gets_the_full_view_digest(repo: Path) 
     stat data could be forged); for an honest command that stages a durable output and
     refreshes the index, the receipts must still be exactly the full views' digests."""
     (repo / "src/a.py").write_text("a = 2\n")  # modified before the run: PRE differs from HEAD
-    doc = _run(repo, "r1", "mkdir -p outputs && echo o > outputs/o.txt && "
-                           "git add outputs/o.txt && git update-index --refresh >/dev/null || true")
+    doc = _run(
+        repo,
+        "r1",
+        "mkdir -p outputs && echo o > outputs/o.txt && "
+        "git add outputs/o.txt && git update-index --refresh >/dev/null || true",
+    )
     assert doc["ok"] is True, doc
     r = Repo.discover(repo)
     full = tree_digest(worktree_view(r), load_policy(repo), HashCache(None))
@@ -103,8 +107,7 @@ def test_a_forged_snapshot_and_cache_cannot_hide_a_mutation(repo: Path) -> None:
     catalytic("digest", "--worktree", cwd=repo)
     pre = repo.parent / "pre.json"
     catalytic("digest", "--worktree", "--output", str(pre), cwd=repo)
-    script = (f"echo evil > src/a.py && git add src/a.py && "
-              f"{sys.executable} -c '{FORGE}' {pre}")
+    script = f"echo evil > src/a.py && git add src/a.py && {sys.executable} -c '{FORGE}' {pre}"
     doc = _run(repo, "r1", script)
     details = doc["details"]
     assert isinstance(details, dict)
@@ -122,8 +125,12 @@ def test_a_forged_snapshot_and_cache_cannot_hide_a_mutation(repo: Path) -> None:
 def test_a_command_that_digests_does_not_fail_the_run(repo: Path) -> None:
     """A nested `catalytic digest` rewrites the caches honestly: they are dropped, the run is
     judged without them and passes."""
-    doc = _run(repo, "r1", "catalytic digest --worktree > /dev/null && rm -rf .git/catalytic "
-               "&& catalytic digest --index > /dev/null")
+    doc = _run(
+        repo,
+        "r1",
+        "catalytic digest --worktree > /dev/null && rm -rf .git/catalytic "
+        "&& catalytic digest --index > /dev/null",
+    )
     assert doc["ok"] is True, doc
     assert not (repo / ".git/catalytic/blob-sha256").exists()
 
@@ -134,38 +141,87 @@ def test_run_option_table_is_the_typer_commands() -> None:
     for p in cmd.params:
         if p.name == "command":
             continue
-        kind = ("flag" if p.is_flag else "list" if p.multiple else "path" if p.name == "sign"
-                else "float" if p.name in ("timeout", "grace") else "int" if p.name == "seed"
-                else "str")
+        kind = (
+            "flag"
+            if p.is_flag
+            else "list"
+            if p.multiple
+            else "path"
+            if p.name == "sign"
+            else "float"
+            if p.name in ("timeout", "grace")
+            else "int"
+            if p.name == "seed"
+            else "str"
+        )
         for opt in (*p.opts, *p.secondary_opts):
             table[opt] = (p.name if p.name != "json_mode" else "json_mode", kind)
     assert table == RUN_OPTIONS
 
 
-@pytest.mark.parametrize("argv", [["--run-id", "x"], ["--help"], ["--run-id", "x", "true"],
-                                  ["--seed", "abc", "--run-id", "x", "--", "true"],
-                                  ["--", "true"], ["--bogus", "--run-id", "x", "--", "true"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--run-id", "x"],
+        ["--help"],
+        ["--run-id", "x", "true"],
+        ["--seed", "abc", "--run-id", "x", "--", "true"],
+        ["--", "true"],
+        ["--bogus", "--run-id", "x", "--", "true"],
+    ],
+)
 def test_unusual_run_arguments_go_to_typer_or_parse_exactly(argv: list[str]) -> None:
     assert parse_run(argv) is None or argv == ["--run-id", "x"]
 
 
 def test_run_arguments_after_the_separator_are_the_command() -> None:
-    args = parse_run(["--run-id=r", "--seed", "7", "--timeout", "2.5", "--metrics", "m.json",
-                      "--", "sh", "-c", "--json", "--"])
+    args = parse_run(
+        [
+            "--run-id=r",
+            "--seed",
+            "7",
+            "--timeout",
+            "2.5",
+            "--metrics",
+            "m.json",
+            "--",
+            "sh",
+            "-c",
+            "--json",
+            "--",
+        ]
+    )
     assert args is not None
-    assert (args.run_id, args.seed, args.timeout, args.metrics, args.json_mode, args.command) == \
-        ("r", 7, 2.5, ["m.json"], False, ["sh", "-c", "--json", "--"])
+    assert (args.run_id, args.seed, args.timeout, args.metrics, args.json_mode, args.command) == (
+        "r",
+        7,
+        2.5,
+        ["m.json"],
+        False,
+        ["sh", "-c", "--json", "--"],
+    )
 
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_fast_and_typer_runs_write_the_same_bundle(repo: Path, fast: bool) -> None:
     env = None if fast else {**os.environ, "CATALYTIC_NO_FASTPATH": "1"}
-    proc = catalytic("run", "--run-id", "r1", "--seed", "3", "--json", "--", "sh", "-c",
-                     "mkdir -p outputs && echo out > outputs/o.txt", cwd=repo, env=env)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--seed",
+        "3",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p outputs && echo out > outputs/o.txt",
+        cwd=repo,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     details = json.loads(proc.stdout)["details"]
-    assert details["outputs"] == {"outputs/o.txt": "sha256:" + hashlib.sha256(
-        b"out\n").hexdigest()}
+    assert details["outputs"] == {"outputs/o.txt": "sha256:" + hashlib.sha256(b"out\n").hexdigest()}
     spec = json.loads((repo / "_runs/r1/TASK_SPEC.json").read_text())
     assert spec["seed"] == 3
     assert spec["command"] == ["sh", "-c", "mkdir -p outputs && echo out > outputs/o.txt"]
@@ -191,8 +247,9 @@ def test_flagged_entries_are_found_among_plain_ones(repo: Path) -> None:
     git(repo, "update-index", "--skip-worktree", "data/x.csv")
     flags = flagged_entries(Repo.discover(repo))
     assert flags.assumed == {"src/b.py"} and flags.sparse == {"data/x.csv"}
-    subprocess.run(["git", "update-index", "--no-assume-unchanged", "src/b.py"], cwd=repo,
-                   check=True)
+    subprocess.run(
+        ["git", "update-index", "--no-assume-unchanged", "src/b.py"], cwd=repo, check=True
+    )
     assert flagged_entries(Repo.discover(repo)).assumed == frozenset()
 
 
@@ -227,11 +284,12 @@ def test_early_status_gives_the_digest_of_the_normal_path(repo: Path, tmp_path: 
     (repo / "src/x.log").write_text("l\n")
     outside = tmp_path / "not-a-repo"
     outside.mkdir()
-    for cwd, argv in ((repo / "src", ["--worktree", "--json"]),
-                      (repo, ["--worktree", "--ignored", "--json"]),
-                      (outside, ["--worktree", "--json"])):
+    for cwd, argv in (
+        (repo / "src", ["--worktree", "--json"]),
+        (repo, ["--worktree", "--ignored", "--json"]),
+        (outside, ["--worktree", "--json"]),
+    ):
         fast = catalytic("digest", *argv, cwd=cwd)
-        slow = catalytic("digest", *argv, cwd=cwd,
-                         env={**os.environ, "CATALYTIC_NO_FASTPATH": "1"})
+        slow = catalytic("digest", *argv, cwd=cwd, env={**os.environ, "CATALYTIC_NO_FASTPATH": "1"})
         assert (fast.returncode, fast.stdout) == (slow.returncode, slow.stdout), cwd
     assert json.loads(fast.stdout)["code"] == "NOT_A_REPOSITORY"

@@ -19,7 +19,8 @@ def test_defaults(tmp_path: Path) -> None:
 
 def test_pyproject_and_dotfile(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname="x"\n[tool.catalytic]\ndurable_roots=["outputs/"]\ntmp_roots=["./_tmp"]\n')
+        '[project]\nname="x"\n[tool.catalytic]\ndurable_roots=["outputs/"]\ntmp_roots=["./_tmp"]\n'
+    )
     p = load_policy(tmp_path)
     assert p.durable_roots == ("outputs",) and p.tmp_roots == ("_tmp",)
     (tmp_path / ".catalytic.toml").write_text('durable_roots=["x"]\n')
@@ -37,7 +38,8 @@ def test_dotfile_alone(tmp_path: Path) -> None:
 def test_classification_precedence(tmp_path: Path) -> None:
     (tmp_path / ".catalytic.toml").write_text(
         'exclusions=["data/cache"]\ntmp_roots=["data/tmp","_tmp"]\n'
-        'durable_roots=["data","out"]\nprotected_roots=["data","src"]\n')
+        'durable_roots=["data","out"]\nprotected_roots=["data","src"]\n'
+    )
     p = load_policy(tmp_path)
     assert p.classify("data/cache/x") is PathClass.EXCLUDED
     assert p.classify("data/tmp/x") is PathClass.TMP
@@ -77,17 +79,29 @@ def test_bad_config_exits_2_naming_the_key(make_repo, text: str, key: str) -> No
 # -- what the caches record (issue 27: one contract for the fast paths) ----------------------------
 
 # A value for each key a policy file may set that differs from the default.
-_CHANGED = {"durable_roots": ["out"], "tmp_roots": ["scratch"], "exclusions": ["vendor"],
-            "protected_roots": ["src"], "run_roots": ["runs"],
-            "trusted_validators": "keys/allowed", "chronicle": "log/chronicle.jsonl",
-            "reports_dir": "log/reports", "quarantine_dir": "log/quarantine",
-            "metrics_tolerance": 0.5, "lock_files": ["uv.lock"], "baseline": "a" * 40,
-            "archive_dir": "log/archives", "replays_dir": "elsewhere/replays",
-            "archive_max_entries": 10, "archive_max_bytes": 1000,
-            "env_python": ".venv/bin/python", "env_index": "https://mirror.example/simple",
-            "env_fallback_indexes": ["https://pypi.org/simple"],
-            "env_find_links": ["wheelhouse"],
-            "ref_namespaces": ["refs/heads/", "refs/notes/"]}
+_CHANGED = {
+    "durable_roots": ["out"],
+    "tmp_roots": ["scratch"],
+    "exclusions": ["vendor"],
+    "protected_roots": ["src"],
+    "run_roots": ["runs"],
+    "trusted_validators": "keys/allowed",
+    "chronicle": "log/chronicle.jsonl",
+    "reports_dir": "log/reports",
+    "quarantine_dir": "log/quarantine",
+    "metrics_tolerance": 0.5,
+    "lock_files": ["uv.lock"],
+    "baseline": "a" * 40,
+    "archive_dir": "log/archives",
+    "replays_dir": "elsewhere/replays",
+    "archive_max_entries": 10,
+    "archive_max_bytes": 1000,
+    "env_python": ".venv/bin/python",
+    "env_index": "https://mirror.example/simple",
+    "env_fallback_indexes": ["https://pypi.org/simple"],
+    "env_find_links": ["wheelhouse"],
+    "ref_namespaces": ["refs/heads/", "refs/notes/"],
+}
 
 
 def test_every_policy_field_is_carried_by_the_caches_or_declared_irrelevant() -> None:
@@ -100,8 +114,9 @@ def test_every_policy_field_is_carried_by_the_caches_or_declared_irrelevant() ->
 
     names = {f.name for f in fields(Policy)}
     assert not CACHE_CARRIED & set(CACHE_IRRELEVANT)
-    assert names == CACHE_CARRIED | set(CACHE_IRRELEVANT), \
+    assert names == CACHE_CARRIED | set(CACHE_IRRELEVANT), (
         "add the new field to Policy.cache_key (and CACHE_CARRIED) or to CACHE_IRRELEVANT"
+    )
 
 
 @pytest.mark.parametrize("key", sorted(_CHANGED))
@@ -117,8 +132,13 @@ def test_a_carried_field_changes_the_cache_key_and_no_other_does(key: str) -> No
 def _probes() -> list[str]:
     """Paths every key's changed value names (each as given and one level below), and the
     defaults' paths: where a key that decides a path's class would show it."""
-    named: list[str] = [".catalytic/chronicle.jsonl", ".catalytic/allowed_validators",
-                        "_runs/r1/STATUS.json", "src/a.py", "a.txt"]
+    named: list[str] = [
+        ".catalytic/chronicle.jsonl",
+        ".catalytic/allowed_validators",
+        "_runs/r1/STATUS.json",
+        "src/a.py",
+        "a.txt",
+    ]
     for value in _CHANGED.values():
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, str) and "://" not in v:
@@ -151,8 +171,9 @@ def test_a_run_journal_keeps_every_root_the_cache_key_carries(key: str, tmp_path
     policy = policy_from_mapping({key: _CHANGED[key]}, "test")
     rebuilt = policy_of(RunJournal(tmp_path / "j", "t", {"roots": recorded_roots(policy)}))
     classes = ("exclusions", "tmp", "durable", "protected")
-    assert {k: rebuilt.cache_key()[k] for k in classes} == \
-        {k: policy.cache_key()[k] for k in classes}
+    assert {k: rebuilt.cache_key()[k] for k in classes} == {
+        k: policy.cache_key()[k] for k in classes
+    }
 
 
 def test_every_settable_key_has_a_changed_value_above() -> None:
@@ -172,15 +193,25 @@ def test_the_quick_paths_record_what_the_cache_key_names() -> None:
     assert list(quickdigest.ROOTS) == keys[:4]  # a digest classifies by the four roots only
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("env_index", "-i http://evil.invalid"),
-    ("env_index", "ftp://mirror.invalid/simple"),
-    ("env_fallback_indexes", ["https://ok.invalid/simple", "--extra-index-url=x"]),
-    ("env_find_links", "wheelhouse"),
-    ("env_find_links", ["dir\nwith newline"]),
-    ("env_python", ""),
-], ids=["option-like-index", "ftp-index", "option-like-fallback", "not-a-list",
-        "control-character", "empty-python"])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("env_index", "-i http://evil.invalid"),
+        ("env_index", "ftp://mirror.invalid/simple"),
+        ("env_fallback_indexes", ["https://ok.invalid/simple", "--extra-index-url=x"]),
+        ("env_find_links", "wheelhouse"),
+        ("env_find_links", ["dir\nwith newline"]),
+        ("env_python", ""),
+    ],
+    ids=[
+        "option-like-index",
+        "ftp-index",
+        "option-like-fallback",
+        "not-a-list",
+        "control-character",
+        "empty-python",
+    ],
+)
 def test_environment_sources_are_locations_never_options(key: str, value: object) -> None:
     from catalytic_hooks.core.policy import policy_from_mapping
 
@@ -189,8 +220,10 @@ def test_environment_sources_are_locations_never_options(key: str, value: object
     assert err.value.code is ErrorCode.CONFIG_INVALID and err.value.details["key"] == key
 
 
-@pytest.mark.parametrize("value", [["refs/heads"], ["heads/"], ["refs//x/"], ["refs/../x/"],
-                                   ["refs/a b/"], "refs/heads/", [1]])
+@pytest.mark.parametrize(
+    "value",
+    [["refs/heads"], ["heads/"], ["refs//x/"], ["refs/../x/"], ["refs/a b/"], "refs/heads/", [1]],
+)
 def test_ref_namespaces_must_be_ref_prefixes(value: object) -> None:
     from catalytic_hooks.core.policy import policy_from_mapping
 

@@ -27,8 +27,12 @@ def _project_like(tmp_path: Path) -> Path:
 
 
 def _purity(repo: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pre_commit", "run", "catalytic-purity"],
-                          cwd=repo, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "run", "catalytic-purity"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_a_staged_vector_change_is_refused(tmp_path: Path) -> None:

@@ -17,8 +17,10 @@ from catalytic_hooks.git.statefiles import COMMIT_RECORD as CACHE_NAME
 
 from .helpers import catalytic, git
 
-POLICY = ('durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nexclusions = ["vendor"]\n'
-          'protected_roots = ["src", "data"]\n')
+POLICY = (
+    'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nexclusions = ["vendor"]\n'
+    'protected_roots = ["src", "data"]\n'
+)
 FILES = {"src/a.py": "a\n", "data/x.csv": "1\n", "docs/readme.md": "r\n", "outputs/o.txt": "o\n"}
 
 
@@ -39,8 +41,9 @@ def repo(make_repo, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _both(repo: Path) -> tuple[bool, list[str] | str]:
     quick = quick_accept()
     try:
-        full: list[str] | str = [f"{f.kind}:{f.path}" for f in check_staged(Repo.discover(repo))
-                                 if f.blocking]
+        full: list[str] | str = [
+            f"{f.kind}:{f.path}" for f in check_staged(Repo.discover(repo)) if f.blocking
+        ]
     except Exception as exc:  # a refusal (pending run): the quick path must not have accepted
         full = type(exc).__name__
     return quick, full
@@ -59,15 +62,24 @@ CASES = {
     "tmp staged": ("mkdir -p _tmp && echo t > _tmp/t && git add -f _tmp/t", False),
     "tmp residue on disk": ("mkdir -p _tmp/d && echo t > _tmp/d/t", False),
     "tmp symlink on disk": ("mkdir -p _tmp && ln -s /etc/passwd _tmp/l", False),
-    "policy change": ("echo 'exclusions = [\"src\"]' >> .catalytic.toml && "
-                      "git add .catalytic.toml", False),
-    "trust file added": ("mkdir -p .catalytic && echo x > .catalytic/allowed_validators && "
-                         "git add .catalytic/allowed_validators", False),
-    "pending run": ("mkdir -p .git/catalytic/runs && "
-                    "echo {} > .git/catalytic/runs/run-" + "0" * 32 + ".json", False),
+    "policy change": (
+        "echo 'exclusions = [\"src\"]' >> .catalytic.toml && git add .catalytic.toml",
+        False,
+    ),
+    "trust file added": (
+        "mkdir -p .catalytic && echo x > .catalytic/allowed_validators && "
+        "git add .catalytic/allowed_validators",
+        False,
+    ),
+    "pending run": (
+        "mkdir -p .git/catalytic/runs && echo {} > .git/catalytic/runs/run-" + "0" * 32 + ".json",
+        False,
+    ),
     # not a name this tool gives a journal: nothing is pending, for either path
-    "stray file among the journals": ("mkdir -p .git/catalytic/runs && "
-                                      "echo {} > .git/catalytic/runs/run-x.json", True),
+    "stray file among the journals": (
+        "mkdir -p .git/catalytic/runs && echo {} > .git/catalytic/runs/run-x.json",
+        True,
+    ),
 }
 
 
@@ -84,9 +96,12 @@ def test_quick_path_accepts_only_what_the_full_check_finds_clean(repo: Path, cas
 def test_a_new_policy_at_head_is_never_judged_by_the_recorded_roots(repo: Path) -> None:
     """The recorded roots describe HEAD's policy blobs; once HEAD's policy protects outputs, a
     durable-looking change goes to the full check, which finds it."""
-    _sh(repo, "printf 'protected_roots = [\"outputs\"]\\n' > .catalytic.toml && "
-              "git commit -qam 'policy' --no-verify && echo 3 > outputs/o.txt && "
-              "git add outputs/o.txt")
+    _sh(
+        repo,
+        "printf 'protected_roots = [\"outputs\"]\\n' > .catalytic.toml && "
+        "git commit -qam 'policy' --no-verify && echo 3 > outputs/o.txt && "
+        "git add outputs/o.txt",
+    )
     quick, full = _both(repo)
     assert quick is False
     assert full == ["mutation:outputs/o.txt"]
@@ -106,9 +121,9 @@ def test_a_damaged_record_is_never_used(repo: Path) -> None:
     assert _both(repo) == (False, ["mutation:src/a.py"])
 
 
-def test_the_framework_outside_a_commit_goes_to_the_full_check(repo: Path,
-                                                               monkeypatch: pytest.MonkeyPatch
-                                                               ) -> None:
+def test_the_framework_outside_a_commit_goes_to_the_full_check(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PRE_COMMIT", "1")
     monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
     assert quick_accept() is False
@@ -117,12 +132,14 @@ def test_the_framework_outside_a_commit_goes_to_the_full_check(repo: Path,
 def test_real_commits_through_the_installed_hook(repo: Path) -> None:
     catalytic("install", "--hook-type", "pre-commit", "--force", cwd=repo)
     _sh(repo, "echo 5 > outputs/o.txt && git add outputs/o.txt")
-    ok = subprocess.run(["git", "commit", "-qm", "durable"], cwd=repo, capture_output=True,
-                        text=True)
+    ok = subprocess.run(
+        ["git", "commit", "-qm", "durable"], cwd=repo, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     _sh(repo, "echo evil >> src/a.py && git add src/a.py")
-    refused = subprocess.run(["git", "commit", "-qm", "evil"], cwd=repo, capture_output=True,
-                             text=True)
+    refused = subprocess.run(
+        ["git", "commit", "-qm", "evil"], cwd=repo, capture_output=True, text=True
+    )
     assert refused.returncode != 0 and "src/a.py" in refused.stderr
     assert git(repo, "log", "-1", "--format=%s").stdout.strip() == "durable"
     env = {**os.environ, "CATALYTIC_NO_FASTPATH": "1"}
@@ -133,6 +150,7 @@ def test_real_commits_through_the_installed_hook(repo: Path) -> None:
 
 # -- pre-push ---------------------------------------------------------------------------------
 
+
 def _push_both(repo: Path, line: str) -> tuple[bool, list[str] | str]:
     from catalytic_hooks.enforce.bundles import check_bundles
     from catalytic_hooks.enforce.checks import check_push, parse_push_lines
@@ -141,8 +159,12 @@ def _push_both(repo: Path, line: str) -> tuple[bool, list[str] | str]:
     quick = quick_push(line.encode())
     try:
         full: list[str] | str = [
-            f"{f.kind}:{f.path}" for f in check_push(Repo.discover(repo), parse_push_lines(line),
-                                                      "origin", check_bundles) if f.blocking]
+            f"{f.kind}:{f.path}"
+            for f in check_push(
+                Repo.discover(repo), parse_push_lines(line), "origin", check_bundles
+            )
+            if f.blocking
+        ]
     except Exception as exc:
         full = type(exc).__name__
     return quick, full
@@ -155,19 +177,33 @@ def _line(repo: Path, old: str = "HEAD~1", new: str = "HEAD") -> str:
 
 
 PUSHES = {
-    "one durable commit": ("echo 2 > outputs/n.txt && git add outputs/n.txt && "
-                           "git commit -qm d --no-verify", True),
-    "one unprotected commit": ("echo 2 > docs/n.md && git add docs/n.md && "
-                               "git commit -qm u --no-verify", True),
+    "one durable commit": (
+        "echo 2 > outputs/n.txt && git add outputs/n.txt && git commit -qm d --no-verify",
+        True,
+    ),
+    "one unprotected commit": (
+        "echo 2 > docs/n.md && git add docs/n.md && git commit -qm u --no-verify",
+        True,
+    ),
     "protected change": ("echo b >> src/a.py && git commit -qam p --no-verify", False),
-    "tmp committed": ("mkdir -p _tmp && echo t > _tmp/t && git add -f _tmp/t && "
-                      "git commit -qm t --no-verify", False),
-    "a run bundle": ("mkdir -p _runs/r && echo {} > _runs/r/STATUS.json && git add _runs && "
-                     "git commit -qm r --no-verify", False),
-    "chronicle": ("mkdir -p .catalytic && echo x > .catalytic/chronicle.jsonl && "
-                  "git add .catalytic && git commit -qm c --no-verify", False),
-    "policy change": ("echo 'run_roots = [\"r2\"]' >> .catalytic.toml && "
-                      "git commit -qam pol --no-verify", False),
+    "tmp committed": (
+        "mkdir -p _tmp && echo t > _tmp/t && git add -f _tmp/t && git commit -qm t --no-verify",
+        False,
+    ),
+    "a run bundle": (
+        "mkdir -p _runs/r && echo {} > _runs/r/STATUS.json && git add _runs && "
+        "git commit -qm r --no-verify",
+        False,
+    ),
+    "chronicle": (
+        "mkdir -p .catalytic && echo x > .catalytic/chronicle.jsonl && "
+        "git add .catalytic && git commit -qm c --no-verify",
+        False,
+    ),
+    "policy change": (
+        "echo 'run_roots = [\"r2\"]' >> .catalytic.toml && git commit -qam pol --no-verify",
+        False,
+    ),
 }
 
 
@@ -181,22 +217,28 @@ def test_quick_push_accepts_only_what_the_full_check_finds_clean(repo: Path, cas
         assert full == [], case
 
 
-def test_quick_push_leaves_anything_unusual_to_the_full_check(repo: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_quick_push_leaves_anything_unusual_to_the_full_check(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from catalytic_hooks.enforce.quickaccept import quick_push
 
-    _sh(repo, "echo 2 > outputs/a && git add outputs/a && git commit -qm a --no-verify && "
-              "echo 3 > outputs/b && git add outputs/b && git commit -qm b --no-verify")
+    _sh(
+        repo,
+        "echo 2 > outputs/a && git add outputs/a && git commit -qm a --no-verify && "
+        "echo 3 > outputs/b && git add outputs/b && git commit -qm b --no-verify",
+    )
     zero = "0" * 40
     head = git(repo, "rev-parse", "HEAD").stdout.strip()
     assert quick_push(_line(repo, "HEAD~2").encode()) is False  # two commits
     assert quick_push(f"refs/heads/x {head} refs/heads/x {zero}\n".encode()) is False  # new
     assert quick_push(f"(delete) {zero} refs/heads/x {head}\n".encode()) is False
     assert quick_push((_line(repo) * 2).encode()) is False  # two refs
-    _sh(repo, "git checkout -qb side HEAD~1 && echo s > outputs/s && git add outputs/s && "
-              "git commit -qm s --no-verify && git checkout -q main && "
-              "git merge -q --no-edit --no-verify side")
+    _sh(
+        repo,
+        "git checkout -qb side HEAD~1 && echo s > outputs/s && git add outputs/s && "
+        "git commit -qm s --no-verify && git checkout -q main && "
+        "git merge -q --no-edit --no-verify side",
+    )
     assert quick_push(_line(repo).encode()) is False  # a merge
     assert quick_push(_line(repo, "HEAD~1", "HEAD~1").encode()) is False  # nothing new
     monkeypatch.setenv("PRE_COMMIT", "1")
@@ -206,8 +248,11 @@ def test_quick_push_leaves_anything_unusual_to_the_full_check(repo: Path,
 def test_the_old_tip_s_policy_must_be_the_recorded_one(repo: Path) -> None:
     """Recorded at HEAD after a policy commit, the roots do not describe the remote's older
     tip: pushing both is judged in full, by the old tip's policy."""
-    _sh(repo, "printf 'durable_roots = [\"src\"]\\n' > .catalytic.toml && "
-              "git commit -qam 'policy' --no-verify")
+    _sh(
+        repo,
+        "printf 'durable_roots = [\"src\"]\\n' > .catalytic.toml && "
+        "git commit -qam 'policy' --no-verify",
+    )
     check_staged(Repo.discover(repo))  # records HEAD's (new) roots
     _sh(repo, "echo b >> src/a.py && git commit -qam p --no-verify")
     from catalytic_hooks.enforce.quickaccept import quick_push
@@ -223,12 +268,14 @@ def test_real_pushes_through_the_installed_hook(repo: Path, tmp_path: Path) -> N
     git(repo, "push", "-q", "origin", "main")
     catalytic("install", "--hook-type", "pre-push", "--force", cwd=repo)
     _sh(repo, "echo 9 > outputs/o.txt && git commit -qam durable --no-verify")
-    ok = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=repo, capture_output=True,
-                        text=True)
+    ok = subprocess.run(
+        ["git", "push", "-q", "origin", "main"], cwd=repo, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     _sh(repo, "echo evil >> src/a.py && git commit -qam evil --no-verify")
-    refused = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=repo,
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        ["git", "push", "-q", "origin", "main"], cwd=repo, capture_output=True, text=True
+    )
     assert refused.returncode != 0 and "src/a.py" in refused.stderr  # the full check, fed stdin
     remote_tip = git(bare, "rev-parse", "main").stdout.strip()
     assert remote_tip == git(repo, "rev-parse", "HEAD~1").stdout.strip()

@@ -37,8 +37,7 @@ from catalytic_hooks.git.repo import Repo
 from .helpers import git
 
 # Files live only at these paths (no path is a directory of another); roots come from ROOTS.
-PATHS = ["f", "g", "a/f", "a/g", "a/x/f", "b/f", "b/h.txt", "out/f", "tmp/f", "v/f",
-         "_runs/r/f"]
+PATHS = ["f", "g", "a/f", "a/g", "a/x/f", "b/f", "b/h.txt", "out/f", "tmp/f", "v/f", "_runs/r/f"]
 BASE_PATHS = [p for p in PATHS if not p.startswith("tmp/")]  # no tmp residue to begin with
 ROOTS = ["a", "a/x", "b", "out", "v", "b/h.txt"]
 
@@ -67,8 +66,11 @@ targets = st.sampled_from(["f", "../f", "a/f", "missing"])
 @st.composite
 def operations(draw: st.DrawFn) -> tuple[str, str, str | None]:
     """An operation on the working tree: (kind, path, argument); edits most often."""
-    kind = draw(st.sampled_from(["write"] * 4 + ["delete"] * 2 + ["rename"] * 2 +
-                                ["chmod", "symlink", "policy"]))
+    kind = draw(
+        st.sampled_from(
+            ["write"] * 4 + ["delete"] * 2 + ["rename"] * 2 + ["chmod", "symlink", "policy"]
+        )
+    )
     path = draw(st.sampled_from(PATHS))
     if kind == "write":
         return kind, path, draw(contents)
@@ -95,8 +97,9 @@ cases = st.builds(
     files=st.dictionaries(st.sampled_from(BASE_PATHS), contents, min_size=1, max_size=6),
     links=st.dictionaries(st.sampled_from(BASE_PATHS), targets, max_size=2),
     policy=policies(),
-    staged=st.lists(st.tuples(operations(), st.sampled_from([True, True, False])),
-                    min_size=1, max_size=3),
+    staged=st.lists(
+        st.tuples(operations(), st.sampled_from([True, True, False])), min_size=1, max_size=3
+    ),
     unstaged=st.lists(operations(), max_size=3),
 )
 
@@ -194,8 +197,7 @@ def _check(case: Case, tally: Tally) -> None:
             for op in case.unstaged:
                 _apply(top, op)
             for view in ("--worktree", "--index"):
-                answer = quickdigest.quick_digest([view], early_status([view]),
-                                                  early_where([view]))
+                answer = quickdigest.quick_digest([view], early_status([view]), early_where([view]))
                 if answer is not None:
                     tally.add(f"digest {view}")
                     assert answer == _full_digest(view), case
@@ -205,8 +207,9 @@ def _check(case: Case, tally: Tally) -> None:
             if quick_push(line.encode()):
                 tally.add("push")
                 try:
-                    found = check_push(Repo.discover(top), parse_push_lines(line), None,
-                                       check_bundles)
+                    found = check_push(
+                        Repo.discover(top), parse_push_lines(line), None, check_bundles
+                    )
                 except CatalyticError as exc:  # the quick path accepted what the full refuses
                     raise AssertionError(f"{case}: {exc.message}") from exc
                 assert _blocking(found) == [], case
@@ -217,10 +220,14 @@ def _run(examples: int) -> Tally:
 
     # No shrinking: each example is a repository and a dozen git commands, and the case that
     # failed is printed whole.
-    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-              phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow])
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(cases)
     def check(case: Case) -> None:
         _check(case, tally)

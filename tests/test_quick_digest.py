@@ -26,10 +26,20 @@ from catalytic_hooks.git.statefiles import COMMIT_RECORD, DIGEST_GUESS, DIGEST_R
 
 from .helpers import catalytic, git
 
-POLICY = ('durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nexclusions = ["vendor"]\n'
-          'protected_roots = ["src", "data", "new", "top.txt", "l"]\n')
-FILES = {"src/a.py": "a\n", "src/b.py": "b\n", "data/x.csv": "1\n", "docs/readme.md": "r\n",
-         "outputs/o.txt": "o\n", "vendor/v.c": "v\n", "top.txt": "t\n", "src/sub/c.py": "c\n"}
+POLICY = (
+    'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nexclusions = ["vendor"]\n'
+    'protected_roots = ["src", "data", "new", "top.txt", "l"]\n'
+)
+FILES = {
+    "src/a.py": "a\n",
+    "src/b.py": "b\n",
+    "data/x.csv": "1\n",
+    "docs/readme.md": "r\n",
+    "outputs/o.txt": "o\n",
+    "vendor/v.c": "v\n",
+    "top.txt": "t\n",
+    "src/sub/c.py": "c\n",
+}
 FULL = {**os.environ, "CATALYTIC_NO_FASTPATH": "1"}
 
 
@@ -76,12 +86,12 @@ ANSWERED = {
     "clean": "true",
     "modified": "echo changed >> src/a.py",
     "modified durable, excluded, unprotected": "echo x >> outputs/o.txt; echo x >> vendor/v.c; "
-                                               "echo x >> docs/readme.md",
+    "echo x >> docs/readme.md",
     "deleted": "rm src/b.py",
     "deleted symlink": "rm l",
     "untracked": "echo n > src/new.py",
     "untracked everywhere": "mkdir -p _tmp && echo t > _tmp/t; echo o > outputs/p.txt; "
-                            "echo v > vendor/w.c; echo d > docs/new.md",
+    "echo v > vendor/w.c; echo d > docs/new.md",
     "untracked directory": "mkdir -p new/deep && echo 1 > new/deep/f && echo 2 > new/g",
     "directory where a file was": "rm src/b.py && mkdir src/b.py && echo in > src/b.py/f",
     "symlink retargeted": "ln -sfn src/a.py l",
@@ -110,11 +120,27 @@ def test_the_quick_path_answers_what_the_full_path_computes(repo: Path, case: st
     assert _quick() == quick
 
 
-@pytest.mark.parametrize("guess", [
-    b"\0\0src/new.py", b"src/a.py\0\0src/a.py", b"\0\0../outside\0src/new.py",
-    b"\0\0src/pipe", b"\xff\xfe", b"no separator", b"\0\0" + b"src/x\0" * 2000,
-], ids=["a subset", "a removed path read back", "outside the top", "a fifo", "not UTF-8",
-        "no separator", "too many paths"])
+@pytest.mark.parametrize(
+    "guess",
+    [
+        b"\0\0src/new.py",
+        b"src/a.py\0\0src/a.py",
+        b"\0\0../outside\0src/new.py",
+        b"\0\0src/pipe",
+        b"\xff\xfe",
+        b"no separator",
+        b"\0\0" + b"src/x\0" * 2000,
+    ],
+    ids=[
+        "a subset",
+        "a removed path read back",
+        "outside the top",
+        "a fifo",
+        "not UTF-8",
+        "no separator",
+        "too many paths",
+    ],
+)
 def test_a_wrong_or_hostile_guess_never_changes_the_answer(repo: Path, guess: bytes) -> None:
     """The guess names paths to read while git status runs; it is used only when git status
     names exactly those paths, with values read from disk."""
@@ -125,12 +151,12 @@ def test_a_wrong_or_hostile_guess_never_changes_the_answer(repo: Path, guess: by
     assert _quick() == _full(repo)
     # the answer left the right guess behind, and it is used
     assert _quick() == _full(repo)
-    assert (repo / ".git/catalytic" / DIGEST_GUESS).read_bytes() == \
-        b"src/a.py\0\0src/a.py\0src/new.py"
+    assert (
+        repo / ".git/catalytic" / DIGEST_GUESS
+    ).read_bytes() == b"src/a.py\0\0src/a.py\0src/new.py"
 
 
-def test_from_a_subdirectory_and_for_the_index(repo: Path, monkeypatch: pytest.MonkeyPatch
-                                               ) -> None:
+def test_from_a_subdirectory_and_for_the_index(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _sh(repo, "echo n > src/new.py && echo x >> src/a.py")
     monkeypatch.chdir(repo / "src" / "sub")
     assert _quick() == _full(repo)
@@ -151,6 +177,7 @@ def _write_name(name: bytes) -> Callable[[Path], None]:
     def make(repo: Path) -> None:
         with open(os.path.join(os.fsencode(repo), b"src", name), "wb") as fh:
             fh.write(b"x\n")
+
     return make
 
 
@@ -158,20 +185,25 @@ LEFT = {
     "staged change (another index)": lambda r: _sh(r, "echo s >> src/a.py && git add src/a.py"),
     "policy edited": lambda r: _sh(r, "echo '# same roots' >> .catalytic.toml"),
     "a second policy source appears": lambda r: _sh(
-        r, "printf '[project]\\nname = \"x\"\\n' > pyproject.toml"),
+        r, "printf '[project]\\nname = \"x\"\\n' > pyproject.toml"
+    ),
     "tracked file became a special file": _fifo,
     "nested repository": _nested,
     "newline in a name": _write_name(b"two\nlines"),
     "name not UTF-8": _write_name(b"caf\xe9"),
-    "pending run": lambda r: _sh(r, "mkdir -p .git/catalytic/runs && "
-                                    "echo {} > .git/catalytic/runs/run-" + "0" * 32 + ".json"),
+    "pending run": lambda r: _sh(
+        r, "mkdir -p .git/catalytic/runs && echo {} > .git/catalytic/runs/run-" + "0" * 32 + ".json"
+    ),
     "damaged record": lambda r: _sh(r, "printf x >> .git/catalytic/" + DIGEST_RECORD),
-    "damaged snapshot": lambda r: _sh(r, "for f in .git/catalytic/index-digest-*.records; do "
-                                         "printf x >> $f; done"),
+    "damaged snapshot": lambda r: _sh(
+        r, "for f in .git/catalytic/index-digest-*.records; do printf x >> $f; done"
+    ),
     "unmerged entry": lambda r: _sh(
-        r, "git checkout -qb other && echo o > src/a.py && git commit -qam o && "
-           "git checkout -q main && echo m > src/a.py && git commit -qam m && "
-           "git merge -q other || true"),
+        r,
+        "git checkout -qb other && echo o > src/a.py && git commit -qam o && "
+        "git checkout -q main && echo m > src/a.py && git commit -qam m && "
+        "git merge -q other || true",
+    ),
 }
 
 
@@ -193,7 +225,8 @@ def test_anything_unusual_is_left_to_the_full_path(repo: Path, case: str) -> Non
 
 
 def test_too_many_files_to_read_are_left_to_the_full_path(
-        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _sh(repo, "echo 1 > src/n1 && echo 2 > src/n2 && echo 3 > src/n3")
     monkeypatch.setattr(quickdigest, "_MAX_FRESH", 2)
     assert _quick() is None
@@ -202,15 +235,18 @@ def test_too_many_files_to_read_are_left_to_the_full_path(
 
 
 def test_a_record_is_used_only_for_its_version_top_and_git_index(
-        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     record = repo / ".git/catalytic" / DIGEST_RECORD
     good = record.read_bytes()
     fields = good.split(b"\n\0\n")
     assert fields[1] == VERSION.encode() and fields[2] == os.fsencode(repo)
     snapshot = next(f for f in fields if f.startswith(b"index-digest-"))
-    for forged in (good.replace(b"\n\0\n" + VERSION.encode(), b"\n\0\n0.0.0-other"),
-                   good.replace(os.fsencode(repo), os.fsencode(repo.parent)),
-                   good.replace(snapshot, b"../catalytic/" + snapshot)):
+    for forged in (
+        good.replace(b"\n\0\n" + VERSION.encode(), b"\n\0\n0.0.0-other"),
+        good.replace(os.fsencode(repo), os.fsencode(repo.parent)),
+        good.replace(snapshot, b"../catalytic/" + snapshot),
+    ):
         body = forged.rpartition(b"\n\0\n")[0]
         import zlib
 
@@ -257,8 +293,16 @@ def test_the_record_and_the_hook_record_are_caches_a_run_cannot_keep(repo: Path)
     assert DIGEST_RECORD in TRUSTED and COMMIT_RECORD in TRUSTED
     forge = repo.parent / "forge.py"
     forge.write_text(FORGE)
-    proc = catalytic("run", "--run-id", "r1", "--", "sh", "-c",
-                     f"echo evil > src/a.py && {sys.executable} {forge}", cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--",
+        "sh",
+        "-c",
+        f"echo evil > src/a.py && {sys.executable} {forge}",
+        cwd=repo,
+    )
     assert proc.returncode != 0  # the mutation itself fails the run
     assert not (repo / ".git/catalytic" / DIGEST_RECORD).exists()
     assert "evil" in (repo / "src/a.py").read_text()
@@ -275,10 +319,13 @@ def test_the_console_command_takes_the_quick_path(repo: Path) -> None:
     full path."""
     _sh(repo, "echo x >> src/a.py")
     script = Path(sysconfig.get_path("scripts")) / "catalytic"  # where pip put it
-    assert script.read_text().splitlines()[1:] == \
-        (Path(__file__).parent.parent / "scripts/catalytic").read_text().splitlines()[1:]
-    proc = subprocess.run([str(script), "digest", "--worktree"], cwd=repo, capture_output=True,
-                          text=True)
+    assert (
+        script.read_text().splitlines()[1:]
+        == (Path(__file__).parent.parent / "scripts/catalytic").read_text().splitlines()[1:]
+    )
+    proc = subprocess.run(
+        [str(script), "digest", "--worktree"], cwd=repo, capture_output=True, text=True
+    )
     assert (proc.returncode, proc.stdout.rstrip("\n")) == (0, _full(repo))
     assert proc.stderr == ""
 
@@ -290,9 +337,14 @@ def test_a_reader_that_went_away_gets_no_traceback(repo: Path, env: dict[str, st
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first write
     try:
-        proc = subprocess.run([sys.executable, "-m", "catalytic_hooks", "digest", "--worktree"],
-                              cwd=repo, stdout=write_end, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, **env})
+        proc = subprocess.run(
+            [sys.executable, "-m", "catalytic_hooks", "digest", "--worktree"],
+            cwd=repo,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
     finally:
         os.close(write_end)
     assert proc.returncode == 141
@@ -304,12 +356,18 @@ def test_ctrl_c_while_git_status_runs(repo: Path) -> None:
     the repository's own): exit 130, "interrupted", no traceback, git killed."""
     started = repo.parent / "hook-started"
     hook = repo.parent / "slow-fsmonitor"
-    hook.write_text(f"#!/bin/sh\necho $$ > {started}.tmp && mv {started}.tmp {started}\n"
-                    "exec sleep 60\n")
+    hook.write_text(
+        f"#!/bin/sh\necho $$ > {started}.tmp && mv {started}.tmp {started}\nexec sleep 60\n"
+    )
     hook.chmod(0o755)
     git(repo, "config", "core.fsmonitor", str(hook))
-    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "digest", "--worktree"],
-                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catalytic_hooks", "digest", "--worktree"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not started.exists():
@@ -326,13 +384,13 @@ def test_ctrl_c_while_git_status_runs(repo: Path) -> None:
 
 # -- a git command between `git status` and the snapshot (issue 26, class 10) ---------------------
 
+
 def _exited(pid: int) -> None:
     """Wait until the process has exited, without reaping it: its output stays readable."""
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
 
 
-def test_an_index_changed_after_git_status_read_it_never_gives_a_stale_digest(repo: Path
-                                                                               ) -> None:
+def test_an_index_changed_after_git_status_read_it_never_gives_a_stale_digest(repo: Path) -> None:
     """The interleaving forced: `git status` runs to its end on the index as it is; then `git
     rm --cached src/b.py` (the file stays on disk: untracked, protected) and a digest that
     stores the new index's snapshot; only then does the quick path read git status's output.

@@ -14,8 +14,15 @@ from .history_gen import generate, oracle
 def test_findings_equal_the_git_only_oracle(tmp_path: Path) -> None:
     repo = tmp_path / "history"
     planted = generate(repo, 400, seed=11)
-    for kind in ("clean-merge", "protected-conflict", "evil-merge", "durable-conflict",
-                 "rename", "directory-rename", "violation"):
+    for kind in (
+        "clean-merge",
+        "protected-conflict",
+        "evil-merge",
+        "durable-conflict",
+        "rename",
+        "directory-rename",
+        "violation",
+    ):
         assert planted.get(kind, 0) > 0, (kind, planted)
     assert planted.get("octopus", 0) + planted.get("subtree-merge", 0) > 0
     proc = catalytic("check", "--from-ref", "root", "--to-ref", "main", "--json", cwd=repo)
@@ -38,8 +45,7 @@ def test_a_pre_push_of_the_whole_history_agrees(tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(repo, "push", "-q", str(remote), "root:refs/heads/main")
-    assert catalytic("install", "--server", "--git-dir", str(remote), cwd=tmp_path
-                     ).returncode == 0
+    assert catalytic("install", "--server", "--git-dir", str(remote), cwd=tmp_path).returncode == 0
     push = git(repo, "push", str(remote), "main", check=False)
     expected = oracle(repo, "root", "main")
     assert push.returncode != 0
@@ -57,5 +63,6 @@ def test_chunked_diffs_give_the_same_findings(tmp_path: Path, monkeypatch) -> No
     generate(repo, 250, seed=5)
     monkeypatch.setattr(rangediff, "CHUNK", 37)  # many diff-tree processes, odd boundaries
     found = check_range(Repo.discover(repo), "root", "main", check_bundles)
-    assert {(f.commit, f.path) for f in found if f.kind == "mutation"} == \
-        oracle(repo, "root", "main")
+    assert {(f.commit, f.path) for f in found if f.kind == "mutation"} == oracle(
+        repo, "root", "main"
+    )

@@ -42,12 +42,14 @@ def _nothing(r: Path) -> None:
 
 ROWS: dict[str, tuple[Callable[[Path], None], str, dict[str, list[str]] | None, list[str]]] = {
     "file-added": (_add, "FAIL", {"added": ["rogue.txt"], "removed": [], "changed": []}, []),
-    "file-modified": (_modify, "FAIL", {"added": [], "removed": [], "changed": ["source.py"]},
-                      []),
-    "file-removed": (_remove, "FAIL", {"added": [], "removed": ["deleted.txt"], "changed": []},
-                     []),
-    "tmp-residue": (_residue, "FAIL", {"added": [], "removed": [], "changed": []},
-                    ["_tmp/link", "_tmp/sub/work.txt"]),
+    "file-modified": (_modify, "FAIL", {"added": [], "removed": [], "changed": ["source.py"]}, []),
+    "file-removed": (_remove, "FAIL", {"added": [], "removed": ["deleted.txt"], "changed": []}, []),
+    "tmp-residue": (
+        _residue,
+        "FAIL",
+        {"added": [], "removed": [], "changed": []},
+        ["_tmp/link", "_tmp/sub/work.txt"],
+    ),
     "durable-only": (_durable, "PASS", None, []),
     "no-changes": (_nothing, "PASS", None, []),
 }
@@ -56,8 +58,9 @@ ROWS: dict[str, tuple[Callable[[Path], None], str, dict[str, list[str]] | None, 
 @pytest.mark.parametrize("row", list(ROWS), ids=list(ROWS))
 def test_failure_mode_table(make_repo, tmp_path: Path, row: str) -> None:
     mutate, verdict, diff, residue = ROWS[row]
-    repo = make_repo({"source.py": "print()", "deleted.txt": "d", "outputs/keep.txt": "k"},
-                     policy=DEFAULT_POLICY)
+    repo = make_repo(
+        {"source.py": "print()", "deleted.txt": "d", "outputs/keep.txt": "k"}, policy=DEFAULT_POLICY
+    )
     pre, post, purity, proof = (tmp_path / n for n in ("pre", "post", "purity", "proof"))
     assert catalytic("digest", "--pre", str(pre), cwd=repo).returncode == 0
     mutate(repo)
@@ -69,35 +72,58 @@ def test_failure_mode_table(make_repo, tmp_path: Path, row: str) -> None:
     assert scan_doc["tmp_residue"] == residue
     expected_violations = sorted(p for paths in (diff or {}).values() for p in paths)
     assert scan_doc["violations"] == expected_violations
-    res = catalytic("restore-proof", str(pre), str(post), str(purity), "--output", str(proof),
-                    cwd=repo)
+    res = catalytic(
+        "restore-proof", str(pre), str(post), str(purity), "--output", str(proof), cwd=repo
+    )
     assert res.returncode == (0 if verdict == "PASS" else 1)
     proof_doc = json.loads(proof.read_text())
     assert proof_doc["verdict"] == verdict
     assert proof_doc.get("diff_summary") == diff
     assert proof_doc["tmp_roots"] == ["_tmp"]
-    assert proof_doc["durable_roots"] == sorted([
-        "outputs", "_runs", ".catalytic/chronicle.jsonl", ".catalytic/chronicle.jsonl.head",
-        ".catalytic/reports", ".catalytic/quarantine", ".catalytic/archives"])
+    assert proof_doc["durable_roots"] == sorted(
+        [
+            "outputs",
+            "_runs",
+            ".catalytic/chronicle.jsonl",
+            ".catalytic/chronicle.jsonl.head",
+            ".catalytic/reports",
+            ".catalytic/quarantine",
+            ".catalytic/archives",
+        ]
+    )
     # receipts are canonical JSON bytes
     raw = proof.read_bytes()
-    assert raw == json.dumps(proof_doc, sort_keys=True, separators=(",", ":"),
-                             ensure_ascii=False).encode()
+    assert (
+        raw
+        == json.dumps(proof_doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
 
 
 def test_seed_style_flags(make_repo, tmp_path: Path) -> None:
     repo = make_repo({"a.txt": "a", "LAW/CONTRACTS/_runs/x": "r", "cache/c": "c"})
     out = tmp_path / "pre.json"
-    proc = catalytic("digest", "--repo-root", str(repo), "--pre-digest", str(out),
-                     "--exclusions", ".git,cache", "--durable-roots", "LAW/CONTRACTS/_runs",
-                     "--tmp-roots", "_tmp,_scratch", cwd=tmp_path)
+    proc = catalytic(
+        "digest",
+        "--repo-root",
+        str(repo),
+        "--pre-digest",
+        str(out),
+        "--exclusions",
+        ".git,cache",
+        "--durable-roots",
+        "LAW/CONTRACTS/_runs",
+        "--tmp-roots",
+        "_tmp,_scratch",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert list(doc["file_manifest"]) == ["a.txt"]
     import hashlib
 
-    spec = json.dumps(sorted([".git", "cache", "LAW/CONTRACTS/_runs", "_tmp", "_scratch"]),
-                      separators=(",", ":")).encode()
+    spec = json.dumps(
+        sorted([".git", "cache", "LAW/CONTRACTS/_runs", "_tmp", "_scratch"]), separators=(",", ":")
+    ).encode()
     assert doc["exclusions_spec_hash"] == hashlib.sha256(spec).hexdigest()
 
 
@@ -108,8 +134,16 @@ def test_mismatched_exclusions_fail_closed(make_repo, tmp_path: Path) -> None:
     catalytic("digest", "--output", str(post), "--exclusions", "y", cwd=repo)
     catalytic("purity-scan", str(pre), str(post), "--output", str(purity), cwd=repo)
     err = tmp_path / "ERR.json"
-    proc = catalytic("restore-proof", str(pre), str(post), str(purity), "--json",
-                     "--error-receipt", str(err), cwd=repo)
+    proc = catalytic(
+        "restore-proof",
+        str(pre),
+        str(post),
+        str(purity),
+        "--json",
+        "--error-receipt",
+        str(err),
+        cwd=repo,
+    )
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["code"] == "RESTORE_PROOF_GENERATION_FAILED"
     assert json.loads(err.read_text())["error_code"] == "RESTORE_PROOF_GENERATION_FAILED"
@@ -120,8 +154,14 @@ def test_receipt_inside_durable_root_is_not_residue(make_repo) -> None:
     (repo / "outputs").mkdir()
     assert catalytic("digest", "--output", "outputs/PRE.json", cwd=repo).returncode == 0
     assert catalytic("digest", "--output", "outputs/POST.json", cwd=repo).returncode == 0
-    proc = catalytic("purity-scan", "outputs/PRE.json", "outputs/POST.json", "--output",
-                     "outputs/PURITY.json", cwd=repo)
+    proc = catalytic(
+        "purity-scan",
+        "outputs/PRE.json",
+        "outputs/POST.json",
+        "--output",
+        "outputs/PURITY.json",
+        cwd=repo,
+    )
     assert proc.returncode == 0
 
 

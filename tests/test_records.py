@@ -19,15 +19,18 @@ from catalytic_hooks.core.records import Overlay, Records, diff
 
 _CHARS = st.characters(blacklist_characters="\n\r\x00", blacklist_categories=("Cs",))
 PATHS = st.text(_CHARS, min_size=1, max_size=12) | st.sampled_from(
-    ["a", "a:symlink", "a:gitlink", 'q"x', "b\\c", "tab\tx", "é/ü", "z" * 3, "a/b:c"])
+    ["a", "a:symlink", "a:gitlink", 'q"x', "b\\c", "tab\tx", "é/ü", "z" * 3, "a/b:c"]
+)
 HEX = st.binary(min_size=32, max_size=32).map(bytes.hex)
-VALUES = HEX | HEX.map(lambda h: "symlink:" + h) | st.binary(min_size=20, max_size=20).map(
-    lambda b: "gitlink:" + b.hex())
+VALUES = (
+    HEX
+    | HEX.map(lambda h: "symlink:" + h)
+    | st.binary(min_size=20, max_size=20).map(lambda b: "gitlink:" + b.hex())
+)
 MANIFESTS = st.dictionaries(PATHS, VALUES, max_size=25)
 
 
-def _expected(base: dict[str, str], removed: list[str], added: dict[str, str]
-              ) -> dict[str, str]:
+def _expected(base: dict[str, str], removed: list[str], added: dict[str, str]) -> dict[str, str]:
     """The dict an Overlay(base, removed, added) stands for."""
     return {**{k: v for k, v in base.items() if k not in removed}, **added}
 
@@ -38,8 +41,9 @@ def _cj(d: dict[str, str]) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(MANIFESTS, st.lists(PATHS, max_size=6), st.dictionaries(PATHS, VALUES, max_size=6))
-def test_overlay_equals_the_dict_it_stands_for(base: dict[str, str], removed: list[str],
-                                               added: dict[str, str]) -> None:
+def test_overlay_equals_the_dict_it_stands_for(
+    base: dict[str, str], removed: list[str], added: dict[str, str]
+) -> None:
     expected = _expected(base, removed, added)
     o = Overlay(Records.from_values(base), frozenset(removed), added)
     assert o.digest() == manifest_digest(expected)
@@ -79,8 +83,9 @@ def test_stored_form_round_trips_and_rejects_any_other_bytes(values: dict[str, s
 
 @settings(max_examples=200, deadline=None)
 @given(MANIFESTS, st.lists(PATHS, max_size=6), st.dictionaries(PATHS, VALUES, max_size=6))
-def test_materialized_overlay_is_the_records_of_its_dict(base: dict[str, str], removed: list[str],
-                                                         added: dict[str, str]) -> None:
+def test_materialized_overlay_is_the_records_of_its_dict(
+    base: dict[str, str], removed: list[str], added: dict[str, str]
+) -> None:
     expected = _expected(base, removed, added)
     got = Overlay(Records.from_values(base), frozenset(removed), added).materialize()
     want = Records.from_values(expected)
@@ -93,18 +98,26 @@ def test_materialized_overlay_is_the_records_of_its_dict(base: dict[str, str], r
 def test_concatenated_chunks_are_the_records_of_the_whole(values: dict[str, str], n: int) -> None:
     keys = sorted(values, key=lambda k: k.encode())
     parts = [Records.from_values({k: values[k] for k in keys[i::n]}) for i in range(n)]  # unordered
-    ordered = [Records.from_values({k: values[k] for k in keys[i * len(keys) // n:
-                                                                (i + 1) * len(keys) // n]})
-               for i in range(n)]
+    ordered = [
+        Records.from_values(
+            {k: values[k] for k in keys[i * len(keys) // n : (i + 1) * len(keys) // n]}
+        )
+        for i in range(n)
+    ]
     want = Records.from_values(values)
     for got in (Records.concat(parts), Records.concat(ordered)):
-        assert (got.text, got.digest, list(got.starts), list(got.klens)) == \
-            (want.text, want.digest, list(want.starts), list(want.klens))
+        assert (got.text, got.digest, list(got.starts), list(got.klens)) == (
+            want.text,
+            want.digest,
+            list(want.starts),
+            list(want.klens),
+        )
 
 
 def test_digest_is_the_formula_on_a_realistic_manifest() -> None:
-    values = {f"d{i % 7}/f{i}.txt": hashlib.sha256(str(i).encode()).hexdigest()
-              for i in range(5000)}
+    values = {
+        f"d{i % 7}/f{i}.txt": hashlib.sha256(str(i).encode()).hexdigest() for i in range(5000)
+    }
     td = TreeDigest.of(values)
     assert td.digest == manifest_digest(values)
     assert td.manifest == values and td.file_count == 5000

@@ -24,9 +24,10 @@ from .helpers import git
 from .registries import Distribution, MiniRegistry, free_port
 from .test_archive import _env, inproc, made  # noqa: F401 (the module fixture)
 
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists() and
-                                shutil.which("docker-registry") is None,
-                                reason="docker-registry is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/bin/docker-registry").exists() and shutil.which("docker-registry") is None,
+    reason="docker-registry is not installed (.ci/run installs it)",
+)
 
 
 EMPTY_HEX = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
@@ -44,15 +45,21 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]
 
 
 @pytest.fixture(scope="module")
-def shared(made: dict[str, Path], tmp_path_factory: pytest.TempPathFactory  # noqa: F811
-           ) -> dict[str, Path]:
+def shared(
+    made: dict[str, Path],  # noqa: F811 (the module fixture imported above)
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Path]:
     """The archive with its attestation beside it, in a directory of their own."""
     d = tmp_path_factory.mktemp("shared")
     shutil.copyfile(made["archive"], d / "r1.catalytic.zip")
     a = inproc("attest", "r1.catalytic.zip", "--sign", str(made["key"]), "--json", cwd=d)
     assert a.returncode == 0, a.stdout + a.stderr
-    return {**made, "dir": d, "archive_file": d / "r1.catalytic.zip",
-            "attestation": d / "r1.intoto.json"}
+    return {
+        **made,
+        "dir": d,
+        "archive_file": d / "r1.catalytic.zip",
+        "attestation": d / "r1.intoto.json",
+    }
 
 
 def _cache_blobs() -> list[str]:
@@ -64,14 +71,15 @@ def _index_via_registry(reg: Distribution, name: str, subject: str) -> dict:
     """The fallback tag read with the registry's own API (no code of ours)."""
     req = urllib.request.Request(
         f"http://{reg.host}/v2/{name}/manifests/sha256-{subject.split(':')[1]}",
-        headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
-def test_push_then_everything_works_from_the_registry(shared: dict[str, Path],
-                                                      registry: Distribution,
-                                                      tmp_path: Path) -> None:
+def test_push_then_everything_works_from_the_registry(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
     ref = f"oci://{registry.host}/team/runs"
     p = inproc("archive", "push", str(shared["archive_file"]), ref, "--json", cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -84,24 +92,29 @@ def test_push_then_everything_works_from_the_registry(shared: dict[str, Path],
     assert info["attestation"]["via"] == "fallback-tag"
 
     # The manifest as the registry serves it: our artifact type, annotations, empty config.
-    with urllib.request.urlopen(urllib.request.Request(
+    with urllib.request.urlopen(
+        urllib.request.Request(
             f"http://{registry.host}/v2/team/runs/manifests/r1",
-            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})) as resp:
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        )
+    ) as resp:
         m = json.loads(resp.read())
     assert m["artifactType"] == "application/vnd.catalytic.archive.v1+zip"
     assert m["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
     assert m["layers"][0]["digest"] == f"sha256:{archive_sha}"
     ann = m["annotations"]
     assert ann["dev.catalytic.run.id"] == "r1"
-    assert ann["dev.catalytic.run.commit"] == git(shared["repo"], "rev-parse",
-                                                  "HEAD~1").stdout.strip()
+    assert (
+        ann["dev.catalytic.run.commit"] == git(shared["repo"], "rev-parse", "HEAD~1").stdout.strip()
+    )
     assert len(ann["dev.catalytic.run.signer"]) == 64 and ann["org.opencontainers.image.created"]
 
     # The attestation, found through the registry's own API via the fallback tag.
     idx = _index_via_registry(registry, "team/runs", digest)
     assert idx["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert [(d["digest"], d["artifactType"]) for d in idx["manifests"]] == [
-        (info["attestation"]["digest"], "application/vnd.in-toto+json")]
+        (info["attestation"]["digest"], "application/vnd.in-toto+json")
+    ]
 
     # Pushing the same run again uploads no blob (the registry's own log agrees).
     before = registry.requests("POST", "/v2/team/runs/blobs/uploads/")
@@ -115,8 +128,7 @@ def test_push_then_everything_works_from_the_registry(shared: dict[str, Path],
     empty = tmp_path / "elsewhere"
     empty.mkdir()
     shutil.copyfile(shared["trust"], empty / "allowed_signers")
-    v = inproc("verify", f"{ref}@{digest}", "--trust-file", "allowed_signers", "--json",
-               cwd=empty)
+    v = inproc("verify", f"{ref}@{digest}", "--trust-file", "allowed_signers", "--json", cwd=empty)
     assert v.returncode == 0, v.stdout + v.stderr
     row = _json(v)["details"]["results"][0]
     assert row["trusted"] and row["run_id"] == "r1" and row["run_dir"] == f"{ref}@{digest}"
@@ -127,11 +139,21 @@ def test_push_then_everything_works_from_the_registry(shared: dict[str, Path],
     assert rep["source_archive"] == {"name": "r1.catalytic.zip", "sha256": archive_sha}
     out = empty / "out"
     out.mkdir()
-    rb = inproc("restore", "bundle", f"{ref}@{digest}", "--restore-root", str(out),
-                "--trust-file", "allowed_signers", "--json", cwd=empty)
+    rb = inproc(
+        "restore",
+        "bundle",
+        f"{ref}@{digest}",
+        "--restore-root",
+        str(out),
+        "--trust-file",
+        "allowed_signers",
+        "--json",
+        cwd=empty,
+    )
     assert rb.returncode == 0, rb.stdout + rb.stderr
-    assert (out / "outputs/sample.txt").read_bytes() == \
-        (shared["repo"] / "outputs/sample.txt").read_bytes()
+    assert (out / "outputs/sample.txt").read_bytes() == (
+        shared["repo"] / "outputs/sample.txt"
+    ).read_bytes()
     assert sorted(x.name for x in empty.iterdir()) == ["allowed_signers", "out", "replays"]
 
     # Pull: byte-identical, with the attestation beside it, which verifies.
@@ -139,18 +161,34 @@ def test_push_then_everything_works_from_the_registry(shared: dict[str, Path],
     assert got.returncode == 0, got.stdout + got.stderr
     assert (empty / "r1.catalytic.zip").read_bytes() == shared["archive_file"].read_bytes()
     assert (empty / "r1.intoto.json").read_bytes() == shared["attestation"].read_bytes()
-    va = inproc("verify", "r1.catalytic.zip", "--attestation", "r1.intoto.json",
-                "--trust-file", "allowed_signers", "--json", cwd=empty)
+    va = inproc(
+        "verify",
+        "r1.catalytic.zip",
+        "--attestation",
+        "r1.intoto.json",
+        "--trust-file",
+        "allowed_signers",
+        "--json",
+        cwd=empty,
+    )
     assert va.returncode == 0, va.stdout + va.stderr
     again_pull = inproc("archive", "pull", f"{ref}:r1", "--json", cwd=empty)
     assert again_pull.returncode == 2 and _json(again_pull)["code"] == "USAGE"  # never overwrites
 
 
 def test_a_tampered_blob_in_registry_storage_is_refused_and_nothing_cached(
-        shared: dict[str, Path], registry: Distribution, tmp_path: Path) -> None:
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
     ref = f"oci://{registry.host}/team/tamper"
-    p = inproc("archive", "push", str(shared["archive_file"]), ref, "--no-attestation",
-               "--json", cwd=tmp_path)
+    p = inproc(
+        "archive",
+        "push",
+        str(shared["archive_file"]),
+        ref,
+        "--no-attestation",
+        "--json",
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     blob = registry.blob_data(_json(p)["details"]["archive"]["digest"])
     data = bytearray(blob.read_bytes())
@@ -167,8 +205,9 @@ def test_a_tampered_blob_in_registry_storage_is_refused_and_nothing_cached(
         assert doc["details"]["digest"].split(":")[1] not in _cache_blobs()
         tmp = Path(os.environ["HOME"]) / ".cache/catalytic/oci/tmp"
         assert not any(p.name.endswith(".part") for p in tmp.iterdir())
-        v = inproc("verify", f"{ref}:r1", "--trust-file", str(shared["trust"]), "--json",
-                   cwd=tmp_path)
+        v = inproc(
+            "verify", f"{ref}:r1", "--trust-file", str(shared["trust"]), "--json", cwd=tmp_path
+        )
         assert v.returncode == 1 and _json(v)["code"] == "REGISTRY_DIGEST_MISMATCH"
     finally:
         blob.write_bytes(original)
@@ -176,12 +215,16 @@ def test_a_tampered_blob_in_registry_storage_is_refused_and_nothing_cached(
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
-def test_a_corrupted_cache_entry_is_fetched_again(shared: dict[str, Path],
-                                                   registry: Distribution,
-                                                   tmp_path: Path) -> None:
+def test_a_corrupted_cache_entry_is_fetched_again(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
     ref = f"oci://{registry.host}/team/cache"
-    assert inproc("archive", "push", str(shared["archive_file"]), ref, "--no-attestation",
-                  cwd=tmp_path).returncode == 0
+    assert (
+        inproc(
+            "archive", "push", str(shared["archive_file"]), ref, "--no-attestation", cwd=tmp_path
+        ).returncode
+        == 0
+    )
     first = inproc("archive", "pull", f"{ref}:r1", "-o", "a.zip", "--json", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     sha = hashlib.sha256(shared["archive_file"].read_bytes()).hexdigest()
@@ -202,29 +245,40 @@ def test_a_corrupted_cache_entry_is_fetched_again(shared: dict[str, Path],
 
 
 def test_credentials_from_a_docker_config_and_never_shown(
-        shared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = "s3cr3t-Pa55word"
     (tmp_path / "authreg").mkdir()
     reg = Distribution(tmp_path / "authreg", {"ci": secret}).start()
     try:
         ref = f"oci://{reg.host}/team/private"
-        none = inproc("archive", "push", str(shared["archive_file"]), ref, "--json",
-                      cwd=tmp_path)
+        none = inproc("archive", "push", str(shared["archive_file"]), ref, "--json", cwd=tmp_path)
         assert none.returncode == 2 and _json(none)["code"] == "REGISTRY_AUTH"
         assert _json(none)["details"]["reason"] == "REQUIRED"
         encoded = base64.b64encode(f"ci:{secret}".encode()).decode()
         wrong = tmp_path / "wrong.json"
-        wrong.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(
-            b"ci:not-it").decode()}}}))
-        refused = inproc("archive", "push", str(shared["archive_file"]), ref,
-                         "--registry-config", str(wrong), "--json", cwd=tmp_path)
+        wrong.write_text(
+            json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"ci:not-it").decode()}}})
+        )
+        refused = inproc(
+            "archive",
+            "push",
+            str(shared["archive_file"]),
+            ref,
+            "--registry-config",
+            str(wrong),
+            "--json",
+            cwd=tmp_path,
+        )
         assert refused.returncode == 2 and _json(refused)["details"]["reason"] == "REFUSED"
         good = tmp_path / "config.json"
         good.write_text(json.dumps({"auths": {reg.host: {"auth": encoded}}}))
         outputs = [none.stdout + none.stderr, refused.stdout + refused.stderr]
         monkeypatch.setenv("CATALYTIC_DEBUG", "1")
-        for args in (["archive", "push", str(shared["archive_file"]), ref],
-                     ["archive", "pull", f"{ref}:r1", "-o", "p.zip", "--json"]):
+        for args in (
+            ["archive", "push", str(shared["archive_file"]), ref],
+            ["archive", "pull", f"{ref}:r1", "-o", "p.zip", "--json"],
+        ):
             done = inproc(*args, "--registry-config", str(good), cwd=tmp_path)
             assert done.returncode == 0, done.stdout + done.stderr
             outputs.append(done.stdout + done.stderr)
@@ -245,14 +299,29 @@ def test_credentials_from_a_docker_config_and_never_shown(
 
 
 def test_validate_samples_a_repository_and_pulls_only_its_pick(
-        shared: dict[str, Path], registry: Distribution, tmp_path: Path) -> None:
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
     ref = f"oci://{registry.host}/team/nightly"
     for tag in ("r1", "r1-again"):
-        assert inproc("archive", "push", str(shared["archive_file"]), f"{ref}:{tag}",
-                      cwd=tmp_path).returncode == 0
+        assert (
+            inproc(
+                "archive", "push", str(shared["archive_file"]), f"{ref}:{tag}", cwd=tmp_path
+            ).returncode
+            == 0
+        )
     blob_gets = registry.requests("GET", "/v2/team/nightly/blobs/")
-    v = inproc("validate", ref, "--sample", "1", "--seed", "s", "--trust-file",
-               str(shared["trust"]), "--json", cwd=shared["repo"])
+    v = inproc(
+        "validate",
+        ref,
+        "--sample",
+        "1",
+        "--seed",
+        "s",
+        "--trust-file",
+        str(shared["trust"]),
+        "--json",
+        cwd=shared["repo"],
+    )
     assert v.returncode == 0, v.stdout + v.stderr
     doc = _json(v)["details"]
     assert doc["candidates"] == 2 and len(doc["results"]) == 1
@@ -263,6 +332,7 @@ def test_validate_samples_a_repository_and_pulls_only_its_pick(
 
 # -- faults, on the minimal registry (which serves them on demand) -------------------------------
 
+
 @pytest.fixture
 def mini() -> Iterator[MiniRegistry]:
     reg = MiniRegistry().start()
@@ -270,10 +340,16 @@ def mini() -> Iterator[MiniRegistry]:
     reg.stop()
 
 
-def _push_mini(shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path,
-               *extra: str) -> dict:
-    p = inproc("archive", "push", str(shared["archive_file"]), f"oci://{mini.host}/t/runs",
-               "--json", *extra, cwd=tmp_path)
+def _push_mini(shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, *extra: str) -> dict:
+    p = inproc(
+        "archive",
+        "push",
+        str(shared["archive_file"]),
+        f"oci://{mini.host}/t/runs",
+        "--json",
+        *extra,
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     return _json(p)["details"]
 
@@ -284,14 +360,15 @@ def _nothing_kept(tmp_path: Path) -> None:
     assert not (tmp_path / "out.zip").exists()
 
 
-def test_the_referrers_api_is_used_where_the_registry_has_it(shared: dict[str, Path],
-                                                             mini: MiniRegistry,
-                                                             tmp_path: Path) -> None:
+def test_the_referrers_api_is_used_where_the_registry_has_it(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
     info = _push_mini(shared, mini, tmp_path)
     assert info["attestation"]["via"] == "referrers-api"
     assert not any(t.startswith("sha256-") for t in mini.state.tags)  # no fallback tag
-    got = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json",
-                 cwd=tmp_path)
+    got = inproc(
+        "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json", cwd=tmp_path
+    )
     assert got.returncode == 0, got.stdout + got.stderr
     assert (tmp_path / "out.intoto.json").read_bytes() == shared["attestation"].read_bytes()
 
@@ -303,70 +380,107 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_bad_blob_bytes_are_refused_and_nothing_is_cached(fault: str, shared: dict[str, Path],
-                                                          mini: MiniRegistry,
-                                                          tmp_path: Path) -> None:
+def test_bad_blob_bytes_are_refused_and_nothing_is_cached(
+    fault: str, shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
     kind, code, reason = FAULTS[fault]
     info = _push_mini(shared, mini, tmp_path, "--no-attestation")
     mini.state.faults[kind] = {info["archive"]["digest"]}
-    bad = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json",
-                 cwd=tmp_path)
+    bad = inproc(
+        "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json", cwd=tmp_path
+    )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert (_json(bad)["code"], _json(bad)["details"]["reason"]) == (code, reason)
     assert info["archive"]["digest"].split(":")[1] not in _cache_blobs()
     _nothing_kept(tmp_path)
 
 
-def _planted(mini: MiniRegistry, body: bytes, media: str = "application/vnd.oci.image."
-             "manifest.v1+json") -> str:
+def _planted(
+    mini: MiniRegistry, body: bytes, media: str = "application/vnd.oci.image.manifest.v1+json"
+) -> str:
     mini.state.faults.setdefault("manifest", {})["bad"] = (body, media)
     return f"oci://{mini.host}/t/runs:bad"
 
 
-HELM = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json",
-                   "digest": "sha256:" + "0" * 64, "size": 2},
-        "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
-                    "digest": "sha256:" + "1" * 64, "size": 10}]}
+HELM = {
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {
+        "mediaType": "application/vnd.cncf.helm.config.v1+json",
+        "digest": "sha256:" + "0" * 64,
+        "size": 2,
+    },
+    "layers": [
+        {
+            "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+            "digest": "sha256:" + "1" * 64,
+            "size": 10,
+        }
+    ],
+}
 MANIFESTS = {
     "another-artifact-type": (json.dumps(HELM).encode(), "ARTIFACT_TYPE"),
     "huge": (b"{" + b" " * (5 * 1024 * 1024) + b"}", "TOO_LARGE"),
-    "not-json": (b"{\"schemaVersion\": 2,", "MALFORMED"),
+    "not-json": (b'{"schemaVersion": 2,', "MALFORMED"),
     "duplicate-keys": (b'{"schemaVersion": 2, "schemaVersion": 2}', "MALFORMED"),
-    "two-layers": (json.dumps({**HELM, "artifactType": "application/vnd.catalytic.archive.v1"
-                               "+zip", "layers": HELM["layers"] * 2}).encode(), "LAYERS"),
+    "two-layers": (
+        json.dumps(
+            {
+                **HELM,
+                "artifactType": "application/vnd.catalytic.archive.v1+zip",
+                "layers": HELM["layers"] * 2,
+            }
+        ).encode(),
+        "LAYERS",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(MANIFESTS))
 def test_a_bad_manifest_is_refused(case: str, mini: MiniRegistry, tmp_path: Path) -> None:
     body, reason = MANIFESTS[case]
-    bad = inproc("archive", "pull", _planted(mini, body), "-o", "out.zip", "--json",
-                 cwd=tmp_path)
+    bad = inproc("archive", "pull", _planted(mini, body), "-o", "out.zip", "--json", cwd=tmp_path)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert (_json(bad)["code"], _json(bad)["details"]["reason"]) == ("REGISTRY_INVALID", reason)
     assert not (tmp_path / "out.zip").exists()
 
 
-def test_a_tag_moved_after_a_digest_was_pinned(shared: dict[str, Path], mini: MiniRegistry,
-                                               tmp_path: Path) -> None:
+def test_a_tag_moved_after_a_digest_was_pinned(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
     info = _push_mini(shared, mini, tmp_path)
     mini.state.tags["r1"] = info["attestation"]["digest"]  # someone re-tagged r1
-    moved = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1@{info['digest']}", "-o",
-                   "out.zip", "--json", cwd=tmp_path)
+    moved = inproc(
+        "archive",
+        "pull",
+        f"oci://{mini.host}/t/runs:r1@{info['digest']}",
+        "-o",
+        "out.zip",
+        "--json",
+        cwd=tmp_path,
+    )
     assert moved.returncode == 1 and _json(moved)["code"] == "REGISTRY_TAG_MOVED"
-    pinned = inproc("archive", "pull", f"oci://{mini.host}/t/runs@{info['digest']}", "-o",
-                    "out.zip", "--json", cwd=tmp_path)
+    pinned = inproc(
+        "archive",
+        "pull",
+        f"oci://{mini.host}/t/runs@{info['digest']}",
+        "-o",
+        "out.zip",
+        "--json",
+        cwd=tmp_path,
+    )
     assert pinned.returncode == 0, pinned.stdout  # the digest alone still pins those bytes
 
 
 def test_unreachable_unknown_and_bad_references(mini: MiniRegistry, tmp_path: Path) -> None:
     port = free_port()
-    cases = [(f"oci://127.0.0.1:{port}/t/runs:r1", 2, "REGISTRY_UNREACHABLE"),
-             (f"oci://{mini.host}/t/runs:nope", 2, "REGISTRY_NOT_FOUND"),
-             (f"oci://{mini.host}/T/Runs:r1", 2, "USAGE"),
-             (f"oci://{mini.host}/t/runs", 2, "USAGE"),
-             ("oci://user:pw@host/t:r1", 2, "USAGE")]
+    cases = [
+        (f"oci://127.0.0.1:{port}/t/runs:r1", 2, "REGISTRY_UNREACHABLE"),
+        (f"oci://{mini.host}/t/runs:nope", 2, "REGISTRY_NOT_FOUND"),
+        (f"oci://{mini.host}/T/Runs:r1", 2, "USAGE"),
+        (f"oci://{mini.host}/t/runs", 2, "USAGE"),
+        ("oci://user:pw@host/t:r1", 2, "USAGE"),
+    ]
     for ref, rc, code in cases:
         got = inproc("archive", "pull", ref, "--json", cwd=tmp_path)
         assert (got.returncode, _json(got)["code"]) == (rc, code), (ref, got.stdout)
@@ -383,17 +497,29 @@ def test_plain_http_only_for_loopback_or_insecure() -> None:
     assert Client(parse("oci://10.0.0.1:5000/a:b"), insecure=True).scheme == "http"
 
 
-def test_an_interrupted_pull_leaves_nothing_that_is_used(shared: dict[str, Path],
-                                                        mini: MiniRegistry,
-                                                        tmp_path: Path) -> None:
+def test_an_interrupted_pull_leaves_nothing_that_is_used(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
     """A pull killed mid-blob: its partial file is never taken for the blob."""
     info = _push_mini(shared, mini, tmp_path, "--no-attestation")
     digest = info["archive"]["digest"]
     mini.state.faults["stall"] = {digest}
-    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "archive", "pull",
-                             f"oci://{mini.host}/t/runs:r1", "-o", "out.zip"], cwd=tmp_path,
-                            env=dict(os.environ), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "catalytic_hooks",
+            "archive",
+            "pull",
+            f"oci://{mini.host}/t/runs:r1",
+            "-o",
+            "out.zip",
+        ],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert mini.state.stalled.wait(60), "the pull never reached the blob"
     root = Path(os.environ["HOME"]) / ".cache/catalytic/oci"
     deadline = time.monotonic() + 60
@@ -405,13 +531,15 @@ def test_an_interrupted_pull_leaves_nothing_that_is_used(shared: dict[str, Path]
     mini.state.release.set()
     assert list((root / "tmp").glob("*.part"))  # the half download, left by the killed pull
     assert _cache_blobs() in ([], [EMPTY_HEX]) and not (tmp_path / "out.zip").exists()
-    again = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip",
-                   "--json", cwd=tmp_path)
+    again = inproc(
+        "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json", cwd=tmp_path
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
 
 
 # -- concurrent attachers on a registry without conditional writes -------------------------------
+
 
 def _attach_concurrently(registry: Distribution, name: str, n: int) -> None:
     """`n` clients attach `n` different attestations to one archive manifest at once; the
@@ -428,8 +556,14 @@ def _attach_concurrently(registry: Distribution, name: str, n: int) -> None:
     ensure_blob(setup, artifact.EMPTY_DIGEST, 2, artifact.EMPTY_DATA)
     blob = artifact.descriptor_of(name.encode(), artifact.ARCHIVE_TYPE)
     ensure_blob(setup, blob.digest, blob.size, name.encode())
-    subject = artifact.archive_manifest(blob, run_id=name.replace("/", "-"), commit=None,
-                                        signer="0" * 64, bundle_root="0" * 64, created=None)
+    subject = artifact.archive_manifest(
+        blob,
+        run_id=name.replace("/", "-"),
+        commit=None,
+        signer="0" * 64,
+        bundle_root="0" * 64,
+        created=None,
+    )
     sdesc = artifact.descriptor_of(subject, OCI_MANIFEST, artifact_type=artifact.ARCHIVE_TYPE)
     setup.put_manifest("subject", subject, OCI_MANIFEST)
     setup.close()
@@ -440,13 +574,18 @@ def _attach_concurrently(registry: Distribution, name: str, n: int) -> None:
     def attacher(i: int) -> None:
         try:
             client = Client(ref)
-            env = json.dumps({"payloadType": "application/vnd.in-toto+json", "payload": "",
-                              "signatures": [], "n": i}).encode()
+            env = json.dumps(
+                {
+                    "payloadType": "application/vnd.in-toto+json",
+                    "payload": "",
+                    "signatures": [],
+                    "n": i,
+                }
+            ).encode()
             edesc = artifact.descriptor_of(env, artifact.DSSE_LAYER)
             ensure_blob(client, edesc.digest, edesc.size, env)
             m = artifact.attestation_manifest(edesc, sdesc, None)
-            mdesc = artifact.descriptor_of(m, OCI_MANIFEST,
-                                           artifact_type=artifact.ATTESTATION_TYPE)
+            mdesc = artifact.descriptor_of(m, OCI_MANIFEST, artifact_type=artifact.ATTESTATION_TYPE)
             digests.append(mdesc.digest)
             barrier.wait()
             assert referrers.attach(client, m, mdesc, sdesc.digest) == "fallback-tag"
@@ -460,8 +599,7 @@ def _attach_concurrently(registry: Distribution, name: str, n: int) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
-    listed = {d["digest"] for d in _index_via_registry(registry, name, sdesc.digest)
-              ["manifests"]}
+    listed = {d["digest"] for d in _index_via_registry(registry, name, sdesc.digest)["manifests"]}
     assert listed == set(digests) and len(listed) == n
 
 

@@ -61,8 +61,9 @@ out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
 
 @pytest.fixture
 def repo(make_repo) -> Path:
-    r = make_repo({"job.py": DETERMINISTIC, ".gitignore": "_tmp/\nlocal-input.txt\n"},
-                  policy=POLICY)
+    r = make_repo(
+        {"job.py": DETERMINISTIC, ".gitignore": "_tmp/\nlocal-input.txt\n"}, policy=POLICY
+    )
     a = signer(SEED_A)
     assert catalytic("trust", "add", "ci", f"ed25519:{a.public_hex}", cwd=r).returncode == 0
     git(r, "add", "-A")
@@ -70,8 +71,9 @@ def repo(make_repo) -> Path:
     return r
 
 
-def run_and_commit(repo: Path, tmp_path: Path, run_id: str, script: str | None = None,
-                   metrics: bool = True) -> Path:
+def run_and_commit(
+    repo: Path, tmp_path: Path, run_id: str, script: str | None = None, metrics: bool = True
+) -> Path:
     import sys
 
     if script is not None:
@@ -148,8 +150,9 @@ def test_code_changed_after_the_run_still_reproduces(repo: Path, tmp_path: Path)
     assert "range(1000)" in (wt / "job.py").read_text()  # the recorded commit, not HEAD
 
 
-def test_an_output_edited_after_the_run_is_reported_not_quarantined(repo: Path, tmp_path: Path
-                                                                     ) -> None:
+def test_an_output_edited_after_the_run_is_reported_not_quarantined(
+    repo: Path, tmp_path: Path
+) -> None:
     run = run_and_commit(repo, tmp_path, "edited")
     (repo / "outputs/sample.txt").write_text("edited later")
     code, doc = replay(repo, "edited")
@@ -207,27 +210,32 @@ def test_untrusted_bundle_is_refused_not_quarantined(repo: Path, tmp_path: Path)
 
 def test_metric_comparison_helpers() -> None:
     assert flatten({"a": {"b": 1, "c": {"d": 2.5}}, "e": 3}) == {"a.b": 1, "a.c.d": 2.5, "e": 3}
-    rows = compare_metrics({"x": 1.0, "y": 2, "s": "a"}, {"x": 1.0 + 5e-9, "y": 2.1, "z": 1},
-                           1e-8)
+    rows = compare_metrics({"x": 1.0, "y": 2, "s": "a"}, {"x": 1.0 + 5e-9, "y": 2.1, "z": 1}, 1e-8)
     by = {r["key"]: r["within_tolerance"] for r in rows}
     assert by == {"x": True, "y": False, "s": False, "z": False}
 
 
 # -- chronicle --------------------------------------------------------------------------------
 
+
 def _make_chronicle(path: Path, n: int) -> None:
     for i in range(n):
         append(path, "run", {"i": i, "name": f"run-{i}"})
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(2, 8), op=st.sampled_from(["edit", "delete", "swap", "truncate",
-                                                 "insert", "drop-newline"]),
-       pick=st.floats(0, 1, exclude_max=True), pick2=st.floats(0, 1, exclude_max=True),
-       mask=st.integers(1, 255))
-def test_any_single_line_change_is_detected(tmp_path: Path, n: int, op: str, pick: float,
-                                            pick2: float, mask: int) -> None:
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(2, 8),
+    op=st.sampled_from(["edit", "delete", "swap", "truncate", "insert", "drop-newline"]),
+    pick=st.floats(0, 1, exclude_max=True),
+    pick2=st.floats(0, 1, exclude_max=True),
+    mask=st.integers(1, 255),
+)
+def test_any_single_line_change_is_detected(
+    tmp_path: Path, n: int, op: str, pick: float, pick2: float, mask: int
+) -> None:
     path = tmp_path / f"c-{n}-{op}-{pick}-{pick2}-{mask}.jsonl"
     _make_chronicle(path, n)
     assert verify(path).ok
@@ -311,16 +319,16 @@ out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
 """
 
 
-def test_replay_does_not_hand_the_callers_secrets_to_the_command(repo: Path, tmp_path: Path
-                                                                 ) -> None:
+def test_replay_does_not_hand_the_callers_secrets_to_the_command(
+    repo: Path, tmp_path: Path
+) -> None:
     run_and_commit(repo, tmp_path, "sec", READS_SECRET, metrics=False)
     env = {**os.environ, "SECRET_TOKEN": "hunter2"}
     proc = catalytic("replay", "_runs/sec", "--json", "--keep", cwd=repo, env=env)
     doc = json.loads(proc.stdout)
     assert proc.returncode == 0 and doc["code"] == "EXACT", doc
     assert (Path(doc["details"]["worktree"]) / "outputs/env.txt").read_text() == "absent"
-    passed = catalytic("replay", "_runs/sec", "--json", "--env", "SECRET_TOKEN", cwd=repo,
-                       env=env)
+    passed = catalytic("replay", "_runs/sec", "--json", "--env", "SECRET_TOKEN", cwd=repo, env=env)
     assert json.loads(passed.stdout)["code"] == "DRIFT_VERIFIED"  # only when asked for
 
 

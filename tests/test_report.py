@@ -34,31 +34,100 @@ def build_chronicle(top: Path) -> Path:
     replays drifting over time, a quarantine and a validation."""
     path = top / ".catalytic/chronicle.jsonl"
     for rid, cmd in (("train", ["python", "train.py"]), (HOSTILE_RUN, ["sh", "-c", HOSTILE_KEY])):
-        append(path, "run", {"run_id": rid, "status": "success", "proof_verdict": "PASS",
-                             "signed": True, "commit": "a" * 40, "command": cmd,
-                             "signer": "b" * 64, "metrics": ["outputs/m.json"],
-                             "outputs": {"outputs/m.json": "sha256:" + "c" * 64},
-                             "output_count": 1})
-    append(path, "attest", {"run_ids": ["train"], "keyid": "b" * 64,
-                            "file": "attestation.intoto.json", "envelopes": 1})
+        append(
+            path,
+            "run",
+            {
+                "run_id": rid,
+                "status": "success",
+                "proof_verdict": "PASS",
+                "signed": True,
+                "commit": "a" * 40,
+                "command": cmd,
+                "signer": "b" * 64,
+                "metrics": ["outputs/m.json"],
+                "outputs": {"outputs/m.json": "sha256:" + "c" * 64},
+                "output_count": 1,
+            },
+        )
+    append(
+        path,
+        "attest",
+        {
+            "run_ids": ["train"],
+            "keyid": "b" * 64,
+            "file": "attestation.intoto.json",
+            "envelopes": 1,
+        },
+    )
     for d in DELTAS:
-        rows = [{"file": "outputs/m.json", "key": "loss", "archived": 0.5, "replayed": 0.5 + d,
-                 "delta": d, "within_tolerance": d <= TOL},
-                {"file": "outputs/m.json", "key": HOSTILE_KEY, "archived": 1, "replayed": 1,
-                 "delta": d / 2, "within_tolerance": d / 2 <= TOL}]
-        append(path, "replay", {"run_id": "train", "verdict": _verdict(d), "tolerance": TOL,
-                                "metrics": rows, "environment_differences": [
-                                    {"field": "python_version", "recorded": "3.11.7",
-                                     "current": HOSTILE_RUN}] if d else [],
-                                "replays": 1 if d <= TOL else 2, "validation": None})
-    append(path, "replay", {"run_id": HOSTILE_RUN, "verdict": "failed",
-                            "reason": "BUNDLE_ROOT_MISMATCH",
-                            "quarantine": f"/q/{HOSTILE_RUN}-1"})
-    append(path, "validate", {"validation": "validate-1", "ok": False, "seed": HOSTILE_KEY,
-                              "mode": "sample", "sample": 2, "shard": None, "candidates": 2,
-                              "results": [{"run_id": HOSTILE_RUN, "verdict": "failed",
-                                           "largest_drift": None, "environment": "unknown",
-                                           "seconds": 0.1}]})
+        rows = [
+            {
+                "file": "outputs/m.json",
+                "key": "loss",
+                "archived": 0.5,
+                "replayed": 0.5 + d,
+                "delta": d,
+                "within_tolerance": d <= TOL,
+            },
+            {
+                "file": "outputs/m.json",
+                "key": HOSTILE_KEY,
+                "archived": 1,
+                "replayed": 1,
+                "delta": d / 2,
+                "within_tolerance": d / 2 <= TOL,
+            },
+        ]
+        append(
+            path,
+            "replay",
+            {
+                "run_id": "train",
+                "verdict": _verdict(d),
+                "tolerance": TOL,
+                "metrics": rows,
+                "environment_differences": [
+                    {"field": "python_version", "recorded": "3.11.7", "current": HOSTILE_RUN}
+                ]
+                if d
+                else [],
+                "replays": 1 if d <= TOL else 2,
+                "validation": None,
+            },
+        )
+    append(
+        path,
+        "replay",
+        {
+            "run_id": HOSTILE_RUN,
+            "verdict": "failed",
+            "reason": "BUNDLE_ROOT_MISMATCH",
+            "quarantine": f"/q/{HOSTILE_RUN}-1",
+        },
+    )
+    append(
+        path,
+        "validate",
+        {
+            "validation": "validate-1",
+            "ok": False,
+            "seed": HOSTILE_KEY,
+            "mode": "sample",
+            "sample": 2,
+            "shard": None,
+            "candidates": 2,
+            "results": [
+                {
+                    "run_id": HOSTILE_RUN,
+                    "verdict": "failed",
+                    "largest_drift": None,
+                    "environment": "unknown",
+                    "seconds": 0.1,
+                }
+            ],
+        },
+    )
     return path
 
 
@@ -123,7 +192,8 @@ def plotted(doc: Doc) -> dict[tuple[str, str], list[tuple[float, str]]]:
             for xy in str(a["points"]).split():
                 x, y = map(float, xy.split(","))
                 out[(str(svg["data-run"]), str(svg["data-key"]))].append(
-                    (x, drift_of(y, svg), str(a["data-verdict"])))
+                    (x, drift_of(y, svg), str(a["data-verdict"]))
+                )
     return {k: [(d, v) for _, d, v in sorted(pts)] for k, pts in out.items()}
 
 
@@ -131,7 +201,8 @@ def same_drifts(got: list[tuple[float, str]], want: list[tuple[float, str]]) -> 
     """Equal verdicts, zeros exact, other drifts within the 0.01 px rounding of the plot."""
     return len(got) == len(want) and all(
         gv == wv and (gd == wd == 0 or (wd > 0 and abs(gd - wd) <= 1e-3 * wd))
-        for (gd, gv), (wd, wv) in zip(got, want, strict=True))
+        for (gd, gv), (wd, wv) in zip(got, want, strict=True)
+    )
 
 
 def _sha(text: str) -> str:
@@ -159,8 +230,11 @@ def test_report_is_deterministic_escaped_and_self_contained(make_repo) -> None:
     assert HOSTILE_RUN.encode() not in html and HOSTILE_KEY.encode() not in html
     assert HOSTILE_RUN in "".join(doc.text) and HOSTILE_KEY in "".join(doc.text)
     # The CSP forbids everything but our own style and script, by hash.
-    csp = next(a["content"] for t, a in doc.tags if t == "meta"
-               and a.get("http-equiv") == "Content-Security-Policy")
+    csp = next(
+        a["content"]
+        for t, a in doc.tags
+        if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
+    )
     assert csp is not None and csp.startswith("default-src 'none';")
     assert f"style-src '{_sha(doc.raw['style'])}'" in csp and doc.raw["style"] == CSS
     assert f"script-src '{_sha(doc.raw['script'])}'" in csp
@@ -189,9 +263,13 @@ def test_every_run_and_point_is_in_the_static_page(tmp_path: Path) -> None:
     plots = plotted(doc)
     assert set(plots) == {("train", "loss"), ("train", HOSTILE_KEY)}
     for key, pts in plots.items():
-        recorded = [(m["delta"], r["data"]["verdict"]) for r in records
-                    if r["kind"] == "replay" for m in r["data"].get("metrics", [])
-                    if m["key"] == key[1]]
+        recorded = [
+            (m["delta"], r["data"]["verdict"])
+            for r in records
+            if r["kind"] == "replay"
+            for m in r["data"].get("metrics", [])
+            if m["key"] == key[1]
+        ]
         assert same_drifts(pts, recorded), (key, pts, recorded)
     assert sum(len(p) for p in plots.values()) == 2 * len(DELTAS)
     # The step is marked at the first replay beyond the tolerance, and said in words.
@@ -229,8 +307,10 @@ def test_replay_writes_its_report_as_html_too(make_repo, tmp_path: Path) -> None
     from .test_validate import POLICY, make_runs  # the same real signed runs
 
     repo = make_repo({"README": "x\n"}, policy=POLICY)
-    assert catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}",
-                     cwd=repo).returncode == 0
+    assert (
+        catalytic("trust", "add", "ci", f"ed25519:{signer(SEED_A).public_hex}", cwd=repo).returncode
+        == 0
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "trust")
     make_runs(repo, ["solo"])

@@ -43,12 +43,15 @@ except ImportError:
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER and HAVE_SELENIUM),
     reason="needs chromium, chromium-driver (distribution packages) and selenium (test extras); "
-           f"found chromium={CHROMIUM}, chromedriver={DRIVER}, selenium={HAVE_SELENIUM}")
+    f"found chromium={CHROMIUM}, chromedriver={DRIVER}, selenium={HAVE_SELENIUM}",
+)
 
 
 def axe_source() -> Path | None:
-    for cand in (os.environ.get("CATALYTIC_AXE_JS"),
-                 ROOT / "tests/.axe/node_modules/axe-core/axe.min.js"):
+    for cand in (
+        os.environ.get("CATALYTIC_AXE_JS"),
+        ROOT / "tests/.axe/node_modules/axe-core/axe.min.js",
+    ):
         if cand and Path(cand).is_file():
             return Path(cand)
     return None
@@ -71,10 +74,19 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, 
     html.write_bytes(render(inspect(chronicle)))
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM or ""
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1280,900", "--no-first-run", "--disable-extensions",
-              "--disable-background-networking", "--disable-component-update",
-              "--disable-sync", "--disable-default-apps"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+    ):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(options=opts, service=Service(executable_path=DRIVER or ""))
@@ -115,8 +127,11 @@ def test_runs_verdicts_and_points_match_the_chronicle(page: tuple[Any, Path, lis
     # Each run's replay table lists its replays' verdicts in order.
     for i, rid in enumerate(run_ids, 1):
         cells = driver.find_elements(By.CSS_SELECTOR, f"#run-{i}-replays tbody td:nth-child(3)")
-        want = [r["data"]["verdict"] for r in records
-                if r["kind"] == "replay" and r["data"]["run_id"] == rid]
+        want = [
+            r["data"]["verdict"]
+            for r in records
+            if r["kind"] == "replay" and r["data"]["run_id"] == rid
+        ]
         assert [c.text.split(" ", 1)[1] for c in cells] == want
     # The plotted points are the recorded drifts (per metric, in order), read back from where
     # the browser draws them: each marker's centre on the plot's log scale.
@@ -124,13 +139,19 @@ def test_runs_verdicts_and_points_match_the_chronicle(page: tuple[Any, Path, lis
         "return Array.from(document.querySelectorAll('svg.plot')).map(s => [s.dataset.run, "
         "s.dataset.key, s.dataset.hi, s.dataset.zero, s.dataset.top, s.dataset.bottom, "
         "Array.from(s.querySelectorAll('polyline.pts')).flatMap(p => "
-        "Array.from(p.points).map(q => [q.x, q.y, p.dataset.verdict]))])")
+        "Array.from(p.points).map(q => [q.x, q.y, p.dataset.verdict]))])"
+    )
     assert {(p[0], p[1]) for p in plots} == {("train", "loss"), ("train", HOSTILE_KEY)}
     for _run, key, hi, zero, top, bottom, pts in plots:
         svg = {"data-hi": hi, "data-zero": zero, "data-top": top, "data-bottom": bottom}
         got = [(drift_of(y, svg), v) for _, y, v in sorted(pts)]
-        want = [(m["delta"], r["data"]["verdict"]) for r in records if r["kind"] == "replay"
-                for m in r["data"].get("metrics", []) if m["key"] == key]
+        want = [
+            (m["delta"], r["data"]["verdict"])
+            for r in records
+            if r["kind"] == "replay"
+            for m in r["data"].get("metrics", [])
+            if m["key"] == key
+        ]
         assert same_drifts(got, want), (key, got, want)
     # Every vertex is drawn by its verdict's marker: the computed style names it and it is a
     # marker of this page.
@@ -139,7 +160,8 @@ def test_runs_verdicts_and_points_match_the_chronicle(page: tuple[Any, Path, lis
         "const st = getComputedStyle(p);"
         "const id = st.markerMid.replace(/^url\\(\"?#|\"?\\)$/g, '');"
         "return [p.dataset.verdict, st.markerStart === st.markerMid && st.markerMid === "
-        "st.markerEnd, (document.getElementById(id) || {}).tagName];})")
+        "st.markerEnd, (document.getElementById(id) || {}).tagName];})"
+    )
     assert marks and all(same and tag == "marker" for _, same, tag in marks), marks
 
 
@@ -153,8 +175,10 @@ def test_sorting_and_filtering_by_keyboard(page: tuple[Any, Path, list]) -> None
     assert button.is_displayed()
     button.send_keys(Keys.ENTER)
     button.send_keys(Keys.ENTER)
-    seqs = [int(c.text) for c in driver.find_elements(
-        By.CSS_SELECTOR, "#timeline tbody td:nth-child(1)")]
+    seqs = [
+        int(c.text)
+        for c in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody td:nth-child(1)")
+    ]
     assert seqs == sorted((r["seq"] for r in records), reverse=True)
     th = driver.find_element(By.CSS_SELECTOR, "#timeline thead th:nth-child(1)")
     assert th.get_attribute("aria-sort") == "descending"
@@ -162,13 +186,15 @@ def test_sorting_and_filtering_by_keyboard(page: tuple[Any, Path, list]) -> None
     from selenium.webdriver.support.ui import Select
 
     Select(driver.find_element(By.ID, "timeline-kind")).select_by_value("replay")
-    visible = [r for r in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
-               if r.is_displayed()]
+    visible = [
+        r for r in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr") if r.is_displayed()
+    ]
     assert len(visible) == sum(r["kind"] == "replay" for r in records)
     box = driver.find_element(By.ID, "timeline-q")
     box.send_keys("BUNDLE_ROOT")
-    visible = [r for r in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
-               if r.is_displayed()]
+    visible = [
+        r for r in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr") if r.is_displayed()
+    ]
     assert len(visible) == 1
     box.clear()
     box.send_keys(" ")
@@ -192,11 +218,15 @@ def test_screenshots_and_phone_width(page: tuple[Any, Path, list], tmp_path: Pat
 def test_axe_core_finds_no_wcag_a_or_aa_violation(page: tuple[Any, Path, list]) -> None:
     src = axe_source()
     if src is None and os.environ.get("CI"):
-        pytest.fail("CI: axe-core should have been installed by .ci/run (npm install --prefix "
-                    "tests/.axe axe-core); it was not found")
+        pytest.fail(
+            "CI: axe-core should have been installed by .ci/run (npm install --prefix "
+            "tests/.axe axe-core); it was not found"
+        )
     if src is None:
-        pytest.skip("axe-core not installed (npm install --prefix tests/.axe axe-core, or set "
-                    "CATALYTIC_AXE_JS); .ci/run installs it")
+        pytest.skip(
+            "axe-core not installed (npm install --prefix tests/.axe axe-core, or set "
+            "CATALYTIC_AXE_JS); .ci/run installs it"
+        )
     driver, _, _ = page
     driver.set_window_size(1280, 900)
     # Evaluated by the driver (DevTools), which page CSP does not govern; the page's own policy
@@ -209,7 +239,8 @@ def test_axe_core_finds_no_wcag_a_or_aa_violation(page: tuple[Any, Path, list]) 
         "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
         ".then(r => done({violations: r.violations.map(v => ({id: v.id, impact: v.impact, "
         "nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})), passes: r.passes.length}))"
-        ".catch(e => done({error: String(e)}));")
+        ".catch(e => done({error: String(e)}));"
+    )
     assert "error" not in result, result
     assert result["violations"] == [], result["violations"]
     assert result["passes"] > 10

@@ -43,8 +43,7 @@ def target(tmp_path: Path) -> Path:
 
 
 def restore(proj: Path, target: Path, **kw: object) -> dict:
-    return restore_bundle(proj / "_runs/r1", target, project_root=proj, allow_untrusted=True,
-                          **kw)  # type: ignore[arg-type]
+    return restore_bundle(proj / "_runs/r1", target, project_root=proj, allow_untrusted=True, **kw)  # type: ignore[arg-type]
 
 
 def expect_code(code: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
@@ -57,15 +56,28 @@ def expect_code(code: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
 def test_conformance_vector_byte_identical(tmp_path: Path) -> None:
     root = tmp_path / "r"
     root.mkdir()
-    proc = catalytic("restore", "bundle", str(VECTOR_RUN), "--project-root", str(VECTOR),
-                     "--restore-root", str(root), "--allow-untrusted", "--json", cwd=tmp_path)
+    proc = catalytic(
+        "restore",
+        "bundle",
+        str(VECTOR_RUN),
+        "--project-root",
+        str(VECTOR),
+        "--restore-root",
+        str(root),
+        "--allow-untrusted",
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("RESTORE_MANIFEST.json", "RESTORE_REPORT.json"):
         assert (root / name).read_bytes() == (EXPECTED / name).read_bytes()
     key = "NAVIGATION/CORTEX/_generated/ags_vectors/run-single-001/out/result.txt"
     assert (root / key).read_bytes() == (VECTOR / key).read_bytes()
-    assert sorted(p.name for p in root.iterdir()) == ["NAVIGATION", "RESTORE_MANIFEST.json",
-                                                      "RESTORE_REPORT.json"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "NAVIGATION",
+        "RESTORE_MANIFEST.json",
+        "RESTORE_REPORT.json",
+    ]
 
 
 def test_single_restore_contents_and_modes(proj: Path, target: Path) -> None:
@@ -86,8 +98,11 @@ def test_single_restore_contents_and_modes(proj: Path, target: Path) -> None:
     assert stat.S_IMODE(os.stat(target / "out/deep").st_mode) == 0o750
     assert stat.S_IMODE(os.stat(target / "RESTORE_MANIFEST.json").st_mode) == 0o640
     manifest = json.loads((target / "RESTORE_MANIFEST.json").read_text())
-    assert [e["relative_path"] for e in manifest["entries"]] == ["c.txt", "out/a.txt",
-                                                                 "out/deep/b.bin"]
+    assert [e["relative_path"] for e in manifest["entries"]] == [
+        "c.txt",
+        "out/a.txt",
+        "out/deep/b.bin",
+    ]
     assert (target / "keep.txt").read_bytes() == b"pre-existing\n"
     assert not [p for p in target.iterdir() if p.name.startswith(".spectrum06")]
 
@@ -105,10 +120,12 @@ def test_dry_run_writes_nothing(proj: Path, target: Path) -> None:
 
 # -- every specification code -----------------------------------------------------------------
 
+
 def test_ineligible(proj: Path, target: Path, tmp_path: Path) -> None:
     before = tree(target)
-    rewrite(proj / "_runs/r1/PROOF.json", lambda d: d.update(
-        restoration_result={"verified": False}))
+    rewrite(
+        proj / "_runs/r1/PROOF.json", lambda d: d.update(restoration_result={"verified": False})
+    )
     e = expect_code("RESTORE_INELIGIBLE", restore, proj, target)
     assert e.details["reason"] == "PROOF_NOT_VERIFIED" and e.details["phase"] == "PREFLIGHT"
     empty = tmp_path / "e"
@@ -117,8 +134,9 @@ def test_ineligible(proj: Path, target: Path, tmp_path: Path) -> None:
     assert e.details["reason"] == "HASHES_EMPTY"
     other = tmp_path / "o"
     make_bundle(other / "_runs/r1", other, FILES, seed=SEED_B)
-    e = expect_code("RESTORE_INELIGIBLE", restore_bundle, other / "_runs/r1", target,
-                    project_root=other)
+    e = expect_code(
+        "RESTORE_INELIGIBLE", restore_bundle, other / "_runs/r1", target, project_root=other
+    )
     assert e.details["reason"] == "UNTRUSTED"
     assert tree(target) == before
 
@@ -150,20 +168,37 @@ def test_reserved_name(tmp_path: Path, target: Path, key: str) -> None:
     assert e.details["reason"] == "RESERVED_NAME"
 
 
-@pytest.mark.parametrize("key", ["../escape.txt", "/abs/escape.txt", "a\\b.txt", "nul\x00.txt",
-                                 "a//b.txt", "./a.txt"])
+@pytest.mark.parametrize(
+    "key", ["../escape.txt", "/abs/escape.txt", "a\\b.txt", "nul\x00.txt", "a//b.txt", "./a.txt"]
+)
 def test_escape_keys_refused_nothing_written(tmp_path: Path, target: Path, key: str) -> None:
     p = tmp_path / "p"
-    make_bundle(p / "_runs/r1", p, {"ok.txt": b"ok"},
-                hashes={"ok.txt": "sha256:" + hashlib.sha256(b"ok").hexdigest(),
-                        key: "sha256:" + hashlib.sha256(b"x").hexdigest()})
+    make_bundle(
+        p / "_runs/r1",
+        p,
+        {"ok.txt": b"ok"},
+        hashes={
+            "ok.txt": "sha256:" + hashlib.sha256(b"ok").hexdigest(),
+            key: "sha256:" + hashlib.sha256(b"x").hexdigest(),
+        },
+    )
     before, parent_before = tree(target), tree(tmp_path)
     with pytest.raises(CatalyticError) as err:
         restore(p, target)
     assert err.value.code.value in ("RESTORE_INELIGIBLE", "PATH_ESCAPE_DETECTED")
     assert tree(target) == before and tree(tmp_path) == parent_before
-    proc = catalytic("restore", "bundle", str(p / "_runs/r1"), "--project-root", str(p),
-                     "--restore-root", str(target), "--allow-untrusted", "--json", cwd=tmp_path)
+    proc = catalytic(
+        "restore",
+        "bundle",
+        str(p / "_runs/r1"),
+        "--project-root",
+        str(p),
+        "--restore-root",
+        str(target),
+        "--allow-untrusted",
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
 
 
@@ -221,14 +256,20 @@ def test_post_restore_verification(proj: Path, target: Path) -> None:
         with open(target / "out/a.txt", "r+b") as fh:
             fh.write(b"X")
 
-    e = expect_code("RESTORE_VERIFICATION_FAILED", restore, proj, target,
-                    callbacks=Callbacks(after_place=corrupt))
+    e = expect_code(
+        "RESTORE_VERIFICATION_FAILED",
+        restore,
+        proj,
+        target,
+        callbacks=Callbacks(after_place=corrupt),
+    )
     assert e.details["phase"] == "VERIFY"
     assert tree(target) == before
 
 
-def test_directory_swapped_for_symlink_during_restore(proj: Path, target: Path,
-                                                      tmp_path: Path) -> None:
+def test_directory_swapped_for_symlink_during_restore(
+    proj: Path, target: Path, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
 
@@ -247,17 +288,38 @@ def test_directory_swapped_for_symlink_during_restore(proj: Path, target: Path,
 def test_concurrent_restore_fails_cleanly(proj: Path, target: Path) -> None:
     before = tree(target)
     with root_lock(target):
-        proc = catalytic("restore", "bundle", str(proj / "_runs/r1"), "--project-root",
-                         str(proj), "--restore-root", str(target), "--allow-untrusted", "--json",
-                         cwd=proj)
+        proc = catalytic(
+            "restore",
+            "bundle",
+            str(proj / "_runs/r1"),
+            "--project-root",
+            str(proj),
+            "--restore-root",
+            str(target),
+            "--allow-untrusted",
+            "--json",
+            cwd=proj,
+        )
         assert proc.returncode == 2 and json.loads(proc.stdout)["code"] == "RESTORE_LOCKED"
         assert tree(target) == before
-    assert catalytic("restore", "bundle", str(proj / "_runs/r1"), "--project-root", str(proj),
-                     "--restore-root", str(target), "--allow-untrusted", cwd=proj
-                     ).returncode == 0
+    assert (
+        catalytic(
+            "restore",
+            "bundle",
+            str(proj / "_runs/r1"),
+            "--project-root",
+            str(proj),
+            "--restore-root",
+            str(target),
+            "--allow-untrusted",
+            cwd=proj,
+        ).returncode
+        == 0
+    )
 
 
 # -- chains -----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def chain_proj(tmp_path: Path) -> Path:
@@ -269,8 +331,7 @@ def chain_proj(tmp_path: Path) -> Path:
 
 def test_chain_restore(chain_proj: Path, target: Path) -> None:
     runs = [chain_proj / "_runs/a", chain_proj / "_runs/b"]
-    dry = restore_chain(runs, target, project_root=chain_proj, allow_untrusted=True,
-                        dry_run=True)
+    dry = restore_chain(runs, target, project_root=chain_proj, allow_untrusted=True, dry_run=True)
     assert dry["would_restore_paths"] == ["a/out/a.txt", "a/shared.txt", "b/out/b.txt"]
     doc = restore_chain(runs, target, project_root=chain_proj, allow_untrusted=True)
     assert (target / "a/out/a.txt").read_bytes() == b"A"
@@ -279,8 +340,9 @@ def test_chain_restore(chain_proj: Path, target: Path) -> None:
         report = json.loads((target / rid / "RESTORE_REPORT.json").read_text())
         assert report["chain_root"] == doc["chain_root"] == dry["chain_root"]
     assert sorted(p.name for p in target.iterdir()) == ["a", "b", "keep.txt"]
-    e = expect_code("TARGET_EXISTS", restore_chain, runs, target, project_root=chain_proj,
-                    allow_untrusted=True)
+    e = expect_code(
+        "TARGET_EXISTS", restore_chain, runs, target, project_root=chain_proj, allow_untrusted=True
+    )
     assert e.details["run_id"] == "a"
 
 
@@ -294,9 +356,15 @@ def test_chain_failure_rolls_back_every_run(chain_proj: Path, target: Path) -> N
             (chain_proj / "out/b.txt").write_bytes(b"tampered after verification")
 
     runs = [chain_proj / "_runs/a", chain_proj / "_runs/b"]
-    e = expect_code("CHAIN_RESTORE_FAILED", restore_chain, runs, target,
-                    project_root=chain_proj, allow_untrusted=True,
-                    callbacks=Callbacks(after_plan=fail_second))
+    e = expect_code(
+        "CHAIN_RESTORE_FAILED",
+        restore_chain,
+        runs,
+        target,
+        project_root=chain_proj,
+        allow_untrusted=True,
+        callbacks=Callbacks(after_plan=fail_second),
+    )
     assert calls == ["a", "b"]
     assert e.details["reason"] == "COPY_INTEGRITY_FAILED" and e.details["run_id"] == "b"
     assert tree(target) == before
@@ -306,16 +374,37 @@ def test_chain_eligibility_before_any_write(chain_proj: Path, target: Path) -> N
     (chain_proj / "out/b.txt").write_bytes(b"tampered")
     before = tree(target)
     runs = [chain_proj / "_runs/a", chain_proj / "_runs/b"]
-    e = expect_code("RESTORE_INELIGIBLE", restore_chain, runs, target,
-                    project_root=chain_proj, allow_untrusted=True)
+    e = expect_code(
+        "RESTORE_INELIGIBLE",
+        restore_chain,
+        runs,
+        target,
+        project_root=chain_proj,
+        allow_untrusted=True,
+    )
     assert e.details["run_id"] == "b" and e.details["reason"] == "HASH_MISMATCH"
     assert tree(target) == before
-    e = expect_code("RESTORE_INELIGIBLE", restore_chain, [runs[0], runs[0]], target,
-                    project_root=chain_proj, allow_untrusted=True)
+    e = expect_code(
+        "RESTORE_INELIGIBLE",
+        restore_chain,
+        [runs[0], runs[0]],
+        target,
+        project_root=chain_proj,
+        allow_untrusted=True,
+    )
     assert e.details["reason"] == "CHAIN_DUPLICATE_RUN"
-    proc = catalytic("restore", "chain", str(runs[0]), "--restore-root", str(target),
-                     "--project-root", str(chain_proj), "--allow-untrusted", "--json",
-                     cwd=target)
+    proc = catalytic(
+        "restore",
+        "chain",
+        str(runs[0]),
+        "--restore-root",
+        str(target),
+        "--project-root",
+        str(chain_proj),
+        "--allow-untrusted",
+        "--json",
+        cwd=target,
+    )
     assert proc.returncode == 0 and (target / "a/out/a.txt").exists()
 
 
@@ -333,16 +422,40 @@ def _key(tmp_path: Path) -> Path:
 def test_restore_into_new_worktree(make_repo, tmp_path: Path) -> None:
     repo = make_repo({"src.txt": "s"}, policy=RUN_POLICY)
     base = git(repo, "rev-parse", "HEAD").stdout.strip()
-    assert catalytic("run", "--run-id", "w1", "--sign", str(_key(tmp_path)), "--", "sh", "-c",
-                     "mkdir -p outputs && echo restored > outputs/r.txt", cwd=repo
-                     ).returncode == 0
+    assert (
+        catalytic(
+            "run",
+            "--run-id",
+            "w1",
+            "--sign",
+            str(_key(tmp_path)),
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p outputs && echo restored > outputs/r.txt",
+            cwd=repo,
+        ).returncode
+        == 0
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "run w1")
     wt = tmp_path / "wt"
-    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "bogus-index"),
-           "GIT_DIR": str(tmp_path / "bogus-dir")}  # as inside a hook: must not leak
-    proc = catalytic("restore", "bundle", str(repo / "_runs/w1"), "--worktree", str(wt),
-                     "--allow-untrusted", "--json", cwd=repo, env=env)
+    env = {
+        **os.environ,
+        "GIT_INDEX_FILE": str(tmp_path / "bogus-index"),
+        "GIT_DIR": str(tmp_path / "bogus-dir"),
+    }  # as inside a hook: must not leak
+    proc = catalytic(
+        "restore",
+        "bundle",
+        str(repo / "_runs/w1"),
+        "--worktree",
+        str(wt),
+        "--allow-untrusted",
+        "--json",
+        cwd=repo,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)["details"]
     assert doc["rev"] == base  # the commit recorded in TASK_SPEC
@@ -350,21 +463,51 @@ def test_restore_into_new_worktree(make_repo, tmp_path: Path) -> None:
     assert (wt / "src.txt").read_text() == "s"
     assert (wt / "RESTORE_MANIFEST.json").exists()
     assert str(wt) in git(repo, "worktree", "list").stdout
-    exists = catalytic("restore", "bundle", str(repo / "_runs/w1"), "--worktree", str(wt),
-                       "--allow-untrusted", "--json", cwd=repo)
-    assert exists.returncode == 1 and json.loads(exists.stdout)["code"] == \
-        "RESTORE_TARGET_INVALID"
+    exists = catalytic(
+        "restore",
+        "bundle",
+        str(repo / "_runs/w1"),
+        "--worktree",
+        str(wt),
+        "--allow-untrusted",
+        "--json",
+        cwd=repo,
+    )
+    assert exists.returncode == 1 and json.loads(exists.stdout)["code"] == "RESTORE_TARGET_INVALID"
 
 
 def test_failed_worktree_restore_removes_the_worktree(make_repo, tmp_path: Path) -> None:
     repo = make_repo({"src.txt": "s"}, policy=RUN_POLICY)
-    assert catalytic("run", "--run-id", "w2", "--sign", str(_key(tmp_path)), "--", "sh", "-c",
-                     "mkdir -p outputs && echo x > outputs/x.txt", cwd=repo).returncode == 0
+    assert (
+        catalytic(
+            "run",
+            "--run-id",
+            "w2",
+            "--sign",
+            str(_key(tmp_path)),
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p outputs && echo x > outputs/x.txt",
+            cwd=repo,
+        ).returncode
+        == 0
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "run w2")
     wt = tmp_path / "wt2"
-    proc = catalytic("restore", "bundle", str(repo / "_runs/w2"), "--worktree", str(wt),
-                     "--rev", "HEAD", "--allow-untrusted", "--json", cwd=repo)
+    proc = catalytic(
+        "restore",
+        "bundle",
+        str(repo / "_runs/w2"),
+        "--worktree",
+        str(wt),
+        "--rev",
+        "HEAD",
+        "--allow-untrusted",
+        "--json",
+        cwd=repo,
+    )
     assert proc.returncode == 1  # HEAD already has outputs/x.txt committed
     assert json.loads(proc.stdout)["code"] == "TARGET_EXISTS"
     assert not wt.exists()
@@ -373,6 +516,7 @@ def test_failed_worktree_restore_removes_the_worktree(make_repo, tmp_path: Path)
 
 # -- progress ---------------------------------------------------------------------------------
 
+
 def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     import pty
 
@@ -380,17 +524,40 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     make_bundle(root / "_runs/r1", root, {f"f{i}.bin": os.urandom(1 << 20) for i in range(6)})
     quiet_target = tmp_path / "t1"
     quiet_target.mkdir()
-    quiet = catalytic("restore", "bundle", str(root / "_runs/r1"), "--project-root", str(root),
-                      "--restore-root", str(quiet_target), "--allow-untrusted", cwd=tmp_path)
+    quiet = catalytic(
+        "restore",
+        "bundle",
+        str(root / "_runs/r1"),
+        "--project-root",
+        str(root),
+        "--restore-root",
+        str(quiet_target),
+        "--allow-untrusted",
+        cwd=tmp_path,
+    )
     assert quiet.returncode == 0 and quiet.stderr == ""
     tty_target = tmp_path / "t2"
     tty_target.mkdir()
     master, slave = pty.openpty()
-    proc = subprocess.run([sys.executable, "-m", "catalytic_hooks", "restore", "bundle",
-                           str(root / "_runs/r1"), "--project-root", str(root),
-                           "--restore-root", str(tty_target), "--allow-untrusted"],
-                          stderr=slave, stdout=subprocess.PIPE, cwd=tmp_path,
-                          env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catalytic_hooks",
+            "restore",
+            "bundle",
+            str(root / "_runs/r1"),
+            "--project-root",
+            str(root),
+            "--restore-root",
+            str(tty_target),
+            "--allow-untrusted",
+        ],
+        stderr=slave,
+        stdout=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+    )
     os.close(slave)
     chunks = []
     while True:

@@ -24,8 +24,9 @@ MUTATING = ("mkdir", "link", "write", "fsync", "rename", "unlink", "rmdir", "fch
 
 def bundle_with_many_files(base: Path, n: int) -> Path:
     rng = random.Random(7)
-    files = {f"out/d{i % 5}/s{i % 3}/f{i:03d}.bin": rng.randbytes(rng.randint(0, 3000))
-             for i in range(n)}
+    files = {
+        f"out/d{i % 5}/s{i % 3}/f{i:03d}.bin": rng.randbytes(rng.randint(0, 3000)) for i in range(n)
+    }
     make_bundle(base / "_runs/r1", base, files)
     return base
 
@@ -57,8 +58,9 @@ def killed_at(n: int, work: Callable[[], object], names: tuple[str, ...] = MUTAT
 
 
 def run_child_killed_at(n: int, proj: Path, root: Path) -> int:
-    return killed_at(n, lambda: restore_bundle(proj / "_runs/r1", root, project_root=proj,
-                                               allow_untrusted=True))
+    return killed_at(
+        n, lambda: restore_bundle(proj / "_runs/r1", root, project_root=proj, allow_untrusted=True)
+    )
 
 
 def assert_untouched_or_complete(root: Path, before: dict, complete: dict) -> str:
@@ -123,10 +125,24 @@ def _timed_kill_trials(tmp_path: Path, n_files: int, delays: list[float]) -> lis
     for i, delay in enumerate(delays):
         root = tmp_path / f"k{i}"
         root.mkdir()
-        proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "restore", "bundle",
-                                 str(proj / "_runs/r1"), "--project-root", str(proj),
-                                 "--restore-root", str(root), "--allow-untrusted", "--json"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "catalytic_hooks",
+                "restore",
+                "bundle",
+                str(proj / "_runs/r1"),
+                "--project-root",
+                str(proj),
+                "--restore-root",
+                str(root),
+                "--allow-untrusted",
+                "--json",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -142,8 +158,17 @@ def test_sigkill_real_cli_process_at_timed_moments(tmp_path: Path) -> None:
     root = tmp_path / "m-root"
     root.mkdir()
     t0 = time.perf_counter()
-    catalytic("restore", "bundle", str(proj / "_runs/r1"), "--project-root", str(proj),
-              "--restore-root", str(root), "--allow-untrusted", cwd=tmp_path)
+    catalytic(
+        "restore",
+        "bundle",
+        str(proj / "_runs/r1"),
+        "--project-root",
+        str(proj),
+        "--restore-root",
+        str(root),
+        "--allow-untrusted",
+        cwd=tmp_path,
+    )
     total = time.perf_counter() - t0
     delays = [total * f for f in (0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.2)]
     outcomes = _timed_kill_trials(tmp_path, 150, delays)
@@ -163,8 +188,11 @@ def test_chain_restore_sigkill_then_recover(tmp_path: Path) -> None:
 
     proj = tmp_path / "proj"
     for rid in ("a", "b", "c"):
-        make_bundle(proj / "_runs" / rid, proj, {f"out/{rid}/{i}.txt": f"{rid}{i}".encode()
-                                                  for i in range(4)})
+        make_bundle(
+            proj / "_runs" / rid,
+            proj,
+            {f"out/{rid}/{i}.txt": f"{rid}{i}".encode() for i in range(4)},
+        )
     runs = [proj / "_runs" / rid for rid in ("a", "b", "c")]
     reference = tmp_path / "reference"
     reference.mkdir()
@@ -175,8 +203,12 @@ def test_chain_restore_sigkill_then_recover(tmp_path: Path) -> None:
     while True:
         root = tmp_path / f"c{n}"
         root.mkdir()
-        status = killed_at(n, lambda root=root: restore_chain(  # type: ignore[misc]
-            runs, root, project_root=proj, allow_untrusted=True))
+        status = killed_at(
+            n,
+            lambda root=root: restore_chain(  # type: ignore[misc]
+                runs, root, project_root=proj, allow_untrusted=True
+            ),
+        )
         if os.WIFEXITED(status):
             assert os.WEXITSTATUS(status) == 0 and tree(root) == complete
             break

@@ -26,8 +26,10 @@ from .test_restore_crash import killed_at
 POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
 RAW, NOTES = b"id,value\n1,0.5\n", b"my notes, never committed\n"
 # Changes a tracked and an untracked protected file, says it started, then keeps running.
-MESSY = ("echo $$ > ../cmd.pid; echo tampered >> data/raw.csv; echo gone > data/notes.txt; "
-         "mkdir -p _tmp && echo s > _tmp/s; touch ../started; sleep 60")
+MESSY = (
+    "echo $$ > ../cmd.pid; echo tampered >> data/raw.csv; echo gone > data/notes.txt; "
+    "mkdir -p _tmp && echo s > _tmp/s; touch ../started; sleep 60"
+)
 
 
 @pytest.fixture
@@ -38,9 +40,11 @@ def repo(make_repo) -> Path:
 
 
 def intact(repo: Path) -> bool:
-    return ((repo / "data/raw.csv").read_bytes() == RAW
-            and (repo / "data/notes.txt").read_bytes() == NOTES
-            and not (repo / "_tmp").exists())
+    return (
+        (repo / "data/raw.csv").read_bytes() == RAW
+        and (repo / "data/notes.txt").read_bytes() == NOTES
+        and not (repo / "_tmp").exists()
+    )
 
 
 def no_journal(repo: Path) -> bool:
@@ -52,10 +56,27 @@ def start(repo: Path, *extra: str) -> subprocess.Popen[str]:
     """`catalytic run --restore` as its own process group (as a shell starts a foreground job),
     returned once the command is running."""
     (repo.parent / "started").unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "run", "--run-id", "r1",
-                             "--restore", *extra, "--", "sh", "-c", MESSY], cwd=repo,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "catalytic_hooks",
+            "run",
+            "--run-id",
+            "r1",
+            "--restore",
+            *extra,
+            "--",
+            "sh",
+            "-c",
+            MESSY,
+        ],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while not (repo.parent / "started").exists():
         assert proc.poll() is None, proc.communicate()
@@ -74,8 +95,9 @@ def command_gone(repo: Path) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
-                                           (signal.SIGHUP, 129)])
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_a_signal_stops_the_command_and_undoes_it(repo: Path, sig: int, code: int) -> None:
     proc = start(repo)
     os.killpg(proc.pid, sig)  # a terminal's Ctrl-C goes to the whole foreground group
@@ -96,10 +118,26 @@ def test_a_second_ctrl_c_does_not_abort_the_undo(repo: Path) -> None:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "many files")
     (repo.parent / "started").unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "run", "--run-id", "r1",
-                             "--restore", "--", "sh", "-c", many + MESSY], cwd=repo,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "catalytic_hooks",
+            "run",
+            "--run-id",
+            "r1",
+            "--restore",
+            "--",
+            "sh",
+            "-c",
+            many + MESSY,
+        ],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     while not (repo.parent / "started").exists():
         assert proc.poll() is None
         time.sleep(0.05)
@@ -153,21 +191,37 @@ def test_sigkill_during_the_command_then_recover(repo: Path) -> None:
 
 # -- SIGKILL at every filesystem step, in-process (an exact instant no timer can hit) ------------
 
-MUTATING = ("mkdir", "link", "write", "fsync", "rename", "replace", "unlink", "rmdir", "fchmod",
-            "ftruncate")
+MUTATING = (
+    "mkdir",
+    "link",
+    "write",
+    "fsync",
+    "rename",
+    "replace",
+    "unlink",
+    "rmdir",
+    "fchmod",
+    "ftruncate",
+)
 
 
 def _run_killed_at(repo: Path, n: int) -> int:
     """The child runs `catalytic run --restore` in-process and SIGKILLs itself right before its
     n-th mutating call (test_restore_crash.killed_at). Returns the wait status."""
+
     def work() -> None:
         os.chdir(repo)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         r = Repo.discover(repo)
-        run_operation(r, load_policy(r.top), RunOptions(
-            run_id="r1", restore=True, command=["sh", "-c", MESSY.replace("sleep 60", "")]))
+        run_operation(
+            r,
+            load_policy(r.top),
+            RunOptions(
+                run_id="r1", restore=True, command=["sh", "-c", MESSY.replace("sleep 60", "")]
+            ),
+        )
 
     return killed_at(n, work, MUTATING)
 
@@ -200,6 +254,7 @@ def test_sigkill_at_every_step_is_recovered(repo: Path, tmp_path: Path, stride: 
 
 # -- a full disk: a small tmpfs (needs root; skipped with the reason otherwise) -----------------
 
+
 def _can_mount() -> str | None:
     if os.geteuid() != 0:
         return "mounting a small tmpfs needs root (CI runs as root)"
@@ -215,8 +270,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip(why)
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
@@ -246,8 +302,9 @@ def _disk_repo(root: Path) -> Path:
 def test_a_full_disk_during_the_undo_overwrites_in_place(small_disk: Path) -> None:
     repo = _disk_repo(small_disk)
     script = "head -c 1228800 /dev/urandom > data/big.bin; " + FILL
-    proc = catalytic("run", "--run-id", "full", "--restore", "--json", "--", "sh", "-c",
-                     script, cwd=repo)
+    proc = catalytic(
+        "run", "--run-id", "full", "--restore", "--json", "--", "sh", "-c", script, cwd=repo
+    )
     # The undo put the data back although no second copy fitted; the bundle did not fit.
     assert (repo / "data/big.bin").read_bytes() == BIG
     assert proc.returncode == 2, proc.stdout
@@ -260,12 +317,12 @@ def test_a_full_disk_during_the_undo_overwrites_in_place(small_disk: Path) -> No
     assert ok.returncode == 0, ok.stdout
 
 
-def test_what_cannot_be_undone_on_a_full_disk_is_listed_and_recovered(small_disk: Path
-                                                                      ) -> None:
+def test_what_cannot_be_undone_on_a_full_disk_is_listed_and_recovered(small_disk: Path) -> None:
     repo = _disk_repo(small_disk)
     script = "rm data/big.bin data/small.txt; " + FILL
-    proc = catalytic("run", "--run-id", "full", "--restore", "--json", "--", "sh", "-c",
-                     script, cwd=repo)
+    proc = catalytic(
+        "run", "--run-id", "full", "--restore", "--json", "--", "sh", "-c", script, cwd=repo
+    )
     assert proc.returncode == 2, proc.stdout
     doc = json.loads(proc.stdout)
     assert doc["code"] == "UNDO_INCOMPLETE"
@@ -281,16 +338,25 @@ def test_what_cannot_be_undone_on_a_full_disk_is_listed_and_recovered(small_disk
     assert no_journal(repo)
 
 
-def test_a_planted_run_journal_is_refused_and_nothing_outside_is_touched(repo: Path,
-                                                                          tmp_path: Path
-                                                                          ) -> None:
+def test_a_planted_run_journal_is_refused_and_nothing_outside_is_touched(
+    repo: Path, tmp_path: Path
+) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me\n")
     runs = repo / ".git/catalytic/runs"
     runs.mkdir(parents=True)
-    (runs / f"run-{'a' * 32}.json").write_text(json.dumps({
-        "version": 1, "run_id": "x", "roots": {}, "tmp_existed": [],
-        "pre_manifest": {}, "snapshot": {"../victim.txt": ["file", None, None]}}))
+    (runs / f"run-{'a' * 32}.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "run_id": "x",
+                "roots": {},
+                "tmp_existed": [],
+                "pre_manifest": {},
+                "snapshot": {"../victim.txt": ["file", None, None]},
+            }
+        )
+    )
     rec = catalytic("recover", "--json", cwd=repo)
     assert rec.returncode == 1
     (run,) = json.loads(rec.stdout)["details"]["runs"]

@@ -67,7 +67,8 @@ def _server(tmp_path: Path, repo: Path, *init: str) -> Path:
 
 
 def test_a_branch_whose_tip_predates_adoption_is_judged_by_the_default_branch(
-        legacy: tuple[Path, str], tmp_path: Path) -> None:
+    legacy: tuple[Path, str], tmp_path: Path
+) -> None:
     repo, baseline = legacy
     bare = _server(tmp_path, repo)
     # A branch at a commit that predates adoption: nothing new to judge, so it is accepted.
@@ -89,8 +90,9 @@ def test_a_branch_whose_tip_predates_adoption_is_judged_by_the_default_branch(
 
 
 @pytest.mark.slow
-def test_the_local_pre_push_hook_judges_it_the_same_way(legacy: tuple[Path, str],
-                                                         tmp_path: Path) -> None:
+def test_the_local_pre_push_hook_judges_it_the_same_way(
+    legacy: tuple[Path, str], tmp_path: Path
+) -> None:
     repo, baseline = legacy
     bare = tmp_path / "plain.git"  # no server gate: only the client's pre-push hook judges
     git(tmp_path, "init", "-q", "--bare", str(bare))
@@ -99,8 +101,10 @@ def test_the_local_pre_push_hook_judges_it_the_same_way(legacy: tuple[Path, str]
     assert git(repo, "push", "-q", "origin", "main", check=False).returncode == 0
     # what the remote has is known from its tracking refs: main, which carries the policy
     git(repo, "fetch", "-q", "origin")
-    assert git(repo, "push", "-q", "origin", f"{baseline}:refs/heads/legacy",
-               check=False).returncode == 0
+    assert (
+        git(repo, "push", "-q", "origin", f"{baseline}:refs/heads/legacy", check=False).returncode
+        == 0
+    )
     git(repo, "fetch", "-q", "origin")
     git(repo, "checkout", "-q", "-b", "attack", baseline)
     _commit(repo, {"data/raw.csv": "forged\n"}, "recalibrate")
@@ -121,8 +125,9 @@ def _new_history(tmp_path: Path) -> Path:
     return evil
 
 
-def test_head_does_not_resolve_delete_main_and_push_new_history(legacy: tuple[Path, str],
-                                                               tmp_path: Path) -> None:
+def test_head_does_not_resolve_delete_main_and_push_new_history(
+    legacy: tuple[Path, str], tmp_path: Path
+) -> None:
     """`git init --bare` leaves HEAD on master while the team pushes main."""
     repo, _ = legacy
     bare = _server(tmp_path, repo, "--initial-branch=master")
@@ -131,14 +136,18 @@ def test_head_does_not_resolve_delete_main_and_push_new_history(legacy: tuple[Pa
     assert doctor.returncode == 1
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["details"]["checks"]}
     assert (checks["HEAD"]["ok"], checks["HEAD"]["fix"]) == (
-        False, "git symbolic-ref HEAD refs/heads/main")
-    assert checks["HEAD"]["detail"].startswith("HEAD names refs/heads/master, which does not "
-                                               "exist: new refs are judged by the newest")
+        False,
+        "git symbolic-ref HEAD refs/heads/main",
+    )
+    assert checks["HEAD"]["detail"].startswith(
+        "HEAD names refs/heads/master, which does not exist: new refs are judged by the newest"
+    )
     main = _rev(bare, "refs/heads/main")
     proc = _push(repo, "origin", ":main")
     assert proc.returncode != 0
-    assert "remote: refs/heads/main: HEAD names refs/heads/master, which does not exist" \
-        in proc.stderr
+    assert (
+        "remote: refs/heads/main: HEAD names refs/heads/master, which does not exist" in proc.stderr
+    )
     assert "git symbolic-ref HEAD refs/heads/main" in proc.stderr
     assert _rev(bare, "refs/heads/main") == main
     evil = _new_history(tmp_path)
@@ -152,8 +161,9 @@ def test_head_does_not_resolve_delete_main_and_push_new_history(legacy: tuple[Pa
 
 
 @pytest.mark.slow
-def test_a_second_policy_branch_still_judges_a_re_created_main(legacy: tuple[Path, str],
-                                                               tmp_path: Path) -> None:
+def test_a_second_policy_branch_still_judges_a_re_created_main(
+    legacy: tuple[Path, str], tmp_path: Path
+) -> None:
     repo, _ = legacy
     bare = _server(tmp_path, repo, "--initial-branch=master")
     assert _push(repo, "origin", "main:refs/heads/dev").returncode == 0
@@ -167,8 +177,9 @@ def test_a_second_policy_branch_still_judges_a_re_created_main(legacy: tuple[Pat
 
 
 @pytest.mark.slow
-def test_head_resolves_deleting_or_rewinding_main_is_refused(legacy: tuple[Path, str],
-                                                             tmp_path: Path) -> None:
+def test_head_resolves_deleting_or_rewinding_main_is_refused(
+    legacy: tuple[Path, str], tmp_path: Path
+) -> None:
     repo, baseline = legacy
     bare = _server(tmp_path, repo)
     # git itself refuses to delete HEAD's branch by default; hosts and admins turn that off
@@ -176,14 +187,15 @@ def test_head_resolves_deleting_or_rewinding_main_is_refused(legacy: tuple[Path,
     main = _rev(bare, "refs/heads/main")
     proc = _push(repo, "origin", ":main")
     assert proc.returncode != 0
-    assert "remote: refs/heads/main: the default branch carries the policy that judges new " \
+    assert (
+        "remote: refs/heads/main: the default branch carries the policy that judges new "
         "and re-created refs: deleting it is refused" in proc.stderr
+    )
     # rewound to before the adoption, main would carry no policy and the next push would
     # bootstrap the repository again
     proc = _push(repo, "--force", "origin", f"{baseline}:main")
     assert proc.returncode != 0
-    assert "remote: refs/heads/main: a non-fast-forward update of the default branch" \
-        in proc.stderr
+    assert "remote: refs/heads/main: a non-fast-forward update of the default branch" in proc.stderr
     assert _rev(bare, "refs/heads/main") == main
     # other branches come and go as before; a forward push of main passes
     assert _push(repo, "origin", "main:refs/heads/topic").returncode == 0
@@ -194,14 +206,17 @@ def test_head_resolves_deleting_or_rewinding_main_is_refused(legacy: tuple[Path,
 
 def _policy_commit(repo: Path, durable: str, message: str) -> str:
     text = (repo / ".catalytic.toml").read_text()
-    lines = [f"durable_roots = {durable}" if ln.startswith("durable_roots") else ln
-             for ln in text.splitlines()]
+    lines = [
+        f"durable_roots = {durable}" if ln.startswith("durable_roots") else ln
+        for ln in text.splitlines()
+    ]
     return _commit(repo, {".catalytic.toml": "\n".join(lines) + "\n"}, message)
 
 
 @pytest.mark.slow
-def test_newest_is_the_policy_change_not_the_commit_date(legacy: tuple[Path, str],
-                                                         tmp_path: Path) -> None:
+def test_newest_is_the_policy_change_not_the_commit_date(
+    legacy: tuple[Path, str], tmp_path: Path
+) -> None:
     """HEAD does not resolve; `old` forked before main tightened its policy (data was durable,
     now only outputs is). A branch made to look newer does not bring the old policy back."""
     repo, _ = legacy
@@ -216,8 +231,12 @@ def test_newest_is_the_policy_change_not_the_commit_date(legacy: tuple[Path, str
     env = {"GIT_COMMITTER_DATE": "2099-01-01T00:00:00", "GIT_AUTHOR_DATE": "2099-01-01T00:00:00"}
     write_files(repo, {"outputs/late.txt": "l\n"})
     git(repo, "add", "-A")
-    subprocess.run(["git", "commit", "-q", "--no-verify", "-m", "from the future"], cwd=repo,
-                   check=True, env={**os.environ, **env})
+    subprocess.run(
+        ["git", "commit", "-q", "--no-verify", "-m", "from the future"],
+        cwd=repo,
+        check=True,
+        env={**os.environ, **env},
+    )
     assert _push(repo, str(bare), "old").returncode == 0  # judged by its own old tip
     _commit(repo, {"data/raw.csv": "forged\n"}, "durable on old")
     proc = _push(repo, str(bare), "HEAD:refs/heads/fresh")
@@ -227,7 +246,8 @@ def test_newest_is_the_policy_change_not_the_commit_date(legacy: tuple[Path, str
 
 @pytest.mark.slow
 def test_refs_that_disagree_with_no_default_branch_refuse_with_a_code(
-        legacy: tuple[Path, str], tmp_path: Path) -> None:
+    legacy: tuple[Path, str], tmp_path: Path
+) -> None:
     repo, _ = legacy
     adopted = _rev(repo)
     _policy_commit(repo, '["outputs", "src"]', "src is durable on main")
@@ -240,12 +260,13 @@ def test_refs_that_disagree_with_no_default_branch_refuse_with_a_code(
     _commit(repo, {"outputs/x.txt": "x\n"}, "a result")
     proc = _push(repo, str(bare), "HEAD:refs/heads/fresh")
     assert proc.returncode != 0
-    assert "remote: catalytic: error: NO_GOVERNING_POLICY: HEAD names refs/heads/master, " \
-        "which does not exist, and the refs carrying a policy disagree on it " \
+    assert (
+        "remote: catalytic: error: NO_GOVERNING_POLICY: HEAD names refs/heads/master, "
+        "which does not exist, and the refs carrying a policy disagree on it "
         "(refs/heads/main, refs/heads/other)" in proc.stderr
+    )
     assert _rev(bare, "refs/heads/fresh") == ""
     # the fix the message names
     git(bare, "symbolic-ref", "HEAD", "refs/heads/main")
     proc = _push(repo, str(bare), "HEAD:refs/heads/fresh")
     assert proc.returncode == 0, proc.stderr
-

@@ -24,20 +24,36 @@ def _commit(repo: Path, files: dict[str, str], message: str) -> str:
     return git(repo, "rev-parse", "HEAD").stdout.strip()
 
 
-def _env(provider: str, tmp_path: Path, branch: str, before: str, default: str | None = "main"
-         ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GITHUB_", "CI_", "GITLAB_")) and k != "CI"}
+def _env(
+    provider: str, tmp_path: Path, branch: str, before: str, default: str | None = "main"
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "CI_", "GITLAB_")) and k != "CI"
+    }
     if provider == "github":
         event = tmp_path / f"push-{before[:8]}.json"
         payload: dict[str, object] = {"ref": f"refs/heads/{branch}", "before": before}
         if default is not None:
             payload["repository"] = {"default_branch": default}
         event.write_text(json.dumps(payload))
-        return {**env, "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push",
-                "GITHUB_EVENT_PATH": str(event), "GITHUB_REF": f"refs/heads/{branch}"}
-    env = {**env, "CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "push",
-           "CI_COMMIT_BRANCH": branch, "CI_COMMIT_BEFORE_SHA": before}
+        return {
+            **env,
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_NAME": "push",
+            "GITHUB_EVENT_PATH": str(event),
+            "GITHUB_REF": f"refs/heads/{branch}",
+        }
+    env = {
+        **env,
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "CI_PIPELINE_SOURCE": "push",
+        "CI_COMMIT_BRANCH": branch,
+        "CI_COMMIT_BEFORE_SHA": before,
+    }
     return {**env, "CI_DEFAULT_BRANCH": default} if default is not None else env
 
 
@@ -46,12 +62,13 @@ def _ci_clone(origin: Path, into: Path, branch: str) -> Path:
     return into
 
 
-@pytest.mark.parametrize("provider", [
-    "github", pytest.param("gitlab", marks=pytest.mark.slow)])
-def test_a_branch_that_widened_its_own_policy_never_passes(make_repo, tmp_path: Path,
-                                                           provider: str) -> None:
-    work = make_repo({"data/x.csv": "1\n", "outputs/k.txt": "k\n"},
-                     policy='durable_roots = ["outputs"]\n')
+@pytest.mark.parametrize("provider", ["github", pytest.param("gitlab", marks=pytest.mark.slow)])
+def test_a_branch_that_widened_its_own_policy_never_passes(
+    make_repo, tmp_path: Path, provider: str
+) -> None:
+    work = make_repo(
+        {"data/x.csv": "1\n", "outputs/k.txt": "k\n"}, policy='durable_roots = ["outputs"]\n'
+    )
     git(work, "checkout", "-q", "-b", "wide")
     _commit(work, {".catalytic.toml": WIDE}, "make data durable")
     first = _commit(work, {"outputs/a.txt": "a\n"}, "an innocuous result on top")
@@ -74,8 +91,13 @@ def test_a_branch_that_widened_its_own_policy_never_passes(make_repo, tmp_path: 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "data/x.csv: protected path changed outside durable roots" in proc.stdout
     # Without the default branch there is no trusted base: a clear code, never a guess.
-    proc = catalytic("check", "--ci", "--json", cwd=clone,
-                     env=_env(provider, tmp_path, "wide", first, default=None))
+    proc = catalytic(
+        "check",
+        "--ci",
+        "--json",
+        cwd=clone,
+        env=_env(provider, tmp_path, "wide", first, default=None),
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["code"] == "CI_BASE_MISSING" and "default branch is unknown" in doc["message"]

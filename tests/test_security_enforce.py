@@ -16,9 +16,12 @@ from catalytic_hooks.provenance.chronicle import append
 from .helpers import SEED_A, SEED_B, catalytic, git, make_bundle, write_files
 
 POLICY = 'durable_roots = ["outputs"]\nprotected_roots = ["data", "src", ".catalytic"]\n'
-BASE = {"data/x.csv": "1\n", "src/a.py": "a = 1\n", "outputs/keep.txt": "k\n",
-        ".catalytic/allowed_validators":
-            f"alice id:{signer_from_seed(SEED_A).validator_id}\n"}
+BASE = {
+    "data/x.csv": "1\n",
+    "src/a.py": "a = 1\n",
+    "outputs/keep.txt": "k\n",
+    ".catalytic/allowed_validators": f"alice id:{signer_from_seed(SEED_A).validator_id}\n",
+}
 
 
 def _findings(proc: subprocess.CompletedProcess[str]) -> set[tuple[str, str]]:
@@ -49,6 +52,7 @@ def _remote_main(remote: Path) -> str:
 
 
 # -- 1. policy and trust come from the base ---------------------------------------------------
+
 
 def test_a_commit_that_widens_its_own_policy_is_refused(pushed: tuple[Path, Path]) -> None:
     repo, _ = pushed
@@ -103,8 +107,7 @@ def test_a_push_cannot_trust_its_own_signer(pushed: tuple[Path, Path]) -> None:
     assert ".catalytic/allowed_validators: trusted-validators file changed" in push.stderr
     assert "_runs/r1: run bundle is valid but untrusted" in push.stderr
     ci = catalytic("check", "--from-ref", base, "--to-ref", "HEAD", "--json", cwd=repo)
-    assert {("_runs/r1", "bundle"),
-            (".catalytic/allowed_validators", "policy")} <= _findings(ci)
+    assert {("_runs/r1", "bundle"), (".catalytic/allowed_validators", "policy")} <= _findings(ci)
 
 
 def test_a_bundle_signed_by_a_base_trusted_key_passes(pushed: tuple[Path, Path]) -> None:
@@ -118,8 +121,9 @@ def test_a_bundle_signed_by_a_base_trusted_key_passes(pushed: tuple[Path, Path])
 
 
 def test_pyproject_is_policy_only_in_its_catalytic_table(make_repo) -> None:
-    pyproject = '[project]\nname = "x"\nversion = "1"\n\n[tool.catalytic]\n' \
-                'protected_roots = ["data"]\n'
+    pyproject = (
+        '[project]\nname = "x"\nversion = "1"\n\n[tool.catalytic]\nprotected_roots = ["data"]\n'
+    )
     repo = make_repo({"pyproject.toml": pyproject, "data/x.csv": "1\n"})
     assert catalytic("install", "-t", "pre-commit", cwd=repo).returncode == 0
     (repo / "pyproject.toml").write_text(pyproject.replace('version = "1"', 'version = "2"'))
@@ -132,8 +136,9 @@ def test_pyproject_is_policy_only_in_its_catalytic_table(make_repo) -> None:
     assert "pyproject.toml: policy changed (pyproject.toml [tool.catalytic])" in proc.stderr
 
 
-@pytest.mark.parametrize("hide", ['exclusions = [".catalytic.toml"]',
-                                  'durable_roots = [".catalytic.toml"]'])
+@pytest.mark.parametrize(
+    "hide", ['exclusions = [".catalytic.toml"]', 'durable_roots = [".catalytic.toml"]']
+)
 def test_no_root_hides_a_policy_change(make_repo, hide: str) -> None:
     repo = make_repo({"a.txt": "a"}, policy=hide + "\n")
     (repo / ".catalytic.toml").write_text(hide + '\nprotected_roots = ["nothing"]\n')
@@ -143,12 +148,16 @@ def test_no_root_hides_a_policy_change(make_repo, hide: str) -> None:
     assert _findings(proc) == {(".catalytic.toml", "policy")}
 
 
-@pytest.mark.parametrize("policy", [
-    'durable_roots = [".catalytic"]\n',
-    'tmp_roots = [".catalytic"]\n',
-    'exclusions = [".catalytic/allowed_validators"]\n',
-    'durable_roots = ["outputs"]\ntrusted_validators = "outputs/trust"\n',
-], ids=["durable", "tmp", "excluded", "named-under-durable"])
+@pytest.mark.parametrize(
+    "policy",
+    [
+        'durable_roots = [".catalytic"]\n',
+        'tmp_roots = [".catalytic"]\n',
+        'exclusions = [".catalytic/allowed_validators"]\n',
+        'durable_roots = ["outputs"]\ntrusted_validators = "outputs/trust"\n',
+    ],
+    ids=["durable", "tmp", "excluded", "named-under-durable"],
+)
 def test_a_trust_file_that_runs_could_write_is_a_config_error(make_repo, policy: str) -> None:
     repo = make_repo({"a.txt": "a"}, policy=policy)
     proc = catalytic("check", "--staged", "--json", cwd=repo)
@@ -158,6 +167,7 @@ def test_a_trust_file_that_runs_could_write_is_a_config_error(make_repo, policy:
 
 
 # -- 3. merges are judged against git's own merge -----------------------------------------------
+
 
 @pytest.fixture
 def legacy(pushed: tuple[Path, Path]) -> tuple[Path, str]:
@@ -176,8 +186,9 @@ def legacy(pushed: tuple[Path, Path]) -> tuple[Path, str]:
     return repo, _head(repo)
 
 
-def test_a_hand_made_merge_that_reverts_a_protected_file_is_caught(legacy: tuple[Path, str]
-                                                                   ) -> None:
+def test_a_hand_made_merge_that_reverts_a_protected_file_is_caught(
+    legacy: tuple[Path, str],
+) -> None:
     repo, base = legacy
     # "Merge" legacy but keep its old data: the tree matches one parent on every path.
     git(repo, "merge", "-q", "--no-commit", "-s", "ours", "legacy")
@@ -188,8 +199,7 @@ def test_a_hand_made_merge_that_reverts_a_protected_file_is_caught(legacy: tuple
     assert ci.returncode == 1
     assert _findings(ci) == {("data/x.csv", "mutation"), ("data/y.csv", "mutation")}
     reasons = {f["reason"] for f in json.loads(ci.stdout)["details"]["findings"]}
-    assert "protected path removed outside durable roots (vs git's merge of the parents)" \
-        in reasons
+    assert "protected path removed outside durable roots (vs git's merge of the parents)" in reasons
     push = git(repo, "push", "origin", "main", check=False)
     assert push.returncode != 0 and "data/x.csv" in push.stderr
 
@@ -217,10 +227,12 @@ def test_a_conflicted_protected_path_is_a_finding(legacy: tuple[Path, str]) -> N
     assert ci.returncode == 1
     findings = json.loads(ci.stdout)["details"]["findings"]
     assert [(f["path"], f["reason"]) for f in findings if f["commit"] == merge] == [
-        ("data/x.csv", "protected path conflicted in git's merge of the parents")]
+        ("data/x.csv", "protected path conflicted in git's merge of the parents")
+    ]
 
 
 # -- 7. a pushed chronicle extends the base's ------------------------------------------------------
+
 
 @pytest.fixture
 def chronicled(pushed: tuple[Path, Path]) -> tuple[Path, Path, str]:
@@ -269,9 +281,11 @@ def test_a_rewritten_chronicle_is_refused(chronicled: tuple[Path, Path, str], ho
 
 # -- 10. the push check covers every bundle under the run roots ---------------------------------
 
+
 @pytest.mark.parametrize("where", ["_runs/.hidden", "_runs/team/nightly/r7", "_runs"])
-def test_a_forged_bundle_anywhere_under_a_run_root_is_verified(pushed: tuple[Path, Path],
-                                                               where: str) -> None:
+def test_a_forged_bundle_anywhere_under_a_run_root_is_verified(
+    pushed: tuple[Path, Path], where: str
+) -> None:
     repo, remote = pushed
     base = _head(repo)
     run = make_bundle(repo / where, repo, {"outputs/m.bin": b"m\n"})  # "_runs": the root itself

@@ -16,8 +16,9 @@ import pytest
 
 from .helpers import catalytic, git
 
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None,
-                                reason="rotated keys need ssh-keygen (OpenSSH), not found")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ssh-keygen") is None, reason="rotated keys need ssh-keygen (OpenSSH), not found"
+)
 
 POLICY = 'durable_roots = ["outputs"]\n'
 REVOKED_AT = "20200101000000Z"  # the old key's valid-before: long past
@@ -25,8 +26,9 @@ REVOKED_AT = "20200101000000Z"  # the old key's valid-before: long past
 
 def _key(directory: Path, name: str) -> tuple[Path, str]:
     key = directory / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+    )
     return key, " ".join((directory / f"{name}.pub").read_text().split()[:2])
 
 
@@ -36,10 +38,14 @@ def rotated(make_repo, tmp_path: Path) -> dict[str, Path]:
     is added under the same name. Both are in the base every push is judged by."""
     old, old_pub = _key(tmp_path, "alice_old")
     new, new_pub = _key(tmp_path, "alice_new")
-    trust = (f'alice namespaces="catalytic,git",valid-before="{REVOKED_AT}" {old_pub}\n'
-             f'alice namespaces="catalytic,git" {new_pub}\n')
-    repo = make_repo({"data/x.csv": "1\n", "outputs/k.txt": "k\n",
-                      ".catalytic/allowed_validators": trust}, policy=POLICY)
+    trust = (
+        f'alice namespaces="catalytic,git",valid-before="{REVOKED_AT}" {old_pub}\n'
+        f'alice namespaces="catalytic,git" {new_pub}\n'
+    )
+    repo = make_repo(
+        {"data/x.csv": "1\n", "outputs/k.txt": "k\n", ".catalytic/allowed_validators": trust},
+        policy=POLICY,
+    )
     git(repo, "config", "gpg.format", "ssh")
     bare = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
@@ -54,8 +60,19 @@ def _amend(repo: Path, key: Path, text: str, date: str | None = None) -> str:
     env = dict(os.environ)
     if date is not None:  # the signer chooses the dates a commit carries
         env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
-    git(repo, "commit", "-q", "--no-verify", "-am", "correct the raw data", "-S",
-        f"--gpg-sign={key}", "--trailer", "Catalytic-Amend: sensor 3 recalibrated", env=env)
+    git(
+        repo,
+        "commit",
+        "-q",
+        "--no-verify",
+        "-am",
+        "correct the raw data",
+        "-S",
+        f"--gpg-sign={key}",
+        "--trailer",
+        "Catalytic-Amend: sensor 3 recalibrated",
+        env=env,
+    )
     return git(repo, "rev-parse", "HEAD").stdout.strip()
 
 
@@ -64,7 +81,8 @@ def _tip(bare: Path) -> str:
 
 
 def test_the_revoked_keys_amendment_is_refused_and_the_new_keys_accepted(
-        rotated: dict[str, Path]) -> None:
+    rotated: dict[str, Path],
+) -> None:
     repo, bare = rotated["repo"], rotated["bare"]
     before = _tip(bare)
     _amend(repo, rotated["old"], "2\n")
@@ -104,23 +122,44 @@ def test_a_backdated_commit_by_the_revoked_key_is_refused(rotated: dict[str, Pat
 
 
 def _signed_run(repo: Path, key: Path, run_id: str) -> None:
-    run = catalytic("run", "--run-id", run_id, "--sign", str(key), "--attest", "--", "sh", "-c",
-                    f"mkdir -p outputs && echo {run_id} > outputs/{run_id}.txt", cwd=repo)
+    run = catalytic(
+        "run",
+        "--run-id",
+        run_id,
+        "--sign",
+        str(key),
+        "--attest",
+        "--",
+        "sh",
+        "-c",
+        f"mkdir -p outputs && echo {run_id} > outputs/{run_id}.txt",
+        cwd=repo,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_bundles_and_attestations_by_the_revoked_key_are_untrusted(
-        rotated: dict[str, Path]) -> None:
+    rotated: dict[str, Path],
+) -> None:
     repo, bare = rotated["repo"], rotated["bare"]
     _signed_run(repo, rotated["old"], "by-old")
     _signed_run(repo, rotated["new"], "by-new")
     for run_id, trusted in (("by-old", False), ("by-new", True)):
         proc = catalytic("verify", f"_runs/{run_id}", "--json", cwd=repo)
         row = json.loads(proc.stdout)["details"]["results"][0]
-        assert (proc.returncode, row["valid"], row["trusted"]) == (0 if trusted else 1, True,
-                                                                   trusted), proc.stdout
-        att = catalytic("verify", f"_runs/{run_id}", "--attestation",
-                        f"_runs/{run_id}/attestation.intoto.json", "--json", cwd=repo)
+        assert (proc.returncode, row["valid"], row["trusted"]) == (
+            0 if trusted else 1,
+            True,
+            trusted,
+        ), proc.stdout
+        att = catalytic(
+            "verify",
+            f"_runs/{run_id}",
+            "--attestation",
+            f"_runs/{run_id}/attestation.intoto.json",
+            "--json",
+            cwd=repo,
+        )
         doc = json.loads(att.stdout)
         if trusted:
             assert att.returncode == 0 and doc["code"] == "PASS", att.stdout

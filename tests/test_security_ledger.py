@@ -16,8 +16,10 @@ from catalytic_hooks.provenance.chronicle import read
 from .helpers import catalytic, git
 from .test_amend import _key
 
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None,
-                                reason="signed amendments need ssh-keygen (OpenSSH), not found")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ssh-keygen") is None,
+    reason="signed amendments need ssh-keygen (OpenSSH), not found",
+)
 
 
 @pytest.fixture
@@ -26,8 +28,10 @@ def served(make_repo, tmp_path: Path) -> tuple[Path, Path, Path]:
     `catalytic install --server` installs it by default."""
     alice = _key(tmp_path, "alice")
     pub = " ".join((tmp_path / "alice.pub").read_text().split()[:2])
-    repo = make_repo({"data/x.csv": "1\n", ".catalytic/allowed_validators": f"alice {pub}\n"},
-                     policy='durable_roots = ["outputs"]\n')
+    repo = make_repo(
+        {"data/x.csv": "1\n", ".catalytic/allowed_validators": f"alice {pub}\n"},
+        policy='durable_roots = ["outputs"]\n',
+    )
     git(repo, "config", "gpg.format", "ssh")
     bare = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
@@ -39,8 +43,18 @@ def served(make_repo, tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def _amendment(repo: Path, key: Path, text: str) -> str:
     (repo / "data/x.csv").write_text(text)
-    git(repo, "commit", "-q", "--no-verify", "-am", f"correct to {text.strip()}", "-S",
-        f"--gpg-sign={key}", "--trailer", f"Catalytic-Amend: recalibrated to {text.strip()}")
+    git(
+        repo,
+        "commit",
+        "-q",
+        "--no-verify",
+        "-am",
+        f"correct to {text.strip()}",
+        "-S",
+        f"--gpg-sign={key}",
+        "--trailer",
+        f"Catalytic-Amend: recalibrated to {text.strip()}",
+    )
     return git(repo, "rev-parse", "HEAD").stdout.strip()
 
 
@@ -49,8 +63,9 @@ def _records(bare: Path) -> list[dict[str, object]]:
     return [r["data"] for r in read(path)] if path.exists() else []
 
 
-def test_a_push_a_site_update_hook_declines_is_not_recorded(served: tuple[Path, Path, Path]
-                                                            ) -> None:
+def test_a_push_a_site_update_hook_declines_is_not_recorded(
+    served: tuple[Path, Path, Path],
+) -> None:
     repo, bare, alice = served
     old = git(repo, "rev-parse", "HEAD").stdout.strip()
     new = _amendment(repo, alice, "2\n")
@@ -67,7 +82,8 @@ def test_a_push_a_site_update_hook_declines_is_not_recorded(served: tuple[Path, 
     assert proc.returncode == 0, proc.stderr
     records = _records(bare)
     assert [(r["ref"], r["old"], r["new"], r["commit"], r["path"]) for r in records] == [
-        ("refs/heads/main", old, new, new, "data/x.csv")]
+        ("refs/heads/main", old, new, new, "data/x.csv")
+    ]
     assert not any((bare / "catalytic/pending-amendments").iterdir())
     assert (bare / "hooks/post-receive").exists()  # what `install --server` installs
 
@@ -84,7 +100,8 @@ exit 0
 
 @pytest.mark.slow
 def test_concurrent_amendment_pushes_record_exactly_what_landed(
-        served: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    served: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     repo, bare, alice = served
     n = 10
     barrier = tmp_path / "barrier"
@@ -100,9 +117,16 @@ def test_concurrent_amendment_pushes_record_exactly_what_landed(
     for i in range(n):
         git(repo, "checkout", "-q", "-B", f"b{i}", base)
         commits.append(_amendment(repo, alice, f"{i + 10}\n"))
-    procs = [subprocess.Popen(["git", "push", "--no-verify", str(bare), f"b{i}:refs/heads/main"],
-                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            ["git", "push", "--no-verify", str(bare), f"b{i}:refs/heads/main"],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert len(list(barrier.iterdir())) == n  # every push was judged
     landed = [commits[i] for i, p in enumerate(procs) if p.returncode == 0]
@@ -111,4 +135,5 @@ def test_concurrent_amendment_pushes_record_exactly_what_landed(
     records = _records(bare)
     assert len(records) == len(landed), (len(landed), records)
     assert sorted((r["ref"], r["old"], r["new"]) for r in records) == sorted(
-        ("refs/heads/main", base, c) for c in landed)
+        ("refs/heads/main", base, c) for c in landed
+    )

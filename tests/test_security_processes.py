@@ -46,8 +46,7 @@ def repo(make_repo) -> Iterator[Path]:
 
 
 def run(repo: Path, script: str, *extra: str) -> tuple[int, dict[str, object]]:
-    proc = catalytic("run", "--run-id", "r1", "--json", *extra, "--", "sh", "-c", script,
-                     cwd=repo)
+    proc = catalytic("run", "--run-id", "r1", "--json", *extra, "--", "sh", "-c", script, cwd=repo)
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -70,8 +69,13 @@ def test_a_background_job_is_waited_for_and_seen_by_post(repo: Path) -> None:
 
 
 def test_a_background_job_still_running_is_killed_and_fails_the_run(repo: Path) -> None:
-    code, doc = run(repo, f"sh -c 'echo $$ > ../bg.pid; sleep 30; {LATE}' {QUIET} &",
-                    "--grace", "0.5", "--restore")
+    code, doc = run(
+        repo,
+        f"sh -c 'echo $$ > ../bg.pid; sleep 30; {LATE}' {QUIET} &",
+        "--grace",
+        "0.5",
+        "--restore",
+    )
     pid = pid_of(repo, "bg")
     assert code == 1 and not alive(pid), doc
     details = doc["details"]
@@ -108,16 +112,27 @@ def test_a_double_forked_daemon_cannot_escape(repo: Path) -> None:
 
 
 def test_a_setsid_child_cannot_escape(repo: Path) -> None:
-    code, doc = run(repo, f"setsid -f sh -c 'echo $$ > ../s.pid; sleep 30; {LATE}' {QUIET}; "
-                    "sleep 0.3", "--grace", "0.5")
+    code, doc = run(
+        repo,
+        f"setsid -f sh -c 'echo $$ > ../s.pid; sleep 30; {LATE}' {QUIET}; sleep 0.3",
+        "--grace",
+        "0.5",
+    )
     pid = pid_of(repo, "s")
     assert code == 1 and not alive(pid), doc
     assert pid in [s["pid"] for s in doc["details"]["survivors"]]  # type: ignore[index]
 
 
 def test_a_timeout_also_ends_what_left_the_process_group(repo: Path) -> None:
-    code, doc = run(repo, f"setsid -f sh -c 'echo $$ > ../s.pid; sleep 30' {QUIET}; sleep 30",
-                    "--timeout", "1", "--grace", "0.5", "--restore")
+    code, doc = run(
+        repo,
+        f"setsid -f sh -c 'echo $$ > ../s.pid; sleep 30' {QUIET}; sleep 30",
+        "--timeout",
+        "1",
+        "--grace",
+        "0.5",
+        "--restore",
+    )
     assert code == 1 and doc["details"]["status"] == "timeout", doc  # type: ignore[index]
     assert not alive(pid_of(repo, "s"))
 
@@ -130,6 +145,7 @@ def test_a_command_that_leaves_nothing_behind_still_passes(repo: Path) -> None:
 
 # -- recovery kills only what a run started ----------------------------------------------------
 
+
 def test_a_planted_journal_cannot_make_recover_kill_a_bystander(repo: Path) -> None:
     """A journal naming some other process group of the user (its pid and start time are
     readable in /proc) must not get it killed: only a process started for that journal is."""
@@ -141,10 +157,21 @@ def test_a_planted_journal_cannot_make_recover_kill_a_bystander(repo: Path) -> N
     try:
         runs = repo / ".git/catalytic/runs"
         runs.mkdir(parents=True)
-        (runs / f"run-{'c' * 32}.json").write_text(json.dumps({
-            "version": 1, "run_id": "planted", "phase": "command",
-            "command_pgid": bystander.pid, "command_start": process_start(bystander.pid),
-            "roots": {}, "pre_manifest": {}, "tmp_existed": [], "snapshot": {}}))
+        (runs / f"run-{'c' * 32}.json").write_text(
+            json.dumps(
+                {
+                    "version": 1,
+                    "run_id": "planted",
+                    "phase": "command",
+                    "command_pgid": bystander.pid,
+                    "command_start": process_start(bystander.pid),
+                    "roots": {},
+                    "pre_manifest": {},
+                    "tmp_existed": [],
+                    "snapshot": {},
+                }
+            )
+        )
         rec = catalytic("recover", "--json", cwd=repo)
         (run,) = json.loads(rec.stdout)["details"]["runs"]
         assert run["killed_command"] is False, run

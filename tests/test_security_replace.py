@@ -69,8 +69,10 @@ def test_a_replace_ref_cannot_swap_the_judged_commit(served: tuple[Path, Path]) 
     # Step 1: the replace ref itself is refused at the gate, created or deleted.
     proc = _push(repo, f"refs/replace/{forged}")
     assert proc.returncode != 0, proc.stderr
-    assert f"remote: refs/replace/{forged}: ref refused: REF_FORBIDDEN: a push may not create " \
-           "a replace ref" in proc.stderr
+    assert (
+        f"remote: refs/replace/{forged}: ref refused: REF_FORBIDDEN: a push may not create "
+        "a replace ref" in proc.stderr
+    )
     assert _rev(bare, f"refs/replace/{forged}") == ""
     # Step 2: one that reached the server some other way (before the gate, by hand) changes
     # nothing judged: the forbidden commit is seen as it is and refused.
@@ -108,13 +110,18 @@ def test_a_ref_to_a_blob_or_tree_is_refused(served: tuple[Path, Path]) -> None:
     blob = git(repo, "hash-object", "-w", "--stdin", input="anything\n").stdout.strip()
     tree = _rev(repo, "HEAD^{tree}")
     git(repo, "tag", "-a", "-m", "a tag of a tree", "tree-tag", tree)
-    for spec, kind in ((f"{blob}:refs/tags/blob", "blob"), (f"{tree}:refs/tags/tree", "tree"),
-                       ("refs/tags/tree-tag", "tag of a tree")):
+    for spec, kind in (
+        (f"{blob}:refs/tags/blob", "blob"),
+        (f"{tree}:refs/tags/tree", "tree"),
+        ("refs/tags/tree-tag", "tag of a tree"),
+    ):
         proc = _push(repo, spec)
         assert proc.returncode != 0, spec
         ref = spec.rpartition(":")[2]
-        assert f"remote: {ref}: ref refused: REF_NOT_A_COMMIT: it would point to a {kind}" \
-               in proc.stderr, proc.stderr
+        assert (
+            f"remote: {ref}: ref refused: REF_NOT_A_COMMIT: it would point to a {kind}"
+            in proc.stderr
+        ), proc.stderr
         assert _rev(bare, ref) == ""
     # Outside the branch and tag namespaces, nothing is written either.
     proc = _push(repo, "HEAD:refs/notes/commits")
@@ -126,8 +133,10 @@ def test_a_ref_to_a_blob_or_tree_is_refused(served: tuple[Path, Path]) -> None:
 
 
 def test_a_policy_may_allow_more_ref_namespaces(make_repo, tmp_path: Path) -> None:
-    repo = make_repo(BASE, policy=POLICY + 'ref_namespaces = ["refs/heads/", "refs/tags/", '
-                                           '"refs/notes/", "refs/"]\n')
+    repo = make_repo(
+        BASE,
+        policy=POLICY + 'ref_namespaces = ["refs/heads/", "refs/tags/", "refs/notes/", "refs/"]\n',
+    )
     bare = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo, "remote", "add", "origin", str(bare))
@@ -147,10 +156,13 @@ def test_a_run_that_creates_a_replace_ref_does_not_pass(make_repo) -> None:
     true_blob = _rev(repo, "HEAD:data/x.csv")
     # The command rewrites the protected file and makes git show its own bytes for the
     # committed blob: without --restore the run must fail, with it the ref must be gone.
-    script = ("evil=$(printf 'evil\\n' | git hash-object -w --stdin) && "
-              f"git replace {true_blob} $evil && printf 'evil\\n' > data/x.csv")
-    proc = catalytic("run", "--run-id", "r1", "--restore", "--json", "--", "sh", "-c", script,
-                     cwd=repo)
+    script = (
+        "evil=$(printf 'evil\\n' | git hash-object -w --stdin) && "
+        f"git replace {true_blob} $evil && printf 'evil\\n' > data/x.csv"
+    )
+    proc = catalytic(
+        "run", "--run-id", "r1", "--restore", "--json", "--", "sh", "-c", script, cwd=repo
+    )
     doc = json.loads(proc.stdout)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert doc["details"]["proof_verdict"] == "FAIL"
@@ -166,12 +178,22 @@ def test_a_run_that_creates_a_replace_ref_does_not_pass(make_repo) -> None:
     # Without --restore: the run fails, naming the replace ref; nothing is undone.
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--no-verify", "-m", "bundle")
-    proc = catalytic("run", "--run-id", "r2", "--json", "--", "sh", "-c",
-                     f"git replace {true_blob} $(printf 'x\\n' | git hash-object -w --stdin)",
-                     cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r2",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        f"git replace {true_blob} $(printf 'x\\n' | git hash-object -w --stdin)",
+        cwd=repo,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert f"replace ref refs/replace/{true_blob}" in \
-        json.loads(proc.stdout)["details"]["git_state_changed"]
+    assert (
+        f"replace ref refs/replace/{true_blob}"
+        in json.loads(proc.stdout)["details"]["git_state_changed"]
+    )
 
 
 def test_the_tool_reads_objects_as_they_are(make_repo, tmp_path: Path) -> None:
@@ -212,8 +234,9 @@ def test_planted_grafts_change_nothing_judged(make_repo, tmp_path: Path) -> None
     assert "remote: data/x.csv: protected path changed outside durable roots" in proc.stderr
     assert _rev(bare, "refs/heads/main") == before
     (repo / ".git" / "info" / "grafts").write_text(f"{revert} {old}\n")
-    assert git(repo, "diff-tree", "-r", "--no-commit-id", "--name-only",
-               revert).stdout == ""  # git obeys the graft
+    assert (
+        git(repo, "diff-tree", "-r", "--no-commit-id", "--name-only", revert).stdout == ""
+    )  # git obeys the graft
     proc = catalytic("check", "--from-ref", before, "--to-ref", revert, cwd=repo)
     assert proc.returncode == 1 and "data/x.csv" in proc.stdout + proc.stderr
 

@@ -27,8 +27,8 @@ ATTACKS = {
     "assume-unchanged": "echo evil >> src/a.py && git update-index --assume-unchanged src/a.py",
     "info-exclude": "echo evil > src/new.py && echo src/new.py >> .git/info/exclude",
     "fsmonitor-config": "echo evil >> src/a.py && git config core.fsmonitor true",
-    "global-excludes": "echo evil > src/new.py && mkdir -p \"$XDG_CONFIG_HOME/git\" && "
-                       "echo src/new.py > \"$XDG_CONFIG_HOME/git/ignore\"",
+    "global-excludes": 'echo evil > src/new.py && mkdir -p "$XDG_CONFIG_HOME/git" && '
+    'echo src/new.py > "$XDG_CONFIG_HOME/git/ignore"',
 }
 CHANGED = {
     "skip-worktree": "index flags (skip-worktree, assume-unchanged)",
@@ -44,10 +44,10 @@ def repo(make_repo) -> Path:
     return make_repo(FILES, policy=POLICY)
 
 
-def _run(repo: Path, script: str, *extra: str) -> tuple[subprocess.CompletedProcess[str],
-                                                        dict[str, object]]:
-    proc = catalytic("run", "--run-id", "r1", *extra, "--json", "--", "sh", "-c", script,
-                     cwd=repo)
+def _run(
+    repo: Path, script: str, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    proc = catalytic("run", "--run-id", "r1", *extra, "--json", "--", "sh", "-c", script, cwd=repo)
     return proc, json.loads(proc.stdout)
 
 
@@ -157,9 +157,11 @@ def test_relaxed_stat_checks_cannot_hide_a_mutation(repo: Path) -> None:
     # git compares ctimes to the second: the rewrite must fall in a later second than the one
     # the index recorded (as it does for any file not written in the last second).
     time.sleep(1.1)
-    script = ("python3 -c \"import os; st = os.stat('src/a.py'); "
-              "f = open('src/a.py', 'r+'); f.write('b'); f.close(); "
-              "os.utime('src/a.py', ns=(st.st_atime_ns, st.st_mtime_ns))\"")
+    script = (
+        "python3 -c \"import os; st = os.stat('src/a.py'); "
+        "f = open('src/a.py', 'r+'); f.write('b'); f.close(); "
+        "os.utime('src/a.py', ns=(st.st_atime_ns, st.st_mtime_ns))\""
+    )
     proc, _ = _run(repo, script)
     assert (repo / "src/a.py").read_text() == "b = 1\n"
     assert git(repo, "status", "--porcelain", "--", "src").stdout == ""  # git is fooled

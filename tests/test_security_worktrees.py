@@ -39,12 +39,29 @@ def _interrupted_run(top: Path) -> None:
     """`catalytic run --restore` in `top` whose command changed protected files, SIGKILLed (the
     command is left running, as after a crash)."""
     started = top.parent / f"started-{top.name}"
-    script = (f"echo $$ > ../cmd-{top.name}.pid; echo tampered >> data/raw.csv; "
-              f"echo gone > data/notes.txt; touch {started}; sleep 60")
-    proc = subprocess.Popen([sys.executable, "-m", "catalytic_hooks", "run", "--run-id", "r1",
-                             "--restore", "--", "sh", "-c", script], cwd=top,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # no pipe: the command outlives catalytic
+    script = (
+        f"echo $$ > ../cmd-{top.name}.pid; echo tampered >> data/raw.csv; "
+        f"echo gone > data/notes.txt; touch {started}; sleep 60"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "catalytic_hooks",
+            "run",
+            "--run-id",
+            "r1",
+            "--restore",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        cwd=top,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # no pipe: the command outlives catalytic
     deadline = time.monotonic() + 60
     while not started.exists():
         assert proc.poll() is None
@@ -62,7 +79,8 @@ def _pins(top: Path) -> list[str]:
 # The other direction (interrupted in the linked worktree) takes the same code path: -m slow.
 @pytest.mark.parametrize("interrupted", ["main", pytest.param("linked", marks=pytest.mark.slow)])
 def test_recover_in_one_worktree_keeps_another_worktrees_snapshot(
-        pair: tuple[Path, Path], interrupted: str) -> None:
+    pair: tuple[Path, Path], interrupted: str
+) -> None:
     """The attack: a run interrupted in worktree A; `catalytic recover` in worktree B (nothing
     of its own to recover) used to delete A's snapshot ref as a leftover; after `git gc
     --prune=now` A's uncommitted protected file was gone for good."""
@@ -140,15 +158,17 @@ def test_a_run_cannot_leave_another_worktree_a_forged_record(pair: tuple[Path, P
     assert all(r.exists() for r in records)
     forge = main.parent / "forge.py"
     forge.write_text(FORGE)
-    run = catalytic("run", "--run-id", "r1", "--", sys.executable, str(forge), *map(str, records),
-                    cwd=main)
+    run = catalytic(
+        "run", "--run-id", "r1", "--", sys.executable, str(forge), *map(str, records), cwd=main
+    )
     assert run.returncode == 0, run.stdout + run.stderr  # the main worktree itself is unchanged
     assert not any(r.exists() for r in records)
     assert catalytic("digest", "--worktree", cwd=linked).stdout == honest.stdout
     (linked / "data/raw.csv").write_text("evil\n")
     git(linked, "add", "data/raw.csv")
-    commit = subprocess.run(["git", "commit", "-qm", "evil"], cwd=linked, capture_output=True,
-                            text=True)
+    commit = subprocess.run(
+        ["git", "commit", "-qm", "evil"], cwd=linked, capture_output=True, text=True
+    )
     assert commit.returncode != 0 and "data/raw.csv" in commit.stderr
     assert git(linked, "log", "-1", "--format=%s").stdout.strip() == "initial"
 
@@ -191,16 +211,18 @@ def test_a_run_cannot_leave_a_forged_tree_in_the_snapshot_store(make_repo) -> No
     hash. A command under `catalytic run` rewrites that tree to look like the tree the index
     will have once src/a.py is changed: the user's later staged change to src/a.py was then
     invisible to every digest (and a later run whose command reverted it passed)."""
-    repo = make_repo({"src/a.py": "a\n", "src/b.py": "b\n"}, policy=POLICY.replace(
-        '["data"]', '["src"]'))
+    repo = make_repo(
+        {"src/a.py": "a\n", "src/b.py": "b\n"}, policy=POLICY.replace('["data"]', '["src"]')
+    )
     (repo / "src/b.py").write_text("staged\n")  # the index's tree is in no commit
     git(repo, "add", "src/b.py")
     full = {**os.environ, "CATALYTIC_NO_FASTPATH": "1"}
     assert catalytic("digest", "--worktree", cwd=repo, env=full).returncode == 0
     forge = repo.parent / "forge_tree.py"
     forge.write_text(FORGE_TREE)
-    run = catalytic("run", "--run-id", "r1", "--", sys.executable, str(forge), "changed\n",
-                    cwd=repo)
+    run = catalytic(
+        "run", "--run-id", "r1", "--", sys.executable, str(forge), "changed\n", cwd=repo
+    )
     assert run.returncode == 0, run.stdout + run.stderr  # the working tree is untouched
     (repo / "src/a.py").write_text("changed\n")
     git(repo, "add", "src/a.py")

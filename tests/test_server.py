@@ -56,8 +56,9 @@ def test_a_no_verify_push_of_a_mutation_is_refused(served: tuple[Path, Path, str
     assert git(bare, "cat-file", "-e", bad, check=False).returncode != 0  # quarantine dropped
 
 
-def test_a_clean_push_is_accepted_and_nothing_extra_is_written(served: tuple[Path, Path, str]
-                                                               ) -> None:
+def test_a_clean_push_is_accepted_and_nothing_extra_is_written(
+    served: tuple[Path, Path, str],
+) -> None:
     repo, bare, _ = served
     git(repo, "checkout", "-q", "-b", "side")
     write_files(repo, {"outputs/side.txt": "s\n"})
@@ -119,8 +120,12 @@ def test_the_update_hook_gates_per_ref(make_repo, tmp_path: Path) -> None:
     bare = _bare(tmp_path / "server.git")
     git(repo, "remote", "add", "origin", str(bare))
     git(repo, "push", "-q", "origin", "main")
-    assert catalytic("install", "--server", "-t", "update", "--git-dir", str(bare),
-                     cwd=tmp_path).returncode == 0
+    assert (
+        catalytic(
+            "install", "--server", "-t", "update", "--git-dir", str(bare), cwd=tmp_path
+        ).returncode
+        == 0
+    )
     (repo / "data/x.csv").write_text("forged\n")
     git(repo, "commit", "-q", "--no-verify", "-am", "forge")
     proc = _push(repo, "origin", "main")
@@ -149,17 +154,19 @@ def test_a_sha256_server(make_repo, tmp_path: Path) -> None:
     assert len(_ref(bare)) == 64
 
 
-def test_install_server_chains_a_foreign_hook_with_its_stdin(served: tuple[Path, Path, str],
-                                                             tmp_path: Path) -> None:
+def test_install_server_chains_a_foreign_hook_with_its_stdin(
+    served: tuple[Path, Path, str], tmp_path: Path
+) -> None:
     repo, bare, _ = served
     hook = bare / "hooks/pre-receive"
-    assert catalytic("uninstall", "--server", "--git-dir", str(bare), cwd=tmp_path
-                     ).returncode == 0
+    assert catalytic("uninstall", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
     record = tmp_path / "record"
     hook.write_text(f"#!/bin/sh\ncat > {record}\n")
     hook.chmod(0o755)
-    assert catalytic("install", "--server", "--force", "--git-dir", str(bare), cwd=tmp_path
-                     ).returncode == 0
+    assert (
+        catalytic("install", "--server", "--force", "--git-dir", str(bare), cwd=tmp_path).returncode
+        == 0
+    )
     (repo / "data/x.csv").write_text("forged\n")
     git(repo, "commit", "-q", "--no-verify", "-am", "forge")
     old = _ref(bare)
@@ -175,8 +182,9 @@ def test_bundles_are_verified_from_the_quarantine(make_repo, tmp_path: Path) -> 
     from .helpers import SEED_A, SEED_B, make_bundle
 
     alice = signer_from_seed(SEED_A)
-    repo = make_repo({**BASE, ".catalytic/allowed_validators": f"alice id:{alice.validator_id}\n"},
-                     policy=POLICY)
+    repo = make_repo(
+        {**BASE, ".catalytic/allowed_validators": f"alice id:{alice.validator_id}\n"}, policy=POLICY
+    )
     bare = _bare(tmp_path / "server.git")
     git(repo, "remote", "add", "origin", str(bare))
     git(repo, "push", "-q", "origin", "main")

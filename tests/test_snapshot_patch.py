@@ -19,8 +19,11 @@ from catalytic_hooks.git.views import index_view
 
 from .helpers import DEFAULT_POLICY, git
 
-FILES = {f"src/m{i}.py": f"v{i}\n" for i in range(30)} | {"outputs/o.txt": "o\n",
-                                                         "docs/a b.md": "x\n", "é/ü.txt": "u\n"}
+FILES = {f"src/m{i}.py": f"v{i}\n" for i in range(30)} | {
+    "outputs/o.txt": "o\n",
+    "docs/a b.md": "x\n",
+    "é/ü.txt": "u\n",
+}
 
 
 def _step(repo: Path, script: str) -> None:
@@ -91,10 +94,13 @@ def test_what_git_cannot_compare_is_built_in_full(make_repo, counted: dict[str, 
     assert got.text == tree_digest(index_view(r), policy, HashCache(None)).records.text()
     assert counted == {"full": 2, "patch": 1}
     # A conflicted index has no tree: built in full from the index ("ours").
-    _step(repo, "git commit -qm a --no-verify && git checkout -qb other HEAD~0 && "
-                "echo theirs > src/m9.py && git commit -qam t --no-verify && git checkout -q main "
-                "&& echo ours > src/m9.py && git commit -qam o --no-verify && "
-                "(git merge -q other || true)")
+    _step(
+        repo,
+        "git commit -qm a --no-verify && git checkout -qb other HEAD~0 && "
+        "echo theirs > src/m9.py && git commit -qam t --no-verify && git checkout -q main "
+        "&& echo ours > src/m9.py && git commit -qam o --no-verify && "
+        "(git merge -q other || true)",
+    )
     assert "UU" in git(repo, "status", "--porcelain").stdout
     got = snapshot.index_snapshot(r, policy).records
     assert got.text == tree_digest(index_view(r), policy, HashCache(None)).records.text()

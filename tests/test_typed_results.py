@@ -26,8 +26,13 @@ def test_every_verification_code_says_whether_the_bundle_is_corrupt() -> None:
 
 
 def test_verdicts_keep_their_spellings_and_render_as_them() -> None:
-    assert [v.value for v in Verdict] == ["exact", "within-tolerance", "drift-verified",
-                                          "nondeterministic", "failed"]
+    assert [v.value for v in Verdict] == [
+        "exact",
+        "within-tolerance",
+        "drift-verified",
+        "nondeterministic",
+        "failed",
+    ]
     assert sorted(v for v in Verdict if v.passing) == ["exact", "within-tolerance"]
     assert "exact" in PASSING and "failed" not in PASSING
     assert canonical_bytes({"verdict": Verdict.WITHIN}) == b'{"verdict":"within-tolerance"}'
@@ -49,24 +54,47 @@ def test_findings_render_once_each_and_reporters_hold_their_own_state() -> None:
     from catalytic_hooks.enforce import findings
     from catalytic_hooks.enforce.findings import AMENDED, MUTATION, CheckReport, Finding, Reporter
 
-    bad = Finding("out/a, b.txt", MUTATION, "protected file modified", commit="0123456789abcdef",
-                  subject="edit")
+    bad = Finding(
+        "out/a, b.txt",
+        MUTATION,
+        "protected file modified",
+        commit="0123456789abcdef",
+        subject="edit",
+    )
     ok = Finding("policy.toml", AMENDED, "signed amendment by alice", blocking=False)
     report = CheckReport([bad, ok], "push")
     assert (report.ok, report.blocking) == (False, [bad])
     assert report.to_dict() == {
-        "findings": [{"path": "out/a, b.txt", "kind": "mutation",
-                      "reason": "protected file modified", "commit": "0123456789abcdef",
-                      "subject": "edit"}],
-        "amendments": [{"path": "policy.toml", "kind": "amended",
-                        "reason": "signed amendment by alice", "blocking": False}]}
+        "findings": [
+            {
+                "path": "out/a, b.txt",
+                "kind": "mutation",
+                "reason": "protected file modified",
+                "commit": "0123456789abcdef",
+                "subject": "edit",
+            }
+        ],
+        "amendments": [
+            {
+                "path": "policy.toml",
+                "kind": "amended",
+                "reason": "signed amendment by alice",
+                "blocking": False,
+            }
+        ],
+    }
     assert bad.line() == 'out/a, b.txt: protected file modified (commit 0123456789 "edit")'
-    assert bad.annotation() == ("::error file=out/a%2C b.txt,title=catalytic mutation::"
-                                "protected file modified (commit 0123456789)")
-    assert ok.annotation() == "::notice file=policy.toml,title=catalytic amended::signed " \
-                              "amendment by alice"
+    assert bad.annotation() == (
+        "::error file=out/a%2C b.txt,title=catalytic mutation::"
+        "protected file modified (commit 0123456789)"
+    )
+    assert (
+        ok.annotation() == "::notice file=policy.toml,title=catalytic amended::signed "
+        "amendment by alice"
+    )
     assert report.summary("catalytic check --json") == (
-        "catalytic: 1 finding blocks this push; inspect with `catalytic check --json`")
+        "catalytic: 1 finding blocks this push; inspect with `catalytic check --json`"
+    )
     # No module-level reporter: each hook run passes its own, which shows a finding once.
     assert not [n for n in vars(findings) if n.isupper() and n.startswith("_")]
     seen: list[Finding] = []

@@ -39,8 +39,12 @@ IDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
 
 
 def _writer(rid: str) -> list[str]:
-    return [sys.executable, "-c", "import pathlib; p = pathlib.Path('outputs'); "
-            f"p.mkdir(exist_ok=True); (p / {rid + '.txt'!r}).write_text('result {rid}')"]
+    return [
+        sys.executable,
+        "-c",
+        "import pathlib; p = pathlib.Path('outputs'); "
+        f"p.mkdir(exist_ok=True); (p / {rid + '.txt'!r}).write_text('result {rid}')",
+    ]
 
 
 def make_runs(repo: Path, ids: list[str], drifted: frozenset[str] = frozenset()) -> None:
@@ -49,11 +53,22 @@ def make_runs(repo: Path, ids: list[str], drifted: frozenset[str] = frozenset())
     head = git(repo, "rev-parse", "HEAD").stdout.strip()
     env = fingerprint(repo, (), 7)
     for rid in ids:
-        spec = {"task_id": rid, "command": _writer(rid), "cwd": ".", "git_commit": head,
-                "seed": 7, "environment": env, "metrics": []}
+        spec = {
+            "task_id": rid,
+            "command": _writer(rid),
+            "cwd": ".",
+            "git_commit": head,
+            "seed": 7,
+            "environment": env,
+            "metrics": [],
+        }
         data = b"recorded long ago" if rid in drifted else f"result {rid}".encode()
-        make_bundle(repo / "_runs" / rid, repo, {f"outputs/{rid}.txt": data},
-                    task_spec=canonical_bytes(spec))
+        make_bundle(
+            repo / "_runs" / rid,
+            repo,
+            {f"outputs/{rid}.txt": data},
+            task_spec=canonical_bytes(spec),
+        )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "runs")
 
@@ -91,8 +106,7 @@ def test_sample_is_stable_and_shards_replay_it_exactly_once(repo: Path) -> None:
     s1 = validate(repo, "--sample", "3", "--seed", "7", "--shard", "1/2")[1]
     s2 = validate(repo, "--sample", "3", "--seed", "7", "--shard", "2/2")[1]
     # The second and third invocations picked the same 3 runs, and split them between them.
-    assert picked(s1) + picked(s2) != [] and sorted(picked(s1) + picked(s2)) == sorted(
-        expect[:3])
+    assert picked(s1) + picked(s2) != [] and sorted(picked(s1) + picked(s2)) == sorted(expect[:3])
     assert not set(picked(s1)) & set(picked(s2))
     for row in first["details"]["results"]:
         assert row["verdict"] == "exact" and row["environment"] == "match"
@@ -100,10 +114,14 @@ def test_sample_is_stable_and_shards_replay_it_exactly_once(repo: Path) -> None:
     # One chronicle record per replay plus one per validation, linked by the validation id.
     records = read(repo / ".catalytic/chronicle.jsonl")
     assert [r["kind"] for r in records] == ["replay"] * 3 + ["validate"] + ["replay"] * 2 + [
-        "validate"] + ["replay"] + ["validate"]
+        "validate"
+    ] + ["replay"] + ["validate"]
     vid = first["details"]["validation"]
-    assert sorted(r["data"]["run_id"] for r in records if r["data"].get("validation") == vid
-                  and r["kind"] == "replay") == sorted(expect[:3])
+    assert sorted(
+        r["data"]["run_id"]
+        for r in records
+        if r["data"].get("validation") == vid and r["kind"] == "replay"
+    ) == sorted(expect[:3])
     assert records[3]["data"]["results"][0]["run_id"] == expect[0]
     # The summary is written as JSON, Markdown and HTML.
     det = first["details"]
@@ -140,8 +158,9 @@ def test_a_corrupt_bundle_is_quarantined_and_counted_as_a_failure(repo: Path) ->
     assert rows["broken"]["verdict"] == "failed" and rows["broken"]["quarantine"]
     assert not (repo / "_runs/broken").exists()
     assert Path(rows["broken"]["quarantine"]).is_dir()  # moved, never deleted
-    kinds = [(r["kind"], r["data"].get("verdict")) for r in
-             read(repo / ".catalytic/chronicle.jsonl")]
+    kinds = [
+        (r["kind"], r["data"].get("verdict")) for r in read(repo / ".catalytic/chronicle.jsonl")
+    ]
     assert sorted(kinds[:2]) == [("replay", "exact"), ("replay", "failed")]
     assert kinds[2][0] == "validate"
 
@@ -150,8 +169,10 @@ def test_sources_and_refusals(repo: Path, tmp_path: Path) -> None:
     make_runs(repo, ["one", "two"])
     code, doc = validate(repo, "_runs/two")
     assert code == 0 and picked(doc) == ["two"]
-    for args, code_ in ((["--shard", "3/2"], "USAGE"),
-                        ([str(tmp_path / "nowhere")], "PATH_INVALID")):
+    for args, code_ in (
+        (["--shard", "3/2"], "USAGE"),
+        ([str(tmp_path / "nowhere")], "PATH_INVALID"),
+    ):
         proc = catalytic("validate", *args, "--json", cwd=repo)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert json.loads(proc.stdout)["code"] == code_, args
@@ -160,8 +181,11 @@ def test_sources_and_refusals(repo: Path, tmp_path: Path) -> None:
         with pytest.raises(CatalyticError) as err:
             parse_shard(bad)
         assert err.value.code is ErrorCode.USAGE
-    for opts in (ValidateOptions(sample=0), ValidateOptions(coverage=True),
-                 ValidateOptions(coverage=True, sample=1, date="yesterday")):
+    for opts in (
+        ValidateOptions(sample=0),
+        ValidateOptions(coverage=True),
+        ValidateOptions(coverage=True, sample=1, date="yesterday"),
+    ):
         with pytest.raises(CatalyticError) as err:
             plan(cands(3), opts)
         assert err.value.code is ErrorCode.USAGE
@@ -172,10 +196,15 @@ def cands(n: int) -> list[Candidate]:
 
 
 @settings(max_examples=100, deadline=None)
-@given(n_runs=st.integers(0, 60), sample=st.one_of(st.none(), st.integers(1, 70)),
-       shards=st.integers(1, 9), seed=st.text(max_size=12))
-def test_shards_partition_every_sample(n_runs: int, sample: int | None, shards: int,
-                                       seed: str) -> None:
+@given(
+    n_runs=st.integers(0, 60),
+    sample=st.one_of(st.none(), st.integers(1, 70)),
+    shards=st.integers(1, 9),
+    seed=st.text(max_size=12),
+)
+def test_shards_partition_every_sample(
+    n_runs: int, sample: int | None, shards: int, seed: str
+) -> None:
     pick = pick_sample(cands(n_runs), sample, seed)
     parts = [shard(pick, i, shards) for i in range(1, shards + 1)]
     flat = [c for p in parts for c in p]
@@ -186,13 +215,17 @@ def test_shards_partition_every_sample(n_runs: int, sample: int | None, shards: 
 
 @settings(max_examples=50, deadline=None)
 @given(n_runs=st.integers(1, 50), per_night=st.integers(1, 12), start=st.integers(0, 40000))
-def test_coverage_replays_every_run_within_ceil_runs_over_n_nights(n_runs: int, per_night: int,
-                                                                   start: int) -> None:
+def test_coverage_replays_every_run_within_ceil_runs_over_n_nights(
+    n_runs: int, per_night: int, start: int
+) -> None:
     import math
 
     nights = math.ceil(n_runs / per_night)
-    seen = [c for d in range(start, start + nights)
-            for c in pick_coverage(cands(n_runs), per_night, "coverage", d)]
+    seen = [
+        c
+        for d in range(start, start + nights)
+        for c in pick_coverage(cands(n_runs), per_night, "coverage", d)
+    ]
     assert sorted(c.run_id for c in seen) == sorted(c.run_id for c in cands(n_runs))
 
 
@@ -206,12 +239,14 @@ def test_adding_runs_changes_few_old_picks() -> None:
 
 
 def test_an_archive_store_is_a_source_and_a_corrupt_archive_is_quarantined(
-        repo: Path, tmp_path: Path) -> None:
+    repo: Path, tmp_path: Path
+) -> None:
     make_runs(repo, ["packed", "spoiled"])
     store = tmp_path / "store"
     for rid in ("packed", "spoiled"):
-        proc = catalytic("archive", "create", f"_runs/{rid}", "-o",
-                         str(store / f"{rid}.catalytic.zip"), cwd=repo)
+        proc = catalytic(
+            "archive", "create", f"_runs/{rid}", "-o", str(store / f"{rid}.catalytic.zip"), cwd=repo
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
     bad = store / "spoiled.catalytic.zip"
     data = bytearray(bad.read_bytes())

@@ -15,7 +15,8 @@ from .helpers import catalytic, git
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["git", "lfs", "version"], capture_output=True).returncode != 0,
-    reason="git-lfs is not installed here (CI installs it: apt-get install git-lfs)")
+    reason="git-lfs is not installed here (CI installs it: apt-get install git-lfs)",
+)
 
 POLICY = 'durable_roots = ["outputs"]\n'
 DATA = bytes(range(256)) * 40  # the real content of an LFS-tracked protected file
@@ -90,15 +91,17 @@ def test_lfs_tracked_paths_are_protected(lfs_repo: tuple[Path, Path]) -> None:
     assert push.returncode != 0 and "data/raw.bin: protected path changed" in push.stderr
 
 
-def test_digests_agree_smudged_skipped_and_pulled(lfs_repo: tuple[Path, Path], tmp_path: Path
-                                                  ) -> None:
+def test_digests_agree_smudged_skipped_and_pulled(
+    lfs_repo: tuple[Path, Path], tmp_path: Path
+) -> None:
     repo, _ = lfs_repo
     git(repo, "push", "-q", "origin", "main")  # git-lfs's hook uploads; catalytic not installed
     assert len(_digests(repo)) == 1
     clone = tmp_path / "skipped"
     env = {**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"}
-    subprocess.run(["git", "clone", "-q", (tmp_path / "remote.git").as_uri(), str(clone)],
-                   check=True, env=env)
+    subprocess.run(
+        ["git", "clone", "-q", (tmp_path / "remote.git").as_uri(), str(clone)], check=True, env=env
+    )
     assert (clone / "data/raw.bin").read_bytes().startswith(b"version https://git-lfs")
     skipped = _digests(clone)
     assert len(skipped) == 1 and skipped == _digests(repo)
@@ -110,8 +113,18 @@ def test_digests_agree_smudged_skipped_and_pulled(lfs_repo: tuple[Path, Path], t
 
 def test_run_restore_gives_back_the_real_content(lfs_repo: tuple[Path, Path]) -> None:
     repo, _ = lfs_repo
-    proc = catalytic("run", "--run-id", "r1", "--restore", "--json", "--", "sh", "-c",
-                     "echo tampered > data/raw.bin", cwd=repo)
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--restore",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo tampered > data/raw.bin",
+        cwd=repo,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (repo / "data/raw.bin").read_bytes() == DATA  # not the pointer
     assert json.loads(proc.stdout)["details"]["proof_verdict"] == "PASS"
@@ -127,15 +140,20 @@ def test_the_pre_commit_framework_over_git_lfs(lfs_repo: tuple[Path, Path]) -> N
     git(repo, "commit", "-q", "-m", "framework config")
     git(repo, "push", "-q", "origin", "main")  # the baseline, before the framework's hook
     # The framework's migration mode keeps git-lfs's hook as pre-push.legacy and runs it.
-    proc = subprocess.run(["pre-commit", "install", "--hook-type", "pre-push"], cwd=repo,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["pre-commit", "install", "--hook-type", "pre-push"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and "migration mode" in proc.stdout, proc.stdout
     (repo / "data/more.bin").write_bytes(DATA[:100])
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--no-verify", "-m", "new protected lfs file")
     push = git(repo, "push", "origin", "main", check=False)
-    assert push.returncode != 0 and "data/more.bin: protected path added" in push.stdout + \
-        push.stderr
+    assert (
+        push.returncode != 0 and "data/more.bin: protected path added" in push.stdout + push.stderr
+    )
     git(repo, "reset", "-q", "--hard", "HEAD~1")
     (repo / "outputs").mkdir()
     (repo / "outputs/ok.txt").write_text("ok\n")
@@ -147,7 +165,8 @@ def test_the_pre_commit_framework_over_git_lfs(lfs_repo: tuple[Path, Path]) -> N
 
 
 def test_runs_with_lfs_inputs_and_outputs_push_verify_replay_restore(
-        lfs_repo: tuple[Path, Path], tmp_path: Path) -> None:
+    lfs_repo: tuple[Path, Path], tmp_path: Path
+) -> None:
     from catalytic_hooks.bundle.keys import signer_from_seed
 
     from .helpers import SEED_A, key_file
@@ -156,14 +175,27 @@ def test_runs_with_lfs_inputs_and_outputs_push_verify_replay_restore(
     git(repo, "lfs", "track", "outputs/*.bin")
     (repo / ".catalytic/allowed_validators").parent.mkdir()
     (repo / ".catalytic/allowed_validators").write_text(
-        f"ci id:{signer_from_seed(SEED_A).validator_id}\n")
+        f"ci id:{signer_from_seed(SEED_A).validator_id}\n"
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "track outputs, trust ci")
     git(repo, "push", "-q", "origin", "main")
     assert catalytic("install", cwd=repo).returncode == 0
     job = "mkdir -p outputs && tac < data/raw.bin > outputs/model.bin"
-    run = catalytic("run", "--run-id", "r1", "--restore", "--sign", str(key_file(tmp_path)),
-                    "--json", "--", "sh", "-c", job, cwd=repo)
+    run = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--restore",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        job,
+        cwd=repo,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "run r1")
@@ -176,15 +208,18 @@ def test_runs_with_lfs_inputs_and_outputs_push_verify_replay_restore(
     assert replay.returncode == 0, replay.stdout
     assert json.loads(replay.stdout)["details"]["verdict"] == "exact"
     wt = tmp_path / "restored"
-    restore = catalytic("restore", "bundle", "_runs/r1", "--worktree", str(wt), "--json",
-                        cwd=repo)
+    restore = catalytic("restore", "bundle", "_runs/r1", "--worktree", str(wt), "--json", cwd=repo)
     assert restore.returncode == 0, restore.stdout
     # Without the LFS content, verification says so precisely.
     clone = tmp_path / "skipped"
-    subprocess.run(["git", "clone", "-q", remote.as_uri(), str(clone)], check=True,
-                   env={**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"})
+    subprocess.run(
+        ["git", "clone", "-q", remote.as_uri(), str(clone)],
+        check=True,
+        env={**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"},
+    )
     (clone / ".catalytic/allowed_validators").write_text(
-        f"ci id:{signer_from_seed(SEED_A).validator_id}\n")
+        f"ci id:{signer_from_seed(SEED_A).validator_id}\n"
+    )
     proc = catalytic("verify", "_runs/r1", "--json", cwd=clone)
     doc = json.loads(proc.stdout)
     assert proc.returncode == 1 and doc["code"] == "OUTPUT_MISSING", doc

@@ -19,8 +19,12 @@ def server(make_repo, tmp_path: Path) -> tuple[Path, list[str]]:
     repo = make_repo({"data/raw.csv": "v0\n", "outputs/k.txt": "k\n"}, policy=POLICY)
     commits = [git(repo, "rev-parse", "HEAD").stdout.strip()]
     for n in range(1, 4):
-        write_files(repo, {f"outputs/o{n}.txt": f"{n}\n", "data/raw.csv": f"v{n}\n"} if n == 3
-                    else {f"outputs/o{n}.txt": f"{n}\n"})
+        write_files(
+            repo,
+            {f"outputs/o{n}.txt": f"{n}\n", "data/raw.csv": f"v{n}\n"}
+            if n == 3
+            else {f"outputs/o{n}.txt": f"{n}\n"},
+        )
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "--no-verify", "-m", f"c{n}")
         commits.append(git(repo, "rev-parse", "HEAD").stdout.strip())
@@ -29,8 +33,9 @@ def server(make_repo, tmp_path: Path) -> tuple[Path, list[str]]:
     return repo, commits
 
 
-def test_a_partial_clone_reads_promised_objects(server: tuple[Path, list[str]],
-                                                 tmp_path: Path) -> None:
+def test_a_partial_clone_reads_promised_objects(
+    server: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     src, commits = server
     clone = tmp_path / "partial"
     git(tmp_path, "clone", "-q", "--filter=blob:none", src.as_uri(), str(clone))
@@ -47,8 +52,9 @@ def test_a_partial_clone_reads_promised_objects(server: tuple[Path, list[str]],
     assert run.returncode == 0, run.stdout
 
 
-def test_a_range_past_the_shallow_boundary_says_how_to_deepen(server: tuple[Path, list[str]],
-                                                              tmp_path: Path) -> None:
+def test_a_range_past_the_shallow_boundary_says_how_to_deepen(
+    server: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     src, commits = server
     clone = tmp_path / "shallow"
     git(tmp_path, "clone", "-q", "--depth=2", src.as_uri(), str(clone))
@@ -59,8 +65,7 @@ def test_a_range_past_the_shallow_boundary_says_how_to_deepen(server: tuple[Path
     # inside the clone's depth the check works
     inside = catalytic("check", "--from-ref", "HEAD~1", "--to-ref", "HEAD", "--json", cwd=clone)
     assert inside.returncode == 1
-    assert {f["path"] for f in json.loads(inside.stdout)["details"]["findings"]} == \
-        {"data/raw.csv"}
+    assert {f["path"] for f in json.loads(inside.stdout)["details"]["findings"]} == {"data/raw.csv"}
     git(clone, "fetch", "-q", "--unshallow")
     full = catalytic("check", "--from-ref", commits[0], "--to-ref", "HEAD", "--json", cwd=clone)
     assert full.returncode == 1

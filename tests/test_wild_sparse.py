@@ -15,8 +15,9 @@ POLICY = 'durable_roots = ["outputs"]\n'
 
 @pytest.fixture
 def sparse(make_repo) -> Path:
-    repo = make_repo({"data/raw.csv": "1,2\n", "src/a.py": "a = 1\n", "outputs/k.txt": "k\n"},
-                     policy=POLICY)
+    repo = make_repo(
+        {"data/raw.csv": "1,2\n", "src/a.py": "a = 1\n", "outputs/k.txt": "k\n"}, policy=POLICY
+    )
     git(repo, "sparse-checkout", "set", "outputs", "src")
     assert not (repo / "data").exists()
     return repo
@@ -29,8 +30,11 @@ def _digest(repo: Path, *view: str) -> str:
 
 
 def test_digests_agree_and_nothing_is_deleted(sparse: Path) -> None:
-    assert _digest(sparse, "--worktree") == _digest(sparse, "--index") == \
-        _digest(sparse, "--rev", "HEAD")
+    assert (
+        _digest(sparse, "--worktree")
+        == _digest(sparse, "--index")
+        == _digest(sparse, "--rev", "HEAD")
+    )
     doc = json.loads(catalytic("digest", "--json", cwd=sparse).stdout)["details"]
     assert "data/raw.csv" in doc["file_manifest"]
 
@@ -38,17 +42,38 @@ def test_digests_agree_and_nothing_is_deleted(sparse: Path) -> None:
 def test_runs_pass_and_a_write_outside_the_cone_is_undone(sparse: Path) -> None:
     ok = catalytic("run", "--run-id", "r1", "--restore", "--json", "--", "true", cwd=sparse)
     assert ok.returncode == 0, ok.stdout
-    out = catalytic("run", "--run-id", "r2", "--restore", "--json", "--", "sh", "-c",
-                    "mkdir -p data && echo forged > data/raw.csv", cwd=sparse)
+    out = catalytic(
+        "run",
+        "--run-id",
+        "r2",
+        "--restore",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p data && echo forged > data/raw.csv",
+        cwd=sparse,
+    )
     assert out.returncode == 0, out.stdout
     details = json.loads(out.stdout)["details"]
     assert [r["path"] for r in details["undo"]["removed"]] == ["data/raw.csv"]
     assert not (sparse / "data/raw.csv").exists()
-    plain = catalytic("run", "--run-id", "r3", "--json", "--", "sh", "-c",
-                      "mkdir -p data && echo forged > data/raw.csv", cwd=sparse)
+    plain = catalytic(
+        "run",
+        "--run-id",
+        "r3",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p data && echo forged > data/raw.csv",
+        cwd=sparse,
+    )
     assert plain.returncode == 1  # without --restore the write is a violation
-    assert "data/raw.csv" in json.loads(
-        (sparse / "_runs/r3/PURITY_SCAN.json").read_text())["violations"]
+    assert (
+        "data/raw.csv"
+        in json.loads((sparse / "_runs/r3/PURITY_SCAN.json").read_text())["violations"]
+    )
 
 
 def test_hooks_work_in_a_sparse_checkout(sparse: Path) -> None:
@@ -69,13 +94,25 @@ def test_replay_in_a_sparse_checkout_sees_the_whole_commit(sparse: Path, tmp_pat
 
     (sparse / ".catalytic").mkdir(exist_ok=True)
     (sparse / ".catalytic/allowed_validators").write_text(
-        f"ci id:{signer_from_seed(SEED_A).validator_id}\n")
+        f"ci id:{signer_from_seed(SEED_A).validator_id}\n"
+    )
     git(sparse, "add", "--sparse", "-A")
     git(sparse, "commit", "-q", "-m", "trust")
     # The job reads protected data that lies outside this checkout's cone.
     job = "mkdir -p outputs && git show HEAD:data/raw.csv | tr 1 9 > outputs/r.txt"
-    run = catalytic("run", "--run-id", "r1", "--sign", str(key_file(tmp_path)), "--json", "--",
-                    "sh", "-c", job, cwd=sparse)
+    run = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--sign",
+        str(key_file(tmp_path)),
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        job,
+        cwd=sparse,
+    )
     assert run.returncode == 0, run.stdout
     git(sparse, "add", "--sparse", "-A")
     git(sparse, "commit", "-q", "-m", "run")

@@ -24,8 +24,9 @@ def _digests(repo: Path) -> set[str]:
 
 
 def _run(repo: Path, script: str) -> dict[str, object]:
-    proc = catalytic("run", "--run-id", "r1", "--restore", "--json", "--", "sh", "-c", script,
-                     cwd=repo)
+    proc = catalytic(
+        "run", "--run-id", "r1", "--restore", "--json", "--", "sh", "-c", script, cwd=repo
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     details = json.loads(proc.stdout)["details"]
     assert isinstance(details, dict) and details["proof_verdict"] == "PASS"
@@ -73,8 +74,15 @@ def filtered(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, byte
         git(repo, "config", "filter.case.clean", "tr a-z A-Z")
         git(repo, "config", "filter.case.smudge", "tr A-Z a-z")
         attrs = "*.csv filter=case\n"
-    write_files(repo, {".gitattributes": attrs, ".catalytic.toml": POLICY,
-                       "data/x.csv": "a,b\n1,2\n", "outputs/k.txt": "k\n"})
+    write_files(
+        repo,
+        {
+            ".gitattributes": attrs,
+            ".catalytic.toml": POLICY,
+            "data/x.csv": "a,b\n1,2\n",
+            "outputs/k.txt": "k\n",
+        },
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "base")
     (repo / "data/x.csv").unlink()
@@ -84,8 +92,7 @@ def filtered(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, byte
     return repo, on_disk
 
 
-def test_filters_digests_agree_and_nothing_is_falsely_flagged(filtered: tuple[Path, bytes]
-                                                              ) -> None:
+def test_filters_digests_agree_and_nothing_is_falsely_flagged(filtered: tuple[Path, bytes]) -> None:
     repo, _ = filtered
     assert len(_digests(repo)) == 1
     assert catalytic("install", cwd=repo).returncode == 0

@@ -29,18 +29,26 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_wheel(out: Path, name: str, version: str, files: dict[str, str],
-               tag: str = "py3-none-any", extra: str = "") -> Path:
+def make_wheel(
+    out: Path,
+    name: str,
+    version: str,
+    files: dict[str, str],
+    tag: str = "py3-none-any",
+    extra: str = "",
+) -> Path:
     """A wheel of `name` holding `files`; `extra` changes its bytes (a rebuilt or tampered
     wheel of the same name and version)."""
     dist = name.replace("-", "_").replace(".", "_")
     info = f"{dist}-{version}.dist-info"
     content = {p: d.encode() for p, d in files.items()}
-    content[f"{info}/METADATA"] = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                   f"Summary: test {extra}\n\n").encode()
+    content[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test {extra}\n\n"
+    ).encode()
     tags = "".join(f"Tag: {t}\n" for t in tag.split("|"))
-    content[f"{info}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
-                                f"{tags}\n").encode()
+    content[f"{info}/WHEEL"] = (
+        f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n{tags}\n"
+    ).encode()
     record = "".join(f"{p},sha256={_b64(d)},{len(d)}\n" for p, d in content.items())
     content[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
     out.mkdir(parents=True, exist_ok=True)
@@ -63,8 +71,10 @@ def simple_index(root: Path, wheels: list[Path]) -> Path:
     for name, ws in by_name.items():
         page = root / "simple" / name
         page.mkdir(parents=True, exist_ok=True)
-        links = "".join(f'<a href="../../files/{w.name}#sha256={sha256_file(w)[7:]}">'
-                        f"{w.name}</a><br>\n" for w in sorted(ws))
+        links = "".join(
+            f'<a href="../../files/{w.name}#sha256={sha256_file(w)[7:]}">{w.name}</a><br>\n'
+            for w in sorted(ws)
+        )
         (page / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
     return root / "simple"
 
@@ -86,7 +96,8 @@ def serve(root: Path, delay: float = 0.0) -> Iterator[str]:
     """An HTTP server for `root` on a loopback port; yields its base URL."""
     handler = type("Handler", (_Quiet,), {"delay": delay})
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root)))
+        ("127.0.0.1", 0), lambda *a: handler(*a, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -114,31 +125,67 @@ def uv_bin() -> str:
 
 
 def quiet_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PIP_", "UV_", "PYTHONPATH", "VIRTUAL_ENV"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PIP_", "UV_", "PYTHONPATH", "VIRTUAL_ENV"))
+    }
 
 
 def make_venv(path: Path, wheels: list[Path] | None = None, *, installer: str = "uv") -> Path:
     """A real venv (no seed packages) with `wheels` installed; returns its bin directory."""
     env = quiet_env()
     if installer == "uv":
-        subprocess.run([uv_bin(), "venv", "--no-config", "-q", "--python", sys.executable,
-                        str(path)], check=True, env=env)
+        subprocess.run(
+            [uv_bin(), "venv", "--no-config", "-q", "--python", sys.executable, str(path)],
+            check=True,
+            env=env,
+        )
         if wheels:
-            subprocess.run([uv_bin(), "pip", "install", "--no-config", "-q", "--python",
-                            str(path / "bin" / "python"), "--offline", "--no-deps",
-                            *map(str, wheels)], check=True, env=env)
+            subprocess.run(
+                [
+                    uv_bin(),
+                    "pip",
+                    "install",
+                    "--no-config",
+                    "-q",
+                    "--python",
+                    str(path / "bin" / "python"),
+                    "--offline",
+                    "--no-deps",
+                    *map(str, wheels),
+                ],
+                check=True,
+                env=env,
+            )
     else:
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True,
-                       env=env)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, env=env
+        )
         if wheels:
-            subprocess.run([sys.executable, "-m", "pip", "--python", str(path / "bin" / "python"),
-                            "install", "-q", "--no-deps", "--no-index", *map(str, wheels)],
-                           check=True, env={**env, "PIP_CONFIG_FILE": os.devnull})
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "--python",
+                    str(path / "bin" / "python"),
+                    "install",
+                    "-q",
+                    "--no-deps",
+                    "--no-index",
+                    *map(str, wheels),
+                ],
+                check=True,
+                env={**env, "PIP_CONFIG_FILE": os.devnull},
+            )
     return path / "bin"
 
 
 def pip_freeze(venv_bin: Path) -> bytes:
-    return subprocess.run([sys.executable, "-m", "pip", "--python", str(venv_bin / "python"),
-                           "freeze"], check=True, capture_output=True,
-                          env={**quiet_env(), "PIP_CONFIG_FILE": os.devnull}).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv_bin / "python"), "freeze"],
+        check=True,
+        capture_output=True,
+        env={**quiet_env(), "PIP_CONFIG_FILE": os.devnull},
+    ).stdout

@@ -37,9 +37,17 @@ def _iso(value: Any) -> str | None:
     return value[:-1] + "+00:00" if value.endswith("Z") else value
 
 
-def render_crate(*, run_id: str, task_spec: Any, status: Any, hashes: dict[str, str],
-                 sizes: dict[str, int], validator_id: str, commit: str | None,
-                 store_paths: dict[str, str]) -> bytes:
+def render_crate(
+    *,
+    run_id: str,
+    task_spec: Any,
+    status: Any,
+    hashes: dict[str, str],
+    sizes: dict[str, int],
+    validator_id: str,
+    commit: str | None,
+    store_paths: dict[str, str],
+) -> bytes:
     """`store_paths`: output key → its path inside the crate (the content store)."""
     spec = task_spec if isinstance(task_spec, dict) else {}
     st = status if isinstance(status, dict) else {}
@@ -55,18 +63,24 @@ def render_crate(*, run_id: str, task_spec: Any, status: Any, hashes: dict[str, 
     files = []
     for path, keys in sorted(by_path.items()):
         entity: dict[str, Any] = {
-            "@id": quote(path), "@type": "File", "name": keys[0],
+            "@id": quote(path),
+            "@type": "File",
+            "name": keys[0],
             "contentSize": str(sizes[keys[0]]),
-            "sha256": hashes[keys[0]].removeprefix("sha256:")}
+            "sha256": hashes[keys[0]].removeprefix("sha256:"),
+        }
         if len(keys) > 1:
             entity["alternateName"] = keys[1:]
         files.append(entity)
     ok = st.get("status") == "success" and st.get("cmp01") == "pass"
     action: dict[str, Any] = {
-        "@id": action_id, "@type": "CreateAction", "name": f"catalytic run {run_id}",
+        "@id": action_id,
+        "@type": "CreateAction",
+        "name": f"catalytic run {run_id}",
         "description": f"The command {shlex.join(argv)!r} run at commit {commit} as a "
-                       "catalytic operation; its outputs are the result.",
-        "instrument": _ref("#command"), "agent": _ref(agent_id),
+        "catalytic operation; its outputs are the result.",
+        "instrument": _ref("#command"),
+        "agent": _ref(agent_id),
         "result": [_ref(f["@id"]) for f in files],
         "actionStatus": COMPLETED if ok else FAILED,
     }
@@ -75,28 +89,47 @@ def render_crate(*, run_id: str, task_spec: Any, status: Any, hashes: dict[str, 
         if when:
             action[key] = when
     root = {
-        "@id": "./", "@type": "Dataset", "name": f"catalytic run {run_id}",
+        "@id": "./",
+        "@type": "Dataset",
+        "name": f"catalytic run {run_id}",
         "description": f"Archive of the signed catalytic-hooks run {run_id}: the run bundle, "
-                       "the bytes of every output and the source commit as git objects.",
+        "the bytes of every output and the source commit as git objects.",
         "datePublished": _iso(st.get("finished_at")) or "1980-01-01T00:00:00+00:00",
-        "license": _ref("#license"), "conformsTo": _ref(PROFILE), "mentions": _ref(action_id),
+        "license": _ref("#license"),
+        "conformsTo": _ref(PROFILE),
+        "mentions": _ref(action_id),
         "hasPart": [_ref(f["@id"]) for f in files],
     }
     graph: list[dict[str, Any]] = [
-        {"@id": "ro-crate-metadata.json", "@type": "CreativeWork", "about": _ref("./"),
-         "conformsTo": _ref(RO_CRATE)},
+        {
+            "@id": "ro-crate-metadata.json",
+            "@type": "CreativeWork",
+            "about": _ref("./"),
+            "conformsTo": _ref(RO_CRATE),
+        },
         root,
-        {"@id": PROFILE, "@type": "CreativeWork", "name": "Process Run Crate",
-         "version": "0.5"},
-        {"@id": "#license", "@type": "CreativeWork", "name": "not recorded",
-         "description": "The run records no licence for its outputs; ask whoever published "
-                        "the archive."},
+        {"@id": PROFILE, "@type": "CreativeWork", "name": "Process Run Crate", "version": "0.5"},
+        {
+            "@id": "#license",
+            "@type": "CreativeWork",
+            "name": "not recorded",
+            "description": "The run records no licence for its outputs; ask whoever published "
+            "the archive.",
+        },
         action,
-        {"@id": "#command", "@type": "SoftwareApplication",
-         "name": argv[0] if argv else "(no command)",
-         "description": shlex.join(argv), "softwareVersion": commit or "unknown"},
-        {"@id": agent_id, "@type": "Person", "name": f"validator {validator_id[:16]}",
-         "identifier": validator_id},
+        {
+            "@id": "#command",
+            "@type": "SoftwareApplication",
+            "name": argv[0] if argv else "(no command)",
+            "description": shlex.join(argv),
+            "softwareVersion": commit or "unknown",
+        },
+        {
+            "@id": agent_id,
+            "@type": "Person",
+            "name": f"validator {validator_id[:16]}",
+            "identifier": validator_id,
+        },
         *files,
     ]
     return canonical_bytes({"@context": CONTEXT, "@graph": graph})

@@ -64,9 +64,12 @@ def _run_files(run_dir: Path) -> list[tuple[str, Path]]:
             if stat.S_ISDIR(st.st_mode):
                 continue
             if not stat.S_ISREG(st.st_mode):
-                raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{rel} in the run directory "
-                                     "is not a regular file; an archive holds only files",
-                                     artifact=rel)
+                raise CatalyticError(
+                    ErrorCode.ARTIFACT_MALFORMED,
+                    f"{rel} in the run directory "
+                    "is not a regular file; an archive holds only files",
+                    artifact=rel,
+                )
             found.append((rel, p))
     return sorted(found, key=lambda x: name_key(x[0]))
 
@@ -98,22 +101,26 @@ class _Locating(DirSource):
             if size <= MAX_POINTER:
                 lfs = pointer_oid(read_fd(fd))
                 if lfs is not None and self.hashes.get(key) == "sha256:" + lfs:
-                    return OutputRead(None, "an LFS pointer: its content is not here (run "
-                                      "`git lfs pull`)")
+                    return OutputRead(
+                        None, "an LFS pointer: its content is not here (run `git lfs pull`)"
+                    )
         finally:
             os.close(fd)
         self.located[key] = (base / rel, size)
         return OutputRead(self.hashes[key].removeprefix("sha256:"), in_store=base == self.run_dir)
 
 
-def _sources(run_dir: Path, v: Verified, src: _Locating
-             ) -> tuple[list[_Source], dict[str, int], list[tuple[Path, str]]]:
+def _sources(
+    run_dir: Path, v: Verified, src: _Locating
+) -> tuple[list[_Source], dict[str, int], list[tuple[Path, str]]]:
     """The payload from the run directory and the outputs (one stored file per content), each
     output's size, and the outputs whose bytes are checked without being stored again (a second
     file with the same content)."""
     run_id = run_dir.name
-    sources = {run_path(run_id, rel): _Source(run_path(run_id, rel), path=p)
-               for rel, p in _run_files(run_dir)}
+    sources = {
+        run_path(run_id, rel): _Source(run_path(run_id, rel), path=p)
+        for rel, p in _run_files(run_dir)
+    }
     sizes: dict[str, int] = {}
     checks: list[tuple[Path, str]] = []
     for key in sorted(v.hashes):
@@ -138,8 +145,9 @@ def _check_only(path: Path, expected: str) -> None:
         os.close(dfd)
     try:
         if sha256_fd(fd) != expected:
-            raise CatalyticError(ErrorCode.HASH_MISMATCH, f"{path} does not match its signed "
-                                 "hash", path=str(path))
+            raise CatalyticError(
+                ErrorCode.HASH_MISMATCH, f"{path} does not match its signed hash", path=str(path)
+            )
     finally:
         os.close(fd)
 
@@ -171,9 +179,12 @@ def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Ite
             os.close(fd)
     digest = h.hexdigest()
     if s.expected is not None and digest != s.expected:
-        raise CatalyticError(ErrorCode.HASH_MISMATCH, f"{s.path} does not match its signed hash "
-                             "(changed after the run, or while it was archived)",
-                             path=str(s.path))
+        raise CatalyticError(
+            ErrorCode.HASH_MISMATCH,
+            f"{s.path} does not match its signed hash "
+            "(changed after the run, or while it was archived)",
+            path=str(s.path),
+        )
     return Item(s.name, entry.size, digest)
 
 
@@ -191,8 +202,9 @@ def _open_source(s: _Source, src: DirSource) -> int:
         os.close(dfd)
 
 
-def create_archive(run_dir: Path, output: Path, *, history: bool = False,
-                   project_root: Path | None = None) -> dict[str, Any]:
+def create_archive(
+    run_dir: Path, output: Path, *, history: bool = False, project_root: Path | None = None
+) -> dict[str, Any]:
     """Write the archive of `run_dir` to `output` (which must not exist)."""
     run_dir = run_dir.resolve()
     run_id = run_dir.name
@@ -202,8 +214,9 @@ def create_archive(run_dir: Path, output: Path, *, history: bool = False,
     v = verify_bundle(src)
     commit = v.task_spec.get("git_commit") if isinstance(v.task_spec, dict) else None
     if output.exists() or output.is_symlink():
-        raise CatalyticError(ErrorCode.USAGE, f"{output} exists; an archive is never "
-                             "overwritten", path=str(output))
+        raise CatalyticError(
+            ErrorCode.USAGE, f"{output} exists; an archive is never overwritten", path=str(output)
+        )
     sources, sizes, checks = _sources(run_dir, v, src)
     for path, expected in checks:
         _check_only(path, expected)
@@ -221,16 +234,25 @@ def create_archive(run_dir: Path, output: Path, *, history: bool = False,
         os.link(tmp, output)  # never replaces an archive that appeared meanwhile
         fsync_dir(output.parent)
     except FileExistsError as exc:
-        raise CatalyticError(ErrorCode.USAGE, f"{output} exists; an archive is never "
-                             "overwritten", path=str(output)) from exc
+        raise CatalyticError(
+            ErrorCode.USAGE, f"{output} exists; an archive is never overwritten", path=str(output)
+        ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return {**info, "archive": str(output), "run_id": run_id, "bundle_root": v.bundle_root}
 
 
-def _write(out: Any, run_dir: Path, v: Verified, src: DirSource, sources: list[_Source],
-           sizes: dict[str, int], commit: Any, history: bool) -> dict[str, Any]:
+def _write(
+    out: Any,
+    run_dir: Path,
+    v: Verified,
+    src: DirSource,
+    sources: list[_Source],
+    sizes: dict[str, int],
+    commit: Any,
+    history: bool,
+) -> dict[str, Any]:
     run_id = run_dir.name
     w = ZipWriter(out)
     items: list[Item] = []
@@ -239,15 +261,24 @@ def _write(out: Any, run_dir: Path, v: Verified, src: DirSource, sources: list[_
         if isinstance(commit, str):
             repo = Repo.discover(run_dir.parent)
             if repo.rev_parse(commit) is None:
-                raise CatalyticError(ErrorCode.GIT_FAILED, f"the recorded commit {commit} is not "
-                                     f"in {repo.top}")
+                raise CatalyticError(
+                    ErrorCode.GIT_FAILED, f"the recorded commit {commit} is not in {repo.top}"
+                )
             pack_info = write_pack(repo, commit, packf, history=history)
             packf.seek(0)
         crate = render_crate(
-            run_id=run_id, task_spec=v.task_spec, status=v.status, hashes=v.hashes, sizes=sizes,
-            validator_id=v.validator_id, commit=commit if isinstance(commit, str) else None,
-            store_paths={k: run_path(run_id, store_path(h)).removeprefix("data/")
-                         for k, h in v.hashes.items()})
+            run_id=run_id,
+            task_spec=v.task_spec,
+            status=v.status,
+            hashes=v.hashes,
+            sizes=sizes,
+            validator_id=v.validator_id,
+            commit=commit if isinstance(commit, str) else None,
+            store_paths={
+                k: run_path(run_id, store_path(h)).removeprefix("data/")
+                for k, h in v.hashes.items()
+            },
+        )
         payload = [*sources, _Source(CRATE, data=crate)]
         if pack_info is not None:
             payload.append(_Source(PACK, opener=packf))
@@ -261,14 +292,23 @@ def _write(out: Any, run_dir: Path, v: Verified, src: DirSource, sources: list[_
         w.add(f"{run_id}/{name}", data)
         items.append(Item(name, len(data), hashlib.sha256(data).hexdigest()))
     doc = render_archive_json(
-        run_id=run_id, commit=pack_info.commit if pack_info else None,
+        run_id=run_id,
+        commit=pack_info.commit if pack_info else None,
         tree=pack_info.tree if pack_info else None,
-        object_format=pack_info.object_format if pack_info else None, history=history,
-        bundle_root=v.bundle_root, validator_id=v.validator_id, items=items)
+        object_format=pack_info.object_format if pack_info else None,
+        history=history,
+        bundle_root=v.bundle_root,
+        validator_id=v.validator_id,
+        items=items,
+    )
     w.add(f"{run_id}/{ARCHIVE_JSON}", doc)
     size = w.finish()
-    return {"size": size, "entries": len(items) + 1, "commit": pack_info.commit if pack_info
-            else None, "git_objects": pack_info.objects if pack_info else 0}
+    return {
+        "size": size,
+        "entries": len(items) + 1,
+        "commit": pack_info.commit if pack_info else None,
+        "git_objects": pack_info.objects if pack_info else 0,
+    }
 
 
 def _write_stream(w: ZipWriter, name: str, bag_name: str, fh: Any) -> Item:

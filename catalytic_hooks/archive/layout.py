@@ -71,8 +71,10 @@ def _encode_path(path: str) -> str:
 
 
 def render_manifest(items: list[Item]) -> bytes:
-    lines = [f"{i.sha256}  {_encode_path(i.name)}\n"
-             for i in sorted(items, key=lambda i: name_key(i.name))]
+    lines = [
+        f"{i.sha256}  {_encode_path(i.name)}\n"
+        for i in sorted(items, key=lambda i: name_key(i.name))
+    ]
     return "".join(lines).encode("utf-8")
 
 
@@ -89,36 +91,52 @@ def render_bag_info(run_id: str, payload: list[Item], status: Any) -> bytes:
     date = bagging_date(status)
     if date:
         lines.append(f"Bagging-Date: {date}")
-    lines += [f"External-Identifier: {run_id}",
-              f"Payload-Oxum: {sum(i.size for i in payload)}.{len(payload)}"]
+    lines += [
+        f"External-Identifier: {run_id}",
+        f"Payload-Oxum: {sum(i.size for i in payload)}.{len(payload)}",
+    ]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def render_archive_json(*, run_id: str, commit: str | None, tree: str | None,
-                        object_format: str | None, history: bool, bundle_root: str,
-                        validator_id: str, items: list[Item]) -> bytes:
-    return canonical_bytes({
-        "bundle_root": bundle_root,
-        "commit": commit,
-        "entries": [{"name": i.name, "sha256": i.sha256, "size": i.size}
-                    for i in sorted(items, key=lambda i: name_key(i.name))],
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "history": history,
-        "object_format": object_format,
-        "run_id": run_id,
-        "tree": tree,
-        "validator_id": validator_id,
-    })
+def render_archive_json(
+    *,
+    run_id: str,
+    commit: str | None,
+    tree: str | None,
+    object_format: str | None,
+    history: bool,
+    bundle_root: str,
+    validator_id: str,
+    items: list[Item],
+) -> bytes:
+    return canonical_bytes(
+        {
+            "bundle_root": bundle_root,
+            "commit": commit,
+            "entries": [
+                {"name": i.name, "sha256": i.sha256, "size": i.size}
+                for i in sorted(items, key=lambda i: name_key(i.name))
+            ],
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "history": history,
+            "object_format": object_format,
+            "run_id": run_id,
+            "tree": tree,
+            "validator_id": validator_id,
+        }
+    )
 
 
-def tag_files(run_id: str, payload: list[Item], status: Any
-              ) -> list[tuple[str, bytes]]:
+def tag_files(run_id: str, payload: list[Item], status: Any) -> list[tuple[str, bytes]]:
     """bagit.txt, bag-info.txt, manifest-sha256.txt and tagmanifest-sha256.txt, in order."""
     import hashlib
 
-    out = [(BAGIT, BAGIT_TXT), (BAG_INFO, render_bag_info(run_id, payload, status)),
-           (MANIFEST, render_manifest(payload))]
+    out = [
+        (BAGIT, BAGIT_TXT),
+        (BAG_INFO, render_bag_info(run_id, payload, status)),
+        (MANIFEST, render_manifest(payload)),
+    ]
     tags = [Item(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in out]
     out.append((TAGMANIFEST, render_manifest(tags)))
     return out

@@ -50,8 +50,18 @@ from catalytic_hooks.git.pack import Imported, import_pack, init_repository
 
 MAX_ARCHIVE_JSON = 64 * 1024 * 1024
 _OID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
-_DOC_KEYS = {"bundle_root", "commit", "entries", "format", "format_version", "history",
-             "object_format", "run_id", "tree", "validator_id"}
+_DOC_KEYS = {
+    "bundle_root",
+    "commit",
+    "entries",
+    "format",
+    "format_version",
+    "history",
+    "object_format",
+    "run_id",
+    "tree",
+    "validator_id",
+}
 EMPTY_PROJECT = ".project"
 
 
@@ -120,9 +130,12 @@ def _doc(fd: int, entries: list[Entry]) -> tuple[dict[str, Any], bytes]:
     if not isinstance(doc, dict) or set(doc) != _DOC_KEYS:
         raise invalid("MANIFEST_INVALID", "ARCHIVE.json does not have exactly its fields")
     if doc["format"] != layout.FORMAT or doc["format_version"] != layout.FORMAT_VERSION:
-        raise invalid("UNSUPPORTED_VERSION", f"format {doc['format']!r} version "
-                      f"{doc['format_version']!r} (this reader knows {layout.FORMAT} "
-                      f"{layout.FORMAT_VERSION})")
+        raise invalid(
+            "UNSUPPORTED_VERSION",
+            f"format {doc['format']!r} version "
+            f"{doc['format_version']!r} (this reader knows {layout.FORMAT} "
+            f"{layout.FORMAT_VERSION})",
+        )
     if canonical_bytes(doc) != raw:
         raise invalid("MANIFEST_INVALID", "ARCHIVE.json is not canonical JSON")
     _check_doc_types(doc)
@@ -130,17 +143,31 @@ def _doc(fd: int, entries: list[Entry]) -> tuple[dict[str, Any], bytes]:
 
 
 def _check_doc_types(doc: dict[str, Any]) -> None:
-    ok = isinstance(doc["run_id"], str) and isinstance(doc["history"], bool) \
-        and isinstance(doc["entries"], list) and all(
-            isinstance(e, dict) and set(e) == {"name", "sha256", "size"}
-            and isinstance(e["name"], str) and isinstance(e["size"], int)
-            and not isinstance(e["size"], bool) and isinstance(e["sha256"], str)
-            and re.fullmatch(r"[0-9a-f]{64}", e["sha256"]) for e in doc["entries"])
+    ok = (
+        isinstance(doc["run_id"], str)
+        and isinstance(doc["history"], bool)
+        and isinstance(doc["entries"], list)
+        and all(
+            isinstance(e, dict)
+            and set(e) == {"name", "sha256", "size"}
+            and isinstance(e["name"], str)
+            and isinstance(e["size"], int)
+            and not isinstance(e["size"], bool)
+            and isinstance(e["sha256"], str)
+            and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])
+            for e in doc["entries"]
+        )
+    )
     commit = doc["commit"]
     if commit is not None:
-        ok = ok and isinstance(commit, str) and bool(_OID.match(commit)) \
-            and isinstance(doc["tree"], str) and bool(_OID.match(doc["tree"])) \
+        ok = (
+            ok
+            and isinstance(commit, str)
+            and bool(_OID.match(commit))
+            and isinstance(doc["tree"], str)
+            and bool(_OID.match(doc["tree"]))
             and doc["object_format"] == ("sha1" if len(commit) == 40 else "sha256")
+        )
     else:
         ok = ok and doc["tree"] is None and doc["object_format"] is None
     if not ok:
@@ -157,33 +184,45 @@ def _check_names(entries: list[Entry], doc: dict[str, Any]) -> dict[str, dict[st
     bag_names = []
     for e in entries:
         if not e.name.startswith(prefix):
-            raise invalid("LAYOUT", f"{e.name!r} is outside the bag {prefix!r} (one top-level "
-                          "directory)", name=e.name)
-        bag_names.append(e.name[len(prefix):])
+            raise invalid(
+                "LAYOUT",
+                f"{e.name!r} is outside the bag {prefix!r} (one top-level directory)",
+                name=e.name,
+            )
+        bag_names.append(e.name[len(prefix) :])
     listed = {rec["name"]: rec for rec in doc["entries"]}
     if len(listed) != len(doc["entries"]):
         raise invalid("MANIFEST_INVALID", "ARCHIVE.json lists a name twice")
     present = set(bag_names[:-1])
     for name in bag_names[:-1]:
         if name not in listed:
-            raise invalid("NOT_IN_MANIFEST", f"{name!r} is not listed in ARCHIVE.json",
-                          name=name)
+            raise invalid("NOT_IN_MANIFEST", f"{name!r} is not listed in ARCHIVE.json", name=name)
     for name in listed:
         if name not in present:
-            raise invalid("MISSING_ENTRY", f"ARCHIVE.json lists {name!r}, which is not in the "
-                          "zip", name=name)
+            raise invalid(
+                "MISSING_ENTRY", f"ARCHIVE.json lists {name!r}, which is not in the zip", name=name
+            )
     for e, name in zip(entries[:-1], bag_names[:-1], strict=True):
         if listed[name]["size"] != e.size:
-            raise invalid("MANIFEST_MISMATCH", f"{name!r} is {e.size} bytes, ARCHIVE.json says "
-                          f"{listed[name]['size']}", name=name)
-        if not (name in layout.TAG_ORDER or name in (layout.PACK, layout.CRATE)
-                or name.startswith(layout.run_path(run_id) + "/")):
+            raise invalid(
+                "MANIFEST_MISMATCH",
+                f"{name!r} is {e.size} bytes, ARCHIVE.json says {listed[name]['size']}",
+                name=name,
+            )
+        if not (
+            name in layout.TAG_ORDER
+            or name in (layout.PACK, layout.CRATE)
+            or name.startswith(layout.run_path(run_id) + "/")
+        ):
             raise invalid("LAYOUT", f"{name!r} has no place in an archive", name=name)
     if bag_names != layout.canonical_order(bag_names):
         raise invalid("NOT_CANONICAL", "the entries are not in the canonical order")
     missing = [n for n in layout.TAG_ORDER if n not in present]
-    if missing or (layout.CRATE not in present) or ((layout.PACK in present)
-                                                     != (doc["commit"] is not None)):
+    if (
+        missing
+        or (layout.CRATE not in present)
+        or ((layout.PACK in present) != (doc["commit"] is not None))
+    ):
         raise invalid("LAYOUT", f"required entries are missing: {missing or 'crate or pack'}")
     _check_conflicts(bag_names)
     return listed
@@ -195,8 +234,9 @@ def _check_conflicts(names: list[str]) -> None:
         parts = n.split("/")
         for i in range(1, len(parts)):
             if fold("/".join(parts[:i])) in files:
-                raise invalid("NAME_CONFLICT", f"{n!r} lies under the file "
-                              f"{'/'.join(parts[:i])!r}", name=n)
+                raise invalid(
+                    "NAME_CONFLICT", f"{n!r} lies under the file {'/'.join(parts[:i])!r}", name=n
+                )
 
 
 def extract(path: Path, dest: Path, limits: Limits) -> Opened:
@@ -267,9 +307,11 @@ def file_sha256(path: Path) -> str | None:
 
 def limits_for(policy: Any) -> Limits:
     """The reading limits of a policy (its `archive_max_*` keys)."""
-    return Limits(max_entries=policy.archive_max_entries,
-                  max_entry_bytes=policy.archive_max_bytes,
-                  max_total_bytes=policy.archive_max_bytes)
+    return Limits(
+        max_entries=policy.archive_max_entries,
+        max_entry_bytes=policy.archive_max_bytes,
+        max_total_bytes=policy.archive_max_bytes,
+    )
 
 
 def remove_tree(path: Path) -> None:
@@ -282,8 +324,15 @@ def remove_tree(path: Path) -> None:
             os.close(pfd)
 
 
-def _stream(fd: int, size: int, entries: list[Entry], listed: dict[str, dict[str, Any]],
-            dest: Path | None, run_id: str, limits: Limits) -> str:
+def _stream(
+    fd: int,
+    size: int,
+    entries: list[Entry],
+    listed: dict[str, dict[str, Any]],
+    dest: Path | None,
+    run_id: str,
+    limits: Limits,
+) -> str:
     """One sequential pass: every byte of the file feeds the archive's SHA-256; each entry's
     data is written (unless `dest` is None: a check without extraction), CRC-checked and
     hashed against ARCHIVE.json."""
@@ -298,9 +347,12 @@ def _stream(fd: int, size: int, entries: list[Entry], listed: dict[str, dict[str
                 out = -1
                 if dest is not None:
                     parts = e.name.split("/")
-                    out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                                  | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
-                                  dir_fd=dirs.get(parts[:-1]))
+                    out = os.open(
+                        parts[-1],
+                        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        0o666,
+                        dir_fd=dirs.get(parts[:-1]),
+                    )
                 try:
                     crc, sha = _copy(fd, out, e, whole)
                 finally:
@@ -308,16 +360,19 @@ def _stream(fd: int, size: int, entries: list[Entry], listed: dict[str, dict[str
                         os.close(out)
                 written += e.size
                 if written > limits.max_total_bytes:
-                    raise invalid("TOTAL_TOO_LARGE", f"more than {limits.max_total_bytes} "
-                                  "bytes")
+                    raise invalid("TOTAL_TOO_LARGE", f"more than {limits.max_total_bytes} bytes")
                 if crc != e.crc:
-                    raise invalid("CRC_MISMATCH", f"{e.name!r} does not match its CRC-32",
-                                  name=e.name)
-                bag_name = e.name[len(run_id) + 1:]
+                    raise invalid(
+                        "CRC_MISMATCH", f"{e.name!r} does not match its CRC-32", name=e.name
+                    )
+                bag_name = e.name[len(run_id) + 1 :]
                 rec = listed.get(bag_name)
                 if rec is not None and rec["sha256"] != sha:
-                    raise invalid("MANIFEST_MISMATCH", f"{bag_name!r} does not match its "
-                                  "SHA-256 in ARCHIVE.json", name=bag_name)
+                    raise invalid(
+                        "MANIFEST_MISMATCH",
+                        f"{bag_name!r} does not match its SHA-256 in ARCHIVE.json",
+                        name=bag_name,
+                    )
                 pos = e.end
             whole.update(_read(fd, size - pos, pos))
     finally:
@@ -365,44 +420,58 @@ def _check_derived(opened: Opened, listed: dict[str, dict[str, Any]]) -> None:
     entries and bundle give, byte for byte (when the bundle's artifacts parse at all; a bundle
     that does not is refused by its own verification)."""
     doc, run_id = opened.doc, opened.run_id
-    parsed = {n: _artifact(opened.run_dir, n) for n in (TASK_SPEC, STATUS, OUTPUT_HASHES,
-                                                          IDENTITY)}
+    parsed = {n: _artifact(opened.run_dir, n) for n in (TASK_SPEC, STATUS, OUTPUT_HASHES, IDENTITY)}
     status_read = parsed[STATUS]
     status = status_read[1] if status_read is not None else None
-    payload = [layout.Item(n, r["size"], r["sha256"]) for n, r in listed.items()
-               if n not in layout.TAG_ORDER]
+    payload = [
+        layout.Item(n, r["size"], r["sha256"])
+        for n, r in listed.items()
+        if n not in layout.TAG_ORDER
+    ]
     for name, data in layout.tag_files(run_id, payload, status):
         if (opened.bag / name).read_bytes() != data:
-            raise invalid("METADATA_MISMATCH", f"{name} is not what the entries give",
-                          name=name)
+            raise invalid("METADATA_MISMATCH", f"{name} is not what the entries give", name=name)
     if any(v is None for v in parsed.values()):
         return
     got = {n: p for n, p in parsed.items() if p is not None}
     spec_raw, spec = got[TASK_SPEC]
     hashes_doc, ident = got[OUTPUT_HASHES][1], got[IDENTITY][1]
     hashes = hashes_doc.get("hashes") if isinstance(hashes_doc, dict) else None
-    if not (isinstance(hashes, dict) and isinstance(status, dict) and isinstance(ident, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in hashes.items())):
+    if not (
+        isinstance(hashes, dict)
+        and isinstance(status, dict)
+        and isinstance(ident, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in hashes.items())
+    ):
         return
     commit = spec.get("git_commit") if isinstance(spec, dict) else None
     commit = commit if isinstance(commit, str) else None
     if doc["commit"] != commit:
-        raise invalid("METADATA_MISMATCH", f"ARCHIVE.json names commit {doc['commit']}, "
-                      f"TASK_SPEC records {commit}")
-    if doc["bundle_root"] != bundle_root(spec_raw, status, hashes) \
-            or doc["validator_id"] != ident.get("validator_id"):
-        raise invalid("METADATA_MISMATCH", "ARCHIVE.json's bundle root or validator is not "
-                      "the bundle's")
+        raise invalid(
+            "METADATA_MISMATCH",
+            f"ARCHIVE.json names commit {doc['commit']}, TASK_SPEC records {commit}",
+        )
+    if doc["bundle_root"] != bundle_root(spec_raw, status, hashes) or doc[
+        "validator_id"
+    ] != ident.get("validator_id"):
+        raise invalid(
+            "METADATA_MISMATCH", "ARCHIVE.json's bundle root or validator is not the bundle's"
+        )
     paths = {k: layout.run_path(run_id, store_path(h)) for k, h in hashes.items()}
     if any(p not in listed for p in paths.values()):
         raise invalid("MISSING_ENTRY", "an output is not in the archive's content store")
-    crate = render_crate(run_id=run_id, task_spec=spec, status=status, hashes=hashes,
-                         sizes={k: listed[p]["size"] for k, p in paths.items()},
-                         validator_id=str(ident.get("validator_id")), commit=commit,
-                         store_paths={k: p.removeprefix("data/") for k, p in paths.items()})
+    crate = render_crate(
+        run_id=run_id,
+        task_spec=spec,
+        status=status,
+        hashes=hashes,
+        sizes={k: listed[p]["size"] for k, p in paths.items()},
+        validator_id=str(ident.get("validator_id")),
+        commit=commit,
+        store_paths={k: p.removeprefix("data/") for k, p in paths.items()},
+    )
     if (opened.bag / layout.CRATE).read_bytes() != crate:
-        raise invalid("METADATA_MISMATCH", "ro-crate-metadata.json is not what the bundle "
-                      "gives")
+        raise invalid("METADATA_MISMATCH", "ro-crate-metadata.json is not what the bundle gives")
 
 
 def prove_objects(opened: Opened, repo_path: Path, *, bare: bool) -> Imported | None:
@@ -412,17 +481,24 @@ def prove_objects(opened: Opened, repo_path: Path, *, bare: bool) -> Imported | 
     if doc["commit"] is None or opened.pack is None:
         return None
     repo = init_repository(repo_path, doc["object_format"], bare=bare)
-    got = import_pack(repo, opened.pack, doc["commit"], history=doc["history"],
-                      problem=lambda reason, msg: invalid(reason, msg))
+    got = import_pack(
+        repo,
+        opened.pack,
+        doc["commit"],
+        history=doc["history"],
+        problem=lambda reason, msg: invalid(reason, msg),
+    )
     if got.tree != doc["tree"]:
-        raise invalid("GIT_OBJECTS", f"the commit's tree is {got.tree}, ARCHIVE.json says "
-                      f"{doc['tree']}")
+        raise invalid(
+            "GIT_OBJECTS", f"the commit's tree is {got.tree}, ARCHIVE.json says {doc['tree']}"
+        )
     return got
 
 
 @contextlib.contextmanager
-def opened_archive(path: Path, limits: Limits, *, parent: Path | None = None
-                   ) -> Iterator[tuple[Opened, Imported | None]]:
+def opened_archive(
+    path: Path, limits: Limits, *, parent: Path | None = None
+) -> Iterator[tuple[Opened, Imported | None]]:
     """Check, extract and prove an archive in a fresh temporary directory (under `parent`),
     removed afterwards whatever happens."""
     base = Path(tempfile.mkdtemp(prefix="catalytic-archive-", dir=parent))

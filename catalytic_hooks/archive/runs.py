@@ -32,8 +32,9 @@ from catalytic_hooks.provenance.chronicle import record_for
 LimitsOf = Callable[[], Limits]
 
 
-def archived_run(stack: contextlib.ExitStack, path: Path, limits: LimitsOf
-                 ) -> tuple[Path, Path] | None:
+def archived_run(
+    stack: contextlib.ExitStack, path: Path, limits: LimitsOf
+) -> tuple[Path, Path] | None:
     """For an archive file: its extracted run directory and (empty) project root, valid until
     `stack` closes; None for a run directory."""
     if not path.is_file():
@@ -43,15 +44,23 @@ def archived_run(stack: contextlib.ExitStack, path: Path, limits: LimitsOf
     return opened.run_dir, opened.project_root
 
 
-def located_run(stack: contextlib.ExitStack, path: Path, project_root: Path | None,
-                limits: LimitsOf) -> tuple[Path, Path]:
+def located_run(
+    stack: contextlib.ExitStack, path: Path, project_root: Path | None, limits: LimitsOf
+) -> tuple[Path, Path]:
     """The run directory and project root of a run directory or an archive file."""
-    return archived_run(stack, path, limits) or (path.resolve(),
-                                                 project_root_for(path.resolve(), project_root))
+    return archived_run(stack, path, limits) or (
+        path.resolve(),
+        project_root_for(path.resolve(), project_root),
+    )
 
 
-def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
-                       project_root: Path | None, limits: LimitsOf) -> tuple[Path, int]:
+def write_attestations(
+    run_dirs: list[Path],
+    key: Path,
+    output: Path | None,
+    project_root: Path | None,
+    limits: LimitsOf,
+) -> tuple[Path, int]:
     """Envelopes of signed runs (several: a chain, one per line of `output`), written beside the
     run (an archive's beside the archive, never inside it) and recorded in the chronicle."""
     if len(run_dirs) > 1 and output is None:
@@ -63,33 +72,54 @@ def write_attestations(run_dirs: list[Path], key: Path, output: Path | None,
         for rd, proot in located:
             stmt = statement(rd, proot)
             if stmt["predicate"]["validator_id"] != signer.validator_id:
-                raise CatalyticError(ErrorCode.USAGE, f"{rd}: the attestation must be signed "
-                                     "with the key that signed the bundle")
+                raise CatalyticError(
+                    ErrorCode.USAGE,
+                    f"{rd}: the attestation must be signed with the key that signed the bundle",
+                )
             lines.append(canonical_bytes(envelope(stmt, signer)) + b"\n")
     first = run_dirs[0]
     # An archive is never rewritten: its attestation goes beside it.
-    default = first.resolve().parent / f"{located[0][0].name}.intoto.json" if first.is_file() \
+    default = (
+        first.resolve().parent / f"{located[0][0].name}.intoto.json"
+        if first.is_file()
         else first.resolve() / ATTESTATION_FILE
+    )
     target = output or default
     atomic_write(target, b"".join(lines))
-    record_for(run_dirs[0].resolve().parent, "attest", {
-        "run_ids": [rd.resolve().name for rd in run_dirs], "keyid": signer.validator_id,
-        "file": target.name, "envelopes": len(lines)})
+    record_for(
+        run_dirs[0].resolve().parent,
+        "attest",
+        {
+            "run_ids": [rd.resolve().name for rd in run_dirs],
+            "keyid": signer.validator_id,
+            "file": target.name,
+            "envelopes": len(lines),
+        },
+    )
     return target, len(lines)
 
 
-def verify_attestations(path: Path, run_dirs: list[Path], project_root: Path | None,
-                        trust: TrustPolicy, limits: LimitsOf) -> list[dict[str, Any]]:
+def verify_attestations(
+    path: Path,
+    run_dirs: list[Path],
+    project_root: Path | None,
+    trust: TrustPolicy,
+    limits: LimitsOf,
+) -> list[dict[str, Any]]:
     """One envelope for one run directory; a `.intoto.jsonl` file holds one per line, for the
     run directories given, in order (a chain). One row per run, or the first refusal raised."""
     docs = load_envelopes(path)
     if len(docs) != len(run_dirs):
-        raise CatalyticError(ErrorCode.USAGE, f"{path} holds {len(docs)} attestation(s) for "
-                             f"{len(run_dirs)} run director{'y' if len(run_dirs) == 1 else 'ies'}")
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            f"{path} holds {len(docs)} attestation(s) for "
+            f"{len(run_dirs)} run director{'y' if len(run_dirs) == 1 else 'ies'}",
+        )
     infos = []
     with contextlib.ExitStack() as stack:
         for doc, run_dir in zip(docs, run_dirs, strict=True):
             rd, proot = located_run(stack, run_dir, project_root, limits)
-            infos.append({"run_dir": str(run_dir.resolve()),
-                          **verify_envelope(doc, rd, proot, trust)})
+            infos.append(
+                {"run_dir": str(run_dir.resolve()), **verify_envelope(doc, rd, proot, trust)}
+            )
     return infos

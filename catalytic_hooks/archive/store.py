@@ -34,26 +34,39 @@ def list_store(directory: Path, *, trust: TrustPolicy, limits: Limits) -> dict[s
     if not directory.is_dir():
         raise CatalyticError(ErrorCode.USAGE, f"{directory} is not a directory")
     rows = []
-    for path in sorted(p for p in directory.iterdir() if p.name.endswith(".zip")
-                       and p.is_file() and not p.is_symlink()):
+    for path in sorted(
+        p
+        for p in directory.iterdir()
+        if p.name.endswith(".zip") and p.is_file() and not p.is_symlink()
+    ):
         rep = verify_archives([path], trust=trust, limits=limits)["results"][0]
-        row: dict[str, Any] = {"archive": path.name, "size": path.stat().st_size,
-                               "verified": bool(rep["valid"] and rep["trusted"]),
-                               "valid": rep["valid"], "trusted": rep["trusted"],
-                               "code": rep["code"]}
+        row: dict[str, Any] = {
+            "archive": path.name,
+            "size": path.stat().st_size,
+            "verified": bool(rep["valid"] and rep["trusted"]),
+            "valid": rep["valid"],
+            "trusted": rep["trusted"],
+            "code": rep["code"],
+        }
         if rep["valid"]:
-            row.update(run_id=rep["run_id"], commit=rep.get("commit"),
-                       signer=rep.get("validator_id"), sha256=rep["source_archive"]["sha256"],
-                       trust=rep.get("trust"))
+            row.update(
+                run_id=rep["run_id"],
+                commit=rep.get("commit"),
+                signer=rep.get("validator_id"),
+                sha256=rep["source_archive"]["sha256"],
+                trust=rep.get("trust"),
+            )
         else:
-            row.update(run_id=None, commit=None, signer=None, sha256=None,
-                       message=rep.get("message"))
+            row.update(
+                run_id=None, commit=None, signer=None, sha256=None, message=rep.get("message")
+            )
         rows.append(row)
     return {"store": str(directory), "archives": rows}
 
 
-def import_archive(path: Path, repo: Repo, policy: Policy, *, trust: TrustPolicy,
-                   limits: Limits) -> dict[str, Any]:
+def import_archive(
+    path: Path, repo: Repo, policy: Policy, *, trust: TrustPolicy, limits: Limits
+) -> dict[str, Any]:
     """Verify the archive (valid and trusted), add the commit's objects to the repository and
     place the run directory under the first run root, where it is a native run."""
     root = repo.top / policy.run_roots[0]
@@ -62,13 +75,18 @@ def import_archive(path: Path, repo: Repo, policy: Policy, *, trust: TrustPolicy
         v = verify_bundle(DirSource(opened.run_dir, opened.project_root))
         decision = trust.decide(v.validator_id)
         if not decision.accepted:
-            raise CatalyticError(ErrorCode.UNTRUSTED, f"untrusted archive: {decision.reason} "
-                                 "(use --allow-untrusted to import it anyway)",
-                                 validator_id=v.validator_id)
+            raise CatalyticError(
+                ErrorCode.UNTRUSTED,
+                f"untrusted archive: {decision.reason} (use --allow-untrusted to import it anyway)",
+                validator_id=v.validator_id,
+            )
         dest = root / opened.run_id
         if dest.exists() or dest.is_symlink():
-            raise CatalyticError(ErrorCode.RUN_EXISTS, f"{dest} exists; a run is never "
-                                 "overwritten", run_id=opened.run_id)
+            raise CatalyticError(
+                ErrorCode.RUN_EXISTS,
+                f"{dest} exists; a run is never overwritten",
+                run_id=opened.run_id,
+            )
         if opened.pack is not None:
             add_objects(repo, opened.pack)
         root.mkdir(parents=True, exist_ok=True)
@@ -78,8 +96,13 @@ def import_archive(path: Path, repo: Repo, policy: Policy, *, trust: TrustPolicy
             os.rename(staging, dest)  # fails rather than merge into a run that appeared
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        info = {"run_id": opened.run_id, "run_dir": str(dest), "bundle_root": v.bundle_root,
-                "commit": proved.commit if proved else None,
-                "source_archive": opened.source_info(), "trusted": decision.trusted}
+        info = {
+            "run_id": opened.run_id,
+            "run_dir": str(dest),
+            "bundle_root": v.bundle_root,
+            "commit": proved.commit if proved else None,
+            "source_archive": opened.source_info(),
+            "trusted": decision.trusted,
+        }
     record(repo.top, policy, "import", info)
     return info

@@ -30,18 +30,26 @@ def check_commit(opened: Opened, proved: Imported | None) -> None:
     recorded = recorded_commit(opened)
     got = proved.commit if proved is not None else None
     if recorded != got:
-        raise invalid("GIT_OBJECTS", f"the archive's objects give commit {got}, TASK_SPEC "
-                      f"records {recorded}")
+        raise invalid(
+            "GIT_OBJECTS", f"the archive's objects give commit {got}, TASK_SPEC records {recorded}"
+        )
 
 
 def _refused(path: Path, exc: CatalyticError) -> dict[str, Any]:
-    return {"archive": str(path), "run_dir": str(path), "run_id": None, "valid": False,
-            "trusted": False, "accepted": False, "code": exc.code.value, "message": exc.message,
-            "error_details": exc.details}
+    return {
+        "archive": str(path),
+        "run_dir": str(path),
+        "run_id": None,
+        "valid": False,
+        "trusted": False,
+        "accepted": False,
+        "code": exc.code.value,
+        "message": exc.message,
+        "error_details": exc.details,
+    }
 
 
-def verify_archives(paths: list[Path], *, trust: TrustPolicy, limits: Limits
-                    ) -> dict[str, Any]:
+def verify_archives(paths: list[Path], *, trust: TrustPolicy, limits: Limits) -> dict[str, Any]:
     """One row per archive, as `verify_report` gives for run directories; an archive refused
     by the reader is a row with ARCHIVE_INVALID."""
     rows: list[dict[str, Any]] = []
@@ -49,13 +57,17 @@ def verify_archives(paths: list[Path], *, trust: TrustPolicy, limits: Limits
         try:
             with opened_archive(path, limits) as (opened, proved):
                 check_commit(opened, proved)
-                rep = verify_report([opened.run_dir], chain=False,
-                                    project_root=opened.project_root, trust=trust)
+                rep = verify_report(
+                    [opened.run_dir], chain=False, project_root=opened.project_root, trust=trust
+                )
                 for row in rep["results"]:
-                    row.update(archive=str(path), run_dir=str(path),
-                               source_archive=opened.source_info(),
-                               commit=proved.commit if proved else None,
-                               tree=proved.tree if proved else None)
+                    row.update(
+                        archive=str(path),
+                        run_dir=str(path),
+                        source_archive=opened.source_info(),
+                        commit=proved.commit if proved else None,
+                        tree=proved.tree if proved else None,
+                    )
                     rows.append(row)
         except CatalyticError as exc:
             rows.append(_refused(path, exc))

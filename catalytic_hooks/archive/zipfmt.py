@@ -51,8 +51,12 @@ _END = struct.Struct("<IHHHHIIH")
 
 def invalid(reason: str, message: str, **details: object) -> CatalyticError:
     """The one error of a refused archive: `details.reason` names the class."""
-    return CatalyticError(ErrorCode.ARCHIVE_INVALID, f"archive refused ({reason}): {message}",
-                          reason=reason, **details)
+    return CatalyticError(
+        ErrorCode.ARCHIVE_INVALID,
+        f"archive refused ({reason}): {message}",
+        reason=reason,
+        **details,
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class Entry:
 
 # -- writing ----------------------------------------------------------------------------------
 
+
 class ZipWriter:
     """Writes a canonical zip to a seekable file: each local header is written first with the
     size and CRC left open and patched once the data has streamed through (so an entry is read
@@ -94,8 +99,22 @@ class ZipWriter:
         self.pos = 0
 
     def _local(self, name: bytes, crc: int, size: int) -> bytes:
-        return _LOCAL.pack(LOCAL_SIG, VERSION_NEEDED, FLAGS, 0, DOS_TIME, DOS_DATE, crc, size,
-                           size, len(name), 0) + name
+        return (
+            _LOCAL.pack(
+                LOCAL_SIG,
+                VERSION_NEEDED,
+                FLAGS,
+                0,
+                DOS_TIME,
+                DOS_DATE,
+                crc,
+                size,
+                size,
+                len(name),
+                0,
+            )
+            + name
+        )
 
     def begin(self, name: str) -> None:
         raw = name.encode()
@@ -114,8 +133,10 @@ class ZipWriter:
     def end(self) -> Entry:
         name, offset = self._open
         if self._size > MAX_U32 or self.pos > MAX_U32:
-            raise CatalyticError(ErrorCode.USAGE, "the archive would exceed 4 GiB, the limit of "
-                                 "this format version (no ZIP64)")
+            raise CatalyticError(
+                ErrorCode.USAGE,
+                "the archive would exceed 4 GiB, the limit of this format version (no ZIP64)",
+            )
         self.out.seek(offset)
         self.out.write(self._local(name.encode(), self._crc, self._size))
         self.out.seek(self.pos)
@@ -129,8 +150,10 @@ class ZipWriter:
         raw = name.encode()
         entry = Entry(name, self.pos, len(data), zlib.crc32(data))
         if entry.size > MAX_U32 or self.pos + LOCAL_LEN + len(raw) + len(data) > MAX_U32:
-            raise CatalyticError(ErrorCode.USAGE, "the archive would exceed 4 GiB, the limit of "
-                                 "this format version (no ZIP64)")
+            raise CatalyticError(
+                ErrorCode.USAGE,
+                "the archive would exceed 4 GiB, the limit of this format version (no ZIP64)",
+            )
         self.out.write(self._local(raw, entry.crc, entry.size))
         self.out.write(data)
         self.pos += LOCAL_LEN + len(raw) + len(data)
@@ -142,20 +165,42 @@ class ZipWriter:
         cd_start = self.pos
         for e in self.entries:
             raw = e.name.encode()
-            self.out.write(_CENTRAL.pack(CENTRAL_SIG, VERSION_MADE_BY, VERSION_NEEDED, FLAGS, 0,
-                                         DOS_TIME, DOS_DATE, e.crc, e.size, e.size, len(raw), 0,
-                                         0, 0, 0, EXTERNAL, e.offset) + raw)
+            self.out.write(
+                _CENTRAL.pack(
+                    CENTRAL_SIG,
+                    VERSION_MADE_BY,
+                    VERSION_NEEDED,
+                    FLAGS,
+                    0,
+                    DOS_TIME,
+                    DOS_DATE,
+                    e.crc,
+                    e.size,
+                    e.size,
+                    len(raw),
+                    0,
+                    0,
+                    0,
+                    0,
+                    EXTERNAL,
+                    e.offset,
+                )
+                + raw
+            )
             self.pos += CENTRAL_LEN + len(raw)
         n = len(self.entries)
         if n > 0xFFFE:
-            raise CatalyticError(ErrorCode.USAGE, f"{n} entries: more than this format version "
-                                 "holds (65,534, no ZIP64)")
+            raise CatalyticError(
+                ErrorCode.USAGE,
+                f"{n} entries: more than this format version holds (65,534, no ZIP64)",
+            )
         self.out.write(_END.pack(END_SIG, 0, 0, n, n, self.pos - cd_start, cd_start, 0))
         self.pos += END_LEN
         return self.pos
 
 
 # -- reading ----------------------------------------------------------------------------------
+
 
 def _pread(fd: int, size: int, offset: int) -> bytes:
     out = bytearray()
@@ -181,8 +226,7 @@ def _find_end(fd: int, size: int) -> int:
         return size - END_LEN
     found = tail.rfind(struct.pack("<I", END_SIG))
     if found < 0:
-        raise invalid("TRUNCATED", "no end of central directory record (not a zip, or cut "
-                      "short)")
+        raise invalid("TRUNCATED", "no end of central directory record (not a zip, or cut short)")
     comment = struct.unpack_from("<H", tail, found + 20)[0] if found + END_LEN <= tail_len else 0
     if found + END_LEN + comment == tail_len and comment:
         raise invalid("COMMENT", "the archive has a comment")
@@ -194,10 +238,15 @@ def _check_end(fd: int, end_at: int, limits: Limits) -> tuple[int, int, int]:
     if disk or cd_disk or n_disk != n:
         raise invalid("MULTI_DISK", "a multi-disk (spanned) zip")
     if n > limits.max_entries:
-        raise invalid("TOO_MANY_ENTRIES", f"{n}{'+' if n == 0xFFFF else ''} entries, over the "
-                      f"limit of {limits.max_entries}", entries=n, limit=limits.max_entries)
-    locator = end_at >= 20 and \
-        struct.unpack("<I", _pread(fd, 4, end_at - 20))[0] == ZIP64_LOCATOR_SIG
+        raise invalid(
+            "TOO_MANY_ENTRIES",
+            f"{n}{'+' if n == 0xFFFF else ''} entries, over the limit of {limits.max_entries}",
+            entries=n,
+            limit=limits.max_entries,
+        )
+    locator = (
+        end_at >= 20 and struct.unpack("<I", _pread(fd, 4, end_at - 20))[0] == ZIP64_LOCATOR_SIG
+    )
     if locator or MAX_U32 in (cd_size, cd_off):
         raise invalid("ZIP64", "ZIP64 records (this format version has none)")
     if n == 0:
@@ -227,8 +276,12 @@ def _name_problem(raw: bytes) -> tuple[str, str] | None:
         return "NAME_TRAVERSAL", f"name {name!r} has a '..' component"
     if name.endswith("/"):
         return "DIRECTORY_ENTRY", f"{name!r} is a directory entry"
-    if any(p in ("", ".") for p in parts) or len(raw) > MAX_NAME \
-            or any(len(p.encode()) > 255 for p in parts) or has_git_component(name):
+    if (
+        any(p in ("", ".") for p in parts)
+        or len(raw) > MAX_NAME
+        or any(len(p.encode()) > 255 for p in parts)
+        or has_git_component(name)
+    ):
         return "NAME_UNSAFE", f"name {name!r} is not a safe relative path"
     if unicodedata.normalize("NFC", name) != name:
         return "NAME_NOT_NFC", f"name {name!r} is not in Unicode normal form C"
@@ -242,8 +295,25 @@ def fold(name: str) -> str:
 def _check_central(rec: tuple[int, ...], raw_name: bytes, extra: bytes, limits: Limits) -> None:
     """One central directory record, field by field (the order decides which class a record
     that breaks several rules is refused as)."""
-    (_, made_by, needed, flags, method, time_, date, _crc, csize, usize, _nl, el, cl, disk,
-     internal, external, _off) = rec
+    (
+        _,
+        made_by,
+        needed,
+        flags,
+        method,
+        time_,
+        date,
+        _crc,
+        csize,
+        usize,
+        _nl,
+        el,
+        cl,
+        disk,
+        internal,
+        external,
+        _off,
+    ) = rec
     if flags & 0x41 or method == 99:
         raise invalid("ENCRYPTED", "an encrypted entry")
     if flags & 0x08:
@@ -251,18 +321,28 @@ def _check_central(rec: tuple[int, ...], raw_name: bytes, extra: bytes, limits: 
     if MAX_U32 in (csize, usize):
         declared = _zip64_size(extra)
         if declared is not None and declared > limits.max_entry_bytes:
-            raise invalid("ENTRY_TOO_LARGE", f"an entry declares {declared} bytes, over the "
-                          f"limit of {limits.max_entry_bytes}", declared=declared)
+            raise invalid(
+                "ENTRY_TOO_LARGE",
+                f"an entry declares {declared} bytes, over the limit of {limits.max_entry_bytes}",
+                declared=declared,
+            )
         raise invalid("ZIP64", "ZIP64 entry sizes (this format version has none)")
     if usize > limits.max_entry_bytes:
-        raise invalid("ENTRY_TOO_LARGE", f"an entry declares {usize} bytes, over the limit of "
-                      f"{limits.max_entry_bytes}", declared=usize)
+        raise invalid(
+            "ENTRY_TOO_LARGE",
+            f"an entry declares {usize} bytes, over the limit of {limits.max_entry_bytes}",
+            declared=usize,
+        )
     if method != 0:
         if csize and usize > limits.max_ratio * csize:
-            raise invalid("RATIO", f"an entry declares a compression ratio over "
-                          f"{limits.max_ratio}", ratio=usize // csize)
-        raise invalid("COMPRESSED", f"an entry is compressed (method {method}); archives "
-                      "store every entry")
+            raise invalid(
+                "RATIO",
+                f"an entry declares a compression ratio over {limits.max_ratio}",
+                ratio=usize // csize,
+            )
+        raise invalid(
+            "COMPRESSED", f"an entry is compressed (method {method}); archives store every entry"
+        )
     kind = stat.S_IFMT(external >> 16)
     if kind == stat.S_IFLNK or _has_extra(extra, 0x000D):
         raise invalid("LINK", "a symbolic or hard link entry")
@@ -281,11 +361,15 @@ def _check_central(rec: tuple[int, ...], raw_name: bytes, extra: bytes, limits: 
         raise invalid("MULTI_DISK", "an entry on another disk")
     if csize != usize:
         raise invalid("SIZE_MISMATCH", "a stored entry's sizes differ")
-    for field, got, want in (("flags", flags, FLAGS), ("version_made_by", made_by,
-                             VERSION_MADE_BY), ("version_needed", needed, VERSION_NEEDED),
-                             ("time", time_, DOS_TIME), ("date", date, DOS_DATE),
-                             ("internal_attributes", internal, 0),
-                             ("external_attributes", external, EXTERNAL)):
+    for field, got, want in (
+        ("flags", flags, FLAGS),
+        ("version_made_by", made_by, VERSION_MADE_BY),
+        ("version_needed", needed, VERSION_NEEDED),
+        ("time", time_, DOS_TIME),
+        ("date", date, DOS_DATE),
+        ("internal_attributes", internal, 0),
+        ("external_attributes", external, EXTERNAL),
+    ):
         if got != want:
             raise invalid("NOT_CANONICAL", f"{field} is {got:#x}, not {want:#x}", field=field)
 
@@ -319,24 +403,26 @@ def _read_central(fd: int, n: int, cd_off: int, cd_size: int, limits: Limits) ->
     folded: dict[str, str] = {}
     pos = 0
     for _ in range(n):
-        if pos + CENTRAL_LEN > cd_size or \
-                struct.unpack_from("<I", blob, pos)[0] != CENTRAL_SIG:
+        if pos + CENTRAL_LEN > cd_size or struct.unpack_from("<I", blob, pos)[0] != CENTRAL_SIG:
             raise invalid("CENTRAL_DIRECTORY", "a central directory record is damaged")
         rec = _CENTRAL.unpack_from(blob, pos)
         nl, el, cl = rec[10], rec[11], rec[12]
         end = pos + CENTRAL_LEN + nl + el + cl
         if end > cd_size:
             raise invalid("CENTRAL_DIRECTORY", "a central directory record runs past its end")
-        raw = blob[pos + CENTRAL_LEN:pos + CENTRAL_LEN + nl]
-        _check_central(rec, raw, blob[pos + CENTRAL_LEN + nl:pos + CENTRAL_LEN + nl + el],
-                       limits)
+        raw = blob[pos + CENTRAL_LEN : pos + CENTRAL_LEN + nl]
+        _check_central(rec, raw, blob[pos + CENTRAL_LEN + nl : pos + CENTRAL_LEN + nl + el], limits)
         name = raw.decode()
         if name in seen:
             raise invalid("NAME_DUPLICATE", f"{name!r} appears twice", name=name)
         key = fold(name)
         if key in folded:
-            raise invalid("NAME_COLLISION", f"{name!r} and {folded[key]!r} are the same name "
-                          "after case folding or Unicode normalisation", name=name)
+            raise invalid(
+                "NAME_COLLISION",
+                f"{name!r} and {folded[key]!r} are the same name "
+                "after case folding or Unicode normalisation",
+                name=name,
+            )
         seen[name] = name
         folded[key] = name
         entries.append(Entry(name, rec[16], rec[9], rec[7]))
@@ -349,18 +435,35 @@ def _read_central(fd: int, n: int, cd_off: int, cd_size: int, limits: Limits) ->
 def _check_local(fd: int, e: Entry) -> None:
     head = _pread(fd, LOCAL_LEN + len(e.name.encode()), e.offset)
     if len(head) < LOCAL_LEN or struct.unpack_from("<I", head)[0] != LOCAL_SIG:
-        raise invalid("LOCAL_HEADER_MISMATCH", f"no local header where the central directory "
-                      f"puts {e.name!r}", name=e.name)
+        raise invalid(
+            "LOCAL_HEADER_MISMATCH",
+            f"no local header where the central directory puts {e.name!r}",
+            name=e.name,
+        )
     (_, needed, flags, method, time_, date, crc, csize, usize, nl, el) = _LOCAL.unpack_from(head)
-    want = (VERSION_NEEDED, FLAGS, 0, DOS_TIME, DOS_DATE, e.crc, e.size, e.size,
-            len(e.name.encode()))
-    if (needed, flags, method, time_, date, crc, csize, usize, nl) != want \
-            or head[LOCAL_LEN:] != e.name.encode():
-        raise invalid("LOCAL_HEADER_MISMATCH", f"the local header of {e.name!r} disagrees with "
-                      "the central directory", name=e.name)
+    want = (
+        VERSION_NEEDED,
+        FLAGS,
+        0,
+        DOS_TIME,
+        DOS_DATE,
+        e.crc,
+        e.size,
+        e.size,
+        len(e.name.encode()),
+    )
+    if (needed, flags, method, time_, date, crc, csize, usize, nl) != want or head[
+        LOCAL_LEN:
+    ] != e.name.encode():
+        raise invalid(
+            "LOCAL_HEADER_MISMATCH",
+            f"the local header of {e.name!r} disagrees with the central directory",
+            name=e.name,
+        )
     if el:
-        raise invalid("EXTRA_FIELD", f"the local header of {e.name!r} has an extra field",
-                      name=e.name)
+        raise invalid(
+            "EXTRA_FIELD", f"the local header of {e.name!r} has an extra field", name=e.name
+        )
 
 
 def _check_overlap(entries: list[Entry], cd_off: int) -> None:
@@ -382,8 +485,11 @@ def _check_gaps(entries: list[Entry], cd_off: int) -> None:
     at = 0
     for e in entries:
         if e.offset > at:
-            raise invalid("PREPENDED_DATA" if at == 0 else "GAP", f"{e.offset - at} bytes "
-                          f"before {e.name!r} belong to no entry", name=e.name)
+            raise invalid(
+                "PREPENDED_DATA" if at == 0 else "GAP",
+                f"{e.offset - at} bytes before {e.name!r} belong to no entry",
+                name=e.name,
+            )
         at = e.end
     if at < cd_off:
         raise invalid("GAP", "bytes between the last entry and the central directory")
@@ -397,8 +503,11 @@ def parse(fd: int, size: int, limits: Limits) -> list[Entry]:
     entries = _read_central(fd, n, cd_off, cd_size, limits)
     total = sum(e.size for e in entries)
     if total > limits.max_total_bytes:
-        raise invalid("TOTAL_TOO_LARGE", f"entries declare {total} bytes, over the limit of "
-                      f"{limits.max_total_bytes}", declared=total)
+        raise invalid(
+            "TOTAL_TOO_LARGE",
+            f"entries declare {total} bytes, over the limit of {limits.max_total_bytes}",
+            declared=total,
+        )
     _check_overlap(entries, cd_off)
     for e in entries:
         _check_local(fd, e)

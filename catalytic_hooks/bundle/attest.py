@@ -44,19 +44,21 @@ def _receipt(src: DirSource, name: str) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, CatalyticError) as exc:
-        raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{name}: {exc}", artifact=name
-                             ) from exc
+        raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{name}: {exc}", artifact=name) from exc
     if not isinstance(doc, dict):
-        raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{name} is not a JSON object",
-                             artifact=name)
+        raise CatalyticError(
+            ErrorCode.ARTIFACT_MALFORMED, f"{name} is not a JSON object", artifact=name
+        )
     return doc
 
 
 def _statement(src: DirSource, v: Verified) -> dict[str, Any]:
     """The Statement of a verified bundle, built from the very bytes verification parsed."""
     spec, status = v.task_spec, v.status
-    subjects = [{"name": k, "digest": {"sha256": h.removeprefix("sha256:")}}
-                for k, h in sorted(v.hashes.items())]
+    subjects = [
+        {"name": k, "digest": {"sha256": h.removeprefix("sha256:")}}
+        for k, h in sorted(v.hashes.items())
+    ]
     commit = spec.get("git_commit") if isinstance(spec, dict) else None
     if isinstance(commit, str) and commit:
         subjects.append({"name": "source", "digest": {"gitCommit": commit}})
@@ -77,8 +79,12 @@ def _statement(src: DirSource, v: Verified) -> dict[str, Any]:
         "validator_id": v.validator_id,
         "spectrum_signature": v.docs[SIGNATURE].get("signature"),
     }
-    return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": PREDICATE_TYPE,
-            "predicate": predicate}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": subjects,
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    }
 
 
 def _verified(run_dir: Path, project_root: Path) -> tuple[DirSource, Verified]:
@@ -94,8 +100,11 @@ def statement(run_dir: Path, project_root: Path) -> dict[str, Any]:
 def envelope(stmt: dict[str, Any], signer: Signer) -> dict[str, Any]:
     payload = canonical_bytes(stmt)
     sig = signer.key.sign(pae(PAYLOAD_TYPE, payload))
-    return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
-            "signatures": [{"keyid": signer.validator_id, "sig": base64.b64encode(sig).decode()}]}
+    return {
+        "payloadType": PAYLOAD_TYPE,
+        "payload": base64.b64encode(payload).decode(),
+        "signatures": [{"keyid": signer.validator_id, "sig": base64.b64encode(sig).decode()}],
+    }
 
 
 def load_envelopes(path: Path) -> list[Any]:
@@ -113,8 +122,9 @@ def load_envelopes(path: Path) -> list[Any]:
         raise _fail(ErrorCode.ARTIFACT_MALFORMED, exc.message) from exc
 
 
-def verify_envelope(doc: Any, run_dir: Path, project_root: Path, trust: TrustPolicy
-                    ) -> dict[str, Any]:
+def verify_envelope(
+    doc: Any, run_dir: Path, project_root: Path, trust: TrustPolicy
+) -> dict[str, Any]:
     """1. the envelope's shape; 2. the bundle verifies (outputs on disk included): nothing of
     it, the identity included, is read before that; 3. the envelope is signed by the bundle's
     verified key; 4. that key is trusted; 5. the payload is strict JSON (a duplicate key would
@@ -122,8 +132,12 @@ def verify_envelope(doc: Any, run_dir: Path, project_root: Path, trust: TrustPol
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    if not isinstance(doc, dict) or doc.get("payloadType") != PAYLOAD_TYPE or \
-            not isinstance(doc.get("signatures"), list) or not isinstance(doc.get("payload"), str):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("payloadType") != PAYLOAD_TYPE
+        or not isinstance(doc.get("signatures"), list)
+        or not isinstance(doc.get("payload"), str)
+    ):
         raise _fail(ErrorCode.ARTIFACT_MALFORMED, "not a DSSE envelope of an in-toto payload")
     try:
         payload = base64.b64decode(doc["payload"], validate=True)
@@ -136,8 +150,9 @@ def verify_envelope(doc: Any, run_dir: Path, project_root: Path, trust: TrustPol
         if not isinstance(s, dict) or s.get("keyid") != v.validator_id:
             continue
         try:
-            public.verify(base64.b64decode(str(s.get("sig")), validate=True),
-                          pae(PAYLOAD_TYPE, payload))
+            public.verify(
+                base64.b64decode(str(s.get("sig")), validate=True), pae(PAYLOAD_TYPE, payload)
+            )
             good = True
         except (InvalidSignature, ValueError):
             continue
@@ -152,7 +167,14 @@ def verify_envelope(doc: Any, run_dir: Path, project_root: Path, trust: TrustPol
         raise _fail(ErrorCode.ARTIFACT_MALFORMED, exc.message) from exc
     expected = _statement(src, v)
     if stmt != expected:
-        raise _fail(ErrorCode.HASH_MISMATCH, "its statement does not match the bundle and the "
-                    "files on disk (subjects or predicate differ)")
-    return {"keyid": v.validator_id, "trusted": decision.trusted,
-            "subjects": len(expected["subject"]), "bundle_root": v.bundle_root}
+        raise _fail(
+            ErrorCode.HASH_MISMATCH,
+            "its statement does not match the bundle and the "
+            "files on disk (subjects or predicate differ)",
+        )
+    return {
+        "keyid": v.validator_id,
+        "trusted": decision.trusted,
+        "subjects": len(expected["subject"]),
+        "bundle_root": v.bundle_root,
+    }

@@ -65,20 +65,23 @@ def keygen(path: Path) -> Signer:
     pub_path = path.with_name(path.name + ".pub")
     for p in (path, pub_path):
         if p.exists() or p.is_symlink():
-            raise CatalyticError(ErrorCode.KEY_EXISTS, f"{p} exists; refusing to overwrite a key",
-                                 path=str(p))
+            raise CatalyticError(
+                ErrorCode.KEY_EXISTS, f"{p} exists; refusing to overwrite a key", path=str(p)
+            )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise CatalyticError(ErrorCode.IO_ERROR, f"cannot create {path.parent}: {exc.strerror}"
-                             ) from exc
+        raise CatalyticError(
+            ErrorCode.IO_ERROR, f"cannot create {path.parent}: {exc.strerror}"
+        ) from exc
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     signer = _signer(key)
     try:
         # O_EXCL: never follow or replace something that appeared meanwhile; 0600 from birth.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         try:
             write_all(fd, pem)
             os.fsync(fd)
@@ -91,8 +94,9 @@ def keygen(path: Path) -> Signer:
             os.close(fd)
         fsync_dir(path.parent)
     except FileExistsError as exc:
-        raise CatalyticError(ErrorCode.KEY_EXISTS, f"{exc.filename} appeared; not overwritten"
-                             ) from exc
+        raise CatalyticError(
+            ErrorCode.KEY_EXISTS, f"{exc.filename} appeared; not overwritten"
+        ) from exc
     except OSError as exc:
         raise CatalyticError(ErrorCode.IO_ERROR, f"cannot write key: {exc}") from exc
     return signer
@@ -108,8 +112,9 @@ def load_signer(path: Path) -> Signer:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID,
-                             f"cannot read key {path}: {exc.strerror}", path=str(path)) from exc
+        raise CatalyticError(
+            ErrorCode.SIGNING_KEY_INVALID, f"cannot read key {path}: {exc.strerror}", path=str(path)
+        ) from exc
     pw = os.environ.get(PASSPHRASE_ENV)
     password = pw.encode() if pw else None
     key: Any = None
@@ -121,15 +126,22 @@ def load_signer(path: Path) -> Signer:
         except (ValueError, TypeError) as exc:  # wrong format, or encrypted without passphrase
             errors.append(str(exc))
     if key is None:
-        hint = f" (encrypted? set {PASSPHRASE_ENV})" if b"ENCRYPTED" in data or b"bcrypt" in \
-            data else ""
-        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID,
-                             f"{path} is not a readable Ed25519 private key{hint}",
-                             path=str(path))
+        hint = (
+            f" (encrypted? set {PASSPHRASE_ENV})"
+            if b"ENCRYPTED" in data or b"bcrypt" in data
+            else ""
+        )
+        raise CatalyticError(
+            ErrorCode.SIGNING_KEY_INVALID,
+            f"{path} is not a readable Ed25519 private key{hint}",
+            path=str(path),
+        )
     if not isinstance(key, Ed25519PrivateKey):
-        raise CatalyticError(ErrorCode.SIGNING_KEY_INVALID,
-                             f"{path} is not an Ed25519 key ({type(key).__name__})",
-                             path=str(path))
+        raise CatalyticError(
+            ErrorCode.SIGNING_KEY_INVALID,
+            f"{path} is not an Ed25519 key ({type(key).__name__})",
+            path=str(path),
+        )
     return _signer(key)
 
 
@@ -161,8 +173,10 @@ def _decode_point(raw: bytes) -> tuple[int, int] | str:
 def _double(pt: tuple[int, int]) -> tuple[int, int]:
     x, y = pt
     t = _D * x * x * y * y % _P
-    return ((2 * x * y) * pow(1 + t, _P - 2, _P) % _P,
-            (y * y + x * x) * pow(1 - t, _P - 2, _P) % _P)
+    return (
+        (2 * x * y) * pow(1 + t, _P - 2, _P) % _P,
+        (y * y + x * x) * pow(1 - t, _P - 2, _P) % _P,
+    )
 
 
 def weak_public_key(raw: bytes) -> str | None:

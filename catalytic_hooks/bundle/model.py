@@ -36,8 +36,13 @@ ARTIFACTS = (TASK_SPEC, STATUS, OUTPUT_HASHES, PROOF, IDENTITY, PAYLOAD, SIGNATU
 SIGNING_ARTIFACTS = (IDENTITY, PAYLOAD, SIGNATURE)
 FORBIDDEN = ("logs", "tmp", "transcript.json")
 STORE_DIR = "objects"
-RECEIPTS = ("PRE_DIGEST.json", "POST_DIGEST.json", "PURITY_SCAN.json", "RESTORE_PROOF.json",
-            "RESTORE_UNDO.json")
+RECEIPTS = (
+    "PRE_DIGEST.json",
+    "POST_DIGEST.json",
+    "PURITY_SCAN.json",
+    "RESTORE_PROOF.json",
+    "RESTORE_UNDO.json",
+)
 SIGNING_DOMAIN = b"CAT-DPT-SPECTRUM-04-v1:BUNDLE:"
 
 HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
@@ -46,9 +51,15 @@ SHA256_REF = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 
 
 def bundle_root(task_spec_raw: bytes, status: dict[str, Any], hashes: dict[str, str]) -> str:
-    return sha256_hex(canonical_bytes({
-        "output_hashes": hashes, "status": status, "task_spec_hash": sha256_hex(task_spec_raw),
-    }))
+    return sha256_hex(
+        canonical_bytes(
+            {
+                "output_hashes": hashes,
+                "status": status,
+                "task_spec_hash": sha256_hex(task_spec_raw),
+            }
+        )
+    )
 
 
 def chain_root(bundle_roots: list[str], run_ids: list[str]) -> str:
@@ -146,9 +157,11 @@ class DirSource:
             with os.scandir(self.run_dir) as it:
                 return {e.name: _kind(e.stat(follow_symlinks=False).st_mode) for e in it}
         except OSError as exc:
-            raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"cannot read run directory "
-                                 f"{self.run_dir}: {exc.strerror}", artifact=str(self.run_dir)
-                                 ) from exc
+            raise CatalyticError(
+                ErrorCode.ARTIFACT_MISSING,
+                f"cannot read run directory {self.run_dir}: {exc.strerror}",
+                artifact=str(self.run_dir),
+            ) from exc
 
     def read(self, name: str) -> bytes:
         """An artifact's bytes through the safe reader: a FIFO, a device or a link where an
@@ -192,8 +205,9 @@ class DirSource:
                 # pread, capped: a file that grows after the fstat is never read whole here
                 lfs = pointer_oid(os.pread(fd, MAX_POINTER + 1, 0))
                 if lfs is not None and self.hashes.get(key) == "sha256:" + lfs:
-                    return OutputRead(None, "an LFS pointer: its content is not here (run "
-                                      "`git lfs pull`)")
+                    return OutputRead(
+                        None, "an LFS pointer: its content is not here (run `git lfs pull`)"
+                    )
             return OutputRead(sha256_fd(fd), in_store=base == self.run_dir)
         finally:
             os.close(fd)
@@ -213,8 +227,10 @@ class GitSource:
 
     def _entries_raw(self) -> dict[str, tuple[str, str]]:
         if self._listing is None:
-            self._listing = {name: (e.mode, e.oid) for name, e in
-                             children_at(self.repo, self.commit, self.run_path).items()}
+            self._listing = {
+                name: (e.mode, e.oid)
+                for name, e in children_at(self.repo, self.commit, self.run_path).items()
+            }
         return self._listing
 
     def entries(self) -> dict[str, str]:

@@ -15,8 +15,9 @@ from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.provenance.chronicle import record_for
 
 
-def _verify_all(sources: list[DirSource], chain: bool, report: dict[str, Any]
-                ) -> tuple[list[DirSource], list[Verified | CatalyticError]]:
+def _verify_all(
+    sources: list[DirSource], chain: bool, report: dict[str, Any]
+) -> tuple[list[DirSource], list[Verified | CatalyticError]]:
     if not chain:
         verified: list[Verified | CatalyticError] = []
         for s in sources:
@@ -28,8 +29,7 @@ def _verify_all(sources: list[DirSource], chain: bool, report: dict[str, Any]
     try:
         cv = verify_chain(list(sources))
     except CatalyticError as exc:
-        report.update(ok=False, code=exc.code.value, message=exc.message,
-                      error_details=exc.details)
+        report.update(ok=False, code=exc.code.value, message=exc.message, error_details=exc.details)
         failed = [s for s in sources if s.run_id == exc.details.get("run_id")] or sources[:1]
         return failed, [exc]
     report["chain_root"] = cv.chain_root
@@ -39,18 +39,32 @@ def _verify_all(sources: list[DirSource], chain: bool, report: dict[str, Any]
 def _row(s: DirSource, v: Verified | CatalyticError, trust: TrustPolicy) -> dict[str, Any]:
     row: dict[str, Any] = {"run_dir": s.label, "run_id": s.run_id}
     if isinstance(v, CatalyticError):
-        row.update(valid=False, trusted=False, accepted=False, code=v.code.value,
-                   message=v.message, error_details=v.details)
+        row.update(
+            valid=False,
+            trusted=False,
+            accepted=False,
+            code=v.code.value,
+            message=v.message,
+            error_details=v.details,
+        )
         return row
     d = trust.decide(v.validator_id)
-    row.update(valid=True, trusted=d.trusted, accepted=d.accepted, trust=d.reason,
-               validator_id=v.validator_id, bundle_root=v.bundle_root,
-               proof_covered=v.proof_covered, code="PASS" if d.trusted else "UNTRUSTED")
+    row.update(
+        valid=True,
+        trusted=d.trusted,
+        accepted=d.accepted,
+        trust=d.reason,
+        validator_id=v.validator_id,
+        bundle_root=v.bundle_root,
+        proof_covered=v.proof_covered,
+        code="PASS" if d.trusted else "UNTRUSTED",
+    )
     return row
 
 
-def verify_report(run_dirs: list[Path], *, chain: bool, project_root: Path | None,
-                  trust: TrustPolicy) -> dict[str, Any]:
+def verify_report(
+    run_dirs: list[Path], *, chain: bool, project_root: Path | None, trust: TrustPolicy
+) -> dict[str, Any]:
     dirs = [d.resolve() for d in run_dirs]
     sources = [DirSource(d, project_root_for(d, project_root)) for d in dirs]
     report: dict[str, Any] = {"results": [], "chain_root": None}
@@ -67,7 +81,13 @@ def verify_report(run_dirs: list[Path], *, chain: bool, project_root: Path | Non
         else:
             report.update(ok=True, code="PASS")
     if dirs:
-        record_for(dirs[0].parent, "verify", {
-            "run_ids": [r["run_id"] for r in report["results"]], "ok": report["ok"],
-            "code": report["code"]})
+        record_for(
+            dirs[0].parent,
+            "verify",
+            {
+                "run_ids": [r["run_id"] for r in report["results"]],
+                "ok": report["ok"],
+                "code": report["code"],
+            },
+        )
     return report

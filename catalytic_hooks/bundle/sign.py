@@ -33,34 +33,45 @@ def compute_root(run_dir: Path) -> str:
         try:
             return read_beneath(run_dir, name)
         except FileNotFoundError as exc:
-            raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{run_dir}/{exc}",
-                                 artifact=name) from exc
+            raise CatalyticError(
+                ErrorCode.ARTIFACT_MISSING, f"{run_dir}/{exc}", artifact=name
+            ) from exc
         except OSError as exc:
-            raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{run_dir}/{exc}",
-                                 artifact=name) from exc
+            raise CatalyticError(
+                ErrorCode.ARTIFACT_MALFORMED, f"{run_dir}/{exc}", artifact=name
+            ) from exc
 
     task_raw = read(TASK_SPEC)
     loads_strict(task_raw, what=TASK_SPEC)
     status = loads_strict(read(STATUS), what=STATUS)
     hashes_doc = loads_strict(read(OUTPUT_HASHES), what=OUTPUT_HASHES)
-    if not isinstance(status, dict) or not isinstance(hashes_doc, dict) \
-            or not isinstance(hashes_doc.get("hashes"), dict):
+    if (
+        not isinstance(status, dict)
+        or not isinstance(hashes_doc, dict)
+        or not isinstance(hashes_doc.get("hashes"), dict)
+    ):
         raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, "STATUS/OUTPUT_HASHES are malformed")
     return bundle_root(task_raw, status, hashes_doc["hashes"])
 
 
-def sign_run_dir(run_dir: Path, signer: Signer, *, force: bool = False,
-                 signed_at: str | None = None) -> dict[str, Any]:
+def sign_run_dir(
+    run_dir: Path, signer: Signer, *, force: bool = False, signed_at: str | None = None
+) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{run_dir} is not a run directory")
     present = [n for n in SIGNING_ARTIFACTS if (run_dir / n).exists()]
     if present and not force:
-        raise CatalyticError(ErrorCode.ALREADY_SIGNED, f"{run_dir} is already signed "
-                             f"({', '.join(present)}); use --force to re-sign",
-                             run_dir=str(run_dir))
+        raise CatalyticError(
+            ErrorCode.ALREADY_SIGNED,
+            f"{run_dir} is already signed ({', '.join(present)}); use --force to re-sign",
+            run_dir=str(run_dir),
+        )
     root = compute_root(run_dir)
-    identity = {"algorithm": "ed25519", "public_key": signer.public_hex,
-                "validator_id": signer.validator_id}
+    identity = {
+        "algorithm": "ed25519",
+        "public_key": signer.public_hex,
+        "validator_id": signer.validator_id,
+    }
     payload = {"bundle_root": root, "decision": "ACCEPT", "validator_id": signer.validator_id}
     signature = {
         "payload_type": "BUNDLE",

@@ -34,10 +34,15 @@ def sign(signer: Signer, message: bytes, namespace: str = NAMESPACE) -> str:
     digest = hashlib.sha512(message).digest()
     signed = _MAGIC + _string(ns) + _string(b"") + _string(hash_alg) + _string(digest)
     signature = signer.key.sign(signed)
-    blob = (_MAGIC + (1).to_bytes(4, "big") + _string(public_blob(signer.public_hex))
-            + _string(ns) + _string(b"") + _string(hash_alg)
-            + _string(_string(_KEY_TYPE) + _string(signature)))
+    blob = (
+        _MAGIC
+        + (1).to_bytes(4, "big")
+        + _string(public_blob(signer.public_hex))
+        + _string(ns)
+        + _string(b"")
+        + _string(hash_alg)
+        + _string(_string(_KEY_TYPE) + _string(signature))
+    )
     text = base64.b64encode(blob).decode()
-    lines = [text[i:i + 70] for i in range(0, len(text), 70)]
-    return "-----BEGIN SSH SIGNATURE-----\n" + "\n".join(lines) + \
-        "\n-----END SSH SIGNATURE-----\n"
+    lines = [text[i : i + 70] for i in range(0, len(text), 70)]
+    return "-----BEGIN SSH SIGNATURE-----\n" + "\n".join(lines) + "\n-----END SSH SIGNATURE-----\n"

@@ -29,9 +29,11 @@ from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.fs.untrusted import read_beneath, read_named
 
 DEFAULT_FILE = DEFAULT_TRUST_FILE
-HEADER = ("# catalytic trusted validators, an OpenSSH allowed_signers file:\n"
-          "# <name> namespaces=\"catalytic,git\"[,valid-after=\"DATE\"][,valid-before=\"DATE\"] "
-          "ssh-ed25519 <base64>\n")
+HEADER = (
+    "# catalytic trusted validators, an OpenSSH allowed_signers file:\n"
+    '# <name> namespaces="catalytic,git"[,valid-after="DATE"][,valid-before="DATE"] '
+    "ssh-ed25519 <base64>\n"
+)
 _KEY_START = ("ssh-ed25519", "ed25519:", "id:")
 MAX_TRUST_FILE = 16 * 1024 * 1024
 
@@ -91,8 +93,16 @@ def ssh_key_text(key_text: str) -> str:
 
 
 def parse_date(text: str) -> datetime:
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d", "%Y%m%d", "%Y%m%d%H%M%SZ", "%Y%m%d%H%M%S",
-                "%Y%m%d%H%MZ", "%Y%m%d%H%M", "%Y%m%dZ"):
+    for fmt in (
+        "%Y-%m-%dT%H:%M:%SZ",
+        "%Y-%m-%d",
+        "%Y%m%d",
+        "%Y%m%d%H%M%SZ",
+        "%Y%m%d%H%M%S",
+        "%Y%m%d%H%MZ",
+        "%Y%m%d%H%M",
+        "%Y%m%dZ",
+    ):
         try:
             return datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
@@ -181,17 +191,23 @@ def _parse_line(line: str, where: str) -> Validator:
             raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: unknown option {opt!r}")
     unknown = set(opts) - {"valid-after", "valid-before", "namespaces", "cert-authority"}
     if unknown or "cert-authority" in opts:
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: unsupported option "
-                             f"{sorted(unknown or {'cert-authority'})[0]!r}")
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID,
+            f"{where}: unsupported option {sorted(unknown or {'cert-authority'})[0]!r}",
+        )
     try:
         vid = validator_id_of_key(key_text)
     except CatalyticError as exc:
         raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: {exc.message}") from exc
-    ns = tuple(n.strip() for n in opts["namespaces"].split(",")) if "namespaces" in opts \
-        else None
-    return Validator(name, vid, key_text,
-                     parse_date(opts["valid-after"]) if "valid-after" in opts else None,
-                     parse_date(opts["valid-before"]) if "valid-before" in opts else None, ns)
+    ns = tuple(n.strip() for n in opts["namespaces"].split(",")) if "namespaces" in opts else None
+    return Validator(
+        name,
+        vid,
+        key_text,
+        parse_date(opts["valid-after"]) if "valid-after" in opts else None,
+        parse_date(opts["valid-before"]) if "valid-before" in opts else None,
+        ns,
+    )
 
 
 def parse(text: str, source: str = "trusted validators") -> list[Validator]:
@@ -212,9 +228,12 @@ def migrate(text: str, source: str) -> str:
             continue
         v = _parse_line(raw.strip(), f"{source}:{n}")
         if v.key_text.startswith("id:"):
-            raise CatalyticError(ErrorCode.USAGE, f"{source}:{n}: {v.name!r} is trusted by "
-                                 "validator id only; OpenSSH needs its public key: replace it "
-                                 "with `catalytic trust add NAME KEY.pub`")
+            raise CatalyticError(
+                ErrorCode.USAGE,
+                f"{source}:{n}: {v.name!r} is trusted by "
+                "validator id only; OpenSSH needs its public key: replace it "
+                "with `catalytic trust add NAME KEY.pub`",
+            )
         out.append(v.line())
     return "\n".join(out) + "\n"
 
@@ -224,22 +243,25 @@ class TrustSet:
     validators: list[Validator]
     source: str
 
-    def signer(self, validator_id: str, namespace: str = "catalytic"
-               ) -> tuple[Validator | None, str]:
+    def signer(
+        self, validator_id: str, namespace: str = "catalytic"
+    ) -> tuple[Validator | None, str]:
         """The line that makes this key a signer for `namespace` now (None: no line does), and
         why. Only lines holding this very key count: another key under the same name (a
         rotation) vouches for nothing this key signed. The clock is the verifier's, so no caller
         can pass a time the signer chose."""
         when = now()
-        known = [v for v in self.validators if v.validator_id == validator_id and
-                 v.allows(namespace)]
+        known = [
+            v for v in self.validators if v.validator_id == validator_id and v.allows(namespace)
+        ]
         if not known:
             return None, f"validator {validator_id[:16]}… is not in {self.source}"
         for v in known:
             if v.valid_at(when):
                 return v, f"trusted as {v.name!r} ({self.source})"
-        return None, (f"validator {known[0].name!r} (key {validator_id[:16]}…) is outside its "
-                      "validity window")
+        return None, (
+            f"validator {known[0].name!r} (key {validator_id[:16]}…) is outside its validity window"
+        )
 
     def lookup(self, validator_id: str) -> tuple[bool, str]:
         """(trusted for bundles now, why)."""
@@ -266,14 +288,14 @@ def load_trust(policy: Policy, root: Path) -> TrustSet:
     # The safe reader: the file comes with the repository (a clone), so it may be a link to
     # /dev/zero or a FIFO; neither is followed or read, and the anchor then trusts nobody.
     try:
-        data: bytes | None = read_beneath(root, policy.trust_path or DEFAULT_FILE,
-                                          MAX_TRUST_FILE)
+        data: bytes | None = read_beneath(root, policy.trust_path or DEFAULT_FILE, MAX_TRUST_FILE)
     except FileNotFoundError:
         data = None
     except OSError as exc:
         raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read {path}: {exc}") from exc
-    return trust_from_bytes(policy, data, str(path.relative_to(root))
-                            if path.is_relative_to(root) else str(path))
+    return trust_from_bytes(
+        policy, data, str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    )
 
 
 def trust_from_bytes(policy: Policy, data: bytes | None, label: str) -> TrustSet:
@@ -281,8 +303,10 @@ def trust_from_bytes(policy: Policy, data: bytes | None, label: str) -> TrustSet
     were read (the working tree, or a commit's tree for the hooks)."""
     tv = policy.trusted_validators
     if isinstance(tv, tuple):
-        return TrustSet([Validator(f"id{i}", v, f"id:{v}") for i, v in enumerate(tv)],
-                        "the policy's trusted_validators list")
+        return TrustSet(
+            [Validator(f"id{i}", v, f"id:{v}") for i, v in enumerate(tv)],
+            "the policy's trusted_validators list",
+        )
     name = label.rsplit("/", 1)[-1] or DEFAULT_FILE
     if data is None:
         return TrustSet([], f"{name} (absent)")
@@ -309,8 +333,9 @@ def add(path: Path, v: Validator) -> None:
     existing = HEADER if existing is None else existing
     current = parse(existing, str(path))
     if any(x.name == v.name or x.validator_id == v.validator_id for x in current):
-        raise CatalyticError(ErrorCode.USAGE, f"{v.name!r} or its key is already trusted; "
-                             "remove it first")
+        raise CatalyticError(
+            ErrorCode.USAGE, f"{v.name!r} or its key is already trusted; remove it first"
+        )
     if existing and not existing.endswith("\n"):
         existing += "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -336,23 +361,32 @@ def remove(path: Path, name_or_id: str) -> int:
 
 # -- what `trust add|remove|migrate` do to a repository's file ---------------------------------
 
+
 def editable_trust_file(policy: Policy, root: Path) -> Path:
     """The file `trust add|remove|migrate` edit; an inline list is edited in the configuration."""
     if isinstance(policy.trusted_validators, tuple):
-        raise CatalyticError(ErrorCode.USAGE, "trusted_validators is an inline list in the "
-                             "configuration; edit it there (or point it at a file)")
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            "trusted_validators is an inline list in the "
+            "configuration; edit it there (or point it at a file)",
+        )
     return trust_file(policy, root)
 
 
-def trust_validator(path: Path, name: str, key: str, valid_after: str | None,
-                    valid_before: str | None) -> Validator:
+def trust_validator(
+    path: Path, name: str, key: str, valid_after: str | None, valid_before: str | None
+) -> Validator:
     """Add a validator to the file at `path` (`key` as `trust add` takes it)."""
     text = key_text_of(key)
     if any(c.isspace() for c in name) or not name:
         raise CatalyticError(ErrorCode.USAGE, "the name must be one word")
-    v = Validator(name, validator_id_of_key(text), text,
-                  parse_date(valid_after) if valid_after else None,
-                  parse_date(valid_before) if valid_before else None)
+    v = Validator(
+        name,
+        validator_id_of_key(text),
+        text,
+        parse_date(valid_after) if valid_after else None,
+        parse_date(valid_before) if valid_before else None,
+    )
     add(path, v)
     return v
 
@@ -378,6 +412,7 @@ def migrate_file(path: Path) -> bool:
 
 # -- the one place where "do we act on this signer?" is decided -------------------------------
 
+
 @dataclass(frozen=True)
 class TrustDecision:
     accepted: bool  # act on the bundle (restore, replay, push, exit 0 for verify)
@@ -402,8 +437,7 @@ class UnsafeAnySignerPolicy(TrustPolicy):
 
     def decide(self, validator_id: str) -> TrustDecision:
         ok, why = self.anchor.lookup(validator_id)
-        return TrustDecision(True, ok, why if ok else f"{why}; accepted anyway "
-                             "(--allow-untrusted)")
+        return TrustDecision(True, ok, why if ok else f"{why}; accepted anyway (--allow-untrusted)")
 
 
 def trust_policy(anchor: TrustSet, *, allow_untrusted: bool) -> TrustPolicy:
@@ -426,8 +460,9 @@ def load_trust_file(path: Path) -> TrustSet:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read trust file {path}: {exc}"
-                             ) from exc
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"cannot read trust file {path}: {exc}"
+        ) from exc
     return TrustSet(parse(text, str(path)), str(path))
 
 

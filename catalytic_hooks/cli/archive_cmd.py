@@ -15,9 +15,11 @@ from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.policy import Policy, load_policy
 from catalytic_hooks.git.repo import Repo
 
-archive_app = typer.Typer(help="Portable run archives: one file that verifies, restores and "
-                          "replays anywhere.", no_args_is_help=True,
-                          pretty_exceptions_show_locals=False)
+archive_app = typer.Typer(
+    help="Portable run archives: one file that verifies, restores and replays anywhere.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 
 def is_archive(path: Path) -> bool:
@@ -41,13 +43,26 @@ def caller_limits() -> Any:
 @archive_app.command("create")
 def create(
     run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="The archive file "
-                      "(default: <archive_dir>/<run_id>.catalytic.zip in a repository, else "
-                      "./<run_id>.catalytic.zip).")] = None,
-    history: Annotated[bool, typer.Option("--history", help="Also carry the commit's "
-                       "ancestry.")] = False,
-    project_root: Annotated[Path | None, typer.Option("--project-root", help="Where outputs "
-                            "live (default: the repository of the run directory).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="The archive file "
+            "(default: <archive_dir>/<run_id>.catalytic.zip in a repository, else "
+            "./<run_id>.catalytic.zip).",
+        ),
+    ] = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="Also carry the commit's ancestry.")
+    ] = False,
+    project_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-root",
+            help="Where outputs live (default: the repository of the run directory).",
+        ),
+    ] = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Write one deterministic archive of a run: bundle, outputs, commit objects, BagIt and
@@ -60,9 +75,16 @@ def create(
             base = repo.top / load_policy(repo.top).archive_dir if repo else Path.cwd()
             output = default_output(run_dir.resolve().name, base)
         info = create_archive(run_dir, output, history=history, project_root=project_root)
-        result(json_mode, True, "OK", info, lambda: say(
-            f"archived {info['run_id']} to {info['archive']} ({info['size']} bytes, "
-            f"{info['entries']} entries, {info['git_objects']} git objects)"))
+        result(
+            json_mode,
+            True,
+            "OK",
+            info,
+            lambda: say(
+                f"archived {info['run_id']} to {info['archive']} ({info['size']} bytes, "
+                f"{info['entries']} entries, {info['git_objects']} git objects)"
+            ),
+        )
 
 
 @archive_app.command("show")
@@ -79,8 +101,10 @@ def show_cmd(
 
         def human() -> None:
             m = doc["manifest"]
-            say(f"{archive}: run {m['run_id']}, commit {m['commit']} ({m['object_format']}), "
-                f"history {'yes' if m['history'] else 'no'}")
+            say(
+                f"{archive}: run {m['run_id']}, commit {m['commit']} ({m['object_format']}), "
+                f"history {'yes' if m['history'] else 'no'}"
+            )
             say(f"  sha256 {doc['sha256']}, {doc['size']} bytes, {len(m['entries'])} entries")
             say(f"  bundle root {m['bundle_root']}, signed by validator {m['validator_id']}")
             for e in m["entries"]:
@@ -91,8 +115,12 @@ def show_cmd(
 
 @archive_app.command("list")
 def list_cmd(
-    directory: Annotated[Path | None, typer.Argument(help="The store (default: the "
-                         "repository's archive_dir, else the current directory).")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The store (default: the repository's archive_dir, else the current directory)."
+        ),
+    ] = None,
     trust_file: TrustFileOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -103,16 +131,20 @@ def list_cmd(
         here = caller()
         if directory is None:
             directory = here[0] / here[1].archive_dir if here else Path.cwd()
-        doc = list_store(directory, trust=trust_policy(caller_anchor(trust_file),
-                                                       allow_untrusted=False),
-                         limits=caller_limits())
+        doc = list_store(
+            directory,
+            trust=trust_policy(caller_anchor(trust_file), allow_untrusted=False),
+            limits=caller_limits(),
+        )
 
         def human() -> None:
             for r in doc["archives"]:
                 if r["valid"]:
-                    say(f"{r['archive']}: {r['run_id']} commit {(r['commit'] or '-')[:12]} "
+                    say(
+                        f"{r['archive']}: {r['run_id']} commit {(r['commit'] or '-')[:12]} "
                         f"signer {r['signer'][:16]}… {r['size']} bytes sha256 "
-                        f"{r['sha256'][:16]}… {'verified' if r['verified'] else 'UNTRUSTED'}")
+                        f"{r['sha256'][:16]}… {'verified' if r['verified'] else 'UNTRUSTED'}"
+                    )
                 else:
                     say(f"{r['archive']}: NOT VERIFIED {r['code']}: {r.get('message')}")
             if not doc["archives"]:
@@ -136,8 +168,19 @@ def import_cmd(
     with handled(json_mode):
         repo = open_repo(None)
         policy = load_policy(repo.top)
-        info = import_archive(archive, repo, policy, limits=limits_for(policy),
-                              trust=trust_policy(caller_anchor(trust_file),
-                                                 allow_untrusted=allow_untrusted))
-        result(json_mode, True, "OK", info, lambda: say(
-            f"imported {info['run_id']} into {info['run_dir']} (commit {info['commit']})"))
+        info = import_archive(
+            archive,
+            repo,
+            policy,
+            limits=limits_for(policy),
+            trust=trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted),
+        )
+        result(
+            json_mode,
+            True,
+            "OK",
+            info,
+            lambda: say(
+                f"imported {info['run_id']} into {info['run_dir']} (commit {info['commit']})"
+            ),
+        )

@@ -15,44 +15,81 @@ from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import load_policy
 
-KeyOpt = Annotated[Path, typer.Option("--key", help="Ed25519 private key (from `catalytic "
-                                      "keygen`, or an OpenSSH ed25519 key).")]
+KeyOpt = Annotated[
+    Path,
+    typer.Option(
+        "--key", help="Ed25519 private key (from `catalytic keygen`, or an OpenSSH ed25519 key)."
+    ),
+]
 
 
 def run(
     run_id: Annotated[str, typer.Option("--run-id", help="Name of the run directory.")],
     command: Annotated[list[str] | None, typer.Argument(help="The command, after `--`.")] = None,
-    restore: Annotated[bool, typer.Option("--restore", help="Snapshot protected state and undo "
-                                          "every non-durable mutation afterwards.")] = False,
-    pack: Annotated[bool, typer.Option("--pack", help="Copy outputs into the bundle's content "
-                                       "store.")] = False,
-    sign: Annotated[Path | None, typer.Option("--sign", help="Sign at once with this key.")
-                    ] = None,
-    timeout: Annotated[float | None, typer.Option(help="Kill the command after S seconds.")
-                       ] = None,
-    grace: Annotated[float, typer.Option(help="Seconds a stopped command, and whatever it "
-                     "left running after it exited, get to end before they are killed.")
-                     ] = 5.0,
-    seed: Annotated[int, typer.Option(help="Seed exported as CATALYTIC_SEED/PYTHONHASHSEED.")
-                    ] = 0,
-    metrics: Annotated[list[str] | None, typer.Option("--metrics", help="Declare a metrics "
-                       "JSON file (repository-relative) for replay; repeatable.")] = None,
-    attest: Annotated[bool, typer.Option("--attest", help="With --sign: also write the run's "
-                      "in-toto attestation (attestation.intoto.json).")] = False,
+    restore: Annotated[
+        bool,
+        typer.Option(
+            "--restore",
+            help="Snapshot protected state and undo every non-durable mutation afterwards.",
+        ),
+    ] = False,
+    pack: Annotated[
+        bool, typer.Option("--pack", help="Copy outputs into the bundle's content store.")
+    ] = False,
+    sign: Annotated[Path | None, typer.Option("--sign", help="Sign at once with this key.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Kill the command after S seconds.")] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a stopped command, and whatever it "
+            "left running after it exited, get to end before they are killed."
+        ),
+    ] = 5.0,
+    seed: Annotated[int, typer.Option(help="Seed exported as CATALYTIC_SEED/PYTHONHASHSEED.")] = 0,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics",
+            help="Declare a metrics JSON file (repository-relative) for replay; repeatable.",
+        ),
+    ] = None,
+    attest: Annotated[
+        bool,
+        typer.Option(
+            "--attest",
+            help="With --sign: also write the run's in-toto attestation (attestation.intoto.json).",
+        ),
+    ] = False,
     json_mode: JsonOpt = False,
 ) -> None:
     """Run COMMAND as a catalytic operation and record it as a run bundle."""
     from catalytic_hooks.cli.run_impl import RunArgs, run_run
 
-    run_run(RunArgs(run_id=run_id, command=list(command or []), restore=restore, pack=pack,
-                    sign=sign, timeout=timeout, seed=seed, metrics=list(metrics or []),
-                    attest=attest, json_mode=json_mode, grace=grace))
+    run_run(
+        RunArgs(
+            run_id=run_id,
+            command=list(command or []),
+            restore=restore,
+            pack=pack,
+            sign=sign,
+            timeout=timeout,
+            seed=seed,
+            metrics=list(metrics or []),
+            attest=attest,
+            json_mode=json_mode,
+            grace=grace,
+        )
+    )
 
 
 def keygen(
-    out: Annotated[Path | None, typer.Option("--out", help="Private key path (default: "
-                                             "$XDG_CONFIG_HOME/catalytic/validator_ed25519).")
-                   ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Private key path (default: $XDG_CONFIG_HOME/catalytic/validator_ed25519).",
+        ),
+    ] = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Create an Ed25519 key pair (private key mode 0600, never printed)."""
@@ -62,8 +99,12 @@ def keygen(
     with handled(json_mode):
         path = (out or default_key_path()).expanduser()
         s = make(path)
-        details = {"private_key": str(path), "public_key_file": str(path) + ".pub",
-                   "public_key": s.public_hex, "validator_id": s.validator_id}
+        details = {
+            "private_key": str(path),
+            "public_key_file": str(path) + ".pub",
+            "public_key": s.public_hex,
+            "validator_id": s.validator_id,
+        }
         if json_mode:
             emit_json(envelope(True, "OK", details))
         else:
@@ -94,16 +135,27 @@ def sign(
 
 def verify(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, or archive files.")],
-    chain: Annotated[bool, typer.Option("--chain", help="Verify them as one chain, in order.")
-                     ] = False,
-    project_root: Annotated[Path | None, typer.Option("--project-root", help="Where outputs "
-                            "live (default: the repository containing the run directory).")
-                            ] = None,
-    allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted", help="Exit 0 for a valid "
-                               "bundle whatever its signer.")] = False,
+    chain: Annotated[
+        bool, typer.Option("--chain", help="Verify them as one chain, in order.")
+    ] = False,
+    project_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-root",
+            help="Where outputs live (default: the repository containing the run directory).",
+        ),
+    ] = None,
+    allow_untrusted: Annotated[
+        bool,
+        typer.Option("--allow-untrusted", help="Exit 0 for a valid bundle whatever its signer."),
+    ] = False,
     trust_file: TrustFileOpt = None,
-    attestation: Annotated[Path | None, typer.Option("--attestation", help="Also verify this "
-                           "in-toto attestation (DSSE envelope) of the run.")] = None,
+    attestation: Annotated[
+        Path | None,
+        typer.Option(
+            "--attestation", help="Also verify this in-toto attestation (DSSE envelope) of the run."
+        ),
+    ] = None,
     registry_config: RegistryConfigOpt = None,
     insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
@@ -112,15 +164,25 @@ def verify(
     files and oci:// references too."""
     from catalytic_hooks.cli.registry_cmd import options, resolved
 
-    with handled(json_mode), resolved(run_dirs, options(registry_config, insecure)) as (
-            local, pulled):
-        _verify(local, pulled, chain, project_root, allow_untrusted, trust_file, attestation,
-                json_mode)
+    with (
+        handled(json_mode),
+        resolved(run_dirs, options(registry_config, insecure)) as (local, pulled),
+    ):
+        _verify(
+            local, pulled, chain, project_root, allow_untrusted, trust_file, attestation, json_mode
+        )
 
 
-def _verify(run_dirs: list[Path], pulled: list[dict[str, Any]], chain: bool,
-            project_root: Path | None, allow_untrusted: bool, trust_file: Path | None,
-            attestation: Path | None, json_mode: bool) -> None:
+def _verify(
+    run_dirs: list[Path],
+    pulled: list[dict[str, Any]],
+    chain: bool,
+    project_root: Path | None,
+    allow_untrusted: bool,
+    trust_file: Path | None,
+    attestation: Path | None,
+    json_mode: bool,
+) -> None:
     from catalytic_hooks.bundle.report import verify_report
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
 
@@ -133,8 +195,7 @@ def _verify(run_dirs: list[Path], pulled: list[dict[str, Any]], chain: bool,
     else:
         if attestation is not None:
             _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
-        report = verify_report(run_dirs, chain=chain, project_root=project_root,
-                               trust=trust)
+        report = verify_report(run_dirs, chain=chain, project_root=project_root, trust=trust)
     if pulled:
         from catalytic_hooks.cli.registry_cmd import name_pulled
 
@@ -145,8 +206,10 @@ def _verify(run_dirs: list[Path], pulled: list[dict[str, Any]], chain: bool,
         for r in report["results"]:
             if r["valid"]:
                 trust = "trusted" if r["trusted"] else "UNTRUSTED"
-                say(f"{r['run_dir']}: valid, {trust} ({r['trust']}); bundle_root "
-                    f"{r['bundle_root']}; proof covered: {r['proof_covered']}")
+                say(
+                    f"{r['run_dir']}: valid, {trust} ({r['trust']}); bundle_root "
+                    f"{r['bundle_root']}; proof covered: {r['proof_covered']}"
+                )
             else:
                 say(f"{r['run_dir']}: REJECTED {r['code']}: {r['message']}")
         if report.get("chain_root"):
@@ -155,19 +218,28 @@ def _verify(run_dirs: list[Path], pulled: list[dict[str, Any]], chain: bool,
     result(json_mode, report["ok"], report["code"], report, human)
 
 
-def _verify_archives(run_dirs: list[Path], archives: list[Path], chain: bool,
-                     attestation: Path | None, trust: TrustPolicy) -> dict[str, Any]:
+def _verify_archives(
+    run_dirs: list[Path],
+    archives: list[Path],
+    chain: bool,
+    attestation: Path | None,
+    trust: TrustPolicy,
+) -> dict[str, Any]:
     from catalytic_hooks.archive.verify import verify_archives
     from catalytic_hooks.cli.archive_cmd import caller_limits
 
     if len(archives) != len(run_dirs) or chain:
-        raise CatalyticError(ErrorCode.USAGE, "archive files are verified on their own (not "
-                             "mixed with run directories or as a chain)")
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            "archive files are verified on their own (not "
+            "mixed with run directories or as a chain)",
+        )
     return verify_archives(archives, trust=trust, limits=caller_limits())
 
 
-def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | None,
-                        trust: TrustPolicy, json_mode: bool) -> None:
+def _verify_attestation(
+    path: Path, run_dirs: list[Path], project_root: Path | None, trust: TrustPolicy, json_mode: bool
+) -> None:
     from catalytic_hooks.archive.runs import verify_attestations
     from catalytic_hooks.cli.archive_cmd import caller_limits
 
@@ -175,18 +247,27 @@ def _verify_attestation(path: Path, run_dirs: list[Path], project_root: Path | N
 
     def human() -> None:
         for i in infos:
-            say(f"{i['run_dir']}: valid in-toto attestation by {i['keyid'][:16]}… "
-                f"({'trusted' if i['trusted'] else 'UNTRUSTED'}), {i['subjects']} subject(s)")
+            say(
+                f"{i['run_dir']}: valid in-toto attestation by {i['keyid'][:16]}… "
+                f"({'trusted' if i['trusted'] else 'UNTRUSTED'}), {i['subjects']} subject(s)"
+            )
 
     result(json_mode, True, "PASS", {"attestation": str(path), "results": infos}, human)
 
 
 def attest(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Signed run directories (several: a "
-                        "chain, one envelope per line).")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Signed run directories (several: a chain, one envelope per line)."),
+    ],
     key: Annotated[Path, typer.Option("--sign", help="The validator's private key.")],
-    output: Annotated[Path | None, typer.Option("--output", help="Where to write (default: "
-                      "RUN_DIR/attestation.intoto.json; required for a chain).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="Where to write (default: RUN_DIR/attestation.intoto.json; required for a chain).",
+        ),
+    ] = None,
     project_root: Annotated[Path | None, typer.Option("--project-root")] = None,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -195,12 +276,20 @@ def attest(
         from catalytic_hooks.cli.run_impl import write_attestations
 
         target, n = write_attestations(run_dirs, key, output, project_root)
-        result(json_mode, True, "OK", {"attestation": str(target), "envelopes": n},
-               lambda: say(f"wrote {target} ({n} envelope{'s' if n != 1 else ''})"))
+        result(
+            json_mode,
+            True,
+            "OK",
+            {"attestation": str(target), "envelopes": n},
+            lambda: say(f"wrote {target} ({n} envelope{'s' if n != 1 else ''})"),
+        )
 
 
-trust_app = typer.Typer(help="Manage the repository's trusted validators.",
-                        no_args_is_help=True, pretty_exceptions_show_locals=False)
+trust_app = typer.Typer(
+    help="Manage the repository's trusted validators.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 
 def _trust_target(repo: RepoOpt) -> Path:
@@ -213,8 +302,13 @@ def _trust_target(repo: RepoOpt) -> Path:
 @trust_app.command("add")
 def trust_add(
     name: Annotated[str, typer.Argument(help="A name for the validator.")],
-    key: Annotated[str, typer.Argument(help="A public key file (.pub), `ed25519:<hex>`, "
-                                       "`ssh-ed25519 <base64>` or `id:<validator id>`.")],
+    key: Annotated[
+        str,
+        typer.Argument(
+            help="A public key file (.pub), `ed25519:<hex>`, "
+            "`ssh-ed25519 <base64>` or `id:<validator id>`."
+        ),
+    ],
     valid_after: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     valid_before: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     repo: RepoOpt = None,
@@ -241,8 +335,10 @@ def trust_list(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
     with handled(json_mode):
         r = open_repo(repo)
         ts = load_trust(load_policy(r.top), r.top)
-        rows = [{"name": v.name, "validator_id": v.validator_id, "line": v.line()}
-                for v in ts.validators]
+        rows = [
+            {"name": v.name, "validator_id": v.validator_id, "line": v.line()}
+            for v in ts.validators
+        ]
         if json_mode:
             emit_json(envelope(True, "OK", {"source": ts.source, "validators": rows}))
         else:

@@ -25,17 +25,22 @@ class CheckArgs:
     json_mode: bool = False
 
 
-def _select(r: Repo, staged: bool, rng: tuple[str, str] | None, ci: bool
-            ) -> tuple[list[Finding], dict[str, str], str]:
+def _select(
+    r: Repo, staged: bool, rng: tuple[str, str] | None, ci: bool
+) -> tuple[list[Finding], dict[str, str], str]:
     if ci:
         from catalytic_hooks.enforce.bundles import check_bundles
         from catalytic_hooks.enforce.ci import check_ci, prepare
 
         found = prepare(r)
-        warn(f"catalytic: checking {found.from_ref or '(no base)'}..{found.to_ref} "
-             f"({found.why})")
-        mode = {"mode": "ci", "from_ref": found.from_ref, "to_ref": found.to_ref,
-                "why": found.why, "policy_ref": found.policy_ref or found.from_ref}
+        warn(f"catalytic: checking {found.from_ref or '(no base)'}..{found.to_ref} ({found.why})")
+        mode = {
+            "mode": "ci",
+            "from_ref": found.from_ref,
+            "to_ref": found.to_ref,
+            "why": found.why,
+            "policy_ref": found.policy_ref or found.from_ref,
+        }
         return check_ci(r, found, check_bundles), mode, "push"
     else:
         rng = rng if rng is not None else (None if staged else framework_range())
@@ -51,14 +56,14 @@ def run_check(a: CheckArgs) -> None:
     json_mode = a.json_mode or a.fmt == "json"
     with handled(json_mode):
         if a.fmt not in ("text", "json", "github"):
-            raise CatalyticError(ErrorCode.USAGE, f"--format {a.fmt!r}: choose text, json or "
-                                 "github")
+            raise CatalyticError(
+                ErrorCode.USAGE, f"--format {a.fmt!r}: choose text, json or github"
+            )
         if (a.from_ref is None) != (a.to_ref is None):
             raise CatalyticError(ErrorCode.USAGE, "give both --from-ref and --to-ref")
         if sum((a.staged, a.from_ref is not None, a.ci)) > 1:
             raise CatalyticError(ErrorCode.USAGE, "--staged, a range and --ci are exclusive")
-        rng = (a.from_ref, a.to_ref) if a.from_ref is not None and a.to_ref is not None \
-            else None
+        rng = (a.from_ref, a.to_ref) if a.from_ref is not None and a.to_ref is not None else None
         findings, mode, what = _select(open_repo(a.repo), a.staged, rng, a.ci)
         report = CheckReport(findings, what)
 
@@ -72,5 +77,10 @@ def run_check(a: CheckArgs) -> None:
             else:
                 warn(report.summary("catalytic check ... --json"))
 
-        result(json_mode, report.ok, "PASS" if report.ok else "CHECK_FAILED",
-               {**mode, **report.to_dict()}, human)
+        result(
+            json_mode,
+            report.ok,
+            "PASS" if report.ok else "CHECK_FAILED",
+            {**mode, **report.to_dict()},
+            human,
+        )

@@ -16,29 +16,69 @@ if TYPE_CHECKING:
     from catalytic_hooks.core.policy import Policy
     from catalytic_hooks.environment.build import RebuildOptions
 
-env_app = typer.Typer(help="The environment a run records: show, compare, rebuild, export.",
-                      invoke_without_command=True, pretty_exceptions_show_locals=False)
+env_app = typer.Typer(
+    help="The environment a run records: show, compare, rebuild, export.",
+    invoke_without_command=True,
+    pretty_exceptions_show_locals=False,
+)
 
-OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only the wheelhouses "
-                       "(env_find_links, --find-links); no index is asked.")]
-IndexOpt = Annotated[str | None, typer.Option("--index", help="Primary index (PEP 503 simple "
-                     "URL); default: the policy's env_index, else https://pypi.org/simple.")]
-FallbackOpt = Annotated[list[str] | None, typer.Option("--fallback-index", help="A fallback "
-                        "index, asked in order after the primary (repeatable; replaces the "
-                        "policy's env_fallback_indexes).")]
-FindLinksOpt = Annotated[list[str] | None, typer.Option("--find-links", help="A local "
-                         "wheelhouse directory, asked first (repeatable; added to the policy's "
-                         "env_find_links).")]
-PythonOpt = Annotated[str | None, typer.Option("--python", help="The interpreter to build "
-                      "with (default: searched for the recorded version).")]
-InstallerOpt = Annotated[str | None, typer.Option("--installer", help="uv or pip (default: uv "
-                         "when installed).")]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="Use only the wheelhouses (env_find_links, --find-links); no index is asked.",
+    ),
+]
+IndexOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--index",
+        help="Primary index (PEP 503 simple "
+        "URL); default: the policy's env_index, else https://pypi.org/simple.",
+    ),
+]
+FallbackOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fallback-index",
+        help="A fallback "
+        "index, asked in order after the primary (repeatable; replaces the "
+        "policy's env_fallback_indexes).",
+    ),
+]
+FindLinksOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--find-links",
+        help="A local "
+        "wheelhouse directory, asked first (repeatable; added to the policy's "
+        "env_find_links).",
+    ),
+]
+PythonOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--python",
+        help="The interpreter to build with (default: searched for the recorded version).",
+    ),
+]
+InstallerOpt = Annotated[
+    str | None, typer.Option("--installer", help="uv or pip (default: uv when installed).")
+]
 PYPI = "https://pypi.org/simple"
 
 
-def rebuild_options(top: Path, policy: Policy, *, offline: bool, index: str | None,
-                    fallbacks: list[str] | None, find_links: list[str] | None,
-                    python: str | None, installer: str | None) -> RebuildOptions:
+def rebuild_options(
+    top: Path,
+    policy: Policy,
+    *,
+    offline: bool,
+    index: str | None,
+    fallbacks: list[str] | None,
+    find_links: list[str] | None,
+    python: str | None,
+    installer: str | None,
+) -> RebuildOptions:
     """The sources of a rebuild: the command line over the policy. Policy paths are relative
     to the repository; command-line ones to the current directory."""
     from catalytic_hooks.environment.build import RebuildOptions
@@ -46,17 +86,23 @@ def rebuild_options(top: Path, policy: Policy, *, offline: bool, index: str | No
     for value in (index, *(fallbacks or []), *(find_links or []), python or "x"):
         if value is not None and (not value or value.startswith("-")):
             raise CatalyticError(ErrorCode.USAGE, f"{value!r} is not a usable location")
-    links = [str(p if Path(p).is_absolute() or "://" in p else top / p)
-             for p in policy.env_find_links]
+    links = [
+        str(p if Path(p).is_absolute() or "://" in p else top / p) for p in policy.env_find_links
+    ]
     links += [str(Path(p).absolute()) if "://" not in p else p for p in find_links or []]
-    return RebuildOptions(offline=offline, index=index or policy.env_index or PYPI,
-                          fallbacks=list(fallbacks) if fallbacks is not None
-                          else list(policy.env_fallback_indexes),
-                          find_links=links, python=python or None, installer=installer)
+    return RebuildOptions(
+        offline=offline,
+        index=index or policy.env_index or PYPI,
+        fallbacks=list(fallbacks) if fallbacks is not None else list(policy.env_fallback_indexes),
+        find_links=links,
+        python=python or None,
+        installer=installer,
+    )
 
 
-def run_environment(run: Path, trust_file: Path | None, allow_untrusted: bool,
-                    need_trust: bool) -> tuple[Any, str, bool]:
+def run_environment(
+    run: Path, trust_file: Path | None, allow_untrusted: bool, need_trust: bool
+) -> tuple[Any, str, bool]:
     """(TASK_SPEC environment, run id, trusted) of a verified bundle. Rebuilding acts on what
     the bundle says, so it needs a trusted signer (unless --allow-untrusted), as replay does."""
     from catalytic_hooks.bundle.model import DirSource, project_root_for
@@ -75,15 +121,20 @@ def run_environment(run: Path, trust_file: Path | None, allow_untrusted: bool,
     else:
         rd = run.resolve()
         if not rd.is_dir():
-            raise CatalyticError(ErrorCode.USAGE, f"{run} is neither a run directory nor an "
-                                 "archive file")
+            raise CatalyticError(
+                ErrorCode.USAGE, f"{run} is neither a run directory nor an archive file"
+            )
         v = verify_bundle(DirSource(rd, project_root_for(rd, None)))
         name = rd.name
-    decision = trust_policy(caller_anchor(trust_file),
-                            allow_untrusted=allow_untrusted).decide(v.validator_id)
+    decision = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted).decide(
+        v.validator_id
+    )
     if need_trust and not decision.accepted:
-        raise CatalyticError(ErrorCode.UNTRUSTED, f"{run}: untrusted bundle "
-                             f"({decision.reason}); give --allow-untrusted to act on it anyway")
+        raise CatalyticError(
+            ErrorCode.UNTRUSTED,
+            f"{run}: untrusted bundle "
+            f"({decision.reason}); give --allow-untrusted to act on it anyway",
+        )
     spec = v.task_spec if isinstance(v.task_spec, dict) else {}
     return spec.get("environment"), name, decision.accepted
 
@@ -100,8 +151,9 @@ def _repo_policy(repo: Path | None) -> tuple[Path, Policy]:
 @env_app.callback()
 def env(
     ctx: typer.Context,
-    compare: Annotated[Path | None, typer.Option("--compare", help="Compare with a run's "
-                                                 "recorded environment.")] = None,
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="Compare with a run's recorded environment.")
+    ] = None,
     repo: RepoOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -126,31 +178,51 @@ def env(
             spec = recorded_spec(compare)
             recorded = spec.get("environment") if isinstance(spec, dict) else None
             command = spec.get("command") if isinstance(spec, dict) else None
-            if not (isinstance(command, list) and command and isinstance(command[0], str)
-                    and "/" not in command[0]):
+            if not (
+                isinstance(command, list)
+                and command
+                and isinstance(command[0], str)
+                and "/" not in command[0]
+            ):
                 # A path an unverified run names is never executed to ask it anything.
                 command = None
-            locks = recorded_lock_files(recorded) if isinstance(recorded, dict) \
-                else policy.lock_files
-            fp = fingerprint(root, locks, 0, env_python=policy.env_python,
-                             command=command if isinstance(command, list) else None)
+            locks = (
+                recorded_lock_files(recorded) if isinstance(recorded, dict) else policy.lock_files
+            )
+            fp = fingerprint(
+                root,
+                locks,
+                0,
+                env_python=policy.env_python,
+                command=command if isinstance(command, list) else None,
+            )
             details["differences"] = cmp(recorded, fp)
             ok = not details["differences"]
         details["fingerprint"] = fp
 
         def human() -> None:
             py = fp.get("python") or {}
-            say(f"python: {py.get('executable')} ({py.get('implementation')} "
+            say(
+                f"python: {py.get('executable')} ({py.get('implementation')} "
                 f"{py.get('version')}, {py.get('abi')}, {py.get('platform')}; found by "
-                f"{py.get('found_by')})" if py else "python: none found")
+                f"{py.get('found_by')})"
+                if py
+                else "python: none found"
+            )
             say(f"environment_hash: {fp['environment_hash']}")
             say(f"pip_freeze_sha256: {fp['pip_freeze_sha256']}")
             say(f"distributions: {len(fp['distributions'])}")
             sysm = fp["system"]
-            say(f"system: {sysm['distribution'] or sysm['os']} {sysm['os_release']}, "
+            say(
+                f"system: {sysm['distribution'] or sysm['os']} {sysm['os_release']}, "
                 f"{sysm['machine']}, {sysm['libc']}, {sysm['cpu_model']}"
-                + (f", GPU {', '.join(sysm['gpus'])} (driver {sysm['gpu_driver']}, CUDA "
-                   f"{sysm['cuda_version']})" if sysm["gpus"] else ""))
+                + (
+                    f", GPU {', '.join(sysm['gpus'])} (driver {sysm['gpu_driver']}, CUDA "
+                    f"{sysm['cuda_version']})"
+                    if sysm["gpus"]
+                    else ""
+                )
+            )
             for d in details.get("differences", []):
                 say(f"differs: {d['field']}: recorded {d['recorded']} now {d['current']}")
 
@@ -160,8 +232,14 @@ def env(
 @env_app.command("rebuild")
 def rebuild_cmd(
     run: Annotated[Path, typer.Argument(help="The run directory, or an archive file.")],
-    into: Annotated[Path | None, typer.Option("--into", help="A new directory for the "
-                    "environment (default: the cache, $XDG_CACHE_HOME/catalytic/envs).")] = None,
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            "--into",
+            help="A new directory for the "
+            "environment (default: the cache, $XDG_CACHE_HOME/catalytic/envs).",
+        ),
+    ] = None,
     offline: OfflineOpt = False,
     index: IndexOpt = None,
     fallback_index: FallbackOpt = None,
@@ -184,12 +262,22 @@ def rebuild_cmd(
         root, policy = _repo_policy(repo)
         environment, _, _ = run_environment(run, trust_file, allow_untrusted, True)
         if into is None and plan_of(environment).builds:
-            raise CatalyticError(ErrorCode.USAGE, "this environment installs packages from the "
-                                 "repository (editable or directory installs), which the cache "
-                                 "does not keep; give --into DIR")
-        opts = rebuild_options(root, policy, offline=offline, index=index,
-                               fallbacks=fallback_index, find_links=find_links, python=python,
-                               installer=installer)
+            raise CatalyticError(
+                ErrorCode.USAGE,
+                "this environment installs packages from the "
+                "repository (editable or directory installs), which the cache "
+                "does not keep; give --into DIR",
+            )
+        opts = rebuild_options(
+            root,
+            policy,
+            offline=offline,
+            index=index,
+            fallbacks=fallback_index,
+            find_links=find_links,
+            python=python,
+            installer=installer,
+        )
         done = rebuild(environment, replace(opts, into=into, checkout=root))
         done.release()
         details = {**done.report, "venv": str(done.venv), "cached": done.cached}
@@ -199,8 +287,10 @@ def rebuild_cmd(
                 say(f"  {p['name']}=={p['version']}  {p['source']}  {p['file']}  {p['sha256']}")
             for e in done.report["events"]:
                 say(f"  {e['package']}: {e['source']} {e['event']}")
-            say(f"environment {done.report['environment_hash']} "
-                f"{'reused from the cache' if done.cached else 'rebuilt'}: {done.venv}")
+            say(
+                f"environment {done.report['environment_hash']} "
+                f"{'reused from the cache' if done.cached else 'rebuilt'}: {done.venv}"
+            )
 
         result(json_mode, True, "OK", details, human)
 
@@ -208,10 +298,15 @@ def rebuild_cmd(
 @env_app.command("export")
 def export_cmd(
     run: Annotated[Path, typer.Argument(help="The run directory, or an archive file.")],
-    fmt: Annotated[str, typer.Option("--format", help="requirements (hashed; pip and uv "
-                   "install it) or pylock (PEP 751).")] = "requirements",
-    output: Annotated[Path | None, typer.Option("--output", help="Write here instead of "
-                      "stdout.")] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="requirements (hashed; pip and uv install it) or pylock (PEP 751)."
+        ),
+    ] = "requirements",
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write here instead of stdout.")
+    ] = None,
     trust_file: TrustFileOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -226,9 +321,13 @@ def export_cmd(
         text, unhashed = export(environment, fmt, run_id)
         if output is not None:
             atomic_write(output, text.encode())
-        details = {"format": fmt, "output": None if output is None else str(output),
-                   "trusted": trusted, "unhashed": unhashed,
-                   **({"text": text} if output is None else {})}
+        details = {
+            "format": fmt,
+            "output": None if output is None else str(output),
+            "trusted": trusted,
+            "unhashed": unhashed,
+            **({"text": text} if output is None else {}),
+        }
         if json_mode:
             emit_json(envelope(True, "OK", details))
         elif output is None:
@@ -244,7 +343,14 @@ def prune_cmd(json_mode: JsonOpt = False) -> None:
 
     with handled(json_mode):
         details = prune()
-        result(json_mode, True, "OK", details,
-               lambda: say(f"removed {len(details['removed'])} environment(s) from "
-                           f"{details['cache']}" + (f"; {len(details['in_use'])} in use, kept"
-                                                    if details["in_use"] else "")))
+        result(
+            json_mode,
+            True,
+            "OK",
+            details,
+            lambda: say(
+                f"removed {len(details['removed'])} environment(s) from "
+                f"{details['cache']}"
+                + (f"; {len(details['in_use'])} in use, kept" if details["in_use"] else "")
+            ),
+        )

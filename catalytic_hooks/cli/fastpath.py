@@ -65,8 +65,9 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
 _NUMBER = {"int": int, "float": float}
 
 
-def parse_options(argv: Sequence[str], table: dict[str, tuple[str, str]], args: Any,
-                  rest: str | None = None) -> Any | None:
+def parse_options(
+    argv: Sequence[str], table: dict[str, tuple[str, str]], args: Any, rest: str | None = None
+) -> Any | None:
     """Fill `args` from `argv` by `table`; None for anything not recognised exactly. `rest`:
     the field that takes every argument after `--` (the commands with no positional
     arguments have none)."""
@@ -74,7 +75,7 @@ def parse_options(argv: Sequence[str], table: dict[str, tuple[str, str]], args: 
     while i < len(argv):
         token = argv[i]
         if token == "--" and rest is not None:
-            setattr(args, rest, list(argv[i + 1:]))
+            setattr(args, rest, list(argv[i + 1 :]))
             return args
         name, eq, inline = token.partition("=")
         spec = table.get(name)

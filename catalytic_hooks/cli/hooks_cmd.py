@@ -23,17 +23,27 @@ from catalytic_hooks.git.repo import Repo
 
 
 def check(
-    staged: Annotated[bool, typer.Option("--staged", help="The pre-commit check: HEAD vs "
-                                         "index, plus tmp residue.")] = False,
-    from_ref: Annotated[str | None, typer.Option("--from-ref", help="Range start (excluded)."
-                                                 )] = None,
-    to_ref: Annotated[str | None, typer.Option("--to-ref", help="Range end (the pushed tip)."
-                                               )] = None,
-    ci: Annotated[bool, typer.Option("--ci", help="Detect the range a CI job proposes (pull "
-                                     "request base, pushed range, upstream) and check it.")
-                  ] = False,
-    fmt: Annotated[str, typer.Option("--format", help="text, json or github (workflow "
-                                     "annotations).")] = "text",
+    staged: Annotated[
+        bool,
+        typer.Option("--staged", help="The pre-commit check: HEAD vs index, plus tmp residue."),
+    ] = False,
+    from_ref: Annotated[
+        str | None, typer.Option("--from-ref", help="Range start (excluded).")
+    ] = None,
+    to_ref: Annotated[
+        str | None, typer.Option("--to-ref", help="Range end (the pushed tip).")
+    ] = None,
+    ci: Annotated[
+        bool,
+        typer.Option(
+            "--ci",
+            help="Detect the range a CI job proposes (pull "
+            "request base, pushed range, upstream) and check it.",
+        ),
+    ] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="text, json or github (workflow annotations).")
+    ] = "text",
     repo: RepoOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -42,11 +52,11 @@ def check(
 
 
 def hook(
-    hook_type: Annotated[str, typer.Argument(help="pre-commit, pre-push, pre-receive or "
-                                             "update")],
-    args: Annotated[list[str] | None, typer.Argument(help="What git passes (pre-push: remote "
-                                                     "and URL; update: ref, old, new).")
-                    ] = None,
+    hook_type: Annotated[str, typer.Argument(help="pre-commit, pre-push, pre-receive or update")],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="What git passes (pre-push: remote and URL; update: ref, old, new)."),
+    ] = None,
 ) -> None:
     """The entry point git runs (normally dispatched before this CLI loads)."""
     from catalytic_hooks.enforce.hookmain import main as hook_main
@@ -60,20 +70,39 @@ def _hook_repo(repo: Path | None, server: bool, git_dir: Path | None) -> Repo:
     return open_repo(repo)
 
 
-ServerOpt = Annotated[bool, typer.Option("--server", help="Server-side gate in a bare "
-                                         "repository: pre-receive and post-receive (or "
-                                         "--hook-type update).")]
-GitDirOpt = Annotated[Path | None, typer.Option("--git-dir", help="The (bare) repository "
-                                                "for --server (default: here).")]
+ServerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--server",
+        help="Server-side gate in a bare "
+        "repository: pre-receive and post-receive (or "
+        "--hook-type update).",
+    ),
+]
+GitDirOpt = Annotated[
+    Path | None,
+    typer.Option("--git-dir", help="The (bare) repository for --server (default: here)."),
+]
 
 
 def install_cmd(
-    hook_type: Annotated[list[str] | None, typer.Option("--hook-type", "-t",
-                         help="pre-commit and/or pre-push (default: both); with --server "
-                         "pre-receive and post-receive (default), or update.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a foreign hook, keeping it "
-                                        "chained (run first) as <hook>.catalytic-chained.")
-                     ] = False,
+    hook_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hook-type",
+            "-t",
+            help="pre-commit and/or pre-push (default: both); with --server "
+            "pre-receive and post-receive (default), or update.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a foreign hook, keeping it "
+            "chained (run first) as <hook>.catalytic-chained.",
+        ),
+    ] = False,
     server: ServerOpt = False,
     git_dir: GitDirOpt = None,
     repo: RepoOpt = None,
@@ -101,8 +130,10 @@ def uninstall_cmd(
     """Remove the hooks catalytic installed (and only those)."""
     with handled(json_mode):
         bare = server or git_dir is not None
-        results = uninstall(_hook_repo(repo, server, git_dir),
-                            list(hook_type or (SERVER_HOOK_TYPES if bare else HOOK_TYPES)))
+        results = uninstall(
+            _hook_repo(repo, server, git_dir),
+            list(hook_type or (SERVER_HOOK_TYPES if bare else HOOK_TYPES)),
+        )
         if json_mode:
             emit_json(envelope(True, "OK", {"hooks": [r.__dict__ for r in results]}))
         else:
@@ -110,17 +141,26 @@ def uninstall_cmd(
                 say(f"{r.hook}: {r.action} ({r.path})")
 
 
-
-
 def adopt_cmd(
-    durable_roots: Annotated[list[str] | None, typer.Option("--durable-roots", help="Durable "
-                             "roots (default: proposed from the directories found).")] = None,
-    tmp_roots: Annotated[list[str] | None, typer.Option("--tmp-roots", help="Tmp roots "
-                         "(default: proposed).")] = None,
-    trust: Annotated[list[str] | None, typer.Option("--trust", help="NAME=KEY (a .pub file or "
-                     "key text) to trust from the start; repeatable.")] = None,
-    no_commit: Annotated[bool, typer.Option("--no-commit", help="Write the files, do not "
-                         "commit them.")] = False,
+    durable_roots: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--durable-roots", help="Durable roots (default: proposed from the directories found)."
+        ),
+    ] = None,
+    tmp_roots: Annotated[
+        list[str] | None, typer.Option("--tmp-roots", help="Tmp roots (default: proposed).")
+    ] = None,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust",
+            help="NAME=KEY (a .pub file or key text) to trust from the start; repeatable.",
+        ),
+    ] = None,
+    no_commit: Annotated[
+        bool, typer.Option("--no-commit", help="Write the files, do not commit them.")
+    ] = False,
     repo: RepoOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -135,26 +175,38 @@ def adopt_cmd(
             if not sep:
                 raise CatalyticError(ErrorCode.USAGE, f"--trust {item!r}: use NAME=KEY")
             pairs.append((name, key))
-        a = adopt(open_repo(repo), durable=durable_roots, tmp=tmp_roots, validators=pairs,
-                  commit=not no_commit)
+        a = adopt(
+            open_repo(repo),
+            durable=durable_roots,
+            tmp=tmp_roots,
+            validators=pairs,
+            commit=not no_commit,
+        )
         details = a.__dict__
 
         def human() -> None:
             say(f"baseline: {a.baseline} (history up to here is not judged)")
-            say(f"durable roots: {', '.join(a.durable_roots) or '(none)'}; tmp roots: "
-                f"{', '.join(a.tmp_roots) or '(none)'}; protected: everything else")
+            say(
+                f"durable roots: {', '.join(a.durable_roots) or '(none)'}; tmp roots: "
+                f"{', '.join(a.tmp_roots) or '(none)'}; protected: everything else"
+            )
             say(f"trusted validators: {', '.join(a.validators) or '(none yet)'}")
-            say(f"adoption commit: {a.commit}" if a.commit else
-                f"wrote {', '.join(a.files)}; commit exactly these on top of the baseline")
+            say(
+                f"adoption commit: {a.commit}"
+                if a.commit
+                else f"wrote {', '.join(a.files)}; commit exactly these on top of the baseline"
+            )
             say("next: `catalytic install` here, `catalytic install --server` on the server")
 
         result(json_mode, True, "OK", details, human)
 
 
-
-
-def doctor_cmd(server: ServerOpt = False, git_dir: GitDirOpt = None, repo: RepoOpt = None,
-               json_mode: JsonOpt = False) -> None:
+def doctor_cmd(
+    server: ServerOpt = False,
+    git_dir: GitDirOpt = None,
+    repo: RepoOpt = None,
+    json_mode: JsonOpt = False,
+) -> None:
     """Is this repository governed? Hooks, interpreter, policy, trust file, baseline, git and
     ssh-keygen, with a fix for each problem; with --server, a bare repository's gate and HEAD."""
     from catalytic_hooks.enforce.doctor import diagnose, diagnose_server
@@ -173,9 +225,13 @@ def doctor_cmd(server: ServerOpt = False, git_dir: GitDirOpt = None, repo: RepoO
                     say(f"     -> {c.fix}")
             say("catalytic: all good" if ok else "catalytic: problems found (FIX lines)")
 
-        result(json_mode, ok, "OK" if ok else "DOCTOR_PROBLEMS",
-               {"checks": [c.to_dict() for c in checks]}, human)
+        result(
+            json_mode,
+            ok,
+            "OK" if ok else "DOCTOR_PROBLEMS",
+            {"checks": [c.to_dict() for c in checks]},
+            human,
+        )
 
 
-__all__ = ["Path", "adopt_cmd", "check", "doctor_cmd", "hook", "install_cmd",
-           "uninstall_cmd"]
+__all__ = ["Path", "adopt_cmd", "check", "doctor_cmd", "hook", "install_cmd", "uninstall_cmd"]

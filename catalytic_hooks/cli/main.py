@@ -29,13 +29,15 @@ def _quick_hook(args: list[str]) -> bool:
             return True
         import io
 
-        sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding=sys.stdin.encoding,
-                                     errors=sys.stdin.errors)
+        sys.stdin = io.TextIOWrapper(
+            io.BytesIO(data), encoding=sys.stdin.encoding, errors=sys.stdin.errors
+        )
     return False
 
 
-def _quick_digest(args: list[str], early: Spawned | None, where: Spawned | None, *,
-                  console: bool) -> int | None:
+def _quick_digest(
+    args: list[str], early: Spawned | None, where: Spawned | None, *, console: bool
+) -> int | None:
     """git.quickdigest's answer printed, and the exit code; None: the full path decides.
     Exit codes as core.errors maps them (not imported: enum)."""
     try:
@@ -75,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         from catalytic_hooks.enforce.hookmain import main as hook_main
 
         return hook_main(args[1:])
-    if args[:1] in (["digest"], ["check"], ["run"]) and not os.environ.get(
-            "CATALYTIC_NO_FASTPATH"):
+    if args[:1] in (["digest"], ["check"], ["run"]) and not os.environ.get("CATALYTIC_NO_FASTPATH"):
         early = None
         if args[0] == "digest":
             # before the imports below: git runs meanwhile

@@ -46,8 +46,14 @@ def warn(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def result(json_mode: bool, ok: bool, code: str, details: dict[str, Any],
-           human: Callable[[], None], exit_code: int | None = None) -> None:
+def result(
+    json_mode: bool,
+    ok: bool,
+    code: str,
+    details: dict[str, Any],
+    human: Callable[[], None],
+    exit_code: int | None = None,
+) -> None:
     if json_mode:
         emit_json(envelope(ok, code, details))
     else:
@@ -56,8 +62,9 @@ def result(json_mode: bool, ok: bool, code: str, details: dict[str, Any],
 
 
 @contextmanager
-def handled(json_mode: bool, on_error: Callable[[CatalyticError], None] | None = None
-            ) -> Iterator[None]:
+def handled(
+    json_mode: bool, on_error: Callable[[CatalyticError], None] | None = None
+) -> Iterator[None]:
     """The one place where exceptions become exit codes and error documents."""
     try:
         yield
@@ -83,8 +90,14 @@ def handled(json_mode: bool, on_error: Callable[[CatalyticError], None] | None =
 
             traceback.print_exc()  # a traceback, never locals
         if json_mode and bug:
-            emit_json({"ok": False, "code": "INTERNAL", "message": message.split(": ", 1)[1],
-                       "details": {}})
+            emit_json(
+                {
+                    "ok": False,
+                    "code": "INTERNAL",
+                    "message": message.split(": ", 1)[1],
+                    "details": {},
+                }
+            )
         else:
             warn(message)
         raise CommandExit(code) from None

@@ -27,11 +27,17 @@ from catalytic_hooks.core.receipts import (
 )
 from catalytic_hooks.git.views import tmp_residue_on_disk
 
-OutputOpt = Annotated[Path | None, typer.Option("--output", help="Write the receipt (canonical "
-                                                "JSON, atomically) to this file.")]
-ErrorReceiptOpt = Annotated[Path | None, typer.Option(
-    "--error-receipt", help="Write an error receipt here when the computation cannot complete "
-    "(none by default).")]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", help="Write the receipt (canonical JSON, atomically) to this file."),
+]
+ErrorReceiptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--error-receipt",
+        help="Write an error receipt here when the computation cannot complete (none by default).",
+    ),
+]
 
 
 def digest(
@@ -39,25 +45,44 @@ def digest(
     index: Annotated[bool, typer.Option("--index", help="Digest the index.")] = False,
     worktree: Annotated[bool, typer.Option("--worktree", help="Digest the working tree.")] = False,
     dir: Annotated[Path | None, typer.Option("--dir", help="Digest a plain directory.")] = None,
-    ignored: Annotated[bool, typer.Option("--ignored", help="Working tree: add ignored files."
-                                          )] = False,
+    ignored: Annotated[
+        bool, typer.Option("--ignored", help="Working tree: add ignored files.")
+    ] = False,
     exclusions: ListOpt = None,
     durable_roots: ListOpt = None,
     tmp_roots: ListOpt = None,
     repo: RepoOpt = None,
     output: OutputOpt = None,
-    pre: Annotated[Path | None, typer.Option("--pre", "--pre-digest", help="Seed alias of "
-                                             "--output for a PRE_DIGEST.")] = None,
-    post: Annotated[Path | None, typer.Option("--post", "--post-digest", help="Seed alias of "
-                                              "--output for a POST_DIGEST.")] = None,
+    pre: Annotated[
+        Path | None,
+        typer.Option("--pre", "--pre-digest", help="Seed alias of --output for a PRE_DIGEST."),
+    ] = None,
+    post: Annotated[
+        Path | None,
+        typer.Option("--post", "--post-digest", help="Seed alias of --output for a POST_DIGEST."),
+    ] = None,
     error_receipt_path: ErrorReceiptOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Compute a tree digest receipt (PRE_DIGEST / POST_DIGEST format)."""
-    run_digest(DigestArgs(rev=rev, index=index, worktree=worktree, dir=dir, ignored=ignored,
-                          exclusions=exclusions, durable_roots=durable_roots, tmp_roots=tmp_roots,
-                          repo=repo, output=output, pre=pre, post=post,
-                          error_receipt_path=error_receipt_path, json_mode=json_mode))
+    run_digest(
+        DigestArgs(
+            rev=rev,
+            index=index,
+            worktree=worktree,
+            dir=dir,
+            ignored=ignored,
+            exclusions=exclusions,
+            durable_roots=durable_roots,
+            tmp_roots=tmp_roots,
+            repo=repo,
+            output=output,
+            pre=pre,
+            post=post,
+            error_receipt_path=error_receipt_path,
+            json_mode=json_mode,
+        )
+    )
 
 
 def _receipt_bytes(path: Path) -> bytes:
@@ -68,8 +93,9 @@ def _receipt_bytes(path: Path) -> bytes:
     try:
         return read_named(path)
     except OSError as exc:
-        raise CatalyticError(ErrorCode.IO_ERROR, f"cannot read the receipt: {exc}",
-                             path=str(path)) from exc
+        raise CatalyticError(
+            ErrorCode.IO_ERROR, f"cannot read the receipt: {exc}", path=str(path)
+        ) from exc
 
 
 def purity_scan_cmd(
@@ -84,8 +110,9 @@ def purity_scan_cmd(
     json_mode: JsonOpt = False,
 ) -> None:
     """Compare two digests and scan the tmp roots for residue (PURITY_SCAN format)."""
-    config = config_snapshot({"pre": pre, "post": post, "tmp_roots": split_roots(tmp_roots),
-                               "repo": repo})
+    config = config_snapshot(
+        {"pre": pre, "post": post, "tmp_roots": split_roots(tmp_roots), "repo": repo}
+    )
     with handled(json_mode, lambda e: on_error("purity_scan", error_receipt_path, config, e)):
         _, root, policy = repo_and_policy(repo, exclusions, durable_roots, tmp_roots)
         pre_doc = load_digest_receipt(_receipt_bytes(pre), str(pre))
@@ -120,9 +147,12 @@ def restore_proof_cmd(
     config = config_snapshot({"pre": pre, "post": post, "purity": purity, "repo": repo})
     with handled(json_mode, lambda e: on_error("restore_proof", error_receipt_path, config, e)):
         _, _, policy = repo_and_policy(repo, exclusions, durable_roots, tmp_roots)
-        proof = restore_proof(load_digest_receipt(_receipt_bytes(pre), str(pre)),
-                              load_digest_receipt(_receipt_bytes(post), str(post)),
-                              load_purity_receipt(_receipt_bytes(purity), str(purity)), policy)
+        proof = restore_proof(
+            load_digest_receipt(_receipt_bytes(pre), str(pre)),
+            load_digest_receipt(_receipt_bytes(post), str(post)),
+            load_purity_receipt(_receipt_bytes(purity), str(purity)),
+            policy,
+        )
         write_receipt(output, proof)
         ok = proof["verdict"] == "PASS"
         result(json_mode, ok, proof["verdict"], proof, lambda: _human_proof(proof))

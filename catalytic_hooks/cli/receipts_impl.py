@@ -49,8 +49,9 @@ def config_snapshot(args: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items() if v is not None}
 
 
-def _fail_closed(operation: str, error_path: Path, config: dict[str, Any], exc: CatalyticError
-                 ) -> None:
+def _fail_closed(
+    operation: str, error_path: Path, config: dict[str, Any], exc: CatalyticError
+) -> None:
     receipt = error_receipt(exc.code, operation, exc, config)
     # If even the error receipt cannot be written, the error itself is still reported.
     with contextlib.suppress(CatalyticError):
@@ -62,11 +63,11 @@ def write_receipt(path: Path | None, doc: dict[str, Any]) -> None:
         atomic_write(path.resolve(), canonical_bytes(doc))
 
 
-def on_error(operation: str, path: Path | None, config: dict[str, Any], exc: CatalyticError
-             ) -> None:
+def on_error(
+    operation: str, path: Path | None, config: dict[str, Any], exc: CatalyticError
+) -> None:
     if path is not None and exc.code not in (ErrorCode.USAGE,):
         _fail_closed(operation, path, config, exc)
-
 
 
 def run_digest(args: DigestArgs) -> None:
@@ -84,11 +85,18 @@ def _run_digest(args: DigestArgs) -> None:
     exclusions, durable_roots, tmp_roots = args.exclusions, args.durable_roots, args.tmp_roots
     output, pre, post, json_mode = args.output, args.pre, args.post, args.json_mode
     error_receipt_path, ignored = args.error_receipt_path, args.ignored
-    config = config_snapshot({
-        "rev": rev, "index": index or None, "worktree": worktree or None, "dir": dir,
-        "exclusions": split_roots(exclusions), "durable_roots": split_roots(durable_roots),
-        "tmp_roots": split_roots(tmp_roots), "repo": repo,
-    })
+    config = config_snapshot(
+        {
+            "rev": rev,
+            "index": index or None,
+            "worktree": worktree or None,
+            "dir": dir,
+            "exclusions": split_roots(exclusions),
+            "durable_roots": split_roots(durable_roots),
+            "tmp_roots": split_roots(tmp_roots),
+            "repo": repo,
+        }
+    )
     with handled(json_mode, lambda e: on_error("digest", error_receipt_path, config, e)):
         chosen = sum([rev is not None, index, worktree, dir is not None])
         if chosen > 1:
@@ -98,7 +106,9 @@ def _run_digest(args: DigestArgs) -> None:
             raise CatalyticError(ErrorCode.USAGE, "give one of --output, --pre, --post")
         git, root, policy = repo_and_policy(
             dir.resolve() if dir is not None and repo is None else repo,
-            exclusions, durable_roots, tmp_roots,
+            exclusions,
+            durable_roots,
+            tmp_roots,
         )
         view: View | None
         if dir is not None:
@@ -107,8 +117,9 @@ def _run_digest(args: DigestArgs) -> None:
         else:
             if git is None:
                 if rev is not None or index or worktree:
-                    raise CatalyticError(ErrorCode.NOT_A_REPOSITORY,
-                                         f"{root} is not inside a git repository")
+                    raise CatalyticError(
+                        ErrorCode.NOT_A_REPOSITORY, f"{root} is not inside a git repository"
+                    )
                 view, cache = dir_view(root), HashCache(None)
             else:
                 cache = HashCache.for_repo(git)
@@ -126,17 +137,31 @@ def _run_digest(args: DigestArgs) -> None:
 
             refuse_if_pending(git.git_dir, "a working-tree digest")
             early, args.status = args.status, None
-            td, kind = worktree_digest(git, policy, cache, ignored=ignored,
-                                       status=early if repo is None else None), "worktree"
-        if git is not None and (index or worktree) and repo is None and not ignored \
-                and exclusions is None and durable_roots is None and tmp_roots is None \
-                and not os.environ.get("GIT_INDEX_FILE"):
+            td, kind = (
+                worktree_digest(
+                    git, policy, cache, ignored=ignored, status=early if repo is None else None
+                ),
+                "worktree",
+            )
+        if (
+            git is not None
+            and (index or worktree)
+            and repo is None
+            and not ignored
+            and exclusions is None
+            and durable_roots is None
+            and tmp_roots is None
+            and not os.environ.get("GIT_INDEX_FILE")
+        ):
             from catalytic_hooks.git.digests import remember_quick
 
             remember_quick(git)  # what the next plain digest here needs to answer quickly
         receipt = digest_receipt(td, policy)
         write_receipt(targets[0] if targets else None, receipt)
-        result(json_mode, True, "PASS", receipt, lambda: say(
-            f"{receipt['digest']}  ({receipt['file_count']} files, {kind} view)"))
-
-
+        result(
+            json_mode,
+            True,
+            "PASS",
+            receipt,
+            lambda: say(f"{receipt['digest']}  ({receipt['file_count']} files, {kind} view)"),
+        )

@@ -14,14 +14,20 @@ from catalytic_hooks.cli.output import handled, result, say
 
 RegistryConfigOpt = Annotated[
     Path | None,
-    typer.Option("--registry-config", help="The Docker/OCI config.json with registry "
-                 "credentials (default: $DOCKER_CONFIG/config.json, else "
-                 "~/.docker/config.json)."),
+    typer.Option(
+        "--registry-config",
+        help="The Docker/OCI config.json with registry "
+        "credentials (default: $DOCKER_CONFIG/config.json, else "
+        "~/.docker/config.json).",
+    ),
 ]
 InsecureOpt = Annotated[
     bool,
-    typer.Option("--insecure", help="Allow plain HTTP to a registry that is not on this "
-                 "machine (loopback registries use HTTP anyway)."),
+    typer.Option(
+        "--insecure",
+        help="Allow plain HTTP to a registry that is not on this "
+        "machine (loopback registries use HTTP anyway).",
+    ),
 ]
 
 
@@ -38,7 +44,7 @@ def oci_text(arg: Path | str) -> str | None:
     if text.startswith("oci://"):
         return text
     if text.startswith("oci:/"):
-        return "oci://" + text[len("oci:/"):]
+        return "oci://" + text[len("oci:/") :]
     return None
 
 
@@ -72,15 +78,27 @@ def name_pulled(rows: list[dict[str, Any]], pulled: list[dict[str, Any]]) -> Non
 
 
 def push_cmd(
-    source: Annotated[Path, typer.Argument(help="An archive file, or a run directory (archived "
-                      "first, as `archive create` would).")],
-    target: Annotated[str, typer.Argument(help="oci://HOST[:PORT]/NAME[:TAG] (the tag defaults "
-                      "to the run id).")],
-    attestation: Annotated[Path | None, typer.Option("--attestation", help="The attestation "
-                           "to attach (default: RUN_DIR/attestation.intoto.json, or "
-                           "<run_id>.intoto.json beside the archive, when present).")] = None,
-    no_attestation: Annotated[bool, typer.Option("--no-attestation", help="Push the archive "
-                              "only.")] = False,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="An archive file, or a run directory (archived first, as `archive create` would)."
+        ),
+    ],
+    target: Annotated[
+        str, typer.Argument(help="oci://HOST[:PORT]/NAME[:TAG] (the tag defaults to the run id).")
+    ],
+    attestation: Annotated[
+        Path | None,
+        typer.Option(
+            "--attestation",
+            help="The attestation "
+            "to attach (default: RUN_DIR/attestation.intoto.json, or "
+            "<run_id>.intoto.json beside the archive, when present).",
+        ),
+    ] = None,
+    no_attestation: Annotated[
+        bool, typer.Option("--no-attestation", help="Push the archive only.")
+    ] = False,
     registry_config: RegistryConfigOpt = None,
     insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
@@ -95,29 +113,48 @@ def push_cmd(
         ref = parse(target)
         client = options(registry_config, insecure).client(ref)
         try:
-            info = push(source, ref, client, limits=caller_limits(), attestation=attestation,
-                        with_attestation=not no_attestation)
+            info = push(
+                source,
+                ref,
+                client,
+                limits=caller_limits(),
+                attestation=attestation,
+                with_attestation=not no_attestation,
+            )
         finally:
             client.close()
 
         def human() -> None:
             say(info["reference"])
-            say(f"  tagged {info['tagged']}; {info['blobs_uploaded']} blob(s) uploaded, "
-                f"{info['blobs_skipped']} already there")
+            say(
+                f"  tagged {info['tagged']}; {info['blobs_uploaded']} blob(s) uploaded, "
+                f"{info['blobs_skipped']} already there"
+            )
             if info["attestation"]:
-                say(f"  attestation {info['attestation']['digest']} "
-                    f"({info['attestation']['via']})")
+                say(f"  attestation {info['attestation']['digest']} ({info['attestation']['via']})")
 
         result(json_mode, True, "OK", info, human)
 
 
 def pull_cmd(
-    reference: Annotated[str, typer.Argument(help="oci://HOST[:PORT]/NAME:TAG or "
-                         "...@sha256:DIGEST (pins exact bytes).")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="The archive file "
-                      "(default: ./<run_id>.catalytic.zip; never overwritten).")] = None,
-    no_attestations: Annotated[bool, typer.Option("--no-attestations", help="Do not fetch "
-                               "the attestations attached to the archive.")] = False,
+    reference: Annotated[
+        str,
+        typer.Argument(help="oci://HOST[:PORT]/NAME:TAG or ...@sha256:DIGEST (pins exact bytes)."),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="The archive file (default: ./<run_id>.catalytic.zip; never overwritten).",
+        ),
+    ] = None,
+    no_attestations: Annotated[
+        bool,
+        typer.Option(
+            "--no-attestations", help="Do not fetch the attestations attached to the archive."
+        ),
+    ] = False,
     registry_config: RegistryConfigOpt = None,
     insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
@@ -127,8 +164,9 @@ def pull_cmd(
     from catalytic_hooks.registry.pull import pull
 
     with handled(json_mode):
-        info = pull(reference, options(registry_config, insecure), output,
-                    attestations=not no_attestations)
+        info = pull(
+            reference, options(registry_config, insecure), output, attestations=not no_attestations
+        )
 
         def human() -> None:
             say(f"pulled {info['reference']} to {info['archive_file']}")

@@ -24,32 +24,59 @@ from catalytic_hooks.core.policy import load_policy
 
 
 def replay(
-    run_dir: Annotated[Path, typer.Argument(help="The archived run directory, or an archive "
-                                            "file.")],
-    worktree: Annotated[Path | None, typer.Option("--worktree", help="Where to create the clean "
-                        "worktree (default: a temporary directory).")] = None,
-    strict_env: Annotated[bool, typer.Option("--strict-env", help="Fail when the environment "
-                          "differs from the recorded one.")] = False,
-    timeout: Annotated[float | None, typer.Option(help="Kill the command after S seconds.")
-                       ] = None,
-    keep: Annotated[bool, typer.Option("--keep", help="Keep the worktree(s) afterwards.")
-                    ] = False,
-    no_quarantine: Annotated[bool, typer.Option("--no-quarantine", help="Leave a corrupt "
-                             "bundle in place.")] = False,
+    run_dir: Annotated[
+        Path, typer.Argument(help="The archived run directory, or an archive file.")
+    ],
+    worktree: Annotated[
+        Path | None,
+        typer.Option(
+            "--worktree",
+            help="Where to create the clean worktree (default: a temporary directory).",
+        ),
+    ] = None,
+    strict_env: Annotated[
+        bool,
+        typer.Option(
+            "--strict-env", help="Fail when the environment differs from the recorded one."
+        ),
+    ] = False,
+    timeout: Annotated[float | None, typer.Option(help="Kill the command after S seconds.")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the worktree(s) afterwards.")] = False,
+    no_quarantine: Annotated[
+        bool, typer.Option("--no-quarantine", help="Leave a corrupt bundle in place.")
+    ] = False,
     allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted")] = False,
     trust_file: TrustFileOpt = None,
-    pass_env: Annotated[list[str] | None, typer.Option("--env", help="Pass this variable of "
-                        "your environment to the replayed command (repeatable); by default it "
-                        "sees only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TERM, "
-                        "TZ and TMPDIR.")] = None,
-    replay_dir: Annotated[Path | None, typer.Option("--replay-dir", help="For an archive: the "
-                          "new directory to unpack and replay in (default: "
-                          "<replays_dir>/<run_id>-<UTC time>).")] = None,
+    pass_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            help="Pass this variable of "
+            "your environment to the replayed command (repeatable); by default it "
+            "sees only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TERM, "
+            "TZ and TMPDIR.",
+        ),
+    ] = None,
+    replay_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay-dir",
+            help="For an archive: the "
+            "new directory to unpack and replay in (default: "
+            "<replays_dir>/<run_id>-<UTC time>).",
+        ),
+    ] = None,
     registry_config: RegistryConfigOpt = None,
     insecure: InsecureOpt = False,
-    rebuild_env: Annotated[bool, typer.Option("--rebuild-env", help="Rebuild the recorded "
-                           "environment (exact pins, hash-checked; cached) and run the command "
-                           "in it.")] = False,
+    rebuild_env: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-env",
+            help="Rebuild the recorded "
+            "environment (exact pins, hash-checked; cached) and run the command "
+            "in it.",
+        ),
+    ] = False,
     offline: OfflineOpt = False,
     index: IndexOpt = None,
     fallback_index: FallbackOpt = None,
@@ -66,8 +93,10 @@ def replay(
     from catalytic_hooks.replay.runner import ReplayOptions
     from catalytic_hooks.replay.runner import replay as do_replay
 
-    with handled(json_mode), resolved([run_dir], options(registry_config, insecure)) as (
-            (run_dir,), pulled):
+    with (
+        handled(json_mode),
+        resolved([run_dir], options(registry_config, insecure)) as ((run_dir,), pulled),
+    ):
         rebuild = None
         if rebuild_env:
             from catalytic_hooks.cli.archive_cmd import caller
@@ -75,15 +104,27 @@ def replay(
 
             here = caller()
             top, policy = here if here else (Path.cwd(), Policy())
-            rebuild = rebuild_options(top, policy, offline=offline, index=index,
-                                      fallbacks=fallback_index, find_links=find_links,
-                                      python=python, installer=installer)
-        opts = ReplayOptions(rebuild=rebuild, worktree=worktree.absolute() if worktree else None,
-                             strict_env=strict_env, timeout=timeout, keep=keep,
-                             quarantine=not no_quarantine, allow_untrusted=allow_untrusted,
-                             trust=trust_policy(caller_anchor(trust_file),
-                                                allow_untrusted=allow_untrusted),
-                             pass_env=list(pass_env or []))
+            rebuild = rebuild_options(
+                top,
+                policy,
+                offline=offline,
+                index=index,
+                fallbacks=fallback_index,
+                find_links=find_links,
+                python=python,
+                installer=installer,
+            )
+        opts = ReplayOptions(
+            rebuild=rebuild,
+            worktree=worktree.absolute() if worktree else None,
+            strict_env=strict_env,
+            timeout=timeout,
+            keep=keep,
+            quarantine=not no_quarantine,
+            allow_untrusted=allow_untrusted,
+            trust=trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted),
+            pass_env=list(pass_env or []),
+        )
         if run_dir.is_file():
             rep = _replay_archive(run_dir, opts, replay_dir, no_quarantine)
         else:
@@ -95,29 +136,36 @@ def replay(
 
         def human() -> None:
             for d in rep["environment"]["differences"]:
-                say(f"environment differs: {d['field']}: recorded {d['recorded']}, now "
-                    f"{d['current']}")
+                say(
+                    f"environment differs: {d['field']}: recorded {d['recorded']}, now "
+                    f"{d['current']}"
+                )
             rebuilt = rep["environment"].get("rebuilt")
             if rebuilt:
                 for p in rebuilt["packages"]:
                     say(f"  env: {p['name']}=={p['version']} from {p['source']} {p['file']}")
                 for e in rebuilt["events"]:
                     say(f"  env: {e['package']}: {e['source']} {e['event']}")
-                say(f"environment rebuilt{' (cached)' if rebuilt['cached'] else ''}: "
-                    f"{rebuilt['environment_hash']}")
+                say(
+                    f"environment rebuilt{' (cached)' if rebuilt['cached'] else ''}: "
+                    f"{rebuilt['environment_hash']}"
+                )
             for o in rep.get("outputs", []):
                 say(f"  {'=' if o['match'] else '≠'} {o['path']}")
             for p in (rep.get("likely_causes") or {}).get("untracked_inputs", []):
                 say(f"  likely cause: untracked input {p} was not in the recorded commit")
-            say(f"replay {rep['run_id']}: {rep['verdict']}"
-                + (f" ({rep['reason']})" if rep.get("reason") else ""))
+            say(
+                f"replay {rep['run_id']}: {rep['verdict']}"
+                + (f" ({rep['reason']})" if rep.get("reason") else "")
+            )
             say(f"report: {rep['report_md']}")
 
         result(json_mode, ok, rep["verdict"].upper().replace("-", "_"), rep, human)
 
 
-def _replay_archive(path: Path, opts: Any, replay_dir: Path | None, no_quarantine: bool
-                    ) -> dict[str, Any]:
+def _replay_archive(
+    path: Path, opts: Any, replay_dir: Path | None, no_quarantine: bool
+) -> dict[str, Any]:
     from catalytic_hooks.archive.read import limits_for
     from catalytic_hooks.cli.archive_cmd import caller
     from catalytic_hooks.core.policy import Policy
@@ -126,12 +174,22 @@ def _replay_archive(path: Path, opts: Any, replay_dir: Path | None, no_quarantin
     here = caller()
     policy = here[1] if here else Policy()
     qdir = here[0] / policy.quarantine_dir if here else Path.cwd() / "quarantine"
-    return replay_archive(path, opts, caller=here, replay_dir=replay_dir, quarantine_dir=qdir,
-                          limits=limits_for(policy), quarantine=not no_quarantine)
+    return replay_archive(
+        path,
+        opts,
+        caller=here,
+        replay_dir=replay_dir,
+        quarantine_dir=qdir,
+        limits=limits_for(policy),
+        quarantine=not no_quarantine,
+    )
 
 
-chronicle_app = typer.Typer(help="The hash-chained ledger of runs, verifications, restores and "
-                            "replays.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+chronicle_app = typer.Typer(
+    help="The hash-chained ledger of runs, verifications, restores and replays.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 
 @chronicle_app.command("verify")
@@ -143,11 +201,23 @@ def chronicle_verify(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
         r = open_repo(repo)
         path = r.top / load_policy(r.top).chronicle
         check = verify(path)
-        details: dict[str, Any] = {"path": str(path), "records": check.records,
-                                   "bad_line": check.bad_line, "reason": check.reason}
-        result(json_mode, check.ok, "PASS" if check.ok else "CHRONICLE_INVALID", details,
-               lambda: say(f"chronicle OK: {check.records} record(s)" if check.ok else
-                           f"chronicle INVALID at line {check.bad_line}: {check.reason}"))
+        details: dict[str, Any] = {
+            "path": str(path),
+            "records": check.records,
+            "bad_line": check.bad_line,
+            "reason": check.reason,
+        }
+        result(
+            json_mode,
+            check.ok,
+            "PASS" if check.ok else "CHRONICLE_INVALID",
+            details,
+            lambda: say(
+                f"chronicle OK: {check.records} record(s)"
+                if check.ok
+                else f"chronicle INVALID at line {check.bad_line}: {check.reason}"
+            ),
+        )
 
 
 @chronicle_app.command("show")
@@ -163,6 +233,7 @@ def chronicle_show(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
             return
         for rec in records:
             data = rec.get("data", {})
-            summary = ", ".join(f"{k}={data[k]}" for k in sorted(data)
-                                if not isinstance(data[k], dict | list))
+            summary = ", ".join(
+                f"{k}={data[k]}" for k in sorted(data) if not isinstance(data[k], dict | list)
+            )
             say(f"{rec['seq']:>5}  {rec['time'][:19]}  {rec['kind']:<8} {summary}")

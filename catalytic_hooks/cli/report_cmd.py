@@ -25,10 +25,17 @@ from catalytic_hooks.core.policy import load_policy
 
 
 def report(
-    out: Annotated[Path | None, typer.Option("--out", help="Directory to write report.html "
-                   "into (default: the reports directory, .catalytic/reports).")] = None,
-    open_it: Annotated[bool, typer.Option("--open", help="Open the report in a web browser "
-                       "afterwards.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Directory to write report.html "
+            "into (default: the reports directory, .catalytic/reports).",
+        ),
+    ] = None,
+    open_it: Annotated[
+        bool, typer.Option("--open", help="Open the report in a web browser afterwards.")
+    ] = False,
     repo: RepoOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -40,56 +47,100 @@ def report(
 
     with handled(json_mode):
         r = open_repo(repo)
-        path, view, html = write_report(r.top, load_policy(r.top),
-                                        out.absolute() if out else None)
+        path, view, html = write_report(r.top, load_policy(r.top), out.absolute() if out else None)
         if open_it:
             import webbrowser
 
             webbrowser.open(path.as_uri())
-        details = {"path": str(path), "sha256": sha256_hex(html), "records": view.check.records,
-                   "chronicle_ok": view.check.ok, "bad_line": view.check.bad_line,
-                   "reason": view.check.reason}
+        details = {
+            "path": str(path),
+            "sha256": sha256_hex(html),
+            "records": view.check.records,
+            "chronicle_ok": view.check.ok,
+            "bad_line": view.check.bad_line,
+            "reason": view.check.reason,
+        }
 
         def human() -> None:
             if not view.check.ok:
                 say(f"chronicle INVALID at line {view.check.bad_line}: {view.check.reason}")
             say(f"report: {path}")
 
-        result(json_mode, view.check.ok, "OK" if view.check.ok else "CHRONICLE_INVALID",
-               details, human)
+        result(
+            json_mode, view.check.ok, "OK" if view.check.ok else "CHRONICLE_INVALID", details, human
+        )
 
 
 def validate(
-    sources: Annotated[list[Path] | None, typer.Argument(help="Run directories, archive files, "
-                       "directories holding them, or oci:// references (default: every run "
-                       "under the run roots).")] = None,
-    sample: Annotated[int | None, typer.Option("--sample", help="Replay N runs, picked by "
-                      "rank of HMAC-SHA256(seed, run id).")] = None,
-    seed: Annotated[str | None, typer.Option("--seed", help="The pick's key (default: today's "
-                    "UTC date; with --coverage: 'coverage').")] = None,
-    coverage: Annotated[bool, typer.Option("--coverage", help="Replay slice (night mod "
-                        "ceil(runs/N)) of the ranked runs: every run within ceil(runs/N) "
-                        "nights.")] = False,
-    day: Annotated[str | None, typer.Option("--date", help="With --coverage: the night "
-                   "(YYYY-MM-DD, default today in UTC).")] = None,
-    shard_spec: Annotated[str | None, typer.Option("--shard", help="I/N: replay this job's "
-                          "share of the pick (positions I-1, I-1+N, ...).")] = None,
+    sources: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Run directories, archive files, "
+            "directories holding them, or oci:// references (default: every run "
+            "under the run roots)."
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample", help="Replay N runs, picked by rank of HMAC-SHA256(seed, run id)."
+        ),
+    ] = None,
+    seed: Annotated[
+        str | None,
+        typer.Option(
+            "--seed",
+            help="The pick's key (default: today's UTC date; with --coverage: 'coverage').",
+        ),
+    ] = None,
+    coverage: Annotated[
+        bool,
+        typer.Option(
+            "--coverage",
+            help="Replay slice (night mod "
+            "ceil(runs/N)) of the ranked runs: every run within ceil(runs/N) "
+            "nights.",
+        ),
+    ] = False,
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--date", help="With --coverage: the night (YYYY-MM-DD, default today in UTC)."
+        ),
+    ] = None,
+    shard_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--shard", help="I/N: replay this job's share of the pick (positions I-1, I-1+N, ...)."
+        ),
+    ] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Replays at once.")] = 1,
-    rebuild_env: Annotated[bool, typer.Option("--rebuild-env", help="Replay each run in a "
-                           "rebuilt copy of its recorded environment (cached by hash).")
-                           ] = False,
+    rebuild_env: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-env",
+            help="Replay each run in a rebuilt copy of its recorded environment (cached by hash).",
+        ),
+    ] = False,
     offline: OfflineOpt = False,
     index: IndexOpt = None,
     fallback_index: FallbackOpt = None,
     find_links: FindLinksOpt = None,
     python: PythonOpt = None,
     installer: InstallerOpt = None,
-    timeout: Annotated[float | None, typer.Option(help="Kill each replayed command after S "
-                       "seconds.")] = None,
-    summary_file: Annotated[Path | None, typer.Option("--summary", help="Also append the "
-                            "Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY).")] = None,
-    no_quarantine: Annotated[bool, typer.Option("--no-quarantine", help="Leave corrupt "
-                             "bundles in place.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="Kill each replayed command after S seconds.")
+    ] = None,
+    summary_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary",
+            help="Also append the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY).",
+        ),
+    ] = None,
+    no_quarantine: Annotated[
+        bool, typer.Option("--no-quarantine", help="Leave corrupt bundles in place.")
+    ] = False,
     allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted")] = False,
     trust_file: TrustFileOpt = None,
     registry_config: RegistryConfigOpt = None,
@@ -111,39 +162,71 @@ def validate(
     with handled(json_mode):
         r = open_repo(None)
         policy = load_policy(r.top)
-        rebuild = rebuild_options(r.top, policy, offline=offline, index=index,
-                                  fallbacks=fallback_index, find_links=find_links,
-                                  python=python, installer=installer) if rebuild_env else None
-        ropts = ReplayOptions(rebuild=rebuild, timeout=timeout, quarantine=not no_quarantine,
-                              allow_untrusted=allow_untrusted,
-                              trust=trust_policy(caller_anchor(trust_file),
-                                                 allow_untrusted=allow_untrusted))
-        opts = ValidateOptions(sample=sample, seed=seed, coverage=coverage, date=day,
-                               shard=parse_shard(shard_spec) if shard_spec else None,
-                               jobs=jobs, rebuild_env=rebuild_env, replay=ropts,
-                               registry=options(registry_config, insecure))
+        rebuild = (
+            rebuild_options(
+                r.top,
+                policy,
+                offline=offline,
+                index=index,
+                fallbacks=fallback_index,
+                find_links=find_links,
+                python=python,
+                installer=installer,
+            )
+            if rebuild_env
+            else None
+        )
+        ropts = ReplayOptions(
+            rebuild=rebuild,
+            timeout=timeout,
+            quarantine=not no_quarantine,
+            allow_untrusted=allow_untrusted,
+            trust=trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted),
+        )
+        opts = ValidateOptions(
+            sample=sample,
+            seed=seed,
+            coverage=coverage,
+            date=day,
+            shard=parse_shard(shard_spec) if shard_spec else None,
+            jobs=jobs,
+            rebuild_env=rebuild_env,
+            replay=ropts,
+            registry=options(registry_config, insecure),
+        )
         summary = do_validate(r, policy, list(sources or []), opts)
         if summary_file is not None:
             try:
                 with open(summary_file, "a", encoding="utf-8") as fh:
                     fh.write(render_markdown(summary))
             except OSError as exc:
-                raise CatalyticError(ErrorCode.IO_ERROR, f"cannot append the summary to "
-                                     f"{summary_file}: {exc.strerror}") from exc
+                raise CatalyticError(
+                    ErrorCode.IO_ERROR,
+                    f"cannot append the summary to {summary_file}: {exc.strerror}",
+                ) from exc
 
         def human() -> None:
             for row in summary["results"]:
                 drift = "-" if row["largest_drift"] is None else f"{row['largest_drift']:.3g}"
-                say(f"{row['verdict']:<17} {row['run_id']}  drift {drift}  environment "
+                say(
+                    f"{row['verdict']:<17} {row['run_id']}  drift {drift}  environment "
                     f"{row['environment']}  {row['seconds']:.1f} s"
-                    + (f"  ({row['reason']})" if row.get("reason") and not row["passing"]
-                       else ""))
+                    + (f"  ({row['reason']})" if row.get("reason") and not row["passing"] else "")
+                )
             n = len(summary["results"])
             bad = [row["run_id"] for row in summary["results"] if not row["passing"]]
-            say(f"validate: {n} of {summary['candidates']} run(s), seed {summary['seed']}"
-                + (f", shard {summary['shard']}" if summary["shard"] else "") + ": "
-                + ("PASS" if not bad else f"FAIL ({', '.join(bad)})"))
+            say(
+                f"validate: {n} of {summary['candidates']} run(s), seed {summary['seed']}"
+                + (f", shard {summary['shard']}" if summary["shard"] else "")
+                + ": "
+                + ("PASS" if not bad else f"FAIL ({', '.join(bad)})")
+            )
             say(f"report: {summary['report_html']}")
 
-        result(json_mode, summary["ok"], "PASS" if summary["ok"] else "VALIDATION_FAILED",
-               summary, human)
+        result(
+            json_mode,
+            summary["ok"],
+            "PASS" if summary["ok"] else "VALIDATION_FAILED",
+            summary,
+            human,
+        )

@@ -18,16 +18,26 @@ from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.restore.transaction import Callbacks, Plan
 
-restore_app = typer.Typer(help="Restore verified bundle outputs (SPECTRUM-06).",
-                          no_args_is_help=True, pretty_exceptions_show_locals=False)
+restore_app = typer.Typer(
+    help="Restore verified bundle outputs (SPECTRUM-06).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
-RootOpt = Annotated[Path | None, typer.Option("--restore-root", help="Absolute, existing, "
-                                              "writable directory to restore into.")]
+RootOpt = Annotated[
+    Path | None,
+    typer.Option("--restore-root", help="Absolute, existing, writable directory to restore into."),
+]
 DryOpt = Annotated[bool, typer.Option("--dry-run", help="Run every check that does not write.")]
-UntrustedOpt = Annotated[bool, typer.Option("--allow-untrusted", help="Restore a valid bundle "
-                                            "whatever its signer.")]
-ProjectOpt = Annotated[Path | None, typer.Option("--project-root", help="Where outputs live "
-                                                 "(default: the repository of the run dir).")]
+UntrustedOpt = Annotated[
+    bool, typer.Option("--allow-untrusted", help="Restore a valid bundle whatever its signer.")
+]
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--project-root", help="Where outputs live (default: the repository of the run dir)."
+    ),
+]
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 
 
@@ -47,8 +57,14 @@ def progress(json_mode: bool) -> Iterator[Callbacks]:
         TextColumn,
     )
 
-    bar = Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), DownloadColumn(),
-                   console=Console(stderr=True), transient=True)
+    bar = Progress(
+        TextColumn("restoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        DownloadColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     tasks: list[Any] = []
 
     def planned(plan: Plan) -> None:
@@ -56,8 +72,10 @@ def progress(json_mode: bool) -> Iterator[Callbacks]:
             return
         if not tasks:
             bar.start()
-        tasks[:] = [bar.add_task("files", total=len(plan.entries)),
-                    bar.add_task("bytes", total=plan.total_bytes, visible=False)]
+        tasks[:] = [
+            bar.add_task("files", total=len(plan.entries)),
+            bar.add_task("bytes", total=plan.total_bytes, visible=False),
+        ]
 
     def update(done_files: int, done_bytes: int) -> None:
         if tasks:
@@ -76,13 +94,17 @@ def _trust(trust_file: Path | None, allow_untrusted: bool) -> TrustPolicy:
 
 def _human(doc: dict[str, Any]) -> None:
     if doc.get("dry_run"):
-        say(f"dry run: would restore {doc['would_restore_files_count']} file(s), "
-            f"{doc['would_restore_bytes']} bytes")
+        say(
+            f"dry run: would restore {doc['would_restore_files_count']} file(s), "
+            f"{doc['would_restore_bytes']} bytes"
+        )
         for p in doc["would_restore_paths"]:
             say(f"  {p}")
         return
-    say(f"restored {doc['restored_files_count']} file(s), {doc['restored_bytes']} bytes into "
-        f"{doc.get('result_root') or doc.get('restore_root')}")
+    say(
+        f"restored {doc['restored_files_count']} file(s), {doc['restored_bytes']} bytes into "
+        f"{doc.get('result_root') or doc.get('restore_root')}"
+    )
     if doc.get("worktree"):
         say(f"worktree: {doc['worktree']} at {doc['rev']}")
 
@@ -91,11 +113,21 @@ def _human(doc: dict[str, Any]) -> None:
 def bundle(
     run_dir: Annotated[Path, typer.Argument(help="The run directory, or an archive file.")],
     restore_root: RootOpt = None,
-    worktree: Annotated[Path | None, typer.Option("--worktree", help="Create a new git worktree "
-                        "here and restore into it (from an archive: a standalone repository "
-                        "at the recorded commit).")] = None,
-    rev: Annotated[str | None, typer.Option("--rev", help="Worktree revision (default: the "
-                   "bundle's recorded commit, else HEAD).")] = None,
+    worktree: Annotated[
+        Path | None,
+        typer.Option(
+            "--worktree",
+            help="Create a new git worktree "
+            "here and restore into it (from an archive: a standalone repository "
+            "at the recorded commit).",
+        ),
+    ] = None,
+    rev: Annotated[
+        str | None,
+        typer.Option(
+            "--rev", help="Worktree revision (default: the bundle's recorded commit, else HEAD)."
+        ),
+    ] = None,
     dry_run: DryOpt = False,
     allow_untrusted: UntrustedOpt = False,
     project_root: ProjectOpt = None,
@@ -109,27 +141,41 @@ def bundle(
     from catalytic_hooks.cli.registry_cmd import options, resolved
     from catalytic_hooks.restore.engine import WorktreeTarget, restore_bundle
 
-    with handled(json_mode), resolved([run_dir], options(registry_config, insecure)) as (
-            (run_dir,), pulled):
+    with (
+        handled(json_mode),
+        resolved([run_dir], options(registry_config, insecure)) as ((run_dir,), pulled),
+    ):
         target: Path | WorktreeTarget
         if restore_root is not None and worktree is None:
             target = restore_root
         elif worktree is not None and restore_root is None:
             target = WorktreeTarget(worktree, rev)
         else:
-            raise CatalyticError(ErrorCode.USAGE, "give exactly one of --restore-root and "
-                                 "--worktree")
+            raise CatalyticError(
+                ErrorCode.USAGE, "give exactly one of --restore-root and --worktree"
+            )
         with progress(json_mode) as callbacks:
             if run_dir.is_file():
                 from catalytic_hooks.cli.archive_cmd import caller_limits
                 from catalytic_hooks.restore.archived import restore_archive
 
-                doc = restore_archive(run_dir, target, trust=_trust(trust_file, allow_untrusted),
-                                      limits=caller_limits(), dry_run=dry_run, callbacks=callbacks)
+                doc = restore_archive(
+                    run_dir,
+                    target,
+                    trust=_trust(trust_file, allow_untrusted),
+                    limits=caller_limits(),
+                    dry_run=dry_run,
+                    callbacks=callbacks,
+                )
             else:
-                doc = restore_bundle(run_dir, target, project_root=project_root,
-                                     trust=_trust(trust_file, allow_untrusted),
-                                     dry_run=dry_run, callbacks=callbacks)
+                doc = restore_bundle(
+                    run_dir,
+                    target,
+                    project_root=project_root,
+                    trust=_trust(trust_file, allow_untrusted),
+                    dry_run=dry_run,
+                    callbacks=callbacks,
+                )
         if pulled:
             doc["pulled"] = pulled[0]
         result(json_mode, True, "PASS", doc, lambda: _human(doc))
@@ -152,11 +198,17 @@ def chain(
         if restore_root is None:
             raise CatalyticError(ErrorCode.USAGE, "--restore-root is required")
         with progress(json_mode) as callbacks:
-            doc = restore_chain(run_dirs, restore_root, project_root=project_root,
-                                trust=_trust(trust_file, allow_untrusted), dry_run=dry_run,
-                                callbacks=callbacks)
-        result(json_mode, True, "PASS", doc, lambda: _human({**doc, "result_root":
-                                                            str(restore_root)}))
+            doc = restore_chain(
+                run_dirs,
+                restore_root,
+                project_root=project_root,
+                trust=_trust(trust_file, allow_untrusted),
+                dry_run=dry_run,
+                callbacks=callbacks,
+            )
+        result(
+            json_mode, True, "PASS", doc, lambda: _human({**doc, "result_root": str(restore_root)})
+        )
 
 
 @restore_app.command("recover")
@@ -183,9 +235,13 @@ def recover_cmd(
 
 
 def recover_all(
-    restore_root: Annotated[list[Path] | None, typer.Option("--restore-root", help="Also "
-                            "recover an interrupted restore into this root (repeatable).")
-                            ] = None,
+    restore_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--restore-root",
+            help="Also recover an interrupted restore into this root (repeatable).",
+        ),
+    ] = None,
     repo: RepoOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -201,8 +257,13 @@ def recover_all(
         ok = all(x["status"] == "recovered" for x in runs)
         # A journal this tool did not write (or that names what no policy could) is left alone
         # and named by its own code: nothing of it was acted on.
-        code = "PASS" if ok else "UNDO_INCOMPLETE" if any(
-            x["status"] == "incomplete" for x in runs) else "JOURNAL_REFUSED"
+        code = (
+            "PASS"
+            if ok
+            else "UNDO_INCOMPLETE"
+            if any(x["status"] == "incomplete" for x in runs)
+            else "JOURNAL_REFUSED"
+        )
         details = {"runs": runs, "restores": restores}
 
         def human() -> None:

@@ -35,7 +35,11 @@ def canonical_bytes(obj: Any) -> bytes:
 
     try:
         text = json.dumps(
-            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+            obj,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
             default=default,
         ).encode("utf-8")
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
@@ -107,7 +111,9 @@ def loads_strict(data: bytes, *, what: str = "JSON") -> Any:
         raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: invalid UTF-8 ({exc})") from exc
     try:
         value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_reject_constant,
             parse_float=_finite_float,
         )
         if _has_lone_surrogate(value):

@@ -190,18 +190,36 @@ class CatalyticError(Exception):
 # missing output, a chain given wrongly (left where it is; an untrusted signer is refused before
 # either). Every code bundle/verify.py raises is in exactly one of the two
 # (tests/test_typed_results.py), so a new verification code cannot fall through silently.
-BUNDLE_CORRUPT = frozenset({
-    ErrorCode.ARTIFACT_EXTRA, ErrorCode.ARTIFACT_MALFORMED, ErrorCode.FIELD_EXTRA,
-    ErrorCode.FIELD_MISSING, ErrorCode.ALGORITHM_UNSUPPORTED, ErrorCode.KEY_INVALID,
-    ErrorCode.IDENTITY_INVALID, ErrorCode.BUNDLE_ROOT_MISMATCH, ErrorCode.IDENTITY_MISMATCH,
-    ErrorCode.SIGNATURE_INCOMPLETE, ErrorCode.SIGNATURE_MALFORMED, ErrorCode.SIGNATURE_INVALID,
-    ErrorCode.HASH_MISMATCH, ErrorCode.PATH_ESCAPE_DETECTED, ErrorCode.FORBIDDEN_ARTIFACT,
-})
-BUNDLE_INTACT = frozenset({
-    ErrorCode.ARTIFACT_MISSING, ErrorCode.DECISION_INVALID, ErrorCode.RESTORATION_FAILED,
-    ErrorCode.OUTPUT_MISSING, ErrorCode.CHAIN_EMPTY, ErrorCode.CHAIN_DUPLICATE_RUN,
-    ErrorCode.UNTRUSTED,
-})
+BUNDLE_CORRUPT = frozenset(
+    {
+        ErrorCode.ARTIFACT_EXTRA,
+        ErrorCode.ARTIFACT_MALFORMED,
+        ErrorCode.FIELD_EXTRA,
+        ErrorCode.FIELD_MISSING,
+        ErrorCode.ALGORITHM_UNSUPPORTED,
+        ErrorCode.KEY_INVALID,
+        ErrorCode.IDENTITY_INVALID,
+        ErrorCode.BUNDLE_ROOT_MISMATCH,
+        ErrorCode.IDENTITY_MISMATCH,
+        ErrorCode.SIGNATURE_INCOMPLETE,
+        ErrorCode.SIGNATURE_MALFORMED,
+        ErrorCode.SIGNATURE_INVALID,
+        ErrorCode.HASH_MISMATCH,
+        ErrorCode.PATH_ESCAPE_DETECTED,
+        ErrorCode.FORBIDDEN_ARTIFACT,
+    }
+)
+BUNDLE_INTACT = frozenset(
+    {
+        ErrorCode.ARTIFACT_MISSING,
+        ErrorCode.DECISION_INVALID,
+        ErrorCode.RESTORATION_FAILED,
+        ErrorCode.OUTPUT_MISSING,
+        ErrorCode.CHAIN_EMPTY,
+        ErrorCode.CHAIN_DUPLICATE_RUN,
+        ErrorCode.UNTRUSTED,
+    }
+)
 
 
 def exit_code_for(code: ErrorCode) -> int:
@@ -219,8 +237,11 @@ def failure(exc: BaseException) -> tuple[int, str, bool]:
         return EXIT_INTERRUPTED, "interrupted", False
     if isinstance(exc, BrokenPipeError):
         return EXIT_PIPE, "output pipe closed by its reader", False
-    return (EXIT_BUG, f"internal error (a bug in catalytic-hooks): {type(exc).__name__}: {exc}",
-            True)
+    return (
+        EXIT_BUG,
+        f"internal error (a bug in catalytic-hooks): {type(exc).__name__}: {exc}",
+        True,
+    )
 
 
 def debug_enabled() -> bool:

@@ -10,7 +10,8 @@ import re
 
 _POINTER = re.compile(
     rb"^version https://git-lfs\.github\.com/spec/v1\n(?:[a-z0-9.-]+ [^\n]*\n)*?"
-    rb"oid sha256:([0-9a-f]{64})\nsize (\d+)\n(?:[a-z0-9.-]+ [^\n]*\n)*$")
+    rb"oid sha256:([0-9a-f]{64})\nsize (\d+)\n(?:[a-z0-9.-]+ [^\n]*\n)*$"
+)
 MAX_POINTER = 1024  # git-lfs never writes a larger pointer
 
 

@@ -38,8 +38,10 @@ def check_relpath(path: str, *, what: str = "path") -> str:
     problem = relpath_problem(path)
     if problem is not None:
         raise CatalyticError(
-            ErrorCode.PATH_INVALID, f"{what} {path!r} is not a safe relative path: {problem}",
-            path=path, reason=problem,
+            ErrorCode.PATH_INVALID,
+            f"{what} {path!r} is not a safe relative path: {problem}",
+            path=path,
+            reason=problem,
         )
     return path
 
@@ -65,8 +67,26 @@ def normalise_root(root: str) -> str:
 
 # Code points HFS+ ignores in a file name (git's utf8.c next_hfs_char): `.g\u200cit` is `.git`
 # there.
-_HFS_IGNORED = frozenset((0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
-                          0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF))
+_HFS_IGNORED = frozenset(
+    (
+        0x200C,
+        0x200D,
+        0x200E,
+        0x200F,
+        0x202A,
+        0x202B,
+        0x202C,
+        0x202D,
+        0x202E,
+        0x206A,
+        0x206B,
+        0x206C,
+        0x206D,
+        0x206E,
+        0x206F,
+        0xFEFF,
+    )
+)
 
 
 def is_git_name(name: str) -> bool:
@@ -76,11 +96,14 @@ def is_git_name(name: str) -> bool:
     name `git~1`; with code points HFS+ ignores. Stricter than git where the rules combine."""
     # Every code point HFS+ ignores is outside ASCII: an ASCII name (nearly all) skips the
     # per-character filter, which was a quarter of `archive create` on 10,000 outputs.
-    low = name.lower() if name.isascii() else \
-        "".join(c for c in name if ord(c) not in _HFS_IGNORED).lower()
+    low = (
+        name.lower()
+        if name.isascii()
+        else "".join(c for c in name if ord(c) not in _HFS_IGNORED).lower()
+    )
     for stem in (".git", "git~1"):
         if low.startswith(stem):
-            rest = low[len(stem):].split(":", 1)[0]
+            rest = low[len(stem) :].split(":", 1)[0]
             if rest.strip(". ") == "":
                 return True
     return False

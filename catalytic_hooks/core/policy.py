@@ -32,9 +32,22 @@ class PathClass(StrEnum):
 _ENV_KEYS = ("env_python", "env_index", "env_fallback_indexes", "env_find_links")
 _LIST_KEYS = ("durable_roots", "tmp_roots", "exclusions", "protected_roots", "run_roots")
 _KNOWN_KEYS = frozenset(
-    (*_LIST_KEYS, "trusted_validators", "metrics_tolerance", "lock_files", "chronicle",
-     "reports_dir", "quarantine_dir", "baseline", "archive_dir", "replays_dir",
-     "archive_max_entries", "archive_max_bytes", "ref_namespaces", *_ENV_KEYS)
+    (
+        *_LIST_KEYS,
+        "trusted_validators",
+        "metrics_tolerance",
+        "lock_files",
+        "chronicle",
+        "reports_dir",
+        "quarantine_dir",
+        "baseline",
+        "archive_dir",
+        "replays_dir",
+        "archive_max_entries",
+        "archive_max_bytes",
+        "ref_namespaces",
+        *_ENV_KEYS,
+    )
 )
 # Where a push may create, move or delete refs at the server gate (enforce.server). Never
 # `refs/replace/`, whatever the policy says: a replace ref changes what every reader sees.
@@ -87,8 +100,13 @@ class Policy:
         """A fast `classify` for many paths: files in one directory share every root that is a
         proper prefix, so the slow decision is made once per directory (and for the rare path
         that is itself a root)."""
-        roots = {*self.exclusions, *self.tmp_roots, *self.effective_durable,
-                 *self.protected_roots, ".git"}
+        roots = {
+            *self.exclusions,
+            *self.tmp_roots,
+            *self.effective_durable,
+            *self.protected_roots,
+            ".git",
+        }
         memo: dict[str, PathClass] = {}
         slow = self.classify
 
@@ -113,8 +131,11 @@ class Policy:
     def classify(self, path: str) -> PathClass:
         """Precedence: exclusions, then tmp, then durable, then protected (README:
         "Configuration")."""
-        return PathClass(class_of(path, self.exclusions, self.tmp_roots,
-                                  self.effective_durable, self.protected_roots))
+        return PathClass(
+            class_of(
+                path, self.exclusions, self.tmp_roots, self.effective_durable, self.protected_roots
+            )
+        )
 
     def with_roots(
         self,
@@ -151,23 +172,39 @@ class Policy:
         tool's own state); `watched`. Every field of Policy is in CACHE_CARRIED (and changes
         this) or in CACHE_IRRELEVANT (tests/test_policy.py), so that a new field that decides
         anything reaches every cache, or a test fails."""
-        return {"exclusions": list(self.exclusions), "tmp": list(self.tmp_roots),
-                "durable": list(self.effective_durable), "protected": list(self.protected_roots),
-                "special": sorted({*self.run_roots, self.chronicle, *self.implicit_durable}),
-                "watched": self.watched()}
+        return {
+            "exclusions": list(self.exclusions),
+            "tmp": list(self.tmp_roots),
+            "durable": list(self.effective_durable),
+            "protected": list(self.protected_roots),
+            "special": sorted({*self.run_roots, self.chronicle, *self.implicit_durable}),
+            "watched": self.watched(),
+        }
 
 
 # The fields Policy.cache_key carries (implicit_durable is derived from run_roots, chronicle,
 # reports_dir, quarantine_dir and archive_dir), and those no cache of path decisions needs, with
 # why.
-CACHE_CARRIED = frozenset({"durable_roots", "tmp_roots", "exclusions", "protected_roots",
-                           "run_roots", "trusted_validators", "chronicle", "reports_dir",
-                           "quarantine_dir", "archive_dir", "implicit_durable"})
+CACHE_CARRIED = frozenset(
+    {
+        "durable_roots",
+        "tmp_roots",
+        "exclusions",
+        "protected_roots",
+        "run_roots",
+        "trusted_validators",
+        "chronicle",
+        "reports_dir",
+        "quarantine_dir",
+        "archive_dir",
+        "implicit_durable",
+    }
+)
 CACHE_IRRELEVANT = {
     "metrics_tolerance": "replay's comparison of metrics, never a path's class or a finding",
     "lock_files": "the environment fingerprint of a run, never a path's class or a finding",
     "baseline": "the adoption rule, applied only where no policy is committed, and no record "
-                "is written for a base without one",
+    "is written for a base without one",
     "source": "where the policy came from, for messages",
     "replays_dir": "where replays put their work, never a root of the policy",
     "archive_max_entries": "a limit of the archive reader, never a path's class or a finding",
@@ -177,7 +214,7 @@ CACHE_IRRELEVANT = {
     "env_fallback_indexes": "where a rebuild fetches wheels, never a path's class or a finding",
     "env_find_links": "where a rebuild fetches wheels, never a path's class or a finding",
     "ref_namespaces": "which refs a push may write, decided only by the server gate from the "
-                      "default branch's committed policy; no cache or quick path looks at refs",
+    "default branch's committed policy; no cache or quick path looks at refs",
 }
 
 
@@ -196,8 +233,9 @@ def _roots(values: Any, key: str) -> tuple[str, ...]:
             ) from exc
         problem = root_problem(key, root)
         if problem is not None:
-            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}': root {v!r} {problem}",
-                                 key=key, root=v)
+            raise CatalyticError(
+                ErrorCode.CONFIG_INVALID, f"'{key}': root {v!r} {problem}", key=key, root=v
+            )
         out.append(root)
     return tuple(sorted(set(out)))
 
@@ -209,8 +247,10 @@ def root_problem(key: str, root: str) -> str | None:
     (it would empty the working tree). Exclusions only take paths out of every view, which git's
     directory already is: the seed's own examples exclude `.git`."""
     if key != "exclusions" and has_git_component(root):
-        return "names git's own directory (.git in some spelling); nothing may be written or " \
+        return (
+            "names git's own directory (.git in some spelling); nothing may be written or "
             "deleted there"
+        )
     if key == "tmp_roots" and root == ".":
         return "is the whole working tree; a tmp root is emptied after every run --restore"
     return None
@@ -225,15 +265,24 @@ def _single_path(value: Any, key: str) -> str:
 def _namespaces(values: Any) -> tuple[str, ...]:
     key = "ref_namespaces"
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}' must be a list of strings",
-                             key=key)
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"'{key}' must be a list of strings", key=key
+        )
     for v in values:
         parts = v.split("/")
-        if not v.startswith("refs/") or not v.endswith("/") or "" in parts[:-1] \
-                or any(p in (".", "..") for p in parts) or any(c.isspace() for c in v):
-            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}': {v!r} is not a ref "
-                                 "namespace (`refs/<name>/`, ending in a slash)", key=key,
-                                 namespace=v)
+        if (
+            not v.startswith("refs/")
+            or not v.endswith("/")
+            or "" in parts[:-1]
+            or any(p in (".", "..") for p in parts)
+            or any(c.isspace() for c in v)
+        ):
+            raise CatalyticError(
+                ErrorCode.CONFIG_INVALID,
+                f"'{key}': {v!r} is not a ref namespace (`refs/<name>/`, ending in a slash)",
+                key=key,
+                namespace=v,
+            )
     return tuple(sorted(set(values)))
 
 
@@ -277,36 +326,51 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
         kwargs["ref_namespaces"] = _namespaces(data["ref_namespaces"])
     if "baseline" in data:
         b = data["baseline"]
-        if not isinstance(b, str) or len(b) not in (40, 64) or \
-                any(c not in "0123456789abcdef" for c in b):
-            raise CatalyticError(ErrorCode.CONFIG_INVALID, "'baseline' must be a full commit id "
-                                 "(40 or 64 lowercase hex)", key="baseline")
+        if (
+            not isinstance(b, str)
+            or len(b) not in (40, 64)
+            or any(c not in "0123456789abcdef" for c in b)
+        ):
+            raise CatalyticError(
+                ErrorCode.CONFIG_INVALID,
+                "'baseline' must be a full commit id (40 or 64 lowercase hex)",
+                key="baseline",
+            )
         kwargs["baseline"] = b
     for key, top in (("archive_max_entries", 65_534), ("archive_max_bytes", 4 * 1024**3 - 1)):
         if key in data:
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= top:
-                raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}' must be an integer "
-                                     f"from 1 to {top}", key=key)
+                raise CatalyticError(
+                    ErrorCode.CONFIG_INVALID, f"'{key}' must be an integer from 1 to {top}", key=key
+                )
             kwargs[key] = value
     kwargs.update(_env_keys(data))
     if "metrics_tolerance" in data:
         tol = data["metrics_tolerance"]
-        if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) \
-                or tol < 0:
+        if (
+            isinstance(tol, bool)
+            or not isinstance(tol, int | float)
+            or not math.isfinite(tol)
+            or tol < 0
+        ):
             raise CatalyticError(
                 ErrorCode.CONFIG_INVALID,
-                "'metrics_tolerance' must be a non-negative number", key="metrics_tolerance",
+                "'metrics_tolerance' must be a non-negative number",
+                key="metrics_tolerance",
             )
         kwargs["metrics_tolerance"] = float(tol)
     policy = Policy(**kwargs)
     # Exactly the tool's own outputs are durable, not all of .catalytic/: the trusted-validators
     # file lives there too and must stay protected, so that no run can trust itself.
-    state_roots = {policy.chronicle, policy.chronicle + ".head", policy.reports_dir,
-                   policy.quarantine_dir, policy.archive_dir}
-    policy = replace(
-        policy, implicit_durable=tuple(sorted(set(policy.run_roots) | state_roots))
-    )
+    state_roots = {
+        policy.chronicle,
+        policy.chronicle + ".head",
+        policy.reports_dir,
+        policy.quarantine_dir,
+        policy.archive_dir,
+    }
+    policy = replace(policy, implicit_durable=tuple(sorted(set(policy.run_roots) | state_roots)))
     trust = policy.trust_path
     if trust is not None and policy.classify(trust) in _UNJUDGED:
         # A trust file that runs may write, or that no check looks at, lets a change vouch for
@@ -323,13 +387,19 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
 def _env_value(key: str, value: Any, *, url: bool) -> str:
     """A location handed to an installer: never empty, never option-like (a value starting with
     '-' would be read as an option), no control characters; URLs are http(s) or file."""
-    if not isinstance(value, str) or not value or value.startswith("-") or \
-            any(ord(c) < 32 or c == "\x7f" for c in value):
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}': {value!r} is not a usable "
-                             "location", key=key)
+    if (
+        not isinstance(value, str)
+        or not value
+        or value.startswith("-")
+        or any(ord(c) < 32 or c == "\x7f" for c in value)
+    ):
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"'{key}': {value!r} is not a usable location", key=key
+        )
     if url and not value.startswith(("http://", "https://", "file://")):
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}': {value!r} must be an http(s) "
-                             "or file URL", key=key)
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"'{key}': {value!r} must be an http(s) or file URL", key=key
+        )
     return value
 
 
@@ -343,10 +413,10 @@ def _env_keys(data: dict[str, Any]) -> dict[str, Any]:
         if key in data:
             values = data[key]
             if not isinstance(values, list):
-                raise CatalyticError(ErrorCode.CONFIG_INVALID, f"'{key}' must be a list of "
-                                     "strings", key=key)
-            out[key] = tuple(_env_value(key, v, url=key == "env_fallback_indexes")
-                             for v in values)
+                raise CatalyticError(
+                    ErrorCode.CONFIG_INVALID, f"'{key}' must be a list of strings", key=key
+                )
+            out[key] = tuple(_env_value(key, v, url=key == "env_fallback_indexes") for v in values)
     return out
 
 
@@ -374,9 +444,7 @@ def catalytic_table(pyproject: bytes, label: str = PYPROJECT) -> dict[str, Any] 
     if not isinstance(tool, dict) or "catalytic" not in tool:
         return None
     if not isinstance(tool["catalytic"], dict):
-        raise CatalyticError(
-            ErrorCode.CONFIG_INVALID, f"{label}: [tool.catalytic] must be a table"
-        )
+        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{label}: [tool.catalytic] must be a table")
     return tool["catalytic"]
 
 

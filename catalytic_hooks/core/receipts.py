@@ -37,7 +37,9 @@ def diff_manifests(pre: Mapping[str, str], post: Mapping[str, str]) -> dict[str,
 
 
 def purity_scan(
-    pre: dict[str, Any], post: dict[str, Any], tmp_residue: list[str],
+    pre: dict[str, Any],
+    post: dict[str, Any],
+    tmp_residue: list[str],
     git_state_changed: list[str] | None = None,
     survivors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -52,8 +54,12 @@ def purity_scan(
     else:
         diff = diff_manifests(pm, qm)
     violations = sorted(set(diff["added"]) | set(diff["removed"]) | set(diff["changed"]))
-    failed = bool(tmp_residue) or pre["digest"] != post["digest"] or bool(git_state_changed) \
+    failed = (
+        bool(tmp_residue)
+        or pre["digest"] != post["digest"]
+        or bool(git_state_changed)
         or bool(survivors)
+    )
     scan: dict[str, Any] = {
         "verdict": "FAIL" if failed else "PASS",
         "violations": violations,
@@ -76,7 +82,8 @@ def restore_proof(
             ErrorCode.RESTORE_PROOF_GENERATION_FAILED,
             "PRE and POST digests were computed under different exclusions "
             "(exclusions_spec_hash differs); they cannot be compared",
-            pre=pre["exclusions_spec_hash"], post=post["exclusions_spec_hash"],
+            pre=pre["exclusions_spec_hash"],
+            post=post["exclusions_spec_hash"],
         )
     passed = pre["digest"] == post["digest"] and purity["verdict"] == "PASS"
     proof: dict[str, Any] = {
@@ -114,10 +121,14 @@ def _require(doc: Any, fields: dict[str, type], what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: not a JSON object")
     for name, typ in fields.items():
-        if name not in doc or not isinstance(doc[name], typ) or (isinstance(doc[name], bool) \
-                and typ is not bool):
+        if (
+            name not in doc
+            or not isinstance(doc[name], typ)
+            or (isinstance(doc[name], bool) and typ is not bool)
+        ):
             raise CatalyticError(
-                ErrorCode.JSON_INVALID, f"{what}: field '{name}' missing or not {typ.__name__}",
+                ErrorCode.JSON_INVALID,
+                f"{what}: field '{name}' missing or not {typ.__name__}",
                 field=name,
             )
     return doc
@@ -132,8 +143,9 @@ def load_digest_receipt(data: bytes, what: str) -> dict[str, Any]:
         what,
     )
     if not all(isinstance(v, str) for v in doc["file_manifest"].values()):
-        raise CatalyticError(ErrorCode.JSON_INVALID,
-                             f"{what}: file_manifest values must be strings")
+        raise CatalyticError(
+            ErrorCode.JSON_INVALID, f"{what}: file_manifest values must be strings"
+        )
     return doc
 
 

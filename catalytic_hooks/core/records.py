@@ -19,8 +19,9 @@ from itertools import accumulate
 
 _MAGIC = b"catalytic-records v2\n"
 # Every byte json.dumps(ensure_ascii=False) leaves as it is (the newline is the records' own).
-_JSON_PLAIN = bytes(b for b in range(256)
-                    if not ((b < 0x20 and b != 0x0A) or b in (0x22, 0x5C, 0x7F)))
+_JSON_PLAIN = bytes(
+    b for b in range(256) if not ((b < 0x20 and b != 0x0A) or b in (0x22, 0x5C, 0x7F))
+)
 
 
 _json_memo: dict[str, bytes] = {}
@@ -47,8 +48,7 @@ class Records:
 
     __slots__ = ("digest", "klens", "starts", "text")
 
-    def __init__(self, text: bytes | bytearray, starts: array[int], klens: array[int],
-                 digest: str):
+    def __init__(self, text: bytes | bytearray, starts: array[int], klens: array[int], digest: str):
         self.text, self.starts, self.klens, self.digest = text, starts, klens, digest
 
     @classmethod
@@ -63,9 +63,9 @@ class Records:
             klens = array("Q", map(len, keys))  # all ASCII: characters are bytes
         else:
             klens = array("Q", (len(k.encode()) for k in keys))
-        starts = array("Q", accumulate((k + len(v) + 2 for k, v in zip(klens, vals,
-                                                                        strict=True)),
-                                       initial=0))
+        starts = array(
+            "Q", accumulate((k + len(v) + 2 for k, v in zip(klens, vals, strict=True)), initial=0)
+        )
         return cls(text, starts, klens, hashlib.sha256(text).hexdigest())
 
     @classmethod
@@ -82,10 +82,10 @@ class Records:
 
     def key(self, i: int) -> bytes | bytearray:
         s = self.starts[i]
-        return self.text[s:s + self.klens[i]]
+        return self.text[s : s + self.klens[i]]
 
     def value(self, i: int) -> str:
-        return self.text[self.starts[i] + self.klens[i] + 1:self.starts[i + 1] - 1].decode()
+        return self.text[self.starts[i] + self.klens[i] + 1 : self.starts[i + 1] - 1].decode()
 
     def find(self, key: bytes) -> int:
         """Index of the first record whose path is >= key (bisect_left)."""
@@ -107,15 +107,14 @@ class Records:
         text, starts, klens = self.text, self.starts, self.klens
         for i in range(len(klens)):
             s, k = starts[i], klens[i]
-            yield text[s:s + k].decode(), text[s + k + 1:starts[i + 1] - 1].decode()
+            yield text[s : s + k].decode(), text[s + k + 1 : starts[i + 1] - 1].decode()
 
     def dump(self, meta: str) -> tuple[bytes, bytes]:
         """File form, in two parts so that loading copies nothing: the index (magic, SHA-256 of
         the rest, the caller's `meta` text, the digest, the arrays) and the records themselves
         (checked on load against the digest, which is their SHA-256)."""
         head = json.dumps([meta, self.digest, len(self.klens)]).encode()
-        body = len(head).to_bytes(8, "little") + head + self.starts.tobytes() + \
-            self.klens.tobytes()
+        body = len(head).to_bytes(8, "little") + head + self.starts.tobytes() + self.klens.tobytes()
         return _MAGIC + hashlib.sha256(body).digest() + body, bytes(self.text)
 
     @classmethod
@@ -125,11 +124,11 @@ class Records:
         if not index.startswith(_MAGIC) or len(index) < n0 + 8:
             return None
         view = memoryview(index)
-        if hashlib.sha256(view[n0:]).digest() != index[len(_MAGIC):n0]:
+        if hashlib.sha256(view[n0:]).digest() != index[len(_MAGIC) : n0]:
             return None  # corrupt or truncated: never trusted, rebuilt by the caller
-        hlen = int.from_bytes(index[n0:n0 + 8], "little")
+        hlen = int.from_bytes(index[n0 : n0 + 8], "little")
         try:
-            meta, digest, n = json.loads(index[n0 + 8:n0 + 8 + hlen])
+            meta, digest, n = json.loads(index[n0 + 8 : n0 + 8 + hlen])
         except ValueError:
             return None
         if not isinstance(meta, str) or not isinstance(digest, str) or not isinstance(n, int):
@@ -139,8 +138,8 @@ class Records:
         size = starts.itemsize
         if len(index) != pos + (2 * n + 1) * size:
             return None
-        starts.frombytes(view[pos:pos + (n + 1) * size])
-        klens.frombytes(view[pos + (n + 1) * size:])
+        starts.frombytes(view[pos : pos + (n + 1) * size])
+        klens.frombytes(view[pos + (n + 1) * size :])
         if starts[n] != len(text) or hashlib.sha256(text).hexdigest() != digest:
             return None
         return meta, cls(text, starts, klens, digest)
@@ -173,8 +172,12 @@ class Overlay(Mapping[str, str]):
 
     __slots__ = ("_count", "added", "base", "removed")
 
-    def __init__(self, base: Records, removed: frozenset[str] = frozenset(),
-                 added: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        base: Records,
+        removed: frozenset[str] = frozenset(),
+        added: Mapping[str, str] | None = None,
+    ):
         self.base, self.removed, self.added = base, removed, dict(added or {})
         self._count: int | None = None
 
@@ -233,15 +236,16 @@ class Overlay(Mapping[str, str]):
         """The records' text in order: runs of the base, no copy, and the added records."""
         view, starts, pos = memoryview(self.base.text), self.base.starts, 0
         for first, end, path, value in self._cuts():
-            yield view[starts[pos]:starts[first]]
+            yield view[starts[pos] : starts[first]]
             if value is not None:
                 yield encode_path(path) + b":" + value.encode("ascii") + b"\n"
             pos = end
-        yield view[starts[pos]:]
+        yield view[starts[pos] :]
 
     def count(self) -> int:
-        return len(self.base) + sum((v is not None) - (end - first)
-                                    for first, end, _, v in self._cuts())
+        return len(self.base) + sum(
+            (v is not None) - (end - first) for first, end, _, v in self._cuts()
+        )
 
     def get(self, path: str, default: None = None) -> str | None:  # type: ignore[override]
         if path in self.added:
@@ -270,7 +274,7 @@ class Overlay(Mapping[str, str]):
         starts, klens = array("Q", [0]), array("Q")
         pos, shift = 0, 0
         for first, end, path, value in self._cuts():
-            starts.extend(s + shift for s in b.starts[pos + 1:first + 1])
+            starts.extend(s + shift for s in b.starts[pos + 1 : first + 1])
             klens.extend(b.klens[pos:first])
             shift -= b.starts[end] - b.starts[first]
             if value is not None:
@@ -280,7 +284,7 @@ class Overlay(Mapping[str, str]):
                 klens.append(len(kb))
                 shift += rec_len
             pos = end
-        starts.extend(s + shift for s in b.starts[pos + 1:])
+        starts.extend(s + shift for s in b.starts[pos + 1 :])
         klens.extend(b.klens[pos:])
         text = self.text()
         return Records(text, starts, klens, hashlib.sha256(text).hexdigest())
@@ -300,8 +304,9 @@ class Overlay(Mapping[str, str]):
         the members are sliced out of the records directly."""
         text = self.text()
         if b"symlink:" in text or b"gitlink:" in text or text.translate(None, _JSON_PLAIN):
-            return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False).encode()
+            return json.dumps(
+                self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode()
         if not text:
             return b"{}"
         lines = text.split(b"\n")

@@ -20,8 +20,7 @@ def under_any(path: str, roots: Roots) -> bool:
     return any(under(path, r) for r in roots)
 
 
-def class_of(path: str, exclusions: Roots, tmp: Roots, durable: Roots,
-             protected: Roots) -> str:
+def class_of(path: str, exclusions: Roots, tmp: Roots, durable: Roots, protected: Roots) -> str:
     """core.policy.PathClass's value for `path`. Precedence: exclusions (and `.git`), then tmp,
     then durable, then protected (README: "Configuration")."""
     if path == ".git" or path.startswith(".git/") or under_any(path, exclusions):

@@ -38,8 +38,7 @@ def propose(repo: Repo) -> tuple[list[str], list[str]]:
     disk); everything else stays protected."""
     committed = {e.path.split("/", 1)[0] for e in repo.ls_tree("HEAD")}
     present = committed | {p.name for p in repo.top.iterdir() if p.is_dir()}
-    return ([n for n in DURABLE_NAMES if n in present],
-            [n for n in TMP_NAMES if n in present])
+    return ([n for n in DURABLE_NAMES if n in present], [n for n in TMP_NAMES if n in present])
 
 
 def _toml_list(items: list[str]) -> str:
@@ -48,7 +47,7 @@ def _toml_list(items: list[str]) -> str:
 
 def policy_text(a: Adoption) -> str:
     return (
-        "# catalytic-hooks policy, written by `catalytic adopt` (README: \"Adopting\").\n"
+        '# catalytic-hooks policy, written by `catalytic adopt` (README: "Adopting").\n'
         "# History reachable from the baseline predates this policy and is not judged; every\n"
         "# later commit is. Change this file, or the trust file, only in a signed amendment.\n"
         f'baseline = "{a.baseline}"\n'
@@ -63,19 +62,34 @@ def policy_text(a: Adoption) -> str:
 def _preconditions(repo: Repo) -> str:
     head = repo.head()
     if head is None:
-        raise CatalyticError(ErrorCode.USAGE, "adopt needs a first commit to start from: "
-                             "commit your files, then run `catalytic adopt`")
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            "adopt needs a first commit to start from: "
+            "commit your files, then run `catalytic adopt`",
+        )
     if load_policy(repo.top).source != "defaults":
-        raise CatalyticError(ErrorCode.USAGE, "this repository already has a catalytic policy; "
-                             "adopt only starts governing an ungoverned one")
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            "this repository already has a catalytic policy; "
+            "adopt only starts governing an ungoverned one",
+        )
     if repo.has_tracked_changes():
-        raise CatalyticError(ErrorCode.USAGE, "commit or stash your changes first: the adoption "
-                             "commit must hold only the policy and the trust file")
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            "commit or stash your changes first: the adoption "
+            "commit must hold only the policy and the trust file",
+        )
     return head
 
 
-def adopt(repo: Repo, *, durable: list[str] | None, tmp: list[str] | None,
-          validators: list[tuple[str, str]], commit: bool) -> Adoption:
+def adopt(
+    repo: Repo,
+    *,
+    durable: list[str] | None,
+    tmp: list[str] | None,
+    validators: list[tuple[str, str]],
+    commit: bool,
+) -> Adoption:
     """`validators`: (name, key file or key text) pairs to trust from the start."""
     from catalytic_hooks.bundle.trust import (
         HEADER,
@@ -87,9 +101,11 @@ def adopt(repo: Repo, *, durable: list[str] | None, tmp: list[str] | None,
 
     head = _preconditions(repo)
     proposed = propose(repo)
-    a = Adoption(head, [normalise_root(r) for r in (durable if durable is not None
-                                                    else proposed[0])],
-                 [normalise_root(r) for r in (tmp if tmp is not None else proposed[1])])
+    a = Adoption(
+        head,
+        [normalise_root(r) for r in (durable if durable is not None else proposed[0])],
+        [normalise_root(r) for r in (tmp if tmp is not None else proposed[1])],
+    )
     lines = []
     for name, key in validators:
         if not name or any(c.isspace() for c in name):

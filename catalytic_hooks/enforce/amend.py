@@ -72,8 +72,11 @@ def verify_amendment(repo: Repo, commit: str, base: Baseline) -> Verdict | None:
         return Verdict(False, f"amendment refused: {_STATUS.get(status, 'unverifiable')}")
     trust = base.trust()
     key = trust.by_fingerprint(fingerprint)
-    signer, why = trust.signer(key, "git") if key is not None else (
-        None, "it is signed by a key that is not in the base's trust file")
+    signer, why = (
+        trust.signer(key, "git")
+        if key is not None
+        else (None, "it is signed by a key that is not in the base's trust file")
+    )
     if signer is None:
         return Verdict(False, f"amendment refused: {why} (signed by {fingerprint})", principal)
     return Verdict(True, reason, signer.name)

@@ -31,8 +31,13 @@ from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid
 if TYPE_CHECKING:
     from catalytic_hooks.bundle.trust import TrustSet
 
-_KIND = {"100644": "file", "100755": "file", "120000": "symlink", "160000": "submodule",
-         "040000": "directory"}
+_KIND = {
+    "100644": "file",
+    "100755": "file",
+    "120000": "symlink",
+    "160000": "submodule",
+    "040000": "directory",
+}
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,11 @@ class Baseline:
 def _regular(repo: Repo, found: dict[str, Committed], where: str) -> dict[str, bytes | None]:
     for path, entry in found.items():
         if not entry.regular:
-            raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{path}{where} is a "
-                                 f"{_KIND.get(entry.mode, entry.mode)}, not a regular file",
-                                 file=path)
+            raise CatalyticError(
+                ErrorCode.CONFIG_INVALID,
+                f"{path}{where} is a {_KIND.get(entry.mode, entry.mode)}, not a regular file",
+                file=path,
+            )
     data = blobs(repo, (e.oid for e in found.values()))
     return {path: data[e.oid] for path, e in found.items()}
 
@@ -66,8 +73,9 @@ def _regular(repo: Repo, found: dict[str, Committed], where: str) -> dict[str, b
 def baseline_at(repo: Repo, rev: str | None) -> Baseline:
     """The policy and trust anchor committed at `rev` (a commit id)."""
     if rev is None:
-        return Baseline(None, policy_from_sources({}, " (no base commit)"), None,
-                        DEFAULT_TRUST_FILE)
+        return Baseline(
+            None, policy_from_sources({}, " (no base commit)"), None, DEFAULT_TRUST_FILE
+        )
     where = f" at {rev[:10]}"
     files = _regular(repo, entries_at(repo, rev, (*POLICY_SOURCES, DEFAULT_TRUST_FILE)), where)
     policy = policy_from_sources(files, where)
@@ -80,14 +88,19 @@ def baseline_at(repo: Repo, rev: str | None) -> Baseline:
 def _table_changed(repo: Repo, change: RawChange) -> bool:
     """Whether a change to pyproject.toml changes its `[tool.catalytic]` table (anything else in
     the file is ordinary content). Unreadable on either side counts as changed."""
-    sides = [(m, o) for m, o in ((change.old_mode, change.old_oid),
-                                 (change.new_mode, change.new_oid)) if not is_zero_oid(o)]
+    sides = [
+        (m, o)
+        for m, o in ((change.old_mode, change.old_oid), (change.new_mode, change.new_oid))
+        if not is_zero_oid(o)
+    ]
     if any(m not in ("100644", "100755") for m, _ in sides):
         return True
     data = blobs(repo, (o for _, o in sides))
     try:
-        tables = [catalytic_table(data[o]) if not is_zero_oid(o) else None
-                  for o in (change.old_oid, change.new_oid)]
+        tables = [
+            catalytic_table(data[o]) if not is_zero_oid(o) else None
+            for o in (change.old_oid, change.new_oid)
+        ]
     except CatalyticError:
         return True
     return tables[0] != tables[1]
@@ -107,13 +120,20 @@ def policy_findings(repo: Repo, base: Baseline, changes: Sequence[RawChange]) ->
             reason = "policy changed (pyproject.toml [tool.catalytic])"
         else:
             reason = f"policy changed ({CONFIG_FILE})"
-        out.append(Finding(ch.path, POLICY, reason + ": the base's policy judges this change; "
-                           "a policy or trust change is never accepted from the change itself"))
+        out.append(
+            Finding(
+                ch.path,
+                POLICY,
+                reason + ": the base's policy judges this change; "
+                "a policy or trust change is never accepted from the change itself",
+            )
+        )
     return out
 
 
-def chronicle_problem(old: Committed | None, new: Committed | None,
-                      data: dict[str, bytes]) -> str | None:
+def chronicle_problem(
+    old: Committed | None, new: Committed | None, data: dict[str, bytes]
+) -> str | None:
     """Why `new` is not an append-only extension of `old` (None: it is)."""
     from catalytic_hooks.provenance.chronicle import parse_chain
 
@@ -124,8 +144,10 @@ def chronicle_problem(old: Committed | None, new: Committed | None,
     before = data[old.oid] if old is not None and old.regular else b""
     after = data[new.oid]
     if not after.startswith(before):
-        return "chronicle rewritten: it does not extend the base's chronicle byte for byte " \
-               "(records dropped, edited or re-chained)"
+        return (
+            "chronicle rewritten: it does not extend the base's chronicle byte for byte "
+            "(records dropped, edited or re-chained)"
+        )
     try:
         parse_chain(after)
     except CatalyticError as exc:
@@ -133,8 +155,9 @@ def chronicle_problem(old: Committed | None, new: Committed | None,
     return None
 
 
-def chronicle_findings(repo: Repo, path: str, old_rev: str | None, new_rev: str,
-                       what: str) -> list[Finding]:
+def chronicle_findings(
+    repo: Repo, path: str, old_rev: str | None, new_rev: str, what: str
+) -> list[Finding]:
     old = entries_at(repo, old_rev, [path]).get(path) if old_rev else None
     new = entries_at(repo, new_rev, [path]).get(path)
     if old == new:
@@ -171,6 +194,10 @@ def adoption_findings(repo: Repo, adoption: str, base: Baseline) -> list[Finding
     if parent is None:
         return []
     allowed = base.watched
-    return [Finding(c.path, ADOPTION, "the adoption commit may change only the policy and the "
-                    "trust file")
-            for c in repo.diff_raw(parent, adoption) if c.path not in allowed]
+    return [
+        Finding(
+            c.path, ADOPTION, "the adoption commit may change only the policy and the trust file"
+        )
+        for c in repo.diff_raw(parent, adoption)
+        if c.path not in allowed
+    ]

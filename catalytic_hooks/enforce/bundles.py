@@ -27,7 +27,7 @@ def _candidates(path: str, roots: tuple[str, ...]) -> list[str]:
         prefix = "" if root == "." else root + "/"
         if not path.startswith(prefix):
             continue
-        parts = path[len(prefix):].split("/")[:-1]
+        parts = path[len(prefix) :].split("/")[:-1]
         base = root if root != "." else ""
         out.append(root)
         for part in parts:
@@ -55,8 +55,7 @@ def changed_run_dirs(repo: Repo, policy: Policy, touched: dict[str, str]) -> dic
     return bundles
 
 
-def check_bundles(repo: Repo, base: Baseline, tip: str, touched: dict[str, str]
-                  ) -> list[Finding]:
+def check_bundles(repo: Repo, base: Baseline, tip: str, touched: dict[str, str]) -> list[Finding]:
     from catalytic_hooks.bundle.model import GitSource
     from catalytic_hooks.bundle.trust import TrustPolicy
     from catalytic_hooks.bundle.verify import verify_bundle
@@ -72,11 +71,27 @@ def check_bundles(repo: Repo, base: Baseline, tip: str, touched: dict[str, str]
         try:
             v = verify_bundle(src)
         except CatalyticError as exc:
-            findings.append(Finding(run_path, BUNDLE, f"run bundle rejected: {exc.code.value}: "
-                                    f"{exc.message}", commit, subject, exc.code.value))
+            findings.append(
+                Finding(
+                    run_path,
+                    BUNDLE,
+                    f"run bundle rejected: {exc.code.value}: {exc.message}",
+                    commit,
+                    subject,
+                    exc.code.value,
+                )
+            )
             continue
         decision = trust.decide(v.validator_id)
         if not decision.accepted:
-            findings.append(Finding(run_path, BUNDLE, "run bundle is valid but untrusted: "
-                                    f"{decision.reason}", commit, subject, "UNTRUSTED"))
+            findings.append(
+                Finding(
+                    run_path,
+                    BUNDLE,
+                    f"run bundle is valid but untrusted: {decision.reason}",
+                    commit,
+                    subject,
+                    "UNTRUSTED",
+                )
+            )
     return findings

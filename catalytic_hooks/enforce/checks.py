@@ -47,24 +47,28 @@ from catalytic_hooks.git.views import tmp_residue_on_disk
 _VERBS = {"A": "added", "D": "removed", "M": "changed", "T": "type changed"}
 
 
-def mutation_findings(changes: Iterable[RawChange], policy: Policy, against: str = "",
-                      conflicted: Iterable[str] = ()) -> list[Finding]:
+def mutation_findings(
+    changes: Iterable[RawChange], policy: Policy, against: str = "", conflicted: Iterable[str] = ()
+) -> list[Finding]:
     out = []
     classify = policy.classifier()
     skip = set(conflicted)
     for ch in changes:
         if ch.path not in skip and classify(ch.path) is PathClass.PROTECTED:
             verb = _VERBS.get(ch.status, "changed")
-            out.append(Finding(ch.path, MUTATION,
-                               f"protected path {verb} outside durable roots{against}"))
+            out.append(
+                Finding(ch.path, MUTATION, f"protected path {verb} outside durable roots{against}")
+            )
     for path in sorted(skip):
         if classify(path) is PathClass.PROTECTED:
-            out.append(Finding(path, MUTATION, "protected path conflicted in git's merge of "
-                               "the parents"))
+            out.append(
+                Finding(path, MUTATION, "protected path conflicted in git's merge of the parents")
+            )
     return out
 
 
 # -- pre-commit -------------------------------------------------------------------------------
+
 
 def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
     """HEAD (or the empty tree) against the index, judged by HEAD's committed policy, plus tmp
@@ -101,16 +105,15 @@ def _remember(repo: Repo, base: Baseline) -> None:
     key = base.policy.cache_key()
     watched = key.pop("watched")
     with contextlib.suppress(CatalyticError):
-        remember(str(repo.git_dir), encode(policy_listing(repo, base.rev, watched), watched,
-                                           key))
+        remember(str(repo.git_dir), encode(policy_listing(repo, base.rev, watched), watched, key))
 
 
-def _tmp_in_index(repo: Repo, head: str | None, changes: list[RawChange], policy: Policy
-                  ) -> set[str]:
+def _tmp_in_index(
+    repo: Repo, head: str | None, changes: list[RawChange], policy: Policy
+) -> set[str]:
     """Index entries under the tmp roots, without reading the index a second time: HEAD's
     entries there (from its trees) as the staged changes leave them."""
-    present = {e.path for e in repo.ls_tree(head, literal(policy.tmp_roots))
-               } if head else set()
+    present = {e.path for e in repo.ls_tree(head, literal(policy.tmp_roots))} if head else set()
     for ch in changes:
         if ch.status == "D":
             present.discard(ch.path)
@@ -145,17 +148,25 @@ def parse_push_lines(text: str) -> list[PushLine]:
     return lines
 
 
-def _judge_commit(repo: Repo, differ: RangeDiffer, base: Baseline, oid: str,
-                  parents: list[str], changes: list[RawChange], conflicted: frozenset[str],
-                  against: str) -> list[Finding]:
+def _judge_commit(
+    repo: Repo,
+    differ: RangeDiffer,
+    base: Baseline,
+    oid: str,
+    parents: list[str],
+    changes: list[RawChange],
+    conflicted: frozenset[str],
+    against: str,
+) -> list[Finding]:
     found = mutation_findings(changes, base.policy, against, conflicted)
     found += policy_findings(repo, base, changes)
     chronicle = base.policy.chronicle
     if any(c.path == chronicle for c in changes) or (
-            len(parents) > 1 and differ.entry(oid, chronicle) != differ.entry(parents[0],
-                                                                             chronicle)):
-        found += chronicle_findings(repo, chronicle, parents[0] if parents else None, oid,
-                                    "vs the commit's first parent")
+        len(parents) > 1 and differ.entry(oid, chronicle) != differ.entry(parents[0], chronicle)
+    ):
+        found += chronicle_findings(
+            repo, chronicle, parents[0] if parents else None, oid, "vs the commit's first parent"
+        )
     if not found:
         return []
     from catalytic_hooks.enforce.amend import TRAILER
@@ -180,8 +191,14 @@ def _amended(repo: Repo, base: Baseline, oid: str, found: list[Finding]) -> list
     out = [f for f in found if f.kind not in (MUTATION, POLICY)]
     for f in amendable:
         if verdict.accepted:
-            out.append(replace(f, kind=AMENDED, blocking=False, reason=f"accepted amendment by "
-                               f"{verdict.signer} ({f.reason}): {verdict.reason}"))
+            out.append(
+                replace(
+                    f,
+                    kind=AMENDED,
+                    blocking=False,
+                    reason=f"accepted amendment by {verdict.signer} ({f.reason}): {verdict.reason}",
+                )
+            )
         else:
             out.append(replace(f, reason=f"{f.reason}; {verdict.reason}"))
     return out
@@ -192,8 +209,11 @@ def _tip_findings(repo: Repo, base: Baseline, tip: str) -> list[Finding]:
     found = chronicle_findings(repo, policy.chronicle, base.rev, tip, "pushed tip vs its base")
     if policy.tmp_roots:
         specs = [] if "." in policy.tmp_roots else literal(policy.tmp_roots)
-        found += [Finding(e.path, TMP_RESIDUE, "tmp residue in the pushed tree")
-                  for e in repo.ls_tree(tip, specs) if policy.classify(e.path) is PathClass.TMP]
+        found += [
+            Finding(e.path, TMP_RESIDUE, "tmp residue in the pushed tree")
+            for e in repo.ls_tree(tip, specs)
+            if policy.classify(e.path) is PathClass.TMP
+        ]
     if not found:
         return []
     subject = repo.commit_subject(tip)
@@ -214,12 +234,19 @@ def _refuse_shallow_boundary(repo: Repo, commits: list[tuple[str, str, list[str]
                 f"commit {oid[:12]} is at the edge of this shallow clone: its parents are not "
                 "here, so what it changed cannot be judged; deepen the clone (`git fetch "
                 "--deepen=100`, or `git fetch --unshallow`; in CI: `fetch-depth: 0`) and retry",
-                commit=oid)
+                commit=oid,
+            )
 
 
-def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
-                  bundles: BundleChecker | None = None, *, reporter: Reporter | None = None
-                  ) -> list[Finding]:
+def check_commits(
+    repo: Repo,
+    base: Baseline,
+    tip: str,
+    exclude: Sequence[str],
+    bundles: BundleChecker | None = None,
+    *,
+    reporter: Reporter | None = None,
+) -> list[Finding]:
     """Every commit reachable from `tip` and not from `exclude`, judged by `base`: one batch
     engine (git.rangediff), one commit's diff in memory at a time; each commit's findings go to
     `reporter` as soon as they are known."""
@@ -231,9 +258,9 @@ def check_commits(repo: Repo, base: Baseline, tip: str, exclude: Sequence[str],
     touched: dict[str, str] = {}
     with RangeDiffer(repo) as differ:
         for n, (oid, parents, changes, conflicted, against) in enumerate(
-                differ.diff_all(commits, _unjudged_roots(base)), 1):
-            judged = _judge_commit(repo, differ, base, oid, parents, changes, conflicted,
-                                   against)
+            differ.diff_all(commits, _unjudged_roots(base)), 1
+        ):
+            judged = _judge_commit(repo, differ, base, oid, parents, changes, conflicted, against)
             if reporter is not None:
                 reporter.found(judged)
             findings += judged
@@ -254,8 +281,11 @@ def _unjudged_roots(base: Baseline) -> list[str]:
     git leaves them out of the diffs."""
     p = base.policy
     watched = [*p.run_roots, p.chronicle, *base.watched]
-    return sorted(r for r in {*p.durable_roots, *p.tmp_roots, *p.exclusions} if r != "." and
-                  not any(w == r or w.startswith(r + "/") for w in watched))
+    return sorted(
+        r
+        for r in {*p.durable_roots, *p.tmp_roots, *p.exclusions}
+        if r != "." and not any(w == r or w.startswith(r + "/") for w in watched)
+    )
 
 
 class _Progress:
@@ -267,8 +297,9 @@ class _Progress:
 
     def step(self, n: int) -> None:
         if self.show and (n % 250 == 0 or n == self.total):
-            print(f"\rcatalytic: judged {n}/{self.total} commits", end="", file=sys.stderr,
-                  flush=True)
+            print(
+                f"\rcatalytic: judged {n}/{self.total} commits", end="", file=sys.stderr, flush=True
+            )
 
     def done(self) -> None:
         if self.show:
@@ -279,15 +310,24 @@ def _remote_exclusions(repo: Repo, remote: str | None) -> list[str]:
     """What the remote already has, for a new branch: that remote's tracking refs; for a push by
     URL (or to a remote never fetched), every remote-tracking ref, since what is on any remote was
     checked when it got there. With none at all, the whole history is new (bootstrapping)."""
-    if remote and repo.config_get(f"remote.{remote}.url") is not None \
-            and has_refs(repo, f"refs/remotes/{remote}/"):
+    if (
+        remote
+        and repo.config_get(f"remote.{remote}.url") is not None
+        and has_refs(repo, f"refs/remotes/{remote}/")
+    ):
         return [f"--remotes={remote}"]
     return ["--remotes"] if has_refs(repo, "refs/remotes/") else []
 
 
-def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str],
-                governance: Governance | None = None, *, new_ref: bool = False
-                ) -> tuple[Baseline, list[str], list[Finding]]:
+def judged_from(
+    repo: Repo,
+    base: str | None,
+    tip: str,
+    exclude: list[str],
+    governance: Governance | None = None,
+    *,
+    new_ref: bool = False,
+) -> tuple[Baseline, list[str], list[Finding]]:
     """The baseline that judges `tip --not exclude`, the final exclusions, and findings of its
     own.
 
@@ -307,8 +347,13 @@ def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str],
             return judge, exclude, []
     governing = governance.default() if governance is not None else None
     if governance is not None and governing is not None:
-        return replace(governance.baseline(governing.rev),
-                       rev=base if base is not None else governing.rev), exclude, []
+        return (
+            replace(
+                governance.baseline(governing.rev), rev=base if base is not None else governing.rev
+            ),
+            exclude,
+            [],
+        )
     if judge is None:
         judge = baseline_at(repo, base)
     adoption = find_adoption(repo, tip)
@@ -320,9 +365,14 @@ def judged_from(repo: Repo, base: str | None, tip: str, exclude: list[str],
     return judge, [*exclude, adoption], [f.at(adoption, subject) for f in found]
 
 
-def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
-               bundles: BundleChecker | None = None, *, reporter: Reporter | None = None
-               ) -> list[Finding]:
+def check_push(
+    repo: Repo,
+    lines: Sequence[PushLine],
+    remote: str | None,
+    bundles: BundleChecker | None = None,
+    *,
+    reporter: Reporter | None = None,
+) -> list[Finding]:
     """Each pushed ref, judged by the policy at the remote's old tip; a new branch, or one whose
     remote tip carries no policy, by the remote's default branch's policy once the remote is
     governed (enforce.governing, from its tracking refs), as the server gate will."""
@@ -340,17 +390,25 @@ def check_push(repo: Repo, lines: Sequence[PushLine], remote: str | None,
             exclude = _remote_exclusions(repo, remote)
             base = first_parent_base(repo, pl.local_oid, exclude) if exclude else None
             new_ref = True
-        judge, exclude, own = judged_from(repo, base, pl.local_oid, exclude, governance,
-                                          new_ref=new_ref)
-        findings += own + check_commits(repo, judge, pl.local_oid, exclude, bundles,
-                                        reporter=reporter)
+        judge, exclude, own = judged_from(
+            repo, base, pl.local_oid, exclude, governance, new_ref=new_ref
+        )
+        findings += own + check_commits(
+            repo, judge, pl.local_oid, exclude, bundles, reporter=reporter
+        )
     return sort_findings(findings)
 
 
-def check_range(repo: Repo, from_ref: str, to_ref: str,
-                bundles: BundleChecker | None = None, *, policy_ref: str = "",
-                governance: Governance | None = None, reporter: Reporter | None = None
-                ) -> list[Finding]:
+def check_range(
+    repo: Repo,
+    from_ref: str,
+    to_ref: str,
+    bundles: BundleChecker | None = None,
+    *,
+    policy_ref: str = "",
+    governance: Governance | None = None,
+    reporter: Reporter | None = None,
+) -> list[Finding]:
     """CI mode: the commits of `to_ref` that `from_ref` lacks, judged by `from_ref`'s policy, or
     by `policy_ref`'s where given (CI judges a branch other than the default one by the default
     branch's policy) unless that carries none. An empty or all-zero `from_ref`: everything after
@@ -363,23 +421,28 @@ def check_range(repo: Repo, from_ref: str, to_ref: str,
     if from_ref and not is_zero_oid(from_ref):
         base = repo.rev_parse(from_ref)
         if base is None:
-            raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {from_ref!r}",
-                                 rev=from_ref)
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED, f"unknown revision {from_ref!r}", rev=from_ref
+            )
     exclude = [base] if base else []
     if policy_ref:
         policy = repo.rev_parse(policy_ref)
         if policy is None:
-            raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {policy_ref!r}",
-                                 rev=policy_ref)
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED, f"unknown revision {policy_ref!r}", rev=policy_ref
+            )
         judge = baseline_at(repo, policy)
         if judge.policy.source != "defaults":
-            return sort_findings(check_commits(repo, replace(judge, rev=base), tip, exclude,
-                                               bundles, reporter=reporter))
+            return sort_findings(
+                check_commits(
+                    repo, replace(judge, rev=base), tip, exclude, bundles, reporter=reporter
+                )
+            )
         # The default branch carries no policy yet: nothing governs; the adoption rule may.
-    judge, exclude, own = judged_from(repo, base, tip, exclude, governance,
-                                      new_ref=governance is not None)
-    return sort_findings(own + check_commits(repo, judge, tip, exclude, bundles,
-                                             reporter=reporter))
+    judge, exclude, own = judged_from(
+        repo, base, tip, exclude, governance, new_ref=governance is not None
+    )
+    return sort_findings(own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter))
 
 
 def framework_range() -> tuple[str, str] | None:

@@ -43,6 +43,7 @@ class CiRange:
 class _Event:
     """What a CI provider says about the change: the branch it goes to (a pull request's
     target, a pushed branch; None for a tag), the base it names, the default branch."""
+
     provider: str
     kind: str  # "pull request", "merge request", "push"
     target: str | None
@@ -76,28 +77,50 @@ def _github(env: Mapping[str, str]) -> _Event | None:
     hint = "the event payload's repository.default_branch (GITHUB_EVENT_PATH)"
     pr = event.get("pull_request")
     if isinstance(pr, dict):
-        return _Event("GitHub", "pull request", _text(pr.get("base"), "ref"),
-                      _text(pr.get("base"), "sha"), "event payload pull_request.base.sha",
-                      default, hint)
+        return _Event(
+            "GitHub",
+            "pull request",
+            _text(pr.get("base"), "ref"),
+            _text(pr.get("base"), "sha"),
+            "event payload pull_request.base.sha",
+            default,
+            hint,
+        )
     ref = _text(event, "ref") or env.get("GITHUB_REF", "")
-    branch = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else None
-    return _Event("GitHub", "push", branch, _text(event, "before"), "event payload 'before'",
-                  default, hint)
+    branch = ref[len("refs/heads/") :] if ref.startswith("refs/heads/") else None
+    return _Event(
+        "GitHub", "push", branch, _text(event, "before"), "event payload 'before'", default, hint
+    )
 
 
 def _gitlab(env: Mapping[str, str]) -> _Event | None:
-    if env.get("GITLAB_CI") != "true" and not env.get("CI_DEFAULT_BRANCH") and not env.get(
-            "CI_MERGE_REQUEST_DIFF_BASE_SHA"):
+    if (
+        env.get("GITLAB_CI") != "true"
+        and not env.get("CI_DEFAULT_BRANCH")
+        and not env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA")
+    ):
         return None
     default = env.get("CI_DEFAULT_BRANCH") or None
     hint = "CI_DEFAULT_BRANCH"
     if env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or env.get("CI_MERGE_REQUEST_IID"):
-        return _Event("GitLab", "merge request",
-                      env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or None,
-                      env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or None,
-                      "CI_MERGE_REQUEST_DIFF_BASE_SHA", default, hint)
-    return _Event("GitLab", "push", env.get("CI_COMMIT_BRANCH") or None,
-                  env.get("CI_COMMIT_BEFORE_SHA") or None, "CI_COMMIT_BEFORE_SHA", default, hint)
+        return _Event(
+            "GitLab",
+            "merge request",
+            env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or None,
+            env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or None,
+            "CI_MERGE_REQUEST_DIFF_BASE_SHA",
+            default,
+            hint,
+        )
+    return _Event(
+        "GitLab",
+        "push",
+        env.get("CI_COMMIT_BRANCH") or None,
+        env.get("CI_COMMIT_BEFORE_SHA") or None,
+        "CI_COMMIT_BEFORE_SHA",
+        default,
+        hint,
+    )
 
 
 def _no_base(why: str) -> CatalyticError:
@@ -106,7 +129,8 @@ def _no_base(why: str) -> CatalyticError:
         f"{why}: there is no trusted base to judge this change from, and a guessed one (the "
         "branch's own earlier tip, HEAD's parent) would let the change choose its judge; name "
         "the range (`catalytic check --from-ref BASE --to-ref HEAD`, or PRE_COMMIT_FROM_REF/"
-        "PRE_COMMIT_TO_REF)")
+        "PRE_COMMIT_TO_REF)",
+    )
 
 
 def _decide(ev: _Event) -> CiRange:
@@ -118,21 +142,33 @@ def _decide(ev: _Event) -> CiRange:
         raise _no_base(f"{what}: the default branch is unknown ({ev.default_hint} is not set)")
     if ev.target == ev.default:
         if ev.base and not is_zero_oid(ev.base):
-            return CiRange(ev.base, "HEAD", f"{what} to the default branch {ev.default} "
-                           f"({ev.base_label})")
+            return CiRange(
+                ev.base, "HEAD", f"{what} to the default branch {ev.default} ({ev.base_label})"
+            )
         if ev.kind == "push" and ev.base is not None:
-            return CiRange("", "HEAD", f"{what}: the first push of the default branch "
-                           f"{ev.default} (no base: the adoption rule, unless another branch of "
-                           "origin carries a policy)",
-                           bootstrap=f"refs/remotes/origin/{ev.default}")
-        raise _no_base(f"{what} to the default branch {ev.default} names no base "
-                       f"({ev.base_label})")
+            return CiRange(
+                "",
+                "HEAD",
+                f"{what}: the first push of the default branch "
+                f"{ev.default} (no base: the adoption rule, unless another branch of "
+                "origin carries a policy)",
+                bootstrap=f"refs/remotes/origin/{ev.default}",
+            )
+        raise _no_base(f"{what} to the default branch {ev.default} names no base ({ev.base_label})")
     default = f"origin/{ev.default}"
-    onto = f"of {ev.target}" if ev.kind == "push" and ev.target else (
-        f"to {ev.target}" if ev.target else "of a tag")
-    return CiRange(default, "HEAD", f"{what} {onto}, not the default branch: judged from its "
-                   f"merge base with {default}, by {default}'s policy",
-                   policy_ref=default, merge_base=True)
+    onto = (
+        f"of {ev.target}"
+        if ev.kind == "push" and ev.target
+        else (f"to {ev.target}" if ev.target else "of a tag")
+    )
+    return CiRange(
+        default,
+        "HEAD",
+        f"{what} {onto}, not the default branch: judged from its "
+        f"merge base with {default}, by {default}'s policy",
+        policy_ref=default,
+        merge_base=True,
+    )
 
 
 def detect(repo: Repo, env: Mapping[str, str] | None = None) -> CiRange:
@@ -144,8 +180,10 @@ def detect(repo: Repo, env: Mapping[str, str] | None = None) -> CiRange:
     if event is not None:
         return _decide(event)
     if env.get("CI"):
-        raise _no_base("a CI job this tool does not recognise (CI is set, but neither GitHub "
-                       "Actions' nor GitLab's variables)")
+        raise _no_base(
+            "a CI job this tool does not recognise (CI is set, but neither GitHub "
+            "Actions' nor GitLab's variables)"
+        )
     if upstream_exists(repo):
         return CiRange("@{upstream}", "HEAD", "the upstream branch")
     raise _no_base("no CI variables and no upstream branch")
@@ -169,7 +207,7 @@ def ensure_fetched(repo: Repo, rng: CiRange) -> CiRange:
         return rng
     if repo.rev_parse(rng.from_ref) is None:
         ref = rng.from_ref
-        spec = f"{ref[len('origin/'):]}:refs/remotes/{ref}" if ref.startswith("origin/") else ref
+        spec = f"{ref[len('origin/') :]}:refs/remotes/{ref}" if ref.startswith("origin/") else ref
         repo.fetch("origin", spec)
     base = repo.rev_parse(rng.from_ref)
     if base is not None and repo.is_shallow():
@@ -185,14 +223,19 @@ def ensure_fetched(repo: Repo, rng: CiRange) -> CiRange:
             f"the base of the range ({rng.from_ref}, {rng.why}) is not in this clone and could "
             "not be fetched; fetch the history first (actions/checkout: `fetch-depth: 0`; "
             "GitLab: `GIT_DEPTH: 0`; or `git fetch --unshallow origin`)",
-            from_ref=rng.from_ref)
+            from_ref=rng.from_ref,
+        )
     if not rng.merge_base:
         return rng
     found = merge_base(repo, base, rng.to_ref)
     if found is None:
-        raise CatalyticError(ErrorCode.CI_BASE_MISSING, f"{rng.to_ref} shares no history with "
-                             f"{rng.from_ref} ({rng.why}): there is no trusted base to judge "
-                             "it from", from_ref=rng.from_ref)
+        raise CatalyticError(
+            ErrorCode.CI_BASE_MISSING,
+            f"{rng.to_ref} shares no history with "
+            f"{rng.from_ref} ({rng.why}): there is no trusted base to judge "
+            "it from",
+            from_ref=rng.from_ref,
+        )
     return replace(rng, from_ref=found)
 
 
@@ -201,8 +244,13 @@ def prepare(repo: Repo, env: Mapping[str, str] | None = None) -> CiRange:
     return ensure_fetched(repo, detect(repo, env))
 
 
-def check_ci(repo: Repo, rng: CiRange, bundles: BundleChecker | None = None, *,
-             reporter: Reporter | None = None) -> list[Finding]:
+def check_ci(
+    repo: Repo,
+    rng: CiRange,
+    bundles: BundleChecker | None = None,
+    *,
+    reporter: Reporter | None = None,
+) -> list[Finding]:
     governance = None
     if rng.bootstrap:
         # The default branch has no base here; another branch of origin that carries a policy
@@ -210,8 +258,15 @@ def check_ci(repo: Repo, rng: CiRange, bundles: BundleChecker | None = None, *,
         refs = Refs.of_remote(repo, "origin")
         others = {r: c for r, c in refs.commits.items() if r != rng.bootstrap}
         governance = Governance(repo, Refs(others, None, "the default branch"))
-    return check_range(repo, rng.from_ref, rng.to_ref, bundles, policy_ref=rng.policy_ref,
-                       governance=governance, reporter=reporter)
+    return check_range(
+        repo,
+        rng.from_ref,
+        rng.to_ref,
+        bundles,
+        policy_ref=rng.policy_ref,
+        governance=governance,
+        reporter=reporter,
+    )
 
 
 def outside_a_commit(repo: Repo, env: Mapping[str, str] | None = None) -> bool:

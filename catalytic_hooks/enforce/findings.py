@@ -30,8 +30,9 @@ class Finding:
         return f"{self.path}: {self.reason}{where}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items()
-                if v is not None and not (k == "blocking" and v)}
+        return {
+            k: v for k, v in asdict(self).items() if v is not None and not (k == "blocking" and v)
+        }
 
     def at(self, commit: str, subject: str) -> Finding:
         return replace(self, commit=commit, subject=subject)
@@ -41,8 +42,10 @@ class Finding:
         notice for an accepted amendment."""
         level = "error" if self.blocking else "notice"
         where = f" (commit {self.commit[:10]})" if self.commit else ""
-        return (f"::{level} file={_escape(self.path, True)},"
-                f"title={_escape('catalytic ' + self.kind, True)}::{_escape(self.reason + where)}")
+        return (
+            f"::{level} file={_escape(self.path, True)},"
+            f"title={_escape('catalytic ' + self.kind, True)}::{_escape(self.reason + where)}"
+        )
 
 
 class Reporter:
@@ -86,8 +89,10 @@ class CheckReport:
         return not self.blocking
 
     def to_dict(self) -> dict[str, Any]:
-        return {"findings": [f.to_dict() for f in self.blocking],
-                "amendments": [f.to_dict() for f in self.findings if not f.blocking]}
+        return {
+            "findings": [f.to_dict() for f in self.blocking],
+            "amendments": [f.to_dict() for f in self.findings if not f.blocking],
+        }
 
     def summary(self, inspect: str) -> str:
         return summary(self.blocking, self.what, inspect)
@@ -95,8 +100,10 @@ class CheckReport:
 
 def summary(findings: Sequence[Finding], what: str, inspect: str) -> str:
     n = len(findings)
-    return (f"catalytic: {n} finding{'s' if n != 1 else ''} block{'s' if n == 1 else ''} this "
-            f"{what}; inspect with `{inspect}`")
+    return (
+        f"catalytic: {n} finding{'s' if n != 1 else ''} block{'s' if n == 1 else ''} this "
+        f"{what}; inspect with `{inspect}`"
+    )
 
 
 def _escape(text: str, prop: bool = False) -> str:

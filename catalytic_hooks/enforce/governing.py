@@ -52,6 +52,7 @@ HEAD_FIX = "git symbolic-ref HEAD refs/heads/main"
 class Refs:
     """The refs a decision may lean on, as they were before the change being judged: each ref's
     commit, and the ref the default-branch pointer names (None: it names none)."""
+
     commits: dict[str, str]
     head: str | None
     pointer: str  # "HEAD", or "refs/remotes/origin/HEAD" on a client
@@ -61,8 +62,9 @@ class Refs:
     def of_server(cls, repo: Repo) -> Refs:
         """Branches and tags: the refs a policy is carried on (not notes, replace refs or any
         namespace a host keeps for itself)."""
-        return cls(ref_commits(repo, ["refs/heads/", "refs/tags/"]),
-                   symbolic_target(repo, "HEAD"), "HEAD")
+        return cls(
+            ref_commits(repo, ["refs/heads/", "refs/tags/"]), symbolic_target(repo, "HEAD"), "HEAD"
+        )
 
     @classmethod
     def of_remote(cls, repo: Repo, remote: str | None) -> Refs:
@@ -73,10 +75,15 @@ class Refs:
             if own:
                 pointer = f"refs/remotes/{remote}/HEAD"
                 own.pop(pointer, None)
-                return cls(own, symbolic_target(repo, pointer), pointer,
-                           f"git remote set-head {remote} --auto")
-        every = {r: c for r, c in ref_commits(repo, ["refs/remotes/"]).items()
-                 if not r.endswith("/HEAD")}
+                return cls(
+                    own,
+                    symbolic_target(repo, pointer),
+                    pointer,
+                    f"git remote set-head {remote} --auto",
+                )
+        every = {
+            r: c for r, c in ref_commits(repo, ["refs/remotes/"]).items() if not r.endswith("/HEAD")
+        }
         return cls(every, None, "the remote's HEAD", "push to a named remote, fetched first")
 
 
@@ -139,8 +146,9 @@ class Governance:
     def _find(self, commits: dict[str, str]) -> Governing | None:
         head = self.refs.head
         if head is not None and head in commits and self.is_governed(commits[head]):
-            return Governing(commits[head], head, f"the default branch ({self.refs.pointer} -> "
-                             f"{head})")
+            return Governing(
+                commits[head], head, f"the default branch ({self.refs.pointer} -> {head})"
+            )
         flags = self.governed(*commits.values())
         carrying = {ref: c for ref, c in commits.items() if flags[c]}
         if not carrying:
@@ -159,11 +167,14 @@ class Governance:
                     ErrorCode.NO_GOVERNING_POLICY,
                     f"{self._pointer_problem()}, and the refs carrying a policy disagree on it "
                     f"({', '.join(refs)}): no policy can judge this ref; point HEAD at the "
-                    f"branch that carries the policy (`{self.refs.fix}`)", refs=refs)
+                    f"branch that carries the policy (`{self.refs.fix}`)",
+                    refs=refs,
+                )
             winners = {t for t in tips if points[t] == top[0]}
         ref = min(r for r, c in carrying.items() if c in winners)
-        return Governing(carrying[ref], ref, f"the newest governed policy ({ref}): "
-                         f"{self._pointer_problem()}")
+        return Governing(
+            carrying[ref], ref, f"the newest governed policy ({ref}): {self._pointer_problem()}"
+        )
 
     def _pointer_problem(self) -> str:
         head = self.refs.head
@@ -190,8 +201,9 @@ class Governance:
         return tip
 
     # -- deleting or rewinding what carries the policy -----------------------------------------
-    def carrier_findings(self, updates: Sequence[tuple[str, str | None, str | None]]
-                         ) -> list[Finding]:
+    def carrier_findings(
+        self, updates: Sequence[tuple[str, str | None, str | None]]
+    ) -> list[Finding]:
         """Findings for ref updates (ref, old commit, new commit; None: absent) that would
         change the policy judging new refs without a judged commit: deleting the default branch,
         or moving it, other than forward, to a tip with another policy; where HEAD leads to no
@@ -205,9 +217,14 @@ class Governance:
                 if problem:
                     out.append(Finding(ref, POLICY, problem))
             return out
-        moved = [(ref, old, new) for ref, old, new in updates
-                 if old is not None and ref in commits and self.is_governed(old)
-                 and (new is None or not is_ancestor(self.repo, old, new))]
+        moved = [
+            (ref, old, new)
+            for ref, old, new in updates
+            if old is not None
+            and ref in commits
+            and self.is_governed(old)
+            and (new is None or not is_ancestor(self.repo, old, new))
+        ]
         if not moved:
             return []
         before = self.default()
@@ -223,20 +240,31 @@ class Governance:
             then = None
         if before is None or (then is not None and self.key(then.rev) == self.key(before.rev)):
             return []
-        return [Finding(ref, POLICY, f"{self._pointer_problem()}, so the newest governed policy "
-                        f"({before.ref}) judges new refs; this update would change or remove "
-                        f"it without a judged commit (point HEAD at the policy branch: "
-                        f"`{self.refs.fix}`)") for ref, _, _ in moved]
+        return [
+            Finding(
+                ref,
+                POLICY,
+                f"{self._pointer_problem()}, so the newest governed policy "
+                f"({before.ref}) judges new refs; this update would change or remove "
+                f"it without a judged commit (point HEAD at the policy branch: "
+                f"`{self.refs.fix}`)",
+            )
+            for ref, _, _ in moved
+        ]
 
     def _default_moved(self, old: str, new: str | None) -> str | None:
         if new is None:
-            return ("the default branch carries the policy that judges new and re-created "
-                    "refs: deleting it is refused")
+            return (
+                "the default branch carries the policy that judges new and re-created "
+                "refs: deleting it is refused"
+            )
         if is_ancestor(self.repo, old, new):
             return None  # forward: every policy change on the way was judged
         if self.key(new) != self.key(old):
-            return ("a non-fast-forward update of the default branch that changes its policy "
-                    "or trust file (only a judged commit may change them)")
+            return (
+                "a non-fast-forward update of the default branch that changes its policy "
+                "or trust file (only a judged commit may change them)"
+            )
         return None
 
 

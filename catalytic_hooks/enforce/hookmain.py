@@ -22,8 +22,10 @@ from catalytic_hooks.enforce.checks import (
 from catalytic_hooks.enforce.findings import CheckReport, Finding, Reporter
 from catalytic_hooks.git.repo import Repo
 
-USAGE = ("usage: catalytic hook pre-commit | pre-push [REMOTE [URL]] | pre-receive | "
-         "update REF OLD NEW | post-receive")
+USAGE = (
+    "usage: catalytic hook pre-commit | pre-push [REMOTE [URL]] | pre-receive | "
+    "update REF OLD NEW | post-receive"
+)
 
 
 def _show(f: Finding) -> None:
@@ -45,8 +47,9 @@ def pre_commit(reporter: Reporter) -> int:
 
     if outside_a_commit(repo):
         return ci_range(repo, reporter)
-    return _report(reporter, CheckReport(check_staged(repo), "commit"),
-                   "catalytic check --staged --json")
+    return _report(
+        reporter, CheckReport(check_staged(repo), "commit"), "catalytic check --staged --json"
+    )
 
 
 def ci_range(repo: Repo, reporter: Reporter) -> int:
@@ -55,10 +58,15 @@ def ci_range(repo: Repo, reporter: Reporter) -> int:
     from catalytic_hooks.enforce.ci import check_ci, prepare
 
     rng = prepare(repo)
-    print(f"catalytic: checking {rng.from_ref or '(no base)'}..{rng.to_ref} ({rng.why})",
-          file=sys.stderr)
-    return _report(reporter, CheckReport(check_ci(repo, rng, check_bundles, reporter=reporter),
-                                         "change"), "catalytic check --ci --json")
+    print(
+        f"catalytic: checking {rng.from_ref or '(no base)'}..{rng.to_ref} ({rng.why})",
+        file=sys.stderr,
+    )
+    return _report(
+        reporter,
+        CheckReport(check_ci(repo, rng, check_bundles, reporter=reporter), "change"),
+        "catalytic check --ci --json",
+    )
 
 
 def pre_push(args: Sequence[str], reporter: Reporter) -> int:
@@ -105,9 +113,11 @@ def receive(hook: str, args: Sequence[str], reporter: Reporter) -> int:
         record_landed(repo, updates)
         return EXIT_OK
     judged = judge_receive(repo, updates, check_bundles, reporter=reporter)
-    code = _report(reporter, CheckReport(sort_findings(f for _, found in judged for f in found),
-                                         "push"),
-                   "catalytic check --from-ref <old> --to-ref <new> --json (in a clone)")
+    code = _report(
+        reporter,
+        CheckReport(sort_findings(f for _, found in judged for f in found), "push"),
+        "catalytic check --from-ref <old> --to-ref <new> --json (in a clone)",
+    )
     if code == EXIT_OK:
         stash_amendments(repo, judged)
     return code
@@ -135,6 +145,5 @@ def report_failure(exc: BaseException) -> int:
         import traceback
 
         traceback.print_exc()
-    print(f"catalytic: {'error: ' if not bug and code != 130 else ''}{message}",
-          file=sys.stderr)
+    print(f"catalytic: {'error: ' if not bug and code != 130 else ''}{message}", file=sys.stderr)
     return code

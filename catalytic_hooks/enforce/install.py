@@ -78,8 +78,9 @@ def is_ours(path: Path) -> bool:
 
 
 def render(hook: str) -> str:
-    return _TEMPLATE.format(marker=MARKER, python=shlex.quote(sys.executable), hook=hook,
-                            suffix=CHAIN_SUFFIX)
+    return _TEMPLATE.format(
+        marker=MARKER, python=shlex.quote(sys.executable), hook=hook, suffix=CHAIN_SUFFIX
+    )
 
 
 # Hooks that other well-known tools install, recognised so that catalytic chains them without
@@ -107,8 +108,11 @@ def manager_of(path: Path) -> str | None:
 def install(repo: Repo, hook_types: list[str], force: bool) -> list[InstallResult]:
     for h in hook_types:
         if h not in (*HOOK_TYPES, *SERVER_HOOK_TYPES):
-            raise CatalyticError(ErrorCode.USAGE, f"unknown hook type {h!r} (choose from "
-                                 f"{', '.join((*HOOK_TYPES, *SERVER_HOOK_TYPES))})")
+            raise CatalyticError(
+                ErrorCode.USAGE,
+                f"unknown hook type {h!r} (choose from "
+                f"{', '.join((*HOOK_TYPES, *SERVER_HOOK_TYPES))})",
+            )
     directory = hooks_dir(repo)
     directory.mkdir(parents=True, exist_ok=True)
     plans = []

@@ -61,8 +61,9 @@ _ROOTS = ("exclusions", "tmp", "durable", "protected", "special")
 
 def encode(listing: bytes, watched: list[str], roots: dict[str, list[str]]) -> bytes:
     """The record (git.statefiles.frame): the listing, the watched paths and the roots."""
-    return frame(_MAGIC, [listing.hex(), join_list(watched),
-                          *(join_list(roots[k]) for k in _ROOTS)])
+    return frame(
+        _MAGIC, [listing.hex(), join_list(watched), *(join_list(roots[k]) for k in _ROOTS)]
+    )
 
 
 def _decode(data: bytes) -> tuple[bytes, list[str], list[list[str]]] | None:
@@ -199,8 +200,12 @@ def _quick_push(stdin: bytes) -> bool:
     if len(parts) != 4:
         return False
     new, old = parts[1], parts[3]
-    if not all(c in "0123456789abcdef" for c in new + old) or len(new) != len(old) \
-            or new.strip("0") == "" or old.strip("0") == "":
+    if (
+        not all(c in "0123456789abcdef" for c in new + old)
+        or len(new) != len(old)
+        or new.strip("0") == ""
+        or old.strip("0") == ""
+    ):
         return False  # a deletion or a new branch: the full check
     where = spawn_git_dirs()
     commits = spawn_new_commits(new, old, 2)

@@ -67,8 +67,13 @@ def _has_refs(repo: Repo) -> bool:
     return bool(ref_commits(repo))
 
 
-def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: Governance,
-           reporter: Reporter | None) -> list[Finding]:
+def _judge(
+    repo: Repo,
+    u: RefUpdate,
+    bundles: BundleChecker | None,
+    governance: Governance,
+    reporter: Reporter | None,
+) -> list[Finding]:
     if is_zero_oid(u.new):
         return []  # deleting a ref judges no history (Governance.carrier_findings judges the act)
     tip = repo.rev_parse(u.new)
@@ -82,8 +87,7 @@ def _judge(repo: Repo, u: RefUpdate, bundles: BundleChecker | None, governance: 
         # was judged when it arrived; the default branch's policy judges the rest.
         exclude = ["--all"]
         base = repo.rev_parse("HEAD") or first_parent_base(repo, tip, exclude)
-    judge, exclude, own = judged_from(repo, base, tip, exclude, governance,
-                                      new_ref=old is None)
+    judge, exclude, own = judged_from(repo, base, tip, exclude, governance, new_ref=old is None)
     return own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
 
 
@@ -95,19 +99,37 @@ def ref_findings(repo: Repo, u: RefUpdate, policy: Policy) -> list[Finding]:
     """Whether the ref itself may be written (module docstring), whatever history it carries."""
     verb = "delete" if is_zero_oid(u.new) else "create" if is_zero_oid(u.old) else "move"
     if u.ref.startswith(REPLACE_PREFIX):
-        return [_refused(u, ErrorCode.REF_FORBIDDEN, f"a push may not {verb} a replace ref: "
-                         "git would show every reader another object in place of the one it "
-                         "names")]
+        return [
+            _refused(
+                u,
+                ErrorCode.REF_FORBIDDEN,
+                f"a push may not {verb} a replace ref: "
+                "git would show every reader another object in place of the one it "
+                "names",
+            )
+        ]
     if not any(u.ref.startswith(ns) for ns in policy.ref_namespaces):
-        return [_refused(u, ErrorCode.REF_FORBIDDEN, f"a push may not {verb} a ref outside "
-                         f"{', '.join(n + '*' for n in policy.ref_namespaces)} (the policy's "
-                         "`ref_namespaces`)")]
+        return [
+            _refused(
+                u,
+                ErrorCode.REF_FORBIDDEN,
+                f"a push may not {verb} a ref outside "
+                f"{', '.join(n + '*' for n in policy.ref_namespaces)} (the policy's "
+                "`ref_namespaces`)",
+            )
+        ]
     if not is_zero_oid(u.new) and repo.rev_parse(u.new) is None:
         kind = object_type(repo, u.new) or "missing object"
         if kind == "tag":
             kind = f"tag of a {object_type(repo, u.new + '^{}') or 'missing object'}"
-        return [_refused(u, ErrorCode.REF_NOT_A_COMMIT, f"it would point to a {kind}, not to a "
-                         "commit (or a tag of one): it carries no history that can be judged")]
+        return [
+            _refused(
+                u,
+                ErrorCode.REF_NOT_A_COMMIT,
+                f"it would point to a {kind}, not to a "
+                "commit (or a tag of one): it carries no history that can be judged",
+            )
+        ]
     return []
 
 
@@ -122,25 +144,44 @@ def _namespaces_policy(governance: Governance) -> Policy:
     return governance.baseline(found.rev).policy if found is not None else Policy()
 
 
-def judge_receive(repo: Repo, updates: Sequence[RefUpdate],
-                  bundles: BundleChecker | None = None, *, reporter: Reporter | None = None
-                  ) -> list[tuple[RefUpdate, list[Finding]]]:
+def judge_receive(
+    repo: Repo,
+    updates: Sequence[RefUpdate],
+    bundles: BundleChecker | None = None,
+    *,
+    reporter: Reporter | None = None,
+) -> list[tuple[RefUpdate, list[Finding]]]:
     """Each update with its findings (the whole push is refused if any blocks): first whether
     the ref may be written at all (ref_findings), then the history it brings; a commit's
     findings go to `reporter` as soon as they are known."""
     governance = Governance(repo, Refs.of_server(repo))
     policy = _namespaces_policy(governance)
     refused = {u: ref_findings(repo, u, policy) for u in updates}
-    carriers = governance.carrier_findings([
-        (u.ref, None if is_zero_oid(u.old) else repo.rev_parse(u.old),
-         None if is_zero_oid(u.new) else repo.rev_parse(u.new))
-        for u in updates if not refused[u]])
-    return [(u, refused[u] or [f for f in carriers if f.path == u.ref]
-             + _judge(repo, u, bundles, governance, reporter)) for u in updates]
+    carriers = governance.carrier_findings(
+        [
+            (
+                u.ref,
+                None if is_zero_oid(u.old) else repo.rev_parse(u.old),
+                None if is_zero_oid(u.new) else repo.rev_parse(u.new),
+            )
+            for u in updates
+            if not refused[u]
+        ]
+    )
+    return [
+        (
+            u,
+            refused[u]
+            or [f for f in carriers if f.path == u.ref]
+            + _judge(repo, u, bundles, governance, reporter),
+        )
+        for u in updates
+    ]
 
 
-def check_receive(repo: Repo, updates: Sequence[RefUpdate],
-                  bundles: BundleChecker | None = None) -> list[Finding]:
+def check_receive(
+    repo: Repo, updates: Sequence[RefUpdate], bundles: BundleChecker | None = None
+) -> list[Finding]:
     return sort_findings(f for _, found in judge_receive(repo, updates, bundles) for f in found)
 
 
@@ -165,14 +206,18 @@ def stash_amendments(repo: Repo, judged: Sequence[tuple[RefUpdate, Sequence[Find
     """An accepted push's amendments, per ref update, until post-receive says it landed."""
     for u, findings in judged:
         path = _pending(repo, u)
-        amended = [{"commit": f.commit, "path": f.path, "reason": f.reason}
-                   for f in findings if f.kind == AMENDED]
+        amended = [
+            {"commit": f.commit, "path": f.path, "reason": f.reason}
+            for f in findings
+            if f.kind == AMENDED
+        ]
         if not amended:
             path.unlink(missing_ok=True)
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, canonical_bytes({"ref": u.ref, "old": u.old, "new": u.new,
-                                            "amendments": amended}))
+        atomic_write(
+            path, canonical_bytes({"ref": u.ref, "old": u.old, "new": u.new, "amendments": amended})
+        )
 
 
 def record_landed(repo: Repo, updates: Sequence[RefUpdate]) -> int:
@@ -189,13 +234,22 @@ def record_landed(repo: Repo, updates: Sequence[RefUpdate]) -> int:
         except FileNotFoundError:
             continue
         stashed = loads_strict(data, what=str(path))
-        if not isinstance(stashed, dict) or [stashed.get(k) for k in ("ref", "old", "new")] != [
-                u.ref, u.old, u.new] or not isinstance(stashed.get("amendments"), list):
-            raise CatalyticError(ErrorCode.JSON_INVALID, f"{path} is not the verdict of this "
-                                 f"update ({u.ref} {u.old} {u.new}); nothing was recorded")
+        if (
+            not isinstance(stashed, dict)
+            or [stashed.get(k) for k in ("ref", "old", "new")] != [u.ref, u.old, u.new]
+            or not isinstance(stashed.get("amendments"), list)
+        ):
+            raise CatalyticError(
+                ErrorCode.JSON_INVALID,
+                f"{path} is not the verdict of this "
+                f"update ({u.ref} {u.old} {u.new}); nothing was recorded",
+            )
         for a in stashed["amendments"]:
-            append(Path(state_path(str(repo.git_dir), SERVER_CHRONICLE)), "amendment",
-                   {**a, "ref": u.ref, "old": u.old, "new": u.new})
+            append(
+                Path(state_path(str(repo.git_dir), SERVER_CHRONICLE)),
+                "amendment",
+                {**a, "ref": u.ref, "old": u.old, "new": u.new},
+            )
             count += 1
         path.unlink(missing_ok=True)
     _sweep(Path(state_path(str(repo.git_dir), SERVER_PENDING)))

@@ -84,9 +84,13 @@ class Rebuilt:
 
 # -- the interpreter --------------------------------------------------------------------------
 
+
 def _quiet_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PYTHON", "PIP_", "UV_", "CONDA_")) and k != "VIRTUAL_ENV"}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTHON", "PIP_", "UV_", "CONDA_")) and k != "VIRTUAL_ENV"
+    }
 
 
 def _uv() -> str | None:
@@ -104,8 +108,7 @@ def find_python(plan: Plan, override: str | None) -> tuple[str, dict[str, Any], 
         cands = [shutil.which(override) or override]
     else:
         own = own_facts()
-        if (own["implementation"], own["version"]) == (plan.implementation,
-                                                       plan.python_version):
+        if (own["implementation"], own["version"]) == (plan.implementation, plan.python_version):
             return sys.executable, own, True  # this interpreter: nothing to search or start
         for name in (f"python{plan.minor}", "python3", "python"):
             found = shutil.which(name)
@@ -114,9 +117,13 @@ def find_python(plan: Plan, override: str | None) -> tuple[str, dict[str, Any], 
         cands.append(sys.executable)
         uv = _uv()
         if uv:
-            proc = subprocess.run([uv, "python", "find", "--no-config", plan.python_version],
-                                  capture_output=True, env=_quiet_env(), timeout=60,
-                                  check=False)
+            proc = subprocess.run(
+                [uv, "python", "find", "--no-config", plan.python_version],
+                capture_output=True,
+                env=_quiet_env(),
+                timeout=60,
+                check=False,
+            )
             if proc.returncode == 0 and proc.stdout.strip():
                 cands.insert(0, os.fsdecode(proc.stdout.strip()))
     seen: set[str] = set()
@@ -127,8 +134,9 @@ def find_python(plan: Plan, override: str | None) -> tuple[str, dict[str, Any], 
         if real in seen:
             continue
         seen.add(real)
-        facts = query(Interpreter(cand, "search"), _quiet_env(), Path(tempfile.gettempdir()),
-                      facts_only=True)
+        facts = query(
+            Interpreter(cand, "search"), _quiet_env(), Path(tempfile.gettempdir()), facts_only=True
+        )
         if "error" in facts:
             continue
         tried.append(f"{cand} ({facts.get('implementation')} {facts.get('version')})")
@@ -140,16 +148,21 @@ def find_python(plan: Plan, override: str | None) -> tuple[str, dict[str, Any], 
             near = (cand, facts)
     if near is not None:
         return near[0], near[1], False
-    raise CatalyticError(ErrorCode.ENV_PYTHON_MISSING, f"the run needs {plan.implementation} "
-                         f"{plan.python_version} (or another {plan.minor}.x); none was found"
-                         + (f" (found: {', '.join(tried)})" if tried else "")
-                         + f"; install Python {plan.python_version} (for example `uv python "
-                         f"install {plan.python_version}`) or give --python PATH",
-                         needed=plan.python_version, implementation=plan.implementation,
-                         found=tried)
+    raise CatalyticError(
+        ErrorCode.ENV_PYTHON_MISSING,
+        f"the run needs {plan.implementation} "
+        f"{plan.python_version} (or another {plan.minor}.x); none was found"
+        + (f" (found: {', '.join(tried)})" if tried else "")
+        + f"; install Python {plan.python_version} (for example `uv python "
+        f"install {plan.python_version}`) or give --python PATH",
+        needed=plan.python_version,
+        implementation=plan.implementation,
+        found=tried,
+    )
 
 
 # -- installing ---------------------------------------------------------------------------------
+
 
 def pick_installer(wanted: str | None) -> tuple[str, str | None]:
     """("uv", path) or ("pip", None). uv when available (speed); pip, this interpreter's, as
@@ -158,24 +171,36 @@ def pick_installer(wanted: str | None) -> tuple[str, str | None]:
         raise CatalyticError(ErrorCode.USAGE, f"--installer must be uv or pip, not {wanted!r}")
     uv = _uv() if wanted in (None, "uv") else None
     if wanted == "uv" and uv is None:
-        raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, "uv is not installed (pip install "
-                             "uv), or choose --installer pip")
+        raise CatalyticError(
+            ErrorCode.ENV_REBUILD_FAILED,
+            "uv is not installed (pip install uv), or choose --installer pip",
+        )
     return ("uv", uv) if uv else ("pip", None)
 
 
 def _run(args: list[str], what: str, package: str | None = None) -> None:
     try:
-        proc = subprocess.run(args, capture_output=True, env=_installer_env(),
-                              timeout=INSTALL_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            env=_installer_env(),
+            timeout=INSTALL_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except OSError as exc:
-        raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, f"{what}: cannot start {args[0]}: "
-                             f"{exc.strerror or exc}") from exc
+        raise CatalyticError(
+            ErrorCode.ENV_REBUILD_FAILED, f"{what}: cannot start {args[0]}: {exc.strerror or exc}"
+        ) from exc
     except subprocess.TimeoutExpired as exc:
         raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, f"{what}: timed out") from exc
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-6:]
-        raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, f"{what} failed: "
-                             + " | ".join(tail), **({"package": package} if package else {}))
+        raise CatalyticError(
+            ErrorCode.ENV_REBUILD_FAILED,
+            f"{what} failed: " + " | ".join(tail),
+            **({"package": package} if package else {}),
+        )
 
 
 def _installer_env() -> dict[str, str]:
@@ -189,63 +214,146 @@ def _installer_env() -> dict[str, str]:
 
 def _create_venv(installer: tuple[str, str | None], interp: str, target: Path) -> None:
     if installer[1] is not None:
-        _run([installer[1], "venv", "--no-config", "--quiet", "--python", interp, str(target)],
-             "creating the virtual environment")
+        _run(
+            [installer[1], "venv", "--no-config", "--quiet", "--python", interp, str(target)],
+            "creating the virtual environment",
+        )
     else:
-        _run([interp, "-m", "venv", "--without-pip", str(target)],
-             "creating the virtual environment")
+        _run(
+            [interp, "-m", "venv", "--without-pip", str(target)], "creating the virtual environment"
+        )
 
 
-def _install_wheels(installer: tuple[str, str | None], venv: Path, wheels: Path,
-                    served: list[Served]) -> None:
+def _install_wheels(
+    installer: tuple[str, str | None], venv: Path, wheels: Path, served: list[Served]
+) -> None:
     if not served:
         return
     reqs = wheels / "requirements.txt"
-    reqs.write_text("".join(f"{s.name}=={s.version} --hash={s.sha256}\n" for s in served),
-                    encoding="utf-8")
+    reqs.write_text(
+        "".join(f"{s.name}=={s.version} --hash={s.sha256}\n" for s in served), encoding="utf-8"
+    )
     py = str(venv / "bin" / "python")
     if installer[1] is not None:
-        _run([installer[1], "pip", "sync", "--no-config", "--quiet", "--python", py,
-              "--offline", "--no-index", "--find-links", str(wheels), "--require-hashes",
-              "--no-build", "--link-mode", "copy", str(reqs)], "installing the pinned wheels")
+        _run(
+            [
+                installer[1],
+                "pip",
+                "sync",
+                "--no-config",
+                "--quiet",
+                "--python",
+                py,
+                "--offline",
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                "--require-hashes",
+                "--no-build",
+                "--link-mode",
+                "copy",
+                str(reqs),
+            ],
+            "installing the pinned wheels",
+        )
     else:
-        _run([sys.executable, "-m", "pip", "--python", py, "install", "--quiet", "--no-deps",
-              "--no-index", "--find-links", str(wheels), "--require-hashes",
-              "--only-binary", ":all:", "-r", str(reqs)], "installing the pinned wheels")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                py,
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                "--require-hashes",
+                "--only-binary",
+                ":all:",
+                "-r",
+                str(reqs),
+            ],
+            "installing the pinned wheels",
+        )
 
 
-def _install_builds(installer: tuple[str, str | None], venv: Path, wheels: Path,
-                    builds: tuple[Pin, ...], checkout: Path | None) -> list[dict[str, Any]]:
+def _install_builds(
+    installer: tuple[str, str | None],
+    venv: Path,
+    wheels: Path,
+    builds: tuple[Pin, ...],
+    checkout: Path | None,
+) -> list[dict[str, Any]]:
     """Editable and directory installs whose source is inside the repository, from the
     checkout (the replay's worktree), without build isolation: the build backend is one of
     the recorded pins, already installed, and nothing is fetched."""
     done = []
     for pin in builds:
         if checkout is None:
-            raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, f"{pin.name} was installed from "
-                                 f"the repository ({pin.repo_path}); give the checkout to build "
-                                 "it from", package=pin.name)
+            raise CatalyticError(
+                ErrorCode.ENV_REBUILD_FAILED,
+                f"{pin.name} was installed from "
+                f"the repository ({pin.repo_path}); give the checkout to build "
+                "it from",
+                package=pin.name,
+            )
         src = (checkout / (pin.repo_path or ".")).resolve()
         if not src.is_relative_to(checkout.resolve()) or not src.is_dir():
-            raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, f"{pin.name}: {pin.repo_path} is "
-                                 "not a directory of the checkout", package=pin.name)
+            raise CatalyticError(
+                ErrorCode.ENV_REBUILD_FAILED,
+                f"{pin.name}: {pin.repo_path} is not a directory of the checkout",
+                package=pin.name,
+            )
         edit = ["-e"] if pin.kind == "editable" else []
         py = str(venv / "bin" / "python")
         if installer[1] is not None:
-            args = [installer[1], "pip", "install", "--no-config", "--quiet", "--python", py,
-                    "--offline", "--no-index", "--find-links", str(wheels), "--no-deps",
-                    "--no-build-isolation", "--link-mode", "copy", *edit, str(src)]
+            args = [
+                installer[1],
+                "pip",
+                "install",
+                "--no-config",
+                "--quiet",
+                "--python",
+                py,
+                "--offline",
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                "--no-deps",
+                "--no-build-isolation",
+                "--link-mode",
+                "copy",
+                *edit,
+                str(src),
+            ]
         else:
-            args = [sys.executable, "-m", "pip", "--python", py, "install", "--quiet",
-                    "--no-deps", "--no-index", "--no-build-isolation", *edit, str(src)]
+            args = [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                py,
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                "--no-build-isolation",
+                *edit,
+                str(src),
+            ]
         _run(args, f"building {pin.name} from {pin.repo_path}", pin.name)
-        done.append({"name": pin.name, "version": pin.version, "kind": pin.kind,
-                     "path": pin.repo_path})
+        done.append(
+            {"name": pin.name, "version": pin.version, "kind": pin.kind, "path": pin.repo_path}
+        )
     return done
 
 
-def _serve_all(plan: Plan, sources: list[Source], facts: dict[str, Any], into: Path
-               ) -> list[Served]:
+def _serve_all(
+    plan: Plan, sources: list[Source], facts: dict[str, Any], into: Path
+) -> list[Served]:
     tags = supported_tags(facts)
     platform = describe_platform(facts)
     pins = plan.wheels
@@ -276,7 +384,8 @@ def _rebuilt_hash(venv: Path) -> tuple[str, list[str]]:
     pins: dict[str, str] = {}
     for site in sorted(venv.glob("lib/*/site-packages")):
         for meta in sorted(site.glob("*.dist-info/METADATA")) + sorted(
-                site.glob("*.egg-info/PKG-INFO")):
+            site.glob("*.egg-info/PKG-INFO")
+        ):
             fields = _header(meta)
             if fields.get("name"):
                 pins.setdefault(normalise(fields["name"]), fields.get("version", ""))
@@ -292,14 +401,23 @@ def _header(path: Path) -> dict[str, str]:
                 break
             key, sep, value = line.partition(":")
             key = key.lower()
-            if sep and line[:1] not in (" ", "\t") and key in ("name", "version") \
-                    and key not in fields:
+            if (
+                sep
+                and line[:1] not in (" ", "\t")
+                and key in ("name", "version")
+                and key not in fields
+            ):
                 fields[key] = value.strip()
     return fields
 
 
-def build(plan: Plan, recorded_dists: Any, venv: Path, opts: RebuildOptions,
-          interp: tuple[str, dict[str, Any], bool]) -> dict[str, Any]:
+def build(
+    plan: Plan,
+    recorded_dists: Any,
+    venv: Path,
+    opts: RebuildOptions,
+    interp: tuple[str, dict[str, Any], bool],
+) -> dict[str, Any]:
     """Build the environment at `venv` (which must not exist) and return its report."""
     installer = pick_installer(opts.installer)
     sources = make_sources(opts.find_links, opts.index, opts.fallbacks, opts.offline)
@@ -314,20 +432,40 @@ def build(plan: Plan, recorded_dists: Any, venv: Path, opts: RebuildOptions,
         shutil.rmtree(wheels, ignore_errors=True)
     if got != plan.environment_hash:
         diffs = compare_distributions(recorded_dists, dists)
-        raise CatalyticError(ErrorCode.ENV_MISMATCH, f"the rebuilt environment's hash {got} is "
-                             f"not the recorded {plan.environment_hash}: "
-                             + "; ".join(f"{d['field']}: recorded {d['recorded']}, rebuilt "
-                                         f"{d['current']}" for d in diffs[:10]),
-                             differences=diffs, recorded=plan.environment_hash, rebuilt=got)
+        raise CatalyticError(
+            ErrorCode.ENV_MISMATCH,
+            f"the rebuilt environment's hash {got} is "
+            f"not the recorded {plan.environment_hash}: "
+            + "; ".join(
+                f"{d['field']}: recorded {d['recorded']}, rebuilt {d['current']}"
+                for d in diffs[:10]
+            ),
+            differences=diffs,
+            recorded=plan.environment_hash,
+            rebuilt=got,
+        )
     return {
         "environment_hash": got,
         "installer": installer[0],
-        "python": {"implementation": interp[1].get("implementation"),
-                   "version": interp[1].get("version"), "recorded": plan.python_version,
-                   "exact": interp[2], "executable": interp[0]},
-        "packages": [{"name": s.name, "version": s.version, "source": s.source,
-                      "location": s.location, "file": s.filename, "sha256": s.sha256,
-                      "hash_checked": s.hash_checked} for s in served],
+        "python": {
+            "implementation": interp[1].get("implementation"),
+            "version": interp[1].get("version"),
+            "recorded": plan.python_version,
+            "exact": interp[2],
+            "executable": interp[0],
+        },
+        "packages": [
+            {
+                "name": s.name,
+                "version": s.version,
+                "source": s.source,
+                "location": s.location,
+                "file": s.filename,
+                "sha256": s.sha256,
+                "hash_checked": s.hash_checked,
+            }
+            for s in served
+        ],
         "events": [{"package": s.name, **e} for s in served for e in s.events],
         "from_checkout": built,
     }
@@ -351,11 +489,16 @@ def rebuild(environment: Any, opts: RebuildOptions) -> Rebuilt:
             raise
         done._temporary = tmp
         return done
-    key = cache_key({"environment_hash": plan.environment_hash,
-                     "pins": [[p.name, p.version, list(p.hashes)] for p in plan.pins],
-                     "python": [interp[1].get(k) for k in ("implementation", "version",
-                                                           "soabi", "platform")],
-                     "executable": os.path.realpath(interp[0])})
+    key = cache_key(
+        {
+            "environment_hash": plan.environment_hash,
+            "pins": [[p.name, p.version, list(p.hashes)] for p in plan.pins],
+            "python": [
+                interp[1].get(k) for k in ("implementation", "version", "soabi", "platform")
+            ],
+            "executable": os.path.realpath(interp[0]),
+        }
+    )
     entry = Entry(cache_root(), key)
     entry.lock(exclusive=True)
     try:
@@ -378,8 +521,14 @@ def rebuild(environment: Any, opts: RebuildOptions) -> Rebuilt:
         raise
 
 
-def _rebuild_into(plan: Plan, recorded_dists: Any, target: Path, opts: RebuildOptions,
-                  interp: tuple[str, dict[str, Any], bool], cached: bool) -> Rebuilt:
+def _rebuild_into(
+    plan: Plan,
+    recorded_dists: Any,
+    target: Path,
+    opts: RebuildOptions,
+    interp: tuple[str, dict[str, Any], bool],
+    cached: bool,
+) -> Rebuilt:
     if target.exists() or target.is_symlink():
         raise CatalyticError(ErrorCode.USAGE, f"{target} exists; --into needs a new directory")
     try:

@@ -96,8 +96,11 @@ class Entry:
     def lock(self, *, exclusive: bool, wait: bool = True) -> bool:
         self.root.mkdir(parents=True, exist_ok=True)
         if self._fd is None:
-            self._fd = os.open(self.root / f"{self.key}.lock",
-                               os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            self._fd = os.open(
+                self.root / f"{self.key}.lock",
+                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                0o644,
+            )
         flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
         try:
             fcntl.flock(self._fd, flags)
@@ -129,8 +132,10 @@ class Entry:
             shutil.rmtree(self.dir)
 
     def seal(self, report: dict[str, Any]) -> None:
-        atomic_write(self.seal_path, canonical_bytes({"manifest": tree_manifest(self.venv),
-                                                      "report": report}))
+        atomic_write(
+            self.seal_path,
+            canonical_bytes({"manifest": tree_manifest(self.venv), "report": report}),
+        )
 
 
 def prune(root: Path | None = None) -> dict[str, Any]:
@@ -141,8 +146,9 @@ def prune(root: Path | None = None) -> dict[str, Any]:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         names = []
-    keys = sorted({n[:-len(".lock")] if n.endswith(".lock") else n for n in names
-                   if not n.startswith(".")})
+    keys = sorted(
+        {n[: -len(".lock")] if n.endswith(".lock") else n for n in names if not n.startswith(".")}
+    )
     for key in keys:
         entry = Entry(root, key)
         if not entry.lock(exclusive=True, wait=False):

@@ -36,28 +36,47 @@ def export(environment: Any, fmt: str, run_id: str) -> tuple[str, list[str]]:
     """(text, names of pins without a recorded hash)."""
     plan = plan_of(environment)
     unhashed = [p.name for p in plan.wheels if not p.hashes]
-    head = [f"# The environment of run {run_id}, exported by catalytic-hooks.",
-            f"# Python: {plan.implementation} {plan.python_version}; environment hash "
-            f"{plan.environment_hash}"]
-    built = [f"# built from the repository, not listed: {p.name}=={p.version} "
-             f"({p.kind} install of {p.repo_path})" for p in plan.builds]
+    head = [
+        f"# The environment of run {run_id}, exported by catalytic-hooks.",
+        f"# Python: {plan.implementation} {plan.python_version}; environment hash "
+        f"{plan.environment_hash}",
+    ]
+    built = [
+        f"# built from the repository, not listed: {p.name}=={p.version} "
+        f"({p.kind} install of {p.repo_path})"
+        for p in plan.builds
+    ]
     if unhashed:
-        head.append(f"# no hash recorded for: {', '.join(unhashed)} (pip's --require-hashes "
-                    "refuses this file until they have one)")
+        head.append(
+            f"# no hash recorded for: {', '.join(unhashed)} (pip's --require-hashes "
+            "refuses this file until they have one)"
+        )
     if fmt == "requirements":
-        head.append("# install: pip install --no-deps --require-hashes -r THIS_FILE  |  "
-                    "uv pip sync --require-hashes THIS_FILE")
+        head.append(
+            "# install: pip install --no-deps --require-hashes -r THIS_FILE  |  "
+            "uv pip sync --require-hashes THIS_FILE"
+        )
         lines = [*head, *built]
         for p in plan.wheels:
             lines.append(" \\\n    ".join([p.requirement(), *(f"--hash={h}" for h in p.hashes)]))
         return "\n".join(lines) + "\n", unhashed
-    packages = {str(p.get("name")): p for p in environment.get("packages", [])
-                if isinstance(p, dict)}
-    out = [*head, *built, 'lock-version = "1.0"', 'created-by = "catalytic-hooks"',
-           f'requires-python = "=={plan.python_version}"']
+    packages = {
+        str(p.get("name")): p for p in environment.get("packages", []) if isinstance(p, dict)
+    }
+    out = [
+        *head,
+        *built,
+        'lock-version = "1.0"',
+        'created-by = "catalytic-hooks"',
+        f'requires-python = "=={plan.python_version}"',
+    ]
     for p in plan.wheels:
-        out += ["", "[[packages]]", f"name = {json.dumps(p.name)}",
-                f"version = {json.dumps(p.version)}"]
+        out += [
+            "",
+            "[[packages]]",
+            f"name = {json.dumps(p.name)}",
+            f"version = {json.dumps(p.version)}",
+        ]
         name = _wheel_name(p, packages)
         for h in p.hashes:
             out += ["[[packages.wheels]]"]

@@ -63,9 +63,13 @@ class Plan:
 def _bad(what: str, value: Any) -> CatalyticError:
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    return CatalyticError(ErrorCode.ENV_PIN_INVALID, f"the recorded environment holds {what} "
-                          f"{shown}, which is not a valid value; refusing to hand it to an "
-                          "installer", field=what)
+    return CatalyticError(
+        ErrorCode.ENV_PIN_INVALID,
+        f"the recorded environment holds {what} "
+        f"{shown}, which is not a valid value; refusing to hand it to an "
+        "installer",
+        field=what,
+    )
 
 
 def _pin(doc: Any) -> Pin:
@@ -76,15 +80,18 @@ def _pin(doc: Any) -> Pin:
         raise _bad("package name", name)
     if not isinstance(version, str) or not VERSION.match(version):
         raise _bad(f"version of {name}", version)
-    if not isinstance(hashes, list) or not all(isinstance(h, str) and HASH.match(h)
-                                               for h in hashes):
+    if not isinstance(hashes, list) or not all(
+        isinstance(h, str) and HASH.match(h) for h in hashes
+    ):
         raise _bad(f"hashes of {name}", hashes)
     src = doc.get("source")
     kind = repo_path = None
     if isinstance(src, dict) and src.get("kind") in BUILD_KINDS and "repo_path" in src:
         kind, repo_path = src["kind"], src["repo_path"]
-        if not isinstance(repo_path, str) or (repo_path != "." and (
-                relpath_problem(repo_path) is not None or has_git_component(repo_path))):
+        if not isinstance(repo_path, str) or (
+            repo_path != "."
+            and (relpath_problem(repo_path) is not None or has_git_component(repo_path))
+        ):
             raise _bad(f"source path of {name}", repo_path)
     elif src is not None and not isinstance(src, dict):
         raise _bad(f"source of {name}", src)
@@ -94,14 +101,19 @@ def _pin(doc: Any) -> Pin:
 def plan_of(environment: Any) -> Plan:
     """The plan for a TASK_SPEC `environment`; ENV_PIN_INVALID for anything unusable."""
     if not isinstance(environment, dict) or environment.get("environment_format") != 2:
-        raise CatalyticError(ErrorCode.ENV_PIN_INVALID, "the run records no rebuildable "
-                             "environment (recorded by a release before environment_format 2); "
-                             "rebuild it by hand from TASK_SPEC environment.distributions")
+        raise CatalyticError(
+            ErrorCode.ENV_PIN_INVALID,
+            "the run records no rebuildable "
+            "environment (recorded by a release before environment_format 2); "
+            "rebuild it by hand from TASK_SPEC environment.distributions",
+        )
     python = environment.get("python")
     if not isinstance(python, dict) or "error" in python:
         why = python.get("error") if isinstance(python, dict) else "no Python interpreter"
-        raise CatalyticError(ErrorCode.ENV_PIN_INVALID, f"the run recorded no Python "
-                             f"environment ({why}); there is nothing to rebuild")
+        raise CatalyticError(
+            ErrorCode.ENV_PIN_INVALID,
+            f"the run recorded no Python environment ({why}); there is nothing to rebuild",
+        )
     impl, version = python.get("implementation"), python.get("version")
     if impl not in IMPLEMENTATIONS:
         raise _bad("interpreter implementation", impl)

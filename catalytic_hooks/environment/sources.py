@@ -35,8 +35,10 @@ TIMEOUT = 30.0
 MAX_PAGE = 64 * 1024 * 1024
 MAX_WHEEL = 16 * 1024 * 1024 * 1024
 SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,250}\.whl\Z")
-_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
-           "text/html;q=0.1")
+_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.1"
+)
 
 
 class Unreachable(Exception):
@@ -69,7 +71,7 @@ class Wheelhouse(Source):
     """A local directory of wheels (pip's and uv's `--find-links DIR`)."""
 
     def __init__(self, location: str):
-        path = location[len("file://"):] if location.startswith("file://") else location
+        path = location[len("file://") :] if location.startswith("file://") else location
         super().__init__("find-links", str(Path(unquote(path)).absolute()))
         self._listing: list[WheelName] | None = None
 
@@ -79,12 +81,21 @@ class Wheelhouse(Source):
                 try:
                     names = sorted(os.listdir(self.location))
                 except OSError as exc:
-                    raise Unreachable(f"cannot list {self.location}: "
-                                      f"{exc.strerror or exc}") from exc
-                self._listing = [w for n in names if SAFE_FILE.match(n)
-                                 for w in [parse_wheel_name(n)] if w is not None]
-        found = [Candidate(w, os.path.join(self.location, w.filename), None)
-                 for w in self._listing if w.name == name]
+                    raise Unreachable(
+                        f"cannot list {self.location}: {exc.strerror or exc}"
+                    ) from exc
+                self._listing = [
+                    w
+                    for n in names
+                    if SAFE_FILE.match(n)
+                    for w in [parse_wheel_name(n)]
+                    if w is not None
+                ]
+        found = [
+            Candidate(w, os.path.join(self.location, w.filename), None)
+            for w in self._listing
+            if w.name == name
+        ]
         return found or None
 
 
@@ -117,8 +128,11 @@ class Index(Source):
                 raise Unreachable(f"{page_url}: not a simple-API JSON page") from exc
             for f in doc.get("files", []) if isinstance(doc, dict) else []:
                 if isinstance(f, dict) and isinstance(f.get("url"), str):
-                    h = f.get("hashes", {}).get("sha256") if isinstance(f.get("hashes"),
-                                                                          dict) else None
+                    h = (
+                        f.get("hashes", {}).get("sha256")
+                        if isinstance(f.get("hashes"), dict)
+                        else None
+                    )
                     files.append((str(f.get("filename", "")), urljoin(final, f["url"]), h))
         else:
             parser = _Links()
@@ -126,15 +140,14 @@ class Index(Source):
             for href in parser.links:
                 url = urljoin(final, href)
                 base, _, frag = url.partition("#")
-                h = frag[len("sha256="):] if frag.startswith("sha256=") else None
+                h = frag[len("sha256=") :] if frag.startswith("sha256=") else None
                 files.append((unquote(urlsplit(base).path.rsplit("/", 1)[-1]), base, h))
         out = []
         for filename, url, h in files:
             w = parse_wheel_name(filename) if SAFE_FILE.match(filename) else None
             if w is None or w.name != name or not _allowed(url, self.location):
                 continue  # an sdist, another project's file, or a link out of bounds
-            sha = h.lower() if isinstance(h, str) and re.fullmatch(r"[0-9a-fA-F]{64}", h) \
-                else None
+            sha = h.lower() if isinstance(h, str) and re.fullmatch(r"[0-9a-fA-F]{64}", h) else None
             out.append(Candidate(w, url, sha))
         return out
 
@@ -164,8 +177,7 @@ def _get(url: str, accept: str) -> tuple[bytes, str, str]:
             raise _Absent() from exc
         except OSError as exc:
             raise Unreachable(f"{url}: {exc.strerror or exc}") from exc
-    req = urllib.request.Request(url, headers={"Accept": accept,
-                                               "User-Agent": "catalytic-hooks"})
+    req = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "catalytic-hooks"})
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
             body = resp.read(MAX_PAGE + 1)
@@ -207,8 +219,9 @@ def _read_capped(path: Path) -> bytes:
         os.close(fd)
 
 
-def make_sources(find_links: list[str], index: str | None, fallbacks: list[str],
-                 offline: bool) -> list[Source]:
+def make_sources(
+    find_links: list[str], index: str | None, fallbacks: list[str], offline: bool
+) -> list[Source]:
     sources: list[Source] = [Wheelhouse(loc) for loc in find_links]
     if not offline:
         if index:
@@ -218,6 +231,7 @@ def make_sources(find_links: list[str], index: str | None, fallbacks: list[str],
 
 
 # -- serving one pin --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Served:
@@ -232,8 +246,7 @@ class Served:
     events: tuple[dict[str, str], ...]  # what happened at the sources before, in order
 
 
-def serve(pin: Pin, sources: list[Source], tags: list[str], platform: str, into: Path
-          ) -> Served:
+def serve(pin: Pin, sources: list[Source], tags: list[str], platform: str, into: Path) -> Served:
     """The file for `pin` in `into`, from the first source that has it (module docstring)."""
     rank = {t: i for i, t in enumerate(tags)}
     events: list[dict[str, str]] = []
@@ -250,13 +263,19 @@ def serve(pin: Pin, sources: list[Source], tags: list[str], platform: str, into:
             continue
         versioned = [c for c in cands or [] if same_version(pin.version, c.wheel.version)]
         if not versioned:
-            events.append({"source": src.label, "event": "does not have "
-                           f"{pin.name} {pin.version}" if cands else
-                           f"does not have {pin.name}"})
+            events.append(
+                {
+                    "source": src.label,
+                    "event": f"does not have {pin.name} {pin.version}"
+                    if cands
+                    else f"does not have {pin.name}",
+                }
+            )
             continue
-        usable = sorted((c for c in versioned if c.wheel.tags & rank.keys()),
-                        key=lambda c: (min(rank[t] for t in c.wheel.tags if t in rank),
-                                       c.wheel.filename))
+        usable = sorted(
+            (c for c in versioned if c.wheel.tags & rank.keys()),
+            key=lambda c: (min(rank[t] for t in c.wheel.tags if t in rank), c.wheel.filename),
+        )
         if not usable:
             incompatible += [c.wheel.filename for c in versioned]
             events.append({"source": src.label, "event": "has no wheel for this platform"})
@@ -267,22 +286,39 @@ def serve(pin: Pin, sources: list[Source], tags: list[str], platform: str, into:
             src.mark_down(str(exc))
             events.append({"source": src.label, "event": f"unreachable ({src.down})"})
     if incompatible:
-        raise CatalyticError(ErrorCode.ENV_NO_WHEEL, f"no wheel of {pin.name} {pin.version} "
-                             f"for this platform ({platform}); offered: "
-                             f"{', '.join(sorted(set(incompatible))[:6])}", package=pin.name,
-                             version=pin.version, platform=platform, events=events)
+        raise CatalyticError(
+            ErrorCode.ENV_NO_WHEEL,
+            f"no wheel of {pin.name} {pin.version} "
+            f"for this platform ({platform}); offered: "
+            f"{', '.join(sorted(set(incompatible))[:6])}",
+            package=pin.name,
+            version=pin.version,
+            platform=platform,
+            events=events,
+        )
     down = [e for e in events if e["event"].startswith("unreachable")]
-    why = "every source is unreachable" if down and len(down) == len(events) else \
-        "no source has it" + (" (some were unreachable)" if down else "")
-    raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, f"cannot get {pin.name}=={pin.version}: "
-                         f"{why}; sources asked: "
-                         + ("; ".join(f"{e['source']}: {e['event']}" for e in events)
-                            or "none (give env_find_links, env_index or drop --offline)"),
-                         package=pin.name, version=pin.version, events=events)
+    why = (
+        "every source is unreachable"
+        if down and len(down) == len(events)
+        else "no source has it" + (" (some were unreachable)" if down else "")
+    )
+    raise CatalyticError(
+        ErrorCode.ENV_REBUILD_FAILED,
+        f"cannot get {pin.name}=={pin.version}: "
+        f"{why}; sources asked: "
+        + (
+            "; ".join(f"{e['source']}: {e['event']}" for e in events)
+            or "none (give env_find_links, env_index or drop --offline)"
+        ),
+        package=pin.name,
+        version=pin.version,
+        events=events,
+    )
 
 
-def _take(pin: Pin, src: Source, usable: list[Candidate], into: Path,
-          events: tuple[dict[str, str], ...]) -> Served:
+def _take(
+    pin: Pin, src: Source, usable: list[Candidate], into: Path, events: tuple[dict[str, str], ...]
+) -> Served:
     """Fetch the best candidate whose bytes are acceptable, or refuse."""
     offered: list[dict[str, str]] = []
     for c in usable:
@@ -294,14 +330,30 @@ def _take(pin: Pin, src: Source, usable: list[Candidate], into: Path,
             path.unlink(missing_ok=True)
             offered.append({"file": c.wheel.filename, "sha256": digest})
             continue
-        return Served(pin.name, pin.version, src.label, src.location, c.wheel.filename, digest,
-                      bool(pin.hashes), path, events)
-    raise CatalyticError(ErrorCode.ENV_HASH_REFUSED, f"{src.label} ({src.location}) offers "
-                         f"{pin.name} {pin.version} only as other bytes than the run recorded "
-                         f"({', '.join(o['file'] + ' ' + o['sha256'] for o in offered)}; "
-                         f"recorded {', '.join(pin.hashes)}); refused, nothing was installed",
-                         package=pin.name, version=pin.version, source=src.label,
-                         location=src.location, offered=offered, recorded=list(pin.hashes))
+        return Served(
+            pin.name,
+            pin.version,
+            src.label,
+            src.location,
+            c.wheel.filename,
+            digest,
+            bool(pin.hashes),
+            path,
+            events,
+        )
+    raise CatalyticError(
+        ErrorCode.ENV_HASH_REFUSED,
+        f"{src.label} ({src.location}) offers "
+        f"{pin.name} {pin.version} only as other bytes than the run recorded "
+        f"({', '.join(o['file'] + ' ' + o['sha256'] for o in offered)}; "
+        f"recorded {', '.join(pin.hashes)}); refused, nothing was installed",
+        package=pin.name,
+        version=pin.version,
+        source=src.label,
+        location=src.location,
+        offered=offered,
+        recorded=list(pin.hashes),
+    )
 
 
 def _fetch(c: Candidate, src: Source, into: Path) -> tuple[Path, str]:
@@ -311,8 +363,7 @@ def _fetch(c: Candidate, src: Source, into: Path) -> tuple[Path, str]:
     dest = into / c.wheel.filename
     h = hashlib.sha256()
     size = 0
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o644)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in _stream(c, src):

@@ -13,8 +13,10 @@ from catalytic_hooks.provenance.environment import abi_tag, platform_tag
 from catalytic_hooks.provenance.locks import normalise
 
 _LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
-_WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(?:-(?P<build>\d[^-]*))?"
-                    r"-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl\Z")
+_WHEEL = re.compile(
+    r"^(?P<name>[^-]+)-(?P<version>[^-]+)(?:-(?P<build>\d[^-]*))?"
+    r"-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl\Z"
+)
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,12 @@ def parse_wheel_name(filename: str) -> WheelName | None:
     m = _WHEEL.match(filename)
     if m is None:
         return None
-    tags = frozenset(f"{py}-{abi}-{plat}" for py in m["py"].split(".")
-                     for abi in m["abi"].split(".") for plat in m["plat"].split("."))
+    tags = frozenset(
+        f"{py}-{abi}-{plat}"
+        for py in m["py"].split(".")
+        for abi in m["abi"].split(".")
+        for plat in m["plat"].split(".")
+    )
     return WheelName(filename, normalise(m["name"]), m["version"], m["build"], tags)
 
 

@@ -150,8 +150,9 @@ def empty_dir_at(dfd: int, prefix: str, out: Emptied, depth: int = 0) -> bool:
     return empty
 
 
-def _empty_subdir(dfd: int, name: str, st: os.stat_result, dev: int, path: str, out: Emptied,
-                  depth: int) -> bool:
+def _empty_subdir(
+    dfd: int, name: str, st: os.stat_result, dev: int, path: str, out: Emptied, depth: int
+) -> bool:
     why = None
     if st.st_dev != dev:
         why = "another filesystem is mounted here: not descended"

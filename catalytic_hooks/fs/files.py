@@ -35,8 +35,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.urandom(16).hex()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
         try:
             write_all(fd, data)
             os.fsync(fd)

@@ -102,8 +102,9 @@ def open_beneath(root: Path, rel: str) -> int:
         raise Missing(errno.ENOENT, f"{rel} does not exist") from None
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise _refuse(rel, "has a component that is a symbolic link or not a directory"
-                          ) from None
+            raise _refuse(
+                rel, "has a component that is a symbolic link or not a directory"
+            ) from None
         raise
     try:
         return _open_at(dfd, name, rel)
@@ -160,4 +161,3 @@ def sha256_beneath(root: Path, rel: str) -> str:
         return h.hexdigest()
     finally:
         os.close(fd)
-

@@ -43,9 +43,16 @@ def index_digest(repo: Repo, policy: Policy, cache: HashCache) -> TreeDigest:
     return TreeDigest(Overlay(index_snapshot(repo, policy).records))
 
 
-def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bool = False,
-                    rehash: IndexFlags | None = None, base: Snapshot | None = None,
-                    status: subprocess.Popen[bytes] | None = None) -> TreeDigest:
+def worktree_digest(
+    repo: Repo,
+    policy: Policy,
+    cache: HashCache,
+    *,
+    ignored: bool = False,
+    rehash: IndexFlags | None = None,
+    base: Snapshot | None = None,
+    status: subprocess.Popen[bytes] | None = None,
+) -> TreeDigest:
     """The index snapshot (`base`, else loaded) patched with what `git status` reports.
 
     `rehash`: index entries whose disk state git status does not report, read from disk
@@ -56,8 +63,15 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
     status_proc = status or repo.status_start(ignored=ignored)
     snap = base or index_snapshot(repo, policy)
     st = repo.finish_status(status_proc)
-    snap, st = _same_index(repo, policy, snap, st, getattr(status_proc, "started_ns", 0),
-                           ignored=ignored, fixed=base is not None)
+    snap, st = _same_index(
+        repo,
+        policy,
+        snap,
+        st,
+        getattr(status_proc, "started_ns", 0),
+        ignored=ignored,
+        fixed=base is not None,
+    )
     records = snap.records
     flags = rehash or IndexFlags()
     for path in flags.all:
@@ -91,15 +105,24 @@ def worktree_digest(repo: Repo, policy: Policy, cache: HashCache, *, ignored: bo
             fresh.append(disk_entry(repo.top, path))
     check_record_paths(e.path for e in fresh)
     if fresh:
-        added.update(resolve_contents(View(ViewKind.WORKTREE, repo.top, tuple(fresh), repo),
-                                      fresh, cache))
+        added.update(
+            resolve_contents(View(ViewKind.WORKTREE, repo.top, tuple(fresh), repo), fresh, cache)
+        )
     cache.save()
     check_record_paths(added)
     return TreeDigest(Overlay(records, frozenset(removed), added))
 
 
-def _same_index(repo: Repo, policy: Policy, snap: Snapshot, st: WorktreeStatus, since: int, *,
-                ignored: bool, fixed: bool) -> tuple[Snapshot, WorktreeStatus]:
+def _same_index(
+    repo: Repo,
+    policy: Policy,
+    snap: Snapshot,
+    st: WorktreeStatus,
+    since: int,
+    *,
+    ignored: bool,
+    fixed: bool,
+) -> tuple[Snapshot, WorktreeStatus]:
     """`snap` and a `git status` (`st`, started at `since`) that compared the working tree with
     the very index `snap` describes. A `git add` while the first status ran, or just before, may
     have given git another index than the snapshot's: then git is asked again, with the index's
@@ -119,9 +142,11 @@ def _same_index(repo: Repo, policy: Policy, snap: Snapshot, st: WorktreeStatus, 
         st = repo.finish_status(repo.status_start(ignored=ignored))
         if identity_of(index) == before:
             return snap, st
-    raise CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED,
-                         "the index changed while the working tree was digested (another git "
-                         "command is running here?); digest again once it is done")
+    raise CatalyticError(
+        ErrorCode.DIGEST_COMPUTATION_FAILED,
+        "the index changed while the working tree was digested (another git "
+        "command is running here?); digest again once it is done",
+    )
 
 
 def remember_quick(repo: Repo) -> None:
@@ -133,5 +158,7 @@ def remember_quick(repo: Repo) -> None:
         policy = policy_from_sources(sources)
     except CatalyticError:
         return
-    remember(str(repo.git_dir), encode(VERSION, str(repo.top), sources,
-                                       snapshot_name(repo, policy), policy.cache_key()))
+    remember(
+        str(repo.git_dir),
+        encode(VERSION, str(repo.top), sources, snapshot_name(repo, policy), policy.cache_key()),
+    )

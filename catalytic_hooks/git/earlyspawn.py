@@ -22,8 +22,14 @@ from catalytic_hooks.git.invoke import DIFF_FLAGS, git_argv, git_env
 # "normal" untracked mode, the one git's untracked cache serves (-uall walks every directory
 # again): it shows an untracked directory as "dir/", and omits one standing where a deleted
 # tracked file was; the digest lists both kinds itself (git.digests.expand_untracked).
-STATUS_ARGS = ("--no-optional-locks", "status", "--porcelain=v2", "-z", "--no-renames",
-               "--ignore-submodules=none")
+STATUS_ARGS = (
+    "--no-optional-locks",
+    "status",
+    "--porcelain=v2",
+    "-z",
+    "--no-renames",
+    "--ignore-submodules=none",
+)
 
 
 def status_args(ignored: bool) -> list[str]:
@@ -46,9 +52,17 @@ class Spawned:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            self.pid = os.posix_spawnp(args[0], args, env, file_actions=[
-                (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2),
-                (os.POSIX_SPAWN_CLOSE, out_r), (os.POSIX_SPAWN_CLOSE, err_r)])
+            self.pid = os.posix_spawnp(
+                args[0],
+                args,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, out_w, 1),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                    (os.POSIX_SPAWN_CLOSE, out_r),
+                    (os.POSIX_SPAWN_CLOSE, err_r),
+                ],
+            )
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -138,6 +152,7 @@ def early_where(argv: list[str]) -> Spawned | None:
 
 # -- the hooks' quick paths (enforce.quick): each command named, built here -----------------------
 
+
 def literal(paths: Sequence[str]) -> list[str]:
     return [f":(literal){p}" for p in paths]
 
@@ -185,8 +200,9 @@ def spawn_policy_listing(rev: str, watched: Sequence[str]) -> Spawned:
 
 def spawn_names_under(rev: str, roots: Sequence[str]) -> Spawned:
     """Every path of `rev`'s tree under `roots` (NUL-separated)."""
-    return spawn_git("ls-tree", "-r", "-z", "--full-tree", "--name-only", rev, "--",
-                     *literal(roots))
+    return spawn_git(
+        "ls-tree", "-r", "-z", "--full-tree", "--name-only", rev, "--", *literal(roots)
+    )
 
 
 def spawn_untracked_under(top: str, dirs: Sequence[str]) -> Spawned:

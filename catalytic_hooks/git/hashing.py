@@ -115,8 +115,9 @@ def hash_disk(fmt: str | None, abspath: str) -> DiskHash:
         g = _oid_hasher(fmt, len(target))
         if g is not None:
             g.update(target)
-        return DiskHash("symlink", hashlib.sha256(target).hexdigest(),
-                        g.hexdigest() if g is not None else None)
+        return DiskHash(
+            "symlink", hashlib.sha256(target).hexdigest(), g.hexdigest() if g is not None else None
+        )
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"not a regular file or symlink: {abspath}")
     fd = os.open(abspath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -200,8 +201,9 @@ class HashPool:
         waiter: Callable[[], _R] = pool.apply_async(fn, (job,)).get
         return waiter
 
-    def submit(self, jobs: list[tuple[str, str | None, list[str]]]
-               ) -> Callable[[], list[list[_Result]]] | None:
+    def submit(
+        self, jobs: list[tuple[str, str | None, list[str]]]
+    ) -> Callable[[], list[list[_Result]]] | None:
         """Start hashing `jobs`; returns what waits for the results (None: no pool on this
         platform, the caller hashes in-process)."""
         pool = self._started()
@@ -216,15 +218,16 @@ class HashPool:
         return wait
 
 
-def start_hashing(root: str, fmt: str | None, paths: list[str], pool: HashPool | None = None
-                  ) -> Callable[[], list[_Result]]:
+def start_hashing(
+    root: str, fmt: str | None, paths: list[str], pool: HashPool | None = None
+) -> Callable[[], list[_Result]]:
     """Hash many files on all cores; returns what waits for the results, in order. Processes,
     not threads: per-file work is mostly Python bytecode holding the GIL, so threads measured
     barely faster than one core. Without a `pool` the hashing is done before returning."""
     if len(paths) < _POOL_MIN_FILES or worker_count() == 1:
         done = _hash_batch((root, fmt, paths))
         return lambda: done
-    jobs = [(root, fmt, paths[i:i + _BATCH]) for i in range(0, len(paths), _BATCH)]
+    jobs = [(root, fmt, paths[i : i + _BATCH]) for i in range(0, len(paths), _BATCH)]
     with contextlib.ExitStack() as stack:
         own = pool is None
         if pool is None:
@@ -244,16 +247,20 @@ class Resolution:
     hashing the rest (on `pool`, without waiting), `finish` waits and resolves what is left,
     so a caller can prepare its next chunk while the workers hash this one."""
 
-    def __init__(self, view: View, entries: list[ViewEntry], cache: HashCache | None,
-                 pool: HashPool | None = None):
+    def __init__(
+        self,
+        view: View,
+        entries: list[ViewEntry],
+        cache: HashCache | None,
+        pool: HashPool | None = None,
+    ):
         """`cache` None: neither consulted nor filled (a snapshot built from nothing, whose
         entries are looked up once)."""
         self.view, self.cache = view, cache
         self.values: dict[str, str] = {}
         self.pending: list[ViewEntry] = []
         empty: dict[str, str] = {}
-        get = (cache.entries if cache is not None and any(e.oid for e in entries)
-               else empty).get
+        get = (cache.entries if cache is not None and any(e.oid for e in entries) else empty).get
         for e in entries:
             if e.kind == "gitlink":
                 self.values[e.path] = f"gitlink:{e.oid}"
@@ -266,18 +273,22 @@ class Resolution:
         repo = view.repo
         fmt = repo.object_format if repo is not None else None
         no_disk: list[_Result] = [(None, "no working tree", None)] * len(self.pending)
-        self._results = (start_hashing(os.fspath(view.root), fmt,
-                                       [e.path for e in self.pending], pool)
-                         if self.pending and view.has_disk else lambda: no_disk)
+        self._results = (
+            start_hashing(os.fspath(view.root), fmt, [e.path for e in self.pending], pool)
+            if self.pending and view.has_disk
+            else lambda: no_disk
+        )
 
     def finish(self) -> dict[str, str]:
         if not self.pending:
             return self.values
         results = self._results()
         repo, cache, values = self.view.repo, self.cache, self.values
-        from_db = [e.oid for e, (kind, _, oid) in zip(self.pending, results, strict=True)
-                   if e.oid is not None and not e.trust_disk
-                   and (kind is None or oid != e.oid)]
+        from_db = [
+            e.oid
+            for e, (kind, _, oid) in zip(self.pending, results, strict=True)
+            if e.oid is not None and not e.trust_disk and (kind is None or oid != e.oid)
+        ]
         if from_db and repo is not None:
             repo.prefetch(from_db)
         for e, (kind, sha, oid) in zip(self.pending, results, strict=True):
@@ -288,13 +299,16 @@ class Resolution:
             elif e.trust_disk:
                 if kind is None:
                     raise CatalyticError(
-                        ErrorCode.HASH_FAILED, f"cannot read {e.path}: {sha}", path=e.path,
+                        ErrorCode.HASH_FAILED,
+                        f"cannot read {e.path}: {sha}",
+                        path=e.path,
                     )
                 values[e.path] = _tag(kind, sha)
             else:
                 if repo is None or e.oid is None:
-                    raise CatalyticError(ErrorCode.HASH_FAILED, f"no content for {e.path}",
-                                         path=e.path)
+                    raise CatalyticError(
+                        ErrorCode.HASH_FAILED, f"no content for {e.path}", path=e.path
+                    )
                 sha = hashlib.sha256(repo.read_blob(e.oid)).hexdigest()
                 if cache is not None:
                     cache.put(e.oid, sha)
@@ -302,8 +316,9 @@ class Resolution:
         return values
 
 
-def resolve_contents(view: View, entries: list[ViewEntry], cache: HashCache,
-                     pool: HashPool | None = None) -> dict[str, str]:
+def resolve_contents(
+    view: View, entries: list[ViewEntry], cache: HashCache, pool: HashPool | None = None
+) -> dict[str, str]:
     """Manifest values for `entries`: 64 hex for files, `symlink:<hex>` for links,
     `gitlink:<commit>` for submodules. Never follows a symlink; fails closed on unreadable data."""
     return Resolution(view, entries, cache, pool).finish()

@@ -75,7 +75,7 @@ def blobs(repo: Repo, oids: Iterable[str]) -> dict[str, bytes]:
         if len(header) != 3 or header[1] != "blob":
             raise CatalyticError(ErrorCode.GIT_FAILED, f"object {oid} is not a readable blob")
         size = int(header[2])
-        found[oid] = out[nl + 1:nl + 1 + size]
+        found[oid] = out[nl + 1 : nl + 1 + size]
         pos = nl + 1 + size + 1
     return found
 
@@ -122,8 +122,11 @@ def upstream_exists(repo: Repo) -> bool:
 
 def trailer_values(repo: Repo, commit: str, key: str) -> list[str]:
     """The values of the `key` trailers of `commit`'s message, stripped, empty ones left out."""
-    out = repo.git("log", "-1", f"--format=%(trailers:key={key},valueonly,separator=%x1f)",
-                   commit).decode("utf-8", "replace").strip()
+    out = (
+        repo.git("log", "-1", f"--format=%(trailers:key={key},valueonly,separator=%x1f)", commit)
+        .decode("utf-8", "replace")
+        .strip()
+    )
     return [r.strip() for r in out.split("\x1f") if r.strip()]
 
 
@@ -137,8 +140,17 @@ def ssh_signature(repo: Repo, commit: str, allowed_signers: str) -> SignatureChe
     """git's own verdict on `commit`'s SSH signature against the allowed-signers file
     `allowed_signers`. The configuration that decides how it is checked is forced on the command
     line, so the judged repository cannot swap the verifier."""
-    out = repo.git("-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={allowed_signers}",
-                   "-c", "gpg.ssh.program=ssh-keygen", "log", "-1",
-                   "--format=%G?%x00%GS%x00%GF", commit).decode("utf-8", "replace")
+    out = repo.git(
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        f"gpg.ssh.allowedSignersFile={allowed_signers}",
+        "-c",
+        "gpg.ssh.program=ssh-keygen",
+        "log",
+        "-1",
+        "--format=%G?%x00%GS%x00%GF",
+        commit,
+    ).decode("utf-8", "replace")
     status, principal, fingerprint = [*out.strip().split("\0"), "", ""][:3]
     return SignatureCheck(status, principal, fingerprint)

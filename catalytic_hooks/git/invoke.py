@@ -40,8 +40,14 @@ NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}")
 # Every raw diff (diff-tree, diff-index): recursive, NUL-separated, no rename or copy detection
 # (a rename is a deletion and an addition, each judged), submodules always compared, and neither
 # an external diff driver nor a textconv filter run (a repository's configuration names them).
-DIFF_FLAGS = ("-r", "-z", "--no-renames", "--ignore-submodules=none", "--no-ext-diff",
-              "--no-textconv")
+DIFF_FLAGS = (
+    "-r",
+    "-z",
+    "--no-renames",
+    "--ignore-submodules=none",
+    "--no-ext-diff",
+    "--no-textconv",
+)
 
 
 def git_argv(args: Sequence[str], *, config_read: bool = False) -> list[str]:

@@ -52,7 +52,7 @@ def digest_piece(job: Piece) -> Listed:
         if not rec:
             continue
         tab = rec.index("\t")
-        path = rec[tab + 1:]
+        path = rec[tab + 1 :]
         if classify(path) is not protected:
             continue
         if path.isascii():
@@ -64,7 +64,7 @@ def digest_piece(job: Piece) -> Listed:
                 return b"", b"", b"", [], path
         if suspicious and ("\n" in path or "\r" in path):
             return b"", b"", b"", [], path
-        mode, oid = rec[:6], rec[rec.rindex(" ", 0, tab) + 1:tab]
+        mode, oid = rec[:6], rec[rec.rindex(" ", 0, tab) + 1 : tab]
         if mode == MODE_GITLINK:
             value = "gitlink:" + oid
         else:
@@ -103,8 +103,9 @@ def _pieces(stream: IO[bytes]) -> Iterator[bytes]:
         yield rest
 
 
-def digest_listing(stream: IO[bytes], root: str, fmt: str | None, policy: Policy,
-                   pool: HashPool) -> Iterator[Listed]:
+def digest_listing(
+    stream: IO[bytes], root: str, fmt: str | None, policy: Policy, pool: HashPool
+) -> Iterator[Listed]:
     """Each piece of the listing on `stream` digested, in order: on `pool`'s workers with a
     bounded number in flight, or in this process for a listing too small to be worth it."""
     root = os.path.join(root, "")

@@ -46,7 +46,7 @@ def stored_zlib(data: bytes) -> bytes:
     view = memoryview(data)
     pos = 0
     while True:
-        chunk = view[pos:pos + _STORED_MAX]
+        chunk = view[pos : pos + _STORED_MAX]
         pos += len(chunk)
         final = pos >= len(data)
         n = len(chunk)
@@ -79,14 +79,24 @@ def closure(repo: Repo, commit: str, history: bool) -> list[tuple[str, str]]:
     if not history:
         args.append("--no-walk")
     listed = repo.git(*args, commit, "--").decode().split()
-    checked = repo.git("cat-file", "--batch-check=%(objectname) %(objecttype)",
-                       input=("\n".join(listed) + "\n").encode()).decode().splitlines()
+    checked = (
+        repo.git(
+            "cat-file",
+            "--batch-check=%(objectname) %(objecttype)",
+            input=("\n".join(listed) + "\n").encode(),
+        )
+        .decode()
+        .splitlines()
+    )
     objs = []
     for line in checked:
         oid, _, kind = line.partition(" ")
         if kind not in _TYPES:
-            raise CatalyticError(ErrorCode.GIT_FAILED, f"object {oid} is missing from the "
-                                 "repository (a partial or shallow clone?)", oid=oid)
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                f"object {oid} is missing from the repository (a partial or shallow clone?)",
+                oid=oid,
+            )
         objs.append((oid, kind))
     return sorted(objs, key=lambda o: (_ORDER[o[1]], o[0]))
 
@@ -149,19 +159,22 @@ class _BatchReader:
 
 # -- the receiving side ------------------------------------------------------------------------
 
+
 def init_repository(path: Path, object_format: str, *, bare: bool) -> Repo:
     """A new, empty repository at `path` (created), with no inherited git variable (and, as for
     every git command of this tool, hooks disabled: git.invoke)."""
     if object_format not in ("sha1", "sha256"):
-        raise CatalyticError(ErrorCode.GIT_FAILED, f"object format {object_format!r} is not "
-                             "supported")
+        raise CatalyticError(
+            ErrorCode.GIT_FAILED, f"object format {object_format!r} is not supported"
+        )
     args = ["init", "-q", f"--object-format={object_format}"]
     if bare:
         args.append("--bare")
     proc = _run([*args, str(path)], clean_env())
     if proc.returncode != 0:
-        raise CatalyticError(ErrorCode.GIT_FAILED, f"git init failed: "
-                             f"{proc.stderr.decode(errors='replace').strip()}")
+        raise CatalyticError(
+            ErrorCode.GIT_FAILED, f"git init failed: {proc.stderr.decode(errors='replace').strip()}"
+        )
     git_dir = path if bare else path / ".git"
     return Repo(path, git_dir, git_dir, clean_env())
 
@@ -176,8 +189,9 @@ class Imported:
 PackProblem = Callable[[str, str], CatalyticError]
 
 
-def import_pack(repo: Repo, pack: Path, commit: str, *, history: bool,
-                problem: PackProblem) -> Imported:
+def import_pack(
+    repo: Repo, pack: Path, commit: str, *, history: bool, problem: PackProblem
+) -> Imported:
     """Index an untrusted pack into `repo` and prove what it holds: `commit` exists and is a
     commit (its id computed by git from the bytes), and the pack holds exactly its closure (the
     whole tree; the ancestry with `history`). `problem(reason, message)` makes the error."""
@@ -188,22 +202,34 @@ def import_pack(repo: Repo, pack: Path, commit: str, *, history: bool,
     with open(pack, "rb") as fh:
         proc = _run(["index-pack", "--strict", "--stdin"], repo.env, cwd=repo.git_dir, stdin=fh)
     if proc.returncode != 0:
-        raise problem("GIT_OBJECTS", "the archive's git objects are invalid: "
-                      f"{proc.stderr.decode(errors='replace').strip()[:300]}")
+        raise problem(
+            "GIT_OBJECTS",
+            "the archive's git objects are invalid: "
+            f"{proc.stderr.decode(errors='replace').strip()[:300]}",
+        )
     kind = repo.git_proc("cat-file", "-t", commit)
     if kind.returncode != 0 or kind.stdout.strip() != b"commit":
         raise problem("GIT_OBJECTS", f"the archive's git objects hold no commit {commit}")
     tree = repo.tree_of(commit)
-    listed = repo.git_proc("rev-list", "--objects", "--no-object-names",
-                           *([] if history else ["--no-walk"]), commit, "--")
+    listed = repo.git_proc(
+        "rev-list",
+        "--objects",
+        "--no-object-names",
+        *([] if history else ["--no-walk"]),
+        commit,
+        "--",
+    )
     if listed.returncode != 0:
-        raise problem("GIT_OBJECTS", "the archive's git objects do not reach the whole tree of "
-                      f"{commit}")
+        raise problem(
+            "GIT_OBJECTS", f"the archive's git objects do not reach the whole tree of {commit}"
+        )
     reached = len(listed.stdout.split())
     in_pack = _pack_count(pack)
     if in_pack != reached:
-        raise problem("GIT_OBJECTS", f"the archive's pack holds {in_pack} objects, the commit "
-                      f"reaches {reached}")
+        raise problem(
+            "GIT_OBJECTS",
+            f"the archive's pack holds {in_pack} objects, the commit reaches {reached}",
+        )
     return Imported(commit, tree, reached)
 
 
@@ -225,5 +251,7 @@ def add_objects(repo: Repo, pack: Path) -> None:
     with open(pack, "rb") as fh:
         proc = _run(["index-pack", "--stdin"], repo.env, cwd=repo.top, stdin=fh)
     if proc.returncode != 0:
-        raise CatalyticError(ErrorCode.GIT_FAILED, "git index-pack failed: "
-                             f"{proc.stderr.decode(errors='replace').strip()}")
+        raise CatalyticError(
+            ErrorCode.GIT_FAILED,
+            f"git index-pack failed: {proc.stderr.decode(errors='replace').strip()}",
+        )

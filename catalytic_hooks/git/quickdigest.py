@@ -57,12 +57,25 @@ def fingerprint(data: bytes | None) -> str:
     return "absent" if data is None else hashlib.sha256(data).hexdigest()
 
 
-def encode(version: str, top: str, sources: dict[str, bytes | None], snapshot: str,
-           roots: dict[str, list[str]]) -> bytes:
+def encode(
+    version: str,
+    top: str,
+    sources: dict[str, bytes | None],
+    snapshot: str,
+    roots: dict[str, list[str]],
+) -> bytes:
     """The record (git.statefiles.frame): version, top, the sources' fingerprints, the
     snapshot's file name and the roots."""
-    return frame(_MAGIC, [version, top, *(fingerprint(sources.get(n)) for n in SOURCES),
-                          snapshot, *(join_list(roots[k]) for k in ROOTS)])
+    return frame(
+        _MAGIC,
+        [
+            version,
+            top,
+            *(fingerprint(sources.get(n)) for n in SOURCES),
+            snapshot,
+            *(join_list(roots[k]) for k in ROOTS),
+        ],
+    )
 
 
 def remember(git_dir: str, record: bytes) -> None:
@@ -108,7 +121,7 @@ def _quick(worktree: bool, status: Spawned | None, where: Spawned) -> str | None
     if not worktree:
         return _line(records.digest, len(records), "index")
     assert status is not None
-    roots = [split_list(f) for f in fields[-len(ROOTS):]]
+    roots = [split_list(f) for f in fields[-len(ROOTS) :]]
     guess = _guess(git_dir, top, records)  # while git status runs
     out, _ = status.communicate()
     if not settled(index, ident, status.started_ns):
@@ -215,8 +228,10 @@ def _expand(top: str, deleted: set[str], untracked: list[str]) -> list[str] | No
         return untracked
     if any(os.path.lexists(os.path.join(top, p, ".git")) for p in collapsed):
         return None
-    if any(not os.path.isdir(os.path.join(top, p)) or os.path.islink(os.path.join(top, p))
-           for p in hidden):
+    if any(
+        not os.path.isdir(os.path.join(top, p)) or os.path.islink(os.path.join(top, p))
+        for p in hidden
+    ):
         return None
     lister = spawn_untracked_under(top, [*collapsed, *(p + "/" for p in hidden)])
     out, _ = lister.communicate()
@@ -229,8 +244,9 @@ def _expand(top: str, deleted: set[str], untracked: list[str]) -> list[str] | No
     return sorted({*(p for p in untracked if p not in gone), *listed})
 
 
-def _changed(top: str, out: bytes, records: Records, roots: list[list[str]]
-             ) -> tuple[frozenset[str], frozenset[str]] | None:
+def _changed(
+    top: str, out: bytes, records: Records, roots: list[list[str]]
+) -> tuple[frozenset[str], frozenset[str]] | None:
     """The overlay's paths for git.digests.worktree_digest: (removed: index entries git status
     reports changed, fresh: protected files to read from disk), or None."""
     changes = _changes(out)
@@ -262,8 +278,10 @@ def _changed(top: str, out: bytes, records: Records, roots: list[list[str]]
 # disk here, so whatever the file says cannot change an answer (and it is not one of the caches
 # a run must drop).
 
-def _guess(git_dir: str, top: str, records: Records
-           ) -> tuple[frozenset[str], frozenset[str], str, int] | None:
+
+def _guess(
+    git_dir: str, top: str, records: Records
+) -> tuple[frozenset[str], frozenset[str], str, int] | None:
     """(removed, fresh, digest, count) of the overlay the last answer's paths give now."""
     data = read(state_path(git_dir, DIGEST_GUESS))
     try:

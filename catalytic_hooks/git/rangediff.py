@@ -27,11 +27,11 @@ CHUNK = 250
 MERGE_CHUNK = 50
 
 
-def range_commits(repo: Repo, tip: str, exclude: Sequence[str]
-                  ) -> list[tuple[str, str, list[str]]]:
+def range_commits(repo: Repo, tip: str, exclude: Sequence[str]) -> list[tuple[str, str, list[str]]]:
     """(commit, its tree, parents), parents before children, from one `rev-list`."""
-    out = repo.git("rev-list", "--topo-order", "--reverse", "--format=%H %T %P", tip, "--not",
-                   *exclude, "--").decode()
+    out = repo.git(
+        "rev-list", "--topo-order", "--reverse", "--format=%H %T %P", tip, "--not", *exclude, "--"
+    ).decode()
     result = []
     for line in out.splitlines():
         if not line.startswith("commit "):
@@ -65,18 +65,27 @@ class RangeDiffer:
         """git's merge of each (merge commit, first parent, second parent): one process per
         MERGE_CHUNK merges (git's memory grows with the merges one process makes)."""
         for start in range(0, len(merges), MERGE_CHUNK):
-            self._merge_chunk(merges[start:start + MERGE_CHUNK])
+            self._merge_chunk(merges[start : start + MERGE_CHUNK])
 
     def _merge_chunk(self, merges: Sequence[tuple[str, str, str]]) -> None:
         if not merges:
             return
         lines = "".join(f"{p1} {p2}\n" for _, p1, p2 in merges).encode()
-        proc = self.repo.run_env(self._view_env(), "merge-tree", "--write-tree", "--stdin",
-                                 "--name-only", "--no-messages", "--allow-unrelated-histories",
-                                 input=lines)
+        proc = self.repo.run_env(
+            self._view_env(),
+            "merge-tree",
+            "--write-tree",
+            "--stdin",
+            "--name-only",
+            "--no-messages",
+            "--allow-unrelated-histories",
+            input=lines,
+        )
         if proc.returncode not in (0, 1):
-            raise CatalyticError(ErrorCode.GIT_FAILED, "git merge-tree --stdin failed: "
-                                 f"{proc.stderr.decode(errors='replace').strip()}")
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                f"git merge-tree --stdin failed: {proc.stderr.decode(errors='replace').strip()}",
+            )
         fields = proc.stdout.split(b"\0")
         i = 0
         for oid, _, _ in merges:
@@ -98,8 +107,10 @@ class RangeDiffer:
             assert self._scratch is not None
             repo2.odb.add_disk_alternate(self._scratch.name)
             quarantine = self.repo.env.get("GIT_OBJECT_DIRECTORY")
-            for extra in [quarantine, *(self.repo.env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")
-                                         or "").split(os.pathsep)]:
+            for extra in [
+                quarantine,
+                *(self.repo.env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES") or "").split(os.pathsep),
+            ]:
                 if extra and os.path.isdir(extra):
                     repo2.odb.add_disk_alternate(extra)
             self._odb = repo2
@@ -108,8 +119,12 @@ class RangeDiffer:
     def describe(self, commit: str, trailer: str) -> tuple[str, str | None]:
         """The commit's subject (git's %s) and the value of one trailer (None: absent)."""
         if self.repo.object_format != "sha1":
-            out = self.repo.git("log", "-1", f"--format=%s%x00%(trailers:key={trailer},"
-                                "valueonly,separator=%x1f)", commit).decode("utf-8", "replace")
+            out = self.repo.git(
+                "log",
+                "-1",
+                f"--format=%s%x00%(trailers:key={trailer},valueonly,separator=%x1f)",
+                commit,
+            ).decode("utf-8", "replace")
             subject, _, value = out.rstrip("\n").partition("\0")
             return subject, value.strip() or None
         c = self._repo2()[commit]
@@ -120,8 +135,9 @@ class RangeDiffer:
     def entry(self, commit: str, path: str) -> tuple[str, str] | None:
         """(mode, id) of `path` in `commit`'s tree, None when absent."""
         if self.repo.object_format != "sha1":
-            out = self.repo.git("ls-tree", "-z", "--full-tree", commit, "--",
-                                f":(literal){path}").decode("utf-8", "surrogateescape")
+            out = self.repo.git(
+                "ls-tree", "-z", "--full-tree", commit, "--", f":(literal){path}"
+            ).decode("utf-8", "surrogateescape")
             meta = out.split("\t", 1)[0].split() if out else []
             return (meta[0], meta[2]) if len(meta) == 3 else None
         import pygit2
@@ -132,24 +148,32 @@ class RangeDiffer:
             return None
         return f"{obj.filemode:06o}", str(obj.id)
 
-
     def _sentinel(self) -> str:
         """A commit with an empty diff, written to the scratch directory: its header marks where
         the (headerless) output of a tree-pair request ends."""
-        proc = self.repo.run_env({**self._view_env(), "GIT_AUTHOR_NAME": "catalytic",
-                                  "GIT_AUTHOR_EMAIL": "catalytic@invalid",
-                                  "GIT_COMMITTER_NAME": "catalytic",
-                                  "GIT_COMMITTER_EMAIL": "catalytic@invalid"},
-                                 "commit-tree", "-m", "catalytic sentinel",
-                                 self.repo.empty_tree())
+        proc = self.repo.run_env(
+            {
+                **self._view_env(),
+                "GIT_AUTHOR_NAME": "catalytic",
+                "GIT_AUTHOR_EMAIL": "catalytic@invalid",
+                "GIT_COMMITTER_NAME": "catalytic",
+                "GIT_COMMITTER_EMAIL": "catalytic@invalid",
+            },
+            "commit-tree",
+            "-m",
+            "catalytic sentinel",
+            self.repo.empty_tree(),
+        )
         if proc.returncode != 0:
-            raise CatalyticError(ErrorCode.GIT_FAILED, "git commit-tree failed: "
-                                 f"{proc.stderr.decode(errors='replace').strip()}")
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                f"git commit-tree failed: {proc.stderr.decode(errors='replace').strip()}",
+            )
         return proc.stdout.decode().strip()
 
-    def diff_all(self, commits: Sequence[tuple[str, str, list[str]]],
-                 skip: Sequence[str] = ()
-                 ) -> Iterator[tuple[str, list[str], list[RawChange], frozenset[str], str]]:
+    def diff_all(
+        self, commits: Sequence[tuple[str, str, list[str]]], skip: Sequence[str] = ()
+    ) -> Iterator[tuple[str, list[str], list[RawChange], frozenset[str], str]]:
         """(commit, parents, changes, conflicted, against) for every commit, in order: what the
         commit itself changed against its parent (a root against the empty tree), a two-parent
         merge against git's merge of its parents (with the paths that conflicted there), an
@@ -159,11 +183,11 @@ class RangeDiffer:
         self.merge_all([(oid, ps[0], ps[1]) for oid, _, ps in commits if len(ps) == 2])
         sentinel = self._sentinel() if self.merged else ""
         for start in range(0, len(commits), CHUNK):
-            yield from self._diff_chunk(commits[start:start + CHUNK], sentinel, skip)
+            yield from self._diff_chunk(commits[start : start + CHUNK], sentinel, skip)
 
-    def _diff_chunk(self, commits: Sequence[tuple[str, str, list[str]]], sentinel: str,
-                    skip: Sequence[str]
-                    ) -> Iterator[tuple[str, list[str], list[RawChange], frozenset[str], str]]:
+    def _diff_chunk(
+        self, commits: Sequence[tuple[str, str, list[str]]], sentinel: str, skip: Sequence[str]
+    ) -> Iterator[tuple[str, list[str], list[RawChange], frozenset[str], str]]:
         requests = []
         for oid, tree, parents in commits:
             if len(parents) == 2:
@@ -173,12 +197,21 @@ class RangeDiffer:
             else:
                 requests.append(f"{oid}\n")
         spec = ["--", ".", *(f":(exclude,literal){r}" for r in skip)] if skip else []
-        proc = self.repo.run_env(self._view_env(), "diff-tree", "--stdin", *DIFF_FLAGS,
-                                 "--always", "--root", *spec,
-                                 input="".join(requests).encode())
+        proc = self.repo.run_env(
+            self._view_env(),
+            "diff-tree",
+            "--stdin",
+            *DIFF_FLAGS,
+            "--always",
+            "--root",
+            *spec,
+            input="".join(requests).encode(),
+        )
         if proc.returncode != 0:
-            raise CatalyticError(ErrorCode.GIT_FAILED, "git diff-tree --stdin failed: "
-                                 f"{proc.stderr.decode(errors='replace').strip()}")
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                f"git diff-tree --stdin failed: {proc.stderr.decode(errors='replace').strip()}",
+            )
         tokens = proc.stdout.split(b"\0")
         del proc
         pos = 0
@@ -187,7 +220,7 @@ class RangeDiffer:
                 # A tree pair's output starts with "<tree> <tree>\n" when the trees differ.
                 pair = f"{self.merged[oid][0]} {tree}\n".encode()
                 if tokens[pos].startswith(pair):
-                    tokens[pos] = tokens[pos][len(pair):]
+                    tokens[pos] = tokens[pos][len(pair) :]
             else:
                 _expect(tokens, pos, oid)
                 pos += 1
@@ -202,8 +235,9 @@ class RangeDiffer:
 
 def _expect(tokens: list[bytes], pos: int, header: str) -> None:
     if pos >= len(tokens) or tokens[pos].decode(errors="replace") != header:
-        raise CatalyticError(ErrorCode.GIT_FAILED, f"git diff-tree --stdin: out of step at "
-                             f"{header}")
+        raise CatalyticError(
+            ErrorCode.GIT_FAILED, f"git diff-tree --stdin: out of step at {header}"
+        )
 
 
 def _records(tokens: list[bytes], pos: int) -> tuple[list[RawChange], int]:
@@ -211,7 +245,8 @@ def _records(tokens: list[bytes], pos: int) -> tuple[list[RawChange], int]:
     out = []
     while pos < len(tokens) and tokens[pos].startswith(b":"):
         old_mode, new_mode, old_oid, new_oid, status = tokens[pos][1:].decode().split(" ")
-        out.append(RawChange(status[0], old_mode, new_mode, old_oid, new_oid,
-                             os.fsdecode(tokens[pos + 1])))
+        out.append(
+            RawChange(status[0], old_mode, new_mode, old_oid, new_oid, os.fsdecode(tokens[pos + 1]))
+        )
         pos += 2
     return out, pos

@@ -79,8 +79,11 @@ def delete_ref(repo: Repo, ref: str) -> bool:
 def ref_commits(repo: Repo, patterns: Sequence[str] = ()) -> dict[str, str]:
     """Every ref (or those under `patterns`, e.g. `refs/remotes/origin/`) that leads to a commit,
     with that commit; a tag is peeled, a ref to a tree or a blob is left out."""
-    out = repo.git("for-each-ref", "--format=%(objecttype) %(objectname) %(*objecttype) "
-                   "%(*objectname) %(refname)", *patterns)
+    out = repo.git(
+        "for-each-ref",
+        "--format=%(objecttype) %(objectname) %(*objecttype) %(*objectname) %(refname)",
+        *patterns,
+    )
     found: dict[str, str] = {}
     nested: list[str] = []
     for line in out.decode("utf-8", "surrogateescape").splitlines():
@@ -152,6 +155,6 @@ def files_at(repo: Repo, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, s
             pos = nl + 1
             continue
         size = int(header.rsplit(" ", 1)[1])
-        found[key] = out[nl + 1:nl + 1 + size]
+        found[key] = out[nl + 1 : nl + 1 + size]
         pos = nl + 1 + size + 1
     return found

@@ -25,9 +25,16 @@ from catalytic_hooks.git.invoke import DIFF_FLAGS, git_argv, git_env, shown
 # Variables git sets for a hook; honoured for the repository being committed to, stripped
 # before touching any other repository or worktree.
 GIT_ENV_VARS = (
-    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_NAMESPACE",
-    "GIT_QUARANTINE_PATH", "GIT_EXEC_PATH_OVERRIDE",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_PREFIX",
+    "GIT_NAMESPACE",
+    "GIT_QUARANTINE_PATH",
+    "GIT_EXEC_PATH_OVERRIDE",
 )
 
 MODE_LINK = "120000"
@@ -35,8 +42,9 @@ MODE_GITLINK = "160000"
 
 
 def _git_missing() -> CatalyticError:
-    return CatalyticError(ErrorCode.GIT_MISSING, "git is not installed (no `git` on PATH); "
-                          "install git 2.39 or newer")
+    return CatalyticError(
+        ErrorCode.GIT_MISSING, "git is not installed (no `git` on PATH); install git 2.39 or newer"
+    )
 
 
 # While a run's undo must finish, git's children get a process group of their own: a terminal's
@@ -53,8 +61,9 @@ def isolated_children() -> Iterator[None]:
         _ISOLATE[0] = False
 
 
-def _popen(args: Sequence[str], env: dict[str, str], config_read: bool = False, **kw: Any
-           ) -> subprocess.Popen[bytes]:
+def _popen(
+    args: Sequence[str], env: dict[str, str], config_read: bool = False, **kw: Any
+) -> subprocess.Popen[bytes]:
     """`git ARGS` started as git.invoke builds it."""
     argv, env = git_argv(args, config_read=config_read), git_env(env)
     if not _ISOLATE[0]:
@@ -75,23 +84,49 @@ def scratch_objects_env(repo: Repo, scratch: Path) -> dict[str, str]:
     directories (a quarantine's included) read as alternates: git can then write trees
     without writing to the repository."""
     env = repo.env
-    alternates = [p for p in (env.get("GIT_OBJECT_DIRECTORY") or str(repo.common_dir / "objects"),
-                              env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES")) if p]
-    return {**env, "GIT_OBJECT_DIRECTORY": str(scratch),
-            "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
+    alternates = [
+        p
+        for p in (
+            env.get("GIT_OBJECT_DIRECTORY") or str(repo.common_dir / "objects"),
+            env.get("GIT_ALTERNATE_OBJECT_DIRECTORIES"),
+        )
+        if p
+    ]
+    return {
+        **env,
+        "GIT_OBJECT_DIRECTORY": str(scratch),
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates),
+    }
 
 
-def _run(args: Sequence[str], env: dict[str, str], input: bytes | None = None,
-         config_read: bool = False, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+def _run(
+    args: Sequence[str],
+    env: dict[str, str],
+    input: bytes | None = None,
+    config_read: bool = False,
+    **kw: Any,
+) -> subprocess.CompletedProcess[bytes]:
     """`git ARGS` run to completion as git.invoke builds it, with a missing git reported as such
     (not as a bug)."""
     try:
         if not _ISOLATE[0]:
-            return subprocess.run(git_argv(args, config_read=config_read), env=git_env(env),
-                                  capture_output=True, input=input, **kw)
+            return subprocess.run(
+                git_argv(args, config_read=config_read),
+                env=git_env(env),
+                capture_output=True,
+                input=input,
+                **kw,
+            )
         stdin = subprocess.PIPE if input is not None else kw.pop("stdin", None)
-        proc = _popen(args, env, config_read, stdin=stdin, stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE, **kw)
+        proc = _popen(
+            args,
+            env,
+            config_read,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **kw,
+        )
         out, err = proc.communicate(input)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     except FileNotFoundError as exc:
@@ -163,8 +198,17 @@ class Repo:
         cwd = Path.cwd() if start is None else Path(start)
         if not cwd.is_dir():
             raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} is not a directory")
-        proc = _run(["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir",
-                     "--show-object-format"], env, cwd=cwd)
+        proc = _run(
+            [
+                "rev-parse",
+                "--show-toplevel",
+                "--absolute-git-dir",
+                "--git-common-dir",
+                "--show-object-format",
+            ],
+            env,
+            cwd=cwd,
+        )
         if proc.returncode != 0:
             raise CatalyticError(
                 ErrorCode.NOT_A_REPOSITORY,
@@ -193,8 +237,10 @@ class Repo:
         proc = _run(["rev-parse", "--absolute-git-dir", "--git-common-dir"], env, cwd=cwd)
         lines = os.fsdecode(proc.stdout).splitlines()
         if proc.returncode != 0 or len(lines) != 2:
-            raise CatalyticError(ErrorCode.NOT_A_REPOSITORY, f"{cwd} is not a git repository: "
-                                 f"{proc.stderr.decode(errors='replace').strip()}")
+            raise CatalyticError(
+                ErrorCode.NOT_A_REPOSITORY,
+                f"{cwd} is not a git repository: {proc.stderr.decode(errors='replace').strip()}",
+            )
         git_dir = Path(lines[0])
         common = Path(lines[1])
         if not common.is_absolute():
@@ -211,15 +257,19 @@ class Repo:
             return None
 
     # -- running git ------------------------------------------------------------------------
-    def git(self, *args: str, input: bytes | None = None, check: bool = True,
-            extra_env: dict[str, str] | None = None) -> bytes:
+    def git(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        check: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ) -> bytes:
         env = self.env if not extra_env else {**self.env, **extra_env}
         proc = _run(args, env, input, cwd=self.top)
         if check and proc.returncode != 0:
             raise CatalyticError(
                 ErrorCode.GIT_FAILED,
-                f"git {' '.join(args[:3])} failed: "
-                f"{proc.stderr.decode(errors='replace').strip()}",
+                f"git {' '.join(args[:3])} failed: {proc.stderr.decode(errors='replace').strip()}",
                 returncode=proc.returncode,
             )
         return proc.stdout
@@ -243,13 +293,19 @@ class Repo:
         return algo(b"tree 0\x00").hexdigest()
 
     def rev_parse(self, rev: str) -> str | None:
-        proc = _run(["rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"],
-                    self.env, cwd=self.top)
+        proc = _run(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"],
+            self.env,
+            cwd=self.top,
+        )
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
     def tree_of(self, rev: str) -> str:
-        proc = _run(["rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{tree}"],
-                    self.env, cwd=self.top)
+        proc = _run(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{tree}"],
+            self.env,
+            cwd=self.top,
+        )
         if proc.returncode != 0:
             raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {rev!r}", rev=rev)
         return proc.stdout.decode().strip()
@@ -268,29 +324,32 @@ class Repo:
 
     def config_list(self) -> bytes:
         """Every configuration entry with its origin, as git resolves them (NUL-separated)."""
-        return _run(["config", "--list", "--show-origin", "-z"], self.env, config_read=True,
-                    cwd=self.top).stdout
+        return _run(
+            ["config", "--list", "--show-origin", "-z"], self.env, config_read=True, cwd=self.top
+        ).stdout
 
     def hooks_dir(self) -> Path:
         """Where git looks for this repository's hooks (`core.hooksPath` honoured)."""
-        proc = _run(["rev-parse", "--git-path", "hooks"], self.env, config_read=True,
-                    cwd=self.top)
+        proc = _run(["rev-parse", "--git-path", "hooks"], self.env, config_read=True, cwd=self.top)
         if proc.returncode != 0:
-            raise CatalyticError(ErrorCode.GIT_FAILED, "git rev-parse --git-path hooks failed: "
-                                 f"{proc.stderr.decode(errors='replace').strip()}")
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                "git rev-parse --git-path hooks failed: "
+                f"{proc.stderr.decode(errors='replace').strip()}",
+            )
         p = Path(os.fsdecode(proc.stdout.strip()))
         return p if p.is_absolute() else self.top / p
 
     # -- listings ---------------------------------------------------------------------------
-    def run_env(self, env: dict[str, str], *args: str, input: bytes | None = None
-                ) -> subprocess.CompletedProcess[bytes]:
+    def run_env(
+        self, env: dict[str, str], *args: str, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         """A git command with another environment (a scratch object store); not checked."""
         return _run(args, env, input, cwd=self.top)
 
     def start_env(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
         try:
-            return _popen(args, env, cwd=self.top, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+            return _popen(args, env, cwd=self.top, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError as exc:
             raise _git_missing() from exc
 
@@ -298,8 +357,9 @@ class Repo:
         """Start a git command whose output is collected later with `finish`, so independent
         listings run concurrently."""
         try:
-            return _popen(args, self.env, cwd=self.top, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+            return _popen(
+                args, self.env, cwd=self.top, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
         except FileNotFoundError as exc:
             raise _git_missing() from exc
 
@@ -307,8 +367,14 @@ class Repo:
         """A long-lived git command fed on stdin and read on stdout as it answers (`cat-file
         --batch`); its stderr is dropped."""
         try:
-            return _popen(args, self.env, cwd=self.top, stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            return _popen(
+                args,
+                self.env,
+                cwd=self.top,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
         except FileNotFoundError as exc:
             raise _git_missing() from exc
 
@@ -338,8 +404,9 @@ class Repo:
         for rec in out.decode("utf-8", "surrogateescape").split("\0"):
             if rec:
                 tab = rec.index("\t")
-                entries.append(IndexEntry(rec[:6], rec[7:tab - 2], int(rec[tab - 1]),
-                                          rec[tab + 1:]))
+                entries.append(
+                    IndexEntry(rec[:6], rec[7 : tab - 2], int(rec[tab - 1]), rec[tab + 1 :])
+                )
         return entries
 
     def ls_index(self, pathspecs: Sequence[str] = ()) -> list[IndexEntry]:
@@ -355,7 +422,7 @@ class Repo:
             if rec:
                 tab = rec.index("\t")
                 mode, _typ, oid = rec[:tab].split(" ")
-                entries.append(TreeEntry(mode, oid, rec[tab + 1:]))
+                entries.append(TreeEntry(mode, oid, rec[tab + 1 :]))
         return entries
 
     def status_start(self, *, ignored: bool) -> subprocess.Popen[bytes]:
@@ -375,10 +442,14 @@ class Repo:
         an untracked directory it shows `dir/` (a nested repository looks the same and is left
         as it is), and a directory standing where a deleted tracked file was it omits. Both are
         listed by `git ls-files -o` (the same ignore rules) in one call."""
-        hidden = [p for p in st.deleted
-                  if os.path.isdir(self.top / p) and not os.path.islink(self.top / p)]
-        collapsed = [p for p in st.untracked if p.endswith("/")
-                     and not (self.top / p / ".git").exists()]
+        hidden = [
+            p
+            for p in st.deleted
+            if os.path.isdir(self.top / p) and not os.path.islink(self.top / p)
+        ]
+        collapsed = [
+            p for p in st.untracked if p.endswith("/") and not (self.top / p / ".git").exists()
+        ]
         if not (hidden or collapsed):
             return
         listed = self.untracked_under([*collapsed, *(p + "/" for p in hidden)])
@@ -439,12 +510,16 @@ class Repo:
 
     def promisor_remote(self) -> str | None:
         """The remote a partial clone fetches promised objects from (None: not partial)."""
-        out = _run(["config", "--get-regexp", r"^remote\..*\.promisor$"], self.env,
-                   config_read=True, cwd=self.top).stdout
+        out = _run(
+            ["config", "--get-regexp", r"^remote\..*\.promisor$"],
+            self.env,
+            config_read=True,
+            cwd=self.top,
+        ).stdout
         for line in out.decode(errors="replace").splitlines():
             key, _, value = line.partition(" ")
             if value.strip().lower() == "true":
-                return key[len("remote."):-len(".promisor")]
+                return key[len("remote.") : -len(".promisor")]
         return None
 
     def prefetch(self, oids: Iterable[str]) -> None:
@@ -459,10 +534,18 @@ class Repo:
             return
         missing = [o for o in set(oids) if o not in odb]
         if missing:
-            self.git("-c", "fetch.negotiationAlgorithm=noop", "fetch", remote, "--no-tags",
-                     "--no-write-fetch-head", "--recurse-submodules=no", "--filter=blob:none",
-                     "--stdin",
-                     input="".join(o + "\n" for o in missing).encode())
+            self.git(
+                "-c",
+                "fetch.negotiationAlgorithm=noop",
+                "fetch",
+                remote,
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--recurse-submodules=no",
+                "--filter=blob:none",
+                "--stdin",
+                input="".join(o + "\n" for o in missing).encode(),
+            )
 
     def read_blob(self, oid: str) -> bytes:
         try:
@@ -491,8 +574,14 @@ class Repo:
     def fetch(self, remote: str, *what: str) -> bool:
         """`git fetch --no-tags --quiet` of `what` (refspecs, `--deepen=N`, `--unshallow`) from
         `remote`; whether it succeeded."""
-        return self.git_ok("fetch", "--no-tags", "--quiet", *[w for w in what if w.startswith(
-            "--")], remote, *[w for w in what if not w.startswith("--")])
+        return self.git_ok(
+            "fetch",
+            "--no-tags",
+            "--quiet",
+            *[w for w in what if w.startswith("--")],
+            remote,
+            *[w for w in what if not w.startswith("--")],
+        )
 
     def lfs_version(self) -> str | None:
         """`git lfs version` (None: git-lfs is not installed)."""

@@ -31,9 +31,14 @@ from catalytic_hooks.git.statefiles import trusted_files
 # `core.trustctime`, `core.checkStat`: with either relaxed by the repository's configuration, a
 # command could rewrite a file keeping its size, inode and mtime (which anyone can set back) and
 # `git status` would call it unchanged; the ctime is what a write cannot put back.
-_PINNED = (("core.fsmonitor", "false"), ("core.untrackedCache", "false"),
-           ("core.ignoreStat", "false"), ("sparse.expectFilesOutsideOfPatterns", "true"),
-           ("core.trustctime", "true"), ("core.checkStat", "default"))
+_PINNED = (
+    ("core.fsmonitor", "false"),
+    ("core.untrackedCache", "false"),
+    ("core.ignoreStat", "false"),
+    ("sparse.expectFilesOutsideOfPatterns", "true"),
+    ("core.trustctime", "true"),
+    ("core.checkStat", "default"),
+)
 
 
 def pinned(repo: Repo) -> Repo:
@@ -148,7 +153,8 @@ def git_state(repo: Repo) -> dict[str, str]:
     _hash_tree(Path(os.path.expanduser(excludes)), "core.excludesFile", state)
     flags = "\0".join(sorted(flagged_entries(repo).all))
     state["index flags (skip-worktree, assume-unchanged)"] = hashlib.sha256(
-        flags.encode("utf-8", "surrogateescape")).hexdigest()
+        flags.encode("utf-8", "surrogateescape")
+    ).hexdigest()
     # What makes the user's own git show other objects than the ones named (this tool reads with
     # both off: git.invoke): a replace ref would make `git show` and `git checkout -- PATH` hand
     # out bytes of the command's choosing for a protected file. `info/grafts` is under info/.
@@ -255,9 +261,16 @@ def filtered_paths(repo: Repo, paths: list[str]) -> frozenset[str]:
         return frozenset()
     if (repo.config_get("core.autocrlf") or "").lower() in ("true", "input"):
         return frozenset(paths)
-    out = repo.git("check-attr", "-z", "--stdin", "filter", "eol", "ident",
-                   "working-tree-encoding",
-                   input="".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"))
+    out = repo.git(
+        "check-attr",
+        "-z",
+        "--stdin",
+        "filter",
+        "eol",
+        "ident",
+        "working-tree-encoding",
+        input="".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"),
+    )
     parts = out.decode("utf-8", "surrogateescape").split("\0")
     found = set()
     for i in range(0, len(parts) - 2, 3):

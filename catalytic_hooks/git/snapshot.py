@@ -59,8 +59,15 @@ class Snapshot:
 def snapshot_name(repo: Repo, policy: Policy) -> str:
     """The snapshot's file name in `<git dir>/catalytic/`: one per object format and roots."""
     roots = policy.cache_key()
-    key = canonical_hash([repo.object_format, roots["protected"], roots["exclusions"],
-                          roots["tmp"], roots["durable"]])
+    key = canonical_hash(
+        [
+            repo.object_format,
+            roots["protected"],
+            roots["exclusions"],
+            roots["tmp"],
+            roots["durable"],
+        ]
+    )
     return f"{SNAPSHOT_PREFIX}{key[:32]}"
 
 
@@ -95,8 +102,7 @@ def _save(path: Path, ident: str, tree: str | None, records: Records) -> None:
     # other on load, so a crash between the two writes costs a rebuild, never a wrong value.
     with contextlib.suppress(OSError, CatalyticError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        index, text = records.dump(json.dumps({"ident": ident, "tree": tree or ""},
-                                              sort_keys=True))
+        index, text = records.dump(json.dumps({"ident": ident, "tree": tree or ""}, sort_keys=True))
         atomic_write(_records_file(path), text)
         atomic_write(path, index)
 
@@ -158,8 +164,9 @@ def _trim(scratch: Path) -> None:
                 shutil.rmtree(d.path, ignore_errors=True)
 
 
-def _patch(repo: Repo, policy: Policy, old: Records, old_tree: str, new_tree: str
-           ) -> Records | None:
+def _patch(
+    repo: Repo, policy: Policy, old: Records, old_tree: str, new_tree: str
+) -> Records | None:
     """The old records with exactly the entries that differ between the two trees resolved
     again (None: the trees could not be compared, say the old one was trimmed or is not what
     its name says)."""
@@ -174,8 +181,9 @@ def _patch(repo: Repo, policy: Policy, old: Records, old_tree: str, new_tree: st
         if new is not None and classify(path) is PathClass.PROTECTED:
             changed.append(ViewEntry(path, _kind(new[0]), new[1], False))
     check_record_paths(e.path for e in changed)
-    values = resolve_contents(View(ViewKind.INDEX, repo.top, tuple(changed), repo), changed,
-                              HashCache(None))
+    values = resolve_contents(
+        View(ViewKind.INDEX, repo.top, tuple(changed), repo), changed, HashCache(None)
+    )
     return Overlay(old, frozenset(removed), values).materialize()
 
 
@@ -183,8 +191,9 @@ _TREE_MODE = "40000"
 _MAX_TREES = 20_000  # trees read by one patch; a larger change is built in full
 
 
-def _tree_changes(repo: Repo, old_tree: str, new_tree: str
-                  ) -> list[tuple[str, tuple[str, str] | None]] | None:
+def _tree_changes(
+    repo: Repo, old_tree: str, new_tree: str
+) -> list[tuple[str, tuple[str, str] | None]] | None:
     """What `git diff-tree -r` of the two trees reports, as (path, (new mode, new id) or None
     when deleted), from trees read level by level and each checked against its name (git
     itself does not check a loose tree's bytes, and the scratch store is writable by anyone
@@ -214,20 +223,27 @@ def _tree_changes(repo: Repo, old_tree: str, new_tree: str
                 x_tree = x is not None and x[0] == _TREE_MODE
                 y_tree = y is not None and y[0] == _TREE_MODE
                 if x_tree or y_tree:
-                    deeper.append((f"{prefix}{name}/", x[1] if x and x_tree else None,
-                                   y[1] if y and y_tree else None))
+                    deeper.append(
+                        (
+                            f"{prefix}{name}/",
+                            x[1] if x and x_tree else None,
+                            y[1] if y and y_tree else None,
+                        )
+                    )
                 if (x is not None and not x_tree) or (y is not None and not y_tree):
                     out.append((prefix + name, y if y is not None and not y_tree else None))
         level = deeper
     return out
 
 
-def _read_trees(repo: Repo, oids: list[str], algo: Callable[..., Any], size: int
-                ) -> dict[str, dict[str, tuple[str, str]]] | None:
+def _read_trees(
+    repo: Repo, oids: list[str], algo: Callable[..., Any], size: int
+) -> dict[str, dict[str, tuple[str, str]]] | None:
     """Each tree's entries (name → (mode, id)), read with `git cat-file --batch` and checked
     against its name; None if any is missing, not a tree, or not what its name says."""
-    proc = repo.run_env(_read_env(repo), "cat-file", "--batch",
-                        input="".join(o + "\n" for o in oids).encode())
+    proc = repo.run_env(
+        _read_env(repo), "cat-file", "--batch", input="".join(o + "\n" for o in oids).encode()
+    )
     if proc.returncode != 0:
         return None
     data, pos = proc.stdout, 0
@@ -238,7 +254,7 @@ def _read_trees(repo: Repo, oids: list[str], algo: Callable[..., Any], size: int
         if eol < 0 or len(head) != 3 or head[0].decode() != oid or head[1] != b"tree":
             return None
         n = int(head[2])
-        body = data[eol + 1:eol + 1 + n]
+        body = data[eol + 1 : eol + 1 + n]
         pos = eol + 2 + n
         if len(body) != n or algo(b"tree %d\0" % n + body).hexdigest() != oid:
             return None
@@ -247,8 +263,10 @@ def _read_trees(repo: Repo, oids: list[str], algo: Callable[..., Any], size: int
         while i < n:
             sp = body.index(b" ", i)
             nul = body.index(b"\0", sp)
-            entries[body[sp + 1:nul].decode("utf-8", "surrogateescape")] = (
-                body[i:sp].decode(), body[nul + 1:nul + 1 + size].hex())
+            entries[body[sp + 1 : nul].decode("utf-8", "surrogateescape")] = (
+                body[i:sp].decode(),
+                body[nul + 1 : nul + 1 + size].hex(),
+            )
             i = nul + 1 + size
         trees[oid] = entries
     return trees
@@ -273,11 +291,11 @@ def _index_chunks(repo: Repo) -> Iterator[list[ViewEntry]]:
                 continue
             rec = raw.decode("utf-8", "surrogateescape")
             tab = rec.index("\t")
-            path = rec[tab + 1:]  # "<mode> <oid> <stage>\t<path>"
+            path = rec[tab + 1 :]  # "<mode> <oid> <stage>\t<path>"
             if rec[tab - 1] not in "02" or path == last:
                 continue  # conflicted: "ours" unless resolved; stages sort 0 < 1 < 2 < 3
             last = path
-            batch.append(ViewEntry(path, _kind(rec[:6]), rec[7:tab - 2], False))
+            batch.append(ViewEntry(path, _kind(rec[:6]), rec[7 : tab - 2], False))
             if len(batch) >= CHUNK:
                 yield batch
                 batch = []
@@ -297,8 +315,9 @@ def _full_from_index(repo: Repo, policy: Policy) -> Records:
         for chunk in _index_chunks(repo):
             chosen = [e for e in chunk if classify(e.path) is PathClass.PROTECTED]
             check_record_paths(e.path for e in chosen)
-            started = Resolution(View(ViewKind.INDEX, repo.top, tuple(chosen), repo), chosen,
-                                 None, pool)
+            started = Resolution(
+                View(ViewKind.INDEX, repo.top, tuple(chosen), repo), chosen, None, pool
+            )
             if running is not None:
                 yield Records.from_values(running.finish())
             running = started
@@ -315,13 +334,18 @@ def _full(repo: Repo, policy: Policy, tree: str | None) -> Records:
     workers (git.listing)."""
     if not tree:
         return _full_from_index(repo, policy)
-    proc = repo.start_env(_read_env(repo), "ls-tree", "-r", "-z",
-                          "--full-tree", tree)
+    proc = repo.start_env(_read_env(repo), "ls-tree", "-r", "-z", "--full-tree", tree)
     assert proc.stdout is not None
     try:
         with HashPool() as pool:
-            records = Records.concat(_resolved(repo, digest_listing(
-                proc.stdout, os.fspath(repo.top), repo.object_format, policy, pool)))
+            records = Records.concat(
+                _resolved(
+                    repo,
+                    digest_listing(
+                        proc.stdout, os.fspath(repo.top), repo.object_format, policy, pool
+                    ),
+                )
+            )
     except BaseException:
         proc.kill()
         proc.communicate()
@@ -364,8 +388,7 @@ def _refuse(path: str) -> None:
     """Raise the error for a path no record can hold (a worker found it)."""
     check_record_paths([path])
     encode_path(path)
-    raise CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED, f"cannot digest {path!r}",
-                         path=path)
+    raise CatalyticError(ErrorCode.DIGEST_COMPUTATION_FAILED, f"cannot digest {path!r}", path=path)
 
 
 def index_snapshot(repo: Repo, policy: Policy, *, stored: bool = True) -> Snapshot:

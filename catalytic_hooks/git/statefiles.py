@@ -54,8 +54,11 @@ def state_dir(git_dir: str) -> str:
 
 def is_snapshot_name(name: str) -> bool:
     """A snapshot file name git.snapshot gives (`index-digest-` and 32 hex digits)."""
-    return (name.startswith(SNAPSHOT_PREFIX) and len(name) == len(SNAPSHOT_PREFIX) + 32
-            and _hex(name[len(SNAPSHOT_PREFIX):]))
+    return (
+        name.startswith(SNAPSHOT_PREFIX)
+        and len(name) == len(SNAPSHOT_PREFIX) + 32
+        and _hex(name[len(SNAPSHOT_PREFIX) :])
+    )
 
 
 def _hex(s: str) -> bool:
@@ -127,14 +130,14 @@ def store(path: str, data: bytes) -> None:
 
 # -- run journals: is an undo pending ------------------------------------------------------------
 
+
 def journal_name(token: str) -> str:
     return f"run-{token}.json"
 
 
 def journal_token(name: str) -> str | None:
     """The 32-hex token of a journal name this tool gives (`run-<token>.json`), else None."""
-    if len(name) == 41 and name.startswith("run-") and name.endswith(".json") \
-            and _hex(name[4:36]):
+    if len(name) == 41 and name.startswith("run-") and name.endswith(".json") and _hex(name[4:36]):
         return name[4:36]
     return None
 
@@ -165,10 +168,13 @@ def refuse_if_pending(git_dir: str | os.PathLike[str], what: str) -> None:
         raise CatalyticError(
             ErrorCode.RUN_UNDO_PENDING,
             f"{what} refused: an interrupted `catalytic run --restore` still has to be undone "
-            f"({found[0]}); run `catalytic recover` first", journal=journal)
+            f"({found[0]}); run `catalytic recover` first",
+            journal=journal,
+        )
 
 
 # -- worktrees: who owns what ---------------------------------------------------------------------
+
 
 def worktree_git_dirs(common_dir: str) -> list[str]:
     """The git directory of every worktree of the repository: the common directory (the main
@@ -179,8 +185,9 @@ def worktree_git_dirs(common_dir: str) -> list[str]:
         names = sorted(os.listdir(linked))
     except (FileNotFoundError, NotADirectoryError):
         return found
-    return found + [os.path.join(linked, n) for n in names
-                    if os.path.isdir(os.path.join(linked, n))]
+    return found + [
+        os.path.join(linked, n) for n in names if os.path.isdir(os.path.join(linked, n))
+    ]
 
 
 def trusted_files(common_dir: str) -> list[str]:
@@ -194,8 +201,9 @@ def trusted_files(common_dir: str) -> list[str]:
             names = sorted(os.listdir(d))
         except OSError:
             continue
-        found += [os.path.join(d, n) for n in names
-                  if n in TRUSTED or n.startswith(SNAPSHOT_PREFIX)]
+        found += [
+            os.path.join(d, n) for n in names if n in TRUSTED or n.startswith(SNAPSHOT_PREFIX)
+        ]
     return found
 
 
@@ -213,8 +221,14 @@ def _owner(git_dir: str, common_dir: str) -> str | None:
     parent, wid = os.path.split(git_dir)
     if parent != os.path.join(common_dir, "worktrees"):
         return None
-    bad = wid.startswith(".") or wid.endswith(".lock") or ".." in wid or "@{" in wid \
-        or any(c in wid for c in " ~^:?*[\\\x7f") or any(ord(c) < 32 for c in wid)
+    bad = (
+        wid.startswith(".")
+        or wid.endswith(".lock")
+        or ".." in wid
+        or "@{" in wid
+        or any(c in wid for c in " ~^:?*[\\\x7f")
+        or any(ord(c) < 32 for c in wid)
+    )
     return None if bad else f"worktrees/{wid}"
 
 
@@ -237,18 +251,22 @@ def orphan_pin(ref: str, git_dir: str, common_dir: str) -> bool:
     pins without a journal; another worktree's only once that worktree's git directory is gone
     (`git worktree remove` or `prune`); an unowned (older) pin when no worktree has its journal.
     Anything else, or a name this tool does not give, is left alone."""
-    rest = ref[len(PIN_PREFIX):] if ref.startswith(PIN_PREFIX) else ""
+    rest = ref[len(PIN_PREFIX) :] if ref.startswith(PIN_PREFIX) else ""
     owner, _, token = rest.rpartition("/")
     if len(token) != 32 or not _hex(token):
         return False
     name = journal_name(token)
     if not owner:
-        return not any(os.path.lexists(os.path.join(runs_dir(d), name))
-                       for d in worktree_git_dirs(common_dir))
+        return not any(
+            os.path.lexists(os.path.join(runs_dir(d), name)) for d in worktree_git_dirs(common_dir)
+        )
     if owner == "main":
         owner_dir = common_dir
-    elif owner.startswith("worktrees/") and "/" not in owner[10:] and owner[10:] not in ("", ".",
-                                                                                           ".."):
+    elif (
+        owner.startswith("worktrees/")
+        and "/" not in owner[10:]
+        and owner[10:] not in ("", ".", "..")
+    ):
         owner_dir = os.path.join(common_dir, owner)
     else:
         return False

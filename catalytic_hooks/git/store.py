@@ -14,12 +14,18 @@ def store_files(repo: Repo, paths: Sequence[str]) -> list[str]:
     top) go into the object database; their blob ids, in order."""
     if not paths:
         return []
-    out = repo.git("hash-object", "-w", "--no-filters", "--stdin-paths",
-                   input="".join(p + "\n" for p in paths).encode())
+    out = repo.git(
+        "hash-object",
+        "-w",
+        "--no-filters",
+        "--stdin-paths",
+        input="".join(p + "\n" for p in paths).encode(),
+    )
     oids = out.decode().split()
     if len(oids) != len(paths):
-        raise CatalyticError(ErrorCode.GIT_FAILED,
-                             "git hash-object returned the wrong number of ids")
+        raise CatalyticError(
+            ErrorCode.GIT_FAILED, "git hash-object returned the wrong number of ids"
+        )
     return oids
 
 

@@ -128,7 +128,8 @@ def dir_view(root: Path) -> View:
             it = os.scandir(absdir)
         except OSError as exc:
             raise CatalyticError(
-                ErrorCode.DIGEST_COMPUTATION_FAILED, f"cannot list {absdir}: {exc}",
+                ErrorCode.DIGEST_COMPUTATION_FAILED,
+                f"cannot list {absdir}: {exc}",
                 path=rel or ".",
             ) from exc
         with it:
@@ -167,9 +168,28 @@ def start_unrecorded_listings(repo: Repo) -> list[subprocess.Popen[bytes]]:
     files not ignored (untracked directories collapsed to `dir/`, empty ones left out) and files
     staged as added since HEAD; each output is NUL-separated paths, collected with
     `Repo.finish`."""
-    procs = [repo.start("ls-files", "-o", "-z", "--exclude-standard", "--directory",
-                        "--no-empty-directory", "--full-name")]
+    procs = [
+        repo.start(
+            "ls-files",
+            "-o",
+            "-z",
+            "--exclude-standard",
+            "--directory",
+            "--no-empty-directory",
+            "--full-name",
+        )
+    ]
     if repo.head() is not None:
-        procs.append(repo.start("diff", "--cached", "--name-only", "-z", "--no-renames",
-                                "--diff-filter=A", "HEAD", "--"))
+        procs.append(
+            repo.start(
+                "diff",
+                "--cached",
+                "--name-only",
+                "-z",
+                "--no-renames",
+                "--diff-filter=A",
+                "HEAD",
+                "--",
+            )
+        )
     return procs

@@ -21,8 +21,12 @@ def neutral(repo: Repo) -> Repo:
 def add_worktree(repo: Repo, path: Path, commit: str) -> Path:
     """A new detached worktree of `repo` at `commit`; `path` must not exist."""
     if path.exists() or path.is_symlink():
-        raise CatalyticError(ErrorCode.WORKTREE_FAILED, f"{path} exists; a worktree needs a new "
-                             "path", path=str(path), reason="WORKTREE_EXISTS")
+        raise CatalyticError(
+            ErrorCode.WORKTREE_FAILED,
+            f"{path} exists; a worktree needs a new path",
+            path=str(path),
+            reason="WORKTREE_EXISTS",
+        )
     neutral(repo).git("worktree", "add", "--detach", "-q", str(path), commit)
     return path.resolve()
 

@@ -70,12 +70,16 @@ def _self_hash(doc: dict[str, Any], line: bytes) -> str:
     """canonical_hash(the record without `self`). For a record of the appender's shape, those
     bytes are the line without its `,"self":"<hex>"` member (the last one in the line: only an
     int and a string follow it), so nothing is rendered twice."""
-    if doc.keys() == RECORD_KEYS and isinstance(doc["seq"], int) \
-            and isinstance(doc["time"], str) and isinstance(doc["self"], str) \
-            and _HEX64.fullmatch(doc["self"]):
+    if (
+        doc.keys() == RECORD_KEYS
+        and isinstance(doc["seq"], int)
+        and isinstance(doc["time"], str)
+        and isinstance(doc["self"], str)
+        and _HEX64.fullmatch(doc["self"])
+    ):
         i = line.rfind(_SELF)
         j = i + len(_SELF) + 64
-        return sha256_hex(line[:i] + line[j + 1:])
+        return sha256_hex(line[:i] + line[j + 1 :])
     return canonical_hash({k: v for k, v in doc.items() if k != "self"})
 
 
@@ -86,8 +90,9 @@ def _parse_line(line: bytes, n: int, prev: str) -> dict[str, Any]:
     if doc.get("seq") != n:
         raise _bad(n, f"has seq {doc.get('seq')!r} (lines inserted, deleted or reordered)")
     if doc.get("prev") != prev:
-        raise _bad(n, "does not chain to the line before it (edited, inserted, deleted or "
-                      "reordered)")
+        raise _bad(
+            n, "does not chain to the line before it (edited, inserted, deleted or reordered)"
+        )
     return doc
 
 
@@ -111,8 +116,9 @@ def _read_head(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, CatalyticError) as exc:
-        raise CatalyticError(ErrorCode.CHRONICLE_INVALID, f"the chronicle head is unreadable: "
-                             f"{exc}") from exc
+        raise CatalyticError(
+            ErrorCode.CHRONICLE_INVALID, f"the chronicle head is unreadable: {exc}"
+        ) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("seq"), int):
         raise CatalyticError(ErrorCode.CHRONICLE_INVALID, "the chronicle head is malformed")
     return doc
@@ -162,8 +168,11 @@ def _parse_prefix(data: bytes) -> tuple[list[dict[str, Any]], list[str], Catalyt
         prev = sha256_hex(line)
         hashes.append(prev)
     if lines[-1] != b"":
-        return records, hashes, _bad(len(lines), "torn (no final newline: an interrupted "
-                                                 "append or a truncation)")
+        return (
+            records,
+            hashes,
+            _bad(len(lines), "torn (no final newline: an interrupted append or a truncation)"),
+        )
     return records, hashes, None
 
 
@@ -199,9 +208,13 @@ def inspect(path: Path) -> ChronicleView:
     if error is None:
         return ChronicleView(records, ChronicleCheck(True, len(records)), sha256_hex(data), lines)
     bad = error.details.get("line")
-    keep = records[:bad - 1] if isinstance(bad, int) and bad >= 1 else []
-    return ChronicleView(keep, ChronicleCheck(False, len(keep), bad if isinstance(bad, int)
-                                              else None, error.message), sha256_hex(data), lines)
+    keep = records[: bad - 1] if isinstance(bad, int) and bad >= 1 else []
+    return ChronicleView(
+        keep,
+        ChronicleCheck(False, len(keep), bad if isinstance(bad, int) else None, error.message),
+        sha256_hex(data),
+        lines,
+    )
 
 
 def _check_head(path: Path, records: list[dict[str, Any]], hashes: list[str]) -> None:
@@ -212,11 +225,13 @@ def _check_head(path: Path, records: list[dict[str, Any]], hashes: list[str]) ->
             raise _bad(n, "the chronicle head is missing")
         return
     if head["seq"] > n:
-        raise _bad(n + 1, f"missing: the head says {head['seq']} record(s) (deleted or "
-                          "truncated)")
+        raise _bad(n + 1, f"missing: the head says {head['seq']} record(s) (deleted or truncated)")
     if head["seq"] < n:
-        raise _bad(head["seq"] + 1, "beyond the head (appended without advancing the head: an "
-                                    "interrupted append, or an insertion)")
+        raise _bad(
+            head["seq"] + 1,
+            "beyond the head (appended without advancing the head: an "
+            "interrupted append, or an insertion)",
+        )
     if n and head.get("line_sha256") != hashes[-1]:
         raise _bad(n, "does not match the head (the last line was replaced)")
 
@@ -243,7 +258,7 @@ def _last_line(fd: int) -> bytes | None:
         buf = os.pread(fd, step, pos) + buf
         cut = buf.rfind(b"\n")
         if cut >= 0:
-            return buf[cut + 1:]
+            return buf[cut + 1 :]
     return buf
 
 
@@ -252,11 +267,16 @@ def append(path: Path, kind: str, data: dict[str, Any]) -> dict[str, Any]:
     # O_NOFOLLOW and a regular-file check: a chronicle committed as a symlink (or a FIFO) must
     # not redirect the append to a file of the attacker's choosing, nor hang it.
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-                     | os.O_NONBLOCK, 0o644)
+        fd = os.open(
+            path,
+            os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+            0o644,
+        )
     except OSError as exc:
-        raise CatalyticError(ErrorCode.CHRONICLE_INVALID, f"cannot open the chronicle {path}: "
-                             f"{exc.strerror} (a symlink is never followed)") from exc
+        raise CatalyticError(
+            ErrorCode.CHRONICLE_INVALID,
+            f"cannot open the chronicle {path}: {exc.strerror} (a symlink is never followed)",
+        ) from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise CatalyticError(ErrorCode.CHRONICLE_INVALID, f"{path} is not a regular file")
@@ -266,19 +286,29 @@ def append(path: Path, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         last_hash = sha256_hex(last) if last is not None else GENESIS
         count = head["seq"] if head is not None else 0
         # Never extend a chronicle whose tail does not match its head (torn, truncated, edited).
-        if (head is None) != (last is None) or (head is not None and
-                                                head.get("line_sha256") != last_hash):
-            raise CatalyticError(ErrorCode.CHRONICLE_INVALID, "the chronicle does not match its "
-                                 "head; run `catalytic chronicle verify` before appending")
-        body = {"seq": count + 1, "prev": last_hash,
-                "kind": kind, "time": stamp_micros(),
-                "data": data}
+        if (head is None) != (last is None) or (
+            head is not None and head.get("line_sha256") != last_hash
+        ):
+            raise CatalyticError(
+                ErrorCode.CHRONICLE_INVALID,
+                "the chronicle does not match its "
+                "head; run `catalytic chronicle verify` before appending",
+            )
+        body = {
+            "seq": count + 1,
+            "prev": last_hash,
+            "kind": kind,
+            "time": stamp_micros(),
+            "data": data,
+        }
         record = {**body, "self": canonical_hash(body)}
         line = canonical_bytes(record)
         write_all(fd, line + b"\n")
         os.fsync(fd)
-        atomic_write(head_path(path), canonical_bytes({"seq": record["seq"],
-                                                       "line_sha256": sha256_hex(line)}))
+        atomic_write(
+            head_path(path),
+            canonical_bytes({"seq": record["seq"], "line_sha256": sha256_hex(line)}),
+        )
     finally:
         os.close(fd)  # closing releases the lock
     return record

@@ -42,8 +42,14 @@ from catalytic_hooks.provenance.system import SystemProbe, base_manifest, compar
 ENVIRONMENT_FORMAT = 2
 MAX_LOCK_BYTES = 16 * 1024 * 1024
 
-DETERMINISM_VARS = ("PYTHONHASHSEED", "CATALYTIC_SEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                    "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+DETERMINISM_VARS = (
+    "PYTHONHASHSEED",
+    "CATALYTIC_SEED",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
 
 
 def determinism_env(seed: int) -> dict[str, str]:
@@ -73,6 +79,7 @@ def distributions() -> list[str]:
 
 # -- the canonical form -----------------------------------------------------------------------
 
+
 def canonical_text(pins: list[tuple[str, str]]) -> bytes:
     """`name==version\\n` per distribution, PEP 503 names, sorted by name (code point order,
     which for normalised names is byte order)."""
@@ -92,6 +99,7 @@ HASH_ONE_LINER = (
 
 
 # -- one distribution -------------------------------------------------------------------------
+
 
 def _file_path(url: str) -> str | None:
     parts = urlsplit(url)
@@ -122,8 +130,12 @@ def _source(du: dict[str, Any], top: Path) -> tuple[dict[str, Any], list[str]]:
         kind = "editable" if du["dir_info"].get("editable") is True else "directory"
     elif isinstance(du.get("vcs_info"), dict):
         vcs = du["vcs_info"]
-        return {"kind": "vcs", "url": url, "vcs": vcs.get("vcs"),
-                "commit": vcs.get("commit_id")}, hashes
+        return {
+            "kind": "vcs",
+            "url": url,
+            "vcs": vcs.get("vcs"),
+            "commit": vcs.get("commit_id"),
+        }, hashes
     else:
         kind = "archive"
         info = _obj(du.get("archive_info"))
@@ -132,9 +144,11 @@ def _source(du: dict[str, Any], top: Path) -> tuple[dict[str, Any], list[str]]:
         assert isinstance(legacy, str)
         # uv keeps the hash only as the URL's `#sha256=` fragment
         frag = urlsplit(url).fragment
-        for value in (algs.get("sha256"), legacy.removeprefix("sha256=")
-                      if legacy.startswith("sha256=") else None,
-                      frag.removeprefix("sha256=") if frag.startswith("sha256=") else None):
+        for value in (
+            algs.get("sha256"),
+            legacy.removeprefix("sha256=") if legacy.startswith("sha256=") else None,
+            frag.removeprefix("sha256=") if frag.startswith("sha256=") else None,
+        ):
             if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value):
                 hashes.append("sha256:" + value)
     src: dict[str, Any] = {"kind": kind, "url": url}
@@ -179,15 +193,21 @@ def package_record(raw: dict[str, Any], top: Path, locks: LockPins) -> dict[str,
     if source is None or source["kind"] == "archive":
         hashes = sorted(set(hashes) | locks.get((name, version), set()))
     tags, build = _wheel_tags(raw.get("wheel"))
-    rec: dict[str, Any] = {"name": name, "version": version, "hashes": hashes,
-                           "installer": raw.get("installer"), "source": source,
-                           "wheel_tags": tags}
+    rec: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "hashes": hashes,
+        "installer": raw.get("installer"),
+        "source": source,
+        "wheel_tags": tags,
+    }
     if build is not None:
         rec["wheel_build"] = build
     return rec
 
 
 # -- the seed's value -------------------------------------------------------------------------
+
 
 def pip_freeze_text(raw_dists: list[dict[str, Any]], version_info: Any) -> bytes:
     """What `python -m pip freeze` (pip ≥ 23) prints for these distributions, without starting
@@ -197,7 +217,8 @@ def pip_freeze_text(raw_dists: list[dict[str, Any]], version_info: Any) -> bytes
     install inside a VCS checkout pip asks the VCS for a URL; that line is not reproduced.)"""
     old = isinstance(version_info, list) and version_info[:2] < [3, 12]
     hidden = {"pip", "python", "wsgiref", "argparse"} | (
-        {"setuptools", "wheel", "distribute"} if old else set())
+        {"setuptools", "wheel", "distribute"} if old else set()
+    )
     lines: list[tuple[str, str]] = []
     for raw in raw_dists:
         name, version = str(raw.get("name", "")), str(raw.get("version", ""))
@@ -208,16 +229,18 @@ def pip_freeze_text(raw_dists: list[dict[str, Any]], version_info: Any) -> bytes
             text = f"{name}=={version}"
         elif isinstance(du.get("dir_info"), dict) and du["dir_info"].get("editable") is True:
             where = _file_path(du["url"]) or du["url"]
-            text = (f"# Editable install with no version control ({name}=={version})\n"
-                    f"-e {where}")
+            text = f"# Editable install with no version control ({name}=={version})\n-e {where}"
         elif isinstance(du.get("vcs_info"), dict):
             vcs = du["vcs_info"]
             text = f"{name} @ {vcs.get('vcs')}+{du['url']}@{vcs.get('commit_id')}"
         else:
             text = f"{name} @ {du['url']}"
             info = du.get("archive_info")
-            frag = [info["hash"]] if isinstance(info, dict) and isinstance(
-                info.get("hash"), str) else []
+            frag = (
+                [info["hash"]]
+                if isinstance(info, dict) and isinstance(info.get("hash"), str)
+                else []
+            )
             if isinstance(du.get("subdirectory"), str):
                 frag.append("subdirectory=" + du["subdirectory"])
             if frag:
@@ -227,6 +250,7 @@ def pip_freeze_text(raw_dists: list[dict[str, Any]], version_info: Any) -> bytes
 
 
 # -- the interpreter --------------------------------------------------------------------------
+
 
 def abi_tag(facts: dict[str, Any]) -> str | None:
     soabi = facts.get("soabi")
@@ -246,8 +270,7 @@ def platform_tag(facts: dict[str, Any]) -> str | None:
 
 def python_record(interp: Interpreter, facts: dict[str, Any]) -> dict[str, Any]:
     if "error" in facts:
-        return {"executable": interp.path, "found_by": interp.found_by,
-                "error": facts["error"]}
+        return {"executable": interp.path, "found_by": interp.found_by, "error": facts["error"]}
     return {
         "executable": interp.path,
         "found_by": interp.found_by,
@@ -265,6 +288,7 @@ def python_record(interp: Interpreter, facts: dict[str, Any]) -> dict[str, Any]:
 
 # -- lock files -------------------------------------------------------------------------------
 
+
 def read_lock(root: Path, rel: str) -> bytes | None:
     """A declared lock file under `root` (None: absent, or not a regular file: a link, a FIFO or
     a device is not read, like a missing file), through the safe reader, the same way when a run
@@ -275,8 +299,9 @@ def read_lock(root: Path, rel: str) -> bytes | None:
         return None
 
 
-def lock_files_of(root: Path, lock_files: tuple[str, ...]) -> tuple[dict[str, str | None],
-                                                                    dict[str, bytes], LockPins]:
+def lock_files_of(
+    root: Path, lock_files: tuple[str, ...]
+) -> tuple[dict[str, str | None], dict[str, bytes], LockPins]:
     """({path: "sha256:<hex>" or None}, {path: bytes}, the wheel hashes they pin)."""
     hashes: dict[str, str | None] = {}
     contents: dict[str, bytes] = {}
@@ -294,12 +319,19 @@ def lock_files_of(root: Path, lock_files: tuple[str, ...]) -> tuple[dict[str, st
 
 # -- the whole record -------------------------------------------------------------------------
 
+
 class EnvironmentProbe:
     """Started before a run's PRE phase (the interpreter and nvidia-smi answer meanwhile), read
     once it is done: recording then adds only what the PRE phase did not hide."""
 
-    def __init__(self, top: Path, command: list[str], env: dict[str, str], cwd: Path,
-                 env_python: str | None = None):
+    def __init__(
+        self,
+        top: Path,
+        command: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        env_python: str | None = None,
+    ):
         self.top = top
         self.interp = find_interpreter(command, env, cwd, top, env_python)
         self.proc = start_query(self.interp, env, cwd) if self.interp else None
@@ -319,13 +351,18 @@ class EnvironmentProbe:
         return assemble(self.top, self.interp, facts, system, lock_hashes, lock_pins, seed)
 
 
-def assemble(top: Path, interp: Interpreter | None, facts: dict[str, Any] | None,
-             system: dict[str, Any], lock_hashes: dict[str, str | None], lock_pins: LockPins,
-             seed: int) -> dict[str, Any]:
+def assemble(
+    top: Path,
+    interp: Interpreter | None,
+    facts: dict[str, Any] | None,
+    system: dict[str, Any],
+    lock_hashes: dict[str, str | None],
+    lock_pins: LockPins,
+    seed: int,
+) -> dict[str, Any]:
     raw = facts.get("distributions", []) if facts and "error" not in facts else []
     raw = [d for d in raw if isinstance(d, dict) and d.get("name")]
-    packages = sorted((package_record(d, top, lock_pins) for d in raw),
-                      key=lambda p: p["name"])
+    packages = sorted((package_record(d, top, lock_pins) for d in raw), key=lambda p: p["name"])
     pins = [(p["name"], p["version"]) for p in packages]
     python = python_record(interp, facts or {}) if interp is not None else None
     dists = [f"{n}=={v}" for n, v in pins]
@@ -346,21 +383,29 @@ def assemble(top: Path, interp: Interpreter | None, facts: dict[str, Any] | None
         # DESIGN §13
         "python": python,
         "packages": packages,
-        "environment_hash": environment_hash(pins) if python and "error" not in python
-        else None,
-        "pip_freeze_sha256": None if freeze is None
+        "environment_hash": environment_hash(pins) if python and "error" not in python else None,
+        "pip_freeze_sha256": None
+        if freeze is None
         else "sha256:" + hashlib.sha256(freeze).hexdigest(),
         "system": system,
     }
 
 
-def fingerprint(root: Path, lock_files: tuple[str, ...], seed: int, *,
-                command: list[str] | None = None, env: dict[str, str] | None = None,
-                cwd: Path | None = None, env_python: str | None = None) -> dict[str, Any]:
+def fingerprint(
+    root: Path,
+    lock_files: tuple[str, ...],
+    seed: int,
+    *,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    env_python: str | None = None,
+) -> dict[str, Any]:
     """The environment `command` would run in (default: the interpreter first on this
     process's PATH), recorded as a run records it."""
-    probe = EnvironmentProbe(root, list(command or []), dict(os.environ if env is None else env),
-                             cwd or root, env_python)
+    probe = EnvironmentProbe(
+        root, list(command or []), dict(os.environ if env is None else env), cwd or root, env_python
+    )
     return probe.finish(lock_files, seed)
 
 
@@ -371,9 +416,14 @@ def tool_fingerprint() -> dict[str, Any]:
 
 # -- a recorded environment, read from an unverified bundle ------------------------------------
 
+
 def _malformed(message: str, **details: Any) -> CatalyticError:
-    return CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"TASK_SPEC.json: {message}",
-                          artifact="TASK_SPEC.json", **details)
+    return CatalyticError(
+        ErrorCode.ARTIFACT_MALFORMED,
+        f"TASK_SPEC.json: {message}",
+        artifact="TASK_SPEC.json",
+        **details,
+    )
 
 
 def recorded_spec(run_dir: Path) -> Any:
@@ -382,11 +432,13 @@ def recorded_spec(run_dir: Path) -> Any:
     try:
         return loads_strict(read_beneath(run_dir, "TASK_SPEC.json"), what="TASK_SPEC.json")
     except FileNotFoundError as exc:
-        raise CatalyticError(ErrorCode.ARTIFACT_MISSING, f"{run_dir}/{exc}",
-                             artifact="TASK_SPEC.json") from exc
+        raise CatalyticError(
+            ErrorCode.ARTIFACT_MISSING, f"{run_dir}/{exc}", artifact="TASK_SPEC.json"
+        ) from exc
     except OSError as exc:
-        raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{run_dir}/{exc}",
-                             artifact="TASK_SPEC.json") from exc
+        raise CatalyticError(
+            ErrorCode.ARTIFACT_MALFORMED, f"{run_dir}/{exc}", artifact="TASK_SPEC.json"
+        ) from exc
     except CatalyticError as exc:
         raise _malformed(exc.message) from exc
 
@@ -408,8 +460,11 @@ def recorded_lock_files(recorded: dict[str, Any]) -> tuple[str, ...]:
     for rel in locks:
         problem = rel_problem(rel)
         if problem is not None:
-            raise _malformed(f"lock file {rel!r} is not a safe relative path: {problem}",
-                             path=rel, reason=problem)
+            raise _malformed(
+                f"lock file {rel!r} is not a safe relative path: {problem}",
+                path=rel,
+                reason=problem,
+            )
     return tuple(locks)
 
 
@@ -433,20 +488,30 @@ def compare(recorded: Any, current: dict[str, Any]) -> list[dict[str, Any]]:
         old_py, new_py = _obj(recorded.get("python")), _obj(current.get("python"))
         for k in PYTHON_FIELDS:
             if old_py.get(k) != new_py.get(k):
-                diffs.append({"field": f"python {k}", "recorded": old_py.get(k),
-                              "current": new_py.get(k)})
+                diffs.append(
+                    {"field": f"python {k}", "recorded": old_py.get(k), "current": new_py.get(k)}
+                )
         for key in ("environment_hash", "lock_files"):
             if recorded.get(key) != current.get(key):
-                diffs.append({"field": key, "recorded": recorded.get(key),
-                              "current": current.get(key)})
+                diffs.append(
+                    {"field": key, "recorded": recorded.get(key), "current": current.get(key)}
+                )
     else:
-        for key in ("python_implementation", "python_version", "platform", "machine",
-                    "lock_files", "distributions_sha256"):
+        for key in (
+            "python_implementation",
+            "python_version",
+            "platform",
+            "machine",
+            "lock_files",
+            "distributions_sha256",
+        ):
             if recorded.get(key) != current.get(key):
-                diffs.append({"field": key, "recorded": recorded.get(key),
-                              "current": current.get(key)})
-    diffs += compare_distributions(recorded.get("distributions", []),
-                                   current.get("distributions", []))
+                diffs.append(
+                    {"field": key, "recorded": recorded.get(key), "current": current.get(key)}
+                )
+    diffs += compare_distributions(
+        recorded.get("distributions", []), current.get("distributions", [])
+    )
     diffs += compare_system(recorded.get("system"), current.get("system", {}))
     return diffs
 
@@ -463,6 +528,8 @@ def _by_name(dists: Any) -> dict[str, str]:
 
 def compare_distributions(recorded: Any, current: Any) -> list[dict[str, Any]]:
     old, new = _by_name(recorded), _by_name(current)
-    return [{"field": f"distribution {name}", "recorded": old.get(name),
-             "current": new.get(name)}
-            for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+    return [
+        {"field": f"distribution {name}", "recorded": old.get(name), "current": new.get(name)}
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    ]

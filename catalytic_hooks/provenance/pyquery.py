@@ -20,7 +20,7 @@ from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError
 
 # Runs in the queried interpreter. Keep it importable by Python 3.8 (no match, no 3.9+ APIs).
-QUERY_SCRIPT = r'''
+QUERY_SCRIPT = r"""
 import json, os, platform, re, sys, sysconfig
 here = os.getcwd()
 # sys.path[0] is the working directory for `-c`: the command's script directory is not part of
@@ -88,7 +88,7 @@ print(json.dumps({
     "bits": 64 if sys.maxsize > 2 ** 32 else 32,
     "distributions": dists,
 }))
-'''
+"""
 
 PYTHON_NAME = re.compile(r"^python(?:3(?:\.\d+)?)?\Z")
 MAX_QUERY_OUTPUT = 32 * 1024 * 1024
@@ -105,8 +105,9 @@ def _on_path(name: str, path_var: str) -> str | None:
     return shutil.which(name, path=path_var)
 
 
-def find_interpreter(command: list[str], env: dict[str, str], cwd: Path, top: Path,
-                     env_python: str | None) -> Interpreter | None:
+def find_interpreter(
+    command: list[str], env: dict[str, str], cwd: Path, top: Path, env_python: str | None
+) -> Interpreter | None:
     """The interpreter the command uses (DESIGN §13), or None when it has none:
     1. the policy's `env_python` (absolute, repository-relative, or a name on the PATH);
     2. the command itself when it starts a Python (`python3 train.py`, `.venv/bin/python ...`);
@@ -143,16 +144,22 @@ def find_interpreter(command: list[str], env: dict[str, str], cwd: Path, top: Pa
     return None
 
 
-def start_query(interp: Interpreter, env: dict[str, str], cwd: Path, *, facts_only: bool = False
-                ) -> subprocess.Popen[bytes] | str:
+def start_query(
+    interp: Interpreter, env: dict[str, str], cwd: Path, *, facts_only: bool = False
+) -> subprocess.Popen[bytes] | str:
     """Start the query (collected by `finish_query`), or why it could not start. It runs in the
     command's environment and directory, so it sees what the command will see. `facts_only`:
     the interpreter's identity without its distributions."""
     try:
-        return subprocess.Popen([interp.path, "-c", QUERY_SCRIPT,
-                                 *(["facts"] if facts_only else [])], cwd=cwd, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        return subprocess.Popen(
+            [interp.path, "-c", QUERY_SCRIPT, *(["facts"] if facts_only else [])],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
     except OSError as exc:
         return f"cannot start {interp.path}: {exc.strerror or exc}"
 
@@ -197,13 +204,19 @@ def own_facts() -> dict[str, Any]:
     except (AttributeError, ValueError, OSError):
         libc = None
     return {
-        "executable": sys.executable, "implementation": sys.implementation.name,
-        "version": platform.python_version(), "version_info": list(sys.version_info[:3]),
-        "soabi": sysconfig.get_config_var("SOABI"), "abiflags": getattr(sys, "abiflags", ""),
-        "platform": sysconfig.get_platform(), "libc": libc,
+        "executable": sys.executable,
+        "implementation": sys.implementation.name,
+        "version": platform.python_version(),
+        "version_info": list(sys.version_info[:3]),
+        "soabi": sysconfig.get_config_var("SOABI"),
+        "abiflags": getattr(sys, "abiflags", ""),
+        "platform": sysconfig.get_platform(),
+        "libc": libc,
         "mac_ver": platform.mac_ver()[0] if sys.platform == "darwin" else None,
-        "prefix": sys.prefix, "base_prefix": sys.base_prefix,
-        "bits": 64 if sys.maxsize > 2 ** 32 else 32, "distributions": [],
+        "prefix": sys.prefix,
+        "base_prefix": sys.base_prefix,
+        "bits": 64 if sys.maxsize > 2**32 else 32,
+        "distributions": [],
     }
 
 
@@ -213,6 +226,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.communicate()
 
 
-def query(interp: Interpreter, env: dict[str, str], cwd: Path, *, facts_only: bool = False
-          ) -> dict[str, Any]:
+def query(
+    interp: Interpreter, env: dict[str, str], cwd: Path, *, facts_only: bool = False
+) -> dict[str, Any]:
     return finish_query(start_query(interp, env, cwd, facts_only=facts_only))

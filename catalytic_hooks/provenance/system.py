@@ -18,8 +18,17 @@ from catalytic_hooks.fs.files import atomic_write
 
 SMI_TIMEOUT = 20.0
 # Fields compared on replay (the rest, such as the CPU count, are informational).
-COMPARED = ("os", "os_release", "distribution", "machine", "libc", "cpu_model", "gpus",
-            "gpu_driver", "cuda_version")
+COMPARED = (
+    "os",
+    "os_release",
+    "distribution",
+    "machine",
+    "libc",
+    "cpu_model",
+    "gpus",
+    "gpu_driver",
+    "cuda_version",
+)
 
 
 PROC_NVIDIA = "/proc/driver/nvidia"
@@ -34,8 +43,9 @@ def proc_nvidia(root: str = PROC_NVIDIA) -> tuple[list[str], str | None] | None:
         names = sorted(os.listdir(os.path.join(root, "gpus")))
     except OSError:
         return None
-    return [m for n in names for m in [_model(os.path.join(root, "gpus", n, "information"))]
-            if m], parse_proc_version(version)
+    return [
+        m for n in names for m in [_model(os.path.join(root, "gpus", n, "information"))] if m
+    ], parse_proc_version(version)
 
 
 def parse_proc_version(text: str) -> str | None:
@@ -83,10 +93,15 @@ class SystemProbe:
             return
         for args in (["--query-gpu=name,driver_version", "--format=csv,noheader"], []):
             try:
-                self._smi.append(subprocess.Popen([smi, *args], stdin=subprocess.DEVNULL,
-                                                  stdout=subprocess.PIPE,
-                                                  stderr=subprocess.DEVNULL,
-                                                  start_new_session=True))
+                self._smi.append(
+                    subprocess.Popen(
+                        [smi, *args],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
             except OSError:
                 return
 
@@ -191,5 +206,8 @@ def parse_smi(query: str | None, table: str | None) -> dict[str, Any]:
 def compare_system(recorded: Any, current: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(recorded, dict):
         return []
-    return [{"field": f"system {k}", "recorded": recorded.get(k), "current": current.get(k)}
-            for k in COMPARED if k in recorded and recorded.get(k) != current.get(k)]
+    return [
+        {"field": f"system {k}", "recorded": recorded.get(k), "current": current.get(k)}
+        for k in COMPARED
+        if k in recorded and recorded.get(k) != current.get(k)
+    ]

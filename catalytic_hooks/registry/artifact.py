@@ -24,8 +24,12 @@ DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_DATA = b"{}"
 EMPTY_DIGEST = "sha256:" + hashlib.sha256(EMPTY_DATA).hexdigest()
-EMPTY = {"mediaType": EMPTY_TYPE, "digest": EMPTY_DIGEST, "size": len(EMPTY_DATA),
-         "data": base64.b64encode(EMPTY_DATA).decode()}
+EMPTY = {
+    "mediaType": EMPTY_TYPE,
+    "digest": EMPTY_DIGEST,
+    "size": len(EMPTY_DATA),
+    "data": base64.b64encode(EMPTY_DATA).decode(),
+}
 A_RUN_ID = "dev.catalytic.run.id"
 A_COMMIT = "dev.catalytic.run.commit"
 A_SIGNER = "dev.catalytic.run.signer"
@@ -49,8 +53,11 @@ class Descriptor:
     annotations: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest,
-                               "size": self.size}
+        doc: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
         if self.artifact_type:
             doc["artifactType"] = self.artifact_type
         if self.annotations:
@@ -71,44 +78,66 @@ def _descriptor(doc: Any, where: str, max_size: int) -> Descriptor:
     if not isinstance(digest, str) or not DIGEST.match(digest):
         raise invalid("DESCRIPTOR", f"{where}'s digest is not sha256:<64 lowercase hex>")
     if type(size) is not int or not 0 <= size <= max_size:
-        raise invalid("DESCRIPTOR", f"{where}'s size is not an integer between 0 and "
-                      f"{max_size}")
+        raise invalid("DESCRIPTOR", f"{where}'s size is not an integer between 0 and {max_size}")
     art = doc.get("artifactType")
     ann = doc.get("annotations") or {}
-    if not isinstance(ann, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                            for k, v in ann.items()):
+    if not isinstance(ann, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in ann.items()
+    ):
         raise invalid("DESCRIPTOR", f"{where}'s annotations are not strings")
-    return Descriptor(media, digest, size, art if isinstance(art, str) else None,
-                      tuple(sorted(ann.items())))
+    return Descriptor(
+        media, digest, size, art if isinstance(art, str) else None, tuple(sorted(ann.items()))
+    )
 
 
 def _annotation(value: str) -> str:
     # Annotations are shown by registry UIs: printable ASCII only, bounded.
-    return value if _ANNOTATION_VALUE.match(value) else value.encode(
-        "ascii", "backslashreplace").decode()[:1024]
+    return (
+        value
+        if _ANNOTATION_VALUE.match(value)
+        else value.encode("ascii", "backslashreplace").decode()[:1024]
+    )
 
 
-def archive_manifest(blob: Descriptor, *, run_id: str, commit: str | None, signer: str,
-                     bundle_root: str, created: str | None) -> bytes:
+def archive_manifest(
+    blob: Descriptor,
+    *,
+    run_id: str,
+    commit: str | None,
+    signer: str,
+    bundle_root: str,
+    created: str | None,
+) -> bytes:
     ann = {A_RUN_ID: run_id, A_SIGNER: signer, A_BUNDLE_ROOT: bundle_root}
     if commit:
         ann[A_COMMIT] = commit
     if created:
         ann[A_CREATED] = created
-    layer = Descriptor(ARCHIVE_TYPE, blob.digest, blob.size,
-                       annotations=((A_TITLE, f"{run_id}.catalytic.zip"),))
-    return canonical_bytes({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARCHIVE_TYPE,
-        "config": EMPTY, "layers": [layer.to_json()],
-        "annotations": {k: _annotation(v) for k, v in ann.items()}})
+    layer = Descriptor(
+        ARCHIVE_TYPE, blob.digest, blob.size, annotations=((A_TITLE, f"{run_id}.catalytic.zip"),)
+    )
+    return canonical_bytes(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": ARCHIVE_TYPE,
+            "config": EMPTY,
+            "layers": [layer.to_json()],
+            "annotations": {k: _annotation(v) for k, v in ann.items()},
+        }
+    )
 
 
-def attestation_manifest(envelope: Descriptor, subject: Descriptor, predicate: str | None
-                         ) -> bytes:
+def attestation_manifest(envelope: Descriptor, subject: Descriptor, predicate: str | None) -> bytes:
     ann = {A_PREDICATE: _annotation(predicate)} if predicate else {}
-    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                           "artifactType": ATTESTATION_TYPE, "config": EMPTY,
-                           "layers": [envelope.to_json()], "subject": subject.to_json()}
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": ATTESTATION_TYPE,
+        "config": EMPTY,
+        "layers": [envelope.to_json()],
+        "subject": subject.to_json(),
+    }
     if ann:
         doc["annotations"] = ann
     return canonical_bytes(doc)
@@ -116,8 +145,13 @@ def attestation_manifest(envelope: Descriptor, subject: Descriptor, predicate: s
 
 def index(manifests: list[Descriptor]) -> bytes:
     unique = {d.digest: d for d in manifests}
-    return canonical_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                            "manifests": [unique[k].to_json() for k in sorted(unique)]})
+    return canonical_bytes(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [unique[k].to_json() for k in sorted(unique)],
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -147,14 +181,19 @@ def parse_manifest(data: bytes, digest: str, *, expect: str, max_blob: int) -> M
     """A manifest of our artifact type `expect`, with exactly one layer of the matching type."""
     doc = _strict(data, "manifest")
     if doc.get("schemaVersion") != 2 or doc.get("mediaType") != OCI_MANIFEST:
-        raise invalid("MEDIA_TYPE", f"not an OCI image manifest (mediaType "
-                      f"{str(doc.get('mediaType'))[:80]!r})")
+        raise invalid(
+            "MEDIA_TYPE",
+            f"not an OCI image manifest (mediaType {str(doc.get('mediaType'))[:80]!r})",
+        )
     art = doc.get("artifactType")
     config = _descriptor(doc.get("config"), "the config", 1024 * 1024)
     kind = art if isinstance(art, str) else config.media_type
     if kind != expect:
-        raise invalid("ARTIFACT_TYPE", f"the manifest is a {kind[:120]!r} artifact, not "
-                      f"{expect!r}", artifact_type=kind[:255])
+        raise invalid(
+            "ARTIFACT_TYPE",
+            f"the manifest is a {kind[:120]!r} artifact, not {expect!r}",
+            artifact_type=kind[:255],
+        )
     layers = doc.get("layers")
     if not isinstance(layers, list) or len(layers) != 1:
         raise invalid("LAYERS", "the manifest does not have exactly one layer")
@@ -166,9 +205,14 @@ def parse_manifest(data: bytes, digest: str, *, expect: str, max_blob: int) -> M
     ann = doc.get("annotations") or {}
     if not isinstance(ann, dict) or not all(isinstance(v, str) for v in ann.values()):
         raise invalid("MALFORMED", "the manifest's annotations are not strings")
-    return Manifest(digest, len(data), kind, layer, ann,
-                    _descriptor(subject, "the subject", 4 * 1024 * 1024)
-                    if subject is not None else None)
+    return Manifest(
+        digest,
+        len(data),
+        kind,
+        layer,
+        ann,
+        _descriptor(subject, "the subject", 4 * 1024 * 1024) if subject is not None else None,
+    )
 
 
 def parse_index(data: bytes) -> list[Descriptor]:
@@ -184,6 +228,10 @@ def parse_index(data: bytes) -> list[Descriptor]:
 def check_bytes(data: bytes, digest: str, what: str) -> None:
     actual = "sha256:" + hashlib.sha256(data).hexdigest()
     if actual != digest:
-        raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the registry's {what} "
-                             f"hashes to {actual}, not {digest}", reason="DIGEST",
-                             digest=digest, actual=actual)
+        raise CatalyticError(
+            ErrorCode.REGISTRY_DIGEST_MISMATCH,
+            f"the registry's {what} hashes to {actual}, not {digest}",
+            reason="DIGEST",
+            digest=digest,
+            actual=actual,
+        )

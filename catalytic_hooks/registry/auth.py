@@ -60,20 +60,32 @@ def _read_config(path: Path) -> dict[str, object]:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_CONFIG + 1)
     except OSError as exc:
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"cannot read the registry config "
-                             f"{path}: {exc.strerror}", path=str(path)) from exc
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID,
+            f"cannot read the registry config {path}: {exc.strerror}",
+            path=str(path),
+        ) from exc
     if len(raw) > MAX_CONFIG:
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"the registry config {path} is larger "
-                             f"than {MAX_CONFIG} bytes", path=str(path))
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID,
+            f"the registry config {path} is larger than {MAX_CONFIG} bytes",
+            path=str(path),
+        )
     try:
         doc = json.loads(raw)
     except ValueError as exc:
         # Never quote the parser's message: it can show a piece of the file, a secret.
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"the registry config {path} is not "
-                             "valid JSON", path=str(path)) from exc
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID,
+            f"the registry config {path} is not valid JSON",
+            path=str(path),
+        ) from exc
     if not isinstance(doc, dict):
-        raise CatalyticError(ErrorCode.CONFIG_INVALID, f"the registry config {path} is not a "
-                             "JSON object", path=str(path))
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID,
+            f"the registry config {path} is not a JSON object",
+            path=str(path),
+        )
     return doc
 
 
@@ -82,7 +94,7 @@ def _keys(host: str) -> list[str]:
     keys = [host, f"https://{host}", f"http://{host}", f"https://{host}/v2/"]
     for a, b in (("localhost", "127.0.0.1"), ("127.0.0.1", "localhost")):
         if host == a or host.startswith(a + ":"):
-            keys.append(b + host[len(a):])
+            keys.append(b + host[len(a) :])
     return keys
 
 
@@ -94,11 +106,11 @@ def _from_auth_field(entry: object, host: str) -> Credential | None:
         try:
             user, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError) as exc:
-            raise auth_error(f"the registry config's `auth` entry for {host} is not base64 "
-                              "of user:password") from exc
+            raise auth_error(
+                f"the registry config's `auth` entry for {host} is not base64 of user:password"
+            ) from exc
         if not sep:
-            raise auth_error(f"the registry config's `auth` entry for {host} is not "
-                              "user:password")
+            raise auth_error(f"the registry config's `auth` entry for {host} is not user:password")
         return Credential(user, secret)
     name, password = entry.get("username"), entry.get("password")
     if isinstance(name, str) and isinstance(password, str) and name:
@@ -113,29 +125,33 @@ def helper_credential(helper: str, host: str) -> Credential | None:
         raise auth_error(f"credential helper name {helper!r} is not a plain name")
     program = f"docker-credential-{helper}"
     try:
-        proc = subprocess.run([program, "get"], input=host.encode(), capture_output=True,
-                              timeout=HELPER_TIMEOUT, check=False)
+        proc = subprocess.run(
+            [program, "get"],
+            input=host.encode(),
+            capture_output=True,
+            timeout=HELPER_TIMEOUT,
+            check=False,
+        )
     except FileNotFoundError as exc:
-        raise auth_error(f"credential helper {program} is not on PATH", helper=program
-                          ) from exc
+        raise auth_error(f"credential helper {program} is not on PATH", helper=program) from exc
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise auth_error(f"credential helper {program} could not run", helper=program
-                          ) from exc
+        raise auth_error(f"credential helper {program} could not run", helper=program) from exc
     if proc.returncode != 0:
         if b"credentials not found" in proc.stdout.lower() + proc.stderr.lower():
             return None
         # Its output is not quoted: a helper's message may carry what it was asked to hide.
-        raise auth_error(f"credential helper {program} failed (exit {proc.returncode})",
-                          helper=program)
+        raise auth_error(
+            f"credential helper {program} failed (exit {proc.returncode})", helper=program
+        )
     try:
         doc = json.loads(proc.stdout)
         user, secret = doc["Username"], doc["Secret"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise auth_error(f"credential helper {program} did not answer with Username and "
-                          "Secret", helper=program) from exc
+        raise auth_error(
+            f"credential helper {program} did not answer with Username and Secret", helper=program
+        ) from exc
     if not isinstance(user, str) or not isinstance(secret, str):
-        raise auth_error(f"credential helper {program} answered with a non-string",
-                          helper=program)
+        raise auth_error(f"credential helper {program} answered with a non-string", helper=program)
     return Credential(user, secret)
 
 
@@ -179,13 +195,13 @@ def realm_allowed(realm: str, insecure: bool) -> bool:
     return url.scheme == "http" and (insecure or is_loopback(url.hostname or ""))
 
 
-def token_request(challenge: Challenge, credential: Credential | None
-                  ) -> tuple[str, dict[str, str]]:
+def token_request(
+    challenge: Challenge, credential: Credential | None
+) -> tuple[str, dict[str, str]]:
     """(URL, headers) of the token request the distribution's token auth specifies."""
     realm = challenge.params.get("realm", "")
     query = [(k, challenge.params[k]) for k in ("service", "scope") if k in challenge.params]
-    url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query) if query \
-        else realm
+    url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query) if query else realm
     headers = {"Accept": "application/json"}
     if credential is not None:
         headers["Authorization"] = credential.basic()
@@ -197,8 +213,9 @@ def token_from(body: bytes) -> str:
         doc = json.loads(body)
         token = doc.get("token") or doc.get("access_token")
     except (ValueError, AttributeError) as exc:
-        raise auth_error("the registry's token service answered with something other than "
-                          "a token") from exc
+        raise auth_error(
+            "the registry's token service answered with something other than a token"
+        ) from exc
     if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
         raise auth_error("the registry's token service gave no usable token")
     return token

@@ -49,8 +49,9 @@ class Cache:
             self.blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise CatalyticError(ErrorCode.IO_ERROR, f"cannot create the registry cache "
-                                 f"{self.root}: {exc.strerror}") from exc
+            raise CatalyticError(
+                ErrorCode.IO_ERROR, f"cannot create the registry cache {self.root}: {exc.strerror}"
+            ) from exc
         self._sweep()
 
     def _sweep(self) -> None:
@@ -66,8 +67,11 @@ class Cache:
 
     def path(self, digest: str) -> Path:
         if not DIGEST.match(digest):
-            raise CatalyticError(ErrorCode.REGISTRY_INVALID, f"{digest!r} is not a sha256 "
-                                 "digest", reason="DESCRIPTOR")
+            raise CatalyticError(
+                ErrorCode.REGISTRY_INVALID,
+                f"{digest!r} is not a sha256 digest",
+                reason="DESCRIPTOR",
+            )
         return self.blobs / digest.split(":", 1)[1]
 
     def check(self, path: Path, digest: str, size: int) -> bool:
@@ -110,21 +114,32 @@ class Cache:
                 while chunk := resp.read(min(CHUNK, size + 1 - got)):
                     got += len(chunk)
                     if got > size:
-                        raise _mismatch(f"the registry sent more than the {size} bytes the "
-                                        f"descriptor of {digest} declares", "SIZE",
-                                        digest=digest)
+                        raise _mismatch(
+                            f"the registry sent more than the {size} bytes the "
+                            f"descriptor of {digest} declares",
+                            "SIZE",
+                            digest=digest,
+                        )
                     h.update(chunk)
                     write_all(fd, chunk)
             finally:
                 resp.close()
             if got != size:
-                raise _mismatch(f"the registry sent {got} of the {size} bytes of {digest} (a "
-                                "truncated body)", "TRUNCATED", digest=digest)
+                raise _mismatch(
+                    f"the registry sent {got} of the {size} bytes of {digest} (a truncated body)",
+                    "TRUNCATED",
+                    digest=digest,
+                )
             actual = f"sha256:{h.hexdigest()}"
             if actual != digest:
-                raise _mismatch(f"the registry's bytes for {digest} hash to {actual}: the "
-                                "stored blob was changed or damaged in transit; nothing was "
-                                "cached", "DIGEST", digest=digest, actual=actual)
+                raise _mismatch(
+                    f"the registry's bytes for {digest} hash to {actual}: the "
+                    "stored blob was changed or damaged in transit; nothing was "
+                    "cached",
+                    "DIGEST",
+                    digest=digest,
+                    actual=actual,
+                )
             os.fsync(fd)
             os.close(fd)
             fd = -1
@@ -154,8 +169,9 @@ class Cache:
             if not self.check(dest, digest, size):
                 with contextlib.suppress(OSError):
                     os.unlink(src)
-                raise _mismatch(f"the cached blob {digest} changed on disk; pull again",
-                                "CACHE", digest=digest)
+                raise _mismatch(
+                    f"the cached blob {digest} changed on disk; pull again", "CACHE", digest=digest
+                )
             yield dest
         finally:
             shutil.rmtree(d, ignore_errors=True)

@@ -63,14 +63,20 @@ class Response:
             data = self.raw.read(n)
         except http.client.IncompleteRead as exc:
             self._owner.drop()
-            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, "the registry's answer "
-                                 "ended before its declared length (a truncated body)",
-                                 reason="TRUNCATED", url=self.url) from exc
+            raise CatalyticError(
+                ErrorCode.REGISTRY_DIGEST_MISMATCH,
+                "the registry's answer ended before its declared length (a truncated body)",
+                reason="TRUNCATED",
+                url=self.url,
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             self._owner.drop()
-            raise CatalyticError(ErrorCode.REGISTRY_UNREACHABLE, "the connection to the "
-                                 "registry broke during a transfer", reason="INTERRUPTED",
-                                 url=self.url) from exc
+            raise CatalyticError(
+                ErrorCode.REGISTRY_UNREACHABLE,
+                "the connection to the registry broke during a transfer",
+                reason="INTERRUPTED",
+                url=self.url,
+            ) from exc
         self._owner.counters.bytes_down += len(data)
         return data
 
@@ -78,18 +84,24 @@ class Response:
         length = self.header("content-length")
         if length is not None and length.isdigit() and int(length) > cap:
             self.close()
-            raise CatalyticError(ErrorCode.REGISTRY_INVALID, f"the registry's {what} is "
-                                 f"{length} bytes, more than the {cap} this client accepts",
-                                 reason="TOO_LARGE", url=self.url)
+            raise CatalyticError(
+                ErrorCode.REGISTRY_INVALID,
+                f"the registry's {what} is {length} bytes, more than the {cap} this client accepts",
+                reason="TOO_LARGE",
+                url=self.url,
+            )
         chunks, total = [], 0
         while chunk := self.read(min(BLOCK, cap + 1 - total)):
             chunks.append(chunk)
             total += len(chunk)
             if total > cap:
                 self.close()
-                raise CatalyticError(ErrorCode.REGISTRY_INVALID, f"the registry's {what} is "
-                                     f"more than the {cap} bytes this client accepts",
-                                     reason="TOO_LARGE", url=self.url)
+                raise CatalyticError(
+                    ErrorCode.REGISTRY_INVALID,
+                    f"the registry's {what} is more than the {cap} bytes this client accepts",
+                    reason="TOO_LARGE",
+                    url=self.url,
+                )
         return b"".join(chunks)
 
     def close(self) -> None:
@@ -112,8 +124,14 @@ class _Counting:
 
 
 class Client:
-    def __init__(self, ref: Reference, *, config: Path | None = None, insecure: bool = False,
-                 timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        ref: Reference,
+        *,
+        config: Path | None = None,
+        insecure: bool = False,
+        timeout: float = 60.0,
+    ) -> None:
         self.ref = ref
         self.insecure = insecure
         self.scheme = "http" if insecure or is_loopback(ref.hostname) else "https"
@@ -145,21 +163,28 @@ class Client:
         host, port = url.hostname or "", url.port
         conn: http.client.HTTPConnection
         if url.scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
-                                               context=ssl.create_default_context(),
-                                               blocksize=BLOCK)
+            conn = http.client.HTTPSConnection(
+                host,
+                port,
+                timeout=self.timeout,
+                context=ssl.create_default_context(),
+                blocksize=BLOCK,
+            )
         elif url.scheme == "http" and (self.insecure or is_loopback(host)):
             conn = http.client.HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
         else:
-            raise CatalyticError(ErrorCode.REGISTRY_FAILED, f"the registry sent this client to "
-                                 f"a {url.scheme or 'schemeless'} URL on {host}, which it does "
-                                 "not follow without --insecure", reason="INSECURE_REDIRECT")
+            raise CatalyticError(
+                ErrorCode.REGISTRY_FAILED,
+                f"the registry sent this client to "
+                f"a {url.scheme or 'schemeless'} URL on {host}, which it does "
+                "not follow without --insecure",
+                reason="INSECURE_REDIRECT",
+            )
         if same:
             self._conn = conn
         return conn
 
-    def _once(self, method: str, url: str, headers: dict[str, str], body: Body
-              ) -> Response:
+    def _once(self, method: str, url: str, headers: dict[str, str], body: Body) -> Response:
         parts = urllib.parse.urlsplit(url)
         conn = self._connection(parts)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -185,18 +210,33 @@ class Client:
         except (OSError, http.client.HTTPException) as exc:
             self.drop()
             conn.close()
-            reason = ("TIMEOUT" if isinstance(exc, socket.timeout) else
-                      "TLS" if isinstance(exc, ssl.SSLError) else "CONNECT")
+            reason = (
+                "TIMEOUT"
+                if isinstance(exc, socket.timeout)
+                else "TLS"
+                if isinstance(exc, ssl.SSLError)
+                else "CONNECT"
+            )
             where = f"{parts.scheme}://{parts.netloc}"
-            raise CatalyticError(ErrorCode.REGISTRY_UNREACHABLE, f"cannot reach the registry "
-                                 f"at {where}: {_why(exc)}", reason=reason, registry=where
-                                 ) from exc
+            raise CatalyticError(
+                ErrorCode.REGISTRY_UNREACHABLE,
+                f"cannot reach the registry at {where}: {_why(exc)}",
+                reason=reason,
+                registry=where,
+            ) from exc
         hdrs = {k.lower(): v for k, v in raw.getheaders()}
         return Response(raw.status, hdrs, raw, url, self)
 
-    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-                body: Body = None, ok: tuple[int, ...] = (200,), what: str = "request"
-                ) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: Body = None,
+        ok: tuple[int, ...] = (200,),
+        what: str = "request",
+    ) -> Response:
         """One request; `path` is `/v2/...` or an absolute URL the registry gave (an upload
         location, a redirect). Answers a challenge once; follows redirects of GET and HEAD,
         sending credentials only to the registry's own host."""
@@ -224,8 +264,11 @@ class Client:
             if resp.status in ok:
                 return resp
             raise self._failure(resp, what)
-        raise CatalyticError(ErrorCode.REGISTRY_FAILED, f"the registry's {what} went round "
-                             "in redirects or challenges", reason="LOOP")
+        raise CatalyticError(
+            ErrorCode.REGISTRY_FAILED,
+            f"the registry's {what} went round in redirects or challenges",
+            reason="LOOP",
+        )
 
     # -- authentication -------------------------------------------------------------------
 
@@ -237,8 +280,10 @@ class Client:
 
     def _authenticate(self, header: str | None) -> None:
         if not header:
-            raise auth.auth_error(f"the registry {self.ref.host} refused the request (401) "
-                                   "without saying how to authenticate")
+            raise auth.auth_error(
+                f"the registry {self.ref.host} refused the request (401) "
+                "without saying how to authenticate"
+            )
         challenge = auth.parse_challenge(header)
         cred = self.credential()
         if challenge.scheme == "basic":
@@ -249,12 +294,16 @@ class Client:
             self._authorization = cred.basic()
             return
         if challenge.scheme != "bearer":
-            raise auth.auth_error(f"the registry {self.ref.host} asks for {challenge.scheme} "
-                                   "authentication, which this client does not speak")
+            raise auth.auth_error(
+                f"the registry {self.ref.host} asks for {challenge.scheme} "
+                "authentication, which this client does not speak"
+            )
         realm = challenge.params.get("realm", "")
         if not auth.realm_allowed(realm, self.insecure):
-            raise auth.auth_error(f"the registry {self.ref.host} names a token service that "
-                                   "is not HTTPS; refusing to send credentials there")
+            raise auth.auth_error(
+                f"the registry {self.ref.host} names a token service that "
+                "is not HTTPS; refusing to send credentials there"
+            )
         url, hdrs = auth.token_request(challenge, cred)
         resp = self._once("GET", url, hdrs, None)
         if resp.status in (401, 403):
@@ -264,7 +313,8 @@ class Client:
             _drain(resp)
             raise auth.auth_error(f"the registry's token service answered {resp.status}")
         self._authorization = "Bearer " + auth.token_from(
-            resp.read_capped(auth.MAX_TOKEN_RESPONSE, "token"))
+            resp.read_capped(auth.MAX_TOKEN_RESPONSE, "token")
+        )
 
     def _failure(self, resp: Response, what: str) -> CatalyticError:
         try:
@@ -275,17 +325,29 @@ class Client:
         status = resp.status
         details: dict[str, Any] = {"status": status, "registry_codes": codes}
         if status == 401:
-            return _needs_login(self.ref.host) if self.credential() is None \
+            return (
+                _needs_login(self.ref.host)
+                if self.credential() is None
                 else _refused(self.ref.host)
+            )
         if status == 403:
-            return auth.auth_error(f"the registry {self.ref.host} denied the {what} (403): "
-                                    "the account lacks access to this repository", **details)
+            return auth.auth_error(
+                f"the registry {self.ref.host} denied the {what} (403): "
+                "the account lacks access to this repository",
+                **details,
+            )
         if status == 404:
-            return CatalyticError(ErrorCode.REGISTRY_NOT_FOUND, f"the registry has no such "
-                                  f"{what} ({', '.join(codes) or 'not found'})", **details)
-        return CatalyticError(ErrorCode.REGISTRY_FAILED, f"the registry answered the {what} "
-                              f"with {status} ({', '.join(codes) or 'no error code'})",
-                              **details)
+            return CatalyticError(
+                ErrorCode.REGISTRY_NOT_FOUND,
+                f"the registry has no such {what} ({', '.join(codes) or 'not found'})",
+                **details,
+            )
+        return CatalyticError(
+            ErrorCode.REGISTRY_FAILED,
+            f"the registry answered the {what} "
+            f"with {status} ({', '.join(codes) or 'no error code'})",
+            **details,
+        )
 
     # -- the distribution API -------------------------------------------------------------
 
@@ -297,8 +359,7 @@ class Client:
 
     def blob_size(self, digest: str) -> int | None:
         """The size the registry holds for a blob, or None when it has none."""
-        resp = self.request("HEAD", self._repo(f"blobs/{digest}"), ok=(200, 404),
-                            what="blob check")
+        resp = self.request("HEAD", self._repo(f"blobs/{digest}"), ok=(200, 404), what="blob check")
         _drain(resp)
         if resp.status == 404:
             return None
@@ -308,23 +369,34 @@ class Client:
     def upload_blob(self, digest: str, size: int, body: Body) -> None:
         """POST to open an upload, then one streamed PUT with the digest (the monolithic
         upload of the distribution spec); the registry checks the digest before it commits."""
-        resp = self.request("POST", self._repo("blobs/uploads/"), ok=(202,),
-                            what="blob upload")
+        resp = self.request("POST", self._repo("blobs/uploads/"), ok=(202,), what="blob upload")
         location = resp.header("location")
         _drain(resp)
         if not location:
-            raise CatalyticError(ErrorCode.REGISTRY_FAILED, "the registry opened an upload "
-                                 "without a Location", reason="NO_LOCATION")
+            raise CatalyticError(
+                ErrorCode.REGISTRY_FAILED,
+                "the registry opened an upload without a Location",
+                reason="NO_LOCATION",
+            )
         url = urllib.parse.urljoin(self.base() + self._repo("blobs/uploads/"), location)
         sep = "&" if urllib.parse.urlsplit(url).query else "?"
         url += sep + urllib.parse.urlencode({"digest": digest})
-        put = self.request("PUT", url, body=body, ok=(201,), what="blob upload",
-                           headers={"Content-Type": "application/octet-stream"})
+        put = self.request(
+            "PUT",
+            url,
+            body=body,
+            ok=(201,),
+            what="blob upload",
+            headers={"Content-Type": "application/octet-stream"},
+        )
         _drain(put)
         got = put.header("docker-content-digest")
         if got is not None and got != digest:
-            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the registry stored "
-                                 f"the blob as {got}, not {digest}", reason="DIGEST")
+            raise CatalyticError(
+                ErrorCode.REGISTRY_DIGEST_MISMATCH,
+                f"the registry stored the blob as {got}, not {digest}",
+                reason="DIGEST",
+            )
         self.counters.blob_uploads += 1
 
     def get_blob(self, digest: str) -> Response:
@@ -333,32 +405,49 @@ class Client:
     def get_manifest(self, reference: str) -> tuple[bytes, str, str | None]:
         """(bytes, media type, the registry's Docker-Content-Digest) of a manifest or index,
         capped before it is read."""
-        resp = self.request("GET", self._repo(f"manifests/{reference}"),
-                            headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
-                            what=f"manifest {reference}")
+        resp = self.request(
+            "GET",
+            self._repo(f"manifests/{reference}"),
+            headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
+            what=f"manifest {reference}",
+        )
         data = resp.read_capped(MAX_MANIFEST, "manifest")
         media = (resp.header("content-type") or "").split(";")[0].strip()
         return data, media, resp.header("docker-content-digest")
 
     def manifest_digest(self, reference: str) -> str | None:
-        resp = self.request("HEAD", self._repo(f"manifests/{reference}"), ok=(200, 404),
-                            headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
-                            what=f"manifest {reference}")
+        resp = self.request(
+            "HEAD",
+            self._repo(f"manifests/{reference}"),
+            ok=(200, 404),
+            headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
+            what=f"manifest {reference}",
+        )
         _drain(resp)
         return None if resp.status == 404 else resp.header("docker-content-digest")
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> Response:
-        resp = self.request("PUT", self._repo(f"manifests/{reference}"), body=data,
-                            headers={"Content-Type": media_type}, ok=(201,),
-                            what=f"manifest {reference}")
+        resp = self.request(
+            "PUT",
+            self._repo(f"manifests/{reference}"),
+            body=data,
+            headers={"Content-Type": media_type},
+            ok=(201,),
+            what=f"manifest {reference}",
+        )
         _drain(resp)
         self.counters.manifests_put += 1
         return resp
 
     def referrers(self, digest: str) -> bytes | None:
         """The referrers API's index for `digest`, or None where the registry lacks the API."""
-        resp = self.request("GET", self._repo(f"referrers/{digest}"), ok=(200, 404),
-                            headers={"Accept": OCI_INDEX}, what="referrers")
+        resp = self.request(
+            "GET",
+            self._repo(f"referrers/{digest}"),
+            ok=(200, 404),
+            headers={"Accept": OCI_INDEX},
+            what="referrers",
+        )
         if resp.status == 404:
             _drain(resp)
             return None
@@ -375,11 +464,17 @@ class Client:
                 doc = json.loads(resp.read_capped(MAX_MANIFEST, "tag list"))
                 tags = doc.get("tags") or []
             except (ValueError, AttributeError) as exc:
-                raise CatalyticError(ErrorCode.REGISTRY_INVALID, "the registry's tag list is "
-                                     "not JSON", reason="TAG_LIST") from exc
+                raise CatalyticError(
+                    ErrorCode.REGISTRY_INVALID,
+                    "the registry's tag list is not JSON",
+                    reason="TAG_LIST",
+                ) from exc
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise CatalyticError(ErrorCode.REGISTRY_INVALID, "the registry's tag list is "
-                                     "not a list of strings", reason="TAG_LIST")
+                raise CatalyticError(
+                    ErrorCode.REGISTRY_INVALID,
+                    "the registry's tag list is not a list of strings",
+                    reason="TAG_LIST",
+                )
             out.extend(tags)
             m = re.match(r"<([^>]+)>;\s*rel=\"?next\"?", link or "")
             path = urllib.parse.urljoin(self.base() + "/", m.group(1)) if m else None
@@ -417,11 +512,15 @@ def _why(exc: BaseException) -> str:
 
 
 def _needs_login(host: str) -> CatalyticError:
-    return auth.auth_error(f"the registry {host} requires authentication and no credentials "
-                            f"are configured for it: `docker login {host}` (or give "
-                            "--registry-config FILE)", reason="REQUIRED")
+    return auth.auth_error(
+        f"the registry {host} requires authentication and no credentials "
+        f"are configured for it: `docker login {host}` (or give "
+        "--registry-config FILE)",
+        reason="REQUIRED",
+    )
 
 
 def _refused(host: str) -> CatalyticError:
-    return auth.auth_error(f"the registry {host} refused the configured credentials",
-                            reason="REFUSED")
+    return auth.auth_error(
+        f"the registry {host} refused the configured credentials", reason="REFUSED"
+    )

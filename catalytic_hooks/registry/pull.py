@@ -57,19 +57,28 @@ def resolve(client: Client, ref: Reference, expect: str = ARCHIVE_TYPE) -> Manif
         if ref.tag is not None:
             now = client.manifest_digest(ref.tag)
             if now != ref.digest:
-                raise CatalyticError(ErrorCode.REGISTRY_TAG_MOVED, f"the tag {ref.tag} now "
-                                     f"names {now or 'nothing'}, not the pinned {ref.digest}",
-                                     tag=ref.tag, pinned=ref.digest, now=now)
+                raise CatalyticError(
+                    ErrorCode.REGISTRY_TAG_MOVED,
+                    f"the tag {ref.tag} now names {now or 'nothing'}, not the pinned {ref.digest}",
+                    tag=ref.tag,
+                    pinned=ref.digest,
+                    now=now,
+                )
     elif ref.tag is not None:
         data, _, named = client.get_manifest(ref.tag)
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if named is not None and named != digest:
-            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the registry names the "
-                                 f"manifest of {ref.tag} {named}, its bytes hash to {digest}",
-                                 reason="DIGEST", digest=named, actual=digest)
+            raise CatalyticError(
+                ErrorCode.REGISTRY_DIGEST_MISMATCH,
+                f"the registry names the manifest of {ref.tag} {named}, its bytes hash to {digest}",
+                reason="DIGEST",
+                digest=named,
+                actual=digest,
+            )
     else:
-        raise CatalyticError(ErrorCode.USAGE, f"{ref} names a repository; give :TAG or "
-                             "@sha256:DIGEST")
+        raise CatalyticError(
+            ErrorCode.USAGE, f"{ref} names a repository; give :TAG or @sha256:DIGEST"
+        )
     return artifact.parse_manifest(data, digest, expect=expect, max_blob=MAX_ARCHIVE)
 
 
@@ -103,9 +112,12 @@ def pulled_archive(text: str, options: Options) -> Iterator[tuple[Path, dict[str
 
 
 def _info(ref: Reference, m: Manifest) -> dict[str, Any]:
-    return {"reference": str(ref.with_digest(m.digest)), "digest": m.digest,
-            "run_id": m.annotations.get(artifact.A_RUN_ID), "archive": {
-                "digest": m.layer.digest, "size": m.layer.size}}
+    return {
+        "reference": str(ref.with_digest(m.digest)),
+        "digest": m.digest,
+        "run_id": m.annotations.get(artifact.A_RUN_ID),
+        "archive": {"digest": m.layer.digest, "size": m.layer.size},
+    }
 
 
 def _write_new(src: Path, dest: Path, digest: str) -> None:
@@ -118,8 +130,11 @@ def _write_new(src: Path, dest: Path, digest: str) -> None:
                 h.update(chunk)
                 write_all(fd, chunk)
         if "sha256:" + h.hexdigest() != digest:
-            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the cached {digest} "
-                                 "changed while it was copied", reason="CACHE")
+            raise CatalyticError(
+                ErrorCode.REGISTRY_DIGEST_MISMATCH,
+                f"the cached {digest} changed while it was copied",
+                reason="CACHE",
+            )
         umask = os.umask(0o022)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
@@ -127,24 +142,27 @@ def _write_new(src: Path, dest: Path, digest: str) -> None:
         os.link(tmp, dest)
         fsync_dir(dest.parent)
     except FileExistsError as exc:
-        raise CatalyticError(ErrorCode.USAGE, f"{dest} exists; a pull never overwrites",
-                             path=str(dest)) from exc
+        raise CatalyticError(
+            ErrorCode.USAGE, f"{dest} exists; a pull never overwrites", path=str(dest)
+        ) from exc
     finally:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
 
 
-def pull(text: str, options: Options, output: Path | None, *, attestations: bool = True
-         ) -> dict[str, Any]:
+def pull(
+    text: str, options: Options, output: Path | None, *, attestations: bool = True
+) -> dict[str, Any]:
     ref = parse(text)
     client, cache = options.client(ref), options.cache()
     try:
         m = resolve(client, ref)
         out = output or Path.cwd() / archive_name(m)
         if out.exists() or out.is_symlink():
-            raise CatalyticError(ErrorCode.USAGE, f"{out} exists; a pull never overwrites",
-                                 path=str(out))
+            raise CatalyticError(
+                ErrorCode.USAGE, f"{out} exists; a pull never overwrites", path=str(out)
+            )
         blob = fetch(client, cache, m.layer.digest, m.layer.size)
         envelopes = _attestations(client, cache, ref, m) if attestations else []
     finally:
@@ -157,12 +175,17 @@ def pull(text: str, options: Options, output: Path | None, *, attestations: bool
         dest = out.with_name(name)
         _write_new(path, dest, digest)
         written.append({"file": str(dest), "digest": digest, "size": size})
-    return {**_info(ref, m), "archive_file": str(out), "attestations": written,
-            "bytes_downloaded": client.counters.bytes_down}
+    return {
+        **_info(ref, m),
+        "archive_file": str(out),
+        "attestations": written,
+        "bytes_downloaded": client.counters.bytes_down,
+    }
 
 
-def _attestations(client: Client, cache: Cache, ref: Reference, m: Manifest
-                  ) -> list[tuple[Path, str, int]]:
+def _attestations(
+    client: Client, cache: Cache, ref: Reference, m: Manifest
+) -> list[tuple[Path, str, int]]:
     """Every attestation whose subject is this archive's manifest (each checked as the archive
     is: its manifest's digest, its type, its subject, its layer's digest and size)."""
     found, _ = referrers.listed(client, m.digest)
@@ -172,12 +195,12 @@ def _attestations(client: Client, cache: Cache, ref: Reference, m: Manifest
             continue
         data, _, _ = client.get_manifest(d.digest)
         artifact.check_bytes(data, d.digest, "attestation manifest")
-        am = artifact.parse_manifest(data, d.digest, expect=ATTESTATION_TYPE,
-                                     max_blob=MAX_ENVELOPE)
+        am = artifact.parse_manifest(data, d.digest, expect=ATTESTATION_TYPE, max_blob=MAX_ENVELOPE)
         if am.subject is None or am.subject.digest != m.digest:
             continue
-        out.append((fetch(client, cache, am.layer.digest, am.layer.size), am.layer.digest,
-                    am.layer.size))
+        out.append(
+            (fetch(client, cache, am.layer.digest, am.layer.size), am.layer.digest, am.layer.size)
+        )
     return out
 
 

@@ -39,8 +39,11 @@ def _archive_of(source: Path) -> Iterator[tuple[Path, Path | None]]:
         yield source, None
         return
     if not source.is_dir():
-        raise CatalyticError(ErrorCode.PATH_INVALID, f"{source} is neither an archive file nor "
-                             "a run directory", path=str(source))
+        raise CatalyticError(
+            ErrorCode.PATH_INVALID,
+            f"{source} is neither an archive file nor a run directory",
+            path=str(source),
+        )
     from catalytic_hooks.archive.create import create_archive
     from catalytic_hooks.bundle.attest import ATTESTATION_FILE
 
@@ -76,19 +79,23 @@ def _envelope(path: Path, run_id: str) -> tuple[bytes, str | None]:
     try:
         raw = read_named(path, limit=MAX_ENVELOPE)
     except OSError as exc:
-        raise CatalyticError(ErrorCode.USAGE, f"cannot read the attestation {path}: {exc}"
-                             ) from exc
+        raise CatalyticError(ErrorCode.USAGE, f"cannot read the attestation {path}: {exc}") from exc
     try:
         doc = loads_strict(raw, what=str(path))
-        stmt = loads_strict(base64.b64decode(doc["payload"], validate=True),
-                            what="the attestation's statement")
+        stmt = loads_strict(
+            base64.b64decode(doc["payload"], validate=True), what="the attestation's statement"
+        )
         about = stmt["predicate"]["run_id"]
     except (CatalyticError, KeyError, TypeError, ValueError) as exc:
-        raise CatalyticError(ErrorCode.ARTIFACT_MALFORMED, f"{path} is not one DSSE envelope "
-                             "of a catalytic in-toto statement", path=str(path)) from exc
+        raise CatalyticError(
+            ErrorCode.ARTIFACT_MALFORMED,
+            f"{path} is not one DSSE envelope of a catalytic in-toto statement",
+            path=str(path),
+        ) from exc
     if about != run_id:
-        raise CatalyticError(ErrorCode.USAGE, f"{path} attests run {about!r}, not {run_id!r}",
-                             path=str(path))
+        raise CatalyticError(
+            ErrorCode.USAGE, f"{path} attests run {about!r}, not {run_id!r}", path=str(path)
+        )
     predicate = stmt.get("predicateType")
     return raw, predicate if isinstance(predicate, str) else None
 
@@ -106,48 +113,81 @@ def _opener(path: Path, size: int) -> Any:
     return lambda: (open(path, "rb"), size)  # the client closes it
 
 
-def push(source: Path, ref: Reference, client: Client, *, limits: Limits,
-         attestation: Path | None = None, with_attestation: bool = True) -> dict[str, Any]:
+def push(
+    source: Path,
+    ref: Reference,
+    client: Client,
+    *,
+    limits: Limits,
+    attestation: Path | None = None,
+    with_attestation: bool = True,
+) -> dict[str, Any]:
     if ref.digest is not None:
-        raise CatalyticError(ErrorCode.USAGE, "push to a tag (oci://HOST/NAME[:TAG]); the "
-                             "digest is what the push prints")
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            "push to a tag (oci://HOST/NAME[:TAG]); the digest is what the push prints",
+        )
     with _archive_of(source) as (path, beside):
         doc, sha, size = inspect(path, limits)
         run_id = str(doc["run_id"])
         tag = ref.tag or run_id
         if not TAG.match(tag):
-            raise CatalyticError(ErrorCode.USAGE, f"run id {run_id!r} is not a valid OCI tag; "
-                                 "give one: oci://HOST/NAME:TAG")
+            raise CatalyticError(
+                ErrorCode.USAGE,
+                f"run id {run_id!r} is not a valid OCI tag; give one: oci://HOST/NAME:TAG",
+            )
         if attestation is None and with_attestation:
             guess = beside or path.parent / f"{run_id}.intoto.json"
             attestation = guess if guess.is_file() else None
         envelope = _envelope(attestation, run_id) if with_attestation and attestation else None
         blob = Descriptor(ARCHIVE_TYPE, f"sha256:{sha}", size)
-        sent = [ensure_blob(client, artifact.EMPTY_DIGEST, len(artifact.EMPTY_DATA),
-                            artifact.EMPTY_DATA),
-                ensure_blob(client, blob.digest, size, _opener(path, size))]
+        sent = [
+            ensure_blob(
+                client, artifact.EMPTY_DIGEST, len(artifact.EMPTY_DATA), artifact.EMPTY_DATA
+            ),
+            ensure_blob(client, blob.digest, size, _opener(path, size)),
+        ]
         manifest = artifact.archive_manifest(
-            blob, run_id=run_id, commit=doc["commit"], signer=str(doc["validator_id"]),
-            bundle_root=str(doc["bundle_root"]), created=_run_time(path, run_id, limits))
+            blob,
+            run_id=run_id,
+            commit=doc["commit"],
+            signer=str(doc["validator_id"]),
+            bundle_root=str(doc["bundle_root"]),
+            created=_run_time(path, run_id, limits),
+        )
         mdesc = artifact.descriptor_of(manifest, OCI_MANIFEST, artifact_type=ARCHIVE_TYPE)
         resp = client.put_manifest(tag, manifest, OCI_MANIFEST)
         stored = resp.header("docker-content-digest")
         if stored is not None and stored != mdesc.digest:
-            raise CatalyticError(ErrorCode.REGISTRY_DIGEST_MISMATCH, f"the registry stored "
-                                 f"the manifest as {stored}, not {mdesc.digest}",
-                                 reason="DIGEST")
+            raise CatalyticError(
+                ErrorCode.REGISTRY_DIGEST_MISMATCH,
+                f"the registry stored the manifest as {stored}, not {mdesc.digest}",
+                reason="DIGEST",
+            )
         att_info = None
         if envelope is not None:
             raw, predicate = envelope
             edesc = artifact.descriptor_of(raw, artifact.DSSE_LAYER)
             sent.append(ensure_blob(client, edesc.digest, edesc.size, raw))
             amanifest = artifact.attestation_manifest(edesc, mdesc, predicate)
-            adesc = artifact.descriptor_of(amanifest, OCI_MANIFEST,
-                                           artifact_type=artifact.ATTESTATION_TYPE)
+            adesc = artifact.descriptor_of(
+                amanifest, OCI_MANIFEST, artifact_type=artifact.ATTESTATION_TYPE
+            )
             how = referrers.attach(client, amanifest, adesc, mdesc.digest)
-            att_info = {"file": str(attestation), "digest": adesc.digest, "via": how,
-                        "reference": str(ref.with_digest(adesc.digest))}
-    return {"reference": str(ref.with_digest(mdesc.digest)), "tag": tag,
-            "tagged": str(ref.with_tag(tag)), "digest": mdesc.digest, "run_id": run_id,
-            "archive": {"digest": blob.digest, "size": size}, "attestation": att_info,
-            "blobs_uploaded": sum(sent), "blobs_skipped": len(sent) - sum(sent)}
+            att_info = {
+                "file": str(attestation),
+                "digest": adesc.digest,
+                "via": how,
+                "reference": str(ref.with_digest(adesc.digest)),
+            }
+    return {
+        "reference": str(ref.with_digest(mdesc.digest)),
+        "tag": tag,
+        "tagged": str(ref.with_tag(tag)),
+        "digest": mdesc.digest,
+        "run_id": run_id,
+        "archive": {"digest": blob.digest, "size": size},
+        "attestation": att_info,
+        "blobs_uploaded": sum(sent),
+        "blobs_skipped": len(sent) - sum(sent),
+    }

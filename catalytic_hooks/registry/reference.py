@@ -18,8 +18,10 @@ _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
-_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
-                   r"(?::[0-9]{1,5})?\Z")
+_HOST = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+    r"(?::[0-9]{1,5})?\Z"
+)
 MAX_NAME = 255
 
 
@@ -34,12 +36,12 @@ class Reference:
     def hostname(self) -> str:
         h = self.host
         if h.startswith("["):
-            return h[1:h.index("]")]
+            return h[1 : h.index("]")]
         return h.rsplit(":", 1)[0] if ":" in h else h
 
     @property
     def port(self) -> int | None:
-        h = self.host[self.host.index("]") + 1:] if self.host.startswith("[") else self.host
+        h = self.host[self.host.index("]") + 1 :] if self.host.startswith("[") else self.host
         return int(h.rsplit(":", 1)[1]) if ":" in h else None
 
     @property
@@ -77,15 +79,18 @@ def is_loopback(hostname: str) -> bool:
 
 
 def _bad(text: str, why: str) -> CatalyticError:
-    return CatalyticError(ErrorCode.USAGE, f"{text!r} is not a registry reference: {why} "
-                          "(expected oci://HOST[:PORT]/NAME[:TAG][@sha256:HEX])",
-                          reference=text)
+    return CatalyticError(
+        ErrorCode.USAGE,
+        f"{text!r} is not a registry reference: {why} "
+        "(expected oci://HOST[:PORT]/NAME[:TAG][@sha256:HEX])",
+        reference=text,
+    )
 
 
 def parse(text: str) -> Reference:
     if not is_reference(text):
         raise _bad(text, f"it does not start with {SCHEME}")
-    rest = text[len(SCHEME):]
+    rest = text[len(SCHEME) :]
     host, sep, path = rest.partition("/")
     if not sep or not _HOST.match(host):
         raise _bad(text, "no valid HOST[:PORT] before the first /")
@@ -106,8 +111,7 @@ def parse(text: str) -> Reference:
         if not TAG.match(tag):
             raise _bad(text, f"the tag {tag!r} is not a valid tag")
     if not _NAME.match(path) or len(path) > MAX_NAME:
-        raise _bad(text, f"the repository name {path!r} is not lowercase components "
-                   "separated by /")
+        raise _bad(text, f"the repository name {path!r} is not lowercase components separated by /")
     return Reference(host, path, tag, digest)
 
 

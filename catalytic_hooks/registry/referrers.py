@@ -59,8 +59,9 @@ def _fallback(client: Client, subject: str, tries: int = 5) -> list[Descriptor]:
     raise AssertionError("unreachable")
 
 
-def attach(client: Client, manifest: bytes, ref: Descriptor, subject: str,
-           attempts: int = ATTEMPTS) -> str:
+def attach(
+    client: Client, manifest: bytes, ref: Descriptor, subject: str, attempts: int = ATTEMPTS
+) -> str:
     """Push the referrer manifest `manifest` (whose descriptor is `ref`) and make it findable
     from `subject`; returns how (`referrers-api` or `fallback-tag`)."""
     resp = client.put_manifest(ref.digest, manifest, ref.media_type)
@@ -82,10 +83,14 @@ def attach(client: Client, manifest: bytes, ref: Descriptor, subject: str,
             if not _transient(exc):
                 raise
         time.sleep(random.uniform(0, settle))
-    raise CatalyticError(ErrorCode.REGISTRY_FAILED, f"the attestation {ref.digest} was "
-                         f"overwritten in the fallback tag {tag} by concurrent attachers "
-                         f"{attempts} times; push again", reason="REFERRER_LOST",
-                         digest=ref.digest)
+    raise CatalyticError(
+        ErrorCode.REGISTRY_FAILED,
+        f"the attestation {ref.digest} was "
+        f"overwritten in the fallback tag {tag} by concurrent attachers "
+        f"{attempts} times; push again",
+        reason="REFERRER_LOST",
+        digest=ref.digest,
+    )
 
 
 def _present_twice(client: Client, subject: str, digest: str, settle: float) -> bool:

@@ -37,9 +37,17 @@ def quarantine_archive(path: Path, qdir: Path, exc: CatalyticError) -> Path:
     digest = file_sha256(path)
     os.rename(path, dest)
     reason = exc.details.get("reason") or exc.code.value
-    report = {"archive": path.name, "original_path": str(path.absolute()), "sha256": digest,
-              "quarantined_at": stamp_seconds(), "code": exc.code.value, "reason": reason,
-              "message": exc.message, "details": exc.details, "moved_to": str(dest)}
+    report = {
+        "archive": path.name,
+        "original_path": str(path.absolute()),
+        "sha256": digest,
+        "quarantined_at": stamp_seconds(),
+        "code": exc.code.value,
+        "reason": reason,
+        "message": exc.message,
+        "details": exc.details,
+        "moved_to": str(dest),
+    }
     atomic_write(qdir / f"{dest.name}.QUARANTINE_REPORT.json", canonical_bytes(report))
     return dest
 
@@ -51,9 +59,16 @@ def _integrity_failure(exc: CatalyticError) -> bool:
     return exc.code is ErrorCode.REPLAY_FAILED and exc.details.get("reason") in BUNDLE_CORRUPT
 
 
-def replay_archive(path: Path, opts: ReplayOptions, *, caller: tuple[Path, Policy] | None,
-                   replay_dir: Path | None, quarantine_dir: Path, limits: Limits,
-                   quarantine: bool = True) -> dict[str, Any]:
+def replay_archive(
+    path: Path,
+    opts: ReplayOptions,
+    *,
+    caller: tuple[Path, Policy] | None,
+    replay_dir: Path | None,
+    quarantine_dir: Path,
+    limits: Limits,
+    quarantine: bool = True,
+) -> dict[str, Any]:
     """Replay the archive at `path`; `caller` is the repository the command runs in (its top
     and policy: reports and chronicle go there), or None outside one."""
     try:
@@ -66,8 +81,13 @@ def replay_archive(path: Path, opts: ReplayOptions, *, caller: tuple[Path, Polic
         raise
 
 
-def _replay_archive(path: Path, opts: ReplayOptions, caller: tuple[Path, Policy] | None,
-                    replay_dir: Path | None, limits: Limits) -> dict[str, Any]:
+def _replay_archive(
+    path: Path,
+    opts: ReplayOptions,
+    caller: tuple[Path, Policy] | None,
+    replay_dir: Path | None,
+    limits: Limits,
+) -> dict[str, Any]:
     run_id = inspect_doc(path, limits)["run_id"]
     stamp = stamp_compact()
     if replay_dir is None:
@@ -78,11 +98,15 @@ def _replay_archive(path: Path, opts: ReplayOptions, caller: tuple[Path, Policy]
     try:
         os.mkdir(replay_dir, 0o700)
     except FileExistsError as exc:
-        raise CatalyticError(ErrorCode.USAGE, f"{replay_dir} exists; a replay directory must "
-                             "be new", path=str(replay_dir)) from exc
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            f"{replay_dir} exists; a replay directory must be new",
+            path=str(replay_dir),
+        ) from exc
     except OSError as exc:
-        raise CatalyticError(ErrorCode.USAGE, f"cannot create {replay_dir}: {exc.strerror}"
-                             ) from exc
+        raise CatalyticError(
+            ErrorCode.USAGE, f"cannot create {replay_dir}: {exc.strerror}"
+        ) from exc
     try:
         opened = extract(path, replay_dir / "archive", limits)
         proved = prove_objects(opened, replay_dir / "repo", bare=False)
@@ -90,11 +114,16 @@ def _replay_archive(path: Path, opts: ReplayOptions, caller: tuple[Path, Policy]
         repo = Repo.discover(replay_dir / "repo")
         # Outside a repository the reports go beside the replay directories, never into it.
         policy = caller[1] if caller else Policy(reports_dir="reports")
-        run_opts = replace(opts, worktree=replay_dir / "worktree", quarantine=False,
-                           project_root=opened.project_root, home=caller,
-                           reports_root=replay_dir.parent,
-                           source_archive={"name": path.name, "sha256": opened.sha256},
-                           restoration_id=replay_dir.name)
+        run_opts = replace(
+            opts,
+            worktree=replay_dir / "worktree",
+            quarantine=False,
+            project_root=opened.project_root,
+            home=caller,
+            reports_root=replay_dir.parent,
+            source_archive={"name": path.name, "sha256": opened.sha256},
+            restoration_id=replay_dir.name,
+        )
         rep = replay(repo, policy, opened.run_dir, run_opts)
         rep["replay_dir"] = str(replay_dir)
         rep["kept"] = opts.keep

@@ -23,8 +23,12 @@ from catalytic_hooks.provenance.environment import compare, fingerprint, recorde
 
 
 def _safe(rel: Any) -> bool:
-    return isinstance(rel, str) and rel != "." and relpath_problem(rel) is None \
+    return (
+        isinstance(rel, str)
+        and rel != "."
+        and relpath_problem(rel) is None
         and not has_git_component(rel)
+    )
 
 
 def prepare_worktree(wt: Path, spec: dict[str, Any]) -> list[str]:
@@ -58,14 +62,17 @@ def likely_causes(spec: dict[str, Any]) -> dict[str, Any] | None:
     inputs = untracked_inputs(spec)
     if not inputs:
         return None
-    return {"untracked_inputs": inputs,
-            "note": "these untracked paths existed when the run was recorded and are not in the "
-                    "recorded commit, so the replay did not have them"}
+    return {
+        "untracked_inputs": inputs,
+        "note": "these untracked paths existed when the run was recorded and are not in the "
+        "recorded commit, so the replay did not have them",
+    }
 
 
 class EnvStep:
-    def __init__(self, repo: Repo, policy: Policy, spec: dict[str, Any],
-                 rebuild_opts: RebuildOptions | None):
+    def __init__(
+        self, repo: Repo, policy: Policy, spec: dict[str, Any], rebuild_opts: RebuildOptions | None
+    ):
         self.repo = repo
         self.policy = policy
         self.spec = spec
@@ -89,20 +96,29 @@ class EnvStep:
         """(the environment the command runs in now, its differences from the recorded one).
         The lock files a bundle names obey the path rules (ARTIFACT_MALFORMED otherwise)."""
         recorded = self.recorded
-        lock_files = recorded_lock_files(recorded) if isinstance(recorded, dict) \
-            else self.policy.lock_files
+        lock_files = (
+            recorded_lock_files(recorded) if isinstance(recorded, dict) else self.policy.lock_files
+        )
         command = self.spec.get("command")
-        current = fingerprint(self.repo.top, lock_files, 0,
-                              command=command if isinstance(command, list) else [],
-                              env=self.command_env(env), cwd=self.repo.top,
-                              env_python=self.policy.env_python)
+        current = fingerprint(
+            self.repo.top,
+            lock_files,
+            0,
+            command=command if isinstance(command, list) else [],
+            env=self.command_env(env),
+            cwd=self.repo.top,
+            env_python=self.policy.env_python,
+        )
         return current, compare(recorded, current)
 
     def report(self, diffs: list[dict[str, Any]], strict: bool) -> dict[str, Any]:
         doc: dict[str, Any] = {"differences": diffs, "strict": strict}
         if self.rebuilt is not None:
-            doc["rebuilt"] = {**self.rebuilt.report, "venv": str(self.rebuilt.venv),
-                              "cached": self.rebuilt.cached}
+            doc["rebuilt"] = {
+                **self.rebuilt.report,
+                "venv": str(self.rebuilt.venv),
+                "cached": self.rebuilt.cached,
+            }
         return doc
 
     def release(self) -> None:
@@ -116,17 +132,24 @@ def markdown_lines(rep: dict[str, Any]) -> list[str]:
     rebuilt = rep.get("environment", {}).get("rebuilt")
     if isinstance(rebuilt, dict):
         py = rebuilt.get("python", {})
-        lines += ["", f"Rebuilt with {rebuilt.get('installer')} on {py.get('implementation')} "
-                  f"{py.get('version')} (recorded {py.get('recorded')}), "
-                  f"{'from the cache' if rebuilt.get('cached') else 'built now'}; environment "
-                  f"hash `{rebuilt.get('environment_hash')}`.", "",
-                  "| package | version | source | file | sha256 | hash checked |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {p['name']} | {p['version']} | {p['source']} ({p['location']}) | "
-                  f"{p['file']} | `{p['sha256']}` | {'yes' if p['hash_checked'] else 'no'} |"
-                  for p in rebuilt.get("packages", [])]
-        lines += [f"- {e['package']}: {e['source']} {e['event']}"
-                  for e in rebuilt.get("events", [])]
+        lines += [
+            "",
+            f"Rebuilt with {rebuilt.get('installer')} on {py.get('implementation')} "
+            f"{py.get('version')} (recorded {py.get('recorded')}), "
+            f"{'from the cache' if rebuilt.get('cached') else 'built now'}; environment "
+            f"hash `{rebuilt.get('environment_hash')}`.",
+            "",
+            "| package | version | source | file | sha256 | hash checked |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p['name']} | {p['version']} | {p['source']} ({p['location']}) | "
+            f"{p['file']} | `{p['sha256']}` | {'yes' if p['hash_checked'] else 'no'} |"
+            for p in rebuilt.get("packages", [])
+        ]
+        lines += [
+            f"- {e['package']}: {e['source']} {e['event']}" for e in rebuilt.get("events", [])
+        ]
     causes = rep.get("likely_causes")
     if isinstance(causes, dict):
         lines += ["", "## Likely causes", "", causes.get("note", "") + ":", ""]

@@ -73,8 +73,7 @@ class ReplayOptions:
 
 # What a replayed command sees of the caller's environment: enough to find programs and run in
 # a locale, never the caller's secrets (tokens, keys, cloud credentials). `--env NAME` adds more.
-ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ",
-             "TMPDIR")
+ENV_ALLOW = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR")
 
 
 def replay_env(extra: list[str]) -> dict[str, str]:
@@ -86,10 +85,12 @@ def spec_path(value: Any, what: str) -> str:
     """A TASK_SPEC path (cwd, metrics) obeys the path rules: it stays inside the worktree."""
     if value == ".":
         return "."
-    if not isinstance(value, str) or relpath_problem(value) is not None \
-            or has_git_component(value):
-        raise CatalyticError(ErrorCode.REPLAY_FAILED, f"TASK_SPEC {what} {value!r} is not a "
-                             "safe relative path", reason="UNSAFE_PATH")
+    if not isinstance(value, str) or relpath_problem(value) is not None or has_git_component(value):
+        raise CatalyticError(
+            ErrorCode.REPLAY_FAILED,
+            f"TASK_SPEC {what} {value!r} is not a safe relative path",
+            reason="UNSAFE_PATH",
+        )
     return value
 
 
@@ -116,19 +117,20 @@ def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def compare_metrics(archived: dict[str, Any], replayed: dict[str, Any], tol: float
-                    ) -> list[dict[str, Any]]:
+def compare_metrics(
+    archived: dict[str, Any], replayed: dict[str, Any], tol: float
+) -> list[dict[str, Any]]:
     rows = []
     for key in sorted(set(archived) | set(replayed)):
         a, b = archived.get(key), replayed.get(key)
-        if isinstance(a, int | float) and isinstance(b, int | float) and _number(a) \
-                and _number(b):
+        if isinstance(a, int | float) and isinstance(b, int | float) and _number(a) and _number(b):
             delta = abs(float(a) - float(b))
             ok = delta <= tol or (math.isnan(delta) and a == b)
         else:
             delta, ok = None, a == b
-        rows.append({"key": key, "archived": a, "replayed": b, "delta": delta,
-                     "within_tolerance": ok})
+        rows.append(
+            {"key": key, "archived": a, "replayed": b, "delta": delta, "within_tolerance": ok}
+        )
     return rows
 
 
@@ -172,26 +174,38 @@ class Replayer:
             v = verify_bundle(src)
         except CatalyticError as exc:
             if _edited_output(exc):
-                raise CatalyticError(ErrorCode.REPLAY_FAILED, f"output {exc.details['path']} "
-                                     "was changed after the run (it no longer matches the "
-                                     "signed hash); the bundle itself is intact and stays "
-                                     "where it is", reason="OUTPUT_EDITED",
-                                     verification=exc.to_dict()) from exc
+                raise CatalyticError(
+                    ErrorCode.REPLAY_FAILED,
+                    f"output {exc.details['path']} "
+                    "was changed after the run (it no longer matches the "
+                    "signed hash); the bundle itself is intact and stays "
+                    "where it is",
+                    reason="OUTPUT_EDITED",
+                    verification=exc.to_dict(),
+                ) from exc
             if exc.code.corrupts_bundle and self.opts.quarantine:
                 where = self.quarantine(exc)
-                raise CatalyticError(ErrorCode.REPLAY_FAILED, f"bundle is corrupt "
-                                     f"({exc.code.value}: {exc.message}); moved to {where}",
-                                     reason=exc.code.value, quarantine=str(where),
-                                     verification=exc.to_dict()) from exc
-            raise CatalyticError(ErrorCode.REPLAY_FAILED, f"bundle does not verify: "
-                                 f"{exc.code.value}: {exc.message}", reason=exc.code.value,
-                                 verification=exc.to_dict()) from exc
-        trust = self.opts.trust or trust_policy(load_trust(self.policy, self.repo.top),
-                                                allow_untrusted=self.opts.allow_untrusted)
+                raise CatalyticError(
+                    ErrorCode.REPLAY_FAILED,
+                    f"bundle is corrupt ({exc.code.value}: {exc.message}); moved to {where}",
+                    reason=exc.code.value,
+                    quarantine=str(where),
+                    verification=exc.to_dict(),
+                ) from exc
+            raise CatalyticError(
+                ErrorCode.REPLAY_FAILED,
+                f"bundle does not verify: {exc.code.value}: {exc.message}",
+                reason=exc.code.value,
+                verification=exc.to_dict(),
+            ) from exc
+        trust = self.opts.trust or trust_policy(
+            load_trust(self.policy, self.repo.top), allow_untrusted=self.opts.allow_untrusted
+        )
         decision = trust.decide(v.validator_id)
         if not decision.accepted:
-            raise CatalyticError(ErrorCode.REPLAY_FAILED, f"untrusted bundle: {decision.reason}",
-                                 reason="UNTRUSTED")
+            raise CatalyticError(
+                ErrorCode.REPLAY_FAILED, f"untrusted bundle: {decision.reason}", reason="UNTRUSTED"
+            )
         self.source = src
         return v
 
@@ -202,9 +216,14 @@ class Replayer:
         qdir.mkdir(parents=True, exist_ok=True)
         dest = qdir / f"{self.run_dir.name}-{stamp}"
         os.rename(self.run_dir, dest)
-        report = {"run_id": self.run_dir.name, "original_path": str(self.run_dir),
-                  "quarantined_at": stamp, "reason": exc.code.value, "message": exc.message,
-                  "details": exc.details}
+        report = {
+            "run_id": self.run_dir.name,
+            "original_path": str(self.run_dir),
+            "quarantined_at": stamp,
+            "reason": exc.code.value,
+            "message": exc.message,
+            "details": exc.details,
+        }
         atomic_write(qdir / f"{dest.name}.QUARANTINE_REPORT.json", canonical_bytes(report))
         return dest
 
@@ -223,15 +242,25 @@ class Replayer:
 
     def command_env(self, spec: dict[str, Any], envstep: EnvStep) -> dict[str, str]:
         seed = spec.get("seed", 0)
-        return envstep.command_env({
-            **replay_env(self.opts.pass_env), **determinism_env(seed if isinstance(seed, int)
-                                                                else 0),
-            "CATALYTIC_RUN_ID": str(spec.get("task_id", self.run_dir.name)),
-            "CATALYTIC_REPLAY": "1"})
+        return envstep.command_env(
+            {
+                **replay_env(self.opts.pass_env),
+                **determinism_env(seed if isinstance(seed, int) else 0),
+                "CATALYTIC_RUN_ID": str(spec.get("task_id", self.run_dir.name)),
+                "CATALYTIC_REPLAY": "1",
+            }
+        )
 
-    def attempt(self, spec: dict[str, Any], commit: str, path: Path | None,
-                hashes: dict[str, str], metrics_files: list[str], envstep: EnvStep,
-                ready: Path | None = None) -> tuple[Attempt, Path]:
+    def attempt(
+        self,
+        spec: dict[str, Any],
+        commit: str,
+        path: Path | None,
+        hashes: dict[str, str],
+        metrics_files: list[str],
+        envstep: EnvStep,
+        ready: Path | None = None,
+    ) -> tuple[Attempt, Path]:
         """One replay in a new worktree (`ready`: one made already, for the rebuild)."""
         wt = ready or self.worktree(commit, path)
         if ready is None:
@@ -240,16 +269,20 @@ class Replayer:
         env = self.command_env(spec, envstep)
         timeout = self.opts.timeout or spec.get("timeout_seconds")
         try:
-            proc = subprocess.run(spec["command"], cwd=cwd, env=env, timeout=timeout,
-                                  capture_output=True)
+            proc = subprocess.run(
+                spec["command"], cwd=cwd, env=env, timeout=timeout, capture_output=True
+            )
         except subprocess.TimeoutExpired:
             return Attempt(False, f"timed out after {timeout} s"), wt
         except OSError as exc:
             return Attempt(False, f"cannot start the command: {exc.strerror}"), wt
         if proc.returncode != 0:
             tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
-            return Attempt(False, f"command exited {proc.returncode}: {' | '.join(tail)}",
-                           exit_code=proc.returncode), wt
+            return Attempt(
+                False,
+                f"command exited {proc.returncode}: {' | '.join(tail)}",
+                exit_code=proc.returncode,
+            ), wt
         got = {k: _sha(wt, k) for k in hashes}
         mets = {m: _load_json(_read(wt, m)) for m in metrics_files}
         return Attempt(True, None, got, mets, 0), wt
@@ -278,19 +311,40 @@ def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> di
     try:
         rep = _replay(repo, policy, run_dir, opts)
     except CatalyticError as exc:
-        if home is not None and exc.code is ErrorCode.REPLAY_FAILED and (
-                run_dir.is_dir() or exc.details.get("quarantine")):
-            record(home[0], home[1], "replay", {
-                "run_id": run_dir.name, "verdict": Verdict.FAILED,
-                "reason": str(exc.details.get("reason")),
-                "quarantine": exc.details.get("quarantine"), "validation": opts.validation,
-                **({"source_archive": opts.source_archive} if opts.source_archive else {})})
+        if (
+            home is not None
+            and exc.code is ErrorCode.REPLAY_FAILED
+            and (run_dir.is_dir() or exc.details.get("quarantine"))
+        ):
+            record(
+                home[0],
+                home[1],
+                "replay",
+                {
+                    "run_id": run_dir.name,
+                    "verdict": Verdict.FAILED,
+                    "reason": str(exc.details.get("reason")),
+                    "quarantine": exc.details.get("quarantine"),
+                    "validation": opts.validation,
+                    **({"source_archive": opts.source_archive} if opts.source_archive else {}),
+                },
+            )
         raise
     if home is not None:
-        record(home[0], home[1], "replay", {
-            "run_id": rep["run_id"], "verdict": rep["verdict"],
-            "bundle_root": rep["bundle_root"], "report": rep["report_json"], **chronicled(rep),
-            "validation": opts.validation, **{k: rep[k] for k in SEED_FIELDS}})
+        record(
+            home[0],
+            home[1],
+            "replay",
+            {
+                "run_id": rep["run_id"],
+                "verdict": rep["verdict"],
+                "bundle_root": rep["bundle_root"],
+                "report": rep["report_json"],
+                **chronicled(rep),
+                "validation": opts.validation,
+                **{k: rep[k] for k in SEED_FIELDS},
+            },
+        )
     return rep
 
 
@@ -301,46 +355,60 @@ def chronicled(rep: dict[str, Any]) -> dict[str, Any]:
     """What the report draws from a replay, kept in the chronicle itself (a report file beside
     it is not hash-chained): the commit, the tolerance, every numeric metric's drift and the
     environment's differences."""
-    rows = [{k: m.get(k) for k in ("file", "key", "archived", "replayed", "delta",
-                                   "within_tolerance")}
-            for m in rep.get("metrics", []) if m.get("delta") is not None]
-    return {"commit": rep.get("commit"), "tolerance": rep.get("tolerance"),
-            "replays": rep.get("replays", 0), "reason": rep.get("reason"),
-            "metrics": rows[:RECORDED_METRICS],
-            "environment_differences": rep.get("environment", {}).get("differences", []),
-            "started_at": rep.get("started_at"), "finished_at": rep.get("finished_at")}
-
+    rows = [
+        {k: m.get(k) for k in ("file", "key", "archived", "replayed", "delta", "within_tolerance")}
+        for m in rep.get("metrics", [])
+        if m.get("delta") is not None
+    ]
+    return {
+        "commit": rep.get("commit"),
+        "tolerance": rep.get("tolerance"),
+        "replays": rep.get("replays", 0),
+        "reason": rep.get("reason"),
+        "metrics": rows[:RECORDED_METRICS],
+        "environment_differences": rep.get("environment", {}).get("differences", []),
+        "started_at": rep.get("started_at"),
+        "finished_at": rep.get("finished_at"),
+    }
 
 
 # The restoration record of the seed specification (§VII), in every replay's report and
 # chronicle record.
-SEED_FIELDS = ("source_archive", "restoration_id", "restored_at", "environment_hash",
-               "metric_drift", "verified")
+SEED_FIELDS = (
+    "source_archive",
+    "restoration_id",
+    "restored_at",
+    "environment_hash",
+    "metric_drift",
+    "verified",
+)
 
 
-def _seed_fields(report: dict[str, Any], opts: ReplayOptions, current_env: dict[str, Any]
-                 ) -> None:
+def _seed_fields(report: dict[str, Any], opts: ReplayOptions, current_env: dict[str, Any]) -> None:
     deltas = [m["delta"] for m in report.get("metrics", []) if m.get("delta") is not None]
     report.update(
         source_archive=opts.source_archive,
         restoration_id=opts.restoration_id or f"replay-{report['run_id']}-{stamp_compact()}",
         restored_at=report["started_at"],
-        environment_hash=current_env.get("environment_hash") or current_env.get(
-            "distributions_sha256"),
+        environment_hash=current_env.get("environment_hash")
+        or current_env.get("distributions_sha256"),
         metric_drift=max(deltas) if deltas else None,
-        verified=report.get("verdict") in PASSING)
+        verified=report.get("verdict") in PASSING,
+    )
 
 
-def _environment(r: Replayer, spec: dict[str, Any], envstep: EnvStep
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _environment(
+    r: Replayer, spec: dict[str, Any], envstep: EnvStep
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Step 3: the environment the command runs in and its differences from the recorded one.
     The lock files a bundle names obey the path rules, like its cwd and metrics."""
     try:
         return envstep.differences(r.command_env(spec, envstep))
     except CatalyticError as exc:
         unsafe = exc.details.get("path") is not None
-        raise CatalyticError(ErrorCode.REPLAY_FAILED, exc.message,
-                             reason="UNSAFE_PATH" if unsafe else exc.code.value) from exc
+        raise CatalyticError(
+            ErrorCode.REPLAY_FAILED, exc.message, reason="UNSAFE_PATH" if unsafe else exc.code.value
+        ) from exc
 
 
 def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
@@ -351,11 +419,15 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
     command = spec.get("command")
     commit = spec.get("git_commit")
     if not (isinstance(command, list) and command and all(isinstance(c, str) for c in command)):
-        raise CatalyticError(ErrorCode.REPLAY_FAILED, "TASK_SPEC records no command to replay",
-                             reason="NO_COMMAND")
+        raise CatalyticError(
+            ErrorCode.REPLAY_FAILED, "TASK_SPEC records no command to replay", reason="NO_COMMAND"
+        )
     if not isinstance(commit, str) or r.git.rev_parse(commit) is None:
-        raise CatalyticError(ErrorCode.REPLAY_FAILED, f"recorded commit {commit!r} is not in "
-                             "this repository", reason="NO_COMMIT")
+        raise CatalyticError(
+            ErrorCode.REPLAY_FAILED,
+            f"recorded commit {commit!r} is not in this repository",
+            reason="NO_COMMIT",
+        )
     metrics_files = [spec_path(m, "metrics") for m in spec.get("metrics", [])]
     spec_path(spec.get("cwd", "."), "cwd")
     envstep = EnvStep(repo, policy, spec, opts.rebuild)
@@ -364,8 +436,11 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
     if not envstep.rebuilding:
         current_env, env_diffs = _environment(r, spec, envstep)
     report: dict[str, Any] = {
-        "run_id": v.run_id, "bundle_root": v.bundle_root, "commit": commit,
-        "command": command, "tolerance": policy.metrics_tolerance,
+        "run_id": v.run_id,
+        "bundle_root": v.bundle_root,
+        "commit": commit,
+        "command": command,
+        "tolerance": policy.metrics_tolerance,
         "environment": {"differences": env_diffs, "strict": opts.strict_env},
         "started_at": started,
     }
@@ -386,19 +461,23 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
             current_env, env_diffs = _environment(r, spec, envstep)
         report["environment"] = envstep.report(env_diffs, opts.strict_env)
         if env_diffs and opts.strict_env:
-            report.update(verdict=Verdict.FAILED, reason="environment differs from the recorded "
-                          "one (--strict-env)", replays=0, outputs=[], metrics=[])
+            report.update(
+                verdict=Verdict.FAILED,
+                reason="environment differs from the recorded one (--strict-env)",
+                replays=0,
+                outputs=[],
+                metrics=[],
+            )
             return report
-        first, wt = r.attempt(spec, commit, opts.worktree, v.hashes, metrics_files, envstep,
-                              ready)
+        first, wt = r.attempt(spec, commit, opts.worktree, v.hashes, metrics_files, envstep, ready)
         worktrees.append(wt)
         report["worktree"] = str(wt)
         if not first.ok:
-            report.update(verdict=Verdict.FAILED, reason=first.reason, replays=1, outputs=[],
-                          metrics=[])
+            report.update(
+                verdict=Verdict.FAILED, reason=first.reason, replays=1, outputs=[], metrics=[]
+            )
         else:
-            _judge(report, r, v, spec, commit, first, metrics_files, policy, worktrees,
-                   envstep)
+            _judge(report, r, v, spec, commit, first, metrics_files, policy, worktrees, envstep)
         if report["verdict"] not in PASSING and likely_causes(spec):
             report["likely_causes"] = likely_causes(spec)
         return report
@@ -410,30 +489,51 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
             for wt in dict.fromkeys(worktrees):
                 r.remove_worktree(wt)
         home = opts.home if opts.source_archive is not None else (repo.top, policy)
-        _write_reports(home[0] if home else (opts.reports_root or repo.top),
-                       home[1] if home else policy, report)
+        _write_reports(
+            home[0] if home else (opts.reports_root or repo.top),
+            home[1] if home else policy,
+            report,
+        )
 
 
-def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], commit: str,
-           first: Attempt, metrics_files: list[str], policy: Policy,
-           worktrees: list[Path], envstep: EnvStep) -> None:
+def _judge(
+    report: dict[str, Any],
+    r: Replayer,
+    v: Any,
+    spec: dict[str, Any],
+    commit: str,
+    first: Attempt,
+    metrics_files: list[str],
+    policy: Policy,
+    worktrees: list[Path],
+    envstep: EnvStep,
+) -> None:
     archived_metrics = {m: _load_json(archived_bytes(r.source, m)) for m in metrics_files}
-    outputs = [{"path": k, "expected": v.hashes[k], "replay1": first.hashes[k],
-                "match": first.hashes[k] == v.hashes[k]} for k in sorted(v.hashes)]
+    outputs = [
+        {
+            "path": k,
+            "expected": v.hashes[k],
+            "replay1": first.hashes[k],
+            "match": first.hashes[k] == v.hashes[k],
+        }
+        for k in sorted(v.hashes)
+    ]
     metric_rows: list[dict[str, Any]] = []
     for m in metrics_files:
-        for row in compare_metrics(flatten(archived_metrics[m]), flatten(first.metrics.get(m)),
-                                   policy.metrics_tolerance):
+        for row in compare_metrics(
+            flatten(archived_metrics[m]), flatten(first.metrics.get(m)), policy.metrics_tolerance
+        ):
             metric_rows.append({"file": m, **row})
     report.update(outputs=outputs, metrics=metric_rows, replays=1)
     mismatched = [o["path"] for o in outputs if not o["match"]]
     if not mismatched:
         report["verdict"] = Verdict.EXACT
         return
-    metric_ok = {m: all(r_["within_tolerance"] for r_ in metric_rows if r_["file"] == m)
-                 for m in metrics_files}
-    if all(p in metric_ok and metric_ok[p] and archived_metrics[p] is not None
-           for p in mismatched):
+    metric_ok = {
+        m: all(r_["within_tolerance"] for r_ in metric_rows if r_["file"] == m)
+        for m in metrics_files
+    }
+    if all(p in metric_ok and metric_ok[p] and archived_metrics[p] is not None for p in mismatched):
         report["verdict"] = Verdict.WITHIN
         return
     # A difference: replay once more to tell nondeterminism from a real change.
@@ -446,8 +546,11 @@ def _judge(report: dict[str, Any], r: Replayer, v: Any, spec: dict[str, Any], co
     for o in outputs:
         o["replay2"] = second.hashes[o["path"]]
     if all(first.hashes[k] == second.hashes[k] for k in v.hashes):
-        report.update(verdict=Verdict.DRIFT, reason=f"both replays agree with each other but not "
-                      f"with the archive for {len(mismatched)} output(s)")
+        report.update(
+            verdict=Verdict.DRIFT,
+            reason=f"both replays agree with each other but not "
+            f"with the archive for {len(mismatched)} output(s)",
+        )
     else:
         report.update(verdict=Verdict.NONDET, reason="the two replays differ from each other")
 
@@ -469,17 +572,24 @@ def render_markdown(rep: dict[str, Any]) -> str:
     lines = [f"# Replay of {rep['run_id']}: **{rep.get('verdict', '?')}**", ""]
     if rep.get("reason"):
         lines += [f"Reason: {rep['reason']}", ""]
-    lines += [f"- bundle root: `{rep['bundle_root']}`", f"- commit: `{rep['commit']}`",
-              f"- command: `{' '.join(rep['command'])}`",
-              f"- replays: {rep.get('replays', 0)}; metric tolerance {rep['tolerance']}",
-              f"- started {rep['started_at']}, finished {rep.get('finished_at', '')}"]
+    lines += [
+        f"- bundle root: `{rep['bundle_root']}`",
+        f"- commit: `{rep['commit']}`",
+        f"- command: `{' '.join(rep['command'])}`",
+        f"- replays: {rep.get('replays', 0)}; metric tolerance {rep['tolerance']}",
+        f"- started {rep['started_at']}, finished {rep.get('finished_at', '')}",
+    ]
     src = rep.get("source_archive")
     if src:
         lines.append(f"- source archive: `{src['name']}` (SHA-256 `{src['sha256']}`)")
-    lines += [f"- restoration id: `{rep.get('restoration_id')}`; environment hash "
-              f"`{rep.get('environment_hash')}`; metric drift {rep.get('metric_drift')}; "
-              f"verified: {'yes' if rep.get('verified') else 'no'}", "",
-              "## Environment", ""]
+    lines += [
+        f"- restoration id: `{rep.get('restoration_id')}`; environment hash "
+        f"`{rep.get('environment_hash')}`; metric drift {rep.get('metric_drift')}; "
+        f"verified: {'yes' if rep.get('verified') else 'no'}",
+        "",
+        "## Environment",
+        "",
+    ]
     diffs = rep["environment"]["differences"]
     if not diffs:
         lines.append("Same as recorded.")
@@ -487,20 +597,34 @@ def render_markdown(rep: dict[str, Any]) -> str:
         lines += ["| field | recorded | now |", "|---|---|---|"]
         lines += [f"| {d['field']} | {d['recorded']} | {d['current']} |" for d in diffs]
     lines += markdown_lines(rep)
-    lines += ["", "## Outputs", "", "| path | archived | replay 1 | replay 2 | match |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Outputs",
+        "",
+        "| path | archived | replay 1 | replay 2 | match |",
+        "|---|---|---|---|---|",
+    ]
     for o in rep.get("outputs", []):
-        lines.append(f"| {o['path']} | `{o['expected'][7:19]}` | "
-                     f"`{(o['replay1'] or 'missing')[7:19]}` | "
-                     f"`{(o.get('replay2') or '-')[7:19]}` | {'yes' if o['match'] else 'no'} |")
+        lines.append(
+            f"| {o['path']} | `{o['expected'][7:19]}` | "
+            f"`{(o['replay1'] or 'missing')[7:19]}` | "
+            f"`{(o.get('replay2') or '-')[7:19]}` | {'yes' if o['match'] else 'no'} |"
+        )
     rows = [m for m in rep.get("metrics", []) if m["delta"] is not None]
     if rep.get("metrics"):
-        lines += ["", "## Metrics (largest deltas first)", "",
-                  "| file | key | archived | replayed | delta | within tolerance |",
-                  "|---|---|---|---|---|---|"]
-        ordered = sorted(rows, key=lambda m: -m["delta"]) + [m for m in rep["metrics"]
-                                                             if m["delta"] is None]
+        lines += [
+            "",
+            "## Metrics (largest deltas first)",
+            "",
+            "| file | key | archived | replayed | delta | within tolerance |",
+            "|---|---|---|---|---|---|",
+        ]
+        ordered = sorted(rows, key=lambda m: -m["delta"]) + [
+            m for m in rep["metrics"] if m["delta"] is None
+        ]
         for m in ordered:
-            lines.append(f"| {m['file']} | {m['key']} | {m['archived']} | {m['replayed']} | "
-                         f"{m['delta']} | {'yes' if m['within_tolerance'] else 'no'} |")
+            lines.append(
+                f"| {m['file']} | {m['key']} | {m['archived']} | {m['replayed']} | "
+                f"{m['delta']} | {'yes' if m['within_tolerance'] else 'no'} |"
+            )
     return "\n".join(lines) + "\n"

@@ -107,23 +107,33 @@ def _expand(p: Path, limits: Limits) -> list[Candidate]:
     if p.is_dir() and not p.is_symlink():
         # Hidden entries are staging directories of runs being written, never runs.
         kids = [c for c in sorted(p.iterdir()) if not c.name.startswith(".")]
-        return [Candidate(c.name, c) if _is_run(c) else _archive(c, limits)
-                for c in kids if _is_run(c) or _is_archive(c)]
-    raise CatalyticError(ErrorCode.PATH_INVALID, f"{p} is neither a run directory, an archive "
-                         "nor a directory holding them", path=str(p))
+        return [
+            Candidate(c.name, c) if _is_run(c) else _archive(c, limits)
+            for c in kids
+            if _is_run(c) or _is_archive(c)
+        ]
+    raise CatalyticError(
+        ErrorCode.PATH_INVALID,
+        f"{p} is neither a run directory, an archive nor a directory holding them",
+        path=str(p),
+    )
 
 
 def _registry(text: str, registry: RegistryOptions) -> list[Candidate]:
     """A registry source: one tag or digest, or a repository (each of its runs' tags, which
     rank as run ids: a push tags with the run id). Nothing is pulled before the pick."""
     ref = parse_reference(text)
-    pairs = repository_tags(text, registry) if ref.is_repository else \
-        [(ref.tag or ref.digest or text, text)]
+    pairs = (
+        repository_tags(text, registry)
+        if ref.is_repository
+        else [(ref.tag or ref.digest or text, text)]
+    )
     return [Candidate(tag, Path(r.replace("://", "/")), "oci", r) for tag, r in pairs]
 
 
-def resolve_sources(repo: Repo, policy: Policy, sources: list[Path | str],
-                    registry: RegistryOptions | None = None) -> list[Candidate]:
+def resolve_sources(
+    repo: Repo, policy: Policy, sources: list[Path | str], registry: RegistryOptions | None = None
+) -> list[Candidate]:
     """Every candidate run of the sources (default: every run under the run roots); a source
     given as `oci://...` (a string, or a Path that folded its `//`) is a registry's."""
     limits = limits_for(policy)
@@ -154,8 +164,9 @@ def rank(seed: str, run_id: str) -> str:
 
 
 def ordered(cands: list[Candidate], seed: str) -> list[Candidate]:
-    return sorted(cands, key=lambda c: (rank(seed, c.run_id), c.run_id, c.path.name,
-                                        c.path.as_posix()))
+    return sorted(
+        cands, key=lambda c: (rank(seed, c.run_id), c.run_id, c.path.name, c.path.as_posix())
+    )
 
 
 def pick_sample(cands: list[Candidate], n: int | None, seed: str) -> list[Candidate]:
@@ -177,7 +188,7 @@ def pick_coverage(cands: list[Candidate], n: int, seed: str, night: int) -> list
         return []
     slices = math.ceil(len(order) / n)
     k = night % slices
-    return order[k * n:(k + 1) * n]
+    return order[k * n : (k + 1) * n]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -186,13 +197,14 @@ def parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         i = n = 0
     if not 1 <= i <= n:
-        raise CatalyticError(ErrorCode.USAGE, f"--shard {text!r}: expected I/N with "
-                             "1 <= I <= N, e.g. 2/4")
+        raise CatalyticError(
+            ErrorCode.USAGE, f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 2/4"
+        )
     return i, n
 
 
 def shard(picks: list[Candidate], i: int, n: int) -> list[Candidate]:
-    return picks[i - 1::n]
+    return picks[i - 1 :: n]
 
 
 def default_seed(coverage: bool) -> str:
@@ -215,42 +227,72 @@ def plan(cands: list[Candidate], opts: ValidateOptions) -> tuple[str, list[Candi
     return seed, picks
 
 
-def _row(c: Candidate, rep: dict[str, Any] | None, exc: CatalyticError | None,
-         seconds: float) -> dict[str, Any]:
+def _row(
+    c: Candidate, rep: dict[str, Any] | None, exc: CatalyticError | None, seconds: float
+) -> dict[str, Any]:
     source = c.ref or str(c.path)
     if rep is None:
         assert exc is not None
-        return {"run_id": c.run_id, "source": source, "verdict": Verdict.FAILED,
-                "passing": False, "largest_drift": None, "environment": "unknown",
-                "reason": f"{exc.details.get('reason') or exc.code.value}: {exc.message}",
-                "quarantine": exc.details.get("quarantine"), "seconds": round(seconds, 3)}
-    deltas = [float(m["delta"]) for m in rep.get("metrics", [])
-              if isinstance(m.get("delta"), int | float)]
+        return {
+            "run_id": c.run_id,
+            "source": source,
+            "verdict": Verdict.FAILED,
+            "passing": False,
+            "largest_drift": None,
+            "environment": "unknown",
+            "reason": f"{exc.details.get('reason') or exc.code.value}: {exc.message}",
+            "quarantine": exc.details.get("quarantine"),
+            "seconds": round(seconds, 3),
+        }
+    deltas = [
+        float(m["delta"]) for m in rep.get("metrics", []) if isinstance(m.get("delta"), int | float)
+    ]
     diffs = rep["environment"]["differences"]
-    return {"run_id": rep["run_id"], "source": source, "verdict": rep["verdict"],
-            "passing": rep["verdict"] in PASSING,
-            "largest_drift": max(deltas) if deltas else None,
-            "environment": "match" if not diffs else f"differs ({len(diffs)})",
-            "reason": rep.get("reason"), "report": rep.get("report_json"),
-            "seconds": round(seconds, 3)}
+    return {
+        "run_id": rep["run_id"],
+        "source": source,
+        "verdict": rep["verdict"],
+        "passing": rep["verdict"] in PASSING,
+        "largest_drift": max(deltas) if deltas else None,
+        "environment": "match" if not diffs else f"differs ({len(diffs)})",
+        "reason": rep.get("reason"),
+        "report": rep.get("report_json"),
+        "seconds": round(seconds, 3),
+    }
 
 
-def _replay_one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions,
-                registry: RegistryOptions | None = None) -> dict[str, Any]:
+def _replay_one(
+    repo: Repo,
+    policy: Policy,
+    c: Candidate,
+    ropts: ReplayOptions,
+    registry: RegistryOptions | None = None,
+) -> dict[str, Any]:
     if c.kind == "oci" and c.ref is not None:
         # Pulled (checked, into the verified cache) only now that it is picked.
         with pulled_archive(c.ref, registry or RegistryOptions()) as (path, _):
             return _replay_one(repo, policy, Candidate(c.run_id, path, "archive"), ropts)
     if c.kind == "archive":
         # Unpacked into its own replays/<run_id>-<time>/ and replayed there (replay FILE).
-        return replay_archive(c.path, ropts, caller=(repo.top, policy), replay_dir=None,
-                              quarantine_dir=repo.top / policy.quarantine_dir,
-                              limits=limits_for(policy), quarantine=ropts.quarantine)
+        return replay_archive(
+            c.path,
+            ropts,
+            caller=(repo.top, policy),
+            replay_dir=None,
+            quarantine_dir=repo.top / policy.quarantine_dir,
+            limits=limits_for(policy),
+            quarantine=ropts.quarantine,
+        )
     return replay(repo, policy, c.path, ropts)
 
 
-def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions,
-         registry: RegistryOptions | None = None) -> dict[str, Any]:
+def _one(
+    repo: Repo,
+    policy: Policy,
+    c: Candidate,
+    ropts: ReplayOptions,
+    registry: RegistryOptions | None = None,
+) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
         rep = _replay_one(repo, policy, c, ropts, registry)
@@ -258,18 +300,28 @@ def _one(repo: Repo, policy: Policy, c: Candidate, ropts: ReplayOptions,
         # replay() records what it could start on: a run directory that exists or was
         # quarantined; for an archive, what got as far as the extracted bundle.
         recorded = exc.code is ErrorCode.REPLAY_FAILED and (
-            c.kind in ("archive", "oci") or c.path.is_dir() or
-            bool(exc.details.get("quarantine")))
+            c.kind in ("archive", "oci") or c.path.is_dir() or bool(exc.details.get("quarantine"))
+        )
         if not recorded:  # replay() records only what it could start on; every pick counts
-            record(repo.top, policy, "replay", {
-                "run_id": c.run_id, "verdict": Verdict.FAILED, "reason": exc.code.value,
-                "quarantine": None, "validation": ropts.validation})
+            record(
+                repo.top,
+                policy,
+                "replay",
+                {
+                    "run_id": c.run_id,
+                    "verdict": Verdict.FAILED,
+                    "reason": exc.code.value,
+                    "quarantine": None,
+                    "validation": ropts.validation,
+                },
+            )
         return _row(c, None, exc, time.monotonic() - t0)
     return _row(c, rep, None, time.monotonic() - t0)
 
 
-def validate(repo: Repo, policy: Policy, sources: list[Path | str], opts: ValidateOptions
-             ) -> dict[str, Any]:
+def validate(
+    repo: Repo, policy: Policy, sources: list[Path | str], opts: ValidateOptions
+) -> dict[str, Any]:
     if opts.jobs < 1:
         raise CatalyticError(ErrorCode.USAGE, "--jobs must be at least 1")
     cands = resolve_sources(repo, policy, sources, opts.registry)
@@ -286,18 +338,38 @@ def validate(repo: Repo, policy: Policy, sources: list[Path | str], opts: Valida
         results = list(pool.map(lambda c: _one(repo, policy, c, ropts, opts.registry), picks))
     ok = all(r["passing"] for r in results)
     summary: dict[str, Any] = {
-        "validation": vid, "ok": ok, "seed": seed,
-        "mode": "coverage" if opts.coverage else "sample", "sample": opts.sample,
+        "validation": vid,
+        "ok": ok,
+        "seed": seed,
+        "mode": "coverage" if opts.coverage else "sample",
+        "sample": opts.sample,
         "night": night_of(opts.date) if opts.coverage else None,
         "shard": f"{opts.shard[0]}/{opts.shard[1]}" if opts.shard else None,
-        "candidates": len(cands), "jobs": opts.jobs, "results": results,
-        "started_at": started, "finished_at": stamp_seconds()}
+        "candidates": len(cands),
+        "jobs": opts.jobs,
+        "results": results,
+        "started_at": started,
+        "finished_at": stamp_seconds(),
+    }
     _write(repo, policy, summary, stamp)
-    record(repo.top, policy, "validate", {
-        "validation": vid, "ok": ok, "seed": seed, "mode": summary["mode"],
-        "sample": opts.sample, "shard": summary["shard"], "candidates": len(cands),
-        "results": [{k: r[k] for k in ("run_id", "verdict", "largest_drift", "environment",
-                                        "seconds")} for r in results]})
+    record(
+        repo.top,
+        policy,
+        "validate",
+        {
+            "validation": vid,
+            "ok": ok,
+            "seed": seed,
+            "mode": summary["mode"],
+            "sample": opts.sample,
+            "shard": summary["shard"],
+            "candidates": len(cands),
+            "results": [
+                {k: r[k] for k in ("run_id", "verdict", "largest_drift", "environment", "seconds")}
+                for r in results
+            ],
+        },
+    )
     return summary
 
 
@@ -305,9 +377,11 @@ def _write(repo: Repo, policy: Policy, summary: dict[str, Any], stamp: str) -> N
     rdir = repo.top / policy.reports_dir
     rdir.mkdir(parents=True, exist_ok=True)
     base = rdir / f"validate-{stamp}"
-    summary.update(report_json=str(base.with_suffix(".json")),
-                   report_md=str(base.with_suffix(".md")),
-                   report_html=str(base.with_suffix(".html")))
+    summary.update(
+        report_json=str(base.with_suffix(".json")),
+        report_md=str(base.with_suffix(".md")),
+        report_html=str(base.with_suffix(".html")),
+    )
     atomic_write(base.with_suffix(".json"), canonical_bytes(summary))
     atomic_write(base.with_suffix(".md"), render_markdown(summary).encode())
     atomic_write(base.with_suffix(".html"), render_validation_html(summary))
@@ -321,15 +395,26 @@ def _cell(v: Any) -> str:
 def render_markdown(summary: dict[str, Any]) -> str:
     res = summary["results"]
     bad = [r["run_id"] for r in res if not r["passing"]]
-    head = ("**PASS**: every replayed run reproduces" if summary["ok"] else
-            f"**FAIL**: {len(bad)} run(s) no longer reproduce: {', '.join(map(_cell, bad))}")
-    lines = [f"# Validation {summary['validation']}", "", head, "",
-             f"- seed `{_cell(summary['seed'])}`, mode {summary['mode']}, shard "
-             f"{summary['shard'] or 'all'}; {len(res)} of {summary['candidates']} run(s)",
-             "", "| run | verdict | largest metric drift | environment | time |",
-             "|---|---|---|---|---|"]
+    head = (
+        "**PASS**: every replayed run reproduces"
+        if summary["ok"]
+        else f"**FAIL**: {len(bad)} run(s) no longer reproduce: {', '.join(map(_cell, bad))}"
+    )
+    lines = [
+        f"# Validation {summary['validation']}",
+        "",
+        head,
+        "",
+        f"- seed `{_cell(summary['seed'])}`, mode {summary['mode']}, shard "
+        f"{summary['shard'] or 'all'}; {len(res)} of {summary['candidates']} run(s)",
+        "",
+        "| run | verdict | largest metric drift | environment | time |",
+        "|---|---|---|---|---|",
+    ]
     for r in res:
         drift = "-" if r["largest_drift"] is None else f"{r['largest_drift']:.3g}"
-        lines.append(f"| {_cell(r['run_id'])} | {r['verdict']} | {drift} | "
-                     f"{r['environment']} | {r['seconds']:.1f} s |")
+        lines.append(
+            f"| {_cell(r['run_id'])} | {r['verdict']} | {drift} | "
+            f"{r['environment']} | {r['seconds']:.1f} s |"
+        )
     return "\n".join(lines) + "\n"

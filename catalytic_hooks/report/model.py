@@ -133,8 +133,9 @@ def build(records: list[dict[str, Any]]) -> Model:
     return Model(records, list(runs.values()), ordered, quarantined, validations, kinds)
 
 
-def _add_points(series: dict[tuple[str, str, str], Series], rec: dict[str, Any],
-                d: dict[str, Any]) -> None:
+def _add_points(
+    series: dict[tuple[str, str, str], Series], rec: dict[str, Any], d: dict[str, Any]
+) -> None:
     rid = text(d.get("run_id"))
     rows = d.get("metrics")
     if not isinstance(rows, list):
@@ -151,6 +152,15 @@ def _add_points(series: dict[tuple[str, str, str], Series], rec: dict[str, Any],
         if s is None:
             s = series[k] = Series(*k, anchor="")
         tol = number(d.get("tolerance"))
-        s.points.append(Point(seq if isinstance(seq, int) else 0, text(rec.get("time")),
-                              abs(delta), row.get("archived"), row.get("replayed"),
-                              text(d.get("verdict")), tol, tol is not None and abs(delta) > tol))
+        s.points.append(
+            Point(
+                seq if isinstance(seq, int) else 0,
+                text(rec.get("time")),
+                abs(delta),
+                row.get("archived"),
+                row.get("replayed"),
+                text(d.get("verdict")),
+                tol,
+                tol is not None and abs(delta) > tol,
+            )
+        )

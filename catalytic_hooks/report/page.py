@@ -125,20 +125,22 @@ def _hash(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
-CSP = (f"default-src 'none'; style-src '{_hash(CSS)}'; script-src '{_hash(SCRIPT)}'; "
-       "img-src 'none'; base-uri 'none'; form-action 'none'")
+CSP = (
+    f"default-src 'none'; style-src '{_hash(CSS)}'; script-src '{_hash(SCRIPT)}'; "
+    "img-src 'none'; base-uri 'none'; form-action 'none'"
+)
 
 
 def page(title: str, body: str) -> bytes:
     """The whole document. `body` is markup built by this package from escaped strings."""
     doc = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{esc(CSP)}\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        "<meta name=\"referrer\" content=\"no-referrer\">\n"
-        f"<meta name=\"generator\" content=\"catalytic-hooks {esc(VERSION)}\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        f'<meta name="generator" content="catalytic-hooks {esc(VERSION)}">\n'
         f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        "<a class=\"skip\" href=\"#main\">Skip to the content</a>\n"
+        '<a class="skip" href="#main">Skip to the content</a>\n'
         f"{body}\n<script>{SCRIPT}</script>\n</body>\n</html>\n"
     )
     # A lone surrogate in a hostile string cannot be encoded; it becomes `?`, never a crash.
@@ -148,50 +150,76 @@ def page(title: str, body: str) -> bytes:
 PASSING = ("exact", "within-tolerance")
 FAILING = ("drift-verified", "nondeterministic", "failed")
 # Verdicts are told apart by their word and by a symbol, never by colour alone.
-SYMBOL = {"exact": "✓", "within-tolerance": "≈", "drift-verified": "✗",
-          "nondeterministic": "?", "failed": "✗"}
+SYMBOL = {
+    "exact": "✓",
+    "within-tolerance": "≈",
+    "drift-verified": "✗",
+    "nondeterministic": "?",
+    "failed": "✗",
+}
 
 
 def verdict_badge(verdict: object) -> str:
     v = verdict if isinstance(verdict, str) else str(verdict)
     cls = "pass" if v in PASSING else "fail" if v in FAILING else "other"
-    return f"<span class=\"v {cls}\">{esc(SYMBOL.get(v, '•'))} {esc(v)}</span>"
+    return f'<span class="v {cls}">{esc(SYMBOL.get(v, "•"))} {esc(v)}</span>'
 
 
-def table(table_id: str, caption: str, heads: list[str], rows: list[str], *,
-          sortable: bool = True, numeric: frozenset[int] = frozenset(), cls: str = "") -> str:
+def table(
+    table_id: str,
+    caption: str,
+    heads: list[str],
+    rows: list[str],
+    *,
+    sortable: bool = True,
+    numeric: frozenset[int] = frozenset(),
+    cls: str = "",
+) -> str:
     """A table in a keyboard-scrollable region; `rows` are finished `<tr>` markup."""
     classes = " ".join(c for c in ("sortable" if sortable else "", cls) if c)
     ths = []
     for i, h in enumerate(heads):
-        num = " class=\"num\"" if i in numeric else ""
+        num = ' class="num"' if i in numeric else ""
         if sortable:
             # The button appears only with JavaScript (sorting needs it); the plain label serves
             # everyone else.
-            ths.append(f"<th scope=\"col\"{num}><span class=\"label\">{esc(h)}</span>"
-                       f"<button type=\"button\" hidden>{esc(h)}</button></th>")
+            ths.append(
+                f'<th scope="col"{num}><span class="label">{esc(h)}</span>'
+                f'<button type="button" hidden>{esc(h)}</button></th>'
+            )
         else:
-            ths.append(f"<th scope=\"col\"{num}>{esc(h)}</th>")
-    attr = f" class=\"{classes}\"" if classes else ""
-    return (f"<div class=\"scroll\" role=\"region\" tabindex=\"0\" "
-            f"aria-labelledby=\"{table_id}-cap\">"
-            f"<table id=\"{table_id}\"{attr}><caption id=\"{table_id}-cap\">{esc(caption)}"
-            f"</caption><thead><tr>{''.join(ths)}</tr></thead>"
-            f"<tbody>\n{''.join(rows)}</tbody></table></div>\n")
+            ths.append(f'<th scope="col"{num}>{esc(h)}</th>')
+    attr = f' class="{classes}"' if classes else ""
+    return (
+        f'<div class="scroll" role="region" tabindex="0" '
+        f'aria-labelledby="{table_id}-cap">'
+        f'<table id="{table_id}"{attr}><caption id="{table_id}-cap">{esc(caption)}'
+        f"</caption><thead><tr>{''.join(ths)}</tr></thead>"
+        f"<tbody>\n{''.join(rows)}</tbody></table></div>\n"
+    )
 
 
-def filter_controls(table_id: str, label: str, kinds: list[str] | None = None,
-                    kind_label: str = "Kind", column: int = 0) -> str:
+def filter_controls(
+    table_id: str,
+    label: str,
+    kinds: list[str] | None = None,
+    kind_label: str = "Kind",
+    column: int = 0,
+) -> str:
     """Text (and optional kind) filter for a table, hidden until the script shows it; a row's
     kind is the text of its cell `column` (without a leading verdict symbol)."""
     pick = ""
     if kinds:
-        opts = "".join(f"<option value=\"{esc(k)}\">{esc(k)}</option>" for k in kinds)
-        pick = (f"<label>{esc(kind_label)} <select id=\"{table_id}-kind\">"
-                f"<option value=\"\">all</option>{opts}</select></label>")
-    return (f"<div class=\"controls\" data-for=\"{table_id}\" data-col=\"{column}\" hidden>"
-            f"<label>{esc(label)} <input type=\"search\" id=\"{table_id}-q\"></label>{pick}"
-            f"<output aria-live=\"polite\" for=\"{table_id}-q\"></output></div>\n")
+        opts = "".join(f'<option value="{esc(k)}">{esc(k)}</option>' for k in kinds)
+        pick = (
+            f'<label>{esc(kind_label)} <select id="{table_id}-kind">'
+            f'<option value="">all</option>{opts}</select></label>'
+        )
+    return (
+        f'<div class="controls" data-for="{table_id}" data-col="{column}" hidden>'
+        f'<label>{esc(label)} <input type="search" id="{table_id}-q"></label>{pick}'
+        f'<output aria-live="polite" for="{table_id}-q"></output></div>\n'
+    )
 
 
 def fmt_num(x: object) -> str:

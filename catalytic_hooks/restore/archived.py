@@ -32,29 +32,42 @@ from catalytic_hooks.restore.engine import (
 from catalytic_hooks.restore.transaction import Callbacks
 
 
-def _into_standalone(opened: Opened, wt: WorktreeTarget, trust: TrustPolicy, dry_run: bool,
-                     callbacks: Callbacks) -> dict[str, Any]:
+def _into_standalone(
+    opened: Opened, wt: WorktreeTarget, trust: TrustPolicy, dry_run: bool, callbacks: Callbacks
+) -> dict[str, Any]:
     v, src = eligible(opened.run_dir, opened.project_root, trust)
     check_keys(list(v.hashes))
     target = wt.path.absolute()
     if target.exists() or target.is_symlink():
-        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT", f"{target} exists; "
-                   "--worktree needs a new path", "WORKTREE_EXISTS")
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"{target} exists; --worktree needs a new path",
+            "WORKTREE_EXISTS",
+        )
     if dry_run:
-        return {**dry_run_report(build_plan(src, v, target, probe=False)),
-                "bundle_root": v.bundle_root}
+        return {
+            **dry_run_report(build_plan(src, v, target, probe=False)),
+            "bundle_root": v.bundle_root,
+        }
     if not target.parent.is_dir():
-        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT", f"{target.parent} is not a "
-                   "directory", "NOT_A_DIRECTORY")
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"{target.parent} is not a directory",
+            "NOT_A_DIRECTORY",
+        )
     try:
         proved = prove_objects(opened, target, bare=False)
         if proved is None:
-            raise CatalyticError(ErrorCode.WORKTREE_FAILED, "the archive records no commit to "
-                                 "check out")
+            raise CatalyticError(
+                ErrorCode.WORKTREE_FAILED, "the archive records no commit to check out"
+            )
         check_commit(opened, proved)
         if wt.rev is not None and wt.rev != proved.commit:
-            raise CatalyticError(ErrorCode.USAGE, "--rev: an archive holds only its recorded "
-                                 f"commit {proved.commit}")
+            raise CatalyticError(
+                ErrorCode.USAGE, f"--rev: an archive holds only its recorded commit {proved.commit}"
+            )
         from catalytic_hooks.git.repo import Repo
 
         checkout_detached(Repo.discover(target), proved.commit)
@@ -63,19 +76,36 @@ def _into_standalone(opened: Opened, wt: WorktreeTarget, trust: TrustPolicy, dry
     except BaseException:
         remove_tree(target)
         raise
-    return {**doc, "worktree": str(target), "rev": proved.commit, "tree": proved.tree,
-            "standalone": True}
+    return {
+        **doc,
+        "worktree": str(target),
+        "rev": proved.commit,
+        "tree": proved.tree,
+        "standalone": True,
+    }
 
 
-def restore_archive(path: Path, target: Path | WorktreeTarget, *, trust: TrustPolicy,
-                    limits: Limits, dry_run: bool = False, callbacks: Callbacks | None = None
-                    ) -> dict[str, Any]:
+def restore_archive(
+    path: Path,
+    target: Path | WorktreeTarget,
+    *,
+    trust: TrustPolicy,
+    limits: Limits,
+    dry_run: bool = False,
+    callbacks: Callbacks | None = None,
+) -> dict[str, Any]:
     callbacks = callbacks or Callbacks()
     with opened_archive(path, limits) as (opened, proved):
         check_commit(opened, proved)
         if isinstance(target, WorktreeTarget):
             doc = _into_standalone(opened, target, trust, dry_run, callbacks)
         else:
-            doc = restore_bundle(opened.run_dir, target, project_root=opened.project_root,
-                                 trust=trust, dry_run=dry_run, callbacks=callbacks)
+            doc = restore_bundle(
+                opened.run_dir,
+                target,
+                project_root=opened.project_root,
+                trust=trust,
+                dry_run=dry_run,
+                callbacks=callbacks,
+            )
         return {**doc, "source_archive": opened.source_info(), "run_id": opened.run_id}

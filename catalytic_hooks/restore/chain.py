@@ -27,14 +27,20 @@ from catalytic_hooks.restore.recovery import recover
 from catalytic_hooks.restore.transaction import Callbacks, Plan, fail, root_lock, write_journal
 
 
-def _eligible_chain(run_dirs: list[Path], project_root: Path | None, trust: TrustPolicy
-                    ) -> list[tuple[Verified, DirSource]]:
+def _eligible_chain(
+    run_dirs: list[Path], project_root: Path | None, trust: TrustPolicy
+) -> list[tuple[Verified, DirSource]]:
     """C.1: the whole chain is eligible before anything is written."""
     ids = [Path(d).resolve().name for d in run_dirs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
-        raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", f"run id {dup[0]!r} appears twice",
-                   "CHAIN_DUPLICATE_RUN", run_id=dup[0])
+        raise fail(
+            ErrorCode.RESTORE_INELIGIBLE,
+            "PREFLIGHT",
+            f"run id {dup[0]!r} appears twice",
+            "CHAIN_DUPLICATE_RUN",
+            run_id=dup[0],
+        )
     checked = []
     for d in run_dirs:
         try:
@@ -45,15 +51,21 @@ def _eligible_chain(run_dirs: list[Path], project_root: Path | None, trust: Trus
     return checked
 
 
-def _plans(checked: list[tuple[Verified, DirSource]], restore_root: Path, croot: str
-           ) -> list[tuple[str, Plan]]:
+def _plans(
+    checked: list[tuple[Verified, DirSource]], restore_root: Path, croot: str
+) -> list[tuple[str, Plan]]:
     plans: list[tuple[str, Plan]] = []
     for v, src in checked:
         check_keys(list(v.hashes))
         result_root = restore_root / v.run_id
         if os.path.lexists(result_root):
-            raise fail(ErrorCode.TARGET_EXISTS, "PLAN", f"{result_root} already exists",
-                       path=v.run_id, run_id=v.run_id)
+            raise fail(
+                ErrorCode.TARGET_EXISTS,
+                "PLAN",
+                f"{result_root} already exists",
+                path=v.run_id,
+                run_id=v.run_id,
+            )
         plan = build_plan(src, v, result_root, probe=False)
         plan.chain_root = croot
         plans.append((v.run_id, plan))
@@ -61,23 +73,37 @@ def _plans(checked: list[tuple[Verified, DirSource]], restore_root: Path, croot:
 
 
 def _dry_run(plans: list[tuple[str, Plan]], croot: str) -> dict[str, Any]:
-    return {"ok": True, "dry_run": True, "chain_root": croot,
-            "would_restore_files_count": sum(len(p.entries) for _, p in plans),
-            "would_restore_bytes": sum(p.total_bytes for _, p in plans),
-            "would_restore_paths": [path for rid, p in plans
-                                    for path in dry_run_report(p, rid + "/")[
-                                        "would_restore_paths"]]}
+    return {
+        "ok": True,
+        "dry_run": True,
+        "chain_root": croot,
+        "would_restore_files_count": sum(len(p.entries) for _, p in plans),
+        "would_restore_bytes": sum(p.total_bytes for _, p in plans),
+        "would_restore_paths": [
+            path for rid, p in plans for path in dry_run_report(p, rid + "/")["would_restore_paths"]
+        ],
+    }
 
 
-def _restore_runs(rfd: int, plans: list[tuple[str, Plan]], croot: str, callbacks: Callbacks
-                  ) -> list[dict[str, Any]]:
+def _restore_runs(
+    rfd: int, plans: list[tuple[str, Plan]], croot: str, callbacks: Callbacks
+) -> list[dict[str, Any]]:
     for rid, _ in plans:
         if lstat_at(rfd, rid) is not None:
-            raise fail(ErrorCode.TARGET_EXISTS, "EXECUTE", f"{rid} appeared in the restore "
-                       "root", path=rid, run_id=rid)
+            raise fail(
+                ErrorCode.TARGET_EXISTS,
+                "EXECUTE",
+                f"{rid} appeared in the restore root",
+                path=rid,
+                run_id=rid,
+            )
     jname = new_chain_journal_name()
-    journal: dict[str, Any] = {"chain_root": croot, "committed": False, "created": [],
-                               "runs": [rid for rid, _ in plans]}
+    journal: dict[str, Any] = {
+        "chain_root": croot,
+        "committed": False,
+        "created": [],
+        "runs": [rid for rid, _ in plans],
+    }
     write_journal(rfd, jname, journal)
     results = []
     try:
@@ -89,10 +115,15 @@ def _restore_runs(rfd: int, plans: list[tuple[str, Plan]], croot: str, callbacks
             try:
                 results.append({"run_id": rid, **execute(plan, callbacks)})
             except CatalyticError as exc:
-                raise fail(ErrorCode.CHAIN_RESTORE_FAILED, str(exc.details.get("phase",
-                           "EXECUTE")), f"restoring {rid} failed: {exc.message}; every run "
-                           "restored so far was rolled back", exc.code.value, run_id=rid,
-                           cause=exc.to_dict()) from exc
+                raise fail(
+                    ErrorCode.CHAIN_RESTORE_FAILED,
+                    str(exc.details.get("phase", "EXECUTE")),
+                    f"restoring {rid} failed: {exc.message}; every run "
+                    "restored so far was rolled back",
+                    exc.code.value,
+                    run_id=rid,
+                    cause=exc.to_dict(),
+                ) from exc
         journal["committed"] = True
         write_journal(rfd, jname, journal)
     except BaseException:
@@ -106,9 +137,16 @@ def _restore_runs(rfd: int, plans: list[tuple[str, Plan]], croot: str, callbacks
     return results
 
 
-def restore_chain(run_dirs: list[Path], restore_root: Path, *, project_root: Path | None = None,
-                  allow_untrusted: bool = False, trust: TrustPolicy | None = None,
-                  dry_run: bool = False, callbacks: Callbacks | None = None) -> dict[str, Any]:
+def restore_chain(
+    run_dirs: list[Path],
+    restore_root: Path,
+    *,
+    project_root: Path | None = None,
+    allow_untrusted: bool = False,
+    trust: TrustPolicy | None = None,
+    dry_run: bool = False,
+    callbacks: Callbacks | None = None,
+) -> dict[str, Any]:
     callbacks = callbacks or Callbacks()
     if not run_dirs:
         raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", "the chain is empty", "CHAIN_EMPTY")
@@ -123,8 +161,15 @@ def restore_chain(run_dirs: list[Path], restore_root: Path, *, project_root: Pat
     with root_lock(restore_root) as rfd:
         recover(restore_root, locked_fd=rfd)
         results = _restore_runs(rfd, plans, croot, callbacks)
-    record_for(Path(run_dirs[0]).resolve().parent, "restore", {
-        "run_ids": [rid for rid, _ in plans], "chain_root": croot, "target": str(restore_root)})
-    return {"ok": True, "chain_root": croot, "runs": results,
-            "restored_files_count": sum(r["restored_files_count"] for r in results),
-            "restored_bytes": sum(r["restored_bytes"] for r in results)}
+    record_for(
+        Path(run_dirs[0]).resolve().parent,
+        "restore",
+        {"run_ids": [rid for rid, _ in plans], "chain_root": croot, "target": str(restore_root)},
+    )
+    return {
+        "ok": True,
+        "chain_root": croot,
+        "runs": results,
+        "restored_files_count": sum(r["restored_files_count"] for r in results),
+        "restored_bytes": sum(r["restored_bytes"] for r in results),
+    }

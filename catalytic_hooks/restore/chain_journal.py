@@ -39,8 +39,14 @@ def chain_journal_problem(name: str, journal: Any) -> str | None:
     if not isinstance(created, list) or not isinstance(runs, list):
         return "not a chain journal"
     for rid in created:
-        if not isinstance(rid, str) or relpath_problem(rid) is not None or "/" in rid \
-                or rid.startswith(".") or has_git_component(rid) or rid not in runs:
+        if (
+            not isinstance(rid, str)
+            or relpath_problem(rid) is not None
+            or "/" in rid
+            or rid.startswith(".")
+            or has_git_component(rid)
+            or rid not in runs
+        ):
             return f"it names {rid!r}, which is not one of its run subfolders"
     return None
 

@@ -50,12 +50,25 @@ from catalytic_hooks.restore.transaction import (
     write_journal,
 )
 
-__all__ = ["Callbacks", "Plan", "PlanEntry", "build_plan", "check_keys", "check_target",
-           "dry_run_report", "eligible", "execute", "fail", "recover", "restore_bundle",
-           "root_lock"]
+__all__ = [
+    "Callbacks",
+    "Plan",
+    "PlanEntry",
+    "build_plan",
+    "check_keys",
+    "check_target",
+    "dry_run_report",
+    "eligible",
+    "execute",
+    "fail",
+    "recover",
+    "restore_bundle",
+    "root_lock",
+]
 
 
 # -- PREFLIGHT --------------------------------------------------------------------------------
+
 
 def check_keys(keys: list[str]) -> None:
     """Path safety (§4.2, docs/FORMATS.md §0): rejected, never rewritten."""
@@ -63,28 +76,48 @@ def check_keys(keys: list[str]) -> None:
         problem = relpath_problem(key)
         if problem is not None:
             reason = "NULL_BYTE" if "\x00" in key else "UNSAFE_PATH"
-            raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PREFLIGHT",
-                       f"output key {key!r}: {problem}", reason, path=key)
+            raise fail(
+                ErrorCode.PATH_ESCAPE_DETECTED,
+                "PREFLIGHT",
+                f"output key {key!r}: {problem}",
+                reason,
+                path=key,
+            )
         if has_git_component(key):
-            raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PREFLIGHT", f"output key {key!r} "
-                       "names git's own directory", "GIT_DIRECTORY", path=key)
+            raise fail(
+                ErrorCode.PATH_ESCAPE_DETECTED,
+                "PREFLIGHT",
+                f"output key {key!r} names git's own directory",
+                "GIT_DIRECTORY",
+                path=key,
+            )
         if key in (MANIFEST, REPORT) or key.split("/")[0].startswith(
-                (STAGING_PREFIX, JOURNAL_PREFIX, CHAIN_PREFIX)):
-            raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PREFLIGHT",
-                       f"output key {key!r} is reserved for the restore itself",
-                       "RESERVED_NAME", path=key)
+            (STAGING_PREFIX, JOURNAL_PREFIX, CHAIN_PREFIX)
+        ):
+            raise fail(
+                ErrorCode.PATH_ESCAPE_DETECTED,
+                "PREFLIGHT",
+                f"output key {key!r} is reserved for the restore itself",
+                "RESERVED_NAME",
+                path=key,
+            )
     as_set = set(keys)
     for key in keys:
         parts = key.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in as_set:
-                raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PREFLIGHT",
-                           f"output {key!r} lies under output {'/'.join(parts[:i])!r}",
-                           "PATH_CONFLICT", path=key)
+                raise fail(
+                    ErrorCode.PATH_ESCAPE_DETECTED,
+                    "PREFLIGHT",
+                    f"output {key!r} lies under output {'/'.join(parts[:i])!r}",
+                    "PATH_CONFLICT",
+                    path=key,
+                )
 
 
-def eligible(run_dir: Path, project_root: Path | None, trust: TrustPolicy) -> tuple[Verified,
-                                                                                     DirSource]:
+def eligible(
+    run_dir: Path, project_root: Path | None, trust: TrustPolicy
+) -> tuple[Verified, DirSource]:
     """Step 1.1: full SPECTRUM-05 verification, a verified proof, at least one output, and (as
     catalytic's policy) a signer the trust policy accepts."""
     run_dir = run_dir.resolve()
@@ -92,22 +125,37 @@ def eligible(run_dir: Path, project_root: Path | None, trust: TrustPolicy) -> tu
     try:
         v = verify_bundle(src)
     except CatalyticError as exc:
-        reason = "PROOF_NOT_VERIFIED" if exc.code is ErrorCode.RESTORATION_FAILED \
-            else exc.code.value
-        raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", f"bundle {run_dir.name} is not "
-                   f"eligible: {exc.message}", reason, verification=exc.to_dict()) from exc
+        reason = (
+            "PROOF_NOT_VERIFIED" if exc.code is ErrorCode.RESTORATION_FAILED else exc.code.value
+        )
+        raise fail(
+            ErrorCode.RESTORE_INELIGIBLE,
+            "PREFLIGHT",
+            f"bundle {run_dir.name} is not eligible: {exc.message}",
+            reason,
+            verification=exc.to_dict(),
+        ) from exc
     if not v.hashes:
-        raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", "OUTPUT_HASHES.hashes is empty",
-                   "HASHES_EMPTY")
+        raise fail(
+            ErrorCode.RESTORE_INELIGIBLE,
+            "PREFLIGHT",
+            "OUTPUT_HASHES.hashes is empty",
+            "HASHES_EMPTY",
+        )
     decision = trust.decide(v.validator_id)
     if not decision.accepted:
-        raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", f"untrusted bundle: "
-                   f"{decision.reason} (use --allow-untrusted to restore it anyway)", "UNTRUSTED",
-                   validator_id=v.validator_id)
+        raise fail(
+            ErrorCode.RESTORE_INELIGIBLE,
+            "PREFLIGHT",
+            f"untrusted bundle: {decision.reason} (use --allow-untrusted to restore it anyway)",
+            "UNTRUSTED",
+            validator_id=v.validator_id,
+        )
     return v, src
 
 
 # -- PLAN -------------------------------------------------------------------------------------
+
 
 def _probe_key(rfd: int, key: str, seen_new: set[str], new_dirs: list[str]) -> None:
     """Walk one key's components, each looked up in its own parent directory; once a parent
@@ -116,24 +164,38 @@ def _probe_key(rfd: int, key: str, seen_new: set[str], new_dirs: list[str]) -> N
     dfd = os.dup(rfd)
     try:
         for i, part in enumerate(parts):
-            sub, last = "/".join(parts[:i + 1]), i == len(parts) - 1
+            sub, last = "/".join(parts[: i + 1]), i == len(parts) - 1
             st = None if sub in seen_new else lstat_at(dfd, part)
             if st is None:
                 for j in range(i, len(parts) - 1):  # this parent and those below are created
-                    d = "/".join(parts[:j + 1])
+                    d = "/".join(parts[: j + 1])
                     if d not in seen_new:
                         seen_new.add(d)
                         new_dirs.append(d)
                 return
             if stat.S_ISLNK(st.st_mode):
-                raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "PLAN", f"{sub} under the restore "
-                           "root is a symlink", "SYMLINK_ESCAPE", path=key)
+                raise fail(
+                    ErrorCode.PATH_ESCAPE_DETECTED,
+                    "PLAN",
+                    f"{sub} under the restore root is a symlink",
+                    "SYMLINK_ESCAPE",
+                    path=key,
+                )
             if last:
-                raise fail(ErrorCode.TARGET_EXISTS, "PLAN", f"{key} already exists in the "
-                           "restore root", path=key)
+                raise fail(
+                    ErrorCode.TARGET_EXISTS,
+                    "PLAN",
+                    f"{key} already exists in the restore root",
+                    path=key,
+                )
             if not stat.S_ISDIR(st.st_mode):
-                raise fail(ErrorCode.TARGET_EXISTS, "PLAN", f"{sub} exists and is not a "
-                           "directory", "PARENT_NOT_DIRECTORY", path=key)
+                raise fail(
+                    ErrorCode.TARGET_EXISTS,
+                    "PLAN",
+                    f"{sub} exists and is not a directory",
+                    "PARENT_NOT_DIRECTORY",
+                    path=key,
+                )
             nfd = os.open(part, DIR_FLAGS, dir_fd=dfd)
             os.close(dfd)
             dfd = nfd
@@ -152,8 +214,12 @@ def probe_targets(root: Path, keys: list[str]) -> list[str]:
             _probe_key(rfd, key, seen_new, new_dirs)
         for name in (MANIFEST, REPORT):
             if lstat_at(rfd, name) is not None:
-                raise fail(ErrorCode.TARGET_EXISTS, "PLAN",
-                           f"{name} already exists in the restore root", path=name)
+                raise fail(
+                    ErrorCode.TARGET_EXISTS,
+                    "PLAN",
+                    f"{name} already exists in the restore root",
+                    path=name,
+                )
     finally:
         os.close(rfd)
     return new_dirs
@@ -168,9 +234,13 @@ def build_plan(src: DirSource, v: Verified, result_root: Path, *, probe: bool = 
                 raise FileNotFoundError(key)
             base, rel, fd = found
         except OSError as exc:
-            raise fail(ErrorCode.SOURCE_MISSING, "PLAN", f"source of {key} is missing or not a "
-                       "regular file", "MISSING" if isinstance(exc, FileNotFoundError)
-                       else "NOT_REGULAR", path=key) from exc
+            raise fail(
+                ErrorCode.SOURCE_MISSING,
+                "PLAN",
+                f"source of {key} is missing or not a regular file",
+                "MISSING" if isinstance(exc, FileNotFoundError) else "NOT_REGULAR",
+                path=key,
+            ) from exc
         try:
             st = os.fstat(fd)
         finally:
@@ -184,7 +254,8 @@ def build_plan(src: DirSource, v: Verified, result_root: Path, *, probe: bool = 
 
 def dry_run_report(plan: Plan, prefix: str = "") -> dict[str, Any]:
     return {
-        "ok": True, "dry_run": True,
+        "ok": True,
+        "dry_run": True,
         "would_restore_files_count": len(plan.entries),
         "would_restore_bytes": plan.total_bytes,
         "would_restore_paths": [prefix + e.key for e in plan.entries],
@@ -192,17 +263,25 @@ def dry_run_report(plan: Plan, prefix: str = "") -> dict[str, Any]:
 
 
 def artifacts(plan: Plan) -> tuple[bytes, bytes]:
-    entries = [{"bytes": e.size, "relative_path": e.key, "sha256": e.expected}
-               for e in sorted(plan.entries, key=lambda e: utf8_key(e.key))]
+    entries = [
+        {"bytes": e.size, "relative_path": e.key, "sha256": e.expected}
+        for e in sorted(plan.entries, key=lambda e: utf8_key(e.key))
+    ]
     manifest = canonical_bytes({"entries": entries})
-    report = canonical_bytes({
-        "bundle_roots": [plan.bundle_root], "chain_root": plan.chain_root, "ok": True,
-        "restored_bytes": plan.total_bytes, "restored_files_count": len(entries),
-    })
+    report = canonical_bytes(
+        {
+            "bundle_roots": [plan.bundle_root],
+            "chain_root": plan.chain_root,
+            "ok": True,
+            "restored_bytes": plan.total_bytes,
+            "restored_files_count": len(entries),
+        }
+    )
     return manifest, report
 
 
 # -- EXECUTE ----------------------------------------------------------------------------------
+
 
 def execute(plan: Plan, callbacks: Callbacks, *, locked_fd: int | None = None) -> dict[str, Any]:
     if locked_fd is None:
@@ -217,8 +296,9 @@ def _write_artifacts(rfd: int, staging: str, plan: Plan) -> None:
     sfd = os.open(staging, DIR_FLAGS, dir_fd=rfd)
     try:
         for name, data in zip((MANIFEST, REPORT), artifacts(plan), strict=True):
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666,
-                         dir_fd=sfd)
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=sfd
+            )
             try:
                 write_all(fd, data)
                 os.fsync(fd)
@@ -229,8 +309,9 @@ def _write_artifacts(rfd: int, staging: str, plan: Plan) -> None:
         os.close(sfd)
 
 
-def _transact(rfd: int, plan: Plan, callbacks: Callbacks, jname: str,
-              journal: dict[str, Any]) -> None:
+def _transact(
+    rfd: int, plan: Plan, callbacks: Callbacks, jname: str, journal: dict[str, Any]
+) -> None:
     """Stage, journal, place, verify, commit. The journal is durable before the first
     placement, and `committed` is the commit point."""
     staging, keys = journal["staging"], [e.key for e in plan.entries]
@@ -257,10 +338,13 @@ def _execute_locked(rfd: int, plan: Plan, callbacks: Callbacks) -> dict[str, Any
     if callbacks.planned is not None:
         callbacks.planned(plan)
     staging, jname = new_attempt_names()
-    journal: dict[str, Any] = {"bundle_root": plan.bundle_root, "committed": False,
-                               "dirs": plan.new_dirs,
-                               "placed": [*(e.key for e in plan.entries), MANIFEST, REPORT],
-                               "staging": staging}
+    journal: dict[str, Any] = {
+        "bundle_root": plan.bundle_root,
+        "committed": False,
+        "dirs": plan.new_dirs,
+        "placed": [*(e.key for e in plan.entries), MANIFEST, REPORT],
+        "staging": staging,
+    }
     os.mkdir(staging, 0o700, dir_fd=rfd)
     try:
         _transact(rfd, plan, callbacks, jname, journal)
@@ -270,18 +354,28 @@ def _execute_locked(rfd: int, plan: Plan, callbacks: Callbacks) -> dict[str, Any
             os.unlink(jname, dir_fd=rfd)
         os.fsync(rfd)
         if isinstance(exc, OSError):  # e.g. ENOSPC: report it, after rolling back
-            raise fail(ErrorCode.IO_ERROR, "EXECUTE", f"restore failed and was rolled back: "
-                       f"{exc}", "IO_ERROR") from exc
+            raise fail(
+                ErrorCode.IO_ERROR,
+                "EXECUTE",
+                f"restore failed and was rolled back: {exc}",
+                "IO_ERROR",
+            ) from exc
         raise
     remove_tree_at(rfd, staging)
     os.unlink(jname, dir_fd=rfd)
     os.fsync(rfd)
-    return {"ok": True, "result_root": str(plan.root), "bundle_root": plan.bundle_root,
-            "chain_root": plan.chain_root, "restored_files_count": len(plan.entries),
-            "restored_bytes": plan.total_bytes}
+    return {
+        "ok": True,
+        "result_root": str(plan.root),
+        "bundle_root": plan.bundle_root,
+        "chain_root": plan.chain_root,
+        "restored_files_count": len(plan.entries),
+        "restored_bytes": plan.total_bytes,
+    }
 
 
 # -- the whole single-bundle restore ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class WorktreeTarget:
@@ -302,15 +396,27 @@ def _worktree_commit(repo: Repo, v: Verified, rev: str | None) -> str:
     return commit
 
 
-def _into_worktree(run_dir: Path, v: Verified, src: DirSource, wt: WorktreeTarget,
-                   dry_run: bool, callbacks: Callbacks) -> dict[str, Any]:
+def _into_worktree(
+    run_dir: Path,
+    v: Verified,
+    src: DirSource,
+    wt: WorktreeTarget,
+    dry_run: bool,
+    callbacks: Callbacks,
+) -> dict[str, Any]:
     target = wt.path.absolute()
     if target.exists() or target.is_symlink():
-        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT", f"{target} exists; "
-                   "--worktree needs a new path", "WORKTREE_EXISTS")
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"{target} exists; --worktree needs a new path",
+            "WORKTREE_EXISTS",
+        )
     if dry_run:  # the worktree does not exist yet, so every target is new
-        return {**dry_run_report(build_plan(src, v, target, probe=False)),
-                "bundle_root": v.bundle_root}
+        return {
+            **dry_run_report(build_plan(src, v, target, probe=False)),
+            "bundle_root": v.bundle_root,
+        }
     repo = Repo.discover(run_dir.resolve().parent)
     commit = _worktree_commit(repo, v, wt.rev)
     add_worktree(repo, target, commit)
@@ -323,10 +429,16 @@ def _into_worktree(run_dir: Path, v: Verified, src: DirSource, wt: WorktreeTarge
     return {**doc, "worktree": str(target), "rev": commit}
 
 
-def restore_bundle(run_dir: Path, restore_root: Path | WorktreeTarget, *,
-                   project_root: Path | None = None, allow_untrusted: bool = False,
-                   trust: TrustPolicy | None = None, dry_run: bool = False,
-                   callbacks: Callbacks | None = None) -> dict[str, Any]:
+def restore_bundle(
+    run_dir: Path,
+    restore_root: Path | WorktreeTarget,
+    *,
+    project_root: Path | None = None,
+    allow_untrusted: bool = False,
+    trust: TrustPolicy | None = None,
+    dry_run: bool = False,
+    callbacks: Callbacks | None = None,
+) -> dict[str, Any]:
     """Restore one bundle's outputs into an existing directory or a new worktree."""
     callbacks = callbacks or Callbacks()
     if trust is None:
@@ -338,11 +450,19 @@ def restore_bundle(run_dir: Path, restore_root: Path | WorktreeTarget, *,
     else:
         check_target(restore_root)
         plan = build_plan(src, v, restore_root)
-        doc = {**dry_run_report(plan), "bundle_root": v.bundle_root} if dry_run \
+        doc = (
+            {**dry_run_report(plan), "bundle_root": v.bundle_root}
+            if dry_run
             else execute(plan, callbacks)
+        )
     if not dry_run:
-        record_for(run_dir.resolve().parent, "restore", {
-            "run_id": v.run_id, "bundle_root": v.bundle_root,
-            "target": doc.get("worktree") or str(doc["result_root"])})
+        record_for(
+            run_dir.resolve().parent,
+            "restore",
+            {
+                "run_id": v.run_id,
+                "bundle_root": v.bundle_root,
+                "target": doc.get("worktree") or str(doc["result_root"]),
+            },
+        )
     return doc
-

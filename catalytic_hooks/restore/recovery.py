@@ -23,16 +23,20 @@ from catalytic_hooks.restore.transaction import (
 def _stale(name: str) -> bool:
     """Leftovers of this tool's own attempts: a staging directory or an unrenamed journal."""
     if name.startswith(STAGING_PREFIX):
-        return journal_tag(name[len(STAGING_PREFIX):] + ".json", "") is not None
+        return journal_tag(name[len(STAGING_PREFIX) :] + ".json", "") is not None
     for prefix in (JOURNAL_PREFIX, CHAIN_PREFIX):
         if name.startswith(prefix) and name.endswith(".json.tmp"):
-            return journal_tag(name[:-len(".tmp")], prefix) is not None
+            return journal_tag(name[: -len(".tmp")], prefix) is not None
     return False
 
 
 def recover_locked(rfd: int) -> dict[str, Any]:
-    report: dict[str, Any] = {"rolled_back": [], "completed": [], "stale_staging_removed": [],
-                              "refused": []}
+    report: dict[str, Any] = {
+        "rolled_back": [],
+        "completed": [],
+        "stale_staging_removed": [],
+        "refused": [],
+    }
     for name in sorted(os.listdir(rfd)):
         if name.startswith(CHAIN_PREFIX) and name.endswith(".json"):
             recover_chain(rfd, name, report)

@@ -43,8 +43,9 @@ STAGING_PREFIX = ".spectrum06_staging_"
 JOURNAL_PREFIX = ".spectrum06_journal_"
 
 
-def fail(code: ErrorCode, phase: str, message: str, reason: str | None = None,
-         **details: Any) -> CatalyticError:
+def fail(
+    code: ErrorCode, phase: str, message: str, reason: str | None = None, **details: Any
+) -> CatalyticError:
     extra = {"phase": phase, **details}
     if reason is not None:
         extra["reason"] = reason
@@ -96,24 +97,45 @@ def utf8_key(p: str) -> bytes:
 
 # -- PREFLIGHT --------------------------------------------------------------------------------
 
+
 def check_target(root: Path) -> None:
     if not root.is_absolute():
-        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT",
-                   f"restore root {root} is not an absolute path", "NOT_ABSOLUTE")
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"restore root {root} is not an absolute path",
+            "NOT_ABSOLUTE",
+        )
     try:
         st = os.lstat(root)
     except OSError as exc:
-        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT",
-                   f"restore root {root} does not exist", "MISSING") from exc
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"restore root {root} does not exist",
+            "MISSING",
+        ) from exc
     if stat.S_ISLNK(st.st_mode):
-        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT",
-                   f"restore root {root} is a symlink", "SYMLINK")
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"restore root {root} is a symlink",
+            "SYMLINK",
+        )
     if not stat.S_ISDIR(st.st_mode):
-        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT",
-                   f"restore root {root} is not a directory", "NOT_DIRECTORY")
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"restore root {root} is not a directory",
+            "NOT_DIRECTORY",
+        )
     if not os.access(root, os.W_OK | os.X_OK):
-        raise fail(ErrorCode.RESTORE_TARGET_INVALID, "PREFLIGHT",
-                   f"restore root {root} is not writable", "NOT_WRITABLE")
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"restore root {root} is not writable",
+            "NOT_WRITABLE",
+        )
 
 
 @contextlib.contextmanager
@@ -124,8 +146,12 @@ def root_lock(root: Path) -> Iterator[int]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise fail(ErrorCode.RESTORE_LOCKED, "EXECUTE", f"another restore into {root} is "
-                       "in progress", "LOCKED") from exc
+            raise fail(
+                ErrorCode.RESTORE_LOCKED,
+                "EXECUTE",
+                f"another restore into {root} is in progress",
+                "LOCKED",
+            ) from exc
         yield fd
     finally:
         os.close(fd)
@@ -165,8 +191,13 @@ def _open_source(plan: Plan, e: PlanEntry) -> int:
     try:
         return plan.opener(e.source_base, e.source_rel)
     except OSError as exc:
-        raise fail(ErrorCode.SOURCE_MISSING, "EXECUTE", f"source of {e.key} vanished or is not "
-                   "a regular file", "SOURCE_CHANGED", path=e.key) from exc
+        raise fail(
+            ErrorCode.SOURCE_MISSING,
+            "EXECUTE",
+            f"source of {e.key} vanished or is not a regular file",
+            "SOURCE_CHANGED",
+            path=e.key,
+        ) from exc
 
 
 def _split(key: str) -> tuple[list[str], str]:
@@ -189,8 +220,12 @@ def stage(rfd: int, staging: str, plan: Plan, callbacks: Callbacks) -> None:
                 try:
                     # The umask decides the mode: a source's mode bits (executable, setuid) are
                     # unsigned metadata, so nothing of them is copied.
-                    out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
-                                  os.O_CLOEXEC, 0o666, dir_fd=dfd)
+                    out = os.open(
+                        name,
+                        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        0o666,
+                        dir_fd=dfd,
+                    )
                     try:
                         actual, size = _copy_hash(src, out)
                         if not have_syncfs():
@@ -200,9 +235,14 @@ def stage(rfd: int, staging: str, plan: Plan, callbacks: Callbacks) -> None:
                 finally:
                     os.close(src)
                 if actual != e.expected:
-                    raise fail(ErrorCode.COPY_INTEGRITY_FAILED, "EXECUTE",
-                               f"staged copy of {e.key} does not match its hash", path=e.key,
-                               expected=e.expected, actual=actual)
+                    raise fail(
+                        ErrorCode.COPY_INTEGRITY_FAILED,
+                        "EXECUTE",
+                        f"staged copy of {e.key} does not match its hash",
+                        path=e.key,
+                        expected=e.expected,
+                        actual=actual,
+                    )
                 done_files += 1
                 done_bytes += size
                 if callbacks.progress is not None:
@@ -223,25 +263,41 @@ def place(rfd: int, staging: str, keys: list[str], created_dirs: list[str]) -> N
                 parents, name = _split(key)
                 try:
                     for i in range(len(parents)):
-                        if "/".join(parents[:i + 1]) in dst_dirs.fds:
+                        if "/".join(parents[: i + 1]) in dst_dirs.fds:
                             continue
                         try:
                             os.mkdir(parents[i], 0o777, dir_fd=dst_dirs.get(parents[:i]))
-                            created_dirs.append("/".join(parents[:i + 1]))
+                            created_dirs.append("/".join(parents[: i + 1]))
                         except FileExistsError:
                             pass
                     dst_dir = dst_dirs.get(parents)  # ELOOP/ENOTDIR on a planted symlink
                 except OSError as exc:
-                    raise fail(ErrorCode.PATH_ESCAPE_DETECTED, "EXECUTE", f"a directory on the "
-                               f"path of {key} was replaced during the restore "
-                               f"({exc.strerror})", "SYMLINK_ESCAPE", path=key) from exc
+                    raise fail(
+                        ErrorCode.PATH_ESCAPE_DETECTED,
+                        "EXECUTE",
+                        f"a directory on the "
+                        f"path of {key} was replaced during the restore "
+                        f"({exc.strerror})",
+                        "SYMLINK_ESCAPE",
+                        path=key,
+                    ) from exc
                 try:
-                    os.link(name, name, src_dir_fd=src_dirs.get(parents), dst_dir_fd=dst_dir,
-                            follow_symlinks=False)
+                    os.link(
+                        name,
+                        name,
+                        src_dir_fd=src_dirs.get(parents),
+                        dst_dir_fd=dst_dir,
+                        follow_symlinks=False,
+                    )
                 except FileExistsError as exc:
-                    raise fail(ErrorCode.TARGET_EXISTS, "EXECUTE", f"{key} appeared in the "
-                               "restore root during the restore; nothing was overwritten",
-                               "RACE", path=key) from exc
+                    raise fail(
+                        ErrorCode.TARGET_EXISTS,
+                        "EXECUTE",
+                        f"{key} appeared in the "
+                        "restore root during the restore; nothing was overwritten",
+                        "RACE",
+                        path=key,
+                    ) from exc
                 if not have_syncfs():
                     os.fsync(dst_dir)
     finally:
@@ -261,8 +317,9 @@ def _same_inode(rfd: int, staging: str, key: str) -> bool:
         return False
     try:
         sa, sb = lstat_at(a, name), lstat_at(b, name)
-        return sa is not None and sb is not None and (sa.st_ino, sa.st_dev) == \
-            (sb.st_ino, sb.st_dev)
+        return (
+            sa is not None and sb is not None and (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)
+        )
     finally:
         os.close(a)
         os.close(b)
@@ -302,14 +359,15 @@ def journal_tag(name: str, prefix: str) -> str | None:
     """The attempt tag of a journal name this tool generates (`<prefix><32 hex>.json`)."""
     if not (name.startswith(prefix) and name.endswith(".json")):
         return None
-    tag = name[len(prefix):-len(".json")]
+    tag = name[len(prefix) : -len(".json")]
     return tag if _TAG.match(tag) else None
 
 
 def _safe_keys(values: Any) -> bool:
     return isinstance(values, list) and all(
         isinstance(v, str) and relpath_problem(v) is None and not has_git_component(v)
-        for v in values)
+        for v in values
+    )
 
 
 def journal_problem(name: str, journal: Any) -> str | None:
@@ -369,8 +427,12 @@ def verify_targets(rfd: int, plan: Plan) -> None:
             try:
                 work.append((e, dirs.get(parents), name))
             except OSError as exc:
-                raise fail(ErrorCode.RESTORE_VERIFICATION_FAILED, "VERIFY", f"restored {e.key} "
-                           f"is unreachable ({exc.strerror})", path=e.key) from exc
+                raise fail(
+                    ErrorCode.RESTORE_VERIFICATION_FAILED,
+                    "VERIFY",
+                    f"restored {e.key} is unreachable ({exc.strerror})",
+                    path=e.key,
+                ) from exc
 
         def one(item: tuple[PlanEntry, int, str]) -> str:
             try:
@@ -385,6 +447,11 @@ def verify_targets(rfd: int, plan: Plan) -> None:
             actuals = [one(w) for w in work]
     for (e, _, _), actual in zip(work, actuals, strict=True):
         if actual != e.expected:
-            raise fail(ErrorCode.RESTORE_VERIFICATION_FAILED, "VERIFY",
-                       f"restored {e.key} does not match its hash", path=e.key,
-                       expected=e.expected, actual=actual)
+            raise fail(
+                ErrorCode.RESTORE_VERIFICATION_FAILED,
+                "VERIFY",
+                f"restored {e.key} does not match its hash",
+                path=e.key,
+                expected=e.expected,
+                actual=actual,
+            )

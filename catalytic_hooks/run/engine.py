@@ -90,8 +90,11 @@ class _Seen:
 
     def workspace(self) -> dict[str, Any]:
         shown = self.untracked[:MAX_UNTRACKED]
-        return {"root_dirs": self.root_dirs, "untracked": shown,
-                "untracked_count": len(self.untracked)}
+        return {
+            "root_dirs": self.root_dirs,
+            "untracked": shown,
+            "untracked_count": len(self.untracked),
+        }
 
 
 MAX_UNTRACKED = 1000
@@ -159,8 +162,11 @@ def _durable_state(top: Path, policy: Policy) -> dict[str, tuple[int, int, int, 
             for name in filenames:
                 rel = f"{rel_dir}/{name}"
                 st = os.lstat(os.path.join(dirpath, name))
-                if under_any(rel, skip) or not os.path.isfile(os.path.join(dirpath, name)) \
-                        or os.path.islink(os.path.join(dirpath, name)):
+                if (
+                    under_any(rel, skip)
+                    or not os.path.isfile(os.path.join(dirpath, name))
+                    or os.path.islink(os.path.join(dirpath, name))
+                ):
                     continue  # outputs are regular files; a link is not an output
                 state[rel] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     return state
@@ -168,17 +174,23 @@ def _durable_state(top: Path, policy: Policy) -> dict[str, tuple[int, int, int, 
 
 def _validate(repo: Repo, policy: Policy, opts: RunOptions) -> tuple[Path, Path]:
     """The run directory (must not exist) and the working directory (inside the repository)."""
-    if relpath_problem(opts.run_id) is not None or "/" in opts.run_id \
-            or opts.run_id.startswith("."):
-        raise CatalyticError(ErrorCode.USAGE, f"run id {opts.run_id!r} must be one safe path "
-                             "component")
+    if (
+        relpath_problem(opts.run_id) is not None
+        or "/" in opts.run_id
+        or opts.run_id.startswith(".")
+    ):
+        raise CatalyticError(
+            ErrorCode.USAGE, f"run id {opts.run_id!r} must be one safe path component"
+        )
     if not opts.command:
-        raise CatalyticError(ErrorCode.USAGE, "no command given (catalytic run --run-id ID -- "
-                             "COMMAND...)")
+        raise CatalyticError(
+            ErrorCode.USAGE, "no command given (catalytic run --run-id ID -- COMMAND...)"
+        )
     run_dir = repo.top / policy.run_roots[0] / opts.run_id
     if run_dir.exists() or run_dir.is_symlink():
-        raise CatalyticError(ErrorCode.RUN_EXISTS, f"{run_dir} exists; choose another run id",
-                             run_dir=str(run_dir))
+        raise CatalyticError(
+            ErrorCode.RUN_EXISTS, f"{run_dir} exists; choose another run id", run_dir=str(run_dir)
+        )
     if not 0 <= opts.grace <= 3600:  # NaN fails too
         raise CatalyticError(ErrorCode.USAGE, "--grace must be between 0 and 3600 seconds")
     for m in opts.metrics:
@@ -211,16 +223,31 @@ def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -
     index = index_snapshot(repo, policy)
     pre_td = worktree_digest(repo, policy, cache, rehash=flags, base=index, status=status)
     snap = _snapshot(repo, pre_td.manifest, flags) if opts.restore else None
-    return _Pre(started, pre_td, digest_receipt(pre_td, policy),
-                _durable_state(repo.top, policy),
-                {t for t in policy.tmp_roots if (repo.top / t).is_dir()}, snap, flags, state,
-                # Last, after this process wrote its caches: only the command changes them now.
-                index, cache_state(repo), substitutions(repo) if opts.restore else None)
+    return _Pre(
+        started,
+        pre_td,
+        digest_receipt(pre_td, policy),
+        _durable_state(repo.top, policy),
+        {t for t in policy.tmp_roots if (repo.top / t).is_dir()},
+        snap,
+        flags,
+        state,
+        # Last, after this process wrote its caches: only the command changes them now.
+        index,
+        cache_state(repo),
+        substitutions(repo) if opts.restore else None,
+    )
 
 
-def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
-                state_after: dict[str, str], caches_after: list[str],
-                survivors: tuple[dict[str, Any], ...] = ()) -> _Post:
+def _post_phase(
+    repo: Repo,
+    policy: Policy,
+    cache: HashCache,
+    pre: _Pre,
+    state_after: dict[str, str],
+    caches_after: list[str],
+    survivors: tuple[dict[str, Any], ...] = (),
+) -> _Post:
     """`state_after`, `caches_after`: the git state and cache identity right after the command
     (and everything it started) ended, before anything here touched them; `survivors`: what the
     command left running, killed by the guard (run.guard)."""
@@ -246,10 +273,16 @@ def _post_phase(repo: Repo, policy: Policy, cache: HashCache, pre: _Pre,
         if pre.substitutions is not None:
             _put_back_substitutions(repo, pre.substitutions, undo_report)
         base = current_snapshot(repo, policy, base)
-    post = digest_receipt(worktree_digest(repo, policy, cache, rehash=rehash, base=base,
-                                          status=status), policy)
-    scan = purity_scan(pre.receipt, post, tmp_residue_on_disk(repo.top, policy.tmp_roots),
-                       state_changes(pre.git_state, state_after), list(survivors))
+    post = digest_receipt(
+        worktree_digest(repo, policy, cache, rehash=rehash, base=base, status=status), policy
+    )
+    scan = purity_scan(
+        pre.receipt,
+        post,
+        tmp_residue_on_disk(repo.top, policy.tmp_roots),
+        state_changes(pre.git_state, state_after),
+        list(survivors),
+    )
     proof_receipt = restore_proof(pre.receipt, post, scan, policy)
     verdict = proof_receipt["verdict"]
     if undo_report is not None and undo_report.refused:
@@ -282,8 +315,9 @@ def _proof_doc(pre: _Pre, post: _Post) -> bytes:
     return canonical_bytes(doc)
 
 
-def _start_seen(repo: Repo, policy: Policy, opts: RunOptions, cwd: Path, env: dict[str, str]
-                ) -> tuple[EnvironmentProbe, list[Any]]:
+def _start_seen(
+    repo: Repo, policy: Policy, opts: RunOptions, cwd: Path, env: dict[str, str]
+) -> tuple[EnvironmentProbe, list[Any]]:
     """Started before the PRE phase, which hides their cost: the interpreter query, the
     system probe, and git's listings of what the recorded commit will not hold."""
     probe = EnvironmentProbe(repo.top, opts.command, env, cwd, policy.env_python)
@@ -292,21 +326,26 @@ def _start_seen(repo: Repo, policy: Policy, opts: RunOptions, cwd: Path, env: di
     return probe, list(start_unrecorded_listings(repo))
 
 
-def _finish_seen(repo: Repo, policy: Policy, opts: RunOptions, probe: EnvironmentProbe,
-                 procs: list[Any]) -> _Seen:
+def _finish_seen(
+    repo: Repo, policy: Policy, opts: RunOptions, probe: EnvironmentProbe, procs: list[Any]
+) -> _Seen:
     env = probe.finish(policy.lock_files, opts.seed)
     found: set[str] = set()
     for proc in procs:
         found.update(os.fsdecode(p) for p in repo.finish(proc).split(b"\0") if p)
     own = (*policy.run_roots, STATE_DIR, *policy.exclusions)
     untracked = sorted(p for p in found if not under_any(p.rstrip("/"), own))
-    roots = sorted(r for r in {*policy.durable_roots, *policy.tmp_roots}
-                   if r != "." and (repo.top / r).is_dir() and not (repo.top / r).is_symlink())
+    roots = sorted(
+        r
+        for r in {*policy.durable_roots, *policy.tmp_roots}
+        if r != "." and (repo.top / r).is_dir() and not (repo.top / r).is_symlink()
+    )
     return _Seen(env, probe.lock_contents, roots, untracked)
 
 
-def _task_spec(repo: Repo, opts: RunOptions, cwd: Path, outputs: dict[str, str],
-               seen: _Seen) -> dict[str, Any]:
+def _task_spec(
+    repo: Repo, opts: RunOptions, cwd: Path, outputs: dict[str, str], seen: _Seen
+) -> dict[str, Any]:
     return {
         "task_id": opts.run_id,
         "command": opts.command,
@@ -335,8 +374,15 @@ def _receipts(pre: _Pre, post: _Post) -> dict[str, bytes]:
     return receipts
 
 
-def _status_doc(opts: RunOptions, pre: _Pre, post: _Post, status: str, exit_code: int | None,
-                proof_raw: bytes, receipts: dict[str, bytes]) -> dict[str, Any]:
+def _status_doc(
+    opts: RunOptions,
+    pre: _Pre,
+    post: _Post,
+    status: str,
+    exit_code: int | None,
+    proof_raw: bytes,
+    receipts: dict[str, bytes],
+) -> dict[str, Any]:
     return {
         "status": status if post.verdict == "PASS" or status != "success" else "failure",
         "cmp01": "pass" if post.verdict == "PASS" else "fail",
@@ -409,27 +455,35 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
     with Guard(opts.grace) as guard:
         journal = None
         if pre.snapshot is not None:
-            journal = begin(repo, policy, opts.run_id, pre.snapshot, pre.digest.manifest,
-                            pre.tmp_existed)
+            journal = begin(
+                repo, policy, opts.run_id, pre.snapshot, pre.digest.manifest, pre.tmp_existed
+            )
         env = dict(command_env)
         if journal is not None:
             env[TOKEN_ENV] = journal.token
-        outcome = guard.run(opts.command, cwd, env, opts.timeout,
-                            lambda pid: _started(journal, pid))
-        post = _post_phase(repo, policy, cache, pre, git_state(repo), cache_state(repo),
-                           outcome.survivors)
+        outcome = guard.run(
+            opts.command, cwd, env, opts.timeout, lambda pid: _started(journal, pid)
+        )
+        post = _post_phase(
+            repo, policy, cache, pre, git_state(repo), cache_state(repo), outcome.survivors
+        )
         refused = post.undo is not None and bool(post.undo.refused)
         try:
             res = _bundle(repo, policy, opts, run_dir, cwd, pre, post, outcome, seen)
         except (OSError, CatalyticError) as exc:
             why = exc.message if isinstance(exc, CatalyticError) else str(exc)
             if refused and post.undo is not None:
-                raise _incomplete(post.undo, f"; the bundle could not be written either: {why}"
-                                  ) from exc
-            raise CatalyticError(ErrorCode.IO_ERROR, f"the undo is complete, but the bundle "
-                                 f"could not be written: {why}; run `catalytic recover` to clear "
-                                 "the pending run" if journal else f"cannot write the bundle: "
-                                 f"{why}") from exc
+                raise _incomplete(
+                    post.undo, f"; the bundle could not be written either: {why}"
+                ) from exc
+            raise CatalyticError(
+                ErrorCode.IO_ERROR,
+                f"the undo is complete, but the bundle "
+                f"could not be written: {why}; run `catalytic recover` to clear "
+                "the pending run"
+                if journal
+                else f"cannot write the bundle: {why}",
+            ) from exc
         if refused and post.undo is not None:
             raise _incomplete(post.undo)
         if journal is not None:
@@ -438,12 +492,23 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
     # moved to quarantine or an archive): the commit, command, signer and outputs, capped so a
     # run with 100,000 outputs does not make a megabyte line.
     shown = dict(sorted(res.outputs.items())[:RECORDED_OUTPUTS])
-    record(repo.top, policy, "run", {"run_id": opts.run_id, "status": res.status,
-                                     "proof_verdict": res.proof_verdict, "signed": res.signed,
-                                     "commit": repo.head(), "command": opts.command,
-                                     "signer": opts.signer.validator_id if opts.signer else None,
-                                     "metrics": sorted(opts.metrics), "outputs": shown,
-                                     "output_count": len(res.outputs)})
+    record(
+        repo.top,
+        policy,
+        "run",
+        {
+            "run_id": opts.run_id,
+            "status": res.status,
+            "proof_verdict": res.proof_verdict,
+            "signed": res.signed,
+            "commit": repo.head(),
+            "command": opts.command,
+            "signer": opts.signer.validator_id if opts.signer else None,
+            "metrics": sorted(opts.metrics),
+            "outputs": shown,
+            "output_count": len(res.outputs),
+        },
+    )
     return res
 
 
@@ -457,14 +522,28 @@ def _incomplete(report: UndoReport, more: str = "") -> CatalyticError:
         ErrorCode.UNDO_INCOMPLETE,
         f"the undo could not restore {len(paths)} path(s), still changed: {', '.join(paths)} "
         f"({why}){more}; fix the cause (for example free disk space) and run "
-        "`catalytic recover`", paths=paths)
+        "`catalytic recover`",
+        paths=paths,
+    )
 
 
-def _bundle(repo: Repo, policy: Policy, opts: RunOptions, run_dir: Path, cwd: Path, pre: _Pre,
-            post: _Post, outcome: Outcome, seen: _Seen) -> RunResult:
+def _bundle(
+    repo: Repo,
+    policy: Policy,
+    opts: RunOptions,
+    run_dir: Path,
+    cwd: Path,
+    pre: _Pre,
+    post: _Post,
+    outcome: Outcome,
+    seen: _Seen,
+) -> RunResult:
     after = _durable_state(repo.top, policy)
-    outputs = {p: "sha256:" + sha256_path(repo.top / p) for p, st in sorted(after.items())
-               if pre.durable.get(p) != st}
+    outputs = {
+        p: "sha256:" + sha256_path(repo.top / p)
+        for p, st in sorted(after.items())
+        if pre.durable.get(p) != st
+    }
     # Built in a staging directory beside its final place, then renamed: a crash never leaves
     # a half-written run directory under the run root.
     stage = run_dir.parent / f".{opts.run_id}.staging-{uuid.uuid4().hex}"
@@ -475,24 +554,40 @@ def _bundle(repo: Repo, policy: Policy, opts: RunOptions, run_dir: Path, cwd: Pa
             _pack(repo.top, stage, outputs)
         _pack_locks(stage, seen.lock_contents)
         proof_raw = _proof_doc(pre, post)
-        status_doc = _status_doc(opts, pre, post, outcome.status, outcome.exit_code, proof_raw,
-                                 receipts)
-        _write_bundle(stage, {**receipts, PROOF: proof_raw,
-                              TASK_SPEC: canonical_bytes(_task_spec(repo, opts, cwd, outputs,
-                                                                    seen)),
-                              OUTPUT_HASHES: canonical_bytes({"hashes": outputs,
-                                                              "run_id": opts.run_id,
-                                                              "generator": generator()}),
-                              STATUS: canonical_bytes(status_doc)}, opts.signer)
+        status_doc = _status_doc(
+            opts, pre, post, outcome.status, outcome.exit_code, proof_raw, receipts
+        )
+        _write_bundle(
+            stage,
+            {
+                **receipts,
+                PROOF: proof_raw,
+                TASK_SPEC: canonical_bytes(_task_spec(repo, opts, cwd, outputs, seen)),
+                OUTPUT_HASHES: canonical_bytes(
+                    {"hashes": outputs, "run_id": opts.run_id, "generator": generator()}
+                ),
+                STATUS: canonical_bytes(status_doc),
+            },
+            opts.signer,
+        )
         os.rename(stage, run_dir)
         fsync_dir(run_dir.parent)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    return RunResult(run_dir, status_doc["status"], outcome.exit_code, post.verdict, outputs,
-                     opts.signer is not None, post.undo.to_dict() if post.undo else None,
-                     post.scan.get("git_state_changed", []), outcome.signal,
-                     list(outcome.survivors), seen.untracked)
+    return RunResult(
+        run_dir,
+        status_doc["status"],
+        outcome.exit_code,
+        post.verdict,
+        outputs,
+        opts.signer is not None,
+        post.undo.to_dict() if post.undo else None,
+        post.scan.get("git_state_changed", []),
+        outcome.signal,
+        list(outcome.survivors),
+        seen.untracked,
+    )
 
 
 __all__ = ["RunOptions", "RunResult", "run_operation"]

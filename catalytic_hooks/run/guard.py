@@ -90,11 +90,19 @@ class Guard:
                 os.killpg(self.pgid, signum)
         elif not self._told:
             self._told = True
-            _say(f"{signal.Signals(signum).name} received: the undo is finishing first and "
-                 "cannot be interrupted (if you kill catalytic anyway, run `catalytic recover`)")
+            _say(
+                f"{signal.Signals(signum).name} received: the undo is finishing first and "
+                "cannot be interrupted (if you kill catalytic anyway, run `catalytic recover`)"
+            )
 
-    def run(self, command: list[str], cwd: Path, env: dict[str, str], timeout: float | None,
-            on_start: Callable[[int], None]) -> Outcome:
+    def run(
+        self,
+        command: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float | None,
+        on_start: Callable[[int], None],
+    ) -> Outcome:
         if self.received:
             return Outcome("interrupted", None, self.received[0])
         before = children_now()  # not the command's: left alone by every sweep
@@ -119,14 +127,21 @@ class Guard:
                 return outcome  # _drain already waited for, or ended, everything else
             # Stopped by a signal or the timeout: the group is dead, not what left it.
             more = self._sweep(proc.pid, before)
-            return replace(outcome, survivors=tuple(sorted((*outcome.survivors, *more),
-                                                           key=lambda d: d["pid"])))
+            return replace(
+                outcome,
+                survivors=tuple(sorted((*outcome.survivors, *more), key=lambda d: d["pid"])),
+            )
         finally:
             if was is not None:
                 set_subreaper(was)
 
-    def _watch(self, proc: subprocess.Popen[bytes], timeout: float | None,
-               on_start: Callable[[int], None], before: frozenset[int]) -> Outcome:
+    def _watch(
+        self,
+        proc: subprocess.Popen[bytes],
+        timeout: float | None,
+        on_start: Callable[[int], None],
+        before: frozenset[int],
+    ) -> Outcome:
         self.pgid = proc.pid
         try:
             on_start(proc.pid)
@@ -140,8 +155,7 @@ class Guard:
                     survivors = self._drain(proc.pid, before)
                     if self.received:  # a signal for catalytic while it waited for them
                         return Outcome("interrupted", code, self.received[0], survivors)
-                    return Outcome("success" if code == 0 else "failure", code,
-                                   survivors=survivors)
+                    return Outcome("success" if code == 0 else "failure", code, survivors=survivors)
                 if self.received:
                     self._stop(proc, None, signal.Signals(self.received[0]).name)
                     return Outcome("interrupted", None, self.received[0])
@@ -173,15 +187,19 @@ class Guard:
             left = self._left(pgid, before)
         if not left:
             return ()
-        _say(f"the command exited, but {len(left)} process(es) it started still ran "
-             f"{self.grace:g} s later: killing them (a run with survivors does not pass)")
+        _say(
+            f"the command exited, but {len(left)} process(es) it started still ran "
+            f"{self.grace:g} s later: killing them (a run with survivors does not pass)"
+        )
         return self._sweep(pgid, before, left)
 
-    def _sweep(self, pgid: int, before: frozenset[int], left: list[Proc] | None = None
-               ) -> tuple[dict[str, Any], ...]:
+    def _sweep(
+        self, pgid: int, before: frozenset[int], left: list[Proc] | None = None
+    ) -> tuple[dict[str, Any], ...]:
         """Kill everything the command started that is still there, and say what it was."""
-        found = {p.pid: describe(p.pid) for p in (left if left is not None
-                                                  else self._left(pgid, before))}
+        found = {
+            p.pid: describe(p.pid) for p in (left if left is not None else self._left(pgid, before))
+        }
         if can_walk():
             for pid, cmd in kill_tree(os.getpid(), before).items():
                 found.setdefault(pid, cmd)

@@ -68,19 +68,31 @@ def recorded_roots(policy: Policy) -> dict[str, list[str]]:
     return {k: list(getattr(policy, k)) for k in _ROOT_KEYS}
 
 
-def begin(repo: Repo, policy: Policy, run_id: str, snap: dict[str, Saved],
-          pre_manifest: dict[str, str], tmp_existed: set[str]) -> RunJournal:
+def begin(
+    repo: Repo,
+    policy: Policy,
+    run_id: str,
+    snap: dict[str, Saved],
+    pre_manifest: dict[str, str],
+    tmp_existed: set[str],
+) -> RunJournal:
     token = uuid.uuid4().hex
     _pin(repo, token, snap)
     directory = journal_dir(repo)
     directory.mkdir(parents=True, exist_ok=True)
     data = {
-        "version": 1, "run_id": run_id, "phase": "command", "command_pgid": None,
+        "version": 1,
+        "run_id": run_id,
+        "phase": "command",
+        "command_pgid": None,
         "command_start": None,
         "roots": recorded_roots(policy),
-        "pre_manifest": pre_manifest, "tmp_existed": sorted(tmp_existed),
-        "snapshot": {p: [s.kind, s.oid, s.target.hex() if s.target is not None else None]
-                     for p, s in sorted(snap.items())},
+        "pre_manifest": pre_manifest,
+        "tmp_existed": sorted(tmp_existed),
+        "snapshot": {
+            p: [s.kind, s.oid, s.target.hex() if s.target is not None else None]
+            for p, s in sorted(snap.items())
+        },
     }
     j = RunJournal(directory / journal_name(token), token, data)
     j.write()
@@ -94,7 +106,7 @@ def process_start(pid: int) -> str | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return raw[raw.rindex(")") + 2:].split()[19]
+    return raw[raw.rindex(")") + 2 :].split()[19]
 
 
 def finish(repo: Repo, j: RunJournal) -> None:
@@ -105,8 +117,11 @@ def finish(repo: Repo, j: RunJournal) -> None:
 
 
 def _bad(path: Path, why: str) -> CatalyticError:
-    return CatalyticError(ErrorCode.RUN_UNDO_PENDING, f"{path.name}: not a journal this tool "
-                          f"wrote ({why}); left alone", journal=str(path))
+    return CatalyticError(
+        ErrorCode.RUN_UNDO_PENDING,
+        f"{path.name}: not a journal this tool wrote ({why}); left alone",
+        journal=str(path),
+    )
 
 
 def load(path: Path) -> RunJournal:
@@ -127,9 +142,12 @@ def load(path: Path) -> RunJournal:
         if not isinstance(p, str) or relpath_problem(p) is not None or has_git_component(p):
             raise _bad(path, f"unsafe path {p!r}")
     for entry in snap.values():
-        if not (isinstance(entry, list) and len(entry) == 3
-                and entry[0] in ("file", "exec", "symlink", "absent")
-                and (entry[1] is None or (isinstance(entry[1], str) and _OID.match(entry[1])))):
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and entry[0] in ("file", "exec", "symlink", "absent")
+            and (entry[1] is None or (isinstance(entry[1], str) and _OID.match(entry[1])))
+        ):
             raise _bad(path, "snapshot entry")
     j = RunJournal(path, token, data)
     policy_of(j)  # its roots, checked before anything acts on the journal
@@ -137,8 +155,10 @@ def load(path: Path) -> RunJournal:
 
 
 def snapshot_of(j: RunJournal) -> dict[str, Saved]:
-    return {p: Saved(e[0], e[1], bytes.fromhex(e[2]) if e[2] is not None else None)
-            for p, e in j.data["snapshot"].items()}
+    return {
+        p: Saved(e[0], e[1], bytes.fromhex(e[2]) if e[2] is not None else None)
+        for p, e in j.data["snapshot"].items()
+    }
 
 
 def policy_of(j: RunJournal) -> Policy:
@@ -147,18 +167,22 @@ def policy_of(j: RunJournal) -> Policy:
     directory, `.` as a tmp root) is not one this tool wrote. Which of its tmp roots are emptied
     is decided by recovery from the committed policy, never by the journal alone."""
     roots = j.data.get("roots", {})
-    if not isinstance(roots, dict) or not all(isinstance(roots.get(k, []), list)
-                                              for k in _ROOT_KEYS):
+    if not isinstance(roots, dict) or not all(
+        isinstance(roots.get(k, []), list) for k in _ROOT_KEYS
+    ):
         raise _bad(j.path, "shape")
     kwargs = {k: tuple(str(v) for v in roots.get(k, [])) for k in _ROOT_KEYS}
     for k, values in kwargs.items():
         for v in values:
             problem = None if v == "." else relpath_problem(v)
-            problem = problem or root_problem("durable_roots" if k == "implicit_durable" else k,
-                                              v)
+            problem = problem or root_problem("durable_roots" if k == "implicit_durable" else k, v)
             if problem is not None:
                 raise _bad(j.path, f"unsafe root {v!r} in {k}: {problem}")
-    return Policy(exclusions=kwargs["exclusions"], tmp_roots=kwargs["tmp_roots"],
-                  durable_roots=kwargs["durable_roots"],
-                  protected_roots=kwargs["protected_roots"],
-                  implicit_durable=kwargs["implicit_durable"], source="run journal")
+    return Policy(
+        exclusions=kwargs["exclusions"],
+        tmp_roots=kwargs["tmp_roots"],
+        durable_roots=kwargs["durable_roots"],
+        protected_roots=kwargs["protected_roots"],
+        implicit_durable=kwargs["implicit_durable"],
+        source="run journal",
+    )

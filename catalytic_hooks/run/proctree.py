@@ -63,7 +63,7 @@ def _stat(pid: int) -> Proc | None:
             raw = fh.read().decode("utf-8", "replace")
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = raw[raw.rindex(")") + 2 :].split()
     return Proc(pid, int(fields[1]), fields[0], fields[19])
 
 
@@ -82,8 +82,9 @@ def snapshot() -> list[Proc]:
     return found
 
 
-def descendants(root: int, exclude: frozenset[int] = frozenset(),
-                procs: list[Proc] | None = None) -> list[Proc]:
+def descendants(
+    root: int, exclude: frozenset[int] = frozenset(), procs: list[Proc] | None = None
+) -> list[Proc]:
     """Every live process below `root` (zombies left out), except the subtrees of `exclude`."""
     children: dict[int, list[Proc]] = {}
     for p in procs if procs is not None else snapshot():

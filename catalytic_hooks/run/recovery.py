@@ -73,9 +73,15 @@ def undo_to_pre(repo: Repo, j: RunJournal) -> UndoReport:
     undo(view, snapshot_of(j), j.data["pre_manifest"], now.manifest, report, unsaved_ok=False)
     committed, where = committed_tmp_roots(view)
     allowed = tuple(r for r in policy.tmp_roots if under_any(r, committed))
-    report.tmp_kept.extend({"path": r, "reason": f"not a tmp root of the policy committed at "
-                            f"{where}: the journal alone never decides what is deleted"}
-                           for r in policy.tmp_roots if r not in allowed)
+    report.tmp_kept.extend(
+        {
+            "path": r,
+            "reason": f"not a tmp root of the policy committed at "
+            f"{where}: the journal alone never decides what is deleted",
+        }
+        for r in policy.tmp_roots
+        if r not in allowed
+    )
     empty_tmp_roots(view.top, allowed, set(j.data.get("tmp_existed", [])), report)
     return report
 
@@ -130,7 +136,13 @@ def recover_runs(repo: Repo) -> list[dict[str, Any]]:
         done = not report.refused
         if done:
             finish(repo, j)
-        results.append({"journal": path.name, "run_id": j.data.get("run_id"),
-                        "status": "recovered" if done else "incomplete",
-                        "killed_command": killed, **report.to_dict()})
+        results.append(
+            {
+                "journal": path.name,
+                "run_id": j.data.get("run_id"),
+                "status": "recovered" if done else "incomplete",
+                "killed_command": killed,
+                **report.to_dict(),
+            }
+        )
     return results

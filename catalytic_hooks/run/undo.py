@@ -53,8 +53,12 @@ class UndoReport:
     substitutions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        doc = {"restored": self.restored, "removed": self.removed,
-               "tmp_removed": sorted(self.tmp_removed), "refused": self.refused}
+        doc = {
+            "restored": self.restored,
+            "removed": self.removed,
+            "tmp_removed": sorted(self.tmp_removed),
+            "refused": self.refused,
+        }
         if self.tmp_kept:
             doc["tmp_kept"] = sorted(self.tmp_kept, key=lambda k: k["path"])
         if self.substitutions:
@@ -62,8 +66,7 @@ class UndoReport:
         return doc
 
 
-def take(repo: Repo, entries: list[ViewEntry], absent: set[str] | None = None
-         ) -> dict[str, Saved]:
+def take(repo: Repo, entries: list[ViewEntry], absent: set[str] | None = None) -> dict[str, Saved]:
     """Snapshot `entries` (protected files of the PRE view). Clean tracked files are already in
     the object DB under their index id; everything else is written there now. `absent`: paths
     outside a sparse checkout, not on disk before (the undo removes what appears there)."""
@@ -132,8 +135,9 @@ def _put(repo: Repo, path: str, saved: Saved) -> None:
             raise
         dfd, name = open_parent(repo.top, path, create=False)
         try:
-            _overwrite_in_place(dfd, name, repo.read_blob(saved.oid),
-                                0o755 if saved.kind == "exec" else 0o644)
+            _overwrite_in_place(
+                dfd, name, repo.read_blob(saved.oid), 0o755 if saved.kind == "exec" else 0o644
+            )
         except FileNotFoundError:
             raise exc from None
         finally:
@@ -157,8 +161,9 @@ def _put_atomic(repo: Repo, path: str, saved: Saved) -> None:
             assert saved.oid is not None
             data = repo.read_blob(saved.oid)
             mode = 0o755 if saved.kind == "exec" else 0o644
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode,
-                         dir_fd=dfd)
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dfd
+            )
             try:
                 write_all(fd, data)
                 os.fchmod(fd, mode)
@@ -182,8 +187,15 @@ def _delete(top: Path, path: str) -> None:
         os.close(dfd)
 
 
-def undo(repo: Repo, snap: dict[str, Saved], pre: dict[str, str], post: dict[str, str],
-         report: UndoReport, *, unsaved_ok: bool = True) -> None:
+def undo(
+    repo: Repo,
+    snap: dict[str, Saved],
+    pre: dict[str, str],
+    post: dict[str, str],
+    report: UndoReport,
+    *,
+    unsaved_ok: bool = True,
+) -> None:
     """Bring every protected path back to its PRE state (manifests: path → digest value).
     `unsaved_ok`: on a full disk, a path is restored even when the bytes it replaces could not be
     stored first (a run's own undo: the user's data first); recovery, acting on a journal that
@@ -214,8 +226,9 @@ def undo(repo: Repo, snap: dict[str, Saved], pre: dict[str, str], post: dict[str
             report.refused.append({"path": path, "reason": str(exc)})
 
 
-def empty_tmp_roots(top: Path, tmp_roots: tuple[str, ...], existed: set[str],
-                    report: UndoReport) -> None:
+def empty_tmp_roots(
+    top: Path, tmp_roots: tuple[str, ...], existed: set[str], report: UndoReport
+) -> None:
     """Remove everything under the tmp roots (a tmp root that did not exist before the
     operation is removed too), by directory fd from the top: a link is removed, never followed,
     and neither is a link on the way to a root (that root is kept and reported); a nested
@@ -231,8 +244,13 @@ def empty_tmp_roots(top: Path, tmp_roots: tuple[str, ...], existed: set[str],
         except FileNotFoundError:
             continue
         except OSError:
-            report.tmp_kept.append({"path": troot, "reason": "a directory on the way to it is a "
-                                    "symbolic link or not a directory: not followed"})
+            report.tmp_kept.append(
+                {
+                    "path": troot,
+                    "reason": "a directory on the way to it is a "
+                    "symbolic link or not a directory: not followed",
+                }
+            )
             continue
         try:
             _empty_root(pfd, name, troot, troot in existed, report)
