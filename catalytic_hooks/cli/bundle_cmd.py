@@ -9,9 +9,11 @@ import typer
 
 from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.cli.context import open_repo
-from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
+from catalytic_hooks.cli.hot_options import RUN, RUN_REST_HELP
+from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt, typer_command
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
+from catalytic_hooks.cli.run_impl import RunArgs, run_run
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import load_policy
 
@@ -23,63 +25,13 @@ KeyOpt = Annotated[
 ]
 
 
-def run(
-    run_id: Annotated[str, typer.Option("--run-id", help="Name of the run directory.")],
-    command: Annotated[list[str] | None, typer.Argument(help="The command, after `--`.")] = None,
-    restore: Annotated[
-        bool,
-        typer.Option(
-            "--restore",
-            help="Snapshot protected state and undo every non-durable mutation afterwards.",
-        ),
-    ] = False,
-    pack: Annotated[
-        bool, typer.Option("--pack", help="Copy outputs into the bundle's content store.")
-    ] = False,
-    sign: Annotated[Path | None, typer.Option("--sign", help="Sign at once with this key.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Kill the command after S seconds.")] = None,
-    grace: Annotated[
-        float,
-        typer.Option(
-            help="Seconds a stopped command, and whatever it "
-            "left running after it exited, get to end before they are killed."
-        ),
-    ] = 5.0,
-    seed: Annotated[int, typer.Option(help="Seed exported as CATALYTIC_SEED/PYTHONHASHSEED.")] = 0,
-    metrics: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--metrics",
-            help="Declare a metrics JSON file (repository-relative) for replay; repeatable.",
-        ),
-    ] = None,
-    attest: Annotated[
-        bool,
-        typer.Option(
-            "--attest",
-            help="With --sign: also write the run's in-toto attestation (attestation.intoto.json).",
-        ),
-    ] = False,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Run COMMAND as a catalytic operation and record it as a run bundle."""
-    from catalytic_hooks.cli.run_impl import RunArgs, run_run
-
-    run_run(
-        RunArgs(
-            run_id=run_id,
-            command=list(command or []),
-            restore=restore,
-            pack=pack,
-            sign=sign,
-            timeout=timeout,
-            seed=seed,
-            metrics=list(metrics or []),
-            attest=attest,
-            json_mode=json_mode,
-            grace=grace,
-        )
-    )
+run = typer_command(
+    RUN,
+    RunArgs,
+    run_run,
+    "Run COMMAND as a catalytic operation and record it as a run bundle.",
+    rest=RUN_REST_HELP,
+)
 
 
 def keygen(

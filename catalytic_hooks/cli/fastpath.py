@@ -1,11 +1,12 @@
 """One start-up fast path for the hot commands: `digest`, `check` and `run`.
 
 Typer builds a validator for every option of a command on every call, which would be most of
-a warm digest's time (docs/decisions/0003). This module reads the same options from a table of
-names per command (a test checks each table against the Typer command's) and calls the same
-implementation; anything it does not recognise exactly (`--help`, an unknown or malformed option,
-a positional argument, a number that does not parse) returns None and goes through Typer, which
-then reports it as usual. `CATALYTIC_NO_FASTPATH=1` disables it.
+a warm digest's time (docs/decisions/0003). Each hot command's options are declared once
+(cli/hot_options.py); this module parses them from the table derived from that declaration, and
+the Typer command is built from the same declaration (cli/options.typer_command). Both call the
+same implementation; anything the fast path does not recognise exactly (`--help`, an unknown or
+malformed option, a positional argument, a number that does not parse) returns None and goes
+through Typer, which then reports it as usual. `CATALYTIC_NO_FASTPATH=1` disables it.
 """
 
 from __future__ import annotations
@@ -14,54 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.cli.hot_options import CHECK_OPTIONS, DIGEST_OPTIONS, RUN_OPTIONS
 from catalytic_hooks.cli.output import CommandExit
 
-# option spelling → (DigestArgs field, kind): "flag", "str", "path" or "list" (repeatable)
-DIGEST_OPTIONS: dict[str, tuple[str, str]] = {
-    "--rev": ("rev", "str"),
-    "--index": ("index", "flag"),
-    "--worktree": ("worktree", "flag"),
-    "--dir": ("dir", "path"),
-    "--ignored": ("ignored", "flag"),
-    "--exclusions": ("exclusions", "list"),
-    "--durable-roots": ("durable_roots", "list"),
-    "--tmp-roots": ("tmp_roots", "list"),
-    "--repo": ("repo", "path"),
-    "--repo-root": ("repo", "path"),
-    "--output": ("output", "path"),
-    "--pre": ("pre", "path"),
-    "--pre-digest": ("pre", "path"),
-    "--post": ("post", "path"),
-    "--post-digest": ("post", "path"),
-    "--error-receipt": ("error_receipt_path", "path"),
-    "--json": ("json_mode", "flag"),
-}
-
-
-CHECK_OPTIONS: dict[str, tuple[str, str]] = {
-    "--staged": ("staged", "flag"),
-    "--from-ref": ("from_ref", "str"),
-    "--to-ref": ("to_ref", "str"),
-    "--ci": ("ci", "flag"),
-    "--format": ("fmt", "str"),
-    "--repo": ("repo", "path"),
-    "--repo-root": ("repo", "path"),
-    "--json": ("json_mode", "flag"),
-}
-
-
-RUN_OPTIONS: dict[str, tuple[str, str]] = {
-    "--run-id": ("run_id", "str"),
-    "--restore": ("restore", "flag"),
-    "--pack": ("pack", "flag"),
-    "--sign": ("sign", "path"),
-    "--timeout": ("timeout", "float"),
-    "--grace": ("grace", "float"),
-    "--seed": ("seed", "int"),
-    "--metrics": ("metrics", "list"),
-    "--attest": ("attest", "flag"),
-    "--json": ("json_mode", "flag"),
-}
 _NUMBER = {"int": int, "float": float}
 
 

@@ -9,7 +9,8 @@ import typer
 
 from catalytic_hooks.cli.check_impl import CheckArgs, run_check
 from catalytic_hooks.cli.context import open_repo
-from catalytic_hooks.cli.options import JsonOpt, RepoOpt
+from catalytic_hooks.cli.hot_options import CHECK
+from catalytic_hooks.cli.options import JsonOpt, RepoOpt, typer_command
 from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.enforce.install import (
@@ -21,34 +22,12 @@ from catalytic_hooks.enforce.install import (
 )
 from catalytic_hooks.git.repo import Repo
 
-
-def check(
-    staged: Annotated[
-        bool,
-        typer.Option("--staged", help="The pre-commit check: HEAD vs index, plus tmp residue."),
-    ] = False,
-    from_ref: Annotated[
-        str | None, typer.Option("--from-ref", help="Range start (excluded).")
-    ] = None,
-    to_ref: Annotated[
-        str | None, typer.Option("--to-ref", help="Range end (the pushed tip).")
-    ] = None,
-    ci: Annotated[
-        bool,
-        typer.Option(
-            "--ci",
-            help="Detect the range a CI job proposes (pull "
-            "request base, pushed range, upstream) and check it.",
-        ),
-    ] = False,
-    fmt: Annotated[
-        str, typer.Option("--format", help="text, json or github (workflow annotations).")
-    ] = "text",
-    repo: RepoOpt = None,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Run the commit check (--staged) or the push check over a range (CI mode)."""
-    run_check(CheckArgs(staged, from_ref, to_ref, ci, fmt, repo, json_mode))
+check = typer_command(
+    CHECK,
+    CheckArgs,
+    run_check,
+    "Run the commit check (--staged) or the push check over a range (CI mode).",
+)
 
 
 def hook(

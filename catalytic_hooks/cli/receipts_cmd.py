@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from catalytic_hooks.cli.context import repo_and_policy, split_roots
-from catalytic_hooks.cli.options import JsonOpt, ListOpt, RepoOpt
+from catalytic_hooks.cli.hot_options import DIGEST
+from catalytic_hooks.cli.options import JsonOpt, ListOpt, RepoOpt, typer_command
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.cli.receipts_impl import (
     DigestArgs,
@@ -40,49 +41,12 @@ ErrorReceiptOpt = Annotated[
 ]
 
 
-def digest(
-    rev: Annotated[str | None, typer.Option(help="Digest this revision's tree.")] = None,
-    index: Annotated[bool, typer.Option("--index", help="Digest the index.")] = False,
-    worktree: Annotated[bool, typer.Option("--worktree", help="Digest the working tree.")] = False,
-    dir: Annotated[Path | None, typer.Option("--dir", help="Digest a plain directory.")] = None,
-    ignored: Annotated[
-        bool, typer.Option("--ignored", help="Working tree: add ignored files.")
-    ] = False,
-    exclusions: ListOpt = None,
-    durable_roots: ListOpt = None,
-    tmp_roots: ListOpt = None,
-    repo: RepoOpt = None,
-    output: OutputOpt = None,
-    pre: Annotated[
-        Path | None,
-        typer.Option("--pre", "--pre-digest", help="Seed alias of --output for a PRE_DIGEST."),
-    ] = None,
-    post: Annotated[
-        Path | None,
-        typer.Option("--post", "--post-digest", help="Seed alias of --output for a POST_DIGEST."),
-    ] = None,
-    error_receipt_path: ErrorReceiptOpt = None,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Compute a tree digest receipt (PRE_DIGEST / POST_DIGEST format)."""
-    run_digest(
-        DigestArgs(
-            rev=rev,
-            index=index,
-            worktree=worktree,
-            dir=dir,
-            ignored=ignored,
-            exclusions=exclusions,
-            durable_roots=durable_roots,
-            tmp_roots=tmp_roots,
-            repo=repo,
-            output=output,
-            pre=pre,
-            post=post,
-            error_receipt_path=error_receipt_path,
-            json_mode=json_mode,
-        )
-    )
+digest = typer_command(
+    DIGEST,
+    DigestArgs,
+    run_digest,
+    "Compute a tree digest receipt (PRE_DIGEST / POST_DIGEST format).",
+)
 
 
 def _receipt_bytes(path: Path) -> bytes:

@@ -235,6 +235,11 @@ def _install_wheels(
     )
     py = str(venv / "bin" / "python")
     if installer[1] is not None:
+        links = [
+            a
+            for d in sorted({str(s.path.parent) for s in served} | {str(wheels)})
+            for a in ("--find-links", d)
+        ]
         _run(
             [
                 installer[1],
@@ -246,8 +251,7 @@ def _install_wheels(
                 py,
                 "--offline",
                 "--no-index",
-                "--find-links",
-                str(wheels),
+                *links,
                 "--require-hashes",
                 "--no-build",
                 "--link-mode",
@@ -420,7 +424,9 @@ def build(
 ) -> dict[str, Any]:
     """Build the environment at `venv` (which must not exist) and return its report."""
     installer = pick_installer(opts.installer)
-    sources = make_sources(opts.find_links, opts.index, opts.fallbacks, opts.offline)
+    sources = make_sources(
+        opts.find_links, opts.index, opts.fallbacks, opts.offline, in_place=installer[1] is not None
+    )
     wheels = Path(tempfile.mkdtemp(prefix="catalytic-wheels-"))
     try:
         served = _serve_all(plan, sources, interp[1], wheels)

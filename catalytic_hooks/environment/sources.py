@@ -70,10 +70,24 @@ class Source:
 class Wheelhouse(Source):
     """A local directory of wheels (pip's and uv's `--find-links DIR`)."""
 
-    def __init__(self, location: str):
+    def __init__(self, location: str, in_place: bool = False):
         path = location[len("file://") :] if location.startswith("file://") else location
         super().__init__("find-links", str(Path(unquote(path)).absolute()))
         self._listing: list[WheelName] | None = None
+        # Hand the installer this directory instead of a copy (uv only: with several files of
+        # one version, pip picks by tags first and fails on the hash instead of skipping).
+        self.in_place = in_place
+
+    def only_one(self, c: Candidate) -> bool:
+        """Whether `c` is the only file of its name and version here."""
+        return (
+            sum(
+                1
+                for w in self._listing or []
+                if w.name == c.wheel.name and same_version(w.version, c.wheel.version)
+            )
+            == 1
+        )
 
     def candidates(self, name: str) -> list[Candidate] | None:
         with self._lock:
@@ -220,9 +234,13 @@ def _read_capped(path: Path) -> bytes:
 
 
 def make_sources(
-    find_links: list[str], index: str | None, fallbacks: list[str], offline: bool
+    find_links: list[str],
+    index: str | None,
+    fallbacks: list[str],
+    offline: bool,
+    in_place: bool = False,
 ) -> list[Source]:
-    sources: list[Source] = [Wheelhouse(loc) for loc in find_links]
+    sources: list[Source] = [Wheelhouse(loc, in_place) for loc in find_links]
     if not offline:
         if index:
             sources.append(Index("primary", index))
@@ -325,9 +343,11 @@ def _take(
         if pin.hashes and c.sha256 is not None and "sha256:" + c.sha256 not in pin.hashes:
             offered.append({"file": c.wheel.filename, "sha256": "sha256:" + c.sha256})
             continue  # refused unread: the source itself says these are other bytes
-        path, digest = _fetch(c, src, into)
+        in_place = isinstance(src, Wheelhouse) and src.in_place and src.only_one(c)
+        path, digest = _hash_in_place(c) if in_place else _fetch(c, src, into)
         if pin.hashes and digest not in pin.hashes:
-            path.unlink(missing_ok=True)
+            if not in_place:
+                path.unlink(missing_ok=True)
             offered.append({"file": c.wheel.filename, "sha256": digest})
             continue
         return Served(
@@ -354,6 +374,16 @@ def _take(
         offered=offered,
         recorded=list(pin.hashes),
     )
+
+
+def _hash_in_place(c: Candidate) -> tuple[Path, str]:
+    """A wheelhouse file read where it is: the installer is then pointed at the wheelhouse
+    itself with this file's hash required, so it can install these bytes or nothing (and uv's
+    cache, keyed by the file's place, stays warm across rebuilds)."""
+    h = hashlib.sha256()
+    for chunk in _stream(c, Wheelhouse(os.path.dirname(c.location))):
+        h.update(chunk)
+    return Path(c.location), "sha256:" + h.hexdigest()
 
 
 def _fetch(c: Candidate, src: Source, into: Path) -> tuple[Path, str]:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.files import CHUNK, fsync_dir, write_all
+from catalytic_hooks.fs.files import CHUNK, write_all
 from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
@@ -140,11 +140,11 @@ class Cache:
                     digest=digest,
                     actual=actual,
                 )
-            os.fsync(fd)
+            # No fsync: an entry that a crash tore or emptied fails the check on its next read
+            # and is fetched again, so a pull pays for no flush of a GiB (curl does not either).
             os.close(fd)
             fd = -1
             os.replace(tmp, final)
-            fsync_dir(self.blobs)
         except BaseException:
             if fd >= 0:
                 os.close(fd)

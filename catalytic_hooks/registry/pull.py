@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.files import CHUNK, fsync_dir, write_all
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Manifest
 from catalytic_hooks.registry.cache import Cache
@@ -120,27 +119,36 @@ def _info(ref: Reference, m: Manifest) -> dict[str, Any]:
     }
 
 
-def _write_new(src: Path, dest: Path, digest: str) -> None:
-    """Copy checked bytes to `dest` (never overwritten), hashing them again on the way."""
+def _write_new(src: Path, dest: Path) -> None:
+    """Place checked bytes at `dest` (never overwritten): a hard link to the cache entry where
+    the file system allows (its next read from the cache checks it again, so a later edit of
+    `dest` only costs a new download), else a kernel copy. Not flushed: the file is the
+    registry's bytes, fetched again at will, and every consumer verifies it."""
+    try:
+        os.link(src, dest)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(dest, 0o666 & ~umask)
+        return
+    except FileExistsError as exc:
+        raise CatalyticError(
+            ErrorCode.USAGE, f"{dest} exists; a pull never overwrites", path=str(dest)
+        ) from exc
+    except OSError:
+        pass  # another file system, or links not allowed: copy
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
-        h = hashlib.sha256()
         with open(src, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-                write_all(fd, chunk)
-        if "sha256:" + h.hexdigest() != digest:
-            raise CatalyticError(
-                ErrorCode.REGISTRY_DIGEST_MISMATCH,
-                f"the cached {digest} changed while it was copied",
-                reason="CACHE",
-            )
+            left = os.fstat(fh.fileno()).st_size
+            while left > 0:
+                n = os.copy_file_range(fh.fileno(), fd, min(left, 1 << 30))
+                if n == 0:
+                    break
+                left -= n
         umask = os.umask(0o022)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
-        os.fsync(fd)
         os.link(tmp, dest)
-        fsync_dir(dest.parent)
     except FileExistsError as exc:
         raise CatalyticError(
             ErrorCode.USAGE, f"{dest} exists; a pull never overwrites", path=str(dest)
@@ -167,13 +175,13 @@ def pull(
         envelopes = _attestations(client, cache, ref, m) if attestations else []
     finally:
         client.close()
-    _write_new(blob, out, m.layer.digest)
+    _write_new(blob, out)
     written = []
     stem = out.name.removesuffix(".zip").removesuffix(".catalytic")
     for i, (path, digest, size) in enumerate(envelopes):
         name = f"{stem}.intoto.json" if len(envelopes) == 1 else f"{stem}.{i + 1}.intoto.json"
         dest = out.with_name(name)
-        _write_new(path, dest, digest)
+        _write_new(path, dest)
         written.append({"file": str(dest), "digest": digest, "size": size})
     return {
         **_info(ref, m),

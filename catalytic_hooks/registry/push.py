@@ -1,15 +1,17 @@
 """`archive push FILE|RUN_DIR oci://HOST[:PORT]/NAME[:TAG]`: the archive as one OCI artifact,
 its attestation as a second one whose subject is the archive's manifest.
 
-The archive is checked (every structural and hash rule of the reader) before anything is sent,
-and its SHA-256 from that pass is the blob's digest. A blob the registry already holds is not
-sent again (HEAD first): archives are deterministic, so pushing a run twice uploads no blob.
+The archive is checked before anything is sent: the reader's structural rules and ARCHIVE.json
+(a file that is not a run archive is never published; the entries' hashes, like everything
+else, are checked by every consumer). A blob the registry already holds is not sent again (HEAD
+first): archives are deterministic, so pushing a run twice uploads no blob.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.archive.layout import run_path
-from catalytic_hooks.archive.read import inspect, open_file
+from catalytic_hooks.archive.read import inspect_doc, open_file
 from catalytic_hooks.archive.zipfmt import Limits, parse
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import CHUNK
 from catalytic_hooks.fs.untrusted import read_named
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, Descriptor
@@ -100,6 +103,20 @@ def _envelope(path: Path, run_id: str) -> tuple[bytes, str | None]:
     return raw, predicate if isinstance(predicate, str) else None
 
 
+def _digest(path: Path) -> tuple[str, int]:
+    """The blob's SHA-256 and size, in one read (the registry checks the digest again before
+    it commits the upload, so a file changed meanwhile is refused there)."""
+    fd, _ = open_file(path)
+    try:
+        h, size = hashlib.sha256(), 0
+        while chunk := os.read(fd, CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+        return h.hexdigest(), size
+    finally:
+        os.close(fd)
+
+
 def ensure_blob(client: Client, digest: str, size: int, body: Any) -> bool:
     """Upload unless the registry already holds it; True when bytes were sent."""
     if client.blob_size(digest) == size:
@@ -128,7 +145,8 @@ def push(
             "push to a tag (oci://HOST/NAME[:TAG]); the digest is what the push prints",
         )
     with _archive_of(source) as (path, beside):
-        doc, sha, size = inspect(path, limits)
+        doc = inspect_doc(path, limits)
+        sha, size = _digest(path)
         run_id = str(doc["run_id"])
         tag = ref.tag or run_id
         if not TAG.match(tag):

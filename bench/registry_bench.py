@@ -1,0 +1,166 @@
+"""Registries (issue 31, item 7): `archive push` and `archive pull` of a 1 GiB archive to and
+from Debian's docker-registry on loopback, against curl moving the same blob to and from the
+same registry in the same run, and the peak memory of push and pull.
+
+    python bench/registry_bench.py [--mib 1024] [--repeat 3]
+
+1. push: `catalytic archive push FILE oci://127.0.0.1:PORT/bench/pN` (the reader's checks and
+   the digest in one pass, then HEAD, POST and one streamed PUT), each time into a new
+   repository so the blob really travels, vs `curl -T FILE` PUT to an upload location the
+   same registry opened (the digest computed beforehand, outside the timing); target ≥ 80% of
+   curl's throughput.
+2. pull: `catalytic archive pull REF -o FILE` with an empty cache (GET streamed into the
+   cache, SHA-256 and size checked on the way, then the checked copy to FILE), vs
+   `curl -o FILE` of the blob; target ≥ 80%.
+3. memory: peak RSS of push and pull (wait4's rusage of that child alone); target < 64 MiB.
+Not run by the tests; the corpus lives under bench/_corpus/registry (rebuilt when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from archive_bench import build
+from common import CATALYTIC, CORPUS, GIT_ENV
+
+from tests.registries import Distribution
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of one command."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{cmd} failed: {proc.stderr.read() if proc.stderr else ''!r}")
+    return took, usage.ru_maxrss / 1024
+
+
+def curl_upload(host: str, name: str, path: Path, digest: str) -> float:
+    req = urllib.request.Request(f"http://{host}/v2/{name}/blobs/uploads/", method="POST")
+    with urllib.request.urlopen(req) as resp:
+        location = resp.headers["Location"]
+    url = urllib.parse.urljoin(f"http://{host}/", location)
+    url += ("&" if "?" in url else "?") + f"digest={digest}"
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            "curl",
+            "-sf",
+            "-X",
+            "PUT",
+            "-T",
+            str(path),
+            "-H",
+            "Content-Type: application/octet-stream",
+            url,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    import urllib.parse  # noqa: F401 (used by curl_upload)
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    root = build("registry", 64, args.mib * 2**20 // 64)
+    archive = root / "big.catalytic.zip"
+    if not archive.exists():
+        subprocess.run(
+            [*CATALYTIC, "archive", "create", "_runs/big", "-o", str(archive)],
+            cwd=root / "repo",
+            env=GIT_ENV,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    size = archive.stat().st_size
+    h = hashlib.sha256()
+    with open(archive, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    digest = f"sha256:{h.hexdigest()}"
+    work = Path(tempfile.mkdtemp(prefix="registry-bench-", dir=CORPUS))
+    reg = Distribution(work).start()
+    env = {**GIT_ENV, "XDG_CACHE_HOME": str(work / "cache")}
+    rows: dict[str, list[float]] = {
+        k: [] for k in ("push", "curl_up", "pull", "curl_down", "push_rss", "pull_rss")
+    }
+    try:
+        for i in range(args.repeat):
+            t, rss = run(
+                [
+                    *CATALYTIC,
+                    "archive",
+                    "push",
+                    str(archive),
+                    f"oci://{reg.host}/bench/p{i}",
+                    "--no-attestation",
+                ],
+                work,
+                env,
+            )
+            rows["push"].append(t)
+            rows["push_rss"].append(rss)
+            rows["curl_up"].append(curl_upload(reg.host, f"bench/c{i}", archive, digest))
+            shutil.rmtree(work / "cache", ignore_errors=True)
+            out = work / "pulled.zip"
+            out.unlink(missing_ok=True)
+            t, rss = run(
+                [
+                    *CATALYTIC,
+                    "archive",
+                    "pull",
+                    f"oci://{reg.host}/bench/p{i}:big",
+                    "-o",
+                    str(out),
+                    "--no-attestations",
+                ],
+                work,
+                env,
+            )
+            rows["pull"].append(t)
+            rows["pull_rss"].append(rss)
+            out.unlink()
+            t0 = time.perf_counter()
+            subprocess.run(
+                ["curl", "-sf", "-o", str(out), f"http://{reg.host}/v2/bench/p{i}/blobs/{digest}"],
+                check=True,
+            )
+            rows["curl_down"].append(time.perf_counter() - t0)
+            out.unlink()
+    finally:
+        reg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: sorted(v)[len(v) // 2] for k, v in rows.items()}
+    mib = size / 2**20
+    print(f"| step ({mib:.0f} MiB archive) | ours | curl | throughput vs curl | peak RSS |")
+    print("|---|---|---|---|---|")
+    for ours, ref, rss in (("push", "curl_up", "push_rss"), ("pull", "curl_down", "pull_rss")):
+        print(
+            f"| archive {ours} | {med[ours]:.2f} s ({mib / med[ours]:.0f} MiB/s) | "
+            f"{med[ref]:.2f} s ({mib / med[ref]:.0f} MiB/s) | "
+            f"{100 * med[ref] / med[ours]:.0f}% | {med[rss]:.0f} MiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()

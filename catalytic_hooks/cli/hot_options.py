@@ -1,0 +1,120 @@
+"""The options of the hot commands (`digest`, `check`, `run`), declared once: the start-up fast
+path's tables (cli/fastpath.py) and the Typer commands (cli/options.typer_command) are both
+derived from these declarations, so adding an option touches one line here (and the field, with
+its default, on the command's *Args dataclass). Imports nothing but typing: the fast path loads
+it before anything else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+
+class Opt(NamedTuple):
+    """One option of a hot command, declared once: the fast path's table below and the Typer
+    command (cli/options.typer_command) are both derived from it, so adding an option is one
+    line here (and the field on the command's *Args dataclass, which gives the default)."""
+
+    field: str  # the *Args dataclass field
+    kind: str  # "flag", "str", "path", "list" (repeatable), "int" or "float"
+    names: tuple[str, ...]  # every spelling; Typer shows them in this order
+    help: str
+    required: bool = False
+
+
+_ROOTS_HELP = "Comma-separated roots; repeatable. Overrides the configuration."
+_REPO = Opt(
+    "repo",
+    "path",
+    ("--repo", "--repo-root"),
+    "Repository (default: the one containing the current directory).",
+)
+_JSON = Opt("json_mode", "flag", ("--json",), "Print one JSON document on stdout.")
+
+DIGEST = (
+    Opt("rev", "str", ("--rev",), "Digest this revision's tree."),
+    Opt("index", "flag", ("--index",), "Digest the index."),
+    Opt("worktree", "flag", ("--worktree",), "Digest the working tree."),
+    Opt("dir", "path", ("--dir",), "Digest a plain directory."),
+    Opt("ignored", "flag", ("--ignored",), "Working tree: add ignored files."),
+    Opt("exclusions", "list", ("--exclusions",), _ROOTS_HELP),
+    Opt("durable_roots", "list", ("--durable-roots",), _ROOTS_HELP),
+    Opt("tmp_roots", "list", ("--tmp-roots",), _ROOTS_HELP),
+    _REPO,
+    Opt(
+        "output",
+        "path",
+        ("--output",),
+        "Write the receipt (canonical JSON, atomically) to this file.",
+    ),
+    Opt("pre", "path", ("--pre", "--pre-digest"), "Seed alias of --output for a PRE_DIGEST."),
+    Opt("post", "path", ("--post", "--post-digest"), "Seed alias of --output for a POST_DIGEST."),
+    Opt(
+        "error_receipt_path",
+        "path",
+        ("--error-receipt",),
+        "Write an error receipt here when the computation cannot complete (none by default).",
+    ),
+    _JSON,
+)
+
+CHECK = (
+    Opt("staged", "flag", ("--staged",), "The pre-commit check: HEAD vs index, plus tmp residue."),
+    Opt("from_ref", "str", ("--from-ref",), "Range start (excluded)."),
+    Opt("to_ref", "str", ("--to-ref",), "Range end (the pushed tip)."),
+    Opt(
+        "ci",
+        "flag",
+        ("--ci",),
+        "Detect the range a CI job proposes (pull request base, pushed "
+        "range, upstream) and check it.",
+    ),
+    Opt("fmt", "str", ("--format",), "text, json or github (workflow annotations)."),
+    _REPO,
+    _JSON,
+)
+
+RUN = (
+    Opt("run_id", "str", ("--run-id",), "Name of the run directory.", required=True),
+    Opt(
+        "restore",
+        "flag",
+        ("--restore",),
+        "Snapshot protected state and undo every non-durable mutation afterwards.",
+    ),
+    Opt("pack", "flag", ("--pack",), "Copy outputs into the bundle's content store."),
+    Opt("sign", "path", ("--sign",), "Sign at once with this key."),
+    Opt("timeout", "float", ("--timeout",), "Kill the command after S seconds."),
+    Opt(
+        "grace",
+        "float",
+        ("--grace",),
+        "Seconds a stopped command, and whatever it left "
+        "running after it exited, get to end before they are killed.",
+    ),
+    Opt("seed", "int", ("--seed",), "Seed exported as CATALYTIC_SEED/PYTHONHASHSEED."),
+    Opt(
+        "metrics",
+        "list",
+        ("--metrics",),
+        "Declare a metrics JSON file (repository-relative) for replay; repeatable.",
+    ),
+    Opt(
+        "attest",
+        "flag",
+        ("--attest",),
+        "With --sign: also write the run's in-toto attestation (attestation.intoto.json).",
+    ),
+    _JSON,
+)
+RUN_REST_HELP = "The command, after `--`."  # run's positional COMMAND...
+
+
+def table(options: Sequence[Opt]) -> dict[str, tuple[str, str]]:
+    """option spelling → (field, kind), what `parse_options` reads."""
+    return {name: (o.field, o.kind) for o in options for name in o.names}
+
+
+DIGEST_OPTIONS = table(DIGEST)
+CHECK_OPTIONS = table(CHECK)
+RUN_OPTIONS = table(RUN)
