@@ -33,6 +33,7 @@ from .wheels import (
     make_venv,
     make_wheel,
     pip_freeze,
+    quiet_env,
     serve,
     sha256_file,
     simple_index,
@@ -337,8 +338,72 @@ def _code(exc: pytest.ExceptionInfo[CatalyticError]) -> ErrorCode:
     return exc.value.code
 
 
-@pytest.mark.slow
-def test_primary_down_or_lacking_a_package_the_fallback_serves_it(
+def test_an_offline_rebuild_from_a_wheelhouse_checks_every_hash(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
+    """The default run's representative of `replay --rebuild-env --offline` (the end-to-end
+    replay is a slow test): exactly the recorded pins, each from the wheelhouse and checked
+    against the recorded hash, no index asked, the rebuilt hash equal to the recorded one."""
+    done = rebuild(
+        recorded,
+        _opts(
+            into=tmp_path / "e",
+            offline=True,
+            index=closed_port_url(),
+            find_links=[str(kit.wheelhouse)],
+        ),
+    )
+    assert done.venv == tmp_path / "e" and not done.cached
+    assert done.report["environment_hash"] == recorded["environment_hash"]
+    assert [
+        (
+            p["name"],
+            p["version"],
+            p["source"],
+            p["location"],
+            p["file"],
+            p["sha256"],
+            p["hash_checked"],
+        )
+        for p in done.report["packages"]
+    ] == [
+        (
+            "helper-pkg",
+            "1.0",
+            "find-links",
+            str(kit.wheelhouse),
+            kit.helper.name,
+            sha256_file(kit.helper),
+            True,
+        ),
+        (
+            "tinylib",
+            "1.0",
+            "find-links",
+            str(kit.wheelhouse),
+            kit.lib1.name,
+            sha256_file(kit.lib1),
+            True,
+        ),
+    ]
+    assert done.report["events"] == []  # the index (down) was never asked: --offline
+    # the rebuilt interpreter imports the pinned bytes, and nothing else is installed
+    out = subprocess.run(
+        [str(done.python), "-c", "import tinylib, helper_pkg; print(tinylib.VALUE, helper_pkg.X)"],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        check=True,
+    ).stdout
+    assert out == "one 1\n"
+    site = next((tmp_path / "e").glob("lib/python*/site-packages"))
+    assert sorted(p.name for p in site.glob("*.dist-info")) == [
+        "Helper_Pkg-1.0.dist-info",
+        "tinylib-1.0.dist-info",
+    ]
+
+
+def test_the_primary_lacking_a_package_the_fallback_serves_it_and_the_report_says_so(
     recorded: dict[str, Any], kit: Kit, tmp_path: Path
 ) -> None:
     primary = tmp_path / "primary"
@@ -350,13 +415,27 @@ def test_primary_down_or_lacking_a_package_the_fallback_serves_it(
             recorded,
             _opts(into=tmp_path / "e1", index=f"{p_url}/simple", fallbacks=[f"{f_url}/simple"]),
         )
-        by = {p["name"]: p for p in done.report["packages"]}
-        assert by["tinylib"]["source"] == "primary"
-        assert by["helper-pkg"]["source"] == "fallback 1"
-        assert by["helper-pkg"]["location"] == f"{f_url}/simple"
-        assert done.report["events"] == [
-            {"package": "helper-pkg", "source": "primary", "event": "does not have helper-pkg"}
-        ]
+    assert [
+        (p["name"], p["source"], p["location"], p["sha256"], p["hash_checked"])
+        for p in done.report["packages"]
+    ] == [
+        ("helper-pkg", "fallback 1", f"{f_url}/simple", sha256_file(kit.helper), True),
+        ("tinylib", "primary", f"{p_url}/simple", sha256_file(kit.lib1), True),
+    ]
+    # the order the sources were asked in, logged: the primary first, then the fallback
+    assert done.report["events"] == [
+        {"package": "helper-pkg", "source": "primary", "event": "does not have helper-pkg"}
+    ]
+    assert done.report["environment_hash"] == recorded["environment_hash"]
+
+
+@pytest.mark.slow
+def test_primary_down_or_all_down_the_fallback_serves_or_the_package_is_named(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
+    fallback = tmp_path / "fallback"
+    simple_index(fallback, [kit.lib1, kit.helper])
+    with serve(fallback) as f_url:
         # primary down: everything from the fallback, and the report says so
         down = closed_port_url()
         done2 = rebuild(
