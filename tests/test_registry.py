@@ -611,3 +611,145 @@ def test_eight_concurrent_attachers_lose_no_referrer(registry: Distribution) -> 
 @pytest.mark.parametrize("trial", range(20))
 def test_eight_concurrent_attachers_twenty_trials(registry: Distribution, trial: int) -> None:
     _attach_concurrently(registry, f"team/trial{trial}", 8)
+
+
+# -- verify --attested: the attestation attached in the registry, judged with the caller's trust -
+
+
+def _forged(shared: dict[str, Path], tmp_path: Path, how: str) -> Path:
+    """An envelope beside the archive that `archive push --attestation` accepts (it names run r1)
+    but that must not verify: `flipped` (a signature byte changed), `other-key` (signed by a key
+    the caller does not trust, about the same run), `other-subject` (signed by the run's own key,
+    its subjects not the archive's outputs)."""
+    from catalytic_hooks.bundle.attest import envelope
+    from catalytic_hooks.bundle.keys import keygen, load_signer
+    from catalytic_hooks.core.canonical import canonical_bytes
+
+    doc = json.loads(shared["attestation"].read_bytes())
+    stmt = json.loads(base64.b64decode(doc["payload"]))
+    if how == "flipped":
+        sig = bytearray(base64.b64decode(doc["signatures"][0]["sig"]))
+        sig[0] ^= 1
+        doc["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    elif how == "other-key":
+        keygen(tmp_path / "stranger")
+        doc = envelope(stmt, load_signer(tmp_path / "stranger"))
+    else:
+        stmt["subject"][0]["digest"]["sha256"] = "0" * 64
+        doc = envelope(stmt, load_signer(shared["key"]))
+    out = tmp_path / f"{how}.intoto.json"
+    out.write_bytes(canonical_bytes(doc))
+    return out
+
+
+def _verify_attested(ref: str, shared: dict[str, Path], tmp_path: Path) -> tuple[int, dict]:
+    v = inproc(
+        "verify", ref, "--attested", "--trust-file", str(shared["trust"]), "--json", cwd=tmp_path
+    )
+    return v.returncode, _json(v)
+
+
+def test_verify_attested_finds_the_attestation_through_the_fallback_tag(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
+    ref = f"oci://{registry.host}/team/attested"
+    bare = inproc(
+        "archive",
+        "push",
+        str(shared["archive_file"]),
+        ref,
+        "--no-attestation",
+        "--json",
+        cwd=tmp_path,
+    )
+    digest = _json(bare)["details"]["digest"]
+    rc, doc = _verify_attested(f"{ref}@{digest}", shared, tmp_path)
+    assert (rc, doc["code"]) == (1, "ATTESTATION_MISSING")
+    assert doc["details"]["results"][0]["valid"]  # the bundle itself is fine
+    assert doc["details"]["results"][0]["attestations"] == []
+
+    # A forged attestation alone is refused with its own code; the real one beside it passes.
+    forged = _forged(shared, tmp_path, "flipped")
+    p = inproc(
+        "archive",
+        "push",
+        str(shared["archive_file"]),
+        ref,
+        "--attestation",
+        str(forged),
+        "--json",
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    rc, doc = _verify_attested(f"{ref}@{digest}", shared, tmp_path)
+    assert (rc, doc["code"]) == (1, "SIGNATURE_INVALID")
+    good = inproc("archive", "push", str(shared["archive_file"]), ref, "--json", cwd=tmp_path)
+    att = _json(good)["details"]["attestation"]
+    assert att["via"] == "fallback-tag"
+    rc, doc = _verify_attested(f"{ref}:r1", shared, tmp_path)
+    assert (rc, doc["code"]) == (0, "PASS"), doc
+    rows = {a["digest"]: a for a in doc["details"]["results"][0]["attestations"]}
+    assert len(rows) == 2 and rows[att["digest"]]["valid"]
+    assert rows[att["digest"]]["via"] == "fallback-tag" and rows[att["digest"]]["trusted"]
+    (bad,) = (r for d, r in rows.items() if d != att["digest"])
+    assert (bad["valid"], bad["code"]) == (False, "SIGNATURE_INVALID")
+    human = inproc(
+        "verify", f"{ref}:r1", "--attested", "--trust-file", str(shared["trust"]), cwd=tmp_path
+    )
+    assert f"attestation {att['digest']} (fallback-tag): valid" in human.stdout
+
+
+@pytest.mark.parametrize("how", ["other-key", "other-subject"])
+def test_verify_attested_uses_the_callers_trust_and_the_archives_subjects(
+    how: str, shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    forged = _forged(shared, tmp_path, how)
+    info = _push_mini(shared, mini, tmp_path, "--attestation", str(forged))
+    assert info["attestation"]["via"] == "referrers-api"
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    code = {"other-key": "SIGNATURE_INVALID", "other-subject": "HASH_MISMATCH"}[how]
+    assert (rc, doc["code"]) == (1, code), doc
+    (row,) = doc["details"]["results"][0]["attestations"]
+    assert (row["via"], row["valid"], row["code"]) == ("referrers-api", False, code)
+
+
+def test_verify_attested_through_the_referrers_api(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    info = _push_mini(shared, mini, tmp_path)
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, doc["code"]) == (0, "PASS"), doc
+    (row,) = doc["details"]["results"][0]["attestations"]
+    assert row["via"] == "referrers-api" and row["valid"] and row["trusted"]
+    assert row["digest"] == info["attestation"]["digest"]
+    assert row["bundle_root"] == doc["details"]["results"][0]["bundle_root"]
+
+    # A referrer the registry lists for this archive whose own subject is another manifest.
+    from catalytic_hooks.registry import artifact
+
+    real, media = mini.state.manifests[info["attestation"]["digest"]]
+    m = json.loads(real)
+    m["subject"]["digest"] = "sha256:" + "1" * 64
+    body = json.dumps(m).encode()
+    d = "sha256:" + hashlib.sha256(body).hexdigest()
+    mini.state.manifests[d] = (body, media)
+    mini.state.referrers[info["digest"]].insert(
+        0,
+        {
+            "mediaType": media,
+            "digest": d,
+            "size": len(body),
+            "artifactType": artifact.ATTESTATION_TYPE,
+        },
+    )
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, doc["code"]) == (0, "PASS")
+    rows = doc["details"]["results"][0]["attestations"]
+    assert [(r["digest"], r["valid"], r["code"]) for r in rows] == [
+        (d, False, "REGISTRY_INVALID"),
+        (info["attestation"]["digest"], True, "PASS"),
+    ]
+
+    # --attested is for registry references only.
+    rc, doc = _verify_attested(str(shared["archive_file"]), shared, tmp_path)
+    assert (rc, doc["code"]) == (2, "USAGE")

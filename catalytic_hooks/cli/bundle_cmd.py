@@ -108,21 +108,44 @@ def verify(
             "--attestation", help="Also verify this in-toto attestation (DSSE envelope) of the run."
         ),
     ] = None,
+    attested: Annotated[
+        bool,
+        typer.Option(
+            "--attested",
+            help="For oci:// references: also fetch the attestations attached to each archive "
+            "in the registry (OCI referrers API, else the sha256-<hex> fallback tag) and require "
+            "one that verifies with your trust.",
+        ),
+    ] = False,
     registry_config: RegistryConfigOpt = None,
     insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
 ) -> None:
     """Verify run bundles (SPECTRUM-05), single or as a chain, and report trust; archive
     files and oci:// references too."""
-    from catalytic_hooks.cli.registry_cmd import options, resolved
+    from catalytic_hooks.cli.registry_cmd import oci_text, options, resolved
 
-    with (
-        handled(json_mode),
-        resolved(run_dirs, options(registry_config, insecure)) as (local, pulled),
-    ):
-        _verify(
-            local, pulled, chain, project_root, allow_untrusted, trust_file, attestation, json_mode
-        )
+    with handled(json_mode):
+        if attested and (attestation is not None or any(oci_text(d) is None for d in run_dirs)):
+            raise CatalyticError(
+                ErrorCode.USAGE,
+                "--attested takes oci:// references only (for a file or run directory, give "
+                "--attestation FILE)",
+            )
+        with resolved(run_dirs, options(registry_config, insecure), attestations=attested) as (
+            local,
+            pulled,
+        ):
+            _verify(
+                local,
+                pulled,
+                chain,
+                project_root,
+                allow_untrusted,
+                trust_file,
+                attestation,
+                json_mode,
+            )
 
 
 def _verify(
@@ -151,6 +174,8 @@ def _verify(
     if pulled:
         from catalytic_hooks.cli.registry_cmd import name_pulled
 
+        if any("attached" in p for p in pulled):
+            _verify_attached(report, pulled, trust)
         name_pulled(report["results"], pulled)
         report["pulled"] = pulled
 
@@ -164,10 +189,50 @@ def _verify(
                 )
             else:
                 say(f"{r['run_dir']}: REJECTED {r['code']}: {r['message']}")
+            for a in r.get("attestations", ()):
+                if a["valid"]:
+                    who = "trusted" if a["trusted"] else "UNTRUSTED"
+                    say(
+                        f"  attestation {a['digest']} ({a['via']}): valid, by "
+                        f"{a['keyid'][:16]}… ({who}), {a['subjects']} subject(s)"
+                    )
+                else:
+                    say(
+                        f"  attestation {a['digest']} ({a['via']}): "
+                        f"REJECTED {a['code']}: {a['message']}"
+                    )
+            if "attestations" in r and not r["attestations"]:
+                say("  no attestation is attached to this archive in the registry")
         if report.get("chain_root"):
             say(f"chain_root {report['chain_root']}")
 
     result(json_mode, report["ok"], report["code"], report, human)
+
+
+def _verify_attached(
+    report: dict[str, Any], pulled: list[dict[str, Any]], trust: TrustPolicy
+) -> None:
+    """`--attested`: each pulled archive's row gains the attestations attached to it in the
+    registry, each verified with the caller's trust; the verdict fails unless every archive
+    that verified has one that verifies (ATTESTATION_MISSING when none is attached, else the
+    first refusal's code)."""
+    from catalytic_hooks.cli.archive_cmd import caller_limits
+    from catalytic_hooks.registry.pull import verify_attached
+
+    by_path = {r.get("archive"): r for r in report["results"]}
+    for p in pulled:
+        found = p.pop("attached")
+        rows = verify_attached(Path(p["path"]), found, trust, caller_limits())
+        row = by_path.get(p["path"])
+        if row is None:
+            continue
+        row["attestations"] = rows
+        if found.unchecked:
+            row["attestations_unchecked"] = found.unchecked
+        if not report["ok"] or any(a["valid"] for a in rows):
+            continue
+        report["ok"] = False
+        report["code"] = rows[0]["code"] if rows else ErrorCode.ATTESTATION_MISSING.value
 
 
 def _verify_archives(

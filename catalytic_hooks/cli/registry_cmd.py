@@ -49,9 +49,12 @@ def oci_text(arg: Path | str) -> str | None:
 
 
 @contextlib.contextmanager
-def resolved(args: list[Path], opts: Any) -> Iterator[tuple[list[Path], list[dict[str, Any]]]]:
+def resolved(
+    args: list[Path], opts: Any, *, attestations: bool = False
+) -> Iterator[tuple[list[Path], list[dict[str, Any]]]]:
     """The arguments with every `oci://` reference pulled (checked, into the cache) and
-    replaced by a private path to the archive, removed afterwards; and what was pulled."""
+    replaced by a private path to the archive, removed afterwards; and what was pulled (with
+    `attestations`, each entry's `attached`: the attestations found for it)."""
     from catalytic_hooks.registry.pull import pulled_archive
 
     with contextlib.ExitStack() as stack:
@@ -62,7 +65,9 @@ def resolved(args: list[Path], opts: Any) -> Iterator[tuple[list[Path], list[dic
             if text is None:
                 paths.append(arg)
                 continue
-            path, info = stack.enter_context(pulled_archive(text, opts))
+            path, info = stack.enter_context(
+                pulled_archive(text, opts, attestations=attestations)
+            )
             paths.append(path)
             pulled.append({**info, "path": str(path)})
         yield paths, pulled

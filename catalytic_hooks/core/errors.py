@@ -111,6 +111,7 @@ class ErrorCode(StrEnum):
     ENV_PIN_INVALID = "ENV_PIN_INVALID"
     REF_FORBIDDEN = "REF_FORBIDDEN"
     REF_NOT_A_COMMIT = "REF_NOT_A_COMMIT"
+    ATTESTATION_MISSING = "ATTESTATION_MISSING"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not
@@ -160,6 +161,7 @@ _VERDICT_CODES = frozenset(
         ErrorCode.ENV_PIN_INVALID,
         ErrorCode.REF_FORBIDDEN,
         ErrorCode.REF_NOT_A_COMMIT,
+        ErrorCode.ATTESTATION_MISSING,
     }
 )
 

@@ -20,15 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.archive.zipfmt import Limits
+from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.registry import artifact, referrers
-from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Manifest
+from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Descriptor, Manifest
 from catalytic_hooks.registry.cache import Cache
 from catalytic_hooks.registry.client import Client
 from catalytic_hooks.registry.reference import Reference, parse
 
 MAX_ARCHIVE = 4 * 1024**3 - 1  # format version 1: no ZIP64
 MAX_ENVELOPE = 16 * 1024 * 1024
+MAX_REFERRERS = 64  # attestations checked per archive; a registry may list any number
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 _FALLBACK = re.compile(r"^sha256-[0-9a-f]{64}\Z")
 
@@ -96,18 +99,28 @@ def archive_name(m: Manifest) -> str:
 
 
 @contextlib.contextmanager
-def pulled_archive(text: str, options: Options) -> Iterator[tuple[Path, dict[str, Any]]]:
+def pulled_archive(
+    text: str, options: Options, *, attestations: bool = False
+) -> Iterator[tuple[Path, dict[str, Any]]]:
     """(a private path to the checked archive, what was pulled) for `verify`, `restore
-    bundle`, `replay` and `validate`; the path is removed afterwards."""
+    bundle`, `replay` and `validate`; the path is removed afterwards. With `attestations`,
+    `info["attached"]` is what `attached` found for the archive's manifest (for `verify
+    --attested`, which pops it before reporting)."""
     ref = parse(text)
     client, cache = options.client(ref), options.cache()
+    found: Attachments | None = None
     try:
         m = resolve(client, ref)
         fetch(client, cache, m.layer.digest, m.layer.size)
+        if attestations:
+            found = attached(client, cache, m)
     finally:
         client.close()
     with cache.view(m.layer.digest, m.layer.size, archive_name(m)) as path:
-        yield path, _info(ref, m)
+        info = _info(ref, m)
+        if found is not None:
+            info["attached"] = found
+        yield path, info
 
 
 def _info(ref: Reference, m: Manifest) -> dict[str, Any]:
@@ -172,7 +185,7 @@ def pull(
                 ErrorCode.USAGE, f"{out} exists; a pull never overwrites", path=str(out)
             )
         blob = fetch(client, cache, m.layer.digest, m.layer.size)
-        envelopes = _attestations(client, cache, ref, m) if attestations else []
+        envelopes = _attestations(client, cache, m) if attestations else []
     finally:
         client.close()
     _write_new(blob, out)
@@ -191,24 +204,120 @@ def pull(
     }
 
 
-def _attestations(
-    client: Client, cache: Cache, ref: Reference, m: Manifest
-) -> list[tuple[Path, str, int]]:
-    """Every attestation whose subject is this archive's manifest (each checked as the archive
-    is: its manifest's digest, its type, its subject, its layer's digest and size)."""
-    found, _ = referrers.listed(client, m.digest)
+@dataclass(frozen=True)
+class Attached:
+    """An attestation whose manifest was checked (digest, type, subject = the archive's
+    manifest) and whose envelope is in the cache, checked."""
+
+    digest: str  # the attestation's manifest
+    envelope: Path
+    layer: Descriptor
+
+
+@dataclass(frozen=True)
+class Attachments:
+    via: str  # "referrers-api" or "fallback-tag"
+    found: list[Attached | CatalyticError]  # a referrer refused is kept with why
+    unchecked: int  # attestations listed beyond MAX_REFERRERS
+
+
+def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
+    """Every attestation listed for this archive's manifest (OCI 1.1 referrers API where the
+    registry has it, else the fallback tag), each checked as the archive is: its manifest's
+    digest, its type, its subject, its layer's digest and size. Other artifact types (an SBOM,
+    a signature) are not ours to judge and are left out; a referrer that fails a check is kept
+    as its error, so one bad referrer neither hides nor spoils the others."""
+    listed, via = referrers.listed(client, m.digest)
+    ours = [d for d in listed if d.artifact_type in (None, ATTESTATION_TYPE)]
+    out: list[Attached | CatalyticError] = []
+    for d in ours[:MAX_REFERRERS]:
+        try:
+            data, _, _ = client.get_manifest(d.digest)
+            artifact.check_bytes(data, d.digest, "attestation manifest")
+            am = artifact.parse_manifest(
+                data, d.digest, expect=ATTESTATION_TYPE, max_blob=MAX_ENVELOPE
+            )
+            if am.subject is None or am.subject.digest != m.digest:
+                raise artifact.invalid(
+                    "SUBJECT",
+                    f"the referrer {d.digest} is not about the archive's manifest {m.digest}",
+                )
+            path = fetch(client, cache, am.layer.digest, am.layer.size)
+            out.append(Attached(d.digest, path, am.layer))
+        except CatalyticError as exc:
+            if exc.code not in (
+                ErrorCode.REGISTRY_INVALID,
+                ErrorCode.REGISTRY_DIGEST_MISMATCH,
+                ErrorCode.REGISTRY_NOT_FOUND,
+            ):
+                raise  # the registry itself failed: not a verdict on this referrer
+            exc.details.setdefault("referrer", d.digest)
+            out.append(exc)
+    return Attachments(via, out, max(0, len(ours) - MAX_REFERRERS))
+
+
+def envelope_bytes(a: Attached) -> bytes:
+    """The cached envelope read once and checked again on the very bytes returned."""
+    with open(a.envelope, "rb") as fh:
+        raw = fh.read(MAX_ENVELOPE + 1)
+    artifact.check_bytes(raw, a.layer.digest, "attestation envelope")
+    return raw
+
+
+def verify_attached(
+    path: Path, found: Attachments, trust: TrustPolicy, limits: Limits
+) -> list[dict[str, Any]]:
+    """One row per attestation attached to the archive at `path`: its DSSE signature checked
+    against the bundle's verified key, that key against the caller's `trust` (never anything the
+    registry says), and its statement against the statement rebuilt from the bundle in this
+    archive (subjects: the run's outputs and commit; predicate: the bundle root and signature)."""
+    from catalytic_hooks.archive.runs import archived_run
+    from catalytic_hooks.bundle.attest import verify_envelope
+    from catalytic_hooks.core.canonical import loads_strict
+
+    rows: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        located: tuple[Path, Path] | None = None
+        for item in found.found:
+            if isinstance(item, CatalyticError):
+                rows.append(_refused_row(str(item.details.get("referrer")), found.via, item))
+                continue
+            try:
+                doc = loads_strict(envelope_bytes(item), what="the attestation")
+                if located is None:
+                    located = archived_run(stack, path, lambda: limits)
+                if located is None:
+                    raise CatalyticError(ErrorCode.USAGE, f"{path} is not an archive file")
+                info = verify_envelope(doc, located[0], located[1], trust)
+            except CatalyticError as exc:
+                rows.append(_refused_row(item.digest, found.via, exc))
+                continue
+            rows.append(
+                {"digest": item.digest, "via": found.via, "valid": True, "code": "PASS", **info}
+            )
+    return rows
+
+
+def _refused_row(digest: str, via: str, exc: CatalyticError) -> dict[str, Any]:
+    return {
+        "digest": digest,
+        "via": via,
+        "valid": False,
+        "code": exc.code.value,
+        "message": exc.message,
+    }
+
+
+def _attestations(client: Client, cache: Cache, m: Manifest) -> list[tuple[Path, str, int]]:
+    """The attestations `pull` writes beside the archive: a referrer about another manifest is
+    skipped; any other refusal stops the pull."""
     out = []
-    for d in found:
-        if d.artifact_type not in (None, ATTESTATION_TYPE):
-            continue
-        data, _, _ = client.get_manifest(d.digest)
-        artifact.check_bytes(data, d.digest, "attestation manifest")
-        am = artifact.parse_manifest(data, d.digest, expect=ATTESTATION_TYPE, max_blob=MAX_ENVELOPE)
-        if am.subject is None or am.subject.digest != m.digest:
-            continue
-        out.append(
-            (fetch(client, cache, am.layer.digest, am.layer.size), am.layer.digest, am.layer.size)
-        )
+    for item in attached(client, cache, m).found:
+        if isinstance(item, CatalyticError):
+            if item.details.get("reason") == "SUBJECT":
+                continue
+            raise item
+        out.append((item.envelope, item.layer.digest, item.layer.size))
     return out
 
 
