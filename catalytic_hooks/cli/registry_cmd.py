@@ -65,9 +65,7 @@ def resolved(
             if text is None:
                 paths.append(arg)
                 continue
-            path, info = stack.enter_context(
-                pulled_archive(text, opts, attestations=attestations)
-            )
+            path, info = stack.enter_context(pulled_archive(text, opts, attestations=attestations))
             paths.append(path)
             pulled.append({**info, "path": str(path)})
         yield paths, pulled
