@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from catalytic_hooks.git.repo import GIT_ENV_VARS
+from catalytic_hooks.git.invoke import REPOSITORY_ENV
 
 from .helpers import MakeRepo, git, write_files
 
@@ -34,7 +34,7 @@ def isolated_git(
         monkeypatch.setenv(k, "Test")
     for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
         monkeypatch.setenv(k, "test@example.invalid")
-    for k in (*GIT_ENV_VARS, "PRE_COMMIT_FROM_REF", "PRE_COMMIT_TO_REF", "SKIP"):
+    for k in (*REPOSITORY_ENV, "PRE_COMMIT_FROM_REF", "PRE_COMMIT_TO_REF", "SKIP"):
         monkeypatch.delenv(k, raising=False)
     (home / ".gitconfig").write_text(
         '[init]\n\tdefaultBranch = main\n[protocol "file"]\n\tallow = always\n'

@@ -44,6 +44,9 @@ GIT_ARGV_HOME = "git/invoke.py"
 GIT_RUNNERS = frozenset(
     {"git", "git_ok", "git_proc", "run_env", "start_env", "spawn_git", "Spawned"}
 )
+# Spellings of a setting forced on git (hooks off, replacement off, a configuration override):
+# each is defined once, in GIT_ARGV_HOME, and every other module names it from there.
+GIT_OVERRIDE_WORDS = ("hooksPath", "GIT_NO_REPLACE_OBJECTS", "GIT_CONFIG_")
 
 
 def module_name(pkg_dir: Path, path: Path) -> str:
@@ -117,6 +120,43 @@ def composes_git(path: Path) -> list[int]:
     return found
 
 
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants (prose may name a setting; code may not spell one)."""
+    found = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = n.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def overrides_git(path: Path) -> list[int]:
+    """Lines that spell a setting forced on git: a string holding one of GIT_OVERRIDE_WORDS, or a
+    `-c` argument to a git runner or in a git command line."""
+    tree = ast.parse(path.read_text())
+    prose = _docstrings(tree)
+    found = set()
+    for n in ast.walk(tree):
+        if (
+            isinstance(n, ast.Constant)
+            and isinstance(n.value, str)
+            and id(n) not in prose
+            and any(w in n.value for w in GIT_OVERRIDE_WORDS)
+        ):
+            found.add(n.lineno)
+        args: list[ast.expr] = []
+        if isinstance(n, ast.Call):
+            f = n.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            args = n.args if name in GIT_RUNNERS else []
+        elif isinstance(n, ast.List | ast.Tuple) and n.elts:
+            first = n.elts[0]
+            args = n.elts if isinstance(first, ast.Constant) and first.value == "git" else []
+        found |= {a.lineno for a in args if isinstance(a, ast.Constant) and a.value == "-c"}
+    return sorted(found)
+
+
 def violations(pkg_dir: Path) -> list[str]:
     name = pkg_dir.name
     problems: list[str] = []
@@ -149,6 +189,11 @@ def violations(pkg_dir: Path) -> list[str]:
             problems += [
                 f"{rel}:{line}: composes a git command outside git/ (name it in git/)"
                 for line in composes_git(path)
+            ]
+        if rel not in GIT_CLI_EXEMPT and rel != GIT_ARGV_HOME:
+            problems += [
+                f"{rel}:{line}: forces a git setting outside {GIT_ARGV_HOME} (define it there)"
+                for line in overrides_git(path)
             ]
     problems += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
     return problems
@@ -318,6 +363,34 @@ def test_a_git_command_composed_outside_git_is_caught(tmp_path: Path) -> None:
         "enforce/server.py:5: composes a git command outside git/ (name it in git/)",
         "enforce/server.py:7: composes a git command outside git/ (name it in git/)",
         "enforce/server.py:9: composes a git command outside git/ (name it in git/)",
+    ]
+
+
+def test_a_git_setting_forced_outside_the_invocation_home_is_caught(tmp_path: Path) -> None:
+    # Hooks off, replacement off and every `-c` override live in git/invoke.py, so a git quirk
+    # is handled in one place; a second spelling elsewhere would drift from it.
+    pkg = _synthetic(
+        tmp_path,
+        {
+            "git/__init__.py": "",
+            "git/invoke.py": "NO_HOOKS = ('-c', 'core.hooksPath=/dev/null')\n"
+            "ENV = {'GIT_NO_REPLACE_OBJECTS': '1'}\n",
+            "git/worktree.py": '"""Runs with core.hooksPath off (prose may say so)."""\n'
+            "def add(repo):\n"
+            "    return repo.git('-c', 'core.hooksPath=/dev/null', 'worktree', 'add')\n",
+            "git/pack.py": "def env(e):\n    return {**e, 'GIT_NO_REPLACE_OBJECTS': '1'}\n",
+            "git/runstate.py": "def pin(e):\n    e['GIT_CONFIG_COUNT'] = '1'\n",
+            "git/history.py": "def log(r):\n    return r.git('-c', 'gpg.format=ssh', 'log')\n",
+            "enforce/__init__.py": "",
+            "enforce/ci.py": "HOOKS = 'core.hooksPath'\n",
+        },
+    )
+    assert violations(pkg) == [
+        "enforce/ci.py:1: forces a git setting outside git/invoke.py (define it there)",
+        "git/history.py:2: forces a git setting outside git/invoke.py (define it there)",
+        "git/pack.py:2: forces a git setting outside git/invoke.py (define it there)",
+        "git/runstate.py:2: forces a git setting outside git/invoke.py (define it there)",
+        "git/worktree.py:3: forces a git setting outside git/invoke.py (define it there)",
     ]
 
 

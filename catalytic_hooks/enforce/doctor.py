@@ -19,6 +19,7 @@ from catalytic_hooks.enforce.install import (
     is_ours,
     manager_of,
 )
+from catalytic_hooks.git.invoke import HOOKS_PATH
 from catalytic_hooks.git.repo import Repo, git_version, ssh_version
 
 MIN_GIT = (2, 39)  # merge-tree --write-tree --stdin
@@ -191,8 +192,8 @@ def _lfs(repo: Repo) -> list[Check]:
 
 
 def diagnose(repo: Repo) -> list[Check]:
-    hooks_path = repo.config_get("core.hooksPath")
-    checks = [Check("core.hooksPath", True, hooks_path or "(unset: .git/hooks)")]
+    hooks_path = repo.config_get(HOOKS_PATH)
+    checks = [Check(HOOKS_PATH, True, hooks_path or "(unset: .git/hooks)")]
     for hook in HOOK_TYPES:
         checks += _hook(repo, hook)
     return checks + _policy(repo) + _lfs(repo) + _tools()
@@ -242,8 +243,8 @@ def diagnose_server(repo: Repo) -> list[Check]:
     """A bare repository that receives pushes: its gate hooks and its HEAD."""
     from catalytic_hooks.enforce.install import SERVER_HOOK_TYPES
 
-    hooks_path = repo.config_get("core.hooksPath")
-    checks = [Check("core.hooksPath", True, hooks_path or "(unset: hooks/)")]
+    hooks_path = repo.config_get(HOOKS_PATH)
+    checks = [Check(HOOKS_PATH, True, hooks_path or "(unset: hooks/)")]
     # The gate is pre-receive, or update where a host runs only per-ref hooks; post-receive
     # records the amendments that landed.
     gate = "update" if is_ours(hooks_dir(repo) / "update") else SERVER_HOOK_TYPES[0]

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.earlyspawn import policy_listing_args
+from catalytic_hooks.git.invoke import ssh_verifier
 from catalytic_hooks.git.repo import Repo, literal
 
 MODE_REGULAR = ("100644", "100755")
@@ -138,15 +139,9 @@ class SignatureCheck(NamedTuple):
 
 def ssh_signature(repo: Repo, commit: str, allowed_signers: str) -> SignatureCheck:
     """git's own verdict on `commit`'s SSH signature against the allowed-signers file
-    `allowed_signers`. The configuration that decides how it is checked is forced on the command
-    line, so the judged repository cannot swap the verifier."""
+    `allowed_signers`, checked as git.invoke's `ssh_verifier` forces it."""
     out = repo.git(
-        "-c",
-        "gpg.format=ssh",
-        "-c",
-        f"gpg.ssh.allowedSignersFile={allowed_signers}",
-        "-c",
-        "gpg.ssh.program=ssh-keygen",
+        *ssh_verifier(allowed_signers),
         "log",
         "-1",
         "--format=%G?%x00%GS%x00%GF",

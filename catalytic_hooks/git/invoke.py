@@ -22,6 +22,12 @@ else. So a decision made here holds for every call, including ones not written y
   repository's own setting.
 - **Raw diffs are read one way**: `DIFF_FLAGS`, whatever `diff.*`, `status.*` or a committed
   `.gitmodules` (`submodule.<name>.ignore`) configure.
+- **Every other setting forced on git** is spelled here too: `overrides` (`-c KEY=VALUE` on one
+  command line) and `overrides_env` (the same through git's `GIT_CONFIG_COUNT` environment, for
+  every command of a repository view), with the settings themselves (`RUN_PINNED`,
+  `NO_NEGOTIATION`, `ssh_verifier`). `REPOSITORY_ENV` names the variables that locate a
+  repository: honoured in a hook for the repository being committed to, stripped (git.repo's
+  `clean_env`) before touching any other.
 
 This module imports only `os`: git.earlyspawn and git.quickdigest use it before anything heavy
 loads.
@@ -36,7 +42,74 @@ from collections.abc import Mapping, Sequence
 # /dev/null itself would be read as an empty graft file, with git's deprecation hint every time.
 NO_GRAFTS = os.path.join(os.devnull, "catalytic-no-grafts")
 OBJECTS_AS_THEY_ARE = {"GIT_NO_REPLACE_OBJECTS": "1", "GIT_GRAFT_FILE": NO_GRAFTS}
-NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}")
+# The setting that says where git finds hooks (also what `catalytic doctor` reports).
+HOOKS_PATH = "core.hooksPath"
+
+
+def overrides(*settings: tuple[str, str]) -> tuple[str, ...]:
+    """`-c KEY=VALUE` for each setting: forced for one command, above every configuration file."""
+    return tuple(a for key, value in settings for a in ("-c", f"{key}={value}"))
+
+
+NO_HOOKS = overrides((HOOKS_PATH, os.devnull))
+# Variables git sets for a hook; honoured for the repository being committed to, stripped
+# before touching any other repository or worktree.
+REPOSITORY_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_PREFIX",
+    "GIT_NAMESPACE",
+    "GIT_QUARANTINE_PATH",
+    "GIT_EXEC_PATH_OVERRIDE",
+)
+# What a run's digests are taken under (git.runstate.pinned), outranking whatever the repository,
+# the user or the command configured.
+# `sparse.expectFilesOutsideOfPatterns`: keep the skip-worktree bit of a file that appears
+# outside the sparse cone (git would otherwise drop it while reading the index), so such a write
+# is seen and undone like any other instead of looking like a change of index flags.
+# `core.trustctime`, `core.checkStat`: with either relaxed by the repository's configuration, a
+# command could rewrite a file keeping its size, inode and mtime (which anyone can set back) and
+# `git status` would call it unchanged; the ctime is what a write cannot put back.
+RUN_PINNED = (
+    ("core.fsmonitor", "false"),
+    ("core.untrackedCache", "false"),
+    ("core.ignoreStat", "false"),
+    ("sparse.expectFilesOutsideOfPatterns", "true"),
+    ("core.trustctime", "true"),
+    ("core.checkStat", "default"),
+)
+# A batch fetch of promised objects asks for exactly the ids given, the way git's own lazy fetch
+# does, without negotiating what the client already has.
+NO_NEGOTIATION = overrides(("fetch.negotiationAlgorithm", "noop"))
+
+
+def ssh_verifier(allowed_signers: str) -> tuple[str, ...]:
+    """How a commit's SSH signature is checked, forced on the command line so that the judged
+    repository cannot swap the verifier: OpenSSH's ssh-keygen against `allowed_signers`."""
+    return overrides(
+        ("gpg.format", "ssh"),
+        ("gpg.ssh.allowedSignersFile", allowed_signers),
+        ("gpg.ssh.program", "ssh-keygen"),
+    )
+
+
+def overrides_env(env: Mapping[str, str], settings: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """`env` with `settings` forced for every git command run under it (GIT_CONFIG_COUNT is git's
+    documented way to pass `-c` through the environment), after any it already forces."""
+    out = dict(env)
+    n = int(out.get("GIT_CONFIG_COUNT", "0") or 0)
+    for key, value in settings:
+        out[f"GIT_CONFIG_KEY_{n}"] = key
+        out[f"GIT_CONFIG_VALUE_{n}"] = value
+        n += 1
+    out["GIT_CONFIG_COUNT"] = str(n)
+    return out
+
+
 # Every raw diff (diff-tree, diff-index): recursive, NUL-separated, no rename or copy detection
 # (a rename is a deletion and an addition, each judged), submodules always compared, and neither
 # an external diff driver nor a textconv filter run (a repository's configuration names them).

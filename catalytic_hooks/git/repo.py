@@ -20,21 +20,13 @@ from typing import Any, NamedTuple
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.earlyspawn import status_args, untracked_args
-from catalytic_hooks.git.invoke import DIFF_FLAGS, git_argv, git_env, shown
-
-# Variables git sets for a hook; honoured for the repository being committed to, stripped
-# before touching any other repository or worktree.
-GIT_ENV_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_PREFIX",
-    "GIT_NAMESPACE",
-    "GIT_QUARANTINE_PATH",
-    "GIT_EXEC_PATH_OVERRIDE",
+from catalytic_hooks.git.invoke import (
+    DIFF_FLAGS,
+    NO_NEGOTIATION,
+    REPOSITORY_ENV,
+    git_argv,
+    git_env,
+    shown,
 )
 
 MODE_LINK = "120000"
@@ -134,7 +126,7 @@ def _run(
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in GIT_ENV_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in REPOSITORY_ENV}
     if extra:
         env.update(extra)
     return env
@@ -535,8 +527,7 @@ class Repo:
         missing = [o for o in set(oids) if o not in odb]
         if missing:
             self.git(
-                "-c",
-                "fetch.negotiationAlgorithm=noop",
+                *NO_NEGOTIATION,
                 "fetch",
                 remote,
                 "--no-tags",

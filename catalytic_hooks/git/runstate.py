@@ -20,37 +20,15 @@ from pathlib import Path
 
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.indexid import identity_of
+from catalytic_hooks.git.invoke import RUN_PINNED, overrides_env
 from catalytic_hooks.git.refs import put_back_replace_refs, replace_refs
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.statefiles import trusted_files
 
-# Outrank whatever the repository, the user or the command configured.
-# `sparse.expectFilesOutsideOfPatterns`: keep the skip-worktree bit of a file that appears
-# outside the sparse cone (git would otherwise drop it while reading the index), so such a write
-# is seen and undone like any other instead of looking like a change of index flags.
-# `core.trustctime`, `core.checkStat`: with either relaxed by the repository's configuration, a
-# command could rewrite a file keeping its size, inode and mtime (which anyone can set back) and
-# `git status` would call it unchanged; the ctime is what a write cannot put back.
-_PINNED = (
-    ("core.fsmonitor", "false"),
-    ("core.untrackedCache", "false"),
-    ("core.ignoreStat", "false"),
-    ("sparse.expectFilesOutsideOfPatterns", "true"),
-    ("core.trustctime", "true"),
-    ("core.checkStat", "default"),
-)
-
 
 def pinned(repo: Repo) -> Repo:
-    """The same repository with the settings above forced for every git call (GIT_CONFIG_COUNT
-    is git's documented way to pass `-c` through the environment)."""
-    env = dict(repo.env)
-    n = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
-    for key, value in _PINNED:
-        env[f"GIT_CONFIG_KEY_{n}"] = key
-        env[f"GIT_CONFIG_VALUE_{n}"] = value
-        n += 1
-    env["GIT_CONFIG_COUNT"] = str(n)
+    """The same repository with git.invoke's `RUN_PINNED` settings forced for every git call."""
+    env = overrides_env(repo.env, RUN_PINNED)
     view = Repo(repo.top, repo.git_dir, repo.common_dir, env)
     view._object_format = repo._object_format  # a repository's format never changes
     return view
