@@ -552,6 +552,114 @@ def test_a_missing_interpreter_names_the_version(recorded: dict[str, Any], tmp_p
     assert "3.4.9" in exc.value.message and exc.value.details["needed"] == "3.4.9"
 
 
+# -- installs from the repository ---------------------------------------------------------------
+
+# A PEP 517 backend kept in the repository (`backend-path`), so that building needs nothing
+# fetched: its editable wheel holds a .pth naming the source directory, as setuptools' and
+# hatchling's do.
+IN_TREE_BACKEND = """\
+import base64, hashlib, os, zipfile
+
+NAME, VERSION = "inrepo", "0.1"
+INFO = f"{NAME}-{VERSION}.dist-info"
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _wheel(directory, files):
+    meta = f"Metadata-Version: 2.1\\nName: {NAME}\\nVersion: {VERSION}\\n\\n"
+    tag = "Root-Is-Purelib: true\\nTag: py3-none-any\\n\\n"
+    files = {**files, f"{INFO}/METADATA": meta, f"{INFO}/WHEEL": "Wheel-Version: 1.0\\n" + tag}
+    rec = "".join(f"{p},sha256={_b64(d.encode())},{len(d.encode())}\\n" for p, d in files.items())
+    files[f"{INFO}/RECORD"] = rec + f"{INFO}/RECORD,,\\n"
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(directory, name), "w") as z:
+        for p, d in files.items():
+            z.writestr(p, d)
+    return name
+
+
+def build_wheel(directory, config_settings=None, metadata_directory=None):
+    src = os.path.join(os.getcwd(), "src", NAME, "__init__.py")
+    return _wheel(directory, {f"{NAME}/__init__.py": open(src).read()})
+
+
+def build_editable(directory, config_settings=None, metadata_directory=None):
+    return _wheel(directory, {f"_{NAME}.pth": os.path.join(os.getcwd(), "src") + "\\n"})
+"""
+
+IN_REPO = {
+    "inrepo/pyproject.toml": (
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["_build"]\n'
+    ),
+    "inrepo/_build/backend.py": IN_TREE_BACKEND,
+    "inrepo/src/inrepo/__init__.py": 'WHERE = "recorded"\n',
+}
+
+
+def test_an_editable_install_inside_the_repository_is_rebuilt_from_the_replays_checkout(
+    make_repo: Any, kit: Kit, tmp_path: Path
+) -> None:
+    repo = make_repo({**IN_REPO, "requirements.lock": kit.lock}, policy=POLICY)
+    venv = make_venv(tmp_path / "project-venv", [kit.lib1, kit.helper])
+    subprocess.run(
+        [
+            uv_bin(),
+            "pip",
+            "install",
+            "-q",
+            "--no-config",
+            "--python",
+            str(venv / "python"),
+            "--offline",
+            "--no-build-isolation",
+            "-e",
+            str(repo / "inrepo"),
+        ],
+        check=True,
+        env=quiet_env(),
+    )
+    recorded = fingerprint(repo, ("requirements.lock",), 0, env=_with(venv))
+    pkgs = {p["name"]: p for p in recorded["packages"]}
+    # recorded relative to the repository, never as this machine's path
+    assert pkgs["inrepo"]["source"] == {"kind": "editable", "repo_path": "inrepo"}
+    assert recorded["distributions"] == ["helper-pkg==1.0", "inrepo==0.1", "tinylib==1.0"]
+
+    # the replay's checkout: another clone, its source edited to tell the two apart
+    checkout = tmp_path / "checkout"
+    git(tmp_path, "clone", "-q", str(repo), str(checkout))
+    (checkout / "inrepo/src/inrepo/__init__.py").write_text('WHERE = "checkout"\n')
+    done = rebuild(
+        recorded,
+        _opts(
+            into=tmp_path / "e", offline=True, find_links=[str(kit.wheelhouse)], checkout=checkout
+        ),
+    )
+    assert done.report["environment_hash"] == recorded["environment_hash"]
+    assert done.report["from_checkout"] == [
+        {"name": "inrepo", "version": "0.1", "kind": "editable", "path": "inrepo"}
+    ]
+    assert [p["name"] for p in done.report["packages"]] == ["helper-pkg", "tinylib"]
+    out = subprocess.run(
+        [str(done.python), "-c", "import inrepo; print(inrepo.WHERE, inrepo.__file__)"],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        check=True,
+    ).stdout
+    assert out == f"checkout {checkout.resolve() / 'inrepo/src/inrepo/__init__.py'}\n"
+    # without a checkout there is nothing to build it from: named, and nothing left behind
+    with pytest.raises(CatalyticError) as exc:
+        rebuild(
+            recorded, _opts(into=tmp_path / "e2", offline=True, find_links=[str(kit.wheelhouse)])
+        )
+    assert _code(exc) is ErrorCode.ENV_REBUILD_FAILED
+    assert exc.value.details["package"] == "inrepo"
+    assert not (tmp_path / "e2").exists()
+
+
 # -- the cache ------------------------------------------------------------------------------------
 
 

@@ -296,21 +296,7 @@ def _install_builds(
     the recorded pins, already installed, and nothing is fetched."""
     done = []
     for pin in builds:
-        if checkout is None:
-            raise CatalyticError(
-                ErrorCode.ENV_REBUILD_FAILED,
-                f"{pin.name} was installed from "
-                f"the repository ({pin.repo_path}); give the checkout to build "
-                "it from",
-                package=pin.name,
-            )
-        src = (checkout / (pin.repo_path or ".")).resolve()
-        if not src.is_relative_to(checkout.resolve()) or not src.is_dir():
-            raise CatalyticError(
-                ErrorCode.ENV_REBUILD_FAILED,
-                f"{pin.name}: {pin.repo_path} is not a directory of the checkout",
-                package=pin.name,
-            )
+        src = _build_source(pin, checkout)
         edit = ["-e"] if pin.kind == "editable" else []
         py = str(venv / "bin" / "python")
         if installer[1] is not None:
@@ -353,6 +339,26 @@ def _install_builds(
             {"name": pin.name, "version": pin.version, "kind": pin.kind, "path": pin.repo_path}
         )
     return done
+
+
+def _build_source(pin: Pin, checkout: Path | None) -> Path:
+    """The checkout's directory an install from the repository is built from."""
+    if checkout is None:
+        raise CatalyticError(
+            ErrorCode.ENV_REBUILD_FAILED,
+            f"{pin.name} was installed from "
+            f"the repository ({pin.repo_path}); give the checkout to build "
+            "it from",
+            package=pin.name,
+        )
+    src = (checkout / (pin.repo_path or ".")).resolve()
+    if not src.is_relative_to(checkout.resolve()) or not src.is_dir():
+        raise CatalyticError(
+            ErrorCode.ENV_REBUILD_FAILED,
+            f"{pin.name}: {pin.repo_path} is not a directory of the checkout",
+            package=pin.name,
+        )
+    return src
 
 
 def _serve_all(
@@ -423,6 +429,8 @@ def build(
     interp: tuple[str, dict[str, Any], bool],
 ) -> dict[str, Any]:
     """Build the environment at `venv` (which must not exist) and return its report."""
+    for pin in plan.builds:  # before anything is fetched or created
+        _build_source(pin, opts.checkout)
     installer = pick_installer(opts.installer)
     sources = make_sources(
         opts.find_links, opts.index, opts.fallbacks, opts.offline, in_place=installer[1] is not None
