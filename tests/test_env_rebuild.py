@@ -314,6 +314,19 @@ def test_rebuild_env_replays_exact_after_the_users_environment_changed(
     assert f"tinylib==1.0 \\\n    --hash={sha256_file(kit.lib1)}" in proc.stdout
     proc = catalytic(
         "env",
+        "export",
+        str(archive),
+        "--format",
+        "pylock",
+        "--offline",
+        "--find-links",
+        str(kit.wheelhouse),
+        cwd=repo,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f'path = "{kit.wheelhouse / kit.lib1.name}"' in proc.stdout
+    proc = catalytic(
+        "env",
         "rebuild",
         str(archive),
         "--offline",
@@ -882,17 +895,85 @@ def test_the_exported_lock_installs_exactly_with_pip_and_with_uv(
             fingerprint(tmp_path, (), 0, env=_with(venv))["environment_hash"]
             == recorded["environment_hash"]
         )
-    pylock, _ = export(recorded, "pylock", "r1")
+
+
+def test_the_exported_pylock_installs_with_uv_and_hashes_as_recorded(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
+    """PEP 751 wheels must say where they are (uv refuses one without `path` or `url`): the
+    export finds the recorded bytes in the rebuild's sources, and uv installs exactly them."""
     import tomllib
 
-    doc = tomllib.loads(pylock)
-    assert doc["lock-version"] == "1.0"
-    assert [
-        (p["name"], p["version"], p["wheels"][0]["hashes"]["sha256"]) for p in doc["packages"]
-    ] == [
-        ("helper-pkg", "1.0", sha256_file(kit.helper)[7:]),
-        ("tinylib", "1.0", sha256_file(kit.lib1)[7:]),
+    from catalytic_hooks.environment.export import export
+    from catalytic_hooks.environment.sources import make_sources
+
+    text, unhashed = export(
+        recorded, "pylock", "r1", make_sources([str(kit.wheelhouse)], None, [], True)
+    )
+    assert unhashed == []
+    doc = tomllib.loads(text)
+    assert (doc["lock-version"], doc["requires-python"]) == (
+        "1.0",
+        f"=={recorded['python']['version']}",
+    )
+    assert [(p["name"], p["version"], p["wheels"]) for p in doc["packages"]] == [
+        (
+            name,
+            "1.0",
+            [
+                {
+                    "name": w.name,
+                    "path": str(kit.wheelhouse / w.name),
+                    "hashes": {"sha256": sha256_file(w)[7:]},
+                }
+            ],
+        )
+        for name, w in (("helper-pkg", kit.helper), ("tinylib", kit.lib1))
     ]
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(text)
+    venv = make_venv(tmp_path / "by-pylock")
+    proc = subprocess.run(
+        [
+            uv_bin(),
+            "pip",
+            "sync",
+            "-q",
+            "--no-config",
+            "--preview-features",
+            "pylock",
+            "--python",
+            str(venv / "python"),
+            "--offline",
+            "--no-index",
+            "--require-hashes",
+            str(lock),
+        ],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        fingerprint(tmp_path, (), 0, env=_with(venv))["environment_hash"]
+        == recorded["environment_hash"]
+    )
+    # from an index: the file's URL, never another build of it (the confused index is skipped)
+    good, confused = tmp_path / "good", tmp_path / "confused"
+    simple_index(good, [kit.lib1, kit.helper])
+    simple_index(confused, [kit.helper_other])
+    with serve(confused) as c_url, serve(good) as g_url:
+        sources = make_sources([], f"{c_url}/simple", [f"{g_url}/simple"], False)
+        doc = tomllib.loads(export(recorded, "pylock", "r1", sources)[0])
+    by = {p["name"]: p for p in doc["packages"]}
+    assert by["helper-pkg"]["index"] == f"{g_url}/simple"
+    assert by["helper-pkg"]["wheels"][0]["url"] == f"{g_url}/files/{kit.helper.name}"
+    # a recorded pin no source offers as its bytes is refused, naming it
+    with pytest.raises(CatalyticError) as exc:
+        export(recorded, "pylock", "r1", make_sources([], None, [], True))
+    assert (
+        _code(exc) is ErrorCode.ENV_REBUILD_FAILED and exc.value.details["package"] == "helper-pkg"
+    )
 
 
 # -- parsers ------------------------------------------------------------------------------

@@ -307,18 +307,39 @@ def export_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", help="Write here instead of stdout.")
     ] = None,
+    offline: OfflineOpt = False,
+    index: IndexOpt = None,
+    fallback_index: FallbackOpt = None,
+    find_links: FindLinksOpt = None,
     trust_file: TrustFileOpt = None,
+    repo: RepoOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Write a run's recorded environment as a lock file other tools install."""
+    """Write a run's recorded environment as a lock file other tools install. For pylock, the
+    rebuild's sources (--find-links, --index, ...) say where each recorded wheel is."""
     from catalytic_hooks.environment.export import FORMATS, export
+    from catalytic_hooks.environment.sources import make_sources
     from catalytic_hooks.fs.files import atomic_write
 
     with handled(json_mode):
         if fmt not in FORMATS:
             raise CatalyticError(ErrorCode.USAGE, f"--format must be one of {', '.join(FORMATS)}")
         environment, run_id, trusted = run_environment(run, trust_file, True, False)
-        text, unhashed = export(environment, fmt, run_id)
+        sources = None
+        if fmt == "pylock":
+            root, policy = _repo_policy(repo)
+            opts = rebuild_options(
+                root,
+                policy,
+                offline=offline,
+                index=index,
+                fallbacks=fallback_index,
+                find_links=find_links,
+                python=None,
+                installer=None,
+            )
+            sources = make_sources(opts.find_links, opts.index, opts.fallbacks, opts.offline)
+        text, unhashed = export(environment, fmt, run_id, sources)
         if output is not None:
             atomic_write(output, text.encode())
         details = {

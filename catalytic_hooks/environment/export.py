@@ -3,7 +3,9 @@
 `requirements` (the primary format): one `name==version` per pin with every recorded
 `--hash`, which `pip install --no-deps --require-hashes -r FILE` and `uv pip sync
 --require-hashes FILE` install exactly. `pylock` (PEP 751, still preview in uv and experimental
-in pip): the same pins and hashes as `[[packages]]`. Installs built from the repository
+in pip): the same pins and hashes as `[[packages]]`, each wheel with the `url` (an index) or
+`path` (a wheelhouse) where the rebuild's sources offer exactly those bytes, since PEP 751 wheels
+must say where they are (uv refuses one that does not). Installs built from the repository
 (editable, directory) are listed as comments: they come from a checkout, not from an index."""
 
 from __future__ import annotations
@@ -11,29 +13,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from catalytic_hooks.environment.pins import Pin, plan_of
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.environment.pins import plan_of
+from catalytic_hooks.environment.sources import Source, locate
 
 FORMATS = ("requirements", "pylock")
 
 
-def _wheel_name(pin: Pin, packages: dict[str, dict[str, Any]]) -> str | None:
-    """The installed wheel's file name, from the tags its WHEEL file recorded, when the pin has
-    exactly one recorded hash (several hashes come from a lock file and name several files)."""
-    rec = packages.get(pin.name, {})
-    tags = rec.get("wheel_tags")
-    if len(pin.hashes) != 1 or not isinstance(tags, list) or not tags:
-        return None
-    parts = [t.split("-") for t in tags if isinstance(t, str) and t.count("-") == 2]
-    if not parts:
-        return None
-    py, abi, plat = (".".join(sorted({p[i] for p in parts})) for i in range(3))
-    build = rec.get("wheel_build")
-    dist = pin.name.replace("-", "_")
-    return f"{dist}-{pin.version}{'-' + build if build else ''}-{py}-{abi}-{plat}.whl"
-
-
-def export(environment: Any, fmt: str, run_id: str) -> tuple[str, list[str]]:
-    """(text, names of pins without a recorded hash)."""
+def export(
+    environment: Any, fmt: str, run_id: str, sources: list[Source] | None = None
+) -> tuple[str, list[str]]:
+    """(text, names of pins without a recorded hash). `pylock` needs the `sources` where the
+    recorded files are (those of a rebuild); a hashed pin none of them offers is refused."""
     plan = plan_of(environment)
     unhashed = [p.name for p in plan.wheels if not p.hashes]
     head = [
@@ -60,9 +51,21 @@ def export(environment: Any, fmt: str, run_id: str) -> tuple[str, list[str]]:
         for p in plan.wheels:
             lines.append(" \\\n    ".join([p.requirement(), *(f"--hash={h}" for h in p.hashes)]))
         return "\n".join(lines) + "\n", unhashed
-    packages = {
-        str(p.get("name")): p for p in environment.get("packages", []) if isinstance(p, dict)
-    }
+    located = {}
+    for p in plan.wheels:
+        if not p.hashes:
+            continue
+        located[p.name] = locate(p, sources or [])
+        if not located[p.name]:
+            raise CatalyticError(
+                ErrorCode.ENV_REBUILD_FAILED,
+                f"no source offers {p.name} {p.version} "
+                "as the bytes the run recorded; a pylock.toml names where each wheel is: give "
+                "--find-links DIR (a wheelhouse) or --index URL",
+                package=p.name,
+                version=p.version,
+                sources=[s.location for s in sources or []],
+            )
     out = [
         *head,
         *built,
@@ -77,10 +80,14 @@ def export(environment: Any, fmt: str, run_id: str) -> tuple[str, list[str]]:
             f"name = {json.dumps(p.name)}",
             f"version = {json.dumps(p.version)}",
         ]
-        name = _wheel_name(p, packages)
-        for h in p.hashes:
-            out += ["[[packages.wheels]]"]
-            if name is not None:
-                out.append(f"name = {json.dumps(name)}")
-            out.append(f"hashes = {{ sha256 = {json.dumps(h.removeprefix('sha256:'))} }}")
+        indexes = sorted({f.index for f in located.get(p.name, []) if f.index})
+        if len(indexes) == 1:
+            out.append(f"index = {json.dumps(indexes[0])}")
+        for f in located.get(p.name, []):
+            out += ["[[packages.wheels]]", f"name = {json.dumps(f.filename)}"]
+            if f.url is not None:
+                out.append(f"url = {json.dumps(f.url)}")
+            else:
+                out.append(f"path = {json.dumps(f.path)}")
+            out.append(f"hashes = {{ sha256 = {json.dumps(f.sha256.removeprefix('sha256:'))} }}")
     return "\n".join(out) + "\n", unhashed

@@ -434,3 +434,53 @@ def _stream(c: Candidate, src: Source) -> Any:
         raise Unreachable(f"HTTP {exc.code}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise Unreachable(_reason(getattr(exc, "reason", exc))) from exc
+
+
+# -- locating recorded files (for a lock other tools install) -----------------------------------
+
+
+@dataclass(frozen=True)
+class Located:
+    filename: str
+    sha256: str  # "sha256:<hex>", one of the pin's recorded hashes
+    url: str | None  # on an index
+    path: str | None  # in a wheelhouse (absolute)
+    index: str | None  # the index's URL
+
+
+def locate(pin: Pin, sources: list[Source]) -> list[Located]:
+    """Where the sources offer the bytes of `pin`'s recorded hashes, nothing downloaded: an
+    index's advertised hash must be one of them (a file it does not hash is not listed), a
+    wheelhouse file is hashed where it is. The first source offering a hash wins, as in a
+    rebuild; sorted by file name."""
+    found: dict[str, Located] = {}
+    for src in sources:
+        if src.down is not None:
+            continue
+        try:
+            cands = src.candidates(pin.name) or []
+        except Unreachable as exc:
+            src.mark_down(str(exc))
+            continue
+        for c in cands:
+            if not same_version(pin.version, c.wheel.version):
+                continue
+            if isinstance(src, Wheelhouse):
+                try:
+                    digest = _hash_in_place(c)[1]
+                except Unreachable:
+                    continue
+            elif c.sha256 is not None:
+                digest = "sha256:" + c.sha256
+            else:
+                continue
+            if digest in pin.hashes and digest not in found:
+                wheelhouse = isinstance(src, Wheelhouse)
+                found[digest] = Located(
+                    c.wheel.filename,
+                    digest,
+                    None if wheelhouse else c.location,
+                    c.location if wheelhouse else None,
+                    None if wheelhouse else src.location,
+                )
+    return sorted(found.values(), key=lambda f: (f.filename, f.sha256))
