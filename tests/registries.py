@@ -5,6 +5,8 @@ referrers API, which no registry installable on this machine implements, and fau
 
 from __future__ import annotations
 
+import base64
+import datetime
 import hashlib
 import json
 import shutil
@@ -13,6 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +23,139 @@ from pathlib import Path
 from typing import Any
 
 DISTRIBUTION = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """A Docker registry token service on 127.0.0.1 (the distribution "token" auth
+    specification), for the real `docker-registry` configured with `auth: token`: RS256 JWTs
+    whose `x5c` is a self-signed certificate that registry trusts (its `rootcertbundle`).
+
+    `GET /token?service=&scope=` with Basic credentials of `users`, or `POST /token` with the
+    OAuth 2 form `grant_type=refresh_token` and a refresh token of `identity_tokens` (what
+    `docker login` stores as `identitytoken`); anonymous requests are refused. Every request is
+    kept in `seen` (method, path with query, Authorization, form) and every token issued in
+    `issued`, so a test can assert where each secret went and that none was shown."""
+
+    service = "catalytic-test-registry"
+    issuer = "catalytic-test-token-issuer"
+
+    def __init__(self, users: dict[str, str], identity_tokens: dict[str, str]) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        self.users, self.identity_tokens = users, identity_tokens
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "catalytic test token signer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        self.x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self.seen: list[dict[str, str]] = []
+        self.issued: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, doc: dict[str, Any]) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                authz = self.headers.get("Authorization", "")
+                outer.seen.append({"method": "GET", "path": self.path, "authorization": authz})
+                user = None
+                if authz.startswith("Basic "):
+                    name, _, pw = base64.b64decode(authz[6:]).decode().partition(":")
+                    user = name if outer.users.get(name) == pw else None
+                if user is None:
+                    return self._answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+                token = outer.token(user, query.get("service", ""), query.get("scope", ""))
+                return self._answer(200, {"token": token, "expires_in": 300})
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(n).decode()))
+                outer.seen.append(
+                    {
+                        "method": "POST",
+                        "path": self.path,
+                        "authorization": self.headers.get("Authorization", ""),
+                        "form": json.dumps(form, sort_keys=True),
+                    }
+                )
+                user = outer.identity_tokens.get(form.get("refresh_token", ""))
+                if form.get("grant_type") != "refresh_token" or user is None:
+                    return self._answer(400, {"error": "invalid_grant"})
+                token = outer.token(user, form.get("service", ""), form.get("scope", ""))
+                return self._answer(200, {"access_token": token, "expires_in": 300})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def token(self, user: str, service: str, scope: str) -> str:
+        """A JWT granting `user` every action the scope asks for."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        access = []
+        for item in scope.split():
+            kind, _, rest = item.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {
+            "iss": self.issuer,
+            "sub": user,
+            "aud": service,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
+        signing_input = (
+            _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+        )
+        sig = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        token = signing_input + "." + _b64url(sig)
+        self.issued.append(token)
+        return token
+
+    def start(self) -> TokenServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def free_port() -> int:
@@ -32,14 +168,22 @@ class Distribution:
     """`docker-registry serve` on 127.0.0.1:<free port>, storage under `root`; with `users`,
     htpasswd basic authentication (bcrypt hashes made by `htpasswd -B`)."""
 
-    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, users: dict[str, str] | None = None, token: TokenServer | None = None
+    ) -> None:
         self.root = root
         self.storage = root / "storage"
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log = root / "registry.log"
         auth = ""
-        if users:
+        if token is not None:
+            (root / "token-root.pem").write_bytes(token.cert_pem)
+            auth = (
+                f"auth:\n  token:\n    realm: {token.realm}\n    service: {token.service}\n"
+                f"    issuer: {token.issuer}\n    rootcertbundle: {root / 'token-root.pem'}\n"
+            )
+        elif users:
             lines = [
                 subprocess.run(
                     ["htpasswd", "-Bbn", u, p], capture_output=True, text=True, check=True

@@ -21,7 +21,7 @@ import pytest
 from catalytic_hooks.provenance.chronicle import read
 
 from .helpers import git
-from .registries import Distribution, MiniRegistry, free_port
+from .registries import Distribution, MiniRegistry, TokenServer, free_port
 from .test_archive import _env, inproc, made  # noqa: F401 (the module fixture)
 
 pytestmark = pytest.mark.skipif(
@@ -296,6 +296,105 @@ def test_credentials_from_a_docker_config_and_never_shown(
             assert secret not in text and encoded not in text
     finally:
         reg.stop()
+
+
+def test_token_authentication_with_a_password_or_an_identity_token_never_shown(
+    shared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _token_case(shared, tmp_path, monkeypatch, full=False)
+
+
+@pytest.mark.slow
+def test_token_authentication_refusals_verify_and_the_chronicle(
+    shared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _token_case(shared, tmp_path, monkeypatch, full=True)
+
+
+def _token_case(
+    shared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, full: bool
+) -> None:
+    """The real registry with `auth: token` in front of a token service on loopback: a password
+    goes only to the token service as Basic credentials, an identity token (`docker login`'s
+    `identitytoken`, an OAuth refresh token) only in the POST form of the refresh-token grant,
+    and the bearer tokens issued only to the registry; none of them is ever shown."""
+    password, identity = "pa55-Word-tok", "refresh-Id3ntity-tok"
+    tokens = TokenServer({"ci": password}, {identity: "ci"}).start()
+    (tmp_path / "tokreg").mkdir()
+    reg = Distribution(tmp_path / "tokreg", token=tokens).start()
+
+    def config(name: str, entry: dict[str, str]) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps({"auths": {reg.host: entry}}))
+        return path
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    try:
+        ref = f"oci://{reg.host}/team/tok"
+        push = ["archive", "push", str(shared["archive_file"]), ref, "--json"]
+        outputs = []
+        for cfg, reason in (
+            (None, "REQUIRED"),
+            (config("wrong.json", {"auth": b64("ci:not-it")}), "REFUSED"),
+            (config("stale.json", {"auth": b64("<token>:"), "identitytoken": "stale"}), "REFUSED"),
+        )[: 3 if full else 1]:
+            extra = ["--registry-config", str(cfg)] if cfg else []
+            bad = inproc(*push, *extra, cwd=tmp_path)
+            assert (bad.returncode, _json(bad)["code"]) == (2, "REGISTRY_AUTH"), bad.stdout
+            assert _json(bad)["details"]["reason"] == reason
+            outputs.append(bad.stdout + bad.stderr)
+        monkeypatch.setenv("CATALYTIC_DEBUG", "1")
+        with_password = config("password.json", {"auth": b64(f"ci:{password}")})
+        seen_before = len(tokens.seen)
+        done = inproc(*push, "--registry-config", str(with_password), cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout + done.stderr)
+        assert _json(done)["details"]["attestation"]["via"] == "fallback-tag"
+        asked = tokens.seen[seen_before:]
+        assert asked and all(
+            (s["method"], s["authorization"]) == ("GET", f"Basic {b64(f'ci:{password}')}")
+            for s in asked
+        )
+
+        # The identity token: pull and verify --attested, then a replay in the repository
+        # (which writes a report and a chronicle record), found through DOCKER_CONFIG.
+        seen_before = len(tokens.seen)
+        with_identity = config("config.json", {"auth": b64("<token>:"), "identitytoken": identity})
+        for args in (
+            ["archive", "pull", f"{ref}:r1", "-o", "p.zip", "--json"],
+            ["verify", f"{ref}:r1", "--attested", "--trust-file", str(shared["trust"])],
+        )[: 2 if full else 1]:
+            got = inproc(*args, "--registry-config", str(with_identity), cwd=tmp_path)
+            assert got.returncode == 0, got.stdout + got.stderr
+            outputs.append(got.stdout + got.stderr)
+        assert (tmp_path / "p.zip").read_bytes() == shared["archive_file"].read_bytes()
+        if full:
+            monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+            rp = inproc("replay", f"{ref}:r1", "--json", cwd=shared["repo"])
+            assert rp.returncode == 0, rp.stdout + rp.stderr
+            report = Path(_json(rp)["details"]["report_json"]).read_text()
+            outputs += [rp.stdout + rp.stderr, report]
+            outputs.append((shared["repo"] / ".catalytic/chronicle.jsonl").read_text())
+        grants = tokens.seen[seen_before:]
+        assert grants and all(s["method"] == "POST" and s["path"] == "/token" for s in grants)
+        for s in grants:
+            form = json.loads(s["form"])
+            assert form["grant_type"] == "refresh_token" and form["refresh_token"] == identity
+            assert form["service"] == TokenServer.service and form["client_id"] == "catalytic"
+            assert form["scope"] == "repository:team/tok:pull" and not s["authorization"]
+
+        secrets = [password, identity, b64(f"ci:{password}"), *tokens.issued]
+        assert len(tokens.issued) == (5 if full else 3)  # push: pull, then push scope
+        for text in outputs:
+            for secret in secrets:
+                assert secret not in text
+        registry_log = reg.log.read_text()
+        assert password not in registry_log and identity not in registry_log
+    finally:
+        reg.stop()
+        tokens.stop()
 
 
 def test_validate_samples_a_repository_and_pulls_only_its_pick(

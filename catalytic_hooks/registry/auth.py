@@ -33,10 +33,19 @@ _HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)="([^"]*)"')
 
 
+IDENTITY_USER = "<token>"  # Docker's username for an identity token (credential helpers too)
+CLIENT_ID = "catalytic"
+
+
 @dataclass(frozen=True)
 class Credential:
+    """A user name and password, or (`identity`) an identity token: an OAuth 2 refresh token
+    that `docker login` stores as `identitytoken`, exchanged at the token service by POST and
+    never sent to the registry itself or as Basic credentials."""
+
     username: str
     secret: str = field(repr=False)
+    identity: bool = False
 
     def basic(self) -> str:
         raw = f"{self.username}:{self.secret}".encode()
@@ -101,6 +110,9 @@ def _keys(host: str) -> list[str]:
 def _from_auth_field(entry: object, host: str) -> Credential | None:
     if not isinstance(entry, dict):
         return None
+    identity = entry.get("identitytoken")
+    if isinstance(identity, str) and identity:
+        return Credential(IDENTITY_USER, identity, identity=True)
     encoded = entry.get("auth")
     if isinstance(encoded, str) and encoded:
         try:
@@ -152,7 +164,7 @@ def helper_credential(helper: str, host: str) -> Credential | None:
         ) from exc
     if not isinstance(user, str) or not isinstance(secret, str):
         raise auth_error(f"credential helper {program} answered with a non-string", helper=program)
-    return Credential(user, secret)
+    return Credential(user, secret, identity=user == IDENTITY_USER)
 
 
 def find_credential(host: str, config: Path | None) -> Credential | None:
@@ -197,15 +209,27 @@ def realm_allowed(realm: str, insecure: bool) -> bool:
 
 def token_request(
     challenge: Challenge, credential: Credential | None
-) -> tuple[str, dict[str, str]]:
-    """(URL, headers) of the token request the distribution's token auth specifies."""
+) -> tuple[str, str, dict[str, str], bytes | None]:
+    """(method, URL, headers, body) of the token request the distribution's token auth
+    specifies: a GET with Basic credentials (or none), or, for an identity token, the OAuth 2
+    refresh-token grant, a POST whose form carries the token (never the URL)."""
     realm = challenge.params.get("realm", "")
-    query = [(k, challenge.params[k]) for k in ("service", "scope") if k in challenge.params]
-    url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query) if query else realm
+    service, scope = challenge.params.get("service"), challenge.params.get("scope")
     headers = {"Accept": "application/json"}
+    if credential is not None and credential.identity:
+        form = {"grant_type": "refresh_token", "client_id": CLIENT_ID}
+        if service:
+            form["service"] = service
+        if scope:
+            form["scope"] = scope
+        form["refresh_token"] = credential.secret
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return "POST", realm, headers, urllib.parse.urlencode(form).encode()
+    query = [(k, v) for k, v in (("service", service), ("scope", scope)) if v]
+    url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query) if query else realm
     if credential is not None:
         headers["Authorization"] = credential.basic()
-    return url, headers
+    return "GET", url, headers, None
 
 
 def token_from(body: bytes) -> str:

@@ -289,6 +289,12 @@ class Client:
         if challenge.scheme == "basic":
             if cred is None:
                 raise _needs_login(self.ref.host)
+            if cred.identity:
+                raise auth.auth_error(
+                    f"the registry {self.ref.host} asks for a password, and the configured "
+                    "credential is an identity token (which goes only to a token service)",
+                    reason="REFUSED",
+                )
             if self.scheme == "http" and not (self.insecure or is_loopback(self.ref.hostname)):
                 raise auth.auth_error("refusing to send a password over plain HTTP")
             self._authorization = cred.basic()
@@ -304,8 +310,12 @@ class Client:
                 f"the registry {self.ref.host} names a token service that "
                 "is not HTTPS; refusing to send credentials there"
             )
-        url, hdrs = auth.token_request(challenge, cred)
-        resp = self._once("GET", url, hdrs, None)
+        method, url, hdrs, form = auth.token_request(challenge, cred)
+        resp = self._once(method, url, hdrs, form)
+        if resp.status in (400, 401, 403) and cred is not None and cred.identity:
+            # The OAuth grant answers a refused refresh token with 400 invalid_grant.
+            _drain(resp)
+            raise _refused(self.ref.host)
         if resp.status in (401, 403):
             _drain(resp)
             raise _needs_login(self.ref.host) if cred is None else _refused(self.ref.host)
