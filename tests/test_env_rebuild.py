@@ -152,6 +152,80 @@ def test_the_commands_environment_is_recorded_not_the_tools(
     assert recorded["system"]["os"] == "Linux" and recorded["system"]["libc"]
 
 
+@pytest.mark.slow
+def test_catalytic_installed_as_a_tool_records_the_commands_environment(
+    make_repo: Any, kit: Kit, tmp_path: Path
+) -> None:
+    """catalytic in a venv of its own, its script linked into a bin directory on PATH (what
+    pipx and `uv tool` do); the user's project venv activated; the command runs `python`. The
+    record is the project venv's interpreter and pins, not the tool's."""
+    import site
+    import sysconfig
+
+    repo = _project(make_repo, kit)
+    tool = tmp_path / "tool-venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(tool)], check=True, env=quiet_env()
+    )
+    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(tool), "platbase": str(tool)}))
+    # the project and its dependencies visible to the tool's interpreter only, as an install
+    # with --no-deps next to installed dependencies would make them
+    root = Path(__file__).resolve().parent.parent
+    purelib.joinpath("catalytic-tool.pth").write_text(
+        "".join(f"{d}\n" for d in [str(root), *site.getsitepackages()])
+    )
+    script = (root / "scripts" / "catalytic").read_text()
+    assert script.startswith("#!python\n")  # setuptools rewrites it to the venv's python
+    (tool / "bin" / "catalytic").write_text(f"#!{tool}/bin/python\n" + script[len("#!python\n") :])
+    (tool / "bin" / "catalytic").chmod(0o755)
+    exposed = tmp_path / "local-bin"  # ~/.local/bin: the script only, not the tool's python
+    exposed.mkdir()
+    (exposed / "catalytic").symlink_to(tool / "bin" / "catalytic")
+
+    project = make_venv(tmp_path / "project-venv", [kit.lib1, kit.helper])
+    env = {
+        **quiet_env(),
+        "PATH": os.pathsep.join([str(exposed), str(project), os.environ["PATH"]]),
+        "VIRTUAL_ENV": str(project.parent),
+    }
+    proc = subprocess.run(
+        [
+            "catalytic",
+            "run",
+            "--run-id",
+            "t1",
+            "--sign",
+            str(key_file(tmp_path)),
+            "--",
+            "python",
+            "job.py",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=repo,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (repo / "outputs" / "value.txt").read_text() == "one1"  # ran the project's python
+    recorded = json.loads((repo / "_runs/t1/TASK_SPEC.json").read_text())["environment"]
+    py = recorded["python"]
+    assert py["executable"] == str(project / "python") and py["venv"] is True
+    assert py["executable"] != str(tool / "bin" / "python")
+    # the project's pins only: none of catalytic's own (typer, cryptography, ...)
+    assert recorded["distributions"] == ["helper-pkg==1.0", "tinylib==1.0"]
+    assert (
+        recorded["environment_hash"]
+        == fingerprint(kit.base, (), 0, env=_with(project))["environment_hash"]
+    )
+    tools_view = fingerprint(
+        kit.base,
+        (),
+        0,
+        env={**quiet_env(), "PATH": f"{tool / 'bin'}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert "typer" in {p["name"] for p in tools_view["packages"]}  # what the seed recorded
+
+
 def test_the_documented_one_liner_reproduces_the_environment_hash(
     recorded: dict[str, Any], kit: Kit
 ) -> None:
