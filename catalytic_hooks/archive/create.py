@@ -30,12 +30,18 @@ from catalytic_hooks.archive.layout import (
     tag_files,
 )
 from catalytic_hooks.archive.zipfmt import ZipWriter
-from catalytic_hooks.bundle.model import DirSource, OutputRead, project_root_for, store_path
+from catalytic_hooks.bundle.model import (
+    SHA256_REF,
+    STORE_DIR,
+    DirSource,
+    OutputRead,
+    project_root_for,
+    store_path,
+)
 from catalytic_hooks.bundle.verify import Verified, verify_bundle
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.lfs import MAX_POINTER, pointer_oid
 from catalytic_hooks.core.paths import relpath_problem
-from catalytic_hooks.fs.dirfd import open_regular_at
 from catalytic_hooks.fs.files import CHUNK, fsync_dir, read_fd, sha256_fd
 from catalytic_hooks.git.pack import write_pack
 from catalytic_hooks.git.repo import Repo
@@ -43,35 +49,39 @@ from catalytic_hooks.git.repo import Repo
 
 @dataclass
 class _Source:
-    """Where one payload entry's bytes come from: in-memory bytes, or a file opened later."""
+    """Where one payload entry's bytes come from: in-memory bytes, a file below one of the
+    verifier's bases (the run directory or the project root), or an open stream."""
 
     name: str
     data: bytes | None = None
-    path: Path | None = None
+    base: Path | None = None
+    rel: str = ""
     expected: str | None = None  # the SHA-256 the bytes must have (an output's)
     opener: Any = None
 
 
-def _run_files(run_dir: Path) -> list[tuple[str, Path]]:
+def _run_files(run_dir: Path) -> list[str]:
     """Every regular file of the run directory, relative, sorted; a symlink or special file
     is refused (an archive carries bytes, never links)."""
-    found: list[tuple[str, Path]] = []
-    for top, dirs, files in os.walk(run_dir, followlinks=False):
-        for name in sorted(dirs + files):
-            p = Path(top) / name
-            st = os.lstat(p)
-            rel = p.relative_to(run_dir).as_posix()
-            if stat.S_ISDIR(st.st_mode):
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                raise CatalyticError(
-                    ErrorCode.ARTIFACT_MALFORMED,
-                    f"{rel} in the run directory "
-                    "is not a regular file; an archive holds only files",
-                    artifact=rel,
-                )
-            found.append((rel, p))
-    return sorted(found, key=lambda x: name_key(x[0]))
+    found: list[str] = []
+    todo = [""]
+    while todo:
+        prefix = todo.pop()
+        with os.scandir(os.path.join(run_dir, prefix) if prefix else run_dir) as it:
+            for e in it:
+                rel = prefix + e.name
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(rel + "/")
+                elif not e.is_file(follow_symlinks=False):
+                    raise CatalyticError(
+                        ErrorCode.ARTIFACT_MALFORMED,
+                        f"{rel} in the run directory "
+                        "is not a regular file; an archive holds only files",
+                        artifact=rel,
+                    )
+                else:
+                    found.append(rel)
+    return sorted(found, key=name_key)
 
 
 def default_output(run_id: str, archive_dir: Path) -> Path:
@@ -82,13 +92,50 @@ class _Locating(DirSource):
     """Verification whose last step (10, outputs) only locates each output, its size, and
     whether it is an LFS pointer: the bytes are hashed once, as they stream into the archive,
     against the same signed hash (`_write_entry`, `_check_only`), which refuses the archive on
-    any difference. Reading 200 MB twice was a third of `archive create`."""
+    any difference. Reading 200 MB twice was a third of `archive create`; an lstat through the
+    cached directory fds locates a regular file without opening it, and anything else (a link,
+    a FIFO, a directory on the way that is not one) takes the verifier's own path, so the
+    verdict and its message are the verifier's."""
 
     def __init__(self, run_dir: Path, project_root: Path):
         super().__init__(run_dir, project_root)
-        self.located: dict[str, tuple[Path, int]] = {}
+        self.located: dict[str, tuple[Path, str, int]] = {}
+        self._no_store: bool | None = None
 
     def output(self, key: str) -> OutputRead:
+        expected = self.hashes.get(key)
+        candidates = [(self.project_root, key)]
+        if self._no_store is None:
+            try:
+                self.lstat_at(self.run_dir, STORE_DIR)
+                self._no_store = False
+            except FileNotFoundError:
+                self._no_store = True  # an unpacked run: no output is looked for there
+            except OSError:
+                self._no_store = False
+        if expected and SHA256_REF.match(expected) and not self._no_store:
+            candidates.insert(0, (self.run_dir, store_path(expected)))
+        for base, rel in candidates:
+            try:
+                st = self.lstat_at(base, rel)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return self._slow(key)
+            if not stat.S_ISREG(st.st_mode):
+                return self._slow(key)
+            if st.st_size <= MAX_POINTER:
+                return self._slow(key)
+            self.located[key] = (base, rel, st.st_size)
+            return OutputRead(
+                expected.removeprefix("sha256:") if expected else None,
+                in_store=base == self.run_dir,
+            )
+        return OutputRead(None, "missing")
+
+    def _slow(self, key: str) -> OutputRead:
+        """The verifier's own open, for the unusual: what is there but is not a plain regular
+        file, and a file small enough to be an LFS pointer."""
         try:
             found = self.find(key)
             if found is None:
@@ -106,100 +153,82 @@ class _Locating(DirSource):
                     )
         finally:
             os.close(fd)
-        self.located[key] = (base / rel, size)
+        self.located[key] = (base, rel, size)
         return OutputRead(self.hashes[key].removeprefix("sha256:"), in_store=base == self.run_dir)
 
 
 def _sources(
     run_dir: Path, v: Verified, src: _Locating
-) -> tuple[list[_Source], dict[str, int], list[tuple[Path, str]]]:
+) -> tuple[list[_Source], dict[str, int], list[tuple[Path, str, str]]]:
     """The payload from the run directory and the outputs (one stored file per content), each
     output's size, and the outputs whose bytes are checked without being stored again (a second
     file with the same content)."""
     run_id = run_dir.name
+    prefix = run_path(run_id) + "/"
     sources = {
-        run_path(run_id, rel): _Source(run_path(run_id, rel), path=p)
-        for rel, p in _run_files(run_dir)
+        prefix + rel: _Source(prefix + rel, base=src.run_dir, rel=rel)
+        for rel in _run_files(run_dir)
     }
     sizes: dict[str, int] = {}
-    checks: list[tuple[Path, str]] = []
+    checks: list[tuple[Path, str, str]] = []
     for key in sorted(v.hashes):
-        expected = v.hashes[key].removeprefix("sha256:")
-        name = run_path(run_id, store_path(v.hashes[key]))
-        path, sizes[key] = src.located[key]
+        ref = v.hashes[key]
+        expected = ref.removeprefix("sha256:")
+        name = prefix + store_path(ref)
+        base, rel, sizes[key] = src.located[key]
         have = sources.get(name)
         if have is None:
-            sources[name] = _Source(name, path=path, expected=expected)
-        elif have.path == path:
+            sources[name] = _Source(name, base=base, rel=rel, expected=expected)
+        elif have.base == base and have.rel == rel:
             have.expected = expected
         else:
-            checks.append((path, expected))
+            checks.append((base, rel, expected))
     return list(sources.values()), sizes, checks
 
 
-def _check_only(path: Path, expected: str) -> None:
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fd = open_regular_at(dfd, path.name)
-    finally:
-        os.close(dfd)
+def _check_only(src: DirSource, base: Path, rel: str, expected: str) -> None:
+    fd = src.open_at(base, rel)
     try:
         if sha256_fd(fd) != expected:
             raise CatalyticError(
-                ErrorCode.HASH_MISMATCH, f"{path} does not match its signed hash", path=str(path)
+                ErrorCode.HASH_MISMATCH,
+                f"{base / rel} does not match its signed hash",
+                path=str(base / rel),
             )
     finally:
         os.close(fd)
 
 
 def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Item:
-    h = hashlib.sha256()
     if s.data is not None:
-        h.update(s.data)
-        entry = w.add(zip_name, s.data)
-    else:
-        assert s.path is not None
-        fd = _open_source(s, src)
-        try:
-            first = os.read(fd, CHUNK)
-            more = os.read(fd, CHUNK) if len(first) == CHUNK else b""
-            if not more:  # the whole file in hand: written once, never patched
-                h.update(first)
-                entry = w.add(zip_name, first)
-            else:
-                w.begin(zip_name)
-                for chunk in (first, more):
-                    w.write(chunk)
-                    h.update(chunk)
-                while chunk := os.read(fd, CHUNK):
-                    w.write(chunk)
-                    h.update(chunk)
-                entry = w.end()
-        finally:
-            os.close(fd)
+        w.add(zip_name, s.data)
+        return Item(s.name, len(s.data), hashlib.sha256(s.data).hexdigest())
+    assert s.base is not None
+    fd = src.open_at(s.base, s.rel)
+    try:
+        first = os.read(fd, CHUNK)
+        if len(first) < CHUNK:  # the whole file in hand: written once, never patched
+            h = hashlib.sha256(first)
+            size = w.add(zip_name, first).size
+        else:
+            h = hashlib.sha256(first)
+            w.begin(zip_name)
+            w.write(first)
+            while chunk := os.read(fd, CHUNK):
+                w.write(chunk)
+                h.update(chunk)
+            size = w.end().size
+    finally:
+        os.close(fd)
     digest = h.hexdigest()
     if s.expected is not None and digest != s.expected:
         raise CatalyticError(
             ErrorCode.HASH_MISMATCH,
-            f"{s.path} does not match its signed hash "
+            f"{s.base / s.rel} does not match its signed hash "
             "(changed after the run, or while it was archived)",
-            path=str(s.path),
+            path=str(s.base / s.rel),
         )
-    return Item(s.name, entry.size, digest)
-
-
-def _open_source(s: _Source, src: DirSource) -> int:
-    """An output through the verifier's cached directory fds (no symlink followed on the way);
-    a run directory file through its parent."""
-    assert s.path is not None
-    for base in (src.run_dir, src.project_root):
-        if s.path.is_relative_to(base):
-            return src.open_at(base, s.path.relative_to(base).as_posix())
-    dfd = os.open(s.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return open_regular_at(dfd, s.path.name)
-    finally:
-        os.close(dfd)
+    return Item(s.name, size, digest)
 
 
 def create_archive(
@@ -218,8 +247,8 @@ def create_archive(
             ErrorCode.USAGE, f"{output} exists; an archive is never overwritten", path=str(output)
         )
     sources, sizes, checks = _sources(run_dir, v, src)
-    for path, expected in checks:
-        _check_only(path, expected)
+    for base, rel, expected in checks:
+        _check_only(src, base, rel, expected)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{run_id}.", suffix=".tmp", dir=output.parent)
     tmp = Path(tmp_name)
@@ -227,10 +256,11 @@ def create_archive(
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # an ordinary file (mkstemp's is private)
     try:
-        with os.fdopen(fd, "w+b") as out:
-            info = _write(out, run_dir, v, src, sources, sizes, commit, history)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            info = _write(fd, run_dir, v, src, sources, sizes, commit, history)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.link(tmp, output)  # never replaces an archive that appeared meanwhile
         fsync_dir(output.parent)
     except FileExistsError as exc:
@@ -244,7 +274,24 @@ def create_archive(
 
 
 def _write(
-    out: Any,
+    out: int,
+    run_dir: Path,
+    v: Verified,
+    src: DirSource,
+    sources: list[_Source],
+    sizes: dict[str, int],
+    commit: Any,
+    history: bool,
+) -> dict[str, Any]:
+    w = ZipWriter(out)
+    try:
+        return _write_all(w, run_dir, v, src, sources, sizes, commit, history)
+    finally:
+        w.close()
+
+
+def _write_all(
+    w: ZipWriter,
     run_dir: Path,
     v: Verified,
     src: DirSource,
@@ -254,7 +301,6 @@ def _write(
     history: bool,
 ) -> dict[str, Any]:
     run_id = run_dir.name
-    w = ZipWriter(out)
     items: list[Item] = []
     pack_info = None
     with tempfile.TemporaryFile() as packf:

@@ -18,12 +18,13 @@ again while the data streams (read.py), never trusted from a header.
 from __future__ import annotations
 
 import os
+import queue
 import stat
 import struct
+import threading
 import unicodedata
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import has_git_component
@@ -88,15 +89,99 @@ class Entry:
 # -- writing ----------------------------------------------------------------------------------
 
 
-class ZipWriter:
-    """Writes a canonical zip to a seekable file: each local header is written first with the
-    size and CRC left open and patched once the data has streamed through (so an entry is read
-    once, and the zip needs no data descriptor)."""
+_FLUSH_BYTES = 1 << 20  # pending bytes written with one writev
+_FLUSH_PIECES = 512  # well under IOV_MAX (1024 on Linux)
+_IN_FLIGHT = 16  # batches queued for the writing thread: at most about 16 MiB held
 
-    def __init__(self, out: BinaryIO):
-        self.out = out
+
+def writev_all(fd: int, pieces: list[bytes]) -> None:
+    """Every byte of `pieces`, in order (writev may write less than asked: loop)."""
+    i = 0
+    while i < len(pieces):
+        n = os.writev(fd, pieces[i:] if i else pieces)
+        while i < len(pieces) and n >= len(pieces[i]):
+            n -= len(pieces[i])
+            i += 1
+        if n:
+            pieces = [pieces[i][n:], *pieces[i + 1 :]]
+            i = 0
+
+
+class _Drain:
+    """The zip's batches written in order by one thread while the caller reads and hashes the
+    next ones: writev and pwrite release the GIL, and once the page cache holds its share of
+    dirty pages every write is held to the disk's pace, so a large archive's writes would
+    otherwise add to its hashing instead of overlapping it. Memory: `_IN_FLIGHT` batches."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[tuple[list[bytes], int] | None] = queue.Queue(_IN_FLIGHT)
+        self.thread = threading.Thread(target=self._run, name="zip-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # failed: drain without writing, so the caller never blocks
+            pieces, offset = item
+            try:
+                if offset < 0:
+                    writev_all(self.fd, pieces)
+                elif os.pwrite(self.fd, pieces[0], offset) != len(pieces[0]):
+                    raise OSError("short write patching a local header")
+            except BaseException as exc:  # handed to the caller, raised there
+                self.error = exc
+
+    def put(self, pieces: list[bytes], offset: int = -1) -> None:
+        """Append `pieces`; with `offset` >= 0, write `pieces[0]` there instead (a patch, in
+        order after everything put before it)."""
+        self.check()
+        self.queue.put((pieces, offset))
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Everything put is written (or the first failure raised); the thread has ended."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        self.check()
+
+
+class ZipWriter:
+    """Writes a canonical zip through a file descriptor. A whole entry (most are small) is
+    queued with its final header, and the queue goes to the writing thread (`_Drain`) one
+    batch of about a MiB at a time, never copied into a buffer; a streamed entry's local header
+    is written first with the size and CRC left open and patched in place (pwrite, in order)
+    once the data has gone through, so an entry is read once and the zip needs no data
+    descriptor. `close()` (which `finish()` calls) must end every writer."""
+
+    def __init__(self, fd: int):
         self.entries: list[Entry] = []
-        self.pos = 0
+        self.pos = 0  # bytes of the zip so far, queued or written
+        self._queue: list[bytes] = []
+        self._queued = 0
+        self._drain = _Drain(fd)
+
+    def _put(self, data: bytes) -> None:
+        self._queue.append(data)
+        self._queued += len(data)
+        if self._queued >= _FLUSH_BYTES or len(self._queue) >= _FLUSH_PIECES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._queue:
+            self._drain.put(self._queue)
+            self._queue = []
+            self._queued = 0
+
+    def close(self) -> None:
+        """Every queued byte written; the writing thread ended; its first failure raised."""
+        self.flush()
+        self._drain.close()
 
     def _local(self, name: bytes, crc: int, size: int) -> bytes:
         return (
@@ -119,13 +204,13 @@ class ZipWriter:
     def begin(self, name: str) -> None:
         raw = name.encode()
         self._open = (name, self.pos)
-        self.out.write(self._local(raw, 0, 0))
+        self._put(self._local(raw, 0, 0))
         self.pos += LOCAL_LEN + len(raw)
         self._crc = 0
         self._size = 0
 
-    def write(self, data: bytes | memoryview) -> None:
-        self.out.write(data)
+    def write(self, data: bytes) -> None:
+        self._put(data)
         self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
         self.pos += len(data)
@@ -137,16 +222,14 @@ class ZipWriter:
                 ErrorCode.USAGE,
                 "the archive would exceed 4 GiB, the limit of this format version (no ZIP64)",
             )
-        self.out.seek(offset)
-        self.out.write(self._local(name.encode(), self._crc, self._size))
-        self.out.seek(self.pos)
+        self.flush()
+        self._drain.put([self._local(name.encode(), self._crc, self._size)], offset)
         entry = Entry(name, offset, self._size, self._crc)
         self.entries.append(entry)
         return entry
 
     def add(self, name: str, data: bytes) -> Entry:
-        """A whole entry at once: its header is written final, nothing is patched (most
-        entries are small, and a patch is two seeks that flush the buffer)."""
+        """A whole entry at once: its header is written final, nothing is patched."""
         raw = name.encode()
         entry = Entry(name, self.pos, len(data), zlib.crc32(data))
         if entry.size > MAX_U32 or self.pos + LOCAL_LEN + len(raw) + len(data) > MAX_U32:
@@ -154,8 +237,8 @@ class ZipWriter:
                 ErrorCode.USAGE,
                 "the archive would exceed 4 GiB, the limit of this format version (no ZIP64)",
             )
-        self.out.write(self._local(raw, entry.crc, entry.size))
-        self.out.write(data)
+        self._put(self._local(raw, entry.crc, entry.size))
+        self._put(data)
         self.pos += LOCAL_LEN + len(raw) + len(data)
         self.entries.append(entry)
         return entry
@@ -165,7 +248,7 @@ class ZipWriter:
         cd_start = self.pos
         for e in self.entries:
             raw = e.name.encode()
-            self.out.write(
+            self._put(
                 _CENTRAL.pack(
                     CENTRAL_SIG,
                     VERSION_MADE_BY,
@@ -194,8 +277,9 @@ class ZipWriter:
                 ErrorCode.USAGE,
                 f"{n} entries: more than this format version holds (65,534, no ZIP64)",
             )
-        self.out.write(_END.pack(END_SIG, 0, 0, n, n, self.pos - cd_start, cd_start, 0))
+        self._put(_END.pack(END_SIG, 0, 0, n, n, self.pos - cd_start, cd_start, 0))
         self.pos += END_LEN
+        self.close()
         return self.pos
 
 

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
+from catalytic_hooks.cli.archive_impl import ArchiveCreateArgs, run_archive_create
 from catalytic_hooks.cli.context import open_repo
-from catalytic_hooks.cli.options import JsonOpt, TrustFileOpt
+from catalytic_hooks.cli.hot_options import ARCHIVE_CREATE, ARCHIVE_CREATE_ARG
+from catalytic_hooks.cli.options import JsonOpt, TrustFileOpt, typer_command
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.policy import Policy, load_policy
 from catalytic_hooks.git.repo import Repo
@@ -40,51 +42,16 @@ def caller_limits() -> Any:
     return limits_for(here[1] if here else Policy())
 
 
-@archive_app.command("create")
-def create(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "-o",
-            "--output",
-            help="The archive file "
-            "(default: <archive_dir>/<run_id>.catalytic.zip in a repository, else "
-            "./<run_id>.catalytic.zip).",
-        ),
-    ] = None,
-    history: Annotated[
-        bool, typer.Option("--history", help="Also carry the commit's ancestry.")
-    ] = False,
-    project_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--project-root",
-            help="Where outputs live (default: the repository of the run directory).",
-        ),
-    ] = None,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Write one deterministic archive of a run: bundle, outputs, commit objects, BagIt and
-    RO-Crate metadata."""
-    from catalytic_hooks.archive.create import create_archive, default_output
-
-    with handled(json_mode):
-        if output is None:
-            repo = Repo.find(run_dir.resolve().parent if run_dir.is_dir() else None)
-            base = repo.top / load_policy(repo.top).archive_dir if repo else Path.cwd()
-            output = default_output(run_dir.resolve().name, base)
-        info = create_archive(run_dir, output, history=history, project_root=project_root)
-        result(
-            json_mode,
-            True,
-            "OK",
-            info,
-            lambda: say(
-                f"archived {info['run_id']} to {info['archive']} ({info['size']} bytes, "
-                f"{info['entries']} entries, {info['git_objects']} git objects)"
-            ),
-        )
+archive_app.command("create")(
+    typer_command(
+        ARCHIVE_CREATE,
+        ArchiveCreateArgs,
+        run_archive_create,
+        "Write one deterministic archive of a run: bundle, outputs, commit objects, BagIt and "
+        "RO-Crate metadata.",
+        positional=ARCHIVE_CREATE_ARG,
+    )
+)
 
 
 @archive_app.command("show")

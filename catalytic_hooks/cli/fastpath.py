@@ -1,4 +1,4 @@
-"""One start-up fast path for the hot commands: `digest`, `check` and `run`.
+"""One start-up fast path for the hot commands: `digest`, `check`, `run` and `archive create`.
 
 Typer builds a validator for every option of a command on every call, which would be most of
 a warm digest's time (docs/decisions/0003). Each hot command's options are declared once
@@ -15,19 +15,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.cli.hot_options import CHECK_OPTIONS, DIGEST_OPTIONS, RUN_OPTIONS
+from catalytic_hooks.cli.hot_options import (
+    ARCHIVE_CREATE_ARG,
+    ARCHIVE_CREATE_OPTIONS,
+    CHECK_OPTIONS,
+    DIGEST_OPTIONS,
+    RUN_OPTIONS,
+)
 from catalytic_hooks.cli.output import CommandExit
 
 _NUMBER = {"int": int, "float": float}
 
 
 def parse_options(
-    argv: Sequence[str], table: dict[str, tuple[str, str]], args: Any, rest: str | None = None
+    argv: Sequence[str],
+    table: dict[str, tuple[str, str]],
+    args: Any,
+    rest: str | None = None,
+    positional: str | None = None,
 ) -> Any | None:
     """Fill `args` from `argv` by `table`; None for anything not recognised exactly. `rest`:
     the field that takes every argument after `--` (the commands with no positional
-    arguments have none)."""
+    arguments have none); `positional`: the path field that takes the one required positional
+    argument (one that does not start with `-`; a second one, or none, goes to Typer)."""
     i = 0
+    seen = False
     while i < len(argv):
         token = argv[i]
         if token == "--" and rest is not None:
@@ -35,6 +47,11 @@ def parse_options(
             return args
         name, eq, inline = token.partition("=")
         spec = table.get(name)
+        if spec is None and positional is not None and not seen and not token.startswith("-"):
+            setattr(args, positional, Path(token))
+            seen = True
+            i += 1
+            continue
         if spec is None:
             return None
         field, kind = spec
@@ -62,7 +79,7 @@ def parse_options(
                 return None
         else:
             setattr(args, field, Path(value) if kind == "path" else value)
-    return args
+    return None if positional is not None and not seen else args
 
 
 def parse_digest(argv: Sequence[str]) -> Any | None:
@@ -85,6 +102,14 @@ def parse_run(argv: Sequence[str]) -> Any | None:
     return args if args is not None and args.run_id is not None else None
 
 
+def parse_archive_create(argv: Sequence[str]) -> Any | None:
+    from catalytic_hooks.cli.archive_impl import ArchiveCreateArgs
+
+    return parse_options(
+        argv, ARCHIVE_CREATE_OPTIONS, ArchiveCreateArgs(), positional=ARCHIVE_CREATE_ARG.field
+    )
+
+
 def _run_digest(args: Any) -> None:
     from catalytic_hooks.cli.receipts_impl import run_digest
 
@@ -103,10 +128,17 @@ def _run_run(args: Any) -> None:
     run_run(args)
 
 
+def _run_archive_create(args: Any) -> None:
+    from catalytic_hooks.cli.archive_impl import run_archive_create
+
+    run_archive_create(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], Any | None], Callable[[Any], None]]] = {
     "digest": (parse_digest, _run_digest),
     "check": (parse_check, _run_check),
     "run": (parse_run, _run_run),
+    "archive create": (parse_archive_create, _run_archive_create),
 }
 
 

@@ -1,8 +1,8 @@
-"""The options of the hot commands (`digest`, `check`, `run`), declared once: the start-up fast
-path's tables (cli/fastpath.py) and the Typer commands (cli/options.typer_command) are both
-derived from these declarations, so adding an option touches one line here (and the field, with
-its default, on the command's *Args dataclass). Imports nothing but typing: the fast path loads
-it before anything else."""
+"""The options of the hot commands (`digest`, `check`, `run`, `archive create`), declared once:
+the start-up fast path's tables (cli/fastpath.py) and the Typer commands
+(cli/options.typer_command) are both derived from these declarations, so adding an option touches
+one line here (and the field, with its default, on the command's *Args dataclass). Imports
+nothing but typing: the fast path loads it before anything else."""
 
 from __future__ import annotations
 
@@ -109,6 +109,26 @@ RUN = (
 )
 RUN_REST_HELP = "The command, after `--`."  # run's positional COMMAND...
 
+ARCHIVE_CREATE = (
+    Opt(
+        "output",
+        "path",
+        ("-o", "--output"),
+        "The archive file (default: <archive_dir>/<run_id>.catalytic.zip in a repository, else "
+        "./<run_id>.catalytic.zip).",
+    ),
+    Opt("history", "flag", ("--history",), "Also carry the commit's ancestry."),
+    Opt(
+        "project_root",
+        "path",
+        ("--project-root",),
+        "Where outputs live (default: the repository of the run directory).",
+    ),
+    _JSON,
+)
+# archive create's one positional argument, before its options in the help
+ARCHIVE_CREATE_ARG = Opt("run_dir", "path", (), "The run directory.", required=True)
+
 
 def table(options: Sequence[Opt]) -> dict[str, tuple[str, str]]:
     """option spelling → (field, kind), what `parse_options` reads."""
@@ -118,3 +138,4 @@ def table(options: Sequence[Opt]) -> dict[str, tuple[str, str]]:
 DIGEST_OPTIONS = table(DIGEST)
 CHECK_OPTIONS = table(CHECK)
 RUN_OPTIONS = table(RUN)
+ARCHIVE_CREATE_OPTIONS = table(ARCHIVE_CREATE)

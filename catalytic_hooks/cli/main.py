@@ -1,6 +1,7 @@
 """Console entry point. `catalytic hook ...` is dispatched before Typer and rich are imported,
 because git runs it on every commit and push and start-up time is the hook's whole cost;
-`catalytic digest`, `check` and `run` too when their options are plain (see fastpath.py)."""
+`catalytic digest`, `check`, `run` and `archive create` too when their options are plain (see
+fastpath.py)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         from catalytic_hooks.cli.fastpath import fast
 
         code = fast(args[0], args[1:], early)
+        if code is not None:
+            return code
+    if args[:2] == ["archive", "create"] and not os.environ.get("CATALYTIC_NO_FASTPATH"):
+        from catalytic_hooks.cli.fastpath import fast
+
+        code = fast("archive create", args[2:])
         if code is not None:
             return code
     from catalytic_hooks.cli.app import run_app

@@ -113,4 +113,6 @@ def has_git_component(path: str) -> bool:
     """Whether some component of `path` would be git's own directory on some filesystem
     (is_git_name). Such an output would let a bundle write into a repository's hooks or config
     when restored into a worktree; such a root would let a run or a recovery delete it."""
+    if path.isascii() and "git" not in path.lower():
+        return False  # both of git's spellings hold "git"; only non-ASCII code points hide it
     return any(is_git_name(part) for part in path.split("/"))

@@ -1,0 +1,47 @@
+"""`archive create`'s implementation, without Typer: `catalytic archive create` reaches it both
+from the Typer command (archive_cmd.py) and from the start-up fast path (fastpath.py), since
+Typer's start is a second on its own and archiving is often scripted over many runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.core.policy import load_policy
+from catalytic_hooks.git.repo import Repo
+
+
+@dataclass
+class ArchiveCreateArgs:
+    """The options of `catalytic archive create`, whichever parser read them."""
+
+    run_dir: Path | None = None
+    output: Path | None = None
+    history: bool = False
+    project_root: Path | None = None
+    json_mode: bool = False
+
+
+def run_archive_create(args: ArchiveCreateArgs) -> None:
+    """Write one deterministic archive of a run; ends with CommandExit."""
+    from catalytic_hooks.archive.create import create_archive, default_output
+
+    assert args.run_dir is not None  # required by both parsers
+    run_dir, output, json_mode = args.run_dir, args.output, args.json_mode
+    with handled(json_mode):
+        if output is None:
+            repo = Repo.find(run_dir.resolve().parent if run_dir.is_dir() else None)
+            base = repo.top / load_policy(repo.top).archive_dir if repo else Path.cwd()
+            output = default_output(run_dir.resolve().name, base)
+        info = create_archive(run_dir, output, history=args.history, project_root=args.project_root)
+        result(
+            json_mode,
+            True,
+            "OK",
+            info,
+            lambda: say(
+                f"archived {info['run_id']} to {info['archive']} ({info['size']} bytes, "
+                f"{info['entries']} entries, {info['git_objects']} git objects)"
+            ),
+        )

@@ -1,0 +1,219 @@
+"""`archive create`'s quick paths: the Typer-free start (the same options and results as the
+Typer command), outputs located by lstat with anything unusual sent down the verifier's own path,
+and the streamed entries written by the writing thread with their headers patched in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from catalytic_hooks.archive.create import create_archive
+from catalytic_hooks.archive.read import inspect
+from catalytic_hooks.archive.zipfmt import Limits
+from catalytic_hooks.cli.app import app
+from catalytic_hooks.cli.fastpath import ARCHIVE_CREATE_OPTIONS, parse_archive_create
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+
+from .helpers import catalytic, make_bundle
+
+MIB = 1 << 20
+
+
+def test_archive_create_option_table_is_the_typer_commands() -> None:
+    group = typer.main.get_command(app).commands["archive"]  # type: ignore[attr-defined]
+    cmd = group.commands["create"]
+    table = {}
+    arguments = []
+    for p in cmd.params:
+        if p.param_type_name == "argument":
+            arguments.append(p.name)
+            continue
+        kind = "flag" if p.is_flag else "path"
+        for opt in (*p.opts, *p.secondary_opts):
+            table[opt] = (p.name, kind)
+    assert arguments == ["run_dir"]
+    assert table == ARCHIVE_CREATE_OPTIONS
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--help"],
+        ["a", "b"],
+        ["-o"],
+        ["-oX", "run"],
+        ["--bogus", "run"],
+        ["--json=yes", "run"],
+        ["--", "run"],
+    ],
+)
+def test_anything_unusual_goes_to_typer(argv: list[str]) -> None:
+    assert parse_archive_create(argv) is None
+
+
+def test_the_fast_parser_reads_every_option() -> None:
+    args = parse_archive_create(
+        ["--json", "_runs/r", "-o", "x.zip", "--history", "--project-root=p"]
+    )
+    assert args is not None
+    assert (args.run_dir, args.output, args.history, args.project_root, args.json_mode) == (
+        Path("_runs/r"),
+        Path("x.zip"),
+        True,
+        Path("p"),
+        True,
+    )
+
+
+CASES = [
+    ["RUN", "-o", "OUT", "--json"],
+    ["--output=OUT", "RUN", "--project-root", "."],
+    ["RUN", "--json"],  # the default output: ./e1.catalytic.zip outside a repository
+    ["RUN", "-o", "EXISTS", "--json"],  # refused: an archive is never overwritten
+    ["_runs/missing", "-o", "OUT", "--json"],
+    ["RUN", "--bogus"],  # Typer's own usage error, on both paths
+]
+# Two interpreter starts per case (one of them Typer's): the default run keeps the first.
+PARAMS = [
+    pytest.param(c, id=" ".join(c), marks=() if i == 0 else pytest.mark.slow)
+    for i, c in enumerate(CASES)
+]
+
+
+@pytest.mark.parametrize("argv", PARAMS)
+def test_fast_and_typer_paths_agree(tmp_path: Path, argv: list[str]) -> None:
+    run = make_bundle(tmp_path / "_runs" / "e1", tmp_path, {"out/a.txt": b"a\n"})
+    (tmp_path / "EXISTS").write_bytes(b"not an archive")
+    results = []
+    for fast in (True, False):
+        env = dict(os.environ)
+        if not fast:
+            env["CATALYTIC_NO_FASTPATH"] = "1"
+        names = {"RUN": str(run), "OUT": str(tmp_path / "o.zip"), "--output=OUT": "--output=o.zip"}
+        line = [names.get(a, a) for a in argv]
+        proc = catalytic("archive", "create", *line, cwd=tmp_path, env=env)
+        written = {}
+        for name in ("o.zip", "e1.catalytic.zip"):
+            if (tmp_path / name).exists():
+                written[name] = (tmp_path / name).read_bytes()
+                (tmp_path / name).unlink()
+        results.append((proc.returncode, proc.stdout, proc.stderr, written))
+    assert results[0] == results[1]
+    assert (tmp_path / "EXISTS").read_bytes() == b"not an archive"
+    if argv[-1] == "--json" and argv[0] == "RUN" and "EXISTS" not in argv:
+        assert results[0][0] == 0 and results[0][3], results[0]
+
+
+def test_the_fast_path_imports_no_cli_framework(tmp_path: Path) -> None:
+    run = make_bundle(tmp_path / "_runs" / "e1", tmp_path, {"out/a.txt": b"a\n"})
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "archive", "create"),
+            *(str(run), "-o", str(tmp_path / "a.zip")),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    for heavy in ("typer", "rich", "click"):
+        assert heavy not in loaded, heavy
+
+
+def test_streamed_and_whole_entries_are_the_same_canonical_bytes(tmp_path: Path) -> None:
+    """Entries above, at and below the read size (1 MiB): the large ones stream through the
+    writing thread with their headers patched in order; both archives are the same bytes, the
+    strict reader accepts them and every entry holds its output's bytes."""
+    outputs = {
+        "out/big.bin": bytes(range(256)) * (5 * MIB // 512),  # 2.5 MiB
+        "out/exact.bin": b"\x01" * MIB,
+        "out/empty.txt": b"",
+        "out/small.txt": b"small\n",
+    }
+    outputs.update({f"out/many/{i:04d}.txt": f"{i}\n".encode() * 40 for i in range(600)})
+    run = make_bundle(tmp_path / "_runs" / "s1", tmp_path, outputs)
+    one, two = tmp_path / "one.zip", tmp_path / "two.zip"
+    create_archive(run, one, project_root=tmp_path)
+    create_archive(run, two, project_root=tmp_path)
+    assert one.read_bytes() == two.read_bytes()
+    doc, digest, size = inspect(one, Limits())
+    assert size == one.stat().st_size
+    import hashlib
+
+    assert digest == hashlib.sha256(one.read_bytes()).hexdigest()
+    by_hash = {hashlib.sha256(d).hexdigest(): d for d in outputs.values()}
+    with zipfile.ZipFile(one) as zf:
+        stored = {
+            i.filename.rsplit("/", 2)[-2] + i.filename.rsplit("/", 1)[-1]: zf.read(i)
+            for i in zf.infolist()
+            if "/objects/sha256/" in i.filename
+        }
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+    assert stored == by_hash
+    assert {e["name"] for e in doc["entries"]} >= {
+        f"data/runs/s1/objects/sha256/{h[:2]}/{h[2:]}" for h in by_hash
+    }
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory", "linked-parent"])
+def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """What the lstat does not find to be a plain regular file takes the verifier's own open,
+    so the refusal and its message are the verifier's; nothing is written."""
+    run = make_bundle(
+        tmp_path / "_runs" / "n1", tmp_path, {"out/a.txt": b"a\n", "out/sub/b.txt": b"b\n"}
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.txt").write_bytes(b"a\n")
+    (elsewhere / "b.txt").write_bytes(b"b\n")
+    if kind == "symlink":
+        (tmp_path / "out/a.txt").unlink()
+        (tmp_path / "out/a.txt").symlink_to(elsewhere / "a.txt")
+    elif kind == "fifo":
+        (tmp_path / "out/a.txt").unlink()
+        os.mkfifo(tmp_path / "out/a.txt")
+    elif kind == "directory":
+        (tmp_path / "out/a.txt").unlink()
+        (tmp_path / "out/a.txt").mkdir()
+    else:
+        (tmp_path / "out/sub/b.txt").unlink()
+        (tmp_path / "out/sub").rmdir()
+        (tmp_path / "out/sub").symlink_to(elsewhere)
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    with pytest.raises(CatalyticError) as err:
+        create_archive(run, tmp_path / "bad.zip", project_root=tmp_path)
+    assert err.value.code is ErrorCode.OUTPUT_MISSING
+    assert "not a regular file" in err.value.message
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
+
+
+def test_a_missing_output_is_refused(tmp_path: Path) -> None:
+    run = make_bundle(tmp_path / "_runs" / "m1", tmp_path, {"out/a.txt": b"a\n"})
+    (tmp_path / "out/a.txt").unlink()
+    with pytest.raises(CatalyticError) as err:
+        create_archive(run, tmp_path / "bad.zip", project_root=tmp_path)
+    assert err.value.code is ErrorCode.OUTPUT_MISSING
+    assert err.value.message.endswith("is missing")
+    assert not (tmp_path / "bad.zip").exists()
+
+
+def test_the_json_document_names_the_archive(tmp_path: Path) -> None:
+    run = make_bundle(tmp_path / "_runs" / "j1", tmp_path, {"out/a.txt": b"a\n"})
+    proc = catalytic("archive", "create", str(run), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["details"]["archive"] == str(tmp_path / "j1.catalytic.zip")
+    assert (tmp_path / "j1.catalytic.zip").is_file()
