@@ -852,3 +852,66 @@ def test_verify_attested_through_the_referrers_api(
     # --attested is for registry references only.
     rc, doc = _verify_attested(str(shared["archive_file"]), shared, tmp_path)
     assert (rc, doc["code"]) == (2, "USAGE")
+
+
+# -- chunked uploads -----------------------------------------------------------------------------
+
+
+def _big_file(path: Path, size: int) -> str:
+    """`size` bytes that differ from chunk to chunk (a misplaced chunk changes the digest)."""
+    h = hashlib.sha256()
+    with open(path, "wb") as fh:
+        block = 0
+        while fh.tell() < size:
+            data = hashlib.sha256(str(block).encode()).digest() * 2048  # 64 KiB
+            data = data[: size - fh.tell()]
+            fh.write(data)
+            h.update(data)
+            block += 1
+    return "sha256:" + h.hexdigest()
+
+
+def test_a_large_blob_goes_up_in_patch_chunks_with_memory_flat(
+    registry: Distribution, tmp_path: Path
+) -> None:
+    import tracemalloc
+
+    from catalytic_hooks.registry.client import Client
+    from catalytic_hooks.registry.reference import parse
+
+    size = 24 * 1024 * 1024 + 12345  # three whole chunks and a short one
+    path = tmp_path / "blob"
+    digest = _big_file(path, size)
+    client = Client(parse(f"oci://{registry.host}/team/chunked:x"))
+    client.chunked_from, client.chunk_size = 1024 * 1024, 8 * 1024 * 1024
+    patches = registry.requests("PATCH", "/v2/team/chunked/blobs/uploads/")
+    tracemalloc.start()
+    try:
+        client.upload_file(digest, path, size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        client.close()
+    assert peak < 4 * 1024 * 1024, peak  # http.client's 1 MiB blocks, never a chunk
+    assert registry.requests("PATCH", "/v2/team/chunked/blobs/uploads/") == patches + 4
+    assert client.counters.blob_uploads == 1 and client.counters.bytes_up == size
+    assert registry.blob_data(digest).read_bytes() == path.read_bytes()
+
+
+def test_chunks_fall_back_to_one_put_where_the_registry_has_no_patch(
+    mini: MiniRegistry, tmp_path: Path
+) -> None:
+    from catalytic_hooks.registry.client import Client
+    from catalytic_hooks.registry.reference import parse
+
+    path = tmp_path / "blob"
+    digest = _big_file(path, 3 * 1024 * 1024)
+    client = Client(parse(f"oci://{mini.host}/t/runs:x"))
+    client.chunked_from, client.chunk_size = 1024 * 1024, 1024 * 1024
+    client.upload_file(digest, path, 3 * 1024 * 1024)  # the minimal registry answers PATCH 501
+    client.close()
+    assert mini.state.blobs[digest] == path.read_bytes()
+    assert client.counters.blob_uploads == 1
+    # At most the refused first chunk (the server may hang up before reading it all), then all.
+    assert 3 * 1024 * 1024 <= client.counters.bytes_up <= 4 * 1024 * 1024
+    assert client.counters.requests == 4  # POST, PATCH refused, POST, PUT

@@ -25,6 +25,11 @@ from catalytic_hooks.registry import auth
 from catalytic_hooks.registry.reference import Reference, is_loopback
 
 BLOCK = 1 << 20
+# Blobs from this size go up in PATCH chunks of CHUNK_SIZE: no single request body is larger
+# (proxies in front of registries cap request bodies), and the registry keeps what arrived.
+CHUNKED_FROM = 256 * 1024 * 1024
+CHUNK_SIZE = 64 * 1024 * 1024
+NO_CHUNKS = (404, 405, 415, 501)  # answers to a first PATCH from registries without chunks
 MAX_MANIFEST = 4 * 1024 * 1024  # distribution's own limit on a manifest
 MAX_ERROR_BODY = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -123,6 +128,26 @@ class _Counting:
         return data
 
 
+class _Window:
+    """Bytes `[offset, offset + length)` of a file, read by http.client a block at a time: one
+    chunk of a chunked upload, streamed (nothing of it held beyond a block)."""
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self.fh = open(path, "rb")  # noqa: SIM115 (closed by Client._once)
+        self.fh.seek(offset)
+        self.left = length
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        data = self.fh.read(self.left if n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 class Client:
     def __init__(
         self,
@@ -138,6 +163,8 @@ class Client:
         self.timeout = timeout
         self.config = config
         self.counters = Counters()
+        self.chunked_from = CHUNKED_FROM
+        self.chunk_size = CHUNK_SIZE
         self._conn: http.client.HTTPConnection | None = None
         self._authorization: str | None = None
         self._credential: auth.Credential | None = None
@@ -376,19 +403,27 @@ class Client:
         length = resp.header("content-length")
         return int(length) if length and length.isdigit() else -1
 
-    def upload_blob(self, digest: str, size: int, body: Body) -> None:
-        """POST to open an upload, then one streamed PUT with the digest (the monolithic
-        upload of the distribution spec); the registry checks the digest before it commits."""
+    def _open_upload(self) -> tuple[str, int]:
+        """POST: a new upload session's URL, and the least chunk the registry accepts (OCI
+        1.1's `OCI-Chunk-Min-Length`, 0 when it names none)."""
         resp = self.request("POST", self._repo("blobs/uploads/"), ok=(202,), what="blob upload")
         location = resp.header("location")
+        least = resp.header("oci-chunk-min-length") or ""
         _drain(resp)
+        return self._location(location), int(least) if least.isdigit() else 0
+
+    def _location(self, location: str | None) -> str:
         if not location:
             raise CatalyticError(
                 ErrorCode.REGISTRY_FAILED,
-                "the registry opened an upload without a Location",
+                "the registry answered an upload without a Location",
                 reason="NO_LOCATION",
             )
-        url = urllib.parse.urljoin(self.base() + self._repo("blobs/uploads/"), location)
+        return urllib.parse.urljoin(self.base() + self._repo("blobs/uploads/"), location)
+
+    def _commit(self, url: str, digest: str, body: Body) -> None:
+        """The closing PUT ?digest= (with the bytes, or none after chunks); the registry checks
+        the digest before it commits."""
         sep = "&" if urllib.parse.urlsplit(url).query else "?"
         url += sep + urllib.parse.urlencode({"digest": digest})
         put = self.request(
@@ -408,6 +443,64 @@ class Client:
                 reason="DIGEST",
             )
         self.counters.blob_uploads += 1
+
+    def upload_blob(self, digest: str, size: int, body: Body) -> None:
+        """POST to open an upload, then one streamed PUT with the digest (the monolithic
+        upload of the distribution spec)."""
+        url, _ = self._open_upload()
+        self._commit(url, digest, body)
+
+    def upload_file(self, digest: str, path: Path, size: int) -> None:
+        """A blob from a file: in PATCH chunks from `chunked_from` bytes (POST, then PATCH
+        with `Content-Range: <first>-<last>` per chunk, each streamed from the file and sent to
+        the Location the previous answer gave, then PUT ?digest= with no body), else or where
+        the registry answers the first PATCH as not supporting chunks, monolithically."""
+
+        def whole() -> tuple[IO[bytes], int]:
+            return open(path, "rb"), size
+
+        if size < self.chunked_from:
+            self.upload_blob(digest, size, whole)
+            return
+        url, least = self._open_upload()
+        step = max(self.chunk_size, least, 1)
+        offset = 0
+        while offset < size:
+            n = min(step, size - offset)
+            try:
+                resp = self.request(
+                    "PATCH",
+                    url,
+                    body=_window_body(path, offset, n),
+                    ok=(202, *NO_CHUNKS) if offset == 0 else (202,),
+                    what="blob chunk",
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + n - 1}",
+                    },
+                )
+            except CatalyticError as exc:
+                # A registry without chunks may answer the first PATCH and hang up before
+                # reading its body: a broken pipe here. Were it unreachable, so is the retry.
+                if offset or exc.code is not ErrorCode.REGISTRY_UNREACHABLE:
+                    raise
+                self.upload_blob(digest, size, whole)
+                return
+            _drain(resp)
+            if resp.status != 202:
+                self.upload_blob(digest, size, whole)  # a fresh session, monolithic
+                return
+            have = re.fullmatch(r"(?:bytes=)?0-([0-9]+)", resp.header("range") or "")
+            if have is None or int(have.group(1)) != offset + n - 1:
+                raise CatalyticError(
+                    ErrorCode.REGISTRY_FAILED,
+                    f"the registry holds {resp.header('range') or 'no range'} of the upload "
+                    f"after a chunk ending at byte {offset + n - 1}",
+                    reason="CHUNK_RANGE",
+                )
+            url = self._location(resp.header("location"))
+            offset += n
+        self._commit(url, digest, None)
 
     def get_blob(self, digest: str) -> Response:
         return self.request("GET", self._repo(f"blobs/{digest}"), what=f"blob {digest}")
@@ -491,6 +584,13 @@ class Client:
             if path is not None and urllib.parse.urlsplit(path).netloc != self.ref.host:
                 path = None
         return out
+
+
+def _window_body(path: Path, offset: int, length: int) -> Body:
+    def opened() -> tuple[IO[bytes], int]:
+        return _Window(path, offset, length), length  # type: ignore[return-value]
+
+    return opened
 
 
 def _drain(resp: Response) -> None:

@@ -117,17 +117,17 @@ def _digest(path: Path) -> tuple[str, int]:
         os.close(fd)
 
 
-def ensure_blob(client: Client, digest: str, size: int, body: Any) -> bool:
-    """Upload unless the registry already holds it; True when bytes were sent."""
+def ensure_blob(client: Client, digest: str, size: int, body: bytes | Path) -> bool:
+    """Upload unless the registry already holds it; True when bytes were sent. A file is
+    streamed (in chunks when large: `Client.upload_file`)."""
     if client.blob_size(digest) == size:
         client.counters.blobs_skipped += 1
         return False
-    client.upload_blob(digest, size, body)
+    if isinstance(body, Path):
+        client.upload_file(digest, body, size)
+    else:
+        client.upload_blob(digest, size, body)
     return True
-
-
-def _opener(path: Path, size: int) -> Any:
-    return lambda: (open(path, "rb"), size)  # the client closes it
 
 
 def push(
@@ -163,7 +163,7 @@ def push(
             ensure_blob(
                 client, artifact.EMPTY_DIGEST, len(artifact.EMPTY_DATA), artifact.EMPTY_DATA
             ),
-            ensure_blob(client, blob.digest, size, _opener(path, size)),
+            ensure_blob(client, blob.digest, size, path),
         ]
         manifest = artifact.archive_manifest(
             blob,
