@@ -630,6 +630,37 @@ def test_a_hostile_pin_is_refused_before_any_installer_runs(
     assert not (tmp_path / "e").exists()
 
 
+def test_pins_without_a_recorded_hash_refuse_the_rebuild_unless_allowed(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
+    """What uv's and pip's --require-hashes do with an unhashed requirement: refused, every
+    such package named, nothing fetched or created; --allow-unhashed takes it unchecked and
+    says so."""
+    doc = json.loads(json.dumps(recorded))
+    for p in doc["packages"]:
+        if p["name"] == "tinylib":
+            p["hashes"] = []  # installed from an index, no hashed lock file declared
+    house = tmp_path / "house"
+    house.mkdir()
+    for w in (kit.lib1, kit.helper):
+        shutil.copyfile(w, house / w.name)
+    with pytest.raises(CatalyticError) as exc:
+        rebuild(doc, _opts(into=tmp_path / "e", offline=True, find_links=[str(house)]))
+    assert _code(exc) is ErrorCode.ENV_UNHASHED
+    assert exc.value.details["packages"] == ["tinylib"]
+    assert "--allow-unhashed" in exc.value.message and "lock_files" in exc.value.message
+    assert not (tmp_path / "e").exists()
+    assert sorted(p.name for p in house.iterdir()) == sorted([kit.lib1.name, kit.helper.name])
+    done = rebuild(
+        doc, _opts(into=tmp_path / "e", offline=True, find_links=[str(house)], allow_unhashed=True)
+    )
+    assert [(p["name"], p["sha256"], p["hash_checked"]) for p in done.report["packages"]] == [
+        ("helper-pkg", sha256_file(kit.helper), True),
+        ("tinylib", sha256_file(kit.lib1), False),
+    ]
+    assert done.report["environment_hash"] == recorded["environment_hash"]
+
+
 def test_a_missing_interpreter_names_the_version(recorded: dict[str, Any], tmp_path: Path) -> None:
     doc = json.loads(json.dumps(recorded))
     doc["python"]["version"] = "3.4.9"
@@ -909,6 +940,16 @@ def test_untracked_durable_directory_replays_exact_and_untracked_input_is_named(
     rep = json.loads(proc.stdout)["details"]
     assert rep["verdict"] == "exact", rep.get("reason")
     assert "likely_causes" not in rep
+    # that run declared no lock file: its pins carry no hash, and a rebuild refuses them
+    proc = catalytic("replay", "_runs/u2", "--rebuild-env", "--offline", "--json", cwd=repo)
+    refused = json.loads(proc.stdout)
+    assert (proc.returncode, refused["code"]) == (1, "ENV_UNHASHED"), proc.stdout + proc.stderr
+    assert "pytest" in refused["details"]["packages"]
+    # allowed: past that check, to the next one (offline with no wheelhouse: nothing to serve)
+    proc = catalytic(
+        "env", "rebuild", "_runs/u2", "--offline", "--allow-unhashed", "--json", cwd=repo
+    )
+    assert json.loads(proc.stdout)["code"] == "ENV_REBUILD_FAILED", proc.stdout + proc.stderr
 
 
 # -- export -------------------------------------------------------------------------------

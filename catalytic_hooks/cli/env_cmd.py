@@ -65,6 +65,14 @@ PythonOpt = Annotated[
 InstallerOpt = Annotated[
     str | None, typer.Option("--installer", help="uv or pip (default: uv when installed).")
 ]
+AllowUnhashedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unhashed",
+        help="Install pins the run recorded no hash for, unchecked, from the first source that "
+        "has them (default: refused, ENV_UNHASHED).",
+    ),
+]
 PYPI = "https://pypi.org/simple"
 
 
@@ -78,6 +86,7 @@ def rebuild_options(
     find_links: list[str] | None,
     python: str | None,
     installer: str | None,
+    allow_unhashed: bool = False,
 ) -> RebuildOptions:
     """The sources of a rebuild: the command line over the policy. Policy paths are relative
     to the repository; command-line ones to the current directory."""
@@ -97,6 +106,7 @@ def rebuild_options(
         find_links=links,
         python=python or None,
         installer=installer,
+        allow_unhashed=allow_unhashed,
     )
 
 
@@ -246,6 +256,7 @@ def rebuild_cmd(
     find_links: FindLinksOpt = None,
     python: PythonOpt = None,
     installer: InstallerOpt = None,
+    allow_unhashed: AllowUnhashedOpt = False,
     allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted")] = False,
     trust_file: TrustFileOpt = None,
     repo: RepoOpt = None,
@@ -277,6 +288,7 @@ def rebuild_cmd(
             find_links=find_links,
             python=python,
             installer=installer,
+            allow_unhashed=allow_unhashed,
         )
         done = rebuild(environment, replace(opts, into=into, checkout=root))
         done.release()

@@ -9,6 +9,7 @@ import typer
 
 from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.env_cmd import (
+    AllowUnhashedOpt,
     FallbackOpt,
     FindLinksOpt,
     IndexOpt,
@@ -83,6 +84,7 @@ def replay(
     find_links: FindLinksOpt = None,
     python: PythonOpt = None,
     installer: InstallerOpt = None,
+    allow_unhashed: AllowUnhashedOpt = False,
     json_mode: JsonOpt = False,
 ) -> None:
     """Re-execute an archived run at its recorded commit and judge whether it reproduces (a
@@ -113,6 +115,7 @@ def replay(
                 find_links=find_links,
                 python=python,
                 installer=installer,
+                allow_unhashed=allow_unhashed,
             )
         opts = ReplayOptions(
             rebuild=rebuild,

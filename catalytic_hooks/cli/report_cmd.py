@@ -9,6 +9,7 @@ import typer
 
 from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.env_cmd import (
+    AllowUnhashedOpt,
     FallbackOpt,
     FindLinksOpt,
     IndexOpt,
@@ -128,6 +129,7 @@ def validate(
     find_links: FindLinksOpt = None,
     python: PythonOpt = None,
     installer: InstallerOpt = None,
+    allow_unhashed: AllowUnhashedOpt = False,
     timeout: Annotated[
         float | None, typer.Option(help="Kill each replayed command after S seconds.")
     ] = None,
@@ -172,6 +174,7 @@ def validate(
                 find_links=find_links,
                 python=python,
                 installer=installer,
+                allow_unhashed=allow_unhashed,
             )
             if rebuild_env
             else None

@@ -112,6 +112,7 @@ class ErrorCode(StrEnum):
     REF_FORBIDDEN = "REF_FORBIDDEN"
     REF_NOT_A_COMMIT = "REF_NOT_A_COMMIT"
     ATTESTATION_MISSING = "ATTESTATION_MISSING"
+    ENV_UNHASHED = "ENV_UNHASHED"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not
@@ -162,6 +163,7 @@ _VERDICT_CODES = frozenset(
         ErrorCode.REF_FORBIDDEN,
         ErrorCode.REF_NOT_A_COMMIT,
         ErrorCode.ATTESTATION_MISSING,
+        ErrorCode.ENV_UNHASHED,
     }
 )
 

@@ -52,6 +52,9 @@ class RebuildOptions:
     checkout: Path | None = None  # where editable and directory installs come from
     installer: str | None = None  # "uv" | "pip"; None: uv when available
     cache: bool = True
+    # Take pins the run recorded no hash for from the first source that has them (reported as
+    # hash_checked false); otherwise they refuse the rebuild, as --require-hashes does.
+    allow_unhashed: bool = False
 
 
 @dataclass
@@ -489,6 +492,19 @@ def rebuild(environment: Any, opts: RebuildOptions) -> Rebuilt:
     """Rebuild a recorded environment (TASK_SPEC `environment`): into `opts.into`, or through
     the cache. The caller calls `release()` when the command using it has ended."""
     plan = plan_of(environment)
+    unhashed = [p.name for p in plan.wheels if not p.hashes]
+    if unhashed and not opts.allow_unhashed:
+        shown = ", ".join(unhashed[:10]) + (
+            f" and {len(unhashed) - 10} more" if len(unhashed) > 10 else ""
+        )
+        raise CatalyticError(
+            ErrorCode.ENV_UNHASHED,
+            f"the run recorded no hash for {len(unhashed)} pinned package(s) ({shown}), so a "
+            "rebuild cannot check their bytes (uv's and pip's --require-hashes refuse such pins "
+            "too); declare a lock file with hashes (policy lock_files) for the next runs, or "
+            "give --allow-unhashed to take them unchecked from the first source that has them",
+            packages=unhashed,
+        )
     recorded_dists = environment.get("distributions") if isinstance(environment, dict) else []
     interp = find_python(plan, opts.python)
     if opts.into is not None:
