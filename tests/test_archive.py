@@ -275,6 +275,62 @@ def test_replay_inside_a_repository_records_the_seed_fields(made: dict[str, Path
     shutil.rmtree(kept)
 
 
+def test_verify_and_restore_of_an_archive_are_recorded_in_the_callers_chronicle(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    """Inside a repository, `verify FILE` and `restore bundle FILE` are recorded in its
+    chronicle as a run directory's are, with the archive's name and SHA-256; a refused archive's
+    verification too; a dry run records nothing."""
+    repo, archive = made["repo"], made["archive"]
+    chronicle = repo / ".catalytic/chronicle.jsonl"
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    source = {"name": "r1.catalytic.zip", "sha256": digest}
+
+    v = inproc("verify", str(archive), "--json", cwd=repo)
+    assert v.returncode == 0, v.stdout + v.stderr
+    last = read(chronicle)[-1]
+    assert last["kind"] == "verify"
+    assert last["data"] == {"run_ids": ["r1"], "ok": True, "code": "PASS", "source_archive": source}
+    bundle_root = _json(v)["details"]["results"][0]["bundle_root"]
+
+    target = tmp_path / "out"
+    target.mkdir()
+    n = len(read(chronicle))
+    dry = inproc(
+        "restore", "bundle", str(archive), "--restore-root", str(target), "--dry-run", cwd=repo
+    )
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert len(read(chronicle)) == n
+    r = inproc("restore", "bundle", str(archive), "--restore-root", str(target), "--json", cwd=repo)
+    assert r.returncode == 0, r.stdout + r.stderr
+    last = read(chronicle)[-1]
+    assert last["kind"] == "restore"
+    assert last["data"] == {
+        "run_id": "r1",
+        "bundle_root": bundle_root,
+        "target": _json(r)["details"]["result_root"],
+        "source_archive": source,
+    }
+
+    broken = tmp_path / "broken.catalytic.zip"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    b = inproc("verify", str(broken), "--json", cwd=repo)
+    assert b.returncode != 0
+    last = read(chronicle)[-1]
+    assert last["kind"] == "verify"
+    assert last["data"] == {
+        "run_ids": [],
+        "ok": False,
+        "code": "ARCHIVE_INVALID",
+        "source_archive": {
+            "name": "broken.catalytic.zip",
+            "sha256": hashlib.sha256(bytes(data)).hexdigest(),
+        },
+    }
+
+
 def test_two_archives_of_one_run_are_the_same_bytes(made: dict[str, Path], tmp_path: Path) -> None:
     repo = made["repo"]
     os.utime(repo / "outputs/sample.txt", (1_000_000, 1_000_000))
@@ -413,15 +469,57 @@ def test_store_list_show_and_import(made: dict[str, Path], tmp_path: Path, make_
     store.mkdir()
     shutil.copyfile(made["archive"], store / "r1.catalytic.zip")
     (store / "broken.zip").write_bytes(made["archive"].read_bytes()[:-5])
+    # one byte of an output changed: the structure and ARCHIVE.json are intact, a hash is not
+    data = bytearray(made["archive"].read_bytes())
+    data[bytes(data).index(b"twice")] ^= 0x20
+    (store / "tampered.zip").write_bytes(bytes(data))
+
+    # The default listing: the strict reader's structural checks, nothing hashed or verified
+    # (no trust file needed), every claim shown as ARCHIVE.json makes it.
+    fast = inproc("archive", "list", str(store), "--json", cwd=tmp_path)
+    assert fast.returncode == 0, fast.stderr
+    listed = _json(fast)["details"]
+    assert listed["verified"] is False
+    rows = {r["archive"]: r for r in listed["archives"]}
+    assert sorted(rows) == ["broken.zip", "r1.catalytic.zip", "tampered.zip"]
+    claim = json.loads(zipfile.ZipFile(made["archive"]).read("r1/ARCHIVE.json"))
+    for name in ("r1.catalytic.zip", "tampered.zip"):
+        assert rows[name] == {
+            "archive": name,
+            "size": made["archive"].stat().st_size,
+            "verified": None,
+            "valid": None,
+            "trusted": None,
+            "code": "NOT_VERIFIED",
+            "run_id": "r1",
+            "commit": claim["commit"],
+            "signer": claim["validator_id"],
+            "sha256": None,
+        }
+    assert rows["broken.zip"]["verified"] is False
+    assert rows["broken.zip"]["code"] == "ARCHIVE_INVALID"
+    human = inproc("archive", "list", str(store), cwd=tmp_path)
+    assert "not verified: --verify" in human.stdout and "ARCHIVE_INVALID" in human.stdout
+
     lst = inproc(
-        "archive", "list", str(store), "--trust-file", str(made["trust"]), "--json", cwd=tmp_path
+        "archive",
+        "list",
+        str(store),
+        "--verify",
+        "--trust-file",
+        str(made["trust"]),
+        "--json",
+        cwd=tmp_path,
     )
     assert lst.returncode == 0, lst.stderr
+    assert _json(lst)["details"]["verified"] is True
     rows = {r["archive"]: r for r in _json(lst)["details"]["archives"]}
     good = rows["r1.catalytic.zip"]
     assert good["verified"] and good["run_id"] == "r1" and good["size"] > 0
     assert good["sha256"] == hashlib.sha256(made["archive"].read_bytes()).hexdigest()
-    assert not rows["broken.zip"]["verified"] and rows["broken.zip"]["code"] == "ARCHIVE_INVALID"
+    assert good["signer"] == claim["validator_id"]
+    for name in ("broken.zip", "tampered.zip"):
+        assert rows[name]["verified"] is False and rows[name]["code"] == "ARCHIVE_INVALID"
 
     show = inproc("archive", "show", str(store / "r1.catalytic.zip"), "--json", cwd=tmp_path)
     doc = _json(show)["details"]

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.archive.read import inspect, opened_archive
+from catalytic_hooks.archive.read import inspect, inspect_doc, opened_archive
 from catalytic_hooks.archive.verify import check_commit, verify_archives
 from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.bundle.model import DirSource
@@ -28,40 +28,89 @@ def show(path: Path, limits: Limits) -> dict[str, Any]:
     return {"archive": str(path), "sha256": digest, "size": size, "manifest": doc}
 
 
-def list_store(directory: Path, *, trust: TrustPolicy, limits: Limits) -> dict[str, Any]:
-    """Every `*.zip` directly in `directory`: run id, commit, signer, size, hash, and whether
-    it verifies (checked, valid and trusted)."""
+def list_store(
+    directory: Path, *, trust: TrustPolicy | None, limits: Limits, verify: bool = False
+) -> dict[str, Any]:
+    """Every `*.zip` directly in `directory`: run id, commit, signer and size.
+
+    By default each archive's structure and ARCHIVE.json pass the strict reader (a refused
+    archive is a row with ARCHIVE_INVALID) but no entry is hashed and nothing is verified: the
+    run id, commit and signer are what ARCHIVE.json claims, `sha256` and `verified` are None, so
+    a store of many large archives lists in the time of their central directories. With
+    `verify` (which needs `trust`) each archive is verified in full, every byte hashed, and the
+    row says whether it verifies (checked, valid and trusted). No verification is cached: a
+    cache keyed by size, mtime and inode is forged by whoever can write the store (an in-place
+    rewrite keeps the inode and size, `utime` puts the mtime back), so a stale "verified" could
+    describe other bytes."""
     if not directory.is_dir():
         raise CatalyticError(ErrorCode.USAGE, f"{directory} is not a directory")
+    if verify and trust is None:
+        raise CatalyticError(ErrorCode.USAGE, "verifying a store needs a trust policy")
     rows = []
     for path in sorted(
         p
         for p in directory.iterdir()
         if p.name.endswith(".zip") and p.is_file() and not p.is_symlink()
     ):
-        rep = verify_archives([path], trust=trust, limits=limits)["results"][0]
-        row: dict[str, Any] = {
-            "archive": path.name,
-            "size": path.stat().st_size,
-            "verified": bool(rep["valid"] and rep["trusted"]),
-            "valid": rep["valid"],
-            "trusted": rep["trusted"],
-            "code": rep["code"],
-        }
-        if rep["valid"]:
-            row.update(
-                run_id=rep["run_id"],
-                commit=rep.get("commit"),
-                signer=rep.get("validator_id"),
-                sha256=rep["source_archive"]["sha256"],
-                trust=rep.get("trust"),
-            )
+        if verify:
+            assert trust is not None
+            rows.append(_verified_row(path, trust, limits))
         else:
-            row.update(
-                run_id=None, commit=None, signer=None, sha256=None, message=rep.get("message")
-            )
-        rows.append(row)
-    return {"store": str(directory), "archives": rows}
+            rows.append(_listed_row(path, limits))
+    return {"store": str(directory), "verified": verify, "archives": rows}
+
+
+def _listed_row(path: Path, limits: Limits) -> dict[str, Any]:
+    row: dict[str, Any] = {"archive": path.name, "size": path.stat().st_size}
+    try:
+        doc = inspect_doc(path, limits)
+    except CatalyticError as exc:
+        row.update(
+            verified=False,
+            valid=False,
+            trusted=False,
+            code=exc.code.value,
+            run_id=None,
+            commit=None,
+            signer=None,
+            sha256=None,
+            message=exc.message,
+        )
+        return row
+    row.update(
+        verified=None,
+        valid=None,
+        trusted=None,
+        code="NOT_VERIFIED",
+        run_id=doc["run_id"],
+        commit=doc["commit"],
+        signer=doc["validator_id"],
+        sha256=None,
+    )
+    return row
+
+
+def _verified_row(path: Path, trust: TrustPolicy, limits: Limits) -> dict[str, Any]:
+    rep = verify_archives([path], trust=trust, limits=limits, record=False)["results"][0]
+    row: dict[str, Any] = {
+        "archive": path.name,
+        "size": path.stat().st_size,
+        "verified": bool(rep["valid"] and rep["trusted"]),
+        "valid": rep["valid"],
+        "trusted": rep["trusted"],
+        "code": rep["code"],
+    }
+    if rep["valid"]:
+        row.update(
+            run_id=rep["run_id"],
+            commit=rep.get("commit"),
+            signer=rep.get("validator_id"),
+            sha256=rep["source_archive"]["sha256"],
+            trust=rep.get("trust"),
+        )
+    else:
+        row.update(run_id=None, commit=None, signer=None, sha256=None, message=rep.get("message"))
+    return row
 
 
 def import_archive(

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.archive.read import Opened, opened_archive
+from catalytic_hooks.archive.read import Opened, file_sha256, opened_archive
 from catalytic_hooks.archive.zipfmt import Limits, invalid
 from catalytic_hooks.bundle.report import verify_report
 from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.git.pack import Imported
+from catalytic_hooks.provenance.chronicle import record_for
 
 
 def recorded_commit(opened: Opened) -> str | None:
@@ -49,16 +50,25 @@ def _refused(path: Path, exc: CatalyticError) -> dict[str, Any]:
     }
 
 
-def verify_archives(paths: list[Path], *, trust: TrustPolicy, limits: Limits) -> dict[str, Any]:
+def verify_archives(
+    paths: list[Path], *, trust: TrustPolicy, limits: Limits, record: bool = True
+) -> dict[str, Any]:
     """One row per archive, as `verify_report` gives for run directories; an archive refused
-    by the reader is a row with ARCHIVE_INVALID."""
+    by the reader is a row with ARCHIVE_INVALID. Each archive's verification is recorded in the
+    chronicle of the repository the command runs in, if any (a run directory's is recorded in
+    its own repository's; an archive comes from elsewhere), with the archive's name and
+    SHA-256 as `source_archive`; `record=False` for a listing, which records nothing."""
     rows: list[dict[str, Any]] = []
     for path in paths:
         try:
             with opened_archive(path, limits) as (opened, proved):
                 check_commit(opened, proved)
                 rep = verify_report(
-                    [opened.run_dir], chain=False, project_root=opened.project_root, trust=trust
+                    [opened.run_dir],
+                    chain=False,
+                    project_root=opened.project_root,
+                    trust=trust,
+                    record=False,
                 )
                 for row in rep["results"]:
                     row.update(
@@ -69,8 +79,22 @@ def verify_archives(paths: list[Path], *, trust: TrustPolicy, limits: Limits) ->
                         tree=proved.tree if proved else None,
                     )
                     rows.append(row)
+                source: dict[str, str | None] = {"name": path.name, "sha256": opened.sha256}
         except CatalyticError as exc:
             rows.append(_refused(path, exc))
+            source = {"name": path.name, "sha256": file_sha256(path)}
+        if record:
+            last = rows[-1]
+            record_for(
+                Path.cwd(),
+                "verify",
+                {
+                    "run_ids": [last["run_id"]] if last["run_id"] is not None else [],
+                    "ok": bool(last["valid"] and last["accepted"]),
+                    "code": last["code"],
+                    "source_archive": source,
+                },
+            )
     invalid_rows = [r for r in rows if not r["valid"]]
     refused = [r for r in rows if r["valid"] and not r["accepted"]]
     code = invalid_rows[0]["code"] if invalid_rows else "UNTRUSTED" if refused else "PASS"

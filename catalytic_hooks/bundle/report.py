@@ -63,8 +63,15 @@ def _row(s: DirSource, v: Verified | CatalyticError, trust: TrustPolicy) -> dict
 
 
 def verify_report(
-    run_dirs: list[Path], *, chain: bool, project_root: Path | None, trust: TrustPolicy
+    run_dirs: list[Path],
+    *,
+    chain: bool,
+    project_root: Path | None,
+    trust: TrustPolicy,
+    record: bool = True,
 ) -> dict[str, Any]:
+    """`record=False`: the caller records the verification itself (an archive's run directory
+    is a temporary extraction, recorded with the archive's name and hash, archive/verify.py)."""
     dirs = [d.resolve() for d in run_dirs]
     sources = [DirSource(d, project_root_for(d, project_root)) for d in dirs]
     report: dict[str, Any] = {"results": [], "chain_root": None}
@@ -80,7 +87,7 @@ def verify_report(
             report.update(ok=False, code="UNTRUSTED")
         else:
             report.update(ok=True, code="PASS")
-    if dirs:
+    if dirs and record:
         record_for(
             dirs[0].parent,
             "verify",

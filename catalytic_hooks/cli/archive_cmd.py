@@ -88,10 +88,20 @@ def list_cmd(
             help="The store (default: the repository's archive_dir, else the current directory)."
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Verify every archive in full (every byte hashed, the signature checked "
+            "against your trust file); without it the listing shows what each ARCHIVE.json "
+            "claims, structurally checked but not verified.",
+        ),
+    ] = False,
     trust_file: TrustFileOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
-    """List a store's archives: run id, commit, signer, size, hash, verified or not."""
+    """List a store's archives: run id, commit, signer, size; with --verify, hash and whether
+    each verifies."""
     from catalytic_hooks.archive.store import list_store
 
     with handled(json_mode):
@@ -100,13 +110,22 @@ def list_cmd(
             directory = here[0] / here[1].archive_dir if here else Path.cwd()
         doc = list_store(
             directory,
-            trust=trust_policy(caller_anchor(trust_file), allow_untrusted=False),
+            trust=trust_policy(caller_anchor(trust_file), allow_untrusted=False)
+            if verify
+            else None,
             limits=caller_limits(),
+            verify=verify,
         )
 
         def human() -> None:
             for r in doc["archives"]:
-                if r["valid"]:
+                if r["valid"] is None:
+                    say(
+                        f"{r['archive']}: {r['run_id']} commit {(r['commit'] or '-')[:12]} "
+                        f"signer {(r['signer'] or '-')[:16]}… {r['size']} bytes, as its "
+                        "ARCHIVE.json claims (not verified: --verify)"
+                    )
+                elif r["valid"]:
                     say(
                         f"{r['archive']}: {r['run_id']} commit {(r['commit'] or '-')[:12]} "
                         f"signer {r['signer'][:16]}… {r['size']} bytes sha256 "

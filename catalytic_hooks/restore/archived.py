@@ -18,6 +18,7 @@ from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.pack import checkout_detached
+from catalytic_hooks.provenance.chronicle import record_for
 from catalytic_hooks.restore.engine import (
     WorktreeTarget,
     build_plan,
@@ -94,6 +95,9 @@ def restore_archive(
     dry_run: bool = False,
     callbacks: Callbacks | None = None,
 ) -> dict[str, Any]:
+    """Restore from the archive at `path`; a restore that wrote something is recorded in the
+    chronicle of the repository the command runs in, if any, as a run directory's restore is
+    in its own repository's, with the archive's name and SHA-256 as `source_archive`."""
     callbacks = callbacks or Callbacks()
     with opened_archive(path, limits) as (opened, proved):
         check_commit(opened, proved)
@@ -107,5 +111,17 @@ def restore_archive(
                 trust=trust,
                 dry_run=dry_run,
                 callbacks=callbacks,
+                record=False,
+            )
+        if not dry_run:
+            record_for(
+                Path.cwd(),
+                "restore",
+                {
+                    "run_id": opened.run_id,
+                    "bundle_root": doc.get("bundle_root"),
+                    "target": doc.get("worktree") or str(doc.get("result_root")),
+                    "source_archive": {"name": path.name, "sha256": opened.sha256},
+                },
             )
         return {**doc, "source_archive": opened.source_info(), "run_id": opened.run_id}

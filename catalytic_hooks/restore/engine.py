@@ -438,8 +438,10 @@ def restore_bundle(
     trust: TrustPolicy | None = None,
     dry_run: bool = False,
     callbacks: Callbacks | None = None,
+    record: bool = True,
 ) -> dict[str, Any]:
-    """Restore one bundle's outputs into an existing directory or a new worktree."""
+    """Restore one bundle's outputs into an existing directory or a new worktree.
+    `record=False`: the caller records the restore itself (an archive's, restore/archived.py)."""
     callbacks = callbacks or Callbacks()
     if trust is None:
         trust = trust_policy(caller_anchor(), allow_untrusted=allow_untrusted)
@@ -455,7 +457,7 @@ def restore_bundle(
             if dry_run
             else execute(plan, callbacks)
         )
-    if not dry_run:
+    if not dry_run and record:
         record_for(
             run_dir.resolve().parent,
             "restore",
