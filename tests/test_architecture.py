@@ -432,10 +432,17 @@ def test_every_error_code_is_documented_with_its_exit_class() -> None:
     import re
 
     from catalytic_hooks.core.errors import ErrorCode, exit_code_for
+    from catalytic_hooks.core.outcomes import SuccessCode, Verdict, VerdictCode
 
     table = (ROOT / "docs" / "CODES.md").read_text()
-    rows = {m[0]: int(m[1]) for m in re.findall(r"^\| `([A-Z_]+)` \| (\d) \|", table, re.M)}
+    found = re.findall(r"^\| `([A-Z_]+)` \| (\d) \|", table, re.M)
+    rows = {m[0]: int(m[1]) for m in found}
+    assert len(rows) == len(found), "a code documented twice"
     codes = {c.value: exit_code_for(c) for c in ErrorCode}
+    # The codes of a command that raised nothing: successes exit 0, verdicts that say no exit 1.
+    assert not set(codes) & {*SuccessCode, *VerdictCode}, "a success or verdict code is an error"
+    codes |= {c.value: 0 for c in SuccessCode} | {c.value: 1 for c in VerdictCode}
+    assert {v.code: int(not v.passing) for v in Verdict}.items() <= codes.items()
     assert sorted(set(codes) - set(rows)) == [], "codes missing from docs/CODES.md"
     assert sorted(set(rows) - set(codes)) == [], "docs/CODES.md documents unknown codes"
     assert {c: rows[c] for c in codes if rows[c] != codes[c]} == {}, "wrong exit class"

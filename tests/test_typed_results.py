@@ -103,3 +103,42 @@ def test_findings_render_once_each_and_reporters_hold_their_own_state() -> None:
     first.found([bad])
     second.found([bad])
     assert seen == [bad, ok, bad]
+
+
+def test_success_codes_keep_their_spellings_and_replay_codes_follow_the_verdict() -> None:
+    from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
+
+    assert [c.value for c in SuccessCode] == ["OK", "PASS", "EXACT", "WITHIN_TOLERANCE"]
+    assert {v: v.code for v in Verdict} == {
+        Verdict.EXACT: SuccessCode.EXACT,
+        Verdict.WITHIN: SuccessCode.WITHIN_TOLERANCE,
+        Verdict.DRIFT: VerdictCode.DRIFT_VERIFIED,
+        Verdict.NONDET: VerdictCode.NONDETERMINISTIC,
+        Verdict.FAILED: VerdictCode.FAILED,
+    }
+    envelope = {"ok": True, "code": SuccessCode.PASS, "details": {}}
+    assert canonical_bytes(envelope) == b'{"code":"PASS","details":{},"ok":true}'
+
+
+def test_no_command_spells_an_envelope_code_as_a_string() -> None:
+    """Every `code` handed to cli/output.result or envelope is an enum member (SuccessCode,
+    VerdictCode, ErrorCode) or comes from one: a string literal there is a code no enum lists,
+    so docs/CODES.md and its test would not know it."""
+    import ast
+
+    def literals(e: ast.expr) -> list[ast.Constant]:
+        if isinstance(e, ast.IfExp):
+            return literals(e.body) + literals(e.orelse)
+        return [e] if isinstance(e, ast.Constant) and isinstance(e.value, str) else []
+
+    spelled = []
+    for path in sorted((ROOT / "catalytic_hooks").rglob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(call, ast.Call):
+                continue
+            name = getattr(call.func, "id", getattr(call.func, "attr", ""))
+            at = {"result": 2, "envelope": 1}.get(name)
+            if at is None or len(call.args) <= at:
+                continue
+            spelled += [f"{path.relative_to(ROOT)}:{n.lineno}" for n in literals(call.args[at])]
+    assert spelled == []

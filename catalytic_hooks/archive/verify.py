@@ -11,7 +11,8 @@ from catalytic_hooks.archive.zipfmt import Limits, invalid
 from catalytic_hooks.bundle.report import verify_report
 from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.core.canonical import loads_strict
-from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.git.pack import Imported
 from catalytic_hooks.provenance.chronicle import record_for
 
@@ -97,5 +98,11 @@ def verify_archives(
             )
     invalid_rows = [r for r in rows if not r["valid"]]
     refused = [r for r in rows if r["valid"] and not r["accepted"]]
-    code = invalid_rows[0]["code"] if invalid_rows else "UNTRUSTED" if refused else "PASS"
-    return {"results": rows, "chain_root": None, "ok": code == "PASS", "code": code}
+    code = (
+        invalid_rows[0]["code"]
+        if invalid_rows
+        else ErrorCode.UNTRUSTED
+        if refused
+        else SuccessCode.PASS
+    )
+    return {"results": rows, "chain_root": None, "ok": code == SuccessCode.PASS, "code": code}

@@ -11,7 +11,8 @@ from typing import Any
 from catalytic_hooks.bundle.model import DirSource, project_root_for
 from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.bundle.verify import Verified, verify_bundle, verify_chain
-from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.provenance.chronicle import record_for
 
 
@@ -57,7 +58,7 @@ def _row(s: DirSource, v: Verified | CatalyticError, trust: TrustPolicy) -> dict
         validator_id=v.validator_id,
         bundle_root=v.bundle_root,
         proof_covered=v.proof_covered,
-        code="PASS" if d.trusted else "UNTRUSTED",
+        code=SuccessCode.PASS if d.trusted else ErrorCode.UNTRUSTED,
     )
     return row
 
@@ -84,9 +85,9 @@ def verify_report(
         if invalid:
             report.update(ok=False, code=invalid[0]["code"])
         elif refused:
-            report.update(ok=False, code="UNTRUSTED")
+            report.update(ok=False, code=ErrorCode.UNTRUSTED)
         else:
-            report.update(ok=True, code="PASS")
+            report.update(ok=True, code=SuccessCode.PASS)
     if dirs and record:
         record_for(
             dirs[0].parent,

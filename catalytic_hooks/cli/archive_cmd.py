@@ -14,6 +14,7 @@ from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.hot_options import ARCHIVE_CREATE, ARCHIVE_CREATE_ARG
 from catalytic_hooks.cli.options import JsonOpt, TrustFileOpt, typer_command
 from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.core.policy import Policy, load_policy
 from catalytic_hooks.git.repo import Repo
 
@@ -77,7 +78,7 @@ def show_cmd(
             for e in m["entries"]:
                 say(f"  {e['size']:>12}  {e['sha256'][:16]}…  {e['name']}")
 
-        result(json_mode, True, "OK", doc, human)
+        result(json_mode, True, SuccessCode.OK, doc, human)
 
 
 @archive_app.command("list")
@@ -136,7 +137,7 @@ def list_cmd(
             if not doc["archives"]:
                 say(f"no archive in {doc['store']}")
 
-        result(json_mode, True, "OK", doc, human)
+        result(json_mode, True, SuccessCode.OK, doc, human)
 
 
 @archive_app.command("import")
@@ -164,7 +165,7 @@ def import_cmd(
         result(
             json_mode,
             True,
-            "OK",
+            SuccessCode.OK,
             info,
             lambda: say(
                 f"imported {info['run_id']} into {info['run_dir']} (commit {info['commit']})"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.core.policy import load_policy
 from catalytic_hooks.git.repo import Repo
 
@@ -38,7 +39,7 @@ def run_archive_create(args: ArchiveCreateArgs) -> None:
         result(
             json_mode,
             True,
-            "OK",
+            SuccessCode.OK,
             info,
             lambda: say(
                 f"archived {info['run_id']} to {info['archive']} ({info['size']} bytes, "

@@ -15,6 +15,7 @@ from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.cli.run_impl import RunArgs, run_run
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.core.policy import load_policy
 
 KeyOpt = Annotated[
@@ -58,7 +59,7 @@ def keygen(
             "validator_id": s.validator_id,
         }
         if json_mode:
-            emit_json(envelope(True, "OK", details))
+            emit_json(envelope(True, SuccessCode.OK, details))
         else:
             say(f"private key:  {path} (mode 0600; keep it secret)")
             say(f"public key:   {path}.pub")
@@ -79,7 +80,7 @@ def sign(
     with handled(json_mode):
         info = sign_and_record(run_dir.resolve(), load_signer(key), force=force)
         if json_mode:
-            emit_json(envelope(True, "OK", info))
+            emit_json(envelope(True, SuccessCode.OK, info))
         else:
             say(f"signed {run_dir}: bundle_root {info['bundle_root']}")
             say(f"validator id {info['validator_id']}")
@@ -269,7 +270,7 @@ def _verify_attestation(
                 f"({'trusted' if i['trusted'] else 'UNTRUSTED'}), {i['subjects']} subject(s)"
             )
 
-    result(json_mode, True, "PASS", {"attestation": str(path), "results": infos}, human)
+    result(json_mode, True, SuccessCode.PASS, {"attestation": str(path), "results": infos}, human)
 
 
 def attest(
@@ -296,7 +297,7 @@ def attest(
         result(
             json_mode,
             True,
-            "OK",
+            SuccessCode.OK,
             {"attestation": str(target), "envelopes": n},
             lambda: say(f"wrote {target} ({n} envelope{'s' if n != 1 else ''})"),
         )
@@ -339,7 +340,7 @@ def trust_add(
         v = trust_validator(path, name, key, valid_after, valid_before)
         details = {"file": str(path), "name": name, "validator_id": v.validator_id}
         if json_mode:
-            emit_json(envelope(True, "OK", details))
+            emit_json(envelope(True, SuccessCode.OK, details))
         else:
             say(f"trusted {name} ({v.validator_id}) in {path}")
 
@@ -357,7 +358,7 @@ def trust_list(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
             for v in ts.validators
         ]
         if json_mode:
-            emit_json(envelope(True, "OK", {"source": ts.source, "validators": rows}))
+            emit_json(envelope(True, SuccessCode.OK, {"source": ts.source, "validators": rows}))
         else:
             for row in rows:
                 say(f"{row['name']}\t{row['validator_id']}\t{row['line']}")
@@ -376,7 +377,7 @@ def trust_remove(
         path = _trust_target(repo)
         n = untrust(path, name_or_id)
         if json_mode:
-            emit_json(envelope(True, "OK", {"removed": n, "file": str(path)}))
+            emit_json(envelope(True, SuccessCode.OK, {"removed": n, "file": str(path)}))
         else:
             say(f"removed {n} entr{'y' if n == 1 else 'ies'} from {path}")
 
@@ -391,6 +392,6 @@ def trust_migrate(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
         changed = migrate_file(path)
         details = {"file": str(path), "changed": changed}
         if json_mode:
-            emit_json(envelope(True, "OK", details))
+            emit_json(envelope(True, SuccessCode.OK, details))
         else:
             say(f"{'rewrote' if changed else 'already in allowed_signers syntax:'} {path}")

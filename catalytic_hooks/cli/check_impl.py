@@ -9,6 +9,7 @@ from pathlib import Path
 from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.output import handled, result, say, warn
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.enforce.checks import check_range, check_staged, framework_range
 from catalytic_hooks.enforce.findings import CheckReport, Finding
 from catalytic_hooks.git.repo import Repo
@@ -80,7 +81,7 @@ def run_check(a: CheckArgs) -> None:
         result(
             json_mode,
             report.ok,
-            "PASS" if report.ok else "CHECK_FAILED",
+            SuccessCode.PASS if report.ok else ErrorCode.CHECK_FAILED,
             {**mode, **report.to_dict()},
             human,
         )

@@ -16,6 +16,7 @@ import typer
 from catalytic_hooks.cli.options import JsonOpt
 from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
 from catalytic_hooks.git.repo import clean_env
 
 INIT_TEMPLATE = """\
@@ -479,7 +480,7 @@ def demo(
             emit_json(
                 envelope(
                     ok,
-                    "PASS" if ok else "FAIL",
+                    SuccessCode.PASS if ok else VerdictCode.FAIL,
                     {
                         "steps": d.steps,
                         "repository": str(d.repo) if keep else None,
@@ -514,6 +515,6 @@ def init(
 
         atomic_write(target, INIT_TEMPLATE.encode())
         if json_mode:
-            emit_json(envelope(True, "OK", {"path": str(target)}))
+            emit_json(envelope(True, SuccessCode.OK, {"path": str(target)}))
         else:
             say(f"wrote {target}")

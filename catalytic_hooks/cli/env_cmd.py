@@ -11,6 +11,7 @@ import typer
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 
 if TYPE_CHECKING:
     from catalytic_hooks.core.policy import Policy
@@ -236,7 +237,7 @@ def env(
             for d in details.get("differences", []):
                 say(f"differs: {d['field']}: recorded {d['recorded']} now {d['current']}")
 
-        result(json_mode, ok, "PASS" if ok else "ENV_MISMATCH", details, human)
+        result(json_mode, ok, SuccessCode.PASS if ok else ErrorCode.ENV_MISMATCH, details, human)
 
 
 @env_app.command("rebuild")
@@ -304,7 +305,7 @@ def rebuild_cmd(
                 f"{'reused from the cache' if done.cached else 'rebuilt'}: {done.venv}"
             )
 
-        result(json_mode, True, "OK", details, human)
+        result(json_mode, True, SuccessCode.OK, details, human)
 
 
 @env_app.command("export")
@@ -362,7 +363,7 @@ def export_cmd(
             **({"text": text} if output is None else {}),
         }
         if json_mode:
-            emit_json(envelope(True, "OK", details))
+            emit_json(envelope(True, SuccessCode.OK, details))
         elif output is None:
             typer.echo(text, nl=False)
         else:
@@ -379,7 +380,7 @@ def prune_cmd(json_mode: JsonOpt = False) -> None:
         result(
             json_mode,
             True,
-            "OK",
+            SuccessCode.OK,
             details,
             lambda: say(
                 f"removed {len(details['removed'])} environment(s) from "

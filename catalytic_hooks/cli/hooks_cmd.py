@@ -13,6 +13,7 @@ from catalytic_hooks.cli.hot_options import CHECK
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, typer_command
 from catalytic_hooks.cli.output import CommandExit, emit_json, envelope, handled, result, say
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
 from catalytic_hooks.enforce.install import (
     HOOK_TYPES,
     SERVER_DEFAULT,
@@ -93,7 +94,7 @@ def install_cmd(
         results = install(_hook_repo(repo, server, git_dir), list(hook_type or default), force)
         details = {"hooks": [r.__dict__ for r in results]}
         if json_mode:
-            emit_json(envelope(True, "OK", details))
+            emit_json(envelope(True, SuccessCode.OK, details))
         else:
             for r in results:
                 say(f"{r.hook}: {r.action} ({r.path})")
@@ -114,7 +115,7 @@ def uninstall_cmd(
             list(hook_type or (SERVER_HOOK_TYPES if bare else HOOK_TYPES)),
         )
         if json_mode:
-            emit_json(envelope(True, "OK", {"hooks": [r.__dict__ for r in results]}))
+            emit_json(envelope(True, SuccessCode.OK, {"hooks": [r.__dict__ for r in results]}))
         else:
             for r in results:
                 say(f"{r.hook}: {r.action} ({r.path})")
@@ -177,7 +178,7 @@ def adopt_cmd(
             )
             say("next: `catalytic install` here, `catalytic install --server` on the server")
 
-        result(json_mode, True, "OK", details, human)
+        result(json_mode, True, SuccessCode.OK, details, human)
 
 
 def doctor_cmd(
@@ -207,7 +208,7 @@ def doctor_cmd(
         result(
             json_mode,
             ok,
-            "OK" if ok else "DOCTOR_PROBLEMS",
+            SuccessCode.OK if ok else VerdictCode.DOCTOR_PROBLEMS,
             {"checks": [c.to_dict() for c in checks]},
             human,
         )

@@ -15,10 +15,16 @@ from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.errors import (
     EXIT_PIPE,
     CatalyticError,
+    ErrorCode,
     debug_enabled,
     exit_code_for,
     failure,
 )
+from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
+
+# Every `code` an envelope can carry (docs/CODES.md): a success, a verdict that is not an error,
+# or an error's code.
+Code = SuccessCode | VerdictCode | ErrorCode
 
 
 class CommandExit(Exception):
@@ -34,7 +40,7 @@ def emit_json(doc: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def envelope(ok: bool, code: str, details: dict[str, Any]) -> dict[str, Any]:
+def envelope(ok: bool, code: Code, details: dict[str, Any]) -> dict[str, Any]:
     return {"ok": ok, "code": code, "details": details}
 
 
@@ -49,7 +55,7 @@ def warn(text: str) -> None:
 def result(
     json_mode: bool,
     ok: bool,
-    code: str,
+    code: Code,
     details: dict[str, Any],
     human: Callable[[], None],
     exit_code: int | None = None,
@@ -93,7 +99,7 @@ def handled(
             emit_json(
                 {
                     "ok": False,
-                    "code": "INTERNAL",
+                    "code": ErrorCode.INTERNAL,
                     "message": message.split(": ", 1)[1],
                     "details": {},
                 }

@@ -16,6 +16,7 @@ from catalytic_hooks.cli.context import repo_and_policy, split_roots
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.core.receipts import digest_receipt, error_receipt
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.hashing import HashCache
@@ -161,7 +162,7 @@ def _run_digest(args: DigestArgs) -> None:
         result(
             json_mode,
             True,
-            "PASS",
+            SuccessCode.PASS,
             receipt,
             lambda: say(f"{receipt['digest']}  ({receipt['file_count']} files, {kind} view)"),
         )

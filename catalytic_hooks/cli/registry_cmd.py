@@ -11,6 +11,7 @@ import typer
 
 from catalytic_hooks.cli.options import JsonOpt
 from catalytic_hooks.cli.output import handled, result, say
+from catalytic_hooks.core.outcomes import SuccessCode
 
 RegistryConfigOpt = Annotated[
     Path | None,
@@ -136,7 +137,7 @@ def push_cmd(
             if info["attestation"]:
                 say(f"  attestation {info['attestation']['digest']} ({info['attestation']['via']})")
 
-        result(json_mode, True, "OK", info, human)
+        result(json_mode, True, SuccessCode.OK, info, human)
 
 
 def pull_cmd(
@@ -176,4 +177,4 @@ def pull_cmd(
             for a in info["attestations"]:
                 say(f"  attestation {a['file']}")
 
-        result(json_mode, True, "OK", info, human)
+        result(json_mode, True, SuccessCode.OK, info, human)

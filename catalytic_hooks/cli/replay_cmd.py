@@ -21,6 +21,8 @@ from catalytic_hooks.cli.env_cmd import (
 from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
+from catalytic_hooks.core.errors import ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode, Verdict
 from catalytic_hooks.core.policy import load_policy
 
 
@@ -163,7 +165,7 @@ def replay(
             )
             say(f"report: {rep['report_md']}")
 
-        result(json_mode, ok, rep["verdict"].upper().replace("-", "_"), rep, human)
+        result(json_mode, ok, Verdict(rep["verdict"]).code, rep, human)
 
 
 def _replay_archive(
@@ -213,7 +215,7 @@ def chronicle_verify(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
         result(
             json_mode,
             check.ok,
-            "PASS" if check.ok else "CHRONICLE_INVALID",
+            SuccessCode.PASS if check.ok else ErrorCode.CHRONICLE_INVALID,
             details,
             lambda: say(
                 f"chronicle OK: {check.records} record(s)"
@@ -232,7 +234,7 @@ def chronicle_show(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
         r = open_repo(repo)
         records = read(r.top / load_policy(r.top).chronicle)
         if json_mode:
-            emit_json(envelope(True, "OK", {"records": records}))
+            emit_json(envelope(True, SuccessCode.OK, {"records": records}))
             return
         for rec in records:
             data = rec.get("data", {})

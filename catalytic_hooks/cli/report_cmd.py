@@ -22,6 +22,7 @@ from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
 from catalytic_hooks.core.policy import load_policy
 
 
@@ -68,7 +69,11 @@ def report(
             say(f"report: {path}")
 
         result(
-            json_mode, view.check.ok, "OK" if view.check.ok else "CHRONICLE_INVALID", details, human
+            json_mode,
+            view.check.ok,
+            SuccessCode.OK if view.check.ok else ErrorCode.CHRONICLE_INVALID,
+            details,
+            human,
         )
 
 
@@ -229,7 +234,7 @@ def validate(
         result(
             json_mode,
             summary["ok"],
-            "PASS" if summary["ok"] else "VALIDATION_FAILED",
+            SuccessCode.PASS if summary["ok"] else VerdictCode.VALIDATION_FAILED,
             summary,
             human,
         )

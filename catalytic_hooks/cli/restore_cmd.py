@@ -16,6 +16,7 @@ from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.restore.transaction import Callbacks, Plan
 
 restore_app = typer.Typer(
@@ -178,7 +179,7 @@ def bundle(
                 )
         if pulled:
             doc["pulled"] = pulled[0]
-        result(json_mode, True, "PASS", doc, lambda: _human(doc))
+        result(json_mode, True, SuccessCode.PASS, doc, lambda: _human(doc))
 
 
 @restore_app.command("chain")
@@ -207,7 +208,11 @@ def chain(
                 callbacks=callbacks,
             )
         result(
-            json_mode, True, "PASS", doc, lambda: _human({**doc, "result_root": str(restore_root)})
+            json_mode,
+            True,
+            SuccessCode.PASS,
+            doc,
+            lambda: _human({**doc, "result_root": str(restore_root)}),
         )
 
 
@@ -231,7 +236,7 @@ def recover_cmd(
             if not any(doc.values()):
                 say("nothing to recover")
 
-        result(json_mode, True, "PASS", doc, human)
+        result(json_mode, True, SuccessCode.PASS, doc, human)
 
 
 def recover_all(
@@ -258,11 +263,11 @@ def recover_all(
         # A journal this tool did not write (or that names what no policy could) is left alone
         # and named by its own code: nothing of it was acted on.
         code = (
-            "PASS"
+            SuccessCode.PASS
             if ok
-            else "UNDO_INCOMPLETE"
+            else ErrorCode.UNDO_INCOMPLETE
             if any(x["status"] == "incomplete" for x in runs)
-            else "JOURNAL_REFUSED"
+            else ErrorCode.JOURNAL_REFUSED
         )
         details = {"runs": runs, "restores": restores}
 

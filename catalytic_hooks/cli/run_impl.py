@@ -9,6 +9,7 @@ from pathlib import Path
 from catalytic_hooks.cli.context import open_repo
 from catalytic_hooks.cli.output import handled, result, warn
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.core.policy import load_policy
 
 
@@ -108,7 +109,7 @@ def run_run(args: RunArgs) -> None:
         result(
             json_mode,
             res.ok,
-            "PASS" if res.ok else "RUN_FAILED",
+            SuccessCode.PASS if res.ok else ErrorCode.RUN_FAILED,
             {**details, "signal": res.signal},
             human,
             exit_code=128 + res.signal if res.signal else None,

@@ -9,6 +9,7 @@ from typing import Any
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.digest import TreeDigest, exclusions_spec_hash
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.core.records import Overlay
 from catalytic_hooks.core.records import diff as overlay_diff
@@ -61,7 +62,7 @@ def purity_scan(
         or bool(survivors)
     )
     scan: dict[str, Any] = {
-        "verdict": "FAIL" if failed else "PASS",
+        "verdict": VerdictCode.FAIL if failed else SuccessCode.PASS,
         "violations": violations,
         "tmp_residue": sorted(tmp_residue),
         "scan_module_version_hash": module_version_hash(),
@@ -85,9 +86,9 @@ def restore_proof(
             pre=pre["exclusions_spec_hash"],
             post=post["exclusions_spec_hash"],
         )
-    passed = pre["digest"] == post["digest"] and purity["verdict"] == "PASS"
+    passed = pre["digest"] == post["digest"] and purity["verdict"] == SuccessCode.PASS
     proof: dict[str, Any] = {
-        "verdict": "PASS" if passed else "FAIL",
+        "verdict": SuccessCode.PASS if passed else VerdictCode.FAIL,
         "pre_digest": pre["digest"],
         "post_digest": post["digest"],
         "tmp_roots": sorted(policy.tmp_roots),

@@ -23,6 +23,7 @@ from typing import Any
 from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Descriptor, Manifest
 from catalytic_hooks.registry.cache import Cache
@@ -293,7 +294,13 @@ def verify_attached(
                 rows.append(_refused_row(item.digest, found.via, exc))
                 continue
             rows.append(
-                {"digest": item.digest, "via": found.via, "valid": True, "code": "PASS", **info}
+                {
+                    "digest": item.digest,
+                    "via": found.via,
+                    "valid": True,
+                    "code": SuccessCode.PASS,
+                    **info,
+                }
             )
     return rows
 

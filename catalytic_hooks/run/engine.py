@@ -21,6 +21,7 @@ from catalytic_hooks.core.canonical import canonical_bytes, proof_hash, sha256_h
 from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.digest import TreeDigest
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
 from catalytic_hooks.core.paths import relpath_problem
 from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
@@ -286,7 +287,7 @@ def _post_phase(
     proof_receipt = restore_proof(pre.receipt, post, scan, policy)
     verdict = proof_receipt["verdict"]
     if undo_report is not None and undo_report.refused:
-        verdict = "FAIL"
+        verdict = VerdictCode.FAIL
     return _Post(post, scan, proof_receipt, verdict, undo_report)
 
 
@@ -304,8 +305,10 @@ def _proof_doc(pre: _Pre, post: _Post) -> bytes:
     doc: dict[str, Any] = {
         "proof_version": "1.0.0",
         "restoration_result": {
-            "verified": post.verdict == "PASS",
-            "condition": "RESTORED_IDENTICAL" if post.verdict == "PASS" else "NOT_RESTORED",
+            "verified": post.verdict == SuccessCode.PASS,
+            "condition": "RESTORED_IDENTICAL"
+            if post.verdict == SuccessCode.PASS
+            else "NOT_RESTORED",
         },
         "pre_digest": pre.receipt["digest"],
         "post_digest": post.receipt["digest"],
@@ -384,8 +387,8 @@ def _status_doc(
     receipts: dict[str, bytes],
 ) -> dict[str, Any]:
     return {
-        "status": status if post.verdict == "PASS" or status != "success" else "failure",
-        "cmp01": "pass" if post.verdict == "PASS" else "fail",
+        "status": status if post.verdict == SuccessCode.PASS or status != "success" else "failure",
+        "cmp01": "pass" if post.verdict == SuccessCode.PASS else "fail",
         "run_id": opts.run_id,
         "exit_code": exit_code,
         "proof_verdict": post.verdict,
