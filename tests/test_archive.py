@@ -713,3 +713,99 @@ def test_an_output_edited_after_the_run_is_never_archived(tmp_path: Path, edited
     assert err.value.code is ErrorCode.HASH_MISMATCH
     assert not (tmp_path / "bad.zip").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "ok.zip", "out"]
+
+
+def _chain(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """Two signed runs as directories (a, b under proj) and as archives in `away`, a
+    repository with the default policy."""
+    from catalytic_hooks.archive.create import create_archive
+
+    from .helpers import make_bundle
+
+    proj = tmp_path / "proj"
+    a = make_bundle(proj / "_runs/a", proj, {"out/a.txt": b"a\n"})
+    b = make_bundle(proj / "_runs/b", proj, {"out/b.txt": b"b\n", "out/c.txt": b"c\n"})
+    away = tmp_path / "away"
+    away.mkdir()
+    git(away, "init", "-q")
+    for run in (a, b):
+        create_archive(run, away / f"{run.name}.zip", project_root=proj)
+    return proj, a, b, away
+
+
+def test_verify_chain_takes_archives(tmp_path: Path) -> None:
+    proj, a, b, away = _chain(tmp_path)
+    ref = inproc(
+        "verify", "--chain", str(a), str(b), "--project-root", str(proj), "--allow-untrusted",
+        "--json", cwd=tmp_path,
+    )  # fmt: skip
+    v = inproc("verify", "--chain", "a.zip", "b.zip", "--allow-untrusted", "--json", cwd=away)
+    assert v.returncode == ref.returncode == 0, v.stdout + v.stderr
+    got = _json(v)["details"]
+    assert got["chain_root"] == _json(ref)["details"]["chain_root"] and got["chain_root"]
+    assert [r["source_archive"]["name"] for r in got["results"]] == ["a.zip", "b.zip"]
+
+
+@pytest.mark.slow
+def test_verify_chain_and_restore_chain_take_archives(tmp_path: Path) -> None:
+    """`verify --chain` and `restore chain` of archive files give the chain root of the same
+    runs as directories, restore every run, are recorded with every archive's name and hash in
+    the repository they run in, and refuse a broken archive before anything is written."""
+    proj, a, b, away = _chain(tmp_path)
+    digests = {n: hashlib.sha256((away / n).read_bytes()).hexdigest() for n in ("a.zip", "b.zip")}
+    sources = [{"name": n, "sha256": digests[n]} for n in ("a.zip", "b.zip")]
+
+    ref = inproc(
+        "verify", "--chain", str(a), str(b), "--project-root", str(proj), "--allow-untrusted",
+        "--json", cwd=tmp_path,
+    )  # fmt: skip
+    v = inproc("verify", "--chain", "a.zip", "b.zip", "--allow-untrusted", "--json", cwd=away)
+    assert v.returncode == ref.returncode == 0, v.stdout + v.stderr
+    got, want = _json(v)["details"], _json(ref)["details"]
+    assert got["chain_root"] == want["chain_root"] and got["chain_root"]
+    assert [r["run_id"] for r in got["results"]] == ["a", "b"]
+    assert [r["source_archive"]["name"] for r in got["results"]] == ["a.zip", "b.zip"]
+    chronicle = away / ".catalytic/chronicle.jsonl"
+    last = read(chronicle)[-1]
+    assert last["kind"] == "verify" and last["data"]["source_archives"] == sources
+    assert last["data"]["chain_root"] == got["chain_root"]
+    assert last["data"]["run_ids"] == ["a", "b"]
+
+    out = away / "out"
+    out.mkdir()
+    r = inproc(
+        "restore", "chain", "a.zip", "b.zip", "--restore-root", str(out), "--allow-untrusted",
+        "--json", cwd=away,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _json(r)["details"]["chain_root"] == got["chain_root"]
+    assert (out / "a/out/a.txt").read_bytes() == b"a\n"
+    assert (out / "b/out/c.txt").read_bytes() == b"c\n"
+    last = read(chronicle)[-1]
+    assert last["kind"] == "restore"
+    assert last["data"] == {
+        "run_ids": ["a", "b"],
+        "chain_root": got["chain_root"],
+        "target": str(out),
+        "source_archives": sources,
+    }
+
+    mixed = inproc(
+        "restore", "chain", str(a), "b.zip", "--restore-root", str(out), "--json", cwd=away
+    )
+    assert mixed.returncode == 2 and _json(mixed)["code"] == "USAGE"
+    broken = bytearray((away / "b.zip").read_bytes())
+    broken[len(broken) // 3] ^= 0xFF
+    (away / "b.zip").write_bytes(bytes(broken))
+    bad = inproc("verify", "--chain", "a.zip", "b.zip", "--allow-untrusted", "--json", cwd=away)
+    assert bad.returncode == 1 and _json(bad)["code"] == "ARCHIVE_INVALID"
+    assert read(chronicle)[-1]["data"]["ok"] is False
+    fresh = away / "fresh"
+    fresh.mkdir()
+    n = len(read(chronicle))
+    refused = inproc(
+        "restore", "chain", "a.zip", "b.zip", "--restore-root", str(fresh), "--allow-untrusted",
+        "--json", cwd=away,
+    )  # fmt: skip
+    assert refused.returncode == 1 and _json(refused)["code"] == "ARCHIVE_INVALID"
+    assert list(fresh.iterdir()) == [] and len(read(chronicle)) == n

@@ -3,6 +3,7 @@ run directory verified exactly like any other (SPECTRUM-05), with the caller's t
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,66 @@ def verify_archives(
         else SuccessCode.PASS
     )
     return {"results": rows, "chain_root": None, "ok": code == SuccessCode.PASS, "code": code}
+
+
+def verify_archive_chain(
+    paths: list[Path], *, trust: TrustPolicy, limits: Limits, record: bool = True
+) -> dict[str, Any]:
+    """`verify --chain` of archives: each checked and extracted (all at once: the chain is
+    verified as run directories are, in order), each commit proven from its own objects, then
+    the run directories verified as one chain. A refused archive fails the chain with its row.
+    Recorded, like `verify_archives`, in the chronicle of the repository the command runs in,
+    with every archive's name and SHA-256 (`source_archives`)."""
+    sources: list[dict[str, str | None]] = []
+    with contextlib.ExitStack() as stack:
+        opened_all: list[tuple[Path, Opened, Imported | None]] = []
+        refused = None
+        for path in paths:
+            try:
+                opened, proved = stack.enter_context(opened_archive(path, limits))
+                check_commit(opened, proved)
+            except CatalyticError as exc:
+                sources.append({"name": path.name, "sha256": file_sha256(path)})
+                refused = _refused(path, exc)
+                break
+            sources.append({"name": path.name, "sha256": opened.sha256})
+            opened_all.append((path, opened, proved))
+        if refused is not None:
+            rep = {
+                "results": [refused],
+                "chain_root": None,
+                "ok": False,
+                "code": refused["code"],
+            }
+        else:
+            rep = verify_report(
+                [o.run_dir for _, o, _ in opened_all],
+                chain=True,
+                project_root=None,
+                project_roots=[o.project_root for _, o, _ in opened_all],
+                trust=trust,
+                record=False,
+            )
+            by_id = {o.run_id: (p, o, pr) for p, o, pr in opened_all}
+            for row in rep["results"]:
+                path, opened, proved = by_id[row["run_id"]]
+                row.update(
+                    archive=str(path),
+                    run_dir=str(path),
+                    source_archive=opened.source_info(),
+                    commit=proved.commit if proved else None,
+                    tree=proved.tree if proved else None,
+                )
+    if record:
+        record_for(
+            Path.cwd(),
+            "verify",
+            {
+                "run_ids": [r["run_id"] for r in rep["results"] if r["run_id"] is not None],
+                "ok": rep["ok"],
+                "code": rep["code"],
+                "chain_root": rep["chain_root"],
+                "source_archives": sources,
+            },
+        )
+    return rep

@@ -70,11 +70,14 @@ def verify_report(
     project_root: Path | None,
     trust: TrustPolicy,
     record: bool = True,
+    project_roots: list[Path] | None = None,
 ) -> dict[str, Any]:
     """`record=False`: the caller records the verification itself (an archive's run directory
-    is a temporary extraction, recorded with the archive's name and hash, archive/verify.py)."""
+    is a temporary extraction, recorded with the archive's name and hash, archive/verify.py).
+    `project_roots`: one per run directory (archives: each its own), instead of `project_root`."""
     dirs = [d.resolve() for d in run_dirs]
-    sources = [DirSource(d, project_root_for(d, project_root)) for d in dirs]
+    roots = project_roots or [project_root_for(d, project_root) for d in dirs]
+    sources = [DirSource(d, r) for d, r in zip(dirs, roots, strict=True)]
     report: dict[str, Any] = {"results": [], "chain_root": None}
     sources, verified = _verify_all(sources, chain, report)
     report["results"] = [_row(s, v, trust) for s, v in zip(sources, verified, strict=False)]

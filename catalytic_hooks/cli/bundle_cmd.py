@@ -243,15 +243,16 @@ def _verify_archives(
     attestation: Path | None,
     trust: TrustPolicy,
 ) -> dict[str, Any]:
-    from catalytic_hooks.archive.verify import verify_archives
+    from catalytic_hooks.archive.verify import verify_archive_chain, verify_archives
     from catalytic_hooks.cli.archive_cmd import caller_limits
 
-    if len(archives) != len(run_dirs) or chain:
+    if len(archives) != len(run_dirs):
         raise CatalyticError(
             ErrorCode.USAGE,
-            "archive files are verified on their own (not "
-            "mixed with run directories or as a chain)",
+            "archive files are verified on their own (not mixed with run directories)",
         )
+    if chain:
+        return verify_archive_chain(archives, trust=trust, limits=caller_limits())
     return verify_archives(archives, trust=trust, limits=caller_limits())
 
 

@@ -184,7 +184,9 @@ def bundle(
 
 @restore_app.command("chain")
 def chain(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, in chain order.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run directories, or archive files, in chain order.")
+    ],
     restore_root: RootOpt = None,
     dry_run: DryOpt = False,
     allow_untrusted: UntrustedOpt = False,
@@ -192,21 +194,40 @@ def chain(
     trust_file: TrustFileOpt = None,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Restore a chain into per-run subfolders, all or nothing."""
+    """Restore a chain into per-run subfolders, all or nothing (run directories, or archive
+    files)."""
     from catalytic_hooks.restore.chain import restore_chain
 
     with handled(json_mode):
         if restore_root is None:
             raise CatalyticError(ErrorCode.USAGE, "--restore-root is required")
-        with progress(json_mode) as callbacks:
-            doc = restore_chain(
-                run_dirs,
-                restore_root,
-                project_root=project_root,
-                trust=_trust(trust_file, allow_untrusted),
-                dry_run=dry_run,
-                callbacks=callbacks,
+        archives = [d for d in run_dirs if d.is_file()]
+        if archives and len(archives) != len(run_dirs):
+            raise CatalyticError(
+                ErrorCode.USAGE, "a chain is run directories or archive files, not both"
             )
+        with progress(json_mode) as callbacks:
+            if archives:
+                from catalytic_hooks.cli.archive_cmd import caller_limits
+                from catalytic_hooks.restore.archived import restore_archive_chain
+
+                doc = restore_archive_chain(
+                    archives,
+                    restore_root,
+                    trust=_trust(trust_file, allow_untrusted),
+                    limits=caller_limits(),
+                    dry_run=dry_run,
+                    callbacks=callbacks,
+                )
+            else:
+                doc = restore_chain(
+                    run_dirs,
+                    restore_root,
+                    project_root=project_root,
+                    trust=_trust(trust_file, allow_untrusted),
+                    dry_run=dry_run,
+                    callbacks=callbacks,
+                )
         result(
             json_mode,
             True,

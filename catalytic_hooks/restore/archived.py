@@ -9,6 +9,7 @@ failure DIR is removed again.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.pack import checkout_detached
 from catalytic_hooks.provenance.chronicle import record_for
+from catalytic_hooks.restore.chain import restore_chain
 from catalytic_hooks.restore.engine import (
     WorktreeTarget,
     build_plan,
@@ -125,3 +127,46 @@ def restore_archive(
                 },
             )
         return {**doc, "source_archive": opened.source_info(), "run_id": opened.run_id}
+
+
+def restore_archive_chain(
+    paths: list[Path],
+    restore_root: Path,
+    *,
+    trust: TrustPolicy,
+    limits: Limits,
+    dry_run: bool = False,
+    callbacks: Callbacks | None = None,
+) -> dict[str, Any]:
+    """`restore chain` of archives: each checked, extracted and its commit proven, then the
+    run directories restored as one chain (every one eligible before anything is written, all
+    or nothing). Recorded in the chronicle of the repository the command runs in, with every
+    archive's name and SHA-256 (`source_archives`)."""
+    with contextlib.ExitStack() as stack:
+        opened_all: list[Opened] = []
+        for path in paths:
+            opened, proved = stack.enter_context(opened_archive(path, limits))
+            check_commit(opened, proved)
+            opened_all.append(opened)
+        doc = restore_chain(
+            [o.run_dir for o in opened_all],
+            restore_root,
+            project_roots=[o.project_root for o in opened_all],
+            trust=trust,
+            dry_run=dry_run,
+            callbacks=callbacks,
+            record=False,
+        )
+        sources = [{"name": o.archive.name, "sha256": o.sha256} for o in opened_all]
+    if not dry_run:
+        record_for(
+            Path.cwd(),
+            "restore",
+            {
+                "run_ids": [o.run_id for o in opened_all],
+                "chain_root": doc["chain_root"],
+                "target": str(restore_root),
+                "source_archives": sources,
+            },
+        )
+    return {**doc, "source_archives": sources}

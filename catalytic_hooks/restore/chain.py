@@ -28,7 +28,7 @@ from catalytic_hooks.restore.transaction import Callbacks, Plan, fail, root_lock
 
 
 def _eligible_chain(
-    run_dirs: list[Path], project_root: Path | None, trust: TrustPolicy
+    run_dirs: list[Path], project_roots: list[Path | None], trust: TrustPolicy
 ) -> list[tuple[Verified, DirSource]]:
     """C.1: the whole chain is eligible before anything is written."""
     ids = [Path(d).resolve().name for d in run_dirs]
@@ -42,7 +42,7 @@ def _eligible_chain(
             run_id=dup[0],
         )
     checked = []
-    for d in run_dirs:
+    for d, project_root in zip(run_dirs, project_roots, strict=True):
         try:
             checked.append(eligible(Path(d), project_root, trust))
         except CatalyticError as exc:
@@ -146,13 +146,20 @@ def restore_chain(
     trust: TrustPolicy | None = None,
     dry_run: bool = False,
     callbacks: Callbacks | None = None,
+    project_roots: list[Path] | None = None,
+    record: bool = True,
 ) -> dict[str, Any]:
+    """`project_roots`: one per run directory (archives: each its own) instead of
+    `project_root`; `record=False`: the caller records the restore (restore/archived.py)."""
     callbacks = callbacks or Callbacks()
     if not run_dirs:
         raise fail(ErrorCode.RESTORE_INELIGIBLE, "PREFLIGHT", "the chain is empty", "CHAIN_EMPTY")
     if trust is None:
         trust = trust_policy(caller_anchor(), allow_untrusted=allow_untrusted)
-    checked = _eligible_chain(run_dirs, project_root, trust)
+    roots: list[Path | None] = (
+        list(project_roots) if project_roots is not None else [project_root] * len(run_dirs)
+    )
+    checked = _eligible_chain(run_dirs, roots, trust)
     croot = chain_root([v.bundle_root for v, _ in checked], [v.run_id for v, _ in checked])
     check_target(restore_root)
     plans = _plans(checked, restore_root, croot)
@@ -161,11 +168,16 @@ def restore_chain(
     with root_lock(restore_root) as rfd:
         recover(restore_root, locked_fd=rfd)
         results = _restore_runs(rfd, plans, croot, callbacks)
-    record_for(
-        Path(run_dirs[0]).resolve().parent,
-        "restore",
-        {"run_ids": [rid for rid, _ in plans], "chain_root": croot, "target": str(restore_root)},
-    )
+    if record:
+        record_for(
+            Path(run_dirs[0]).resolve().parent,
+            "restore",
+            {
+                "run_ids": [rid for rid, _ in plans],
+                "chain_root": croot,
+                "target": str(restore_root),
+            },
+        )
     return {
         "ok": True,
         "chain_root": croot,
