@@ -373,6 +373,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.uploads[uid] = bytearray()
         self._send(202, b"", {"Location": f"/v2/{name}/blobs/uploads/{uid}"})
 
+    def do_PATCH(self) -> None:
+        """No chunked uploads (501, unread, as a server without the method answers), unless
+        `faults["patch"]` is "short": the chunk is read and a Range one byte short answered."""
+        s = self.state
+        if s.faults.get("patch") != "short":
+            self.close_connection = True
+            return self._error(501, "UNSUPPORTED")
+        _name, _kind, rest = self._parts()
+        body = self._body()
+        upload = s.uploads.setdefault(rest, bytearray())
+        upload += body
+        return self._send(
+            202,
+            b"",
+            {"Location": self.path.split("?")[0], "Range": f"0-{max(0, len(upload) - 2)}"},
+        )
+
     def do_PUT(self) -> None:
         s = self.state
         _name, kind, rest = self._parts()

@@ -912,6 +912,69 @@ def test_chunks_fall_back_to_one_put_where_the_registry_has_no_patch(
     client.close()
     assert mini.state.blobs[digest] == path.read_bytes()
     assert client.counters.blob_uploads == 1
-    # At most the refused first chunk (the server may hang up before reading it all), then all.
-    assert 3 * 1024 * 1024 <= client.counters.bytes_up <= 4 * 1024 * 1024
-    assert client.counters.requests == 4  # POST, PATCH refused, POST, PUT
+    # The refused first chunk at most twice (the server may hang up on it, and a send on a
+    # connection it closed is tried once more on a new one), then the whole blob once.
+    assert 3 * 1024 * 1024 <= client.counters.bytes_up <= 5 * 1024 * 1024
+    # POST, PATCH refused, POST, PUT; each at most once more when the server had hung up on
+    # the kept-alive connection after refusing the PATCH.
+    assert 4 <= client.counters.requests <= 6
+
+
+def test_a_credential_helpers_token_user_is_an_identity_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Docker's credential-helper protocol marks an identity token with the user `<token>`:
+    it is sent only as the refresh-token grant (the token tests above), never as Basic."""
+    from catalytic_hooks.registry import auth
+
+    helper = tmp_path / "bin" / "docker-credential-fake"
+    helper.parent.mkdir()
+    helper.write_text(
+        "#!/bin/sh\nread server\n"
+        'if [ "$server" = "tok.example:5000" ]; then\n'
+        '  echo \'{"Username": "<token>", "Secret": "refresh-from-helper"}\'\n'
+        'else\n  echo \'{"Username": "ci", "Secret": "pw-from-helper"}\'\nfi\n'
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}{os.pathsep}{os.environ['PATH']}")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"credHelpers": {"tok.example:5000": "fake", "pw.example": "fake"}}))
+    token = auth.find_credential("tok.example:5000", cfg)
+    password = auth.find_credential("pw.example", cfg)
+    assert token is not None and token.identity and token.secret == "refresh-from-helper"
+    assert password is not None and not password.identity and password.username == "ci"
+    assert "refresh-from-helper" not in repr(token) and "pw-from-helper" not in repr(password)
+    challenge = auth.parse_challenge(
+        'Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"'
+    )
+    method, url, headers, body = auth.token_request(challenge, token)
+    assert (method, url, body) == (
+        "POST",
+        "https://auth.example/token",
+        b"grant_type=refresh_token&client_id=catalytic&service=reg"
+        b"&scope=repository%3Aa%2Fb%3Apull&refresh_token=refresh-from-helper",
+    )
+    assert "Authorization" not in headers
+    method, url, headers, body = auth.token_request(challenge, password)
+    assert (method, body) == ("GET", None)
+    assert url == "https://auth.example/token?service=reg&scope=repository%3Aa%2Fb%3Apull"
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"ci:pw-from-helper").decode()
+
+
+def test_a_chunk_the_registry_did_not_keep_stops_the_upload(
+    mini: MiniRegistry, tmp_path: Path
+) -> None:
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.registry.client import Client
+    from catalytic_hooks.registry.reference import parse
+
+    path = tmp_path / "blob"
+    digest = _big_file(path, 2 * 1024 * 1024)
+    mini.state.faults["patch"] = "short"
+    client = Client(parse(f"oci://{mini.host}/t/runs:x"))
+    client.chunked_from, client.chunk_size = 1024 * 1024, 1024 * 1024
+    with pytest.raises(CatalyticError) as err:
+        client.upload_file(digest, path, 2 * 1024 * 1024)
+    client.close()
+    assert (err.value.code.value, err.value.details["reason"]) == ("REGISTRY_FAILED", "CHUNK_RANGE")
+    assert digest not in mini.state.blobs and client.counters.requests == 2  # POST, one PATCH

@@ -211,8 +211,14 @@ class Client:
             self._conn = conn
         return conn
 
-    def _once(self, method: str, url: str, headers: dict[str, str], body: Body) -> Response:
+    def _once(
+        self, method: str, url: str, headers: dict[str, str], body: Body, *, fresh: bool = False
+    ) -> Response:
         parts = urllib.parse.urlsplit(url)
+        reused = self._conn is not None and (parts.scheme, parts.netloc) == (
+            self.scheme,
+            self.ref.host,
+        )
         conn = self._connection(parts)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         payload: Any = None
@@ -237,6 +243,11 @@ class Client:
         except (OSError, http.client.HTTPException) as exc:
             self.drop()
             conn.close()
+            stale = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
+            if reused and not fresh and isinstance(exc, stale):
+                # A kept-alive connection the server had closed (an idle timeout, or it hung up
+                # after its last answer): once more on a new connection.
+                return self._once(method, url, headers, body, fresh=True)
             reason = (
                 "TIMEOUT"
                 if isinstance(exc, socket.timeout)
