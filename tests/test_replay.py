@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from catalytic_hooks.bundle.keys import signer_from_seed
 from catalytic_hooks.bundle.sign import sign_run_dir
 from catalytic_hooks.core.errors import BUNDLE_CORRUPT
-from catalytic_hooks.provenance.chronicle import append, head_path, read, verify
+from catalytic_hooks.provenance.chronicle import (
+    _load_all,
+    append,
+    head_path,
+    inspect,
+    read,
+    verify,
+)
 from catalytic_hooks.replay.runner import compare_metrics, flatten
 
 from .helpers import SEED_A, catalytic, git, key_file, signer
@@ -267,6 +274,53 @@ def test_any_single_line_change_is_detected(
     check = verify(path)
     assert not check.ok, (op, i)
     assert check.bad_line is not None and 1 <= check.bad_line <= n + 1
+
+
+# A record whose data holds the separator the whole-file reading puts between lines, inside an
+# array (so its canonical form contains `,"\u0000 line",`).
+SEP_IN_DATA = {"x": [1, "\u0000 line", 2]}
+
+
+@pytest.mark.parametrize(
+    ("lines", "bad", "reason"),
+    [
+        # two records on line 2 and one record split over lines 3 and 4: as many array items
+        # as lines when read as one document, but not line for line
+        (
+            [b'{"a":1},"\\u0000 line",{"b":2}', b'{"c":[1', b"2]}"],
+            2,
+            "not a JSON record (JSONDecodeError)",
+        ),
+        ([b'{"data":{},"data":{"run_id":"x"},"kind":"run"}'], 2, "not a canonical record (edited)"),
+        ([b'{"data":NaN}'], 2, "not a JSON record (value cannot be canonicalised: "),
+        ([b'{"a":"\\ud800"}'], 2, "not a JSON record (value cannot be canonicalised: "),
+        ([b"\xef\xbb\xbf{}"], 2, "not a canonical record (edited)"),
+        ([b'{"a": 1}'], 2, "not a canonical record (edited)"),
+    ],
+    ids=["split-and-joined", "duplicate-key", "nan", "lone-surrogate", "bom", "whitespace"],
+)
+def test_the_whole_file_reading_defers_every_odd_line_to_the_line_by_line_check(
+    tmp_path: Path, lines: list[bytes], bad: int, reason: str
+) -> None:
+    """Reports read a chronicle as one document (chronicle._load_all) and fall back to line by
+    line reading, which names the first bad line, on anything that is not canonical line for
+    line; a clean chronicle gives the same records both ways, the separator in its data too."""
+    path = tmp_path / "c.jsonl"
+    append(path, "run", {"i": 0})
+    append(path, "run", {"name": "</script>\u2028é"})
+    clean = path.read_bytes()
+    assert _load_all(clean, 2) == read(path)
+    append(path, "run", SEP_IN_DATA)
+    assert _load_all(path.read_bytes(), 3) is None and read(path)[2]["data"] == SEP_IN_DATA
+    first = clean.split(b"\n")[0]
+    data = first + b"\n" + b"\n".join(lines) + b"\n"
+    assert _load_all(data, 1 + len(lines)) is None
+    path.write_bytes(data)
+    view = inspect(path)
+    check = view.check
+    assert not check.ok and check.bad_line == bad and check.records == 1
+    assert view.records == [json.loads(first)]
+    assert check.reason is not None and check.reason.startswith(f"line {bad}: {reason}")
 
 
 def test_append_refuses_a_damaged_chronicle(tmp_path: Path) -> None:
