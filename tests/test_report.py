@@ -12,9 +12,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.provenance.chronicle import append, read
+from catalytic_hooks.core.canonical import canonical_bytes, canonical_hash, sha256_hex
+from catalytic_hooks.provenance.chronicle import append, head_path, read
 from catalytic_hooks.report.chronicle_html import render
-from catalytic_hooks.report.page import CSS, SCRIPT
+from catalytic_hooks.report.page import COLLAPSE_OVER, CSS, SCRIPT
 
 from .helpers import catalytic, git
 
@@ -279,6 +280,51 @@ def test_every_run_and_point_is_in_the_static_page(tmp_path: Path) -> None:
     # Quarantine and validations have their sections.
     assert "BUNDLE_ROOT_MISMATCH" in text and "Quarantined bundles" in text
     assert "Validations" in text
+
+
+def build_long_chronicle(top: Path) -> Path:
+    """The test chronicle, then more verifications than a table shows open."""
+    path = build_chronicle(top)
+    # Written by the appender's rules in one write (an append per record fsyncs each).
+    lines = path.read_bytes().split(b"\n")[:-1]
+    prev, seq, last = sha256_hex(lines[-1]), len(lines), json.loads(lines[-1])
+    with path.open("ab") as fh:
+        for i in range(COLLAPSE_OVER):
+            seq += 1
+            body = {
+                "seq": seq,
+                "prev": prev,
+                "kind": "verify",
+                "time": last["time"],
+                "data": {"run_id": "train", "ok": True, "code": f"PASS-{i}"},
+            }
+            line = canonical_bytes({**body, "self": canonical_hash(body)})
+            fh.write(line + b"\n")
+            prev = sha256_hex(line)
+    head_path(path).write_bytes(canonical_bytes({"seq": seq, "line_sha256": prev}))
+    return path
+
+
+def test_a_long_table_comes_closed_with_every_row_in_the_page(tmp_path: Path) -> None:
+    """Past COLLAPSE_OVER rows a table is in a closed <details> (a browser lays out every row of
+    a table on screen: seconds, for a long chronicle's timeline); every row is still in the
+    markup, readable without JavaScript, and short tables stay open."""
+    from catalytic_hooks.provenance.chronicle import inspect
+
+    path = build_long_chronicle(tmp_path)
+    view = inspect(path)
+    assert view.check.ok and view.check.records == 11 + COLLAPSE_OVER
+    doc = parse(render(view))
+    details = [a for t, a in doc.tags if t == "details"]
+    assert details == [{"class": "rows", "id": "timeline-rows"}]
+    text = "".join(doc.text)
+    n = 11 + COLLAPSE_OVER
+    assert f"The chronicle's records: {n} rows (open to show)" in text
+    assert all(f"code=PASS-{i}" in text for i in range(COLLAPSE_OVER))
+    # Rows: the timeline's (every record but none folded: the one validation made no replay of
+    # these), then the run's replays, open.
+    tables = [a["id"] for t, a in doc.tags if t == "table"]
+    assert tables[0] == "timeline" and "run-1-replays" in tables
 
 
 def test_a_broken_chronicle_is_named_first_and_only_its_verified_part_shown(make_repo) -> None:

@@ -26,7 +26,14 @@ from catalytic_hooks.provenance.chronicle import inspect, read
 from catalytic_hooks.report.chronicle_html import render
 
 from .helpers import ROOT
-from .test_report import HOSTILE_KEY, HOSTILE_RUN, build_chronicle, drift_of, same_drifts
+from .test_report import (
+    HOSTILE_KEY,
+    HOSTILE_RUN,
+    build_chronicle,
+    build_long_chronicle,
+    drift_of,
+    same_drifts,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -216,6 +223,10 @@ def test_screenshots_and_phone_width(page: tuple[Any, Path, list], tmp_path: Pat
 
 
 def test_axe_core_finds_no_wcag_a_or_aa_violation(page: tuple[Any, Path, list]) -> None:
+    run_axe(page[0])
+
+
+def run_axe(driver: Any) -> None:
     src = axe_source()
     if src is None and os.environ.get("CI"):
         pytest.fail(
@@ -227,7 +238,6 @@ def test_axe_core_finds_no_wcag_a_or_aa_violation(page: tuple[Any, Path, list]) 
             "axe-core not installed (npm install --prefix tests/.axe axe-core, or set "
             "CATALYTIC_AXE_JS); .ci/run installs it"
         )
-    driver, _, _ = page
     driver.set_window_size(1280, 900)
     # Evaluated by the driver (DevTools), which page CSP does not govern; the page's own policy
     # still forbids any script of its own but the hashed one.
@@ -244,3 +254,39 @@ def test_axe_core_finds_no_wcag_a_or_aa_violation(page: tuple[Any, Path, list]) 
     assert "error" not in result, result
     assert result["violations"] == [], result["violations"]
     assert result["passes"] > 10
+
+
+def test_a_long_table_opens_by_keyboard_and_by_its_filter(
+    page: tuple[Any, Path, list], tmp_path: Path
+) -> None:
+    """A table past COLLAPSE_OVER rows comes closed: its rows are not laid out until opened
+    (by the keyboard on its summary, or by typing in its filter); axe-core finds nothing on the
+    opened page (the test above covers the rest of the page)."""
+    driver, html, _ = page
+    long_html = tmp_path / "long.html"
+    long_html.write_bytes(render(inspect(build_long_chronicle(tmp_path))))
+    try:
+        driver.get(long_html.as_uri())
+        rows = driver.find_element(By.ID, "timeline-rows")
+        assert rows.get_attribute("open") is None
+        assert not driver.find_element(By.CSS_SELECTOR, "#timeline tbody tr").is_displayed()
+        box = driver.find_element(By.ID, "timeline-q")
+        box.send_keys("PASS-7")
+        assert rows.get_attribute("open") is not None
+        # One round trip, not one per row: the rows the browser draws (a box each).
+        shown = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#timeline tbody tr'))"
+            ".filter(r => r.getClientRects().length > 0).map(r => r.textContent)"
+        )
+        assert len(shown) == 1 + 10 and all("PASS-7" in t for t in shown)  # 7 and 70..79
+        driver.get("about:blank")
+        driver.get(long_html.as_uri())
+        summary = driver.find_element(By.CSS_SELECTOR, "#timeline-rows > summary")
+        summary.send_keys(Keys.ENTER)
+        rows = driver.find_element(By.ID, "timeline-rows")
+        assert rows.get_attribute("open") is not None
+        assert driver.find_element(By.CSS_SELECTOR, "#timeline tbody tr").is_displayed()
+        if axe_source() is not None:
+            run_axe(driver)
+    finally:
+        driver.get(html.as_uri())

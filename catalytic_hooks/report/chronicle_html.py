@@ -227,22 +227,22 @@ def run_section(m: Model, v: RunView) -> str:
     drift = m.series_of(v.run_id)
     tid = f"{v.anchor}-replays"
     rows = []
+    columns = [(s.file, s.key) for s in drift]
     for rec in v.of("replay"):
         d = data_of(rec)
+        metrics = d.get("metrics")
         got = (
             {
                 (text(r.get("file")), text(r.get("key"))): r.get("delta")
-                for r in d.get("metrics", [])
+                for r in metrics
                 if isinstance(r, dict)
             }
-            if isinstance(d.get("metrics"), list)
+            if isinstance(metrics, list)
             else {}
         )
         cells = "".join(
-            f"<td>{esc(fmt_num(got[(s.file, s.key)]))}</td>"
-            if isinstance(got.get((s.file, s.key)), int | float)
-            else "<td>-</td>"
-            for s in drift
+            f"<td>{esc(fmt_num(x))}</td>" if isinstance(x, int | float) else "<td>-</td>"
+            for x in (got.get(c) for c in columns)
         )
         rows.append(
             f"<tr><td>{esc(rec.get('seq'))}</td><td>{esc(when(rec.get('time')))}</td>"

@@ -49,7 +49,10 @@ caption{text-align:left;font-weight:600;padding:.25rem 0}
 th,td{border:1px solid var(--line);padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:var(--soft)}
 th button{font:inherit;font-weight:600;background:none;border:0;padding:0;cursor:pointer;
-color:var(--fg)}
+color:var(--fg);text-align:inherit}
+details.rows{margin:.5rem 0}
+details.rows>summary{cursor:pointer;font-weight:600;padding:.25rem 0}
+summary:focus{outline:3px solid #1a56db;outline-offset:2px}
 td.num,.seqcol td:first-child,.replays td:nth-child(n+6){text-align:right;
 font-variant-numeric:tabular-nums}
 svg.defs{position:absolute;width:0;height:0;overflow:hidden}
@@ -77,7 +80,9 @@ dl.facts dd{margin-bottom:.4rem}header h1{font-size:1.3rem}}
 """
 
 # Sorting by a column (click or Enter/Space on its header button) and filtering rows by text and
-# by kind/verdict. Reads only the DOM: values to sort by are in data-sort attributes.
+# by kind/verdict. Reads only the DOM: values to sort by are in data-sort attributes. The header
+# buttons are made here, since only the script can sort: a long report has a thousand headers, and
+# markup nobody without JavaScript could use would only slow its loading.
 SCRIPT = """\
 (function(){
 "use strict";
@@ -87,8 +92,8 @@ function cmp(a,b){var x=num(a),y=num(b);
 if(!isNaN(x)&&!isNaN(y)){return x-y;}return a<b?-1:a>b?1:0;}
 document.querySelectorAll("table.sortable").forEach(function(table){
 var heads=table.querySelectorAll("thead th");
-heads.forEach(function(th,i){var b=th.querySelector("button");if(!b){return;}
-b.hidden=false;var label=th.querySelector(".label");if(label){label.hidden=true;}
+heads.forEach(function(th,i){var b=document.createElement("button");b.type="button";
+b.textContent=th.textContent;th.textContent="";th.appendChild(b);
 b.addEventListener("click",function(){var body=table.tBodies[0];
 var rows=Array.prototype.slice.call(body.rows);
 var asc=th.getAttribute("aria-sort")!=="ascending";
@@ -100,8 +105,9 @@ document.querySelectorAll(".controls[data-for]").forEach(function(box){
 var table=document.getElementById(box.getAttribute("data-for"));if(!table){return;}
 var col=parseInt(box.getAttribute("data-col"),10)||0;
 var text=box.querySelector("input"),pick=box.querySelector("select"),
-out=box.querySelector("output");box.hidden=false;
+out=box.querySelector("output"),rows=table.closest("details");box.hidden=false;
 function apply(){var q=text.value.toLowerCase(),k=pick?pick.value:"",n=0;
+if(rows&&(q||k)){rows.open=true;}
 Array.prototype.forEach.call(table.tBodies[0].rows,function(r){
 var c=r.cells[col],kind=c?c.textContent.trim().replace(/^[^a-z]+ /,""):"";
 var show=(!q||r.textContent.toLowerCase().indexOf(q)>=0)&&(!k||kind===k);
@@ -159,10 +165,20 @@ SYMBOL = {
 }
 
 
+_BADGES: dict[str, str] = {}  # a report shows the same few verdicts thousands of times
+
+
 def verdict_badge(verdict: object) -> str:
     v = verdict if isinstance(verdict, str) else str(verdict)
-    cls = "pass" if v in PASSING else "fail" if v in FAILING else "other"
-    return f'<span class="v {cls}">{esc(SYMBOL.get(v, "•"))} {esc(v)}</span>'
+    badge = _BADGES.get(v)
+    if badge is None:
+        cls = "pass" if v in PASSING else "fail" if v in FAILING else "other"
+        badge = _BADGES[v] = f'<span class="v {cls}">{esc(SYMBOL.get(v, "•"))} {esc(v)}</span>'
+    return badge
+
+
+COLLAPSE_OVER = 100
+NUM = ' class="num"'
 
 
 def table(
@@ -174,29 +190,33 @@ def table(
     sortable: bool = True,
     numeric: frozenset[int] = frozenset(),
     cls: str = "",
+    collapse_over: int | None = COLLAPSE_OVER,
 ) -> str:
-    """A table in a keyboard-scrollable region; `rows` are finished `<tr>` markup."""
+    """A table in a keyboard-scrollable region; `rows` are finished `<tr>` markup.
+
+    A table of more than `collapse_over` rows comes closed in a `<details>` (opened by a click,
+    by the keyboard, by a link to it or by find-in-page; no script needed): a browser lays out
+    every row of a table on screen, so the timeline of a 10,000-record chronicle, open, took
+    seconds before the page could be read at all."""
     classes = " ".join(c for c in ("sortable" if sortable else "", cls) if c)
-    ths = []
-    for i, h in enumerate(heads):
-        num = ' class="num"' if i in numeric else ""
-        if sortable:
-            # The button appears only with JavaScript (sorting needs it); the plain label serves
-            # everyone else.
-            ths.append(
-                f'<th scope="col"{num}><span class="label">{esc(h)}</span>'
-                f'<button type="button" hidden>{esc(h)}</button></th>'
-            )
-        else:
-            ths.append(f'<th scope="col"{num}>{esc(h)}</th>')
+    # Sortable headers get their buttons from the script (SCRIPT).
+    ths = "".join(
+        f'<th scope="col"{NUM if i in numeric else ""}>{esc(h)}</th>' for i, h in enumerate(heads)
+    )
     attr = f' class="{classes}"' if classes else ""
-    return (
+    region = (
         f'<div class="scroll" role="region" tabindex="0" '
         f'aria-labelledby="{table_id}-cap">'
         f'<table id="{table_id}"{attr}><caption id="{table_id}-cap">{esc(caption)}'
-        f"</caption><thead><tr>{''.join(ths)}</tr></thead>"
-        f"<tbody>\n{''.join(rows)}</tbody></table></div>\n"
+        f"</caption><thead><tr>{ths}</tr></thead>"
+        f"<tbody>\n{''.join(rows)}</tbody></table></div>"
     )
+    if collapse_over is not None and len(rows) > collapse_over:
+        return (
+            f'<details class="rows" id="{table_id}-rows"><summary>{esc(caption)}: '
+            f"{len(rows):,} rows (open to show)</summary>{region}</details>\n"
+        )
+    return region + "\n"
 
 
 def filter_controls(

@@ -96,7 +96,7 @@ def _x(i: int, n: int) -> float:
     return LEFT + (i + 0.5) * (W - LEFT - RIGHT) / max(n, 1)
 
 
-def svg(s: Series) -> str:
+def svg(s: Series, sentence: str | None = None) -> str:
     pts = s.points
     tols = [p.tolerance for p in pts if p.tolerance is not None]
     sc = Scale([p.delta for p in pts] + [t for t in tols if t > 0])
@@ -111,7 +111,7 @@ def svg(s: Series) -> str:
         f'data-bottom="{base}">',
         f'<title id="{s.anchor}-t">Drift of {esc(s.key)} in {esc(s.file)} of run '
         f"{esc(s.run_id)}</title>",
-        f'<desc id="{s.anchor}-d">{esc(summary(s))}</desc>',
+        f'<desc id="{s.anchor}-d">{esc(summary(s) if sentence is None else sentence)}</desc>',
     ]
     ticks = [
         (_f(sc.y(10.0**t) if t != sc.zero else sc.y(0.0)), "0" if t == sc.zero else f"1e{t}")
@@ -144,9 +144,18 @@ def svg(s: Series) -> str:
         )
     # Points grouped by verdict, in replay order: the vertices of one unstroked polyline per
     # verdict, each drawn by the verdict's marker (shape and colour).
+    # _x and Scale.y inlined: a report plots tens of thousands of points.
     groups: dict[str, list[str]] = {}
+    span, log10 = (W - LEFT - RIGHT) / max(len(pts), 1), math.log10
+    hi, zero, rows = sc.hi, sc.zero, (H - TOP - BOTTOM) / (sc.hi - sc.lo)
     for i, p in enumerate(pts):
-        groups.setdefault(p.verdict, []).append(f"{_f(_x(i, len(pts)))},{_f(sc.y(p.delta))}")
+        lv = log10(p.delta) if p.delta > 0 else zero
+        xy = f"{LEFT + (i + 0.5) * span:.2f},{TOP + (hi - lv) * rows:.2f}"
+        g = groups.get(p.verdict)
+        if g is None:
+            groups[p.verdict] = [xy]
+        else:
+            g.append(xy)
     for verdict in sorted(groups):
         url = f"url(#{marker_id(verdict)})"
         out.append(
@@ -250,9 +259,10 @@ def legend() -> str:
 def figure(s: Series, table_id: str) -> str:
     """The plot and its sentence; its numbers are the drift column of the run's replay table
     (`table_id`), one row per point."""
+    sentence = summary(s)
     return (
-        f'<figure id="{s.anchor}" aria-labelledby="{s.anchor}-cap">{svg(s)}'
-        f'<figcaption id="{s.anchor}-cap">{esc(summary(s))} '
+        f'<figure id="{s.anchor}" aria-labelledby="{s.anchor}-cap">{svg(s, sentence)}'
+        f'<figcaption id="{s.anchor}-cap">{esc(sentence)} '
         f'<a href="#{table_id}">The numbers: the table of replays above.</a>'
         "</figcaption></figure>\n"
     )
