@@ -370,3 +370,25 @@ def test_replay_writes_its_report_as_html_too(make_repo, tmp_path: Path) -> None
     assert rec["environment_differences"] == [] and rec["commit"] == rep["commit"]
     report = catalytic("report", cwd=repo)
     assert report.returncode == 0 and "report.html" in report.stdout
+
+
+def test_report_open_hands_the_page_to_the_browser(make_repo, tmp_path: Path) -> None:
+    """`--open` goes through Python's webbrowser, which runs $BROWSER with the page's file URL
+    (and waits for it): a script that writes down what it was given stands in for a browser."""
+    import os
+
+    repo = make_repo({"a.txt": "a\n"})
+    build_chronicle(repo)
+    seen = tmp_path / "seen.txt"
+    browser = tmp_path / "fake-browser"
+    browser.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$SEEN"\n')
+    browser.chmod(0o755)
+    env = {**os.environ, "BROWSER": str(browser), "SEEN": str(seen)}
+    proc = catalytic("report", "--out", str(tmp_path / "out"), "--open", cwd=repo, env=env)
+    assert proc.returncode == 0, proc.stderr
+    page = tmp_path / "out" / "report.html"
+    assert proc.stdout == f"report: {page}\n"
+    assert seen.read_text() == page.as_uri() + "\n"
+    # Without --open nothing is started.
+    seen.unlink()
+    assert catalytic("report", cwd=repo, env=env).returncode == 0 and not seen.exists()

@@ -261,3 +261,22 @@ def test_an_archive_store_is_a_source_and_a_corrupt_archive_is_quarantined(
     assert not bad.exists() and Path(rows["spoiled"]["quarantine"]).is_file()  # moved
     replays = [r for r in read(repo / ".catalytic/chronicle.jsonl") if r["kind"] == "replay"]
     assert sorted(r["data"]["run_id"] for r in replays) == ["packed", "spoiled"]
+
+
+def test_coverage_on_the_command_line_replays_every_run_over_its_nights(repo: Path) -> None:
+    """`--coverage --sample 1` over 2 runs: 2 nights, one run each, together both; the
+    summary says the mode, the fixed seed and the night."""
+    make_runs(repo, ["one", "two"])
+    docs = [
+        validate(repo, "--coverage", "--sample", "1", "--date", day)
+        for day in ("2026-03-01", "2026-03-02")
+    ]
+    assert [code for code, _ in docs] == [0, 0]
+    nights = [doc["details"] for _, doc in docs]
+    assert sorted(picked(doc) for _, doc in docs) == [["one"], ["two"]]
+    assert [d["mode"] for d in nights] == ["coverage", "coverage"]
+    assert [d["seed"] for d in nights] == ["coverage", "coverage"]
+    assert [d["night"] for d in nights] == [night_of("2026-03-01"), night_of("2026-03-02")]
+    # The pick is the documented slice: night mod ceil(2 / 1) of the ranked runs.
+    ranked = sorted(["one", "two"], key=lambda r: rank("coverage", r))
+    assert picked(docs[0][1]) == [ranked[night_of("2026-03-01") % 2]]
