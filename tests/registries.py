@@ -244,6 +244,7 @@ class _State:
         self.tags: dict[str, str] = {}
         self.referrers: dict[str, list[dict[str, Any]]] = {}
         self.uploads: dict[str, bytearray] = {}
+        self.patches: list[int] = []  # the size of each chunk a PATCH brought
         self.referrers_api = True
         self.faults: dict[str, Any] = {}
         self.lock = threading.Lock()
@@ -373,26 +374,40 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.uploads[uid] = bytearray()
         self._send(202, b"", {"Location": f"/v2/{name}/blobs/uploads/{uid}"})
 
+    def _too_large(self) -> bool:
+        """`faults["max_body"]`: a proxy's cap on request bodies (413 after discarding the
+        body, as nginx answers `client_max_body_size`)."""
+        cap = self.state.faults.get("max_body")
+        if cap is None or int(self.headers.get("Content-Length") or 0) <= cap:
+            return False
+        self._body()
+        self._error(413, "TOO_LARGE")
+        return True
+
     def do_PATCH(self) -> None:
         """No chunked uploads (501, unread, as a server without the method answers), unless
-        `faults["patch"]` is "short": the chunk is read and a Range one byte short answered."""
+        `faults["patch"]` is "ok" (chunks appended, `patches` records their sizes) or
+        "short" (the chunk is kept and a Range one byte short answered)."""
         s = self.state
-        if s.faults.get("patch") != "short":
+        mode = s.faults.get("patch")
+        if mode not in ("ok", "short"):
             self.close_connection = True
             return self._error(501, "UNSUPPORTED")
+        if self._too_large():
+            return None
         _name, _kind, rest = self._parts()
         body = self._body()
         upload = s.uploads.setdefault(rest, bytearray())
         upload += body
-        return self._send(
-            202,
-            b"",
-            {"Location": self.path.split("?")[0], "Range": f"0-{max(0, len(upload) - 2)}"},
-        )
+        s.patches.append(len(body))
+        end = len(upload) - 1 if mode == "ok" else max(0, len(upload) - 2)
+        return self._send(202, b"", {"Location": self.path.split("?")[0], "Range": f"0-{end}"})
 
     def do_PUT(self) -> None:
         s = self.state
         _name, kind, rest = self._parts()
+        if kind == "blobs/uploads" and self._too_large():
+            return None
         body = self._body()
         if kind == "blobs/uploads":
             digest = self.path.split("digest=")[1].replace("%3A", ":")

@@ -883,7 +883,7 @@ def test_a_large_blob_goes_up_in_patch_chunks_with_memory_flat(
     path = tmp_path / "blob"
     digest = _big_file(path, size)
     client = Client(parse(f"oci://{registry.host}/team/chunked:x"))
-    client.chunked_from, client.chunk_size = 1024 * 1024, 8 * 1024 * 1024
+    client.chunk_size = 8 * 1024 * 1024
     patches = registry.requests("PATCH", "/v2/team/chunked/blobs/uploads/")
     tracemalloc.start()
     try:
@@ -907,7 +907,7 @@ def test_chunks_fall_back_to_one_put_where_the_registry_has_no_patch(
     path = tmp_path / "blob"
     digest = _big_file(path, 3 * 1024 * 1024)
     client = Client(parse(f"oci://{mini.host}/t/runs:x"))
-    client.chunked_from, client.chunk_size = 1024 * 1024, 1024 * 1024
+    client.chunk_size = 1024 * 1024
     client.upload_file(digest, path, 3 * 1024 * 1024)  # the minimal registry answers PATCH 501
     client.close()
     assert mini.state.blobs[digest] == path.read_bytes()
@@ -972,9 +972,51 @@ def test_a_chunk_the_registry_did_not_keep_stops_the_upload(
     digest = _big_file(path, 2 * 1024 * 1024)
     mini.state.faults["patch"] = "short"
     client = Client(parse(f"oci://{mini.host}/t/runs:x"))
-    client.chunked_from, client.chunk_size = 1024 * 1024, 1024 * 1024
+    client.chunk_size = 1024 * 1024
     with pytest.raises(CatalyticError) as err:
         client.upload_file(digest, path, 2 * 1024 * 1024)
     client.close()
     assert (err.value.code.value, err.value.details["reason"]) == ("REGISTRY_FAILED", "CHUNK_RANGE")
     assert digest not in mini.state.blobs and client.counters.requests == 2  # POST, one PATCH
+
+
+def test_a_put_refused_as_too_large_goes_again_in_chunks(
+    mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """No chunk size set: one PUT; a 413 (a proxy's cap on request bodies) sends it again in
+    PATCH chunks, each under the cap."""
+    from catalytic_hooks.registry.client import Client
+    from catalytic_hooks.registry.reference import parse
+
+    size = 3 * 1024 * 1024 + 7
+    path = tmp_path / "blob"
+    digest = _big_file(path, size)
+    mini.state.faults.update(patch="ok", max_body=1024 * 1024 + 1)
+    client = Client(parse(f"oci://{mini.host}/t/runs:x"))
+    client.chunk_after_413 = 1024 * 1024
+    client.upload_file(digest, path, size)
+    client.close()
+    assert mini.state.blobs[digest] == path.read_bytes()
+    assert mini.state.patches == [1024 * 1024] * 3 + [7]
+    mini.state.faults["max_body"] = 1024  # the chunks are refused too: the 413 is reported
+    again = tmp_path / "again"
+    other = _big_file(again, 2 * 1024 * 1024)
+    client = Client(parse(f"oci://{mini.host}/t/runs:x"))
+    client.chunk_after_413 = 1024 * 1024
+    from catalytic_hooks.core.errors import CatalyticError
+
+    with pytest.raises(CatalyticError) as err:
+        client.upload_file(other, again, 2 * 1024 * 1024)
+    client.close()
+    assert (err.value.code.value, err.value.details["status"]) == ("REGISTRY_FAILED", 413)
+    assert other not in mini.state.blobs
+
+
+def test_archive_push_through_a_proxy_that_caps_bodies(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    size = shared["archive_file"].stat().st_size
+    mini.state.faults.update(patch="ok", max_body=size // 2 + 1)
+    info = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    assert mini.state.patches == [size // 2, size - size // 2]  # refused whole, sent in halves
+    assert mini.state.blobs[info["archive"]["digest"]] == shared["archive_file"].read_bytes()

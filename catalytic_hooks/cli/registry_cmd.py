@@ -103,6 +103,16 @@ def push_cmd(
     no_attestation: Annotated[
         bool, typer.Option("--no-attestation", help="Push the archive only.")
     ] = False,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-size",
+            min=1,
+            help="Upload in PATCH chunks of this many MiB (for a registry, or a proxy before it, "
+            "that caps request bodies). Default: one streamed PUT, sent again in 64 MiB chunks "
+            "if the registry answers 413.",
+        ),
+    ] = None,
     registry_config: RegistryConfigOpt = None,
     insecure: InsecureOpt = False,
     json_mode: JsonOpt = False,
@@ -116,6 +126,8 @@ def push_cmd(
     with handled(json_mode):
         ref = parse(target)
         client = options(registry_config, insecure).client(ref)
+        if chunk_size is not None:
+            client.chunk_size = chunk_size * 1024 * 1024
         try:
             info = push(
                 source,
