@@ -490,6 +490,22 @@ def test_an_offline_rebuild_from_a_wheelhouse_checks_every_hash(
     ]
 
 
+@pytest.mark.slow
+def test_the_pip_fallback_rebuilds_the_same_environment(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path
+) -> None:
+    """Without uv: `python -m venv --without-pip` and one `pip install --require-hashes`."""
+    done = rebuild(
+        recorded,
+        _opts(into=tmp_path / "e", offline=True, find_links=[str(kit.wheelhouse)], installer="pip"),
+    )
+    assert done.report["installer"] == "pip"
+    assert done.report["environment_hash"] == recorded["environment_hash"]
+    assert [p["hash_checked"] for p in done.report["packages"]] == [True, True]
+    installers = sorted((tmp_path / "e").glob("lib/python*/site-packages/*.dist-info/INSTALLER"))
+    assert [i.read_text().strip() for i in installers] == ["pip", "pip"]
+
+
 def test_the_primary_lacking_a_package_the_fallback_serves_it_and_the_report_says_so(
     recorded: dict[str, Any], kit: Kit, tmp_path: Path
 ) -> None:
@@ -578,7 +594,7 @@ def test_a_tampered_wheel_in_the_wheelhouse_is_refused_before_install(
         rebuild(recorded, _opts(into=tmp_path / "e", offline=True, find_links=[str(house)]))
     assert _code(exc) is ErrorCode.ENV_HASH_REFUSED
     assert exc.value.details["offered"][0]["sha256"] == sha256_file(kit.helper_other)
-    assert not (tmp_path / "e").exists()  # no environment was even created
+    assert not (tmp_path / "e").exists()  # the venv made meanwhile is gone
 
 
 def test_no_wheel_for_this_platform_names_package_version_and_platform(

@@ -5,7 +5,8 @@ environment holding exactly the recorded pins, nothing resolved, nothing more.
 2. an interpreter of the recorded implementation and version (exact preferred, the same minor
    version accepted and reported; none: ENV_PYTHON_MISSING);
 3. every wheel chosen and fetched into a private directory, hash-checked (environment.sources);
-4. a venv with no seed packages (`uv venv`; `python -m venv --without-pip` for pip);
+4. a venv with no seed packages (`uv venv`; `python -m venv --without-pip` for pip), made
+   while step 3 runs and removed when it refuses;
 5. the installer given exactly those files, `--no-deps`, `--require-hashes`, no index, files
    copied (`--link-mode copy`: uv otherwise hard-links into its cache, and editing one file
    would edit the other); then editable and directory installs from the checkout;
@@ -182,28 +183,49 @@ def pick_installer(wanted: str | None) -> tuple[str, str | None]:
 
 
 def _run(args: list[str], what: str, package: str | None = None) -> None:
+    _finish(_start(args, what), what, package)
+
+
+def _start(args: list[str], what: str) -> subprocess.Popen[bytes]:
     try:
-        proc = subprocess.run(
+        return subprocess.Popen(
             args,
-            capture_output=True,
-            env=_installer_env(),
-            timeout=INSTALL_TIMEOUT,
             stdin=subprocess.DEVNULL,
-            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_installer_env(),
         )
     except OSError as exc:
         raise CatalyticError(
             ErrorCode.ENV_REBUILD_FAILED, f"{what}: cannot start {args[0]}: {exc.strerror or exc}"
         ) from exc
+
+
+def _finish(proc: subprocess.Popen[bytes], what: str, package: str | None = None) -> None:
+    try:
+        _, err = proc.communicate(timeout=INSTALL_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
+        _stop(proc)
         raise CatalyticError(ErrorCode.ENV_REBUILD_FAILED, f"{what}: timed out") from exc
+    except BaseException:
+        _stop(proc)
+        raise
     if proc.returncode != 0:
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-6:]
+        tail = err.decode(errors="replace").strip().splitlines()[-6:]
         raise CatalyticError(
             ErrorCode.ENV_REBUILD_FAILED,
             f"{what} failed: " + " | ".join(tail),
             **({"package": package} if package else {}),
         )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ended and waited for, so that nothing writes into a directory being removed."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 def _installer_env() -> dict[str, str]:
@@ -215,16 +237,19 @@ def _installer_env() -> dict[str, str]:
     return env
 
 
-def _create_venv(installer: tuple[str, str | None], interp: str, target: Path) -> None:
+CREATING = "creating the virtual environment"
+
+
+def _create_venv(
+    installer: tuple[str, str | None], interp: str, target: Path
+) -> subprocess.Popen[bytes]:
+    """Started, not waited for: the wheels are chosen and hashed meanwhile (`_finish` it)."""
     if installer[1] is not None:
-        _run(
+        return _start(
             [installer[1], "venv", "--no-config", "--quiet", "--python", interp, str(target)],
-            "creating the virtual environment",
+            CREATING,
         )
-    else:
-        _run(
-            [interp, "-m", "venv", "--without-pip", str(target)], "creating the virtual environment"
-        )
+    return _start([interp, "-m", "venv", "--without-pip", str(target)], CREATING)
 
 
 def _install_wheels(
@@ -440,8 +465,15 @@ def build(
     )
     wheels = Path(tempfile.mkdtemp(prefix="catalytic-wheels-"))
     try:
-        served = _serve_all(plan, sources, interp[1], wheels)
-        _create_venv(installer, interp[0], venv)
+        # The venv is made while the wheels are chosen and hashed (independent work, about a
+        # tenth of a rebuild each); a refusal stops it, and the caller removes what it made.
+        creating = _create_venv(installer, interp[0], venv)
+        try:
+            served = _serve_all(plan, sources, interp[1], wheels)
+        except BaseException:
+            _stop(creating)
+            raise
+        _finish(creating, CREATING)
         _install_wheels(installer, venv, wheels, served)
         built = _install_builds(installer, venv, wheels, plan.builds, opts.checkout)
         got, dists = _rebuilt_hash(venv)
