@@ -22,7 +22,7 @@ def fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | memoryview) -> None:
     """os.write may write less than asked (signals, pipes, quotas near full): loop until done."""
     view = memoryview(data)
     while view:

@@ -27,6 +27,7 @@ from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
 STALE_PART = 24 * 3600  # an abandoned download older than this is removed
+BUFFER = 4 * 1024 * 1024  # one buffer per download, reused for every read
 
 
 def cache_root() -> Path:
@@ -110,9 +111,10 @@ class Cache:
         fd, tmp = tempfile.mkstemp(prefix=f"{final.name}.", suffix=".part", dir=self.tmp)
         try:
             h, got = hashlib.sha256(), 0
+            buf = memoryview(bytearray(BUFFER))
             try:
-                while chunk := resp.read(min(CHUNK, size + 1 - got)):
-                    got += len(chunk)
+                while n := resp.readinto(buf[: min(BUFFER, size + 1 - got)]):
+                    got += n
                     if got > size:
                         raise _mismatch(
                             f"the registry sent more than the {size} bytes the "
@@ -120,8 +122,8 @@ class Cache:
                             "SIZE",
                             digest=digest,
                         )
-                    h.update(chunk)
-                    write_all(fd, chunk)
+                    h.update(buf[:n])
+                    write_all(fd, buf[:n])
             finally:
                 resp.close()
             if got != size:
