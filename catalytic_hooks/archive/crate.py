@@ -9,6 +9,7 @@ so the crate says nothing the signature does not cover.
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,15 @@ RO_CRATE = "https://w3id.org/ro/crate/1.1"
 PROFILE = "https://w3id.org/ro/wfrun/process/0.5"
 COMPLETED = "http://schema.org/CompletedActionStatus"
 FAILED = "http://schema.org/FailedActionStatus"
+
+
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+def _quote_path(path: str) -> str:
+    """`quote(path)`: a path of only the characters it leaves alone (a content-store path of a
+    run id in plain ASCII, nearly all) is returned as is, 10,000 calls cheaper."""
+    return path if _UNQUOTED.fullmatch(path) else quote(path)
 
 
 def _ref(i: str) -> dict[str, str]:
@@ -63,7 +73,7 @@ def render_crate(
     files = []
     for path, keys in sorted(by_path.items()):
         entity: dict[str, Any] = {
-            "@id": quote(path),
+            "@id": _quote_path(path),
             "@type": "File",
             "name": keys[0],
             "contentSize": str(sizes[keys[0]]),

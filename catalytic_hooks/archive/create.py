@@ -42,6 +42,7 @@ from catalytic_hooks.bundle.verify import Verified, verify_bundle
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.lfs import MAX_POINTER, pointer_oid
 from catalytic_hooks.core.paths import relpath_problem
+from catalytic_hooks.fs.dirfd import FILE_FLAGS
 from catalytic_hooks.fs.files import CHUNK, fsync_dir, read_fd, sha256_fd
 from catalytic_hooks.git.pack import write_pack
 from catalytic_hooks.git.repo import Repo
@@ -199,12 +200,26 @@ def _check_only(src: DirSource, base: Path, rel: str, expected: str) -> None:
         os.close(fd)
 
 
+def _open_regular(src: DirSource, base: Path, rel: str) -> int:
+    """`src.open_at` without making the fd blocking (two fcntl calls per file): it is read
+    only once it is known to be a regular file, where O_NONBLOCK changes nothing."""
+    dfd, name = src.parent_at(base, rel)
+    fd = os.open(name, FILE_FLAGS, dir_fd=dfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{rel} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Item:
     if s.data is not None:
         w.add(zip_name, s.data)
         return Item(s.name, len(s.data), hashlib.sha256(s.data).hexdigest())
     assert s.base is not None
-    fd = src.open_at(s.base, s.rel)
+    fd = _open_regular(src, s.base, s.rel)
     try:
         first = os.read(fd, CHUNK)
         if len(first) < CHUNK:  # the whole file in hand: written once, never patched

@@ -254,10 +254,12 @@ class ZipWriter:
                 ErrorCode.USAGE,
                 "the archive would exceed 4 GiB, the limit of this format version (no ZIP64)",
             )
-        self._put(self._local(raw, entry.crc, entry.size))
-        self._put(data)
+        self._queue += (self._local(raw, entry.crc, entry.size), data)
+        self._queued += LOCAL_LEN + len(raw) + len(data)
         self.pos += LOCAL_LEN + len(raw) + len(data)
         self.entries.append(entry)
+        if self._queued >= _FLUSH_BYTES or len(self._queue) >= _FLUSH_PIECES:
+            self.flush()
         return entry
 
     def finish(self) -> int:

@@ -127,16 +127,18 @@ class DirSource:
 
     def open_at(self, base: Path, rel: str) -> int:
         """`open_beneath(base, rel)` through cached directory fds."""
-        dfd, name = self._parent_at(base, rel)
+        dfd, name = self.parent_at(base, rel)
         return open_regular_at(dfd, name)
 
     def lstat_at(self, base: Path, rel: str) -> os.stat_result:
         """`rel` below `base` lstat'ed through the same cached directory fds (no symlink
         followed on the way, none at the end)."""
-        dfd, name = self._parent_at(base, rel)
+        dfd, name = self.parent_at(base, rel)
         return os.lstat(name, dir_fd=dfd)
 
-    def _parent_at(self, base: Path, rel: str) -> tuple[int, str]:
+    def parent_at(self, base: Path, rel: str) -> tuple[int, str]:
+        """(cached fd of the directory holding `rel` below `base`, its last component); the fd
+        stays the cache's (never closed by the caller) and is valid until the next lookup."""
         dirs = self._dirs.get(base)
         if dirs is None:
             rfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

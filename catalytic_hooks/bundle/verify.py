@@ -318,9 +318,10 @@ def _outputs(src: BundleSource, hashes: dict[str, str]) -> None:
     if hasattr(src, "hashes"):
         src.hashes = hashes
     keys = sorted(hashes)
-    found_all = _hash_outputs(src, [k for k in keys if unsafe_key(k) is None])
+    problems = {k: unsafe_key(k) for k in keys}
+    found_all = _hash_outputs(src, [k for k in keys if problems[k] is None])
     for key in keys:
-        problem = unsafe_key(key)
+        problem = problems[key]
         if problem is not None:
             raise _fail(
                 ErrorCode.PATH_ESCAPE_DETECTED,
