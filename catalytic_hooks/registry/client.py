@@ -312,7 +312,7 @@ class Client:
             conn.putheader(k, v)
         conn.endheaders()
         assert conn.sock is not None  # endheaders connected it
-        sent = conn.sock.sendfile(file, file.tell(), count)
+        sent = conn.sock.sendfile(file, file.tell(), count) if count else 0  # count > 0 only
         self.counters.bytes_up += sent
         if sent != count:
             raise OSError(f"sent {sent} of {count} bytes: the file shrank")
