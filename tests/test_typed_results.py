@@ -142,3 +142,36 @@ def test_no_command_spells_an_envelope_code_as_a_string() -> None:
                 continue
             spelled += [f"{path.relative_to(ROOT)}:{n.lineno}" for n in literals(call.args[at])]
     assert spelled == []
+
+
+def test_a_replay_report_renders_each_format_from_one_value() -> None:
+    """The report is one typed value: the JSON document leaves out what the replay never reached
+    (never a null in its place), and the Markdown and console renderers read the same fields."""
+    from catalytic_hooks.replay.report import SEED_FIELDS, ReplayReport
+
+    rep = ReplayReport(
+        run_id="r1",
+        bundle_root="sha256:" + "ab" * 32,
+        commit="c0ffee",
+        command=["python", "job.py"],
+        tolerance=1e-9,
+        environment={"differences": [], "strict": False},
+        started_at="2026-12-04T00:00:00Z",
+    )
+    stopped = rep.to_dict()
+    assert sorted(stopped) == sorted(
+        ["run_id", "bundle_root", "commit", "command", "tolerance", "environment", "started_at"]
+    )
+    assert rep.markdown().startswith("# Replay of r1: **?**\n")
+    rep.verdict, rep.replays, rep.restoration_id = Verdict.EXACT, 1, "replay-r1"
+    rep.outputs = [{"path": "out/a", "expected": "sha256:1", "replay1": "sha256:1", "match": True}]
+    rep.metrics, rep.report_md = [], "reports/replay-r1.md"
+    doc = rep.to_dict()
+    assert set(SEED_FIELDS) <= set(doc) and doc["source_archive"] is None
+    assert "reason" not in doc and "likely_causes" not in doc and "pulled" not in doc
+    assert canonical_bytes(doc).count(b'"verdict":"exact"') == 1
+    assert rep.passing and rep.lines() == [
+        "  = out/a",
+        "replay r1: exact",
+        "report: reports/replay-r1.md",
+    ]

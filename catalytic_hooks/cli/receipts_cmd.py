@@ -19,6 +19,7 @@ from catalytic_hooks.cli.receipts_impl import (
     write_receipt,
 )
 from catalytic_hooks.core.errors import EXIT_ERROR, CatalyticError, ErrorCode
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.core.receipts import (
     load_digest_receipt,
@@ -83,7 +84,7 @@ def purity_scan_cmd(
         post_doc = load_digest_receipt(_receipt_bytes(post), str(post))
         scan = purity_scan(pre_doc, post_doc, tmp_residue_on_disk(root, policy.tmp_roots))
         write_receipt(output, scan)
-        ok = scan["verdict"] == "PASS"
+        ok = scan["verdict"] == SuccessCode.PASS
         result(json_mode, ok, scan["verdict"], scan, lambda: _human_scan(scan))
 
 
@@ -118,7 +119,7 @@ def restore_proof_cmd(
             policy,
         )
         write_receipt(output, proof)
-        ok = proof["verdict"] == "PASS"
+        ok = proof["verdict"] == SuccessCode.PASS
         result(json_mode, ok, proof["verdict"], proof, lambda: _human_proof(proof))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,8 +22,11 @@ from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
 from catalytic_hooks.cli.output import emit_json, envelope, handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
 from catalytic_hooks.core.errors import ErrorCode
-from catalytic_hooks.core.outcomes import SuccessCode, Verdict
+from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.core.policy import load_policy
+
+if TYPE_CHECKING:
+    from catalytic_hooks.replay.report import ReplayReport
 
 
 def replay(
@@ -93,7 +96,6 @@ def replay(
     run directory, an archive file or an oci:// reference)."""
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
     from catalytic_hooks.cli.registry_cmd import options, resolved
-    from catalytic_hooks.core.outcomes import PASSING
     from catalytic_hooks.replay.runner import ReplayOptions
     from catalytic_hooks.replay.runner import replay as do_replay
 
@@ -136,41 +138,19 @@ def replay(
             repo = open_repo(None)
             rep = do_replay(repo, load_policy(repo.top), run_dir, opts)
         if pulled:
-            rep["pulled"] = pulled[0]
-        ok = rep["verdict"] in PASSING
+            rep.pulled = pulled[0]
+        assert rep.verdict is not None  # a replay that returns has its verdict
 
         def human() -> None:
-            for d in rep["environment"]["differences"]:
-                say(
-                    f"environment differs: {d['field']}: recorded {d['recorded']}, now "
-                    f"{d['current']}"
-                )
-            rebuilt = rep["environment"].get("rebuilt")
-            if rebuilt:
-                for p in rebuilt["packages"]:
-                    say(f"  env: {p['name']}=={p['version']} from {p['source']} {p['file']}")
-                for e in rebuilt["events"]:
-                    say(f"  env: {e['package']}: {e['source']} {e['event']}")
-                say(
-                    f"environment rebuilt{' (cached)' if rebuilt['cached'] else ''}: "
-                    f"{rebuilt['environment_hash']}"
-                )
-            for o in rep.get("outputs", []):
-                say(f"  {'=' if o['match'] else '≠'} {o['path']}")
-            for p in (rep.get("likely_causes") or {}).get("untracked_inputs", []):
-                say(f"  likely cause: untracked input {p} was not in the recorded commit")
-            say(
-                f"replay {rep['run_id']}: {rep['verdict']}"
-                + (f" ({rep['reason']})" if rep.get("reason") else "")
-            )
-            say(f"report: {rep['report_md']}")
+            for line in rep.lines():
+                say(line)
 
-        result(json_mode, ok, Verdict(rep["verdict"]).code, rep, human)
+        result(json_mode, rep.passing, rep.verdict.code, rep.to_dict(), human)
 
 
 def _replay_archive(
     path: Path, opts: Any, replay_dir: Path | None, no_quarantine: bool
-) -> dict[str, Any]:
+) -> ReplayReport:
     from catalytic_hooks.archive.read import limits_for
     from catalytic_hooks.cli.archive_cmd import caller
     from catalytic_hooks.core.policy import Policy

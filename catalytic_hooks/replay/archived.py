@@ -15,7 +15,6 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from catalytic_hooks.archive.read import extract, file_sha256, inspect_doc, prove_objects
 from catalytic_hooks.archive.verify import check_commit
@@ -26,6 +25,7 @@ from catalytic_hooks.core.errors import BUNDLE_CORRUPT, CatalyticError, ErrorCod
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.replay.report import ReplayReport
 from catalytic_hooks.replay.runner import ReplayOptions, replay
 
 
@@ -68,7 +68,7 @@ def replay_archive(
     quarantine_dir: Path,
     limits: Limits,
     quarantine: bool = True,
-) -> dict[str, Any]:
+) -> ReplayReport:
     """Replay the archive at `path`; `caller` is the repository the command runs in (its top
     and policy: reports and chronicle go there), or None outside one."""
     try:
@@ -87,7 +87,7 @@ def _replay_archive(
     caller: tuple[Path, Policy] | None,
     replay_dir: Path | None,
     limits: Limits,
-) -> dict[str, Any]:
+) -> ReplayReport:
     run_id = inspect_doc(path, limits)["run_id"]
     stamp = stamp_compact()
     if replay_dir is None:
@@ -125,8 +125,8 @@ def _replay_archive(
             restoration_id=replay_dir.name,
         )
         rep = replay(repo, policy, opened.run_dir, run_opts)
-        rep["replay_dir"] = str(replay_dir)
-        rep["kept"] = opts.keep
+        rep.replay_dir = str(replay_dir)
+        rep.kept = opts.keep
         return rep
     finally:
         if not opts.keep:

@@ -126,10 +126,10 @@ class EnvStep:
             self.rebuilt.release()
 
 
-def markdown_lines(rep: dict[str, Any]) -> list[str]:
+def markdown_lines(environment: dict[str, Any], causes: dict[str, Any] | None) -> list[str]:
     """The rebuilt environment's sources and the likely causes, for the Markdown report."""
     lines: list[str] = []
-    rebuilt = rep.get("environment", {}).get("rebuilt")
+    rebuilt = environment.get("rebuilt")
     if isinstance(rebuilt, dict):
         py = rebuilt.get("python", {})
         lines += [
@@ -150,7 +150,6 @@ def markdown_lines(rep: dict[str, Any]) -> list[str]:
         lines += [
             f"- {e['package']}: {e['source']} {e['event']}" for e in rebuilt.get("events", [])
         ]
-    causes = rep.get("likely_causes")
     if isinstance(causes, dict):
         lines += ["", "## Likely causes", "", causes.get("note", "") + ":", ""]
         lines += [f"- `{p}`" for p in causes.get("untracked_inputs", [])]

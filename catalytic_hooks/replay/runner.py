@@ -22,7 +22,7 @@ from catalytic_hooks.bundle.verify import verify_bundle
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.outcomes import PASSING, Verdict
+from catalytic_hooks.core.outcomes import Verdict
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.environment.build import RebuildOptions
@@ -33,12 +33,8 @@ from catalytic_hooks.git.repo import Repo, clean_env
 from catalytic_hooks.git.worktree import add_worktree, neutral, remove_worktree
 from catalytic_hooks.provenance.chronicle import record
 from catalytic_hooks.provenance.environment import determinism_env
-from catalytic_hooks.replay.envstep import (
-    EnvStep,
-    likely_causes,
-    markdown_lines,
-    prepare_worktree,
-)
+from catalytic_hooks.replay.envstep import EnvStep, likely_causes, prepare_worktree
+from catalytic_hooks.replay.report import SEED_FIELDS, ReplayReport
 from catalytic_hooks.report.replay_html import render_replay_html
 
 
@@ -304,7 +300,7 @@ def archived_bytes(source: Any, key: str) -> bytes | None:
         os.close(fd)
 
 
-def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
+def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> ReplayReport:
     """Replay and record the result in the chronicle (a bundle that exists and failed is part
     of the record too; a mistyped path is not)."""
     home = opts.home if opts.source_archive is not None else (repo.top, policy)
@@ -336,13 +332,13 @@ def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> di
             home[1],
             "replay",
             {
-                "run_id": rep["run_id"],
-                "verdict": rep["verdict"],
-                "bundle_root": rep["bundle_root"],
-                "report": rep["report_json"],
+                "run_id": rep.run_id,
+                "verdict": rep.verdict,
+                "bundle_root": rep.bundle_root,
+                "report": rep.report_json,
                 **chronicled(rep),
                 "validation": opts.validation,
-                **{k: rep[k] for k in SEED_FIELDS},
+                **{k: getattr(rep, k) for k in SEED_FIELDS},
             },
         )
     return rep
@@ -351,50 +347,37 @@ def replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> di
 RECORDED_METRICS = 1000  # metric rows a replay's chronicle record carries
 
 
-def chronicled(rep: dict[str, Any]) -> dict[str, Any]:
+def chronicled(rep: ReplayReport) -> dict[str, Any]:
     """What the report draws from a replay, kept in the chronicle itself (a report file beside
     it is not hash-chained): the commit, the tolerance, every numeric metric's drift and the
     environment's differences."""
     rows = [
         {k: m.get(k) for k in ("file", "key", "archived", "replayed", "delta", "within_tolerance")}
-        for m in rep.get("metrics", [])
+        for m in rep.metrics or []
         if m.get("delta") is not None
     ]
     return {
-        "commit": rep.get("commit"),
-        "tolerance": rep.get("tolerance"),
-        "replays": rep.get("replays", 0),
-        "reason": rep.get("reason"),
+        "commit": rep.commit,
+        "tolerance": rep.tolerance,
+        "replays": rep.replays or 0,
+        "reason": rep.reason,
         "metrics": rows[:RECORDED_METRICS],
-        "environment_differences": rep.get("environment", {}).get("differences", []),
-        "started_at": rep.get("started_at"),
-        "finished_at": rep.get("finished_at"),
+        "environment_differences": rep.environment.get("differences", []),
+        "started_at": rep.started_at,
+        "finished_at": rep.finished_at,
     }
 
 
-# The restoration record of the seed specification (§VII), in every replay's report and
-# chronicle record.
-SEED_FIELDS = (
-    "source_archive",
-    "restoration_id",
-    "restored_at",
-    "environment_hash",
-    "metric_drift",
-    "verified",
-)
-
-
-def _seed_fields(report: dict[str, Any], opts: ReplayOptions, current_env: dict[str, Any]) -> None:
-    deltas = [m["delta"] for m in report.get("metrics", []) if m.get("delta") is not None]
-    report.update(
-        source_archive=opts.source_archive,
-        restoration_id=opts.restoration_id or f"replay-{report['run_id']}-{stamp_compact()}",
-        restored_at=report["started_at"],
-        environment_hash=current_env.get("environment_hash")
-        or current_env.get("distributions_sha256"),
-        metric_drift=max(deltas) if deltas else None,
-        verified=report.get("verdict") in PASSING,
+def _seed_fields(report: ReplayReport, opts: ReplayOptions, current_env: dict[str, Any]) -> None:
+    deltas = [m["delta"] for m in report.metrics or [] if m.get("delta") is not None]
+    report.source_archive = opts.source_archive
+    report.restoration_id = opts.restoration_id or f"replay-{report.run_id}-{stamp_compact()}"
+    report.restored_at = report.started_at
+    report.environment_hash = current_env.get("environment_hash") or current_env.get(
+        "distributions_sha256"
     )
+    report.metric_drift = max(deltas) if deltas else None
+    report.verified = report.passing
 
 
 def _environment(
@@ -411,7 +394,7 @@ def _environment(
         ) from exc
 
 
-def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> dict[str, Any]:
+def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> ReplayReport:
     r = Replayer(repo, policy, run_dir, opts)
     started = stamp_seconds()
     v = r.verify()
@@ -435,15 +418,15 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
     env_diffs: list[dict[str, Any]] = []
     if not envstep.rebuilding:
         current_env, env_diffs = _environment(r, spec, envstep)
-    report: dict[str, Any] = {
-        "run_id": v.run_id,
-        "bundle_root": v.bundle_root,
-        "commit": commit,
-        "command": command,
-        "tolerance": policy.metrics_tolerance,
-        "environment": {"differences": env_diffs, "strict": opts.strict_env},
-        "started_at": started,
-    }
+    report = ReplayReport(
+        run_id=v.run_id,
+        bundle_root=v.bundle_root,
+        commit=commit,
+        command=command,
+        tolerance=policy.metrics_tolerance,
+        environment={"differences": env_diffs, "strict": opts.strict_env},
+        started_at=started,
+    )
     worktrees: list[Path] = []
     try:
         ready = None
@@ -456,34 +439,29 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
             try:
                 envstep.build(ready)
             except CatalyticError as exc:
-                report["environment"]["rebuild_error"] = exc.to_dict()
+                report.environment["rebuild_error"] = exc.to_dict()
                 raise
             current_env, env_diffs = _environment(r, spec, envstep)
-        report["environment"] = envstep.report(env_diffs, opts.strict_env)
+        report.environment = envstep.report(env_diffs, opts.strict_env)
         if env_diffs and opts.strict_env:
-            report.update(
-                verdict=Verdict.FAILED,
-                reason="environment differs from the recorded one (--strict-env)",
-                replays=0,
-                outputs=[],
-                metrics=[],
-            )
+            report.verdict = Verdict.FAILED
+            report.reason = "environment differs from the recorded one (--strict-env)"
+            report.replays, report.outputs, report.metrics = 0, [], []
             return report
         first, wt = r.attempt(spec, commit, opts.worktree, v.hashes, metrics_files, envstep, ready)
         worktrees.append(wt)
-        report["worktree"] = str(wt)
+        report.worktree = str(wt)
         if not first.ok:
-            report.update(
-                verdict=Verdict.FAILED, reason=first.reason, replays=1, outputs=[], metrics=[]
-            )
+            report.verdict, report.reason = Verdict.FAILED, first.reason
+            report.replays, report.outputs, report.metrics = 1, [], []
         else:
             _judge(report, r, v, spec, commit, first, metrics_files, policy, worktrees, envstep)
-        if report["verdict"] not in PASSING and likely_causes(spec):
-            report["likely_causes"] = likely_causes(spec)
+        if not report.passing and likely_causes(spec):
+            report.likely_causes = likely_causes(spec)
         return report
     finally:
         envstep.release()
-        report["finished_at"] = stamp_seconds()
+        report.finished_at = stamp_seconds()
         _seed_fields(report, opts, current_env)
         if not opts.keep:
             for wt in dict.fromkeys(worktrees):
@@ -497,7 +475,7 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> d
 
 
 def _judge(
-    report: dict[str, Any],
+    report: ReplayReport,
     r: Replayer,
     v: Any,
     spec: dict[str, Any],
@@ -524,107 +502,48 @@ def _judge(
             flatten(archived_metrics[m]), flatten(first.metrics.get(m)), policy.metrics_tolerance
         ):
             metric_rows.append({"file": m, **row})
-    report.update(outputs=outputs, metrics=metric_rows, replays=1)
+    report.outputs, report.metrics, report.replays = outputs, metric_rows, 1
     mismatched = [o["path"] for o in outputs if not o["match"]]
     if not mismatched:
-        report["verdict"] = Verdict.EXACT
+        report.verdict = Verdict.EXACT
         return
     metric_ok = {
         m: all(r_["within_tolerance"] for r_ in metric_rows if r_["file"] == m)
         for m in metrics_files
     }
     if all(p in metric_ok and metric_ok[p] and archived_metrics[p] is not None for p in mismatched):
-        report["verdict"] = Verdict.WITHIN
+        report.verdict = Verdict.WITHIN
         return
     # A difference: replay once more to tell nondeterminism from a real change.
     second, wt2 = r.attempt(spec, commit, None, v.hashes, metrics_files, envstep)
     worktrees.append(wt2)
-    report["replays"] = 2
+    report.replays = 2
     if not second.ok:
-        report.update(verdict=Verdict.FAILED, reason=f"second replay: {second.reason}")
+        report.verdict, report.reason = Verdict.FAILED, f"second replay: {second.reason}"
         return
     for o in outputs:
         o["replay2"] = second.hashes[o["path"]]
     if all(first.hashes[k] == second.hashes[k] for k in v.hashes):
-        report.update(
-            verdict=Verdict.DRIFT,
-            reason=f"both replays agree with each other but not "
-            f"with the archive for {len(mismatched)} output(s)",
+        report.verdict = Verdict.DRIFT
+        report.reason = (
+            f"both replays agree with each other but not "
+            f"with the archive for {len(mismatched)} output(s)"
         )
     else:
-        report.update(verdict=Verdict.NONDET, reason="the two replays differ from each other")
+        report.verdict = Verdict.NONDET
+        report.reason = "the two replays differ from each other"
 
 
-def _write_reports(top: Path, policy: Policy, report: dict[str, Any]) -> None:
+def _write_reports(top: Path, policy: Policy, report: ReplayReport) -> None:
+    """The report in each format (replay/report.py renders them), under the reports directory."""
     stamp = stamp_compact()
     rdir = top / policy.reports_dir
     rdir.mkdir(parents=True, exist_ok=True)
-    base = rdir / f"replay-{report['run_id']}-{stamp}"
-    report["report_json"] = str(base.with_suffix(".json"))
-    report["report_md"] = str(base.with_suffix(".md"))
-    report["report_html"] = str(base.with_suffix(".html"))
-    atomic_write(base.with_suffix(".json"), canonical_bytes(report))
-    atomic_write(base.with_suffix(".md"), render_markdown(report).encode())
-    atomic_write(base.with_suffix(".html"), render_replay_html(report))
-
-
-def render_markdown(rep: dict[str, Any]) -> str:
-    lines = [f"# Replay of {rep['run_id']}: **{rep.get('verdict', '?')}**", ""]
-    if rep.get("reason"):
-        lines += [f"Reason: {rep['reason']}", ""]
-    lines += [
-        f"- bundle root: `{rep['bundle_root']}`",
-        f"- commit: `{rep['commit']}`",
-        f"- command: `{' '.join(rep['command'])}`",
-        f"- replays: {rep.get('replays', 0)}; metric tolerance {rep['tolerance']}",
-        f"- started {rep['started_at']}, finished {rep.get('finished_at', '')}",
-    ]
-    src = rep.get("source_archive")
-    if src:
-        lines.append(f"- source archive: `{src['name']}` (SHA-256 `{src['sha256']}`)")
-    lines += [
-        f"- restoration id: `{rep.get('restoration_id')}`; environment hash "
-        f"`{rep.get('environment_hash')}`; metric drift {rep.get('metric_drift')}; "
-        f"verified: {'yes' if rep.get('verified') else 'no'}",
-        "",
-        "## Environment",
-        "",
-    ]
-    diffs = rep["environment"]["differences"]
-    if not diffs:
-        lines.append("Same as recorded.")
-    else:
-        lines += ["| field | recorded | now |", "|---|---|---|"]
-        lines += [f"| {d['field']} | {d['recorded']} | {d['current']} |" for d in diffs]
-    lines += markdown_lines(rep)
-    lines += [
-        "",
-        "## Outputs",
-        "",
-        "| path | archived | replay 1 | replay 2 | match |",
-        "|---|---|---|---|---|",
-    ]
-    for o in rep.get("outputs", []):
-        lines.append(
-            f"| {o['path']} | `{o['expected'][7:19]}` | "
-            f"`{(o['replay1'] or 'missing')[7:19]}` | "
-            f"`{(o.get('replay2') or '-')[7:19]}` | {'yes' if o['match'] else 'no'} |"
-        )
-    rows = [m for m in rep.get("metrics", []) if m["delta"] is not None]
-    if rep.get("metrics"):
-        lines += [
-            "",
-            "## Metrics (largest deltas first)",
-            "",
-            "| file | key | archived | replayed | delta | within tolerance |",
-            "|---|---|---|---|---|---|",
-        ]
-        ordered = sorted(rows, key=lambda m: -m["delta"]) + [
-            m for m in rep["metrics"] if m["delta"] is None
-        ]
-        for m in ordered:
-            lines.append(
-                f"| {m['file']} | {m['key']} | {m['archived']} | {m['replayed']} | "
-                f"{m['delta']} | {'yes' if m['within_tolerance'] else 'no'} |"
-            )
-    return "\n".join(lines) + "\n"
+    base = rdir / f"replay-{report.run_id}-{stamp}"
+    report.report_json = str(base.with_suffix(".json"))
+    report.report_md = str(base.with_suffix(".md"))
+    report.report_html = str(base.with_suffix(".html"))
+    doc = report.to_dict()
+    atomic_write(base.with_suffix(".json"), canonical_bytes(doc))
+    atomic_write(base.with_suffix(".md"), report.markdown().encode())
+    atomic_write(base.with_suffix(".html"), render_replay_html(doc))

@@ -39,7 +39,7 @@ from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.core.outcomes import PASSING, Verdict
+from catalytic_hooks.core.outcomes import Verdict
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.environment.build import RebuildOptions
 from catalytic_hooks.fs.files import atomic_write
@@ -49,6 +49,7 @@ from catalytic_hooks.registry.pull import Options as RegistryOptions
 from catalytic_hooks.registry.pull import pulled_archive, repository_tags
 from catalytic_hooks.registry.reference import parse as parse_reference
 from catalytic_hooks.replay.archived import replay_archive
+from catalytic_hooks.replay.report import ReplayReport
 from catalytic_hooks.replay.runner import ReplayOptions, replay
 from catalytic_hooks.report.replay_html import render_validation_html
 
@@ -228,7 +229,7 @@ def plan(cands: list[Candidate], opts: ValidateOptions) -> tuple[str, list[Candi
 
 
 def _row(
-    c: Candidate, rep: dict[str, Any] | None, exc: CatalyticError | None, seconds: float
+    c: Candidate, rep: ReplayReport | None, exc: CatalyticError | None, seconds: float
 ) -> dict[str, Any]:
     source = c.ref or str(c.path)
     if rep is None:
@@ -245,18 +246,18 @@ def _row(
             "seconds": round(seconds, 3),
         }
     deltas = [
-        float(m["delta"]) for m in rep.get("metrics", []) if isinstance(m.get("delta"), int | float)
+        float(m["delta"]) for m in rep.metrics or [] if isinstance(m.get("delta"), int | float)
     ]
-    diffs = rep["environment"]["differences"]
+    diffs = rep.environment["differences"]
     return {
-        "run_id": rep["run_id"],
+        "run_id": rep.run_id,
         "source": source,
-        "verdict": rep["verdict"],
-        "passing": rep["verdict"] in PASSING,
+        "verdict": rep.verdict,
+        "passing": rep.passing,
         "largest_drift": max(deltas) if deltas else None,
         "environment": "match" if not diffs else f"differs ({len(diffs)})",
-        "reason": rep.get("reason"),
-        "report": rep.get("report_json"),
+        "reason": rep.reason,
+        "report": rep.report_json,
         "seconds": round(seconds, 3),
     }
 
@@ -267,7 +268,7 @@ def _replay_one(
     c: Candidate,
     ropts: ReplayOptions,
     registry: RegistryOptions | None = None,
-) -> dict[str, Any]:
+) -> ReplayReport:
     if c.kind == "oci" and c.ref is not None:
         # Pulled (checked, into the verified cache) only now that it is picked.
         with pulled_archive(c.ref, registry or RegistryOptions()) as (path, _):
