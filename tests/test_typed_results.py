@@ -52,16 +52,16 @@ def test_the_report_pages_know_every_verdict() -> None:
 
 def test_findings_render_once_each_and_reporters_hold_their_own_state() -> None:
     from catalytic_hooks.enforce import findings
-    from catalytic_hooks.enforce.findings import AMENDED, MUTATION, CheckReport, Finding, Reporter
+    from catalytic_hooks.enforce.findings import CheckReport, Finding, FindingKind, Reporter
 
     bad = Finding(
         "out/a, b.txt",
-        MUTATION,
+        FindingKind.MUTATION,
         "protected file modified",
         commit="0123456789abcdef",
         subject="edit",
     )
-    ok = Finding("policy.toml", AMENDED, "signed amendment by alice", blocking=False)
+    ok = Finding("policy.toml", FindingKind.AMENDED, "signed amendment by alice", blocking=False)
     report = CheckReport([bad, ok], "push")
     assert (report.ok, report.blocking) == (False, [bad])
     assert report.to_dict() == {
@@ -95,8 +95,19 @@ def test_findings_render_once_each_and_reporters_hold_their_own_state() -> None:
     assert report.summary("catalytic check --json") == (
         "catalytic: 1 finding blocks this push; inspect with `catalytic check --json`"
     )
-    # No module-level reporter: each hook run passes its own, which shows a finding once.
-    assert not [n for n in vars(findings) if n.isupper() and n.startswith("_")]
+    # No module-level reporter: each hook run passes its own, which shows a finding once; and
+    # no kind spelled beside the enum (a kind is a FindingKind member, its value the JSON's).
+    assert not [n for n in vars(findings) if n.isupper()]
+    assert [k.value for k in FindingKind] == [
+        "mutation",
+        "tmp-residue",
+        "bundle",
+        "policy",
+        "chronicle",
+        "amended",
+        "ref",
+        "adoption",
+    ]
     seen: list[Finding] = []
     first, second = Reporter(seen.append), Reporter(seen.append)
     first.found([bad, ok])

@@ -24,7 +24,7 @@ from catalytic_hooks.core.policy import (
     catalytic_table,
     policy_from_sources,
 )
-from catalytic_hooks.enforce.findings import CHRONICLE, POLICY, Finding
+from catalytic_hooks.enforce.findings import Finding, FindingKind
 from catalytic_hooks.git.history import Committed, blobs, commits_touching, entries_at
 from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid
 
@@ -123,7 +123,7 @@ def policy_findings(repo: Repo, base: Baseline, changes: Sequence[RawChange]) ->
         out.append(
             Finding(
                 ch.path,
-                POLICY,
+                FindingKind.POLICY,
                 reason + ": the base's policy judges this change; "
                 "a policy or trust change is never accepted from the change itself",
             )
@@ -164,12 +164,10 @@ def chronicle_findings(
         return []
     data = blobs(repo, (e.oid for e in (old, new) if e is not None and e.regular))
     problem = chronicle_problem(old, new, data)
-    return [Finding(path, CHRONICLE, f"{problem} ({what})")] if problem else []
+    return [Finding(path, FindingKind.CHRONICLE, f"{problem} ({what})")] if problem else []
 
 
 # -- adoption: where a history without any base starts to be judged --------------------------
-
-ADOPTION = "adoption"
 
 
 def find_adoption(repo: Repo, tip: str) -> str | None:
@@ -196,7 +194,9 @@ def adoption_findings(repo: Repo, adoption: str, base: Baseline) -> list[Finding
     allowed = base.watched
     return [
         Finding(
-            c.path, ADOPTION, "the adoption commit may change only the policy and the trust file"
+            c.path,
+            FindingKind.ADOPTION,
+            "the adoption commit may change only the policy and the trust file",
         )
         for c in repo.diff_raw(parent, adoption)
         if c.path not in allowed

@@ -15,7 +15,7 @@ from catalytic_hooks.bundle.model import ARTIFACTS
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.enforce.baseline import Baseline
-from catalytic_hooks.enforce.findings import BUNDLE, Finding
+from catalytic_hooks.enforce.findings import Finding, FindingKind
 from catalytic_hooks.git.history import entries_at
 from catalytic_hooks.git.repo import Repo
 
@@ -74,7 +74,7 @@ def check_bundles(repo: Repo, base: Baseline, tip: str, touched: dict[str, str])
             findings.append(
                 Finding(
                     run_path,
-                    BUNDLE,
+                    FindingKind.BUNDLE,
                     f"run bundle rejected: {exc.code.value}: {exc.message}",
                     commit,
                     subject,
@@ -87,7 +87,7 @@ def check_bundles(repo: Repo, base: Baseline, tip: str, touched: dict[str, str])
             findings.append(
                 Finding(
                     run_path,
-                    BUNDLE,
+                    FindingKind.BUNDLE,
                     f"run bundle is valid but untrusted: {decision.reason}",
                     commit,
                     subject,

@@ -23,15 +23,7 @@ from catalytic_hooks.enforce.baseline import (
     find_adoption,
     policy_findings,
 )
-from catalytic_hooks.enforce.findings import (
-    AMENDED,
-    MUTATION,
-    POLICY,
-    TMP_RESIDUE,
-    Finding,
-    Reporter,
-    sort_findings,
-)
+from catalytic_hooks.enforce.findings import Finding, FindingKind, Reporter, sort_findings
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.git.history import (
     commit_exists,
@@ -57,12 +49,20 @@ def mutation_findings(
         if ch.path not in skip and classify(ch.path) is PathClass.PROTECTED:
             verb = _VERBS.get(ch.status, "changed")
             out.append(
-                Finding(ch.path, MUTATION, f"protected path {verb} outside durable roots{against}")
+                Finding(
+                    ch.path,
+                    FindingKind.MUTATION,
+                    f"protected path {verb} outside durable roots{against}",
+                )
             )
     for path in sorted(skip):
         if classify(path) is PathClass.PROTECTED:
             out.append(
-                Finding(path, MUTATION, "protected path conflicted in git's merge of the parents")
+                Finding(
+                    path,
+                    FindingKind.MUTATION,
+                    "protected path conflicted in git's merge of the parents",
+                )
             )
     return out
 
@@ -87,10 +87,12 @@ def check_staged(repo: Repo, base: Baseline | None = None) -> list[Finding]:
     if policy.tmp_roots:
         in_index = _tmp_in_index(repo, head, changes, policy)
         for path in in_index:
-            findings.append(Finding(path, TMP_RESIDUE, "tmp residue staged in the index"))
+            findings.append(
+                Finding(path, FindingKind.TMP_RESIDUE, "tmp residue staged in the index")
+            )
         for path in tmp_residue_on_disk(repo.top, policy.tmp_roots):
             if path not in in_index:
-                findings.append(Finding(path, TMP_RESIDUE, "tmp residue left on disk"))
+                findings.append(Finding(path, FindingKind.TMP_RESIDUE, "tmp residue left on disk"))
     return sort_findings(findings)
 
 
@@ -180,7 +182,7 @@ def _judge_commit(
 def _amended(repo: Repo, base: Baseline, oid: str, found: list[Finding]) -> list[Finding]:
     """Mutation and policy findings of a signed amendment the base's trust file accepts become
     reports; a refused amendment says why on each finding."""
-    amendable = [f for f in found if f.kind in (MUTATION, POLICY)]
+    amendable = [f for f in found if f.kind in (FindingKind.MUTATION, FindingKind.POLICY)]
     if not amendable:
         return found
     from catalytic_hooks.enforce.amend import verify_amendment
@@ -188,13 +190,13 @@ def _amended(repo: Repo, base: Baseline, oid: str, found: list[Finding]) -> list
     verdict = verify_amendment(repo, oid, base)
     if verdict is None:
         return found
-    out = [f for f in found if f.kind not in (MUTATION, POLICY)]
+    out = [f for f in found if f.kind not in (FindingKind.MUTATION, FindingKind.POLICY)]
     for f in amendable:
         if verdict.accepted:
             out.append(
                 replace(
                     f,
-                    kind=AMENDED,
+                    kind=FindingKind.AMENDED,
                     blocking=False,
                     reason=f"accepted amendment by {verdict.signer} ({f.reason}): {verdict.reason}",
                 )
@@ -210,7 +212,7 @@ def _tip_findings(repo: Repo, base: Baseline, tip: str) -> list[Finding]:
     if policy.tmp_roots:
         specs = [] if "." in policy.tmp_roots else literal(policy.tmp_roots)
         found += [
-            Finding(e.path, TMP_RESIDUE, "tmp residue in the pushed tree")
+            Finding(e.path, FindingKind.TMP_RESIDUE, "tmp residue in the pushed tree")
             for e in repo.ls_tree(tip, specs)
             if policy.classify(e.path) is PathClass.TMP
         ]

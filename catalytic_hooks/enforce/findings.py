@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from typing import Any
 
-MUTATION = "mutation"
-TMP_RESIDUE = "tmp-residue"
-BUNDLE = "bundle"
-POLICY = "policy"
-CHRONICLE = "chronicle"
-AMENDED = "amended"  # an accepted signed amendment: reported, never blocking
-REF = "ref"  # a ref the server gate refuses whatever it points to (enforce.server.ref_findings)
+
+class FindingKind(StrEnum):
+    """What a finding is about; its value is the `kind` of the JSON output and the title of a
+    GitHub annotation (`catalytic mutation`)."""
+
+    MUTATION = "mutation"  # a protected path changed outside the durable roots
+    TMP_RESIDUE = "tmp-residue"  # a file under a tmp root staged, pushed or left on disk
+    BUNDLE = "bundle"  # a run bundle in the change that fails verification or is untrusted
+    POLICY = "policy"  # the policy, the trust file or the governing policy of a ref
+    CHRONICLE = "chronicle"  # the chronicle rewritten instead of appended to
+    AMENDED = "amended"  # an accepted signed amendment: reported, never blocking
+    REF = "ref"  # a ref the server gate refuses whatever it points to (enforce.server.ref_findings)
+    ADOPTION = "adoption"  # the adoption commit changes more than the policy and the trust file
 
 
 @dataclass(frozen=True)
 class Finding:
     path: str
-    kind: str
+    kind: FindingKind
     reason: str
     commit: str | None = None
     subject: str | None = None

@@ -34,7 +34,7 @@ from catalytic_hooks.core.policy import (
     catalytic_table,
 )
 from catalytic_hooks.enforce.baseline import Baseline, baseline_at
-from catalytic_hooks.enforce.findings import POLICY, Finding
+from catalytic_hooks.enforce.findings import Finding, FindingKind
 from catalytic_hooks.git.refs import (
     files_at,
     first_parent_touching,
@@ -215,7 +215,7 @@ class Governance:
             for ref, old, new in updates:
                 problem = self._default_moved(old, new) if ref == head and old else None
                 if problem:
-                    out.append(Finding(ref, POLICY, problem))
+                    out.append(Finding(ref, FindingKind.POLICY, problem))
             return out
         moved = [
             (ref, old, new)
@@ -243,7 +243,7 @@ class Governance:
         return [
             Finding(
                 ref,
-                POLICY,
+                FindingKind.POLICY,
                 f"{self._pointer_problem()}, so the newest governed policy "
                 f"({before.ref}) judges new refs; this update would change or remove "
                 f"it without a judged commit (point HEAD at the policy branch: "

@@ -33,7 +33,7 @@ from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.enforce.checks import BundleChecker, check_commits, judged_from
-from catalytic_hooks.enforce.findings import AMENDED, REF, Finding, Reporter, sort_findings
+from catalytic_hooks.enforce.findings import Finding, FindingKind, Reporter, sort_findings
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.history import first_parent_base, object_type
@@ -92,7 +92,7 @@ def _judge(
 
 
 def _refused(u: RefUpdate, code: ErrorCode, why: str) -> Finding:
-    return Finding(u.ref, REF, f"ref refused: {code.value}: {why}", code=code.value)
+    return Finding(u.ref, FindingKind.REF, f"ref refused: {code.value}: {why}", code=code.value)
 
 
 def ref_findings(repo: Repo, u: RefUpdate, policy: Policy) -> list[Finding]:
@@ -209,7 +209,7 @@ def stash_amendments(repo: Repo, judged: Sequence[tuple[RefUpdate, Sequence[Find
         amended = [
             {"commit": f.commit, "path": f.path, "reason": f.reason}
             for f in findings
-            if f.kind == AMENDED
+            if f.kind == FindingKind.AMENDED
         ]
         if not amended:
             path.unlink(missing_ok=True)
