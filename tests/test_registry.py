@@ -764,6 +764,16 @@ def test_verify_attested_finds_the_attestation_through_the_fallback_tag(
     digest = _json(bare)["details"]["digest"]
     rc, doc = _verify_attested(f"{ref}@{digest}", shared, tmp_path)
     assert (rc, doc["code"]) == (1, "ATTESTATION_MISSING")
+    human = inproc(
+        "verify",
+        f"{ref}@{digest}",
+        "--attested",
+        "--trust-file",
+        str(shared["trust"]),
+        cwd=tmp_path,
+    )
+    assert human.returncode == 1
+    assert "REJECTED ATTESTATION_MISSING: no attestation attached to it verifies" in human.stdout
     assert doc["details"]["results"][0]["valid"]  # the bundle itself is fine
     assert doc["details"]["results"][0]["attestations"] == []
 

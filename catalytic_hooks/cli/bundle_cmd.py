@@ -204,6 +204,12 @@ def _verify(
                     )
             if "attestations" in r and not r["attestations"]:
                 say("  no attestation is attached to this archive in the registry")
+            if (
+                "attestations" in r
+                and r["valid"]
+                and not any(a["valid"] for a in r["attestations"])
+            ):
+                say(f"  REJECTED {report['code']}: no attestation attached to it verifies")
         if report.get("chain_root"):
             say(f"chain_root {report['chain_root']}")
 
