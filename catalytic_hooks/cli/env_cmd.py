@@ -114,40 +114,11 @@ def rebuild_options(
 def run_environment(
     run: Path, trust_file: Path | None, allow_untrusted: bool, need_trust: bool
 ) -> tuple[Any, str, bool]:
-    """(TASK_SPEC environment, run id, trusted) of a verified bundle. Rebuilding acts on what
-    the bundle says, so it needs a trusted signer (unless --allow-untrusted), as replay does."""
-    from catalytic_hooks.bundle.model import DirSource, project_root_for
-    from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
-    from catalytic_hooks.bundle.verify import verify_bundle
+    """environment/recorded.py's `verified_environment`, within the caller's archive limits."""
+    from catalytic_hooks.cli.archive_cmd import caller_limits
+    from catalytic_hooks.environment.recorded import verified_environment
 
-    if run.is_file():  # an archive: checked, extracted aside, its commit proven, then verified
-        from catalytic_hooks.archive.read import opened_archive
-        from catalytic_hooks.archive.verify import check_commit
-        from catalytic_hooks.cli.archive_cmd import caller_limits
-
-        with opened_archive(run, caller_limits()) as (opened, proved):
-            check_commit(opened, proved)
-            v = verify_bundle(DirSource(opened.run_dir, opened.project_root))
-            name = opened.run_id
-    else:
-        rd = run.resolve()
-        if not rd.is_dir():
-            raise CatalyticError(
-                ErrorCode.USAGE, f"{run} is neither a run directory nor an archive file"
-            )
-        v = verify_bundle(DirSource(rd, project_root_for(rd, None)))
-        name = rd.name
-    decision = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted).decide(
-        v.validator_id
-    )
-    if need_trust and not decision.accepted:
-        raise CatalyticError(
-            ErrorCode.UNTRUSTED,
-            f"{run}: untrusted bundle "
-            f"({decision.reason}); give --allow-untrusted to act on it anyway",
-        )
-    spec = v.task_spec if isinstance(v.task_spec, dict) else {}
-    return spec.get("environment"), name, decision.accepted
+    return verified_environment(run, trust_file, allow_untrusted, need_trust, caller_limits())
 
 
 def _repo_policy(repo: Path | None) -> tuple[Path, Policy]:
@@ -171,43 +142,16 @@ def env(
     """Print the environment a command run here would record (and differences from a run's)."""
     if ctx.invoked_subcommand is not None:
         return
-    from catalytic_hooks.provenance.environment import compare as cmp
-    from catalytic_hooks.provenance.environment import (
-        fingerprint,
-        recorded_lock_files,
-        recorded_spec,
-    )
+    from catalytic_hooks.environment.recorded import compare_with_run, current_environment
 
     with handled(json_mode):
         root, policy = _repo_policy(repo)
         details: dict[str, Any] = {}
         ok = True
         if compare is None:
-            fp = fingerprint(root, policy.lock_files, 0, env_python=policy.env_python)
+            fp = current_environment(root, policy)
         else:
-            # Not verified: read like any hostile file, lock files only at safe paths.
-            spec = recorded_spec(compare)
-            recorded = spec.get("environment") if isinstance(spec, dict) else None
-            command = spec.get("command") if isinstance(spec, dict) else None
-            if not (
-                isinstance(command, list)
-                and command
-                and isinstance(command[0], str)
-                and "/" not in command[0]
-            ):
-                # A path an unverified run names is never executed to ask it anything.
-                command = None
-            locks = (
-                recorded_lock_files(recorded) if isinstance(recorded, dict) else policy.lock_files
-            )
-            fp = fingerprint(
-                root,
-                locks,
-                0,
-                env_python=policy.env_python,
-                command=command if isinstance(command, list) else None,
-            )
-            details["differences"] = cmp(recorded, fp)
+            fp, details["differences"] = compare_with_run(root, policy, compare)
             ok = not details["differences"]
         details["fingerprint"] = fp
 
