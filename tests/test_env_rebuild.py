@@ -892,6 +892,32 @@ out = pathlib.Path("outputs")
 """
 
 
+WRITE_ONLY = """\
+import pathlib
+(pathlib.Path("outputs") / "out.txt").write_text("written\\n")
+"""
+
+
+def test_a_run_writing_into_an_untracked_empty_durable_directory_replays_exact(
+    make_repo: Any, tmp_path: Path
+) -> None:
+    """The default run's representative (the slow test below adds the untracked input): the
+    recorded commit has no `outputs/`, the replay's worktree is given it, as the run had it."""
+    policy = POLICY.replace('lock_files = ["requirements.lock"]\n', "")
+    repo = make_repo({"job.py": WRITE_ONLY, ".gitignore": "_tmp/\n"}, policy=policy)
+    (repo / "outputs").mkdir()  # exists, empty and untracked, when the run starts
+    key = str(key_file(tmp_path))
+    proc = catalytic(
+        "run", "--run-id", "w1", "--sign", key, "--", sys.executable, "job.py", cwd=repo
+    )
+    assert proc.returncode == 0 and "untracked path" not in proc.stderr, proc.stderr
+    git(repo, "add", "_runs")
+    git(repo, "commit", "-q", "-m", "run w1")
+    proc = catalytic("replay", "_runs/w1", "--allow-untrusted", "--json", cwd=repo)
+    rep = json.loads(proc.stdout)["details"]
+    assert (proc.returncode, rep["verdict"]) == (0, "exact"), proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_untracked_durable_directory_replays_exact_and_untracked_input_is_named(
     make_repo: Any, tmp_path: Path
