@@ -490,7 +490,7 @@ def test_store_list_show_and_import(made: dict[str, Path], tmp_path: Path, make_
             "verified": None,
             "valid": None,
             "trusted": None,
-            "code": "NOT_VERIFIED",
+            "code": None,
             "run_id": "r1",
             "commit": claim["commit"],
             "signer": claim["validator_id"],

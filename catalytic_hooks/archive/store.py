@@ -81,7 +81,7 @@ def _listed_row(path: Path, limits: Limits) -> dict[str, Any]:
         verified=None,
         valid=None,
         trusted=None,
-        code="NOT_VERIFIED",
+        code=None,  # nothing was judged: no code
         run_id=doc["run_id"],
         commit=doc["commit"],
         signer=doc["validator_id"],
