@@ -217,3 +217,33 @@ def test_the_json_document_names_the_archive(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)
     assert doc["details"]["archive"] == str(tmp_path / "j1.catalytic.zip")
     assert (tmp_path / "j1.catalytic.zip").is_file()
+
+
+@pytest.mark.parametrize("change", ["symlink", "removed"])
+def test_an_output_changed_between_locating_and_writing_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """An output swapped for a link, or removed, after verification located it and before its
+    bytes are read: a stable code, never an internal error, and no archive. The swap is
+    injected by wrapping the step between the two passes (`_sources`): a concurrent writer
+    cannot otherwise be made to act in that window deterministically."""
+    import catalytic_hooks.archive.create as create
+
+    run = make_bundle(tmp_path / "_runs" / "w1", tmp_path, {"out/a.txt": b"a\n" * 100})
+    real = create._sources
+
+    def then_change(*args: object, **kwargs: object) -> object:
+        got = real(*args, **kwargs)  # type: ignore[arg-type]
+        (tmp_path / "out/a.txt").unlink()
+        if change == "symlink":
+            (tmp_path / "elsewhere.txt").write_bytes(b"a\n" * 100)
+            (tmp_path / "out/a.txt").symlink_to(tmp_path / "elsewhere.txt")
+        return got
+
+    monkeypatch.setattr(create, "_sources", then_change)
+    with pytest.raises(CatalyticError) as err:
+        create_archive(run, tmp_path / "bad.zip", project_root=tmp_path)
+    assert err.value.code is ErrorCode.OUTPUT_MISSING
+    assert "changed while it was archived" in err.value.message
+    assert not (tmp_path / "bad.zip").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

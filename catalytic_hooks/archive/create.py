@@ -219,7 +219,15 @@ def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Ite
         w.add(zip_name, s.data)
         return Item(s.name, len(s.data), hashlib.sha256(s.data).hexdigest())
     assert s.base is not None
-    fd = _open_regular(src, s.base, s.rel)
+    try:
+        fd = _open_regular(src, s.base, s.rel)
+    except OSError as exc:
+        # located a moment ago: replaced, removed or turned into a link meanwhile
+        raise CatalyticError(
+            ErrorCode.OUTPUT_MISSING if s.expected is not None else ErrorCode.ARTIFACT_MISSING,
+            f"{s.base / s.rel} changed while it was archived: {exc.strerror or exc}",
+            path=str(s.base / s.rel),
+        ) from exc
     try:
         first = os.read(fd, CHUNK)
         if len(first) < CHUNK:  # the whole file in hand: written once, never patched
