@@ -277,6 +277,11 @@ def test_every_run_and_point_is_in_the_static_page(tmp_path: Path) -> None:
     assert sum(1 for t, a in doc.tags if t == "line" and a.get("class") == "step") == 2
     assert "a step first appeared on" in text and "the latest replay is still beyond it" in text
     assert "tolerance 1e-08" in text
+    # A column no replay of the run fills is left out, and said so (train's replays gave no
+    # reason; the hostile run's did, and recorded no environment).
+    assert text.count("No replay gave a reason.") == 1
+    assert "Every replay ran in the recorded environment." not in text
+    assert "BUNDLE_ROOT_MISMATCH" in text and "not recorded" in text
     # Quarantine and validations have their sections.
     assert "BUNDLE_ROOT_MISMATCH" in text and "Quarantined bundles" in text
     assert "Validations" in text

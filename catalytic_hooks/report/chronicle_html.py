@@ -25,6 +25,7 @@ from catalytic_hooks.report.page import (
     page,
     table,
     verdict_badge,
+    verdict_cell,
 )
 
 REPORT_NAME = "report.html"
@@ -228,6 +229,11 @@ def run_section(m: Model, v: RunView) -> str:
     tid = f"{v.anchor}-replays"
     rows = []
     columns = [(s.file, s.key) for s in drift]
+    # The reason and environment columns only where a replay has something to put there: a
+    # long report has thousands of rows.
+    datas = [data_of(rec) for rec in v.of("replay")]
+    reasons = any(text(d.get("reason")) for d in datas)
+    envs = any(d.get("environment_differences") != [] for d in datas)
     for rec in v.of("replay"):
         d = data_of(rec)
         metrics = d.get("metrics")
@@ -246,25 +252,37 @@ def run_section(m: Model, v: RunView) -> str:
         )
         rows.append(
             f"<tr><td>{esc(rec.get('seq'))}</td><td>{esc(when(rec.get('time')))}</td>"
-            f"<td>{verdict_badge(d.get('verdict'))}</td>"
-            f"<td>{esc(text(d.get('reason')))}</td><td>{_env(d)}</td>{cells}</tr>\n"
+            f"{verdict_cell(d.get('verdict'))}"
+            + (f"<td>{esc(text(d.get('reason')))}</td>" if reasons else "")
+            + (f"<td>{_env(d)}</td>" if envs else "")
+            + f"{cells}</tr>\n"
         )
     heads = [
         "seq",
         "time (UTC)",
         "verdict",
-        "reason",
-        "environment",
+        *(["reason"] if reasons else []),
+        *(["environment"] if envs else []),
         *(f"drift of {s.key}" for s in drift),
     ]
+    first = 3 + reasons + envs  # the first drift column
+    said = " ".join(
+        x
+        for x in (
+            "" if reasons else "No replay gave a reason.",
+            "" if envs else "Every replay ran in the recorded environment.",
+        )
+        if x
+    )
     replays = (
-        table(
+        (f"<p>{said}</p>" if said else "")
+        + table(
             tid,
             f"Replays of {v.run_id}" + (" and the drift of each metric" if drift else ""),
             heads,
             rows,
-            numeric=frozenset({0, *range(5, len(heads))}),
-            cls="seqcol replays",
+            numeric=frozenset({0, *range(first, len(heads))}),
+            cls=f"seqcol d{first + 1}",
         )
         if rows
         else "<p>Never replayed.</p>"

@@ -53,16 +53,18 @@ color:var(--fg);text-align:inherit}
 details.rows{margin:.5rem 0}
 details.rows>summary{cursor:pointer;font-weight:600;padding:.25rem 0}
 summary:focus{outline:3px solid #1a56db;outline-offset:2px}
-td.num,.seqcol td:first-child,.replays td:nth-child(n+6){text-align:right;
+td.num,.seqcol td:first-child,.d4 td:nth-child(n+4),.d5 td:nth-child(n+5),
+.d6 td:nth-child(n+6){text-align:right;
 font-variant-numeric:tabular-nums}
 svg.defs{position:absolute;width:0;height:0;overflow:hidden}
 code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;
 overflow-wrap:anywhere}
 .v{display:inline-block;padding:0 .4em;border:1px solid;border-radius:3px;font-weight:600;
 white-space:nowrap}
-.v.pass{color:var(--ok);background:var(--okbg)}
-.v.fail{color:var(--bad);background:var(--badbg)}
-.v.other{color:var(--warn);background:var(--warnbg)}
+td.vc{font-weight:600;white-space:nowrap}
+.pass{color:var(--ok);background:var(--okbg)}
+.fail{color:var(--bad);background:var(--badbg)}
+.other{color:var(--warn);background:var(--warnbg)}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:.5rem 0}
 dl.facts dt{font-weight:600}
 dl.facts dd{margin:0;overflow-wrap:anywhere}
@@ -166,14 +168,32 @@ SYMBOL = {
 
 
 _BADGES: dict[str, str] = {}  # a report shows the same few verdicts thousands of times
+_CELLS: dict[str, str] = {}
+
+
+def verdict_class(v: str) -> str:
+    return "pass" if v in PASSING else "fail" if v in FAILING else "other"
+
+
+def verdict_cell(verdict: object) -> str:
+    """A table cell holding a verdict as its badge would (one element, not two: a long report
+    has thousands)."""
+    v = verdict if isinstance(verdict, str) else str(verdict)
+    cell = _CELLS.get(v)
+    if cell is None:
+        cell = _CELLS[v] = (
+            f'<td class="vc {verdict_class(v)}">{esc(SYMBOL.get(v, "•"))} {esc(v)}</td>'
+        )
+    return cell
 
 
 def verdict_badge(verdict: object) -> str:
     v = verdict if isinstance(verdict, str) else str(verdict)
     badge = _BADGES.get(v)
     if badge is None:
-        cls = "pass" if v in PASSING else "fail" if v in FAILING else "other"
-        badge = _BADGES[v] = f'<span class="v {cls}">{esc(SYMBOL.get(v, "•"))} {esc(v)}</span>'
+        badge = _BADGES[v] = (
+            f'<span class="v {verdict_class(v)}">{esc(SYMBOL.get(v, "•"))} {esc(v)}</span>'
+        )
     return badge
 
 

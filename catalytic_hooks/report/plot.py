@@ -96,7 +96,8 @@ def _x(i: int, n: int) -> float:
     return LEFT + (i + 0.5) * (W - LEFT - RIGHT) / max(n, 1)
 
 
-def svg(s: Series, sentence: str | None = None) -> str:
+def svg(s: Series) -> str:
+    """The plot; its description is the figure's caption (`figure`), referenced, not repeated."""
     pts = s.points
     tols = [p.tolerance for p in pts if p.tolerance is not None]
     sc = Scale([p.delta for p in pts] + [t for t in tols if t > 0])
@@ -105,13 +106,12 @@ def svg(s: Series, sentence: str | None = None) -> str:
     # into the drift it stands for.
     out = [
         f'<svg class="plot" viewBox="0 0 {W} {H}" role="img" '
-        f'aria-labelledby="{s.anchor}-t {s.anchor}-d" xmlns="http://www.w3.org/2000/svg" '
+        f'aria-labelledby="{s.anchor}-t {s.anchor}-cap" xmlns="http://www.w3.org/2000/svg" '
         f'data-run="{esc(s.run_id)}" data-file="{esc(s.file)}" data-key="{esc(s.key)}" '
         f'data-hi="{sc.hi}" data-zero="{sc.zero}" data-top="{TOP}" '
         f'data-bottom="{base}">',
         f'<title id="{s.anchor}-t">Drift of {esc(s.key)} in {esc(s.file)} of run '
         f"{esc(s.run_id)}</title>",
-        f'<desc id="{s.anchor}-d">{esc(summary(s) if sentence is None else sentence)}</desc>',
     ]
     ticks = [
         (_f(sc.y(10.0**t) if t != sc.zero else sc.y(0.0)), "0" if t == sc.zero else f"1e{t}")
@@ -261,7 +261,7 @@ def figure(s: Series, table_id: str) -> str:
     (`table_id`), one row per point."""
     sentence = summary(s)
     return (
-        f'<figure id="{s.anchor}" aria-labelledby="{s.anchor}-cap">{svg(s, sentence)}'
+        f'<figure id="{s.anchor}" aria-labelledby="{s.anchor}-cap">{svg(s)}'
         f'<figcaption id="{s.anchor}-cap">{esc(sentence)} '
         f'<a href="#{table_id}">The numbers: the table of replays above.</a>'
         "</figcaption></figure>\n"
