@@ -129,3 +129,33 @@ def test_check_fast_and_typer_paths_agree(make_repo, argv: list[str]) -> None:
         proc = catalytic("check", *argv, cwd=repo, env=env)
         results.append((proc.returncode, proc.stdout, proc.stderr))
     assert results[0] == results[1]
+
+
+def test_report_option_table_is_the_typer_command() -> None:
+    from catalytic_hooks.cli.fastpath import REPORT_OPTIONS, parse_report
+
+    cmd = typer.main.get_command(app).commands["report"]  # type: ignore[attr-defined]
+    typer_table = {}
+    for p in cmd.params:
+        kind = "flag" if p.is_flag else "path"
+        for opt in (*p.opts, *p.secondary_opts):
+            typer_table[opt] = (p.name, kind)
+    assert typer_table == REPORT_OPTIONS
+    for unusual in (["--help"], ["--out"], ["--open=yes"], ["x"], ["--bogus"]):
+        assert parse_report(unusual) is None, unusual
+
+
+def test_report_fast_and_typer_paths_agree(make_repo, tmp_path: Path) -> None:
+    from .test_report import build_chronicle
+
+    repo = make_repo({"a.txt": "a\n"})
+    build_chronicle(repo)
+    results = []
+    for fast in (True, False):
+        env = dict(os.environ)
+        if not fast:
+            env["CATALYTIC_NO_FASTPATH"] = "1"
+        proc = catalytic("report", "--out", str(tmp_path / "o"), "--json", cwd=repo, env=env)
+        results.append((proc.returncode, proc.stdout, proc.stderr))
+    assert results[0] == results[1] and results[0][0] == 0
+    assert json.loads(results[0][1])["details"]["path"] == str(tmp_path / "o" / "report.html")

@@ -20,6 +20,7 @@ from catalytic_hooks.cli.hot_options import (
     ARCHIVE_CREATE_OPTIONS,
     CHECK_OPTIONS,
     DIGEST_OPTIONS,
+    REPORT_OPTIONS,
     RUN_OPTIONS,
 )
 from catalytic_hooks.cli.output import CommandExit
@@ -134,11 +135,24 @@ def _run_archive_create(args: Any) -> None:
     run_archive_create(args)
 
 
+def parse_report(argv: Sequence[str]) -> Any | None:
+    from catalytic_hooks.cli.report_impl import ReportArgs
+
+    return parse_options(argv, REPORT_OPTIONS, ReportArgs())
+
+
+def _run_report(args: Any) -> None:
+    from catalytic_hooks.cli.report_impl import run_report
+
+    run_report(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], Any | None], Callable[[Any], None]]] = {
     "digest": (parse_digest, _run_digest),
     "check": (parse_check, _run_check),
     "run": (parse_run, _run_run),
     "archive create": (parse_archive_create, _run_archive_create),
+    "report": (parse_report, _run_report),
 }
 
 

@@ -130,6 +130,19 @@ ARCHIVE_CREATE = (
 ARCHIVE_CREATE_ARG = Opt("run_dir", "path", (), "The run directory.", required=True)
 
 
+REPORT = (
+    Opt(
+        "out",
+        "path",
+        ("--out",),
+        "Directory to write report.html into (default: the reports directory, .catalytic/reports).",
+    ),
+    Opt("open_it", "flag", ("--open",), "Open the report in a web browser afterwards."),
+    _REPO,
+    _JSON,
+)
+
+
 def table(options: Sequence[Opt]) -> dict[str, tuple[str, str]]:
     """option spelling → (field, kind), what `parse_options` reads."""
     return {name: (o.field, o.kind) for o in options for name in o.names}
@@ -139,3 +152,4 @@ DIGEST_OPTIONS = table(DIGEST)
 CHECK_OPTIONS = table(CHECK)
 RUN_OPTIONS = table(RUN)
 ARCHIVE_CREATE_OPTIONS = table(ARCHIVE_CREATE)
+REPORT_OPTIONS = table(REPORT)

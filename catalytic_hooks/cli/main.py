@@ -1,7 +1,7 @@
 """Console entry point. `catalytic hook ...` is dispatched before Typer and rich are imported,
 because git runs it on every commit and push and start-up time is the hook's whole cost;
-`catalytic digest`, `check`, `run` and `archive create` too when their options are plain (see
-fastpath.py)."""
+`catalytic digest`, `check`, `run`, `archive create` and `report` too when their options are
+plain (see fastpath.py)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         from catalytic_hooks.enforce.hookmain import main as hook_main
 
         return hook_main(args[1:])
-    if args[:1] in (["digest"], ["check"], ["run"]) and not os.environ.get("CATALYTIC_NO_FASTPATH"):
+    if args[:1] in (["digest"], ["check"], ["run"], ["report"]) and not os.environ.get(
+        "CATALYTIC_NO_FASTPATH"
+    ):
         early = None
         if args[0] == "digest":
             # before the imports below: git runs meanwhile

@@ -18,63 +18,22 @@ from catalytic_hooks.cli.env_cmd import (
     PythonOpt,
     rebuild_options,
 )
-from catalytic_hooks.cli.options import JsonOpt, RepoOpt, TrustFileOpt
+from catalytic_hooks.cli.hot_options import REPORT
+from catalytic_hooks.cli.options import JsonOpt, TrustFileOpt, typer_command
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.cli.registry_cmd import InsecureOpt, RegistryConfigOpt
+from catalytic_hooks.cli.report_impl import ReportArgs, run_report
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
 from catalytic_hooks.core.policy import load_policy
 
-
-def report(
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help="Directory to write report.html "
-            "into (default: the reports directory, .catalytic/reports).",
-        ),
-    ] = None,
-    open_it: Annotated[
-        bool, typer.Option("--open", help="Open the report in a web browser afterwards.")
-    ] = False,
-    repo: RepoOpt = None,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Render the chronicle as one static, self-contained HTML file (exit 1 when the chronicle
-    does not verify; the report is written either way, with the first bad line in its
-    banner)."""
-    from catalytic_hooks.core.canonical import sha256_hex
-    from catalytic_hooks.report.chronicle_html import write_report
-
-    with handled(json_mode):
-        r = open_repo(repo)
-        path, view, html = write_report(r.top, load_policy(r.top), out.absolute() if out else None)
-        if open_it:
-            import webbrowser
-
-            webbrowser.open(path.as_uri())
-        details = {
-            "path": str(path),
-            "sha256": sha256_hex(html),
-            "records": view.check.records,
-            "chronicle_ok": view.check.ok,
-            "bad_line": view.check.bad_line,
-            "reason": view.check.reason,
-        }
-
-        def human() -> None:
-            if not view.check.ok:
-                say(f"chronicle INVALID at line {view.check.bad_line}: {view.check.reason}")
-            say(f"report: {path}")
-
-        result(
-            json_mode,
-            view.check.ok,
-            SuccessCode.OK if view.check.ok else ErrorCode.CHRONICLE_INVALID,
-            details,
-            human,
-        )
+report = typer_command(
+    REPORT,
+    ReportArgs,
+    run_report,
+    "Render the chronicle as one static, self-contained HTML file (exit 1 when the chronicle "
+    "does not verify; the report is written either way, with the first bad line in its banner).",
+)
 
 
 def validate(
