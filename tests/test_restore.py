@@ -16,7 +16,8 @@ import pytest
 
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.restore.chain import restore_chain
-from catalytic_hooks.restore.engine import Callbacks, Plan, restore_bundle, root_lock
+from catalytic_hooks.restore.engine import restore_bundle
+from catalytic_hooks.restore.transaction import Callbacks, Plan, root_lock
 
 from .helpers import CONFORMANCE, SEED_B, catalytic, git, make_bundle, resign, rewrite, tree
 

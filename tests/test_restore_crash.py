@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from catalytic_hooks.restore.engine import recover, restore_bundle
+from catalytic_hooks.restore.engine import restore_bundle
+from catalytic_hooks.restore.recovery import recover
 
 from .helpers import catalytic, make_bundle, tree
 

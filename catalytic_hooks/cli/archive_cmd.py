@@ -25,11 +25,6 @@ archive_app = typer.Typer(
 )
 
 
-def is_archive(path: Path) -> bool:
-    """A path names an archive when it is a file (a run directory is a directory)."""
-    return path.is_file()
-
-
 def caller() -> tuple[Path, Policy] | None:
     """The repository the command runs in (its top and policy), or None outside one."""
     repo = Repo.find(None)

@@ -214,4 +214,4 @@ def doctor_cmd(
         )
 
 
-__all__ = ["Path", "adopt_cmd", "check", "doctor_cmd", "hook", "install_cmd", "uninstall_cmd"]
+__all__ = ["adopt_cmd", "check", "doctor_cmd", "hook", "install_cmd", "uninstall_cmd"]

@@ -18,9 +18,8 @@ from catalytic_hooks.cli.receipts_impl import (
     run_digest,
     write_receipt,
 )
-from catalytic_hooks.core.errors import EXIT_ERROR, CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.outcomes import SuccessCode
-from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.core.receipts import (
     load_digest_receipt,
     load_purity_receipt,
@@ -130,4 +129,4 @@ def _human_proof(proof: dict[str, Any]) -> None:
             say(f"  {p}: {kind}")
 
 
-__all__ = ["EXIT_ERROR", "Policy", "digest", "purity_scan_cmd", "restore_proof_cmd"]
+__all__ = ["digest", "purity_scan_cmd", "restore_proof_cmd"]

@@ -33,7 +33,7 @@ from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.enforce.checks import BundleChecker, check_commits, judged_from
-from catalytic_hooks.enforce.findings import Finding, FindingKind, Reporter, sort_findings
+from catalytic_hooks.enforce.findings import Finding, FindingKind, Reporter
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.history import first_parent_base, object_type
@@ -177,12 +177,6 @@ def judge_receive(
         )
         for u in updates
     ]
-
-
-def check_receive(
-    repo: Repo, updates: Sequence[RefUpdate], bundles: BundleChecker | None = None
-) -> list[Finding]:
-    return sort_findings(f for _, found in judge_receive(repo, updates, bundles) for f in found)
 
 
 # -- the ledger: what landed, recorded after it landed ------------------------------------------

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -37,19 +36,10 @@ from catalytic_hooks.provenance.pyquery import (
     start_query,
     stop,
 )
-from catalytic_hooks.provenance.system import SystemProbe, base_manifest, compare_system
+from catalytic_hooks.provenance.system import SystemProbe, compare_system
 
 ENVIRONMENT_FORMAT = 2
 MAX_LOCK_BYTES = 16 * 1024 * 1024
-
-DETERMINISM_VARS = (
-    "PYTHONHASHSEED",
-    "CATALYTIC_SEED",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "CUBLAS_WORKSPACE_CONFIG",
-)
 
 
 def determinism_env(seed: int) -> dict[str, str]:
@@ -409,11 +399,6 @@ def fingerprint(
     return probe.finish(lock_files, seed)
 
 
-def tool_fingerprint() -> dict[str, Any]:
-    """This tool's interpreter, for diagnostics only."""
-    return {"executable": sys.executable, "system": base_manifest()}
-
-
 # -- a recorded environment, read from an unverified bundle ------------------------------------
 
 
@@ -441,12 +426,6 @@ def recorded_spec(run_dir: Path) -> Any:
         ) from exc
     except CatalyticError as exc:
         raise _malformed(exc.message) from exc
-
-
-def recorded_environment(run_dir: Path) -> Any:
-    """The environment a run directory's TASK_SPEC.json recorded (None: none)."""
-    spec = recorded_spec(run_dir)
-    return spec.get("environment") if isinstance(spec, dict) else None
 
 
 def recorded_lock_files(recorded: dict[str, Any]) -> tuple[str, ...]:

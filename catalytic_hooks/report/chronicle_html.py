@@ -449,4 +449,4 @@ def write_report(
     return target_dir / REPORT_NAME, view, html
 
 
-__all__ = ["REPORT_NAME", "fmt_num", "render", "write_report"]
+__all__ = ["REPORT_NAME", "render", "write_report"]

@@ -25,14 +25,12 @@ from catalytic_hooks.restore.engine import (
     WorktreeTarget,
     build_plan,
     check_keys,
-    check_target,
     dry_run_report,
     eligible,
     execute,
-    fail,
     restore_bundle,
 )
-from catalytic_hooks.restore.transaction import Callbacks
+from catalytic_hooks.restore.transaction import Callbacks, check_target, fail
 
 
 def _into_standalone(

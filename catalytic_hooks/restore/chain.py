@@ -15,16 +15,16 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.fs.dirfd import lstat_at
 from catalytic_hooks.provenance.chronicle import record_for
 from catalytic_hooks.restore.chain_journal import new_chain_journal_name, rollback_chain
-from catalytic_hooks.restore.engine import (
-    build_plan,
-    check_keys,
-    check_target,
-    dry_run_report,
-    eligible,
-    execute,
-)
+from catalytic_hooks.restore.engine import build_plan, check_keys, dry_run_report, eligible, execute
 from catalytic_hooks.restore.recovery import recover
-from catalytic_hooks.restore.transaction import Callbacks, Plan, fail, root_lock, write_journal
+from catalytic_hooks.restore.transaction import (
+    Callbacks,
+    Plan,
+    check_target,
+    fail,
+    root_lock,
+    write_journal,
+)
 
 
 def _eligible_chain(

@@ -51,19 +51,12 @@ from catalytic_hooks.restore.transaction import (
 )
 
 __all__ = [
-    "Callbacks",
-    "Plan",
-    "PlanEntry",
     "build_plan",
     "check_keys",
-    "check_target",
     "dry_run_report",
     "eligible",
     "execute",
-    "fail",
-    "recover",
     "restore_bundle",
-    "root_lock",
 ]
 
 
