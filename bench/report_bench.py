@@ -298,7 +298,8 @@ def slowdown(rounds: int = 3) -> float:
 def parallel_capacity(rounds: int = 3) -> float:
     """How many cores two CPU-bound processes get right now: twice the reference loop's time
     over the time of two of them side by side (2.0 on two idle cores, near 1.0 when other work
-    fills them). `validate --jobs 2` cannot be faster than this against `--jobs 1`."""
+    fills them): roughly the most `validate --jobs 2` can gain over `--jobs 1` at that moment
+    (the load moves, so it is measured just before and after the validate rounds)."""
     ratios = []
     for _ in range(rounds):
         one = timed(REFERENCE, Path.cwd())
@@ -451,7 +452,7 @@ def main() -> None:
         print(
             f"| validate --jobs 2 | {j2:.2f} s | {j1 / j2:.2f}x faster than --jobs 1 "
             f"(target 1.6x; two reference loops side by side ran {cap:.2f}x as fast as one "
-            "after the other meanwhile: the most any --jobs 2 could show) |"
+            "after the other, just before and after: roughly what a second core gave) |"
         )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:

@@ -256,12 +256,12 @@ def run_axe(driver: Any) -> None:
     assert result["passes"] > 10
 
 
-def test_a_long_table_opens_by_keyboard_and_by_its_filter(
+def test_a_long_table_opens_by_its_filter_a_link_and_the_keyboard(
     page: tuple[Any, Path, list], tmp_path: Path
 ) -> None:
     """A table past COLLAPSE_OVER rows comes closed: its rows are not laid out until opened
-    (by the keyboard on its summary, or by typing in its filter); axe-core finds nothing on the
-    opened page (the test above covers the rest of the page)."""
+    (by typing in its filter, by a link to it, or by the keyboard on its summary); axe-core
+    finds nothing on the opened page (the test above covers the rest of the page)."""
     driver, html, _ = page
     long_html = tmp_path / "long.html"
     long_html.write_bytes(render(inspect(build_long_chronicle(tmp_path))))
@@ -279,6 +279,10 @@ def test_a_long_table_opens_by_keyboard_and_by_its_filter(
             ".filter(r => r.getClientRects().length > 0).map(r => r.textContent)"
         )
         assert len(shown) == 1 + 10 and all("PASS-7" in t for t in shown)  # 7 and 70..79
+        # A link to the table opens it (the browser's own fragment navigation).
+        driver.get("about:blank")
+        driver.get(long_html.as_uri() + "#timeline")
+        assert driver.find_element(By.ID, "timeline-rows").get_attribute("open") is not None
         driver.get("about:blank")
         driver.get(long_html.as_uri())
         summary = driver.find_element(By.CSS_SELECTOR, "#timeline-rows > summary")
