@@ -163,9 +163,6 @@ class Manifest:
     annotations: dict[str, str]
     subject: Descriptor | None
 
-    def descriptor(self) -> Descriptor:
-        return Descriptor(OCI_MANIFEST, self.digest, self.size, self.artifact_type)
-
 
 def _strict(data: bytes, what: str) -> dict[str, Any]:
     try:

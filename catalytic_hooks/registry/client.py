@@ -50,7 +50,6 @@ class Counters:
     blobs_skipped: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
-    manifests_put: int = 0
 
 
 @dataclass
@@ -454,9 +453,6 @@ class Client:
     def _repo(self, tail: str) -> str:
         return f"/v2/{self.ref.name}/{tail}"
 
-    def ping(self) -> None:
-        _drain(self.request("GET", "/v2/", what="API check"))
-
     def blob_size(self, digest: str) -> int | None:
         """The size the registry holds for a blob, or None when it has none."""
         resp = self.request("HEAD", self._repo(f"blobs/{digest}"), ok=(200, 404), what="blob check")
@@ -615,7 +611,6 @@ class Client:
             what=f"manifest {reference}",
         )
         _drain(resp)
-        self.counters.manifests_put += 1
         return resp
 
     def referrers(self, digest: str) -> bytes | None:
