@@ -76,6 +76,29 @@ def catalytic(
     )
 
 
+class Done:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def inproc(*args: str, cwd: Path) -> Done:
+    """The command line run in this process (the same Typer app and exit mapping as the
+    console script, without paying an interpreter start per call on a loaded machine)."""
+    import contextlib
+    import io
+
+    from catalytic_hooks.cli.app import run_app
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_app(list(args))
+    finally:
+        os.chdir(here)
+    return Done(code, out.getvalue(), err.getvalue())
+
+
 DEFAULT_POLICY = """\
 durable_roots = ["outputs"]
 tmp_roots = ["_tmp"]

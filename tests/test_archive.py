@@ -16,7 +16,7 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import catalytic, git, write_files
+from .helpers import catalytic, git, inproc, write_files
 
 POLICY = """\
 durable_roots = ["outputs"]
@@ -131,29 +131,6 @@ def empty(made: dict[str, Path], tmp_path: Path) -> Path:
 
 def _json(proc: object) -> dict:
     return json.loads(proc.stdout)  # type: ignore[attr-defined]
-
-
-class _Done:
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def inproc(*args: str, cwd: Path) -> _Done:
-    """The command line run in this process (the same Typer app and exit mapping as the
-    console script, without paying an interpreter start per call on a loaded machine)."""
-    import contextlib
-    import io
-
-    from catalytic_hooks.cli.app import run_app
-
-    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run_app(list(args))
-    finally:
-        os.chdir(here)
-    return _Done(code, out.getvalue(), err.getvalue())
 
 
 def test_with_only_the_archive_and_a_trust_file_everything_works(

@@ -127,7 +127,7 @@ def test_every_hostile_archive_is_refused_and_leaves_nothing(cases: list, tmp_pa
 
 
 def test_the_command_line_refuses_them_without_a_traceback(cases: list, tmp_path: Path) -> None:
-    from .test_archive import inproc
+    from .helpers import inproc
 
     # One case of each kind through the whole command (the reader's own test above covers all).
     chosen = {

@@ -20,9 +20,9 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import git
+from .helpers import git, inproc
 from .registries import Distribution, MiniRegistry, TokenServer, free_port
-from .test_archive import _env, inproc, made  # noqa: F401 (the module fixture)
+from .test_archive import _env, made  # noqa: F401 (the module fixture)
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/bin/docker-registry").exists() and shutil.which("docker-registry") is None,
