@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,45 @@ from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
 STALE_PART = 24 * 3600  # an abandoned download older than this is removed
-BUFFER = 4 * 1024 * 1024  # one buffer per download, reused for every read
+BUFFER = 4 * 1024 * 1024  # the size of each of a download's reused buffers
+SLOTS = 3  # buffers in flight between the receiving and the hashing thread (memory: 12 MiB)
+
+
+class _HashBehind:
+    """SHA-256 computed in a second thread over the buffers the receiving thread has already
+    written, so receiving, writing and hashing a GiB overlap instead of taking turns (hashlib
+    releases the GIL while it hashes). Buffers go round a fixed ring of SLOTS, so memory stays
+    flat; the FIFO keeps the bytes in order."""
+
+    def __init__(self) -> None:
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(SLOTS):
+            self._free.put(memoryview(bytearray(BUFFER)))
+        self._full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._h = hashlib.sha256()
+        self._thread = threading.Thread(target=self._work, name="catalytic-hash", daemon=True)
+        self._thread.start()
+        self._done = False
+
+    def _work(self) -> None:
+        while (item := self._full.get()) is not None:
+            buf, n = item
+            self._h.update(buf[:n])
+            self._free.put(buf)
+
+    def buffer(self) -> memoryview:
+        return self._free.get()
+
+    def hashed(self, buf: memoryview, n: int) -> None:
+        self._full.put((buf, n))
+
+    def finish(self) -> str:
+        """Wait for every submitted buffer; the hex digest of them all."""
+        if not self._done:
+            self._done = True
+            self._full.put(None)
+            self._thread.join()
+        return self._h.hexdigest()
 
 
 def cache_root() -> Path:
@@ -110,10 +150,13 @@ class Cache:
         final = self.path(digest)
         fd, tmp = tempfile.mkstemp(prefix=f"{final.name}.", suffix=".part", dir=self.tmp)
         try:
-            h, got = hashlib.sha256(), 0
-            buf = memoryview(bytearray(BUFFER))
+            hasher, got = _HashBehind(), 0
             try:
-                while n := resp.readinto(buf[: min(BUFFER, size + 1 - got)]):
+                while True:
+                    buf = hasher.buffer()
+                    n = resp.readinto(buf[: min(BUFFER, size + 1 - got)])
+                    if not n:
+                        break
                     got += n
                     if got > size:
                         raise _mismatch(
@@ -122,17 +165,18 @@ class Cache:
                             "SIZE",
                             digest=digest,
                         )
-                    h.update(buf[:n])
                     write_all(fd, buf[:n])
+                    hasher.hashed(buf, n)
             finally:
                 resp.close()
+                hexdigest = hasher.finish()
             if got != size:
                 raise _mismatch(
                     f"the registry sent {got} of the {size} bytes of {digest} (a truncated body)",
                     "TRUNCATED",
                     digest=digest,
                 )
-            actual = f"sha256:{h.hexdigest()}"
+            actual = f"sha256:{hexdigest}"
             if actual != digest:
                 raise _mismatch(
                     f"the registry's bytes for {digest} hash to {actual}: the "
