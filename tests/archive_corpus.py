@@ -372,6 +372,16 @@ def corpus(
         build([*base[:-1], replace(base[-1], data=newer)]),
         "UNSUPPORTED_VERSION",
     )
+    # ARCHIVE.json's claims that `archive list` shows before any verification: typed, 64 hex
+    case("signer-not-a-string", repack(files, run_id, doc={"validator_id": 5}), "MANIFEST_INVALID")
+    case(
+        "signer-with-terminal-escapes",
+        repack(files, run_id, doc={"validator_id": "\x1b[1A\x1b[2K" + "a" * 56}),
+        "MANIFEST_INVALID",
+    )
+    case(
+        "bundle-root-not-hex", repack(files, run_id, doc={"bundle_root": True}), "MANIFEST_INVALID"
+    )
     case("not-canonical-order", build([base[1], base[0], *base[2:]]), "NOT_CANONICAL")
     case(
         "bag-info-edited",

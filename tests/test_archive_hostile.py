@@ -25,7 +25,7 @@ from .helpers import git, make_bundle
 # What `zipfile.ZipFile(f).extractall(d)` (Python 3.11.7) did with the corpus when this test was
 # written: it accepted (extracted without an error) this many of the crafted files. The test
 # measures it again and prints it; the exact count is asserted so a change is noticed.
-STDLIB_ACCEPTED = 58
+STDLIB_ACCEPTED = 61
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +183,25 @@ def test_how_many_the_standard_library_would_accept(
             f"that catalytic refuses: {', '.join(accepted)}"
         )
     assert len(accepted) == STDLIB_ACCEPTED
+
+
+def test_archive_list_shows_no_forged_claim(cases: list, tmp_path: Path) -> None:
+    """`archive list` prints ARCHIVE.json's claims without verifying them: a signer that is not
+    64 hex (a number, terminal escapes) makes the row ARCHIVE_INVALID, never a crash of the
+    whole listing or bytes a terminal would act on."""
+    from .helpers import inproc
+
+    store = tmp_path / "store"
+    store.mkdir()
+    forged = {"signer-not-a-string", "signer-with-terminal-escapes", "bundle-root-not-hex"}
+    for cid, data, _, _ in cases:
+        if cid in forged:
+            (store / f"{cid}.zip").write_bytes(data)
+    human = inproc("archive", "list", str(store), cwd=tmp_path)
+    assert human.returncode == 0, human.stdout + human.stderr
+    assert "\x1b" not in human.stdout and "Traceback" not in human.stderr
+    assert human.stdout.count("ARCHIVE_INVALID") == 3, human.stdout
+    got = inproc("archive", "list", str(store), "--json", cwd=tmp_path)
+    rows = json.loads(got.stdout)["details"]["archives"]
+    assert sorted(r["archive"] for r in rows) == sorted(f"{c}.zip" for c in forged)
+    assert all(r["code"] == "ARCHIVE_INVALID" and r["signer"] is None for r in rows), rows

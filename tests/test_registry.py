@@ -752,6 +752,41 @@ def _verify_attested(ref: str, shared: dict[str, Path], tmp_path: Path) -> tuple
     return v.returncode, _json(v)
 
 
+def test_a_failed_attestation_is_never_recorded_as_a_passing_verify(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
+    """The chronicle of the repository `verify --attested` runs in records the final verdict:
+    a trusted archive with no attestation attached is a failed verify there too (the report
+    draws its timeline from these records)."""
+    ref = f"oci://{registry.host}/team/unattested"
+    bare = inproc(
+        "archive",
+        "push",
+        str(shared["archive_file"]),
+        ref,
+        "--no-attestation",
+        "--json",
+        cwd=tmp_path,
+    )
+    digest = _json(bare)["details"]["digest"]
+    caller = tmp_path / "caller"
+    git(tmp_path, "init", "-q", str(caller))
+    v = inproc(
+        "verify",
+        f"{ref}@{digest}",
+        "--attested",
+        "--trust-file",
+        str(shared["trust"]),
+        "--json",
+        cwd=caller,
+    )
+    assert (v.returncode, _json(v)["code"]) == (1, "ATTESTATION_MISSING")
+    last = read(caller / ".catalytic" / "chronicle.jsonl")[-1]
+    assert last["kind"] == "verify"
+    assert (last["data"]["ok"], last["data"]["code"]) == (False, "ATTESTATION_MISSING")
+    assert last["data"]["run_ids"] == ["r1"]
+
+
 def test_verify_attested_finds_the_attestation_through_the_fallback_tag(
     shared: dict[str, Path], registry: Distribution, tmp_path: Path
 ) -> None:

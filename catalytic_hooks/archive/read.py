@@ -50,6 +50,7 @@ from catalytic_hooks.git.pack import Imported, import_pack, init_repository
 
 MAX_ARCHIVE_JSON = 64 * 1024 * 1024
 _OID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _DOC_KEYS = {
     "bundle_root",
     "commit",
@@ -145,6 +146,11 @@ def _doc(fd: int, entries: list[Entry]) -> tuple[dict[str, Any], bytes]:
 def _check_doc_types(doc: dict[str, Any]) -> None:
     ok = (
         isinstance(doc["run_id"], str)
+        # shown by `archive list` before any verification: 64 hex each, nothing a terminal acts on
+        and isinstance(doc["validator_id"], str)
+        and bool(_HEX64.fullmatch(doc["validator_id"]))
+        and isinstance(doc["bundle_root"], str)
+        and bool(_HEX64.fullmatch(doc["bundle_root"]))
         and isinstance(doc["history"], bool)
         and isinstance(doc["entries"], list)
         and all(
@@ -154,7 +160,7 @@ def _check_doc_types(doc: dict[str, Any]) -> None:
             and isinstance(e["size"], int)
             and not isinstance(e["size"], bool)
             and isinstance(e["sha256"], str)
-            and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])
+            and _HEX64.fullmatch(e["sha256"])
             for e in doc["entries"]
         )
     )

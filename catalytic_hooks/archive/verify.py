@@ -4,6 +4,7 @@ run directory verified exactly like any other (SPECTRUM-05), with the caller's t
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,40 @@ def _refused(path: Path, exc: CatalyticError) -> dict[str, Any]:
     }
 
 
+Judge = Callable[[dict[str, Any]], None]
+
+
+def _row_ok(row: dict[str, Any]) -> bool:
+    """A row's final verdict: valid, accepted, and (when the caller asked for attestations,
+    `verify --attested`) one of them verified."""
+    attested = "attestations" not in row or any(a["valid"] for a in row["attestations"])
+    return bool(row["valid"] and row["accepted"] and attested)
+
+
+def _row_code(row: dict[str, Any]) -> Any:
+    if row["valid"] and row["accepted"] and not _row_ok(row):
+        found = row["attestations"]
+        return found[0]["code"] if found else ErrorCode.ATTESTATION_MISSING.value
+    return row["code"]
+
+
 def verify_archives(
-    paths: list[Path], *, trust: TrustPolicy, limits: Limits, record: bool = True
+    paths: list[Path],
+    *,
+    trust: TrustPolicy,
+    limits: Limits,
+    record: bool = True,
+    judge: Judge | None = None,
 ) -> dict[str, Any]:
     """One row per archive, as `verify_report` gives for run directories; an archive refused
     by the reader is a row with ARCHIVE_INVALID. Each archive's verification is recorded in the
     chronicle of the repository the command runs in, if any (a run directory's is recorded in
     its own repository's; an archive comes from elsewhere), with the archive's name and
-    SHA-256 as `source_archive`; `record=False` for a listing, which records nothing."""
+    SHA-256 as `source_archive`; `record=False` for a listing, which records nothing. `judge`
+    completes the verdict before anything is recorded (`verify --attested`: an archive whose
+    attestation fails is recorded as failed, never as verified)."""
     rows: list[dict[str, Any]] = []
+    sources: list[dict[str, str | None]] = []
     for path in paths:
         try:
             with opened_archive(path, limits) as (opened, proved):
@@ -85,18 +111,7 @@ def verify_archives(
         except CatalyticError as exc:
             rows.append(_refused(path, exc))
             source = {"name": path.name, "sha256": file_sha256(path)}
-        if record:
-            last = rows[-1]
-            record_for(
-                Path.cwd(),
-                "verify",
-                {
-                    "run_ids": [last["run_id"]] if last["run_id"] is not None else [],
-                    "ok": bool(last["valid"] and last["accepted"]),
-                    "code": last["code"],
-                    "source_archive": source,
-                },
-            )
+        sources.append(source)
     invalid_rows = [r for r in rows if not r["valid"]]
     refused = [r for r in rows if r["valid"] and not r["accepted"]]
     code = (
@@ -106,11 +121,32 @@ def verify_archives(
         if refused
         else SuccessCode.PASS
     )
-    return {"results": rows, "chain_root": None, "ok": code == SuccessCode.PASS, "code": code}
+    rep = {"results": rows, "chain_root": None, "ok": code == SuccessCode.PASS, "code": code}
+    if judge is not None:
+        judge(rep)
+    if record:
+        # One record per archive (a row per archive: a refused one is a row too).
+        for row, source in zip(rows, sources, strict=True):
+            record_for(
+                Path.cwd(),
+                "verify",
+                {
+                    "run_ids": [row["run_id"]] if row["run_id"] is not None else [],
+                    "ok": _row_ok(row),
+                    "code": _row_code(row),
+                    "source_archive": source,
+                },
+            )
+    return rep
 
 
 def verify_archive_chain(
-    paths: list[Path], *, trust: TrustPolicy, limits: Limits, record: bool = True
+    paths: list[Path],
+    *,
+    trust: TrustPolicy,
+    limits: Limits,
+    record: bool = True,
+    judge: Judge | None = None,
 ) -> dict[str, Any]:
     """`verify --chain` of archives: each checked and extracted (all at once: the chain is
     verified as run directories are, in order), each commit proven from its own objects, then
@@ -157,6 +193,8 @@ def verify_archive_chain(
                     commit=proved.commit if proved else None,
                     tree=proved.tree if proved else None,
                 )
+    if judge is not None:
+        judge(rep)
     if record:
         record_for(
             Path.cwd(),

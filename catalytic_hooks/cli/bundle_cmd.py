@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,8 +167,18 @@ def _verify(
     archives = [d for d in run_dirs if d.is_file()]
     if archives and attestation is not None:
         _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
+    # --attested: the attached attestations complete each archive's verdict before the
+    # chronicle records it (a failed attestation is never recorded as a passing verify).
+    judge: Callable[[dict[str, Any]], None] | None = None
+    if pulled and any("attached" in p for p in pulled):
+
+        def attested(rep: dict[str, Any]) -> None:
+            _verify_attached(rep, pulled, trust)
+
+        judge = attested
+
     if archives:
-        report = _verify_archives(run_dirs, archives, chain, attestation, trust)
+        report = _verify_archives(run_dirs, archives, chain, trust, judge)
     else:
         if attestation is not None:
             _verify_attestation(attestation, run_dirs, project_root, trust, json_mode)
@@ -175,8 +186,6 @@ def _verify(
     if pulled:
         from catalytic_hooks.cli.registry_cmd import name_pulled
 
-        if any("attached" in p for p in pulled):
-            _verify_attached(report, pulled, trust)
         name_pulled(report["results"], pulled)
         report["pulled"] = pulled
 
@@ -231,7 +240,9 @@ def _verify_attached(
         found = p.pop("attached")
         rows = verify_attached(Path(p["path"]), found, trust, caller_limits())
         row = by_path.get(p["path"])
-        if row is None:
+        if row is None:  # no row to carry the requirement: fail closed
+            report["ok"] = False
+            report["code"] = ErrorCode.ATTESTATION_MISSING.value
             continue
         row["attestations"] = rows
         if found.unchecked:
@@ -246,8 +257,8 @@ def _verify_archives(
     run_dirs: list[Path],
     archives: list[Path],
     chain: bool,
-    attestation: Path | None,
     trust: TrustPolicy,
+    judge: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     from catalytic_hooks.archive.verify import verify_archive_chain, verify_archives
     from catalytic_hooks.cli.archive_cmd import caller_limits
@@ -258,8 +269,8 @@ def _verify_archives(
             "archive files are verified on their own (not mixed with run directories)",
         )
     if chain:
-        return verify_archive_chain(archives, trust=trust, limits=caller_limits())
-    return verify_archives(archives, trust=trust, limits=caller_limits())
+        return verify_archive_chain(archives, trust=trust, limits=caller_limits(), judge=judge)
+    return verify_archives(archives, trust=trust, limits=caller_limits(), judge=judge)
 
 
 def _verify_attestation(

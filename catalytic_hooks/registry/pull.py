@@ -136,13 +136,11 @@ def _info(ref: Reference, m: Manifest) -> dict[str, Any]:
 def _write_new(src: Path, dest: Path) -> None:
     """Place checked bytes at `dest` (never overwritten): a hard link to the cache entry where
     the file system allows (its next read from the cache checks it again, so a later edit of
-    `dest` only costs a new download), else a kernel copy. Not flushed: the file is the
-    registry's bytes, fetched again at will, and every consumer verifies it."""
+    `dest` only costs a new download), else a kernel copy. The link keeps the entry's mode,
+    owner-only: widening it for `dest` would let others write the cache's inode. Not flushed:
+    the file is the registry's bytes, fetched again at will, and every consumer verifies it."""
     try:
         os.link(src, dest)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(dest, 0o666 & ~umask)
         return
     except FileExistsError as exc:
         raise CatalyticError(
