@@ -248,6 +248,31 @@ def test_a_corrupted_cache_entry_is_fetched_again(
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
 
 
+def test_a_pulled_file_linked_to_the_cache_does_not_open_the_cache_to_others(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
+    """`pull -o` hard-links the checked cache entry: under a group-writable umask, widening
+    the link's mode would make the cached inode writable by the group."""
+    ref = f"oci://{registry.host}/team/modes"
+    push = inproc(
+        "archive", "push", str(shared["archive_file"]), ref, "--no-attestation", cwd=tmp_path
+    )
+    assert push.returncode == 0, push.stdout + push.stderr
+    old = os.umask(0o002)
+    try:
+        got = inproc("archive", "pull", f"{ref}:r1", "-o", "m.zip", "--json", cwd=tmp_path)
+    finally:
+        os.umask(old)
+    assert got.returncode == 0, got.stdout + got.stderr
+    sha = hashlib.sha256(shared["archive_file"].read_bytes()).hexdigest()
+    cached = Path(os.environ["HOME"]) / ".cache/catalytic/oci/blobs/sha256" / sha
+    pulled = tmp_path / "m.zip"
+    assert pulled.read_bytes() == shared["archive_file"].read_bytes()
+    if pulled.stat().st_ino == cached.stat().st_ino:  # linked (same file system)
+        assert pulled.stat().st_mode & 0o777 == 0o600
+    assert cached.stat().st_mode & 0o077 == 0
+
+
 def test_credentials_from_a_docker_config_and_never_shown(
     shared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
