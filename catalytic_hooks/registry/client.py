@@ -9,13 +9,14 @@ header we sent.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -63,11 +64,13 @@ class Response:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
-    def readinto(self, buf: memoryview) -> int:
-        """Into a buffer the caller reuses: no fresh allocation (and its page faults) per
-        block of a GiB-sized body."""
+    @contextlib.contextmanager
+    def _transfer(self) -> Iterator[None]:
+        """A body read's failures as the codes every caller reports: a short body is a digest
+        mismatch (TRUNCATED), a broken connection REGISTRY_UNREACHABLE (INTERRUPTED); either
+        way the connection is dropped, never reused."""
         try:
-            n = self.raw.readinto(buf)
+            yield
         except http.client.IncompleteRead as exc:
             self._owner.drop()
             raise CatalyticError(
@@ -84,28 +87,18 @@ class Response:
                 reason="INTERRUPTED",
                 url=self.url,
             ) from exc
+
+    def readinto(self, buf: memoryview) -> int:
+        """Into a buffer the caller reuses: no fresh allocation (and its page faults) per
+        block of a GiB-sized body."""
+        with self._transfer():
+            n = self.raw.readinto(buf)
         self._owner.counters.bytes_down += n
         return n
 
     def read(self, n: int) -> bytes:
-        try:
+        with self._transfer():
             data = self.raw.read(n)
-        except http.client.IncompleteRead as exc:
-            self._owner.drop()
-            raise CatalyticError(
-                ErrorCode.REGISTRY_DIGEST_MISMATCH,
-                "the registry's answer ended before its declared length (a truncated body)",
-                reason="TRUNCATED",
-                url=self.url,
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            self._owner.drop()
-            raise CatalyticError(
-                ErrorCode.REGISTRY_UNREACHABLE,
-                "the connection to the registry broke during a transfer",
-                reason="INTERRUPTED",
-                url=self.url,
-            ) from exc
         self._owner.counters.bytes_down += len(data)
         return data
 
