@@ -273,6 +273,104 @@ def test_a_pulled_file_linked_to_the_cache_does_not_open_the_cache_to_others(
     assert cached.stat().st_mode & 0o077 == 0
 
 
+def test_archive_pull_option_table_is_the_typer_commands() -> None:
+    import typer.main
+
+    from catalytic_hooks.cli.app import app
+    from catalytic_hooks.cli.fastpath import ARCHIVE_PULL_OPTIONS, parse_archive_pull
+
+    group = typer.main.get_command(app).commands["archive"]  # type: ignore[attr-defined]
+    table, arguments = {}, []
+    for param in group.commands["pull"].params:
+        if param.param_type_name == "argument":
+            arguments.append(param.name)
+            continue
+        kind = "flag" if param.is_flag else "path"
+        for opt in (*param.opts, *param.secondary_opts):
+            table[opt] = (param.name, kind)
+    assert arguments == ["reference"]
+    assert table == ARCHIVE_PULL_OPTIONS
+    for unusual in (["--help"], [], ["oci://h/n:t", "extra"], ["oci://h/n:t", "-o"], ["-x"]):
+        assert parse_archive_pull(unusual) is None, unusual
+    parsed = parse_archive_pull(["oci://h/n:t", "--output=o.zip", "--insecure"])
+    assert (parsed.reference, parsed.output, parsed.insecure) == (
+        "oci://h/n:t",
+        Path("o.zip"),
+        True,
+    )
+
+
+PULL_CASES = [
+    ["REF", "-o", "out.zip", "--json"],
+    ["REF", "--output=out.zip", "--no-attestations"],
+    ["--json", "REF"],
+    ["REF", "-o", "EXISTS", "--json"],
+    ["REF", "--registry-config", "missing.json", "--insecure", "--json"],
+    ["oci://127.0.0.1:1/team/none:r1", "-o", "out.zip", "--json"],
+]
+
+
+@pytest.mark.parametrize("argv", PULL_CASES, ids=[" ".join(c) for c in PULL_CASES])
+def test_archive_pull_fast_and_typer_paths_agree(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path, argv: list[str]
+) -> None:
+    """The fast path (no Typer) and the Typer command: the same answer, the same files."""
+    from .helpers import catalytic
+
+    ref = f"oci://{registry.host}/team/fast:r1"
+    push = inproc("archive", "push", str(shared["archive_file"]), ref, cwd=tmp_path)
+    assert push.returncode == 0, push.stdout + push.stderr
+    (tmp_path / "EXISTS").write_bytes(b"not an archive")
+    results = []
+    for fast in (True, False):
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / f"cache-{fast}")}
+        if not fast:
+            env["CATALYTIC_NO_FASTPATH"] = "1"
+        line = [ref if a == "REF" else a for a in argv]
+        proc = catalytic("archive", "pull", *line, cwd=tmp_path, env=env)
+        written = {}
+        for name in ("out.zip", "r1.catalytic.zip", "out.intoto.json", "r1.intoto.json"):
+            if (tmp_path / name).exists():
+                written[name] = (tmp_path / name).read_bytes()
+                (tmp_path / name).unlink()
+        results.append((proc.returncode, proc.stdout, proc.stderr, written))
+    assert results[0] == results[1]
+    assert (tmp_path / "EXISTS").read_bytes() == b"not an archive"
+    code, stdout, _, written = results[0]
+    if "EXISTS" in argv or "127.0.0.1:1" in argv[0]:
+        assert code != 0 and not written
+    else:
+        assert code == 0 and stdout
+        archive = next(v for k, v in written.items() if k.endswith(".zip"))
+        assert archive == shared["archive_file"].read_bytes()
+        assert ("r1.intoto.json" in written or "out.intoto.json" in written) == (
+            "--no-attestations" not in argv
+        )
+
+
+def test_the_pull_fast_path_imports_no_cli_framework(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
+    ref = f"oci://{registry.host}/team/lean:r1"
+    push = inproc("archive", "push", str(shared["archive_file"]), ref, cwd=tmp_path)
+    assert push.returncode == 0, push.stdout + push.stderr
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "archive", "pull", ref],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "r1.catalytic.zip").read_bytes() == shared["archive_file"].read_bytes()
+    loaded = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    for heavy in ("typer", "rich", "click", "cryptography"):
+        assert heavy not in loaded, heavy
+
+
 def test_credentials_from_a_docker_config_and_never_shown(
     shared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

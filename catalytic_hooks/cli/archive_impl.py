@@ -1,6 +1,7 @@
-"""`archive create`'s implementation, without Typer: `catalytic archive create` reaches it both
-from the Typer command (archive_cmd.py) and from the start-up fast path (fastpath.py), since
-Typer's start is a second on its own and archiving is often scripted over many runs."""
+"""`archive create` and `archive pull`, without Typer: each is reached both from its Typer
+command (archive_cmd.py, registry_cmd.py) and from the start-up fast path (fastpath.py), since
+Typer's start is a second on its own, archiving is often scripted over many runs, and a pull's
+start counts against its throughput."""
 
 from __future__ import annotations
 
@@ -46,3 +47,36 @@ def run_archive_create(args: ArchiveCreateArgs) -> None:
                 f"{info['entries']} entries, {info['git_objects']} git objects)"
             ),
         )
+
+
+@dataclass
+class ArchivePullArgs:
+    """The options of `catalytic archive pull`, whichever parser read them."""
+
+    reference: str = ""
+    output: Path | None = None
+    no_attestations: bool = False
+    registry_config: Path | None = None
+    insecure: bool = False
+    json_mode: bool = False
+
+
+def run_archive_pull(args: ArchivePullArgs) -> None:
+    """Pull a run's archive through the verified cache, and its attestations beside it; ends
+    with CommandExit."""
+    from catalytic_hooks.registry.pull import Options, pull
+
+    with handled(args.json_mode):
+        info = pull(
+            args.reference,
+            Options(config=args.registry_config, insecure=args.insecure),
+            args.output,
+            attestations=not args.no_attestations,
+        )
+
+        def human() -> None:
+            say(f"pulled {info['reference']} to {info['archive_file']}")
+            for a in info["attestations"]:
+                say(f"  attestation {a['file']}")
+
+        result(args.json_mode, True, SuccessCode.OK, info, human)

@@ -1,4 +1,5 @@
-"""One start-up fast path for the hot commands: `digest`, `check`, `run` and `archive create`.
+"""One start-up fast path for the hot commands: `digest`, `check`, `run`, `archive create`,
+`archive pull` and `report`.
 
 Typer builds a validator for every option of a command on every call, which would be most of
 a warm digest's time (docs/decisions/0003). Each hot command's options are declared once
@@ -18,10 +19,13 @@ from typing import Any
 from catalytic_hooks.cli.hot_options import (
     ARCHIVE_CREATE_ARG,
     ARCHIVE_CREATE_OPTIONS,
+    ARCHIVE_PULL_ARG,
+    ARCHIVE_PULL_OPTIONS,
     CHECK_OPTIONS,
     DIGEST_OPTIONS,
     REPORT_OPTIONS,
     RUN_OPTIONS,
+    Opt,
 )
 from catalytic_hooks.cli.output import CommandExit
 
@@ -33,12 +37,12 @@ def parse_options(
     table: dict[str, tuple[str, str]],
     args: Any,
     rest: str | None = None,
-    positional: str | None = None,
+    positional: Opt | None = None,
 ) -> Any | None:
     """Fill `args` from `argv` by `table`; None for anything not recognised exactly. `rest`:
     the field that takes every argument after `--` (the commands with no positional
-    arguments have none); `positional`: the path field that takes the one required positional
-    argument (one that does not start with `-`; a second one, or none, goes to Typer)."""
+    arguments have none); `positional`: the one required positional argument (one that does
+    not start with `-`; a second one, or none, goes to Typer)."""
     i = 0
     seen = False
     while i < len(argv):
@@ -49,7 +53,7 @@ def parse_options(
         name, eq, inline = token.partition("=")
         spec = table.get(name)
         if spec is None and positional is not None and not seen and not token.startswith("-"):
-            setattr(args, positional, Path(token))
+            setattr(args, positional.field, Path(token) if positional.kind == "path" else token)
             seen = True
             i += 1
             continue
@@ -107,8 +111,14 @@ def parse_archive_create(argv: Sequence[str]) -> Any | None:
     from catalytic_hooks.cli.archive_impl import ArchiveCreateArgs
 
     return parse_options(
-        argv, ARCHIVE_CREATE_OPTIONS, ArchiveCreateArgs(), positional=ARCHIVE_CREATE_ARG.field
+        argv, ARCHIVE_CREATE_OPTIONS, ArchiveCreateArgs(), positional=ARCHIVE_CREATE_ARG
     )
+
+
+def parse_archive_pull(argv: Sequence[str]) -> Any | None:
+    from catalytic_hooks.cli.archive_impl import ArchivePullArgs
+
+    return parse_options(argv, ARCHIVE_PULL_OPTIONS, ArchivePullArgs(), positional=ARCHIVE_PULL_ARG)
 
 
 def _run_digest(args: Any) -> None:
@@ -135,6 +145,12 @@ def _run_archive_create(args: Any) -> None:
     run_archive_create(args)
 
 
+def _run_archive_pull(args: Any) -> None:
+    from catalytic_hooks.cli.archive_impl import run_archive_pull
+
+    run_archive_pull(args)
+
+
 def parse_report(argv: Sequence[str]) -> Any | None:
     from catalytic_hooks.cli.report_impl import ReportArgs
 
@@ -152,6 +168,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], Any | None], Callable[[Any],
     "check": (parse_check, _run_check),
     "run": (parse_run, _run_run),
     "archive create": (parse_archive_create, _run_archive_create),
+    "archive pull": (parse_archive_pull, _run_archive_pull),
     "report": (parse_report, _run_report),
 }
 

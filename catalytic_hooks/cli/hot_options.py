@@ -1,4 +1,5 @@
-"""The options of the hot commands (`digest`, `check`, `run`, `archive create`), declared once:
+"""The options of the hot commands (`digest`, `check`, `run`, `archive create`, `archive pull`,
+`report`), declared once:
 the start-up fast path's tables (cli/fastpath.py) and the Typer commands
 (cli/options.typer_command) are both derived from these declarations, so adding an option touches
 one line here (and the field, with its default, on the command's *Args dataclass). Imports
@@ -129,6 +130,45 @@ ARCHIVE_CREATE = (
 # archive create's one positional argument, before its options in the help
 ARCHIVE_CREATE_ARG = Opt("run_dir", "path", (), "The run directory.", required=True)
 
+REGISTRY_CONFIG = Opt(
+    "registry_config",
+    "path",
+    ("--registry-config",),
+    "The Docker/OCI config.json with registry credentials (default: "
+    "$DOCKER_CONFIG/config.json, else ~/.docker/config.json).",
+)
+INSECURE = Opt(
+    "insecure",
+    "flag",
+    ("--insecure",),
+    "Allow plain HTTP to a registry that is not on this machine (loopback registries use "
+    "HTTP anyway).",
+)
+ARCHIVE_PULL = (
+    Opt(
+        "output",
+        "path",
+        ("-o", "--output"),
+        "The archive file (default: ./<run_id>.catalytic.zip; never overwritten).",
+    ),
+    Opt(
+        "no_attestations",
+        "flag",
+        ("--no-attestations",),
+        "Do not fetch the attestations attached to the archive.",
+    ),
+    REGISTRY_CONFIG,
+    INSECURE,
+    _JSON,
+)
+# archive pull's one positional argument
+ARCHIVE_PULL_ARG = Opt(
+    "reference",
+    "str",
+    (),
+    "oci://HOST[:PORT]/NAME:TAG or ...@sha256:DIGEST (pins exact bytes).",
+    required=True,
+)
 
 REPORT = (
     Opt(
@@ -152,4 +192,5 @@ DIGEST_OPTIONS = table(DIGEST)
 CHECK_OPTIONS = table(CHECK)
 RUN_OPTIONS = table(RUN)
 ARCHIVE_CREATE_OPTIONS = table(ARCHIVE_CREATE)
+ARCHIVE_PULL_OPTIONS = table(ARCHIVE_PULL)
 REPORT_OPTIONS = table(REPORT)

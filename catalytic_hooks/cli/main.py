@@ -1,7 +1,7 @@
 """Console entry point. `catalytic hook ...` is dispatched before Typer and rich are imported,
 because git runs it on every commit and push and start-up time is the hook's whole cost;
-`catalytic digest`, `check`, `run`, `archive create` and `report` too when their options are
-plain (see fastpath.py)."""
+`catalytic digest`, `check`, `run`, `archive create`, `archive pull` and `report` too when their
+options are plain (see fastpath.py)."""
 
 from __future__ import annotations
 
@@ -93,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         code = fast(args[0], args[1:], early)
         if code is not None:
             return code
-    if args[:2] == ["archive", "create"] and not os.environ.get("CATALYTIC_NO_FASTPATH"):
+    if args[:2] in (["archive", "create"], ["archive", "pull"]) and not os.environ.get(
+        "CATALYTIC_NO_FASTPATH"
+    ):
         from catalytic_hooks.cli.fastpath import fast
 
-        code = fast("archive create", args[2:])
+        code = fast(" ".join(args[:2]), args[2:])
         if code is not None:
             return code
     from catalytic_hooks.cli.app import run_app

@@ -9,27 +9,21 @@ from typing import Annotated, Any
 
 import typer
 
-from catalytic_hooks.cli.options import JsonOpt
+from catalytic_hooks.cli.archive_impl import ArchivePullArgs, run_archive_pull
+from catalytic_hooks.cli.hot_options import (
+    ARCHIVE_PULL,
+    ARCHIVE_PULL_ARG,
+    INSECURE,
+    REGISTRY_CONFIG,
+)
+from catalytic_hooks.cli.options import JsonOpt, typer_command
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.outcomes import SuccessCode
 
 RegistryConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--registry-config",
-        help="The Docker/OCI config.json with registry "
-        "credentials (default: $DOCKER_CONFIG/config.json, else "
-        "~/.docker/config.json).",
-    ),
+    Path | None, typer.Option(*REGISTRY_CONFIG.names, help=REGISTRY_CONFIG.help)
 ]
-InsecureOpt = Annotated[
-    bool,
-    typer.Option(
-        "--insecure",
-        help="Allow plain HTTP to a registry that is not on this "
-        "machine (loopback registries use HTTP anyway).",
-    ),
-]
+InsecureOpt = Annotated[bool, typer.Option(*INSECURE.names, help=INSECURE.help)]
 
 
 def options(config: Path | None, insecure: bool) -> Any:
@@ -152,41 +146,11 @@ def push_cmd(
         result(json_mode, True, SuccessCode.OK, info, human)
 
 
-def pull_cmd(
-    reference: Annotated[
-        str,
-        typer.Argument(help="oci://HOST[:PORT]/NAME:TAG or ...@sha256:DIGEST (pins exact bytes)."),
-    ],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "-o",
-            "--output",
-            help="The archive file (default: ./<run_id>.catalytic.zip; never overwritten).",
-        ),
-    ] = None,
-    no_attestations: Annotated[
-        bool,
-        typer.Option(
-            "--no-attestations", help="Do not fetch the attestations attached to the archive."
-        ),
-    ] = False,
-    registry_config: RegistryConfigOpt = None,
-    insecure: InsecureOpt = False,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Pull a run's archive (digest and size checked while streaming, through the verified
-    cache), and its attestations beside it (<run_id>.intoto.json)."""
-    from catalytic_hooks.registry.pull import pull
-
-    with handled(json_mode):
-        info = pull(
-            reference, options(registry_config, insecure), output, attestations=not no_attestations
-        )
-
-        def human() -> None:
-            say(f"pulled {info['reference']} to {info['archive_file']}")
-            for a in info["attestations"]:
-                say(f"  attestation {a['file']}")
-
-        result(json_mode, True, SuccessCode.OK, info, human)
+pull_cmd = typer_command(
+    ARCHIVE_PULL,
+    ArchivePullArgs,
+    run_archive_pull,
+    "Pull a run's archive (digest and size checked while streaming, through the verified "
+    "cache), and its attestations beside it (<run_id>.intoto.json).",
+    positional=ARCHIVE_PULL_ARG,
+)
