@@ -29,38 +29,32 @@ from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
 STALE_PART = 24 * 3600  # an abandoned download older than this is removed
-BUFFER = 4 * 1024 * 1024  # the size of each of a download's reused buffers
-SLOTS = 3  # buffers in flight between the receiving and the writing thread (memory: 12 MiB)
+BUFFER = 1024 * 1024  # the size of each of a download's reused buffers
+SLOTS = 8  # buffers in flight between the receiving and the hashing thread (memory: 8 MiB)
 
 
-class _WriteBehind:
-    """The file's writes and its SHA-256 done in a second thread over the buffers the receiving
-    thread has filled, so receiving overlaps writing and hashing instead of taking turns (the
-    kernel's recv and write and hashlib's update all release the GIL). Buffers go round a fixed
-    ring of SLOTS, so memory stays flat; the FIFO keeps the bytes in order. A write error is
-    kept and raised by `finish`; the buffers after it are only hashed (nothing is renamed into
-    the cache after a failed write)."""
+class _HashBehind:
+    """A download's SHA-256 computed in a second thread over the buffers the receiving thread
+    has filled and written, so hashing (the larger cost) overlaps receiving and writing
+    instead of taking turns with them (the kernel's recv and write and hashlib's update all
+    release the GIL). Buffers go round a fixed ring of SLOTS, so memory stays flat; the FIFO
+    keeps the bytes in order. Measured on loopback, 1 GiB: this split beat the receiving
+    thread handing both the write and the hash to the second thread (2.0 s → 1.4-1.8 s), as
+    the two threads' loads are then about even."""
 
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
+    def __init__(self) -> None:
         self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(SLOTS):
             self._free.put(memoryview(bytearray(BUFFER)))
         self._full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
         self._h = hashlib.sha256()
-        self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._work, name="catalytic-write", daemon=True)
+        self._thread = threading.Thread(target=self._work, name="catalytic-hash", daemon=True)
         self._thread.start()
         self._done = False
 
     def _work(self) -> None:
         while (item := self._full.get()) is not None:
             buf, n = item
-            if self._error is None:
-                try:
-                    write_all(self._fd, buf[:n])
-                except OSError as exc:
-                    self._error = exc
             self._h.update(buf[:n])
             self._free.put(buf)
 
@@ -71,13 +65,11 @@ class _WriteBehind:
         self._full.put((buf, n))
 
     def finish(self) -> str:
-        """Wait for every buffer put; the hex digest of them all (a write's error raised)."""
+        """Wait for every buffer put; the hex digest of them all."""
         if not self._done:
             self._done = True
             self._full.put(None)
             self._thread.join()
-        if self._error is not None:
-            raise self._error
         return self._h.hexdigest()
 
 
@@ -161,7 +153,7 @@ class Cache:
         final = self.path(digest)
         fd, tmp = tempfile.mkstemp(prefix=f"{final.name}.", suffix=".part", dir=self.tmp)
         try:
-            behind, got = _WriteBehind(fd), 0
+            behind, got = _HashBehind(), 0
             try:
                 while True:
                     buf = behind.buffer()
@@ -176,6 +168,7 @@ class Cache:
                             "SIZE",
                             digest=digest,
                         )
+                    write_all(fd, buf[:n])
                     behind.put(buf, n)
             finally:
                 resp.close()
