@@ -143,16 +143,21 @@ class DirSource:
         if dirs is None:
             rfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             dirs = self._dirs[base] = DirFds(rfd, create=False, limit=256)
-        parts = rel.split("/")
-        parent = (base, "/".join(parts[:-1]))
+        head, _, name = rel.rpartition("/")
+        if not head:
+            return dirs.root_fd, name
+        cached = dirs.fds.get(head)  # an open directory fd (a path never opened is not there)
+        if cached is not None:
+            return cached, name
+        parent = (base, head)
         if parent in self._missing:
             raise FileNotFoundError(rel)
         try:
-            dfd = dirs.get(parts[:-1])
+            dfd = dirs.get(head.split("/"))
         except FileNotFoundError:
             self._missing.add(parent)
             raise
-        return dfd, parts[-1]
+        return dfd, name
 
     def close(self) -> None:
         for dirs in self._dirs.values():

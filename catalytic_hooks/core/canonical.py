@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -80,6 +81,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
 def _has_lone_surrogate(value: Any, depth: int = 0) -> bool:
     if depth > MAX_DEPTH:
         raise ValueError("JSON nested too deeply")
@@ -116,7 +120,9 @@ def loads_strict(data: bytes, *, what: str = "JSON") -> Any:
             parse_constant=_reject_constant,
             parse_float=_finite_float,
         )
-        if _has_lone_surrogate(value):
+        # A decoded string holds a surrogate only from a \uD800-\uDFFF escape (strict
+        # UTF-8 decoding makes none), so text without one needs no walk of the value.
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
             raise ValueError("lone surrogate in a string")
     except RecursionError as exc:
         raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: nested too deeply") from exc
