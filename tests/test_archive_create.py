@@ -247,3 +247,71 @@ def test_an_output_changed_between_locating_and_writing_is_a_clear_error(
     assert "changed while it was archived" in err.value.message
     assert not (tmp_path / "bad.zip").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _many_outputs() -> dict[str, bytes]:
+    """Enough files for two writers (512 or more), of mixed sizes: empty, small, exactly one
+    read (1 MiB) and streamed (2.5 MiB), so both halves get both kinds wherever the split
+    falls (the content store orders them by hash)."""
+    outputs = {f"out/many/{i:04d}.txt": f"{i}\n".encode() * (1 + i % 97) for i in range(700)}
+    outputs.update({f"out/big{i}.bin": bytes([i]) * (5 * MIB // 2) for i in range(4)})
+    outputs.update({f"out/exact{i}.bin": bytes([i + 8]) * MIB for i in range(4)})
+    outputs["out/empty.txt"] = b""
+    return outputs
+
+
+def _two_cpus() -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: archive create uses one writer (the CI machine has two)")
+
+
+def test_two_writers_write_exactly_the_bytes_of_one(tmp_path: Path) -> None:
+    """With 512 files or more on two cores, a forked second writer writes the second half of
+    the payload at its planned offsets: the archive is byte for byte the one-writer archive."""
+    _two_cpus()
+    run = make_bundle(tmp_path / "_runs" / "t1", tmp_path, _many_outputs())
+    made = {}
+    for writers, env in ((2, dict(os.environ)), (1, {**os.environ, "CATALYTIC_ONE_WRITER": "1"})):
+        out = tmp_path / f"w{writers}.zip"
+        proc = catalytic(
+            "archive", "create", str(run), "-o", str(out), "--json", cwd=tmp_path, env=env
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads(proc.stdout)["details"]["writers"] == writers
+        made[writers] = out.read_bytes()
+    assert made[2] == made[1]
+    doc, _, size = inspect(tmp_path / "w2.zip", Limits())
+    assert size == len(made[2]) and len(doc["entries"]) > 700
+    with zipfile.ZipFile(tmp_path / "w2.zip") as zf:
+        assert zf.testzip() is None  # every entry's CRC-32, as the standard library checks it
+
+
+@pytest.mark.parametrize("half", ["first", "second"])
+def test_a_tampered_output_in_either_half_fails_and_leaves_nothing(
+    tmp_path: Path, half: str
+) -> None:
+    """The output whose stored copy comes first (or last) in the archive changed after the run
+    (same size, other bytes): the writer of that half refuses it, the other writer is stopped,
+    and neither the archive nor its temporary file is left."""
+    import hashlib
+
+    _two_cpus()
+    outputs = _many_outputs()
+    run = make_bundle(tmp_path / "_runs" / "t2", tmp_path, outputs)
+    by_hash = sorted((hashlib.sha256(d).hexdigest(), k) for k, d in outputs.items())
+    key = by_hash[0][1] if half == "first" else by_hash[-1][1]
+    target = tmp_path / key
+    data = bytearray(target.read_bytes())
+    data[0] ^= 0xFF
+    target.write_bytes(bytes(data))
+    dest = tmp_path / "archives"
+    dest.mkdir()
+    proc = catalytic(
+        "archive", "create", str(run), "-o", str(dest / "t2.zip"), "--json", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["code"] == "HASH_MISMATCH"
+    assert doc["details"]["path"] == str(target)
+    assert "Traceback" not in proc.stderr
+    assert list(dest.iterdir()) == []

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import signal
 import stat
 import tempfile
+import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,15 @@ from catalytic_hooks.archive.layout import (
     run_path,
     tag_files,
 )
-from catalytic_hooks.archive.zipfmt import ZipWriter
+from catalytic_hooks.archive.zipfmt import (
+    LOCAL_LEN,
+    MAX_U32,
+    WRITEBACK,
+    Entry,
+    ZipWriter,
+    local_header,
+    pwritev_all,
+)
 from catalytic_hooks.bundle.model import (
     SHA256_REF,
     STORE_DIR,
@@ -59,12 +71,13 @@ class _Source:
     rel: str = ""
     expected: str | None = None  # the SHA-256 the bytes must have (an output's)
     opener: Any = None
+    size: int = -1  # as located before writing (the second writer's offsets depend on it)
 
 
-def _run_files(run_dir: Path) -> list[str]:
-    """Every regular file of the run directory, relative, sorted; a symlink or special file
-    is refused (an archive carries bytes, never links)."""
-    found: list[str] = []
+def _run_files(run_dir: Path) -> list[tuple[str, int]]:
+    """Every regular file of the run directory, relative, with its size, sorted; a symlink or
+    special file is refused (an archive carries bytes, never links)."""
+    found: list[tuple[str, int]] = []
     todo = [""]
     while todo:
         prefix = todo.pop()
@@ -81,8 +94,8 @@ def _run_files(run_dir: Path) -> list[str]:
                         artifact=rel,
                     )
                 else:
-                    found.append(rel)
-    return sorted(found, key=name_key)
+                    found.append((rel, e.stat(follow_symlinks=False).st_size))
+    return sorted(found, key=lambda f: name_key(f[0]))
 
 
 def default_output(run_id: str, archive_dir: Path) -> Path:
@@ -167,8 +180,8 @@ def _sources(
     run_id = run_dir.name
     prefix = run_path(run_id) + "/"
     sources = {
-        prefix + rel: _Source(prefix + rel, base=src.run_dir, rel=rel)
-        for rel in _run_files(run_dir)
+        prefix + rel: _Source(prefix + rel, base=src.run_dir, rel=rel, size=size)
+        for rel, size in _run_files(run_dir)
     }
     sizes: dict[str, int] = {}
     checks: list[tuple[Path, str, str]] = []
@@ -179,7 +192,7 @@ def _sources(
         base, rel, sizes[key] = src.located[key]
         have = sources.get(name)
         if have is None:
-            sources[name] = _Source(name, base=base, rel=rel, expected=expected)
+            sources[name] = _Source(name, base=base, rel=rel, expected=expected, size=sizes[key])
         elif have.base == base and have.rel == rel:
             have.expected = expected
         else:
@@ -214,13 +227,10 @@ def _open_regular(src: DirSource, base: Path, rel: str) -> int:
     return fd
 
 
-def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Item:
-    if s.data is not None:
-        w.add(zip_name, s.data)
-        return Item(s.name, len(s.data), hashlib.sha256(s.data).hexdigest())
+def _open_source(src: DirSource, s: _Source) -> int:
     assert s.base is not None
     try:
-        fd = _open_regular(src, s.base, s.rel)
+        return _open_regular(src, s.base, s.rel)
     except OSError as exc:
         # located a moment ago: replaced, removed or turned into a link meanwhile
         raise CatalyticError(
@@ -228,6 +238,24 @@ def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Ite
             f"{s.base / s.rel} changed while it was archived: {exc.strerror or exc}",
             path=str(s.base / s.rel),
         ) from exc
+
+
+def _check_digest(s: _Source, digest: str) -> None:
+    if s.expected is not None and digest != s.expected:
+        assert s.base is not None
+        raise CatalyticError(
+            ErrorCode.HASH_MISMATCH,
+            f"{s.base / s.rel} does not match its signed hash "
+            "(changed after the run, or while it was archived)",
+            path=str(s.base / s.rel),
+        )
+
+
+def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Item:
+    if s.data is not None:
+        w.add(zip_name, s.data)
+        return Item(s.name, len(s.data), hashlib.sha256(s.data).hexdigest())
+    fd = _open_source(src, s)
     try:
         first = os.read(fd, CHUNK)
         if len(first) < CHUNK:  # the whole file in hand: written once, never patched
@@ -244,13 +272,7 @@ def _write_entry(w: ZipWriter, zip_name: str, s: _Source, src: DirSource) -> Ite
     finally:
         os.close(fd)
     digest = h.hexdigest()
-    if s.expected is not None and digest != s.expected:
-        raise CatalyticError(
-            ErrorCode.HASH_MISMATCH,
-            f"{s.base / s.rel} does not match its signed hash "
-            "(changed after the run, or while it was archived)",
-            path=str(s.base / s.rel),
-        )
+    _check_digest(s, digest)
     return Item(s.name, size, digest)
 
 
@@ -306,23 +328,6 @@ def _write(
     commit: Any,
     history: bool,
 ) -> dict[str, Any]:
-    w = ZipWriter(out)
-    try:
-        return _write_all(w, run_dir, v, src, sources, sizes, commit, history)
-    finally:
-        w.close()
-
-
-def _write_all(
-    w: ZipWriter,
-    run_dir: Path,
-    v: Verified,
-    src: DirSource,
-    sources: list[_Source],
-    sizes: dict[str, int],
-    commit: Any,
-    history: bool,
-) -> dict[str, Any]:
     run_id = run_dir.name
     items: list[Item] = []
     pack_info = None
@@ -334,6 +339,7 @@ def _write_all(
                     ErrorCode.GIT_FAILED, f"the recorded commit {commit} is not in {repo.top}"
                 )
             pack_info = write_pack(repo, commit, packf, history=history)
+            packf.flush()
             packf.seek(0)
         crate = render_crate(
             run_id=run_id,
@@ -348,36 +354,256 @@ def _write_all(
                 for k, h in v.hashes.items()
             },
         )
-        payload = [*sources, _Source(CRATE, data=crate)]
+        payload = [*sources, _Source(CRATE, data=crate, size=len(crate))]
         if pack_info is not None:
-            payload.append(_Source(PACK, opener=packf))
-        for s in sorted(payload, key=lambda s: name_key(s.name)):
-            if s.opener is not None:
-                items.append(_write_stream(w, f"{run_id}/{s.name}", s.name, s.opener))
-            else:
-                items.append(_write_entry(w, f"{run_id}/{s.name}", s, src))
-    tags = tag_files(run_id, items, v.status)
-    for name, data in tags:
-        w.add(f"{run_id}/{name}", data)
-        items.append(Item(name, len(data), hashlib.sha256(data).hexdigest()))
-    doc = render_archive_json(
-        run_id=run_id,
-        commit=pack_info.commit if pack_info else None,
-        tree=pack_info.tree if pack_info else None,
-        object_format=pack_info.object_format if pack_info else None,
-        history=history,
-        bundle_root=v.bundle_root,
-        validator_id=v.validator_id,
-        items=items,
-    )
-    w.add(f"{run_id}/{ARCHIVE_JSON}", doc)
-    size = w.finish()
+            payload.append(_Source(PACK, opener=packf, size=os.fstat(packf.fileno()).st_size))
+        ordered = sorted(payload, key=lambda s: name_key(s.name))
+        plan = _plan(ordered, run_id)
+        second = _Second.start(out, ordered, plan, src, run_id) if plan is not None else None
+        # the writing thread starts after the fork: a child of a threaded process is not
+        w = ZipWriter(out)
+        try:
+            mine = ordered[: plan.split] if plan is not None else ordered
+            for s in mine:
+                zip_name = f"{run_id}/{s.name}"
+                if s.opener is not None:
+                    item = _write_stream(w, zip_name, s.name, s.opener)
+                else:
+                    item = _write_entry(w, zip_name, s, src)
+                if plan is not None and item.size != s.size:
+                    raise _changed(s)
+                items.append(item)
+            if second is not None:
+                assert plan is not None
+                w.skip(plan.end)
+                for entry, item in second.finish():
+                    w.adopt(entry)
+                    items.append(item)
+            tags = tag_files(run_id, items, v.status)
+            for name, data in tags:
+                w.add(f"{run_id}/{name}", data)
+                items.append(Item(name, len(data), hashlib.sha256(data).hexdigest()))
+            doc = render_archive_json(
+                run_id=run_id,
+                commit=pack_info.commit if pack_info else None,
+                tree=pack_info.tree if pack_info else None,
+                object_format=pack_info.object_format if pack_info else None,
+                history=history,
+                bundle_root=v.bundle_root,
+                validator_id=v.validator_id,
+                items=items,
+            )
+            w.add(f"{run_id}/{ARCHIVE_JSON}", doc)
+            size = w.finish()
+        finally:
+            w.close()
+            if second is not None:
+                second.stop()
     return {
         "size": size,
         "entries": len(items) + 1,
+        "writers": 1 if second is None else 2,
         "commit": pack_info.commit if pack_info else None,
         "git_objects": pack_info.objects if pack_info else 0,
     }
+
+
+def _changed(s: _Source) -> CatalyticError:
+    assert s.base is not None
+    return CatalyticError(
+        ErrorCode.OUTPUT_MISSING if s.expected is not None else ErrorCode.ARTIFACT_MISSING,
+        f"{s.base / s.rel} changed while it was archived (its size)",
+        path=str(s.base / s.rel),
+    )
+
+
+# -- two writers ------------------------------------------------------------------------------
+#
+# Stored entries with sizes known beforehand have known places: each local header's offset is
+# the sum of the entries before it. So the second half of the payload is written by a forked
+# process (pwrite at those offsets) while this one writes the first half, on two cores: with
+# 10,000 outputs the per-file work (open, read, SHA-256, CRC-32, framing) is most of `archive
+# create`, and it is Python's, which threads would serialise. The bytes are the same as one
+# writer's (tests/test_archive_create.py compares them); an entry whose size differs from the
+# plan fails the archive like any change during archiving.
+
+_SPLIT_FILES = 512  # fewer file entries than this: one writer (a fork would cost more)
+_ENTRY_COST = 16 * 1024  # bytes a file's fixed per-entry work is worth, when halving the work
+
+
+@dataclass(frozen=True)
+class _Plan:
+    split: int  # the first entry the second writer writes
+    offsets: list[int]  # each payload entry's local header offset
+    end: int  # the offset after the payload
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _plan(ordered: list[_Source], run_id: str) -> _Plan | None:
+    """Where each payload entry goes, and where to halve the work; None for one writer: few
+    files, one core, no fork, or threads already running (a forked child of a threaded process
+    may inherit a lock some other thread held)."""
+    if (
+        sum(1 for s in ordered if s.base is not None) < _SPLIT_FILES
+        or not hasattr(os, "fork")
+        or threading.active_count() > 1
+        or _cpus() < 2
+        or os.environ.get("CATALYTIC_ONE_WRITER")
+    ):
+        return None
+    offsets, pos = [], 0
+    for s in ordered:
+        offsets.append(pos)
+        pos += LOCAL_LEN + len(f"{run_id}/{s.name}".encode()) + s.size
+    if pos > MAX_U32:
+        return None  # one writer reports it
+    half, done, split = sum(s.size + _ENTRY_COST for s in ordered) / 2, 0, len(ordered)
+    for i, s in enumerate(ordered):
+        if done >= half:
+            split = i
+            break
+        done += s.size + _ENTRY_COST
+    return _Plan(split, offsets, pos)
+
+
+class _Second:
+    """The forked writer of the payload's second half. It answers, on a pipe, one JSON
+    document: each entry's size, CRC-32 and SHA-256, or the CatalyticError that stopped it."""
+
+    def __init__(self, pid: int, answer: int, ordered: list[_Source], plan: _Plan, run_id: str):
+        self.pid, self.answer = pid, answer
+        self.ordered, self.plan, self.run_id = ordered, plan, run_id
+        self.reaped = False
+
+    @classmethod
+    def start(
+        cls, out: int, ordered: list[_Source], plan: _Plan, src: DirSource, run_id: str
+    ) -> _Second:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            status = 1
+            try:
+                os.close(r)
+                _answer(w, _second_half(out, ordered, plan, src, run_id))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(w)
+        return cls(pid, r, ordered, plan, run_id)
+
+    def finish(self) -> list[tuple[Entry, Item]]:
+        """The second half's entries, once its writer is done; its error raised as ours."""
+        chunks = []
+        while chunk := os.read(self.answer, 1 << 20):
+            chunks.append(chunk)
+        _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
+        try:
+            doc = json.loads(b"".join(chunks))
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or status != 0:
+            raise CatalyticError(
+                ErrorCode.IO_ERROR,
+                f"the second archive writer ended without an answer (wait status {status})",
+            )
+        if "error" in doc:
+            err = doc["error"]
+            raise CatalyticError(ErrorCode(err["code"]), err["message"], **err["details"])
+        out = []
+        for i, (size, crc, sha) in enumerate(doc["rows"], start=self.plan.split):
+            s = self.ordered[i]
+            zip_name = f"{self.run_id}/{s.name}"
+            out.append((Entry(zip_name, self.plan.offsets[i], size, crc), Item(s.name, size, sha)))
+        return out
+
+    def stop(self) -> None:
+        """The child killed if it still runs (this side failed first), reaped, the pipe closed."""
+        if not self.reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.reaped = True
+        os.close(self.answer)
+
+
+def _answer(fd: int, doc: dict[str, Any]) -> None:
+    view = memoryview(json.dumps(doc, default=str).encode())
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _second_half(
+    out: int, ordered: list[_Source], plan: _Plan, src: DirSource, run_id: str
+) -> dict[str, Any]:
+    rows = []
+    flushed = plan.offsets[plan.split] if plan.split < len(ordered) else plan.end
+    try:
+        for i in range(plan.split, len(ordered)):
+            rows.append(_write_placed(out, ordered[i], plan.offsets[i], run_id, src))
+            done = plan.offsets[i + 1] if i + 1 < len(ordered) else plan.end
+            if done - flushed >= WRITEBACK and hasattr(os, "posix_fadvise"):
+                # as the first writer's thread does: the final fsync then waits for a tail only
+                os.posix_fadvise(out, flushed, done - flushed, os.POSIX_FADV_DONTNEED)
+                flushed = done
+    except CatalyticError as exc:
+        return {"error": {"code": exc.code.value, "message": exc.message, "details": exc.details}}
+    except OSError as exc:
+        return {
+            "error": {
+                "code": ErrorCode.IO_ERROR.value,
+                "message": f"cannot write the archive: {exc.strerror or exc}",
+                "details": {},
+            }
+        }
+    return {"rows": rows}
+
+
+def _write_placed(
+    out: int, s: _Source, offset: int, run_id: str, src: DirSource
+) -> tuple[int, int, str]:
+    """One entry written at its planned offset: (size, CRC-32, SHA-256), checked as
+    `_write_entry` checks it, and its size against the plan."""
+    name = f"{run_id}/{s.name}".encode()
+    if s.data is not None:
+        pwritev_all(out, [local_header(name, zlib.crc32(s.data), len(s.data)), s.data], offset)
+        return len(s.data), zlib.crc32(s.data), hashlib.sha256(s.data).hexdigest()
+    if s.opener is not None:  # the pack, read by offset: its file position is the parent's
+        fd, own = s.opener.fileno(), False
+    else:
+        fd, own = _open_source(src, s), True
+    try:
+        h, crc, got, at = hashlib.sha256(), 0, 0, offset + LOCAL_LEN + len(name)
+        while True:
+            chunk = os.pread(fd, CHUNK, got) if not own else os.read(fd, CHUNK)
+            if got == 0 and len(chunk) < CHUNK:  # the whole file: header and data at once
+                h.update(chunk)
+                crc = zlib.crc32(chunk)
+                got = len(chunk)
+                pwritev_all(out, [local_header(name, crc, got), chunk], offset)
+                break
+            if not chunk:
+                pwritev_all(out, [local_header(name, crc, got)], offset)
+                break
+            pwritev_all(out, [chunk], at + got)
+            h.update(chunk)
+            crc = zlib.crc32(chunk, crc)
+            got += len(chunk)
+    finally:
+        if own:
+            os.close(fd)
+    digest = h.hexdigest()
+    _check_digest(s, digest)
+    if got != s.size:
+        raise _changed(s)
+    return got, crc, digest
 
 
 def _write_stream(w: ZipWriter, name: str, bag_name: str, fh: Any) -> Item:

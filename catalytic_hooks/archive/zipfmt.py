@@ -92,48 +92,70 @@ class Entry:
 _FLUSH_BYTES = 1 << 20  # pending bytes written with one writev
 _FLUSH_PIECES = 512  # well under IOV_MAX (1024 on Linux)
 _IN_FLIGHT = 16  # batches queued for the writing thread: at most about 16 MiB held
-_WRITEBACK = 8 << 20  # bytes written between two requests to start their writeback
+WRITEBACK = 8 << 20  # bytes written between two requests to start their writeback
 
 
-def writev_all(fd: int, pieces: list[bytes]) -> None:
-    """Every byte of `pieces`, in order (writev may write less than asked: loop)."""
+def pwritev_all(fd: int, pieces: list[bytes], offset: int) -> int:
+    """Every byte of `pieces`, in order, from `offset` (pwritev may write less than asked:
+    loop); the offset after them."""
     i = 0
     while i < len(pieces):
-        n = os.writev(fd, pieces[i:] if i else pieces)
+        n = os.pwritev(fd, pieces[i:] if i else pieces, offset)
+        offset += n
         while i < len(pieces) and n >= len(pieces[i]):
             n -= len(pieces[i])
             i += 1
         if n:
             pieces = [pieces[i][n:], *pieces[i + 1 :]]
             i = 0
+    return offset
+
+
+def local_header(raw_name: bytes, crc: int, size: int) -> bytes:
+    """An entry's local header, canonical (stored, fixed time and flags), with its name."""
+    return (
+        _LOCAL.pack(
+            LOCAL_SIG,
+            VERSION_NEEDED,
+            FLAGS,
+            0,
+            DOS_TIME,
+            DOS_DATE,
+            crc,
+            size,
+            size,
+            len(raw_name),
+            0,
+        )
+        + raw_name
+    )
 
 
 class _Drain:
     """The zip's batches written in order by one thread while the caller reads and hashes the
-    next ones: writev and pwrite release the GIL, and once the page cache holds its share of
-    dirty pages every write is held to the disk's pace, so a large archive's writes would
-    otherwise add to its hashing instead of overlapping it. Memory: `_IN_FLIGHT` batches."""
+    next ones: pwritev releases the GIL, and once the page cache holds its share of dirty pages
+    every write is held to the disk's pace, so a large archive's writes would otherwise add to
+    its hashing instead of overlapping it. Every write names its offset (nothing depends on the
+    file position, which a second writer of other entries would share). Memory: `_IN_FLIGHT`
+    batches."""
 
     def __init__(self, fd: int):
         self.fd = fd
         self.error: BaseException | None = None
         self.queue: queue.Queue[tuple[list[bytes], int] | None] = queue.Queue(_IN_FLIGHT)
-        self._written = 0
         self._flushed = 0
         self.thread = threading.Thread(target=self._run, name="zip-writer", daemon=True)
         self.thread.start()
 
-    def _early_writeback(self) -> None:
-        """Start the disk writes of every full `_WRITEBACK` bytes just written, without waiting
+    def _early_writeback(self, end: int) -> None:
+        """Start the disk writes of every full `WRITEBACK` bytes just written, without waiting
         for them: the caller fsyncs the archive before linking it into place, and 200 MB the
         kernel had not yet begun to write made that fsync the last second of `archive create`.
         POSIX_FADV_DONTNEED on pages still dirty starts their writeback (Linux) and drops
         nothing; where the call is missing, the fsync does it all."""
-        if self._written - self._flushed >= _WRITEBACK and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(
-                self.fd, self._flushed, self._written - self._flushed, os.POSIX_FADV_DONTNEED
-            )
-            self._flushed = self._written
+        if end - self._flushed >= WRITEBACK and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, self._flushed, end - self._flushed, os.POSIX_FADV_DONTNEED)
+            self._flushed = end
 
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
@@ -141,18 +163,12 @@ class _Drain:
                 continue  # failed: drain without writing, so the caller never blocks
             pieces, offset = item
             try:
-                if offset < 0:
-                    writev_all(self.fd, pieces)
-                    self._written += sum(map(len, pieces))
-                    self._early_writeback()
-                elif os.pwrite(self.fd, pieces[0], offset) != len(pieces[0]):
-                    raise OSError("short write patching a local header")
+                self._early_writeback(pwritev_all(self.fd, pieces, offset))
             except BaseException as exc:  # handed to the caller, raised there
                 self.error = exc
 
-    def put(self, pieces: list[bytes], offset: int = -1) -> None:
-        """Append `pieces`; with `offset` >= 0, write `pieces[0]` there instead (a patch, in
-        order after everything put before it)."""
+    def put(self, pieces: list[bytes], offset: int) -> None:
+        """Write `pieces` from `offset`, in order after everything put before."""
         self.check()
         self.queue.put((pieces, offset))
 
@@ -174,7 +190,9 @@ class ZipWriter:
     batch of about a MiB at a time, never copied into a buffer; a streamed entry's local header
     is written first with the size and CRC left open and patched in place (pwrite, in order)
     once the data has gone through, so an entry is read once and the zip needs no data
-    descriptor. `close()` (which `finish()` calls) must end every writer."""
+    descriptor. `skip` leaves a span that another writer fills (archive/create.py's second
+    process) and `adopt` records the entries it wrote there. `close()` (which `finish()`
+    calls) must end every writer."""
 
     def __init__(self, fd: int):
         self.entries: list[Entry] = []
@@ -190,8 +208,9 @@ class ZipWriter:
             self.flush()
 
     def flush(self) -> None:
+        # the queue is the bytes just before `pos`: they start at `pos - _queued`
         if self._queue:
-            self._drain.put(self._queue)
+            self._drain.put(self._queue, self.pos - self._queued)
             self._queue = []
             self._queued = 0
 
@@ -200,37 +219,31 @@ class ZipWriter:
         self.flush()
         self._drain.close()
 
+    def skip(self, end: int) -> None:
+        """Continue at `end`: the bytes from here to there are another writer's."""
+        self.flush()
+        self.pos = end
+
+    def adopt(self, entry: Entry) -> None:
+        """An entry another writer wrote, in its place in the central directory."""
+        self.entries.append(entry)
+
     def _local(self, name: bytes, crc: int, size: int) -> bytes:
-        return (
-            _LOCAL.pack(
-                LOCAL_SIG,
-                VERSION_NEEDED,
-                FLAGS,
-                0,
-                DOS_TIME,
-                DOS_DATE,
-                crc,
-                size,
-                size,
-                len(name),
-                0,
-            )
-            + name
-        )
+        return local_header(name, crc, size)
 
     def begin(self, name: str) -> None:
         raw = name.encode()
         self._open = (name, self.pos)
+        self.pos += LOCAL_LEN + len(raw)  # before _put: a flush places the queue by `pos`
         self._put(self._local(raw, 0, 0))
-        self.pos += LOCAL_LEN + len(raw)
         self._crc = 0
         self._size = 0
 
     def write(self, data: bytes) -> None:
+        self.pos += len(data)
         self._put(data)
         self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
-        self.pos += len(data)
 
     def end(self) -> Entry:
         name, offset = self._open
@@ -267,6 +280,7 @@ class ZipWriter:
         cd_start = self.pos
         for e in self.entries:
             raw = e.name.encode()
+            self.pos += CENTRAL_LEN + len(raw)
             self._put(
                 _CENTRAL.pack(
                     CENTRAL_SIG,
@@ -289,15 +303,15 @@ class ZipWriter:
                 )
                 + raw
             )
-            self.pos += CENTRAL_LEN + len(raw)
         n = len(self.entries)
         if n > 0xFFFE:
             raise CatalyticError(
                 ErrorCode.USAGE,
                 f"{n} entries: more than this format version holds (65,534, no ZIP64)",
             )
-        self._put(_END.pack(END_SIG, 0, 0, n, n, self.pos - cd_start, cd_start, 0))
+        end = _END.pack(END_SIG, 0, 0, n, n, self.pos - cd_start, cd_start, 0)
         self.pos += END_LEN
+        self._put(end)
         self.close()
         return self.pos
 
