@@ -315,3 +315,49 @@ def test_a_tampered_output_in_either_half_fails_and_leaves_nothing(
     assert doc["details"]["path"] == str(target)
     assert "Traceback" not in proc.stderr
     assert list(dest.iterdir()) == []
+
+
+def test_the_crate_is_canonical_json_whatever_the_names() -> None:
+    """The crate's File entities and id lists are rendered directly, not through json.dumps:
+    parsed and rendered again by canonical_bytes, the crate must be the same bytes, for names
+    that need escaping, outputs sharing one stored file (alternateName) and none at all."""
+    from catalytic_hooks.archive.crate import render_crate
+    from catalytic_hooks.core.canonical import canonical_bytes
+
+    same = "sha256:" + "ab" * 32
+    hashes = {
+        'out/quote"and\\back.txt': "sha256:" + "01" * 32,
+        "out/ünï cödé ✓.txt": same,
+        "out/copy of it.txt": same,
+        "out/tab\there.txt": "sha256:" + "02" * 32,
+        "out/€/nested/deep.bin": "sha256:" + "03" * 32,
+    }
+    for outputs in (hashes, {}):
+        crate = render_crate(
+            run_id="r-1",
+            task_spec={"command": ["python", "job.py", '--x="1"']},
+            status={"status": "success", "cmp01": "pass", "finished_at": "2026-12-01T00:00:00Z"},
+            hashes=outputs,
+            sizes={k: 7 for k in outputs},
+            validator_id="cd" * 32,
+            commit="ef" * 20,
+            store_paths={
+                k: f"runs/r-1/objects/sha256/{h[7:9]}/{h[9:]}" for k, h in outputs.items()
+            },
+        )
+        assert canonical_bytes(json.loads(crate)) == crate
+    crate = render_crate(
+        run_id="r-1",
+        task_spec={"command": ["python"]},
+        status={},
+        hashes=hashes,
+        sizes={k: 7 for k in hashes},
+        validator_id="cd" * 32,
+        commit=None,
+        store_paths={k: f"runs/r-1/objects/sha256/{h[7:9]}/{h[9:]}" for k, h in hashes.items()},
+    )
+    files = [e for e in json.loads(crate)["@graph"] if e["@type"] == "File"]
+    shared = next(f for f in files if f["sha256"] == "ab" * 32)
+    assert shared["name"] == "out/copy of it.txt"
+    assert shared["alternateName"] == ["out/ünï cödé ✓.txt"]
+    assert len(files) == 4 and all(f["contentSize"] == "7" for f in files)
