@@ -475,3 +475,19 @@ def test_hostile_artifacts_never_crash(
             verify_bundle(DirSource(run, fuzz_bundle))
     finally:
         path.write_bytes(original)
+
+
+def test_outputs_in_more_directories_than_the_fd_cache_holds_verify_on_threads(
+    tmp_path: Path,
+) -> None:
+    """Large outputs are hashed on threads, and past 256 directories a directory lookup closes
+    the cached fds: a lookup and the open that uses its fd must be one step, or another
+    thread's open fails with EBADF (before the fix: OUTPUT_MISSING "Bad file descriptor" on
+    every run of this test) or lands on a reused fd number."""
+    outputs = {f"out/d{i:03d}/f.bin": bytes([i % 256]) * (70 * 1024 + i) for i in range(300)}
+    run = make_bundle(tmp_path / "_runs" / "wide", tmp_path, outputs)
+    for _ in range(5):
+        v = verify_bundle(DirSource(run, tmp_path))
+        assert v.hashes == {
+            k: "sha256:" + hashlib.sha256(d).hexdigest() for k, d in outputs.items()
+        }

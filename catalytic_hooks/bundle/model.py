@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,21 +125,29 @@ class DirSource:
         # 20,000-output bundle otherwise walks every directory chain several times per file.
         self._dirs: dict[Path, DirFds] = {}
         self._missing: set[tuple[Path, str]] = set()  # directories found absent, once each
+        # The verifier hashes large outputs on threads: a directory fd is valid only until the
+        # next lookup (past `limit` directories a lookup closes them all), so a lookup and the
+        # call that uses its fd are one step. Without it, 257 output directories made another
+        # thread's open fail (EBADF), or land on a reused fd number.
+        self._lock = threading.Lock()
 
     def open_at(self, base: Path, rel: str) -> int:
         """`open_beneath(base, rel)` through cached directory fds."""
-        dfd, name = self.parent_at(base, rel)
-        return open_regular_at(dfd, name)
+        with self._lock:
+            dfd, name = self.parent_at(base, rel)
+            return open_regular_at(dfd, name)
 
     def lstat_at(self, base: Path, rel: str) -> os.stat_result:
         """`rel` below `base` lstat'ed through the same cached directory fds (no symlink
         followed on the way, none at the end)."""
-        dfd, name = self.parent_at(base, rel)
-        return os.lstat(name, dir_fd=dfd)
+        with self._lock:
+            dfd, name = self.parent_at(base, rel)
+            return os.lstat(name, dir_fd=dfd)
 
     def parent_at(self, base: Path, rel: str) -> tuple[int, str]:
         """(cached fd of the directory holding `rel` below `base`, its last component); the fd
-        stays the cache's (never closed by the caller) and is valid until the next lookup."""
+        stays the cache's (never closed by the caller) and is valid until the next lookup
+        (from threads, use `open_at` and `lstat_at`, which hold the lock across both)."""
         dirs = self._dirs.get(base)
         if dirs is None:
             rfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
