@@ -361,3 +361,46 @@ def test_the_crate_is_canonical_json_whatever_the_names() -> None:
     assert shared["name"] == "out/copy of it.txt"
     assert shared["alternateName"] == ["out/ünï cödé ✓.txt"]
     assert len(files) == 4 and all(f["contentSize"] == "7" for f in files)
+
+
+def test_archive_json_is_canonical_json_whatever_the_names() -> None:
+    """ARCHIVE.json's entries render their own JSON: parsed and rendered again by
+    canonical_bytes, the document is the same bytes, in name order, for names that need
+    escaping, and with no entry at all."""
+    from catalytic_hooks.archive.layout import Item, render_archive_json
+    from catalytic_hooks.core.canonical import canonical_bytes
+
+    items = [
+        Item('data/quote"and\\back', 3, "01" * 32),
+        Item("data/ünï cödé ✓", 0, "02" * 32),
+        Item("data/tab\there", 12345678901, "03" * 32),
+        Item("bagit.txt", 55, "04" * 32),
+    ]
+    for entries in (items, []):
+        doc = render_archive_json(
+            run_id="r-1",
+            commit="ef" * 20,
+            tree="ab" * 20,
+            object_format="sha1",
+            history=False,
+            bundle_root="cd" * 32,
+            validator_id="cd" * 32,
+            items=entries,
+        )
+        assert canonical_bytes(json.loads(doc)) == doc
+    parsed = json.loads(
+        render_archive_json(
+            run_id="r-1",
+            commit=None,
+            tree=None,
+            object_format=None,
+            history=True,
+            bundle_root="cd" * 32,
+            validator_id="cd" * 32,
+            items=items,
+        )
+    )
+    assert [e["name"] for e in parsed["entries"]] == sorted(
+        (i.name for i in items), key=lambda n: n.encode()
+    )
+    assert parsed["entries"][-1] == {"name": "data/ünï cödé ✓", "sha256": "02" * 32, "size": 0}

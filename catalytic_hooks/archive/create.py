@@ -143,7 +143,7 @@ class _Locating(DirSource):
             self.located[key] = (base, rel, st.st_size)
             return OutputRead(
                 expected.removeprefix("sha256:") if expected else None,
-                in_store=base == self.run_dir,
+                in_store=base is self.run_dir,
             )
         return OutputRead(None, "missing")
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _str
 from typing import Any
 
 from catalytic_hooks.core.canonical import canonical_bytes
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 
 FORMAT = "catalytic-archive"
 FORMAT_VERSION = 1
@@ -98,6 +100,29 @@ def render_bag_info(run_id: str, payload: list[Item], status: Any) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
+class _Entries:
+    """ARCHIVE.json's `entries`, rendering their own canonical JSON (canonical_bytes splices
+    it in): one `{"name","sha256","size"}` object per entry, its keys in canonical order and
+    its strings escaped by json.dumps's own encoder, without 10,000 dicts through json.dumps
+    (tests/test_archive_create.py re-canonicalises ARCHIVE.json and requires the same bytes)."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+
+    def canonical_json(self) -> bytes:
+        text = ",".join(
+            '{"name":' + _str(i.name) + ',"sha256":' + _str(i.sha256) + ',"size":' + str(i.size)
+            + "}"
+            for i in self.items
+        )  # fmt: skip
+        try:
+            return ("[" + text + "]").encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: as canonical_bytes refuses it
+            raise CatalyticError(
+                ErrorCode.JSON_INVALID, f"value cannot be canonicalised: {exc}"
+            ) from exc
+
+
 def render_archive_json(
     *,
     run_id: str,
@@ -113,10 +138,7 @@ def render_archive_json(
         {
             "bundle_root": bundle_root,
             "commit": commit,
-            "entries": [
-                {"name": i.name, "sha256": i.sha256, "size": i.size}
-                for i in sorted(items, key=lambda i: name_key(i.name))
-            ],
+            "entries": _Entries(sorted(items, key=lambda i: name_key(i.name))),
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "history": history,
