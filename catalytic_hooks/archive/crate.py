@@ -45,9 +45,12 @@ class _Refs:
 
     def __init__(self, ids: list[str]) -> None:
         self.ids = ids
+        self._json: bytes | None = None
 
     def canonical_json(self) -> bytes:
-        return _utf8("[" + ",".join('{"@id":' + _str(i) + "}" for i in self.ids) + "]")
+        if self._json is None:  # the same list is the action's result and the root's parts
+            self._json = _utf8("[" + ",".join('{"@id":' + _str(i) + "}" for i in self.ids) + "]")
+        return self._json
 
 
 def _file(entity_id: str, keys: list[str], size: int, sha256: str) -> str:
@@ -109,6 +112,7 @@ def render_crate(
     for path, keys in sorted(by_path.items()):
         ids.append(_quote_path(path))
         files.append(_file(ids[-1], keys, sizes[keys[0]], hashes[keys[0]].removeprefix("sha256:")))
+    refs = _Refs(ids)
     ok = st.get("status") == "success" and st.get("cmp01") == "pass"
     action: dict[str, Any] = {
         "@id": action_id,
@@ -118,7 +122,7 @@ def render_crate(
         "catalytic operation; its outputs are the result.",
         "instrument": _ref("#command"),
         "agent": _ref(agent_id),
-        "result": _Refs(ids),
+        "result": refs,
         "actionStatus": COMPLETED if ok else FAILED,
     }
     for key, field in (("startTime", "started_at"), ("endTime", "finished_at")):
@@ -135,7 +139,7 @@ def render_crate(
         "license": _ref("#license"),
         "conformsTo": _ref(PROFILE),
         "mentions": _ref(action_id),
-        "hasPart": _Refs(ids),
+        "hasPart": refs,
     }
     graph: list[dict[str, Any]] = [
         {

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.outcomes import SuccessCode
-from catalytic_hooks.core.policy import load_policy
-from catalytic_hooks.git.repo import Repo
 
 
 @dataclass
@@ -33,6 +31,10 @@ def run_archive_create(args: ArchiveCreateArgs) -> None:
     run_dir, output, json_mode = args.run_dir, args.output, args.json_mode
     with handled(json_mode):
         if output is None:
+            # only here: the policy's parser is a fifth of the command's imports
+            from catalytic_hooks.core.policy import load_policy
+            from catalytic_hooks.git.repo import Repo
+
             repo = Repo.find(run_dir.resolve().parent if run_dir.is_dir() else None)
             base = repo.top / load_policy(repo.top).archive_dir if repo else Path.cwd()
             output = default_output(run_dir.resolve().name, base)
