@@ -181,13 +181,24 @@ def median_time(
 
 def interleaved(fns: list[Callable[[], object]], repeat: int) -> list[float]:
     """Median wall time of each function, run one after the other in every round."""
+    return [statistics.median(t) for t in interleaved_rounds(fns, repeat)]
+
+
+def interleaved_rounds(fns: list[Callable[[], object]], repeat: int) -> list[list[float]]:
+    """Every round's wall time of each function, run one after the other in every round."""
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for fn, acc in zip(fns, times, strict=True):
             t0 = time.perf_counter()
             fn()
             acc.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def round_ratio(ours: list[float], ref: list[float]) -> float:
+    """The median of the rounds' own ratios: a drift of the machine between rounds (this one
+    swings by a third from minute to minute) cancels out within a round."""
+    return statistics.median(o / r for o, r in zip(ours, ref, strict=True))
 
 
 def table(rows: list[tuple[str, float, str]]) -> str:
