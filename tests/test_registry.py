@@ -302,10 +302,8 @@ def test_archive_pull_option_table_is_the_typer_commands() -> None:
 
 PULL_CASES = [
     ["REF", "-o", "out.zip", "--json"],
-    ["REF", "--output=out.zip", "--no-attestations"],
-    ["--json", "REF"],
+    ["--output=out.zip", "REF", "--no-attestations", "--insecure"],
     ["REF", "-o", "EXISTS", "--json"],
-    ["REF", "--registry-config", "missing.json", "--insecure", "--json"],
     ["oci://127.0.0.1:1/team/none:r1", "-o", "out.zip", "--json"],
 ]
 
