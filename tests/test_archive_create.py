@@ -404,3 +404,106 @@ def test_archive_json_is_canonical_json_whatever_the_names() -> None:
         (i.name for i in items), key=lambda n: n.encode()
     )
     assert parsed["entries"][-1] == {"name": "data/ünï cödé ✓", "sha256": "02" * 32, "size": 0}
+
+
+@pytest.mark.parametrize("writers", ["1", "2"])
+def test_a_file_size_limit_is_a_clear_error_and_leaves_nothing(
+    tmp_path: Path, writers: str
+) -> None:
+    """A write refused by the kernel (RLIMIT_FSIZE, as a full disk would) while one writer or
+    two write: IO_ERROR (exit 2), never INTERNAL, and neither the archive nor its temporary
+    file is left."""
+    _two_cpus()
+    run = make_bundle(tmp_path / "_runs" / "f1", tmp_path, _many_outputs())
+    dest = tmp_path / "archives"
+    dest.mkdir()
+    env = {**os.environ, "CATALYTIC_ONE_WRITER": "1" if writers == "1" else ""}
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            "ulimit -f 3000; trap '' XFSZ; exec \"$@\"",
+            "bash",
+            *(sys.executable, "-m", "catalytic_hooks", "archive", "create", str(run)),
+            *("-o", str(dest / "f1.zip"), "--json"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["code"] == "IO_ERROR" and "File too large" in doc["message"]
+    assert list(dest.iterdir()) == []
+
+
+_REAPED = """
+import os, resource, signal, sys, json
+from pathlib import Path
+from catalytic_hooks.archive.create import create_archive
+from catalytic_hooks.core.errors import CatalyticError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
+fds = sorted(os.listdir("/proc/self/fd"))
+try:
+    create_archive(Path(sys.argv[1]), Path(sys.argv[2]), project_root=Path(sys.argv[3]))
+    code = None
+except CatalyticError as exc:
+    code = exc.code.value
+try:
+    left = os.waitpid(-1, os.WNOHANG)
+except ChildProcessError:
+    left = None
+same = sorted(os.listdir("/proc/self/fd")) == fds
+print(json.dumps({"code": code, "children": left, "fds": same}))
+"""
+
+
+def test_a_failed_first_writer_still_stops_and_reaps_the_second(tmp_path: Path) -> None:
+    """When the first writer's own write fails, the second writer is stopped and reaped and the
+    pipe it answers on is closed (the failure used to skip that cleanup: a zombie or an orphan
+    still writing, and leaked descriptors)."""
+    _two_cpus()
+    run = make_bundle(tmp_path / "_runs" / "z1", tmp_path, _many_outputs())
+    proc = subprocess.run(
+        [sys.executable, "-c", _REAPED, str(run), str(tmp_path / "z1.zip"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CATALYTIC_ONE_WRITER": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"code": "IO_ERROR", "children": None, "fds": True}
+    assert not (tmp_path / "z1.zip").exists()
+
+
+def test_with_sigchld_ignored_one_writer_archives(tmp_path: Path) -> None:
+    """SIGCHLD ignored (a supervisor's `trap '' CHLD`): the kernel would reap a second writer
+    itself and its pid could be reused before it is waited for, so one writer does it all."""
+    run = make_bundle(tmp_path / "_runs" / "c1", tmp_path, _many_outputs())
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            "trap '' CHLD; exec \"$@\"",
+            "bash",
+            *(sys.executable, "-m", "catalytic_hooks", "archive", "create", str(run)),
+            *("-o", str(tmp_path / "c1.zip"), "--json"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["details"]["writers"] == 1
+    doc, _, _ = inspect(tmp_path / "c1.zip", Limits())
+    assert len(doc["entries"]) > 700
+
+
+def test_a_short_option_with_an_equals_sign_goes_to_typer() -> None:
+    """Click reads `-o=x` as the value `=x`; the fast path leaves such a spelling to Typer."""
+    from catalytic_hooks.cli.fastpath import parse_archive_pull
+
+    assert parse_archive_create(["RUN", "-o=x.zip"]) is None
+    assert parse_archive_pull(["oci://h/n:t", "-o=x.zip"]) is None
+    assert parse_archive_create(["RUN", "--output=x.zip"]).output == Path("x.zip")

@@ -36,6 +36,11 @@ REJECT = {
     "lone-surrogate-key": b'{"\\udc00":1}',
     "trailing-garbage": b'{"a":1} x',
     "deep": b"[" * 100000 + b"]" * 100000,
+    # past the loader's own limit (MAX_DEPTH) but short of Python's recursion limit, with no
+    # surrogate escape: refused by the depth check, not by a RecursionError
+    "deep-500": b"[" * 500 + b"]" * 500,
+    "deep-object-300": b'{"a":' * 300 + b"1" + b"}" * 300,
+    "lone-surrogate-upper": b'["\\x", "\uDBFF"]',
 }
 
 

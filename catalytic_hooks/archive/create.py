@@ -285,6 +285,14 @@ def create_archive(
     if relpath_problem(run_id) is not None or "/" in run_id:
         raise CatalyticError(ErrorCode.USAGE, f"run id {run_id!r} cannot name an archive")
     src = _Locating(run_dir, project_root_for(run_dir, project_root))
+    try:
+        return _create(run_dir, output, src, history)
+    finally:
+        src.close()  # its cached directory fds, whatever happened
+
+
+def _create(run_dir: Path, output: Path, src: _Locating, history: bool) -> dict[str, Any]:
+    run_id = run_dir.name
     v = verify_bundle(src)
     commit = v.task_spec.get("git_commit") if isinstance(v.task_spec, dict) else None
     if output.exists() or output.is_symlink():
@@ -311,6 +319,12 @@ def create_archive(
     except FileExistsError as exc:
         raise CatalyticError(
             ErrorCode.USAGE, f"{output} exists; an archive is never overwritten", path=str(output)
+        ) from exc
+    except OSError as exc:  # a full disk, a file size limit, an I/O error: nothing is left
+        raise CatalyticError(
+            ErrorCode.IO_ERROR,
+            f"cannot create the archive {output}: {exc.strerror or exc}",
+            path=str(output),
         ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -360,9 +374,14 @@ def _write(
         ordered = sorted(payload, key=lambda s: name_key(s.name))
         plan = _plan(ordered, run_id)
         second = _Second.start(out, ordered, plan, src, run_id) if plan is not None else None
-        # the writing thread starts after the fork: a child of a threaded process is not
-        w = ZipWriter(out)
-        try:
+        with contextlib.ExitStack() as stack:
+            # every exit stops and reaps the second writer, even one where closing the zip
+            # writer raises its thread's failure (callbacks run last in, first out, all of them)
+            if second is not None:
+                stack.callback(second.stop)
+            # the writing thread starts after the fork: a child of a threaded process is not
+            w = ZipWriter(out)
+            stack.callback(w.close)
             mine = ordered[: plan.split] if plan is not None else ordered
             for s in mine:
                 zip_name = f"{run_id}/{s.name}"
@@ -395,10 +414,6 @@ def _write(
             )
             w.add(f"{run_id}/{ARCHIVE_JSON}", doc)
             size = w.finish()
-        finally:
-            w.close()
-            if second is not None:
-                second.stop()
     return {
         "size": size,
         "entries": len(items) + 1,
@@ -451,12 +466,14 @@ def _cpus() -> int:
 
 def _plan(ordered: list[_Source], run_id: str) -> _Plan | None:
     """Where each payload entry goes, and where to share the work; None for one writer: few
-    files, one core, no fork, or threads already running (a forked child of a threaded process
-    may inherit a lock some other thread held)."""
+    files, one core, no fork, threads already running (a forked child of a threaded process
+    may inherit a lock some other thread held), or SIGCHLD ignored (the kernel would reap the
+    second writer itself, and its pid could be reused before it is waited for)."""
     if (
         sum(1 for s in ordered if s.base is not None) < _SPLIT_FILES
         or not hasattr(os, "fork")
         or threading.active_count() > 1
+        or signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
         or _cpus() < 2
         or os.environ.get("CATALYTIC_ONE_WRITER")
     ):
@@ -490,15 +507,26 @@ class _Second:
         cls, out: int, ordered: list[_Source], plan: _Plan, src: DirSource, run_id: str
     ) -> _Second:
         r, w = os.pipe()
-        pid = os.fork()
+        # Signals wait until the child is inside its try: one arriving between the fork and
+        # it would run the parent's cleanup (unlink the archive's temporary file) in the child.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(r)
+            os.close(w)
+            raise
         if pid == 0:  # the child: never returns
             status = 1
             try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 os.close(r)
                 _answer(w, _second_part(out, ordered, plan, src, run_id))
                 status = 0
             finally:
                 os._exit(status)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(w)
         return cls(pid, r, ordered, plan, run_id)
 
@@ -566,7 +594,7 @@ def _second_part(
         return {
             "error": {
                 "code": ErrorCode.IO_ERROR.value,
-                "message": f"cannot write the archive: {exc.strerror or exc}",
+                "message": f"cannot create the archive: {exc.strerror or exc}",
                 "details": {},
             }
         }

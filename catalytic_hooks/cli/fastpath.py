@@ -60,6 +60,8 @@ def parse_options(
         if spec is None:
             return None
         field, kind = spec
+        if eq and not name.startswith("--"):
+            return None  # Click reads `-o=x` as the value "=x": Typer decides it, not a guess here
         if kind == "flag":
             if eq:
                 return None

@@ -120,9 +120,12 @@ def loads_strict(data: bytes, *, what: str = "JSON") -> Any:
             parse_constant=_reject_constant,
             parse_float=_finite_float,
         )
-        # A decoded string holds a surrogate only from a \uD800-\uDFFF escape (strict
-        # UTF-8 decoding makes none), so text without one needs no walk of the value.
-        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        # The walk checks two things: nesting deeper than MAX_DEPTH, which needs more than
+        # MAX_DEPTH opening brackets in the text, and lone surrogates, which a decoded string
+        # holds only from a \uD800-\uDFFF escape (strict UTF-8 decoding makes none). Text with
+        # neither cannot fail it.
+        deep = text.count("[") + text.count("{") > MAX_DEPTH
+        if (deep or _SURROGATE_ESCAPE.search(text)) and _has_lone_surrogate(value):
             raise ValueError("lone surrogate in a string")
     except RecursionError as exc:
         raise CatalyticError(ErrorCode.JSON_INVALID, f"{what}: nested too deeply") from exc
