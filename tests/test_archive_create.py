@@ -507,3 +507,18 @@ def test_a_short_option_with_an_equals_sign_goes_to_typer() -> None:
     assert parse_archive_create(["RUN", "-o=x.zip"]) is None
     assert parse_archive_pull(["oci://h/n:t", "-o=x.zip"]) is None
     assert parse_archive_create(["RUN", "--output=x.zip"]).output == Path("x.zip")
+
+
+def test_a_run_file_whose_name_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    """A file in the run directory named by bytes that are not UTF-8: ARTIFACT_MALFORMED with
+    exit 1 (it was an internal error), and no archive."""
+    run = make_bundle(tmp_path / "_runs" / "u1", tmp_path, {"out/a.txt": b"a\n"})
+    with open(os.path.join(os.fsencode(run), b"extra-\xff.txt"), "wb") as fh:
+        fh.write(b"x")
+    proc = catalytic(
+        "archive", "create", str(run), "-o", str(tmp_path / "u1.zip"), "--json", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["code"] == "ARTIFACT_MALFORMED" and "not a UTF-8 name" in doc["message"]
+    assert not (tmp_path / "u1.zip").exists()

@@ -94,6 +94,17 @@ def _run_files(run_dir: Path) -> list[tuple[str, int]]:
                         artifact=rel,
                     )
                 else:
+                    try:
+                        rel.encode("utf-8")
+                    except UnicodeEncodeError:
+                        # a name the file system holds as bytes that are not UTF-8: a zip
+                        # entry's name is UTF-8 (FORMATS §9), so it cannot be archived as is
+                        raise CatalyticError(
+                            ErrorCode.ARTIFACT_MALFORMED,
+                            f"{rel!r} in the run directory is not a UTF-8 name; an archive "
+                            "names its entries in UTF-8",
+                            artifact=rel.encode("utf-8", "backslashreplace").decode(),
+                        ) from None
                     found.append((rel, e.stat(follow_symlinks=False).st_size))
     return sorted(found, key=lambda f: name_key(f[0]))
 
