@@ -425,6 +425,8 @@ def _write(
             )
             w.add(f"{run_id}/{ARCHIVE_JSON}", doc)
             size = w.finish()
+            if second is not None:
+                second.stop(done=True)  # waits for its sync of the data (the stack's stop: none)
     return {
         "size": size,
         "entries": len(items) + 1,
@@ -533,7 +535,15 @@ class _Second:
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 os.close(r)
-                _answer(w, _second_part(out, ordered, plan, src, run_id))
+                doc = _second_part(out, ordered, plan, src, run_id)
+                _answer(w, doc)
+                os.close(w)
+                if "rows" in doc:
+                    # The archive's data on its way to the disk while the first writer, which
+                    # has the answer now, makes the tag files and the central directory: the
+                    # command's own fsync then waits for what is left, if anything.
+                    with contextlib.suppress(OSError):
+                        os.fdatasync(out)
                 status = 0
             finally:
                 os._exit(status)
@@ -546,13 +556,18 @@ class _Second:
         chunks = []
         while chunk := os.read(self.answer, 1 << 20):
             chunks.append(chunk)
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
         try:
             doc = json.loads(b"".join(chunks))
         except ValueError:
             doc = None
-        if not isinstance(doc, dict) or status != 0:
+        expected = len(self.ordered) - self.plan.split
+        whole = isinstance(doc, dict) and (
+            (isinstance(doc.get("rows"), list) and len(doc["rows"]) == expected)
+            or isinstance(doc.get("error"), dict)
+        )
+        if not whole:
+            _, status = os.waitpid(self.pid, 0)  # it ended without a whole answer
+            self.reaped = True
             raise CatalyticError(
                 ErrorCode.IO_ERROR,
                 f"the second archive writer ended without an answer (wait status {status})",
@@ -567,14 +582,18 @@ class _Second:
             out.append((Entry(zip_name, self.plan.offsets[i], size, crc), Item(s.name, size, sha)))
         return out
 
-    def stop(self) -> None:
-        """The child killed if it still runs (this side failed first), reaped, the pipe closed."""
+    def stop(self, *, done: bool = False) -> None:
+        """Reaped, the pipe closed: waited for when `done` (its answer was used: it is only
+        syncing the data), else killed first (this side failed)."""
         if not self.reaped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+            if not done:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
             self.reaped = True
-        os.close(self.answer)
+        if self.answer >= 0:
+            os.close(self.answer)
+            self.answer = -1
 
 
 def _answer(fd: int, doc: dict[str, Any]) -> None:
