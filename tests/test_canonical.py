@@ -40,7 +40,7 @@ REJECT = {
     # surrogate escape: refused by the depth check, not by a RecursionError
     "deep-500": b"[" * 500 + b"]" * 500,
     "deep-object-300": b'{"a":' * 300 + b"1" + b"}" * 300,
-    "lone-surrogate-upper": b'["\\x", "\uDBFF"]',
+    "lone-surrogate-upper": b'["\\\\x", "\\uDBFF"]',
 }
 
 
