@@ -76,6 +76,26 @@ def catalytic(
     )
 
 
+def archive_command_table(name: str) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """`catalytic archive NAME` as Typer builds it: its options as the fast path's table
+    (spelling → (field, kind); these commands take only flags and paths) and its positional
+    arguments, in order."""
+    import typer.main
+
+    from catalytic_hooks.cli.app import app
+
+    group = typer.main.get_command(app).commands["archive"]  # type: ignore[attr-defined]
+    table, arguments = {}, []
+    for param in group.commands[name].params:
+        if param.param_type_name == "argument":
+            arguments.append(param.name)
+            continue
+        kind = "flag" if param.is_flag else "path"
+        for opt in (*param.opts, *param.secondary_opts):
+            table[opt] = (param.name, kind)
+    return table, arguments
+
+
 class Done:
     def __init__(self, returncode: int, stdout: str, stderr: str):
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr

@@ -20,7 +20,7 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import git, inproc
+from .helpers import archive_command_table, git, inproc
 from .registries import Distribution, MiniRegistry, TokenServer, free_port
 from .test_archive import _env, made  # noqa: F401 (the module fixture)
 
@@ -64,6 +64,13 @@ def shared(
         "archive_file": d / "r1.catalytic.zip",
         "attestation": d / "r1.intoto.json",
     }
+
+
+def _pushed(shared: dict[str, Path], ref: str, *extra: str, cwd: Path) -> dict:
+    """`archive push` of the shared archive to `ref`, which must succeed: its JSON details."""
+    p = inproc("archive", "push", str(shared["archive_file"]), ref, "--json", *extra, cwd=cwd)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return _json(p)["details"]
 
 
 def _cache_blobs() -> list[str]:
@@ -184,17 +191,8 @@ def test_a_tampered_blob_in_registry_storage_is_refused_and_nothing_cached(
     shared: dict[str, Path], registry: Distribution, tmp_path: Path
 ) -> None:
     ref = f"oci://{registry.host}/team/tamper"
-    p = inproc(
-        "archive",
-        "push",
-        str(shared["archive_file"]),
-        ref,
-        "--no-attestation",
-        "--json",
-        cwd=tmp_path,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    blob = registry.blob_data(_json(p)["details"]["archive"]["digest"])
+    pushed = _pushed(shared, ref, "--no-attestation", cwd=tmp_path)
+    blob = registry.blob_data(pushed["archive"]["digest"])
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x01
     original = blob.read_bytes()
@@ -223,12 +221,7 @@ def test_a_corrupted_cache_entry_is_fetched_again(
     shared: dict[str, Path], registry: Distribution, tmp_path: Path
 ) -> None:
     ref = f"oci://{registry.host}/team/cache"
-    assert (
-        inproc(
-            "archive", "push", str(shared["archive_file"]), ref, "--no-attestation", cwd=tmp_path
-        ).returncode
-        == 0
-    )
+    _pushed(shared, ref, "--no-attestation", cwd=tmp_path)
     first = inproc("archive", "pull", f"{ref}:r1", "-o", "a.zip", "--json", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     sha = hashlib.sha256(shared["archive_file"].read_bytes()).hexdigest()
@@ -254,10 +247,7 @@ def test_a_pulled_file_linked_to_the_cache_does_not_open_the_cache_to_others(
     """`pull -o` hard-links the checked cache entry: under a group-writable umask, widening
     the link's mode would make the cached inode writable by the group."""
     ref = f"oci://{registry.host}/team/modes"
-    push = inproc(
-        "archive", "push", str(shared["archive_file"]), ref, "--no-attestation", cwd=tmp_path
-    )
-    assert push.returncode == 0, push.stdout + push.stderr
+    _pushed(shared, ref, "--no-attestation", cwd=tmp_path)
     old = os.umask(0o002)
     try:
         got = inproc("archive", "pull", f"{ref}:r1", "-o", "m.zip", "--json", cwd=tmp_path)
@@ -274,20 +264,9 @@ def test_a_pulled_file_linked_to_the_cache_does_not_open_the_cache_to_others(
 
 
 def test_archive_pull_option_table_is_the_typer_commands() -> None:
-    import typer.main
-
-    from catalytic_hooks.cli.app import app
     from catalytic_hooks.cli.fastpath import ARCHIVE_PULL_OPTIONS, parse_archive_pull
 
-    group = typer.main.get_command(app).commands["archive"]  # type: ignore[attr-defined]
-    table, arguments = {}, []
-    for param in group.commands["pull"].params:
-        if param.param_type_name == "argument":
-            arguments.append(param.name)
-            continue
-        kind = "flag" if param.is_flag else "path"
-        for opt in (*param.opts, *param.secondary_opts):
-            table[opt] = (param.name, kind)
+    table, arguments = archive_command_table("pull")
     assert arguments == ["reference"]
     assert table == ARCHIVE_PULL_OPTIONS
     for unusual in (["--help"], [], ["oci://h/n:t", "extra"], ["oci://h/n:t", "-o"], ["-x"]):
@@ -316,8 +295,7 @@ def test_archive_pull_fast_and_typer_paths_agree(
     from .helpers import catalytic
 
     ref = f"oci://{registry.host}/team/fast:r1"
-    push = inproc("archive", "push", str(shared["archive_file"]), ref, cwd=tmp_path)
-    assert push.returncode == 0, push.stdout + push.stderr
+    _pushed(shared, ref, cwd=tmp_path)
     (tmp_path / "EXISTS").write_bytes(b"not an archive")
     results = []
     for fast in (True, False):
@@ -350,8 +328,7 @@ def test_the_pull_fast_path_imports_no_cli_framework(
     shared: dict[str, Path], registry: Distribution, tmp_path: Path
 ) -> None:
     ref = f"oci://{registry.host}/team/lean:r1"
-    push = inproc("archive", "push", str(shared["archive_file"]), ref, cwd=tmp_path)
-    assert push.returncode == 0, push.stdout + push.stderr
+    _pushed(shared, ref, cwd=tmp_path)
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "archive", "pull", ref],
         cwd=tmp_path,
@@ -565,17 +542,7 @@ def mini() -> Iterator[MiniRegistry]:
 
 
 def _push_mini(shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, *extra: str) -> dict:
-    p = inproc(
-        "archive",
-        "push",
-        str(shared["archive_file"]),
-        f"oci://{mini.host}/t/runs",
-        "--json",
-        *extra,
-        cwd=tmp_path,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    return _json(p)["details"]
+    return _pushed(shared, f"oci://{mini.host}/t/runs", *extra, cwd=tmp_path)
 
 
 def _nothing_kept(tmp_path: Path) -> None:
@@ -880,16 +847,7 @@ def test_a_failed_attestation_is_never_recorded_as_a_passing_verify(
     a trusted archive with no attestation attached is a failed verify there too (the report
     draws its timeline from these records)."""
     ref = f"oci://{registry.host}/team/unattested"
-    bare = inproc(
-        "archive",
-        "push",
-        str(shared["archive_file"]),
-        ref,
-        "--no-attestation",
-        "--json",
-        cwd=tmp_path,
-    )
-    digest = _json(bare)["details"]["digest"]
+    digest = _pushed(shared, ref, "--no-attestation", cwd=tmp_path)["digest"]
     caller = tmp_path / "caller"
     git(tmp_path, "init", "-q", str(caller))
     v = inproc(
@@ -912,16 +870,7 @@ def test_verify_attested_finds_the_attestation_through_the_fallback_tag(
     shared: dict[str, Path], registry: Distribution, tmp_path: Path
 ) -> None:
     ref = f"oci://{registry.host}/team/attested"
-    bare = inproc(
-        "archive",
-        "push",
-        str(shared["archive_file"]),
-        ref,
-        "--no-attestation",
-        "--json",
-        cwd=tmp_path,
-    )
-    digest = _json(bare)["details"]["digest"]
+    digest = _pushed(shared, ref, "--no-attestation", cwd=tmp_path)["digest"]
     rc, doc = _verify_attested(f"{ref}@{digest}", shared, tmp_path)
     assert (rc, doc["code"]) == (1, "ATTESTATION_MISSING")
     human = inproc(

@@ -15,8 +15,7 @@ from json.encoder import encode_basestring as _str
 from typing import Any
 from urllib.parse import quote
 
-from catalytic_hooks.core.canonical import canonical_bytes
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.canonical import canonical_bytes, json_text_bytes
 
 CONTEXT = "https://w3id.org/ro/crate/1.1/context"
 RO_CRATE = "https://w3id.org/ro/crate/1.1"
@@ -49,7 +48,9 @@ class _Refs:
 
     def canonical_json(self) -> bytes:
         if self._json is None:  # the same list is the action's result and the root's parts
-            self._json = _utf8("[" + ",".join('{"@id":' + _str(i) + "}" for i in self.ids) + "]")
+            self._json = json_text_bytes(
+                "[" + ",".join('{"@id":' + _str(i) + "}" for i in self.ids) + "]"
+            )
         return self._json
 
 
@@ -63,15 +64,6 @@ def _file(entity_id: str, keys: list[str], size: int, sha256: str) -> str:
         + ',"contentSize":' + _str(str(size)) + ',"name":' + _str(keys[0])
         + ',"sha256":' + _str(sha256) + "}"
     )  # fmt: skip
-
-
-def _utf8(text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate: as canonical_bytes refuses it
-        raise CatalyticError(
-            ErrorCode.JSON_INVALID, f"value cannot be canonicalised: {exc}"
-        ) from exc
 
 
 def _text(value: Any) -> str | None:
@@ -174,5 +166,5 @@ def render_crate(
     ]
     # {"@context": ..., "@graph": [...]} put together as canonical_bytes would (its keys in
     # order), the File entities rendered directly (see _file)
-    parts = [canonical_bytes(e) for e in graph] + [_utf8(f) for f in files]
+    parts = [canonical_bytes(e) for e in graph] + [json_text_bytes(f) for f in files]
     return b'{"@context":' + canonical_bytes(CONTEXT) + b',"@graph":[' + b",".join(parts) + b"]}"

@@ -664,8 +664,9 @@ def _write_placed(
     `_write_entry` checks it, and its size against the plan."""
     name = f"{run_id}/{s.name}".encode()
     if s.data is not None:
-        batch.add(offset, [local_header(name, zlib.crc32(s.data), len(s.data)), s.data])
-        return len(s.data), zlib.crc32(s.data), hashlib.sha256(s.data).hexdigest()
+        crc = zlib.crc32(s.data)
+        batch.add(offset, [local_header(name, crc, len(s.data)), s.data])
+        return len(s.data), crc, hashlib.sha256(s.data).hexdigest()
     if s.opener is not None:  # the pack, read by offset: its file position is the parent's
         fd, own = s.opener.fileno(), False
     else:

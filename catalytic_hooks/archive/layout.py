@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring as _str
 from typing import Any
 
-from catalytic_hooks.core.canonical import canonical_bytes
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.canonical import canonical_bytes, json_text_bytes
 
 FORMAT = "catalytic-archive"
 FORMAT_VERSION = 1
@@ -115,12 +114,7 @@ class _Entries:
             + "}"
             for i in self.items
         )  # fmt: skip
-        try:
-            return ("[" + text + "]").encode("utf-8")
-        except UnicodeEncodeError as exc:  # a lone surrogate: as canonical_bytes refuses it
-            raise CatalyticError(
-                ErrorCode.JSON_INVALID, f"value cannot be canonicalised: {exc}"
-            ) from exc
+        return json_text_bytes("[" + text + "]")
 
 
 def render_archive_json(

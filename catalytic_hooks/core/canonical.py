@@ -52,6 +52,18 @@ def canonical_bytes(obj: Any) -> bytes:
     return text
 
 
+def json_text_bytes(text: str) -> bytes:
+    """Canonical JSON text rendered by hand (a long list's items, json.dumps's own string
+    encoder for the strings) as its UTF-8 bytes, refused as canonical_bytes refuses a lone
+    surrogate."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CatalyticError(
+            ErrorCode.JSON_INVALID, f"value cannot be canonicalised: {exc}"
+        ) from exc
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
