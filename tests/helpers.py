@@ -76,6 +76,17 @@ def catalytic(
     )
 
 
+def take_files(root: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The bytes of those of `names` that exist under `root`, each removed once read (so the
+    next run of a command starts from the same directory)."""
+    taken = {}
+    for name in names:
+        if (root / name).exists():
+            taken[name] = (root / name).read_bytes()
+            (root / name).unlink()
+    return taken
+
+
 def archive_command_table(name: str) -> tuple[dict[str, tuple[str, str]], list[str]]:
     """`catalytic archive NAME` as Typer builds it: its options as the fast path's table
     (spelling → (field, kind); these commands take only flags and paths) and its positional

@@ -19,7 +19,7 @@ from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.cli.fastpath import ARCHIVE_CREATE_OPTIONS, parse_archive_create
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 
-from .helpers import archive_command_table, catalytic, make_bundle
+from .helpers import archive_command_table, catalytic, make_bundle, take_files
 
 MIB = 1 << 20
 
@@ -88,11 +88,7 @@ def test_fast_and_typer_paths_agree(tmp_path: Path, argv: list[str]) -> None:
         names = {"RUN": str(run), "OUT": str(tmp_path / "o.zip"), "--output=OUT": "--output=o.zip"}
         line = [names.get(a, a) for a in argv]
         proc = catalytic("archive", "create", *line, cwd=tmp_path, env=env)
-        written = {}
-        for name in ("o.zip", "e1.catalytic.zip"):
-            if (tmp_path / name).exists():
-                written[name] = (tmp_path / name).read_bytes()
-                (tmp_path / name).unlink()
+        written = take_files(tmp_path, ("o.zip", "e1.catalytic.zip"))
         results.append((proc.returncode, proc.stdout, proc.stderr, written))
     assert results[0] == results[1]
     assert (tmp_path / "EXISTS").read_bytes() == b"not an archive"

@@ -20,7 +20,7 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import archive_command_table, git, inproc
+from .helpers import archive_command_table, git, inproc, take_files
 from .registries import Distribution, MiniRegistry, TokenServer, free_port
 from .test_archive import _env, made  # noqa: F401 (the module fixture)
 
@@ -304,11 +304,9 @@ def test_archive_pull_fast_and_typer_paths_agree(
             env["CATALYTIC_NO_FASTPATH"] = "1"
         line = [ref if a == "REF" else a for a in argv]
         proc = catalytic("archive", "pull", *line, cwd=tmp_path, env=env)
-        written = {}
-        for name in ("out.zip", "r1.catalytic.zip", "out.intoto.json", "r1.intoto.json"):
-            if (tmp_path / name).exists():
-                written[name] = (tmp_path / name).read_bytes()
-                (tmp_path / name).unlink()
+        written = take_files(
+            tmp_path, ("out.zip", "r1.catalytic.zip", "out.intoto.json", "r1.intoto.json")
+        )
         results.append((proc.returncode, proc.stdout, proc.stderr, written))
     assert results[0] == results[1]
     assert (tmp_path / "EXISTS").read_bytes() == b"not an archive"
