@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import check_relpath, normalise_root, relpath_problem
@@ -20,6 +24,24 @@ def test_unsafe_relpaths_rejected(path: str) -> None:
 @pytest.mark.parametrize("path", ["a", "a/b.txt", "é/日本", "a..b", ".hidden/x", "x/.."[:-1] + "y"])
 def test_safe_relpaths(path: str) -> None:
     assert check_relpath(path) == path
+
+
+def _spec_safe(path: str) -> bool:
+    """docs/FORMATS.md §0 restated here, apart from the code (which decides most paths with
+    one pattern match first)."""
+    return not (
+        path == ""
+        or "\x00" in path
+        or "\\" in path
+        or path.startswith("/")
+        or re.match(r"[A-Za-z]:", path) is not None
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    )
+
+
+@given(st.text(alphabet="aZ9_.-+/:\\\x00é", max_size=12))
+def test_the_quick_decision_agrees_with_the_rules(path: str) -> None:
+    assert (relpath_problem(path) is None) == _spec_safe(path)
 
 
 @pytest.mark.parametrize(

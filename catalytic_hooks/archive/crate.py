@@ -59,11 +59,11 @@ def _file(entity_id: str, keys: list[str], size: int, sha256: str) -> str:
     escaped by json.dumps's own encoder: what canonical_bytes renders for the same dict
     (tests/test_archive.py re-canonicalises the crate and requires the same bytes)."""
     alternates = ',"alternateName":[' + ",".join(map(_str, keys[1:])) + "]" if keys[1:] else ""
+    # contentSize is the decimal digits of an int as a string: nothing in it to escape
     return (
-        '{"@id":' + _str(entity_id) + ',"@type":"File"' + alternates
-        + ',"contentSize":' + _str(str(size)) + ',"name":' + _str(keys[0])
-        + ',"sha256":' + _str(sha256) + "}"
-    )  # fmt: skip
+        f'{{"@id":{_str(entity_id)},"@type":"File"{alternates},"contentSize":"{size:d}",'
+        f'"name":{_str(keys[0])},"sha256":{_str(sha256)}}}'
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -166,5 +166,7 @@ def render_crate(
     ]
     # {"@context": ..., "@graph": [...]} put together as canonical_bytes would (its keys in
     # order), the File entities rendered directly (see _file)
-    parts = [canonical_bytes(e) for e in graph] + [json_text_bytes(f) for f in files]
+    parts = [canonical_bytes(e) for e in graph]
+    if files:  # one string of them all, encoded once
+        parts.append(json_text_bytes(",".join(files)))
     return b'{"@context":' + canonical_bytes(CONTEXT) + b',"@graph":[' + b",".join(parts) + b"]}"

@@ -138,7 +138,7 @@ class _Locating(DirSource):
                 self._no_store = True  # an unpacked run: no output is looked for there
             except OSError:
                 self._no_store = False
-        if expected and SHA256_REF.match(expected) and not self._no_store:
+        if not self._no_store and expected and SHA256_REF.match(expected):
             candidates.insert(0, (self.run_dir, store_path(expected)))
         for base, rel in candidates:
             try:
@@ -366,6 +366,7 @@ def _write(
             pack_info = write_pack(repo, commit, packf, history=history)
             packf.flush()
             packf.seek(0)
+        in_crate = run_path(run_id).removeprefix("data/") + "/"  # the crate's own root: data/
         crate = render_crate(
             run_id=run_id,
             task_spec=v.task_spec,
@@ -374,10 +375,7 @@ def _write(
             sizes=sizes,
             validator_id=v.validator_id,
             commit=commit if isinstance(commit, str) else None,
-            store_paths={
-                k: run_path(run_id, store_path(h)).removeprefix("data/")
-                for k, h in v.hashes.items()
-            },
+            store_paths={k: in_crate + store_path(h) for k, h in v.hashes.items()},
         )
         payload = [*sources, _Source(CRATE, data=crate, size=len(crate))]
         if pack_info is not None:

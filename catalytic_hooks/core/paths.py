@@ -10,12 +10,18 @@ import re
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# Components that start with a letter, digit or underscore and hold no NUL, backslash or colon:
+# none of relpath_problem's refusals can apply, so nearly every real path (10,000 output keys of
+# one bundle) is decided by one match instead of a split and a loop.
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")
 
 
 def relpath_problem(path: str) -> str | None:
     """Why `path` is not a safe relative POSIX path, or None when it is."""
     if not isinstance(path, str):
         return "not a string"
+    if _PLAIN.fullmatch(path):
+        return None
     if path == "":
         return "empty path"
     if "\x00" in path:
