@@ -4,6 +4,7 @@ the same bytes; the bag and the crate pass their own communities' validators."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -684,10 +685,12 @@ def test_an_output_edited_after_the_run_is_never_archived(tmp_path: Path, edited
     with zipfile.ZipFile(tmp_path / "ok.zip") as zf:
         assert sum("/objects/sha256/" in n for n in zf.namelist()) == 1
     assert ok["entries"] > 0
+    assert gc.isenabled()  # create pauses the cycle collector while it works, and only then
     (tmp_path / edited).write_bytes(b"SAME\n")
     with pytest.raises(CatalyticError) as err:
         create_archive(run, tmp_path / "bad.zip", project_root=tmp_path)
     assert err.value.code is ErrorCode.HASH_MISMATCH
+    assert gc.isenabled()
     assert not (tmp_path / "bad.zip").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "ok.zip", "out"]
 

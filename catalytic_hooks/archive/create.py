@@ -9,6 +9,7 @@ the files' metadata, so two archives of one run are the same bytes on any machin
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import stat
 import tempfile
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -297,9 +299,26 @@ def create_archive(
         raise CatalyticError(ErrorCode.USAGE, f"run id {run_id!r} cannot name an archive")
     src = _Locating(run_dir, project_root_for(run_dir, project_root))
     try:
-        return _create(run_dir, output, src, history)
+        with _collector_paused():
+            return _create(run_dir, output, src, history)
     finally:
         src.close()  # its cached directory fds, whatever happened
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector paused while an archive is made. Its per-entry tables (10,000
+    outputs: a few hundred thousand tracked objects) were scanned again at each of about 150
+    collections, 40-60 ms of the command, to find cycles that this code does not make;
+    reference counting still frees everything as it goes (the peak RSS measured the same, 60
+    MiB, either way), and the second writer's copy-on-write pages are not touched by it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _create(run_dir: Path, output: Path, src: _Locating, history: bool) -> dict[str, Any]:
