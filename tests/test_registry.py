@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import pytest
 from catalytic_hooks.provenance.chronicle import read
 
 from .helpers import archive_command_table, git, inproc, take_files
-from .registries import Distribution, MiniRegistry, TokenServer, free_port
+from .registries import Distribution, MiniRegistry, TokenServer, free_port, tls_files
 from .test_archive import _env, made  # noqa: F401 (the module fixture)
 
 # Outside CI only: under CI (where .ci/run installs docker-registry) a missing registry fails
@@ -1137,3 +1138,76 @@ def test_archive_push_through_a_proxy_that_caps_bodies(
     info = _push_mini(shared, mini, tmp_path, "--no-attestation")
     assert mini.state.patches == [size // 2, size - size // 2]  # refused whole, sent in halves
     assert mini.state.blobs[info["archive"]["digest"]] == shared["archive_file"].read_bytes()
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Distribution, Path]]:
+    """The real registry speaking HTTPS only, with a certificate for `registry.test` signed by
+    an authority made for this module (its ca.pem is returned beside it)."""
+    d = tmp_path_factory.mktemp("tls-registry")
+    ca, cert, key = tls_files(d, ["registry.test"])
+    reg = Distribution(d, tls=(cert, key)).start()
+    yield reg, ca
+    reg.stop()
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...]) -> None:
+    """`names` resolve to 127.0.0.1 in this process, as `curl --resolve` does. Why not a real
+    name: a test cannot add a resolver entry without root, and a loopback name is (rightly)
+    spoken to in plain HTTP, so the HTTPS path is reached only through a name that is not one."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        return real("127.0.0.1" if host in names else host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_https_registry_is_checked_against_the_authorities_the_caller_trusts(
+    shared: dict[str, Path],
+    tls_registry: tuple[Distribution, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A registry that is not on loopback is spoken to over HTTPS, its certificate checked
+    against the system's authorities (OpenSSL's SSL_CERT_FILE names another bundle) and its
+    name against the certificate: an unknown authority or another name is refused in the
+    handshake, before any request, and nothing is cached or written."""
+    reg, ca = tls_registry
+    _resolving(monkeypatch, ("registry.test", "elsewhere.test"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    ref = f"oci://registry.test:{reg.port}/team/tls"
+
+    untrusted = inproc("archive", "push", str(shared["archive_file"]), ref, "--json", cwd=tmp_path)
+    assert untrusted.returncode == 2, untrusted.stdout + untrusted.stderr
+    assert _json(untrusted)["code"] == "REGISTRY_UNREACHABLE"
+    assert _json(untrusted)["details"]["reason"] == "TLS"
+    assert _json(untrusted)["details"]["registry"] == f"https://registry.test:{reg.port}"
+    assert "unable to get local issuer certificate" in _json(untrusted)["message"]
+    assert reg.requests("POST", "/v2/team/tls/blobs/uploads") == 0  # nothing reached HTTP
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    pushed = _pushed(shared, ref, cwd=tmp_path)
+    assert reg.requests("PUT", "/v2/team/tls/manifests/") >= 1
+    pinned = f"{ref}@{pushed['digest']}"
+    pulled = inproc("archive", "pull", pinned, "-o", "p.zip", "--json", cwd=tmp_path)
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    assert (tmp_path / "p.zip").read_bytes() == shared["archive_file"].read_bytes()
+
+    other = pinned.replace("registry.test", "elsewhere.test")
+    for text, cert_file, why in (
+        (other, str(ca), "Hostname mismatch"),
+        (pinned, None, "unable to get local issuer certificate"),
+    ):
+        shutil.rmtree(Path(os.environ["HOME"]) / ".cache", ignore_errors=True)
+        if cert_file is None:
+            monkeypatch.delenv("SSL_CERT_FILE")
+        refused = inproc("archive", "pull", text, "-o", "q.zip", "--json", cwd=tmp_path)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (_json(refused)["code"], _json(refused)["details"]["reason"]) == (
+            "REGISTRY_UNREACHABLE",
+            "TLS",
+        )
+        assert why in _json(refused)["message"]
+        assert not (tmp_path / "q.zip").exists() and _cache_blobs() == []

@@ -678,6 +678,12 @@ def _error_codes(body: bytes) -> list[str]:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"its TLS certificate was not accepted ({exc.verify_message}; a private "
+            "certificate authority goes into the system's store, or its bundle is named by "
+            "SSL_CERT_FILE)"
+        )
     if isinstance(exc, ssl.SSLError):
         return f"TLS failed ({exc.reason or 'handshake'})"
     if isinstance(exc, OSError) and exc.strerror:
