@@ -76,6 +76,23 @@ def catalytic(
     )
 
 
+def imported_by(*args: str, cwd: Path) -> set[str]:
+    """Every module the real console entry point imports running `args` (`-X importtime`);
+    the command must succeed."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "catalytic_hooks", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
 def take_files(root: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     """The bytes of those of `names` that exist under `root`, each removed once read (so the
     next run of a command starts from the same directory)."""

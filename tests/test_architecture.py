@@ -5,11 +5,9 @@ composed only in `git/`), Typer and rich only in `cli/`; and the hook entry poin
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
-from .helpers import DEFAULT_POLICY, ROOT
+from .helpers import DEFAULT_POLICY, ROOT, imported_by
 
 PACKAGE = ROOT / "catalytic_hooks"
 NAME = "catalytic_hooks"
@@ -396,18 +394,7 @@ def test_a_git_setting_forced_outside_the_invocation_home_is_caught(tmp_path: Pa
 
 def test_hook_entry_point_imports_no_heavy_modules(make_repo) -> None:
     repo = make_repo({"a.txt": "a"}, policy=DEFAULT_POLICY)
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "hook", "pre-commit"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    loaded = {
-        line.split("|")[-1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    loaded = imported_by("hook", "pre-commit", cwd=repo)
     for heavy in ("typer", "rich", "pygit2", "click", "pydantic", "cryptography"):
         assert heavy not in loaded, heavy
 

@@ -19,7 +19,7 @@ from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.cli.fastpath import ARCHIVE_CREATE_OPTIONS, parse_archive_create
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 
-from .helpers import archive_command_table, catalytic, make_bundle, take_files
+from .helpers import archive_command_table, catalytic, imported_by, make_bundle, take_files
 
 MIB = 1 << 20
 
@@ -98,21 +98,7 @@ def test_fast_and_typer_paths_agree(tmp_path: Path, argv: list[str]) -> None:
 
 def test_the_fast_path_imports_no_cli_framework(tmp_path: Path) -> None:
     run = make_bundle(tmp_path / "_runs" / "e1", tmp_path, {"out/a.txt": b"a\n"})
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "archive", "create"),
-            *(str(run), "-o", str(tmp_path / "a.zip")),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    loaded = {
-        line.split("|")[-1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    loaded = imported_by("archive", "create", str(run), "-o", str(tmp_path / "a.zip"), cwd=tmp_path)
     for heavy in ("typer", "rich", "click"):
         assert heavy not in loaded, heavy
 

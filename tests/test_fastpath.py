@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import typer.main
 from catalytic_hooks.cli.app import app
 from catalytic_hooks.cli.fastpath import DIGEST_OPTIONS, parse_digest
 
-from .helpers import DEFAULT_POLICY, catalytic
+from .helpers import DEFAULT_POLICY, catalytic, imported_by
 
 
 def test_option_table_is_the_typer_commands() -> None:
@@ -78,18 +77,7 @@ def test_fast_and_typer_paths_agree(make_repo, tmp_path: Path, argv: list[str]) 
 
 def test_digest_fast_path_imports_no_cli_framework(make_repo) -> None:
     repo = make_repo({"a.txt": "a"}, policy=DEFAULT_POLICY)
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "digest"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0
-    loaded = {
-        line.split("|")[-1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    loaded = imported_by("digest", cwd=repo)
     for heavy in ("typer", "rich", "click", "pydantic"):
         assert heavy not in loaded, heavy
 

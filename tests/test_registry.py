@@ -21,7 +21,7 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import archive_command_table, git, inproc, take_files
+from .helpers import archive_command_table, git, imported_by, inproc, take_files
 from .registries import Distribution, MiniRegistry, TokenServer, free_port, tls_files
 from .test_archive import _env, made  # noqa: F401 (the module fixture)
 
@@ -328,19 +328,8 @@ def test_the_pull_fast_path_imports_no_cli_framework(
 ) -> None:
     ref = f"oci://{registry.host}/team/lean:r1"
     _pushed(shared, ref, cwd=tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "catalytic_hooks", "archive", "pull", ref],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = imported_by("archive", "pull", ref, cwd=tmp_path)
     assert (tmp_path / "r1.catalytic.zip").read_bytes() == shared["archive_file"].read_bytes()
-    loaded = {
-        line.split("|")[-1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
     for heavy in ("typer", "rich", "click", "cryptography"):
         assert heavy not in loaded, heavy
 
