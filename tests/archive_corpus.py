@@ -423,4 +423,94 @@ def corpus(
         repack(gfiles, grid, doc={"commit": "2" * len(gdoc["commit"])}),
         "METADATA_MISMATCH",
     )
+    # packs git would read but the canonical form excludes, each refused before git runs
+    for cid, hostile in (
+        ("pack-delta-bomb", delta_bomb_pack(1 << 30)),
+        ("pack-deflate-bomb", deflate_bomb_pack(1 << 26)),
+        ("pack-padded-header", _pack([_padded_header(3, 1) + _stored(b"x")])),
+        ("pack-short-block", _pack([_header(3, 2) + _short_blocks(b"xy")])),
+        ("pack-junk-before-trailer", _pack([_header(3, 1) + _stored(b"x") + b"junk"], 1)),
+        ("pack-out-of-type-order", _pack([_header(3, 0) + _stored(b""), _commit_entry()])),
+    ):
+        case(cid, repack({**gfiles, layout.PACK: hostile}, grid), "PACK_NOT_CANONICAL")
     return out
+
+
+# -- hostile packs (written here, independently of git/pack.py's writer) ---------------------------
+
+
+def _header(kind: int, size: int) -> bytes:
+    """A pack entry header: type and the size's low 4 bits, then 7 bits a byte, little end first."""
+    out = bytearray([(kind << 4) | (size & 0x0F)])
+    size >>= 4
+    while size:
+        out[-1] |= 0x80
+        out.append(size & 0x7F)
+        size >>= 7
+    return bytes(out)
+
+
+def _padded_header(kind: int, size: int) -> bytes:
+    """The same size with a needless continuation byte (git accepts it; the form has one header)."""
+    first = _header(kind, size)
+    return bytes([first[0] | 0x80, 0x00])
+
+
+def _stored(data: bytes) -> bytes:
+    """`data` in the canonical form: a zlib stream of 65,535-byte stored blocks (one, empty, for
+    no data), the last marked final."""
+    chunks = [data[i : i + 0xFFFF] for i in range(0, len(data), 0xFFFF)] or [b""]
+    blocks = b"".join(
+        bytes([i == len(chunks) - 1]) + struct.pack("<HH", len(c), len(c) ^ 0xFFFF) + c
+        for i, c in enumerate(chunks)
+    )
+    return b"\x78\x01" + blocks + struct.pack(">I", zlib.adler32(data))
+
+
+def _short_blocks(data: bytes) -> bytes:
+    """Stored blocks of one byte each: valid deflate, not the canonical 65,535-byte blocks."""
+    blocks = b"".join(
+        bytes([1 if i == len(data) - 1 else 0]) + struct.pack("<HH", 1, 1 ^ 0xFFFF) + data[i : i + 1]
+        for i in range(len(data))
+    )
+    return b"\x78\x01" + blocks + struct.pack(">I", zlib.adler32(data))
+
+
+def _commit_entry() -> bytes:
+    body = b"tree " + b"4b825dc642cb6eb9a060e54bf8d69288fbee4904" + b"\n\nempty\n"
+    return _header(1, len(body)) + _stored(body)
+
+
+def _pack(entries: list[bytes], count: int | None = None) -> bytes:
+    body = b"PACK" + struct.pack(">II", 2, len(entries) if count is None else count)
+    body += b"".join(entries)
+    return body + hashlib.sha1(body).digest()
+
+
+def delta_bomb_pack(target: int) -> bytes:
+    """A pack of a few hundred bytes that git would inflate to `target` bytes in memory: a
+    64 KiB blob, then an offset delta against it whose copy instructions (one byte per 64 KiB
+    copied) declare a `target`-byte result."""
+    base = b"a" * 0x10000
+    first = _header(3, len(base)) + zlib.compress(base, 9)
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    copies, rest = divmod(target, 0x10000)
+    delta = varint(len(base)) + varint(target) + b"\x80" * copies  # copy 64 KiB from offset 0
+    if rest:
+        delta += bytes([0x80 | 0x10 | 0x20, rest & 0xFF, rest >> 8])
+    distance = len(first)  # the base is the entry right before; < 128, so one offset byte
+    second = _header(6, len(delta)) + bytes([distance]) + zlib.compress(delta, 9)
+    return _pack([first, second])
+
+
+def deflate_bomb_pack(size: int) -> bytes:
+    """One blob of `size` zero bytes, deflated at level 9: about a thousand times smaller."""
+    return _pack([_header(3, size) + zlib.compress(bytes(size), 9)])

@@ -25,7 +25,7 @@ from .helpers import git, make_bundle
 # What `zipfile.ZipFile(f).extractall(d)` (Python 3.11.7) did with the corpus when this test was
 # written: it accepted (extracted without an error) this many of the crafted files. The test
 # measures it again and prints it; the exact count is asserted so a change is noticed.
-STDLIB_ACCEPTED = 61
+STDLIB_ACCEPTED = 67
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,7 @@ def test_the_corpus_is_large_and_covers_every_class(cases: list) -> None:
         "TOTAL_TOO_LARGE",
         "RATIO",
         "GIT_OBJECTS",
+        "PACK_NOT_CANONICAL",
         "TRUNCATED",
         "CRC_MISMATCH",
     ):
@@ -144,6 +145,7 @@ def test_the_command_line_refuses_them_without_a_traceback(cases: list, tmp_path
         "content-differs-from-manifest",
         "crate-edited",
         "pack-of-another-commit",
+        "pack-delta-bomb",
     }
     for cid, data, reason, _ in cases:
         if cid not in chosen:
@@ -205,3 +207,36 @@ def test_archive_list_shows_no_forged_claim(cases: list, tmp_path: Path) -> None
     rows = json.loads(got.stdout)["details"]["archives"]
     assert sorted(r["archive"] for r in rows) == sorted(f"{c}.zip" for c in forged)
     assert all(r["code"] == "ARCHIVE_INVALID" and r["signer"] is None for r in rows), rows
+
+
+def test_a_pack_bomb_costs_git_no_memory(cases: list, tmp_path: Path) -> None:
+    """The delta bomb declares a 1 GiB object in a few hundred bytes; before the canonical-pack
+    check, `git index-pack` allocated and filled that GiB (11 s here) before the archive was
+    refused. The whole command, git included, must now stay small: measured as the largest
+    resident size of any process below a wrapper (RUSAGE_CHILDREN counts waited-for
+    descendants)."""
+    import subprocess
+    import sys
+
+    data = next(d for cid, d, _, _ in cases if cid == "pack-delta-bomb")
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(data)
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "print(p.stdout)\n"
+    )
+    cmd = [sys.executable, "-m", "catalytic_hooks", "verify", str(bomb), "--json"]
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, cwd=tmp_path
+    ).stdout
+    status, _, report = out.partition("\n")
+    code, peak_kib = (int(x) for x in status.split())
+    row = json.loads(report)["details"]["results"][0]
+    assert (code, row["code"], row["error_details"]["reason"]) == (
+        1,
+        "ARCHIVE_INVALID",
+        "PACK_NOT_CANONICAL",
+    )
+    assert peak_kib < 200 * 1024, f"a process below the command reached {peak_kib} KiB"

@@ -15,6 +15,7 @@ link). The caller then compares the ids git computed with what the signed bundle
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.repo import Repo, _run, clean_env
 
 _TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+_KINDS = {code: kind for kind, code in _TYPES.items()}
 _ORDER = {"commit": 0, "tree": 1, "blob": 2, "tag": 3}
 _STORED_MAX = 65535  # the largest stored deflate block
 
@@ -195,6 +197,9 @@ def import_pack(
     """Index an untrusted pack into `repo` and prove what it holds: `commit` exists and is a
     commit (its id computed by git from the bytes), and the pack holds exactly its closure (the
     whole tree; the ancestry with `history`). `problem(reason, message)` makes the error."""
+    problem_found = pack_problem(pack, repo.object_format)
+    if problem_found is not None:
+        raise problem("PACK_NOT_CANONICAL", f"the archive's pack is not canonical: {problem_found}")
     if not history:
         # The commit is a history boundary: its parents are absent by design.
         with open(repo.git_dir / "shallow", "w", encoding="ascii") as fh:
@@ -231,6 +236,68 @@ def import_pack(
             f"the archive's pack holds {in_pack} objects, the commit reaches {reached}",
         )
     return Imported(commit, tree, reached)
+
+
+def pack_problem(pack: Path, object_format: str) -> str | None:
+    """What keeps `pack` from being the canonical pack `write_pack` writes, or None.
+
+    Checked before git reads a byte of it, because git trusts a pack's own size claims: one
+    delta of a few hundred bytes whose instructions declare a 64 GiB result, or a deflate
+    stream that expands a thousandfold, makes `index-pack` allocate that much. The canonical
+    form admits neither: no delta types, and each object a zlib stream of stored blocks whose
+    lengths add up to the object's declared size, so no object can stand for more bytes than
+    the pack itself holds. Only headers are read; the blocks' bytes are skipped (git checks
+    them and their Adler-32 itself)."""
+    trailer = 32 if object_format == "sha256" else 20
+    with open(pack, "rb") as fh:
+        end = os.fstat(fh.fileno()).st_size - trailer
+        head = fh.read(12)
+        if len(head) != 12 or head[:8] != b"PACK\0\0\0\2":
+            return "no version 2 pack header"
+        count = struct.unpack(">I", head[8:12])[0]
+        last_type = 1
+        for index in range(count):
+            where = f"object {index} (offset {fh.tell()})"
+            byte = fh.read(1)
+            if not byte:
+                return f"{where}: the pack ends early"
+            kind, size, shift = (byte[0] >> 4) & 7, byte[0] & 0x0F, 4
+            header = 1
+            while byte[0] & 0x80:
+                byte = fh.read(1)
+                if not byte or shift > 60:
+                    return f"{where}: a malformed object header"
+                size |= (byte[0] & 0x7F) << shift
+                shift += 7
+                header += 1
+            if kind not in (1, 2, 3, 4):
+                return f"{where}: type {kind} (a delta, or no object type)"
+            if kind < last_type:
+                return f"{where}: objects are not in type order"
+            if header != len(_object_header(_KINDS[kind], size)):
+                return f"{where}: a size header with padding"
+            last_type = kind
+            if fh.read(2) != b"\x78\x01":
+                return f"{where}: not a zlib stream of stored blocks"
+            left = size
+            while True:
+                block = fh.read(5)
+                if len(block) != 5 or block[0] not in (0, 1):
+                    return f"{where}: a deflate block that is not stored"
+                n, check = struct.unpack("<HH", block[1:])
+                want = min(_STORED_MAX, left)
+                if n != want or check != n ^ 0xFFFF or bool(block[0]) != (left == n):
+                    return f"{where}: stored blocks that do not add up to {size} bytes"
+                left -= n
+                if fh.seek(n, os.SEEK_CUR) > end:
+                    return f"{where}: the pack ends early"
+                if block[0]:
+                    break
+            if fh.seek(4, os.SEEK_CUR) > end:  # the Adler-32
+                return f"{where}: the pack ends early"
+        if fh.tell() != end:
+            return "bytes between the last object and the trailer"
+    return None
 
 
 def _pack_count(pack: Path) -> int:
