@@ -19,7 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from catalytic_hooks.archive import layout
+from catalytic_hooks.archive.crate import render_crate
 from catalytic_hooks.archive.zipfmt import Limits
+from catalytic_hooks.bundle.model import store_path
 
 EXTERNAL = 0o100644 << 16
 
@@ -192,6 +194,35 @@ def repack(
     )
     order = layout.canonical_order(list(all_files))
     return build([E(f"{run_id}/{n}".encode(), all_files[n]) for n in order])
+
+
+def relabelled(archive: bytes, new_id: str) -> bytes:
+    """The same run presented under another run id, every unsigned file (ARCHIVE.json, the tag
+    files and the crate) recomputed for the new name, as a forger would."""
+    old_id, files = bag_files(archive)
+    prefix = layout.run_path(old_id) + "/"
+    moved = {
+        (layout.run_path(new_id, n[len(prefix) :]) if n.startswith(prefix) else n): d
+        for n, d in files.items()
+    }
+
+    def doc(name: str) -> Any:
+        return json.loads(moved[layout.run_path(new_id, name)])
+
+    hashes = doc("OUTPUT_HASHES.json")["hashes"]
+    paths = {k: layout.run_path(new_id, store_path(h)) for k, h in hashes.items()}
+    spec = doc("TASK_SPEC.json")
+    moved[layout.CRATE] = render_crate(
+        run_id=new_id,
+        task_spec=spec,
+        status=doc("STATUS.json"),
+        hashes=hashes,
+        sizes={k: len(moved[p]) for k, p in paths.items()},
+        validator_id=doc("VALIDATOR_IDENTITY.json")["validator_id"],
+        commit=spec.get("git_commit"),
+        store_paths={k: p.removeprefix("data/") for k, p in paths.items()},
+    )
+    return repack(moved, new_id)
 
 
 def bag_files(archive: bytes) -> tuple[str, dict[str, bytes]]:
@@ -410,6 +441,15 @@ def corpus(
         repack(files, run_id, doc={"bundle_root": "0" * 64}),
         "METADATA_MISMATCH",
     )
+    # -- files no signature covers, with everything unsigned recomputed around them -------------
+    case(
+        "unsigned-file-in-run",
+        repack({**files, layout.run_path(run_id, "conftest.py"): b"import os\n"}, run_id),
+        "UNSIGNED_ENTRY",
+    )
+    stray = layout.run_path(run_id, "objects/sha256/00/" + "0" * 62)
+    unreferenced = repack({**files, stray: b"no output\n"}, run_id)
+    case("unreferenced-store-blob", unreferenced, "UNSIGNED_ENTRY")
     # -- git objects ----------------------------------------------------------------------------
     grid, gfiles = bag_files(with_git)
     case("pack-of-another-commit", repack({**gfiles, layout.PACK: other_pack}, grid), "GIT_OBJECTS")
@@ -470,7 +510,7 @@ def _stored(data: bytes) -> bytes:
 def _short_blocks(data: bytes) -> bytes:
     """Stored blocks of one byte each: valid deflate, not the canonical 65,535-byte blocks."""
     blocks = b"".join(
-        bytes([1 if i == len(data) - 1 else 0]) + struct.pack("<HH", 1, 1 ^ 0xFFFF) + data[i : i + 1]
+        bytes([i == len(data) - 1]) + struct.pack("<HH", 1, 0xFFFE) + data[i : i + 1]
         for i in range(len(data))
     )
     return b"\x78\x01" + blocks + struct.pack(">I", zlib.adler32(data))

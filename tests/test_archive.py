@@ -517,6 +517,51 @@ def test_store_list_show_and_import(made: dict[str, Path], tmp_path: Path, make_
     assert dup.returncode == 2 and _json(dup)["code"] == "RUN_EXISTS"
 
 
+def test_a_signed_archive_cannot_carry_unsigned_files_or_another_name(
+    made: dict[str, Path], tmp_path: Path, make_repo
+) -> None:
+    """A forger holding a genuinely signed archive adds a `conftest.py` to the run directory
+    (which `pytest` in the importing repository would run), or presents the run under another
+    run id, and recomputes every unsigned file around the change; the untouched repack is
+    accepted, so only the change itself is what is refused."""
+    from .archive_corpus import bag_files, relabelled, repack
+
+    run_id, files = bag_files(made["archive"].read_bytes())
+    planted = {**files, f"data/runs/{run_id}/conftest.py": b"import os\n"}
+    forged = {
+        "repacked.zip": repack(files, run_id),
+        "conftest.zip": repack(planted, run_id),
+        "relabelled.zip": relabelled(made["archive"].read_bytes(), "release-2026"),
+    }
+    for name, data in forged.items():
+        (tmp_path / name).write_bytes(data)
+    got = {}
+    for name in forged:
+        v = inproc("verify", name, "--trust-file", str(made["trust"]), "--json", cwd=tmp_path)
+        row = _json(v)["details"]["results"][0]
+        got[name] = (v.returncode, row["code"], (row.get("error_details") or {}).get("reason"))
+    assert got == {
+        "repacked.zip": (0, "PASS", None),
+        "conftest.zip": (1, "ARCHIVE_INVALID", "UNSIGNED_ENTRY"),
+        "relabelled.zip": (1, "ARCHIVE_INVALID", "METADATA_MISMATCH"),
+    }
+    other = make_repo({".catalytic.toml": POLICY}, name="importer2")
+    before = git(other, "status", "--porcelain", "--ignored").stdout
+    for name in ("conftest.zip", "relabelled.zip"):
+        imp = inproc(
+            "archive",
+            "import",
+            str(tmp_path / name),
+            "--trust-file",
+            str(made["trust"]),
+            "--json",
+            cwd=other,
+        )
+        assert (imp.returncode, _json(imp)["code"]) == (1, "ARCHIVE_INVALID"), imp.stdout
+    assert not (other / "_runs").exists()
+    assert git(other, "status", "--porcelain", "--ignored").stdout == before
+
+
 def test_a_corrupt_archive_is_quarantined_with_a_sha_report(
     made: dict[str, Path], empty: Path
 ) -> None:

@@ -180,6 +180,41 @@ def test_a_missing_output_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.zip").exists()
 
 
+@pytest.mark.parametrize(
+    "extra",
+    ["conftest.py", "notes/README.md", "objects/sha256/00/" + "0" * 62, "RESTORE_UNDO.json"],
+)
+def test_a_file_the_signature_does_not_cover_is_not_carried(tmp_path: Path, extra: str) -> None:
+    """Only what the bundle's signature covers (or what checks itself) travels: a file beside
+    the artifacts, a content-store blob no output names, a receipt STATUS does not name."""
+    run = make_bundle(tmp_path / "_runs" / "x1", tmp_path, {"out/a.txt": b"a\n"})
+    (run / extra).parent.mkdir(parents=True, exist_ok=True)
+    (run / extra).write_bytes(b"print('not signed')\n")
+    proc = catalytic("archive", "create", str(run), "--json", cwd=tmp_path)
+    doc = json.loads(proc.stdout)
+    assert (proc.returncode, doc["code"], doc["details"]["artifact"]) == (
+        1,
+        "ARTIFACT_EXTRA",
+        extra,
+    ), proc.stdout + proc.stderr
+    assert not (tmp_path / "x1.catalytic.zip").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith((".zip", ".tmp"))] == []
+
+
+def test_a_run_directory_renamed_from_its_recorded_run_id_is_refused(tmp_path: Path) -> None:
+    run = make_bundle(
+        tmp_path / "_runs" / "release-1",
+        tmp_path,
+        {"out/a.txt": b"a\n"},
+        status={"status": "success", "cmp01": "pass", "run_id": "draft-7"},
+    )
+    with pytest.raises(CatalyticError) as err:
+        create_archive(run, tmp_path / "r.zip", project_root=tmp_path)
+    assert err.value.code is ErrorCode.ARTIFACT_MALFORMED
+    assert "records run id 'draft-7', not 'release-1'" in err.value.message
+    assert not (tmp_path / "r.zip").exists()
+
+
 def test_the_json_document_names_the_archive(tmp_path: Path) -> None:
     run = make_bundle(tmp_path / "_runs" / "j1", tmp_path, {"out/a.txt": b"a\n"})
     proc = catalytic("archive", "create", str(run), "--json", cwd=tmp_path)

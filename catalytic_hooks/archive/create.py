@@ -32,8 +32,10 @@ from catalytic_hooks.archive.layout import (
     Item,
     name_key,
     render_archive_json,
+    run_id_problem,
     run_path,
     tag_files,
+    unsigned_files,
 )
 from catalytic_hooks.archive.zipfmt import (
     LOCAL_LEN,
@@ -192,9 +194,18 @@ def _sources(
     file with the same content)."""
     run_id = run_dir.name
     prefix = run_path(run_id) + "/"
+    files = _run_files(run_dir)
+    extra = unsigned_files([rel for rel, _ in files], v.status, v.hashes)
+    if extra:
+        raise CatalyticError(
+            ErrorCode.ARTIFACT_EXTRA,
+            f"{extra[0]} in the run directory is not part of its signed bundle; an archive "
+            "carries only what the signature covers (move it out of the run directory)",
+            artifact=extra[0],
+        )
     sources = {
         prefix + rel: _Source(prefix + rel, base=src.run_dir, rel=rel, size=size)
-        for rel, size in _run_files(run_dir)
+        for rel, size in files
     }
     sizes: dict[str, int] = {}
     checks: list[tuple[Path, str, str]] = []
@@ -328,6 +339,14 @@ def _create(run_dir: Path, output: Path, src: _Locating, history: bool) -> dict[
     if output.exists() or output.is_symlink():
         raise CatalyticError(
             ErrorCode.USAGE, f"{output} exists; an archive is never overwritten", path=str(output)
+        )
+    why = run_id_problem(run_id, v.status)
+    if why is not None:
+        raise CatalyticError(
+            ErrorCode.ARTIFACT_MALFORMED,
+            f"the run directory is named {run_id!r}, but {why}; an archive names the run as "
+            "its bundle does (rename the directory back)",
+            artifact="STATUS.json",
         )
     sources, sizes, checks = _sources(run_dir, v, src)
     for base, rel, expected in checks:

@@ -7,8 +7,9 @@ Inside the zip, one top-level directory `<run_id>/` (the bag):
 
     data/git/objects.pack             the commit and its whole tree (git/pack.py), if recorded
     data/ro-crate-metadata.json       the RO-Crate (crate.py)
-    data/runs/<run_id>/...            the run directory, byte for byte, with every output in its
-                                      content store objects/sha256/<2 hex>/<62 hex>
+    data/runs/<run_id>/...            the run directory's signed files, byte for byte, with
+                                      every output in its content store
+                                      objects/sha256/<2 hex>/<62 hex> (unsigned_files)
     bagit.txt, bag-info.txt, manifest-sha256.txt, tagmanifest-sha256.txt
     ARCHIVE.json                      every other entry with its size and SHA-256
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring as _str
 from typing import Any
 
+from catalytic_hooks.bundle.model import ARTIFACTS, RECEIPTS, store_path
 from catalytic_hooks.core.canonical import canonical_bytes, json_text_bytes
 
 FORMAT = "catalytic-archive"
@@ -49,6 +51,39 @@ class Item:
     name: str
     size: int
     sha256: str
+
+
+# Files beside the artifacts that carry their own signature, checked wherever they are used:
+# the in-toto attestation (bundle/attest.py, a DSSE envelope) and the OpenSSH signature of
+# SIGNED_PAYLOAD.json (bundle/sshsig.py); named here so the archive code needs neither module.
+SELF_SIGNED = ("attestation.intoto.json", "ssh-signature.sig")
+
+
+def unsigned_files(names: list[str], status: Any, hashes: dict[str, str]) -> list[str]:
+    """The run directory's files (`names`, relative to it) that nothing signed vouches for.
+
+    An archive carries only what the bundle's signature covers or what checks itself: the seven
+    artifacts, the receipts STATUS.json names (each with its hash there), the content-store
+    blob of each recorded output hash (verification hashes it), and the SELF_SIGNED files.
+    Anything else (a `conftest.py`, a script, a blob no output names) would ride along with a
+    genuine signature and be written into the repository that imports the run, so the writer
+    refuses to carry it and the reader to accept it."""
+    receipts = status.get("receipts") if isinstance(status, dict) else None
+    allowed = {*ARTIFACTS, *SELF_SIGNED}
+    if isinstance(receipts, dict):
+        allowed.update(n for n in receipts if n in RECEIPTS)
+    allowed.update(store_path(h) for h in hashes.values())
+    return [n for n in names if n not in allowed]
+
+
+def run_id_problem(run_id: str, status: Any) -> str | None:
+    """Why `run_id` (the run directory's name) cannot be this bundle's, or None: a bundle that
+    records its run id (catalytic's do, in STATUS.json, under the signature) is known by that
+    name only, so a signed run cannot be presented, filed or chronicled as another."""
+    recorded = status.get("run_id") if isinstance(status, dict) else None
+    if recorded is None or recorded == run_id:
+        return None
+    return f"the bundle records run id {recorded!r}, not {run_id!r}"
 
 
 def name_key(name: str) -> bytes:

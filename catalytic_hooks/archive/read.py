@@ -450,6 +450,19 @@ def _check_derived(opened: Opened, listed: dict[str, dict[str, Any]]) -> None:
         and all(isinstance(k, str) and isinstance(v, str) for k, v in hashes.items())
     ):
         return
+    why = layout.run_id_problem(run_id, status)
+    if why is not None:
+        raise invalid("METADATA_MISMATCH", f"the archive's bag is named {run_id!r}, but {why}")
+    prefix = layout.run_path(run_id) + "/"
+    extra = layout.unsigned_files(
+        [n.removeprefix(prefix) for n in listed if n.startswith(prefix)], status, hashes
+    )
+    if extra:
+        raise invalid(
+            "UNSIGNED_ENTRY",
+            f"{prefix}{extra[0]} is in the run directory but not in its signed bundle",
+            name=prefix + extra[0],
+        )
     commit = spec.get("git_commit") if isinstance(spec, dict) else None
     commit = commit if isinstance(commit, str) else None
     if doc["commit"] != commit:
