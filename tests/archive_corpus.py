@@ -265,6 +265,13 @@ def corpus(
     case("gap-before-central-directory", build(base, before_cd=b"hidden"), "GAP")
     case("multi-disk", build(base, eocd_disk=1), "MULTI_DISK")
     case("zip64-locator", build(base, zip64_locator=True), "ZIP64")
+    # ZIP64 sizes whose extra field declares 8 bytes and holds 4 (a reader must not run past it)
+    torn = b"\x01\x00\x08\x00" + b"\0" * 4
+    case(
+        "zip64-torn-extra",
+        build(with_first(csize=0xFFFFFFFF, usize=0xFFFFFFFF, extra=torn)),
+        "ZIP64",
+    )
     case("no-entries", build([]), "LAYOUT")
     ents = [replace(e) for e in base]
     ents[1] = replace(ents[1], offset=0)  # two central records for one local entry

@@ -147,6 +147,7 @@ def test_the_command_line_refuses_them_without_a_traceback(cases: list, tmp_path
         "crate-edited",
         "pack-of-another-commit",
         "pack-delta-bomb",
+        "zip64-torn-extra",
     }
     for cid, data, reason, _ in cases:
         if cid not in chosen:

@@ -24,6 +24,7 @@ import struct
 import threading
 import unicodedata
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -491,23 +492,27 @@ def _check_central(rec: tuple[int, ...], raw_name: bytes, extra: bytes, limits: 
             raise invalid("NOT_CANONICAL", f"{field} is {got:#x}, not {want:#x}", field=field)
 
 
-def _has_extra(extra: bytes, wanted: int) -> bool:
+def _extra_fields(extra: bytes) -> Iterator[tuple[int, bytes]]:
+    """(header id, data) of each extra field that lies wholly inside `extra`; a field whose
+    declared length runs past the end stops the walk (the entry is refused for having extra
+    fields at all, so nothing is lost by not reading a torn one)."""
     pos = 0
     while pos + 4 <= len(extra):
         hid, hlen = struct.unpack_from("<HH", extra, pos)
-        if hid == wanted:
-            return True
+        if pos + 4 + hlen > len(extra):
+            return
+        yield hid, extra[pos + 4 : pos + 4 + hlen]
         pos += 4 + hlen
-    return False
+
+
+def _has_extra(extra: bytes, wanted: int) -> bool:
+    return any(hid == wanted for hid, _ in _extra_fields(extra))
 
 
 def _zip64_size(extra: bytes) -> int | None:
-    pos = 0
-    while pos + 4 <= len(extra):
-        hid, hlen = struct.unpack_from("<HH", extra, pos)
-        if hid == 0x0001 and hlen >= 8:
-            return int(struct.unpack_from("<Q", extra, pos + 4)[0])
-        pos += 4 + hlen
+    for hid, data in _extra_fields(extra):
+        if hid == 0x0001 and len(data) >= 8:
+            return int(struct.unpack_from("<Q", data)[0])
     return None
 
 
