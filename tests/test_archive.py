@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -308,6 +309,18 @@ def test_verify_and_restore_of_an_archive_are_recorded_in_the_callers_chronicle(
         },
     }
 
+    # a file larger than any archive (sparse: 5 GiB that cost no disk) is refused unread and
+    # recorded without a hash, rather than read end to end for the record
+    huge = tmp_path / "huge.catalytic.zip"
+    with open(huge, "wb") as fh:
+        fh.truncate(5 << 30)
+    h = inproc("verify", str(huge), "--json", cwd=repo)
+    assert (h.returncode, _json(h)["code"]) == (1, "ARCHIVE_INVALID")
+    assert read(chronicle)[-1]["data"]["source_archive"] == {
+        "name": "huge.catalytic.zip",
+        "sha256": None,
+    }
+
 
 def test_two_archives_of_one_run_are_the_same_bytes(made: dict[str, Path], tmp_path: Path) -> None:
     repo = made["repo"]
@@ -591,6 +604,56 @@ def test_a_corrupt_archive_is_quarantined_with_a_sha_report(
     report = json.loads(Path(str(moved) + ".QUARANTINE_REPORT.json").read_text())
     assert report["sha256"] == digest and report["reason"] == "CRC_MISMATCH"
     assert not any((empty / "replays").iterdir())  # nothing unpacked stays behind
+
+
+def test_an_archive_on_another_file_system_is_quarantined_by_copy(
+    made: dict[str, Path], empty: Path
+) -> None:
+    """rename(2) cannot cross file systems (EXDEV): an archive on tmpfs, the quarantine on the
+    working directory's disk. Before, the refusal became an internal error and the archive
+    stayed; now it is copied, synced and linked into the quarantine, then removed."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == empty.stat().st_dev:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have /dev/shm on its own file system for this test")
+        pytest.skip("no second file system (/dev/shm) here to move an archive across")
+    src = Path(tempfile.mkdtemp(dir=shm)) / "r1.catalytic.zip"
+    try:
+        data = made["archive"].read_bytes() + b"\0" * 8  # TRAILING_DATA
+        src.write_bytes(data)
+        p = inproc("replay", str(src), "--trust-file", "allowed_signers", "--json", cwd=empty)
+        doc = _json(p)
+        assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
+            1,
+            "ARCHIVE_INVALID",
+            "TRAILING_DATA",
+        ), p.stdout + p.stderr
+        moved = Path(doc["details"]["quarantine"])
+        assert not src.exists() and moved.parent == empty / "quarantine"
+        assert moved.read_bytes() == data
+        report = json.loads(Path(str(moved) + ".QUARANTINE_REPORT.json").read_text())
+        assert report["sha256"] == hashlib.sha256(data).hexdigest()
+        assert sorted(p.name for p in moved.parent.iterdir()) == sorted(
+            [moved.name, moved.name + ".QUARANTINE_REPORT.json"]
+        )
+    finally:
+        shutil.rmtree(src.parent, ignore_errors=True)
+
+
+def test_a_failed_quarantine_never_hides_the_refusal(made: dict[str, Path], empty: Path) -> None:
+    (empty / "quarantine").write_text("a file where the quarantine directory would go\n")
+    path = empty / "r1.catalytic.zip"
+    data = path.read_bytes() + b"\0" * 8
+    path.write_bytes(data)
+    p = inproc("replay", path.name, "--trust-file", "allowed_signers", "--json", cwd=empty)
+    doc = _json(p)
+    assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
+        1,
+        "ARCHIVE_INVALID",
+        "TRAILING_DATA",
+    ), p.stdout + p.stderr
+    assert "quarantine_error" in doc["details"] and "could not be quarantined" in doc["message"]
+    assert path.read_bytes() == data  # left where it was, unchanged
 
 
 def test_attest_and_verify_an_attestation_of_an_archive(made: dict[str, Path], empty: Path) -> None:

@@ -11,8 +11,12 @@ first rule it broke and the file's SHA-256, unless `--no-quarantine`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import os
 import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +27,7 @@ from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import BUNDLE_CORRUPT, CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
-from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.fs.files import CHUNK, atomic_write, fsync_dir, write_all
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.replay.report import ReplayReport
 from catalytic_hooks.replay.runner import ReplayOptions, replay
@@ -35,7 +39,12 @@ def quarantine_archive(path: Path, qdir: Path, exc: CatalyticError) -> Path:
     qdir.mkdir(parents=True, exist_ok=True)
     dest = qdir / f"{path.name}-{stamp}"
     digest = file_sha256(path)
-    os.rename(path, dest)
+    try:
+        os.rename(path, dest)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        _move_across(path, dest, digest)
     reason = exc.details.get("reason") or exc.code.value
     report = {
         "archive": path.name,
@@ -50,6 +59,36 @@ def quarantine_archive(path: Path, qdir: Path, exc: CatalyticError) -> Path:
     }
     atomic_write(qdir / f"{dest.name}.QUARANTINE_REPORT.json", canonical_bytes(report))
     return dest
+
+
+def _move_across(path: Path, dest: Path, digest: str | None) -> None:
+    """A move to another file system (an archive on a USB stick or tmpfs, the quarantine in the
+    repository): copy beside `dest`, make the copy durable, link it into place (never over a
+    file), and only then remove the original, and only if the copy has the bytes that were
+    hashed for the report; otherwise the original stays where it was."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            h = hashlib.sha256()
+            while chunk := os.read(src, CHUNK):
+                h.update(chunk)
+                write_all(fd, chunk)
+        finally:
+            os.close(src)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        if digest is not None and h.hexdigest() != digest:
+            raise OSError(errno.EAGAIN, "the archive changed while it was copied", str(path))
+        os.link(tmp, dest)
+        fsync_dir(dest.parent)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    os.unlink(path)
 
 
 def _integrity_failure(exc: CatalyticError) -> bool:
@@ -75,9 +114,15 @@ def replay_archive(
         return _replay_archive(path, opts, caller, replay_dir, limits)
     except CatalyticError as exc:
         if quarantine and _integrity_failure(exc) and path.is_file():
-            where = quarantine_archive(path, quarantine_dir, exc)
-            exc.details["quarantine"] = str(where)
-            exc.message += f"; the archive was moved to {where}"
+            # the refusal is what the caller must see; a quarantine that fails is added to it
+            try:
+                where = quarantine_archive(path, quarantine_dir, exc)
+            except OSError as err:
+                exc.details["quarantine_error"] = err.strerror or str(err)
+                exc.message += f"; the archive could not be quarantined ({err.strerror or err})"
+            else:
+                exc.details["quarantine"] = str(where)
+                exc.message += f"; the archive was moved to {where}"
         raise
 
 

@@ -180,7 +180,17 @@ class Replayer:
                     verification=exc.to_dict(),
                 ) from exc
             if exc.code.corrupts_bundle and self.opts.quarantine:
-                where = self.quarantine(exc)
+                try:
+                    where = self.quarantine(exc)
+                except OSError as err:  # another file system, a read-only parent: say so
+                    raise CatalyticError(
+                        ErrorCode.REPLAY_FAILED,
+                        f"bundle is corrupt ({exc.code.value}: {exc.message}); it could not "
+                        f"be quarantined ({err.strerror or err}) and stays where it is",
+                        reason=exc.code.value,
+                        quarantine_error=err.strerror or str(err),
+                        verification=exc.to_dict(),
+                    ) from exc
                 raise CatalyticError(
                     ErrorCode.REPLAY_FAILED,
                     f"bundle is corrupt ({exc.code.value}: {exc.message}); moved to {where}",
