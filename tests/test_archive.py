@@ -212,6 +212,35 @@ def test_with_only_the_archive_and_a_trust_file_everything_works(
     ]
 
 
+def test_a_run_id_as_long_as_a_file_name_allows_replays(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    """A run id may be one path component of 255 bytes; replay names its directory and reports
+    after the run (`<id>-<time>`, `replay-<id>-<time>.html`), which then cannot be created.
+    Those names now shorten a long id (a prefix and a hash); the run keeps its id."""
+    env = _env(made["home"])
+    repo = tmp_path / "repo"
+    shutil.copytree(made["repo"], repo, symlinks=True)
+    run_id = "r" * 250  # the archive's default name and every staging name shorten it too
+    proc = catalytic(
+        "run", "--run-id", run_id, "--sign", str(made["key"]), "--seed", "7", "--",
+        sys.executable, "job.py", cwd=repo, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    git(repo, "add", "-A", env=env)
+    git(repo, "commit", "-qm", "long", env=env)
+    made_archive = inproc("archive", "create", f"_runs/{run_id}", "--json", cwd=repo)
+    archive = Path(_json(made_archive)["details"]["archive"])
+    p = inproc("replay", str(archive), "--json", cwd=repo)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rep = _json(p)["details"]
+    assert (rep["verdict"], rep["run_id"]) == ("exact", run_id)
+    for key in ("replay_dir", "report_html"):
+        name = Path(rep[key]).name
+        assert len(name.encode()) < 255 and name.count("r") >= 140, name
+    assert Path(rep["report_html"]).is_file()
+
+
 def test_trust_comes_from_the_caller_never_the_archive(empty: Path) -> None:
     v = inproc("verify", "r1.catalytic.zip", "--json", cwd=empty)
     assert v.returncode == 1 and _json(v)["code"] == "UNTRUSTED"

@@ -57,7 +57,7 @@ from catalytic_hooks.bundle.model import (
 from catalytic_hooks.bundle.verify import Verified, verify_bundle
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.lfs import MAX_POINTER, pointer_oid
-from catalytic_hooks.core.paths import relpath_problem
+from catalytic_hooks.core.paths import name_part, relpath_problem
 from catalytic_hooks.fs.dirfd import FILE_FLAGS
 from catalytic_hooks.fs.files import CHUNK, fsync_dir, read_fd, sha256_fd
 from catalytic_hooks.git.pack import write_pack
@@ -114,7 +114,7 @@ def _run_files(run_dir: Path) -> list[tuple[str, int]]:
 
 
 def default_output(run_id: str, archive_dir: Path) -> Path:
-    return archive_dir / f"{run_id}{SUFFIX}"
+    return archive_dir / f"{name_part(run_id, 255 - len(SUFFIX))}{SUFFIX}"
 
 
 class _Locating(DirSource):
@@ -352,7 +352,8 @@ def _create(run_dir: Path, output: Path, src: _Locating, history: bool) -> dict[
     for base, rel, expected in checks:
         _check_only(src, base, rel, expected)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{run_id}.", suffix=".tmp", dir=output.parent)
+    prefix = f".{name_part(run_id)}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=output.parent)
     tmp = Path(tmp_name)
     umask = os.umask(0o022)
     os.umask(umask)

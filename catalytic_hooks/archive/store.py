@@ -16,6 +16,7 @@ from catalytic_hooks.bundle.model import DirSource
 from catalytic_hooks.bundle.trust import TrustPolicy
 from catalytic_hooks.bundle.verify import verify_bundle
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import name_part
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.git.pack import add_objects
 from catalytic_hooks.git.repo import Repo
@@ -139,7 +140,7 @@ def import_archive(
         if opened.pack is not None:
             add_objects(repo, opened.pack)
         root.mkdir(parents=True, exist_ok=True)
-        staging = root / f".{opened.run_id}.import-{os.urandom(8).hex()}"
+        staging = root / f".{name_part(opened.run_id)}.import-{os.urandom(8).hex()}"
         try:
             shutil.copytree(opened.run_dir, staging, symlinks=True)
             os.rename(staging, dest)  # fails rather than merge into a run that appeared

@@ -5,6 +5,7 @@ A path that normalisation would change is rejected, never rewritten: an ambiguit
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
@@ -14,6 +15,18 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 # none of relpath_problem's refusals can apply, so nearly every real path (10,000 output keys of
 # one bundle) is decided by one match instead of a split and a loop.
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*")
+
+
+def name_part(text: str, room: int = 160) -> str:
+    """`text` as part of a file name this tool makes (`<run id>-<time>`, `replay-<run id>-...`):
+    itself when its UTF-8 fits in `room` bytes, else a prefix that fits and `~` with 16 hex of
+    its SHA-256, so a run id of up to 255 bytes (one legal path component) never makes a name
+    longer than a file system allows, and two long ids stay apart."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) <= room:
+        return text
+    cut = raw[: room - 17].decode("utf-8", "ignore")
+    return f"{cut}~{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def relpath_problem(path: str) -> str | None:

@@ -26,6 +26,7 @@ from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import BUNDLE_CORRUPT, CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import name_part
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.fs.files import CHUNK, atomic_write, fsync_dir, write_all
 from catalytic_hooks.git.repo import Repo
@@ -37,7 +38,7 @@ def quarantine_archive(path: Path, qdir: Path, exc: CatalyticError) -> Path:
     """Move (never delete) an archive that failed integrity, with a report beside it."""
     stamp = stamp_compact()
     qdir.mkdir(parents=True, exist_ok=True)
-    dest = qdir / f"{path.name}-{stamp}"
+    dest = qdir / f"{name_part(path.name)}-{stamp}"
     digest = file_sha256(path)
     try:
         os.rename(path, dest)
@@ -138,7 +139,7 @@ def _replay_archive(
     if replay_dir is None:
         base = (caller[0] / caller[1].replays_dir) if caller else Path.cwd() / "replays"
         base.mkdir(parents=True, exist_ok=True)
-        replay_dir = base / f"{run_id}-{stamp}"
+        replay_dir = base / f"{name_part(run_id)}-{stamp}"
     replay_dir = replay_dir.absolute()
     try:
         os.mkdir(replay_dir, 0o700)

@@ -23,7 +23,7 @@ from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.outcomes import Verdict
-from catalytic_hooks.core.paths import has_git_component, relpath_problem
+from catalytic_hooks.core.paths import has_git_component, name_part, relpath_problem
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.environment.build import RebuildOptions
 from catalytic_hooks.fs.dirfd import open_beneath
@@ -220,7 +220,7 @@ class Replayer:
         stamp = stamp_compact()
         qdir = self.repo.top / self.policy.quarantine_dir
         qdir.mkdir(parents=True, exist_ok=True)
-        dest = qdir / f"{self.run_dir.name}-{stamp}"
+        dest = qdir / f"{name_part(self.run_dir.name)}-{stamp}"
         os.rename(self.run_dir, dest)
         report = {
             "run_id": self.run_dir.name,
@@ -549,7 +549,7 @@ def _write_reports(top: Path, policy: Policy, report: ReplayReport) -> None:
     stamp = stamp_compact()
     rdir = top / policy.reports_dir
     rdir.mkdir(parents=True, exist_ok=True)
-    base = rdir / f"replay-{report.run_id}-{stamp}"
+    base = rdir / f"replay-{name_part(report.run_id)}-{stamp}"
     report.report_json = str(base.with_suffix(".json"))
     report.report_md = str(base.with_suffix(".md"))
     report.report_html = str(base.with_suffix(".html"))

@@ -22,7 +22,7 @@ from catalytic_hooks.core.clock import stamp_seconds
 from catalytic_hooks.core.digest import TreeDigest
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
-from catalytic_hooks.core.paths import relpath_problem
+from catalytic_hooks.core.paths import name_part, relpath_problem
 from catalytic_hooks.core.policy import STATE_DIR, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
 from catalytic_hooks.core.roots import under_any
@@ -549,7 +549,7 @@ def _bundle(
     }
     # Built in a staging directory beside its final place, then renamed: a crash never leaves
     # a half-written run directory under the run root.
-    stage = run_dir.parent / f".{opts.run_id}.staging-{uuid.uuid4().hex}"
+    stage = run_dir.parent / f".{name_part(opts.run_id)}.staging-{uuid.uuid4().hex}"
     stage.mkdir(parents=True)
     try:
         receipts = _receipts(pre, post)
