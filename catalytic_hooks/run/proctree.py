@@ -67,6 +67,22 @@ def _stat(pid: int) -> Proc | None:
     return Proc(pid, int(fields[1]), fields[0], fields[19])
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid` still runs (a zombie has stopped running)."""
+    for name in os.listdir(_PROC):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{_PROC}/{name}/stat", "rb") as fh:
+                raw = fh.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
 def can_walk() -> bool:
     return os.path.isdir(f"{_PROC}/self/task")
 

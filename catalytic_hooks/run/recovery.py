@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import signal
+import time
 from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError
@@ -36,7 +37,10 @@ from catalytic_hooks.run.journal import (
     process_start,
     snapshot_of,
 )
+from catalytic_hooks.run.proctree import group_alive
 from catalytic_hooks.run.undo import UndoReport, empty_tmp_roots, undo
+
+STOP_WAIT = 10.0  # seconds to wait for a killed command group to stop running
 
 
 def stop_leftover(j: RunJournal) -> bool:
@@ -53,10 +57,17 @@ def stop_leftover(j: RunJournal) -> bool:
         return False
     if f"{TOKEN_ENV}={j.token}".encode() not in environ:
         return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
         os.killpg(pgid, signal.SIGKILL)
-        return True
-    return False
+    except (ProcessLookupError, PermissionError):
+        return False
+    # SIGKILL is delivered, not finished, when killpg returns: a process in the middle of a
+    # write (uninterruptible sleep) completes it first. The undo must not start while one of
+    # them can still change a file it is about to restore.
+    deadline = time.monotonic() + STOP_WAIT
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return True
 
 
 def undo_to_pre(repo: Repo, j: RunJournal) -> UndoReport:
