@@ -20,6 +20,14 @@ from catalytic_hooks.environment.sources import Source, locate
 FORMATS = ("requirements", "pylock")
 
 
+def _inert(text: str) -> str:
+    """`text` for a comment line: on one line, ASCII, no control character (JSON's escapes,
+    and DEL, which TOML forbids in a comment). A run id is a directory's name, which no
+    signature covers; with a newline in it, `r\nevil==1.0 --hash=...` would become a
+    requirement that pip installs."""
+    return json.dumps(text)[1:-1].replace("\x7f", "\\u007f")
+
+
 def export(
     environment: Any, fmt: str, run_id: str, sources: list[Source] | None = None
 ) -> tuple[str, list[str]]:
@@ -28,13 +36,13 @@ def export(
     plan = plan_of(environment)
     unhashed = [p.name for p in plan.wheels if not p.hashes]
     head = [
-        f"# The environment of run {run_id}, exported by catalytic-hooks.",
+        f"# The environment of run {_inert(run_id)}, exported by catalytic-hooks.",
         f"# Python: {plan.implementation} {plan.python_version}; environment hash "
         f"{plan.environment_hash}",
     ]
     built = [
         f"# built from the repository, not listed: {p.name}=={p.version} "
-        f"({p.kind} install of {p.repo_path})"
+        f"({p.kind} install of {_inert(p.repo_path or '')})"
         for p in plan.builds
     ]
     if unhashed:

@@ -18,6 +18,7 @@ NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,198}[a-z0-9])?\Z")  # PEP 503-normal
 # a digit first (after an optional epoch and `v`), never an option or a URL.
 VERSION = re.compile(r"^(?:[0-9]{1,9}!)?[vV]?[0-9][0-9A-Za-z.+_-]{0,120}\Z")
 HASH = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a newline in a path would end a line
 PY_VERSION = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?:[a-z]+[0-9]*\+?)?\Z")
 IMPLEMENTATIONS = ("cpython", "pypy")
 BUILD_KINDS = ("editable", "directory")
@@ -90,7 +91,11 @@ def _pin(doc: Any) -> Pin:
         kind, repo_path = src["kind"], src["repo_path"]
         if not isinstance(repo_path, str) or (
             repo_path != "."
-            and (relpath_problem(repo_path) is not None or has_git_component(repo_path))
+            and (
+                relpath_problem(repo_path) is not None
+                or has_git_component(repo_path)
+                or _CONTROL.search(repo_path) is not None
+            )
         ):
             raise _bad(f"source path of {name}", repo_path)
     elif src is not None and not isinstance(src, dict):
