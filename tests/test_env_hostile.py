@@ -4,9 +4,15 @@ planted where a rebuild looks for its interpreter or its wheels."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from catalytic_hooks.core.canonical import canonical_bytes
 
@@ -73,3 +79,133 @@ def test_a_recorded_source_path_with_a_newline_is_refused(make_repo, tmp_path: P
     proc = catalytic("env", "export", str(run), "--output", str(lock), "--json", cwd=repo)
     assert proc.returncode != 0 and '"ENV_PIN_INVALID"' in proc.stdout, proc.stdout + proc.stderr
     assert not lock.exists()
+
+
+_SEARCH = """
+import json, sys
+from catalytic_hooks.core.errors import CatalyticError
+from catalytic_hooks.environment.build import RebuildOptions, rebuild
+doc = json.loads(sys.argv[1])
+try:
+    rebuild(doc, RebuildOptions(offline=True, find_links=[sys.argv[2]]))
+except CatalyticError as exc:
+    print(exc.code.value)
+"""
+
+
+def _search_for_another_python(cwd: Path, tmp_path: Path, **env: str) -> str:
+    """A rebuild whose recorded interpreter is not this one, so it searches (and runs) the
+    interpreters it can find; returns the error code it ends with."""
+    import json
+    import os
+
+    doc = _environment()
+    doc["python"] = {"implementation": "cpython", "version": "9.9.99"}  # nowhere to be found
+    (tmp_path / "wheels").mkdir(exist_ok=True)
+    full = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        **env,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _SEARCH, json.dumps(doc), str(tmp_path / "wheels")],
+        cwd=cwd, env=full, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_the_interpreter_search_imports_nothing_from_a_shared_directory(tmp_path: Path) -> None:
+    """Each candidate interpreter was asked `python -c QUERY` in the temporary directory, where
+    `-c` puts the working directory first on the import path: another local user's
+    /tmp/json.py ran as the caller. The stand-in for /tmp is a TMPDIR holding a json.py."""
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    (shared / "json.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('RAN').write_text('x')\n"
+    )
+    code = _search_for_another_python(tmp_path, tmp_path, TMPDIR=str(shared))
+    assert code == "ENV_PYTHON_MISSING"
+    assert not (shared / "RAN").exists()
+
+
+def test_the_interpreter_search_runs_no_virtual_environment_of_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """`uv python find` looks for a `.venv` in its working directory and every parent and runs
+    the interpreter there to learn its version; git keeps the executable bit, so a cloned
+    repository (the usual working directory of a replay) can carry one."""
+    repo = tmp_path / "cloned"
+    (repo / ".venv/bin").mkdir(parents=True)
+    ran = tmp_path / "RAN"
+    fake = repo / ".venv/bin/python"
+    fake.write_text(f"#!/bin/sh\necho ran > {ran}\nexit 1\n")
+    fake.chmod(0o755)
+    (repo / ".venv/pyvenv.cfg").write_text("home = /usr/bin\nversion_info = 9.9.99\n")
+    code = _search_for_another_python(repo, tmp_path)
+    assert code == "ENV_PYTHON_MISSING"
+    assert not ran.exists()
+
+
+HOSTILE_PAGES = {
+    "json-files-null": ("application/vnd.pypi.simple.v1+json", b'{"files": null}'),
+    "json-nested-deep": ("application/vnd.pypi.simple.v1+json", b"[" * 200_000 + b"]" * 200_000),
+    "json-bad-url": (
+        "application/vnd.pypi.simple.v1+json",
+        b'{"files":[{"filename":"tinylib-1.0-py3-none-any.whl","url":"http://[x/"}]}',
+    ),
+    "html-bad-url": ("text/html", b'<a href="http://[::1/tinylib-1.0-py3-none-any.whl">x</a>'),
+}
+
+
+@contextlib.contextmanager
+def _hostile_index() -> Iterator[str]:
+    """A loopback index answering `/<case>/tinylib/` with HOSTILE_PAGES[case]."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            case = self.path.strip("/").split("/")[0]
+            ctype, body = HOSTILE_PAGES.get(case, ("text/plain", b""))
+            self.send_response(200 if case in HOSTILE_PAGES else 404)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_PAGES))
+def test_a_hostile_index_page_is_that_index_down_and_the_next_one_serves(
+    case: str, tmp_path: Path
+) -> None:
+    """A page of the wrong type, nested past the recursion limit, or with a link no URL parser
+    takes ended the whole rebuild with an internal error, and the next index was never asked."""
+    from catalytic_hooks.environment.pins import Pin
+    from catalytic_hooks.environment.sources import Index, serve
+
+    from .wheels import make_wheel, sha256_file, simple_index
+    from .wheels import serve as serve_dir
+
+    wheel = make_wheel(tmp_path / "w", "tinylib", "1.0", {"tinylib.py": "X = 1\n"})
+    good = simple_index(tmp_path / "good", [wheel])
+    pin = Pin("tinylib", "1.0", (sha256_file(wheel),))
+    (tmp_path / "into").mkdir()
+    with _hostile_index() as bad, serve_dir(good.parent) as ok:
+        sources = [Index("primary", f"{bad}/{case}"), Index("fallback", f"{ok}/simple")]
+        got = serve(pin, sources, ["py3-none-any"], "test", tmp_path / "into")
+    assert got.path.read_bytes() == wheel.read_bytes() and got.hash_checked
+    assert [e["source"] for e in got.events] == ["primary"]
+    # a page without a list of files lists nothing; every other page is unusable
+    said = "does not have tinylib" if case == "json-files-null" else "not a usable simple-API page"
+    assert said in got.events[0]["event"]

@@ -18,12 +18,14 @@ partial environment."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,15 +107,36 @@ def _uv() -> str | None:
         return shutil.which("uv")
 
 
+@contextlib.contextmanager
+def _empty_dir() -> Iterator[Path]:
+    """A new empty directory of this user's (below the environment cache) for the search to
+    start programs in. Never below /tmp: uv looks for a `.venv` in its working directory and
+    every parent and runs the interpreter it finds there, and any local user can create
+    /tmp/.venv; a repository (the usual working directory) can commit one."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    here = Path(tempfile.mkdtemp(prefix=".search-", dir=root))
+    try:
+        yield here
+    finally:
+        shutil.rmtree(here, ignore_errors=True)
+
+
 def find_python(plan: Plan, override: str | None) -> tuple[str, dict[str, Any], bool]:
     """(path, facts, exact) of an interpreter for the plan; ENV_PYTHON_MISSING otherwise."""
+    if not override:
+        own = own_facts()
+        if (own["implementation"], own["version"]) == (plan.implementation, plan.python_version):
+            return sys.executable, own, True  # this interpreter: nothing to search or start
+    with _empty_dir() as here:
+        return _search(plan, override, here)
+
+
+def _search(plan: Plan, override: str | None, here: Path) -> tuple[str, dict[str, Any], bool]:
     cands: list[str] = []
     if override:
         cands = [shutil.which(override) or override]
     else:
-        own = own_facts()
-        if (own["implementation"], own["version"]) == (plan.implementation, plan.python_version):
-            return sys.executable, own, True  # this interpreter: nothing to search or start
         for name in (f"python{plan.minor}", "python3", "python"):
             found = shutil.which(name)
             if found:
@@ -122,7 +145,8 @@ def find_python(plan: Plan, override: str | None) -> tuple[str, dict[str, Any], 
         uv = _uv()
         if uv:
             proc = subprocess.run(
-                [uv, "python", "find", "--no-config", plan.python_version],
+                [uv, "python", "find", "--no-config", "--no-project", plan.python_version],
+                cwd=here,
                 capture_output=True,
                 env=_quiet_env(),
                 timeout=60,
@@ -138,9 +162,7 @@ def find_python(plan: Plan, override: str | None) -> tuple[str, dict[str, Any], 
         if real in seen:
             continue
         seen.add(real)
-        facts = query(
-            Interpreter(cand, "search"), _quiet_env(), Path(tempfile.gettempdir()), facts_only=True
-        )
+        facts = query(Interpreter(cand, "search"), _quiet_env(), here, facts_only=True)
         if "error" in facts:
             continue
         tried.append(f"{cand} ({facts.get('implementation')} {facts.get('version')})")

@@ -15,7 +15,6 @@ the chosen files, hash-pinned, with no index at all."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.environment.pins import Pin
 from catalytic_hooks.environment.tags import WheelName, parse_wheel_name, same_version
@@ -134,28 +134,13 @@ class Index(Source):
             body, final, ctype = _get(page_url, _ACCEPT)
         except _Absent:
             return None
-        files: list[tuple[str, str, str | None]] = []  # (filename, url, sha256)
-        if "json" in ctype:
-            try:
-                doc = json.loads(body)
-            except ValueError as exc:
-                raise Unreachable(f"{page_url}: not a simple-API JSON page") from exc
-            for f in doc.get("files", []) if isinstance(doc, dict) else []:
-                if isinstance(f, dict) and isinstance(f.get("url"), str):
-                    h = (
-                        f.get("hashes", {}).get("sha256")
-                        if isinstance(f.get("hashes"), dict)
-                        else None
-                    )
-                    files.append((str(f.get("filename", "")), urljoin(final, f["url"]), h))
-        else:
-            parser = _Links()
-            parser.feed(body.decode("utf-8", errors="replace"))
-            for href in parser.links:
-                url = urljoin(final, href)
-                base, _, frag = url.partition("#")
-                h = frag[len("sha256=") :] if frag.startswith("sha256=") else None
-                files.append((unquote(urlsplit(base).path.rsplit("/", 1)[-1]), base, h))
+        # A page is the index's word, so anything in it may be hostile: a wrong type, JSON
+        # nested past the parser's recursion limit, a link no URL parser takes. Each makes the
+        # page unusable (Unreachable: the next source is asked), never a crash.
+        try:
+            files = _page_files(body, final, ctype)
+        except (CatalyticError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            raise Unreachable(f"{page_url}: not a usable simple-API page ({exc})") from exc
         out = []
         for filename, url, h in files:
             w = parse_wheel_name(filename) if SAFE_FILE.match(filename) else None
@@ -164,6 +149,29 @@ class Index(Source):
             sha = h.lower() if isinstance(h, str) and re.fullmatch(r"[0-9a-fA-F]{64}", h) else None
             out.append(Candidate(w, url, sha))
         return out
+
+
+def _page_files(body: bytes, final: str, ctype: str) -> list[tuple[str, str, str | None]]:
+    """(filename, url, sha256 or None) of each file a project page lists."""
+    files: list[tuple[str, str, str | None]] = []
+    if "json" in ctype:
+        doc = loads_strict(body, what="the index page")
+        listed = doc.get("files") if isinstance(doc, dict) else None
+        for f in listed if isinstance(listed, list) else []:
+            if isinstance(f, dict) and isinstance(f.get("url"), str):
+                hashes = f.get("hashes")
+                h = hashes.get("sha256") if isinstance(hashes, dict) else None
+                name = f.get("filename")
+                files.append((name if isinstance(name, str) else "", urljoin(final, f["url"]), h))
+    else:
+        parser = _Links()
+        parser.feed(body.decode("utf-8", errors="replace"))
+        for href in parser.links:
+            url = urljoin(final, href)
+            base, _, frag = url.partition("#")
+            h = frag[len("sha256=") :] if frag.startswith("sha256=") else None
+            files.append((unquote(urlsplit(base).path.rsplit("/", 1)[-1]), base, h))
+    return files
 
 
 class _Absent(Exception):

@@ -190,9 +190,14 @@ def start_query(
     """Start the query (collected by `finish_query`), or why it could not start. It runs in the
     command's environment and directory, so it sees what the command will see. `facts_only`:
     the interpreter's identity without its distributions."""
+    # The identity alone (a rebuild's search for an interpreter) is asked in isolated mode:
+    # neither the working directory nor PYTHON* variables can put a module of someone else's
+    # (a json.py) in front of the script's first import. A full query must see the command's
+    # environment, PYTHONPATH included, and runs where the command runs.
+    isolated = ["-I"] if facts_only else []
     try:
         return subprocess.Popen(
-            [interp.path, "-c", QUERY_SCRIPT, *(["facts"] if facts_only else [])],
+            [interp.path, *isolated, "-c", QUERY_SCRIPT, *(["facts"] if facts_only else [])],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
