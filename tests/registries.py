@@ -12,6 +12,7 @@ import json
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -363,6 +364,40 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    def _planted(self) -> bool:
+        """`faults["answers"][path]` (the path without its query): `(status, headers, body)`
+        answered to any method, as a hostile registry would: a header the test names is sent
+        as it is, a `Content-Length` of its own included (the connection is then closed, as
+        its framing cannot be trusted)."""
+        answer = self.state.faults.get("answers", {}).get(self.path.split("?")[0])
+        if answer is None:
+            return False
+        status, headers, body = answer
+        if self.command in ("PUT", "POST", "PATCH"):
+            self._body()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        if "Content-Length" in headers:
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return True
+
+    def _half_then_reset(self, data: bytes) -> None:
+        """Half of `data` after a header declaring all of it, then a TCP reset (SO_LINGER 0):
+        a connection broken mid-transfer, as a storage backend or a proxy breaks one."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
     def _parts(self) -> tuple[str, str, str]:
         path = self.path.split("?")[0]
         for kind in ("/blobs/uploads/", "/blobs/", "/manifests/", "/referrers/", "/tags/"):
@@ -373,6 +408,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         s = self.state
+        if self._planted():
+            return None
         if self.path.rstrip("/") == "/v2":
             return self._send(200, b"{}")
         name, kind, rest = self._parts()
@@ -392,6 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
                 s.release.wait(60)
                 self.close_connection = True
                 return None
+            if rest in s.faults.get("reset", set()):
+                return self._half_then_reset(data)
             if rest in s.faults.get("truncate", set()):
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
@@ -431,6 +470,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, b"404 page not found")
 
     def do_HEAD(self) -> None:
+        if self._planted():
+            return None
         s = self.state
         _name, kind, rest = self._parts()
         if kind == "blobs":
@@ -446,6 +487,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404)
 
     def do_POST(self) -> None:
+        if self._planted():
+            return None
         name, _kind, _ = self._parts()
         self._body()
         uid = uuid.uuid4().hex
@@ -466,6 +509,8 @@ class _Handler(BaseHTTPRequestHandler):
         """No chunked uploads (501, unread, as a server without the method answers), unless
         `faults["patch"]` is "ok" (chunks appended, `patches` records their sizes) or
         "short" (the chunk is kept and a Range one byte short answered)."""
+        if self._planted():
+            return None
         s = self.state
         mode = s.faults.get("patch")
         if mode not in ("ok", "short"):
@@ -482,6 +527,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(202, b"", {"Location": self.path.split("?")[0], "Range": f"0-{end}"})
 
     def do_PUT(self) -> None:
+        if self._planted():
+            return None
         s = self.state
         _name, kind, rest = self._parts()
         if kind == "blobs/uploads" and self._too_large():
@@ -521,7 +568,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class MiniRegistry:
     """An in-memory OCI 1.1 registry on 127.0.0.1 (tests only): blobs, manifests, tags, the
-    referrers API; `state.faults` serves flipped or truncated blobs and planted manifests."""
+    referrers API; `state.faults` serves flipped, truncated or reset blobs, planted manifests
+    and planted answers (any status, headers and body: a hostile registry)."""
 
     def __init__(self, referrers_api: bool = True) -> None:
         self.state = _State()

@@ -24,6 +24,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 
 MAX_CONFIG = 1024 * 1024
@@ -31,6 +32,7 @@ MAX_TOKEN_RESPONSE = 1024 * 1024
 HELPER_TIMEOUT = 30
 _HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)="([^"]*)"')
+_B64TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*\Z")  # RFC 6750 §2.1, the only token sent
 
 
 IDENTITY_USER = "<token>"  # Docker's username for an identity token (credential helpers too)
@@ -201,7 +203,10 @@ def realm_allowed(realm: str, insecure: bool) -> bool:
     """Credentials go to a token service over HTTPS, or plain HTTP on loopback/--insecure."""
     from catalytic_hooks.registry.reference import is_loopback
 
-    url = urllib.parse.urlsplit(realm)
+    try:
+        url = urllib.parse.urlsplit(realm)
+    except ValueError:  # an unclosed IPv6 bracket: no URL at all
+        return False
     if url.scheme == "https":
         return bool(url.hostname)
     return url.scheme == "http" and (insecure or is_loopback(url.hostname or ""))
@@ -233,13 +238,17 @@ def token_request(
 
 
 def token_from(body: bytes) -> str:
+    """The bearer token of a token service's answer. It goes into an Authorization header, so
+    it must be RFC 6750's b64token (http.client would refuse, or send, anything else: a
+    header broken by a CR LF, a character latin-1 cannot encode)."""
     try:
-        doc = json.loads(body)
-        token = doc.get("token") or doc.get("access_token")
-    except (ValueError, AttributeError) as exc:
+        doc = loads_strict(body, what="the token service's answer")
+    except CatalyticError as exc:
         raise auth_error(
-            "the registry's token service answered with something other than a token"
+            "the registry's token service answered with something other than a token",
+            reason="TOKEN",
         ) from exc
-    if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
-        raise auth_error("the registry's token service gave no usable token")
+    token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
+    if not isinstance(token, str) or not _B64TOKEN.match(token):
+        raise auth_error("the registry's token service gave no usable token", reason="TOKEN")
     return token

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import re
 import socket
 import ssl
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.registry import auth
 from catalytic_hooks.registry.reference import Reference, is_loopback
@@ -38,6 +38,12 @@ REDIRECTS = (301, 302, 303, 307, 308)
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _CODE = re.compile(r"^[A-Z_]{1,40}\Z")
+# A number in a header, as http.client itself must read it: ASCII digits only (str.isdigit
+# also takes "²", which int() refuses) and short (int() refuses a string of 4,300 digits).
+_NUMBER = re.compile(r"^[0-9]{1,19}\Z")
+# What a request line can carry: http.client encodes it as ASCII and refuses controls and
+# spaces; a URL the registry gives is checked against this before anything is built from it.
+_URL_TEXT = re.compile(r"^[\x21-\x7e]{1,8192}\Z")
 
 Body = bytes | Callable[[], tuple[IO[bytes], int]] | None
 
@@ -103,8 +109,8 @@ class Response:
         return data
 
     def read_capped(self, cap: int, what: str) -> bytes:
-        length = self.header("content-length")
-        if length is not None and length.isdigit() and int(length) > cap:
+        length = _number(self.header("content-length"))
+        if length is not None and length > cap:
             self.close()
             raise CatalyticError(
                 ErrorCode.REGISTRY_INVALID,
@@ -229,9 +235,16 @@ class Client:
         return conn
 
     def _once(
-        self, method: str, url: str, headers: dict[str, str], body: Body, *, fresh: bool = False
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Body,
+        *,
+        what: str = "request",
+        fresh: bool = False,
     ) -> Response:
-        parts = urllib.parse.urlsplit(url)
+        parts = _split(url, what)
         reused = self._conn is not None and (parts.scheme, parts.netloc) == (
             self.scheme,
             self.ref.host,
@@ -267,7 +280,7 @@ class Client:
             if reused and not fresh and isinstance(exc, stale):
                 # A kept-alive connection the server had closed (an idle timeout, or it hung up
                 # after its last answer): once more on a new connection.
-                return self._once(method, url, headers, body, fresh=True)
+                return self._once(method, url, headers, body, what=what, fresh=True)
             reason = (
                 "TIMEOUT"
                 if isinstance(exc, socket.timeout)
@@ -275,7 +288,7 @@ class Client:
                 if isinstance(exc, ssl.SSLError)
                 else "CONNECT"
             )
-            where = f"{parts.scheme}://{parts.netloc}"
+            where = _origin(parts)
             raise CatalyticError(
                 ErrorCode.REGISTRY_UNREACHABLE,
                 f"cannot reach the registry at {where}: {_why(exc)}",
@@ -326,10 +339,10 @@ class Client:
         sent_auth = False
         for _ in range(6):
             hdrs = dict(headers or {})
-            own = urllib.parse.urlsplit(url).netloc == self.ref.host
+            own = _split(url, what).netloc == self.ref.host
             if own and self._authorization is not None:
                 hdrs["Authorization"] = self._authorization
-            resp = self._once(method, url, hdrs, body)
+            resp = self._once(method, url, hdrs, body, what=what)
             if resp.status == 401 and own and not sent_auth:
                 challenge = resp.header("www-authenticate")
                 _drain(resp)
@@ -341,7 +354,7 @@ class Client:
                 _drain(resp)
                 if not location:
                     break
-                url = urllib.parse.urljoin(url, location)
+                url = _join(url, location, what)
                 continue
             if resp.status in ok:
                 return resp
@@ -387,13 +400,15 @@ class Client:
                 "authentication, which this client does not speak"
             )
         realm = challenge.params.get("realm", "")
+        if realm:
+            _split(realm, "token request")
         if not auth.realm_allowed(realm, self.insecure):
             raise auth.auth_error(
                 f"the registry {self.ref.host} names a token service that "
                 "is not HTTPS; refusing to send credentials there"
             )
         method, url, hdrs, form = auth.token_request(challenge, cred)
-        resp = self._once(method, url, hdrs, form)
+        resp = self._once(method, url, hdrs, form, what="token request")
         if resp.status in (400, 401, 403) and cred is not None and cred.identity:
             # The OAuth grant answers a refused refresh token with 400 invalid_grant.
             _drain(resp)
@@ -452,17 +467,17 @@ class Client:
         _drain(resp)
         if resp.status == 404:
             return None
-        length = resp.header("content-length")
-        return int(length) if length and length.isdigit() else -1
+        length = _number(resp.header("content-length"))
+        return -1 if length is None else length
 
     def _open_upload(self) -> tuple[str, int]:
         """POST: a new upload session's URL, and the least chunk the registry accepts (OCI
         1.1's `OCI-Chunk-Min-Length`, 0 when it names none)."""
         resp = self.request("POST", self._repo("blobs/uploads/"), ok=(202,), what="blob upload")
         location = resp.header("location")
-        least = resp.header("oci-chunk-min-length") or ""
+        least = _number(resp.header("oci-chunk-min-length"))
         _drain(resp)
-        return self._location(location), int(least) if least.isdigit() else 0
+        return self._location(location), least or 0
 
     def _location(self, location: str | None) -> str:
         if not location:
@@ -471,7 +486,7 @@ class Client:
                 "the registry answered an upload without a Location",
                 reason="NO_LOCATION",
             )
-        return urllib.parse.urljoin(self.base() + self._repo("blobs/uploads/"), location)
+        return _join(self.base() + self._repo("blobs/uploads/"), location, "blob upload")
 
     def _commit(self, url: str, digest: str, body: Body) -> None:
         """The closing PUT ?digest= (with the bytes, or none after chunks); the registry checks
@@ -554,7 +569,7 @@ class Client:
             _drain(resp)
             if resp.status != 202:
                 return False
-            have = re.fullmatch(r"(?:bytes=)?0-([0-9]+)", resp.header("range") or "")
+            have = re.fullmatch(r"(?:bytes=)?0-([0-9]{1,19})", resp.header("range") or "")
             if have is None or int(have.group(1)) != offset + n - 1:
                 raise CatalyticError(
                     ErrorCode.REGISTRY_FAILED,
@@ -628,14 +643,16 @@ class Client:
             resp = self.request("GET", path, what="tag list")
             link = resp.header("link")
             try:
-                doc = json.loads(resp.read_capped(MAX_MANIFEST, "tag list"))
-                tags = doc.get("tags") or []
-            except (ValueError, AttributeError) as exc:
+                doc = loads_strict(resp.read_capped(MAX_MANIFEST, "tag list"), what="tag list")
+            except CatalyticError as exc:
+                if exc.code is not ErrorCode.JSON_INVALID:
+                    raise
                 raise CatalyticError(
                     ErrorCode.REGISTRY_INVALID,
-                    "the registry's tag list is not JSON",
+                    "the registry's tag list is not strict JSON",
                     reason="TAG_LIST",
                 ) from exc
+            tags = (doc.get("tags") or []) if isinstance(doc, dict) else None
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise CatalyticError(
                     ErrorCode.REGISTRY_INVALID,
@@ -666,13 +683,72 @@ def _drain(resp: Response) -> None:
 
 
 def _error_codes(body: bytes) -> list[str]:
-    """The registry's error codes, only when they look like codes (nothing else is quoted)."""
+    """The registry's error codes, only when they look like codes (nothing else is quoted).
+    An error body is a courtesy: one that is not the distribution spec's shape has none."""
     try:
-        errors = json.loads(body).get("errors") or []
-        codes = [e.get("code") for e in errors if isinstance(e, dict)]
-    except (ValueError, AttributeError):
+        doc = loads_strict(body, what="the registry's error")
+    except CatalyticError:
         return []
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if not isinstance(errors, list):
+        return []
+    codes = [e.get("code") for e in errors if isinstance(e, dict)]
     return [c for c in codes if isinstance(c, str) and _CODE.match(c)][:5]
+
+
+def _number(value: str | None) -> int | None:
+    return int(value) if value is not None and _NUMBER.match(value) else None
+
+
+def _bad_url(what: str, why: str) -> CatalyticError:
+    # The URL itself is never quoted: it is the registry's text (controls, a signature).
+    return CatalyticError(
+        ErrorCode.REGISTRY_FAILED,
+        f"the registry sent this client, for the {what}, to a URL it cannot use ({why})",
+        reason="BAD_URL",
+    )
+
+
+def _split(url: str, what: str) -> urllib.parse.SplitResult:
+    """A URL parsed once, and refused unless a request can be built from it: printable ASCII,
+    a host name a resolver takes (IDNA: no empty label, none over 63 characters), a port in
+    range. Every URL a request goes to passes here; the registry names most of them (a
+    redirect, an upload's Location, a token realm, the next page of tags)."""
+    if not _URL_TEXT.match(url):
+        raise _bad_url(what, "not printable ASCII, or longer than 8,192 characters")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number from 0 to 65535
+        host = parts.hostname or ""
+        if not host:
+            raise ValueError("no host")
+        if ":" not in host:  # an IPv6 literal is checked by urlsplit itself
+            host.encode("idna")
+    except ValueError as exc:  # UnicodeError (the IDNA codec) is one too
+        raise _bad_url(what, "no valid host or port") from exc
+    return parts
+
+
+def _join(base: str, location: str, what: str) -> str:
+    """`location` (a header the registry sent) resolved against `base`, checked as _split
+    checks every URL."""
+    if not _URL_TEXT.match(location):
+        raise _bad_url(what, "not printable ASCII, or longer than 8,192 characters")
+    try:
+        url = urllib.parse.urljoin(base, location)
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise _bad_url(what, "no valid host or port") from exc
+    _split(url, what)
+    return url
+
+
+def _origin(parts: urllib.parse.SplitResult) -> str:
+    """scheme://host[:port]: never the user info a URL may carry."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 def _why(exc: BaseException) -> str:

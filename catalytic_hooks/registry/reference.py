@@ -87,6 +87,19 @@ def _bad(text: str, why: str) -> CatalyticError:
     )
 
 
+def _resolvable(host: str) -> bool:
+    """What the socket layer takes: an IPv6 literal, or a name whose labels IDNA accepts (none
+    empty, none over 63 characters; the regex alone lets `a..b` through)."""
+    try:
+        if host.startswith("["):
+            ipaddress.IPv6Address(host[1:-1])
+        else:
+            host.encode("idna")
+    except ValueError:  # UnicodeError is one
+        return False
+    return True
+
+
 def parse(text: str) -> Reference:
     if not is_reference(text):
         raise _bad(text, f"it does not start with {SCHEME}")
@@ -99,6 +112,8 @@ def parse(text: str) -> Reference:
     port = host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else None
     if port is not None and not 0 < int(port) < 65536:
         raise _bad(text, f"port {port} is out of range")
+    if not _resolvable(host.rsplit(":", 1)[0] if port is not None else host):
+        raise _bad(text, "the host is not an IPv6 address in brackets or a DNS name")
     digest = None
     if "@" in path:
         path, _, digest = path.partition("@")

@@ -1,0 +1,162 @@
+"""A hostile registry (the security review of registry/): every answer crafted against the
+client is refused with a stable REGISTRY_* code and its `details.reason`, never INTERNAL, and
+leaves nothing cached or written. The registry is the minimal one of registries.py on loopback,
+answering what each case plants (`faults["answers"]`); the commands are the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .helpers import inproc
+from .registries import MiniRegistry
+from .test_registry import _cache_blobs, _json, _nothing_kept, mini  # noqa: F401 (fixture)
+
+MANIFEST_PATH = "/v2/t/runs/manifests/r1"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _challenge(realm: str) -> tuple[int, dict[str, str], bytes]:
+    return 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="mini"'}, b""
+
+
+def _redirect(location: str) -> tuple[int, dict[str, str], bytes]:
+    return 307, {"Location": location}, b""
+
+
+DEEP = b"[" * 60000  # past the interpreter's recursion limit: json.loads raises RecursionError
+
+# case: ({path: (status, headers, body)}, exit status, code, reason); "{host}" is the registry's.
+# Each of these ended in INTERNAL (exit 3) before the review's fixes.
+PULLS: dict[str, tuple[dict[str, tuple[int, dict[str, str], bytes]], int, str, str | None]] = {
+    "redirect-port-out-of-range": (
+        {MANIFEST_PATH: _redirect("http://127.0.0.1:99999/x")},
+        2,
+        "REGISTRY_FAILED",
+        "BAD_URL",
+    ),
+    "redirect-unclosed-ipv6": (
+        {MANIFEST_PATH: _redirect("http://[::1/x")},
+        2,
+        "REGISTRY_FAILED",
+        "BAD_URL",
+    ),
+    "redirect-non-ascii-path": (
+        {MANIFEST_PATH: _redirect("/v2/t/runs/manifests/\u00e9")},
+        2,
+        "REGISTRY_FAILED",
+        "BAD_URL",
+    ),
+    "redirect-label-too-long": (
+        {MANIFEST_PATH: _redirect("http://" + "a" * 64 + ".example/x")},
+        2,
+        "REGISTRY_FAILED",
+        "BAD_URL",
+    ),
+    "realm-port-not-a-number": (
+        {MANIFEST_PATH: _challenge("https://auth.example:abc/token")},
+        2,
+        "REGISTRY_FAILED",
+        "BAD_URL",
+    ),
+    "token-not-latin-1": (
+        {
+            MANIFEST_PATH: _challenge("http://{host}/token"),
+            "/token": (200, {}, json.dumps({"token": "abc\u20ac"}).encode()),
+        },
+        2,
+        "REGISTRY_AUTH",
+        "TOKEN",
+    ),
+    "token-with-a-header-break": (
+        {
+            MANIFEST_PATH: _challenge("http://{host}/token"),
+            "/token": (200, {}, json.dumps({"token": "abc\r\nX-Injected: 1"}).encode()),
+        },
+        2,
+        "REGISTRY_AUTH",
+        "TOKEN",
+    ),
+    "token-answer-nested-deeply": (
+        {MANIFEST_PATH: _challenge("http://{host}/token"), "/token": (200, {}, DEEP)},
+        2,
+        "REGISTRY_AUTH",
+        "TOKEN",
+    ),
+    # The header is not a number: the body is read to the connection's end, capped as ever,
+    # and judged (here: not a manifest).
+    "content-length-superscript": (
+        {MANIFEST_PATH: (200, {"Content-Length": "\u00b2", "Content-Type": OCI_MANIFEST}, b"{}")},
+        1,
+        "REGISTRY_INVALID",
+        "MEDIA_TYPE",
+    ),
+    "content-length-5000-digits": (
+        {MANIFEST_PATH: (200, {"Content-Length": "9" * 5000, "Content-Type": OCI_MANIFEST}, b"{}")},
+        1,
+        "REGISTRY_INVALID",
+        "MEDIA_TYPE",
+    ),
+    "error-body-errors-not-a-list": (
+        {MANIFEST_PATH: (500, {"Content-Type": "application/json"}, b'{"errors": 5}')},
+        2,
+        "REGISTRY_FAILED",
+        None,
+    ),
+    "error-body-nested-deeply": (
+        {MANIFEST_PATH: (500, {"Content-Type": "application/json"}, DEEP)},
+        2,
+        "REGISTRY_FAILED",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PULLS))
+def test_hostile_answers_are_refused_with_a_code(
+    case: str,
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    answers, rc, code, reason = PULLS[case]
+    mini.state.faults["answers"] = {
+        path: (status, {k: v.replace("{host}", mini.host) for k, v in headers.items()}, body)
+        for path, (status, headers, body) in answers.items()
+    }
+    got = inproc(
+        "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json", cwd=tmp_path
+    )
+    doc = _json(got)
+    assert (got.returncode, doc["code"], doc["details"].get("reason")) == (rc, code, reason), doc
+    if code == "REGISTRY_FAILED" and reason is None:
+        assert doc["details"] == {"registry_codes": [], "status": 500}
+    assert _cache_blobs() == []
+    _nothing_kept(tmp_path)
+
+
+def test_a_tag_list_nested_deeply_is_refused(
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    from .helpers import git
+
+    git(tmp_path, "init", "-q")
+    mini.state.faults["answers"] = {"/v2/t/runs/tags/list": (200, {}, b'{"tags":' + DEEP)}
+    got = inproc("validate", f"oci://{mini.host}/t/runs", "--json", cwd=tmp_path)
+    doc = _json(got)
+    assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
+        1,
+        "REGISTRY_INVALID",
+        "TAG_LIST",
+    ), doc
+    assert _cache_blobs() == [] and not (tmp_path / ".catalytic").exists()
+
+
+@pytest.mark.parametrize("host", ["a..b", "a" * 64 + ".example", "[1]"])
+def test_a_reference_whose_host_no_resolver_takes_is_a_usage_error(
+    host: str, tmp_path: Path
+) -> None:
+    got = inproc("archive", "pull", f"oci://{host}/t/runs:r1", "--json", cwd=tmp_path)
+    assert (got.returncode, _json(got)["code"]) == (2, "USAGE"), got.stdout
