@@ -6,6 +6,7 @@ answering what each case plants (`faults["answers"]`); the commands are the real
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,87 @@ def test_a_reference_whose_host_no_resolver_takes_is_a_usage_error(
 ) -> None:
     got = inproc("archive", "pull", f"oci://{host}/t/runs:r1", "--json", cwd=tmp_path)
     assert (got.returncode, _json(got)["code"]) == (2, "USAGE"), got.stdout
+
+
+# -- a presigned storage URL is a bearer capability: never shown -------------------------------
+
+SECRET = "SECRETSIGNATURE0123"
+
+
+@pytest.fixture
+def storage() -> Iterator[MiniRegistry]:
+    """A second server, playing the cloud storage a registry redirects blob reads to."""
+    reg = MiniRegistry().start()
+    yield reg
+    reg.stop()
+
+
+def _archive_manifest(reg: MiniRegistry, data: bytes) -> str:
+    """An archive manifest tagged r1 on `reg` whose one layer is `data` (which `reg` need not
+    hold); its layer's digest."""
+    from catalytic_hooks.registry import artifact
+
+    blob = artifact.descriptor_of(data, artifact.ARCHIVE_TYPE)
+    body = artifact.archive_manifest(
+        blob, run_id="r1", commit=None, signer="0" * 64, bundle_root="0" * 64, created=None
+    )
+    digest = artifact.descriptor_of(body, OCI_MANIFEST).digest
+    reg.state.manifests[digest] = (body, OCI_MANIFEST)
+    reg.state.tags["r1"] = digest
+    return blob.digest
+
+
+def _presigned(storage: MiniRegistry, path: str) -> str:
+    return (
+        f"http://{storage.host}{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        f"&X-Amz-Credential=AKIAEXAMPLE%2F20260101&X-Amz-Signature={SECRET}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "rc", "code", "reason"),
+    [
+        ("reset", 2, "REGISTRY_UNREACHABLE", "INTERRUPTED"),
+        ("truncate", 1, "REGISTRY_DIGEST_MISMATCH", "TRUNCATED"),  # the cache counts it: no URL
+        ("huge-manifest", 1, "REGISTRY_INVALID", "TOO_LARGE"),
+    ],
+)
+def test_a_presigned_url_a_redirect_gave_is_never_shown(
+    fault: str,
+    rc: int,
+    code: str,
+    reason: str,
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    storage: MiniRegistry,
+    tmp_path: Path,
+) -> None:
+    """The registry redirects a read to storage with a signed query (as distribution on S3
+    does); the transfer then breaks, or the manifest there is oversized. The error names the
+    registry URL asked for and the storage's origin, never the query."""
+    data = bytes(range(256)) * 4096  # 1 MiB: the reset comes mid-body
+    digest = _archive_manifest(mini, data)
+    if fault == "huge-manifest":
+        asked = "/v2/t/runs/manifests/r1"
+        storage.state.faults["manifest"] = {"big": (b" " * (5 * 1024 * 1024), OCI_MANIFEST)}
+        target = "/v2/t/runs/manifests/big"
+    else:
+        asked = f"/v2/t/runs/blobs/{digest}"
+        storage.state.blobs[digest] = data
+        storage.state.faults[fault] = {digest}
+        target = asked
+    mini.state.faults["answers"] = {asked: _redirect(_presigned(storage, target))}
+    ref = f"oci://{mini.host}/t/runs:r1"
+    shown = []
+    for mode in (["--json"], []):
+        got = inproc("archive", "pull", ref, "-o", "out.zip", *mode, cwd=tmp_path)
+        assert got.returncode == rc, got.stdout + got.stderr
+        shown.append(got.stdout + got.stderr)
+    doc = json.loads(shown[0])
+    assert (doc["code"], doc["details"]["reason"]) == (code, reason)
+    if fault != "truncate":
+        assert doc["details"]["url"] == f"http://{mini.host}{asked}"
+        assert doc["details"]["served_by"] == f"http://{storage.host}"
+    for text in shown:
+        assert SECRET not in text and "AKIAEXAMPLE" not in text and "X-Amz" not in text
+    assert _cache_blobs() == []
+    _nothing_kept(tmp_path)

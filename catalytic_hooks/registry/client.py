@@ -64,11 +64,24 @@ class Response:
     status: int
     headers: dict[str, str]
     raw: http.client.HTTPResponse
-    url: str
+    url: str  # where the body comes from: never shown (see `where`)
     _owner: Client = field(repr=False)
+    requested: str = ""  # the URL the request was made for, before any redirect
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    def where(self) -> dict[str, str]:
+        """Where the body came from, for an error's details: the URL asked for and, after a
+        redirect to another server, that server's origin; never a query, fragment or user
+        info. A registry on cloud storage redirects a blob to a presigned URL whose query is
+        a bearer capability (S3's X-Amz-Signature), and errors end up in CI logs."""
+        asked = _split(self.requested or self.url, "request")
+        out = {"url": _origin(asked) + asked.path}
+        served = _origin(_split(self.url, "request"))
+        if served != _origin(asked):
+            out["served_by"] = served
+        return out
 
     @contextlib.contextmanager
     def _transfer(self) -> Iterator[None]:
@@ -83,7 +96,7 @@ class Response:
                 ErrorCode.REGISTRY_DIGEST_MISMATCH,
                 "the registry's answer ended before its declared length (a truncated body)",
                 reason="TRUNCATED",
-                url=self.url,
+                **self.where(),
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
             self._owner.drop()
@@ -91,7 +104,7 @@ class Response:
                 ErrorCode.REGISTRY_UNREACHABLE,
                 "the connection to the registry broke during a transfer",
                 reason="INTERRUPTED",
-                url=self.url,
+                **self.where(),
             ) from exc
 
     def readinto(self, buf: memoryview) -> int:
@@ -116,7 +129,7 @@ class Response:
                 ErrorCode.REGISTRY_INVALID,
                 f"the registry's {what} is {length} bytes, more than the {cap} this client accepts",
                 reason="TOO_LARGE",
-                url=self.url,
+                **self.where(),
             )
         chunks, total = [], 0
         while chunk := self.read(min(BLOCK, cap + 1 - total)):
@@ -128,7 +141,7 @@ class Response:
                     ErrorCode.REGISTRY_INVALID,
                     f"the registry's {what} is more than the {cap} bytes this client accepts",
                     reason="TOO_LARGE",
-                    url=self.url,
+                    **self.where(),
                 )
         return b"".join(chunks)
 
@@ -335,7 +348,7 @@ class Client:
         """One request; `path` is `/v2/...` or an absolute URL the registry gave (an upload
         location, a redirect). Answers a challenge once; follows redirects of GET and HEAD,
         sending credentials only to the registry's own host."""
-        url = path if "://" in path else self.base() + path
+        url = first = path if "://" in path else self.base() + path
         sent_auth = False
         for _ in range(6):
             hdrs = dict(headers or {})
@@ -357,6 +370,7 @@ class Client:
                 url = _join(url, location, what)
                 continue
             if resp.status in ok:
+                resp.requested = first
                 return resp
             raise self._failure(resp, what)
         raise CatalyticError(
