@@ -6,7 +6,7 @@ answering what each case plants (`faults["answers"]`); the commands are the real
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -245,3 +245,67 @@ def test_a_presigned_url_a_redirect_gave_is_never_shown(
         assert SECRET not in text and "AKIAEXAMPLE" not in text and "X-Amz" not in text
     assert _cache_blobs() == []
     _nothing_kept(tmp_path)
+
+
+# -- a tag list that never ends ------------------------------------------------------------------
+
+TAGS_PATH = "/v2/t/runs/tags/list"
+
+
+def _endless(tags: int, pad: int = 0) -> Callable[[str], tuple[int, dict[str, str], bytes]]:
+    """Tag list pages each naming a next page never seen before (`last=` counts up)."""
+    count = [0]
+
+    def page(path: str) -> tuple[int, dict[str, str], bytes]:
+        count[0] += 1
+        names = [f"p{count[0]}-{i}" for i in range(tags)]
+        body = json.dumps({"name": "t/runs", "tags": names}).encode()
+        link = f'<{TAGS_PATH}?n=1000&last=p{count[0]}>; rel="next"'
+        return 200, {"Link": link}, body[:-1] + b" " * pad + b"}"
+
+    return page
+
+
+TAG_LISTS: dict[str, tuple[object, int, str, str, int]] = {
+    # case: (the answer, exit status, code, reason, pages read)
+    "next-is-the-same-page": (
+        (200, {"Link": f'<{TAGS_PATH}?n=1000&last=a>; rel="next"'}, b'{"tags": ["a"]}'),
+        2,
+        "REGISTRY_FAILED",
+        "LOOP",
+        2,
+    ),
+    "a-new-page-for-ever": (_endless(1), 1, "REGISTRY_INVALID", "TOO_MANY_TAGS", 1000),
+    "one-page-over-the-tag-limit": (
+        (200, {}, json.dumps({"tags": [f"t{i}" for i in range(100_001)]}).encode()),
+        1,
+        "REGISTRY_INVALID",
+        "TOO_MANY_TAGS",
+        1,
+    ),
+    "pages-of-blanks-over-the-byte-limit": (
+        _endless(0, pad=4 * 1024 * 1024 - 64),
+        1,
+        "REGISTRY_INVALID",
+        "TOO_MANY_TAGS",
+        9,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TAG_LISTS))
+def test_a_tag_list_that_never_ends_is_refused(
+    case: str,
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    from .helpers import git
+
+    answer, rc, code, reason, pages = TAG_LISTS[case]
+    git(tmp_path, "init", "-q")
+    mini.state.faults["answers"] = {TAGS_PATH: answer}
+    got = inproc("validate", f"oci://{mini.host}/t/runs", "--json", cwd=tmp_path)
+    doc = _json(got)
+    assert (got.returncode, doc["code"], doc["details"]["reason"]) == (rc, code, reason), doc
+    assert doc["details"]["pages"] == pages
+    assert _cache_blobs() == [] and not (tmp_path / ".catalytic").exists()

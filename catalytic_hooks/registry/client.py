@@ -34,6 +34,15 @@ CHUNK_SIZE = 64 * 1024 * 1024
 NO_CHUNKS = (404, 405, 415, 501)  # answers to a first PATCH from registries without chunks
 MAX_MANIFEST = 4 * 1024 * 1024  # distribution's own limit on a manifest
 MAX_ERROR_BODY = 64 * 1024
+# A repository's tag list, in pages (`Link: rel="next"`). Tags are runs, and no repository of
+# runs comes near these; a registry that goes past one is refused (TOO_MANY_TAGS), since it
+# could otherwise hand out pages for ever. Some registries hold `n` to 100 a page: 100,000
+# tags at most is then 1,000 pages; 100,000 tags of the longest a tag may be (128 characters)
+# come to 13 MiB of JSON.
+TAG_PAGE = 1000
+MAX_TAGS = 100_000
+MAX_TAG_PAGES = 1000
+MAX_TAG_BYTES = 32 * 1024 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -650,35 +659,73 @@ class Client:
         return resp.read_capped(MAX_MANIFEST, "referrers index")
 
     def tags(self) -> list[str]:
-        """Every tag of the repository, following the `Link` pagination."""
+        """Every tag of the repository, following the `Link` pagination within the limits
+        above: a registry that sends the client round (a `next` page already read) or on and
+        on (more pages, tags or bytes than any repository of runs needs) is refused, not
+        followed until memory or patience runs out."""
         out: list[str] = []
-        path: str | None = self._repo("tags/list?n=1000")
-        while path is not None:
-            resp = self.request("GET", path, what="tag list")
-            link = resp.header("link")
-            try:
-                doc = loads_strict(resp.read_capped(MAX_MANIFEST, "tag list"), what="tag list")
-            except CatalyticError as exc:
-                if exc.code is not ErrorCode.JSON_INVALID:
-                    raise
+        seen: set[str] = set()
+        read = 0
+        url: str | None = self.base() + self._repo(f"tags/list?n={TAG_PAGE}")
+        while url is not None:
+            if url in seen:
                 raise CatalyticError(
-                    ErrorCode.REGISTRY_INVALID,
-                    "the registry's tag list is not strict JSON",
-                    reason="TAG_LIST",
-                ) from exc
-            tags = (doc.get("tags") or []) if isinstance(doc, dict) else None
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise CatalyticError(
-                    ErrorCode.REGISTRY_INVALID,
-                    "the registry's tag list is not a list of strings",
-                    reason="TAG_LIST",
+                    ErrorCode.REGISTRY_FAILED,
+                    "the registry's tag list names a page already read as the next one",
+                    reason="LOOP",
+                    pages=len(seen),
                 )
-            out.extend(tags)
-            m = re.match(r"<([^>]+)>;\s*rel=\"?next\"?", link or "")
-            path = urllib.parse.urljoin(self.base() + "/", m.group(1)) if m else None
-            if path is not None and urllib.parse.urlsplit(path).netloc != self.ref.host:
-                path = None
+            if len(seen) == MAX_TAG_PAGES:
+                raise _too_many_tags(f"more than {MAX_TAG_PAGES} pages", pages=len(seen))
+            seen.add(url)
+            resp = self.request("GET", url, what="tag list")
+            link = resp.header("link")
+            body = resp.read_capped(MAX_MANIFEST, "tag list")
+            read += len(body)
+            if read > MAX_TAG_BYTES:
+                raise _too_many_tags(f"more than {MAX_TAG_BYTES} bytes", pages=len(seen))
+            out.extend(_tag_page(body))
+            if len(out) > MAX_TAGS:
+                raise _too_many_tags(f"more than {MAX_TAGS} tags", pages=len(seen))
+            url = self._next_page(link)
         return out
+
+    def _next_page(self, link: str | None) -> str | None:
+        """The `Link: <URL>; rel="next"` of a tag list page, on the registry's own host."""
+        m = re.match(r"<([^>]+)>;\s*rel=\"?next\"?", link or "")
+        if m is None:
+            return None
+        url = _join(self.base() + "/", m.group(1), "tag list")
+        return url if urllib.parse.urlsplit(url).netloc == self.ref.host else None
+
+
+def _tag_page(body: bytes) -> list[str]:
+    try:
+        doc = loads_strict(body, what="tag list")
+    except CatalyticError as exc:
+        raise CatalyticError(
+            ErrorCode.REGISTRY_INVALID,
+            "the registry's tag list is not strict JSON",
+            reason="TAG_LIST",
+        ) from exc
+    tags = (doc.get("tags") or []) if isinstance(doc, dict) else None
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise CatalyticError(
+            ErrorCode.REGISTRY_INVALID,
+            "the registry's tag list is not a list of strings",
+            reason="TAG_LIST",
+        )
+    return tags
+
+
+def _too_many_tags(what: str, **details: object) -> CatalyticError:
+    return CatalyticError(
+        ErrorCode.REGISTRY_INVALID,
+        f"the registry's tag list runs to {what}, beyond what this client reads "
+        f"({MAX_TAGS} tags in {MAX_TAG_PAGES} pages of {MAX_TAG_BYTES} bytes in all)",
+        reason="TOO_MANY_TAGS",
+        **details,
+    )
 
 
 def _window_body(path: Path, offset: int, length: int) -> Body:
