@@ -309,3 +309,43 @@ def test_a_tag_list_that_never_ends_is_refused(
     assert (got.returncode, doc["code"], doc["details"]["reason"]) == (rc, code, reason), doc
     assert doc["details"]["pages"] == pages
     assert _cache_blobs() == [] and not (tmp_path / ".catalytic").exists()
+
+
+# -- a tag that is not a tag -------------------------------------------------------------------
+
+EVIL_TAG = "\x1b[2J\x1b[1;31mALL RUNS PASS\x1b[0m"
+
+
+def test_listed_strings_that_are_not_tags_never_become_run_ids(
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """A registry lists terminal escapes and a path among its tags: they are dropped and
+    counted, and appear in no output, report or chronicle record; the one real tag (here not
+    pullable) is still a candidate."""
+    from .helpers import git
+
+    git(tmp_path, "init", "-q")
+    body = json.dumps({"name": "t/runs", "tags": [EVIL_TAG, "a/../../b", "r-gone"]}).encode()
+    mini.state.faults["answers"] = {TAGS_PATH: (200, {}, body)}
+    ref = f"oci://{mini.host}/t/runs"
+    shown = []
+    for mode in (["--json"], []):
+        got = inproc("validate", ref, *mode, cwd=tmp_path)
+        assert got.returncode == 1, got.stdout + got.stderr  # r-gone cannot be pulled
+        shown.append(got.stdout + got.stderr)
+    doc = json.loads(shown[0])
+    assert (doc["code"], doc["details"]["candidates"], doc["details"]["tags_ignored"]) == (
+        "VALIDATION_FAILED",
+        1,
+        2,
+    )
+    (row,) = doc["details"]["results"]
+    assert (row["run_id"], row["reason"].split(":")[0]) == ("r-gone", "REGISTRY_NOT_FOUND")
+    assert "validate: 1 of 1 run(s)" in shown[1] and "2 registry tag(s) ignored" in shown[1]
+    written = [p.read_text() for p in (tmp_path / ".catalytic").rglob("*") if p.is_file()]
+    assert any('"kind":"validate"' in text for text in written)  # the chronicle
+    for text in shown + written:
+        for bad in ("\x1b", "\\u001b", "ALL RUNS PASS", "a/../../b"):
+            assert bad not in text
+    assert _cache_blobs() == []

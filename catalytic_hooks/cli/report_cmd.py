@@ -120,6 +120,7 @@ def validate(
     from catalytic_hooks.replay.runner import ReplayOptions
     from catalytic_hooks.replay.validate import (
         ValidateOptions,
+        ignored_note,
         parse_shard,
         render_markdown,
     )
@@ -185,6 +186,7 @@ def validate(
             say(
                 f"validate: {n} of {summary['candidates']} run(s), seed {summary['seed']}"
                 + (f", shard {summary['shard']}" if summary["shard"] else "")
+                + ignored_note(summary)
                 + ": "
                 + ("PASS" if not bad else f"FAIL ({', '.join(bad)})")
             )

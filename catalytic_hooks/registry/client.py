@@ -23,7 +23,7 @@ from typing import IO, Any
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.registry import auth
-from catalytic_hooks.registry.reference import Reference, is_loopback
+from catalytic_hooks.registry.reference import TAG, Reference, is_loopback
 
 BLOCK = 1 << 20
 # A blob goes up in one streamed PUT (the fastest upload: distribution 2.8 takes 1 GiB about
@@ -55,6 +55,12 @@ _NUMBER = re.compile(r"^[0-9]{1,19}\Z")
 _URL_TEXT = re.compile(r"^[\x21-\x7e]{1,8192}\Z")
 
 Body = bytes | Callable[[], tuple[IO[bytes], int]] | None
+
+
+@dataclass(frozen=True)
+class TagList:
+    tags: list[str]  # OCI tags (reference.TAG), in the registry's order
+    ignored: int  # strings listed that are not OCI tags: dropped, never shown
 
 
 @dataclass
@@ -658,12 +664,15 @@ class Client:
             return None
         return resp.read_capped(MAX_MANIFEST, "referrers index")
 
-    def tags(self) -> list[str]:
+    def tags(self) -> TagList:
         """Every tag of the repository, following the `Link` pagination within the limits
         above: a registry that sends the client round (a `next` page already read) or on and
         on (more pages, tags or bytes than any repository of runs needs) is refused, not
-        followed until memory or patience runs out."""
+        followed until memory or patience runs out. A listed string that is not an OCI tag is
+        dropped and counted: a tag becomes a run id in output, reports and the chronicle, and
+        the registry's text could carry terminal escapes or a path there."""
         out: list[str] = []
+        ignored = 0
         seen: set[str] = set()
         read = 0
         url: str | None = self.base() + self._repo(f"tags/list?n={TAG_PAGE}")
@@ -684,11 +693,14 @@ class Client:
             read += len(body)
             if read > MAX_TAG_BYTES:
                 raise _too_many_tags(f"more than {MAX_TAG_BYTES} bytes", pages=len(seen))
-            out.extend(_tag_page(body))
-            if len(out) > MAX_TAGS:
+            page = _tag_page(body)
+            if len(out) + ignored + len(page) > MAX_TAGS:
                 raise _too_many_tags(f"more than {MAX_TAGS} tags", pages=len(seen))
+            tags = [t for t in page if TAG.match(t)]
+            out.extend(tags)
+            ignored += len(page) - len(tags)
             url = self._next_page(link)
-        return out
+        return TagList(out, ignored)
 
     def _next_page(self, link: str | None) -> str | None:
         """The `Link: <URL>; rel="next"` of a tag list page, on the registry's own host."""

@@ -328,13 +328,21 @@ def _attestations(client: Client, cache: Cache, m: Manifest) -> list[tuple[Path,
     return out
 
 
-def repository_tags(text: str, options: Options) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class RepositoryRuns:
+    runs: list[tuple[str, str]]  # (tag, reference), sorted by tag
+    tags_ignored: int  # strings the registry listed that are not OCI tags
+
+
+def repository_tags(text: str, options: Options) -> RepositoryRuns:
     """(tag, reference) of every run in a repository: its tags except the fallback tags of
-    referrers (`sha256-<hex>`). Nothing is pulled; `validate` pulls only what it picks."""
+    referrers (`sha256-<hex>`), and how many listed strings were not tags at all (dropped by
+    the client). Nothing is pulled; `validate` pulls only what it picks."""
     ref = parse(text)
     client = options.client(ref)
     try:
-        tags = client.tags()
+        listed = client.tags()
     finally:
         client.close()
-    return [(t, str(ref.with_tag(t))) for t in sorted(set(tags)) if not _FALLBACK.match(t)]
+    runs = [(t, str(ref.with_tag(t))) for t in sorted(set(listed.tags)) if not _FALLBACK.match(t)]
+    return RepositoryRuns(runs, listed.ignored)

@@ -120,24 +120,33 @@ def _expand(p: Path, limits: Limits) -> list[Candidate]:
     )
 
 
-def _registry(text: str, registry: RegistryOptions) -> list[Candidate]:
+@dataclass(frozen=True)
+class Sources:
+    candidates: list[Candidate]
+    tags_ignored: int = 0  # strings registries listed that are not OCI tags: never run ids
+
+
+def _registry(text: str, registry: RegistryOptions) -> Sources:
     """A registry source: one tag or digest, or a repository (each of its runs' tags, which
     rank as run ids: a push tags with the run id). Nothing is pulled before the pick."""
     ref = parse_reference(text)
-    pairs = (
-        repository_tags(text, registry)
-        if ref.is_repository
-        else [(ref.tag or ref.digest or text, text)]
+    if not ref.is_repository:
+        one = Candidate(ref.tag or ref.digest or text, Path(text.replace("://", "/")), "oci", text)
+        return Sources([one])
+    listed = repository_tags(text, registry)
+    return Sources(
+        [Candidate(tag, Path(r.replace("://", "/")), "oci", r) for tag, r in listed.runs],
+        listed.tags_ignored,
     )
-    return [Candidate(tag, Path(r.replace("://", "/")), "oci", r) for tag, r in pairs]
 
 
 def resolve_sources(
     repo: Repo, policy: Policy, sources: list[Path | str], registry: RegistryOptions | None = None
-) -> list[Candidate]:
+) -> Sources:
     """Every candidate run of the sources (default: every run under the run roots); a source
     given as `oci://...` (a string, or a Path that folded its `//`) is a registry's."""
     limits = limits_for(policy)
+    ignored = 0
     if not sources:
         roots = [repo.top / r for r in policy.run_roots]
         found = [c for r in roots if r.is_dir() for c in _expand(r, limits)]
@@ -147,7 +156,9 @@ def resolve_sources(
             text = str(s)
             if text.startswith("oci:/"):
                 text = "oci://" + text.removeprefix("oci://").removeprefix("oci:/")
-                found += _registry(text, registry or RegistryOptions())
+                listed = _registry(text, registry or RegistryOptions())
+                found += listed.candidates
+                ignored += listed.tags_ignored
             else:
                 found += _expand(Path(s).absolute(), limits)
     seen: set[Path | str] = set()
@@ -157,7 +168,7 @@ def resolve_sources(
         if key not in seen:
             seen.add(key)
             out.append(c)
-    return out
+    return Sources(out, ignored)
 
 
 def rank(seed: str, run_id: str) -> str:
@@ -325,7 +336,8 @@ def validate(
 ) -> dict[str, Any]:
     if opts.jobs < 1:
         raise CatalyticError(ErrorCode.USAGE, "--jobs must be at least 1")
-    cands = resolve_sources(repo, policy, sources, opts.registry)
+    found = resolve_sources(repo, policy, sources, opts.registry)
+    cands = found.candidates
     seed, picks = plan(cands, opts)
     stamp = stamp_compact()
     vid = f"validate-{stamp}"
@@ -347,6 +359,7 @@ def validate(
         "night": night_of(opts.date) if opts.coverage else None,
         "shard": f"{opts.shard[0]}/{opts.shard[1]}" if opts.shard else None,
         "candidates": len(cands),
+        **({"tags_ignored": found.tags_ignored} if found.tags_ignored else {}),
         "jobs": opts.jobs,
         "results": results,
         "started_at": started,
@@ -388,6 +401,11 @@ def _write(repo: Repo, policy: Policy, summary: dict[str, Any], stamp: str) -> N
     atomic_write(base.with_suffix(".html"), render_validation_html(summary))
 
 
+def ignored_note(summary: dict[str, Any]) -> str:
+    n = summary.get("tags_ignored")
+    return f"; {n} registry tag(s) ignored (not OCI tags)" if n else ""
+
+
 def _cell(v: Any) -> str:
     # Markdown table cells: a `|` or a newline in a run id or reason would break the table.
     return str(v).replace("|", "\\|").replace("\n", " ")
@@ -407,7 +425,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         head,
         "",
         f"- seed `{_cell(summary['seed'])}`, mode {summary['mode']}, shard "
-        f"{summary['shard'] or 'all'}; {len(res)} of {summary['candidates']} run(s)",
+        f"{summary['shard'] or 'all'}; {len(res)} of {summary['candidates']} run(s)"
+        + ignored_note(summary),
         "",
         "| run | verdict | largest metric drift | environment | time |",
         "|---|---|---|---|---|",
