@@ -5,6 +5,7 @@ answering what each case plants (`faults["answers"]`); the commands are the real
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,16 @@ import pytest
 
 from .helpers import inproc
 from .registries import MiniRegistry
-from .test_registry import _cache_blobs, _json, _nothing_kept, mini  # noqa: F401 (fixture)
+from .test_archive import made  # noqa: F401 (a fixture `shared` needs)
+from .test_registry import (  # noqa: F401 (the fixtures mini and shared)
+    _cache_blobs,
+    _json,
+    _nothing_kept,
+    _push_mini,
+    _verify_attested,
+    mini,
+    shared,
+)
 
 MANIFEST_PATH = "/v2/t/runs/manifests/r1"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -349,3 +359,154 @@ def test_listed_strings_that_are_not_tags_never_become_run_ids(
         for bad in ("\x1b", "\\u001b", "ALL RUNS PASS", "a/../../b"):
             assert bad not in text
     assert _cache_blobs() == []
+
+
+# -- junk referrers cannot veto ------------------------------------------------------------------
+
+
+def _junk(reg: MiniRegistry, info: dict, kind: str, i: int) -> str:
+    """A referrer anyone with push access can attach to the archive (the referrers API lists
+    it), made from the real attestation's manifest: `envelope` (a DSSE layer of junk bytes),
+    `layer` (not a DSSE layer), `subject` (about another manifest) or `missing` (listed, not
+    stored). Its digest."""
+    from catalytic_hooks.registry import artifact
+
+    real, media = reg.state.manifests[info["attestation"]["digest"]]
+    m = json.loads(real)
+    if kind == "envelope":
+        blob = b"junk %d" % i
+        m["layers"][0].update(digest=artifact.descriptor_of(blob, "x").digest, size=len(blob))
+        reg.state.blobs[m["layers"][0]["digest"]] = blob
+    elif kind == "layer":
+        m["layers"][0]["mediaType"] = "application/octet-stream"
+    elif kind == "subject":
+        m["subject"]["digest"] = "sha256:" + "1" * 64
+    m["annotations"] = {"n": str(i)}
+    body = json.dumps(m).encode()
+    digest = artifact.descriptor_of(body, media).digest
+    if kind != "missing":
+        reg.state.manifests[digest] = (body, media)
+    entry = {"mediaType": media, "digest": digest, "size": len(body)}
+    reg.state.referrers[info["digest"]].append({**entry, "artifactType": m["artifactType"]})
+    return digest
+
+
+KINDS = ("envelope", "layer", "subject", "missing")
+
+
+def _listed(reg: MiniRegistry, info: dict, before: int, after: int) -> list[str]:
+    """`before` junk referrers listed before the real attestation and `after` after it."""
+    listing = reg.state.referrers[info["digest"]]
+    real = listing.pop()
+    junk = [_junk(reg, info, KINDS[i % 4], i) for i in range(before)]
+    listing.append(real)
+    junk += [_junk(reg, info, KINDS[i % 4], before + i) for i in range(after)]
+    return junk
+
+
+def test_junk_referrers_listed_first_cannot_veto_a_valid_attestation(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """100 junk referrers (more than the 64 once checked in all) listed before the real one,
+    3 after: each refused one is reported and skipped, the real one passes, and the search
+    stops there."""
+    info = _push_mini(shared, mini, tmp_path)
+    junk = _listed(mini, info, 100, 3)
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, doc["code"]) == (0, "PASS"), doc
+    row = doc["details"]["results"][0]
+    rows = row["attestations"]
+    assert [r["digest"] for r in rows] == [*junk[:100], info["attestation"]["digest"]]
+    assert [r["valid"] for r in rows] == [False] * 100 + [True]
+    assert [r["code"] for r in rows[:4]] == [  # the kinds of junk, in turn
+        "JSON_INVALID",  # an envelope of junk bytes
+        "REGISTRY_INVALID",  # not a DSSE layer
+        "REGISTRY_INVALID",  # about another manifest
+        "REGISTRY_NOT_FOUND",  # listed, not stored
+    ]
+    assert row["attestations_unchecked"] == 3 and "reason" not in doc["details"]
+    human = inproc(
+        "verify",
+        info["reference"],
+        "--attested",
+        "--trust-file",
+        str(shared["trust"]),
+        cwd=tmp_path,
+    )
+    assert human.returncode == 0, human.stdout + human.stderr
+    assert f"attestation {info['attestation']['digest']} (referrers-api): valid" in human.stdout
+    assert "3 more attached, not fetched: one verifies" in human.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    _nothing_kept(tmp_path)
+
+
+def test_the_limit_on_referrers_fetched_ends_the_search_with_its_own_reason(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    from catalytic_hooks.registry.pull import MAX_REFERRERS
+
+    info = _push_mini(shared, mini, tmp_path)
+    _listed(mini, info, MAX_REFERRERS, 0)
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, doc["code"], doc["details"]["reason"]) == (
+        1,
+        "ATTESTATION_MISSING",
+        "REFERRER_LIMIT",
+    )
+    row = doc["details"]["results"][0]
+    assert row["valid"] and row["attestations_reason"] == "REFERRER_LIMIT"
+    assert len(row["attestations"]) == MAX_REFERRERS and row["attestations_unchecked"] == 1
+    assert not any(a["valid"] for a in row["attestations"])
+    human = inproc(
+        "verify",
+        info["reference"],
+        "--attested",
+        "--trust-file",
+        str(shared["trust"]),
+        cwd=tmp_path,
+    )
+    assert human.returncode == 1
+    assert (
+        f"REJECTED ATTESTATION_MISSING: none of the {MAX_REFERRERS} attestations fetched "
+        "verifies, and 1 more attached were not fetched (REFERRER_LIMIT" in human.stdout
+    )
+    _nothing_kept(tmp_path)
+
+
+def test_a_junk_referrer_does_not_stop_archive_pull(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    info = _push_mini(shared, mini, tmp_path)
+    listing = mini.state.referrers[info["digest"]]
+    real = listing.pop()
+    junk = _junk(mini, info, "layer", 0)  # listed first: a layer that is not a DSSE envelope
+    listing.append(real)
+    ref = f"oci://{mini.host}/t/runs:r1"
+    got = inproc("archive", "pull", ref, "-o", "out.zip", "--json", cwd=tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    doc = _json(got)["details"]
+    assert doc["referrers_skipped"] == [
+        {"digest": junk, "code": "REGISTRY_INVALID", "reason": "LAYERS"}
+    ]
+    assert [a["digest"] for a in doc["attestations"]] == [
+        "sha256:" + hashlib.sha256(shared["attestation"].read_bytes()).hexdigest()
+    ]
+    assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
+    assert (tmp_path / "out.intoto.json").read_bytes() == shared["attestation"].read_bytes()
+    human = inproc("archive", "pull", ref, "-o", "again.zip", cwd=tmp_path)
+    assert human.returncode == 0, human.stdout + human.stderr
+    assert "1 attached referrer(s) skipped, not attestations of this archive (REGISTRY_INVALID" in (
+        human.stdout
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "again.intoto.json",
+        "again.zip",
+        "out.intoto.json",
+        "out.zip",
+    ]

@@ -80,5 +80,13 @@ def run_archive_pull(args: ArchivePullArgs) -> None:
             say(f"pulled {info['reference']} to {info['archive_file']}")
             for a in info["attestations"]:
                 say(f"  attestation {a['file']}")
+            skipped = info.get("referrers_skipped", [])
+            if skipped:
+                say(
+                    f"  {len(skipped)} attached referrer(s) skipped, not attestations of this "
+                    f"archive ({', '.join(sorted({s['code'] for s in skipped}))}; see --json)"
+                )
+            if info.get("referrers_unchecked"):
+                say(f"  {info['referrers_unchecked']} more attached, not fetched (the limit)")
 
         result(args.json_mode, True, SuccessCode.OK, info, human)

@@ -211,27 +211,40 @@ def _verify(
                         f"  attestation {a['digest']} ({a['via']}): "
                         f"REJECTED {a['code']}: {a['message']}"
                     )
-            if "attestations" in r and not r["attestations"]:
-                say("  no attestation is attached to this archive in the registry")
-            if (
-                "attestations" in r
-                and r["valid"]
-                and not any(a["valid"] for a in r["attestations"])
-            ):
-                say(f"  REJECTED {report['code']}: no attestation attached to it verifies")
+            _say_attestations_end(r, report["code"])
         if report.get("chain_root"):
             say(f"chain_root {report['chain_root']}")
 
     result(json_mode, report["ok"], report["code"], report, human)
 
 
+def _say_attestations_end(r: dict[str, Any], code: str) -> None:
+    if "attestations" not in r:
+        return
+    rows, unchecked = r["attestations"], r.get("attestations_unchecked", 0)
+    if not rows:
+        say("  no attestation is attached to this archive in the registry")
+    if any(a["valid"] for a in rows):
+        if unchecked:
+            say(f"  {unchecked} more attached, not fetched: one verifies")
+    elif r.get("attestations_reason") == "REFERRER_LIMIT":
+        say(
+            f"  REJECTED {code}: none of the {len(rows)} attestations fetched verifies, and "
+            f"{unchecked} more attached were not fetched (REFERRER_LIMIT, the limit on work)"
+        )
+    elif r["valid"]:
+        say(f"  REJECTED {code}: no attestation attached to it verifies")
+
+
 def _verify_attached(
     report: dict[str, Any], pulled: list[dict[str, Any]], trust: TrustPolicy
 ) -> None:
     """`--attested`: each pulled archive's row gains the attestations attached to it in the
-    registry, each verified with the caller's trust; the verdict fails unless every archive
-    that verified has one that verifies (ATTESTATION_MISSING when none is attached, else the
-    first refusal's code)."""
+    registry that were judged, in the order listed, up to the first that verifies with the
+    caller's trust; a refused one is a row, never the end of the search. The verdict fails
+    unless every archive that verified has one that verifies: ATTESTATION_MISSING when none is
+    attached, or (reason REFERRER_LIMIT) when the limit on referrers fetched ended the search,
+    else the first refusal's code."""
     from catalytic_hooks.cli.archive_cmd import caller_limits
     from catalytic_hooks.registry.pull import verify_attached
 
@@ -250,7 +263,11 @@ def _verify_attached(
         if not report["ok"] or any(a["valid"] for a in rows):
             continue
         report["ok"] = False
-        report["code"] = rows[0]["code"] if rows else ErrorCode.ATTESTATION_MISSING.value
+        if found.limit_reached:
+            report["code"] = ErrorCode.ATTESTATION_MISSING.value
+            report["reason"] = row["attestations_reason"] = "REFERRER_LIMIT"
+        else:
+            report["code"] = rows[0]["code"] if rows else ErrorCode.ATTESTATION_MISSING.value
 
 
 def _verify_archives(

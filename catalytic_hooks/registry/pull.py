@@ -15,7 +15,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,17 @@ if TYPE_CHECKING:  # `archive pull` needs neither: 45 ms of its start, trust's i
 
 MAX_ARCHIVE = 4 * 1024**3 - 1  # format version 1: no ZIP64
 MAX_ENVELOPE = 16 * 1024 * 1024
-MAX_REFERRERS = 64  # attestations checked per archive; a registry may list any number
+# Attestation referrers fetched per archive, in all. Anyone who can push can attach junk, so
+# the search skips what it refuses and stops at the first that verifies; this bounds the work
+# (a manifest and an envelope each) when junk is all there is to find.
+MAX_REFERRERS = 256
+# A verdict on one referrer: skipped, never the end of the search. Anything else (the registry
+# unreachable, refusing access, answering 5xx) is the registry failing, and stops it.
+_REFUSALS = (
+    ErrorCode.REGISTRY_INVALID,
+    ErrorCode.REGISTRY_DIGEST_MISMATCH,
+    ErrorCode.REGISTRY_NOT_FOUND,
+)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 _FALLBACK = re.compile(r"^sha256-[0-9a-f]{64}\Z")
 
@@ -111,19 +121,17 @@ def pulled_archive(
     --attested`, which pops it before reporting)."""
     ref = parse(text)
     client, cache = options.client(ref), options.cache()
-    found: Attachments | None = None
-    try:
+    with contextlib.closing(client):
         m = resolve(client, ref)
         fetch(client, cache, m.layer.digest, m.layer.size)
-        if attestations:
-            found = attached(client, cache, m)
-    finally:
-        client.close()
-    with cache.view(m.layer.digest, m.layer.size, archive_name(m)) as path:
-        info = _info(ref, m)
-        if found is not None:
-            info["attached"] = found
-        yield path, info
+        found = attached(client, cache, m) if attestations else None
+        # Idle while the consumer works; referrers `found` fetches later connect anew.
+        client.drop()
+        with cache.view(m.layer.digest, m.layer.size, archive_name(m)) as path:
+            info = _info(ref, m)
+            if found is not None:
+                info["attached"] = found
+            yield path, info
 
 
 def _info(ref: Reference, m: Manifest) -> dict[str, Any]:
@@ -186,21 +194,26 @@ def pull(
                 ErrorCode.USAGE, f"{out} exists; a pull never overwrites", path=str(out)
             )
         blob = fetch(client, cache, m.layer.digest, m.layer.size)
-        envelopes = _attestations(client, cache, m) if attestations else []
+        beside = _attestations(client, cache, m) if attestations else Beside([], [], 0)
     finally:
         client.close()
     _write_new(blob, out)
     written = []
     stem = out.name.removesuffix(".zip").removesuffix(".catalytic")
+    envelopes = beside.envelopes
     for i, (path, digest, size) in enumerate(envelopes):
         name = f"{stem}.intoto.json" if len(envelopes) == 1 else f"{stem}.{i + 1}.intoto.json"
         dest = out.with_name(name)
         _write_new(path, dest)
         written.append({"file": str(dest), "digest": digest, "size": size})
+    extra: dict[str, Any] = {"referrers_skipped": beside.skipped} if beside.skipped else {}
+    if beside.unchecked:
+        extra["referrers_unchecked"] = beside.unchecked
     return {
         **_info(ref, m),
         "archive_file": str(out),
         "attestations": written,
+        **extra,
         "bytes_downloaded": client.counters.bytes_down,
     }
 
@@ -215,46 +228,61 @@ class Attached:
     layer: Descriptor
 
 
-@dataclass(frozen=True)
+@dataclass
 class Attachments:
+    """The attestation referrers listed for an archive's manifest, fetched and checked one at
+    a time as `search()` is iterated, so a verdict stops at the first that verifies."""
+
     via: str  # "referrers-api" or "fallback-tag"
-    found: list[Attached | CatalyticError]  # a referrer refused is kept with why
-    unchecked: int  # attestations listed beyond MAX_REFERRERS
+    listed: list[Descriptor]  # ours, one per digest, in the registry's order
+    fetch: Callable[[Descriptor], Attached]  # raises the refusal of one referrer
+    fetched: int = 0
+
+    @property
+    def unchecked(self) -> int:
+        """Listed, never fetched: the search stopped (one verified, or MAX_REFERRERS)."""
+        return len(self.listed) - self.fetched
+
+    @property
+    def limit_reached(self) -> bool:
+        return self.fetched == MAX_REFERRERS and self.unchecked > 0
+
+    def search(self) -> Iterator[Attached | CatalyticError]:
+        """Each listed referrer checked, in order, at most MAX_REFERRERS fetched in all: the
+        attestation, or the refusal that skips it (its digest in `details["referrer"]`)."""
+        while self.fetched < min(len(self.listed), MAX_REFERRERS):
+            d = self.listed[self.fetched]
+            self.fetched += 1
+            try:
+                yield self.fetch(d)
+            except CatalyticError as exc:
+                if exc.code not in _REFUSALS:
+                    raise  # the registry itself failed: not a verdict on this referrer
+                exc.details.setdefault("referrer", d.digest)
+                yield exc
 
 
 def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
-    """Every attestation listed for this archive's manifest (OCI 1.1 referrers API where the
-    registry has it, else the fallback tag), each checked as the archive is: its manifest's
-    digest, its type, its subject, its layer's digest and size. Other artifact types (an SBOM,
-    a signature) are not ours to judge and are left out; a referrer that fails a check is kept
-    as its error, so one bad referrer neither hides nor spoils the others."""
+    """The attestations listed for this archive's manifest (OCI 1.1 referrers API where the
+    registry has it, else the fallback tag), each to be checked as the archive is: its
+    manifest's digest, its type, its subject, its layer's digest and size. Other artifact types
+    (an SBOM, a signature) are not ours to judge and are left out; a digest listed twice is
+    one referrer."""
     listed, via = referrers.listed(client, m.digest)
-    ours = [d for d in listed if d.artifact_type in (None, ATTESTATION_TYPE)]
-    out: list[Attached | CatalyticError] = []
-    for d in ours[:MAX_REFERRERS]:
-        try:
-            data, _, _ = client.get_manifest(d.digest)
-            artifact.check_bytes(data, d.digest, "attestation manifest")
-            am = artifact.parse_manifest(
-                data, d.digest, expect=ATTESTATION_TYPE, max_blob=MAX_ENVELOPE
+    ours = {d.digest: d for d in listed if d.artifact_type in (None, ATTESTATION_TYPE)}
+
+    def one(d: Descriptor) -> Attached:
+        data, _, _ = client.get_manifest(d.digest)
+        artifact.check_bytes(data, d.digest, "attestation manifest")
+        am = artifact.parse_manifest(data, d.digest, expect=ATTESTATION_TYPE, max_blob=MAX_ENVELOPE)
+        if am.subject is None or am.subject.digest != m.digest:
+            raise artifact.invalid(
+                "SUBJECT",
+                f"the referrer {d.digest} is not about the archive's manifest {m.digest}",
             )
-            if am.subject is None or am.subject.digest != m.digest:
-                raise artifact.invalid(
-                    "SUBJECT",
-                    f"the referrer {d.digest} is not about the archive's manifest {m.digest}",
-                )
-            path = fetch(client, cache, am.layer.digest, am.layer.size)
-            out.append(Attached(d.digest, path, am.layer))
-        except CatalyticError as exc:
-            if exc.code not in (
-                ErrorCode.REGISTRY_INVALID,
-                ErrorCode.REGISTRY_DIGEST_MISMATCH,
-                ErrorCode.REGISTRY_NOT_FOUND,
-            ):
-                raise  # the registry itself failed: not a verdict on this referrer
-            exc.details.setdefault("referrer", d.digest)
-            out.append(exc)
-    return Attachments(via, out, max(0, len(ours) - MAX_REFERRERS))
+        return Attached(d.digest, fetch(client, cache, am.layer.digest, am.layer.size), am.layer)
+
+    return Attachments(via, list(ours.values()), one)
 
 
 def envelope_bytes(a: Attached) -> bytes:
@@ -268,10 +296,12 @@ def envelope_bytes(a: Attached) -> bytes:
 def verify_attached(
     path: Path, found: Attachments, trust: TrustPolicy, limits: Limits
 ) -> list[dict[str, Any]]:
-    """One row per attestation attached to the archive at `path`: its DSSE signature checked
-    against the bundle's verified key, that key against the caller's `trust` (never anything the
-    registry says), and its statement against the statement rebuilt from the bundle in this
-    archive (subjects: the run's outputs and commit; predicate: the bundle root and signature)."""
+    """One row per attestation attached to the archive at `path` that was judged, up to the
+    first that verifies: its DSSE signature checked against the bundle's verified key, that key
+    against the caller's `trust` (never anything the registry says), and its statement against
+    the statement rebuilt from the bundle in this archive (subjects: the run's outputs and
+    commit; predicate: the bundle root and signature). A refused one is a row and the search
+    goes on."""
     from catalytic_hooks.archive.runs import archived_run
     from catalytic_hooks.bundle.attest import verify_envelope
     from catalytic_hooks.core.canonical import loads_strict
@@ -279,7 +309,7 @@ def verify_attached(
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         located: tuple[Path, Path] | None = None
-        for item in found.found:
+        for item in found.search():
             if isinstance(item, CatalyticError):
                 rows.append(_refused_row(str(item.details.get("referrer")), found.via, item))
                 continue
@@ -302,6 +332,7 @@ def verify_attached(
                     **info,
                 }
             )
+            break  # the verdict needs one: the rest is neither fetched nor judged
     return rows
 
 
@@ -315,17 +346,32 @@ def _refused_row(digest: str, via: str, exc: CatalyticError) -> dict[str, Any]:
     }
 
 
-def _attestations(client: Client, cache: Cache, m: Manifest) -> list[tuple[Path, str, int]]:
-    """The attestations `pull` writes beside the archive: a referrer about another manifest is
-    skipped; any other refusal stops the pull."""
-    out = []
-    for item in attached(client, cache, m).found:
+@dataclass(frozen=True)
+class Beside:
+    """What `pull` found attached: the attestations it writes beside the archive, the
+    referrers it refused (skipped, never the end of the pull), and how many it never fetched
+    (past MAX_REFERRERS)."""
+
+    envelopes: list[tuple[Path, str, int]]  # (cached envelope, its digest, its size)
+    skipped: list[dict[str, Any]]
+    unchecked: int
+
+
+def _attestations(client: Client, cache: Cache, m: Manifest) -> Beside:
+    found = attached(client, cache, m)
+    envelopes, skipped = [], []
+    for item in found.search():
         if isinstance(item, CatalyticError):
-            if item.details.get("reason") == "SUBJECT":
-                continue
-            raise item
-        out.append((item.envelope, item.layer.digest, item.layer.size))
-    return out
+            skipped.append(
+                {
+                    "digest": item.details.get("referrer"),
+                    "code": item.code.value,
+                    "reason": item.details.get("reason"),
+                }
+            )
+            continue
+        envelopes.append((item.envelope, item.layer.digest, item.layer.size))
+    return Beside(envelopes, skipped, found.unchecked)
 
 
 @dataclass(frozen=True)
