@@ -510,3 +510,41 @@ def test_a_junk_referrer_does_not_stop_archive_pull(
         "out.intoto.json",
         "out.zip",
     ]
+
+
+# -- header values in messages -------------------------------------------------------------------
+
+ESCAPE = "\x1b[2J\x1b[1;31mALL RUNS PASS\x1b[0m"
+
+
+@pytest.mark.parametrize(
+    ("header", "pinned", "rc", "code"),
+    [
+        ("Docker-Content-Digest", False, 1, "REGISTRY_DIGEST_MISMATCH"),
+        ("Docker-Content-Digest", True, 1, "REGISTRY_TAG_MOVED"),
+        ("WWW-Authenticate", False, 2, "REGISTRY_AUTH"),
+    ],
+)
+def test_a_header_with_terminal_escapes_is_shown_escaped(
+    header: str,
+    pinned: bool,
+    rc: int,
+    code: str,
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """A registry's header values that messages quote (the digest it names, the scheme it asks
+    for) reach the terminal escaped."""
+    _archive_manifest(mini, b"archive bytes")
+    digest = mini.state.tags["r1"]
+    body, media = mini.state.manifests[digest]
+    status = 401 if header == "WWW-Authenticate" else 200
+    answer = (status, {header: ESCAPE, "Content-Type": media}, body if status == 200 else b"")
+    mini.state.faults["answers"] = {MANIFEST_PATH: answer}
+    ref = f"oci://{mini.host}/t/runs:r1" + (f"@{digest}" if pinned else "")
+    got = inproc("archive", "pull", ref, "-o", "out.zip", cwd=tmp_path)
+    assert got.returncode == rc, got.stdout + got.stderr
+    assert got.stderr.startswith(f"error: {code}: ")
+    assert "\x1b" not in got.stdout + got.stderr and "\\x1b[" in got.stderr
+    assert _cache_blobs() == []
+    _nothing_kept(tmp_path)

@@ -50,6 +50,7 @@ _CODE = re.compile(r"^[A-Z_]{1,40}\Z")
 # A number in a header, as http.client itself must read it: ASCII digits only (str.isdigit
 # also takes "²", which int() refuses) and short (int() refuses a string of 4,300 digits).
 _NUMBER = re.compile(r"^[0-9]{1,19}\Z")
+_PRINTABLE = re.compile(r"^[\x20-\x7e]{0,100}\Z")
 # What a request line can carry: http.client encodes it as ASCII and refuses controls and
 # spaces; a URL the registry gives is checked against this before anything is built from it.
 _URL_TEXT = re.compile(r"^[\x21-\x7e]{1,8192}\Z")
@@ -425,7 +426,7 @@ class Client:
             return
         if challenge.scheme != "bearer":
             raise auth.auth_error(
-                f"the registry {self.ref.host} asks for {challenge.scheme} "
+                f"the registry {self.ref.host} asks for {shown(challenge.scheme)} "
                 "authentication, which this client does not speak"
             )
         realm = challenge.params.get("realm", "")
@@ -535,7 +536,7 @@ class Client:
         if got is not None and got != digest:
             raise CatalyticError(
                 ErrorCode.REGISTRY_DIGEST_MISMATCH,
-                f"the registry stored the blob as {got}, not {digest}",
+                f"the registry stored the blob as {shown(got)}, not {digest}",
                 reason="DIGEST",
             )
         self.counters.blob_uploads += 1
@@ -602,7 +603,7 @@ class Client:
             if have is None or int(have.group(1)) != offset + n - 1:
                 raise CatalyticError(
                     ErrorCode.REGISTRY_FAILED,
-                    f"the registry holds {resp.header('range') or 'no range'} of the upload "
+                    f"the registry holds {shown(resp.header('range') or 'no range')} of the upload "
                     f"after a chunk ending at byte {offset + n - 1}",
                     reason="CHUNK_RANGE",
                 )
@@ -767,6 +768,12 @@ def _error_codes(body: bytes) -> list[str]:
         return []
     codes = [e.get("code") for e in errors if isinstance(e, dict)]
     return [c for c in codes if isinstance(c, str) and _CODE.match(c)][:5]
+
+
+def shown(value: str) -> str:
+    """A registry's header value fit for a message: as sent when it is short printable ASCII,
+    else escaped and cut (a terminal escape in a header would otherwise reach the screen)."""
+    return value if _PRINTABLE.match(value) else ascii(value[:100])
 
 
 def _number(value: str | None) -> int | None:

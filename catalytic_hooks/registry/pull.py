@@ -25,7 +25,7 @@ from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Descriptor, Manifest
 from catalytic_hooks.registry.cache import Cache
-from catalytic_hooks.registry.client import Client
+from catalytic_hooks.registry.client import Client, shown
 from catalytic_hooks.registry.reference import Reference, parse
 
 if TYPE_CHECKING:  # `archive pull` needs neither: 45 ms of its start, trust's imports mostly
@@ -74,7 +74,8 @@ def resolve(client: Client, ref: Reference, expect: str = ARCHIVE_TYPE) -> Manif
             if now != ref.digest:
                 raise CatalyticError(
                     ErrorCode.REGISTRY_TAG_MOVED,
-                    f"the tag {ref.tag} now names {now or 'nothing'}, not the pinned {ref.digest}",
+                    f"the tag {ref.tag} now names {shown(now or 'nothing')}, "
+                    f"not the pinned {ref.digest}",
                     tag=ref.tag,
                     pinned=ref.digest,
                     now=now,
@@ -85,7 +86,8 @@ def resolve(client: Client, ref: Reference, expect: str = ARCHIVE_TYPE) -> Manif
         if named is not None and named != digest:
             raise CatalyticError(
                 ErrorCode.REGISTRY_DIGEST_MISMATCH,
-                f"the registry names the manifest of {ref.tag} {named}, its bytes hash to {digest}",
+                f"the registry names the manifest of {ref.tag} {shown(named)}, "
+                f"its bytes hash to {digest}",
                 reason="DIGEST",
                 digest=named,
                 actual=digest,

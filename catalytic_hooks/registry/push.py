@@ -27,7 +27,7 @@ from catalytic_hooks.fs.files import CHUNK
 from catalytic_hooks.fs.untrusted import read_named
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, Descriptor
-from catalytic_hooks.registry.client import OCI_MANIFEST, Client
+from catalytic_hooks.registry.client import OCI_MANIFEST, Client, shown
 from catalytic_hooks.registry.reference import TAG, Reference
 
 MAX_STATUS = 1024 * 1024
@@ -179,7 +179,7 @@ def push(
         if stored is not None and stored != mdesc.digest:
             raise CatalyticError(
                 ErrorCode.REGISTRY_DIGEST_MISMATCH,
-                f"the registry stored the manifest as {stored}, not {mdesc.digest}",
+                f"the registry stored the manifest as {shown(stored)}, not {mdesc.digest}",
                 reason="DIGEST",
             )
         att_info = None
