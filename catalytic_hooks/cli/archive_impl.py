@@ -83,8 +83,8 @@ def run_archive_pull(args: ArchivePullArgs) -> None:
             skipped = info.get("referrers_skipped", [])
             if skipped:
                 say(
-                    f"  {len(skipped)} attached referrer(s) skipped, not attestations of this "
-                    f"archive ({', '.join(sorted({s['code'] for s in skipped}))}; see --json)"
+                    f"  {len(skipped)} attached referrer(s) refused and skipped "
+                    f"({', '.join(sorted({s['code'] for s in skipped}))}; --json says why)"
                 )
             if info.get("referrers_unchecked"):
                 say(f"  {info['referrers_unchecked']} more attached, not fetched (the limit)")

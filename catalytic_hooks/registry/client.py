@@ -718,7 +718,7 @@ def _tag_page(body: bytes) -> list[str]:
     except CatalyticError as exc:
         raise CatalyticError(
             ErrorCode.REGISTRY_INVALID,
-            "the registry's tag list is not strict JSON",
+            f"the registry's tag list is not strict JSON ({exc.message})",
             reason="TAG_LIST",
         ) from exc
     tags = (doc.get("tags") or []) if isinstance(doc, dict) else None
@@ -734,8 +734,8 @@ def _tag_page(body: bytes) -> list[str]:
 def _too_many_tags(what: str, **details: object) -> CatalyticError:
     return CatalyticError(
         ErrorCode.REGISTRY_INVALID,
-        f"the registry's tag list runs to {what}, beyond what this client reads "
-        f"({MAX_TAGS} tags in {MAX_TAG_PAGES} pages of {MAX_TAG_BYTES} bytes in all)",
+        f"the registry's tag list runs to {what}, beyond what this client reads (at most "
+        f"{MAX_TAGS} tags, {MAX_TAG_PAGES} pages, {MAX_TAG_BYTES >> 20} MiB)",
         reason="TOO_MANY_TAGS",
         **details,
     )
