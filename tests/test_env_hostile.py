@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -209,3 +211,81 @@ def test_a_hostile_index_page_is_that_index_down_and_the_next_one_serves(
     # a page without a list of files lists nothing; every other page is unusable
     said = "does not have tinylib" if case == "json-files-null" else "not a usable simple-API page"
     assert said in got.events[0]["event"]
+
+
+def _wheelhouse_serve(house: Path, pin_hash: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from catalytic_hooks.environment.pins import Pin
+    from catalytic_hooks.environment.sources import Wheelhouse, serve
+
+    into = tmp_path / "into"
+    into.mkdir(exist_ok=True)
+    pin = Pin("tinylib", "1.0", (pin_hash,))
+    return serve(pin, [Wheelhouse(str(house))], ["py3-none-any"], "test", into)
+
+
+def test_a_link_in_a_wheelhouse_is_not_followed(tmp_path: Path) -> None:
+    """Whoever can write a shared wheelhouse could name any file the caller can read as the
+    pinned wheel; its SHA-256 was then quoted in the refusal (a hash oracle)."""
+    import hashlib
+
+    from catalytic_hooks.core.errors import CatalyticError
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"the caller's private key\n")
+    house = tmp_path / "house"
+    house.mkdir()
+    (house / "tinylib-1.0-py3-none-any.whl").symlink_to(secret)
+    with pytest.raises(CatalyticError) as err:
+        _wheelhouse_serve(house, "sha256:" + "a" * 64, tmp_path)
+    said = json.dumps(err.value.to_dict())
+    assert "a symbolic link" in said
+    assert hashlib.sha256(secret.read_bytes()).hexdigest() not in said
+    assert list((tmp_path / "into").iterdir()) == []
+
+
+def test_a_wheelhouse_file_is_read_no_further_than_the_largest_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sparse file named like the pinned wheel costs its writer nothing and its reader a full
+    read; the read stops at MAX_WHEEL (16 GiB, lowered to 1 MiB here so the test reads 1 MiB
+    instead of 16 GiB: the limit, not the file system, is what is under test)."""
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.environment import sources
+
+    monkeypatch.setattr(sources, "MAX_WHEEL", 1 << 20)
+    house = tmp_path / "house"
+    house.mkdir()
+    with open(house / "tinylib-1.0-py3-none-any.whl", "wb") as fh:
+        fh.truncate(1 << 40)  # 1 TiB, sparse
+    with pytest.raises(CatalyticError) as err:
+        _wheelhouse_serve(house, "sha256:" + "a" * 64, tmp_path)
+    assert "larger than 1048576 bytes" in json.dumps(err.value.to_dict())
+
+
+def test_a_lock_file_nested_past_the_parsers_depth_is_still_hashed(make_repo) -> None:
+    repo = make_repo(
+        {
+            ".catalytic.toml": 'lock_files = ["uv.lock"]\n',
+            "uv.lock": "x = " + "[" * 5000 + "]" * 5000,
+        },
+        policy=None,
+    )
+    proc = catalytic("env", "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    locks = json.loads(proc.stdout)["details"]["fingerprint"]["lock_files"]
+    assert list(locks) == ["uv.lock"]
+
+
+def test_prune_leaves_what_the_cache_did_not_make(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    envs = cache / "catalytic/envs"
+    (envs / ("0" * 32) / "venv").mkdir(parents=True)  # an entry of the cache's own
+    (envs / "notes").write_text("someone's notes\n")
+    (envs / "link").symlink_to(tmp_path)
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    proc = catalytic("env", "prune", "--json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    details = json.loads(proc.stdout)["details"]
+    assert (details["removed"], details["ignored"]) == (["0" * 32], ["link", "notes"])
+    assert sorted(p.name for p in envs.iterdir()) == ["0" * 32 + ".lock", "link", "notes"]
+    assert tmp_path.is_dir() and (envs / "notes").read_text() == "someone's notes\n"

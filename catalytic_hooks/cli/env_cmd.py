@@ -330,5 +330,10 @@ def prune_cmd(json_mode: JsonOpt = False) -> None:
                 f"removed {len(details['removed'])} environment(s) from "
                 f"{details['cache']}"
                 + (f"; {len(details['in_use'])} in use, kept" if details["in_use"] else "")
+                + (
+                    f"; left alone, not made by this cache: {', '.join(details['ignored'])}"
+                    if details["ignored"]
+                    else ""
+                )
             ),
         )

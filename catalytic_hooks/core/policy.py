@@ -481,6 +481,10 @@ def _read_file(path: Path) -> bytes | None:
 def _parse_toml(data: bytes, label: str) -> dict[str, Any]:
     try:
         return tomllib.loads(data.decode("utf-8"))
+    except RecursionError as exc:  # tomllib recurses once per nested array or table
+        raise CatalyticError(
+            ErrorCode.CONFIG_INVALID, f"{label}: invalid TOML: nested too deeply", file=label
+        ) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CatalyticError(
             ErrorCode.CONFIG_INVALID, f"{label}: invalid TOML: {exc}", file=label

@@ -17,10 +17,10 @@ built in place under the lock rather than renamed into place."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -36,6 +36,9 @@ SEAL = "SEAL.json"
 def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "catalytic" / "envs"
+
+
+_KEY = re.compile(r"^[0-9a-f]{32}\Z")  # what cache_key gives
 
 
 def cache_key(doc: dict[str, Any]) -> str:
@@ -127,9 +130,16 @@ class Entry:
         return report if isinstance(report, dict) else None
 
     def clear(self) -> None:
-        """Remove a partial or altered environment (under the exclusive lock)."""
-        with contextlib.suppress(FileNotFoundError):
+        """Remove a partial or altered environment (under the exclusive lock); a file or link
+        in its place is removed as itself (rmtree refuses a link, and never follows one)."""
+        try:
+            st = os.lstat(self.dir)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(self.dir)
+        else:
+            os.unlink(self.dir)
 
     def seal(self, report: dict[str, Any]) -> None:
         atomic_write(
@@ -146,9 +156,11 @@ def prune(root: Path | None = None) -> dict[str, Any]:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         names = []
-    keys = sorted(
-        {n[: -len(".lock")] if n.endswith(".lock") else n for n in names if not n.startswith(".")}
-    )
+    # Only names this cache makes (a key, its lock) are entries; anything else someone put
+    # here is left alone and named.
+    visible = [n for n in names if not n.startswith(".")]
+    keys = sorted({n.removesuffix(".lock") for n in visible if _KEY.match(n.removesuffix(".lock"))})
+    ignored = sorted(n for n in visible if not _KEY.match(n.removesuffix(".lock")))
     for key in keys:
         entry = Entry(root, key)
         if not entry.lock(exclusive=True, wait=False):
@@ -163,4 +175,4 @@ def prune(root: Path | None = None) -> dict[str, Any]:
             # third one lock a new file of the same name, and two rebuilds would interleave.
         finally:
             entry.unlock()
-    return {"cache": str(root), "removed": removed, "in_use": busy}
+    return {"cache": str(root), "removed": removed, "in_use": busy, "ignored": ignored}

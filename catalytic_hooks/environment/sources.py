@@ -14,9 +14,11 @@ the chosen files, hash-pinned, with no index at all."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 import threading
 import urllib.error
 import urllib.request
@@ -400,14 +402,10 @@ def _fetch(c: Candidate, src: Source, into: Path) -> tuple[Path, str]:
     installed (the installer checks them once more: --require-hashes)."""
     dest = into / c.wheel.filename
     h = hashlib.sha256()
-    size = 0
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in _stream(c, src):
-                size += len(chunk)
-                if size > MAX_WHEEL:
-                    raise Unreachable(f"{c.wheel.filename}: larger than {MAX_WHEEL} bytes")
                 h.update(chunk)
                 out.write(chunk)
     except BaseException:
@@ -417,14 +415,28 @@ def _fetch(c: Candidate, src: Source, into: Path) -> tuple[Path, str]:
 
 
 def _stream(c: Candidate, src: Source) -> Any:
+    """The candidate's bytes in chunks, at most MAX_WHEEL of them (a sparse file of any size
+    costs its writer nothing and its reader a full read)."""
+    size = 0
+    for chunk in _chunks(c, src):
+        size += len(chunk)
+        if size > MAX_WHEEL:
+            raise Unreachable(f"{c.wheel.filename}: larger than {MAX_WHEEL} bytes")
+        yield chunk
+
+
+def _chunks(c: Candidate, src: Source) -> Any:
     if isinstance(src, Wheelhouse):
+        # Never through a link: whoever can write a shared wheelhouse could otherwise name any
+        # file the caller can read and learn its SHA-256 from the refusal that quotes it.
         try:
-            fd = os.open(c.location, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = os.open(c.location, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
         except OSError as exc:
-            raise Unreachable(exc.strerror or str(exc)) from exc
+            why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+            raise Unreachable(f"{c.wheel.filename}: {why}") from exc
         with os.fdopen(fd, "rb") as fh:
-            if not os.path.isfile(c.location):
-                raise Unreachable("not a regular file")
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Unreachable(f"{c.wheel.filename}: not a regular file")
             while chunk := fh.read(1 << 20):
                 yield chunk
         return

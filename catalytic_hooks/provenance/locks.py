@@ -99,6 +99,8 @@ def wheel_hashes(path: str, data: bytes) -> LockPins:
         if kind in ("pylock", "uv.lock"):
             doc = tomllib.loads(text)
             return _pylock(doc) if kind == "pylock" else _uv_lock(doc)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        # RecursionError: tomllib recurses once per nested array or table, so a committed
+        # lock of 100,000 `[` stops it; such a file is still hashed and compared.
         return {}
     return {}
