@@ -171,14 +171,20 @@ def parse(html: bytes) -> Doc:
     return d
 
 
-def drift_of(y: float, svg: dict[str, Any]) -> float:
-    """The drift a point's height stands for, from the scale the plot declares (log10 between
-    data-zero, the row of 0, and data-hi)."""
+def exponent_of(y: float, svg: dict[str, Any]) -> float | None:
+    """log10 of the drift a point's height stands for, from the scale the plot declares (log10
+    between data-zero, the row of 0, and data-hi); None for the row of 0."""
     hi, zero = int(svg["data-hi"]), int(svg["data-zero"])
     top, bottom = float(svg["data-top"]), float(svg["data-bottom"])
     if abs(y - bottom) < 1e-9:
-        return 0.0
-    return float(10 ** (hi - (y - top) / (bottom - top) * (hi - zero)))
+        return None
+    return hi - (y - top) / (bottom - top) * (hi - zero)
+
+
+def drift_of(y: float, svg: dict[str, Any]) -> float:
+    """The drift a point's height stands for."""
+    e = exponent_of(y, svg)
+    return 0.0 if e is None else float(10**e)
 
 
 def plotted(doc: Doc) -> dict[tuple[str, str], list[tuple[float, str]]]:
@@ -210,6 +216,19 @@ def _sha(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
+def assert_self_contained(doc: Doc) -> None:
+    """Our one style and one script, allowed by their hashes in a CSP that forbids the rest."""
+    csp = next(
+        a["content"]
+        for t, a in doc.tags
+        if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
+    )
+    assert csp is not None and csp.startswith("default-src 'none';")
+    assert f"style-src '{_sha(doc.raw['style'])}'" in csp and doc.raw["style"] == CSS
+    assert f"script-src '{_sha(doc.raw['script'])}'" in csp
+    assert sum(t == "script" for t, _ in doc.tags) == 1 and doc.raw["script"] == SCRIPT
+
+
 def test_report_is_deterministic_escaped_and_self_contained(make_repo) -> None:
     repo = make_repo({"a.txt": "a\n"})
     build_chronicle(repo)
@@ -231,14 +250,7 @@ def test_report_is_deterministic_escaped_and_self_contained(make_repo) -> None:
     assert HOSTILE_RUN.encode() not in html and HOSTILE_KEY.encode() not in html
     assert HOSTILE_RUN in "".join(doc.text) and HOSTILE_KEY in "".join(doc.text)
     # The CSP forbids everything but our own style and script, by hash.
-    csp = next(
-        a["content"]
-        for t, a in doc.tags
-        if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
-    )
-    assert csp is not None and csp.startswith("default-src 'none';")
-    assert f"style-src '{_sha(doc.raw['style'])}'" in csp and doc.raw["style"] == CSS
-    assert f"script-src '{_sha(doc.raw['script'])}'" in csp
+    assert_self_contained(doc)
     # Nothing is loaded: no src/href pointing anywhere but an anchor of this page.
     for tag, attrs in doc.tags:
         assert "style" not in attrs and not any(k.startswith("on") for k in attrs), tag
@@ -397,3 +409,127 @@ def test_report_open_hands_the_page_to_the_browser(make_repo, tmp_path: Path) ->
     # Without --open nothing is started.
     seen.unlink()
     assert catalytic("report", cwd=repo, env=env).returncode == 0 and not seen.exists()
+
+
+# Every kind of number a chronicle record can hold (a line is its record's canonical JSON: any
+# finite float, any integer of up to 4,300 digits), with the text the page shows for it.
+EXTREMES = [
+    (1.7e308, "1.7e+308"),  # what a replay records when a metric goes from 1.7e308 to 0
+    (-1.7e308, "-1.7e+308"),
+    (10**400, "1e+400"),
+    (-(10**400), "-1e+400"),
+    (10**4299, "1e+4299"),  # the most digits a record holds
+    (5e-324, "4.94e-324"),  # the smallest subnormal
+    (-0.0, "0"),
+    (0, "0"),
+]
+EXTREME_TOLERANCES = [1e-8, 10**400, 5e-324, -0.0, 1.7e308, -(10**400), 10**4299, 0.5]
+
+
+def build_extreme_chronicle(top: Path) -> Path:
+    """Replays of one metric whose drifts and tolerances are those numbers, written by the real
+    appender."""
+    path = top / ".catalytic/chronicle.jsonl"
+    append(path, "run", {"run_id": "extreme", "status": "success", "metrics": ["m.json"]})
+    for (d, _), tol in zip(EXTREMES, EXTREME_TOLERANCES, strict=True):
+        beyond = abs(d) > tol
+        append(
+            path,
+            "replay",
+            {
+                "run_id": "extreme",
+                "verdict": "drift-verified" if beyond else "within-tolerance",
+                "tolerance": tol,
+                "metrics": [
+                    {
+                        "file": "m.json",
+                        "key": "loss",
+                        "archived": d,
+                        "replayed": 0,
+                        "delta": d,
+                        "within_tolerance": not beyond,
+                    }
+                ],
+                "environment_differences": [],
+            },
+        )
+    return path
+
+
+def _cells(html: str, table_id: str) -> list[list[str]]:
+    """The text of each cell of a table's body, row by row."""
+    body = html.split(f'<table id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    return [
+        [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body.split("<tbody>", 1)[1])
+    ]
+
+
+def test_any_number_a_record_can_hold_is_shown_and_plotted(make_repo) -> None:
+    """Huge integers, the largest floats, a subnormal and -0.0 as drifts and tolerances: the
+    chronicle stays valid, the report is written (no float overflows), each value is on the
+    page as text and each point is drawn inside its plot where its logarithm says."""
+    import math
+
+    repo = make_repo({"a.txt": "a\n"})
+    build_extreme_chronicle(repo)
+    verify = catalytic("chronicle", "verify", cwd=repo)
+    assert verify.returncode == 0 and "OK" in verify.stdout, verify.stdout + verify.stderr
+    proc = catalytic("report", "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    html = Path(json.loads(proc.stdout)["details"]["path"]).read_bytes()
+    doc = parse(html)
+    assert_self_contained(doc)
+    text = "".join(doc.text)
+    # The drift column of the run's replay table: every value, in order, as text.
+    rows = _cells(html.decode(), "run-1-replays")
+    assert [r[-1] for r in rows] == [shown for _, shown in EXTREMES]
+    overview = _cells(html.decode(), "drift")
+    assert overview[0][4] == "1e+4299"  # the largest drift
+    assert "largest 1e+4299" in text and "beyond the tolerance 0.5" in text
+    # Each point at the height of its logarithm (0 and -0.0 on the row of 0), every mark of the
+    # plot (points, ticks, the tolerance's steps) inside it.
+    svg = next(a for t, a in doc.tags if t == "svg" and a.get("class") == "plot")
+    top, bottom = float(str(svg["data-top"])), float(str(svg["data-bottom"]))
+    span = (int(str(svg["data-hi"])) - int(str(svg["data-zero"]))) / (bottom - top)
+    points = sorted(
+        tuple(map(float, xy.split(",")))
+        for t, a in doc.tags
+        if t == "polyline" and a.get("class") == "pts"
+        for xy in str(a["points"]).split()
+    )
+    assert len(points) == len(EXTREMES)
+    for (_, y), (d, _) in zip(points, EXTREMES, strict=True):
+        got = exponent_of(y, svg)
+        if d == 0:
+            assert got is None, (d, y)
+        else:
+            assert got is not None and abs(got - math.log10(abs(d))) <= 0.006 * span, (d, got)
+    tol = next(a for t, a in doc.tags if t == "path" and a.get("class") == "tol")
+    marks = [y for _, y in points]
+    marks += [float(a["y"] or 0) for t, a in doc.tags if t == "text" and a.get("y")]
+    marks += [float(v) for v in re.findall(r"[ML][\d.]+ ([\d.]+)", str(tol["d"]))]
+    assert all(0 <= y <= bottom + 60 for y in marks)  # the dates sit below the axis
+    assert all(top <= y <= bottom for y in marks[: len(points)])
+
+
+def test_replay_and_validation_pages_show_any_number() -> None:
+    from catalytic_hooks.report.replay_html import render_replay_html, render_validation_html
+
+    metrics = [
+        {"file": "m.json", "key": f"k{i}", "archived": d, "replayed": 0, "delta": abs(d)}
+        for i, (d, _) in enumerate(EXTREMES)
+    ]
+    html = render_replay_html(
+        {"run_id": "x", "verdict": "drift-verified", "tolerance": 10**400, "metrics": metrics}
+    ).decode()
+    # Largest deltas first, compared exactly (a 4,300-digit integer above 1.7e308).
+    deltas = [r[4] for r in _cells(html, "metrics")]
+    assert deltas == ["1e+4299", "1e+400", "1e+400", "1.7e+308", "1.7e+308", "4.94e-324", "0", "0"]
+    assert "1e+400" in "".join(parse(html.encode()).text)  # the tolerance
+    results = [
+        {"run_id": f"r{i}", "verdict": "drift-verified", "largest_drift": d, "seconds": 1}
+        for i, (d, _) in enumerate(EXTREMES)
+    ]
+    html = render_validation_html({"results": results, "ok": False}).decode()
+    assert [r[2] for r in _cells(html, "results")] == [shown for _, shown in EXTREMES]

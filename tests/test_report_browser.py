@@ -27,9 +27,11 @@ from catalytic_hooks.report.chronicle_html import render
 
 from .helpers import ROOT
 from .test_report import (
+    EXTREMES,
     HOSTILE_KEY,
     HOSTILE_RUN,
     build_chronicle,
+    build_extreme_chronicle,
     build_long_chronicle,
     drift_of,
     same_drifts,
@@ -293,5 +295,35 @@ def test_a_long_table_opens_by_its_filter_a_link_and_the_keyboard(
         assert driver.find_element(By.CSS_SELECTOR, "#timeline tbody tr").is_displayed()
         if axe_source() is not None:
             run_axe(driver)
+    finally:
+        driver.get(html.as_uri())
+
+
+def test_numbers_beyond_every_float_render_and_stay_in_their_plot(
+    page: tuple[Any, Path, list], tmp_path: Path
+) -> None:
+    """Drifts and tolerances of 1.7e308, 400- and 4,300-digit integers, a subnormal and -0.0:
+    the page loads with no console error (a CSP violation would be one), shows each value, and
+    the browser draws every point inside its plot."""
+    driver, html, _ = page
+    extreme = tmp_path / "extreme.html"
+    extreme.write_bytes(render(inspect(build_extreme_chronicle(tmp_path))))
+    try:
+        driver.get_log("browser")  # what earlier pages logged
+        driver.get(extreme.as_uri())
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == []
+        cells = driver.find_elements(By.CSS_SELECTOR, "#run-1-replays tbody td:last-child")
+        assert [c.text for c in cells] == [shown for _, shown in EXTREMES]
+        inside = driver.execute_script(
+            "const s = document.querySelector('svg.plot'), b = s.viewBox.baseVal;"
+            "return Array.from(s.querySelectorAll('polyline.pts')).flatMap(p => "
+            "Array.from(p.points).map(q => q.x >= 0 && q.x <= b.width && q.y >= "
+            "Number(s.dataset.top) && q.y <= Number(s.dataset.bottom)));"
+        )
+        assert len(inside) == len(EXTREMES) and all(inside), inside
+        driver.execute_script("document.querySelector('svg.plot').scrollIntoView()")
+        shot = artifacts(tmp_path) / "report-extreme.png"
+        assert driver.save_screenshot(str(shot))
     finally:
         driver.get(html.as_uri())

@@ -424,8 +424,9 @@ def render(view: ChronicleView) -> bytes:
         _quarantine(m),
         "</section></main>",
         f"<footer><p>From a chronicle of {view.lines} line{'s' if view.lines != 1 else ''}, "
-        f"SHA-256 <code>{esc(view.sha256)}</code>. Numbers are shown to 3 significant digits; "
-        "the tables' sort keys and the plots' data attributes carry them in full.</p></footer>",
+        f"SHA-256 <code>{esc(view.sha256)}</code>. Numbers are shown to 3 significant digits "
+        "(an integer of hundreds of digits too: 1e+400); the chronicle's records hold them in "
+        "full.</p></footer>",
     ]
     return page("Chronicle report" + ("" if view.check.ok else " (INVALID)"), "\n".join(body))
 

@@ -20,11 +20,12 @@ def when(v: Any) -> str:
     return text(v)[:19].replace("T", " ")
 
 
-def number(v: Any) -> float | None:
+def number(v: Any) -> int | float | None:
+    """A recorded number as it is, never through float(): a record may hold any JSON integer, up
+    to hundreds of digits, and comparisons, `math.log10` and `fmt_num` take it exactly."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
-    f = float(v)
-    return f if math.isfinite(f) else None
+    return v if isinstance(v, int) or math.isfinite(v) else None
 
 
 def data_of(rec: dict[str, Any]) -> dict[str, Any]:
@@ -57,11 +58,11 @@ class Point(NamedTuple):
 
     seq: int
     time: str
-    delta: float
+    delta: int | float  # |drift| as recorded (see `number`)
     archived: Any
     replayed: Any
     verdict: str
-    tolerance: float | None
+    tolerance: int | float | None
     beyond: bool  # the drift exceeds the tolerance
 
 

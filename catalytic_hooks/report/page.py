@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from decimal import Decimal
 from html import escape
 
 from catalytic_hooks.core.version import VERSION
@@ -268,4 +269,12 @@ def fmt_num(x: object) -> str:
         return str(x)
     if x == 0:
         return "0"
-    return f"{x:.3g}"
+    try:
+        return f"{x:.3g}"
+    except OverflowError:
+        # A record may hold any JSON integer (hundreds of digits), beyond every float: rounded
+        # from its digits instead, spelt as a float would be (`1e+400`, not `1.00e+400`).
+        return _TRAILING_ZEROS.sub("e", f"{Decimal(x):.3g}")
+
+
+_TRAILING_ZEROS = re.compile(r"\.?0+e")

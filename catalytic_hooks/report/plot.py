@@ -71,9 +71,13 @@ def defs() -> str:
 
 
 class Scale:
-    """log10 on the y axis; a drift of exactly 0 sits on the bottom row, labelled 0."""
+    """log10 on the y axis; a drift of exactly 0 sits on the bottom row, labelled 0.
 
-    def __init__(self, values: list[float]):
+    Values are taken as recorded: `math.log10` is exact for an integer of any size, and nothing
+    here raises 10 to a power, so a drift of 1.7e308 or of a 400-digit integer is drawn where it
+    belongs (at the top of a taller scale), never overflowing a float."""
+
+    def __init__(self, values: list[int | float]):
         pos = [v for v in values if v > 0]
         lo = math.floor(math.log10(min(pos))) if pos else -12
         hi = math.ceil(math.log10(max(pos))) if pos else -6
@@ -82,9 +86,12 @@ class Scale:
         self.zero = lo - 1  # the row for 0
         self.lo, self.hi = self.zero, hi
 
-    def y(self, v: float) -> float:
-        lv = math.log10(v) if v > 0 else self.zero
-        return TOP + (self.hi - lv) / (self.hi - self.lo) * (H - TOP - BOTTOM)
+    def y(self, v: int | float) -> float:
+        return self.row(math.log10(v) if v > 0 else self.zero)
+
+    def row(self, exponent: float) -> float:
+        """The height of 10**exponent."""
+        return TOP + (self.hi - exponent) / (self.hi - self.lo) * (H - TOP - BOTTOM)
 
     def ticks(self) -> list[int]:
         step = max(1, math.ceil((self.hi - self.lo) / 8))
@@ -113,10 +120,7 @@ def svg(s: Series) -> str:
         f'<title id="{s.anchor}-t">Drift of {esc(s.key)} in {esc(s.file)} of run '
         f"{esc(s.run_id)}</title>",
     ]
-    ticks = [
-        (_f(sc.y(10.0**t) if t != sc.zero else sc.y(0.0)), "0" if t == sc.zero else f"1e{t}")
-        for t in sc.ticks()
-    ]
+    ticks = [(_f(sc.row(t)), "0" if t == sc.zero else f"1e{t}") for t in sc.ticks()]
     # Shared attributes on groups: a report draws hundreds of plots.
     out.append(
         f'<path d="{"".join(f"M{LEFT - 4} {y}H{W - RIGHT}" for y, _ in ticks)}" '

@@ -79,7 +79,7 @@ def render_replay_html(rep: dict[str, Any]) -> bytes:
     if metrics:
         ordered = sorted(
             (m for m in metrics if isinstance(m.get("delta"), int | float)),
-            key=lambda m: -float(m["delta"]),
+            key=lambda m: -m["delta"],  # exact: a delta may be an integer beyond any float
         ) + [m for m in metrics if not isinstance(m.get("delta"), int | float)]
         rows = [
             f'<tr><td class="mono">{esc(_s(m.get("file")))}</td>'
