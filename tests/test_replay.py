@@ -222,6 +222,76 @@ def test_metric_comparison_helpers() -> None:
     assert by == {"x": True, "y": False, "s": False, "z": False}
 
 
+# A metric whose recorded value came from an input the replay does not have: the replay's
+# value is 0 where the run's was VALUE.
+EXTREME_METRIC = """\
+import json, pathlib
+src = pathlib.Path("local-input.txt")
+out = pathlib.Path("outputs"); out.mkdir(exist_ok=True)
+value = json.loads(src.read_text()) if src.exists() else 0
+(out / "metrics.json").write_text(json.dumps({"loss": value}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "delta", "within"),
+    [
+        pytest.param(1.0, 1.0 + 5e-9, abs(1.0 - (1.0 + 5e-9)), True, id="ordinary-floats"),
+        pytest.param(1.7e308, 0, 1.7e308, False, id="float-max-to-zero"),
+        pytest.param(1.7e308, -1.7e308, 2 * int(1.7e308), False, id="beyond-float-between-floats"),
+        pytest.param(10**400, 1, 10**400 - 1, False, id="integer-beyond-float"),
+        pytest.param(10**400, 10**400, 0.0, True, id="equal-integers-beyond-float"),
+        pytest.param(10**400 + 1, 10**400, 1.0, False, id="integers-beyond-float-one-apart"),
+        pytest.param(10**400, 0.5, 10**400, False, id="integer-beyond-float-and-a-fraction"),
+        pytest.param(5e-324, -0.0, 5e-324, True, id="subnormal-and-negative-zero"),
+        pytest.param(9 * 10**4299, -9 * 10**4299, None, False, id="more-digits-than-json-text"),
+    ],
+)
+def test_a_metric_drift_is_exact_for_any_json_number(
+    a: int | float, b: int | float, delta: int | float | None, within: bool
+) -> None:
+    """Strict JSON holds any finite float and integers of up to 4,300 digits: the drift between
+    two of them is judged exactly and recorded as a JSON number canonical JSON can write (a
+    float where one holds it), never raising."""
+    from catalytic_hooks.core.canonical import canonical_bytes
+
+    [row] = compare_metrics({"m": a}, {"m": b}, 1e-8)
+    assert (row["delta"], row["within_tolerance"]) == (delta, within)
+    assert type(row["delta"]) is type(delta)
+    canonical_bytes(row)  # what the report and the chronicle record do with it
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        pytest.param("1.7e308", "1.7e+308", id="float-max"),
+        pytest.param("1" + "0" * 400, "1e+400", id="400-digits"),
+    ],
+)
+def test_a_metric_beyond_every_float_drifts_and_the_report_shows_it(
+    repo: Path, tmp_path: Path, value: str, shown: str
+) -> None:
+    """A real run recorded the metric VALUE from an input the replay lacks, so the replay gets
+    0: a drift as large as VALUE, recorded in the chronicle, which still verifies and reports."""
+    (repo / "local-input.txt").write_text(value)
+    run_and_commit(repo, tmp_path, "huge", EXTREME_METRIC)
+    (repo / "local-input.txt").unlink()
+    code, doc = replay(repo, "huge")
+    assert code == 1 and doc["code"] == "DRIFT_VERIFIED", doc
+    rep = doc["details"]
+    recorded = json.loads(value)
+    [row] = rep["metrics"]
+    assert (row["archived"], row["replayed"], row["delta"]) == (recorded, 0, recorded)
+    assert rep["verdict"] == "drift-verified" and not row["within_tolerance"]
+    assert shown in Path(rep["report_html"]).read_text()
+    last = read(repo / ".catalytic/chronicle.jsonl")[-1]["data"]
+    assert last["metrics"][0]["delta"] == recorded
+    assert catalytic("chronicle", "verify", cwd=repo).returncode == 0
+    report = catalytic("report", "--json", cwd=repo)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert f"<td>{shown}</td>" in Path(json.loads(report.stdout)["details"]["path"]).read_text()
+
+
 # -- chronicle --------------------------------------------------------------------------------
 
 

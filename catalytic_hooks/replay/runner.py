@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -113,15 +114,46 @@ def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def drift(a: int | float, b: int | float, tol: float) -> tuple[int | float | None, bool]:
+    """|a - b| as the report records it, and whether it is within `tol`.
+
+    Metrics come from strict JSON (never NaN or an infinity), which holds any finite float and
+    any integer of up to 4,300 digits: a metric may be beyond every float (`float(10**400)`
+    raises) and two floats may differ by more than any float (1.7e308 and -1.7e308). Such a
+    difference is taken and judged exactly, as fractions, and recorded as a float where one
+    holds it, else as the integer nearest to it (exact but for a huge integer against a float
+    with a fractional part: off by less than 1 in 1e308). One with more digits than Python
+    writes as JSON text (two 4,300-digit integers of opposite signs) has no delta and is not
+    within the tolerance, as a value that is not a number would be."""
+    try:
+        d = abs(float(a) - float(b))
+    except OverflowError:  # an integer beyond every float
+        d = math.inf
+    if math.isfinite(d):
+        return d, d <= tol
+    exact = abs(Fraction(a) - Fraction(b))
+    ok = exact <= tol
+    try:
+        return float(exact), ok
+    except OverflowError:
+        pass
+    whole = round(exact)
+    try:
+        str(whole)  # what canonical JSON does with it; Python caps an int's digits (4,300)
+    except ValueError:
+        return None, False
+    return whole, ok
+
+
 def compare_metrics(
     archived: dict[str, Any], replayed: dict[str, Any], tol: float
 ) -> list[dict[str, Any]]:
     rows = []
     for key in sorted(set(archived) | set(replayed)):
         a, b = archived.get(key), replayed.get(key)
+        delta: int | float | None
         if isinstance(a, int | float) and isinstance(b, int | float) and _number(a) and _number(b):
-            delta = abs(float(a) - float(b))
-            ok = delta <= tol or (math.isnan(delta) and a == b)
+            delta, ok = drift(a, b, tol)
         else:
             delta, ok = None, a == b
         rows.append(
