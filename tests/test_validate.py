@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -280,3 +281,138 @@ def test_coverage_on_the_command_line_replays_every_run_over_its_nights(repo: Pa
     # The pick is the documented slice: night mod ceil(2 / 1) of the ranked runs.
     ranked = sorted(["one", "two"], key=lambda r: rank("coverage", r))
     assert picked(docs[0][1]) == [ranked[night_of("2026-03-01") % 2]]
+
+
+def test_a_pick_whose_name_is_not_utf8_is_refused_and_the_rest_validate(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A run directory and an archive whose file names are not UTF-8 (anyone who can write under
+    the sources can make one; catalytic never does): each is ranked by its bytes and, picked,
+    is a failed row with reason NAME_NOT_UTF8, recorded under an escaped name and left where it
+    is, while every other pick is replayed."""
+    import os
+    import shutil
+
+    make_runs(repo, ["alpha", "packed", "spoilt"])
+    store = tmp_path / "store"
+    for rid, name in (("packed", b"packed.catalytic.zip"), ("spoilt", b"\xff.catalytic.zip")):
+        out = store / f"{rid}.catalytic.zip"
+        proc = catalytic("archive", "create", f"_runs/{rid}", "-o", str(out), cwd=repo)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        os.rename(out, os.path.join(os.fsencode(store), name))
+        shutil.rmtree(repo / "_runs" / rid)  # only the archive is a source of this run now
+    bad_dir = os.path.join(os.fsencode(repo / "_runs"), b"\xffalpha")
+    shutil.copytree(repo / "_runs/alpha", os.fsdecode(bad_dir))
+    code, doc = validate(repo, "_runs", str(store))
+    assert code == 1 and doc["code"] == "VALIDATION_FAILED", doc
+    rows = {r["run_id"]: r for r in doc["details"]["results"]}
+    # The archive's row names the run its ARCHIVE.json records; its source, the file.
+    assert set(rows) == {"alpha", "packed", "\\xffalpha", "spoilt"}
+    assert rows["alpha"]["verdict"] == rows["packed"]["verdict"] == "exact"
+    for name in ("\\xffalpha", "spoilt"):
+        assert rows[name]["verdict"] == "failed" and not rows[name]["passing"]
+        assert rows[name]["reason"].startswith("NAME_NOT_UTF8: "), rows[name]
+        assert rows[name]["quarantine"] is None
+    assert rows["spoilt"]["source"].endswith("store/\\xff.catalytic.zip")
+    # Refused before anything was read or moved; every pick is in the chronicle.
+    assert os.path.isdir(bad_dir)
+    assert os.path.isfile(os.path.join(os.fsencode(store), b"\xff.catalytic.zip"))
+    assert not (repo / ".catalytic/quarantine").exists()
+    records = read(repo / ".catalytic/chronicle.jsonl")
+    refused = {
+        r["data"]["run_id"]: r["data"]["reason"]
+        for r in records
+        if r["kind"] == "replay" and r["data"]["verdict"] == "failed"
+    }
+    assert refused == {"\\xffalpha": "NAME_NOT_UTF8", "spoilt": "NAME_NOT_UTF8"}
+    assert len(records[-1]["data"]["results"]) == 4
+    assert "| \\xffalpha | failed |" in Path(doc["details"]["report_md"]).read_text()
+    assert catalytic("chronicle", "verify", cwd=repo).returncode == 0
+    report = catalytic("report", cwd=repo)
+    assert report.returncode == 0, report.stdout + report.stderr
+    # The rank of a name that is not UTF-8 is the HMAC of its bytes; a seed must be text.
+    import hashlib
+    import hmac
+
+    assert rank("7", os.fsdecode(b"\xff")) == hmac.new(b"7", b"\xff", hashlib.sha256).hexdigest()
+    with pytest.raises(CatalyticError) as err:
+        plan(cands(3), ValidateOptions(seed=os.fsdecode(b"\xff")))
+    assert err.value.code is ErrorCode.USAGE
+
+
+def test_a_metric_beyond_every_float_is_a_drift_not_the_end_of_the_night(repo: Path) -> None:
+    """An archived metric that is a 400-digit integer (valid strict JSON) against the 1 the
+    replay writes: that run drifts by exactly that much, the other run still replays, and every
+    summary shows the drift."""
+    make_runs(repo, ["alpha"])
+    spec = {
+        "task_id": "bravo",
+        "command": [
+            sys.executable,
+            "-c",
+            "import pathlib; p = pathlib.Path('outputs'); p.mkdir(exist_ok=True); "
+            "(p / 'm.json').write_text('{\"loss\": 1}')",
+        ],
+        "cwd": ".",
+        "seed": 7,
+        "git_commit": git(repo, "rev-parse", "HEAD").stdout.strip(),
+        "environment": fingerprint(repo, (), 7),
+        "metrics": ["outputs/m.json"],
+    }
+    make_bundle(
+        repo / "_runs/bravo",
+        repo,
+        {"outputs/m.json": b'{"loss": 1' + b"0" * 400 + b"}"},
+        task_spec=canonical_bytes(spec),
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a run with a huge metric")
+    code, doc = validate(repo)
+    assert code == 1 and doc["code"] == "VALIDATION_FAILED", doc
+    rows = {r["run_id"]: r for r in doc["details"]["results"]}
+    assert rows["alpha"]["verdict"] == "exact"
+    assert rows["bravo"]["verdict"] == "drift-verified"
+    assert rows["bravo"]["largest_drift"] == 10**400 - 1  # exact, as JSON carries it
+    assert "| bravo | drift-verified | 1e+400 |" in Path(doc["details"]["report_md"]).read_text()
+    human = catalytic("validate", cwd=repo)
+    assert human.returncode == 1 and "bravo  drift 1e+400" in human.stdout, human.stdout
+    assert catalytic("report", cwd=repo).returncode == 0
+
+
+def test_a_bug_met_by_one_pick_is_its_failed_row_and_an_interrupt_stops_the_night(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything one replay raises (a bug) fails that pick alone, with reason INTERNAL, and is
+    recorded; a KeyboardInterrupt is not swallowed: the validation stops and records nothing."""
+    from catalytic_hooks.core.errors import EXIT_INTERRUPTED
+    from catalytic_hooks.replay import validate as validate_mod
+
+    from .helpers import inproc
+
+    make_runs(repo, ["alpha", "bravo"])
+    real = validate_mod._replay_one
+    raised: list[type[BaseException]] = [RuntimeError]
+
+    def flaky(repo_: Any, policy: Any, c: Candidate, *args: Any) -> Any:
+        if c.run_id == "bravo":
+            raise raised[0]("boom")
+        return real(repo_, policy, c, *args)
+
+    monkeypatch.setattr(validate_mod, "_replay_one", flaky)
+    proc = inproc("validate", "--json", cwd=repo)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = {r["run_id"]: r for r in json.loads(proc.stdout)["details"]["results"]}
+    assert rows["alpha"]["verdict"] == "exact"
+    assert rows["bravo"]["verdict"] == "failed"
+    assert (
+        rows["bravo"]["reason"].startswith("INTERNAL: ")
+        and "RuntimeError: boom" in (rows["bravo"]["reason"])
+    )
+    chronicle = repo / ".catalytic/chronicle.jsonl"
+    failed = [r["data"] for r in read(chronicle) if r["data"].get("verdict") == "failed"]
+    assert [(d["run_id"], d["reason"]) for d in failed] == [("bravo", "INTERNAL")]
+    before = len(read(chronicle))
+    raised[0] = KeyboardInterrupt
+    proc = inproc("validate", "--json", cwd=repo)
+    assert proc.returncode == EXIT_INTERRUPTED, proc.stdout + proc.stderr
+    assert all(r["kind"] != "validate" for r in read(chronicle)[before:])

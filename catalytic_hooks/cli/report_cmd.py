@@ -125,6 +125,7 @@ def validate(
         render_markdown,
     )
     from catalytic_hooks.replay.validate import validate as do_validate
+    from catalytic_hooks.report.page import fmt_num
 
     with handled(json_mode):
         r = open_repo(None)
@@ -175,7 +176,7 @@ def validate(
 
         def human() -> None:
             for row in summary["results"]:
-                drift = "-" if row["largest_drift"] is None else f"{row['largest_drift']:.3g}"
+                drift = "-" if row["largest_drift"] is None else fmt_num(row["largest_drift"])
                 say(
                     f"{row['verdict']:<17} {row['run_id']}  drift {drift}  environment "
                     f"{row['environment']}  {row['seconds']:.1f} s"

@@ -2,8 +2,8 @@
 reproduces (DESIGN §14, the seed's §XII nightly task).
 
 The pick (README, "Validating the archive nightly"):
-- *rank*: every candidate run gets `HMAC-SHA256(key=seed, msg=run_id)` (UTF-8, hex); candidates
-  are ordered by (rank, run id, path).
+- *rank*: every candidate run gets `HMAC-SHA256(key=seed, msg=run_id)` (UTF-8, hex; a name that is
+  not UTF-8, by its own bytes); candidates are ordered by (rank, run id, path).
 - *sample* (`--sample N`): the first N of that order. The seed defaults to the UTC date, so a
   nightly job needs no state; the same seed and sources give the same pick on any machine, and a
   run added to the archive changes the pick only if its rank falls among the first N (it then
@@ -20,6 +20,12 @@ a worktree of this repository) and archive files (`replay_archive()`, unpacked i
 replay directory), from the paths given or the directories holding them, and registry
 references (`oci://`: a tag or digest, or a repository whose tags are its runs), pulled only when
 picked; sampling, sharding, the summary and the chronicle are the same for every kind.
+
+A pick that cannot be replayed is that pick's `failed` row, never the end of the night: a refusal
+(`REPLAY_FAILED` and its reason), a run or archive whose file name is not UTF-8 (reason
+`NAME_NOT_UTF8`, refused before anything is read: no report, record or quarantine path could name
+it), or a bug (reason `INTERNAL`; `CATALYTIC_DEBUG=1` prints its traceback). Only an interrupt
+stops the others.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import hashlib
 import hmac
 import math
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -38,7 +45,7 @@ from catalytic_hooks.archive.read import inspect_doc, limits_for
 from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode, debug_enabled, failure
 from catalytic_hooks.core.outcomes import Verdict
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.environment.build import RebuildOptions
@@ -51,6 +58,7 @@ from catalytic_hooks.registry.reference import parse as parse_reference
 from catalytic_hooks.replay.archived import replay_archive
 from catalytic_hooks.replay.report import ReplayReport
 from catalytic_hooks.replay.runner import ReplayOptions, replay
+from catalytic_hooks.report.page import fmt_num
 from catalytic_hooks.report.replay_html import render_validation_html
 
 RUN_MARKER = "TASK_SPEC.json"  # what makes a directory a run directory
@@ -171,8 +179,24 @@ def resolve_sources(
     return Sources(out, ignored)
 
 
+def name_bytes(name: str) -> bytes:
+    """A name as UTF-8; one read from a file name that is not UTF-8 (Python's surrogate escapes)
+    as those bytes, and any other lone surrogate as UTF-8 would spell it: never an error, so
+    such a candidate ranks like any other, and is refused only if picked (`_one`)."""
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogatepass")
+
+
+def shown(name: str) -> str:
+    """A name as text every report, record and terminal can hold: bytes that are not UTF-8 as
+    `\\xff` escapes (a name that is UTF-8 is itself)."""
+    return name_bytes(name).decode("utf-8", "backslashreplace")
+
+
 def rank(seed: str, run_id: str) -> str:
-    return hmac.new(seed.encode(), run_id.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(seed.encode(), name_bytes(run_id), hashlib.sha256).hexdigest()
 
 
 def ordered(cands: list[Candidate], seed: str) -> list[Candidate]:
@@ -226,6 +250,8 @@ def default_seed(coverage: bool) -> str:
 def plan(cands: list[Candidate], opts: ValidateOptions) -> tuple[str, list[Candidate]]:
     """The seed used and this job's picks."""
     seed = opts.seed if opts.seed is not None else default_seed(opts.coverage)
+    if shown(seed) != seed:
+        raise CatalyticError(ErrorCode.USAGE, f'--seed "{shown(seed)}" is not UTF-8 text')
     if opts.sample is not None and opts.sample < 1:
         raise CatalyticError(ErrorCode.USAGE, "--sample must be at least 1")
     if opts.coverage:
@@ -242,11 +268,11 @@ def plan(cands: list[Candidate], opts: ValidateOptions) -> tuple[str, list[Candi
 def _row(
     c: Candidate, rep: ReplayReport | None, exc: CatalyticError | None, seconds: float
 ) -> dict[str, Any]:
-    source = c.ref or str(c.path)
+    source = shown(c.ref or str(c.path))
     if rep is None:
         assert exc is not None
         return {
-            "run_id": c.run_id,
+            "run_id": shown(c.run_id),
             "source": source,
             "verdict": Verdict.FAILED,
             "passing": False,
@@ -256,9 +282,8 @@ def _row(
             "quarantine": exc.details.get("quarantine"),
             "seconds": round(seconds, 3),
         }
-    deltas = [
-        float(m["delta"]) for m in rep.metrics or [] if isinstance(m.get("delta"), int | float)
-    ]
+    # As recorded, never through float(): a delta may be an integer beyond every float.
+    deltas = [m["delta"] for m in rep.metrics or [] if isinstance(m.get("delta"), int | float)]
     diffs = rep.environment["differences"]
     return {
         "run_id": rep.run_id,
@@ -305,7 +330,18 @@ def _one(
     ropts: ReplayOptions,
     registry: RegistryOptions | None = None,
 ) -> dict[str, Any]:
+    """One pick's row; whatever goes wrong with it (short of an interrupt) is that row."""
     t0 = time.monotonic()
+    if shown(c.run_id) != c.run_id or shown(c.path.name) != c.path.name:
+        # Refused before anything is read: the replay would name it in reports, chronicle
+        # records and quarantine paths, none of which can hold a name that is not text.
+        refusal = CatalyticError(
+            ErrorCode.REPLAY_FAILED,
+            f'the name "{shown(c.path.name)}" is not UTF-8; no run or archive this tool writes '
+            "has one (rename or remove it)",
+            reason="NAME_NOT_UTF8",
+        )
+        return _failed(repo, policy, c, refusal, "NAME_NOT_UTF8", ropts, t0)
     try:
         rep = _replay_one(repo, policy, c, ropts, registry)
     except CatalyticError as exc:
@@ -314,21 +350,40 @@ def _one(
         recorded = exc.code is ErrorCode.REPLAY_FAILED and (
             c.kind in ("archive", "oci") or c.path.is_dir() or bool(exc.details.get("quarantine"))
         )
-        if not recorded:  # replay() records only what it could start on; every pick counts
-            record(
-                repo.top,
-                policy,
-                "replay",
-                {
-                    "run_id": c.run_id,
-                    "verdict": Verdict.FAILED,
-                    "reason": exc.code.value,
-                    "quarantine": None,
-                    "validation": ropts.validation,
-                },
-            )
-        return _row(c, None, exc, time.monotonic() - t0)
+        if recorded:
+            return _row(c, None, exc, time.monotonic() - t0)
+        return _failed(repo, policy, c, exc, exc.code.value, ropts, t0)
+    except Exception as exc:  # a bug met by one pick must not cost the night every other one
+        if debug_enabled():
+            traceback.print_exc()  # a traceback, never locals
+        bug = CatalyticError(ErrorCode.INTERNAL, failure(exc)[1], reason="INTERNAL")
+        return _failed(repo, policy, c, bug, "INTERNAL", ropts, t0)
     return _row(c, rep, None, time.monotonic() - t0)
+
+
+def _failed(
+    repo: Repo,
+    policy: Policy,
+    c: Candidate,
+    exc: CatalyticError,
+    reason: str,
+    ropts: ReplayOptions,
+    t0: float,
+) -> dict[str, Any]:
+    """A failed pick that replay() did not record: every pick counts in the chronicle."""
+    record(
+        repo.top,
+        policy,
+        "replay",
+        {
+            "run_id": shown(c.run_id),
+            "verdict": Verdict.FAILED,
+            "reason": reason,
+            "quarantine": None,
+            "validation": ropts.validation,
+        },
+    )
+    return _row(c, None, exc, time.monotonic() - t0)
 
 
 def validate(
@@ -432,7 +487,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in res:
-        drift = "-" if r["largest_drift"] is None else f"{r['largest_drift']:.3g}"
+        drift = "-" if r["largest_drift"] is None else fmt_num(r["largest_drift"])
         lines.append(
             f"| {_cell(r['run_id'])} | {r['verdict']} | {drift} | "
             f"{r['environment']} | {r['seconds']:.1f} s |"
