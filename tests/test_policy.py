@@ -61,6 +61,7 @@ BAD_CONFIGS = {
     "wrong-item": ("tmp_roots=[1]", "tmp_roots"),
     "bad-validator": ('trusted_validators=["ABC"]', "trusted_validators"),
     "bad-tolerance": ('metrics_tolerance="x"', "metrics_tolerance"),
+    "tolerance-beyond-float": ("metrics_tolerance=1" + "0" * 400, "metrics_tolerance"),
     "bad-toml": ("durable_roots=[", "TOML"),
 }
 

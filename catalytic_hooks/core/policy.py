@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -348,15 +349,18 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
     kwargs.update(_env_keys(data))
     if "metrics_tolerance" in data:
         tol = data["metrics_tolerance"]
+        # TOML integers have no size limit here, and float() of one beyond every float raises.
         if (
             isinstance(tol, bool)
             or not isinstance(tol, int | float)
+            or not -sys.float_info.max <= tol <= sys.float_info.max
             or not math.isfinite(tol)
             or tol < 0
         ):
             raise CatalyticError(
                 ErrorCode.CONFIG_INVALID,
-                "'metrics_tolerance' must be a non-negative number",
+                "'metrics_tolerance' must be a non-negative number no larger than the largest "
+                "float (1.8e308)",
                 key="metrics_tolerance",
             )
         kwargs["metrics_tolerance"] = float(tol)
