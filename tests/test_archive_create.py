@@ -201,6 +201,53 @@ def test_a_file_the_signature_does_not_cover_is_not_carried(tmp_path: Path, extr
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith((".zip", ".tmp"))] == []
 
 
+def test_a_declared_lock_file_travels_and_its_bytes_are_checked(tmp_path: Path) -> None:
+    """A lock file TASK_SPEC declares travels in the content store under its hash (the
+    signature covers it through TASK_SPEC); its bytes are checked against that hash by the
+    writer and by the reader, since bundle verification never reads them."""
+    import hashlib
+
+    from catalytic_hooks.archive.read import opened_archive
+
+    from .archive_corpus import bag_files, repack
+
+    lock = b"tinylib==1.0 --hash=sha256:" + b"a" * 64 + b"\n"
+    ref = hashlib.sha256(lock).hexdigest()
+    spec = {"task_id": "k1", "environment": {"lock_files": {"requirements.lock": f"sha256:{ref}"}}}
+    run = make_bundle(
+        tmp_path / "_runs" / "k1",
+        tmp_path,
+        {"out/a.txt": b"a\n"},
+        task_spec=json.dumps(spec).encode(),
+    )
+    stored = run / "objects/sha256" / ref[:2] / ref[2:]
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(lock)
+    create_archive(run, tmp_path / "k1.zip", project_root=tmp_path)
+    with opened_archive(tmp_path / "k1.zip", Limits(), parent=tmp_path) as (opened, _):
+        assert (opened.run_dir / stored.relative_to(run)).read_bytes() == lock
+
+    # other bytes under the lock file's name: the reader refuses them, even in a consistent repack
+    run_id, files = bag_files((tmp_path / "k1.zip").read_bytes())
+    name = f"data/runs/k1/objects/sha256/{ref[:2]}/{ref[2:]}"
+    (tmp_path / "forged.zip").write_bytes(repack({**files, name: b"evil==6.6.6\n"}, run_id))
+    with (
+        pytest.raises(CatalyticError) as err,
+        opened_archive(tmp_path / "forged.zip", Limits(), parent=tmp_path),
+    ):
+        pass
+    assert (err.value.code, err.value.details["reason"]) == (
+        ErrorCode.ARCHIVE_INVALID,
+        "UNSIGNED_ENTRY",
+    )
+    # and the writer will not carry them
+    stored.write_bytes(b"evil==6.6.6\n")
+    with pytest.raises(CatalyticError) as err:
+        create_archive(run, tmp_path / "k2.zip", project_root=tmp_path)
+    assert err.value.code is ErrorCode.HASH_MISMATCH
+    assert not (tmp_path / "k2.zip").exists()
+
+
 def test_a_run_directory_renamed_from_its_recorded_run_id_is_refused(tmp_path: Path) -> None:
     run = make_bundle(
         tmp_path / "_runs" / "release-1",

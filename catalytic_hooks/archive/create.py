@@ -34,6 +34,7 @@ from catalytic_hooks.archive.layout import (
     render_archive_json,
     run_id_problem,
     run_path,
+    signed_contents,
     tag_files,
     unsigned_files,
 )
@@ -195,7 +196,9 @@ def _sources(
     run_id = run_dir.name
     prefix = run_path(run_id) + "/"
     files = _run_files(run_dir)
-    extra = unsigned_files([rel for rel, _ in files], v.status, v.hashes)
+    extra = unsigned_files(
+        [rel for rel, _ in files], v.status, signed_contents(v.task_spec, v.hashes)
+    )
     if extra:
         raise CatalyticError(
             ErrorCode.ARTIFACT_EXTRA,
@@ -203,8 +206,12 @@ def _sources(
             "carries only what the signature covers (move it out of the run directory)",
             artifact=extra[0],
         )
+    # A stored content's bytes must be the hash its name is (a lock file's are checked nowhere
+    # else), as the reader will require.
     sources = {
-        prefix + rel: _Source(prefix + rel, base=src.run_dir, rel=rel, size=size)
+        prefix + rel: _Source(
+            prefix + rel, base=src.run_dir, rel=rel, size=size, expected=_stored_hash(rel)
+        )
         for rel, size in files
     }
     sizes: dict[str, int] = {}
@@ -222,6 +229,14 @@ def _sources(
         else:
             checks.append((base, rel, expected))
     return list(sources.values()), sizes, checks
+
+
+def _stored_hash(rel: str) -> str | None:
+    """The hex SHA-256 a content-store path names (`objects/sha256/ab/cdef...`), else None."""
+    parts = rel.split("/")
+    if len(parts) == 4 and parts[:2] == ["objects", "sha256"]:
+        return parts[2] + parts[3]
+    return None
 
 
 def _check_only(src: DirSource, base: Path, rel: str, expected: str) -> None:

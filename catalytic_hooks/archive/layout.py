@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring as _str
 from typing import Any
 
-from catalytic_hooks.bundle.model import ARTIFACTS, RECEIPTS, store_path
+from catalytic_hooks.bundle.model import ARTIFACTS, RECEIPTS, SHA256_REF, store_path
 from catalytic_hooks.core.canonical import canonical_bytes, json_text_bytes
 
 FORMAT = "catalytic-archive"
@@ -59,12 +59,25 @@ class Item:
 SELF_SIGNED = ("attestation.intoto.json", "ssh-signature.sig")
 
 
-def unsigned_files(names: list[str], status: Any, hashes: dict[str, str]) -> list[str]:
+def signed_contents(task_spec: Any, hashes: dict[str, str]) -> set[str]:
+    """The `sha256:<hex>` contents the signature covers by hash, which travel in the content
+    store: each output's (OUTPUT_HASHES) and each declared lock file's (TASK_SPEC's
+    `environment.lock_files`, covered through the bundle root's TASK_SPEC hash)."""
+    refs = {h for h in hashes.values() if SHA256_REF.match(h)}
+    env = task_spec.get("environment") if isinstance(task_spec, dict) else None
+    locks = env.get("lock_files") if isinstance(env, dict) else None
+    if isinstance(locks, dict):
+        refs.update(v for v in locks.values() if isinstance(v, str) and SHA256_REF.match(v))
+    return refs
+
+
+def unsigned_files(names: list[str], status: Any, contents: set[str]) -> list[str]:
     """The run directory's files (`names`, relative to it) that nothing signed vouches for.
 
     An archive carries only what the bundle's signature covers or what checks itself: the seven
     artifacts, the receipts STATUS.json names (each with its hash there), the content-store
-    blob of each recorded output hash (verification hashes it), and the SELF_SIGNED files.
+    file of each of the signed `contents` (signed_contents; the reader checks each file's bytes
+    against its name), and the SELF_SIGNED files.
     Anything else (a `conftest.py`, a script, a blob no output names) would ride along with a
     genuine signature and be written into the repository that imports the run, so the writer
     refuses to carry it and the reader to accept it."""
@@ -72,7 +85,7 @@ def unsigned_files(names: list[str], status: Any, hashes: dict[str, str]) -> lis
     allowed = {*ARTIFACTS, *SELF_SIGNED}
     if isinstance(receipts, dict):
         allowed.update(n for n in receipts if n in RECEIPTS)
-    allowed.update(store_path(h) for h in hashes.values())
+    allowed.update(store_path(h) for h in contents)
     return [n for n in names if n not in allowed]
 
 

@@ -463,15 +463,26 @@ def _check_derived(opened: Opened, listed: dict[str, dict[str, Any]]) -> None:
     if why is not None:
         raise invalid("METADATA_MISMATCH", f"the archive's bag is named {run_id!r}, but {why}")
     prefix = layout.run_path(run_id) + "/"
-    extra = layout.unsigned_files(
-        [n.removeprefix(prefix) for n in listed if n.startswith(prefix)], status, hashes
-    )
+    in_run = [n.removeprefix(prefix) for n in listed if n.startswith(prefix)]
+    extra = layout.unsigned_files(in_run, status, layout.signed_contents(spec, hashes))
     if extra:
         raise invalid(
             "UNSIGNED_ENTRY",
             f"{prefix}{extra[0]} is in the run directory but not in its signed bundle",
             name=prefix + extra[0],
         )
+    for rel in in_run:
+        # A stored content is signed by its hash; its bytes (hashed while extracted, against
+        # ARCHIVE.json) must be that hash, or a lock file's bytes would go unchecked.
+        if (
+            rel.startswith("objects/")
+            and store_path("sha256:" + listed[prefix + rel]["sha256"]) != rel
+        ):
+            raise invalid(
+                "UNSIGNED_ENTRY",
+                f"{prefix}{rel} does not hold the content its name is the hash of",
+                name=prefix + rel,
+            )
     commit = spec.get("git_commit") if isinstance(spec, dict) else None
     commit = commit if isinstance(commit, str) else None
     if doc["commit"] != commit:
