@@ -192,6 +192,29 @@ def test_sources_and_refusals(repo: Path, tmp_path: Path) -> None:
         assert err.value.code is ErrorCode.USAGE
 
 
+def test_sources_holding_no_run_fail_and_an_empty_shard_does_not(repo: Path) -> None:
+    """A nightly job pointed at a mistyped or emptied source validates nothing; it fails, as
+    pytest fails when it collects nothing, where it read as PASS. A shard that the sample
+    leaves empty is not that: the sample as a whole had runs."""
+    (repo / "_runs").mkdir(exist_ok=True)
+    proc = catalytic("validate", "_runs", "--json", cwd=repo)
+    doc = json.loads(proc.stdout)
+    assert (proc.returncode, doc["code"]) == (1, "VALIDATION_FAILED"), proc.stdout + proc.stderr
+    assert doc["details"]["candidates"] == 0 and doc["details"]["results"] == []
+    md = Path(doc["details"]["report_md"]).read_text()
+    assert "**FAIL**: no run was found in the sources; nothing was validated" in md
+    human = catalytic("validate", "_runs", cwd=repo)
+    assert human.returncode == 1 and "FAIL (no run was found in the sources" in human.stdout
+
+    make_runs(repo, ["one"])
+    empty_shard = [
+        catalytic("validate", "_runs", "--shard", f"{i}/2", "--json", cwd=repo) for i in (1, 2)
+    ]
+    rows = [json.loads(p.stdout)["details"]["results"] for p in empty_shard]
+    assert sorted(len(r) for r in rows) == [0, 1]
+    assert [p.returncode for p in empty_shard] == [0, 0]
+
+
 def cands(n: int) -> list[Candidate]:
     return [Candidate(f"run-{i:04d}", Path(f"/a/run-{i:04d}")) for i in range(n)]
 

@@ -119,6 +119,7 @@ def validate(
     from catalytic_hooks.cli.registry_cmd import options
     from catalytic_hooks.replay.runner import ReplayOptions
     from catalytic_hooks.replay.validate import (
+        NO_RUNS,
         ValidateOptions,
         ignored_note,
         parse_shard,
@@ -189,7 +190,13 @@ def validate(
                 + (f", shard {summary['shard']}" if summary["shard"] else "")
                 + ignored_note(summary)
                 + ": "
-                + ("PASS" if not bad else f"FAIL ({', '.join(bad)})")
+                + (
+                    "PASS"
+                    if summary["ok"]
+                    else f"FAIL ({', '.join(bad)})"
+                    if bad
+                    else f"FAIL ({NO_RUNS})"
+                )
             )
             say(f"report: {summary['report_html']}")
 

@@ -404,7 +404,10 @@ def validate(
     # work is in the replayed processes.
     with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
         results = list(pool.map(lambda c: _one(repo, policy, c, ropts, opts.registry), picks))
-    ok = all(r["passing"] for r in results)
+    # Sources that hold no run at all (a mistyped path, an emptied registry repository) fail,
+    # as pytest fails when it collects nothing: a nightly job that validates nothing must not
+    # read as green. An empty shard of a non-empty sample is not this.
+    ok = bool(cands) and all(r["passing"] for r in results)
     summary: dict[str, Any] = {
         "validation": vid,
         "ok": ok,
@@ -456,6 +459,9 @@ def _write(repo: Repo, policy: Policy, summary: dict[str, Any], stamp: str) -> N
     atomic_write(base.with_suffix(".html"), render_validation_html(summary))
 
 
+NO_RUNS = "no run was found in the sources; nothing was validated"
+
+
 def ignored_note(summary: dict[str, Any]) -> str:
     n = summary.get("tags_ignored")
     return f"; {n} registry tag(s) ignored (not OCI tags)" if n else ""
@@ -473,6 +479,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "**PASS**: every replayed run reproduces"
         if summary["ok"]
         else f"**FAIL**: {len(bad)} run(s) no longer reproduce: {', '.join(map(_cell, bad))}"
+        if bad
+        else f"**FAIL**: {NO_RUNS}"
     )
     lines = [
         f"# Validation {summary['validation']}",
