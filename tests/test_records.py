@@ -39,7 +39,7 @@ def _cj(d: dict[str, str]) -> bytes:
     return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(MANIFESTS, st.lists(PATHS, max_size=6), st.dictionaries(PATHS, VALUES, max_size=6))
 def test_overlay_equals_the_dict_it_stands_for(
     base: dict[str, str], removed: list[str], added: dict[str, str]
@@ -81,7 +81,7 @@ def test_stored_form_round_trips_and_rejects_any_other_bytes(values: dict[str, s
     assert Records.load(index, other.dump("x")[1]) is None  # records of another snapshot
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(MANIFESTS, st.lists(PATHS, max_size=6), st.dictionaries(PATHS, VALUES, max_size=6))
 def test_materialized_overlay_is_the_records_of_its_dict(
     base: dict[str, str], removed: list[str], added: dict[str, str]
