@@ -404,6 +404,13 @@ def _listed(reg: MiniRegistry, info: dict, before: int, after: int) -> list[str]
     return junk
 
 
+def _verify_attested_human(info: dict, kit: dict[str, Path], cwd: Path):  # type: ignore[no-untyped-def]
+    """`verify REF --attested` as a person reads it (no --json)."""
+    return inproc(
+        "verify", info["reference"], "--attested", "--trust-file", str(kit["trust"]), cwd=cwd
+    )
+
+
 def test_junk_referrers_listed_first_cannot_veto_a_valid_attestation(
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
@@ -427,14 +434,7 @@ def test_junk_referrers_listed_first_cannot_veto_a_valid_attestation(
         "REGISTRY_NOT_FOUND",  # listed, not stored
     ]
     assert row["attestations_unchecked"] == 3 and "reason" not in doc["details"]
-    human = inproc(
-        "verify",
-        info["reference"],
-        "--attested",
-        "--trust-file",
-        str(shared["trust"]),
-        cwd=tmp_path,
-    )
+    human = _verify_attested_human(info, shared, tmp_path)
     assert human.returncode == 0, human.stdout + human.stderr
     assert f"attestation {info['attestation']['digest']} (referrers-api): valid" in human.stdout
     assert "3 more attached, not fetched: one verifies" in human.stdout
@@ -461,14 +461,7 @@ def test_the_limit_on_referrers_fetched_ends_the_search_with_its_own_reason(
     assert row["valid"] and row["attestations_reason"] == "REFERRER_LIMIT"
     assert len(row["attestations"]) == MAX_REFERRERS and row["attestations_unchecked"] == 1
     assert not any(a["valid"] for a in row["attestations"])
-    human = inproc(
-        "verify",
-        info["reference"],
-        "--attested",
-        "--trust-file",
-        str(shared["trust"]),
-        cwd=tmp_path,
-    )
+    human = _verify_attested_human(info, shared, tmp_path)
     assert human.returncode == 1
     assert (
         f"REJECTED ATTESTATION_MISSING: none of the {MAX_REFERRERS} attestations fetched "
