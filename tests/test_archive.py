@@ -239,6 +239,10 @@ def test_a_run_id_as_long_as_a_file_name_allows_replays(
         name = Path(rep[key]).name
         assert len(name.encode()) < 255 and name.count("r") >= 140, name
     assert Path(rep["report_html"]).is_file()
+    a = inproc("attest", str(archive), "--sign", str(made["key"]), "--json", cwd=repo)
+    assert a.returncode == 0, a.stdout + a.stderr
+    att = Path(_json(a)["details"]["attestation"])
+    assert att.parent == archive.parent and len(att.name.encode()) < 200
 
 
 def test_trust_comes_from_the_caller_never_the_archive(empty: Path) -> None:
@@ -641,12 +645,7 @@ def test_an_archive_on_another_file_system_is_quarantined_by_copy(
     """rename(2) cannot cross file systems (EXDEV): an archive on tmpfs, the quarantine on the
     working directory's disk. Before, the refusal became an internal error and the archive
     stayed; now it is copied, synced and linked into the quarantine, then removed."""
-    shm = Path("/dev/shm")
-    if not shm.is_dir() or shm.stat().st_dev == empty.stat().st_dev:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have /dev/shm on its own file system for this test")
-        pytest.skip("no second file system (/dev/shm) here to move an archive across")
-    src = Path(tempfile.mkdtemp(dir=shm)) / "r1.catalytic.zip"
+    src = _other_file_system(empty) / "r1.catalytic.zip"
     try:
         data = made["archive"].read_bytes() + b"\0" * 8  # TRAILING_DATA
         src.write_bytes(data)
@@ -667,6 +666,37 @@ def test_an_archive_on_another_file_system_is_quarantined_by_copy(
         )
     finally:
         shutil.rmtree(src.parent, ignore_errors=True)
+
+
+def _other_file_system(empty: Path) -> Path:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == empty.stat().st_dev:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have /dev/shm on its own file system for this test")
+        pytest.skip("no second file system (/dev/shm) here to move an archive across")
+    return Path(tempfile.mkdtemp(dir=shm))
+
+
+def test_a_file_larger_than_any_archive_is_not_copied_into_the_quarantine(empty: Path) -> None:
+    """Across file systems the quarantine copies; a sparse terabyte would cost a terabyte of
+    blocks in the repository. It stays where it is, and the refusal says why."""
+    where = _other_file_system(empty)
+    try:
+        huge = where / "huge.catalytic.zip"
+        with open(huge, "wb") as fh:
+            fh.truncate(5 << 30)
+        p = inproc("replay", str(huge), "--trust-file", "allowed_signers", "--json", cwd=empty)
+        doc = _json(p)
+        assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
+            1,
+            "ARCHIVE_INVALID",
+            "TRUNCATED",
+        ), p.stdout + p.stderr
+        assert "larger than any archive" in doc["details"]["quarantine_error"]
+        assert huge.stat().st_size == 5 << 30
+        assert not (empty / "quarantine").exists() or list((empty / "quarantine").iterdir()) == []
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def test_a_failed_quarantine_never_hides_the_refusal(made: dict[str, Path], empty: Path) -> None:

@@ -132,22 +132,22 @@ def test_the_interpreter_search_imports_nothing_from_a_shared_directory(tmp_path
     assert not (shared / "RAN").exists()
 
 
-def test_the_interpreter_search_runs_no_virtual_environment_of_the_working_directory(
-    tmp_path: Path,
-) -> None:
+def test_the_interpreter_search_runs_no_planted_virtual_environment(tmp_path: Path) -> None:
     """`uv python find` looks for a `.venv` in its working directory and every parent and runs
-    the interpreter there to learn its version; git keeps the executable bit, so a cloned
-    repository (the usual working directory of a replay) can carry one."""
-    repo = tmp_path / "cloned"
-    (repo / ".venv/bin").mkdir(parents=True)
+    the interpreter there to learn its version: git keeps the executable bit, so a cloned
+    repository (the usual working directory of a replay) can carry one, and any local user can
+    create /tmp/.venv above a private temporary directory (the stand-in for /tmp is TMPDIR)."""
     ran = tmp_path / "RAN"
-    fake = repo / ".venv/bin/python"
-    fake.write_text(f"#!/bin/sh\necho ran > {ran}\nexit 1\n")
-    fake.chmod(0o755)
-    (repo / ".venv/pyvenv.cfg").write_text("home = /usr/bin\nversion_info = 9.9.99\n")
-    code = _search_for_another_python(repo, tmp_path)
+    repo, shared = tmp_path / "cloned", tmp_path / "shared-tmp"
+    for where in (repo, shared):
+        (where / ".venv/bin").mkdir(parents=True)
+        fake = where / ".venv/bin/python"
+        fake.write_text(f"#!/bin/sh\necho {where.name} >> {ran}\nexit 1\n")
+        fake.chmod(0o755)
+        (where / ".venv/pyvenv.cfg").write_text("home = /usr/bin\nversion_info = 9.9.99\n")
+    code = _search_for_another_python(repo, tmp_path, TMPDIR=str(shared))
     assert code == "ENV_PYTHON_MISSING"
-    assert not ran.exists()
+    assert not ran.exists(), ran.read_text()
 
 
 HOSTILE_PAGES = {

@@ -244,6 +244,10 @@ value = json.loads(src.read_text()) if src.exists() else 0
         pytest.param(10**400 + 1, 10**400, 1.0, False, id="integers-beyond-float-one-apart"),
         pytest.param(10**400, 0.5, 10**400, False, id="integer-beyond-float-and-a-fraction"),
         pytest.param(5e-324, -0.0, 5e-324, True, id="subnormal-and-negative-zero"),
+        # equal as floats, one apart as the integers they are: a changed count is a drift
+        pytest.param(2**53 + 1, 2**53, 1.0, False, id="integers-equal-as-floats"),
+        pytest.param(10**300 + 1, 10**300, 1.0, False, id="large-integers-equal-as-floats"),
+        pytest.param(3, 3.0, 0.0, True, id="an-integer-and-its-float"),
         pytest.param(9 * 10**4299, -9 * 10**4299, None, False, id="more-digits-than-json-text"),
     ],
 )

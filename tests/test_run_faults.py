@@ -362,3 +362,20 @@ def test_a_planted_run_journal_is_refused_and_nothing_outside_is_touched(
     (run,) = json.loads(rec.stdout)["details"]["runs"]
     assert run["status"] == "refused" and "unsafe path" in run["reason"]
     assert victim.read_text() == "keep me\n" and intact(repo)
+
+
+def test_group_alive_sees_a_group_until_it_stops_running() -> None:
+    """What `recover` waits on after SIGKILL: a group counts as running while any member is
+    not a zombie (a kill is delivered, not finished, when killpg returns)."""
+    from catalytic_hooks.run.proctree import group_alive
+
+    proc = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
+    try:
+        assert group_alive(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not group_alive(proc.pid)  # the leader a zombie until reaped, its child gone
+    finally:
+        proc.wait()

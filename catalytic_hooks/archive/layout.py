@@ -26,6 +26,7 @@ from typing import Any
 
 from catalytic_hooks.bundle.model import ARTIFACTS, RECEIPTS, SHA256_REF, store_path
 from catalytic_hooks.core.canonical import canonical_bytes, json_text_bytes
+from catalytic_hooks.core.paths import name_part
 
 FORMAT = "catalytic-archive"
 FORMAT_VERSION = 1
@@ -69,6 +70,12 @@ def signed_contents(task_spec: Any, hashes: dict[str, str]) -> set[str]:
     if isinstance(locks, dict):
         refs.update(v for v in locks.values() if isinstance(v, str) and SHA256_REF.match(v))
     return refs
+
+
+def attestation_beside(run_id: str) -> str:
+    """The name of an archive's attestation file beside it (`<run id>.intoto.json`), a long run
+    id shortened (core.paths.name_part) so the file and its temporary sibling can be created."""
+    return f"{name_part(run_id)}.intoto.json"
 
 
 def unsigned_files(names: list[str], status: Any, contents: set[str]) -> list[str]:

@@ -298,7 +298,7 @@ def inspect_doc(path: Path, limits: Limits) -> dict[str, Any]:
 
 
 # No archive of this format is larger: 4 GiB of entries (no ZIP64) and an end record.
-_LARGEST_ARCHIVE = (1 << 32) + (1 << 16) + 22
+LARGEST_ARCHIVE = (1 << 32) + (1 << 16) + 22
 
 
 def file_sha256(path: Path) -> str | None:
@@ -309,7 +309,7 @@ def file_sha256(path: Path) -> str | None:
         fd, size = open_file(path)
     except CatalyticError:
         return None
-    if size > _LARGEST_ARCHIVE:
+    if size > LARGEST_ARCHIVE:
         os.close(fd)
         return None
     try:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.archive.layout import attestation_beside
 from catalytic_hooks.archive.read import opened_archive
 from catalytic_hooks.archive.verify import check_commit
 from catalytic_hooks.archive.zipfmt import Limits
@@ -80,7 +81,7 @@ def write_attestations(
     first = run_dirs[0]
     # An archive is never rewritten: its attestation goes beside it.
     default = (
-        first.resolve().parent / f"{located[0][0].name}.intoto.json"
+        first.resolve().parent / attestation_beside(located[0][0].name)
         if first.is_file()
         else first.resolve() / ATTESTATION_FILE
     )

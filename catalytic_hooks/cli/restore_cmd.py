@@ -300,7 +300,7 @@ def recover_all(
                         say(f"  {k}: {item['path']}")
                 for item in x.get("refused", []) if isinstance(x.get("refused"), list) else []:
                     say(f"  still changed: {item['path']}: {item['reason']}")
-                if x["status"] == "refused":
+                if x["status"] == "refused" or "reason" in x:
                     say(f"  left alone: {x['reason']}")
             for root, doc in restores.items():
                 for k in ("rolled_back", "completed", "stale_staging_removed"):

@@ -107,15 +107,17 @@ def _uv() -> str | None:
         return shutil.which("uv")
 
 
+_UV_FIND = ("--no-config", "--no-project", "--system")
+
+
 @contextlib.contextmanager
 def _empty_dir() -> Iterator[Path]:
-    """A new empty directory of this user's (below the environment cache) for the search to
-    start programs in. Never below /tmp: uv looks for a `.venv` in its working directory and
-    every parent and runs the interpreter it finds there, and any local user can create
-    /tmp/.venv; a repository (the usual working directory) can commit one."""
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    here = Path(tempfile.mkdtemp(prefix=".search-", dir=root))
+    """A new empty private directory for the search to start programs in, so nothing of the
+    caller's working directory (a repository, which can commit a `.venv` or a `json.py`) is
+    where they start. What could still be read from its parents is switched off where it is
+    read: uv's virtual environments (`--system`), projects (`--no-project`) and configuration
+    (`--no-config`), and the interpreter's own import path (`-I`)."""
+    here = Path(tempfile.mkdtemp(prefix="catalytic-search-"))
     try:
         yield here
     finally:
@@ -145,7 +147,9 @@ def _search(plan: Plan, override: str | None, here: Path) -> tuple[str, dict[str
         uv = _uv()
         if uv:
             proc = subprocess.run(
-                [uv, "python", "find", "--no-config", "--no-project", plan.python_version],
+                # --system: uv otherwise looks for a `.venv` in the working directory and
+                # every parent (a planted /tmp/.venv, a repository's) and runs its interpreter
+                [uv, "python", "find", *_UV_FIND, plan.python_version],
                 cwd=here,
                 capture_output=True,
                 env=_quiet_env(),

@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.archive.layout import run_path
+from catalytic_hooks.archive.layout import attestation_beside, run_path
 from catalytic_hooks.archive.read import inspect_doc, open_file
 from catalytic_hooks.archive.zipfmt import Limits, parse
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.paths import name_part
 from catalytic_hooks.fs.files import CHUNK
 from catalytic_hooks.fs.untrusted import read_named
 from catalytic_hooks.registry import artifact, referrers
@@ -52,7 +53,7 @@ def _archive_of(source: Path) -> Iterator[tuple[Path, Path | None]]:
 
     with tempfile.TemporaryDirectory(prefix="catalytic-push-") as d:
         run_dir = source.resolve()
-        out = Path(d) / f"{run_dir.name}.catalytic.zip"
+        out = Path(d) / f"{name_part(run_dir.name)}.catalytic.zip"
         create_archive(run_dir, out)
         att = run_dir / ATTESTATION_FILE
         yield out, att if att.is_file() else None
@@ -155,7 +156,7 @@ def push(
                 f"run id {run_id!r} is not a valid OCI tag; give one: oci://HOST/NAME:TAG",
             )
         if attestation is None and with_attestation:
-            guess = beside or path.parent / f"{run_id}.intoto.json"
+            guess = beside or path.parent / attestation_beside(run_id)
             attestation = guess if guess.is_file() else None
         envelope = _envelope(attestation, run_id) if with_attestation and attestation else None
         blob = Descriptor(ARCHIVE_TYPE, f"sha256:{sha}", size)

@@ -20,7 +20,13 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from catalytic_hooks.archive.read import extract, file_sha256, inspect_doc, prove_objects
+from catalytic_hooks.archive.read import (
+    LARGEST_ARCHIVE,
+    extract,
+    file_sha256,
+    inspect_doc,
+    prove_objects,
+)
 from catalytic_hooks.archive.verify import check_commit
 from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.core.canonical import canonical_bytes
@@ -67,9 +73,13 @@ def _move_across(path: Path, dest: Path, digest: str | None) -> None:
     repository): copy beside `dest`, make the copy durable, link it into place (never over a
     file), and only then remove the original, and only if the copy has the bytes that were
     hashed for the report; otherwise the original stays where it was."""
+    src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if os.fstat(src).st_size > LARGEST_ARCHIVE:
+        # a sparse terabyte costs nothing where it is and a terabyte of blocks as a copy
+        os.close(src)
+        raise OSError(errno.EFBIG, "larger than any archive; it stays where it is")
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
-        src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             h = hashlib.sha256()
             while chunk := os.read(src, CHUNK):
@@ -89,7 +99,14 @@ def _move_across(path: Path, dest: Path, digest: str | None) -> None:
             os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    os.unlink(path)
+    try:
+        os.unlink(path)
+    except OSError:
+        # The original cannot be removed (a read-only medium): a copy beside it would be a
+        # second file in the quarantine on every run, so the move is undone instead.
+        with contextlib.suppress(OSError):
+            os.unlink(dest)
+        raise
 
 
 def _integrity_failure(exc: CatalyticError) -> bool:
@@ -118,9 +135,10 @@ def replay_archive(
             # the refusal is what the caller must see; a quarantine that fails is added to it
             try:
                 where = quarantine_archive(path, quarantine_dir, exc)
-            except OSError as err:
-                exc.details["quarantine_error"] = err.strerror or str(err)
-                exc.message += f"; the archive could not be quarantined ({err.strerror or err})"
+            except (OSError, CatalyticError) as err:  # CatalyticError: the report's write
+                why = err.message if isinstance(err, CatalyticError) else err.strerror or str(err)
+                exc.details["quarantine_error"] = why
+                exc.message += f"; the archive could not be quarantined ({why})"
             else:
                 exc.details["quarantine"] = str(where)
                 exc.message += f"; the archive was moved to {where}"

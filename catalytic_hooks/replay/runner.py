@@ -125,12 +125,12 @@ def drift(a: int | float, b: int | float, tol: float) -> tuple[int | float | Non
     with a fractional part: off by less than 1 in 1e308). One with more digits than Python
     writes as JSON text (two 4,300-digit integers of opposite signs) has no delta and is not
     within the tolerance, as a value that is not a number would be."""
-    try:
-        d = abs(float(a) - float(b))
-    except OverflowError:  # an integer beyond every float
-        d = math.inf
-    if math.isfinite(d):
-        return d, d <= tol
+    if isinstance(a, float) and isinstance(b, float):
+        d = abs(a - b)
+        if math.isfinite(d):
+            return d, d <= tol
+    # An integer is compared exactly: as floats, 2**53 + 1 and 2**53 (or 10**300 + 1 and
+    # 10**300) are equal, and a changed count would read as within tolerance.
     exact = abs(Fraction(a) - Fraction(b))
     ok = exact <= tol
     try:
@@ -214,13 +214,16 @@ class Replayer:
             if exc.code.corrupts_bundle and self.opts.quarantine:
                 try:
                     where = self.quarantine(exc)
-                except OSError as err:  # another file system, a read-only parent: say so
+                except (OSError, CatalyticError) as err:  # a read-only parent, a full disk
+                    why = (
+                        err.message if isinstance(err, CatalyticError) else err.strerror or str(err)
+                    )
                     raise CatalyticError(
                         ErrorCode.REPLAY_FAILED,
-                        f"bundle is corrupt ({exc.code.value}: {exc.message}); it could not "
-                        f"be quarantined ({err.strerror or err}) and stays where it is",
+                        f"bundle is corrupt ({exc.code.value}: {exc.message}); quarantining "
+                        f"it failed ({why})",
                         reason=exc.code.value,
-                        quarantine_error=err.strerror or str(err),
+                        quarantine_error=why,
                         verification=exc.to_dict(),
                     ) from exc
                 raise CatalyticError(

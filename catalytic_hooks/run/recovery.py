@@ -43,10 +43,12 @@ from catalytic_hooks.run.undo import UndoReport, empty_tmp_roots, undo
 STOP_WAIT = 10.0  # seconds to wait for a killed command group to stop running
 
 
-def stop_leftover(j: RunJournal) -> bool:
+def stop_leftover(j: RunJournal) -> bool | None:
     """Kill the run's command group if its leader is still the process started for this journal:
     the same start time, and the journal's token in the environment it was started with
-    (TOKEN_ENV). A journal's pid and start time alone could name any process of the user's."""
+    (TOKEN_ENV). A journal's pid and start time alone could name any process of the user's.
+    True once the group has stopped running, False when there was nothing of this run to kill,
+    None when it still runs STOP_WAIT seconds after SIGKILL."""
     pgid, start = j.data.get("command_pgid"), j.data.get("command_start")
     if not isinstance(pgid, int) or pgid <= 1 or start is None or process_start(pgid) != start:
         return False
@@ -65,7 +67,9 @@ def stop_leftover(j: RunJournal) -> bool:
     # write (uninterruptible sleep) completes it first. The undo must not start while one of
     # them can still change a file it is about to restore.
     deadline = time.monotonic() + STOP_WAIT
-    while group_alive(pgid) and time.monotonic() < deadline:
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return None  # killed, and still running: nothing may be undone under it
         time.sleep(0.01)
     return True
 
@@ -143,6 +147,19 @@ def recover_runs(repo: Repo) -> list[dict[str, Any]]:
             results.append({"journal": path.name, "status": "refused", "reason": exc.message})
             continue
         killed = stop_leftover(j)
+        if killed is None:
+            results.append(
+                {
+                    "journal": path.name,
+                    "run_id": j.data.get("run_id"),
+                    "status": "incomplete",
+                    "killed_command": True,
+                    "reason": f"the run's command, killed, was still running after "
+                    f"{STOP_WAIT:.0f} s (a process in uninterruptible sleep); nothing was "
+                    "undone under it: run `catalytic recover` again",
+                }
+            )
+            continue
         report = undo_to_pre(repo, j)
         done = not report.refused
         if done:
