@@ -242,3 +242,30 @@ def test_a_pack_bomb_costs_git_no_memory(cases: list, tmp_path: Path) -> None:
         "PACK_NOT_CANONICAL",
     )
     assert peak_kib < 200 * 1024, f"a process below the command reached {peak_kib} KiB"
+
+
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_every_pack_this_tool_writes_is_canonical(tmp_path: Path, object_format: str) -> None:
+    """The check before git reads a pack must take every pack `write_pack` makes: both object
+    formats (their trailers differ in length), an empty blob, blobs of exactly one and two
+    full stored blocks and one byte more, and git then indexes it."""
+    from catalytic_hooks.git.pack import import_pack, init_repository, pack_problem
+
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", f"--object-format={object_format}", str(repo))
+    sizes = [0, 1, 65_535, 65_536, 131_070, 131_071]
+    for n in sizes:
+        (repo / f"f{n}").write_bytes(bytes(i % 251 for i in range(n)))
+    for who in ("user.name=T", "user.email=t@e.invalid"):
+        git(repo, "config", *who.split("="))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "sizes")
+    commit = git(repo, "rev-parse", "HEAD").stdout.strip()
+    pack = tmp_path / "p.pack"
+    with open(pack, "wb") as out:
+        info = write_pack(Repo.discover(repo), commit, out)
+    assert info.objects == 2 + len(sizes)  # the commit, its tree, the blobs
+    assert pack_problem(pack, object_format) is None
+    target = init_repository(tmp_path / "t", object_format, bare=True)
+    got = import_pack(target, pack, commit, history=False, problem=lambda r, m: AssertionError(m))
+    assert got.objects == info.objects

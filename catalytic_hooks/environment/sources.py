@@ -22,6 +22,7 @@ import stat
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -414,7 +415,7 @@ def _fetch(c: Candidate, src: Source, into: Path) -> tuple[Path, str]:
     return dest, "sha256:" + h.hexdigest()
 
 
-def _stream(c: Candidate, src: Source) -> Any:
+def _stream(c: Candidate, src: Source) -> Iterator[bytes]:
     """The candidate's bytes in chunks, at most MAX_WHEEL of them (a sparse file of any size
     costs its writer nothing and its reader a full read)."""
     size = 0
@@ -425,7 +426,7 @@ def _stream(c: Candidate, src: Source) -> Any:
         yield chunk
 
 
-def _chunks(c: Candidate, src: Source) -> Any:
+def _chunks(c: Candidate, src: Source) -> Iterator[bytes]:
     if isinstance(src, Wheelhouse):
         # Never through a link: whoever can write a shared wheelhouse could otherwise name any
         # file the caller can read and learn its SHA-256 from the refusal that quotes it.
