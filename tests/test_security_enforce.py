@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,86 @@ def test_a_forged_bundle_anywhere_under_a_run_root_is_verified(
     assert push.returncode != 0 and _remote_main(remote) == base
     rel = run.relative_to(repo).as_posix()
     assert f"{rel}: run bundle rejected: HASH_MISMATCH" in push.stderr
+
+
+def test_a_bundle_re_signed_after_an_earlier_commit_touched_it_is_verified_as_it_lands(
+    tmp_path: Path,
+) -> None:
+    """The server verified a changed bundle at the commit of whichever of its paths was first
+    changed last: C1 changes only modes and adds `_runs/r1/zzz` (the bundle still alice's, who
+    is trusted), C2 gives it new outputs and re-signs it with mallory's untrusted key. The
+    bundle was verified at C1 and the push accepted; the same change in one commit was refused.
+    It must be verified as it lands: at C2."""
+    import hashlib
+
+    from .helpers import SEED_B, make_bundle, resign, signer, write_files
+
+    bare, repo = tmp_path / "server.git", tmp_path / "repo"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    write_files(
+        repo,
+        {
+            ".catalytic.toml": 'durable_roots = ["outputs"]\n',
+            ".catalytic/allowed_validators": f"alice id:{signer().validator_id}\n",
+            "data/x.csv": "1\n",
+        },
+    )
+    make_bundle(repo / "_runs/r1", repo, {"outputs/m.bin": b"measured\n"})  # alice's
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base with alice's bundle")
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    assert catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
+
+    for f in (repo / "_runs/r1").iterdir():
+        f.chmod(0o755)  # C1: modes only; the bundle is still alice's, valid and trusted
+    (repo / "_runs/r1/zzz").write_text("sorts after every bundle file\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "C1: modes")
+    (repo / "outputs/m.bin").write_bytes(b"made up\n")  # C2: other outputs, mallory signs
+    digest = hashlib.sha256(b"made up\n").hexdigest()
+    (repo / "_runs/r1/OUTPUT_HASHES.json").write_text(
+        json.dumps({"hashes": {"outputs/m.bin": f"sha256:{digest}"}})
+    )
+    resign(repo / "_runs/r1", SEED_B)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "C2: mallory re-signs")
+    before = git(bare, "rev-parse", "main").stdout.strip()
+
+    push = git(repo, "push", "origin", "main:refs/heads/attack", check=False)
+    assert push.returncode != 0, push.stderr
+    assert "_runs/r1: run bundle is valid but untrusted" in push.stderr, push.stderr
+    assert "C2: mallory re-signs" in push.stderr  # judged at the commit that re-signed it
+    assert git(bare, "rev-parse", "--verify", "-q", "attack", check=False).stdout == ""
+    assert git(bare, "rev-parse", "main").stdout.strip() == before
+
+
+def test_a_committed_package_named_like_the_tool_does_not_run_as_the_hook(make_repo) -> None:
+    """The hook runs `python -m catalytic_hooks` in the repository's top, where `-m` puts the
+    working directory first on the import path: a `catalytic_hooks/` committed there (outside
+    the protected roots, or on a branch someone checks out) ran instead of the tool and passed
+    everything."""
+    repo = make_repo(
+        {
+            ".catalytic.toml": 'durable_roots = ["outputs"]\nprotected_roots = ["data"]\n',
+            "data/raw.csv": "1\n",
+            "catalytic_hooks/__init__.py": "",
+            "catalytic_hooks/__main__.py": (
+                "import pathlib, sys\n"
+                "pathlib.Path(__file__).parent.parent.joinpath('RAN').write_text('x')\n"
+                "sys.exit(0)\n"
+            ),
+        }
+    )
+    # installed with -P too: the test's own `python -m` in this directory would run the fake
+    installed = subprocess.run(
+        [sys.executable, "-P", "-m", "catalytic_hooks", "install"], cwd=repo, capture_output=True
+    )
+    assert installed.returncode == 0 and (repo / ".git/hooks/pre-commit").is_file()
+    (repo / "data/raw.csv").write_text("forged\n")
+    git(repo, "add", "data/raw.csv")
+    commit = git(repo, "commit", "-qm", "forge", check=False)
+    assert commit.returncode != 0, commit.stdout + commit.stderr
+    assert "data/raw.csv" in commit.stdout + commit.stderr
+    assert not (repo / "RAN").exists()

@@ -38,7 +38,12 @@ def _candidates(path: str, roots: tuple[str, ...]) -> list[str]:
 
 def changed_run_dirs(repo: Repo, policy: Policy, touched: dict[str, str]) -> dict[str, str]:
     """bundle directory → the newest pushed commit that changed something inside it, from the
-    paths under the run roots that the range's commits changed (path → newest commit)."""
+    paths under the run roots that the range's commits changed (path → newest commit), given
+    in the order of each path's last change (range order, oldest first). Read in that order,
+    the last commit seen for a directory is the newest that touched it: the bundle as it lands.
+    (In the order paths were first changed, a file touched only by an early commit overrode
+    a later one, and a bundle re-signed by an untrusted key after it was verified was
+    accepted.)"""
     last: dict[str, str] = {}
     for path, oid in touched.items():
         for d in _candidates(path, policy.run_roots):

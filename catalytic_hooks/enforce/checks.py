@@ -268,6 +268,9 @@ def check_commits(
             findings += judged
             for c in changes:
                 if any(r == "." or c.path.startswith(r + "/") for r in run_roots):
+                    # re-inserted, not updated: the dict's order is then the order of each
+                    # path's last change, which changed_run_dirs relies on
+                    touched.pop(c.path, None)
                     touched[c.path] = oid
             progress.step(n)
     progress.done()

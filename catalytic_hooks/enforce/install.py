@@ -47,8 +47,10 @@ if [ -x "$CHAINED" ]; then
         "$CHAINED" "$@" || exit $?
     fi
 fi
+# -P: `-m` would put the working directory (the repository's top) first on the import path,
+# and a `catalytic_hooks/` committed there would be the gate that judges its own commit.
 if [ -x "$PY" ]; then
-    exec "$PY" -m catalytic_hooks hook "$HOOK" "$@"
+    exec "$PY" -P -m catalytic_hooks hook "$HOOK" "$@"
 elif command -v catalytic >/dev/null 2>&1; then
     exec catalytic hook "$HOOK" "$@"
 fi
