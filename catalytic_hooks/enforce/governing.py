@@ -61,9 +61,12 @@ class Refs:
     @classmethod
     def of_server(cls, repo: Repo) -> Refs:
         """Branches and tags: the refs a policy is carried on (not notes, replace refs or any
-        namespace a host keeps for itself)."""
+        namespace a host keeps for itself), and not symbolic refs: a push through an alias is
+        judged as an update of its target (enforce.server.judge_receive)."""
         return cls(
-            ref_commits(repo, ["refs/heads/", "refs/tags/"]), symbolic_target(repo, "HEAD"), "HEAD"
+            ref_commits(repo, ["refs/heads/", "refs/tags/"], aliases=False),
+            symbolic_target(repo, "HEAD"),
+            "HEAD",
         )
 
     @classmethod

@@ -15,8 +15,11 @@ the namespaces the default branch's policy allows (`ref_namespaces`: branches an
 says more), never a replace ref (`refs/replace/*` would make git show every reader of this
 repository another object in place of the one named: the judged commit or the base's policy
 blob), and a ref may only point to a commit (or a tag of one): a tree or a blob carries no history
-to judge. Every git command here reads objects with replacement and grafts off (git.invoke), so
-a replace ref or graft that reached the repository some other way changes nothing judged.
+to judge. A push to a symbolic ref (`refs/heads/master -> refs/heads/main`, left by a rename)
+is judged as the update of the ref it names, which is the ref git moves or deletes; the name
+pushed must be allowed too. Every git command here reads objects with replacement and grafts
+off (git.invoke), so a replace ref or graft that reached the repository some other way changes
+nothing judged.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import hashlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
@@ -37,7 +40,7 @@ from catalytic_hooks.enforce.findings import Finding, FindingKind, Reporter
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.history import first_parent_base, object_type
-from catalytic_hooks.git.refs import REPLACE_PREFIX, ref_commits
+from catalytic_hooks.git.refs import REPLACE_PREFIX, ref_commits, resolve_aliases
 from catalytic_hooks.git.repo import Repo, is_zero_oid
 from catalytic_hooks.git.statefiles import SERVER_CHRONICLE, SERVER_PENDING
 from catalytic_hooks.git.statefiles import path as state_path
@@ -156,11 +159,19 @@ def judge_receive(
     findings go to `reporter` as soon as they are known."""
     governance = Governance(repo, Refs.of_server(repo))
     policy = _namespaces_policy(governance)
-    refused = {u: ref_findings(repo, u, policy) for u in updates}
+    # receive-pack applies an update of a symbolic ref to the ref it names (a deletion deletes
+    # the target), and the hooks see only the name pushed: `refs/heads/master -> main`, left by
+    # a rename, would otherwise move main past the default-branch guard. So each update is
+    # judged as the update of its target; the pushed name must be allowed as well.
+    aliases = resolve_aliases(repo, (u.ref for u in updates))
+    target = {u: replace(u, ref=aliases.get(u.ref, u.ref)) for u in updates}
+    refused = {
+        u: ref_findings(repo, u, policy) or ref_findings(repo, target[u], policy) for u in updates
+    }
     carriers = governance.carrier_findings(
         [
             (
-                u.ref,
+                target[u].ref,
                 None if is_zero_oid(u.old) else repo.rev_parse(u.old),
                 None if is_zero_oid(u.new) else repo.rev_parse(u.new),
             )
@@ -171,11 +182,29 @@ def judge_receive(
     return [
         (
             u,
-            refused[u]
-            or [f for f in carriers if f.path == u.ref]
-            + _judge(repo, u, bundles, governance, reporter),
+            _through(
+                u,
+                target[u].ref,
+                refused[u] or [f for f in carriers if f.path == target[u].ref],
+            )
+            + ([] if refused[u] else _judge(repo, target[u], bundles, governance, reporter)),
         )
         for u in updates
+    ]
+
+
+def _through(u: RefUpdate, target: str, findings: list[Finding]) -> list[Finding]:
+    """A ref finding about an update pushed through an alias, named as pushed and saying why the
+    target was judged (the pusher may not know the name is an alias)."""
+    if target == u.ref:
+        return findings
+    return [
+        replace(
+            f,
+            path=u.ref,
+            reason=f"{f.reason} ({u.ref} is a symbolic ref to {target}: the push moves {target})",
+        )
+        for f in findings
     ]
 
 

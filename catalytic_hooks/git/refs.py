@@ -76,18 +76,24 @@ def delete_ref(repo: Repo, ref: str) -> bool:
     return repo.git_ok("update-ref", "--no-deref", "-d", ref)
 
 
-def ref_commits(repo: Repo, patterns: Sequence[str] = ()) -> dict[str, str]:
+def ref_commits(
+    repo: Repo, patterns: Sequence[str] = (), *, aliases: bool = True
+) -> dict[str, str]:
     """Every ref (or those under `patterns`, e.g. `refs/remotes/origin/`) that leads to a commit,
-    with that commit; a tag is peeled, a ref to a tree or a blob is left out."""
+    with that commit; a tag is peeled, a ref to a tree or a blob is left out. aliases=False leaves
+    out symbolic refs: an alias carries nothing of its own, and a decision that counted it would
+    still see its target's old commit there after a push that moved the target."""
     out = repo.git(
         "for-each-ref",
-        "--format=%(objecttype) %(objectname) %(*objecttype) %(*objectname) %(refname)",
+        "--format=%(objecttype) %(objectname) %(*objecttype) %(*objectname) %(refname) %(symref)",
         *patterns,
     )
     found: dict[str, str] = {}
     nested: list[str] = []
     for line in out.decode("utf-8", "surrogateescape").splitlines():
-        typ, oid, ptyp, poid, ref = line.split(" ", 4)
+        typ, oid, ptyp, poid, ref, symref = line.split(" ", 5)
+        if symref and not aliases:
+            continue
         if typ == "commit":
             found[ref] = oid
         elif typ == "tag" and ptyp == "commit":
@@ -107,6 +113,18 @@ def symbolic_target(repo: Repo, name: str = "HEAD") -> str | None:
     proc = repo.git_proc("symbolic-ref", "-q", name)
     target = proc.stdout.decode("utf-8", "surrogateescape").strip()
     return target if proc.returncode == 0 and target else None
+
+
+def resolve_aliases(repo: Repo, refs: Iterable[str]) -> dict[str, str]:
+    """Each of `refs` that is a symbolic ref, with the ref it finally names (git follows a chain),
+    whether or not that ref exists. receive-pack applies a push to a symbolic ref to its target,
+    so the gate must judge the target (enforce.server.judge_receive)."""
+    found = {}
+    for ref in sorted(set(refs)):
+        target = symbolic_target(repo, ref)
+        if target is not None and target != ref:
+            found[ref] = target
+    return found
 
 
 def is_ancestor(repo: Repo, ancestor: str, descendant: str) -> bool:
