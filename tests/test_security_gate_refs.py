@@ -1,6 +1,6 @@
 """The server gate against pushes that reach what it guards by another name: a symbolic ref
-aliasing the default branch (SECURITY.md, pre-receive row). Real `git push --no-verify` into a
-bare server with `catalytic install --server`."""
+aliasing the default branch (SECURITY.md, pre-receive row), and a directory where a policy source
+would be. Real `git push --no-verify` into a bare server with `catalytic install --server`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from catalytic_hooks.enforce.quickaccept import _clean
 
 from .helpers import catalytic, git, write_files
 
@@ -85,3 +87,32 @@ def test_an_alias_cannot_reach_outside_the_ref_namespaces(served: tuple[Path, Pa
     proc = _push(repo, "origin", "main:refs/heads/notes")
     assert proc.returncode != 0 and "REF_FORBIDDEN" in proc.stderr, proc.stderr
     assert _ref(bare, "refs/notes/commits") == ""
+
+
+@pytest.mark.parametrize("path", ["pyproject.toml/x", "pyproject.toml/a/b", ".catalytic.toml/x"])
+def test_a_directory_where_a_policy_source_would_be_is_a_policy_finding(
+    served: tuple[Path, Path], path: str
+) -> None:
+    repo, bare = served
+    before = _ref(bare)
+    if path.startswith(".catalytic.toml/"):
+        git(repo, "rm", "-q", ".catalytic.toml")
+        write_files(repo, {"pyproject.toml": "[tool.catalytic]\n" + POLICY})
+    _commit(repo, {path: "x\n"}, "a harmless-looking directory")
+    proc = _push(repo, "origin", "main")
+    assert proc.returncode != 0, proc.stderr
+    assert f"{path}: policy changed ({path} would make" in proc.stderr, proc.stderr
+    assert _ref(bare) == before
+    # Nothing was locked: without that commit, the next honest push lands.
+    git(repo, "reset", "-q", "--hard", before)
+    honest = _commit(repo, {"outputs/o2.txt": "o2\n"}, "an honest result")
+    proc = _push(repo, "origin", "main")
+    assert proc.returncode == 0, proc.stderr
+    assert _ref(bare) == honest
+
+
+def test_the_quick_path_never_accepts_a_path_under_a_watched_one() -> None:
+    roots: list[list[str]] = [[], [], ["."], [], []]
+    assert _clean(b"outputs/x\0", ["pyproject.toml"], roots)
+    assert not _clean(b"pyproject.toml/x\0", ["pyproject.toml"], roots)
+    assert not _clean(b"pyproject.toml\0", ["pyproject.toml"], roots)

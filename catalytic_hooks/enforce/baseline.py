@@ -111,6 +111,21 @@ def policy_findings(repo: Repo, base: Baseline, changes: Sequence[RawChange]) ->
     trust_path = base.policy.trust_path
     for ch in changes:
         if ch.path not in base.watched:
+            # A path under a watched one makes the policy source a directory: every later read
+            # of the policy at that tip fails (CONFIG_INVALID), locking the repository out.
+            # Only a judged change may do that, like any other change of the policy sources.
+            watched = next((w for w in sorted(base.watched) if ch.path.startswith(w + "/")), None)
+            if watched is None:
+                continue
+            out.append(
+                Finding(
+                    ch.path,
+                    FindingKind.POLICY,
+                    f"policy changed ({ch.path} would make {watched} a directory): the base's "
+                    "policy judges this change; a policy or trust change is never accepted "
+                    "from the change itself",
+                )
+            )
             continue
         if ch.path == trust_path:
             reason = "trusted-validators file changed"

@@ -289,7 +289,10 @@ def _unjudged_roots(base: Baseline) -> list[str]:
     return sorted(
         r
         for r in {*p.durable_roots, *p.tmp_roots, *p.exclusions}
-        if r != "." and not any(w == r or w.startswith(r + "/") for w in watched)
+        if r != "."
+        and not any(w == r or w.startswith(r + "/") for w in watched)
+        # a root below a policy source: a change there makes the source a directory, a finding
+        and not any(r.startswith(w + "/") for w in base.watched)
     )
 
 

@@ -162,12 +162,12 @@ def _clean(diff: bytes, watched: list[str], roots: list[list[str]]) -> bool:
     """Whether no changed path (NUL-separated) is a finding: watched, special, tmp or protected
     (classified as core.policy does: exclusions, then tmp, then durable, then protected)."""
     exclusions, tmp, durable, protected, special = roots
-    watched_set = set(watched)
     for raw in diff.split(b"\0"):
         if not raw:
             continue
         path = raw.decode("utf-8", "surrogateescape")
-        if path in watched_set or under_any(path, special):
+        # A path below a watched one is a policy finding too (baseline.policy_findings).
+        if under_any(path, watched) or under_any(path, special):
             return False
         if class_of(path, exclusions, tmp, durable, protected) in ("tmp", "protected"):
             return False
