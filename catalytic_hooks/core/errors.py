@@ -113,6 +113,7 @@ class ErrorCode(StrEnum):
     REF_NOT_A_COMMIT = "REF_NOT_A_COMMIT"
     ATTESTATION_MISSING = "ATTESTATION_MISSING"
     ENV_UNHASHED = "ENV_UNHASHED"
+    CHANGE_TOO_LARGE = "CHANGE_TOO_LARGE"
 
 
 # Verdict codes exit 1 (the input was judged and rejected); all others exit 2 (the tool could not

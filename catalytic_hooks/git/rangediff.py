@@ -9,6 +9,7 @@ on the generated histories). Diffs are parsed and judged one commit at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,13 @@ from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.invoke import DIFF_FLAGS
-from catalytic_hooks.git.repo import RawChange, Repo, scratch_objects_env
+from catalytic_hooks.git.repo import (
+    MAX_CHANGED_PATHS,
+    RawChange,
+    Repo,
+    scratch_objects_env,
+    too_many_paths,
+)
 
 MERGE_AGAINST = " (vs git's merge of the parents)"
 OCTOPUS_AGAINST = " (octopus merge, vs its first parent)"
@@ -48,6 +55,7 @@ class RangeDiffer:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._odb: Any = None
         self.merged: dict[str, tuple[str, frozenset[str]]] = {}
+        self.paths = 0  # changed paths listed so far, against MAX_CHANGED_PATHS
 
     def __enter__(self) -> RangeDiffer:
         self._scratch = tempfile.TemporaryDirectory(prefix="catalytic-merge-")
@@ -118,19 +126,27 @@ class RangeDiffer:
 
     def describe(self, commit: str, trailer: str) -> tuple[str, str | None]:
         """The commit's subject (git's %s) and the value of one trailer (None: absent)."""
-        if self.repo.object_format != "sha1":
-            out = self.repo.git(
-                "log",
-                "-1",
-                f"--format=%s%x00%(trailers:key={trailer},valueonly,separator=%x1f)",
-                commit,
-            ).decode("utf-8", "replace")
-            subject, _, value = out.rstrip("\n").partition("\0")
-            return subject, value.strip() or None
-        c = self._repo2()[commit]
-        first = c.message.split("\n\n", 1)[0].strip()
-        value = c.message_trailers.get(trailer)
-        return " ".join(first.split("\n")), (value.strip() or None) if value else None
+        if self.repo.object_format == "sha1":
+            c = self._repo2()[commit]
+            # pygit2 decodes in the codec the commit's `encoding` header names and raises on an
+            # unknown one or bytes invalid in it: such a commit is described by git, which
+            # passes the bytes through (decoded below with replacement), so its findings are
+            # reported rather than lost to a crash.
+            try:
+                first = c.message.split("\n\n", 1)[0].strip()
+                value = c.message_trailers.get(trailer)
+            except (LookupError, UnicodeError):
+                pass
+            else:
+                return " ".join(first.split("\n")), (value.strip() or None) if value else None
+        out = self.repo.git(
+            "log",
+            "-1",
+            f"--format=%s%x00%(trailers:key={trailer},valueonly,separator=%x1f)",
+            commit,
+        ).decode("utf-8", "replace")
+        subject, _, value = out.rstrip("\n").partition("\0")
+        return subject, value.strip() or None
 
     def entry(self, commit: str, path: str) -> tuple[str, str] | None:
         """(mode, id) of `path` in `commit`'s tree, None when absent."""
@@ -197,7 +213,8 @@ class RangeDiffer:
             else:
                 requests.append(f"{oid}\n")
         spec = ["--", ".", *(f":(exclude,literal){r}" for r in skip)] if skip else []
-        proc = self.repo.run_env(
+        # Streamed, not captured: a pushed tree bomb's diff lists N^3 paths from a tiny pack.
+        stream = self.repo.stream_env(
             self._view_env(),
             "diff-tree",
             "--stdin",
@@ -207,46 +224,46 @@ class RangeDiffer:
             *spec,
             input="".join(requests).encode(),
         )
-        if proc.returncode != 0:
-            raise CatalyticError(
-                ErrorCode.GIT_FAILED,
-                f"git diff-tree --stdin failed: {proc.stderr.decode(errors='replace').strip()}",
-            )
-        tokens = proc.stdout.split(b"\0")
-        del proc
-        pos = 0
-        for oid, tree, parents in commits:
-            if len(parents) == 2:
-                # A tree pair's output starts with "<tree> <tree>\n" when the trees differ.
-                pair = f"{self.merged[oid][0]} {tree}\n".encode()
-                if tokens[pos].startswith(pair):
-                    tokens[pos] = tokens[pos][len(pair) :]
-            else:
-                _expect(tokens, pos, oid)
-                pos += 1
-            changes, pos = _records(tokens, pos)
-            if len(parents) == 2:
-                _expect(tokens, pos, sentinel)
-                pos += 1  # the sentinel's header (its diff is empty)
-                yield oid, parents, changes, self.merged[oid][1], MERGE_AGAINST
-            else:
-                yield oid, parents, changes, frozenset(), OCTOPUS_AGAINST if parents[2:] else ""
+        with contextlib.closing(stream) as tokens:
+            tok = next(tokens, None)
+            for oid, tree, parents in commits:
+                if len(parents) == 2:
+                    # A tree pair's output starts with "<tree> <tree>\n" when the trees differ.
+                    pair = f"{self.merged[oid][0]} {tree}\n".encode()
+                    if tok is not None and tok.startswith(pair):
+                        tok = tok[len(pair) :]
+                else:
+                    _expect(tok, oid)
+                    tok = next(tokens, None)
+                changes, tok = _records(tokens, tok, MAX_CHANGED_PATHS - self.paths, oid)
+                self.paths += len(changes)
+                if len(parents) == 2:
+                    _expect(tok, sentinel)
+                    tok = next(tokens, None)  # the sentinel's header (its diff is empty)
+                    yield oid, parents, changes, self.merged[oid][1], MERGE_AGAINST
+                else:
+                    yield oid, parents, changes, frozenset(), OCTOPUS_AGAINST if parents[2:] else ""
 
 
-def _expect(tokens: list[bytes], pos: int, header: str) -> None:
-    if pos >= len(tokens) or tokens[pos].decode(errors="replace") != header:
+def _expect(tok: bytes | None, header: str) -> None:
+    if tok is None or tok.decode(errors="replace") != header:
         raise CatalyticError(
             ErrorCode.GIT_FAILED, f"git diff-tree --stdin: out of step at {header}"
         )
 
 
-def _records(tokens: list[bytes], pos: int) -> tuple[list[RawChange], int]:
-    """The raw diff records starting at tokens[pos], and where they end."""
-    out = []
-    while pos < len(tokens) and tokens[pos].startswith(b":"):
-        old_mode, new_mode, old_oid, new_oid, status = tokens[pos][1:].decode().split(" ")
+def _records(
+    tokens: Iterator[bytes], tok: bytes | None, room: int, commit: str
+) -> tuple[list[RawChange], bytes | None]:
+    """The raw diff records starting at `tok`, and the token after them. More than `room`
+    (what the range's MAX_CHANGED_PATHS leaves) is refused: fail closed, never judged in part."""
+    out: list[RawChange] = []
+    while tok is not None and tok.startswith(b":"):
+        if len(out) >= room:
+            raise too_many_paths(f"commit {commit[:12]} with the commits before it", commit=commit)
+        old_mode, new_mode, old_oid, new_oid, status = tok[1:].decode().split(" ")
         out.append(
-            RawChange(status[0], old_mode, new_mode, old_oid, new_oid, os.fsdecode(tokens[pos + 1]))
+            RawChange(status[0], old_mode, new_mode, old_oid, new_oid, os.fsdecode(next(tokens)))
         )
-        pos += 2
-    return out, pos
+        tok = next(tokens, None)
+    return out, tok

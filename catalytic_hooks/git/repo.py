@@ -12,11 +12,13 @@ import hashlib
 import os
 import signal
 import subprocess
+import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.git.earlyspawn import status_args, untracked_args
@@ -147,6 +149,25 @@ class TreeEntry(NamedTuple):
     mode: str
     oid: str
     path: str
+
+
+# The most changed paths one check judges (all the commits of a range together, or the staged
+# tree). A "tree bomb" (trees whose N entries all name the same subtree) lists N^3 paths from a
+# pack of a few KB: git walks it by id for nothing, but every path costs the gate a record and a
+# finding, so without a bound a small push exhausts the server's memory. The largest real commits
+# (a vendored tree, a monorepo import) change some hundreds of thousands of paths; past this the
+# change is refused as too large to judge (CHANGE_TOO_LARGE), never accepted unjudged.
+MAX_CHANGED_PATHS = 1_000_000
+
+
+def too_many_paths(where: str, **details: Any) -> CatalyticError:
+    return CatalyticError(
+        ErrorCode.CHANGE_TOO_LARGE,
+        f"{where} changes more than {MAX_CHANGED_PATHS:,} paths: too large to judge, refused "
+        "(split it into smaller commits and pushes)",
+        limit=MAX_CHANGED_PATHS,
+        **details,
+    )
 
 
 @dataclass(frozen=True)
@@ -345,6 +366,46 @@ class Repo:
         except FileNotFoundError as exc:
             raise _git_missing() from exc
 
+    def stream_env(
+        self, env: dict[str, str], *args: str, input: bytes
+    ) -> Generator[bytes, None, None]:
+        """`git ARGS` (with `-z` output) fed `input`, its NUL-separated fields yielded as git
+        writes them: memory stays one block however long the output (a tree bomb's diff lists
+        billions of paths). Closing the iterator early kills git. Fails with GIT_FAILED."""
+        with tempfile.TemporaryFile() as err:
+            try:
+                proc = _popen(
+                    args,
+                    env,
+                    cwd=self.top,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                )
+            except FileNotFoundError as exc:
+                raise _git_missing() from exc
+            # Fed from a thread: git answers while it reads, and a full pipe each way would
+            # block both of us.
+            feeder = threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True)
+            feeder.start()
+            try:
+                assert proc.stdout is not None
+                yield from fields(proc.stdout)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                feeder.join()
+                assert proc.stdout is not None
+                proc.stdout.close()
+            if proc.returncode != 0:
+                err.seek(0)
+                raise CatalyticError(
+                    ErrorCode.GIT_FAILED,
+                    f"git {shown(args)} failed: {err.read().decode(errors='replace').strip()}",
+                    returncode=proc.returncode,
+                )
+
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         """Start a git command whose output is collected later with `finish`, so independent
         listings run concurrently."""
@@ -476,7 +537,24 @@ class Repo:
         return self.start("diff-index", "--cached", "--raw", *DIFF_FLAGS, old)
 
     def staged_finish(self, proc: subprocess.Popen[bytes]) -> list[RawChange]:
-        return _parse_raw(self.finish(proc))
+        """Read as git writes it, and at most MAX_CHANGED_PATHS: a HEAD that is a tree bomb
+        against a small index lists every one of its paths as removed."""
+        assert proc.stdout is not None
+        try:
+            changes = _parse_raw_fields(fields(proc.stdout), "the staged change")
+        except CatalyticError:
+            proc.kill()
+            proc.communicate()
+            raise
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise CatalyticError(
+                ErrorCode.GIT_FAILED,
+                f"git {shown(proc.args)} failed: "  # type: ignore[arg-type]
+                f"{err.decode(errors='replace').strip()}",
+                returncode=proc.returncode,
+            )
+        return changes
 
     def diff_raw(self, old: str, new: str | None, pathspecs: Sequence[str] = ()) -> list[RawChange]:
         """Changed paths between two trees (new=None: the index)."""
@@ -596,19 +674,40 @@ class Repo:
 
 
 def _parse_raw(out: bytes) -> list[RawChange]:
-    changes = []
-    parts = out.split(b"\0")
-    i = 0
-    while i < len(parts):
-        meta = parts[i]
+    return _parse_raw_fields(iter(out.split(b"\0")), "the diff")
+
+
+def _parse_raw_fields(parts: Iterator[bytes], what: str) -> list[RawChange]:
+    changes: list[RawChange] = []
+    for meta in parts:
         if not meta.startswith(b":"):
-            i += 1
             continue
+        if len(changes) >= MAX_CHANGED_PATHS:
+            raise too_many_paths(what)
         old_mode, new_mode, old_oid, new_oid, status = meta[1:].decode().split(" ")
-        path = os.fsdecode(parts[i + 1])
+        path = os.fsdecode(next(parts))
         changes.append(RawChange(status[0], old_mode, new_mode, old_oid, new_oid, path))
-        i += 2
     return changes
+
+
+def fields(stream: IO[bytes]) -> Iterator[bytes]:
+    """The NUL-terminated fields of a `-z` output, read a block at a time."""
+    rest = b""
+    while block := stream.read(1 << 20):
+        parts = (rest + block).split(b"\0")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def _feed(stdin: IO[bytes] | None, data: bytes) -> None:
+    assert stdin is not None
+    # git gone early (killed at the cap, or failed): its error is reported from its exit status.
+    with contextlib.suppress(BrokenPipeError, OSError):
+        stdin.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        stdin.close()
 
 
 def git_version() -> str:
