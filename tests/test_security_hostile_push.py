@@ -157,3 +157,18 @@ def test_a_commit_whose_encoding_lies_still_has_its_findings_reported(
     assert [(f["path"], f["subject"]) for f in doc["details"]["findings"]] == [
         ("data/x.csv", "subj \ufffd\ufffd")
     ]
+
+
+def test_the_adoption_diff_is_capped_too(make_repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An adoption commit (judged on its own, enforce.baseline.adoption_findings) is diffed by
+    `Repo.diff_raw`: the same streaming and the same cap. In-process, so the cap is patched."""
+    from catalytic_hooks.git import repo as repo_mod
+
+    repo = make_repo(BASE, policy=POLICY)
+    bomb = _tree_bomb_commit(repo, "data/bomb")
+    monkeypatch.setattr(repo_mod, "MAX_CHANGED_PATHS", LOW_CAP)
+    r = repo_mod.Repo.discover(repo)
+    assert len(r.diff_raw("HEAD", "HEAD")) == 0
+    with pytest.raises(repo_mod.CatalyticError) as err:
+        r.diff_raw("HEAD", bomb)
+    assert err.value.code.value == "CHANGE_TOO_LARGE"

@@ -160,6 +160,25 @@ class TreeEntry(NamedTuple):
 MAX_CHANGED_PATHS = 1_000_000
 
 
+# git's diff machinery queues every changed path before it prints the first (measured: no output
+# for a tree bomb of 10^9 paths, 24 GB resident after 107 s), so streaming its output cannot
+# bound git itself: the diffs a check reads run with their heap capped here. git needs about
+# 470 MB per million changed paths (measured), so 2 GiB leaves MAX_CHANGED_PATHS room four times.
+GIT_DIFF_MEMORY = 2 << 30
+
+
+def _cap_git_memory() -> None:
+    """In the diff's child process before exec: RLIMIT_DATA (heap and anonymous mappings, not
+    the mapped packfiles) so that git fails with "Out of memory" instead of taking the host's."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_DATA, (GIT_DIFF_MEMORY, GIT_DIFF_MEMORY))
+
+
+def _out_of_memory(err: bytes) -> bool:
+    return b"Out of memory" in err or b"out of memory" in err
+
+
 def too_many_paths(where: str, **details: Any) -> CatalyticError:
     return CatalyticError(
         ErrorCode.CHANGE_TOO_LARGE,
@@ -381,6 +400,7 @@ class Repo:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,
+                    preexec_fn=_cap_git_memory,
                 )
             except FileNotFoundError as exc:
                 raise _git_missing() from exc
@@ -391,18 +411,25 @@ class Repo:
             try:
                 assert proc.stdout is not None
                 yield from fields(proc.stdout)
+            except BaseException:
+                # Closed early (the cap, or output out of step): git would write on for nothing.
+                # Only then: at the end of its output git may still be exiting, and must not be
+                # killed into a failure.
+                proc.kill()
+                raise
             finally:
-                if proc.poll() is None:
-                    proc.kill()
                 proc.wait()
                 feeder.join()
                 assert proc.stdout is not None
                 proc.stdout.close()
             if proc.returncode != 0:
                 err.seek(0)
+                message = err.read()
+                if _out_of_memory(message):
+                    raise too_many_paths("a diff git could not hold", git_memory=GIT_DIFF_MEMORY)
                 raise CatalyticError(
                     ErrorCode.GIT_FAILED,
-                    f"git {shown(args)} failed: {err.read().decode(errors='replace').strip()}",
+                    f"git {shown(args)} failed: {message.decode(errors='replace').strip()}",
                     returncode=proc.returncode,
                 )
 
@@ -534,7 +561,18 @@ class Repo:
     def staged_start(self, old: str) -> subprocess.Popen[bytes]:
         """`diff_raw(old, None)` started now, read with `staged_finish` (it reads the whole
         index: in a large repository the slowest thing a commit check asks)."""
-        return self.start("diff-index", "--cached", "--raw", *DIFF_FLAGS, old)
+        args = ("diff-index", "--cached", "--raw", *DIFF_FLAGS, old)
+        try:
+            return _popen(
+                args,
+                self.env,
+                cwd=self.top,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                preexec_fn=_cap_git_memory,
+            )
+        except FileNotFoundError as exc:
+            raise _git_missing() from exc
 
     def staged_finish(self, proc: subprocess.Popen[bytes]) -> list[RawChange]:
         """Read as git writes it, and at most MAX_CHANGED_PATHS: a HEAD that is a tree bomb
@@ -547,6 +585,8 @@ class Repo:
             proc.communicate()
             raise
         _, err = proc.communicate()
+        if proc.returncode != 0 and _out_of_memory(err):
+            raise too_many_paths("the staged change", git_memory=GIT_DIFF_MEMORY)
         if proc.returncode != 0:
             raise CatalyticError(
                 ErrorCode.GIT_FAILED,
@@ -557,14 +597,17 @@ class Repo:
         return changes
 
     def diff_raw(self, old: str, new: str | None, pathspecs: Sequence[str] = ()) -> list[RawChange]:
-        """Changed paths between two trees (new=None: the index)."""
+        """Changed paths between two trees (new=None: the index), read as git writes them and
+        refused past MAX_CHANGED_PATHS (the adoption commit a push carries is diffed here)."""
         if new is None:
             args = ["diff-index", "--cached", "--raw", *DIFF_FLAGS, old]
         else:
             args = ["diff-tree", "--raw", *DIFF_FLAGS, old, new]
         if pathspecs:
             args += ["--", *pathspecs]
-        return _parse_raw(self.git(*args))
+        stream = self.stream_env(self.env, *args, input=b"")
+        with contextlib.closing(stream) as parts:
+            return _parse_raw_fields(parts, f"the diff {old[:12]}..{(new or 'index')[:12]}")
 
     # -- objects ----------------------------------------------------------------------------
     def _repo2(self) -> Any:
@@ -673,11 +716,8 @@ class Repo:
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 
-def _parse_raw(out: bytes) -> list[RawChange]:
-    return _parse_raw_fields(iter(out.split(b"\0")), "the diff")
-
-
 def _parse_raw_fields(parts: Iterator[bytes], what: str) -> list[RawChange]:
+    """The raw diff records of `what`, refused past MAX_CHANGED_PATHS."""
     changes: list[RawChange] = []
     for meta in parts:
         if not meta.startswith(b":"):
