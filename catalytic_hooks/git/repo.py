@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import resource
 import signal
 import subprocess
 import tempfile
@@ -169,10 +170,13 @@ GIT_DIFF_MEMORY = 2 << 30
 
 def _cap_git_memory() -> None:
     """In the diff's child process before exec: RLIMIT_DATA (heap and anonymous mappings, not
-    the mapped packfiles) so that git fails with "Out of memory" instead of taking the host's."""
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_DATA, (GIT_DIFF_MEMORY, GIT_DIFF_MEMORY))
+    the mapped packfiles) so that git fails with "Out of memory" instead of taking the host's.
+    `resource` is imported at the top: an import here, between fork and exec, could wait
+    forever on an import lock another thread held at the fork."""
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    # Never above a hard limit the host set (raising it fails, and Popen with it).
+    cap = GIT_DIFF_MEMORY if hard == resource.RLIM_INFINITY else min(hard, GIT_DIFF_MEMORY)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
 
 
 def _out_of_memory(err: bytes) -> bool:
