@@ -156,9 +156,11 @@ class TreeEntry(NamedTuple):
 # tree). A "tree bomb" (trees whose N entries all name the same subtree) lists N^3 paths from a
 # pack of a few KB: git walks it by id for nothing, but every path costs the gate a record and a
 # finding, so without a bound a small push exhausts the server's memory. The largest real commits
-# (a vendored tree, a monorepo import) change some hundreds of thousands of paths; past this the
-# change is refused as too large to judge (CHANGE_TOO_LARGE), never accepted unjudged.
-MAX_CHANGED_PATHS = 1_000_000
+# (a vendored tree, a monorepo import) change some hundreds of thousands of paths, and the first
+# commit of a repository of a million files (the scale the hooks are built for: README) changes
+# a million; past twice that the change is refused as too large to judge (CHANGE_TOO_LARGE),
+# never accepted unjudged. git needs about 470 MB a million paths: within GIT_DIFF_MEMORY.
+MAX_CHANGED_PATHS = 2_000_000
 
 
 # git's diff machinery queues every changed path before it prints the first (measured: no output
