@@ -241,3 +241,27 @@ def key_file(directory: Path, seed: bytes = SEED_A) -> Path:
         )
         os.chmod(p, 0o600)
     return p
+
+
+def push_unchecked(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`git push` without the local hooks (the server's gate is what is under test)."""
+    return git(repo, "push", "--no-verify", *args, check=False)
+
+
+def commit_all(repo: Path, files: dict[str, str | bytes], message: str) -> str:
+    """Write `files`, commit everything without the local hooks; the new commit's id."""
+    write_files(repo, files)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", message)
+    return git(repo, "rev-parse", "HEAD").stdout.strip()
+
+
+def gated_server(repo: Path, tmp_path: Path) -> Path:
+    """A bare server holding `repo`'s main as `origin`, with the gate (pre-receive) installed."""
+    bare = tmp_path / "server.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    proc = catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return bare

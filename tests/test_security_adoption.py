@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import catalytic, git, write_files
+from .helpers import catalytic, commit_all, git, push_unchecked, write_files
 
 LEGACY = {"data/raw.csv": "1\n", "src/a.py": "a = 1\n", "outputs/old.txt": "o\n"}
 FORGED = "data/raw.csv: protected path changed outside durable roots"
@@ -21,17 +21,6 @@ ADDED = "data/raw.csv: protected path added outside durable roots"
 
 def _rev(repo: Path, rev: str = "HEAD") -> str:
     return git(repo, "rev-parse", "--verify", "--quiet", rev, check=False).stdout.strip()
-
-
-def _push(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return git(repo, "push", "--no-verify", *args, check=False)
-
-
-def _commit(repo: Path, files: dict[str, str | bytes], message: str) -> str:
-    write_files(repo, files)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--no-verify", "-m", message)
-    return _rev(repo)
 
 
 def _self_adopt(repo: Path) -> None:
@@ -48,7 +37,7 @@ def legacy(tmp_path: Path) -> tuple[Path, str]:
     repo = tmp_path / "legacy"
     git(tmp_path, "init", "-q", "-b", "main", str(repo))
     for n, (path, text) in enumerate(LEGACY.items()):
-        _commit(repo, {path: text}, f"history {n}")
+        commit_all(repo, {path: text}, f"history {n}")
     baseline = _rev(repo)
     proc = catalytic("adopt", cwd=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -61,7 +50,7 @@ def _server(tmp_path: Path, repo: Path, *init: str) -> Path:
     git(tmp_path, "init", "-q", "--bare", *init, str(bare))
     assert catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
     git(repo, "remote", "add", "origin", str(bare))
-    proc = _push(repo, "origin", "main")
+    proc = push_unchecked(repo, "origin", "main")
     assert proc.returncode == 0, proc.stderr
     return bare
 
@@ -72,19 +61,19 @@ def test_a_branch_whose_tip_predates_adoption_is_judged_by_the_default_branch(
     repo, baseline = legacy
     bare = _server(tmp_path, repo)
     # A branch at a commit that predates adoption: nothing new to judge, so it is accepted.
-    assert _push(repo, "origin", f"{baseline}:refs/heads/legacy").returncode == 0
+    assert push_unchecked(repo, "origin", f"{baseline}:refs/heads/legacy").returncode == 0
     # On it: a forged raw file, then an adoption commit of the pusher's own that makes it
     # durable (the adoption rule would exclude everything up to it and judge the rest by it).
     git(repo, "checkout", "-q", "-b", "attack", baseline)
-    _commit(repo, {"data/raw.csv": "forged\n"}, "recalibrate")
+    commit_all(repo, {"data/raw.csv": "forged\n"}, "recalibrate")
     _self_adopt(repo)
-    proc = _push(repo, "origin", "attack:legacy")
+    proc = push_unchecked(repo, "origin", "attack:legacy")
     assert proc.returncode != 0, proc.stderr
     assert f"remote: {FORGED}" in proc.stderr
     assert "remote: .catalytic.toml: policy changed" in proc.stderr
     assert _rev(bare, "refs/heads/legacy") == baseline
     # The same history as a new branch is judged the same way.
-    proc = _push(repo, "origin", "attack:refs/heads/fresh")
+    proc = push_unchecked(repo, "origin", "attack:refs/heads/fresh")
     assert proc.returncode != 0 and f"remote: {FORGED}" in proc.stderr
     assert _rev(bare, "refs/heads/fresh") == ""
 
@@ -107,7 +96,7 @@ def test_the_local_pre_push_hook_judges_it_the_same_way(
     )
     git(repo, "fetch", "-q", "origin")
     git(repo, "checkout", "-q", "-b", "attack", baseline)
-    _commit(repo, {"data/raw.csv": "forged\n"}, "recalibrate")
+    commit_all(repo, {"data/raw.csv": "forged\n"}, "recalibrate")
     _self_adopt(repo)
     for target in ("legacy", "refs/heads/fresh"):
         proc = git(repo, "push", "origin", f"attack:{target}", check=False)
@@ -120,7 +109,7 @@ def _new_history(tmp_path: Path) -> Path:
     """Unrelated history with the team's file paths, forged, carrying a self-made adoption."""
     evil = tmp_path / "evil"
     git(tmp_path, "init", "-q", "-b", "main", str(evil))
-    _commit(evil, {**LEGACY, "data/raw.csv": "forged\n"}, "the whole project, again")
+    commit_all(evil, {**LEGACY, "data/raw.csv": "forged\n"}, "the whole project, again")
     _self_adopt(evil)
     return evil
 
@@ -143,7 +132,7 @@ def test_head_does_not_resolve_delete_main_and_push_new_history(
         "HEAD names refs/heads/master, which does not exist: new refs are judged by the newest"
     )
     main = _rev(bare, "refs/heads/main")
-    proc = _push(repo, "origin", ":main")
+    proc = push_unchecked(repo, "origin", ":main")
     assert proc.returncode != 0
     assert (
         "remote: refs/heads/main: HEAD names refs/heads/master, which does not exist" in proc.stderr
@@ -151,7 +140,7 @@ def test_head_does_not_resolve_delete_main_and_push_new_history(
     assert "git symbolic-ref HEAD refs/heads/main" in proc.stderr
     assert _rev(bare, "refs/heads/main") == main
     evil = _new_history(tmp_path)
-    proc = _push(evil, "--force", str(bare), "main")
+    proc = push_unchecked(evil, "--force", str(bare), "main")
     assert proc.returncode != 0 and f"remote: {ADDED}" in proc.stderr
     assert _rev(bare, "refs/heads/main") == main
     git(bare, "symbolic-ref", "HEAD", "refs/heads/main")  # the fix doctor names
@@ -166,11 +155,11 @@ def test_a_second_policy_branch_still_judges_a_re_created_main(
 ) -> None:
     repo, _ = legacy
     bare = _server(tmp_path, repo, "--initial-branch=master")
-    assert _push(repo, "origin", "main:refs/heads/dev").returncode == 0
+    assert push_unchecked(repo, "origin", "main:refs/heads/dev").returncode == 0
     # dev carries the same policy, so the policy judging new refs does not change: allowed.
-    assert _push(repo, "origin", ":main").returncode == 0
+    assert push_unchecked(repo, "origin", ":main").returncode == 0
     evil = _new_history(tmp_path)
-    proc = _push(evil, str(bare), "main")
+    proc = push_unchecked(evil, str(bare), "main")
     assert proc.returncode != 0
     assert f"remote: {ADDED}" in proc.stderr
     assert _rev(bare, "refs/heads/main") == ""
@@ -185,7 +174,7 @@ def test_head_resolves_deleting_or_rewinding_main_is_refused(
     # git itself refuses to delete HEAD's branch by default; hosts and admins turn that off
     git(bare, "config", "receive.denyDeleteCurrent", "false")
     main = _rev(bare, "refs/heads/main")
-    proc = _push(repo, "origin", ":main")
+    proc = push_unchecked(repo, "origin", ":main")
     assert proc.returncode != 0
     assert (
         "remote: refs/heads/main: the default branch carries the policy that judges new "
@@ -193,24 +182,24 @@ def test_head_resolves_deleting_or_rewinding_main_is_refused(
     )
     # rewound to before the adoption, main would carry no policy and the next push would
     # bootstrap the repository again
-    proc = _push(repo, "--force", "origin", f"{baseline}:main")
+    proc = push_unchecked(repo, "--force", "origin", f"{baseline}:main")
     assert proc.returncode != 0
     assert "remote: refs/heads/main: a non-fast-forward update of the default branch" in proc.stderr
     assert _rev(bare, "refs/heads/main") == main
     # other branches come and go as before; a forward push of main passes
-    assert _push(repo, "origin", "main:refs/heads/topic").returncode == 0
-    assert _push(repo, "origin", ":topic").returncode == 0
-    _commit(repo, {"outputs/new.txt": "n\n"}, "a result")
-    assert _push(repo, "origin", "main").returncode == 0
+    assert push_unchecked(repo, "origin", "main:refs/heads/topic").returncode == 0
+    assert push_unchecked(repo, "origin", ":topic").returncode == 0
+    commit_all(repo, {"outputs/new.txt": "n\n"}, "a result")
+    assert push_unchecked(repo, "origin", "main").returncode == 0
 
 
-def _policy_commit(repo: Path, durable: str, message: str) -> str:
+def _policycommit_all(repo: Path, durable: str, message: str) -> str:
     text = (repo / ".catalytic.toml").read_text()
     lines = [
         f"durable_roots = {durable}" if ln.startswith("durable_roots") else ln
         for ln in text.splitlines()
     ]
-    return _commit(repo, {".catalytic.toml": "\n".join(lines) + "\n"}, message)
+    return commit_all(repo, {".catalytic.toml": "\n".join(lines) + "\n"}, message)
 
 
 @pytest.mark.slow
@@ -220,9 +209,9 @@ def test_newest_is_the_policy_change_not_the_commit_date(
     """HEAD does not resolve; `old` forked before main tightened its policy (data was durable,
     now only outputs is). A branch made to look newer does not bring the old policy back."""
     repo, _ = legacy
-    _policy_commit(repo, '["outputs", "data"]', "data is durable for now")
+    _policycommit_all(repo, '["outputs", "data"]', "data is durable for now")
     git(repo, "branch", "old")
-    _policy_commit(repo, '["outputs"]', "data is protected from now on")
+    _policycommit_all(repo, '["outputs"]', "data is protected from now on")
     bare = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", "--initial-branch=master", str(bare))
     git(repo, "push", "-q", str(bare), "main", "old")  # before the gate
@@ -237,9 +226,9 @@ def test_newest_is_the_policy_change_not_the_commit_date(
         check=True,
         env={**os.environ, **env},
     )
-    assert _push(repo, str(bare), "old").returncode == 0  # judged by its own old tip
-    _commit(repo, {"data/raw.csv": "forged\n"}, "durable on old")
-    proc = _push(repo, str(bare), "HEAD:refs/heads/fresh")
+    assert push_unchecked(repo, str(bare), "old").returncode == 0  # judged by its own old tip
+    commit_all(repo, {"data/raw.csv": "forged\n"}, "durable on old")
+    proc = push_unchecked(repo, str(bare), "HEAD:refs/heads/fresh")
     assert proc.returncode != 0 and f"remote: {FORGED}" in proc.stderr
     assert _rev(bare, "refs/heads/fresh") == ""
 
@@ -250,15 +239,15 @@ def test_refs_that_disagree_with_no_default_branch_refuse_with_a_code(
 ) -> None:
     repo, _ = legacy
     adopted = _rev(repo)
-    _policy_commit(repo, '["outputs", "src"]', "src is durable on main")
+    _policycommit_all(repo, '["outputs", "src"]', "src is durable on main")
     git(repo, "checkout", "-q", "-b", "other", adopted)
-    _policy_commit(repo, '["outputs", "data"]', "data is durable on other")
+    _policycommit_all(repo, '["outputs", "data"]', "data is durable on other")
     bare = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", "--initial-branch=master", str(bare))
     git(repo, "push", "-q", str(bare), "main", "other")
     assert catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
-    _commit(repo, {"outputs/x.txt": "x\n"}, "a result")
-    proc = _push(repo, str(bare), "HEAD:refs/heads/fresh")
+    commit_all(repo, {"outputs/x.txt": "x\n"}, "a result")
+    proc = push_unchecked(repo, str(bare), "HEAD:refs/heads/fresh")
     assert proc.returncode != 0
     assert (
         "remote: catalytic: error: NO_GOVERNING_POLICY: HEAD names refs/heads/master, "
@@ -268,5 +257,5 @@ def test_refs_that_disagree_with_no_default_branch_refuse_with_a_code(
     assert _rev(bare, "refs/heads/fresh") == ""
     # the fix the message names
     git(bare, "symbolic-ref", "HEAD", "refs/heads/main")
-    proc = _push(repo, str(bare), "HEAD:refs/heads/fresh")
+    proc = push_unchecked(repo, str(bare), "HEAD:refs/heads/fresh")
     assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import catalytic, git
+from .helpers import catalytic, gated_server, git
 
 POLICY = 'durable_roots = ["outputs"]\n'
 BASE = {"data/x.csv": "1\n", "outputs/keep.txt": "k\n"}
@@ -65,13 +65,7 @@ def _tree_bomb_commit(repo: Path, under: str) -> str:
 @pytest.fixture
 def served(make_repo, tmp_path: Path) -> tuple[Path, Path]:
     repo = make_repo(BASE, policy=POLICY)
-    bare = tmp_path / "server.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    git(repo, "remote", "add", "origin", str(bare))
-    git(repo, "push", "-q", "origin", "main")
-    proc = catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    return repo, bare
+    return repo, gated_server(repo, tmp_path)
 
 
 def test_a_pushed_tree_bomb_is_refused_in_little_memory(

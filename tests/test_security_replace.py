@@ -14,7 +14,7 @@ import pytest
 
 from catalytic_hooks.git.repo import Repo
 
-from .helpers import catalytic, git, write_files
+from .helpers import catalytic, gated_server, git, write_files
 
 POLICY = 'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\n'
 LAX = 'durable_roots = ["outputs", "data"]\ntmp_roots = ["_tmp"]\n'
@@ -40,13 +40,7 @@ def _commit(repo: Path, files: dict[str, str | bytes], message: str) -> str:
 def served(make_repo, tmp_path: Path) -> tuple[Path, Path]:
     """A clone whose history is on a bare server that then gets the gate (pre-receive)."""
     repo = make_repo(BASE, policy=POLICY)
-    bare = tmp_path / "server.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    git(repo, "remote", "add", "origin", str(bare))
-    git(repo, "push", "-q", "origin", "main")
-    proc = catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    return repo, bare
+    return repo, gated_server(repo, tmp_path)
 
 
 def _forged_and_innocent(repo: Path) -> tuple[str, str]:

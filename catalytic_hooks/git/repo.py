@@ -152,6 +152,15 @@ class TreeEntry(NamedTuple):
     path: str
 
 
+def _failed(proc: subprocess.Popen[bytes], err: bytes) -> CatalyticError:
+    return CatalyticError(
+        ErrorCode.GIT_FAILED,
+        f"git {shown(proc.args)} failed: "  # type: ignore[arg-type]
+        f"{err.decode(errors='replace').strip()}",
+        returncode=proc.returncode,
+    )
+
+
 # The most changed paths one check judges (all the commits of a range together, or the staged
 # tree). A "tree bomb" (trees whose N entries all name the same subtree) lists N^3 paths from a
 # pack of a few KB: git walks it by id for nothing, but every path costs the gate a record and a
@@ -468,12 +477,7 @@ class Repo:
     def finish(proc: subprocess.Popen[bytes]) -> bytes:
         out, err = proc.communicate()
         if proc.returncode != 0:
-            raise CatalyticError(
-                ErrorCode.GIT_FAILED,
-                f"git {shown(proc.args)} failed: "  # type: ignore[arg-type]
-                f"{err.decode(errors='replace').strip()}",
-                returncode=proc.returncode,
-            )
+            raise _failed(proc, err)
         return out
 
     def ls_index_start(self, pathspecs: Sequence[str] = ()) -> subprocess.Popen[bytes]:
@@ -594,12 +598,7 @@ class Repo:
         if proc.returncode != 0 and _out_of_memory(err):
             raise too_many_paths("the staged change", git_memory=GIT_DIFF_MEMORY)
         if proc.returncode != 0:
-            raise CatalyticError(
-                ErrorCode.GIT_FAILED,
-                f"git {shown(proc.args)} failed: "  # type: ignore[arg-type]
-                f"{err.decode(errors='replace').strip()}",
-                returncode=proc.returncode,
-            )
+            raise _failed(proc, err)
         return changes
 
     def diff_raw(self, old: str, new: str | None, pathspecs: Sequence[str] = ()) -> list[RawChange]:
