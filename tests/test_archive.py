@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -640,63 +641,62 @@ def test_a_corrupt_archive_is_quarantined_with_a_sha_report(
 
 
 def test_an_archive_on_another_file_system_is_quarantined_by_copy(
-    made: dict[str, Path], empty: Path
+    made: dict[str, Path], empty: Path, elsewhere: Path
 ) -> None:
     """rename(2) cannot cross file systems (EXDEV): an archive on tmpfs, the quarantine on the
     working directory's disk. Before, the refusal became an internal error and the archive
     stayed; now it is copied, synced and linked into the quarantine, then removed."""
-    src = _other_file_system(empty) / "r1.catalytic.zip"
-    try:
-        data = made["archive"].read_bytes() + b"\0" * 8  # TRAILING_DATA
-        src.write_bytes(data)
-        p = inproc("replay", str(src), "--trust-file", "allowed_signers", "--json", cwd=empty)
-        doc = _json(p)
-        assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
-            1,
-            "ARCHIVE_INVALID",
-            "TRAILING_DATA",
-        ), p.stdout + p.stderr
-        moved = Path(doc["details"]["quarantine"])
-        assert not src.exists() and moved.parent == empty / "quarantine"
-        assert moved.read_bytes() == data
-        report = json.loads(Path(str(moved) + ".QUARANTINE_REPORT.json").read_text())
-        assert report["sha256"] == hashlib.sha256(data).hexdigest()
-        assert sorted(p.name for p in moved.parent.iterdir()) == sorted(
-            [moved.name, moved.name + ".QUARANTINE_REPORT.json"]
-        )
-    finally:
-        shutil.rmtree(src.parent, ignore_errors=True)
+    src = elsewhere / "r1.catalytic.zip"
+    data = made["archive"].read_bytes() + b"\0" * 8  # TRAILING_DATA
+    src.write_bytes(data)
+    p = inproc("replay", str(src), "--trust-file", "allowed_signers", "--json", cwd=empty)
+    doc = _json(p)
+    assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
+        1,
+        "ARCHIVE_INVALID",
+        "TRAILING_DATA",
+    ), p.stdout + p.stderr
+    moved = Path(doc["details"]["quarantine"])
+    assert not src.exists() and moved.parent == empty / "quarantine"
+    assert moved.read_bytes() == data
+    report = json.loads(Path(str(moved) + ".QUARANTINE_REPORT.json").read_text())
+    assert report["sha256"] == hashlib.sha256(data).hexdigest()
+    assert sorted(p.name for p in moved.parent.iterdir()) == sorted(
+        [moved.name, moved.name + ".QUARANTINE_REPORT.json"]
+    )
 
 
-def _other_file_system(empty: Path) -> Path:
+@pytest.fixture
+def elsewhere(empty: Path) -> Iterator[Path]:
+    """A new directory on another file system than `empty` (tmpfs), removed afterwards."""
     shm = Path("/dev/shm")
     if not shm.is_dir() or shm.stat().st_dev == empty.stat().st_dev:
         if os.environ.get("CI"):
             pytest.fail("CI must have /dev/shm on its own file system for this test")
         pytest.skip("no second file system (/dev/shm) here to move an archive across")
-    return Path(tempfile.mkdtemp(dir=shm))
+    where = Path(tempfile.mkdtemp(dir=shm))
+    yield where
+    shutil.rmtree(where, ignore_errors=True)
 
 
-def test_a_file_larger_than_any_archive_is_not_copied_into_the_quarantine(empty: Path) -> None:
+def test_a_file_larger_than_any_archive_is_not_copied_into_the_quarantine(
+    empty: Path, elsewhere: Path
+) -> None:
     """Across file systems the quarantine copies; a sparse terabyte would cost a terabyte of
     blocks in the repository. It stays where it is, and the refusal says why."""
-    where = _other_file_system(empty)
-    try:
-        huge = where / "huge.catalytic.zip"
-        with open(huge, "wb") as fh:
-            fh.truncate(5 << 30)
-        p = inproc("replay", str(huge), "--trust-file", "allowed_signers", "--json", cwd=empty)
-        doc = _json(p)
-        assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
-            1,
-            "ARCHIVE_INVALID",
-            "TRUNCATED",
-        ), p.stdout + p.stderr
-        assert "larger than any archive" in doc["details"]["quarantine_error"]
-        assert huge.stat().st_size == 5 << 30
-        assert not (empty / "quarantine").exists() or list((empty / "quarantine").iterdir()) == []
-    finally:
-        shutil.rmtree(where, ignore_errors=True)
+    huge = elsewhere / "huge.catalytic.zip"
+    with open(huge, "wb") as fh:
+        fh.truncate(5 << 30)
+    p = inproc("replay", str(huge), "--trust-file", "allowed_signers", "--json", cwd=empty)
+    doc = _json(p)
+    assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
+        1,
+        "ARCHIVE_INVALID",
+        "TRUNCATED",
+    ), p.stdout + p.stderr
+    assert "larger than any archive" in doc["details"]["quarantine_error"]
+    assert huge.stat().st_size == 5 << 30
+    assert not (empty / "quarantine").exists() or list((empty / "quarantine").iterdir()) == []
 
 
 def test_a_failed_quarantine_never_hides_the_refusal(made: dict[str, Path], empty: Path) -> None:
