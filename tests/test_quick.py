@@ -156,7 +156,7 @@ def _push_both(repo: Path, line: str) -> tuple[bool, list[str] | str]:
     from catalytic_hooks.enforce.checks import check_push, parse_push_lines
     from catalytic_hooks.enforce.quickaccept import quick_push
 
-    quick = quick_push(line.encode())
+    quick = quick_push(line.encode(), "origin")
     try:
         full: list[str] | str = [
             f"{f.kind}:{f.path}"
@@ -229,20 +229,21 @@ def test_quick_push_leaves_anything_unusual_to_the_full_check(
     )
     zero = "0" * 40
     head = git(repo, "rev-parse", "HEAD").stdout.strip()
-    assert quick_push(_line(repo, "HEAD~2").encode()) is False  # two commits
-    assert quick_push(f"refs/heads/x {head} refs/heads/x {zero}\n".encode()) is False  # new
-    assert quick_push(f"(delete) {zero} refs/heads/x {head}\n".encode()) is False
-    assert quick_push((_line(repo) * 2).encode()) is False  # two refs
+    assert quick_push(_line(repo, "HEAD~2").encode(), "origin") is False  # two commits
+    new = f"refs/heads/x {head} refs/heads/x {zero}\n"
+    assert quick_push(new.encode(), "origin") is False  # a new branch
+    assert quick_push(f"(delete) {zero} refs/heads/x {head}\n".encode(), "origin") is False
+    assert quick_push((_line(repo) * 2).encode(), "origin") is False  # two refs
     _sh(
         repo,
         "git checkout -qb side HEAD~1 && echo s > outputs/s && git add outputs/s && "
         "git commit -qm s --no-verify && git checkout -q main && "
         "git merge -q --no-edit --no-verify side",
     )
-    assert quick_push(_line(repo).encode()) is False  # a merge
-    assert quick_push(_line(repo, "HEAD~1", "HEAD~1").encode()) is False  # nothing new
+    assert quick_push(_line(repo).encode(), "origin") is False  # a merge
+    assert quick_push(_line(repo, "HEAD~1", "HEAD~1").encode(), "origin") is False  # nothing new
     monkeypatch.setenv("PRE_COMMIT", "1")
-    assert quick_push(_line(repo, "HEAD^2", "HEAD^2").encode()) is False
+    assert quick_push(_line(repo, "HEAD^2", "HEAD^2").encode(), "origin") is False
 
 
 def test_the_old_tip_s_policy_must_be_the_recorded_one(repo: Path) -> None:
@@ -257,8 +258,35 @@ def test_the_old_tip_s_policy_must_be_the_recorded_one(repo: Path) -> None:
     _sh(repo, "echo b >> src/a.py && git commit -qam p --no-verify")
     from catalytic_hooks.enforce.quickaccept import quick_push
 
-    assert quick_push(_line(repo, "HEAD~2").encode()) is False
+    assert quick_push(_line(repo, "HEAD~2").encode(), "origin") is False
     assert _push_both(repo, _line(repo)) == (True, [])  # HEAD~1 has the recorded policy
+
+
+def test_a_branch_is_quick_only_under_the_remote_default_branch_s_policy(
+    repo: Path, tmp_path: Path
+) -> None:
+    """The full check judges a branch other than the remote's default one by the default
+    branch's policy: a topic branch whose own (recorded) policy is laxer than main's is judged
+    in full, and refused, never accepted quickly."""
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "remote", "set-head", "origin", "main")
+    _sh(
+        repo,
+        "git checkout -qb topic && printf 'durable_roots = [\"src\"]\\n' > .catalytic.toml && "
+        "git commit -qam 'laxer' --no-verify && git push -q --no-verify origin topic",
+    )
+    check_staged(Repo.discover(repo))  # records topic's (laxer) roots
+    _sh(repo, "echo b >> src/a.py && git commit -qam p --no-verify")
+    line = _line(repo).replace("refs/heads/main", "refs/heads/topic")
+    assert _push_both(repo, line) == (False, ["mutation:src/a.py"])
+    # Where nothing of the remote is known, the old tip's policy judges, and quickly.
+    git(repo, "remote", "set-head", "origin", "-d")
+    for ref in ("main", "topic"):
+        git(repo, "update-ref", "-d", f"refs/remotes/origin/{ref}")
+    assert _push_both(repo, line) == (True, [])
 
 
 def test_real_pushes_through_the_installed_hook(repo: Path, tmp_path: Path) -> None:

@@ -204,7 +204,7 @@ def _check(case: Case, tally: Tally) -> None:
             git(top, "commit", "-q", "--no-verify", "--allow-empty", "-m", "change")
             new = git(top, "rev-parse", "HEAD").stdout.strip()
             line = f"refs/heads/main {new} refs/heads/main {old}\n"
-            if quick_push(line.encode()):
+            if quick_push(line.encode(), "origin"):
                 tally.add("push")
                 try:
                     found = check_push(

@@ -18,6 +18,7 @@ from catalytic_hooks.enforce.install import (
     HOOK_TYPES,
     SERVER_DEFAULT,
     SERVER_HOOK_TYPES,
+    configure_server,
     install,
     uninstall,
 )
@@ -90,14 +91,23 @@ def install_cmd(
 ) -> None:
     """Install native git hooks (honours core.hooksPath)."""
     with handled(json_mode):
-        default = list(SERVER_DEFAULT if server or git_dir is not None else HOOK_TYPES)
-        results = install(_hook_repo(repo, server, git_dir), list(hook_type or default), force)
+        bare = server or git_dir is not None
+        default = list(SERVER_DEFAULT if bare else HOOK_TYPES)
+        target = _hook_repo(repo, server, git_dir)
+        results = install(target, list(hook_type or default), force)
+        configured = configure_server(target) if bare else []
         details = {"hooks": [r.__dict__ for r in results]}
+        if bare:
+            details["config"] = [
+                {"key": r.hook, "path": r.path, "action": r.action} for r in configured
+            ]
         if json_mode:
             emit_json(envelope(True, SuccessCode.OK, details))
         else:
             for r in results:
                 say(f"{r.hook}: {r.action} ({r.path})")
+            for r in configured:
+                say(f"{r.hook} = true: {r.action} ({r.path})")
 
 
 def uninstall_cmd(

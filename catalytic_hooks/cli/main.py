@@ -26,7 +26,7 @@ def _quick_hook(args: list[str]) -> bool:
         from catalytic_hooks.enforce.quickaccept import quick_push
 
         data = sys.stdin.buffer.read()
-        if quick_push(data):
+        if quick_push(data, args[1] if len(args) > 1 else None):
             return True
         import io
 

@@ -31,8 +31,8 @@ from catalytic_hooks.git.history import (
     policy_listing,
 )
 from catalytic_hooks.git.rangediff import RangeDiffer, range_commits
-from catalytic_hooks.git.refs import has_refs, is_ancestor
-from catalytic_hooks.git.repo import RawChange, Repo, is_zero_oid, literal
+from catalytic_hooks.git.refs import has_refs, is_ancestor, merge_base
+from catalytic_hooks.git.repo import MODE_GITLINK, RawChange, Repo, is_zero_oid, literal
 from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import tmp_residue_on_disk
 
@@ -263,6 +263,7 @@ def check_commits(
             differ.diff_all(commits, _unjudged_roots(base)), 1
         ):
             judged = _judge_commit(repo, differ, base, oid, parents, changes, conflicted, against)
+            judged += _submodule_runs(repo, oid, changes, run_roots)
             if reporter is not None:
                 reporter.found(judged)
             findings += judged
@@ -278,6 +279,52 @@ def check_commits(
     if bundles is not None and touched:
         findings += bundles(repo, base, tip, touched)
     return findings
+
+
+def _submodule_runs(
+    repo: Repo, oid: str, changes: list[RawChange], run_roots: Sequence[str]
+) -> list[Finding]:
+    """A gitlink at or under a run root: what it points to is a commit of another repository,
+    whose bundle no check here can read, and whoever checks it out gets an unverified run."""
+    found = [
+        Finding(
+            c.path,
+            FindingKind.BUNDLE,
+            "a submodule (gitlink) under a run root: the run it holds is in another repository "
+            "and is never verified here",
+        )
+        for c in changes
+        if c.new_mode == MODE_GITLINK
+        and any(r == "." or c.path == r or c.path.startswith(r + "/") for r in run_roots)
+    ]
+    if not found:
+        return []
+    subject = repo.commit_subject(oid)
+    return [f.at(oid, subject) for f in found]
+
+
+def rewind_findings(repo: Repo, base: Baseline, old: str, new: str) -> list[Finding]:
+    """What a non-fast-forward update from `old` to `new` changes without a judged commit.
+
+    The commits it drops (on `old`'s side of the fork) took each path they changed to what `old`
+    holds; moving the ref to `new` undoes that wherever `new` holds what the fork held, and no
+    commit says so: a rewind would undo a signed amendment unsigned. A path the commits on
+    `new`'s side changed was judged with them. Unrelated histories fork at the empty tree."""
+    fork = merge_base(repo, old, new) or repo.empty_tree()
+    moved = repo.diff_raw(old, new)
+    if not moved:
+        return []
+    since = {c.path for c in repo.diff_raw(fork, new)}
+    found = mutation_findings(
+        (c for c in moved if c.path not in since),
+        base.policy,
+        f" by a non-fast-forward update from {old[:12]}, which drops the commits that made it "
+        "(undo them in a new commit instead)",
+    )
+    if not found:
+        return []
+    subject = repo.commit_subject(new)
+    return [f.at(new, subject) for f in found]
 
 
 def _unjudged_roots(base: Baseline) -> list[str]:
@@ -390,8 +437,11 @@ def check_push(
         if is_zero_oid(pl.local_oid):
             continue  # deleting a remote ref: the server decides (enforce.server)
         base: str | None
+        old = None
         if not is_zero_oid(pl.remote_oid) and commit_exists(repo, pl.remote_oid):
-            exclude, base, new_ref = [pl.remote_oid], pl.remote_oid, False
+            old = pl.remote_oid
+            exclude, base = [old], old
+            new_ref = not governance.judges_itself(_tracking(remote, pl.remote_ref))
         else:
             # New branch (or a remote tip we do not have): whatever no remote-tracking ref of
             # this remote already reaches is new to the remote.
@@ -404,7 +454,17 @@ def check_push(
         findings += own + check_commits(
             repo, judge, pl.local_oid, exclude, bundles, reporter=reporter
         )
+        if old is not None and not is_ancestor(repo, old, pl.local_oid):
+            findings += rewind_findings(repo, judge, old, pl.local_oid)
     return sort_findings(findings)
+
+
+def _tracking(remote: str | None, ref: str) -> str:
+    """The remote-tracking name of a branch of `remote` (enforce.governing names the default
+    branch by it); a tag, or a push by URL, has none and is never the default branch."""
+    if remote and ref.startswith("refs/heads/"):
+        return f"refs/remotes/{remote}/{ref.removeprefix('refs/heads/')}"
+    return ref
 
 
 def check_range(
@@ -439,18 +499,24 @@ def check_range(
             raise CatalyticError(
                 ErrorCode.GIT_FAILED, f"unknown revision {policy_ref!r}", rev=policy_ref
             )
-        judge = baseline_at(repo, policy)
+        judge = replace(baseline_at(repo, policy), rev=base)
         if judge.policy.source != "defaults":
-            return sort_findings(
-                check_commits(
-                    repo, replace(judge, rev=base), tip, exclude, bundles, reporter=reporter
-                )
-            )
+            found = check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
+            return sort_findings(found + _rewound(repo, judge, base, tip))
         # The default branch carries no policy yet: nothing governs; the adoption rule may.
     judge, exclude, own = judged_from(
         repo, base, tip, exclude, governance, new_ref=governance is not None
     )
-    return sort_findings(own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter))
+    found = own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
+    return sort_findings(found + _rewound(repo, judge, base, tip))
+
+
+def _rewound(repo: Repo, judge: Baseline, base: str | None, tip: str) -> list[Finding]:
+    """A range whose base is not an ancestor of its tip (CI after a force push: the provider's
+    `before`) is a non-fast-forward update: what it undoes unjudged (rewind_findings)."""
+    if base is None or is_ancestor(repo, base, tip):
+        return []
+    return rewind_findings(repo, judge, base, tip)
 
 
 def framework_range() -> tuple[str, str] | None:

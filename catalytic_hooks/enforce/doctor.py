@@ -258,7 +258,26 @@ def diagnose_server(repo: Repo) -> list[Check]:
             )
             for c in _hook(repo, hook)
         ]
-    return checks + _server_head(repo) + replace_ref_checks(repo) + _tools()[:1]
+    return checks + _server_head(repo) + replace_ref_checks(repo) + _fsck(repo) + _tools()[:1]
+
+
+def _fsck(repo: Repo) -> list[Check]:
+    from catalytic_hooks.enforce.install import SERVER_CONFIG, server_config_missing
+
+    missing = server_config_missing(repo)
+    return [
+        Check(key, True, "true: git checks every pushed object before the gate reads it")
+        if key not in missing
+        else Check(
+            key,
+            False,
+            "off: a pushed tree entry git would refuse to check out (`outputs/../data/raw.csv`) "
+            "reaches the gate, which judges a path by its text",
+            f"catalytic install --server --git-dir {repo.git_dir}; or `git --git-dir "
+            f"{repo.git_dir} config {key} true`",
+        )
+        for key, _ in SERVER_CONFIG
+    ]
 
 
 def _hides_replace_refs(values: list[str]) -> bool:

@@ -146,6 +146,14 @@ class Governance:
             self._default.append(self._find(self.refs.commits))
         return self._default[0]
 
+    def judges_itself(self, ref: str) -> bool:
+        """Whether an update of the existing `ref` is judged by the policy at its own old tip:
+        only the default branch's is (and any ref's while nothing governs yet). Every other ref
+        is judged by the default branch's policy, as CI judges it, so nobody can point a ref at
+        an old commit and push onto it under the policy or trust file of then."""
+        found = self.default()
+        return found is None or found.ref == ref
+
     def _find(self, commits: dict[str, str]) -> Governing | None:
         head = self.refs.head
         if head is not None and head in commits and self.is_governed(commits[head]):

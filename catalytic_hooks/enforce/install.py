@@ -154,6 +154,34 @@ def install(repo: Repo, hook_types: list[str], force: bool) -> list[InstallResul
     return results
 
 
+# Set by `install --server`: git's own checks of every pushed object (`git fsck`'s), before the
+# gate runs. The gate judges paths by their text, so a tree entry git would refuse to check out
+# (a `/` or `..` inside a name, `.git`) must never reach it: `outputs/../data/raw.csv` reads as
+# durable.
+SERVER_CONFIG = (("receive.fsckObjects", "true"),)
+_TRUE = ("true", "yes", "on", "1")
+
+
+def server_config_missing(repo: Repo) -> list[str]:
+    """The SERVER_CONFIG keys this repository does not have set to true."""
+    return [
+        key for key, _ in SERVER_CONFIG if (repo.config_get(key) or "").strip().lower() not in _TRUE
+    ]
+
+
+def configure_server(repo: Repo) -> list[InstallResult]:
+    """Set SERVER_CONFIG in the repository's own config file (never the user's or the system's);
+    what is already set to true is left as it is."""
+    missing = server_config_missing(repo)
+    config = str(repo.common_dir / "config")
+    out = []
+    for key, value in SERVER_CONFIG:
+        if key in missing:
+            repo.git("config", "--file", config, key, value)
+        out.append(InstallResult(key, config, "set" if key in missing else "unchanged"))
+    return out
+
+
 def uninstall(repo: Repo, hook_types: list[str]) -> list[InstallResult]:
     directory = hooks_dir(repo)
     results = []

@@ -22,7 +22,9 @@ on every kind of change); whenever one cannot be shown, the full check runs.
 
 A push is accepted quickly only as one ref moved forward by exactly one commit whose parent is
 the remote's old tip (which must be here, in a complete clone), judged by the policy recorded for
-the old tip's policy blobs, touching nothing under a run root, the chronicle, the policy or the
+the old tip's policy blobs, which must also be the remote's default branch's where any
+remote-tracking ref exists (`refs/remotes/<remote>/HEAD`: the full check judges other branches by
+the default branch's policy), touching nothing under a run root, the chronicle, the policy or the
 trust file, nothing protected or tmp, and leaving nothing under a tmp root in the pushed tree.
 """
 
@@ -181,16 +183,31 @@ def _cached(git_dir: str) -> tuple[bytes, list[str], list[list[str]]] | None:
     return _decode(data) if data is not None else None
 
 
-def quick_push(stdin: bytes) -> bool:
-    """True only when the push provably has no finding (see the module docstring); anything
-    going wrong (no git, say) is for the full check to report."""
+def quick_push(stdin: bytes, remote: str | None) -> bool:
+    """True only when the push to `remote` (the hook's first argument: a name, or a URL)
+    provably has no finding (see the module docstring); anything going wrong (no git, say) is
+    for the full check to report."""
     try:
-        return _quick_push(stdin)
+        return _quick_push(stdin, remote)
     except OSError:
         return False
 
 
-def _quick_push(stdin: bytes) -> bool:
+def _tracks_remotes(common: str) -> bool:
+    """Whether any remote-tracking ref exists (a reftable says nothing cheaply: assume so)."""
+    if os.path.lexists(os.path.join(common, "reftable")):
+        return True
+    for _, _, files in os.walk(os.path.join(common, "refs", "remotes")):
+        if files:
+            return True
+    try:
+        with open(os.path.join(common, "packed-refs"), "rb") as fh:
+            return b" refs/remotes/" in fh.read()
+    except FileNotFoundError:
+        return False
+
+
+def _quick_push(stdin: bytes, remote: str | None) -> bool:
     if os.environ.get("PRE_COMMIT"):
         return False  # the framework's ranges and names: the full check reads them
     lines = stdin.decode("utf-8", "surrogateescape").splitlines()
@@ -216,7 +233,9 @@ def _quick_push(stdin: bytes) -> bool:
         dirs = out.decode("utf-8", "surrogateescape").split("\n") if out else []
         if len(dirs) != 3 or _output(commits) != f"{new} {old}\n".encode():
             return False
-        common = os.path.join(dirs[0], dirs[1]) if not os.path.isabs(dirs[1]) else dirs[1]
+        # --git-common-dir is relative to the working directory (git's and ours), not to the
+        # git directory: joined to the latter, the shallow file and the refs went unseen.
+        common = os.path.abspath(dirs[1])
         if os.path.lexists(os.path.join(common, "shallow")):
             return False  # a shallow clone: the full check knows where its history ends
         cached = _cached(dirs[0])
@@ -226,10 +245,25 @@ def _quick_push(stdin: bytes) -> bool:
         tmp = roots[1]
         if "." in tmp:
             return False
-        procs.append(spawn_policy_listing(old, watched))
-        if tmp:
-            procs.append(spawn_names_under(new, tmp))
-        if _output(procs[3]) != listing or (tmp and _output(procs[4]) != b""):
+        at_old = spawn_policy_listing(old, watched)
+        procs.append(at_old)
+        # Where the remote's refs are known, a branch other than its default one is judged by
+        # the default branch's policy (enforce.governing): both must be the recorded one. With
+        # none known, nothing governs from here and the old tip's policy judges.
+        at_default = None
+        if _tracks_remotes(common):
+            if not remote:
+                return False
+            at_default = spawn_policy_listing(f"refs/remotes/{remote}/HEAD", watched)
+            procs.append(at_default)
+        under_tmp = spawn_names_under(new, tmp) if tmp else None
+        if under_tmp is not None:
+            procs.append(under_tmp)
+        if (
+            _output(at_old) != listing
+            or (at_default is not None and _output(at_default) != listing)
+            or (under_tmp is not None and _output(under_tmp) != b"")
+        ):
             return False
         diff = _output(changed)
         return diff is not None and _clean(diff, watched, roots)

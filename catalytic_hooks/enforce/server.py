@@ -5,10 +5,13 @@ chronicle the amendments of the updates that landed.
 git runs it inside receive-pack's quarantine: the pushed objects are visible only through
 GIT_OBJECT_DIRECTORY / GIT_ALTERNATE_OBJECT_DIRECTORIES, which every git call here inherits, and
 nothing here writes an object or a ref (git's own merge of a merge's parents goes to a scratch
-object directory). Each ref is judged with the policy and trust file at its old tip; a new ref,
-or one whose old tip carries no policy, by the default branch's (enforce.governing); only a
-repository where no ref carries a policy yet by the adoption rule. Deleting or rewinding the
-branch that carries the policy is a finding.
+object directory). The default branch is judged with the policy and trust file at its old tip;
+every other ref, new or not, by the default branch's (enforce.governing), as CI judges it, so a
+ref pointed at an old commit does not bring that commit's policy back; only a repository where no
+ref carries a policy yet by the adoption rule. Deleting the branch that carries the policy, or
+rewinding it to another policy, is a finding; so is any non-fast-forward update that takes a
+protected path back to what it was before the commits it drops (checks.rewind_findings): only a
+judged commit changes a protected path.
 
 Before any history is judged, the refs themselves: a push may create, move or delete refs only in
 the namespaces the default branch's policy allows (`ref_namespaces`: branches and tags unless it
@@ -35,12 +38,17 @@ from pathlib import Path
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy
-from catalytic_hooks.enforce.checks import BundleChecker, check_commits, judged_from
+from catalytic_hooks.enforce.checks import (
+    BundleChecker,
+    check_commits,
+    judged_from,
+    rewind_findings,
+)
 from catalytic_hooks.enforce.findings import Finding, FindingKind, Reporter
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.history import first_parent_base, object_type
-from catalytic_hooks.git.refs import REPLACE_PREFIX, ref_commits, resolve_aliases
+from catalytic_hooks.git.refs import REPLACE_PREFIX, is_ancestor, ref_commits, resolve_aliases
 from catalytic_hooks.git.repo import Repo, is_zero_oid
 from catalytic_hooks.git.statefiles import SERVER_CHRONICLE, SERVER_PENDING
 from catalytic_hooks.git.statefiles import path as state_path
@@ -90,8 +98,12 @@ def _judge(
         # was judged when it arrived; the default branch's policy judges the rest.
         exclude = ["--all"]
         base = repo.rev_parse("HEAD") or first_parent_base(repo, tip, exclude)
-    judge, exclude, own = judged_from(repo, base, tip, exclude, governance, new_ref=old is None)
-    return own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
+    itself = old is not None and governance.judges_itself(u.ref)
+    judge, exclude, own = judged_from(repo, base, tip, exclude, governance, new_ref=not itself)
+    found = own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
+    if old is not None and not is_ancestor(repo, old, tip):
+        found += rewind_findings(repo, judge, old, tip)
+    return found
 
 
 def _refused(u: RefUpdate, code: ErrorCode, why: str) -> Finding:
