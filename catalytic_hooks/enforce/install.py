@@ -177,7 +177,7 @@ def configure_server(repo: Repo) -> list[InstallResult]:
     out = []
     for key, value in SERVER_CONFIG:
         if key in missing:
-            repo.git("config", "--file", config, key, value)
+            repo.config_set_own(key, value)
         out.append(InstallResult(key, config, "set" if key in missing else "unchanged"))
     return out
 

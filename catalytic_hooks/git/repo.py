@@ -373,6 +373,10 @@ class Repo:
         proc = _run(["config", "--get", key], self.env, config_read=True, cwd=self.top)
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
+    def config_set_own(self, key: str, value: str) -> None:
+        """Set `key` in this repository's own config file (never the user's or the system's)."""
+        self.git("config", "--file", str(self.common_dir / "config"), key, value)
+
     def config_get_all(self, key: str) -> list[str]:
         """Every value of a multi-valued key, in git's order."""
         proc = _run(["config", "--get-all", key], self.env, config_read=True, cwd=self.top)
