@@ -720,9 +720,11 @@ def test_an_interrupted_pull_leaves_nothing_that_is_used(
 # -- concurrent attachers on a registry without conditional writes -------------------------------
 
 
-def _attach_concurrently(registry: Distribution, name: str, n: int) -> None:
+def _attach_concurrently(registry: Distribution, name: str, n: int, junk: bool = False) -> None:
     """`n` clients attach `n` different attestations to one archive manifest at once; the
-    fallback index must list every one of them afterwards."""
+    fallback index must list every one of them afterwards. With `junk`, the fallback tag holds
+    an index with entries that describe nothing first (anyone who can push can write it): the
+    attachers rewrite it without them."""
     import threading
 
     from catalytic_hooks.registry import artifact, referrers
@@ -745,6 +747,15 @@ def _attach_concurrently(registry: Distribution, name: str, n: int) -> None:
     )
     sdesc = artifact.descriptor_of(subject, OCI_MANIFEST, artifact_type=artifact.ARCHIVE_TYPE)
     setup.put_manifest("subject", subject, OCI_MANIFEST)
+    if junk:
+        from catalytic_hooks.registry.client import OCI_INDEX
+        from catalytic_hooks.registry.reference import fallback_tag
+
+        # Distribution checks an index's shape and that what it names exists, not the sizes
+        # it declares: past what a referrer manifest may be, this entry describes nothing.
+        entry = {"mediaType": OCI_MANIFEST, "digest": sdesc.digest, "size": 5 * 1024 * 1024}
+        planted = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}
+        setup.put_manifest(fallback_tag(sdesc.digest), json.dumps(planted).encode(), OCI_INDEX)
     setup.close()
     barrier = threading.Barrier(n)
     digests: list[str] = []
@@ -784,6 +795,10 @@ def _attach_concurrently(registry: Distribution, name: str, n: int) -> None:
 
 def test_eight_concurrent_attachers_lose_no_referrer(registry: Distribution) -> None:
     _attach_concurrently(registry, "team/concurrent", 8)
+
+
+def test_a_malformed_fallback_index_does_not_lock_out_attachers(registry: Distribution) -> None:
+    _attach_concurrently(registry, "team/junk", 2, junk=True)
 
 
 @pytest.mark.slow

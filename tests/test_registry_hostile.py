@@ -539,3 +539,25 @@ def test_a_header_with_terminal_escapes_is_shown_escaped(
     assert "\x1b" not in got.stdout + got.stderr and "\\x1b[" in got.stderr
     assert _cache_blobs() == []
     _nothing_kept(tmp_path)
+
+
+def test_a_malformed_entry_in_the_referrers_list_is_left_out_not_the_list(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """Entries that describe nothing (no digest, a size that is not a number, not an object)
+    listed before the real attestation: it is still found, and they are counted."""
+    info = _push_mini(shared, mini, tmp_path)
+    listing = mini.state.referrers[info["digest"]]
+    listing[:0] = [{"mediaType": "x"}, {"digest": "sha256:" + "a" * 64, "size": "1"}, 7]
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, doc["code"]) == (0, "PASS"), doc
+    row = doc["details"]["results"][0]
+    assert row["attestations_malformed"] == 3
+    assert [r["digest"] for r in row["attestations"]] == [info["attestation"]["digest"]]
+    out = tmp_path / "pulled.zip"
+    proc = inproc("archive", "pull", info["reference"], "-o", str(out), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    pulled = json.loads(proc.stdout)["details"]
+    assert pulled["referrers_malformed"] == 3 and len(pulled["attestations"]) == 1

@@ -260,6 +260,8 @@ def _verify_attached(
         row["attestations"] = rows
         if found.unchecked:
             row["attestations_unchecked"] = found.unchecked
+        if found.malformed:
+            row["attestations_malformed"] = found.malformed
         if not report["ok"] or any(a["valid"] for a in rows):
             continue
         report["ok"] = False

@@ -212,14 +212,23 @@ def parse_manifest(data: bytes, digest: str, *, expect: str, max_blob: int) -> M
     )
 
 
-def parse_index(data: bytes) -> list[Descriptor]:
+def parse_index(data: bytes) -> tuple[list[Descriptor], int]:
+    """A referrers index's descriptors, and how many of its entries were malformed. Those are
+    left out, not the whole list refused: anyone who can push can write the fallback tag, and
+    one bad entry must neither hide the others nor stop the next attacher from rewriting it."""
     doc = _strict(data, "index")
     if doc.get("schemaVersion") != 2 or doc.get("mediaType", OCI_INDEX) != OCI_INDEX:
         raise invalid("MEDIA_TYPE", "the referrers index is not an OCI image index")
     items = doc.get("manifests")
     if not isinstance(items, list):
         raise invalid("MALFORMED", "the referrers index has no manifests list")
-    return [_descriptor(m, "a referrer", 4 * 1024 * 1024) for m in items]
+    out = []
+    for m in items:
+        try:
+            out.append(_descriptor(m, "a referrer", 4 * 1024 * 1024))
+        except CatalyticError:
+            continue
+    return out, len(items) - len(out)
 
 
 def check_bytes(data: bytes, digest: str, what: str) -> None:

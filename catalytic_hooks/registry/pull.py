@@ -211,6 +211,8 @@ def pull(
     extra: dict[str, Any] = {"referrers_skipped": beside.skipped} if beside.skipped else {}
     if beside.unchecked:
         extra["referrers_unchecked"] = beside.unchecked
+    if beside.malformed:
+        extra["referrers_malformed"] = beside.malformed
     return {
         **_info(ref, m),
         "archive_file": str(out),
@@ -239,6 +241,7 @@ class Attachments:
     listed: list[Descriptor]  # ours, one per digest, in the registry's order
     fetch: Callable[[Descriptor], Attached]  # raises the refusal of one referrer
     fetched: int = 0
+    malformed: int = 0  # entries of the list that describe nothing, left out
 
     @property
     def unchecked(self) -> int:
@@ -270,8 +273,8 @@ def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
     manifest's digest, its type, its subject, its layer's digest and size. Other artifact types
     (an SBOM, a signature) are not ours to judge and are left out; a digest listed twice is
     one referrer."""
-    listed, via = referrers.listed(client, m.digest)
-    ours = {d.digest: d for d in listed if d.artifact_type in (None, ATTESTATION_TYPE)}
+    found = referrers.listed(client, m.digest)
+    ours = {d.digest: d for d in found.descriptors if d.artifact_type in (None, ATTESTATION_TYPE)}
 
     def one(d: Descriptor) -> Attached:
         data, _, _ = client.get_manifest(d.digest)
@@ -284,7 +287,7 @@ def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
             )
         return Attached(d.digest, fetch(client, cache, am.layer.digest, am.layer.size), am.layer)
 
-    return Attachments(via, list(ours.values()), one)
+    return Attachments(found.via, list(ours.values()), one, malformed=found.malformed)
 
 
 def envelope_bytes(a: Attached) -> bytes:
@@ -357,6 +360,7 @@ class Beside:
     envelopes: list[tuple[Path, str, int]]  # (cached envelope, its digest, its size)
     skipped: list[dict[str, Any]]
     unchecked: int
+    malformed: int = 0
 
 
 def _attestations(client: Client, cache: Cache, m: Manifest) -> Beside:
@@ -373,7 +377,7 @@ def _attestations(client: Client, cache: Cache, m: Manifest) -> Beside:
             )
             continue
         envelopes.append((item.envelope, item.layer.digest, item.layer.size))
-    return Beside(envelopes, skipped, found.unchecked)
+    return Beside(envelopes, skipped, found.unchecked, found.malformed)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.registry import artifact
@@ -28,13 +29,21 @@ ATTEMPTS = 12
 MIN_SETTLE = 0.05
 
 
-def listed(client: Client, subject: str) -> tuple[list[Descriptor], str]:
-    """The referrers of `subject` and how they were found (`referrers-api` or
-    `fallback-tag`)."""
+@dataclass(frozen=True)
+class Listed:
+    descriptors: list[Descriptor]
+    via: str  # "referrers-api" or "fallback-tag"
+    malformed: int  # entries of the list that describe nothing (left out)
+
+
+def listed(client: Client, subject: str) -> Listed:
+    """The referrers of `subject` and how they were found."""
     data = client.referrers(subject)
     if data is not None:
-        return artifact.parse_index(data), "referrers-api"
-    return _fallback(client, subject), "fallback-tag"
+        descriptors, malformed = artifact.parse_index(data)
+        return Listed(descriptors, "referrers-api", malformed)
+    descriptors, malformed = _fallback(client, subject)
+    return Listed(descriptors, "fallback-tag", malformed)
 
 
 def _transient(exc: CatalyticError) -> bool:
@@ -44,13 +53,13 @@ def _transient(exc: CatalyticError) -> bool:
     return exc.code is ErrorCode.REGISTRY_FAILED and isinstance(status, int) and status >= 500
 
 
-def _fallback(client: Client, subject: str, tries: int = 5) -> list[Descriptor]:
+def _fallback(client: Client, subject: str, tries: int = 5) -> tuple[list[Descriptor], int]:
     for attempt in range(tries):
         try:
             data, _, _ = client.get_manifest(fallback_tag(subject))
         except CatalyticError as exc:
             if exc.code is ErrorCode.REGISTRY_NOT_FOUND:
-                return []
+                return [], 0
             if not _transient(exc) or attempt == tries - 1:
                 raise
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
@@ -72,7 +81,7 @@ def attach(
     for _ in range(attempts):
         t0 = time.monotonic()
         try:
-            current = _fallback(client, subject)
+            current, _ = _fallback(client, subject)  # rewritten without malformed entries
             if not any(d.digest == ref.digest for d in current):
                 client.put_manifest(tag, artifact.index([*current, ref]), OCI_INDEX)
             # A stale writer's read-to-write window is about as long as ours: wait three.
@@ -96,6 +105,6 @@ def attach(
 def _present_twice(client: Client, subject: str, digest: str, settle: float) -> bool:
     for _ in range(2):
         time.sleep(settle + random.uniform(0, settle))
-        if not any(d.digest == digest for d in _fallback(client, subject)):
+        if not any(d.digest == digest for d in _fallback(client, subject)[0]):
             return False
     return True
