@@ -186,7 +186,7 @@ def _subtree_or_octopus(
 def oracle(repo: Path, frm: str, to: str) -> set[tuple[str, str]]:
     """(commit, path) of every protected path a commit changed, with git alone: a commit vs its
     parent (a root vs the empty tree), a merge vs `git merge-tree --write-tree` of its parents
-    (conflicted protected paths included), an octopus merge vs its first parent."""
+    (conflicted protected paths included), an octopus merge vs each of its parents."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout
@@ -218,8 +218,10 @@ def oracle(repo: Path, frm: str, to: str) -> set[tuple[str, str]]:
         elif not parents:
             diff = git("diff-tree", "-r", "--no-renames", "--name-only", "--root", oid)
             diff = "\n".join(diff.splitlines()[1:])
-        else:
-            diff = git("diff-tree", "-r", "--no-renames", "--name-only", parents[0], oid)
+        else:  # one parent, or an octopus against each of its parents
+            diff = "\n".join(
+                git("diff-tree", "-r", "--no-renames", "--name-only", p, oid) for p in parents
+            )
         for path in {p for p in diff.splitlines() if p} | conflicted:
             if protected(path):
                 found.add((oid, path))

@@ -31,7 +31,7 @@ from catalytic_hooks.git.history import (
     policy_listing,
 )
 from catalytic_hooks.git.rangediff import RangeDiffer, range_commits
-from catalytic_hooks.git.refs import has_refs, is_ancestor, merge_base
+from catalytic_hooks.git.refs import has_refs, is_ancestor, merge_bases
 from catalytic_hooks.git.repo import MODE_GITLINK, RawChange, Repo, is_zero_oid, literal
 from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import tmp_residue_on_disk
@@ -284,7 +284,7 @@ def check_commits(
 def _submodule_runs(
     repo: Repo, oid: str, changes: list[RawChange], run_roots: Sequence[str]
 ) -> list[Finding]:
-    """A gitlink at or under a run root: what it points to is a commit of another repository,
+    """A gitlink at, under or above a run root: what it points to is a commit of another repository,
     whose bundle no check here can read, and whoever checks it out gets an unverified run."""
     found = [
         Finding(
@@ -295,7 +295,10 @@ def _submodule_runs(
         )
         for c in changes
         if c.new_mode == MODE_GITLINK
-        and any(r == "." or c.path == r or c.path.startswith(r + "/") for r in run_roots)
+        and any(
+            r == "." or c.path == r or c.path.startswith(r + "/") or r.startswith(c.path + "/")
+            for r in run_roots
+        )
     ]
     if not found:
         return []
@@ -304,19 +307,27 @@ def _submodule_runs(
 
 
 def rewind_findings(repo: Repo, base: Baseline, old: str, new: str) -> list[Finding]:
-    """What a non-fast-forward update from `old` to `new` changes without a judged commit.
+    """What a non-fast-forward update of the default branch from `old` to `new` changes
+    without a judged commit.
 
     The commits it drops (on `old`'s side of the fork) took each path they changed to what `old`
-    holds; moving the ref to `new` undoes that wherever `new` holds what the fork held, and no
-    commit says so: a rewind would undo a signed amendment unsigned. A path the commits on
-    `new`'s side changed was judged with them. Unrelated histories fork at the empty tree."""
-    fork = merge_base(repo, old, new) or repo.empty_tree()
-    moved = repo.diff_raw(old, new)
+    holds; moving the ref to `new` undoes that wherever `new` holds what a fork point held, and
+    no commit says so: a rewind would undo a signed amendment unsigned. A path the commits on
+    `new`'s side changed since every fork point (criss-cross merges leave several, and one of
+    them may already hold what is being undone) was judged with them. Unrelated histories fork
+    at the empty tree. Roots no rule looks at are left out of the diffs, as a range's are."""
+    skip = _unjudged_roots(base)
+    spec = [".", *(f":(exclude,literal){r}" for r in skip)] if skip else []
+    moved = repo.diff_raw(old, new, spec)
     if not moved:
         return []
-    since = {c.path for c in repo.diff_raw(fork, new)}
+    since: set[str] | None = None  # changed on the way from every fork point to `new`
+    for fork in merge_bases(repo, old, new) or [repo.empty_tree()]:
+        changed = {c.path for c in repo.diff_raw(fork, new, spec)}
+        since = changed if since is None else since & changed
+    undone = {c.path for c in moved} - (since or set())
     found = mutation_findings(
-        (c for c in moved if c.path not in since),
+        (c for c in moved if c.path in undone),
         base.policy,
         f" by a non-fast-forward update from {old[:12]}, which drops the commits that made it "
         "(undo them in a new commit instead)",
@@ -454,8 +465,8 @@ def check_push(
         findings += own + check_commits(
             repo, judge, pl.local_oid, exclude, bundles, reporter=reporter
         )
-        if old is not None and not is_ancestor(repo, old, pl.local_oid):
-            findings += rewind_findings(repo, judge, old, pl.local_oid)
+        if old is not None and governance.is_default(_tracking(remote, pl.remote_ref)):
+            findings += _rewound(repo, judge, old, pl.local_oid)
     return sort_findings(findings)
 
 
@@ -476,12 +487,16 @@ def check_range(
     policy_ref: str = "",
     governance: Governance | None = None,
     reporter: Reporter | None = None,
+    rewind: bool = False,
 ) -> list[Finding]:
     """CI mode: the commits of `to_ref` that `from_ref` lacks, judged by `from_ref`'s policy, or
     by `policy_ref`'s where given (CI judges a branch other than the default one by the default
     branch's policy) unless that carries none. An empty or all-zero `from_ref`: everything after
     the adoption commit, judged by its policy (without one, the whole history by the empty
-    default policy), unless `governance` finds a policy on another ref (enforce.governing)."""
+    default policy), unless `governance` finds a policy on another ref (enforce.governing).
+    `rewind`: the range is one update of the default branch (CI's push event: its tip before
+    and after), so a `from_ref` that is not an ancestor of `to_ref` is a force push, judged for
+    what it undoes (rewind_findings); any other range is only the commits it brings."""
     tip = repo.rev_parse(to_ref)
     if tip is None:
         raise CatalyticError(ErrorCode.GIT_FAILED, f"unknown revision {to_ref!r}", rev=to_ref)
@@ -502,13 +517,13 @@ def check_range(
         judge = replace(baseline_at(repo, policy), rev=base)
         if judge.policy.source != "defaults":
             found = check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
-            return sort_findings(found + _rewound(repo, judge, base, tip))
+            return sort_findings(found + (_rewound(repo, judge, base, tip) if rewind else []))
         # The default branch carries no policy yet: nothing governs; the adoption rule may.
     judge, exclude, own = judged_from(
         repo, base, tip, exclude, governance, new_ref=governance is not None
     )
     found = own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
-    return sort_findings(found + _rewound(repo, judge, base, tip))
+    return sort_findings(found + (_rewound(repo, judge, base, tip) if rewind else []))
 
 
 def _rewound(repo: Repo, judge: Baseline, base: str | None, tip: str) -> list[Finding]:

@@ -37,6 +37,9 @@ class CiRange:
     # No base at all (the first push of the default branch, whose tracking ref this names):
     # the adoption rule applies only while no other branch of origin carries a policy.
     bootstrap: str = ""
+    # One update of the default branch (a push event's before and after): a base that is not an
+    # ancestor of the tip is a force push, judged for what it undoes.
+    rewind: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,10 @@ def _decide(ev: _Event) -> CiRange:
     if ev.target == ev.default:
         if ev.base and not is_zero_oid(ev.base):
             return CiRange(
-                ev.base, "HEAD", f"{what} to the default branch {ev.default} ({ev.base_label})"
+                ev.base,
+                "HEAD",
+                f"{what} to the default branch {ev.default} ({ev.base_label})",
+                rewind=ev.kind == "push",
             )
         if ev.kind == "push" and ev.base is not None:
             return CiRange(
@@ -266,6 +272,7 @@ def check_ci(
         policy_ref=rng.policy_ref,
         governance=governance,
         reporter=reporter,
+        rewind=rng.rewind,
     )
 
 

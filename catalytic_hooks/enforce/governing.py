@@ -146,6 +146,12 @@ class Governance:
             self._default.append(self._find(self.refs.commits))
         return self._default[0]
 
+    def is_default(self, ref: str) -> bool:
+        """Whether `ref` is the default branch (or, where HEAD leads to no policy, the ref the
+        newest governed policy was found at)."""
+        found = self.default()
+        return found is not None and found.ref == ref
+
     def judges_itself(self, ref: str) -> bool:
         """Whether an update of the existing `ref` is judged by the policy at its own old tip:
         only the default branch's is (and any ref's while nothing governs yet). Every other ref
@@ -228,6 +234,7 @@ class Governance:
                 if problem:
                     out.append(Finding(ref, FindingKind.POLICY, problem))
             return out
+        out = self._head_created(updates)
         moved = [
             (ref, old, new)
             for ref, old, new in updates
@@ -237,7 +244,7 @@ class Governance:
             and (new is None or not is_ancestor(self.repo, old, new))
         ]
         if not moved:
-            return []
+            return out
         before = self.default()
         after = dict(commits)
         for ref, _, new in moved:
@@ -250,8 +257,8 @@ class Governance:
         except CatalyticError:
             then = None
         if before is None or (then is not None and self.key(then.rev) == self.key(before.rev)):
-            return []
-        return [
+            return out
+        return out + [
             Finding(
                 ref,
                 FindingKind.POLICY,
@@ -262,6 +269,32 @@ class Governance:
             )
             for ref, _, _ in moved
         ]
+
+    def _head_created(self, updates: Sequence[tuple[str, str | None, str | None]]) -> list[Finding]:
+        """Where HEAD names a branch that leads to no policy, pointing that branch at a commit
+        with a policy makes it the default branch, whose policy judges every other ref: only
+        from the newest governed tip forward (an old commit would bring its policy back)."""
+        head = self.refs.head
+        newest = self.default() if head is not None else None
+        out = []
+        for ref, _, new in updates:
+            if (
+                ref == head
+                and newest is not None
+                and new is not None
+                and self.is_governed(new)
+                and not is_ancestor(self.repo, newest.rev, new)
+            ):
+                out.append(
+                    Finding(
+                        ref,
+                        FindingKind.POLICY,
+                        f"{self.refs.pointer} names {ref}: with a policy it becomes the default "
+                        f"branch, whose policy judges every other ref, so it must contain the "
+                        f"newest governed tip ({newest.ref})",
+                    )
+                )
+        return out
 
     def _default_moved(self, old: str, new: str | None) -> str | None:
         if new is None:

@@ -9,9 +9,10 @@ object directory). The default branch is judged with the policy and trust file a
 every other ref, new or not, by the default branch's (enforce.governing), as CI judges it, so a
 ref pointed at an old commit does not bring that commit's policy back; only a repository where no
 ref carries a policy yet by the adoption rule. Deleting the branch that carries the policy, or
-rewinding it to another policy, is a finding; so is any non-fast-forward update that takes a
-protected path back to what it was before the commits it drops (checks.rewind_findings): only a
-judged commit changes a protected path.
+rewinding it to another policy, is a finding; so is a non-fast-forward update of it that takes
+a protected path back to what it was before the commits it drops (checks.rewind_findings): only a
+judged commit changes a protected path there. Other refs may be rewound (they can be deleted and
+created again): what they bring is judged by the default branch's policy.
 
 Before any history is judged, the refs themselves: a push may create, move or delete refs only in
 the namespaces the default branch's policy allows (`ref_namespaces`: branches and tags unless it
@@ -101,7 +102,7 @@ def _judge(
     itself = old is not None and governance.judges_itself(u.ref)
     judge, exclude, own = judged_from(repo, base, tip, exclude, governance, new_ref=not itself)
     found = own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
-    if old is not None and not is_ancestor(repo, old, tip):
+    if old is not None and governance.is_default(u.ref) and not is_ancestor(repo, old, tip):
         found += rewind_findings(repo, judge, old, tip)
     return found
 

@@ -27,7 +27,7 @@ from catalytic_hooks.git.repo import (
 )
 
 MERGE_AGAINST = " (vs git's merge of the parents)"
-OCTOPUS_AGAINST = " (octopus merge, vs its first parent)"
+OCTOPUS_AGAINST = " (octopus merge, vs each of its parents)"
 # Work per git process, so that git's memory stays flat however long the range: diff-tree
 # and merge-tree both need about 1 MB more per large commit or merge they handle (measured).
 CHUNK = 250
@@ -193,7 +193,10 @@ class RangeDiffer:
         """(commit, parents, changes, conflicted, against) for every commit, in order: what the
         commit itself changed against its parent (a root against the empty tree), a two-parent
         merge against git's merge of its parents (with the paths that conflicted there), an
-        octopus merge against its first parent. One `diff-tree --stdin` process per CHUNK
+        octopus merge against each of its parents (git has no merge of more than two to compare
+        it with: against its first parent alone, an octopus whose tree is an old commit's, with
+        that commit and the current tip among its parents, undid every change since unseen).
+        One `diff-tree --stdin` process per CHUNK
         commits, so that neither git's memory nor ours grows with the length of the range.
         `skip`: roots whose changes cannot matter (git leaves them out of the diffs)."""
         self.merge_all([(oid, ps[0], ps[1]) for oid, _, ps in commits if len(ps) == 2])
@@ -209,7 +212,7 @@ class RangeDiffer:
             if len(parents) == 2:
                 requests.append(f"{self.merged[oid][0]} {tree}\n{sentinel}\n")
             elif len(parents) > 2:
-                requests.append(f"{oid} {parents[0]}\n")
+                requests.extend(f"{oid} {p}\n" for p in parents)
             else:
                 requests.append(f"{oid}\n")
         spec = ["--", ".", *(f":(exclude,literal){r}" for r in skip)] if skip else []
@@ -232,17 +235,29 @@ class RangeDiffer:
                     pair = f"{self.merged[oid][0]} {tree}\n".encode()
                     if tok is not None and tok.startswith(pair):
                         tok = tok[len(pair) :]
+                    changes, tok = self._records(tokens, tok, oid)
                 else:
-                    _expect(tok, oid)
-                    tok = next(tokens, None)
-                changes, tok = _records(tokens, tok, MAX_CHANGED_PATHS - self.paths, oid)
-                self.paths += len(changes)
+                    changes = []
+                    for _ in parents if parents[2:] else [oid]:
+                        _expect(tok, oid)
+                        tok = next(tokens, None)
+                        part, tok = self._records(tokens, tok, oid)
+                        changes += part
+                    if parents[2:]:  # a path changed against several parents: one record
+                        changes = list({c.path: c for c in changes[::-1]}.values())[::-1]
                 if len(parents) == 2:
                     _expect(tok, sentinel)
                     tok = next(tokens, None)  # the sentinel's header (its diff is empty)
                     yield oid, parents, changes, self.merged[oid][1], MERGE_AGAINST
                 else:
                     yield oid, parents, changes, frozenset(), OCTOPUS_AGAINST if parents[2:] else ""
+
+    def _records(
+        self, tokens: Iterator[bytes], tok: bytes | None, oid: str
+    ) -> tuple[list[RawChange], bytes | None]:
+        changes, tok = _records(tokens, tok, MAX_CHANGED_PATHS - self.paths, oid)
+        self.paths += len(changes)
+        return changes, tok
 
 
 def _expect(tok: bytes | None, header: str) -> None:

@@ -138,6 +138,13 @@ def merge_base(repo: Repo, a: str, b: str) -> str | None:
     return out[0] if proc.returncode == 0 and out else None
 
 
+def merge_bases(repo: Repo, a: str, b: str) -> list[str]:
+    """Every best common ancestor of two commits (several after criss-cross merges; none:
+    unrelated histories)."""
+    proc = repo.git_proc("merge-base", "--all", a, b)
+    return proc.stdout.decode().split() if proc.returncode == 0 else []
+
+
 def independent(repo: Repo, commits: Iterable[str]) -> list[str]:
     """The commits of `commits` that no other one of them contains (sorted)."""
     wanted = sorted(set(commits))
