@@ -256,10 +256,11 @@ def commit_all(repo: Path, files: dict[str, str | bytes], message: str) -> str:
     return git(repo, "rev-parse", "HEAD").stdout.strip()
 
 
-def gated_server(repo: Path, tmp_path: Path) -> Path:
-    """A bare server holding `repo`'s main as `origin`, with the gate (pre-receive) installed."""
+def gated_server(repo: Path, tmp_path: Path, head: str | None = None) -> Path:
+    """A bare server holding `repo`'s main as `origin`, with the gate (pre-receive) installed;
+    its HEAD on `head` (None: git's default, `master` here, naming no branch)."""
     bare = tmp_path / "server.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(tmp_path, "init", "-q", "--bare", *(["-b", head] if head else []), str(bare))
     git(repo, "remote", "add", "origin", str(bare))
     git(repo, "push", "-q", "origin", "main")
     proc = catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path)

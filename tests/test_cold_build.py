@@ -42,7 +42,7 @@ def by_hand(repo: Path) -> list[tuple[str, str]]:
     """docs/FORMATS.md §1 records of the index's protected entries, from `git ls-files -s` and
     `git cat-file`, sharing no code with the package."""
     out = git(repo, "ls-files", "-s", "-z").stdout
-    lines = []
+    lines, blobs = [], []
     for rec in out.split("\0"):
         if not rec:
             continue
@@ -52,10 +52,23 @@ def by_hand(repo: Path) -> list[tuple[str, str]]:
             continue
         if mode == "160000":
             lines.append((path, f"gitlink:{oid}"))
-            continue
-        blob = subprocess.run(
-            ["git", "cat-file", "blob", oid], cwd=repo, check=True, capture_output=True
-        ).stdout
+        else:
+            blobs.append((path, mode, oid))
+    # One `git cat-file --batch` for all blobs (a process per blob took 10 s for 3,000 files).
+    batch = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=repo,
+        input="".join(f"{oid}\n" for _, _, oid in blobs).encode(),
+        check=True,
+        capture_output=True,
+    ).stdout
+    at = 0
+    for path, mode, oid in blobs:
+        header_end = batch.index(b"\n", at)
+        got, kind, size = batch[at:header_end].decode().split(" ")
+        assert (got, kind) == (oid, "blob")
+        blob = batch[header_end + 1 : header_end + 1 + int(size)]
+        at = header_end + 1 + int(size) + 1  # the blob, then a newline
         sha = hashlib.sha256(blob).hexdigest()
         lines.append((path, f"symlink:{sha}" if mode == "120000" else sha))
     return sorted(lines)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import catalytic, commit_all, git, push_unchecked
+from .helpers import catalytic, commit_all, gated_server, git, push_unchecked
 
 POLICY = 'durable_roots = ["outputs"]\n'
 TRUST = ".catalytic/allowed_validators"
@@ -28,13 +28,7 @@ def _rev(where: Path, rev: str) -> str:
 def _serve(repo: Path, tmp_path: Path) -> Path:
     """`repo`'s history as it is, pushed before the gate is installed (so it may hold what the
     gate would refuse now: it stands for history accepted under earlier rules)."""
-    bare = tmp_path / "server.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    git(repo, "remote", "add", "origin", str(bare))
-    git(repo, "push", "-q", "origin", "main")
-    proc = catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    return bare
+    return gated_server(repo, tmp_path, head="main")
 
 
 def _ssh_key(directory: Path, name: str) -> tuple[Path, str]:
@@ -274,17 +268,23 @@ def _dangling_head_server(repo: Path, tmp_path: Path) -> Path:
     return bare
 
 
+def _push_octopus(repo: Path, bare: Path, old: str) -> subprocess.CompletedProcess[str]:
+    """A fast-forward of the server's main: an octopus merge of `old`, main's tip and a side
+    commit, whose tree is `old`'s."""
+    tip = _rev(bare, "main")
+    side = commit_all(repo, {"outputs/s.txt": "s\n"}, "side")
+    parents = [arg for p in (old, tip, side) for arg in ("-p", p)]
+    octo = git(repo, "commit-tree", f"{old}^{{tree}}", *parents, "-m", "octopus").stdout.strip()
+    return push_unchecked(repo, "origin", f"{octo}:refs/heads/main")
+
+
 def test_an_octopus_fast_forward_undoes_an_amendment(amended) -> None:
     """A fast-forward (old main is a parent), so no rewind check; the octopus's first parent is
     the commit before the amendment and its tree is that commit's: against its first parent
     alone it changed nothing. Against each of its parents it undoes the amendment."""
     repo, bare, base, _ = amended
-    tip = _rev(bare, "main")
-    side = commit_all(repo, {"outputs/s.txt": "s\n"}, "side")
-    octo = git(
-        repo, "commit-tree", f"{base}^{{tree}}", "-p", base, "-p", tip, "-p", side, "-m", "octopus"
-    ).stdout.strip()
-    push_unchecked(repo, "origin", f"{octo}:refs/heads/main")
+    push = _push_octopus(repo, bare, base)
+    assert push.returncode != 0 and "(octopus merge, vs each of its parents)" in push.stderr
     assert _show(bare, "main", "data/x.csv") == "2\n", "amendment undone by an octopus merge"
 
 
@@ -296,12 +296,7 @@ def test_an_octopus_fast_forward_brings_back_a_laxer_policy_and_trust_file(
     lax = _rev(repo, "HEAD")
     commit_all(repo, {".catalytic.toml": POLICY, trust: "new-key\n"}, "tighten, rotate keys")
     bare = _serve(repo, tmp_path)
-    tip = _rev(bare, "main")
-    side = commit_all(repo, {"outputs/s.txt": "s\n"}, "side")
-    octo = git(
-        repo, "commit-tree", f"{lax}^{{tree}}", "-p", lax, "-p", tip, "-p", side, "-m", "octopus"
-    ).stdout.strip()
-    push_unchecked(repo, "origin", f"{octo}:refs/heads/main")
+    assert _push_octopus(repo, bare, lax).returncode != 0
     assert _show(bare, "main", ".catalytic.toml") == POLICY, "policy rolled back by an octopus"
     assert _show(bare, "main", trust) == "new-key\n", "trust file rolled back by an octopus"
 

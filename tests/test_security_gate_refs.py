@@ -10,7 +10,7 @@ import pytest
 
 from catalytic_hooks.enforce.quickaccept import _clean
 
-from .helpers import catalytic, commit_all, git, push_unchecked, write_files
+from .helpers import commit_all, gated_server, git, push_unchecked, write_files
 
 POLICY = 'durable_roots = ["outputs"]\nprotected_roots = ["data", ".catalytic"]\n'
 BASE = {"data/raw.csv": "1\n", "outputs/o.txt": "o\n"}
@@ -21,13 +21,7 @@ def _ref(bare: Path, ref: str = "refs/heads/main") -> str:
 
 
 def _serve(repo: Path, tmp_path: Path) -> Path:
-    bare = tmp_path / "server.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    git(repo, "remote", "add", "origin", str(bare))
-    git(repo, "push", "-q", "origin", "main")
-    proc = catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    return bare
+    return gated_server(repo, tmp_path, head="main")
 
 
 @pytest.fixture
