@@ -7,12 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from .helpers import DEFAULT_POLICY, ROOT, imported_by
-
-# These tests read the package's source; measuring coverage while they walk it doubled their time.
-pytestmark = pytest.mark.no_cover
 
 PACKAGE = ROOT / "catalytic_hooks"
 NAME = "catalytic_hooks"

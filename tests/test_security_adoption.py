@@ -129,7 +129,7 @@ def test_head_does_not_resolve_delete_main_and_push_new_history(
         "git symbolic-ref HEAD refs/heads/main",
     )
     assert checks["HEAD"]["detail"].startswith(
-        "HEAD names refs/heads/master, which does not exist: new refs are judged by the newest"
+        "HEAD names refs/heads/master, which does not exist: every ref is judged by the newest"
     )
     main = _rev(bare, "refs/heads/main")
     proc = push_unchecked(repo, "origin", ":main")

@@ -264,7 +264,11 @@ def _dangling_head_server(repo: Path, tmp_path: Path) -> Path:
     git(bare, "symbolic-ref", "HEAD", "refs/heads/master")
     git(repo, "remote", "add", "origin", str(bare))
     git(repo, "push", "-q", "origin", "main")
-    assert catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
+    installed = catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path)
+    assert installed.returncode == 0
+    # install says at once that HEAD leads to no policy, and how to fix it
+    assert "warning: HEAD names refs/heads/master, which does not exist" in installed.stdout
+    assert "fix: git symbolic-ref HEAD refs/heads/main" in installed.stdout
     return bare
 
 

@@ -96,11 +96,19 @@ def install_cmd(
         target = _hook_repo(repo, server, git_dir)
         results = install(target, list(hook_type or default), force)
         configured = configure_server(target) if bare else []
-        details = {"hooks": [r.__dict__ for r in results]}
+        details: dict[str, object] = {"hooks": [r.__dict__ for r in results]}
+        # The default branch's policy judges every other ref: say at once when HEAD does not
+        # lead to it (`git init --bare` leaves HEAD on master while the team pushes main).
+        head = []
+        if bare:
+            from catalytic_hooks.enforce.doctor import server_head
+
+            head = [c for c in server_head(target) if not c.ok]
         if bare:
             details["config"] = [
                 {"key": r.hook, "path": r.path, "action": r.action} for r in configured
             ]
+            details["warnings"] = [c.to_dict() for c in head]
         if json_mode:
             emit_json(envelope(True, SuccessCode.OK, details))
         else:
@@ -108,6 +116,8 @@ def install_cmd(
                 say(f"{r.hook}: {r.action} ({r.path})")
             for r in configured:
                 say(f"{r.hook} = true: {r.action} ({r.path})")
+            for c in head:
+                say(f"warning: {c.detail}; fix: {c.fix}")
 
 
 def uninstall_cmd(

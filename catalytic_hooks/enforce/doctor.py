@@ -202,7 +202,7 @@ def diagnose(repo: Repo) -> list[Check]:
 # -- a server's bare repository ----------------------------------------------------------------
 
 
-def _server_head(repo: Repo) -> list[Check]:
+def server_head(repo: Repo) -> list[Check]:
     """HEAD must lead to the branch that carries the policy: it names the default branch whose
     policy judges new, re-created and pre-adoption refs (enforce.governing)."""
     from catalytic_hooks.enforce.governing import HEAD_FIX, Governance, Refs
@@ -232,7 +232,7 @@ def _server_head(repo: Repo) -> list[Check]:
         Check(
             "HEAD",
             False,
-            f"{problem}: new refs are judged by the newest governed policy "
+            f"{problem}: every ref is judged by the newest governed policy "
             f"({found.ref}) instead of the default branch's",
             f"git symbolic-ref HEAD {found.ref}",
         )
@@ -258,7 +258,7 @@ def diagnose_server(repo: Repo) -> list[Check]:
             )
             for c in _hook(repo, hook)
         ]
-    return checks + _server_head(repo) + replace_ref_checks(repo) + _fsck(repo) + _tools()[:1]
+    return checks + server_head(repo) + replace_ref_checks(repo) + _fsck(repo) + _tools()[:1]
 
 
 def _fsck(repo: Repo) -> list[Check]:
