@@ -242,7 +242,7 @@ def test_a_submodule_under_a_run_root_is_refused(make_repo, tmp_path: Path) -> N
     git(repo, "commit", "-q", "--no-verify", "-m", "a run, elsewhere")
     push = push_unchecked(repo, "origin", "main")
     assert push.returncode != 0
-    assert "remote: _runs/run-1: a submodule (gitlink) under a run root" in push.stderr
+    assert "remote: _runs/run-1: a submodule (gitlink) at, under or above a run root" in push.stderr
     assert _rev(bare, "main") == tip
 
 
@@ -362,9 +362,9 @@ def test_a_criss_cross_merge_base_hides_a_rewind(make_repo, tmp_path: Path) -> N
 
 
 def test_retargeting_a_topic_onto_an_older_release_branch_lands(amended) -> None:
-    """False positive: backport with `git rebase --onto release main topic` and force-push. The
-    topic then holds what release holds (judged content); the hint "undo them in a new commit
-    instead" is no way out: that commit changes a protected path and needs an amendment."""
+    """A backport (`git rebase --onto release main topic`, then a force push) lands: the topic
+    then holds what release holds, judged when it landed there. Refused as a rewind, the only
+    way out was a signed amendment re-doing what release already holds."""
     repo, bare, base, _ = amended
     git(repo, "checkout", "-q", "-b", "release", base)
     commit_all(repo, {"outputs/r.txt": "r\n"}, "release output")

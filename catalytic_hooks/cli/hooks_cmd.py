@@ -104,7 +104,6 @@ def install_cmd(
             from catalytic_hooks.enforce.doctor import server_head
 
             head = [c for c in server_head(target) if not c.ok]
-        if bare:
             details["config"] = [
                 {"key": r.hook, "path": r.path, "action": r.action} for r in configured
             ]

@@ -290,8 +290,8 @@ def _submodule_runs(
         Finding(
             c.path,
             FindingKind.BUNDLE,
-            "a submodule (gitlink) under a run root: the run it holds is in another repository "
-            "and is never verified here",
+            "a submodule (gitlink) at, under or above a run root: the run it holds is in "
+            "another repository and is never verified here",
         )
         for c in changes
         if c.new_mode == MODE_GITLINK
@@ -330,7 +330,7 @@ def rewind_findings(repo: Repo, base: Baseline, old: str, new: str) -> list[Find
         (c for c in moved if c.path in undone),
         base.policy,
         f" by a non-fast-forward update from {old[:12]}, which drops the commits that made it "
-        "(undo them in a new commit instead)",
+        "(revert it in a new commit, signed as an amendment, instead)",
     )
     if not found:
         return []
