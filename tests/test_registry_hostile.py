@@ -364,17 +364,17 @@ def test_listed_strings_that_are_not_tags_never_become_run_ids(
 # -- junk referrers cannot veto ------------------------------------------------------------------
 
 
-def _junk(reg: MiniRegistry, info: dict, kind: str, i: int) -> str:
+def _junk(reg: MiniRegistry, info: dict, kind: str, i: int, size: int = 0) -> str:
     """A referrer anyone with push access can attach to the archive (the referrers API lists
     it), made from the real attestation's manifest: `envelope` (a DSSE layer of junk bytes),
     `layer` (not a DSSE layer), `subject` (about another manifest) or `missing` (listed, not
-    stored). Its digest."""
+    stored); `size`: the junk envelope's length. Its digest."""
     from catalytic_hooks.registry import artifact
 
     real, media = reg.state.manifests[info["attestation"]["digest"]]
     m = json.loads(real)
     if kind == "envelope":
-        blob = b"junk %d" % i
+        blob = (b"junk %d" % i).ljust(size, b"j")
         m["layers"][0].update(digest=artifact.descriptor_of(blob, "x").digest, size=len(blob))
         reg.state.blobs[m["layers"][0]["digest"]] = blob
     elif kind == "layer":
@@ -561,3 +561,37 @@ def test_a_malformed_entry_in_the_referrers_list_is_left_out_not_the_list(
     assert proc.returncode == 0, proc.stdout
     pulled = json.loads(proc.stdout)["details"]
     assert pulled["referrers_malformed"] == 3 and len(pulled["attestations"]) == 1
+
+
+def test_the_bytes_junk_envelopes_may_cost_are_bounded(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Envelopes fetched in a search count against MAX_REFERRER_BYTES (256 MiB): past it the
+    search ends as at MAX_REFERRERS (REFERRER_LIMIT), whatever is listed after. The limit is
+    lowered here to 350,000 bytes (the same path; 256 MiB of junk would make a slow test)."""
+    from catalytic_hooks.registry import pull
+
+    monkeypatch.setattr(pull, "MAX_REFERRER_BYTES", 350_000)
+    info = _push_mini(shared, mini, tmp_path)
+    listing = mini.state.referrers[info["digest"]]
+    real = listing.pop()
+    junk = [_junk(mini, info, "envelope", i, 100_000) for i in range(5)]
+    listing.append(real)
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, doc["code"], doc["details"]["reason"]) == (
+        1,
+        "ATTESTATION_MISSING",
+        "REFERRER_LIMIT",
+    )
+    row = doc["details"]["results"][0]
+    assert [r["digest"] for r in row["attestations"]] == junk[:3]
+    assert row["attestations_unchecked"] == 3  # two junk envelopes and the real one
+    out = tmp_path / "pulled.zip"
+    proc = inproc("archive", "pull", info["reference"], "-o", str(out), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    pulled = json.loads(proc.stdout)["details"]
+    assert pulled["referrers_unchecked"] == 3 and len(pulled["attestations"]) == 3
+    assert pulled["bytes_downloaded"] < out.stat().st_size + 3 * 100_000 + 100_000

@@ -38,6 +38,9 @@ MAX_ENVELOPE = 16 * 1024 * 1024
 # the search skips what it refuses and stops at the first that verifies; this bounds the work
 # (a manifest and an envelope each) when junk is all there is to find.
 MAX_REFERRERS = 256
+# And the bytes their envelopes may take in all (each up to MAX_ENVELOPE): without it, 256 junk
+# envelopes of 16 MiB listed first cost a verifier 4 GiB of downloads and a puller as much disk.
+MAX_REFERRER_BYTES = 256 * 1024 * 1024
 # A verdict on one referrer: skipped, never the end of the search. Anything else (the registry
 # unreachable, refusing access, answering 5xx) is the registry failing, and stops it.
 _REFUSALS = (
@@ -239,32 +242,46 @@ class Attachments:
 
     via: str  # "referrers-api" or "fallback-tag"
     listed: list[Descriptor]  # ours, one per digest, in the registry's order
-    fetch: Callable[[Descriptor], Attached]  # raises the refusal of one referrer
+    fetch: Callable[[Descriptor, int], Attached]  # raises the refusal of one referrer
     fetched: int = 0
     malformed: int = 0  # entries of the list that describe nothing, left out
+    spent: int = 0  # envelope bytes fetched
+    out_of_bytes: bool = False  # the next envelope would pass MAX_REFERRER_BYTES
 
     @property
     def unchecked(self) -> int:
-        """Listed, never fetched: the search stopped (one verified, or MAX_REFERRERS)."""
+        """Listed, never fetched: the search stopped (one verified, or a limit)."""
         return len(self.listed) - self.fetched
 
     @property
     def limit_reached(self) -> bool:
-        return self.fetched == MAX_REFERRERS and self.unchecked > 0
+        return self.unchecked > 0 and (self.fetched == MAX_REFERRERS or self.out_of_bytes)
 
     def search(self) -> Iterator[Attached | CatalyticError]:
-        """Each listed referrer checked, in order, at most MAX_REFERRERS fetched in all: the
-        attestation, or the refusal that skips it (its digest in `details["referrer"]`)."""
+        """Each listed referrer checked, in order, at most MAX_REFERRERS fetched and
+        MAX_REFERRER_BYTES of envelopes in all: the attestation, or the refusal that skips it
+        (its digest in `details["referrer"]`)."""
         while self.fetched < min(len(self.listed), MAX_REFERRERS):
             d = self.listed[self.fetched]
-            self.fetched += 1
             try:
-                yield self.fetch(d)
+                found = self.fetch(d, MAX_REFERRER_BYTES - self.spent)
+            except _OutOfBytes:
+                self.out_of_bytes = True
+                return
             except CatalyticError as exc:
+                self.fetched += 1
                 if exc.code not in _REFUSALS:
                     raise  # the registry itself failed: not a verdict on this referrer
                 exc.details.setdefault("referrer", d.digest)
                 yield exc
+                continue
+            self.fetched += 1
+            self.spent += found.layer.size
+            yield found
+
+
+class _OutOfBytes(Exception):
+    """The next envelope would pass what the search may still download."""
 
 
 def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
@@ -276,7 +293,7 @@ def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
     found = referrers.listed(client, m.digest)
     ours = {d.digest: d for d in found.descriptors if d.artifact_type in (None, ATTESTATION_TYPE)}
 
-    def one(d: Descriptor) -> Attached:
+    def one(d: Descriptor, room: int) -> Attached:
         data, _, _ = client.get_manifest(d.digest)
         artifact.check_bytes(data, d.digest, "attestation manifest")
         am = artifact.parse_manifest(data, d.digest, expect=ATTESTATION_TYPE, max_blob=MAX_ENVELOPE)
@@ -285,6 +302,8 @@ def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
                 "SUBJECT",
                 f"the referrer {d.digest} is not about the archive's manifest {m.digest}",
             )
+        if am.layer.size > room:
+            raise _OutOfBytes
         return Attached(d.digest, fetch(client, cache, am.layer.digest, am.layer.size), am.layer)
 
     return Attachments(found.via, list(ours.values()), one, malformed=found.malformed)
