@@ -306,9 +306,9 @@ def _submodule_runs(
     return [f.at(oid, subject) for f in found]
 
 
-def rewind_findings(repo: Repo, base: Baseline, old: str, new: str) -> list[Finding]:
-    """What a non-fast-forward update of the default branch from `old` to `new` changes
-    without a judged commit.
+def rewind_findings(repo: Repo, base: Baseline, old: str | None, new: str) -> list[Finding]:
+    """What an update of the default branch from `old` to `new` changes without a judged
+    commit: nothing when it moves forward (or `old` is None: nothing to move from).
 
     The commits it drops (on `old`'s side of the fork) took each path they changed to what `old`
     holds; moving the ref to `new` undoes that wherever `new` holds what a fork point held, and
@@ -316,6 +316,8 @@ def rewind_findings(repo: Repo, base: Baseline, old: str, new: str) -> list[Find
     `new`'s side changed since every fork point (criss-cross merges leave several, and one of
     them may already hold what is being undone) was judged with them. Unrelated histories fork
     at the empty tree. Roots no rule looks at are left out of the diffs, as a range's are."""
+    if old is None or is_ancestor(repo, old, new):
+        return []
     skip = _unjudged_roots(base)
     spec = [".", *(f":(exclude,literal){r}" for r in skip)] if skip else []
     moved = repo.diff_raw(old, new, spec)
@@ -466,7 +468,7 @@ def check_push(
             repo, judge, pl.local_oid, exclude, bundles, reporter=reporter
         )
         if old is not None and governance.is_default(_tracking(remote, pl.remote_ref)):
-            findings += _rewound(repo, judge, old, pl.local_oid)
+            findings += rewind_findings(repo, judge, old, pl.local_oid)
     return sort_findings(findings)
 
 
@@ -517,21 +519,17 @@ def check_range(
         judge = replace(baseline_at(repo, policy), rev=base)
         if judge.policy.source != "defaults":
             found = check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
-            return sort_findings(found + (_rewound(repo, judge, base, tip) if rewind else []))
+            if rewind:
+                found += rewind_findings(repo, judge, base, tip)
+            return sort_findings(found)
         # The default branch carries no policy yet: nothing governs; the adoption rule may.
     judge, exclude, own = judged_from(
         repo, base, tip, exclude, governance, new_ref=governance is not None
     )
     found = own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
-    return sort_findings(found + (_rewound(repo, judge, base, tip) if rewind else []))
-
-
-def _rewound(repo: Repo, judge: Baseline, base: str | None, tip: str) -> list[Finding]:
-    """A range whose base is not an ancestor of its tip (CI after a force push: the provider's
-    `before`) is a non-fast-forward update: what it undoes unjudged (rewind_findings)."""
-    if base is None or is_ancestor(repo, base, tip):
-        return []
-    return rewind_findings(repo, judge, base, tip)
+    if rewind:
+        found += rewind_findings(repo, judge, base, tip)
+    return sort_findings(found)
 
 
 def framework_range() -> tuple[str, str] | None:

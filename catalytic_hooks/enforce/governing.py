@@ -157,8 +157,7 @@ class Governance:
         only the default branch's is (and any ref's while nothing governs yet). Every other ref
         is judged by the default branch's policy, as CI judges it, so nobody can point a ref at
         an old commit and push onto it under the policy or trust file of then."""
-        found = self.default()
-        return found is None or found.ref == ref
+        return self.default() is None or self.is_default(ref)
 
     def _find(self, commits: dict[str, str]) -> Governing | None:
         head = self.refs.head

@@ -49,7 +49,7 @@ from catalytic_hooks.enforce.findings import Finding, FindingKind, Reporter
 from catalytic_hooks.enforce.governing import Governance, Refs
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.history import first_parent_base, object_type
-from catalytic_hooks.git.refs import REPLACE_PREFIX, is_ancestor, ref_commits, resolve_aliases
+from catalytic_hooks.git.refs import REPLACE_PREFIX, ref_commits, resolve_aliases
 from catalytic_hooks.git.repo import Repo, is_zero_oid
 from catalytic_hooks.git.statefiles import SERVER_CHRONICLE, SERVER_PENDING
 from catalytic_hooks.git.statefiles import path as state_path
@@ -102,7 +102,7 @@ def _judge(
     itself = old is not None and governance.judges_itself(u.ref)
     judge, exclude, own = judged_from(repo, base, tip, exclude, governance, new_ref=not itself)
     found = own + check_commits(repo, judge, tip, exclude, bundles, reporter=reporter)
-    if old is not None and governance.is_default(u.ref) and not is_ancestor(repo, old, tip):
+    if governance.is_default(u.ref):
         found += rewind_findings(repo, judge, old, tip)
     return found
 
