@@ -43,7 +43,7 @@ from tests.registries import Distribution
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of one command."""
+    """(seconds, peak RSS MiB) of one command; its CPU seconds go to stderr."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -52,6 +52,11 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     took = time.perf_counter() - t0
     if status != 0:
         raise SystemExit(f"{cmd} failed: {proc.stderr.read() if proc.stderr else ''!r}")
+    print(
+        f"  {Path(cmd[0]).name} {cmd[1]}: {took:.2f} s, CPU {usage.ru_utime:.2f} s user, "
+        f"{usage.ru_stime:.2f} s system",
+        file=sys.stderr,
+    )
     return took, usage.ru_maxrss / 1024
 
 
@@ -140,13 +145,17 @@ def main() -> None:
             # curl starts from the same state: no GiB of ours left in the page cache
             out.unlink()
             shutil.rmtree(work / "cache")
-            t0 = time.perf_counter()
-            subprocess.run(
+            t, _ = run(
                 ["curl", "-sf", "-o", str(out), f"http://{reg.host}/v2/{name}/blobs/{digest}"],
-                check=True,
+                work,
+                env,
             )
-            rows["curl_down"].append(time.perf_counter() - t0)
+            rows["curl_down"].append(t)
             out.unlink()
+            print(
+                f"round {i + 1}: pull {rows['pull'][-1]:.2f} s, curl {rows['curl_down'][-1]:.2f} s",
+                file=sys.stderr,
+            )
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)

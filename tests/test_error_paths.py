@@ -101,3 +101,27 @@ def test_atomic_write_completes_partial_writes(tmp_path: Path, monkeypatch) -> N
     files.atomic_write(tmp_path / "f.bin", data)
     assert (tmp_path / "f.bin").read_bytes() == data
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_write_sliced_writes_whole_in_small_pieces(tmp_path: Path, monkeypatch) -> None:
+    """A stream's buffers reach the page cache in writes of at most 16 KiB (the reason is at
+    WRITE_SLICE), and short writes are completed. A short write cannot be provoked on a local
+    disk, so os.write writes at most 5,000 bytes of every other call."""
+    from catalytic_hooks.fs import files
+
+    real, asked = os.write, []
+
+    def short(fd: int, data: memoryview) -> int:
+        asked.append(len(data))
+        return real(fd, bytes(data[:5000]) if len(asked) % 2 else data)
+
+    monkeypatch.setattr(files.os, "write", short)
+    data = os.urandom(3 * 16384 + 7)
+    fd = os.open(tmp_path / "f.bin", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        files.write_sliced(fd, memoryview(data))
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f.bin").read_bytes() == data
+    # written: 5,000 + 16,384 + 5,000 + 16,384 + 5,000 + 1,391
+    assert max(asked) == 16384 and len(asked) == 6

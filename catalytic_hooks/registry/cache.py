@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
-from catalytic_hooks.fs.files import CHUNK, write_all
+from catalytic_hooks.fs.files import CHUNK, write_sliced
 from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
@@ -168,7 +168,7 @@ class Cache:
                             "SIZE",
                             digest=digest,
                         )
-                    write_all(fd, buf[:n])
+                    write_sliced(fd, buf[:n])
                     behind.put(buf, n)
             finally:
                 resp.close()
