@@ -136,6 +136,19 @@ def _json(proc: object) -> dict:
     return json.loads(proc.stdout)  # type: ignore[attr-defined]
 
 
+def _replay_refused(archive: str, cwd: Path, reason: str) -> dict:
+    """`replay ARCHIVE` with the trust file beside it: exit 1, ARCHIVE_INVALID for `reason`;
+    the JSON document."""
+    p = inproc("replay", archive, "--trust-file", "allowed_signers", "--json", cwd=cwd)
+    doc = _json(p)
+    assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
+        1,
+        "ARCHIVE_INVALID",
+        reason,
+    ), p.stdout + p.stderr
+    return doc
+
+
 def test_with_only_the_archive_and_a_trust_file_everything_works(
     made: dict[str, Path], empty: Path
 ) -> None:
@@ -628,10 +641,7 @@ def test_a_corrupt_archive_is_quarantined_with_a_sha_report(
         cwd=empty,
     )
     assert nq.returncode == 1 and _json(nq)["code"] == "ARCHIVE_INVALID" and path.exists()
-    p = inproc("replay", "r1.catalytic.zip", "--trust-file", "allowed_signers", "--json", cwd=empty)
-    doc = _json(p)
-    assert p.returncode == 1 and doc["code"] == "ARCHIVE_INVALID"
-    assert doc["details"]["reason"] == "CRC_MISMATCH"
+    doc = _replay_refused("r1.catalytic.zip", empty, "CRC_MISMATCH")
     assert not path.exists()
     moved = Path(doc["details"]["quarantine"])
     assert moved.read_bytes() == bytes(data)  # moved, never deleted
@@ -649,13 +659,7 @@ def test_an_archive_on_another_file_system_is_quarantined_by_copy(
     src = elsewhere / "r1.catalytic.zip"
     data = made["archive"].read_bytes() + b"\0" * 8  # TRAILING_DATA
     src.write_bytes(data)
-    p = inproc("replay", str(src), "--trust-file", "allowed_signers", "--json", cwd=empty)
-    doc = _json(p)
-    assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
-        1,
-        "ARCHIVE_INVALID",
-        "TRAILING_DATA",
-    ), p.stdout + p.stderr
+    doc = _replay_refused(str(src), empty, "TRAILING_DATA")
     moved = Path(doc["details"]["quarantine"])
     assert not src.exists() and moved.parent == empty / "quarantine"
     assert moved.read_bytes() == data
@@ -687,13 +691,7 @@ def test_a_file_larger_than_any_archive_is_not_copied_into_the_quarantine(
     huge = elsewhere / "huge.catalytic.zip"
     with open(huge, "wb") as fh:
         fh.truncate(5 << 30)
-    p = inproc("replay", str(huge), "--trust-file", "allowed_signers", "--json", cwd=empty)
-    doc = _json(p)
-    assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
-        1,
-        "ARCHIVE_INVALID",
-        "TRUNCATED",
-    ), p.stdout + p.stderr
+    doc = _replay_refused(str(huge), empty, "TRUNCATED")
     assert "larger than any archive" in doc["details"]["quarantine_error"]
     assert huge.stat().st_size == 5 << 30
     assert not (empty / "quarantine").exists() or list((empty / "quarantine").iterdir()) == []
@@ -704,13 +702,7 @@ def test_a_failed_quarantine_never_hides_the_refusal(made: dict[str, Path], empt
     path = empty / "r1.catalytic.zip"
     data = path.read_bytes() + b"\0" * 8
     path.write_bytes(data)
-    p = inproc("replay", path.name, "--trust-file", "allowed_signers", "--json", cwd=empty)
-    doc = _json(p)
-    assert (p.returncode, doc["code"], doc["details"]["reason"]) == (
-        1,
-        "ARCHIVE_INVALID",
-        "TRAILING_DATA",
-    ), p.stdout + p.stderr
+    doc = _replay_refused(path.name, empty, "TRAILING_DATA")
     assert "quarantine_error" in doc["details"] and "could not be quarantined" in doc["message"]
     assert path.read_bytes() == data  # left where it was, unchanged
 
