@@ -1,0 +1,146 @@
+"""Where a pull's time goes: the CPU budget behind the pull figure of registry_bench.py.
+
+    python bench/pull_budget.py [--mib 1024] [--repeat 5]
+
+Serves one blob of MIB random bytes from Debian's docker-registry on loopback and, in every
+round, downloads it into a new file three ways, each in a fresh process, the order rotating
+from round to round:
+
+- `curl`: `curl -o FILE`, the reference of registry_bench.py;
+- `checked`: the pull's transfer (`Client.get_blob` into `Cache.store`: receive, write, and
+  SHA-256 and size checked on the way), without the command's start and manifest;
+- `unchecked`: the same client, buffers and writes with no digest, to show what the check
+  costs; a measurement only, never a path of the product.
+
+For each it prints the wall time, the process's user and system CPU (wait4), and the CPU the
+registry spent serving it (/proc/PID/stat); then SHA-256 of MIB in memory on one core, and the
+medians. Not run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+WAYS = ("curl", "checked", "unchecked")
+
+
+def child(way: str, host: str, digest: str, size: int, out: Path) -> None:
+    """One download in this process: `checked` is the pull's own transfer, unchanged."""
+    from catalytic_hooks.fs.files import write_sliced
+    from catalytic_hooks.registry.cache import BUFFER, Cache
+    from catalytic_hooks.registry.client import Client
+    from catalytic_hooks.registry.reference import parse
+
+    client = Client(parse(f"oci://{host}/budget/blob@{digest}"))
+    resp = client.get_blob(digest)
+    if way == "checked":
+        stored = Cache(out.parent / "cache").store(resp, digest, size)
+        os.replace(stored, out)
+        return
+    buf = memoryview(bytearray(BUFFER))
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while n := resp.readinto(buf):
+            write_sliced(fd, buf[:n])
+    finally:
+        os.close(fd)
+        resp.close()
+
+
+def registry_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        way, host, digest, size, out = args.child
+        child(way, host, digest, int(size), Path(out))
+        return
+    from tests.registries import Distribution  # here: a child needs none of the test helpers
+
+    work = Path(tempfile.mkdtemp(prefix="pull-budget-"))
+    blob, h = work / "blob", hashlib.sha256()
+    with open(blob, "wb") as fh:
+        for _ in range(args.mib):
+            chunk = os.urandom(1 << 20)
+            h.update(chunk)
+            fh.write(chunk)
+    digest, size = f"sha256:{h.hexdigest()}", blob.stat().st_size
+    reg = Distribution(work).start()
+    assert reg.proc is not None
+    rows: dict[str, list[tuple[float, float, float, float]]] = {w: [] for w in WAYS}
+    try:
+        post = urllib.request.Request(
+            f"http://{reg.host}/v2/budget/blob/blobs/uploads/", method="POST"
+        )
+        with urllib.request.urlopen(post) as resp:
+            location = resp.headers["Location"]
+        put = urllib.parse.urljoin(f"http://{reg.host}/", location)
+        put += ("&" if "?" in put else "?") + f"digest={digest}"
+        subprocess.run(["curl", "-sf", "-X", "PUT", "-T", str(blob), put], check=True)
+        blob.unlink()
+        url = f"http://{reg.host}/v2/budget/blob/blobs/{digest}"
+        out = work / "out"
+        for i in range(args.repeat):
+            for way in WAYS[i % 3 :] + WAYS[: i % 3]:
+                cmd = ["curl", "-sf", "-o", str(out), url]
+                if way != "curl":
+                    cmd = [sys.executable, __file__, "--child", way, reg.host, digest]
+                    cmd += [str(size), str(out)]
+                before = registry_cpu(reg.proc.pid)
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(cmd)
+                _, status, usage = os.wait4(proc.pid, 0)
+                took = time.perf_counter() - t0
+                served = registry_cpu(reg.proc.pid) - before
+                if status != 0 or out.stat().st_size != size:
+                    raise SystemExit(f"{way} failed")
+                out.unlink()
+                shutil.rmtree(work / "cache", ignore_errors=True)
+                rows[way].append((took, usage.ru_utime, usage.ru_stime, served))
+                print(
+                    f"round {i + 1} {way}: {took:.2f} s, user {usage.ru_utime:.2f} s, "
+                    f"system {usage.ru_stime:.2f} s, registry {served:.2f} s",
+                    file=sys.stderr,
+                )
+    finally:
+        reg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    data = memoryview(os.urandom(1 << 20))
+    t0 = time.perf_counter()
+    h = hashlib.sha256()
+    for _ in range(args.mib):
+        h.update(data)
+    alone = time.perf_counter() - t0
+
+    def med(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    print(f"| way ({args.mib} MiB, median of {args.repeat}) | wall | user | system | registry |")
+    print("|---|---|---|---|---|")
+    for way in WAYS:
+        cols = [med([r[k] for r in rows[way]]) for k in range(4)]
+        print(f"| {way} | " + " | ".join(f"{c:.2f} s" for c in cols) + " |")
+    print(f"\nSHA-256 of {args.mib} MiB in memory, one core: {alone:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
