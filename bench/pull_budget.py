@@ -44,7 +44,7 @@ def child(way: str, host: str, digest: str, size: int, out: Path) -> None:
     from catalytic_hooks.registry.reference import parse
 
     client = Client(parse(f"oci://{host}/budget/blob@{digest}"))
-    resp = client.get_blob(digest)
+    resp = client.get_blob(digest, size)
     if way == "checked":
         stored = Cache(out.parent / "cache").store(resp, digest, size)
         os.replace(stored, out)

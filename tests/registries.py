@@ -577,19 +577,20 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MiniRegistry:
-    """An in-memory OCI 1.1 registry on 127.0.0.1 (tests only): blobs, manifests, tags, the
-    referrers API; `state.faults` serves flipped, truncated or reset blobs, planted manifests
-    and planted answers (any status, headers and body: a hostile registry)."""
+    """An in-memory OCI 1.1 registry on 127.0.0.1, or `address` (tests only): blobs,
+    manifests, tags, the referrers API; `state.faults` serves flipped, truncated or reset
+    blobs, planted manifests and planted answers (any status, headers and body: a hostile
+    registry)."""
 
-    def __init__(self, referrers_api: bool = True) -> None:
+    def __init__(self, referrers_api: bool = True, address: str = "127.0.0.1") -> None:
         self.state = _State()
         self.state.referrers_api = referrers_api
         handler = type("H", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = ThreadingHTTPServer((address, 0), handler)
         # A client that hangs up mid-answer (the faults) is expected, not worth a traceback.
         self.server.handle_error = lambda *a: None  # type: ignore[method-assign]
         self.server.daemon_threads = True
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.host = f"{address}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self) -> MiniRegistry:

@@ -6,7 +6,12 @@ answering what each case plants (`faults["answers"]`); the commands are the real
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import os
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -186,14 +191,14 @@ def storage() -> Iterator[MiniRegistry]:
     reg.stop()
 
 
-def _archive_manifest(reg: MiniRegistry, data: bytes) -> str:
+def _archive_manifest(reg: MiniRegistry, data: bytes, run_id: str = "r1") -> str:
     """An archive manifest tagged r1 on `reg` whose one layer is `data` (which `reg` need not
     hold); its layer's digest."""
     from catalytic_hooks.registry import artifact
 
     blob = artifact.descriptor_of(data, artifact.ARCHIVE_TYPE)
     body = artifact.archive_manifest(
-        blob, run_id="r1", commit=None, signer="0" * 64, bundle_root="0" * 64, created=None
+        blob, run_id=run_id, commit=None, signer="0" * 64, bundle_root="0" * 64, created=None
     )
     digest = artifact.descriptor_of(body, OCI_MANIFEST).digest
     reg.state.manifests[digest] = (body, OCI_MANIFEST)
@@ -563,15 +568,20 @@ def test_a_malformed_entry_in_the_referrers_list_is_left_out_not_the_list(
     assert pulled["referrers_malformed"] == 3 and len(pulled["attestations"]) == 1
 
 
+@pytest.mark.parametrize("stored", ["as-declared", "tampered"])
 def test_the_bytes_junk_envelopes_may_cost_are_bounded(
+    stored: str,
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Envelopes fetched in a search count against MAX_REFERRER_BYTES (256 MiB): past it the
-    search ends as at MAX_REFERRERS (REFERRER_LIMIT), whatever is listed after. The limit is
-    lowered here to 350,000 bytes (the same path; 256 MiB of junk would make a slow test)."""
+    """What a search downloads counts against MAX_REFERRER_BYTES (256 MiB): past it the
+    search ends as at MAX_REFERRERS (REFERRER_LIMIT), whatever is listed after. Junk envelopes
+    count whether they are refused after their digest checked (`as-declared`: junk that is not
+    DSSE) or by it (`tampered`: the registry serves other bytes, which until the review were
+    never counted, so 256 of 16 MiB cost 4 GiB). The limit is lowered here to 350,000 bytes
+    (the same path; 256 MiB of junk would make a slow test)."""
     from catalytic_hooks.registry import pull
 
     monkeypatch.setattr(pull, "MAX_REFERRER_BYTES", 350_000)
@@ -580,6 +590,10 @@ def test_the_bytes_junk_envelopes_may_cost_are_bounded(
     real = listing.pop()
     junk = [_junk(mini, info, "envelope", i, 100_000) for i in range(5)]
     listing.append(real)
+    if stored == "tampered":
+        for d in junk:
+            layer = json.loads(mini.state.manifests[d][0])["layers"][0]["digest"]
+            mini.state.blobs[layer] = b"t" * 100_000
     rc, doc = _verify_attested(info["reference"], shared, tmp_path)
     assert (rc, doc["code"], doc["details"]["reason"]) == (
         1,
@@ -593,5 +607,230 @@ def test_the_bytes_junk_envelopes_may_cost_are_bounded(
     proc = inproc("archive", "pull", info["reference"], "-o", str(out), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout
     pulled = json.loads(proc.stdout)["details"]
-    assert pulled["referrers_unchecked"] == 3 and len(pulled["attestations"]) == 3
+    assert pulled["referrers_unchecked"] == 3
+    kept, skipped = (3, 0) if stored == "as-declared" else (0, 3)
+    assert (len(pulled["attestations"]), len(pulled.get("referrers_skipped", []))) == (
+        kept,
+        skipped,
+    )
     assert pulled["bytes_downloaded"] < out.stat().st_size + 3 * 100_000 + 100_000
+
+
+# -- framing no registry sends, budgets, and this machine ----------------------------------------
+
+
+class _RawRegistry:
+    """One connection on loopback answered with `head`, then `tail` again and again until the
+    client hangs up (or `most` bytes, or 30 s): broken HTTP framing, which http.server (the
+    minimal registry) cannot be made to send. `sent`: the bytes that went out."""
+
+    def __init__(self, head: bytes, tail: bytes, most: int = 256 << 20) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.head, self.tail, self.most, self.sent = head, tail, most, 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        deadline = time.monotonic() + 30
+        try:
+            conn.recv(65536)
+            conn.sendall(self.head)
+            self.sent += len(self.head)
+            while self.sent < self.most and time.monotonic() < deadline:
+                conn.sendall(self.tail)
+                self.sent += len(self.tail)
+        except OSError:
+            pass  # the client hung up: what these tests want
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.thread.join(35)
+        self.listener.close()
+
+
+_CHUNKED = (
+    b"HTTP/1.1 %s\r\nContent-Type: " + OCI_MANIFEST.encode() + b"\r\n"
+    b'WWW-Authenticate: Basic realm="r"\r\nTransfer-Encoding: chunked\r\n\r\n'
+)
+_PAD = b"X-Pad: " + b"a" * 60000 + b"\r\n"
+# case: (head, tail, exit status, code, reason). Before the answer budget, the first two read
+# the socket to its end into memory (256 MiB here; a GiB took 2 GiB of memory, then INTERNAL)
+# and the last two were read for as long as the registry kept sending.
+ENDLESS: dict[str, tuple[bytes, bytes, int, str, str]] = {
+    "negative-chunk-size": (
+        _CHUNKED % b"200 OK" + b"-1\r\n",
+        b" " * 65536,
+        1,
+        "REGISTRY_INVALID",
+        "MALFORMED",
+    ),
+    "negative-chunk-size-of-a-401": (
+        _CHUNKED % b"401 Unauthorized" + b"-1\r\n",
+        b" " * 65536,
+        2,
+        "REGISTRY_AUTH",
+        "REQUIRED",
+    ),
+    "trailer-lines-for-ever": (
+        _CHUNKED % b"200 OK" + b"0\r\n",
+        _PAD,
+        1,
+        "REGISTRY_INVALID",
+        "TOO_LARGE",
+    ),
+    "100-continue-for-ever": (
+        b"",
+        b"HTTP/1.1 100 Continue\r\n" + _PAD + b"\r\n",
+        1,
+        "REGISTRY_INVALID",
+        "TOO_LARGE",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ENDLESS))
+def test_an_answer_that_never_ends_is_cut_off(case: str, tmp_path: Path) -> None:
+    """http.client reads interim answers, chunk framing and trailers itself, with no limit: each
+    answer is now read through a budget (its body's limit, a sixteenth more for framing, and 8
+    MiB for headers), so the registry gets to send a bounded amount and the pull ends in a code
+    instead of reading for ever or filling memory."""
+    head, tail, rc, code, reason = ENDLESS[case]
+    server = _RawRegistry(head, tail)
+    try:
+        got = inproc(
+            "archive",
+            "pull",
+            f"oci://{server.host}/t/runs:r1",
+            "-o",
+            "out.zip",
+            "--json",
+            cwd=tmp_path,
+        )
+    finally:
+        server.stop()
+    doc = _json(got)
+    assert (got.returncode, doc["code"], doc["details"].get("reason")) == (rc, code, reason), doc
+    # 12.25 MiB of budget, and what the kernel's socket buffers held when the client hung up
+    assert server.sent < 32 << 20, server.sent
+    assert _cache_blobs() == []
+    _nothing_kept(tmp_path)
+
+
+def _address_elsewhere() -> str:
+    """This machine's address on its network, not loopback: the source of its route towards
+    TEST-NET-1 (connecting a UDP socket sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+            address = str(probe.getsockname()[0])
+        except OSError:
+            address = "127.0.0.1"
+    if ipaddress.ip_address(address).is_loopback:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have a network address besides loopback for this test")
+        pytest.skip("no network address here besides loopback to serve a registry elsewhere on")
+    return address
+
+
+@pytest.fixture
+def remote() -> Iterator[MiniRegistry]:
+    """A registry elsewhere: on this machine's network address, reached with --insecure."""
+    reg = MiniRegistry(address=_address_elsewhere()).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "redirect:http://127.0.0.1:{port}",
+        "redirect:http://localhost:{port}",
+        "redirect:http://2130706433:{port}",  # 127.0.0.1 as one number: no loopback by its name
+        "realm:http://127.0.0.1:{port}/token",
+    ],
+)
+def test_a_registry_elsewhere_cannot_send_the_client_to_this_machine(
+    target: str, remote: MiniRegistry, tmp_path: Path
+) -> None:
+    """Plain HTTP is allowed on loopback because the user's own loopback registry is; a registry
+    on the network that redirects a read, or names a token service, on this machine would have
+    the client send requests to services that listen only here. Refused before a byte of any
+    request reaches them: by the name, or by the address connected to."""
+    here = socket.create_server(("127.0.0.1", 0))
+    here.setblocking(False)
+    kind, url = target.split(":", 1)
+    url = url.format(port=here.getsockname()[1])
+    remote.state.faults["answers"] = {
+        MANIFEST_PATH: _challenge(url) if kind == "realm" else _redirect(url + MANIFEST_PATH)
+    }
+    ref = f"oci://{remote.host}/t/runs:r1"
+    got = inproc("archive", "pull", ref, "-o", "out.zip", "--insecure", "--json", cwd=tmp_path)
+    doc = _json(got)
+    assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
+        2,
+        "REGISTRY_FAILED",
+        "LOOPBACK",
+    ), doc
+    received = b""
+    with here:
+        while True:
+            try:
+                conn, _ = here.accept()
+            except BlockingIOError:
+                break
+            with conn:
+                conn.settimeout(5)
+                received += conn.recv(65536)
+    assert received == b""
+    _nothing_kept(tmp_path)
+
+
+def test_a_401_from_storage_names_the_storage_not_the_registry(
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    storage: MiniRegistry,
+    tmp_path: Path,
+) -> None:
+    """No credential of ours goes to storage a registry redirects to, so its 401 is not the
+    registry refusing them (which the message said), nor a login to run."""
+    digest = _archive_manifest(mini, b"x" * 1000)
+    asked = f"/v2/t/runs/blobs/{digest}"
+    mini.state.faults["answers"] = {asked: _redirect(f"http://{storage.host}/bucket/blob")}
+    storage.state.faults["answers"] = {"/bucket/blob": (401, {"WWW-Authenticate": "Basic"}, b"")}
+    got = inproc(
+        "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json", cwd=tmp_path
+    )
+    doc = _json(got)
+    assert (doc["code"], doc["details"]["reason"], doc["details"]["status"]) == (
+        "REGISTRY_AUTH",
+        "REFUSED",
+        401,
+    )
+    assert doc["message"] == (
+        f"http://{storage.host}, where the registry {mini.host} sent this client, refused "
+        f"the blob {digest} (401)"
+    )
+    _nothing_kept(tmp_path)
+
+
+def test_a_run_id_annotation_that_is_no_tag_is_never_shown(
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """The run id in a manifest's annotation is the registry's word: shown (and used as the
+    file's name) only when it has a tag's shape; terminal escapes, bidi overrides and a MiB of
+    text never reach the output."""
+    data = b"archive bytes" * 100
+    hostile = "release\x9b2J\u202eEVIL" + "x" * (1 << 20)
+    digest = _archive_manifest(mini, data, run_id=hostile)
+    mini.state.blobs[digest] = data
+    got = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1", "--json", cwd=tmp_path)
+    assert got.returncode == 0, got.stdout
+    assert "\x9b" not in got.stdout and "\u202e" not in got.stdout and len(got.stdout) < 4096
+    pulled = _json(got)["details"]
+    stem = digest.split(":")[1][:16]
+    assert pulled["run_id"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.catalytic.zip"]
+    assert (tmp_path / f"{stem}.catalytic.zip").read_bytes() == data

@@ -10,7 +10,10 @@ header we sent.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import http.client
+import io
+import ipaddress
 import re
 import socket
 import ssl
@@ -54,6 +57,13 @@ _PRINTABLE = re.compile(r"^[\x20-\x7e]{0,100}\Z")
 # What a request line can carry: http.client encodes it as ASCII and refuses controls and
 # spaces; a URL the registry gives is checked against this before anything is built from it.
 _URL_TEXT = re.compile(r"^[\x21-\x7e]{1,8192}\Z")
+# What one answer may take from the socket beyond its body's limit (plus a sixteenth of that
+# limit, for chunk framing): the status line and headers (http.client allows 100 lines of 64
+# KiB), interim 1xx answers before them, chunk-size lines and trailers. http.client reads all
+# of those itself with no limit of its own: `100 Continue` or trailer lines sent for ever are
+# discarded for ever, and a chunk size of -1 makes it read the socket to its end into memory.
+HEADROOM = 8 * 1024 * 1024
+_ANSWER_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar("answer_limit")
 
 Body = bytes | Callable[[], tuple[IO[bytes], int]] | None
 
@@ -83,6 +93,8 @@ class Response:
     url: str  # where the body comes from: never shown (see `where`)
     _owner: Client = field(repr=False)
     requested: str = ""  # the URL the request was made for, before any redirect
+    what: str = "request"
+    limit: int = MAX_MANIFEST  # the body's limit its raw bytes were budgeted for (`_Budget`)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -102,10 +114,14 @@ class Response:
     @contextlib.contextmanager
     def _transfer(self) -> Iterator[None]:
         """A body read's failures as the codes every caller reports: a short body is a digest
-        mismatch (TRUNCATED), a broken connection REGISTRY_UNREACHABLE (INTERRUPTED); either
-        way the connection is dropped, never reused."""
+        mismatch (TRUNCATED), a broken connection REGISTRY_UNREACHABLE (INTERRUPTED), framing
+        that is not HTTP's REGISTRY_INVALID (MALFORMED), an answer past its budget
+        REGISTRY_INVALID (TOO_LARGE); each way the connection is dropped, never reused."""
         try:
             yield
+        except _OverBudget as exc:
+            self._owner.drop()
+            raise _too_long(self.what, self.limit, self.where()) from exc
         except http.client.IncompleteRead as exc:
             self._owner.drop()
             raise CatalyticError(
@@ -114,12 +130,20 @@ class Response:
                 reason="TRUNCATED",
                 **self.where(),
             ) from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.RemoteDisconnected) as exc:
             self._owner.drop()
             raise CatalyticError(
                 ErrorCode.REGISTRY_UNREACHABLE,
                 "the connection to the registry broke during a transfer",
                 reason="INTERRUPTED",
+                **self.where(),
+            ) from exc
+        except http.client.HTTPException as exc:  # LineTooLong: a chunk-size line past 64 KiB
+            self._owner.drop()
+            raise CatalyticError(
+                ErrorCode.REGISTRY_INVALID,
+                "the registry's answer breaks HTTP's framing",
+                reason="MALFORMED",
                 **self.where(),
             ) from exc
 
@@ -132,10 +156,14 @@ class Response:
         return n
 
     def read(self, n: int) -> bytes:
+        """At most `n` bytes, through `readinto`: http.client's `read(n)` of a chunked body
+        whose chunk size is negative reads the socket to its end first."""
+        buf = bytearray(n)
         with self._transfer():
-            data = self.raw.read(n)
-        self._owner.counters.bytes_down += len(data)
-        return data
+            got = self.raw.readinto(buf)
+        self._owner.counters.bytes_down += got
+        del buf[got:]
+        return bytes(buf)
 
     def read_capped(self, cap: int, what: str) -> bytes:
         length = _number(self.header("content-length"))
@@ -166,6 +194,77 @@ class Response:
         if not self.raw.isclosed():
             self._owner.drop()
         self.raw.close()
+
+
+class _OverBudget(Exception):
+    """An answer ran past the bytes its request allows (`_Budget`)."""
+
+
+class _Budget(io.RawIOBase):
+    """The socket as http.client reads one answer from it: at most `left` bytes, headers,
+    framing and body together, then `_OverBudget` instead of another read."""
+
+    def __init__(self, raw: io.RawIOBase, left: int) -> None:
+        super().__init__()
+        self._raw, self.left = raw, left
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int | None:
+        if self.left <= 0:
+            raise _OverBudget
+        n = self._raw.readinto(memoryview(b).cast("B")[: self.left])
+        if n:
+            self.left -= n
+        return n
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _BoundedResponse(http.client.HTTPResponse):
+    """An answer read through `_Budget`, its limit the one `Client._once` set for it."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        debuglevel: int = 0,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        self.fp.close()  # nothing read from it yet; its reference to the socket is released
+        budget = _budget(_ANSWER_LIMIT.get())
+        self.fp = io.BufferedReader(_Budget(sock.makefile("rb", buffering=0), budget))
+
+
+def _to_this_machine(registry: str, where: str) -> CatalyticError:
+    return CatalyticError(
+        ErrorCode.REGISTRY_FAILED,
+        f"the registry {registry} sent this client to {where}, an address on this machine, "
+        "which a registry elsewhere is never allowed to reach",
+        reason="LOOPBACK",
+        registry=where,
+    )
+
+
+def _budget(limit: int) -> int:
+    return limit + limit // 16 + HEADROOM
+
+
+def _too_long(what: str, limit: int, where: dict[str, str]) -> CatalyticError:
+    return CatalyticError(
+        ErrorCode.REGISTRY_INVALID,
+        f"the registry's answer to the {what} ran past {_budget(limit)} bytes (its body's limit "
+        f"of {limit} with room for headers and framing); refused",
+        reason="TOO_LARGE",
+        **where,
+    )
 
 
 class _Counting:
@@ -240,6 +339,8 @@ class Client:
         if same and self._conn is not None:
             return self._conn
         host, port = url.hostname or "", url.port
+        if not same and is_loopback(host) and not is_loopback(self.ref.hostname):
+            raise _to_this_machine(self.ref.host, _origin(url))
         conn: http.client.HTTPConnection
         if url.scheme == "https":
             conn = http.client.HTTPSConnection(
@@ -259,6 +360,7 @@ class Client:
                 "not follow without --insecure",
                 reason="INSECURE_REDIRECT",
             )
+        conn.response_class = _BoundedResponse
         if same:
             self._conn = conn
         return conn
@@ -271,6 +373,7 @@ class Client:
         body: Body,
         *,
         what: str = "request",
+        limit: int = MAX_MANIFEST,
         fresh: bool = False,
     ) -> Response:
         parts = _split(url, what)
@@ -292,16 +395,24 @@ class Client:
         elif method in ("PUT", "POST", "PATCH"):
             headers = {**headers, "Content-Length": "0"}
         self.counters.requests += 1
+        budget = _ANSWER_LIMIT.set(limit)
         try:
             try:
+                if conn is not self._conn and not is_loopback(self.ref.hostname):
+                    self._connect_elsewhere(conn, parts)
                 if callable(body):
                     self._send_file(conn, method, target, headers, payload.fh)
                 else:
                     conn.request(method, target, body=payload, headers=headers)
                 raw = conn.getresponse()
             finally:
+                _ANSWER_LIMIT.reset(budget)
                 if callable(body):
                     payload.fh.close()
+        except _OverBudget as exc:
+            self.drop()
+            conn.close()
+            raise _too_long(what, limit, {"registry": _origin(parts)}) from exc
         except (OSError, http.client.HTTPException) as exc:
             self.drop()
             conn.close()
@@ -309,7 +420,7 @@ class Client:
             if reused and not fresh and isinstance(exc, stale):
                 # A kept-alive connection the server had closed (an idle timeout, or it hung up
                 # after its last answer): once more on a new connection.
-                return self._once(method, url, headers, body, what=what, fresh=True)
+                return self._once(method, url, headers, body, what=what, limit=limit, fresh=True)
             reason = (
                 "TIMEOUT"
                 if isinstance(exc, socket.timeout)
@@ -325,7 +436,24 @@ class Client:
                 registry=where,
             ) from exc
         hdrs = {k.lower(): v for k, v in raw.getheaders()}
-        return Response(raw.status, hdrs, raw, url, self)
+        return Response(raw.status, hdrs, raw, url, self, what=what, limit=limit)
+
+    def _connect_elsewhere(
+        self, conn: http.client.HTTPConnection, url: urllib.parse.SplitResult
+    ) -> None:
+        """Connect to a host the registry named (a redirect's, a token service's, an upload's)
+        and refuse, before a byte of the request is sent, one that turned out to be this
+        machine: a name that resolves to loopback (`127.1`, a DNS name) passes the check by
+        name in `_connection`, and a registry elsewhere could then have this client send
+        requests to services that listen only here."""
+        conn.connect()
+        assert conn.sock is not None  # connect() made it
+        peer = ipaddress.ip_address(conn.sock.getpeername()[0])
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+            peer = peer.ipv4_mapped
+        if peer.is_loopback:
+            conn.close()
+            raise _to_this_machine(self.ref.host, _origin(url))
 
     def _send_file(
         self,
@@ -360,10 +488,13 @@ class Client:
         body: Body = None,
         ok: tuple[int, ...] = (200,),
         what: str = "request",
+        limit: int = MAX_MANIFEST,
     ) -> Response:
         """One request; `path` is `/v2/...` or an absolute URL the registry gave (an upload
         location, a redirect). Answers a challenge once; follows redirects of GET and HEAD,
-        sending credentials only to the registry's own host."""
+        sending credentials only to the registry's own host. The answer's body may be `limit`
+        bytes (a blob's declared size; the caller still counts them): past that and the room
+        `_budget` leaves, reading it is refused."""
         url = first = path if "://" in path else self.base() + path
         sent_auth = False
         for _ in range(6):
@@ -371,7 +502,7 @@ class Client:
             own = _split(url, what).netloc == self.ref.host
             if own and self._authorization is not None:
                 hdrs["Authorization"] = self._authorization
-            resp = self._once(method, url, hdrs, body, what=what)
+            resp = self._once(method, url, hdrs, body, what=what, limit=limit)
             if resp.status == 401 and own and not sent_auth:
                 challenge = resp.header("www-authenticate")
                 _drain(resp)
@@ -388,7 +519,7 @@ class Client:
             if resp.status in ok:
                 resp.requested = first
                 return resp
-            raise self._failure(resp, what)
+            raise self._failure(resp, what, own=own)
         raise CatalyticError(
             ErrorCode.REGISTRY_FAILED,
             f"the registry's {what} went round in redirects or challenges",
@@ -453,7 +584,7 @@ class Client:
             resp.read_capped(auth.MAX_TOKEN_RESPONSE, "token")
         )
 
-    def _failure(self, resp: Response, what: str) -> CatalyticError:
+    def _failure(self, resp: Response, what: str, *, own: bool = True) -> CatalyticError:
         try:
             body = resp.read_capped(MAX_ERROR_BODY, "error")
         except CatalyticError:
@@ -461,6 +592,13 @@ class Client:
         codes = _error_codes(body)
         status = resp.status
         details: dict[str, Any] = {"status": status, "registry_codes": codes}
+        if status == 401 and not own:  # a storage server's: no credential of ours went there
+            return auth.auth_error(
+                f"{_origin(_split(resp.url, what))}, where the registry {self.ref.host} sent "
+                f"this client, refused the {what} (401)",
+                reason="REFUSED",
+                **details,
+            )
         if status == 401:
             return (
                 _needs_login(self.ref.host)
@@ -612,8 +750,8 @@ class Client:
         self._commit(url, digest, None)
         return True
 
-    def get_blob(self, digest: str) -> Response:
-        return self.request("GET", self._repo(f"blobs/{digest}"), what=f"blob {digest}")
+    def get_blob(self, digest: str, size: int) -> Response:
+        return self.request("GET", self._repo(f"blobs/{digest}"), what=f"blob {digest}", limit=size)
 
     def get_manifest(self, reference: str) -> tuple[bytes, str, str | None]:
         """(bytes, media type, the registry's Docker-Content-Digest) of a manifest or index,

@@ -26,7 +26,7 @@ from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Descriptor, Manifest
 from catalytic_hooks.registry.cache import Cache
 from catalytic_hooks.registry.client import Client, shown
-from catalytic_hooks.registry.reference import Reference, parse
+from catalytic_hooks.registry.reference import TAG, Reference, parse
 
 if TYPE_CHECKING:  # `archive pull` needs neither: 45 ms of its start, trust's imports mostly
     from catalytic_hooks.archive.zipfmt import Limits
@@ -38,8 +38,9 @@ MAX_ENVELOPE = 16 * 1024 * 1024
 # the search skips what it refuses and stops at the first that verifies; this bounds the work
 # (a manifest and an envelope each) when junk is all there is to find.
 MAX_REFERRERS = 256
-# And the bytes their envelopes may take in all (each up to MAX_ENVELOPE): without it, 256 junk
-# envelopes of 16 MiB listed first cost a verifier 4 GiB of downloads and a puller as much disk.
+# And the bytes fetching them may download in all, manifests and envelopes, refused ones too
+# (an envelope is up to MAX_ENVELOPE): without it, 256 junk envelopes of 16 MiB listed first
+# cost a verifier 4 GiB of downloads, whether they fail their digest or what follows.
 MAX_REFERRER_BYTES = 256 * 1024 * 1024
 # A verdict on one referrer: skipped, never the end of the search. Anything else (the registry
 # unreachable, refusing access, answering 5xx) is the registry failing, and stops it.
@@ -48,7 +49,6 @@ _REFUSALS = (
     ErrorCode.REGISTRY_DIGEST_MISMATCH,
     ErrorCode.REGISTRY_NOT_FOUND,
 )
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 _FALLBACK = re.compile(r"^sha256-[0-9a-f]{64}\Z")
 
 
@@ -107,12 +107,19 @@ def fetch(client: Client, cache: Cache, digest: str, size: int) -> Path:
     found = cache.get(digest, size)
     if found is not None:
         return found
-    return cache.store(client.get_blob(digest), digest, size)
+    return cache.store(client.get_blob(digest, size), digest, size)
+
+
+def annotated_run_id(m: Manifest) -> str | None:
+    """The run id the manifest's annotation claims (the registry's word, not the archive's),
+    only when it has a tag's shape: anything else (a path, terminal escapes, a MiB of text)
+    is never a file name nor shown."""
+    run_id = m.annotations.get(artifact.A_RUN_ID, "")
+    return run_id if TAG.match(run_id) else None
 
 
 def archive_name(m: Manifest) -> str:
-    run_id = m.annotations.get(artifact.A_RUN_ID, "")
-    stem = run_id if _SAFE_NAME.match(run_id) else m.layer.digest.split(":")[1][:16]
+    stem = annotated_run_id(m) or m.layer.digest.split(":")[1][:16]
     return f"{stem}.catalytic.zip"
 
 
@@ -143,7 +150,7 @@ def _info(ref: Reference, m: Manifest) -> dict[str, Any]:
     return {
         "reference": str(ref.with_digest(m.digest)),
         "digest": m.digest,
-        "run_id": m.annotations.get(artifact.A_RUN_ID),
+        "run_id": annotated_run_id(m),
         "archive": {"digest": m.layer.digest, "size": m.layer.size},
     }
 
@@ -243,9 +250,10 @@ class Attachments:
     via: str  # "referrers-api" or "fallback-tag"
     listed: list[Descriptor]  # ours, one per digest, in the registry's order
     fetch: Callable[[Descriptor, int], Attached]  # raises the refusal of one referrer
+    downloaded: Callable[[], int]  # the client's bytes downloaded so far
     fetched: int = 0
     malformed: int = 0  # entries of the list that describe nothing, left out
-    spent: int = 0  # envelope bytes fetched
+    spent: int = 0  # bytes downloaded, refused referrers' included, or envelopes taken
     out_of_bytes: bool = False  # the next envelope would pass MAX_REFERRER_BYTES
 
     @property
@@ -259,10 +267,11 @@ class Attachments:
 
     def search(self) -> Iterator[Attached | CatalyticError]:
         """Each listed referrer checked, in order, at most MAX_REFERRERS fetched and
-        MAX_REFERRER_BYTES of envelopes in all: the attestation, or the refusal that skips it
+        MAX_REFERRER_BYTES downloaded in all: the attestation, or the refusal that skips it
         (its digest in `details["referrer"]`)."""
         while self.fetched < min(len(self.listed), MAX_REFERRERS):
             d = self.listed[self.fetched]
+            before = self.downloaded()
             try:
                 found = self.fetch(d, MAX_REFERRER_BYTES - self.spent)
             except _OutOfBytes:
@@ -270,13 +279,15 @@ class Attachments:
                 return
             except CatalyticError as exc:
                 self.fetched += 1
+                self.spent += self.downloaded() - before
                 if exc.code not in _REFUSALS:
                     raise  # the registry itself failed: not a verdict on this referrer
                 exc.details.setdefault("referrer", d.digest)
                 yield exc
                 continue
             self.fetched += 1
-            self.spent += found.layer.size
+            # an envelope the cache held counts too: what the search may check, not only fetch
+            self.spent += max(self.downloaded() - before, found.layer.size)
             yield found
 
 
@@ -306,7 +317,13 @@ def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
             raise _OutOfBytes
         return Attached(d.digest, fetch(client, cache, am.layer.digest, am.layer.size), am.layer)
 
-    return Attachments(found.via, list(ours.values()), one, malformed=found.malformed)
+    return Attachments(
+        found.via,
+        list(ours.values()),
+        one,
+        lambda: client.counters.bytes_down,
+        malformed=found.malformed,
+    )
 
 
 def envelope_bytes(a: Attached) -> bytes:
