@@ -108,6 +108,10 @@ def test_github_nightly_commands_replay_the_sample_once_over_the_shards(
     seed = dict(line.split("=", 1) for line in out.read_text().splitlines())["seed"]
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", seed)
     job = doc["jobs"]["validate"]
+    checkout = next(
+        s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout")
+    )
+    assert checkout["with"]["persist-credentials"] is False  # no token in .git/config
     shards = job["strategy"]["matrix"]["shard"]
     assert str(len(shards)) == job["env"]["SHARDS"]
     runs = [s["run"] for s in job["steps"] if "run" in s]
@@ -145,6 +149,9 @@ def test_github_nightly_commands_replay_the_sample_once_over_the_shards(
 def test_gitlab_nightly_commands_replay_the_sample_once_over_the_copies(repo: Path) -> None:
     job = load("nightly-gitlab.yml")["catalytic-nightly"]
     assert job["rules"][0]["if"] == '$CI_PIPELINE_SOURCE == "schedule"'
+    # as GitLab's runner clones: the job's token in origin's URL, which replays must not find
+    token_url = "https://gitlab-ci-token:glcbt-SECRET@gitlab.example/group/project.git"
+    git(repo, "remote", "add", "origin", token_url)
     total = job["parallel"]
     for index in range(1, total + 1):
         env = {
@@ -163,6 +170,10 @@ def test_gitlab_nightly_commands_replay_the_sample_once_over_the_copies(repo: Pa
             assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
     for path in job["artifacts"]["paths"]:
         assert (repo / path).exists(), path
+    assert git(repo, "remote", "get-url", "origin").stdout.strip() == (
+        "https://gitlab.example/group/project.git"
+    )
+    assert "glcbt-SECRET" not in (repo / ".git/config").read_text()
     recs = [r for r in read(repo / ".catalytic/chronicle.jsonl") if r["kind"] == "validate"]
     assert {r["data"]["seed"] for r in recs} == {"2026-12-04"}
     assert sorted(r for p in validated(repo) for r in p) == sorted(RUNS)

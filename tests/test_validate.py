@@ -128,7 +128,7 @@ def test_sample_is_stable_and_shards_replay_it_exactly_once(repo: Path) -> None:
     det = first["details"]
     assert json.loads(Path(det["report_json"]).read_text())["results"] == det["results"]
     md = Path(det["report_md"]).read_text()
-    assert "**PASS**" in md and all(f"| {r} |" in md for r in expect[:3])
+    assert "**PASS**" in md and all(f"| `{r}` |" in md for r in expect[:3])
     assert b"Content-Security-Policy" in Path(det["report_html"]).read_bytes()
 
 
@@ -142,10 +142,31 @@ def test_a_drifted_run_fails_the_validation_and_is_named(repo: Path, tmp_path: P
     assert proc.stdout.rstrip().splitlines()[-2].endswith("FAIL (moved)")
     text = summary.read_text()
     assert text.startswith("earlier step\n")  # appended, as a CI job summary is
-    assert "**FAIL**: 1 run(s) no longer reproduce: moved" in text
-    assert "| moved | drift-verified |" in text and "| good | exact |" in text
+    assert "**FAIL**: 1 run(s) no longer reproduce: `moved`" in text
+    assert "| `moved` | drift-verified |" in text and "| `good` | exact |" in text
     last = read(repo / ".catalytic/chronicle.jsonl")[-1]
     assert last["kind"] == "validate" and last["data"]["ok"] is False
+
+
+def test_a_run_name_is_never_markup_in_the_summary(repo: Path, tmp_path: Path) -> None:
+    """GitHub renders the step summary as Markdown with HTML. A run directory's name is no
+    signed fact and may hold anything but `/`: here a link, an image, a bold PASS, a backtick
+    and a `<!--` that would hide every line after it. It is written as a code span whose fence
+    outruns its backticks, so none of it renders."""
+    name = "x <img src=https:e.example> [ok](https:e.example) **PASS** `a` <!--"
+    make_runs(repo, ["good", "moved"], drifted=frozenset({"moved"}))
+    (repo / "_runs/moved").rename(repo / "_runs" / name)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "renamed")
+    summary = tmp_path / "step-summary.md"
+    proc = catalytic("validate", "--summary", str(summary), cwd=repo)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    span = f"``{name}``"
+    lines = summary.read_text().splitlines()
+    assert f"**FAIL**: 1 run(s) no longer reproduce: {span}" in lines
+    row = next(line for line in lines if line.startswith(f"| {span} | "))
+    assert row.split(" | ")[1] in ("drift-verified", "failed")
+    assert summary.read_text().count(name) == 2  # the FAIL line and the row: nowhere bare
 
 
 def test_a_corrupt_bundle_is_quarantined_and_counted_as_a_failure(repo: Path) -> None:
@@ -349,7 +370,7 @@ def test_a_pick_whose_name_is_not_utf8_is_refused_and_the_rest_validate(
     }
     assert refused == {"\\xffalpha": "NAME_NOT_UTF8", "spoilt": "NAME_NOT_UTF8"}
     assert len(records[-1]["data"]["results"]) == 4
-    assert "| \\xffalpha | failed |" in Path(doc["details"]["report_md"]).read_text()
+    assert "| `\\xffalpha` | failed |" in Path(doc["details"]["report_md"]).read_text()
     assert catalytic("chronicle", "verify", cwd=repo).returncode == 0
     report = catalytic("report", cwd=repo)
     assert report.returncode == 0, report.stdout + report.stderr
@@ -396,7 +417,7 @@ def test_a_metric_beyond_every_float_is_a_drift_not_the_end_of_the_night(repo: P
     assert rows["alpha"]["verdict"] == "exact"
     assert rows["bravo"]["verdict"] == "drift-verified"
     assert rows["bravo"]["largest_drift"] == 10**400 - 1  # exact, as JSON carries it
-    assert "| bravo | drift-verified | 1e+400 |" in Path(doc["details"]["report_md"]).read_text()
+    assert "| `bravo` | drift-verified | 1e+400 |" in Path(doc["details"]["report_md"]).read_text()
     human = catalytic("validate", cwd=repo)
     assert human.returncode == 1 and "bravo  drift 1e+400" in human.stdout, human.stdout
     assert catalytic("report", cwd=repo).returncode == 0

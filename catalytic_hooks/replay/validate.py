@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -472,13 +473,25 @@ def _cell(v: Any) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
+def _literal(v: Any, *, cell: bool = False) -> str:
+    """A string from a run (a directory's name, an archive's unverified run id) as a code span,
+    its fence longer than any run of backticks inside it: GitHub renders the summary as
+    Markdown with HTML, where such a name could otherwise be a link, an image, bold "PASS", or
+    a `<!--` that hides the failures listed after it."""
+    text = str(v).replace("\n", " ").replace("\r", " ")
+    fence = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    span = f"{fence}{pad}{text}{pad}{fence}"
+    return _cell(span) if cell else span  # in a table a `|` ends the cell, code span or not
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     res = summary["results"]
     bad = [r["run_id"] for r in res if not r["passing"]]
     head = (
         "**PASS**: every replayed run reproduces"
         if summary["ok"]
-        else f"**FAIL**: {len(bad)} run(s) no longer reproduce: {', '.join(map(_cell, bad))}"
+        else f"**FAIL**: {len(bad)} run(s) no longer reproduce: {', '.join(map(_literal, bad))}"
         if bad
         else f"**FAIL**: {NO_RUNS}"
     )
@@ -497,7 +510,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for r in res:
         drift = "-" if r["largest_drift"] is None else fmt_num(r["largest_drift"])
         lines.append(
-            f"| {_cell(r['run_id'])} | {r['verdict']} | {drift} | "
+            f"| {_literal(r['run_id'], cell=True)} | {r['verdict']} | {drift} | "
             f"{r['environment']} | {r['seconds']:.1f} s |"
         )
     return "\n".join(lines) + "\n"
