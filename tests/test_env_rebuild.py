@@ -506,6 +506,30 @@ def test_the_pip_fallback_rebuilds_the_same_environment(
     assert [i.read_text().strip() for i in installers] == ["pip", "pip"]
 
 
+def test_modules_planted_in_the_working_directory_are_not_what_pip_runs(
+    recorded: dict[str, Any], kit: Kit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m venv` and `python -m pip` put the working directory first on the import
+    path: a `venv.py` or a `pip/` in a shared directory the rebuild is started from (/tmp, a
+    download folder, a repository that commits them) ran in their place. Started isolated
+    (`-I`), the standard modules run and the planted ones never do."""
+    here = tmp_path / "shared"
+    (here / "pip").mkdir(parents=True)
+    marker = tmp_path / "planted-ran"
+    plant = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\nraise SystemExit(1)\n"
+    (here / "venv.py").write_text(plant)
+    (here / "pip" / "__init__.py").write_text(plant)
+    (here / "pip" / "__main__.py").write_text(plant)
+    monkeypatch.chdir(here)
+    done = rebuild(
+        recorded,
+        _opts(into=tmp_path / "e", offline=True, find_links=[str(kit.wheelhouse)], installer="pip"),
+    )
+    assert done.report["installer"] == "pip"
+    assert done.report["environment_hash"] == recorded["environment_hash"]
+    assert not marker.exists()
+
+
 def test_the_primary_lacking_a_package_the_fallback_serves_it_and_the_report_says_so(
     recorded: dict[str, Any], kit: Kit, tmp_path: Path
 ) -> None:

@@ -275,7 +275,7 @@ def _create_venv(
             [installer[1], "venv", "--no-config", "--quiet", "--python", interp, str(target)],
             CREATING,
         )
-    return _start([interp, "-m", "venv", "--without-pip", str(target)], CREATING)
+    return _start([interp, "-I", "-m", "venv", "--without-pip", str(target)], CREATING)
 
 
 def _install_wheels(
@@ -318,6 +318,7 @@ def _install_wheels(
         _run(
             [
                 sys.executable,
+                "-I",  # `-m` would import a pip/ or venv.py from the working directory first
                 "-m",
                 "pip",
                 "--python",
@@ -376,6 +377,7 @@ def _install_builds(
         else:
             args = [
                 sys.executable,
+                "-I",  # `-m` would import a pip/ or venv.py from the working directory first
                 "-m",
                 "pip",
                 "--python",
