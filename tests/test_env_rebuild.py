@@ -27,7 +27,7 @@ from catalytic_hooks.environment.build import RebuildOptions, rebuild
 from catalytic_hooks.environment.cache import cache_root, prune
 from catalytic_hooks.provenance.environment import HASH_ONE_LINER, fingerprint
 
-from .helpers import SEED_A, catalytic, git, key_file, signer
+from .helpers import SEED_A, catalytic, git, key_file, signer, write_files
 from .wheels import (
     closed_port_url,
     make_venv,
@@ -816,6 +816,139 @@ def test_an_editable_install_inside_the_repository_is_rebuilt_from_the_replays_c
     assert _code(exc) is ErrorCode.ENV_REBUILD_FAILED
     assert exc.value.details["package"] == "inrepo"
     assert not (tmp_path / "e2").exists()
+
+
+def test_a_build_from_the_run_sees_what_the_command_sees_and_leaves_nothing_running(
+    make_repo: Any, kit: Kit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editable install is built by the recorded commit's own build code, before the
+    replayed command runs. It was started with the caller's whole environment (a CI token, a
+    cloud key) and could leave a process running after the rebuild. It now sees what the
+    replay gives the command (`build_env`), and whatever it started is ended with it."""
+    repo = make_repo({**IN_REPO, "requirements.lock": kit.lock}, policy=POLICY)
+    venv = make_venv(tmp_path / "project-venv", [kit.lib1, kit.helper])
+    install = [uv_bin(), "pip", "install", "-q", "--no-config", "--python", str(venv / "python")]
+    install += ["--offline", "--no-build-isolation", "-e", str(repo / "inrepo")]
+    subprocess.run(install, check=True, env=quiet_env())
+    recorded = fingerprint(repo, ("requirements.lock",), 0, env=_with(venv))
+    checkout = tmp_path / "checkout"
+    git(tmp_path, "clone", "-q", str(repo), str(checkout))
+    seen, pid_file = tmp_path / "build-env.json", tmp_path / "lingering.pid"
+    backend = checkout / "inrepo/_build/backend.py"
+    backend.write_text(
+        backend.read_text()
+        + f"""
+_build_editable = build_editable
+
+
+def build_editable(directory, config_settings=None, metadata_directory=None):
+    import json, time
+    open({str(seen)!r}, "w").write(json.dumps(dict(os.environ)))
+    child = os.fork()
+    if child == 0:  # a daemon: its output let go of, so the build itself can end
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, 65536)
+        time.sleep(120)
+        os._exit(0)
+    open({str(pid_file)!r}, "w").write(str(child))
+    return _build_editable(directory, config_settings, metadata_directory)
+"""
+    )
+    monkeypatch.setenv("CATALYTIC_TEST_CLOUD_KEY", "s3cret")
+    given = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8"}
+    done = rebuild(
+        recorded,
+        _opts(
+            into=tmp_path / "e",
+            offline=True,
+            find_links=[str(kit.wheelhouse)],
+            checkout=checkout,
+            build_env=given,
+        ),
+    )
+    assert done.report["environment_hash"] == recorded["environment_hash"]
+    env = json.loads(seen.read_text())
+    assert "CATALYTIC_TEST_CLOUD_KEY" not in env and "s3cret" not in seen.read_text()
+    assert (env["HOME"], env["LANG"]) == (given["HOME"], given["LANG"])
+    assert env["PATH"].endswith(given["PATH"])  # the installer puts the new venv's bin first
+    pid = int(pid_file.read_text())
+    try:  # gone, or a zombie no one has reaped yet (PID 1 of a container may not)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z", "X"), state
+
+
+def test_builds_from_the_repository_come_from_the_recorded_commit_only(
+    make_repo: Any, kit: Kit, tmp_path: Path
+) -> None:
+    """A run whose environment holds an editable install of its own repository's package.
+    `replay --rebuild-env` builds it from its private checkout of the recorded commit, its
+    build code seeing what the replayed command sees (not the caller's secrets). `env rebuild`
+    built it from the working directory, whatever was there (a download folder holding a
+    planted package of that name, a checkout at another commit): it now builds only from the
+    run's repository checked out at the recorded commit, the package's directory unchanged."""
+    saw = tmp_path / "backend-saw.json"
+    dump = f"\nimport json as _j\n_j.dump(dict(os.environ), open({str(saw)!r}, 'w'))\n"
+    repo = _project(make_repo, kit)
+    write_files(repo, {k: v + dump if k.endswith("backend.py") else v for k, v in IN_REPO.items()})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "inrepo")
+    recorded_commit = git(repo, "rev-parse", "HEAD").stdout.strip()
+    venv = make_venv(tmp_path / "project-venv", [kit.lib1, kit.helper])
+    install = [uv_bin(), "pip", "install", "-q", "--no-config", "--python", str(venv / "python")]
+    install += ["--offline", "--no-build-isolation", "-e", str(repo / "inrepo")]
+    subprocess.run(install, check=True, env=quiet_env())
+    signed = ["--sign", str(key_file(tmp_path)), "--", "python", "job.py"]
+    proc = catalytic("run", "--run-id", "r1", *signed, cwd=repo, env=_with(venv))
+    assert proc.returncode == 0, proc.stderr
+    archive = tmp_path / "r1.catalytic.zip"
+    assert catalytic("archive", "create", "_runs/r1", "-o", str(archive), cwd=repo).returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "run r1")
+    sources = ["--offline", "--find-links", str(kit.wheelhouse), "--json"]
+    trust = tmp_path / "allowed_validators"  # for a rebuild started outside the repository
+    shutil.copyfile(repo / ".catalytic/allowed_validators", trust)
+
+    secret = {**_with(venv), "CATALYTIC_TEST_CLOUD_KEY": "s3cret"}
+    saw.unlink(missing_ok=True)
+    proc = catalytic("replay", "_runs/r1", "--rebuild-env", *sources, cwd=repo, env=secret)
+    assert json.loads(proc.stdout)["details"]["verdict"] == "exact", proc.stdout
+    assert "CATALYTIC_TEST_CLOUD_KEY" not in json.loads(saw.read_text())
+
+    def env_rebuild(cwd: Path, into: str) -> dict[str, Any]:
+        saw.unlink(missing_ok=True)
+        args = ["--into", into, "--trust-file", str(trust), *sources]
+        got = catalytic("env", "rebuild", str(archive), *args, cwd=cwd)
+        return {"rc": got.returncode, **json.loads(got.stdout)}
+
+    downloads = tmp_path / "downloads"  # a planted package of that name beside the archive
+    shutil.copytree(repo / "inrepo", downloads / "inrepo")
+    for cwd, into in ((downloads, "e1"), (repo, str(tmp_path / "e2"))):
+        doc = env_rebuild(cwd, into)
+        assert (doc["rc"], doc["code"], doc["details"].get("reason")) == (
+            2,
+            "ENV_REBUILD_FAILED",
+            "CHECKOUT",
+        ), doc
+        assert doc["details"]["commit"] == recorded_commit
+        assert not saw.exists()  # no build code ran
+    assert not (downloads / "e1").exists() and not (tmp_path / "e2").exists()
+
+    git(repo, "checkout", "-q", "-f", recorded_commit)  # the replay above wrote the chronicle
+    (repo / "inrepo/src/inrepo/__init__.py").write_text('WHERE = "edited"\n')
+    doc = env_rebuild(repo, str(tmp_path / "e3"))
+    assert (doc["code"], doc["details"]["reason"]) == ("ENV_REBUILD_FAILED", "CHECKOUT")
+    assert not saw.exists() and not (tmp_path / "e3").exists()
+    git(repo, "checkout", "-q", "--", "inrepo")
+    doc = env_rebuild(repo, str(tmp_path / "e4"))
+    assert (doc["rc"], doc["code"]) == (0, "OK"), doc
+    assert doc["details"]["from_checkout"] == [
+        {"name": "inrepo", "version": "0.1", "kind": "editable", "path": "inrepo"}
+    ]
+    assert saw.exists()
 
 
 # -- the cache ------------------------------------------------------------------------------------

@@ -113,12 +113,46 @@ def rebuild_options(
 
 def run_environment(
     run: Path, trust_file: Path | None, allow_untrusted: bool, need_trust: bool
-) -> tuple[Any, str, bool]:
+) -> tuple[Any, str, bool, Any]:
     """environment/recorded.py's `verified_environment`, within the caller's archive limits."""
     from catalytic_hooks.cli.archive_cmd import caller_limits
     from catalytic_hooks.environment.recorded import verified_environment
 
     return verified_environment(run, trust_file, allow_untrusted, need_trust, caller_limits())
+
+
+def _build_checkout(repo: Path | None, commit: Any, builds: tuple[Any, ...]) -> Path:
+    """Where editable and directory installs are built from: the run's repository, checked out
+    at the run's commit, the directories built from unchanged. The working directory is never
+    taken as that checkout: a build runs the code it finds there (setup.py, a build backend),
+    which then would be code the run never recorded."""
+    from catalytic_hooks.git.repo import Repo
+
+    names = ", ".join(p.name for p in builds)
+    r = Repo.find(None if repo is None else repo.resolve())
+    head = r.head() if r is not None else None
+    if r is None or not isinstance(commit, str) or head != commit:
+        where = "this is no git repository" if r is None else f"this checkout is at {head}"
+        raise CatalyticError(
+            ErrorCode.ENV_REBUILD_FAILED,
+            f"{names} were installed from the run's repository and are built from its recorded "
+            f"commit {commit}, and {where}: check that commit out in the run's repository and "
+            "run this there, or replay with --rebuild-env (it builds from a private checkout)",
+            reason="CHECKOUT",
+            commit=commit,
+            head=head,
+        )
+    paths = sorted({p.repo_path or "." for p in builds})
+    changed = r.git("status", "--porcelain", "--untracked-files=all", "--", *paths)
+    if changed.strip():
+        raise CatalyticError(
+            ErrorCode.ENV_REBUILD_FAILED,
+            f"{', '.join(paths)} has changes not in the run's commit {commit} (git status): "
+            f"{names} would be built from them",
+            reason="CHECKOUT",
+            commit=commit,
+        )
+    return r.top
 
 
 def _repo_policy(repo: Path | None) -> tuple[Path, Policy]:
@@ -216,14 +250,16 @@ def rebuild_cmd(
         from catalytic_hooks.environment.pins import plan_of
 
         root, policy = _repo_policy(repo)
-        environment, _, _ = run_environment(run, trust_file, allow_untrusted, True)
-        if into is None and plan_of(environment).builds:
+        environment, _, _, commit = run_environment(run, trust_file, allow_untrusted, True)
+        builds = plan_of(environment).builds
+        if into is None and builds:
             raise CatalyticError(
                 ErrorCode.USAGE,
                 "this environment installs packages from the "
                 "repository (editable or directory installs), which the cache "
                 "does not keep; give --into DIR",
             )
+        checkout = _build_checkout(repo, commit, builds) if builds else None
         opts = rebuild_options(
             root,
             policy,
@@ -235,7 +271,7 @@ def rebuild_cmd(
             installer=installer,
             allow_unhashed=allow_unhashed,
         )
-        done = rebuild(environment, replace(opts, into=into, checkout=root))
+        done = rebuild(environment, replace(opts, into=into, checkout=checkout))
         done.release()
         details = {**done.report, "venv": str(done.venv), "cached": done.cached}
 
@@ -281,7 +317,7 @@ def export_cmd(
     with handled(json_mode):
         if fmt not in FORMATS:
             raise CatalyticError(ErrorCode.USAGE, f"--format must be one of {', '.join(FORMATS)}")
-        environment, run_id, trusted = run_environment(run, trust_file, True, False)
+        environment, run_id, trusted, _ = run_environment(run, trust_file, True, False)
         sources = None
         if fmt == "pylock":
             root, policy = _repo_policy(repo)

@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,10 @@ class RebuildOptions:
     find_links: list[str] = field(default_factory=list)
     python: str | None = None  # an interpreter to use instead of searching
     checkout: Path | None = None  # where editable and directory installs come from
+    # What editable and directory builds see of the environment. Their build code is the run's
+    # own (the recorded commit's setup.py or backend), so a replay gives it what it gives the
+    # replayed command (`replay_env`), never the caller's secrets; None: the installer's.
+    build_env: dict[str, str] | None = None
     installer: str | None = None  # "uv" | "pip"; None: uv when available
     cache: bool = True
     # Take pins the run recorded no hash for from the first source that has them (reported as
@@ -91,11 +96,12 @@ class Rebuilt:
 # -- the interpreter --------------------------------------------------------------------------
 
 
+_NOT_PASSED = ("PYTHON", "PIP_", "UV_", "CONDA_")
+
+
 def _quiet_env() -> dict[str, str]:
     return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTHON", "PIP_", "UV_", "CONDA_")) and k != "VIRTUAL_ENV"
+        k: v for k, v in os.environ.items() if not k.startswith(_NOT_PASSED) and k != "VIRTUAL_ENV"
     }
 
 
@@ -208,18 +214,25 @@ def pick_installer(wanted: str | None) -> tuple[str, str | None]:
     return ("uv", uv) if uv else ("pip", None)
 
 
-def _run(args: list[str], what: str, package: str | None = None) -> None:
-    _finish(_start(args, what), what, package)
+def _run(
+    args: list[str], what: str, package: str | None = None, env: dict[str, str] | None = None
+) -> None:
+    _finish(_start(args, what, env), what, package)
 
 
-def _start(args: list[str], what: str) -> subprocess.Popen[bytes]:
+def _start(
+    args: list[str], what: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """In a session of its own: what it leaves running (a build backend's daemon) is ended
+    with it (`_finish`, `_stop`)."""
     try:
         return subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env=_installer_env(),
+            env=_installer_env() if env is None else env,
+            start_new_session=True,
         )
     except OSError as exc:
         raise CatalyticError(
@@ -236,6 +249,7 @@ def _finish(proc: subprocess.Popen[bytes], what: str, package: str | None = None
     except BaseException:
         _stop(proc)
         raise
+    _end_group(proc)
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip().splitlines()[-6:]
         raise CatalyticError(
@@ -250,8 +264,24 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+    _end_group(proc)
     if proc.stderr is not None:
         proc.stderr.close()
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """What the step left behind in its session is killed: nothing it started outlives it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _build_env(given: dict[str, str]) -> dict[str, str]:
+    """`given` (a replay's allow-list), and what the installer is told here (no configuration
+    of the user's)."""
+    told = _installer_env()
+    env = {k: v for k, v in given.items() if not k.startswith(_NOT_PASSED) and k != "VIRTUAL_ENV"}
+    env.update((k, v) for k, v in told.items() if k.startswith(("PIP_", "UV_")))
+    return env
 
 
 def _installer_env() -> dict[str, str]:
@@ -345,6 +375,7 @@ def _install_builds(
     wheels: Path,
     builds: tuple[Pin, ...],
     checkout: Path | None,
+    env: dict[str, str] | None,
 ) -> list[dict[str, Any]]:
     """Editable and directory installs whose source is inside the repository, from the
     checkout (the replay's worktree), without build isolation: the build backend is one of
@@ -390,7 +421,12 @@ def _install_builds(
                 *edit,
                 str(src),
             ]
-        _run(args, f"building {pin.name} from {pin.repo_path}", pin.name)
+        _run(
+            args,
+            f"building {pin.name} from {pin.repo_path}",
+            pin.name,
+            None if env is None else _build_env(env),
+        )
         done.append(
             {"name": pin.name, "version": pin.version, "kind": pin.kind, "path": pin.repo_path}
         )
@@ -503,7 +539,7 @@ def build(
             raise
         _finish(creating, CREATING)
         _install_wheels(installer, venv, wheels, served)
-        built = _install_builds(installer, venv, wheels, plan.builds, opts.checkout)
+        built = _install_builds(installer, venv, wheels, plan.builds, opts.checkout, opts.build_env)
         got, dists = _rebuilt_hash(venv)
     finally:
         shutil.rmtree(wheels, ignore_errors=True)

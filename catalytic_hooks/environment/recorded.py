@@ -52,11 +52,11 @@ def compare_with_run(
 
 def verified_environment(
     run: Path, trust_file: Path | None, allow_untrusted: bool, need_trust: bool, limits: Limits
-) -> tuple[Any, str, bool]:
-    """(TASK_SPEC environment, run id, trusted) of a verified bundle: a run directory, or an
-    archive file (checked within `limits`, extracted aside, its commit proven). Rebuilding acts
-    on what the bundle says, so it needs a trusted signer (unless `allow_untrusted`), as replay
-    does."""
+) -> tuple[Any, str, bool, Any]:
+    """(TASK_SPEC environment, run id, trusted, recorded commit) of a verified bundle: a run
+    directory, or an archive file (checked within `limits`, extracted aside, its commit
+    proven). Rebuilding acts on what the bundle says, so it needs a trusted signer (unless
+    `allow_untrusted`), as replay does."""
     from catalytic_hooks.bundle.model import DirSource, project_root_for
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
     from catalytic_hooks.bundle.verify import verify_bundle
@@ -87,4 +87,4 @@ def verified_environment(
             f"({decision.reason}); give --allow-untrusted to act on it anyway",
         )
     spec = v.task_spec if isinstance(v.task_spec, dict) else {}
-    return spec.get("environment"), name, decision.accepted
+    return spec.get("environment"), name, decision.accepted, spec.get("git_commit")

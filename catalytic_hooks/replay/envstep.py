@@ -84,9 +84,11 @@ class EnvStep:
     def rebuilding(self) -> bool:
         return self.opts is not None
 
-    def build(self, checkout: Path) -> None:
+    def build(self, checkout: Path, env: dict[str, str]) -> None:
+        """Rebuilt, editable installs from `checkout`, their build code seeing only `env` (what
+        the replayed command will see)."""
         assert self.opts is not None
-        opts = RebuildOptions(**{**self.opts.__dict__, "checkout": checkout})
+        opts = RebuildOptions(**{**self.opts.__dict__, "checkout": checkout, "build_env": env})
         self.rebuilt = rebuild(self.recorded, opts)
 
     def command_env(self, env: dict[str, str]) -> dict[str, str]:

@@ -482,7 +482,7 @@ def _replay(repo: Repo, policy: Policy, run_dir: Path, opts: ReplayOptions) -> R
             worktrees.append(ready)
             prepare_worktree(ready, spec)
             try:
-                envstep.build(ready)
+                envstep.build(ready, replay_env(opts.pass_env))
             except CatalyticError as exc:
                 report.environment["rebuild_error"] = exc.to_dict()
                 raise
