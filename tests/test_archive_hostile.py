@@ -269,3 +269,87 @@ def test_every_pack_this_tool_writes_is_canonical(tmp_path: Path, object_format:
     target = init_repository(tmp_path / "t", object_format, bare=True)
     got = import_pack(target, pack, commit, history=False, problem=lambda r, m: AssertionError(m))
     assert got.objects == info.objects
+
+
+def test_names_no_bundle_has_are_refused_before_anything_is_written(
+    cases: list, tmp_path: Path
+) -> None:
+    """Entries in the run directory that no signed bundle could hold (here 200 of them, each
+    400 directories deep) were only refused after extraction, which had created 80,000
+    directories first. The names alone refuse them now: `inspect`, which writes nothing,
+    already does."""
+    from catalytic_hooks.archive.read import inspect
+
+    data = next(d for cid, d, _, _ in cases if cid == "deep-unsigned-names")
+    path = tmp_path / "deep.zip"
+    path.write_bytes(data)
+    with pytest.raises(CatalyticError) as exc:
+        inspect(path, Limits())
+    assert (exc.value.code, exc.value.details["reason"]) == (
+        ErrorCode.ARCHIVE_INVALID,
+        "UNSIGNED_ENTRY",
+    )
+
+
+def test_a_central_directory_declared_huge_costs_no_memory(tmp_path: Path) -> None:
+    """A sparse file of 1 GiB (4 KiB on disk) whose end record declares a central directory of
+    all of it: read whole before any record was checked, it cost `archive list` 3 GiB of
+    memory. Its size is checked against its record count first."""
+    import struct
+    import subprocess
+    import sys
+
+    store = tmp_path / "store"
+    store.mkdir()
+    size = 1 << 30
+    with open(store / "sparse.zip", "wb") as fh:
+        fh.truncate(size - 22)
+        fh.seek(size - 22)
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, size - 22, 0, 0))
+    out = tmp_path / "out.json"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "catalytic_hooks", "archive", "list", str(store), "--json"],
+            cwd=tmp_path,
+            stdout=fh,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    assert status == 0
+    rows = json.loads(out.read_text())["details"]["archives"]
+    assert [(r["code"], r["message"].split(":")[0]) for r in rows] == [
+        ("ARCHIVE_INVALID", "archive refused (CENTRAL_DIRECTORY)")
+    ]
+    assert usage.ru_maxrss < 256 * 1024  # KiB: the interpreter and the tool, not the GiB
+
+
+def test_a_disk_that_refuses_the_extraction_is_an_io_error_not_a_bug(tmp_path: Path) -> None:
+    """Extraction failing on the disk (full, out of inodes or descriptors) ended as INTERNAL,
+    "a bug in catalytic-hooks", and a multi-archive `verify` lost every row. The kernel refuses
+    the writes here through RLIMIT_FSIZE (files over 64 bytes: EFBIG), as a full disk would
+    refuse them without root and a mount: IO_ERROR, the honest archive's row kept."""
+    import errno
+    import resource
+    import subprocess
+    import sys
+
+    project = tmp_path / "p"
+    run = make_bundle(project / "_runs" / "h1", project, {"out/a.txt": b"alpha\n" * 100})
+    create_archive(run, tmp_path / "a.zip", project_root=project)
+    (tmp_path / "cwd").mkdir()
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    args = ["verify", str(tmp_path / "a.zip"), "--json", "--allow-untrusted"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "catalytic_hooks", *args],
+        cwd=tmp_path / "cwd",
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+    )
+    doc = json.loads(proc.stdout)
+    assert doc["code"] != "INTERNAL", doc
+    row = doc["details"]["results"][0]
+    assert (row["code"], row["error_details"]["errno"]) == ("IO_ERROR", errno.EFBIG), row
+    assert "Traceback" not in proc.stderr

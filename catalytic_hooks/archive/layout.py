@@ -78,6 +78,16 @@ def attestation_beside(run_id: str) -> str:
     return f"{name_part(run_id)}.intoto.json"
 
 
+_STORED = re.compile(r"^objects/sha256/[0-9a-f]{2}/[0-9a-f]{62}\Z")
+
+
+def may_be_signed(rel: str) -> bool:
+    """Whether a run directory's file named `rel` could be one a signed bundle vouches for
+    (`unsigned_files` decides which are, once the artifacts are read): every other name is
+    refused from the names alone, before anything is written."""
+    return rel in ARTIFACTS or rel in SELF_SIGNED or rel in RECEIPTS or bool(_STORED.match(rel))
+
+
 def unsigned_files(names: list[str], status: Any, contents: set[str]) -> list[str]:
     """The run directory's files (`names`, relative to it) that nothing signed vouches for.
 

@@ -215,12 +215,17 @@ def _check_names(entries: list[Entry], doc: dict[str, Any]) -> dict[str, dict[st
                 f"{name!r} is {e.size} bytes, ARCHIVE.json says {listed[name]['size']}",
                 name=name,
             )
-        if not (
-            name in layout.TAG_ORDER
-            or name in (layout.PACK, layout.CRATE)
-            or name.startswith(layout.run_path(run_id) + "/")
-        ):
+        in_run = name.startswith(layout.run_path(run_id) + "/")
+        if not (name in layout.TAG_ORDER or name in (layout.PACK, layout.CRATE) or in_run):
             raise invalid("LAYOUT", f"{name!r} has no place in an archive", name=name)
+        # Before anything is written: a name no signed bundle has (a thousand entries each 500
+        # directories deep cost half a million directories before the check after extraction).
+        if in_run and not layout.may_be_signed(name.removeprefix(layout.run_path(run_id) + "/")):
+            raise invalid(
+                "UNSIGNED_ENTRY",
+                f"{name!r} is in the run directory but no signed bundle has such a file",
+                name=name,
+            )
     if bag_names != layout.canonical_order(bag_names):
         raise invalid("NOT_CANONICAL", "the entries are not in the canonical order")
     missing = [n for n in layout.TAG_ORDER if n not in present]
@@ -247,7 +252,7 @@ def _check_conflicts(names: list[str]) -> None:
 
 def extract(path: Path, dest: Path, limits: Limits) -> Opened:
     """Check and extract `path` into `dest` (created here; it must not exist). On any failure
-    `dest` is removed again and ARCHIVE_INVALID (or the I/O error) raised."""
+    `dest` is removed again and ARCHIVE_INVALID (or IO_ERROR) raised."""
     fd, size = open_file(path)
     try:
         entries = parse(fd, size, limits)
@@ -262,6 +267,14 @@ def extract(path: Path, dest: Path, limits: Limits) -> Opened:
             opened = Opened(path, whole, size, dest, doc)
             os.mkdir(opened.project_root, 0o700)
             _check_derived(opened, listed)
+        except OSError as exc:  # the disk full, out of inodes or of file descriptors
+            remove_tree(dest)
+            raise CatalyticError(
+                ErrorCode.IO_ERROR,
+                f"cannot extract {path.name} into {dest.parent}: {exc.strerror or exc}",
+                path=str(dest.parent),
+                errno=exc.errno,
+            ) from exc
         except BaseException:
             remove_tree(dest)
             raise

@@ -369,6 +369,12 @@ def _check_end(fd: int, end_at: int, limits: Limits) -> tuple[int, int, int]:
         raise invalid("ZIP64", "ZIP64 records (this format version has none)")
     if n == 0:
         raise invalid("LAYOUT", "the zip holds no entry")
+    # Read whole next: its size must fit n records (no extra field nor comment is allowed),
+    # or a sparse file declaring GiBs would cost that much memory before any record is read.
+    if not n * CENTRAL_LEN <= cd_size <= n * (CENTRAL_LEN + MAX_NAME):
+        raise invalid(
+            "CENTRAL_DIRECTORY", f"a central directory of {cd_size} bytes cannot hold {n} records"
+        )
     if cd_off + cd_size > end_at:
         raise invalid("TRUNCATED", "the central directory runs past the end record")
     if cd_off + cd_size < end_at:
