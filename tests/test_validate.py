@@ -148,6 +148,24 @@ def test_a_drifted_run_fails_the_validation_and_is_named(repo: Path, tmp_path: P
     assert last["kind"] == "validate" and last["data"]["ok"] is False
 
 
+def test_a_run_name_never_reaches_the_terminal_as_control_characters(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A run directory's name may hold ESC (a terminal sequence that clears the screen or
+    prints over a failure) and bidi overrides (which reorder what is shown): the human output
+    writes them as escapes."""
+    name = "x\x1b[2J\x1b[32mPASS\u202eliaf"
+    make_runs(repo, ["good", "moved"], drifted=frozenset({"moved"}))
+    (repo / "_runs/moved").rename(repo / "_runs" / name)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "renamed")
+    proc = catalytic("validate", cwd=repo)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    text = proc.stdout + proc.stderr
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "x\\x1b[2J\\x1b[32mPASS\\u202eliaf" in proc.stdout
+
+
 def test_a_run_name_is_never_markup_in_the_summary(repo: Path, tmp_path: Path) -> None:
     """GitHub renders the step summary as Markdown with HTML. A run directory's name is no
     signed fact and may hold anything but `/`: here a link, an image, a bold PASS, a backtick

@@ -44,12 +44,32 @@ def envelope(ok: bool, code: Code, details: dict[str, Any]) -> dict[str, Any]:
     return {"ok": ok, "code": code, "details": details}
 
 
+# Human text is made of names the tool did not choose (run directories, archives' run ids,
+# paths, a registry's tags): a terminal acts on control characters (ESC starts a sequence that
+# can rewrite what was printed, retitle the window, or "print" PASS over a failure) and bidi
+# overrides reorder what is shown. They are written as escapes; newlines and tabs are layout.
+_INERT = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in (
+        *range(0x00, 0x09),
+        *range(0x0B, 0x20),
+        *range(0x7F, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+
+
+def inert(text: str) -> str:
+    return text.translate(_INERT)
+
+
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    print(inert(text), flush=True)
 
 
 def warn(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(inert(text), file=sys.stderr, flush=True)
 
 
 def result(
