@@ -36,7 +36,8 @@ class CommandExit(Exception):
 
 
 def emit_json(doc: dict[str, Any]) -> None:
-    sys.stdout.write(canonical_bytes(doc).decode("utf-8") + "\n")
+    # JSON escapes C0 itself; DEL, C1 and bidi overrides it would write raw (see `inert`)
+    sys.stdout.write(canonical_bytes(doc).decode("utf-8").translate(_JSON_INERT) + "\n")
     sys.stdout.flush()
 
 
@@ -58,6 +59,9 @@ _INERT = {
         *range(0x2066, 0x206A),
     )
 }
+
+
+_JSON_INERT = {c: f"\\u{c:04x}" for c in _INERT if c >= 0x7F}
 
 
 def inert(text: str) -> str:
