@@ -143,8 +143,7 @@ def _build_checkout(repo: Path | None, commit: Any, builds: tuple[Any, ...]) -> 
             head=head,
         )
     paths = sorted({p.repo_path or "." for p in builds})
-    changed = r.git("status", "--porcelain", "--untracked-files=all", "--", *paths)
-    if changed.strip():
+    if r.has_changes_under(paths):
         raise CatalyticError(
             ErrorCode.ENV_REBUILD_FAILED,
             f"{', '.join(paths)} has changes not in the run's commit {commit} (git status): "

@@ -677,6 +677,12 @@ class Repo:
         """Whether a tracked file differs from HEAD, in the index or on disk."""
         return bool(self.git("status", "--porcelain", "--untracked-files=no").strip())
 
+    def has_changes_under(self, paths: list[str]) -> bool:
+        """Whether a file under `paths` (relative to the top) differs from HEAD, in the index
+        or on disk, or is there untracked (not ignored)."""
+        out = self.git("status", "--porcelain", "--untracked-files=all", "--", *paths)
+        return bool(out.strip())
+
     def index_matches(self, rev: str) -> bool:
         """Whether the index holds exactly `rev`'s tree (nothing staged)."""
         return self.git_ok("diff-index", "--cached", "--quiet", *DIFF_FLAGS, rev, "--")
