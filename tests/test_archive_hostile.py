@@ -274,8 +274,8 @@ def test_every_pack_this_tool_writes_is_canonical(tmp_path: Path, object_format:
 def test_names_no_bundle_has_are_refused_before_anything_is_written(
     cases: list, tmp_path: Path
 ) -> None:
-    """Entries in the run directory that no signed bundle could hold (here 200 of them, each
-    400 directories deep) were only refused after extraction, which had created 80,000
+    """Entries in the run directory that no signed bundle could hold (here 20 of them, each
+    400 directories deep) were only refused after extraction, which had created 8,000
     directories first. The names alone refuse them now: `inspect`, which writes nothing,
     already does."""
     from catalytic_hooks.archive.read import inspect
