@@ -5,7 +5,6 @@ refused, with the precise reason, otherwise."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,12 +12,9 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import catalytic, git
+from .helpers import HAVE_SSH_KEYGEN, catalytic, git, needs_tool
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ssh-keygen") is None,
-    reason="signed amendments need ssh-keygen (OpenSSH), not found",
-)
+pytestmark = needs_tool(HAVE_SSH_KEYGEN, "signed amendments need ssh-keygen (OpenSSH), not found")
 
 POLICY = 'durable_roots = ["outputs"]\n'
 

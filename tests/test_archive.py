@@ -19,7 +19,7 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import catalytic, git, inproc, write_files
+from .helpers import catalytic, git, inproc, needs_tool, write_files
 
 POLICY = """\
 durable_roots = ["outputs"]
@@ -801,7 +801,7 @@ def test_history_and_a_submodule_travel_as_git_objects(make_repo, tmp_path: Path
     assert git(wt, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
 
 
-@pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed here")
+@needs_tool(shutil.which("git-lfs") is not None, "git-lfs is not installed here")
 def test_a_git_lfs_output_carries_its_content_never_its_pointer(make_repo, tmp_path: Path) -> None:
     from catalytic_hooks.archive.create import create_archive
     from catalytic_hooks.core.errors import CatalyticError

@@ -4,7 +4,6 @@ and `catalytic sign` writes an SSHSIG signature that the real `ssh-keygen -Y ver
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,11 +11,9 @@ import pytest
 
 from catalytic_hooks.bundle.keys import signer_from_seed
 
-from .helpers import SEED_A, SEED_B, catalytic, key_file
+from .helpers import HAVE_SSH_KEYGEN, SEED_A, SEED_B, catalytic, key_file, needs_tool
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen, not found"
-)
+pytestmark = needs_tool(HAVE_SSH_KEYGEN, "needs OpenSSH's ssh-keygen, not found")
 
 POLICY = 'durable_roots = ["outputs"]\n'
 

@@ -21,17 +21,13 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import archive_command_table, git, imported_by, inproc, take_files
+from .helpers import archive_command_table, git, imported_by, inproc, needs_tool, take_files
 from .registries import Distribution, MiniRegistry, TokenServer, free_port, tls_files
 from .test_archive import _env, made  # noqa: F401 (the module fixture)
 
-# Outside CI only: under CI (where .ci/run installs docker-registry) a missing registry fails
-# the tests that start it instead of skipping them.
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/bin/docker-registry").exists()
-    and shutil.which("docker-registry") is None
-    and not os.environ.get("CI"),
-    reason="docker-registry is not installed (.ci/run installs it)",
+pytestmark = needs_tool(
+    Path("/usr/bin/docker-registry").exists() or shutil.which("docker-registry") is not None,
+    "docker-registry is not installed (.ci/run installs it)",
 )
 
 

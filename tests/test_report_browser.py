@@ -25,7 +25,7 @@ import pytest
 from catalytic_hooks.provenance.chronicle import inspect, read
 from catalytic_hooks.report.chronicle_html import render
 
-from .helpers import ROOT
+from .helpers import ROOT, needs_tool
 from .test_report import (
     EXTREMES,
     HOSTILE_KEY,
@@ -50,9 +50,9 @@ except ImportError:
     HAVE_SELENIUM = False
 
 # Outside CI only: under CI (where .ci/run installs them) a missing browser fails these tests.
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER and HAVE_SELENIUM) and not os.environ.get("CI"),
-    reason="needs chromium, chromium-driver (distribution packages) and selenium (test extras); "
+pytestmark = needs_tool(
+    bool(CHROMIUM and DRIVER and HAVE_SELENIUM),
+    "needs chromium, chromium-driver (distribution packages) and selenium (test extras); "
     f"found chromium={CHROMIUM}, chromedriver={DRIVER}, selenium={HAVE_SELENIUM}",
 )
 

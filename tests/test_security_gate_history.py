@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .helpers import catalytic, commit_all, gated_server, git, push_unchecked
+from .helpers import (
+    HAVE_SSH_KEYGEN,
+    catalytic,
+    commit_all,
+    gated_server,
+    git,
+    needs_tool,
+    push_unchecked,
+)
 
 POLICY = 'durable_roots = ["outputs"]\n'
 TRUST = ".catalytic/allowed_validators"
@@ -39,7 +46,7 @@ def _ssh_key(directory: Path, name: str) -> tuple[Path, str]:
     return key, " ".join((directory / f"{name}.pub").read_text().split()[:2])
 
 
-@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen (OpenSSH)")
+@needs_tool(HAVE_SSH_KEYGEN, "needs ssh-keygen (OpenSSH)")
 def test_a_ref_at_an_old_commit_does_not_bring_a_removed_key_back(
     make_repo, tmp_path: Path
 ) -> None:

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .helpers import catalytic, git
+from .helpers import HAVE_SSH_KEYGEN, catalytic, git, needs_tool
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ssh-keygen") is None, reason="rotated keys need ssh-keygen (OpenSSH), not found"
-)
+pytestmark = needs_tool(HAVE_SSH_KEYGEN, "rotated keys need ssh-keygen (OpenSSH), not found")
 
 POLICY = 'durable_roots = ["outputs"]\n'
 REVOKED_AT = "20200101000000Z"  # the old key's valid-before: long past

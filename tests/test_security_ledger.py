@@ -5,7 +5,6 @@ real SSH-signed commits, real pushes into a bare repository with the gate, real 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,13 +12,10 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import catalytic, git
+from .helpers import HAVE_SSH_KEYGEN, catalytic, git, needs_tool
 from .test_amend import _key
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ssh-keygen") is None,
-    reason="signed amendments need ssh-keygen (OpenSSH), not found",
-)
+pytestmark = needs_tool(HAVE_SSH_KEYGEN, "signed amendments need ssh-keygen (OpenSSH), not found")
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import catalytic, git
+from .helpers import catalytic, git, needs_tool
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["git", "lfs", "version"], capture_output=True).returncode != 0,
-    reason="git-lfs is not installed here (CI installs it: apt-get install git-lfs)",
+pytestmark = needs_tool(
+    subprocess.run(["git", "lfs", "version"], capture_output=True).returncode == 0,
+    "git-lfs is not installed here (.ci/run installs it: apt-get install git-lfs)",
 )
 
 POLICY = 'durable_roots = ["outputs"]\n'
