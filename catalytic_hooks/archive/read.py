@@ -208,6 +208,7 @@ def _check_names(entries: list[Entry], doc: dict[str, Any]) -> dict[str, dict[st
             raise invalid(
                 "MISSING_ENTRY", f"ARCHIVE.json lists {name!r}, which is not in the zip", name=name
             )
+    run_prefix = layout.run_path(run_id) + "/"
     for e, name in zip(entries[:-1], bag_names[:-1], strict=True):
         if listed[name]["size"] != e.size:
             raise invalid(
@@ -215,12 +216,12 @@ def _check_names(entries: list[Entry], doc: dict[str, Any]) -> dict[str, dict[st
                 f"{name!r} is {e.size} bytes, ARCHIVE.json says {listed[name]['size']}",
                 name=name,
             )
-        in_run = name.startswith(layout.run_path(run_id) + "/")
+        in_run = name.startswith(run_prefix)
         if not (name in layout.TAG_ORDER or name in (layout.PACK, layout.CRATE) or in_run):
             raise invalid("LAYOUT", f"{name!r} has no place in an archive", name=name)
         # Before anything is written: a name no signed bundle has (a thousand entries each 500
         # directories deep cost half a million directories before the check after extraction).
-        if in_run and not layout.may_be_signed(name.removeprefix(layout.run_path(run_id) + "/")):
+        if in_run and not layout.may_be_signed(name.removeprefix(run_prefix)):
             raise invalid(
                 "UNSIGNED_ENTRY",
                 f"{name!r} is in the run directory but no signed bundle has such a file",

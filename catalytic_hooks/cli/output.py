@@ -59,8 +59,6 @@ _INERT = {
         *range(0x2066, 0x206A),
     )
 }
-
-
 _JSON_INERT = {c: f"\\u{c:04x}" for c in _INERT if c >= 0x7F}
 
 
