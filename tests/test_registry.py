@@ -5,6 +5,7 @@ and faults a real registry will not produce on demand, the minimal registry in r
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from catalytic_hooks.provenance.chronicle import read
+from catalytic_hooks.registry.client import Client
+from catalytic_hooks.registry.reference import parse
 
 from .helpers import archive_command_table, git, imported_by, inproc, needs_tool, take_files
 from .registries import Distribution, MiniRegistry, TokenServer, free_port, tls_files
@@ -663,7 +666,6 @@ def test_unreachable_unknown_and_bad_references(mini: MiniRegistry, tmp_path: Pa
 
 def test_plain_http_only_for_loopback_or_insecure() -> None:
     from catalytic_hooks.registry.client import Client
-    from catalytic_hooks.registry.reference import parse
 
     assert Client(parse("oci://127.0.0.1:5000/a:b")).scheme == "http"
     assert Client(parse("oci://localhost/a:b")).scheme == "http"
@@ -713,6 +715,144 @@ def test_an_interrupted_pull_leaves_nothing_that_is_used(
     assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
 
 
+# -- the kernel's move of a blob into the cache (Response.move_into) ---------------------------
+
+
+def _blob_in(mini: MiniRegistry, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    mini.state.blobs[digest] = data
+    return digest
+
+
+def _client(mini: MiniRegistry, timeout: float = 60.0) -> Client:
+
+    return Client(parse(f"oci://{mini.host}/t/runs:r1"), timeout=timeout)
+
+
+def test_a_blob_of_many_windows_is_moved_whole_and_a_flip_in_any_window_refused(
+    mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """40 MiB (three of the hashing thread's 16 MiB windows, the last one partial) over plain
+    HTTP on loopback, which the kernel splices into the cache file: the bytes arrive whole,
+    and a byte flipped in the third window is caught (the hash covers every window)."""
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.registry.cache import Cache
+
+    data = os.urandom(40 * 1024 * 1024 + 12345)
+    digest = _blob_in(mini, data)
+    cache = Cache(tmp_path / "cache")
+    with contextlib.closing(_client(mini)) as client:
+        stored = cache.store(client.get_blob(digest, len(data)), digest, len(data))
+    assert stored.read_bytes() == data
+    bad = bytearray(data)
+    bad[35 * 1024 * 1024 + 7] ^= 0x40
+    mini.state.blobs[digest] = bytes(bad)  # the registry now serves other bytes for `digest`
+    stored.unlink()
+    with contextlib.closing(_client(mini)) as client, pytest.raises(CatalyticError) as refused:
+        cache.store(client.get_blob(digest, len(data)), digest, len(data))
+    assert refused.value.code.value == "REGISTRY_DIGEST_MISMATCH"
+    assert refused.value.details["reason"] == "DIGEST"
+    assert refused.value.details["actual"] == "sha256:" + hashlib.sha256(bad).hexdigest()
+    assert not stored.exists() and list((tmp_path / "cache/tmp").iterdir()) == []
+
+
+def test_a_blob_that_stops_coming_ends_at_the_timeout_with_nothing_cached(
+    mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """Half a 3 MiB blob, then silence on an open connection: the splice's wait ends at the
+    client's timeout as INTERRUPTED, and nothing is kept."""
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.registry.cache import Cache
+
+    data = os.urandom(3 * 1024 * 1024)
+    digest = _blob_in(mini, data)
+    mini.state.faults["stall"] = {digest}
+    cache = Cache(tmp_path / "cache")
+    try:
+        with (
+            contextlib.closing(_client(mini, timeout=1.0)) as client,
+            pytest.raises(CatalyticError) as stalled,
+        ):
+            cache.store(client.get_blob(digest, len(data)), digest, len(data))
+    finally:
+        mini.state.release.set()
+    assert stalled.value.code.value == "REGISTRY_UNREACHABLE"
+    assert stalled.value.details["reason"] == "INTERRUPTED"
+    assert not cache.path(digest).exists() and list((tmp_path / "cache/tmp").iterdir()) == []
+
+
+def test_a_file_the_kernel_cannot_splice_into_gets_the_bytes_copied(
+    mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """splice(2) refuses a file opened for appending (EINVAL), as it refuses a file system
+    without splice: the body already in the pipe and the rest are then copied, in order."""
+    data = os.urandom(5 * 1024 * 1024 + 3)
+    digest = _blob_in(mini, data)
+    target = tmp_path / "appended"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    landed: list[int] = []
+    try:
+        with contextlib.closing(_client(mini)) as client:
+            moved = client.get_blob(digest, len(data)).move_into(fd, len(data), landed.append)
+    finally:
+        os.close(fd)
+    assert moved == len(data) and landed[-1] == len(data)
+    assert target.read_bytes() == data
+
+
+def test_a_disk_that_refuses_the_blob_is_an_io_error_with_nothing_kept(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """The cache's file system refusing the spliced bytes (RLIMIT_FSIZE: EFBIG past 16 KiB,
+    as a full disk would refuse them without root and a mount): IO_ERROR, not a registry's
+    fault nor a bug, and no partial file left in the cache."""
+    import errno
+    import resource
+
+    info = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    assert info["archive"]["size"] > 32 * 1024  # past the limit, and past what is buffered
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+    ref = f"oci://{mini.host}/t/runs:r1"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catalytic_hooks",
+            "archive",
+            "pull",
+            ref,
+            "-o",
+            "out.zip",
+            "--json",
+        ],
+        cwd=tmp_path,
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+    )
+    doc = json.loads(proc.stdout)
+    assert (proc.returncode, doc["code"]) == (2, "IO_ERROR"), doc
+    assert doc["details"].get("errno") == errno.EFBIG, doc
+    assert "Traceback" not in proc.stderr
+    assert info["archive"]["digest"].split(":")[1] not in _cache_blobs()
+    _nothing_kept(tmp_path)
+
+
+def test_an_output_where_no_file_can_be_made_is_an_io_error(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """`-o` in a directory where the kernel makes no file (/proc: the link and the copy
+    both refused): IO_ERROR naming the path, not INTERNAL."""
+    _push_mini(shared, mini, tmp_path, "--no-attestation")
+    ref = f"oci://{mini.host}/t/runs:r1"
+    got = inproc("archive", "pull", ref, "-o", "/proc/out.catalytic.zip", "--json", cwd=tmp_path)
+    assert (got.returncode, _json(got)["code"]) == (2, "IO_ERROR"), got.stdout
+    assert _json(got)["details"]["path"] == "/proc/out.catalytic.zip"
+
+
 # -- concurrent attachers on a registry without conditional writes -------------------------------
 
 
@@ -726,7 +866,6 @@ def _attach_concurrently(registry: Distribution, name: str, n: int, junk: bool =
     from catalytic_hooks.registry import artifact, referrers
     from catalytic_hooks.registry.client import OCI_MANIFEST, Client
     from catalytic_hooks.registry.push import ensure_blob
-    from catalytic_hooks.registry.reference import parse
 
     ref = parse(f"oci://{registry.host}/{name}:subject")
     setup = Client(ref)
@@ -999,7 +1138,6 @@ def test_a_large_blob_goes_up_in_patch_chunks_with_memory_flat(
     import tracemalloc
 
     from catalytic_hooks.registry.client import Client
-    from catalytic_hooks.registry.reference import parse
 
     size = 24 * 1024 * 1024 + 12345  # three whole chunks and a short one
     path = tmp_path / "blob"
@@ -1024,7 +1162,6 @@ def test_chunks_fall_back_to_one_put_where_the_registry_has_no_patch(
     mini: MiniRegistry, tmp_path: Path
 ) -> None:
     from catalytic_hooks.registry.client import Client
-    from catalytic_hooks.registry.reference import parse
 
     path = tmp_path / "blob"
     digest = _big_file(path, 3 * 1024 * 1024)
@@ -1088,7 +1225,6 @@ def test_a_chunk_the_registry_did_not_keep_stops_the_upload(
 ) -> None:
     from catalytic_hooks.core.errors import CatalyticError
     from catalytic_hooks.registry.client import Client
-    from catalytic_hooks.registry.reference import parse
 
     path = tmp_path / "blob"
     digest = _big_file(path, 2 * 1024 * 1024)
@@ -1108,7 +1244,6 @@ def test_a_put_refused_as_too_large_goes_again_in_chunks(
     """No chunk size set: one PUT; a 413 (a proxy's cap on request bodies) sends it again in
     PATCH chunks, each under the cap."""
     from catalytic_hooks.registry.client import Client
-    from catalytic_hooks.registry.reference import parse
 
     size = 3 * 1024 * 1024 + 7
     path = tmp_path / "blob"

@@ -65,6 +65,22 @@ def _quick_digest(
     return 0
 
 
+def _leave(code: int) -> None:
+    """The console command's exit without the interpreter's teardown (about 20 ms, a few
+    percent of a GiB pull): once a pull has returned, its connection, files, threads and
+    temporary paths are closed, joined and removed, and only its output is left to flush."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_gone()
+        code = code or 141
+    import contextlib  # here: the hooks' quick paths import nothing they need not
+
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"]:
@@ -100,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
         code = fast(" ".join(args[:2]), args[2:])
         if code is not None:
+            if argv is None and args[1] == "pull":
+                _leave(code)
             return code
     from catalytic_hooks.cli.app import run_app
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import queue
 import shutil
@@ -71,6 +72,94 @@ class _HashBehind:
             self._full.put(None)
             self._thread.join()
         return self._h.hexdigest()
+
+
+class _HashFile:
+    """SHA-256 of a download the kernel moves into its file (`Response.move_into`), computed
+    in a second thread over the file's page cache, mapped read-only a window at a time behind
+    the bytes that landed: no copy of a byte through this process. The file is this pull's
+    own, in the cache's owner-only tmp/, and only grows while it is mapped."""
+
+    # Bytes mapped at a time, and the memory they take. Measured on loopback, 1 GiB, against
+    # 4 and 32 MiB and 16 MiB prefaulted (MAP_POPULATE): the fastest by a few percent, since
+    # each window costs a mapping, its page faults and, as the receiving thread runs on the
+    # other core, a TLB shootdown when it is unmapped.
+    WINDOW = 16 * 1024 * 1024
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._h = hashlib.sha256()
+        self._marks: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._told = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="catalytic-hash", daemon=True)
+        self._thread.start()
+
+    def landed(self, upto: int) -> None:
+        if upto - self._told >= self.WINDOW:
+            self._told = upto
+            self._marks.put(upto)
+
+    def _work(self) -> None:
+        hashed = 0
+        try:
+            while (upto := self._marks.get()) is not None:
+                while hashed < upto:
+                    base = hashed - hashed % mmap.ALLOCATIONGRANULARITY
+                    end = min(upto, base + self.WINDOW)
+                    with (
+                        mmap.mmap(
+                            self._fd, end - base, mmap.MAP_SHARED, mmap.PROT_READ, offset=base
+                        ) as window,
+                        memoryview(window) as view,
+                    ):
+                        self._h.update(view[hashed - base :])
+                    hashed = end
+        except BaseException as exc:  # re-raised by finish(), in the caller's thread
+            self._error = exc
+
+    def finish(self, upto: int) -> str:
+        """The hex digest of the file's first `upto` bytes, once the thread has hashed them."""
+        if upto > self._told:
+            self._marks.put(upto)
+        self._marks.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._h.hexdigest()
+
+
+def _receive(resp: Response, fd: int, digest: str, size: int) -> tuple[int, str]:
+    """(bytes received, their SHA-256) of the body written to `fd`: moved by the kernel where
+    the answer allows (`Response.move_into`), else read into buffers."""
+    moved = _HashFile(fd)
+    got: int | None = 0
+    try:
+        got = resp.move_into(fd, size, moved.landed)
+    finally:
+        hexdigest = moved.finish(got or 0)
+    if got is not None:
+        return got, hexdigest
+    behind, got = _HashBehind(), 0
+    try:
+        while True:
+            buf = behind.buffer()
+            n = resp.readinto(buf[: min(BUFFER, size + 1 - got)])
+            if not n:
+                break
+            got += n
+            if got > size:
+                raise _mismatch(
+                    f"the registry sent more than the {size} bytes the "
+                    f"descriptor of {digest} declares",
+                    "SIZE",
+                    digest=digest,
+                )
+            write_sliced(fd, buf[:n])
+            behind.put(buf, n)
+    finally:
+        hexdigest = behind.finish()
+    return got, hexdigest
 
 
 def cache_root() -> Path:
@@ -153,26 +242,18 @@ class Cache:
         final = self.path(digest)
         fd, tmp = tempfile.mkstemp(prefix=f"{final.name}.", suffix=".part", dir=self.tmp)
         try:
-            behind, got = _HashBehind(), 0
             try:
-                while True:
-                    buf = behind.buffer()
-                    n = resp.readinto(buf[: min(BUFFER, size + 1 - got)])
-                    if not n:
-                        break
-                    got += n
-                    if got > size:
-                        raise _mismatch(
-                            f"the registry sent more than the {size} bytes the "
-                            f"descriptor of {digest} declares",
-                            "SIZE",
-                            digest=digest,
-                        )
-                    write_sliced(fd, buf[:n])
-                    behind.put(buf, n)
+                got, hexdigest = _receive(resp, fd, digest, size)
+            except OSError as exc:  # the transfer's own become REGISTRY_*: this is the disk's
+                raise CatalyticError(
+                    ErrorCode.IO_ERROR,
+                    f"cannot write {digest} into the registry cache {self.root}: "
+                    f"{exc.strerror or exc}",
+                    path=str(self.tmp),
+                    errno=exc.errno,
+                ) from exc
             finally:
                 resp.close()
-                hexdigest = behind.finish()
             if got != size:
                 raise _mismatch(
                     f"the registry sent {got} of the {size} bytes of {digest} (a truncated body)",

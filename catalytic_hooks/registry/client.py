@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
+import fcntl
 import http.client
 import io
 import ipaddress
+import os
 import re
+import select
 import socket
 import ssl
 import urllib.parse
@@ -25,6 +29,7 @@ from typing import IO, Any
 
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.files import write_sliced
 from catalytic_hooks.registry import auth
 from catalytic_hooks.registry.reference import TAG, Reference, is_loopback
 
@@ -64,6 +69,9 @@ _URL_TEXT = re.compile(r"^[\x21-\x7e]{1,8192}\Z")
 # discarded for ever, and a chunk size of -1 makes it read the socket to its end into memory.
 HEADROOM = 8 * 1024 * 1024
 _ANSWER_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar("answer_limit")
+PIPE = 1 << 20  # the pipe a body is spliced through (Linux's default cap for a user's pipe)
+# What splice answers for a socket or file it cannot move pages of: read and write instead.
+_NO_SPLICE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 
 Body = bytes | Callable[[], tuple[IO[bytes], int]] | None
 
@@ -155,6 +163,93 @@ class Response:
         self._owner.counters.bytes_down += n
         return n
 
+    def move_into(self, fd: int, size: int, landed: Callable[[int], None]) -> int | None:
+        """Move the body into the file `fd` through the kernel (socket → pipe → file by
+        splice: no copy through this process, about a third of a GiB pull's CPU) when the
+        rest of this answer is exactly `size` bytes on a plain TCP socket, calling
+        `landed(n)` each time the file holds the body's first n bytes. The bytes moved (fewer
+        than `size`: the body ended early), after which the connection is dropped, since
+        http.client no longer knows where it stands. None, with nothing consumed: the answer
+        is chunked, encrypted, of another length, shorter than http.client's buffer, or the
+        kernel cannot splice this socket; read it with `readinto`. Never more than `size`
+        bytes are taken, so the answer's budget (`_Budget`) holds without counting them."""
+        raw, sock = self.raw, getattr(self.raw, "socket", None)
+        if (
+            not hasattr(os, "splice")
+            or size <= 0
+            or type(sock) is not socket.socket  # an ssl.SSLSocket's bytes are ciphertext
+            or raw.chunked
+            or raw.length != size
+            or raw.fp is None
+        ):
+            return None
+        with self._transfer():
+            ahead = len(raw.fp.peek(1))  # what http.client read past the headers
+        if ahead >= size:
+            return None
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):  # a smaller pipe only costs more calls
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE)
+            try:
+                # The first splice comes before the buffered bytes are taken, so a socket the
+                # kernel cannot splice leaves the answer as it was for `readinto`.
+                n = self._splice(sock, w, size - ahead)
+            except OSError as exc:
+                if exc.errno in _NO_SPLICE:
+                    return None
+                raise
+            with self._transfer():
+                head = raw.read1(ahead)  # exactly the buffered bytes: no read of the socket
+            write_sliced(fd, head)
+            got = len(head)
+            self._owner.counters.bytes_down += got
+            copy: memoryview | None = None
+            while n:
+                if copy is None:
+                    try:
+                        _splice_out(r, fd, n)
+                    except OSError as exc:  # a file system without splice: copy instead
+                        if exc.errno not in _NO_SPLICE:
+                            raise
+                        copy = memoryview(bytearray(PIPE))
+                if copy is not None:
+                    left = n
+                    while left:
+                        k = os.readv(r, [copy[:left]])
+                        write_sliced(fd, copy[:k])
+                        left -= k
+                got += n
+                self._owner.counters.bytes_down += n
+                landed(got)
+                n = self._splice(sock, w, size - got) if got < size else 0
+            return got
+        finally:
+            os.close(r)
+            os.close(w)
+            self._owner.drop()
+
+    def _splice(self, sock: socket.socket, pipe: int, most: int) -> int:
+        """Up to `most` bytes from the socket into the empty pipe, waiting as long as the
+        socket's timeout allows; 0 at the end of the stream. Failures as `_transfer` maps
+        them, except the errors that say the socket cannot be spliced (`_NO_SPLICE`)."""
+        timeout = sock.gettimeout()
+        wait = select.poll()
+        wait.register(sock.fileno(), select.POLLIN)
+        while True:
+            try:
+                return os.splice(sock.fileno(), pipe, min(PIPE, most), flags=os.SPLICE_F_NONBLOCK)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno in _NO_SPLICE:
+                    raise
+                with self._transfer():
+                    raise
+            if not wait.poll(None if timeout is None else int(timeout * 1000)):
+                with self._transfer():
+                    raise TimeoutError("timed out")
+
     def read(self, n: int) -> bytes:
         """At most `n` bytes, through `readinto`: http.client's `read(n)` of a chunked body
         whose chunk size is negative reads the socket to its end first."""
@@ -238,6 +333,7 @@ class _BoundedResponse(http.client.HTTPResponse):
         url: str | None = None,
     ) -> None:
         super().__init__(sock, debuglevel, method, url)
+        self.socket = sock  # for `Response.move_into`
         self.fp.close()  # nothing read from it yet; its reference to the socket is released
         budget = _budget(_ANSWER_LIMIT.get())
         self.fp = io.BufferedReader(_Budget(sock.makefile("rb", buffering=0), budget))
@@ -877,6 +973,12 @@ def _too_many_tags(what: str, **details: object) -> CatalyticError:
         reason="TOO_MANY_TAGS",
         **details,
     )
+
+
+def _splice_out(pipe: int, fd: int, n: int) -> None:
+    """The `n` bytes in the pipe appended to the file."""
+    while n:
+        n -= os.splice(pipe, fd, n)
 
 
 def _window_body(path: Path, offset: int, length: int) -> Body:

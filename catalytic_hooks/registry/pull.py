@@ -170,7 +170,10 @@ def _write_new(src: Path, dest: Path) -> None:
         ) from exc
     except OSError:
         pass  # another file system, or links not allowed: copy
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise _unwritable(dest, exc) from exc
     try:
         with open(src, "rb") as fh:
             left = os.fstat(fh.fileno()).st_size
@@ -187,10 +190,21 @@ def _write_new(src: Path, dest: Path) -> None:
         raise CatalyticError(
             ErrorCode.USAGE, f"{dest} exists; a pull never overwrites", path=str(dest)
         ) from exc
+    except OSError as exc:  # the disk full, or a directory this user may not write
+        raise _unwritable(dest, exc) from exc
     finally:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _unwritable(dest: Path, exc: OSError) -> CatalyticError:
+    return CatalyticError(
+        ErrorCode.IO_ERROR,
+        f"cannot write {dest}: {exc.strerror or exc}",
+        path=str(dest),
+        errno=exc.errno,
+    )
 
 
 def pull(
