@@ -165,7 +165,7 @@ class Response:
 
     def move_into(self, fd: int, size: int, landed: Callable[[int], None]) -> int | None:
         """Move the body into the file `fd` through the kernel (socket → pipe → file by
-        splice: no copy through this process, about a third of a GiB pull's CPU) when the
+        splice: no copy through this process) when the
         rest of this answer is exactly `size` bytes on a plain TCP socket, calling
         `landed(n)` each time the file holds the body's first n bytes. The bytes moved (fewer
         than `size`: the body ended early), after which the connection is dropped, since
@@ -199,35 +199,46 @@ class Response:
                 if exc.errno in _NO_SPLICE:
                     return None
                 raise
-            with self._transfer():
-                head = raw.read1(ahead)  # exactly the buffered bytes: no read of the socket
-            write_sliced(fd, head)
-            got = len(head)
-            self._owner.counters.bytes_down += got
-            copy: memoryview | None = None
-            while n:
-                if copy is None:
-                    try:
-                        _splice_out(r, fd, n)
-                    except OSError as exc:  # a file system without splice: copy instead
-                        if exc.errno not in _NO_SPLICE:
-                            raise
-                        copy = memoryview(bytearray(PIPE))
-                if copy is not None:
-                    left = n
-                    while left:
-                        k = os.readv(r, [copy[:left]])
-                        write_sliced(fd, copy[:k])
-                        left -= k
-                got += n
-                self._owner.counters.bytes_down += n
-                landed(got)
-                n = self._splice(sock, w, size - got) if got < size else 0
-            return got
+            try:
+                return self._moved(raw, sock, (r, w), fd, (ahead, n), size, landed)
+            finally:
+                self._owner.drop()
         finally:
             os.close(r)
             os.close(w)
-            self._owner.drop()
+
+    def _moved(
+        self,
+        raw: http.client.HTTPResponse,
+        sock: socket.socket,
+        pipe: tuple[int, int],
+        fd: int,
+        counts: tuple[int, int],
+        size: int,
+        landed: Callable[[int], None],
+    ) -> int:
+        """`move_into` once the `n` bytes after the `ahead` in http.client's buffer are in
+        the pipe (`counts`): that buffer written first, then pipe after pipe, copied instead
+        of spliced from the first the file refuses (a file system without splice)."""
+        (r, w), (ahead, n) = pipe, counts
+        head = b""
+        if ahead:  # exactly the buffered bytes: read1 reads the socket only when none are
+            with self._transfer():
+                head = raw.read1(ahead)
+        write_sliced(fd, head)
+        got = len(head)
+        self._owner.counters.bytes_down += got
+        copy: memoryview | None = None
+        while n:
+            left = n if copy is not None else n - _splice_out(r, fd, n)
+            if left:
+                copy = copy if copy is not None else memoryview(bytearray(PIPE))
+                _copy_out(r, fd, left, copy)
+            got += n
+            self._owner.counters.bytes_down += n
+            landed(got)
+            n = self._splice(sock, w, size - got) if got < size else 0
+        return got
 
     def _splice(self, sock: socket.socket, pipe: int, most: int) -> int:
         """Up to `most` bytes from the socket into the empty pipe, waiting as long as the
@@ -975,10 +986,26 @@ def _too_many_tags(what: str, **details: object) -> CatalyticError:
     )
 
 
-def _splice_out(pipe: int, fd: int, n: int) -> None:
-    """The `n` bytes in the pipe appended to the file."""
+def _splice_out(pipe: int, fd: int, n: int) -> int:
+    """Of the `n` bytes in the pipe, those appended to the file before the kernel said it
+    cannot splice into it (`_NO_SPLICE`; the rest are left in the pipe)."""
+    done = 0
+    while done < n:
+        try:
+            done += os.splice(pipe, fd, n - done)
+        except OSError as exc:
+            if exc.errno not in _NO_SPLICE:
+                raise
+            break
+    return done
+
+
+def _copy_out(pipe: int, fd: int, n: int, buf: memoryview) -> None:
+    """The `n` bytes left in the pipe appended to the file through `buf`."""
     while n:
-        n -= os.splice(pipe, fd, n)
+        k = os.readv(pipe, [buf[:n]])
+        write_sliced(fd, buf[:k])
+        n -= k
 
 
 def _window_body(path: Path, offset: int, length: int) -> Body:
