@@ -66,8 +66,8 @@ def _quick_digest(
 
 
 def _leave(code: int) -> None:
-    """The console command's exit without the interpreter's teardown (about 20 ms, a few
-    percent of a GiB pull): once a pull has returned, its connection, files, threads and
+    """The console command's exit without the interpreter's teardown (tens of milliseconds, a
+    few percent of a GiB pull): once a pull has returned, its connection, files, threads and
     temporary paths are closed, joined and removed, and only its output is left to flush."""
     try:
         sys.stdout.flush()
