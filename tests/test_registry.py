@@ -760,7 +760,7 @@ def test_a_blob_that_stops_coming_ends_at_the_timeout_with_nothing_cached(
     mini: MiniRegistry, tmp_path: Path
 ) -> None:
     """Half a 3 MiB blob, then silence on an open connection: the splice's wait ends at the
-    client's timeout as INTERRUPTED, and nothing is kept."""
+    client's timeout as TIMEOUT, and nothing is kept."""
     from catalytic_hooks.core.errors import CatalyticError
     from catalytic_hooks.registry.cache import Cache
 
@@ -777,7 +777,7 @@ def test_a_blob_that_stops_coming_ends_at_the_timeout_with_nothing_cached(
     finally:
         mini.state.release.set()
     assert stalled.value.code.value == "REGISTRY_UNREACHABLE"
-    assert stalled.value.details["reason"] == "INTERRUPTED"
+    assert stalled.value.details["reason"] == "TIMEOUT"
     assert not cache.path(digest).exists() and list((tmp_path / "cache/tmp").iterdir()) == []
 
 

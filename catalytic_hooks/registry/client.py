@@ -124,7 +124,8 @@ class Response:
         """A body read's failures as the codes every caller reports: a short body is a digest
         mismatch (TRUNCATED), a broken connection REGISTRY_UNREACHABLE (INTERRUPTED), framing
         that is not HTTP's REGISTRY_INVALID (MALFORMED), an answer past its budget
-        REGISTRY_INVALID (TOO_LARGE); each way the connection is dropped, never reused."""
+        REGISTRY_INVALID (TOO_LARGE), silence past the timeout REGISTRY_UNREACHABLE (TIMEOUT);
+        each way the connection is dropped, never reused."""
         try:
             yield
         except _OverBudget as exc:
@@ -140,6 +141,13 @@ class Response:
             ) from exc
         except (OSError, http.client.RemoteDisconnected) as exc:
             self._owner.drop()
+            if isinstance(exc, TimeoutError):
+                raise CatalyticError(
+                    ErrorCode.REGISTRY_UNREACHABLE,
+                    f"the registry sent nothing for {self._owner.timeout:g} s during a transfer",
+                    reason="TIMEOUT",
+                    **self.where(),
+                ) from exc
             raise CatalyticError(
                 ErrorCode.REGISTRY_UNREACHABLE,
                 "the connection to the registry broke during a transfer",
