@@ -19,7 +19,6 @@ import binascii
 import json
 import os
 import re
-import subprocess
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +136,8 @@ def helper_credential(helper: str, host: str) -> Credential | None:
     `{"Username", "Secret"}` on stdout; None when it has nothing for this server."""
     if not _HELPER_NAME.match(helper):
         raise auth_error(f"credential helper name {helper!r} is not a plain name")
+    import subprocess  # here: only a configured helper needs it, not every pull's start
+
     program = f"docker-credential-{helper}"
     try:
         proc = subprocess.run(
