@@ -853,6 +853,27 @@ def test_an_output_where_no_file_can_be_made_is_an_io_error(
     assert _json(got)["details"]["path"] == "/proc/out.catalytic.zip"
 
 
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_console_pull_with_stdout_or_stderr_closed_still_succeeds(
+    closed: int, shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """`catalytic archive pull ... >&-` (or `2>&-`): Python starts with that stream None, and
+    the pull's quick exit (no interpreter teardown) must still end 0 with the file in place,
+    as the interpreter's own exit does."""
+    _push_mini(shared, mini, tmp_path, "--no-attestation")
+    ref = f"oci://{mini.host}/t/runs:r1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "catalytic_hooks", "archive", "pull", ref, "-o", "out.zip"],
+        cwd=tmp_path,
+        preexec_fn=lambda: os.close(closed),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if closed == 2 else None,
+        stderr=subprocess.PIPE if closed == 1 else None,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
+
+
 # -- concurrent attachers on a registry without conditional writes -------------------------------
 
 

@@ -834,3 +834,49 @@ def test_a_run_id_annotation_that_is_no_tag_is_never_shown(
     assert pulled["run_id"] is None
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.catalytic.zip"]
     assert (tmp_path / f"{stem}.catalytic.zip").read_bytes() == data
+
+
+def test_tcp_urgent_data_in_a_blob_is_refused_not_spun_on(tmp_path: Path) -> None:
+    """A byte sent as TCP urgent data (MSG_OOB) in the middle of a blob, the connection then
+    held open: the kernel's splice stops at the urgent mark and moves nothing while poll keeps
+    saying the socket is readable, which spun the pull at full CPU past its timeout for ever.
+    Now it is refused as broken framing, well before the timeout (TIMEOUT would say it
+    waited), and nothing is cached."""
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.registry.cache import Cache
+    from catalytic_hooks.registry.client import Client
+    from catalytic_hooks.registry.reference import parse
+
+    size = 4 * 1024 * 1024
+    data = os.urandom(size)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            time.sleep(0.2)  # the headers alone in http.client's buffer: the rest is spliced
+            conn.sendall(data[:100_000])
+            time.sleep(0.2)
+            conn.send(b"X", socket.MSG_OOB)
+            conn.sendall(data[100_000:200_000])
+            done.wait(60)  # open, silent
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    client = Client(parse(f"oci://127.0.0.1:{listener.getsockname()[1]}/t/r:x"), timeout=20.0)
+    cache = Cache(tmp_path / "cache")
+    try:
+        with pytest.raises(CatalyticError) as refused:
+            cache.store(client.get_blob(digest, size), digest, size)
+    finally:
+        done.set()
+        client.close()
+        server.join(5)
+        listener.close()
+    assert refused.value.code.value == "REGISTRY_INVALID"
+    assert refused.value.details["reason"] == "MALFORMED"
+    assert not cache.path(digest).exists() and list((tmp_path / "cache/tmp").iterdir()) == []

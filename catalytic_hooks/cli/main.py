@@ -68,16 +68,22 @@ def _quick_digest(
 def _leave(code: int) -> None:
     """The console command's exit without the interpreter's teardown (tens of milliseconds, a
     few percent of a GiB pull): once a pull has returned, its connection, files, threads and
-    temporary paths are closed, joined and removed, and only its output is left to flush."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        stdout_gone()
-        code = code or 141
+    temporary paths are closed, joined and removed, and only its output is left to flush. A
+    stream that was closed before the start (None) or that refuses the flush is left as the
+    interpreter's exit would leave it; a reader gone away is 141, as everywhere."""
+    if sys.stdout is not None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            stdout_gone()
+            code = code or 141
+        except (OSError, ValueError):
+            pass
     import contextlib  # here: the hooks' quick paths import nothing they need not
 
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.flush()
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
     os._exit(code)
 
 

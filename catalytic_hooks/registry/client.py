@@ -21,6 +21,7 @@ import re
 import select
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -249,12 +250,15 @@ class Response:
         return got
 
     def _splice(self, sock: socket.socket, pipe: int, most: int) -> int:
-        """Up to `most` bytes from the socket into the empty pipe, waiting as long as the
-        socket's timeout allows; 0 at the end of the stream. Failures as `_transfer` maps
-        them, except the errors that say the socket cannot be spliced (`_NO_SPLICE`)."""
+        """Up to `most` bytes from the socket into the empty pipe, waiting at most the
+        socket's timeout in all; 0 at the end of the stream. Failures as `_transfer` maps
+        them, except the errors that say the socket cannot be spliced (`_NO_SPLICE`). TCP
+        urgent data, which HTTP never sends, is refused: the kernel's splice stops at it and
+        moves nothing while poll keeps saying the socket is readable."""
         timeout = sock.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
         wait = select.poll()
-        wait.register(sock.fileno(), select.POLLIN)
+        wait.register(sock.fileno(), select.POLLIN | select.POLLPRI)
         while True:
             try:
                 return os.splice(sock.fileno(), pipe, min(PIPE, most), flags=os.SPLICE_F_NONBLOCK)
@@ -265,8 +269,12 @@ class Response:
                     raise
                 with self._transfer():
                     raise
-            if not wait.poll(None if timeout is None else int(timeout * 1000)):
-                with self._transfer():
+            left = None if deadline is None else deadline - time.monotonic()
+            events = wait.poll(None if left is None else max(0, int(left * 1000)))
+            with self._transfer():
+                if any(e & select.POLLPRI for _, e in events):
+                    raise http.client.HTTPException("TCP urgent data in a body")
+                if not events or (left is not None and left <= 0):
                     raise TimeoutError("timed out")
 
     def read(self, n: int) -> bytes:
