@@ -174,14 +174,14 @@ class Response:
 
     def move_into(self, fd: int, size: int, landed: Callable[[int], None]) -> int | None:
         """Move the body into the file `fd` through the kernel (socket → pipe → file by
-        splice: no copy through this process) when the
-        rest of this answer is exactly `size` bytes on a plain TCP socket, calling
-        `landed(n)` each time the file holds the body's first n bytes. The bytes moved (fewer
-        than `size`: the body ended early), after which the connection is dropped, since
-        http.client no longer knows where it stands. None, with nothing consumed: the answer
-        is chunked, encrypted, of another length, shorter than http.client's buffer, or the
-        kernel cannot splice this socket; read it with `readinto`. Never more than `size`
-        bytes are taken, so the answer's budget (`_Budget`) holds without counting them."""
+        splice: no copy through this process) when the rest of this answer is exactly `size`
+        bytes on a plain TCP socket, calling `landed(n)` each time the file holds the body's
+        first n bytes. The bytes moved (fewer than `size`: the body ended early), after which
+        the connection is dropped, since http.client no longer knows where it stands. None,
+        with nothing consumed: the answer is chunked, encrypted, of another length, shorter
+        than http.client's buffer, or the kernel cannot splice this socket; read it with
+        `readinto`. Never more than `size` bytes are taken, so the answer's budget
+        (`_Budget`) holds without counting them."""
         raw, sock = self.raw, getattr(self.raw, "socket", None)
         if (
             not hasattr(os, "splice")
