@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -275,6 +276,15 @@ def needs_tool(present: bool, reason: str) -> pytest.MarkDecorator:
     missing on a developer's machine; under `CI`, which .ci/run installs them for, never: a
     missing one there fails the tests instead of passing them unseen."""
     return pytest.mark.skipif(not present and not os.environ.get("CI"), reason=reason)
+
+
+def extra_module(module: str) -> Any:
+    """A module of the `test` extra (bagit, rocrate, roc-validator, securesystemslib, in-toto),
+    imported; missing on a developer's machine, the test is skipped with the reason; under
+    `CI`, which .ci/run installs `.[test]` for, the import error fails it instead."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=f"the test extra {module} is not installed")
 
 
 HAVE_SSH_KEYGEN = shutil.which("ssh-keygen") is not None

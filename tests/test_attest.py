@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from catalytic_hooks.bundle.keys import signer_from_seed
 
-from .helpers import SEED_A, SEED_B, catalytic, inproc, key_file
+from .helpers import SEED_A, SEED_B, catalytic, extra_module, inproc, key_file
 
-dsse = pytest.importorskip("securesystemslib.dsse", reason="test extra securesystemslib missing")
-sslib_signer = pytest.importorskip("securesystemslib.signer")
+dsse = extra_module("securesystemslib.dsse")
+sslib_signer = extra_module("securesystemslib.signer")
 
 POLICY = 'durable_roots = ["outputs"]\n'
 
@@ -153,7 +153,7 @@ def test_any_changed_byte_is_caught(attested: Path, part: str, pos: float) -> No
 
 
 def test_the_in_toto_package_reads_and_verifies_the_envelope(attested: Path) -> None:
-    metadata = pytest.importorskip("in_toto.models.metadata", reason="test extra in-toto missing")
+    metadata = extra_module("in_toto.models.metadata")
     doc = json.loads((attested / "_runs/r1/attestation.intoto.json").read_text())
     env = metadata.Envelope.from_dict(doc)
     assert env.payload_type == metadata.ENVELOPE_PAYLOAD_TYPE
