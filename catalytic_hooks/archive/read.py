@@ -43,7 +43,7 @@ from catalytic_hooks.bundle.model import (
     store_path,
 )
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.fs.dirfd import DIR_FLAGS, DirFds, open_beneath, remove_tree_at
 from catalytic_hooks.fs.files import CHUNK, read_fd, write_all
 from catalytic_hooks.git.pack import Imported, import_pack, init_repository
@@ -270,12 +270,7 @@ def extract(path: Path, dest: Path, limits: Limits) -> Opened:
             _check_derived(opened, listed)
         except OSError as exc:  # the disk full, out of inodes or of file descriptors
             remove_tree(dest)
-            raise CatalyticError(
-                ErrorCode.IO_ERROR,
-                f"cannot extract {path.name} into {dest.parent}: {exc.strerror or exc}",
-                path=str(dest.parent),
-                errno=exc.errno,
-            ) from exc
+            raise io_failure(f"extract {path.name} into {dest.parent}", dest.parent, exc) from exc
         except BaseException:
             remove_tree(dest)
             raise

@@ -190,6 +190,17 @@ class CatalyticError(Exception):
         return f"CatalyticError({self.code.value}, {self.message!r}, {self.details!r})"
 
 
+def io_failure(doing: str, path: object, exc: OSError) -> CatalyticError:
+    """IO_ERROR for what the disk refused while `doing` ("write out.zip"): the kernel's reason,
+    the path and the errno, so a full disk or a file size limit is not reported as a bug."""
+    return CatalyticError(
+        ErrorCode.IO_ERROR,
+        f"cannot {doing}: {exc.strerror or exc}",
+        path=str(path),
+        errno=exc.errno,
+    )
+
+
 # What a failed verification (FORMATS §4) says of the bundle: its own bytes are corrupt (a replay
 # moves it to quarantine), or it is intact and refused for another reason: an honest failed run, a
 # missing output, a chain given wrongly (left where it is; an untrusted signer is refused before

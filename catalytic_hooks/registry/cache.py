@@ -21,57 +21,16 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.fs.files import CHUNK, write_sliced
 from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
 STALE_PART = 24 * 3600  # an abandoned download older than this is removed
-BUFFER = 1024 * 1024  # the size of each of a download's reused buffers
-SLOTS = 8  # buffers in flight between the receiving and the hashing thread (memory: 8 MiB)
-
-
-class _HashBehind:
-    """A download's SHA-256 computed in a second thread over the buffers the receiving thread
-    has filled and written, so hashing (the larger cost) overlaps receiving and writing
-    instead of taking turns with them (the kernel's recv and write and hashlib's update all
-    release the GIL). Buffers go round a fixed ring of SLOTS, so memory stays flat; the FIFO
-    keeps the bytes in order. Measured on loopback, 1 GiB: this split beat the receiving
-    thread handing both the write and the hash to the second thread (2.0 s → 1.4-1.8 s), as
-    the two threads' loads are then about even."""
-
-    def __init__(self) -> None:
-        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
-        for _ in range(SLOTS):
-            self._free.put(memoryview(bytearray(BUFFER)))
-        self._full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
-        self._h = hashlib.sha256()
-        self._thread = threading.Thread(target=self._work, name="catalytic-hash", daemon=True)
-        self._thread.start()
-        self._done = False
-
-    def _work(self) -> None:
-        while (item := self._full.get()) is not None:
-            buf, n = item
-            self._h.update(buf[:n])
-            self._free.put(buf)
-
-    def buffer(self) -> memoryview:
-        return self._free.get()
-
-    def put(self, buf: memoryview, n: int) -> None:
-        self._full.put((buf, n))
-
-    def finish(self) -> str:
-        """Wait for every buffer put; the hex digest of them all."""
-        if not self._done:
-            self._done = True
-            self._full.put(None)
-            self._thread.join()
-        return self._h.hexdigest()
+BUFFER = 1024 * 1024  # the buffer a download that is not spliced is read through
 
 
 class _HashFile:
@@ -139,36 +98,36 @@ class _HashFile:
 
 def _receive(resp: Response, fd: int, digest: str, size: int) -> tuple[int, str]:
     """(bytes received, their SHA-256) of the body written to `fd`: moved by the kernel where
-    the answer allows (`Response.move_into`), else read into buffers."""
-    moved = _HashFile(fd, size)
+    the answer allows (`Response.move_into`), else read into a buffer and written; either way
+    hashed from the file as it lands."""
+    hashed = _HashFile(fd, size)
     try:
-        got = resp.move_into(fd, size, moved.landed)
+        got = resp.move_into(fd, size, hashed.landed)
+        if got is None:
+            got = _read_into(resp, fd, digest, size, hashed.landed)
     except BaseException:
-        moved.abandon()
+        hashed.abandon()
         raise
-    hexdigest = moved.finish(got or 0)
-    if got is not None:
-        return got, hexdigest
-    behind, got = _HashBehind(), 0
-    try:
-        while True:
-            buf = behind.buffer()
-            n = resp.readinto(buf[: min(BUFFER, size + 1 - got)])
-            if not n:
-                break
-            got += n
-            if got > size:
-                raise _mismatch(
-                    f"the registry sent more than the {size} bytes the "
-                    f"descriptor of {digest} declares",
-                    "SIZE",
-                    digest=digest,
-                )
-            write_sliced(fd, buf[:n])
-            behind.put(buf, n)
-    finally:
-        hexdigest = behind.finish()
-    return got, hexdigest
+    return got, hashed.finish(got)
+
+
+def _read_into(
+    resp: Response, fd: int, digest: str, size: int, landed: Callable[[int], None]
+) -> int:
+    """The body read through one reused buffer (an answer over TLS, chunked, or of another
+    declared length), never a byte past `size` written."""
+    buf, got = memoryview(bytearray(BUFFER)), 0
+    while n := resp.readinto(buf[: min(BUFFER, size + 1 - got)]):
+        got += n
+        if got > size:
+            raise _mismatch(
+                f"the registry sent more than the {size} bytes the descriptor of {digest} declares",
+                "SIZE",
+                digest=digest,
+            )
+        write_sliced(fd, buf[:n])
+        landed(got)
+    return got
 
 
 def cache_root() -> Path:
@@ -254,13 +213,8 @@ class Cache:
             try:
                 got, hexdigest = _receive(resp, fd, digest, size)
             except OSError as exc:  # the transfer's own become REGISTRY_*: this is the disk's
-                raise CatalyticError(
-                    ErrorCode.IO_ERROR,
-                    f"cannot write {digest} into the registry cache {self.root}: "
-                    f"{exc.strerror or exc}",
-                    path=str(self.tmp),
-                    errno=exc.errno,
-                ) from exc
+                doing = f"write {digest} into the registry cache {self.root}"
+                raise io_failure(doing, self.tmp, exc) from exc
             finally:
                 resp.close()
             if got != size:

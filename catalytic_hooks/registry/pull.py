@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Descriptor, Manifest
@@ -173,7 +173,7 @@ def _write_new(src: Path, dest: Path) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as exc:
-        raise _unwritable(dest, exc) from exc
+        raise io_failure(f"write {dest}", dest, exc) from exc
     try:
         with open(src, "rb") as fh:
             left = os.fstat(fh.fileno()).st_size
@@ -191,20 +191,11 @@ def _write_new(src: Path, dest: Path) -> None:
             ErrorCode.USAGE, f"{dest} exists; a pull never overwrites", path=str(dest)
         ) from exc
     except OSError as exc:  # the disk full, or a directory this user may not write
-        raise _unwritable(dest, exc) from exc
+        raise io_failure(f"write {dest}", dest, exc) from exc
     finally:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-
-
-def _unwritable(dest: Path, exc: OSError) -> CatalyticError:
-    return CatalyticError(
-        ErrorCode.IO_ERROR,
-        f"cannot write {dest}: {exc.strerror or exc}",
-        path=str(dest),
-        errno=exc.errno,
-    )
 
 
 def pull(
