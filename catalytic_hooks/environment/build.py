@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,10 +99,9 @@ class Rebuilt:
 _NOT_PASSED = ("PYTHON", "PIP_", "UV_", "CONDA_")
 
 
-def _quiet_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(_NOT_PASSED) and k != "VIRTUAL_ENV"
-    }
+def _quiet_env(given: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`given` without the variables that configure Python, pip, uv or conda."""
+    return {k: v for k, v in given.items() if not k.startswith(_NOT_PASSED) and k != "VIRTUAL_ENV"}
 
 
 def _uv() -> str | None:
@@ -279,7 +278,7 @@ def _build_env(given: dict[str, str]) -> dict[str, str]:
     """`given` (a replay's allow-list), and what the installer is told here (no configuration
     of the user's)."""
     told = _installer_env()
-    env = {k: v for k, v in given.items() if not k.startswith(_NOT_PASSED) and k != "VIRTUAL_ENV"}
+    env = _quiet_env(given)
     env.update((k, v) for k, v in told.items() if k.startswith(("PIP_", "UV_")))
     return env
 
