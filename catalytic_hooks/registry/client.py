@@ -281,9 +281,7 @@ class Response:
         """At most `n` bytes, through `readinto`: http.client's `read(n)` of a chunked body
         whose chunk size is negative reads the socket to its end first."""
         buf = bytearray(n)
-        with self._transfer():
-            got = self.raw.readinto(buf)
-        self._owner.counters.bytes_down += got
+        got = self.readinto(memoryview(buf))
         del buf[got:]
         return bytes(buf)
 
