@@ -729,12 +729,12 @@ def _client(mini: MiniRegistry, timeout: float = 60.0) -> Client:
     return Client(parse(f"oci://{mini.host}/t/runs:r1"), timeout=timeout)
 
 
-def test_a_blob_of_many_windows_is_moved_whole_and_a_flip_in_any_window_refused(
+def test_a_blob_of_many_steps_is_moved_whole_and_a_flip_in_any_step_refused(
     mini: MiniRegistry, tmp_path: Path
 ) -> None:
-    """40 MiB (three of the hashing thread's 16 MiB windows, the last one partial) over plain
-    HTTP on loopback, which the kernel splices into the cache file: the bytes arrive whole,
-    and a byte flipped in the third window is caught (the hash covers every window)."""
+    """40 MiB (ten of the hashing thread's 4 MiB steps, the last one partial) over plain HTTP
+    on loopback, which the kernel splices into the cache file: the bytes arrive whole, and a
+    byte flipped deep in the blob is caught (the hash covers every step)."""
     from catalytic_hooks.core.errors import CatalyticError
     from catalytic_hooks.registry.cache import Cache
 
@@ -754,6 +754,28 @@ def test_a_blob_of_many_windows_is_moved_whole_and_a_flip_in_any_window_refused(
     assert refused.value.details["reason"] == "DIGEST"
     assert refused.value.details["actual"] == "sha256:" + hashlib.sha256(bad).hexdigest()
     assert not stored.exists() and list((tmp_path / "cache/tmp").iterdir()) == []
+
+
+def test_a_download_cut_short_behind_the_hashing_thread_is_refused(tmp_path: Path) -> None:
+    """The hashing thread reads back what the receiver says has landed; a file shorter than
+    that (cut by another process of the same user) is a SIZE mismatch, never a digest of
+    fewer bytes."""
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.registry.cache import _HashFile
+
+    part = tmp_path / "blob.part"
+    part.write_bytes(os.urandom(300 * 1024))
+    fd = os.open(part, os.O_RDONLY)
+    try:
+        hashing = _HashFile(fd, 400 * 1024)
+        hashing.landed(400 * 1024)
+        with pytest.raises(CatalyticError) as cut:
+            hashing.finish(400 * 1024)
+    finally:
+        os.close(fd)
+    assert cut.value.code.value == "REGISTRY_DIGEST_MISMATCH"
+    assert cut.value.details["reason"] == "SIZE"
+    assert "cut to 307200 bytes" in cut.value.message
 
 
 def test_a_blob_that_stops_coming_ends_at_the_timeout_with_nothing_cached(

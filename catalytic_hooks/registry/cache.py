@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import mmap
 import os
 import queue
 import shutil
@@ -35,21 +34,22 @@ BUFFER = 1024 * 1024  # the buffer a download that is not spliced is read throug
 
 class _HashFile:
     """SHA-256 of a download the kernel moves into its file (`Response.move_into`), computed
-    in a second thread over the file's page cache, mapped read-only a window at a time behind
-    the bytes that landed: no copy of a byte through this process. The file is this pull's
-    own, in the cache's owner-only tmp/, and only grows while it is mapped."""
+    in a second thread from the file's page cache as the bytes land. The file is this pull's
+    own, in the cache's owner-only tmp/, so what is hashed is what will be renamed."""
 
-    # Bytes mapped at a time, and the memory they take. Each window costs a mapping, its page
-    # faults and, as the receiving thread runs on the other core, a TLB shootdown when it is
-    # unmapped; on loopback (1 GiB) neither 4, 8 and 32 MiB nor 16 MiB prefaulted
-    # (MAP_POPULATE) did better, and 39 MiB of peak memory leaves the target (64) room.
-    WINDOW = 16 * 1024 * 1024
+    # How far the landing runs ahead before the thread is told (a queue put and get apart), and
+    # the piece read back and hashed at a time: small enough to stay in the core's L2 cache,
+    # where SHA-256 runs at its full speed. Reading through this buffer beat mapping the file
+    # (16 MiB read-only windows): a mapped page cache costs the hash a TLB miss per 4 KiB page,
+    # more than the kernel's copy of the piece (bench/RESULTS.md, "Hashed from a read").
+    STEP = 4 * 1024 * 1024
+    PIECE = 256 * 1024
 
     def __init__(self, fd: int, size: int) -> None:
         self._fd = fd
-        # Within the last window every landing is passed on, so that little is left to hash
-        # once the last byte is in (a whole window is 13 ms of SHA-256 here).
-        self._tail = size - self.WINDOW
+        # Within the last step every landing is passed on, so that little is left to hash
+        # once the last byte is in.
+        self._tail = size - self.STEP
         self._h = hashlib.sha256()
         self._marks: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._told = 0
@@ -58,25 +58,26 @@ class _HashFile:
         self._thread.start()
 
     def landed(self, upto: int) -> None:
-        if upto - self._told >= self.WINDOW or upto > self._tail:
+        if upto - self._told >= self.STEP or upto > self._tail:
             self._told = upto
             self._marks.put(upto)
 
     def _work(self) -> None:
         hashed = 0
+        piece = memoryview(bytearray(self.PIECE))
         try:
             while (upto := self._marks.get()) is not None:
                 while hashed < upto:
-                    base = hashed - hashed % mmap.ALLOCATIONGRANULARITY
-                    end = min(upto, base + self.WINDOW)
-                    with (
-                        mmap.mmap(
-                            self._fd, end - base, mmap.MAP_SHARED, mmap.PROT_READ, offset=base
-                        ) as window,
-                        memoryview(window) as view,
-                    ):
-                        self._h.update(view[hashed - base :])
-                    hashed = end
+                    n = os.preadv(self._fd, [piece[: min(self.PIECE, upto - hashed)]], hashed)
+                    if not n:
+                        # the file is ours alone and only grows: shorter than what landed
+                        # means it was cut behind our back
+                        raise _mismatch(
+                            f"the download was cut to {hashed} bytes while it was checked",
+                            "SIZE",
+                        )
+                    self._h.update(piece[:n])
+                    hashed += n
         except BaseException as exc:  # re-raised by finish(), in the caller's thread
             self._error = exc
 
