@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
-from catalytic_hooks.fs.files import CHUNK, write_sliced
+from catalytic_hooks.fs.files import sha256_fd, write_sliced
 from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
@@ -186,10 +186,7 @@ class Cache:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size != size:
                 return False
-            h = hashlib.sha256()
-            while chunk := os.read(fd, CHUNK):
-                h.update(chunk)
-            return f"sha256:{h.hexdigest()}" == digest
+            return f"sha256:{sha256_fd(fd)}" == digest
         finally:
             os.close(fd)
 

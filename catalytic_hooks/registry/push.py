@@ -24,7 +24,7 @@ from catalytic_hooks.archive.zipfmt import Limits, parse
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import name_part
-from catalytic_hooks.fs.files import CHUNK
+from catalytic_hooks.fs.files import feed_fd
 from catalytic_hooks.fs.untrusted import read_named
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, Descriptor
@@ -109,10 +109,8 @@ def _digest(path: Path) -> tuple[str, int]:
     it commits the upload, so a file changed meanwhile is refused there)."""
     fd, _ = open_file(path)
     try:
-        h, size = hashlib.sha256(), 0
-        while chunk := os.read(fd, CHUNK):
-            h.update(chunk)
-            size += len(chunk)
+        h = hashlib.sha256()
+        size = feed_fd(fd, h)
         return h.hexdigest(), size
     finally:
         os.close(fd)
