@@ -13,12 +13,14 @@ same registry in the same run, and the peak memory of push and pull.
    cache, SHA-256 and size checked on the way, then the checked copy to FILE), vs
    `curl -o FILE` of the blob; target ≥ 80%.
 3. memory: peak RSS of push and pull (wait4's rusage of that child alone); target < 64 MiB.
-The throughput column is the median of the rounds' own ratios (each round runs ours and curl
-back to back, so a drift of the machine between rounds cancels out). `--work DIR` puts the
-registry's storage, the cache and every written file under DIR (say /dev/shm, a tmpfs): on a
-virtual disk whose write speed swings from one GiB to the next, that measures the transfer
-instead of the disk, for both sides alike.
-Not run by the tests; the corpus lives under bench/_corpus/registry (rebuilt when missing).
+The throughput column is the median of the rounds' own ratios: each round runs ours and curl
+back to back, so a drift of the machine between rounds cancels out, and who goes first
+alternates, so the cost of the round's first GiB of fresh memory falls on both alike.
+`--work DIR` puts the registry's storage, the cache and every written file under DIR (say
+/dev/shm, a tmpfs): on a virtual disk whose write speed swings from one GiB to the next, that
+measures the transfer instead of the disk, for both sides alike.
+Not run by the tests; the corpus lives under bench/_corpus/archive/registry-* (rebuilt when
+missing).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,6 +88,58 @@ def curl_upload(host: str, name: str, path: Path, digest: str) -> float:
     return time.perf_counter() - t0
 
 
+Rows = dict[str, list[float]]
+
+
+def timed_push(
+    host: str, name: str, archive: Path, work: Path, env: dict[str, str], rows: Rows
+) -> None:
+    push = [*CATALYTIC, "archive", "push", str(archive), f"oci://{host}/{name}"]
+    t, rss = run([*push, "--no-attestation"], work, env)
+    rows["push"].append(t)
+    rows["push_rss"].append(rss)
+
+
+def timed_curl_up(host: str, name: str, archive: Path, digest: str, rows: Rows) -> None:
+    rows["curl_up"].append(curl_upload(host, name, archive, digest))
+
+
+def timed_pull(host: str, name: str, work: Path, env: dict[str, str], rows: Rows) -> None:
+    """`archive pull` with an empty cache, into a file that does not exist yet; both removed
+    afterwards, so that the next step starts from the same state."""
+    out = work / "pulled.zip"
+    shutil.rmtree(work / "cache", ignore_errors=True)
+    out.unlink(missing_ok=True)
+    t, rss = run(
+        [
+            *CATALYTIC,
+            "archive",
+            "pull",
+            f"oci://{host}/{name}:big",
+            "-o",
+            str(out),
+            "--no-attestations",
+        ],
+        work,
+        env,
+    )
+    rows["pull"].append(t)
+    rows["pull_rss"].append(rss)
+    out.unlink()
+    shutil.rmtree(work / "cache")
+
+
+def timed_curl(
+    host: str, name: str, digest: str, work: Path, env: dict[str, str], rows: Rows
+) -> None:
+    out = work / "pulled.zip"
+    t, _ = run(
+        ["curl", "-sf", "-o", str(out), f"http://{host}/v2/{name}/blobs/{digest}"], work, env
+    )
+    rows["curl_down"].append(t)
+    out.unlink()
+
+
 def main() -> None:
     import urllib.parse  # noqa: F401 (used by curl_upload)
 
@@ -122,36 +177,28 @@ def main() -> None:
         for i in range(args.repeat):
             # --only pull: one untimed push, then every round pulls that same repository
             name = "bench/p0" if args.only == "pull" else f"bench/p{i}"
-            if args.only != "pull" or i == 0:
+            if args.only == "pull" and i == 0:
                 push = [*CATALYTIC, "archive", "push", str(archive), f"oci://{reg.host}/{name}"]
-                t, rss = run([*push, "--no-attestation"], work, env)
-                if args.only != "pull":
-                    rows["push"].append(t)
-                    rows["push_rss"].append(rss)
-                    rows["curl_up"].append(curl_upload(reg.host, f"bench/c{i}", archive, digest))
+                run([*push, "--no-attestation"], work, env)
+            # Who goes first alternates: the first to write a GiB after a pause pays for fresh
+            # memory, which on a virtual machine that hands freed memory back to its host
+            # costs up to seconds of system time (see RESULTS.md).
+            first_ours = i % 2 == 0
+            if args.only != "pull":
+                up = [
+                    partial(timed_push, reg.host, name, archive, work, env, rows),
+                    partial(timed_curl_up, reg.host, f"bench/c{i}", archive, digest, rows),
+                ]
+                for step in up if first_ours else up[::-1]:
+                    step()
             if args.only == "push":
                 continue
-            shutil.rmtree(work / "cache", ignore_errors=True)
-            out = work / "pulled.zip"
-            out.unlink(missing_ok=True)
-            ref = f"oci://{reg.host}/{name}:big"
-            t, rss = run(
-                [*CATALYTIC, "archive", "pull", ref, "-o", str(out), "--no-attestations"],
-                work,
-                env,
-            )
-            rows["pull"].append(t)
-            rows["pull_rss"].append(rss)
-            # curl starts from the same state: no GiB of ours left in the page cache
-            out.unlink()
-            shutil.rmtree(work / "cache")
-            t, _ = run(
-                ["curl", "-sf", "-o", str(out), f"http://{reg.host}/v2/{name}/blobs/{digest}"],
-                work,
-                env,
-            )
-            rows["curl_down"].append(t)
-            out.unlink()
+            down = [
+                partial(timed_pull, reg.host, name, work, env, rows),
+                partial(timed_curl, reg.host, name, digest, work, env, rows),
+            ]
+            for step in down if first_ours else down[::-1]:
+                step()
             print(
                 f"round {i + 1}: pull {rows['pull'][-1]:.2f} s, curl {rows['curl_down'][-1]:.2f} s",
                 file=sys.stderr,
