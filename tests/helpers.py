@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,35 @@ def _vectors_copy() -> Path:
 
 
 CONFORMANCE = _vectors_copy()
+
+
+def wait_blocked_in(pid: int, word: str) -> None:
+    """Until the process sleeps in a kernel function whose name holds `word` (/proc/PID/wchan:
+    "pipe" for a read of its stdin, "poll" for a wait on its children's output), so that a
+    signal sent next finds it there; a fixed pause would signal a process still importing on a
+    slow machine."""
+    deadline = time.monotonic() + 60
+    while word not in Path(f"/proc/{pid}/wchan").read_text():
+        assert time.monotonic() < deadline, f"process {pid} never waited in {word!r}"
+        time.sleep(0.01)
+
+
+def settle_index(cwd: Path) -> None:
+    """Wait until the index of the repository at `cwd` was written more than
+    git.indexid.SETTLE_NS ago. A git status started sooner may have read another index, so the
+    worktree's quick digest leaves such a case to the full path; a person's next command comes
+    later than that, a test's within milliseconds (on a fast machine the quick path would then
+    never answer, and a test of what it answers would hold vacuously)."""
+    from catalytic_hooks.git.indexid import SETTLE_NS
+
+    where = git(cwd, "rev-parse", "--git-path", "index").stdout.strip()
+    try:
+        age = time.time_ns() - (cwd / where).stat().st_ctime_ns
+    except FileNotFoundError:
+        return
+    if age <= SETTLE_NS:
+        # the file's time comes from the kernel's coarse clock: a tick more
+        time.sleep((SETTLE_NS - age) / 1e9 + 0.02)
 
 
 def git(

@@ -8,10 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from .helpers import DEFAULT_POLICY, catalytic
+from .helpers import DEFAULT_POLICY, catalytic, wait_blocked_in
 
 
 def _without_git(tmp_path: Path) -> dict[str, str]:
@@ -45,7 +44,7 @@ def _interrupt(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # let it reach the blocking read
+    wait_blocked_in(proc.pid, "pipe")  # its stdin
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     return subprocess.CompletedProcess(args, proc.returncode, out, err)

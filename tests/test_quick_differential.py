@@ -17,7 +17,6 @@ import contextlib
 import io
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +32,9 @@ from catalytic_hooks.enforce.checks import check_push, check_staged, parse_push_
 from catalytic_hooks.enforce.quickaccept import quick_accept, quick_push
 from catalytic_hooks.git import quickdigest
 from catalytic_hooks.git.earlyspawn import early_status, early_where
-from catalytic_hooks.git.indexid import SETTLE_NS
 from catalytic_hooks.git.repo import Repo
 
-from .helpers import git
+from .helpers import git, settle_index
 
 # Files live only at these paths (no path is a directory of another); roots come from ROOTS.
 PATHS = ["f", "g", "a/f", "a/g", "a/x/f", "b/f", "b/h.txt", "out/f", "tmp/f", "v/f", "_runs/r/f"]
@@ -198,7 +196,7 @@ def _check(case: Case, tally: Tally) -> None:
             _full_digest("--worktree")  # records the snapshot of this index, and the roots
             for op in case.unstaged:
                 _apply(top, op)
-            _settle(top / ".git" / "index")
+            settle_index(top)
             for view in ("--worktree", "--index"):
                 answer = quickdigest.quick_digest([view], early_status([view]), early_where([view]))
                 if answer is not None:
@@ -216,19 +214,6 @@ def _check(case: Case, tally: Tally) -> None:
                 except CatalyticError as exc:  # the quick path accepted what the full refuses
                     raise AssertionError(f"{case}: {exc.message}") from exc
                 assert _blocking(found) == [], case
-
-
-def _settle(index: Path) -> None:
-    """Wait until the index was written more than git.indexid.SETTLE_NS ago. A git status
-    started sooner may have read another index, so the quick digest leaves it to the full
-    path; a person's next command comes later than that, this test's within milliseconds (on a
-    fast machine the worktree's quick path would otherwise never answer, and the property would
-    hold vacuously)."""
-    with contextlib.suppress(FileNotFoundError):
-        age = time.time_ns() - index.stat().st_ctime_ns
-        if age <= SETTLE_NS:
-            # the file's time comes from the kernel's coarse clock: a tick more
-            time.sleep((SETTLE_NS - age) / 1e9 + 0.02)
 
 
 def _run(examples: int) -> Tally:

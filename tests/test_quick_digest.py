@@ -24,7 +24,7 @@ from catalytic_hooks.git import quickdigest
 from catalytic_hooks.git.earlyspawn import early_status, early_where
 from catalytic_hooks.git.statefiles import COMMIT_RECORD, DIGEST_GUESS, DIGEST_RECORD, TRUSTED
 
-from .helpers import catalytic, git
+from .helpers import catalytic, git, settle_index, wait_blocked_in
 
 POLICY = (
     'durable_roots = ["outputs"]\ntmp_roots = ["_tmp"]\nexclusions = ["vendor"]\n'
@@ -65,6 +65,8 @@ def _full(repo: Path, view: str = "--worktree") -> str:
 
 
 def _quick(view: str = "--worktree") -> str | None:
+    """The quick path's answer, once the index has settled (helpers.settle_index)."""
+    settle_index(Path.cwd())
     argv = [view]
     return quickdigest.quick_digest(argv, early_status(argv), early_where(argv))
 
@@ -323,6 +325,7 @@ def test_the_console_command_takes_the_quick_path(repo: Path) -> None:
         script.read_text().splitlines()[1:]
         == (Path(__file__).parent.parent / "scripts/catalytic").read_text().splitlines()[1:]
     )
+    settle_index(repo)
     proc = subprocess.run(
         [str(script), "digest", "--worktree"], cwd=repo, capture_output=True, text=True
     )
@@ -373,6 +376,7 @@ def test_ctrl_c_while_git_status_runs(repo: Path) -> None:
         while not started.exists():
             assert time.monotonic() < deadline, "git status never ran the fsmonitor hook"
             time.sleep(0.05)
+        wait_blocked_in(proc.pid, "poll")  # on git's output, inside the quick path's handler
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

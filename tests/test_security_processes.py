@@ -50,6 +50,12 @@ def run(repo: Path, script: str, *extra: str) -> tuple[int, dict[str, object]]:
     return proc.returncode, json.loads(proc.stdout)
 
 
+def _until_pid(name: str) -> str:
+    """Shell that waits until the child has written its pid file: the command ends only once
+    its escapee exists, however slow the machine (a fixed pause could end it sooner)."""
+    return f"while [ ! -s ../{name}.pid ]; do sleep 0.01; done"
+
+
 def pid_of(repo: Path, name: str) -> int:
     return int((repo.parent / f"{name}.pid").read_text().split()[0])
 
@@ -71,7 +77,7 @@ def test_a_background_job_is_waited_for_and_seen_by_post(repo: Path) -> None:
 def test_a_background_job_still_running_is_killed_and_fails_the_run(repo: Path) -> None:
     code, doc = run(
         repo,
-        f"sh -c 'echo $$ > ../bg.pid; sleep 30; {LATE}' {QUIET} &",
+        f"sh -c 'echo $$ > ../bg.pid; sleep 30; {LATE}' {QUIET} & {_until_pid('bg')}",
         "--grace",
         "0.5",
         "--restore",
@@ -102,7 +108,9 @@ os.system({LATE!r})
 
 def test_a_double_forked_daemon_cannot_escape(repo: Path) -> None:
     (repo.parent / "daemon.py").write_text(DAEMON)
-    code, doc = run(repo, f"{sys.executable} ../daemon.py {QUIET}; sleep 0.3", "--grace", "0.5")
+    code, doc = run(
+        repo, f"{sys.executable} ../daemon.py {QUIET}; {_until_pid('daemon')}", "--grace", "0.5"
+    )
     pid = pid_of(repo, "daemon")
     assert code == 1 and not alive(pid), doc
     details = doc["details"]
@@ -114,7 +122,7 @@ def test_a_double_forked_daemon_cannot_escape(repo: Path) -> None:
 def test_a_setsid_child_cannot_escape(repo: Path) -> None:
     code, doc = run(
         repo,
-        f"setsid -f sh -c 'echo $$ > ../s.pid; sleep 30; {LATE}' {QUIET}; sleep 0.3",
+        f"setsid -f sh -c 'echo $$ > ../s.pid; sleep 30; {LATE}' {QUIET}; {_until_pid('s')}",
         "--grace",
         "0.5",
     )
@@ -126,7 +134,7 @@ def test_a_setsid_child_cannot_escape(repo: Path) -> None:
 def test_a_timeout_also_ends_what_left_the_process_group(repo: Path) -> None:
     code, doc = run(
         repo,
-        f"setsid -f sh -c 'echo $$ > ../s.pid; sleep 30' {QUIET}; sleep 30",
+        f"setsid -f sh -c 'echo $$ > ../s.pid; sleep 30' {QUIET}; {_until_pid('s')}; sleep 30",
         "--timeout",
         "1",
         "--grace",
