@@ -4,38 +4,24 @@ file wherever they take a run directory."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
 from catalytic_hooks.cli.archive_impl import ArchiveCreateArgs, run_archive_create
-from catalytic_hooks.cli.context import open_repo
+from catalytic_hooks.cli.context import caller, caller_limits, open_repo
 from catalytic_hooks.cli.hot_options import ARCHIVE_CREATE, ARCHIVE_CREATE_ARG
 from catalytic_hooks.cli.options import JsonOpt, TrustFileOpt, typer_command
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.outcomes import SuccessCode
-from catalytic_hooks.core.policy import Policy, load_policy
-from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.core.policy import load_policy
 
 archive_app = typer.Typer(
     help="Portable run archives: one file that verifies, restores and replays anywhere.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-
-
-def caller() -> tuple[Path, Policy] | None:
-    """The repository the command runs in (its top and policy), or None outside one."""
-    repo = Repo.find(None)
-    return (repo.top, load_policy(repo.top)) if repo is not None else None
-
-
-def caller_limits() -> Any:
-    from catalytic_hooks.archive.read import limits_for
-
-    here = caller()
-    return limits_for(here[1] if here else Policy())
 
 
 archive_app.command("create")(

@@ -245,7 +245,7 @@ def _verify_attached(
     unless every archive that verified has one that verifies: ATTESTATION_MISSING when none is
     attached, or (reason REFERRER_LIMIT) when the limit on referrers fetched ended the search,
     else the first refusal's code."""
-    from catalytic_hooks.cli.archive_cmd import caller_limits
+    from catalytic_hooks.cli.context import caller_limits
     from catalytic_hooks.registry.pull import verify_attached
 
     by_path = {r.get("archive"): r for r in report["results"]}
@@ -280,7 +280,7 @@ def _verify_archives(
     judge: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     from catalytic_hooks.archive.verify import verify_archive_chain, verify_archives
-    from catalytic_hooks.cli.archive_cmd import caller_limits
+    from catalytic_hooks.cli.context import caller_limits
 
     if len(archives) != len(run_dirs):
         raise CatalyticError(
@@ -296,7 +296,7 @@ def _verify_attestation(
     path: Path, run_dirs: list[Path], project_root: Path | None, trust: TrustPolicy, json_mode: bool
 ) -> None:
     from catalytic_hooks.archive.runs import verify_attestations
-    from catalytic_hooks.cli.archive_cmd import caller_limits
+    from catalytic_hooks.cli.context import caller_limits
 
     infos = verify_attestations(path, run_dirs, project_root, trust, caller_limits)
 

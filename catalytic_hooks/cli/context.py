@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.policy import Policy, load_policy
 from catalytic_hooks.git.repo import Repo
+
+
+def caller() -> tuple[Path, Policy] | None:
+    """The repository the command runs in (its top and policy), or None outside one."""
+    repo = Repo.find(None)
+    return (repo.top, load_policy(repo.top)) if repo is not None else None
+
+
+def caller_limits() -> Any:
+    """The archive reader's limits by the policy of the repository the command runs in (the
+    defaults outside one), never by the archive's own."""
+    from catalytic_hooks.archive.read import limits_for
+
+    here = caller()
+    return limits_for(here[1] if here else Policy())
 
 
 def split_roots(values: list[str] | None) -> list[str] | None:

@@ -115,7 +115,7 @@ def run_environment(
     run: Path, trust_file: Path | None, allow_untrusted: bool, need_trust: bool
 ) -> tuple[Any, str, bool, Any]:
     """environment/recorded.py's `verified_environment`, within the caller's archive limits."""
-    from catalytic_hooks.cli.archive_cmd import caller_limits
+    from catalytic_hooks.cli.context import caller_limits
     from catalytic_hooks.environment.recorded import verified_environment
 
     return verified_environment(run, trust_file, allow_untrusted, need_trust, caller_limits())

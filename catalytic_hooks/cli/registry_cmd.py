@@ -113,7 +113,7 @@ def push_cmd(
 ) -> None:
     """Push a run's archive to an OCI registry, with its attestation as a referrer; print the
     digest reference."""
-    from catalytic_hooks.cli.archive_cmd import caller_limits
+    from catalytic_hooks.cli.context import caller_limits
     from catalytic_hooks.registry.push import push
     from catalytic_hooks.registry.reference import parse
 

@@ -105,7 +105,7 @@ def replay(
     ):
         rebuild = None
         if rebuild_env:
-            from catalytic_hooks.cli.archive_cmd import caller
+            from catalytic_hooks.cli.context import caller
             from catalytic_hooks.core.policy import Policy
 
             here = caller()
@@ -152,7 +152,7 @@ def _replay_archive(
     path: Path, opts: Any, replay_dir: Path | None, no_quarantine: bool
 ) -> ReplayReport:
     from catalytic_hooks.archive.read import limits_for
-    from catalytic_hooks.cli.archive_cmd import caller
+    from catalytic_hooks.cli.context import caller
     from catalytic_hooks.core.policy import Policy
     from catalytic_hooks.replay.archived import replay_archive
 

@@ -157,7 +157,7 @@ def bundle(
             )
         with progress(json_mode) as callbacks:
             if run_dir.is_file():
-                from catalytic_hooks.cli.archive_cmd import caller_limits
+                from catalytic_hooks.cli.context import caller_limits
                 from catalytic_hooks.restore.archived import restore_archive
 
                 doc = restore_archive(
@@ -208,7 +208,7 @@ def chain(
             )
         with progress(json_mode) as callbacks:
             if archives:
-                from catalytic_hooks.cli.archive_cmd import caller_limits
+                from catalytic_hooks.cli.context import caller_limits
                 from catalytic_hooks.restore.archived import restore_archive_chain
 
                 doc = restore_archive_chain(

@@ -121,6 +121,6 @@ def write_attestations(
 ) -> tuple[Path, int]:
     """`attest` and `run --attest`: archive files read with the caller's limits."""
     from catalytic_hooks.archive.runs import write_attestations as write
-    from catalytic_hooks.cli.archive_cmd import caller_limits
+    from catalytic_hooks.cli.context import caller_limits
 
     return write(run_dirs, key, output, project_root, caller_limits)
