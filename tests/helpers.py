@@ -137,10 +137,13 @@ def take_files(root: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     return taken
 
 
+# click's name of an option's type → the fast path's kind (an int with a `min` is a range)
+_CLICK_KINDS = {"path": "path", "text": "str", "integer": "int", "int range": "int"}
+
+
 def archive_command_table(name: str) -> tuple[dict[str, tuple[str, str]], list[str]]:
     """`catalytic archive NAME` as Typer builds it: its options as the fast path's table
-    (spelling → (field, kind); these commands take only flags and paths) and its positional
-    arguments, in order."""
+    (spelling → (field, kind)) and its positional arguments, in order."""
     import typer.main
 
     from catalytic_hooks.cli.app import app
@@ -151,7 +154,7 @@ def archive_command_table(name: str) -> tuple[dict[str, tuple[str, str]], list[s
         if param.param_type_name == "argument":
             arguments.append(param.name)
             continue
-        kind = "flag" if param.is_flag else "path"
+        kind = "flag" if param.is_flag else _CLICK_KINDS[param.type.name]
         for opt in (*param.opts, *param.secondary_opts):
             table[opt] = (param.name, kind)
     return table, arguments

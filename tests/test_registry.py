@@ -279,6 +279,87 @@ def test_archive_pull_option_table_is_the_typer_commands() -> None:
     )
 
 
+def test_archive_push_option_table_is_the_typer_commands() -> None:
+    from catalytic_hooks.cli.fastpath import ARCHIVE_PUSH_OPTIONS, parse_archive_push
+
+    table, arguments = archive_command_table("push")
+    assert arguments == ["source", "target"]
+    assert table == ARCHIVE_PUSH_OPTIONS
+    for unusual in (
+        ["--help"],
+        [],
+        ["a.zip"],
+        ["a.zip", "oci://h/n", "extra"],
+        ["a.zip", "oci://h/n", "--chunk-size", "0"],  # below Typer's min: Typer refuses it
+        ["a.zip", "oci://h/n", "--chunk-size", "x"],
+        ["a.zip", "oci://h/n", "--attestation"],
+        ["-x"],
+    ):
+        assert parse_archive_push(unusual) is None, unusual
+    parsed = parse_archive_push(["a.zip", "--chunk-size=3", "oci://h/n:t", "--no-attestation"])
+    assert (parsed.source, parsed.target, parsed.chunk_size, parsed.no_attestation) == (
+        Path("a.zip"),
+        "oci://h/n:t",
+        3,
+        True,
+    )
+
+
+PUSH_CASES = [
+    ["FILE", "REF", "--json"],
+    ["FILE", "REF", "--no-attestation", "--chunk-size", "1"],
+    ["FILE", "REF", "--chunk-size", "0"],
+    ["FILE", "oci://127.0.0.1:1/team/none", "--json"],
+    ["MISSING", "REF"],
+]
+
+
+@pytest.mark.parametrize("argv", PUSH_CASES, ids=[" ".join(c) for c in PUSH_CASES])
+def test_archive_push_fast_and_typer_paths_agree(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path, argv: list[str]
+) -> None:
+    """The fast path (no Typer) and the Typer command, each into a repository of its own: the
+    same exit code and output but for the repository's name, and the same artifact pushed."""
+    from .helpers import catalytic
+
+    results = []
+    for fast in (True, False):
+        env = dict(os.environ)
+        if not fast:
+            env["CATALYTIC_NO_FASTPATH"] = "1"
+        case = hashlib.sha256(" ".join(argv).encode()).hexdigest()[:8]
+        ref = f"oci://{registry.host}/team/push-{'fast' if fast else 'typer'}-{case}"
+        line = [
+            ref if a == "REF" else str(shared["archive_file"]) if a == "FILE" else a for a in argv
+        ]
+        proc = catalytic("archive", "push", *line, cwd=tmp_path, env=env)
+        results.append(
+            (proc.returncode, proc.stdout.replace(ref, "REF"), proc.stderr.replace(ref, "REF"))
+        )
+    assert results[0] == results[1]
+    code, stdout, stderr = results[0]
+    if argv[0] == "MISSING":
+        assert (code, stdout) == (2, "") and "PATH_INVALID" in stderr
+    elif "127.0.0.1:1" in argv[1]:
+        assert code == 2 and json.loads(stdout)["code"] == "REGISTRY_UNREACHABLE"
+    elif "0" in argv:  # Typer's own refusal of a chunk size below its minimum
+        assert (code, stdout) == (2, "") and "--chunk-size" in stderr
+    else:
+        assert code == 0 and "REF@sha256:" in stdout, stderr
+        assert ("attestation" in stdout) == ("--no-attestation" not in argv)
+
+
+def test_the_push_fast_path_imports_no_cli_framework(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
+    ref = f"oci://{registry.host}/team/lean-push"
+    loaded = imported_by("archive", "push", str(shared["archive_file"]), ref, cwd=tmp_path)
+    for heavy in ("typer", "rich", "click"):
+        assert heavy not in loaded, heavy
+    digest = json.loads(inproc("archive", "pull", ref + ":r1", "--json", cwd=tmp_path).stdout)
+    assert digest["ok"], digest
+
+
 PULL_CASES = [
     ["REF", "-o", "out.zip", "--json"],
     ["--output=out.zip", "REF", "--no-attestations", "--insecure"],

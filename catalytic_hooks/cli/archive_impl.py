@@ -1,7 +1,8 @@
-"""`archive create` and `archive pull`, without Typer: each is reached both from its Typer
-command (archive_cmd.py, registry_cmd.py) and from the start-up fast path (fastpath.py), since
-Typer's start is a second on its own, archiving is often scripted over many runs, and a pull's
-start counts against its throughput."""
+"""`archive create`, `archive pull` and `archive push`, without Typer: each is reached both
+from its Typer command (archive_cmd.py, registry_cmd.py) and from the start-up fast path
+(fastpath.py), since Typer's start is a second on its own, archiving and pushing are often
+scripted over many runs (CI pushes every run), and a transfer's start counts against its
+throughput."""
 
 from __future__ import annotations
 
@@ -88,5 +89,56 @@ def run_archive_pull(args: ArchivePullArgs) -> None:
                 )
             if info.get("referrers_unchecked"):
                 say(f"  {info['referrers_unchecked']} more attached, not fetched (the limit)")
+
+        result(args.json_mode, True, SuccessCode.OK, info, human)
+
+
+@dataclass
+class ArchivePushArgs:
+    """The options of `catalytic archive push`, whichever parser read them."""
+
+    source: Path | None = None
+    target: str = ""
+    attestation: Path | None = None
+    no_attestation: bool = False
+    chunk_size: int | None = None  # MiB
+    registry_config: Path | None = None
+    insecure: bool = False
+    json_mode: bool = False
+
+
+def run_archive_push(args: ArchivePushArgs) -> None:
+    """Push a run's archive, and its attestation as a referrer; ends with CommandExit."""
+    from catalytic_hooks.cli.context import caller_limits
+    from catalytic_hooks.registry.pull import Options
+    from catalytic_hooks.registry.push import push
+    from catalytic_hooks.registry.reference import parse
+
+    assert args.source is not None  # required by both parsers
+    with handled(args.json_mode):
+        ref = parse(args.target)
+        client = Options(config=args.registry_config, insecure=args.insecure).client(ref)
+        if args.chunk_size is not None:
+            client.chunk_size = args.chunk_size * 1024 * 1024
+        try:
+            info = push(
+                args.source,
+                ref,
+                client,
+                limits=caller_limits(),
+                attestation=args.attestation,
+                with_attestation=not args.no_attestation,
+            )
+        finally:
+            client.close()
+
+        def human() -> None:
+            say(info["reference"])
+            say(
+                f"  tagged {info['tagged']}; {info['blobs_uploaded']} blob(s) uploaded, "
+                f"{info['blobs_skipped']} already there"
+            )
+            if info["attestation"]:
+                say(f"  attestation {info['attestation']['digest']} ({info['attestation']['via']})")
 
         result(args.json_mode, True, SuccessCode.OK, info, human)

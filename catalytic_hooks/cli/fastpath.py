@@ -1,5 +1,5 @@
 """One start-up fast path for the hot commands: `digest`, `check`, `run`, `archive create`,
-`archive pull` and `report`.
+`archive pull`, `archive push` and `report`.
 
 Typer builds a validator for every option of a command on every call, which would be most of
 a warm digest's time (docs/decisions/0003). Each hot command's options are declared once
@@ -21,11 +21,15 @@ from catalytic_hooks.cli.hot_options import (
     ARCHIVE_CREATE_OPTIONS,
     ARCHIVE_PULL_ARG,
     ARCHIVE_PULL_OPTIONS,
+    ARCHIVE_PUSH,
+    ARCHIVE_PUSH_ARGS,
+    ARCHIVE_PUSH_OPTIONS,
     CHECK_OPTIONS,
     DIGEST_OPTIONS,
     REPORT_OPTIONS,
     RUN_OPTIONS,
     Opt,
+    minimums,
 )
 from catalytic_hooks.cli.output import CommandExit
 
@@ -37,14 +41,17 @@ def parse_options(
     table: dict[str, tuple[str, str]],
     args: Any,
     rest: str | None = None,
-    positional: Opt | None = None,
+    positional: Opt | Sequence[Opt] = (),
+    minimums: dict[str, int] | None = None,
 ) -> Any | None:
     """Fill `args` from `argv` by `table`; None for anything not recognised exactly. `rest`:
     the field that takes every argument after `--` (the commands with no positional
-    arguments have none); `positional`: the one required positional argument (one that does
-    not start with `-`; a second one, or none, goes to Typer)."""
+    arguments have none); `positional`: the required positional arguments, in order (each one
+    that does not start with `-`; one more, or fewer, goes to Typer); `minimums`: the least
+    value of a number field (a smaller one goes to Typer, which refuses it)."""
+    wanted = (positional,) if isinstance(positional, Opt) else tuple(positional)
     i = 0
-    seen = False
+    seen = 0
     while i < len(argv):
         token = argv[i]
         if token == "--" and rest is not None:
@@ -52,9 +59,10 @@ def parse_options(
             return args
         name, eq, inline = token.partition("=")
         spec = table.get(name)
-        if spec is None and positional is not None and not seen and not token.startswith("-"):
-            setattr(args, positional.field, Path(token) if positional.kind == "path" else token)
-            seen = True
+        if spec is None and seen < len(wanted) and not token.startswith("-"):
+            arg = wanted[seen]
+            setattr(args, arg.field, Path(token) if arg.kind == "path" else token)
+            seen += 1
             i += 1
             continue
         if spec is None:
@@ -81,12 +89,15 @@ def parse_options(
             setattr(args, field, [*current, value])
         elif kind in _NUMBER:
             try:
-                setattr(args, field, _NUMBER[kind](value))
+                number = _NUMBER[kind](value)
             except ValueError:
                 return None
+            if minimums and field in minimums and number < minimums[field]:
+                return None
+            setattr(args, field, number)
         else:
             setattr(args, field, Path(value) if kind == "path" else value)
-    return None if positional is not None and not seen else args
+    return args if seen == len(wanted) else None
 
 
 def parse_digest(argv: Sequence[str]) -> Any | None:
@@ -123,6 +134,18 @@ def parse_archive_pull(argv: Sequence[str]) -> Any | None:
     return parse_options(argv, ARCHIVE_PULL_OPTIONS, ArchivePullArgs(), positional=ARCHIVE_PULL_ARG)
 
 
+def parse_archive_push(argv: Sequence[str]) -> Any | None:
+    from catalytic_hooks.cli.archive_impl import ArchivePushArgs
+
+    return parse_options(
+        argv,
+        ARCHIVE_PUSH_OPTIONS,
+        ArchivePushArgs(),
+        positional=ARCHIVE_PUSH_ARGS,
+        minimums=minimums(ARCHIVE_PUSH),
+    )
+
+
 def _run_digest(args: Any) -> None:
     from catalytic_hooks.cli.receipts_impl import run_digest
 
@@ -153,6 +176,12 @@ def _run_archive_pull(args: Any) -> None:
     run_archive_pull(args)
 
 
+def _run_archive_push(args: Any) -> None:
+    from catalytic_hooks.cli.archive_impl import run_archive_push
+
+    run_archive_push(args)
+
+
 def parse_report(argv: Sequence[str]) -> Any | None:
     from catalytic_hooks.cli.report_impl import ReportArgs
 
@@ -171,6 +200,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], Any | None], Callable[[Any],
     "run": (parse_run, _run_run),
     "archive create": (parse_archive_create, _run_archive_create),
     "archive pull": (parse_archive_pull, _run_archive_pull),
+    "archive push": (parse_archive_push, _run_archive_push),
     "report": (parse_report, _run_report),
 }
 

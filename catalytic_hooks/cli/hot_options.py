@@ -1,5 +1,5 @@
 """The options of the hot commands (`digest`, `check`, `run`, `archive create`, `archive pull`,
-`report`), declared once:
+`archive push`, `report`), declared once:
 the start-up fast path's tables (cli/fastpath.py) and the Typer commands
 (cli/options.typer_command) are both derived from these declarations, so adding an option touches
 one line here (and the field, with its default, on the command's *Args dataclass). Imports
@@ -21,6 +21,7 @@ class Opt(NamedTuple):
     names: tuple[str, ...]  # every spelling; Typer shows them in this order
     help: str
     required: bool = False
+    minimum: int | None = None  # an "int" below it goes to Typer, which refuses it
 
 
 _ROOTS_HELP = "Comma-separated roots; repeatable. Overrides the configuration."
@@ -170,6 +171,46 @@ ARCHIVE_PULL_ARG = Opt(
     required=True,
 )
 
+ARCHIVE_PUSH = (
+    Opt(
+        "attestation",
+        "path",
+        ("--attestation",),
+        "The attestation to attach (default: RUN_DIR/attestation.intoto.json, or "
+        "<run_id>.intoto.json beside the archive, when present).",
+    ),
+    Opt("no_attestation", "flag", ("--no-attestation",), "Push the archive only."),
+    Opt(
+        "chunk_size",
+        "int",
+        ("--chunk-size",),
+        "Upload in PATCH chunks of this many MiB (for a registry, or a proxy before it, that "
+        "caps request bodies). Default: one streamed PUT, sent again in 64 MiB chunks if the "
+        "registry answers 413.",
+        minimum=1,
+    ),
+    REGISTRY_CONFIG,
+    INSECURE,
+    _JSON,
+)
+# archive push's two positional arguments, in order
+ARCHIVE_PUSH_ARGS = (
+    Opt(
+        "source",
+        "path",
+        (),
+        "An archive file, or a run directory (archived first, as `archive create` would).",
+        required=True,
+    ),
+    Opt(
+        "target",
+        "str",
+        (),
+        "oci://HOST[:PORT]/NAME[:TAG] (the tag defaults to the run id).",
+        required=True,
+    ),
+)
+
 REPORT = (
     Opt(
         "out",
@@ -188,9 +229,15 @@ def table(options: Sequence[Opt]) -> dict[str, tuple[str, str]]:
     return {name: (o.field, o.kind) for o in options for name in o.names}
 
 
+def minimums(options: Sequence[Opt]) -> dict[str, int]:
+    """field → the least value its number may take, what `parse_options` checks."""
+    return {o.field: o.minimum for o in options if o.minimum is not None}
+
+
 DIGEST_OPTIONS = table(DIGEST)
 CHECK_OPTIONS = table(CHECK)
 RUN_OPTIONS = table(RUN)
 ARCHIVE_CREATE_OPTIONS = table(ARCHIVE_CREATE)
 ARCHIVE_PULL_OPTIONS = table(ARCHIVE_PULL)
+ARCHIVE_PUSH_OPTIONS = table(ARCHIVE_PUSH)
 REPORT_OPTIONS = table(REPORT)

@@ -1,7 +1,7 @@
 """Console entry point. `catalytic hook ...` is dispatched before Typer and rich are imported,
 because git runs it on every commit and push and start-up time is the hook's whole cost;
-`catalytic digest`, `check`, `run`, `archive create`, `archive pull` and `report` too when their
-options are plain (see fastpath.py)."""
+`catalytic digest`, `check`, `run`, `archive create`, `archive pull`, `archive push` and `report`
+too when their options are plain (see fastpath.py)."""
 
 from __future__ import annotations
 
@@ -67,10 +67,10 @@ def _quick_digest(
 
 def _leave(code: int) -> None:
     """The console command's exit without the interpreter's teardown (tens of milliseconds, a
-    few percent of a GiB pull): once a pull has returned, its connection, files, threads and
-    temporary paths are closed, joined and removed, and only its output is left to flush. A
-    stream that was closed before the start (None) or that refuses the flush is left as the
-    interpreter's exit would leave it; a reader gone away is 141, as everywhere."""
+    few percent of a GiB pull): once a pull or a push has returned, its connection, files,
+    threads and temporary paths are closed, joined and removed, and only its output is left to
+    flush. A stream that was closed before the start (None) or that refuses the flush is left
+    as the interpreter's exit would leave it; a reader gone away is 141, as everywhere."""
     if sys.stdout is not None:
         try:
             sys.stdout.flush()
@@ -115,14 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         code = fast(args[0], args[1:], early)
         if code is not None:
             return code
-    if args[:2] in (["archive", "create"], ["archive", "pull"]) and not os.environ.get(
-        "CATALYTIC_NO_FASTPATH"
-    ):
+    if args[:2] in (
+        ["archive", "create"],
+        ["archive", "pull"],
+        ["archive", "push"],
+    ) and not os.environ.get("CATALYTIC_NO_FASTPATH"):
         from catalytic_hooks.cli.fastpath import fast
 
         code = fast(" ".join(args[:2]), args[2:])
         if code is not None:
-            if argv is None and args[1] == "pull":
+            if argv is None and args[1] in ("pull", "push"):
                 _leave(code)
             return code
     from catalytic_hooks.cli.app import run_app

@@ -53,28 +53,28 @@ def typer_command(
     impl: Callable[[Any], None],
     doc: str,
     rest: str | None = None,
-    positional: Opt | None = None,
+    positional: Opt | Sequence[Opt] = (),
 ) -> Callable[..., None]:
     """The Typer command of a hot command, built from its one declaration (cli/fastpath.py):
     each option's names, help and kind, the default from `args_cls`'s field; `rest`: the help
-    of the positional arguments that fill the `command` field; `positional`: one required
-    positional argument, before the options. It calls `impl` with an `args_cls` filled exactly
-    as the fast path fills it."""
+    of the positional arguments that fill the `command` field; `positional`: the required
+    positional arguments, in order, before the options; an option's `minimum` is Typer's
+    `min`. It calls `impl` with an `args_cls` filled exactly as the fast path fills it."""
     defaults = {f.name: f.default for f in dataclasses.fields(args_cls)}
     params: list[inspect.Parameter] = []
-    if positional is not None:
+    for arg in (positional,) if isinstance(positional, Opt) else positional:
         params.append(
             inspect.Parameter(
-                positional.field,
+                arg.field,
                 inspect.Parameter.KEYWORD_ONLY,
-                annotation=Annotated[_TYPES[positional.kind], typer.Argument(help=positional.help)],
+                annotation=Annotated[_TYPES[arg.kind], typer.Argument(help=arg.help)],
             )
         )
     for o in options:
         base = _TYPES[o.kind]
         default = None if o.kind == "list" else defaults[o.field]
         hint = base if o.required or default is not None else base | None
-        info = typer.Option(*o.names, help=o.help)
+        info = typer.Option(*o.names, help=o.help, min=o.minimum)
         params.append(
             inspect.Parameter(
                 o.field,

@@ -9,16 +9,21 @@ from typing import Annotated, Any
 
 import typer
 
-from catalytic_hooks.cli.archive_impl import ArchivePullArgs, run_archive_pull
+from catalytic_hooks.cli.archive_impl import (
+    ArchivePullArgs,
+    ArchivePushArgs,
+    run_archive_pull,
+    run_archive_push,
+)
 from catalytic_hooks.cli.hot_options import (
     ARCHIVE_PULL,
     ARCHIVE_PULL_ARG,
+    ARCHIVE_PUSH,
+    ARCHIVE_PUSH_ARGS,
     INSECURE,
     REGISTRY_CONFIG,
 )
-from catalytic_hooks.cli.options import JsonOpt, typer_command
-from catalytic_hooks.cli.output import handled, result, say
-from catalytic_hooks.core.outcomes import SuccessCode
+from catalytic_hooks.cli.options import typer_command
 
 RegistryConfigOpt = Annotated[
     Path | None, typer.Option(*REGISTRY_CONFIG.names, help=REGISTRY_CONFIG.help)
@@ -75,76 +80,14 @@ def name_pulled(rows: list[dict[str, Any]], pulled: list[dict[str, Any]]) -> Non
                 row[key] = names[row[key]]
 
 
-def push_cmd(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="An archive file, or a run directory (archived first, as `archive create` would)."
-        ),
-    ],
-    target: Annotated[
-        str, typer.Argument(help="oci://HOST[:PORT]/NAME[:TAG] (the tag defaults to the run id).")
-    ],
-    attestation: Annotated[
-        Path | None,
-        typer.Option(
-            "--attestation",
-            help="The attestation "
-            "to attach (default: RUN_DIR/attestation.intoto.json, or "
-            "<run_id>.intoto.json beside the archive, when present).",
-        ),
-    ] = None,
-    no_attestation: Annotated[
-        bool, typer.Option("--no-attestation", help="Push the archive only.")
-    ] = False,
-    chunk_size: Annotated[
-        int | None,
-        typer.Option(
-            "--chunk-size",
-            min=1,
-            help="Upload in PATCH chunks of this many MiB (for a registry, or a proxy before it, "
-            "that caps request bodies). Default: one streamed PUT, sent again in 64 MiB chunks "
-            "if the registry answers 413.",
-        ),
-    ] = None,
-    registry_config: RegistryConfigOpt = None,
-    insecure: InsecureOpt = False,
-    json_mode: JsonOpt = False,
-) -> None:
-    """Push a run's archive to an OCI registry, with its attestation as a referrer; print the
-    digest reference."""
-    from catalytic_hooks.cli.context import caller_limits
-    from catalytic_hooks.registry.push import push
-    from catalytic_hooks.registry.reference import parse
-
-    with handled(json_mode):
-        ref = parse(target)
-        client = options(registry_config, insecure).client(ref)
-        if chunk_size is not None:
-            client.chunk_size = chunk_size * 1024 * 1024
-        try:
-            info = push(
-                source,
-                ref,
-                client,
-                limits=caller_limits(),
-                attestation=attestation,
-                with_attestation=not no_attestation,
-            )
-        finally:
-            client.close()
-
-        def human() -> None:
-            say(info["reference"])
-            say(
-                f"  tagged {info['tagged']}; {info['blobs_uploaded']} blob(s) uploaded, "
-                f"{info['blobs_skipped']} already there"
-            )
-            if info["attestation"]:
-                say(f"  attestation {info['attestation']['digest']} ({info['attestation']['via']})")
-
-        result(json_mode, True, SuccessCode.OK, info, human)
-
+push_cmd = typer_command(
+    ARCHIVE_PUSH,
+    ArchivePushArgs,
+    run_archive_push,
+    "Push a run's archive to an OCI registry, with its attestation as a referrer; print the "
+    "digest reference.",
+    positional=ARCHIVE_PUSH_ARGS,
+)
 
 pull_cmd = typer_command(
     ARCHIVE_PULL,
