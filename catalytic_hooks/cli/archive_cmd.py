@@ -11,7 +11,7 @@ import typer
 from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
 from catalytic_hooks.cli.archive_impl import ArchiveCreateArgs, run_archive_create
 from catalytic_hooks.cli.context import caller, caller_limits, open_repo
-from catalytic_hooks.cli.hot_options import ARCHIVE_CREATE, ARCHIVE_CREATE_ARG
+from catalytic_hooks.cli.hot_options import ARCHIVE_CREATE, ARCHIVE_CREATE_ARGS
 from catalytic_hooks.cli.options import JsonOpt, TrustFileOpt, typer_command
 from catalytic_hooks.cli.output import handled, result, say
 from catalytic_hooks.core.outcomes import SuccessCode
@@ -31,7 +31,7 @@ archive_app.command("create")(
         run_archive_create,
         "Write one deterministic archive of a run: bundle, outputs, commit objects, BagIt and "
         "RO-Crate metadata.",
-        positional=ARCHIVE_CREATE_ARG,
+        positional=ARCHIVE_CREATE_ARGS,
     )
 )
 

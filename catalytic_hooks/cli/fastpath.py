@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from catalytic_hooks.cli.hot_options import (
-    ARCHIVE_CREATE_ARG,
+    ARCHIVE_CREATE_ARGS,
     ARCHIVE_CREATE_OPTIONS,
-    ARCHIVE_PULL_ARG,
+    ARCHIVE_PULL_ARGS,
     ARCHIVE_PULL_OPTIONS,
     ARCHIVE_PUSH,
     ARCHIVE_PUSH_ARGS,
@@ -41,7 +41,7 @@ def parse_options(
     table: dict[str, tuple[str, str]],
     args: Any,
     rest: str | None = None,
-    positional: Opt | Sequence[Opt] = (),
+    positional: Sequence[Opt] = (),
     minimums: dict[str, int] | None = None,
 ) -> Any | None:
     """Fill `args` from `argv` by `table`; None for anything not recognised exactly. `rest`:
@@ -49,7 +49,6 @@ def parse_options(
     arguments have none); `positional`: the required positional arguments, in order (each one
     that does not start with `-`; one more, or fewer, goes to Typer); `minimums`: the least
     value of a number field (a smaller one goes to Typer, which refuses it)."""
-    wanted = (positional,) if isinstance(positional, Opt) else tuple(positional)
     i = 0
     seen = 0
     while i < len(argv):
@@ -59,8 +58,8 @@ def parse_options(
             return args
         name, eq, inline = token.partition("=")
         spec = table.get(name)
-        if spec is None and seen < len(wanted) and not token.startswith("-"):
-            arg = wanted[seen]
+        if spec is None and seen < len(positional) and not token.startswith("-"):
+            arg = positional[seen]
             setattr(args, arg.field, Path(token) if arg.kind == "path" else token)
             seen += 1
             i += 1
@@ -97,7 +96,7 @@ def parse_options(
             setattr(args, field, number)
         else:
             setattr(args, field, Path(value) if kind == "path" else value)
-    return args if seen == len(wanted) else None
+    return args if seen == len(positional) else None
 
 
 def parse_digest(argv: Sequence[str]) -> Any | None:
@@ -124,14 +123,16 @@ def parse_archive_create(argv: Sequence[str]) -> Any | None:
     from catalytic_hooks.cli.archive_impl import ArchiveCreateArgs
 
     return parse_options(
-        argv, ARCHIVE_CREATE_OPTIONS, ArchiveCreateArgs(), positional=ARCHIVE_CREATE_ARG
+        argv, ARCHIVE_CREATE_OPTIONS, ArchiveCreateArgs(), positional=ARCHIVE_CREATE_ARGS
     )
 
 
 def parse_archive_pull(argv: Sequence[str]) -> Any | None:
     from catalytic_hooks.cli.archive_impl import ArchivePullArgs
 
-    return parse_options(argv, ARCHIVE_PULL_OPTIONS, ArchivePullArgs(), positional=ARCHIVE_PULL_ARG)
+    return parse_options(
+        argv, ARCHIVE_PULL_OPTIONS, ArchivePullArgs(), positional=ARCHIVE_PULL_ARGS
+    )
 
 
 def parse_archive_push(argv: Sequence[str]) -> Any | None:

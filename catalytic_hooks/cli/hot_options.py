@@ -129,7 +129,7 @@ ARCHIVE_CREATE = (
     _JSON,
 )
 # archive create's one positional argument, before its options in the help
-ARCHIVE_CREATE_ARG = Opt("run_dir", "path", (), "The run directory.", required=True)
+ARCHIVE_CREATE_ARGS = (Opt("run_dir", "path", (), "The run directory.", required=True),)
 
 REGISTRY_CONFIG = Opt(
     "registry_config",
@@ -163,12 +163,14 @@ ARCHIVE_PULL = (
     _JSON,
 )
 # archive pull's one positional argument
-ARCHIVE_PULL_ARG = Opt(
-    "reference",
-    "str",
-    (),
-    "oci://HOST[:PORT]/NAME:TAG or ...@sha256:DIGEST (pins exact bytes).",
-    required=True,
+ARCHIVE_PULL_ARGS = (
+    Opt(
+        "reference",
+        "str",
+        (),
+        "oci://HOST[:PORT]/NAME:TAG or ...@sha256:DIGEST (pins exact bytes).",
+        required=True,
+    ),
 )
 
 ARCHIVE_PUSH = (

@@ -53,7 +53,7 @@ def typer_command(
     impl: Callable[[Any], None],
     doc: str,
     rest: str | None = None,
-    positional: Opt | Sequence[Opt] = (),
+    positional: Sequence[Opt] = (),
 ) -> Callable[..., None]:
     """The Typer command of a hot command, built from its one declaration (cli/fastpath.py):
     each option's names, help and kind, the default from `args_cls`'s field; `rest`: the help
@@ -62,7 +62,7 @@ def typer_command(
     `min`. It calls `impl` with an `args_cls` filled exactly as the fast path fills it."""
     defaults = {f.name: f.default for f in dataclasses.fields(args_cls)}
     params: list[inspect.Parameter] = []
-    for arg in (positional,) if isinstance(positional, Opt) else positional:
+    for arg in positional:
         params.append(
             inspect.Parameter(
                 arg.field,

@@ -17,7 +17,7 @@ from catalytic_hooks.cli.archive_impl import (
 )
 from catalytic_hooks.cli.hot_options import (
     ARCHIVE_PULL,
-    ARCHIVE_PULL_ARG,
+    ARCHIVE_PULL_ARGS,
     ARCHIVE_PUSH,
     ARCHIVE_PUSH_ARGS,
     INSECURE,
@@ -95,5 +95,5 @@ pull_cmd = typer_command(
     run_archive_pull,
     "Pull a run's archive (digest and size checked while streaming, through the verified "
     "cache), and its attestations beside it (<run_id>.intoto.json).",
-    positional=ARCHIVE_PULL_ARG,
+    positional=ARCHIVE_PULL_ARGS,
 )

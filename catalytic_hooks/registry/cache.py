@@ -151,9 +151,7 @@ class Cache:
             self.blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise CatalyticError(
-                ErrorCode.IO_ERROR, f"cannot create the registry cache {self.root}: {exc.strerror}"
-            ) from exc
+            raise io_failure(f"create the registry cache {self.root}", self.root, exc) from exc
         self._sweep()
 
     def _sweep(self) -> None:
