@@ -370,11 +370,12 @@ def test_listed_strings_that_are_not_tags_never_become_run_ids(
 # -- junk referrers cannot veto ------------------------------------------------------------------
 
 
-def _junk(reg: MiniRegistry, info: dict, kind: str, i: int, size: int = 0) -> str:
+def _junk(reg: MiniRegistry, info: dict, kind: str, i: int, size: int = 0, pad: int = 0) -> str:
     """A referrer anyone with push access can attach to the archive (the referrers API lists
     it), made from the real attestation's manifest: `envelope` (a DSSE layer of junk bytes),
     `layer` (not a DSSE layer), `subject` (about another manifest) or `missing` (listed, not
-    stored); `size`: the junk envelope's length. Its digest."""
+    stored); `size`: the junk envelope's length; `pad`: characters of annotation that make
+    the manifest itself that much longer. Its digest."""
     from catalytic_hooks.registry import artifact
 
     real, media = reg.state.manifests[info["attestation"]["digest"]]
@@ -387,7 +388,7 @@ def _junk(reg: MiniRegistry, info: dict, kind: str, i: int, size: int = 0) -> st
         m["layers"][0]["mediaType"] = "application/octet-stream"
     elif kind == "subject":
         m["subject"]["digest"] = "sha256:" + "1" * 64
-    m["annotations"] = {"n": str(i)}
+    m["annotations"] = {"n": str(i), **({"pad": "p" * pad} if pad else {})}
     body = json.dumps(m).encode()
     digest = artifact.descriptor_of(body, media).digest
     if kind != "missing":
@@ -615,6 +616,44 @@ def test_the_bytes_junk_envelopes_may_cost_are_bounded(
         skipped,
     )
     assert pulled["bytes_downloaded"] < out.stat().st_size + 3 * 100_000 + 100_000
+
+
+def test_the_bytes_junk_manifests_may_cost_are_bounded(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Referrers' manifests count against MAX_REFERRER_BYTES as their envelopes do, and the
+    limit is checked before each manifest is fetched: junk manifests of up to 4 MiB listed
+    first, each refused (about another subject), end the search at the limit. Until the review
+    the limit was checked only against an envelope's size, after its manifest was downloaded,
+    so 256 junk manifests cost 1 GiB. Lowered to 350,000 bytes here, as above."""
+    from catalytic_hooks.registry import pull
+
+    monkeypatch.setattr(pull, "MAX_REFERRER_BYTES", 350_000)
+    info = _push_mini(shared, mini, tmp_path)
+    listing = mini.state.referrers[info["digest"]]
+    real = listing.pop()
+    junk = [_junk(mini, info, "subject", i, pad=100_000) for i in range(5)]
+    listing.append(real)
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, doc["code"], doc["details"]["reason"]) == (
+        1,
+        "ATTESTATION_MISSING",
+        "REFERRER_LIMIT",
+    )
+    row = doc["details"]["results"][0]
+    assert [r["digest"] for r in row["attestations"]] == junk[:3]
+    assert row["attestations_unchecked"] == 3  # two junk manifests and the real attestation
+    out = tmp_path / "pulled.zip"
+    proc = inproc("archive", "pull", info["reference"], "-o", str(out), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    pulled = json.loads(proc.stdout)["details"]
+    assert pulled["referrers_unchecked"] == 3
+    assert [r["reason"] for r in pulled["referrers_skipped"]] == ["SUBJECT"] * 3
+    # the archive, its manifest and the three junk manifests; never a fourth of 100,000 bytes
+    assert pulled["bytes_downloaded"] < out.stat().st_size + 3 * 100_000 + 50_000
 
 
 # -- framing no registry sends, budgets, and this machine ----------------------------------------

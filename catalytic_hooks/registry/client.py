@@ -874,16 +874,19 @@ class Client:
     def get_blob(self, digest: str, size: int) -> Response:
         return self.request("GET", self._repo(f"blobs/{digest}"), what=f"blob {digest}", limit=size)
 
-    def get_manifest(self, reference: str) -> tuple[bytes, str, str | None]:
+    def get_manifest(
+        self, reference: str, cap: int = MAX_MANIFEST
+    ) -> tuple[bytes, str, str | None]:
         """(bytes, media type, the registry's Docker-Content-Digest) of a manifest or index,
-        capped before it is read."""
+        capped (at `cap`, at most MAX_MANIFEST) before it is read."""
         resp = self.request(
             "GET",
             self._repo(f"manifests/{reference}"),
             headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
             what=f"manifest {reference}",
+            limit=min(cap, MAX_MANIFEST),
         )
-        data = resp.read_capped(MAX_MANIFEST, "manifest")
+        data = resp.read_capped(min(cap, MAX_MANIFEST), "manifest")
         media = (resp.header("content-type") or "").split(";")[0].strip()
         return data, media, resp.header("docker-content-digest")
 

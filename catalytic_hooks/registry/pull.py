@@ -25,7 +25,7 @@ from catalytic_hooks.core.outcomes import SuccessCode
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Descriptor, Manifest
 from catalytic_hooks.registry.cache import Cache
-from catalytic_hooks.registry.client import Client, shown
+from catalytic_hooks.registry.client import MAX_MANIFEST, Client, shown
 from catalytic_hooks.registry.reference import TAG, Reference, parse
 
 if TYPE_CHECKING:  # `archive pull` needs neither: 45 ms of its start, trust's imports mostly
@@ -259,7 +259,7 @@ class Attachments:
     fetched: int = 0
     malformed: int = 0  # entries of the list that describe nothing, left out
     spent: int = 0  # bytes downloaded, refused referrers' included, or envelopes taken
-    out_of_bytes: bool = False  # the next envelope would pass MAX_REFERRER_BYTES
+    out_of_bytes: bool = False  # the next manifest or envelope would pass MAX_REFERRER_BYTES
 
     @property
     def unchecked(self) -> int:
@@ -275,11 +275,17 @@ class Attachments:
         MAX_REFERRER_BYTES downloaded in all: the attestation, or the refusal that skips it
         (its digest in `details["referrer"]`)."""
         while self.fetched < min(len(self.listed), MAX_REFERRERS):
+            if self.spent >= MAX_REFERRER_BYTES:
+                # checked before each fetch, manifests' bytes included: junk manifests listed
+                # first would otherwise cost MAX_MANIFEST each with nothing left to take
+                self.out_of_bytes = True
+                return
             d = self.listed[self.fetched]
             before = self.downloaded()
             try:
                 found = self.fetch(d, MAX_REFERRER_BYTES - self.spent)
             except _OutOfBytes:
+                self.spent += self.downloaded() - before
                 self.out_of_bytes = True
                 return
             except CatalyticError as exc:
@@ -297,7 +303,7 @@ class Attachments:
 
 
 class _OutOfBytes(Exception):
-    """The next envelope would pass what the search may still download."""
+    """The next manifest or envelope would pass what the search may still download."""
 
 
 def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
@@ -310,7 +316,12 @@ def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
     ours = {d.digest: d for d in found.descriptors if d.artifact_type in (None, ATTESTATION_TYPE)}
 
     def one(d: Descriptor, room: int) -> Attached:
-        data, _, _ = client.get_manifest(d.digest)
+        try:
+            data, _, _ = client.get_manifest(d.digest, cap=min(MAX_MANIFEST, room))
+        except CatalyticError as exc:
+            if room < MAX_MANIFEST and exc.details.get("reason") == "TOO_LARGE":
+                raise _OutOfBytes from exc  # the limit on work, not a verdict on it
+            raise
         artifact.check_bytes(data, d.digest, "attestation manifest")
         am = artifact.parse_manifest(data, d.digest, expect=ATTESTATION_TYPE, max_blob=MAX_ENVELOPE)
         if am.subject is None or am.subject.digest != m.digest:
@@ -318,7 +329,7 @@ def attached(client: Client, cache: Cache, m: Manifest) -> Attachments:
                 "SUBJECT",
                 f"the referrer {d.digest} is not about the archive's manifest {m.digest}",
             )
-        if am.layer.size > room:
+        if am.layer.size > room - len(data):
             raise _OutOfBytes
         return Attached(d.digest, fetch(client, cache, am.layer.digest, am.layer.size), am.layer)
 
