@@ -510,6 +510,58 @@ def test_a_junk_referrer_does_not_stop_archive_pull(
     ]
 
 
+def test_a_pull_refused_for_an_attestation_file_that_exists_writes_nothing(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """Every file a pull would write is checked before the first is written: until the review
+    the archive was placed first and the pull refused only at its attestation, leaving an
+    archive that made the next pull refuse as well."""
+    _push_mini(shared, mini, tmp_path)
+    planted = tmp_path / "o.intoto.json"
+    planted.write_bytes(b"the user's own file")
+    got = inproc(
+        "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "o.zip", "--json", cwd=tmp_path
+    )
+    assert got.returncode == 2, got.stdout + got.stderr
+    doc = _json(got)
+    assert (doc["code"], doc["details"]["path"]) == ("USAGE", "o.intoto.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.intoto.json"]
+    assert planted.read_bytes() == b"the user's own file"
+
+
+def test_a_pull_refused_while_it_places_its_files_removes_those_it_placed(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All or nothing after the check too: the attestation's destination is taken by another
+    process between the check and the write (a race no test can time, so the file is created
+    from inside the placing of the archive: the fault injected, not the file system mocked).
+    The archive already placed is removed; the other process's file is left alone."""
+    from catalytic_hooks.registry import pull
+
+    _push_mini(shared, mini, tmp_path)
+    real = pull._write_new
+    theirs = tmp_path / "o.intoto.json"
+
+    def racing(src: Path, dest: Path) -> None:
+        real(src, dest)
+        if dest.name == "o.zip":
+            theirs.write_bytes(b"another process")
+
+    monkeypatch.setattr(pull, "_write_new", racing)
+    got = inproc(
+        "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "o.zip", "--json", cwd=tmp_path
+    )
+    assert got.returncode == 2, got.stdout + got.stderr
+    assert _json(got)["code"] == "USAGE"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.intoto.json"]
+    assert theirs.read_bytes() == b"another process"
+
+
 # -- header values in messages -------------------------------------------------------------------
 
 ESCAPE = "\x1b[2J\x1b[1;31mALL RUNS PASS\x1b[0m"

@@ -198,6 +198,30 @@ def _write_new(src: Path, dest: Path) -> None:
             os.unlink(tmp)
 
 
+def _place_all(plan: list[tuple[Path, Path]]) -> None:
+    """Every (checked source, destination) placed, or none: all destinations are checked
+    before the first is written, and if one is refused after all (created meanwhile, a full
+    disk), those already placed are removed again, each only while it is still the file this
+    pull made."""
+    for _, dest in plan:
+        if dest.exists() or dest.is_symlink():
+            raise CatalyticError(
+                ErrorCode.USAGE, f"{dest} exists; a pull never overwrites", path=str(dest)
+            )
+    placed: list[tuple[Path, os.stat_result]] = []
+    try:
+        for src, dest in plan:
+            _write_new(src, dest)
+            placed.append((dest, os.lstat(dest)))
+    except BaseException:
+        for dest, st in reversed(placed):
+            with contextlib.suppress(OSError):
+                now = os.lstat(dest)
+                if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                    os.unlink(dest)
+        raise
+
+
 def pull(
     text: str, options: Options, output: Path | None, *, attestations: bool = True
 ) -> dict[str, Any]:
@@ -214,15 +238,15 @@ def pull(
         beside = _attestations(client, cache, m) if attestations else Beside([], [], 0)
     finally:
         client.close()
-    _write_new(blob, out)
-    written = []
     stem = out.name.removesuffix(".zip").removesuffix(".catalytic")
     envelopes = beside.envelopes
+    written, plan = [], [(blob, out)]
     for i, (path, digest, size) in enumerate(envelopes):
         name = f"{stem}.intoto.json" if len(envelopes) == 1 else f"{stem}.{i + 1}.intoto.json"
         dest = out.with_name(name)
-        _write_new(path, dest)
+        plan.append((path, dest))
         written.append({"file": str(dest), "digest": digest, "size": size})
+    _place_all(plan)
     extra: dict[str, Any] = {"referrers_skipped": beside.skipped} if beside.skipped else {}
     if beside.unchecked:
         extra["referrers_unchecked"] = beside.unchecked
