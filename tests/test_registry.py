@@ -980,11 +980,14 @@ def test_a_console_pull_with_stdout_or_stderr_closed_still_succeeds(
 # -- concurrent attachers on a registry without conditional writes -------------------------------
 
 
-def _attach_concurrently(registry: Distribution, name: str, n: int, junk: bool = False) -> None:
+def _attach_concurrently(
+    registry: Distribution, name: str, n: int, junk: str | None = None
+) -> None:
     """`n` clients attach `n` different attestations to one archive manifest at once; the
     fallback index must list every one of them afterwards. With `junk`, the fallback tag holds
-    an index with entries that describe nothing first (anyone who can push can write it): the
-    attachers rewrite it without them."""
+    something planted first (anyone who can push can write it): `entry`, an index whose entry
+    describes nothing; `manifest`, no index at all (an image manifest). The attachers rewrite
+    it with theirs alone."""
     import threading
 
     from catalytic_hooks.registry import artifact, referrers
@@ -1006,7 +1009,11 @@ def _attach_concurrently(registry: Distribution, name: str, n: int, junk: bool =
     )
     sdesc = artifact.descriptor_of(subject, OCI_MANIFEST, artifact_type=artifact.ARCHIVE_TYPE)
     setup.put_manifest("subject", subject, OCI_MANIFEST)
-    if junk:
+    if junk == "manifest":
+        from catalytic_hooks.registry.reference import fallback_tag
+
+        setup.put_manifest(fallback_tag(sdesc.digest), subject, OCI_MANIFEST)
+    elif junk == "entry":
         from catalytic_hooks.registry.client import OCI_INDEX
         from catalytic_hooks.registry.reference import fallback_tag
 
@@ -1056,8 +1063,49 @@ def test_eight_concurrent_attachers_lose_no_referrer(registry: Distribution) -> 
     _attach_concurrently(registry, "team/concurrent", 8)
 
 
-def test_a_malformed_fallback_index_does_not_lock_out_attachers(registry: Distribution) -> None:
-    _attach_concurrently(registry, "team/junk", 2, junk=True)
+@pytest.mark.parametrize("junk", ["entry", "manifest"])
+def test_a_malformed_fallback_index_does_not_lock_out_attachers(
+    registry: Distribution, junk: str
+) -> None:
+    """`manifest`: until the review a fallback tag holding no index at all made every later
+    attach fail (REGISTRY_INVALID, MEDIA_TYPE)."""
+    _attach_concurrently(registry, f"team/junk-{junk}", 2, junk=junk)
+
+
+def test_a_fallback_tag_that_holds_no_index_hides_attestations_and_stops_nothing(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path
+) -> None:
+    """Anyone who can push can put any manifest at the fallback tag `sha256-<hex>` (here the
+    archive's own, with the registry's own API). Until the review the list was then refused as
+    a whole: `archive pull` and `verify --attested` ended in REGISTRY_INVALID and no attestation
+    could be attached any more. Now the list is no referrers and one malformed entry: the pull
+    succeeds, the verify finds nothing attached, and the next push rewrites the tag."""
+    ref = f"oci://{registry.host}/team/planted"
+    pushed = _pushed(shared, ref, "--no-attestation", cwd=tmp_path)
+    digest = pushed["digest"]
+    manifest = registry.blob_data(digest).read_bytes()  # distribution keeps manifests as blobs
+    req = urllib.request.Request(
+        f"http://{registry.host}/v2/team/planted/manifests/sha256-{digest.split(':')[1]}",
+        data=manifest,
+        method="PUT",
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 201
+    got = inproc("archive", "pull", f"{ref}:r1", "-o", "out.zip", "--json", cwd=tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    doc = _json(got)["details"]
+    assert (doc["attestations"], doc["referrers_malformed"]) == ([], 1)
+    assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
+    rc, v = _verify_attested(f"{ref}@{digest}", shared, tmp_path)
+    assert (rc, v["code"]) == (1, "ATTESTATION_MISSING")
+    assert v["details"]["results"][0]["attestations_malformed"] == 1
+    again = _pushed(shared, ref, cwd=tmp_path)
+    assert again["attestation"]["via"] == "fallback-tag"
+    listed = _index_via_registry(registry, "team/planted", digest)["manifests"]
+    assert [d["digest"] for d in listed] == [again["attestation"]["digest"]]
+    rc, v = _verify_attested(f"{ref}@{digest}", shared, tmp_path)
+    assert (rc, v["code"]) == (0, "PASS"), v
 
 
 @pytest.mark.slow

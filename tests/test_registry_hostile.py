@@ -622,6 +622,37 @@ def test_a_malformed_entry_in_the_referrers_list_is_left_out_not_the_list(
     assert pulled["referrers_malformed"] == 3 and len(pulled["attestations"]) == 1
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"garbage", b'{"schemaVersion": 2, "manifests": {}}', b'{"schemaVersion": 1}'],
+    ids=["not-json", "manifests-not-a-list", "not-an-index"],
+)
+def test_a_referrers_list_that_is_no_index_is_no_referrers_not_the_end(
+    body: bytes,
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """The referrers API answers something that is no index at all: the list is counted as one
+    malformed entry and nothing is found in it; the pull goes on (until the review it ended in
+    REGISTRY_INVALID) and the verify finds no attestation attached."""
+    info = _push_mini(shared, mini, tmp_path)
+    mini.state.faults["answers"] = {
+        f"/v2/t/runs/referrers/{info['digest']}": (
+            200,
+            {"Content-Type": "application/vnd.oci.image.index.v1+json"},
+            body,
+        )
+    }
+    got = inproc("archive", "pull", info["reference"], "-o", "out.zip", "--json", cwd=tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    doc = _json(got)["details"]
+    assert (doc["attestations"], doc["referrers_malformed"]) == ([], 1)
+    assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
+    rc, v = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, v["code"]) == (1, "ATTESTATION_MISSING")
+
+
 @pytest.mark.parametrize("stored", ["as-declared", "tampered"])
 def test_the_bytes_junk_envelopes_may_cost_are_bounded(
     stored: str,

@@ -38,12 +38,30 @@ class Listed:
 
 def listed(client: Client, subject: str) -> Listed:
     """The referrers of `subject` and how they were found."""
-    data = client.referrers(subject)
+    try:
+        data = client.referrers(subject)
+    except CatalyticError as exc:
+        if exc.code is not ErrorCode.REGISTRY_INVALID:
+            raise
+        return Listed([], "referrers-api", 1)
     if data is not None:
-        descriptors, malformed = artifact.parse_index(data)
+        descriptors, malformed = _entries(data)
         return Listed(descriptors, "referrers-api", malformed)
     descriptors, malformed = _fallback(client, subject)
     return Listed(descriptors, "fallback-tag", malformed)
+
+
+def _entries(data: bytes) -> tuple[list[Descriptor], int]:
+    """The list's descriptors and how many entries were malformed; a list that is no index at
+    all is no referrers and one malformed entry. Anyone who can push can write the fallback
+    tag: a list refused as a whole would end every pull and verify of the archive, and every
+    later attach, where it should only hide what it hides (the search then finds nothing)."""
+    try:
+        return artifact.parse_index(data)
+    except CatalyticError as exc:
+        if exc.code is not ErrorCode.REGISTRY_INVALID:
+            raise
+        return [], 1
 
 
 def _transient(exc: CatalyticError) -> bool:
@@ -60,11 +78,13 @@ def _fallback(client: Client, subject: str, tries: int = 5) -> tuple[list[Descri
         except CatalyticError as exc:
             if exc.code is ErrorCode.REGISTRY_NOT_FOUND:
                 return [], 0
+            if exc.code is ErrorCode.REGISTRY_INVALID:  # past 4 MiB, broken framing
+                return [], 1
             if not _transient(exc) or attempt == tries - 1:
                 raise
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
             continue
-        return artifact.parse_index(data)
+        return _entries(data)
     raise AssertionError("unreachable")
 
 
@@ -81,7 +101,8 @@ def attach(
     for _ in range(attempts):
         t0 = time.monotonic()
         try:
-            current, _ = _fallback(client, subject)  # rewritten without malformed entries
+            # rewritten without malformed entries (a tag that held no index: with ours alone)
+            current, _ = _fallback(client, subject)
             if not any(d.digest == ref.digest for d in current):
                 client.put_manifest(tag, artifact.index([*current, ref]), OCI_INDEX)
             # A stale writer's read-to-write window is about as long as ours: wait three.
