@@ -562,6 +562,59 @@ def test_a_pull_refused_while_it_places_its_files_removes_those_it_placed(
     assert theirs.read_bytes() == b"another process"
 
 
+def _spoiled(kit: dict[str, Path], tmp_path: Path) -> Path:
+    """The shared archive with one byte of a stored object flipped: structurally sound, so
+    `archive push` publishes it, and refused by every consumer when its hashes are checked."""
+    import struct
+    import zipfile
+
+    data = bytearray(kit["archive_file"].read_bytes())
+    with zipfile.ZipFile(kit["archive_file"]) as z:
+        entry = next(i for i in z.infolist() if "/objects/sha256/" in i.filename and i.file_size)
+    name_len, extra_len = struct.unpack(
+        "<HH", data[entry.header_offset + 26 : entry.header_offset + 30]
+    )
+    data[entry.header_offset + 30 + name_len + extra_len] ^= 0x20
+    out = tmp_path / "spoiled" / "r1.catalytic.zip"
+    out.parent.mkdir()
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_pulled_archive_that_fails_its_checks_is_never_copied_into_a_quarantine(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """`replay` and `validate` quarantine a local archive that fails its integrity checks
+    (moved out of the way, never deleted). Until the review an archive pulled from a registry
+    was "quarantined" too: a copy of the registry's bytes (up to 4 GiB) in the repository on
+    every run, which a registry serving a broken archive could grow night after night. Now
+    the refusal is the same and nothing is written beside the repository's reports."""
+    spoiled = _spoiled(shared, tmp_path)
+    ref = f"oci://{mini.host}/t/spoiled"
+    push = inproc("archive", "push", str(spoiled), f"{ref}:r1", "--no-attestation", cwd=tmp_path)
+    assert push.returncode == 0, push.stdout + push.stderr
+    quarantine = shared["repo"] / ".catalytic/quarantine"
+    before = sorted(quarantine.iterdir()) if quarantine.is_dir() else []
+    trust = ("--trust-file", str(shared["trust"]), "--json")
+    rp = inproc("replay", f"{ref}:r1", *trust, cwd=shared["repo"])
+    assert rp.returncode == 1, rp.stdout + rp.stderr
+    doc = _json(rp)
+    assert (doc["code"], doc["details"]["reason"]) == ("ARCHIVE_INVALID", "CRC_MISMATCH"), doc
+    assert "quarantine" not in doc["details"]
+    v = inproc("validate", ref, *trust, cwd=shared["repo"])
+    assert v.returncode == 1, v.stdout + v.stderr
+    row = _json(v)["details"]["results"][0]
+    assert (row["verdict"], row["quarantine"]) == ("failed", None)
+    assert row["reason"].startswith("CRC_MISMATCH: "), row
+    assert (sorted(quarantine.iterdir()) if quarantine.is_dir() else []) == before
+    # A local copy of the same bytes is still quarantined, as ever.
+    local = inproc("replay", str(spoiled), *trust, cwd=shared["repo"])
+    assert local.returncode == 1 and Path(_json(local)["details"]["quarantine"]).is_file()
+    assert not spoiled.exists()
+
+
 # -- header values in messages -------------------------------------------------------------------
 
 ESCAPE = "\x1b[2J\x1b[1;31mALL RUNS PASS\x1b[0m"

@@ -133,7 +133,8 @@ def replay(
             pass_env=list(pass_env or []),
         )
         if run_dir.is_file():
-            rep = _replay_archive(run_dir, opts, replay_dir, no_quarantine)
+            # a pulled archive is never quarantined: its bytes stay in the registry (validate)
+            rep = _replay_archive(run_dir, opts, replay_dir, no_quarantine or bool(pulled))
         else:
             repo = open_repo(None)
             rep = do_replay(repo, load_policy(repo.top), run_dir, opts)

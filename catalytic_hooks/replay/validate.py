@@ -307,9 +307,12 @@ def _replay_one(
     registry: RegistryOptions | None = None,
 ) -> ReplayReport:
     if c.kind == "oci" and c.ref is not None:
-        # Pulled (checked, into the verified cache) only now that it is picked.
+        # Pulled (checked, into the verified cache) only now that it is picked. Never
+        # quarantined: the bytes stay in the registry, and a copy of each failing pull in the
+        # repository would let a registry fill the disk night after night.
         with pulled_archive(c.ref, registry or RegistryOptions()) as (path, _):
-            return _replay_one(repo, policy, Candidate(c.run_id, path, "archive"), ropts)
+            here = Candidate(c.run_id, path, "archive")
+            return _replay_one(repo, policy, here, replace(ropts, quarantine=False))
     if c.kind == "archive":
         # Unpacked into its own replays/<run_id>-<time>/ and replayed there (replay FILE).
         return replay_archive(
