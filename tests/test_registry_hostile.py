@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -926,6 +927,10 @@ def remote() -> Iterator[MiniRegistry]:
         "redirect:http://localhost:{port}",
         "redirect:http://2130706433:{port}",  # 127.0.0.1 as one number: no loopback by its name
         "realm:http://127.0.0.1:{port}/token",
+        # Over HTTPS the address is judged before the TLS handshake: until the review the
+        # listener here received the client's ClientHello first (the refusal was then TLS).
+        "redirect:https://2130706433:{port}",
+        "realm:https://2130706433:{port}/token",
     ],
 )
 def test_a_registry_elsewhere_cannot_send_the_client_to_this_machine(
@@ -960,6 +965,84 @@ def test_a_registry_elsewhere_cannot_send_the_client_to_this_machine(
             with conn:
                 conn.settimeout(5)
                 received += conn.recv(65536)
+    assert received == b""
+    _nothing_kept(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "redirect:http://169.254.169.254",
+        "redirect:http://[::ffff:169.254.169.254]",
+        "redirect:https://[fe80::1]",
+        "realm:http://169.254.169.254/token",
+    ],
+)
+def test_a_registry_elsewhere_cannot_send_the_client_to_the_link_local_network(
+    target: str, remote: MiniRegistry, tmp_path: Path
+) -> None:
+    """169.254.169.254 is where clouds serve an instance's metadata and credentials, to the
+    instance alone: a registry elsewhere that redirects there (plain HTTP with --insecure) would
+    have the client fetch them. Refused before any connection, by the address as written."""
+    kind, url = target.split(":", 1)
+    remote.state.faults["answers"] = {
+        MANIFEST_PATH: _challenge(url) if kind == "realm" else _redirect(url + MANIFEST_PATH)
+    }
+    ref = f"oci://{remote.host}/t/runs:r1"
+    got = inproc("archive", "pull", ref, "-o", "out.zip", "--insecure", "--json", cwd=tmp_path)
+    doc = _json(got)
+    assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
+        2,
+        "REGISTRY_FAILED",
+        "LINK_LOCAL",
+    ), doc
+    _nothing_kept(tmp_path)
+
+
+def test_the_registrys_own_name_cannot_turn_into_this_machine_between_connections(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    remote: MiniRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: the registry's name resolves to the registry for the first connection and
+    to 127.0.0.1 for the next (the registry closed the first after the manifest). The next
+    request, credentials included, would reach whatever listens on that port here; it is
+    refused before a byte is sent. The resolver's two answers are injected (getaddrinfo),
+    since changing the answers of a name needs a DNS server and this machine's resolver
+    configuration; the connections, the registry and the listener are real."""
+    info = _push_mini(shared, remote, tmp_path, "--insecure", "--no-attestation")
+    body, media = remote.state.manifests[info["digest"]]
+    remote.state.faults["answers"] = {
+        MANIFEST_PATH: (200, {"Content-Type": media, "Connection": "close"}, body)
+    }
+    address, port = remote.host.rsplit(":", 1)
+    here = socket.create_server(("127.0.0.1", int(port)))
+    here.setblocking(False)
+    real = socket.getaddrinfo
+    answers = [address]
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.test":
+            host = answers.pop(0) if answers else "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    ref = f"oci://rebind.test:{port}/t/runs:r1"
+    got = inproc("archive", "pull", ref, "-o", "out.zip", "--insecure", "--json", cwd=tmp_path)
+    doc = _json(got)
+    assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
+        2,
+        "REGISTRY_FAILED",
+        "LOOPBACK",
+    ), doc
+    assert answers == []  # the first connection went to the registry
+    received = b""
+    with here, contextlib.suppress(BlockingIOError):
+        conn, _ = here.accept()
+        with conn:
+            conn.settimeout(5)
+            received = conn.recv(65536)
     assert received == b""
     _nothing_kept(tmp_path)
 

@@ -25,6 +25,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -364,12 +365,82 @@ class _BoundedResponse(http.client.HTTPResponse):
         self.fp = io.BufferedReader(_Budget(sock.makefile("rb", buffering=0), budget))
 
 
+PeerCheck = Callable[[socket.socket], None]
+
+
+def _judge(conn: http.client.HTTPConnection, check: PeerCheck | None) -> None:
+    if check is None:
+        return
+    assert conn.sock is not None  # connected
+    try:
+        check(conn.sock)
+    except BaseException:
+        conn.close()
+        raise
+
+
+class _Plain(http.client.HTTPConnection):
+    """HTTP whose peer is judged (`check`) once the TCP connection is up, before a byte of the
+    request is sent."""
+
+    check: PeerCheck | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        _judge(self, self.check)
+
+
+class _Secure(http.client.HTTPSConnection):
+    """HTTPS whose peer is judged before the TLS handshake: a ClientHello is bytes sent too
+    (to a service that listens only on this machine, for one)."""
+
+    check: PeerCheck | None = None
+
+    def __init__(self, host: str, port: int | None, timeout: float, tls: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=tls, blocksize=BLOCK)
+        self._tls = tls
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)  # TCP only; no proxy tunnel is ever set
+        _judge(self, self.check)
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self.host)
+
+
+def _link_local(hostname: str) -> bool:
+    """A link-local address by how it is written (the address connected to is judged too)."""
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_link_local
+    return address.is_link_local
+
+
+def _peer(sock: socket.socket) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    peer = ipaddress.ip_address(sock.getpeername()[0])
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        return peer.ipv4_mapped
+    return peer
+
+
 def _to_this_machine(registry: str, where: str) -> CatalyticError:
     return CatalyticError(
         ErrorCode.REGISTRY_FAILED,
         f"the registry {registry} sent this client to {where}, an address on this machine, "
         "which a registry elsewhere is never allowed to reach",
         reason="LOOPBACK",
+        registry=where,
+    )
+
+
+def _to_the_link(registry: str, where: str) -> CatalyticError:
+    return CatalyticError(
+        ErrorCode.REGISTRY_FAILED,
+        f"the registry {registry} sent this client to {where}, a link-local address (a "
+        "cloud's metadata service answers there), which a registry elsewhere is never "
+        "allowed to reach",
+        reason="LINK_LOCAL",
         registry=where,
     )
 
@@ -441,6 +512,9 @@ class Client:
         self._authorization: str | None = None
         self._credential: auth.Credential | None = None
         self._credential_loaded = False
+        # the registry's own address, as first connected to: None until then
+        self._own_loopback: bool | None = None
+        self._own_link_local = False
 
     # -- transport ------------------------------------------------------------------------
 
@@ -460,19 +534,16 @@ class Client:
         if same and self._conn is not None:
             return self._conn
         host, port = url.hostname or "", url.port
-        if not same and is_loopback(host) and not is_loopback(self.ref.hostname):
-            raise _to_this_machine(self.ref.host, _origin(url))
-        conn: http.client.HTTPConnection
+        if not same and not is_loopback(self.ref.hostname):
+            if is_loopback(host):
+                raise _to_this_machine(self.ref.host, _origin(url))
+            if _link_local(host) and not self._own_link_local:
+                raise _to_the_link(self.ref.host, _origin(url))
+        conn: _Plain | _Secure
         if url.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host,
-                port,
-                timeout=self.timeout,
-                context=ssl.create_default_context(),
-                blocksize=BLOCK,
-            )
+            conn = _Secure(host, port, self.timeout, ssl.create_default_context())
         elif url.scheme == "http" and (self.insecure or is_loopback(host)):
-            conn = http.client.HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
+            conn = _Plain(host, port, timeout=self.timeout, blocksize=BLOCK)
         else:
             raise CatalyticError(
                 ErrorCode.REGISTRY_FAILED,
@@ -482,9 +553,33 @@ class Client:
                 reason="INSECURE_REDIRECT",
             )
         conn.response_class = _BoundedResponse
+        if not is_loopback(self.ref.hostname):
+            conn.check = self._own_peer if same else partial(self._other_peer, _origin(url))
         if same:
             self._conn = conn
         return conn
+
+    def _own_peer(self, sock: socket.socket) -> None:
+        """The registry's own host, connected to again (after a dropped connection, say): its
+        name must not lead to this machine now when it did not at first (DNS rebinding: the
+        next request, with the registry's credentials, would go to a local service)."""
+        peer = _peer(sock)
+        if self._own_loopback is None:
+            self._own_loopback, self._own_link_local = peer.is_loopback, peer.is_link_local
+        elif peer.is_loopback and not self._own_loopback:
+            raise _to_this_machine(self.ref.host, f"{self.scheme}://{self.ref.host} ({peer})")
+
+    def _other_peer(self, where: str, sock: socket.socket) -> None:
+        """A host the registry named (a redirect's, a token service's, an upload's), refused
+        before a byte is sent when it turned out to be this machine, or the link-local network
+        (the registry itself not on it): a name that resolves there (`127.1`, a DNS name)
+        passes the check by name in `_connection`, and a registry elsewhere could then have
+        this client send requests to services that listen only here."""
+        peer = _peer(sock)
+        if peer.is_loopback:
+            raise _to_this_machine(self.ref.host, where)
+        if peer.is_link_local and not self._own_link_local:
+            raise _to_the_link(self.ref.host, where)
 
     def _once(
         self,
@@ -519,8 +614,6 @@ class Client:
         budget = _ANSWER_LIMIT.set(limit)
         try:
             try:
-                if conn is not self._conn and not is_loopback(self.ref.hostname):
-                    self._connect_elsewhere(conn, parts)
                 if callable(body):
                     self._send_file(conn, method, target, headers, payload.fh)
                 else:
@@ -534,6 +627,10 @@ class Client:
             self.drop()
             conn.close()
             raise _too_long(what, limit, {"registry": _origin(parts)}) from exc
+        except CatalyticError:  # the peer refused (`_own_peer`, `_other_peer`)
+            self.drop()
+            conn.close()
+            raise
         except (OSError, http.client.HTTPException) as exc:
             self.drop()
             conn.close()
@@ -558,23 +655,6 @@ class Client:
             ) from exc
         hdrs = {k.lower(): v for k, v in raw.getheaders()}
         return Response(raw.status, hdrs, raw, url, self, what=what, limit=limit)
-
-    def _connect_elsewhere(
-        self, conn: http.client.HTTPConnection, url: urllib.parse.SplitResult
-    ) -> None:
-        """Connect to a host the registry named (a redirect's, a token service's, an upload's)
-        and refuse, before a byte of the request is sent, one that turned out to be this
-        machine: a name that resolves to loopback (`127.1`, a DNS name) passes the check by
-        name in `_connection`, and a registry elsewhere could then have this client send
-        requests to services that listen only here."""
-        conn.connect()
-        assert conn.sock is not None  # connect() made it
-        peer = ipaddress.ip_address(conn.sock.getpeername()[0])
-        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
-            peer = peer.ipv4_mapped
-        if peer.is_loopback:
-            conn.close()
-            raise _to_this_machine(self.ref.host, _origin(url))
 
     def _send_file(
         self,
