@@ -180,6 +180,34 @@ def test_a_reference_whose_host_no_resolver_takes_is_a_usage_error(
     assert (got.returncode, _json(got)["code"]) == (2, "USAGE"), got.stdout
 
 
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "oci://alice:s3cr3tPW@registry.example/t/runs:r1",
+        "oci://alice:s3cr3t/PW@registry.example/t/runs",  # a / in the password
+        "oci://alice:s3cr3tPW@registry.example/t/runs@sha256:" + "a" * 64,
+    ],
+)
+@pytest.mark.parametrize("mode", ["--json", "--human"])
+def test_a_password_typed_into_a_reference_is_never_echoed(
+    reference: str, mode: str, tmp_path: Path
+) -> None:
+    """User info in a reference is refused (credentials belong in the Docker config), and the
+    refusal quotes the reference with it replaced: until the review the whole text, password
+    included, went into the message and `details.reference`, so into CI logs."""
+    args = ["verify", reference] if mode == "--human" else ["verify", reference, "--json"]
+    got = inproc(*args, cwd=tmp_path)
+    assert got.returncode == 2, got.stdout + got.stderr
+    text = got.stdout + got.stderr
+    assert "s3cr3t" not in text and "alice" not in text
+    assert "oci://***@registry.example/t/runs" in text
+    assert "user info (credentials)" in text
+    if mode == "--json":
+        doc = _json(got)
+        assert doc["code"] == "USAGE" and doc["details"]["reference"].startswith("oci://***@")
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- a presigned storage URL is a bearer capability: never shown -------------------------------
 
 SECRET = "SECRETSIGNATURE0123"

@@ -78,12 +78,20 @@ def is_loopback(hostname: str) -> bool:
         return False
 
 
+# User info typed into a reference (`oci://USER:PASSWORD@HOST/...`): everything up to the last
+# `@` that does not start a digest (`@sha256:`), which a password's own `/` or `@` cannot move.
+_USERINFO = re.compile(r"\A(oci://).*@(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:)", re.DOTALL)
+
+
 def _bad(text: str, why: str) -> CatalyticError:
+    """A refusal that quotes the reference with any user info in it replaced: a password typed
+    there must not reach a terminal, a CI log or a report through the message."""
+    shown = _USERINFO.sub(r"\1***@", text)
     return CatalyticError(
         ErrorCode.USAGE,
-        f"{text!r} is not a registry reference: {why} "
+        f"{shown!r} is not a registry reference: {why} "
         "(expected oci://HOST[:PORT]/NAME[:TAG][@sha256:HEX])",
-        reference=text,
+        reference=shown,
     )
 
 
@@ -103,6 +111,12 @@ def _resolvable(host: str) -> bool:
 def parse(text: str) -> Reference:
     if not is_reference(text):
         raise _bad(text, f"it does not start with {SCHEME}")
+    if _USERINFO.match(text):
+        raise _bad(
+            text,
+            "it has user info (credentials) in it; log in instead (the Docker config, or "
+            "--registry-config)",
+        )
     rest = text[len(SCHEME) :]
     host, sep, path = rest.partition("/")
     if not sep or not _HOST.match(host):
