@@ -80,7 +80,7 @@ def is_loopback(hostname: str) -> bool:
 
 # User info typed into a reference (`oci://USER:PASSWORD@HOST/...`): everything up to the last
 # `@` that does not start a digest (`@sha256:`), which a password's own `/` or `@` cannot move.
-_USERINFO = re.compile(r"\A(oci://).*@(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:)", re.DOTALL)
+_USERINFO = re.compile(r"\A(oci://).*@(?![A-Za-z0-9]+(?:[+._-][A-Za-z0-9]+)*:)", re.DOTALL)
 
 
 def _bad(text: str, why: str) -> CatalyticError:
