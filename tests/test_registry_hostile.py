@@ -735,27 +735,32 @@ def test_a_referrers_list_that_is_no_index_is_no_referrers_not_the_end(
     assert (rc, v["code"]) == (1, "ATTESTATION_MISSING")
 
 
-@pytest.mark.parametrize("stored", ["as-declared", "tampered"])
-def test_the_bytes_junk_envelopes_may_cost_are_bounded(
+@pytest.mark.parametrize("stored", ["as-declared", "tampered", "manifests"])
+def test_the_bytes_junk_referrers_may_cost_are_bounded(
     stored: str,
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """What a search downloads counts against MAX_REFERRER_BYTES (256 MiB): past it the
-    search ends as at MAX_REFERRERS (REFERRER_LIMIT), whatever is listed after. Junk envelopes
-    count whether they are refused after their digest checked (`as-declared`: junk that is not
-    DSSE) or by it (`tampered`: the registry serves other bytes, which until the review were
-    never counted, so 256 of 16 MiB cost 4 GiB). The limit is lowered here to 350,000 bytes
-    (the same path; 256 MiB of junk would make a slow test)."""
+    """What a search downloads counts against MAX_REFERRER_BYTES (256 MiB), checked before each
+    manifest is fetched: past it the search ends as at MAX_REFERRERS (REFERRER_LIMIT), whatever
+    is listed after. Junk envelopes count whether they are refused after their digest checked
+    (`as-declared`: junk that is not DSSE) or by it (`tampered`: the registry serves other
+    bytes, which until the review were never counted, so 256 of 16 MiB cost 4 GiB); junk
+    manifests count as well (`manifests`: refused as about another subject, which until the
+    review were downloaded past the limit, so 256 of 4 MiB cost 1 GiB). The limit is lowered
+    here to 350,000 bytes (the same path; 256 MiB of junk would make a slow test)."""
     from catalytic_hooks.registry import pull
 
     monkeypatch.setattr(pull, "MAX_REFERRER_BYTES", 350_000)
     info = _push_mini(shared, mini, tmp_path)
     listing = mini.state.referrers[info["digest"]]
     real = listing.pop()
-    junk = [_junk(mini, info, "envelope", i, 100_000) for i in range(5)]
+    if stored == "manifests":
+        junk = [_junk(mini, info, "subject", i, pad=100_000) for i in range(5)]
+    else:
+        junk = [_junk(mini, info, "envelope", i, 100_000) for i in range(5)]
     listing.append(real)
     if stored == "tampered":
         for d in junk:
@@ -769,56 +774,20 @@ def test_the_bytes_junk_envelopes_may_cost_are_bounded(
     )
     row = doc["details"]["results"][0]
     assert [r["digest"] for r in row["attestations"]] == junk[:3]
-    assert row["attestations_unchecked"] == 3  # two junk envelopes and the real one
+    assert row["attestations_unchecked"] == 3  # two junk referrers and the real one
     out = tmp_path / "pulled.zip"
     proc = inproc("archive", "pull", info["reference"], "-o", str(out), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout
     pulled = json.loads(proc.stdout)["details"]
     assert pulled["referrers_unchecked"] == 3
-    kept, skipped = (3, 0) if stored == "as-declared" else (0, 3)
-    assert (len(pulled["attestations"]), len(pulled.get("referrers_skipped", []))) == (
+    kept = 3 if stored == "as-declared" else 0
+    reasons = [r["reason"] for r in pulled.get("referrers_skipped", [])]
+    assert (len(pulled["attestations"]), reasons) == (
         kept,
-        skipped,
+        {"as-declared": [], "tampered": ["DIGEST"] * 3, "manifests": ["SUBJECT"] * 3}[stored],
     )
+    # the archive, its manifest and three junk referrers; never a fourth of 100,000 bytes
     assert pulled["bytes_downloaded"] < out.stat().st_size + 3 * 100_000 + 100_000
-
-
-def test_the_bytes_junk_manifests_may_cost_are_bounded(
-    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
-    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Referrers' manifests count against MAX_REFERRER_BYTES as their envelopes do, and the
-    limit is checked before each manifest is fetched: junk manifests of up to 4 MiB listed
-    first, each refused (about another subject), end the search at the limit. Until the review
-    the limit was checked only against an envelope's size, after its manifest was downloaded,
-    so 256 junk manifests cost 1 GiB. Lowered to 350,000 bytes here, as above."""
-    from catalytic_hooks.registry import pull
-
-    monkeypatch.setattr(pull, "MAX_REFERRER_BYTES", 350_000)
-    info = _push_mini(shared, mini, tmp_path)
-    listing = mini.state.referrers[info["digest"]]
-    real = listing.pop()
-    junk = [_junk(mini, info, "subject", i, pad=100_000) for i in range(5)]
-    listing.append(real)
-    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
-    assert (rc, doc["code"], doc["details"]["reason"]) == (
-        1,
-        "ATTESTATION_MISSING",
-        "REFERRER_LIMIT",
-    )
-    row = doc["details"]["results"][0]
-    assert [r["digest"] for r in row["attestations"]] == junk[:3]
-    assert row["attestations_unchecked"] == 3  # two junk manifests and the real attestation
-    out = tmp_path / "pulled.zip"
-    proc = inproc("archive", "pull", info["reference"], "-o", str(out), "--json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout
-    pulled = json.loads(proc.stdout)["details"]
-    assert pulled["referrers_unchecked"] == 3
-    assert [r["reason"] for r in pulled["referrers_skipped"]] == ["SUBJECT"] * 3
-    # the archive, its manifest and the three junk manifests; never a fourth of 100,000 bytes
-    assert pulled["bytes_downloaded"] < out.stat().st_size + 3 * 100_000 + 50_000
 
 
 # -- framing no registry sends, budgets, and this machine ----------------------------------------
