@@ -939,31 +939,37 @@ def test_a_registry_elsewhere_cannot_send_the_client_to_this_machine(
     request reaches them: by the name, or by the address connected to."""
     here = socket.create_server(("127.0.0.1", 0))
     here.setblocking(False)
+    sent = target.format(port=here.getsockname()[1])
+    assert _pulled_sent_to(remote, sent, tmp_path) == (2, "REGISTRY_FAILED", "LOOPBACK")
+    assert _received(here) == b""
+    _nothing_kept(tmp_path)
+
+
+def _pulled_sent_to(remote: MiniRegistry, target: str, tmp_path: Path) -> tuple[int, str, str]:
+    """(exit status, code, reason) of pulling `remote`'s r1 when its manifest's answer sends
+    the client to `target`: `redirect:URL` or `realm:URL` (a token service)."""
     kind, url = target.split(":", 1)
-    url = url.format(port=here.getsockname()[1])
     remote.state.faults["answers"] = {
         MANIFEST_PATH: _challenge(url) if kind == "realm" else _redirect(url + MANIFEST_PATH)
     }
     ref = f"oci://{remote.host}/t/runs:r1"
     got = inproc("archive", "pull", ref, "-o", "out.zip", "--insecure", "--json", cwd=tmp_path)
     doc = _json(got)
-    assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
-        2,
-        "REGISTRY_FAILED",
-        "LOOPBACK",
-    ), doc
+    return got.returncode, doc["code"], doc["details"].get("reason")
+
+
+def _received(here: socket.socket) -> bytes:
+    """Every byte that reached the listening, non-blocking socket `here`, which is closed."""
     received = b""
     with here:
         while True:
             try:
                 conn, _ = here.accept()
             except BlockingIOError:
-                break
+                return received
             with conn:
                 conn.settimeout(5)
                 received += conn.recv(65536)
-    assert received == b""
-    _nothing_kept(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -981,18 +987,7 @@ def test_a_registry_elsewhere_cannot_send_the_client_to_the_link_local_network(
     """169.254.169.254 is where clouds serve an instance's metadata and credentials, to the
     instance alone: a registry elsewhere that redirects there (plain HTTP with --insecure) would
     have the client fetch them. Refused before any connection, by the address as written."""
-    kind, url = target.split(":", 1)
-    remote.state.faults["answers"] = {
-        MANIFEST_PATH: _challenge(url) if kind == "realm" else _redirect(url + MANIFEST_PATH)
-    }
-    ref = f"oci://{remote.host}/t/runs:r1"
-    got = inproc("archive", "pull", ref, "-o", "out.zip", "--insecure", "--json", cwd=tmp_path)
-    doc = _json(got)
-    assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
-        2,
-        "REGISTRY_FAILED",
-        "LINK_LOCAL",
-    ), doc
+    assert _pulled_sent_to(remote, target, tmp_path) == (2, "REGISTRY_FAILED", "LINK_LOCAL")
     _nothing_kept(tmp_path)
 
 
@@ -1034,13 +1029,7 @@ def test_the_registrys_own_name_cannot_turn_into_this_machine_between_connection
         "LOOPBACK",
     ), doc
     assert answers == []  # the first connection went to the registry
-    received = b""
-    with here, contextlib.suppress(BlockingIOError):
-        conn, _ = here.accept()
-        with conn:
-            conn.settimeout(5)
-            received = conn.recv(65536)
-    assert received == b""
+    assert _received(here) == b""
     _nothing_kept(tmp_path)
 
 
