@@ -78,15 +78,33 @@ def is_loopback(hostname: str) -> bool:
         return False
 
 
-# User info typed into a reference (`oci://USER:PASSWORD@HOST/...`): everything up to the last
-# `@` that does not start a digest (`@sha256:`), which a password's own `/` or `@` cannot move.
-_USERINFO = re.compile(r"\A(oci://).*@(?![A-Za-z0-9]+(?:[+._-][A-Za-z0-9]+)*:)", re.DOTALL)
+_SCHEME = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*://")
+# The digest algorithms OCI registers: a host that a password's `/` made look like a path
+# (`oci://USER:PA/SS@HOST:PORT`) is never one of them.
+_ALGORITHM = re.compile(r"(?:sha256|sha512|blake3):", re.IGNORECASE)
+
+
+def _masked(text: str) -> str:
+    """`text` with any user info typed into it (`oci://USER:PASSWORD@HOST:PORT/...`) replaced:
+    everything after the scheme up to the last `@` that does not start a digest. A digest's
+    `@` follows the repository's `/` and is followed by a registered algorithm's `NAME:` and no
+    `/`; a password's own `/` or `@` cannot make the mask shorter."""
+    scheme = _SCHEME.match(text)
+    start = scheme.end() if scheme else 0
+    rest = text[start:]
+    at = rest.rfind("@")
+    while at >= 0:
+        after = rest[at + 1 :]
+        if not ("/" in rest[:at] and "/" not in after and _ALGORITHM.match(after)):
+            return f"{text[:start]}***{rest[at:]}"
+        at = rest.rfind("@", 0, at)
+    return text
 
 
 def _bad(text: str, why: str) -> CatalyticError:
     """A refusal that quotes the reference with any user info in it replaced: a password typed
     there must not reach a terminal, a CI log or a report through the message."""
-    shown = _USERINFO.sub(r"\1***@", text)
+    shown = _masked(text)
     return CatalyticError(
         ErrorCode.USAGE,
         f"{shown!r} is not a registry reference: {why} "
@@ -111,7 +129,7 @@ def _resolvable(host: str) -> bool:
 def parse(text: str) -> Reference:
     if not is_reference(text):
         raise _bad(text, f"it does not start with {SCHEME}")
-    if _USERINFO.match(text):
+    if _masked(text) != text:
         raise _bad(
             text,
             "it has user info (credentials) in it; log in instead (the Docker config, or "
