@@ -982,6 +982,9 @@ def _received(here: socket.socket) -> bytes:
         "redirect:http://[::ffff:169.254.169.254]",
         "redirect:https://[fe80::1]",
         "realm:http://169.254.169.254/token",
+        # metadata services outside the link-local network: Alibaba Cloud's, AWS's over IPv6
+        "redirect:http://100.100.100.200",
+        "redirect:http://[fd00:ec2::254]",
     ],
 )
 def test_a_registry_elsewhere_cannot_send_the_client_to_the_link_local_network(
@@ -994,42 +997,67 @@ def test_a_registry_elsewhere_cannot_send_the_client_to_the_link_local_network(
     _nothing_kept(tmp_path)
 
 
+def _link_local_here() -> str | None:
+    """This machine's IPv6 link-local address with its interface (`fe80::…%eth0`), if any."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            hexaddr, _, _, scope, _, name = line.split()
+            if int(scope, 16) == 0x20:
+                return f"{ipaddress.IPv6Address(int(hexaddr, 16))}%{name}"
+    return None
+
+
+@pytest.mark.parametrize("turned", ["loopback", "link-local"])
 def test_the_registrys_own_name_cannot_turn_into_this_machine_between_connections(
+    turned: str,
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     remote: MiniRegistry,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """DNS rebinding: the registry's name resolves to the registry for the first connection and
-    to 127.0.0.1 for the next (the registry closed the first after the manifest). The next
-    request, credentials included, would reach whatever listens on that port here; it is
-    refused before a byte is sent. The resolver's two answers are injected (getaddrinfo),
-    since changing the answers of a name needs a DNS server and this machine's resolver
-    configuration; the connections, the registry and the listener are real."""
+    to 127.0.0.1 (or a link-local address of this machine) for the next (the registry closed
+    the first after the manifest). The next request, credentials included, would reach
+    whatever listens on that port there; it is refused before a byte is sent (the link-local
+    case until the second review was not). The resolver's two answers are injected
+    (getaddrinfo), since changing the answers of a name needs a DNS server and this machine's
+    resolver configuration; the connections, the registry and the listener are real."""
+    if turned == "link-local":
+        target = _link_local_here()
+        if target is None:
+            # containers often run without IPv6; the loopback case runs everywhere
+            pytest.skip("this machine has no IPv6 link-local address to listen on")
+        where = socket.getaddrinfo(target, int(remote.host.rsplit(":", 1)[1]), socket.AF_INET6)
+        here = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        here.bind(where[0][4])  # with its scope: the interface the address belongs to
+        here.listen()
+    else:
+        target = "127.0.0.1"
+        here = socket.create_server((target, int(remote.host.rsplit(":", 1)[1])))
     info = _push_mini(shared, remote, tmp_path, "--insecure", "--no-attestation")
     body, media = remote.state.manifests[info["digest"]]
     remote.state.faults["answers"] = {
         MANIFEST_PATH: (200, {"Content-Type": media, "Connection": "close"}, body)
     }
     address, port = remote.host.rsplit(":", 1)
-    here = socket.create_server(("127.0.0.1", int(port)))
     here.setblocking(False)
     real = socket.getaddrinfo
     answers = [address]
 
     def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
         if host == "rebind.test":
-            host = answers.pop(0) if answers else "127.0.0.1"
+            host = answers.pop(0) if answers else target
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     ref = f"oci://rebind.test:{port}/t/runs:r1"
     got = inproc("archive", "pull", ref, "-o", "out.zip", "--insecure", "--json", cwd=tmp_path)
     doc = _json(got)
+    reason = "LOOPBACK" if turned == "loopback" else "LINK_LOCAL"
     assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
         2,
         "REGISTRY_FAILED",
-        "LOOPBACK",
+        reason,
     ), doc
     assert answers == []  # the first connection went to the registry
     assert _received(here) == b""

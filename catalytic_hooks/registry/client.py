@@ -406,15 +406,28 @@ class _Secure(http.client.HTTPSConnection):
         self.sock = self._tls.wrap_socket(self.sock, server_hostname=self.host)
 
 
-def _link_local(hostname: str) -> bool:
-    """A link-local address by how it is written (the address connected to is judged too)."""
+# Cloud metadata services outside the link-local network (Alibaba Cloud's, and AWS's over
+# IPv6): single addresses no registry lives on. AWS (IPv4), GCP and Azure answer at
+# 169.254.169.254, which the link-local test covers.
+_METADATA = frozenset(ipaddress.ip_address(a) for a in ("100.100.100.200", "fd00:ec2::254"))
+
+
+def _private_service(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Link-local, or a cloud's metadata address: what answers there answers this machine
+    alone (an instance's credentials, say)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_link_local or address in _METADATA
+
+
+def _private_written(hostname: str) -> bool:
+    """`_private_service` by how the address is written (the address connected to is judged
+    too)."""
     try:
         address = ipaddress.ip_address(hostname)
     except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_link_local
-    return address.is_link_local
+    return _private_service(address)
 
 
 def _peer(sock: socket.socket) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -437,9 +450,9 @@ def _to_this_machine(registry: str, where: str) -> CatalyticError:
 def _to_the_link(registry: str, where: str) -> CatalyticError:
     return CatalyticError(
         ErrorCode.REGISTRY_FAILED,
-        f"the registry {registry} sent this client to {where}, a link-local address (a "
-        "cloud's metadata service answers there), which a registry elsewhere is never "
-        "allowed to reach",
+        f"the registry {registry} sent this client to {where}, a link-local or cloud "
+        "metadata address (what answers there answers this machine alone), which a "
+        "registry elsewhere is never allowed to reach",
         reason="LINK_LOCAL",
         registry=where,
     )
@@ -514,7 +527,7 @@ class Client:
         self._credential_loaded = False
         # the registry's own address, as first connected to: None until then
         self._own_loopback: bool | None = None
-        self._own_link_local = False
+        self._own_private = False
 
     # -- transport ------------------------------------------------------------------------
 
@@ -537,7 +550,7 @@ class Client:
         if not same and not is_loopback(self.ref.hostname):
             if is_loopback(host):
                 raise _to_this_machine(self.ref.host, _origin(url))
-            if _link_local(host) and not self._own_link_local:
+            if _private_written(host) and not self._own_private:  # by name: no connection made
                 raise _to_the_link(self.ref.host, _origin(url))
         conn: _Plain | _Secure
         if url.scheme == "https":
@@ -565,9 +578,11 @@ class Client:
         next request, with the registry's credentials, would go to a local service)."""
         peer = _peer(sock)
         if self._own_loopback is None:
-            self._own_loopback, self._own_link_local = peer.is_loopback, peer.is_link_local
+            self._own_loopback, self._own_private = peer.is_loopback, _private_service(peer)
         elif peer.is_loopback and not self._own_loopback:
             raise _to_this_machine(self.ref.host, f"{self.scheme}://{self.ref.host} ({peer})")
+        elif _private_service(peer) and not self._own_private:
+            raise _to_the_link(self.ref.host, f"{self.scheme}://{self.ref.host} ({peer})")
 
     def _other_peer(self, where: str, sock: socket.socket) -> None:
         """A host the registry named (a redirect's, a token service's, an upload's), refused
@@ -578,7 +593,7 @@ class Client:
         peer = _peer(sock)
         if peer.is_loopback:
             raise _to_this_machine(self.ref.host, where)
-        if peer.is_link_local and not self._own_link_local:
+        if _private_service(peer) and not self._own_private:
             raise _to_the_link(self.ref.host, where)
 
     def _once(
