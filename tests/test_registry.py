@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -1390,6 +1391,84 @@ def test_a_credential_helpers_token_user_is_an_identity_token(
     assert (method, body) == ("GET", None)
     assert url == "https://auth.example/token?service=reg&scope=repository%3Aa%2Fb%3Apull"
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"ci:pw-from-helper").decode()
+
+
+def _helper_config(tmp_path: Path, script: str) -> Path:
+    """A Docker config whose `credsStore` is the helper `planted`, written as `script` to
+    tmp_path/docker-credential-planted (executable)."""
+    helper = tmp_path / "docker-credential-planted"
+    helper.write_text("#!/bin/sh\n" + script)
+    helper.chmod(0o755)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"credsStore": "planted"}))
+    return cfg
+
+
+@pytest.mark.parametrize("entry", ["", ".", "rel"])
+def test_a_credential_helper_is_never_run_from_a_relative_path_entry(
+    entry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PATH with an empty, `.` or relative entry would find a `docker-credential-*` that the
+    repository being worked on planted in (or under) the current directory; docker (Go's
+    exec.LookPath) refuses such a result, and so does the client since the second review
+    (before, `find_credential` ran the planted script). Only absolute entries are searched."""
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.registry import auth
+
+    marker = tmp_path / "ran"
+    where = tmp_path / entry if entry not in ("", ".") else tmp_path
+    where.mkdir(exist_ok=True)
+    cfg = _helper_config(where, f'touch {marker}\necho \'{{"Username": "u", "Secret": "s"}}\'\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", "/bin", entry]))
+    with pytest.raises(CatalyticError) as caught:
+        auth.find_credential("registry.example", cfg)
+    assert (caught.value.code.value, caught.value.details["reason"]) == ("REGISTRY_AUTH", "HELPER")
+    assert "not in any absolute directory on PATH" in caught.value.message
+    assert not marker.exists()
+    # The same helper in an absolute PATH entry is run.
+    monkeypatch.setenv("PATH", os.pathsep.join([str(where), "/usr/bin", "/bin"]))
+    found = auth.find_credential("registry.example", cfg)
+    assert found is not None and (found.username, found.secret) == ("u", "s")
+    assert marker.exists()
+
+
+def test_a_credential_helpers_answer_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper that answers without end is cut off past HELPER_OUTPUT (1 MiB) and refused:
+    until the second review its whole output was read into memory (150 MB: 306 MiB)."""
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.registry import auth
+
+    cfg = _helper_config(tmp_path, "exec yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n")
+    monkeypatch.setenv("PATH", os.pathsep.join([str(tmp_path), "/usr/bin", "/bin"]))
+    with pytest.raises(CatalyticError) as caught:
+        auth.find_credential("registry.example", cfg)
+    assert caught.value.details["reason"] == "HELPER"
+    assert f"answered more than {auth.HELPER_OUTPUT} bytes" in caught.value.message
+
+
+def test_a_credential_helper_that_leaves_a_child_behind_still_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper that answers and exits while a child it started holds its output open (a
+    keychain agent, say): its answer counts once it has exited, instead of an error when the
+    30 s timeout ends the wait for the end of its output."""
+    from catalytic_hooks.registry import auth
+
+    child = tmp_path / "child.pid"
+    cfg = _helper_config(
+        tmp_path,
+        f'sleep 600 &\necho $! > {child}\necho \'{{"Username": "u", "Secret": "from-helper"}}\'\n',
+    )
+    monkeypatch.setenv("PATH", os.pathsep.join([str(tmp_path), "/usr/bin", "/bin"]))
+    try:
+        found = auth.find_credential("registry.example", cfg)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(child.read_text()), signal.SIGKILL)
+    assert found is not None and found.secret == "from-helper"
 
 
 def test_a_chunk_the_registry_did_not_keep_stops_the_upload(

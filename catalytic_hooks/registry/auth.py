@@ -29,6 +29,7 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 MAX_CONFIG = 1024 * 1024
 MAX_TOKEN_RESPONSE = 1024 * 1024
 HELPER_TIMEOUT = 30
+HELPER_OUTPUT = 1024 * 1024  # a credential is a few KiB; past this, the answer is not one
 _HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)="([^"]*)"')
 _B64TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*\Z")  # RFC 6750 §2.1, the only token sent
@@ -131,42 +132,116 @@ def _from_auth_field(entry: object, host: str) -> Credential | None:
     return None
 
 
+def _helper_program(program: str) -> str | None:
+    """The helper's absolute path, found through the absolute entries of PATH only: an empty,
+    `.` or relative entry would find a `docker-credential-*` in (or under) the current
+    directory, which the repository being worked on may have planted (Go's `exec.LookPath`,
+    which docker uses, refuses these too)."""
+    for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if not os.path.isabs(entry):
+            continue
+        candidate = os.path.join(entry, program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _run_helper(path: str, data: bytes) -> tuple[int, bytes, bytes]:
+    """(exit status, stdout, stderr) of the helper given `data` on stdin, each output read to
+    at most HELPER_OUTPUT bytes within HELPER_TIMEOUT seconds, and no longer than a moment
+    after the helper itself exits (a child it left behind may hold its output open)."""
+    import select
+    import subprocess  # here: only a configured helper needs it, not every pull's start
+    import time
+
+    proc = subprocess.Popen(
+        [path, "get"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        try:
+            proc.stdin.write(data)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # a helper that does not read its stdin: its answer still counts
+        got = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+        reading = set(got)
+        deadline = time.monotonic() + HELPER_TIMEOUT
+        ended: float | None = None
+        while reading:
+            now = time.monotonic()
+            if now > deadline or (ended is not None and now > ended + 0.2):
+                break
+            ready, _, _ = select.select(list(reading), [], [], 0.05)
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    reading.discard(fd)
+                    continue
+                got[fd] += chunk
+                if len(got[fd]) > HELPER_OUTPUT:
+                    raise OverflowError
+            if ended is None and proc.poll() is not None:
+                ended = time.monotonic()
+        status = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return status, bytes(got[proc.stdout.fileno()]), bytes(got[proc.stderr.fileno()])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 def helper_credential(helper: str, host: str) -> Credential | None:
     """`docker-credential-<helper> get` (the credential-helper protocol): the server on stdin,
     `{"Username", "Secret"}` on stdout; None when it has nothing for this server."""
     if not _HELPER_NAME.match(helper):
-        raise auth_error(f"credential helper name {helper!r} is not a plain name")
-    import subprocess  # here: only a configured helper needs it, not every pull's start
+        raise auth_error(f"credential helper name {helper!r} is not a plain name", reason="HELPER")
+    import subprocess
 
     program = f"docker-credential-{helper}"
-    try:
-        proc = subprocess.run(
-            [program, "get"],
-            input=host.encode(),
-            capture_output=True,
-            timeout=HELPER_TIMEOUT,
-            check=False,
+    path = _helper_program(program)
+    if path is None:
+        raise auth_error(
+            f"credential helper {program} is not in any absolute directory on PATH",
+            reason="HELPER",
+            helper=program,
         )
-    except FileNotFoundError as exc:
-        raise auth_error(f"credential helper {program} is not on PATH", helper=program) from exc
+    try:
+        status, out, err = _run_helper(path, host.encode())
+    except OverflowError as exc:
+        raise auth_error(
+            f"credential helper {program} answered more than {HELPER_OUTPUT} bytes",
+            reason="HELPER",
+            helper=program,
+        ) from exc
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise auth_error(f"credential helper {program} could not run", helper=program) from exc
-    if proc.returncode != 0:
-        if b"credentials not found" in proc.stdout.lower() + proc.stderr.lower():
+        raise auth_error(
+            f"credential helper {program} could not run", reason="HELPER", helper=program
+        ) from exc
+    if status != 0:
+        if b"credentials not found" in out.lower() + err.lower():
             return None
         # Its output is not quoted: a helper's message may carry what it was asked to hide.
         raise auth_error(
-            f"credential helper {program} failed (exit {proc.returncode})", helper=program
+            f"credential helper {program} failed (exit {status})", reason="HELPER", helper=program
         )
     try:
-        doc = json.loads(proc.stdout)
+        doc = json.loads(out)
         user, secret = doc["Username"], doc["Secret"]
     except (ValueError, KeyError, TypeError) as exc:
         raise auth_error(
-            f"credential helper {program} did not answer with Username and Secret", helper=program
+            f"credential helper {program} did not answer with Username and Secret",
+            reason="HELPER",
+            helper=program,
         ) from exc
     if not isinstance(user, str) or not isinstance(secret, str):
-        raise auth_error(f"credential helper {program} answered with a non-string", helper=program)
+        raise auth_error(
+            f"credential helper {program} answered with a non-string",
+            reason="HELPER",
+            helper=program,
+        )
     return Credential(user, secret, identity=user == IDENTITY_USER)
 
 
