@@ -1320,7 +1320,7 @@ def test_a_large_blob_goes_up_in_patch_chunks_with_memory_flat(
     patches = registry.requests("PATCH", "/v2/team/chunked/blobs/uploads/")
     tracemalloc.start()
     try:
-        client.upload_file(digest, path, size)
+        client.upload(digest, path, size)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -1340,7 +1340,7 @@ def test_chunks_fall_back_to_one_put_where_the_registry_has_no_patch(
     digest = _big_file(path, 3 * 1024 * 1024)
     client = Client(parse(f"oci://{mini.host}/t/runs:x"))
     client.chunk_size = 1024 * 1024
-    client.upload_file(digest, path, 3 * 1024 * 1024)  # the minimal registry answers PATCH 501
+    client.upload(digest, path, 3 * 1024 * 1024)  # the minimal registry answers PATCH 501
     client.close()
     assert mini.state.blobs[digest] == path.read_bytes()
     assert client.counters.blob_uploads == 1
@@ -1483,7 +1483,7 @@ def test_a_chunk_the_registry_did_not_keep_stops_the_upload(
     client = Client(parse(f"oci://{mini.host}/t/runs:x"))
     client.chunk_size = 1024 * 1024
     with pytest.raises(CatalyticError) as err:
-        client.upload_file(digest, path, 2 * 1024 * 1024)
+        client.upload(digest, path, 2 * 1024 * 1024)
     client.close()
     assert (err.value.code.value, err.value.details["reason"]) == ("REGISTRY_FAILED", "CHUNK_RANGE")
     assert digest not in mini.state.blobs and client.counters.requests == 2  # POST, one PATCH
@@ -1502,7 +1502,7 @@ def test_a_put_refused_as_too_large_goes_again_in_chunks(
     mini.state.faults.update(patch="ok", max_body=1024 * 1024 + 1)
     client = Client(parse(f"oci://{mini.host}/t/runs:x"))
     client.chunk_after_413 = 1024 * 1024
-    client.upload_file(digest, path, size)
+    client.upload(digest, path, size)
     client.close()
     assert mini.state.blobs[digest] == path.read_bytes()
     assert mini.state.patches == [1024 * 1024] * 3 + [7]
@@ -1514,7 +1514,7 @@ def test_a_put_refused_as_too_large_goes_again_in_chunks(
     from catalytic_hooks.core.errors import CatalyticError
 
     with pytest.raises(CatalyticError) as err:
-        client.upload_file(other, again, 2 * 1024 * 1024)
+        client.upload(other, again, 2 * 1024 * 1024)
     client.close()
     assert (err.value.code.value, err.value.details["status"]) == ("REGISTRY_FAILED", 413)
     assert other not in mini.state.blobs

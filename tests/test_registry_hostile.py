@@ -647,6 +647,71 @@ def test_a_pulled_archive_that_fails_its_checks_is_never_copied_into_a_quarantin
     assert not spoiled.exists()
 
 
+def test_an_attestation_past_a_proxys_cap_on_bodies_goes_up_in_chunks(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """A proxy before the registry caps request bodies below the attestation's size (nginx's
+    default is 1 MiB; an envelope may be 16 MiB): the envelope goes up in PATCH chunks after
+    the 413, as the archive does. Until the second review it went up in one PUT only, and the
+    push failed after the tag already named the run."""
+    size = len(shared["attestation"].read_bytes())
+    mini.state.faults.update(max_body=size - 1, patch="ok")
+    info = _push_mini(shared, mini, tmp_path)
+    assert info["attestation"]["via"] == "referrers-api"
+    envelope = "sha256:" + hashlib.sha256(shared["attestation"].read_bytes()).hexdigest()
+    assert mini.state.blobs[envelope] == shared["attestation"].read_bytes()
+    assert sum(mini.state.patches) >= size  # the archive's chunks and the envelope's
+    rc, doc = _verify_attested(info["reference"], shared, tmp_path)
+    assert (rc, doc["code"]) == (0, "PASS"), doc
+
+
+def test_an_attestation_the_registry_refuses_leaves_the_tag_unmoved(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """Every blob goes up before the tag is written: an envelope the registry refuses (a cap
+    on bodies, no chunked uploads) fails the push with the tag unmoved, never a tag that names
+    a run whose attestation did not arrive."""
+    _push_mini(shared, mini, tmp_path, "--no-attestation")  # the archive's blob is there
+    mini.state.faults["max_body"] = len(shared["attestation"].read_bytes()) - 1
+    ref = f"oci://{mini.host}/t/runs:second"
+    got = inproc("archive", "push", str(shared["archive_file"]), ref, "--json", cwd=tmp_path)
+    assert got.returncode == 2, got.stdout + got.stderr
+    doc = _json(got)
+    assert (doc["code"], doc["details"].get("status")) == ("REGISTRY_FAILED", 413), doc
+    assert "second" not in mini.state.tags
+
+
+def test_a_manifest_the_registry_says_it_stored_differently_is_refused(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """A PUT of the attestation's manifest answered with another `Docker-Content-Digest`: what
+    was published is not what was sent, so the push fails (until the second review only the
+    archive's manifest was checked, and this push passed)."""
+    info = _push_mini(shared, mini, tmp_path)
+    att = info["attestation"]["digest"]
+    mini.state.faults["answers"] = {
+        f"/v2/t/runs/manifests/{att}": (201, {"Docker-Content-Digest": "sha256:" + "0" * 64}, b"")
+    }
+    got = inproc(
+        "archive",
+        "push",
+        str(shared["archive_file"]),
+        f"oci://{mini.host}/t/runs",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert got.returncode == 1, got.stdout + got.stderr
+    doc = _json(got)
+    assert (doc["code"], doc["details"]["reason"]) == ("REGISTRY_DIGEST_MISMATCH", "DIGEST")
+    assert att in doc["message"] and "sha256:" + "0" * 64 in doc["message"]
+
+
 # -- header values in messages -------------------------------------------------------------------
 
 ESCAPE = "\x1b[2J\x1b[1;31mALL RUNS PASS\x1b[0m"

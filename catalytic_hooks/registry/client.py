@@ -901,17 +901,20 @@ class Client:
         url, _ = self._open_upload()
         self._commit(url, digest, body)
 
-    def upload_file(self, digest: str, path: Path, size: int) -> None:
-        """A blob from a file, streamed (memory flat): in one PUT, or in PATCH chunks when a
-        chunk size is set and the blob is larger, or when the one PUT was refused with 413
-        (a cap on request bodies). Where the registry refuses the first chunk as not
-        supporting chunks, in one PUT after all."""
+    def upload(self, digest: str, source: Path | bytes, size: int) -> None:
+        """A blob from a file (streamed: memory flat) or from bytes: in one PUT, or in PATCH
+        chunks when a chunk size is set and the blob is larger, or when the one PUT was
+        refused with 413 (a cap on request bodies, which a proxy may set below an attestation's
+        size). Where the registry refuses the first chunk as not supporting chunks, in one PUT
+        after all."""
 
-        def whole() -> tuple[IO[bytes], int]:
-            return open(path, "rb"), size
+        def opened() -> tuple[IO[bytes], int]:
+            assert isinstance(source, Path)
+            return open(source, "rb"), size
 
+        whole: Body = source if isinstance(source, bytes) else opened
         if self.chunk_size and size > self.chunk_size:
-            if not self._chunked(digest, path, size, self.chunk_size):
+            if not self._chunked(digest, source, size, self.chunk_size):
                 self.upload_blob(digest, size, whole)
             return
         try:
@@ -919,14 +922,15 @@ class Client:
         except CatalyticError as exc:
             if exc.details.get("status") != 413 or size <= 1:
                 raise
-            if not self._chunked(digest, path, size, min(self.chunk_after_413, size // 2)):
+            if not self._chunked(digest, source, size, min(self.chunk_after_413, size // 2)):
                 raise
 
-    def _chunked(self, digest: str, path: Path, size: int, chunk: int) -> bool:
+    def _chunked(self, digest: str, source: Path | bytes, size: int, chunk: int) -> bool:
         """POST, then PATCH with `Content-Range: <first>-<last>` per chunk, each streamed from
-        the file to the Location the previous answer gave and checked against the `Range` the
-        registry says it holds, then PUT ?digest= with no body. False when the registry
-        refuses the first chunk as a registry without chunked uploads does."""
+        the file (or sliced from the bytes) to the Location the previous answer gave and
+        checked against the `Range` the registry says it holds, then PUT ?digest= with no body.
+        False when the registry refuses the first chunk as a registry without chunked uploads
+        does."""
         url, least = self._open_upload()
         step = max(chunk, least, 1)
         offset = 0
@@ -936,7 +940,11 @@ class Client:
                 resp = self.request(
                     "PATCH",
                     url,
-                    body=_window_body(path, offset, n),
+                    body=(
+                        source[offset : offset + n]
+                        if isinstance(source, bytes)
+                        else _window_body(source, offset, n)
+                    ),
                     ok=(202, *NO_CHUNKS) if offset == 0 else (202,),
                     what="blob chunk",
                     headers={
@@ -997,6 +1005,8 @@ class Client:
         return None if resp.status == 404 else resp.header("docker-content-digest")
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> Response:
+        """PUT a manifest or index; a registry that says it stored other bytes
+        (`Docker-Content-Digest`) is refused: what was published is not what was sent."""
         resp = self.request(
             "PUT",
             self._repo(f"manifests/{reference}"),
@@ -1006,6 +1016,13 @@ class Client:
             what=f"manifest {reference}",
         )
         _drain(resp)
+        stored, sent = resp.header("docker-content-digest"), _sha256(data)
+        if stored is not None and stored != sent:
+            raise CatalyticError(
+                ErrorCode.REGISTRY_DIGEST_MISMATCH,
+                f"the registry stored the manifest {reference} as {shown(stored)}, not {sent}",
+                reason="DIGEST",
+            )
         return resp
 
     def referrers(self, digest: str) -> bytes | None:
@@ -1125,6 +1142,12 @@ def _window_body(path: Path, offset: int, length: int) -> Body:
         return _Window(path, offset, length), length  # type: ignore[return-value]
 
     return opened
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib  # here: only a push hashes what it sends
+
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def _drain(resp: Response) -> None:
