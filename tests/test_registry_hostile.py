@@ -712,6 +712,48 @@ def test_a_manifest_the_registry_says_it_stored_differently_is_refused(
     assert att in doc["message"] and "sha256:" + "0" * 64 in doc["message"]
 
 
+def test_an_upload_location_with_a_fragment_keeps_the_digest(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """An upload's Location with a `#fragment`: the fragment is dropped (it is never sent), so
+    the closing PUT's `?digest=` is a query. Until the second review the digest was appended
+    after the fragment, and the PUT went out without it."""
+    mini.state.faults["answers"] = {
+        "/v2/t/runs/blobs/uploads/": (202, {"Location": "/v2/t/runs/blobs/uploads/u1#part"}, b"")
+    }
+    info = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    assert mini.state.blobs[info["archive"]["digest"]] == shared["archive_file"].read_bytes()
+
+
+def test_a_token_realm_with_no_path_is_asked_at_the_root(
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """A realm (or redirect) URL with no path: the request line names `/`, as any HTTP client
+    sends it; until the second review it was `GET ?service=... HTTP/1.1`, which no server
+    takes."""
+    lines: list[bytes] = []
+    tokens = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        conn, _ = tokens.accept()
+        with conn:
+            lines.append(conn.recv(65536).split(b"\r\n")[0])
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    realm = f"http://127.0.0.1:{tokens.getsockname()[1]}"
+    mini.state.faults["answers"] = {MANIFEST_PATH: _challenge(realm)}
+    got = inproc("archive", "pull", f"oci://{mini.host}/t/runs:r1", "--json", cwd=tmp_path)
+    thread.join(10)
+    tokens.close()
+    assert _json(got)["code"] == "REGISTRY_AUTH", got.stdout
+    assert lines and lines[0].startswith(b"GET /?service=mini"), lines
+
+
 # -- header values in messages -------------------------------------------------------------------
 
 ESCAPE = "\x1b[2J\x1b[1;31mALL RUNS PASS\x1b[0m"

@@ -613,7 +613,8 @@ class Client:
             self.ref.host,
         )
         conn = self._connection(parts)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        # a URL the registry gave may have no path at all (a realm `https://auth.example`)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         payload: Any = None
         if callable(body):
             fh, size = body()
@@ -870,13 +871,16 @@ class Client:
                 "the registry answered an upload without a Location",
                 reason="NO_LOCATION",
             )
-        return _join(self.base() + self._repo("blobs/uploads/"), location, "blob upload")
+        joined = _join(self.base() + self._repo("blobs/uploads/"), location, "blob upload")
+        # a fragment is never sent; one left on the URL would swallow the digest added after it
+        return urllib.parse.urldefrag(joined).url
 
     def _commit(self, url: str, digest: str, body: Body) -> None:
         """The closing PUT ?digest= (with the bytes, or none after chunks); the registry checks
         the digest before it commits."""
-        sep = "&" if urllib.parse.urlsplit(url).query else "?"
-        url += sep + urllib.parse.urlencode({"digest": digest})
+        parts = urllib.parse.urlsplit(url)
+        query = "&".join(q for q in (parts.query, urllib.parse.urlencode({"digest": digest})) if q)
+        url = urllib.parse.urlunsplit(parts._replace(query=query, fragment=""))
         put = self.request(
             "PUT",
             url,
