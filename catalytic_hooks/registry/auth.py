@@ -54,8 +54,9 @@ class Credential:
         return "Basic " + base64.b64encode(raw).decode()
 
 
-def auth_error(message: str, **details: object) -> CatalyticError:
-    return CatalyticError(ErrorCode.REGISTRY_AUTH, message, **details)
+def auth_error(message: str, *, reason: str, **details: object) -> CatalyticError:
+    """REGISTRY_AUTH with its `details.reason` (docs/CODES.md lists them)."""
+    return CatalyticError(ErrorCode.REGISTRY_AUTH, message, reason=reason, **details)
 
 
 def config_file(explicit: Path | None) -> Path | None:
@@ -121,10 +122,14 @@ def _from_auth_field(entry: object, host: str) -> Credential | None:
             user, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise auth_error(
-                f"the registry config's `auth` entry for {host} is not base64 of user:password"
+                f"the registry config's `auth` entry for {host} is not base64 of user:password",
+                reason="CONFIG",
             ) from exc
         if not sep:
-            raise auth_error(f"the registry config's `auth` entry for {host} is not user:password")
+            raise auth_error(
+                f"the registry config's `auth` entry for {host} is not user:password",
+                reason="CONFIG",
+            )
         return Credential(user, secret)
     name, password = entry.get("username"), entry.get("password")
     if isinstance(name, str) and isinstance(password, str) and name:

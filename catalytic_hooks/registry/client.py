@@ -755,7 +755,8 @@ class Client:
         if not header:
             raise auth.auth_error(
                 f"the registry {self.ref.host} refused the request (401) "
-                "without saying how to authenticate"
+                "without saying how to authenticate",
+                reason="NO_CHALLENGE",
             )
         challenge = auth.parse_challenge(header)
         cred = self.credential()
@@ -769,13 +770,16 @@ class Client:
                     reason="REFUSED",
                 )
             if self.scheme == "http" and not (self.insecure or is_loopback(self.ref.hostname)):
-                raise auth.auth_error("refusing to send a password over plain HTTP")
+                raise auth.auth_error(
+                    "refusing to send a password over plain HTTP", reason="INSECURE"
+                )
             self._authorization = cred.basic()
             return
         if challenge.scheme != "bearer":
             raise auth.auth_error(
                 f"the registry {self.ref.host} asks for {shown(challenge.scheme)} "
-                "authentication, which this client does not speak"
+                "authentication, which this client does not speak",
+                reason="SCHEME",
             )
         realm = challenge.params.get("realm", "")
         if realm:
@@ -783,7 +787,8 @@ class Client:
         if not auth.realm_allowed(realm, self.insecure):
             raise auth.auth_error(
                 f"the registry {self.ref.host} names a token service that "
-                "is not HTTPS; refusing to send credentials there"
+                "is not HTTPS; refusing to send credentials there",
+                reason="INSECURE",
             )
         method, url, hdrs, form = auth.token_request(challenge, cred)
         resp = self._once(method, url, hdrs, form, what="token request")
@@ -796,7 +801,9 @@ class Client:
             raise _needs_login(self.ref.host) if cred is None else _refused(self.ref.host)
         if resp.status != 200:
             _drain(resp)
-            raise auth.auth_error(f"the registry's token service answered {resp.status}")
+            raise auth.auth_error(
+                f"the registry's token service answered {resp.status}", reason="TOKEN"
+            )
         self._authorization = "Bearer " + auth.token_from(
             resp.read_capped(auth.MAX_TOKEN_RESPONSE, "token")
         )
@@ -826,6 +833,7 @@ class Client:
             return auth.auth_error(
                 f"the registry {self.ref.host} denied the {what} (403): "
                 "the account lacks access to this repository",
+                reason="DENIED",
                 **details,
             )
         if status == 404:
