@@ -47,7 +47,8 @@ def _redirect(location: str) -> tuple[int, dict[str, str], bytes]:
 DEEP = b"[" * 60000  # past the interpreter's recursion limit: json.loads raises RecursionError
 
 # case: ({path: (status, headers, body)}, exit status, code, reason); "{host}" is the registry's.
-# Each of these ended in INTERNAL (exit 3) before the review's fixes.
+# Each of these ended in INTERNAL (exit 3) before the first review's fixes, but the three
+# REGISTRY_AUTH cases, which had no reason before the second.
 PULLS: dict[str, tuple[dict[str, tuple[int, dict[str, str], bytes]], int, str, str | None]] = {
     "redirect-port-out-of-range": (
         {MANIFEST_PATH: _redirect("http://127.0.0.1:99999/x")},
@@ -116,6 +117,20 @@ PULLS: dict[str, tuple[dict[str, tuple[int, dict[str, str], bytes]], int, str, s
         1,
         "REGISTRY_INVALID",
         "MEDIA_TYPE",
+    ),
+    # REGISTRY_AUTH with a reason of its own for each (until the second review, none)
+    "401-without-a-challenge": (
+        {MANIFEST_PATH: (401, {}, b"")},
+        2,
+        "REGISTRY_AUTH",
+        "NO_CHALLENGE",
+    ),
+    "403": ({MANIFEST_PATH: (403, {}, b"")}, 2, "REGISTRY_AUTH", "DENIED"),
+    "an-unknown-scheme": (
+        {MANIFEST_PATH: (401, {"WWW-Authenticate": "Negotiate"}, b"")},
+        2,
+        "REGISTRY_AUTH",
+        "SCHEME",
     ),
     "error-body-errors-not-a-list": (
         {MANIFEST_PATH: (500, {"Content-Type": "application/json"}, b'{"errors": 5}')},
