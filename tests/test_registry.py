@@ -1068,7 +1068,7 @@ def test_eight_concurrent_attachers_lose_no_referrer(registry: Distribution) -> 
 def test_a_malformed_fallback_index_does_not_lock_out_attachers(
     registry: Distribution, junk: str
 ) -> None:
-    """`manifest`: until the review a fallback tag holding no index at all made every later
+    """`manifest`: before the fix, a fallback tag holding no index at all made every later
     attach fail (REGISTRY_INVALID, MEDIA_TYPE)."""
     _attach_concurrently(registry, f"team/junk-{junk}", 2, junk=junk)
 
@@ -1077,7 +1077,7 @@ def test_a_fallback_tag_that_holds_no_index_hides_attestations_and_stops_nothing
     shared: dict[str, Path], registry: Distribution, tmp_path: Path
 ) -> None:
     """Anyone who can push can put any manifest at the fallback tag `sha256-<hex>` (here the
-    archive's own, with the registry's own API). Until the review the list was then refused as
+    archive's own, with the registry's own API). Before the fix the list was then refused as
     a whole: `archive pull` and `verify --attested` ended in REGISTRY_INVALID and no attestation
     could be attached any more. Now the list is no referrers and one malformed entry: the pull
     succeeds, the verify finds nothing attached, and the next push rewrites the tag."""
@@ -1410,7 +1410,7 @@ def test_a_credential_helper_is_never_run_from_a_relative_path_entry(
 ) -> None:
     """A PATH with an empty, `.` or relative entry would find a `docker-credential-*` that the
     repository being worked on planted in (or under) the current directory; docker (Go's
-    exec.LookPath) refuses such a result, and so does the client since the second review
+    exec.LookPath) refuses such a result, and so does the client since the fix
     (before, `find_credential` ran the planted script). Only absolute entries are searched."""
     from catalytic_hooks.core.errors import CatalyticError
     from catalytic_hooks.registry import auth
@@ -1437,7 +1437,7 @@ def test_a_credential_helpers_answer_is_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A helper that answers without end is cut off past HELPER_OUTPUT (1 MiB) and refused:
-    until the second review its whole output was read into memory (150 MB: 306 MiB)."""
+    before the fix its whole output was read into memory (150 MB: 306 MiB)."""
     from catalytic_hooks.core.errors import CatalyticError
     from catalytic_hooks.registry import auth
 

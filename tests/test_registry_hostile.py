@@ -47,8 +47,8 @@ def _redirect(location: str) -> tuple[int, dict[str, str], bytes]:
 DEEP = b"[" * 60000  # past the interpreter's recursion limit: json.loads raises RecursionError
 
 # case: ({path: (status, headers, body)}, exit status, code, reason); "{host}" is the registry's.
-# Each of these ended in INTERNAL (exit 3) before the first review's fixes, but the three
-# REGISTRY_AUTH cases, which had no reason before the second.
+# Each of these ended in INTERNAL (exit 3) before the review's fixes, but the three
+# REGISTRY_AUTH cases, which had no reason before theirs.
 PULLS: dict[str, tuple[dict[str, tuple[int, dict[str, str], bytes]], int, str, str | None]] = {
     "redirect-port-out-of-range": (
         {MANIFEST_PATH: _redirect("http://127.0.0.1:99999/x")},
@@ -118,7 +118,7 @@ PULLS: dict[str, tuple[dict[str, tuple[int, dict[str, str], bytes]], int, str, s
         "REGISTRY_INVALID",
         "MEDIA_TYPE",
     ),
-    # REGISTRY_AUTH with a reason of its own for each (until the second review, none)
+    # REGISTRY_AUTH with a reason of its own for each (before the fix, none)
     "401-without-a-challenge": (
         {MANIFEST_PATH: (401, {}, b"")},
         2,
@@ -201,7 +201,7 @@ def test_a_reference_whose_host_no_resolver_takes_is_a_usage_error(
         "oci://alice:s3cr3tPW@registry.example/t/runs:r1",
         "oci://alice:s3cr3t/PW@registry.example/t/runs",  # a / in the password
         "oci://alice:s3cr3tPW@registry.example/t/runs@sha256:" + "a" * 64,
-        # with a port, which until the second review passed for a digest (`@HOST:PORT`)
+        # with a port, which before the fix passed for a digest (`@HOST:PORT`)
         "oci://alice:s3cr3tPW@registry.example:5000/t/runs:r1",
         "oci://alice:s3cr3t/PW@registry.example:5000",  # a / in the password, no path
     ],
@@ -211,7 +211,7 @@ def test_a_password_typed_into_a_reference_is_never_echoed(
     reference: str, mode: str, tmp_path: Path
 ) -> None:
     """User info in a reference is refused (credentials belong in the Docker config), and the
-    refusal quotes the reference with it replaced: until the review the whole text, password
+    refusal quotes the reference with it replaced: before the fix the whole text, password
     included, went into the message and `details.reference`, so into CI logs."""
     args = ["verify", reference] if mode == "--human" else ["verify", reference, "--json"]
     got = inproc(*args, cwd=tmp_path)
@@ -562,7 +562,7 @@ def test_a_pull_refused_for_an_attestation_file_that_exists_writes_nothing(
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,
 ) -> None:
-    """Every file a pull would write is checked before the first is written: until the review
+    """Every file a pull would write is checked before the first is written: before the fix
     the archive was placed first and the pull refused only at its attestation, leaving an
     archive that made the next pull refuse as well."""
     _push_mini(shared, mini, tmp_path)
@@ -634,7 +634,7 @@ def test_a_pulled_archive_that_fails_its_checks_is_never_copied_into_a_quarantin
     tmp_path: Path,
 ) -> None:
     """`replay` and `validate` quarantine a local archive that fails its integrity checks
-    (moved out of the way, never deleted). Until the review an archive pulled from a registry
+    (moved out of the way, never deleted). Before the fix an archive pulled from a registry
     was "quarantined" too: a copy of the registry's bytes (up to 4 GiB) in the repository on
     every run, which a registry serving a broken archive could grow night after night. Now
     the refusal is the same and nothing is written beside the repository's reports."""
@@ -669,7 +669,7 @@ def test_an_attestation_past_a_proxys_cap_on_bodies_goes_up_in_chunks(
 ) -> None:
     """A proxy before the registry caps request bodies below the attestation's size (nginx's
     default is 1 MiB; an envelope may be 16 MiB): the envelope goes up in PATCH chunks after
-    the 413, as the archive does. Until the second review it went up in one PUT only, and the
+    the 413, as the archive does. Before the fix it went up in one PUT only, and the
     push failed after the tag already named the run."""
     size = len(shared["attestation"].read_bytes())
     mini.state.faults.update(max_body=size - 1, patch="ok")
@@ -706,7 +706,7 @@ def test_a_manifest_the_registry_says_it_stored_differently_is_refused(
     tmp_path: Path,
 ) -> None:
     """A PUT of the attestation's manifest answered with another `Docker-Content-Digest`: what
-    was published is not what was sent, so the push fails (until the second review only the
+    was published is not what was sent, so the push fails (before the fix only the
     archive's manifest was checked, and this push passed)."""
     info = _push_mini(shared, mini, tmp_path)
     att = info["attestation"]["digest"]
@@ -733,7 +733,7 @@ def test_an_upload_location_with_a_fragment_keeps_the_digest(
     tmp_path: Path,
 ) -> None:
     """An upload's Location with a `#fragment`: the fragment is dropped (it is never sent), so
-    the closing PUT's `?digest=` is a query. Until the second review the digest was appended
+    the closing PUT's `?digest=` is a query. Before the fix the digest was appended
     after the fragment, and the PUT went out without it."""
     mini.state.faults["answers"] = {
         "/v2/t/runs/blobs/uploads/": (202, {"Location": "/v2/t/runs/blobs/uploads/u1#part"}, b"")
@@ -747,7 +747,7 @@ def test_a_token_realm_with_no_path_is_asked_at_the_root(
     tmp_path: Path,
 ) -> None:
     """A realm (or redirect) URL with no path: the request line names `/`, as any HTTP client
-    sends it; until the second review it was `GET ?service=... HTTP/1.1`, which no server
+    sends it; before the fix it was `GET ?service=... HTTP/1.1`, which no server
     takes."""
     lines: list[bytes] = []
     tokens = socket.create_server(("127.0.0.1", 0))
@@ -841,7 +841,7 @@ def test_a_referrers_list_that_is_no_index_is_no_referrers_not_the_end(
     tmp_path: Path,
 ) -> None:
     """The referrers API answers something that is no index at all: the list is counted as one
-    malformed entry and nothing is found in it; the pull goes on (until the review it ended in
+    malformed entry and nothing is found in it; the pull goes on (before the fix it ended in
     REGISTRY_INVALID) and the verify finds no attestation attached."""
     info = _push_mini(shared, mini, tmp_path)
     mini.state.faults["answers"] = {
@@ -873,8 +873,8 @@ def test_the_bytes_junk_referrers_may_cost_are_bounded(
     is listed after. Junk envelopes count whether they are refused after their digest checked
     (`as-declared`: junk that is not DSSE) or by it (`tampered`: the registry serves other
     bytes, which until the review were never counted, so 256 of 16 MiB cost 4 GiB); junk
-    manifests count as well (`manifests`: refused as about another subject, which until the
-    review were downloaded past the limit, so 256 of 4 MiB cost 1 GiB). The limit is lowered
+    manifests count as well (`manifests`: refused as about another subject, which before the
+    fix were downloaded past the limit, so 256 of 4 MiB cost 1 GiB). The limit is lowered
     here to 350,000 bytes (the same path; 256 MiB of junk would make a slow test)."""
     from catalytic_hooks.registry import pull
 
@@ -1049,7 +1049,7 @@ def remote() -> Iterator[MiniRegistry]:
         "redirect:http://localhost:{port}",
         "redirect:http://2130706433:{port}",  # 127.0.0.1 as one number: no loopback by its name
         "realm:http://127.0.0.1:{port}/token",
-        # Over HTTPS the address is judged before the TLS handshake: until the review the
+        # Over HTTPS the address is judged before the TLS handshake: before the fix the
         # listener here received the client's ClientHello first (the refusal was then TLS).
         "redirect:https://2130706433:{port}",
         "realm:https://2130706433:{port}/token",
@@ -1141,7 +1141,7 @@ def test_the_registrys_own_name_cannot_turn_into_this_machine_between_connection
     to 127.0.0.1 (or a link-local address of this machine) for the next (the registry closed
     the first after the manifest). The next request, credentials included, would reach
     whatever listens on that port there; it is refused before a byte is sent (the link-local
-    case until the second review was not). The resolver's two answers are injected
+    case before the fix was not). The resolver's two answers are injected
     (getaddrinfo), since changing the answers of a name needs a DNS server and this machine's
     resolver configuration; the connections, the registry and the listener are real."""
     if turned == "link-local":
