@@ -742,6 +742,38 @@ def test_an_upload_location_with_a_fragment_keeps_the_digest(
     assert mini.state.blobs[info["archive"]["digest"]] == shared["archive_file"].read_bytes()
 
 
+def test_a_chunked_upload_kept_on_storage_elsewhere_stays_there(
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    storage: MiniRegistry,
+    tmp_path: Path,
+) -> None:
+    """The registry opens the upload on another server (its storage), whose answers give each
+    next `Location` relative to themselves, as servers do: each is resolved against the URL
+    that answered, so every chunk and the closing PUT go to the storage. Before the fix they
+    were resolved against the registry's own URL, and the second chunk went to the registry."""
+    from catalytic_hooks.registry.client import Client
+    from catalytic_hooks.registry.reference import parse
+
+    storage.state.faults["patch"] = "ok"
+    mini.state.faults["answers"] = {
+        "/v2/t/runs/blobs/uploads/": (
+            202,
+            {"Location": f"http://{storage.host}/v2/t/runs/blobs/uploads/s1"},
+            b"",
+        )
+    }
+    data = os.urandom(3 * 1024 * 1024)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    client = Client(parse(f"oci://{mini.host}/t/runs:x"))
+    client.chunk_size = 1024 * 1024
+    client.upload(digest, path, len(data))
+    client.close()
+    assert storage.state.blobs[digest] == data
+    assert storage.state.patches == [1024 * 1024] * 3
+
+
 def test_a_token_realm_with_no_path_is_asked_at_the_root(
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,

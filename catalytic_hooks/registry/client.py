@@ -867,19 +867,21 @@ class Client:
         """POST: a new upload session's URL, and the least chunk the registry accepts (OCI
         1.1's `OCI-Chunk-Min-Length`, 0 when it names none)."""
         resp = self.request("POST", self._repo("blobs/uploads/"), ok=(202,), what="blob upload")
-        location = resp.header("location")
         least = _number(resp.header("oci-chunk-min-length"))
         _drain(resp)
-        return self._location(location), least or 0
+        return self._location(resp), least or 0
 
-    def _location(self, location: str | None) -> str:
+    def _location(self, resp: Response) -> str:
+        """The upload's next URL: its `Location`, resolved against the URL that answered (a
+        session the registry keeps on storage elsewhere stays there)."""
+        location = resp.header("location")
         if not location:
             raise CatalyticError(
                 ErrorCode.REGISTRY_FAILED,
                 "the registry answered an upload without a Location",
                 reason="NO_LOCATION",
             )
-        joined = _join(self.base() + self._repo("blobs/uploads/"), location, "blob upload")
+        joined = _join(resp.url, location, "blob upload")
         # a fragment is never sent; one left on the URL would swallow the digest added after it
         return urllib.parse.urldefrag(joined).url
 
@@ -981,7 +983,7 @@ class Client:
                     f"after a chunk ending at byte {offset + n - 1}",
                     reason="CHUNK_RANGE",
                 )
-            url = self._location(resp.header("location"))
+            url = self._location(resp)
             offset += n
         self._commit(url, digest, None)
         return True
