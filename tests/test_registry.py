@@ -732,6 +732,28 @@ def test_a_tag_moved_after_a_digest_was_pinned(
     assert pinned.returncode == 0, pinned.stdout  # the digest alone still pins those bytes
 
 
+@pytest.mark.parametrize("head", ["bare", "405"])
+def test_a_tag_pinned_to_its_digest_is_checked_without_the_digest_header(
+    head: str, shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """`:TAG@sha256:` on a registry whose HEAD omits `Docker-Content-Digest` (the spec says
+    SHOULD) or refuses HEAD: the tag's manifest is fetched and hashed instead. Before the fix
+    the missing header read as "the tag now names nothing" (REGISTRY_TAG_MOVED) and the 405 as
+    a failure. A tag that did move is still refused."""
+    info = _push_mini(shared, mini, tmp_path)
+    mini.state.faults["head"] = head
+    ref = f"oci://{mini.host}/t/runs:r1@{info['digest']}"
+    got = inproc("archive", "pull", ref, "-o", "out.zip", "--json", cwd=tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
+    mini.state.tags["r1"] = info["attestation"]["digest"]  # someone re-tagged r1
+    moved = inproc("archive", "pull", ref, "-o", "again.zip", "--json", cwd=tmp_path)
+    doc = _json(moved)
+    assert (moved.returncode, doc["code"]) == (1, "REGISTRY_TAG_MOVED"), doc
+    assert doc["details"]["now"] == info["attestation"]["digest"]
+    assert not (tmp_path / "again.zip").exists()
+
+
 def test_unreachable_unknown_and_bad_references(mini: MiniRegistry, tmp_path: Path) -> None:
     port = free_port()
     cases = [
