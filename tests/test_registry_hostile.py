@@ -10,7 +10,9 @@ import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -576,6 +578,42 @@ def test_a_pull_refused_for_an_attestation_file_that_exists_writes_nothing(
     assert (doc["code"], doc["details"]["path"]) == ("USAGE", "o.intoto.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.intoto.json"]
     assert planted.read_bytes() == b"the user's own file"
+
+
+def test_a_pull_onto_another_file_system_copies(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """`-o` on another file system than the cache (a tmpfs here): no hard link is possible, and
+    copy_file_range(2) refuses across file systems on this kernel (EXDEV); the bytes are copied
+    through a buffer. Before the fix the pull failed with IO_ERROR whenever the output was not
+    on the cache's file system."""
+    shm, cache = Path("/dev/shm"), Path(os.environ["HOME"])
+    if not shm.is_dir() or shm.stat().st_dev == cache.stat().st_dev:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have /dev/shm on its own file system for this test")
+        pytest.skip("no second file system (/dev/shm) here to pull onto")
+    _push_mini(shared, mini, tmp_path)
+    where = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        out = where / "o.zip"
+        got = inproc(
+            "archive",
+            "pull",
+            f"oci://{mini.host}/t/runs:r1",
+            "-o",
+            str(out),
+            "--json",
+            cwd=tmp_path,
+        )
+        assert got.returncode == 0, got.stdout + got.stderr
+        assert out.read_bytes() == shared["archive_file"].read_bytes()
+        assert (where / "o.intoto.json").read_bytes() == shared["attestation"].read_bytes()
+        assert out.stat().st_nlink == 1  # a copy, not the cache's inode
+        assert sorted(p.name for p in where.iterdir()) == ["o.intoto.json", "o.zip"]
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def test_a_pull_refused_while_it_places_its_files_removes_those_it_placed(

@@ -11,6 +11,7 @@ decided by the consumer, with the caller's trust, exactly as for a file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.core.outcomes import SuccessCode
+from catalytic_hooks.fs.files import write_sliced
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, ATTESTATION_TYPE, Descriptor, Manifest
 from catalytic_hooks.registry.cache import Cache
@@ -176,12 +178,7 @@ def _write_new(src: Path, dest: Path) -> None:
         raise io_failure(f"write {dest}", dest, exc) from exc
     try:
         with open(src, "rb") as fh:
-            left = os.fstat(fh.fileno()).st_size
-            while left > 0:
-                n = os.copy_file_range(fh.fileno(), fd, min(left, 1 << 30))
-                if n == 0:
-                    break
-                left -= n
+            _copy_all(fh.fileno(), fd, os.fstat(fh.fileno()).st_size)
         umask = os.umask(0o022)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
@@ -196,6 +193,34 @@ def _write_new(src: Path, dest: Path) -> None:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+# copy_file_range(2) refuses these where the two files are on different file systems (EXDEV
+# on most kernels), or where either one's file system cannot do it
+_NO_RANGE_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+def _copy_all(src: int, dest: int, size: int) -> None:
+    """`size` bytes from `src` to `dest`, from their current positions: by the kernel where
+    it can copy between the two, else through one buffer. Fewer bytes than `size` (the source
+    cut meanwhile) is an error, never a short file."""
+    done, ranged = 0, True
+    buf = memoryview(bytearray(1 << 20))
+    while done < size:
+        if ranged:
+            try:
+                n = os.copy_file_range(src, dest, min(size - done, 1 << 30))
+            except OSError as exc:
+                if exc.errno not in _NO_RANGE_COPY or done:
+                    raise
+                ranged = False
+                continue
+        else:
+            n = os.readv(src, [buf[: min(len(buf), size - done)]])
+            write_sliced(dest, buf[:n])
+        if n == 0:
+            raise OSError(errno.EIO, f"the cached blob ended after {done} of {size} bytes")
+        done += n
 
 
 def _place_all(plan: list[tuple[Path, Path]]) -> None:
