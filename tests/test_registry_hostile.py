@@ -839,6 +839,139 @@ def test_a_token_realm_with_no_path_is_asked_at_the_root(
     assert lines and lines[0].startswith(b"GET /?service=mini"), lines
 
 
+# -- the verified cache on a machine shared with other users -----------------------------------
+
+
+def _as_root() -> None:
+    """These cases need files owned by another user, which only root can make."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root, which these tests need to make another user's files")
+        pytest.skip("making another user's files needs root")
+
+
+def _pull_json(ref: str, cwd: Path, out: str = "out.zip") -> tuple[int, dict]:
+    got = inproc("archive", "pull", ref, "-o", out, "--json", cwd=cwd)
+    return got.returncode, _json(got)
+
+
+def test_a_cache_another_user_made_is_refused_and_never_read(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another user (uid 1002) made the cache's directories first, world-writable, in a shared
+    sticky directory the victim's XDG_CACHE_HOME names, and planted the archive's true bytes
+    as the entry, a file of theirs. Before the fix the pull linked that inode into place as
+    the victim's out.zip, which uid 1002 could then rewrite. Now the cache is refused before
+    anything is read or written."""
+    _as_root()
+    info = _push_mini(shared, mini, tmp_path)
+    shared_dir = tmp_path / "shared"
+    shared_dir.mkdir()
+    shared_dir.chmod(0o1777)
+    oci = shared_dir / "catalytic" / "oci"
+    blob = oci / "blobs" / "sha256" / info["archive"]["digest"].split(":")[1]
+    blob.parent.mkdir(parents=True)
+    (oci / "tmp").mkdir()
+    blob.write_bytes(shared["archive_file"].read_bytes())
+    for p in (shared_dir / "catalytic", oci, oci / "blobs", blob.parent, oci / "tmp", blob):
+        os.chown(p, 1002, 1002)
+        p.chmod(0o666 if p == blob else 0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared_dir))
+    rc, doc = _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path)
+    assert (rc, doc["code"], doc["details"]["reason"]) == (2, "PATH_INVALID", "CACHE_UNSAFE"), doc
+    assert doc["details"]["path"] == str(shared_dir / "catalytic")
+    assert not (tmp_path / "out.zip").exists()
+    assert blob.stat().st_uid == 1002 and blob.stat().st_nlink == 1
+
+
+def test_an_entry_another_user_owns_is_never_served(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """In the user's own cache, an entry whose bytes are right but whose owner is not the user
+    (it could be rewritten by them at any time) is fetched again, not served."""
+    _as_root()
+    info = _push_mini(shared, mini, tmp_path)
+    ref = f"oci://{mini.host}/t/runs:r1"
+    assert _pull_json(ref, tmp_path)[0] == 0
+    hexd = info["archive"]["digest"].split(":")[1]
+    entry = Path(os.environ["HOME"]) / ".cache/catalytic/oci/blobs/sha256" / hexd
+    os.chown(entry, 1002, 1002)
+    rc, doc = _pull_json(ref, tmp_path, "again.zip")
+    assert rc == 0, doc
+    assert doc["details"]["bytes_downloaded"] > entry.stat().st_size  # fetched again
+    assert entry.stat().st_uid == os.geteuid()
+    assert (tmp_path / "again.zip").read_bytes() == shared["archive_file"].read_bytes()
+
+
+def test_cache_directories_left_writable_by_the_group_are_narrowed(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under umask 002 a `mkdir -p` makes every level group-writable (Python's mkdir with
+    parents applies its mode to the last level only: how the cache was made before the fix).
+    The user's own directories are narrowed on the next use; a directory they live in that
+    others can write without the sticky bit is refused."""
+    _push_mini(shared, mini, tmp_path)
+    base = tmp_path / "cache"
+    (base / "catalytic/oci/blobs/sha256").mkdir(parents=True)
+    (base / "catalytic/oci/tmp").mkdir()
+    for p in [base, *base.rglob("*")]:
+        p.chmod(0o775)
+    base.chmod(0o755)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base))
+    assert _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path)[0] == 0
+    for p in base.rglob("*"):
+        if p.is_dir():
+            assert p.stat().st_mode & 0o022 == 0, p
+    base.chmod(0o777)
+    rc, doc = _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path, "two.zip")
+    assert (rc, doc["code"], doc["details"]["reason"]) == (2, "PATH_INVALID", "CACHE_UNSAFE"), doc
+    assert not (tmp_path / "two.zip").exists()
+    base.chmod(0o1777)  # sticky, like /tmp: no one renames what is not theirs
+    assert _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path, "three.zip")[0] == 0
+
+
+def test_a_relative_xdg_cache_home_is_ignored(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The XDG base directory specification: a relative XDG_CACHE_HOME is invalid and ignored.
+    Before the fix the cache went into the directory the command ran in (a repository's work
+    tree, say)."""
+    _push_mini(shared, mini, tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", "relcache")
+    assert _pull_json(f"oci://{mini.host}/t/runs:r1", work)[0] == 0
+    assert sorted(p.name for p in work.iterdir()) == ["out.intoto.json", "out.zip"]
+    assert _cache_blobs()  # in ~/.cache
+
+
+def test_a_directory_where_a_cache_entry_goes_is_an_io_error(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """Before the fix a directory at `blobs/sha256/<hex>` ended in INTERNAL (exit 3)."""
+    info = _push_mini(shared, mini, tmp_path)
+    slot = Path(os.environ["HOME"]) / ".cache/catalytic/oci/blobs/sha256"
+    (slot / info["archive"]["digest"].split(":")[1]).mkdir(parents=True)
+    rc, doc = _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path)
+    assert (rc, doc["code"]) == (2, "IO_ERROR"), doc
+    assert not (tmp_path / "out.zip").exists()
+    tmp = slot.parent.parent / "tmp"
+    assert not any(p.name.endswith(".part") for p in tmp.iterdir())
+
+
 # -- header values in messages -------------------------------------------------------------------
 
 ESCAPE = "\x1b[2J\x1b[1;31mALL RUNS PASS\x1b[0m"

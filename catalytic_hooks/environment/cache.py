@@ -29,13 +29,13 @@ from typing import Any
 from catalytic_hooks.core.canonical import canonical_bytes, canonical_hash, loads_strict
 from catalytic_hooks.core.errors import CatalyticError
 from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.fs.usercache import cache_base
 
 SEAL = "SEAL.json"
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "catalytic" / "envs"
+    return cache_base() / "catalytic" / "envs"
 
 
 _KEY = re.compile(r"^[0-9a-f]{32}\Z")  # what cache_key gives

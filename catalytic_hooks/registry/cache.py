@@ -25,6 +25,7 @@ from pathlib import Path
 
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.fs.files import sha256_fd, write_sliced
+from catalytic_hooks.fs.usercache import cache_base, private_dirs
 from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
@@ -132,8 +133,7 @@ def _read_into(
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "catalytic" / "oci"
+    return cache_base() / "catalytic" / "oci"
 
 
 def _mismatch(message: str, reason: str, **details: object) -> CatalyticError:
@@ -145,13 +145,19 @@ class Cache:
         self.root = root or cache_root()
         self.blobs = self.root / "blobs" / "sha256"
         self.tmp = self.root / "tmp"
+        # The directories that are ours, under the one they live in: from `catalytic/` down
+        # for the default root (shared with the environments' cache), else the root down.
+        if root is None:
+            self._base, top = cache_base(), ["catalytic", "catalytic/oci"]
+        else:
+            self._base, top = self.root.parent, [self.root.name]
+        self._ours = [*top, *(f"{top[-1]}/{d}" for d in ("blobs", "blobs/sha256", "tmp"))]
 
     def _ensure(self) -> None:
-        try:
-            self.blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise io_failure(f"create the registry cache {self.root}", self.root, exc) from exc
+        """Every directory of the cache this user's own and no one else's to write
+        (fs.usercache): a cache another user could write could swap a checked entry, or the
+        private view of one, between the check and its use."""
+        private_dirs(self._base, self._ours)
         self._sweep()
 
     def _sweep(self) -> None:
@@ -182,14 +188,15 @@ class Cache:
             return False
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-                return False
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_uid != os.geteuid():
+                return False  # another user's file is never ours to serve, whatever it holds
             return f"sha256:{sha256_fd(fd)}" == digest
         finally:
             os.close(fd)
 
     def get(self, digest: str, size: int) -> Path | None:
         """The cached blob, checked now; a corrupted entry is removed (and so fetched again)."""
+        self._ensure()  # before anything in it is read, or removed
         path = self.path(digest)
         if not os.path.lexists(path):
             return None
@@ -204,7 +211,11 @@ class Cache:
         as they arrive; only bytes that passed are ever renamed into `blobs/`."""
         self._ensure()
         final = self.path(digest)
-        fd, tmp = tempfile.mkstemp(prefix=f"{final.name}.", suffix=".part", dir=self.tmp)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f"{final.name}.", suffix=".part", dir=self.tmp)
+        except OSError as exc:
+            resp.close()
+            raise io_failure(f"write into the registry cache {self.root}", self.tmp, exc) from exc
         try:
             try:
                 got, hexdigest = _receive(resp, fd, digest, size)
@@ -233,7 +244,10 @@ class Cache:
             # and is fetched again, so a pull pays for no flush of a GiB (curl does not either).
             os.close(fd)
             fd = -1
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:  # a directory where the entry goes, a read-only blobs/
+                raise io_failure(f"place {digest} in the registry cache", final, exc) from exc
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -248,13 +262,21 @@ class Cache:
         afterwards."""
         self._ensure()
         src = self.path(digest)
-        d = Path(tempfile.mkdtemp(prefix="view-", dir=self.tmp))
+        try:
+            d = Path(tempfile.mkdtemp(prefix="view-", dir=self.tmp))
+        except OSError as exc:
+            raise io_failure(
+                f"make a view in the registry cache {self.root}", self.tmp, exc
+            ) from exc
         try:
             dest = d / name
             try:
                 os.link(src, dest)
             except OSError:
-                shutil.copyfile(src, dest, follow_symlinks=False)
+                try:
+                    shutil.copyfile(src, dest, follow_symlinks=False)
+                except OSError as exc:
+                    raise io_failure(f"make a view of {digest}", dest, exc) from exc
             if not self.check(dest, digest, size):
                 with contextlib.suppress(OSError):
                     os.unlink(src)
