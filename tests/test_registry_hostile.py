@@ -580,6 +580,32 @@ def test_a_pull_refused_for_an_attestation_file_that_exists_writes_nothing(
     assert planted.read_bytes() == b"the user's own file"
 
 
+def test_a_pull_into_a_directory_that_does_not_exist_downloads_nothing(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """Refused before the download (before the fix, after the whole blob had come down)."""
+    _push_mini(shared, mini, tmp_path)
+    got = inproc(
+        "archive",
+        "pull",
+        f"oci://{mini.host}/t/runs:r1",
+        "-o",
+        "no/such/dir/o.zip",
+        "--json",
+        cwd=tmp_path,
+    )
+    doc = _json(got)
+    assert (got.returncode, doc["code"], doc["details"]["path"]) == (
+        2,
+        "PATH_INVALID",
+        "no/such/dir",
+    )
+    assert _cache_blobs() == []
+    assert not (tmp_path / "no").exists()
+
+
 def test_a_pull_onto_another_file_system_copies(
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)

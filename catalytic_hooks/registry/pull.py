@@ -259,6 +259,12 @@ def pull(
             raise CatalyticError(
                 ErrorCode.USAGE, f"{out} exists; a pull never overwrites", path=str(out)
             )
+        if not out.absolute().parent.is_dir():  # said now, not after a GiB has come down
+            raise CatalyticError(
+                ErrorCode.PATH_INVALID,
+                f"{out.parent} is not a directory to pull into",
+                path=str(out.parent),
+            )
         blob = fetch(client, cache, m.layer.digest, m.layer.size)
         beside = _attestations(client, cache, m) if attestations else Beside([], [], 0)
     finally:
