@@ -132,6 +132,7 @@ def main() -> None:
                 took = time.perf_counter() - t0
                 assert proc.stdout is not None
                 said = proc.stdout.read().split()
+                proc.stdout.close()
                 if way == "checked" and said[:1] == [b"tail"]:
                     tails.append(float(said[1]))
                 served = registry_cpu(reg.proc.pid) - before

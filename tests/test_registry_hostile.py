@@ -612,9 +612,10 @@ def test_a_pull_onto_another_file_system_copies(
     tmp_path: Path,
 ) -> None:
     """`-o` on another file system than the cache (a tmpfs here): no hard link is possible, and
-    copy_file_range(2) refuses across file systems on this kernel (EXDEV); the bytes are copied
-    through a buffer. Before the fix the pull failed with IO_ERROR whenever the output was not
-    on the cache's file system."""
+    copy_file_range(2) refuses across file systems (EXDEV) on Linux before 5.3 and from 5.19;
+    the bytes are then copied through a buffer. Before the fix the pull failed with IO_ERROR
+    whenever the output was not on the cache's file system (where the kernel refuses; between
+    5.3 and 5.18 it copies, and this test passes either way)."""
     shm, cache = Path("/dev/shm"), Path(os.environ["HOME"])
     if not shm.is_dir() or shm.stat().st_dev == cache.stat().st_dev:
         if os.environ.get("CI"):
@@ -913,24 +914,32 @@ def test_a_cache_another_user_made_is_refused_and_never_read(
     assert blob.stat().st_uid == 1002 and blob.stat().st_nlink == 1
 
 
-def test_an_entry_another_user_owns_is_never_served(
+@pytest.mark.parametrize("how", ["owner", "mode"])
+def test_an_entry_another_user_owns_or_may_write_is_never_served(
+    how: str,
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,
 ) -> None:
-    """In the user's own cache, an entry whose bytes are right but whose owner is not the user
-    (it could be rewritten by them at any time) is fetched again, not served."""
-    _as_root()
+    """In the user's own cache, an entry whose bytes are right but that another user owns, or
+    may write (`chmod 666` of the file `archive pull -o` linked to it), could be rewritten at
+    any time: it is fetched again, not served."""
+    if how == "owner":
+        _as_root()
     info = _push_mini(shared, mini, tmp_path)
     ref = f"oci://{mini.host}/t/runs:r1"
     assert _pull_json(ref, tmp_path)[0] == 0
     hexd = info["archive"]["digest"].split(":")[1]
     entry = Path(os.environ["HOME"]) / ".cache/catalytic/oci/blobs/sha256" / hexd
-    os.chown(entry, 1002, 1002)
+    if how == "owner":
+        os.chown(entry, 1002, 1002)
+    else:
+        (tmp_path / "out.zip").chmod(0o666)  # the same inode as the entry
     rc, doc = _pull_json(ref, tmp_path, "again.zip")
     assert rc == 0, doc
     assert doc["details"]["bytes_downloaded"] > entry.stat().st_size  # fetched again
-    assert entry.stat().st_uid == os.geteuid()
+    st = entry.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (os.geteuid(), 0o600)
     assert (tmp_path / "again.zip").read_bytes() == shared["archive_file"].read_bytes()
 
 
@@ -940,28 +949,52 @@ def test_cache_directories_left_writable_by_the_group_are_narrowed(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Under umask 002 a `mkdir -p` makes every level group-writable (Python's mkdir with
-    parents applies its mode to the last level only: how the cache was made before the fix).
-    The user's own directories are narrowed on the next use; a directory they live in that
-    others can write without the sticky bit is refused."""
+    """Under umask 002 (the default where every user has a group of their own) a `mkdir -p`
+    makes every level group-writable, the cache directory itself included: how the cache was
+    made before the fix. The user's own directories are narrowed on the next use, and the pull
+    goes on."""
     _push_mini(shared, mini, tmp_path)
     base = tmp_path / "cache"
     (base / "catalytic/oci/blobs/sha256").mkdir(parents=True)
     (base / "catalytic/oci/tmp").mkdir()
     for p in [base, *base.rglob("*")]:
         p.chmod(0o775)
-    base.chmod(0o755)
     monkeypatch.setenv("XDG_CACHE_HOME", str(base))
     assert _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path)[0] == 0
-    for p in base.rglob("*"):
+    for p in [base, *base.rglob("*")]:
         if p.is_dir():
-            assert p.stat().st_mode & 0o022 == 0, p
-    base.chmod(0o777)
-    rc, doc = _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path, "two.zip")
+            assert p.stat().st_mode & 0o777 == 0o755, p
+
+
+@pytest.mark.parametrize("sticky", [False, True])
+def test_a_cache_directory_another_user_may_write_is_refused_unless_sticky(
+    sticky: bool,
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """XDG_CACHE_HOME names a directory another user owns: refused, before anything is read
+    or written. One that is root's and sticky, as /tmp is, is where no one renames what is not
+    theirs: the cache may live there."""
+    _as_root()
+    _push_mini(shared, mini, tmp_path)
+    base = tmp_path / "cache"
+    base.mkdir()
+    if sticky:
+        base.chmod(0o1777)  # root's, as /tmp
+    else:
+        os.chown(base, 1002, 1002)
+        base.chmod(0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base))
+    rc, doc = _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path)
+    if sticky:
+        assert rc == 0, doc
+        assert (base / "catalytic").stat().st_mode & 0o777 == 0o700
+        return
     assert (rc, doc["code"], doc["details"]["reason"]) == (2, "PATH_INVALID", "CACHE_UNSAFE"), doc
-    assert not (tmp_path / "two.zip").exists()
-    base.chmod(0o1777)  # sticky, like /tmp: no one renames what is not theirs
-    assert _pull_json(f"oci://{mini.host}/t/runs:r1", tmp_path, "three.zip")[0] == 0
+    assert "belongs to another user (uid 1002)" in doc["message"]
+    assert list(base.iterdir()) == [] and not (tmp_path / "out.zip").exists()
 
 
 def test_a_relative_xdg_cache_home_is_ignored(
@@ -1056,6 +1089,44 @@ def test_a_malformed_entry_in_the_referrers_list_is_left_out_not_the_list(
     assert proc.returncode == 0, proc.stdout
     pulled = json.loads(proc.stdout)["details"]
     assert pulled["referrers_malformed"] == 3 and len(pulled["attestations"]) == 1
+
+
+def test_a_fallback_index_the_transfer_refused_is_never_rewritten(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    tmp_path: Path,
+) -> None:
+    """Only what a list says is judged as junk: a fallback index whose answer the transfer
+    refuses (here larger than any manifest a registry stores) fails the attach, instead of
+    being taken for an empty list and rewritten with the new attestation alone, which would
+    drop every referrer the index held."""
+    reg = MiniRegistry(referrers_api=False).start()
+    try:
+        info = _push_mini(shared, reg, tmp_path, "--no-attestation")
+        tag = "sha256-" + info["digest"].split(":")[1]
+        reg.state.faults["answers"] = {
+            f"/v2/t/runs/manifests/{tag}": (
+                200,
+                {"Content-Type": "application/vnd.oci.image.index.v1+json"},
+                b"x" * (5 * 1024 * 1024),
+            )
+        }
+        got = inproc(
+            "archive",
+            "push",
+            str(shared["archive_file"]),
+            f"oci://{reg.host}/t/runs",
+            "--json",
+            cwd=tmp_path,
+        )
+        doc = _json(got)
+        assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
+            1,
+            "REGISTRY_INVALID",
+            "TOO_LARGE",
+        ), doc
+        assert tag not in reg.state.tags  # never written
+    finally:
+        reg.stop()
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ What a cache hands out is trusted because of who could have put it there: the re
 verified cache re-hashes every entry, but a directory another user can write lets them swap a
 checked file, or the directory holding it, between the check and its use. So every directory of
 ours is this user's own, not writable by group or others (narrowed where an older umask left it
-wider), never a link someone else made; and the directory they live in is this user's or
-root's, and not writable by others unless sticky (where no one can rename what is not theirs).
+wider), never a link another user made; and the directory they live in is this user's (narrowed
+likewise) or root's, and not writable by group or others unless sticky (where no one can
+rename what is not theirs).
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ def cache_base() -> Path:
     directory specification says (it would put the cache in whatever directory a command runs
     in, a repository's work tree included)."""
     base = os.environ.get("XDG_CACHE_HOME", "")
-    return Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    if os.path.isabs(base):
+        return Path(base)
+    home = os.path.expanduser("~")
+    if not os.path.isabs(home):  # no HOME and no passwd entry: nowhere that is the user's
+        raise CatalyticError(
+            ErrorCode.PATH_INVALID,
+            "there is no home directory for the cache: set HOME or XDG_CACHE_HOME",
+            reason="CACHE_UNSAFE",
+        )
+    return Path(home) / ".cache"
 
 
 def _unsafe(path: Path, why: str) -> CatalyticError:
@@ -37,13 +47,21 @@ def _unsafe(path: Path, why: str) -> CatalyticError:
 
 
 def _check_base(base: Path) -> None:
+    """The directory the cache's own live in: the user's or root's, and no one else's to
+    write unless sticky. The user's own is narrowed, as their cache's directories are: the
+    previous version made `~/.cache` with `mkdir -p`, group-writable under `umask 002`, the
+    default where every user has a group of their own."""
     st = os.stat(base)
     if not stat.S_ISDIR(st.st_mode):
         raise _unsafe(base, "is not a directory")
     if st.st_uid not in (os.geteuid(), 0):
         raise _unsafe(base, f"belongs to another user (uid {st.st_uid})")
     if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        raise _unsafe(base, "can be written by others and is not sticky")
+        if st.st_uid == os.geteuid():
+            os.chmod(base, stat.S_IMODE(st.st_mode) & ~0o022)
+            st = os.stat(base)  # a file system without modes (CIFS, say) keeps them
+        if st.st_mode & 0o022:
+            raise _unsafe(base, "can be written by others and is not sticky")
 
 
 def _own(path: Path) -> None:
@@ -53,15 +71,17 @@ def _own(path: Path) -> None:
         os.mkdir(path, 0o700)
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
-        if st.st_uid != os.geteuid():
+        if st.st_uid not in (os.geteuid(), 0):
             raise _unsafe(path, f"is a link made by another user (uid {st.st_uid})")
-        st = os.stat(path)  # the user's own link (a cache moved to a larger disk)
+        st = os.stat(path)  # the user's own link, or root's (a cache moved to a larger disk)
     if not stat.S_ISDIR(st.st_mode):
         raise _unsafe(path, "is not a directory")
     if st.st_uid != os.geteuid():
         raise _unsafe(path, f"belongs to another user (uid {st.st_uid})")
     if st.st_mode & 0o022:
         os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+        if os.stat(path).st_mode & 0o022:  # a file system without modes keeps them
+            raise _unsafe(path, "can be written by others")
 
 
 def private_dirs(base: Path, relative: list[str]) -> None:

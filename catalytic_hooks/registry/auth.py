@@ -155,7 +155,7 @@ def _run_helper(path: str, data: bytes) -> tuple[int, bytes, bytes]:
     """(exit status, stdout, stderr) of the helper given `data` on stdin, each output read to
     at most HELPER_OUTPUT bytes within HELPER_TIMEOUT seconds, and no longer than a moment
     after the helper itself exits (a child it left behind may hold its output open)."""
-    import select
+    import selectors  # poll or epoll: select() refuses descriptors past 1023
     import subprocess  # here: only a configured helper needs it, not every pull's start
     import time
 
@@ -170,24 +170,25 @@ def _run_helper(path: str, data: bytes) -> tuple[int, bytes, bytes]:
         except BrokenPipeError:
             pass  # a helper that does not read its stdin: its answer still counts
         got = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-        reading = set(got)
         deadline = time.monotonic() + HELPER_TIMEOUT
         ended: float | None = None
-        while reading:
-            now = time.monotonic()
-            if now > deadline or (ended is not None and now > ended + 0.2):
-                break
-            ready, _, _ = select.select(list(reading), [], [], 0.05)
-            for fd in ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    reading.discard(fd)
-                    continue
-                got[fd] += chunk
-                if len(got[fd]) > HELPER_OUTPUT:
-                    raise OverflowError
-            if ended is None and proc.poll() is not None:
-                ended = time.monotonic()
+        with selectors.DefaultSelector() as sel:
+            for fd in got:
+                sel.register(fd, selectors.EVENT_READ)
+            while sel.get_map():
+                now = time.monotonic()
+                if now > deadline or (ended is not None and now > ended + 0.2):
+                    break
+                for key, _ in sel.select(0.05):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fd)
+                        continue
+                    got[key.fd] += chunk
+                    if len(got[key.fd]) > HELPER_OUTPUT:
+                        raise OverflowError
+                if ended is None and proc.poll() is not None:
+                    ended = time.monotonic()
         status = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         return status, bytes(got[proc.stdout.fileno()]), bytes(got[proc.stderr.fileno()])
     finally:

@@ -188,8 +188,10 @@ class Cache:
             return False
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_uid != os.geteuid():
-                return False  # another user's file is never ours to serve, whatever it holds
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+                return False
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return False  # a file another user owns or may write is never served
             return f"sha256:{sha256_fd(fd)}" == digest
         finally:
             os.close(fd)

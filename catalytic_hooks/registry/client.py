@@ -1020,7 +1020,10 @@ class Client:
                 what=f"manifest {reference}",
             )
         except CatalyticError as exc:
-            if exc.code is not ErrorCode.REGISTRY_FAILED or exc.details.get("status") != 405:
+            if exc.code is not ErrorCode.REGISTRY_FAILED or exc.details.get("status") not in (
+                405,
+                501,
+            ):
                 raise
             named = None
         else:

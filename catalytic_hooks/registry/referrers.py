@@ -38,12 +38,7 @@ class Listed:
 
 def listed(client: Client, subject: str) -> Listed:
     """The referrers of `subject` and how they were found."""
-    try:
-        data = client.referrers(subject)
-    except CatalyticError as exc:
-        if exc.code is not ErrorCode.REGISTRY_INVALID:
-            raise
-        return Listed([], "referrers-api", 1)
+    data = client.referrers(subject)
     if data is not None:
         descriptors, malformed = _entries(data)
         return Listed(descriptors, "referrers-api", malformed)
@@ -55,7 +50,10 @@ def _entries(data: bytes) -> tuple[list[Descriptor], int]:
     """The list's descriptors and how many entries were malformed; a list that is no index at
     all is no referrers and one malformed entry. Anyone who can push can write the fallback
     tag: a list refused as a whole would end every pull and verify of the archive, and every
-    later attach, where it should only hide what it hides (the search then finds nothing)."""
+    later attach, where it should only hide what it hides (the search then finds nothing).
+    Only what the list says is judged so: an answer the transfer refused (past 4 MiB, which no
+    push can store, or broken framing) is the registry's failure, and an attach that took it
+    for an empty list would rewrite the tag without every referrer it holds."""
     try:
         return artifact.parse_index(data)
     except CatalyticError as exc:
@@ -78,8 +76,6 @@ def _fallback(client: Client, subject: str, tries: int = 5) -> tuple[list[Descri
         except CatalyticError as exc:
             if exc.code is ErrorCode.REGISTRY_NOT_FOUND:
                 return [], 0
-            if exc.code is ErrorCode.REGISTRY_INVALID:  # past 4 MiB, broken framing
-                return [], 1
             if not _transient(exc) or attempt == tries - 1:
                 raise
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
