@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -817,6 +818,90 @@ def test_an_interrupted_pull_leaves_nothing_that_is_used(
     )
     assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
+
+
+CLI = (sys.executable, "-m", "catalytic_hooks")
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [
+        (signal.SIGINT, 130, "interrupted"),
+        (signal.SIGTERM, 143, "interrupted by SIGTERM"),
+        (signal.SIGHUP, 129, "interrupted by SIGHUP"),
+    ],
+)
+def test_a_pull_stopped_by_a_signal_cleans_up_and_says_so(
+    sig: int, code: int, said: str, shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """Ctrl-C, `timeout`/`docker stop`/a cancelled CI job (SIGTERM) and a closed terminal
+    (SIGHUP) mid-blob: the same cleanup (the `.part` download removed), the exit status a shell
+    reports (128 + the signal), one line saying why. Before the fix SIGTERM and SIGHUP killed
+    the pull where it stood, leaving its `.part` of up to 4 GiB."""
+    info = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    mini.state.faults["stall"] = {info["archive"]["digest"]}
+    proc = subprocess.Popen(
+        [*CLI, "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip"],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert mini.state.stalled.wait(60), "the pull never reached the blob"
+        root = Path(os.environ["HOME"]) / ".cache/catalytic/oci"
+        deadline = time.monotonic() + 60
+        while not list((root / "tmp").glob("*.part")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        mini.state.release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == said, err
+    assert "Traceback" not in err
+    assert list((root / "tmp").iterdir()) == [] and not (tmp_path / "out.zip").exists()
+
+
+def test_a_push_of_a_run_directory_stopped_by_sigterm_leaves_no_archive_behind(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """`archive push RUN_DIR` archives the run into a temporary directory first; SIGTERM
+    during the upload (held by the registry) removes it, as Ctrl-C does. Before the fix that
+    full copy of the archive stayed in the temporary directory for ever."""
+    work = tmp_path / "tmp"
+    work.mkdir()
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(path: str) -> tuple[int, dict[str, str], bytes]:
+        entered.set()  # the push is waiting for the registry to open its upload
+        release.wait(60)
+        return 500, {}, b""
+
+    mini.state.faults["answers"] = {"/v2/t/x/blobs/uploads/": hold}
+    proc = subprocess.Popen(
+        [*CLI, "archive", "push", str(shared["repo"] / "_runs/r1"), f"oci://{mini.host}/t/x"],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(work)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert entered.wait(60), "the push never opened an upload"
+        assert list(work.glob("catalytic-push-*/*.zip")), "the run was not archived first"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "interrupted by SIGTERM", err
+    assert list(work.iterdir()) == []
 
 
 # -- the kernel's move of a blob into the cache (Response.move_into) ---------------------------

@@ -87,8 +87,29 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM and SIGHUP raise core.errors.Terminated (a KeyboardInterrupt), so that what a
+    pull or a push leaves while it works (a `.part` download, the archive of a run directory
+    made to be pushed, a copy across file systems) is removed as after Ctrl-C. Without it these
+    signals kill the process where it stands, with every `finally` unrun."""
+    import signal
+
+    from catalytic_hooks.core.errors import Terminated
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Terminated(signum, signal.Signals(signum).name)
+
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None and (
+        args[:2] in (["archive", "pull"], ["archive", "push"])
+        or any(a.startswith("oci://") for a in args)
+    ):
+        _terminate_as_interrupt()
     if args[:1] == ["hook"]:
         try:
             if _quick_hook(args[1:]):

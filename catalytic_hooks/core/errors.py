@@ -244,11 +244,23 @@ def exit_code_for(code: ErrorCode) -> int:
     return EXIT_FAIL if code in _VERDICT_CODES else EXIT_ERROR
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`timeout`, `docker stop`, a cancelled CI job, a closed terminal),
+    raised where Ctrl-C raises KeyboardInterrupt, so that the same cleanup runs; the exit
+    status is 128 + the signal's number, as a shell reports it."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum, self.name = signum, name
+
+
 def failure(exc: BaseException) -> tuple[int, str, bool]:
     """The one mapping from an exception to (exit code, one-line message, is it a bug), shared
     by the CLI and the hook entry point."""
     if isinstance(exc, CatalyticError):
         return exit_code_for(exc.code), f"{exc.code.value}: {exc.message}", False
+    if isinstance(exc, Terminated):
+        return 128 + exc.signum, f"interrupted by {exc.name}", False
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted", False
     if isinstance(exc, BrokenPipeError):

@@ -98,15 +98,26 @@ class _HashFile:
         return self._h.hexdigest()
 
 
-def _receive(resp: Response, fd: int, digest: str, size: int) -> tuple[int, str]:
+def _receive(
+    resp: Response, fd: int, digest: str, size: int, cancel: threading.Event | None = None
+) -> tuple[int, str]:
     """(bytes received, their SHA-256) of the body written to `fd`: moved by the kernel where
     the answer allows (`Response.move_into`), else read into a buffer and written; either way
-    hashed from the file as it lands."""
+    hashed from the file as it lands. `cancel`, once set, stops it at the next landing as an
+    interrupt would (KeyboardInterrupt: the caller's cleanup is the same)."""
     hashed = _HashFile(fd, size)
+    landed = hashed.landed
+    if cancel is not None:
+
+        def landed(upto: int) -> None:
+            if cancel.is_set():
+                raise KeyboardInterrupt
+            hashed.landed(upto)
+
     try:
-        got = resp.move_into(fd, size, hashed.landed)
+        got = resp.move_into(fd, size, landed)
         if got is None:
-            got = _read_into(resp, fd, digest, size, hashed.landed)
+            got = _read_into(resp, fd, digest, size, landed)
     except BaseException:
         hashed.abandon()
         raise
@@ -141,8 +152,9 @@ def _mismatch(message: str, reason: str, **details: object) -> CatalyticError:
 
 
 class Cache:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, cancel: threading.Event | None = None) -> None:
         self.root = root or cache_root()
+        self._cancel = cancel
         self.blobs = self.root / "blobs" / "sha256"
         self.tmp = self.root / "tmp"
         # The directories that are ours, under the one they live in: from `catalytic/` down
@@ -220,7 +232,7 @@ class Cache:
             raise io_failure(f"write into the registry cache {self.root}", self.tmp, exc) from exc
         try:
             try:
-                got, hexdigest = _receive(resp, fd, digest, size)
+                got, hexdigest = _receive(resp, fd, digest, size, self._cancel)
             except OSError as exc:  # the transfer's own become REGISTRY_*: this is the disk's
                 doing = f"write {digest} into the registry cache {self.root}"
                 raise io_failure(doing, self.tmp, exc) from exc

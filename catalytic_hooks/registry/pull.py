@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,12 +62,15 @@ class Options:
     config: Path | None = None
     insecure: bool = False
     cache_root: Path | None = None
+    # Set from another thread to stop a download at its next step, as Ctrl-C stops one in
+    # the main thread (`validate` pulls in worker threads, which no signal reaches).
+    cancel: threading.Event | None = None
 
     def client(self, ref: Reference) -> Client:
         return Client(ref, config=self.config, insecure=self.insecure)
 
     def cache(self) -> Cache:
-        return Cache(self.cache_root)
+        return Cache(self.cache_root, cancel=self.cancel)
 
 
 def resolve(client: Client, ref: Reference, expect: str = ARCHIVE_TYPE) -> Manifest:

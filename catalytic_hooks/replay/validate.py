@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import math
 import re
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -306,13 +307,16 @@ def _replay_one(
     ropts: ReplayOptions,
     registry: RegistryOptions | None = None,
 ) -> ReplayReport:
+    registry = registry or RegistryOptions()
+    if registry.cancel is not None and registry.cancel.is_set():
+        raise KeyboardInterrupt  # the validation was interrupted: no new replay starts
     if c.kind == "oci" and c.ref is not None:
         # Pulled (checked, into the verified cache) only now that it is picked. Never
         # quarantined: the bytes stay in the registry, and a copy of each failing pull in the
         # repository would let a registry fill the disk night after night.
-        with pulled_archive(c.ref, registry or RegistryOptions()) as (path, _):
+        with pulled_archive(c.ref, registry) as (path, _):
             here = Candidate(c.run_id, path, "archive")
-            return _replay_one(repo, policy, here, replace(ropts, quarantine=False))
+            return _replay_one(repo, policy, here, replace(ropts, quarantine=False), registry)
     if c.kind == "archive":
         # Unpacked into its own replays/<run_id>-<time>/ and replayed there (replay FILE).
         return replay_archive(
@@ -405,9 +409,19 @@ def validate(
         ropts = replace(ropts, rebuild=RebuildOptions())  # the policy's sources: the CLI's
     started = stamp_seconds()
     # Each replay makes its own worktree in its own temporary directory; threads suffice, the
-    # work is in the replayed processes.
-    with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
-        results = list(pool.map(lambda c: _one(repo, policy, c, ropts, opts.registry), picks))
+    # work is in the replayed processes. An interrupt reaches the main thread only: `stop`
+    # tells the workers, whose pulls end at their next step and who start no new replay,
+    # and their cleanup is waited for before the interrupt goes on.
+    stop = threading.Event()
+    registry = replace(opts.registry or RegistryOptions(), cancel=stop)
+    pool = ThreadPoolExecutor(max_workers=opts.jobs)
+    try:
+        results = list(pool.map(lambda c: _one(repo, policy, c, ropts, registry), picks))
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     # Sources that hold no run at all (a mistyped path, an emptied registry repository) fail,
     # as pytest fails when it collects nothing: a nightly job that validates nothing must not
     # read as green. An empty shard of a non-empty sample is not this.
