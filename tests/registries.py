@@ -439,6 +439,9 @@ class _Handler(BaseHTTPRequestHandler):
                 s.release.wait(60)
                 self.close_connection = True
                 return None
+            if rest in s.faults.get("hold", set()):  # nothing sent until released, then all
+                s.stalled.set()
+                s.release.wait(60)
             if rest in s.faults.get("reset", set()):
                 return self._half_then_reset(data)
             if rest in s.faults.get("truncate", set()):

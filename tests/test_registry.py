@@ -26,7 +26,14 @@ from catalytic_hooks.provenance.chronicle import read
 from catalytic_hooks.registry.client import Client
 from catalytic_hooks.registry.reference import parse
 
-from .helpers import archive_command_table, git, imported_by, inproc, needs_tool, take_files
+from .helpers import (
+    archive_command_table,
+    git,
+    imported_by,
+    inproc,
+    needs_tool,
+    take_files,
+)
 from .registries import Distribution, MiniRegistry, TokenServer, free_port, tls_files
 from .test_archive import _env, made  # noqa: F401 (the module fixture)
 
@@ -864,6 +871,55 @@ def test_a_pull_stopped_by_a_signal_cleans_up_and_says_so(
     assert err.strip().splitlines()[-1] == said, err
     assert "Traceback" not in err
     assert list((root / "tmp").iterdir()) == [] and not (tmp_path / "out.zip").exists()
+
+
+def _delivered(pid: int, sig: int) -> None:
+    """Until no thread of `pid` has `sig` pending (/proc/PID/status: SigPnd, ShdPnd): the
+    process has taken it, and the thread it woke runs its handler next."""
+    bit = 1 << (sig - 1)
+    deadline = time.monotonic() + 60
+    while True:
+        fields = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        if not (int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)) & bit:
+            return
+        assert time.monotonic() < deadline, f"process {pid} never took signal {sig}"
+        time.sleep(0.001)
+
+
+def test_an_interrupted_validate_starts_no_replay_after_it(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """Ctrl-C reaches only the main thread, while `validate` pulls in worker threads. The pick
+    being pulled when it comes stops at the pull's next step and no replay starts; the
+    validation ends 130 with nothing recorded. Before the fix the worker finished the pull,
+    replayed the run and recorded it, and the process waited for all of it."""
+    info = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    mini.state.faults["hold"] = {info["archive"]["digest"]}
+    chronicle = shared["repo"] / ".catalytic/chronicle.jsonl"
+    before = chronicle.read_bytes() if chronicle.exists() else b""
+    proc = subprocess.Popen(
+        [*CLI, "validate", f"oci://{mini.host}/t/runs", "--trust-file", str(shared["trust"])],
+        cwd=shared["repo"],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert mini.state.stalled.wait(60), "validate never reached the blob"
+        proc.send_signal(signal.SIGINT)
+        _delivered(proc.pid, signal.SIGINT)  # the main thread woke with it: stop is being set
+        mini.state.release.set()  # the whole blob now comes: the worker must stop anyway
+        _, err = proc.communicate(timeout=60)
+    finally:
+        mini.state.release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted", err
+    assert (chronicle.read_bytes() if chronicle.exists() else b"") == before
 
 
 def test_a_push_of_a_run_directory_stopped_by_sigterm_leaves_no_archive_behind(
