@@ -765,6 +765,38 @@ def test_an_attestation_the_registry_refuses_leaves_the_tag_unmoved(
     assert "second" not in mini.state.tags
 
 
+def test_an_attestation_that_cannot_be_attached_leaves_the_tag_unmoved(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    tmp_path: Path,
+) -> None:
+    """The archive's manifest goes up by digest, the attestation is attached, and only then
+    is the tag written: an attach that fails (here the fallback tag refused, 403) leaves the
+    tag where it was. Before the fix the tag was written first and named a run whose
+    attestation was never attached (`verify --attested` on it failed until the next push)."""
+    reg = MiniRegistry(referrers_api=False).start()
+    try:
+        probe = _push_mini(shared, reg, tmp_path, "--no-attestation")  # the same manifest
+        fallback = "sha256-" + probe["digest"].split(":")[1]
+        reg.state.faults["answers"] = {f"/v2/t/runs/manifests/{fallback}": (403, {}, b"")}
+        got = inproc(
+            "archive",
+            "push",
+            str(shared["archive_file"]),
+            f"oci://{reg.host}/t/runs:second",
+            "--json",
+            cwd=tmp_path,
+        )
+        doc = _json(got)
+        assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
+            2,
+            "REGISTRY_AUTH",
+            "DENIED",
+        ), doc
+        assert "second" not in reg.state.tags and "r1" in reg.state.tags
+    finally:
+        reg.stop()
+
+
 def test_a_manifest_the_registry_says_it_stored_differently_is_refused(
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)

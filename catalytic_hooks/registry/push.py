@@ -159,8 +159,8 @@ def push(
         if envelope is not None:
             raw, predicate = envelope
             attached = (raw, predicate, artifact.descriptor_of(raw, artifact.DSSE_LAYER))
-        # Every blob before the tag: a refused one (a proxy's cap on bodies, say) leaves the
-        # tag unmoved rather than naming a run whose attestation never arrived.
+        # Every blob first: a refused one (a proxy's cap on bodies, say) leaves the tag where
+        # it was rather than naming a run whose attestation never arrived.
         sent = [
             ensure_blob(
                 client, artifact.EMPTY_DIGEST, len(artifact.EMPTY_DATA), artifact.EMPTY_DATA
@@ -179,7 +179,10 @@ def push(
             created=_run_time(path, run_id, limits),
         )
         mdesc = artifact.descriptor_of(manifest, OCI_MANIFEST, artifact_type=ARCHIVE_TYPE)
-        client.put_manifest(tag, manifest, OCI_MANIFEST)
+        # By digest first, the tag last: the attestation needs its subject in the registry,
+        # and a push stopped or refused on the way (an interrupt, a lost referrer) leaves the
+        # tag where it was rather than naming a run whose attestation is not attached.
+        client.put_manifest(mdesc.digest, manifest, OCI_MANIFEST)
         att_info = None
         if attached is not None:
             _, predicate, edesc = attached
@@ -194,6 +197,7 @@ def push(
                 "via": how,
                 "reference": str(ref.with_digest(adesc.digest)),
             }
+        client.put_manifest(tag, manifest, OCI_MANIFEST)
     return {
         "reference": str(ref.with_digest(mdesc.digest)),
         "tag": tag,
