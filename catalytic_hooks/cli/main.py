@@ -105,22 +105,35 @@ def _terminate_as_interrupt() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] != ["hook"]:
+        try:
+            return _command(args, argv)
+        except KeyboardInterrupt as exc:
+            # one arriving before a command's own handling is in place (while it imports)
+            from catalytic_hooks.core.errors import failure
+
+            code, message, _ = failure(exc)
+            print(message, file=sys.stderr)
+            return code
+    try:
+        if _quick_hook(args[1:]):
+            return 0  # provably no finding; anything else: the full check below
+    except KeyboardInterrupt as exc:
+        from catalytic_hooks.enforce.hookmain import report_failure
+
+        return report_failure(exc)
+    from catalytic_hooks.enforce.hookmain import main as hook_main
+
+    return hook_main(args[1:])
+
+
+def _command(args: list[str], argv: list[str] | None) -> int:
+    """Every command but `hook`: the fast paths where their options allow, else Typer."""
     if argv is None and (
         args[:2] in (["archive", "pull"], ["archive", "push"])
         or any(a.startswith("oci://") for a in args)
     ):
         _terminate_as_interrupt()
-    if args[:1] == ["hook"]:
-        try:
-            if _quick_hook(args[1:]):
-                return 0  # provably no finding; anything else: the full check below
-        except KeyboardInterrupt as exc:
-            from catalytic_hooks.enforce.hookmain import report_failure
-
-            return report_failure(exc)
-        from catalytic_hooks.enforce.hookmain import main as hook_main
-
-        return hook_main(args[1:])
     if args[:1] in (["digest"], ["check"], ["run"], ["report"]) and not os.environ.get(
         "CATALYTIC_NO_FASTPATH"
     ):
