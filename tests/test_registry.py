@@ -827,7 +827,16 @@ def test_an_interrupted_pull_leaves_nothing_that_is_used(
     assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
 
 
-CLI = (sys.executable, "-m", "catalytic_hooks")
+def _started(args: list[str], cwd: Path, **env: str) -> subprocess.Popen[str]:
+    """The command line in a process of its own (to be signalled), its stderr kept."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "catalytic_hooks", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize(
@@ -847,14 +856,7 @@ def test_a_pull_stopped_by_a_signal_cleans_up_and_says_so(
     the pull where it stood, leaving its `.part` of up to 4 GiB."""
     info = _push_mini(shared, mini, tmp_path, "--no-attestation")
     mini.state.faults["stall"] = {info["archive"]["digest"]}
-    proc = subprocess.Popen(
-        [*CLI, "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip"],
-        cwd=tmp_path,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _started(["archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip"], tmp_path)
     try:
         assert mini.state.stalled.wait(60), "the pull never reached the blob"
         root = Path(os.environ["HOME"]) / ".cache/catalytic/oci"
@@ -899,13 +901,9 @@ def test_an_interrupted_validate_starts_no_replay_after_it(
     mini.state.faults["hold"] = {info["archive"]["digest"]}
     chronicle = shared["repo"] / ".catalytic/chronicle.jsonl"
     before = chronicle.read_bytes() if chronicle.exists() else b""
-    proc = subprocess.Popen(
-        [*CLI, "validate", f"oci://{mini.host}/t/runs", "--trust-file", str(shared["trust"])],
-        cwd=shared["repo"],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = _started(
+        ["validate", f"oci://{mini.host}/t/runs", "--trust-file", str(shared["trust"])],
+        shared["repo"],
     )
     try:
         assert mini.state.stalled.wait(60), "validate never reached the blob"
@@ -938,14 +936,8 @@ def test_a_push_of_a_run_directory_stopped_by_sigterm_leaves_no_archive_behind(
         return 500, {}, b""
 
     mini.state.faults["answers"] = {"/v2/t/x/blobs/uploads/": hold}
-    proc = subprocess.Popen(
-        [*CLI, "archive", "push", str(shared["repo"] / "_runs/r1"), f"oci://{mini.host}/t/x"],
-        cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(work)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run_dir, ref = str(shared["repo"] / "_runs/r1"), f"oci://{mini.host}/t/x"
+    proc = _started(["archive", "push", run_dir, ref], tmp_path, TMPDIR=str(work))
     try:
         assert entered.wait(60), "the push never opened an upload"
         assert list(work.glob("catalytic-push-*/*.zip")), "the run was not archived first"

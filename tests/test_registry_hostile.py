@@ -778,20 +778,8 @@ def test_an_attestation_that_cannot_be_attached_leaves_the_tag_unmoved(
         probe = _push_mini(shared, reg, tmp_path, "--no-attestation")  # the same manifest
         fallback = "sha256-" + probe["digest"].split(":")[1]
         reg.state.faults["answers"] = {f"/v2/t/runs/manifests/{fallback}": (403, {}, b"")}
-        got = inproc(
-            "archive",
-            "push",
-            str(shared["archive_file"]),
-            f"oci://{reg.host}/t/runs:second",
-            "--json",
-            cwd=tmp_path,
-        )
-        doc = _json(got)
-        assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
-            2,
-            "REGISTRY_AUTH",
-            "DENIED",
-        ), doc
+        rc, doc = _push_json(shared, f"oci://{reg.host}/t/runs:second", tmp_path)
+        assert (rc, doc["code"], doc["details"]["reason"]) == (2, "REGISTRY_AUTH", "DENIED"), doc
         assert "second" not in reg.state.tags and "r1" in reg.state.tags
     finally:
         reg.stop()
@@ -907,6 +895,11 @@ def _as_root() -> None:
         if os.environ.get("CI"):
             pytest.fail("CI runs as root, which these tests need to make another user's files")
         pytest.skip("making another user's files needs root")
+
+
+def _push_json(kit: dict[str, Path], ref: str, cwd: Path) -> tuple[int, dict]:
+    got = inproc("archive", "push", str(kit["archive_file"]), ref, "--json", cwd=cwd)
+    return got.returncode, _json(got)
 
 
 def _pull_json(ref: str, cwd: Path, out: str = "out.zip") -> tuple[int, dict]:
@@ -1142,20 +1135,8 @@ def test_a_fallback_index_the_transfer_refused_is_never_rewritten(
                 b"x" * (5 * 1024 * 1024),
             )
         }
-        got = inproc(
-            "archive",
-            "push",
-            str(shared["archive_file"]),
-            f"oci://{reg.host}/t/runs",
-            "--json",
-            cwd=tmp_path,
-        )
-        doc = _json(got)
-        assert (got.returncode, doc["code"], doc["details"]["reason"]) == (
-            1,
-            "REGISTRY_INVALID",
-            "TOO_LARGE",
-        ), doc
+        rc, doc = _push_json(shared, f"oci://{reg.host}/t/runs", tmp_path)
+        assert (rc, doc["code"], doc["details"]["reason"]) == (1, "REGISTRY_INVALID", "TOO_LARGE")
         assert tag not in reg.state.tags  # never written
     finally:
         reg.stop()
