@@ -4,6 +4,7 @@ bundles signed with fixed test-only keys, directory snapshots. Fixtures are in c
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import importlib
 import json
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,19 @@ def extra_module(module: str) -> Any:
 
 
 HAVE_SSH_KEYGEN = shutil.which("ssh-keygen") is not None
+
+
+@contextlib.contextmanager
+def on_another_file_system(than: Path) -> Iterator[Path]:
+    """A new directory on another file system than `than` (/dev/shm, a tmpfs), removed
+    afterwards. Without one the test skips here, and fails under CI, which has one."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == than.stat().st_dev:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have /dev/shm on its own file system for this test")
+        pytest.skip("no second file system (/dev/shm) here")
+    where = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,15 @@ import pytest
 
 from catalytic_hooks.provenance.chronicle import read
 
-from .helpers import catalytic, extra_module, git, inproc, needs_tool, write_files
+from .helpers import (
+    catalytic,
+    extra_module,
+    git,
+    inproc,
+    needs_tool,
+    on_another_file_system,
+    write_files,
+)
 
 POLICY = """\
 durable_roots = ["outputs"]
@@ -673,14 +680,8 @@ def test_an_archive_on_another_file_system_is_quarantined_by_copy(
 @pytest.fixture
 def elsewhere(empty: Path) -> Iterator[Path]:
     """A new directory on another file system than `empty` (tmpfs), removed afterwards."""
-    shm = Path("/dev/shm")
-    if not shm.is_dir() or shm.stat().st_dev == empty.stat().st_dev:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have /dev/shm on its own file system for this test")
-        pytest.skip("no second file system (/dev/shm) here to move an archive across")
-    where = Path(tempfile.mkdtemp(dir=shm))
-    yield where
-    shutil.rmtree(where, ignore_errors=True)
+    with on_another_file_system(empty) as where:
+        yield where
 
 
 def test_a_file_larger_than_any_archive_is_not_copied_into_the_quarantine(

@@ -46,6 +46,14 @@ def _unsafe(path: Path, why: str) -> CatalyticError:
     )
 
 
+def _narrow(path: Path, st: os.stat_result) -> None:
+    """The user's own directory `path` (status `st`) without its group and other write bits;
+    refused where the file system keeps them (one without modes: CIFS, say)."""
+    os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+    if os.stat(path).st_mode & 0o022:
+        raise _unsafe(path, "can be written by others")
+
+
 def _check_base(base: Path) -> None:
     """The directory the cache's own live in: the user's or root's, and no one else's to
     write unless sticky. The user's own is narrowed, as their cache's directories are: the
@@ -57,11 +65,9 @@ def _check_base(base: Path) -> None:
     if st.st_uid not in (os.geteuid(), 0):
         raise _unsafe(base, f"belongs to another user (uid {st.st_uid})")
     if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        if st.st_uid == os.geteuid():
-            os.chmod(base, stat.S_IMODE(st.st_mode) & ~0o022)
-            st = os.stat(base)  # a file system without modes (CIFS, say) keeps them
-        if st.st_mode & 0o022:
+        if st.st_uid != os.geteuid():
             raise _unsafe(base, "can be written by others and is not sticky")
+        _narrow(base, st)
 
 
 def _own(path: Path) -> None:
@@ -79,9 +85,7 @@ def _own(path: Path) -> None:
     if st.st_uid != os.geteuid():
         raise _unsafe(path, f"belongs to another user (uid {st.st_uid})")
     if st.st_mode & 0o022:
-        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
-        if os.stat(path).st_mode & 0o022:  # a file system without modes keeps them
-            raise _unsafe(path, "can be written by others")
+        _narrow(path, st)
 
 
 def private_dirs(base: Path, relative: list[str]) -> None:

@@ -164,13 +164,18 @@ class Cache:
         else:
             self._base, top = self.root.parent, [self.root.name]
         self._ours = [*top, *(f"{top[-1]}/{d}" for d in ("blobs", "blobs/sha256", "tmp"))]
+        self._ready = False
 
     def _ensure(self) -> None:
         """Every directory of the cache this user's own and no one else's to write
-        (fs.usercache): a cache another user could write could swap a checked entry, or the
-        private view of one, between the check and its use."""
+        (fs.usercache), before anything in it is first read, written or removed: a cache
+        another user could write could swap a checked entry, or the private view of one,
+        between the check and its use. Once for this cache's life (a command's)."""
+        if self._ready:
+            return
         private_dirs(self._base, self._ours)
         self._sweep()
+        self._ready = True
 
     def _sweep(self) -> None:
         now = time.time()
