@@ -1507,6 +1507,104 @@ def test_chunks_fall_back_to_one_put_where_the_registry_has_no_patch(
     assert 4 <= client.counters.requests <= 6
 
 
+# -- a first push sent while it is hashed ------------------------------------------------------
+
+
+def test_a_first_push_is_sent_while_hashed_and_a_second_sends_nothing(
+    shared: dict[str, Path],
+    registry: Distribution,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From SEND_WHILE_HASHING up (16 MiB; lowered here so that the shared archive takes the
+    same path), a push whose tags name nothing yet sends the archive in one PATCH while a second
+    thread hashes it, and names the digest in the closing PUT. Pushed again, to its tag or to
+    another, the run finds the run id's tag, is hashed first, and uploads nothing."""
+    from catalytic_hooks.registry import push
+
+    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
+    ref, uploads = f"oci://{registry.host}/team/streamed", "/v2/team/streamed/blobs/uploads/"
+    first = _pushed(shared, ref, "--no-attestation", cwd=tmp_path)
+    data = shared["archive_file"].read_bytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (first["archive"]["digest"], first["blobs_uploaded"]) == (digest, 2)
+    assert registry.requests("PATCH", uploads) == 1
+    assert registry.blob_data(digest).read_bytes() == data
+    posts = registry.requests("POST", uploads)
+    for again in (ref, f"{ref}:another"):
+        d = _pushed(shared, again, "--no-attestation", cwd=tmp_path)
+        assert (d["archive"]["digest"], d["blobs_uploaded"], d["digest"]) == (
+            digest,
+            0,
+            first["digest"],
+        )
+    assert (registry.requests("POST", uploads), registry.requests("PATCH", uploads)) == (posts, 1)
+
+
+def test_a_first_push_where_the_registry_has_no_chunks_goes_up_in_one_put(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The minimal registry answers PATCH 501: the push waits for the digest and sends the
+    archive in one PUT after all."""
+    from catalytic_hooks.registry import push
+
+    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
+    d = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    assert d["blobs_uploaded"] == 2 and mini.state.tags["r1"] == d["digest"]
+    assert mini.state.blobs[d["archive"]["digest"]] == shared["archive_file"].read_bytes()
+
+
+def _read_to_end(path: Path, size: int) -> bool:
+    """Whether a descriptor of this process open on `path` has read it to its end (its offset,
+    as /proc shows it, at `size`)."""
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+                if f"pos:\t{size}\n" in info:
+                    return True
+    return False
+
+
+def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upload reads the file while the second thread hashes it: a byte changed after the
+    hash read it is sent as changed, and the registry refuses the upload against the digest the
+    closing PUT names, so no manifest and no tag name it. The registry holds its first upload
+    session until the hashing thread has read the whole file; the test then flips a byte."""
+    from catalytic_hooks.registry import push
+
+    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
+    mini.state.faults["patch"] = "ok"
+    archive = tmp_path / "r1.catalytic.zip"
+    shutil.copyfile(shared["archive_file"], archive)
+    size, sessions = archive.stat().st_size, iter(range(100))
+
+    def flipped_once_hashed(path: str) -> tuple[int, dict[str, str], bytes]:
+        n = next(sessions)
+        if n == 0:
+            deadline = time.monotonic() + 60
+            while not _read_to_end(archive, size):
+                assert time.monotonic() < deadline, "the archive was never hashed"
+                time.sleep(0.01)
+            with open(archive, "r+b") as fh:
+                fh.seek(size // 2)
+                byte = fh.read(1)[0]
+                fh.seek(size // 2)
+                fh.write(bytes([byte ^ 1]))
+        return 202, {"Location": f"/v2/t/x/blobs/uploads/s{n}"}, b""
+
+    mini.state.faults["answers"] = {"/v2/t/x/blobs/uploads/": flipped_once_hashed}
+    p = inproc("archive", "push", str(archive), f"oci://{mini.host}/t/x", "--json", cwd=tmp_path)
+    assert p.returncode != 0, p.stdout
+    error = _json(p)
+    assert error["code"] == "REGISTRY_FAILED", error
+    assert mini.state.patches == [size]  # the changed archive went up whole
+    assert mini.state.tags == {} and mini.state.manifests == {}
+    assert list(mini.state.blobs) == [f"sha256:{EMPTY_HEX}"]
+
+
 def test_a_credential_helpers_token_user_is_an_identity_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

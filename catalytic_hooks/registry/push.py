@@ -3,8 +3,10 @@ its attestation as a second one whose subject is the archive's manifest.
 
 The archive is checked before anything is sent: the reader's structural rules and ARCHIVE.json
 (a file that is not a run archive is never published; the entries' hashes, like everything
-else, are checked by every consumer). A blob the registry already holds is not sent again (HEAD
-first): archives are deterministic, so pushing a run twice uploads no blob.
+else, are checked by every consumer). Archives are deterministic, so pushing a run twice uploads
+no blob: where the tag (or the run id's tag) already names something, the archive is hashed
+first and not sent if the registry holds its digest (HEAD). A first push of a large archive
+sends it while a second thread hashes it, and names the digest in the closing PUT.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from catalytic_hooks.archive.zipfmt import Limits, parse
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import name_part
-from catalytic_hooks.fs.files import feed_fd
+from catalytic_hooks.fs.files import CHUNK
 from catalytic_hooks.fs.untrusted import read_named
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, Descriptor
@@ -33,6 +36,9 @@ from catalytic_hooks.registry.reference import TAG, Reference
 
 MAX_STATUS = 1024 * 1024
 MAX_ENVELOPE = 16 * 1024 * 1024
+# From this size up, an archive whose tag names nothing yet is sent while it is hashed: below
+# it, the hash costs less than the round trip the closing PUT adds.
+SEND_WHILE_HASHING = 16 * 1024 * 1024
 
 
 @contextlib.contextmanager
@@ -104,16 +110,62 @@ def _envelope(path: Path, run_id: str) -> tuple[bytes, str | None]:
     return raw, predicate if isinstance(predicate, str) else None
 
 
-def _digest(path: Path) -> tuple[str, int]:
-    """The blob's SHA-256 and size, in one read (the registry checks the digest again before
-    it commits the upload, so a file changed meanwhile is refused there)."""
-    fd, _ = open_file(path)
+class _Hashing:
+    """The archive's SHA-256, computed in a second thread from its own descriptor while the
+    upload reads the file; `digest()` waits for it. The registry checks the digest again before
+    it commits the upload, so a file changed meanwhile is refused there; a file whose length
+    changed is refused here."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd, self.size = open_file(path)
+        self._stop = threading.Event()
+        self._hex: str | None = None
+        self._read = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="catalytic-push-hash", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            h = hashlib.sha256()
+            while not self._stop.is_set() and (chunk := os.read(self._fd, CHUNK)):
+                h.update(chunk)
+                self._read += len(chunk)
+            self._hex = h.hexdigest()
+        except BaseException as exc:  # re-raised by digest(), in the caller's thread
+            self._error = exc
+
+    def digest(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._read != self.size or self._hex is None:
+            raise CatalyticError(
+                ErrorCode.IO_ERROR,
+                f"the archive changed while it was pushed ({self.size} bytes, then {self._read})",
+            )
+        return f"sha256:{self._hex}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        os.close(self._fd)
+
+
+@contextlib.contextmanager
+def _hashing(path: Path) -> Iterator[_Hashing]:
+    hashing = _Hashing(path)
     try:
-        h = hashlib.sha256()
-        size = feed_fd(fd, h)
-        return h.hexdigest(), size
+        yield hashing
     finally:
-        os.close(fd)
+        hashing.close()
+
+
+def _may_hold(client: Client, tags: set[str]) -> bool:
+    """Whether the registry may already hold this archive: a tag it would carry (the one given,
+    or the run id) names something already. Archives are deterministic, so a run pushed again
+    finds its tag; a first push finds none."""
+    return any(client.manifest_digest(t) is not None for t in sorted(tags))
 
 
 def ensure_blob(client: Client, digest: str, size: int, body: bytes | Path) -> bool:
@@ -142,7 +194,6 @@ def push(
         )
     with _archive_of(source) as (path, beside):
         doc = inspect_doc(path, limits)
-        sha, size = _digest(path)
         run_id = str(doc["run_id"])
         tag = ref.tag or run_id
         if not TAG.match(tag):
@@ -154,19 +205,30 @@ def push(
             guess = beside or path.parent / attestation_beside(run_id)
             attestation = guess if guess.is_file() else None
         envelope = _envelope(attestation, run_id) if with_attestation and attestation else None
-        blob = Descriptor(ARCHIVE_TYPE, f"sha256:{sha}", size)
         attached = None
         if envelope is not None:
             raw, predicate = envelope
             attached = (raw, predicate, artifact.descriptor_of(raw, artifact.DSSE_LAYER))
         # Every blob first: a refused one (a proxy's cap on bodies, say) leaves the tag where
         # it was rather than naming a run whose attestation never arrived.
-        sent = [
-            ensure_blob(
-                client, artifact.EMPTY_DIGEST, len(artifact.EMPTY_DATA), artifact.EMPTY_DATA
-            ),
-            ensure_blob(client, blob.digest, size, path),
-        ]
+        with _hashing(path) as hashing:
+            size = hashing.size
+            sent = [
+                ensure_blob(
+                    client, artifact.EMPTY_DIGEST, len(artifact.EMPTY_DATA), artifact.EMPTY_DATA
+                )
+            ]
+            if size >= SEND_WHILE_HASHING and not _may_hold(client, {tag, run_id}):
+                # A first push: the bytes go up while they are hashed, instead of after (the
+                # HEAD by digest that spares a second push its upload cannot come first, but a
+                # second push finds its tag and takes the other way).
+                client.upload(hashing.digest, path, size)
+                digest = hashing.digest()
+                sent.append(True)
+            else:
+                digest = hashing.digest()
+                sent.append(ensure_blob(client, digest, size, path))
+        blob = Descriptor(ARCHIVE_TYPE, digest, size)
         if attached is not None:
             raw, _, edesc = attached
             sent.append(ensure_blob(client, edesc.digest, edesc.size, raw))
