@@ -1507,6 +1507,23 @@ def test_chunks_fall_back_to_one_put_where_the_registry_has_no_patch(
     assert 4 <= client.counters.requests <= 6
 
 
+def test_a_chunk_refused_as_too_large_goes_again_in_smaller_chunks(
+    mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """A chunk size the caller set, above a proxy's cap on bodies: the 413 sends the blob again
+    in chunks of half that size (at most `chunk_after_413`), each under the cap."""
+    path = tmp_path / "blob"
+    size = 3 * 1024 * 1024
+    digest = _big_file(path, size)
+    mini.state.faults.update(patch="ok", max_body=1536 * 1024)
+    client = Client(parse(f"oci://{mini.host}/t/runs:x"))
+    client.chunk_size = 2 * 1024 * 1024
+    client.upload(digest, path, size)
+    client.close()
+    assert mini.state.patches == [1024 * 1024] * 3
+    assert mini.state.blobs[digest] == path.read_bytes()
+
+
 # -- a first push sent while it is hashed ------------------------------------------------------
 
 
