@@ -1571,6 +1571,19 @@ def test_a_first_push_where_the_registry_has_no_chunks_goes_up_in_one_put(
     assert mini.state.blobs[d["archive"]["digest"]] == shared["archive_file"].read_bytes()
 
 
+def test_a_run_id_that_is_no_tag_is_never_asked_for(registry: Distribution) -> None:
+    """A run id outside the tag grammar (a run directory may be named `../x`) is not looked up
+    as a tag: it would be a path of its own in the request's URL."""
+    from catalytic_hooks.registry.push import _may_hold
+
+    client = Client(parse(f"oci://{registry.host}/team/notag:x"))
+    before = registry.requests("HEAD", "/v2/team/notag/manifests/")
+    assert _may_hold(client, {"../x", "a b", "fine"}) is False
+    client.close()
+    assert registry.requests("HEAD", "/v2/team/notag/manifests/") == before + 1
+    assert registry.requests("HEAD", "/v2/team/notag/manifests/fine") == 1
+
+
 def _read_to_end(path: Path, size: int) -> bool:
     """Whether a descriptor of this process open on `path` has read it to its end (its offset,
     as /proc shows it, at `size`)."""

@@ -163,9 +163,9 @@ def _hashing(path: Path) -> Iterator[_Hashing]:
 
 def _may_hold(client: Client, tags: set[str]) -> bool:
     """Whether the registry may already hold this archive: a tag it would carry (the one given,
-    or the run id) names something already. Archives are deterministic, so a run pushed again
-    finds its tag; a first push finds none."""
-    return any(client.manifest_digest(t) is not None for t in sorted(tags))
+    or the run id where it is a valid tag) names something already. Archives are deterministic,
+    so a run pushed again finds its tag; a first push finds none."""
+    return any(client.manifest_digest(t) is not None for t in sorted(tags) if TAG.match(t))
 
 
 def ensure_blob(client: Client, digest: str, size: int, body: bytes | Path) -> bool:
