@@ -4,11 +4,11 @@ same registry in the same run, and the peak memory of push and pull.
 
     python bench/registry_bench.py [--mib 1024] [--repeat 3] [--work DIR] [--only pull]
 
-1. push: `catalytic archive push FILE oci://127.0.0.1:PORT/bench/pN` (the reader's checks and
-   the digest in one pass, then HEAD, POST and one streamed PUT), each time into a new
-   repository so the blob really travels, vs `curl -T FILE` PUT to an upload location the
-   same registry opened (the digest computed beforehand, outside the timing); target ≥ 80% of
-   curl's throughput.
+1. push: `catalytic archive push FILE oci://127.0.0.1:PORT/bench/pN` (the reader's checks,
+   then, the tag naming nothing yet, POST and one streamed PATCH while a second thread hashes
+   the file, and the closing PUT ?digest=), each time into a new repository so the blob really
+   travels, vs `curl -T FILE` PUT to an upload location the same registry opened (the digest
+   computed beforehand, outside the timing); target ≥ 80% of curl's throughput.
 2. pull: `catalytic archive pull REF -o FILE` with an empty cache (GET streamed into the
    cache, SHA-256 and size checked on the way, then the checked copy to FILE), vs
    `curl -o FILE` of the blob; target ≥ 80%.

@@ -682,9 +682,9 @@ class Client:
     ) -> None:
         """The request line and headers by http.client, the body read into one reused buffer
         and sent from it. Not `socket.sendfile`: a body the kernel sends from the page cache
-        reaches docker-registry on loopback 14 % slower than the same bytes sent from a buffer
-        (bench/RESULTS.md, "Uploads sent from a buffer"), and over TLS it is reads and sends
-        anyway."""
+        reaches docker-registry on loopback 7-16 % slower than the same bytes sent from a
+        buffer (bench/RESULTS.md, "Uploads sent from a buffer, and while hashed"), and over TLS
+        it is reads and sends anyway."""
         window = fh if isinstance(fh, _Window) else None
         file = window.fh if window else fh
         count = window.left if window else int(headers["Content-Length"])
