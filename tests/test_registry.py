@@ -1584,25 +1584,31 @@ def test_a_run_id_that_is_no_tag_is_never_asked_for(registry: Distribution) -> N
     assert registry.requests("HEAD", "/v2/team/notag/manifests/fine") == 1
 
 
-def _read_to_end(path: Path, size: int) -> bool:
-    """Whether a descriptor of this process open on `path` has read it to its end (its offset,
-    as /proc shows it, at `size`)."""
+def _open_here(path: Path) -> bool:
+    """Whether a descriptor of this process is open on `path` (as /proc shows them)."""
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             if os.readlink(f"/proc/self/fd/{fd}") == str(path):
-                info = Path(f"/proc/self/fdinfo/{fd}").read_text()
-                if f"pos:\t{size}\n" in info:
-                    return True
+                return True
     return False
 
 
+@pytest.mark.parametrize("change", ["flip", "truncate"])
 def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
-    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    change: str,
+    shared: dict[str, Path],
+    mini: MiniRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The upload reads the file while the second thread hashes it: a byte changed after the
+    """The upload reads the file while the second thread hashes it. A byte changed after the
     hash read it is sent as changed, and the registry refuses the upload against the digest the
-    closing PUT names, so no manifest and no tag name it. The registry holds its first upload
-    session until the hashing thread has read the whole file; the test then flips a byte."""
+    closing PUT names; a file cut short after the hash read it is IO_ERROR as the upload reads
+    it (before the fix: "cannot reach the registry", then the whole file again in one PUT). No
+    manifest and no tag name either. The registry holds its first upload session until the
+    hashing thread has read the whole file (and closed it: by then no descriptor is open on the
+    archive, the reader's check closed its own and the upload has not opened one); the test then
+    changes the file."""
     from catalytic_hooks.registry import push
 
     monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
@@ -1611,28 +1617,101 @@ def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
     shutil.copyfile(shared["archive_file"], archive)
     size, sessions = archive.stat().st_size, iter(range(100))
 
-    def flipped_once_hashed(path: str) -> tuple[int, dict[str, str], bytes]:
+    def changed_once_hashed(path: str) -> tuple[int, dict[str, str], bytes]:
         n = next(sessions)
         if n == 0:
             deadline = time.monotonic() + 60
-            while not _read_to_end(archive, size):
+            while _open_here(archive):
                 assert time.monotonic() < deadline, "the archive was never hashed"
                 time.sleep(0.01)
             with open(archive, "r+b") as fh:
-                fh.seek(size // 2)
-                byte = fh.read(1)[0]
-                fh.seek(size // 2)
-                fh.write(bytes([byte ^ 1]))
+                if change == "truncate":
+                    fh.truncate(size // 2)
+                else:
+                    fh.seek(size // 2)
+                    byte = fh.read(1)[0]
+                    fh.seek(size // 2)
+                    fh.write(bytes([byte ^ 1]))
         return 202, {"Location": f"/v2/t/x/blobs/uploads/s{n}"}, b""
 
-    mini.state.faults["answers"] = {"/v2/t/x/blobs/uploads/": flipped_once_hashed}
+    mini.state.faults["answers"] = {"/v2/t/x/blobs/uploads/": changed_once_hashed}
     p = inproc("archive", "push", str(archive), f"oci://{mini.host}/t/x", "--json", cwd=tmp_path)
     assert p.returncode != 0, p.stdout
     error = _json(p)
-    assert error["code"] == "REGISTRY_FAILED", error
-    assert mini.state.patches == [size]  # the changed archive went up whole
+    if change == "truncate":
+        assert (error["code"], error["details"]["path"]) == ("IO_ERROR", str(archive)), error
+        # cut off where the file ended (what the minimal registry kept of the broken PATCH),
+        # and no second try in one PUT: no third session
+        assert sum(mini.state.patches) <= size // 2 and next(sessions) == 2
+    else:
+        assert error["code"] == "REGISTRY_FAILED", error
+        assert mini.state.patches == [size]  # the changed archive went up whole
     assert mini.state.tags == {} and mini.state.manifests == {}
     assert list(mini.state.blobs) == [f"sha256:{EMPTY_HEX}"]
+
+
+@pytest.mark.parametrize("head", [404, 500])
+def test_a_push_retried_after_a_late_failure_sends_no_archive_again(
+    head: int,
+    shared: dict[str, Path],
+    mini: MiniRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tag is written last, so a push refused at its tag leaves nothing that names the run;
+    the first push noted in the cache that it started, and the retry hashes first and finds the
+    archive in the registry. Before the fix the retry sent the whole archive again. A tag the
+    registry will not answer for (500) counts as "may be held": that push hashes first too."""
+    from catalytic_hooks.registry import push
+
+    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
+    mini.state.faults["patch"] = "ok"
+    answers = iter([(head, {}, b""), (500, {}, b"")])  # the tag: HEAD, then the PUT
+    mini.state.faults["answers"] = {"/v2/t/x/manifests/r1": lambda path: next(answers)}
+    ref, archive = f"oci://{mini.host}/t/x", str(shared["archive_file"])
+    first = inproc("archive", "push", archive, ref, "--json", "--no-attestation", cwd=tmp_path)
+    assert _json(first)["code"] == "REGISTRY_FAILED", first.stdout
+    size = shared["archive_file"].stat().st_size
+    assert mini.state.patches == ([size] if head == 404 else [])  # sent while hashed, or not
+    assert mini.state.tags == {} and len(mini.state.blobs) == 2
+    del mini.state.faults["answers"]
+    again = _pushed(shared, ref, "--no-attestation", cwd=tmp_path)
+    assert (again["blobs_uploaded"], again["blobs_skipped"]) == (0, 2)
+    assert mini.state.patches == ([size] if head == 404 else [])
+    assert mini.state.tags["r1"] == again["digest"]
+
+
+def test_a_push_whose_cache_cannot_be_used_hashes_first_and_succeeds(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note of a started push lives in the user's cache; where no cache can be made (its
+    place is a file), the push does not fail for it: it hashes first, as before the note."""
+    from catalytic_hooks.registry import push
+
+    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
+    mini.state.faults["patch"] = "ok"
+    (tmp_path / "not-a-dir").write_bytes(b"")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-dir"))
+    d = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    assert d["blobs_uploaded"] == 2 and mini.state.patches == []  # one PUT, after the hash
+    assert mini.state.blobs[d["archive"]["digest"]] == shared["archive_file"].read_bytes()
+    assert (tmp_path / "not-a-dir").read_bytes() == b""
+
+
+def test_a_first_push_to_a_registry_that_keeps_chunks_wrongly_goes_up_in_one_put(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry answering the whole-archive PATCH with a Range one byte short (as some do):
+    the push did not ask for chunks, so it sends the archive in one PUT once the digest is
+    known, instead of failing with CHUNK_RANGE."""
+    from catalytic_hooks.registry import push
+
+    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
+    mini.state.faults["patch"] = "short"
+    d = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    assert mini.state.patches == [shared["archive_file"].stat().st_size]
+    assert mini.state.blobs[d["archive"]["digest"]] == shared["archive_file"].read_bytes()
+    assert mini.state.tags["r1"] == d["digest"]
 
 
 def test_a_credential_helpers_token_user_is_an_identity_token(

@@ -6,7 +6,8 @@ Layout (`$XDG_CACHE_HOME/catalytic/oci`, default `~/.cache/catalytic/oci`):
 check, so an interrupted or refused pull leaves nothing a reader could take. Reading checks again
 (the digest of the file as it is now): a corrupted entry is removed and fetched anew. Views
 (`view`) are hard links in a private directory, checked after linking, so what a consumer opens
-is the inode that was checked.
+is the inode that was checked. `pushes/` holds an empty file per run pushed to a repository
+(`note_push`), which only ever makes a later push hash first.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from catalytic_hooks.registry.client import Response
 from catalytic_hooks.registry.reference import DIGEST
 
 STALE_PART = 24 * 3600  # an abandoned download older than this is removed
+STALE_PUSH = 90 * 24 * 3600  # a note of a push (`note_push`) not renewed since is removed
 BUFFER = 1024 * 1024  # the buffer a download that is not spliced is read through
 
 
@@ -157,13 +159,17 @@ class Cache:
         self._cancel = cancel
         self.blobs = self.root / "blobs" / "sha256"
         self.tmp = self.root / "tmp"
+        self.pushes = self.root / "pushes"
         # The directories that are ours, under the one they live in: from `catalytic/` down
         # for the default root (shared with the environments' cache), else the root down.
         if root is None:
             self._base, top = cache_base(), ["catalytic", "catalytic/oci"]
         else:
             self._base, top = self.root.parent, [self.root.name]
-        self._ours = [*top, *(f"{top[-1]}/{d}" for d in ("blobs", "blobs/sha256", "tmp"))]
+        self._ours = [
+            *top,
+            *(f"{top[-1]}/{d}" for d in ("blobs", "blobs/sha256", "tmp", "pushes")),
+        ]
         self._ready = False
 
     def _ensure(self) -> None:
@@ -179,14 +185,29 @@ class Cache:
 
     def _sweep(self) -> None:
         now = time.time()
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.tmp):
-                with contextlib.suppress(OSError):
-                    if now - entry.stat(follow_symlinks=False).st_mtime > STALE_PART:
-                        if entry.is_dir(follow_symlinks=False):
-                            shutil.rmtree(entry.path, ignore_errors=True)
-                        else:
-                            os.unlink(entry.path)
+        for where, age in ((self.tmp, STALE_PART), (self.pushes, STALE_PUSH)):
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(where):
+                    with contextlib.suppress(OSError):
+                        if now - entry.stat(follow_symlinks=False).st_mtime > age:
+                            if entry.is_dir(follow_symlinks=False):
+                                shutil.rmtree(entry.path, ignore_errors=True)
+                            else:
+                                os.unlink(entry.path)
+
+    def note_push(self, repository: str, run_id: str) -> bool:
+        """Note that a push of `run_id` to `repository` (HOST/NAME) starts; True when none was
+        noted before (or the note was older than STALE_PUSH). A note is an empty file named by
+        the hash of the two: it only ever makes a later push hash its archive first."""
+        self._ensure()
+        key = hashlib.sha256(f"{repository}\n{run_id}".encode()).hexdigest()
+        try:
+            fd = os.open(self.pushes / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            os.utime(self.pushes / key, follow_symlinks=False)
+            return False
+        os.close(fd)
+        return True
 
     def path(self, digest: str) -> Path:
         if not DIGEST.match(digest):

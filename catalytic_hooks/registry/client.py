@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from catalytic_hooks.core.canonical import loads_strict
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.fs.files import write_sliced
 from catalytic_hooks.registry import auth
 from catalytic_hooks.registry.reference import TAG, Reference, is_loopback
@@ -695,11 +695,23 @@ class Client:
         assert conn.sock is not None  # endheaders connected it
         fd, start, sent = file.fileno(), file.tell(), 0
         buf = memoryview(bytearray(min(BLOCK, count)))
+        name = getattr(file, "name", "the file")
         while sent < count:
-            n = os.preadv(fd, [buf[: count - sent]], start + sent)
+            try:
+                n = os.preadv(fd, [buf[: count - sent]], start + sent)
+            except OSError as exc:  # the disk's, not the registry's
+                raise io_failure(f"read {name} to send it", name, exc) from exc
             if not n:
-                raise OSError(f"sent {sent} of {count} bytes: the file shrank")
-            conn.sock.sendall(buf[:n])
+                raise CatalyticError(
+                    ErrorCode.IO_ERROR,
+                    f"{name} shrank while it was sent ({sent} of {count} bytes)",
+                    path=str(name),
+                )
+            # send(), not sendall(): the timeout is then how long the registry may take no
+            # bytes at all, not how long a whole block may take on a slow link
+            done = 0
+            while done < n:
+                done += conn.sock.send(buf[done:n])
             sent += n
             self.counters.bytes_up += n
 
@@ -946,6 +958,12 @@ class Client:
             elif not self._chunked(digest, source, size, chunk):
                 self.upload_blob(digest if isinstance(digest, str) else digest(), size, whole)
         except CatalyticError as exc:
+            if exc.details.get("reason") == "CHUNK_RANGE" and not isinstance(digest, str):
+                # Chunks only because the digest was not known yet, or asked for, and the
+                # registry keeps them wrongly (some answer a wrong Range): the one PUT once the
+                # digest is known, which a registry checks like any upload.
+                self.upload_blob(digest if isinstance(digest, str) else digest(), size, whole)
+                return
             smaller = min(self.chunk_after_413, (chunk or size) // 2)
             if exc.details.get("status") != 413 or smaller < 1:
                 raise

@@ -25,12 +25,13 @@ from catalytic_hooks.archive.layout import attestation_beside, run_path
 from catalytic_hooks.archive.read import inspect_doc, open_file
 from catalytic_hooks.archive.zipfmt import Limits, parse
 from catalytic_hooks.core.canonical import loads_strict
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.core.paths import name_part
 from catalytic_hooks.fs.files import CHUNK
 from catalytic_hooks.fs.untrusted import read_named
 from catalytic_hooks.registry import artifact, referrers
 from catalytic_hooks.registry.artifact import ARCHIVE_TYPE, Descriptor
+from catalytic_hooks.registry.cache import Cache
 from catalytic_hooks.registry.client import OCI_MANIFEST, Client
 from catalytic_hooks.registry.reference import TAG, Reference
 
@@ -117,23 +118,33 @@ class _Hashing:
     changed is refused here."""
 
     def __init__(self, path: Path) -> None:
-        self._fd, self.size = open_file(path)
+        self._path = path
+        fd, self.size = open_file(path)
         self._stop = threading.Event()
         self._hex: str | None = None
         self._read = 0
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="catalytic-push-hash", daemon=True)
+        self._thread = threading.Thread(
+            target=self._work, args=(fd,), name="catalytic-push-hash", daemon=True
+        )
         self._thread.start()
 
-    def _work(self) -> None:
+    def _work(self, fd: int) -> None:
+        # The thread closes its own descriptor: a join() that a signal interrupted may return
+        # while the thread still runs (CPython marks it stopped), and a descriptor closed
+        # under it could be reused by the next open and read here.
         try:
             h = hashlib.sha256()
-            while not self._stop.is_set() and (chunk := os.read(self._fd, CHUNK)):
+            while not self._stop.is_set() and (chunk := os.read(fd, CHUNK)):
                 h.update(chunk)
                 self._read += len(chunk)
             self._hex = h.hexdigest()
-        except BaseException as exc:  # re-raised by digest(), in the caller's thread
+        except OSError as exc:  # re-raised by digest(), in the caller's thread
+            self._error = io_failure(f"read the archive {self._path}", self._path, exc)
+        except BaseException as exc:
             self._error = exc
+        finally:
+            os.close(fd)
 
     def digest(self) -> str:
         self._thread.join()
@@ -143,13 +154,13 @@ class _Hashing:
             raise CatalyticError(
                 ErrorCode.IO_ERROR,
                 f"the archive changed while it was pushed ({self.size} bytes, then {self._read})",
+                path=str(self._path),
             )
         return f"sha256:{self._hex}"
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        os.close(self._fd)
 
 
 @contextlib.contextmanager
@@ -164,8 +175,26 @@ def _hashing(path: Path) -> Iterator[_Hashing]:
 def _may_hold(client: Client, tags: set[str]) -> bool:
     """Whether the registry may already hold this archive: a tag it would carry (the one given,
     or the run id where it is a valid tag) names something already. Archives are deterministic,
-    so a run pushed again finds its tag; a first push finds none."""
-    return any(client.manifest_digest(t) is not None for t in sorted(tags) if TAG.match(t))
+    so a run pushed again finds its tag; a first push finds none. A registry that will not say
+    (a refused or failed HEAD) may hold it: the push then hashes first, as it always did."""
+    try:
+        return any(client.manifest_digest(t) is not None for t in sorted(tags) if TAG.match(t))
+    except CatalyticError as exc:
+        if exc.code is ErrorCode.REGISTRY_UNREACHABLE:
+            raise
+        return True
+
+
+def _first_attempt(ref: Reference, run_id: str) -> bool:
+    """Whether no push of this run to this repository was started from here before, noting
+    that one is now (`Cache.note_push`). The tag is written last, so a push that failed after
+    its archive went up left nothing that names it: its retry finds the note, hashes first,
+    and does not send the archive again where the registry holds it. A cache that cannot be
+    used says "not the first": the push then hashes first, which is never wrong."""
+    try:
+        return Cache().note_push(f"{ref.host}/{ref.name}", run_id)
+    except (CatalyticError, OSError):
+        return False
 
 
 def ensure_blob(client: Client, digest: str, size: int, body: bytes | Path) -> bool:
@@ -218,7 +247,11 @@ def push(
                     client, artifact.EMPTY_DIGEST, len(artifact.EMPTY_DATA), artifact.EMPTY_DATA
                 )
             ]
-            if size >= SEND_WHILE_HASHING and not _may_hold(client, {tag, run_id}):
+            if (
+                size >= SEND_WHILE_HASHING
+                and _first_attempt(ref, run_id)
+                and not _may_hold(client, {tag, run_id})
+            ):
                 # A first push: the bytes go up while they are hashed, instead of after (the
                 # HEAD by digest that spares a second push its upload cannot come first, but a
                 # second push finds its tag and takes the other way).
