@@ -28,11 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from budget import Row, median, print_medians, random_blob, timed, upload_url
 
 WAYS = ("curl", "checked", "unchecked")
 
@@ -78,11 +77,6 @@ def child(way: str, host: str, digest: str, size: int, out: Path) -> None:
         resp.close()
 
 
-def registry_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=1024)
@@ -96,25 +90,14 @@ def main() -> None:
     from tests.registries import Distribution  # here: a child needs none of the test helpers
 
     work = Path(tempfile.mkdtemp(prefix="pull-budget-"))
-    blob, h = work / "blob", hashlib.sha256()
-    with open(blob, "wb") as fh:
-        for _ in range(args.mib):
-            chunk = os.urandom(1 << 20)
-            h.update(chunk)
-            fh.write(chunk)
-    digest, size = f"sha256:{h.hexdigest()}", blob.stat().st_size
+    blob = work / "blob"
+    digest, size = random_blob(blob, args.mib)
     reg = Distribution(work).start()
     assert reg.proc is not None
-    rows: dict[str, list[tuple[float, float, float, float]]] = {w: [] for w in WAYS}
+    rows: dict[str, list[Row]] = {w: [] for w in WAYS}
     tails: list[float] = []
     try:
-        post = urllib.request.Request(
-            f"http://{reg.host}/v2/budget/blob/blobs/uploads/", method="POST"
-        )
-        with urllib.request.urlopen(post) as resp:
-            location = resp.headers["Location"]
-        put = urllib.parse.urljoin(f"http://{reg.host}/", location)
-        put += ("&" if "?" in put else "?") + f"digest={digest}"
+        put = upload_url(reg.host, "budget/blob", digest)
         subprocess.run(["curl", "-sf", "-X", "PUT", "-T", str(blob), put], check=True)
         blob.unlink()
         url = f"http://{reg.host}/v2/budget/blob/blobs/{digest}"
@@ -125,27 +108,15 @@ def main() -> None:
                 if way != "curl":
                     cmd = [sys.executable, __file__, "--child", way, reg.host, digest]
                     cmd += [str(size), str(out)]
-                before = registry_cpu(reg.proc.pid)
-                t0 = time.perf_counter()
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
-                _, status, usage = os.wait4(proc.pid, 0)
-                took = time.perf_counter() - t0
-                assert proc.stdout is not None
-                said = proc.stdout.read().split()
-                proc.stdout.close()
+                row, status, printed = timed(cmd, reg.proc.pid, f"round {i + 1} {way}")
+                said = printed.split()
                 if way == "checked" and said[:1] == [b"tail"]:
                     tails.append(float(said[1]))
-                served = registry_cpu(reg.proc.pid) - before
                 if status != 0 or out.stat().st_size != size:
                     raise SystemExit(f"{way} failed")
                 out.unlink()
                 shutil.rmtree(work / "cache", ignore_errors=True)
-                rows[way].append((took, usage.ru_utime, usage.ru_stime, served))
-                print(
-                    f"round {i + 1} {way}: {took:.2f} s, user {usage.ru_utime:.2f} s, "
-                    f"system {usage.ru_stime:.2f} s, registry {served:.2f} s",
-                    file=sys.stderr,
-                )
+                rows[way].append(row)
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -155,18 +126,10 @@ def main() -> None:
     for _ in range(args.mib):
         h.update(data)
     alone = time.perf_counter() - t0
-
-    def med(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
-
-    print(f"| way ({args.mib} MiB, median of {args.repeat}) | wall | user | system | registry |")
-    print("|---|---|---|---|---|")
-    for way in WAYS:
-        cols = [med([r[k] for r in rows[way]]) for k in range(4)]
-        print(f"| {way} | " + " | ".join(f"{c:.2f} s" for c in cols) + " |")
+    print_medians(rows, args.mib, args.repeat)
     print(f"\nSHA-256 of {args.mib} MiB in memory, one core: {alone:.2f} s")
     if tails:
-        print(f"`checked`: the hash finished {med(tails):.2f} s after the last byte landed")
+        print(f"`checked`: the hash finished {median(tails):.2f} s after the last byte landed")
 
 
 if __name__ == "__main__":

@@ -27,20 +27,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pull_budget import registry_cpu
+from budget import Row, print_medians, random_blob, timed, upload_url
 
 WAYS = ("curl", "put", "sendfile", "patch", "hashed")
 
@@ -95,59 +90,30 @@ def main() -> None:
     from tests.registries import Distribution  # here: a child needs none of the test helpers
 
     work = Path(tempfile.mkdtemp(prefix="push-budget-", dir=args.work))
-    blob, h = work / "blob", hashlib.sha256()
-    with open(blob, "wb") as fh:
-        for _ in range(args.mib):
-            chunk = os.urandom(1 << 20)
-            h.update(chunk)
-            fh.write(chunk)
-    digest, size = f"sha256:{h.hexdigest()}", blob.stat().st_size
+    blob = work / "blob"
+    digest, size = random_blob(blob, args.mib)
     reg = Distribution(work).start()
     assert reg.proc is not None
-    rows: dict[str, list[tuple[float, float, float, float]]] = {w: [] for w in WAYS}
+    rows: dict[str, list[Row]] = {w: [] for w in WAYS}
     try:
         for i in range(args.repeat):
             for way in WAYS[i % len(WAYS) :] + WAYS[: i % len(WAYS)]:
                 name = f"budget/{way}{i}"
                 if way == "curl":
-                    post = urllib.request.Request(
-                        f"http://{reg.host}/v2/{name}/blobs/uploads/", method="POST"
-                    )
-                    with urllib.request.urlopen(post) as resp:
-                        location = resp.headers["Location"]
-                    put = urllib.parse.urljoin(f"http://{reg.host}/", location)
-                    put += ("&" if "?" in put else "?") + f"digest={digest}"
-                    cmd = ["curl", "-sf", "-X", "PUT", "-T", str(blob)]
-                    cmd += ["-H", "Content-Type: application/octet-stream", put]
+                    cmd = ["curl", "-sf", "-X", "PUT", "-T", str(blob), "-H"]
+                    cmd += ["Content-Type: application/octet-stream"]
+                    cmd += [upload_url(reg.host, name, digest)]
                 else:
                     cmd = [sys.executable, __file__, "--child", way, reg.host, name, digest]
                     cmd += [str(size), str(blob)]
-                before = registry_cpu(reg.proc.pid)
-                t0 = time.perf_counter()
-                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-                _, status, usage = os.wait4(proc.pid, 0)
-                took = time.perf_counter() - t0
-                served = registry_cpu(reg.proc.pid) - before
+                row, status, _ = timed(cmd, reg.proc.pid, f"round {i + 1} {way}")
                 if status != 0 or reg.blob_data(digest).stat().st_size != size:
                     raise SystemExit(f"{way} failed")
-                rows[way].append((took, usage.ru_utime, usage.ru_stime, served))
-                print(
-                    f"round {i + 1} {way}: {took:.2f} s, user {usage.ru_utime:.2f} s, "
-                    f"system {usage.ru_stime:.2f} s, registry {served:.2f} s",
-                    file=sys.stderr,
-                )
+                rows[way].append(row)
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
-
-    def med(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
-
-    print(f"| way ({args.mib} MiB, median of {args.repeat}) | wall | user | system | registry |")
-    print("|---|---|---|---|---|")
-    for way in WAYS:
-        cols = [med([r[k] for r in rows[way]]) for k in range(4)]
-        print(f"| {way} | " + " | ".join(f"{c:.2f} s" for c in cols) + " |")
+    print_medians(rows, args.mib, args.repeat)
 
 
 if __name__ == "__main__":
