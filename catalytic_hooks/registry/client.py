@@ -959,10 +959,10 @@ class Client:
                 self.upload_blob(digest if isinstance(digest, str) else digest(), size, whole)
         except CatalyticError as exc:
             if exc.details.get("reason") == "CHUNK_RANGE" and not isinstance(digest, str):
-                # Chunks only because the digest was not known yet, or asked for, and the
-                # registry keeps them wrongly (some answer a wrong Range): the one PUT once the
-                # digest is known, which a registry checks like any upload.
-                self.upload_blob(digest if isinstance(digest, str) else digest(), size, whole)
+                # Chunks because the digest was not known yet (or asked for), and the registry
+                # keeps them wrongly (some answer a wrong Range): the one PUT once the digest is
+                # known, which a registry checks like any upload.
+                self.upload_blob(digest(), size, whole)
                 return
             smaller = min(self.chunk_after_413, (chunk or size) // 2)
             if exc.details.get("status") != 413 or smaller < 1:

@@ -4,9 +4,10 @@ its attestation as a second one whose subject is the archive's manifest.
 The archive is checked before anything is sent: the reader's structural rules and ARCHIVE.json
 (a file that is not a run archive is never published; the entries' hashes, like everything
 else, are checked by every consumer). Archives are deterministic, so pushing a run twice uploads
-no blob: where the tag (or the run id's tag) already names something, the archive is hashed
-first and not sent if the registry holds its digest (HEAD). A first push of a large archive
-sends it while a second thread hashes it, and names the digest in the closing PUT.
+no blob: where the tag (or the run id's tag) already names something, or a push of the run to
+this repository was started from here before (the cache's note), the archive is hashed first and
+not sent if the registry holds its digest (HEAD). A first push of a large archive sends it while
+a second thread hashes it, and names the digest in the closing PUT.
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def push(
             ):
                 # A first push: the bytes go up while they are hashed, instead of after (the
                 # HEAD by digest that spares a second push its upload cannot come first, but a
-                # second push finds its tag and takes the other way).
+                # second push finds its tag or the note and takes the other way).
                 client.upload(hashing.digest, path, size)
                 digest = hashing.digest()
                 sent.append(True)
