@@ -1593,7 +1593,7 @@ def _open_here(path: Path) -> bool:
     return False
 
 
-@pytest.mark.parametrize("change", ["flip", "truncate"])
+@pytest.mark.parametrize("change", ["flip", "truncate", "append"])
 def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
     change: str,
     shared: dict[str, Path],
@@ -1605,10 +1605,11 @@ def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
     hash read it is sent as changed, and the registry refuses the upload against the digest the
     closing PUT names; a file cut short after the hash read it is IO_ERROR as the upload reads
     it (before the fix: "cannot reach the registry", then the whole file again in one PUT). No
-    manifest and no tag name either. The registry holds its first upload session until the
-    hashing thread has read the whole file (and closed it: by then no descriptor is open on the
-    archive, the reader's check closed its own and the upload has not opened one); the test then
-    changes the file."""
+    manifest and no tag name either. A file that grew after the hash read it is published as
+    the bytes the hash read, which its digest names. The registry holds its first upload
+    session until the hashing thread has read the whole file (and closed it: by then no
+    descriptor is open on the archive, the reader's check closed its own and the upload has not
+    opened one); the test then changes the file."""
     from catalytic_hooks.registry import push
 
     monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
@@ -1627,6 +1628,9 @@ def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
             with open(archive, "r+b") as fh:
                 if change == "truncate":
                     fh.truncate(size // 2)
+                elif change == "append":
+                    fh.seek(0, os.SEEK_END)
+                    fh.write(b"appended after the hash")
                 else:
                     fh.seek(size // 2)
                     byte = fh.read(1)[0]
@@ -1635,7 +1639,18 @@ def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
         return 202, {"Location": f"/v2/t/x/blobs/uploads/s{n}"}, b""
 
     mini.state.faults["answers"] = {"/v2/t/x/blobs/uploads/": changed_once_hashed}
+    original = shared["archive_file"].read_bytes()
     p = inproc("archive", "push", str(archive), f"oci://{mini.host}/t/x", "--json", cwd=tmp_path)
+    if change == "append":
+        assert p.returncode == 0, p.stdout + p.stderr
+        d = _json(p)["details"]
+        assert d["archive"] == {
+            "digest": "sha256:" + hashlib.sha256(original).hexdigest(),
+            "size": size,
+        }
+        assert mini.state.blobs[d["archive"]["digest"]] == original
+        assert mini.state.tags["r1"] == d["digest"]
+        return
     assert p.returncode != 0, p.stdout
     error = _json(p)
     if change == "truncate":
