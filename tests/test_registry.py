@@ -1527,19 +1527,25 @@ def test_a_chunk_refused_as_too_large_goes_again_in_smaller_chunks(
 # -- a first push sent while it is hashed ------------------------------------------------------
 
 
+@pytest.fixture
+def sent_while_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEND_WHILE_HASHING (16 MiB) lowered, so that the shared archive takes the path of a
+    large one: sent while it is hashed where it is a first push."""
+    from catalytic_hooks.registry import push
+
+    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
+
+
 def test_a_first_push_is_sent_while_hashed_and_a_second_sends_nothing(
     shared: dict[str, Path],
     registry: Distribution,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    sent_while_hashed: None,
 ) -> None:
     """From SEND_WHILE_HASHING up (16 MiB; lowered here so that the shared archive takes the
     same path), a push whose tags name nothing yet sends the archive in one PATCH while a second
     thread hashes it, and names the digest in the closing PUT. Pushed again, to its tag or to
     another, the run finds the run id's tag, is hashed first, and uploads nothing."""
-    from catalytic_hooks.registry import push
-
-    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
     ref, uploads = f"oci://{registry.host}/team/streamed", "/v2/team/streamed/blobs/uploads/"
     first = _pushed(shared, ref, "--no-attestation", cwd=tmp_path)
     data = shared["archive_file"].read_bytes()
@@ -1559,13 +1565,10 @@ def test_a_first_push_is_sent_while_hashed_and_a_second_sends_nothing(
 
 
 def test_a_first_push_where_the_registry_has_no_chunks_goes_up_in_one_put(
-    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, sent_while_hashed: None
 ) -> None:
     """The minimal registry answers PATCH 501: the push waits for the digest and sends the
     archive in one PUT after all."""
-    from catalytic_hooks.registry import push
-
-    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
     d = _push_mini(shared, mini, tmp_path, "--no-attestation")
     assert d["blobs_uploaded"] == 2 and mini.state.tags["r1"] == d["digest"]
     assert mini.state.blobs[d["archive"]["digest"]] == shared["archive_file"].read_bytes()
@@ -1599,7 +1602,7 @@ def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
     shared: dict[str, Path],
     mini: MiniRegistry,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    sent_while_hashed: None,
 ) -> None:
     """The upload reads the file while the second thread hashes it. A byte changed after the
     hash read it is sent as changed, and the registry refuses the upload against the digest the
@@ -1610,9 +1613,6 @@ def test_an_archive_changed_while_it_is_pushed_is_refused_and_not_tagged(
     session until the hashing thread has read the whole file (and closed it: by then no
     descriptor is open on the archive, the reader's check closed its own and the upload has not
     opened one); the test then changes the file."""
-    from catalytic_hooks.registry import push
-
-    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
     mini.state.faults["patch"] = "ok"
     archive = tmp_path / "r1.catalytic.zip"
     shutil.copyfile(shared["archive_file"], archive)
@@ -1671,15 +1671,12 @@ def test_a_push_retried_after_a_late_failure_sends_no_archive_again(
     shared: dict[str, Path],
     mini: MiniRegistry,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    sent_while_hashed: None,
 ) -> None:
     """The tag is written last, so a push refused at its tag leaves nothing that names the run;
     the first push noted in the cache that it started, and the retry hashes first and finds the
     archive in the registry. Before the fix the retry sent the whole archive again. A tag the
     registry will not answer for (500) counts as "may be held": that push hashes first too."""
-    from catalytic_hooks.registry import push
-
-    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
     mini.state.faults["patch"] = "ok"
     answers = iter([(head, {}, b""), (500, {}, b"")])  # the tag: HEAD, then the PUT
     mini.state.faults["answers"] = {"/v2/t/x/manifests/r1": lambda path: next(answers)}
@@ -1697,13 +1694,14 @@ def test_a_push_retried_after_a_late_failure_sends_no_archive_again(
 
 
 def test_a_push_whose_cache_cannot_be_used_hashes_first_and_succeeds(
-    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shared: dict[str, Path],
+    mini: MiniRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sent_while_hashed: None,
 ) -> None:
     """The note of a started push lives in the user's cache; where no cache can be made (its
     place is a file), the push does not fail for it: it hashes first, as before the note."""
-    from catalytic_hooks.registry import push
-
-    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
     mini.state.faults["patch"] = "ok"
     (tmp_path / "not-a-dir").write_bytes(b"")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-dir"))
@@ -1714,14 +1712,11 @@ def test_a_push_whose_cache_cannot_be_used_hashes_first_and_succeeds(
 
 
 def test_a_first_push_to_a_registry_that_keeps_chunks_wrongly_goes_up_in_one_put(
-    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, sent_while_hashed: None
 ) -> None:
     """A registry answering the whole-archive PATCH with a Range one byte short (as some do):
     the push did not ask for chunks, so it sends the archive in one PUT once the digest is
     known, instead of failing with CHUNK_RANGE."""
-    from catalytic_hooks.registry import push
-
-    monkeypatch.setattr(push, "SEND_WHILE_HASHING", 1)
     mini.state.faults["patch"] = "short"
     d = _push_mini(shared, mini, tmp_path, "--no-attestation")
     assert mini.state.patches == [shared["archive_file"].stat().st_size]

@@ -159,18 +159,12 @@ class _Hashing:
             )
         return f"sha256:{self._hex}"
 
-    def close(self) -> None:
+    def __enter__(self) -> _Hashing:
+        return self
+
+    def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-@contextlib.contextmanager
-def _hashing(path: Path) -> Iterator[_Hashing]:
-    hashing = _Hashing(path)
-    try:
-        yield hashing
-    finally:
-        hashing.close()
 
 
 def _may_hold(client: Client, tags: set[str]) -> bool:
@@ -241,7 +235,7 @@ def push(
             attached = (raw, predicate, artifact.descriptor_of(raw, artifact.DSSE_LAYER))
         # Every blob first: a refused one (a proxy's cap on bodies, say) leaves the tag where
         # it was rather than naming a run whose attestation never arrived.
-        with _hashing(path) as hashing:
+        with _Hashing(path) as hashing:
             size = hashing.size
             sent = [
                 ensure_blob(
