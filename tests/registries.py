@@ -6,6 +6,7 @@ referrers API, which no registry installable on this machine implements, and fau
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import json
@@ -477,6 +478,10 @@ class _Handler(BaseHTTPRequestHandler):
                 json.dumps(idx).encode(),
                 {"Content-Type": "application/vnd.oci.image.index.v1+json"},
             )
+        if kind == "blobs/uploads" and rest in s.uploads:  # the upload's status
+            held = len(s.uploads[rest])
+            where = {"Location": self.path.split("?")[0], "Range": f"0-{max(held - 1, 0)}"}
+            return self._send(204, b"", where)
         if kind == "tags":
             tags = sorted(s.tags)
             return self._send(200, json.dumps({"name": name, "tags": tags}).encode())
@@ -605,3 +610,90 @@ class MiniRegistry:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class LossyRelay:
+    """A TCP relay on 127.0.0.1 in front of a registry (`upstream`, host:port) that breaks one
+    kept-alive connection: the first request after an answer on the same connection whose
+    request line starts with `method` (b"PATCH ", b"PUT ") and holds `holding` (a digest, say)
+    loses, with `lose="answer"`, the registry's
+    answer (the request went through and was acted on: a proxy that dropped the answer), or
+    with `lose="request"` the request itself (the registry never sees it: a server that had
+    closed the idle connection). Either way the client's connection is then closed with no
+    answer. Everything else is relayed byte for byte; `fired` is set once it broke one."""
+
+    def __init__(self, upstream: str, method: bytes, lose: str, holding: bytes = b"") -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.method, self.lose, self.holding = method, lose, holding
+        self.fired = threading.Event()
+        self._armed = threading.Lock()  # one connection breaks, once
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def start(self) -> LossyRelay:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            state = {"answered": False, "drop_answer": False}
+            args = (client, upstream, state)
+            threading.Thread(target=self._requests, args=args, daemon=True).start()
+            threading.Thread(target=self._answers, args=args, daemon=True).start()
+
+    @staticmethod
+    def _close(*socks: socket.socket) -> None:
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket, state: dict) -> None:
+        # An HTTP/1.1 client sends its next request only once the last answer is in, so on a
+        # kept-alive connection a request begins at the start of what one recv returns.
+        while data := _recv(client):
+            if (
+                state["answered"]
+                and data.startswith(self.method)
+                and self.holding in data.split(b"\r\n", 1)[0]
+                and not self.fired.is_set()
+                and self._armed.acquire(blocking=False)
+            ):
+                if self.lose == "request":
+                    self.fired.set()
+                    return self._close(client, upstream)
+                state["drop_answer"] = True
+            try:
+                upstream.sendall(data)
+            except OSError:
+                break
+        self._close(client, upstream)
+
+    def _answers(self, client: socket.socket, upstream: socket.socket, state: dict) -> None:
+        while data := _recv(upstream):
+            if state["drop_answer"]:  # the registry acted on the request; its answer is lost
+                self.fired.set()
+                return self._close(client, upstream)
+            try:
+                client.sendall(data)
+            except OSError:
+                break
+            state["answered"] = True
+        self._close(client, upstream)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(1 << 20)
+    except OSError:
+        return b""

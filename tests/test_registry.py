@@ -34,7 +34,14 @@ from .helpers import (
     needs_tool,
     take_files,
 )
-from .registries import Distribution, MiniRegistry, TokenServer, free_port, tls_files
+from .registries import (
+    Distribution,
+    LossyRelay,
+    MiniRegistry,
+    TokenServer,
+    free_port,
+    tls_files,
+)
 from .test_archive import _env, made  # noqa: F401 (the module fixture)
 
 pytestmark = needs_tool(
@@ -1722,6 +1729,83 @@ def test_a_first_push_to_a_registry_that_keeps_chunks_wrongly_goes_up_in_one_put
     assert mini.state.patches == [shared["archive_file"].stat().st_size]
     assert mini.state.blobs[d["archive"]["digest"]] == shared["archive_file"].read_bytes()
     assert mini.state.tags["r1"] == d["digest"]
+
+
+@pytest.mark.parametrize(
+    ("method", "holding", "lose"),
+    [
+        (b"PATCH ", "", "answer"),
+        (b"PATCH ", "", "request"),
+        (b"PUT ", "archive", "answer"),
+        (b"PUT ", "archive", "request"),
+        (b"PUT ", EMPTY_HEX, "answer"),
+    ],
+    ids=["patch-acted-on", "patch-never-seen", "commit-acted-on", "commit-never-seen", "one-put"],
+)
+def test_an_upload_whose_answer_was_lost_is_asked_about_not_sent_blindly_again(
+    method: bytes,
+    holding: str,
+    lose: str,
+    shared: dict[str, Path],
+    registry: Distribution,
+    tmp_path: Path,
+    sent_while_hashed: None,
+) -> None:
+    """The real registry behind a relay that breaks a kept-alive connection once, at the
+    archive's whole PATCH, its closing PUT or the empty config's one PUT: after the registry
+    acted on the request (the answer lost, as a proxy loses one), or before it saw it (as a
+    server that had closed the idle connection). The push asks the registry what it holds (the
+    upload's status, or the blob by digest) and goes on, or sends the request once more where it
+    never arrived. Before, it sent the request again blindly: a PUT the registry had committed
+    went to an upload that no longer existed (BLOB_UPLOAD_UNKNOWN), and a PATCH it had kept
+    went up twice (distribution writes it again at the offset its URL carries; a registry that
+    appends keeps it twice, below)."""
+    data = shared["archive_file"].read_bytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    needle = (digest.split(":")[1] if holding == "archive" else holding).encode()
+    relay = LossyRelay(registry.host, method, lose, holding=needle).start()
+    try:
+        name = f"team/lost-{method.decode().strip().lower()}-{lose}-{needle[:6].decode() or 'all'}"
+        d = _pushed(shared, f"oci://{relay.host}/{name}", "--no-attestation", cwd=tmp_path)
+    finally:
+        relay.stop()
+    assert relay.fired.is_set()  # the connection was broken where the test says
+    assert (d["archive"]["digest"], d["blobs_uploaded"]) == (digest, 2)
+    assert registry.blob_data(digest).read_bytes() == data
+    uploads = f"/v2/{name}/blobs/uploads/"
+    # Each request reached the registry once: what was acted on is not sent again.
+    assert registry.requests("PATCH", uploads) == 1
+    assert registry.requests("PUT", uploads) == 2  # the config's and the archive's
+    assert _manifest_via_registry(registry, name, "r1")["layers"][0]["digest"] == digest
+
+
+def test_a_chunk_kept_by_a_registry_that_appends_is_not_sent_twice(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path, sent_while_hashed: None
+) -> None:
+    """The minimal registry appends what each PATCH brings, as the spec's streamed upload
+    does. Its answer to the whole-archive PATCH lost, the push asks the upload's status and
+    goes on to the closing PUT. Before, the PATCH went again: the registry kept the archive
+    twice, said so in its Range, and the push sent the archive a third time in one PUT."""
+    mini.state.faults["patch"] = "ok"
+    relay = LossyRelay(mini.host, b"PATCH ", "answer").start()
+    try:
+        d = _pushed(shared, f"oci://{relay.host}/t/x", "--no-attestation", cwd=tmp_path)
+    finally:
+        relay.stop()
+    assert relay.fired.is_set()
+    data = shared["archive_file"].read_bytes()
+    assert mini.state.patches == [len(data)]
+    assert mini.state.blobs[d["archive"]["digest"]] == data
+    assert mini.state.tags["r1"] == d["digest"]
+
+
+def _manifest_via_registry(reg: Distribution, name: str, tag: str) -> dict:
+    req = urllib.request.Request(
+        f"http://{reg.host}/v2/{name}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 def test_a_credential_helpers_token_user_is_an_identity_token(

@@ -78,6 +78,14 @@ _NO_SPLICE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 Body = bytes | Callable[[], tuple[IO[bytes], int]] | None
 
 
+class _Unanswered(CatalyticError):
+    """A request that is not sent twice blindly (an upload's PATCH or PUT) went out on a
+    kept-alive connection that broke before any answer came: the registry may have acted on it
+    (a proxy lost the answer) or never seen it (the server had closed the idle connection). The
+    upload asks the registry which (`Client._chunked`, `Client._commit`); left uncaught, it is
+    the REGISTRY_UNREACHABLE any broken connection is."""
+
+
 @dataclass(frozen=True)
 class TagList:
     tags: list[str]  # OCI tags (reference.TAG), in the registry's order
@@ -606,6 +614,7 @@ class Client:
         what: str = "request",
         limit: int = MAX_MANIFEST,
         fresh: bool = False,
+        replay: bool = True,
     ) -> Response:
         parts = _split(url, what)
         reused = self._conn is not None and (parts.scheme, parts.netloc) == (
@@ -651,7 +660,8 @@ class Client:
             self.drop()
             conn.close()
             stale = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
-            if reused and not fresh and isinstance(exc, stale):
+            unanswered = reused and not fresh and isinstance(exc, stale)
+            if unanswered and replay:
                 # A kept-alive connection the server had closed (an idle timeout, or it hung up
                 # after its last answer): once more on a new connection.
                 return self._once(method, url, headers, body, what=what, limit=limit, fresh=True)
@@ -663,7 +673,7 @@ class Client:
                 else "CONNECT"
             )
             where = _origin(parts)
-            raise CatalyticError(
+            raise (_Unanswered if unanswered else CatalyticError)(
                 ErrorCode.REGISTRY_UNREACHABLE,
                 f"cannot reach the registry at {where}: {_why(exc)}",
                 reason=reason,
@@ -725,12 +735,14 @@ class Client:
         ok: tuple[int, ...] = (200,),
         what: str = "request",
         limit: int = MAX_MANIFEST,
+        replay: bool = True,
     ) -> Response:
         """One request; `path` is `/v2/...` or an absolute URL the registry gave (an upload
         location, a redirect). Answers a challenge once; follows redirects of GET and HEAD,
         sending credentials only to the registry's own host. The answer's body may be `limit`
         bytes (a blob's declared size; the caller still counts them): past that and the room
-        `_budget` leaves, reading it is refused."""
+        `_budget` leaves, reading it is refused. `replay=False`: a kept-alive connection that
+        broke before the answer raises `_Unanswered` instead of sending the request again."""
         url = first = path if "://" in path else self.base() + path
         sent_auth = False
         for _ in range(6):
@@ -738,7 +750,7 @@ class Client:
             own = _split(url, what).netloc == self.ref.host
             if own and self._authorization is not None:
                 hdrs["Authorization"] = self._authorization
-            resp = self._once(method, url, hdrs, body, what=what, limit=limit)
+            resp = self._once(method, url, hdrs, body, what=what, limit=limit, replay=replay)
             if resp.status == 401 and own and not sent_auth:
                 challenge = resp.header("www-authenticate")
                 _drain(resp)
@@ -904,13 +916,28 @@ class Client:
         # a fragment is never sent; one left on the URL would swallow the digest added after it
         return urllib.parse.urldefrag(joined).url
 
-    def _commit(self, url: str, digest: str, body: Body) -> None:
+    def _upload_end(self, url: str) -> tuple[int | None, str]:
+        """The last byte the registry holds of an upload (GET of its URL: 204 and `Range`, the
+        distribution spec's upload status) and the URL to go on with (the answer's Location:
+        distribution's carries the upload's state); None when the registry will not say."""
+        try:
+            resp = self.request("GET", url, ok=(204,), what="blob upload status")
+        except CatalyticError:
+            return None, url
+        _drain(resp)
+        end = _range_end(resp)
+        return end, self._location(resp) if resp.header("location") else url
+
+    def _commit(self, url: str, digest: str, size: int, body: Body) -> None:
         """The closing PUT ?digest= (with the bytes, or none after chunks); the registry checks
-        the digest before it commits."""
+        the digest before it commits. An answer lost on a kept-alive connection (`_Unanswered`)
+        is a commit where the registry now holds the digest at its size, else the PUT goes once
+        more on a new connection."""
         parts = urllib.parse.urlsplit(url)
         query = "&".join(q for q in (parts.query, urllib.parse.urlencode({"digest": digest})) if q)
         url = urllib.parse.urlunsplit(parts._replace(query=query, fragment=""))
-        put = self.request(
+        put = partial(
+            self.request,
             "PUT",
             url,
             body=body,
@@ -918,8 +945,15 @@ class Client:
             what="blob upload",
             headers={"Content-Type": "application/octet-stream"},
         )
-        _drain(put)
-        got = put.header("docker-content-digest")
+        try:
+            resp = put(replay=False)
+        except _Unanswered:
+            if self.blob_size(digest) == size:
+                self.counters.blob_uploads += 1
+                return
+            resp = put()
+        _drain(resp)
+        got = resp.header("docker-content-digest")
         if got is not None and got != digest:
             raise CatalyticError(
                 ErrorCode.REGISTRY_DIGEST_MISMATCH,
@@ -932,7 +966,7 @@ class Client:
         """POST to open an upload, then one streamed PUT with the digest (the monolithic
         upload of the distribution spec)."""
         url, _ = self._open_upload()
-        self._commit(url, digest, body)
+        self._commit(url, digest, size, body)
 
     def upload(self, digest: str | Callable[[], str], source: Path | bytes, size: int) -> None:
         """A blob from a file (streamed: memory flat) or from bytes: in one PUT, or in PATCH
@@ -981,6 +1015,7 @@ class Client:
         url, least = self._open_upload()
         step = max(chunk, least, 1)
         offset = 0
+        again = False  # this chunk is being sent a second time
         while offset < size:
             n = min(step, size - offset)
             try:
@@ -998,8 +1033,22 @@ class Client:
                         "Content-Type": "application/octet-stream",
                         "Content-Range": f"{offset}-{offset + n - 1}",
                     },
+                    replay=False,
                 )
             except CatalyticError as exc:
+                if isinstance(exc, _Unanswered):
+                    # Sent again blindly, a chunk the registry kept would be appended twice
+                    # (or refused: distribution's URL carries the offset it expects). Asked
+                    # instead: what it holds says whether the chunk landed.
+                    end, where = self._upload_end(url)
+                    if end is not None and end == offset + n - 1 and end > 0:
+                        url, offset, again = where, offset + n, False
+                        continue
+                    # "0-0" is also what an upload holding nothing answers
+                    nothing = end == offset - 1 or (offset == 0 and end == 0 and n > 1)
+                    if nothing and not again:
+                        url, again = where, True
+                        continue
                 # A registry without chunks may answer the first PATCH and hang up before
                 # reading its body: a broken pipe here. Were it unreachable, so is the retry.
                 if offset or exc.code is not ErrorCode.REGISTRY_UNREACHABLE:
@@ -1008,17 +1057,16 @@ class Client:
             _drain(resp)
             if resp.status != 202:
                 return False
-            have = re.fullmatch(r"(?:bytes=)?0-([0-9]{1,19})", resp.header("range") or "")
-            if have is None or int(have.group(1)) != offset + n - 1:
+            end = _range_end(resp)
+            if end is None or end != offset + n - 1:
                 raise CatalyticError(
                     ErrorCode.REGISTRY_FAILED,
                     f"the registry holds {shown(resp.header('range') or 'no range')} of the upload "
                     f"after a chunk ending at byte {offset + n - 1}",
                     reason="CHUNK_RANGE",
                 )
-            url = self._location(resp)
-            offset += n
-        self._commit(url, digest if isinstance(digest, str) else digest(), None)
+            url, offset, again = self._location(resp), offset + n, False
+        self._commit(url, digest if isinstance(digest, str) else digest(), size, None)
         return True
 
     def get_blob(self, digest: str, size: int) -> Response:
@@ -1218,6 +1266,12 @@ def _sha256(data: bytes) -> str:
     import hashlib  # here: only a push hashes what it sends
 
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _range_end(resp: Response) -> int | None:
+    """The last byte of an upload the registry says it holds (`Range: 0-<last>`)."""
+    have = re.fullmatch(r"(?:bytes=)?0-([0-9]{1,19})", resp.header("range") or "")
+    return None if have is None else int(have.group(1))
 
 
 def _drain(resp: Response) -> None:
