@@ -1509,9 +1509,10 @@ def test_chunks_fall_back_to_one_put_where_the_registry_has_no_patch(
     # The refused first chunk at most twice (the server may hang up on it, and a send on a
     # connection it closed is tried once more on a new one), then the whole blob once.
     assert 3 * 1024 * 1024 <= client.counters.bytes_up <= 5 * 1024 * 1024
-    # POST, PATCH refused, POST, PUT; each at most once more when the server had hung up on
-    # the kept-alive connection after refusing the PATCH.
-    assert 4 <= client.counters.requests <= 6
+    # POST, PATCH refused, POST, PUT. Where the server hung up on the PATCH instead of
+    # answering it, the upload's status is asked (it holds nothing) and the PATCH sent once
+    # more, which may meet the same: GET and PATCH, then GET again, at most.
+    assert 4 <= client.counters.requests <= 7
 
 
 def test_a_chunk_refused_as_too_large_goes_again_in_smaller_chunks(
