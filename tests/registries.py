@@ -620,12 +620,16 @@ class LossyRelay:
     answer (the request went through and was acted on: a proxy that dropped the answer), or
     with `lose="request"` the request itself (the registry never sees it: a server that had
     closed the idle connection). Either way the client's connection is then closed with no
-    answer. Everything else is relayed byte for byte; `fired` is set once it broke one."""
+    answer; the first `skip` such requests go through. Everything else is relayed byte for
+    byte; `fired` is set once it broke one."""
 
-    def __init__(self, upstream: str, method: bytes, lose: str, holding: bytes = b"") -> None:
+    def __init__(
+        self, upstream: str, method: bytes, lose: str, holding: bytes = b"", skip: int = 0
+    ) -> None:
         host, port = upstream.rsplit(":", 1)
         self.upstream = (host, int(port))
         self.method, self.lose, self.holding = method, lose, holding
+        self.skip = skip  # matching requests let through before the one that breaks
         self.fired = threading.Event()
         self._armed = threading.Lock()  # one connection breaks, once
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -662,13 +666,14 @@ class LossyRelay:
         # An HTTP/1.1 client sends its next request only once the last answer is in, so on a
         # kept-alive connection a request begins at the start of what one recv returns.
         while data := _recv(client):
-            if (
+            matches = (
                 state["answered"]
                 and data.startswith(self.method)
                 and self.holding in data.split(b"\r\n", 1)[0]
-                and not self.fired.is_set()
-                and self._armed.acquire(blocking=False)
-            ):
+            )
+            if matches and self.skip:
+                self.skip -= 1
+            elif matches and not self.fired.is_set() and self._armed.acquire(blocking=False):
                 if self.lose == "request":
                     self.fired.set()
                     return self._close(client, upstream)
@@ -684,11 +689,13 @@ class LossyRelay:
             if state["drop_answer"]:  # the registry acted on the request; its answer is lost
                 self.fired.set()
                 return self._close(client, upstream)
+            # Marked first: the client may read the answer and send its next request before
+            # this thread runs again.
+            state["answered"] = True
             try:
                 client.sendall(data)
             except OSError:
                 break
-            state["answered"] = True
         self._close(client, upstream)
 
 

@@ -1733,13 +1733,13 @@ def test_a_first_push_to_a_registry_that_keeps_chunks_wrongly_goes_up_in_one_put
 
 
 @pytest.mark.parametrize(
-    ("method", "holding", "lose"),
+    ("method", "holding", "lose", "posts"),
     [
-        (b"PATCH ", "", "answer"),
-        (b"PATCH ", "", "request"),
-        (b"PUT ", "archive", "answer"),
-        (b"PUT ", "archive", "request"),
-        (b"PUT ", EMPTY_HEX, "answer"),
+        (b"PATCH ", "", "answer", 3),
+        (b"PATCH ", "", "request", 2),
+        (b"PUT ", "archive", "answer", 2),
+        (b"PUT ", "archive", "request", 2),
+        (b"PUT ", EMPTY_HEX, "answer", 2),
     ],
     ids=["patch-acted-on", "patch-never-seen", "commit-acted-on", "commit-never-seen", "one-put"],
 )
@@ -1747,6 +1747,7 @@ def test_an_upload_whose_answer_was_lost_is_asked_about_not_sent_blindly_again(
     method: bytes,
     holding: str,
     lose: str,
+    posts: int,
     shared: dict[str, Path],
     registry: Distribution,
     tmp_path: Path,
@@ -1755,12 +1756,14 @@ def test_an_upload_whose_answer_was_lost_is_asked_about_not_sent_blindly_again(
     """The real registry behind a relay that breaks a kept-alive connection once, at the
     archive's whole PATCH, its closing PUT or the empty config's one PUT: after the registry
     acted on the request (the answer lost, as a proxy loses one), or before it saw it (as a
-    server that had closed the idle connection). The push asks the registry what it holds (the
-    upload's status, or the blob by digest) and goes on, or sends the request once more where it
-    never arrived. Before, it sent the request again blindly: a PUT the registry had committed
-    went to an upload that no longer existed (BLOB_UPLOAD_UNKNOWN), and a PATCH it had kept
-    went up twice (distribution writes it again at the offset its URL carries; a registry that
-    appends keeps it twice, below)."""
+    server that had closed the idle connection). A PUT is asked about by the blob's digest: the
+    registry holds it (nothing is sent again) or does not (the PUT goes once more). A PATCH is
+    asked about by the upload's status: one that never arrived goes once more; one that landed
+    moved distribution's upload on, and distribution refuses the old URL (the new one was in the
+    lost answer), so the archive goes in one PUT in a new upload (`posts`: the config's, the
+    archive's, that one). No request the registry acted on is sent to it again. Before, each was
+    sent again blindly: the committed PUT went to an upload that no longer existed
+    (BLOB_UPLOAD_UNKNOWN, the push failed), the PATCH went twice."""
     data = shared["archive_file"].read_bytes()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     needle = (digest.split(":")[1] if holding == "archive" else holding).encode()
@@ -1774,10 +1777,36 @@ def test_an_upload_whose_answer_was_lost_is_asked_about_not_sent_blindly_again(
     assert (d["archive"]["digest"], d["blobs_uploaded"]) == (digest, 2)
     assert registry.blob_data(digest).read_bytes() == data
     uploads = f"/v2/{name}/blobs/uploads/"
-    # Each request reached the registry once: what was acted on is not sent again.
+    assert registry.requests("POST", uploads) == posts
     assert registry.requests("PATCH", uploads) == 1
     assert registry.requests("PUT", uploads) == 2  # the config's and the archive's
     assert _manifest_via_registry(registry, name, "r1")["layers"][0]["digest"] == digest
+
+
+def test_a_chunk_landed_past_the_first_begins_the_upload_again_in_a_new_session(
+    registry: Distribution, tmp_path: Path
+) -> None:
+    """Chunks of 1 MiB to the real registry, the answer to the second lost after the registry
+    kept it: distribution will not say what it holds through the old URL and drops the upload,
+    so the client begins again in a new upload, once, and the blob arrives whole. Before, the
+    push failed (the PATCH sent again blindly was refused)."""
+    path = tmp_path / "blob"
+    size = 3 * 1024 * 1024 + 5
+    digest = _big_file(path, size)
+    relay = LossyRelay(registry.host, b"PATCH ", "answer", skip=1).start()
+    try:
+        client = Client(parse(f"oci://{relay.host}/team/restarted"))
+        client.chunk_size = 1024 * 1024
+        client.upload(digest, path, size)
+        client.close()
+    finally:
+        relay.stop()
+    assert relay.fired.is_set()
+    assert registry.blob_data(digest).read_bytes() == path.read_bytes()
+    uploads = "/v2/team/restarted/blobs/uploads/"
+    assert registry.requests("POST", uploads) == 2
+    assert registry.requests("PATCH", uploads) == 2 + 4  # two before the loss, four after
+    assert registry.requests("PUT", uploads) == 1
 
 
 def test_a_chunk_kept_by_a_registry_that_appends_is_not_sent_twice(

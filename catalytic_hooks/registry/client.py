@@ -932,7 +932,7 @@ class Client:
         """The closing PUT ?digest= (with the bytes, or none after chunks); the registry checks
         the digest before it commits. An answer lost on a kept-alive connection (`_Unanswered`)
         is a commit where the registry now holds the digest at its size, else the PUT goes once
-        more on a new connection."""
+        more, asked about the same way if that answer is lost too."""
         parts = urllib.parse.urlsplit(url)
         query = "&".join(q for q in (parts.query, urllib.parse.urlencode({"digest": digest})) if q)
         url = urllib.parse.urlunsplit(parts._replace(query=query, fragment=""))
@@ -944,14 +944,18 @@ class Client:
             ok=(201,),
             what="blob upload",
             headers={"Content-Type": "application/octet-stream"},
+            replay=False,
         )
-        try:
-            resp = put(replay=False)
-        except _Unanswered:
-            if self.blob_size(digest) == size:
-                self.counters.blob_uploads += 1
-                return
-            resp = put()
+        for last in (False, True):
+            try:
+                resp = put()
+                break
+            except _Unanswered:
+                if self.blob_size(digest) == size:
+                    self.counters.blob_uploads += 1
+                    return
+                if last:
+                    raise
         _drain(resp)
         got = resp.header("docker-content-digest")
         if got is not None and got != digest:
@@ -1016,6 +1020,7 @@ class Client:
         step = max(chunk, least, 1)
         offset = 0
         again = False  # this chunk is being sent a second time
+        restarted = False  # the upload was begun again in a new session
         while offset < size:
             n = min(step, size - offset)
             try:
@@ -1048,6 +1053,14 @@ class Client:
                     nothing = end == offset - 1 or (offset == 0 and end == 0 and n > 1)
                     if nothing and not again:
                         url, again = where, True
+                        continue
+                    if offset and not restarted:
+                        # The registry will not say: distribution refuses a URL whose state it
+                        # has moved past (the new one was in the lost answer) and drops that
+                        # upload. Begun again in a new one, once; at offset 0, below, the one
+                        # PUT does the same.
+                        url, least = self._open_upload()
+                        step, offset, again, restarted = max(chunk, least, 1), 0, False, True
                         continue
                 # A registry without chunks may answer the first PATCH and hang up before
                 # reading its body: a broken pipe here. Were it unreachable, so is the retry.
