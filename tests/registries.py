@@ -616,12 +616,11 @@ class LossyRelay:
     """A TCP relay on 127.0.0.1 in front of a registry (`upstream`, host:port) that breaks one
     kept-alive connection: the first request after an answer on the same connection whose
     request line starts with `method` (b"PATCH ", b"PUT ") and holds `holding` (a digest, say)
-    loses, with `lose="answer"`, the registry's
-    answer (the request went through and was acted on: a proxy that dropped the answer), or
-    with `lose="request"` the request itself (the registry never sees it: a server that had
-    closed the idle connection). Either way the client's connection is then closed with no
-    answer; the first `skip` such requests go through. Everything else is relayed byte for
-    byte; `fired` is set once it broke one."""
+    loses, with `lose="answer"`, the registry's answer (the request went through and was acted
+    on: a proxy that dropped the answer), or with `lose="request"` the request itself (the
+    registry never sees it: a server that had closed the idle connection). Either way the
+    client's connection is then closed with no answer; the first `skip` such requests go
+    through. Everything else is relayed byte for byte; `fired` is set once it broke one."""
 
     def __init__(
         self, upstream: str, method: bytes, lose: str, holding: bytes = b"", skip: int = 0
