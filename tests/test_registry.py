@@ -50,6 +50,8 @@ pytestmark = needs_tool(
 )
 
 
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 EMPTY_HEX = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 
@@ -94,14 +96,20 @@ def _cache_blobs() -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
-def _index_via_registry(reg: Distribution, name: str, subject: str) -> dict:
-    """The fallback tag read with the registry's own API (no code of ours)."""
+def _manifest_via_registry(
+    reg: Distribution, name: str, reference: str, media: str = OCI_MANIFEST
+) -> dict:
+    """A manifest or index read with the registry's own API (no code of ours)."""
     req = urllib.request.Request(
-        f"http://{reg.host}/v2/{name}/manifests/sha256-{subject.split(':')[1]}",
-        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        f"http://{reg.host}/v2/{name}/manifests/{reference}", headers={"Accept": media}
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def _index_via_registry(reg: Distribution, name: str, subject: str) -> dict:
+    """The fallback tag, read with the registry's own API."""
+    return _manifest_via_registry(reg, name, f"sha256-{subject.split(':')[1]}", OCI_INDEX)
 
 
 def test_push_then_everything_works_from_the_registry(
@@ -1827,15 +1835,6 @@ def test_a_chunk_kept_by_a_registry_that_appends_is_not_sent_twice(
     assert mini.state.patches == [len(data)]
     assert mini.state.blobs[d["archive"]["digest"]] == data
     assert mini.state.tags["r1"] == d["digest"]
-
-
-def _manifest_via_registry(reg: Distribution, name: str, tag: str) -> dict:
-    req = urllib.request.Request(
-        f"http://{reg.host}/v2/{name}/manifests/{tag}",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 def test_a_credential_helpers_token_user_is_an_identity_token(
