@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -312,6 +313,12 @@ class Distribution:
                 n += 1
         return n
 
+    def uploads_sent(self, method: str, name: str) -> list[str]:
+        """The upload session (its UUID) of each `method` request to repository `name`'s
+        uploads, in the order of the registry's own access log."""
+        pattern = re.compile(rf'"{method} /v2/{re.escape(name)}/blobs/uploads/([0-9a-f-]{{36}})')
+        return pattern.findall(self.log.read_text(errors="replace"))
+
     def blob_data(self, digest: str) -> Path:
         hexd = digest.split(":")[1]
         return self.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
@@ -325,6 +332,7 @@ class _State:
         self.referrers: dict[str, list[dict[str, Any]]] = {}
         self.uploads: dict[str, bytearray] = {}
         self.patches: list[int] = []  # the size of each chunk a PATCH brought
+        self.posts = 0  # uploads begun
         self.referrers_api = True
         self.faults: dict[str, Any] = {}
         self.lock = threading.Lock()
@@ -513,6 +521,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._body()
         uid = uuid.uuid4().hex
         self.state.uploads[uid] = bytearray()
+        self.state.posts += 1
         self._send(202, b"", {"Location": f"/v2/{name}/blobs/uploads/{uid}"})
 
     def _too_large(self) -> bool:
@@ -613,24 +622,33 @@ class MiniRegistry:
 
 
 class LossyRelay:
-    """A TCP relay on 127.0.0.1 in front of a registry (`upstream`, host:port) that breaks one
-    kept-alive connection: the first request after an answer on the same connection whose
-    request line starts with `method` (b"PATCH ", b"PUT ") and holds `holding` (a digest, say)
-    loses, with `lose="answer"`, the registry's answer (the request went through and was acted
-    on: a proxy that dropped the answer), or with `lose="request"` the request itself (the
-    registry never sees it: a server that had closed the idle connection). Either way the
-    client's connection is then closed with no answer; the first `skip` such requests go
-    through. Everything else is relayed byte for byte; `fired` is set once it broke one."""
+    """A TCP relay on 127.0.0.1 in front of a registry (`upstream`, host:port) that breaks
+    kept-alive connections. A request whose request line starts with `method` (b"PATCH ",
+    b"PUT ") and holds `holding` (a digest, say), sent on a connection that has carried an
+    answer already, loses with `lose="answer"` the registry's answer (the request went through
+    and was acted on: a proxy that dropped the answer), or with `lose="request"` the request
+    itself (the registry never sees it: a server that had closed the idle connection); the
+    client's connection is then closed with no answer. The first `skip` such requests go
+    through, the next `times` break, the rest go through. Everything else is relayed byte for
+    byte; `fired` is set once one broke, `broken` counts them."""
 
     def __init__(
-        self, upstream: str, method: bytes, lose: str, holding: bytes = b"", skip: int = 0
+        self,
+        upstream: str,
+        method: bytes,
+        lose: str,
+        holding: bytes = b"",
+        skip: int = 0,
+        times: int = 1,
     ) -> None:
         host, port = upstream.rsplit(":", 1)
         self.upstream = (host, int(port))
         self.method, self.lose, self.holding = method, lose, holding
         self.skip = skip  # matching requests let through before the one that breaks
+        self.left = times  # how many to break, each on its own connection
         self.fired = threading.Event()
-        self._armed = threading.Lock()  # one connection breaks, once
+        self.broken = 0
+        self._lock = threading.Lock()
         self.server = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self.server.getsockname()[1]}"
         self.thread = threading.Thread(target=self._accept, daemon=True)
@@ -640,7 +658,12 @@ class LossyRelay:
         return self
 
     def stop(self) -> None:
+        # Shut down first: a close alone leaves the thread blocked in accept() on a descriptor
+        # number the next relay or registry of the tests may be given.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
+        self.thread.join(10)
 
     def _accept(self) -> None:
         while True:
@@ -653,6 +676,22 @@ class LossyRelay:
             args = (client, upstream, state)
             threading.Thread(target=self._requests, args=args, daemon=True).start()
             threading.Thread(target=self._answers, args=args, daemon=True).start()
+
+    def _take(self) -> bool:
+        """Whether this matching request is one to break (after the `skip` let through)."""
+        with self._lock:
+            if self.skip:
+                self.skip -= 1
+                return False
+            if not self.left:
+                return False
+            self.left -= 1
+            return True
+
+    def _broke(self) -> None:
+        with self._lock:
+            self.broken += 1
+        self.fired.set()
 
     @staticmethod
     def _close(*socks: socket.socket) -> None:
@@ -670,11 +709,9 @@ class LossyRelay:
                 and data.startswith(self.method)
                 and self.holding in data.split(b"\r\n", 1)[0]
             )
-            if matches and self.skip:
-                self.skip -= 1
-            elif matches and not self.fired.is_set() and self._armed.acquire(blocking=False):
+            if matches and self._take():
                 if self.lose == "request":
-                    self.fired.set()
+                    self._broke()
                     return self._close(client, upstream)
                 state["drop_answer"] = True
             try:
@@ -686,7 +723,7 @@ class LossyRelay:
     def _answers(self, client: socket.socket, upstream: socket.socket, state: dict) -> None:
         while data := _recv(upstream):
             if state["drop_answer"]:  # the registry acted on the request; its answer is lost
-                self.fired.set()
+                self._broke()
                 return self._close(client, upstream)
             # Marked first: the client may read the answer and send its next request before
             # this thread runs again.

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -1741,54 +1742,99 @@ def test_a_first_push_to_a_registry_that_keeps_chunks_wrongly_goes_up_in_one_put
 
 
 @pytest.mark.parametrize(
-    ("method", "holding", "lose", "posts"),
+    ("method", "holding", "lose", "times", "posts", "patches"),
     [
-        (b"PATCH ", "", "answer", 3),
-        (b"PATCH ", "", "request", 2),
-        (b"PUT ", "archive", "answer", 2),
-        (b"PUT ", "archive", "request", 2),
-        (b"PUT ", EMPTY_HEX, "answer", 2),
+        (b"PATCH ", "", "answer", 1, 3, 2),
+        (b"PATCH ", "", "request", 1, 2, 1),
+        (b"PATCH ", "", "request", 2, 3, 0),
+        (b"PUT ", "archive", "answer", 1, 2, 1),
+        (b"PUT ", "archive", "request", 1, 2, 1),
+        (b"PUT ", EMPTY_HEX, "answer", 1, 2, 1),
     ],
-    ids=["patch-acted-on", "patch-never-seen", "commit-acted-on", "commit-never-seen", "one-put"],
+    ids=[
+        "patch-acted-on",
+        "patch-never-seen",
+        "patch-never-seen-twice",
+        "commit-acted-on",
+        "commit-never-seen",
+        "one-put",
+    ],
 )
 def test_an_upload_whose_answer_was_lost_is_asked_about_not_sent_blindly_again(
     method: bytes,
     holding: str,
     lose: str,
+    times: int,
     posts: int,
+    patches: int,
     shared: dict[str, Path],
     registry: Distribution,
     tmp_path: Path,
     sent_while_hashed: None,
 ) -> None:
-    """The real registry behind a relay that breaks a kept-alive connection once, at the
-    archive's whole PATCH, its closing PUT or the empty config's one PUT: after the registry
-    acted on the request (the answer lost, as a proxy loses one), or before it saw it (as a
-    server that had closed the idle connection). A PUT is asked about by the blob's digest: the
-    registry holds it (nothing is sent again) or does not (the PUT goes once more). A PATCH is
-    asked about by the upload's status: one that never arrived goes once more; one that landed
-    moved distribution's upload on, and distribution refuses the old URL (the new one was in the
-    lost answer), so the archive goes in one PUT in a new upload (`posts`: the config's, the
-    archive's, that one). No request the registry acted on is sent to it again. Before, each was
-    sent again blindly: the committed PUT went to an upload that no longer existed
-    (BLOB_UPLOAD_UNKNOWN, the push failed), the PATCH went twice."""
+    """The real registry behind a relay that breaks kept-alive connections, at the archive's
+    whole PATCH, its closing PUT or the empty config's one PUT: after the registry acted on the
+    request (the answer lost, as a proxy loses one), or before it saw it (as a server that had
+    closed the idle connection). A PUT is asked about by the blob's digest: the registry holds
+    it (nothing is sent again) or does not (the PUT goes once more). A PATCH is asked about by
+    the upload's status: one that never arrived goes once more (twice lost, the registry
+    counts as one without chunks: the one PUT in a new upload); one that landed moved
+    distribution's upload on, and distribution refuses the old URL (the new one was in the lost
+    answer) and drops that upload, so the archive goes again in a new one (`posts`: the
+    config's, the archive's and that one). No request the registry acted on in an upload is
+    sent to that upload again. Before, each was sent again blindly: the committed PUT went to
+    an upload that no longer existed (BLOB_UPLOAD_UNKNOWN, the push failed), the PATCH to the
+    refused URL."""
     data = shared["archive_file"].read_bytes()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     needle = (digest.split(":")[1] if holding == "archive" else holding).encode()
-    relay = LossyRelay(registry.host, method, lose, holding=needle).start()
+    relay = LossyRelay(registry.host, method, lose, holding=needle, times=times).start()
+    name = f"team/lost-{method.decode().strip().lower()}-{lose}-{times}-{needle[:6].decode()}x"
     try:
-        name = f"team/lost-{method.decode().strip().lower()}-{lose}-{needle[:6].decode() or 'all'}"
         d = _pushed(shared, f"oci://{relay.host}/{name}", "--no-attestation", cwd=tmp_path)
     finally:
         relay.stop()
-    assert relay.fired.is_set()  # the connection was broken where the test says
+    assert relay.broken == times  # the connections were broken where the test says
     assert (d["archive"]["digest"], d["blobs_uploaded"]) == (digest, 2)
     assert registry.blob_data(digest).read_bytes() == data
     uploads = f"/v2/{name}/blobs/uploads/"
     assert registry.requests("POST", uploads) == posts
-    assert registry.requests("PATCH", uploads) == 1
+    assert registry.requests("PATCH", uploads) == patches
     assert registry.requests("PUT", uploads) == 2  # the config's and the archive's
+    for method_ in ("PATCH", "PUT"):  # no upload was sent its one PATCH, or its PUT, twice
+        sent = registry.uploads_sent(method_, name)
+        assert len(sent) == len(set(sent)), (method_, sent)
     assert _manifest_via_registry(registry, name, "r1")["layers"][0]["digest"] == digest
+
+
+def test_a_closing_put_lost_twice_fails_the_push_and_moves_no_tag(
+    shared: dict[str, Path], registry: Distribution, tmp_path: Path, sent_while_hashed: None
+) -> None:
+    """The archive's closing PUT never reaches the registry, twice: the push asks for the blob
+    after each, sends the PUT no third time, and fails as unreachable with no tag written."""
+    data = shared["archive_file"].read_bytes()
+    needle = hashlib.sha256(data).hexdigest().encode()
+    relay = LossyRelay(registry.host, b"PUT ", "request", holding=needle, times=2).start()
+    name = "team/lost-put-twice"
+    try:
+        p = inproc(
+            "archive",
+            "push",
+            str(shared["archive_file"]),
+            f"oci://{relay.host}/{name}",
+            "--json",
+            "--no-attestation",
+            cwd=tmp_path,
+        )
+    finally:
+        relay.stop()
+    assert relay.broken == 2
+    assert (p.returncode, _json(p)["code"]) == (2, "REGISTRY_UNREACHABLE")
+    assert registry.requests("PUT", f"/v2/{name}/blobs/uploads/") == 1  # the config's alone
+    assert registry.requests("HEAD", f"/v2/{name}/blobs/sha256:{needle.decode()}") >= 2
+    with pytest.raises(urllib.error.HTTPError) as err:
+        _manifest_via_registry(registry, name, "r1")
+    assert err.value.code == 404
 
 
 def test_a_chunk_landed_past_the_first_begins_the_upload_again_in_a_new_session(
@@ -1809,7 +1855,7 @@ def test_a_chunk_landed_past_the_first_begins_the_upload_again_in_a_new_session(
         client.close()
     finally:
         relay.stop()
-    assert relay.fired.is_set()
+    assert relay.broken == 1
     assert registry.blob_data(digest).read_bytes() == path.read_bytes()
     uploads = "/v2/team/restarted/blobs/uploads/"
     assert registry.requests("POST", uploads) == 2
@@ -1830,9 +1876,10 @@ def test_a_chunk_kept_by_a_registry_that_appends_is_not_sent_twice(
         d = _pushed(shared, f"oci://{relay.host}/t/x", "--no-attestation", cwd=tmp_path)
     finally:
         relay.stop()
-    assert relay.fired.is_set()
+    assert relay.broken == 1
     data = shared["archive_file"].read_bytes()
     assert mini.state.patches == [len(data)]
+    assert mini.state.posts == 2  # the config's upload and the archive's: none begun again
     assert mini.state.blobs[d["archive"]["digest"]] == data
     assert mini.state.tags["r1"] == d["digest"]
 

@@ -1054,11 +1054,12 @@ class Client:
                     if nothing and not again:
                         url, again = where, True
                         continue
-                    if offset and not restarted:
-                        # The registry will not say: distribution refuses a URL whose state it
-                        # has moved past (the new one was in the lost answer) and drops that
-                        # upload. Begun again in a new one, once; at offset 0, below, the one
-                        # PUT does the same.
+                    if not restarted and (offset or end is None):
+                        # The registry will not say (distribution refuses a URL whose state it
+                        # has moved past, the new one was in the lost answer, and drops that
+                        # upload), or past the first chunk the answer is no use: begun again in
+                        # a new upload, once. A first chunk the registry says it never got,
+                        # twice, is a registry without chunks: the one PUT, below.
                         url, least = self._open_upload()
                         step, offset, again, restarted = max(chunk, least, 1), 0, False, True
                         continue
