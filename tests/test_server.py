@@ -201,3 +201,40 @@ def test_bundles_are_verified_from_the_quarantine(make_repo, tmp_path: Path) -> 
     git(repo, "commit", "-q", "--no-verify", "-m", "trusted run")
     proc = _push(repo, "origin", "main")
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        'durable_roots = ["outputs", "_runs/published"]\n',
+        'durable_roots = ["outputs"]\nexclusions = ["_runs/published"]\n',
+    ],
+    ids=["durable", "excluded"],
+)
+def test_a_root_inside_the_run_root_does_not_hide_a_forged_bundle(
+    make_repo, tmp_path: Path, policy: str
+) -> None:
+    """A durable or excluded root below `_runs` was dropped from the gate's diffs like any other
+    root no rule looks at, so a bundle pushed there was never verified: one signed by a key the
+    base does not trust, its output swapped after signing, went through."""
+    from catalytic_hooks.bundle.keys import signer_from_seed
+
+    from .helpers import SEED_A, SEED_B, make_bundle
+
+    alice = signer_from_seed(SEED_A)
+    repo = make_repo(
+        {**BASE, ".catalytic/allowed_validators": f"alice id:{alice.validator_id}\n"}, policy=policy
+    )
+    bare = _bare(tmp_path / "server.git")
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    assert catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
+    before = _ref(bare)
+    make_bundle(repo / "_runs/published/r1", repo, {"outputs/m.bin": b"m\n"}, seed=SEED_B)
+    (repo / "outputs/m.bin").write_bytes(b"swapped after signing\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "forged run")
+    proc = _push(repo, "origin", "main")
+    assert proc.returncode != 0
+    assert "remote: _runs/published/r1: run bundle" in proc.stderr
+    assert _ref(bare) == before

@@ -342,8 +342,8 @@ def rewind_findings(repo: Repo, base: Baseline, old: str | None, new: str) -> li
 
 def _unjudged_roots(base: Baseline) -> list[str]:
     """Roots whose changes no rule looks at (durable, tmp, excluded), minus any that holds
-    something a rule does look at (a run root, the chronicle, a policy source, the trust file):
-    git leaves them out of the diffs."""
+    something a rule does look at (a run root, the chronicle, a policy source, the trust file)
+    or lies inside one: git leaves them out of the diffs."""
     p = base.policy
     watched = [*p.run_roots, p.chronicle, *base.watched]
     return sorted(
@@ -351,8 +351,10 @@ def _unjudged_roots(base: Baseline) -> list[str]:
         for r in {*p.durable_roots, *p.tmp_roots, *p.exclusions}
         if r != "."
         and not any(w == r or w.startswith(r + "/") for w in watched)
-        # a root below a policy source: a change there makes the source a directory, a finding
-        and not any(r.startswith(w + "/") for w in base.watched)
+        # Below a run root, a bundle there is still verified (a durable or excluded root inside
+        # `_runs` must not hide a forged one); below a policy source, a change makes the source
+        # a directory, a finding.
+        and not any(r.startswith(w + "/") for w in watched)
     )
 
 
