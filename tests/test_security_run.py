@@ -29,6 +29,15 @@ ATTACKS = {
     "fsmonitor-config": "echo evil >> src/a.py && git config core.fsmonitor true",
     "global-excludes": 'echo evil > src/new.py && mkdir -p "$XDG_CONFIG_HOME/git" && '
     'echo src/new.py > "$XDG_CONFIG_HOME/git/ignore"',
+    # "1\n" in EBCDIC (IBM037) is two bytes too, so git re-reads the rewritten file, converts it
+    # back through the attribute and finds the committed blob.
+    "global-attributes": 'mkdir -p "$XDG_CONFIG_HOME/git" && '
+    "echo 'data/x.csv working-tree-encoding=IBM037' > \"$XDG_CONFIG_HOME/git/attributes\" && "
+    "printf '\\361\\045' > data/x.csv",
+    "self-ignoring-gitignore": "printf '*\\n' > src/.gitignore && echo evil > src/new.py",
+    "ignored-gitattributes": "printf '.git*\\n' > data/.gitignore && "
+    "echo 'x.csv working-tree-encoding=IBM037' > data/.gitattributes && "
+    "printf '\\361\\045' > data/x.csv",
 }
 CHANGED = {
     "skip-worktree": "index flags (skip-worktree, assume-unchanged)",
@@ -36,6 +45,9 @@ CHANGED = {
     "info-exclude": ".git/info/exclude",
     "fsmonitor-config": "git config (all levels)",
     "global-excludes": "core.excludesFile",
+    "global-attributes": "core.attributesFile",
+    "self-ignoring-gitignore": "rule file src/.gitignore",
+    "ignored-gitattributes": "rule file data/.gitattributes",
 }
 
 
@@ -72,6 +84,24 @@ def test_restore_still_puts_flagged_files_back(repo: Path, attack: str) -> None:
     assert (repo / "src/a.py").read_text() == FILES["src/a.py"]
     undo = doc["details"]["undo"]  # type: ignore[index]
     assert [r["path"] for r in undo["restored"]] == ["src/a.py"]
+
+
+@pytest.mark.parametrize("attack", ["global-attributes", "ignored-gitattributes"])
+def test_restore_puts_back_a_file_hidden_by_attributes(repo: Path, attack: str) -> None:
+    # The attribute makes `git status` call the rewritten file unchanged; the changed git state
+    # has every entry read from disk, so the undo sees the rewrite and puts the bytes back.
+    proc, doc = _run(repo, ATTACKS[attack], "--restore")
+    assert proc.returncode == 1
+    assert (repo / "data/x.csv").read_bytes() == b"1\n"
+    undo = doc["details"]["undo"]  # type: ignore[index]
+    assert [r["path"] for r in undo["restored"]] == ["data/x.csv"]
+
+
+def test_an_ignore_file_among_the_outputs_is_no_change_of_git_state(repo: Path) -> None:
+    # `outputs/.gitignore` rules only over the outputs, which the run may change at will.
+    proc, doc = _run(repo, "mkdir -p outputs && printf '*\\n' > outputs/.gitignore")
+    assert proc.returncode == 0, proc.stdout
+    assert doc["details"]["git_state_changed"] == []  # type: ignore[index]
 
 
 def test_a_file_already_flagged_before_the_run_is_still_digested(repo: Path) -> None:

@@ -377,6 +377,11 @@ class Repo:
         """Set `key` in this repository's own config file (never the user's or the system's)."""
         self.git("config", "--file", str(self.common_dir / "config"), key, value)
 
+    def git_var(self, name: str) -> str | None:
+        """`git var NAME` (None: this git does not know the variable)."""
+        proc = _run(["var", name], self.env, cwd=self.top)
+        return proc.stdout.decode(errors="replace").strip() if proc.returncode == 0 else None
+
     def config_get_all(self, key: str) -> list[str]:
         """Every value of a multi-valued key, in git's order."""
         proc = _run(["config", "--get-all", key], self.env, config_read=True, cwd=self.top)

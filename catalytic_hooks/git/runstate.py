@@ -7,6 +7,12 @@ view with fsmonitor, the untracked cache and `core.ignoreStat` switched off on t
 (which outranks every config file), entries flagged at PRE or POST are re-hashed from disk, and a
 fingerprint of the git state taken before the command is compared with one taken after it: any
 difference fails the run, naming what changed.
+
+The rules git reads from files are part of that state: which files it ignores (`.gitignore`
+files, wherever they are, tracked, untracked or ignored themselves) and how it compares a file
+with its blob (`.gitattributes` files, the global and system attributes files): a command that
+ignores what it added, or marks a file it rewrote with a conversion that gives back the committed
+blob, would otherwise pass.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,9 +120,44 @@ def _file_hash(p: Path) -> str:
         return f"unreadable:{exc.errno}"
 
 
-def git_state(repo: Repo) -> dict[str, str]:
+# Where git finds the system-wide attributes (`$(prefix)/etc/gitattributes`; /etc with the
+# usual prefix /usr). git 2.42 and later say where with `git var GIT_ATTR_SYSTEM`.
+SYSTEM_ATTRIBUTES = "/etc/gitattributes"
+RULE_FILES = (".gitignore", ".gitattributes")
+
+
+def rule_files(repo: Repo) -> list[str]:
+    """Every `.gitignore` and `.gitattributes` in the working tree: tracked, untracked, and
+    ignored (no exclude rule applied), inside ignored directories too (their attributes still
+    apply to a file tracked there). Nested repositories are not entered."""
+    out = repo.git(
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--full-name",
+        "--",
+        *(f":(glob)**/{name}" for name in RULE_FILES),
+    )
+    return sorted(
+        {
+            p
+            for raw in out.split(b"\0")
+            if raw
+            and (p := raw.decode("utf-8", "surrogateescape")).rsplit("/", 1)[-1] in RULE_FILES
+        }
+    )
+
+
+def _system_attributes(repo: Repo) -> str:
+    return repo.git_var("GIT_ATTR_SYSTEM") or SYSTEM_ATTRIBUTES
+
+
+def git_state(repo: Repo, judges: Callable[[str], bool] | None = None) -> dict[str, str]:
     """Name → fingerprint of the configuration (every level, as git resolves it), the repository's
-    config files, `info/`, hooks, the global excludes file and the index flags."""
+    config files, `info/`, hooks, the global excludes and attributes files, the system attributes
+    file, the index flags and the rule files (`rule_files`) for which `judges` is true (None:
+    every one): those whose directory can hold a path the run is judged on."""
     state: dict[str, str] = {}
     config = repo.config_list()
     state["git config (all levels)"] = hashlib.sha256(config).hexdigest()
@@ -129,6 +171,15 @@ def git_state(repo: Repo) -> dict[str, str]:
         xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
         excludes = os.path.join(xdg, "git", "ignore")
     _hash_tree(Path(os.path.expanduser(excludes)), "core.excludesFile", state)
+    attributes = repo.config_get("core.attributesFile")
+    if attributes is None:
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        attributes = os.path.join(xdg, "git", "attributes")
+    _hash_tree(Path(os.path.expanduser(attributes)), "core.attributesFile", state)
+    _hash_tree(Path(_system_attributes(repo)), "system attributes", state)
+    for path in rule_files(repo):
+        if judges is None or judges(path):
+            state[f"rule file {path}"] = _file_hash(repo.top / path)
     flags = "\0".join(sorted(flagged_entries(repo).all))
     state["index flags (skip-worktree, assume-unchanged)"] = hashlib.sha256(
         flags.encode("utf-8", "surrogateescape")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from catalytic_hooks.core.digest import TreeDigest
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.outcomes import SuccessCode, VerdictCode
 from catalytic_hooks.core.paths import name_part, relpath_problem
-from catalytic_hooks.core.policy import STATE_DIR, Policy
+from catalytic_hooks.core.policy import STATE_DIR, PathClass, Policy
 from catalytic_hooks.core.receipts import digest_receipt, purity_scan, restore_proof
 from catalytic_hooks.core.roots import under_any
 from catalytic_hooks.core.version import generator
@@ -216,10 +217,19 @@ def _snapshot(repo: Repo, manifest: dict[str, str], flags: IndexFlags) -> dict[s
     return take(repo, chosen, absent)
 
 
+def _judges(policy: Policy) -> Callable[[str], bool]:
+    """Whether a rule file (`.gitignore`, `.gitattributes`) can change how git sees a path the
+    run is judged on: one inside a durable, tmp or excluded root rules only over paths that are
+    not (`outputs/.gitignore` ignoring the outputs is common)."""
+    classify = policy.classifier()
+    free = {PathClass.DURABLE, PathClass.TMP, PathClass.EXCLUDED}
+    return lambda path: classify(path) not in free
+
+
 def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -> _Pre:
     started = stamp_seconds()
     status = repo.status_start(ignored=False)  # the slowest part: git runs it meanwhile
-    state = git_state(repo)
+    state = git_state(repo, _judges(policy))
     flags = flagged_entries(repo)
     index = index_snapshot(repo, policy)
     pre_td = worktree_digest(repo, policy, cache, rehash=flags, base=index, status=status)
@@ -260,10 +270,13 @@ def _post_phase(
         drop_caches(repo)
         cache = HashCache(None)
     base = current_snapshot(repo, policy, pre.index)
-    if base is not pre.index:
+    if base is not pre.index or state_after != pre.git_state:
         # The command rewrote the index, and with it the stat data `git status` compares a file
-        # against to call it unchanged: an entry can keep its blob id and be given a modified
-        # file's stat data. So every entry is read from disk, none is taken from git status.
+        # against to call it unchanged (an entry can keep its blob id and be given a modified
+        # file's stat data), or changed the rules git compares a file with (attributes that
+        # convert a rewritten file back into its blob, config). The run fails either way; so
+        # that the undo sees what those hid, every entry is read from disk, none is taken from
+        # git status.
         rehash = rehash.union(IndexFlags(assumed=frozenset(p for p, _ in base.records.items())))
     undo_report: UndoReport | None = None
     if pre.snapshot is not None:
@@ -468,7 +481,13 @@ def run_operation(repo: Repo, policy: Policy, opts: RunOptions) -> RunResult:
             opts.command, cwd, env, opts.timeout, lambda pid: _started(journal, pid)
         )
         post = _post_phase(
-            repo, policy, cache, pre, git_state(repo), cache_state(repo), outcome.survivors
+            repo,
+            policy,
+            cache,
+            pre,
+            git_state(repo, _judges(policy)),
+            cache_state(repo),
+            outcome.survivors,
         )
         refused = post.undo is not None and bool(post.undo.refused)
         try:
