@@ -198,3 +198,26 @@ def test_relaxed_stat_checks_cannot_hide_a_mutation(repo: Path) -> None:
     assert proc.returncode == 1, proc.stdout
     scan = json.loads((repo / "_runs/r1/PURITY_SCAN.json").read_text())
     assert scan["violations"] == ["src/a.py"]
+
+
+def test_a_nested_repository_without_a_commit_cannot_hide_files(repo: Path) -> None:
+    # `git status` shows a nested repository as one `dir/` entry; one without a commit had no
+    # HEAD to record, so it and everything written into it were left out of the POST digest.
+    proc, doc = _run(repo, "git init -q src/v && echo evil > src/v/conftest.py")
+    assert proc.returncode == 1, proc.stdout
+    assert doc["details"]["proof_verdict"] == "FAIL"  # type: ignore[index]
+
+
+def test_restore_never_deletes_a_nested_repository_the_command_made(repo: Path) -> None:
+    # Its history may be someone's work: the undo refuses it by name, the journal stays, and
+    # once the user moves it away `catalytic recover` finishes.
+    proc, doc = _run(repo, "git init -q src/v && echo evil > src/v/conftest.py", "--restore")
+    assert proc.returncode == 2, proc.stdout
+    assert doc["code"] == "UNDO_INCOMPLETE" and doc["details"]["paths"] == ["src/v"]
+    assert "never deletes a repository" in doc["message"]  # type: ignore[operator]
+    assert (repo / "src/v/conftest.py").read_text() == "evil\n"
+    assert catalytic("run", "--", "true", cwd=repo).returncode != 0  # the undo is still pending
+    (repo / "src/v").rename(repo.parent / "moved-away")
+    rec = catalytic("recover", cwd=repo)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert git(repo, "status", "--porcelain", "--", "src").stdout == ""

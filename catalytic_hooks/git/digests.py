@@ -97,9 +97,9 @@ def worktree_digest(
             fresh.append(disk_entry(repo.top, path))
     for path in (*st.untracked, *st.ignored):
         if path.endswith("/"):
-            head = repo.submodule_head(path.rstrip("/"))
-            if head and classify(path.rstrip("/")) is PathClass.PROTECTED:
-                added[path.rstrip("/")] = f"gitlink:{head}"
+            # A nested repository: by its HEAD, or the null id before its first commit.
+            if classify(path.rstrip("/")) is PathClass.PROTECTED:
+                added[path.rstrip("/")] = f"gitlink:{repo.nested_id(path.rstrip('/'))}"
             continue
         if classify(path) is PathClass.PROTECTED:
             fresh.append(disk_entry(repo.top, path))

@@ -720,6 +720,11 @@ class Repo:
         out = self.git(*untracked_args(dirs))
         return [os.fsdecode(p) for p in out.split(b"\0") if p]
 
+    def nested_id(self, path: str) -> str:
+        """What a nested repository at `path` is recorded by: its HEAD, or the null id when it
+        has no commit yet (or a broken `.git`), so that creating one is still a change."""
+        return self.submodule_head(path) or "0" * (64 if self.object_format == "sha256" else 40)
+
     def submodule_head(self, path: str) -> str | None:
         sub = self.top / path
         if not (sub / ".git").exists():

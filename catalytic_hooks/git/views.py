@@ -98,9 +98,8 @@ def worktree_view(repo: Repo, *, ignored: bool = False) -> View:
     for path in (*st.untracked, *st.ignored):
         if path.endswith("/"):
             # A nested repository git will not descend into: record it like a submodule.
-            head = repo.submodule_head(path.rstrip("/"))
-            if head:
-                out[path.rstrip("/")] = ViewEntry(path.rstrip("/"), "gitlink", head, True)
+            sub = path.rstrip("/")
+            out[sub] = ViewEntry(sub, "gitlink", repo.nested_id(sub), True)
             continue
         out[path] = disk_entry(repo.top, path)
     return View(ViewKind.WORKTREE, repo.top, tuple(out.values()), repo)

@@ -220,6 +220,18 @@ def undo(
                 _put(repo, path, snap[path])
                 report.restored.append({"path": path, "saved_blob": saved_now})
             elif path in post:
+                if os.path.isdir(repo.top / path) and not os.path.islink(repo.top / path):
+                    # A nested repository the command created (recorded like a submodule): its
+                    # history may be someone's work, and this tool never deletes a repository.
+                    report.refused.append(
+                        {
+                            "path": path,
+                            "reason": "a nested git repository the command created; this "
+                            "tool never deletes a repository: move it away, then run "
+                            "`catalytic recover`",
+                        }
+                    )
+                    continue
                 _delete(repo.top, path)
                 report.removed.append({"path": path, "saved_blob": saved_now})
         except (OSError, CatalyticError) as exc:
