@@ -557,6 +557,46 @@ def test_a_junk_referrer_does_not_stop_archive_pull(
     ]
 
 
+@pytest.mark.parametrize("names", ["archive", "envelope"])
+def test_a_junk_referrer_naming_a_checked_blob_with_another_size_removes_nothing(
+    shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
+    mini: MiniRegistry,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    names: str,
+) -> None:
+    """A referrer whose DSSE layer names the archive's blob (or the real envelope's, listed
+    after the real attestation) with a size of 1: the cache took the lie for a corrupted entry
+    and removed the checked bytes from under the pull, which then failed writing out.zip
+    (IO_ERROR). Now the junk is refused by its size and skipped, and the pull completes."""
+    info = _push_mini(shared, mini, tmp_path)
+    envelope = "sha256:" + hashlib.sha256(shared["attestation"].read_bytes()).hexdigest()
+    real, media = mini.state.manifests[info["attestation"]["digest"]]
+    m = json.loads(real)
+    m["layers"][0].update(digest=info["archive"]["digest"] if names == "archive" else envelope)
+    m["layers"][0]["size"] = 1
+    body = json.dumps(m).encode()
+    junk = "sha256:" + hashlib.sha256(body).hexdigest()
+    mini.state.manifests[junk] = (body, media)
+    listing = mini.state.referrers[info["digest"]]
+    entry = {"mediaType": media, "digest": junk, "size": len(body)}
+    listing.insert(len(listing) if names == "envelope" else 0, entry)
+    if names == "envelope":  # the real one first, so the envelope is cached when the junk comes
+        listing.insert(0, listing.pop(-2))
+    got = inproc(
+        "archive", "pull", f"oci://{mini.host}/t/runs:r1", "-o", "out.zip", "--json", cwd=tmp_path
+    )
+    assert got.returncode == 0, got.stdout + got.stderr
+    doc = _json(got)["details"]
+    assert (tmp_path / "out.zip").read_bytes() == shared["archive_file"].read_bytes()
+    assert (tmp_path / "out.intoto.json").read_bytes() == shared["attestation"].read_bytes()
+    if names == "archive":
+        assert doc["referrers_skipped"] == [
+            {"digest": junk, "code": "REGISTRY_DIGEST_MISMATCH", "reason": "SIZE"}
+        ]
+    held = _cache_blobs()
+    assert info["archive"]["digest"].split(":")[1] in held and envelope.split(":")[1] in held
+
+
 def test_a_pull_refused_for_an_attestation_file_that_exists_writes_nothing(
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)

@@ -243,6 +243,16 @@ class Cache:
         if self.check(path, digest, size):
             return path
         with contextlib.suppress(OSError):
+            held = os.lstat(path).st_size
+            if held != size and self.check(path, digest, held):
+                # The entry is sound and the descriptor lies about its size (a junk referrer
+                # naming the archive's blob): bytes that were checked are never removed on the
+                # word of a registry, which would take them from under the pull using them.
+                raise _mismatch(
+                    f"a descriptor declares {size} bytes for {digest}, whose bytes are {held}",
+                    "SIZE",
+                    digest=digest,
+                )
             os.unlink(path)
         return None
 
