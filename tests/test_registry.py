@@ -936,6 +936,46 @@ def test_an_interrupted_validate_starts_no_replay_after_it(
     assert (chronicle.read_bytes() if chronicle.exists() else b"") == before
 
 
+def test_ctrl_c_reaches_a_validate_pull_the_registry_never_answers(
+    shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
+) -> None:
+    """The worker waits for the headers of a blob the registry never answers. Before the fix
+    Ctrl-C was acted on only when the socket's 60-second timeout ended that wait, and the pick
+    was then recorded in the chronicle as a failed replay (REGISTRY_UNREACHABLE). Now the
+    interrupt shuts the worker's socket down: the validation ends 130, the registry still
+    holding its answer, with nothing recorded."""
+    info = _push_mini(shared, mini, tmp_path, "--no-attestation")
+    entered, release = threading.Event(), threading.Event()
+
+    def withhold(path: str) -> tuple[int, dict[str, str], bytes]:
+        entered.set()
+        release.wait(120)
+        return 500, {}, b""
+
+    mini.state.faults["answers"] = {f"/v2/t/runs/blobs/{info['archive']['digest']}": withhold}
+    chronicle = shared["repo"] / ".catalytic/chronicle.jsonl"
+    before = chronicle.read_bytes() if chronicle.exists() else b""
+    proc = _started(
+        ["validate", f"oci://{mini.host}/t/runs", "--trust-file", str(shared["trust"])],
+        shared["repo"],
+    )
+    try:
+        assert entered.wait(60), "validate never asked for the blob"
+        proc.send_signal(signal.SIGINT)
+        _delivered(proc.pid, signal.SIGINT)
+        # Well inside the 60-second socket timeout, which ended the wait before the fix.
+        _, err = proc.communicate(timeout=30)
+        assert not release.is_set()
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted", err
+    assert (chronicle.read_bytes() if chronicle.exists() else b"") == before
+
+
 def test_a_push_of_a_run_directory_stopped_by_sigterm_leaves_no_archive_behind(
     shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
 ) -> None:

@@ -21,8 +21,10 @@ import re
 import select
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -512,6 +514,19 @@ class _Window:
         self.fh.close()
 
 
+_ABORTABLE: weakref.WeakSet[Client] = weakref.WeakSet()
+_ABORTABLE_LOCK = threading.Lock()
+
+
+def abort_all(cancel: threading.Event) -> None:
+    """Set `cancel` and wake every client made with it that is waiting on the network."""
+    cancel.set()
+    with _ABORTABLE_LOCK:
+        clients = [c for c in _ABORTABLE if c.cancel is cancel]
+    for client in clients:
+        client.abort()
+
+
 class Client:
     def __init__(
         self,
@@ -520,8 +535,17 @@ class Client:
         config: Path | None = None,
         insecure: bool = False,
         timeout: float = 60.0,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.ref = ref
+        # Set from another thread (`abort_all`): no request is sent after it, and one waiting
+        # for its answer or its body is woken by shutting its socket down (an interrupt of
+        # `validate`, whose pulls run in worker threads no signal reaches).
+        self.cancel = cancel
+        self._using: http.client.HTTPConnection | None = None
+        if cancel is not None:
+            with _ABORTABLE_LOCK:
+                _ABORTABLE.add(self)
         self.insecure = insecure
         self.scheme = "http" if insecure or is_loopback(ref.hostname) else "https"
         self.timeout = timeout
@@ -549,6 +573,18 @@ class Client:
 
     def close(self) -> None:
         self.drop()
+
+    def abort(self) -> None:
+        """Wake whatever waits on this client's connections (from another thread): a shut
+        down socket ends a blocked read at once, where closing it would not."""
+        for conn in (self._conn, self._using):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
     def _connection(self, url: urllib.parse.SplitResult) -> http.client.HTTPConnection:
         same = (url.scheme, url.netloc) == (self.scheme, self.ref.host)
@@ -616,12 +652,14 @@ class Client:
         fresh: bool = False,
         replay: bool = True,
     ) -> Response:
+        if self._cancelled():
+            raise KeyboardInterrupt  # stopped by `abort_all`: nothing more is sent
         parts = _split(url, what)
         reused = self._conn is not None and (parts.scheme, parts.netloc) == (
             self.scheme,
             self.ref.host,
         )
-        conn = self._connection(parts)
+        conn = self._using = self._connection(parts)
         # a URL the registry gave may have no path at all (a realm `https://auth.example`)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         payload: Any = None
@@ -639,6 +677,13 @@ class Client:
         budget = _ANSWER_LIMIT.set(limit)
         try:
             try:
+                if self.cancel is not None:
+                    # Connected first and asked after: an `abort` that finds no socket yet has
+                    # set `cancel` before this reads it.
+                    if conn.sock is None:
+                        conn.connect()
+                    if self._cancelled():
+                        raise KeyboardInterrupt
                 if callable(body):
                     self._send_file(conn, method, target, headers, payload.fh)
                 else:
@@ -659,6 +704,8 @@ class Client:
         except (OSError, http.client.HTTPException) as exc:
             self.drop()
             conn.close()
+            if self._cancelled():
+                raise KeyboardInterrupt from exc  # woken by `abort`, not a registry's fault
             stale = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
             unanswered = reused and not fresh and isinstance(exc, stale)
             if unanswered and replay:

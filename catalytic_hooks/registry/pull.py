@@ -67,7 +67,7 @@ class Options:
     cancel: threading.Event | None = None
 
     def client(self, ref: Reference) -> Client:
-        return Client(ref, config=self.config, insecure=self.insecure)
+        return Client(ref, config=self.config, insecure=self.insecure, cancel=self.cancel)
 
     def cache(self) -> Cache:
         return Cache(self.cache_root, cancel=self.cancel)

@@ -54,6 +54,7 @@ from catalytic_hooks.environment.build import RebuildOptions
 from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.provenance.chronicle import record
+from catalytic_hooks.registry.client import abort_all
 from catalytic_hooks.registry.pull import Options as RegistryOptions
 from catalytic_hooks.registry.pull import pulled_archive, repository_tags
 from catalytic_hooks.registry.reference import parse as parse_reference
@@ -353,6 +354,10 @@ def _one(
     try:
         rep = _replay_one(repo, policy, c, ropts, registry)
     except CatalyticError as exc:
+        if registry is not None and registry.cancel is not None and registry.cancel.is_set():
+            # What an interrupted pull ends in (its socket shut down under it) is no failure
+            # of the run: nothing is recorded for it.
+            raise KeyboardInterrupt from exc
         # replay() records what it could start on: a run directory that exists or was
         # quarantined; for an archive, what got as far as the extracted bundle.
         recorded = exc.code is ErrorCode.REPLAY_FAILED and (
@@ -418,7 +423,7 @@ def validate(
     try:
         results = list(pool.map(lambda c: _one(repo, policy, c, ropts, registry), picks))
     except BaseException:
-        stop.set()
+        abort_all(stop)  # sets it, and wakes a pull waiting on a registry that says nothing
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
