@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import inproc, on_another_file_system
+from .helpers import git, inproc, on_another_file_system
 from .registries import MiniRegistry
 from .test_archive import made  # noqa: F401 (a fixture `shared` needs)
 from .test_registry import (  # noqa: F401 (the fixtures mini and shared)
@@ -204,26 +204,38 @@ def test_a_reference_whose_host_no_resolver_takes_is_a_usage_error(
         # with a port, which before the fix passed for a digest (`@HOST:PORT`)
         "oci://alice:s3cr3tPW@registry.example:5000/t/runs:r1",
         "oci://alice:s3cr3t/PW@registry.example:5000",  # a / in the password, no path
+        # a scheme is case-insensitive: before the fix `OCI://` was taken for a file path and
+        # echoed whole by `verify` and `validate`
+        "OCI://alice:s3cr3tPW@registry.example/t/runs:r1",
+        "Oci:/alice:s3cr3tPW@registry.example/t/runs:r1",
     ],
 )
-@pytest.mark.parametrize("mode", ["--json", "--human"])
+@pytest.mark.parametrize("mode", ["--json", "--human", "validate"])
 def test_a_password_typed_into_a_reference_is_never_echoed(
     reference: str, mode: str, tmp_path: Path
 ) -> None:
     """User info in a reference is refused (credentials belong in the Docker config), and the
     refusal quotes the reference with it replaced: before the fix the whole text, password
     included, went into the message and `details.reference`, so into CI logs."""
-    args = ["verify", reference] if mode == "--human" else ["verify", reference, "--json"]
-    got = inproc(*args, cwd=tmp_path)
+    args = {
+        "--human": ["verify", reference],
+        "--json": ["verify", reference, "--json"],
+        "validate": ["validate", reference, "--json"],
+    }[mode]
+    cwd = tmp_path
+    if mode == "validate":  # validate works in a repository
+        cwd = tmp_path / "repo"
+        git(tmp_path, "init", "-q", str(cwd))
+    got = inproc(*args, cwd=cwd)
     assert got.returncode == 2, got.stdout + got.stderr
     text = got.stdout + got.stderr
     assert "s3cr3t" not in text and "alice" not in text
     assert "oci://***@registry.example" in text
     assert "user info (credentials)" in text
-    if mode == "--json":
+    if mode != "--human":
         doc = _json(got)
         assert doc["code"] == "USAGE" and doc["details"]["reference"].startswith("oci://***@")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in cwd.iterdir()] == ([".git"] if mode == "validate" else [])
 
 
 # -- a presigned storage URL is a bearer capability: never shown -------------------------------

@@ -131,7 +131,7 @@ def _command(args: list[str], argv: list[str] | None) -> int:
     """Every command but `hook`: the fast paths where their options allow, else Typer."""
     if argv is None and (
         args[:2] in (["archive", "pull"], ["archive", "push"])
-        or any(a.startswith("oci://") for a in args)
+        or any(a[:6].lower() == "oci://" for a in args)
     ):
         _terminate_as_interrupt()
     if args[:1] in (["digest"], ["check"], ["run"], ["report"]) and not os.environ.get(

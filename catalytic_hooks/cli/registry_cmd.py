@@ -38,14 +38,10 @@ def options(config: Path | None, insecure: bool) -> Any:
 
 
 def oci_text(arg: Path | str) -> str | None:
-    """The `oci://` reference an argument spells, or None. A Path argument has folded the
-    scheme's `//` into one `/`; no file path a consumer takes starts with `oci:/`."""
-    text = str(arg)
-    if text.startswith("oci://"):
-        return text
-    if text.startswith("oci:/"):
-        return "oci://" + text[len("oci:/") :]
-    return None
+    """The `oci://` reference an argument spells (registry.reference.spelled), or None."""
+    from catalytic_hooks.registry.reference import spelled
+
+    return spelled(arg)
 
 
 @contextlib.contextmanager

@@ -65,7 +65,18 @@ class Reference:
 
 
 def is_reference(text: str) -> bool:
-    return text.startswith(SCHEME)
+    return text[: len(SCHEME)].lower() == SCHEME
+
+
+def spelled(arg: object) -> str | None:
+    """The `oci://` reference an argument spells, or None. A scheme is case-insensitive
+    (RFC 3986: `OCI://` too, which must not be taken for a file path and echoed with a
+    password in it), and a Path argument has folded the scheme's `//` into one `/`; no file
+    path a consumer takes starts with `oci:/`."""
+    text = str(arg)
+    if text[:5].lower() != "oci:/":
+        return None
+    return SCHEME + text[6:] if text[5:6] == "/" else SCHEME + text[5:]
 
 
 def is_loopback(hostname: str) -> bool:
@@ -136,6 +147,7 @@ def parse(text: str) -> Reference:
             "--registry-config)",
         )
     rest = text[len(SCHEME) :]
+    text = SCHEME + rest
     host, sep, path = rest.partition("/")
     if not sep or not _HOST.match(host):
         raise _bad(text, "no valid HOST[:PORT] before the first /")

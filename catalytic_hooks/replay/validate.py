@@ -58,6 +58,7 @@ from catalytic_hooks.registry.client import abort_all
 from catalytic_hooks.registry.pull import Options as RegistryOptions
 from catalytic_hooks.registry.pull import pulled_archive, repository_tags
 from catalytic_hooks.registry.reference import parse as parse_reference
+from catalytic_hooks.registry.reference import spelled
 from catalytic_hooks.replay.archived import replay_archive
 from catalytic_hooks.replay.report import ReplayReport
 from catalytic_hooks.replay.runner import ReplayOptions, replay
@@ -164,9 +165,8 @@ def resolve_sources(
     else:
         found = []
         for s in sources:
-            text = str(s)
-            if text.startswith("oci:/"):
-                text = "oci://" + text.removeprefix("oci://").removeprefix("oci:/")
+            text = spelled(s)
+            if text is not None:
                 listed = _registry(text, registry or RegistryOptions())
                 found += listed.candidates
                 ignored += listed.tags_ignored
