@@ -221,3 +221,24 @@ def test_restore_never_deletes_a_nested_repository_the_command_made(repo: Path) 
     rec = catalytic("recover", cwd=repo)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert git(repo, "status", "--porcelain", "--", "src").stdout == ""
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "printf '*\\n' > src/.gitignore && echo evil > src/new.py",  # ignores itself
+        "printf 'new.py\\n' > src/.gitignore && echo evil > src/new.py",  # seen, hides new.py
+    ],
+    ids=["self-ignoring", "visible"],
+)
+def test_restore_puts_the_rule_files_back_first_so_nothing_they_hid_stays(
+    repo: Path, script: str
+) -> None:
+    # Undone after the rest, the rule file would be gone and the file it hid still there.
+    proc, doc = _run(repo, script, "--restore")
+    assert proc.returncode == 1, proc.stdout
+    assert doc["details"]["git_state_changed"] == ["rule file src/.gitignore"]  # type: ignore[index]
+    assert sorted(p.name for p in (repo / "src").iterdir()) == ["a.py", "b.py"]
+    undo = doc["details"]["undo"]  # type: ignore[index]
+    assert sorted(r["path"] for r in undo["removed"]) == ["src/.gitignore", "src/new.py"]
+    assert git(repo, "status", "--porcelain", "--ignored", "--", "src").stdout == ""

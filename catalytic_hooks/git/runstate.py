@@ -124,6 +124,7 @@ def _file_hash(p: Path) -> str:
 # usual prefix /usr). git 2.42 and later say where with `git var GIT_ATTR_SYSTEM`.
 SYSTEM_ATTRIBUTES = "/etc/gitattributes"
 RULE_FILES = (".gitignore", ".gitattributes")
+RULE_FILE = "rule file "  # the prefix of a rule file's name in `git_state`
 
 
 def rule_files(repo: Repo) -> list[str]:
@@ -179,7 +180,7 @@ def git_state(repo: Repo, judges: Callable[[str], bool] | None = None) -> dict[s
     _hash_tree(Path(_system_attributes(repo)), "system attributes", state)
     for path in rule_files(repo):
         if judges is None or judges(path):
-            state[f"rule file {path}"] = _file_hash(repo.top / path)
+            state[RULE_FILE + path] = _file_hash(repo.top / path)
     flags = "\0".join(sorted(flagged_entries(repo).all))
     state["index flags (skip-worktree, assume-unchanged)"] = hashlib.sha256(
         flags.encode("utf-8", "surrogateescape")

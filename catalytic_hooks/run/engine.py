@@ -33,6 +33,7 @@ from catalytic_hooks.git.digests import worktree_digest
 from catalytic_hooks.git.hashing import HashCache
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.runstate import (
+    RULE_FILE,
     IndexFlags,
     Substitutions,
     cache_state,
@@ -48,6 +49,7 @@ from catalytic_hooks.git.runstate import (
 from catalytic_hooks.git.snapshot import Snapshot, current_snapshot, index_snapshot
 from catalytic_hooks.git.statefiles import refuse_if_pending
 from catalytic_hooks.git.views import (
+    ViewEntry,
     start_unrecorded_listings,
     tmp_residue_on_disk,
     worktree_view,
@@ -136,6 +138,9 @@ class _Pre:
     index: Snapshot  # the index's digest records, reused by POST while the index is unchanged
     caches: list[str]  # git.runstate.cache_state once PRE wrote its caches
     substitutions: Substitutions | None = None  # replace refs and grafts, for --restore
+    # The rule files (git.runstate.rule_files) as they were, for --restore: put back first, so
+    # that the undo sees what the command's own ignore rules hid.
+    rules: dict[str, Saved] | None = None
 
 
 @dataclass
@@ -226,6 +231,18 @@ def _judges(policy: Policy) -> Callable[[str], bool]:
     return lambda path: classify(path) not in free
 
 
+def _rules(state: dict[str, str]) -> dict[str, str]:
+    """Rule file → fingerprint, from a git state."""
+    return {k.removeprefix(RULE_FILE): v for k, v in state.items() if k.startswith(RULE_FILE)}
+
+
+def _rule_snapshot(repo: Repo, state: dict[str, str]) -> dict[str, Saved]:
+    paths = sorted(_rules(state))
+    there = [p for p in paths if os.path.lexists(repo.top / p)]
+    entries = [ViewEntry(p, "file", None, True) for p in there]
+    return take(repo, entries, set(paths) - set(there))
+
+
 def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -> _Pre:
     started = stamp_seconds()
     status = repo.status_start(ignored=False)  # the slowest part: git runs it meanwhile
@@ -247,6 +264,7 @@ def _pre_phase(repo: Repo, policy: Policy, cache: HashCache, opts: RunOptions) -
         index,
         cache_state(repo),
         substitutions(repo) if opts.restore else None,
+        _rule_snapshot(repo, state) if opts.restore else None,
     )
 
 
@@ -281,6 +299,10 @@ def _post_phase(
     undo_report: UndoReport | None = None
     if pre.snapshot is not None:
         undo_report = UndoReport()
+        if pre.rules is not None:
+            # The rules first: with the command's ignore rules in place, what they hide (a
+            # file added beside a self-ignoring `.gitignore`) would be left where it is.
+            undo(repo, pre.rules, _rules(pre.git_state), _rules(state_after), undo_report)
         mid = worktree_digest(repo, policy, cache, rehash=rehash, base=base)
         undo(repo, pre.snapshot, pre.digest.manifest, mid.manifest, undo_report)
         empty_tmp_roots(repo.top, policy.tmp_roots, pre.tmp_existed, undo_report)
