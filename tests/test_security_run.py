@@ -35,6 +35,8 @@ ATTACKS = {
     "echo 'data/x.csv working-tree-encoding=IBM037' > \"$XDG_CONFIG_HOME/git/attributes\" && "
     "printf '\\361\\045' > data/x.csv",
     "self-ignoring-gitignore": "printf '*\\n' > src/.gitignore && echo evil > src/new.py",
+    "self-ignoring-new-directory": "mkdir src/evil && printf '*\\n' > src/evil/.gitignore && "
+    "echo evil > src/evil/__init__.py",
     "ignored-gitattributes": "printf '.git*\\n' > data/.gitignore && "
     "echo 'x.csv working-tree-encoding=IBM037' > data/.gitattributes && "
     "printf '\\361\\045' > data/x.csv",
@@ -47,6 +49,7 @@ CHANGED = {
     "global-excludes": "core.excludesFile",
     "global-attributes": "core.attributesFile",
     "self-ignoring-gitignore": "rule file src/.gitignore",
+    "self-ignoring-new-directory": "rule file src/evil/.gitignore",
     "ignored-gitattributes": "rule file data/.gitattributes",
 }
 
@@ -102,6 +105,35 @@ def test_an_ignore_file_among_the_outputs_is_no_change_of_git_state(repo: Path) 
     proc, doc = _run(repo, "mkdir -p outputs && printf '*\\n' > outputs/.gitignore")
     assert proc.returncode == 0, proc.stdout
     assert doc["details"]["git_state_changed"] == []  # type: ignore[index]
+
+
+def test_a_tool_cache_the_repository_ignores_is_no_change_of_git_state(make_repo) -> None:
+    # pytest, mypy and ruff write a self-ignoring `.gitignore` into their cache directories;
+    # where the repository ignores the directory, that rule file rules over nothing else.
+    repo = make_repo({**FILES, ".gitignore": ".pytest_cache/\n"}, policy=POLICY)
+    script = "mkdir -p .pytest_cache/v && printf '*\\n' > .pytest_cache/.gitignore && "
+    script += "echo 1 > .pytest_cache/v/lastfailed"
+    proc, doc = _run(repo, script)
+    assert proc.returncode == 0, proc.stdout
+    assert doc["details"]["git_state_changed"] == []  # type: ignore[index]
+
+
+def test_a_rule_file_in_an_ignored_directory_holding_a_tracked_file_still_counts(
+    make_repo,
+) -> None:
+    # Attributes still apply to a file tracked inside an ignored directory.
+    repo = make_repo({**FILES, ".gitignore": "vendor/\n"}, policy=POLICY)
+    (repo / "vendor").mkdir()
+    (repo / "vendor/x.csv").write_text("1\n")
+    git(repo, "add", "-f", "vendor/x.csv")
+    git(repo, "commit", "-qm", "vendored")
+    script = "echo 'x.csv working-tree-encoding=IBM037' > vendor/.gitattributes && "
+    script += "printf '\\361\\045' > vendor/x.csv"
+    proc, doc = _run(repo, script, "--restore")
+    assert proc.returncode == 1, proc.stdout
+    assert doc["details"]["git_state_changed"] == ["rule file vendor/.gitattributes"]  # type: ignore[index]
+    assert (repo / "vendor/x.csv").read_bytes() == b"1\n"
+    assert not (repo / "vendor/.gitattributes").exists()
 
 
 def test_a_file_already_flagged_before_the_run_is_still_digested(repo: Path) -> None:

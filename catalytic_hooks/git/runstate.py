@@ -29,7 +29,7 @@ from catalytic_hooks.fs.files import atomic_write
 from catalytic_hooks.git.indexid import identity_of
 from catalytic_hooks.git.invoke import RUN_PINNED, overrides_env
 from catalytic_hooks.git.refs import put_back_replace_refs, replace_refs
-from catalytic_hooks.git.repo import Repo
+from catalytic_hooks.git.repo import Repo, literal
 from catalytic_hooks.git.statefiles import trusted_files
 
 
@@ -128,9 +128,13 @@ RULE_FILE = "rule file "  # the prefix of a rule file's name in `git_state`
 
 
 def rule_files(repo: Repo) -> list[str]:
-    """Every `.gitignore` and `.gitattributes` in the working tree: tracked, untracked, and
-    ignored (no exclude rule applied), inside ignored directories too (their attributes still
-    apply to a file tracked there). Nested repositories are not entered."""
+    """Every `.gitignore` and `.gitattributes` in the working tree that can change how git sees
+    a path it does not already ignore: tracked, untracked, or ignored themselves (no exclude
+    rule applied: `printf '*\\n' > src/.gitignore` ignores itself). Left out: those in a
+    directory that rules outside it ignore (`.pytest_cache/.gitignore` where the repository
+    ignores `.pytest_cache/`: pytest, mypy and ruff write one with every cache) and that holds
+    no tracked file, for there they rule only over what is ignored anyway. Nested
+    repositories are not entered."""
     out = repo.git(
         "ls-files",
         "-z",
@@ -140,7 +144,7 @@ def rule_files(repo: Repo) -> list[str]:
         "--",
         *(f":(glob)**/{name}" for name in RULE_FILES),
     )
-    return sorted(
+    found = sorted(
         {
             p
             for raw in out.split(b"\0")
@@ -148,6 +152,25 @@ def rule_files(repo: Repo) -> list[str]:
             and (p := raw.decode("utf-8", "surrogateescape")).rsplit("/", 1)[-1] in RULE_FILES
         }
     )
+    dirs = sorted({p.rsplit("/", 1)[0] for p in found if "/" in p})
+    if not dirs:
+        return found
+    # check-ignore judges a directory by the rules of the directories above it, never by its
+    # own rule files; a path inside an ignored directory is reported ignored too.
+    listed = repo.git(
+        "check-ignore",
+        "-z",
+        "--stdin",
+        input=b"".join(os.fsencode(d) + b"\0" for d in dirs),
+        check=False,
+    )
+    ignored = {os.fsdecode(d) for d in listed.split(b"\0") if d}
+    if not ignored:
+        return found
+    tracked = repo.git("ls-files", "-z", "--cached", "--full-name", "--", *literal(sorted(ignored)))
+    holding = {os.fsdecode(t).rsplit("/", 1)[0] for t in tracked.split(b"\0") if t}
+    live = {d for d in ignored if any(h == d or h.startswith(d + "/") for h in holding)}
+    return [p for p in found if "/" not in p or p.rsplit("/", 1)[0] not in ignored - live]
 
 
 def _system_attributes(repo: Repo) -> str:
