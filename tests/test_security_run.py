@@ -107,10 +107,17 @@ def test_an_ignore_file_among_the_outputs_is_no_change_of_git_state(repo: Path) 
     assert doc["details"]["git_state_changed"] == []  # type: ignore[index]
 
 
-def test_a_tool_cache_the_repository_ignores_is_no_change_of_git_state(make_repo) -> None:
+@pytest.mark.parametrize("how", ["gitignore", "exclusions"])
+def test_a_tool_cache_the_repository_ignores_is_no_change_of_git_state(
+    make_repo, how: str
+) -> None:
     # pytest, mypy and ruff write a self-ignoring `.gitignore` into their cache directories;
-    # where the repository ignores the directory, that rule file rules over nothing else.
-    repo = make_repo({**FILES, ".gitignore": ".pytest_cache/\n"}, policy=POLICY)
+    # where the repository ignores the directory (or the policy excludes it), that rule file
+    # rules over nothing judged.
+    if how == "gitignore":
+        repo = make_repo({**FILES, ".gitignore": ".pytest_cache/\n"}, policy=POLICY)
+    else:
+        repo = make_repo(FILES, policy=POLICY + 'exclusions = [".pytest_cache"]\n')
     script = "mkdir -p .pytest_cache/v && printf '*\\n' > .pytest_cache/.gitignore && "
     script += "echo 1 > .pytest_cache/v/lastfailed"
     proc, doc = _run(repo, script)
