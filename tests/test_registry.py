@@ -906,6 +906,20 @@ def _delivered(pid: int, sig: int) -> None:
         time.sleep(0.001)
 
 
+def _validating(
+    shared: dict[str, Path], mini: MiniRegistry
+) -> tuple[Path, bytes, subprocess.Popen[str]]:
+    """`validate` of the minimal registry's repository, started: the chronicle, its bytes
+    before, and the process."""
+    chronicle = shared["repo"] / ".catalytic/chronicle.jsonl"
+    before = chronicle.read_bytes() if chronicle.exists() else b""
+    proc = _started(
+        ["validate", f"oci://{mini.host}/t/runs", "--trust-file", str(shared["trust"])],
+        shared["repo"],
+    )
+    return chronicle, before, proc
+
+
 def test_an_interrupted_validate_starts_no_replay_after_it(
     shared: dict[str, Path], mini: MiniRegistry, tmp_path: Path
 ) -> None:
@@ -915,12 +929,7 @@ def test_an_interrupted_validate_starts_no_replay_after_it(
     replayed the run and recorded it, and the process waited for all of it."""
     info = _push_mini(shared, mini, tmp_path, "--no-attestation")
     mini.state.faults["hold"] = {info["archive"]["digest"]}
-    chronicle = shared["repo"] / ".catalytic/chronicle.jsonl"
-    before = chronicle.read_bytes() if chronicle.exists() else b""
-    proc = _started(
-        ["validate", f"oci://{mini.host}/t/runs", "--trust-file", str(shared["trust"])],
-        shared["repo"],
-    )
+    chronicle, before, proc = _validating(shared, mini)
     try:
         assert mini.state.stalled.wait(60), "validate never reached the blob"
         proc.send_signal(signal.SIGINT)
@@ -953,12 +962,7 @@ def test_ctrl_c_reaches_a_validate_pull_the_registry_never_answers(
         return 500, {}, b""
 
     mini.state.faults["answers"] = {f"/v2/t/runs/blobs/{info['archive']['digest']}": withhold}
-    chronicle = shared["repo"] / ".catalytic/chronicle.jsonl"
-    before = chronicle.read_bytes() if chronicle.exists() else b""
-    proc = _started(
-        ["validate", f"oci://{mini.host}/t/runs", "--trust-file", str(shared["trust"])],
-        shared["repo"],
-    )
+    chronicle, before, proc = _validating(shared, mini)
     try:
         assert entered.wait(60), "validate never asked for the blob"
         proc.send_signal(signal.SIGINT)

@@ -108,9 +108,7 @@ def test_an_ignore_file_among_the_outputs_is_no_change_of_git_state(repo: Path) 
 
 
 @pytest.mark.parametrize("how", ["gitignore", "exclusions"])
-def test_a_tool_cache_the_repository_ignores_is_no_change_of_git_state(
-    make_repo, how: str
-) -> None:
+def test_a_tool_cache_the_repository_ignores_is_no_change_of_git_state(make_repo, how: str) -> None:
     # pytest, mypy and ruff write a self-ignoring `.gitignore` into their cache directories;
     # where the repository ignores the directory (or the policy excludes it), that rule file
     # rules over nothing judged.

@@ -176,19 +176,27 @@ def test_install_server_chains_a_foreign_hook_with_its_stdin(
     assert record.read_text() == f"{old} {new} refs/heads/main\n"
 
 
-def test_bundles_are_verified_from_the_quarantine(make_repo, tmp_path: Path) -> None:
+def _gated_trusting_alice(make_repo, tmp_path: Path, policy: str) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """A clone and its gated bare server, whose base trusts alice (SEED_A) only."""
     from catalytic_hooks.bundle.keys import signer_from_seed
 
-    from .helpers import SEED_A, SEED_B, make_bundle
+    from .helpers import SEED_A
 
     alice = signer_from_seed(SEED_A)
     repo = make_repo(
-        {**BASE, ".catalytic/allowed_validators": f"alice id:{alice.validator_id}\n"}, policy=POLICY
+        {**BASE, ".catalytic/allowed_validators": f"alice id:{alice.validator_id}\n"}, policy=policy
     )
     bare = _bare(tmp_path / "server.git")
     git(repo, "remote", "add", "origin", str(bare))
     git(repo, "push", "-q", "origin", "main")
     assert catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
+    return repo, bare
+
+
+def test_bundles_are_verified_from_the_quarantine(make_repo, tmp_path: Path) -> None:
+    from .helpers import SEED_A, SEED_B, make_bundle
+
+    repo, _ = _gated_trusting_alice(make_repo, tmp_path, POLICY)
     make_bundle(repo / "_runs/mallory", repo, {"outputs/m.bin": b"m\n"}, seed=SEED_B)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--no-verify", "-m", "untrusted run")
@@ -217,18 +225,9 @@ def test_a_root_inside_the_run_root_does_not_hide_a_forged_bundle(
     """A durable or excluded root below `_runs` was dropped from the gate's diffs like any other
     root no rule looks at, so a bundle pushed there was never verified: one signed by a key the
     base does not trust, its output swapped after signing, went through."""
-    from catalytic_hooks.bundle.keys import signer_from_seed
+    from .helpers import SEED_B, make_bundle
 
-    from .helpers import SEED_A, SEED_B, make_bundle
-
-    alice = signer_from_seed(SEED_A)
-    repo = make_repo(
-        {**BASE, ".catalytic/allowed_validators": f"alice id:{alice.validator_id}\n"}, policy=policy
-    )
-    bare = _bare(tmp_path / "server.git")
-    git(repo, "remote", "add", "origin", str(bare))
-    git(repo, "push", "-q", "origin", "main")
-    assert catalytic("install", "--server", "--git-dir", str(bare), cwd=tmp_path).returncode == 0
+    repo, bare = _gated_trusting_alice(make_repo, tmp_path, policy)
     before = _ref(bare)
     make_bundle(repo / "_runs/published/r1", repo, {"outputs/m.bin": b"m\n"}, seed=SEED_B)
     (repo / "outputs/m.bin").write_bytes(b"swapped after signing\n")
