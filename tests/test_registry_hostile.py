@@ -609,6 +609,43 @@ def test_a_junk_referrer_naming_a_checked_blob_with_another_size_removes_nothing
     assert info["archive"]["digest"].split(":")[1] in held and envelope.split(":")[1] in held
 
 
+def test_a_sound_entry_is_hashed_once_however_many_descriptors_lie_about_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """256 junk referrers naming a 4 GiB archive's blob with another size cost 256 hashes of
+    it, with nothing downloaded to count against the pull's budget. The hash itself is the
+    real one; the wrapper only counts its calls."""
+    from catalytic_hooks.core.errors import CatalyticError
+    from catalytic_hooks.registry import cache as cache_mod
+    from catalytic_hooks.registry.cache import Cache
+
+    calls: list[int] = []
+    real = cache_mod.sha256_fd
+
+    def counted(fd: int) -> str:
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(cache_mod, "sha256_fd", counted)
+    data = os.urandom(1 << 20)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    for first_size in (len(data), 1):  # found sound first, or first met through a lie
+        cache = Cache(tmp_path / f"cache-{first_size}")
+        cache.get(digest, 1)  # makes the directories
+        entry = cache.path(digest)
+        entry.write_bytes(data)
+        entry.chmod(0o600)
+        calls.clear()
+        if first_size == len(data):
+            assert cache.get(digest, len(data)) == entry
+        for _ in range(64):
+            with pytest.raises(CatalyticError) as refused:
+                cache.get(digest, 1)
+            assert refused.value.details["reason"] == "SIZE"
+        assert len(calls) == 1, len(calls)  # the check of the size asked for hashes nothing
+        assert entry.read_bytes() == data
+
+
 def test_a_pull_refused_for_an_attestation_file_that_exists_writes_nothing(
     shared: dict[str, Path],  # noqa: F811 (the fixtures imported above)
     mini: MiniRegistry,  # noqa: F811 (the fixture imported above)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -279,3 +280,58 @@ def test_restore_puts_the_rule_files_back_first_so_nothing_they_hid_stays(
     undo = doc["details"]["undo"]  # type: ignore[index]
     assert sorted(r["path"] for r in undo["removed"]) == ["src/.gitignore", "src/new.py"]
     assert git(repo, "status", "--porcelain", "--ignored", "--", "src").stdout == ""
+
+
+def test_a_directory_named_like_pathspec_magic_is_judged_by_its_own_name(make_repo) -> None:
+    # check-ignore reads each line as a pathspec: `:build` was the magic short form of `build`,
+    # which the repository ignores, so the rule file in `:build/` went unseen and the run passed.
+    repo = make_repo({**FILES, ".gitignore": "build\n"}, policy=POLICY)
+    script = "mkdir :build && printf '*\\n' > :build/.gitignore && echo evil > :build/evil.py"
+    proc, doc = _run(repo, script)
+    assert proc.returncode == 1, proc.stdout
+    assert doc["details"]["git_state_changed"] == ["rule file :build/.gitignore"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", [b"caf\xe9", b"two\nlines"], ids=["not-utf8", "newline"])
+def test_a_rule_file_whose_name_is_not_text_is_named_escaped(repo: Path, name: bytes) -> None:
+    # Before, such a name broke every `run --restore` (INTERNAL, or GIT_FAILED from
+    # `hash-object --stdin-paths`) even untouched, and a new one made the bundle unwritable.
+    d = os.path.join(os.fsencode(repo), name)
+    os.mkdir(d)
+    with open(os.path.join(d, b".gitignore"), "wb") as fh:
+        fh.write(b"*\n")
+    proc, doc = _run(repo, "true", "--restore")
+    assert (proc.returncode, doc["code"]) == (0, "PASS"), proc.stdout
+    shutil.rmtree(repo / "_runs")
+    made = os.fsdecode(name + b"2")
+    octal = "".join(f"\\{b:03o}" for b in name + b"2")  # the command line itself stays text
+    script = f"d=$(printf '{octal}') && mkdir \"$d\" && printf '*\\n' > \"$d/.gitignore\""
+    for extra in ((), ("--restore",)):
+        proc, doc = _run(repo, script, *extra)
+        assert proc.returncode == 1, proc.stdout
+        assert doc["code"] == "RUN_FAILED"
+        shown = "rule file, name escaped: " + ascii(made + "/.gitignore")
+        assert doc["details"]["git_state_changed"] == [shown]  # type: ignore[index]
+        shutil.rmtree(os.path.join(os.fsencode(repo), name + b"2"))
+        shutil.rmtree(repo / "_runs")
+
+
+def test_restore_names_a_nested_repository_whose_head_the_command_moved(make_repo) -> None:
+    # A repository is never moved or recreated by the undo; before, the refusal said the
+    # command had created it, and a user who moved it away got a `recover` that called a
+    # tree missing the repository recovered.
+    repo = make_repo(FILES, policy=POLICY)
+    git(repo, "init", "-q", "lib")
+    git(repo / "lib", "commit", "-q", "--allow-empty", "-m", "v1")
+    v1 = git(repo / "lib", "rev-parse", "HEAD").stdout.strip()
+    proc, doc = _run(repo, "git -C lib commit -q --allow-empty -m v2", "--restore")
+    assert (proc.returncode, doc["code"]) == (2, "UNDO_INCOMPLETE"), proc.stdout
+    assert f"at commit {v1} before the run" in doc["message"]  # type: ignore[operator]
+    assert f"git -C lib checkout {v1}" in doc["message"]  # type: ignore[operator]
+    (repo / "lib").rename(repo.parent / "lib-moved")
+    rec = catalytic("recover", cwd=repo)
+    assert rec.returncode != 0, rec.stdout  # still refused: the repository is not there
+    (repo.parent / "lib-moved").rename(repo / "lib")
+    git(repo / "lib", "checkout", "-q", v1)
+    rec = catalytic("recover", cwd=repo)
+    assert rec.returncode == 0, rec.stdout + rec.stderr

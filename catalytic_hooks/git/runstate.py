@@ -125,6 +125,23 @@ def _file_hash(p: Path) -> str:
 SYSTEM_ATTRIBUTES = "/etc/gitattributes"
 RULE_FILES = (".gitignore", ".gitattributes")
 RULE_FILE = "rule file "  # the prefix of a rule file's name in `git_state`
+# A rule file whose name is not text (not UTF-8, or with a line break): named escaped, and never
+# put back by `run --restore` (neither a record nor `git hash-object --stdin-paths` holds it).
+ODD_RULE_FILE = "rule file, name escaped: "
+# Pathspec magic honoured whatever the caller's environment says (GIT_LITERAL_PATHSPECS=1 would
+# make `:(glob)**/.gitignore` match nothing).
+_MAGIC_PATHSPECS = {"GIT_LITERAL_PATHSPECS": "0", "GIT_NOGLOB_PATHSPECS": "0"}
+
+
+def plain_name(path: str) -> bool:
+    """Whether `path` is text a record, a report and `git hash-object --stdin-paths` hold."""
+    if "\n" in path or "\r" in path:
+        return False
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, decoded with surrogateescape
+        return False
+    return True
 
 
 def rule_files(repo: Repo) -> list[str]:
@@ -143,6 +160,7 @@ def rule_files(repo: Repo) -> list[str]:
         "--full-name",
         "--",
         *(f":(glob)**/{name}" for name in RULE_FILES),
+        extra_env=_MAGIC_PATHSPECS,
     )
     found = sorted(
         {
@@ -163,11 +181,22 @@ def rule_files(repo: Repo) -> list[str]:
         "--stdin",
         input=b"".join(os.fsencode(d) + b"\0" for d in dirs),
         check=False,
+        # Each line is a pathspec to check-ignore: `:build` would be the magic short form of
+        # `build`, and a directory named so would pass for an ignored one.
+        extra_env={"GIT_LITERAL_PATHSPECS": "1"},
     )
     ignored = {os.fsdecode(d) for d in listed.split(b"\0") if d}
     if not ignored:
         return found
-    tracked = repo.git("ls-files", "-z", "--cached", "--full-name", "--", *literal(sorted(ignored)))
+    tracked = repo.git(
+        "ls-files",
+        "-z",
+        "--cached",
+        "--full-name",
+        "--",
+        *literal(sorted(ignored)),
+        extra_env=_MAGIC_PATHSPECS,
+    )
     holding = {os.fsdecode(t).rsplit("/", 1)[0] for t in tracked.split(b"\0") if t}
     live = {d for d in ignored if any(h == d or h.startswith(d + "/") for h in holding)}
     return [p for p in found if "/" not in p or p.rsplit("/", 1)[0] not in ignored - live]
@@ -203,7 +232,8 @@ def git_state(repo: Repo, judges: Callable[[str], bool] | None = None) -> dict[s
     _hash_tree(Path(_system_attributes(repo)), "system attributes", state)
     for path in rule_files(repo):
         if judges is None or judges(path):
-            state[RULE_FILE + path] = _file_hash(repo.top / path)
+            name = RULE_FILE + path if plain_name(path) else ODD_RULE_FILE + ascii(path)
+            state[name] = _file_hash(repo.top / path)
     flags = "\0".join(sorted(flagged_entries(repo).all))
     state["index flags (skip-worktree, assume-unchanged)"] = hashlib.sha256(
         flags.encode("utf-8", "surrogateescape")

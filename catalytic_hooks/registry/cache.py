@@ -157,6 +157,9 @@ class Cache:
     def __init__(self, root: Path | None = None, cancel: threading.Event | None = None) -> None:
         self.root = root or cache_root()
         self._cancel = cancel
+        # Digests whose entry this process found sound: a descriptor naming one with another
+        # size is refused without hashing the entry again.
+        self._sound: set[str] = set()
         self.blobs = self.root / "blobs" / "sha256"
         self.tmp = self.root / "tmp"
         self.pushes = self.root / "pushes"
@@ -241,10 +244,14 @@ class Cache:
         if not os.path.lexists(path):
             return None
         if self.check(path, digest, size):
+            self._sound.add(digest)
             return path
         with contextlib.suppress(OSError):
             held = os.lstat(path).st_size
-            if held != size and self.check(path, digest, held):
+            # Hashed at most once per digest: 256 junk referrers naming a 4 GiB archive must
+            # not cost 256 hashes of it.
+            if held != size and (digest in self._sound or self.check(path, digest, held)):
+                self._sound.add(digest)
                 # The entry is sound and the descriptor lies about its size (a junk referrer
                 # naming the archive's blob): bytes that were checked are never removed on the
                 # word of a registry, which would take them from under the pull using them.
@@ -298,6 +305,7 @@ class Cache:
                 os.replace(tmp, final)
             except OSError as exc:  # a directory where the entry goes, a read-only blobs/
                 raise io_failure(f"place {digest} in the registry cache", final, exc) from exc
+            self._sound.add(digest)
         except BaseException:
             if fd >= 0:
                 os.close(fd)

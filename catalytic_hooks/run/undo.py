@@ -219,6 +219,19 @@ def undo(
             elif path in snap:
                 _put(repo, path, snap[path])
                 report.restored.append({"path": path, "saved_blob": saved_now})
+            elif path in pre:
+                # Only a submodule or nested repository is in PRE and not snapshotted (by its
+                # commit id): this tool never moves a repository's HEAD, nor makes one.
+                was = pre[path].removeprefix("gitlink:")
+                report.refused.append(
+                    {
+                        "path": path,
+                        "reason": f"a submodule or nested repository, at commit {was} before "
+                        f"the run; this tool never moves or recreates a repository: check that "
+                        f"commit out there (`git -C {path} checkout {was}`), then run "
+                        "`catalytic recover`",
+                    }
+                )
             elif path in post:
                 if os.path.isdir(repo.top / path) and not os.path.islink(repo.top / path):
                     # A nested repository the command created (recorded like a submodule): its
