@@ -179,13 +179,13 @@ def rule_files(repo: Repo) -> list[str]:
         "check-ignore",
         "-z",
         "--stdin",
-        input=b"".join(os.fsencode(d) + b"\0" for d in dirs),
+        # Each line is a pathspec to check-ignore, which refuses the `literal` magic: `:build`
+        # would be the short magic form of `build`, and a directory named so would pass for an
+        # ignored one. After `./` nothing is magic; git echoes the line as given.
+        input=b"".join(b"./" + os.fsencode(d) + b"\0" for d in dirs),
         check=False,
-        # Each line is a pathspec to check-ignore: `:build` would be the magic short form of
-        # `build`, and a directory named so would pass for an ignored one.
-        extra_env={"GIT_LITERAL_PATHSPECS": "1"},
     )
-    ignored = {os.fsdecode(d) for d in listed.split(b"\0") if d}
+    ignored = {os.fsdecode(d[2:]) for d in listed.split(b"\0") if d.startswith(b"./")}
     if not ignored:
         return found
     tracked = repo.git(
