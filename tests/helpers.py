@@ -99,7 +99,9 @@ MakeRepo = Callable[..., Path]
 def catalytic(
     *args: str, cwd: Path, input: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess."""
+    """Run the real console entry point in a subprocess. A command that hangs (the defect some
+    tests guard against, a read of a FIFO say) fails its test after 10 minutes instead of
+    holding the whole run."""
     return subprocess.run(
         [sys.executable, "-m", "catalytic_hooks", *args],
         cwd=cwd,
@@ -107,6 +109,7 @@ def catalytic(
         text=True,
         input=input,
         env=env if env is not None else dict(os.environ),
+        timeout=600,
     )
 
 

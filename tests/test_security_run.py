@@ -38,6 +38,8 @@ ATTACKS = {
     "self-ignoring-gitignore": "printf '*\\n' > src/.gitignore && echo evil > src/new.py",
     "self-ignoring-new-directory": "mkdir src/evil && printf '*\\n' > src/evil/.gitignore && "
     "echo evil > src/evil/__init__.py",
+    # Reading it to fingerprint it waited for a writer for ever, the undo still to do.
+    "fifo-in-info": "echo evil >> src/a.py && mkfifo .git/info/pipe",
     "ignored-gitattributes": "printf '.git*\\n' > data/.gitignore && "
     "echo 'x.csv working-tree-encoding=IBM037' > data/.gitattributes && "
     "printf '\\361\\045' > data/x.csv",
@@ -51,6 +53,7 @@ CHANGED = {
     "global-attributes": "core.attributesFile",
     "self-ignoring-gitignore": "rule file src/.gitignore",
     "self-ignoring-new-directory": "rule file src/evil/.gitignore",
+    "fifo-in-info": ".git/info/pipe",
     "ignored-gitattributes": "rule file data/.gitattributes",
 }
 

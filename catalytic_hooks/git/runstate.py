@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalytic_hooks.fs.files import atomic_write
+from catalytic_hooks.fs.files import atomic_write, sha256_path
 from catalytic_hooks.git.indexid import identity_of
 from catalytic_hooks.git.invoke import RUN_PINNED, overrides_env
 from catalytic_hooks.git.refs import put_back_replace_refs, replace_refs
@@ -112,10 +112,15 @@ def _hash_tree(base: Path, label: str, into: dict[str, str]) -> None:
 
 
 def _file_hash(p: Path) -> str:
+    """Streamed, and never opening a FIFO or a device the command left there (its read would
+    wait for ever, with the undo still to do)."""
     try:
         if p.is_symlink():
             return "link:" + os.readlink(p)
-        return hashlib.sha256(p.read_bytes()).hexdigest()
+        mode = os.lstat(p).st_mode
+        if not stat.S_ISREG(mode):
+            return f"not a file:{stat.S_IFMT(mode):o}"
+        return sha256_path(p)
     except OSError as exc:
         return f"unreadable:{exc.errno}"
 
