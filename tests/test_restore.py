@@ -371,6 +371,89 @@ def test_chain_failure_rolls_back_every_run(chain_proj: Path, target: Path) -> N
     assert tree(target) == before
 
 
+@pytest.mark.parametrize("how", ["named", "linked"])
+def test_a_chain_run_named_dot_git_is_refused_before_anything_is_written(
+    tmp_path: Path, target: Path, how: str
+) -> None:
+    """Each run goes into <root>/<run id>: a run directory named `.git` (or a link so named to
+    an ordinary run) made the restore root a repository whose restored `config` set
+    `core.fsmonitor`, a command the next `git status` there ran."""
+    proj = tmp_path / "p"
+    cfg = b'[core]\n\trepositoryformatversion = 0\n\tfsmonitor = "touch PWNED; false"\n'
+    outputs = {"HEAD": b"ref: refs/heads/main\n", "config": cfg, "refs/heads/k": b""}
+    if how == "named":
+        run = make_bundle(proj / "_runs/.git", proj, outputs)
+    else:
+        make_bundle(proj / "_runs/ok", proj, outputs)
+        run = proj / "links/.git"
+        run.parent.mkdir()
+        run.symlink_to(proj / "_runs/ok")
+    before = tree(target)
+    e = expect_code(
+        "RESTORE_INELIGIBLE", restore_chain, [run], target, project_root=proj, allow_untrusted=True
+    )
+    assert e.details["reason"] == "CHAIN_RUN_ID" and e.details["run_id"] == ".git"
+    assert tree(target) == before and not (target / ".git").exists()
+
+
+def test_a_run_subfolder_someone_else_makes_meanwhile_is_theirs(
+    chain_proj: Path, target: Path
+) -> None:
+    """`b` appears in the root while `a` is being restored: the chain stops with TARGET_EXISTS
+    and rolls back `a` only. Before, `mkdir` failed with a bare FileExistsError (INTERNAL) and
+    the rollback removed `b`, the other party's files with it."""
+
+    def someone_else(plan: Plan) -> None:
+        if plan.root.name == "a":
+            (target / "b").mkdir()
+            (target / "b/precious.txt").write_bytes(b"theirs")
+
+    before = tree(target)
+    runs = [chain_proj / "_runs/a", chain_proj / "_runs/b"]
+    e = expect_code(
+        "TARGET_EXISTS",
+        restore_chain,
+        runs,
+        target,
+        project_root=chain_proj,
+        allow_untrusted=True,
+        callbacks=Callbacks(after_stage=someone_else),
+    )
+    assert e.details["run_id"] == "b"
+    assert (target / "b/precious.txt").read_bytes() == b"theirs"
+    assert not (target / "a").exists()
+    assert tree(target) == {**before, "b/precious.txt": tree(target)["b/precious.txt"]}
+
+
+def test_a_chain_rollback_removes_only_the_directories_it_made(target: Path) -> None:
+    """A journal records a run subfolder before its `mkdir` and its identity right after: a
+    crash between the two leaves a name with no identity, which may since have been made by
+    someone else. The rollback removes such a one only while it is empty."""
+    from catalytic_hooks.restore.chain_journal import rollback_chain
+
+    for rid in ("empty", "full", "swapped"):
+        (target / rid).mkdir()
+    (target / "full/theirs.txt").write_bytes(b"x")
+    (target / "swapped/ours.txt").write_bytes(b"y")
+    made = os.stat(target / "swapped")
+    (target / "swapped").rename(target / "gone")
+    (target / "swapped").mkdir()
+    (target / "swapped/theirs.txt").write_bytes(b"z")
+    journal = {
+        "created": ["empty", "full", "swapped"],
+        "runs": ["empty", "full", "swapped"],
+        "created_ids": {"swapped": [made.st_dev, made.st_ino]},
+    }
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        rollback_chain(fd, journal)
+    finally:
+        os.close(fd)
+    assert not (target / "empty").exists()
+    assert (target / "full/theirs.txt").read_bytes() == b"x"
+    assert (target / "swapped/theirs.txt").read_bytes() == b"z"
+
+
 def test_chain_eligibility_before_any_write(chain_proj: Path, target: Path) -> None:
     (chain_proj / "out/b.txt").write_bytes(b"tampered")
     before = tree(target)

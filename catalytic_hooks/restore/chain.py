@@ -14,7 +14,11 @@ from catalytic_hooks.bundle.verify import Verified
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.fs.dirfd import lstat_at
 from catalytic_hooks.provenance.chronicle import record_for
-from catalytic_hooks.restore.chain_journal import new_chain_journal_name, rollback_chain
+from catalytic_hooks.restore.chain_journal import (
+    new_chain_journal_name,
+    rollback_chain,
+    run_subfolder_problem,
+)
 from catalytic_hooks.restore.engine import build_plan, check_keys, dry_run_report, eligible, execute
 from catalytic_hooks.restore.recovery import recover
 from catalytic_hooks.restore.transaction import (
@@ -32,6 +36,17 @@ def _eligible_chain(
 ) -> list[tuple[Verified, DirSource]]:
     """C.1: the whole chain is eligible before anything is written."""
     ids = [Path(d).resolve().name for d in run_dirs]
+    # Both the name given and the one it resolves to: the subfolder is named by the first
+    # (bundle.model.DirSource), and a link named `.git` may lead to an ordinary run.
+    for rid in (*ids, *(Path(d).name for d in run_dirs)):
+        if (problem := run_subfolder_problem(rid)) is not None:
+            raise fail(
+                ErrorCode.RESTORE_INELIGIBLE,
+                "PREFLIGHT",
+                f"{problem}: each run goes into <restore root>/<run id>",
+                "CHAIN_RUN_ID",
+                run_id=rid,
+            )
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise fail(
@@ -110,7 +125,22 @@ def _restore_runs(
         for rid, plan in plans:
             journal["created"].append(rid)
             write_journal(rfd, jname, journal)  # recorded before it exists
-            os.mkdir(rid, 0o777, dir_fd=rfd)  # the umask decides
+            try:
+                os.mkdir(rid, 0o777, dir_fd=rfd)  # the umask decides
+            except FileExistsError:
+                # Made by someone else since the check above: theirs, never rolled back.
+                journal["created"].pop()
+                write_journal(rfd, jname, journal)
+                raise fail(
+                    ErrorCode.TARGET_EXISTS,
+                    "EXECUTE",
+                    f"{rid} appeared in the restore root",
+                    path=rid,
+                    run_id=rid,
+                ) from None
+            made = os.stat(rid, dir_fd=rfd, follow_symlinks=False)
+            journal.setdefault("created_ids", {})[rid] = [made.st_dev, made.st_ino]
+            write_journal(rfd, jname, journal)
             plan.new_dirs = []
             try:
                 results.append({"run_id": rid, **execute(plan, callbacks)})
