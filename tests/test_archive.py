@@ -800,6 +800,25 @@ def test_history_and_a_submodule_travel_as_git_objects(make_repo, tmp_path: Path
     listing = git(wt, "ls-tree", "HEAD", "vendor/sub").stdout
     assert listing.startswith("160000 commit ")
     assert git(wt, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+    # Under a linked directory, a failed checkout is removed like any other: before, the
+    # removal refused the link (opened without following it), the half-made checkout stayed,
+    # and its error (INTERNAL) replaced the real one.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    bad = inproc(
+        "restore",
+        "bundle",
+        str(tmp_path / "s1-False.zip"),
+        "--worktree",
+        str(tmp_path / "link/wt"),
+        "--rev",
+        "0" * 40,
+        "--allow-untrusted",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert (bad.returncode, _json(bad)["code"]) == (2, "USAGE"), bad.stdout
+    assert list((tmp_path / "real").iterdir()) == []
 
 
 @needs_tool(shutil.which("git-lfs") is not None, "git-lfs is not installed here")

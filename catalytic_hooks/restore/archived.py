@@ -38,7 +38,11 @@ def _into_standalone(
 ) -> dict[str, Any]:
     v, src = eligible(opened.run_dir, opened.project_root, trust)
     check_keys(list(v.hashes))
-    target = wt.path.absolute()
+    # A link among the directories the user named is followed once, here, as mkdir -p or git
+    # clone would: what is made, and removed on failure, is then in the real directory (the
+    # removal opens the parent without following links).
+    given = wt.path.absolute()
+    target = given.parent.resolve() / given.name
     if target.exists() or target.is_symlink():
         raise fail(
             ErrorCode.RESTORE_TARGET_INVALID,
