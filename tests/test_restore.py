@@ -454,6 +454,54 @@ def test_a_chain_rollback_removes_only_the_directories_it_made(target: Path) -> 
     assert (target / "swapped/theirs.txt").read_bytes() == b"z"
 
 
+def _deep(top: Path, first: str, levels: int) -> None:
+    """`top/first/d/d/...`, `levels` directories below `first`, made by fd (no path is long)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    name = first
+    for _ in range(levels + 1):
+        os.mkdir(name, dir_fd=fd)
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd, name = sub, "d"
+    os.close(fd)
+
+
+def test_a_planted_staging_tree_too_deep_to_walk_is_refused_by_name(
+    proj: Path, target: Path
+) -> None:
+    """1,100 directories below a name the restore would take for its own stale staging: the
+    removal recursed past Python's limit, and every restore into the root and every
+    `restore recover` failed with INTERNAL. Now recovery reports it refused, by name."""
+    planted = ".spectrum06_staging_" + "0" * 32
+    _deep(target, planted, 1100)
+    try:
+        proc = catalytic("restore", "recover", str(target), "--json", cwd=proj)
+        doc = json.loads(proc.stdout)
+        assert doc["code"] != "INTERNAL", proc.stdout[:500]
+        assert proc.returncode != 3
+        refused = doc["details"]["refused"]
+        assert [r["name"] for r in refused] == [planted] and "deeper than" in refused[0]["reason"]
+        assert (target / planted / "d").is_dir()
+    finally:  # rm walks it iteratively; pytest's own clean-up would recurse like the bug did
+        subprocess.run(["rm", "-rf", str(target / planted)], check=True)
+
+
+def test_an_output_key_too_deep_to_stage_is_refused_before_anything_is_written(
+    tmp_path: Path, target: Path
+) -> None:
+    """A key 1,100 directories deep verifies (the format sets no depth) but staged it recursed
+    past Python's limit (INTERNAL). Past 128 directories a key is now refused by name."""
+    proj = tmp_path / "deep"
+    key = "d/" * 200 + "f.txt"
+    run = make_bundle(proj / "_runs/r1", proj, {key: b"deep\n"})
+    before = tree(target)
+    e = expect_code(
+        "PATH_ESCAPE_DETECTED", restore_bundle, run, target, project_root=proj, allow_untrusted=True
+    )
+    assert e.details["reason"] == "TOO_DEEP"
+    assert tree(target) == before
+
+
 def test_chain_eligibility_before_any_write(chain_proj: Path, target: Path) -> None:
     (chain_proj / "out/b.txt").write_bytes(b"tampered")
     before = tree(target)

@@ -6,6 +6,7 @@ swapped for a symlink later."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -77,18 +78,22 @@ def open_beneath(root: Path, rel: str) -> int:
         os.close(dfd)
 
 
-def remove_tree_at(dfd: int, name: str) -> None:
-    """rm -r below a directory fd without following symlinks."""
+def remove_tree_at(dfd: int, name: str, _depth: int = 0) -> None:
+    """rm -r below a directory fd without following symlinks. A tree deeper than
+    MAX_EMPTY_DEPTH directories (none this tool makes: restore.engine.check_keys) is refused
+    with an OSError naming the limit, never walked into Python's recursion limit."""
     st = lstat_at(dfd, name)
     if st is None:
         return
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dfd)
         return
+    if _depth >= MAX_EMPTY_DEPTH:
+        raise OSError(errno.ELOOP, f"deeper than {MAX_EMPTY_DEPTH} directories: not removed", name)
     sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
     try:
         for entry in os.listdir(sub):
-            remove_tree_at(sub, entry)
+            remove_tree_at(sub, entry, _depth + 1)
     finally:
         os.close(sub)
     os.rmdir(name, dir_fd=dfd)
@@ -188,17 +193,23 @@ class DirFds:
     def get(self, parts: list[str]) -> int:
         if not parts:
             return self.root_fd
-        key = "/".join(parts)
-        fd = self.fds.get(key)
-        if fd is None and self.limit is not None and len(self.fds) >= self.limit:
+        fd = self.fds.get("/".join(parts))
+        if fd is not None:
+            return fd
+        if self.limit is not None and len(self.fds) >= self.limit:
             self.close()
-        if fd is None:
-            parent = self.get(parts[:-1])
+        # From the deepest directory already open, down one component at a time (a loop, not
+        # a recursion: a path's depth is the archive's to choose).
+        have = len(parts) - 1
+        while have and "/".join(parts[:have]) not in self.fds:
+            have -= 1
+        fd = self.fds["/".join(parts[:have])] if have else self.root_fd
+        for i in range(have, len(parts)):
             if self.create:
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(parts[-1], 0o777, dir_fd=parent)
-            fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent)
-            self.fds[key] = fd
+                    os.mkdir(parts[i], 0o777, dir_fd=fd)
+            fd = os.open(parts[i], DIR_FLAGS, dir_fd=fd)
+            self.fds["/".join(parts[: i + 1])] = fd
         return fd
 
     def close(self) -> None:

@@ -63,6 +63,15 @@ __all__ = [
 # -- PREFLIGHT --------------------------------------------------------------------------------
 
 
+# Deeper output keys are refused: staging, placing and rolling back walk a key's directories
+# one fd each, and fs.dirfd refuses to remove a tree deeper than MAX_EMPTY_DEPTH.
+MAX_KEY_DEPTH = 128
+
+
+def shown_key(key: str) -> str:
+    return repr(key if len(key) <= 200 else key[:200] + "…")
+
+
 def check_keys(keys: list[str]) -> None:
     """Path safety (§4.2, docs/FORMATS.md §0): rejected, never rewritten."""
     for key in sorted(keys, key=utf8_key):
@@ -82,6 +91,14 @@ def check_keys(keys: list[str]) -> None:
                 "PREFLIGHT",
                 f"output key {key!r} names git's own directory",
                 "GIT_DIRECTORY",
+                path=key,
+            )
+        if key.count("/") >= MAX_KEY_DEPTH:
+            raise fail(
+                ErrorCode.PATH_ESCAPE_DETECTED,
+                "PREFLIGHT",
+                f"output key {shown_key(key)} lies more than {MAX_KEY_DEPTH} directories deep",
+                "TOO_DEEP",
                 path=key,
             )
         if key in (MANIFEST, REPORT) or key.split("/")[0].startswith(

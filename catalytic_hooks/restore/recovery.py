@@ -45,7 +45,11 @@ def recover_locked(rfd: int) -> dict[str, Any]:
             recover_journal(rfd, name, report)
     for name in sorted(os.listdir(rfd)):
         if _stale(name):
-            remove_tree_at(rfd, name)
+            try:
+                remove_tree_at(rfd, name)
+            except OSError as exc:  # deeper than any staging this tool makes: planted
+                report["refused"].append({"name": name, "reason": exc.strerror or str(exc)})
+                continue
             report["stale_staging_removed"].append(name)
     return report
 
