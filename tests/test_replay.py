@@ -473,3 +473,26 @@ def test_replay_refuses_a_cwd_outside_its_worktree(repo: Path, tmp_path: Path) -
     assert code == 1 and doc["code"] == "REPLAY_FAILED"
     assert doc["details"]["reason"] == "UNSAFE_PATH"
     assert not list(tmp_path.rglob("escaped-marker"))
+
+
+@pytest.mark.parametrize(
+    "kind, data",
+    [({"not": "a string"}, {"run_id": "r2"}), ("run", ["a", "list"]), ("run", {"n": None})],
+    ids=["kind-not-text", "data-not-object", "null-field"],
+)
+def test_chronicle_show_lists_a_record_of_another_shape(make_repo, kind, data) -> None:  # type: ignore[no-untyped-def]
+    # The hash chain vouches for order, not for shape: a record anyone could commit, with an
+    # intact chain, made `chronicle show` fail with INTERNAL (exit 3).
+    from catalytic_hooks.provenance.chronicle import append
+
+    repo = make_repo({"README": "x\n"}, policy='durable_roots = ["outputs"]\n')
+    path = repo / ".catalytic" / "chronicle.jsonl"
+    append(path, "run", {"run_id": "r1"})
+    append(path, kind, data)
+    assert catalytic("chronicle", "verify", cwd=repo).returncode == 0
+    proc = catalytic("chronicle", "show", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and "run_id=r1" in lines[0]
+    shown = json.dumps(kind) if not isinstance(kind, str) else kind
+    assert shown in lines[1]

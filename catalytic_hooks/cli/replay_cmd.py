@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -206,6 +207,24 @@ def chronicle_verify(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
         )
 
 
+def _record_line(rec: dict[str, Any]) -> str:
+    """One record as a line. Its fields are whatever anyone who could commit wrote there (the
+    chain vouches for order, not for shape): a field of another type shows as text."""
+
+    def text(value: object) -> str:
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+    data = rec.get("data")
+    fields = data if isinstance(data, dict) else {}
+    summary = ", ".join(
+        f"{k}={text(v)}" for k, v in sorted(fields.items()) if not isinstance(v, dict | list)
+    )
+    if data is not None and not isinstance(data, dict):
+        summary = f"data={text(data)}"
+    seq, when, kind = (text(rec.get(k, "?")) for k in ("seq", "time", "kind"))
+    return f"{seq:>5}  {when[:19]}  {kind:<8} {summary}"
+
+
 @chronicle_app.command("show")
 def chronicle_show(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
     """List the chronicle's records."""
@@ -218,8 +237,4 @@ def chronicle_show(repo: RepoOpt = None, json_mode: JsonOpt = False) -> None:
             emit_json(envelope(True, SuccessCode.OK, {"records": records}))
             return
         for rec in records:
-            data = rec.get("data", {})
-            summary = ", ".join(
-                f"{k}={data[k]}" for k in sorted(data) if not isinstance(data[k], dict | list)
-            )
-            say(f"{rec['seq']:>5}  {rec['time'][:19]}  {rec['kind']:<8} {summary}")
+            say(_record_line(rec))

@@ -6,6 +6,7 @@ or holding a space, quote, `;`, `@`, `#`, `/` or newline can pass."""
 
 from __future__ import annotations
 
+import collections
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -130,7 +131,10 @@ def plan_of(environment: Any) -> Plan:
     pins = tuple(_pin(p) for p in packages)
     names = [p.name for p in pins]
     if len(set(names)) != len(names):
-        raise _bad("a package listed twice:", sorted(n for n in names if names.count(n) > 1)[0])
+        # Counted once (a list.count per name was quadratic: hours for a signed list of a
+        # million packages with one name twice).
+        twice = sorted(n for n, k in collections.Counter(names).items() if k > 1)
+        raise _bad("a package listed twice:", twice[0])
     env_hash = environment.get("environment_hash")
     if not isinstance(env_hash, str) or not HASH.match(env_hash):
         raise _bad("environment hash", env_hash)
