@@ -289,3 +289,35 @@ def test_prune_leaves_what_the_cache_did_not_make(tmp_path: Path) -> None:
     assert (details["removed"], details["ignored"]) == (["0" * 32], ["link", "notes"])
     assert sorted(p.name for p in envs.iterdir()) == ["0" * 32 + ".lock", "link", "notes"]
     assert tmp_path.is_dir() and (envs / "notes").read_text() == "someone's notes\n"
+
+
+@pytest.mark.parametrize("where", ["--index", "policy"])
+def test_an_index_url_with_credentials_is_refused_and_never_echoed(make_repo, where: str) -> None:
+    """A password in an index URL went into the refusal's message and `details.sources` when
+    no source offered a wheel (stderr, or stdout with --json), so into CI logs; urllib never
+    sent it anyway. It is refused up front, the URL shown masked."""
+    url = "https://alice:S3CRET-TOKEN@127.0.0.1:9/simple"
+    policy = 'durable_roots = ["outputs"]\nrun_roots = ["_runs"]\n'
+    if where == "policy":
+        policy += f'env_index = "{url}"\n'
+    repo = make_repo({"README": "x\n"}, policy=policy)
+    env = {
+        "environment_format": 2,
+        "python": {"implementation": "cpython", "version": "3.11.7"},
+        "packages": [{"name": "tinylib", "version": "1.0", "hashes": ["sha256:" + "a" * 64]}],
+        "environment_hash": "sha256:" + "b" * 64,
+    }
+    spec = {"task_id": "r", "command": ["true"], "cwd": ".", "environment": env}
+    run = make_bundle(
+        repo / "_runs/r1", repo, {"outputs/a.txt": b"a"}, task_spec=canonical_bytes(spec)
+    )
+    args = ["env", "export", str(run), "--format", "pylock"]
+    if where == "--index":
+        args += ["--index", url]
+    for mode in ((), ("--json",)):
+        proc = catalytic(*args, *mode, cwd=repo)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        text = proc.stdout + proc.stderr
+        assert "S3CRET" not in text and "alice" not in text
+        assert "https://***@127.0.0.1:9/simple" in text
+        assert "Traceback" not in text

@@ -388,6 +388,30 @@ def policy_from_mapping(data: dict[str, Any], source: str) -> Policy:
     return policy
 
 
+def masked_url(url: str) -> str:
+    """`url` with any user info (`USER:PASSWORD@`) replaced by `***@`: for a message."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def user_info_refusal(url: str, where: str, code: ErrorCode) -> CatalyticError | None:
+    """The refusal of an index URL carrying credentials, or None. They would travel in every
+    message, report and lock file that names the index (and urllib does not send them)."""
+    if masked_url(url) == url:
+        return None
+    return CatalyticError(
+        code,
+        f"{where}: {masked_url(url)} has user info (credentials) in it; they are never put in "
+        "a URL here: serve the index on loopback, or give a wheelhouse (--find-links)",
+        location=masked_url(url),
+    )
+
+
 def _env_value(key: str, value: Any, *, url: bool) -> str:
     """A location handed to an installer: never empty, never option-like (a value starting with
     '-' would be read as an option), no control characters; URLs are http(s) or file."""
@@ -400,6 +424,9 @@ def _env_value(key: str, value: Any, *, url: bool) -> str:
         raise CatalyticError(
             ErrorCode.CONFIG_INVALID, f"'{key}': {value!r} is not a usable location", key=key
         )
+    if url and (refused := user_info_refusal(value, f"'{key}'", ErrorCode.CONFIG_INVALID)):
+        refused.details["key"] = key
+        raise refused
     if url and not value.startswith(("http://", "https://", "file://")):
         raise CatalyticError(
             ErrorCode.CONFIG_INVALID, f"'{key}': {value!r} must be an http(s) or file URL", key=key

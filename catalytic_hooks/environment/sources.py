@@ -31,6 +31,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from catalytic_hooks.core.canonical import loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.policy import user_info_refusal
 from catalytic_hooks.environment.pins import Pin
 from catalytic_hooks.environment.tags import WheelName, parse_wheel_name, same_version
 
@@ -251,6 +252,9 @@ def make_sources(
     offline: bool,
     in_place: bool = False,
 ) -> list[Source]:
+    for url in (*([index] if index else []), *fallbacks):
+        if refused := user_info_refusal(url, "index", ErrorCode.USAGE):
+            raise refused
     sources: list[Source] = [Wheelhouse(loc, in_place) for loc in find_links]
     if not offline:
         if index:
