@@ -220,3 +220,55 @@ def test_chain_restore_sigkill_then_recover(tmp_path: Path) -> None:
         outcomes.append(assert_untouched_or_complete(root, {}, complete))
         n += 3  # every third filesystem call across three bundles
     assert len(outcomes) > 20 and "untouched" in outcomes
+
+
+def test_an_archive_checkout_killed_at_any_moment_is_absent_or_whole(
+    make_repo, tmp_path: Path
+) -> None:
+    """`restore bundle ARCHIVE --worktree DIR` SIGKILLed at many moments: DIR is absent, or
+    whole (killed after it was renamed into place), and the next attempt succeeds and removes
+    what the dead one left beside DIR. Before, DIR was left a checkout without its outputs,
+    which `restore recover` called fine and every later attempt refused (WORKTREE_EXISTS)."""
+    import json
+    import shutil
+
+    from catalytic_hooks.archive.create import create_archive
+
+    from .helpers import git, inproc
+
+    repo = make_repo({"data/x.csv": "1\n"}, name="src")
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    outputs = {"outputs/o.bin": b"o" * 5000, "outputs/p.txt": b"p\n"}
+    spec = json.dumps({"task_id": "k1", "git_commit": head}).encode()
+    run = make_bundle(repo / "_runs/k1", repo, outputs, task_spec=spec)
+    archive = tmp_path / "k1.zip"
+    create_archive(run, archive, project_root=repo)
+    wt = tmp_path / "wt"
+    args = ("restore", "bundle", str(archive), "--worktree", str(wt), "--allow-untrusted")
+
+    def whole() -> bool:
+        return git(wt, "rev-parse", "HEAD").stdout.strip() == head and all(
+            (wt / k).read_bytes() == v for k, v in outputs.items()
+        )
+
+    def work() -> None:
+        if inproc(*args, cwd=tmp_path).returncode != 0:
+            os._exit(4)
+
+    n, kills = 1, 0
+    while True:
+        status = killed_at(n, work)
+        if os.WIFEXITED(status):
+            assert os.WEXITSTATUS(status) == 0, status
+            break  # the restore made fewer changes than n: it ran to the end
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        kills += 1
+        assert not wt.exists() or whole(), n
+        shutil.rmtree(wt, ignore_errors=True)
+        again = inproc(*args, cwd=tmp_path)
+        assert again.returncode == 0, (n, again.stdout)
+        assert whole()
+        assert [p.name for p in tmp_path.iterdir() if "catalytic-partial" in p.name] == [], n
+        shutil.rmtree(wt)
+        n = n * 3 // 2 + 1
+    assert kills >= 5  # the kills reached well into the restore
