@@ -272,3 +272,53 @@ def test_an_archive_checkout_killed_at_any_moment_is_absent_or_whole(
         shutil.rmtree(wt)
         n = n * 3 // 2 + 1
     assert kills >= 5  # the kills reached well into the restore
+
+
+def test_a_linked_worktree_restore_killed_at_any_moment_is_absent_or_whole(
+    make_repo, tmp_path: Path
+) -> None:
+    """`restore bundle RUN_DIR --worktree DIR` (a linked worktree of the run's repository)
+    SIGKILLed at many moments: DIR is absent or whole, git lists no worktree the dead attempt
+    registered once the next attempt has run, and that attempt succeeds."""
+    from catalytic_hooks.restore.engine import WorktreeTarget
+
+    from .helpers import git
+
+    repo = make_repo(
+        {"src.txt": "s"}, policy='durable_roots = ["outputs"]\nrun_roots = ["_runs"]\n'
+    )
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    outputs = {"outputs/o.bin": b"o" * 5000, "outputs/p.txt": b"p\n"}
+    make_bundle(repo / "_runs/w1", repo, outputs)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "run w1")
+    wt = tmp_path / "wt"
+
+    def restore() -> None:
+        restore_bundle(repo / "_runs/w1", WorktreeTarget(wt, head), allow_untrusted=True)
+
+    def whole() -> bool:
+        return all((wt / k).read_bytes() == v for k, v in outputs.items())
+
+    def listed() -> list[str]:
+        lines = git(repo, "worktree", "list", "--porcelain").stdout.splitlines()
+        return [ln.split(" ", 1)[1] for ln in lines if ln.startswith("worktree ")][1:]
+
+    n, kills = 1, 0
+    while True:
+        status = killed_at(n, restore)
+        if os.WIFEXITED(status):
+            assert os.WEXITSTATUS(status) == 0, status
+            break
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        kills += 1
+        assert not wt.exists() or whole(), n
+        if wt.exists():
+            git(repo, "worktree", "remove", "--force", str(wt))
+        restore()
+        assert whole()
+        assert listed() == [str(wt.resolve())], n
+        assert [p.name for p in tmp_path.iterdir() if "catalytic-partial" in p.name] == [], n
+        git(repo, "worktree", "remove", "--force", str(wt))
+        n = n * 3 // 2 + 1
+    assert kills >= 5

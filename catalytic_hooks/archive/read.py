@@ -44,7 +44,7 @@ from catalytic_hooks.bundle.model import (
 )
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
-from catalytic_hooks.fs.dirfd import DIR_FLAGS, DirFds, open_beneath, remove_tree_at
+from catalytic_hooks.fs.dirfd import DIR_FLAGS, DirFds, open_beneath, remove_tree
 from catalytic_hooks.fs.files import CHUNK, read_fd, write_all
 from catalytic_hooks.git.pack import Imported, import_pack, init_repository
 
@@ -336,16 +336,6 @@ def limits_for(policy: Any) -> Limits:
         max_entry_bytes=policy.archive_max_bytes,
         max_total_bytes=policy.archive_max_bytes,
     )
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a directory this reader created, by fd, never following a symlink in it."""
-    with contextlib.suppress(FileNotFoundError):
-        pfd = os.open(path.parent, DIR_FLAGS)
-        try:
-            remove_tree_at(pfd, path.name)
-        finally:
-            os.close(pfd)
 
 
 def _stream(

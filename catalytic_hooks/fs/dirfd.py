@@ -99,6 +99,16 @@ def remove_tree_at(dfd: int, name: str, _depth: int = 0) -> None:
     os.rmdir(name, dir_fd=dfd)
 
 
+def remove_tree(path: Path) -> None:
+    """Remove a directory this tool created, by fd, never following a symlink in it."""
+    with contextlib.suppress(FileNotFoundError):
+        pfd = os.open(path.parent, DIR_FLAGS)
+        try:
+            remove_tree_at(pfd, path.name)
+        finally:
+            os.close(pfd)
+
+
 # Deeper than this, a tree under a tmp root is left in place (and reported) rather than walked:
 # one fd and one stack frame per level.
 MAX_EMPTY_DEPTH = 256

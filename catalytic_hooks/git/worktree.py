@@ -18,9 +18,12 @@ def neutral(repo: Repo) -> Repo:
     return Repo(repo.top, repo.git_dir, repo.common_dir, clean_env())
 
 
-def add_worktree(repo: Repo, path: Path, commit: str) -> Path:
-    """A new detached worktree of `repo` at `commit`; `path` must not exist."""
-    if path.exists() or path.is_symlink():
+def add_worktree(repo: Repo, path: Path, commit: str, *, into_empty: bool = False) -> Path:
+    """A new detached worktree of `repo` at `commit`; `path` must not exist (`into_empty`: or
+    be an empty directory, which git fills)."""
+    if (path.exists() or path.is_symlink()) and not (
+        into_empty and path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+    ):
         raise CatalyticError(
             ErrorCode.WORKTREE_FAILED,
             f"{path} exists; a worktree needs a new path",
@@ -36,3 +39,9 @@ def remove_worktree(repo: Repo, path: Path) -> None:
     r = neutral(repo)
     r.git("worktree", "remove", "--force", str(path), check=False)
     r.git("worktree", "prune", check=False)
+
+
+def move_worktree(repo: Repo, src: Path, dst: Path) -> None:
+    """Move a worktree this tool created (git updates its own bookkeeping); `dst` must not
+    exist."""
+    neutral(repo).git("worktree", "move", str(src), str(dst))

@@ -11,21 +11,19 @@ included, DIR does not exist.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import re
-import uuid
 from pathlib import Path
 from typing import Any
 
-from catalytic_hooks.archive.read import Opened, opened_archive, prove_objects, remove_tree
+from catalytic_hooks.archive.read import Opened, opened_archive, prove_objects
 from catalytic_hooks.archive.verify import check_commit
 from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.bundle.trust import TrustPolicy
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
-from catalytic_hooks.fs.dirfd import DIR_FLAGS
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.fs.dirfd import remove_tree
 from catalytic_hooks.git.pack import checkout_detached
 from catalytic_hooks.provenance.chronicle import record_for
+from catalytic_hooks.restore.aside import built_aside
 from catalytic_hooks.restore.chain import restore_chain
 from catalytic_hooks.restore.engine import (
     WorktreeTarget,
@@ -38,33 +36,15 @@ from catalytic_hooks.restore.engine import (
 )
 from catalytic_hooks.restore.transaction import Callbacks, check_target, fail
 
-# `.<name>.catalytic-partial-<32 hex>`: where `--worktree <name>` is built before it is renamed.
-PARTIAL_PREFIX = ".%s.catalytic-partial-"
-_HEX32 = re.compile(r"[0-9a-f]{32}")
 
-
-def _sweep_partials(target: Path) -> None:
-    """Remove what attempts at `target` that died left beside it: a partial directory no live
-    attempt holds locked."""
-    prefix = PARTIAL_PREFIX % target.name
-    try:
-        names = [n for n in os.listdir(target.parent) if n.startswith(prefix)]
-    except OSError:
-        return
-    for name in names:
-        if not _HEX32.fullmatch(name[len(prefix) :]):
-            continue
-        try:
-            fd = os.open(target.parent / name, DIR_FLAGS)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            remove_tree(target.parent / name)
-        except OSError:
-            pass  # a live attempt's (locked), or left for the next attempt
-        finally:
-            os.close(fd)
+def _appeared(target: Path) -> None:
+    if os.path.lexists(target):
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "EXECUTE",
+            f"{target} appeared while it was being made beside it; nothing was placed there",
+            "WORKTREE_EXISTS",
+        )
 
 
 def _into_standalone(
@@ -96,19 +76,9 @@ def _into_standalone(
             f"{target.parent} is not a directory",
             "NOT_A_DIRECTORY",
         )
-    # Built beside the target under a hidden name and renamed into place whole: a kill at any
-    # instant leaves DIR as it was (absent), never a checkout without its outputs that the
-    # next attempt refuses. The partial directory is held locked while it is built; one found
-    # unlocked belongs to an attempt that died, and the next attempt removes it.
-    _sweep_partials(target)
-    partial = target.parent / f"{PARTIAL_PREFIX % target.name}{uuid.uuid4().hex}"
-    try:
-        os.mkdir(partial)
-        held = os.open(partial, DIR_FLAGS)
-    except OSError as exc:
-        raise io_failure(f"make the checkout beside {target}", partial, exc) from exc
-    try:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    # Built beside DIR and renamed into place whole (restore.aside): a kill at any instant
+    # leaves DIR absent, never a checkout without its outputs that the next attempt refuses.
+    with built_aside(target, remove_tree) as (partial, held):
         proved = prove_objects(opened, partial, bare=False)
         if proved is None:
             raise CatalyticError(
@@ -124,19 +94,8 @@ def _into_standalone(
         checkout_detached(Repo.discover(partial), proved.commit)
         check_target(partial)
         doc = execute(build_plan(src, v, partial), callbacks, locked_fd=held)
-        if os.path.lexists(target):
-            raise fail(
-                ErrorCode.RESTORE_TARGET_INVALID,
-                "EXECUTE",
-                f"{target} appeared while the checkout was made; nothing was placed there",
-                "WORKTREE_EXISTS",
-            )
+        _appeared(target)
         os.rename(partial, target)
-    except BaseException:
-        remove_tree(partial)
-        raise
-    finally:
-        os.close(held)
     doc["result_root"] = str(target)
     return {
         **doc,

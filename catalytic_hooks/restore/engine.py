@@ -22,12 +22,13 @@ from catalytic_hooks.bundle.verify import Verified, verify_bundle
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
-from catalytic_hooks.fs.dirfd import DIR_FLAGS, lstat_at, remove_tree_at
+from catalytic_hooks.fs.dirfd import DIR_FLAGS, lstat_at, remove_tree, remove_tree_at
 from catalytic_hooks.fs.durable import durable
 from catalytic_hooks.fs.files import write_all
 from catalytic_hooks.git.repo import Repo
-from catalytic_hooks.git.worktree import add_worktree, remove_worktree
+from catalytic_hooks.git.worktree import add_worktree, move_worktree, remove_worktree
 from catalytic_hooks.provenance.chronicle import record_for
+from catalytic_hooks.restore.aside import built_aside
 from catalytic_hooks.restore.chain_journal import CHAIN_PREFIX
 from catalytic_hooks.restore.recovery import recover
 from catalytic_hooks.restore.transaction import (
@@ -429,14 +430,27 @@ def _into_worktree(
         }
     repo = Repo.discover(run_dir.resolve().parent)
     commit = _worktree_commit(repo, v, wt.rev)
-    add_worktree(repo, target, commit)
-    try:
-        check_target(target)
-        doc = execute(build_plan(src, v, target), callbacks)
-    except BaseException:
-        remove_worktree(repo, target)
-        raise
-    return {**doc, "worktree": str(target), "rev": commit}
+
+    def remove(path: Path) -> None:
+        remove_worktree(repo, path)
+        if os.path.lexists(path):  # never registered (a kill before `git worktree add` ended)
+            remove_tree(path)
+            remove_worktree(repo, path)  # its bookkeeping, if git had begun it
+
+    # Built beside DIR and moved into place whole (restore.aside), as from an archive.
+    with built_aside(target, remove) as (partial, held):
+        add_worktree(repo, partial, commit, into_empty=True)
+        check_target(partial)
+        doc = execute(build_plan(src, v, partial), callbacks, locked_fd=held)
+        if os.path.lexists(target):
+            raise fail(
+                ErrorCode.RESTORE_TARGET_INVALID,
+                "EXECUTE",
+                f"{target} appeared while it was being made beside it; nothing was placed there",
+                "WORKTREE_EXISTS",
+            )
+        move_worktree(repo, partial, target)
+    return {**doc, "result_root": str(target), "worktree": str(target), "rev": commit}
 
 
 def restore_bundle(
