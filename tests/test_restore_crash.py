@@ -322,3 +322,107 @@ def test_a_linked_worktree_restore_killed_at_any_moment_is_absent_or_whole(
         git(repo, "worktree", "remove", "--force", str(wt))
         n = n * 3 // 2 + 1
     assert kills >= 5
+
+
+@pytest.mark.parametrize("kind", ["run-directory", "archive"])
+def test_two_restores_at_one_worktree_path_place_one(
+    make_repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Restore A (in this process) is held between its check that DIR is free and its move
+    into DIR; restore B (a process of its own) at the same DIR starts meanwhile. Before, B
+    placed DIR in that window and A's `git worktree move` then put A's worktree inside B's (git
+    moves into an existing directory, as mv does), both reporting DIR; from an archive A's
+    rename failed INTERNAL. Now the check and the move hold the parent locked: B waits there,
+    then finds DIR taken and is refused, its partial removed. (Holding A at that instant needs
+    a wrapper around its move: no signal or file can stop a process between two lines.)"""
+    import json
+    import threading
+
+    from catalytic_hooks.archive.create import create_archive
+    from catalytic_hooks.archive.zipfmt import Limits
+    from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
+    from catalytic_hooks.restore import archived, engine
+    from catalytic_hooks.restore.archived import restore_archive
+    from catalytic_hooks.restore.engine import WorktreeTarget
+
+    from .helpers import git
+
+    repo = make_repo(
+        {"src.txt": "s"}, policy='durable_roots = ["outputs"]\nrun_roots = ["_runs"]\n'
+    )
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    spec = json.dumps({"task_id": "w1", "git_commit": head}).encode()
+    make_bundle(repo / "_runs/w1", repo, {"outputs/o.txt": b"o\n"}, task_spec=spec)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "run w1")
+    archive = tmp_path / "w1.zip"
+    create_archive(repo / "_runs/w1", archive, project_root=repo)
+    wt = tmp_path / "wt"
+    at_move, go = threading.Event(), threading.Event()
+
+    def held(real):  # type: ignore[no-untyped-def]
+        def wrapper(*a, **kw):  # type: ignore[no-untyped-def]
+            if Path(a[-1]) == wt.resolve():  # the move into DIR, nothing before it
+                at_move.set()
+                assert go.wait(120)
+            return real(*a, **kw)
+
+        return wrapper
+
+    if kind == "archive":
+        monkeypatch.setattr(archived.os, "rename", held(os.rename))
+    else:
+        monkeypatch.setattr(engine, "move_worktree", held(engine.move_worktree))
+    outcome: list[object] = []
+
+    def first() -> None:
+        target = WorktreeTarget(wt, head)
+        try:
+            if kind == "archive":
+                trust = trust_policy(caller_anchor(), allow_untrusted=True)
+                outcome.append(restore_archive(archive, target, trust=trust, limits=Limits()))
+            else:
+                outcome.append(restore_bundle(repo / "_runs/w1", target, allow_untrusted=True))
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    source = str(archive) if kind == "archive" else str(repo / "_runs/w1")
+    a = threading.Thread(target=first)
+    a.start()
+    b = None
+    try:
+        assert at_move.wait(60)
+        b = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "catalytic_hooks",
+                "restore",
+                "bundle",
+                source,
+                "--worktree",
+                str(wt),
+                "--allow-untrusted",
+                "--json",
+            ],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while b.poll() is None and "lock" not in Path(f"/proc/{b.pid}/wchan").read_text():
+            assert time.monotonic() < deadline, "B neither ended nor waited for the lock"
+            time.sleep(0.01)
+    finally:
+        go.set()
+        a.join(60)
+    out, _ = b.communicate(timeout=120)
+    (won,) = outcome
+    assert isinstance(won, dict) and won["worktree"] == str(wt.resolve()), won
+    refused = json.loads(out)
+    assert (b.returncode, refused["code"]) == (1, "RESTORE_TARGET_INVALID"), out
+    assert refused["details"]["reason"] == "WORKTREE_EXISTS"
+    assert [p.name for p in wt.iterdir() if "catalytic-partial" in p.name] == []
+    assert [p.name for p in tmp_path.iterdir() if "catalytic-partial" in p.name] == []
+    assert (wt / "outputs/o.txt").read_bytes() == b"o\n"

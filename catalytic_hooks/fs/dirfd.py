@@ -78,25 +78,61 @@ def open_beneath(root: Path, rel: str) -> int:
         os.close(dfd)
 
 
-def remove_tree_at(dfd: int, name: str, _depth: int = 0) -> None:
-    """rm -r below a directory fd without following symlinks. A tree deeper than
-    MAX_EMPTY_DEPTH directories (none this tool makes: restore.engine.check_keys) is refused
-    with an OSError naming the limit, never walked into Python's recursion limit."""
+def remove_tree_at(dfd: int, name: str) -> None:
+    """rm -r below a directory fd without following symlinks, at any depth with two fds open:
+    it walks down by fd and back up by `..`, checked to be the directory it came from (a
+    directory moved meanwhile stops it with an OSError rather than lead it elsewhere)."""
     st = lstat_at(dfd, name)
     if st is None:
         return
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dfd)
         return
-    if _depth >= MAX_EMPTY_DEPTH:
-        raise OSError(errno.ELOOP, f"deeper than {MAX_EMPTY_DEPTH} directories: not removed", name)
-    sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
+    cur = _open_same(dfd, name, st)
+    # One level per directory entered: (its name, identity, entries not yet removed).
+    levels: list[tuple[str, tuple[int, int], list[str]]] = [
+        (name, (st.st_dev, st.st_ino), os.listdir(cur))
+    ]
     try:
-        for entry in os.listdir(sub):
-            remove_tree_at(sub, entry, _depth + 1)
+        while levels:
+            here, _, left = levels[-1]
+            while left:
+                entry = left.pop()
+                est = lstat_at(cur, entry)
+                if est is None:
+                    continue
+                if stat.S_ISDIR(est.st_mode):
+                    sub = _open_same(cur, entry, est)
+                    os.close(cur)
+                    cur = sub
+                    levels.append((entry, (est.st_dev, est.st_ino), os.listdir(cur)))
+                    break
+                os.unlink(entry, dir_fd=cur)
+            else:
+                levels.pop()
+                if not levels:
+                    break
+                parent = os.open("..", DIR_FLAGS, dir_fd=cur)
+                now = os.fstat(parent)
+                if (now.st_dev, now.st_ino) != levels[-1][1]:
+                    os.close(parent)
+                    raise OSError(errno.ESTALE, "moved while it was being removed", here)
+                os.close(cur)
+                cur = parent
+                os.rmdir(here, dir_fd=cur)
     finally:
-        os.close(sub)
+        os.close(cur)
     os.rmdir(name, dir_fd=dfd)
+
+
+def _open_same(dfd: int, name: str, st: os.stat_result) -> int:
+    """`name` opened as the directory `st` describes (never a link, never one swapped in)."""
+    fd = os.open(name, DIR_FLAGS, dir_fd=dfd)
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise OSError(errno.ESTALE, "replaced while it was being removed", name)
+    return fd
 
 
 def remove_tree(path: Path) -> None:

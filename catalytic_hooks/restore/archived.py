@@ -19,11 +19,11 @@ from catalytic_hooks.archive.read import Opened, opened_archive, prove_objects
 from catalytic_hooks.archive.verify import check_commit
 from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.bundle.trust import TrustPolicy
-from catalytic_hooks.core.errors import CatalyticError, ErrorCode
+from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.fs.dirfd import remove_tree
 from catalytic_hooks.git.pack import checkout_detached
 from catalytic_hooks.provenance.chronicle import record_for
-from catalytic_hooks.restore.aside import built_aside
+from catalytic_hooks.restore.aside import built_aside, placed, reserved
 from catalytic_hooks.restore.chain import restore_chain
 from catalytic_hooks.restore.engine import (
     WorktreeTarget,
@@ -37,16 +37,6 @@ from catalytic_hooks.restore.engine import (
 from catalytic_hooks.restore.transaction import Callbacks, check_target, fail
 
 
-def _appeared(target: Path) -> None:
-    if os.path.lexists(target):
-        raise fail(
-            ErrorCode.RESTORE_TARGET_INVALID,
-            "EXECUTE",
-            f"{target} appeared while it was being made beside it; nothing was placed there",
-            "WORKTREE_EXISTS",
-        )
-
-
 def _into_standalone(
     opened: Opened, wt: WorktreeTarget, trust: TrustPolicy, dry_run: bool, callbacks: Callbacks
 ) -> dict[str, Any]:
@@ -57,6 +47,7 @@ def _into_standalone(
     # removal opens the parent without following links).
     given = wt.path.absolute()
     target = given.parent.resolve() / given.name
+    reserved(target)
     if target.exists() or target.is_symlink():
         raise fail(
             ErrorCode.RESTORE_TARGET_INVALID,
@@ -94,8 +85,11 @@ def _into_standalone(
         checkout_detached(Repo.discover(partial), proved.commit)
         check_target(partial)
         doc = execute(build_plan(src, v, partial), callbacks, locked_fd=held)
-        _appeared(target)
-        os.rename(partial, target)
+        with placed(target):
+            try:
+                os.rename(partial, target)
+            except OSError as exc:
+                raise io_failure(f"put the checkout in place at {target}", target, exc) from exc
     doc["result_root"] = str(target)
     return {
         **doc,

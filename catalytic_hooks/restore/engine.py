@@ -28,7 +28,7 @@ from catalytic_hooks.fs.files import write_all
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.worktree import add_worktree, move_worktree, remove_worktree
 from catalytic_hooks.provenance.chronicle import record_for
-from catalytic_hooks.restore.aside import built_aside
+from catalytic_hooks.restore.aside import built_aside, placed, reserved
 from catalytic_hooks.restore.chain_journal import CHAIN_PREFIX
 from catalytic_hooks.restore.recovery import recover
 from catalytic_hooks.restore.transaction import (
@@ -64,8 +64,8 @@ __all__ = [
 # -- PREFLIGHT --------------------------------------------------------------------------------
 
 
-# Deeper output keys are refused: staging, placing and rolling back walk a key's directories
-# one fd each, and fs.dirfd refuses to remove a tree deeper than MAX_EMPTY_DEPTH.
+# Deeper output keys are refused: staging and placing hold a key's directories one fd each
+# (fs.dirfd.DirFds), which past this depth would run into the process's limit on open files.
 MAX_KEY_DEPTH = 128
 
 
@@ -415,7 +415,10 @@ def _into_worktree(
     dry_run: bool,
     callbacks: Callbacks,
 ) -> dict[str, Any]:
-    target = wt.path.absolute()
+    # A link among the directories named is followed once, here (as for an archive).
+    given = wt.path.absolute()
+    target = given.parent.resolve() / given.name
+    reserved(target)
     if target.exists() or target.is_symlink():
         raise fail(
             ErrorCode.RESTORE_TARGET_INVALID,
@@ -442,14 +445,8 @@ def _into_worktree(
         add_worktree(repo, partial, commit, into_empty=True)
         check_target(partial)
         doc = execute(build_plan(src, v, partial), callbacks, locked_fd=held)
-        if os.path.lexists(target):
-            raise fail(
-                ErrorCode.RESTORE_TARGET_INVALID,
-                "EXECUTE",
-                f"{target} appeared while it was being made beside it; nothing was placed there",
-                "WORKTREE_EXISTS",
-            )
-        move_worktree(repo, partial, target)
+        with placed(target):
+            move_worktree(repo, partial, target)
     return {**doc, "result_root": str(target), "worktree": str(target), "rev": commit}
 
 

@@ -47,7 +47,7 @@ def recover_locked(rfd: int) -> dict[str, Any]:
         if _stale(name):
             try:
                 remove_tree_at(rfd, name)
-            except OSError as exc:  # deeper than any staging this tool makes: planted
+            except OSError as exc:  # moved, or not ours to remove (a planted one)
                 report["refused"].append({"name": name, "reason": exc.strerror or str(exc)})
                 continue
             report["stale_staging_removed"].append(name)
