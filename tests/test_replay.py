@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -496,3 +497,60 @@ def test_chronicle_show_lists_a_record_of_another_shape(make_repo, kind, data) -
     assert len(lines) == 2 and "run_id=r1" in lines[0]
     shown = json.dumps(kind) if not isinstance(kind, str) else kind
     assert shown in lines[1]
+
+
+def test_the_replay_markdown_shows_what_a_bundle_supplies_as_code_never_as_markup() -> None:
+    """The Markdown report (rendered by GitHub with HTML) took run ids, commands, output paths,
+    metric keys and values and environment values as they were: an image fetched from a server
+    of the bundle's choosing, a bold "PASS", a `<!--` that hid what followed, a `|` that broke
+    the table. Each now sits in a code span, as the validation summary's do."""
+    from catalytic_hooks.core.outcomes import Verdict
+    from catalytic_hooks.replay.report import ReplayReport
+
+    hostile = ["![x](http://evil.example/p.png)", "<!--", "**PASS**", "a|b", "`tick`"]
+    rep = ReplayReport(
+        run_id=hostile[1],
+        bundle_root="sha256:" + "ab" * 32,
+        commit="c0ffee",
+        command=["sh", "-c", hostile[0]],
+        tolerance=1e-9,
+        environment={
+            "differences": [{"field": hostile[3], "recorded": hostile[2], "current": hostile[4]}],
+            "strict": False,
+        },
+        started_at="2026-12-04T00:00:00Z",
+        verdict=Verdict.EXACT,
+        reason=hostile[2],
+        outputs=[
+            {
+                "path": hostile[0],
+                "expected": "sha256:" + "1" * 64,
+                "replay1": "sha256:" + "1" * 64,
+                "match": True,
+            }
+        ],
+        metrics=[
+            {
+                "file": hostile[3],
+                "key": hostile[1],
+                "archived": hostile[2],
+                "replayed": hostile[4],
+                "delta": 0.0,
+                "within_tolerance": True,
+            }
+        ],
+    )
+    md = rep.markdown()
+    # Outside code spans nothing of the bundle's remains (spans taken out as CommonMark reads
+    # them: a run of backticks closes at the next run of the same length).
+    bare = re.sub(r"(`+)(.+?)\1", "", md)
+    for text in ("![x]", "<!--", "**PASS**", "http://evil"):
+        assert text not in bare, text
+    tables: list[list[int]] = [[]]
+    for line in md.splitlines():
+        if line.startswith("|"):  # a row: its unescaped `|`s, the same in every row of a table
+            tables[-1].append(line.replace("\\|", "").count("|"))
+        elif tables[-1]:
+            tables.append([])
+    assert sum(len(t) for t in tables) == 9  # three tables: header, rule and one row each
+    assert all(len(set(t)) == 1 for t in tables if t), tables

@@ -173,7 +173,7 @@ def test_a_replay_report_renders_each_format_from_one_value() -> None:
     assert sorted(stopped) == sorted(
         ["run_id", "bundle_root", "commit", "command", "tolerance", "environment", "started_at"]
     )
-    assert rep.markdown().startswith("# Replay of r1: **?**\n")
+    assert rep.markdown().startswith("# Replay of `r1`: **?**\n")
     rep.verdict, rep.replays, rep.restoration_id = Verdict.EXACT, 1, "replay-r1"
     rep.outputs = [{"path": "out/a", "expected": "sha256:1", "replay1": "sha256:1", "match": True}]
     rep.metrics, rep.report_md = [], "reports/replay-r1.md"

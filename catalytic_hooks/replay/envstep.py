@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from catalytic_hooks.core.markdown import literal
 from catalytic_hooks.core.paths import has_git_component, relpath_problem
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.environment.build import RebuildOptions, Rebuilt, rebuild
@@ -136,8 +137,8 @@ def markdown_lines(environment: dict[str, Any], causes: dict[str, Any] | None) -
         py = rebuilt.get("python", {})
         lines += [
             "",
-            f"Rebuilt with {rebuilt.get('installer')} on {py.get('implementation')} "
-            f"{py.get('version')} (recorded {py.get('recorded')}), "
+            f"Rebuilt with {rebuilt.get('installer')} on {literal(py.get('implementation'))} "
+            f"{literal(py.get('version'))} (recorded {literal(py.get('recorded'))}), "
             f"{'from the cache' if rebuilt.get('cached') else 'built now'}; environment "
             f"hash `{rebuilt.get('environment_hash')}`.",
             "",
@@ -145,14 +146,17 @@ def markdown_lines(environment: dict[str, Any], causes: dict[str, Any] | None) -
             "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {p['name']} | {p['version']} | {p['source']} ({p['location']}) | "
-            f"{p['file']} | `{p['sha256']}` | {'yes' if p['hash_checked'] else 'no'} |"
+            f"| {literal(p['name'], in_cell=True)} | {literal(p['version'], in_cell=True)} | "
+            f"{p['source']} ({literal(p['location'], in_cell=True)}) | "
+            f"{literal(p['file'], in_cell=True)} | `{p['sha256']}` | "
+            f"{'yes' if p['hash_checked'] else 'no'} |"
             for p in rebuilt.get("packages", [])
         ]
         lines += [
-            f"- {e['package']}: {e['source']} {e['event']}" for e in rebuilt.get("events", [])
+            f"- {literal(e['package'])}: {e['source']} {literal(e['event'])}"
+            for e in rebuilt.get("events", [])
         ]
     if isinstance(causes, dict):
         lines += ["", "## Likely causes", "", causes.get("note", "") + ":", ""]
-        lines += [f"- `{p}`" for p in causes.get("untracked_inputs", [])]
+        lines += [f"- {literal(p)}" for p in causes.get("untracked_inputs", [])]
     return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalytic_hooks.core.markdown import literal
 from catalytic_hooks.core.outcomes import PASSING, Verdict
 from catalytic_hooks.replay.envstep import markdown_lines
 
@@ -126,19 +127,23 @@ class ReplayReport:
 
     def markdown(self) -> str:
         """The Markdown report written beside the JSON one."""
-        lines = [f"# Replay of {self.run_id}: **{self.verdict or '?'}**", ""]
+        # Everything a bundle supplies goes in a code span (core.markdown); the verdict, counts
+        # and digests are this tool's own.
+        lines = [f"# Replay of {literal(self.run_id)}: **{self.verdict or '?'}**", ""]
         if self.reason:
-            lines += [f"Reason: {self.reason}", ""]
+            lines += [f"Reason: {literal(self.reason)}", ""]
         lines += [
-            f"- bundle root: `{self.bundle_root}`",
-            f"- commit: `{self.commit}`",
-            f"- command: `{' '.join(self.command)}`",
+            f"- bundle root: {literal(self.bundle_root)}",
+            f"- commit: {literal(self.commit)}",
+            f"- command: {literal(' '.join(self.command))}",
             f"- replays: {self.replays or 0}; metric tolerance {self.tolerance}",
             f"- started {self.started_at}, finished {self.finished_at or ''}",
         ]
         src = self.source_archive
         if src:
-            lines.append(f"- source archive: `{src['name']}` (SHA-256 `{src['sha256']}`)")
+            lines.append(
+                f"- source archive: {literal(src['name'])} (SHA-256 {literal(src['sha256'])})"
+            )
         lines += [
             f"- restoration id: `{self.restoration_id}`; environment hash "
             f"`{self.environment_hash}`; metric drift {self.metric_drift}; "
@@ -152,7 +157,11 @@ class ReplayReport:
             lines.append("Same as recorded.")
         else:
             lines += ["| field | recorded | now |", "|---|---|---|"]
-            lines += [f"| {d['field']} | {d['recorded']} | {d['current']} |" for d in diffs]
+            lines += [
+                f"| {literal(d['field'], in_cell=True)} | {literal(d['recorded'], in_cell=True)} | "
+                f"{literal(d['current'], in_cell=True)} |"
+                for d in diffs
+            ]
         lines += markdown_lines(self.environment, self.likely_causes)
         lines += [
             "",
@@ -163,7 +172,7 @@ class ReplayReport:
         ]
         for o in self.outputs or []:
             lines.append(
-                f"| {o['path']} | `{o['expected'][7:19]}` | "
+                f"| {literal(o['path'], in_cell=True)} | `{o['expected'][7:19]}` | "
                 f"`{(o['replay1'] or 'missing')[7:19]}` | "
                 f"`{(o.get('replay2') or '-')[7:19]}` | {'yes' if o['match'] else 'no'} |"
             )
@@ -182,7 +191,9 @@ class ReplayReport:
             ]
             for m in ordered:
                 lines.append(
-                    f"| {m['file']} | {m['key']} | {m['archived']} | {m['replayed']} | "
+                    f"| {literal(m['file'], in_cell=True)} | {literal(m['key'], in_cell=True)} | "
+                    f"{literal(m['archived'], in_cell=True)} | "
+                    f"{literal(m['replayed'], in_cell=True)} | "
                     f"{m['delta']} | {'yes' if m['within_tolerance'] else 'no'} |"
                 )
         return "\n".join(lines) + "\n"

@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import re
 import threading
 import time
 import traceback
@@ -48,6 +47,7 @@ from catalytic_hooks.archive.zipfmt import Limits
 from catalytic_hooks.core.canonical import canonical_bytes
 from catalytic_hooks.core.clock import stamp_compact, stamp_seconds
 from catalytic_hooks.core.errors import CatalyticError, ErrorCode, debug_enabled, failure
+from catalytic_hooks.core.markdown import cell, literal
 from catalytic_hooks.core.outcomes import Verdict
 from catalytic_hooks.core.policy import Policy
 from catalytic_hooks.environment.build import RebuildOptions
@@ -490,30 +490,13 @@ def ignored_note(summary: dict[str, Any]) -> str:
     return f"; {n} registry tag(s) ignored (not OCI tags)" if n else ""
 
 
-def _cell(v: Any) -> str:
-    # Markdown table cells: a `|` or a newline in a run id or reason would break the table.
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
-def _literal(v: Any, *, cell: bool = False) -> str:
-    """A string from a run (a directory's name, an archive's unverified run id) as a code span,
-    its fence longer than any run of backticks inside it: GitHub renders the summary as
-    Markdown with HTML, where such a name could otherwise be a link, an image, bold "PASS", or
-    a `<!--` that hides the failures listed after it."""
-    text = str(v).replace("\n", " ").replace("\r", " ")
-    fence = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
-    span = f"{fence}{pad}{text}{pad}{fence}"
-    return _cell(span) if cell else span  # in a table a `|` ends the cell, code span or not
-
-
 def render_markdown(summary: dict[str, Any]) -> str:
     res = summary["results"]
     bad = [r["run_id"] for r in res if not r["passing"]]
     head = (
         "**PASS**: every replayed run reproduces"
         if summary["ok"]
-        else f"**FAIL**: {len(bad)} run(s) no longer reproduce: {', '.join(map(_literal, bad))}"
+        else f"**FAIL**: {len(bad)} run(s) no longer reproduce: {', '.join(map(literal, bad))}"
         if bad
         else f"**FAIL**: {NO_RUNS}"
     )
@@ -522,7 +505,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "",
         head,
         "",
-        f"- seed `{_cell(summary['seed'])}`, mode {summary['mode']}, shard "
+        f"- seed `{cell(summary['seed'])}`, mode {summary['mode']}, shard "
         f"{summary['shard'] or 'all'}; {len(res)} of {summary['candidates']} run(s)"
         + ignored_note(summary),
         "",
@@ -532,7 +515,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for r in res:
         drift = "-" if r["largest_drift"] is None else fmt_num(r["largest_drift"])
         lines.append(
-            f"| {_literal(r['run_id'], cell=True)} | {r['verdict']} | {drift} | "
+            f"| {literal(r['run_id'], in_cell=True)} | {r['verdict']} | {drift} | "
             f"{r['environment']} | {r['seconds']:.1f} s |"
         )
     return "\n".join(lines) + "\n"
