@@ -37,8 +37,8 @@ def add_worktree(repo: Repo, path: Path, commit: str, *, into_empty: bool = Fals
 def remove_worktree(repo: Repo, path: Path) -> None:
     """Remove a worktree this tool created (files and git's bookkeeping); never fails."""
     r = neutral(repo)
-    # Twice forced: one git is still adding carries a `locked` ("initializing") mark, which a
-    # single --force (and prune) leaves registered for ever.
+    # Twice forced: a worktree git was still adding carries a `locked` ("initializing") mark,
+    # which a single --force (and prune) leaves registered for ever.
     r.git("worktree", "remove", "--force", "--force", str(path), check=False)
     r.git("worktree", "prune", check=False)
 

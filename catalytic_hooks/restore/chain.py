@@ -100,18 +100,22 @@ def _dry_run(plans: list[tuple[str, Plan]], croot: str) -> dict[str, Any]:
     }
 
 
+def _appeared(rid: str) -> CatalyticError:
+    return fail(
+        ErrorCode.TARGET_EXISTS,
+        "EXECUTE",
+        f"{rid} appeared in the restore root",
+        path=rid,
+        run_id=rid,
+    )
+
+
 def _restore_runs(
     rfd: int, plans: list[tuple[str, Plan]], croot: str, callbacks: Callbacks
 ) -> list[dict[str, Any]]:
     for rid, _ in plans:
         if lstat_at(rfd, rid) is not None:
-            raise fail(
-                ErrorCode.TARGET_EXISTS,
-                "EXECUTE",
-                f"{rid} appeared in the restore root",
-                path=rid,
-                run_id=rid,
-            )
+            raise _appeared(rid)
     jname = new_chain_journal_name()
     journal: dict[str, Any] = {
         "chain_root": croot,
@@ -131,13 +135,7 @@ def _restore_runs(
                 # Made by someone else since the check above: theirs, never rolled back.
                 journal["created"].pop()
                 write_journal(rfd, jname, journal)
-                raise fail(
-                    ErrorCode.TARGET_EXISTS,
-                    "EXECUTE",
-                    f"{rid} appeared in the restore root",
-                    path=rid,
-                    run_id=rid,
-                ) from None
+                raise _appeared(rid) from None
             made = os.stat(rid, dir_fd=rfd, follow_symlinks=False)
             journal.setdefault("created_ids", {})[rid] = [made.st_dev, made.st_ino]
             write_journal(rfd, jname, journal)
