@@ -119,6 +119,41 @@ def test_a_double_forked_daemon_cannot_escape(repo: Path) -> None:
     assert details["status"] == "failure" and details["proof_verdict"] == "FAIL"
 
 
+# The thread-only `exit` system call (not `exit_group`, which every libc exit uses) by number:
+# the leader ends and shows as a zombie while its other thread runs on.
+SYS_EXIT = {"x86_64": 60, "aarch64": 93}
+ZOMBIE_LEADER = f"""
+import ctypes, os, platform, threading, time
+if os.fork() == 0:
+    def later():
+        time.sleep(30)
+        os.system({LATE!r})
+        os._exit(0)
+    threading.Thread(target=later).start()
+    open("../zl.pid", "w").write(str(os.getpid()))
+    ctypes.CDLL(None).syscall({{SYS_EXIT}}[platform.machine()], 0)
+"""
+
+
+def test_a_zombie_leader_whose_thread_runs_on_cannot_escape(repo: Path) -> None:
+    """Walks of the process tree left zombies out, so a process whose main thread alone had
+    ended was taken for gone while its other thread went on to write a protected file after
+    the run passed. A zombie with a live thread now counts as running: waited for, killed,
+    and a survivor that fails the run."""
+    (repo.parent / "zl.py").write_text(ZOMBIE_LEADER.replace("{SYS_EXIT}", repr(SYS_EXIT)))
+    code, doc = run(
+        repo, f"{sys.executable} ../zl.py {QUIET}; {_until_pid('zl')}", "--grace", "0.5"
+    )
+    pid = pid_of(repo, "zl")
+    assert code == 1, doc
+    assert pid in [s["pid"] for s in doc["details"]["survivors"]]  # type: ignore[index]
+    assert not Path(f"/proc/{pid}/task").exists() or all(
+        (t / "stat").read_text().rsplit(") ", 1)[1][0] in "ZX"
+        for t in Path(f"/proc/{pid}/task").iterdir()
+    )
+    assert (repo / "data/raw.csv").read_bytes() == RAW
+
+
 def test_a_setsid_child_cannot_escape(repo: Path) -> None:
     code, doc = run(
         repo,

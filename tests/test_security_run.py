@@ -338,3 +338,63 @@ def test_restore_names_a_nested_repository_whose_head_the_command_moved(make_rep
     git(repo / "lib", "checkout", "-q", v1)
     rec = catalytic("recover", cwd=repo)
     assert rec.returncode == 0, rec.stdout + rec.stderr
+
+
+# Run by the attacking command: data/x.csv rewritten with other bytes of the same size, its
+# mtime put back, and its index entry given the file's new ctime in place (same inode and size,
+# the old trailing checksum, which git does not check on reading), the index's mtime put back.
+FORGE_IN_PLACE = r"""
+import os, struct, sys
+target = sys.argv[1].encode()
+idx = ".git/index"
+sti, stf = os.stat(idx), os.stat(target)
+with open(target, "r+b") as f:
+    f.write(b"9")
+os.utime(target, ns=(stf.st_atime_ns, stf.st_mtime_ns))
+ctime = os.stat(target).st_ctime_ns
+buf = open(idx, "rb").read()
+n = struct.unpack(">I", buf[8:12])[0]
+off = 12
+for _ in range(n):
+    namelen = struct.unpack(">H", buf[off + 60 : off + 62])[0] & 0xFFF
+    if buf[off + 62 : off + 62 + namelen] == target:
+        fd = os.open(idx, os.O_WRONLY)
+        os.pwrite(fd, struct.pack(">II", ctime // 10**9, ctime % 10**9), off)
+        os.close(fd)
+    off += (62 + namelen + 8) & ~7
+os.utime(idx, ns=(sti.st_atime_ns, sti.st_mtime_ns))
+"""
+
+
+@pytest.mark.parametrize("restore", [False, True])
+def test_an_index_rewritten_in_place_cannot_hide_a_mutation(repo: Path, restore: bool) -> None:
+    """The index's identity (size, inode, mtime, trailing checksum) survived an in-place
+    rewrite that kept them all, so POST trusted `git status` over the forged stat data: the run
+    passed and the undo restored nothing. The ctime, which no writer can set back, is now part
+    of the identity: the index counts as rewritten and every entry is read from disk."""
+    old = time.time() - 60  # the file older than the index: git does not re-read it as racy
+    os.utime(repo / "data/x.csv", (old, old))
+    git(repo, "update-index", "--really-refresh", "-q")
+    (repo.parent / "forge.py").write_text(FORGE_IN_PLACE)
+    extra = ("--restore",) if restore else ()
+    proc = catalytic(
+        "run",
+        "--run-id",
+        "r1",
+        "--json",
+        *extra,
+        "--",
+        sys.executable,
+        "../forge.py",
+        "data/x.csv",
+        cwd=repo,
+    )
+    doc = json.loads(proc.stdout)
+    if restore:  # seen, so undone: the proof then holds
+        assert proc.returncode == 0, proc.stdout
+        assert (repo / "data/x.csv").read_bytes() == b"1\n"
+        assert [r["path"] for r in doc["details"]["undo"]["restored"]] == ["data/x.csv"]
+    else:
+        assert proc.returncode == 1, proc.stdout
+        assert doc["details"]["proof_verdict"] == "FAIL"
+        assert (repo / "data/x.csv").read_bytes() == b"9\n"

@@ -13,8 +13,10 @@ SETTLE_NS = 50_000_000
 
 
 def identity_of(path: str) -> str | None:
-    """Path, size, inode, mtime and trailing checksum of the index file at `path` (None: no
-    index yet, or one without a checksum)."""
+    """Path, size, inode, mtime, ctime and trailing checksum of the index file at `path` (None:
+    no index yet, or one without a checksum). The ctime is the field no writer can set back: a
+    command that rewrites entries in place, keeping the size, the old checksum (git does not
+    check it when it reads) and the mtime, still moves it."""
     return _identity(path)[0]
 
 
@@ -36,7 +38,8 @@ def _identity(path: str) -> tuple[str | None, int | None]:
     if tail.count(0) == len(tail):
         # index.skipHash: no checksum, so nothing ties a snapshot to this content
         return None, st.st_ctime_ns
-    return f"{path}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}|{tail.hex()}", st.st_ctime_ns
+    ident = f"{path}|{st.st_size}|{st.st_ino}|{st.st_mtime_ns}|{st.st_ctime_ns}|{tail.hex()}"
+    return ident, st.st_ctime_ns
 
 
 def settled(path: str, ident: str | None, since_ns: int) -> bool:

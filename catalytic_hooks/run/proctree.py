@@ -78,7 +78,26 @@ def group_alive(pgid: int) -> bool:
         except OSError:
             continue
         fields = raw[raw.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
+        if int(fields[2]) == pgid and (fields[0] != "Z" or threads_alive(int(name))):
+            return True
+    return False
+
+
+def threads_alive(pid: int) -> bool:
+    """Whether a process shown as a zombie still has a running thread: a leader that ended
+    with the thread-only `exit` (not `exit_group`) is `Z` while its other threads go on, and
+    a signal to its pid still reaches them."""
+    try:
+        tids = os.listdir(f"{_PROC}/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            with open(f"{_PROC}/{pid}/task/{tid}/stat", "rb") as fh:
+                raw = fh.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if raw[raw.rindex(")") + 2 :].split()[0] not in ("Z", "X"):
             return True
     return False
 
@@ -101,7 +120,8 @@ def snapshot() -> list[Proc]:
 def descendants(
     root: int, exclude: frozenset[int] = frozenset(), procs: list[Proc] | None = None
 ) -> list[Proc]:
-    """Every live process below `root` (zombies left out), except the subtrees of `exclude`."""
+    """Every live process below `root` (zombies left out, unless a thread of one still runs:
+    `threads_alive`), except the subtrees of `exclude`."""
     children: dict[int, list[Proc]] = {}
     for p in procs if procs is not None else snapshot():
         children.setdefault(p.ppid, []).append(p)
@@ -112,7 +132,7 @@ def descendants(
             if p.pid in exclude:
                 continue
             todo.append(p.pid)
-            if p.state != "Z":
+            if p.state != "Z" or threads_alive(p.pid):
                 found.append(p)
     return found
 
