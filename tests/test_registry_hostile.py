@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import ipaddress
 import json
 import os
@@ -1673,3 +1674,75 @@ def test_tcp_urgent_data_in_a_blob_is_refused_not_spun_on(tmp_path: Path) -> Non
     assert refused.value.code.value == "REGISTRY_INVALID"
     assert refused.value.details["reason"] == "MALFORMED"
     assert not cache.path(digest).exists() and list((tmp_path / "cache/tmp").iterdir()) == []
+
+
+# -- a hostile Docker config or credential helper ends in a code ------------------------------
+
+
+class _Always401(http.server.BaseHTTPRequestHandler):
+    """A registry that asks for Basic credentials on every request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="r"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+
+HOSTILE_CONFIGS = {
+    "nested": "[" * 100_000,
+    "non-ascii-auth": '{"auths":{"HOST":{"auth":"\\u00e9"}}}',
+    "surrogate-password": '{"auths":{"HOST":{"username":"alice","password":"s3cr\\ud800et"}}}',
+    "surrogate-identitytoken": '{"auths":{"HOST":{"identitytoken":"s3cr\\ud800et"}}}',
+    "helper-nested": '{"credHelpers":{"HOST":"evil"}}',
+    "helper-surrogate": '{"credHelpers":{"HOST":"evil"}}',
+}
+HELPER_ANSWERS = {
+    "helper-nested": "python3 -c \"print('[' * 100000)\"\n",
+    "helper-surrogate": 'printf \'%s\' \'{"Username":"u","Secret":"s3cr\\ud800et"}\'\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CONFIGS))
+def test_a_hostile_registry_config_or_helper_is_a_coded_error(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON nested past the parser, a non-ASCII `auth`, a lone surrogate in a password, token
+    or helper answer: each ended INTERNAL (exit 3), the surrogate's error quoting the secret's
+    position. Each is now REGISTRY_AUTH or CONFIG_INVALID, the secret nowhere."""
+    if case in HELPER_ANSWERS:
+        helper = tmp_path / "bin/docker-credential-evil"
+        helper.parent.mkdir()
+        helper.write_text("#!/bin/sh\n" + HELPER_ANSWERS[case])
+        helper.chmod(0o755)
+        monkeypatch.setenv("PATH", os.pathsep.join([str(helper.parent), "/usr/bin", "/bin"]))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Always401)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{srv.server_address[1]}"
+    config = tmp_path / "config.json"
+    config.write_bytes(HOSTILE_CONFIGS[case].replace("HOST", host).encode())
+    try:
+        got = inproc(
+            "archive",
+            "pull",
+            f"oci://{host}/team/runs:r1",
+            "--registry-config",
+            str(config),
+            "-o",
+            str(tmp_path / "out.zip"),
+            "--json",
+            cwd=tmp_path,
+        )
+    finally:
+        srv.shutdown()
+    assert got.returncode == 2, got.stdout + got.stderr
+    assert _json(got)["code"] in ("CONFIG_INVALID", "REGISTRY_AUTH"), got.stdout
+    assert "s3cr" not in got.stdout + got.stderr and "position" not in got.stdout + got.stderr
+    assert not (tmp_path / "out.zip").exists()

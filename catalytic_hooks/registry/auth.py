@@ -15,7 +15,6 @@ or from a helper's output.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import re
@@ -85,7 +84,7 @@ def _read_config(path: Path) -> dict[str, object]:
         )
     try:
         doc = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser
         # Never quote the parser's message: it can show a piece of the file, a secret.
         raise CatalyticError(
             ErrorCode.CONFIG_INVALID,
@@ -110,17 +109,37 @@ def _keys(host: str) -> list[str]:
     return keys
 
 
+def _text(*values: str) -> bool:
+    """Whether every value is text a request can carry: JSON admits a lone surrogate (`\ud800`),
+    which no encoding takes, and the error raised on sending it would quote the secret."""
+    try:
+        for v in values:
+            v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _config_credential(user: str, secret: str, host: str, identity: bool = False) -> Credential:
+    if not _text(user, secret):
+        raise auth_error(
+            f"the registry config's credential for {host} is not text (a lone surrogate)",
+            reason="CONFIG",
+        )
+    return Credential(user, secret, identity=identity)
+
+
 def _from_auth_field(entry: object, host: str) -> Credential | None:
     if not isinstance(entry, dict):
         return None
     identity = entry.get("identitytoken")
     if isinstance(identity, str) and identity:
-        return Credential(IDENTITY_USER, identity, identity=True)
+        return _config_credential(IDENTITY_USER, identity, host, identity=True)
     encoded = entry.get("auth")
     if isinstance(encoded, str) and encoded:
         try:
             user, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error, a non-ASCII string
             raise auth_error(
                 f"the registry config's `auth` entry for {host} is not base64 of user:password",
                 reason="CONFIG",
@@ -133,7 +152,7 @@ def _from_auth_field(entry: object, host: str) -> Credential | None:
         return Credential(user, secret)
     name, password = entry.get("username"), entry.get("password")
     if isinstance(name, str) and isinstance(password, str) and name:
-        return Credential(name, password)
+        return _config_credential(name, password, host)
     return None
 
 
@@ -236,15 +255,15 @@ def helper_credential(helper: str, host: str) -> Credential | None:
     try:
         doc = json.loads(out)
         user, secret = doc["Username"], doc["Secret"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise auth_error(
             f"credential helper {program} did not answer with Username and Secret",
             reason="HELPER",
             helper=program,
         ) from exc
-    if not isinstance(user, str) or not isinstance(secret, str):
+    if not isinstance(user, str) or not isinstance(secret, str) or not _text(user, secret):
         raise auth_error(
-            f"credential helper {program} answered with a non-string",
+            f"credential helper {program} answered with something that is not text",
             reason="HELPER",
             helper=program,
         )
