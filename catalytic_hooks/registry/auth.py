@@ -110,7 +110,7 @@ def _keys(host: str) -> list[str]:
 
 
 def _text(*values: str) -> bool:
-    """Whether every value is text a request can carry: JSON admits a lone surrogate (`\ud800`),
+    """Whether every value is text a request can carry: JSON admits a lone surrogate (`\\ud800`),
     which no encoding takes, and the error raised on sending it would quote the secret."""
     try:
         for v in values:
