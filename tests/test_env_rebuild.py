@@ -351,7 +351,7 @@ def test_rebuild_env_replays_exact_after_the_users_environment_changed(
         ("helper-pkg", "find-links", kit.helper.name, sha256_file(kit.helper), True),
         ("tinylib", "find-links", kit.lib1.name, sha256_file(kit.lib1), True),
     ]
-    assert "| tinylib | 1.0 | find-links" in Path(rep["report_md"]).read_text()
+    assert "| `tinylib` | `1.0` | find-links" in Path(rep["report_md"]).read_text()
     # the second replay reuses the cached environment after re-checking it
     proc = catalytic(
         "replay",
