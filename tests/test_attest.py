@@ -211,3 +211,23 @@ def test_run_attest_and_a_chain_of_attestations(attested: Path, tmp_path: Path) 
         "verify", "_runs/r2", "_runs/r1", "--attestation", str(chain), "--json", cwd=attested
     )
     assert swapped.returncode == 1  # each envelope is bound to its own run
+
+
+def test_chain_and_attestation_in_one_call_is_a_usage_error(make_repo, tmp_path: Path) -> None:
+    """`--attestation` answered for each run on its own and ended the command, so with
+    `--chain` a chain that repeats a link (CHAIN_DUPLICATE_RUN without it) passed, exit 0."""
+    repo = make_repo({"data/x.csv": "1\n"}, policy='durable_roots = ["outputs"]\n')
+    trust = tmp_path / "trust"
+    trust.write_text(f"alice id:{signer_from_seed(SEED_A).validator_id}\n")
+    key = str(key_file(tmp_path))
+    script = "mkdir -p outputs && echo r > outputs/r.txt"
+    made = catalytic("run", "--run-id", "r1", "--sign", key, "--", "sh", "-c", script, cwd=repo)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert catalytic("attest", "_runs/r1", "--sign", key, cwd=repo).returncode == 0
+    env = (repo / "_runs/r1/attestation.intoto.json").read_text().strip()
+    (tmp_path / "two.jsonl").write_text(env + "\n" + env + "\n")
+    args = ["verify", "--chain", "_runs/r1", "_runs/r1", "--trust-file", str(trust), "--json"]
+    plain = catalytic(*args, cwd=repo)
+    assert json.loads(plain.stdout)["code"] == "CHAIN_DUPLICATE_RUN"
+    both = catalytic(*args, "--attestation", str(tmp_path / "two.jsonl"), cwd=repo)
+    assert (both.returncode, json.loads(both.stdout)["code"]) == (2, "USAGE"), both.stdout

@@ -491,3 +491,25 @@ def test_outputs_in_more_directories_than_the_fd_cache_holds_verify_on_threads(
         assert v.hashes == {
             k: "sha256:" + hashlib.sha256(d).hexdigest() for k, d in outputs.items()
         }
+
+
+def test_a_signed_run_renamed_is_refused_alone_and_in_a_chain(tmp_path: Path) -> None:
+    """A run recording its run id (STATUS.json, under the signature) verified under any
+    directory name: as another run, twice in one chain (the same bundle root under two ids),
+    and through the gate. Archives already refused this; run directories now do too."""
+    from catalytic_hooks.bundle.model import DirSource
+    from catalytic_hooks.bundle.verify import verify_bundle, verify_chain
+    from catalytic_hooks.core.errors import CatalyticError
+
+    root = tmp_path / "proj"
+    status = {"status": "success", "cmp01": "pass", "run_id": "draft-7"}
+    a = make_bundle(root / "_runs/draft-7", root, status=status)
+    b = root / "_runs/release-1"
+    shutil.copytree(a, b)
+    assert verify_bundle(DirSource(a, root)).run_id == "draft-7"
+    with pytest.raises(CatalyticError) as alone:
+        verify_bundle(DirSource(b, root))
+    assert alone.value.code.value == "RUN_ID_MISMATCH"
+    with pytest.raises(CatalyticError) as chained:
+        verify_chain([DirSource(a, root), DirSource(b, root)])
+    assert chained.value.code.value == "RUN_ID_MISMATCH"

@@ -173,3 +173,72 @@ def test_bundles_and_attestations_by_the_revoked_key_are_untrusted(
     assert "run bundle is valid but untrusted" in push.stderr
     assert "outside its validity window" in push.stderr
     assert _tip(bare) == before
+
+
+# -- the trust file is read as OpenSSH reads it ------------------------------------------------
+
+
+def _pub() -> str:
+    from catalytic_hooks.bundle.sshsig import public_line
+
+    from .helpers import signer
+
+    return public_line(signer().public_hex)
+
+
+@pytest.mark.parametrize("sep", ["\r", "\x0b", "\x0c", "\x1c", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_a_key_inside_a_comment_line_is_not_trusted(sep: str) -> None:
+    """`str.splitlines` split at these too, so a key written after one of them inside a line
+    OpenSSH (and a reviewer) reads as a comment was trusted."""
+    from catalytic_hooks.bundle.trust import TrustSet, parse
+
+    from .helpers import signer
+
+    text = f'# retired, do not trust:{sep}alice namespaces="catalytic" {_pub()}\n'
+    assert TrustSet(parse(text), "t").lookup(signer().validator_id)[0] is False
+
+
+@pytest.mark.parametrize(
+    "options, after",
+    [
+        ('namespaces="catalytic",valid-before="20200101Z"', " valid-before=2099-01-01"),
+        ('namespaces="catalytic",valid-before="20200101Z",valid-before="20990101Z"', ""),
+        ('namespaces="git",namespaces="catalytic"', ""),
+    ],
+    ids=["bound-after-the-key", "bound-twice", "namespaces-twice"],
+)
+def test_a_key_line_cannot_give_itself_a_second_bound_or_namespace(
+    options: str, after: str
+) -> None:
+    """OpenSSH reads what follows the key as a comment and refuses an option given twice; the
+    last of each won here, so an expired key, or one for amendments only (`git`), verified
+    bundles."""
+    from catalytic_hooks.bundle.trust import TrustSet, parse
+    from catalytic_hooks.core.errors import CatalyticError
+
+    from .helpers import signer
+
+    text = f"alice {options} {_pub()}{after}\n"
+    try:
+        ok = TrustSet(parse(text), "t").lookup(signer().validator_id)[0]
+    except CatalyticError as exc:
+        assert exc.code.value == "CONFIG_INVALID" and "twice" in exc.message
+    else:
+        assert ok is False
+
+
+def test_a_bound_without_z_is_local_time_as_openssh_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from catalytic_hooks.bundle.trust import parse_date
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert parse_date("20261206000000").isoformat() == "2026-12-05T15:00:00+00:00"
+        assert parse_date("20261206000000Z").isoformat() == "2026-12-06T00:00:00+00:00"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -32,7 +32,6 @@ from catalytic_hooks.archive.layout import (
     Item,
     name_key,
     render_archive_json,
-    run_id_problem,
     run_path,
     signed_contents,
     tag_files,
@@ -53,6 +52,7 @@ from catalytic_hooks.bundle.model import (
     DirSource,
     OutputRead,
     project_root_for,
+    run_id_problem,
     store_path,
 )
 from catalytic_hooks.bundle.verify import Verified, verify_bundle

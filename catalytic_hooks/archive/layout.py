@@ -106,16 +106,6 @@ def unsigned_files(names: list[str], status: Any, contents: set[str]) -> list[st
     return [n for n in names if n not in allowed]
 
 
-def run_id_problem(run_id: str, status: Any) -> str | None:
-    """Why `run_id` (the run directory's name) cannot be this bundle's, or None: a bundle that
-    records its run id (catalytic's do, in STATUS.json, under the signature) is known by that
-    name only, so a signed run cannot be presented, filed or chronicled as another."""
-    recorded = status.get("run_id") if isinstance(status, dict) else None
-    if recorded is None or recorded == run_id:
-        return None
-    return f"the bundle records run id {recorded!r}, not {run_id!r}"
-
-
 def name_key(name: str) -> bytes:
     return name.encode("utf-8")
 

@@ -40,6 +40,7 @@ from catalytic_hooks.bundle.model import (
     STATUS,
     TASK_SPEC,
     bundle_root,
+    run_id_problem,
     store_path,
 )
 from catalytic_hooks.core.canonical import canonical_bytes, loads_strict
@@ -458,7 +459,7 @@ def _check_derived(opened: Opened, listed: dict[str, dict[str, Any]]) -> None:
         and all(isinstance(k, str) and isinstance(v, str) for k, v in hashes.items())
     ):
         return
-    why = layout.run_id_problem(run_id, status)
+    why = run_id_problem(run_id, status)
     if why is not None:
         raise invalid("METADATA_MISMATCH", f"the archive's bag is named {run_id!r}, but {why}")
     prefix = layout.run_path(run_id) + "/"

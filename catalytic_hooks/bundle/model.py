@@ -306,3 +306,13 @@ def project_root_for(run_dir: Path, explicit: Path | None) -> Path:
         return explicit.resolve()
     repo = Repo.find(run_dir.parent if run_dir.parent.is_dir() else None)
     return repo.top if repo is not None else Path.cwd().resolve()
+
+
+def run_id_problem(run_id: str, status: Any) -> str | None:
+    """Why `run_id` (the run directory's name) cannot be this bundle's, or None: a bundle that
+    records its run id (catalytic's do, in STATUS.json, under the signature) is known by that
+    name only, so a signed run cannot be presented, filed or chronicled as another."""
+    recorded = status.get("run_id") if isinstance(status, dict) else None
+    if recorded is None or recorded == run_id:
+        return None
+    return f"the bundle records run id {recorded!r}, not {run_id!r}"

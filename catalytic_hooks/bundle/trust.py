@@ -16,7 +16,9 @@ committer's to pick).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,21 +94,19 @@ def ssh_key_text(key_text: str) -> str:
     return key_text
 
 
+# OpenSSH's spellings of a validity bound (allowed_signers): with a trailing Z in UTC, without
+# one in the local time zone, as ssh-keygen reads them; this project's own (with dashes) in UTC.
+_UTC_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d", "%Y%m%d%H%M%SZ", "%Y%m%d%H%MZ", "%Y%m%dZ")
+_LOCAL_FORMATS = ("%Y%m%d", "%Y%m%d%H%M%S", "%Y%m%d%H%M")
+
+
 def parse_date(text: str) -> datetime:
-    for fmt in (
-        "%Y-%m-%dT%H:%M:%SZ",
-        "%Y-%m-%d",
-        "%Y%m%d",
-        "%Y%m%d%H%M%SZ",
-        "%Y%m%d%H%M%S",
-        "%Y%m%d%H%MZ",
-        "%Y%m%d%H%M",
-        "%Y%m%dZ",
-    ):
-        try:
+    for fmt in _UTC_FORMATS:
+        with contextlib.suppress(ValueError):
             return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
+    for fmt in _LOCAL_FORMATS:
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(text, fmt).astimezone().astimezone(UTC)
     raise CatalyticError(ErrorCode.CONFIG_INVALID, f"bad date {text!r} (use YYYY-MM-DD)")
 
 
@@ -158,6 +158,10 @@ def _options(token: str, where: str) -> dict[str, str]:
             quoted = not quoted
         elif ch == "," and not quoted:
             if key:
+                if key.lower() in out:  # OpenSSH refuses the line; the last would win here
+                    raise CatalyticError(
+                        ErrorCode.CONFIG_INVALID, f"{where}: option {key!r} given twice"
+                    )
                 out[key.lower()] = value
             key, value, in_value = "", "", False
         elif ch == "=" and not in_value and not quoted:
@@ -172,22 +176,28 @@ def _options(token: str, where: str) -> dict[str, str]:
 
 
 def _parse_line(line: str, where: str) -> Validator:
-    tokens = line.split()
+    tokens = [t for t in re.split(r"[ \t]+", line) if t]  # OpenSSH's separators, no other
     if len(tokens) < 2:
         raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: need <name> <key>")
     name, rest = tokens[0], tokens[1:]
-    opts = _options(rest.pop(0), where) if not rest[0].startswith(_KEY_START) else {}
+    leading = not rest[0].startswith(_KEY_START)
+    opts = _options(rest.pop(0), where) if leading else {}
     if not rest:
         raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: no key")
     if rest[0] == "ssh-ed25519" and len(rest) >= 2:
         key_text, rest = f"ssh-ed25519 {rest[1]}", rest[2:]
     else:
         key_text, rest = rest[0], rest[1:]
-    for opt in rest:  # the earlier format's options after the key (else: a comment)
+    # The earlier format's options after the key, on a line without OpenSSH's leading options;
+    # on one with them, what follows the key is a comment, as OpenSSH reads it (never a second
+    # validity bound that would override the first).
+    for opt in rest if not leading else ():
         k, eq, v = opt.partition("=")
         if eq and k in ("valid-after", "valid-before"):
+            if k in opts:
+                raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: option {k!r} given twice")
             opts[k] = v
-        elif eq and not opts.get("namespaces"):
+        elif eq:
             raise CatalyticError(ErrorCode.CONFIG_INVALID, f"{where}: unknown option {opt!r}")
     unknown = set(opts) - {"valid-after", "valid-before", "namespaces", "cert-authority"}
     if unknown or "cert-authority" in opts:
@@ -210,11 +220,18 @@ def _parse_line(line: str, where: str) -> Validator:
     )
 
 
+def _lines(text: str) -> list[str]:
+    """The file's lines as OpenSSH reads them: split at `\n` only (a trailing `\r` dropped).
+    `str.splitlines` also splits at `\x1c`, `\x85`, `\u2028` and more: a key after one of
+    them, inside what OpenSSH and a reviewer see as one comment line, would be trusted."""
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+
+
 def parse(text: str, source: str = "trusted validators") -> list[Validator]:
     out = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip() if raw.lstrip().startswith("#") else raw.strip()
-        if line:
+    for n, raw in enumerate(_lines(text), 1):
+        line = raw.strip(" \t")
+        if line and not line.startswith("#"):
             out.append(_parse_line(line, f"{source}:{n}"))
     return out
 
@@ -222,11 +239,11 @@ def parse(text: str, source: str = "trusted validators") -> list[Validator]:
 def migrate(text: str, source: str) -> str:
     """The same validators in OpenSSH's allowed_signers syntax (comments kept)."""
     out = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip() or raw.lstrip().startswith("#"):
+    for n, raw in enumerate(_lines(text.rstrip("\n")), 1):
+        if not raw.strip(" \t") or raw.lstrip(" \t").startswith("#"):
             out.append(raw)
             continue
-        v = _parse_line(raw.strip(), f"{source}:{n}")
+        v = _parse_line(raw.strip(" \t"), f"{source}:{n}")
         if v.key_text.startswith("id:"):
             raise CatalyticError(
                 ErrorCode.USAGE,

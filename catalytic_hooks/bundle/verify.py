@@ -29,6 +29,7 @@ from catalytic_hooks.bundle.model import (
     BundleSource,
     bundle_root,
     chain_root,
+    run_id_problem,
     signed_message,
     unsafe_key,
 )
@@ -90,6 +91,10 @@ def verify_bundle(src: BundleSource) -> Verified:
     covered = _proof(src, docs, raw[PROOF], entries)  # 7
     _forbidden(entries)  # 8
     _acceptance(docs[STATUS])  # 9
+    # A run that records its run id (under the signature) is known by that name only: renamed,
+    # it would verify as another run, fill a chain twice, or pass the gate under a new name.
+    if (why := run_id_problem(src.run_id, docs[STATUS])) is not None:
+        raise _fail(ErrorCode.RUN_ID_MISMATCH, why, run_id=src.run_id)
     _outputs(src, hashes)  # 10
     return Verified(
         src.run_id,

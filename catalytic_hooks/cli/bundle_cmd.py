@@ -163,6 +163,14 @@ def _verify(
     from catalytic_hooks.bundle.report import verify_report
     from catalytic_hooks.bundle.trust import caller_anchor, trust_policy
 
+    if chain and attestation is not None:
+        # The attestation check answers for each run on its own and ends the command: with a
+        # chain it would stand in for the chain's verdict (a duplicated link passed).
+        raise CatalyticError(
+            ErrorCode.USAGE,
+            "--attestation checks runs one by one, --chain checks them as a chain: verify the "
+            "chain and the attestation in two calls",
+        )
     trust = trust_policy(caller_anchor(trust_file), allow_untrusted=allow_untrusted)
     archives = [d for d in run_dirs if d.is_file()]
     if archives and attestation is not None:

@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     HASH_MISMATCH = "HASH_MISMATCH"
     CHAIN_EMPTY = "CHAIN_EMPTY"
     CHAIN_DUPLICATE_RUN = "CHAIN_DUPLICATE_RUN"
+    RUN_ID_MISMATCH = "RUN_ID_MISMATCH"
     UNTRUSTED = "UNTRUSTED"
     # keys, signing, runs
     KEY_EXISTS = "KEY_EXISTS"
@@ -141,6 +142,7 @@ _VERDICT_CODES = frozenset(
         ErrorCode.HASH_MISMATCH,
         ErrorCode.CHAIN_EMPTY,
         ErrorCode.CHAIN_DUPLICATE_RUN,
+        ErrorCode.RUN_ID_MISMATCH,
         ErrorCode.UNTRUSTED,
         ErrorCode.RUN_FAILED,
         ErrorCode.RESTORE_INELIGIBLE,
@@ -233,6 +235,7 @@ BUNDLE_INTACT = frozenset(
         ErrorCode.OUTPUT_MISSING,
         ErrorCode.CHAIN_EMPTY,
         ErrorCode.CHAIN_DUPLICATE_RUN,
+        ErrorCode.RUN_ID_MISMATCH,
         ErrorCode.UNTRUSTED,
     }
 )
