@@ -237,3 +237,28 @@ def test_a_root_inside_the_run_root_does_not_hide_a_forged_bundle(
     assert proc.returncode != 0
     assert "remote: _runs/published/r1: run bundle" in proc.stderr
     assert _ref(bare) == before
+
+
+def test_a_signed_run_copied_under_another_name_is_refused_at_the_gate(
+    make_repo, tmp_path: Path
+) -> None:
+    """A trusted run recording run id `draft-7`, pushed again as `_runs/release-1`: the gate
+    verified the copy as a run of that name (same bytes, same signature) and let it in."""
+    import shutil
+
+    from .helpers import SEED_A, make_bundle
+
+    repo, bare = _gated_trusting_alice(make_repo, tmp_path, POLICY)
+    status = {"status": "success", "cmp01": "pass", "run_id": "draft-7"}
+    make_bundle(repo / "_runs/draft-7", repo, {"outputs/a.bin": b"a\n"}, seed=SEED_A, status=status)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "draft-7")
+    assert _push(repo, "origin", "main").returncode == 0
+    before = _ref(bare)
+    shutil.copytree(repo / "_runs/draft-7", repo / "_runs/release-1")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "release-1, a copy")
+    proc = _push(repo, "origin", "main")
+    assert proc.returncode != 0
+    assert "_runs/release-1" in proc.stderr and "run id" in proc.stderr
+    assert _ref(bare) == before
