@@ -257,7 +257,7 @@ def test_a_run_directory_renamed_from_its_recorded_run_id_is_refused(tmp_path: P
     )
     with pytest.raises(CatalyticError) as err:
         create_archive(run, tmp_path / "r.zip", project_root=tmp_path)
-    assert err.value.code is ErrorCode.ARTIFACT_MALFORMED
+    assert err.value.code is ErrorCode.RUN_ID_MISMATCH  # found by the verification it starts with
     assert "records run id 'draft-7', not 'release-1'" in err.value.message
     assert not (tmp_path / "r.zip").exists()
 
