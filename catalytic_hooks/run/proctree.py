@@ -57,14 +57,19 @@ class Proc:
     start: str  # the kernel's start time: with the pid, an identity pid reuse cannot fake
 
 
-def _stat(pid: int) -> Proc | None:
+def _fields(path: str) -> list[str] | None:
+    """The fields of a /proc `stat` file after the command name (state first), or None."""
     try:
-        with open(f"{_PROC}/{pid}/stat", "rb") as fh:
+        with open(path, "rb") as fh:
             raw = fh.read().decode("utf-8", "replace")
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return Proc(pid, int(fields[1]), fields[0], fields[19])
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _stat(pid: int) -> Proc | None:
+    fields = _fields(f"{_PROC}/{pid}/stat")
+    return None if fields is None else Proc(pid, int(fields[1]), fields[0], fields[19])
 
 
 def group_alive(pgid: int) -> bool:
@@ -72,13 +77,8 @@ def group_alive(pgid: int) -> bool:
     for name in os.listdir(_PROC):
         if not name.isdigit():
             continue
-        try:
-            with open(f"{_PROC}/{name}/stat", "rb") as fh:
-                raw = fh.read().decode("utf-8", "replace")
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and (fields[0] != "Z" or threads_alive(int(name))):
+        fields = _fields(f"{_PROC}/{name}/stat")
+        if fields and int(fields[2]) == pgid and (fields[0] != "Z" or threads_alive(int(name))):
             return True
     return False
 
@@ -92,12 +92,8 @@ def threads_alive(pid: int) -> bool:
     except OSError:
         return False
     for tid in tids:
-        try:
-            with open(f"{_PROC}/{pid}/task/{tid}/stat", "rb") as fh:
-                raw = fh.read().decode("utf-8", "replace")
-        except OSError:
-            continue
-        if raw[raw.rindex(")") + 2 :].split()[0] not in ("Z", "X"):
+        fields = _fields(f"{_PROC}/{pid}/task/{tid}/stat")
+        if fields and fields[0] not in ("Z", "X"):
             return True
     return False
 
