@@ -23,7 +23,7 @@ from catalytic_hooks.core.errors import CatalyticError, ErrorCode, io_failure
 from catalytic_hooks.fs.dirfd import remove_tree
 from catalytic_hooks.git.pack import checkout_detached
 from catalytic_hooks.provenance.chronicle import record_for
-from catalytic_hooks.restore.aside import built_aside, placed, reserved
+from catalytic_hooks.restore.aside import built_aside, new_target, placed
 from catalytic_hooks.restore.chain import restore_chain
 from catalytic_hooks.restore.engine import (
     WorktreeTarget,
@@ -42,19 +42,7 @@ def _into_standalone(
 ) -> dict[str, Any]:
     v, src = eligible(opened.run_dir, opened.project_root, trust)
     check_keys(list(v.hashes))
-    # A link among the directories the user named is followed once, here, as mkdir -p or git
-    # clone would: what is made, and removed on failure, is then in the real directory (the
-    # removal opens the parent without following links).
-    given = wt.path.absolute()
-    target = given.parent.resolve() / given.name
-    reserved(target)
-    if target.exists() or target.is_symlink():
-        raise fail(
-            ErrorCode.RESTORE_TARGET_INVALID,
-            "PREFLIGHT",
-            f"{target} exists; --worktree needs a new path",
-            "WORKTREE_EXISTS",
-        )
+    target = new_target(wt.path)
     if dry_run:
         return {
             **dry_run_report(build_plan(src, v, target, probe=False)),

@@ -27,8 +27,14 @@ PREFIX = ".catalytic-partial-"
 _PARTIAL = re.compile(r"\.catalytic-partial-[0-9a-f]{32}(?:\.new)?\Z")
 
 
-def reserved(target: Path) -> None:
-    """A DIR named like a partial directory would be taken for a dead attempt's and removed."""
+def new_target(path: Path) -> Path:
+    """The `--worktree` DIR to make, refused if it exists or is named like a partial directory
+    (which would be taken for a dead attempt's and removed). A link among the directories
+    named is followed once, here, as mkdir -p or git clone would: what is made, and removed on
+    failure, is then in the real directory (the removal opens the parent without following
+    links)."""
+    given = path.absolute()
+    target = given.parent.resolve() / given.name
     if _PARTIAL.match(target.name):
         raise fail(
             ErrorCode.RESTORE_TARGET_INVALID,
@@ -36,6 +42,14 @@ def reserved(target: Path) -> None:
             f"{target.name} is a name this tool keeps for a directory it is building",
             "RESERVED_NAME",
         )
+    if target.exists() or target.is_symlink():
+        raise fail(
+            ErrorCode.RESTORE_TARGET_INVALID,
+            "PREFLIGHT",
+            f"{target} exists; --worktree needs a new path",
+            "WORKTREE_EXISTS",
+        )
+    return target
 
 
 def sweep(parent: Path, remove: Callable[[Path], None]) -> None:

@@ -28,7 +28,7 @@ from catalytic_hooks.fs.files import write_all
 from catalytic_hooks.git.repo import Repo
 from catalytic_hooks.git.worktree import add_worktree, move_worktree, remove_worktree
 from catalytic_hooks.provenance.chronicle import record_for
-from catalytic_hooks.restore.aside import built_aside, placed, reserved
+from catalytic_hooks.restore.aside import built_aside, new_target, placed
 from catalytic_hooks.restore.chain_journal import CHAIN_PREFIX
 from catalytic_hooks.restore.recovery import recover
 from catalytic_hooks.restore.transaction import (
@@ -415,17 +415,7 @@ def _into_worktree(
     dry_run: bool,
     callbacks: Callbacks,
 ) -> dict[str, Any]:
-    # A link among the directories named is followed once, here (as for an archive).
-    given = wt.path.absolute()
-    target = given.parent.resolve() / given.name
-    reserved(target)
-    if target.exists() or target.is_symlink():
-        raise fail(
-            ErrorCode.RESTORE_TARGET_INVALID,
-            "PREFLIGHT",
-            f"{target} exists; --worktree needs a new path",
-            "WORKTREE_EXISTS",
-        )
+    target = new_target(wt.path)
     if dry_run:  # the worktree does not exist yet, so every target is new
         return {
             **dry_run_report(build_plan(src, v, target, probe=False)),
